@@ -1,0 +1,43 @@
+/**
+ * The ext4ts command line. Every command lives in cli/commands/ and is imported statically
+ * here, so `deno compile` sees the whole program.
+ *
+ * @module
+ */
+
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import { ExitCode } from "./exit_codes.ts";
+import { registerProbe } from "./commands/probe.ts";
+import { VERSION } from "../lib/version.ts";
+
+/** Builds the program with every command registered. */
+export function buildProgram(): Command {
+  const program = new Command()
+    .name("ext4ts")
+    .description("A userspace ext2/3/4 driver and toolkit.")
+    .version(VERSION, "-V, --version")
+    .showHelpAfterError("(run 'ext4ts --help' for usage)")
+    .exitOverride();
+  registerProbe(program);
+  return program;
+}
+
+/** Runs the CLI with `args`; resolves to the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(args, { from: "user" });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version") return 0;
+      if (e.code === "commander.help") return 0;
+      return ExitCode.USAGE;
+    }
+    throw e;
+  }
+  return typeof Deno.exitCode === "number" ? Deno.exitCode : 0;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

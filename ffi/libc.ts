@@ -1,0 +1,142 @@
+/**
+ * libc through Deno FFI: the system calls ext4ts needs that Deno's own API does not give
+ * (pread/pwrite on raw file descriptors, ioctl, mount/umount2, prctl, poll).
+ *
+ * Facts this module is built on (see ../shared/PLATFORM-FACTS.md):
+ * - errno is only meaningful right after a *synchronous* call, so every call that needs
+ *   errno is synchronous; `*_nb` variants run on a worker thread and are used only where
+ *   a failure can be retried synchronously to learn errno.
+ * - 64-bit results come back as BigInt.
+ *
+ * libc is opened lazily, on first use, so that importing this module costs nothing and
+ * works without `--allow-ffi` until a device is actually opened.
+ *
+ * @module
+ */
+
+const SYMBOLS = {
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  pread64: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  pwrite64: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  pread64_nb: {
+    name: "pread64",
+    parameters: ["i32", "buffer", "usize", "i64"],
+    result: "isize",
+    nonblocking: true,
+  },
+  pwrite64_nb: {
+    name: "pwrite64",
+    parameters: ["i32", "buffer", "usize", "i64"],
+    result: "isize",
+    nonblocking: true,
+  },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  writev: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  fsync: { parameters: ["i32"], result: "i32" },
+  fsync_nb: { name: "fsync", parameters: ["i32"], result: "i32", nonblocking: true },
+  fdatasync: { parameters: ["i32"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  ioctl_int: { name: "ioctl", parameters: ["i32", "u64", "i64"], result: "i32" },
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  poll_nb: { name: "poll", parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  mount: { parameters: ["buffer", "buffer", "buffer", "u64", "buffer"], result: "i32" },
+  umount2: { parameters: ["buffer", "i32"], result: "i32" },
+  umount2_nb: { name: "umount2", parameters: ["buffer", "i32"], result: "i32", nonblocking: true },
+  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+  getuid: { parameters: [], result: "u32" },
+  getgid: { parameters: [], result: "u32" },
+  geteuid: { parameters: [], result: "u32" },
+  getpid: { parameters: [], result: "i32" },
+  setsid: { parameters: [], result: "i32" },
+  dup2: { parameters: ["i32", "i32"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i64"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The opened libc with the symbols above. */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
+
+/**
+ * The libc symbols, opening libc on first use.
+ *
+ * @example
+ * ```ts ignore
+ * import { libc } from "./libc.ts";
+ * console.log(libc().getuid()); // 0 as root
+ * ```
+ */
+export function libc(): Libc {
+  if (!lib) lib = Deno.dlopen("libc.so.6", SYMBOLS);
+  return lib.symbols;
+}
+
+/** errno of the last synchronous libc call made from this thread. */
+export function errno(): number {
+  const p = libc().__errno_location();
+  if (p === null) return 0;
+  return new Deno.UnsafePointerView(p).getInt32(0);
+}
+
+/** The C library's text for an errno value. */
+export function strerror(code: number): string {
+  const p = libc().strerror(code);
+  return p === null ? `errno ${code}` : Deno.UnsafePointerView.getCString(p);
+}
+
+/** Linux open(2) flags (x86_64 values). */
+export const O = {
+  RDONLY: 0,
+  WRONLY: 1,
+  RDWR: 2,
+  CREAT: 0o100,
+  EXCL: 0o200,
+  NOCTTY: 0o400,
+  TRUNC: 0o1000,
+  APPEND: 0o2000,
+  NONBLOCK: 0o4000,
+  DSYNC: 0o10000,
+  DIRECT: 0o40000,
+  LARGEFILE: 0o100000,
+  CLOEXEC: 0o2000000,
+} as const;
+
+/** Block-device ioctl request numbers (x86_64). */
+export const Ioctl = {
+  BLKGETSIZE64: 0x80081272n,
+  BLKSSZGET: 0x1268n,
+  BLKPBSZGET: 0x127bn,
+  BLKROGET: 0x125en,
+  BLKFLSBUF: 0x1261n,
+  LOOP_SET_FD: 0x4c00n,
+  LOOP_CLR_FD: 0x4c01n,
+  LOOP_SET_STATUS64: 0x4c04n,
+  LOOP_GET_STATUS64: 0x4c05n,
+  LOOP_CONFIGURE: 0x4c0an,
+  LOOP_CTL_GET_FREE: 0x4c82n,
+} as const;
+
+/** A failed system call, with its errno and the C library's message. */
+export class SyscallError extends Error {
+  readonly errno: number;
+  readonly syscall: string;
+
+  constructor(syscall: string, code: number, what?: string) {
+    super(`${what ? what + ": " : ""}${strerror(code)}`);
+    this.name = "SyscallError";
+    this.errno = code;
+    this.syscall = syscall;
+  }
+}
+
+/** A NUL-terminated copy of a string for passing to C. */
+export function cstr(s: string): Uint8Array<ArrayBuffer> {
+  const bytes = new TextEncoder().encode(s);
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  return out;
+}

@@ -1,0 +1,227 @@
+/**
+ * Shared test machinery: environment requirements that fail loudly under CI=true instead of
+ * skipping, images made with mkfs (and populated through a kernel loop mount), and running
+ * the CLI as a user would.
+ *
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+
+/** True when running under CI, where a missing requirement is a failure, never a skip. */
+export const IN_CI = Deno.env.get("CI") === "true";
+
+/** The project's root directory. */
+export const ROOT: string = fileURLToPath(new URL("..", import.meta.url));
+
+/** Something a test needs from the machine. */
+export type Need = "root" | "loop" | "fuse" | "kernel-ext4" | string;
+
+function which(tool: string): boolean {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":").concat(["/usr/sbin", "/sbin"])) {
+    try {
+      if (Deno.statSync(`${dir}/${tool}`).isFile) return true;
+    } catch { /* not here */ }
+  }
+  return false;
+}
+
+function isRoot(): boolean {
+  return Deno.uid() === 0;
+}
+
+/** Why each need is unmet, or an empty list when all are there. */
+export function missing(needs: Need[]): string[] {
+  const out: string[] = [];
+  for (const n of needs) {
+    if (n === "root") {
+      if (!isRoot()) out.push("root");
+    } else if (n === "loop") {
+      if (!isRoot() || !exists("/dev/loop-control")) {
+        out.push("loop devices (/dev/loop-control, root)");
+      }
+    } else if (n === "fuse") {
+      if (!exists("/dev/fuse")) out.push("/dev/fuse");
+    } else if (n === "kernel-ext4") {
+      const fs = readText("/proc/filesystems");
+      if (!/\text4\n/.test(fs) && !exists("/lib/modules")) out.push("kernel ext4");
+    } else if (!which(n)) {
+      out.push(n);
+    }
+  }
+  return out;
+}
+
+function exists(p: string): boolean {
+  try {
+    Deno.statSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readText(p: string): string {
+  try {
+    return Deno.readTextFileSync(p);
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Registers a test that needs things from the machine. Outside CI a missing need skips the
+ * test (visibly, as "ignored"); under CI=true it fails with the list of what is missing.
+ *
+ * @example
+ * ```ts ignore
+ * testWith("probe matches dumpe2fs", ["dumpe2fs", "mkfs.ext4"], async () => { ... });
+ * ```
+ */
+export function testWith(
+  name: string,
+  needs: Need[],
+  fn: (t: Deno.TestContext) => Promise<void> | void,
+  options: { sanitizeResources?: boolean; sanitizeOps?: boolean } = {},
+): void {
+  const lacking = missing(needs);
+  Deno.test({
+    name,
+    ignore: lacking.length > 0 && !IN_CI,
+    ...options,
+    fn: lacking.length > 0
+      ? () => {
+        throw new Error(`test environment lacks: ${lacking.join(", ")}`);
+      }
+      : fn,
+  });
+}
+
+/** Result of running a command. */
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  stdoutBytes: Uint8Array;
+}
+
+/** Runs a program and collects its output; never throws for a non-zero exit. */
+export async function run(
+  cmd: string,
+  args: string[],
+  options: { env?: Record<string, string>; stdin?: Uint8Array; cwd?: string } = {},
+): Promise<RunResult> {
+  const child = new Deno.Command(cmd, {
+    args,
+    env: options.env,
+    cwd: options.cwd,
+    stdin: options.stdin ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (options.stdin) {
+    const w = child.stdin.getWriter();
+    await w.write(options.stdin);
+    await w.close();
+  }
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: dec.decode(out.stdout),
+    stderr: dec.decode(out.stderr),
+    stdoutBytes: out.stdout,
+  };
+}
+
+/** Runs a program and throws with its stderr when it fails. */
+export async function runOk(
+  cmd: string,
+  args: string[],
+  options: { env?: Record<string, string> } = {},
+): Promise<string> {
+  const r = await run(cmd, args, options);
+  if (r.code !== 0) {
+    throw new Error(`${cmd} ${args.join(" ")} exited ${r.code}: ${r.stderr.trim()}`);
+  }
+  return r.stdout;
+}
+
+/** Runs the ext4ts CLI from source, exactly as `deno task ext4ts ARGS…` does. */
+export function runCli(
+  args: string[],
+  options: { env?: Record<string, string>; stdin?: Uint8Array } = {},
+): Promise<RunResult> {
+  return run(Deno.execPath(), ["run", "--allow-all", `${ROOT}cli/main.ts`, ...args], {
+    ...options,
+    env: { TZ: "UTC", ...options.env },
+  });
+}
+
+/** A temporary directory removed when the returned handle is disposed. */
+export async function tempDir(
+  prefix = "ext4ts-test-",
+): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix });
+  return {
+    path,
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** Options for {@link makeImage}. */
+export interface MakeImageOptions {
+  /** Size with a unit mkfs understands, e.g. "64M". */
+  size?: string;
+  /** mkfs program: mkfs.ext4 (default), mkfs.ext3, mkfs.ext2. */
+  mkfs?: string;
+  /** Extra mkfs arguments, e.g. ["-b", "1024", "-O", "^metadata_csum"]. */
+  args?: string[];
+  /** Fills the filesystem through a kernel loop mount (needs root). */
+  populate?: (mountPoint: string) => Promise<void>;
+}
+
+/**
+ * Makes an image file `path` with mkfs, optionally populated through a kernel mount.
+ *
+ * @example
+ * ```ts ignore
+ * await makeImage(`${dir}/a.img`, { args: ["-b", "1024"], populate: async (m) => {
+ *   await Deno.writeTextFile(`${m}/hello`, "hi\n");
+ * } });
+ * ```
+ */
+export async function makeImage(path: string, options: MakeImageOptions = {}): Promise<string> {
+  const mkfs = options.mkfs ?? "mkfs.ext4";
+  await runOk(mkfs, ["-q", "-F", ...(options.args ?? []), path, options.size ?? "64M"], {
+    env: { MKE2FS_CONFIG: "/etc/mke2fs.conf" },
+  });
+  if (options.populate) await withKernelMount(path, options.populate);
+  return path;
+}
+
+/**
+ * Mounts an image with the kernel's ext4 (through a loop device) for the duration of `fn`,
+ * then unmounts and detaches, even when `fn` throws.
+ */
+export async function withKernelMount<T>(
+  image: string,
+  fn: (mountPoint: string) => Promise<T>,
+  options: { readOnly?: boolean; mountOptions?: string; type?: string } = {},
+): Promise<T> {
+  const mnt = await Deno.makeTempDir({ prefix: "ext4ts-mnt-" });
+  const opts = [
+    "loop",
+    ...(options.readOnly ? ["ro"] : []),
+    ...(options.mountOptions ? [options.mountOptions] : []),
+  ];
+  await runOk("mount", ["-t", options.type ?? "ext4", "-o", opts.join(","), image, mnt]);
+  try {
+    return await fn(mnt);
+  } finally {
+    await runOk("umount", [mnt]);
+    await Deno.remove(mnt).catch(() => {});
+  }
+}
