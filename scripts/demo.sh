@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets up ext4ts and shows it on a demo image it makes (no root needed after set-up).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. scripts/env.sh
+dir=.work/demo
+mkdir -p "$dir/tree/docs"
+printf 'Hello from ext4ts!\n' >"$dir/tree/hello.txt"
+printf 'A file in a subdirectory.\n' >"$dir/tree/docs/readme.txt"
+ln -sf hello.txt "$dir/tree/link-to-hello"
+rm -f "$dir/demo.img"
+mkfs.ext4 -q -F -L ext4ts-demo -d "$dir/tree" "$dir/demo.img" 32M
+echo "\$ ext4ts probe $dir/demo.img"
+deno task -q ext4ts probe "$dir/demo.img"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what ext4ts needs on a Debian machine, idempotently: Deno (pinned in
+# tools/deno/package-lock.json, from the npm registry) and Debian's e2fsprogs, fuse3, fuse2fs
+# and dosfstools. Prints the PATH line to use. Needs root for apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+for pair in mkfs.ext4:e2fsprogs fusermount3:fuse3 fuse2fs:fuse2fs mkfs.vfat:dosfstools losetup:mount; do
+  tool=${pair%%:*} pkg=${pair##*:}
+  command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || [ -x "/sbin/$tool" ] || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]}" >&2
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: need root to install ${need_apt[*]}" >&2
+    exit 1
+  fi
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >&2
+fi
+
+if ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing nodejs and npm (for the Deno package)" >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
+fi
+if [ ! -x tools/deno/node_modules/.bin/deno ]; then
+  echo "setup: installing Deno from the npm registry" >&2
+  (cd tools/deno && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
+tools/deno/node_modules/.bin/deno --version >/dev/null
