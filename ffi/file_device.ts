@@ -58,6 +58,11 @@ export class FileBlockDevice implements BlockDevice {
   readonly isBlockDevice: boolean;
   /** Why the device is read-only when read-write was asked for. */
   readonly readOnlyReason?: string;
+  /**
+   * Whether the medium itself refuses writes (a write-protected block device, a file without
+   * write permission or on a read-only filesystem), whatever mode it was opened in.
+   */
+  readonly mediaReadOnly: boolean;
   #fd: number;
 
   private constructor(
@@ -69,6 +74,7 @@ export class FileBlockDevice implements BlockDevice {
       readOnly: boolean;
       isBlockDevice: boolean;
       readOnlyReason?: string;
+      mediaReadOnly: boolean;
     },
   ) {
     this.path = path;
@@ -78,6 +84,7 @@ export class FileBlockDevice implements BlockDevice {
     this.readOnly = info.readOnly;
     this.isBlockDevice = info.isBlockDevice;
     this.readOnlyReason = info.readOnlyReason;
+    this.mediaReadOnly = info.mediaReadOnly;
   }
 
   /** The raw file descriptor (for passing to mount or loop ioctls). */
@@ -132,6 +139,8 @@ export class FileBlockDevice implements BlockDevice {
     try {
       let size = info.size;
       let sectorSize = 512;
+      // W_OK: EROFS for a read-only filesystem, EACCES without permission.
+      let mediaReadOnly = c.access(cstr(path), 2) !== 0;
       if (isBlock) {
         const buf = new Uint8Array(8);
         if (c.ioctl(fd, Ioctl.BLKGETSIZE64, buf) < 0) throw errorFor(errno(), path, "BLKGETSIZE64");
@@ -139,12 +148,11 @@ export class FileBlockDevice implements BlockDevice {
         if (c.ioctl(fd, Ioctl.BLKSSZGET, buf) === 0) {
           sectorSize = new DataView(buf.buffer).getInt32(0, true);
         }
-        if (wantRw && !readOnly) {
-          buf.fill(0);
-          if (
-            c.ioctl(fd, Ioctl.BLKROGET, buf) === 0 && new DataView(buf.buffer).getInt32(0, true)
-          ) {
-            // A write-protected device opened O_RDWR without error: writes would fail later.
+        buf.fill(0);
+        if (c.ioctl(fd, Ioctl.BLKROGET, buf) === 0 && new DataView(buf.buffer).getInt32(0, true)) {
+          mediaReadOnly = true;
+          // A write-protected device opens O_RDWR without error: writes would fail later.
+          if (wantRw && !readOnly) {
             if (!options.fallbackToReadOnly) {
               throw new Ext4Error("READ_ONLY", `${path}: the device is write-protected`);
             }
@@ -159,6 +167,7 @@ export class FileBlockDevice implements BlockDevice {
         readOnly,
         isBlockDevice: isBlock,
         readOnlyReason,
+        mediaReadOnly: mediaReadOnly || readOnlyReason !== undefined,
       });
     } catch (e) {
       c.close(fd);

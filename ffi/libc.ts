@@ -17,6 +17,7 @@
 const SYMBOLS = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  access: { parameters: ["buffer", "i32"], result: "i32" },
   pread64: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   pwrite64: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   pread64_nb: {

@@ -1,6 +1,200 @@
+/**
+ * `ext4ts probe DEVICE|IMAGE [--json] [--full] [--offset BYTES]`: what is on the device, its
+ * state, and what ext4ts can do with it. The JSON schema is documented in README.md.
+ *
+ * @module
+ */
+
 import type { Command } from "@commander-js/extra-typings";
+import { Ext4Error } from "../../lib/errors.ts";
+import { formatUuid } from "../../lib/superblock.ts";
+import { journalSummary, probeDevice, type ProbeResult, stateSummary } from "../../lib/probe.ts";
+import { featureNames } from "../../lib/features.ts";
+import { mmpReport, superblockReport } from "../../lib/superblock_report.ts";
+import { type DeviceUse, deviceUse } from "../../ffi/device_status.ts";
+import { openCliDevice, parseByteCount } from "../device.ts";
+import { ExitCode, type ExitCodeValue } from "../exit_codes.ts";
+import { runAction, writeStdout } from "../output.ts";
+import { systemNames } from "../names.ts";
+
+/** Version of the `--json` schema; bumped only for incompatible changes. */
+export const PROBE_SCHEMA_VERSION = 1;
+
+/** The exit code a probe result earns: unsupported > errors > needs recovery > ok. */
+export function probeExitCode(r: ProbeResult): ExitCodeValue {
+  if (r.support.level === "refuse") return ExitCode.UNSUPPORTED;
+  if (r.hasErrors) return ExitCode.FS_ERRORS;
+  if (r.needsRecovery) return ExitCode.NEEDS_RECOVERY;
+  return ExitCode.OK;
+}
+
+function isoTime(seconds: number): string | null {
+  return seconds ? new Date(seconds * 1000).toISOString() : null;
+}
+
+/** The documented `--json` object. */
+export function probeJson(path: string, size: number, r: ProbeResult, use: DeviceUse | null) {
+  const sb = r.superblock;
+  return {
+    schema: PROBE_SCHEMA_VERSION,
+    device: path,
+    deviceSize: size,
+    type: r.fsType,
+    label: sb.volumeName,
+    uuid: formatUuid(sb.uuid),
+    blockSize: sb.blockSize,
+    clusterSize: sb.clusterSize,
+    blocks: sb.blocksCount,
+    freeBlocks: sb.freeBlocksCount,
+    reservedBlocks: sb.reservedBlocksCount,
+    inodes: sb.inodesCount,
+    freeInodes: sb.freeInodesCount,
+    inodeSize: sb.inodeSize,
+    groups: sb.groupCount,
+    features: featureNames(sb),
+    state: {
+      summary: stateSummary(r),
+      clean: (sb.state & 1) !== 0,
+      errors: r.hasErrors,
+      needsRecovery: r.needsRecovery,
+      descriptorChecksumErrors: r.groups?.badChecksums ?? [],
+      descriptorError: r.groupsError,
+    },
+    lastMount: { time: isoTime(sb.mountTime), path: sb.lastMounted || null },
+    lastWrite: isoTime(sb.writeTime),
+    created: isoTime(sb.mkfsTime),
+    mountCount: sb.mountCount,
+    maxMountCount: sb.maxMountCount,
+    journal: journalSummary(sb),
+    mmp: r.mmp
+      ? {
+        state: r.mmp.state,
+        block: sb.mmpBlock,
+        interval: sb.mmpInterval,
+        nodeName: r.mmp.nodeName,
+        deviceName: r.mmp.deviceName,
+        updated: isoTime(r.mmp.time),
+        error: r.mmpError,
+      }
+      : (r.mmpError ? { state: "unreadable", error: r.mmpError } : null),
+    inUse: use
+      ? {
+        mounted: use.mounts.length > 0,
+        mountPoints: use.mounts.map((m) => m.mountPoint),
+        exclusivelyHeld: use.exclusivelyHeld,
+        loopDevices: use.loopDevices,
+      }
+      : null,
+    verdict: { level: r.support.level, reasons: r.support.reasons },
+    exitCode: probeExitCode(r),
+  };
+}
+
+function humanSize(bytes: number): string {
+  const units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${v} bytes` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+function humanReport(path: string, r: ProbeResult, use: DeviceUse | null): string {
+  const sb = r.superblock;
+  const lines: string[] = [`${path}: ${r.fsType} filesystem`];
+  const row = (k: string, v: string) => lines.push(`  ${(k + ":").padEnd(14)} ${v}`);
+  row("label", sb.volumeName || "(none)");
+  row("UUID", formatUuid(sb.uuid));
+  row(
+    "size",
+    `${
+      humanSize(sb.blocksCount * sb.blockSize)
+    } (${sb.blocksCount} blocks of ${sb.blockSize} bytes)`,
+  );
+  const pct = sb.blocksCount ? ((100 * sb.freeBlocksCount) / sb.blocksCount).toFixed(1) : "0";
+  row("free blocks", `${sb.freeBlocksCount} (${pct}%), ${sb.reservedBlocksCount} reserved`);
+  row("inodes", `${sb.inodesCount} (${sb.freeInodesCount} free), ${sb.inodeSize} bytes each`);
+  row("features", featureNames(sb).join(" ") || "(none)");
+  row("state", stateSummary(r));
+  row(
+    "last mounted",
+    sb.mountTime
+      ? `${isoTime(sb.mountTime)}${sb.lastMounted ? ` on ${sb.lastMounted}` : ""}`
+      : "never",
+  );
+  row("mount count", `${sb.mountCount} (maximum ${sb.maxMountCount})`);
+  const j = journalSummary(sb);
+  row(
+    "journal",
+    j
+      ? (j.external ? `external, device UUID ${j.uuid ?? "unknown"}` : `internal, inode ${j.inode}`)
+      : "none",
+  );
+  if (r.mmp) {
+    row(
+      "MMP",
+      `${r.mmp.state}, block ${sb.mmpBlock}, interval ${sb.mmpInterval}s, last update by ${
+        r.mmp.nodeName || "?"
+      } (${r.mmp.deviceName || "?"}) at ${isoTime(r.mmp.time)}`,
+    );
+  } else if (r.mmpError) row("MMP", `unreadable: ${r.mmpError}`);
+  if (use) {
+    const where = use.mounts.length
+      ? `mounted on ${use.mounts.map((m) => `${m.mountPoint} (${m.fsType})`).join(", ")}`
+      : "not mounted";
+    const held = use.exclusivelyHeld ? ", held open exclusively" : "";
+    row("in use", where + held);
+  }
+  const v = r.support;
+  const verdict = v.level === "rw"
+    ? "rw: ext4ts can mount it read-write"
+    : v.level === "ro"
+    ? `ro: ext4ts can read it but not write it (${v.reasons.join("; ")})`
+    : `refuse: ext4ts cannot use it (${v.reasons.join("; ")})`;
+  lines.push(`verdict: ${verdict}`);
+  return lines.join("\n") + "\n";
+}
 
 /** Registers `ext4ts probe`. */
 export function registerProbe(program: Command): void {
-  program.command("probe").argument("<device>").action(() => {});
+  program
+    .command("probe")
+    .description("show what filesystem a device or image holds and what ext4ts can do with it")
+    .argument("<device>", "block device or image file")
+    .option("--json", "print a JSON object (schema in README.md)")
+    .option("--full", "print every superblock field as dumpe2fs -h does")
+    .option("--offset <bytes>", "the filesystem starts this many bytes into the device")
+    .action((path, opts) =>
+      runAction(async () => {
+        const offset = opts.offset === undefined ? undefined : parseByteCount(opts.offset);
+        const { device, file } = openCliDevice(path, { readOnly: true, offset });
+        try {
+          let r: ProbeResult;
+          try {
+            r = await probeDevice(device, { mediaReadOnly: file.mediaReadOnly });
+          } catch (e) {
+            if (e instanceof Ext4Error && e.code === "IO") {
+              throw new Ext4Error("IO", `${path}: ${e.message}`);
+            }
+            if (e instanceof Ext4Error) throw new Ext4Error(e.code, `${path}: ${e.message}`);
+            throw e;
+          }
+          const use = offset ? null : deviceUse(file.path);
+          if (opts.json) {
+            await writeStdout(JSON.stringify(probeJson(path, device.size, r, use), null, 2) + "\n");
+          } else if (opts.full) {
+            const lines = superblockReport(r.superblock, systemNames());
+            if (r.mmp) lines.push(...mmpReport(r.mmp));
+            await writeStdout(lines.join("\n") + "\n");
+          } else {
+            await writeStdout(humanReport(path, r, use));
+          }
+          return probeExitCode(r);
+        } finally {
+          await device.close();
+        }
+      })
+    );
 }

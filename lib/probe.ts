@@ -1,0 +1,160 @@
+/**
+ * Probing a device: what filesystem is there, in what state, and what ext4ts can do with it.
+ * Reads only the superblock, the group descriptors and (with mmp) the MMP block, so probing
+ * a 16 TiB device costs the same as probing a small one.
+ *
+ * @module
+ */
+
+import type { BlockDevice } from "./block_device.ts";
+import { Ext4Error } from "./errors.ts";
+import {
+  Compat,
+  featureNames,
+  featureSupport,
+  Incompat,
+  RoCompat,
+  type SupportLevel,
+} from "./features.ts";
+import { type GroupDescriptorTable, readGroupDescriptors } from "./group_descriptor.ts";
+import { type MmpBlock, readMmpBlock } from "./mmp.ts";
+import { formatUuid, isZero, readSuperblock, State, type Superblock } from "./superblock.ts";
+import { stateString } from "./superblock_report.ts";
+
+/** Whether ext4ts can write at all yet; the verdict says read-only until it can. */
+export const WRITE_SUPPORTED = false;
+
+/** The filesystem generation, decided from the features as blkid does. */
+export type FsType = "ext2" | "ext3" | "ext4";
+
+/** Everything probe learns from a device. */
+export interface ProbeResult {
+  superblock: Superblock;
+  groups: GroupDescriptorTable | null;
+  /** Why the group descriptors could not be read, if they could not. */
+  groupsError: string | null;
+  fsType: FsType;
+  /** The superblock checksum is wrong (only reachable with `ignoreChecksum`). */
+  superblockChecksumBad: boolean;
+  needsRecovery: boolean;
+  hasErrors: boolean;
+  mmp: MmpBlock | null;
+  mmpError: string | null;
+  support: { level: SupportLevel; reasons: string[] };
+}
+
+/**
+ * blkid's rule: ext4 when a feature ext3 lacks is on, ext3 with a journal, else ext2.
+ *
+ * @example
+ * ```ts
+ * import { fsTypeOf } from "./probe.ts";
+ * console.log(fsTypeOf({ compat: 0x4, incompat: 0x2, roCompat: 0x1 })); // ext3
+ * ```
+ */
+export function fsTypeOf(words: { compat: number; incompat: number; roCompat: number }): FsType {
+  const ext3Incompat = Incompat.FILETYPE | Incompat.RECOVER | Incompat.META_BG;
+  const ext3RoCompat = RoCompat.SPARSE_SUPER | RoCompat.LARGE_FILE | 0x4;
+  if ((words.incompat & ~ext3Incompat) || (words.roCompat & ~ext3RoCompat)) return "ext4";
+  if (words.compat & Compat.HAS_JOURNAL) return "ext3";
+  return "ext2";
+}
+
+/**
+ * Probes a device. `mediaReadOnly` says whether the medium refuses writes (a device opened
+ * read-only for probing may still be writable); it defaults to the device's read-only flag.
+ * Throws NOT_EXT4 for anything that is not ext2/3/4 and CORRUPT for a
+ * superblock that cannot be trusted; every other finding is reported in the result.
+ *
+ * @example
+ * ```ts ignore
+ * const r = await probeDevice(device);
+ * console.log(r.fsType, r.support.level);
+ * ```
+ */
+export async function probeDevice(
+  device: BlockDevice,
+  options: { mediaReadOnly?: boolean } = {},
+): Promise<ProbeResult> {
+  const sb = await readSuperblock(device);
+  let groups: GroupDescriptorTable | null = null;
+  let groupsError: string | null = null;
+  try {
+    groups = await readGroupDescriptors(device, sb);
+  } catch (e) {
+    if (!(e instanceof Ext4Error)) throw e;
+    groupsError = e.message;
+  }
+  let mmp: MmpBlock | null = null;
+  let mmpError: string | null = null;
+  if (sb.incompat & Incompat.MMP) {
+    try {
+      mmp = await readMmpBlock(device, sb);
+      if (!mmp.checksumValid) mmpError = "MMP block checksum mismatch";
+    } catch (e) {
+      if (!(e instanceof Ext4Error)) throw e;
+      mmpError = e.message;
+    }
+  }
+  const needsRecovery = (sb.incompat & Incompat.RECOVER) !== 0;
+  const hasErrors = (sb.state & State.ERROR) !== 0 || groupsError !== null ||
+    (groups?.badChecksums.length ?? 0) > 0;
+  return {
+    superblock: sb,
+    groups,
+    groupsError,
+    fsType: fsTypeOf(sb),
+    superblockChecksumBad: !sb.checksumValid(),
+    needsRecovery,
+    hasErrors,
+    mmp,
+    mmpError,
+    support: verdictFor(sb, options.mediaReadOnly ?? device.readOnly, { groupsError, mmp }),
+  };
+}
+
+function verdictFor(
+  sb: Superblock,
+  deviceReadOnly: boolean,
+  found: { groupsError: string | null; mmp: MmpBlock | null },
+): { level: SupportLevel; reasons: string[] } {
+  const features = featureSupport(sb);
+  if (features.level === "refuse") return features;
+  if (found.groupsError) return { level: "refuse", reasons: [found.groupsError] };
+  const reasons = [...features.reasons];
+  if (!WRITE_SUPPORTED) reasons.push("ext4ts cannot write yet");
+  if (deviceReadOnly) reasons.push("the device is read-only");
+  if (found.mmp?.state === "in-use") {
+    reasons.push("MMP says the filesystem is in use on another node");
+  }
+  if (found.mmp?.state === "fsck") reasons.push("MMP says e2fsck is running on it");
+  return reasons.length ? { level: "ro", reasons } : { level: "rw", reasons: [] };
+}
+
+/** One-word-ish summary of the state, for the human output and JSON. */
+export function stateSummary(r: ProbeResult): string {
+  const parts = [stateString(r.superblock.state)];
+  if (r.needsRecovery) parts.push("needs journal recovery");
+  if (r.groups && r.groups.badChecksums.length) {
+    parts.push(`${r.groups.badChecksums.length} group descriptor checksum error(s)`);
+  }
+  if (r.groupsError) parts.push("corrupt group descriptors");
+  if (r.superblock.state & State.ORPHAN) parts.push("orphans being recovered");
+  return parts.join(", ");
+}
+
+/** Journal location facts known from the superblock alone. */
+export function journalSummary(sb: Superblock): Record<string, unknown> | null {
+  if (!(sb.compat & Compat.HAS_JOURNAL)) return null;
+  return {
+    inode: sb.journalInum || null,
+    device: sb.journalDev || null,
+    uuid: isZero(sb.journalUuid) ? null : formatUuid(sb.journalUuid),
+    external: sb.journalInum === 0,
+  };
+}
+
+/** Feature names of a probe result (shorthand). */
+export function probeFeatures(r: ProbeResult): string[] {
+  return featureNames(r.superblock);
+}
