@@ -98,29 +98,29 @@ export class MemoryBlockDevice implements BlockDevice {
     return this.#data;
   }
 
-  read(offset: number, buffer: Uint8Array): Promise<void> {
+  // deno-lint-ignore require-await
+  async read(offset: number, buffer: Uint8Array): Promise<void> {
     this.#checkOpen();
     checkRange(this.#data.length, offset, buffer.length);
     buffer.set(this.#data.subarray(offset, offset + buffer.length));
-    return Promise.resolve();
   }
 
-  write(offset: number, data: Uint8Array): Promise<void> {
+  // deno-lint-ignore require-await
+  async write(offset: number, data: Uint8Array): Promise<void> {
     this.#checkOpen();
     if (this.readOnly) throw new Ext4Error("READ_ONLY", "device is read-only");
     checkRange(this.#data.length, offset, data.length);
     this.#data.set(data, offset);
-    return Promise.resolve();
   }
 
-  flush(): Promise<void> {
+  // deno-lint-ignore require-await
+  async flush(): Promise<void> {
     this.#checkOpen();
-    return Promise.resolve();
   }
 
-  close(): Promise<void> {
+  // deno-lint-ignore require-await
+  async close(): Promise<void> {
     this.#closed = true;
-    return Promise.resolve();
   }
 
   #checkOpen(): void {
@@ -166,14 +166,14 @@ export class OffsetBlockDevice implements BlockDevice {
     return this.#inner.readOnly;
   }
 
-  read(offset: number, buffer: Uint8Array): Promise<void> {
+  async read(offset: number, buffer: Uint8Array): Promise<void> {
     checkRange(this.size, offset, buffer.length);
-    return this.#inner.read(this.#offset + offset, buffer);
+    await this.#inner.read(this.#offset + offset, buffer);
   }
 
-  write(offset: number, data: Uint8Array): Promise<void> {
+  async write(offset: number, data: Uint8Array): Promise<void> {
     checkRange(this.size, offset, data.length);
-    return this.#inner.write(this.#offset + offset, data);
+    await this.#inner.write(this.#offset + offset, data);
   }
 
   flush(): Promise<void> {

@@ -1,0 +1,125 @@
+import assert from "node:assert/strict";
+import { MemoryBlockDevice, OffsetBlockDevice, readBytes } from "../lib/block_device.ts";
+import { Ext4Error } from "../lib/errors.ts";
+import { openBlockDevice } from "../ffi/file_device.ts";
+import { run, runOk, tempDir, testWith } from "./helpers.ts";
+
+Deno.test("memory device: reads what was written, refuses out of range and read-only writes", async () => {
+  const dev = new MemoryBlockDevice(new Uint8Array(1024));
+  await dev.write(100, new Uint8Array([1, 2, 3]));
+  assert.deepEqual(await readBytes(dev, 99, 5), new Uint8Array([0, 1, 2, 3, 0]));
+  await assert.rejects(readBytes(dev, 1020, 8), (e) => e instanceof Ext4Error && e.code === "IO");
+  const ro = new MemoryBlockDevice(new Uint8Array(16), { readOnly: true });
+  await assert.rejects(
+    ro.write(0, new Uint8Array(1)),
+    (e) => e instanceof Ext4Error && e.code === "READ_ONLY",
+  );
+  await dev.close();
+  await assert.rejects(readBytes(dev, 0, 1), (e) => e instanceof Ext4Error);
+});
+
+Deno.test("offset device: a window with its own bounds", async () => {
+  const base = new MemoryBlockDevice(new Uint8Array(64).map((_, i) => i));
+  const part = new OffsetBlockDevice(base, 16, 32);
+  assert.equal(part.size, 32);
+  assert.deepEqual(await readBytes(part, 0, 2), new Uint8Array([16, 17]));
+  await assert.rejects(readBytes(part, 31, 2), (e) => e instanceof Ext4Error);
+  assert.throws(
+    () => new OffsetBlockDevice(base, 100),
+    (e) => e instanceof Ext4Error && e.code === "INVALID",
+  );
+});
+
+Deno.test("file device: read, write, large transfers, flush", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/f.img`;
+  const data = new Uint8Array(3 * 1024 * 1024).map((_, i) => (i * 7) & 0xff);
+  await Deno.writeFile(path, data);
+  const dev = openBlockDevice(path, { readOnly: false });
+  try {
+    assert.equal(dev.size, data.length);
+    assert.equal(dev.isBlockDevice, false);
+    assert.deepEqual(await readBytes(dev, 5, 3), data.subarray(5, 8));
+    // Over the synchronous limit: goes through the worker-thread path.
+    assert.deepEqual(
+      await readBytes(dev, 1000, 2 * 1024 * 1024),
+      data.subarray(1000, 1000 + 2 * 1024 * 1024),
+    );
+    const big = new Uint8Array(512 * 1024).fill(0xab);
+    await dev.write(4096, big);
+    await dev.write(0, new Uint8Array([9]));
+    await dev.flush();
+    assert.deepEqual(await readBytes(dev, 4096, big.length), big);
+    await assert.rejects(
+      readBytes(dev, data.length - 1, 2),
+      (e) => e instanceof Ext4Error && e.code === "IO",
+    );
+  } finally {
+    await dev.close();
+  }
+  const back = await Deno.readFile(path);
+  assert.equal(back[0], 9);
+  assert.equal(back[4096], 0xab);
+});
+
+Deno.test("file device: missing path, directory, read-only open refuses writes", async () => {
+  await using dir = await tempDir();
+  assert.throws(
+    () => openBlockDevice(`${dir.path}/nope`),
+    (e) => e instanceof Ext4Error && e.code === "NOT_FOUND",
+  );
+  assert.throws(
+    () => openBlockDevice(dir.path),
+    (e) => e instanceof Ext4Error && e.code === "INVALID" && /directory/.test(e.message),
+  );
+  await Deno.writeFile(`${dir.path}/x`, new Uint8Array(4096));
+  const dev = openBlockDevice(`${dir.path}/x`);
+  await assert.rejects(
+    dev.write(0, new Uint8Array(1)),
+    (e) => e instanceof Ext4Error && e.code === "READ_ONLY",
+  );
+  await dev.close();
+});
+
+testWith("block device: size, sector size, and a write-protected loop device is detected", [
+  "root",
+  "loop",
+  "losetup",
+], async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/d.img`;
+  await Deno.writeFile(path, new Uint8Array(8 * 1024 * 1024));
+  const loop = (await runOk("losetup", ["-r", "-f", "--show", path])).trim();
+  try {
+    // O_RDWR succeeds on this kernel even though the device is read-only: BLKROGET tells.
+    assert.throws(
+      () => openBlockDevice(loop, { readOnly: false }),
+      (e) => e instanceof Ext4Error && e.code === "READ_ONLY",
+    );
+    const dev = openBlockDevice(loop, { readOnly: false, fallbackToReadOnly: true });
+    try {
+      assert.equal(dev.isBlockDevice, true);
+      assert.equal(dev.readOnly, true);
+      assert.equal(dev.mediaReadOnly, true);
+      assert.match(dev.readOnlyReason ?? "", /write-protected/);
+      assert.equal(dev.size, 8 * 1024 * 1024);
+      assert.equal(dev.sectorSize, 512);
+    } finally {
+      await dev.close();
+    }
+  } finally {
+    await run("losetup", ["-d", loop]);
+  }
+  const rw = (await runOk("losetup", ["-f", "--show", path])).trim();
+  try {
+    const dev = openBlockDevice(rw, { readOnly: false });
+    assert.equal(dev.readOnly, false);
+    assert.equal(dev.mediaReadOnly, false);
+    await dev.write(512, new Uint8Array([1, 2]));
+    await dev.flush();
+    assert.deepEqual(await readBytes(dev, 512, 2), new Uint8Array([1, 2]));
+    await dev.close();
+  } finally {
+    await run("losetup", ["-d", rw]);
+  }
+});

@@ -1,0 +1,48 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { crc16, crc32c, crc32cU32 } from "../lib/checksum.ts";
+
+const enc = (s: string) => new TextEncoder().encode(s);
+
+// Bitwise reference implementation, independent of the table-driven one.
+function crc32cBitwise(crc: number, data: Uint8Array): number {
+  let c = crc >>> 0;
+  for (const b of data) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+  }
+  return c >>> 0;
+}
+
+Deno.test("crc32c: standard check value of '123456789'", () => {
+  assert.equal((~crc32c(0xffffffff, enc("123456789"))) >>> 0, 0xe3069283);
+});
+
+Deno.test("crc32c: empty input returns the seed", () => {
+  assert.equal(crc32c(0x12345678, new Uint8Array()), 0x12345678);
+});
+
+Deno.test("crc32c: slicing-by-8 equals the bitwise definition for any input and split", () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 300 }), fc.nat(300), fc.integer(), (data, cut, seed) => {
+      const at = Math.min(cut, data.length);
+      const whole = crc32c(seed >>> 0, data);
+      assert.equal(whole, crc32cBitwise(seed >>> 0, data));
+      assert.equal(crc32c(crc32c(seed >>> 0, data.subarray(0, at)), data.subarray(at)), whole);
+    }),
+  );
+});
+
+Deno.test("crc32cU32 equals crc32c of the little-endian bytes", () => {
+  fc.assert(fc.property(fc.integer(), fc.nat(), (seed, v) => {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, v >>> 0, true);
+    assert.equal(crc32cU32(seed >>> 0, v >>> 0), crc32c(seed >>> 0, b));
+  }));
+});
+
+Deno.test("crc16: CRC-16/ARC check value", () => {
+  assert.equal(crc16(0, enc("123456789")), 0xbb3d);
+  // CRC-16/MODBUS is the same polynomial seeded with 0xffff.
+  assert.equal(crc16(0xffff, enc("123456789")), 0x4b37);
+});
