@@ -68,7 +68,9 @@ export function groupFirstBlock(sb: Superblock, group: number): number {
  */
 export function descriptorBlockLocation(sb: Superblock, index: number): number {
   const metaBg = (sb.incompat & Incompat.META_BG) !== 0;
-  if (!metaBg || index < sb.firstMetaBg) return sb.firstDataBlock + 1 + index;
+  // With 1 KiB blocks the superblock is block 1 even when bigalloc makes s_first_data_block 0.
+  const superBlock = sb.blockSize === 1024 && sb.firstDataBlock === 0 ? 1 : sb.firstDataBlock;
+  if (!metaBg || index < sb.firstMetaBg) return superBlock + 1 + index;
   const perBlock = sb.blockSize / sb.descSize;
   const group = perBlock * index;
   const hasSuper = groupHasSuperblock(sb, group) ? 1 : 0;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { featureNames, Incompat, RoCompat } from "./features.ts";
+import { Compat, featureNames, Incompat, RoCompat } from "./features.ts";
 import { formatUuid, isZero, State, type Superblock, SuperFlags } from "./superblock.ts";
 import type { MmpBlock } from "./mmp.ts";
 
@@ -225,7 +225,7 @@ export function superblockReport(
     out.push(`Journal device:\t          0x${sb.journalDev.toString(16).padStart(4, "0")}`);
   }
   if (sb.lastOrphan) line("First orphan inode:", sb.lastOrphan);
-  if ((sb.compat & 0x20) || sb.defHashVersion) {
+  if ((sb.compat & Compat.DIR_INDEX) || sb.defHashVersion) {
     line("Default directory hash:", hashName(sb.defHashVersion));
   }
   if (!isZero(sb.hashSeedBytes)) line("Directory Hash Seed:", formatUuid(sb.hashSeedBytes));
@@ -294,7 +294,7 @@ export function superblockReport(
   if (sb.incompat & Incompat.CASEFOLD) {
     line("Character encoding:", ENCODINGS[sb.encoding] ?? `UNKNOWN_ENCODING_${sb.encoding}`);
   }
-  if (sb.compat & 0x800) line("Orphan file inode:", sb.orphanFileInum);
+  if (sb.compat & Compat.ORPHAN_FILE) line("Orphan file inode:", sb.orphanFileInum);
   return out;
 }
 

@@ -11,7 +11,7 @@ deno lint
 deno task check
 set +e
 log=$(mktemp)
-deno task test "$@" 2>&1 | tee "$log"
+NO_COLOR=1 deno task test "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 summary=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$log" | tail -n 1)
 passed=$(sed -E 's/.*\| ([0-9]+) passed.*/\1/' <<<"$summary")

@@ -3,8 +3,8 @@ import { featureByName, featureNames, featureSupport } from "../lib/features.ts"
 
 Deno.test("featureNames: e2fsprogs order and spelling, unknown bits as FEATURE_Xn", () => {
   assert.deepEqual(
-    featureNames({ compat: 0x4 | 0x1000, incompat: 0x2 | 0x40 | 0x80000000, roCompat: 0x400 }),
-    ["has_journal", "FEATURE_C12", "filetype", "extent", "FEATURE_I31", "metadata_csum"],
+    featureNames({ compat: 0x4 | 0x2000, incompat: 0x2 | 0x40 | 0x80000000, roCompat: 0x400 }),
+    ["has_journal", "FEATURE_C13", "filetype", "extent", "FEATURE_I31", "metadata_csum"],
   );
 });
 

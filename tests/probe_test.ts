@@ -1,0 +1,288 @@
+import assert from "node:assert/strict";
+import { makeImage, run, runCli, runOk, tempDir, testWith } from "./helpers.ts";
+
+/** Lines of `dumpe2fs -h` that describe the journal superblock (compared elsewhere). */
+const JOURNAL_LINE =
+  /^(Journal (features|sequence|start|checksum type|checksum|errno|number of users|size)|Total journal (size|blocks)|Max transaction length|Fast commit length):/;
+
+async function dumpe2fsHeader(path: string): Promise<string[]> {
+  const out = await runOk("dumpe2fs", ["-h", path], { env: { TZ: "UTC" } });
+  return out.split("\n").filter((l) => l !== "" && !JOURNAL_LINE.test(l));
+}
+
+function dumpe2fsValue(lines: string[], label: string): string | undefined {
+  const l = lines.find((x) => x.startsWith(label + ":"));
+  return l?.slice(label.length + 1).trim();
+}
+
+const MATRIX: { name: string; mkfs?: string; args: string[]; size?: string }[] = [
+  { name: "ext4 1k", args: ["-b", "1024"] },
+  { name: "ext4 2k", args: ["-b", "2048"] },
+  { name: "ext4 4k", args: ["-b", "4096"] },
+  { name: "ext4 64k", args: ["-b", "65536"], size: "256M" },
+  { name: "^64bit", args: ["-O", "^64bit"] },
+  { name: "^metadata_csum", args: ["-O", "^metadata_csum"] },
+  { name: "bigalloc", args: ["-O", "bigalloc"], size: "256M" },
+  { name: "inline_data", args: ["-O", "inline_data"] },
+  { name: "casefold", args: ["-O", "casefold"] },
+  { name: "encrypt", args: ["-O", "encrypt"] },
+  { name: "quota+project", args: ["-O", "quota,project"] },
+  { name: "mmp", args: ["-O", "mmp"] },
+  { name: "meta_bg", args: ["-O", "meta_bg,^resize_inode", "-b", "1024"], size: "300M" },
+  { name: "sparse_super2", args: ["-O", "sparse_super2"] },
+  { name: "orphan_file", args: ["-O", "orphan_file"] },
+  { name: "huge_file,metadata_csum_seed", args: ["-O", "huge_file,metadata_csum_seed"] },
+  { name: "^has_journal", args: ["-O", "^has_journal"] },
+  { name: "ext2", mkfs: "mkfs.ext2", args: [] },
+  { name: "ext3", mkfs: "mkfs.ext3", args: [] },
+  {
+    name: "label, raid, check interval",
+    args: ["-L", "data-01", "-E", "stride=16,stripe_width=64", "-i", "8192"],
+  },
+];
+
+testWith("probe --full equals dumpe2fs -h over the feature matrix; --json agrees", [
+  "mkfs.ext4",
+  "dumpe2fs",
+  "tune2fs",
+], async (t) => {
+  await using dir = await tempDir();
+  for (const c of MATRIX) {
+    await t.step(c.name, async () => {
+      const path = `${dir.path}/${c.name.replace(/[^a-z0-9]/gi, "_")}.img`;
+      await makeImage(path, { mkfs: c.mkfs, args: c.args, size: c.size ?? "64M" });
+      if (c.name.startsWith("label")) {
+        await runOk("tune2fs", ["-i", "3w", "-c", "25", "-e", "remount-ro", path]);
+      }
+      const expected = await dumpe2fsHeader(path);
+      const full = await runCli(["probe", "--full", path]);
+      assert.equal(full.stderr, "");
+      assert.deepEqual(full.stdout.split("\n").filter((l) => l !== ""), expected);
+
+      const json = await runCli(["probe", "--json", path]);
+      const j = JSON.parse(json.stdout);
+      assert.equal(j.schema, 1);
+      assert.equal(j.uuid, dumpe2fsValue(expected, "Filesystem UUID"));
+      assert.equal(j.label || "<none>", dumpe2fsValue(expected, "Filesystem volume name"));
+      assert.equal(String(j.blocks), dumpe2fsValue(expected, "Block count"));
+      assert.equal(String(j.freeBlocks), dumpe2fsValue(expected, "Free blocks"));
+      assert.equal(String(j.inodes), dumpe2fsValue(expected, "Inode count"));
+      assert.equal(String(j.freeInodes), dumpe2fsValue(expected, "Free inodes"));
+      assert.equal(String(j.blockSize), dumpe2fsValue(expected, "Block size"));
+      assert.equal(j.features.join(" "), dumpe2fsValue(expected, "Filesystem features"));
+      assert.equal(j.state.summary, dumpe2fsValue(expected, "Filesystem state"));
+      assert.equal(
+        j.type,
+        c.mkfs === "mkfs.ext2" ? "ext2" : c.mkfs === "mkfs.ext3" ? "ext3" : "ext4",
+      );
+      assert.equal(j.inUse.mounted, false);
+      const refuse = false;
+      assert.equal(j.verdict.level === "refuse", refuse);
+      assert.equal(json.code, 0);
+      assert.equal(j.exitCode, 0);
+      if (c.name === "mmp") assert.equal(j.mmp.state, "clean");
+      const human = await runCli(["probe", path]);
+      assert.equal(human.code, 0);
+      assert.match(human.stdout, /^verdict: (rw|ro): /m);
+      assert.match(human.stdout, new RegExp(`UUID: +${j.uuid}`));
+    });
+  }
+});
+
+testWith("probe: states map to exit codes (errors 5, needs recovery 4, unsupported 6)", [
+  "mkfs.ext4",
+  "debugfs",
+], async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/s.img`;
+  await makeImage(path, { args: ["-O", "^metadata_csum"] });
+  // Set the error bit, as the kernel does on an ext4_error().
+  await runOk("debugfs", ["-w", "-R", "ssv state 3", path]);
+  let r = await runCli(["probe", "--json", path]);
+  assert.equal(r.code, 5);
+  assert.equal(JSON.parse(r.stdout).state.summary, "clean with errors");
+  await runOk("debugfs", ["-w", "-R", "ssv state 1", path]);
+  await runOk("debugfs", ["-w", "-R", "feature needs_recovery", path]);
+  r = await runCli(["probe", path]);
+  assert.equal(r.code, 4);
+  assert.match(r.stdout, /needs journal recovery/);
+  await runOk("debugfs", ["-w", "-R", "feature -needs_recovery", path]);
+  // An incompat bit nobody knows: refuse.
+  await runOk("debugfs", ["-w", "-R", "ssv feature_incompat 0x800002c2", path]);
+  r = await runCli(["probe", path]);
+  assert.equal(r.code, 6);
+  assert.match(r.stdout, /^verdict: refuse: .*FEATURE_I31/m);
+});
+
+testWith("probe: a mounted image is reported in use, held exclusively", [
+  "root",
+  "loop",
+  "kernel-ext4",
+  "mkfs.ext4",
+], async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/m.img`;
+  await makeImage(path, {});
+  const mnt = `${dir.path}/mnt`;
+  await Deno.mkdir(mnt);
+  await runOk("mount", ["-o", "loop,ro", path, mnt]);
+  try {
+    const r = await runCli(["probe", "--json", path]);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.inUse.mounted, true);
+    assert.deepEqual(j.inUse.mountPoints, [mnt]);
+    assert.equal(j.inUse.exclusivelyHeld, true);
+    const loop = j.inUse.loopDevices[0];
+    const h = await runCli(["probe", loop]);
+    assert.match(
+      h.stdout,
+      new RegExp(`in use: +mounted on ${mnt} \\(ext4\\), held open exclusively`),
+    );
+  } finally {
+    await runOk("umount", [mnt]);
+  }
+});
+
+testWith("probe: bad input gets one clear line on stderr and a documented exit code", [
+  "mkfs.ext4",
+  "mkfs.vfat",
+  "setpriv",
+], async (t) => {
+  await using dir = await tempDir();
+  const d = dir.path;
+  const check = async (args: string[], code: number, message: RegExp) => {
+    const r = await runCli(args);
+    assert.equal(r.code, code, `${args.join(" ")}: ${r.stderr}`);
+    assert.equal(r.stdout, "");
+    const lines = r.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0], message);
+    assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/); // no stack trace
+  };
+  await t.step(
+    "missing path",
+    () =>
+      check(
+        ["probe", `${d}/missing.img`],
+        7,
+        /^ext4ts: cannot open .*missing\.img: No such file or directory$/,
+      ),
+  );
+  await t.step("a directory", () => check(["probe", d], 7, /is a directory/));
+  await t.step("an empty file", async () => {
+    await Deno.writeFile(`${d}/empty.img`, new Uint8Array());
+    await check(["probe", `${d}/empty.img`], 3, /not an ext2\/3\/4 filesystem/);
+  });
+  await t.step("random bytes", async () => {
+    const junk = new Uint8Array(1 << 20);
+    for (let i = 0; i < junk.length; i += 65536) {
+      crypto.getRandomValues(junk.subarray(i, i + 65536));
+    }
+    junk[1024 + 0x38] = 0; // make sure the magic is not there by chance
+    await Deno.writeFile(`${d}/random.img`, junk);
+    await check(["probe", `${d}/random.img`], 3, /not an ext2\/3\/4 filesystem \(bad magic/);
+  });
+  await t.step("a zeroed disk", async () => {
+    await Deno.writeFile(`${d}/zero.img`, new Uint8Array(4 << 20));
+    await check(["probe", `${d}/zero.img`], 3, /bad magic 0x0000/);
+  });
+  await t.step("a FAT filesystem", async () => {
+    await runOk("mkfs.vfat", ["-C", `${d}/fat.img`, "8192"]);
+    await check(["probe", `${d}/fat.img`], 3, /not an ext2\/3\/4 filesystem/);
+  });
+  await t.step("a truncated image", async () => {
+    await makeImage(`${d}/trunc.img`, {});
+    await Deno.truncate(`${d}/trunc.img`, 2 << 20);
+    await check(["probe", `${d}/trunc.img`], 5, /truncated image/);
+  });
+  await t.step("a corrupted superblock checksum", async () => {
+    await makeImage(`${d}/csum.img`, { args: ["-O", "metadata_csum"] });
+    const f = await Deno.open(`${d}/csum.img`, { read: true, write: true });
+    await f.seek(1024 + 0x78, Deno.SeekMode.Start);
+    await f.write(new TextEncoder().encode("tampered"));
+    f.close();
+    await check(["probe", `${d}/csum.img`], 5, /corrupt superblock: checksum mismatch/);
+  });
+  await t.step("permission denied", async () => {
+    await makeImage(`${d}/perm.img`, {});
+    await Deno.chmod(`${d}/perm.img`, 0);
+    // Root without CAP_DAC_OVERRIDE is refused like any user.
+    const r = await run("setpriv", [
+      "--inh-caps=-all",
+      "--bounding-set=-all",
+      "--",
+      Deno.execPath(),
+      "run",
+      "--allow-all",
+      new URL("../cli/main.ts", import.meta.url).pathname,
+      "probe",
+      `${d}/perm.img`,
+    ]);
+    assert.equal(r.code, 7, r.stderr);
+    assert.match(r.stderr.trim(), /^ext4ts: cannot open .*perm\.img: .*Permission denied$/);
+  });
+  await t.step("a wrong option", async () => {
+    const r = await runCli(["probe", "--bogus", `${d}/zero.img`]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown option '--bogus'/);
+  });
+  await t.step("a missing argument", async () => {
+    const r = await runCli(["probe"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /missing required argument 'device'/);
+  });
+  await t.step(
+    "a bad offset",
+    () => check(["probe", "--offset", "12x", `${d}/zero.img`], 2, /invalid offset '12x'/),
+  );
+});
+
+testWith(
+  "probe --offset finds a filesystem inside a partitioned image",
+  ["mkfs.ext4", "dumpe2fs"],
+  async () => {
+    await using dir = await tempDir();
+    const fs = `${dir.path}/fs.img`;
+    await makeImage(fs, { size: "16M" });
+    const disk = new Uint8Array(1 << 20).fill(0);
+    const whole = new Uint8Array(disk.length + (await Deno.stat(fs)).size);
+    whole.set(disk);
+    whole.set(await Deno.readFile(fs), disk.length);
+    await Deno.writeFile(`${dir.path}/disk.img`, whole);
+    const r = await runCli(["probe", "--json", "--offset", "2048s", `${dir.path}/disk.img`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      JSON.parse(r.stdout).uuid,
+      dumpe2fsValue(await dumpe2fsHeader(fs), "Filesystem UUID"),
+    );
+    const bad = await runCli(["probe", `${dir.path}/disk.img`]);
+    assert.equal(bad.code, 3);
+  },
+);
+
+testWith("probe: a 16 TiB sparse image probes quickly (superblock and descriptors only)", [
+  "mkfs.ext4",
+  "dumpe2fs",
+], async () => {
+  // tmpfs allows 16 TiB sparse files; most disk filesystems stop just short of it.
+  const dir = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "ext4ts-big-" });
+  try {
+    const path = `${dir}/big.img`;
+    const f = await Deno.create(path);
+    await f.truncate(16 * 2 ** 40);
+    f.close();
+    await runOk("mkfs.ext4", ["-q", "-F", "-E", "lazy_itable_init=1,nodiscard", path]);
+    const started = performance.now();
+    const r = await runCli(["probe", "--json", path]);
+    const elapsed = performance.now() - started;
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.blocks * j.blockSize, 16 * 2 ** 40);
+    assert.equal(j.groups, 131072);
+    assert.deepEqual(j.state.descriptorChecksumErrors, []);
+    // Generous bound: reading 8 MiB of descriptors, not 16 TiB of disk.
+    assert.ok(elapsed < 20000, `probe took ${elapsed} ms`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
