@@ -7,7 +7,7 @@
  */
 
 import { type BlockDevice, readBytes } from "./block_device.ts";
-import { crc16, crc32c, crc32cU32 } from "./checksum.ts";
+import { crc16, crc32c, crc32cRange, crc32cU32 } from "./checksum.ts";
 import { CorruptError } from "./errors.ts";
 import { Compat, Incompat, RoCompat } from "./features.ts";
 import type { Superblock } from "./superblock.ts";
@@ -176,19 +176,45 @@ export class GroupDescriptor {
  * ```
  */
 export function groupDescriptorChecksum(sb: Superblock, gd: GroupDescriptor): number | undefined {
-  const bytes = gd.bytes;
+  return descriptorChecksum(sb, gd.group, gd.bytes);
+}
+
+/** crc32c descriptor checksum of the descriptor at `buf[start..end)`, without copies. */
+function metadataCsum16(
+  seed: number,
+  group: number,
+  buf: Uint8Array,
+  start: number,
+  end: number,
+): number {
+  let c = crc32cU32(seed, group);
+  c = crc32cRange(c, buf, start, start + CHECKSUM_OFFSET);
+  c = crc32c(c, ZERO16);
+  c = crc32cRange(c, buf, start + CHECKSUM_OFFSET + 2, end);
+  return c & 0xffff;
+}
+
+const scratch = new Uint8Array(4);
+const scratchView = new DataView(scratch.buffer);
+const ZERO16 = new Uint8Array(2);
+
+/** {@link groupDescriptorChecksum} on the raw bytes of group `group`'s descriptor. */
+export function descriptorChecksum(
+  sb: Superblock,
+  group: number,
+  bytes: Uint8Array,
+): number | undefined {
   if (sb.hasMetadataCsum) {
-    let c = crc32cU32(sb.csumSeed, gd.group);
+    let c = crc32cU32(sb.csumSeed, group);
     c = crc32c(c, bytes.subarray(0, CHECKSUM_OFFSET));
-    c = crc32c(c, new Uint8Array(2));
+    c = crc32c(c, ZERO16);
     if (bytes.length > CHECKSUM_OFFSET + 2) c = crc32c(c, bytes.subarray(CHECKSUM_OFFSET + 2));
     return c & 0xffff;
   }
   if (sb.hasGdtCsum) {
     let c = crc16(0xffff, sb.uuid);
-    const le = new Uint8Array(4);
-    new DataView(le.buffer).setUint32(0, gd.group, true);
-    c = crc16(c, le);
+    scratchView.setUint32(0, group, true);
+    c = crc16(c, scratch);
     c = crc16(c, bytes.subarray(0, CHECKSUM_OFFSET));
     if (sb.is64bit && bytes.length > CHECKSUM_OFFSET + 2) {
       c = crc16(c, bytes.subarray(CHECKSUM_OFFSET + 2));
@@ -198,26 +224,51 @@ export function groupDescriptorChecksum(sb: Superblock, gd: GroupDescriptor): nu
   return undefined;
 }
 
-/** All descriptors of a filesystem, with the result of checking them. */
+/**
+ * All descriptors of a filesystem, with the result of checking them. Descriptor objects are
+ * made on first use: a 16 TiB filesystem has 131 072 groups and most callers touch few.
+ */
 export class GroupDescriptorTable {
-  readonly descriptors: GroupDescriptor[];
   /** Groups whose stored checksum does not match. */
   readonly badChecksums: number[];
+  readonly length: number;
+  readonly #chunks: Uint8Array[];
+  readonly #perBlock: number;
+  readonly #descSize: number;
+  readonly #cache: (GroupDescriptor | undefined)[];
 
-  constructor(descriptors: GroupDescriptor[], badChecksums: number[]) {
-    this.descriptors = descriptors;
+  constructor(chunks: Uint8Array[], descSize: number, length: number, badChecksums: number[]) {
+    this.#chunks = chunks;
+    this.#descSize = descSize;
+    this.#perBlock = chunks.length ? chunks[0].length / descSize : 0;
+    this.length = length;
     this.badChecksums = badChecksums;
+    this.#cache = new Array(length);
   }
 
   /** The descriptor of `group`; throws CORRUPT for a group that does not exist. */
   get(group: number): GroupDescriptor {
-    const gd = this.descriptors[group];
-    if (!gd) throw new CorruptError("group descriptor table", `no block group ${group}`);
+    if (!Number.isInteger(group) || group < 0 || group >= this.length) {
+      throw new CorruptError("group descriptor table", `no block group ${group}`);
+    }
+    let gd = this.#cache[group];
+    if (!gd) {
+      const chunk = this.#chunks[Math.floor(group / this.#perBlock)];
+      const off = (group % this.#perBlock) * this.#descSize;
+      gd = new GroupDescriptor(group, chunk.subarray(off, off + this.#descSize));
+      this.#cache[group] = gd;
+    }
     return gd;
   }
 
-  get length(): number {
-    return this.descriptors.length;
+  /** Every descriptor (materialises them all). */
+  get descriptors(): GroupDescriptor[] {
+    return Array.from({ length: this.length }, (_, g) => this.get(g));
+  }
+
+  /** The descriptor blocks as read, in table order (for writing them back). */
+  get blocks(): readonly Uint8Array[] {
+    return this.#chunks;
   }
 }
 
@@ -242,7 +293,6 @@ export async function readGroupDescriptors(
   const groups = sb.groupCount;
   const perBlock = bs / ds;
   const blockCount = Math.ceil(groups / perBlock);
-  const descriptors: GroupDescriptor[] = [];
   const bad: number[] = [];
   const metaBg = (sb.incompat & Incompat.META_BG) !== 0;
   // Without meta_bg the table is contiguous: read it in one go.
@@ -267,20 +317,34 @@ export async function readGroupDescriptors(
     chunks.push(await readBytes(device, loc * bs, bs));
   }
   const itBlocks = sb.inodeTableBlocksPerGroup;
-  for (let g = 0; g < groups; g++) {
-    const chunk = chunks[Math.floor(g / perBlock)];
-    const off = (g % perBlock) * ds;
-    const gd = new GroupDescriptor(g, chunk.subarray(off, off + ds));
-    const sum = groupDescriptorChecksum(sb, gd);
-    if (sum !== undefined && sum !== gd.checksum) bad.push(g);
-    const inRange = (b: number, n = 1) => b >= sb.firstDataBlock && b + n <= sb.blocksCount;
-    if (!inRange(gd.blockBitmap) || !inRange(gd.inodeBitmap) || !inRange(gd.inodeTable, itBlocks)) {
-      throw new CorruptError(
-        `group descriptor ${g}`,
-        `block bitmap ${gd.blockBitmap}, inode bitmap ${gd.inodeBitmap} or inode table ${gd.inodeTable} is outside the filesystem`,
-      );
+  const wide = ds >= 64;
+  const first = sb.firstDataBlock;
+  const last = sb.blocksCount;
+  const seed = sb.csumSeed;
+  const csum32 = sb.hasMetadataCsum;
+  const inRange = (b: number, n: number) => b >= first && b + n <= last;
+  for (let c = 0; c < chunks.length; c++) {
+    const chunk = chunks[c];
+    const v = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const count = Math.min(perBlock, groups - c * perBlock);
+    for (let k = 0; k < count; k++) {
+      const g = c * perBlock + k;
+      const off = k * ds;
+      const sum = csum32
+        ? metadataCsum16(seed, g, chunk, off, off + ds)
+        : descriptorChecksum(sb, g, chunk.subarray(off, off + ds));
+      if (sum !== undefined && sum !== v.getUint16(off + CHECKSUM_OFFSET, true)) bad.push(g);
+      const hi = (o: number) => (wide ? v.getUint32(off + o, true) * 2 ** 32 : 0);
+      const blockBitmap = v.getUint32(off, true) + hi(0x20);
+      const inodeBitmap = v.getUint32(off + 0x4, true) + hi(0x24);
+      const inodeTable = v.getUint32(off + 0x8, true) + hi(0x28);
+      if (!inRange(blockBitmap, 1) || !inRange(inodeBitmap, 1) || !inRange(inodeTable, itBlocks)) {
+        throw new CorruptError(
+          `group descriptor ${g}`,
+          `block bitmap ${blockBitmap}, inode bitmap ${inodeBitmap} or inode table ${inodeTable} is outside the filesystem`,
+        );
+      }
     }
-    descriptors.push(gd);
   }
-  return new GroupDescriptorTable(descriptors, bad);
+  return new GroupDescriptorTable(chunks, ds, groups, bad);
 }

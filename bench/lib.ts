@@ -1,0 +1,72 @@
+/**
+ * Benchmark helpers: median timings and a table that prints ext4ts against its peers
+ * (fuse2fs, kernel ext4, e2fsprogs) as ratios.
+ *
+ * @module
+ */
+
+/** One benchmark row: times in milliseconds (lower is better) for ext4ts and each peer. */
+export interface BenchRow {
+  name: string;
+  ext4ts: number;
+  peers: Record<string, number>;
+  /** Optional throughput note, e.g. "1.2 GB/s". */
+  note?: string;
+}
+
+/** Median wall time in ms of `runs` calls of `fn` (after one warm-up call unless `warm` is false). */
+export async function medianMs(
+  fn: () => Promise<unknown> | unknown,
+  runs = 5,
+  warm = true,
+): Promise<number> {
+  if (warm) await fn();
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await fn();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+/** Runs a command to completion and throws if it fails. */
+export async function sh(
+  cmd: string,
+  args: string[],
+  env?: Record<string, string>,
+): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, env, stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr).trim()}`);
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+/** Prints rows as a table with `peer / ext4ts` ratios (above 1: ext4ts is faster). */
+export function printTable(title: string, rows: BenchRow[]): void {
+  const peers = [...new Set(rows.flatMap((r) => Object.keys(r.peers)))];
+  const head = [
+    "benchmark",
+    "ext4ts ms",
+    ...peers.flatMap((p) => [`${p} ms`, `${p}/ext4ts`]),
+    "note",
+  ];
+  const body = rows.map((r) => [
+    r.name,
+    r.ext4ts.toFixed(2),
+    ...peers.flatMap((p) =>
+      r.peers[p] === undefined
+        ? ["-", "-"]
+        : [r.peers[p].toFixed(2), (r.peers[p] / r.ext4ts).toFixed(2) + "x"]
+    ),
+    r.note ?? "",
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ");
+  console.log(`\n## ${title}\n`);
+  console.log(fmt(head));
+  console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const b of body) console.log(fmt(b));
+}
