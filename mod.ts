@@ -58,6 +58,20 @@ export {
   readGroupDescriptors,
 } from "./lib/group_descriptor.ts";
 
+export { MMP_MAGIC, type MmpBlock, type MmpState, parseMmpBlock, readMmpBlock } from "./lib/mmp.ts";
+export { ctime, type NameResolver, superblockReport } from "./lib/superblock_report.ts";
+
+// ---- probe ----
+export {
+  type FsType,
+  fsTypeOf,
+  probeDevice,
+  type ProbeResult,
+  stateSummary,
+  WRITE_SUPPORTED,
+} from "./lib/probe.ts";
+export { type DeviceUse, deviceUse } from "./ffi/device_status.ts";
+
 // ---- reader (issue: complete reader) ----
 
 // ---- journal (jbd2) ----

@@ -10,6 +10,6 @@ printf 'Hello from ext4ts!\n' >"$dir/tree/hello.txt"
 printf 'A file in a subdirectory.\n' >"$dir/tree/docs/readme.txt"
 ln -sf hello.txt "$dir/tree/link-to-hello"
 rm -f "$dir/demo.img"
-mkfs.ext4 -q -F -L ext4ts-demo -d "$dir/tree" "$dir/demo.img" 32M
+mkfs.ext4 -q -F -L ext4ts-demo -d "$dir/tree" "$dir/demo.img" 32M >/dev/null
 echo "\$ ext4ts probe $dir/demo.img"
 deno task -q ext4ts probe "$dir/demo.img"
