@@ -102,42 +102,53 @@ export class Superblock implements FeatureWords {
     return this.#u32(lo) + (this.revLevel >= 1 ? this.#u8(hiByte) * 2 ** 32 : 0);
   }
 
+  /** `s_inodes_count`: total inodes. */
   get inodesCount(): number {
     return this.#u32(0x0);
   }
+  /** `s_blocks_count`: total blocks (with the `_hi` half on 64bit). */
   get blocksCount(): number {
     return this.#lohi(0x4, 0x150);
   }
+  /** `s_r_blocks_count`: blocks reserved for the superuser. */
   get reservedBlocksCount(): number {
     return this.#lohi(0x8, 0x154);
   }
+  /** `s_free_blocks_count` (with the `_hi` half on 64bit). */
   get freeBlocksCount(): number {
     return this.#lohi(0xc, 0x158);
   }
   set freeBlocksCount(v: number) {
     this.#setLohi(0xc, 0x158, v);
   }
+  /** `s_free_inodes_count`. */
   get freeInodesCount(): number {
     return this.#u32(0x10);
   }
   set freeInodesCount(v: number) {
     this.#setU32(0x10, v);
   }
+  /** `s_first_data_block`: 1 on 1 KiB-block filesystems (without bigalloc), else 0. */
   get firstDataBlock(): number {
     return this.#u32(0x14);
   }
+  /** `s_log_block_size`: block size is 1024 << this. */
   get logBlockSize(): number {
     return this.#u32(0x18);
   }
+  /** `s_log_cluster_size`: cluster size is 1024 << this (bigalloc). */
   get logClusterSize(): number {
     return this.#u32(0x1c);
   }
+  /** `s_blocks_per_group`. */
   get blocksPerGroup(): number {
     return this.#u32(0x20);
   }
+  /** `s_clusters_per_group` (s_frags_per_group on ext2). */
   get clustersPerGroup(): number {
     return this.#u32(0x24);
   }
+  /** `s_inodes_per_group`. */
   get inodesPerGroup(): number {
     return this.#u32(0x28);
   }
@@ -149,42 +160,54 @@ export class Superblock implements FeatureWords {
   get writeTime(): number {
     return this.#time(0x30, 0x274);
   }
+  /** `s_mnt_count`: mounts since the last check. */
   get mountCount(): number {
     return this.#u16(0x34);
   }
+  /** `s_max_mnt_count` (-1: no mount-count checks). */
   get maxMountCount(): number {
     return this.#view.getInt16(0x36, true);
   }
+  /** `s_magic` (0xEF53). */
   get magic(): number {
     return this.#u16(0x38);
   }
+  /** `s_state`: State.VALID (cleanly unmounted), State.ERROR, State.ORPHAN bits. */
   get state(): number {
     return this.#u16(0x3a);
   }
   set state(v: number) {
     this.#view.setUint16(0x3a, v, true);
   }
+  /** `s_errors`: behaviour on errors (1 continue, 2 remount-ro, 3 panic). */
   get errors(): number {
     return this.#u16(0x3c);
   }
+  /** `s_minor_rev_level`. */
   get minorRevLevel(): number {
     return this.#u16(0x3e);
   }
+  /** `s_lastcheck`, seconds since the epoch. */
   get lastCheck(): number {
     return this.#time(0x40, 0x277);
   }
+  /** `s_checkinterval`: seconds between forced checks (0: none). */
   get checkInterval(): number {
     return this.#u32(0x44);
   }
+  /** `s_creator_os` (0: Linux). */
   get creatorOs(): number {
     return this.#u32(0x48);
   }
+  /** `s_rev_level` (0: original, 1: dynamic). */
   get revLevel(): number {
     return this.#u32(0x4c);
   }
+  /** `s_def_resuid`: user allowed to use reserved blocks. */
   get defResuid(): number {
     return this.#u16(0x50);
   }
+  /** `s_def_resgid`: group allowed to use reserved blocks. */
   get defResgid(): number {
     return this.#u16(0x52);
   }
@@ -196,51 +219,66 @@ export class Superblock implements FeatureWords {
   get inodeSize(): number {
     return this.revLevel >= 1 ? this.#u16(0x58) : 128;
   }
+  /** `s_block_group_nr`: the group this copy of the superblock lives in. */
   get blockGroupNr(): number {
     return this.#u16(0x5a);
   }
+  /** `s_feature_compat` (0 on revision 0). */
   get compat(): number {
     return this.revLevel >= 1 ? this.#u32(0x5c) : 0;
   }
+  /** `s_feature_incompat` (0 on revision 0). */
   get incompat(): number {
     return this.revLevel >= 1 ? this.#u32(0x60) : 0;
   }
   set incompat(v: number) {
     this.#setU32(0x60, v);
   }
+  /** `s_feature_ro_compat` (0 on revision 0). */
   get roCompat(): number {
     return this.revLevel >= 1 ? this.#u32(0x64) : 0;
   }
+  /** `s_uuid`: the filesystem UUID (16 bytes, a view on the superblock). */
   get uuid(): Uint8Array {
     return this.bytes.subarray(0x68, 0x78);
   }
+  /** `s_volume_name`: the label. */
   get volumeName(): string {
     return cString(this.bytes.subarray(0x78, 0x88));
   }
+  /** `s_last_mounted`: the directory it was last mounted on. */
   get lastMounted(): string {
     return cString(this.bytes.subarray(0x88, 0xc8));
   }
+  /** `s_algorithm_usage_bitmap` (unused by Linux). */
   get algorithmUsageBitmap(): number {
     return this.#u32(0xc8);
   }
+  /** `s_prealloc_blocks`. */
   get preallocBlocks(): number {
     return this.#u8(0xcc);
   }
+  /** `s_prealloc_dir_blocks`. */
   get preallocDirBlocks(): number {
     return this.#u8(0xcd);
   }
+  /** `s_reserved_gdt_blocks`: blocks reserved for growing the descriptor table. */
   get reservedGdtBlocks(): number {
     return this.#u16(0xce);
   }
+  /** `s_journal_uuid`: UUID of an external journal. */
   get journalUuid(): Uint8Array {
     return this.bytes.subarray(0xd0, 0xe0);
   }
+  /** `s_journal_inum`: inode of an internal journal (8), 0 if external. */
   get journalInum(): number {
     return this.#u32(0xe0);
   }
+  /** `s_journal_dev`: device number of an external journal. */
   get journalDev(): number {
     return this.#u32(0xe4);
   }
+  /** `s_last_orphan`: head of the orphan inode list. */
   get lastOrphan(): number {
     return this.#u32(0xe8);
   }
@@ -248,12 +286,15 @@ export class Superblock implements FeatureWords {
   get hashSeed(): Uint32Array {
     return Uint32Array.from({ length: 4 }, (_, i) => this.#u32(0xec + 4 * i));
   }
+  /** `s_hash_seed` as 16 bytes. */
   get hashSeedBytes(): Uint8Array {
     return this.bytes.subarray(0xec, 0xfc);
   }
+  /** `s_def_hash_version`: default directory hash (0 legacy, 1 half_md4, 2 tea). */
   get defHashVersion(): number {
     return this.#u8(0xfc);
   }
+  /** `s_jnl_backup_type` (1: s_jnl_blocks holds the journal inode's blocks). */
   get jnlBackupType(): number {
     return this.#u8(0xfd);
   }
@@ -261,12 +302,15 @@ export class Superblock implements FeatureWords {
   get rawDescSize(): number {
     return this.#u16(0xfe);
   }
+  /** `s_default_mount_opts`. */
   get defaultMountOpts(): number {
     return this.#u32(0x100);
   }
+  /** `s_first_meta_bg`: first descriptor block placed by meta_bg. */
   get firstMetaBg(): number {
     return this.#u32(0x104);
   }
+  /** `s_mkfs_time`, seconds since the epoch. */
   get mkfsTime(): number {
     return this.#time(0x108, 0x276);
   }
@@ -274,147 +318,194 @@ export class Superblock implements FeatureWords {
   get jnlBlocks(): Uint32Array {
     return Uint32Array.from({ length: 17 }, (_, i) => this.#u32(0x10c + 4 * i));
   }
+  /** `s_min_extra_isize`: extra inode bytes every inode has. */
   get minExtraIsize(): number {
     return this.#u16(0x15c);
   }
+  /** `s_want_extra_isize`: extra inode bytes new inodes should get. */
   get wantExtraIsize(): number {
     return this.#u16(0x15e);
   }
+  /** `s_flags` (directory hash signedness, test filesystem). */
   get flags(): number {
     return this.#u32(0x160);
   }
+  /** `s_raid_stride`. */
   get raidStride(): number {
     return this.#u16(0x164);
   }
+  /** `s_mmp_update_interval`, seconds. */
   get mmpInterval(): number {
     return this.#u16(0x166);
   }
+  /** `s_mmp_block`: the MMP block (mmp feature). */
   get mmpBlock(): number {
     return this.#u64(0x168);
   }
+  /** `s_raid_stripe_width`. */
   get raidStripeWidth(): number {
     return this.#u32(0x170);
   }
+  /** `s_log_groups_per_flex`: flex_bg groups 2^this groups together. */
   get logGroupsPerFlex(): number {
     return this.#u8(0x174);
   }
+  /** `s_checksum_type` (1: crc32c). */
   get checksumType(): number {
     return this.#u8(0x175);
   }
+  /** `s_encryption_level`. */
   get encryptionLevel(): number {
     return this.#u8(0x176);
   }
+  /** `s_kbytes_written`: lifetime KiB written. */
   get kbytesWritten(): number {
     return this.#u64(0x178);
   }
+  /** `s_snapshot_inum`. */
   get snapshotInum(): number {
     return this.#u32(0x180);
   }
+  /** `s_snapshot_id`. */
   get snapshotId(): number {
     return this.#u32(0x184);
   }
+  /** `s_snapshot_r_blocks_count`. */
   get snapshotReservedBlocksCount(): number {
     return this.#u64(0x188);
   }
+  /** `s_snapshot_list`. */
   get snapshotList(): number {
     return this.#u32(0x190);
   }
+  /** `s_error_count`: errors recorded since the last check. */
   get errorCount(): number {
     return this.#u32(0x194);
   }
+  /** `s_first_error_time`, seconds since the epoch. */
   get firstErrorTime(): number {
     return this.#time(0x198, 0x278);
   }
+  /** `s_first_error_ino`. */
   get firstErrorIno(): number {
     return this.#u32(0x19c);
   }
+  /** `s_first_error_block`. */
   get firstErrorBlock(): number {
     return this.#u64(0x1a0);
   }
+  /** `s_first_error_func`: kernel function of the first recorded error. */
   get firstErrorFunc(): string {
     return cString(this.bytes.subarray(0x1a8, 0x1c8));
   }
+  /** `s_first_error_line`. */
   get firstErrorLine(): number {
     return this.#u32(0x1c8);
   }
+  /** `s_last_error_time`, seconds since the epoch. */
   get lastErrorTime(): number {
     return this.#time(0x1cc, 0x279);
   }
+  /** `s_last_error_ino`. */
   get lastErrorIno(): number {
     return this.#u32(0x1d0);
   }
+  /** `s_last_error_line`. */
   get lastErrorLine(): number {
     return this.#u32(0x1d4);
   }
+  /** `s_last_error_block`. */
   get lastErrorBlock(): number {
     return this.#u64(0x1d8);
   }
+  /** `s_last_error_func`. */
   get lastErrorFunc(): string {
     return cString(this.bytes.subarray(0x1e0, 0x200));
   }
+  /** `s_mount_opts`: default mount options as text. */
   get mountOpts(): string {
     return cString(this.bytes.subarray(0x200, 0x240));
   }
+  /** `s_usr_quota_inum`. */
   get usrQuotaInum(): number {
     return this.#u32(0x240);
   }
+  /** `s_grp_quota_inum`. */
   get grpQuotaInum(): number {
     return this.#u32(0x244);
   }
+  /** `s_overhead_clusters`: clusters taken by metadata (0: not recorded). */
   get overheadClusters(): number {
     return this.#u32(0x248);
   }
+  /** `s_backup_bgs`: the two groups holding superblock backups under sparse_super2. */
   get backupBgs(): [number, number] {
     return [this.#u32(0x24c), this.#u32(0x250)];
   }
+  /** `s_encrypt_algos`. */
   get encryptAlgos(): Uint8Array {
     return this.bytes.subarray(0x254, 0x258);
   }
+  /** `s_encrypt_pw_salt`. */
   get encryptPwSalt(): Uint8Array {
     return this.bytes.subarray(0x258, 0x268);
   }
+  /** `s_lpf_ino`: lost+found inode. */
   get lpfIno(): number {
     return this.#u32(0x268);
   }
+  /** `s_prj_quota_inum`. */
   get prjQuotaInum(): number {
     return this.#u32(0x26c);
   }
+  /** `s_checksum_seed`: the stored seed used with metadata_csum_seed. */
   get checksumSeed(): number {
     return this.#u32(0x270);
   }
+  /** `s_first_error_errcode`. */
   get firstErrorErrcode(): number {
     return this.#u8(0x27a);
   }
+  /** `s_last_error_errcode`. */
   get lastErrorErrcode(): number {
     return this.#u8(0x27b);
   }
+  /** `s_encoding`: filename encoding for casefold (1: utf8-12.1). */
   get encoding(): number {
     return this.#u16(0x27c);
   }
+  /** `s_encoding_flags`. */
   get encodingFlags(): number {
     return this.#u16(0x27e);
   }
+  /** `s_orphan_file_inum` (orphan_file feature). */
   get orphanFileInum(): number {
     return this.#u32(0x280);
   }
+  /** `s_checksum`: crc32c of the superblock under metadata_csum. */
   get checksum(): number {
     return this.#u32(0x3fc);
   }
 
   // ---- derived geometry ----
 
+  /** True with the 64bit feature (64-bit block numbers, wide descriptors). */
   get is64bit(): boolean {
     return (this.#u32(0x60) & Incompat.BIT64) !== 0 && this.revLevel >= 1;
   }
+  /** True with metadata_csum: crc32c checksums on all metadata. */
   get hasMetadataCsum(): boolean {
     return (this.roCompat & RoCompat.METADATA_CSUM) !== 0;
   }
+  /** True with uninit_bg (gdt_csum): crc16 descriptor checksums. */
   get hasGdtCsum(): boolean {
     return (this.roCompat & RoCompat.GDT_CSUM) !== 0;
   }
+  /** Block size in bytes (1024 << s_log_block_size). */
   get blockSize(): number {
     return 1024 * 2 ** this.logBlockSize;
   }
+  /** Cluster size in bytes (the block size unless bigalloc). */
   get clusterSize(): number {
     return (this.roCompat & RoCompat.BIGALLOC) ? 1024 * 2 ** this.logClusterSize : this.blockSize;
   }
@@ -422,6 +513,7 @@ export class Superblock implements FeatureWords {
   get descSize(): number {
     return this.is64bit ? this.rawDescSize : 32;
   }
+  /** Number of block groups. */
   get groupCount(): number {
     return Math.ceil((this.blocksCount - this.firstDataBlock) / this.blocksPerGroup);
   }
