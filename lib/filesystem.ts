@@ -16,7 +16,6 @@ import { readSuperblock, type Superblock } from "./superblock.ts";
 import {
   type FileType,
   fileTypeOfMode,
-  inlineDataTail,
   type Inode,
   InodeFlags,
   readInode,
@@ -32,16 +31,9 @@ import {
   type DirRecord,
   iterateDirectory,
 } from "./directory.ts";
-// TEMP until dir_htree.ts / xattr.ts land
-// import { htreeLookup } from "./dir_htree.ts";
-// import { readXattrs } from "./xattr.ts";
-const htreeLookup = (
-  _d: DirectorySource,
-  _n: Uint8Array,
-  _c: DirContext,
-): Promise<DirRecord | null | undefined> => Promise.resolve(undefined);
-// deno-lint-ignore no-explicit-any
-const readXattrs = (_s: any): Promise<Map<string, Uint8Array>> => Promise.resolve(new Map());
+import { htreeLookup } from "./dir_htree.ts";
+import { readXattrs } from "./xattr.ts";
+import { readInlineData, readInlineFile } from "./inline_data.ts";
 
 export type { FileType, Timespec };
 
@@ -142,13 +134,6 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 /** The case-insensitive form of a name for casefolded directories (NFD + full case fold). */
 function casefold(name: Uint8Array): string {
   return utf8.decode(name).normalize("NFD").toUpperCase().toLowerCase().normalize("NFD");
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 /**
@@ -350,7 +335,9 @@ export class Ext4 {
 
   #directorySource(inode: Inode): DirectorySource {
     const bs = this.superblock.blockSize;
-    const inline = inode.hasInlineData ? concat(inode.iBlock, inlineDataTail(inode)) : null;
+    const inline = inode.hasInlineData
+      ? readInlineData(this.superblock, inode.ino, inode.bytes)
+      : null;
     return {
       ino: inode.ino,
       generation: inode.generation,
@@ -729,10 +716,8 @@ export class Ext4 {
     const size = inode.size;
     if (offset >= size || length === 0) return new Uint8Array(0);
     if (inode.hasInlineData) {
-      const all = concat(inode.iBlock, inlineDataTail(inode));
-      const out = new Uint8Array(Math.min(size, offset + length) - offset);
-      out.set(all.subarray(offset, offset + out.length));
-      return out;
+      const all = readInlineFile(this.superblock, inode.ino, inode.bytes, size);
+      return all.slice(offset, Math.min(size, offset + length));
     }
     const runs = await this.blockRuns(inode);
     return readMapped(
@@ -782,7 +767,7 @@ export class Ext4 {
       throw new CorruptError(`symlink inode ${ino}`, `target length ${size} exceeds a block`);
     }
     if (inode.hasInlineData) {
-      return concat(inode.iBlock, inlineDataTail(inode)).slice(0, size);
+      return readInlineData(this.superblock, inode.ino, inode.bytes).slice(0, size);
     }
     if (this.#isFastSymlink(inode)) {
       if (size >= 60) {
@@ -829,7 +814,7 @@ export class Ext4 {
 
   async #readInodeRaw(inode: Inode, offset: number, length: number): Promise<Uint8Array> {
     if (inode.hasInlineData) {
-      return concat(inode.iBlock, inlineDataTail(inode)).slice(offset, offset + length);
+      return readInlineData(this.superblock, inode.ino, inode.bytes).slice(offset, offset + length);
     }
     const runs = await this.blockRuns(inode);
     return readMapped(

@@ -1,0 +1,76 @@
+/**
+ * Oracle tests: images over a feature matrix, populated through a kernel loop mount, listed
+ * by the kernel (tree_listing.py on a read-only mount) and by ext4ts (lib/tree_listing.ts);
+ * the two listings must be identical, all columns.
+ */
+import assert from "node:assert/strict";
+import { Ext4, treeListing } from "../mod.ts";
+import { makeImage, ROOT, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
+
+const TREE_LISTING = "/work/shared/corpus/tools/tree_listing.py";
+const POPULATE = `${ROOT}tests/fixtures/populate_tree.py`;
+const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "python3", "setfacl"];
+
+interface Case {
+  name: string;
+  mkfs?: string;
+  args?: string[];
+  size?: string;
+  populate?: string[];
+}
+
+const CASES: Case[] = [
+  { name: "ext2", mkfs: "mkfs.ext2" },
+  { name: "ext2 128-byte inodes", mkfs: "mkfs.ext2", args: ["-I", "128"] },
+  { name: "ext3", mkfs: "mkfs.ext3" },
+  {
+    name: "ext4 4k blocks, 50 000-entry directory",
+    args: ["-b", "4096", "-N", "70000"],
+    size: "128M",
+    populate: ["--big-dir", "50000"],
+  },
+  { name: "ext4 1k blocks", args: ["-b", "1024"] },
+  { name: "ext4 ^64bit", args: ["-b", "4096", "-O", "^64bit"] },
+  { name: "ext4 ^metadata_csum", args: ["-b", "4096", "-O", "^metadata_csum"] },
+  { name: "ext4 inline_data", args: ["-b", "4096", "-O", "inline_data"] },
+  { name: "ext4 bigalloc", args: ["-b", "4096", "-O", "bigalloc", "-C", "16384"], size: "128M" },
+  { name: "ext4 large_dir 1k blocks", args: ["-b", "1024", "-O", "large_dir"] },
+  { name: "ext4 meta_bg", args: ["-b", "4096", "-O", "meta_bg,^resize_inode"] },
+  { name: "ext4 ea_inode", args: ["-b", "4096", "-O", "ea_inode"], populate: ["--ea-inode"] },
+];
+
+function firstDifference(a: string, b: string): string {
+  const la = a.split("\n");
+  const lb = b.split("\n");
+  const out: string[] = [];
+  for (let i = 0; i < Math.max(la.length, lb.length) && out.length < 10; i++) {
+    if (la[i] !== lb[i]) out.push(`line ${i + 1}:\n  kernel: ${la[i]}\n  ext4ts: ${lb[i]}`);
+  }
+  return out.join("\n");
+}
+
+for (const c of CASES) {
+  testWith(`oracle: ${c.name} reads exactly as the kernel`, NEEDS, async () => {
+    await using dir = await tempDir();
+    const img = `${dir.path}/fs.img`;
+    await makeImage(img, {
+      mkfs: c.mkfs,
+      args: c.args,
+      size: c.size ?? "96M",
+      populate: (m) => runOk("python3", [POPULATE, m, ...(c.populate ?? [])]).then(() => {}),
+    });
+    const kernel = await withKernelMount(
+      img,
+      (m) => runOk("python3", [TREE_LISTING, m]),
+      { readOnly: true },
+    );
+    const fs = await Ext4.open(img);
+    try {
+      const ours = await treeListing(fs);
+      assert.ok(kernel.split("\n").length > 100, "the kernel listing is suspiciously short");
+      if (ours !== kernel) assert.fail(firstDifference(kernel, ours));
+    } finally {
+      await fs.close();
+    }
+  });
+}
