@@ -111,6 +111,8 @@ export interface Ext4Statfs {
 const MAX_SYMLINK_HOPS = 40;
 const ROOT_INO = 2;
 const STREAM_CHUNK = 1024 * 1024;
+/** readFile returns one buffer: beyond this, stream with openFile. */
+const MAX_READ_FILE = 2 ** 31;
 
 const DIR_FILE_TYPES: Record<number, FileType> = {
   1: "file",
@@ -566,6 +568,13 @@ export class Ext4 {
   async readFile(path: string): Promise<Uint8Array> {
     const ino = await this.resolve(path, true);
     const inode = await this.#regularInode(ino, path);
+    if (inode.size > MAX_READ_FILE) {
+      throw new Ext4Error(
+        "INVALID",
+        `${path}: ${inode.size} bytes is too large to read at once; use openFile to stream it`,
+        { errno: Errno.EFBIG },
+      );
+    }
     return this.#readInode(inode, 0, inode.size);
   }
 
