@@ -14,7 +14,7 @@ import {
   recLenToDisk,
 } from "../lib/directory.ts";
 import { CorruptError, Ext4Error } from "../lib/errors.ts";
-import { makeImage, tempDir, testWith } from "./helpers.ts";
+import { makeImage, runOk, tempDir, testWith } from "./helpers.ts";
 import { kernelListing, nameOf, RawImage } from "./raw_image.ts";
 
 const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "debugfs"];
@@ -393,4 +393,45 @@ testWith("parsers throw only Ext4Error on random and mutated input", NEEDS, asyn
     ),
     { numRuns: 300 },
   );
+});
+
+testWith("64 KiB blocks: rec_len 65536 (stored as 0) decodes; listing matches debugfs", [
+  "mkfs.ext4",
+  "debugfs",
+], async () => {
+  // The kernel here cannot mount 64 KiB blocks; debugfs builds the directory instead.
+  await using tmp = await tempDir();
+  const img = `${tmp.path}/b64.img`;
+  await runOk("mkfs.ext4", [
+    "-q",
+    "-F",
+    "-b",
+    "65536",
+    "-N",
+    "4096",
+    "-O",
+    "^metadata_csum,^has_journal",
+    img,
+    "64M",
+  ]);
+  const make = ["mkdir d", "cd d"];
+  for (let i = 1; i <= 3000; i++) make.push(`write /dev/null file-number-${i}`);
+  // Empty the second block completely: one unused record spans all 65536 bytes.
+  for (let i = 2500; i <= 3000; i++) make.push(`rm file-number-${i}`);
+  await Deno.writeTextFile(`${tmp.path}/cmds`, make.join("\n") + "\n");
+  await runOk("debugfs", ["-w", "-f", `${tmp.path}/cmds`, img]);
+  const listing = await runOk("debugfs", ["-R", "ls -p /d", img]);
+  const expected = new Map(
+    listing.trim().split("\n").map((l) => l.split("/")).map((f) => [f[5], Number(f[1])] as const)
+      .filter(([, ino]) => ino !== 0), // debugfs also shows the unused record's old name
+  );
+  const raw = await RawImage.load(img);
+  const dir = await raw.directory(await raw.ino("/d"));
+  assert.equal(dir.size, 2 * 65536);
+  const second = (await dir.readBlock(1))!;
+  assert.equal(new DataView(second.buffer).getUint16(4, true), 0, "rec_len stored as 0");
+  assert.equal(parseDirectoryBlock(second, { sb: raw.sb }).length, 0);
+  const recs = await collect(dir, { sb: raw.sb });
+  assert.deepEqual(asMap(recs), expected);
+  assert.equal(recs.length, 2 + 2499);
 });
