@@ -29,7 +29,7 @@ export interface DirContext {
 /** One live directory entry (inode number != 0). */
 export interface DirRecord {
   ino: number;
-  /** The name's bytes as stored (not necessarily UTF-8). */
+  /** The name's bytes as stored (not necessarily UTF-8); a copy, independent of the block. */
   name: Uint8Array;
   /** The on-disk file type code ({@link DirFileType}); 0 without the filetype feature. */
   fileType: number;
@@ -338,7 +338,7 @@ export function walkDirents(
       ino,
       nameLen,
       fileType,
-      name: buf.subarray(pos + DIRENT_HEADER, pos + DIRENT_HEADER + nameLen),
+      name: buf.slice(pos + DIRENT_HEADER, pos + DIRENT_HEADER + nameLen),
     });
     pos += recLen;
   }

@@ -202,9 +202,9 @@ function parseEntries(
       if (start < namesEnd || size > end - start || ((size + 3) & ~3) > end - start) {
         bad(`overlapping e_value (offset ${offs}, size ${size})`);
       }
-      value = region.subarray(start, start + size);
+      value = region.slice(start, start + size);
     }
-    const suffix = region.subarray(s + ENTRY_HEADER_SIZE, s + ENTRY_HEADER_SIZE + nameLen);
+    const suffix = region.slice(s + ENTRY_HEADER_SIZE, s + ENTRY_HEADER_SIZE + nameLen);
     out.push({
       index,
       suffix,
