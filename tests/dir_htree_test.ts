@@ -40,6 +40,7 @@ async function checkAllNames(
   raw: RawImage,
   dir: DirectorySource,
   expected: Map<string, number>,
+  deleted: string[] = [],
 ): Promise<void> {
   const ctx = { sb: raw.sb };
   for (const [name, ino] of expected) {
@@ -48,7 +49,8 @@ async function checkAllNames(
     assert.equal(hit.ino, ino, name);
     assert.equal(nameOf(hit.name), name);
   }
-  for (const absent of ["nope", "é0-é", "x".repeat(255), ...names(50, 3).map((s) => s + "?")]) {
+  const absentNames = ["nope", "é0-é", "x".repeat(255), ...names(50, 3).map((s) => s + "?")];
+  for (const absent of [...absentNames, ...deleted]) {
     assert.equal(await htreeLookup(dir, enc.encode(absent), ctx), null, absent);
   }
   // The linear listing holds the same names.
@@ -85,8 +87,16 @@ for (
     // s_flags: 1 = signed hash, 2 = unsigned; the kernel hashes new names accordingly.
     await runOk("debugfs", ["-w", "-R", `ssv flags ${v.unsigned ? 2 : 1}`, img]);
     let expected = new Map<string, number>();
+    const deleted: string[] = [];
     await withKernelMount(img, async (m) => {
       expected = await linkAll(m, "d", names(3000, 30));
+      // Deleted names leave unused records in the leaves; they must not be found.
+      for (const [i, name] of [...expected.keys()].entries()) {
+        if (i % 7 !== 3) continue;
+        await Deno.remove(`${m}/d/${name}`);
+        expected.delete(name);
+        deleted.push(name);
+      }
     });
     const raw = await RawImage.load(img);
     assert.equal(hashIsSigned(raw.sb), !v.unsigned);
@@ -95,7 +105,7 @@ for (
     const { info } = parseDxRoot((await dir.readBlock(0))!, raw.sb, dir.ino);
     assert.equal(info.hashVersion, v.version);
     assert.equal(info.indirectLevels, 1, "two index levels");
-    await checkAllNames(raw, dir, expected);
+    await checkAllNames(raw, dir, expected, deleted);
     // "." and ".." come from block 0.
     const root = (await raw.directory(2)).ino;
     assert.equal((await htreeLookup(dir, enc.encode("."), { sb: raw.sb }))?.ino, dir.ino);

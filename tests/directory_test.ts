@@ -13,6 +13,7 @@ import {
   recLenFromDisk,
   recLenToDisk,
 } from "../lib/directory.ts";
+import { htreeLookup } from "../lib/dir_htree.ts";
 import { CorruptError, Ext4Error } from "../lib/errors.ts";
 import { makeImage, runOk, tempDir, testWith } from "./helpers.ts";
 import { kernelListing, nameOf, RawImage } from "./raw_image.ts";
@@ -434,4 +435,50 @@ testWith("64 KiB blocks: rec_len 65536 (stored as 0) decodes; listing matches de
   const recs = await collect(dir, { sb: raw.sb });
   assert.deepEqual(asMap(recs), expected);
   assert.equal(recs.length, 2 + 2499);
+});
+
+/** Makes files with arbitrary byte names and lists (hex name, inode) as the kernel does. */
+const ODD_NAMES = `
+import os, sys, json
+d = sys.argv[1].encode()
+names = [b"\\xff\\xfe", b"a\\nb", b"n" * 255, b"\\xc3\\x28", b" space ", b"-dash", b"\\x01",
+         b"\\xe6\\x97\\xa5\\xe6\\x9c\\xac", b"." * 3, b"\\\\"]
+for i in range(40):
+    names.append(bytes([(i * 37 + k) % 254 + 1 for k in range(1 + i * 6)]).replace(b"/", b"_").replace(b"\\x00", b"_"))
+for n in names:
+    with open(os.path.join(d, n), "wb"):
+        pass
+print(json.dumps({e.name.hex(): e.inode() for e in os.scandir(d)}))
+`;
+
+testWith("names are bytes: invalid UTF-8, control characters, 255 bytes", [
+  ...NEEDS,
+  "python3",
+], async () => {
+  await using tmp = await tempDir();
+  const img = `${tmp.path}/n.img`;
+  let expected: Record<string, number> = {};
+  await makeImage(img, {
+    size: "8M",
+    args: ["-b", "1024"],
+    populate: async (m) => {
+      await Deno.mkdir(`${m}/odd`);
+      expected = JSON.parse(await runOk("python3", ["-c", ODD_NAMES, `${m}/odd`]));
+    },
+  });
+  const raw = await RawImage.load(img);
+  const dir = await raw.directory(await raw.ino("/odd"));
+  const got: Record<string, number> = {};
+  for await (const r of iterateDirectory(dir, { sb: raw.sb })) {
+    const name = Array.from(r.name, (b) => b.toString(16).padStart(2, "0")).join("");
+    if (name !== "2e" && name !== "2e2e") got[name] = r.ino;
+  }
+  assert.deepEqual(got, expected);
+  assert.ok(Object.keys(got).some((h) => h.length === 510), "a 255-byte name");
+  // Hashed lookup of the same byte names (hashes see bytes >= 0x80 as signed chars).
+  assert.ok(dir.isHtree, "long names made the directory indexed");
+  for (const [h, ino] of Object.entries(expected)) {
+    const name = Uint8Array.from(h.match(/../g)!, (x) => parseInt(x, 16));
+    assert.equal((await htreeLookup(dir, name, { sb: raw.sb }))?.ino, ino, h);
+  }
 });

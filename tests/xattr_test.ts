@@ -83,6 +83,12 @@ async function populate(m: string, opts: { eaInode: boolean }) {
     const p = await f(n);
     await setfattr(p, "user.shared", bytes(600, 3));
   }
+  // Edge cases: a 250-byte name suffix, empty values in the block, many small entries.
+  const edge = await f("edge");
+  await setfattr(edge, `user.${"N".repeat(250)}`, "long name");
+  for (let i = 0; i < 25; i++) {
+    await setfattr(edge, `user.e${i}`, i % 5 ? `v${i}` : new Uint8Array());
+  }
   await Deno.symlink("none", `${m}/symlink`);
   files.push("symlink");
   await setfattr(`${m}/symlink`, "trusted.onlink", "x");
