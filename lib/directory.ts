@@ -230,9 +230,40 @@ export type DxChecksumResult =
   | { ok: false; reason: string };
 
 /**
- * Verifies the dx_tail checksum of an index block (dx_root or dx_node) under metadata_csum:
- * crc32c over the header and the `count` entries in use, then the tail's reserved word and
- * a zero checksum field.
+ * Computes the dx_tail checksum of an index block (dx_root or dx_node): crc32c over the
+ * header and the `count` entries in use, then the tail's reserved word and a zero checksum
+ * field. Returns where the tail is and the checksum, or why the block has no usable tail.
+ *
+ * @example
+ * ```ts ignore
+ * const r = computeDxChecksum(sb, ino, gen, block);
+ * if ("checksum" in r) new DataView(block.buffer).setUint32(r.tail + 4, r.checksum, true);
+ * ```
+ */
+export function computeDxChecksum(
+  sb: Superblock,
+  ino: number,
+  generation: number,
+  block: Uint8Array,
+): { tail: number; checksum: number } | { reason: string } {
+  const off = dxCountOffset(block);
+  if (off < 0) return { reason: "not an index block" };
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  const limit = v.getUint16(off, true);
+  const count = v.getUint16(off + 2, true);
+  const tail = off + limit * 8;
+  if (tail + DX_TAIL_SIZE > block.length) {
+    return { reason: `no space for the dx_tail checksum (limit ${limit})` };
+  }
+  if (count > limit) return { reason: `count ${count} exceeds limit ${limit}` };
+  let c = crc32c(inodeChecksumSeed(sb, ino, generation), block.subarray(0, off + count * 8));
+  c = crc32c(c, block.subarray(tail, tail + 4));
+  c = crc32cU32(c, 0);
+  return { tail, checksum: c };
+}
+
+/**
+ * Verifies the dx_tail checksum of an index block under metadata_csum.
  *
  * @example
  * ```ts ignore
@@ -246,27 +277,41 @@ export function verifyDxChecksum(
   generation: number,
   block: Uint8Array,
 ): DxChecksumResult {
-  const off = dxCountOffset(block);
-  if (off < 0) return { ok: false, reason: "not an index block" };
-  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  const limit = v.getUint16(off, true);
-  const count = v.getUint16(off + 2, true);
-  const tail = off + limit * 8;
-  if (tail + DX_TAIL_SIZE > block.length) {
-    return { ok: false, reason: `no space for the dx_tail checksum (limit ${limit})` };
-  }
-  if (count > limit) return { ok: false, reason: `count ${count} exceeds limit ${limit}` };
-  let c = crc32c(inodeChecksumSeed(sb, ino, generation), block.subarray(0, off + count * 8));
-  c = crc32c(c, block.subarray(tail, tail + 4));
-  c = crc32cU32(c, 0);
-  const stored = v.getUint32(tail + 4, true);
-  if (stored !== c) {
+  const r = computeDxChecksum(sb, ino, generation, block);
+  if ("reason" in r) return { ok: false, reason: r.reason };
+  const stored = new DataView(block.buffer, block.byteOffset, block.byteLength)
+    .getUint32(r.tail + 4, true);
+  if (stored !== r.checksum) {
     return {
       ok: false,
-      reason: `dx_tail checksum mismatch (stored 0x${hex(stored)}, computed 0x${hex(c)})`,
+      reason: `dx_tail checksum mismatch (stored 0x${hex(stored)}, computed 0x${hex(r.checksum)})`,
     };
   }
   return { ok: true };
+}
+
+/**
+ * Writes a metadata_csum tail into the last 12 bytes of a leaf block and stores its
+ * checksum (the write path: the records must end where the tail starts).
+ *
+ * @example
+ * ```ts ignore
+ * setDirentTail(sb, ino, gen, block);
+ * ```
+ */
+export function setDirentTail(
+  sb: Superblock,
+  ino: number,
+  generation: number,
+  block: Uint8Array,
+): void {
+  const t = block.length - DIRENT_TAIL_SIZE;
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  v.setUint32(t, 0, true);
+  v.setUint16(t + 4, DIRENT_TAIL_SIZE, true);
+  block[t + 6] = 0;
+  block[t + 7] = DirFileType.DIR_CSUM;
+  v.setUint32(t + 8, dirLeafChecksum(sb, ino, generation, block), true);
 }
 
 function hex(n: number): string {

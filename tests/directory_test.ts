@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  computeDxChecksum,
   type DirContext,
   type DirectorySource,
   DirFileType,
@@ -12,6 +13,7 @@ import {
   parseInlineDirectory,
   recLenFromDisk,
   recLenToDisk,
+  setDirentTail,
 } from "../lib/directory.ts";
 import { htreeLookup } from "../lib/dir_htree.ts";
 import { CorruptError, Ext4Error } from "../lib/errors.ts";
@@ -123,7 +125,7 @@ testWith(
       args: ["-b", "1024"],
       populate: async (m) => {
         await Deno.mkdir(`${m}/d`);
-        for (let i = 0; i < 60; i++) await Deno.writeTextFile(`${m}/d/name-${i}`, "");
+        for (let i = 0; i < 100; i++) await Deno.writeTextFile(`${m}/d/name-${i}`, "");
       },
     });
     const raw = await RawImage.load(img);
@@ -131,7 +133,6 @@ testWith(
     const ino = await raw.ino("/d");
     const phys = await raw.physicalBlocks(ino);
     const dir = await raw.directory(ino);
-    dir.isHtree = false;
     const gen = dir.generation;
     const ctx = { sb: raw.sb };
     const logical = phys.length - 1;
@@ -144,6 +145,16 @@ testWith(
       dirLeafChecksum(raw.sb, ino, gen, good),
     );
     assert.ok(parseDirectoryBlock(good, ctx, { ino, generation: gen, logical }).length > 0);
+    // The write side: rebuilding the tail gives the same bytes.
+    const rebuilt = good.slice();
+    rebuilt.fill(0, tail);
+    setDirentTail(raw.sb, ino, gen, rebuilt);
+    assert.deepEqual(rebuilt, good);
+    assert.ok(dir.isHtree, "100 names made it indexed");
+    const root = raw.block(phys[0]);
+    const dx = computeDxChecksum(raw.sb, ino, gen, root);
+    assert.ok("checksum" in dx);
+    assert.equal(new DataView(root.buffer).getUint32(dx.tail + 4, true), dx.checksum);
 
     // A flipped name byte: checksum mismatch.
     const flipped = good.slice();
