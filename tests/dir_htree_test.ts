@@ -245,6 +245,40 @@ testWith(
       () => htreeLookup(patched(csum.dir, 0, (b) => (b[40] ^= 0x10)), cname, ctxCsum),
       (e: unknown) => e instanceof CorruptError && /dx_tail checksum mismatch/.test(e.message),
     );
+    // The same for an interior dx_node, and for a leaf (its dirent tail).
+    const { index } = parseDxRoot((await csum.dir.readBlock(0))!, csum.raw.sb, csum.dir.ino);
+    const nodes = new Set(index.entries.map((e) => e.block));
+    const nodeBroken: DirectorySource = {
+      ...csum.dir,
+      readBlock: async (l: number) => {
+        const b = (await csum.dir.readBlock(l))!.slice();
+        if (nodes.has(l)) b[12] ^= 0x10;
+        return b;
+      },
+    };
+    await assert.rejects(
+      () => htreeLookup(nodeBroken, cname, ctxCsum),
+      (e: unknown) =>
+        e instanceof CorruptError &&
+        /directory index of inode \d+ \(logical block \d+\)/.test(e.message) &&
+        /dx_tail checksum mismatch/.test(e.message) && !e.message.includes("logical block 0)"),
+    );
+    const hit = await htreeLookup(csum.dir, cname, ctxCsum);
+    const leafOf = async (dir: DirectorySource, name: Uint8Array) => {
+      // Find the leaf holding the name by scanning linearly.
+      const bs = csum.raw.sb.blockSize;
+      for await (const r of iterateDirectory(dir, ctxCsum)) {
+        if (r.ino === hit!.ino && nameOf(r.name) === nameOf(name)) {
+          return Math.floor((r.offset - 1) / bs);
+        }
+      }
+      throw new Error("not found");
+    };
+    const leaf = await leafOf(csum.dir, cname);
+    await assert.rejects(
+      () => htreeLookup(patched(csum.dir, leaf, (b) => (b[20] ^= 1)), cname, ctxCsum),
+      (e: unknown) => e instanceof CorruptError && /checksum mismatch/.test(e.message),
+    );
     // Mutated index blocks: only Ext4Errors, and every lookup ends.
     const list = [...plain.expected.keys()].slice(0, 20).map((s) => enc.encode(s));
     await fc.assert(
