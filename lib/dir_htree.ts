@@ -52,7 +52,14 @@ export interface DxIndex {
   entries: DxEntry[];
 }
 
-/** An index the kernel would refuse and fall back from (its ERR_BAD_DX_DIR). */
+/**
+ * An index the kernel would refuse and fall back from (its ERR_BAD_DX_DIR).
+ *
+ * @example
+ * ```ts ignore
+ * try { parseDxRoot(block0, sb, ino); } catch (e) { if (e instanceof UnusableIndexError) scanLinearly(); }
+ * ```
+ */
 export class UnusableIndexError extends CorruptError {
   constructor(ino: number, detail: string) {
     super(`directory index of inode ${ino}`, detail);
@@ -73,7 +80,14 @@ export function hashIsSigned(sb: Superblock): boolean {
   return (sb.flags & SuperFlags.UNSIGNED_HASH) === 0;
 }
 
-/** Maximum index depth: 3 levels of index blocks with large_dir, else 2. */
+/**
+ * Maximum index depth: 3 levels of index blocks with large_dir, else 2.
+ *
+ * @example
+ * ```ts ignore
+ * const ok = info.indirectLevels < maxHtreeLevels(sb);
+ * ```
+ */
 export function maxHtreeLevels(sb: Superblock): number {
   return (sb.incompat & Incompat.LARGEDIR) !== 0 ? 3 : 2;
 }

@@ -323,7 +323,15 @@ function hasFiletype(sb: Superblock): boolean {
   return (sb.incompat & Incompat.FILETYPE) !== 0;
 }
 
-/** True when the directory is hash-indexed as the kernel sees it (`is_dx`). */
+/**
+ * True when the directory is hash-indexed as the kernel sees it (`is_dx`): the inode has the
+ * INDEX flag and the filesystem the dir_index feature.
+ *
+ * @example
+ * ```ts ignore
+ * if (isIndexedDirectory(sb, (flags & DirInodeFlags.INDEX) !== 0)) console.log("htree");
+ * ```
+ */
 export function isIndexedDirectory(sb: Superblock, isHtree: boolean): boolean {
   return isHtree && (sb.compat & Compat.DIR_INDEX) !== 0;
 }

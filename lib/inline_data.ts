@@ -25,7 +25,15 @@ const I_BLOCK = 0x28;
 const I_FLAGS = 0x20;
 const SYSTEM_DATA = new TextEncoder().encode("data");
 
-/** True when a raw inode has the INLINE_DATA flag. */
+/**
+ * True when a raw inode has the INLINE_DATA flag.
+ *
+ * @example
+ * ```ts
+ * import { hasInlineData } from "./inline_data.ts";
+ * console.log(hasInlineData(new Uint8Array(256))); // false
+ * ```
+ */
 export function hasInlineData(inodeBytes: Uint8Array): boolean {
   const v = new DataView(inodeBytes.buffer, inodeBytes.byteOffset, inodeBytes.byteLength);
   return (v.getUint32(I_FLAGS, true) & INLINE_DATA_FL) !== 0;

@@ -248,7 +248,15 @@ export function parseInodeXattrs(
   return parseEntries(sb, region, hdr + 4, hdr + 4, false, where);
 }
 
-/** The block number in `i_file_acl` (with the high 16 bits on 64bit filesystems). */
+/**
+ * The xattr block number in `i_file_acl` (with the high 16 bits on 64bit filesystems);
+ * 0 when the inode has no xattr block.
+ *
+ * @example
+ * ```ts ignore
+ * const block = xattrBlockNumber(sb, inodeBytes);
+ * ```
+ */
 export function xattrBlockNumber(sb: Superblock, inodeBytes: Uint8Array): number {
   const v = new DataView(inodeBytes.buffer, inodeBytes.byteOffset, inodeBytes.byteLength);
   const lo = v.getUint32(I_FILE_ACL_LO, true);
