@@ -18,7 +18,8 @@ import {
   fileTypeOfMode,
   type Inode,
   InodeFlags,
-  readInode,
+  inodeLocation,
+  parseInode,
   type Timespec,
 } from "./inode.ts";
 import { type BlockRun, findRun, readMapped, seekRuns } from "./file_map.ts";
@@ -276,7 +277,13 @@ export class Ext4 {
     if (!Number.isSafeInteger(ino) || ino < 1 || ino > this.superblock.inodesCount) {
       throw new CorruptError("inode reference", `inode ${ino} is out of range`);
     }
-    const inode = await readInode(this.device, this.superblock, this.groups, ino, {
+    // Read through the block cache: neighbouring inodes of a walk share table blocks.
+    const sb = this.superblock;
+    const offset = inodeLocation(sb, this.groups, ino);
+    const bs = sb.blockSize;
+    const table = await this.readBlock(Math.floor(offset / bs));
+    const at = offset % bs;
+    const inode = parseInode(sb, ino, table.slice(at, at + sb.inodeSize), {
       ignoreChecksum: this.options.ignoreChecksums,
     });
     this.#inodes.set(ino, inode);
