@@ -329,7 +329,10 @@ export class Ext4 {
       uid: inode.uid,
       gid: inode.gid,
       size: inode.size,
-      blocks: inode.blocks,
+      // The kernel (ext4_file_getattr, regular files only) reports inline data as the
+      // sectors it would fill, so tools do not take the file for completely sparse.
+      blocks: inode.blocks +
+        (inode.hasInlineData && inode.type === "file" ? Math.ceil(inode.size / 512) : 0),
       rdev: inode.rdev,
       atime: inode.atime,
       mtime: inode.mtime,

@@ -9,6 +9,14 @@ import { makeImage, ROOT, runOk, tempDir, testWith, withKernelMount } from "./he
 
 const TREE_LISTING = "/work/shared/corpus/tools/tree_listing.py";
 const POPULATE = `${ROOT}tests/fixtures/populate_tree.py`;
+/** Prints `ino st_blocks atime_ns` of every object under argv[1]. */
+const STAT_EXTRA = `
+import os, sys
+for d, dirs, files in os.walk(sys.argv[1]):
+    for n in [d] + [os.path.join(d, f) for f in dirs + files]:
+        st = os.lstat(n)
+        print(st.st_ino, st.st_blocks, st.st_atime_ns)
+`;
 const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "python3", "setfacl"];
 
 interface Case {
@@ -60,9 +68,13 @@ for (const c of CASES) {
       size: c.size ?? "96M",
       populate: (m) => runOk("python3", [POPULATE, m, ...(c.populate ?? [])]).then(() => {}),
     });
-    const kernel = await withKernelMount(
+    // The listing, plus the stat fields it lacks (st_blocks, atime) for every object.
+    const [kernel, extra] = await withKernelMount(
       img,
-      (m) => runOk("python3", [TREE_LISTING, m]),
+      async (m) => [
+        await runOk("python3", [TREE_LISTING, m]),
+        await runOk("python3", ["-c", STAT_EXTRA, m]),
+      ],
       { readOnly: true },
     );
     const fs = await Ext4.open(img);
@@ -83,6 +95,16 @@ for (const c of CASES) {
         looked++;
       }
       assert.ok(looked > 100);
+      const mismatches: string[] = [];
+      for (const line of extra.trim().split("\n")) {
+        const [ino, blocks, atime] = line.split(" ");
+        const st = await fs.getattr(Number(ino));
+        const ns = BigInt(st.atime.sec) * 1_000_000_000n + BigInt(st.atime.nsec);
+        if (String(st.blocks) !== blocks || String(ns) !== atime) {
+          mismatches.push(`inode ${ino}: kernel ${blocks} ${atime}, ext4ts ${st.blocks} ${ns}`);
+        }
+      }
+      assert.deepEqual(mismatches.slice(0, 5), []);
     } finally {
       await fs.close();
     }

@@ -62,7 +62,7 @@ class CopyOut {
     if (stat.type !== "dir" && stat.nlink > 1) {
       const first = this.linked.get(stat.ino);
       if (first !== undefined) {
-        await Deno.link(first, dest);
+        Deno.linkSync(first, dest);
         return;
       }
       this.linked.set(stat.ino, dest);
@@ -70,7 +70,7 @@ class CopyOut {
     switch (stat.type) {
       case "dir":
         try {
-          await Deno.mkdir(dest, { mode: 0o700 });
+          Deno.mkdirSync(dest, { mode: 0o700 });
         } catch (e) {
           if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
         }
@@ -81,7 +81,7 @@ class CopyOut {
         break;
       case "symlink": {
         const target = new TextDecoder().decode(await this.fs.readLinkIno(stat.ino));
-        await Deno.symlink(target, dest);
+        Deno.symlinkSync(target, dest);
         break;
       }
       case "chardev":
@@ -104,10 +104,12 @@ class CopyOut {
   }
 
   async copyFile(stat: Ext4Stat, dest: string): Promise<void> {
-    const out = await Deno.open(dest, { write: true, create: true, truncate: true, mode: 0o600 });
+    // Synchronous file calls: for many small files they cost a fraction of async ones.
+    const out = Deno.openSync(dest, { write: true, create: true, truncate: true, mode: 0o600 });
     try {
       // Copy only the data regions: holes stay holes in the copy.
       let pos = 0;
+      let written = 0;
       while (pos < stat.size) {
         let start: number;
         try {
@@ -119,13 +121,15 @@ class CopyOut {
         const end = await this.fs.seekData(stat.ino, start, "hole");
         for (let off = start; off < end; off += CHUNK) {
           const data = await this.fs.read(stat.ino, off, Math.min(CHUNK, end - off));
-          await out.seek(off, Deno.SeekMode.Start);
+          out.seekSync(off, Deno.SeekMode.Start);
           let done = 0;
-          while (done < data.length) done += await out.write(data.subarray(done));
+          while (done < data.length) done += out.writeSync(data.subarray(done));
+          written = off + data.length;
         }
         pos = end;
       }
-      await out.truncate(stat.size);
+      // A trailing hole (or an empty file) needs the size set; otherwise the writes made it.
+      if (written !== stat.size) out.truncateSync(stat.size);
     } finally {
       out.close();
     }
