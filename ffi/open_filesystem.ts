@@ -50,7 +50,9 @@ export class Ext4 extends Ext4Base {
     try {
       const device = options.offset ? new OffsetBlockDevice(raw, options.offset) : raw;
       const { sb, groups } = await Ext4Base.loadMetadata(device, options);
-      return new Ext4(device, sb, groups, { readOnly: true, ...options });
+      const fs = new Ext4(device, sb, groups, { readOnly: true, ...options });
+      await fs.prepare();
+      return fs;
     } catch (e) {
       if (typeof target === "string") await raw.close().catch(() => {});
       throw e;

@@ -11,7 +11,11 @@
 import { type BlockDevice, readBytes } from "./block_device.ts";
 import { CorruptError, Errno, Ext4Error } from "./errors.ts";
 import { Compat, featureSupport, Incompat } from "./features.ts";
-import { type GroupDescriptorTable, readGroupDescriptors } from "./group_descriptor.ts";
+import {
+  type GroupDescriptorTable,
+  groupHasSuperblock,
+  readGroupDescriptors,
+} from "./group_descriptor.ts";
 import { readSuperblock, type Superblock } from "./superblock.ts";
 import {
   type FileType,
@@ -190,7 +194,9 @@ export class Ext4 {
    */
   static async openDevice(device: BlockDevice, options: Ext4OpenOptions = {}): Promise<Ext4> {
     const { sb, groups } = await Ext4.loadMetadata(device, options);
-    return new Ext4(device, sb, groups, { readOnly: true, ...options });
+    const fs = new Ext4(device, sb, groups, { readOnly: true, ...options });
+    await fs.prepare();
+    return fs;
   }
 
   /** Reads and checks the superblock and descriptors; shared with subclasses' openers. */
@@ -913,16 +919,72 @@ export class Ext4 {
    */
   statfs(): Ext4Statfs {
     const sb = this.superblock;
-    const free = sb.freeBlocksCount;
+    const ratio = sb.clusterSize / sb.blockSize;
+    let freeClusters = 0;
+    let freeInodes = 0;
+    for (const gd of this.groups.descriptors) {
+      freeClusters += gd.freeBlocksCount;
+      freeInodes += gd.freeInodesCount;
+    }
+    const free = freeClusters * ratio;
+    // The kernel keeps 2% of clusters (at most 4096) back on extent filesystems, on top of
+    // the superblock's reserved blocks.
+    const resv = (sb.incompat & Incompat.EXTENTS)
+      ? Math.min(Math.floor(Math.floor(sb.blocksCount / ratio) / 50), 4096) * ratio
+      : 0;
     return {
       blockSize: sb.blockSize,
-      blocks: sb.blocksCount,
+      blocks: sb.blocksCount - this.#overheadClusters() * ratio,
       freeBlocks: free,
-      availBlocks: Math.max(0, free - sb.reservedBlocksCount),
+      availBlocks: Math.max(0, free - (sb.reservedBlocksCount + resv)),
       files: sb.inodesCount,
-      freeFiles: sb.freeInodesCount,
+      freeFiles: freeInodes,
       nameMax: 255,
     };
+  }
+
+  /** Set when the filesystem was opened: blocks of the internal journal (for statfs). */
+  protected journalBlocks = 0;
+
+  /** Work done once at open that needs reads: the journal size when statfs must compute it. */
+  protected async prepare(): Promise<void> {
+    const sb = this.superblock;
+    if (sb.overheadClusters === 0 && (sb.compat & Compat.HAS_JOURNAL) && sb.journalInum !== 0) {
+      try {
+        const j = await this.inode(sb.journalInum);
+        this.journalBlocks = Math.ceil(j.size / sb.blockSize);
+      } catch {
+        this.journalBlocks = 0; // statfs is an estimate then; reading files still works
+      }
+    }
+  }
+
+  /**
+   * Clusters that hold metadata, as statfs subtracts them: the superblock's
+   * `s_overhead_clusters`, or computed as the kernel's count does (superblock and descriptor
+   * copies, bitmaps, inode tables, the internal journal; exact without bigalloc).
+   */
+  #overheadClusters(): number {
+    const sb = this.superblock;
+    if (sb.overheadClusters !== 0) return sb.overheadClusters;
+    const ratio = sb.clusterSize / sb.blockSize;
+    const groups = sb.groupCount;
+    const gdtBlocks = Math.ceil(groups / (sb.blockSize / sb.descSize));
+    const metaBg = (sb.incompat & Incompat.META_BG) !== 0;
+    const perBlock = sb.blockSize / sb.descSize;
+    let blocks = sb.firstDataBlock;
+    for (let g = 0; g < groups; g++) {
+      const hasSuper = groupHasSuperblock(sb, g);
+      blocks += hasSuper ? 1 : 0;
+      if (!metaBg || g < sb.firstMetaBg * perBlock) {
+        if (hasSuper) blocks += gdtBlocks;
+      } else {
+        const inMeta = g % perBlock;
+        if (inMeta === 0 || inMeta === 1 || inMeta === perBlock - 1) blocks += 1;
+      }
+      blocks += 2 + sb.inodeTableBlocksPerGroup;
+    }
+    return Math.ceil(blocks / ratio) + Math.ceil(this.journalBlocks / ratio);
   }
 }
 

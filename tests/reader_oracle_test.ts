@@ -17,6 +17,12 @@ for d, dirs, files in os.walk(sys.argv[1]):
         st = os.lstat(n)
         print(st.st_ino, st.st_blocks, st.st_atime_ns)
 `;
+/** statvfs of argv[1] in the order of Ext4Statfs. */
+const STATVFS = `
+import os, sys
+s = os.statvfs(sys.argv[1])
+print(s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree, s.f_bsize)
+`;
 const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "python3", "setfacl"];
 
 interface Case {
@@ -69,11 +75,12 @@ for (const c of CASES) {
       populate: (m) => runOk("python3", [POPULATE, m, ...(c.populate ?? [])]).then(() => {}),
     });
     // The listing, plus the stat fields it lacks (st_blocks, atime) for every object.
-    const [kernel, extra] = await withKernelMount(
+    const [kernel, extra, statvfs] = await withKernelMount(
       img,
       async (m) => [
         await runOk("python3", [TREE_LISTING, m]),
         await runOk("python3", ["-c", STAT_EXTRA, m]),
+        await runOk("python3", ["-c", STATVFS, m]),
       ],
       { readOnly: true },
     );
@@ -105,6 +112,12 @@ for (const c of CASES) {
         }
       }
       assert.deepEqual(mismatches.slice(0, 5), []);
+      const sf = fs.statfs();
+      assert.equal(
+        [sf.blocks, sf.freeBlocks, sf.availBlocks, sf.files, sf.freeFiles, sf.blockSize].join(" "),
+        statvfs.trim(),
+        "statfs",
+      );
     } finally {
       await fs.close();
     }
