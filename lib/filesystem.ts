@@ -962,7 +962,8 @@ export class Ext4 {
   /**
    * Clusters that hold metadata, as statfs subtracts them: the superblock's
    * `s_overhead_clusters`, or computed as the kernel's count does (superblock and descriptor
-   * copies, bitmaps, inode tables, the internal journal; exact without bigalloc).
+   * copies, reserved GDT blocks, bitmaps, inode tables, the internal journal; exact without
+   * bigalloc).
    */
   #overheadClusters(): number {
     const sb = this.superblock;
@@ -977,7 +978,7 @@ export class Ext4 {
       const hasSuper = groupHasSuperblock(sb, g);
       blocks += hasSuper ? 1 : 0;
       if (!metaBg || g < sb.firstMetaBg * perBlock) {
-        if (hasSuper) blocks += gdtBlocks;
+        if (hasSuper) blocks += gdtBlocks + sb.reservedGdtBlocks;
       } else {
         const inMeta = g % perBlock;
         if (inMeta === 0 || inMeta === 1 || inMeta === perBlock - 1) blocks += 1;

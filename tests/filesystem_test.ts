@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { Errno, Ext4, Ext4Error, MemoryBlockDevice } from "../mod.ts";
-import { makeImage, runOk, tempDir, testWith } from "./helpers.ts";
+import { makeImage, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 
 const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "debugfs"];
 const enc = new TextEncoder();
@@ -197,6 +197,44 @@ testWith(
       assert.equal(await codeOf(fs.stat("/CI")), "NOT_FOUND");
     } finally {
       await fs.close();
+    }
+  },
+);
+
+testWith(
+  "statfs computes the overhead like the kernel when the superblock lacks it",
+  NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const cases: [string, string[]][] = [
+      ["mkfs.ext4", ["-b", "4096"]],
+      ["mkfs.ext4", ["-b", "1024", "-O", "meta_bg,^resize_inode"]],
+      ["mkfs.ext2", []],
+    ];
+    for (const [mkfs, args] of cases) {
+      const img = `${dir.path}/o.img`;
+      await makeImage(img, { mkfs, args, size: "200M" });
+      // Zero s_overhead_clusters (and fix the superblock checksum) with debugfs.
+      await runOk("debugfs", ["-w", "-R", "ssv overhead_clusters 0", img]);
+      const want = await withKernelMount(
+        img,
+        (m) =>
+          runOk("python3", [
+            "-c",
+            "import os,sys;s=os.statvfs(sys.argv[1]);print(s.f_blocks,s.f_bfree,s.f_bavail)",
+            m,
+          ]),
+        { readOnly: true },
+      );
+      const fs = await Ext4.open(img);
+      assert.equal(fs.superblock.overheadClusters, 0);
+      const sf = fs.statfs();
+      await fs.close();
+      assert.equal(
+        `${sf.blocks} ${sf.freeBlocks} ${sf.availBlocks}`,
+        want.trim(),
+        `${mkfs} ${args}`,
+      );
     }
   },
 );
