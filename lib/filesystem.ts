@@ -96,9 +96,9 @@ export interface Ext4OpenOptions {
   allowDirtyJournal?: boolean;
   /** Accept wrong metadata checksums instead of failing with CORRUPT. */
   ignoreChecksums?: boolean;
-  /** Inodes kept in memory (default 8192). */
+  /** Inodes kept in memory (default 16384). */
   inodeCacheSize?: number;
-  /** Metadata blocks (directories, indirect and extent blocks) kept in memory (default 4096). */
+  /** Metadata blocks (inode tables, directories, indirect and extent blocks) kept in memory (default 8192). */
   blockCacheSize?: number;
 }
 
@@ -114,6 +114,10 @@ export interface Ext4Statfs {
 }
 
 const MAX_SYMLINK_HOPS = 40;
+/** Unindexed directories of more blocks than this get a cached name map for lookups... */
+const INDEX_DIR_MIN_BLOCKS = 8;
+/** ...unless they are larger than this (the map would be too big to keep). */
+const INDEX_DIR_MAX_BYTES = 64 * 1024 * 1024;
 const ROOT_INO = 2;
 const STREAM_CHUNK = 1024 * 1024;
 /** readFile returns one buffer: beyond this, stream with openFile. */
@@ -164,6 +168,10 @@ export class Ext4 {
   #maps = new Lru<number, BlockRun[]>(512);
   #blocks: Lru<number, Uint8Array>;
   #xattrs = new Lru<number, Map<string, Uint8Array>>(512);
+  /** Recent successful lookups: parent inode and name bytes -> child inode. */
+  #dentries = new Lru<string, number>(16384);
+  /** Name maps of large unindexed directories (lookups without an htree). */
+  #dirIndex = new Lru<number, Map<string, number>>(8);
   #ctx: DirContext;
 
   /** Use {@link Ext4.openDevice} (or `Ext4.open` from mod.ts). */
@@ -177,8 +185,8 @@ export class Ext4 {
     this.superblock = sb;
     this.groups = groups;
     this.options = options;
-    this.#inodes = new Lru(options.inodeCacheSize ?? 8192);
-    this.#blocks = new Lru(options.blockCacheSize ?? 4096);
+    this.#inodes = new Lru(options.inodeCacheSize ?? 16384);
+    this.#blocks = new Lru(options.blockCacheSize ?? 8192);
     this.#ctx = { sb };
   }
 
@@ -231,11 +239,15 @@ export class Ext4 {
     this.#maps.clear();
     this.#blocks.clear();
     this.#xattrs.clear();
+    this.#dirIndex.clear();
+    this.#dentries.clear();
     await this.device.close();
   }
 
   /** Forgets every cached inode, block map and block (after the device changed under us). */
   invalidateCaches(): void {
+    this.#dirIndex.clear();
+    this.#dentries.clear();
     this.#inodes.clear();
     this.#maps.clear();
     this.#blocks.clear();
@@ -429,9 +441,21 @@ export class Ext4 {
 
   /** Finds `name` in directory `parentIno`: its inode number, or null. */
   async lookupIno(parentIno: number, name: string | Uint8Array): Promise<number | null> {
-    const dir = await this.#dirInode(parentIno);
     const want = typeof name === "string" ? encoder.encode(name) : name;
-    if (want.length === 0 || want.length > 255) return null;
+    if (want.length === 0 || want.length > 255) {
+      await this.#dirInode(parentIno);
+      return null;
+    }
+    const key = `${parentIno}/${latin1(want)}`;
+    const hit = this.#dentries.get(key);
+    if (hit !== undefined) return hit;
+    const ino = await this.#lookupUncached(parentIno, want);
+    if (ino !== null) this.#dentries.set(key, ino);
+    return ino;
+  }
+
+  async #lookupUncached(parentIno: number, want: Uint8Array): Promise<number | null> {
+    const dir = await this.#dirInode(parentIno);
     const src = this.#directorySource(dir);
     const folded = (dir.flags & InodeFlags.CASEFOLD) !== 0 &&
       (this.superblock.incompat & Incompat.CASEFOLD) !== 0;
@@ -453,6 +477,21 @@ export class Ext4 {
         if (loose === null && casefold(rec.name) === key) loose = rec.ino;
       }
       return loose;
+    }
+    const bs = this.superblock.blockSize;
+    if (dir.size > INDEX_DIR_MIN_BLOCKS * bs && dir.size <= INDEX_DIR_MAX_BYTES) {
+      // A large directory without a usable hash index: scan it once into a name map
+      // instead of once per lookup. The first entry of a name wins, as in a linear scan.
+      let index = this.#dirIndex.get(dir.ino);
+      if (!index) {
+        index = new Map();
+        for await (const rec of iterateDirectory(src, this.#ctx)) {
+          const key = latin1(rec.name);
+          if (!index.has(key)) index.set(key, rec.ino);
+        }
+        this.#dirIndex.set(dir.ino, index);
+      }
+      return index.get(latin1(want)) ?? null;
     }
     for await (const rec of iterateDirectory(src, this.#ctx)) {
       if (bytesEqual(rec.name, want)) return rec.ino;
@@ -987,6 +1026,11 @@ export class Ext4 {
     }
     return Math.ceil(blocks / ratio) + Math.ceil(this.journalBlocks / ratio);
   }
+}
+
+/** Name bytes as a string key, one char per byte. */
+function latin1(name: Uint8Array): string {
+  return String.fromCharCode.apply(null, name as unknown as number[]);
 }
 
 function isDotOrDotDot(name: Uint8Array): boolean {
