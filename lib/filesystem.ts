@@ -961,7 +961,8 @@ export class Ext4 {
     const ratio = sb.clusterSize / sb.blockSize;
     let freeClusters = 0;
     let freeInodes = 0;
-    for (const gd of this.groups.descriptors) {
+    for (let g = 0; g < this.groups.length; g++) {
+      const gd = this.groups.get(g);
       freeClusters += gd.freeBlocksCount;
       freeInodes += gd.freeInodesCount;
     }
