@@ -238,3 +238,32 @@ testWith(
     }
   },
 );
+
+testWith(
+  "lookups in a large directory without a hash index (mkfs -d)",
+  ["mkfs.ext4", "debugfs"],
+  async () => {
+    await using dir = await tempDir();
+    const src = `${dir.path}/src`;
+    await Deno.mkdir(`${src}/flat`, { recursive: true });
+    for (let i = 0; i < 3000; i++) await Deno.writeFile(`${src}/flat/entry-${i}`, new Uint8Array());
+    const img = `${dir.path}/flat.img`;
+    await runOk("mkfs.ext4", ["-q", "-F", "-b", "1024", "-d", src, img, "32M"]);
+    const fs = await Ext4.open(img);
+    try {
+      const flat = await fs.stat("/flat");
+      assert.equal(flat.flags & 0x1000, 0, "the directory must be unindexed for this test");
+      const byName = new Map<string, number>();
+      for await (const e of fs.readDir("/flat")) byName.set(e.name, e.ino);
+      assert.equal(byName.size, 3000);
+      for (const [name, ino] of byName) {
+        assert.equal(await fs.lookupIno(flat.ino, name), ino);
+      }
+      assert.equal(await fs.lookupIno(flat.ino, "entry-3000"), null);
+      assert.equal(await fs.lookupIno(flat.ino, "entry-1"), byName.get("entry-1"));
+      assert.equal((await fs.lookup(flat.ino, "..")).ino, 2);
+    } finally {
+      await fs.close();
+    }
+  },
+);
