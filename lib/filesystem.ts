@@ -533,7 +533,7 @@ export class Ext4 {
       follow: boolean,
     ): Promise<number> => {
       let cur = start;
-      // Parents of `cur` along the walk, for "..": the entry ".." of cur is authoritative.
+      // ".." is the directory's own ".." entry, as on disk.
       for (let i = 0; i < parts.length; i++) {
         const part = parts[i];
         if (part === "" || part === ".") continue;
@@ -548,7 +548,8 @@ export class Ext4 {
         const last = i === parts.length - 1 ||
           parts.slice(i + 1).every((p) => p === "" || p === ".");
         const child = await this.inode(next);
-        if (child.type === "symlink" && (!last || follow)) {
+        // A final symlink is followed when asked, or when a "/" follows it ("link/").
+        if (child.type === "symlink" && (!last || follow || i < parts.length - 1)) {
           if (++hops > MAX_SYMLINK_HOPS) {
             throw new Ext4Error("INVALID", `${path}: too many levels of symbolic links`, {
               errno: Errno.ELOOP,

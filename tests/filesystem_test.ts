@@ -57,6 +57,7 @@ testWith("paths, symlinks, errors, cookies, streaming, seek, huge files", NEEDS,
     assert.equal(dec.decode(await fs.readFile("/a/./b/../b/c//file")), "content\n");
     assert.equal((await fs.stat("/a/b/up")).ino, 2);
     assert.equal((await fs.lstat("/a/lb")).type, "symlink");
+    assert.equal((await fs.lstat("/a/lb/")).type, "dir"); // a trailing slash follows it
     assert.equal((await fs.stat("/a/lb")).type, "dir");
     assert.equal(await fs.readLink("/a/lb"), "b");
     // Errors.
