@@ -4,7 +4,8 @@
  * the two listings must be identical, all columns.
  */
 import assert from "node:assert/strict";
-import { Ext4, treeListing } from "../mod.ts";
+import { gunzipSync } from "node:zlib";
+import { Ext4, MemoryBlockDevice, treeListing } from "../mod.ts";
 import { makeImage, ROOT, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 
 const TREE_LISTING = "/work/shared/corpus/tools/tree_listing.py";
@@ -123,3 +124,20 @@ for (const c of CASES) {
     }
   });
 }
+
+testWith(
+  "oracle: the corpus's kernel-written ext2 image reads as its kernel listing",
+  [],
+  async () => {
+    const dir = "/work/shared/corpus/kernel/ext2_control_nojournal";
+    const bytes = new Uint8Array(gunzipSync(await Deno.readFile(`${dir}/umount.img.gz`)));
+    const want = await Deno.readTextFile(`${dir}/umount.kr.tsv`);
+    const fs = await Ext4.open(new MemoryBlockDevice(bytes));
+    try {
+      const ours = await treeListing(fs);
+      if (ours !== want) assert.fail(firstDifference(want, ours));
+    } finally {
+      await fs.close();
+    }
+  },
+);
