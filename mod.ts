@@ -86,8 +86,44 @@ export {
 } from "./lib/inode.ts";
 export { EXTENT_MAGIC, parseExtentHeader, readExtentTree } from "./lib/extent.ts";
 export { readBlockMap } from "./lib/block_map.ts";
-export { type BlockRun, readMapped } from "./lib/file_map.ts";
+export { type BlockRun, findRun, readMapped, seekRuns } from "./lib/file_map.ts";
 export { treeListing, type TreeListingOptions } from "./lib/tree_listing.ts";
+export {
+  computeDxChecksum,
+  type DirBlockLocation,
+  type DirContext,
+  type DirectorySource,
+  DirFileType,
+  dirLeafChecksum,
+  type DirRecord,
+  iterateDirectory,
+  parseDirectoryBlock,
+  parseInlineDirectory,
+  recLenToDisk,
+  setDirentTail,
+} from "./lib/directory.ts";
+export { htreeLookup, parseDxNode, parseDxRoot } from "./lib/dir_htree.ts";
+export { dirHash, DxHashVersion } from "./lib/dir_hash.ts";
+export { readInlineData, readInlineFile } from "./lib/inline_data.ts";
+export {
+  readRawXattrs,
+  readXattrs,
+  splitXattrName,
+  xattrBlockChecksum,
+  type XattrEntry,
+  XattrIndex,
+  type XattrSource,
+} from "./lib/xattr.ts";
+export {
+  type AclEntry,
+  aclFromXattr,
+  AclTag,
+  aclToXattr,
+  decodeExt4Acl,
+  encodeExt4Acl,
+  formatAcl,
+} from "./lib/acl.ts";
+export { Lru } from "./lib/lru.ts";
 
 // ---- journal (jbd2) ----
 
