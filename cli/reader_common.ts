@@ -9,7 +9,15 @@ import { InvalidArgumentError } from "@commander-js/extra-typings";
 import { Ext4 } from "../ffi/open_filesystem.ts";
 import type { Ext4Stat, Timespec } from "../lib/filesystem.ts";
 
-/** Parses `--offset BYTES` (a non-negative integer; k/M/G suffixes in powers of 1024). */
+/**
+ * Parses `--offset BYTES` (a non-negative integer; k/M/G/T suffixes in powers of 1024).
+ *
+ * @example
+ * ```ts
+ * import { parseOffset } from "./reader_common.ts";
+ * console.log(parseOffset("1M")); // 1048576
+ * ```
+ */
 export function parseOffset(value: string): number {
   const m = /^(\d+)([kKmMgGtT]?)$/.exec(value.trim());
   if (!m) throw new InvalidArgumentError("expected a byte count such as 1048576 or 1M");
@@ -21,7 +29,14 @@ export function parseOffset(value: string): number {
   return n;
 }
 
-/** Opens an image or device read-only for a reader command. */
+/**
+ * Opens an image or device read-only for a reader command.
+ *
+ * @example
+ * ```ts ignore
+ * const fs = await openImage("disk.img", { offset: 1048576 });
+ * ```
+ */
 export function openImage(image: string, options: { offset?: number }): Promise<Ext4> {
   return Ext4.open(image, { readOnly: true, offset: options.offset });
 }
@@ -71,7 +86,14 @@ export function formatTime(t: Timespec): string {
   return `${iso}.${String(t.nsec).padStart(9, "0")} +0000`;
 }
 
-/** The stat as plain JSON (type names, octal-free numbers, times as {sec, nsec}). */
+/**
+ * The stat as plain JSON (type names, numeric mode bits, times as `{sec, nsec}`).
+ *
+ * @example
+ * ```ts ignore
+ * console.log(JSON.stringify(statJson("/etc", await fs.lstat("/etc"))));
+ * ```
+ */
 export function statJson(path: string, st: Ext4Stat, target?: string): Record<string, unknown> {
   return {
     path,

@@ -233,7 +233,14 @@ export class Ext4 {
     return { sb, groups };
   }
 
-  /** Releases the device. */
+  /**
+   * Releases the device (and forgets every cache).
+   *
+   * @example
+   * ```ts ignore
+   * await fs.close();
+   * ```
+   */
   async close(): Promise<void> {
     this.#inodes.clear();
     this.#maps.clear();
@@ -244,7 +251,16 @@ export class Ext4 {
     await this.device.close();
   }
 
-  /** Forgets every cached inode, block map and block (after the device changed under us). */
+  /**
+   * Forgets every cached inode, block map, block, xattr map and lookup (after the device
+   * changed under us, e.g. a writer or a journal replay).
+   *
+   * @example
+   * ```ts ignore
+   * await device.write(offset, bytes);
+   * fs.invalidateCaches();
+   * ```
+   */
   invalidateCaches(): void {
     this.#dirIndex.clear();
     this.#dentries.clear();
@@ -308,7 +324,16 @@ export class Ext4 {
     return inode;
   }
 
-  /** The run list of an extent- or block-mapped inode (cached). */
+  /**
+   * The run list of an extent- or block-mapped inode (cached); empty for inodes without
+   * block data (devices, fifos, fast symlinks without extents).
+   *
+   * @example
+   * ```ts ignore
+   * const runs = await fs.blockRuns(await fs.inode(12));
+   * console.log(runs[0]); // { logical: 0, physical: 8193, length: 16, unwritten: false }
+   * ```
+   */
   async blockRuns(inode: Inode): Promise<BlockRun[]> {
     const cached = this.#maps.get(inode.ino);
     if (cached) return cached;
@@ -327,7 +352,14 @@ export class Ext4 {
     return runs;
   }
 
-  /** Physical block of file block `logical`, or null for a hole (unwritten counts as hole). */
+  /**
+   * Physical block of file block `logical`, or null for a hole (unwritten counts as hole).
+   *
+   * @example
+   * ```ts ignore
+   * const physical = await fs.mapBlock(await fs.inode(12), 0);
+   * ```
+   */
   async mapBlock(inode: Inode, logical: number): Promise<number | null> {
     const runs = await this.blockRuns(inode);
     const i = findRun(runs, logical);
@@ -337,7 +369,14 @@ export class Ext4 {
     return r.physical + (logical - r.logical);
   }
 
-  /** Builds the Ext4Stat of an inode. */
+  /**
+   * The Ext4Stat of a decoded inode, as the kernel's stat reports it.
+   *
+   * @example
+   * ```ts ignore
+   * const st = fs.statOf(await fs.inode(2));
+   * ```
+   */
   statOf(inode: Inode): Ext4Stat {
     return {
       ino: inode.ino,
@@ -439,7 +478,15 @@ export class Ext4 {
     }
   }
 
-  /** Finds `name` in directory `parentIno`: its inode number, or null. */
+  /**
+   * Finds `name` in directory `parentIno`: its inode number, or null. Uses the hash index
+   * when there is one, else a cached name map (large directories) or a linear scan.
+   *
+   * @example
+   * ```ts ignore
+   * const ino = await fs.lookupIno(2, "etc");
+   * ```
+   */
   async lookupIno(parentIno: number, name: string | Uint8Array): Promise<number | null> {
     const want = typeof name === "string" ? encoder.encode(name) : name;
     if (want.length === 0 || want.length > 255) {
@@ -523,7 +570,12 @@ export class Ext4 {
 
   /**
    * Resolves a path to an inode number. Intermediate symlinks are followed like a shell
-   * does; the final one only when `followFinal`.
+   * does; the final one only when `followFinal` (or when a "/" follows it).
+   *
+   * @example
+   * ```ts ignore
+   * const ino = await fs.resolve("/usr/bin/env", false);
+   * ```
    */
   async resolve(path: string, followFinal = true): Promise<number> {
     let hops = 0;

@@ -2,7 +2,14 @@ import type { Command } from "@commander-js/extra-typings";
 import { runAction, writeStdout } from "../output.ts";
 import { openImage, parseOffset } from "../reader_common.ts";
 
-/** Registers `ext4ts cat IMG PATH`: writes a file's content to stdout. */
+/**
+ * Registers `ext4ts cat IMG PATH`: writes a file's content to stdout.
+ *
+ * @example
+ * ```ts ignore
+ * registerCat(program); // in cli/main.ts
+ * ```
+ */
 export function registerCat(program: Command): void {
   program
     .command("cat")

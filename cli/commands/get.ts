@@ -173,7 +173,14 @@ async function exists(path: string): Promise<Deno.FileInfo | null> {
   }
 }
 
-/** Registers `ext4ts get IMG PATH DEST`. */
+/**
+ * Registers `ext4ts get IMG PATH DEST`.
+ *
+ * @example
+ * ```ts ignore
+ * registerGet(program); // in cli/main.ts
+ * ```
+ */
 export function registerGet(program: Command): void {
   program
     .command("get")

@@ -44,7 +44,14 @@ function longLine(it: Item): string {
   }`;
 }
 
-/** Registers `ext4ts ls [-l] [-R] [--json] IMG [PATH]`. */
+/**
+ * Registers `ext4ts ls [-l] [-R] [--json] IMG [PATH]`.
+ *
+ * @example
+ * ```ts ignore
+ * registerLs(program); // in cli/main.ts
+ * ```
+ */
 export function registerLs(program: Command): void {
   program
     .command("ls")

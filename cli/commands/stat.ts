@@ -13,7 +13,14 @@ const TYPE_NAME: Record<string, string> = {
   unknown: "unknown",
 };
 
-/** Registers `ext4ts stat [--json] IMG PATH` (does not follow a final symlink, like stat). */
+/**
+ * Registers `ext4ts stat [--json] IMG PATH` (does not follow a final symlink, like stat).
+ *
+ * @example
+ * ```ts ignore
+ * registerStat(program); // in cli/main.ts
+ * ```
+ */
 export function registerStat(program: Command): void {
   program
     .command("stat")
