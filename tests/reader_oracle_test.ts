@@ -52,6 +52,14 @@ const CASES: Case[] = [
   { name: "ext4 bigalloc", args: ["-b", "4096", "-O", "bigalloc", "-C", "16384"], size: "128M" },
   { name: "ext4 large_dir 1k blocks", args: ["-b", "1024", "-O", "large_dir"] },
   { name: "ext4 meta_bg", args: ["-b", "4096", "-O", "meta_bg,^resize_inode"] },
+  {
+    name: "ext4 metadata_csum_seed, 1024-byte inodes",
+    args: ["-b", "4096", "-O", "metadata_csum_seed", "-I", "1024"],
+  },
+  {
+    name: "ext4 ^extent ^dir_index (block maps, linear directories)",
+    args: ["-b", "4096", "-O", "^extent,^dir_index,^64bit"],
+  },
   { name: "ext4 ea_inode", args: ["-b", "4096", "-O", "ea_inode"], populate: ["--ea-inode"] },
 ];
 
