@@ -215,3 +215,25 @@ Deno.test("readMapped reads runs, holes and unwritten as zeros, short at EOF", a
   assert.equal(seekRuns(runs, BS, size, 4 * BS, "hole"), 5 * BS);
   assert.equal(seekRuns(runs, BS, size, 6 * BS, "data"), -1);
 });
+
+Deno.test("extent and index pointers above 2^32 (64bit filesystems)", async () => {
+  const high = 2 ** 32 + 12345;
+  const root = new Uint8Array(60);
+  const rv = header(root, 1, 4, 1);
+  rv.setUint32(12, 0, true);
+  rv.setUint32(16, (high + 1) % 2 ** 32, true); // ei_leaf_lo
+  rv.setUint16(20, Math.floor((high + 1) / 2 ** 32), true); // ei_leaf_hi
+  const leafBlock = new Uint8Array(BS);
+  leaf(header(leafBlock, 1, 84, 0), 0, 7, 3, high);
+  const reads: number[] = [];
+  const runs = await readExtentTree(
+    fakeSb(2 ** 33),
+    { ino: 12, generation: 0, iBlock: root },
+    (b) => {
+      reads.push(b);
+      return Promise.resolve(leafBlock);
+    },
+  );
+  assert.deepEqual(reads, [high + 1]);
+  assert.deepEqual(runs, [{ logical: 7, physical: high, length: 3, unwritten: false }]);
+});
