@@ -6,11 +6,15 @@
  *
  * @example
  * ```ts ignore
- * import { openBlockDevice, readSuperblock } from "./mod.ts";
+ * import { Ext4, openBlockDevice, readSuperblock } from "./mod.ts";
  * const dev = openBlockDevice("disk.img");
  * const sb = await readSuperblock(dev);
  * console.log(sb.volumeName, sb.blockSize);
  * await dev.close();
+ *
+ * const fs = await Ext4.open("disk.img");
+ * console.log(new TextDecoder().decode(await fs.readFile("/etc/hostname")));
+ * await fs.close();
  * ```
  *
  * @module
@@ -73,6 +77,67 @@ export {
 export { type DeviceUse, deviceUse } from "./ffi/device_status.ts";
 
 // ---- reader (issue: complete reader) ----
+export { Ext4, type Ext4PathOpenOptions } from "./ffi/open_filesystem.ts";
+export {
+  compareBytes,
+  type DirEntry,
+  type Ext4File,
+  type Ext4OpenOptions,
+  type Ext4Stat,
+  type Ext4Statfs,
+  type FileType,
+  type Timespec,
+} from "./lib/filesystem.ts";
+export {
+  fileTypeOfMode,
+  Inode,
+  inodeChecksum,
+  InodeFlags,
+  inodeLocation,
+  Mode,
+  parseInode,
+  readInode,
+} from "./lib/inode.ts";
+export { EXTENT_MAGIC, parseExtentHeader, readExtentTree } from "./lib/extent.ts";
+export { readBlockMap } from "./lib/block_map.ts";
+export { type BlockRun, findRun, readMapped, seekRuns } from "./lib/file_map.ts";
+export { treeListing, type TreeListingOptions } from "./lib/tree_listing.ts";
+export {
+  computeDxChecksum,
+  type DirBlockLocation,
+  type DirContext,
+  type DirectorySource,
+  DirFileType,
+  dirLeafChecksum,
+  type DirRecord,
+  iterateDirectory,
+  parseDirectoryBlock,
+  parseInlineDirectory,
+  recLenToDisk,
+  setDirentTail,
+} from "./lib/directory.ts";
+export { htreeLookup, parseDxNode, parseDxRoot } from "./lib/dir_htree.ts";
+export { dirHash, DxHashVersion } from "./lib/dir_hash.ts";
+export { readInlineData, readInlineFile } from "./lib/inline_data.ts";
+export {
+  readRawXattrs,
+  readXattrs,
+  splitXattrName,
+  xattrBlockChecksum,
+  type XattrEntry,
+  XattrIndex,
+  type XattrSource,
+} from "./lib/xattr.ts";
+export {
+  type AclEntry,
+  aclFromXattr,
+  AclTag,
+  aclToXattr,
+  decodeExt4Acl,
+  encodeExt4Acl,
+  formatAcl,
+} from "./lib/acl.ts";
+export { Lru } from "./lib/lru.ts";
 
 // ---- journal (jbd2) ----
 

@@ -8,6 +8,10 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { ExitCode } from "./exit_codes.ts";
 import { registerProbe } from "./commands/probe.ts";
+import { registerLs } from "./commands/ls.ts";
+import { registerCat } from "./commands/cat.ts";
+import { registerStat } from "./commands/stat.ts";
+import { registerGet } from "./commands/get.ts";
 import { VERSION } from "../lib/version.ts";
 
 /** Builds the program with every command registered. */
@@ -19,6 +23,10 @@ export function buildProgram(): Command {
     .showHelpAfterError("(run 'ext4ts --help' for usage)")
     .exitOverride();
   registerProbe(program);
+  registerLs(program);
+  registerCat(program);
+  registerStat(program);
+  registerGet(program);
   return program;
 }
 

@@ -1,0 +1,31 @@
+import type { Command } from "@commander-js/extra-typings";
+import { runAction, writeStdout } from "../output.ts";
+import { openImage, parseOffset } from "../reader_common.ts";
+
+/**
+ * Registers `ext4ts cat IMG PATH`: writes a file's content to stdout.
+ *
+ * @example
+ * ```ts ignore
+ * registerCat(program); // in cli/main.ts
+ * ```
+ */
+export function registerCat(program: Command): void {
+  program
+    .command("cat")
+    .description("write the content of a file inside the filesystem to stdout")
+    .argument("<image>", "image file or block device")
+    .argument("<path>", "file inside the filesystem (symlinks are followed)")
+    .option("--offset <bytes>", "byte offset of the filesystem in the image", parseOffset)
+    .action((image, path, opts) =>
+      runAction(async () => {
+        const fs = await openImage(image, opts);
+        try {
+          const file = await fs.openFile(path);
+          for await (const chunk of file.readable()) await writeStdout(chunk);
+        } finally {
+          await fs.close();
+        }
+      })
+    );
+}

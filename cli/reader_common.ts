@@ -1,0 +1,118 @@
+/**
+ * What the offline reader commands (ls, cat, stat, get) share: the `--offset` option,
+ * opening the image, and formatting modes and times.
+ *
+ * @module
+ */
+
+import { InvalidArgumentError } from "@commander-js/extra-typings";
+import { Ext4 } from "../ffi/open_filesystem.ts";
+import type { Ext4Stat, Timespec } from "../lib/filesystem.ts";
+
+/**
+ * Parses `--offset BYTES` (a non-negative integer; k/M/G/T suffixes in powers of 1024).
+ *
+ * @example
+ * ```ts
+ * import { parseOffset } from "./reader_common.ts";
+ * console.log(parseOffset("1M")); // 1048576
+ * ```
+ */
+export function parseOffset(value: string): number {
+  const m = /^(\d+)([kKmMgGtT]?)$/.exec(value.trim());
+  if (!m) throw new InvalidArgumentError("expected a byte count such as 1048576 or 1M");
+  const mult = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[
+    m[2].toLowerCase() as "" | "k" | "m" | "g" | "t"
+  ];
+  const n = Number(m[1]) * mult;
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError("offset is too large");
+  return n;
+}
+
+/**
+ * Opens an image or device read-only for a reader command.
+ *
+ * @example
+ * ```ts ignore
+ * const fs = await openImage("disk.img", { offset: 1048576 });
+ * ```
+ */
+export function openImage(image: string, options: { offset?: number }): Promise<Ext4> {
+  return Ext4.open(image, { readOnly: true, offset: options.offset });
+}
+
+const TYPE_LETTER: Record<string, string> = {
+  file: "-",
+  dir: "d",
+  symlink: "l",
+  chardev: "c",
+  blockdev: "b",
+  fifo: "p",
+  socket: "s",
+  unknown: "?",
+};
+
+/**
+ * `ls -l` style mode string, e.g. `drwxr-xr-x` or `-rwsr-x--T`.
+ *
+ * @example
+ * ```ts
+ * import { modeString } from "./reader_common.ts";
+ * console.log(modeString("file", 0o104755)); // -rwsr-xr-x
+ * ```
+ */
+export function modeString(type: string, mode: number): string {
+  const rwx = (bits: number, special: boolean, ch: string) =>
+    (bits & 4 ? "r" : "-") + (bits & 2 ? "w" : "-") +
+    (special ? (bits & 1 ? ch : ch.toUpperCase()) : bits & 1 ? "x" : "-");
+  return (TYPE_LETTER[type] ?? "?") +
+    rwx((mode >> 6) & 7, (mode & 0o4000) !== 0, "s") +
+    rwx((mode >> 3) & 7, (mode & 0o2000) !== 0, "s") +
+    rwx(mode & 7, (mode & 0o1000) !== 0, "t");
+}
+
+/**
+ * A time as `YYYY-MM-DD HH:MM:SS.nnnnnnnnn +0000` (UTC), like `stat`.
+ *
+ * @example
+ * ```ts
+ * import { formatTime } from "./reader_common.ts";
+ * console.log(formatTime({ sec: 0, nsec: 5 })); // 1970-01-01 00:00:00.000000005 +0000
+ * ```
+ */
+export function formatTime(t: Timespec): string {
+  const d = new Date(t.sec * 1000);
+  const iso = isNaN(d.getTime()) ? `@${t.sec}` : d.toISOString().slice(0, 19).replace("T", " ");
+  return `${iso}.${String(t.nsec).padStart(9, "0")} +0000`;
+}
+
+/**
+ * The stat as plain JSON (type names, numeric mode bits, times as `{sec, nsec}`).
+ *
+ * @example
+ * ```ts ignore
+ * console.log(JSON.stringify(statJson("/etc", await fs.lstat("/etc"))));
+ * ```
+ */
+export function statJson(path: string, st: Ext4Stat, target?: string): Record<string, unknown> {
+  return {
+    path,
+    ino: st.ino,
+    type: st.type,
+    mode: st.mode & 0o7777,
+    modeString: modeString(st.type, st.mode),
+    nlink: st.nlink,
+    uid: st.uid,
+    gid: st.gid,
+    size: st.size,
+    blocks: st.blocks,
+    ...(st.type === "chardev" || st.type === "blockdev" ? { rdev: st.rdev } : {}),
+    ...(target !== undefined ? { target } : {}),
+    atime: st.atime,
+    mtime: st.mtime,
+    ctime: st.ctime,
+    birthtime: st.birthtime,
+    flags: st.flags,
+    generation: st.generation,
+  };
+}

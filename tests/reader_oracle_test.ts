@@ -1,0 +1,151 @@
+/**
+ * Oracle tests: images over a feature matrix, populated through a kernel loop mount, listed
+ * by the kernel (tree_listing.py on a read-only mount) and by ext4ts (lib/tree_listing.ts);
+ * the two listings must be identical, all columns.
+ */
+import assert from "node:assert/strict";
+import { gunzipSync } from "node:zlib";
+import { Ext4, MemoryBlockDevice, treeListing } from "../mod.ts";
+import { makeImage, ROOT, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
+
+const TREE_LISTING = "/work/shared/corpus/tools/tree_listing.py";
+const POPULATE = `${ROOT}tests/fixtures/populate_tree.py`;
+/** Prints `ino st_blocks atime_ns` of every object under argv[1]. */
+const STAT_EXTRA = `
+import os, sys
+for d, dirs, files in os.walk(sys.argv[1]):
+    for n in [d] + [os.path.join(d, f) for f in dirs + files]:
+        st = os.lstat(n)
+        print(st.st_ino, st.st_blocks, st.st_atime_ns)
+`;
+/** statvfs of argv[1] in the order of Ext4Statfs. */
+const STATVFS = `
+import os, sys
+s = os.statvfs(sys.argv[1])
+print(s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree, s.f_bsize)
+`;
+const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "python3", "setfacl"];
+
+interface Case {
+  name: string;
+  mkfs?: string;
+  args?: string[];
+  size?: string;
+  populate?: string[];
+}
+
+const CASES: Case[] = [
+  { name: "ext2", mkfs: "mkfs.ext2" },
+  { name: "ext2 ^filetype", mkfs: "mkfs.ext2", args: ["-O", "^filetype"] },
+  { name: "ext2 128-byte inodes", mkfs: "mkfs.ext2", args: ["-I", "128"] },
+  { name: "ext3", mkfs: "mkfs.ext3" },
+  {
+    name: "ext4 4k blocks, 50 000-entry directory",
+    args: ["-b", "4096", "-N", "70000"],
+    size: "128M",
+    populate: ["--big-dir", "50000"],
+  },
+  { name: "ext4 1k blocks", args: ["-b", "1024"] },
+  { name: "ext4 ^64bit", args: ["-b", "4096", "-O", "^64bit"] },
+  { name: "ext4 ^metadata_csum", args: ["-b", "4096", "-O", "^metadata_csum"] },
+  { name: "ext4 inline_data", args: ["-b", "4096", "-O", "inline_data"] },
+  { name: "ext4 bigalloc", args: ["-b", "4096", "-O", "bigalloc", "-C", "16384"], size: "128M" },
+  { name: "ext4 large_dir 1k blocks", args: ["-b", "1024", "-O", "large_dir"] },
+  { name: "ext4 meta_bg", args: ["-b", "4096", "-O", "meta_bg,^resize_inode"] },
+  {
+    name: "ext4 metadata_csum_seed, 1024-byte inodes",
+    args: ["-b", "4096", "-O", "metadata_csum_seed", "-I", "1024"],
+  },
+  {
+    name: "ext4 ^extent ^dir_index (block maps, linear directories)",
+    args: ["-b", "4096", "-O", "^extent,^dir_index,^64bit"],
+  },
+  { name: "ext4 ea_inode", args: ["-b", "4096", "-O", "ea_inode"], populate: ["--ea-inode"] },
+];
+
+function firstDifference(a: string, b: string): string {
+  const la = a.split("\n");
+  const lb = b.split("\n");
+  const out: string[] = [];
+  for (let i = 0; i < Math.max(la.length, lb.length) && out.length < 10; i++) {
+    if (la[i] !== lb[i]) out.push(`line ${i + 1}:\n  kernel: ${la[i]}\n  ext4ts: ${lb[i]}`);
+  }
+  return out.join("\n");
+}
+
+for (const c of CASES) {
+  testWith(`oracle: ${c.name} reads exactly as the kernel`, NEEDS, async () => {
+    await using dir = await tempDir();
+    const img = `${dir.path}/fs.img`;
+    await makeImage(img, {
+      mkfs: c.mkfs,
+      args: c.args,
+      size: c.size ?? "96M",
+      populate: (m) => runOk("python3", [POPULATE, m, ...(c.populate ?? [])]).then(() => {}),
+    });
+    // The listing, plus the stat fields it lacks (st_blocks, atime) for every object.
+    const [kernel, extra, statvfs] = await withKernelMount(
+      img,
+      async (m) => [
+        await runOk("python3", [TREE_LISTING, m]),
+        await runOk("python3", ["-c", STAT_EXTRA, m]),
+        await runOk("python3", ["-c", STATVFS, m]),
+      ],
+      { readOnly: true },
+    );
+    const fs = await Ext4.open(img);
+    try {
+      const ours = await treeListing(fs);
+      assert.ok(kernel.split("\n").length > 100, "the kernel listing is suspiciously short");
+      if (ours !== kernel) assert.fail(firstDifference(kernel, ours));
+      // Every path resolves by name (htree lookups for the large directories) to the
+      // inode the kernel reports.
+      let looked = 0;
+      for (const line of kernel.split("\n").slice(1)) {
+        const [path, , , , , , , , , ino] = line.split("\t");
+        if (!path || !path.startsWith("/")) continue; // hex-shown names
+        const st = await fs.lstat(path);
+        if (String(st.ino) !== ino) {
+          assert.fail(`lookup of ${path}: inode ${st.ino}, kernel ${ino}`);
+        }
+        looked++;
+      }
+      assert.ok(looked > 100);
+      const mismatches: string[] = [];
+      for (const line of extra.trim().split("\n")) {
+        const [ino, blocks, atime] = line.split(" ");
+        const st = await fs.getattr(Number(ino));
+        const ns = BigInt(st.atime.sec) * 1_000_000_000n + BigInt(st.atime.nsec);
+        if (String(st.blocks) !== blocks || String(ns) !== atime) {
+          mismatches.push(`inode ${ino}: kernel ${blocks} ${atime}, ext4ts ${st.blocks} ${ns}`);
+        }
+      }
+      assert.deepEqual(mismatches.slice(0, 5), []);
+      const sf = fs.statfs();
+      assert.equal(
+        [sf.blocks, sf.freeBlocks, sf.availBlocks, sf.files, sf.freeFiles, sf.blockSize].join(" "),
+        statvfs.trim(),
+        "statfs",
+      );
+    } finally {
+      await fs.close();
+    }
+  });
+}
+
+testWith(
+  "oracle: the corpus's kernel-written ext2 image reads as its kernel listing",
+  [],
+  async () => {
+    const dir = "/work/shared/corpus/kernel/ext2_control_nojournal";
+    const bytes = new Uint8Array(gunzipSync(await Deno.readFile(`${dir}/umount.img.gz`)));
+    const want = await Deno.readTextFile(`${dir}/umount.kr.tsv`);
+    const fs = await Ext4.open(new MemoryBlockDevice(bytes));
+    try {
+      const ours = await treeListing(fs);
+      if (ours !== want) assert.fail(firstDifference(want, ours));
+    } finally {
+      await fs.close();
+    }
+  },
+);
