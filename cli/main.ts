@@ -20,7 +20,6 @@ export function buildProgram(): Command {
     .name("ext4ts")
     .description("A userspace ext2/3/4 driver and toolkit.")
     .version(VERSION, "-V, --version")
-    .showHelpAfterError("(run 'ext4ts --help' for usage)")
     .exitOverride();
   registerProbe(program);
   registerLs(program);

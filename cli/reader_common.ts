@@ -7,10 +7,13 @@
 
 import { InvalidArgumentError } from "@commander-js/extra-typings";
 import { Ext4 } from "../ffi/open_filesystem.ts";
+import { parseByteCount } from "./device.ts";
+import { CliError } from "./output.ts";
 import type { Ext4Stat, Timespec } from "../lib/filesystem.ts";
 
 /**
- * Parses `--offset BYTES` (a non-negative integer; k/M/G/T suffixes in powers of 1024).
+ * Parses `--offset BYTES` for commander (see {@link parseByteCount}: bytes, `s` sectors,
+ * k/M/G/T in powers of 1024).
  *
  * @example
  * ```ts
@@ -19,14 +22,13 @@ import type { Ext4Stat, Timespec } from "../lib/filesystem.ts";
  * ```
  */
 export function parseOffset(value: string): number {
-  const m = /^(\d+)([kKmMgGtT]?)$/.exec(value.trim());
-  if (!m) throw new InvalidArgumentError("expected a byte count such as 1048576 or 1M");
-  const mult = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[
-    m[2].toLowerCase() as "" | "k" | "m" | "g" | "t"
-  ];
-  const n = Number(m[1]) * mult;
-  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError("offset is too large");
-  return n;
+  try {
+    return parseByteCount(value);
+  } catch (e) {
+    // commander reports InvalidArgumentError as a usage error (exit 2).
+    if (e instanceof CliError) throw new InvalidArgumentError(e.message);
+    throw e;
+  }
 }
 
 /**

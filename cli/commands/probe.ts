@@ -12,7 +12,8 @@ import { journalSummary, probeDevice, type ProbeResult, stateSummary } from "../
 import { featureNames } from "../../lib/features.ts";
 import { mmpReport, superblockReport } from "../../lib/superblock_report.ts";
 import { type DeviceUse, deviceUse } from "../../ffi/device_status.ts";
-import { openCliDevice, parseByteCount } from "../device.ts";
+import { openCliDevice } from "../device.ts";
+import { parseOffset } from "../reader_common.ts";
 import { ExitCode, type ExitCodeValue } from "../exit_codes.ts";
 import { runAction, writeStdout } from "../output.ts";
 import { systemNames } from "../names.ts";
@@ -165,10 +166,14 @@ export function registerProbe(program: Command): void {
     .argument("<device>", "block device or image file")
     .option("--json", "print a JSON object (schema in README.md)")
     .option("--full", "print every superblock field as dumpe2fs -h does")
-    .option("--offset <bytes>", "the filesystem starts this many bytes into the device")
+    .option(
+      "--offset <bytes>",
+      "the filesystem starts this many bytes into the device",
+      parseOffset,
+    )
     .action((path, opts) =>
       runAction(async () => {
-        const offset = opts.offset === undefined ? undefined : parseByteCount(opts.offset);
+        const offset = opts.offset;
         const { device, file } = openCliDevice(path, { readOnly: true, offset });
         try {
           let r: ProbeResult;
