@@ -8,6 +8,7 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { ExitCode } from "./exit_codes.ts";
 import { registerProbe } from "./commands/probe.ts";
+import { registerJournal } from "./commands/journal.ts";
 import { VERSION } from "../lib/version.ts";
 
 /** Builds the program with every command registered. */
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
     .showHelpAfterError("(run 'ext4ts --help' for usage)")
     .exitOverride();
   registerProbe(program);
+  registerJournal(program);
   return program;
 }
 

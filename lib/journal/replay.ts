@@ -1,0 +1,255 @@
+/**
+ * Journal replay: recovery applied to a device, or prepared for the in-memory overlay.
+ *
+ * {@link prepareReplay} does everything that only reads: it finds the journal, runs the
+ * recovery passes and computes every block the replay writes — the journalled blocks, the
+ * ext4 superblock with needs_recovery cleared (and error state set as e2fsck sets it), and
+ * the journal superblock reset (`s_start` = 0, `s_sequence` = the first unused
+ * transaction + 1, as the kernel and e2fsck leave it). {@link replayJournal} writes them in
+ * a crash-safe order; `JournalOverlayDevice` serves them from memory.
+ *
+ * Orphans: the kernel processes the orphan list on its first read-write mount after
+ * recovery, e2fsck right after replay. This replay, like `debugfs -R journal_run`, leaves the
+ * orphan list in place (`s_last_orphan`, the orphan file) for the kernel to process on the
+ * next read-write mount; the tree is the same either way.
+ *
+ * @module
+ */
+
+import { type BlockDevice, readBytes } from "../block_device.ts";
+import { CorruptError, Ext4Error } from "../errors.ts";
+import { Compat, Incompat } from "../features.ts";
+import { readSuperblock, State, Superblock } from "../superblock.ts";
+import { JournalSuperblock } from "./superblock.ts";
+import { type LocatedJournal, locateJournal, type LocateJournalOptions } from "./locate.ts";
+import {
+  assertRecoverable,
+  finalWrites,
+  recoverJournal,
+  type RecoveryPlan,
+  replayedBlock,
+  type ReplayWrite,
+} from "./recovery.ts";
+
+/** Where the bytes of a block the replay writes come from. */
+export type BlockSource =
+  | { kind: "journal"; write: ReplayWrite }
+  | { kind: "data"; data: Uint8Array; what: string };
+
+/** A replay worked out but not applied. */
+export interface PreparedReplay {
+  /** The superblock before recovery. */
+  superblock: Superblock;
+  journal: LocatedJournal;
+  plan: RecoveryPlan;
+  /** Filesystem blocks to write with their final contents, replayed blocks in log order. */
+  blocks: Map<number, BlockSource>;
+  /** The filesystem block holding the primary superblock. */
+  superblockBlock: number;
+  /** The final bytes of that block (needs_recovery cleared, checksum updated). */
+  superblockFinal: Uint8Array;
+  /** The same block with the replayed contents but needs_recovery still set (phase 1). */
+  superblockInterim: Uint8Array;
+  /** True when the journal replays the superblock block. */
+  superblockJournalled: boolean;
+  /** The journal superblock block after the reset. */
+  journalSuperblock: Uint8Array;
+  /** Where that block lives on the filesystem device (internal journal), else undefined. */
+  journalSuperblockFsBlock?: number;
+}
+
+/** Options for {@link prepareReplay} and {@link replayJournal}. */
+export interface ReplayOptions extends LocateJournalOptions {
+  /** Work out and report the writes without writing anything. */
+  dryRun?: boolean;
+}
+
+/** Result of {@link replayJournal}. */
+export interface ReplayResult {
+  /** False when the filesystem did not need recovery (nothing was written). */
+  needed: boolean;
+  /** Why nothing was needed, when `needed` is false. */
+  reason?: string;
+  /** True when blocks were written (false for a dry run). */
+  written: boolean;
+  prepared?: PreparedReplay;
+  /** Filesystem blocks written (or to be written, for a dry run), ascending. */
+  blocksWritten: number[];
+  /**
+   * Set when the kernel would report the journal corrupt after replaying what it could
+   * (a corrupt commit, a bad data-block checksum): the replay was done, the filesystem is
+   * marked as needing a full check.
+   */
+  error?: string;
+}
+
+/**
+ * True when the filesystem's journal needs recovery (`needs_recovery` is set).
+ *
+ * @example
+ * ```ts ignore
+ * if (needsRecovery(sb)) console.error("the journal needs recovery");
+ * ```
+ */
+export function needsRecovery(sb: Superblock): boolean {
+  return (sb.compat & Compat.HAS_JOURNAL) !== 0 && (sb.incompat & Incompat.RECOVER) !== 0;
+}
+
+/**
+ * Works out a replay without writing: refuses (throws) where the kernel refuses, and returns
+ * every block to write otherwise. Returns undefined when no recovery is needed.
+ *
+ * @example
+ * ```ts ignore
+ * const p = await prepareReplay(device);
+ * if (p) console.log(`${p.blocks.size} blocks to write`);
+ * ```
+ */
+export async function prepareReplay(
+  device: BlockDevice,
+  options: LocateJournalOptions = {},
+): Promise<PreparedReplay | undefined> {
+  const sb = await readSuperblock(device);
+  if (!needsRecovery(sb)) return undefined;
+  if (sb.incompat & Incompat.JOURNAL_DEV) {
+    throw new Ext4Error("INVALID", "this is an external journal device, not a filesystem");
+  }
+  const journal = await locateJournal(device, sb, options);
+  const { store, jsb } = journal;
+  const plan = await recoverJournal(store, jsb);
+  assertRecoverable(plan);
+
+  const bs = sb.blockSize;
+  const blocks = new Map<number, BlockSource>();
+  for (const [target, w] of finalWrites(plan)) {
+    if (target >= sb.blocksCount || (target + 1) * bs > device.size) {
+      throw new CorruptError(
+        "journal",
+        `transaction ${w.sequence} writes block ${target}, beyond the filesystem ` +
+          `(${sb.blocksCount} blocks): nothing was replayed`,
+      );
+    }
+    blocks.set(target, { kind: "journal", write: w });
+  }
+
+  // The ext4 superblock: replayed contents (if journalled), then recovery marked done.
+  const sbBlock = Math.floor(1024 / bs);
+  const sbOffset = 1024 % bs;
+  const src = blocks.get(sbBlock);
+  const interim = src?.kind === "journal"
+    ? await replayedBlock(store, src.write)
+    : await readBytes(device, sbBlock * bs, bs);
+  const finalBlock = interim.slice();
+  const newSb = new Superblock(finalBlock.subarray(sbOffset, sbOffset + 1024));
+  newSb.incompat = newSb.incompat & ~Incompat.RECOVER;
+  if (plan.error) newSb.state = newSb.state & ~State.VALID;
+  if (jsb.errno !== 0 || plan.failedCommit !== undefined) newSb.state = newSb.state | State.ERROR;
+  newSb.updateChecksum();
+  {
+    // Keep the interim copy's checksum right too: it is written with needs_recovery set.
+    const s = new Superblock(interim.subarray(sbOffset, sbOffset + 1024));
+    s.updateChecksum();
+  }
+
+  // The journal superblock: empty log, next sequence, errno consumed.
+  const jblock = await store.readBlock(0);
+  const njsb = new JournalSuperblock(jblock);
+  njsb.sequence = (plan.endSequence + 1) >>> 0;
+  njsb.start = 0;
+  njsb.errno = 0;
+  njsb.updateChecksum();
+
+  const jsbFs = store.fsBlock(0);
+  if (jsbFs !== undefined) {
+    blocks.set(jsbFs, { kind: "data", data: jblock, what: "journal superblock" });
+  }
+  blocks.set(sbBlock, { kind: "data", data: finalBlock, what: "superblock" });
+  return {
+    superblock: sb,
+    journal,
+    plan,
+    blocks,
+    superblockBlock: sbBlock,
+    superblockFinal: finalBlock,
+    superblockInterim: interim,
+    superblockJournalled: src !== undefined,
+    journalSuperblock: jblock,
+    journalSuperblockFsBlock: jsbFs,
+  };
+}
+
+/**
+ * Reads the final contents of one block the replay writes.
+ *
+ * @example
+ * ```ts ignore
+ * const bytes = await blockContents(prepared, prepared.superblockBlock);
+ * ```
+ */
+export async function blockContents(
+  p: PreparedReplay,
+  block: number,
+): Promise<Uint8Array | undefined> {
+  const s = p.blocks.get(block);
+  if (!s) return undefined;
+  if (s.kind === "data") return s.data;
+  return await replayedBlock(p.journal.store, s.write);
+}
+
+/**
+ * Replays the journal of the filesystem on `device` and marks it recovered, as the kernel
+ * does on mount and e2fsck does before checking. Write order keeps a crash at any point
+ * recoverable: the journalled blocks (the superblock block still flagged needs_recovery),
+ * a flush, the journal superblock reset, a flush, the final superblock, a flush.
+ *
+ * Throws `READ_ONLY` on a read-only device (unless `dryRun`), `CORRUPT`/`UNSUPPORTED` where
+ * the kernel would refuse (then nothing is written).
+ *
+ * @example
+ * ```ts ignore
+ * const dev = openBlockDevice("disk.img", { readOnly: false });
+ * const r = await replayJournal(dev);
+ * console.log(r.needed ? `${r.blocksWritten.length} blocks written` : r.reason);
+ * ```
+ */
+export async function replayJournal(
+  device: BlockDevice,
+  options: ReplayOptions = {},
+): Promise<ReplayResult> {
+  const prepared = await prepareReplay(device, options);
+  if (!prepared) {
+    return {
+      needed: false,
+      reason: "the filesystem does not need recovery (needs_recovery is not set)",
+      written: false,
+      blocksWritten: [],
+    };
+  }
+  const blocksWritten = [...prepared.blocks.keys()].sort((a, b) => a - b);
+  const error = prepared.plan.error?.message;
+  if (options.dryRun) return { needed: true, written: false, prepared, blocksWritten, error };
+  if (device.readOnly) {
+    throw new Ext4Error("READ_ONLY", "the device is read-only: cannot replay the journal");
+  }
+  const ext = prepared.journal.external ? prepared.journal.store : undefined;
+  const bs = prepared.superblock.blockSize;
+  const { store } = prepared.journal;
+  for (const [block, src] of prepared.blocks) {
+    if (src.kind === "data") continue;
+    await device.write(block * bs, await replayedBlock(store, src.write));
+  }
+  if (prepared.superblockJournalled) {
+    await device.write(prepared.superblockBlock * bs, prepared.superblockInterim);
+  }
+  await device.flush();
+  if (ext) {
+    await ext.writeBlock(0, prepared.journalSuperblock);
+    await ext.flush();
+  } else if (prepared.journalSuperblockFsBlock !== undefined) {
+    await device.write(prepared.journalSuperblockFsBlock * bs, prepared.journalSuperblock);
+  }
+  await device.flush();
+  await device.write(prepared.superblockBlock * bs, prepared.superblockFinal);
+  await device.flush();
+  return { needed: true, written: true, prepared, blocksWritten, error };
+}
