@@ -316,6 +316,15 @@ async function externalJournalStore(
   const start = Math.floor(1024 / bs) + 1;
   const len = jdsb.blocksCount;
   const devBlocks = Math.floor(dev.size / bs);
+  if (start + len > devBlocks) {
+    // The kernel's journal_init_common() refuses this too ("Journal too short").
+    throw new CorruptError(
+      name,
+      `journal too short: blocks ${start}-${
+        start + len
+      } do not fit in the device (${devBlocks} blocks)`,
+    );
+  }
   const check = (n: number) => {
     if (!Number.isInteger(n) || n < 0 || n >= len || start + n >= devBlocks) {
       throw new CorruptError(name, `journal block ${n} is beyond the device`);

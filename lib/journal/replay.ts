@@ -19,7 +19,7 @@
 import { type BlockDevice, readBytes } from "../block_device.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
 import { Compat, Incompat } from "../features.ts";
-import { readSuperblock, State, Superblock } from "../superblock.ts";
+import { EXT4_MAGIC, readSuperblock, State, Superblock } from "../superblock.ts";
 import { JournalSuperblock } from "./superblock.ts";
 import { type LocatedJournal, locateJournal, type LocateJournalOptions } from "./locate.ts";
 import {
@@ -109,11 +109,19 @@ export async function prepareReplay(
   device: BlockDevice,
   options: LocateJournalOptions = {},
 ): Promise<PreparedReplay | undefined> {
+  if (device.size >= 2048) {
+    // A journal device has an ext4 superblock that the full validation would reject.
+    const raw = new Superblock(await readBytes(device, 1024, 1024));
+    if (raw.magic === EXT4_MAGIC && (raw.incompat & Incompat.JOURNAL_DEV)) {
+      throw new Ext4Error(
+        "INVALID",
+        "this is an external journal device, not a filesystem: give the filesystem, " +
+          "with this device as --journal-dev",
+      );
+    }
+  }
   const sb = await readSuperblock(device);
   if (!needsRecovery(sb)) return undefined;
-  if (sb.incompat & Incompat.JOURNAL_DEV) {
-    throw new Ext4Error("INVALID", "this is an external journal device, not a filesystem");
-  }
   const journal = await locateJournal(device, sb, options);
   const { store, jsb } = journal;
   const plan = await recoverJournal(store, jsb);
