@@ -11,8 +11,12 @@
 import type { BlockDevice } from "./block_device.ts";
 import { checkRange } from "./block_device.ts";
 import { Ext4Error } from "./errors.ts";
-import type { LocateJournalOptions } from "./journal/locate.ts";
-import { blockContents, type PreparedReplay, prepareReplay } from "./journal/replay.ts";
+import {
+  blockContents,
+  type PrepareOptions,
+  type PreparedReplay,
+  prepareReplay,
+} from "./journal/replay.ts";
 
 /**
  * A read-only view of `base` with the journal replayed in memory.
@@ -43,7 +47,7 @@ export class JournalOverlayDevice implements BlockDevice {
    */
   static async open(
     base: BlockDevice,
-    options: LocateJournalOptions = {},
+    options: PrepareOptions = {},
   ): Promise<JournalOverlayDevice> {
     return new JournalOverlayDevice(base, await prepareReplay(base, options));
   }

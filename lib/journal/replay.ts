@@ -21,6 +21,7 @@ import { CorruptError, Ext4Error } from "../errors.ts";
 import { Compat, Incompat } from "../features.ts";
 import { EXT4_MAGIC, readSuperblock, State, Superblock } from "../superblock.ts";
 import { JournalSuperblock } from "./superblock.ts";
+import { type OrphanCleanup, releaseOrphans } from "./orphans.ts";
 import { type LocatedJournal, locateJournal, type LocateJournalOptions } from "./locate.ts";
 import {
   assertRecoverable,
@@ -42,8 +43,12 @@ export interface PreparedReplay {
   superblock: Superblock;
   journal: LocatedJournal;
   plan: RecoveryPlan;
-  /** Filesystem blocks to write with their final contents, replayed blocks in log order. */
+  /** Every filesystem block the replay changes, with its final contents. */
   blocks: Map<number, BlockSource>;
+  /** The journalled blocks (phase 1 of the writes), in log order of their last write. */
+  replay: Map<number, ReplayWrite>;
+  /** The orphan cleanup done after replay (its blocks are written last, with the superblock). */
+  orphans?: OrphanCleanup;
   /** The filesystem block holding the primary superblock. */
   superblockBlock: number;
   /** The final bytes of that block (needs_recovery cleared, checksum updated). */
@@ -58,8 +63,16 @@ export interface PreparedReplay {
   journalSuperblockFsBlock?: number;
 }
 
-/** Options for {@link prepareReplay} and {@link replayJournal}. */
-export interface ReplayOptions extends LocateJournalOptions {
+/** Options for {@link prepareReplay}. */
+export interface PrepareOptions extends LocateJournalOptions {
+  /** Release orphan inodes after the replay, as e2fsck does (default true). */
+  orphans?: boolean;
+  /** The time stamped as the orphans' deletion time (seconds; default now). */
+  now?: number;
+}
+
+/** Options for {@link replayJournal}. */
+export interface ReplayOptions extends PrepareOptions {
   /** Work out and report the writes without writing anything. */
   dryRun?: boolean;
 }
@@ -107,7 +120,7 @@ export function needsRecovery(sb: Superblock): boolean {
  */
 export async function prepareReplay(
   device: BlockDevice,
-  options: LocateJournalOptions = {},
+  options: PrepareOptions = {},
 ): Promise<PreparedReplay | undefined> {
   if (device.size >= 2048) {
     // A journal device has an ext4 superblock that the full validation would reject.
@@ -152,6 +165,21 @@ export async function prepareReplay(
   newSb.incompat = newSb.incompat & ~Incompat.RECOVER;
   if (plan.error) newSb.state = newSb.state & ~State.VALID;
   if (jsb.errno !== 0 || plan.failedCommit !== undefined) newSb.state = newSb.state | State.ERROR;
+  // Orphans, as e2fsck releases them after its replay (see orphans.ts).
+  let orphans: OrphanCleanup | undefined;
+  if (options.orphans !== false) {
+    const readReplayed = async (n: number): Promise<Uint8Array> => {
+      const s = blocks.get(n);
+      if (n === sbBlock) return finalBlock;
+      if (s?.kind === "journal") return await replayedBlock(store, s.write);
+      return await readBytes(device, n * bs, bs);
+    };
+    orphans = await releaseOrphans(
+      newSb,
+      readReplayed,
+      options.now ?? Math.floor(Date.now() / 1000),
+    );
+  }
   newSb.updateChecksum();
   {
     // Keep the interim copy's checksum right too: it is written with needs_recovery set.
@@ -167,6 +195,11 @@ export async function prepareReplay(
   njsb.errno = 0;
   njsb.updateChecksum();
 
+  const replay = new Map<number, ReplayWrite>();
+  for (const [b, src] of blocks) if (src.kind === "journal") replay.set(b, src.write);
+  for (const [b, data] of orphans?.blocks ?? []) {
+    blocks.set(b, { kind: "data", data, what: "orphan cleanup" });
+  }
   const jsbFs = store.fsBlock(0);
   if (jsbFs !== undefined) {
     blocks.set(jsbFs, { kind: "data", data: jblock, what: "journal superblock" });
@@ -177,6 +210,8 @@ export async function prepareReplay(
     journal,
     plan,
     blocks,
+    replay,
+    orphans,
     superblockBlock: sbBlock,
     superblockFinal: finalBlock,
     superblockInterim: interim,
@@ -242,14 +277,15 @@ export async function replayJournal(
   const ext = prepared.journal.external ? prepared.journal.store : undefined;
   const bs = prepared.superblock.blockSize;
   const { store } = prepared.journal;
-  for (const [block, src] of prepared.blocks) {
-    if (src.kind === "data") continue;
-    await device.write(block * bs, await replayedBlock(store, src.write));
-  }
-  if (prepared.superblockJournalled) {
-    await device.write(prepared.superblockBlock * bs, prepared.superblockInterim);
+  // Phase 1: the journalled blocks (the superblock block still flagged needs_recovery).
+  for (const [block, w] of prepared.replay) {
+    const data = block === prepared.superblockBlock
+      ? prepared.superblockInterim
+      : await replayedBlock(store, w);
+    await device.write(block * bs, data);
   }
   await device.flush();
+  // Phase 2: the journal is empty from now on.
   if (ext) {
     await ext.writeBlock(0, prepared.journalSuperblock);
     await ext.flush();
@@ -257,6 +293,10 @@ export async function replayJournal(
     await device.write(prepared.journalSuperblockFsBlock * bs, prepared.journalSuperblock);
   }
   await device.flush();
+  // Phase 3: orphan cleanup, then the superblock that says recovery is done.
+  for (const [block, data] of prepared.orphans?.blocks ?? []) {
+    await device.write(block * bs, data);
+  }
   await device.write(prepared.superblockBlock * bs, prepared.superblockFinal);
   await device.flush();
   return { needed: true, written: true, prepared, blocksWritten, error };
