@@ -26,11 +26,11 @@ const COMPAT: Record<number, FeatureInfo> = {
   0x10: { name: "resize_inode", level: "rw" },
   0x20: { name: "dir_index", level: "rw" },
   0x40: { name: "lazy_bg", level: "rw" },
-  0x80: { name: "snapshot_bitmap", level: "ro", reason: "snapshot_bitmap is not maintained" },
-  0x100: { name: "sparse_super2", level: "rw" },
-  0x200: { name: "fast_commit", level: "rw" },
-  0x400: { name: "stable_inodes", level: "rw" },
-  0x800: { name: "orphan_file", level: "rw" },
+  0x100: { name: "snapshot_bitmap", level: "ro", reason: "snapshot_bitmap is not maintained" },
+  0x200: { name: "sparse_super2", level: "rw" },
+  0x400: { name: "fast_commit", level: "rw" },
+  0x800: { name: "stable_inodes", level: "rw" },
+  0x1000: { name: "orphan_file", level: "rw" },
 };
 
 const RO_COMPAT: Record<number, FeatureInfo> = {
@@ -95,9 +95,9 @@ export const Compat = {
   EXT_ATTR: 0x8,
   RESIZE_INODE: 0x10,
   DIR_INDEX: 0x20,
-  SPARSE_SUPER2: 0x100,
-  FAST_COMMIT: 0x200,
-  ORPHAN_FILE: 0x800,
+  SPARSE_SUPER2: 0x200,
+  FAST_COMMIT: 0x400,
+  ORPHAN_FILE: 0x1000,
 } as const;
 
 /** Incompatible feature bits. */

@@ -13,8 +13,8 @@ import { checkRange } from "./block_device.ts";
 import { Ext4Error } from "./errors.ts";
 import {
   blockContents,
-  type PrepareOptions,
   type PreparedReplay,
+  type PrepareOptions,
   prepareReplay,
 } from "./journal/replay.ts";
 

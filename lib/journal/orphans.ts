@@ -19,7 +19,7 @@
  */
 
 import { crc32c, crc32cU32 } from "../checksum.ts";
-import { RoCompat } from "../features.ts";
+import { Compat, RoCompat } from "../features.ts";
 import {
   descriptorBlockLocation,
   GroupDescriptor,
@@ -94,7 +94,6 @@ export async function releaseOrphans(
     return blocks.get(n) ?? await readBlock(n);
   };
   try {
-    if (orphanPresent) throw new Skip("the orphan file has entries");
     if (sb.roCompat & RoCompat.BIGALLOC) throw new Skip("bigalloc");
     if (sb.roCompat & RoCompat.QUOTA) throw new Skip("quota accounting");
 
@@ -130,6 +129,66 @@ export async function releaseOrphans(
       ino = v.getUint32(0x14, true); // i_dtime holds the next orphan
     }
 
+    // The orphan file (orphan_file): inode numbers in each block, then a magic and checksum.
+    const orphanBlocks: number[] = [];
+    let orphanFile: { ino: number; gen: number } | undefined;
+    if (orphanPresent) {
+      if (!(sb.compat & Compat.ORPHAN_FILE)) throw new Skip("orphan_present without orphan_file");
+      const ofIno = sb.orphanFileInum;
+      if (ofIno < 1 || ofIno > sb.inodesCount) throw new Skip(`orphan file inode ${ofIno}`);
+      const loc = await inodeLocation(ofIno);
+      const raw = await peek(loc.block);
+      const iv = new DataView(raw.buffer, raw.byteOffset + loc.offset, sb.inodeSize);
+      const size = iv.getUint32(0x4, true) + iv.getUint32(0x6c, true) * 2 ** 32;
+      const iBlock = raw.slice(loc.offset + 0x28, loc.offset + 0x28 + 60);
+      const owned = await inodeBlocks(
+        sb,
+        ofIno,
+        iv.getUint16(0, true),
+        iv.getUint32(0x20, true),
+        iBlock,
+        iv,
+        peek,
+      );
+      if (size % bs !== 0 || owned.holes || owned.data.length !== size / bs) {
+        throw new Skip("the orphan file has holes or a partial block");
+      }
+      orphanFile = { ino: ofIno, gen: iv.getUint32(0x64, true) };
+      const perBlock = (bs - 8) / 4;
+      for (const blk of owned.data) {
+        const b = await peek(blk);
+        const bv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+        if (bv.getUint32(bs - 8, true) !== ORPHAN_BLOCK_MAGIC) {
+          throw new Skip(`orphan file block ${blk} has a bad magic`);
+        }
+        if (
+          sb.hasMetadataCsum &&
+          bv.getUint32(bs - 4, true) !== orphanBlockChecksum(sb, orphanFile, blk, b)
+        ) {
+          throw new Skip(`orphan file block ${blk} has a bad checksum`);
+        }
+        let used = false;
+        for (let j = 0; j < perBlock; j++) {
+          const ino = bv.getUint32(4 * j, true);
+          if (ino === 0) continue;
+          used = true;
+          if (ino < sb.firstIno || ino > sb.inodesCount) {
+            throw new Skip(`illegal orphan inode ${ino}`);
+          }
+          if (seen.has(ino)) throw new Skip(`orphan inode ${ino} is listed twice`);
+          seen.add(ino);
+          const l = await inodeLocation(ino);
+          const r = await peek(l.block);
+          const lv = new DataView(r.buffer, r.byteOffset + l.offset, sb.inodeSize);
+          if (lv.getUint16(0x1a, true) !== 0) {
+            throw new Skip(`orphan inode ${ino} is still linked (a pending truncate)`);
+          }
+          chain.push(ino);
+        }
+        if (used) orphanBlocks.push(blk);
+      }
+    }
+
     const freeBlock = async (blk: number, owner: number) => {
       if (blk < sb.firstDataBlock || blk >= sb.blocksCount) {
         throw new Skip(`inode ${owner} maps block ${blk} outside the filesystem`);
@@ -161,7 +220,7 @@ export async function releaseOrphans(
       const flags = v.getUint32(0x20, true);
       const iBlock = inode.slice(0x28, 0x28 + 60);
       const owned = await inodeBlocks(sb, ino, mode, flags, iBlock, v, peek);
-      for (const b of owned) await freeBlock(b, ino);
+      for (const b of [...owned.data, ...owned.meta]) await freeBlock(b, ino);
       // The inode itself.
       const group = Math.floor((ino - 1) / sb.inodesPerGroup);
       const bit = (ino - 1) % sb.inodesPerGroup;
@@ -194,12 +253,33 @@ export async function releaseOrphans(
       const sum = groupDescriptorChecksum(sb, gd);
       if (sum !== undefined) gd.checksum = sum;
     }
+    // Empty the orphan file blocks used (as the kernel and e2fsck 1.47.1+ do).
+    for (const blk of orphanBlocks) {
+      const b = await get(blk);
+      b.fill(0, 0, bs - 8);
+      if (sb.hasMetadataCsum) {
+        new DataView(b.buffer, b.byteOffset, b.byteLength).setUint32(
+          bs - 4,
+          orphanBlockChecksum(sb, orphanFile!, blk, b),
+          true,
+        );
+      }
+    }
+    if (orphanPresent) sbView.setUint32(0x64, sb.roCompat & ~RoCompat.ORPHAN_PRESENT, true);
     sbView.setUint32(0xe8, 0, true);
   } catch (e) {
     if (!(e instanceof Skip)) throw e;
     return { blocks: new Map(), released: [], freed: [], skipped: e.message };
   }
   return result;
+}
+
+/** The blocks an inode owns: data blocks in logical order and mapping blocks. */
+interface OwnedBlocks {
+  data: number[];
+  meta: number[];
+  /** True when `data` is not indexed by logical block (holes or unordered extents). */
+  holes: boolean;
 }
 
 /** Every block an inode owns (data and mapping blocks); none for inline or fast symlinks. */
@@ -211,13 +291,15 @@ async function inodeBlocks(
   iBlock: Uint8Array,
   v: DataView,
   peek: (n: number) => Promise<Uint8Array>,
-): Promise<number[]> {
-  if (flags & EXT4_INLINE_DATA_FL) return [];
+): Promise<OwnedBlocks> {
+  if (flags & EXT4_INLINE_DATA_FL) return { data: [], meta: [], holes: false };
   const blocksLo = v.getUint32(0x1c, true);
   const acl = v.getUint32(0x68, true) + v.getUint16(0x76, true) * 2 ** 32;
   if (acl !== 0) throw new Skip(`orphan inode ${ino} has an xattr block`);
-  if ((mode & S_IFMT) === S_IFLNK && blocksLo === 0) return []; // fast symlink
-  const out: number[] = [];
+  if ((mode & S_IFMT) === S_IFLNK && blocksLo === 0) return { data: [], meta: [], holes: false }; // fast symlink
+  const data: number[] = [];
+  const meta: number[] = [];
+  let holes = false;
   const bs = sb.blockSize;
   const limit = sb.blocksCount;
   if (flags & EXT4_EXTENTS_FL) {
@@ -235,10 +317,14 @@ async function inodeBlocks(
           if (len > 32768) len -= 32768;
           const start = nv.getUint16(o + 6, true) * 2 ** 32 + nv.getUint32(o + 8, true);
           if (start + len > limit) throw new Skip(`extent outside the filesystem in inode ${ino}`);
-          for (let k = 0; k < len; k++) out.push(start + k);
+          if (nv.getUint32(o, true) !== data.length) {
+            // Holes or out-of-order extents: fine for freeing, not for the orphan file.
+            holes = true;
+          }
+          for (let k = 0; k < len; k++) data.push(start + k);
         } else {
           const leaf = nv.getUint32(o + 4, true) + nv.getUint16(o + 8, true) * 2 ** 32;
-          out.push(leaf);
+          meta.push(leaf);
           await walk(await peek(leaf), depth - 1, level + 1);
         }
       }
@@ -248,9 +334,15 @@ async function inodeBlocks(
     const words = new DataView(iBlock.buffer);
     const per = bs / 4;
     const walk = async (blk: number, level: number): Promise<void> => {
-      if (blk === 0) return;
-      out.push(blk);
-      if (level === 0) return;
+      if (blk === 0) {
+        holes = true;
+        return;
+      }
+      if (level === 0) {
+        data.push(blk);
+        return;
+      }
+      meta.push(blk);
       const b = await peek(blk);
       const bv = new DataView(b.buffer, b.byteOffset, b.byteLength);
       for (let i = 0; i < per; i++) await walk(bv.getUint32(4 * i, true), level - 1);
@@ -260,8 +352,32 @@ async function inodeBlocks(
     await walk(words.getUint32(52, true), 2);
     await walk(words.getUint32(56, true), 3);
   }
-  if (new Set(out).size !== out.length) throw new Skip(`inode ${ino} maps a block twice`);
-  return out;
+  const all = [...data, ...meta];
+  if (new Set(all).size !== all.length) throw new Skip(`inode ${ino} maps a block twice`);
+  return { data, meta, holes };
+}
+
+/** `ob_magic` of an orphan file block's tail. */
+const ORPHAN_BLOCK_MAGIC = 0x0b10ca04;
+
+/**
+ * The checksum of an orphan file block: crc32c over the orphan file's inode number and
+ * generation, the block's number (64-bit) and the entry slots.
+ */
+function orphanBlockChecksum(
+  sb: Superblock,
+  file: { ino: number; gen: number },
+  blk: number,
+  b: Uint8Array,
+): number {
+  const le64 = new Uint8Array(8);
+  const v = new DataView(le64.buffer);
+  v.setUint32(0, blk % 2 ** 32, true);
+  v.setUint32(4, Math.floor(blk / 2 ** 32), true);
+  let c = crc32cU32(sb.csumSeed, file.ino);
+  c = crc32cU32(c, file.gen);
+  c = crc32c(c, le64);
+  return crc32c(c, b.subarray(0, b.length - 8));
 }
 
 /** Recomputes an inode's metadata_csum checksum in place. */
