@@ -46,7 +46,14 @@ export function parseCommitBlock(block: Uint8Array): CommitBlock {
   };
 }
 
-/** crc32c of a commit block with `h_chksum[0]` zeroed, as checksum v2/v3 stores it. */
+/**
+ * crc32c of a commit block with `h_chksum[0]` zeroed, as checksum v2/v3 stores it.
+ *
+ * @example
+ * ```ts ignore
+ * const ok = parseCommitBlock(block).checksum === commitBlockChecksum(block, jsb.csumSeed);
+ * ```
+ */
 export function commitBlockChecksum(block: Uint8Array, seed: number): number {
   let c = crc32c(seed, block.subarray(0, 16));
   c = crc32cU32(c, 0);
@@ -71,6 +78,11 @@ export function commitBlockValid(block: Uint8Array, jsb: JournalSuperblock): boo
  * True when the checksum matches a commit block whose bytes past the header were never
  * written (zero): the kernel accepts such an incomplete commit block
  * (`jbd2_commit_block_csum_verify_partial()`).
+ *
+ * @example
+ * ```ts ignore
+ * if (!commitBlockValid(b, jsb) && commitBlockValidPartial(b, jsb)) console.log("partial");
+ * ```
  */
 export function commitBlockValidPartial(block: Uint8Array, jsb: JournalSuperblock): boolean {
   if (!jsb.hasCsumV2or3) return false;

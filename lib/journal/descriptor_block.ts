@@ -105,6 +105,11 @@ export function parseDescriptorTags(block: Uint8Array, jsb: JournalSuperblock): 
 /**
  * The v2/v3 checksum of a descriptor or revoke block: crc32c seeded with the journal's
  * seed over the whole block with the tail zeroed.
+ *
+ * @example
+ * ```ts ignore
+ * const ok = view.getUint32(bs - 4) === blockTailChecksum(block, jsb.csumSeed);
+ * ```
  */
 export function blockTailChecksum(block: Uint8Array, seed: number): number {
   const end = block.length - TAIL_SIZE;
@@ -130,7 +135,12 @@ export function blockTailValid(block: Uint8Array, jsb: JournalSuperblock): boole
 
 /**
  * The checksum of a data block as v2/v3 tags store it: crc32c over the big-endian
- * transaction ID then the block (v2 keeps the low 16 bits).
+ * transaction ID then the block as stored in the journal (v2 keeps the low 16 bits).
+ *
+ * @example
+ * ```ts ignore
+ * const sum = dataBlockChecksum(journalBlock, tid, jsb.csumSeed);
+ * ```
  */
 export function dataBlockChecksum(block: Uint8Array, sequence: number, seed: number): number {
   const seq = new Uint8Array(4);

@@ -130,12 +130,28 @@ const PASS_REVOKE = 1;
 const PASS_REPLAY = 2;
 type Pass = typeof PASS_SCAN | typeof PASS_REVOKE | typeof PASS_REPLAY;
 
-/** tid_geq: transaction IDs compare modulo 2^32. */
+/**
+ * tid_geq: transaction IDs compare modulo 2^32.
+ *
+ * @example
+ * ```ts
+ * import { tidGeq } from "./recovery.ts";
+ * console.log(tidGeq(0, 0xffffffff)); // true: 0 follows 0xffffffff
+ * ```
+ */
 export function tidGeq(a: number, b: number): boolean {
   return ((a - b) | 0) >= 0;
 }
 
-/** tid_gt: transaction IDs compare modulo 2^32. */
+/**
+ * tid_gt: transaction IDs compare modulo 2^32.
+ *
+ * @example
+ * ```ts
+ * import { tidGt } from "./recovery.ts";
+ * console.log(tidGt(5, 5), tidGt(1, 0xfffffffe)); // false true
+ * ```
+ */
 export function tidGt(a: number, b: number): boolean {
   return ((a - b) | 0) > 0;
 }
@@ -618,7 +634,15 @@ export function finalWrites(plan: RecoveryPlan): Map<number, ReplayWrite> {
   return out;
 }
 
-/** Throws the error of a plan the kernel would refuse. */
+/**
+ * Throws the error of a plan the kernel would refuse (`CORRUPT`), or `UNSUPPORTED` when a
+ * fast commit would have to be replayed.
+ *
+ * @example
+ * ```ts ignore
+ * assertRecoverable(await recoverJournal(store, jsb));
+ * ```
+ */
 export function assertRecoverable(plan: RecoveryPlan): void {
   if (plan.error?.kind === "refused") throw new CorruptError("journal", plan.error.message);
   if (plan.fastCommit) {

@@ -80,6 +80,12 @@ export function journalFeatureNames(compat: number, incompat: number, roCompat: 
 /**
  * A journal superblock: getters over the on-disk bytes, setters for what recovery changes.
  * Field names follow `journal_superblock_t` without the `s_` prefix.
+ *
+ * @example
+ * ```ts ignore
+ * const jsb = new JournalSuperblock(await store.readBlock(0));
+ * console.log(jsb.sequence, jsb.start, jsb.tagBytes);
+ * ```
  */
 export class JournalSuperblock {
   /** The first 1024 bytes of journal block 0 (shared: setters write here). */
