@@ -16,9 +16,6 @@ import { crc32c } from "../checksum.ts";
 import type { JournalStore } from "./recovery.ts";
 import { type JournalSuperblock, parseJournalSuperblock } from "./superblock.ts";
 
-/** The kernel refuses journals shorter than this (`JBD2_MIN_JOURNAL_BLOCKS`). */
-export const JBD2_MIN_JOURNAL_BLOCKS = 1024;
-
 const EXT4_EXTENTS_FL = 0x80000;
 const EXTENT_MAGIC = 0xf30a;
 const S_IFMT = 0xf000;
@@ -248,12 +245,6 @@ export async function locateJournal(
     store = await externalJournalStore(sb, options.journalDevice, options.journalDeviceName);
     external = true;
   }
-  if (store.blockCount < JBD2_MIN_JOURNAL_BLOCKS) {
-    throw new CorruptError(
-      "journal",
-      `journal too short: ${store.blockCount} blocks, the kernel needs at least ${JBD2_MIN_JOURNAL_BLOCKS}`,
-    );
-  }
   const block0 = await store.readBlock(0);
   const jsb = parseJournalSuperblock(block0, { blockSize: bs, totalBlocks: store.blockCount });
   if (external) {
@@ -279,8 +270,8 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 /**
  * The journal store of an external journal device: its ext4 superblock (journal_dev) at
- * byte 1024 must carry the UUID in the filesystem's `s_journal_uuid`; the journal starts in
- * the block after that superblock.
+ * byte 1024 must carry the UUID in the filesystem's `s_journal_uuid`; the journal
+ * superblock is in the block after that superblock, log blocks are device blocks.
  */
 async function externalJournalStore(
   sb: Superblock,
@@ -316,20 +307,15 @@ async function externalJournalStore(
   const start = Math.floor(1024 / bs) + 1;
   const len = jdsb.blocksCount;
   const devBlocks = Math.floor(dev.size / bs);
-  if (start + len > devBlocks) {
-    // The kernel's journal_init_common() refuses this too ("Journal too short").
-    throw new CorruptError(
-      name,
-      `journal too short: blocks ${start}-${
-        start + len
-      } do not fit in the device (${devBlocks} blocks)`,
-    );
-  }
+  // The journal superblock sits at `start`, but jbd2 does not offset the log: log block n
+  // of an external journal is device block n (s_first is absolute, e.g. 2 with 4 KiB
+  // blocks). Journal block 0 here stands for the superblock.
   const check = (n: number) => {
-    if (!Number.isInteger(n) || n < 0 || n >= len || start + n >= devBlocks) {
+    const block = n === 0 ? start : n;
+    if (!Number.isInteger(n) || n < 0 || n >= len || block >= devBlocks) {
       throw new CorruptError(name, `journal block ${n} is beyond the device`);
     }
-    return (start + n) * bs;
+    return block * bs;
   };
   return {
     blockSize: bs,

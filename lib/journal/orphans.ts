@@ -12,8 +12,8 @@
  * `s_last_orphan` is cleared.
  *
  * Cases left to the kernel (the list is kept untouched, and the reason reported): orphans
- * still linked (pending truncates), the orphan_file feature with entries, bigalloc, quota,
- * and any inconsistency in the list.
+ * still linked (pending truncates), orphans with an xattr block, quota, and any
+ * inconsistency in the list. With bigalloc, clusters are freed.
  *
  * @module
  */
@@ -94,7 +94,6 @@ export async function releaseOrphans(
     return blocks.get(n) ?? await readBlock(n);
   };
   try {
-    if (sb.roCompat & RoCompat.BIGALLOC) throw new Skip("bigalloc");
     if (sb.roCompat & RoCompat.QUOTA) throw new Skip("quota accounting");
 
     const descriptor = async (group: number): Promise<GroupDescriptor> => {
@@ -189,12 +188,19 @@ export async function releaseOrphans(
       }
     }
 
+    // With bigalloc the bitmaps and group counts are in clusters: free each cluster once.
+    const ratio = sb.clusterSize / bs;
+    const freedClusters = new Set<number>();
     const freeBlock = async (blk: number, owner: number) => {
       if (blk < sb.firstDataBlock || blk >= sb.blocksCount) {
         throw new Skip(`inode ${owner} maps block ${blk} outside the filesystem`);
       }
-      const group = Math.floor((blk - sb.firstDataBlock) / sb.blocksPerGroup);
-      const bit = (blk - sb.firstDataBlock) % sb.blocksPerGroup;
+      result.freed.push(blk);
+      const cluster = Math.floor((blk - sb.firstDataBlock) / ratio);
+      if (freedClusters.has(cluster)) return;
+      freedClusters.add(cluster);
+      const group = Math.floor(cluster / sb.clustersPerGroup);
+      const bit = cluster % sb.clustersPerGroup;
       const gd = await descriptor(group);
       if (gd.flags & GroupFlags.BLOCK_UNINIT) {
         throw new Skip(`inode ${owner} maps block ${blk} in uninitialised group ${group}`);
@@ -205,8 +211,7 @@ export async function releaseOrphans(
       }
       bitmap[bit >> 3] &= ~(1 << (bit & 7));
       gd.freeBlocksCount = gd.freeBlocksCount + 1;
-      sb.freeBlocksCount = sb.freeBlocksCount + 1;
-      result.freed.push(blk);
+      sb.freeBlocksCount = sb.freeBlocksCount + ratio;
       dirtyGroups.add(group);
     };
     const dirtyGroups = new Set<number>();
