@@ -481,3 +481,41 @@ Deno.test("crc32_be matches the CRC-32/BZIP2 check value", () => {
   const c = crc32Be(0xffffffff, new TextEncoder().encode("123456789"));
   assert.equal((~c >>> 0).toString(16), "fc891918");
 });
+
+Deno.test("recovery: corrupt journals never crash or hang (fuzz)", async () => {
+  const fc = (await import("fast-check")).default;
+  const schemes = SCHEMES.map(([, incompat, compat]) => ({ incompat, compat }));
+  await fc.assert(
+    fc.asyncProperty(
+      fc.integer({ min: 0, max: schemes.length - 1 }),
+      fc.array(
+        fc.record({
+          block: fc.integer({ min: 0, max: 63 }),
+          offset: fc.integer({ min: 0, max: BS - 1 }),
+          value: fc.integer({ min: 0, max: 255 }),
+        }),
+        { minLength: 1, maxLength: 24 },
+      ),
+      async (scheme, flips) => {
+        const j = new JournalBuilder({ ...schemes[scheme], start: 50, seq: 0xfffffff0 });
+        for (let t = 0; t < 6; t++) {
+          j.transaction(0xfffffff0 + t, {
+            data: [{ target: 10 + t, bytes: block(t) }, { target: 20, bytes: block(t, true) }],
+            revokes: t % 2 ? [10 + t - 1] : [],
+          });
+        }
+        for (const f of flips) j.blocks[f.block][f.offset] = f.value;
+        let plan;
+        try {
+          plan = (await j.recover()).plan;
+        } catch (e) {
+          assert.ok(e instanceof Ext4Error, `unexpected ${e}`);
+          return;
+        }
+        assert.ok(plan.writes.length <= 64 * 2, "replay cannot write more than the log holds");
+        for (const w of plan.writes) assert.ok(w.logBlock >= 1 && w.logBlock < 64);
+      },
+    ),
+    { numRuns: 400 },
+  );
+});
