@@ -181,6 +181,66 @@ export async function journalBlockMapper(
   return { map, blocks, inode };
 }
 
+/**
+ * Reads journal blocks in chunks of 128 KiB (physically contiguous runs in one read each),
+ * keeping the last few chunks: recovery reads the log sequentially, three times.
+ */
+class ChunkedReader {
+  readonly #device: BlockDevice;
+  readonly #bs: number;
+  readonly #blocks: number;
+  readonly #map: (n: number) => number;
+  readonly #per: number;
+  readonly #chunks = new Map<number, Uint8Array>();
+
+  constructor(device: BlockDevice, bs: number, blocks: number, map: (n: number) => number) {
+    this.#device = device;
+    this.#bs = bs;
+    this.#blocks = blocks;
+    this.#map = map;
+    this.#per = Math.max(1, Math.floor(131072 / bs));
+  }
+
+  async read(n: number): Promise<Uint8Array> {
+    this.#map(n); // throws for a block past the end or unmapped
+    const bs = this.#bs;
+    const c = Math.floor(n / this.#per);
+    let chunk = this.#chunks.get(c);
+    if (!chunk) {
+      chunk = new Uint8Array(this.#per * bs);
+      const first = c * this.#per;
+      const end = Math.min(first + this.#per, this.#blocks);
+      for (let i = first; i < end;) {
+        const p = this.#physical(i);
+        if (p < 0) {
+          i++;
+          continue;
+        }
+        let k = 1;
+        while (i + k < end && this.#physical(i + k) === p + k) k++;
+        await this.#device.read(p * bs, chunk.subarray((i - first) * bs, (i - first + k) * bs));
+        i += k;
+      }
+      this.#chunks.set(c, chunk);
+      if (this.#chunks.size > 16) this.#chunks.delete(this.#chunks.keys().next().value!);
+    }
+    const off = (n - c * this.#per) * bs;
+    return chunk.slice(off, off + bs);
+  }
+
+  invalidate(n: number): void {
+    this.#chunks.delete(Math.floor(n / this.#per));
+  }
+
+  #physical(i: number): number {
+    try {
+      return this.#map(i);
+    } catch {
+      return -1;
+    }
+  }
+}
+
 /** The journal of a filesystem, ready for recovery. */
 export interface LocatedJournal {
   store: JournalStore;
@@ -222,12 +282,16 @@ export async function locateJournal(
   if (sb.journalInum !== 0 && !options.journalDevice) {
     const { map, blocks } = await journalBlockMapper(device, sb);
     const ino = sb.journalInum;
+    const reader = new ChunkedReader(device, bs, blocks, map);
     store = {
       blockSize: bs,
       blockCount: blocks,
       description: `inode ${ino}`,
-      readBlock: (n) => readBytes(device, map(n) * bs, bs),
-      writeBlock: (n, data) => device.write(map(n) * bs, data),
+      readBlock: (n) => reader.read(n),
+      writeBlock: async (n, data) => {
+        reader.invalidate(n);
+        await device.write(map(n) * bs, data);
+      },
       flush: () => device.flush(),
       fsBlock: (n) => map(n),
     };

@@ -277,20 +277,33 @@ export async function replayJournal(
   const ext = prepared.journal.external ? prepared.journal.store : undefined;
   const bs = prepared.superblock.blockSize;
   const { store } = prepared.journal;
-  // Phase 1: the journalled blocks (the superblock block still flagged needs_recovery).
-  for (const [block, w] of prepared.replay) {
-    const data = block === prepared.superblockBlock
-      ? prepared.superblockInterim
-      : await replayedBlock(store, w);
-    await device.write(block * bs, data);
+  // Phase 1: the journalled blocks (the superblock block still flagged needs_recovery),
+  // in ascending order, runs of consecutive blocks written together.
+  const targets = [...prepared.replay.keys()].sort((a, b) => a - b);
+  const maxRun = Math.max(1, Math.floor(131072 / bs));
+  for (let i = 0; i < targets.length;) {
+    let k = 1;
+    while (i + k < targets.length && k < maxRun && targets[i + k] === targets[i] + k) k++;
+    const run = new Uint8Array(k * bs);
+    for (let j = 0; j < k; j++) {
+      const block = targets[i + j];
+      run.set(
+        block === prepared.superblockBlock
+          ? prepared.superblockInterim
+          : await replayedBlock(store, prepared.replay.get(block)!),
+        j * bs,
+      );
+    }
+    await device.write(targets[i] * bs, run);
+    i += k;
   }
   await device.flush();
   // Phase 2: the journal is empty from now on.
   if (ext) {
     await ext.writeBlock(0, prepared.journalSuperblock);
     await ext.flush();
-  } else if (prepared.journalSuperblockFsBlock !== undefined) {
-    await device.write(prepared.journalSuperblockFsBlock * bs, prepared.journalSuperblock);
+  } else {
+    await store.writeBlock(0, prepared.journalSuperblock);
   }
   await device.flush();
   // Phase 3: orphan cleanup, then the superblock that says recovery is done.
