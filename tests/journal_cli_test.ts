@@ -172,3 +172,30 @@ Deno.test({
     assert.equal(await sha(img), before);
   },
 });
+
+Deno.test({
+  name: "journal replay: a mounted block device is busy (exit 8)",
+  ignore: ignore || (missing(["root", "loop", "losetup", "kernel-ext4"]).length > 0 && !IN_CI),
+  async fn() {
+    check();
+    const more = missing(["root", "loop", "losetup", "kernel-ext4"]);
+    if (more.length) throw new Error(`test environment lacks: ${more.join(", ")}`);
+    await using tmp = await tempDir();
+    const img = await image(tmp.path, "kernel/default_4k/umount.img.gz", "m.img");
+    const loop = (await runOk("losetup", ["--find", "--show", img])).trim();
+    const mnt = await Deno.makeTempDir({ prefix: "ext4ts-jmnt-" });
+    try {
+      // A read-only mount without replay keeps needs_recovery set on disk.
+      await runOk("mount", ["-t", "ext4", "-o", "ro,noload", loop, mnt]);
+      try {
+        const r = await runCli(["journal", "replay", loop]);
+        assert.equal(r.code, 8, r.stderr);
+      } finally {
+        await runOk("umount", [mnt]);
+      }
+    } finally {
+      await run("losetup", ["-d", loop]);
+      await Deno.remove(mnt).catch(() => {});
+    }
+  },
+});

@@ -23,8 +23,13 @@ async function withDevices<T>(
   readWrite: boolean,
   fn: (dev: FileBlockDevice, jdev?: FileBlockDevice) => Promise<T>,
 ): Promise<T> {
+  // Read-write opens are exclusive: a mounted block device fails with BUSY (exit 8)
+  // instead of being replayed under the kernel's feet.
   const open = (p: string) =>
-    openBlockDevice(p, readWrite ? { readOnly: false, fallbackToReadOnly: true } : {});
+    openBlockDevice(
+      p,
+      readWrite ? { readOnly: false, fallbackToReadOnly: true, exclusive: true } : {},
+    );
   const dev = open(path);
   let jdev: FileBlockDevice | undefined;
   try {
