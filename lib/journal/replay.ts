@@ -32,6 +32,10 @@ import {
   type ReplayWrite,
 } from "./recovery.ts";
 
+/** The superblock's error record, `s_error_count` up to `s_mount_opts`. */
+const ERR_START = 0x194;
+const ERR_END = 0x200;
+
 /** Where the bytes of a block the replay writes come from. */
 export type BlockSource =
   | { kind: "journal"; write: ReplayWrite }
@@ -163,6 +167,10 @@ export async function prepareReplay(
   const finalBlock = interim.slice();
   const newSb = new Superblock(finalBlock.subarray(sbOffset, sbOffset + 1024));
   newSb.incompat = newSb.incompat & ~Incompat.RECOVER;
+  // Like the kernel (ext4_load_journal()), keep the error record and the ERROR_FS state of
+  // the superblock as it was before the replay: a journalled copy may predate an error.
+  newSb.bytes.set(sb.bytes.subarray(ERR_START, ERR_END), ERR_START);
+  newSb.state = newSb.state | (sb.state & State.ERROR);
   if (plan.error) newSb.state = newSb.state & ~State.VALID;
   if (jsb.errno !== 0 || plan.failedCommit !== undefined) newSb.state = newSb.state | State.ERROR;
   // Orphans, as e2fsck releases them after its replay (see orphans.ts).
