@@ -142,11 +142,15 @@ function showText(description: string, jsb: JournalSuperblock, plan: RecoveryPla
   }
   out.push(`Log ends: ${plan.endReason}`);
   const distinct = new Set(plan.writes.map((w) => w.target)).size;
-  out.push(
-    `Recovery: transactions ${plan.startSequence} to ${(plan.endSequence - 1) >>> 0} ` +
-      `(${(plan.endSequence - plan.startSequence) >>> 0}), ${plan.writes.length} block writes ` +
-      `(${distinct} distinct blocks), ${plan.revoked.size} revoke records`,
-  );
+  if (plan.endSequence === plan.startSequence) {
+    out.push("Recovery: no complete transaction to replay");
+  } else {
+    out.push(
+      `Recovery: transactions ${plan.startSequence} to ${(plan.endSequence - 1) >>> 0} ` +
+        `(${(plan.endSequence - plan.startSequence) >>> 0}), ${plan.writes.length} block writes ` +
+        `(${distinct} distinct blocks), ${plan.revoked.size} revoke records`,
+    );
+  }
   if (plan.fastCommit) {
     out.push(
       `Fast commit for transaction ${plan.fastCommit.tid} at block ${plan.fastCommit.firstBlock} (ext4ts cannot replay it)`,
