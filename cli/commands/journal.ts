@@ -88,6 +88,12 @@ function flagText(flags: number): string {
   return f.length ? ` [${f.join(",")}]` : "";
 }
 
+function timeText(seconds: number): string {
+  const ms = seconds * 1000;
+  // A commit time from a corrupt block may be beyond what Date represents.
+  return Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : `${seconds} s`;
+}
+
 function csText(ok: boolean | undefined): string {
   return ok === undefined ? "" : ok ? " checksum ok" : " CHECKSUM BAD";
 }
@@ -115,7 +121,7 @@ function showText(description: string, jsb: JournalSuperblock, plan: RecoveryPla
   for (const t of plan.transactions) {
     const commit = t.commitBlock !== undefined
       ? `commit at block ${t.commitBlock}` +
-        (t.commitTime ? ` (${new Date(t.commitTime * 1000).toISOString()})` : "") +
+        (t.commitTime ? ` (${timeText(t.commitTime)})` : "") +
         (t.commitChecksum && t.commitChecksum !== "none" ? `, checksum ${t.commitChecksum}` : "")
       : "no commit block";
     out.push(
