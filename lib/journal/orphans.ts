@@ -11,9 +11,10 @@
  * gets its deletion time (the inode is not otherwise rewritten, as e2fsck leaves it), and
  * `s_last_orphan` is cleared.
  *
- * Cases left to the kernel (the list is kept untouched, and the reason reported): orphans
- * still linked (pending truncates), orphans with an xattr block, quota, and any
- * inconsistency in the list. With bigalloc, clusters are freed.
+ * Orphans still linked are pending truncates: the blocks past `i_size` are freed (regular
+ * files with an in-inode extent tree). Cases left to the kernel (the list is kept
+ * untouched, and the reason reported): other pending truncates, orphans with an xattr
+ * block, quota, and any inconsistency in the list. With bigalloc, clusters are freed.
  *
  * @module
  */
@@ -45,6 +46,8 @@ const EXT4_INLINE_DATA_FL = 0x10000000;
 const EXTENT_MAGIC = 0xf30a;
 const S_IFMT = 0xf000;
 const S_IFDIR = 0x4000;
+const S_IFREG = 0x8000;
+const EXT4_HUGE_FILE_FL = 0x40000;
 const S_IFLNK = 0xa000;
 
 class Skip extends Error {}
@@ -122,9 +125,7 @@ export async function releaseOrphans(
       const loc = await inodeLocation(ino);
       const raw = await peek(loc.block);
       const v = new DataView(raw.buffer, raw.byteOffset + loc.offset, sb.inodeSize);
-      if (v.getUint16(0x1a, true) !== 0) {
-        throw new Skip(`orphan inode ${ino} is still linked (a pending truncate)`);
-      }
+      if (v.getUint16(0x1a, true) !== 0) checkTruncatable(ino, v);
       ino = v.getUint32(0x14, true); // i_dtime holds the next orphan
     }
 
@@ -179,9 +180,7 @@ export async function releaseOrphans(
           const l = await inodeLocation(ino);
           const r = await peek(l.block);
           const lv = new DataView(r.buffer, r.byteOffset + l.offset, sb.inodeSize);
-          if (lv.getUint16(0x1a, true) !== 0) {
-            throw new Skip(`orphan inode ${ino} is still linked (a pending truncate)`);
-          }
+          if (lv.getUint16(0x1a, true) !== 0) checkTruncatable(ino, lv);
           chain.push(ino);
         }
         if (used) orphanBlocks.push(blk);
@@ -224,6 +223,14 @@ export async function releaseOrphans(
       const mode = v.getUint16(0, true);
       const flags = v.getUint32(0x20, true);
       const iBlock = inode.slice(0x28, 0x28 + 60);
+      if (v.getUint16(0x1a, true) !== 0) {
+        // A pending truncate: free the blocks past i_size, as ext2fs_punch() does.
+        for (const b of truncateExtents(sb, v)) await freeBlock(b, ino);
+        v.setUint32(0x14, 0, true);
+        setInodeChecksum(sb, ino, inode);
+        result.released.push(ino);
+        continue;
+      }
       const owned = await inodeBlocks(sb, ino, mode, flags, iBlock, v, peek);
       for (const b of [...owned.data, ...owned.meta]) await freeBlock(b, ino);
       // The inode itself.
@@ -250,10 +257,13 @@ export async function releaseOrphans(
         const bsum = crc32c(sb.csumSeed, bb.subarray(0, sb.clustersPerGroup / 8));
         gv.setUint16(0x18, bsum & 0xffff, true);
         if (sb.descSize >= 0x3c) gv.setUint16(0x38, bsum >>> 16, true);
-        const ib = await get(gd.inodeBitmap);
-        const isum = crc32c(sb.csumSeed, ib.subarray(0, sb.inodesPerGroup / 8));
-        gv.setUint16(0x1a, isum & 0xffff, true);
-        if (sb.descSize >= 0x3c) gv.setUint16(0x3a, isum >>> 16, true);
+        // An uninitialised inode bitmap keeps its (zero) checksum, as e2fsck leaves it.
+        if (!(gd.flags & GroupFlags.INODE_UNINIT)) {
+          const ib = await get(gd.inodeBitmap);
+          const isum = crc32c(sb.csumSeed, ib.subarray(0, sb.inodesPerGroup / 8));
+          gv.setUint16(0x1a, isum & 0xffff, true);
+          if (sb.descSize >= 0x3c) gv.setUint16(0x3a, isum >>> 16, true);
+        }
       }
       const sum = groupDescriptorChecksum(sb, gd);
       if (sum !== undefined) gd.checksum = sum;
@@ -277,6 +287,60 @@ export async function releaseOrphans(
     return { blocks: new Map(), released: [], freed: [], skipped: e.message };
   }
   return result;
+}
+
+/**
+ * Pending truncates are handled for regular files whose extent tree lives in the inode
+ * (depth 0), the common case; anything else is left to the kernel.
+ */
+function checkTruncatable(ino: number, v: DataView): void {
+  const mode = v.getUint16(0, true);
+  const flags = v.getUint32(0x20, true);
+  const depth = v.getUint16(0x28 + 6, true);
+  if (
+    (mode & S_IFMT) !== S_IFREG || !(flags & EXT4_EXTENTS_FL) || (flags & EXT4_INLINE_DATA_FL) ||
+    v.getUint16(0x28, true) !== EXTENT_MAGIC || depth !== 0
+  ) {
+    throw new Skip(`orphan inode ${ino} is a pending truncate of a kind left to the kernel`);
+  }
+}
+
+/**
+ * Truncates an inode's depth-0 extent tree to its size, in place: extents past the end are
+ * dropped from the end of the list (their bytes stay, as ext2fs_punch() leaves them), a
+ * straddling extent is shortened, `i_blocks` shrinks. Returns the blocks to free.
+ */
+function truncateExtents(sb: Superblock, v: DataView): number[] {
+  const bs = sb.blockSize;
+  const size = v.getUint32(0x4, true) + v.getUint32(0x6c, true) * 2 ** 32;
+  const keep = Math.ceil(size / bs);
+  const root = 0x28;
+  const entries = v.getUint16(root + 2, true);
+  const freed: number[] = [];
+  let kept = entries;
+  for (let i = entries - 1; i >= 0; i--) {
+    const o = root + 12 + 12 * i;
+    const lblk = v.getUint32(o, true);
+    const raw = v.getUint16(o + 4, true);
+    const unwritten = raw > 32768;
+    const len = unwritten ? raw - 32768 : raw;
+    const start = v.getUint16(o + 6, true) * 2 ** 32 + v.getUint32(o + 8, true);
+    if (lblk >= keep) {
+      for (let k = 0; k < len; k++) freed.push(start + k);
+      kept = i;
+    } else if (lblk + len > keep) {
+      const newLen = keep - lblk;
+      for (let k = newLen; k < len; k++) freed.push(start + k);
+      v.setUint16(o + 4, unwritten ? newLen + 32768 : newLen, true);
+    }
+  }
+  v.setUint16(root + 2, kept, true);
+  // i_blocks counts 512-byte sectors, or filesystem blocks with the huge_file inode flag.
+  const unit = v.getUint32(0x20, true) & EXT4_HUGE_FILE_FL ? 1 : bs / 512;
+  const blocks = v.getUint32(0x1c, true) + v.getUint16(0x74, true) * 2 ** 32 - freed.length * unit;
+  v.setUint32(0x1c, Math.max(0, blocks) % 2 ** 32, true);
+  v.setUint16(0x74, Math.floor(Math.max(0, blocks) / 2 ** 32), true);
+  return freed;
 }
 
 /** The blocks an inode owns: data blocks in logical order and mapping blocks. */
