@@ -285,25 +285,31 @@ export async function replayJournal(
   const ext = prepared.journal.external ? prepared.journal.store : undefined;
   const bs = prepared.superblock.blockSize;
   const { store } = prepared.journal;
-  // Phase 1: the journalled blocks (the superblock block still flagged needs_recovery),
-  // in ascending order, runs of consecutive blocks written together.
-  const targets = [...prepared.replay.keys()].sort((a, b) => a - b);
+  // Phase 1: the journalled blocks (the superblock block still flagged needs_recovery).
+  // The journal is read in log order (sequential), a window at a time; each window is
+  // written in ascending block order, runs of consecutive blocks in one write.
+  const byLog = [...prepared.replay.entries()].sort((x, y) => x[1].logBlock - y[1].logBlock);
   const maxRun = Math.max(1, Math.floor(131072 / bs));
-  for (let i = 0; i < targets.length;) {
-    let k = 1;
-    while (i + k < targets.length && k < maxRun && targets[i + k] === targets[i] + k) k++;
-    const run = new Uint8Array(k * bs);
-    for (let j = 0; j < k; j++) {
-      const block = targets[i + j];
-      run.set(
+  const window = Math.max(1, Math.floor((16 << 20) / bs));
+  for (let w = 0; w < byLog.length; w += window) {
+    const batch = new Map<number, Uint8Array>();
+    for (const [block, write] of byLog.slice(w, w + window)) {
+      batch.set(
+        block,
         block === prepared.superblockBlock
           ? prepared.superblockInterim
-          : await replayedBlock(store, prepared.replay.get(block)!),
-        j * bs,
+          : await replayedBlock(store, write),
       );
     }
-    await device.write(targets[i] * bs, run);
-    i += k;
+    const targets = [...batch.keys()].sort((x, y) => x - y);
+    for (let i = 0; i < targets.length;) {
+      let k = 1;
+      while (i + k < targets.length && k < maxRun && targets[i + k] === targets[i] + k) k++;
+      const run = new Uint8Array(k * bs);
+      for (let j = 0; j < k; j++) run.set(batch.get(targets[i + j])!, j * bs);
+      await device.write(targets[i] * bs, run);
+      i += k;
+    }
   }
   await device.flush();
   // Phase 2: the journal is empty from now on.
