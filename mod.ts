@@ -140,6 +140,53 @@ export {
 export { Lru } from "./lib/lru.ts";
 
 // ---- journal (jbd2) ----
+export {
+  BlockType,
+  JBD2_MAGIC,
+  JournalCompat,
+  journalFeatureNames,
+  JournalIncompat,
+  JournalSuperblock,
+  parseJournalSuperblock,
+} from "./lib/journal/superblock.ts";
+export {
+  type DescriptorTag,
+  parseDescriptorTags,
+  readHeader,
+  TagFlag,
+} from "./lib/journal/descriptor_block.ts";
+export { type CommitBlock, crc32Be, parseCommitBlock } from "./lib/journal/commit_block.ts";
+export { parseRevokeBlock } from "./lib/journal/revocation_block.ts";
+export {
+  assertRecoverable,
+  finalWrites,
+  type JournalStore,
+  recoverJournal,
+  type RecoveryPlan,
+  replayedBlock,
+  type ReplayWrite,
+  tidGeq,
+  tidGt,
+  type TransactionInfo,
+} from "./lib/journal/recovery.ts";
+export {
+  journalBlockMapper,
+  type LocatedJournal,
+  locateJournal,
+  type LocateJournalOptions,
+} from "./lib/journal/locate.ts";
+export { type OrphanCleanup, releaseOrphans } from "./lib/journal/orphans.ts";
+export {
+  blockContents,
+  needsRecovery,
+  type PreparedReplay,
+  type PrepareOptions,
+  prepareReplay,
+  replayJournal,
+  type ReplayOptions,
+  type ReplayResult,
+} from "./lib/journal/replay.ts";
+export { JournalOverlayDevice } from "./lib/journal_overlay.ts";
 
 // ---- writing ----
 

@@ -12,6 +12,7 @@ import { registerLs } from "./commands/ls.ts";
 import { registerCat } from "./commands/cat.ts";
 import { registerStat } from "./commands/stat.ts";
 import { registerGet } from "./commands/get.ts";
+import { registerJournal } from "./commands/journal.ts";
 import { VERSION } from "../lib/version.ts";
 
 /** Builds the program with every command registered. */
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerCat(program);
   registerStat(program);
   registerGet(program);
+  registerJournal(program);
   return program;
 }
 

@@ -8,7 +8,7 @@
 import { InvalidArgumentError } from "@commander-js/extra-typings";
 import { Ext4 } from "../ffi/open_filesystem.ts";
 import { parseByteCount } from "./device.ts";
-import { CliError } from "./output.ts";
+import { CliError, warn } from "./output.ts";
 import type { Ext4Stat, Timespec } from "../lib/filesystem.ts";
 
 /**
@@ -40,7 +40,12 @@ export function parseOffset(value: string): number {
  * ```
  */
 export function openImage(image: string, options: { offset?: number }): Promise<Ext4> {
-  return Ext4.open(image, { readOnly: true, offset: options.offset });
+  // A dirty journal is replayed in memory; say so, since what is shown differs from the disk.
+  return Ext4.open(image, {
+    readOnly: true,
+    offset: options.offset,
+    onNotice: (message) => warn(`${image}: ${message}`),
+  });
 }
 
 const TYPE_LETTER: Record<string, string> = {

@@ -48,8 +48,8 @@ export class Ext4 extends Ext4Base {
       ? openBlockDevice(target, { readOnly: options.readOnly ?? true })
       : target;
     try {
-      const device = options.offset ? new OffsetBlockDevice(raw, options.offset) : raw;
-      const { sb, groups } = await Ext4Base.loadMetadata(device, options);
+      const window = options.offset ? new OffsetBlockDevice(raw, options.offset) : raw;
+      const { sb, groups, device } = await Ext4Base.loadMetadata(window, options);
       const fs = new Ext4(device, sb, groups, { readOnly: true, ...options });
       await fs.prepare();
       return fs;

@@ -511,6 +511,9 @@ export function parseDirectoryBlock(
  * `from` resumes after an entry: pass the `offset` of the last entry seen, and iteration
  * continues with the entries that start at or after that position.
  *
+ * With `onCorruptBlock`, a block that fails its checks is reported to it and skipped, as the
+ * kernel's readdir does; without it the CorruptError propagates.
+ *
  * @example
  * ```ts ignore
  * for await (const e of iterateDirectory(dir, { sb })) console.log(e.ino, e.name);
@@ -520,6 +523,7 @@ export async function* iterateDirectory(
   dir: DirectorySource,
   ctx: DirContext,
   from = 0,
+  onCorruptBlock?: (error: CorruptError) => void,
 ): AsyncGenerator<DirRecord> {
   if (dir.inlineData) {
     for (const r of parseInlinePositioned(dir.inlineData, dir.ino, ctx)) {
@@ -555,7 +559,16 @@ export async function* iterateDirectory(
     const block = await dir.readBlock(logical);
     if (block) {
       const loc = { ino: dir.ino, generation: dir.generation, logical, isHtree: htree };
-      for (const r of parseBlockPositioned(block, ctx, loc)) {
+      let records: PositionedRecord[];
+      try {
+        records = parseBlockPositioned(block, ctx, loc);
+      } catch (e) {
+        // The kernel's readdir reports a corrupt block and goes on with the next one.
+        if (!(e instanceof CorruptError) || !onCorruptBlock) throw e;
+        onCorruptBlock(e);
+        records = [];
+      }
+      for (const r of records) {
         if (r.pos >= from) yield strip(r);
       }
     }

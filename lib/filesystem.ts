@@ -30,6 +30,8 @@ import { type BlockRun, findRun, readMapped, seekRuns } from "./file_map.ts";
 import { readExtentTree } from "./extent.ts";
 import { readBlockMap } from "./block_map.ts";
 import { Lru } from "./lru.ts";
+import { JournalOverlayDevice } from "./journal_overlay.ts";
+import { needsRecovery } from "./journal/replay.ts";
 import {
   type DirContext,
   type DirectorySource,
@@ -90,10 +92,20 @@ export interface Ext4OpenOptions {
   /** Open for reading only (the reader never writes; kept for the writer). Default true. */
   readOnly?: boolean;
   /**
-   * Read a filesystem whose journal needs recovery as it is on disk, without replaying the
-   * journal (recent changes may be missing or inconsistent).
+   * What to do with a filesystem whose journal needs recovery:
+   * - `"memory"` (default): replay the journal in memory (a {@link JournalOverlayDevice}) and
+   *   read the recovered filesystem; nothing is written.
+   * - `"none"`: read the raw, unreplayed state (`norecovery`; recent changes may be missing
+   *   or inconsistent).
+   * - `"refuse"`: fail with NEEDS_RECOVERY.
    */
+  recovery?: "memory" | "none" | "refuse";
+  /** Same as `recovery: "none"`. */
   allowDirtyJournal?: boolean;
+  /** The external journal device, for a filesystem whose journal lives elsewhere. */
+  journalDevice?: BlockDevice;
+  /** Called with a one-line notice when the journal is replayed in memory or ignored. */
+  onNotice?: (message: string) => void;
   /** Accept wrong metadata checksums instead of failing with CORRUPT. */
   ignoreChecksums?: boolean;
   /** Inodes kept in memory (default 16384). */
@@ -200,19 +212,24 @@ export class Ext4 {
    * const fs = await Ext4.openDevice(openBlockDevice("disk.img"));
    * ```
    */
-  static async openDevice(device: BlockDevice, options: Ext4OpenOptions = {}): Promise<Ext4> {
-    const { sb, groups } = await Ext4.loadMetadata(device, options);
+  static async openDevice(raw: BlockDevice, options: Ext4OpenOptions = {}): Promise<Ext4> {
+    const { sb, groups, device } = await Ext4.loadMetadata(raw, options);
     const fs = new Ext4(device, sb, groups, { readOnly: true, ...options });
     await fs.prepare();
     return fs;
   }
 
-  /** Reads and checks the superblock and descriptors; shared with subclasses' openers. */
+  /**
+   * Reads and checks the superblock and descriptors, replaying a dirty journal in memory
+   * when asked to; shared with subclasses' openers. `device` is what to read through: the
+   * given device, or the journal overlay over it.
+   */
   protected static async loadMetadata(
-    device: BlockDevice,
+    raw: BlockDevice,
     options: Ext4OpenOptions,
-  ): Promise<{ sb: Superblock; groups: GroupDescriptorTable }> {
-    const sb = await readSuperblock(device, { ignoreChecksum: options.ignoreChecksums });
+  ): Promise<{ sb: Superblock; groups: GroupDescriptorTable; device: BlockDevice }> {
+    let device = raw;
+    let sb = await readSuperblock(device, { ignoreChecksum: options.ignoreChecksums });
     const verdict = featureSupport(sb);
     if (verdict.level === "refuse") {
       throw new Ext4Error(
@@ -220,17 +237,28 @@ export class Ext4 {
         `cannot read this filesystem: ${verdict.reasons.join("; ")}`,
       );
     }
-    if (
-      (sb.incompat & Incompat.RECOVER) !== 0 && (sb.compat & Compat.HAS_JOURNAL) !== 0 &&
-      !options.allowDirtyJournal
-    ) {
-      throw new Ext4Error(
-        "NEEDS_RECOVERY",
-        "the filesystem needs journal recovery (it was not cleanly unmounted); replay the journal first (e2fsck or a kernel mount), or read it as-is with allowDirtyJournal",
-      );
+    if (needsRecovery(sb)) {
+      const mode = options.allowDirtyJournal ? "none" : options.recovery ?? "memory";
+      if (mode === "refuse") {
+        throw new Ext4Error(
+          "NEEDS_RECOVERY",
+          "the filesystem needs journal recovery (it was not cleanly unmounted); replay the journal first (ext4ts journal replay), or read it in memory or as-is",
+        );
+      }
+      if (mode === "memory") {
+        device = await JournalOverlayDevice.open(raw, { journalDevice: options.journalDevice });
+        sb = await readSuperblock(device, { ignoreChecksum: options.ignoreChecksums });
+        options.onNotice?.(
+          "the journal needs recovery: replayed in memory, nothing written to the device",
+        );
+      } else {
+        options.onNotice?.(
+          "the journal needs recovery: reading the unreplayed state (norecovery); recent changes may be missing or inconsistent",
+        );
+      }
     }
     const groups = await readGroupDescriptors(device, sb);
-    return { sb, groups };
+    return { sb, groups, device };
   }
 
   /**
@@ -467,7 +495,10 @@ export class Ext4 {
   async *readDirFrom(ino: number, cookie: number): AsyncIterable<DirEntry & { offset: number }> {
     const inode = await this.#dirInode(ino);
     const src = this.#directorySource(inode);
-    for await (const rec of iterateDirectory(src, this.#ctx, cookie)) {
+    // Like the kernel's readdir, a corrupt block is reported and skipped, not fatal; lookups
+    // through it still fail.
+    const report = (e: Ext4Error) => this.options.onNotice?.(`${e.message}; skipped`);
+    for await (const rec of iterateDirectory(src, this.#ctx, cookie, report)) {
       yield {
         name: utf8.decode(rec.name),
         nameBytes: rec.name,

@@ -1,0 +1,285 @@
+/**
+ * Finding the journal of a filesystem: the internal journal inode (`s_journal_inum`,
+ * normally 8) mapped through its extent tree or block map, or an external journal device
+ * whose ext4 superblock UUID must match `s_journal_uuid`. Both become a
+ * {@link JournalStore} for recovery.
+ *
+ * @module
+ */
+
+import { type BlockDevice, readBytes } from "../block_device.ts";
+import { CorruptError, Ext4Error } from "../errors.ts";
+import { Compat, Incompat, RoCompat } from "../features.ts";
+import { readGroupDescriptors } from "../group_descriptor.ts";
+import { EXT4_MAGIC, formatUuid, isZero, Superblock } from "../superblock.ts";
+import { crc32c } from "../checksum.ts";
+import { type Inode, readInode } from "../inode.ts";
+import { readExtentTree } from "../extent.ts";
+import { readBlockMap } from "../block_map.ts";
+import { type BlockRun, findRun } from "../file_map.ts";
+import type { JournalStore } from "./recovery.ts";
+import { type JournalSuperblock, parseJournalSuperblock } from "./superblock.ts";
+
+const S_IFMT = 0xf000;
+const S_IFREG = 0x8000;
+
+/**
+ * Maps the journal inode's logical blocks to filesystem blocks, through the reader's inode,
+ * extent tree and block map modules (so the journal gets the same validation as any file:
+ * checksums, cycles, bounds).
+ *
+ * The returned function throws {@link CorruptError} for a block past the end or a hole.
+ *
+ * @example
+ * ```ts ignore
+ * const { map } = await journalBlockMapper(device, sb);
+ * console.log(map(0)); // the filesystem block holding the journal superblock
+ * ```
+ */
+export async function journalBlockMapper(
+  device: BlockDevice,
+  sb: Superblock,
+  ino = sb.journalInum,
+): Promise<{ map: (logical: number) => number; blocks: number; inode: Inode }> {
+  if (ino < 1 || ino > sb.inodesCount) {
+    throw new CorruptError("superblock", `journal inode ${ino} is out of range`);
+  }
+  const groups = await readGroupDescriptors(device, sb);
+  const inode = await readInode(device, sb, groups, ino);
+  const where = `journal inode ${ino}`;
+  if (inode.linksCount === 0) throw new CorruptError(where, "the journal inode is deleted");
+  if ((inode.mode & S_IFMT) !== S_IFREG) {
+    throw new CorruptError(where, `not a regular file (mode 0o${inode.mode.toString(8)})`);
+  }
+  const bs = sb.blockSize;
+  const blocks = Math.floor(inode.size / bs);
+  if (blocks > 2 ** 26) throw new CorruptError(where, `size ${inode.size} is implausible`);
+  const readBlock = (b: number) => readBytes(device, b * bs, bs);
+  const runs: BlockRun[] = inode.usesExtents
+    ? await readExtentTree(sb, inode, readBlock)
+    : await readBlockMap(sb, { ino, iBlock: inode.iBlock, size: inode.size }, readBlock);
+  const map = (logical: number): number => {
+    if (!Number.isInteger(logical) || logical < 0 || logical >= blocks) {
+      throw new CorruptError(where, `journal block ${logical} is beyond its ${blocks} blocks`);
+    }
+    const i = findRun(runs, logical);
+    const run = i < 0 ? undefined : runs[i];
+    if (!run || logical >= run.logical + run.length || run.unwritten) {
+      throw new CorruptError(where, `journal block ${logical} is a hole`);
+    }
+    return run.physical + (logical - run.logical);
+  };
+  return { map, blocks, inode };
+}
+
+/** The journal of a filesystem, ready for recovery. */
+/**
+ * Reads journal blocks in chunks of 128 KiB (physically contiguous runs in one read each),
+ * keeping the last few chunks: recovery reads the log sequentially, three times.
+ */
+class ChunkedReader {
+  readonly #device: BlockDevice;
+  readonly #bs: number;
+  readonly #blocks: number;
+  readonly #map: (n: number) => number;
+  readonly #per: number;
+  readonly #chunks = new Map<number, Uint8Array>();
+
+  constructor(device: BlockDevice, bs: number, blocks: number, map: (n: number) => number) {
+    this.#device = device;
+    this.#bs = bs;
+    this.#blocks = blocks;
+    this.#map = map;
+    this.#per = Math.max(1, Math.floor(131072 / bs));
+  }
+
+  async read(n: number): Promise<Uint8Array> {
+    this.#map(n); // throws for a block past the end or unmapped
+    const bs = this.#bs;
+    const c = Math.floor(n / this.#per);
+    let chunk = this.#chunks.get(c);
+    if (!chunk) {
+      chunk = new Uint8Array(this.#per * bs);
+      const first = c * this.#per;
+      const end = Math.min(first + this.#per, this.#blocks);
+      for (let i = first; i < end;) {
+        const p = this.#physical(i);
+        if (p < 0) {
+          i++;
+          continue;
+        }
+        let k = 1;
+        while (i + k < end && this.#physical(i + k) === p + k) k++;
+        await this.#device.read(p * bs, chunk.subarray((i - first) * bs, (i - first + k) * bs));
+        i += k;
+      }
+      this.#chunks.set(c, chunk);
+      if (this.#chunks.size > 16) this.#chunks.delete(this.#chunks.keys().next().value!);
+    }
+    const off = (n - c * this.#per) * bs;
+    return chunk.slice(off, off + bs);
+  }
+
+  invalidate(n: number): void {
+    this.#chunks.delete(Math.floor(n / this.#per));
+  }
+
+  #physical(i: number): number {
+    try {
+      return this.#map(i);
+    } catch {
+      return -1;
+    }
+  }
+}
+
+/** The journal of a filesystem, ready for recovery. */
+export interface LocatedJournal {
+  store: JournalStore;
+  jsb: JournalSuperblock;
+  /** True for an external journal device. */
+  external: boolean;
+}
+
+/** Options for {@link locateJournal}. */
+export interface LocateJournalOptions {
+  /** The external journal device, for filesystems whose journal lives elsewhere. */
+  journalDevice?: BlockDevice;
+  /** Its name, for messages. */
+  journalDeviceName?: string;
+}
+
+/**
+ * Finds and opens the journal of a filesystem and validates its superblock as the kernel
+ * does before recovery. Throws `UNSUPPORTED`/`CORRUPT`/`INVALID` with the reason the kernel
+ * would give.
+ *
+ * @example
+ * ```ts ignore
+ * const { store, jsb } = await locateJournal(device, sb);
+ * console.log(jsb.sequence, jsb.start, store.description);
+ * ```
+ */
+export async function locateJournal(
+  device: BlockDevice,
+  sb: Superblock,
+  options: LocateJournalOptions = {},
+): Promise<LocatedJournal> {
+  if (!(sb.compat & Compat.HAS_JOURNAL)) {
+    throw new Ext4Error("INVALID", "the filesystem has no journal (has_journal is not set)");
+  }
+  const bs = sb.blockSize;
+  let store: JournalStore;
+  let external = false;
+  if (sb.journalInum !== 0 && !options.journalDevice) {
+    const { map, blocks } = await journalBlockMapper(device, sb);
+    const ino = sb.journalInum;
+    const reader = new ChunkedReader(device, bs, blocks, map);
+    store = {
+      blockSize: bs,
+      blockCount: blocks,
+      description: `inode ${ino}`,
+      readBlock: (n) => reader.read(n),
+      writeBlock: async (n, data) => {
+        reader.invalidate(n);
+        await device.write(map(n) * bs, data);
+      },
+      flush: () => device.flush(),
+      fsBlock: (n) => map(n),
+    };
+  } else {
+    if (!options.journalDevice) {
+      if (!isZero(sb.journalUuid)) {
+        throw new Ext4Error(
+          "INVALID",
+          `the journal is on an external device (UUID ${formatUuid(sb.journalUuid)}): ` +
+            `give it with --journal-dev`,
+        );
+      }
+      throw new CorruptError("superblock", "has_journal is set but there is no journal inode");
+    }
+    store = await externalJournalStore(sb, options.journalDevice, options.journalDeviceName);
+    external = true;
+  }
+  const block0 = await store.readBlock(0);
+  const jsb = parseJournalSuperblock(block0, { blockSize: bs, totalBlocks: store.blockCount });
+  if (external) {
+    if (jsb.nrUsers !== 1) {
+      throw new Ext4Error(
+        "UNSUPPORTED",
+        `external journal has ${jsb.nrUsers} users; only journals with one user are supported`,
+      );
+    }
+    if (jsb.isV2 && !jsb.users.some((u) => equalBytes(u, sb.uuid))) {
+      throw new CorruptError(
+        "external journal",
+        `it does not list this filesystem (UUID ${formatUuid(sb.uuid)}) as a user`,
+      );
+    }
+  }
+  return { store, jsb, external };
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/**
+ * The journal store of an external journal device: its ext4 superblock (journal_dev) at
+ * byte 1024 must carry the UUID in the filesystem's `s_journal_uuid`; the journal
+ * superblock is in the block after that superblock, log blocks are device blocks.
+ */
+async function externalJournalStore(
+  sb: Superblock,
+  dev: BlockDevice,
+  name = "external journal",
+): Promise<JournalStore> {
+  const bs = sb.blockSize;
+  if (dev.size < 2048) throw new CorruptError(name, "too small to hold a superblock");
+  const jdsb = new Superblock(await readBytes(dev, 1024, 1024));
+  if (jdsb.magic !== EXT4_MAGIC || !(jdsb.incompat & Incompat.JOURNAL_DEV)) {
+    throw new CorruptError(name, "bad superblock: not an external journal device");
+  }
+  if (
+    (jdsb.roCompat & RoCompat.METADATA_CSUM) &&
+    crc32c(0xffffffff, jdsb.bytes.subarray(0, 0x3fc)) !== jdsb.checksum
+  ) {
+    throw new CorruptError(name, "the external journal has a corrupt superblock (bad checksum)");
+  }
+  if (!equalBytes(jdsb.uuid, sb.journalUuid)) {
+    throw new CorruptError(
+      name,
+      `journal UUID does not match (device ${formatUuid(jdsb.uuid)}, filesystem expects ${
+        formatUuid(sb.journalUuid)
+      })`,
+    );
+  }
+  if (jdsb.blockSize !== bs) {
+    throw new CorruptError(
+      name,
+      `block size ${jdsb.blockSize} differs from the filesystem's ${bs}`,
+    );
+  }
+  const start = Math.floor(1024 / bs) + 1;
+  const len = jdsb.blocksCount;
+  const devBlocks = Math.floor(dev.size / bs);
+  // The journal superblock sits at `start`, but jbd2 does not offset the log: log block n
+  // of an external journal is device block n (s_first is absolute, e.g. 2 with 4 KiB
+  // blocks). Journal block 0 here stands for the superblock.
+  const check = (n: number) => {
+    const block = n === 0 ? start : n;
+    if (!Number.isInteger(n) || n < 0 || n >= len || block >= devBlocks) {
+      throw new CorruptError(name, `journal block ${n} is beyond the device`);
+    }
+    return block * bs;
+  };
+  return {
+    blockSize: bs,
+    blockCount: len,
+    description: `external journal ${name}`,
+    readBlock: (n) => readBytes(dev, check(n), bs),
+    writeBlock: (n, data) => dev.write(check(n), data),
+    flush: () => dev.flush(),
+    fsBlock: () => undefined,
+  };
+}

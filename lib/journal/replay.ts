@@ -1,0 +1,330 @@
+/**
+ * Journal replay: recovery applied to a device, or prepared for the in-memory overlay.
+ *
+ * {@link prepareReplay} does everything that only reads: it finds the journal, runs the
+ * recovery passes and computes every block the replay writes — the journalled blocks, the
+ * ext4 superblock with needs_recovery cleared (and error state set as e2fsck sets it), and
+ * the journal superblock reset (`s_start` = 0, `s_sequence` = the first unused
+ * transaction + 1, as the kernel and e2fsck leave it). {@link replayJournal} writes them in
+ * a crash-safe order; `JournalOverlayDevice` serves them from memory.
+ *
+ * Orphans: the kernel processes the orphan list on its first read-write mount after
+ * recovery, e2fsck right after replay. This replay, like `debugfs -R journal_run`, leaves the
+ * orphan list in place (`s_last_orphan`, the orphan file) for the kernel to process on the
+ * next read-write mount; the tree is the same either way.
+ *
+ * @module
+ */
+
+import { type BlockDevice, readBytes } from "../block_device.ts";
+import { CorruptError, Ext4Error } from "../errors.ts";
+import { Compat, Incompat } from "../features.ts";
+import { EXT4_MAGIC, readSuperblock, State, Superblock } from "../superblock.ts";
+import { JournalSuperblock } from "./superblock.ts";
+import { type OrphanCleanup, releaseOrphans } from "./orphans.ts";
+import { type LocatedJournal, locateJournal, type LocateJournalOptions } from "./locate.ts";
+import {
+  assertRecoverable,
+  finalWrites,
+  recoverJournal,
+  type RecoveryPlan,
+  replayedBlock,
+  type ReplayWrite,
+} from "./recovery.ts";
+
+/** The superblock's error record, `s_error_count` up to `s_mount_opts`. */
+const ERR_START = 0x194;
+const ERR_END = 0x200;
+
+/** Where the bytes of a block the replay writes come from. */
+export type BlockSource =
+  | { kind: "journal"; write: ReplayWrite }
+  | { kind: "data"; data: Uint8Array; what: string };
+
+/** A replay worked out but not applied. */
+export interface PreparedReplay {
+  /** The superblock before recovery. */
+  superblock: Superblock;
+  journal: LocatedJournal;
+  plan: RecoveryPlan;
+  /** Every filesystem block the replay changes, with its final contents. */
+  blocks: Map<number, BlockSource>;
+  /** The journalled blocks (phase 1 of the writes), in log order of their last write. */
+  replay: Map<number, ReplayWrite>;
+  /** The orphan cleanup done after replay (its blocks are written last, with the superblock). */
+  orphans?: OrphanCleanup;
+  /** The filesystem block holding the primary superblock. */
+  superblockBlock: number;
+  /** The final bytes of that block (needs_recovery cleared, checksum updated). */
+  superblockFinal: Uint8Array;
+  /** The same block with the replayed contents but needs_recovery still set (phase 1). */
+  superblockInterim: Uint8Array;
+  /** True when the journal replays the superblock block. */
+  superblockJournalled: boolean;
+  /** The journal superblock block after the reset. */
+  journalSuperblock: Uint8Array;
+  /** Where that block lives on the filesystem device (internal journal), else undefined. */
+  journalSuperblockFsBlock?: number;
+}
+
+/** Options for {@link prepareReplay}. */
+export interface PrepareOptions extends LocateJournalOptions {
+  /** Release orphan inodes after the replay, as e2fsck does (default true). */
+  orphans?: boolean;
+  /** The time stamped as the orphans' deletion time (seconds; default now). */
+  now?: number;
+}
+
+/** Options for {@link replayJournal}. */
+export interface ReplayOptions extends PrepareOptions {
+  /** Work out and report the writes without writing anything. */
+  dryRun?: boolean;
+}
+
+/** Result of {@link replayJournal}. */
+export interface ReplayResult {
+  /** False when the filesystem did not need recovery (nothing was written). */
+  needed: boolean;
+  /** Why nothing was needed, when `needed` is false. */
+  reason?: string;
+  /** True when blocks were written (false for a dry run). */
+  written: boolean;
+  prepared?: PreparedReplay;
+  /** Filesystem blocks written (or to be written, for a dry run), ascending. */
+  blocksWritten: number[];
+  /**
+   * Set when the kernel would report the journal corrupt after replaying what it could
+   * (a corrupt commit, a bad data-block checksum): the replay was done, the filesystem is
+   * marked as needing a full check.
+   */
+  error?: string;
+}
+
+/**
+ * True when the filesystem's journal needs recovery (`needs_recovery` is set).
+ *
+ * @example
+ * ```ts ignore
+ * if (needsRecovery(sb)) console.error("the journal needs recovery");
+ * ```
+ */
+export function needsRecovery(sb: Superblock): boolean {
+  return (sb.compat & Compat.HAS_JOURNAL) !== 0 && (sb.incompat & Incompat.RECOVER) !== 0;
+}
+
+/**
+ * Works out a replay without writing: refuses (throws) where the kernel refuses, and returns
+ * every block to write otherwise. Returns undefined when no recovery is needed.
+ *
+ * @example
+ * ```ts ignore
+ * const p = await prepareReplay(device);
+ * if (p) console.log(`${p.blocks.size} blocks to write`);
+ * ```
+ */
+export async function prepareReplay(
+  device: BlockDevice,
+  options: PrepareOptions = {},
+): Promise<PreparedReplay | undefined> {
+  if (device.size >= 2048) {
+    // A journal device has an ext4 superblock that the full validation would reject.
+    const raw = new Superblock(await readBytes(device, 1024, 1024));
+    if (raw.magic === EXT4_MAGIC && (raw.incompat & Incompat.JOURNAL_DEV)) {
+      throw new Ext4Error(
+        "INVALID",
+        "this is an external journal device, not a filesystem: give the filesystem, " +
+          "with this device as --journal-dev",
+      );
+    }
+  }
+  const sb = await readSuperblock(device);
+  if (!needsRecovery(sb)) return undefined;
+  const journal = await locateJournal(device, sb, options);
+  const { store, jsb } = journal;
+  const plan = await recoverJournal(store, jsb);
+  assertRecoverable(plan);
+
+  const bs = sb.blockSize;
+  const blocks = new Map<number, BlockSource>();
+  for (const [target, w] of finalWrites(plan)) {
+    if (target >= sb.blocksCount || (target + 1) * bs > device.size) {
+      throw new CorruptError(
+        "journal",
+        `transaction ${w.sequence} writes block ${target}, beyond the filesystem ` +
+          `(${sb.blocksCount} blocks): nothing was replayed`,
+      );
+    }
+    blocks.set(target, { kind: "journal", write: w });
+  }
+
+  // The ext4 superblock: replayed contents (if journalled), then recovery marked done.
+  const sbBlock = Math.floor(1024 / bs);
+  const sbOffset = 1024 % bs;
+  const src = blocks.get(sbBlock);
+  const interim = src?.kind === "journal"
+    ? await replayedBlock(store, src.write)
+    : await readBytes(device, sbBlock * bs, bs);
+  const finalBlock = interim.slice();
+  const newSb = new Superblock(finalBlock.subarray(sbOffset, sbOffset + 1024));
+  newSb.incompat = newSb.incompat & ~Incompat.RECOVER;
+  // Like the kernel (ext4_load_journal()), keep the error record and the ERROR_FS state of
+  // the superblock as it was before the replay: a journalled copy may predate an error.
+  newSb.bytes.set(sb.bytes.subarray(ERR_START, ERR_END), ERR_START);
+  newSb.state = newSb.state | (sb.state & State.ERROR);
+  if (plan.error) newSb.state = newSb.state & ~State.VALID;
+  if (jsb.errno !== 0 || plan.failedCommit !== undefined) newSb.state = newSb.state | State.ERROR;
+  // Orphans, as e2fsck releases them after its replay (see orphans.ts).
+  let orphans: OrphanCleanup | undefined;
+  if (options.orphans !== false) {
+    const readReplayed = async (n: number): Promise<Uint8Array> => {
+      const s = blocks.get(n);
+      if (n === sbBlock) return finalBlock;
+      if (s?.kind === "journal") return await replayedBlock(store, s.write);
+      return await readBytes(device, n * bs, bs);
+    };
+    orphans = await releaseOrphans(
+      newSb,
+      readReplayed,
+      options.now ?? Math.floor(Date.now() / 1000),
+    );
+  }
+  newSb.updateChecksum();
+  {
+    // Keep the interim copy's checksum right too: it is written with needs_recovery set.
+    const s = new Superblock(interim.subarray(sbOffset, sbOffset + 1024));
+    s.updateChecksum();
+  }
+
+  // The journal superblock: empty log, next sequence, errno consumed.
+  const jblock = await store.readBlock(0);
+  const njsb = new JournalSuperblock(jblock);
+  njsb.sequence = (plan.endSequence + 1) >>> 0;
+  njsb.start = 0;
+  njsb.errno = 0;
+  njsb.updateChecksum();
+
+  const replay = new Map<number, ReplayWrite>();
+  for (const [b, src] of blocks) if (src.kind === "journal") replay.set(b, src.write);
+  for (const [b, data] of orphans?.blocks ?? []) {
+    blocks.set(b, { kind: "data", data, what: "orphan cleanup" });
+  }
+  const jsbFs = store.fsBlock(0);
+  if (jsbFs !== undefined) {
+    blocks.set(jsbFs, { kind: "data", data: jblock, what: "journal superblock" });
+  }
+  blocks.set(sbBlock, { kind: "data", data: finalBlock, what: "superblock" });
+  return {
+    superblock: sb,
+    journal,
+    plan,
+    blocks,
+    replay,
+    orphans,
+    superblockBlock: sbBlock,
+    superblockFinal: finalBlock,
+    superblockInterim: interim,
+    superblockJournalled: src !== undefined,
+    journalSuperblock: jblock,
+    journalSuperblockFsBlock: jsbFs,
+  };
+}
+
+/**
+ * Reads the final contents of one block the replay writes.
+ *
+ * @example
+ * ```ts ignore
+ * const bytes = await blockContents(prepared, prepared.superblockBlock);
+ * ```
+ */
+export async function blockContents(
+  p: PreparedReplay,
+  block: number,
+): Promise<Uint8Array | undefined> {
+  const s = p.blocks.get(block);
+  if (!s) return undefined;
+  if (s.kind === "data") return s.data;
+  return await replayedBlock(p.journal.store, s.write);
+}
+
+/**
+ * Replays the journal of the filesystem on `device` and marks it recovered, as the kernel
+ * does on mount and e2fsck does before checking. Write order keeps a crash at any point
+ * recoverable: the journalled blocks (the superblock block still flagged needs_recovery),
+ * a flush, the journal superblock reset, a flush, the final superblock, a flush.
+ *
+ * Throws `READ_ONLY` on a read-only device (unless `dryRun`), `CORRUPT`/`UNSUPPORTED` where
+ * the kernel would refuse (then nothing is written).
+ *
+ * @example
+ * ```ts ignore
+ * const dev = openBlockDevice("disk.img", { readOnly: false });
+ * const r = await replayJournal(dev);
+ * console.log(r.needed ? `${r.blocksWritten.length} blocks written` : r.reason);
+ * ```
+ */
+export async function replayJournal(
+  device: BlockDevice,
+  options: ReplayOptions = {},
+): Promise<ReplayResult> {
+  const prepared = await prepareReplay(device, options);
+  if (!prepared) {
+    return {
+      needed: false,
+      reason: "the filesystem does not need recovery (needs_recovery is not set)",
+      written: false,
+      blocksWritten: [],
+    };
+  }
+  const blocksWritten = [...prepared.blocks.keys()].sort((a, b) => a - b);
+  const error = prepared.plan.error?.message;
+  if (options.dryRun) return { needed: true, written: false, prepared, blocksWritten, error };
+  if (device.readOnly) {
+    throw new Ext4Error("READ_ONLY", "the device is read-only: cannot replay the journal");
+  }
+  const ext = prepared.journal.external ? prepared.journal.store : undefined;
+  const bs = prepared.superblock.blockSize;
+  const { store } = prepared.journal;
+  // Phase 1: the journalled blocks (the superblock block still flagged needs_recovery).
+  // The journal is read in log order (sequential), a window at a time; each window is
+  // written in ascending block order, runs of consecutive blocks in one write.
+  const byLog = [...prepared.replay.entries()].sort((x, y) => x[1].logBlock - y[1].logBlock);
+  const maxRun = Math.max(1, Math.floor(131072 / bs));
+  const window = Math.max(1, Math.floor((16 << 20) / bs));
+  for (let w = 0; w < byLog.length; w += window) {
+    const batch = new Map<number, Uint8Array>();
+    for (const [block, write] of byLog.slice(w, w + window)) {
+      batch.set(
+        block,
+        block === prepared.superblockBlock
+          ? prepared.superblockInterim
+          : await replayedBlock(store, write),
+      );
+    }
+    const targets = [...batch.keys()].sort((x, y) => x - y);
+    for (let i = 0; i < targets.length;) {
+      let k = 1;
+      while (i + k < targets.length && k < maxRun && targets[i + k] === targets[i] + k) k++;
+      const run = new Uint8Array(k * bs);
+      for (let j = 0; j < k; j++) run.set(batch.get(targets[i + j])!, j * bs);
+      await device.write(targets[i] * bs, run);
+      i += k;
+    }
+  }
+  await device.flush();
+  // Phase 2: the journal is empty from now on.
+  if (ext) {
+    await ext.writeBlock(0, prepared.journalSuperblock);
+    await ext.flush();
+  } else {
+    await store.writeBlock(0, prepared.journalSuperblock);
+  }
+  await device.flush();
+  // Phase 3: orphan cleanup, then the superblock that says recovery is done.
+  for (const [block, data] of prepared.orphans?.blocks ?? []) {
+    await device.write(block * bs, data);
+  }
+  await device.write(prepared.superblockBlock * bs, prepared.superblockFinal);
+  await device.flush();
+  return { needed: true, written: true, prepared, blocksWritten, error };
+}

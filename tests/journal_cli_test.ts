@@ -1,0 +1,201 @@
+/**
+ * `ext4ts journal show` and `ext4ts journal replay` as a user runs them: output, --json,
+ * --dry-run, exit codes, and the refusal of a read-only device.
+ */
+
+import assert from "node:assert/strict";
+import { IN_CI, missing, ROOT, run, runCli, runOk, tempDir } from "./helpers.ts";
+
+function findCorpus(): string | undefined {
+  for (
+    const c of [
+      Deno.env.get("EXT4TS_CORPUS"),
+      `${ROOT}../shared/corpus`,
+      `${ROOT}../../shared/corpus`,
+      "/work/shared/corpus",
+    ]
+  ) {
+    if (!c) continue;
+    try {
+      if (Deno.statSync(`${c}/CASES.tsv`).isFile) return c;
+    } catch { /* next */ }
+  }
+  return undefined;
+}
+
+const CORPUS = findCorpus();
+const lacking = missing(["gzip", "sha256sum"]);
+if (!CORPUS) lacking.push("the journal corpus (set EXT4TS_CORPUS)");
+const ignore = lacking.length > 0 && !IN_CI;
+
+async function image(dir: string, rel: string, name: string): Promise<string> {
+  const out = `${dir}/${name}`;
+  const tool = rel.endsWith(".bz2") ? "bzip2" : "gzip";
+  await runOk("sh", [
+    "-c",
+    `${tool} -dc "$1" | cp --sparse=always /dev/stdin "$2"`,
+    "sh",
+    `${CORPUS}/${rel}`,
+    out,
+  ]);
+  return out;
+}
+
+async function sha(path: string): Promise<string> {
+  return (await runOk("sha256sum", [path])).split(" ")[0];
+}
+
+function check() {
+  if (lacking.length > 0) throw new Error(`test environment lacks: ${lacking.join(", ")}`);
+}
+
+Deno.test({
+  name: "journal show: superblock and transactions, text and JSON",
+  ignore,
+  async fn() {
+    check();
+    await using tmp = await tempDir();
+    const img = await image(tmp.path, "kernel/default_4k/crash.img.gz", "a.img");
+    const before = await sha(img);
+    const text = await runCli(["journal", "show", img]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /Filesystem needs_recovery: yes/);
+    assert.match(
+      text.stdout,
+      /features: journal_incompat_revoke journal_64bit journal_checksum_v3/,
+    );
+    assert.match(
+      text.stdout,
+      /Transaction 2 at block 1: commit at block \d+ .*checksum ok; replayed/,
+    );
+    assert.match(text.stdout, /log block 2 -> fs block \d+ checksum ok/);
+    assert.match(text.stdout, /Recovery: transactions 2 to 66 \(65\)/);
+    const json = await runCli(["journal", "show", "--json", img]);
+    assert.equal(json.code, 0, json.stderr);
+    const j = JSON.parse(json.stdout);
+    assert.equal(j.needsRecovery, true);
+    assert.equal(j.superblock.sequence, 2);
+    assert.equal(j.recovery.endSequence, 67);
+    assert.equal(j.recovery.transactions.length, 65);
+    assert.equal(await sha(img), before, "show must not write");
+  },
+});
+
+Deno.test({
+  name: "journal replay: --dry-run writes nothing, replay writes once, then nothing is needed",
+  ignore,
+  async fn() {
+    check();
+    await using tmp = await tempDir();
+    const img = await image(tmp.path, "kernel/bs1k/crash.img.gz", "b.img");
+    const before = await sha(img);
+    const dry = await runCli(["journal", "replay", "--dry-run", img]);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /would replay 66 transaction\(s\) 2 to 67/);
+    assert.match(dry.stdout, /<- journal block \d+ \(transaction \d+\)/);
+    assert.match(dry.stdout, /<- superblock/);
+    assert.equal(await sha(img), before, "--dry-run must not write");
+    const r = await runCli(["journal", "replay", "--json", img]);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.written, true);
+    assert.equal(j.endSequence, 68);
+    assert.notEqual(await sha(img), before);
+    const again = await runCli(["journal", "replay", img]);
+    assert.equal(again.code, 0);
+    assert.match(again.stdout, /does not need recovery/);
+  },
+});
+
+Deno.test({
+  name: "journal replay: exit codes for corrupt, unsupported and foreign journals",
+  ignore,
+  async fn() {
+    check();
+    await using tmp = await tempDir();
+    const d = tmp.path;
+    // A corrupt commit: the valid prefix is replayed, the corruption reported (exit 5).
+    const corrupt = await image(d, "upstream/j_corrupt_commit_csum/image.gz", "c.img");
+    const rc = await runCli(["journal", "replay", corrupt]);
+    assert.equal(rc.code, 5, rc.stderr);
+    assert.match(rc.stderr, /transaction 3 is corrupt/);
+    // Refused before writing (bad journal superblock checksum): exit 5, image untouched.
+    const badsb = await image(d, "upstream/j_corrupt_sb_csum/image.gz", "s.img");
+    const sbBefore = await sha(badsb);
+    const rs = await runCli(["journal", "replay", badsb]);
+    assert.equal(rs.code, 5);
+    assert.match(rs.stderr, /^ext4ts: corrupt journal superblock: checksum error/);
+    assert.equal(await sha(badsb), sbBefore);
+    // A fast commit to replay: refused clearly (exit 6), image untouched.
+    const fc = await image(d, "upstream/j_recover_fast_commit/image.gz", "f.img");
+    const fcBefore = await sha(fc);
+    const rf = await runCli(["journal", "replay", fc]);
+    assert.equal(rf.code, 6, rf.stderr);
+    assert.match(rf.stderr, /fast commit.*nothing was written/);
+    assert.equal(await sha(fc), fcBefore);
+    // A journal device is not a filesystem.
+    const jd = await image(d, "upstream/j_ext_dumpe2fs/image.gz", "j.img");
+    const rj = await runCli(["journal", "replay", jd]);
+    assert.equal(rj.code, 1);
+    assert.match(rj.stderr, /external journal device, not a filesystem/);
+    // Nothing to recover.
+    const clean = await image(d, "upstream/f_jnl_errno/image.gz", "e.img");
+    const rn = await runCli(["journal", "replay", clean]);
+    assert.equal(rn.code, 0);
+    // Usage errors.
+    assert.equal((await runCli(["journal", "replay"])).code, 2);
+    assert.equal((await runCli(["journal", "replay", `${d}/missing.img`])).code, 1);
+  },
+});
+
+Deno.test({
+  name: "journal replay: refuses a read-only device, --dry-run still works",
+  ignore: ignore || (missing(["root", "loop", "losetup"]).length > 0 && !IN_CI),
+  async fn() {
+    check();
+    const more = missing(["root", "loop", "losetup"]);
+    if (more.length) throw new Error(`test environment lacks: ${more.join(", ")}`);
+    await using tmp = await tempDir();
+    const img = await image(tmp.path, "kernel/default_4k/crash.img.gz", "r.img");
+    const before = await sha(img);
+    const loop = (await runOk("losetup", ["-r", "--find", "--show", img])).trim();
+    try {
+      const r = await runCli(["journal", "replay", loop]);
+      assert.equal(r.code, 9, r.stderr);
+      assert.match(r.stderr, /(read-only|write-protected).*cannot replay the journal/);
+      const dry = await runCli(["journal", "replay", "--dry-run", loop]);
+      assert.equal(dry.code, 0, dry.stderr);
+      assert.match(dry.stdout, /would replay 65 transaction/);
+    } finally {
+      await run("losetup", ["-d", loop]);
+    }
+    assert.equal(await sha(img), before);
+  },
+});
+
+Deno.test({
+  name: "journal replay: a mounted block device is busy (exit 8)",
+  ignore: ignore || (missing(["root", "loop", "losetup", "kernel-ext4"]).length > 0 && !IN_CI),
+  async fn() {
+    check();
+    const more = missing(["root", "loop", "losetup", "kernel-ext4"]);
+    if (more.length) throw new Error(`test environment lacks: ${more.join(", ")}`);
+    await using tmp = await tempDir();
+    const img = await image(tmp.path, "kernel/default_4k/umount.img.gz", "m.img");
+    const loop = (await runOk("losetup", ["--find", "--show", img])).trim();
+    const mnt = await Deno.makeTempDir({ prefix: "ext4ts-jmnt-" });
+    try {
+      // A read-only mount without replay keeps needs_recovery set on disk.
+      await runOk("mount", ["-t", "ext4", "-o", "ro,noload", loop, mnt]);
+      try {
+        const r = await runCli(["journal", "replay", loop]);
+        assert.equal(r.code, 8, r.stderr);
+      } finally {
+        await runOk("umount", [mnt]);
+      }
+    } finally {
+      await run("losetup", ["-d", loop]);
+      await Deno.remove(mnt).catch(() => {});
+    }
+  },
+});
