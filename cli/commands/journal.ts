@@ -201,7 +201,11 @@ function replayText(path: string, r: ReplayResult, dryRun: boolean): string {
     }
     if (p.journal.external) out.push("  external journal block 0 <- journal superblock");
   } else {
-    out.push(`${r.blocksWritten.length} blocks written; needs_recovery cleared`);
+    const released = p.orphans?.released.length ?? 0;
+    out.push(
+      `${r.blocksWritten.length} blocks written; needs_recovery cleared` +
+        (released ? `; ${released} orphan inode(s) released` : ""),
+    );
   }
   return out.join("\n") + "\n";
 }
@@ -254,6 +258,8 @@ export function registerJournal(program: Command): void {
                   startSequence: r.prepared?.plan.startSequence,
                   endSequence: r.prepared?.plan.endSequence,
                   blocks: r.blocksWritten,
+                  orphansReleased: r.prepared?.orphans?.released,
+                  warnings: r.prepared?.warnings,
                   error: r.error,
                 },
                 null,
@@ -263,6 +269,7 @@ export function registerJournal(program: Command): void {
           } else {
             await writeStdout(replayText(device, r, !!opts.dryRun));
           }
+          for (const w of r.prepared?.warnings ?? []) warn(`warning: ${w}`);
           if (r.error) {
             warn(`${r.error}; the filesystem is marked for a full check (run e2fsck -f)`);
             return ExitCode.FS_ERRORS;
