@@ -186,6 +186,11 @@ export {
   type ReplayOptions,
   type ReplayResult,
 } from "./lib/journal/replay.ts";
+export {
+  decodeFastCommits,
+  type FastCommitRecord,
+  FastCommitTag,
+} from "./lib/journal/fast_commit.ts";
 export { JournalOverlayDevice } from "./lib/journal_overlay.ts";
 
 // ---- writing ----

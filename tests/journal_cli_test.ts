@@ -133,6 +133,12 @@ Deno.test({
     assert.equal(rf.code, 6, rf.stderr);
     assert.match(rf.stderr, /fast commit.*nothing was written/);
     assert.equal(await sha(fc), fcBefore);
+    const fs = await runCli(["journal", "show", fc]);
+    assert.equal(fs.code, 0, fs.stderr);
+    assert.match(fs.stdout, /block 1025: HEAD features 0x0, tid 6/);
+    assert.match(fs.stdout, /ADD_RANGE inode 13, lblk 128, pblk 1793, len 128/);
+    assert.match(fs.stdout, /CREAT_DENTRY parent 12, inode 13, name "data"/);
+    assert.match(fs.stdout, /Fast commit for transaction 6 .*cannot replay/);
     // A journal device is not a filesystem.
     const jd = await image(d, "upstream/j_ext_dumpe2fs/image.gz", "j.img");
     const rj = await runCli(["journal", "replay", jd]);

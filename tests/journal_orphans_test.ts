@@ -105,9 +105,38 @@ for (const shape of SHAPES) {
           await Deno.symlink("t", `${m}/fast`);
           await Deno.symlink("x".repeat(200), `${m}/slow`);
           await Deno.writeTextFile(`${m}/keep`, "kept\n");
+          // Xattr blocks: one private, one shared by two files (refcount 2).
+          const big = "v".repeat(shape.bs === 1024 ? 700 : 3000);
+          for (const f of ["xattr", "shared1", "shared2"]) {
+            await Deno.writeTextFile(`${m}/${f}`, f);
+          }
+          await runOk("python3", [
+            "-c",
+            "import os,sys; os.setxattr(sys.argv[1], 'user.a', sys.argv[4].encode()); " +
+            "[os.setxattr(p, 'user.s', sys.argv[4].encode() + b'S') for p in sys.argv[2:4]]",
+            `${m}/xattr`,
+            `${m}/shared1`,
+            `${m}/shared2`,
+            big,
+          ]);
         },
       });
-      await orphan(img, ["/small", "/big", "/sparse", "/empty", "/dir", "/fast", "/slow"]);
+      const acl = async (p: string) =>
+        Number(/File ACL: (\d+)/.exec(await dfs(img, `stat ${p}`))![1]);
+      assert.notEqual(await acl("/xattr"), 0, "the xattr must live in a block");
+      assert.notEqual(await acl("/shared1"), 0);
+      assert.equal(await acl("/shared1"), await acl("/shared2"), "an xattr block shared by two");
+      await orphan(img, [
+        "/small",
+        "/big",
+        "/sparse",
+        "/empty",
+        "/dir",
+        "/fast",
+        "/slow",
+        "/xattr",
+        "/shared1",
+      ]);
       const ours = `${tmp.path}/ours.img`;
       const jo = `${tmp.path}/jo.img`;
       await runOk("cp", [img, ours]);
@@ -120,7 +149,7 @@ for (const shape of SHAPES) {
         await dev.close();
       }
       assert.equal(r.prepared?.orphans?.skipped, undefined);
-      assert.equal(r.prepared?.orphans?.released.length, 7);
+      assert.equal(r.prepared?.orphans?.released.length, 9);
       await run("e2fsck", ["-y", "-E", "journal_only", jo], { env: E2ENV });
       assert.ok((r.prepared?.orphans?.freed.length ?? 0) > 100);
       const sbBlock = Math.floor(1024 / shape.bs);

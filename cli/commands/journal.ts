@@ -14,6 +14,7 @@ import { recoverJournal, type RecoveryPlan } from "../../lib/journal/recovery.ts
 import { needsRecovery, replayJournal, type ReplayResult } from "../../lib/journal/replay.ts";
 import { journalFeatureNames, type JournalSuperblock } from "../../lib/journal/superblock.ts";
 import { TagFlag } from "../../lib/journal/descriptor_block.ts";
+import { decodeFastCommits, type FastCommitRecord } from "../../lib/journal/fast_commit.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { CliError, runAction, warn, writeStdout } from "../output.ts";
 
@@ -98,7 +99,12 @@ function csText(ok: boolean | undefined): string {
   return ok === undefined ? "" : ok ? " checksum ok" : " CHECKSUM BAD";
 }
 
-function showText(description: string, jsb: JournalSuperblock, plan: RecoveryPlan): string {
+function showText(
+  description: string,
+  jsb: JournalSuperblock,
+  plan: RecoveryPlan,
+  fastCommits: FastCommitRecord[],
+): string {
   const out: string[] = [];
   out.push(
     `Journal: ${description}, v${jsb.isV2 ? 2 : 1}, ${jsb.maxLen} blocks of ${jsb.blockSize} bytes`,
@@ -157,6 +163,10 @@ function showText(description: string, jsb: JournalSuperblock, plan: RecoveryPla
         `(${distinct} distinct blocks), ${plan.revoked.size} revoke records`,
     );
   }
+  if (jsb.hasFastCommit) {
+    out.push(`Fast-commit area (${fastCommits.length} records):`);
+    for (const r of fastCommits) out.push(`  block ${r.block}: ${r.name} ${r.text}`);
+  }
   if (plan.fastCommit) {
     out.push(
       `Fast commit for transaction ${plan.fastCommit.tid} at block ${plan.fastCommit.firstBlock} (ext4ts cannot replay it)`,
@@ -191,7 +201,11 @@ function replayText(path: string, r: ReplayResult, dryRun: boolean): string {
     }
     if (p.journal.external) out.push("  external journal block 0 <- journal superblock");
   } else {
-    out.push(`${r.blocksWritten.length} blocks written; needs_recovery cleared`);
+    const released = p.orphans?.released.length ?? 0;
+    out.push(
+      `${r.blocksWritten.length} blocks written; needs_recovery cleared` +
+        (released ? `; ${released} orphan inode(s) released` : ""),
+    );
   }
   return out.join("\n") + "\n";
 }
@@ -244,6 +258,8 @@ export function registerJournal(program: Command): void {
                   startSequence: r.prepared?.plan.startSequence,
                   endSequence: r.prepared?.plan.endSequence,
                   blocks: r.blocksWritten,
+                  orphansReleased: r.prepared?.orphans?.released,
+                  warnings: r.prepared?.warnings,
                   error: r.error,
                 },
                 null,
@@ -253,6 +269,7 @@ export function registerJournal(program: Command): void {
           } else {
             await writeStdout(replayText(device, r, !!opts.dryRun));
           }
+          for (const w of r.prepared?.warnings ?? []) warn(`warning: ${w}`);
           if (r.error) {
             warn(`${r.error}; the filesystem is marked for a full check (run e2fsck -f)`);
             return ExitCode.FS_ERRORS;
@@ -276,6 +293,14 @@ export function registerJournal(program: Command): void {
             journalDeviceName: opts.journalDev,
           });
           const plan = await recoverJournal(store, jsb);
+          const fastCommits: FastCommitRecord[] = [];
+          if (jsb.hasFastCommit) {
+            const area: { block: number; data: Uint8Array }[] = [];
+            for (let b = jsb.last + 1; b < Math.min(jsb.maxLen, store.blockCount); b++) {
+              area.push({ block: b, data: await store.readBlock(b) });
+            }
+            fastCommits.push(...decodeFastCommits(area));
+          }
           if (opts.json) {
             await writeStdout(
               JSON.stringify(
@@ -285,6 +310,7 @@ export function registerJournal(program: Command): void {
                   journal: store.description,
                   superblock: jsbJson(jsb),
                   recovery: planJson(plan),
+                  fastCommits: jsb.hasFastCommit ? fastCommits : undefined,
                 },
                 null,
                 2,
@@ -293,7 +319,7 @@ export function registerJournal(program: Command): void {
           } else {
             await writeStdout(
               `Filesystem needs_recovery: ${needsRecovery(sb) ? "yes" : "no"}\n` +
-                showText(store.description, jsb, plan),
+                showText(store.description, jsb, plan, fastCommits),
             );
           }
           return ExitCode.OK;

@@ -13,8 +13,8 @@
  *
  * Orphans still linked are pending truncates: the blocks past `i_size` are freed (regular
  * files with an in-inode extent tree). Cases left to the kernel (the list is kept
- * untouched, and the reason reported): other pending truncates, orphans with an xattr
- * block, quota, and any inconsistency in the list. With bigalloc, clusters are freed.
+ * untouched, and the reason reported): other pending truncates, quota, and any
+ * inconsistency in the list. Xattr blocks lose a reference and are freed with the last. With bigalloc, clusters are freed.
  *
  * @module
  */
@@ -233,6 +233,27 @@ export async function releaseOrphans(
       }
       const owned = await inodeBlocks(sb, ino, mode, flags, iBlock, v, peek);
       for (const b of [...owned.data, ...owned.meta]) await freeBlock(b, ino);
+      // The xattr block: one reference less, freed with the last (e2fsck's
+      // ext2fs_adjust_ea_refcount3()), and the inode no longer points to it.
+      const acl = v.getUint32(0x68, true) + v.getUint16(0x76, true) * 2 ** 32;
+      if (acl !== 0) {
+        if (acl >= sb.firstDataBlock && acl < sb.blocksCount) {
+          const ea = await get(acl);
+          const ev = new DataView(ea.buffer, ea.byteOffset, ea.byteLength);
+          if (ev.getUint32(0, true) !== EA_MAGIC) {
+            throw new Skip(`xattr block ${acl} of inode ${ino} has a bad magic`);
+          }
+          if (sb.hasMetadataCsum && ev.getUint32(0x10, true) !== eaBlockChecksum(sb, acl, ea)) {
+            throw new Skip(`xattr block ${acl} of inode ${ino} has a bad checksum`);
+          }
+          const refs = ev.getUint32(4, true) - 1;
+          ev.setUint32(4, Math.max(0, refs), true);
+          if (sb.hasMetadataCsum) ev.setUint32(0x10, eaBlockChecksum(sb, acl, ea), true);
+          if (refs <= 0) await freeBlock(acl, ino);
+        }
+        v.setUint32(0x68, 0, true);
+        v.setUint16(0x76, 0, true);
+      }
       // The inode itself.
       const group = Math.floor((ino - 1) / sb.inodesPerGroup);
       const bit = (ino - 1) % sb.inodesPerGroup;
@@ -364,8 +385,10 @@ async function inodeBlocks(
   if (flags & EXT4_INLINE_DATA_FL) return { data: [], meta: [], holes: false };
   const blocksLo = v.getUint32(0x1c, true);
   const acl = v.getUint32(0x68, true) + v.getUint16(0x76, true) * 2 ** 32;
-  if (acl !== 0) throw new Skip(`orphan inode ${ino} has an xattr block`);
-  if ((mode & S_IFMT) === S_IFLNK && blocksLo === 0) return { data: [], meta: [], holes: false }; // fast symlink
+  const aclSectors = acl !== 0 ? sb.blockSize / 512 : 0;
+  if ((mode & S_IFMT) === S_IFLNK && blocksLo - aclSectors === 0) {
+    return { data: [], meta: [], holes: false }; // fast symlink
+  }
   const data: number[] = [];
   const meta: number[] = [];
   let holes = false;
@@ -424,6 +447,20 @@ async function inodeBlocks(
   const all = [...data, ...meta];
   if (new Set(all).size !== all.length) throw new Skip(`inode ${ino} maps a block twice`);
   return { data, meta, holes };
+}
+
+/** `h_magic` of an xattr block. */
+const EA_MAGIC = 0xea020000;
+
+/** The checksum of an xattr block: crc32c over its 64-bit number and the block (h_checksum 0). */
+function eaBlockChecksum(sb: Superblock, blk: number, b: Uint8Array): number {
+  const le64 = new Uint8Array(8);
+  const v = new DataView(le64.buffer);
+  v.setUint32(0, blk % 2 ** 32, true);
+  v.setUint32(4, Math.floor(blk / 2 ** 32), true);
+  const copy = b.slice();
+  copy.fill(0, 0x10, 0x14);
+  return crc32c(crc32c(sb.csumSeed, le64), copy);
 }
 
 /** `ob_magic` of an orphan file block's tail. */

@@ -32,6 +32,9 @@ import {
   type ReplayWrite,
 } from "./recovery.ts";
 
+/** The smallest journal the kernel uses (`JBD2_MIN_JOURNAL_BLOCKS`). */
+const JBD2_MIN_JOURNAL_BLOCKS = 1024;
+
 /** The superblock's error record, `s_error_count` up to `s_mount_opts`. */
 const ERR_START = 0x194;
 const ERR_END = 0x200;
@@ -61,6 +64,8 @@ export interface PreparedReplay {
   superblockInterim: Uint8Array;
   /** True when the journal replays the superblock block. */
   superblockJournalled: boolean;
+  /** Things the user should know that do not stop the replay. */
+  warnings: string[];
   /** The journal superblock block after the reset. */
   journalSuperblock: Uint8Array;
   /** Where that block lives on the filesystem device (internal journal), else undefined. */
@@ -203,6 +208,15 @@ export async function prepareReplay(
   njsb.errno = 0;
   njsb.updateChecksum();
 
+  const warnings: string[] = [];
+  if (orphans?.skipped) warnings.push(`orphan inodes left for the kernel: ${orphans.skipped}`);
+  if (jsb.first + JBD2_MIN_JOURNAL_BLOCKS > jsb.maxLen + 1) {
+    // journal_reset(): the kernel replays such a journal, then refuses to use it.
+    warnings.push(
+      `the journal is too short for the kernel to use after recovery (blocks ${jsb.first}-` +
+        `${jsb.maxLen}, at least ${JBD2_MIN_JOURNAL_BLOCKS} needed): recreate it with tune2fs`,
+    );
+  }
   const replay = new Map<number, ReplayWrite>();
   for (const [b, src] of blocks) if (src.kind === "journal") replay.set(b, src.write);
   for (const [b, data] of orphans?.blocks ?? []) {
@@ -224,6 +238,7 @@ export async function prepareReplay(
     superblockFinal: finalBlock,
     superblockInterim: interim,
     superblockJournalled: src !== undefined,
+    warnings,
     journalSuperblock: jblock,
     journalSuperblockFsBlock: jsbFs,
   };
