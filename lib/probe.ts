@@ -20,6 +20,8 @@ import { type GroupDescriptorTable, readGroupDescriptors } from "./group_descrip
 import { type MmpBlock, readMmpBlock } from "./mmp.ts";
 import { formatUuid, isZero, readSuperblock, State, type Superblock } from "./superblock.ts";
 import { stateString } from "./superblock_report.ts";
+import { locateJournal } from "./journal/locate.ts";
+import { journalFeatureNames, type JournalSuperblock } from "./journal/superblock.ts";
 
 /** Whether ext4ts can write at all yet; the verdict says read-only until it can. */
 export const WRITE_SUPPORTED = false;
@@ -40,6 +42,10 @@ export interface ProbeResult {
   hasErrors: boolean;
   mmp: MmpBlock | null;
   mmpError: string | null;
+  /** The internal journal's superblock (null without a journal, or an external one). */
+  journal: JournalSuperblock | null;
+  /** Why the journal could not be read, if it could not. */
+  journalError: string | null;
   support: { level: SupportLevel; reasons: string[] };
 }
 
@@ -96,6 +102,16 @@ export async function probeDevice(
       mmpError = e.message;
     }
   }
+  let journal: JournalSuperblock | null = null;
+  let journalError: string | null = null;
+  if ((sb.compat & Compat.HAS_JOURNAL) && sb.journalInum && groups) {
+    try {
+      journal = (await locateJournal(device, sb)).jsb;
+    } catch (e) {
+      if (!(e instanceof Ext4Error)) throw e;
+      journalError = e.message;
+    }
+  }
   const needsRecovery = (sb.incompat & Incompat.RECOVER) !== 0;
   const hasErrors = (sb.state & State.ERROR) !== 0 || groupsError !== null ||
     (groups?.badChecksums.length ?? 0) > 0;
@@ -109,6 +125,8 @@ export async function probeDevice(
     hasErrors,
     mmp,
     mmpError,
+    journal,
+    journalError,
     support: verdictFor(sb, options.mediaReadOnly ?? device.readOnly, { groupsError, mmp }),
   };
 }
@@ -143,14 +161,22 @@ export function stateSummary(r: ProbeResult): string {
   return parts.join(", ");
 }
 
-/** Journal location facts known from the superblock alone. */
-export function journalSummary(sb: Superblock): Record<string, unknown> | null {
+/** The journal as `--json` reports it: where it is and what its superblock says. */
+export function journalSummary(r: ProbeResult): Record<string, unknown> | null {
+  const sb = r.superblock;
   if (!(sb.compat & Compat.HAS_JOURNAL)) return null;
+  const j = r.journal;
   return {
     inode: sb.journalInum || null,
     device: sb.journalDev || null,
     uuid: isZero(sb.journalUuid) ? null : formatUuid(sb.journalUuid),
     external: sb.journalInum === 0,
+    blocks: j?.maxLen ?? null,
+    blockSize: j?.blockSize ?? null,
+    features: j ? journalFeatureNames(j.featureCompat, j.featureIncompat, j.featureRoCompat) : null,
+    sequence: j?.sequence ?? null,
+    start: j?.start ?? null,
+    error: r.journalError,
   };
 }
 

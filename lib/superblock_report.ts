@@ -8,6 +8,7 @@
 import { Compat, featureNames, Incompat, RoCompat } from "./features.ts";
 import { formatUuid, isZero, State, type Superblock, SuperFlags } from "./superblock.ts";
 import type { MmpBlock } from "./mmp.ts";
+import { journalFeatureNames, type JournalSuperblock } from "./journal/superblock.ts";
 
 const OS_NAMES = ["Linux", "Hurd", "Masix", "FreeBSD", "Lites"];
 const HASH_NAMES = [
@@ -317,4 +318,49 @@ export function mmpReport(mmp: MmpBlock): string[] {
     `    mmp_node_name: ${mmp.nodeName}`,
     `    mmp_device_name: ${mmp.deviceName}`,
   ];
+}
+
+/**
+ * The journal superblock lines `dumpe2fs -h` prints after the superblock, exactly.
+ *
+ * @example
+ * ```ts ignore
+ * const { jsb } = await locateJournal(device, sb);
+ * console.log(journalReport(jsb, sb.blockSize).join("\n"));
+ * ```
+ */
+export function journalReport(jsb: JournalSuperblock, fsBlockSize: number): string[] {
+  const out: string[] = [];
+  const line = (label: string, value: string | number) => out.push(`${label.padEnd(26)}${value}`);
+  const features = journalFeatureNames(jsb.featureCompat, jsb.featureIncompat, jsb.featureRoCompat);
+  line("Journal features:", features.length ? features.join(" ") : "(none)");
+  const fcBlocks = jsb.hasFastCommit ? jsb.fastCommitBlocks : 0;
+  const journalBlocks = jsb.maxLen - fcBlocks;
+  const kib = Math.floor((jsb.blockSize / 1024) * jsb.maxLen);
+  line("Total journal size:", kib < 8192 ? `${kib}k` : `${Math.floor(kib / 1024)}M`);
+  if (jsb.blockSize !== fsBlockSize) line("Journal block size:", jsb.blockSize);
+  line("Total journal blocks:", journalBlocks + fcBlocks);
+  line("Max transaction length:", journalBlocks);
+  line("Fast commit length:", fcBlocks);
+  if (jsb.first !== 1) line("Journal first block:", jsb.first);
+  line("Journal sequence:", `0x${jsb.sequence.toString(16).padStart(8, "0")}`);
+  line("Journal start:", jsb.start);
+  const users = jsb.isV2 ? jsb.nrUsers : 1;
+  if (users !== 1) line("Journal number of users:", users);
+  if (jsb.featureCompat & 0x1) line("Journal checksum type:", "crc32");
+  if (jsb.hasCsumV2or3) {
+    line(
+      "Journal checksum type:",
+      jsb.checksumType === 4 ? "crc32c" : `unknown ${jsb.checksumType}`,
+    );
+    line("Journal checksum:", `0x${jsb.checksum.toString(16).padStart(8, "0")}`);
+  }
+  const userIds = jsb.isV2 ? jsb.users : [];
+  if (users > 1 || (userIds[0] && !isZero(userIds[0]))) {
+    for (let i = 0; i < users && i < userIds.length; i++) {
+      out.push(`${i ? "".padEnd(26) : "Journal users:".padEnd(26)}${formatUuid(userIds[i])}`);
+    }
+  }
+  if (jsb.errno !== 0) line("Journal errno:", jsb.errno | 0);
+  return out;
 }

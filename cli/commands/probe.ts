@@ -10,7 +10,7 @@ import { Ext4Error } from "../../lib/errors.ts";
 import { formatUuid } from "../../lib/superblock.ts";
 import { journalSummary, probeDevice, type ProbeResult, stateSummary } from "../../lib/probe.ts";
 import { featureNames } from "../../lib/features.ts";
-import { mmpReport, superblockReport } from "../../lib/superblock_report.ts";
+import { journalReport, mmpReport, superblockReport } from "../../lib/superblock_report.ts";
 import { type DeviceUse, deviceUse } from "../../ffi/device_status.ts";
 import { openCliDevice } from "../device.ts";
 import { parseOffset } from "../reader_common.ts";
@@ -66,7 +66,7 @@ export function probeJson(path: string, size: number, r: ProbeResult, use: Devic
     created: isoTime(sb.mkfsTime),
     mountCount: sb.mountCount,
     maxMountCount: sb.maxMountCount,
-    journal: journalSummary(sb),
+    journal: journalSummary(r),
     mmp: r.mmp
       ? {
         state: r.mmp.state,
@@ -126,13 +126,20 @@ function humanReport(path: string, r: ProbeResult, use: DeviceUse | null): strin
       : "never",
   );
   row("mount count", `${sb.mountCount} (maximum ${sb.maxMountCount})`);
-  const j = journalSummary(sb);
-  row(
-    "journal",
-    j
-      ? (j.external ? `external, device UUID ${j.uuid ?? "unknown"}` : `internal, inode ${j.inode}`)
-      : "none",
-  );
+  const j = journalSummary(r);
+  let journalText = "none";
+  if (j) {
+    journalText = j.external
+      ? `external, device UUID ${j.uuid ?? "unknown"}`
+      : `internal, inode ${j.inode}`;
+    if (r.journal) {
+      const jsb = r.journal;
+      journalText += `, ${jsb.maxLen} blocks of ${jsb.blockSize} bytes, sequence ${jsb.sequence}${
+        jsb.start ? `, log starts at block ${jsb.start}` : ", empty"
+      }`;
+    } else if (r.journalError) journalText += ` (unreadable: ${r.journalError})`;
+  }
+  row("journal", journalText);
   if (r.mmp) {
     row(
       "MMP",
@@ -191,6 +198,7 @@ export function registerProbe(program: Command): void {
             await writeStdout(JSON.stringify(probeJson(path, device.size, r, use), null, 2) + "\n");
           } else if (opts.full) {
             const lines = superblockReport(r.superblock, systemNames());
+            if (r.journal) lines.push(...journalReport(r.journal, r.superblock.blockSize));
             if (r.mmp) lines.push(...mmpReport(r.mmp));
             await writeStdout(lines.join("\n") + "\n");
           } else {
