@@ -5,6 +5,7 @@
  * directory sizes).
  */
 import assert from "node:assert/strict";
+import { Ext4, inodeLocation } from "../mod.ts";
 import { makeImage, ROOT, runCli, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 
 const TREE_LISTING = "/work/shared/corpus/tools/tree_listing.py";
@@ -99,4 +100,27 @@ testWith("ls, cat, stat and get on a populated image", NEEDS, async () => {
   assert.ok(a.length > 80, "the listing is suspiciously short");
   assert.deepEqual(b, a);
   assert.ok((await Deno.stat(`${dir.path}/one/f03`)).isFile);
+});
+
+testWith("get copies what it can from a damaged image and exits 1", ["mkfs.ext4"], async () => {
+  await using dir = await tempDir();
+  const src = `${dir.path}/src`;
+  await Deno.mkdir(`${src}/d`, { recursive: true });
+  for (const n of ["a", "b", "c"]) await Deno.writeTextFile(`${src}/d/${n}`, n);
+  const img = `${dir.path}/bad.img`;
+  await runOk("mkfs.ext4", ["-q", "-F", "-d", src, img, "8M"]);
+  // Break the checksum of /d/b's inode.
+  const fs = await Ext4.open(img);
+  const ino = (await fs.stat("/d/b")).ino;
+  const at = inodeLocation(fs.superblock, fs.groups, ino);
+  await fs.close();
+  const bytes = await Deno.readFile(img);
+  bytes[at + 0x10] ^= 0xff;
+  await Deno.writeFile(img, bytes);
+  const out = `${dir.path}/out`;
+  const r = await runCli(["get", img, "/d", out]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^ext4ts: \/d\/b: corrupt inode \d+: checksum mismatch/m);
+  assert.equal(await Deno.readTextFile(`${out}/a`), "a");
+  assert.equal(await Deno.readTextFile(`${out}/c`), "c");
 });

@@ -1,6 +1,6 @@
 import type { Command } from "@commander-js/extra-typings";
 import type { Ext4 } from "../../ffi/open_filesystem.ts";
-import type { Ext4Stat } from "../../lib/filesystem.ts";
+import { compareBytes, type DirEntry, type Ext4Stat } from "../../lib/filesystem.ts";
 import { Ext4Error } from "../../lib/errors.ts";
 import { lchown, lsetxattr, mknod, setTimes } from "../../ffi/posix_meta.ts";
 import { ExitCode } from "../exit_codes.ts";
@@ -35,15 +35,38 @@ class CopyOut {
     warn(message);
   }
 
-  async copy(src: string, dest: string): Promise<void> {
-    for await (const { path, stat } of this.fs.walk(src)) {
-      const rel = path === src ? "" : path.slice(src.endsWith("/") ? src.length : src.length + 1);
-      const target = rel === "" ? dest : `${dest}/${rel}`;
+  /**
+   * Copies the tree at `src` (already resolved to `ino`) to `dest`, parents before children.
+   * A damaged entry or directory is reported and skipped, like cp does; the rest is copied.
+   */
+  async copy(src: string, ino: number, dest: string): Promise<void> {
+    const stack: { path: string; ino: number; dest: string }[] = [{ path: src, ino, dest }];
+    const seenDirs = new Set<number>();
+    while (stack.length > 0) {
+      const item = stack.pop()!;
+      let stat: Ext4Stat;
       try {
-        await this.copyOne(stat, target);
+        stat = await this.fs.getattr(item.ino);
+        await this.copyOne(stat, item.dest);
       } catch (e) {
-        if (e instanceof Ext4Error && e.code === "CORRUPT") throw e;
-        this.fail(`${path}: ${(e as Error).message}`);
+        this.fail(`${item.path}: ${(e as Error).message}`);
+        continue;
+      }
+      if (stat.type !== "dir" || seenDirs.has(item.ino)) continue;
+      seenDirs.add(item.ino);
+      const children: DirEntry[] = [];
+      try {
+        for await (const e of this.fs.readDirIno(item.ino)) {
+          if (e.name !== "." && e.name !== "..") children.push(e);
+        }
+      } catch (e) {
+        this.fail(`${item.path}: ${(e as Error).message}`);
+      }
+      children.sort((a, b) => compareBytes(a.nameBytes, b.nameBytes));
+      const prefix = item.path.endsWith("/") ? item.path : `${item.path}/`;
+      for (let i = children.length - 1; i >= 0; i--) {
+        const c = children[i];
+        stack.push({ path: prefix + c.name, ino: c.ino, dest: `${item.dest}/${c.name}` });
       }
     }
     // Directories last, deepest first, so filling them does not change their times.
@@ -210,7 +233,7 @@ export function registerGet(program: Command): void {
             await Deno.remove(target); // cp replaces an existing file
           }
           const job = new CopyOut(fs);
-          await job.copy(path, target);
+          await job.copy(path, await fs.resolve(path, false), target);
           if (job.failures > 0) return ExitCode.FAILURE;
         } finally {
           await fs.close();
