@@ -123,4 +123,9 @@ testWith("get copies what it can from a damaged image and exits 1", ["mkfs.ext4"
   assert.match(r.stderr, /^ext4ts: \/d\/b: corrupt inode \d+: checksum mismatch/m);
   assert.equal(await Deno.readTextFile(`${out}/a`), "a");
   assert.equal(await Deno.readTextFile(`${out}/c`), "c");
+  // ls reports the damaged entry on stderr, lists the others, exits 1.
+  const l = await runCli(["ls", "-l", img, "/d"]);
+  assert.equal(l.code, 1);
+  assert.match(l.stdout, / a\n.* c\n$/);
+  assert.equal(l.stderr.trim().split("\n").length, 1);
 });
