@@ -270,6 +270,36 @@ export class Ext4 {
     this.#xattrs.clear();
   }
 
+  /**
+   * Forgets what is cached about inode `ino` (its record, block map, xattrs, directory name
+   * map) and every cached lookup, after a writer changed it.
+   *
+   * @example
+   * ```ts ignore
+   * fs.invalidateInode(12);
+   * ```
+   */
+  invalidateInode(ino: number): void {
+    this.#inodes.delete(ino);
+    this.#maps.delete(ino);
+    this.#xattrs.delete(ino);
+    this.#dirIndex.delete(ino);
+    this.#dentries.clear();
+  }
+
+  /**
+   * Forgets cached block `block` (a metadata block a writer changed; inode table blocks
+   * included: call {@link invalidateInode} for the inodes in it too).
+   *
+   * @example
+   * ```ts ignore
+   * fs.invalidateBlock(4711);
+   * ```
+   */
+  invalidateBlock(block: number): void {
+    this.#blocks.delete(block);
+  }
+
   // ---------------------------------------------------------------- blocks and inodes
 
   /**

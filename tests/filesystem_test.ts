@@ -4,7 +4,7 @@
  * casefolded lookups.
  */
 import assert from "node:assert/strict";
-import { Errno, Ext4, Ext4Error, MemoryBlockDevice } from "../mod.ts";
+import { Errno, Ext4, Ext4Error, inodeLocation, MemoryBlockDevice } from "../mod.ts";
 import { makeImage, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 
 const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "debugfs"];
@@ -268,3 +268,24 @@ testWith(
     }
   },
 );
+
+testWith("cache invalidation sees changes made to the device", ["mkfs.ext4"], async () => {
+  await using dir = await tempDir();
+  const src = `${dir.path}/src`;
+  await Deno.mkdir(src);
+  await Deno.writeTextFile(`${src}/f`, "before");
+  const img = `${dir.path}/i.img`;
+  await runOk("mkfs.ext4", ["-q", "-F", "-O", "^metadata_csum", "-d", src, img, "8M"]);
+  const dev = new MemoryBlockDevice(await Deno.readFile(img));
+  const fs = await Ext4.open(dev);
+  const st = await fs.stat("/f");
+  assert.equal(dec.decode(await fs.readFile("/f")), "before");
+  // Change the mode in the inode record behind the caches' back.
+  const at = inodeLocation(fs.superblock, fs.groups, st.ino);
+  await dev.write(at, new Uint8Array([0xed, 0x81])); // 0o100755
+  assert.equal((await fs.stat("/f")).mode, st.mode, "cached until invalidated");
+  fs.invalidateBlock(Math.floor(at / fs.superblock.blockSize));
+  fs.invalidateInode(st.ino);
+  assert.equal((await fs.stat("/f")).mode, 0o100755);
+  await fs.close();
+});
