@@ -120,8 +120,12 @@ const INDEX_DIR_MIN_BLOCKS = 8;
 const INDEX_DIR_MAX_BYTES = 64 * 1024 * 1024;
 const ROOT_INO = 2;
 const STREAM_CHUNK = 1024 * 1024;
+/** Largest single read, as Linux caps read(2) (MAX_RW_COUNT); longer reads come back short. */
+const MAX_RW_COUNT = 0x7ffff000;
+/** The kernel's limit on one xattr value (XATTR_SIZE_MAX). */
+const XATTR_SIZE_MAX = 65536;
 /** readFile returns one buffer: beyond this, stream with openFile. */
-const MAX_READ_FILE = 2 ** 31;
+const MAX_READ_FILE = MAX_RW_COUNT;
 
 const DIR_FILE_TYPES: Record<number, FileType> = {
   1: "file",
@@ -851,7 +855,7 @@ export class Ext4 {
   }
 
   async #readInode(inode: Inode, offset: number, length: number): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(offset) || offset < 0 || length < 0) {
+    if (!Number.isSafeInteger(offset) || offset < 0 || !(length >= 0)) {
       throw new Ext4Error("INVALID", `invalid read of ${length} bytes at ${offset}`);
     }
     if (inode.isEncrypted) {
@@ -862,6 +866,7 @@ export class Ext4 {
     }
     const size = inode.size;
     if (offset >= size || length === 0) return new Uint8Array(0);
+    length = Math.min(length, MAX_RW_COUNT);
     if (inode.hasInlineData) {
       const all = readInlineFile(this.superblock, inode.ino, inode.bytes, size);
       return all.slice(offset, Math.min(size, offset + length));
@@ -879,7 +884,8 @@ export class Ext4 {
   }
 
   /**
-   * Reads up to `length` bytes at `offset` of regular file `ino`; short at end of file.
+   * Reads up to `length` bytes at `offset` of regular file `ino`; short at end of file (and,
+   * like read(2), for lengths beyond 0x7ffff000).
    *
    * @example
    * ```ts ignore
@@ -946,6 +952,9 @@ export class Ext4 {
         const ea = await this.inode(eaIno);
         if ((ea.flags & InodeFlags.EA_INODE) === 0) {
           throw new CorruptError(`inode ${ino}`, `xattr value inode ${eaIno} is not an EA inode`);
+        }
+        if (size > XATTR_SIZE_MAX) {
+          throw new CorruptError(`inode ${ino}`, `xattr value of ${size} bytes (max 65536)`);
         }
         if (ea.size < size) {
           throw new CorruptError(`EA inode ${eaIno}`, `size ${ea.size} < value size ${size}`);

@@ -289,3 +289,24 @@ testWith("cache invalidation sees changes made to the device", ["mkfs.ext4"], as
   assert.equal((await fs.stat("/f")).mode, 0o100755);
   await fs.close();
 });
+
+testWith("a 4 TiB hole file: positional reads work, readFile is refused, bad lengths are INVALID", [
+  "mkfs.ext4",
+  "debugfs",
+], async () => {
+  await using dir = await tempDir();
+  const img = `${dir.path}/s.img`;
+  await runOk("mkfs.ext4", ["-q", "-F", img, "16M"]);
+  await runOk("debugfs", ["-w", "-R", "write /dev/null f", img]);
+  await runOk("debugfs", ["-w", "-R", "sif /f size 0x40000000000", img]); // 4 TiB, all hole
+  const fs = await Ext4.open(img);
+  try {
+    const ino = (await fs.stat("/f")).ino;
+    const head = await fs.read(ino, 2 ** 41, 4096);
+    assert.deepEqual(head, new Uint8Array(4096));
+    assert.equal(await codeOf(fs.readFile("/f")), "INVALID");
+    assert.equal(await codeOf(fs.read(ino, 0, NaN)), "INVALID");
+  } finally {
+    await fs.close();
+  }
+});
