@@ -129,3 +129,57 @@ testWith("get copies what it can from a damaged image and exits 1", ["mkfs.ext4"
   assert.match(l.stdout, / a\n.* c\n$/);
   assert.equal(l.stderr.trim().split("\n").length, 1);
 });
+
+testWith(
+  "get refuses names with a slash instead of writing outside DEST",
+  ["mkfs.ext4"],
+  async () => {
+    await using dir = await tempDir();
+    const src = `${dir.path}/src`;
+    await Deno.mkdir(`${src}/d`, { recursive: true });
+    await Deno.writeTextFile(`${src}/d/..Xescape`, "x");
+    await Deno.writeTextFile(`${src}/d/ok`, "ok");
+    const img = `${dir.path}/slash.img`;
+    await runOk("mkfs.ext4", ["-q", "-F", "-O", "^metadata_csum", "-d", src, img, "8M"]);
+    // Turn the stored name "..Xescape" into "../escape".
+    const bytes = await Deno.readFile(img);
+    const needle = new TextEncoder().encode("..Xescape");
+    let hits = 0;
+    for (let i = 0; i + needle.length <= bytes.length; i++) {
+      if (needle.every((b, k) => bytes[i + k] === b)) {
+        bytes[i + 2] = 0x2f;
+        hits++;
+      }
+    }
+    assert.equal(hits, 1);
+    await Deno.writeFile(img, bytes);
+    await Deno.mkdir(`${dir.path}/out`);
+    const r = await runCli(["get", img, "/d", `${dir.path}/out/d`]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /name contains "\/" or NUL, not copied/);
+    assert.equal(await Deno.readTextFile(`${dir.path}/out/d/ok`), "ok");
+    await assert.rejects(Deno.stat(`${dir.path}/out/escape`));
+  },
+);
+
+testWith("get never follows what a duplicate name created", ["mkfs.ext4"], async () => {
+  await using dir = await tempDir();
+  const src = `${dir.path}/src`;
+  await Deno.mkdir(`${src}/d`, { recursive: true });
+  const victim = `${dir.path}/victim`;
+  await Deno.writeTextFile(victim, "keep");
+  await Deno.symlink(victim, `${src}/d/aaaa`);
+  await Deno.writeTextFile(`${src}/d/bbbb`, "overwrite!");
+  const img = `${dir.path}/dup.img`;
+  await runOk("mkfs.ext4", ["-q", "-F", "-O", "^metadata_csum", "-d", src, img, "8M"]);
+  // Rename "bbbb" to "aaaa": two entries with one name, the symlink first.
+  const bytes = await Deno.readFile(img);
+  const needle = new TextEncoder().encode("bbbb");
+  for (let i = 0; i + 4 <= bytes.length; i++) {
+    if (needle.every((b, k) => bytes[i + k] === b)) bytes.set(new TextEncoder().encode("aaaa"), i);
+  }
+  await Deno.writeFile(img, bytes);
+  const r = await runCli(["get", img, "/d", `${dir.path}/out`]);
+  assert.equal(r.code, 1);
+  assert.equal(await Deno.readTextFile(victim), "keep");
+});

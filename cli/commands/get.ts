@@ -26,6 +26,9 @@ class CopyOut {
   failures = 0;
   xattrWarned = false;
 
+  /** The destination of the top object: the only path allowed to exist beforehand. */
+  topDest = "";
+
   constructor(fs: Ext4) {
     this.fs = fs;
   }
@@ -40,6 +43,7 @@ class CopyOut {
    * A damaged entry or directory is reported and skipped, like cp does; the rest is copied.
    */
   async copy(src: string, ino: number, dest: string): Promise<void> {
+    this.topDest = dest;
     const stack: { path: string; ino: number; dest: string }[] = [{ path: src, ino, dest }];
     const seenDirs = new Set<number>();
     while (stack.length > 0) {
@@ -66,6 +70,12 @@ class CopyOut {
       const prefix = item.path.endsWith("/") ? item.path : `${item.path}/`;
       for (let i = children.length - 1; i >= 0; i--) {
         const c = children[i];
+        // A name with "/" or NUL (a damaged or hostile image, or encrypted names) must not
+        // steer the copy outside DEST.
+        if (c.nameBytes.includes(0x2f) || c.nameBytes.includes(0)) {
+          this.fail(`${prefix}${c.name}: name contains "/" or NUL, not copied`);
+          continue;
+        }
         stack.push({ path: prefix + c.name, ino: c.ino, dest: `${item.dest}/${c.name}` });
       }
     }
@@ -95,7 +105,13 @@ class CopyOut {
         try {
           Deno.mkdirSync(dest, { mode: 0o700 });
         } catch (e) {
-          if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+          // Only DEST itself may exist already (and must be a real directory): anything else
+          // is a duplicate name, and following what the first one created (a symlink, say)
+          // could write outside DEST.
+          if (
+            !(e instanceof Deno.errors.AlreadyExists) || dest !== this.topDest ||
+            !Deno.lstatSync(dest).isDirectory
+          ) throw e;
         }
         this.dirs.push({ dest, stat });
         return; // finished later
@@ -128,7 +144,8 @@ class CopyOut {
 
   async copyFile(stat: Ext4Stat, dest: string): Promise<void> {
     // Synchronous file calls: for many small files they cost a fraction of async ones.
-    const out = Deno.openSync(dest, { write: true, create: true, truncate: true, mode: 0o600 });
+    // createNew (O_EXCL): never write through something already there (a symlink).
+    const out = Deno.openSync(dest, { write: true, createNew: true, mode: 0o600 });
     try {
       // Copy only the data regions: holes stay holes in the copy.
       let pos = 0;
