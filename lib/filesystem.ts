@@ -797,7 +797,8 @@ export class Ext4 {
   /**
    * Every object under `path` (default "/"), depth-first with parents before children and
    * siblings in byte order of their names; the starting path comes first. Symlinks are not
-   * followed.
+   * followed. Paths join names as stored: a damaged image can hold names with "/", so check
+   * `DirEntry.nameBytes` (readDirIno) before using a path to create files elsewhere.
    *
    * @example
    * ```ts ignore
