@@ -36,6 +36,10 @@ testWith("ls, cat, stat and get on a populated image", NEEDS, async () => {
   r = await runCli(["ls", "-l", img, "/links"]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^lrwxrwxrwx .* short -> \.\.\/files\/f01$/m);
+  r = await runCli(["ls", "-l", img, "/links/todir"]);
+  assert.match(r.stdout, /^lrwxrwxrwx .* \/links\/todir -> \.\.\/many\n$/);
+  r = await runCli(["ls", img, "/links/todir"]);
+  assert.match(r.stdout, /^file-00000\n/);
   r = await runCli(["ls", "-R", "--json", img, "/dev"]);
   const entries = JSON.parse(r.stdout) as { path: string; type: string; rdev?: unknown }[];
   assert.ok(entries.some((e) => e.path === "/dev/sda1" && e.type === "blockdev"));

@@ -80,7 +80,9 @@ export function registerLs(program: Command): void {
       runAction(async () => {
         const fs = await openImage(image, opts);
         try {
-          const top = await fs.stat(path);
+          // Like ls: a symlink to a directory is listed as the link itself with -l.
+          const self = await fs.lstat(path);
+          const top = self.type === "symlink" && opts.long ? self : await fs.stat(path);
           const json: Record<string, unknown>[] = [];
           let failures = 0; // damaged entries, reported and skipped like ls does
           const emit = async (text: string) => {
