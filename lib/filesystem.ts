@@ -44,26 +44,35 @@ export type { FileType, Timespec };
 
 /** What `stat` returns: the kernel's `struct stat` for an inode. */
 export interface Ext4Stat {
+  /** Inode number. */
   ino: number;
+  /** Kind of object. */
   type: FileType;
   /** Full st_mode: type bits and permissions. */
   mode: number;
+  /** Hard link count. */
   nlink: number;
   /** uid and gid including their high 16 bits. */
   uid: number;
+  /** Group id (with its high half). */
   gid: number;
+  /** Size in bytes (a symlink: its target's length). */
   size: number;
   /** st_blocks, in 512-byte units. */
   blocks: number;
   /** Devices only; 0/0 otherwise. */
   rdev: { major: number; minor: number };
+  /** Last access. */
   atime: Timespec;
+  /** Last data modification. */
   mtime: Timespec;
+  /** Last inode change. */
   ctime: Timespec;
   /** Creation time, null when the inode has no room for it. */
   birthtime: Timespec | null;
   /** `i_flags`. */
   flags: number;
+  /** `i_generation`. */
   generation: number;
 }
 
@@ -71,13 +80,17 @@ export interface Ext4Stat {
 export interface DirEntry {
   /** The name decoded as UTF-8 (invalid bytes become U+FFFD; `nameBytes` is exact). */
   name: string;
+  /** The name exactly as stored. */
   nameBytes: Uint8Array;
+  /** Inode the entry points to. */
   ino: number;
+  /** Kind of object (from the entry's file type, or the inode without the filetype feature). */
   type: FileType;
 }
 
 /** An open regular file: its stat at open time and positional reads. */
 export interface Ext4File {
+  /** The file's stat when it was opened. */
   readonly stat: Ext4Stat;
   /** Reads up to `length` bytes at `offset`; short at end of file. */
   read(offset: number, length: number): Promise<Uint8Array>;
@@ -104,12 +117,19 @@ export interface Ext4OpenOptions {
 
 /** Statistics of the whole filesystem, as statfs reports them. */
 export interface Ext4Statfs {
+  /** f_bsize: the filesystem block size. */
   blockSize: number;
+  /** f_blocks: blocks minus metadata overhead, as the kernel reports. */
   blocks: number;
+  /** f_bfree: free blocks (sum of the group descriptors). */
   freeBlocks: number;
+  /** f_bavail: free blocks minus the reserved ones. */
   availBlocks: number;
+  /** f_files: inodes. */
   files: number;
+  /** f_ffree: free inodes. */
   freeFiles: number;
+  /** f_namelen. */
   nameMax: 255;
 }
 
