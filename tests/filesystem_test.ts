@@ -310,3 +310,40 @@ testWith("a 4 TiB hole file: positional reads work, readFile is refused, bad len
     await fs.close();
   }
 });
+
+testWith(
+  "readDirFrom resumes after any cookie (inline and hash-indexed directories)",
+  NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const img = `${dir.path}/r.img`;
+    await makeImage(img, {
+      args: ["-b", "4096", "-O", "inline_data"],
+      size: "32M",
+      populate: async (m) => {
+        await Deno.mkdir(`${m}/small`);
+        for (const n of ["x", "yy", "zzz"]) await Deno.writeTextFile(`${m}/small/${n}`, "");
+        await Deno.mkdir(`${m}/large`);
+        for (let i = 0; i < 2000; i++) await Deno.writeTextFile(`${m}/large/entry-${i}`, "");
+      },
+    });
+    const fs = await Ext4.open(img);
+    try {
+      for (const name of ["/small", "/large"]) {
+        const ino = (await fs.stat(name)).ino;
+        const all: { name: string; offset: number }[] = [];
+        for await (const e of fs.readDirIno(ino)) all.push({ name: e.name, offset: e.offset });
+        assert.equal(new Set(all.map((e) => e.name)).size, all.length, `${name}: duplicates`);
+        assert.ok(all.some((e) => e.name === "..") && all.some((e) => e.name === "."));
+        const step = Math.max(1, Math.floor(all.length / 25));
+        for (let i = 0; i < all.length; i += step) {
+          const rest: string[] = [];
+          for await (const e of fs.readDirFrom(ino, all[i].offset)) rest.push(e.name);
+          assert.deepEqual(rest, all.slice(i + 1).map((e) => e.name), `${name} after #${i}`);
+        }
+      }
+    } finally {
+      await fs.close();
+    }
+  },
+);
