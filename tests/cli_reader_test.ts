@@ -89,7 +89,7 @@ testWith("ls, cat, stat and get on a populated image", NEEDS, async () => {
   const dst = `${dir.path}/dst.img`;
   await makeImage(dst, { args: ["-b", "4096"], size: "96M" });
   const copied = await withKernelMount(dst, async (m) => {
-    await Deno.remove(`${m}/lost+found`);
+    // The destination's own lost+found is merged into, like cp -a does.
     const g = await runCli(["get", img, "/", m]);
     assert.equal(g.code, 0, g.stderr);
     // Copying a single file into a directory keeps its name.
@@ -98,7 +98,7 @@ testWith("ls, cat, stat and get on a populated image", NEEDS, async () => {
     assert.equal(one.code, 0, one.stderr);
     return runOk("python3", [TREE_LISTING, m]);
   });
-  // Only the root directory's mtime may differ (lost+found was removed in the copy).
+  // Only the root directory's mtime may differ (it had lost+found before the copy).
   const a = comparable(original).split("\n").filter((l) => !l.startsWith("/\t"));
   const b = comparable(copied).split("\n").filter((l) => !l.startsWith("/\t"));
   assert.ok(a.length > 80, "the listing is suspiciously short");
@@ -184,6 +184,17 @@ testWith("get never follows what a duplicate name created", ["mkfs.ext4"], async
   }
   await Deno.writeFile(img, bytes);
   const r = await runCli(["get", img, "/d", `${dir.path}/out`]);
-  assert.equal(r.code, 1);
+  // The second "aaaa" replaces the first (cp --remove-destination), never writes through it.
+  assert.equal(r.code, 0, r.stderr);
   assert.equal(await Deno.readTextFile(victim), "keep");
+  const st = await Deno.lstat(`${dir.path}/out/aaaa`);
+  assert.ok(st.isFile || st.isSymlink);
+  // A symlink already in DEST where a directory goes is not followed either.
+  const elsewhere = `${dir.path}/elsewhere`;
+  await Deno.mkdir(elsewhere);
+  await Deno.mkdir(`${dir.path}/out2`);
+  await Deno.symlink(elsewhere, `${dir.path}/out2/d`);
+  const r2 = await runCli(["get", img, "/d", `${dir.path}/out2`]);
+  assert.equal(r2.code, 1);
+  assert.deepEqual(await Array.fromAsync(Deno.readDir(elsewhere)), []);
 });

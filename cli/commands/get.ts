@@ -26,9 +26,6 @@ class CopyOut {
   failures = 0;
   xattrWarned = false;
 
-  /** The destination of the top object: the only path allowed to exist beforehand. */
-  topDest = "";
-
   constructor(fs: Ext4) {
     this.fs = fs;
   }
@@ -43,7 +40,6 @@ class CopyOut {
    * A damaged entry or directory is reported and skipped, like cp does; the rest is copied.
    */
   async copy(src: string, ino: number, dest: string): Promise<void> {
-    this.topDest = dest;
     const stack: { path: string; ino: number; dest: string }[] = [{ path: src, ino, dest }];
     const seenDirs = new Set<number>();
     while (stack.length > 0) {
@@ -92,6 +88,7 @@ class CopyOut {
 
   async copyOne(stat: Ext4Stat, dest: string): Promise<void> {
     await this.loadXattrs(stat.ino); // finish() is synchronous
+    if (stat.type !== "dir") replaceable(dest);
     if (stat.type !== "dir" && stat.nlink > 1) {
       const first = this.linked.get(stat.ino);
       if (first !== undefined) {
@@ -105,13 +102,11 @@ class CopyOut {
         try {
           Deno.mkdirSync(dest, { mode: 0o700 });
         } catch (e) {
-          // Only DEST itself may exist already (and must be a real directory): anything else
-          // is a duplicate name, and following what the first one created (a symlink, say)
-          // could write outside DEST.
-          if (
-            !(e instanceof Deno.errors.AlreadyExists) || dest !== this.topDest ||
-            !Deno.lstatSync(dest).isDirectory
-          ) throw e;
+          // Merge into an existing real directory (lstat: a symlink there is never followed,
+          // it could lead outside DEST).
+          if (!(e instanceof Deno.errors.AlreadyExists) || !Deno.lstatSync(dest).isDirectory) {
+            throw e;
+          }
         }
         this.dirs.push({ dest, stat });
         return; // finished later
@@ -204,6 +199,22 @@ class CopyOut {
   }
 }
 
+/**
+ * Makes room for a non-directory at `dest` like `cp --remove-destination`: an existing file,
+ * symlink or node is unlinked (never followed); an existing directory is an error.
+ */
+function replaceable(dest: string): void {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.lstatSync(dest);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    throw e;
+  }
+  if (st.isDirectory) throw new Error("cannot overwrite a directory with a non-directory");
+  Deno.removeSync(dest);
+}
+
 async function exists(path: string): Promise<Deno.FileInfo | null> {
   try {
     return await Deno.stat(path);
@@ -238,7 +249,7 @@ export function registerGet(program: Command): void {
       runAction(async () => {
         const fs = await openImage(image, opts);
         try {
-          const top = await fs.lstat(path);
+          const ino = await fs.resolve(path, false); // fails before anything is created
           const info = await exists(dest);
           let target = dest;
           if (info?.isDirectory) {
@@ -246,11 +257,8 @@ export function registerGet(program: Command): void {
             // Copying "/" into an existing directory fills it.
             if (base !== undefined) target = `${dest.replace(/\/+$/, "")}/${base}`;
           }
-          if (top.type !== "dir" && info?.isDirectory === false && info !== null) {
-            await Deno.remove(target); // cp replaces an existing file
-          }
           const job = new CopyOut(fs);
-          await job.copy(path, await fs.resolve(path, false), target);
+          await job.copy(path, ino, target);
           if (job.failures > 0) return ExitCode.FAILURE;
         } finally {
           await fs.close();
