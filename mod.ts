@@ -88,6 +88,7 @@ export {
   type FileType,
   type Timespec,
 } from "./lib/filesystem.ts";
+export type { Ext4 as Ext4Base } from "./lib/filesystem.ts";
 export {
   fileTypeOfMode,
   Inode,
@@ -96,10 +97,19 @@ export {
   inodeLocation,
   Mode,
   parseInode,
+  type ParseInodeOptions,
   readInode,
 } from "./lib/inode.ts";
-export { EXTENT_MAGIC, parseExtentHeader, readExtentTree } from "./lib/extent.ts";
-export { readBlockMap } from "./lib/block_map.ts";
+export {
+  EXTENT_MAGIC,
+  extentBlockChecksum,
+  type ExtentHeader,
+  type ExtentOwner,
+  type ExtentTreeOptions,
+  parseExtentHeader,
+  readExtentTree,
+} from "./lib/extent.ts";
+export { type BlockMapOwner, readBlockMap } from "./lib/block_map.ts";
 export { type BlockRun, findRun, readMapped, seekRuns } from "./lib/file_map.ts";
 export { treeListing, type TreeListingOptions } from "./lib/tree_listing.ts";
 export {

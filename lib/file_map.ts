@@ -11,8 +11,11 @@ import { CorruptError } from "./errors.ts";
 
 /** `length` blocks starting at file block `logical` live at device block `physical`. */
 export interface BlockRun {
+  /** First file block of the run. */
   logical: number;
+  /** Device block holding file block `logical`. */
   physical: number;
+  /** Number of blocks. */
   length: number;
   /** Allocated but never written (extent flag): reads as zeros. */
   unwritten: boolean;

@@ -46,26 +46,35 @@ export type { FileType, Timespec };
 
 /** What `stat` returns: the kernel's `struct stat` for an inode. */
 export interface Ext4Stat {
+  /** Inode number. */
   ino: number;
+  /** Kind of object. */
   type: FileType;
   /** Full st_mode: type bits and permissions. */
   mode: number;
+  /** Hard link count. */
   nlink: number;
   /** uid and gid including their high 16 bits. */
   uid: number;
+  /** Group id (with its high half). */
   gid: number;
+  /** Size in bytes (a symlink: its target's length). */
   size: number;
   /** st_blocks, in 512-byte units. */
   blocks: number;
   /** Devices only; 0/0 otherwise. */
   rdev: { major: number; minor: number };
+  /** Last access. */
   atime: Timespec;
+  /** Last data modification. */
   mtime: Timespec;
+  /** Last inode change. */
   ctime: Timespec;
   /** Creation time, null when the inode has no room for it. */
   birthtime: Timespec | null;
   /** `i_flags`. */
   flags: number;
+  /** `i_generation`. */
   generation: number;
 }
 
@@ -73,13 +82,17 @@ export interface Ext4Stat {
 export interface DirEntry {
   /** The name decoded as UTF-8 (invalid bytes become U+FFFD; `nameBytes` is exact). */
   name: string;
+  /** The name exactly as stored. */
   nameBytes: Uint8Array;
+  /** Inode the entry points to. */
   ino: number;
+  /** Kind of object (from the entry's file type, or the inode without the filetype feature). */
   type: FileType;
 }
 
 /** An open regular file: its stat at open time and positional reads. */
 export interface Ext4File {
+  /** The file's stat when it was opened. */
   readonly stat: Ext4Stat;
   /** Reads up to `length` bytes at `offset`; short at end of file. */
   read(offset: number, length: number): Promise<Uint8Array>;
@@ -116,12 +129,19 @@ export interface Ext4OpenOptions {
 
 /** Statistics of the whole filesystem, as statfs reports them. */
 export interface Ext4Statfs {
+  /** f_bsize: the filesystem block size. */
   blockSize: number;
+  /** f_blocks: blocks minus metadata overhead, as the kernel reports. */
   blocks: number;
+  /** f_bfree: free blocks (sum of the group descriptors). */
   freeBlocks: number;
+  /** f_bavail: free blocks minus the reserved ones. */
   availBlocks: number;
+  /** f_files: inodes. */
   files: number;
+  /** f_ffree: free inodes. */
   freeFiles: number;
+  /** f_namelen. */
   nameMax: 255;
 }
 
@@ -132,8 +152,12 @@ const INDEX_DIR_MIN_BLOCKS = 8;
 const INDEX_DIR_MAX_BYTES = 64 * 1024 * 1024;
 const ROOT_INO = 2;
 const STREAM_CHUNK = 1024 * 1024;
+/** Largest single read, as Linux caps read(2) (MAX_RW_COUNT); longer reads come back short. */
+const MAX_RW_COUNT = 0x7ffff000;
+/** The kernel's limit on one xattr value (XATTR_SIZE_MAX). */
+const XATTR_SIZE_MAX = 65536;
 /** readFile returns one buffer: beyond this, stream with openFile. */
-const MAX_READ_FILE = 2 ** 31;
+const MAX_READ_FILE = MAX_RW_COUNT;
 
 const DIR_FILE_TYPES: Record<number, FileType> = {
   1: "file",
@@ -296,6 +320,36 @@ export class Ext4 {
     this.#maps.clear();
     this.#blocks.clear();
     this.#xattrs.clear();
+  }
+
+  /**
+   * Forgets what is cached about inode `ino` (its record, block map, xattrs, directory name
+   * map) and every cached lookup, after a writer changed it.
+   *
+   * @example
+   * ```ts ignore
+   * fs.invalidateInode(12);
+   * ```
+   */
+  invalidateInode(ino: number): void {
+    this.#inodes.delete(ino);
+    this.#maps.delete(ino);
+    this.#xattrs.delete(ino);
+    this.#dirIndex.delete(ino);
+    this.#dentries.clear();
+  }
+
+  /**
+   * Forgets cached block `block` (a metadata block a writer changed; inode table blocks
+   * included: call {@link invalidateInode} for the inodes in it too).
+   *
+   * @example
+   * ```ts ignore
+   * fs.invalidateBlock(4711);
+   * ```
+   */
+  invalidateBlock(block: number): void {
+    this.#blocks.delete(block);
   }
 
   // ---------------------------------------------------------------- blocks and inodes
@@ -794,7 +848,8 @@ export class Ext4 {
   /**
    * Every object under `path` (default "/"), depth-first with parents before children and
    * siblings in byte order of their names; the starting path comes first. Symlinks are not
-   * followed.
+   * followed. Paths join names as stored: a damaged image can hold names with "/", so check
+   * `DirEntry.nameBytes` (readDirIno) before using a path to create files elsewhere.
    *
    * @example
    * ```ts ignore
@@ -852,7 +907,7 @@ export class Ext4 {
   }
 
   async #readInode(inode: Inode, offset: number, length: number): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(offset) || offset < 0 || length < 0) {
+    if (!Number.isSafeInteger(offset) || offset < 0 || !(length >= 0)) {
       throw new Ext4Error("INVALID", `invalid read of ${length} bytes at ${offset}`);
     }
     if (inode.isEncrypted) {
@@ -863,6 +918,7 @@ export class Ext4 {
     }
     const size = inode.size;
     if (offset >= size || length === 0) return new Uint8Array(0);
+    length = Math.min(length, MAX_RW_COUNT);
     if (inode.hasInlineData) {
       const all = readInlineFile(this.superblock, inode.ino, inode.bytes, size);
       return all.slice(offset, Math.min(size, offset + length));
@@ -880,7 +936,8 @@ export class Ext4 {
   }
 
   /**
-   * Reads up to `length` bytes at `offset` of regular file `ino`; short at end of file.
+   * Reads up to `length` bytes at `offset` of regular file `ino`; short at end of file (and,
+   * like read(2), for lengths beyond 0x7ffff000).
    *
    * @example
    * ```ts ignore
@@ -947,6 +1004,9 @@ export class Ext4 {
         const ea = await this.inode(eaIno);
         if ((ea.flags & InodeFlags.EA_INODE) === 0) {
           throw new CorruptError(`inode ${ino}`, `xattr value inode ${eaIno} is not an EA inode`);
+        }
+        if (size > XATTR_SIZE_MAX) {
+          throw new CorruptError(`inode ${ino}`, `xattr value of ${size} bytes (max 65536)`);
         }
         if (ea.size < size) {
           throw new CorruptError(`EA inode ${eaIno}`, `size ${ea.size} < value size ${size}`);

@@ -67,7 +67,9 @@ export type FileType =
 
 /** A point in time: seconds since the epoch (may be negative or beyond 2^32) and nanoseconds. */
 export interface Timespec {
+  /** Seconds since 1970-01-01 UTC (negative before). */
   sec: number;
+  /** Nanoseconds, 0..999 999 999. */
   nsec: number;
 }
 
@@ -119,6 +121,7 @@ export class Inode {
   readonly #view: DataView;
   readonly #sb: Superblock;
 
+  /** Wraps a raw record (not validated: use {@link parseInode}). */
   constructor(sb: Superblock, ino: number, bytes: Uint8Array) {
     if (bytes.length < GOOD_OLD_INODE_SIZE) {
       throw new CorruptError(`inode ${ino}`, `record is only ${bytes.length} bytes`);
@@ -150,12 +153,15 @@ export class Inode {
   get mode(): number {
     return this.#u16(0x0);
   }
+  /** The kind of object, from the mode's type bits. */
   get type(): FileType {
     return fileTypeOfMode(this.mode);
   }
+  /** Owner: `i_uid` with its high 16 bits. */
   get uid(): number {
     return (this.#u16(0x2) | (this.#u16(0x78) << 16)) >>> 0;
   }
+  /** Group: `i_gid` with its high 16 bits. */
   get gid(): number {
     return (this.#u16(0x18) | (this.#u16(0x7a) << 16)) >>> 0;
   }
@@ -163,15 +169,19 @@ export class Inode {
   get size(): number {
     return this.#u32(0x4) + this.#u32(0x6c) * 2 ** 32;
   }
+  /** Hard link count (`i_links_count`). */
   get linksCount(): number {
     return this.#u16(0x1a);
   }
+  /** `i_flags` ({@link InodeFlags}). */
   get flags(): number {
     return this.#u32(0x20);
   }
+  /** `i_generation` (NFS file handles, checksum seeds). */
   get generation(): number {
     return this.#u32(0x64);
   }
+  /** Deletion time, or the next orphan's inode number on the orphan list. */
   get dtime(): number {
     return this.#u32(0x14);
   }
@@ -208,12 +218,15 @@ export class Inode {
     const x = this.#u32(extra);
     return { sec: sec + (x & 3) * 2 ** 32, nsec: x >>> 2 };
   }
+  /** Last access time. */
   get atime(): Timespec {
     return this.#time(0x8, 0x8c);
   }
+  /** Last inode change time. */
   get ctime(): Timespec {
     return this.#time(0xc, 0x84);
   }
+  /** Last data modification time. */
   get mtime(): Timespec {
     return this.#time(0x10, 0x88);
   }
@@ -233,12 +246,15 @@ export class Inode {
     return { major: (dev & 0xfff00) >>> 8, minor: (dev & 0xff) | ((dev >>> 12) & 0xfff00) };
   }
 
+  /** Data is mapped by an extent tree (else a block map, or inline). */
   get usesExtents(): boolean {
     return (this.flags & InodeFlags.EXTENTS) !== 0;
   }
+  /** Data lives in `i_block` and the system.data xattr. */
   get hasInlineData(): boolean {
     return (this.flags & InodeFlags.INLINE_DATA) !== 0;
   }
+  /** Contents (and names, for directories) are fscrypt-encrypted. */
   get isEncrypted(): boolean {
     return (this.flags & InodeFlags.ENCRYPT) !== 0;
   }

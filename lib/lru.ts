@@ -22,16 +22,19 @@
  * ```
  */
 export class Lru<K, V> {
+  /** Most entries held at once. */
   readonly capacity: number;
   #young = new Map<K, V>();
   #old = new Map<K, V>();
   readonly #half: number;
 
+  /** A cache of at most `capacity` entries (at least 2). */
   constructor(capacity: number) {
     this.capacity = Math.max(2, capacity);
     this.#half = Math.floor(this.capacity / 2);
   }
 
+  /** The value for `key`, marking it recently used; undefined if absent. */
   get(key: K): V | undefined {
     const v = this.#young.get(key);
     if (v !== undefined) return v;
@@ -43,6 +46,7 @@ export class Lru<K, V> {
     return o;
   }
 
+  /** Stores `value` for `key`, possibly forgetting older entries. */
   set(key: K, value: V): void {
     if (this.#young.has(key)) {
       this.#young.set(key, value);
@@ -60,11 +64,13 @@ export class Lru<K, V> {
     this.#young.set(key, value);
   }
 
+  /** Forgets `key`. */
   delete(key: K): void {
     this.#young.delete(key);
     this.#old.delete(key);
   }
 
+  /** Forgets everything. */
   clear(): void {
     this.#young = new Map();
     this.#old = new Map();
@@ -76,6 +82,7 @@ export class Lru<K, V> {
     yield* this.#old.keys();
   }
 
+  /** Entries held. */
   get size(): number {
     return this.#young.size + this.#old.size;
   }

@@ -37,6 +37,21 @@ function hex(bytes: Uint8Array): string {
   return s;
 }
 
+/** Python's string order (by code point), not JavaScript's (by UTF-16 code unit). */
+function compareCodePoints(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let ca = a.charCodeAt(i);
+    let cb = b.charCodeAt(i);
+    if (ca === cb) continue;
+    // Surrogates stand for code points above U+FFFF: above every other BMP unit.
+    if (ca >= 0xd800 && ca <= 0xdfff) ca += 0x10000;
+    if (cb >= 0xd800 && cb <= 0xdfff) cb += 0x10000;
+    return ca - cb;
+  }
+  return a.length - b.length;
+}
+
 function ns(t: Timespec): string {
   return (BigInt(t.sec) * 1_000_000_000n + BigInt(t.nsec)).toString();
 }
@@ -110,7 +125,7 @@ export async function treeListing(fs: Ext4, options: TreeListingOptions = {}): P
     if (times) cols.push(ns(stat.mtime), ns(stat.ctime));
     rows.push(cols);
   }
-  rows.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  rows.sort((a, b) => compareCodePoints(a[0], b[0]));
   const hdr = ["#path", "type", "mode", "uid", "gid", "nlink", "size", "content", "xattrs"];
   if (withIno) hdr.push("ino");
   if (times) hdr.push("mtime_ns", "ctime_ns");

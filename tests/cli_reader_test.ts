@@ -5,6 +5,7 @@
  * directory sizes).
  */
 import assert from "node:assert/strict";
+import { Ext4, inodeLocation } from "../mod.ts";
 import { makeImage, ROOT, runCli, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 
 const TREE_LISTING = "/work/shared/corpus/tools/tree_listing.py";
@@ -35,6 +36,10 @@ testWith("ls, cat, stat and get on a populated image", NEEDS, async () => {
   r = await runCli(["ls", "-l", img, "/links"]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^lrwxrwxrwx .* short -> \.\.\/files\/f01$/m);
+  r = await runCli(["ls", "-l", img, "/links/todir"]);
+  assert.match(r.stdout, /^lrwxrwxrwx .* \/links\/todir -> \.\.\/many\n$/);
+  r = await runCli(["ls", img, "/links/todir"]);
+  assert.match(r.stdout, /^file-00000\n/);
   r = await runCli(["ls", "-R", "--json", img, "/dev"]);
   const entries = JSON.parse(r.stdout) as { path: string; type: string; rdev?: unknown }[];
   assert.ok(entries.some((e) => e.path === "/dev/sda1" && e.type === "blockdev"));
@@ -84,7 +89,7 @@ testWith("ls, cat, stat and get on a populated image", NEEDS, async () => {
   const dst = `${dir.path}/dst.img`;
   await makeImage(dst, { args: ["-b", "4096"], size: "96M" });
   const copied = await withKernelMount(dst, async (m) => {
-    await Deno.remove(`${m}/lost+found`);
+    // The destination's own lost+found is merged into, like cp -a does.
     const g = await runCli(["get", img, "/", m]);
     assert.equal(g.code, 0, g.stderr);
     // Copying a single file into a directory keeps its name.
@@ -93,10 +98,103 @@ testWith("ls, cat, stat and get on a populated image", NEEDS, async () => {
     assert.equal(one.code, 0, one.stderr);
     return runOk("python3", [TREE_LISTING, m]);
   });
-  // Only the root directory's mtime may differ (lost+found was removed in the copy).
+  // Only the root directory's mtime may differ (it had lost+found before the copy).
   const a = comparable(original).split("\n").filter((l) => !l.startsWith("/\t"));
   const b = comparable(copied).split("\n").filter((l) => !l.startsWith("/\t"));
   assert.ok(a.length > 80, "the listing is suspiciously short");
   assert.deepEqual(b, a);
   assert.ok((await Deno.stat(`${dir.path}/one/f03`)).isFile);
+});
+
+testWith("get copies what it can from a damaged image and exits 1", ["mkfs.ext4"], async () => {
+  await using dir = await tempDir();
+  const src = `${dir.path}/src`;
+  await Deno.mkdir(`${src}/d`, { recursive: true });
+  for (const n of ["a", "b", "c"]) await Deno.writeTextFile(`${src}/d/${n}`, n);
+  const img = `${dir.path}/bad.img`;
+  await runOk("mkfs.ext4", ["-q", "-F", "-d", src, img, "8M"]);
+  // Break the checksum of /d/b's inode.
+  const fs = await Ext4.open(img);
+  const ino = (await fs.stat("/d/b")).ino;
+  const at = inodeLocation(fs.superblock, fs.groups, ino);
+  await fs.close();
+  const bytes = await Deno.readFile(img);
+  bytes[at + 0x10] ^= 0xff;
+  await Deno.writeFile(img, bytes);
+  const out = `${dir.path}/out`;
+  const r = await runCli(["get", img, "/d", out]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^ext4ts: \/d\/b: corrupt inode \d+: checksum mismatch/m);
+  assert.equal(await Deno.readTextFile(`${out}/a`), "a");
+  assert.equal(await Deno.readTextFile(`${out}/c`), "c");
+  // ls reports the damaged entry on stderr, lists the others, exits 1.
+  const l = await runCli(["ls", "-l", img, "/d"]);
+  assert.equal(l.code, 1);
+  assert.match(l.stdout, / a\n.* c\n$/);
+  assert.equal(l.stderr.trim().split("\n").length, 1);
+});
+
+testWith(
+  "get refuses names with a slash instead of writing outside DEST",
+  ["mkfs.ext4"],
+  async () => {
+    await using dir = await tempDir();
+    const src = `${dir.path}/src`;
+    await Deno.mkdir(`${src}/d`, { recursive: true });
+    await Deno.writeTextFile(`${src}/d/..Xescape`, "x");
+    await Deno.writeTextFile(`${src}/d/ok`, "ok");
+    const img = `${dir.path}/slash.img`;
+    await runOk("mkfs.ext4", ["-q", "-F", "-O", "^metadata_csum", "-d", src, img, "8M"]);
+    // Turn the stored name "..Xescape" into "../escape".
+    const bytes = await Deno.readFile(img);
+    const needle = new TextEncoder().encode("..Xescape");
+    let hits = 0;
+    for (let i = 0; i + needle.length <= bytes.length; i++) {
+      if (needle.every((b, k) => bytes[i + k] === b)) {
+        bytes[i + 2] = 0x2f;
+        hits++;
+      }
+    }
+    assert.equal(hits, 1);
+    await Deno.writeFile(img, bytes);
+    await Deno.mkdir(`${dir.path}/out`);
+    const r = await runCli(["get", img, "/d", `${dir.path}/out/d`]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /name contains "\/" or NUL, not copied/);
+    assert.equal(await Deno.readTextFile(`${dir.path}/out/d/ok`), "ok");
+    await assert.rejects(Deno.stat(`${dir.path}/out/escape`));
+  },
+);
+
+testWith("get never follows what a duplicate name created", ["mkfs.ext4"], async () => {
+  await using dir = await tempDir();
+  const src = `${dir.path}/src`;
+  await Deno.mkdir(`${src}/d`, { recursive: true });
+  const victim = `${dir.path}/victim`;
+  await Deno.writeTextFile(victim, "keep");
+  await Deno.symlink(victim, `${src}/d/aaaa`);
+  await Deno.writeTextFile(`${src}/d/bbbb`, "overwrite!");
+  const img = `${dir.path}/dup.img`;
+  await runOk("mkfs.ext4", ["-q", "-F", "-O", "^metadata_csum", "-d", src, img, "8M"]);
+  // Rename "bbbb" to "aaaa": two entries with one name, the symlink first.
+  const bytes = await Deno.readFile(img);
+  const needle = new TextEncoder().encode("bbbb");
+  for (let i = 0; i + 4 <= bytes.length; i++) {
+    if (needle.every((b, k) => bytes[i + k] === b)) bytes.set(new TextEncoder().encode("aaaa"), i);
+  }
+  await Deno.writeFile(img, bytes);
+  const r = await runCli(["get", img, "/d", `${dir.path}/out`]);
+  // The second "aaaa" replaces the first (cp --remove-destination), never writes through it.
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await Deno.readTextFile(victim), "keep");
+  const st = await Deno.lstat(`${dir.path}/out/aaaa`);
+  assert.ok(st.isFile || st.isSymlink);
+  // A symlink already in DEST where a directory goes is not followed either.
+  const elsewhere = `${dir.path}/elsewhere`;
+  await Deno.mkdir(elsewhere);
+  await Deno.mkdir(`${dir.path}/out2`);
+  await Deno.symlink(elsewhere, `${dir.path}/out2/d`);
+  const r2 = await runCli(["get", img, "/d", `${dir.path}/out2`]);
+  assert.equal(r2.code, 1);
+  assert.deepEqual(await Array.fromAsync(Deno.readDir(elsewhere)), []);
 });

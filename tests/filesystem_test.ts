@@ -4,7 +4,7 @@
  * casefolded lookups.
  */
 import assert from "node:assert/strict";
-import { Errno, Ext4, Ext4Error, MemoryBlockDevice } from "../mod.ts";
+import { Errno, Ext4, Ext4Error, inodeLocation, MemoryBlockDevice } from "../mod.ts";
 import { makeImage, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 
 const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "debugfs"];
@@ -263,6 +263,85 @@ testWith(
       assert.equal(await fs.lookupIno(flat.ino, "entry-3000"), null);
       assert.equal(await fs.lookupIno(flat.ino, "entry-1"), byName.get("entry-1"));
       assert.equal((await fs.lookup(flat.ino, "..")).ino, 2);
+    } finally {
+      await fs.close();
+    }
+  },
+);
+
+testWith("cache invalidation sees changes made to the device", ["mkfs.ext4"], async () => {
+  await using dir = await tempDir();
+  const src = `${dir.path}/src`;
+  await Deno.mkdir(src);
+  await Deno.writeTextFile(`${src}/f`, "before");
+  const img = `${dir.path}/i.img`;
+  await runOk("mkfs.ext4", ["-q", "-F", "-O", "^metadata_csum", "-d", src, img, "8M"]);
+  const dev = new MemoryBlockDevice(await Deno.readFile(img));
+  const fs = await Ext4.open(dev);
+  const st = await fs.stat("/f");
+  assert.equal(dec.decode(await fs.readFile("/f")), "before");
+  // Change the mode in the inode record behind the caches' back.
+  const at = inodeLocation(fs.superblock, fs.groups, st.ino);
+  await dev.write(at, new Uint8Array([0xed, 0x81])); // 0o100755
+  assert.equal((await fs.stat("/f")).mode, st.mode, "cached until invalidated");
+  fs.invalidateBlock(Math.floor(at / fs.superblock.blockSize));
+  fs.invalidateInode(st.ino);
+  assert.equal((await fs.stat("/f")).mode, 0o100755);
+  await fs.close();
+});
+
+testWith("a 4 TiB hole file: positional reads work, readFile is refused, bad lengths are INVALID", [
+  "mkfs.ext4",
+  "debugfs",
+], async () => {
+  await using dir = await tempDir();
+  const img = `${dir.path}/s.img`;
+  await runOk("mkfs.ext4", ["-q", "-F", img, "16M"]);
+  await runOk("debugfs", ["-w", "-R", "write /dev/null f", img]);
+  await runOk("debugfs", ["-w", "-R", "sif /f size 0x40000000000", img]); // 4 TiB, all hole
+  const fs = await Ext4.open(img);
+  try {
+    const ino = (await fs.stat("/f")).ino;
+    const head = await fs.read(ino, 2 ** 41, 4096);
+    assert.deepEqual(head, new Uint8Array(4096));
+    assert.equal(await codeOf(fs.readFile("/f")), "INVALID");
+    assert.equal(await codeOf(fs.read(ino, 0, NaN)), "INVALID");
+  } finally {
+    await fs.close();
+  }
+});
+
+testWith(
+  "readDirFrom resumes after any cookie (inline and hash-indexed directories)",
+  NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const img = `${dir.path}/r.img`;
+    await makeImage(img, {
+      args: ["-b", "4096", "-O", "inline_data"],
+      size: "32M",
+      populate: async (m) => {
+        await Deno.mkdir(`${m}/small`);
+        for (const n of ["x", "yy", "zzz"]) await Deno.writeTextFile(`${m}/small/${n}`, "");
+        await Deno.mkdir(`${m}/large`);
+        for (let i = 0; i < 2000; i++) await Deno.writeTextFile(`${m}/large/entry-${i}`, "");
+      },
+    });
+    const fs = await Ext4.open(img);
+    try {
+      for (const name of ["/small", "/large"]) {
+        const ino = (await fs.stat(name)).ino;
+        const all: { name: string; offset: number }[] = [];
+        for await (const e of fs.readDirIno(ino)) all.push({ name: e.name, offset: e.offset });
+        assert.equal(new Set(all.map((e) => e.name)).size, all.length, `${name}: duplicates`);
+        assert.ok(all.some((e) => e.name === "..") && all.some((e) => e.name === "."));
+        const step = Math.max(1, Math.floor(all.length / 25));
+        for (let i = 0; i < all.length; i += step) {
+          const rest: string[] = [];
+          for await (const e of fs.readDirFrom(ino, all[i].offset)) rest.push(e.name);
+          assert.deepEqual(rest, all.slice(i + 1).map((e) => e.name), `${name} after #${i}`);
+        }
+      }
     } finally {
       await fs.close();
     }

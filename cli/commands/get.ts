@@ -1,6 +1,6 @@
 import type { Command } from "@commander-js/extra-typings";
 import type { Ext4 } from "../../ffi/open_filesystem.ts";
-import type { Ext4Stat } from "../../lib/filesystem.ts";
+import { compareBytes, type DirEntry, type Ext4Stat } from "../../lib/filesystem.ts";
 import { Ext4Error } from "../../lib/errors.ts";
 import { lchown, lsetxattr, mknod, setTimes } from "../../ffi/posix_meta.ts";
 import { ExitCode } from "../exit_codes.ts";
@@ -35,15 +35,44 @@ class CopyOut {
     warn(message);
   }
 
-  async copy(src: string, dest: string): Promise<void> {
-    for await (const { path, stat } of this.fs.walk(src)) {
-      const rel = path === src ? "" : path.slice(src.endsWith("/") ? src.length : src.length + 1);
-      const target = rel === "" ? dest : `${dest}/${rel}`;
+  /**
+   * Copies the tree at `src` (already resolved to `ino`) to `dest`, parents before children.
+   * A damaged entry or directory is reported and skipped, like cp does; the rest is copied.
+   */
+  async copy(src: string, ino: number, dest: string): Promise<void> {
+    const stack: { path: string; ino: number; dest: string }[] = [{ path: src, ino, dest }];
+    const seenDirs = new Set<number>();
+    while (stack.length > 0) {
+      const item = stack.pop()!;
+      let stat: Ext4Stat;
       try {
-        await this.copyOne(stat, target);
+        stat = await this.fs.getattr(item.ino);
+        await this.copyOne(stat, item.dest);
       } catch (e) {
-        if (e instanceof Ext4Error && e.code === "CORRUPT") throw e;
-        this.fail(`${path}: ${(e as Error).message}`);
+        this.fail(`${item.path}: ${(e as Error).message}`);
+        continue;
+      }
+      if (stat.type !== "dir" || seenDirs.has(item.ino)) continue;
+      seenDirs.add(item.ino);
+      const children: DirEntry[] = [];
+      try {
+        for await (const e of this.fs.readDirIno(item.ino)) {
+          if (e.name !== "." && e.name !== "..") children.push(e);
+        }
+      } catch (e) {
+        this.fail(`${item.path}: ${(e as Error).message}`);
+      }
+      children.sort((a, b) => compareBytes(a.nameBytes, b.nameBytes));
+      const prefix = item.path.endsWith("/") ? item.path : `${item.path}/`;
+      for (let i = children.length - 1; i >= 0; i--) {
+        const c = children[i];
+        // A name with "/" or NUL (a damaged or hostile image, or encrypted names) must not
+        // steer the copy outside DEST.
+        if (c.nameBytes.includes(0x2f) || c.nameBytes.includes(0)) {
+          this.fail(`${prefix}${c.name}: name contains "/" or NUL, not copied`);
+          continue;
+        }
+        stack.push({ path: prefix + c.name, ino: c.ino, dest: `${item.dest}/${c.name}` });
       }
     }
     // Directories last, deepest first, so filling them does not change their times.
@@ -59,6 +88,7 @@ class CopyOut {
 
   async copyOne(stat: Ext4Stat, dest: string): Promise<void> {
     await this.loadXattrs(stat.ino); // finish() is synchronous
+    if (stat.type !== "dir") replaceable(dest);
     if (stat.type !== "dir" && stat.nlink > 1) {
       const first = this.linked.get(stat.ino);
       if (first !== undefined) {
@@ -72,7 +102,11 @@ class CopyOut {
         try {
           Deno.mkdirSync(dest, { mode: 0o700 });
         } catch (e) {
-          if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+          // Merge into an existing real directory (lstat: a symlink there is never followed,
+          // it could lead outside DEST).
+          if (!(e instanceof Deno.errors.AlreadyExists) || !Deno.lstatSync(dest).isDirectory) {
+            throw e;
+          }
         }
         this.dirs.push({ dest, stat });
         return; // finished later
@@ -105,7 +139,8 @@ class CopyOut {
 
   async copyFile(stat: Ext4Stat, dest: string): Promise<void> {
     // Synchronous file calls: for many small files they cost a fraction of async ones.
-    const out = Deno.openSync(dest, { write: true, create: true, truncate: true, mode: 0o600 });
+    // createNew (O_EXCL): never write through something already there (a symlink).
+    const out = Deno.openSync(dest, { write: true, createNew: true, mode: 0o600 });
     try {
       // Copy only the data regions: holes stay holes in the copy.
       let pos = 0;
@@ -164,6 +199,22 @@ class CopyOut {
   }
 }
 
+/**
+ * Makes room for a non-directory at `dest` like `cp --remove-destination`: an existing file,
+ * symlink or node is unlinked (never followed); an existing directory is an error.
+ */
+function replaceable(dest: string): void {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.lstatSync(dest);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    throw e;
+  }
+  if (st.isDirectory) throw new Error("cannot overwrite a directory with a non-directory");
+  Deno.removeSync(dest);
+}
+
 async function exists(path: string): Promise<Deno.FileInfo | null> {
   try {
     return await Deno.stat(path);
@@ -198,7 +249,7 @@ export function registerGet(program: Command): void {
       runAction(async () => {
         const fs = await openImage(image, opts);
         try {
-          const top = await fs.lstat(path);
+          const ino = await fs.resolve(path, false); // fails before anything is created
           const info = await exists(dest);
           let target = dest;
           if (info?.isDirectory) {
@@ -206,11 +257,8 @@ export function registerGet(program: Command): void {
             // Copying "/" into an existing directory fills it.
             if (base !== undefined) target = `${dest.replace(/\/+$/, "")}/${base}`;
           }
-          if (top.type !== "dir" && info?.isDirectory === false && info !== null) {
-            await Deno.remove(target); // cp replaces an existing file
-          }
           const job = new CopyOut(fs);
-          await job.copy(path, target);
+          await job.copy(path, ino, target);
           if (job.failures > 0) return ExitCode.FAILURE;
         } finally {
           await fs.close();

@@ -1,7 +1,8 @@
 import type { Command } from "@commander-js/extra-typings";
 import { compareBytes, type DirEntry, type Ext4Stat } from "../../lib/filesystem.ts";
 import type { Ext4 } from "../../ffi/open_filesystem.ts";
-import { runAction, writeStdout } from "../output.ts";
+import { ExitCode } from "../exit_codes.ts";
+import { runAction, warn, writeStdout } from "../output.ts";
 import { formatTime, modeString, openImage, parseOffset, statJson } from "../reader_common.ts";
 
 interface Item {
@@ -15,18 +16,31 @@ function join(dir: string, name: string): string {
   return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
 }
 
-async function entriesOf(fs: Ext4, dir: string): Promise<Item[]> {
+/** The sorted entries of `dir`; a damaged entry is reported (`onError`) and left out. */
+async function entriesOf(
+  fs: Ext4,
+  dir: string,
+  onError: (message: string) => void,
+): Promise<Item[]> {
   const list: DirEntry[] = [];
-  for await (const e of fs.readDir(dir)) list.push(e);
+  try {
+    for await (const e of fs.readDir(dir)) list.push(e);
+  } catch (e) {
+    onError(`${dir}: ${(e as Error).message}`);
+  }
   list.sort((a, b) => compareBytes(a.nameBytes, b.nameBytes));
   const out: Item[] = [];
   for (const e of list) {
     const path = join(dir, e.name);
-    const stat = await fs.getattr(e.ino);
-    const target = stat.type === "symlink"
-      ? new TextDecoder().decode(await fs.readLinkIno(e.ino))
-      : undefined;
-    out.push({ name: e.name, path, stat, target });
+    try {
+      const stat = await fs.getattr(e.ino);
+      const target = stat.type === "symlink"
+        ? new TextDecoder().decode(await fs.readLinkIno(e.ino))
+        : undefined;
+      out.push({ name: e.name, path, stat, target });
+    } catch (err) {
+      onError(`${path}: ${(err as Error).message}`);
+    }
   }
   return out;
 }
@@ -66,8 +80,11 @@ export function registerLs(program: Command): void {
       runAction(async () => {
         const fs = await openImage(image, opts);
         try {
-          const top = await fs.stat(path);
+          // Like ls: a symlink to a directory is listed as the link itself with -l.
+          const self = await fs.lstat(path);
+          const top = self.type === "symlink" && opts.long ? self : await fs.stat(path);
           const json: Record<string, unknown>[] = [];
+          let failures = 0; // damaged entries, reported and skipped like ls does
           const emit = async (text: string) => {
             if (!opts.json) await writeStdout(text);
           };
@@ -88,7 +105,10 @@ export function registerLs(program: Command): void {
             let first = true;
             while (queue.length > 0) {
               const dir = queue.shift()!;
-              const items = await entriesOf(fs, dir);
+              const items = await entriesOf(fs, dir, (m) => {
+                failures++;
+                warn(m);
+              });
               if (opts.recursive) await emit(`${first ? "" : "\n"}${dir}:\n`);
               first = false;
               let text = "";
@@ -106,6 +126,7 @@ export function registerLs(program: Command): void {
             }
           }
           if (opts.json) await writeStdout(JSON.stringify(json, null, 1) + "\n");
+          if (failures > 0) return ExitCode.FAILURE;
         } finally {
           await fs.close();
         }
