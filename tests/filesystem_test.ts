@@ -117,20 +117,39 @@ testWith("paths, symlinks, errors, cookies, streaming, seek, huge files", NEEDS,
   }
 });
 
-testWith("a journal needing recovery is refused unless allowDirtyJournal", NEEDS, async () => {
-  await using dir = await tempDir();
-  const img = `${dir.path}/j.img`;
-  await makeImage(img, { size: "16M" });
-  await runOk("debugfs", ["-w", "-R", "feature needs_recovery", img]);
-  const bytes = await Deno.readFile(img);
-  const err = await Ext4.open(new MemoryBlockDevice(bytes)).catch((e) => e);
-  assert.ok(err instanceof Ext4Error);
-  assert.equal(err.code, "NEEDS_RECOVERY");
-  assert.match(err.message, /needs journal recovery/);
-  const fs = await Ext4.open(new MemoryBlockDevice(bytes), { allowDirtyJournal: true });
-  assert.equal((await fs.stat("/")).type, "dir");
-  await fs.close();
-});
+testWith(
+  "a journal needing recovery: replayed in memory by default, refused or read raw on request",
+  NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const img = `${dir.path}/j.img`;
+    await makeImage(img, { size: "16M" });
+    await runOk("debugfs", ["-w", "-R", "feature needs_recovery", img]);
+    const bytes = await Deno.readFile(img);
+    const err = await Ext4.open(new MemoryBlockDevice(bytes), { recovery: "refuse" }).catch((e) =>
+      e
+    );
+    assert.ok(err instanceof Ext4Error);
+    assert.equal(err.code, "NEEDS_RECOVERY");
+    assert.match(err.message, /needs journal recovery/);
+    for (const options of [{}, { allowDirtyJournal: true }, { recovery: "none" as const }]) {
+      const notices: string[] = [];
+      const copy = bytes.slice();
+      const fs = await Ext4.open(new MemoryBlockDevice(copy), {
+        ...options,
+        onNotice: (m) => notices.push(m),
+      });
+      assert.equal((await fs.stat("/")).type, "dir");
+      await fs.close();
+      assert.equal(notices.length, 1);
+      assert.match(
+        notices[0],
+        Object.keys(options).length ? /unreplayed state/ : /replayed in memory/,
+      );
+      assert.deepEqual(copy, bytes, "opening never writes");
+    }
+  },
+);
 
 testWith(
   "an unsupported incompat feature is refused with the reason",
