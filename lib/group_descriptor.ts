@@ -68,7 +68,9 @@ export function groupFirstBlock(sb: Superblock, group: number): number {
  */
 export function descriptorBlockLocation(sb: Superblock, index: number): number {
   const metaBg = (sb.incompat & Incompat.META_BG) !== 0;
-  if (!metaBg || index < sb.firstMetaBg) return sb.firstDataBlock + 1 + index;
+  // bigalloc on 1 KiB blocks has first_data_block 0, yet the superblock is still block 1.
+  const superBlock = sb.firstDataBlock === 0 && sb.blockSize === 1024 ? 1 : sb.firstDataBlock;
+  if (!metaBg || index < sb.firstMetaBg) return superBlock + 1 + index;
   const perBlock = sb.blockSize / sb.descSize;
   const group = perBlock * index;
   const hasSuper = groupHasSuperblock(sb, group) ? 1 : 0;
