@@ -63,5 +63,42 @@ export {
 // ---- journal (jbd2) ----
 
 // ---- writing ----
+export {
+  BlockCache,
+  type BlockCacheOptions,
+  type CommitBatch,
+  type CommitSink,
+  type DataWrite,
+  InPlaceCommitSink,
+  type MetadataWrite,
+  Transaction,
+  type TransactionState,
+} from "./lib/transaction.ts";
+export { WriteLogDevice, type WriteLogEntry } from "./lib/write_log_device.ts";
+export {
+  blockBitmapChecksum,
+  blocksInGroup,
+  initialBlockBitmap,
+  initialInodeBitmap,
+  inodeBitmapChecksum,
+  readBlockBitmap,
+  readInodeBitmap,
+} from "./lib/bitmap.ts";
+export {
+  type AllocateBlocksOptions,
+  type AllocateInodeOptions,
+  Allocator,
+  assertWritable,
+  type Extent,
+} from "./lib/alloc.ts";
+export {
+  decodeInode,
+  encodeInode,
+  type InodeFields,
+  InodeFlags,
+  type InodeTime,
+  writeInode,
+} from "./lib/inode_write.ts";
+export { buildExtentTree, type BuiltExtentTree, type FileExtent } from "./lib/extent_write.ts";
 
 export { VERSION } from "./lib/version.ts";
