@@ -4,7 +4,7 @@ import { Allocator, type Extent } from "../lib/alloc.ts";
 import { blocksInGroup, countZeros, readBlockBitmap, readInodeBitmap } from "../lib/bitmap.ts";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { CorruptError, type Ext4Error } from "../lib/errors.ts";
-import { groupFirstBlock, readGroupDescriptors } from "../lib/group_descriptor.ts";
+import { groupFirstBlock, GroupFlags, readGroupDescriptors } from "../lib/group_descriptor.ts";
 import { readSuperblock } from "../lib/superblock.ts";
 import { BlockCache, type Transaction } from "../lib/transaction.ts";
 import { WriteLogDevice } from "../lib/write_log_device.ts";
@@ -500,3 +500,59 @@ testWith(
     }
   },
 );
+
+testWith(
+  "inode records coming into use in a table not yet zeroed are zeroed; itable_unused follows",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const image = await mkfsImage(dir.path, LAYOUTS[2]);
+    const fs = await loadFs(image);
+    const { sb, gdt } = fs;
+    const g = gdt.descriptors.findIndex((gd) =>
+      (gd.flags & GroupFlags.INODE_UNINIT) && !(gd.flags & GroupFlags.ITABLE_ZEROED) &&
+      gd.freeBlocksCount > 0
+    );
+    assert.ok(g > 0, "mkfs with lazy_itable_init leaves groups whose table is not zeroed");
+    // Garbage in the table, as a device that was never zeroed could hold.
+    const table = gdt.get(g).inodeTable * sb.blockSize;
+    fs.dev.bytes.fill(0xff, table, table + sb.inodeTableBlocksPerGroup * sb.blockSize);
+    const tx = fs.cache.begin();
+    const inos: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      inos.push(
+        await fs.alloc.allocateInode(tx, { dir: false, parentGroup: g }),
+      );
+    }
+    assert.deepEqual(inos, [1, 2, 3].map((i) => g * sb.inodesPerGroup + i));
+    assert.equal(gdt.get(g).itableUnused, sb.inodesPerGroup - 3);
+    await tx.commit();
+    for (let i = 0; i < 3 * sb.inodeSize; i++) assert.equal(fs.dev.bytes[table + i], 0);
+    assert.equal(
+      fs.dev.bytes[table + 3 * sb.inodeSize],
+      0xff,
+      "records beyond the used ones untouched",
+    );
+    const r = parseFsck((await fsck(dir.path, fs.dev.bytes)).output);
+    assert.deepEqual(r.other, []);
+    assert.deepEqual(r.inodeMinus.sort((a, b) => a - b), inos);
+  },
+);
+
+testWith("only the primary descriptor table and superblock are written", IMAGE_TOOLS, async () => {
+  await using dir = await tempDir();
+  const image = await mkfsImage(dir.path, LAYOUTS[2]);
+  const fs = await loadFs(image);
+  const tx = fs.cache.begin();
+  const got = await fs.alloc.allocateBlocks(tx, 0, 10);
+  await tx.commit();
+  // Group 1 holds a superblock and descriptor backup (sparse_super): unchanged.
+  const bs = fs.sb.blockSize;
+  const g1 = groupFirstBlock(fs.sb, 1) * bs;
+  assert.deepEqual(fs.dev.bytes.subarray(g1, g1 + 2 * bs), image.subarray(g1, g1 + 2 * bs));
+  const tx2 = fs.cache.begin();
+  for (const e of got) await fs.alloc.freeBlocks(tx2, e.start, e.length);
+  await tx2.commit();
+  const clean = await fsck(dir.path, fs.dev.bytes);
+  assert.equal(clean.code, 0, clean.output);
+});
