@@ -100,5 +100,6 @@ export {
   writeInode,
 } from "./lib/inode_write.ts";
 export { buildExtentTree, type BuiltExtentTree, type FileExtent } from "./lib/extent_write.ts";
+export { blockMapPath, buildBlockMap, type BuiltBlockMap } from "./lib/blockmap_write.ts";
 
 export { VERSION } from "./lib/version.ts";
