@@ -101,5 +101,6 @@ export {
 } from "./lib/inode_write.ts";
 export { buildExtentTree, type BuiltExtentTree, type FileExtent } from "./lib/extent_write.ts";
 export { blockMapPath, buildBlockMap, type BuiltBlockMap } from "./lib/blockmap_write.ts";
+export { type NewFileData, type NewFileDataOptions, writeNewFileData } from "./lib/file_write.ts";
 
 export { VERSION } from "./lib/version.ts";
