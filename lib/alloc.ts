@@ -44,6 +44,11 @@ export interface Extent {
 export interface AllocateBlocksOptions {
   /** Look for one run of the whole count first (file data); else take free runs in order. */
   contiguousPreferred?: boolean;
+  /**
+   * Leave the superblock's reserved blocks (`s_r_blocks_count`) free, as the kernel does for
+   * users other than root and the reserved uid/gid. Default false (root).
+   */
+  keepReserved?: boolean;
 }
 
 /** Options for {@link Allocator.allocateInode}. */
@@ -162,8 +167,14 @@ export class Allocator {
       throw new Ext4Error("INVALID", `cannot allocate ${count} blocks`);
     }
     const free = this.freeBlockCount;
-    if (count > free) {
-      throw new Ext4Error("NO_SPACE", `no space left: ${count} blocks wanted, ${free} free`);
+    const usable = options.keepReserved ? free - this.sb.reservedBlocksCount : free;
+    if (count > usable) {
+      throw new Ext4Error(
+        "NO_SPACE",
+        `no space left: ${count} blocks wanted, ${Math.max(0, usable)} free${
+          options.keepReserved ? " outside the reserved blocks" : ""
+        }`,
+      );
     }
     const sb = this.sb;
     const groups = sb.groupCount;

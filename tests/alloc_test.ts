@@ -556,3 +556,24 @@ testWith("only the primary descriptor table and superblock are written", IMAGE_T
   const clean = await fsck(dir.path, fs.dev.bytes);
   assert.equal(clean.code, 0, clean.output);
 });
+
+testWith(
+  "reserved blocks: kept free when asked, usable by default (root)",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[2]));
+    const reserved = fs.sb.reservedBlocksCount;
+    assert.ok(reserved > 0);
+    const tx = fs.cache.begin();
+    const free = fs.alloc.freeBlockCount;
+    await fs.alloc.allocateBlocks(tx, 0, free - reserved, { keepReserved: true });
+    await assert.rejects(
+      () => fs.alloc.allocateBlocks(tx, 0, 1, { keepReserved: true }),
+      (e: Ext4Error) => e.code === "NO_SPACE" && /reserved/.test(e.message),
+    );
+    await fs.alloc.allocateBlocks(tx, 0, reserved);
+    assert.equal(fs.alloc.freeBlockCount, 0);
+    tx.abort();
+  },
+);
