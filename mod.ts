@@ -102,5 +102,13 @@ export {
 export { buildExtentTree, type BuiltExtentTree, type FileExtent } from "./lib/extent_write.ts";
 export { blockMapPath, buildBlockMap, type BuiltBlockMap } from "./lib/blockmap_write.ts";
 export { type NewFileData, type NewFileDataOptions, writeNewFileData } from "./lib/file_write.ts";
+export {
+  DirFileType,
+  fileTypeOfMode,
+  insertDirEntry,
+  newDirectoryBlock,
+  removeDirEntry,
+  setDirBlockChecksum,
+} from "./lib/dir_write.ts";
 
 export { VERSION } from "./lib/version.ts";
