@@ -110,5 +110,13 @@ export {
   removeDirEntry,
   setDirBlockChecksum,
 } from "./lib/dir_write.ts";
+export { type FileMap, readFileMap, rewriteFileMap } from "./lib/file_map.ts";
+export {
+  fallocateRange,
+  type FileContext,
+  punchHole,
+  truncateFile,
+  writeFileRange,
+} from "./lib/file_update.ts";
 
 export { VERSION } from "./lib/version.ts";
