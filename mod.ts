@@ -118,5 +118,6 @@ export {
   truncateFile,
   writeFileRange,
 } from "./lib/file_update.ts";
+export { decodeDeviceBlock, deviceBlock, symlinkData } from "./lib/special_write.ts";
 
 export { VERSION } from "./lib/version.ts";
