@@ -119,5 +119,13 @@ export {
   writeFileRange,
 } from "./lib/file_update.ts";
 export { decodeDeviceBlock, deviceBlock, symlinkData } from "./lib/special_write.ts";
+export {
+  aclFromDisk,
+  aclToDisk,
+  readXattrs,
+  setXattr,
+  type SetXattrOptions,
+  type Xattr,
+} from "./lib/xattr_write.ts";
 
 export { VERSION } from "./lib/version.ts";
