@@ -127,5 +127,6 @@ export {
   type SetXattrOptions,
   type Xattr,
 } from "./lib/xattr_write.ts";
+export { addOrphan, listOrphans, removeOrphan } from "./lib/orphan_write.ts";
 
 export { VERSION } from "./lib/version.ts";
