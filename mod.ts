@@ -128,5 +128,21 @@ export {
   type Xattr,
 } from "./lib/xattr_write.ts";
 export { addOrphan, listOrphans, removeOrphan } from "./lib/orphan_write.ts";
+export {
+  addEntry,
+  createFile,
+  createSymlink,
+  linkInode,
+  lookupEntry,
+  makeDirectory,
+  makeNode,
+  type NamespaceContext,
+  newInode,
+  type NewInodeOptions,
+  releaseInode,
+  removeDirectory,
+  removeEntry,
+  unlinkEntry,
+} from "./lib/namespace_write.ts";
 
 export { VERSION } from "./lib/version.ts";

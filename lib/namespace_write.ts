@@ -1,0 +1,556 @@
+/**
+ * Namespace operations at inode level, composed from the write path's parts: new inodes,
+ * directory entries in linear directories (growing by a block when full), mkdir, create,
+ * symlink, mknod, link, unlink and rmdir, and releasing an inode's blocks and attributes.
+ * Path resolution and htree directories are not here: callers pass directory inode numbers,
+ * and directories with an htree index (INDEX flag) are refused until dx writing exists.
+ *
+ * @module
+ */
+
+import type { Allocator } from "./alloc.ts";
+import {
+  DirFileType,
+  emptyDirBlock,
+  fileTypeOfMode,
+  insertDirEntry,
+  newDirectoryBlock,
+  parseDirBlock,
+  removeDirEntry,
+  setDirBlockChecksum,
+} from "./dir_write.ts";
+import { CorruptError, Ext4Error } from "./errors.ts";
+import { emptyExtentRoot } from "./extent_write.ts";
+import { Incompat, RoCompat } from "./features.ts";
+import { insertExtents, readFileMap, rewriteFileMap } from "./file_map.ts";
+import { writeNewFileData } from "./file_write.ts";
+import type { GroupDescriptorTable } from "./group_descriptor.ts";
+import {
+  decodeInode,
+  encodeInode,
+  type InodeFields,
+  InodeFlags,
+  type InodeTime,
+  readInodeRaw,
+  writeInode,
+} from "./inode_write.ts";
+import { deviceBlock, symlinkData } from "./special_write.ts";
+import { xattrBlockChecksum } from "./xattr_write.ts";
+import type { Superblock } from "./superblock.ts";
+import type { Transaction } from "./transaction.ts";
+
+/** Everything a namespace operation needs. */
+export interface NamespaceContext {
+  tx: Transaction;
+  alloc: Allocator;
+  sb: Superblock;
+  gdt: GroupDescriptorTable;
+  /** Time stamped on what changes (default: now). */
+  now?: InodeTime;
+}
+
+/** Owner and permissions of a new inode. */
+export interface NewInodeOptions {
+  /** Permission bits (and setuid/setgid/sticky); the type comes from the operation. */
+  perm: number;
+  uid?: number;
+  gid?: number;
+}
+
+/** Largest link count; beyond it dir_nlink directories count 1. */
+const LINK_MAX = 65000;
+const ROOT_INO = 2;
+
+function now(ctx: NamespaceContext): InodeTime {
+  if (ctx.now) return ctx.now;
+  const ms = Date.now();
+  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
+}
+
+async function load(
+  ctx: NamespaceContext,
+  ino: number,
+): Promise<{ raw: Uint8Array; f: InodeFields }> {
+  const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
+  return { raw, f: decodeInode(ctx.sb, raw) };
+}
+
+async function store(
+  ctx: NamespaceContext,
+  ino: number,
+  raw: Uint8Array,
+  f: InodeFields,
+): Promise<void> {
+  await writeInode(ctx.tx, ctx.sb, ctx.gdt, ino, encodeInode(ctx.sb, ino, f, raw));
+}
+
+function isDir(f: InodeFields): boolean {
+  return (f.mode & 0o170000) === 0o040000;
+}
+
+function nameBytes(name: string | Uint8Array): Uint8Array {
+  return typeof name === "string" ? new TextEncoder().encode(name) : name;
+}
+
+async function loadDir(ctx: NamespaceContext, dirIno: number) {
+  const d = await load(ctx, dirIno);
+  if (!isDir(d.f)) throw new Ext4Error("NOT_DIRECTORY", `inode ${dirIno} is not a directory`);
+  if (d.f.flags & InodeFlags.INDEX) {
+    throw new Ext4Error("UNSUPPORTED", `directory ${dirIno} has an htree index, not written yet`);
+  }
+  if (d.f.flags & InodeFlags.INLINE_DATA) {
+    throw new Ext4Error("UNSUPPORTED", `directory ${dirIno} has inline data, not written yet`);
+  }
+  const map = await readFileMap(ctx.tx, ctx.sb, dirIno, d.f);
+  return { ...d, map };
+}
+
+/** Looks `name` up in a linear directory: its inode, or 0. */
+export async function lookupEntry(
+  ctx: NamespaceContext,
+  dirIno: number,
+  name: string | Uint8Array,
+): Promise<number> {
+  const n = nameBytes(name);
+  const { map } = await loadDir(ctx, dirIno);
+  for (const e of map.extents) {
+    for (let i = 0; i < e.length; i++) {
+      const block = await ctx.tx.read(e.physical + i);
+      for (const x of parseDirBlock(ctx.sb, block, `directory ${dirIno} block ${e.logical + i}`)) {
+        if (x.ino !== 0 && x.name.length === n.length && x.name.every((b, k) => b === n[k])) {
+          return x.ino;
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+/**
+ * Allocates and writes a new inode of `mode` (type and permissions): zero size, one link
+ * (two for a directory, set by the caller's entries), an empty extent root for files and
+ * directories where the filesystem has extents.
+ */
+export async function newInode(
+  ctx: NamespaceContext,
+  parentIno: number,
+  mode: number,
+  options: NewInodeOptions,
+  contents: Partial<Pick<InodeFields, "size" | "blocks512" | "flags" | "block">> = {},
+): Promise<{ ino: number; fields: InodeFields }> {
+  const { sb, alloc } = ctx;
+  const dir = (mode & 0o170000) === 0o040000;
+  const ino = await alloc.allocateInode(ctx.tx, {
+    dir,
+    parentGroup: alloc.groupOfInode(parentIno),
+    topLevel: parentIno === ROOT_INO,
+  });
+  const t = now(ctx);
+  const extents = (sb.incompat & Incompat.EXTENTS) !== 0;
+  const regOrDir = dir || (mode & 0o170000) === 0o100000;
+  const fields: InodeFields = {
+    mode,
+    uid: options.uid ?? 0,
+    gid: options.gid ?? 0,
+    size: 0,
+    linksCount: 1,
+    blocks512: 0,
+    flags: extents && regOrDir ? InodeFlags.EXTENTS : 0,
+    generation: crypto.getRandomValues(new Uint32Array(1))[0],
+    atime: t,
+    ctime: t,
+    mtime: t,
+    crtime: t,
+    dtime: 0,
+    fileAcl: 0,
+    block: extents && regOrDir ? emptyExtentRoot() : new Uint8Array(60),
+    version: 0,
+    projid: 0,
+    ...contents,
+  };
+  await writeInode(ctx.tx, sb, ctx.gdt, ino, encodeInode(sb, ino, fields));
+  return { ino, fields };
+}
+
+/**
+ * Adds entry `name` → `ino` to directory `dirIno`: in the first block with room, else in a
+ * new block appended to the directory. EXISTS if the name is taken.
+ */
+export async function addEntry(
+  ctx: NamespaceContext,
+  dirIno: number,
+  name: string | Uint8Array,
+  ino: number,
+  type: number,
+): Promise<void> {
+  const { sb, tx } = ctx;
+  const n = nameBytes(name);
+  if (await lookupEntry(ctx, dirIno, n)) {
+    throw new Ext4Error("EXISTS", `${new TextDecoder().decode(n)} exists in directory ${dirIno}`);
+  }
+  const d = await loadDir(ctx, dirIno);
+  const entry = { ino, name: n, type: (sb.incompat & Incompat.FILETYPE) ? type : 0 };
+  for (const e of d.map.extents) {
+    for (let i = 0; i < e.length; i++) {
+      const block = await tx.getWritable(e.physical + i);
+      if (insertDirEntry(sb, block, entry)) {
+        setDirBlockChecksum(sb, dirIno, d.f.generation, block);
+        return await touch(ctx, dirIno, d.raw, d.f);
+      }
+    }
+  }
+  // Grow by one block.
+  const nblocks = Math.ceil(d.f.size / sb.blockSize);
+  const last = d.map.extents.at(-1);
+  const [got] = await ctx.alloc.allocateBlocks(tx, last ? last.physical + last.length : 0, 1);
+  const img = tx.newBlock(got.start);
+  img.set(emptyDirBlock(sb));
+  insertDirEntry(sb, img, entry);
+  setDirBlockChecksum(sb, dirIno, d.f.generation, img);
+  const extents = insertExtents(d.map.extents, [{
+    logical: nblocks,
+    physical: got.start,
+    length: 1,
+  }]);
+  const rebuilt = await rewriteFileMap(tx, ctx.alloc, sb, {
+    ino: dirIno,
+    generation: d.f.generation,
+    old: d.map,
+    extents,
+  });
+  const per = sb.blockSize / 512;
+  const blocks512 = d.f.blocks512 + per + (rebuilt.mapBlocks - d.map.mapBlocks.length) * per;
+  await touch(ctx, dirIno, d.raw, {
+    ...d.f,
+    size: (nblocks + 1) * sb.blockSize,
+    block: rebuilt.iBlock,
+    blocks512,
+  });
+}
+
+async function touch(
+  ctx: NamespaceContext,
+  ino: number,
+  raw: Uint8Array,
+  f: InodeFields,
+): Promise<void> {
+  const t = now(ctx);
+  await store(ctx, ino, raw, { ...f, mtime: t, ctime: t });
+}
+
+/** Removes entry `name` from directory `dirIno`; returns its inode (NOT_FOUND if absent). */
+export async function removeEntry(
+  ctx: NamespaceContext,
+  dirIno: number,
+  name: string | Uint8Array,
+): Promise<number> {
+  const n = nameBytes(name);
+  const d = await loadDir(ctx, dirIno);
+  for (const e of d.map.extents) {
+    for (let i = 0; i < e.length; i++) {
+      const cur = await ctx.tx.read(e.physical + i);
+      const has = parseDirBlock(ctx.sb, cur).some((x) =>
+        x.ino !== 0 && x.name.length === n.length && x.name.every((b, k) => b === n[k])
+      );
+      if (!has) continue;
+      const block = await ctx.tx.getWritable(e.physical + i);
+      const ino = removeDirEntry(ctx.sb, block, n);
+      setDirBlockChecksum(ctx.sb, dirIno, d.f.generation, block);
+      await touch(ctx, dirIno, d.raw, d.f);
+      return ino;
+    }
+  }
+  throw new Ext4Error("NOT_FOUND", `${new TextDecoder().decode(n)} not in directory ${dirIno}`);
+}
+
+/** Throws before any change when `name` is taken in `parent` (or `parent` is unusable). */
+async function checkFree(ctx: NamespaceContext, parent: number, name: string | Uint8Array) {
+  const n = nameBytes(name);
+  if (n.length === 0 || n.length > 255) throw new Ext4Error("NAME_TOO_LONG", "bad name length");
+  if (await lookupEntry(ctx, parent, n)) {
+    throw new Ext4Error("EXISTS", `${new TextDecoder().decode(n)} exists in directory ${parent}`);
+  }
+}
+
+async function changeLinks(
+  ctx: NamespaceContext,
+  ino: number,
+  delta: number,
+): Promise<InodeFields> {
+  const { raw, f } = await load(ctx, ino);
+  let links = f.linksCount + delta;
+  if (isDir(f)) {
+    // dir_nlink: a directory with too many subdirectories counts 1.
+    if (f.linksCount === 1 && delta !== 0) links = 1;
+    else if (links >= LINK_MAX) {
+      if (!(ctx.sb.roCompat & RoCompat.DIR_NLINK)) {
+        throw new Ext4Error("TOO_MANY_LINKS", `directory ${ino} has too many subdirectories`);
+      }
+      links = 1;
+    }
+  } else if (links > LINK_MAX) {
+    throw new Ext4Error("TOO_MANY_LINKS", `inode ${ino} has too many links`);
+  }
+  const t = now(ctx);
+  const updated = { ...f, linksCount: Math.max(0, links), ctime: t };
+  await store(ctx, ino, raw, updated);
+  return updated;
+}
+
+/** Creates directory `name` in `parent`; returns its inode. */
+export async function makeDirectory(
+  ctx: NamespaceContext,
+  parent: number,
+  name: string | Uint8Array,
+  options: NewInodeOptions,
+): Promise<number> {
+  const { sb, tx } = ctx;
+  await checkFree(ctx, parent, name);
+  try {
+    const { ino, fields } = await newInode(
+      ctx,
+      parent,
+      0o040000 | (options.perm & 0o7777),
+      options,
+    );
+    const [blk] = await ctx.alloc.allocateBlocks(tx, 0, 1);
+    const img = tx.newBlock(blk.start);
+    img.set(newDirectoryBlock(sb, ino, parent));
+    setDirBlockChecksum(sb, ino, fields.generation, img);
+    const raw = await readInodeRaw(tx, sb, ctx.gdt, ino);
+    const map = await readFileMap(tx, sb, ino, fields);
+    const rebuilt = await rewriteFileMap(tx, ctx.alloc, sb, {
+      ino,
+      generation: fields.generation,
+      old: map,
+      extents: [{ logical: 0, physical: blk.start, length: 1 }],
+    });
+    await store(ctx, ino, raw, {
+      ...fields,
+      linksCount: 2,
+      size: sb.blockSize,
+      block: rebuilt.iBlock,
+      blocks512: (1 + rebuilt.mapBlocks) * (sb.blockSize / 512),
+    });
+    await addEntry(ctx, parent, name, ino, DirFileType.DIR);
+    await changeLinks(ctx, parent, 1);
+    return ino;
+  } catch (e) {
+    tx.abort();
+    throw e;
+  }
+}
+
+/** Creates a regular file `name` in `parent` holding `data`; returns its inode. */
+export async function createFile(
+  ctx: NamespaceContext,
+  parent: number,
+  name: string | Uint8Array,
+  data: Uint8Array,
+  options: NewInodeOptions & { sparse?: boolean },
+): Promise<number> {
+  await checkFree(ctx, parent, name);
+  try {
+    const { ino, fields } = await newInode(
+      ctx,
+      parent,
+      0o100000 | (options.perm & 0o7777),
+      options,
+    );
+    if (data.length > 0) {
+      const file = await writeNewFileData(ctx.tx, ctx.alloc, ctx.sb, {
+        ino,
+        generation: fields.generation,
+        data,
+        sparse: options.sparse,
+      });
+      const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
+      await store(ctx, ino, raw, {
+        ...fields,
+        size: data.length,
+        flags: (fields.flags & ~InodeFlags.EXTENTS) | file.flags,
+        block: file.iBlock,
+        blocks512: file.blocks512,
+      });
+    }
+    await addEntry(ctx, parent, name, ino, DirFileType.REG);
+    return ino;
+  } catch (e) {
+    ctx.tx.abort();
+    throw e;
+  }
+}
+
+/** Creates symlink `name` → `target` in `parent`; returns its inode. */
+export async function createSymlink(
+  ctx: NamespaceContext,
+  parent: number,
+  name: string | Uint8Array,
+  target: string | Uint8Array,
+  options: Partial<NewInodeOptions> = {},
+): Promise<number> {
+  const t = nameBytes(target);
+  await checkFree(ctx, parent, name);
+  try {
+    const { ino, fields } = await newInode(ctx, parent, 0o120777, { perm: 0o777, ...options });
+    const d = await symlinkData(ctx.tx, ctx.alloc, ctx.sb, {
+      ino,
+      generation: fields.generation,
+      target: t,
+    });
+    const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
+    await store(ctx, ino, raw, {
+      ...fields,
+      size: t.length,
+      flags: d.flags,
+      block: d.iBlock,
+      blocks512: d.blocks512,
+    });
+    await addEntry(ctx, parent, name, ino, DirFileType.SYMLINK);
+    return ino;
+  } catch (e) {
+    ctx.tx.abort();
+    throw e;
+  }
+}
+
+/** Creates a device, FIFO or socket node (`mode` carries the type). */
+export async function makeNode(
+  ctx: NamespaceContext,
+  parent: number,
+  name: string | Uint8Array,
+  mode: number,
+  options: NewInodeOptions & { major?: number; minor?: number },
+): Promise<number> {
+  const type = mode & 0o170000;
+  if (![0o020000, 0o060000, 0o010000, 0o140000].includes(type)) {
+    throw new Ext4Error("INVALID", `mknod of mode 0${mode.toString(8)}`);
+  }
+  await checkFree(ctx, parent, name);
+  try {
+    const device = type === 0o020000 || type === 0o060000;
+    const { ino } = await newInode(ctx, parent, type | (options.perm & 0o7777), options, {
+      block: device ? deviceBlock(options.major ?? 0, options.minor ?? 0) : new Uint8Array(60),
+    });
+    await addEntry(ctx, parent, name, ino, fileTypeOfMode(mode));
+    return ino;
+  } catch (e) {
+    ctx.tx.abort();
+    throw e;
+  }
+}
+
+/** Adds hard link `name` in `parent` to the non-directory `ino`. */
+export async function linkInode(
+  ctx: NamespaceContext,
+  parent: number,
+  name: string | Uint8Array,
+  ino: number,
+): Promise<void> {
+  const { f } = await load(ctx, ino);
+  if (isDir(f)) throw new Ext4Error("PERMISSION", "hard links to directories are not allowed");
+  if (f.linksCount === 0) throw new Ext4Error("NOT_FOUND", `inode ${ino} is deleted`);
+  await checkFree(ctx, parent, name);
+  try {
+    await changeLinks(ctx, ino, 1);
+    await addEntry(ctx, parent, name, ino, fileTypeOfMode(f.mode));
+  } catch (e) {
+    ctx.tx.abort();
+    throw e;
+  }
+}
+
+/**
+ * Frees everything inode `ino` holds (data or directory blocks and mapping, its xattr block
+ * unless shared) and the inode itself; marks it deleted (dtime, no links).
+ */
+export async function releaseInode(ctx: NamespaceContext, ino: number): Promise<void> {
+  const { sb, tx, alloc } = ctx;
+  const { raw, f } = await load(ctx, ino);
+  const fastLink = (f.mode & 0o170000) === 0o120000 &&
+    f.blocks512 === (f.fileAcl ? sb.blockSize / 512 : 0);
+  const special = [0o020000, 0o060000, 0o010000, 0o140000].includes(f.mode & 0o170000);
+  if (!fastLink && !special && !(f.flags & InodeFlags.INLINE_DATA)) {
+    const map = await readFileMap(tx, sb, ino, f);
+    for (const e of map.extents) {
+      await alloc.freeBlocks(tx, e.physical, e.length, { metadata: isDir(f) });
+    }
+    for (const b of map.mapBlocks) await alloc.freeBlocks(tx, b, 1, { metadata: true });
+  }
+  if (f.fileAcl) {
+    const img = await tx.getWritable(f.fileAcl);
+    const v = new DataView(img.buffer, img.byteOffset, img.byteLength);
+    const refs = v.getUint32(4, true);
+    if (refs > 1) {
+      v.setUint32(4, refs - 1, true);
+      if (sb.hasMetadataCsum) v.setUint32(16, xattrBlockChecksum(sb, f.fileAcl, img), true);
+    } else await alloc.freeBlocks(tx, f.fileAcl, 1, { metadata: true });
+  }
+  await alloc.freeInode(tx, ino, { dir: isDir(f) });
+  const t = now(ctx);
+  await store(ctx, ino, raw, {
+    ...f,
+    linksCount: 0,
+    dtime: Math.max(1, t.sec % 2 ** 32),
+    ctime: t,
+    size: 0,
+    blocks512: 0,
+    fileAcl: 0,
+    block: (f.flags & InodeFlags.EXTENTS) ? emptyExtentRoot() : new Uint8Array(60),
+  });
+}
+
+/**
+ * Removes entry `name` (not a directory) from `parent`; the inode is released when its last
+ * link goes (callers keeping it open put it on the orphan list instead).
+ */
+export async function unlinkEntry(
+  ctx: NamespaceContext,
+  parent: number,
+  name: string | Uint8Array,
+  options: { keepInode?: boolean } = {},
+): Promise<number> {
+  const ino = await lookupEntry(ctx, parent, name);
+  if (!ino) throw new Ext4Error("NOT_FOUND", "no such entry");
+  const { f } = await load(ctx, ino);
+  if (isDir(f)) throw new Ext4Error("IS_DIRECTORY", "unlink of a directory");
+  try {
+    await removeEntry(ctx, parent, name);
+    const after = await changeLinks(ctx, ino, -1);
+    if (after.linksCount === 0 && !options.keepInode) await releaseInode(ctx, ino);
+    return ino;
+  } catch (e) {
+    ctx.tx.abort();
+    throw e;
+  }
+}
+
+/** Removes the empty directory `name` from `parent`. */
+export async function removeDirectory(
+  ctx: NamespaceContext,
+  parent: number,
+  name: string | Uint8Array,
+): Promise<void> {
+  const ino = await lookupEntry(ctx, parent, name);
+  if (!ino) throw new Ext4Error("NOT_FOUND", "no such entry");
+  const d = await loadDir(ctx, ino);
+  for (const e of d.map.extents) {
+    for (let i = 0; i < e.length; i++) {
+      for (const x of parseDirBlock(ctx.sb, await ctx.tx.read(e.physical + i))) {
+        const dot = x.name.length > 0 && x.name.length <= 2 && x.name.every((c) => c === 0x2e);
+        if (x.ino !== 0 && !dot) throw new Ext4Error("NOT_EMPTY", "directory not empty");
+        if (x.ino !== 0 && x.name.length === 2 && dot && x.ino !== parent) {
+          throw new CorruptError(`directory ${ino}`, `'..' points to ${x.ino}, not ${parent}`);
+        }
+      }
+    }
+  }
+  try {
+    await removeEntry(ctx, parent, name);
+    await changeLinks(ctx, parent, -1);
+    await releaseInode(ctx, ino);
+  } catch (e) {
+    ctx.tx.abort();
+    throw e;
+  }
+}
