@@ -130,6 +130,7 @@ export {
 export { addOrphan, listOrphans, removeOrphan } from "./lib/orphan_write.ts";
 export {
   addEntry,
+  type AttributeChange,
   createFile,
   createSymlink,
   linkInode,
@@ -142,6 +143,9 @@ export {
   releaseInode,
   removeDirectory,
   removeEntry,
+  renameEntry,
+  type RenameOptions,
+  setAttributes,
   unlinkEntry,
 } from "./lib/namespace_write.ts";
 

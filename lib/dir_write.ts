@@ -250,6 +250,27 @@ export function removeDirEntry(sb: Superblock, block: Uint8Array, name: Uint8Arr
   return 0;
 }
 
+/**
+ * Points the live entry `name` at another inode (and file type) in place. Returns the inode
+ * it pointed to, or 0 if there is no such entry.
+ */
+export function retargetDirEntry(
+  sb: Superblock,
+  block: Uint8Array,
+  name: Uint8Array,
+  ino: number,
+  type: number,
+): number {
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  for (const e of parseDirBlock(sb, block)) {
+    if (e.ino === 0 || !sameName(e.name, name)) continue;
+    v.setUint32(e.offset, ino, true);
+    if (hasFiletype(sb)) block[e.offset + 7] = type;
+    return e.ino;
+  }
+  return 0;
+}
+
 function sameName(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;

@@ -17,6 +17,7 @@ import {
   newDirectoryBlock,
   parseDirBlock,
   removeDirEntry,
+  retargetDirEntry,
   setDirBlockChecksum,
 } from "./dir_write.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
@@ -553,4 +554,206 @@ export async function removeDirectory(
     ctx.tx.abort();
     throw e;
   }
+}
+
+/** Points entry `name` of directory `dirIno` at `ino` in place; returns the old inode. */
+async function retargetEntry(
+  ctx: NamespaceContext,
+  dirIno: number,
+  name: Uint8Array,
+  ino: number,
+  type: number,
+): Promise<number> {
+  const d = await loadDir(ctx, dirIno);
+  for (const e of d.map.extents) {
+    for (let i = 0; i < e.length; i++) {
+      const cur = await ctx.tx.read(e.physical + i);
+      const has = parseDirBlock(ctx.sb, cur).some((x) =>
+        x.ino !== 0 && x.name.length === name.length && x.name.every((b, k) => b === name[k])
+      );
+      if (!has) continue;
+      const block = await ctx.tx.getWritable(e.physical + i);
+      const old = retargetDirEntry(
+        ctx.sb,
+        block,
+        name,
+        ino,
+        (ctx.sb.incompat & Incompat.FILETYPE) ? type : 0,
+      );
+      setDirBlockChecksum(ctx.sb, dirIno, d.f.generation, block);
+      await touch(ctx, dirIno, d.raw, d.f);
+      return old;
+    }
+  }
+  throw new Ext4Error("NOT_FOUND", `no entry ${new TextDecoder().decode(name)} in ${dirIno}`);
+}
+
+/** True when directory `ino` is `ancestor` or lies below it (walking ".." up to the root). */
+async function isWithin(ctx: NamespaceContext, ino: number, ancestor: number): Promise<boolean> {
+  const seen = new Set<number>();
+  let cur = ino;
+  for (;;) {
+    if (cur === ancestor) return true;
+    if (cur === ROOT_INO) return false;
+    if (seen.has(cur)) throw new CorruptError(`directory ${ino}`, "'..' chain loops");
+    seen.add(cur);
+    cur = await lookupEntry(ctx, cur, "..");
+    if (!cur) throw new CorruptError(`directory ${ino}`, "no '..' entry");
+  }
+}
+
+/** Options for {@link renameEntry}. */
+export interface RenameOptions {
+  /** RENAME_NOREPLACE: fail with EXISTS if the target exists. */
+  noReplace?: boolean;
+  /** RENAME_EXCHANGE: swap the two entries (both must exist). */
+  exchange?: boolean;
+}
+
+/**
+ * Renames `oldName` in `oldParent` to `newName` in `newParent`, as rename(2)/renameat2: an
+ * existing target is replaced (a directory only by a directory, and only when empty), moving
+ * a directory updates its ".." and both parents' link counts, moving a directory into its own
+ * subtree is INVALID. Refusals come before any change.
+ */
+export async function renameEntry(
+  ctx: NamespaceContext,
+  oldParent: number,
+  oldName: string | Uint8Array,
+  newParent: number,
+  newName: string | Uint8Array,
+  options: RenameOptions = {},
+): Promise<void> {
+  const on = nameBytes(oldName);
+  const nn = nameBytes(newName);
+  const dotty = (n: Uint8Array) => n.length <= 2 && n.every((c) => c === 0x2e);
+  if (dotty(on) || dotty(nn)) throw new Ext4Error("INVALID", "cannot rename '.' or '..'");
+  if (nn.length === 0 || nn.length > 255) throw new Ext4Error("NAME_TOO_LONG", "bad name length");
+  await loadDir(ctx, oldParent);
+  await loadDir(ctx, newParent);
+  const src = await lookupEntry(ctx, oldParent, on);
+  if (!src) throw new Ext4Error("NOT_FOUND", "no such source entry");
+  const dst = await lookupEntry(ctx, newParent, nn);
+  const sf = (await load(ctx, src)).f;
+  const srcDir = isDir(sf);
+  const sameEntry = oldParent === newParent && on.length === nn.length &&
+    on.every((b, i) => b === nn[i]);
+  if (options.exchange) {
+    if (!dst) throw new Ext4Error("NOT_FOUND", "no such target entry");
+    const df = (await load(ctx, dst)).f;
+    const dstDir = isDir(df);
+    if (sameEntry || src === dst) return;
+    if (srcDir && await isWithin(ctx, newParent, src)) {
+      throw new Ext4Error("INVALID", "into itself");
+    }
+    if (dstDir && await isWithin(ctx, oldParent, dst)) {
+      throw new Ext4Error("INVALID", "into itself");
+    }
+    try {
+      await retargetEntry(ctx, oldParent, on, dst, fileTypeOfMode(df.mode));
+      await retargetEntry(ctx, newParent, nn, src, fileTypeOfMode(sf.mode));
+      if (oldParent !== newParent) {
+        if (srcDir) await retargetEntry(ctx, src, nameBytes(".."), newParent, DirFileType.DIR);
+        if (dstDir) await retargetEntry(ctx, dst, nameBytes(".."), oldParent, DirFileType.DIR);
+        const delta = (dstDir ? 1 : 0) - (srcDir ? 1 : 0);
+        if (delta) {
+          await changeLinks(ctx, oldParent, delta);
+          await changeLinks(ctx, newParent, -delta);
+        }
+      }
+      await changeLinks(ctx, src, 0);
+      await changeLinks(ctx, dst, 0);
+    } catch (e) {
+      ctx.tx.abort();
+      throw e;
+    }
+    return;
+  }
+  if (sameEntry) return;
+  let dstDir = false;
+  if (dst) {
+    if (options.noReplace) throw new Ext4Error("EXISTS", "target exists");
+    if (dst === src) return; // two links to one inode: nothing to do
+    const df = (await load(ctx, dst)).f;
+    dstDir = isDir(df);
+    if (dstDir && !srcDir) throw new Ext4Error("IS_DIRECTORY", "target is a directory");
+    if (!dstDir && srcDir) throw new Ext4Error("NOT_DIRECTORY", "target is not a directory");
+    if (dstDir) {
+      const d = await loadDir(ctx, dst);
+      for (const e of d.map.extents) {
+        for (let i = 0; i < e.length; i++) {
+          for (const x of parseDirBlock(ctx.sb, await ctx.tx.read(e.physical + i))) {
+            if (x.ino !== 0 && !dotty(x.name)) throw new Ext4Error("NOT_EMPTY", "target not empty");
+          }
+        }
+      }
+    }
+  }
+  if (srcDir && await isWithin(ctx, newParent, src)) {
+    throw new Ext4Error("INVALID", "cannot move a directory into itself");
+  }
+  try {
+    if (dst) {
+      await retargetEntry(ctx, newParent, nn, src, fileTypeOfMode(sf.mode));
+      if (dstDir) {
+        await changeLinks(ctx, newParent, -1); // dst's ".." is gone
+        await releaseInode(ctx, dst);
+      } else {
+        const after = await changeLinks(ctx, dst, -1);
+        if (after.linksCount === 0) await releaseInode(ctx, dst);
+      }
+    } else {
+      await addEntry(ctx, newParent, nn, src, fileTypeOfMode(sf.mode));
+    }
+    await removeEntry(ctx, oldParent, on);
+    if (srcDir && oldParent !== newParent) {
+      await retargetEntry(ctx, src, nameBytes(".."), newParent, DirFileType.DIR);
+      await changeLinks(ctx, oldParent, -1);
+      await changeLinks(ctx, newParent, 1);
+    }
+    await changeLinks(ctx, src, 0); // ctime
+  } catch (e) {
+    ctx.tx.abort();
+    throw e;
+  }
+}
+
+/** Attributes {@link setAttributes} can change. */
+export interface AttributeChange {
+  /** Permission bits (the type bits are kept). */
+  perm?: number;
+  uid?: number;
+  gid?: number;
+  atime?: InodeTime;
+  mtime?: InodeTime;
+  /** Inode flags to set (e.g. IMMUTABLE, APPEND, NODUMP, NOATIME). */
+  flags?: number;
+}
+
+/** chmod, chown, utimes and flag changes; ctime becomes now. */
+export async function setAttributes(
+  ctx: NamespaceContext,
+  ino: number,
+  change: AttributeChange,
+): Promise<void> {
+  const { raw, f } = await load(ctx, ino);
+  if (f.linksCount === 0 && f.dtime !== 0) {
+    throw new Ext4Error("NOT_FOUND", `inode ${ino} is deleted`);
+  }
+  const settable = InodeFlags.SYNC | InodeFlags.IMMUTABLE | InodeFlags.APPEND | InodeFlags.NODUMP |
+    InodeFlags.NOATIME | InodeFlags.PROJINHERIT;
+  if (change.flags !== undefined && (change.flags & ~settable) !== 0) {
+    throw new Ext4Error("INVALID", `flags 0x${change.flags.toString(16)} cannot be set`);
+  }
+  const t = now(ctx);
+  await store(ctx, ino, raw, {
+    ...f,
+    mode: change.perm === undefined ? f.mode : (f.mode & 0o170000) | (change.perm & 0o7777),
+    uid: change.uid ?? f.uid,
+    gid: change.gid ?? f.gid,
+    atime: change.atime ?? f.atime,
+    mtime: change.mtime ?? f.mtime,
+    flags: change.flags === undefined ? f.flags : (f.flags & ~settable) | change.flags,
+    ctime: t,
+  });
 }

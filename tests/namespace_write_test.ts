@@ -10,6 +10,8 @@ import {
   makeNode,
   type NamespaceContext,
   removeDirectory,
+  renameEntry,
+  setAttributes,
   unlinkEntry,
 } from "../lib/namespace_write.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
@@ -28,6 +30,7 @@ type Op =
   | { kind: "bulk"; dir: number; count: number }
   | { kind: "link"; pick: number; dir: number; name: number }
   | { kind: "unlink" | "rmdir"; pick: number }
+  | { kind: "rename"; pick: number; dir: number; name: number; reuse: number; mode: number }
   | { kind: "end"; commit: boolean };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -69,8 +72,56 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       pick: fc.nat(),
     }),
   },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant("rename" as const),
+      pick: fc.nat(),
+      dir: fc.nat(),
+      name: fc.nat(40),
+      reuse: fc.nat(),
+      mode: fc.nat(5),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("end" as const), commit: fc.boolean() }) },
 );
+
+/** The model's answer to a rename: an error code, "noop", or the new model. */
+function renameModel(
+  model: Map<string, Node>,
+  from: string,
+  to: string,
+  opts: { noReplace?: boolean; exchange?: boolean },
+): string | Map<string, Node> {
+  const src = model.get(from)!;
+  const dst = model.get(to);
+  const within = (p: string, a: string) => p === a || p.startsWith(a + "/");
+  const move = (m: Map<string, Node>, a: string, b: string, out: Map<string, Node>) => {
+    for (const [k, v] of m) if (within(k, a)) out.set(b + k.slice(a.length), v);
+  };
+  if (opts.exchange) {
+    if (!dst) return "NOT_FOUND";
+    if (from === to || src.ino === dst.ino) return "noop";
+    if (src.type === "dir" && within(parentOf(to), from)) return "INVALID";
+    if (dst.type === "dir" && within(parentOf(from), to)) return "INVALID";
+    const out = new Map([...model].filter(([k]) => !within(k, from) && !within(k, to)));
+    move(model, from, to, out);
+    move(model, to, from, out);
+    return out;
+  }
+  if (from === to) return "noop";
+  if (dst) {
+    if (opts.noReplace) return "EXISTS";
+    if (dst.ino === src.ino) return "noop";
+    if (dst.type === "dir" && src.type !== "dir") return "IS_DIRECTORY";
+    if (dst.type !== "dir" && src.type === "dir") return "NOT_DIRECTORY";
+    if (dst.type === "dir" && [...model.keys()].some((k) => parentOf(k) === to)) return "NOT_EMPTY";
+  }
+  if (src.type === "dir" && within(parentOf(to), from)) return "INVALID";
+  const out = new Map([...model].filter(([k]) => !within(k, from) && k !== to));
+  move(model, from, to, out);
+  return out;
+}
 
 const nameOf = (n: number) => `entry-${n}-${"n".repeat(n % 17)}`;
 
@@ -196,6 +247,37 @@ for (const layout of [LAYOUTS[2], LAYOUTS[3], LAYOUTS[0], LAYOUTS[4]]) {
               const [p] = victims[op.pick % victims.length];
               await unlinkEntry(ctx(), inoOf(parentOf(p)), p.slice(p.lastIndexOf("/") + 1));
               model.delete(p);
+            } else if (op.kind === "rename") {
+              const paths = [...model.keys()];
+              if (!paths.length) continue;
+              const from = paths[op.pick % paths.length];
+              const d = dirs[op.dir % dirs.length];
+              const name = op.reuse % 2 === 0
+                ? paths[op.reuse % paths.length].split("/").at(-1)!
+                : nameOf(op.name);
+              const to = join(d, name);
+              const opts = { noReplace: op.mode === 1, exchange: op.mode === 2 };
+              const expect = renameModel(model, from, to, opts);
+              const call = () =>
+                renameEntry(
+                  ctx(),
+                  inoOf(parentOf(from)),
+                  from.split("/").at(-1)!,
+                  inoOf(d),
+                  name,
+                  opts,
+                );
+              if (typeof expect === "string" && expect !== "noop") {
+                await assert.rejects(call, (e: Ext4Error) => e.code === expect);
+                assert.equal(tx.state, "open");
+                continue;
+              }
+              await call();
+              if (typeof expect !== "string") model = expect;
+              // Touch the attributes of what moved, too.
+              await setAttributes(ctx(), (model.get(to) ?? model.get(from))!.ino, {
+                mtime: { sec: 2 ** 32 + 5, nsec: 123 },
+              });
             } else if (op.kind === "rmdir") {
               const ds = dirs.filter((d) => d !== "");
               if (!ds.length) continue;
@@ -316,5 +398,108 @@ testWith(
     assert.equal(fs.alloc.freeInodeCount, fresh.alloc.freeInodeCount);
     const clean = await fsck(dir.path, fs.dev.bytes);
     assert.equal(clean.code, 0, clean.output);
+  },
+);
+
+testWith(
+  "namespace: rename edge cases (directory over empty directory, moves, exchange, own subtree, noreplace, hard links)",
+  [...IMAGE_TOOLS, "root", "loop", "kernel-ext4"],
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[2]));
+    const tx = fs.cache.begin();
+    const ctx: NamespaceContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+    const model = new Map<string, Node>();
+    const mk = async (parent: string, name: string) => {
+      const ino = await makeDirectory(ctx, parent ? (model.get(parent) as Node).ino : 2, name, {
+        perm: 0o755,
+      });
+      model.set(join(parent, name), { type: "dir", ino });
+      return ino;
+    };
+    const file = async (parent: string, name: string, data: Uint8Array) => {
+      const ino = await createFile(ctx, parent ? (model.get(parent) as Node).ino : 2, name, data, {
+        perm: 0o644,
+      });
+      model.set(join(parent, name), { type: "file", ino, data });
+      return ino;
+    };
+    const a = await mk("", "a");
+    const b = await mk("", "b");
+    const a1 = await mk("a", "a1");
+    await mk("a", "empty");
+    await mk("a/a1", "deep");
+    const f = await file("a", "f", pattern(1, 5000));
+    await file("b", "g", pattern(2, 100));
+    // Directory over an empty directory in the same parent: the parent loses a link.
+    await renameEntry(ctx, a, "a1", a, "empty");
+    model.delete("a/empty");
+    for (const [k, v] of [...model]) {
+      if (k === "a/a1" || k.startsWith("a/a1/")) {
+        model.delete(k);
+        model.set("a/empty" + k.slice(4), v);
+      }
+    }
+    // Into its own subtree.
+    await assert.rejects(
+      () => renameEntry(ctx, 2, "a", a1, "x"),
+      (e: Ext4Error) => e.code === "INVALID",
+    );
+    await assert.rejects(
+      () => renameEntry(ctx, 2, "a", a, "x"),
+      (e: Ext4Error) => e.code === "INVALID",
+    );
+    // Noreplace, directory over a non-empty directory, file over directory.
+    await assert.rejects(
+      () => renameEntry(ctx, a, "f", 2, "b", { noReplace: true }),
+      (e: Ext4Error) => e.code === "EXISTS",
+    );
+    await assert.rejects(
+      () => renameEntry(ctx, 2, "a", 2, "b"),
+      (e: Ext4Error) => e.code === "NOT_EMPTY",
+    );
+    await assert.rejects(
+      () => renameEntry(ctx, a, "f", 2, "b"),
+      (e: Ext4Error) => e.code === "IS_DIRECTORY",
+    );
+    // Cross-directory move of a directory: ".." and both parents' link counts.
+    await renameEntry(ctx, a, "empty", b, "moved");
+    for (const [k, v] of [...model]) {
+      if (k === "a/empty" || k.startsWith("a/empty/")) {
+        model.delete(k);
+        model.set("b/moved" + k.slice(7), v);
+      }
+    }
+    assert.equal(await lookupEntry(ctx, a1, ".."), b);
+    // Exchange a directory with a file across parents.
+    await renameEntry(ctx, b, "moved", a, "f", { exchange: true });
+    const moved = [...model].filter(([k]) => k === "b/moved" || k.startsWith("b/moved/"));
+    const fNode = model.get("a/f")!;
+    for (const [k] of moved) {
+      model.delete(k);
+    }
+    model.delete("a/f");
+    for (const [k, v] of moved) {
+      model.set("a/f" + k.slice(7), v);
+    }
+    model.set("b/moved", fNode);
+    assert.equal(await lookupEntry(ctx, a1, ".."), a);
+    // A file over one of its own hard links: nothing happens.
+    await linkInode(ctx, 2, "hard", f);
+    model.set("hard", fNode);
+    await renameEntry(ctx, 2, "hard", b, "moved");
+    // A file over another file with two links: the target keeps one.
+    await file("", "victim", pattern(3, 10));
+    await linkInode(ctx, b, "victim2", model.get("victim")!.ino);
+    model.set("b/victim2", model.get("victim")!);
+    await renameEntry(ctx, b, "g", 2, "victim");
+    model.set("victim", model.get("b/g")!);
+    model.delete("b/g");
+    await tx.commit();
+    const check = await fsck(dir.path, fs.dev.bytes);
+    assert.equal(check.code, 0, check.output);
+    const path = `${dir.path}/r.img`;
+    await Deno.writeFile(path, fs.dev.bytes);
+    assert.deepEqual(await kernelView(path), expectedView(model));
   },
 );
