@@ -229,6 +229,62 @@ export function insertDirEntry(sb: Superblock, block: Uint8Array, entry: NewDirE
 }
 
 /**
+ * One allocation-free pass over a block: the inode of the live entry named `name` (0 if
+ * none) and whether an entry of that name's length would fit. Structure errors are
+ * CorruptError as in {@link parseDirBlock}.
+ */
+export function scanDirBlock(
+  sb: Superblock,
+  block: Uint8Array,
+  name: Uint8Array,
+  where = "directory block",
+): { ino: number; room: boolean } {
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  const end = dirBlockEnd(sb);
+  const need = direntRecLen(name.length);
+  const filetype = hasFiletype(sb);
+  let room = false;
+  let o = 0;
+  while (o < end) {
+    if (o + 8 > end) throw new CorruptError(where, `entry at ${o} runs past the block`);
+    const recLen = readRecLen(v, o, sb.blockSize);
+    const nameLen = filetype ? block[o + 6] : v.getUint16(o + 6, true);
+    if (recLen < 12 || recLen % 4 !== 0 || o + recLen > end || 8 + nameLen > recLen) {
+      throw new CorruptError(
+        where,
+        `bad entry at offset ${o}: rec_len ${recLen}, name_len ${nameLen}`,
+      );
+    }
+    const ino = v.getUint32(o, true);
+    if (ino === 0) {
+      if (recLen >= need) room = true;
+    } else {
+      if (recLen - direntRecLen(nameLen) >= need) room = true;
+      if (nameLen === name.length) {
+        let same = true;
+        for (let i = 0; i < nameLen; i++) {
+          if (block[o + 8 + i] !== name[i]) {
+            same = false;
+            break;
+          }
+        }
+        if (same) return { ino, room };
+      }
+    }
+    o += recLen;
+  }
+  return { ino: 0, room };
+}
+
+/** True when an entry with a name of `nameLen` bytes fits in the block (see {@link insertDirEntry}). */
+export function dirBlockHasRoom(entries: DirBlockEntry[], nameLen: number): boolean {
+  const need = direntRecLen(nameLen);
+  return entries.some((e) =>
+    e.ino === 0 ? e.recLen >= need : e.recLen - direntRecLen(e.name.length) >= need
+  );
+}
+
+/**
  * Removes the entry named `name`: merged into the previous entry's record, or (the first
  * entry of the block) marked unused. Returns the removed entry's inode, or 0 if absent.
  */

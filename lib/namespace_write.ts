@@ -18,6 +18,7 @@ import {
   parseDirBlock,
   removeDirEntry,
   retargetDirEntry,
+  scanDirBlock,
   setDirBlockChecksum,
 } from "./dir_write.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
@@ -117,11 +118,8 @@ export async function lookupEntry(
   for (const e of map.extents) {
     for (let i = 0; i < e.length; i++) {
       const block = await ctx.tx.read(e.physical + i);
-      for (const x of parseDirBlock(ctx.sb, block, `directory ${dirIno} block ${e.logical + i}`)) {
-        if (x.ino !== 0 && x.name.length === n.length && x.name.every((b, k) => b === n[k])) {
-          return x.ino;
-        }
-      }
+      const { ino } = scanDirBlock(ctx.sb, block, n, `directory ${dirIno} block ${e.logical + i}`);
+      if (ino) return ino;
     }
   }
   return 0;
@@ -186,19 +184,29 @@ export async function addEntry(
 ): Promise<void> {
   const { sb, tx } = ctx;
   const n = nameBytes(name);
-  if (await lookupEntry(ctx, dirIno, n)) {
-    throw new Ext4Error("EXISTS", `${new TextDecoder().decode(n)} exists in directory ${dirIno}`);
-  }
   const d = await loadDir(ctx, dirIno);
   const entry = { ino, name: n, type: (sb.incompat & Incompat.FILETYPE) ? type : 0 };
+  // One pass: the name must be new, and the first block with room takes it.
+  let target = -1;
   for (const e of d.map.extents) {
     for (let i = 0; i < e.length; i++) {
-      const block = await tx.getWritable(e.physical + i);
-      if (insertDirEntry(sb, block, entry)) {
-        setDirBlockChecksum(sb, dirIno, d.f.generation, block);
-        return await touch(ctx, dirIno, d.raw, d.f);
+      const scan = scanDirBlock(sb, await tx.read(e.physical + i), n, `directory ${dirIno}`);
+      if (scan.ino) {
+        throw new Ext4Error(
+          "EXISTS",
+          `${new TextDecoder().decode(n)} exists in directory ${dirIno}`,
+        );
       }
+      if (target < 0 && scan.room) target = e.physical + i;
     }
+  }
+  if (target >= 0) {
+    const block = await tx.getWritable(target);
+    if (!insertDirEntry(sb, block, entry)) {
+      throw new CorruptError(`directory ${dirIno}`, "lost room");
+    }
+    setDirBlockChecksum(sb, dirIno, d.f.generation, block);
+    return await touch(ctx, dirIno, d.raw, d.f);
   }
   // Grow by one block.
   const nblocks = Math.ceil(d.f.size / sb.blockSize);

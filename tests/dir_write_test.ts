@@ -9,6 +9,7 @@ import {
   newDirectoryBlock,
   parseDirBlock,
   removeDirEntry,
+  scanDirBlock,
   setDirBlockChecksum,
 } from "../lib/dir_write.ts";
 import type { Ext4Error } from "../lib/errors.ts";
@@ -68,6 +69,7 @@ Deno.test("directory blocks: random inserts and removals agree with a model and 
           const room = parseDirBlock(sb, block).some((e) =>
             e.ino === 0 ? e.recLen >= need : e.recLen - ((8 + e.name.length + 3) & ~3) >= need
           );
+          assert.deepEqual(scanDirBlock(sb, block, enc.encode(op.name)), { ino: 0, room });
           const ok = insertDirEntry(sb, block, { ino: op.ino, name: enc.encode(op.name), type: 1 });
           assert.equal(ok, room, "refused exactly when no record has room");
           if (ok) model.set(op.name, op.ino);
@@ -83,6 +85,9 @@ Deno.test("directory blocks: random inserts and removals agree with a model and 
           new Map(entries.filter((e) => e.ino !== 0).map((e) => [dec.decode(e.name), e.ino])),
           model,
         );
+        for (const [name, ino] of model) {
+          assert.equal(scanDirBlock(sb, block, enc.encode(name)).ino, ino);
+        }
         assert.equal(dec.decode(entries[0].name), ".");
         assert.equal(dec.decode(entries[1].name), "..");
       }
