@@ -148,5 +148,6 @@ export {
   setAttributes,
   unlinkEntry,
 } from "./lib/namespace_write.ts";
+export { Ext4Writer, type WriterOptions } from "./lib/writer.ts";
 
 export { VERSION } from "./lib/version.ts";
