@@ -23,7 +23,15 @@ import {
 } from "./dir_write.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import { emptyExtentRoot } from "./extent_write.ts";
-import { Incompat, RoCompat } from "./features.ts";
+import { Compat, Incompat, RoCompat } from "./features.ts";
+import {
+  type DxDir,
+  dxInsert,
+  dxLookup,
+  isDxNode,
+  makeIndexed,
+  setDxChecksum,
+} from "./htree_write.ts";
 import { insertExtents, readFileMap, rewriteFileMap } from "./file_map.ts";
 import { writeNewFileData } from "./file_write.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
@@ -97,30 +105,84 @@ function nameBytes(name: string | Uint8Array): Uint8Array {
 async function loadDir(ctx: NamespaceContext, dirIno: number) {
   const d = await load(ctx, dirIno);
   if (!isDir(d.f)) throw new Ext4Error("NOT_DIRECTORY", `inode ${dirIno} is not a directory`);
-  if (d.f.flags & InodeFlags.INDEX) {
-    throw new Ext4Error("UNSUPPORTED", `directory ${dirIno} has an htree index, not written yet`);
-  }
   if (d.f.flags & InodeFlags.INLINE_DATA) {
     throw new Ext4Error("UNSUPPORTED", `directory ${dirIno} has inline data, not written yet`);
   }
   const map = await readFileMap(ctx.tx, ctx.sb, dirIno, d.f);
-  return { ...d, map };
+  const indexed = (d.f.flags & InodeFlags.INDEX) !== 0;
+  const dx: DxDir = {
+    ino: dirIno,
+    generation: d.f.generation,
+    extents: map.extents,
+    blocks: Math.ceil(d.f.size / ctx.sb.blockSize),
+  };
+  return { ...d, map, indexed, dx };
 }
 
-/** Looks `name` up in a linear directory: its inode, or 0. */
+type LoadedDir = Awaited<ReturnType<typeof loadDir>>;
+
+function isDots(n: Uint8Array): 0 | 1 | 2 {
+  if (n.length === 1 && n[0] === 0x2e) return 1;
+  if (n.length === 2 && n[0] === 0x2e && n[1] === 0x2e) return 2;
+  return 0;
+}
+
+/** Physical blocks of a directory holding entries (leaves; index blocks skipped). */
+async function leafBlocks(ctx: NamespaceContext, d: LoadedDir): Promise<number[]> {
+  const out: number[] = [];
+  for (const e of d.map.extents) {
+    for (let i = 0; i < e.length; i++) {
+      if (d.indexed && e.logical + i === 0) continue;
+      if (d.indexed && isDxNode(ctx.sb, await ctx.tx.read(e.physical + i))) continue;
+      out.push(e.physical + i);
+    }
+  }
+  return out;
+}
+
+/** The physical block holding the live entry `name` (not "." or ".."), or 0. */
+async function blockOfEntry(ctx: NamespaceContext, d: LoadedDir, n: Uint8Array): Promise<number> {
+  if (d.indexed) return (await dxLookup(ctx.tx, ctx.sb, d.dx, n)).leaf;
+  for (const b of await leafBlocks(ctx, d)) {
+    if (scanDirBlock(ctx.sb, await ctx.tx.read(b), n).ino) return b;
+  }
+  return 0;
+}
+
+/** True when the directory holds nothing but "." and "..". */
+async function isEmptyDir(ctx: NamespaceContext, d: LoadedDir): Promise<boolean> {
+  for (const b of await leafBlocks(ctx, d)) {
+    for (const x of parseDirBlock(ctx.sb, await ctx.tx.read(b), `directory ${d.dx.ino}`)) {
+      if (x.ino !== 0 && !isDots(x.name)) return false;
+    }
+  }
+  return true;
+}
+
+/** Block 0 of a directory, where "." (offset 0) and ".." (offset 12) live. */
+function firstBlock(d: LoadedDir): number {
+  const e = d.map.extents[0];
+  if (!e || e.logical !== 0) throw new CorruptError(`directory ${d.dx.ino}`, "no block 0");
+  return e.physical;
+}
+
+/** Looks `name` up in a directory (linear or htree): its inode, or 0. */
 export async function lookupEntry(
   ctx: NamespaceContext,
   dirIno: number,
   name: string | Uint8Array,
 ): Promise<number> {
   const n = nameBytes(name);
-  const { map } = await loadDir(ctx, dirIno);
-  for (const e of map.extents) {
-    for (let i = 0; i < e.length; i++) {
-      const block = await ctx.tx.read(e.physical + i);
-      const { ino } = scanDirBlock(ctx.sb, block, n, `directory ${dirIno} block ${e.logical + i}`);
-      if (ino) return ino;
-    }
+  const d = await loadDir(ctx, dirIno);
+  const dots = isDots(n);
+  if (dots) {
+    const block = await ctx.tx.read(firstBlock(d));
+    return new DataView(block.buffer, block.byteOffset).getUint32(dots === 1 ? 0 : 12, true);
+  }
+  if (d.indexed) return (await dxLookup(ctx.tx, ctx.sb, d.dx, n)).ino;
+  for (const b of await leafBlocks(ctx, d)) {
+    const { ino } = scanDirBlock(ctx.sb, await ctx.tx.read(b), n, `directory ${dirIno}`);
+    if (ino) return ino;
   }
   return 0;
 }
@@ -184,56 +246,86 @@ export async function addEntry(
 ): Promise<void> {
   const { sb, tx } = ctx;
   const n = nameBytes(name);
+  if (isDots(n)) throw new Ext4Error("EXISTS", "'.' and '..' always exist");
   const d = await loadDir(ctx, dirIno);
   const entry = { ino, name: n, type: (sb.incompat & Incompat.FILETYPE) ? type : 0 };
-  // One pass: the name must be new, and the first block with room takes it.
-  let target = -1;
-  for (const e of d.map.extents) {
-    for (let i = 0; i < e.length; i++) {
-      const scan = scanDirBlock(sb, await tx.read(e.physical + i), n, `directory ${dirIno}`);
+  let nextLogical = d.dx.blocks;
+  let lastPhysical = d.map.extents.at(-1)?.physical ?? 0;
+  const grow = async () => {
+    const [got] = await ctx.alloc.allocateBlocks(tx, lastPhysical + 1, 1);
+    lastPhysical = got.start;
+    return { logical: nextLogical++, physical: got.start };
+  };
+  if (!d.indexed) {
+    // One pass: the name must be new, and the first block with room takes it.
+    let target = -1;
+    for (const b of await leafBlocks(ctx, d)) {
+      const scan = scanDirBlock(sb, await tx.read(b), n, `directory ${dirIno}`);
       if (scan.ino) {
         throw new Ext4Error(
           "EXISTS",
           `${new TextDecoder().decode(n)} exists in directory ${dirIno}`,
         );
       }
-      if (target < 0 && scan.room) target = e.physical + i;
+      if (target < 0 && scan.room) target = b;
     }
-  }
-  if (target >= 0) {
-    const block = await tx.getWritable(target);
-    if (!insertDirEntry(sb, block, entry)) {
-      throw new CorruptError(`directory ${dirIno}`, "lost room");
+    if (target >= 0) {
+      const block = await tx.getWritable(target);
+      if (!insertDirEntry(sb, block, entry)) {
+        throw new CorruptError(`directory ${dirIno}`, "lost room");
+      }
+      setDirBlockChecksum(sb, dirIno, d.f.generation, block);
+      return await touch(ctx, dirIno, d.raw, d.f);
     }
-    setDirBlockChecksum(sb, dirIno, d.f.generation, block);
-    return await touch(ctx, dirIno, d.raw, d.f);
+    if (!(sb.compat & Compat.DIR_INDEX) || d.dx.blocks !== 1) {
+      // Grow a linear directory by one block.
+      const fresh = await grow();
+      const img = tx.newBlock(fresh.physical);
+      img.set(emptyDirBlock(sb));
+      insertDirEntry(sb, img, entry);
+      setDirBlockChecksum(sb, dirIno, d.f.generation, img);
+      d.dx.extents = [...d.dx.extents, {
+        logical: fresh.logical,
+        physical: fresh.physical,
+        length: 1,
+      }];
+      d.dx.blocks = fresh.logical + 1;
+      return await saveDir(ctx, d, false);
+    }
+    // A full one-block directory becomes an htree, as the kernel does.
+    await makeIndexed(tx, sb, d.dx, grow);
+    await dxInsert(tx, sb, d.dx, entry, grow);
+    return await saveDir(ctx, d, true);
   }
-  // Grow by one block.
-  const nblocks = Math.ceil(d.f.size / sb.blockSize);
-  const last = d.map.extents.at(-1);
-  const [got] = await ctx.alloc.allocateBlocks(tx, last ? last.physical + last.length : 0, 1);
-  const img = tx.newBlock(got.start);
-  img.set(emptyDirBlock(sb));
-  insertDirEntry(sb, img, entry);
-  setDirBlockChecksum(sb, dirIno, d.f.generation, img);
-  const extents = insertExtents(d.map.extents, [{
-    logical: nblocks,
-    physical: got.start,
-    length: 1,
-  }]);
+  if ((await dxLookup(tx, sb, d.dx, n)).ino) {
+    throw new Ext4Error("EXISTS", `${new TextDecoder().decode(n)} exists in directory ${dirIno}`);
+  }
+  const before = d.dx.blocks;
+  await dxInsert(tx, sb, d.dx, entry, grow);
+  if (d.dx.blocks === before) return await touch(ctx, dirIno, d.raw, d.f);
+  await saveDir(ctx, d, true);
+}
+
+/** Writes a directory's new mapping, size, block count and flags after it grew. */
+async function saveDir(ctx: NamespaceContext, d: LoadedDir, indexed: boolean): Promise<void> {
+  const { sb, tx } = ctx;
+  const extents = insertExtents([], d.dx.extents);
   const rebuilt = await rewriteFileMap(tx, ctx.alloc, sb, {
-    ino: dirIno,
+    ino: d.dx.ino,
     generation: d.f.generation,
     old: d.map,
     extents,
   });
   const per = sb.blockSize / 512;
-  const blocks512 = d.f.blocks512 + per + (rebuilt.mapBlocks - d.map.mapBlocks.length) * per;
-  await touch(ctx, dirIno, d.raw, {
+  const oldData = d.map.extents.reduce((a, e) => a + e.length, 0);
+  const newData = extents.reduce((a, e) => a + e.length, 0);
+  await touch(ctx, d.dx.ino, d.raw, {
     ...d.f,
-    size: (nblocks + 1) * sb.blockSize,
+    size: d.dx.blocks * sb.blockSize,
     block: rebuilt.iBlock,
-    blocks512,
+    flags: indexed ? d.f.flags | InodeFlags.INDEX : d.f.flags,
+    blocks512: d.f.blocks512 +
+      (newData - oldData + rebuilt.mapBlocks - d.map.mapBlocks.length) * per,
   });
 }
 
@@ -254,22 +346,17 @@ export async function removeEntry(
   name: string | Uint8Array,
 ): Promise<number> {
   const n = nameBytes(name);
+  if (isDots(n)) throw new Ext4Error("INVALID", "cannot remove '.' or '..'");
   const d = await loadDir(ctx, dirIno);
-  for (const e of d.map.extents) {
-    for (let i = 0; i < e.length; i++) {
-      const cur = await ctx.tx.read(e.physical + i);
-      const has = parseDirBlock(ctx.sb, cur).some((x) =>
-        x.ino !== 0 && x.name.length === n.length && x.name.every((b, k) => b === n[k])
-      );
-      if (!has) continue;
-      const block = await ctx.tx.getWritable(e.physical + i);
-      const ino = removeDirEntry(ctx.sb, block, n);
-      setDirBlockChecksum(ctx.sb, dirIno, d.f.generation, block);
-      await touch(ctx, dirIno, d.raw, d.f);
-      return ino;
-    }
+  const b = await blockOfEntry(ctx, d, n);
+  if (!b) {
+    throw new Ext4Error("NOT_FOUND", `${new TextDecoder().decode(n)} not in directory ${dirIno}`);
   }
-  throw new Ext4Error("NOT_FOUND", `${new TextDecoder().decode(n)} not in directory ${dirIno}`);
+  const block = await ctx.tx.getWritable(b);
+  const ino = removeDirEntry(ctx.sb, block, n);
+  setDirBlockChecksum(ctx.sb, dirIno, d.f.generation, block);
+  await touch(ctx, dirIno, d.raw, d.f);
+  return ino;
 }
 
 /** Throws before any change when `name` is taken in `parent` (or `parent` is unusable). */
@@ -543,16 +630,10 @@ export async function removeDirectory(
   const ino = await lookupEntry(ctx, parent, name);
   if (!ino) throw new Ext4Error("NOT_FOUND", "no such entry");
   const d = await loadDir(ctx, ino);
-  for (const e of d.map.extents) {
-    for (let i = 0; i < e.length; i++) {
-      for (const x of parseDirBlock(ctx.sb, await ctx.tx.read(e.physical + i))) {
-        const dot = x.name.length > 0 && x.name.length <= 2 && x.name.every((c) => c === 0x2e);
-        if (x.ino !== 0 && !dot) throw new Ext4Error("NOT_EMPTY", "directory not empty");
-        if (x.ino !== 0 && x.name.length === 2 && dot && x.ino !== parent) {
-          throw new CorruptError(`directory ${ino}`, `'..' points to ${x.ino}, not ${parent}`);
-        }
-      }
-    }
+  if (!(await isEmptyDir(ctx, d))) throw new Ext4Error("NOT_EMPTY", "directory not empty");
+  const dotdot = await lookupEntry(ctx, ino, "..");
+  if (dotdot !== parent) {
+    throw new CorruptError(`directory ${ino}`, `'..' points to ${dotdot}, not ${parent}`);
   }
   try {
     await removeEntry(ctx, parent, name);
@@ -572,28 +653,28 @@ async function retargetEntry(
   ino: number,
   type: number,
 ): Promise<number> {
+  const { sb, tx } = ctx;
   const d = await loadDir(ctx, dirIno);
-  for (const e of d.map.extents) {
-    for (let i = 0; i < e.length; i++) {
-      const cur = await ctx.tx.read(e.physical + i);
-      const has = parseDirBlock(ctx.sb, cur).some((x) =>
-        x.ino !== 0 && x.name.length === name.length && x.name.every((b, k) => b === name[k])
-      );
-      if (!has) continue;
-      const block = await ctx.tx.getWritable(e.physical + i);
-      const old = retargetDirEntry(
-        ctx.sb,
-        block,
-        name,
-        ino,
-        (ctx.sb.incompat & Incompat.FILETYPE) ? type : 0,
-      );
-      setDirBlockChecksum(ctx.sb, dirIno, d.f.generation, block);
-      await touch(ctx, dirIno, d.raw, d.f);
-      return old;
-    }
+  const ft = (sb.incompat & Incompat.FILETYPE) ? type : 0;
+  if (isDots(name) === 2) {
+    const block = await tx.getWritable(firstBlock(d));
+    const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+    const old = v.getUint32(12, true);
+    v.setUint32(12, ino, true);
+    if (d.indexed) setDxChecksum(sb, d.dx, block, true);
+    else setDirBlockChecksum(sb, dirIno, d.f.generation, block);
+    await touch(ctx, dirIno, d.raw, d.f);
+    return old;
   }
-  throw new Ext4Error("NOT_FOUND", `no entry ${new TextDecoder().decode(name)} in ${dirIno}`);
+  const b = await blockOfEntry(ctx, d, name);
+  if (!b) {
+    throw new Ext4Error("NOT_FOUND", `no entry ${new TextDecoder().decode(name)} in ${dirIno}`);
+  }
+  const block = await tx.getWritable(b);
+  const old = retargetDirEntry(sb, block, name, ino, ft);
+  setDirBlockChecksum(sb, dirIno, d.f.generation, block);
+  await touch(ctx, dirIno, d.raw, d.f);
+  return old;
 }
 
 /** True when directory `ino` is `ancestor` or lies below it (walking ".." up to the root). */
@@ -687,13 +768,8 @@ export async function renameEntry(
     if (dstDir && !srcDir) throw new Ext4Error("IS_DIRECTORY", "target is a directory");
     if (!dstDir && srcDir) throw new Ext4Error("NOT_DIRECTORY", "target is not a directory");
     if (dstDir) {
-      const d = await loadDir(ctx, dst);
-      for (const e of d.map.extents) {
-        for (let i = 0; i < e.length; i++) {
-          for (const x of parseDirBlock(ctx.sb, await ctx.tx.read(e.physical + i))) {
-            if (x.ino !== 0 && !dotty(x.name)) throw new Ext4Error("NOT_EMPTY", "target not empty");
-          }
-        }
+      if (!(await isEmptyDir(ctx, await loadDir(ctx, dst)))) {
+        throw new Ext4Error("NOT_EMPTY", "target not empty");
       }
     }
   }
