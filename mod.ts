@@ -134,6 +134,7 @@ export {
   createFile,
   createSymlink,
   linkInode,
+  listEntries,
   lookupEntry,
   makeDirectory,
   makeNode,
@@ -151,5 +152,21 @@ export {
 export { Ext4Writer, type WriterOptions } from "./lib/writer.ts";
 export { dirHash, DxHash } from "./lib/dx_hash.ts";
 export { dxInsert, dxLookup, makeIndexed } from "./lib/htree_write.ts";
+export {
+  chmodAt,
+  chownAt,
+  linkAt,
+  mkdirAt,
+  type PathWriteOptions,
+  removeAt,
+  removeXattrAt,
+  renameAt,
+  resolvePath,
+  setXattrAt,
+  symlinkAt,
+  truncateAt,
+  utimeAt,
+  writeFileAt,
+} from "./lib/path_write.ts";
 
 export { VERSION } from "./lib/version.ts";

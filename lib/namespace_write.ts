@@ -149,6 +149,21 @@ async function blockOfEntry(ctx: NamespaceContext, d: LoadedDir, n: Uint8Array):
   return 0;
 }
 
+/** The live entries of a directory (without "." and ".."), in on-disk order. */
+export async function listEntries(
+  ctx: NamespaceContext,
+  dirIno: number,
+): Promise<{ name: Uint8Array; ino: number; type: number }[]> {
+  const d = await loadDir(ctx, dirIno);
+  const out: { name: Uint8Array; ino: number; type: number }[] = [];
+  for (const b of await leafBlocks(ctx, d)) {
+    for (const x of parseDirBlock(ctx.sb, await ctx.tx.read(b), `directory ${dirIno}`)) {
+      if (x.ino !== 0 && !isDots(x.name)) out.push({ name: x.name, ino: x.ino, type: x.type });
+    }
+  }
+  return out;
+}
+
 /** True when the directory holds nothing but "." and "..". */
 async function isEmptyDir(ctx: NamespaceContext, d: LoadedDir): Promise<boolean> {
   for (const b of await leafBlocks(ctx, d)) {
