@@ -8,6 +8,10 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { ExitCode } from "./exit_codes.ts";
 import { registerProbe } from "./commands/probe.ts";
+import { registerPut } from "./commands/put.ts";
+import { registerMkdir } from "./commands/mkdir.ts";
+import { registerRm } from "./commands/rm.ts";
+import { registerMv } from "./commands/mv.ts";
 import { VERSION } from "../lib/version.ts";
 
 /** Builds the program with every command registered. */
@@ -19,6 +23,10 @@ export function buildProgram(): Command {
     .showHelpAfterError("(run 'ext4ts --help' for usage)")
     .exitOverride();
   registerProbe(program);
+  registerPut(program);
+  registerMkdir(program);
+  registerRm(program);
+  registerMv(program);
   return program;
 }
 
