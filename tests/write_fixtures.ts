@@ -56,6 +56,12 @@ export const LAYOUTS: Layout[] = [
     args: ["-b", "1024", "-g", "1024", "-O", "meta_bg,^resize_inode"],
     size: "24M",
   },
+  {
+    name: "ext4-inline_data",
+    mkfs: "mkfs.ext4",
+    args: ["-b", "4096", "-g", "2048", "-O", "inline_data"],
+    size: "48M",
+  },
 ];
 
 /** Tools every image test needs. */
