@@ -150,6 +150,7 @@ export {
   unlinkEntry,
 } from "./lib/namespace_write.ts";
 export { Ext4Writer, type WriterOptions } from "./lib/writer.ts";
+export { canInline, readInline, uninline, writeInline } from "./lib/inline_write.ts";
 export { dirHash, DxHash } from "./lib/dx_hash.ts";
 export { dxInsert, dxLookup, makeIndexed } from "./lib/htree_write.ts";
 export {

@@ -24,10 +24,12 @@ import {
   rewriteFileMap,
 } from "./file_map.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
+import { uninline } from "./inline_write.ts";
 import {
   decodeInode,
   encodeInode,
   type InodeFields,
+  InodeFlags,
   type InodeTime,
   readInodeRaw,
   writeInode,
@@ -69,6 +71,12 @@ async function open(ctx: FileContext, ino: number): Promise<OpenFile> {
   }
   if (fields.linksCount === 0 && fields.dtime !== 0) {
     throw new Ext4Error("NOT_FOUND", `inode ${ino} is deleted`);
+  }
+  if (fields.flags & InodeFlags.INLINE_DATA) {
+    // Any change to an inline file first makes it an ordinary one, as the kernel does when
+    // inline data grows.
+    await uninline(ctx, ino);
+    return await open(ctx, ino);
   }
   const map = await readFileMap(ctx.tx, ctx.sb, ino, fields);
   const oldData = map.extents.reduce((a, e) => a + e.length, 0);

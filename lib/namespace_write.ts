@@ -33,6 +33,7 @@ import {
   setDxChecksum,
 } from "./htree_write.ts";
 import { insertExtents, readFileMap, rewriteFileMap } from "./file_map.ts";
+import { canInline, writeInline } from "./inline_write.ts";
 import { writeNewFileData } from "./file_write.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
 import {
@@ -458,7 +459,7 @@ export async function createFile(
   parent: number,
   name: string | Uint8Array,
   data: Uint8Array,
-  options: NewInodeOptions & { sparse?: boolean },
+  options: NewInodeOptions & { sparse?: boolean; inline?: boolean },
 ): Promise<number> {
   await checkFree(ctx, parent, name);
   try {
@@ -468,7 +469,9 @@ export async function createFile(
       0o100000 | (options.perm & 0o7777),
       options,
     );
-    if (data.length > 0) {
+    if (options.inline !== false && canInline(ctx, data.length)) {
+      await writeInline(ctx, ino, data);
+    } else if (data.length > 0) {
       const file = await writeNewFileData(ctx.tx, ctx.alloc, ctx.sb, {
         ino,
         generation: fields.generation,

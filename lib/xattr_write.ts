@@ -320,6 +320,8 @@ export interface SetXattrOptions {
   replace?: boolean;
   /** ctime to stamp (default: now). */
   now?: InodeTime;
+  /** Allow an inline-data inode (for lib/inline_write.ts, which keeps "system.data" first). */
+  inlineData?: boolean;
 }
 
 /**
@@ -350,7 +352,7 @@ export async function setXattr(
   }
   const raw = await readInodeRaw(tx, sb, gdt, ino);
   const fields = decodeInode(sb, raw);
-  if (fields.flags & InodeFlags.INLINE_DATA) {
+  if ((fields.flags & InodeFlags.INLINE_DATA) && !options.inlineData) {
     throw new Ext4Error("UNSUPPORTED", `inode ${ino} has inline data`);
   }
   const entries = await readRawXattrs(tx, sb, ino, raw, fields);
