@@ -204,5 +204,108 @@ export {
 export { JournalOverlayDevice } from "./lib/journal_overlay.ts";
 
 // ---- writing ----
+// (The writer's own InodeFlags, DirFileType, fileTypeOfMode, readXattrs and dirHash duplicate
+// the reader's and are not exported: the reader's are the public ones.)
+export {
+  BlockCache,
+  type BlockCacheOptions,
+  type CommitBatch,
+  type CommitSink,
+  type DataWrite,
+  InPlaceCommitSink,
+  type MetadataWrite,
+  Transaction,
+  type TransactionState,
+} from "./lib/transaction.ts";
+export { WriteLogDevice, type WriteLogEntry } from "./lib/write_log_device.ts";
+export {
+  blockBitmapChecksum,
+  blocksInGroup,
+  initialBlockBitmap,
+  initialInodeBitmap,
+  inodeBitmapChecksum,
+  readBlockBitmap,
+  readInodeBitmap,
+} from "./lib/bitmap.ts";
+export {
+  type AllocateBlocksOptions,
+  type AllocateInodeOptions,
+  Allocator,
+  assertWritable,
+  type Extent,
+} from "./lib/alloc.ts";
+export {
+  decodeInode,
+  encodeInode,
+  type InodeFields,
+  type InodeTime,
+  writeInode,
+} from "./lib/inode_write.ts";
+export { buildExtentTree, type BuiltExtentTree, type FileExtent } from "./lib/extent_write.ts";
+export { blockMapPath, buildBlockMap, type BuiltBlockMap } from "./lib/blockmap_write.ts";
+export { type NewFileData, type NewFileDataOptions, writeNewFileData } from "./lib/file_write.ts";
+export {
+  insertDirEntry,
+  newDirectoryBlock,
+  removeDirEntry,
+  setDirBlockChecksum,
+} from "./lib/dir_write.ts";
+export { type FileMap, readFileMap, rewriteFileMap } from "./lib/file_map_write.ts";
+export {
+  fallocateRange,
+  type FileContext,
+  punchHole,
+  truncateFile,
+  writeFileRange,
+} from "./lib/file_update.ts";
+export { decodeDeviceBlock, deviceBlock, symlinkData } from "./lib/special_write.ts";
+export {
+  aclFromDisk,
+  aclToDisk,
+  setXattr,
+  type SetXattrOptions,
+  type Xattr,
+} from "./lib/xattr_write.ts";
+export { addOrphan, listOrphans, removeOrphan } from "./lib/orphan_write.ts";
+export {
+  addEntry,
+  type AttributeChange,
+  createFile,
+  createSymlink,
+  linkInode,
+  listEntries,
+  lookupEntry,
+  makeDirectory,
+  makeNode,
+  type NamespaceContext,
+  newInode,
+  type NewInodeOptions,
+  releaseInode,
+  removeDirectory,
+  removeEntry,
+  renameEntry,
+  type RenameOptions,
+  setAttributes,
+  unlinkEntry,
+} from "./lib/namespace_write.ts";
+export { Ext4Writer, type WriterOptions } from "./lib/writer.ts";
+export { canInline, readInline, uninline, writeInline } from "./lib/inline_write.ts";
+export { dxInsert, dxLookup, makeIndexed } from "./lib/htree_write.ts";
+export {
+  chmodAt,
+  chownAt,
+  linkAt,
+  mkdirAt,
+  type PathWriteOptions,
+  removeAt,
+  removeXattrAt,
+  renameAt,
+  resolvePath,
+  setXattrAt,
+  symlinkAt,
+  truncateAt,
+  utimeAt,
+  writeFileAt,
+} from "./lib/path_write.ts";
 
 export { VERSION } from "./lib/version.ts";

@@ -13,6 +13,10 @@ import { registerCat } from "./commands/cat.ts";
 import { registerStat } from "./commands/stat.ts";
 import { registerGet } from "./commands/get.ts";
 import { registerJournal } from "./commands/journal.ts";
+import { registerPut } from "./commands/put.ts";
+import { registerMkdir } from "./commands/mkdir.ts";
+import { registerRm } from "./commands/rm.ts";
+import { registerMv } from "./commands/mv.ts";
 import { VERSION } from "../lib/version.ts";
 
 /** Builds the program with every command registered. */
@@ -28,6 +32,10 @@ export function buildProgram(): Command {
   registerStat(program);
   registerGet(program);
   registerJournal(program);
+  registerPut(program);
+  registerMkdir(program);
+  registerRm(program);
+  registerMv(program);
   return program;
 }
 

@@ -1,0 +1,31 @@
+import type { Command } from "@commander-js/extra-typings";
+import { mkdirAt } from "../../lib/path_write.ts";
+import { runAction } from "../output.ts";
+import { parseOffset, withWriter } from "../writer_open.ts";
+
+/** Registers `ext4ts mkdir`. */
+export function registerMkdir(program: Command): void {
+  program
+    .command("mkdir")
+    .description("make directories inside the filesystem")
+    .argument("<image>", "image file or block device")
+    .argument("<paths...>", "directories to make")
+    .option("-p, --parents", "make missing parents; an existing directory is fine")
+    .option("-m, --mode <octal>", "permissions (default 755)")
+    .option("--offset <bytes>", "filesystem starts at this byte offset")
+    .action((image, paths, opts) =>
+      runAction(async () => {
+        const mode = opts.mode ? Number.parseInt(opts.mode, 8) : 0o755;
+        if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
+          throw new Error(`bad mode ${opts.mode}`);
+        }
+        await withWriter(
+          image,
+          { offset: opts.offset ? parseOffset(opts.offset) : 0 },
+          async (w) => {
+            for (const p of paths) await mkdirAt(w, p, { recursive: opts.parents, mode });
+          },
+        );
+      })
+    );
+}

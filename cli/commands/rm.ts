@@ -1,0 +1,26 @@
+import type { Command } from "@commander-js/extra-typings";
+import { removeAt } from "../../lib/path_write.ts";
+import { runAction } from "../output.ts";
+import { parseOffset, withWriter } from "../writer_open.ts";
+
+/** Registers `ext4ts rm`. */
+export function registerRm(program: Command): void {
+  program
+    .command("rm")
+    .description("remove files, symlinks and empty directories inside the filesystem")
+    .argument("<image>", "image file or block device")
+    .argument("<paths...>", "what to remove")
+    .option("-r, --recursive", "remove directories and their contents")
+    .option("--offset <bytes>", "filesystem starts at this byte offset")
+    .action((image, paths, opts) =>
+      runAction(async () => {
+        await withWriter(
+          image,
+          { offset: opts.offset ? parseOffset(opts.offset) : 0 },
+          async (w) => {
+            for (const p of paths) await removeAt(w, p, { recursive: opts.recursive });
+          },
+        );
+      })
+    );
+}

@@ -1,0 +1,38 @@
+/**
+ * Opening an image or device for the write commands (put, mkdir, rm, mv).
+ *
+ * @module
+ */
+
+import { OffsetBlockDevice } from "../lib/block_device.ts";
+import { Ext4Writer } from "../lib/writer.ts";
+import { openBlockDevice } from "../ffi/file_device.ts";
+
+/** Opens `image` read-write (block devices exclusively), runs `fn`, flushes and closes. */
+export async function withWriter<T>(
+  image: string,
+  options: { offset?: number },
+  fn: (w: Ext4Writer) => Promise<T>,
+): Promise<T> {
+  let isBlock = false;
+  try {
+    isBlock = Deno.statSync(image).isBlockDevice ?? false;
+  } catch { /* openBlockDevice reports it */ }
+  const file = openBlockDevice(image, { readOnly: false, exclusive: isBlock });
+  const dev = options.offset ? new OffsetBlockDevice(file, options.offset) : file;
+  try {
+    const w = await Ext4Writer.open(dev);
+    const result = await fn(w);
+    await w.flush();
+    return result;
+  } finally {
+    await dev.close();
+  }
+}
+
+/** Parses `--offset` (bytes). */
+export function parseOffset(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`bad offset ${value}`);
+  return n;
+}

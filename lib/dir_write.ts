@@ -1,0 +1,375 @@
+/**
+ * Linear directory blocks for the write path: encoding entries, the first block of a new
+ * directory ("." and ".."), inserting an entry where a block has room (splitting a record as
+ * the kernel does), removing one (merging its record into the previous), and the
+ * metadata_csum tail (a fake entry holding crc32c of the block, seeded per inode).
+ *
+ * @module
+ */
+
+import { crc32c } from "./checksum.ts";
+import { CorruptError, Ext4Error } from "./errors.ts";
+import { Incompat } from "./features.ts";
+import { inodeChecksumSeed } from "./inode_write.ts";
+import type { Superblock } from "./superblock.ts";
+
+/** `file_type` codes of directory entries (with the filetype feature). */
+export const DirFileType = {
+  UNKNOWN: 0,
+  REG: 1,
+  DIR: 2,
+  CHRDEV: 3,
+  BLKDEV: 4,
+  FIFO: 5,
+  SOCK: 6,
+  SYMLINK: 7,
+} as const;
+
+/** The `file_type` code for an st_mode. */
+export function fileTypeOfMode(mode: number): number {
+  switch (mode & 0o170000) {
+    case 0o100000:
+      return DirFileType.REG;
+    case 0o040000:
+      return DirFileType.DIR;
+    case 0o020000:
+      return DirFileType.CHRDEV;
+    case 0o060000:
+      return DirFileType.BLKDEV;
+    case 0o010000:
+      return DirFileType.FIFO;
+    case 0o140000:
+      return DirFileType.SOCK;
+    case 0o120000:
+      return DirFileType.SYMLINK;
+    default:
+      return DirFileType.UNKNOWN;
+  }
+}
+
+/** Size of the metadata_csum tail at the end of a linear directory block. */
+export const DIR_TAIL_SIZE = 12;
+const TAIL_FT = 0xde;
+
+/** Record length an entry with a name of `nameLen` bytes needs. */
+export function direntRecLen(nameLen: number): number {
+  return (8 + nameLen + 3) & ~3;
+}
+
+/** One entry to write. */
+export interface NewDirEntry {
+  ino: number;
+  name: Uint8Array;
+  /** A {@link DirFileType} code (ignored without the filetype feature). */
+  type: number;
+}
+
+/** One entry found in a block. */
+export interface DirBlockEntry {
+  offset: number;
+  ino: number;
+  recLen: number;
+  name: Uint8Array;
+  type: number;
+}
+
+function hasFiletype(sb: Superblock): boolean {
+  return (sb.incompat & Incompat.FILETYPE) !== 0;
+}
+
+function readRecLen(v: DataView, o: number, bs: number): number {
+  const raw = v.getUint16(o + 4, true);
+  // 64 KiB blocks store a whole-block record as 0 or 65535.
+  if (bs >= 65536 && (raw === 0xffff || raw === 0)) return 65536;
+  return raw;
+}
+
+function writeRecLen(v: DataView, o: number, len: number): void {
+  v.setUint16(o + 4, len >= 65536 ? 0xffff : len, true);
+}
+
+/** The usable end of a block: before the checksum tail when metadata_csum is on. */
+export function dirBlockEnd(sb: Superblock): number {
+  return sb.blockSize - (sb.hasMetadataCsum ? DIR_TAIL_SIZE : 0);
+}
+
+/**
+ * The entries of a linear directory block (including unused ones, inode 0), checked: record
+ * lengths must be multiples of 4, hold their name, and tile the block exactly.
+ */
+export function parseDirBlock(
+  sb: Superblock,
+  block: Uint8Array,
+  where = "directory block",
+): DirBlockEntry[] {
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  const end = dirBlockEnd(sb);
+  const out: DirBlockEntry[] = [];
+  let o = 0;
+  while (o < end) {
+    if (o + 8 > end) throw new CorruptError(where, `entry at ${o} runs past the block`);
+    const recLen = readRecLen(v, o, sb.blockSize);
+    const nameLen = hasFiletype(sb) ? block[o + 6] : v.getUint16(o + 6, true);
+    if (recLen < 12 || recLen % 4 !== 0 || o + recLen > end || 8 + nameLen > recLen) {
+      throw new CorruptError(
+        where,
+        `bad entry at offset ${o}: rec_len ${recLen}, name_len ${nameLen}`,
+      );
+    }
+    out.push({
+      offset: o,
+      ino: v.getUint32(o, true),
+      recLen,
+      name: block.slice(o + 8, o + 8 + nameLen),
+      type: hasFiletype(sb) ? block[o + 7] : 0,
+    });
+    o += recLen;
+  }
+  return out;
+}
+
+function putEntry(
+  sb: Superblock,
+  block: Uint8Array,
+  o: number,
+  recLen: number,
+  e: NewDirEntry,
+): void {
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  v.setUint32(o, e.ino, true);
+  writeRecLen(v, o, recLen);
+  if (hasFiletype(sb)) {
+    block[o + 6] = e.name.length;
+    block[o + 7] = e.type;
+  } else {
+    v.setUint16(o + 6, e.name.length, true);
+  }
+  block.set(e.name, o + 8);
+  // Zero the padding so identical directories have identical bytes.
+  block.fill(0, o + 8 + e.name.length, o + direntRecLen(e.name.length));
+}
+
+function checkName(name: Uint8Array): void {
+  if (name.length === 0 || name.length > 255) {
+    throw new Ext4Error("NAME_TOO_LONG", `a name must be 1..255 bytes, got ${name.length}`);
+  }
+  if (name.includes(0) || name.includes(0x2f)) {
+    throw new Ext4Error("INVALID", "a name cannot hold NUL or '/'");
+  }
+}
+
+/** An empty directory block: one unused entry spanning it, and the tail. */
+export function emptyDirBlock(sb: Superblock): Uint8Array {
+  const block = new Uint8Array(sb.blockSize);
+  const v = new DataView(block.buffer);
+  writeRecLen(v, 0, dirBlockEnd(sb));
+  initTail(sb, block);
+  return block;
+}
+
+/** The first block of a new directory: "." and "..", the rest free. */
+export function newDirectoryBlock(sb: Superblock, ino: number, parentIno: number): Uint8Array {
+  const block = new Uint8Array(sb.blockSize);
+  putEntry(sb, block, 0, 12, { ino, name: new Uint8Array([0x2e]), type: DirFileType.DIR });
+  putEntry(sb, block, 12, dirBlockEnd(sb) - 12, {
+    ino: parentIno,
+    name: new Uint8Array([0x2e, 0x2e]),
+    type: DirFileType.DIR,
+  });
+  initTail(sb, block);
+  return block;
+}
+
+function initTail(sb: Superblock, block: Uint8Array): void {
+  if (!sb.hasMetadataCsum) return;
+  const o = sb.blockSize - DIR_TAIL_SIZE;
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  v.setUint32(o, 0, true);
+  v.setUint16(o + 4, DIR_TAIL_SIZE, true);
+  block[o + 6] = 0;
+  block[o + 7] = TAIL_FT;
+  v.setUint32(o + 8, 0, true);
+}
+
+/**
+ * Inserts an entry into a linear block where it fits: an unused entry large enough, or the
+ * slack after a live entry (which is split). Returns false when the block has no room.
+ * Throws `EXISTS` if the name is already there.
+ *
+ * @example
+ * ```ts ignore
+ * const block = await tx.getWritable(dirBlock);
+ * if (!insertDirEntry(sb, block, { ino, name, type: DirFileType.REG })) { ... add a block ... }
+ * setDirBlockChecksum(sb, dirIno, dirGeneration, block);
+ * ```
+ */
+export function insertDirEntry(sb: Superblock, block: Uint8Array, entry: NewDirEntry): boolean {
+  checkName(entry.name);
+  const need = direntRecLen(entry.name.length);
+  const entries = parseDirBlock(sb, block);
+  for (const e of entries) {
+    if (e.ino !== 0 && sameName(e.name, entry.name)) {
+      throw new Ext4Error("EXISTS", `${new TextDecoder().decode(entry.name)} already exists`);
+    }
+  }
+  for (const e of entries) {
+    if (e.ino === 0 && e.recLen >= need) {
+      putEntry(sb, block, e.offset, e.recLen, entry);
+      return true;
+    }
+    const used = e.ino === 0 ? 0 : direntRecLen(e.name.length);
+    if (e.ino !== 0 && e.recLen - used >= need) {
+      const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+      writeRecLen(v, e.offset, used);
+      putEntry(sb, block, e.offset + used, e.recLen - used, entry);
+      return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * One allocation-free pass over a block: the inode of the live entry named `name` (0 if
+ * none) and whether an entry of that name's length would fit. Structure errors are
+ * CorruptError as in {@link parseDirBlock}.
+ */
+export function scanDirBlock(
+  sb: Superblock,
+  block: Uint8Array,
+  name: Uint8Array,
+  where = "directory block",
+): { ino: number; room: boolean } {
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  const end = dirBlockEnd(sb);
+  const need = direntRecLen(name.length);
+  const filetype = hasFiletype(sb);
+  let room = false;
+  let o = 0;
+  while (o < end) {
+    if (o + 8 > end) throw new CorruptError(where, `entry at ${o} runs past the block`);
+    const recLen = readRecLen(v, o, sb.blockSize);
+    const nameLen = filetype ? block[o + 6] : v.getUint16(o + 6, true);
+    if (recLen < 12 || recLen % 4 !== 0 || o + recLen > end || 8 + nameLen > recLen) {
+      throw new CorruptError(
+        where,
+        `bad entry at offset ${o}: rec_len ${recLen}, name_len ${nameLen}`,
+      );
+    }
+    const ino = v.getUint32(o, true);
+    if (ino === 0) {
+      if (recLen >= need) room = true;
+    } else {
+      if (recLen - direntRecLen(nameLen) >= need) room = true;
+      if (nameLen === name.length) {
+        let same = true;
+        for (let i = 0; i < nameLen; i++) {
+          if (block[o + 8 + i] !== name[i]) {
+            same = false;
+            break;
+          }
+        }
+        if (same) return { ino, room };
+      }
+    }
+    o += recLen;
+  }
+  return { ino: 0, room };
+}
+
+/** True when an entry with a name of `nameLen` bytes fits in the block (see {@link insertDirEntry}). */
+export function dirBlockHasRoom(entries: DirBlockEntry[], nameLen: number): boolean {
+  const need = direntRecLen(nameLen);
+  return entries.some((e) =>
+    e.ino === 0 ? e.recLen >= need : e.recLen - direntRecLen(e.name.length) >= need
+  );
+}
+
+/**
+ * Removes the entry named `name`: merged into the previous entry's record, or (the first
+ * entry of the block) marked unused. Returns the removed entry's inode, or 0 if absent.
+ */
+export function removeDirEntry(sb: Superblock, block: Uint8Array, name: Uint8Array): number {
+  const entries = parseDirBlock(sb, block);
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i];
+    if (e.ino === 0 || !sameName(e.name, name)) continue;
+    if (i === 0) {
+      v.setUint32(e.offset, 0, true);
+    } else {
+      const prev = entries[i - 1];
+      writeRecLen(v, prev.offset, prev.recLen + e.recLen);
+      block.fill(0, e.offset, e.offset + 8 + e.name.length);
+    }
+    return e.ino;
+  }
+  return 0;
+}
+
+/**
+ * Points the live entry `name` at another inode (and file type) in place. Returns the inode
+ * it pointed to, or 0 if there is no such entry.
+ */
+export function retargetDirEntry(
+  sb: Superblock,
+  block: Uint8Array,
+  name: Uint8Array,
+  ino: number,
+  type: number,
+): number {
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  for (const e of parseDirBlock(sb, block)) {
+    if (e.ino === 0 || !sameName(e.name, name)) continue;
+    v.setUint32(e.offset, ino, true);
+    if (hasFiletype(sb)) block[e.offset + 7] = type;
+    return e.ino;
+  }
+  return 0;
+}
+
+function sameName(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** crc32c of a linear directory block up to its tail, seeded with the directory inode's seed. */
+export function dirBlockChecksum(
+  sb: Superblock,
+  ino: number,
+  generation: number,
+  block: Uint8Array,
+): number {
+  return crc32c(
+    inodeChecksumSeed(sb, ino, generation),
+    block.subarray(0, sb.blockSize - DIR_TAIL_SIZE),
+  );
+}
+
+/** Stores the tail checksum of a linear directory block (no-op without metadata_csum). */
+export function setDirBlockChecksum(
+  sb: Superblock,
+  ino: number,
+  generation: number,
+  block: Uint8Array,
+): void {
+  if (!sb.hasMetadataCsum) return;
+  const o = sb.blockSize - DIR_TAIL_SIZE;
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  if (v.getUint16(o + 4, true) !== DIR_TAIL_SIZE || block[o + 7] !== TAIL_FT) {
+    throw new CorruptError(`directory block of inode ${ino}`, "no checksum tail");
+  }
+  v.setUint32(o + 8, dirBlockChecksum(sb, ino, generation, block), true);
+}
+
+/** True when the tail checksum matches (always true without metadata_csum). */
+export function dirBlockChecksumValid(
+  sb: Superblock,
+  ino: number,
+  generation: number,
+  block: Uint8Array,
+): boolean {
+  if (!sb.hasMetadataCsum) return true;
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  return v.getUint32(sb.blockSize - 4, true) === dirBlockChecksum(sb, ino, generation, block);
+}

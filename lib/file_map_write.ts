@@ -1,0 +1,288 @@
+/**
+ * A file's block mapping as a plain sorted list of extents, for the write path: reading it
+ * from an extent tree or an ext2/3 block map (bounded and checked), editing it (look up,
+ * remove a range, insert runs, coalescing neighbours) and writing it back as a fresh tree or
+ * map. Rebuilding the whole mapping on each change keeps the code small and the result
+ * e2fsck-clean; in-place node edits (the kernel's split and merge) are a later optimisation.
+ *
+ * @module
+ */
+
+import type { Allocator, Extent } from "./alloc.ts";
+import type { BlockReader } from "./bitmap.ts";
+import { blockMapLimit, buildBlockMap, DIRECT_BLOCKS } from "./blockmap_write.ts";
+import { CorruptError, Ext4Error } from "./errors.ts";
+import {
+  buildExtentTree,
+  EXTENT_MAGIC,
+  type FileExtent,
+  MAX_EXTENT_DEPTH,
+  MAX_INIT_EXTENT,
+  MAX_UNWRITTEN_EXTENT,
+} from "./extent_write.ts";
+import { type InodeFields, InodeFlags } from "./inode_write.ts";
+import type { Superblock } from "./superblock.ts";
+import type { Transaction } from "./transaction.ts";
+
+/** A file's mapping: its data extents and the blocks the mapping itself occupies. */
+export interface FileMap {
+  kind: "extents" | "blockmap";
+  extents: FileExtent[];
+  /** Extent tree nodes or indirect blocks (not counting the root in `i_block`). */
+  mapBlocks: number[];
+}
+
+/** Most extents or blocks a mapping may hold before it is taken as corrupt (2^32 blocks). */
+const MAX_ENTRIES = 2 ** 32;
+
+/**
+ * Reads the mapping of inode `ino` from its fields: an extent tree (depth ≤ 5, every node's
+ * magic, depth and bounds checked, no block visited twice) or a block map.
+ */
+export async function readFileMap(
+  reader: BlockReader,
+  sb: Superblock,
+  ino: number,
+  fields: InodeFields,
+): Promise<FileMap> {
+  if (fields.flags & InodeFlags.EXTENTS) return await readExtentTree(reader, sb, ino, fields.block);
+  if (fields.flags & InodeFlags.INLINE_DATA) {
+    throw new Ext4Error("UNSUPPORTED", `inode ${ino} holds inline data`);
+  }
+  return await readBlockMap(reader, sb, ino, fields.block);
+}
+
+async function readExtentTree(
+  reader: BlockReader,
+  sb: Superblock,
+  ino: number,
+  iBlock: Uint8Array,
+): Promise<FileMap> {
+  const extents: FileExtent[] = [];
+  const mapBlocks: number[] = [];
+  const visited = new Set<number>();
+  const where = (block?: number) =>
+    block === undefined ? `extent root of inode ${ino}` : `extent block ${block} of inode ${ino}`;
+  const walk = async (node: Uint8Array, expectDepth: number | null, block?: number) => {
+    const v = new DataView(node.buffer, node.byteOffset, node.byteLength);
+    const magic = v.getUint16(0, true);
+    const entries = v.getUint16(2, true);
+    const max = v.getUint16(4, true);
+    const depth = v.getUint16(6, true);
+    if (magic !== EXTENT_MAGIC) {
+      throw new CorruptError(where(block), `bad magic 0x${magic.toString(16)}`);
+    }
+    if (12 + 12 * max > node.length || entries > max) {
+      throw new CorruptError(where(block), `${entries} entries, max ${max}, do not fit`);
+    }
+    if (depth > MAX_EXTENT_DEPTH || (expectDepth !== null && depth !== expectDepth)) {
+      throw new CorruptError(where(block), `depth ${depth} is wrong`);
+    }
+    for (let i = 0; i < entries; i++) {
+      const o = 12 + 12 * i;
+      if (depth === 0) {
+        const raw = v.getUint16(o + 4, true);
+        const unwritten = raw > MAX_INIT_EXTENT;
+        const length = unwritten ? raw - MAX_INIT_EXTENT : raw;
+        const e: FileExtent = {
+          logical: v.getUint32(o, true),
+          physical: v.getUint32(o + 8, true) + v.getUint16(o + 6, true) * 2 ** 32,
+          length,
+        };
+        if (unwritten) e.unwritten = true;
+        const prev = extents.at(-1);
+        if (
+          length === 0 || e.physical < sb.firstDataBlock || e.physical + length > sb.blocksCount ||
+          (prev && e.logical < prev.logical + prev.length) || e.logical + length > 2 ** 32
+        ) {
+          throw new CorruptError(
+            where(block),
+            `bad extent ${e.logical}+${length} at ${e.physical}`,
+          );
+        }
+        extents.push(e);
+        if (extents.length > MAX_ENTRIES) throw new CorruptError(where(block), "too many extents");
+      } else {
+        const child = v.getUint32(o + 4, true) + v.getUint16(o + 8, true) * 2 ** 32;
+        if (child < sb.firstDataBlock || child >= sb.blocksCount || visited.has(child)) {
+          throw new CorruptError(where(block), `bad index to block ${child}`);
+        }
+        visited.add(child);
+        mapBlocks.push(child);
+        await walk(Uint8Array.from(await reader.read(child)), depth - 1, child);
+      }
+    }
+  };
+  await walk(iBlock, null);
+  return { kind: "extents", extents, mapBlocks };
+}
+
+async function readBlockMap(
+  reader: BlockReader,
+  sb: Superblock,
+  ino: number,
+  iBlock: Uint8Array,
+): Promise<FileMap> {
+  const bs = sb.blockSize;
+  const p = bs / 4;
+  const extents: FileExtent[] = [];
+  const mapBlocks: number[] = [];
+  const visited = new Set<number>();
+  const add = (logical: number, physical: number) => {
+    if (physical >= sb.blocksCount || physical < sb.firstDataBlock) {
+      throw new CorruptError(
+        `block map of inode ${ino}`,
+        `block ${physical} is outside the filesystem`,
+      );
+    }
+    const last = extents.at(-1);
+    if (
+      last && last.logical + last.length === logical && last.physical + last.length === physical &&
+      last.length < MAX_INIT_EXTENT
+    ) {
+      last.length++;
+    } else extents.push({ logical, physical, length: 1 });
+  };
+  const iv = new DataView(iBlock.buffer, iBlock.byteOffset, iBlock.byteLength);
+  for (let i = 0; i < DIRECT_BLOCKS; i++) {
+    const b = iv.getUint32(4 * i, true);
+    if (b) add(i, b);
+  }
+  // level: 1 single, 2 double, 3 triple; base: first logical block it maps.
+  const walk = async (block: number, level: number, base: number) => {
+    if (block >= sb.blocksCount || block < sb.firstDataBlock || visited.has(block)) {
+      throw new CorruptError(`block map of inode ${ino}`, `bad indirect block ${block}`);
+    }
+    visited.add(block);
+    mapBlocks.push(block);
+    const img = await reader.read(block);
+    const v = new DataView(img.buffer, img.byteOffset, img.byteLength);
+    const span = p ** (level - 1);
+    for (let i = 0; i < p; i++) {
+      const b = v.getUint32(4 * i, true);
+      if (!b) continue;
+      if (level === 1) add(base + i, b);
+      else await walk(b, level - 1, base + i * span);
+    }
+  };
+  const roots = [iv.getUint32(48, true), iv.getUint32(52, true), iv.getUint32(56, true)];
+  const bases = [DIRECT_BLOCKS, DIRECT_BLOCKS + p, DIRECT_BLOCKS + p + p * p];
+  for (let l = 0; l < 3; l++) if (roots[l]) await walk(roots[l], l + 1, bases[l]);
+  return { kind: "blockmap", extents, mapBlocks };
+}
+
+/** The extent holding logical block `lb`, or undefined (a hole). */
+export function findExtent(extents: FileExtent[], lb: number): FileExtent | undefined {
+  let lo = 0;
+  let hi = extents.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const e = extents[mid];
+    if (lb < e.logical) hi = mid - 1;
+    else if (lb >= e.logical + e.length) lo = mid + 1;
+    else return e;
+  }
+  return undefined;
+}
+
+/**
+ * Removes logical blocks `[from, to)` from the list; returns the remaining extents and the
+ * physical runs that were mapped there (to free).
+ */
+export function removeRange(
+  extents: FileExtent[],
+  from: number,
+  to: number,
+): { kept: FileExtent[]; removed: Extent[] } {
+  const kept: FileExtent[] = [];
+  const removed: Extent[] = [];
+  for (const e of extents) {
+    const s = e.logical;
+    const end = e.logical + e.length;
+    if (end <= from || s >= to) {
+      kept.push(e);
+      continue;
+    }
+    if (s < from) kept.push({ ...e, length: from - s });
+    const cutStart = Math.max(s, from);
+    const cutEnd = Math.min(end, to);
+    removed.push({ start: e.physical + (cutStart - s), length: cutEnd - cutStart });
+    if (end > to) {
+      kept.push({ ...e, logical: to, physical: e.physical + (to - s), length: end - to });
+    }
+  }
+  return { kept, removed };
+}
+
+/**
+ * Merges new extents (which must not overlap existing ones) into the sorted list and joins
+ * neighbours that continue each other logically and physically with the same state.
+ */
+export function insertExtents(extents: FileExtent[], added: FileExtent[]): FileExtent[] {
+  const all = [...extents, ...added].sort((a, b) => a.logical - b.logical);
+  const out: FileExtent[] = [];
+  for (const e of all) {
+    const last = out.at(-1);
+    if (last && e.logical < last.logical + last.length) {
+      throw new Ext4Error("INVALID", `extent at logical ${e.logical} overlaps another`);
+    }
+    const max = e.unwritten ? MAX_UNWRITTEN_EXTENT : MAX_INIT_EXTENT;
+    if (
+      last && !!last.unwritten === !!e.unwritten && last.logical + last.length === e.logical &&
+      last.physical + last.length === e.physical && last.length + e.length <= max
+    ) {
+      last.length += e.length;
+    } else {
+      out.push({ ...e });
+    }
+  }
+  return out;
+}
+
+/** Marks logical blocks `[from, to)` written (splitting unwritten extents). */
+export function markWritten(extents: FileExtent[], from: number, to: number): FileExtent[] {
+  const out: FileExtent[] = [];
+  for (const e of extents) {
+    const s = e.logical;
+    const end = s + e.length;
+    if (!e.unwritten || end <= from || s >= to) {
+      out.push(e);
+      continue;
+    }
+    const a = Math.max(s, from);
+    const b = Math.min(end, to);
+    if (s < a) out.push({ ...e, length: a - s });
+    out.push({ logical: a, physical: e.physical + (a - s), length: b - a });
+    if (b < end) out.push({ ...e, logical: b, physical: e.physical + (b - s), length: end - b });
+  }
+  return insertExtents([], out);
+}
+
+/**
+ * Replaces a file's mapping: frees the old tree or indirect blocks (revoked) and builds a new
+ * one for `extents`. Returns the new `i_block` and the number of mapping blocks.
+ */
+export async function rewriteFileMap(
+  tx: Transaction,
+  alloc: Allocator,
+  sb: Superblock,
+  options: { ino: number; generation: number; old: FileMap; extents: FileExtent[]; goal?: number },
+): Promise<{ iBlock: Uint8Array; mapBlocks: number }> {
+  const { old, extents } = options;
+  for (const b of old.mapBlocks) await alloc.freeBlocks(tx, b, 1, { metadata: true });
+  if (old.kind === "extents") {
+    const tree = await buildExtentTree(tx, alloc, sb, {
+      ino: options.ino,
+      generation: options.generation,
+      extents,
+      goal: options.goal,
+    });
+    return { iBlock: tree.iBlock, mapBlocks: tree.treeBlocks.reduce((a, e) => a + e.length, 0) };
+  }
+  const last = extents.at(-1);
+  if (last && last.logical + last.length > blockMapLimit(sb.blockSize)) {
+    throw new Ext4Error("INVALID", "the file is too large for a block map");
+  }
+  const map = await buildBlockMap(tx, alloc, sb, { extents, goal: options.goal });
+  return { iBlock: map.iBlock, mapBlocks: map.indirectBlocks.reduce((a, e) => a + e.length, 0) };
+}

@@ -1,0 +1,861 @@
+/**
+ * Namespace operations at inode level, composed from the write path's parts: new inodes,
+ * directory entries in linear directories (growing by a block when full), mkdir, create,
+ * symlink, mknod, link, unlink and rmdir, and releasing an inode's blocks and attributes.
+ * Path resolution and htree directories are not here: callers pass directory inode numbers,
+ * and directories with an htree index (INDEX flag) are refused until dx writing exists.
+ *
+ * @module
+ */
+
+import type { Allocator } from "./alloc.ts";
+import {
+  DirFileType,
+  emptyDirBlock,
+  fileTypeOfMode,
+  insertDirEntry,
+  newDirectoryBlock,
+  parseDirBlock,
+  removeDirEntry,
+  retargetDirEntry,
+  scanDirBlock,
+  setDirBlockChecksum,
+} from "./dir_write.ts";
+import { CorruptError, Ext4Error } from "./errors.ts";
+import { emptyExtentRoot } from "./extent_write.ts";
+import { Compat, Incompat, RoCompat } from "./features.ts";
+import {
+  type DxDir,
+  dxInsert,
+  dxLookup,
+  isDxNode,
+  makeIndexed,
+  setDxChecksum,
+} from "./htree_write.ts";
+import { insertExtents, readFileMap, rewriteFileMap } from "./file_map_write.ts";
+import { canInline, writeInline } from "./inline_write.ts";
+import { writeNewFileData } from "./file_write.ts";
+import type { GroupDescriptorTable } from "./group_descriptor.ts";
+import {
+  decodeInode,
+  encodeInode,
+  type InodeFields,
+  InodeFlags,
+  type InodeTime,
+  readInodeRaw,
+  writeInode,
+} from "./inode_write.ts";
+import { deviceBlock, symlinkData } from "./special_write.ts";
+import { xattrBlockChecksum } from "./xattr_write.ts";
+import type { Superblock } from "./superblock.ts";
+import type { Transaction } from "./transaction.ts";
+
+/** Everything a namespace operation needs. */
+export interface NamespaceContext {
+  tx: Transaction;
+  alloc: Allocator;
+  sb: Superblock;
+  gdt: GroupDescriptorTable;
+  /** Time stamped on what changes (default: now). */
+  now?: InodeTime;
+}
+
+/** Owner and permissions of a new inode. */
+export interface NewInodeOptions {
+  /** Permission bits (and setuid/setgid/sticky); the type comes from the operation. */
+  perm: number;
+  uid?: number;
+  gid?: number;
+}
+
+/** Largest link count; beyond it dir_nlink directories count 1. */
+const LINK_MAX = 65000;
+const ROOT_INO = 2;
+
+function now(ctx: NamespaceContext): InodeTime {
+  if (ctx.now) return ctx.now;
+  const ms = Date.now();
+  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
+}
+
+async function load(
+  ctx: NamespaceContext,
+  ino: number,
+): Promise<{ raw: Uint8Array; f: InodeFields }> {
+  const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
+  return { raw, f: decodeInode(ctx.sb, raw) };
+}
+
+async function store(
+  ctx: NamespaceContext,
+  ino: number,
+  raw: Uint8Array,
+  f: InodeFields,
+): Promise<void> {
+  await writeInode(ctx.tx, ctx.sb, ctx.gdt, ino, encodeInode(ctx.sb, ino, f, raw));
+}
+
+function isDir(f: InodeFields): boolean {
+  return (f.mode & 0o170000) === 0o040000;
+}
+
+function nameBytes(name: string | Uint8Array): Uint8Array {
+  return typeof name === "string" ? new TextEncoder().encode(name) : name;
+}
+
+async function loadDir(ctx: NamespaceContext, dirIno: number) {
+  const d = await load(ctx, dirIno);
+  if (!isDir(d.f)) throw new Ext4Error("NOT_DIRECTORY", `inode ${dirIno} is not a directory`);
+  if (d.f.flags & InodeFlags.INLINE_DATA) {
+    throw new Ext4Error("UNSUPPORTED", `directory ${dirIno} has inline data, not written yet`);
+  }
+  const map = await readFileMap(ctx.tx, ctx.sb, dirIno, d.f);
+  const indexed = (d.f.flags & InodeFlags.INDEX) !== 0;
+  const dx: DxDir = {
+    ino: dirIno,
+    generation: d.f.generation,
+    extents: map.extents,
+    blocks: Math.ceil(d.f.size / ctx.sb.blockSize),
+  };
+  return { ...d, map, indexed, dx };
+}
+
+type LoadedDir = Awaited<ReturnType<typeof loadDir>>;
+
+function isDots(n: Uint8Array): 0 | 1 | 2 {
+  if (n.length === 1 && n[0] === 0x2e) return 1;
+  if (n.length === 2 && n[0] === 0x2e && n[1] === 0x2e) return 2;
+  return 0;
+}
+
+/** Physical blocks of a directory holding entries (leaves; index blocks skipped). */
+async function leafBlocks(ctx: NamespaceContext, d: LoadedDir): Promise<number[]> {
+  const out: number[] = [];
+  for (const e of d.map.extents) {
+    for (let i = 0; i < e.length; i++) {
+      if (d.indexed && e.logical + i === 0) continue;
+      if (d.indexed && isDxNode(ctx.sb, await ctx.tx.read(e.physical + i))) continue;
+      out.push(e.physical + i);
+    }
+  }
+  return out;
+}
+
+/** The physical block holding the live entry `name` (not "." or ".."), or 0. */
+async function blockOfEntry(ctx: NamespaceContext, d: LoadedDir, n: Uint8Array): Promise<number> {
+  if (d.indexed) return (await dxLookup(ctx.tx, ctx.sb, d.dx, n)).leaf;
+  for (const b of await leafBlocks(ctx, d)) {
+    if (scanDirBlock(ctx.sb, await ctx.tx.read(b), n).ino) return b;
+  }
+  return 0;
+}
+
+/** The live entries of a directory (without "." and ".."), in on-disk order. */
+export async function listEntries(
+  ctx: NamespaceContext,
+  dirIno: number,
+): Promise<{ name: Uint8Array; ino: number; type: number }[]> {
+  const d = await loadDir(ctx, dirIno);
+  const out: { name: Uint8Array; ino: number; type: number }[] = [];
+  for (const b of await leafBlocks(ctx, d)) {
+    for (const x of parseDirBlock(ctx.sb, await ctx.tx.read(b), `directory ${dirIno}`)) {
+      if (x.ino !== 0 && !isDots(x.name)) out.push({ name: x.name, ino: x.ino, type: x.type });
+    }
+  }
+  return out;
+}
+
+/** True when the directory holds nothing but "." and "..". */
+async function isEmptyDir(ctx: NamespaceContext, d: LoadedDir): Promise<boolean> {
+  for (const b of await leafBlocks(ctx, d)) {
+    for (const x of parseDirBlock(ctx.sb, await ctx.tx.read(b), `directory ${d.dx.ino}`)) {
+      if (x.ino !== 0 && !isDots(x.name)) return false;
+    }
+  }
+  return true;
+}
+
+/** Block 0 of a directory, where "." (offset 0) and ".." (offset 12) live. */
+function firstBlock(d: LoadedDir): number {
+  const e = d.map.extents[0];
+  if (!e || e.logical !== 0) throw new CorruptError(`directory ${d.dx.ino}`, "no block 0");
+  return e.physical;
+}
+
+/** Looks `name` up in a directory (linear or htree): its inode, or 0. */
+export async function lookupEntry(
+  ctx: NamespaceContext,
+  dirIno: number,
+  name: string | Uint8Array,
+): Promise<number> {
+  const n = nameBytes(name);
+  const d = await loadDir(ctx, dirIno);
+  const dots = isDots(n);
+  if (dots) {
+    const block = await ctx.tx.read(firstBlock(d));
+    return new DataView(block.buffer, block.byteOffset).getUint32(dots === 1 ? 0 : 12, true);
+  }
+  if (d.indexed) return (await dxLookup(ctx.tx, ctx.sb, d.dx, n)).ino;
+  for (const b of await leafBlocks(ctx, d)) {
+    const { ino } = scanDirBlock(ctx.sb, await ctx.tx.read(b), n, `directory ${dirIno}`);
+    if (ino) return ino;
+  }
+  return 0;
+}
+
+/**
+ * Allocates and writes a new inode of `mode` (type and permissions): zero size, one link
+ * (two for a directory, set by the caller's entries), an empty extent root for files and
+ * directories where the filesystem has extents.
+ */
+export async function newInode(
+  ctx: NamespaceContext,
+  parentIno: number,
+  mode: number,
+  options: NewInodeOptions,
+  contents: Partial<Pick<InodeFields, "size" | "blocks512" | "flags" | "block">> = {},
+): Promise<{ ino: number; fields: InodeFields }> {
+  const { sb, alloc } = ctx;
+  const dir = (mode & 0o170000) === 0o040000;
+  const ino = await alloc.allocateInode(ctx.tx, {
+    dir,
+    parentGroup: alloc.groupOfInode(parentIno),
+    topLevel: parentIno === ROOT_INO,
+  });
+  const t = now(ctx);
+  const extents = (sb.incompat & Incompat.EXTENTS) !== 0;
+  const regOrDir = dir || (mode & 0o170000) === 0o100000;
+  const fields: InodeFields = {
+    mode,
+    uid: options.uid ?? 0,
+    gid: options.gid ?? 0,
+    size: 0,
+    linksCount: 1,
+    blocks512: 0,
+    flags: extents && regOrDir ? InodeFlags.EXTENTS : 0,
+    generation: crypto.getRandomValues(new Uint32Array(1))[0],
+    atime: t,
+    ctime: t,
+    mtime: t,
+    crtime: t,
+    dtime: 0,
+    fileAcl: 0,
+    block: extents && regOrDir ? emptyExtentRoot() : new Uint8Array(60),
+    version: 0,
+    projid: 0,
+    ...contents,
+  };
+  await writeInode(ctx.tx, sb, ctx.gdt, ino, encodeInode(sb, ino, fields));
+  return { ino, fields };
+}
+
+/**
+ * Adds entry `name` → `ino` to directory `dirIno`: in the first block with room, else in a
+ * new block appended to the directory. EXISTS if the name is taken.
+ */
+export async function addEntry(
+  ctx: NamespaceContext,
+  dirIno: number,
+  name: string | Uint8Array,
+  ino: number,
+  type: number,
+): Promise<void> {
+  const { sb, tx } = ctx;
+  const n = nameBytes(name);
+  if (isDots(n)) throw new Ext4Error("EXISTS", "'.' and '..' always exist");
+  const d = await loadDir(ctx, dirIno);
+  const entry = { ino, name: n, type: (sb.incompat & Incompat.FILETYPE) ? type : 0 };
+  let nextLogical = d.dx.blocks;
+  let lastPhysical = d.map.extents.at(-1)?.physical ?? 0;
+  const grow = async () => {
+    const [got] = await ctx.alloc.allocateBlocks(tx, lastPhysical + 1, 1);
+    lastPhysical = got.start;
+    return { logical: nextLogical++, physical: got.start };
+  };
+  if (!d.indexed) {
+    // One pass: the name must be new, and the first block with room takes it.
+    let target = -1;
+    for (const b of await leafBlocks(ctx, d)) {
+      const scan = scanDirBlock(sb, await tx.read(b), n, `directory ${dirIno}`);
+      if (scan.ino) {
+        throw new Ext4Error(
+          "EXISTS",
+          `${new TextDecoder().decode(n)} exists in directory ${dirIno}`,
+        );
+      }
+      if (target < 0 && scan.room) target = b;
+    }
+    if (target >= 0) {
+      const block = await tx.getWritable(target);
+      if (!insertDirEntry(sb, block, entry)) {
+        throw new CorruptError(`directory ${dirIno}`, "lost room");
+      }
+      setDirBlockChecksum(sb, dirIno, d.f.generation, block);
+      return await touch(ctx, dirIno, d.raw, d.f);
+    }
+    if (!(sb.compat & Compat.DIR_INDEX) || d.dx.blocks !== 1) {
+      // Grow a linear directory by one block.
+      const fresh = await grow();
+      const img = tx.newBlock(fresh.physical);
+      img.set(emptyDirBlock(sb));
+      insertDirEntry(sb, img, entry);
+      setDirBlockChecksum(sb, dirIno, d.f.generation, img);
+      d.dx.extents = [...d.dx.extents, {
+        logical: fresh.logical,
+        physical: fresh.physical,
+        length: 1,
+      }];
+      d.dx.blocks = fresh.logical + 1;
+      return await saveDir(ctx, d, false);
+    }
+    // A full one-block directory becomes an htree, as the kernel does.
+    await makeIndexed(tx, sb, d.dx, grow);
+    await dxInsert(tx, sb, d.dx, entry, grow);
+    return await saveDir(ctx, d, true);
+  }
+  if ((await dxLookup(tx, sb, d.dx, n)).ino) {
+    throw new Ext4Error("EXISTS", `${new TextDecoder().decode(n)} exists in directory ${dirIno}`);
+  }
+  const before = d.dx.blocks;
+  await dxInsert(tx, sb, d.dx, entry, grow);
+  if (d.dx.blocks === before) return await touch(ctx, dirIno, d.raw, d.f);
+  await saveDir(ctx, d, true);
+}
+
+/** Writes a directory's new mapping, size, block count and flags after it grew. */
+async function saveDir(ctx: NamespaceContext, d: LoadedDir, indexed: boolean): Promise<void> {
+  const { sb, tx } = ctx;
+  const extents = insertExtents([], d.dx.extents);
+  const rebuilt = await rewriteFileMap(tx, ctx.alloc, sb, {
+    ino: d.dx.ino,
+    generation: d.f.generation,
+    old: d.map,
+    extents,
+  });
+  const per = sb.blockSize / 512;
+  const oldData = d.map.extents.reduce((a, e) => a + e.length, 0);
+  const newData = extents.reduce((a, e) => a + e.length, 0);
+  await touch(ctx, d.dx.ino, d.raw, {
+    ...d.f,
+    size: d.dx.blocks * sb.blockSize,
+    block: rebuilt.iBlock,
+    flags: indexed ? d.f.flags | InodeFlags.INDEX : d.f.flags,
+    blocks512: d.f.blocks512 +
+      (newData - oldData + rebuilt.mapBlocks - d.map.mapBlocks.length) * per,
+  });
+}
+
+async function touch(
+  ctx: NamespaceContext,
+  ino: number,
+  raw: Uint8Array,
+  f: InodeFields,
+): Promise<void> {
+  const t = now(ctx);
+  await store(ctx, ino, raw, { ...f, mtime: t, ctime: t });
+}
+
+/** Removes entry `name` from directory `dirIno`; returns its inode (NOT_FOUND if absent). */
+export async function removeEntry(
+  ctx: NamespaceContext,
+  dirIno: number,
+  name: string | Uint8Array,
+): Promise<number> {
+  const n = nameBytes(name);
+  if (isDots(n)) throw new Ext4Error("INVALID", "cannot remove '.' or '..'");
+  const d = await loadDir(ctx, dirIno);
+  const b = await blockOfEntry(ctx, d, n);
+  if (!b) {
+    throw new Ext4Error("NOT_FOUND", `${new TextDecoder().decode(n)} not in directory ${dirIno}`);
+  }
+  const block = await ctx.tx.getWritable(b);
+  const ino = removeDirEntry(ctx.sb, block, n);
+  setDirBlockChecksum(ctx.sb, dirIno, d.f.generation, block);
+  await touch(ctx, dirIno, d.raw, d.f);
+  return ino;
+}
+
+/** Throws before any change when `name` is taken in `parent` (or `parent` is unusable). */
+async function checkFree(ctx: NamespaceContext, parent: number, name: string | Uint8Array) {
+  const n = nameBytes(name);
+  if (n.length === 0 || n.length > 255) throw new Ext4Error("NAME_TOO_LONG", "bad name length");
+  if (await lookupEntry(ctx, parent, n)) {
+    throw new Ext4Error("EXISTS", `${new TextDecoder().decode(n)} exists in directory ${parent}`);
+  }
+}
+
+async function changeLinks(
+  ctx: NamespaceContext,
+  ino: number,
+  delta: number,
+): Promise<InodeFields> {
+  const { raw, f } = await load(ctx, ino);
+  let links = f.linksCount + delta;
+  if (isDir(f)) {
+    // dir_nlink: a directory with too many subdirectories counts 1.
+    if (f.linksCount === 1 && delta !== 0) links = 1;
+    else if (links >= LINK_MAX) {
+      if (!(ctx.sb.roCompat & RoCompat.DIR_NLINK)) {
+        throw new Ext4Error("TOO_MANY_LINKS", `directory ${ino} has too many subdirectories`);
+      }
+      links = 1;
+    }
+  } else if (links > LINK_MAX) {
+    throw new Ext4Error("TOO_MANY_LINKS", `inode ${ino} has too many links`);
+  }
+  const t = now(ctx);
+  const updated = { ...f, linksCount: Math.max(0, links), ctime: t };
+  await store(ctx, ino, raw, updated);
+  return updated;
+}
+
+/** Creates directory `name` in `parent`; returns its inode. */
+export async function makeDirectory(
+  ctx: NamespaceContext,
+  parent: number,
+  name: string | Uint8Array,
+  options: NewInodeOptions,
+): Promise<number> {
+  const { sb, tx } = ctx;
+  await checkFree(ctx, parent, name);
+  try {
+    const { ino, fields } = await newInode(
+      ctx,
+      parent,
+      0o040000 | (options.perm & 0o7777),
+      options,
+    );
+    const [blk] = await ctx.alloc.allocateBlocks(tx, 0, 1);
+    const img = tx.newBlock(blk.start);
+    img.set(newDirectoryBlock(sb, ino, parent));
+    setDirBlockChecksum(sb, ino, fields.generation, img);
+    const raw = await readInodeRaw(tx, sb, ctx.gdt, ino);
+    const map = await readFileMap(tx, sb, ino, fields);
+    const rebuilt = await rewriteFileMap(tx, ctx.alloc, sb, {
+      ino,
+      generation: fields.generation,
+      old: map,
+      extents: [{ logical: 0, physical: blk.start, length: 1 }],
+    });
+    await store(ctx, ino, raw, {
+      ...fields,
+      linksCount: 2,
+      size: sb.blockSize,
+      block: rebuilt.iBlock,
+      blocks512: (1 + rebuilt.mapBlocks) * (sb.blockSize / 512),
+    });
+    await addEntry(ctx, parent, name, ino, DirFileType.DIR);
+    await changeLinks(ctx, parent, 1);
+    return ino;
+  } catch (e) {
+    tx.abort();
+    throw e;
+  }
+}
+
+/** Creates a regular file `name` in `parent` holding `data`; returns its inode. */
+export async function createFile(
+  ctx: NamespaceContext,
+  parent: number,
+  name: string | Uint8Array,
+  data: Uint8Array,
+  options: NewInodeOptions & { sparse?: boolean; inline?: boolean },
+): Promise<number> {
+  await checkFree(ctx, parent, name);
+  try {
+    const { ino, fields } = await newInode(
+      ctx,
+      parent,
+      0o100000 | (options.perm & 0o7777),
+      options,
+    );
+    if (options.inline !== false && canInline(ctx, data.length)) {
+      await writeInline(ctx, ino, data);
+    } else if (data.length > 0) {
+      const file = await writeNewFileData(ctx.tx, ctx.alloc, ctx.sb, {
+        ino,
+        generation: fields.generation,
+        data,
+        sparse: options.sparse,
+      });
+      const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
+      await store(ctx, ino, raw, {
+        ...fields,
+        size: data.length,
+        flags: (fields.flags & ~InodeFlags.EXTENTS) | file.flags,
+        block: file.iBlock,
+        blocks512: file.blocks512,
+      });
+    }
+    await addEntry(ctx, parent, name, ino, DirFileType.REG);
+    return ino;
+  } catch (e) {
+    ctx.tx.abort();
+    throw e;
+  }
+}
+
+/** Creates symlink `name` → `target` in `parent`; returns its inode. */
+export async function createSymlink(
+  ctx: NamespaceContext,
+  parent: number,
+  name: string | Uint8Array,
+  target: string | Uint8Array,
+  options: Partial<NewInodeOptions> = {},
+): Promise<number> {
+  const t = nameBytes(target);
+  await checkFree(ctx, parent, name);
+  try {
+    const { ino, fields } = await newInode(ctx, parent, 0o120777, { perm: 0o777, ...options });
+    const d = await symlinkData(ctx.tx, ctx.alloc, ctx.sb, {
+      ino,
+      generation: fields.generation,
+      target: t,
+    });
+    const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
+    await store(ctx, ino, raw, {
+      ...fields,
+      size: t.length,
+      flags: d.flags,
+      block: d.iBlock,
+      blocks512: d.blocks512,
+    });
+    await addEntry(ctx, parent, name, ino, DirFileType.SYMLINK);
+    return ino;
+  } catch (e) {
+    ctx.tx.abort();
+    throw e;
+  }
+}
+
+/** Creates a device, FIFO or socket node (`mode` carries the type). */
+export async function makeNode(
+  ctx: NamespaceContext,
+  parent: number,
+  name: string | Uint8Array,
+  mode: number,
+  options: NewInodeOptions & { major?: number; minor?: number },
+): Promise<number> {
+  const type = mode & 0o170000;
+  if (![0o020000, 0o060000, 0o010000, 0o140000].includes(type)) {
+    throw new Ext4Error("INVALID", `mknod of mode 0${mode.toString(8)}`);
+  }
+  await checkFree(ctx, parent, name);
+  try {
+    const device = type === 0o020000 || type === 0o060000;
+    const { ino } = await newInode(ctx, parent, type | (options.perm & 0o7777), options, {
+      block: device ? deviceBlock(options.major ?? 0, options.minor ?? 0) : new Uint8Array(60),
+    });
+    await addEntry(ctx, parent, name, ino, fileTypeOfMode(mode));
+    return ino;
+  } catch (e) {
+    ctx.tx.abort();
+    throw e;
+  }
+}
+
+/** Adds hard link `name` in `parent` to the non-directory `ino`. */
+export async function linkInode(
+  ctx: NamespaceContext,
+  parent: number,
+  name: string | Uint8Array,
+  ino: number,
+): Promise<void> {
+  const { f } = await load(ctx, ino);
+  if (isDir(f)) throw new Ext4Error("PERMISSION", "hard links to directories are not allowed");
+  if (f.linksCount === 0) throw new Ext4Error("NOT_FOUND", `inode ${ino} is deleted`);
+  await checkFree(ctx, parent, name);
+  try {
+    await changeLinks(ctx, ino, 1);
+    await addEntry(ctx, parent, name, ino, fileTypeOfMode(f.mode));
+  } catch (e) {
+    ctx.tx.abort();
+    throw e;
+  }
+}
+
+/**
+ * Frees everything inode `ino` holds (data or directory blocks and mapping, its xattr block
+ * unless shared) and the inode itself; marks it deleted (dtime, no links).
+ */
+export async function releaseInode(ctx: NamespaceContext, ino: number): Promise<void> {
+  const { sb, tx, alloc } = ctx;
+  const { raw, f } = await load(ctx, ino);
+  const fastLink = (f.mode & 0o170000) === 0o120000 &&
+    f.blocks512 === (f.fileAcl ? sb.blockSize / 512 : 0);
+  const special = [0o020000, 0o060000, 0o010000, 0o140000].includes(f.mode & 0o170000);
+  if (!fastLink && !special && !(f.flags & InodeFlags.INLINE_DATA)) {
+    const map = await readFileMap(tx, sb, ino, f);
+    for (const e of map.extents) {
+      await alloc.freeBlocks(tx, e.physical, e.length, { metadata: isDir(f) });
+    }
+    for (const b of map.mapBlocks) await alloc.freeBlocks(tx, b, 1, { metadata: true });
+  }
+  if (f.fileAcl) {
+    const img = await tx.getWritable(f.fileAcl);
+    const v = new DataView(img.buffer, img.byteOffset, img.byteLength);
+    const refs = v.getUint32(4, true);
+    if (refs > 1) {
+      v.setUint32(4, refs - 1, true);
+      if (sb.hasMetadataCsum) v.setUint32(16, xattrBlockChecksum(sb, f.fileAcl, img), true);
+    } else await alloc.freeBlocks(tx, f.fileAcl, 1, { metadata: true });
+  }
+  await alloc.freeInode(tx, ino, { dir: isDir(f) });
+  const t = now(ctx);
+  await store(ctx, ino, raw, {
+    ...f,
+    linksCount: 0,
+    dtime: Math.max(1, t.sec % 2 ** 32),
+    ctime: t,
+    size: 0,
+    blocks512: 0,
+    fileAcl: 0,
+    block: (f.flags & InodeFlags.EXTENTS) ? emptyExtentRoot() : new Uint8Array(60),
+  });
+}
+
+/**
+ * Removes entry `name` (not a directory) from `parent`; the inode is released when its last
+ * link goes (callers keeping it open put it on the orphan list instead).
+ */
+export async function unlinkEntry(
+  ctx: NamespaceContext,
+  parent: number,
+  name: string | Uint8Array,
+  options: { keepInode?: boolean } = {},
+): Promise<number> {
+  const ino = await lookupEntry(ctx, parent, name);
+  if (!ino) throw new Ext4Error("NOT_FOUND", "no such entry");
+  const { f } = await load(ctx, ino);
+  if (isDir(f)) throw new Ext4Error("IS_DIRECTORY", "unlink of a directory");
+  try {
+    await removeEntry(ctx, parent, name);
+    const after = await changeLinks(ctx, ino, -1);
+    if (after.linksCount === 0 && !options.keepInode) await releaseInode(ctx, ino);
+    return ino;
+  } catch (e) {
+    ctx.tx.abort();
+    throw e;
+  }
+}
+
+/** Removes the empty directory `name` from `parent`. */
+export async function removeDirectory(
+  ctx: NamespaceContext,
+  parent: number,
+  name: string | Uint8Array,
+): Promise<void> {
+  const ino = await lookupEntry(ctx, parent, name);
+  if (!ino) throw new Ext4Error("NOT_FOUND", "no such entry");
+  const d = await loadDir(ctx, ino);
+  if (!(await isEmptyDir(ctx, d))) throw new Ext4Error("NOT_EMPTY", "directory not empty");
+  const dotdot = await lookupEntry(ctx, ino, "..");
+  if (dotdot !== parent) {
+    throw new CorruptError(`directory ${ino}`, `'..' points to ${dotdot}, not ${parent}`);
+  }
+  try {
+    await removeEntry(ctx, parent, name);
+    await changeLinks(ctx, parent, -1);
+    await releaseInode(ctx, ino);
+  } catch (e) {
+    ctx.tx.abort();
+    throw e;
+  }
+}
+
+/** Points entry `name` of directory `dirIno` at `ino` in place; returns the old inode. */
+async function retargetEntry(
+  ctx: NamespaceContext,
+  dirIno: number,
+  name: Uint8Array,
+  ino: number,
+  type: number,
+): Promise<number> {
+  const { sb, tx } = ctx;
+  const d = await loadDir(ctx, dirIno);
+  const ft = (sb.incompat & Incompat.FILETYPE) ? type : 0;
+  if (isDots(name) === 2) {
+    const block = await tx.getWritable(firstBlock(d));
+    const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+    const old = v.getUint32(12, true);
+    v.setUint32(12, ino, true);
+    if (d.indexed) setDxChecksum(sb, d.dx, block, true);
+    else setDirBlockChecksum(sb, dirIno, d.f.generation, block);
+    await touch(ctx, dirIno, d.raw, d.f);
+    return old;
+  }
+  const b = await blockOfEntry(ctx, d, name);
+  if (!b) {
+    throw new Ext4Error("NOT_FOUND", `no entry ${new TextDecoder().decode(name)} in ${dirIno}`);
+  }
+  const block = await tx.getWritable(b);
+  const old = retargetDirEntry(sb, block, name, ino, ft);
+  setDirBlockChecksum(sb, dirIno, d.f.generation, block);
+  await touch(ctx, dirIno, d.raw, d.f);
+  return old;
+}
+
+/** True when directory `ino` is `ancestor` or lies below it (walking ".." up to the root). */
+async function isWithin(ctx: NamespaceContext, ino: number, ancestor: number): Promise<boolean> {
+  const seen = new Set<number>();
+  let cur = ino;
+  for (;;) {
+    if (cur === ancestor) return true;
+    if (cur === ROOT_INO) return false;
+    if (seen.has(cur)) throw new CorruptError(`directory ${ino}`, "'..' chain loops");
+    seen.add(cur);
+    cur = await lookupEntry(ctx, cur, "..");
+    if (!cur) throw new CorruptError(`directory ${ino}`, "no '..' entry");
+  }
+}
+
+/** Options for {@link renameEntry}. */
+export interface RenameOptions {
+  /** RENAME_NOREPLACE: fail with EXISTS if the target exists. */
+  noReplace?: boolean;
+  /** RENAME_EXCHANGE: swap the two entries (both must exist). */
+  exchange?: boolean;
+}
+
+/**
+ * Renames `oldName` in `oldParent` to `newName` in `newParent`, as rename(2)/renameat2: an
+ * existing target is replaced (a directory only by a directory, and only when empty), moving
+ * a directory updates its ".." and both parents' link counts, moving a directory into its own
+ * subtree is INVALID. Refusals come before any change.
+ */
+export async function renameEntry(
+  ctx: NamespaceContext,
+  oldParent: number,
+  oldName: string | Uint8Array,
+  newParent: number,
+  newName: string | Uint8Array,
+  options: RenameOptions = {},
+): Promise<void> {
+  const on = nameBytes(oldName);
+  const nn = nameBytes(newName);
+  const dotty = (n: Uint8Array) => n.length <= 2 && n.every((c) => c === 0x2e);
+  if (dotty(on) || dotty(nn)) throw new Ext4Error("INVALID", "cannot rename '.' or '..'");
+  if (nn.length === 0 || nn.length > 255) throw new Ext4Error("NAME_TOO_LONG", "bad name length");
+  await loadDir(ctx, oldParent);
+  await loadDir(ctx, newParent);
+  const src = await lookupEntry(ctx, oldParent, on);
+  if (!src) throw new Ext4Error("NOT_FOUND", "no such source entry");
+  const dst = await lookupEntry(ctx, newParent, nn);
+  const sf = (await load(ctx, src)).f;
+  const srcDir = isDir(sf);
+  const sameEntry = oldParent === newParent && on.length === nn.length &&
+    on.every((b, i) => b === nn[i]);
+  if (options.exchange) {
+    if (!dst) throw new Ext4Error("NOT_FOUND", "no such target entry");
+    const df = (await load(ctx, dst)).f;
+    const dstDir = isDir(df);
+    if (sameEntry || src === dst) return;
+    if (srcDir && await isWithin(ctx, newParent, src)) {
+      throw new Ext4Error("INVALID", "into itself");
+    }
+    if (dstDir && await isWithin(ctx, oldParent, dst)) {
+      throw new Ext4Error("INVALID", "into itself");
+    }
+    try {
+      await retargetEntry(ctx, oldParent, on, dst, fileTypeOfMode(df.mode));
+      await retargetEntry(ctx, newParent, nn, src, fileTypeOfMode(sf.mode));
+      if (oldParent !== newParent) {
+        if (srcDir) await retargetEntry(ctx, src, nameBytes(".."), newParent, DirFileType.DIR);
+        if (dstDir) await retargetEntry(ctx, dst, nameBytes(".."), oldParent, DirFileType.DIR);
+        const delta = (dstDir ? 1 : 0) - (srcDir ? 1 : 0);
+        if (delta) {
+          await changeLinks(ctx, oldParent, delta);
+          await changeLinks(ctx, newParent, -delta);
+        }
+      }
+      await changeLinks(ctx, src, 0);
+      await changeLinks(ctx, dst, 0);
+    } catch (e) {
+      ctx.tx.abort();
+      throw e;
+    }
+    return;
+  }
+  if (sameEntry) return;
+  let dstDir = false;
+  if (dst) {
+    if (options.noReplace) throw new Ext4Error("EXISTS", "target exists");
+    if (dst === src) return; // two links to one inode: nothing to do
+    const df = (await load(ctx, dst)).f;
+    dstDir = isDir(df);
+    if (dstDir && !srcDir) throw new Ext4Error("IS_DIRECTORY", "target is a directory");
+    if (!dstDir && srcDir) throw new Ext4Error("NOT_DIRECTORY", "target is not a directory");
+    if (dstDir) {
+      if (!(await isEmptyDir(ctx, await loadDir(ctx, dst)))) {
+        throw new Ext4Error("NOT_EMPTY", "target not empty");
+      }
+    }
+  }
+  if (srcDir && await isWithin(ctx, newParent, src)) {
+    throw new Ext4Error("INVALID", "cannot move a directory into itself");
+  }
+  try {
+    if (dst) {
+      await retargetEntry(ctx, newParent, nn, src, fileTypeOfMode(sf.mode));
+      if (dstDir) {
+        await changeLinks(ctx, newParent, -1); // dst's ".." is gone
+        await releaseInode(ctx, dst);
+      } else {
+        const after = await changeLinks(ctx, dst, -1);
+        if (after.linksCount === 0) await releaseInode(ctx, dst);
+      }
+    } else {
+      await addEntry(ctx, newParent, nn, src, fileTypeOfMode(sf.mode));
+    }
+    await removeEntry(ctx, oldParent, on);
+    if (srcDir && oldParent !== newParent) {
+      await retargetEntry(ctx, src, nameBytes(".."), newParent, DirFileType.DIR);
+      await changeLinks(ctx, oldParent, -1);
+      await changeLinks(ctx, newParent, 1);
+    }
+    await changeLinks(ctx, src, 0); // ctime
+  } catch (e) {
+    ctx.tx.abort();
+    throw e;
+  }
+}
+
+/** Attributes {@link setAttributes} can change. */
+export interface AttributeChange {
+  /** Permission bits (the type bits are kept). */
+  perm?: number;
+  uid?: number;
+  gid?: number;
+  atime?: InodeTime;
+  mtime?: InodeTime;
+  /** Inode flags to set (e.g. IMMUTABLE, APPEND, NODUMP, NOATIME). */
+  flags?: number;
+}
+
+/** chmod, chown, utimes and flag changes; ctime becomes now. */
+export async function setAttributes(
+  ctx: NamespaceContext,
+  ino: number,
+  change: AttributeChange,
+): Promise<void> {
+  const { raw, f } = await load(ctx, ino);
+  if (f.linksCount === 0 && f.dtime !== 0) {
+    throw new Ext4Error("NOT_FOUND", `inode ${ino} is deleted`);
+  }
+  const settable = InodeFlags.SYNC | InodeFlags.IMMUTABLE | InodeFlags.APPEND | InodeFlags.NODUMP |
+    InodeFlags.NOATIME | InodeFlags.PROJINHERIT;
+  if (change.flags !== undefined && (change.flags & ~settable) !== 0) {
+    throw new Ext4Error("INVALID", `flags 0x${change.flags.toString(16)} cannot be set`);
+  }
+  const t = now(ctx);
+  await store(ctx, ino, raw, {
+    ...f,
+    mode: change.perm === undefined ? f.mode : (f.mode & 0o170000) | (change.perm & 0o7777),
+    uid: change.uid ?? f.uid,
+    gid: change.gid ?? f.gid,
+    atime: change.atime ?? f.atime,
+    mtime: change.mtime ?? f.mtime,
+    flags: change.flags === undefined ? f.flags : (f.flags & ~settable) | change.flags,
+    ctime: t,
+  });
+}

@@ -1,0 +1,90 @@
+/**
+ * The write path's entry point: opens a filesystem on a device for writing (superblock,
+ * descriptors, block cache, allocator; refusing what cannot be written) and runs operations
+ * in transactions that commit as one unit or leave nothing behind.
+ *
+ * @module
+ */
+
+import { Allocator, assertWritable } from "./alloc.ts";
+import type { BlockDevice } from "./block_device.ts";
+import { Ext4Error } from "./errors.ts";
+import { type GroupDescriptorTable, readGroupDescriptors } from "./group_descriptor.ts";
+import type { NamespaceContext } from "./namespace_write.ts";
+import { readSuperblock, type Superblock } from "./superblock.ts";
+import { BlockCache, type CommitSink } from "./transaction.ts";
+
+/** Options for {@link Ext4Writer.open}. */
+export interface WriterOptions {
+  /** Clean blocks kept in the cache (default 4096). */
+  cacheCapacity?: number;
+  /** Where commits go (default: in place). */
+  sink?: CommitSink;
+}
+
+/**
+ * A filesystem opened for writing.
+ *
+ * @example
+ * ```ts ignore
+ * const w = await Ext4Writer.open(device);
+ * await w.transaction((ctx) => makeDirectory(ctx, 2, "etc", { perm: 0o755 }));
+ * ```
+ */
+export class Ext4Writer {
+  readonly device: BlockDevice;
+  readonly sb: Superblock;
+  readonly gdt: GroupDescriptorTable;
+  readonly cache: BlockCache;
+  readonly alloc: Allocator;
+
+  private constructor(
+    device: BlockDevice,
+    sb: Superblock,
+    gdt: GroupDescriptorTable,
+    cache: BlockCache,
+  ) {
+    this.device = device;
+    this.sb = sb;
+    this.gdt = gdt;
+    this.cache = cache;
+    this.alloc = new Allocator(sb, gdt);
+  }
+
+  /** Reads the filesystem's metadata and checks it can be written. */
+  static async open(device: BlockDevice, options: WriterOptions = {}): Promise<Ext4Writer> {
+    if (device.readOnly) throw new Ext4Error("READ_ONLY", "the device is read-only");
+    const sb = await readSuperblock(device);
+    assertWritable(sb);
+    const gdt = await readGroupDescriptors(device, sb);
+    const cache = new BlockCache(device, sb.blockSize, {
+      capacity: options.cacheCapacity,
+      sink: options.sink,
+    });
+    return new Ext4Writer(device, sb, gdt, cache);
+  }
+
+  /**
+   * Runs `fn` in a new transaction and commits it; if `fn` throws, the transaction is
+   * discarded (memory and device as before) and the error rethrown.
+   */
+  async transaction<T>(fn: (ctx: NamespaceContext) => Promise<T>): Promise<T> {
+    const tx = this.cache.begin();
+    try {
+      const result = await fn({ tx, alloc: this.alloc, sb: this.sb, gdt: this.gdt });
+      if (tx.state === "aborted") {
+        throw new Ext4Error("INVALID", "the transaction was discarded by a failed operation");
+      }
+      await tx.commit();
+      return result;
+    } catch (e) {
+      tx.abort();
+      throw e;
+    }
+  }
+
+  /** Flushes the device (every commit already flushed; this is for callers' peace). */
+  async flush(): Promise<void> {
+    await this.device.flush();
+  }
+}

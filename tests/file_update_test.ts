@@ -1,0 +1,298 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { DirFileType, insertDirEntry, setDirBlockChecksum } from "../lib/dir_write.ts";
+import type { Ext4Error } from "../lib/errors.ts";
+import {
+  findExtent,
+  insertExtents,
+  markWritten,
+  readFileMap,
+  removeRange,
+} from "../lib/file_map_write.ts";
+import {
+  fallocateRange,
+  type FileContext,
+  punchHole,
+  truncateFile,
+  writeFileRange,
+} from "../lib/file_update.ts";
+import { writeNewFileData } from "../lib/file_write.ts";
+import {
+  decodeInode,
+  encodeInode,
+  InodeFlags,
+  readInodeRaw,
+  writeInode,
+} from "../lib/inode_write.ts";
+import type { Transaction } from "../lib/transaction.ts";
+import { tempDir, testWith, withKernelMount } from "./helpers.ts";
+import { pattern } from "./file_fixtures.ts";
+import {
+  fsck,
+  IMAGE_TOOLS,
+  LAYOUTS,
+  type LoadedFs,
+  loadFs,
+  mkfsImage,
+  parseFsck,
+} from "./write_fixtures.ts";
+
+Deno.test("extent lists: remove, insert and mark written agree with a per-block model", () => {
+  const extArb = fc.array(
+    fc.record({
+      gap: fc.nat(5),
+      len: fc.integer({ min: 1, max: 6 }),
+      unwritten: fc.boolean(),
+      pgap: fc.nat(3),
+    }),
+    { maxLength: 12 },
+  );
+  fc.assert(fc.property(extArb, fc.nat(60), fc.nat(20), (specs, from, n) => {
+    let logical = 0;
+    let physical = 100;
+    const list = specs.map((s) => {
+      logical += s.gap;
+      physical += s.pgap;
+      const e = { logical, physical, length: s.len, ...(s.unwritten ? { unwritten: true } : {}) };
+      logical += s.len;
+      physical += s.len;
+      return e;
+    });
+    const model = (l: typeof list) => {
+      const m = new Map<number, [number, boolean]>();
+      for (const e of l) {
+        for (let i = 0; i < e.length; i++) m.set(e.logical + i, [e.physical + i, !!e.unwritten]);
+      }
+      return m;
+    };
+    const before = model(list);
+    const joined = insertExtents([], list);
+    assert.deepEqual(model(joined), before);
+    for (const [lb, [p]] of before) {
+      assert.equal(findExtent(joined, lb)!.physical + lb - findExtent(joined, lb)!.logical, p);
+    }
+    const { kept, removed } = removeRange(joined, from, from + n);
+    const after = model(kept);
+    let freed = 0;
+    for (const r of removed) freed += r.length;
+    for (const [lb, v] of before) {
+      if (lb >= from && lb < from + n) assert.ok(!after.has(lb));
+      else assert.deepEqual(after.get(lb), v);
+    }
+    assert.equal(freed, before.size - after.size);
+    const written = model(markWritten(joined, from, from + n));
+    for (const [lb, [p, u]] of before) {
+      assert.deepEqual(written.get(lb), [p, lb >= from && lb < from + n ? false : u]);
+    }
+  }));
+});
+
+/** Creates an empty regular file /NAME with the write path; returns its inode. */
+async function createEmpty(fs: LoadedFs, tx: Transaction, name: string): Promise<number> {
+  const { sb, gdt, alloc } = fs;
+  const ino = await alloc.allocateInode(tx, { dir: false, parentGroup: 0 });
+  const generation = ino * 13;
+  const data = await writeNewFileData(tx, alloc, sb, { ino, generation, data: new Uint8Array(0) });
+  const t = { sec: 1700000000, nsec: 0 };
+  await writeInode(
+    tx,
+    sb,
+    gdt,
+    ino,
+    encodeInode(sb, ino, {
+      mode: 0o100644,
+      uid: 0,
+      gid: 0,
+      size: 0,
+      linksCount: 1,
+      blocks512: 0,
+      flags: data.flags,
+      generation,
+      atime: t,
+      ctime: t,
+      mtime: t,
+      crtime: t,
+      dtime: 0,
+      fileAcl: 0,
+      block: data.iBlock,
+      version: 0,
+      projid: 0,
+    }),
+  );
+  const root = decodeInode(sb, await readInodeRaw(tx, sb, gdt, 2));
+  const map = await readFileMap(tx, sb, 2, root);
+  const block = await tx.getWritable(map.extents[0].physical);
+  assert.ok(
+    insertDirEntry(sb, block, { ino, name: new TextEncoder().encode(name), type: DirFileType.REG }),
+  );
+  setDirBlockChecksum(sb, 2, root.generation, block);
+  return ino;
+}
+
+type FileOp =
+  | { kind: "write"; offset: number; length: number; seed: number }
+  | { kind: "truncate"; size: number }
+  | { kind: "punch"; offset: number; length: number }
+  | { kind: "fallocate"; offset: number; length: number; keepSize: boolean }
+  | { kind: "commit" };
+
+const LIMIT = 3 * 1024 * 1024;
+const offsetArb = fc.oneof(fc.nat(70000), fc.nat(LIMIT));
+const fileOpArb: fc.Arbitrary<FileOp> = fc.oneof(
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      kind: fc.constant("write" as const),
+      offset: offsetArb,
+      length: fc.integer({ min: 0, max: 50000 }),
+      seed: fc.nat(),
+    }),
+  },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("truncate" as const), size: offsetArb }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("punch" as const),
+      offset: offsetArb,
+      length: fc.nat(90000),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("fallocate" as const),
+      offset: offsetArb,
+      length: fc.integer({ min: 1, max: 90000 }),
+      keepSize: fc.boolean(),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("commit" as const) }) },
+);
+
+/** The model: the file's bytes. */
+function applyModel(model: Uint8Array, op: FileOp, extents: boolean): Uint8Array {
+  switch (op.kind) {
+    case "write": {
+      if (op.length === 0) return model;
+      const end = op.offset + op.length;
+      const out = new Uint8Array(Math.max(model.length, end));
+      out.set(model);
+      out.set(pattern(op.seed, op.length), op.offset);
+      return out;
+    }
+    case "truncate": {
+      const out = new Uint8Array(op.size);
+      out.set(model.subarray(0, Math.min(model.length, op.size)));
+      return out;
+    }
+    case "punch": {
+      const out = Uint8Array.from(model);
+      out.fill(0, op.offset, Math.min(model.length, op.offset + op.length));
+      return out;
+    }
+    case "fallocate": {
+      if (!extents || op.keepSize) return model;
+      const out = new Uint8Array(Math.max(model.length, op.offset + op.length));
+      out.set(model);
+      return out;
+    }
+    default:
+      return model;
+  }
+}
+
+for (const layout of [LAYOUTS[2], LAYOUTS[3], LAYOUTS[0], LAYOUTS[4]]) {
+  testWith(
+    `file updates on ${layout.name}: random writes, truncates, punches and fallocates match a model in the kernel, e2fsck-clean`,
+    [...IMAGE_TOOLS, "root", "loop", "kernel-ext4"],
+    async () => {
+      await using dir = await tempDir();
+      const image = await mkfsImage(dir.path, layout);
+      await fc.assert(
+        fc.asyncProperty(fc.array(fileOpArb, { minLength: 1, maxLength: 14 }), async (ops) => {
+          const fs = await loadFs(image);
+          const extents = (fs.sb.incompat & 0x40) !== 0;
+          let tx = fs.cache.begin();
+          const ino = await createEmpty(fs, tx, "f");
+          await tx.commit();
+          tx = fs.cache.begin();
+          let model: Uint8Array = new Uint8Array(0);
+          const ctx = (): FileContext => ({
+            tx,
+            alloc: fs.alloc,
+            sb: fs.sb,
+            gdt: fs.gdt,
+            now: { sec: 1700000001, nsec: 7 },
+          });
+          for (const op of ops) {
+            if (op.kind === "commit") {
+              await tx.commit();
+              tx = fs.cache.begin();
+              continue;
+            }
+            if (op.kind === "write") {
+              await writeFileRange(ctx(), ino, op.offset, pattern(op.seed, op.length));
+            } else if (op.kind === "truncate") await truncateFile(ctx(), ino, op.size);
+            else if (op.kind === "punch") await punchHole(ctx(), ino, op.offset, op.length);
+            else if (extents) {
+              await fallocateRange(ctx(), ino, op.offset, op.length, { keepSize: op.keepSize });
+            } else {
+              await assert.rejects(
+                () => fallocateRange(ctx(), ino, op.offset, op.length),
+                (e: Ext4Error) => e.code === "UNSUPPORTED",
+              );
+              continue;
+            }
+            model = applyModel(model, op, extents);
+          }
+          await tx.commit();
+          const f = decodeInode(fs.sb, await readInodeRaw(fs.cache.begin(), fs.sb, fs.gdt, ino));
+          fs.cache.active!.abort();
+          assert.equal(f.size, model.length);
+          assert.equal(!!(f.flags & InodeFlags.EXTENTS), extents);
+          const check = await fsck(dir.path, fs.dev.bytes);
+          assert.equal(check.code, 0, check.output + JSON.stringify(ops));
+          const path = `${dir.path}/u.img`;
+          await Deno.writeFile(path, fs.dev.bytes);
+          const got = await withKernelMount(path, (mnt) => Deno.readFile(`${mnt}/f`), {
+            readOnly: true,
+          });
+          assert.equal(got.length, model.length);
+          assert.ok(got.every((b, i) => b === model[i]), "contents equal the model");
+        }),
+        { numRuns: 5 },
+      );
+    },
+  );
+}
+
+testWith(
+  "file updates: ENOSPC in the middle of a write discards the whole transaction",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[3]));
+    let tx = fs.cache.begin();
+    const ino = await createEmpty(fs, tx, "big");
+    await tx.commit();
+    const image = Uint8Array.from(fs.dev.bytes);
+    tx = fs.cache.begin();
+    const ctx: FileContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+    await writeFileRange(ctx, ino, 0, new Uint8Array(10000).fill(1));
+    const free = fs.alloc.freeBlockCount;
+    const gds = fs.gdt.descriptors.map((gd) => Uint8Array.from(gd.bytes));
+    await assert.rejects(
+      () => writeFileRange(ctx, ino, 1 << 20, new Uint8Array((free + 10) * fs.sb.blockSize)),
+      (e: Ext4Error) => e.code === "NO_SPACE",
+    );
+    assert.equal(tx.state, "aborted");
+    assert.notDeepEqual(
+      fs.gdt.descriptors.map((gd) => gd.bytes),
+      gds,
+      "the earlier write is discarded too",
+    );
+    assert.deepEqual(fs.dev.bytes, image);
+    const r = parseFsck((await fsck(dir.path, fs.dev.bytes)).output);
+    assert.deepEqual(r.other, []);
+  },
+);

@@ -1,0 +1,215 @@
+/**
+ * Shared machinery of the write-path tests: images made by mkfs over a feature matrix,
+ * loaded into memory with the allocator's state, and e2fsck runs whose output is parsed.
+ *
+ * @module
+ */
+
+import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { Allocator } from "../lib/alloc.ts";
+import { type GroupDescriptorTable, readGroupDescriptors } from "../lib/group_descriptor.ts";
+import { readSuperblock, type Superblock } from "../lib/superblock.ts";
+import { BlockCache } from "../lib/transaction.ts";
+import { run, runOk } from "./helpers.ts";
+
+/** One filesystem layout of the matrix. */
+export interface Layout {
+  name: string;
+  mkfs: string;
+  args: string[];
+  size: string;
+}
+
+// Small groups (-g) so that every layout has several groups, flex groups and backups.
+export const LAYOUTS: Layout[] = [
+  { name: "ext2", mkfs: "mkfs.ext2", args: ["-b", "4096", "-g", "2048"], size: "48M" },
+  { name: "ext3", mkfs: "mkfs.ext3", args: ["-b", "4096", "-g", "2048"], size: "48M" },
+  { name: "ext4", mkfs: "mkfs.ext4", args: ["-b", "4096", "-g", "2048"], size: "48M" },
+  { name: "ext4-1k", mkfs: "mkfs.ext4", args: ["-b", "1024"], size: "40M" },
+  {
+    name: "ext4-^metadata_csum",
+    mkfs: "mkfs.ext4",
+    args: ["-b", "4096", "-g", "2048", "-O", "^metadata_csum"],
+    size: "48M",
+  },
+  {
+    name: "ext4-^64bit",
+    mkfs: "mkfs.ext4",
+    args: ["-b", "4096", "-g", "2048", "-O", "^64bit"],
+    size: "48M",
+  },
+  {
+    name: "ext4-uninit_bg",
+    mkfs: "mkfs.ext4",
+    args: ["-b", "4096", "-g", "2048", "-O", "^metadata_csum,uninit_bg"],
+    size: "48M",
+  },
+  {
+    name: "ext4-^flex_bg",
+    mkfs: "mkfs.ext4",
+    args: ["-b", "4096", "-g", "2048", "-O", "^flex_bg"],
+    size: "48M",
+  },
+  {
+    name: "ext4-meta_bg",
+    mkfs: "mkfs.ext4",
+    args: ["-b", "1024", "-g", "1024", "-O", "meta_bg,^resize_inode"],
+    size: "24M",
+  },
+  {
+    name: "ext4-inline_data",
+    mkfs: "mkfs.ext4",
+    args: ["-b", "4096", "-g", "2048", "-O", "inline_data"],
+    size: "48M",
+  },
+];
+
+/** Tools every image test needs. */
+export const IMAGE_TOOLS = ["mkfs.ext4", "e2fsck", "dumpe2fs"];
+
+/** Makes an image with mkfs in `dir` and returns its bytes. */
+export async function mkfsImage(
+  dir: string,
+  layout: Layout,
+  extra: string[] = [],
+): Promise<Uint8Array> {
+  const path = `${dir}/${layout.name.replace(/[^a-z0-9-]/gi, "_")}.img`;
+  await Deno.remove(path).catch(() => {});
+  await runOk(layout.mkfs, [
+    "-q",
+    "-F",
+    "-E",
+    "lazy_itable_init=1",
+    ...layout.args,
+    ...extra,
+    path,
+    layout.size,
+  ], {
+    env: { MKE2FS_CONFIG: "/etc/mke2fs.conf" },
+  });
+  const bytes = await Deno.readFile(path);
+  await Deno.remove(path);
+  return bytes;
+}
+
+/** A filesystem loaded into memory, ready for transactions. */
+export interface LoadedFs {
+  dev: MemoryBlockDevice;
+  sb: Superblock;
+  gdt: GroupDescriptorTable;
+  cache: BlockCache;
+  alloc: Allocator;
+}
+
+/** Loads a copy of `image` (or uses `dev` as given). */
+export async function loadFs(image: Uint8Array | MemoryBlockDevice): Promise<LoadedFs> {
+  const dev = image instanceof MemoryBlockDevice
+    ? image
+    : new MemoryBlockDevice(Uint8Array.from(image));
+  const sb = await readSuperblock(dev);
+  const gdt = await readGroupDescriptors(dev, sb);
+  const cache = new BlockCache(dev, sb.blockSize);
+  return { dev, sb, gdt, cache, alloc: new Allocator(sb, gdt) };
+}
+
+/** e2fsck -fn on the bytes; returns the exit code and output. */
+export async function fsck(
+  dir: string,
+  bytes: Uint8Array,
+): Promise<{ code: number; output: string }> {
+  const path = `${dir}/fsck-${crypto.randomUUID()}.img`;
+  await Deno.writeFile(path, bytes);
+  try {
+    const r = await run("e2fsck", ["-fn", path]);
+    return { code: r.code, output: r.stdout + r.stderr };
+  } finally {
+    await Deno.remove(path).catch(() => {});
+  }
+}
+
+/** What e2fsck -fn reported, sorted by kind. */
+export interface FsckReport {
+  /** Blocks e2fsck would mark free ("-N") and used ("+N"). */
+  blockMinus: number[];
+  blockPlus: number[];
+  inodeMinus: number[];
+  inodePlus: number[];
+  /** "Free blocks count wrong for group #G (X, counted=Y)" → G: [X, Y]. */
+  groupFreeBlocks: Map<number, [number, number]>;
+  groupFreeInodes: Map<number, [number, number]>;
+  groupDirs: Map<number, [number, number]>;
+  /** Superblock totals: [stored, counted]. */
+  freeBlocks?: [number, number];
+  freeInodes?: [number, number];
+  /** Every other line that is not a pass header, a summary or a "Fix? no". */
+  other: string[];
+}
+
+function expandDiffs(text: string): { minus: number[]; plus: number[] } {
+  const minus: number[] = [];
+  const plus: number[] = [];
+  for (const m of text.matchAll(/([+-])(?:\((\d+)--(\d+)\)|(\d+))/g)) {
+    const list = m[1] === "-" ? minus : plus;
+    const a = Number(m[2] ?? m[4]);
+    const b = Number(m[3] ?? m[4]);
+    for (let i = a; i <= b; i++) list.push(i);
+  }
+  return { minus, plus };
+}
+
+/** Parses e2fsck -fn output. */
+export function parseFsck(output: string): FsckReport {
+  const r: FsckReport = {
+    blockMinus: [],
+    blockPlus: [],
+    inodeMinus: [],
+    inodePlus: [],
+    groupFreeBlocks: new Map(),
+    groupFreeInodes: new Map(),
+    groupDirs: new Map(),
+    other: [],
+  };
+  // Difference lists may wrap over several lines until "Fix? no".
+  const text = output.replace(/\n(?=\s+[+-][(\d])/g, " ");
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (!line) continue;
+    let m;
+    if ((m = line.match(/^Block bitmap differences:\s*(.*)$/))) {
+      const d = expandDiffs(m[1]);
+      r.blockMinus.push(...d.minus);
+      r.blockPlus.push(...d.plus);
+    } else if ((m = line.match(/^Inode bitmap differences:\s*(.*)$/))) {
+      const d = expandDiffs(m[1]);
+      r.inodeMinus.push(...d.minus);
+      r.inodePlus.push(...d.plus);
+    } else if (
+      (m = line.match(/^Free blocks count wrong for group #(\d+) \((\d+), counted=(\d+)\)/))
+    ) {
+      r.groupFreeBlocks.set(Number(m[1]), [Number(m[2]), Number(m[3])]);
+    } else if (
+      (m = line.match(/^Free inodes count wrong for group #(\d+) \((\d+), counted=(\d+)\)/))
+    ) {
+      r.groupFreeInodes.set(Number(m[1]), [Number(m[2]), Number(m[3])]);
+    } else if (
+      (m = line.match(/^Directories count wrong for group #(\d+) \((\d+), counted=(\d+)\)/))
+    ) {
+      r.groupDirs.set(Number(m[1]), [Number(m[2]), Number(m[3])]);
+    } else if ((m = line.match(/^Free blocks count wrong \((\d+), counted=(\d+)\)/))) {
+      r.freeBlocks = [Number(m[1]), Number(m[2])];
+    } else if ((m = line.match(/^Free inodes count wrong \((\d+), counted=(\d+)\)/))) {
+      r.freeInodes = [Number(m[1]), Number(m[2])];
+    } else if (
+      /^Pass \d/.test(line) || /^Fix\? no$/.test(line) || /^e2fsck \d/.test(line) ||
+      /: \d+\/\d+ files .* blocks$/.test(line) ||
+      /^Warning: skipping journal recovery/.test(line) ||
+      /WARNING: Filesystem still has errors/.test(line) || /^\*+$/.test(line) ||
+      /^[^ ]+: \*+ WARNING/.test(line)
+    ) {
+      continue;
+    } else {
+      r.other.push(line);
+    }
+  }
+  return r;
+}
