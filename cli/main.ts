@@ -8,6 +8,8 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { ExitCode } from "./exit_codes.ts";
 import { registerProbe } from "./commands/probe.ts";
+import { registerMount } from "./commands/mount.ts";
+import { registerUmount } from "./commands/umount.ts";
 import { VERSION } from "../lib/version.ts";
 
 /** Builds the program with every command registered. */
@@ -19,6 +21,8 @@ export function buildProgram(): Command {
     .showHelpAfterError("(run 'ext4ts --help' for usage)")
     .exitOverride();
   registerProbe(program);
+  registerMount(program);
+  registerUmount(program);
   return program;
 }
 
