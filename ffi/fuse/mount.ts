@@ -196,10 +196,21 @@ export function isFuseType(fsType: string): boolean {
   return /^fuse(blk)?(\.|$)/.test(fsType);
 }
 
-/** The FUSE connection number of a mount (`/sys/fs/fuse/connections/N`). */
-export function connectionOf(m: MountInfo): number | undefined {
-  const minor = Number(m.device.split(":")[1]);
-  return Number.isInteger(minor) ? minor : undefined;
+/**
+ * The FUSE connection number of a mount (`/sys/fs/fuse/connections/N`): the kernel names
+ * it by the superblock's device number, `major << 20 | minor` — the anonymous `0:NN` of a
+ * plain fuse mount, the block device's own number for fuseblk.
+ *
+ * @example
+ * ```ts
+ * import { connectionOf } from "./mount.ts";
+ * console.log(connectionOf({ device: "7:2" } as never)); // 7340034
+ * ```
+ */
+export function connectionOf(m: Pick<MountInfo, "device">): number | undefined {
+  const [major, minor] = m.device.split(":").map(Number);
+  if (!Number.isInteger(major) || !Number.isInteger(minor)) return undefined;
+  return major * 2 ** 20 + minor;
 }
 
 /**

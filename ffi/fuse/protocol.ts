@@ -90,6 +90,7 @@ export const Opcode = {
   REMOVEMAPPING: 49,
   SYNCFS: 50,
   TMPFILE: 51,
+  STATX: 52,
 } as const;
 
 /** Opcodes that modify the filesystem: answered EROFS on a read-only mount. */

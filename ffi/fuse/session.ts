@@ -479,6 +479,9 @@ export class FuseSession {
         );
         return [encodeLseekOut(where)];
       }
+      case Opcode.STATX:
+        // Answered ENOSYS without a log line: the kernel falls back to GETATTR for good.
+        throw new ProtocolErrno(E.ENOSYS);
       case Opcode.FLUSH:
       case Opcode.FSYNC:
       case Opcode.FSYNCDIR:

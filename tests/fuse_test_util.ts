@@ -1,0 +1,92 @@
+/**
+ * Shared machinery of the FUSE tests: loop devices, the in-memory daemon, `ext4ts umount`,
+ * and a cleanup that never leaves a mount or loop device behind (aborting the FUSE
+ * connection when nothing else works).
+ *
+ * @module
+ */
+
+import { abortConnection, connectionOf, deviceIsFree, findMount } from "../ffi/fuse/mount.ts";
+import { ROOT, run, runCli, runOk, type RunResult } from "./helpers.ts";
+
+/** What the FUSE tests need from the machine. */
+export const FUSE_NEEDS = ["root", "loop", "fuse", "losetup"];
+
+/** Attaches `image` with losetup; returns /dev/loopN. */
+export async function losetup(image: string, readOnly = false): Promise<string> {
+  return (await runOk("losetup", ["-f", "--show", ...(readOnly ? ["-r"] : []), image])).trim();
+}
+
+/** Detaches a loop device (ignoring "not attached"). */
+export async function detachLoop(dev: string): Promise<void> {
+  await run("losetup", ["-d", dev]);
+}
+
+/** The loop devices currently backed by `image`. */
+export async function loopsOf(image: string): Promise<string[]> {
+  const r = await run("losetup", ["-j", image]);
+  return r.stdout.split("\n").filter((l) => l).map((l) => l.split(":")[0]);
+}
+
+/** True when something is mounted on `mnt`. */
+export function isMounted(mnt: string): boolean {
+  return findMount(mnt) !== undefined;
+}
+
+/** Runs the in-memory daemon's `mount` command (same code as `ext4ts mount`). */
+export function memMount(
+  device: string,
+  mnt: string,
+  extra: string[] = [],
+  env: Record<string, string> = {},
+): Promise<RunResult> {
+  return run(
+    Deno.execPath(),
+    ["run", "--allow-all", `${ROOT}tests/fuse_memfs_daemon.ts`, "mount", device, mnt, ...extra],
+    { env },
+  );
+}
+
+/** Runs `ext4ts umount MNT`. */
+export function umount(mnt: string, timeout = 30): Promise<RunResult> {
+  return runCli(["umount", mnt, "--timeout", String(timeout)]);
+}
+
+/** True when an O_EXCL open of the device succeeds. */
+export function exclusiveOpenWorks(dev: string): boolean {
+  return deviceIsFree(dev);
+}
+
+/**
+ * Last-resort cleanup for a test's mount point: abort the FUSE connection, lazy-unmount,
+ * remove the directory. Safe to call when nothing is mounted.
+ */
+export async function forceCleanup(mnt: string): Promise<void> {
+  for (let i = 0; i < 5; i++) {
+    const m = findMount(mnt);
+    if (!m) break;
+    const conn = connectionOf(m);
+    if (conn !== undefined && m.fsType.startsWith("fuse")) abortConnection(conn);
+    await run("umount", ["-l", mnt]);
+  }
+  await Deno.remove(mnt).catch(() => {});
+}
+
+/** The daemon pid recorded for a mount point (from its state file). */
+export function daemonPid(mnt: string): number | undefined {
+  try {
+    const key = encodeURIComponent(mnt);
+    return JSON.parse(Deno.readTextFileSync(`/run/ext4ts/${key}.json`)).pid;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Waits until `cond` holds (polling), failing after `ms`. */
+export async function eventually(cond: () => boolean, ms = 10_000, what = "condition") {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
