@@ -150,6 +150,7 @@ export class FuseSession {
   #initReject!: (e: Error) => void;
   #loggedOpcodes = new Set<number>();
   #initInfo: InitInfo | undefined;
+  #destroying: Promise<void> | undefined;
   /** Resolves once INIT has been answered (the mount is usable). */
   readonly initialized: Promise<InitInfo>;
   /** Requests answered so far (for tests and logs). */
@@ -576,17 +577,21 @@ export class FuseSession {
     }
   }
 
-  async #runDestroy(): Promise<void> {
-    try {
-      await this.#ops.destroy?.();
-    } catch (e) {
-      this.#log(`fuse: destroy failed: ${(e as Error).message}`);
-    }
-    try {
-      await this.#opts.beforeDestroyReply?.();
-    } catch (e) {
-      this.#log(`fuse: cleanup before the DESTROY reply failed: ${(e as Error).message}`);
-    }
+  /** Runs the filesystem's destroy and the cleanup hook, once (idempotent). */
+  #runDestroy(): Promise<void> {
+    this.#destroying ??= (async () => {
+      try {
+        await this.#ops.destroy?.();
+      } catch (e) {
+        this.#log(`fuse: destroy failed: ${(e as Error).message}`);
+      }
+      try {
+        await this.#opts.beforeDestroyReply?.();
+      } catch (e) {
+        this.#log(`fuse: cleanup before the DESTROY reply failed: ${(e as Error).message}`);
+      }
+    })();
+    return this.#destroying;
   }
 }
 
