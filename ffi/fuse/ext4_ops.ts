@@ -205,12 +205,13 @@ export class Ext4Operations implements FuseOperations {
     return this.#fs.readLinkIno(inoOfNode(nodeid));
   }
 
-  open(_ctx: RequestContext, _nodeid: number, flags: number): Promise<OpenReply> {
+  // deno-lint-ignore require-await
+  async open(_ctx: RequestContext, _nodeid: number, flags: number): Promise<OpenReply> {
     if ((flags & O_ACCMODE) !== 0 || (flags & O_TRUNC) !== 0) {
       throw new FuseError(Errno.EROFS, "read-only filesystem");
     }
     // Read-only mount: the file cannot change, so the page cache stays valid across opens.
-    return Promise.resolve({ fh: 0, keepCache: true });
+    return { fh: 0, keepCache: true };
   }
 
   read(
@@ -223,9 +224,10 @@ export class Ext4Operations implements FuseOperations {
     return this.#fs.read(inoOfNode(nodeid), offset, size);
   }
 
-  opendir(_ctx: RequestContext, _nodeid: number, flags: number): Promise<OpenReply> {
+  // deno-lint-ignore require-await
+  async opendir(_ctx: RequestContext, _nodeid: number, flags: number): Promise<OpenReply> {
     if ((flags & O_ACCMODE) !== 0) throw new FuseError(Errno.EISDIR);
-    return Promise.resolve({ fh: 0, keepCache: true, cacheDir: true });
+    return { fh: 0, keepCache: true, cacheDir: true };
   }
 
   async *#entries(nodeid: number, offset: number): AsyncIterable<Ext4DirEntryLike> {
@@ -341,12 +343,16 @@ export function identityOf(sb: Superblock): SuperblockIdentity {
 /**
  * Opens the reader on a device. **Hook for the lead**: once the `reader` branch is merged,
  * replace the body with
- * `return await Ext4.openDevice(device, { readOnly: true });` (import `Ext4` from
- * ../../lib/filesystem.ts) and set {@link EXT4_READER_AVAILABLE} to true.
+ * `return await Ext4.openDevice(device, { readOnly: true, ...options });` (import `Ext4`
+ * from ../../lib/filesystem.ts) and set {@link EXT4_READER_AVAILABLE} to true.
+ * `allowDirtyJournal` is true for `-o norecovery` mounts of a filesystem needing recovery.
  */
 // deno-lint-ignore require-await
-export async function openExt4Reader(device: BlockDevice): Promise<Ext4Like> {
-  void device;
+export async function openExt4Reader(
+  device: BlockDevice,
+  options: { allowDirtyJournal: boolean },
+): Promise<Ext4Like> {
+  void device, options;
   throw new Ext4Error("UNSUPPORTED", "the ext4 reader is not available in this build yet");
 }
 
@@ -410,7 +416,9 @@ export const ext4Backend: MountBackend = {
         }
       }
       const identity = identityOf(sb);
-      const fs = await openExt4Reader(served);
+      const fs = await openExt4Reader(served, {
+        allowDirtyJournal: served === device && (sb.incompat & Incompat.RECOVER) !== 0,
+      });
       const blockSize = sb.blockSize;
       const ops = new Ext4Operations(fs, {
         blockSize,
