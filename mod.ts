@@ -62,6 +62,32 @@ export {
 
 // ---- journal (jbd2) ----
 
+// ---- FUSE ----
+export {
+  type AttrReply,
+  type DirentPlus,
+  errnoOf,
+  FuseError,
+  type FuseOperations,
+  type OpenReply,
+  type RequestContext,
+} from "./ffi/fuse/ops.ts";
+export { FuseSession, type SessionEnd, type SessionOptions } from "./ffi/fuse/session.ts";
+export {
+  ext4Backend,
+  type Ext4Like,
+  Ext4Operations,
+  type Ext4OperationsOptions,
+} from "./ffi/fuse/ext4_ops.ts";
+export {
+  defaultSettings,
+  type MountBackend,
+  type MountSettings,
+  type OpenedFilesystem,
+  serve,
+} from "./ffi/fuse/serve.ts";
+export { attachLoop, mountFuse, openFuseDevice, unmountAsync } from "./ffi/fuse/mount.ts";
+
 // ---- writing ----
 
 export { VERSION } from "./lib/version.ts";
