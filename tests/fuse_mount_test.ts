@@ -273,3 +273,22 @@ testWith(
     });
   },
 );
+
+testWith("ext4ts mount: the fusermount3 path (SCM_RIGHTS hand-over), umount waits", [
+  ...FUSE_NEEDS,
+  "fusermount3",
+], async () => {
+  await withFixture(async ({ dev, mnt }) => {
+    await mountOk(dev, mnt, [], { EXT4TS_FUSERMOUNT: "1" });
+    const m = findMount(mnt)!;
+    assert.equal(m.fsType, "fuse.ext4ts");
+    assert.equal(m.source, dev, "fsname is the device");
+    assert.equal(await Deno.readTextFile(`${mnt}/hello.txt`), "hello, world\n");
+    const pid = readState(mnt)!.pid;
+    const u = await umount(mnt);
+    assert.equal(u.code, 0, u.stderr);
+    assert.equal(isMounted(mnt), false);
+    assert.equal(processAlive(pid), false, "daemon gone when umount returns");
+    assert.equal(exclusiveOpenWorks(dev), true);
+  });
+});

@@ -6,7 +6,13 @@
  * @module
  */
 
-import { abortConnection, connectionOf, deviceIsFree, findMount } from "../ffi/fuse/mount.ts";
+import {
+  abortConnection,
+  connectionOf,
+  deviceIsFree,
+  findMount,
+  readState,
+} from "../ffi/fuse/mount.ts";
 import { ROOT, run, runCli, runOk, type RunResult } from "./helpers.ts";
 
 /** What the FUSE tests need from the machine. */
@@ -74,12 +80,7 @@ export async function forceCleanup(mnt: string): Promise<void> {
 
 /** The daemon pid recorded for a mount point (from its state file). */
 export function daemonPid(mnt: string): number | undefined {
-  try {
-    const key = encodeURIComponent(mnt);
-    return JSON.parse(Deno.readTextFileSync(`/run/ext4ts/${key}.json`)).pid;
-  } catch {
-    return undefined;
-  }
+  return readState(mnt)?.pid;
 }
 
 /** Waits until `cond` holds (polling), failing after `ms`. */

@@ -27,10 +27,12 @@ import {
   removeState,
   UmountFlag,
   unmountAsync,
+  unmountWithFusermount,
 } from "../../ffi/fuse/mount.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { CliError, runAction } from "../output.ts";
 
+const EPERM = 1;
 const EBUSY = 16;
 const EINVAL = 22;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -97,6 +99,14 @@ export async function umountCommand(
           `its FUSE connection was aborted`,
         ExitCode.TIMEOUT,
       );
+    }
+    if (err === EPERM && mount.fsType.startsWith("fuse.")) {
+      // Not root: the setuid helper unmounts the user's own plain FUSE mounts.
+      const msg = await unmountWithFusermount(target, !daemonAlive());
+      err = msg === undefined ? 0 : /busy/i.test(msg) ? EBUSY : EPERM;
+      if (err === EPERM) {
+        throw new CliError(`${target}: fusermount3 -u failed: ${msg}`, ExitCode.IO);
+      }
     }
     if (err === EBUSY && !daemonAlive()) {
       err = await unmountWithin(target, UmountFlag.DETACH, deadline, conn);

@@ -25,8 +25,13 @@ const LO_FLAGS_AUTOCLEAR = 4;
 const LOOP_CONFIG_SIZE = 304;
 const PR_SET_IO_FLUSHER = 57;
 
-/** Where per-mount state files live. */
-export const STATE_DIR = "/run/ext4ts";
+/** Where per-mount state files live: /run/ext4ts for root, a per-user directory otherwise. */
+export function stateDir(): string {
+  const uid = libc().geteuid();
+  if (uid === 0) return "/run/ext4ts";
+  const runtime = Deno.env.get("XDG_RUNTIME_DIR");
+  return runtime ? `${runtime}/ext4ts` : `/tmp/ext4ts-${uid}`;
+}
 
 /**
  * Opens /dev/fuse for a new connection: non-blocking (the session polls on a worker
@@ -366,12 +371,12 @@ export interface MountState {
 export function stateFile(mountPoint: string): string {
   let key = encodeURIComponent(mountPoint);
   if (key.length > 200) key = key.slice(0, 100) + "…" + key.slice(-90);
-  return `${STATE_DIR}/${key}.json`;
+  return `${stateDir()}/${key}.json`;
 }
 
 /** Writes the state file atomically. */
 export function writeState(s: MountState): void {
-  Deno.mkdirSync(STATE_DIR, { recursive: true, mode: 0o755 });
+  Deno.mkdirSync(stateDir(), { recursive: true, mode: 0o755 });
   const path = stateFile(s.mountPoint);
   const tmp = `${path}.${s.pid}.tmp`;
   Deno.writeTextFileSync(tmp, JSON.stringify(s) + "\n");
@@ -417,4 +422,97 @@ export function processAlive(pid: number, startTime?: string): boolean {
   } catch {
     return false;
   }
+}
+
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOL_SOCKET = 1;
+const SCM_RIGHTS = 1;
+const MSG_DONTWAIT = 0x40;
+const F_GETFL = 3;
+const F_SETFL = 4;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
+
+/**
+ * An unprivileged plain-FUSE mount through the setuid helper `fusermount3`: it opens
+ * /dev/fuse, mounts, and hands the descriptor back over a unix socket (SCM_RIGHTS) whose
+ * number it finds in `_FUSE_COMMFD`. The socket end is created without close-on-exec so the
+ * helper inherits it. Returns the /dev/fuse descriptor, made non-blocking and close-on-exec.
+ *
+ * @example
+ * ```ts ignore
+ * const fd = await mountWithFusermount("disk.img", "/home/me/mnt", ["ro", "subtype=ext4ts"]);
+ * ```
+ */
+export async function mountWithFusermount(
+  source: string,
+  target: string,
+  options: string[],
+): Promise<number> {
+  const c = libc();
+  const sv = new Int32Array(2);
+  if (c.socketpair(AF_UNIX, SOCK_STREAM, 0, new Uint8Array(sv.buffer)) !== 0) {
+    throw new SyscallError("socketpair", errno());
+  }
+  const [ours, theirs] = [sv[0], sv[1]];
+  let theirsOpen = true;
+  try {
+    c.fcntl(ours, F_SETFD, BigInt(FD_CLOEXEC));
+    const fsname = source.replace(/[,\\]/g, "_");
+    const out = await new Deno.Command("fusermount3", {
+      args: ["-o", [...options, `fsname=${fsname}`].join(","), "--", target],
+      env: { _FUSE_COMMFD: String(theirs) },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    c.close(theirs);
+    theirsOpen = false;
+    if (!out.success) {
+      const text = new TextDecoder().decode(out.stderr).trim().split("\n").at(-1) ?? "";
+      throw new Ext4Error("PERMISSION", `fusermount3 failed: ${text || `exit ${out.code}`}`);
+    }
+    // msghdr: name(8) namelen(4+4) iov(8) iovlen(8) control(8) controllen(8) flags(4+4).
+    const data = new Uint8Array(1);
+    const iov = new BigUint64Array([
+      BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(data))),
+      1n,
+    ]);
+    const control = new Uint8Array(24); // CMSG_SPACE(sizeof(int))
+    const msg = new BigUint64Array(7);
+    msg[2] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(iov)));
+    msg[3] = 1n;
+    msg[4] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(control)));
+    msg[5] = BigInt(control.length);
+    const n = Number(c.recvmsg(ours, new Uint8Array(msg.buffer), MSG_DONTWAIT));
+    if (n < 0) throw new SyscallError("recvmsg", errno(), "receiving the /dev/fuse descriptor");
+    const cv = new DataView(control.buffer);
+    if (cv.getInt32(8, true) !== SOL_SOCKET || cv.getInt32(12, true) !== SCM_RIGHTS) {
+      throw new Ext4Error("IO", "fusermount3 did not pass a /dev/fuse descriptor");
+    }
+    const fd = cv.getInt32(16, true);
+    const fl = c.fcntl(fd, F_GETFL, 0n);
+    c.fcntl(fd, F_SETFL, BigInt(fl | O.NONBLOCK));
+    c.fcntl(fd, F_SETFD, BigInt(FD_CLOEXEC));
+    void [data, iov, control, msg];
+    return fd;
+  } finally {
+    c.close(ours);
+    if (theirsOpen) c.close(theirs);
+  }
+}
+
+/** Unmounts a plain FUSE mount as its (unprivileged) owner with `fusermount3 -u`. */
+export async function unmountWithFusermount(
+  target: string,
+  lazy = false,
+): Promise<string | undefined> {
+  const out = await new Deno.Command("fusermount3", {
+    args: ["-u", ...(lazy ? ["-z"] : []), "--", target],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  return out.success ? undefined : new TextDecoder().decode(out.stderr).trim();
 }

@@ -21,12 +21,14 @@ import {
   type LoopDevice,
   mountFuse,
   type MountState,
+  mountWithFusermount,
   openFuseDevice,
   processStartTime,
   protectDaemon,
   removeState,
   UmountFlag,
   unmountAsync,
+  unmountWithFusermount,
   writeState,
 } from "./mount.ts";
 
@@ -147,15 +149,10 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   if (existing && isFuseType(existing.fsType) && existing.source === o.source) {
     throw new Ext4Error("BUSY", `${o.source} is already mounted on ${o.mountPoint}`);
   }
-  if (!isRoot()) {
-    // fusermount3 hands the /dev/fuse descriptor back over a unix socket (_FUSE_COMMFD,
-    // SCM_RIGHTS); Deno cannot pass extra descriptors to a child, so this is not done yet.
-    throw new Ext4Error(
-      "PERMISSION",
-      "mounting needs root (unprivileged mounts through fusermount3 are not implemented yet)",
-    );
-  }
-  const blockDevice = !settings.noBlkdev;
+  // Without root, the setuid helper fusermount3 mounts (plain fuse only).
+  // EXT4TS_FUSERMOUNT=1 takes that path as root too (tests).
+  const viaHelper = !isRoot() || Deno.env.get("EXT4TS_FUSERMOUNT") === "1";
+  const blockDevice = !settings.noBlkdev && !viaHelper;
   let loop: LoopDevice | undefined;
   let devicePath = o.source;
   if (info.isFile && blockDevice) {
@@ -178,21 +175,35 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   };
   try {
     fs = await o.backend.open(devicePath, settings, log);
-    fd = openFuseDevice();
-    try {
-      mountFuse({
-        fd,
-        source: devicePath,
-        target: o.mountPoint,
-        blockDevice,
-        blockSize: fs.blockSize,
-        allowOther: settings.allowOther,
-        defaultPermissions: settings.defaultPermissions,
-        readOnly: true,
-        subtype: "ext4ts",
-      });
-    } catch (e) {
-      throw mountError(e, devicePath, o.mountPoint);
+    if (viaHelper) {
+      fd = await mountWithFusermount(devicePath, o.mountPoint, [
+        "ro",
+        "nosuid",
+        "nodev",
+        "subtype=ext4ts",
+        ...(settings.allowOther ? ["allow_other"] : []),
+        ...(settings.defaultPermissions ? ["default_permissions"] : []),
+      ]);
+      mounted = true;
+    } else {
+      fd = openFuseDevice();
+    }
+    if (!viaHelper) {
+      try {
+        mountFuse({
+          fd,
+          source: devicePath,
+          target: o.mountPoint,
+          blockDevice,
+          blockSize: fs.blockSize,
+          allowOther: settings.allowOther,
+          defaultPermissions: settings.defaultPermissions,
+          readOnly: true,
+          subtype: "ext4ts",
+        });
+      } catch (e) {
+        throw mountError(e, devicePath, o.mountPoint);
+      }
     }
     mounted = true;
   } catch (e) {
@@ -221,7 +232,11 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   };
   const onSignal = () => {
     log(`signal received: unmounting ${o.mountPoint}`);
-    void unmountOnSignal(o.mountPoint, log);
+    if (viaHelper) {
+      void unmountWithFusermount(o.mountPoint, true).then((e) => e && log(`unmount: ${e}`));
+    } else {
+      void unmountOnSignal(o.mountPoint, log);
+    }
   };
   try {
     const first = await Promise.race([session.initialized, ended]);
@@ -234,7 +249,9 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
     await fs.verify?.(devicePath);
   } catch (e) {
     log(`mount failed: ${(e as Error).message}`);
-    if (mounted) {
+    if (mounted && viaHelper) {
+      await unmountWithFusermount(o.mountPoint, true);
+    } else if (mounted) {
       // Unmount from a worker thread: this thread must stay free to answer DESTROY.
       const err = await unmountAsync(o.mountPoint);
       if (err !== 0) await unmountAsync(o.mountPoint, UmountFlag.DETACH);
