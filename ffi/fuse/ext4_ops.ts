@@ -429,6 +429,7 @@ export const ext4Backend: MountBackend = {
       return {
         ops,
         blockSize,
+        posixAcl: true,
         async verify(path: string): Promise<void> {
           const again = openBlockDevice(path, { readOnly: true });
           try {

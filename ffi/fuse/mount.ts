@@ -245,6 +245,22 @@ export function abortConnection(conn: number): boolean {
   }
 }
 
+/**
+ * Raises the kernel's readahead for a FUSE mount (its backing-device-info
+ * `/sys/class/bdi/MAJ:MIN[-fuseblk]/read_ahead_kb`). INIT can only lower the kernel's 128 KiB
+ * default; with 1 MiB, sequential reads arrive as 1 MiB requests (measured: 512 MiB cold read
+ * 2.45 s → 0.79 s). Best effort (root only); returns false when it could not be set.
+ */
+export function setReadahead(m: Pick<MountInfo, "device" | "fsType">, kb: number): boolean {
+  const suffix = m.fsType.startsWith("fuseblk") ? "-fuseblk" : "";
+  try {
+    Deno.writeTextFileSync(`/sys/class/bdi/${m.device}${suffix}/read_ahead_kb`, String(kb));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** An attached loop device. */
 export interface LoopDevice {
   /** `/dev/loopN`. */
@@ -412,13 +428,22 @@ export function processStartTime(pid: number): string | undefined {
   }
 }
 
-/** True while `pid` runs and (when given) started at `startTime`; zombies count as gone. */
+/**
+ * True while `pid` runs and (when given) started at `startTime`. A zombie counts as gone once
+ * its last thread has exited (its descriptors are closed by then).
+ */
 export function processAlive(pid: number, startTime?: string): boolean {
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
     const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (rest[0] === "Z" || rest[0] === "X") return false;
-    return startTime === undefined || rest[19] === startTime;
+    if (startTime !== undefined && rest[19] !== startTime) return false;
+    if (rest[0] === "Z" || rest[0] === "X") {
+      // A zombie leader whose other threads are still exiting still holds its files.
+      let threads = 0;
+      for (const _ of Deno.readDirSync(`/proc/${pid}/task`)) threads++;
+      return threads > 1;
+    }
+    return true;
   } catch {
     return false;
   }

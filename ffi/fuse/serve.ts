@@ -26,6 +26,7 @@ import {
   processStartTime,
   protectDaemon,
   removeState,
+  setReadahead,
   UmountFlag,
   unmountAsync,
   unmountWithFusermount,
@@ -35,6 +36,8 @@ import {
 /** A filesystem opened for serving. */
 export interface OpenedFilesystem {
   ops: FuseOperations;
+  /** Answers system.posix_acl_* in the kernel's format: let the kernel cache ACLs. */
+  posixAcl?: boolean;
   /** The filesystem's block size (fuseblk `blksize`, capped at 4096). */
   blockSize: number;
   /**
@@ -216,6 +219,7 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   const session = new FuseSession(fd, fs.ops, {
     readOnly: true,
     negativeTimeout: 1,
+    posixAcl: fs.posixAcl,
     log,
     // The device must be free when umount(2) returns: close the loop fd before answering.
     beforeDestroyReply: releaseLoop,
@@ -245,6 +249,8 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
     }
     const m = findMount(o.mountPoint);
     state.connection = m ? connectionOf(m) : undefined;
+    // Sequential reads in 1 MiB requests instead of 128 KiB (silently skipped without root).
+    if (m) setReadahead(m, 1024);
     writeState(state);
     await fs.verify?.(devicePath);
   } catch (e) {

@@ -71,6 +71,11 @@ import {
 export interface SessionOptions {
   /** A read-only mount: write opcodes answer EROFS and big writes are not negotiated. */
   readOnly?: boolean;
+  /**
+   * Negotiate FUSE_POSIX_ACL: the kernel caches ACLs and, with default_permissions, enforces
+   * them. The filesystem must answer system.posix_acl_* in the kernel's xattr format.
+   */
+  posixAcl?: boolean;
   /** Largest READ/WRITE payload to negotiate (default and maximum 1 MiB). */
   maxIo?: number;
   /** Cache negative lookups this many seconds (0 = do not). */
@@ -161,6 +166,7 @@ export class FuseSession {
     this.#ops = ops;
     this.#opts = {
       readOnly: options.readOnly ?? true,
+      posixAcl: options.posixAcl ?? false,
       maxIo: Math.min(MAX_IO, Math.max(4096, options.maxIo ?? MAX_IO)),
       negativeTimeout: options.negativeTimeout ?? 0,
       log: options.log ?? ((l) => console.error(l)),
@@ -534,6 +540,9 @@ export class FuseSession {
     let want = InitFlag.ASYNC_READ | InitFlag.DO_READDIRPLUS | InitFlag.READDIRPLUS_AUTO |
       InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES | InitFlag.CACHE_SYMLINKS |
       InitFlag.ASYNC_DIO | InitFlag.INIT_EXT;
+    // The kernel caches POSIX ACLs (and their absence) per inode only with POSIX_ACL: without
+    // it every `ls -l` asks GETXATTR system.posix_acl_access for every file.
+    if (this.#opts.posixAcl) want |= InitFlag.POSIX_ACL;
     if (!this.#opts.readOnly) want |= InitFlag.BIG_WRITES;
     const flags = (want & k.flags) >>> 0;
     const maxPages = flags & InitFlag.MAX_PAGES ? Math.ceil(this.#opts.maxIo / 4096) : 32;
