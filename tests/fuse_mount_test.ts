@@ -293,3 +293,21 @@ testWith("ext4ts mount: the fusermount3 path (SCM_RIGHTS hand-over), umount wait
     assert.equal(exclusiveOpenWorks(dev), true);
   });
 });
+
+testWith(
+  "ext4ts mount: a failed post-mount device check unmounts and fails",
+  FUSE_NEEDS,
+  async () => {
+    await withFixture(async ({ dev, mnt, img }) => {
+      for (const device of [dev, img]) {
+        const r = await memMount(device, mnt, [], { EXT4TS_TEST_VERIFY_FAIL: "1" });
+        assert.equal(r.code, 7, r.stderr);
+        assert.match(r.stderr, /changed while mounting/);
+        assert.equal(isMounted(mnt), false, "no mount left behind");
+        assert.equal(readState(mnt), undefined, "no state file left behind");
+        await eventually(() => exclusiveOpenWorks(dev), 5_000, "device free");
+      }
+      assert.deepEqual(await loopsOf(img), [dev], "the image's auto loop device is gone");
+    });
+  },
+);
