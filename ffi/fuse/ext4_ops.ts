@@ -363,8 +363,12 @@ export const EXT4_READER_AVAILABLE = false;
  * **Hook for the lead (journal overlay)**: a filesystem whose journal needs recovery is
  * served, read-only, through the in-memory journal overlay (lib/journal_overlay.ts on
  * branch `jbd2`): replace the body with code that wraps `device` in the overlay and
- * returns it. Until then such filesystems are refused (unless `norecovery`).
+ * returns it, and set {@link JOURNAL_OVERLAY_AVAILABLE} to true. Until then such
+ * filesystems are refused (unless `norecovery`).
  */
+/** True once {@link journalOverlay} is wired (gates the journal-corpus replay comparisons). */
+export const JOURNAL_OVERLAY_AVAILABLE = false;
+
 // deno-lint-ignore require-await
 export async function journalOverlay(device: BlockDevice): Promise<BlockDevice | undefined> {
   void device;
