@@ -112,6 +112,8 @@ const POLLIN = 1;
 const ENODEV = 19;
 const ECONNABORTED = 103;
 const EINTR = 4;
+const EBADF = 9;
+const EINVAL = 22;
 const EAGAIN = 11;
 const ENOENT = 2;
 const MAX_IO = 1 << 20;
@@ -205,6 +207,7 @@ export class FuseSession {
       Math.max(MIN_READ_BUFFER, IN_HEADER_SIZE + WRITE_IN_SIZE + this.#opts.maxIo + 4096),
     );
     let streak = 0;
+    let readErrors = 0;
     try {
       while (this.#ended === undefined && !this.#stopRequested) {
         const n = Number(c.read(this.#fd, buf, BigInt(buf.length)));
@@ -220,8 +223,17 @@ export class FuseSession {
             this.#ended ??= "disconnected";
             break;
           }
-          throw new SyscallError("read", err, "reading /dev/fuse");
+          // Unexpected: log, and give up after a run of failures. Ending closes the device
+          // (in the daemon), which aborts the connection: callers get ENOTCONN, never a hang.
+          this.#log(`fuse: ${new SyscallError("read", err, "reading /dev/fuse").message}`);
+          if (++readErrors >= 100 || err === EBADF || err === EINVAL) {
+            this.#ended ??= "disconnected";
+            break;
+          }
+          await this.#waitReadable(10);
+          continue;
         }
+        readErrors = 0;
         if (n === 0) {
           this.#ended ??= "disconnected";
           break;
@@ -337,36 +349,54 @@ export class FuseSession {
 
   /** Writes one reply. Later replies for the same request are dropped. */
   #reply(unique: bigint, error: number, parts: Uint8Array[]): void {
+    error = Math.trunc(error);
     const f = this.#inflight.get(unique);
     if (f) {
       if (f.replied) return;
       f.replied = true;
     }
-    const body = error === 0 ? parts.filter((p) => p.length > 0) : [];
+    let body = error === 0 ? parts.filter((p) => p.length > 0) : [];
+    if (!(error <= 0 && error > -4096)) {
+      this.#log(`fuse: invalid error ${error} in a reply: answering EIO`);
+      error = -E.EIO;
+      body = [];
+    }
+    let failure: number | string;
+    try {
+      failure = this.#write(unique, error, body);
+    } catch (e) {
+      failure = (e as Error).message;
+    }
+    this.replies++;
+    // ENOENT: the kernel no longer waits for it (interrupted/aborted). ENODEV: gone.
+    if (failure === 0 || failure === ENOENT || failure === ENODEV) return;
+    // Never leave a request unanswered: a reply the kernel rejected becomes a bare EIO.
+    this.#log(`fuse: writing a reply (error ${error}) failed (${failure}): answering EIO`);
+    try {
+      this.#write(unique, -E.EIO, []);
+    } catch (e) {
+      this.#log(`fuse: writing EIO failed too: ${(e as Error).message}`);
+    }
+  }
+
+  /** One writev of header + body; 0 or the errno. */
+  #write(unique: bigint, error: number, body: Uint8Array[]): number {
     let len = OUT_HEADER_SIZE;
     for (const p of body) len += p.length;
-    const header = encodeOutHeader(len, error, unique);
-    const iov = new BigUint64Array(2 * (body.length + 1));
-    const all = [header, ...body];
+    const all = [encodeOutHeader(len, error, unique), ...body];
+    const iov = new BigUint64Array(2 * all.length);
     for (let i = 0; i < all.length; i++) {
       iov[2 * i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(all[i])));
       iov[2 * i + 1] = BigInt(all[i].length);
     }
     const c = libc();
-    let n = Number(c.writev(this.#fd, new Uint8Array(iov.buffer), all.length));
-    while (n < 0 && errno() === EINTR) {
-      n = Number(c.writev(this.#fd, new Uint8Array(iov.buffer), all.length));
-    }
-    this.replies++;
-    if (n < 0) {
-      const err = errno();
-      // ENOENT: the kernel no longer waits for it (interrupted/aborted). ENODEV: gone.
-      if (err !== ENOENT && err !== ENODEV) {
-        this.#log(`fuse: writing reply (${len} bytes, error ${error}) failed: errno ${err}`);
-      }
-    }
+    const iovBytes = new Uint8Array(iov.buffer);
+    let n = Number(c.writev(this.#fd, iovBytes, all.length));
+    while (n < 0 && errno() === EINTR) n = Number(c.writev(this.#fd, iovBytes, all.length));
+    const err = n < 0 ? errno() : 0;
     // Keep every buffer alive until the synchronous write has returned.
     void all;
+    return err;
   }
 
   async #handle(
