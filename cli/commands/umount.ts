@@ -132,7 +132,7 @@ export async function umountCommand(
   if (device?.startsWith("/dev/")) {
     const free = state?.image
       // An auto-attached loop device detaches itself once released.
-      ? () => loopBackingFile(device) !== state.image || deviceIsFree(device)
+      ? () => loopBackingFile(device) !== state.image
       : () => deviceIsFree(device);
     if (!(await waitFor(free, deadline))) {
       throw new CliError(

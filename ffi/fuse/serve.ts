@@ -18,6 +18,7 @@ import {
   connectionOf,
   findMount,
   isFuseType,
+  loopBackingFile,
   type LoopDevice,
   mountFuse,
   type MountState,
@@ -172,9 +173,19 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   let fs: OpenedFilesystem | undefined;
   let fd = -1;
   let mounted = false;
+  const imagePath = info.isFile ? Deno.realPathSync(o.source) : undefined;
+  const attached = loop;
   const releaseLoop = () => {
     if (loop) closeFd(loop.fd);
     loop = undefined;
+  };
+  /** After a failure: release the loop device and wait (briefly) for its autoclear. */
+  const releaseLoopAndWait = async () => {
+    releaseLoop();
+    if (!attached) return;
+    for (let i = 0; i < 200 && loopBackingFile(attached.path) === imagePath; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
   };
   try {
     fs = await o.backend.open(devicePath, settings, log);
@@ -212,7 +223,7 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   } catch (e) {
     if (fd >= 0) closeFd(fd);
     await fs?.ops.destroy?.().catch(() => {});
-    releaseLoop();
+    await releaseLoopAndWait();
     throw e;
   }
 
@@ -229,7 +240,7 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
     pid: Deno.pid,
     mountPoint: o.mountPoint,
     device: devicePath,
-    image: loop ? o.source : undefined,
+    image: loop ? imagePath : undefined,
     blockDevice,
     startTime: processStartTime(Deno.pid),
     state: "starting",
@@ -265,7 +276,7 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
     session.stop();
     await ended.catch(() => {});
     closeFd(fd);
-    releaseLoop();
+    await releaseLoopAndWait();
     removeState(o.mountPoint, Deno.pid);
     throw e;
   }
