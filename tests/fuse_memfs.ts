@@ -11,6 +11,7 @@
  * /dir/f0000 … f0999  one line each, "file N\n"
  * /throws           every read throws a plain Error (the session must answer EIO)
  * /slow             reads take 200 ms
+ * /slow-direct      reads take 2 s, opened with direct I/O (reads can be interrupted)
  * ```
  *
  * @module
@@ -56,7 +57,7 @@ interface Node {
   children?: Map<string, number>;
   parent: number;
   xattrs: Map<string, Uint8Array>;
-  behaviour?: "throws" | "slow";
+  behaviour?: "throws" | "slow" | "slow-direct";
 }
 
 /** Options of {@link MemFs}. */
@@ -80,6 +81,8 @@ export class MemFs implements FuseOperations {
   readonly options: MemFsOptions;
   destroyed = false;
   openFiles = 0;
+  /** Reads of /slow-direct that ended because the kernel interrupted them. */
+  interruptedReads = 0;
   #nextId = 1;
 
   constructor(options: MemFsOptions = {}) {
@@ -105,6 +108,7 @@ export class MemFs implements FuseOperations {
     }
     this.#file(root, "throws", enc.encode("never readable\n")).behaviour = "throws";
     this.#file(root, "slow", enc.encode("slow data\n")).behaviour = "slow";
+    this.#file(root, "slow-direct", enc.encode("slow direct data\n")).behaviour = "slow-direct";
   }
 
   #add(mode: number, parent: number): Node {
@@ -172,11 +176,13 @@ export class MemFs implements FuseOperations {
     this.#node(nodeid);
     if ((flags & 3) !== 0) throw new FuseError(30);
     this.openFiles++;
+    const n = this.#node(nodeid);
+    if (n.behaviour === "slow-direct") return Promise.resolve({ fh: nodeid, directIo: true });
     return Promise.resolve({ fh: nodeid, keepCache: true });
   }
 
   async read(
-    _ctx: RequestContext,
+    ctx: RequestContext,
     nodeid: number,
     _fh: number,
     offset: number,
@@ -185,6 +191,15 @@ export class MemFs implements FuseOperations {
     const n = this.#node(nodeid);
     if (n.behaviour === "throws") throw new Error("deliberate failure in a read handler");
     if (n.behaviour === "slow") await new Promise((r) => setTimeout(r, 200));
+    if (n.behaviour === "slow-direct") {
+      this.interruptedReads += await new Promise<number>((r) => {
+        const timer = setTimeout(() => r(0), 2000);
+        ctx.signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          r(1);
+        });
+      });
+    }
     const end = Math.min(n.size, offset + size);
     if (offset >= end) return new Uint8Array(0);
     if (n.extents) {

@@ -108,7 +108,7 @@ testWith("fuse session: the in-memory filesystem through a fuseblk mount", [
       assert.equal(names.length, 1000);
       assert.equal(names.sort()[999], "f0999");
       const ls = await sh(`ls -la ${s.mnt} | wc -l`);
-      assert.equal(Number(ls.trim()), 1 + 2 + 7); // total line, . and .., 7 entries
+      assert.equal(Number(ls.trim()), 1 + 2 + 8); // total line, . and .., 8 entries
       const lsl = await sh(`ls -l ${s.mnt}/dir | tail -n 1`);
       assert.match(lsl, /-rw-r--r-- 1 root root\s+9 .* f0999/);
     });
@@ -221,6 +221,37 @@ print(os.read(fd, 4) == bytes(${
       assert.equal(s.session.inFlight, 0);
       assert.equal(await Deno.readTextFile(`${s.mnt}/hello.txt`), "hello, world\n");
     });
+
+    await t.step(
+      "INTERRUPT: a signal ends a slow read at once; the late result is dropped",
+      async () => {
+        const py = await runOk("python3", [
+          "-c",
+          `
+import os, signal, time
+class Alarm(Exception): pass
+def on_alarm(*a): raise Alarm()
+signal.signal(signal.SIGALRM, on_alarm)
+fd = os.open("${s.mnt}/slow-direct", os.O_RDONLY)
+t = time.monotonic()
+signal.setitimer(signal.ITIMER_REAL, 0.1)
+try:
+    os.read(fd, 100)
+    print("completed")
+except Alarm:
+    print("interrupted", time.monotonic() - t < 1.0)
+os.close(fd)
+`,
+        ]);
+        assert.equal(py, "interrupted True\n");
+        for (let i = 0; i < 100 && s.fs.interruptedReads === 0; i++) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        assert.equal(s.fs.interruptedReads, 1, "the handler saw its AbortSignal");
+        assert.equal(s.session.inFlight, 0);
+        assert.equal(await Deno.readTextFile(`${s.mnt}/hello.txt`), "hello, world\n");
+      },
+    );
 
     await t.step("unmount waits for DESTROY; the device is free right after", async () => {
       assert.equal(exclusiveOpenWorks(s.dev), false, "a mounted device is held exclusively");

@@ -229,7 +229,8 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
 
   const session = new FuseSession(fd, fs.ops, {
     readOnly: true,
-    negativeTimeout: 1,
+    // Read-only: a name that is absent now stays absent.
+    negativeTimeout: 300,
     posixAcl: fs.posixAcl,
     log,
     // The device must be free when umount(2) returns: close the loop fd before answering.
