@@ -34,12 +34,26 @@ import { DirentType } from "../ffi/fuse/protocol.ts";
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-/** Byte `i` of /big.bin. */
+/**
+ * Byte `i` of /big.bin.
+ *
+ * @example
+ * ```ts ignore
+ * pattern(12345); // byte 12345 of /big.bin
+ * ```
+ */
 export function pattern(i: number): number {
   return Math.imul(i, 2654435761) >>> 24;
 }
 
-/** The contents of /big.bin. */
+/**
+ * The contents of /big.bin.
+ *
+ * @example
+ * ```ts ignore
+ * const expected = bigContent();
+ * ```
+ */
 export function bigContent(size = 8 << 20): Uint8Array {
   const b = new Uint8Array(size);
   for (let i = 0; i < size; i++) b[i] = pattern(i);

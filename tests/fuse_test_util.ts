@@ -18,28 +18,63 @@ import { ROOT, run, runCli, runOk, type RunResult } from "./helpers.ts";
 /** What the FUSE tests need from the machine. */
 export const FUSE_NEEDS = ["root", "loop", "fuse", "losetup"];
 
-/** Attaches `image` with losetup; returns /dev/loopN. */
+/**
+ * Attaches `image` with losetup; returns /dev/loopN.
+ *
+ * @example
+ * ```ts ignore
+ * const dev = await losetup("disk.img"); // /dev/loopN
+ * ```
+ */
 export async function losetup(image: string, readOnly = false): Promise<string> {
   return (await runOk("losetup", ["-f", "--show", ...(readOnly ? ["-r"] : []), image])).trim();
 }
 
-/** Detaches a loop device (ignoring "not attached"). */
+/**
+ * Detaches a loop device (ignoring "not attached").
+ *
+ * @example
+ * ```ts ignore
+ * await detachLoop(dev);
+ * ```
+ */
 export async function detachLoop(dev: string): Promise<void> {
   await run("losetup", ["-d", dev]);
 }
 
-/** The loop devices currently backed by `image`. */
+/**
+ * The loop devices currently backed by `image`.
+ *
+ * @example
+ * ```ts ignore
+ * await loopsOf("disk.img"); // ["/dev/loop3"]
+ * ```
+ */
 export async function loopsOf(image: string): Promise<string[]> {
   const r = await run("losetup", ["-j", image]);
   return r.stdout.split("\n").filter((l) => l).map((l) => l.split(":")[0]);
 }
 
-/** True when something is mounted on `mnt`. */
+/**
+ * True when something is mounted on `mnt`.
+ *
+ * @example
+ * ```ts ignore
+ * isMounted("/mnt/x");
+ * ```
+ */
 export function isMounted(mnt: string): boolean {
   return findMount(mnt) !== undefined;
 }
 
-/** Runs the in-memory daemon's `mount` command (same code as `ext4ts mount`). */
+/**
+ * Runs the in-memory daemon's `mount` command (same code as `ext4ts mount`).
+ *
+ * @example
+ * ```ts ignore
+ * const r = await memMount("/dev/loop3", "/mnt/x", ["-o", "noblkdev"]);
+ * ```
+ */
 export function memMount(
   device: string,
   mnt: string,
@@ -53,12 +88,26 @@ export function memMount(
   );
 }
 
-/** Runs `ext4ts umount MNT`. */
+/**
+ * Runs `ext4ts umount MNT`.
+ *
+ * @example
+ * ```ts ignore
+ * const r = await umount("/mnt/x"); // r.code 0
+ * ```
+ */
 export function umount(mnt: string, timeout = 30): Promise<RunResult> {
   return runCli(["umount", mnt, "--timeout", String(timeout)]);
 }
 
-/** True when an O_EXCL open of the device succeeds. */
+/**
+ * True when an O_EXCL open of the device succeeds.
+ *
+ * @example
+ * ```ts ignore
+ * exclusiveOpenWorks("/dev/loop3");
+ * ```
+ */
 export function exclusiveOpenWorks(dev: string): boolean {
   return deviceIsFree(dev);
 }
@@ -66,6 +115,11 @@ export function exclusiveOpenWorks(dev: string): boolean {
 /**
  * Last-resort cleanup for a test's mount point: abort the FUSE connection, lazy-unmount,
  * remove the directory. Safe to call when nothing is mounted.
+ *
+ * @example
+ * ```ts ignore
+ * await forceCleanup("/mnt/x");
+ * ```
  */
 export async function forceCleanup(mnt: string): Promise<void> {
   for (let i = 0; i < 5; i++) {
@@ -78,12 +132,26 @@ export async function forceCleanup(mnt: string): Promise<void> {
   await Deno.remove(mnt).catch(() => {});
 }
 
-/** The daemon pid recorded for a mount point (from its state file). */
+/**
+ * The daemon pid recorded for a mount point (from its state file).
+ *
+ * @example
+ * ```ts ignore
+ * const pid = daemonPid("/mnt/x");
+ * ```
+ */
 export function daemonPid(mnt: string): number | undefined {
   return readState(mnt)?.pid;
 }
 
-/** Waits until `cond` holds (polling), failing after `ms`. */
+/**
+ * Waits until `cond` holds (polling), failing after `ms`.
+ *
+ * @example
+ * ```ts ignore
+ * await eventually(() => !isMounted(mnt), 5000, "unmount");
+ * ```
+ */
 export async function eventually(cond: () => boolean, ms = 10_000, what = "condition") {
   const end = Date.now() + ms;
   while (!cond()) {

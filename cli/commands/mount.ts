@@ -101,7 +101,14 @@ export function parseMountOptions(list: string | undefined): MountSettings {
   return s;
 }
 
-/** The command line that runs this program again (deno + script, or the compiled binary). */
+/**
+ * The command line that runs this program again (deno + script, or the compiled binary).
+ *
+ * @example
+ * ```ts ignore
+ * const { cmd, args } = selfCommand(); // deno + ["run", "--allow-all", "…/cli/main.ts"]
+ * ```
+ */
 export function selfCommand(): { cmd: string; args: string[] } {
   const exe = Deno.execPath();
   if (/(^|\/)deno$/.test(exe) && Deno.mainModule.startsWith("file:")) {
@@ -163,6 +170,11 @@ function detachStdio(logFile: string | undefined): void {
 /**
  * Runs `ext4ts mount` with a given filesystem backend (ext4 for the CLI; tests pass an
  * in-memory one). Resolves to the exit code.
+ *
+ * @example
+ * ```ts ignore
+ * Deno.exitCode = await mountCommand("disk.img", "/mnt/x", { foreground: true }, ext4Backend);
+ * ```
  */
 export async function mountCommand(
   source: string,

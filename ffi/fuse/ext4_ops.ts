@@ -102,12 +102,26 @@ const O_ACCMODE = 3;
 const O_TRUNC = 0o1000;
 const W_OK = 2;
 
-/** Node id of an inode number (root ↔ FUSE_ROOT_ID, swapping 1 and 2). */
+/**
+ * Node id of an inode number (root ↔ FUSE_ROOT_ID, swapping 1 and 2).
+ *
+ * @example
+ * ```ts ignore
+ * nodeOfIno(2); // 1 (FUSE_ROOT_ID)
+ * ```
+ */
 export function nodeOfIno(ino: number): number {
   return ino === ROOT_INO ? FUSE_ROOT_ID : ino === FUSE_ROOT_ID ? ROOT_INO : ino;
 }
 
-/** Inode number of a node id (the inverse of {@link nodeOfIno}). */
+/**
+ * Inode number of a node id (the inverse of {@link nodeOfIno}).
+ *
+ * @example
+ * ```ts ignore
+ * inoOfNode(1); // 2 (the root inode)
+ * ```
+ */
 export function inoOfNode(nodeid: number): number {
   return nodeOfIno(nodeid);
 }
@@ -329,7 +343,14 @@ export interface SuperblockIdentity {
   state: number;
 }
 
-/** The identity fields of a superblock. */
+/**
+ * The identity fields of a superblock.
+ *
+ * @example
+ * ```ts ignore
+ * const before = identityOf(await readSuperblock(device));
+ * ```
+ */
 export function identityOf(sb: Superblock): SuperblockIdentity {
   return {
     uuid: formatUuid(sb.uuid),
@@ -346,6 +367,11 @@ export function identityOf(sb: Superblock): SuperblockIdentity {
  * `return await Ext4.openDevice(device, { readOnly: true, ...options });` (import `Ext4`
  * from ../../lib/filesystem.ts) and set {@link EXT4_READER_AVAILABLE} to true.
  * `allowDirtyJournal` is true for `-o norecovery` mounts of a filesystem needing recovery.
+ *
+ * @example
+ * ```ts ignore
+ * const fs = await openExt4Reader(device, { allowDirtyJournal: false });
+ * ```
  */
 // deno-lint-ignore require-await
 export async function openExt4Reader(
@@ -359,16 +385,21 @@ export async function openExt4Reader(
 /** True once {@link openExt4Reader} opens the real reader (gates the ext4 mount tests). */
 export const EXT4_READER_AVAILABLE = false;
 
+/** True once {@link journalOverlay} is wired (gates the journal-corpus replay comparisons). */
+export const JOURNAL_OVERLAY_AVAILABLE = false;
+
 /**
  * **Hook for the lead (journal overlay)**: a filesystem whose journal needs recovery is
  * served, read-only, through the in-memory journal overlay (lib/journal_overlay.ts on
  * branch `jbd2`): replace the body with code that wraps `device` in the overlay and
  * returns it, and set {@link JOURNAL_OVERLAY_AVAILABLE} to true. Until then such
  * filesystems are refused (unless `norecovery`).
+ *
+ * @example
+ * ```ts ignore
+ * const overlay = await journalOverlay(device); // undefined until wired
+ * ```
  */
-/** True once {@link journalOverlay} is wired (gates the journal-corpus replay comparisons). */
-export const JOURNAL_OVERLAY_AVAILABLE = false;
-
 // deno-lint-ignore require-await
 export async function journalOverlay(device: BlockDevice): Promise<BlockDevice | undefined> {
   void device;

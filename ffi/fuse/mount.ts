@@ -25,7 +25,14 @@ const LO_FLAGS_AUTOCLEAR = 4;
 const LOOP_CONFIG_SIZE = 304;
 const PR_SET_IO_FLUSHER = 57;
 
-/** Where per-mount state files live: /run/ext4ts for root, a per-user directory otherwise. */
+/**
+ * Where per-mount state files live: /run/ext4ts for root, a per-user directory otherwise.
+ *
+ * @example
+ * ```ts ignore
+ * stateDir(); // "/run/ext4ts" as root
+ * ```
+ */
 export function stateDir(): string {
   const uid = libc().geteuid();
   if (uid === 0) return "/run/ext4ts";
@@ -55,7 +62,14 @@ export function openFuseDevice(): number {
   return fd;
 }
 
-/** Closes a raw file descriptor (ignoring errors). */
+/**
+ * Closes a raw file descriptor (ignoring errors).
+ *
+ * @example
+ * ```ts ignore
+ * closeFd(fd);
+ * ```
+ */
 export function closeFd(fd: number): void {
   if (fd >= 0) libc().close(fd);
 }
@@ -82,7 +96,15 @@ export interface FuseMountOptions {
   subtype?: string;
 }
 
-/** The data string mount(2) gets for a FUSE mount. */
+/**
+ * The data string mount(2) gets for a FUSE mount.
+ *
+ * @example
+ * ```ts ignore
+ * fuseMountData({ fd: 5, source: "/dev/loop0", target: "/mnt", blockDevice: true });
+ * // "fd=5,rootmode=40000,user_id=0,group_id=0,blksize=4096"
+ * ```
+ */
 export function fuseMountData(o: FuseMountOptions): string {
   const parts = [
     `fd=${o.fd}`,
@@ -129,6 +151,11 @@ export function mountFuse(o: FuseMountOptions): void {
  * umount2(2) on a worker thread: the calling thread stays free to answer DESTROY.
  * Resolves to 0 or the errno (learnt by repeating the call synchronously when it failed,
  * which is safe: a failed umount did not start waiting for anything).
+ *
+ * @example
+ * ```ts ignore
+ * const err = await unmountAsync("/mnt/x"); // 0 or an errno (16 = busy)
+ * ```
  */
 export async function unmountAsync(target: string, flags = 0): Promise<number> {
   const c = libc();
@@ -185,18 +212,39 @@ export function parseMountInfo(text: string): MountInfo[] {
   return out;
 }
 
-/** The mounts of this process's namespace. */
+/**
+ * The mounts of this process's namespace.
+ *
+ * @example
+ * ```ts ignore
+ * for (const m of readMounts()) console.log(m.mountPoint, m.fsType);
+ * ```
+ */
 export function readMounts(): MountInfo[] {
   return parseMountInfo(Deno.readTextFileSync("/proc/self/mountinfo"));
 }
 
-/** The topmost mount at `mountPoint` (already resolved to an absolute path), if any. */
+/**
+ * The topmost mount at `mountPoint` (already resolved to an absolute path), if any.
+ *
+ * @example
+ * ```ts ignore
+ * findMount("/mnt/x")?.fsType; // "fuseblk.ext4ts"
+ * ```
+ */
 export function findMount(mountPoint: string): MountInfo | undefined {
   const all = readMounts().filter((m) => m.mountPoint === mountPoint);
   return all.at(-1);
 }
 
-/** True for fuse and fuseblk mounts (with or without a subtype). */
+/**
+ * True for fuse and fuseblk mounts (with or without a subtype).
+ *
+ * @example
+ * ```ts ignore
+ * isFuseType("fuseblk.ext4ts"); // true
+ * ```
+ */
 export function isFuseType(fsType: string): boolean {
   return /^fuse(blk)?(\.|$)/.test(fsType);
 }
@@ -222,6 +270,11 @@ export function connectionOf(m: Pick<MountInfo, "device">): number | undefined {
  * Aborts a FUSE connection through the fuse control filesystem: every waiting request
  * fails with ENOTCONN and nothing waits for the daemon any more. The last resort for a
  * daemon that is gone or stuck.
+ *
+ * @example
+ * ```ts ignore
+ * abortConnection(connectionOf(findMount("/mnt/x")!)!);
+ * ```
  */
 export function abortConnection(conn: number): boolean {
   const dir = "/sys/fs/fuse/connections";
@@ -250,6 +303,11 @@ export function abortConnection(conn: number): boolean {
  * `/sys/class/bdi/MAJ:MIN[-fuseblk]/read_ahead_kb`). INIT can only lower the kernel's 128 KiB
  * default; with 1 MiB, sequential reads arrive as 1 MiB requests (measured: 512 MiB cold read
  * 2.45 s → 0.79 s). Best effort (root only); returns false when it could not be set.
+ *
+ * @example
+ * ```ts ignore
+ * setReadahead(findMount("/mnt/x")!, 1024);
+ * ```
  */
 export function setReadahead(m: Pick<MountInfo, "device" | "fsType">, kb: number): boolean {
   const suffix = m.fsType.startsWith("fuseblk") ? "-fuseblk" : "";
@@ -323,7 +381,14 @@ export function attachLoop(image: string, options: { readOnly?: boolean } = {}):
   }
 }
 
-/** The loop device's backing file, or undefined when it is not attached. */
+/**
+ * The loop device's backing file, or undefined when it is not attached.
+ *
+ * @example
+ * ```ts ignore
+ * loopBackingFile("/dev/loop0"); // "/tmp/disk.img" or undefined
+ * ```
+ */
 export function loopBackingFile(loopPath: string): string | undefined {
   const name = loopPath.replace(/^\/dev\//, "");
   try {
@@ -336,6 +401,11 @@ export function loopBackingFile(loopPath: string): string | undefined {
 /**
  * Tries an O_EXCL open of a block device: true when nothing (mount, other holder) has it.
  * ENOENT (a loop node gone) also counts as free.
+ *
+ * @example
+ * ```ts ignore
+ * if (deviceIsFree("/dev/loop0")) console.log("safe to remove");
+ * ```
  */
 export function deviceIsFree(path: string): boolean {
   const c = libc();
@@ -351,6 +421,12 @@ export function deviceIsFree(path: string): boolean {
  * Best-effort protection of a FUSE daemon: PR_SET_IO_FLUSHER (so memory reclaim does not
  * wait on the daemon it needs) and a low oom_score_adj. Returns what failed (empty when
  * all worked), for one warning line.
+ *
+ * @example
+ * ```ts ignore
+ * const failed = protectDaemon();
+ * if (failed.length) console.error(`warning: could not set ${failed.join(", ")}`);
+ * ```
  */
 export function protectDaemon(oomScoreAdj = -900): string[] {
   const failed: string[] = [];
@@ -383,14 +459,28 @@ export interface MountState {
   state: "starting" | "mounted" | "stopping";
 }
 
-/** The state file path for a mount point (absolute, resolved). */
+/**
+ * The state file path for a mount point (absolute, resolved).
+ *
+ * @example
+ * ```ts ignore
+ * stateFile("/mnt/x"); // "/run/ext4ts/%2Fmnt%2Fx.json"
+ * ```
+ */
 export function stateFile(mountPoint: string): string {
   let key = encodeURIComponent(mountPoint);
   if (key.length > 200) key = key.slice(0, 100) + "…" + key.slice(-90);
   return `${stateDir()}/${key}.json`;
 }
 
-/** Writes the state file atomically. */
+/**
+ * Writes the state file atomically.
+ *
+ * @example
+ * ```ts ignore
+ * writeState({ pid: Deno.pid, mountPoint: "/mnt/x", device: "/dev/loop0", blockDevice: true, state: "mounted" });
+ * ```
+ */
 export function writeState(s: MountState): void {
   Deno.mkdirSync(stateDir(), { recursive: true, mode: 0o755 });
   const path = stateFile(s.mountPoint);
@@ -399,7 +489,14 @@ export function writeState(s: MountState): void {
   Deno.renameSync(tmp, path);
 }
 
-/** Reads a mount point's state file, if there is one. */
+/**
+ * Reads a mount point's state file, if there is one.
+ *
+ * @example
+ * ```ts ignore
+ * readState("/mnt/x")?.pid;
+ * ```
+ */
 export function readState(mountPoint: string): MountState | undefined {
   try {
     return JSON.parse(Deno.readTextFileSync(stateFile(mountPoint))) as MountState;
@@ -408,7 +505,14 @@ export function readState(mountPoint: string): MountState | undefined {
   }
 }
 
-/** Removes a mount point's state file if it belongs to `pid` (or any, when pid is omitted). */
+/**
+ * Removes a mount point's state file if it belongs to `pid` (or any, when pid is omitted).
+ *
+ * @example
+ * ```ts ignore
+ * removeState("/mnt/x", Deno.pid);
+ * ```
+ */
 export function removeState(mountPoint: string, pid?: number): void {
   const s = readState(mountPoint);
   if (s && pid !== undefined && s.pid !== pid) return;
@@ -417,7 +521,14 @@ export function removeState(mountPoint: string, pid?: number): void {
   } catch { /* gone already */ }
 }
 
-/** The start time field of /proc/PID/stat (changes when a pid is reused). */
+/**
+ * The start time field of /proc/PID/stat (changes when a pid is reused).
+ *
+ * @example
+ * ```ts ignore
+ * const start = processStartTime(Deno.pid);
+ * ```
+ */
 export function processStartTime(pid: number): string | undefined {
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
@@ -431,6 +542,11 @@ export function processStartTime(pid: number): string | undefined {
 /**
  * True while `pid` runs and (when given) started at `startTime`. A zombie counts as gone once
  * its last thread has exited (its descriptors are closed by then).
+ *
+ * @example
+ * ```ts ignore
+ * processAlive(state.pid, state.startTime);
+ * ```
  */
 export function processAlive(pid: number, startTime?: string): boolean {
   try {
@@ -528,7 +644,14 @@ export async function mountWithFusermount(
   }
 }
 
-/** Unmounts a plain FUSE mount as its (unprivileged) owner with `fusermount3 -u`. */
+/**
+ * Unmounts a plain FUSE mount as its (unprivileged) owner with `fusermount3 -u`.
+ *
+ * @example
+ * ```ts ignore
+ * const error = await unmountWithFusermount("/home/me/mnt");
+ * ```
+ */
 export async function unmountWithFusermount(
   target: string,
   lazy = false,

@@ -24,7 +24,14 @@ export interface RequestContext {
   signal: AbortSignal;
 }
 
-/** An error answered with its errno. */
+/**
+ * An error answered with its errno.
+ *
+ * @example
+ * ```ts ignore
+ * throw new FuseError(2); // answered ENOENT
+ * ```
+ */
 export class FuseError extends Error {
   /** A positive errno value. */
   readonly errno: number;

@@ -113,7 +113,14 @@ export const WRITE_OPCODES: ReadonlySet<number> = new Set([
   Opcode.TMPFILE,
 ]);
 
-/** The opcode's name, for logs. */
+/**
+ * The opcode's name, for logs.
+ *
+ * @example
+ * ```ts ignore
+ * opcodeName(26); // "INIT"
+ * ```
+ */
 export function opcodeName(opcode: number): string {
   for (const [name, value] of Object.entries(Opcode)) if (value === opcode) return name;
   return `OPCODE_${opcode}`;
@@ -164,7 +171,14 @@ export const DirentType = {
   SOCK: 12,
 } as const;
 
-/** A malformed request (too short, missing a NUL terminator). Answered EINVAL. */
+/**
+ * A malformed request (too short, missing a NUL terminator). Answered EINVAL.
+ *
+ * @example
+ * ```ts ignore
+ * throw new ProtocolError("fuse_read_in: body too short");
+ * ```
+ */
 export class ProtocolError extends Error {
   constructor(message: string) {
     super(message);
@@ -234,7 +248,14 @@ export interface InitIn {
   flags2: number;
 }
 
-/** Decodes `fuse_init_in`. */
+/**
+ * Decodes `fuse_init_in`.
+ *
+ * @example
+ * ```ts ignore
+ * const init = decodeInitIn(body); // { major: 7, minor: 45, ... }
+ * ```
+ */
 export function decodeInitIn(body: Uint8Array): InitIn {
   const v = need(body, 8, "fuse_init_in");
   const major = v.getUint32(0, true);
@@ -292,6 +313,11 @@ export function encodeInitOut(o: InitOut): Uint8Array {
 /**
  * A NUL-terminated name at the start of a request body (LOOKUP, GETXATTR's name).
  * Returns the bytes without the terminator.
+ *
+ * @example
+ * ```ts ignore
+ * new TextDecoder().decode(decodeName(body)); // the LOOKUP name
+ * ```
  */
 export function decodeName(body: Uint8Array, offset = 0): Uint8Array {
   const end = body.indexOf(0, offset);
@@ -299,12 +325,26 @@ export function decodeName(body: Uint8Array, offset = 0): Uint8Array {
   return body.subarray(offset, end);
 }
 
-/** `fuse_forget_in.nlookup`. */
+/**
+ * `fuse_forget_in.nlookup`.
+ *
+ * @example
+ * ```ts ignore
+ * const nlookup = decodeForgetIn(body);
+ * ```
+ */
 export function decodeForgetIn(body: Uint8Array): number {
   return u64(need(body, 8, "fuse_forget_in"), 0);
 }
 
-/** `fuse_batch_forget_in` followed by `count` × `fuse_forget_one`. */
+/**
+ * `fuse_batch_forget_in` followed by `count` × `fuse_forget_one`.
+ *
+ * @example
+ * ```ts ignore
+ * for (const f of decodeBatchForgetIn(body)) ops.forget?.(f.nodeid, f.nlookup);
+ * ```
+ */
 export function decodeBatchForgetIn(body: Uint8Array): { nodeid: number; nlookup: number }[] {
   const v = need(body, 8, "fuse_batch_forget_in");
   const count = v.getUint32(0, true);
@@ -317,14 +357,28 @@ export function decodeBatchForgetIn(body: Uint8Array): { nodeid: number; nlookup
   return out;
 }
 
-/** `fuse_getattr_in`: the file handle when `FUSE_GETATTR_FH` is set. */
+/**
+ * `fuse_getattr_in`: the file handle when `FUSE_GETATTR_FH` is set.
+ *
+ * @example
+ * ```ts ignore
+ * const { fh } = decodeGetattrIn(body);
+ * ```
+ */
 export function decodeGetattrIn(body: Uint8Array): { flags: number; fh: number } {
   if (body.length < 16) return { flags: 0, fh: 0 }; // minor < 9 sends no body
   const v = view(body);
   return { flags: v.getUint32(0, true), fh: u64(v, 8) };
 }
 
-/** `fuse_open_in` (OPEN, OPENDIR). */
+/**
+ * `fuse_open_in` (OPEN, OPENDIR).
+ *
+ * @example
+ * ```ts ignore
+ * const { flags } = decodeOpenIn(body);
+ * ```
+ */
 export function decodeOpenIn(body: Uint8Array): { flags: number; openFlags: number } {
   const v = need(body, 8, "fuse_open_in");
   return { flags: v.getUint32(0, true), openFlags: v.getUint32(4, true) };
@@ -339,7 +393,14 @@ export interface ReadIn {
   flags: number;
 }
 
-/** Decodes `fuse_read_in`. */
+/**
+ * Decodes `fuse_read_in`.
+ *
+ * @example
+ * ```ts ignore
+ * const { offset, size } = decodeReadIn(body);
+ * ```
+ */
 export function decodeReadIn(body: Uint8Array): ReadIn {
   const v = need(body, 24, "fuse_read_in");
   return {
@@ -351,35 +412,77 @@ export function decodeReadIn(body: Uint8Array): ReadIn {
   };
 }
 
-/** `fuse_release_in` (RELEASE, RELEASEDIR). */
+/**
+ * `fuse_release_in` (RELEASE, RELEASEDIR).
+ *
+ * @example
+ * ```ts ignore
+ * const { fh } = decodeReleaseIn(body);
+ * ```
+ */
 export function decodeReleaseIn(body: Uint8Array): { fh: number; flags: number } {
   const v = need(body, 16, "fuse_release_in");
   return { fh: u64(v, 0), flags: v.getUint32(8, true) };
 }
 
-/** `fuse_getxattr_in` followed by the attribute name (GETXATTR). */
+/**
+ * `fuse_getxattr_in` followed by the attribute name (GETXATTR).
+ *
+ * @example
+ * ```ts ignore
+ * const { size, name } = decodeGetxattrIn(body);
+ * ```
+ */
 export function decodeGetxattrIn(body: Uint8Array): { size: number; name: Uint8Array } {
   const v = need(body, 8, "fuse_getxattr_in");
   return { size: v.getUint32(0, true), name: decodeName(body, 8) };
 }
 
-/** `fuse_getxattr_in` alone (LISTXATTR). */
+/**
+ * `fuse_getxattr_in` alone (LISTXATTR).
+ *
+ * @example
+ * ```ts ignore
+ * const { size } = decodeListxattrIn(body);
+ * ```
+ */
 export function decodeListxattrIn(body: Uint8Array): { size: number } {
   return { size: need(body, 8, "fuse_getxattr_in").getUint32(0, true) };
 }
 
-/** `fuse_access_in.mask` (R_OK 4, W_OK 2, X_OK 1). */
+/**
+ * `fuse_access_in.mask` (R_OK 4, W_OK 2, X_OK 1).
+ *
+ * @example
+ * ```ts ignore
+ * const mask = decodeAccessIn(body); // R_OK 4, W_OK 2, X_OK 1
+ * ```
+ */
 export function decodeAccessIn(body: Uint8Array): number {
   return need(body, 8, "fuse_access_in").getUint32(0, true);
 }
 
-/** `fuse_lseek_in`. */
+/**
+ * `fuse_lseek_in`.
+ *
+ * @example
+ * ```ts ignore
+ * const { offset, whence } = decodeLseekIn(body); // whence 3 = SEEK_DATA
+ * ```
+ */
 export function decodeLseekIn(body: Uint8Array): { fh: number; offset: number; whence: number } {
   const v = need(body, 24, "fuse_lseek_in");
   return { fh: u64(v, 0), offset: Number(v.getBigInt64(8, true)), whence: v.getUint32(16, true) };
 }
 
-/** `fuse_interrupt_in.unique`: the request the kernel wants interrupted. */
+/**
+ * `fuse_interrupt_in.unique`: the request the kernel wants interrupted.
+ *
+ * @example
+ * ```ts ignore
+ * const target = decodeInterruptIn(body); // unique of the interrupted request
+ * ```
+ */
 export function decodeInterruptIn(body: Uint8Array): bigint {
   return need(body, 8, "fuse_interrupt_in").getBigUint64(0, true);
 }
@@ -481,7 +584,14 @@ export function encodeEntryOut(e: EntryOut): Uint8Array {
   return b;
 }
 
-/** Encodes `fuse_attr_out` (GETATTR). */
+/**
+ * Encodes `fuse_attr_out` (GETATTR).
+ *
+ * @example
+ * ```ts ignore
+ * const reply = encodeAttrOut(attr, 300); // 104 bytes
+ * ```
+ */
 export function encodeAttrOut(attr: FuseAttr, timeout: number): Uint8Array {
   const b = new Uint8Array(ATTR_OUT_SIZE);
   const v = view(b);
@@ -492,7 +602,14 @@ export function encodeAttrOut(attr: FuseAttr, timeout: number): Uint8Array {
   return b;
 }
 
-/** Encodes `fuse_open_out` (OPEN, OPENDIR). */
+/**
+ * Encodes `fuse_open_out` (OPEN, OPENDIR).
+ *
+ * @example
+ * ```ts ignore
+ * const reply = encodeOpenOut(0, OpenFlag.KEEP_CACHE);
+ * ```
+ */
 export function encodeOpenOut(fh: number, openFlags: number): Uint8Array {
   const b = new Uint8Array(16);
   const v = view(b);
@@ -513,7 +630,14 @@ export interface StatfsOut {
   frsize: number;
 }
 
-/** Encodes `fuse_statfs_out`. */
+/**
+ * Encodes `fuse_statfs_out`.
+ *
+ * @example
+ * ```ts ignore
+ * const reply = encodeStatfsOut({ blocks: 1000, bfree: 10, bavail: 5, files: 64, ffree: 3, bsize: 4096, namelen: 255, frsize: 4096 });
+ * ```
+ */
 export function encodeStatfsOut(s: StatfsOut): Uint8Array {
   const b = new Uint8Array(STATFS_OUT_SIZE);
   const v = view(b);
@@ -528,14 +652,28 @@ export function encodeStatfsOut(s: StatfsOut): Uint8Array {
   return b;
 }
 
-/** Encodes `fuse_getxattr_out` (the size answer of a GETXATTR/LISTXATTR probe). */
+/**
+ * Encodes `fuse_getxattr_out` (the size answer of a GETXATTR/LISTXATTR probe).
+ *
+ * @example
+ * ```ts ignore
+ * const reply = encodeGetxattrOut(300); // the size answer of a probe
+ * ```
+ */
 export function encodeGetxattrOut(size: number): Uint8Array {
   const b = new Uint8Array(8);
   view(b).setUint32(0, size, true);
   return b;
 }
 
-/** Encodes `fuse_lseek_out`. */
+/**
+ * Encodes `fuse_lseek_out`.
+ *
+ * @example
+ * ```ts ignore
+ * const reply = encodeLseekOut(1 << 20);
+ * ```
+ */
 export function encodeLseekOut(offset: number): Uint8Array {
   const b = new Uint8Array(8);
   view(b).setBigUint64(0, BigInt(offset), true);

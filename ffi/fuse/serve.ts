@@ -70,7 +70,14 @@ export interface MountSettings {
   errors: "continue" | "remount-ro" | "panic";
 }
 
-/** Default settings: a read-only fuseblk mount. */
+/**
+ * Default settings: a read-only fuseblk mount.
+ *
+ * @example
+ * ```ts ignore
+ * const settings = { ...defaultSettings(), allowOther: true };
+ * ```
+ */
 export function defaultSettings(): MountSettings {
   return {
     readOnly: true,
