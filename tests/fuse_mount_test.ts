@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { findMount, processAlive, readState } from "../ffi/fuse/mount.ts";
-import { run, runCli, testWith } from "./helpers.ts";
+import { ROOT, run, runCli, testWith } from "./helpers.ts";
 import {
   daemonPid,
   detachLoop,
@@ -308,6 +308,53 @@ testWith(
         await eventually(() => exclusiveOpenWorks(dev), 5_000, "device free");
       }
       assert.deepEqual(await loopsOf(img), [dev], "the image's auto loop device is gone");
+    });
+  },
+);
+
+testWith(
+  "ext4ts mount -f: serves in the foreground until unmounted, then exits 0",
+  FUSE_NEEDS,
+  async () => {
+    await withFixture(async ({ dev, mnt }) => {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-all", `${ROOT}tests/fuse_memfs_daemon.ts`, "mount", dev, mnt, "-f"],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      try {
+        await eventually(() => readState(mnt)?.state === "mounted", 20_000, "foreground mount");
+        assert.equal(await Deno.readTextFile(`${mnt}/hello.txt`), "hello, world\n");
+        const u = await umount(mnt);
+        assert.equal(u.code, 0, u.stderr);
+        const out = await child.output();
+        assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+        assert.match(new TextDecoder().decode(out.stderr), /session ended: destroyed/);
+      } finally {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* exited */ }
+      }
+    });
+  },
+);
+
+testWith(
+  "ext4ts mount: a dead mount on the mount point is named, umount clears it",
+  FUSE_NEEDS,
+  async () => {
+    await withFixture(async ({ dev, mnt }) => {
+      await mountOk(dev, mnt);
+      const pid = readState(mnt)!.pid;
+      Deno.kill(pid, "SIGKILL");
+      await eventually(() => !processAlive(pid), 10_000, "daemon death");
+      let r = await memMount(dev, mnt);
+      for (let i = 0; i < 50 && r.code !== 8; i++) r = await memMount(dev, mnt);
+      assert.equal(r.code, 8, r.stderr);
+      assert.match(r.stderr, /dead FUSE mount/);
+      assert.equal((await umount(mnt)).code, 0);
+      await mountOk(dev, mnt);
+      assert.equal((await umount(mnt)).code, 0);
     });
   },
 );

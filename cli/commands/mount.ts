@@ -192,7 +192,13 @@ export async function mountCommand(
   let target: string;
   try {
     target = Deno.realPathSync(mountPoint);
-  } catch {
+  } catch (e) {
+    if (/os error 107|not connected/i.test(String(e))) {
+      throw new CliError(
+        `${mountPoint}: a dead FUSE mount is there (its daemon is gone): run 'ext4ts umount ${mountPoint}' first`,
+        ExitCode.BUSY,
+      );
+    }
     throw new CliError(`${mountPoint}: mount point does not exist`, ExitCode.FAILURE);
   }
   if (!opts.foreground) return await startDaemon();

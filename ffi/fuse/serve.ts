@@ -150,7 +150,14 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   let mpInfo: Deno.FileInfo;
   try {
     mpInfo = Deno.statSync(o.mountPoint);
-  } catch {
+  } catch (e) {
+    if (/os error 107|not connected/i.test(String(e))) {
+      throw new Ext4Error(
+        "BUSY",
+        `${o.mountPoint}: a dead FUSE mount is there (its daemon is gone): ` +
+          `run 'ext4ts umount ${o.mountPoint}' first`,
+      );
+    }
     throw new Ext4Error("NOT_FOUND", `${o.mountPoint}: mount point does not exist`);
   }
   if (!mpInfo.isDirectory) {
