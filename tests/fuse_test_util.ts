@@ -12,6 +12,7 @@ import {
   deviceIsFree,
   findMount,
   readState,
+  removeState,
 } from "../ffi/fuse/mount.ts";
 import { ROOT, run, runCli, runOk, type RunResult } from "./helpers.ts";
 
@@ -129,6 +130,7 @@ export async function forceCleanup(mnt: string): Promise<void> {
     if (conn !== undefined && m.fsType.startsWith("fuse")) abortConnection(conn);
     await run("umount", ["-l", mnt]);
   }
+  removeState(mnt);
   await Deno.remove(mnt).catch(() => {});
 }
 
