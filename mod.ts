@@ -203,6 +203,32 @@ export {
 } from "./lib/journal/fast_commit.ts";
 export { JournalOverlayDevice } from "./lib/journal_overlay.ts";
 
+// ---- FUSE ----
+export {
+  type AttrReply,
+  type DirentPlus,
+  errnoOf,
+  FuseError,
+  type FuseOperations,
+  type OpenReply,
+  type RequestContext,
+} from "./ffi/fuse/ops.ts";
+export { FuseSession, type SessionEnd, type SessionOptions } from "./ffi/fuse/session.ts";
+export {
+  ext4Backend,
+  type Ext4Like,
+  Ext4Operations,
+  type Ext4OperationsOptions,
+} from "./ffi/fuse/ext4_ops.ts";
+export {
+  defaultSettings,
+  type MountBackend,
+  type MountSettings,
+  type OpenedFilesystem,
+  serve,
+} from "./ffi/fuse/serve.ts";
+export { attachLoop, mountFuse, openFuseDevice, unmountAsync } from "./ffi/fuse/mount.ts";
+
 // ---- writing ----
 // (The writer's own InodeFlags, DirFileType, fileTypeOfMode, readXattrs and dirHash duplicate
 // the reader's and are not exported: the reader's are the public ones.)

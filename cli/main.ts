@@ -17,6 +17,8 @@ import { registerPut } from "./commands/put.ts";
 import { registerMkdir } from "./commands/mkdir.ts";
 import { registerRm } from "./commands/rm.ts";
 import { registerMv } from "./commands/mv.ts";
+import { registerMount } from "./commands/mount.ts";
+import { registerUmount } from "./commands/umount.ts";
 import { VERSION } from "../lib/version.ts";
 
 /** Builds the program with every command registered. */
@@ -36,6 +38,8 @@ export function buildProgram(): Command {
   registerMkdir(program);
   registerRm(program);
   registerMv(program);
+  registerMount(program);
+  registerUmount(program);
   return program;
 }
 

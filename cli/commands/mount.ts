@@ -1,0 +1,303 @@
+/**
+ * `ext4ts mount DEVICE|IMAGE MOUNTPOINT [-o OPTIONS] [-f] [--log FILE]`.
+ *
+ * Without `-f` the command starts itself again as a detached daemon (same executable, same
+ * arguments plus `-f`, new session) and returns only once the daemon reports the mount live
+ * — or fails with the daemon's error line and exit code. The handshake: the daemon writes
+ * `ready` on its stdout (a pipe to this process), then points stdout/stderr at its log.
+ *
+ * @module
+ */
+
+import type { Command } from "@commander-js/extra-typings";
+import { fileURLToPath } from "node:url";
+import { cstr, libc, O } from "../../ffi/libc.ts";
+import { ext4Backend } from "../../ffi/fuse/ext4_ops.ts";
+import {
+  defaultSettings,
+  type MountBackend,
+  type MountSettings,
+  serve,
+} from "../../ffi/fuse/serve.ts";
+import { ExitCode } from "../exit_codes.ts";
+import { CliError, runAction, warn } from "../output.ts";
+
+/** Environment variable telling a daemon to report readiness on stdout. */
+export const NOTIFY_ENV = "EXT4TS_DAEMON_NOTIFY";
+/** How long `ext4ts mount` waits for its daemon (ms). */
+const READY_TIMEOUT_MS = 120_000;
+
+/**
+ * Parses `-o` options as ext4/fuse2fs name them.
+ *
+ * @example
+ * ```ts
+ * import { parseMountOptions } from "./mount.ts";
+ * console.log(parseMountOptions("ro,noload,uid=1000").noRecovery); // true
+ * ```
+ */
+export function parseMountOptions(list: string | undefined): MountSettings {
+  const s = defaultSettings();
+  for (const raw of (list ?? "").split(",")) {
+    const opt = raw.trim();
+    if (!opt) continue;
+    const [key, value] = opt.includes("=")
+      ? [opt.slice(0, opt.indexOf("=")), opt.slice(opt.indexOf("=") + 1)]
+      : [opt, undefined];
+    const int = () => {
+      if (value === undefined || !/^\d+$/.test(value) || Number(value) > 0xffffffff) {
+        throw new CliError(
+          `option ${key} needs a numeric id, got '${value ?? ""}'`,
+          ExitCode.USAGE,
+        );
+      }
+      return Number(value);
+    };
+    switch (key) {
+      case "ro":
+        s.readOnly = true;
+        break;
+      case "rw":
+        s.readOnly = false;
+        break;
+      case "norecovery":
+      case "noload":
+        s.noRecovery = true;
+        break;
+      case "allow_other":
+        s.allowOther = true;
+        break;
+      case "default_permissions":
+        s.defaultPermissions = true;
+        break;
+      case "noblkdev":
+        s.noBlkdev = true;
+        break;
+      case "fakeroot":
+        s.uid = libc().getuid();
+        s.gid = libc().getgid();
+        break;
+      case "uid":
+        s.uid = int();
+        break;
+      case "gid":
+        s.gid = int();
+        break;
+      case "errors":
+        if (value !== "continue" && value !== "remount-ro" && value !== "panic") {
+          throw new CliError(
+            `errors= must be continue, remount-ro or panic, got '${value ?? ""}'`,
+            ExitCode.USAGE,
+          );
+        }
+        s.errors = value;
+        break;
+      default:
+        throw new CliError(`unknown mount option '${opt}'`, ExitCode.USAGE);
+    }
+  }
+  // Other users may only see what the file permissions allow them to.
+  if (s.allowOther) s.defaultPermissions = true;
+  return s;
+}
+
+/**
+ * The command line that runs this program again (deno + script, or the compiled binary).
+ *
+ * @example
+ * ```ts ignore
+ * const { cmd, args } = selfCommand(); // deno + ["run", "--allow-all", "…/cli/main.ts"]
+ * ```
+ */
+export function selfCommand(): { cmd: string; args: string[] } {
+  const exe = Deno.execPath();
+  if (/(^|\/)deno$/.test(exe) && Deno.mainModule.startsWith("file:")) {
+    return { cmd: exe, args: ["run", "--allow-all", fileURLToPath(Deno.mainModule)] };
+  }
+  return { cmd: exe, args: [] };
+}
+
+/** Options of the mount command. */
+export interface MountCommandOptions {
+  options?: string;
+  foreground?: boolean;
+  log?: string;
+}
+
+function makeLogger(file: string | undefined, toStderr: boolean): (line: string) => void {
+  const enc = new TextEncoder();
+  return (line: string) => {
+    const text = `${new Date().toISOString()} ext4ts[${Deno.pid}]: ${line}\n`;
+    if (file) {
+      try {
+        Deno.writeFileSync(file, enc.encode(text), { append: true, create: true });
+        return;
+      } catch { /* fall through to stderr */ }
+    }
+    if (toStderr) {
+      try {
+        Deno.stderr.writeSync(enc.encode(text));
+      } catch { /* nowhere to log */ }
+    } else {
+      syslog(line);
+    }
+  };
+}
+
+function syslog(line: string): void {
+  try {
+    new Deno.Command("logger", {
+      args: ["-t", `ext4ts[${Deno.pid}]`, "--", line],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+  } catch { /* no logger: nowhere to log */ }
+}
+
+/** Points stdout and stderr at the log file (or /dev/null) once the parent has gone. */
+function detachStdio(logFile: string | undefined): void {
+  const c = libc();
+  const fd = logFile
+    ? c.open(cstr(logFile), O.WRONLY | O.APPEND | O.CREAT | O.CLOEXEC, 0o640)
+    : c.open(cstr("/dev/null"), O.WRONLY | O.CLOEXEC, 0);
+  if (fd < 0) return;
+  c.dup2(fd, 1);
+  c.dup2(fd, 2);
+  c.close(fd);
+}
+
+/**
+ * Runs `ext4ts mount` with a given filesystem backend (ext4 for the CLI; tests pass an
+ * in-memory one). Resolves to the exit code.
+ *
+ * @example
+ * ```ts ignore
+ * Deno.exitCode = await mountCommand("disk.img", "/mnt/x", { foreground: true }, ext4Backend);
+ * ```
+ */
+export async function mountCommand(
+  source: string,
+  mountPoint: string,
+  opts: MountCommandOptions,
+  backend: MountBackend,
+): Promise<number> {
+  const settings = parseMountOptions(opts.options);
+  if (!settings.readOnly) {
+    throw new CliError(
+      "read-write mounts are not implemented yet (writing support is coming); mount with -o ro",
+      ExitCode.UNSUPPORTED,
+    );
+  }
+  let target: string;
+  try {
+    target = Deno.realPathSync(mountPoint);
+  } catch (e) {
+    if (/os error 107|not connected/i.test(String(e))) {
+      throw new CliError(
+        `${mountPoint}: a dead FUSE mount is there (its daemon is gone): run 'ext4ts umount ${mountPoint}' first`,
+        ExitCode.BUSY,
+      );
+    }
+    throw new CliError(`${mountPoint}: mount point does not exist`, ExitCode.FAILURE);
+  }
+  if (!opts.foreground) return await startDaemon();
+
+  const notify = Deno.env.get(NOTIFY_ENV) === "1";
+  if (notify) libc().setsid(); // no controlling terminal, no SIGHUP from it
+  const log = makeLogger(opts.log, !notify);
+  await serve({
+    source,
+    mountPoint: target,
+    settings,
+    backend,
+    log,
+    onReady: () => {
+      log(`mounted ${source} on ${target} (read-only)`);
+      if (notify) {
+        try {
+          Deno.stdout.writeSync(new TextEncoder().encode("ready\n"));
+        } catch { /* parent gone: nothing to tell */ }
+        detachStdio(opts.log);
+      }
+    },
+  });
+  return ExitCode.OK;
+}
+
+/** Starts the daemon (this program with `-f`) and waits for its `ready` line or its exit. */
+async function startDaemon(): Promise<number> {
+  const self = selfCommand();
+  const child = new Deno.Command(self.cmd, {
+    args: [...self.args, ...Deno.args, "-f"],
+    env: { [NOTIFY_ENV]: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    detached: true,
+  }).spawn();
+  const errText = new Response(child.stderr).text();
+  const reader = child.stdout.getReader();
+  const dec = new TextDecoder();
+  let out = "";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"timeout">((res) => {
+    timer = setTimeout(() => res("timeout"), READY_TIMEOUT_MS);
+  });
+  try {
+    while (!out.includes("ready\n")) {
+      const r = await Promise.race([reader.read(), timeout]);
+      if (r === "timeout") {
+        try {
+          child.kill("SIGTERM");
+        } catch { /* gone */ }
+        throw new CliError("the mount daemon did not become ready in time", ExitCode.TIMEOUT);
+      }
+      if (r.done) break;
+      out += dec.decode(r.value, { stream: true });
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  if (out.includes("ready\n")) {
+    reader.releaseLock();
+    await child.stdout.cancel().catch(() => {});
+    await child.stderr.cancel().catch(() => {});
+    child.unref();
+    return ExitCode.OK;
+  }
+  const status = await child.status;
+  const text = (await errText.catch(() => "")).trim();
+  if (text) console.error(text);
+  else warn(`the mount daemon exited with code ${status.code}`);
+  return status.code === 0 ? ExitCode.FAILURE : status.code;
+}
+
+/**
+ * Registers `ext4ts mount`.
+ *
+ * @example
+ * ```ts ignore
+ * registerMount(program); // the ext4 backend
+ * ```
+ */
+export function registerMount(program: Command, backend: MountBackend = ext4Backend): void {
+  program
+    .command("mount")
+    .description(
+      "mount an ext2/3/4 device or image read-only through FUSE (fuseblk when root); " +
+        "returns once the mount is live",
+    )
+    .argument("<device>", "block device or image file")
+    .argument("<mountpoint>", "directory to mount on")
+    .option(
+      "-o, --options <list>",
+      "ro, rw (refused for now), norecovery|noload, allow_other, default_permissions, " +
+        "noblkdev, uid=N, gid=N, fakeroot, errors=continue|remount-ro|panic",
+    )
+    .option("-f, --foreground", "stay in the foreground (serve until unmounted)")
+    .option("--log <file>", "daemon log file (default: the system log)")
+    .action((device, mountpoint, opts) =>
+      runAction(() => mountCommand(device, mountpoint, opts, backend))
+    );
+}

@@ -1,0 +1,483 @@
+/**
+ * The adapter from the ext4 reader (`Ext4`, lib/filesystem.ts) to {@link FuseOperations},
+ * and the mount backend that opens an ext4 device for the daemon.
+ *
+ * - Node ids are inode numbers, except that the root (inode 2) is FUSE_ROOT_ID 1; inode 1
+ *   (the bad-blocks inode, never in a directory) takes node id 2 so the mapping stays 1:1.
+ * - `st_ino` and dirent inode numbers are the real inode numbers, as the kernel shows them.
+ * - The mount is read-only and the device is not expected to change under it: attributes,
+ *   entries, pages and directory listings are cached by the kernel.
+ * - Errors carry their errno (Ext4Error.errno); writes answer EROFS.
+ *
+ * @module
+ */
+
+import type { BlockDevice } from "../../lib/block_device.ts";
+import { Errno, Ext4Error } from "../../lib/errors.ts";
+import { featureSupport, Incompat } from "../../lib/features.ts";
+import { formatUuid, readSuperblock, State, type Superblock } from "../../lib/superblock.ts";
+import { openBlockDevice } from "../file_device.ts";
+import { Ext4 } from "../../lib/filesystem.ts";
+import { JournalOverlayDevice } from "../../lib/journal_overlay.ts";
+import {
+  type AttrReply,
+  type DirentOut,
+  type DirentPlus,
+  type EntryOut,
+  type FuseAttr,
+  FuseError,
+  type FuseOperations,
+  type OpenReply,
+  type RequestContext,
+  type SeekWhence,
+  type StatfsOut,
+} from "./ops.ts";
+import { DirentType, encodeDev, FUSE_ROOT_ID } from "./protocol.ts";
+import type { MountBackend, MountSettings, OpenedFilesystem } from "./serve.ts";
+
+/** The reader's file types (lib/filesystem.ts `FileType`). */
+export type Ext4FileType =
+  | "file"
+  | "dir"
+  | "symlink"
+  | "chardev"
+  | "blockdev"
+  | "fifo"
+  | "socket"
+  | "unknown";
+
+/** The reader's `Ext4Stat` (the fields the adapter uses). */
+export interface Ext4StatLike {
+  ino: number;
+  type: Ext4FileType;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  size: number;
+  blocks: number;
+  rdev: { major: number; minor: number };
+  atime: { sec: number; nsec: number };
+  mtime: { sec: number; nsec: number };
+  ctime: { sec: number; nsec: number };
+  generation: number;
+}
+
+/** The reader's `DirEntry` with its resume cookie. */
+export interface Ext4DirEntryLike {
+  name: string;
+  nameBytes: Uint8Array;
+  ino: number;
+  type: Ext4FileType;
+  offset: number;
+}
+
+/**
+ * The inode-level part of the reader's `Ext4` class this adapter needs (the contract in
+ * briefs/reader_api.md). Declared structurally so this module does not depend on the
+ * reader's file until it is merged.
+ */
+export interface Ext4Like {
+  getattr(ino: number): Promise<Ext4StatLike>;
+  lookup(parentIno: number, name: string | Uint8Array): Promise<Ext4StatLike>;
+  readDirIno(ino: number): AsyncIterable<Ext4DirEntryLike>;
+  readDirFrom(ino: number, cookie: number): AsyncIterable<Ext4DirEntryLike>;
+  read(ino: number, offset: number, length: number): Promise<Uint8Array>;
+  readLinkIno(ino: number): Promise<Uint8Array>;
+  listXattrIno(ino: number): Promise<string[]>;
+  getXattrIno(ino: number, name: string): Promise<Uint8Array>;
+  seekData(ino: number, offset: number, whence: "data" | "hole"): Promise<number>;
+  statfs(): {
+    blockSize: number;
+    blocks: number;
+    freeBlocks: number;
+    availBlocks: number;
+    files: number;
+    freeFiles: number;
+    nameMax: number;
+  };
+  close(): Promise<void>;
+}
+
+const ROOT_INO = 2;
+const O_ACCMODE = 3;
+const O_TRUNC = 0o1000;
+const W_OK = 2;
+
+/**
+ * Node id of an inode number (root ↔ FUSE_ROOT_ID, swapping 1 and 2).
+ *
+ * @example
+ * ```ts ignore
+ * nodeOfIno(2); // 1 (FUSE_ROOT_ID)
+ * ```
+ */
+export function nodeOfIno(ino: number): number {
+  return ino === ROOT_INO ? FUSE_ROOT_ID : ino === FUSE_ROOT_ID ? ROOT_INO : ino;
+}
+
+/**
+ * Inode number of a node id (the inverse of {@link nodeOfIno}).
+ *
+ * @example
+ * ```ts ignore
+ * inoOfNode(1); // 2 (the root inode)
+ * ```
+ */
+export function inoOfNode(nodeid: number): number {
+  return nodeOfIno(nodeid);
+}
+
+const DT: Record<Ext4FileType, number> = {
+  file: DirentType.REG,
+  dir: DirentType.DIR,
+  symlink: DirentType.LNK,
+  chardev: DirentType.CHR,
+  blockdev: DirentType.BLK,
+  fifo: DirentType.FIFO,
+  socket: DirentType.SOCK,
+  unknown: DirentType.UNKNOWN,
+};
+
+/** Options of {@link Ext4Operations}. */
+export interface Ext4OperationsOptions {
+  /** Seconds the kernel may cache attributes and names (default 300: read-only mount). */
+  timeout?: number;
+  /** `st_blksize`: the filesystem's block size. */
+  blockSize: number;
+  /** Show files owned by uid/gid 0 as owned by these ids (fakeroot-style mapping). */
+  uid?: number;
+  gid?: number;
+  /** Called once everything is closed (after the reader's close). */
+  onClose?: () => Promise<void> | void;
+}
+
+/**
+ * {@link FuseOperations} over the ext4 reader.
+ *
+ * @example
+ * ```ts ignore
+ * const ops = new Ext4Operations(await Ext4.openDevice(dev), { blockSize: 4096 });
+ * const session = new FuseSession(fd, ops, { readOnly: true });
+ * ```
+ */
+export class Ext4Operations implements FuseOperations {
+  readonly #fs: Ext4Like;
+  readonly #o:
+    & Required<Omit<Ext4OperationsOptions, "uid" | "gid" | "onClose">>
+    & Ext4OperationsOptions;
+  #closed = false;
+
+  constructor(fs: Ext4Like, options: Ext4OperationsOptions) {
+    this.#fs = fs;
+    this.#o = { timeout: 300, ...options };
+  }
+
+  /** The FUSE attributes of a reader stat. */
+  attrOf(st: Ext4StatLike): FuseAttr {
+    const uid = st.uid === 0 && this.#o.uid !== undefined ? this.#o.uid : st.uid;
+    const gid = st.gid === 0 && this.#o.gid !== undefined ? this.#o.gid : st.gid;
+    const isDev = st.type === "chardev" || st.type === "blockdev";
+    return {
+      ino: st.ino,
+      size: st.size,
+      blocks: st.blocks,
+      atime: st.atime,
+      mtime: st.mtime,
+      ctime: st.ctime,
+      mode: st.mode,
+      nlink: st.nlink,
+      uid,
+      gid,
+      rdev: isDev ? encodeDev(st.rdev.major, st.rdev.minor) : 0,
+      blksize: this.#o.blockSize,
+    };
+  }
+
+  #entry(st: Ext4StatLike): EntryOut {
+    return {
+      nodeid: nodeOfIno(st.ino),
+      generation: st.generation,
+      entryTimeout: this.#o.timeout,
+      attrTimeout: this.#o.timeout,
+      attr: this.attrOf(st),
+    };
+  }
+
+  async lookup(_ctx: RequestContext, parent: number, name: Uint8Array): Promise<EntryOut> {
+    return this.#entry(await this.#fs.lookup(inoOfNode(parent), name));
+  }
+
+  forget(): void {
+    // Node ids are inode numbers: nothing to free.
+  }
+
+  async getattr(_ctx: RequestContext, nodeid: number): Promise<AttrReply> {
+    const st = await this.#fs.getattr(inoOfNode(nodeid));
+    return { attr: this.attrOf(st), timeout: this.#o.timeout };
+  }
+
+  readlink(_ctx: RequestContext, nodeid: number): Promise<Uint8Array> {
+    return this.#fs.readLinkIno(inoOfNode(nodeid));
+  }
+
+  // deno-lint-ignore require-await
+  async open(_ctx: RequestContext, _nodeid: number, flags: number): Promise<OpenReply> {
+    if ((flags & O_ACCMODE) !== 0 || (flags & O_TRUNC) !== 0) {
+      throw new FuseError(Errno.EROFS, "read-only filesystem");
+    }
+    // Read-only mount: the file cannot change, so the page cache stays valid across opens.
+    return { fh: 0, keepCache: true };
+  }
+
+  read(
+    _ctx: RequestContext,
+    nodeid: number,
+    _fh: number,
+    offset: number,
+    size: number,
+  ): Promise<Uint8Array> {
+    return this.#fs.read(inoOfNode(nodeid), offset, size);
+  }
+
+  // deno-lint-ignore require-await
+  async opendir(_ctx: RequestContext, _nodeid: number, flags: number): Promise<OpenReply> {
+    if ((flags & O_ACCMODE) !== 0) throw new FuseError(Errno.EISDIR);
+    return { fh: 0, keepCache: true, cacheDir: true };
+  }
+
+  async *#entries(nodeid: number, offset: number): AsyncIterable<Ext4DirEntryLike> {
+    const ino = inoOfNode(nodeid);
+    yield* offset === 0 ? this.#fs.readDirIno(ino) : this.#fs.readDirFrom(ino, offset);
+  }
+
+  async *readdir(
+    _ctx: RequestContext,
+    nodeid: number,
+    _fh: number,
+    offset: number,
+  ): AsyncIterable<DirentOut> {
+    for await (const d of this.#entries(nodeid, offset)) {
+      yield { ino: d.ino, offset: d.offset, type: DT[d.type] ?? 0, name: d.nameBytes };
+    }
+  }
+
+  async *readdirplus(
+    _ctx: RequestContext,
+    nodeid: number,
+    _fh: number,
+    offset: number,
+  ): AsyncIterable<DirentPlus> {
+    for await (const d of this.#entries(nodeid, offset)) {
+      const dirent = { ino: d.ino, offset: d.offset, type: DT[d.type] ?? 0, name: d.nameBytes };
+      if (d.name === "." || d.name === "..") {
+        yield { dirent };
+        continue;
+      }
+      // The entry names the inode: its attributes come from the inode, no name lookup.
+      yield { dirent, entry: this.#entry(await this.#fs.getattr(d.ino)) };
+    }
+  }
+
+  statfs(): Promise<StatfsOut> {
+    const s = this.#fs.statfs();
+    return Promise.resolve({
+      blocks: s.blocks,
+      bfree: s.freeBlocks,
+      bavail: s.availBlocks,
+      files: s.files,
+      ffree: s.freeFiles,
+      bsize: s.blockSize,
+      namelen: s.nameMax,
+      frsize: s.blockSize,
+    });
+  }
+
+  async getxattr(_ctx: RequestContext, nodeid: number, name: Uint8Array): Promise<Uint8Array> {
+    try {
+      return await this.#fs.getXattrIno(inoOfNode(nodeid), new TextDecoder().decode(name));
+    } catch (e) {
+      // A missing attribute is ENODATA, whatever code the reader used for it.
+      if (e instanceof Ext4Error && e.code === "NOT_FOUND") {
+        throw new FuseError(Errno.ENODATA, e.message);
+      }
+      throw e;
+    }
+  }
+
+  async listxattr(_ctx: RequestContext, nodeid: number): Promise<Uint8Array[]> {
+    const enc = new TextEncoder();
+    return (await this.#fs.listXattrIno(inoOfNode(nodeid))).map((n) => enc.encode(n));
+  }
+
+  async access(_ctx: RequestContext, nodeid: number, mask: number): Promise<void> {
+    if (mask & W_OK) throw new FuseError(Errno.EROFS, "read-only filesystem");
+    await this.#fs.getattr(inoOfNode(nodeid)); // exists and readable
+  }
+
+  lseek(
+    _ctx: RequestContext,
+    nodeid: number,
+    _fh: number,
+    offset: number,
+    whence: SeekWhence,
+  ): Promise<number> {
+    return this.#fs.seekData(inoOfNode(nodeid), offset, whence);
+  }
+
+  async destroy(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this.#fs.close();
+    } finally {
+      await this.#o.onClose?.();
+    }
+  }
+}
+
+/** The identity of a filesystem on a device, compared after mounting. */
+export interface SuperblockIdentity {
+  uuid: string;
+  compat: number;
+  incompat: number;
+  roCompat: number;
+  state: number;
+}
+
+/**
+ * The identity fields of a superblock.
+ *
+ * @example
+ * ```ts ignore
+ * const before = identityOf(await readSuperblock(device));
+ * ```
+ */
+export function identityOf(sb: Superblock): SuperblockIdentity {
+  return {
+    uuid: formatUuid(sb.uuid),
+    compat: sb.compat,
+    incompat: sb.incompat,
+    roCompat: sb.roCompat,
+    state: sb.state,
+  };
+}
+
+/**
+ * Opens the reader on a device (the raw device, or the journal overlay over it).
+ * `allowDirtyJournal` is true for `-o norecovery` mounts of a filesystem needing recovery.
+ *
+ * @example
+ * ```ts ignore
+ * const fs = await openExt4Reader(device, { allowDirtyJournal: false });
+ * ```
+ */
+export function openExt4Reader(
+  device: BlockDevice,
+  options: { allowDirtyJournal: boolean },
+): Promise<Ext4Like> {
+  return Ext4.openDevice(device, { readOnly: true, ...options });
+}
+
+/** True once {@link openExt4Reader} opens the real reader (gates the ext4 mount tests). */
+export const EXT4_READER_AVAILABLE = true;
+
+/** True once {@link journalOverlay} is wired (gates the journal-corpus replay comparisons). */
+export const JOURNAL_OVERLAY_AVAILABLE = true;
+
+/**
+ * A filesystem whose journal needs recovery is served, read-only, through the in-memory
+ * journal overlay (lib/journal_overlay.ts): the replayed blocks come from memory and nothing
+ * is written. Throws where the kernel would refuse to recover.
+ *
+ * @example
+ * ```ts ignore
+ * const overlay = await journalOverlay(device);
+ * ```
+ */
+export function journalOverlay(device: BlockDevice): Promise<BlockDevice | undefined> {
+  return JournalOverlayDevice.open(device);
+}
+
+/**
+ * The mount backend for ext4: checks the superblock (features, journal state), opens the
+ * reader, and re-checks the device after mounting.
+ *
+ * @example
+ * ```ts ignore
+ * await serve({ source, mountPoint, settings, backend: ext4Backend, log });
+ * ```
+ */
+export const ext4Backend: MountBackend = {
+  async open(
+    devicePath: string,
+    settings: MountSettings,
+    log: (line: string) => void,
+  ): Promise<OpenedFilesystem> {
+    const device = openBlockDevice(devicePath, { readOnly: true });
+    let served: BlockDevice = device;
+    try {
+      const sb = await readSuperblock(device);
+      const verdict = featureSupport(sb);
+      if (verdict.level === "refuse") {
+        throw new Ext4Error("UNSUPPORTED", `${devicePath}: ${verdict.reasons.join("; ")}`);
+      }
+      if (sb.state & State.ERROR) {
+        log(`warning: ${devicePath} has errors recorded; running e2fsck is recommended`);
+      }
+      if (sb.incompat & Incompat.RECOVER) {
+        if (settings.noRecovery) {
+          log(
+            `warning: ${devicePath}: mounting without journal recovery; ` +
+              "recently written data may be missing or inconsistent",
+          );
+        } else {
+          const overlay = await journalOverlay(device);
+          if (!overlay) {
+            throw new Ext4Error(
+              "NEEDS_RECOVERY",
+              `${devicePath}: the journal needs recovery (read-only journal replay is not ` +
+                "available yet); use -o norecovery to see the filesystem without it",
+            );
+          }
+          served = overlay;
+        }
+      }
+      const identity = identityOf(sb);
+      const fs = await openExt4Reader(served, {
+        allowDirtyJournal: served === device && (sb.incompat & Incompat.RECOVER) !== 0,
+      });
+      const blockSize = sb.blockSize;
+      const ops = new Ext4Operations(fs, {
+        blockSize,
+        uid: settings.uid,
+        gid: settings.gid,
+        onClose: () => device.close(),
+      });
+      return {
+        ops,
+        blockSize,
+        posixAcl: true,
+        async verify(path: string): Promise<void> {
+          const again = openBlockDevice(path, { readOnly: true });
+          try {
+            const now = identityOf(await readSuperblock(again));
+            for (const k of Object.keys(identity) as (keyof SuperblockIdentity)[]) {
+              if (now[k] !== identity[k]) {
+                throw new Ext4Error(
+                  "IO",
+                  `${path}: the device changed while mounting (${k} ${identity[k]} → ${now[k]})`,
+                );
+              }
+            }
+          } finally {
+            await again.close();
+          }
+        },
+      };
+    } catch (e) {
+      await device.close();
+      throw e;
+    }
+  },
+};

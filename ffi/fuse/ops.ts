@@ -1,0 +1,175 @@
+/**
+ * The filesystem side of a FUSE session: the operations {@link FuseSession} calls, one per
+ * request kind, in plain JavaScript values. The session owns the wire format, the
+ * one-reply-per-request rule, xattr size probing and readdir packing; an implementation only
+ * answers questions about nodes.
+ *
+ * Failures: throw {@link FuseError} (or any error with a numeric `errno`, such as
+ * `Ext4Error`) to answer with that errno. Anything else is answered EIO and logged.
+ *
+ * @module
+ */
+
+import type { DirentOut, EntryOut, FuseAttr, StatfsOut } from "./protocol.ts";
+
+export type { DirentOut, EntryOut, FuseAttr, FuseTime, StatfsOut } from "./protocol.ts";
+
+/** Who asked, and whether the kernel has since interrupted the request. */
+export interface RequestContext {
+  /** The caller's uid, gid and pid as the kernel reports them. */
+  uid: number;
+  gid: number;
+  pid: number;
+  /** Aborted when the kernel sends INTERRUPT for this request (the reply is already sent). */
+  signal: AbortSignal;
+}
+
+/**
+ * An error answered with its errno.
+ *
+ * @example
+ * ```ts ignore
+ * throw new FuseError(2); // answered ENOENT
+ * ```
+ */
+export class FuseError extends Error {
+  /** A positive errno value. */
+  readonly errno: number;
+
+  /**
+   * @example
+   * ```ts
+   * import { FuseError } from "./ops.ts";
+   * throw new FuseError(2, "no such entry");
+   * ```
+   */
+  constructor(errno: number, message?: string) {
+    super(message ?? `errno ${errno}`);
+    this.name = "FuseError";
+    this.errno = errno;
+  }
+}
+
+/** The attributes of a node and how long the kernel may cache them (seconds). */
+export interface AttrReply {
+  attr: FuseAttr;
+  timeout: number;
+}
+
+/** What OPEN/OPENDIR answer: a file handle and caching hints. */
+export interface OpenReply {
+  fh: number;
+  /** Keep the page cache across opens (safe when the file cannot change). */
+  keepCache?: boolean;
+  /** Let the kernel cache directory listings (OPENDIR). */
+  cacheDir?: boolean;
+  /** Bypass the page cache. */
+  directIo?: boolean;
+}
+
+/** One READDIRPLUS entry: the dirent and, except for "." and "..", its LOOKUP answer. */
+export interface DirentPlus {
+  dirent: DirentOut;
+  entry?: EntryOut;
+}
+
+/** `lseek` whence values the session passes on. */
+export type SeekWhence = "data" | "hole";
+
+/**
+ * The operations a FUSE filesystem implements. Node ids are the kernel's: 1 is the root.
+ * Directory listings are async iterables that start *after* the cookie `offset` (0 = from
+ * the beginning); each entry's `offset` is the cookie to resume after it. The session stops
+ * iterating (calling `return()`) once the kernel's buffer is full.
+ */
+export interface FuseOperations {
+  /** Called once INIT is negotiated, before any other request. */
+  init?(info: { major: number; minor: number }): void | Promise<void>;
+  lookup(ctx: RequestContext, parent: number, name: Uint8Array): Promise<EntryOut>;
+  /** The kernel dropped `nlookup` references to a node. No reply is sent. */
+  forget?(nodeid: number, nlookup: number): void;
+  getattr(ctx: RequestContext, nodeid: number): Promise<AttrReply>;
+  readlink(ctx: RequestContext, nodeid: number): Promise<Uint8Array>;
+  /** `flags` are the open(2) flags (O_ACCMODE etc.). */
+  open(ctx: RequestContext, nodeid: number, flags: number): Promise<OpenReply>;
+  /** Returns at most `size` bytes; fewer only at end of file. */
+  read(
+    ctx: RequestContext,
+    nodeid: number,
+    fh: number,
+    offset: number,
+    size: number,
+  ): Promise<Uint8Array>;
+  release?(ctx: RequestContext, nodeid: number, fh: number): Promise<void>;
+  opendir(ctx: RequestContext, nodeid: number, flags: number): Promise<OpenReply>;
+  readdir(
+    ctx: RequestContext,
+    nodeid: number,
+    fh: number,
+    offset: number,
+  ): AsyncIterable<DirentOut>;
+  /** Optional: without it the session answers READDIRPLUS through readdir + lookup. */
+  readdirplus?(
+    ctx: RequestContext,
+    nodeid: number,
+    fh: number,
+    offset: number,
+  ): AsyncIterable<DirentPlus>;
+  releasedir?(ctx: RequestContext, nodeid: number, fh: number): Promise<void>;
+  statfs(ctx: RequestContext, nodeid: number): Promise<StatfsOut>;
+  /** The whole value; the session handles size probes (size 0) and ERANGE. */
+  getxattr(ctx: RequestContext, nodeid: number, name: Uint8Array): Promise<Uint8Array>;
+  /** Full attribute names; the session encodes them and handles size probes. */
+  listxattr(ctx: RequestContext, nodeid: number): Promise<Uint8Array[]>;
+  /** Checks `mask` (R_OK 4, W_OK 2, X_OK 1); throws EACCES/EROFS to refuse. */
+  access?(ctx: RequestContext, nodeid: number, mask: number): Promise<void>;
+  /** SEEK_DATA / SEEK_HOLE; throw ENXIO past the end. */
+  lseek?(
+    ctx: RequestContext,
+    nodeid: number,
+    fh: number,
+    offset: number,
+    whence: SeekWhence,
+  ): Promise<number>;
+  /** Flush and close everything: the DESTROY reply (and the unmount) waits for it. */
+  destroy?(): Promise<void>;
+}
+
+/** errno values the FUSE layer itself answers with. */
+export const FuseErrno = {
+  EPERM: 1,
+  ENOENT: 2,
+  EINTR: 4,
+  EIO: 5,
+  ENXIO: 6,
+  EAGAIN: 11,
+  EACCES: 13,
+  ENODEV: 19,
+  ENOTDIR: 20,
+  EISDIR: 21,
+  EINVAL: 22,
+  EROFS: 30,
+  ERANGE: 34,
+  ENOSYS: 38,
+  ENODATA: 61,
+  EPROTO: 71,
+  EOPNOTSUPP: 95,
+} as const;
+
+/**
+ * The errno to answer for a thrown value, or undefined when it carries none (→ EIO + log).
+ *
+ * @example
+ * ```ts
+ * import { errnoOf, FuseError } from "./ops.ts";
+ * console.log(errnoOf(new FuseError(61))); // 61
+ * console.log(errnoOf(new Error("boom"))); // undefined
+ * ```
+ */
+export function errnoOf(e: unknown): number | undefined {
+  if (typeof e === "object" && e !== null && "errno" in e) {
+    const n = (e as { errno: unknown }).errno;
+    if (typeof n === "number" && Number.isInteger(n) && n > 0 && n < 4096) return n;
+  }
+  return undefined;
+}

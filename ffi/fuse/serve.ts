@@ -1,0 +1,333 @@
+/**
+ * The life of a mount daemon, independent of which filesystem it serves: pick the device
+ * (attach a loop device for an image), open the filesystem, mount (fuseblk by mount(2), or
+ * plain fuse), answer requests until the mount goes away, re-check the device after
+ * mounting, record a state file for `ext4ts umount`, and react to SIGTERM by unmounting from
+ * a worker thread (never from the thread that answers DESTROY).
+ *
+ * @module
+ */
+
+import { Ext4Error } from "../../lib/errors.ts";
+import { libc, SyscallError } from "../libc.ts";
+import type { FuseOperations } from "./ops.ts";
+import { FuseSession, type SessionEnd } from "./session.ts";
+import {
+  attachLoop,
+  closeFd,
+  connectionOf,
+  findMount,
+  isFuseType,
+  loopBackingFile,
+  type LoopDevice,
+  mountFuse,
+  type MountState,
+  mountWithFusermount,
+  openFuseDevice,
+  processStartTime,
+  protectDaemon,
+  removeState,
+  setReadahead,
+  UmountFlag,
+  unmountAsync,
+  unmountWithFusermount,
+  writeState,
+} from "./mount.ts";
+
+/** A filesystem opened for serving. */
+export interface OpenedFilesystem {
+  ops: FuseOperations;
+  /** Answers system.posix_acl_* in the kernel's format: let the kernel cache ACLs. */
+  posixAcl?: boolean;
+  /** The filesystem's block size (fuseblk `blksize`, capped at 4096). */
+  blockSize: number;
+  /**
+   * Re-checks, through a fresh non-exclusive open of `devicePath`, that the mounted device
+   * still holds the filesystem that was opened (same UUID, features, state). Throws if not.
+   */
+  verify?(devicePath: string): Promise<void>;
+}
+
+/** Opens the filesystem a daemon serves. */
+export interface MountBackend {
+  open(
+    devicePath: string,
+    options: MountSettings,
+    log: (line: string) => void,
+  ): Promise<OpenedFilesystem>;
+}
+
+/** Mount options, parsed. */
+export interface MountSettings {
+  readOnly: boolean;
+  noRecovery: boolean;
+  allowOther: boolean;
+  defaultPermissions: boolean;
+  noBlkdev: boolean;
+  /** Report files owned by uid 0 / gid 0 as owned by these ids. */
+  uid?: number;
+  gid?: number;
+  errors: "continue" | "remount-ro" | "panic";
+}
+
+/**
+ * Default settings: a read-only fuseblk mount.
+ *
+ * @example
+ * ```ts ignore
+ * const settings = { ...defaultSettings(), allowOther: true };
+ * ```
+ */
+export function defaultSettings(): MountSettings {
+  return {
+    readOnly: true,
+    noRecovery: false,
+    allowOther: false,
+    defaultPermissions: false,
+    noBlkdev: false,
+    errors: "continue",
+  };
+}
+
+/** Options of {@link serve}. */
+export interface ServeOptions {
+  /** The device or image file as the user named it. */
+  source: string;
+  /** The mount point (absolute, resolved). */
+  mountPoint: string;
+  settings: MountSettings;
+  backend: MountBackend;
+  log: (line: string) => void;
+  /** Called once the mount is live and verified. */
+  onReady?: (state: MountState) => void;
+}
+
+function isRoot(): boolean {
+  return libc().geteuid() === 0;
+}
+
+function mountError(e: unknown, source: string, target: string): Ext4Error {
+  if (!(e instanceof SyscallError)) throw e;
+  const text = `mount ${source} on ${target}: ${e.message}`;
+  switch (e.errno) {
+    case 16:
+      return new Ext4Error("BUSY", text + " (device in use or already mounted)", { errno: 16 });
+    case 1:
+    case 13:
+      return new Ext4Error("PERMISSION", text, { errno: e.errno });
+    case 2:
+    case 20:
+      return new Ext4Error("NOT_FOUND", text, { errno: e.errno });
+    default:
+      return new Ext4Error("IO", text, { errno: e.errno });
+  }
+}
+
+/**
+ * Mounts and serves until the mount goes away. Resolves with how the session ended;
+ * rejects (after undoing everything) when the mount could not be set up.
+ *
+ * @example
+ * ```ts ignore
+ * await serve({ source: "disk.img", mountPoint: "/mnt/x", settings: defaultSettings(),
+ *   backend: ext4Backend, log: console.error, onReady: () => console.log("ready") });
+ * ```
+ */
+export async function serve(o: ServeOptions): Promise<SessionEnd> {
+  const { settings, log } = o;
+  if (!settings.readOnly) {
+    throw new Ext4Error("UNSUPPORTED", "read-write mounts are not implemented yet; use -o ro");
+  }
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(o.source);
+  } catch {
+    throw new Ext4Error("NOT_FOUND", `${o.source}: No such file or directory`);
+  }
+  if (!info.isFile && !info.isBlockDevice) {
+    throw new Ext4Error("INVALID", `${o.source}: not a block device or image file`);
+  }
+  let mpInfo: Deno.FileInfo;
+  try {
+    mpInfo = Deno.statSync(o.mountPoint);
+  } catch (e) {
+    if (/os error 107|not connected/i.test(String(e))) {
+      throw new Ext4Error(
+        "BUSY",
+        `${o.mountPoint}: a dead FUSE mount is there (its daemon is gone): ` +
+          `run 'ext4ts umount ${o.mountPoint}' first`,
+      );
+    }
+    throw new Ext4Error("NOT_FOUND", `${o.mountPoint}: mount point does not exist`);
+  }
+  if (!mpInfo.isDirectory) {
+    throw new Ext4Error("NOT_DIRECTORY", `${o.mountPoint}: mount point is not a directory`);
+  }
+  const existing = findMount(o.mountPoint);
+  if (existing && isFuseType(existing.fsType) && existing.source === o.source) {
+    throw new Ext4Error("BUSY", `${o.source} is already mounted on ${o.mountPoint}`);
+  }
+  // Without root, the setuid helper fusermount3 mounts (plain fuse only).
+  // EXT4TS_FUSERMOUNT=1 takes that path as root too (tests).
+  const viaHelper = !isRoot() || Deno.env.get("EXT4TS_FUSERMOUNT") === "1";
+  const blockDevice = !settings.noBlkdev && !viaHelper;
+  let loop: LoopDevice | undefined;
+  let devicePath = o.source;
+  if (info.isFile && blockDevice) {
+    try {
+      loop = attachLoop(o.source, { readOnly: true });
+    } catch (e) {
+      throw new Ext4Error(
+        "IO",
+        `${o.source}: cannot attach a loop device: ${(e as Error).message}`,
+      );
+    }
+    devicePath = loop.path;
+  }
+  let fs: OpenedFilesystem | undefined;
+  let fd = -1;
+  let mounted = false;
+  const imagePath = info.isFile ? Deno.realPathSync(o.source) : undefined;
+  const attached = loop;
+  const releaseLoop = () => {
+    if (loop) closeFd(loop.fd);
+    loop = undefined;
+  };
+  /** After a failure: release the loop device and wait (briefly) for its autoclear. */
+  const releaseLoopAndWait = async () => {
+    releaseLoop();
+    if (!attached) return;
+    for (let i = 0; i < 200 && loopBackingFile(attached.path) === imagePath; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  try {
+    fs = await o.backend.open(devicePath, settings, log);
+    if (viaHelper) {
+      fd = await mountWithFusermount(devicePath, o.mountPoint, [
+        "ro",
+        "nosuid",
+        "nodev",
+        "subtype=ext4ts",
+        ...(settings.allowOther ? ["allow_other"] : []),
+        ...(settings.defaultPermissions ? ["default_permissions"] : []),
+      ]);
+      mounted = true;
+    } else {
+      fd = openFuseDevice();
+    }
+    if (!viaHelper) {
+      try {
+        mountFuse({
+          fd,
+          source: devicePath,
+          target: o.mountPoint,
+          blockDevice,
+          blockSize: fs.blockSize,
+          allowOther: settings.allowOther,
+          defaultPermissions: settings.defaultPermissions,
+          readOnly: true,
+          subtype: "ext4ts",
+        });
+      } catch (e) {
+        throw mountError(e, devicePath, o.mountPoint);
+      }
+    }
+    mounted = true;
+  } catch (e) {
+    if (fd >= 0) closeFd(fd);
+    await fs?.ops.destroy?.().catch(() => {});
+    await releaseLoopAndWait();
+    throw e;
+  }
+
+  const session = new FuseSession(fd, fs.ops, {
+    readOnly: true,
+    // Read-only: a name that is absent now stays absent.
+    negativeTimeout: 300,
+    posixAcl: fs.posixAcl,
+    log,
+    // The device must be free when umount(2) returns: close the loop fd before answering.
+    beforeDestroyReply: releaseLoop,
+  });
+  const ended = session.run();
+  const state: MountState = {
+    pid: Deno.pid,
+    mountPoint: o.mountPoint,
+    device: devicePath,
+    image: loop ? imagePath : undefined,
+    blockDevice,
+    startTime: processStartTime(Deno.pid),
+    state: "starting",
+  };
+  const onSignal = () => {
+    log(`signal received: unmounting ${o.mountPoint}`);
+    if (viaHelper) {
+      void unmountWithFusermount(o.mountPoint, true).then((e) => e && log(`unmount: ${e}`));
+    } else {
+      void unmountOnSignal(o.mountPoint, log);
+    }
+  };
+  try {
+    const first = await Promise.race([session.initialized, ended]);
+    if (typeof first === "string") {
+      throw new Ext4Error("IO", `the kernel closed the FUSE connection before INIT (${first})`);
+    }
+    const m = findMount(o.mountPoint);
+    state.connection = m ? connectionOf(m) : undefined;
+    // Sequential reads in 1 MiB requests instead of 128 KiB (silently skipped without root).
+    if (m) setReadahead(m, 1024);
+    writeState(state);
+    await fs.verify?.(devicePath);
+  } catch (e) {
+    log(`mount failed: ${(e as Error).message}`);
+    if (mounted && viaHelper) {
+      await unmountWithFusermount(o.mountPoint, true);
+    } else if (mounted) {
+      // Unmount from a worker thread: this thread must stay free to answer DESTROY.
+      const err = await unmountAsync(o.mountPoint);
+      if (err !== 0) await unmountAsync(o.mountPoint, UmountFlag.DETACH);
+    }
+    session.stop();
+    await ended.catch(() => {});
+    closeFd(fd);
+    await releaseLoopAndWait();
+    removeState(o.mountPoint, Deno.pid);
+    throw e;
+  }
+  state.state = "mounted";
+  writeState(state);
+  const failed = protectDaemon();
+  if (failed.length) log(`warning: could not set ${failed.join(", ")}`);
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT", "SIGHUP"];
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  o.onReady?.(state);
+  let end: SessionEnd;
+  try {
+    end = await ended;
+  } finally {
+    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    closeFd(fd);
+    releaseLoop();
+    removeState(o.mountPoint, Deno.pid);
+  }
+  log(`session ended: ${end}`);
+  return end;
+}
+
+/**
+ * SIGTERM/SIGINT/SIGHUP: unmount on a worker thread (the main thread keeps answering,
+ * DESTROY included). A busy mount is detached lazily: it goes away, and DESTROY comes, once
+ * the last open file is closed.
+ */
+async function unmountOnSignal(mountPoint: string, log: (l: string) => void): Promise<void> {
+  const err = await unmountAsync(mountPoint);
+  if (err === 0) return;
+  if (err === 16) {
+    log(`${mountPoint} is busy: detaching it (lazy unmount)`);
+    const e2 = await unmountAsync(mountPoint, UmountFlag.DETACH);
+    if (e2 !== 0) log(`lazy unmount failed: errno ${e2}`);
+    return;
+  }
+  log(`unmount failed: errno ${err}`);
+}

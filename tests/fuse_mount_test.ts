@@ -1,0 +1,360 @@
+/**
+ * `ext4ts mount` / `ext4ts umount` end to end, with the in-memory filesystem behind the
+ * same command code (tests/fuse_memfs_daemon.ts) so the machinery is tested without the
+ * ext4 reader: the background daemon and its readiness handshake, fuseblk on a loop device,
+ * image files through an auto-attached loop device, the umount that waits, 50 cycles with an
+ * immediate O_EXCL open, a slow DESTROY, SIGKILL and SIGTERM of the daemon, a loop device
+ * detached under the mount.
+ */
+
+import assert from "node:assert/strict";
+import { findMount, processAlive, readState } from "../ffi/fuse/mount.ts";
+import { ROOT, run, runCli, testWith } from "./helpers.ts";
+import {
+  daemonPid,
+  detachLoop,
+  eventually,
+  exclusiveOpenWorks,
+  forceCleanup,
+  FUSE_NEEDS,
+  isMounted,
+  loopsOf,
+  losetup,
+  memMount,
+  umount,
+} from "./fuse_test_util.ts";
+
+interface Fixture {
+  dir: string;
+  img: string;
+  dev: string;
+  mnt: string;
+}
+
+async function withFixture(fn: (f: Fixture) => Promise<void>, attach = true): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "ext4ts-fusemount-" });
+  const img = `${dir}/dev.img`;
+  await Deno.writeFile(img, new Uint8Array(0));
+  await Deno.truncate(img, 8 << 20);
+  const dev = attach ? await losetup(img) : "";
+  const mnt = `${dir}/mnt`;
+  await Deno.mkdir(mnt);
+  try {
+    await fn({ dir, img, dev, mnt });
+  } finally {
+    const pid = daemonPid(mnt);
+    await forceCleanup(mnt);
+    if (pid && processAlive(pid)) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+    if (dev) await detachLoop(dev);
+    for (const l of await loopsOf(img)) await detachLoop(l);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+async function mountOk(device: string, mnt: string, extra: string[] = [], env = {}) {
+  const r = await memMount(device, mnt, extra, env);
+  assert.equal(r.code, 0, `mount failed: ${r.stderr}`);
+  assert.ok(isMounted(mnt), "mounted when the command returns");
+}
+
+testWith(
+  "ext4ts mount: background daemon, state file, umount waits, device free",
+  FUSE_NEEDS,
+  async () => {
+    await withFixture(async ({ dev, mnt, dir }) => {
+      await mountOk(dev, mnt, ["--log", `${dir}/daemon.log`]);
+      const m = findMount(mnt)!;
+      assert.equal(m.fsType, "fuseblk.ext4ts");
+      assert.equal(m.source, dev);
+      const state = readState(mnt)!;
+      assert.equal(state.state, "mounted");
+      assert.equal(state.device, dev);
+      assert.ok(processAlive(state.pid));
+      assert.equal(await Deno.readTextFile(`${mnt}/hello.txt`), "hello, world\n");
+      assert.equal(exclusiveOpenWorks(dev), false);
+      const u = await umount(mnt);
+      assert.equal(u.code, 0, u.stderr);
+      assert.equal(isMounted(mnt), false);
+      assert.equal(processAlive(state.pid, state.startTime), false, "daemon gone");
+      assert.equal(exclusiveOpenWorks(dev), true, "device free when umount returns");
+      assert.equal(readState(mnt), undefined, "state file removed");
+      const log = await Deno.readTextFile(`${dir}/daemon.log`);
+      assert.match(log, /mounted .* \(read-only\)/);
+      assert.match(log, /session ended: destroyed/);
+    });
+  },
+);
+
+testWith(
+  "ext4ts mount: errors come back from the daemon with their exit code",
+  FUSE_NEEDS,
+  async () => {
+    await withFixture(async ({ dev, mnt, dir }) => {
+      const rw = await memMount(dev, mnt, ["-o", "rw"]);
+      assert.equal(rw.code, 6);
+      assert.match(rw.stderr, /read-write mounts are not implemented yet/);
+      const bad = await memMount(dev, mnt, ["-o", "frobnicate"]);
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /unknown mount option 'frobnicate'/);
+      const nodir = await memMount(dev, `${dir}/nope`);
+      assert.equal(nodir.code, 1);
+      assert.match(nodir.stderr, /mount point does not exist/);
+      const nodev = await memMount(`${dir}/missing.img`, mnt);
+      assert.notEqual(nodev.code, 0);
+      assert.match(nodev.stderr, /missing\.img/);
+      // Already mounted: the second mount is refused, the first keeps working.
+      await mountOk(dev, mnt);
+      const again = await memMount(dev, mnt);
+      assert.equal(again.code, 8);
+      assert.equal(await Deno.readTextFile(`${mnt}/hello.txt`), "hello, world\n");
+      assert.equal((await umount(mnt)).code, 0);
+      const notMounted = await umount(mnt);
+      assert.equal(notMounted.code, 1);
+      assert.match(notMounted.stderr, /not mounted/);
+      assert.equal((await runCli(["umount", "/"])).code, 2, "refuses a mount that is not ours");
+    });
+  },
+);
+
+testWith(
+  "ext4ts mount: an image file gets an autoclear loop device, released on umount",
+  FUSE_NEEDS,
+  async () => {
+    await withFixture(async ({ img, mnt }) => {
+      await mountOk(img, mnt);
+      const m = findMount(mnt)!;
+      assert.match(m.source, /^\/dev\/loop\d+$/);
+      assert.deepEqual(await loopsOf(img), [m.source]);
+      assert.equal(readState(mnt)!.image, img);
+      assert.equal(await Deno.readTextFile(`${mnt}/link`), "hello, world\n");
+      const u = await umount(mnt);
+      assert.equal(u.code, 0, u.stderr);
+      assert.deepEqual(await loopsOf(img), [], "loop device detached when umount returns");
+    }, false);
+  },
+);
+
+testWith(
+  "ext4ts mount: noblkdev gives a plain fuse mount; umount still waits",
+  FUSE_NEEDS,
+  async () => {
+    await withFixture(async ({ dev, mnt }) => {
+      await mountOk(dev, mnt, ["-o", "noblkdev"]);
+      assert.equal(findMount(mnt)!.fsType, "fuse.ext4ts");
+      assert.equal(await Deno.readTextFile(`${mnt}/hello.txt`), "hello, world\n");
+      const pid = readState(mnt)!.pid;
+      assert.equal((await umount(mnt)).code, 0);
+      assert.equal(processAlive(pid), false);
+      assert.equal(exclusiveOpenWorks(dev), true);
+    });
+  },
+);
+
+testWith(
+  "ext4ts umount: 50 cycles, each followed by an immediate O_EXCL open",
+  FUSE_NEEDS,
+  async () => {
+    await withFixture(async ({ dev, mnt }) => {
+      for (let i = 0; i < 50; i++) {
+        await mountOk(dev, mnt);
+        const r = await run("cat", [
+          `${mnt}/dir/f${String(i).padStart(4, "0")}`,
+          `${mnt}/hello.txt`,
+        ]);
+        assert.equal(r.stdout, `file ${i}\nhello, world\n`);
+        const u = await umount(mnt);
+        assert.equal(u.code, 0, `cycle ${i}: ${u.stderr}`);
+        assert.equal(exclusiveOpenWorks(dev), true, `cycle ${i}: device still busy after umount`);
+      }
+    });
+  },
+);
+
+testWith("ext4ts umount: waits for a slow DESTROY", FUSE_NEEDS, async () => {
+  await withFixture(async ({ dev, mnt }) => {
+    await mountOk(dev, mnt, [], { EXT4TS_TEST_DESTROY_DELAY_MS: "1500" });
+    const pid = readState(mnt)!.pid;
+    await run("cat", [`${mnt}/hello.txt`]);
+    const t0 = performance.now();
+    const u = await umount(mnt);
+    const took = performance.now() - t0;
+    assert.equal(u.code, 0, u.stderr);
+    assert.ok(took >= 1400, `umount returned after ${took} ms`);
+    assert.equal(processAlive(pid), false);
+    assert.equal(exclusiveOpenWorks(dev), true);
+  });
+});
+
+testWith(
+  "ext4ts umount: a too-short --timeout aborts the connection and exits 10",
+  FUSE_NEEDS,
+  async () => {
+    await withFixture(async ({ dev, mnt }) => {
+      await mountOk(dev, mnt, [], { EXT4TS_TEST_DESTROY_DELAY_MS: "6000" });
+      const pid = readState(mnt)!.pid;
+      const t0 = performance.now();
+      const u = await umount(mnt, 1);
+      assert.equal(u.code, 10, u.stderr);
+      assert.match(u.stderr, /aborted/);
+      assert.ok(performance.now() - t0 < 10_000);
+      assert.equal(isMounted(mnt), false);
+      await eventually(() => !processAlive(pid), 30_000, "daemon exit");
+      await eventually(() => exclusiveOpenWorks(dev), 5_000, "device free");
+    });
+  },
+);
+
+testWith("ext4ts umount: recovers after SIGKILL of the daemon", FUSE_NEEDS, async () => {
+  await withFixture(async ({ dev, mnt }) => {
+    await mountOk(dev, mnt);
+    const pid = readState(mnt)!.pid;
+    Deno.kill(pid, "SIGKILL");
+    await eventually(() => !processAlive(pid), 10_000, "daemon death");
+    let r = await run("stat", [mnt]);
+    for (let i = 0; i < 100 && r.code === 0; i++) r = await run("stat", [mnt]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /Transport endpoint is not connected/);
+    const u = await umount(mnt);
+    assert.equal(u.code, 0, u.stderr);
+    assert.equal(isMounted(mnt), false);
+    assert.equal(exclusiveOpenWorks(dev), true);
+    assert.equal(readState(mnt), undefined);
+  });
+});
+
+testWith("ext4ts mount: SIGTERM makes the daemon unmount itself and exit", FUSE_NEEDS, async () => {
+  await withFixture(async ({ dev, mnt }) => {
+    await mountOk(dev, mnt);
+    const pid = readState(mnt)!.pid;
+    Deno.kill(pid, "SIGTERM");
+    await eventually(() => !processAlive(pid), 10_000, "daemon exit");
+    assert.equal(isMounted(mnt), false);
+    assert.equal(exclusiveOpenWorks(dev), true);
+    // Nothing left to do for umount, which says so.
+    assert.equal((await umount(mnt)).code, 1);
+  });
+});
+
+testWith(
+  "ext4ts mount: SIGTERM with a file open detaches lazily; DESTROY follows the close",
+  FUSE_NEEDS,
+  async () => {
+    await withFixture(async ({ dev, mnt }) => {
+      await mountOk(dev, mnt);
+      const pid = readState(mnt)!.pid;
+      const holder = new Deno.Command("sh", {
+        args: ["-c", `exec 3<${mnt}/hello.txt; read -r x <&3; sleep 1; cat <&3 >/dev/null`],
+      }).spawn();
+      await new Promise((r) => setTimeout(r, 300));
+      Deno.kill(pid, "SIGTERM");
+      await eventually(() => !isMounted(mnt), 10_000, "lazy unmount");
+      assert.equal((await holder.status).code, 0);
+      await eventually(() => !processAlive(pid), 10_000, "daemon exit after last close");
+      await eventually(() => exclusiveOpenWorks(dev), 5_000, "device free");
+    });
+  },
+);
+
+testWith(
+  "ext4ts mount: a loop device detached under the mount does not hang",
+  FUSE_NEEDS,
+  async () => {
+    await withFixture(async ({ dev, mnt, img }) => {
+      await mountOk(dev, mnt);
+      const d = await run("losetup", ["-d", dev]);
+      assert.equal(d.code, 0, d.stderr); // busy: the kernel defers the detach (autoclear)
+      assert.equal(await Deno.readTextFile(`${mnt}/hello.txt`), "hello, world\n");
+      const u = await umount(mnt);
+      assert.equal(u.code, 0, u.stderr);
+      assert.deepEqual(await loopsOf(img), [], "the deferred detach happened on release");
+    });
+  },
+);
+
+testWith("ext4ts mount: the fusermount3 path (SCM_RIGHTS hand-over), umount waits", [
+  ...FUSE_NEEDS,
+  "fusermount3",
+], async () => {
+  await withFixture(async ({ dev, mnt }) => {
+    await mountOk(dev, mnt, [], { EXT4TS_FUSERMOUNT: "1" });
+    const m = findMount(mnt)!;
+    assert.equal(m.fsType, "fuse.ext4ts");
+    assert.equal(m.source, dev, "fsname is the device");
+    assert.equal(await Deno.readTextFile(`${mnt}/hello.txt`), "hello, world\n");
+    const pid = readState(mnt)!.pid;
+    const u = await umount(mnt);
+    assert.equal(u.code, 0, u.stderr);
+    assert.equal(isMounted(mnt), false);
+    assert.equal(processAlive(pid), false, "daemon gone when umount returns");
+    assert.equal(exclusiveOpenWorks(dev), true);
+  });
+});
+
+testWith(
+  "ext4ts mount: a failed post-mount device check unmounts and fails",
+  FUSE_NEEDS,
+  async () => {
+    await withFixture(async ({ dev, mnt, img }) => {
+      for (const device of [dev, img]) {
+        const r = await memMount(device, mnt, [], { EXT4TS_TEST_VERIFY_FAIL: "1" });
+        assert.equal(r.code, 7, r.stderr);
+        assert.match(r.stderr, /changed while mounting/);
+        assert.equal(isMounted(mnt), false, "no mount left behind");
+        assert.equal(readState(mnt), undefined, "no state file left behind");
+        await eventually(() => exclusiveOpenWorks(dev), 5_000, "device free");
+      }
+      assert.deepEqual(await loopsOf(img), [dev], "the image's auto loop device is gone");
+    });
+  },
+);
+
+testWith(
+  "ext4ts mount -f: serves in the foreground until unmounted, then exits 0",
+  FUSE_NEEDS,
+  async () => {
+    await withFixture(async ({ dev, mnt }) => {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-all", `${ROOT}tests/fuse_memfs_daemon.ts`, "mount", dev, mnt, "-f"],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      try {
+        await eventually(() => readState(mnt)?.state === "mounted", 20_000, "foreground mount");
+        assert.equal(await Deno.readTextFile(`${mnt}/hello.txt`), "hello, world\n");
+        const u = await umount(mnt);
+        assert.equal(u.code, 0, u.stderr);
+        const out = await child.output();
+        assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+        assert.match(new TextDecoder().decode(out.stderr), /session ended: destroyed/);
+      } finally {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* exited */ }
+      }
+    });
+  },
+);
+
+testWith(
+  "ext4ts mount: a dead mount on the mount point is named, umount clears it",
+  FUSE_NEEDS,
+  async () => {
+    await withFixture(async ({ dev, mnt }) => {
+      await mountOk(dev, mnt);
+      const pid = readState(mnt)!.pid;
+      Deno.kill(pid, "SIGKILL");
+      await eventually(() => !processAlive(pid), 10_000, "daemon death");
+      let r = await memMount(dev, mnt);
+      for (let i = 0; i < 50 && r.code !== 8; i++) r = await memMount(dev, mnt);
+      assert.equal(r.code, 8, r.stderr);
+      assert.match(r.stderr, /dead FUSE mount/);
+      assert.equal((await umount(mnt)).code, 0);
+      await mountOk(dev, mnt);
+      assert.equal((await umount(mnt)).code, 0);
+    });
+  },
+);

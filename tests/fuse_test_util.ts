@@ -1,0 +1,163 @@
+/**
+ * Shared machinery of the FUSE tests: loop devices, the in-memory daemon, `ext4ts umount`,
+ * and a cleanup that never leaves a mount or loop device behind (aborting the FUSE
+ * connection when nothing else works).
+ *
+ * @module
+ */
+
+import {
+  abortConnection,
+  connectionOf,
+  deviceIsFree,
+  findMount,
+  readState,
+  removeState,
+} from "../ffi/fuse/mount.ts";
+import { ROOT, run, runCli, runOk, type RunResult } from "./helpers.ts";
+
+/** What the FUSE tests need from the machine. */
+export const FUSE_NEEDS = ["root", "loop", "fuse", "losetup"];
+
+/**
+ * Attaches `image` with losetup; returns /dev/loopN.
+ *
+ * @example
+ * ```ts ignore
+ * const dev = await losetup("disk.img"); // /dev/loopN
+ * ```
+ */
+export async function losetup(image: string, readOnly = false): Promise<string> {
+  return (await runOk("losetup", ["-f", "--show", ...(readOnly ? ["-r"] : []), image])).trim();
+}
+
+/**
+ * Detaches a loop device (ignoring "not attached").
+ *
+ * @example
+ * ```ts ignore
+ * await detachLoop(dev);
+ * ```
+ */
+export async function detachLoop(dev: string): Promise<void> {
+  await run("losetup", ["-d", dev]);
+}
+
+/**
+ * The loop devices currently backed by `image`.
+ *
+ * @example
+ * ```ts ignore
+ * await loopsOf("disk.img"); // ["/dev/loop3"]
+ * ```
+ */
+export async function loopsOf(image: string): Promise<string[]> {
+  const r = await run("losetup", ["-j", image]);
+  return r.stdout.split("\n").filter((l) => l).map((l) => l.split(":")[0]);
+}
+
+/**
+ * True when something is mounted on `mnt`.
+ *
+ * @example
+ * ```ts ignore
+ * isMounted("/mnt/x");
+ * ```
+ */
+export function isMounted(mnt: string): boolean {
+  return findMount(mnt) !== undefined;
+}
+
+/**
+ * Runs the in-memory daemon's `mount` command (same code as `ext4ts mount`).
+ *
+ * @example
+ * ```ts ignore
+ * const r = await memMount("/dev/loop3", "/mnt/x", ["-o", "noblkdev"]);
+ * ```
+ */
+export function memMount(
+  device: string,
+  mnt: string,
+  extra: string[] = [],
+  env: Record<string, string> = {},
+): Promise<RunResult> {
+  return run(
+    Deno.execPath(),
+    ["run", "--allow-all", `${ROOT}tests/fuse_memfs_daemon.ts`, "mount", device, mnt, ...extra],
+    { env },
+  );
+}
+
+/**
+ * Runs `ext4ts umount MNT`.
+ *
+ * @example
+ * ```ts ignore
+ * const r = await umount("/mnt/x"); // r.code 0
+ * ```
+ */
+export function umount(mnt: string, timeout = 30): Promise<RunResult> {
+  return runCli(["umount", mnt, "--timeout", String(timeout)]);
+}
+
+/**
+ * True when an O_EXCL open of the device succeeds.
+ *
+ * @example
+ * ```ts ignore
+ * exclusiveOpenWorks("/dev/loop3");
+ * ```
+ */
+export function exclusiveOpenWorks(dev: string): boolean {
+  return deviceIsFree(dev);
+}
+
+/**
+ * Last-resort cleanup for a test's mount point: abort the FUSE connection, lazy-unmount,
+ * remove the directory. Safe to call when nothing is mounted.
+ *
+ * @example
+ * ```ts ignore
+ * await forceCleanup("/mnt/x");
+ * ```
+ */
+export async function forceCleanup(mnt: string): Promise<void> {
+  for (let i = 0; i < 5; i++) {
+    const m = findMount(mnt);
+    if (!m) break;
+    const conn = connectionOf(m);
+    if (conn !== undefined && m.fsType.startsWith("fuse")) abortConnection(conn);
+    await run("umount", ["-l", mnt]);
+  }
+  removeState(mnt);
+  await Deno.remove(mnt).catch(() => {});
+}
+
+/**
+ * The daemon pid recorded for a mount point (from its state file).
+ *
+ * @example
+ * ```ts ignore
+ * const pid = daemonPid("/mnt/x");
+ * ```
+ */
+export function daemonPid(mnt: string): number | undefined {
+  return readState(mnt)?.pid;
+}
+
+/**
+ * Waits until `cond` holds (polling), failing after `ms`.
+ *
+ * @example
+ * ```ts ignore
+ * await eventually(() => !isMounted(mnt), 5000, "unmount");
+ * ```
+ */
+export async function eventually(cond: () => boolean, ms = 10_000, what = "condition") {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
