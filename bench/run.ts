@@ -1,23 +1,43 @@
 /**
- * `deno task bench`: every benchmark, printed as tables of ext4ts against its peers.
- * Pass names to run only some: `deno task bench probe`.
+ * `deno task bench`: every benchmark. The foundation suite runs in this process and prints a
+ * table; the reader, journal and mount suites are scripts of their own (they need root, loop
+ * devices and the kernel, and print their tables with ratios against debugfs, e2fsck,
+ * fuse2fs and kernel ext4). Pass names to run only some: `deno task bench probe mount`.
  *
  * @module
  */
 
-import { type BenchRow, printTable } from "./lib.ts";
+import { printTable } from "./lib.ts";
 import { benchProbe } from "./probe.ts";
 
-const SUITES: Record<string, { title: string; run: () => Promise<BenchRow[]> }> = {
-  probe: { title: "Foundation: checksums and probe", run: benchProbe },
+const SCRIPTS: Record<string, string> = {
+  read: "read.ts",
+  journal: "journal.ts",
+  mount: "mount.ts",
 };
+const ALL = ["probe", ...Object.keys(SCRIPTS)];
 
-const wanted = Deno.args.length ? Deno.args : Object.keys(SUITES);
+const wanted = Deno.args.length ? Deno.args : ALL;
+let failed = false;
 for (const name of wanted) {
-  const suite = SUITES[name];
-  if (!suite) {
-    console.error(`bench: unknown suite '${name}' (have: ${Object.keys(SUITES).join(", ")})`);
+  if (name === "probe") {
+    printTable("Foundation: checksums and probe", await benchProbe());
+    continue;
+  }
+  const script = SCRIPTS[name];
+  if (!script) {
+    console.error(`bench: unknown suite '${name}' (have: ${ALL.join(", ")})`);
     Deno.exit(2);
   }
-  printTable(suite.title, await suite.run());
+  console.log(`\n## ${name} (bench/${script})\n`);
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", new URL(script, import.meta.url).pathname],
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) {
+    console.error(`bench: ${name} failed (exit ${out.code})`);
+    failed = true;
+  }
 }
+if (failed) Deno.exit(1);

@@ -23,7 +23,10 @@ import { stateString } from "./superblock_report.ts";
 import { locateJournal } from "./journal/locate.ts";
 import { journalFeatureNames, type JournalSuperblock } from "./journal/superblock.ts";
 
-/** Whether ext4ts can write at all yet; the verdict says read-only until it can. */
+/**
+ * Whether ext4ts can mount read-write yet. Offline writes (put, mkdir, rm, mv) exist, but
+ * they do not go through the journal; until read-write mounts do, the verdict is read-only.
+ */
 export const WRITE_SUPPORTED = false;
 
 /** The filesystem generation, decided from the features as blkid does. */
@@ -140,7 +143,7 @@ function verdictFor(
   if (features.level === "refuse") return features;
   if (found.groupsError) return { level: "refuse", reasons: [found.groupsError] };
   const reasons = [...features.reasons];
-  if (!WRITE_SUPPORTED) reasons.push("ext4ts cannot write yet");
+  if (!WRITE_SUPPORTED) reasons.push("read-write mounts are not implemented yet");
   if (deviceReadOnly) reasons.push("the device is read-only");
   if (found.mmp?.state === "in-use") {
     reasons.push("MMP says the filesystem is in use on another node");

@@ -77,17 +77,13 @@ function readCases(corpus: string): Case[] {
 }
 
 /**
- * Cases made with the corpus' make_journal_cases.sh (its results.tsv) in a directory named
- * by EXT4TS_EXTRA_CASES (default .work/journal_cases), for feature sets the corpus lacks.
+ * Cases made with the corpus' make_journal_cases.sh (its results.tsv) for feature sets the
+ * corpus lacks: kept in tests/fixtures/journal_cases (or a directory named by
+ * EXT4TS_EXTRA_CASES). They are part of the repository, so a missing set is a failure.
  */
 function readExtraCases(): Case[] {
-  const dir = Deno.env.get("EXT4TS_EXTRA_CASES") ?? `${ROOT}.work/journal_cases`;
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(`${dir}/results.tsv`);
-  } catch {
-    return [];
-  }
+  const dir = Deno.env.get("EXT4TS_EXTRA_CASES") ?? `${ROOT}tests/fixtures/journal_cases`;
+  const text = Deno.readTextFileSync(`${dir}/results.tsv`);
   const out: Case[] = [];
   for (const line of text.trim().split("\n").slice(1)) {
     const f = line.split("\t");

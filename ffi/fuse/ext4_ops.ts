@@ -441,6 +441,7 @@ export const ext4Backend: MountBackend = {
             );
           }
           served = overlay;
+          log(`${devicePath}: the journal needs recovery: replayed in memory, nothing written`);
         }
       }
       const identity = identityOf(sb);
