@@ -13,3 +13,16 @@ rm -f "$dir/demo.img"
 mkfs.ext4 -q -F -L ext4ts-demo -d "$dir/tree" "$dir/demo.img" 32M >/dev/null
 echo "\$ ext4ts probe $dir/demo.img"
 deno task -q ext4ts probe "$dir/demo.img"
+echo
+echo "\$ ext4ts ls -l $dir/demo.img /"
+deno task -q ext4ts ls -l "$dir/demo.img" /
+echo
+echo "\$ ext4ts cat $dir/demo.img /docs/readme.txt"
+deno task -q ext4ts cat "$dir/demo.img" /docs/readme.txt
+echo
+echo "\$ ext4ts put $dir/demo.img README.md /docs/README.md && ext4ts ls -l $dir/demo.img /docs"
+deno task -q ext4ts put "$dir/demo.img" README.md /docs/README.md
+deno task -q ext4ts ls -l "$dir/demo.img" /docs
+echo
+echo "\$ e2fsck -fn $dir/demo.img"
+e2fsck -fn "$dir/demo.img"

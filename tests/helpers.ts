@@ -217,11 +217,23 @@ export async function withKernelMount<T>(
     ...(options.readOnly ? ["ro"] : []),
     ...(options.mountOptions ? [options.mountOptions] : []),
   ];
-  await runOk("mount", ["-t", options.type ?? "ext4", "-o", opts.join(","), image, mnt]);
+  try {
+    await runOk("mount", ["-t", options.type ?? "ext4", "-o", opts.join(","), image, mnt]);
+  } catch (e) {
+    await Deno.remove(mnt).catch(() => {});
+    throw e;
+  }
   try {
     return await fn(mnt);
   } finally {
-    await runOk("umount", [mnt]);
+    // A process that just closed files there (or udev probing the loop device) can keep the
+    // mount busy for a moment: retry, then detach lazily so nothing is left behind.
+    let unmounted = false;
+    for (let i = 0; i < 10 && !unmounted; i++) {
+      unmounted = (await run("umount", [mnt])).code === 0;
+      if (!unmounted) await new Promise((r) => setTimeout(r, 200));
+    }
+    if (!unmounted) await runOk("umount", ["-l", mnt]);
     await Deno.remove(mnt).catch(() => {});
   }
 }
