@@ -21,6 +21,7 @@ import { type MmpBlock, readMmpBlock } from "./mmp.ts";
 import { formatUuid, isZero, readSuperblock, State, type Superblock } from "./superblock.ts";
 import { stateString } from "./superblock_report.ts";
 import { locateJournal } from "./journal/locate.ts";
+import { prepareReplay } from "./journal/replay.ts";
 import { journalFeatureNames, type JournalSuperblock } from "./journal/superblock.ts";
 
 /**
@@ -28,6 +29,18 @@ import { journalFeatureNames, type JournalSuperblock } from "./journal/superbloc
  * they do not go through the journal; until read-write mounts do, the verdict is read-only.
  */
 export const WRITE_SUPPORTED = false;
+
+/** What replaying the journal would do, from a dry run in memory. */
+export interface RecoverySummary {
+  /** Complete transactions that would be replayed. */
+  transactions: number;
+  /** Filesystem blocks the replay (and orphan cleanup) would change. */
+  blocks: number;
+  /** Why ext4ts (like the kernel) would refuse to replay, if it would. */
+  error: string | null;
+  /** Things a replay would warn about. */
+  warnings: string[];
+}
 
 /** The filesystem generation, decided from the features as blkid does. */
 export type FsType = "ext2" | "ext3" | "ext4";
@@ -49,6 +62,11 @@ export interface ProbeResult {
   journal: JournalSuperblock | null;
   /** Why the journal could not be read, if it could not. */
   journalError: string | null;
+  /**
+   * For a filesystem that needs recovery: what a replay would do (worked out in memory,
+   * nothing written), or why it cannot be replayed.
+   */
+  recovery: RecoverySummary | null;
   support: { level: SupportLevel; reasons: string[] };
 }
 
@@ -116,6 +134,26 @@ export async function probeDevice(
     }
   }
   const needsRecovery = (sb.incompat & Incompat.RECOVER) !== 0;
+  let recovery: RecoverySummary | null = null;
+  if (needsRecovery && journalError) {
+    recovery = { transactions: 0, blocks: 0, error: journalError, warnings: [] };
+  } else if (needsRecovery && (sb.compat & Compat.HAS_JOURNAL) && groups) {
+    // The same dry run the in-memory overlay makes: it tells whether a replay would work.
+    try {
+      const prepared = await prepareReplay(device);
+      recovery = prepared
+        ? {
+          transactions: prepared.plan.transactions.filter((t) => t.replayed).length,
+          blocks: prepared.blocks.size,
+          error: prepared.plan.error?.message ?? null,
+          warnings: prepared.warnings,
+        }
+        : { transactions: 0, blocks: 0, error: null, warnings: [] };
+    } catch (e) {
+      if (!(e instanceof Ext4Error)) throw e;
+      recovery = { transactions: 0, blocks: 0, error: e.message, warnings: [] };
+    }
+  }
   const hasErrors = (sb.state & State.ERROR) !== 0 || groupsError !== null ||
     (groups?.badChecksums.length ?? 0) > 0;
   return {
@@ -130,6 +168,7 @@ export async function probeDevice(
     mmpError,
     journal,
     journalError,
+    recovery,
     support: verdictFor(sb, options.mediaReadOnly ?? device.readOnly, { groupsError, mmp }),
   };
 }
@@ -155,7 +194,16 @@ function verdictFor(
 /** One-word-ish summary of the state, for the human output and JSON. */
 export function stateSummary(r: ProbeResult): string {
   const parts = [stateString(r.superblock.state)];
-  if (r.needsRecovery) parts.push("needs journal recovery");
+  if (r.needsRecovery) {
+    const rec = r.recovery;
+    parts.push(
+      rec === null
+        ? "needs journal recovery"
+        : rec.error
+        ? `needs journal recovery, which would fail: ${rec.error}`
+        : `needs journal recovery (${rec.transactions} transaction(s), ${rec.blocks} block(s))`,
+    );
+  }
   if (r.groups && r.groups.badChecksums.length) {
     parts.push(`${r.groups.badChecksums.length} group descriptor checksum error(s)`);
   }

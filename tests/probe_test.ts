@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { makeImage, run, runCli, runOk, tempDir, testWith } from "./helpers.ts";
+import { makeImage, ROOT, run, runCli, runOk, tempDir, testWith } from "./helpers.ts";
 
 async function dumpe2fsHeader(path: string): Promise<string[]> {
   const out = await runOk("dumpe2fs", ["-h", path], { env: { TZ: "UTC" } });
@@ -282,3 +282,47 @@ testWith("probe: a 16 TiB sparse image probes quickly (superblock and descriptor
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+function corpusDir(): string | undefined {
+  for (const c of [`${ROOT}../shared/corpus`, "/work/shared/corpus"]) {
+    try {
+      if (Deno.statSync(`${c}/CASES.tsv`).isFile) return c;
+    } catch { /* next */ }
+  }
+  return undefined;
+}
+
+testWith(
+  "probe: a dirty journal is dry-run in memory: what a replay would do, or why it would fail",
+  ["gzip"],
+  async () => {
+    const corpus = corpusDir();
+    if (!corpus) throw new Error("the journal corpus (../shared/corpus) is missing");
+    await using dir = await tempDir();
+    const crash = `${dir.path}/crash.img`;
+    await runOk("sh", ["-c", `gzip -dc '${corpus}/kernel/default_4k/crash.img.gz' > '${crash}'`]);
+    const before = await Deno.readFile(crash);
+    const r = await runCli(["probe", "--json", crash]);
+    assert.equal(r.code, 4, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.state.needsRecovery, true);
+    assert.ok(j.recovery.transactions > 0 && j.recovery.blocks > 0, JSON.stringify(j.recovery));
+    assert.equal(j.recovery.error, null);
+    assert.match(
+      j.state.summary,
+      /needs journal recovery \(\d+ transaction\(s\), \d+ block\(s\)\)/,
+    );
+    assert.deepEqual(await Deno.readFile(crash), before, "probe writes nothing");
+
+    const bad = `${dir.path}/bad.img`;
+    await runOk("sh", [
+      "-c",
+      `gzip -dc '${corpus}/upstream/j_corrupt_sb_csum/image.gz' > '${bad}'`,
+    ]);
+    const b = await runCli(["probe", "--json", bad]);
+    assert.equal(b.code, 4, b.stderr);
+    const bj = JSON.parse(b.stdout);
+    assert.match(bj.recovery.error, /journal/);
+    assert.match(bj.state.summary, /needs journal recovery, which would fail: /);
+  },
+);

@@ -67,6 +67,7 @@ export function probeJson(path: string, size: number, r: ProbeResult, use: Devic
     mountCount: sb.mountCount,
     maxMountCount: sb.maxMountCount,
     journal: journalSummary(r),
+    recovery: r.recovery,
     mmp: r.mmp
       ? {
         state: r.mmp.state,
