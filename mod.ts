@@ -111,7 +111,12 @@ export {
 } from "./lib/extent.ts";
 export { type BlockMapOwner, readBlockMap } from "./lib/block_map.ts";
 export { type BlockRun, findRun, readMapped, seekRuns } from "./lib/file_map.ts";
-export { treeListing, type TreeListingOptions } from "./lib/tree_listing.ts";
+export {
+  pythonCodePoints,
+  treeListing,
+  treeListingBytes,
+  type TreeListingOptions,
+} from "./lib/tree_listing.ts";
 export {
   computeDxChecksum,
   type DirBlockLocation,

@@ -6,7 +6,16 @@
  */
 import assert from "node:assert/strict";
 import { Ext4, inodeLocation } from "../mod.ts";
-import { makeImage, ROOT, runCli, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
+import {
+  makeImage,
+  ROOT,
+  run,
+  runCli,
+  runOk,
+  tempDir,
+  testWith,
+  withKernelMount,
+} from "./helpers.ts";
 
 const TREE_LISTING = "/work/shared/corpus/tools/tree_listing.py";
 const POPULATE = `${ROOT}tests/fixtures/populate_tree.py`;
@@ -197,4 +206,61 @@ testWith("get never follows what a duplicate name created", ["mkfs.ext4"], async
   const r2 = await runCli(["get", img, "/d", `${dir.path}/out2`]);
   assert.equal(r2.code, 1);
   assert.deepEqual(await Array.fromAsync(Deno.readDir(elsewhere)), []);
+});
+
+/** Under argv[1]: a file and a directory (with a file) whose names are not UTF-8. */
+const RAW_NAMES = String.raw`
+import os, sys
+m = os.fsencode(sys.argv[1])
+os.mkdir(m + b"/d\xfe")
+for p in [b"/a\xff", b"/d\xfe/in\xe2\x82", b"/d\xfe/ok", b"/plain"]:
+    with open(m + p, "wb") as f:
+        f.write(p)
+`;
+/** Prints ls -R style output of argv[1] with the raw name bytes, as the kernel lists them. */
+const KERNEL_LS_R = String.raw`
+import os, sys
+out = sys.stdout.buffer
+root = os.fsencode(sys.argv[1])
+queue = [b"/"]
+first = True
+while queue:
+    d = queue.pop(0)
+    names = sorted(n for n in os.listdir(root + d) if n not in (b".", b".."))
+    out.write((b"" if first else b"\n") + d + b":\n")
+    first = False
+    out.write(b"".join(n + b"\n" for n in names))
+    sub = [(d.rstrip(b"/") + b"/" + n) for n in names if os.path.isdir(root + d + b"/" + n)]
+    queue[:0] = sub
+`;
+
+testWith("ls and get with names that are not valid UTF-8", NEEDS, async () => {
+  await using dir = await tempDir();
+  const img = `${dir.path}/src.img`;
+  await makeImage(img, {
+    args: ["-b", "4096"],
+    size: "16M",
+    populate: (m) => runOk("python3", ["-c", RAW_NAMES, m]).then(() => {}),
+  });
+  const kernel = await withKernelMount(img, async (m) => {
+    const r = await run("python3", ["-c", KERNEL_LS_R, m]);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdoutBytes;
+  }, { readOnly: true });
+  // ls -R prints the stored bytes and descends into the directory whose name is not UTF-8.
+  let r = await runCli(["ls", "-R", img]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(kernel.includes(0xfe));
+  assert.deepEqual(r.stdoutBytes, kernel);
+  r = await runCli(["ls", "-l", img]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(r.stdoutBytes.includes(0xff) && r.stdoutBytes.includes(0xfe));
+  // get cannot create names from raw bytes (Deno paths are strings): it copies the rest and
+  // reports each such name, exit 1.
+  const out = `${dir.path}/out`;
+  r = await runCli(["get", img, "/", out]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /a\uFFFD: name is not valid UTF-8 \(bytes 61ff\), not copied/);
+  assert.match(r.stderr, /d\uFFFD: name is not valid UTF-8 \(bytes 64fe\), not copied/);
+  assert.deepEqual([...Deno.readDirSync(out)].map((e) => e.name).sort(), ["lost+found", "plain"]);
 });

@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { gunzipSync } from "node:zlib";
-import { Ext4, MemoryBlockDevice, treeListing } from "../mod.ts";
-import { makeImage, ROOT, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
+import { Ext4, MemoryBlockDevice, treeListing, treeListingBytes } from "../mod.ts";
+import { makeImage, ROOT, run, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 
 const TREE_LISTING = "/work/shared/corpus/tools/tree_listing.py";
 const POPULATE = `${ROOT}tests/fixtures/populate_tree.py`;
@@ -149,3 +149,65 @@ testWith(
     }
   },
 );
+
+/** Creates objects whose names are not valid UTF-8 (raw bytes) under argv[1]. */
+const POPULATE_RAW_NAMES = String.raw`
+import os, sys
+m = os.fsencode(sys.argv[1])
+names = [b"bad\xff", b"half\xe2\x82", b"overlong\xc0\xaf", b"surrogate\xed\xa0\x80",
+         b"beyond\xf4\x90\x80\x80", b"latin1 caf\xe9", b"ok caf\xc3\xa9", b"\xee\x80\x80",
+         b"\xff", b"\x80lead", b"ctl\x01\xfe", b"back\\slash\xfa", b"plain"]
+for n in names:
+    fd = os.open(m + b"/" + n, os.O_CREAT | os.O_WRONLY, 0o644)
+    os.write(fd, n)
+    os.close(fd)
+os.mkdir(m + b"/dir\xfe")
+for n in names[:4]:
+    os.close(os.open(m + b"/dir\xfe/" + n, os.O_CREAT | os.O_WRONLY, 0o600))
+os.symlink(b"target\xff", m + b"/dir\xfe/link\xf5")
+os.link(m + b"/bad\xff", m + b"/dir\xfe/hard\xc1")
+`;
+
+testWith("oracle: names that are not valid UTF-8 list byte for byte as the kernel's", [
+  "root",
+  "loop",
+  "kernel-ext4",
+  "mkfs.ext4",
+  "python3",
+], async () => {
+  await using dir = await tempDir();
+  const img = `${dir.path}/fs.img`;
+  await makeImage(img, {
+    args: ["-b", "4096"],
+    size: "16M",
+    populate: (m) => runOk("python3", ["-c", POPULATE_RAW_NAMES, m]).then(() => {}),
+  });
+  const kernel = await withKernelMount(img, async (m) => {
+    const r = await run("python3", [TREE_LISTING, m]);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdoutBytes;
+  }, { readOnly: true });
+  const fs = await Ext4.open(img);
+  try {
+    const ours = await treeListingBytes(fs);
+    const dec = new TextDecoder();
+    assert.ok(kernel.includes(0xff), "the kernel listing holds a raw 0xff byte");
+    if (!bytesEqual(ours, kernel)) {
+      assert.fail(firstDifference(dec.decode(kernel), dec.decode(ours)));
+    }
+    // Lookups by the raw bytes find the same inodes.
+    const sub = await fs.lookupIno(2, new Uint8Array([0x64, 0x69, 0x72, 0xfe]));
+    assert.ok(sub !== null);
+    const bad = await fs.lookupIno(2, new Uint8Array([0x62, 0x61, 0x64, 0xff]));
+    const hard = await fs.lookupIno(sub, new Uint8Array([0x68, 0x61, 0x72, 0x64, 0xc1]));
+    assert.ok(bad !== null && bad === hard);
+    // The U+FFFD spelling is a different name.
+    assert.equal(await fs.lookupIno(2, "bad\uFFFD"), null);
+  } finally {
+    await fs.close();
+  }
+});
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}

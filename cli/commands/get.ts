@@ -72,6 +72,15 @@ class CopyOut {
           this.fail(`${prefix}${c.name}: name contains "/" or NUL, not copied`);
           continue;
         }
+        // Deno's file API takes paths as strings and writes them as UTF-8: a stored name that
+        // is not valid UTF-8 cannot be created with its own bytes, and its U+FFFD spelling
+        // would be another name (two such names could even collide). Skip it, loudly.
+        if (!isUtf8(c.nameBytes)) {
+          this.fail(
+            `${prefix}${c.name}: name is not valid UTF-8 (bytes ${hex(c.nameBytes)}), not copied`,
+          );
+          continue;
+        }
         stack.push({ path: prefix + c.name, ino: c.ino, dest: `${item.dest}/${c.name}` });
       }
     }
@@ -197,6 +206,21 @@ class CopyOut {
     }
     this.pendingXattrs.set(ino, list);
   }
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+function isUtf8(bytes: Uint8Array): boolean {
+  try {
+    strictUtf8.decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /**

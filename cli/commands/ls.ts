@@ -5,57 +5,90 @@ import { ExitCode } from "../exit_codes.ts";
 import { runAction, warn, writeStdout } from "../output.ts";
 import { formatTime, modeString, openImage, parseOffset, statJson } from "../reader_common.ts";
 
+/**
+ * One listed object. Names and paths are the stored bytes: like ls writing to a pipe, names
+ * that are not valid UTF-8 are printed as they are (JSON shows them with U+FFFD).
+ */
 interface Item {
-  name: string;
-  path: string;
+  name: Uint8Array;
+  path: Uint8Array;
   stat: Ext4Stat;
-  target?: string;
+  target?: Uint8Array;
 }
 
-function join(dir: string, name: string): string {
-  return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
-/** The sorted entries of `dir`; a damaged entry is reported (`onError`) and left out. */
+function join(dir: Uint8Array, name: Uint8Array): Uint8Array {
+  return dir[dir.length - 1] === 0x2f ? concat(dir, name) : concat(dir, encoder.encode("/"), name);
+}
+
+/**
+ * The sorted entries of directory inode `dirIno` (shown as `dir`); a damaged entry is
+ * reported (`onError`) and left out. By inode, not path: a name that is not UTF-8 has no
+ * string spelling to look it up by.
+ */
 async function entriesOf(
   fs: Ext4,
-  dir: string,
+  dir: Uint8Array,
+  dirIno: number,
   onError: (message: string) => void,
 ): Promise<Item[]> {
   const list: DirEntry[] = [];
   try {
-    for await (const e of fs.readDir(dir)) list.push(e);
+    for await (const e of fs.readDirIno(dirIno)) {
+      if (e.name !== "." && e.name !== "..") list.push(e);
+    }
   } catch (e) {
-    onError(`${dir}: ${(e as Error).message}`);
+    onError(`${decoder.decode(dir)}: ${(e as Error).message}`);
   }
   list.sort((a, b) => compareBytes(a.nameBytes, b.nameBytes));
   const out: Item[] = [];
   for (const e of list) {
-    const path = join(dir, e.name);
+    const path = join(dir, e.nameBytes);
     try {
       const stat = await fs.getattr(e.ino);
-      const target = stat.type === "symlink"
-        ? new TextDecoder().decode(await fs.readLinkIno(e.ino))
-        : undefined;
-      out.push({ name: e.name, path, stat, target });
+      const target = stat.type === "symlink" ? await fs.readLinkIno(e.ino) : undefined;
+      out.push({ name: e.nameBytes, path, stat, target });
     } catch (err) {
-      onError(`${path}: ${(err as Error).message}`);
+      onError(`${decoder.decode(path)}: ${(err as Error).message}`);
     }
   }
   return out;
 }
 
-function longLine(it: Item): string {
+function shown(it: Item, long: boolean): Uint8Array {
+  return long ? longLine(it) : concat(it.name, encoder.encode("\n"));
+}
+
+function json(it: Item): Record<string, unknown> {
+  const target = it.target === undefined ? undefined : decoder.decode(it.target);
+  return statJson(decoder.decode(it.path), it.stat, target);
+}
+
+function longLine(it: Item): Uint8Array {
   const st = it.stat;
   const size = st.type === "chardev" || st.type === "blockdev"
     ? `${st.rdev.major}, ${st.rdev.minor}`
     : String(st.size);
   const when = formatTime(st.mtime).slice(0, 19);
-  return `${modeString(st.type, st.mode)} ${String(st.nlink).padStart(3)} ${
+  const head = `${modeString(st.type, st.mode)} ${String(st.nlink).padStart(3)} ${
     String(st.uid).padStart(5)
-  } ${String(st.gid).padStart(5)} ${size.padStart(10)} ${when} ${it.name}${
-    it.target !== undefined ? ` -> ${it.target}` : ""
-  }`;
+  } ${String(st.gid).padStart(5)} ${size.padStart(10)} ${when} `;
+  const parts = [encoder.encode(head), it.name];
+  if (it.target !== undefined) parts.push(encoder.encode(" -> "), it.target);
+  parts.push(encoder.encode("\n"));
+  return concat(...parts);
 }
 
 /**
@@ -83,49 +116,54 @@ export function registerLs(program: Command): void {
           // Like ls: a symlink to a directory is listed as the link itself with -l.
           const self = await fs.lstat(path);
           const top = self.type === "symlink" && opts.long ? self : await fs.stat(path);
-          const json: Record<string, unknown>[] = [];
+          const entries: Record<string, unknown>[] = [];
           let failures = 0; // damaged entries, reported and skipped like ls does
-          const emit = async (text: string) => {
-            if (!opts.json) await writeStdout(text);
+          const emit = async (bytes: Uint8Array) => {
+            if (!opts.json) await writeStdout(bytes);
           };
+          const pathBytes = encoder.encode(path);
           if (top.type !== "dir") {
             const lst = await fs.lstat(path);
             const it: Item = {
-              name: path,
-              path,
+              name: pathBytes,
+              path: pathBytes,
               stat: lst,
-              target: lst.type === "symlink" ? await fs.readLink(path) : undefined,
+              target: lst.type === "symlink" ? await fs.readLinkIno(lst.ino) : undefined,
             };
-            if (opts.json) json.push(statJson(path, it.stat, it.target));
-            await emit((opts.long ? longLine(it) : it.name) + "\n");
+            if (opts.json) entries.push(json(it));
+            await emit(shown(it, !!opts.long));
           } else {
             // Depth-first like ls -R: a directory's listing, then its subdirectories.
-            const queue: string[] = [path];
+            const queue: { path: Uint8Array; ino: number }[] = [{ path: pathBytes, ino: top.ino }];
             const seen = new Set<number>([top.ino]);
             let first = true;
             while (queue.length > 0) {
               const dir = queue.shift()!;
-              const items = await entriesOf(fs, dir, (m) => {
+              const items = await entriesOf(fs, dir.path, dir.ino, (m) => {
                 failures++;
                 warn(m);
               });
-              if (opts.recursive) await emit(`${first ? "" : "\n"}${dir}:\n`);
-              first = false;
-              let text = "";
-              for (const it of items) {
-                if (opts.json) json.push(statJson(it.path, it.stat, it.target));
-                text += (opts.long ? longLine(it) : it.name) + "\n";
+              if (opts.recursive) {
+                await emit(
+                  concat(encoder.encode(first ? "" : "\n"), dir.path, encoder.encode(":\n")),
+                );
               }
-              await emit(text);
+              first = false;
+              const text: Uint8Array[] = [];
+              for (const it of items) {
+                if (opts.json) entries.push(json(it));
+                text.push(shown(it, !!opts.long));
+              }
+              await emit(concat(...text));
               if (opts.recursive) {
                 // A directory seen twice is a cycle in a corrupt filesystem: list it once.
                 const subdirs = items.filter((i) => i.stat.type === "dir" && !seen.has(i.stat.ino));
                 for (const d of subdirs) seen.add(d.stat.ino);
-                queue.unshift(...subdirs.map((i) => i.path));
+                queue.unshift(...subdirs.map((i) => ({ path: i.path, ino: i.stat.ino })));
               }
             }
           }
-          if (opts.json) await writeStdout(JSON.stringify(json, null, 1) + "\n");
+          if (opts.json) await writeStdout(JSON.stringify(entries, null, 1) + "\n");
           if (failures > 0) return ExitCode.FAILURE;
         } finally {
           await fs.close();
