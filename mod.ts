@@ -112,6 +112,13 @@ export {
 export { type BlockMapOwner, readBlockMap } from "./lib/block_map.ts";
 export { type BlockRun, findRun, readMapped, seekRuns } from "./lib/file_map.ts";
 export {
+  matchesNoKeyDigest,
+  noKeyName,
+  noKeyNameLength,
+  type ParsedNoKeyName,
+  parseNoKeyName,
+} from "./lib/fscrypt_name.ts";
+export {
   pythonCodePoints,
   treeListing,
   treeListingBytes,

@@ -211,7 +211,19 @@ interface Frame {
 }
 
 /**
- * Looks a name up through the hash index of a directory.
+ * A lookup by a given hash instead of the name's own: fscrypt's digest-form no-key names
+ * carry the hash of a ciphertext name they do not hold in full.
+ */
+export interface HtreeProbe {
+  /** The hash to descend the index with. */
+  hash: number;
+  /** Whether a stored name is the one looked for. */
+  matches: (stored: Uint8Array) => boolean;
+}
+
+/**
+ * Looks a name up through the hash index of a directory (or, with `probe`, by a given hash
+ * and predicate).
  *
  * Returns the entry, `null` when the name is not in the directory, or `undefined` when the
  * directory is not indexed (inline, no INDEX flag, no dir_index feature), is casefolded
@@ -228,6 +240,7 @@ export async function htreeLookup(
   dir: DirectorySource,
   name: Uint8Array,
   ctx: DirContext,
+  probe?: HtreeProbe,
 ): Promise<DirRecord | null | undefined> {
   const sb = ctx.sb;
   if (dir.inlineData || !isIndexedDirectory(sb, dir.isHtree)) return undefined;
@@ -283,7 +296,7 @@ export async function htreeLookup(
     let version = info.hashVersion;
     const signed = hashIsSigned(sb);
     if (!signed) version += 3;
-    const hash = dirHash(name, version, sb.hashSeed, signed).major;
+    const hash = probe ? probe.hash : dirHash(name, version, sb.hashSeed, signed).major;
 
     // Descend from the root to a leaf, remembering the path for collision continuation.
     const frames: Frame[] = [];
@@ -309,7 +322,7 @@ export async function htreeLookup(
       const logical = f.entries[f.at].block;
       const leaf = await read(logical, "leaf");
       const recs = parseDirectoryBlock(leaf, ctx, { ino, generation: dir.generation, logical });
-      const hit = recs.find((r) => sameBytes(r.name, name));
+      const hit = recs.find((r) => probe ? probe.matches(r.name) : sameBytes(r.name, name));
       if (hit) return hit;
       if (!(await nextLeaf(frames, hash, read, checkIndexBlock, sb, ino))) return null;
     }

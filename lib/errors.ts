@@ -56,6 +56,8 @@ export const Errno = {
   ENODATA: 61,
   EOPNOTSUPP: 95,
   EUCLEAN: 117,
+  /** Required key not available: what the kernel answers for encrypted contents. */
+  ENOKEY: 126,
 } as const;
 
 const ERRNO_BY_CODE: Record<Ext4ErrorCode, number> = {

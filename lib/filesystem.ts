@@ -38,7 +38,9 @@ import {
   type DirRecord,
   iterateDirectory,
 } from "./directory.ts";
-import { htreeLookup } from "./dir_htree.ts";
+import { hashIsSigned, htreeLookup, parseDxRoot } from "./dir_htree.ts";
+import { type DirHash, dirHash, DxHashVersion } from "./dir_hash.ts";
+import { matchesNoKeyDigest, noKeyName, noKeyNameLength, parseNoKeyName } from "./fscrypt_name.ts";
 import { readXattrs } from "./xattr.ts";
 import { readInlineData, readInlineFile } from "./inline_data.ts";
 
@@ -467,7 +469,10 @@ export class Ext4 {
       nlink: inode.linksCount,
       uid: inode.uid,
       gid: inode.gid,
-      size: inode.size,
+      // An encrypted symlink's size is its no-key target's, as the kernel's getattr says.
+      size: inode.type === "symlink" && inode.isEncrypted && inode.size > 2
+        ? noKeyNameLength(inode.size - 2)
+        : inode.size,
       // The kernel (ext4_file_getattr, regular files only) reports inline data as the
       // sectors it would fill, so tools do not take the file for completely sparse.
       blocks: inode.blocks +
@@ -552,15 +557,63 @@ export class Ext4 {
     // Like the kernel's readdir, a corrupt block is reported and skipped, not fatal; lookups
     // through it still fail.
     const report = (e: Ext4Error) => this.options.onNotice?.(`${e.message}; skipped`);
+    // Without the key, the kernel shows an encrypted directory's names as no-key names.
+    const hasher = inode.isEncrypted ? await this.#noKeyHasher(inode) : null;
     for await (const rec of iterateDirectory(src, this.#ctx, cookie, report)) {
+      let name = rec.name;
+      if (hasher && !isDotOrDotDot(name)) {
+        const h = hasher(name);
+        name = noKeyName(name, h.major, h.minor);
+      }
       yield {
-        name: utf8.decode(rec.name),
-        nameBytes: rec.name,
+        name: utf8.decode(name),
+        nameBytes: name,
         ino: rec.ino,
         type: await this.#entryType(rec),
         offset: rec.offset,
       };
     }
+  }
+
+  /**
+   * The directory hash the kernel's readdir puts into the no-key names of encrypted directory
+   * `dir`: directories it reads through the hash index (dir_index and an htree, a single block
+   * or inline data) get the hash of the ciphertext name, the others 0 and 0.
+   */
+  async #noKeyHasher(dir: Inode): Promise<(name: Uint8Array) => DirHash> {
+    const zero = () => ({ major: 0, minor: 0 });
+    const sb = this.superblock;
+    const indexed = (dir.flags & InodeFlags.INDEX) !== 0 && !dir.hasInlineData;
+    if (
+      (sb.compat & Compat.DIR_INDEX) === 0 ||
+      !(indexed || dir.size === sb.blockSize || dir.hasInlineData)
+    ) {
+      return zero;
+    }
+    let version = sb.defHashVersion;
+    if (indexed) {
+      try {
+        const p = await this.mapBlock(dir, 0);
+        if (p === null) return zero;
+        version = parseDxRoot(await this.readBlock(p), sb, dir.ino).info.hashVersion;
+      } catch (e) {
+        // A damaged index: the kernel's readdir falls back to a linear one, without hashes.
+        if (e instanceof Ext4Error) return zero;
+        throw e;
+      }
+    }
+    // SipHash (encrypted + casefolded) keys on the encryption key: the kernel takes the
+    // hash stored in the entry instead, which ext4ts does not read yet.
+    if (version === DxHashVersion.SIPHASH) return zero;
+    const signed = hashIsSigned(sb);
+    if (!signed && version <= DxHashVersion.TEA) version += 3;
+    return (name) => {
+      try {
+        return dirHash(name, version, sb.hashSeed, signed);
+      } catch {
+        return zero(); // an unknown hash version: no index to read through
+      }
+    };
   }
 
   /**
@@ -586,9 +639,34 @@ export class Ext4 {
     return ino;
   }
 
-  async #lookupUncached(parentIno: number, want: Uint8Array): Promise<number | null> {
+  async #lookupUncached(parentIno: number, name: Uint8Array): Promise<number | null> {
     const dir = await this.#dirInode(parentIno);
     const src = this.#directorySource(dir);
+    let want = name;
+    if (dir.isEncrypted && !isDotOrDotDot(name)) {
+      // Encrypted directory, no key: the kernel accepts only no-key names. A short one
+      // carries the whole ciphertext name; a long one its start and a digest of the rest.
+      const p = parseNoKeyName(name);
+      if (p === null) return null;
+      if (!p.cipher) {
+        // Like the kernel: a hash index is probed with the hash the name carries (a wrong one
+        // can miss), other directories are scanned whole; names match by prefix and digest.
+        const matches = (stored: Uint8Array) => matchesNoKeyDigest(p, stored);
+        if (src.isHtree) {
+          try {
+            const rec = await htreeLookup(src, name, this.#ctx, { hash: p.hash, matches });
+            if (rec !== undefined) return rec === null ? null : rec.ino;
+          } catch (e) {
+            if (!(e instanceof CorruptError)) throw e;
+          }
+        }
+        for await (const rec of iterateDirectory(src, this.#ctx)) {
+          if (matches(rec.name)) return rec.ino;
+        }
+        return null;
+      }
+      want = p.cipher;
+    }
     const folded = (dir.flags & InodeFlags.CASEFOLD) !== 0 &&
       (this.superblock.incompat & Incompat.CASEFOLD) !== 0;
     if (!folded && src.isHtree) {
@@ -914,6 +992,7 @@ export class Ext4 {
       throw new Ext4Error(
         "UNSUPPORTED",
         `inode ${inode.ino} is encrypted (fscrypt): reading encrypted contents is not supported`,
+        { errno: Errno.ENOKEY },
       );
     }
     const size = inode.size;
@@ -962,11 +1041,23 @@ export class Ext4 {
       throw new Ext4Error("INVALID", `inode ${ino} is not a symbolic link`);
     }
     if (inode.isEncrypted) {
-      throw new Ext4Error(
-        "UNSUPPORTED",
-        `symlink inode ${ino} is encrypted (fscrypt): reading it is not supported`,
-      );
+      // Without the key the kernel shows the target as a no-key name of its ciphertext,
+      // which follows a little-endian u16 length.
+      const raw = await this.#readLinkRaw(inode);
+      const len = raw.length >= 2 ? raw[0] | (raw[1] << 8) : 0;
+      if (len === 0 || len + 2 > raw.length) {
+        throw new CorruptError(
+          `encrypted symlink inode ${ino}`,
+          `ciphertext length ${len} in a target of ${raw.length} bytes`,
+        );
+      }
+      return noKeyName(raw.subarray(2, 2 + len), 0, 0);
     }
+    return this.#readLinkRaw(inode);
+  }
+
+  async #readLinkRaw(inode: Inode): Promise<Uint8Array> {
+    const ino = inode.ino;
     const size = inode.size;
     if (size > this.superblock.blockSize) {
       throw new CorruptError(`symlink inode ${ino}`, `target length ${size} exceeds a block`);
