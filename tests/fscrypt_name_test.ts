@@ -6,11 +6,20 @@
  */
 import assert from "node:assert/strict";
 import { Ext4, matchesNoKeyDigest, noKeyName, parseNoKeyName, treeListingBytes } from "../mod.ts";
-import { makeImage, ROOT, run, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
+import {
+  makeImage,
+  ROOT,
+  run,
+  runCli,
+  runOk,
+  tempDir,
+  testWith,
+  withKernelMount,
+} from "./helpers.ts";
 
 const TREE_LISTING = "/work/shared/corpus/tools/tree_listing.py";
 const POPULATE = `${ROOT}tests/fixtures/populate_encrypted.py`;
-const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "python3"];
+const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "python3", "tune2fs"];
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -92,9 +101,22 @@ for (
   const c of [
     { name: "4k blocks, dir_index", args: ["-b", "4096", "-O", "encrypt"], indexed: true },
     {
+      name: "inline_data (encrypted directories never inline)",
+      args: ["-b", "4096", "-O", "encrypt,inline_data"],
+      indexed: true,
+    },
+    {
       name: "1k blocks, no dir_index",
       args: ["-b", "1024", "-O", "encrypt,^dir_index"],
       indexed: false,
+    },
+    {
+      // dir_index turned on afterwards: multi-block directories stay unindexed (the kernel
+      // reads them linearly, hashes 0) while one-block ones are read through the index code.
+      name: "dir_index enabled after populating",
+      args: ["-b", "1024", "-O", "encrypt,^dir_index"],
+      indexed: false,
+      tune: ["-O", "dir_index"],
     },
   ]
 ) {
@@ -109,6 +131,7 @@ for (
         size: "32M",
         populate: (m) => runOk("python3", [POPULATE, m]).then(() => {}),
       });
+      if (c.tune) await runOk("tune2fs", [...c.tune, img]);
       // Remounted: the key added while populating is gone.
       const kernel = await withKernelMount(img, async (m) => {
         const r = await run("python3", [TREE_LISTING, m]);
@@ -148,6 +171,14 @@ for (
         const big = await fs.lstat(bigPath);
         assert.equal(await fs.lookupIno(big.ino, "entry-0001"), null);
         assert.equal((big.flags & 0x1000) !== 0, c.indexed, "big is hash-indexed");
+        if (c.name.startsWith("4k")) {
+          // ls shows the kernel's names, in byte order.
+          const r = await runCli(["ls", img, bigPath]);
+          assert.equal(r.code, 0, r.stderr);
+          const names = text.split("\n").map((l) => l.split("\t")[0])
+            .filter((p) => p.startsWith(bigPath + "/")).map((p) => p.slice(bigPath.length + 1));
+          assert.equal(r.stdout, names.sort().join("\n") + "\n");
+        }
         // Digest names with altered hashes: found or not exactly as the kernel finds them
         // (an index is probed with the hash the name carries).
         const digestPaths = text.split("\n").map((l) => l.split("\t")[0])
