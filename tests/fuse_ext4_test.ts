@@ -123,6 +123,56 @@ for (const v of VARIANTS) {
   });
 }
 
+/** Under argv[1]: objects whose names are not valid UTF-8. */
+const RAW_NAMES = String.raw`
+import os, sys
+m = os.fsencode(sys.argv[1])
+os.mkdir(m + b"/raw\xfe")
+for p in [b"/bad\xff", b"/raw\xfe/half\xe2\x82", b"/raw\xfe/ok"]:
+    with open(m + p, "wb") as f:
+        f.write(p)
+`;
+
+ext4Test(
+  "ext4ts mount: encrypted trees without the key and names that are not UTF-8 list as the kernel's",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-ext4-" });
+    const mnt = `${dir}/mnt`;
+    await Deno.mkdir(mnt);
+    try {
+      const img = await makeImage(`${dir}/fs.img`, {
+        size: "32M",
+        args: ["-O", "encrypt"],
+        populate: async (m) => {
+          await runOk("python3", [
+            new URL("./fixtures/populate_encrypted.py", import.meta.url).pathname,
+            m,
+          ]);
+          await runOk("python3", ["-c", RAW_NAMES, m]);
+        },
+      });
+      const listing = async (m: string) => {
+        const r = await run("python3", [TREE_LISTING, m]);
+        assert.equal(r.code, 0, r.stderr);
+        return r.stdoutBytes;
+      };
+      const expected = await withKernelMount(img, listing, { readOnly: true });
+      assert.ok(new TextDecoder().decode(expected).includes("\tERR:126\t"));
+      assert.ok(expected.includes(0xff));
+      const r = await runCli(["mount", img, mnt]);
+      assert.equal(r.code, 0, `ext4ts mount: ${r.stderr}`);
+      const ours = await listing(mnt);
+      assert.equal((await runCli(["umount", mnt])).code, 0);
+      assert.equal(new TextDecoder().decode(ours), new TextDecoder().decode(expected));
+      assert.deepEqual(ours, expected);
+    } finally {
+      await forceCleanup(mnt);
+      for (const l of await loopsOf(`${dir}/fs.img`)) await detachLoop(l);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
 ext4Test(
   "ext4ts mount: a journal needing recovery is replayed in memory; norecovery shows it raw",
   async () => {
