@@ -927,7 +927,9 @@ export class Ext4 {
    * Every object under `path` (default "/"), depth-first with parents before children and
    * siblings in byte order of their names; the starting path comes first. Symlinks are not
    * followed. Paths join names as stored: a damaged image can hold names with "/", so check
-   * `DirEntry.nameBytes` (readDirIno) before using a path to create files elsewhere.
+   * `DirEntry.nameBytes` (readDirIno) before using a path to create files elsewhere. Names
+   * that are not valid UTF-8 appear with U+FFFD, a spelling that does not resolve: walk on
+   * `readDirIno` and `nameBytes` (as `treeListingBytes` does) to reach them.
    *
    * @example
    * ```ts ignore
