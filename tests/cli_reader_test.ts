@@ -6,9 +6,17 @@
  */
 import assert from "node:assert/strict";
 import { Ext4, inodeLocation } from "../mod.ts";
-import { makeImage, ROOT, runCli, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
+import {
+  makeImage,
+  ROOT,
+  runCli,
+  runOk,
+  tempDir,
+  testWith,
+  TREE_LISTING,
+  withKernelMount,
+} from "./helpers.ts";
 
-const TREE_LISTING = "/work/shared/corpus/tools/tree_listing.py";
 const POPULATE = `${ROOT}tests/fixtures/populate_tree.py`;
 const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "python3", "setfacl"];
 
