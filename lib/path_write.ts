@@ -118,7 +118,7 @@ export interface PathWriteOptions {
   uid?: number;
   /** Group of a newly created file (default 0). */
   gid?: number;
-  /** When given, set as both mtime and atime after the write; else the write stamps its own time. */
+  /** When given, set as mtime and atime after the write; else the write stamps its own time. */
   mtime?: InodeTime;
 }
 

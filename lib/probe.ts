@@ -64,7 +64,7 @@ export interface ProbeResult {
    * their checksums.
    */
   hasErrors: boolean;
-  /** The MMP block, with the mmp feature when it could be read; null otherwise. */
+  /** The MMP block when the mmp feature is on and the block could be read; else null. */
   mmp: MmpBlock | null;
   /**
    * Why the MMP block could not be read or its checksum is wrong; null when fine or without mmp.

@@ -20,7 +20,7 @@ export interface RequestContext {
   uid: number;
   /** The caller's gid. */
   gid: number;
-  /** The caller's thread-group id (pid). */
+  /** The caller's pid. */
   pid: number;
   /** Aborted when the kernel sends INTERRUPT for this request (the reply is already sent). */
   signal: AbortSignal;

@@ -71,7 +71,7 @@ export interface MountSettings {
    */
   noRecovery: boolean;
   /**
-   * `allow_other`: users other than the mounter may access the mount (implies
+   * `allow_other`: users other than the mounter may access the mount (the CLI then also sets
    * `defaultPermissions`).
    */
   allowOther: boolean;

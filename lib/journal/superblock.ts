@@ -192,7 +192,7 @@ export class JournalSuperblock {
   get numFcBlocks(): number {
     return this.#u32(0x54);
   }
-  /** `s_head`: block of the log head; up to date only when a clean unmount left the journal empty. */
+  /** `s_head`: block of the log head; only up to date when a clean unmount emptied the journal. */
   get head(): number {
     return this.#u32(0x58);
   }
