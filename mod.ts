@@ -38,8 +38,10 @@ export { crc16, crc32c, crc32cU32 } from "./lib/checksum.ts";
 export {
   Compat,
   featureByName,
+  type FeatureKind,
   featureNames,
   featureSupport,
+  type FeatureWords,
   Incompat,
   RoCompat,
   type SupportLevel,
@@ -49,6 +51,7 @@ export {
   EXT4_MAGIC,
   formatUuid,
   parseSuperblock,
+  type ParseSuperblockOptions,
   readSuperblock,
   State,
   Superblock,
@@ -71,10 +74,11 @@ export {
   fsTypeOf,
   probeDevice,
   type ProbeResult,
+  type RecoverySummary,
   stateSummary,
   WRITE_SUPPORTED,
 } from "./lib/probe.ts";
-export { type DeviceUse, deviceUse } from "./ffi/device_status.ts";
+export { type DeviceUse, deviceUse, type MountEntry } from "./ffi/device_status.ts";
 
 // ---- reader (issue: complete reader) ----
 export { Ext4, type Ext4PathOpenOptions } from "./ffi/open_filesystem.ts";
@@ -138,8 +142,16 @@ export {
   recLenToDisk,
   setDirentTail,
 } from "./lib/directory.ts";
-export { htreeLookup, parseDxNode, parseDxRoot } from "./lib/dir_htree.ts";
-export { dirHash, DxHashVersion } from "./lib/dir_hash.ts";
+export {
+  type DxEntry,
+  type DxIndex,
+  type DxRootInfo,
+  htreeLookup,
+  type HtreeProbe,
+  parseDxNode,
+  parseDxRoot,
+} from "./lib/dir_htree.ts";
+export { type DirHash, dirHash, DxHashVersion } from "./lib/dir_hash.ts";
 export { readInlineData, readInlineFile } from "./lib/inline_data.ts";
 export {
   readRawXattrs,
@@ -170,9 +182,11 @@ export {
   JournalIncompat,
   JournalSuperblock,
   parseJournalSuperblock,
+  type ParseJournalSuperblockOptions,
 } from "./lib/journal/superblock.ts";
 export {
   type DescriptorTag,
+  type JournalHeader,
   parseDescriptorTags,
   readHeader,
   TagFlag,
@@ -183,6 +197,7 @@ export {
   assertRecoverable,
   finalWrites,
   type JournalStore,
+  type LoggedBlock,
   recoverJournal,
   type RecoveryPlan,
   replayedBlock,
@@ -200,6 +215,7 @@ export {
 export { type OrphanCleanup, releaseOrphans } from "./lib/journal/orphans.ts";
 export {
   blockContents,
+  type BlockSource,
   needsRecovery,
   type PreparedReplay,
   type PrepareOptions,
@@ -224,13 +240,29 @@ export {
   type FuseOperations,
   type OpenReply,
   type RequestContext,
+  type SeekWhence,
 } from "./ffi/fuse/ops.ts";
-export { FuseSession, type SessionEnd, type SessionOptions } from "./ffi/fuse/session.ts";
+export {
+  type DirentOut,
+  type EntryOut,
+  type FuseAttr,
+  type FuseTime,
+  type StatfsOut,
+} from "./ffi/fuse/protocol.ts";
+export {
+  FuseSession,
+  type InitInfo,
+  type SessionEnd,
+  type SessionOptions,
+} from "./ffi/fuse/session.ts";
 export {
   ext4Backend,
+  type Ext4DirEntryLike,
+  type Ext4FileType,
   type Ext4Like,
   Ext4Operations,
   type Ext4OperationsOptions,
+  type Ext4StatLike,
 } from "./ffi/fuse/ext4_ops.ts";
 export {
   defaultSettings,
@@ -238,8 +270,17 @@ export {
   type MountSettings,
   type OpenedFilesystem,
   serve,
+  type ServeOptions,
 } from "./ffi/fuse/serve.ts";
-export { attachLoop, mountFuse, openFuseDevice, unmountAsync } from "./ffi/fuse/mount.ts";
+export {
+  attachLoop,
+  type FuseMountOptions,
+  type LoopDevice,
+  mountFuse,
+  type MountState,
+  openFuseDevice,
+  unmountAsync,
+} from "./ffi/fuse/mount.ts";
 
 // ---- writing ----
 // (The writer's own InodeFlags, DirFileType, fileTypeOfMode, readXattrs and dirHash duplicate
@@ -258,6 +299,7 @@ export {
 export { WriteLogDevice, type WriteLogEntry } from "./lib/write_log_device.ts";
 export {
   blockBitmapChecksum,
+  type BlockReader,
   blocksInGroup,
   initialBlockBitmap,
   initialInodeBitmap,
@@ -285,6 +327,7 @@ export { type NewFileData, type NewFileDataOptions, writeNewFileData } from "./l
 export {
   insertDirEntry,
   newDirectoryBlock,
+  type NewDirEntry,
   removeDirEntry,
   setDirBlockChecksum,
 } from "./lib/dir_write.ts";
@@ -328,7 +371,13 @@ export {
 } from "./lib/namespace_write.ts";
 export { Ext4Writer, type WriterOptions } from "./lib/writer.ts";
 export { canInline, readInline, uninline, writeInline } from "./lib/inline_write.ts";
-export { dxInsert, dxLookup, makeIndexed } from "./lib/htree_write.ts";
+export {
+  type DirBlockAllocator,
+  type DxDir,
+  dxInsert,
+  dxLookup,
+  makeIndexed,
+} from "./lib/htree_write.ts";
 export {
   chmodAt,
   chownAt,
@@ -338,6 +387,7 @@ export {
   removeAt,
   removeXattrAt,
   renameAt,
+  type Resolved,
   resolvePath,
   setXattrAt,
   symlinkAt,

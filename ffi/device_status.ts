@@ -10,14 +10,19 @@ import { cstr, errno, libc, O } from "./libc.ts";
 
 /** A mount of the device. */
 export interface MountEntry {
+  /** Where it is mounted (octal escapes from mountinfo decoded). */
   mountPoint: string;
+  /** The filesystem type, e.g. `ext4` or `fuseblk.ext4ts`. */
   fsType: string;
+  /** The mount source as mountinfo shows it, e.g. `/dev/loop0`. */
   source: string;
+  /** The per-mount options, comma-separated, e.g. `rw,relatime`. */
   options: string;
 }
 
 /** What probe reports about current use. */
 export interface DeviceUse {
+  /** Every current mount of the device or of a loop device backing the image; empty when none. */
   mounts: MountEntry[];
   /** Block devices that back the image (loop devices), when the path is an image file. */
   loopDevices: string[];

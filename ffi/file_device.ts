@@ -50,6 +50,7 @@ function errorFor(code: number, path: string, action: string): Ext4Error {
 
 /** An open image file or block device. */
 export class FileBlockDevice implements BlockDevice {
+  /** The path the device was opened with. */
   readonly path: string;
   readonly size: number;
   readonly sectorSize: number;

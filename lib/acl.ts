@@ -28,9 +28,14 @@ export const POSIX_ACL_XATTR_VERSION = 2;
 
 /** One ACL entry. `id` is a uid/gid for USER/GROUP, else {@link ACL_UNDEFINED_ID}. */
 export interface AclEntry {
+  /**
+   * `e_tag`: the entry kind, an {@link AclTag} value (USER_OBJ, USER, GROUP_OBJ, GROUP, MASK,
+   * OTHER).
+   */
   tag: number;
   /** rwx bits: 4 read, 2 write, 1 execute. */
   perm: number;
+  /** `e_id`: the uid (USER) or gid (GROUP); {@link ACL_UNDEFINED_ID} for the other tags. */
   id: number;
 }
 

@@ -36,7 +36,9 @@ import type { Transaction } from "./transaction.ts";
 
 /** A run of physical blocks. */
 export interface Extent {
+  /** First physical block of the run. */
   readonly start: number;
+  /** Number of blocks in the run. */
   readonly length: number;
 }
 
@@ -104,11 +106,17 @@ interface GroupTouch {
  * ```
  */
 export class Allocator {
+  /** The superblock whose free counts the allocator keeps up to date. */
   readonly sb: Superblock;
+  /** The group descriptor table whose bitmaps and counters it allocates from. */
   readonly gdt: GroupDescriptorTable;
   #touched = new WeakMap<Transaction, Map<number, GroupTouch>>();
   #metaRanges: [number, number][][] | null = null;
 
+  /**
+   * Refuses (Ext4Error) a filesystem it cannot safely write and (CorruptError) a table with bad
+   * group descriptor checksums.
+   */
   constructor(sb: Superblock, gdt: GroupDescriptorTable) {
     assertWritable(sb);
     if (gdt.badChecksums.length > 0) {

@@ -25,6 +25,7 @@ import type { Superblock } from "./superblock.ts";
 
 /** Anything that reads block images: a {@link BlockCache} or a {@link Transaction}. */
 export interface BlockReader {
+  /** The current image of filesystem block `block` (a block-size byte array). */
   read(block: number): Promise<Uint8Array>;
 }
 

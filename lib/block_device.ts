@@ -83,6 +83,10 @@ export class MemoryBlockDevice implements BlockDevice {
   #data: Uint8Array;
   #closed = false;
 
+  /**
+   * Serves `data` itself (not a copy): writes change it. Read-write with 512-byte sectors by
+   * default.
+   */
   constructor(data: Uint8Array, options: { readOnly?: boolean; sectorSize?: number } = {}) {
     this.#data = data;
     this.readOnly = options.readOnly ?? false;
@@ -145,6 +149,10 @@ export class OffsetBlockDevice implements BlockDevice {
   #inner: BlockDevice;
   #offset: number;
 
+  /**
+   * The `size` bytes (default: all the rest) of `inner` starting at byte `offset`; throws when they
+   * do not fit.
+   */
   constructor(inner: BlockDevice, offset: number, size?: number) {
     if (!Number.isSafeInteger(offset) || offset < 0 || offset > inner.size) {
       throw new Ext4Error(

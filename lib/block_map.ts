@@ -12,6 +12,7 @@ import type { Superblock } from "./superblock.ts";
 
 /** What {@link readBlockMap} needs to know about the inode. */
 export interface BlockMapOwner {
+  /** The inode number, for error messages. */
   ino: number;
   /** The 60 bytes of `i_block`: 15 little-endian block pointers. */
   iBlock: Uint8Array;

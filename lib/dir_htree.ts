@@ -33,22 +33,31 @@ import { type Superblock, SuperFlags } from "./superblock.ts";
 
 /** `struct dx_root_info`, after "." and ".." in block 0. */
 export interface DxRootInfo {
+  /** `hash_version`: the name hash, a {@link DxHashVersion} (legacy, half-MD4, TEA, SipHash). */
   hashVersion: number;
+  /** `info_length`: the size of this structure in bytes (8); the root entries start after it. */
   infoLength: number;
+  /** `indirect_levels`: index levels below the root (0 = the root points at leaves). */
   indirectLevels: number;
+  /** `unused_flags`: hash flags; bit 0 set is refused as unimplemented. */
   unusedFlags: number;
 }
 
 /** One index entry: names hashing to >= `hash` (and below the next entry's) live under `block`. */
 export interface DxEntry {
+  /** `hash`: the lowest hash of names under this entry (0 for the first entry). */
   hash: number;
+  /** `block`: the logical block (in the directory) of the child index or leaf block. */
   block: number;
 }
 
 /** The entries of an index block; `entries[0].hash` is 0 (its slot holds limit and count). */
 export interface DxIndex {
+  /** `limit`: how many entries fit in this index block. */
   limit: number;
+  /** `count`: how many entries are in use, including the first. */
   count: number;
+  /** The `count` entries in order of hash. */
   entries: DxEntry[];
 }
 

@@ -99,6 +99,7 @@ export class Ext4Error extends Error {
   /** The errno a filesystem daemon answers with for this error. */
   readonly errno: number;
 
+  /** Makes an error of kind `code`; `errno` defaults to the errno that code maps to. */
   constructor(code: Ext4ErrorCode, message: string, options?: { cause?: unknown; errno?: number }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "Ext4Error";
@@ -122,6 +123,7 @@ export class CorruptError extends Ext4Error {
   /** The structure that is corrupt, e.g. `"superblock"`, `"extent header in inode 12"`. */
   readonly structure: string;
 
+  /** A `CORRUPT` error whose message reads `corrupt STRUCTURE: DETAIL`. */
   constructor(structure: string, detail: string) {
     super("CORRUPT", `corrupt ${structure}: ${detail}`);
     this.name = "CorruptError";

@@ -20,8 +20,11 @@ const INIT_MAX_LEN = 32768;
 
 /** A parsed extent header. */
 export interface ExtentHeader {
+  /** `eh_entries`: how many entries follow the header. */
   entries: number;
+  /** `eh_max`: how many entries fit in this node. */
   max: number;
+  /** `eh_depth`: levels below this node (0 = a leaf holding extents). */
   depth: number;
 }
 
@@ -80,7 +83,9 @@ export function extentBlockChecksum(
 
 /** What {@link readExtentTree} needs to know about the inode. */
 export interface ExtentOwner {
+  /** The inode number (for checksums and error messages). */
   ino: number;
+  /** `i_generation`: with the inode number, seeds the extent block checksums. */
   generation: number;
   /** The 60 bytes of `i_block` holding the tree root. */
   iBlock: Uint8Array;

@@ -26,8 +26,11 @@ const ENTRY = 12;
 
 /** One mapping of a file: `length` blocks from logical `logical` at physical `physical`. */
 export interface FileExtent {
+  /** First logical block of the file covered. */
   logical: number;
+  /** First physical block. */
   physical: number;
+  /** Number of blocks. */
   length: number;
   /** Allocated but reads as zeros (fallocate). */
   unwritten?: boolean;

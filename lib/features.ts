@@ -140,8 +140,11 @@ export const RoCompat = {
 
 /** The three feature words of a superblock. */
 export interface FeatureWords {
+  /** `s_feature_compat`: {@link Compat} bits. */
   readonly compat: number;
+  /** `s_feature_incompat`: {@link Incompat} bits. */
   readonly incompat: number;
+  /** `s_feature_ro_compat`: {@link RoCompat} bits. */
   readonly roCompat: number;
 }
 

@@ -19,6 +19,7 @@ import type { Transaction } from "./transaction.ts";
 export interface NewFileDataOptions {
   /** The inode the file will have (its checksum seed covers the extent blocks). */
   ino: number;
+  /** The inode's `i_generation` (also in the extent block checksum seed). */
   generation: number;
   /** The contents. */
   data: Uint8Array;

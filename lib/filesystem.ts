@@ -198,9 +198,13 @@ function casefold(name: Uint8Array): string {
  * ```
  */
 export class Ext4 {
+  /** The device the filesystem is read from. */
   readonly device: BlockDevice;
+  /** The superblock, read at open. */
   readonly superblock: Superblock;
+  /** The group descriptor table, read at open. */
   readonly groups: GroupDescriptorTable;
+  /** The options the filesystem was opened with. */
   readonly options: Readonly<Ext4OpenOptions>;
   #inodes: Lru<number, Inode>;
   #maps = new Lru<number, BlockRun[]>(512);

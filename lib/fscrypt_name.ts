@@ -109,12 +109,15 @@ export function noKeyNameLength(cipherLength: number): number {
 
 /** A no-key name decoded for a lookup. */
 export interface ParsedNoKeyName {
+  /** The directory hash the name carries (an index is probed with it). */
   hash: number;
+  /** The minor hash the name carries. */
   minorHash: number;
   /** The whole ciphertext name, when the no-key name carries it (short names). */
   cipher?: Uint8Array;
-  /** For long names: the first 149 ciphertext bytes and the SHA-256 of the rest. */
+  /** For long names: the first 149 ciphertext bytes. */
   prefix?: Uint8Array;
+  /** For long names: the SHA-256 of the ciphertext after its first 149 bytes. */
   digest?: Uint8Array;
 }
 

@@ -81,11 +81,17 @@ export function descriptorBlockLocation(sb: Superblock, index: number): number {
 
 /** One group's descriptor, a view on the bytes of the table. */
 export class GroupDescriptor {
+  /** The group number. */
   readonly group: number;
+  /**
+   * The descriptor's bytes (32, or `s_desc_size` with 64bit), a view on the table: setters change
+   * them.
+   */
   readonly bytes: Uint8Array;
   readonly #view: DataView;
   readonly #wide: boolean;
 
+  /** A view on `bytes` for `group`; 64 bytes or more read the `_hi` halves too. */
   constructor(group: number, bytes: Uint8Array) {
     this.group = group;
     this.bytes = bytes;
@@ -110,54 +116,75 @@ export class GroupDescriptor {
     if (this.#wide) this.#view.setUint16(hi, Math.floor(v / 65536) & 0xffff, true);
   }
 
+  /** `bg_block_bitmap_lo/hi`: block number of the group's block bitmap. */
   get blockBitmap(): number {
     return this.#lohi32(0x0, 0x20);
   }
+  /** `bg_inode_bitmap_lo/hi`: block number of the group's inode bitmap. */
   get inodeBitmap(): number {
     return this.#lohi32(0x4, 0x24);
   }
+  /** `bg_inode_table_lo/hi`: first block of the group's inode table. */
   get inodeTable(): number {
     return this.#lohi32(0x8, 0x28);
   }
+  /** `bg_free_blocks_count_lo/hi`: free blocks (clusters with bigalloc) in the group. */
   get freeBlocksCount(): number {
     return this.#lohi16(0xc, 0x2c);
   }
   set freeBlocksCount(v: number) {
     this.#set16(0xc, 0x2c, v);
   }
+  /** `bg_free_inodes_count_lo/hi`: free inodes in the group. */
   get freeInodesCount(): number {
     return this.#lohi16(0xe, 0x2e);
   }
   set freeInodesCount(v: number) {
     this.#set16(0xe, 0x2e, v);
   }
+  /** `bg_used_dirs_count_lo/hi`: directories in the group. */
   get usedDirsCount(): number {
     return this.#lohi16(0x10, 0x30);
   }
   set usedDirsCount(v: number) {
     this.#set16(0x10, 0x30, v);
   }
+  /** `bg_flags`: {@link GroupFlags} bits (INODE_UNINIT, BLOCK_UNINIT, ITABLE_ZEROED). */
   get flags(): number {
     return this.#u16(0x12);
   }
   set flags(v: number) {
     this.#view.setUint16(0x12, v, true);
   }
+  /** `bg_exclude_bitmap_lo/hi`: block of the snapshot exclude bitmap (0 when unused). */
   get excludeBitmap(): number {
     return this.#lohi32(0x14, 0x34);
   }
+  /**
+   * `bg_block_bitmap_csum_lo/hi`: crc32c of the block bitmap (low 16 bits only in 32-byte
+   * descriptors).
+   */
   get blockBitmapCsum(): number {
     return this.#u16(0x18) + (this.#wide ? this.#u16(0x38) * 65536 : 0);
   }
+  /**
+   * `bg_inode_bitmap_csum_lo/hi`: crc32c of the inode bitmap (low 16 bits only in 32-byte
+   * descriptors).
+   */
   get inodeBitmapCsum(): number {
     return this.#u16(0x1a) + (this.#wide ? this.#u16(0x3a) * 65536 : 0);
   }
+  /** `bg_itable_unused_lo/hi`: inodes at the end of the table never used (need no reading). */
   get itableUnused(): number {
     return this.#lohi16(0x1c, 0x32);
   }
   set itableUnused(v: number) {
     this.#set16(0x1c, 0x32, v);
   }
+  /**
+   * `bg_checksum`: the descriptor's crc16 or crc32c-derived checksum (see {@link
+   * groupDescriptorChecksum}).
+   */
   get checksum(): number {
     return this.#u16(CHECKSUM_OFFSET);
   }
@@ -231,12 +258,17 @@ export function descriptorChecksum(
 export class GroupDescriptorTable {
   /** Groups whose stored checksum does not match. */
   readonly badChecksums: number[];
+  /** The number of groups. */
   readonly length: number;
   readonly #chunks: Uint8Array[];
   readonly #perBlock: number;
   readonly #descSize: number;
   readonly #cache: (GroupDescriptor | undefined)[];
 
+  /**
+   * A table over the descriptor blocks `chunks` (as read), descriptors `descSize` bytes each;
+   * `badChecksums` as found by the reader.
+   */
   constructor(chunks: Uint8Array[], descSize: number, length: number, badChecksums: number[]) {
     this.#chunks = chunks;
     this.#descSize = descSize;

@@ -30,11 +30,16 @@ import {
  */
 export class JournalOverlayDevice implements BlockDevice {
   readonly readOnly = true;
+  /** The device the overlay reads through to for every block the replay does not change. */
   readonly base: BlockDevice;
   /** The replay served, or undefined when the filesystem needed no recovery. */
   readonly prepared?: PreparedReplay;
   readonly #blockSize: number;
 
+  /**
+   * Serves `base` with the blocks of `prepared` replaced (none when it is undefined); see {@link
+   * JournalOverlayDevice.open}.
+   */
   constructor(base: BlockDevice, prepared?: PreparedReplay) {
     this.base = base;
     this.prepared = prepared;

@@ -24,16 +24,23 @@ export type MmpState = "clean" | "fsck" | "in-use";
 
 /** A parsed MMP block. */
 export interface MmpBlock {
+  /** `mmp_magic`: {@link MMP_MAGIC} in a valid MMP block. */
   magic: number;
+  /** `mmp_seq`: the update sequence; special values mark clean and fsck, anything else in use. */
   sequence: number;
   /** Last update, seconds since the epoch. */
   time: number;
+  /** `mmp_nodename`: host name of the node that last updated the block. */
   nodeName: string;
+  /** `mmp_bdevname`: block device name on that node. */
   deviceName: string;
+  /** `mmp_check_interval`: the updater's check interval, in seconds. */
   checkInterval: number;
+  /** `mmp_checksum`: crc32c of the block (metadata_csum). */
   checksum: number;
   /** False when metadata_csum is on and the checksum does not match. */
   checksumValid: boolean;
+  /** Derived from `sequence`: clean (MMP_SEQ_CLEAN), fsck (MMP_SEQ_FSCK) or in use. */
   state: MmpState;
 }
 

@@ -56,8 +56,14 @@ async function modeOf(ctx: NamespaceContext, ino: number): Promise<number> {
 
 /** Where a path leads: its parent directory, last name, and inode (0 if absent). */
 export interface Resolved {
+  /**
+   * The directory `name` was looked up in; with `followLast`, a final component that resolved to a
+   * non-symlink gives its own inode here.
+   */
   parent: number;
+  /** The last path component ("." for the root). */
   name: string;
+  /** The inode `name` leads to, or 0 when it does not exist. */
   ino: number;
 }
 
@@ -106,9 +112,13 @@ export async function resolvePath(
 
 /** Owner, mode and times of files written by path. */
 export interface PathWriteOptions {
+  /** Permission bits of a newly created file (default 0o644); an existing file keeps its own. */
   mode?: number;
+  /** Owner of a newly created file (default 0). */
   uid?: number;
+  /** Group of a newly created file (default 0). */
   gid?: number;
+  /** When given, set as mtime and atime after the write; else the write stamps its own time. */
   mtime?: InodeTime;
 }
 

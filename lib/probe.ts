@@ -47,16 +47,28 @@ export type FsType = "ext2" | "ext3" | "ext4";
 
 /** Everything probe learns from a device. */
 export interface ProbeResult {
+  /** The primary superblock. */
   superblock: Superblock;
+  /** The group descriptor table; null when it could not be read (see `groupsError`). */
   groups: GroupDescriptorTable | null;
   /** Why the group descriptors could not be read, if they could not. */
   groupsError: string | null;
+  /** ext2, ext3 or ext4, by blkid's rule ({@link fsTypeOf}). */
   fsType: FsType;
   /** The superblock checksum is wrong (only reachable with `ignoreChecksum`). */
   superblockChecksumBad: boolean;
+  /** INCOMPAT_RECOVER is set: the journal holds transactions not yet replayed. */
   needsRecovery: boolean;
+  /**
+   * The superblock records errors (`s_state` ERROR_FS), or group descriptors are unreadable or fail
+   * their checksums.
+   */
   hasErrors: boolean;
+  /** The MMP block when the mmp feature is on and the block could be read; else null. */
   mmp: MmpBlock | null;
+  /**
+   * Why the MMP block could not be read or its checksum is wrong; null when fine or without mmp.
+   */
   mmpError: string | null;
   /** The internal journal's superblock (null without a journal, or an external one). */
   journal: JournalSuperblock | null;
@@ -67,6 +79,7 @@ export interface ProbeResult {
    * nothing written), or why it cannot be replayed.
    */
   recovery: RecoverySummary | null;
+  /** Whether ext4ts can use the filesystem on this device (`rw`, `ro` or `refuse`) and why. */
   support: { level: SupportLevel; reasons: string[] };
 }
 

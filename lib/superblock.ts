@@ -65,6 +65,10 @@ export class Superblock implements FeatureWords {
   readonly bytes: Uint8Array;
   readonly #view: DataView;
 
+  /**
+   * Wraps the 1024 bytes of a superblock (not a copy: setters change them); throws CorruptError for
+   * any other length. Does not check magic or checksum ({@link parseSuperblock} does).
+   */
   constructor(bytes: Uint8Array) {
     if (bytes.length !== SUPERBLOCK_SIZE) {
       throw new CorruptError(

@@ -123,7 +123,9 @@ export function stateString(state: number): string {
 
 /** Name lookups for the reserved-blocks uid/gid lines (e.g. from /etc/passwd). */
 export interface NameResolver {
+  /** The user name of `uid`, or undefined when unknown (printed as "user unknown"). */
   user(uid: number): string | undefined;
+  /** The group name of `gid`, or undefined when unknown (printed as "group unknown"). */
   group(gid: number): string | undefined;
 }
 

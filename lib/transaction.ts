@@ -20,13 +20,17 @@ import { Ext4Error } from "./errors.ts";
 
 /** One ordered data write: whole blocks starting at `block`. */
 export interface DataWrite {
+  /** First block written. */
   readonly block: number;
+  /** The contents: one or more whole blocks, written from `block` on. */
   readonly bytes: Uint8Array;
 }
 
 /** One metadata block image. */
 export interface MetadataWrite {
+  /** The block this image belongs to. */
   readonly block: number;
+  /** The block's full new contents (one block). */
   readonly bytes: Uint8Array;
 }
 
@@ -50,6 +54,10 @@ export interface CommitBatch {
  * A sink must make the batch durable before its promise resolves.
  */
 export interface CommitSink {
+  /**
+   * Writes `batch` durably: its promise resolves only once the data and metadata are on stable
+   * storage.
+   */
   commit(batch: CommitBatch): Promise<void>;
 }
 
@@ -71,12 +79,15 @@ export interface CommitSink {
  * ```
  */
 export class InPlaceCommitSink implements CommitSink {
+  /** The device commits are written to. */
   readonly device: BlockDevice;
 
+  /** A sink that writes commits to `device` in place. */
   constructor(device: BlockDevice) {
     this.device = device;
   }
 
+  /** Writes the data runs, flushes, writes the metadata in block order, flushes again. */
   async commit(batch: CommitBatch): Promise<void> {
     const bs = batch.blockSize;
     for (const d of batch.data) await this.device.write(d.block * bs, d.bytes);
@@ -117,9 +128,13 @@ export interface BlockCacheOptions {
  * ```
  */
 export class BlockCache {
+  /** The device blocks are read from and (through the sink) written to. */
   readonly device: BlockDevice;
+  /** Bytes per block; every image the cache holds has this size. */
   readonly blockSize: number;
+  /** Most clean blocks kept in memory (`options.capacity`, default 4096, at least 16). */
   readonly capacity: number;
+  /** Where commits go; replaceable, e.g. to write through a journal. */
   sink: CommitSink;
   /** Clean blocks, least recently used first (Map keeps insertion order). */
   #clean = new Map<number, Uint8Array>();
@@ -128,6 +143,7 @@ export class BlockCache {
   #hits = 0;
   #misses = 0;
 
+  /** A cache over `device` in blocks of `blockSize` (a power of two >= 512). */
   constructor(device: BlockDevice, blockSize: number, options: BlockCacheOptions = {}) {
     if (!Number.isInteger(blockSize) || blockSize < 512 || (blockSize & (blockSize - 1)) !== 0) {
       throw new Ext4Error("INVALID", `block size ${blockSize} is not a power of two >= 512`);
@@ -272,6 +288,7 @@ export type TransactionState = "open" | "committed" | "aborted" | "failed";
  * ```
  */
 export class Transaction {
+  /** The cache the transaction reads through and commits to. */
   readonly cache: BlockCache;
   #state: TransactionState = "open";
   /** Metadata images, in first-dirtied order (Map keeps insertion order). */
@@ -290,10 +307,12 @@ export class Transaction {
     this.cache = cache;
   }
 
+  /** `open` until it ends: `committed`, `aborted`, or `failed` when the sink failed mid-commit. */
   get state(): TransactionState {
     return this.#state;
   }
 
+  /** The cache's block size in bytes. */
   get blockSize(): number {
     return this.cache.blockSize;
   }

@@ -30,9 +30,12 @@ export type WriteLogEntry =
  * ```
  */
 export class WriteLogDevice implements BlockDevice {
+  /** The device every read and write passes through to. */
   readonly inner: BlockDevice;
+  /** Every write (with a copy of its bytes) and flush, in the order they happened. */
   readonly entries: WriteLogEntry[] = [];
 
+  /** Logs the writes and flushes made to `inner` while passing them on. */
   constructor(inner: BlockDevice) {
     this.inner = inner;
   }

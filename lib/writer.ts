@@ -32,10 +32,15 @@ export interface WriterOptions {
  * ```
  */
 export class Ext4Writer {
+  /** The device the filesystem is written to. */
   readonly device: BlockDevice;
+  /** The superblock, kept up to date in memory and written with each commit that changes it. */
   readonly sb: Superblock;
+  /** The group descriptor table, kept up to date like the superblock. */
   readonly gdt: GroupDescriptorTable;
+  /** The block cache every transaction goes through. */
   readonly cache: BlockCache;
+  /** The block and inode allocator. */
   readonly alloc: Allocator;
 
   private constructor(

@@ -117,6 +117,7 @@ export function splitXattrName(name: string): { index: number; suffix: Uint8Arra
 
 /** One stored attribute, as on disk. */
 export interface XattrEntry {
+  /** `e_name_index`: the name prefix, an {@link XattrIndex} value (1 = "user.", …). */
   index: number;
   /** The name without its prefix. */
   suffix: Uint8Array;
@@ -124,6 +125,7 @@ export interface XattrEntry {
   name: string;
   /** Value bytes; for an EA-inode value, empty until resolved by {@link readRawXattrs}. */
   value: Uint8Array;
+  /** `e_value_size`: the value's length in bytes. */
   valueSize: number;
   /** Inode holding the value (ea_inode), else 0. */
   valueInum: number;
@@ -135,10 +137,13 @@ export interface XattrEntry {
 
 /** What {@link readXattrs} needs: the raw inode and ways to read blocks and EA inodes. */
 export interface XattrSource {
+  /** The superblock (block size, checksum seed, features). */
   sb: Superblock;
+  /** The inode number (checksums of in-inode entries and error messages). */
   ino: number;
   /** The full on-disk inode record (inode size bytes). */
   inodeBytes: Uint8Array;
+  /** Reads filesystem block `block` (the xattr block `i_file_acl`). */
   readBlock(block: number): Promise<Uint8Array>;
   /** The first `size` bytes of the EA inode `ino`. */
   readEaInode(ino: number, size: number): Promise<Uint8Array>;

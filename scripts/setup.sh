@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pair in mkfs.ext4:e2fsprogs fusermount3:fuse3 fuse2fs:fuse2fs mkfs.vfat:dosfstools losetup:mount setfacl:acl setfattr:attr; do
+for pair in mkfs.ext4:e2fsprogs fusermount3:fuse3 fuse2fs:fuse2fs mkfs.vfat:dosfstools losetup:mount setfacl:acl setfattr:attr python3:python3 bzip2:bzip2 gzip:gzip cmp:diffutils; do
   tool=${pair%%:*} pkg=${pair##*:}
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || [ -x "/sbin/$tool" ] || need_apt+=("$pkg")
 done

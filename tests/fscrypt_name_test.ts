@@ -14,10 +14,10 @@ import {
   runOk,
   tempDir,
   testWith,
+  TREE_LISTING,
   withKernelMount,
 } from "./helpers.ts";
 
-const TREE_LISTING = "/work/shared/corpus/tools/tree_listing.py";
 const POPULATE = `${ROOT}tests/fixtures/populate_encrypted.py`;
 const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "python3", "tune2fs"];
 const enc = new TextEncoder();

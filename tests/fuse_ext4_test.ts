@@ -19,10 +19,18 @@ import {
 } from "../ffi/fuse/ext4_ops.ts";
 import type { RequestContext } from "../ffi/fuse/ops.ts";
 import { Ext4Error } from "../lib/errors.ts";
-import { IN_CI, makeImage, missing, run, runCli, runOk, withKernelMount } from "./helpers.ts";
+import {
+  IN_CI,
+  makeImage,
+  missing,
+  run,
+  runCli,
+  runOk,
+  TREE_LISTING,
+  withKernelMount,
+} from "./helpers.ts";
 import { detachLoop, forceCleanup, FUSE_NEEDS, isMounted, loopsOf } from "./fuse_test_util.ts";
 
-const TREE_LISTING = "/work/shared/corpus/tools/tree_listing.py";
 const NEEDS = [...FUSE_NEEDS, "mkfs.ext4", "python3", "kernel-ext4", "debugfs"];
 
 function ext4Test(name: string, fn: () => Promise<void>): void {

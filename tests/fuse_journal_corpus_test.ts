@@ -14,23 +14,17 @@
 
 import assert from "node:assert/strict";
 import { EXT4_READER_AVAILABLE, JOURNAL_OVERLAY_AVAILABLE } from "../ffi/fuse/ext4_ops.ts";
-import { IN_CI, missing, ROOT, run, runCli, runOk } from "./helpers.ts";
+import {
+  CORPUS,
+  CORPUS_FOUND,
+  IN_CI,
+  missing,
+  run,
+  runCli,
+  runOk,
+  TREE_LISTING,
+} from "./helpers.ts";
 import { detachLoop, forceCleanup, FUSE_NEEDS, isMounted, loopsOf } from "./fuse_test_util.ts";
-
-function findCorpus(): string {
-  for (
-    const c of [Deno.env.get("EXT4TS_CORPUS"), `${ROOT}../shared/corpus`, "/work/shared/corpus"]
-  ) {
-    if (!c) continue;
-    try {
-      if (Deno.statSync(`${c}/CASES.tsv`).isFile) return c;
-    } catch { /* next */ }
-  }
-  return `${ROOT}../shared/corpus`;
-}
-
-const CORPUS = findCorpus();
-const TREE_LISTING = `${CORPUS}/tools/tree_listing.py`;
 
 interface Case {
   name: string;
@@ -87,7 +81,7 @@ async function unpack(image: string, dir: string): Promise<string> {
 
 const all = cases();
 const lacking = missing([...FUSE_NEEDS, "python3", "gzip", "bzip2"]);
-if (all.length === 0) lacking.push(`the journal corpus (${CORPUS})`);
+if (!CORPUS_FOUND || all.length === 0) lacking.push(`the journal corpus (${CORPUS})`);
 if (!EXT4_READER_AVAILABLE) lacking.push("the ext4 reader (openExt4Reader not wired yet)");
 
 Deno.test({

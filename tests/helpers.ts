@@ -237,3 +237,37 @@ export async function withKernelMount<T>(
     await Deno.remove(mnt).catch(() => {});
   }
 }
+
+function findCorpus(): string {
+  const candidates = [
+    Deno.env.get("EXT4TS_CORPUS"),
+    `${ROOT}../shared/corpus`,
+    "/work/shared/corpus",
+  ];
+  for (const c of candidates) {
+    if (!c) continue;
+    try {
+      if (Deno.statSync(`${c}/CASES.tsv`).isFile) return c.replace(/\/$/, "");
+    } catch { /* next */ }
+  }
+  // Tests that need it fail with this path in their error; nothing is skipped silently.
+  return `${ROOT}../shared/corpus`;
+}
+
+/**
+ * The journal corpus and oracle tools (`../shared/corpus` beside the checkout, or
+ * `$EXT4TS_CORPUS`).
+ */
+export const CORPUS: string = findCorpus();
+
+/** Whether {@link CORPUS} exists (a test that needs it fails under CI when it does not). */
+export const CORPUS_FOUND: boolean = (() => {
+  try {
+    return Deno.statSync(`${CORPUS}/CASES.tsv`).isFile;
+  } catch {
+    return false;
+  }
+})();
+
+/** The oracle tree lister: `python3 TREE_LISTING DIR` prints the kernel's view of DIR. */
+export const TREE_LISTING: string = `${CORPUS}/tools/tree_listing.py`;

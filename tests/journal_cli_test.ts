@@ -4,28 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { IN_CI, missing, ROOT, run, runCli, runOk, tempDir } from "./helpers.ts";
+import { CORPUS, CORPUS_FOUND, IN_CI, missing, run, runCli, runOk, tempDir } from "./helpers.ts";
 
-function findCorpus(): string | undefined {
-  for (
-    const c of [
-      Deno.env.get("EXT4TS_CORPUS"),
-      `${ROOT}../shared/corpus`,
-      `${ROOT}../../shared/corpus`,
-      "/work/shared/corpus",
-    ]
-  ) {
-    if (!c) continue;
-    try {
-      if (Deno.statSync(`${c}/CASES.tsv`).isFile) return c;
-    } catch { /* next */ }
-  }
-  return undefined;
-}
-
-const CORPUS = findCorpus();
 const lacking = missing(["gzip", "sha256sum"]);
-if (!CORPUS) lacking.push("the journal corpus (set EXT4TS_CORPUS)");
+if (!CORPUS_FOUND) lacking.push("the journal corpus (set EXT4TS_CORPUS)");
 const ignore = lacking.length > 0 && !IN_CI;
 
 async function image(dir: string, rel: string, name: string): Promise<string> {

@@ -8,29 +8,12 @@
  */
 
 import assert from "node:assert/strict";
-import { IN_CI, missing, ROOT, run, runOk, tempDir } from "./helpers.ts";
+import { CORPUS, CORPUS_FOUND, IN_CI, missing, ROOT, run, runOk, tempDir } from "./helpers.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import { replayJournal } from "../lib/journal/replay.ts";
 import { JournalOverlayDevice } from "../lib/journal_overlay.ts";
 
-function findCorpus(): string | undefined {
-  const candidates = [
-    Deno.env.get("EXT4TS_CORPUS"),
-    `${ROOT}../shared/corpus`,
-    `${ROOT}../../shared/corpus`,
-    "/work/shared/corpus",
-  ];
-  for (const c of candidates) {
-    if (!c) continue;
-    try {
-      if (Deno.statSync(`${c}/CASES.tsv`).isFile) return c;
-    } catch { /* next */ }
-  }
-  return undefined;
-}
-
-const CORPUS = findCorpus();
 /** The deletion time stamped on orphans: e2fsck's, so that inode tables compare equal. */
 const NOW = 2000000000;
 const E2ENV = {
@@ -285,14 +268,14 @@ async function assertOverlayMatches(
 }
 
 const lacking = missing(["root", "loop", "kernel-ext4", "e2fsck", "debugfs", "losetup", "python3"]);
-if (!CORPUS) lacking.push("the journal corpus (set EXT4TS_CORPUS)");
+if (!CORPUS_FOUND) lacking.push("the journal corpus (set EXT4TS_CORPUS)");
 
 Deno.test({
   name: "journal corpus: every case replays (or refuses) as the kernel does",
   ignore: lacking.length > 0 && !IN_CI,
   async fn(t) {
     if (lacking.length > 0) throw new Error(`test environment lacks: ${lacking.join(", ")}`);
-    const corpus = CORPUS!;
+    const corpus = CORPUS;
     const only = Deno.env.get("EXT4TS_CASES")?.split(",");
     for (const c of [...readCases(corpus), ...readExtraCases()]) {
       const label = c.variant === "-" ? c.name : `${c.name}/${c.variant}`;

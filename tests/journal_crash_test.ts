@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { IN_CI, missing, ROOT, runOk, tempDir } from "./helpers.ts";
+import { CORPUS, CORPUS_FOUND, IN_CI, missing, runOk, tempDir } from "./helpers.ts";
 import { type BlockDevice, MemoryBlockDevice } from "../lib/block_device.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import { Incompat } from "../lib/features.ts";
@@ -14,26 +14,8 @@ import { replayJournal } from "../lib/journal/replay.ts";
 import { JournalOverlayDevice } from "../lib/journal_overlay.ts";
 import { readSuperblock } from "../lib/superblock.ts";
 
-function findCorpus(): string | undefined {
-  for (
-    const c of [
-      Deno.env.get("EXT4TS_CORPUS"),
-      `${ROOT}../shared/corpus`,
-      `${ROOT}../../shared/corpus`,
-      "/work/shared/corpus",
-    ]
-  ) {
-    if (!c) continue;
-    try {
-      if (Deno.statSync(`${c}/CASES.tsv`).isFile) return c;
-    } catch { /* next */ }
-  }
-  return undefined;
-}
-
-const CORPUS = findCorpus();
 const lacking = missing(["gzip"]);
-if (!CORPUS) lacking.push("the journal corpus (set EXT4TS_CORPUS)");
+if (!CORPUS_FOUND) lacking.push("the journal corpus (set EXT4TS_CORPUS)");
 const NOW = 2000000000;
 
 /** A device that loses power after `budget` writes: later writes and flushes fail. */

@@ -8,21 +8,7 @@
 import assert from "node:assert/strict";
 import { Ext4, treeListing } from "../mod.ts";
 import { Ext4Error } from "../lib/errors.ts";
-import { IN_CI, missing, ROOT, tempDir } from "./helpers.ts";
-
-function findCorpus(): string | undefined {
-  for (
-    const c of [Deno.env.get("EXT4TS_CORPUS"), `${ROOT}../shared/corpus`, "/work/shared/corpus"]
-  ) {
-    if (!c) continue;
-    try {
-      if (Deno.statSync(`${c}/CASES.tsv`).isFile) return c;
-    } catch { /* next */ }
-  }
-  return undefined;
-}
-
-const CORPUS = findCorpus();
+import { CORPUS, CORPUS_FOUND, IN_CI, missing, ROOT, tempDir } from "./helpers.ts";
 
 interface Case {
   name: string;
@@ -76,7 +62,7 @@ async function sha256(path: string): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-const lacking = CORPUS ? missing(["gzip", "bzip2"]) : ["the journal corpus (../shared/corpus)"];
+const lacking = CORPUS_FOUND ? missing(["gzip", "bzip2"]) : [`the journal corpus (${CORPUS})`];
 
 Deno.test({
   name: "journal overlay: every corpus case reads as the oracle tree, nothing written",

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { gunzipSync } from "node:zlib";
 import { Ext4, Ext4Error, MemoryBlockDevice } from "../mod.ts";
-import { makeImage, ROOT, runOk, tempDir, testWith } from "./helpers.ts";
+import { CORPUS, makeImage, ROOT, runOk, tempDir, testWith } from "./helpers.ts";
 
 const POPULATE = `${ROOT}tests/fixtures/populate_tree.py`;
 const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "python3", "setfacl"];
@@ -198,7 +198,7 @@ testWith(
   "corpus images (e2fsprogs upstream, kernel-written) read without untyped failures",
   [],
   async () => {
-    const corpus = "/work/shared/corpus";
+    const corpus = CORPUS;
     const images: string[] = [];
     for await (const e of Deno.readDir(`${corpus}/upstream`)) {
       if (e.isDirectory) images.push(`${corpus}/upstream/${e.name}/image.gz`);

@@ -6,9 +6,18 @@
 import assert from "node:assert/strict";
 import { gunzipSync } from "node:zlib";
 import { Ext4, MemoryBlockDevice, treeListing, treeListingBytes } from "../mod.ts";
-import { makeImage, ROOT, run, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
+import {
+  CORPUS,
+  makeImage,
+  ROOT,
+  run,
+  runOk,
+  tempDir,
+  testWith,
+  TREE_LISTING,
+  withKernelMount,
+} from "./helpers.ts";
 
-const TREE_LISTING = "/work/shared/corpus/tools/tree_listing.py";
 const POPULATE = `${ROOT}tests/fixtures/populate_tree.py`;
 /** Prints `ino st_blocks atime_ns` of every object under argv[1]. */
 const STAT_EXTRA = `
@@ -137,7 +146,7 @@ testWith(
   "oracle: the corpus's kernel-written ext2 image reads as its kernel listing",
   [],
   async () => {
-    const dir = "/work/shared/corpus/kernel/ext2_control_nojournal";
+    const dir = `${CORPUS}/kernel/ext2_control_nojournal`;
     const bytes = new Uint8Array(gunzipSync(await Deno.readFile(`${dir}/umount.img.gz`)));
     const want = await Deno.readTextFile(`${dir}/umount.kr.tsv`);
     const fs = await Ext4.open(new MemoryBlockDevice(bytes));

@@ -88,9 +88,13 @@ export interface FuseMountOptions {
   blockSize?: number;
   /** `user_id`/`group_id`: the mount's owner (default: this process's). */
   uid?: number;
+  /** `group_id`: the mount's owning group (default: this process's gid). */
   gid?: number;
+  /** Adds `allow_other`: let users other than the owner access the mount. */
   allowOther?: boolean;
+  /** Adds `default_permissions`: the kernel checks mode bits itself. */
   defaultPermissions?: boolean;
+  /** Mounts read-only (MS_RDONLY) unless this is `false`; the default is read-only. */
   readOnly?: boolean;
   /** Shown in mountinfo as `fuseblk.SUBTYPE` / `fuse.SUBTYPE`. */
   subtype?: string;
@@ -323,6 +327,7 @@ export function setReadahead(m: Pick<MountInfo, "device" | "fsType">, kb: number
 export interface LoopDevice {
   /** `/dev/loopN`. */
   path: string;
+  /** N of `/dev/loopN`. */
   number: number;
   /** The descriptor that configured it; with autoclear, closing the last one detaches it. */
   fd: number;
@@ -444,7 +449,9 @@ export function protectDaemon(oomScoreAdj = -900): string[] {
 
 /** What a mount daemon records about itself for `ext4ts umount`. */
 export interface MountState {
+  /** The daemon's process id. */
   pid: number;
+  /** The mount point, absolute. */
   mountPoint: string;
   /** The device the mount holds (a loop device for image files). */
   device: string;
@@ -456,6 +463,10 @@ export interface MountState {
   connection?: number;
   /** /proc/PID/stat start time, to tell a reused pid apart. */
   startTime?: string;
+  /**
+   * Lifecycle: `starting` until the mount is up, then `mounted`; `stopping` is reserved for
+   * shutdown.
+   */
   state: "starting" | "mounted" | "stopping";
 }
 

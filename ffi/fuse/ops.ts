@@ -18,7 +18,9 @@ export type { DirentOut, EntryOut, FuseAttr, FuseTime, StatfsOut } from "./proto
 export interface RequestContext {
   /** The caller's uid, gid and pid as the kernel reports them. */
   uid: number;
+  /** The caller's gid. */
   gid: number;
+  /** The caller's pid. */
   pid: number;
   /** Aborted when the kernel sends INTERRUPT for this request (the reply is already sent). */
   signal: AbortSignal;
@@ -37,6 +39,8 @@ export class FuseError extends Error {
   readonly errno: number;
 
   /**
+   * Makes an error answered with `errno` (positive); the message defaults to `errno N`.
+   *
    * @example
    * ```ts
    * import { FuseError } from "./ops.ts";
@@ -52,12 +56,15 @@ export class FuseError extends Error {
 
 /** The attributes of a node and how long the kernel may cache them (seconds). */
 export interface AttrReply {
+  /** The node's attributes. */
   attr: FuseAttr;
+  /** How long the kernel may cache `attr`, in seconds. */
   timeout: number;
 }
 
 /** What OPEN/OPENDIR answer: a file handle and caching hints. */
 export interface OpenReply {
+  /** The file handle the kernel passes back on later requests for this open (read, release…). */
   fh: number;
   /** Keep the page cache across opens (safe when the file cannot change). */
   keepCache?: boolean;
@@ -69,7 +76,9 @@ export interface OpenReply {
 
 /** One READDIRPLUS entry: the dirent and, except for "." and "..", its LOOKUP answer. */
 export interface DirentPlus {
+  /** The directory entry (name, inode, type, resume cookie). */
   dirent: DirentOut;
+  /** The LOOKUP answer for the entry; absent for "." and "..". */
   entry?: EntryOut;
 }
 
@@ -85,10 +94,13 @@ export type SeekWhence = "data" | "hole";
 export interface FuseOperations {
   /** Called once INIT is negotiated, before any other request. */
   init?(info: { major: number; minor: number }): void | Promise<void>;
+  /** LOOKUP: the entry `name` in directory `parent`; throw ENOENT when it does not exist. */
   lookup(ctx: RequestContext, parent: number, name: Uint8Array): Promise<EntryOut>;
   /** The kernel dropped `nlookup` references to a node. No reply is sent. */
   forget?(nodeid: number, nlookup: number): void;
+  /** GETATTR: the attributes of `nodeid`. */
   getattr(ctx: RequestContext, nodeid: number): Promise<AttrReply>;
+  /** READLINK: the target of symlink `nodeid`, as raw bytes. */
   readlink(ctx: RequestContext, nodeid: number): Promise<Uint8Array>;
   /** `flags` are the open(2) flags (O_ACCMODE etc.). */
   open(ctx: RequestContext, nodeid: number, flags: number): Promise<OpenReply>;
@@ -100,8 +112,11 @@ export interface FuseOperations {
     offset: number,
     size: number,
   ): Promise<Uint8Array>;
+  /** RELEASE: the last close of file handle `fh`. Optional. */
   release?(ctx: RequestContext, nodeid: number, fh: number): Promise<void>;
+  /** OPENDIR: opens directory `nodeid`; `flags` are the open(2) flags. */
   opendir(ctx: RequestContext, nodeid: number, flags: number): Promise<OpenReply>;
+  /** READDIR: the entries of directory `nodeid` after the cookie `offset`. */
   readdir(
     ctx: RequestContext,
     nodeid: number,
@@ -115,7 +130,9 @@ export interface FuseOperations {
     fh: number,
     offset: number,
   ): AsyncIterable<DirentPlus>;
+  /** RELEASEDIR: the last close of directory handle `fh`. Optional. */
   releasedir?(ctx: RequestContext, nodeid: number, fh: number): Promise<void>;
+  /** STATFS: filesystem-wide counters (the node is the one statfs(2) was called on). */
   statfs(ctx: RequestContext, nodeid: number): Promise<StatfsOut>;
   /** The whole value; the session handles size probes (size 0) and ERANGE. */
   getxattr(ctx: RequestContext, nodeid: number, name: Uint8Array): Promise<Uint8Array>;

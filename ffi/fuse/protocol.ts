@@ -489,23 +489,39 @@ export function decodeInterruptIn(body: Uint8Array): bigint {
 
 /** A time as seconds (may be negative) and nanoseconds. */
 export interface FuseTime {
+  /** Whole seconds since the epoch (negative before 1970). */
   sec: number;
+  /** Nanoseconds, 0..999999999. */
   nsec: number;
 }
 
 /** `struct fuse_attr`, in JavaScript numbers. `rdev` is already in the kernel's encoding. */
 export interface FuseAttr {
+  /** Inode number. */
   ino: number;
+  /** Size in bytes. */
   size: number;
+  /** Allocated space in 512-byte units (`st_blocks`). */
   blocks: number;
+  /** Last access time. */
   atime: FuseTime;
+  /** Last modification time. */
   mtime: FuseTime;
+  /** Last status change time. */
   ctime: FuseTime;
+  /** File type and permission bits (`st_mode`). */
   mode: number;
+  /** Hard link count. */
   nlink: number;
+  /** Owner user id. */
   uid: number;
+  /** Owner group id. */
   gid: number;
+  /**
+   * Device number for character/block devices, in the kernel's `new_encode_dev` form; 0 otherwise.
+   */
   rdev: number;
+  /** Preferred I/O size in bytes (`st_blksize`). */
   blksize: number;
 }
 
@@ -551,10 +567,15 @@ function splitTimeout(seconds: number): [bigint, number] {
 
 /** A LOOKUP answer: the node, its generation, the attributes and how long to cache them. */
 export interface EntryOut {
+  /** The node id the kernel uses for the entry from now on (1 is the root). */
   nodeid: number;
+  /** Inode generation; (nodeid, generation) must be unique over the filesystem's life. */
   generation: number;
+  /** How long the kernel may cache the name → node binding, in seconds. */
   entryTimeout: number;
+  /** How long the kernel may cache `attr`, in seconds. */
   attrTimeout: number;
+  /** The entry's attributes. */
   attr: FuseAttr;
 }
 
@@ -620,13 +641,21 @@ export function encodeOpenOut(fh: number, openFlags: number): Uint8Array {
 
 /** Filesystem statistics for STATFS. */
 export interface StatfsOut {
+  /** Total data blocks, in units of `frsize`. */
   blocks: number;
+  /** Free blocks. */
   bfree: number;
+  /** Free blocks available to unprivileged users. */
   bavail: number;
+  /** Total inodes. */
   files: number;
+  /** Free inodes. */
   ffree: number;
+  /** Block size in bytes. */
   bsize: number;
+  /** Longest file name, in bytes. */
   namelen: number;
+  /** Fragment size in bytes (the unit of `blocks`). */
   frsize: number;
 }
 
@@ -702,9 +731,13 @@ const align8 = (n: number) => (n + 7) & ~7;
 
 /** One directory entry as READDIR sends it. `offset` is the cookie of the *next* entry. */
 export interface DirentOut {
+  /** Inode number. */
   ino: number;
+  /** The cookie of the next entry: READDIR resumes after it. */
   offset: number;
+  /** The `d_type` value (DT_REG 8, DT_DIR 4, …; 0 when unknown). */
   type: number;
+  /** The name, raw bytes. */
   name: Uint8Array;
 }
 

@@ -36,6 +36,7 @@ import {
 
 /** A filesystem opened for serving. */
 export interface OpenedFilesystem {
+  /** The FUSE operations that answer the kernel's requests. */
   ops: FuseOperations;
   /** Answers system.posix_acl_* in the kernel's format: let the kernel cache ACLs. */
   posixAcl?: boolean;
@@ -50,6 +51,10 @@ export interface OpenedFilesystem {
 
 /** Opens the filesystem a daemon serves. */
 export interface MountBackend {
+  /**
+   * Opens `devicePath` (read-only in the ext4 backend) with `options`; warnings and progress go to
+   * `log`.
+   */
   open(
     devicePath: string,
     options: MountSettings,
@@ -59,14 +64,26 @@ export interface MountBackend {
 
 /** Mount options, parsed. */
 export interface MountSettings {
+  /** `ro` (the default) or `rw`: whether the mount was asked to be read-only. */
   readOnly: boolean;
+  /**
+   * `norecovery`/`noload`: serve the filesystem without replaying a journal that needs recovery.
+   */
   noRecovery: boolean;
+  /**
+   * `allow_other`: users other than the mounter may access the mount (the CLI then also sets
+   * `defaultPermissions`).
+   */
   allowOther: boolean;
+  /** `default_permissions`: the kernel enforces mode bits itself. */
   defaultPermissions: boolean;
+  /** `noblkdev`: a plain `fuse` mount instead of `fuseblk`. */
   noBlkdev: boolean;
   /** Report files owned by uid 0 / gid 0 as owned by these ids. */
   uid?: number;
+  /** The gid reported for files owned by gid 0 (see `uid`). */
   gid?: number;
+  /** `errors=`: accepted for compatibility; read-only mounts never write. */
   errors: "continue" | "remount-ro" | "panic";
 }
 
@@ -95,8 +112,11 @@ export interface ServeOptions {
   source: string;
   /** The mount point (absolute, resolved). */
   mountPoint: string;
+  /** The parsed mount options. */
   settings: MountSettings;
+  /** Opens the filesystem to serve (e.g. `ext4Backend`). */
   backend: MountBackend;
+  /** Receives one line per warning or progress message. */
   log: (line: string) => void;
   /** Called once the mount is live and verified. */
   onReady?: (state: MountState) => void;

@@ -101,11 +101,17 @@ export type SessionEnd =
 
 /** What INIT negotiated. */
 export interface InitInfo {
+  /** Protocol major version (7). */
   major: number;
+  /** Protocol minor version: the lower of the kernel's and ours. */
   minor: number;
+  /** The `FUSE_*` init flags both sides agreed on. */
   flags: number;
+  /** Largest WRITE payload, in bytes. */
   maxWrite: number;
+  /** Largest request in 4 KiB pages (32 when the kernel lacks FUSE_MAX_PAGES). */
   maxPages: number;
+  /** The kernel's readahead limit, in bytes. */
   maxReadahead: number;
 }
 
@@ -165,6 +171,7 @@ export class FuseSession {
   /** Requests answered so far (for tests and logs). */
   replies = 0;
 
+  /** Serves the open /dev/fuse descriptor `fd` with `ops`; {@link FuseSession.run} starts it. */
   constructor(fd: number, ops: FuseOperations, options: SessionOptions = {}) {
     this.#fd = fd;
     this.#ops = ops;

@@ -17,12 +17,15 @@ export const COMMIT_HEADER_SIZE = 60;
 
 /** The fields of a commit block after its header. */
 export interface CommitBlock {
+  /** `h_chksum_type`: 1 (crc32), 2 (md5), 3 (sha1), 4 (crc32c); 0 when unset. */
   checksumType: number;
+  /** `h_chksum_size`: bytes of checksum stored (4 for crc32). */
   checksumSize: number;
   /** `h_chksum[0]`. */
   checksum: number;
   /** Commit time, seconds. */
   commitSec: number;
+  /** `h_commit_nsec`: the nanoseconds part of the commit time. */
   commitNsec: number;
 }
 

@@ -28,8 +28,11 @@ export const TAIL_SIZE = 4;
 
 /** The common header of journal metadata blocks. */
 export interface JournalHeader {
+  /** `h_magic`: {@link JBD2_MAGIC} for a journal metadata block. */
   magic: number;
+  /** `h_blocktype`: a {@link BlockType} (descriptor, commit, superblock v1/v2, revoke). */
   blockType: number;
+  /** `h_sequence`: the transaction id (tid) the block belongs to. */
   sequence: number;
 }
 

@@ -36,7 +36,9 @@ const NAMES: Record<number, string> = {
 export interface FastCommitRecord {
   /** Journal block holding the record. */
   block: number;
+  /** `fc_tag`: the record kind, a {@link FastCommitTag} value. */
   tag: number;
+  /** The tag's name, e.g. `ADD_RANGE` or `TAIL`. */
   name: string;
   /** A one-line description of the value. */
   text: string;

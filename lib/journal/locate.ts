@@ -135,7 +135,9 @@ class ChunkedReader {
 
 /** The journal of a filesystem, ready for recovery. */
 export interface LocatedJournal {
+  /** Reads and writes journal blocks (the inode's blocks or the external device). */
   store: JournalStore;
+  /** The journal superblock, parsed. */
   jsb: JournalSuperblock;
   /** True for an external journal device. */
   external: boolean;

@@ -55,7 +55,9 @@ export interface JournalStore {
 
 /** A block the replay writes: filesystem block `target` gets journal block `logBlock`. */
 export interface ReplayWrite {
+  /** The filesystem block that gets the logged copy. */
   target: number;
+  /** The journal block holding the copy. */
   logBlock: number;
   /** JBD2_FLAG_ESCAPE: restore the journal magic in the first four bytes. */
   escaped: boolean;
@@ -65,8 +67,14 @@ export interface ReplayWrite {
 
 /** One block described by a descriptor tag, for `journal show`. */
 export interface LoggedBlock {
+  /** The journal block holding the copy. */
   logBlock: number;
+  /**
+   * The filesystem block it would be written to (the tag's `t_blocknr`, with `t_blocknr_high` on
+   * 64bit).
+   */
   target: number;
+  /** The tag's `t_flags`: {@link TagFlag} bits (escape, same UUID, deleted, last tag). */
   flags: number;
   /** Data-block checksum (v2/v3): true/false, or undefined when the journal has none. */
   checksumOk?: boolean;
@@ -76,12 +84,22 @@ export interface LoggedBlock {
 
 /** What the scan found about one transaction, for `journal show`. */
 export interface TransactionInfo {
+  /** The transaction id (`h_sequence`). */
   sequence: number;
   /** Log block where the transaction starts. */
   startBlock: number;
+  /**
+   * The transaction's descriptor blocks; `checksumOk` is undefined when the journal has no
+   * checksums.
+   */
   descriptorBlocks: { logBlock: number; checksumOk?: boolean }[];
+  /** Every block the descriptors log, in order. */
   blocks: LoggedBlock[];
+  /**
+   * The transaction's revoke blocks and the filesystem blocks each revokes; `checksumOk` as above.
+   */
   revokeBlocks: { logBlock: number; checksumOk?: boolean; records: number[] }[];
+  /** The log block of the commit block; undefined when none was found. */
   commitBlock?: number;
   /** Commit time in seconds, when a commit block was found. */
   commitTime?: number;

@@ -48,7 +48,9 @@ export type BlockSource =
 export interface PreparedReplay {
   /** The superblock before recovery. */
   superblock: Superblock;
+  /** The journal that was scanned. */
   journal: LocatedJournal;
+  /** What the scan of the journal found: the transactions to replay and their writes. */
   plan: RecoveryPlan;
   /** Every filesystem block the replay changes, with its final contents. */
   blocks: Map<number, BlockSource>;
@@ -94,6 +96,7 @@ export interface ReplayResult {
   reason?: string;
   /** True when blocks were written (false for a dry run). */
   written: boolean;
+  /** The replay that was worked out; absent when none was needed. */
   prepared?: PreparedReplay;
   /** Filesystem blocks written (or to be written, for a dry run), ascending. */
   blocksWritten: number[];

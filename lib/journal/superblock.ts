@@ -92,6 +92,7 @@ export class JournalSuperblock {
   readonly bytes: Uint8Array;
   readonly #view: DataView;
 
+  /** Wraps journal block 0; throws CorruptError when it has fewer than 1024 bytes. */
   constructor(bytes: Uint8Array) {
     if (bytes.length < 1024) {
       throw new CorruptError("journal superblock", `only ${bytes.length} bytes`);
@@ -104,6 +105,7 @@ export class JournalSuperblock {
     return this.#view.getUint32(o, false);
   }
 
+  /** `h_magic`: {@link JBD2_MAGIC} (0xc03b3998) in a valid journal superblock. */
   get magic(): number {
     return this.#u32(0x0);
   }
@@ -111,6 +113,7 @@ export class JournalSuperblock {
   get blockType(): number {
     return this.#u32(0x4);
   }
+  /** `s_blocksize`: the journal's block size in bytes. */
   get blockSize(): number {
     return this.#u32(0xc);
   }
@@ -147,30 +150,41 @@ export class JournalSuperblock {
   get isV2(): boolean {
     return this.blockType === BlockType.SUPERBLOCK_V2;
   }
+  /** `s_feature_compat`: {@link JournalCompat} bits (0 for a v1 superblock). */
   get featureCompat(): number {
     return this.isV2 ? this.#u32(0x24) : 0;
   }
+  /** `s_feature_incompat`: {@link JournalIncompat} bits (0 for a v1 superblock). */
   get featureIncompat(): number {
     return this.isV2 ? this.#u32(0x28) : 0;
   }
+  /** `s_feature_ro_compat`: read-only compatible feature bits (0 for a v1 superblock). */
   get featureRoCompat(): number {
     return this.isV2 ? this.#u32(0x2c) : 0;
   }
+  /** `s_uuid`: the journal's 16-byte UUID (a view on `bytes`). */
   get uuid(): Uint8Array {
     return this.bytes.subarray(0x30, 0x40);
   }
+  /**
+   * `s_nr_users`: how many filesystems share the journal (an external journal can list several).
+   */
   get nrUsers(): number {
     return this.#u32(0x40);
   }
+  /** `s_dynsuper`: location of a dynamic superblock copy (unused by jbd2). */
   get dynSuper(): number {
     return this.#u32(0x44);
   }
+  /** `s_max_transaction`: limit on blocks per transaction (unused by jbd2; 0). */
   get maxTransaction(): number {
     return this.#u32(0x48);
   }
+  /** `s_max_trans_data`: limit on data blocks per transaction (unused by jbd2; 0). */
   get maxTransData(): number {
     return this.#u32(0x4c);
   }
+  /** `s_checksum_type`: 4 (crc32c) with checksum v2/v3. */
   get checksumType(): number {
     return this.#view.getUint8(0x50);
   }
@@ -178,9 +192,11 @@ export class JournalSuperblock {
   get numFcBlocks(): number {
     return this.#u32(0x54);
   }
+  /** `s_head`: block of the log head; only up to date when a clean unmount emptied the journal. */
   get head(): number {
     return this.#u32(0x58);
   }
+  /** `s_checksum`: crc32c of the superblock (v2/v3), see `computeChecksum`. */
   get checksum(): number {
     return this.#u32(0xfc);
   }
@@ -190,15 +206,19 @@ export class JournalSuperblock {
     return Array.from({ length: n }, (_, i) => this.bytes.subarray(0x100 + 16 * i, 0x110 + 16 * i));
   }
 
+  /** True when `featureIncompat` has `flag`, a {@link JournalIncompat} bit. */
   has(flag: number): boolean {
     return (this.featureIncompat & flag) !== 0;
   }
+  /** INCOMPAT_64BIT: block numbers in tags have 64 bits. */
   get is64bit(): boolean {
     return this.has(JournalIncompat.BIT64);
   }
+  /** INCOMPAT_CSUM_V2: crc32c checksums, tags with 16-bit checksum fields. */
   get hasCsumV2(): boolean {
     return this.has(JournalIncompat.CSUM_V2);
   }
+  /** INCOMPAT_CSUM_V3: crc32c checksums, 16-byte tags with 32-bit checksums. */
   get hasCsumV3(): boolean {
     return this.has(JournalIncompat.CSUM_V3);
   }
@@ -210,12 +230,15 @@ export class JournalSuperblock {
   get hasCsumV1(): boolean {
     return (this.featureCompat & JournalCompat.CHECKSUM) !== 0;
   }
+  /** INCOMPAT_REVOKE: revoke blocks are honoured. */
   get hasRevoke(): boolean {
     return this.has(JournalIncompat.REVOKE);
   }
+  /** INCOMPAT_ASYNC_COMMIT: commit blocks may be written before the transaction's blocks. */
   get hasAsyncCommit(): boolean {
     return this.has(JournalIncompat.ASYNC_COMMIT);
   }
+  /** INCOMPAT_FAST_COMMIT: the journal ends with a fast-commit area. */
   get hasFastCommit(): boolean {
     return this.has(JournalIncompat.FAST_COMMIT);
   }
@@ -242,6 +265,7 @@ export class JournalSuperblock {
   get csumSeed(): number {
     return crc32c(0xffffffff, this.uuid);
   }
+  /** The UUID as `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`. */
   get uuidString(): string {
     return formatUuid(this.uuid);
   }
