@@ -230,7 +230,7 @@ export {
 export { attachLoop, mountFuse, openFuseDevice, unmountAsync } from "./ffi/fuse/mount.ts";
 
 // ---- writing ----
-// (The writer's own InodeFlags, DirFileType, fileTypeOfMode, readXattrs and dirHash duplicate
+// (The writer's own InodeFlags, DirFileType, fileTypeOfMode and readXattrs duplicate
 // the reader's and are not exported: the reader's are the public ones.)
 export {
   BlockCache,

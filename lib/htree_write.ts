@@ -21,7 +21,7 @@ import {
   scanDirBlock,
   setDirBlockChecksum,
 } from "./dir_write.ts";
-import { dirHash, DxHash } from "./dx_hash.ts";
+import { dirHash, DxHashVersion } from "./dir_hash.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import type { FileExtent } from "./extent_write.ts";
 import { findExtent } from "./file_map_write.ts";
@@ -110,12 +110,13 @@ export function setDxChecksum(sb: Superblock, dir: DxDir, block: Uint8Array, roo
 
 /** The hash version a directory's names are hashed with. */
 function hashVersion(sb: Superblock, stored: number): number {
-  if (stored <= DxHash.TEA && (sb.flags & SuperFlags.UNSIGNED_HASH)) return stored + 3;
+  if (stored <= DxHashVersion.TEA && (sb.flags & SuperFlags.UNSIGNED_HASH)) return stored + 3;
   return stored;
 }
 
 function hashOf(sb: Superblock, version: number, name: Uint8Array): number {
-  return dirHash(name, version, sb.hashSeed).hash;
+  // `version` already folds in UNSIGNED_HASH (3-5), so versions 0-2 here are the signed ones.
+  return dirHash(name, version, sb.hashSeed, true).major;
 }
 
 interface Level {
@@ -427,7 +428,9 @@ export async function makeIndexed(
   }
   const self = all[0].ino;
   const parent = all[1].ino;
-  const version = sb.defHashVersion <= DxHash.TEA ? sb.defHashVersion : DxHash.HALF_MD4;
+  const version = sb.defHashVersion <= DxHashVersion.TEA
+    ? sb.defHashVersion
+    : DxHashVersion.HALF_MD4;
   const list = hashedEntries(sb, hashVersion(sb, version), old).filter((h) =>
     !(h.entry.name.length <= 2 && h.entry.name.every((c) => c === 0x2e))
   );
