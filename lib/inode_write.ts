@@ -11,6 +11,7 @@
 import { crc32c, crc32cU32 } from "./checksum.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import { RoCompat } from "./features.ts";
+import { InodeFlags } from "./inode.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
@@ -20,21 +21,6 @@ export interface InodeTime {
   sec: number;
   nsec: number;
 }
-
-/** `i_flags` bits the write path sets. */
-export const InodeFlags = {
-  SYNC: 0x8,
-  IMMUTABLE: 0x10,
-  APPEND: 0x20,
-  NODUMP: 0x40,
-  NOATIME: 0x80,
-  INDEX: 0x1000,
-  HUGE_FILE: 0x40000,
-  EXTENTS: 0x80000,
-  EA_INODE: 0x200000,
-  INLINE_DATA: 0x10000000,
-  PROJINHERIT: 0x20000000,
-} as const;
 
 /** The fields of an inode the write path sets. */
 export interface InodeFields {

@@ -36,11 +36,11 @@ import { insertExtents, readFileMap, rewriteFileMap } from "./file_map_write.ts"
 import { canInline, writeInline } from "./inline_write.ts";
 import { writeNewFileData } from "./file_write.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
+import { InodeFlags } from "./inode.ts";
 import {
   decodeInode,
   encodeInode,
   type InodeFields,
-  InodeFlags,
   type InodeTime,
   readInodeRaw,
   writeInode,

@@ -17,11 +17,11 @@ import type { BlockReader } from "./bitmap.ts";
 import { crc32c } from "./checksum.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
+import { InodeFlags } from "./inode.ts";
 import {
   decodeInode,
   encodeInode,
   type InodeFields,
-  InodeFlags,
   type InodeTime,
   readInodeRaw,
   writeInode,

@@ -16,11 +16,11 @@ import type { Ext4Error } from "../lib/errors.ts";
 import { buildExtentTree } from "../lib/extent_write.ts";
 import { Incompat, RoCompat } from "../lib/features.ts";
 import { type NewFileData, writeNewFileData } from "../lib/file_write.ts";
+import { InodeFlags } from "../lib/inode.ts";
 import {
   decodeInode,
   encodeInode,
   type InodeFields,
-  InodeFlags,
   readInodeRaw,
   writeInode,
 } from "../lib/inode_write.ts";

@@ -17,13 +17,8 @@ import {
   writeFileRange,
 } from "../lib/file_update.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
-import {
-  decodeInode,
-  encodeInode,
-  InodeFlags,
-  readInodeRaw,
-  writeInode,
-} from "../lib/inode_write.ts";
+import { InodeFlags } from "../lib/inode.ts";
+import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { dirHash, DxHashVersion } from "../lib/dir_hash.ts";
-import { decodeInode, InodeFlags, readInodeRaw } from "../lib/inode_write.ts";
+import { InodeFlags } from "../lib/inode.ts";
+import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
 import {
   createFile,
   lookupEntry,
