@@ -117,6 +117,7 @@ export {
   type DirBlockLocation,
   type DirContext,
   type DirectorySource,
+  direntTypeOfMode,
   DirFileType,
   dirLeafChecksum,
   type DirRecord,
@@ -230,8 +231,8 @@ export {
 export { attachLoop, mountFuse, openFuseDevice, unmountAsync } from "./ffi/fuse/mount.ts";
 
 // ---- writing ----
-// (The writer's own InodeFlags, DirFileType, fileTypeOfMode and readXattrs duplicate
-// the reader's and are not exported: the reader's are the public ones.)
+// (The writer uses the reader's InodeFlags, DirFileType, direntTypeOfMode, rec_len and
+// checksum-tail helpers and dirHash; its own readXattrs duplicates the reader's and is not exported.)
 export {
   BlockCache,
   type BlockCacheOptions,

@@ -11,9 +11,7 @@
  * @module
  */
 
-import { crc32c } from "./checksum.ts";
 import {
-  DirFileType,
   emptyDirBlock,
   insertDirEntry,
   type NewDirEntry,
@@ -22,10 +20,10 @@ import {
   setDirBlockChecksum,
 } from "./dir_write.ts";
 import { dirHash, DxHashVersion } from "./dir_hash.ts";
+import { computeDxChecksum, DirFileType } from "./directory.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import type { FileExtent } from "./extent_write.ts";
 import { findExtent } from "./file_map_write.ts";
-import { inodeChecksumSeed } from "./inode_write.ts";
 import { type Superblock, SuperFlags } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 
@@ -94,18 +92,15 @@ function writeEntries(block: Uint8Array, off: number, limit: number, entries: Dx
 /** Stores the dx tail checksum of an index block (no-op without metadata_csum). */
 export function setDxChecksum(sb: Superblock, dir: DxDir, block: Uint8Array, root: boolean): void {
   if (!sb.hasMetadataCsum) return;
-  const off = root ? ROOT_COUNT : NODE_COUNT;
-  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  const limit = v.getUint16(off, true);
-  const count = v.getUint16(off + 2, true);
-  const tail = off + 8 * limit;
-  let c = crc32c(
-    inodeChecksumSeed(sb, dir.ino, dir.generation),
-    block.subarray(0, off + 8 * count),
+  const r = computeDxChecksum(sb, dir.ino, dir.generation, block);
+  if ("reason" in r) {
+    throw new CorruptError(`${root ? "dx_root" : "dx_node"} of directory ${dir.ino}`, r.reason);
+  }
+  new DataView(block.buffer, block.byteOffset, block.byteLength).setUint32(
+    r.tail + 4,
+    r.checksum,
+    true,
   );
-  c = crc32c(c, block.subarray(tail, tail + 4));
-  c = crc32c(c, new Uint8Array(4));
-  v.setUint32(tail + 4, c, true);
 }
 
 /** The hash version a directory's names are hashed with. */

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { buildBlockMap } from "../lib/blockmap_write.ts";
+import { DirFileType } from "../lib/directory.ts";
 import {
   dirBlockChecksumValid,
-  DirFileType,
   emptyDirBlock,
   insertDirEntry,
   newDirectoryBlock,
@@ -238,7 +238,7 @@ async function createFile(
     ino,
     encodeInode(sb, ino, inodeFields(0o100644, contents.length, 1, data, generation)),
   );
-  await addEntry(fs, tx, parent, name, ino, DirFileType.REG);
+  await addEntry(fs, tx, parent, name, ino, DirFileType.REG_FILE);
   return { ino, data };
 }
 

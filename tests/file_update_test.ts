@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { DirFileType, insertDirEntry, setDirBlockChecksum } from "../lib/dir_write.ts";
+import { DirFileType } from "../lib/directory.ts";
+import { insertDirEntry, setDirBlockChecksum } from "../lib/dir_write.ts";
 import type { Ext4Error } from "../lib/errors.ts";
 import {
   findExtent,
@@ -118,7 +119,11 @@ async function createEmpty(fs: LoadedFs, tx: Transaction, name: string): Promise
   const map = await readFileMap(tx, sb, 2, root);
   const block = await tx.getWritable(map.extents[0].physical);
   assert.ok(
-    insertDirEntry(sb, block, { ino, name: new TextEncoder().encode(name), type: DirFileType.REG }),
+    insertDirEntry(sb, block, {
+      ino,
+      name: new TextEncoder().encode(name),
+      type: DirFileType.REG_FILE,
+    }),
   );
   setDirBlockChecksum(sb, 2, root.generation, block);
   return ino;

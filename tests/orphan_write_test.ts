@@ -1,10 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  DirFileType,
-  insertDirEntry,
-  removeDirEntry,
-  setDirBlockChecksum,
-} from "../lib/dir_write.ts";
+import { DirFileType } from "../lib/directory.ts";
+import { insertDirEntry, removeDirEntry, setDirBlockChecksum } from "../lib/dir_write.ts";
 import { readFileMap } from "../lib/file_map_write.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
 import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";
@@ -59,7 +55,7 @@ async function createFile(
     }),
   );
   const { block, generation: rg } = await rootBlock(fs, tx);
-  assert.ok(insertDirEntry(sb, block, { ino, name: enc.encode(name), type: DirFileType.REG }));
+  assert.ok(insertDirEntry(sb, block, { ino, name: enc.encode(name), type: DirFileType.REG_FILE }));
   setDirBlockChecksum(sb, 2, rg, block);
   return ino;
 }

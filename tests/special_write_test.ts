@@ -1,11 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import {
-  DirFileType,
-  fileTypeOfMode,
-  insertDirEntry,
-  setDirBlockChecksum,
-} from "../lib/dir_write.ts";
+import { direntTypeOfMode, DirFileType } from "../lib/directory.ts";
+import { insertDirEntry, setDirBlockChecksum } from "../lib/dir_write.ts";
 import type { Ext4Error } from "../lib/errors.ts";
 import { readFileMap } from "../lib/file_map_write.ts";
 import type { NewFileData } from "../lib/file_write.ts";
@@ -31,8 +27,8 @@ Deno.test("device numbers: old and new encodings round-trip", () => {
   const v = new DataView(deviceBlock(8, 300).buffer);
   assert.equal(v.getUint32(0, true), 0, "new encoding when the minor does not fit a byte");
   assert.throws(() => deviceBlock(4096, 0), /out of range/);
-  assert.equal(fileTypeOfMode(0o020644), DirFileType.CHRDEV);
-  assert.equal(fileTypeOfMode(0o140755), DirFileType.SOCK);
+  assert.equal(direntTypeOfMode(0o020644), DirFileType.CHRDEV);
+  assert.equal(direntTypeOfMode(0o140755), DirFileType.SOCK);
 });
 
 /** Makes an inode of `mode` with the given mapping fields and links it into the root. */
@@ -77,7 +73,9 @@ async function makeNode(
   const root = decodeInode(sb, await readInodeRaw(tx, sb, gdt, 2));
   const map = await readFileMap(tx, sb, 2, root);
   const block = await tx.getWritable(map.extents[0].physical);
-  assert.ok(insertDirEntry(sb, block, { ino, name: enc.encode(name), type: fileTypeOfMode(mode) }));
+  assert.ok(
+    insertDirEntry(sb, block, { ino, name: enc.encode(name), type: direntTypeOfMode(mode) }),
+  );
   setDirBlockChecksum(sb, 2, root.generation, block);
   return ino;
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { DirFileType, insertDirEntry, setDirBlockChecksum } from "../lib/dir_write.ts";
+import { DirFileType } from "../lib/directory.ts";
+import { insertDirEntry, setDirBlockChecksum } from "../lib/dir_write.ts";
 import type { Ext4Error } from "../lib/errors.ts";
 import { readFileMap } from "../lib/file_map_write.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
@@ -91,7 +92,7 @@ async function createEmpty(fs: LoadedFs, tx: Transaction, name: string): Promise
   const root = decodeInode(sb, await readInodeRaw(tx, sb, gdt, 2));
   const map = await readFileMap(tx, sb, 2, root);
   const block = await tx.getWritable(map.extents[0].physical);
-  assert.ok(insertDirEntry(sb, block, { ino, name: enc.encode(name), type: DirFileType.REG }));
+  assert.ok(insertDirEntry(sb, block, { ino, name: enc.encode(name), type: DirFileType.REG_FILE }));
   setDirBlockChecksum(sb, 2, root.generation, block);
   return ino;
 }
