@@ -13,6 +13,7 @@ import { readFileMap } from "../lib/file_map_write.ts";
 import {
   decodeInode,
   encodeInode,
+  type InodeFields,
   type InodeTime,
   readInodeRaw,
   writeInode,
@@ -122,7 +123,7 @@ export async function loadFs(image: Uint8Array | MemoryBlockDevice): Promise<Loa
   return { dev, sb, gdt, cache, alloc: new Allocator(sb, gdt) };
 }
 
-/** The fields of a test file's inode; the rest are fixed (uid/gid 0, one link, no xattr block). */
+/** The fields of a test file's inode; the rest are fixed (uid/gid 0, no xattr block). */
 export interface TestInode {
   mode: number;
   size: number;
@@ -133,6 +134,38 @@ export interface TestInode {
   flags: number;
   /** `i_block`, e.g. `writeNewFileData(...).iBlock`. */
   block: Uint8Array;
+  /** Hard links (default 1). */
+  links?: number;
+}
+
+/**
+ * The full inode fields of a test file.
+ *
+ * @example
+ * ```ts ignore
+ * encodeInode(sb, ino, testInodeFields({ mode: 0o100644, size: 0, generation, time, ...data }));
+ * ```
+ */
+export function testInodeFields(f: TestInode): InodeFields {
+  return {
+    mode: f.mode,
+    uid: 0,
+    gid: 0,
+    size: f.size,
+    linksCount: f.links ?? 1,
+    blocks512: f.blocks512,
+    flags: f.flags,
+    generation: f.generation,
+    atime: f.time,
+    ctime: f.time,
+    mtime: f.time,
+    crtime: f.time,
+    dtime: 0,
+    fileAcl: 0,
+    block: f.block,
+    version: 0,
+    projid: 0,
+  };
 }
 
 /**
@@ -154,25 +187,7 @@ export async function writeTestInode(
     fs.sb,
     fs.gdt,
     ino,
-    encodeInode(fs.sb, ino, {
-      mode: f.mode,
-      uid: 0,
-      gid: 0,
-      size: f.size,
-      linksCount: 1,
-      blocks512: f.blocks512,
-      flags: f.flags,
-      generation: f.generation,
-      atime: f.time,
-      ctime: f.time,
-      mtime: f.time,
-      crtime: f.time,
-      dtime: 0,
-      fileAcl: 0,
-      block: f.block,
-      version: 0,
-      projid: 0,
-    }),
+    encodeInode(fs.sb, ino, testInodeFields(f)),
   );
 }
 
