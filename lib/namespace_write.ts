@@ -45,7 +45,7 @@ import {
   writeInode,
 } from "./inode_write.ts";
 import { deviceBlock, symlinkData } from "./special_write.ts";
-import { xattrBlockChecksum } from "./xattr_write.ts";
+import { xattrBlockChecksum } from "./xattr.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 
