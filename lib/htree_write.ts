@@ -20,11 +20,12 @@ import {
   setDirBlockChecksum,
 } from "./dir_write.ts";
 import { dirHash, DxHashVersion } from "./dir_hash.ts";
+import { hashIsSigned } from "./dir_htree.ts";
 import { computeDxChecksum, DirFileType } from "./directory.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import type { FileExtent } from "./extent_write.ts";
 import { findExtent } from "./file_map_write.ts";
-import { type Superblock, SuperFlags } from "./superblock.ts";
+import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 
 const ROOT_COUNT = 0x20;
@@ -105,7 +106,7 @@ export function setDxChecksum(sb: Superblock, dir: DxDir, block: Uint8Array, roo
 
 /** The hash version a directory's names are hashed with. */
 function hashVersion(sb: Superblock, stored: number): number {
-  if (stored <= DxHashVersion.TEA && (sb.flags & SuperFlags.UNSIGNED_HASH)) return stored + 3;
+  if (stored <= DxHashVersion.TEA && !hashIsSigned(sb)) return stored + 3;
   return stored;
 }
 
