@@ -133,6 +133,7 @@ export {
   type DirBlockLocation,
   type DirContext,
   type DirectorySource,
+  direntTypeOfMode,
   DirFileType,
   dirLeafChecksum,
   type DirRecord,
@@ -283,8 +284,8 @@ export {
 } from "./ffi/fuse/mount.ts";
 
 // ---- writing ----
-// (The writer's own InodeFlags, DirFileType, fileTypeOfMode, readXattrs and dirHash duplicate
-// the reader's and are not exported: the reader's are the public ones.)
+// (The writer uses the reader's InodeFlags, DirFileType, direntTypeOfMode, rec_len and
+// checksum-tail helpers and dirHash; its own readXattrs duplicates the reader's and is not exported.)
 export {
   BlockCache,
   type BlockCacheOptions,

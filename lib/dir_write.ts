@@ -7,54 +7,17 @@
  * @module
  */
 
-import { crc32c } from "./checksum.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import { Incompat } from "./features.ts";
-import { inodeChecksumSeed } from "./inode_write.ts";
+import {
+  DIRENT_TAIL_SIZE,
+  DirFileType,
+  dirLeafChecksum,
+  dirRecLen,
+  recLenFromDisk,
+  recLenToDisk,
+} from "./directory.ts";
 import type { Superblock } from "./superblock.ts";
-
-/** `file_type` codes of directory entries (with the filetype feature). */
-export const DirFileType = {
-  UNKNOWN: 0,
-  REG: 1,
-  DIR: 2,
-  CHRDEV: 3,
-  BLKDEV: 4,
-  FIFO: 5,
-  SOCK: 6,
-  SYMLINK: 7,
-} as const;
-
-/** The `file_type` code for an st_mode. */
-export function fileTypeOfMode(mode: number): number {
-  switch (mode & 0o170000) {
-    case 0o100000:
-      return DirFileType.REG;
-    case 0o040000:
-      return DirFileType.DIR;
-    case 0o020000:
-      return DirFileType.CHRDEV;
-    case 0o060000:
-      return DirFileType.BLKDEV;
-    case 0o010000:
-      return DirFileType.FIFO;
-    case 0o140000:
-      return DirFileType.SOCK;
-    case 0o120000:
-      return DirFileType.SYMLINK;
-    default:
-      return DirFileType.UNKNOWN;
-  }
-}
-
-/** Size of the metadata_csum tail at the end of a linear directory block. */
-export const DIR_TAIL_SIZE = 12;
-const TAIL_FT = 0xde;
-
-/** Record length an entry with a name of `nameLen` bytes needs. */
-export function direntRecLen(nameLen: number): number {
-  return (8 + nameLen + 3) & ~3;
-}
 
 /** One entry to write. */
 export interface NewDirEntry {
@@ -78,19 +41,16 @@ function hasFiletype(sb: Superblock): boolean {
 }
 
 function readRecLen(v: DataView, o: number, bs: number): number {
-  const raw = v.getUint16(o + 4, true);
-  // 64 KiB blocks store a whole-block record as 0 or 65535.
-  if (bs >= 65536 && (raw === 0xffff || raw === 0)) return 65536;
-  return raw;
+  return recLenFromDisk(v.getUint16(o + 4, true), bs);
 }
 
-function writeRecLen(v: DataView, o: number, len: number): void {
-  v.setUint16(o + 4, len >= 65536 ? 0xffff : len, true);
+function writeRecLen(v: DataView, o: number, len: number, bs: number): void {
+  v.setUint16(o + 4, recLenToDisk(len, bs), true);
 }
 
 /** The usable end of a block: before the checksum tail when metadata_csum is on. */
 export function dirBlockEnd(sb: Superblock): number {
-  return sb.blockSize - (sb.hasMetadataCsum ? DIR_TAIL_SIZE : 0);
+  return sb.blockSize - (sb.hasMetadataCsum ? DIRENT_TAIL_SIZE : 0);
 }
 
 /**
@@ -137,7 +97,7 @@ function putEntry(
 ): void {
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
   v.setUint32(o, e.ino, true);
-  writeRecLen(v, o, recLen);
+  writeRecLen(v, o, recLen, sb.blockSize);
   if (hasFiletype(sb)) {
     block[o + 6] = e.name.length;
     block[o + 7] = e.type;
@@ -146,7 +106,7 @@ function putEntry(
   }
   block.set(e.name, o + 8);
   // Zero the padding so identical directories have identical bytes.
-  block.fill(0, o + 8 + e.name.length, o + direntRecLen(e.name.length));
+  block.fill(0, o + 8 + e.name.length, o + dirRecLen(e.name.length));
 }
 
 function checkName(name: Uint8Array): void {
@@ -162,7 +122,7 @@ function checkName(name: Uint8Array): void {
 export function emptyDirBlock(sb: Superblock): Uint8Array {
   const block = new Uint8Array(sb.blockSize);
   const v = new DataView(block.buffer);
-  writeRecLen(v, 0, dirBlockEnd(sb));
+  writeRecLen(v, 0, dirBlockEnd(sb), sb.blockSize);
   initTail(sb, block);
   return block;
 }
@@ -182,12 +142,12 @@ export function newDirectoryBlock(sb: Superblock, ino: number, parentIno: number
 
 function initTail(sb: Superblock, block: Uint8Array): void {
   if (!sb.hasMetadataCsum) return;
-  const o = sb.blockSize - DIR_TAIL_SIZE;
+  const o = sb.blockSize - DIRENT_TAIL_SIZE;
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
   v.setUint32(o, 0, true);
-  v.setUint16(o + 4, DIR_TAIL_SIZE, true);
+  v.setUint16(o + 4, DIRENT_TAIL_SIZE, true);
   block[o + 6] = 0;
-  block[o + 7] = TAIL_FT;
+  block[o + 7] = DirFileType.DIR_CSUM;
   v.setUint32(o + 8, 0, true);
 }
 
@@ -199,13 +159,13 @@ function initTail(sb: Superblock, block: Uint8Array): void {
  * @example
  * ```ts ignore
  * const block = await tx.getWritable(dirBlock);
- * if (!insertDirEntry(sb, block, { ino, name, type: DirFileType.REG })) { ... add a block ... }
+ * if (!insertDirEntry(sb, block, { ino, name, type: DirFileType.REG_FILE })) { ... add a block ... }
  * setDirBlockChecksum(sb, dirIno, dirGeneration, block);
  * ```
  */
 export function insertDirEntry(sb: Superblock, block: Uint8Array, entry: NewDirEntry): boolean {
   checkName(entry.name);
-  const need = direntRecLen(entry.name.length);
+  const need = dirRecLen(entry.name.length);
   const entries = parseDirBlock(sb, block);
   for (const e of entries) {
     if (e.ino !== 0 && sameName(e.name, entry.name)) {
@@ -217,10 +177,10 @@ export function insertDirEntry(sb: Superblock, block: Uint8Array, entry: NewDirE
       putEntry(sb, block, e.offset, e.recLen, entry);
       return true;
     }
-    const used = e.ino === 0 ? 0 : direntRecLen(e.name.length);
+    const used = e.ino === 0 ? 0 : dirRecLen(e.name.length);
     if (e.ino !== 0 && e.recLen - used >= need) {
       const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-      writeRecLen(v, e.offset, used);
+      writeRecLen(v, e.offset, used, sb.blockSize);
       putEntry(sb, block, e.offset + used, e.recLen - used, entry);
       return true;
     }
@@ -241,7 +201,7 @@ export function scanDirBlock(
 ): { ino: number; room: boolean } {
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
   const end = dirBlockEnd(sb);
-  const need = direntRecLen(name.length);
+  const need = dirRecLen(name.length);
   const filetype = hasFiletype(sb);
   let room = false;
   let o = 0;
@@ -259,7 +219,7 @@ export function scanDirBlock(
     if (ino === 0) {
       if (recLen >= need) room = true;
     } else {
-      if (recLen - direntRecLen(nameLen) >= need) room = true;
+      if (recLen - dirRecLen(nameLen) >= need) room = true;
       if (nameLen === name.length) {
         let same = true;
         for (let i = 0; i < nameLen; i++) {
@@ -278,9 +238,9 @@ export function scanDirBlock(
 
 /** True when an entry with a name of `nameLen` bytes fits in the block (see {@link insertDirEntry}). */
 export function dirBlockHasRoom(entries: DirBlockEntry[], nameLen: number): boolean {
-  const need = direntRecLen(nameLen);
+  const need = dirRecLen(nameLen);
   return entries.some((e) =>
-    e.ino === 0 ? e.recLen >= need : e.recLen - direntRecLen(e.name.length) >= need
+    e.ino === 0 ? e.recLen >= need : e.recLen - dirRecLen(e.name.length) >= need
   );
 }
 
@@ -298,7 +258,7 @@ export function removeDirEntry(sb: Superblock, block: Uint8Array, name: Uint8Arr
       v.setUint32(e.offset, 0, true);
     } else {
       const prev = entries[i - 1];
-      writeRecLen(v, prev.offset, prev.recLen + e.recLen);
+      writeRecLen(v, prev.offset, prev.recLen + e.recLen, sb.blockSize);
       block.fill(0, e.offset, e.offset + 8 + e.name.length);
     }
     return e.ino;
@@ -333,19 +293,6 @@ function sameName(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** crc32c of a linear directory block up to its tail, seeded with the directory inode's seed. */
-export function dirBlockChecksum(
-  sb: Superblock,
-  ino: number,
-  generation: number,
-  block: Uint8Array,
-): number {
-  return crc32c(
-    inodeChecksumSeed(sb, ino, generation),
-    block.subarray(0, sb.blockSize - DIR_TAIL_SIZE),
-  );
-}
-
 /** Stores the tail checksum of a linear directory block (no-op without metadata_csum). */
 export function setDirBlockChecksum(
   sb: Superblock,
@@ -354,12 +301,12 @@ export function setDirBlockChecksum(
   block: Uint8Array,
 ): void {
   if (!sb.hasMetadataCsum) return;
-  const o = sb.blockSize - DIR_TAIL_SIZE;
+  const o = sb.blockSize - DIRENT_TAIL_SIZE;
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  if (v.getUint16(o + 4, true) !== DIR_TAIL_SIZE || block[o + 7] !== TAIL_FT) {
+  if (v.getUint16(o + 4, true) !== DIRENT_TAIL_SIZE || block[o + 7] !== DirFileType.DIR_CSUM) {
     throw new CorruptError(`directory block of inode ${ino}`, "no checksum tail");
   }
-  v.setUint32(o + 8, dirBlockChecksum(sb, ino, generation, block), true);
+  v.setUint32(o + 8, dirLeafChecksum(sb, ino, generation, block), true);
 }
 
 /** True when the tail checksum matches (always true without metadata_csum). */
@@ -371,5 +318,5 @@ export function dirBlockChecksumValid(
 ): boolean {
   if (!sb.hasMetadataCsum) return true;
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  return v.getUint32(sb.blockSize - 4, true) === dirBlockChecksum(sb, ino, generation, block);
+  return v.getUint32(sb.blockSize - 4, true) === dirLeafChecksum(sb, ino, generation, block);
 }

@@ -19,6 +19,7 @@
 import { crc32c, crc32cU32 } from "./checksum.ts";
 import { CorruptError } from "./errors.ts";
 import { Compat, Incompat } from "./features.ts";
+import { type FileType, fileTypeOfMode } from "./inode.ts";
 import type { Superblock } from "./superblock.ts";
 
 /** What directory parsing needs to know about the filesystem. */
@@ -82,6 +83,31 @@ export const DirFileType = {
   /** The fake file type of the metadata_csum tail entry. */
   DIR_CSUM: 0xde,
 } as const;
+
+/** The `file_type` code of each kind of inode. */
+const DIRENT_TYPE_OF: Record<FileType, number> = {
+  file: DirFileType.REG_FILE,
+  dir: DirFileType.DIR,
+  chardev: DirFileType.CHRDEV,
+  blockdev: DirFileType.BLKDEV,
+  fifo: DirFileType.FIFO,
+  socket: DirFileType.SOCK,
+  symlink: DirFileType.SYMLINK,
+  unknown: DirFileType.UNKNOWN,
+};
+
+/**
+ * The directory entry `file_type` code ({@link DirFileType}) for a full `st_mode`.
+ *
+ * @example
+ * ```ts
+ * import { direntTypeOfMode } from "./directory.ts";
+ * console.log(direntTypeOfMode(0o040755)); // 2
+ * ```
+ */
+export function direntTypeOfMode(mode: number): number {
+  return DIRENT_TYPE_OF[fileTypeOfMode(mode)];
+}
 
 /** Inode flags that matter to directories. */
 export const DirInodeFlags = {

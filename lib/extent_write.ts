@@ -9,7 +9,7 @@
 import type { Allocator, Extent } from "./alloc.ts";
 import { crc32c } from "./checksum.ts";
 import { Ext4Error } from "./errors.ts";
-import { inodeChecksumSeed } from "./inode_write.ts";
+import { inodeChecksumSeed } from "./directory.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 

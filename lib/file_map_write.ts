@@ -20,7 +20,8 @@ import {
   MAX_INIT_EXTENT,
   MAX_UNWRITTEN_EXTENT,
 } from "./extent_write.ts";
-import { type InodeFields, InodeFlags } from "./inode_write.ts";
+import { InodeFlags } from "./inode.ts";
+import type { InodeFields } from "./inode_write.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 

@@ -25,11 +25,11 @@ import {
 } from "./file_map_write.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
 import { uninline } from "./inline_write.ts";
+import { InodeFlags } from "./inode.ts";
 import {
   decodeInode,
   encodeInode,
   type InodeFields,
-  InodeFlags,
   type InodeTime,
   readInodeRaw,
   writeInode,

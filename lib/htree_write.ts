@@ -11,9 +11,7 @@
  * @module
  */
 
-import { crc32c } from "./checksum.ts";
 import {
-  DirFileType,
   emptyDirBlock,
   insertDirEntry,
   type NewDirEntry,
@@ -21,12 +19,13 @@ import {
   scanDirBlock,
   setDirBlockChecksum,
 } from "./dir_write.ts";
-import { dirHash, DxHash } from "./dx_hash.ts";
+import { dirHash, DxHashVersion } from "./dir_hash.ts";
+import { hashIsSigned } from "./dir_htree.ts";
+import { computeDxChecksum, DirFileType } from "./directory.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import type { FileExtent } from "./extent_write.ts";
 import { findExtent } from "./file_map_write.ts";
-import { inodeChecksumSeed } from "./inode_write.ts";
-import { type Superblock, SuperFlags } from "./superblock.ts";
+import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 
 const ROOT_COUNT = 0x20;
@@ -94,28 +93,26 @@ function writeEntries(block: Uint8Array, off: number, limit: number, entries: Dx
 /** Stores the dx tail checksum of an index block (no-op without metadata_csum). */
 export function setDxChecksum(sb: Superblock, dir: DxDir, block: Uint8Array, root: boolean): void {
   if (!sb.hasMetadataCsum) return;
-  const off = root ? ROOT_COUNT : NODE_COUNT;
-  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  const limit = v.getUint16(off, true);
-  const count = v.getUint16(off + 2, true);
-  const tail = off + 8 * limit;
-  let c = crc32c(
-    inodeChecksumSeed(sb, dir.ino, dir.generation),
-    block.subarray(0, off + 8 * count),
+  const r = computeDxChecksum(sb, dir.ino, dir.generation, block);
+  if ("reason" in r) {
+    throw new CorruptError(`${root ? "dx_root" : "dx_node"} of directory ${dir.ino}`, r.reason);
+  }
+  new DataView(block.buffer, block.byteOffset, block.byteLength).setUint32(
+    r.tail + 4,
+    r.checksum,
+    true,
   );
-  c = crc32c(c, block.subarray(tail, tail + 4));
-  c = crc32c(c, new Uint8Array(4));
-  v.setUint32(tail + 4, c, true);
 }
 
 /** The hash version a directory's names are hashed with. */
 function hashVersion(sb: Superblock, stored: number): number {
-  if (stored <= DxHash.TEA && (sb.flags & SuperFlags.UNSIGNED_HASH)) return stored + 3;
+  if (stored <= DxHashVersion.TEA && !hashIsSigned(sb)) return stored + 3;
   return stored;
 }
 
 function hashOf(sb: Superblock, version: number, name: Uint8Array): number {
-  return dirHash(name, version, sb.hashSeed).hash;
+  // `version` already folds in UNSIGNED_HASH (3-5), so versions 0-2 here are the signed ones.
+  return dirHash(name, version, sb.hashSeed, true).major;
 }
 
 interface Level {
@@ -427,7 +424,9 @@ export async function makeIndexed(
   }
   const self = all[0].ino;
   const parent = all[1].ino;
-  const version = sb.defHashVersion <= DxHash.TEA ? sb.defHashVersion : DxHash.HALF_MD4;
+  const version = sb.defHashVersion <= DxHashVersion.TEA
+    ? sb.defHashVersion
+    : DxHashVersion.HALF_MD4;
   const list = hashedEntries(sb, hashVersion(sb, version), old).filter((h) =>
     !(h.entry.name.length <= 2 && h.entry.name.every((c) => c === 0x2e))
   );

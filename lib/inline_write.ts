@@ -12,7 +12,8 @@ import { emptyExtentRoot } from "./extent_write.ts";
 import { Incompat } from "./features.ts";
 import type { FileContext } from "./file_update.ts";
 import { writeNewFileData } from "./file_write.ts";
-import { decodeInode, encodeInode, InodeFlags, readInodeRaw, writeInode } from "./inode_write.ts";
+import { InodeFlags } from "./inode.ts";
+import { decodeInode, encodeInode, readInodeRaw, writeInode } from "./inode_write.ts";
 import { readXattrs, setXattr } from "./xattr_write.ts";
 
 /** Largest file kept inline by ext4ts. */

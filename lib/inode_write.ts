@@ -8,9 +8,9 @@
  * @module
  */
 
-import { crc32c, crc32cU32 } from "./checksum.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import { RoCompat } from "./features.ts";
+import { inodeChecksum, InodeFlags } from "./inode.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
@@ -20,21 +20,6 @@ export interface InodeTime {
   sec: number;
   nsec: number;
 }
-
-/** `i_flags` bits the write path sets. */
-export const InodeFlags = {
-  SYNC: 0x8,
-  IMMUTABLE: 0x10,
-  APPEND: 0x20,
-  NODUMP: 0x40,
-  NOATIME: 0x80,
-  INDEX: 0x1000,
-  HUGE_FILE: 0x40000,
-  EXTENTS: 0x80000,
-  EA_INODE: 0x200000,
-  INLINE_DATA: 0x10000000,
-  PROJINHERIT: 0x20000000,
-} as const;
 
 /** The fields of an inode the write path sets. */
 export interface InodeFields {
@@ -98,40 +83,6 @@ export function encodeTime(t: InodeTime): { lo: number; extra: number } {
 export function decodeTime(lo: number, extra: number | undefined): InodeTime {
   const sec = (lo | 0) + (extra === undefined ? 0 : (extra & 3) * 2 ** 32);
   return { sec, nsec: extra === undefined ? 0 : extra >>> 2 };
-}
-
-/**
- * The checksum seed of one inode: crc32c over the inode number and generation, from the
- * filesystem seed. Extent blocks, directory blocks and xattr blocks of the inode use it too.
- *
- * @example
- * ```ts ignore
- * const seed = inodeChecksumSeed(sb, 12, generation);
- * ```
- */
-export function inodeChecksumSeed(sb: Superblock, ino: number, generation: number): number {
-  return crc32cU32(crc32cU32(sb.csumSeed, ino), generation);
-}
-
-/** The metadata_csum checksum of a raw inode record (checksum fields taken as zero). */
-export function inodeChecksum(sb: Superblock, ino: number, raw: Uint8Array): number {
-  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-  const gen = view.getUint32(0x64, true);
-  const zero = new Uint8Array(2);
-  let c = inodeChecksumSeed(sb, ino, gen);
-  c = crc32c(c, raw.subarray(0, CSUM_LO));
-  c = crc32c(c, zero);
-  c = crc32c(c, raw.subarray(CSUM_LO + 2, GOOD_OLD_SIZE));
-  if (raw.length > GOOD_OLD_SIZE) {
-    c = crc32c(c, raw.subarray(GOOD_OLD_SIZE, CSUM_HI));
-    let offset = CSUM_HI;
-    if (fits(raw, CSUM_HI, 2)) {
-      c = crc32c(c, zero);
-      offset += 2;
-    }
-    c = crc32c(c, raw.subarray(offset));
-  }
-  return c;
 }
 
 /** Stores the checksum in a raw record (no-op without metadata_csum). */

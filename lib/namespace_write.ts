@@ -10,9 +10,7 @@
 
 import type { Allocator } from "./alloc.ts";
 import {
-  DirFileType,
   emptyDirBlock,
-  fileTypeOfMode,
   insertDirEntry,
   newDirectoryBlock,
   parseDirBlock,
@@ -21,6 +19,7 @@ import {
   scanDirBlock,
   setDirBlockChecksum,
 } from "./dir_write.ts";
+import { direntTypeOfMode, DirFileType } from "./directory.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import { emptyExtentRoot } from "./extent_write.ts";
 import { Compat, Incompat, RoCompat } from "./features.ts";
@@ -36,17 +35,17 @@ import { insertExtents, readFileMap, rewriteFileMap } from "./file_map_write.ts"
 import { canInline, writeInline } from "./inline_write.ts";
 import { writeNewFileData } from "./file_write.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
+import { InodeFlags } from "./inode.ts";
 import {
   decodeInode,
   encodeInode,
   type InodeFields,
-  InodeFlags,
   type InodeTime,
   readInodeRaw,
   writeInode,
 } from "./inode_write.ts";
 import { deviceBlock, symlinkData } from "./special_write.ts";
-import { xattrBlockChecksum } from "./xattr_write.ts";
+import { xattrBlockChecksum } from "./xattr.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 
@@ -487,7 +486,7 @@ export async function createFile(
         blocks512: file.blocks512,
       });
     }
-    await addEntry(ctx, parent, name, ino, DirFileType.REG);
+    await addEntry(ctx, parent, name, ino, DirFileType.REG_FILE);
     return ino;
   } catch (e) {
     ctx.tx.abort();
@@ -546,7 +545,7 @@ export async function makeNode(
     const { ino } = await newInode(ctx, parent, type | (options.perm & 0o7777), options, {
       block: device ? deviceBlock(options.major ?? 0, options.minor ?? 0) : new Uint8Array(60),
     });
-    await addEntry(ctx, parent, name, ino, fileTypeOfMode(mode));
+    await addEntry(ctx, parent, name, ino, direntTypeOfMode(mode));
     return ino;
   } catch (e) {
     ctx.tx.abort();
@@ -567,7 +566,7 @@ export async function linkInode(
   await checkFree(ctx, parent, name);
   try {
     await changeLinks(ctx, ino, 1);
-    await addEntry(ctx, parent, name, ino, fileTypeOfMode(f.mode));
+    await addEntry(ctx, parent, name, ino, direntTypeOfMode(f.mode));
   } catch (e) {
     ctx.tx.abort();
     throw e;
@@ -757,8 +756,8 @@ export async function renameEntry(
       throw new Ext4Error("INVALID", "into itself");
     }
     try {
-      await retargetEntry(ctx, oldParent, on, dst, fileTypeOfMode(df.mode));
-      await retargetEntry(ctx, newParent, nn, src, fileTypeOfMode(sf.mode));
+      await retargetEntry(ctx, oldParent, on, dst, direntTypeOfMode(df.mode));
+      await retargetEntry(ctx, newParent, nn, src, direntTypeOfMode(sf.mode));
       if (oldParent !== newParent) {
         if (srcDir) await retargetEntry(ctx, src, nameBytes(".."), newParent, DirFileType.DIR);
         if (dstDir) await retargetEntry(ctx, dst, nameBytes(".."), oldParent, DirFileType.DIR);
@@ -796,7 +795,7 @@ export async function renameEntry(
   }
   try {
     if (dst) {
-      await retargetEntry(ctx, newParent, nn, src, fileTypeOfMode(sf.mode));
+      await retargetEntry(ctx, newParent, nn, src, direntTypeOfMode(sf.mode));
       if (dstDir) {
         await changeLinks(ctx, newParent, -1); // dst's ".." is gone
         await releaseInode(ctx, dst);
@@ -805,7 +804,7 @@ export async function renameEntry(
         if (after.linksCount === 0) await releaseInode(ctx, dst);
       }
     } else {
-      await addEntry(ctx, newParent, nn, src, fileTypeOfMode(sf.mode));
+      await addEntry(ctx, newParent, nn, src, direntTypeOfMode(sf.mode));
     }
     await removeEntry(ctx, oldParent, on);
     if (srcDir && oldParent !== newParent) {

@@ -14,14 +14,14 @@
 
 import type { Allocator } from "./alloc.ts";
 import type { BlockReader } from "./bitmap.ts";
-import { crc32c } from "./checksum.ts";
+import { XATTR_MAGIC, xattrBlockChecksum } from "./xattr.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
+import { InodeFlags } from "./inode.ts";
 import {
   decodeInode,
   encodeInode,
   type InodeFields,
-  InodeFlags,
   type InodeTime,
   readInodeRaw,
   writeInode,
@@ -30,7 +30,6 @@ import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 
 /** `h_magic` / ibody magic. */
-export const XATTR_MAGIC = 0xea020000;
 const BLOCK_HEADER = 32;
 const ENTRY_HEADER = 16;
 
@@ -158,18 +157,6 @@ export function xattrEntryHash(name: Uint8Array, value: Uint8Array): number {
     h = ((h << 16) ^ (h >>> 16) ^ w) >>> 0;
   }
   return h;
-}
-
-/** crc32c of an xattr block with its number, `h_checksum` taken as zero. */
-export function xattrBlockChecksum(sb: Superblock, blockNr: number, block: Uint8Array): number {
-  const nr = new Uint8Array(8);
-  const v = new DataView(nr.buffer);
-  v.setUint32(0, blockNr % 2 ** 32, true);
-  v.setUint32(4, Math.floor(blockNr / 2 ** 32), true);
-  let c = crc32c(sb.csumSeed, nr);
-  c = crc32c(c, block.subarray(0, 16));
-  c = crc32c(c, new Uint8Array(4));
-  return crc32c(c, block.subarray(20));
 }
 
 // ---- layout ----

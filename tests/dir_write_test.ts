@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { buildBlockMap } from "../lib/blockmap_write.ts";
+import { DirFileType } from "../lib/directory.ts";
 import {
   dirBlockChecksumValid,
-  DirFileType,
   emptyDirBlock,
   insertDirEntry,
   newDirectoryBlock,
@@ -16,11 +16,11 @@ import type { Ext4Error } from "../lib/errors.ts";
 import { buildExtentTree } from "../lib/extent_write.ts";
 import { Incompat, RoCompat } from "../lib/features.ts";
 import { type NewFileData, writeNewFileData } from "../lib/file_write.ts";
+import { InodeFlags } from "../lib/inode.ts";
 import {
   decodeInode,
   encodeInode,
   type InodeFields,
-  InodeFlags,
   readInodeRaw,
   writeInode,
 } from "../lib/inode_write.ts";
@@ -28,7 +28,15 @@ import { Superblock } from "../lib/superblock.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
-import { fsck, IMAGE_TOOLS, LAYOUTS, type LoadedFs, loadFs, mkfsImage } from "./write_fixtures.ts";
+import {
+  fsck,
+  IMAGE_TOOLS,
+  LAYOUTS,
+  type LoadedFs,
+  loadFs,
+  mkfsImage,
+  testInodeFields,
+} from "./write_fixtures.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -131,26 +139,16 @@ function inodeFields(
   data: NewFileData,
   generation: number,
 ): InodeFields {
-  const t = { sec: 1700000000, nsec: 42 };
-  return {
+  return testInodeFields({
     mode,
-    uid: 0,
-    gid: 0,
     size,
-    linksCount: links,
+    links,
+    generation,
+    time: { sec: 1700000000, nsec: 42 },
     blocks512: data.blocks512,
     flags: data.flags,
-    generation,
-    atime: t,
-    ctime: t,
-    mtime: t,
-    crtime: t,
-    dtime: 0,
-    fileAcl: 0,
     block: data.iBlock,
-    version: 0,
-    projid: 0,
-  };
+  });
 }
 
 /** Adds an entry to a one-block directory and refreshes its checksum. */
@@ -238,7 +236,7 @@ async function createFile(
     ino,
     encodeInode(sb, ino, inodeFields(0o100644, contents.length, 1, data, generation)),
   );
-  await addEntry(fs, tx, parent, name, ino, DirFileType.REG);
+  await addEntry(fs, tx, parent, name, ino, DirFileType.REG_FILE);
   return { ino, data };
 }
 

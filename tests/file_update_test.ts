@@ -1,14 +1,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { DirFileType, insertDirEntry, setDirBlockChecksum } from "../lib/dir_write.ts";
+import { DirFileType } from "../lib/directory.ts";
 import type { Ext4Error } from "../lib/errors.ts";
-import {
-  findExtent,
-  insertExtents,
-  markWritten,
-  readFileMap,
-  removeRange,
-} from "../lib/file_map_write.ts";
+import { findExtent, insertExtents, markWritten, removeRange } from "../lib/file_map_write.ts";
 import {
   fallocateRange,
   type FileContext,
@@ -17,13 +11,8 @@ import {
   writeFileRange,
 } from "../lib/file_update.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
-import {
-  decodeInode,
-  encodeInode,
-  InodeFlags,
-  readInodeRaw,
-  writeInode,
-} from "../lib/inode_write.ts";
+import { InodeFlags } from "../lib/inode.ts";
+import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
@@ -31,10 +20,12 @@ import {
   fsck,
   IMAGE_TOOLS,
   LAYOUTS,
+  linkIntoRoot,
   type LoadedFs,
   loadFs,
   mkfsImage,
   parseFsck,
+  writeTestInode,
 } from "./write_fixtures.ts";
 
 Deno.test("extent lists: remove, insert and mark written agree with a per-block model", () => {
@@ -89,43 +80,21 @@ Deno.test("extent lists: remove, insert and mark written agree with a per-block 
 
 /** Creates an empty regular file /NAME with the write path; returns its inode. */
 async function createEmpty(fs: LoadedFs, tx: Transaction, name: string): Promise<number> {
-  const { sb, gdt, alloc } = fs;
+  const { sb, alloc } = fs;
   const ino = await alloc.allocateInode(tx, { dir: false, parentGroup: 0 });
   const generation = ino * 13;
   const data = await writeNewFileData(tx, alloc, sb, { ino, generation, data: new Uint8Array(0) });
   const t = { sec: 1700000000, nsec: 0 };
-  await writeInode(
-    tx,
-    sb,
-    gdt,
-    ino,
-    encodeInode(sb, ino, {
-      mode: 0o100644,
-      uid: 0,
-      gid: 0,
-      size: 0,
-      linksCount: 1,
-      blocks512: 0,
-      flags: data.flags,
-      generation,
-      atime: t,
-      ctime: t,
-      mtime: t,
-      crtime: t,
-      dtime: 0,
-      fileAcl: 0,
-      block: data.iBlock,
-      version: 0,
-      projid: 0,
-    }),
-  );
-  const root = decodeInode(sb, await readInodeRaw(tx, sb, gdt, 2));
-  const map = await readFileMap(tx, sb, 2, root);
-  const block = await tx.getWritable(map.extents[0].physical);
-  assert.ok(
-    insertDirEntry(sb, block, { ino, name: new TextEncoder().encode(name), type: DirFileType.REG }),
-  );
-  setDirBlockChecksum(sb, 2, root.generation, block);
+  await writeTestInode(fs, tx, ino, {
+    mode: 0o100644,
+    size: 0,
+    generation,
+    time: t,
+    blocks512: 0,
+    flags: data.flags,
+    block: data.iBlock,
+  });
+  await linkIntoRoot(fs, tx, name, ino, DirFileType.REG_FILE);
   return ino;
 }
 

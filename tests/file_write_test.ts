@@ -2,11 +2,17 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { Ext4Error } from "../lib/errors.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
-import { encodeInode, writeInode } from "../lib/inode_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { tempDir, testWith } from "./helpers.ts";
 import { checkWrittenFiles, pattern, type WrittenFile } from "./file_fixtures.ts";
-import { IMAGE_TOOLS, LAYOUTS, type LoadedFs, loadFs, mkfsImage } from "./write_fixtures.ts";
+import {
+  IMAGE_TOOLS,
+  LAYOUTS,
+  type LoadedFs,
+  loadFs,
+  mkfsImage,
+  writeTestInode,
+} from "./write_fixtures.ts";
 
 /** A file's contents as segments: data or zeros, in bytes. */
 const segmentsArb = fc.array(
@@ -33,37 +39,21 @@ async function createFile(
   seed: number,
   sparse: boolean,
 ): Promise<WrittenFile & { blocks512: number }> {
-  const { sb, gdt, alloc } = fs;
+  const { sb, alloc } = fs;
   const bs = sb.blockSize;
   const ino = await alloc.allocateInode(tx, { dir: false, parentGroup: seed % sb.groupCount });
   const generation = seed * 31;
   const file = await writeNewFileData(tx, alloc, sb, { ino, generation, data, sparse });
   const t = { sec: 1700000000, nsec: seed };
-  await writeInode(
-    tx,
-    sb,
-    gdt,
-    ino,
-    encodeInode(sb, ino, {
-      mode: 0o100600,
-      uid: 0,
-      gid: 0,
-      size: data.length,
-      linksCount: 1,
-      blocks512: file.blocks512,
-      flags: file.flags,
-      generation,
-      atime: t,
-      ctime: t,
-      mtime: t,
-      crtime: t,
-      dtime: 0,
-      fileAcl: 0,
-      block: file.iBlock,
-      version: 0,
-      projid: 0,
-    }),
-  );
+  await writeTestInode(fs, tx, ino, {
+    mode: 0o100600,
+    size: data.length,
+    generation,
+    time: t,
+    blocks512: file.blocks512,
+    flags: file.flags,
+    block: file.iBlock,
+  });
   const contents = new Map<number, Uint8Array>();
   for (const e of file.extents) {
     for (let i = 0; i < e.length; i++) {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { truncateFile, writeFileRange } from "../lib/file_update.ts";
-import { decodeInode, InodeFlags, readInodeRaw } from "../lib/inode_write.ts";
+import { InodeFlags } from "../lib/inode.ts";
+import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
 import {
   createFile,
   lookupEntry,

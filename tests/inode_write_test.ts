@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { emptyExtentRoot } from "../lib/extent_write.ts";
 import { Incompat, RoCompat } from "../lib/features.ts";
+import { InodeFlags } from "../lib/inode.ts";
 import {
   decodeInode,
   decodeTime,
@@ -9,7 +10,6 @@ import {
   encodeTime,
   inodeChecksumValid,
   type InodeFields,
-  InodeFlags,
   readInodeRaw,
   writeInode,
 } from "../lib/inode_write.ts";

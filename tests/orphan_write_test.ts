@@ -1,26 +1,25 @@
 import assert from "node:assert/strict";
-import {
-  DirFileType,
-  insertDirEntry,
-  removeDirEntry,
-  setDirBlockChecksum,
-} from "../lib/dir_write.ts";
-import { readFileMap } from "../lib/file_map_write.ts";
+import { DirFileType } from "../lib/directory.ts";
+import { removeDirEntry, setDirBlockChecksum } from "../lib/dir_write.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
 import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";
 import { addOrphan, listOrphans, removeOrphan } from "../lib/orphan_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
-import { fsck, IMAGE_TOOLS, LAYOUTS, type LoadedFs, loadFs, mkfsImage } from "./write_fixtures.ts";
+import {
+  fsck,
+  IMAGE_TOOLS,
+  LAYOUTS,
+  linkIntoRoot,
+  type LoadedFs,
+  loadFs,
+  mkfsImage,
+  rootBlock,
+  writeTestInode,
+} from "./write_fixtures.ts";
 
 const enc = new TextEncoder();
-
-async function rootBlock(fs: LoadedFs, tx: Transaction) {
-  const root = decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, 2));
-  const map = await readFileMap(tx, fs.sb, 2, root);
-  return { block: await tx.getWritable(map.extents[0].physical), generation: root.generation };
-}
 
 async function createFile(
   fs: LoadedFs,
@@ -28,39 +27,21 @@ async function createFile(
   name: string,
   size: number,
 ): Promise<number> {
-  const { sb, gdt, alloc } = fs;
+  const { sb, alloc } = fs;
   const ino = await alloc.allocateInode(tx, { dir: false, parentGroup: 0 });
   const generation = ino * 11;
   const data = await writeNewFileData(tx, alloc, sb, { ino, generation, data: pattern(ino, size) });
   const t = { sec: 1700000000, nsec: 0 };
-  await writeInode(
-    tx,
-    sb,
-    gdt,
-    ino,
-    encodeInode(sb, ino, {
-      mode: 0o100644,
-      uid: 0,
-      gid: 0,
-      size,
-      linksCount: 1,
-      blocks512: data.blocks512,
-      flags: data.flags,
-      generation,
-      atime: t,
-      ctime: t,
-      mtime: t,
-      crtime: t,
-      dtime: 0,
-      fileAcl: 0,
-      block: data.iBlock,
-      version: 0,
-      projid: 0,
-    }),
-  );
-  const { block, generation: rg } = await rootBlock(fs, tx);
-  assert.ok(insertDirEntry(sb, block, { ino, name: enc.encode(name), type: DirFileType.REG }));
-  setDirBlockChecksum(sb, 2, rg, block);
+  await writeTestInode(fs, tx, ino, {
+    mode: 0o100644,
+    size,
+    generation,
+    time: t,
+    blocks512: data.blocks512,
+    flags: data.flags,
+    block: data.iBlock,
+  });
+  await linkIntoRoot(fs, tx, name, ino, DirFileType.REG_FILE);
   return ino;
 }
 

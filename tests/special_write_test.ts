@@ -1,19 +1,21 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import {
-  DirFileType,
-  fileTypeOfMode,
-  insertDirEntry,
-  setDirBlockChecksum,
-} from "../lib/dir_write.ts";
+import { direntTypeOfMode, DirFileType } from "../lib/directory.ts";
 import type { Ext4Error } from "../lib/errors.ts";
-import { readFileMap } from "../lib/file_map_write.ts";
 import type { NewFileData } from "../lib/file_write.ts";
-import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";
 import { decodeDeviceBlock, deviceBlock, symlinkData } from "../lib/special_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
-import { fsck, IMAGE_TOOLS, LAYOUTS, type LoadedFs, loadFs, mkfsImage } from "./write_fixtures.ts";
+import {
+  fsck,
+  IMAGE_TOOLS,
+  LAYOUTS,
+  linkIntoRoot,
+  type LoadedFs,
+  loadFs,
+  mkfsImage,
+  writeTestInode,
+} from "./write_fixtures.ts";
 
 const enc = new TextEncoder();
 
@@ -31,8 +33,8 @@ Deno.test("device numbers: old and new encodings round-trip", () => {
   const v = new DataView(deviceBlock(8, 300).buffer);
   assert.equal(v.getUint32(0, true), 0, "new encoding when the minor does not fit a byte");
   assert.throws(() => deviceBlock(4096, 0), /out of range/);
-  assert.equal(fileTypeOfMode(0o020644), DirFileType.CHRDEV);
-  assert.equal(fileTypeOfMode(0o140755), DirFileType.SOCK);
+  assert.equal(direntTypeOfMode(0o020644), DirFileType.CHRDEV);
+  assert.equal(direntTypeOfMode(0o140755), DirFileType.SOCK);
 });
 
 /** Makes an inode of `mode` with the given mapping fields and links it into the root. */
@@ -44,41 +46,21 @@ async function makeNode(
   size: number,
   data: (ino: number, gen: number) => Promise<NewFileData>,
 ) {
-  const { sb, gdt, alloc } = fs;
+  const { alloc } = fs;
   const ino = await alloc.allocateInode(tx, { dir: false, parentGroup: 0 });
   const generation = ino * 17;
   const d = await data(ino, generation);
   const t = { sec: 1700000000, nsec: 1 };
-  await writeInode(
-    tx,
-    sb,
-    gdt,
-    ino,
-    encodeInode(sb, ino, {
-      mode,
-      uid: 0,
-      gid: 0,
-      size,
-      linksCount: 1,
-      blocks512: d.blocks512,
-      flags: d.flags,
-      generation,
-      atime: t,
-      ctime: t,
-      mtime: t,
-      crtime: t,
-      dtime: 0,
-      fileAcl: 0,
-      block: d.iBlock,
-      version: 0,
-      projid: 0,
-    }),
-  );
-  const root = decodeInode(sb, await readInodeRaw(tx, sb, gdt, 2));
-  const map = await readFileMap(tx, sb, 2, root);
-  const block = await tx.getWritable(map.extents[0].physical);
-  assert.ok(insertDirEntry(sb, block, { ino, name: enc.encode(name), type: fileTypeOfMode(mode) }));
-  setDirBlockChecksum(sb, 2, root.generation, block);
+  await writeTestInode(fs, tx, ino, {
+    mode,
+    size,
+    generation,
+    time: t,
+    blocks512: d.blocks512,
+    flags: d.flags,
+    block: d.iBlock,
+  });
+  await linkIntoRoot(fs, tx, name, ino, direntTypeOfMode(mode));
   return ino;
 }
 

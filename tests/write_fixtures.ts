@@ -5,11 +5,22 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { Allocator } from "../lib/alloc.ts";
+import { insertDirEntry, setDirBlockChecksum } from "../lib/dir_write.ts";
+import { readFileMap } from "../lib/file_map_write.ts";
+import {
+  decodeInode,
+  encodeInode,
+  type InodeFields,
+  type InodeTime,
+  readInodeRaw,
+  writeInode,
+} from "../lib/inode_write.ts";
 import { type GroupDescriptorTable, readGroupDescriptors } from "../lib/group_descriptor.ts";
 import { readSuperblock, type Superblock } from "../lib/superblock.ts";
-import { BlockCache } from "../lib/transaction.ts";
+import { BlockCache, type Transaction } from "../lib/transaction.ts";
 import { run, runOk } from "./helpers.ts";
 
 /** One filesystem layout of the matrix. */
@@ -110,6 +121,112 @@ export async function loadFs(image: Uint8Array | MemoryBlockDevice): Promise<Loa
   const gdt = await readGroupDescriptors(dev, sb);
   const cache = new BlockCache(dev, sb.blockSize);
   return { dev, sb, gdt, cache, alloc: new Allocator(sb, gdt) };
+}
+
+/** The fields of a test file's inode; the rest are fixed (uid/gid 0, no xattr block). */
+export interface TestInode {
+  mode: number;
+  size: number;
+  generation: number;
+  /** atime, ctime, mtime and crtime alike. */
+  time: InodeTime;
+  blocks512: number;
+  flags: number;
+  /** `i_block`, e.g. `writeNewFileData(...).iBlock`. */
+  block: Uint8Array;
+  /** Hard links (default 1). */
+  links?: number;
+}
+
+/**
+ * The full inode fields of a test file.
+ *
+ * @example
+ * ```ts ignore
+ * encodeInode(sb, ino, testInodeFields({ mode: 0o100644, size: 0, generation, time, ...data }));
+ * ```
+ */
+export function testInodeFields(f: TestInode): InodeFields {
+  return {
+    mode: f.mode,
+    uid: 0,
+    gid: 0,
+    size: f.size,
+    linksCount: f.links ?? 1,
+    blocks512: f.blocks512,
+    flags: f.flags,
+    generation: f.generation,
+    atime: f.time,
+    ctime: f.time,
+    mtime: f.time,
+    crtime: f.time,
+    dtime: 0,
+    fileAcl: 0,
+    block: f.block,
+    version: 0,
+    projid: 0,
+  };
+}
+
+/**
+ * Writes inode `ino` of a test file with the write path.
+ *
+ * @example
+ * ```ts ignore
+ * await writeTestInode(fs, tx, ino, { mode: 0o100644, size: 0, generation, time, ...data });
+ * ```
+ */
+export async function writeTestInode(
+  fs: LoadedFs,
+  tx: Transaction,
+  ino: number,
+  f: TestInode,
+): Promise<void> {
+  await writeInode(
+    tx,
+    fs.sb,
+    fs.gdt,
+    ino,
+    encodeInode(fs.sb, ino, testInodeFields(f)),
+  );
+}
+
+/**
+ * The root directory's first block, writable in `tx`, and the root's generation.
+ *
+ * @example
+ * ```ts ignore
+ * const { block, generation } = await rootBlock(fs, tx);
+ * ```
+ */
+export async function rootBlock(
+  fs: LoadedFs,
+  tx: Transaction,
+): Promise<{ block: Uint8Array; generation: number }> {
+  const root = decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, 2));
+  const map = await readFileMap(tx, fs.sb, 2, root);
+  return { block: await tx.getWritable(map.extents[0].physical), generation: root.generation };
+}
+
+/**
+ * Links inode `ino` as /NAME into the root directory's first block (which must have room)
+ * and updates its checksum.
+ *
+ * @example
+ * ```ts ignore
+ * await linkIntoRoot(fs, tx, "a", ino, DirFileType.REG_FILE);
+ * ```
+ */
+export async function linkIntoRoot(
+  fs: LoadedFs,
+  tx: Transaction,
+  name: string,
+  ino: number,
+  type: number,
+): Promise<void> {
+  const { block, generation } = await rootBlock(fs, tx);
+  assert.ok(insertDirEntry(fs.sb, block, { ino, name: new TextEncoder().encode(name), type }));
+  setDirBlockChecksum(fs.sb, 2, generation, block);
 }
 
 /** e2fsck -fn on the bytes; returns the exit code and output. */

@@ -17,7 +17,7 @@ import { Errno, Ext4Error } from "../../lib/errors.ts";
 import { featureSupport, Incompat } from "../../lib/features.ts";
 import { formatUuid, readSuperblock, State, type Superblock } from "../../lib/superblock.ts";
 import { openBlockDevice } from "../file_device.ts";
-import { Ext4 } from "../../lib/filesystem.ts";
+import { type DirEntry, Ext4, type Ext4Stat, type FileType } from "../../lib/filesystem.ts";
 import { JournalOverlayDevice } from "../../lib/journal_overlay.ts";
 import {
   type AttrReply,
@@ -36,46 +36,32 @@ import { DirentType, encodeDev, FUSE_ROOT_ID } from "./protocol.ts";
 import type { MountBackend, MountSettings, OpenedFilesystem } from "./serve.ts";
 
 /** The reader's file types (lib/filesystem.ts `FileType`). */
-export type Ext4FileType =
-  | "file"
-  | "dir"
-  | "symlink"
-  | "chardev"
-  | "blockdev"
-  | "fifo"
-  | "socket"
-  | "unknown";
+export type Ext4FileType = FileType;
 
-/** The reader's `Ext4Stat` (the fields the adapter uses). */
-export interface Ext4StatLike {
-  ino: number;
-  type: Ext4FileType;
-  mode: number;
-  nlink: number;
-  uid: number;
-  gid: number;
-  size: number;
-  blocks: number;
-  rdev: { major: number; minor: number };
-  atime: { sec: number; nsec: number };
-  mtime: { sec: number; nsec: number };
-  ctime: { sec: number; nsec: number };
-  generation: number;
-}
+/** The fields of the reader's {@link Ext4Stat} the adapter uses. */
+export type Ext4StatLike = Pick<
+  Ext4Stat,
+  | "ino"
+  | "type"
+  | "mode"
+  | "nlink"
+  | "uid"
+  | "gid"
+  | "size"
+  | "blocks"
+  | "rdev"
+  | "atime"
+  | "mtime"
+  | "ctime"
+  | "generation"
+>;
 
-/** The reader's `DirEntry` with its resume cookie. */
-export interface Ext4DirEntryLike {
-  name: string;
-  nameBytes: Uint8Array;
-  ino: number;
-  type: Ext4FileType;
-  offset: number;
-}
+/** The reader's {@link DirEntry} with its resume cookie (what `Ext4.readDirFrom` yields). */
+export type Ext4DirEntryLike = DirEntry & { offset: number };
 
 /**
  * The inode-level part of the reader's `Ext4` class this adapter needs (the contract in
- * briefs/reader_api.md). Declared structurally so this module does not depend on the
- * reader's file until it is merged.
+ * briefs/reader_api.md), in the reader's types. Structural, so tests can serve a fake reader.
  */
 export interface Ext4Like {
   getattr(ino: number): Promise<Ext4StatLike>;
