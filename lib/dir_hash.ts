@@ -27,7 +27,9 @@ export const DxHashVersion = {
 
 /** The hash of a name: `major` orders the index (bit 0 always clear), `minor` breaks ties. */
 export interface DirHash {
+  /** Major hash, unsigned 32 bits with bit 0 clear; never the end-of-index value 0xfffffffe. */
   major: number;
+  /** Minor hash, unsigned 32 bits; 0 for the legacy hash, which has none. */
   minor: number;
 }
 

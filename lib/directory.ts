@@ -24,11 +24,13 @@ import type { Superblock } from "./superblock.ts";
 
 /** What directory parsing needs to know about the filesystem. */
 export interface DirContext {
+  /** The filesystem's superblock (features, checksum seed, block size). */
   sb: Superblock;
 }
 
 /** One live directory entry (inode number != 0). */
 export interface DirRecord {
+  /** Inode number the entry points to (`inode`); never 0. */
   ino: number;
   /** The name's bytes as stored (not necessarily UTF-8); a copy, independent of the block. */
   name: Uint8Array;
@@ -40,10 +42,13 @@ export interface DirRecord {
 
 /** A directory as the parsers see it; the reader core builds it from the inode. */
 export interface DirectorySource {
+  /** The directory's inode number (seeds metadata_csum block checksums). */
   ino: number;
+  /** The directory's `i_generation` (seeds metadata_csum block checksums). */
   generation: number;
   /** `i_size`. */
   size: number;
+  /** Block size in bytes. */
   blockSize: number;
   /** For inline directories: the 60 bytes of `i_block` followed by the system.data value. */
   inlineData: Uint8Array | null;
@@ -62,7 +67,9 @@ export interface DirectorySource {
 
 /** Where a directory block comes from, for checksums and error messages. */
 export interface DirBlockLocation {
+  /** The directory's inode number (seeds metadata_csum block checksums). */
   ino: number;
+  /** The directory's `i_generation` (seeds metadata_csum block checksums). */
   generation: number;
   /** Logical block number within the directory. */
   logical: number;
