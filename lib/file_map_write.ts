@@ -27,7 +27,9 @@ import type { Transaction } from "./transaction.ts";
 
 /** A file's mapping: its data extents and the blocks the mapping itself occupies. */
 export interface FileMap {
+  /** How `i_block` maps the data: an extent tree (EXT4_EXTENTS_FL) or a block map. */
   kind: "extents" | "blockmap";
+  /** The data extents, in logical order (holes are absent). */
   extents: FileExtent[];
   /** Extent tree nodes or indirect blocks (not counting the root in `i_block`). */
   mapBlocks: number[];

@@ -39,9 +39,13 @@ import type { Transaction } from "./transaction.ts";
 
 /** What every file operation needs. */
 export interface FileContext {
+  /** The transaction every block write goes through. */
   tx: Transaction;
+  /** Block and inode allocator for the transaction. */
   alloc: Allocator;
+  /** The filesystem's superblock. */
   sb: Superblock;
+  /** The group descriptor table (free counts, bitmaps, inode tables). */
   gdt: GroupDescriptorTable;
   /** The time to stamp as mtime/ctime (default: now). */
   now?: InodeTime;

@@ -17,7 +17,9 @@ import type { Transaction } from "./transaction.ts";
 
 /** A time with nanoseconds; `sec` may be negative or beyond 2038 (up to 2446). */
 export interface InodeTime {
+  /** Whole seconds since the Unix epoch (`i_*time` plus the epoch bits of `i_*time_extra`). */
   sec: number;
+  /** Nanoseconds, 0..999999999 (upper 30 bits of `i_*time_extra`; 0 without that field). */
   nsec: number;
 }
 
@@ -25,16 +27,25 @@ export interface InodeTime {
 export interface InodeFields {
   /** Full st_mode: type bits and permissions. */
   mode: number;
+  /** Owner id, 32 bits (`i_uid` low 16 bits, `l_i_uid_high` high 16 bits). */
   uid: number;
+  /** Group id, 32 bits (`i_gid` low 16 bits, `l_i_gid_high` high 16 bits). */
   gid: number;
+  /** File size in bytes (`i_size_lo` and `i_size_high`). */
   size: number;
+  /** Hard link count (`i_links_count`). */
   linksCount: number;
   /** st_blocks: 512-byte units. */
   blocks512: number;
+  /** Inode flags (`i_flags`), {@link InodeFlags} bits. */
   flags: number;
+  /** NFS generation number (`i_generation`); also seeds the metadata_csum checksums. */
   generation: number;
+  /** Last access time (`i_atime`, `i_atime_extra`). */
   atime: InodeTime;
+  /** Last inode change time (`i_ctime`, `i_ctime_extra`). */
   ctime: InodeTime;
+  /** Last data modification time (`i_mtime`, `i_mtime_extra`). */
   mtime: InodeTime;
   /** Creation time (needs an inode larger than 128 bytes). */
   crtime: InodeTime;
@@ -46,6 +57,7 @@ export interface InodeFields {
   block: Uint8Array;
   /** `i_version` (lo and hi halves). */
   version: number;
+  /** Project id (`i_projid`); 0 when the inode has no room for it. */
   projid: number;
 }
 
