@@ -21,7 +21,9 @@ import type { Superblock } from "./superblock.ts";
 
 /** One entry to write. */
 export interface NewDirEntry {
+  /** Inode number the entry points to (`inode`). */
   ino: number;
+  /** The name's bytes (1..255 bytes, no '/' or NUL). */
   name: Uint8Array;
   /** A {@link DirFileType} code (ignored without the filetype feature). */
   type: number;

@@ -34,7 +34,9 @@ const DX_TAIL = 8;
 
 /** A directory as the htree code needs it. */
 export interface DxDir {
+  /** The directory's inode number (seeds metadata_csum block checksums). */
   ino: number;
+  /** The directory's `i_generation` (seeds metadata_csum block checksums). */
   generation: number;
   /** The directory's mapping (logical → physical). */
   extents: FileExtent[];

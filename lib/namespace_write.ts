@@ -51,9 +51,13 @@ import type { Transaction } from "./transaction.ts";
 
 /** Everything a namespace operation needs. */
 export interface NamespaceContext {
+  /** The transaction every block write goes through. */
   tx: Transaction;
+  /** Block and inode allocator for the transaction. */
   alloc: Allocator;
+  /** The filesystem's superblock. */
   sb: Superblock;
+  /** The group descriptor table (free counts, bitmaps, inode tables). */
   gdt: GroupDescriptorTable;
   /** Time stamped on what changes (default: now). */
   now?: InodeTime;
@@ -63,7 +67,9 @@ export interface NamespaceContext {
 export interface NewInodeOptions {
   /** Permission bits (and setuid/setgid/sticky); the type comes from the operation. */
   perm: number;
+  /** Owner id (default 0). */
   uid?: number;
+  /** Group id (default 0). */
   gid?: number;
 }
 
@@ -823,9 +829,13 @@ export async function renameEntry(
 export interface AttributeChange {
   /** Permission bits (the type bits are kept). */
   perm?: number;
+  /** New owner id; absent keeps it. */
   uid?: number;
+  /** New group id; absent keeps it. */
   gid?: number;
+  /** New access time; absent keeps it. */
   atime?: InodeTime;
+  /** New modification time; absent keeps it. */
   mtime?: InodeTime;
   /** Inode flags to set (e.g. IMMUTABLE, APPEND, NODUMP, NOATIME). */
   flags?: number;

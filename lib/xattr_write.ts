@@ -46,7 +46,9 @@ const PREFIXES: [number, string][] = [
 
 /** An attribute: full name ("user.foo") and value (ACLs in the kernel's xattr format). */
 export interface Xattr {
+  /** Full name with its namespace prefix, e.g. "user.foo" or "system.posix_acl_access". */
   name: string;
+  /** The value's bytes (may be empty). */
   value: Uint8Array;
 }
 
