@@ -64,15 +64,28 @@ export type Ext4DirEntryLike = DirEntry & { offset: number };
  * briefs/reader_api.md), in the reader's types. Structural, so tests can serve a fake reader.
  */
 export interface Ext4Like {
+  /** The stat of inode `ino`. */
   getattr(ino: number): Promise<Ext4StatLike>;
+  /** Looks `name` up in directory `parentIno` and returns the child's stat; NOT_FOUND if absent. */
   lookup(parentIno: number, name: string | Uint8Array): Promise<Ext4StatLike>;
+  /** The entries of directory `ino`, including "." and "..", each with its resume cookie. */
   readDirIno(ino: number): AsyncIterable<Ext4DirEntryLike>;
+  /** The entries of directory `ino` after resume cookie `cookie` (0 = from the start). */
   readDirFrom(ino: number, cookie: number): AsyncIterable<Ext4DirEntryLike>;
+  /** Up to `length` bytes at byte `offset` of regular file `ino`; short at end of file. */
   read(ino: number, offset: number, length: number): Promise<Uint8Array>;
+  /** The raw target bytes of symlink `ino`. */
   readLinkIno(ino: number): Promise<Uint8Array>;
+  /** The xattr names of inode `ino`. */
   listXattrIno(ino: number): Promise<string[]>;
+  /** One xattr value of inode `ino`; a missing name is NOT_FOUND with errno ENODATA. */
   getXattrIno(ino: number, name: string): Promise<Uint8Array>;
+  /**
+   * SEEK_DATA / SEEK_HOLE: the first data (or hole) byte offset at or after `offset`;
+   * NOT_FOUND with errno ENXIO when there is none.
+   */
   seekData(ino: number, offset: number, whence: "data" | "hole"): Promise<number>;
+  /** Filesystem statistics (statfs); counts are in blocks of `blockSize` bytes and in inodes. */
   statfs(): {
     blockSize: number;
     blocks: number;
@@ -82,6 +95,7 @@ export interface Ext4Like {
     freeFiles: number;
     nameMax: number;
   };
+  /** Releases the device. */
   close(): Promise<void>;
 }
 
@@ -133,6 +147,7 @@ export interface Ext4OperationsOptions {
   blockSize: number;
   /** Show files owned by uid/gid 0 as owned by these ids (fakeroot-style mapping). */
   uid?: number;
+  /** Gid shown for files owned by gid 0 (absent: shown as stored). */
   gid?: number;
   /** Called once everything is closed (after the reader's close). */
   onClose?: () => Promise<void> | void;
@@ -154,6 +169,7 @@ export class Ext4Operations implements FuseOperations {
     & Ext4OperationsOptions;
   #closed = false;
 
+  /** Wraps `fs`; `options.timeout` defaults to 300 seconds. */
   constructor(fs: Ext4Like, options: Ext4OperationsOptions) {
     this.#fs = fs;
     this.#o = { timeout: 300, ...options };
