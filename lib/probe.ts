@@ -140,7 +140,7 @@ export async function probeDevice(
   let journalError: string | null = null;
   if ((sb.compat & Compat.HAS_JOURNAL) && sb.journalInum && groups) {
     try {
-      journal = (await locateJournal(device, sb)).jsb;
+      journal = (await locateJournal(device, sb, { groups })).jsb;
     } catch (e) {
       if (!(e instanceof Ext4Error)) throw e;
       journalError = e.message;
@@ -153,7 +153,7 @@ export async function probeDevice(
   } else if (needsRecovery && (sb.compat & Compat.HAS_JOURNAL) && groups) {
     // The same dry run the in-memory overlay makes: it tells whether a replay would work.
     try {
-      const prepared = await prepareReplay(device);
+      const prepared = await prepareReplay(device, { groups });
       recovery = prepared
         ? {
           transactions: prepared.plan.transactions.filter((t) => t.replayed).length,

@@ -10,7 +10,7 @@
 import { type BlockDevice, readBytes } from "../block_device.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
 import { Compat, Incompat, RoCompat } from "../features.ts";
-import { readGroupDescriptors } from "../group_descriptor.ts";
+import { type GroupDescriptorTable, readGroupDescriptors } from "../group_descriptor.ts";
 import { EXT4_MAGIC, formatUuid, isZero, Superblock } from "../superblock.ts";
 import { crc32c } from "../checksum.ts";
 import { type Inode, readInode } from "../inode.ts";
@@ -40,12 +40,13 @@ export async function journalBlockMapper(
   device: BlockDevice,
   sb: Superblock,
   ino = sb.journalInum,
+  groups?: GroupDescriptorTable,
 ): Promise<{ map: (logical: number) => number; blocks: number; inode: Inode }> {
   if (ino < 1 || ino > sb.inodesCount) {
     throw new CorruptError("superblock", `journal inode ${ino} is out of range`);
   }
-  const groups = await readGroupDescriptors(device, sb);
-  const inode = await readInode(device, sb, groups, ino);
+  const table = groups ?? await readGroupDescriptors(device, sb);
+  const inode = await readInode(device, sb, table, ino);
   const where = `journal inode ${ino}`;
   if (inode.linksCount === 0) throw new CorruptError(where, "the journal inode is deleted");
   if ((inode.mode & S_IFMT) !== S_IFREG) {
@@ -149,6 +150,11 @@ export interface LocateJournalOptions {
   journalDevice?: BlockDevice;
   /** Its name, for messages. */
   journalDeviceName?: string;
+  /**
+   * The group descriptors, when the caller has read them already (a 16 TiB filesystem has
+   * 8 MiB of them): saves reading them again to find the journal inode.
+   */
+  groups?: GroupDescriptorTable;
 }
 
 /**
@@ -174,7 +180,7 @@ export async function locateJournal(
   let store: JournalStore;
   let external = false;
   if (sb.journalInum !== 0 && !options.journalDevice) {
-    const { map, blocks } = await journalBlockMapper(device, sb);
+    const { map, blocks } = await journalBlockMapper(device, sb, sb.journalInum, options.groups);
     const ino = sb.journalInum;
     const reader = new ChunkedReader(device, bs, blocks, map);
     store = {
