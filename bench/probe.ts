@@ -6,7 +6,6 @@
  */
 
 import { crc32c } from "../lib/checksum.ts";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
 import { probeDevice } from "../lib/probe.ts";
 import { type BenchRow, medianMs, sh } from "./lib.ts";
@@ -22,7 +21,6 @@ export async function benchProbe(): Promise<BenchRow[]> {
     peers: {},
     note: `${(data.length / 2 ** 20 / (crcMs / 1000)).toFixed(0)} MiB/s`,
   });
-  void MemoryBlockDevice;
 
   const dir = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "ext4ts-bench-" });
   try {

@@ -366,3 +366,49 @@ testWith(
     }
   },
 );
+
+testWith("readdir skips a corrupt directory block like the kernel; lookups through it fail", [
+  "mkfs.ext4",
+  "debugfs",
+], async () => {
+  await using dir = await tempDir();
+  const img = `${dir.path}/d.img`;
+  await makeImage(img, { size: "8M", args: ["-b", "1024", "-O", "metadata_csum,^dir_index"] });
+  // A directory of two blocks: names 000..059 fill block 0, the rest spill into block 1.
+  const names = Array.from(
+    { length: 90 },
+    (_, i) => `entry-with-a-long-name-${String(i).padStart(3, "0")}`,
+  );
+  await runOk("debugfs", ["-w", "-R", "mkdir /d", img]);
+  const script = names.map((n) => `write /dev/null /d/${n}`).join("\n");
+  await runOk("sh", ["-c", `printf '%s\\n' "$1" | debugfs -w -f - "$2"`, "sh", script, img]);
+  const blocks = (await runOk("debugfs", ["-R", "blocks /d", img])).trim().split(/\s+/).map(Number);
+  assert.ok(blocks.length >= 2, `directory has ${blocks.length} blocks`);
+  const bytes = await Deno.readFile(img);
+  const before = new Set<string>();
+  {
+    const fs = await Ext4.open(new MemoryBlockDevice(bytes.slice()));
+    for await (const e of fs.readDir("/d")) before.add(e.name);
+    await fs.close();
+  }
+  assert.equal(before.size, names.length);
+  // Flip a byte of a name in the second block: its checksum no longer matches.
+  bytes[blocks[1] * 1024 + 20] ^= 0x01;
+  const notices: string[] = [];
+  const fs = await Ext4.open(new MemoryBlockDevice(bytes), { onNotice: (m) => notices.push(m) });
+  try {
+    const after: string[] = [];
+    for await (const e of fs.readDir("/d")) after.push(e.name);
+    assert.ok(after.length > 0 && after.length < names.length, `${after.length} listed`);
+    assert.ok(after.every((n) => before.has(n)));
+    assert.equal(notices.length, 1);
+    assert.match(notices[0], /corrupt directory inode \d+ \(logical block 1\).*skipped/);
+    const missing = names.find((n) => !after.includes(n))!;
+    await assert.rejects(
+      fs.stat(`/d/${missing}`),
+      (e) => e instanceof Ext4Error && e.code === "CORRUPT",
+    );
+  } finally {
+    await fs.close();
+  }
+});
