@@ -25,8 +25,14 @@ if ! command -v npm >/dev/null 2>&1; then
   apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
 fi
-if [ ! -x tools/deno/node_modules/.bin/deno ]; then
+deno_bin=tools/deno/node_modules/@deno/linux-x64-glibc/deno
+if [ "$(uname -m)" != x86_64 ]; then
+  echo "setup: the pinned Deno is the Linux x86-64 build; this machine is $(uname -m)" >&2
+  exit 1
+fi
+if [ ! -x "$deno_bin" ]; then
   echo "setup: installing Deno from the npm registry" >&2
+  rm -rf tools/deno/node_modules
   (cd tools/deno && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi
-tools/deno/node_modules/.bin/deno --version >/dev/null
+"$deno_bin" --version >/dev/null
