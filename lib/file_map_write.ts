@@ -20,6 +20,7 @@ import {
   MAX_INIT_EXTENT,
   MAX_UNWRITTEN_EXTENT,
 } from "./extent_write.ts";
+import { RoCompat } from "./features.ts";
 import { InodeFlags } from "./inode.ts";
 import type { InodeFields } from "./inode_write.ts";
 import type { Superblock } from "./superblock.ts";
@@ -288,4 +289,174 @@ export async function rewriteFileMap(
   }
   const map = await buildBlockMap(tx, alloc, sb, { extents, goal: options.goal });
   return { iBlock: map.iBlock, mapBlocks: map.indirectBlocks.reduce((a, e) => a + e.length, 0) };
+}
+
+/**
+ * Changes to a file's mapping, one at a time, written through the transaction as they are
+ * made: {@link ExtentTreeEditor} (lib/extent_tree_write.ts) edits extent trees in place;
+ * {@link BlockMapEditor} keeps a block map as a list and rewrites it at {@link finish}.
+ */
+export interface FileMapEditor {
+  /** The kind of mapping edited. */
+  readonly kind: "extents" | "blockmap";
+  /** The extents meeting logical blocks `[from, to)`, in order (whole, not clipped). */
+  extentsIn(from: number, to: number): Promise<FileExtent[]>;
+  /** The extent holding logical block `lb`, or undefined (a hole). */
+  lookup(lb: number): Promise<FileExtent | undefined>;
+  /** The last extent starting before logical block `lb`. */
+  before(lb: number): Promise<FileExtent | undefined>;
+  /** Maps new extents (sorted, in holes), merging neighbours. */
+  insert(extents: FileExtent[]): Promise<void>;
+  /** Unmaps `[from, to)`; returns the physical runs that were mapped (for the caller to free). */
+  remove(from: number, to: number): Promise<Extent[]>;
+  /** Marks `[from, to)` written (unwritten extents split and converted). */
+  markWritten(from: number, to: number): Promise<void>;
+  /** The new `i_block` and the blocks (data and mapping) gained, negative when lost. */
+  finish(): Promise<{ iBlock: Uint8Array; blocksDelta: number }>;
+}
+
+/**
+ * A {@link FileMapEditor} over a whole mapping read as a list and written back whole by
+ * {@link rewriteFileMap} at the end (ext2/3 block maps, whose size is bounded anyway).
+ *
+ * @example
+ * ```ts ignore
+ * const map = await readFileMap(tx, sb, ino, fields);
+ * const editor = new BlockMapEditor(tx, alloc, sb, { ino, generation, map });
+ * await editor.insert([{ logical: 0, physical: 900, length: 1 }]);
+ * const { iBlock, blocksDelta } = await editor.finish();
+ * ```
+ */
+export class BlockMapEditor implements FileMapEditor {
+  /** The kind of mapping edited. */
+  readonly kind: "extents" | "blockmap";
+  #extents: FileExtent[];
+  #changed = false;
+  readonly #tx: Transaction;
+  readonly #alloc: Allocator;
+  readonly #sb: Superblock;
+  readonly #options: { ino: number; generation: number; map: FileMap; iBlock: Uint8Array };
+
+  /** An editor of `options.map` (read with {@link readFileMap}). */
+  constructor(
+    tx: Transaction,
+    alloc: Allocator,
+    sb: Superblock,
+    options: { ino: number; generation: number; map: FileMap; iBlock: Uint8Array },
+  ) {
+    this.#tx = tx;
+    this.#alloc = alloc;
+    this.#sb = sb;
+    this.#options = options;
+    this.kind = options.map.kind;
+    this.#extents = options.map.extents;
+  }
+
+  /** The extents meeting `[from, to)`. */
+  extentsIn(from: number, to: number): Promise<FileExtent[]> {
+    return Promise.resolve(
+      this.#extents.filter((e) => e.logical < to && e.logical + e.length > from),
+    );
+  }
+
+  /** The extent holding `lb`. */
+  lookup(lb: number): Promise<FileExtent | undefined> {
+    return Promise.resolve(findExtent(this.#extents, lb));
+  }
+
+  /** The last extent starting before `lb`. */
+  before(lb: number): Promise<FileExtent | undefined> {
+    return Promise.resolve(this.#extents.filter((e) => e.logical < lb).at(-1));
+  }
+
+  /** Maps new extents. */
+  insert(extents: FileExtent[]): Promise<void> {
+    if (extents.length) {
+      this.#extents = insertExtents(this.#extents, extents);
+      this.#changed = true;
+    }
+    return Promise.resolve();
+  }
+
+  /** Unmaps `[from, to)`. */
+  remove(from: number, to: number): Promise<Extent[]> {
+    const { kept, removed } = removeRange(this.#extents, from, to);
+    if (removed.length) {
+      this.#extents = kept;
+      this.#changed = true;
+    }
+    return Promise.resolve(removed);
+  }
+
+  /** Marks `[from, to)` written. */
+  markWritten(from: number, to: number): Promise<void> {
+    if (this.#extents.some((e) => e.unwritten && e.logical < to && e.logical + e.length > from)) {
+      this.#extents = markWritten(this.#extents, from, to);
+      this.#changed = true;
+    }
+    return Promise.resolve();
+  }
+
+  /** Rewrites the mapping when it changed. */
+  async finish(): Promise<{ iBlock: Uint8Array; blocksDelta: number }> {
+    const { map, ino, generation, iBlock } = this.#options;
+    if (!this.#changed) return { iBlock, blocksDelta: 0 };
+    const oldData = map.extents.reduce((a, e) => a + e.length, 0);
+    const newData = this.#extents.reduce((a, e) => a + e.length, 0);
+    const rebuilt = await rewriteFileMap(this.#tx, this.#alloc, this.#sb, {
+      ino,
+      generation,
+      old: map,
+      extents: this.#extents,
+      goal: this.#extents[0]?.physical,
+    });
+    return {
+      iBlock: rebuilt.iBlock,
+      blocksDelta: newData - oldData + rebuilt.mapBlocks - map.mapBlocks.length,
+    };
+  }
+}
+
+/**
+ * The largest size in bytes a file of this mapping kind may have, as the kernel computes
+ * `s_maxbytes` (extents: 2^32 − 1 blocks, as `ee_block` is 32 bits and the last block must
+ * be addressable by an extent's end) and `s_bitmap_maxbytes` (block maps: what the indirect
+ * levels address), both capped by what `i_blocks` counts without huge_file.
+ *
+ * @example
+ * ```ts ignore
+ * maxFileSize(sb, "extents"); // 17592186040320 (16 TiB − 4 KiB) with 4 KiB blocks
+ * ```
+ */
+export function maxFileSize(sb: Superblock, kind: "extents" | "blockmap"): number {
+  const bits = Math.log2(sb.blockSize);
+  const hugeFile = (sb.roCompat & RoCompat.HUGE_FILE) !== 0;
+  if (kind === "extents") {
+    let res = (2 ** 32 - 1) * sb.blockSize;
+    if (!hugeFile) {
+      const upper = Math.floor((2 ** 32 - 1) / 2 ** (bits - 9)) * sb.blockSize;
+      res = Math.min(res, upper);
+    }
+    return res;
+  }
+  // ext4_max_bitmap_size: data and indirect blocks together within what i_blocks counts.
+  const ppb = sb.blockSize / 4;
+  let upper = hugeFile ? 2 ** 48 - 1 : Math.floor((2 ** 32 - 1) / 2 ** (bits - 9));
+  let res = DIRECT_BLOCKS + ppb + ppb * ppb + ppb * ppb * ppb;
+  let meta = 1 + (1 + ppb) + (1 + ppb + ppb * ppb);
+  if (res + meta > upper) {
+    res = upper;
+    upper -= DIRECT_BLOCKS;
+    meta = 1;
+    upper -= ppb;
+    if (upper < ppb * ppb) {
+      meta += 1 + Math.ceil(upper / ppb);
+    } else {
+      meta += 1 + ppb;
+      upper -= ppb * ppb;
+      meta += 1 + Math.ceil(upper / ppb) + Math.ceil(upper / (ppb * ppb));
+    }
+    res -= meta;
+  }
+  return res * sb.blockSize;
 }

@@ -2,8 +2,10 @@
  * Changing an existing regular file, at inode level: write at any offset (holes stay holes,
  * blocks in holes are allocated near their neighbours, unwritten blocks become written),
  * truncate down and up, punch hole, and fallocate (unwritten extents). Data goes out as
- * ordered writes; the mapping is rebuilt with {@link rewriteFileMap}; the inode's size,
- * block count and times are rewritten with its checksum.
+ * ordered writes; extent trees are changed in place (lib/extent_tree_write.ts: only the nodes
+ * on the changed path are read and written), block maps are rewritten whole; the inode's size,
+ * block count and times are rewritten with its checksum. Sizes past what the kernel allows
+ * (`s_maxbytes`, {@link maxFileSize}) are EFBIG.
  *
  * Invariant kept: the bytes of the last block past the end of the file are zeros, so growing a
  * file never exposes old data.
@@ -12,17 +14,17 @@
  */
 
 import type { Allocator } from "./alloc.ts";
-import { Ext4Error } from "./errors.ts";
+import { Errno, Ext4Error } from "./errors.ts";
+import { ExtentTreeEditor } from "./extent_tree_write.ts";
 import type { FileExtent } from "./extent_write.ts";
 import {
-  type FileMap,
+  BlockMapEditor,
+  type FileMapEditor,
   findExtent,
-  insertExtents,
-  markWritten,
+  maxFileSize,
   readFileMap,
-  removeRange,
-  rewriteFileMap,
 } from "./file_map_write.ts";
+import { Incompat } from "./features.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
 import { uninline } from "./inline_write.ts";
 import { InodeFlags } from "./inode.ts";
@@ -55,10 +57,7 @@ interface OpenFile {
   ino: number;
   raw: Uint8Array;
   fields: InodeFields;
-  map: FileMap;
-  extents: FileExtent[];
-  /** Data blocks mapped before the change. */
-  oldData: number;
+  map: FileMapEditor;
 }
 
 function nowTime(ctx: FileContext): InodeTime {
@@ -67,7 +66,11 @@ function nowTime(ctx: FileContext): InodeTime {
   return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
 }
 
-async function open(ctx: FileContext, ino: number): Promise<OpenFile> {
+/** Reads and checks inode `ino` (no change yet); returns its fields and its largest size. */
+async function inspect(
+  ctx: FileContext,
+  ino: number,
+): Promise<{ fields: InodeFields; maxSize: number }> {
   const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
   const fields = decodeInode(ctx.sb, raw);
   if ((fields.mode & 0o170000) !== 0o100000) {
@@ -76,36 +79,51 @@ async function open(ctx: FileContext, ino: number): Promise<OpenFile> {
   if (fields.linksCount === 0 && fields.dtime !== 0) {
     throw new Ext4Error("NOT_FOUND", `inode ${ino} is deleted`);
   }
+  // An inline file becomes an extent file where the filesystem has extents.
+  const extents = (fields.flags & InodeFlags.EXTENTS) !== 0 ||
+    ((fields.flags & InodeFlags.INLINE_DATA) !== 0 && (ctx.sb.incompat & Incompat.EXTENTS) !== 0);
+  return { fields, maxSize: maxFileSize(ctx.sb, extents ? "extents" : "blockmap") };
+}
+
+/** EFBIG, as the kernel answers for a size or write end past `s_maxbytes`. */
+function tooLarge(ino: number, end: number, max: number): Ext4Error {
+  return new Ext4Error(
+    "INVALID",
+    `inode ${ino}: ${end} bytes is past the largest file size ${max}`,
+    { errno: Errno.EFBIG },
+  );
+}
+
+async function open(ctx: FileContext, ino: number): Promise<OpenFile> {
+  const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
+  const fields = decodeInode(ctx.sb, raw);
   if (fields.flags & InodeFlags.INLINE_DATA) {
     // Any change to an inline file first makes it an ordinary one, as the kernel does when
     // inline data grows.
     await uninline(ctx, ino);
     return await open(ctx, ino);
   }
-  const map = await readFileMap(ctx.tx, ctx.sb, ino, fields);
-  const oldData = map.extents.reduce((a, e) => a + e.length, 0);
-  return { ino, raw, fields, map, extents: map.extents, oldData };
+  const generation = fields.generation;
+  const map: FileMapEditor = fields.flags & InodeFlags.EXTENTS
+    ? new ExtentTreeEditor(ctx.tx, ctx.alloc, ctx.sb, { ino, generation, iBlock: fields.block })
+    : new BlockMapEditor(ctx.tx, ctx.alloc, ctx.sb, {
+      ino,
+      generation,
+      map: await readFileMap(ctx.tx, ctx.sb, ino, fields),
+      iBlock: fields.block,
+    });
+  return { ino, raw, fields, map };
 }
 
 async function save(ctx: FileContext, f: OpenFile, size: number): Promise<void> {
   const { sb } = ctx;
-  const per = sb.blockSize / 512;
-  const rebuilt = await rewriteFileMap(ctx.tx, ctx.alloc, sb, {
-    ino: f.ino,
-    generation: f.fields.generation,
-    old: f.map,
-    extents: f.extents,
-    goal: f.extents[0]?.physical,
-  });
-  const data = f.extents.reduce((a, e) => a + e.length, 0);
-  // Keep what else i_blocks counts (an xattr block).
-  const other = f.fields.blocks512 - (f.oldData + f.map.mapBlocks.length) * per;
+  const { iBlock, blocksDelta } = await f.map.finish();
   const t = nowTime(ctx);
   const fields: InodeFields = {
     ...f.fields,
     size,
-    block: rebuilt.iBlock,
-    blocks512: Math.max(0, other) + (data + rebuilt.mapBlocks) * per,
+    block: iBlock,
+    blocks512: Math.max(0, f.fields.blocks512 + blocksDelta * (sb.blockSize / 512)),
     mtime: t,
     ctime: t,
   };
@@ -119,7 +137,7 @@ function writtenBlock(extents: FileExtent[], lb: number): number | undefined {
   return e.physical + (lb - e.logical);
 }
 
-/** Allocates blocks for the holes in `[from, to)`, near the mapped neighbours. */
+/** Allocates blocks for the holes in `[from, to)`, each near the block mapped before it. */
 async function fillHoles(
   ctx: FileContext,
   f: OpenFile,
@@ -128,17 +146,23 @@ async function fillHoles(
   unwritten: boolean,
 ): Promise<void> {
   const { sb } = ctx;
+  const existing = await f.map.extentsIn(from, to);
   const added: FileExtent[] = [];
+  let before: FileExtent | undefined = existing[0]?.logical <= from
+    ? undefined
+    : await f.map.before(from);
   let lb = from;
+  let i = 0;
   while (lb < to) {
-    if (findExtent(f.extents, lb)) {
-      lb++;
+    const e = existing[i];
+    if (e && e.logical <= lb) {
+      lb = Math.max(lb, e.logical + e.length);
+      before = e;
+      i++;
       continue;
     }
-    let end = lb + 1;
-    while (end < to && !findExtent(f.extents, end)) end++;
-    // Goal: right after the extent before the hole, else the inode's group.
-    const before = f.extents.filter((e) => e.logical < lb).at(-1);
+    const end = Math.min(to, e ? e.logical : to);
+    // Goal: where the block before the hole is, continued; else the inode's group.
     const goal = before
       ? before.physical + (lb - before.logical)
       : sb.firstDataBlock + Math.floor((f.ino - 1) / sb.inodesPerGroup) * sb.blocksPerGroup;
@@ -146,15 +170,16 @@ async function fillHoles(
       contiguousPreferred: true,
     });
     let logical = lb;
-    for (const e of got) {
-      const x: FileExtent = { logical, physical: e.start, length: e.length };
+    for (const r of got) {
+      const x: FileExtent = { logical, physical: r.start, length: r.length };
       if (unwritten) x.unwritten = true;
       added.push(x);
-      logical += e.length;
+      logical += r.length;
     }
+    before = added[added.length - 1];
     lb = end;
   }
-  f.extents = insertExtents(f.extents, unwritten ? added : added.map((e) => ({ ...e })));
+  await f.map.insert(added);
 }
 
 /**
@@ -176,24 +201,27 @@ export async function writeFileRange(
   if (!Number.isSafeInteger(offset) || offset < 0) {
     throw new Ext4Error("INVALID", `bad offset ${offset}`);
   }
-  if (offset + data.length > 2 ** 32 * bs) throw new Ext4Error("INVALID", "file too large");
-  const f = await open(ctx, ino);
-  if (data.length === 0) return await save(ctx, f, f.fields.size);
-  const first = Math.floor(offset / bs);
-  const last = Math.floor((offset + data.length - 1) / bs);
-  // Old contents of the partial blocks at either end, read before anything is remapped.
-  const old = new Map<number, Uint8Array>();
-  for (const lb of new Set([first, last])) {
-    const p = writtenBlock(f.extents, lb);
-    if (p !== undefined) old.set(lb, Uint8Array.from(await tx.read(p)));
-  }
+  const { maxSize } = await inspect(ctx, ino);
+  if (offset + data.length > maxSize) throw tooLarge(ino, offset + data.length, maxSize);
   try {
+    const f = await open(ctx, ino);
+    if (data.length === 0) return await save(ctx, f, f.fields.size);
+    const first = Math.floor(offset / bs);
+    const last = Math.floor((offset + data.length - 1) / bs);
+    const before = await f.map.extentsIn(first, last + 1);
+    // Old contents of the partial blocks at either end, read before anything is remapped.
+    const old = new Map<number, Uint8Array>();
+    for (const lb of new Set([first, last])) {
+      const p = writtenBlock(before, lb);
+      if (p !== undefined) old.set(lb, Uint8Array.from(await tx.read(p)));
+    }
     await fillHoles(ctx, f, first, last + 1, false);
-    f.extents = markWritten(f.extents, first, last + 1);
+    if (before.some((e) => e.unwritten)) await f.map.markWritten(first, last + 1);
+    const mapped = await f.map.extentsIn(first, last + 1);
     // One buffer per physically contiguous stretch.
     let lb = first;
     while (lb <= last) {
-      const e = findExtent(f.extents, lb)!;
+      const e = findExtent(mapped, lb)!;
       const phys = e.physical + (lb - e.logical);
       const n = Math.min(last + 1, e.logical + e.length) - lb;
       const buf = new Uint8Array(n * bs);
@@ -220,25 +248,35 @@ async function zeroPartial(
   from: number,
   to: number,
 ): Promise<void> {
-  const p = writtenBlock(f.extents, lb);
-  if (p === undefined || from >= to) return;
+  if (from >= to) return;
+  const e = await f.map.lookup(lb);
+  if (!e || e.unwritten) return;
+  const p = e.physical + (lb - e.logical);
   const img = Uint8Array.from(await ctx.tx.read(p));
   img.fill(0, from, to);
   ctx.tx.writeData(p, img);
 }
 
-/** Sets the size of regular file `ino`: blocks past the end are freed, growing leaves a hole. */
+/** Frees the data runs a mapping change gave back. */
+async function freeRuns(ctx: FileContext, runs: { start: number; length: number }[]) {
+  for (const r of runs) await ctx.alloc.freeBlocks(ctx.tx, r.start, r.length);
+}
+
+/**
+ * Sets the size of regular file `ino`: blocks past the end are freed, growing leaves a hole.
+ * A size past the largest the kernel allows is EFBIG.
+ */
 export async function truncateFile(ctx: FileContext, ino: number, size: number): Promise<void> {
   const bs = ctx.sb.blockSize;
-  if (!Number.isSafeInteger(size) || size < 0 || size > 2 ** 32 * bs) {
+  if (!Number.isSafeInteger(size) || size < 0) {
     throw new Ext4Error("INVALID", `bad size ${size}`);
   }
-  const f = await open(ctx, ino);
+  const { maxSize } = await inspect(ctx, ino);
+  if (size > maxSize) throw tooLarge(ino, size, maxSize);
   try {
+    const f = await open(ctx, ino);
     const keep = Math.ceil(size / bs);
-    const { kept, removed } = removeRange(f.extents, keep, 2 ** 32);
-    f.extents = kept;
-    for (const r of removed) await ctx.alloc.freeBlocks(ctx.tx, r.start, r.length);
+    await freeRuns(ctx, await f.map.remove(keep, 2 ** 32));
     if (size % bs !== 0) await zeroPartial(ctx, f, keep - 1, size % bs, bs);
     await save(ctx, f, size);
   } catch (e) {
@@ -258,17 +296,14 @@ export async function punchHole(
   if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
     throw new Ext4Error("INVALID", `bad range ${offset}+${length}`);
   }
-  const f = await open(ctx, ino);
-  const end = Math.min(offset + length, f.fields.size);
+  const { fields } = await inspect(ctx, ino);
+  const end = Math.min(offset + length, fields.size);
   if (end <= offset) return;
   try {
+    const f = await open(ctx, ino);
     const firstWhole = Math.ceil(offset / bs);
     const lastWhole = Math.floor(end / bs); // exclusive
-    if (firstWhole < lastWhole) {
-      const { kept, removed } = removeRange(f.extents, firstWhole, lastWhole);
-      f.extents = kept;
-      for (const r of removed) await ctx.alloc.freeBlocks(ctx.tx, r.start, r.length);
-    }
+    if (firstWhole < lastWhole) await freeRuns(ctx, await f.map.remove(firstWhole, lastWhole));
     const headBlock = Math.floor(offset / bs);
     const tailBlock = Math.floor(end / bs);
     if (headBlock === tailBlock) {
@@ -299,12 +334,16 @@ export async function fallocateRange(
   if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length <= 0) {
     throw new Ext4Error("INVALID", `bad range ${offset}+${length}`);
   }
-  if (offset + length > 2 ** 32 * bs) throw new Ext4Error("INVALID", "file too large");
-  const f = await open(ctx, ino);
-  if (f.map.kind !== "extents") {
+  const { fields, maxSize } = await inspect(ctx, ino);
+  if (
+    !(fields.flags & (InodeFlags.EXTENTS | InodeFlags.INLINE_DATA)) ||
+    !(ctx.sb.incompat & Incompat.EXTENTS)
+  ) {
     throw new Ext4Error("UNSUPPORTED", "fallocate needs an extent-mapped file");
   }
+  if (offset + length > maxSize) throw tooLarge(ino, offset + length, maxSize);
   try {
+    const f = await open(ctx, ino);
     await fillHoles(ctx, f, Math.floor(offset / bs), Math.ceil((offset + length) / bs), true);
     const size = options.keepSize ? f.fields.size : Math.max(f.fields.size, offset + length);
     await save(ctx, f, size);
