@@ -1,0 +1,578 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { DirFileType } from "../lib/directory.ts";
+import { CorruptError, type Ext4Error } from "../lib/errors.ts";
+import { EXTENT_MAGIC, readExtentTree } from "../lib/extent.ts";
+import { ExtentTreeEditor } from "../lib/extent_tree_write.ts";
+import {
+  emptyExtentRoot,
+  extentBlockChecksum,
+  extentsPerBlock,
+  type FileExtent,
+} from "../lib/extent_write.ts";
+import { maxFileSize } from "../lib/file_map_write.ts";
+import { type FileContext, punchHole, truncateFile, writeFileRange } from "../lib/file_update.ts";
+import { InodeFlags } from "../lib/inode.ts";
+import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";
+import type { Transaction } from "../lib/transaction.ts";
+import { pattern } from "./file_fixtures.ts";
+import { tempDir, testWith, withKernelMount } from "./helpers.ts";
+import {
+  fsck,
+  IMAGE_TOOLS,
+  LAYOUTS,
+  linkIntoRoot,
+  type LoadedFs,
+  loadFs,
+  mkfsImage,
+  writeTestInode,
+} from "./write_fixtures.ts";
+
+const TIME = { sec: 1700000000, nsec: 0 };
+
+/** Creates an empty extent-mapped regular file /NAME; returns its inode and generation. */
+async function createEmpty(
+  fs: LoadedFs,
+  tx: Transaction,
+  name: string,
+): Promise<{ ino: number; generation: number }> {
+  const ino = await fs.alloc.allocateInode(tx, { dir: false, parentGroup: 0 });
+  const generation = ino * 7 + 3;
+  await writeTestInode(fs, tx, ino, {
+    mode: 0o100644,
+    size: 0,
+    generation,
+    time: TIME,
+    blocks512: 0,
+    flags: InodeFlags.EXTENTS,
+    block: emptyExtentRoot(),
+  });
+  await linkIntoRoot(fs, tx, name, ino, DirFileType.REG_FILE);
+  return { ino, generation };
+}
+
+interface TreeShape {
+  depth: number;
+  extents: FileExtent[];
+  /** Tree blocks by level below the root (index 0: the root's children). */
+  levels: number[][];
+  /** Entries per tree block. */
+  entries: Map<number, number>;
+}
+
+/**
+ * Walks the tree on its own and asserts the invariants: magic, eh_max (4 in the root, a full
+ * block below), eh_entries ≤ eh_max, depth one less per level, keys sorted, extents disjoint,
+ * each index key equal to its child's first key, no empty node below the root, checksums, and
+ * a root with one child only when that child would not fit in the root.
+ */
+async function checkTree(
+  fs: LoadedFs,
+  tx: Transaction,
+  owner: { ino: number; generation: number },
+  iBlock: Uint8Array,
+): Promise<TreeShape> {
+  const per = extentsPerBlock(fs.sb.blockSize);
+  const shape: TreeShape = { depth: 0, extents: [], levels: [], entries: new Map() };
+  const seen = new Set<number>();
+  const walk = async (
+    node: Uint8Array,
+    block: number | null,
+    level: number,
+    depth: number | null,
+  ): Promise<number | undefined> => {
+    const v = new DataView(node.buffer, node.byteOffset, node.byteLength);
+    assert.equal(v.getUint16(0, true), EXTENT_MAGIC);
+    const entries = v.getUint16(2, true);
+    const max = v.getUint16(4, true);
+    const d = v.getUint16(6, true);
+    assert.equal(v.getUint32(8, true), 0, "eh_generation");
+    assert.equal(max, block === null ? 4 : per, "eh_max");
+    assert.ok(entries <= max);
+    if (depth !== null) assert.equal(d, depth, `depth of block ${block}`);
+    else shape.depth = d;
+    assert.ok(d <= 5);
+    if (block !== null) {
+      assert.ok(entries > 0, `tree block ${block} is empty`);
+      shape.entries.set(block, entries);
+      if (fs.sb.hasMetadataCsum) {
+        assert.equal(
+          v.getUint32(12 + 12 * max, true),
+          extentBlockChecksum(fs.sb, owner.ino, owner.generation, node),
+        );
+      }
+    }
+    let first: number | undefined;
+    let prev = -1;
+    for (let i = 0; i < entries; i++) {
+      const o = 12 + 12 * i;
+      const key = v.getUint32(o, true);
+      assert.ok(key > prev, "keys sorted");
+      prev = key;
+      first ??= key;
+      if (d === 0) {
+        const raw = v.getUint16(o + 4, true);
+        const e: FileExtent = {
+          logical: key,
+          physical: v.getUint32(o + 8, true) + v.getUint16(o + 6, true) * 2 ** 32,
+          length: raw > 32768 ? raw - 32768 : raw,
+        };
+        if (raw > 32768) e.unwritten = true;
+        const last = shape.extents.at(-1);
+        if (last) assert.ok(last.logical + last.length <= key, "extents disjoint");
+        shape.extents.push(e);
+      } else {
+        const child = v.getUint32(o + 4, true) + v.getUint16(o + 8, true) * 2 ** 32;
+        assert.ok(!seen.has(child));
+        seen.add(child);
+        (shape.levels[level] ??= []).push(child);
+        const childFirst = await walk(await tx.read(child), child, level + 1, d - 1);
+        assert.equal(key, childFirst, `index key of block ${child} = its first key`);
+        if (block === null && entries === 1) {
+          const n = (await tx.read(child))[2] | ((await tx.read(child))[3] << 8);
+          assert.ok(n > 4, "a single child that fits in the root is pulled up");
+        }
+      }
+    }
+    return first;
+  };
+  await walk(iBlock, null, 0, null);
+  // The reader agrees (checksums, bounds, order).
+  const runs = await readExtentTree(fs.sb, { ...owner, iBlock }, (b) => tx.read(b));
+  assert.deepEqual(
+    runs.map((r) => [r.logical, r.physical, r.length, r.unwritten]),
+    shape.extents.map((e) => [e.logical, e.physical, e.length, !!e.unwritten]),
+  );
+  return shape;
+}
+
+type Model = Map<number, [number, boolean]>;
+
+function modelOf(extents: FileExtent[]): Model {
+  const m: Model = new Map();
+  for (const e of extents) {
+    for (let i = 0; i < e.length; i++) m.set(e.logical + i, [e.physical + i, !!e.unwritten]);
+  }
+  return m;
+}
+
+type TreeOp =
+  | {
+    kind: "insert";
+    at: number;
+    count: number;
+    gap: number;
+    len: number;
+    unwritten: boolean;
+    batch: boolean;
+  }
+  | { kind: "remove"; from: number; len: number }
+  | { kind: "written"; from: number; len: number }
+  | { kind: "commit" };
+
+const TOP = 2 ** 32 - 1; // first logical block past the last one a file may have
+const atArb = fc.oneof(
+  { weight: 6, arbitrary: fc.nat(2500) },
+  { weight: 1, arbitrary: fc.integer({ min: TOP - 400, max: TOP - 1 }) },
+);
+const treeOpArb: fc.Arbitrary<TreeOp> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      kind: fc.constant("insert" as const),
+      at: atArb,
+      count: fc.integer({ min: 1, max: 120 }),
+      gap: fc.nat(2),
+      len: fc.integer({ min: 1, max: 3 }),
+      unwritten: fc.boolean(),
+      batch: fc.boolean(),
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant("remove" as const),
+      from: atArb,
+      len: fc.oneof(fc.nat(30), fc.nat(3000)),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("written" as const),
+      from: atArb,
+      len: fc.nat(200),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("commit" as const) }) },
+);
+
+for (const [layout, runs] of [[LAYOUTS[3], 20], [LAYOUTS[2], 8], [LAYOUTS[4], 5]] as const) {
+  testWith(
+    `extent tree edits on ${layout.name}: random inserts, removes and conversions keep the tree valid and equal to a per-block model`,
+    IMAGE_TOOLS,
+    async () => {
+      await using dir = await tempDir();
+      const image = await mkfsImage(dir.path, layout);
+      const depths = new Set<number>();
+      await fc.assert(
+        fc.asyncProperty(fc.array(treeOpArb, { minLength: 1, maxLength: 30 }), async (ops) => {
+          const fs = await loadFs(image);
+          let tx = fs.cache.begin();
+          const owner = await createEmpty(fs, tx, "t");
+          await tx.commit();
+          tx = fs.cache.begin();
+          let iBlock = emptyExtentRoot();
+          let tree = new ExtentTreeEditor(tx, fs.alloc, fs.sb, { ...owner, iBlock });
+          let treeBlocks = 0; // from editors already finished
+          let model: Model = new Map();
+          const freeBefore = fs.alloc.freeBlockCount;
+          const writeInodeNow = async () => {
+            const done = await tree.finish();
+            iBlock = done.iBlock;
+            treeBlocks += tree.treeBlocksDelta;
+            const last = Math.max(-1, ...model.keys());
+            await writeInode(
+              tx,
+              fs.sb,
+              fs.gdt,
+              owner.ino,
+              encodeInode(fs.sb, owner.ino, {
+                ...decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, owner.ino)),
+                size: (last + 1) * fs.sb.blockSize,
+                blocks512: (model.size + treeBlocks) * (fs.sb.blockSize / 512),
+                block: iBlock,
+              }),
+            );
+          };
+          for (const op of ops) {
+            if (op.kind === "commit") {
+              await writeInodeNow();
+              await tx.commit();
+              tx = fs.cache.begin();
+              tree = new ExtentTreeEditor(tx, fs.alloc, fs.sb, { ...owner, iBlock });
+              continue;
+            }
+            if (op.kind === "insert") {
+              const added: FileExtent[] = [];
+              for (let i = 0; i < op.count; i++) {
+                const lb = op.at + i * (op.len + op.gap);
+                let len = Math.min(op.len, TOP - lb);
+                for (let j = 0; j < len; j++) if (model.has(lb + j)) len = j;
+                if (len <= 0) continue;
+                const goal = model.get(lb - 1)?.[0] ?? 5000 + (lb % 3000);
+                let logical = lb;
+                for (const r of await fs.alloc.allocateBlocks(tx, goal + 1, len)) {
+                  const e: FileExtent = { logical, physical: r.start, length: r.length };
+                  if (op.unwritten) e.unwritten = true;
+                  added.push(e);
+                  logical += r.length;
+                }
+              }
+              if (op.batch) await tree.insert(added);
+              else for (const e of added) await tree.insert([e]);
+              for (const [lb, v] of modelOf(added)) model.set(lb, v);
+            } else if (op.kind === "remove") {
+              const to = op.from + op.len;
+              const removed = await tree.remove(op.from, to);
+              const got = new Set<number>();
+              for (const r of removed) {
+                for (let i = 0; i < r.length; i++) got.add(r.start + i);
+                await fs.alloc.freeBlocks(tx, r.start, r.length);
+              }
+              const want = new Set<number>();
+              for (const [lb, [p]] of model) {
+                if (lb >= op.from && lb < to) {
+                  want.add(p);
+                  model.delete(lb);
+                }
+              }
+              assert.deepEqual(got, want, "removed runs are the blocks mapped there");
+            } else {
+              await tree.markWritten(op.from, op.from + op.len);
+              for (const [lb, [p]] of model) {
+                if (lb >= op.from && lb < op.from + op.len) model.set(lb, [p, false]);
+              }
+            }
+            const { iBlock: now } = await tree.finish();
+            const shape = await checkTree(fs, tx, owner, now);
+            depths.add(shape.depth);
+            assert.deepEqual(modelOf(shape.extents), model);
+            const blocks = shape.levels.flat();
+            assert.equal(blocks.length, treeBlocks + tree.treeBlocksDelta, "tree block count");
+            for (const b of blocks) assert.ok(await fs.alloc.isBlockInUse(tx, b));
+          }
+          await writeInodeNow();
+          await tx.commit();
+          assert.equal(
+            fs.alloc.freeBlockCount,
+            freeBefore - model.size - treeBlocks,
+            "free blocks: data and tree blocks only",
+          );
+          const check = await fsck(dir.path, fs.dev.bytes);
+          assert.equal(check.code, 0, check.output + JSON.stringify(ops));
+        }),
+        { numRuns: runs },
+      );
+      // The runs reach trees with index levels (1 KiB blocks: two of them).
+      assert.ok(depths.has(layout.name === "ext4-1k" ? 2 : 1), `depths seen: ${[...depths]}`);
+    },
+  );
+}
+
+testWith(
+  "extent tree edits: appends keep leaves full; the tree grows to depth 2 and removing from the end shrinks it back to the inode",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[3]));
+    const per = extentsPerBlock(fs.sb.blockSize);
+    let tx = fs.cache.begin();
+    const owner = await createEmpty(fs, tx, "a");
+    await tx.commit();
+    tx = fs.cache.begin();
+    const tree = new ExtentTreeEditor(tx, fs.alloc, fs.sb, { ...owner, iBlock: emptyExtentRoot() });
+    const n = 4 * per + 10;
+    const depths = new Set<number>();
+    for (let i = 0; i < n; i++) {
+      const [r] = await fs.alloc.allocateBlocks(tx, 9000, 1);
+      await tree.insert([{ logical: 2 * i, physical: r.start, length: 1 }]);
+      depths.add(tree.depth);
+    }
+    assert.deepEqual([...depths], [0, 1, 2]);
+    let shape = await checkTree(fs, tx, owner, (await tree.finish()).iBlock);
+    const leaves = shape.levels[shape.depth - 1];
+    assert.equal(leaves.length, Math.ceil(n / per), "appended leaves are full");
+    assert.ok(leaves.slice(0, -1).every((b) => shape.entries.get(b) === per));
+    const seen = [tree.depth];
+    for (let end = 2 * n; end > 0; end -= 37) {
+      for (const r of await tree.remove(Math.max(0, end - 37), end)) {
+        await fs.alloc.freeBlocks(tx, r.start, r.length);
+      }
+      seen.push(tree.depth);
+      shape = await checkTree(fs, tx, owner, (await tree.finish()).iBlock);
+    }
+    assert.equal(shape.extents.length, 0);
+    assert.equal(tree.depth, 0);
+    assert.ok(seen.includes(1) && seen.includes(2));
+    assert.equal(tree.treeBlocksDelta, 0, "every tree block freed");
+    tx.abort();
+  },
+);
+
+testWith(
+  "extent tree edits: corrupt trees are CorruptErrors naming the inode and the block",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const image = await mkfsImage(dir.path, LAYOUTS[2]);
+    const build = async () => {
+      const fs = await loadFs(image);
+      const tx = fs.cache.begin();
+      const owner = await createEmpty(fs, tx, "c");
+      const tree = new ExtentTreeEditor(tx, fs.alloc, fs.sb, {
+        ...owner,
+        iBlock: emptyExtentRoot(),
+      });
+      for (let i = 0; i < 6; i++) {
+        const [r] = await fs.alloc.allocateBlocks(tx, 3000 + 2 * i, 1);
+        await tree.insert([{ logical: 10 * i, physical: r.start, length: 1 }]);
+      }
+      const { iBlock } = await tree.finish();
+      const leaf = new DataView(iBlock.buffer).getUint32(16, true);
+      return { fs, tx, owner, iBlock, leaf };
+    };
+    const expectCorrupt = async (
+      change: (t: Awaited<ReturnType<typeof build>>, img: Uint8Array) => void,
+      re: RegExp,
+    ) => {
+      const t = await build();
+      change(t, await t.tx.getWritable(t.leaf));
+      const tree = new ExtentTreeEditor(t.tx, t.fs.alloc, t.fs.sb, {
+        ...t.owner,
+        iBlock: t.iBlock,
+      });
+      await assert.rejects(
+        () => tree.lookup(20),
+        (e: Ext4Error) =>
+          e instanceof CorruptError && e.message.includes(`inode ${t.owner.ino}`) &&
+          e.message.includes(`block ${t.leaf}`) && re.test(e.message),
+      );
+    };
+    // Changes with the checksum made right again, so the structural check is what fails.
+    const resum = (t: Awaited<ReturnType<typeof build>>, img: Uint8Array) => {
+      new DataView(img.buffer, img.byteOffset).setUint32(
+        12 + 12 * extentsPerBlock(t.fs.sb.blockSize),
+        extentBlockChecksum(t.fs.sb, t.owner.ino, t.owner.generation, img),
+        true,
+      );
+    };
+    await expectCorrupt((_, img) => img[0] = 0, /magic/);
+    await expectCorrupt((t, img) => (img[6] = 3, resum(t, img)), /depth/);
+    await expectCorrupt((t, img) => (img[24] = 0, resum(t, img)), /order/);
+    await expectCorrupt((t, img) => (img[20] = 0xff, img[23] = 0xff, resum(t, img)), /bad extent/);
+    await expectCorrupt((_, img) => img[13] ^= 1, /checksum/);
+    await expectCorrupt((_, img) => (img[4] = 0xff, img[5] = 1), /eh_max/);
+    // Two index entries naming the same block.
+    const t = await build();
+    const root = Uint8Array.from(t.iBlock);
+    const v = new DataView(root.buffer);
+    v.setUint16(2, 2, true);
+    v.setUint32(24, 100, true);
+    v.setUint32(28, t.leaf, true);
+    const tree = new ExtentTreeEditor(t.tx, t.fs.alloc, t.fs.sb, { ...t.owner, iBlock: root });
+    await assert.rejects(
+      () => tree.remove(0, 200),
+      (e: Ext4Error) =>
+        e instanceof CorruptError && /referenced twice/.test(e.message) &&
+        e.message.includes(`block ${t.leaf}`),
+    );
+    // A root deeper than 5.
+    const deep = Uint8Array.from(t.iBlock);
+    deep[6] = 6;
+    const bad = new ExtentTreeEditor(t.tx, t.fs.alloc, t.fs.sb, { ...t.owner, iBlock: deep });
+    await assert.rejects(() => bad.lookup(0), (e: Ext4Error) => e.code === "CORRUPT");
+    t.tx.abort();
+  },
+);
+
+/** Reads `length` bytes at `offset` of a file in a kernel mount. */
+async function kernelRead(path: string, offset: number, length: number): Promise<Uint8Array> {
+  using f = await Deno.open(path);
+  await f.seek(offset, Deno.SeekMode.Start);
+  const buf = new Uint8Array(length);
+  let got = 0;
+  while (got < length) {
+    const n = await f.read(buf.subarray(got));
+    if (n === null) break;
+    got += n;
+  }
+  return buf.subarray(0, got);
+}
+
+testWith(
+  "a file fragmented into thousands of extents by interleaved writes (depth 2), then punched and truncated back to depth 0: e2fsck-clean and read back by the kernel at each stage",
+  [...IMAGE_TOOLS, "root", "loop", "kernel-ext4"],
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[2]));
+    const bs = fs.sb.blockSize;
+    const per = extentsPerBlock(bs);
+    let tx = fs.cache.begin();
+    const a = await createEmpty(fs, tx, "a");
+    const b = await createEmpty(fs, tx, "b");
+    await tx.commit();
+    const models = new Map([[a.ino, new Uint8Array(0)], [b.ino, new Uint8Array(0)]]);
+    const write = async (ino: number, offset: number, data: Uint8Array) => {
+      const ctx: FileContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME };
+      await writeFileRange(ctx, ino, offset, data);
+      const m = models.get(ino)!;
+      const out = new Uint8Array(Math.max(m.length, offset + data.length));
+      out.set(m);
+      out.set(data, offset);
+      models.set(ino, out);
+    };
+    const depthOf = async (ino: number) => {
+      const t = fs.cache.begin();
+      const f = decodeInode(fs.sb, await readInodeRaw(t, fs.sb, fs.gdt, ino));
+      t.abort();
+      return f.block[6] | (f.block[7] << 8);
+    };
+    const stage = async (name: string) => {
+      const check = await fsck(dir.path, fs.dev.bytes);
+      assert.equal(check.code, 0, `${name}: ${check.output}`);
+      const path = `${dir.path}/frag.img`;
+      await Deno.writeFile(path, fs.dev.bytes);
+      await withKernelMount(path, async (mnt) => {
+        for (const [ino, m] of models) {
+          const got = await Deno.readFile(`${mnt}/${ino === a.ino ? "a" : "b"}`);
+          assert.equal(got.length, m.length, `${name}: size`);
+          assert.ok(got.every((x, i) => x === m[i]), `${name}: contents of inode ${ino}`);
+        }
+      }, { readOnly: true });
+    };
+    // Interleaved one-block appends: each file's blocks alternate with the other's.
+    const n = 4 * per + 200;
+    tx = fs.cache.begin();
+    for (let i = 0; i < n; i++) {
+      await write(a.ino, i * bs, pattern(i, bs));
+      await write(b.ino, i * bs, pattern(100000 + i, bs));
+      if (i % 256 === 255) {
+        await tx.commit();
+        tx = fs.cache.begin();
+      }
+    }
+    // Random overwrites and partial writes across the fragmented file.
+    for (let i = 0; i < 200; i++) {
+      await write(a.ino, (i * 7919 % n) * bs + (i % 3) * 100, pattern(500000 + i, 3000));
+    }
+    await tx.commit();
+    assert.equal(await depthOf(a.ino), 2);
+    await stage("depth 2");
+    const ctx = (): FileContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME });
+    // Punch most of the middle: few extents are left, in two leaves that merge.
+    tx = fs.cache.begin();
+    await punchHole(ctx(), a.ino, 3 * bs + 17, (n - 6) * bs);
+    const ma = models.get(a.ino)!;
+    ma.fill(0, 3 * bs + 17, Math.min(ma.length, (n - 3) * bs + 17));
+    await tx.commit();
+    assert.ok(await depthOf(a.ino) <= 1);
+    await stage("punched");
+    tx = fs.cache.begin();
+    await truncateFile(ctx(), b.ino, 2 * bs + 5);
+    models.set(b.ino, models.get(b.ino)!.slice(0, 2 * bs + 5));
+    await truncateFile(ctx(), a.ino, bs + 1);
+    models.set(a.ino, models.get(a.ino)!.slice(0, bs + 1));
+    await tx.commit();
+    assert.equal(await depthOf(a.ino), 0);
+    assert.equal(await depthOf(b.ino), 0);
+    await stage("truncated");
+  },
+);
+
+testWith(
+  "sparse files at the top of the logical range: the last block (2^32 - 2 with 4 KiB blocks) is written and read back by the kernel; past s_maxbytes is EFBIG",
+  [...IMAGE_TOOLS, "root", "loop", "kernel-ext4"],
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[2]));
+    const bs = fs.sb.blockSize;
+    const max = maxFileSize(fs.sb, "extents");
+    assert.equal(max, (2 ** 32 - 1) * bs);
+    let tx = fs.cache.begin();
+    const { ino } = await createEmpty(fs, tx, "top");
+    await tx.commit();
+    tx = fs.cache.begin();
+    const ctx: FileContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME };
+    const head = pattern(1, 5000);
+    const tail = pattern(2, bs + 300);
+    await writeFileRange(ctx, ino, 0, head);
+    // The last byte a file may hold is max - 1: its block is 2^32 - 2.
+    await writeFileRange(ctx, ino, max - tail.length, tail);
+    const efbig = (e: Ext4Error) => e.errno === 27;
+    await assert.rejects(() => writeFileRange(ctx, ino, max - 10, new Uint8Array(11)), efbig);
+    await assert.rejects(() => writeFileRange(ctx, ino, max, new Uint8Array(1)), efbig);
+    await assert.rejects(() => truncateFile(ctx, ino, max + 1), efbig);
+    assert.equal(tx.state, "open", "EFBIG is refused before any change");
+    await tx.commit();
+    const check = await fsck(dir.path, fs.dev.bytes);
+    assert.equal(check.code, 0, check.output);
+    const path = `${dir.path}/top.img`;
+    await Deno.writeFile(path, fs.dev.bytes);
+    await withKernelMount(path, async (mnt) => {
+      const st = await Deno.stat(`${mnt}/top`);
+      assert.equal(st.size, max);
+      assert.deepEqual(await kernelRead(`${mnt}/top`, 0, head.length), head);
+      assert.deepEqual(await kernelRead(`${mnt}/top`, max - tail.length, tail.length + 10), tail);
+      const mid = await kernelRead(`${mnt}/top`, 2 ** 40, 4096);
+      assert.ok(mid.every((x) => x === 0), "the hole reads as zeros");
+    }, { readOnly: true });
+    // Truncating to the largest size keeps the last block; down to 0 frees it all.
+    tx = fs.cache.begin();
+    await truncateFile({ ...ctx, tx }, ino, max);
+    await truncateFile({ ...ctx, tx }, ino, 0);
+    await tx.commit();
+    const again = await fsck(dir.path, fs.dev.bytes);
+    assert.equal(again.code, 0, again.output);
+  },
+);
