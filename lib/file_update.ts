@@ -16,7 +16,7 @@
 import type { Allocator } from "./alloc.ts";
 import { Errno, Ext4Error } from "./errors.ts";
 import { ExtentTreeEditor } from "./extent_tree_write.ts";
-import type { FileExtent } from "./extent_write.ts";
+import { type FileExtent, MAX_INIT_EXTENT, MAX_UNWRITTEN_EXTENT } from "./extent_write.ts";
 import {
   BlockMapEditor,
   type FileMapEditor,
@@ -170,11 +170,16 @@ async function fillHoles(
       contiguousPreferred: true,
     });
     let logical = lb;
+    // Unwritten extents hold one block less than written ones.
+    const most = unwritten ? MAX_UNWRITTEN_EXTENT : MAX_INIT_EXTENT;
     for (const r of got) {
-      const x: FileExtent = { logical, physical: r.start, length: r.length };
-      if (unwritten) x.unwritten = true;
-      added.push(x);
-      logical += r.length;
+      for (let at = 0; at < r.length; at += most) {
+        const length = Math.min(most, r.length - at);
+        const x: FileExtent = { logical, physical: r.start + at, length };
+        if (unwritten) x.unwritten = true;
+        added.push(x);
+        logical += length;
+      }
     }
     before = added[added.length - 1];
     lb = end;

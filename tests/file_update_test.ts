@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { DirFileType } from "../lib/directory.ts";
 import type { Ext4Error } from "../lib/errors.ts";
-import { findExtent, insertExtents, markWritten, removeRange } from "../lib/file_map_write.ts";
+import {
+  findExtent,
+  insertExtents,
+  markWritten,
+  readFileMap,
+  removeRange,
+} from "../lib/file_map_write.ts";
 import {
   fallocateRange,
   type FileContext,
@@ -245,6 +251,7 @@ testWith(
     const ino = await createEmpty(fs, tx, "big");
     await tx.commit();
     const image = Uint8Array.from(fs.dev.bytes);
+    const freeAtStart = [fs.alloc.freeBlockCount, fs.sb.freeBlocksCount];
     tx = fs.cache.begin();
     const ctx: FileContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
     await writeFileRange(ctx, ino, 0, new Uint8Array(10000).fill(1));
@@ -261,7 +268,98 @@ testWith(
       "the earlier write is discarded too",
     );
     assert.deepEqual(fs.dev.bytes, image);
+    assert.deepEqual([fs.alloc.freeBlockCount, fs.sb.freeBlocksCount], freeAtStart);
     const r = parseFsck((await fsck(dir.path, fs.dev.bytes)).output);
     assert.deepEqual(r.other, []);
+  },
+);
+
+testWith(
+  "file updates: ENOSPC for an extent tree block after the data blocks were found discards the write; the file, free counts and image are as before",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[3]));
+    const bs = fs.sb.blockSize;
+    const per = Math.floor((bs - 12) / 12);
+    let tx = fs.cache.begin();
+    const f = await createEmpty(fs, tx, "f");
+    const g = await createEmpty(fs, tx, "g");
+    const h = await createEmpty(fs, tx, "h");
+    const k = await createEmpty(fs, tx, "k");
+    await tx.commit();
+    const ctx = (): FileContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
+    // Interleaved one-block appends: f gets two full leaves of one-block extents.
+    tx = fs.cache.begin();
+    for (let i = 0; i < 2 * per; i++) {
+      await writeFileRange(ctx(), f, i * bs, pattern(i, bs));
+      await writeFileRange(ctx(), g, i * bs, pattern(i + 7, bs));
+    }
+    await tx.commit();
+    // Fill the filesystem with unwritten blocks of h until one block is left.
+    for (let round = 0; round < 50 && fs.alloc.freeBlockCount > 1; round++) {
+      tx = fs.cache.begin();
+      const want = fs.alloc.freeBlockCount - 1 - (round % 2 === 0 ? 0 : 1);
+      try {
+        const size = decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, h)).size;
+        await fallocateRange(ctx(), h, size, Math.max(1, want) * bs);
+        await tx.commit();
+      } catch (e) {
+        assert.equal((e as Ext4Error).code, "NO_SPACE");
+      }
+    }
+    assert.equal(fs.alloc.freeBlockCount, 1);
+    const image = Uint8Array.from(fs.dev.bytes);
+    const counts = [fs.alloc.freeBlockCount, fs.sb.freeBlocksCount];
+    // One more block for f fits, but its full leaf must split and there is no block for that.
+    tx = fs.cache.begin();
+    await assert.rejects(
+      () => writeFileRange(ctx(), f, 2 * per * bs, pattern(99, bs)),
+      (e: Ext4Error) => e.code === "NO_SPACE" && e.errno === 28,
+    );
+    assert.equal(tx.state, "aborted");
+    assert.deepEqual(fs.dev.bytes, image);
+    assert.deepEqual([fs.alloc.freeBlockCount, fs.sb.freeBlocksCount], counts);
+    // The block itself was there: a file whose root has room takes it.
+    tx = fs.cache.begin();
+    await writeFileRange(ctx(), k, 0, pattern(5, 10));
+    await tx.commit();
+    assert.equal(fs.alloc.freeBlockCount, 0);
+    const r = await fsck(dir.path, fs.dev.bytes);
+    assert.equal(r.code, 0, r.output);
+  },
+);
+
+testWith(
+  "fallocate of more than 32767 contiguous blocks splits the unwritten extents (e2fsck-clean)",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(
+      await mkfsImage(dir.path, {
+        name: "big",
+        mkfs: "mkfs.ext4",
+        args: ["-b", "4096", "-O", "^has_journal"],
+        size: "384M", // three full groups: the last one wholly free
+      }),
+    );
+    let tx = fs.cache.begin();
+    const ino = await createEmpty(fs, tx, "big");
+    await tx.commit();
+    tx = fs.cache.begin();
+    // 32768 blocks: the allocator finds them in one run (group 2).
+    await fallocateRange({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt }, ino, 0, 128 << 20);
+    await tx.commit();
+    const t = fs.cache.begin();
+    const map = await readFileMap(
+      t,
+      fs.sb,
+      ino,
+      decodeInode(fs.sb, await readInodeRaw(t, fs.sb, fs.gdt, ino)),
+    );
+    t.abort();
+    assert.deepEqual(map.extents.map((e) => [e.length, e.unwritten]), [[32767, true], [1, true]]);
+    const r = await fsck(dir.path, fs.dev.bytes);
+    assert.equal(r.code, 0, r.output);
   },
 );
