@@ -172,7 +172,7 @@ type TreeOp =
 
 const TOP = 2 ** 32 - 1; // first logical block past the last one a file may have
 const atArb = fc.oneof(
-  { weight: 6, arbitrary: fc.nat(2500) },
+  { weight: 6, arbitrary: fc.nat(4000) },
   { weight: 1, arbitrary: fc.integer({ min: TOP - 400, max: TOP - 1 }) },
 );
 const treeOpArb: fc.Arbitrary<TreeOp> = fc.oneof(
@@ -181,7 +181,7 @@ const treeOpArb: fc.Arbitrary<TreeOp> = fc.oneof(
     arbitrary: fc.record({
       kind: fc.constant("insert" as const),
       at: atArb,
-      count: fc.integer({ min: 1, max: 120 }),
+      count: fc.oneof(fc.integer({ min: 1, max: 20 }), fc.integer({ min: 150, max: 400 })),
       gap: fc.nat(2),
       len: fc.integer({ min: 1, max: 3 }),
       unwritten: fc.boolean(),
@@ -225,7 +225,7 @@ for (const [layout, runs] of [[LAYOUTS[3], 20], [LAYOUTS[2], 8], [LAYOUTS[4], 5]
           let iBlock = emptyExtentRoot();
           let tree = new ExtentTreeEditor(tx, fs.alloc, fs.sb, { ...owner, iBlock });
           let treeBlocks = 0; // from editors already finished
-          let model: Model = new Map();
+          const model: Model = new Map();
           const freeBefore = fs.alloc.freeBlockCount;
           const writeInodeNow = async () => {
             const done = await tree.finish();
