@@ -332,7 +332,15 @@ export {
   removeDirEntry,
   setDirBlockChecksum,
 } from "./lib/dir_write.ts";
-export { type FileMap, readFileMap, rewriteFileMap } from "./lib/file_map_write.ts";
+export {
+  BlockMapEditor,
+  type FileMap,
+  type FileMapEditor,
+  maxFileSize,
+  readFileMap,
+  rewriteFileMap,
+} from "./lib/file_map_write.ts";
+export { ExtentTreeEditor, type ExtentTreeEditorOptions } from "./lib/extent_tree_write.ts";
 export {
   fallocateRange,
   type FileContext,

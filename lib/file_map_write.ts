@@ -2,8 +2,10 @@
  * A file's block mapping as a plain sorted list of extents, for the write path: reading it
  * from an extent tree or an ext2/3 block map (bounded and checked), editing it (look up,
  * remove a range, insert runs, coalescing neighbours) and writing it back as a fresh tree or
- * map. Rebuilding the whole mapping on each change keeps the code small and the result
- * e2fsck-clean; in-place node edits (the kernel's split and merge) are a later optimisation.
+ * map. Also the {@link FileMapEditor} interface file changes go through: extent trees are
+ * edited in place by lib/extent_tree_write.ts (which edits the few leaves a change touches
+ * with these list helpers); block maps by {@link BlockMapEditor}, which rebuilds them whole.
+ * {@link maxFileSize} is the kernel's `s_maxbytes` per mapping kind.
  *
  * @module
  */
