@@ -576,3 +576,134 @@ testWith(
     assert.equal(again.code, 0, again.output);
   },
 );
+
+/** Block `i` of the kernel-written file: bytes (i + j) mod 256, as the Python writer makes them. */
+function kernelBlock(i: number, bs: number): Uint8Array {
+  const out = new Uint8Array(bs);
+  for (let j = 0; j < bs; j++) out[j] = (i + j) & 0xff;
+  return out;
+}
+
+const KERNEL_WRITER = `
+import os, sys
+mnt, n, bs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fd = os.open(mnt + "/frag", os.O_CREAT | os.O_WRONLY, 0o644)
+for i in range(n):
+    os.pwrite(fd, bytes((i + j) % 256 for j in range(256)) * (bs // 256), 2 * i * bs)
+os.fsync(fd)
+os.close(fd)
+fd = os.open(mnt + "/prealloc", os.O_CREAT | os.O_WRONLY, 0o644)
+os.posix_fallocate(fd, 0, 600 * bs)
+for i in list(range(10, 20)) + list(range(300, 305)):
+    os.pwrite(fd, bytes((i + j) % 256 for j in range(256)) * (bs // 256), i * bs)
+os.fsync(fd)
+os.close(fd)
+`;
+
+type KernelOp =
+  | { kind: "write"; file: 0 | 1; block: number; skew: number; length: number; seed: number }
+  | { kind: "punch"; file: 0 | 1; block: number; length: number }
+  | { kind: "truncate"; file: 0 | 1; block: number };
+
+testWith(
+  "trees the kernel built (depth 2, unwritten extents) changed in place by ext4ts: e2fsck-clean and read back by the kernel",
+  [...IMAGE_TOOLS, "root", "loop", "kernel-ext4", "python3"],
+  async () => {
+    await using dir = await tempDir();
+    const bs = 4096;
+    const n = 1700; // five full leaves and more: depth 2
+    const path = `${dir.path}/kernel.img`;
+    await Deno.writeFile(path, await mkfsImage(dir.path, LAYOUTS[2]));
+    await Deno.writeTextFile(`${dir.path}/w.py`, KERNEL_WRITER);
+    await withKernelMount(path, async (mnt) => {
+      const r = await new Deno.Command("python3", {
+        args: [`${dir.path}/w.py`, mnt, String(n), String(bs)],
+      }).output();
+      assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+    });
+    const image = await Deno.readFile(path);
+    const base: Uint8Array[] = [new Uint8Array((2 * n - 1) * bs), new Uint8Array(600 * bs)];
+    for (let i = 0; i < n; i++) base[0].set(kernelBlock(i, bs), 2 * i * bs);
+    for (const i of [...Array(10).keys()].map((k) => k + 10).concat([300, 301, 302, 303, 304])) {
+      base[1].set(kernelBlock(i, bs), i * bs);
+    }
+    const span = [2 * n, 600];
+    const opArb: fc.Arbitrary<KernelOp> = fc.oneof(
+      {
+        weight: 5,
+        arbitrary: fc.record({
+          kind: fc.constant("write" as const),
+          file: fc.constantFrom(0 as const, 1 as const),
+          block: fc.nat(3500),
+          skew: fc.nat(bs - 1),
+          length: fc.integer({ min: 1, max: 40000 }),
+          seed: fc.nat(),
+        }),
+      },
+      {
+        weight: 3,
+        arbitrary: fc.record({
+          kind: fc.constant("punch" as const),
+          file: fc.constantFrom(0 as const, 1 as const),
+          block: fc.nat(3500),
+          length: fc.nat(1500 * bs),
+        }),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({
+          kind: fc.constant("truncate" as const),
+          file: fc.constantFrom(0 as const, 1 as const),
+          block: fc.nat(3500),
+        }),
+      },
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 10 }), async (ops) => {
+        const fs = await loadFs(image);
+        const names = ["frag", "prealloc"];
+        // Inodes 12 and 13: the first files made in a fresh filesystem.
+        const inos = [12, 13];
+        const models = base.map((b) => Uint8Array.from(b));
+        const tx = fs.cache.begin();
+        const first = decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, 12));
+        assert.equal(first.block[6], 2, "the kernel's tree has depth 2");
+        const ctx: FileContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME };
+        for (const op of ops) {
+          const ino = inos[op.file];
+          const m = models[op.file];
+          const at = (op.block % (span[op.file] + 50)) * bs;
+          if (op.kind === "write") {
+            const data = pattern(op.seed, op.length);
+            await writeFileRange(ctx, ino, at + op.skew, data);
+            const out = new Uint8Array(Math.max(m.length, at + op.skew + data.length));
+            out.set(m);
+            out.set(data, at + op.skew);
+            models[op.file] = out;
+          } else if (op.kind === "punch") {
+            await punchHole(ctx, ino, at, op.length);
+            m.fill(0, at, Math.min(m.length, at + op.length));
+          } else {
+            await truncateFile(ctx, ino, at);
+            const out = new Uint8Array(at);
+            out.set(m.subarray(0, Math.min(m.length, at)));
+            models[op.file] = out;
+          }
+        }
+        await tx.commit();
+        const check = await fsck(dir.path, fs.dev.bytes);
+        assert.equal(check.code, 0, check.output + JSON.stringify(ops));
+        const out = `${dir.path}/after.img`;
+        await Deno.writeFile(out, fs.dev.bytes);
+        await withKernelMount(out, async (mnt) => {
+          for (let f = 0; f < 2; f++) {
+            const got = await Deno.readFile(`${mnt}/${names[f]}`);
+            assert.equal(got.length, models[f].length, `size of ${names[f]}`);
+            assert.ok(got.every((x, i) => x === models[f][i]), `contents of ${names[f]}`);
+          }
+        }, { readOnly: true });
+      }),
+      { numRuns: 6 },
+    );
+  },
+);
