@@ -160,6 +160,12 @@ export class ExtentTreeEditor implements FileMapEditor {
   readonly #per: number;
   readonly #checkCsum: boolean;
   #goal: number | undefined;
+  /**
+   * Nodes already read and checked (or written) by this editor, by block: a change reads the
+   * same path several times (look up, insert, mark written), and only this editor changes
+   * the tree while it lives.
+   */
+  #nodes = new Map<number, { depth: number; entries: Entry[] }>();
   #dataDelta = 0;
   #treeDelta = 0;
 
@@ -350,6 +356,13 @@ export class ExtentTreeEditor implements FileMapEditor {
     const where = this.#where(block);
     if (visited.has(block)) throw new CorruptError(where, "block is referenced twice");
     visited.add(block);
+    const known = this.#nodes.get(block);
+    if (known) {
+      if (known.depth !== depth) {
+        throw new CorruptError(where, `depth ${known.depth}, expected ${depth}`);
+      }
+      return { block, depth, entries: known.entries, lo, hi, rightmost };
+    }
     const img = await this.#tx.read(block);
     const h = parseExtentHeader(img, where);
     if (this.#checkCsum) {
@@ -364,7 +377,9 @@ export class ExtentTreeEditor implements FileMapEditor {
         );
       }
     }
-    return { block, depth, entries: this.#decode(img, block, depth, lo, hi), lo, hi, rightmost };
+    const entries = this.#decode(img, block, depth, lo, hi);
+    this.#nodes.set(block, { depth, entries });
+    return { block, depth, entries, lo, hi, rightmost };
   }
 
   /**
@@ -427,11 +442,11 @@ export class ExtentTreeEditor implements FileMapEditor {
       if (g.reuse) {
         block = g.reuse.block!;
         if (!sameEntries(g.reuse.entries, g.entries)) {
-          this.#encode(await this.#tx.getWritable(block), g.entries, depth);
+          this.#encode(block, await this.#tx.getWritable(block), g.entries, depth);
         }
       } else {
         block = await this.#newNode();
-        this.#encode(this.#tx.newBlock(block), g.entries, depth);
+        this.#encode(block, this.#tx.newBlock(block), g.entries, depth);
       }
       out.push({ logical: g.entries[0].logical, child: block });
     }
@@ -454,7 +469,7 @@ export class ExtentTreeEditor implements FileMapEditor {
       for (let at = 0; at < list.length; at += this.#per) {
         const chunk = list.slice(at, at + this.#per);
         const block = await this.#newNode();
-        this.#encode(this.#tx.newBlock(block), chunk, depth);
+        this.#encode(block, this.#tx.newBlock(block), chunk, depth);
         up.push({ logical: chunk[0].logical, child: block });
       }
       list = up;
@@ -472,7 +487,8 @@ export class ExtentTreeEditor implements FileMapEditor {
     this.#encodeInto(this.#iBlock, list, depth, ROOT_MAX);
   }
 
-  #encode(img: Uint8Array, entries: Entry[], depth: number): void {
+  #encode(block: number, img: Uint8Array, entries: Entry[], depth: number): void {
+    this.#nodes.set(block, { depth, entries });
     img.fill(0);
     this.#encodeInto(img, entries, depth, this.#per);
     if (this.#sb.hasMetadataCsum) {
@@ -521,6 +537,7 @@ export class ExtentTreeEditor implements FileMapEditor {
 
   async #freeNode(block: number): Promise<void> {
     await this.#alloc.freeBlocks(this.#tx, block, 1, { metadata: true });
+    this.#nodes.delete(block);
     this.#treeDelta--;
   }
 }
