@@ -707,3 +707,45 @@ testWith(
     );
   },
 );
+
+testWith(
+  "block-map files (ext2) end where the kernel's s_bitmap_maxbytes says: the last byte is written and read back, one more is EFBIG",
+  [...IMAGE_TOOLS, "root", "loop", "kernel-ext4"],
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[0]));
+    const max = maxFileSize(fs.sb, "blockmap");
+    // What the kernel answers on this layout (4 KiB blocks, no huge_file), found with pwrite.
+    assert.equal(max, 2196873666560);
+    let tx = fs.cache.begin();
+    const ino = await fs.alloc.allocateInode(tx, { dir: false, parentGroup: 0 });
+    await writeTestInode(fs, tx, ino, {
+      mode: 0o100644,
+      size: 0,
+      generation: 5,
+      time: TIME,
+      blocks512: 0,
+      flags: 0,
+      block: new Uint8Array(60),
+    });
+    await linkIntoRoot(fs, tx, "end", ino, DirFileType.REG_FILE);
+    await tx.commit();
+    tx = fs.cache.begin();
+    const ctx: FileContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME };
+    const tail = pattern(3, 100);
+    await writeFileRange(ctx, ino, max - tail.length, tail);
+    await assert.rejects(
+      () => writeFileRange(ctx, ino, max, new Uint8Array(1)),
+      (e: Ext4Error) => e.errno === 27,
+    );
+    await tx.commit();
+    const check = await fsck(dir.path, fs.dev.bytes);
+    assert.equal(check.code, 0, check.output);
+    const path = `${dir.path}/end.img`;
+    await Deno.writeFile(path, fs.dev.bytes);
+    await withKernelMount(path, async (mnt) => {
+      assert.equal((await Deno.stat(`${mnt}/end`)).size, max);
+      assert.deepEqual(await kernelRead(`${mnt}/end`, max - tail.length, 200), tail);
+    }, { readOnly: true, type: "ext2" });
+  },
+);
