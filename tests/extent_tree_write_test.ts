@@ -343,6 +343,10 @@ testWith(
     let shape = await checkTree(fs, tx, owner, (await tree.finish()).iBlock);
     const leaves = shape.levels[shape.depth - 1];
     assert.equal(leaves.length, Math.ceil(n / per), "appended leaves are full");
+    const group = fs.alloc.groupOfBlock(9000);
+    for (const b of shape.levels.flat()) {
+      assert.equal(fs.alloc.groupOfBlock(b), group, `tree block ${b} lies near the data`);
+    }
     assert.ok(leaves.slice(0, -1).every((b) => shape.entries.get(b) === per));
     const seen = [tree.depth];
     for (let end = 2 * n; end > 0; end -= 37) {
@@ -356,6 +360,58 @@ testWith(
     assert.equal(tree.depth, 0);
     assert.ok(seen.includes(1) && seen.includes(2));
     assert.equal(tree.treeBlocksDelta, 0, "every tree block freed");
+    tx.abort();
+  },
+);
+
+testWith(
+  "extent tree edits: neighbours merge up to 32768 written and 32767 unwritten blocks",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[3]));
+    const tx = fs.cache.begin();
+    const owner = { ino: 12, generation: 1 };
+    const lengths = async (pieces: FileExtent[]) => {
+      const tree = new ExtentTreeEditor(tx, fs.alloc, fs.sb, {
+        ...owner,
+        iBlock: emptyExtentRoot(),
+      });
+      for (const p of pieces) await tree.insert([p]);
+      const shape = await checkTree(fs, tx, owner, (await tree.finish()).iBlock);
+      return shape.extents.map((e) => e.length);
+    };
+    // Only the mapping is edited here: the physical blocks need not be allocated.
+    const run = (logical: number, length: number, unwritten = false): FileExtent => ({
+      logical,
+      physical: 100 + logical,
+      length,
+      ...(unwritten ? { unwritten } : {}),
+    });
+    assert.deepEqual(await lengths([run(0, 16384), run(16384, 16384)]), [32768]);
+    assert.deepEqual(await lengths([run(0, 16384, true), run(16384, 16384, true)]), [
+      16384,
+      16384,
+    ]);
+    assert.deepEqual(await lengths([run(0, 16383, true), run(16383, 16384, true)]), [32767]);
+    assert.deepEqual(await lengths([run(0, 20000), run(20000, 20000)]), [20000, 20000]);
+    // Different states or a physical gap do not merge; a hole between is filled and joins all.
+    assert.deepEqual(await lengths([run(0, 4), run(4, 4, true)]), [4, 4]);
+    assert.deepEqual(
+      await lengths([run(0, 4), { logical: 4, physical: 2000, length: 4 }]),
+      [4, 4],
+    );
+    assert.deepEqual(await lengths([run(0, 4), run(8, 4), run(4, 4)]), [12]);
+    // Marking the middle of an unwritten extent written splits it in three.
+    const tree = new ExtentTreeEditor(tx, fs.alloc, fs.sb, { ...owner, iBlock: emptyExtentRoot() });
+    await tree.insert([run(0, 30, true)]);
+    await tree.markWritten(10, 20);
+    const shape = await checkTree(fs, tx, owner, (await tree.finish()).iBlock);
+    assert.deepEqual(shape.extents.map((e) => [e.logical, e.length, !!e.unwritten]), [
+      [0, 10, true],
+      [10, 10, false],
+      [20, 10, true],
+    ]);
     tx.abort();
   },
 );
