@@ -365,6 +365,56 @@ testWith(
 );
 
 testWith(
+  "extent tree edits: a depth-3 tree (1 KiB blocks): index nodes split in the middle, then everything goes and the root is a leaf again",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[3]));
+    const per = extentsPerBlock(fs.sb.blockSize);
+    const tx = fs.cache.begin();
+    const owner = { ino: 12, generation: 9 };
+    const tree = new ExtentTreeEditor(tx, fs.alloc, fs.sb, { ...owner, iBlock: emptyExtentRoot() });
+    const model: Model = new Map();
+    // Only the mapping is edited: physical blocks repeat (the tree does not care), logical gaps
+    // keep every extent apart.
+    const add = async (logical: number, physical: number) => {
+      await tree.insert([{ logical, physical, length: 1 }]);
+      model.set(logical, [physical, false]);
+    };
+    const n = 4 * per * per + 500; // more than a depth-2 tree holds
+    for (let i = 0; i < n; i++) await add(4 * i, 100 + (i % 5000) * 2);
+    assert.equal(tree.depth, 3);
+    let shape = await checkTree(fs, tx, owner, (await tree.finish()).iBlock);
+    assert.deepEqual(modelOf(shape.extents), model);
+    // Inserts in the middle split full leaves and index nodes in halves.
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+    for (let k = 0; k < 3000; k++) {
+      const lb = 4 * (next() % n) + 2;
+      if (!model.has(lb)) await add(lb, 20000 + (k % 9000));
+    }
+    shape = await checkTree(fs, tx, owner, (await tree.finish()).iBlock);
+    assert.deepEqual(modelOf(shape.extents), model);
+    assert.ok(
+      shape.levels[1].slice(0, -1).some((b) => shape.entries.get(b)! <= per / 2 + 1),
+      "an index node was split in halves",
+    );
+    // Remove scattered ranges, then everything: freed nodes, merged neighbours, lower depth.
+    for (let k = 0; k < 40; k++) {
+      const from = next() % (4 * n);
+      await tree.remove(from, from + (next() % 3000));
+      for (const lb of [...model.keys()]) if (lb >= from && lb < from + 3000) model.delete(lb);
+    }
+    await tree.remove(0, 2 ** 32);
+    shape = await checkTree(fs, tx, owner, (await tree.finish()).iBlock);
+    assert.equal(shape.extents.length, 0);
+    assert.equal(tree.depth, 0);
+    assert.equal(tree.treeBlocksDelta, 0, "every tree block freed");
+    tx.abort();
+  },
+);
+
+testWith(
   "extent tree edits: neighbours merge up to 32768 written and 32767 unwritten blocks",
   IMAGE_TOOLS,
   async () => {
