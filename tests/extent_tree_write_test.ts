@@ -855,3 +855,62 @@ testWith(
     }, { readOnly: true, type: "ext2" });
   },
 );
+
+testWith(
+  "a sparse file of 28 000+ one-block extents (1 KiB blocks, depth 3) written, read back by the kernel, punched and truncated to depth 0, e2fsck-clean at each stage",
+  [...IMAGE_TOOLS, "root", "loop", "kernel-ext4"],
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[3]));
+    const bs = fs.sb.blockSize;
+    const per = extentsPerBlock(bs);
+    let tx = fs.cache.begin();
+    const { ino } = await createEmpty(fs, tx, "deep");
+    await tx.commit();
+    const n = 4 * per * per + 100;
+    let model = new Uint8Array((2 * n - 1) * bs);
+    tx = fs.cache.begin();
+    const ctx = (): FileContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME });
+    for (let i = 0; i < n; i++) {
+      const data = kernelBlock(i, bs);
+      await writeFileRange(ctx(), ino, 2 * i * bs, data);
+      model.set(data, 2 * i * bs);
+      if (i % 4096 === 4095) {
+        await tx.commit();
+        tx = fs.cache.begin();
+      }
+    }
+    await tx.commit();
+    const depth = async () => {
+      const t = fs.cache.begin();
+      const f = decodeInode(fs.sb, await readInodeRaw(t, fs.sb, fs.gdt, ino));
+      t.abort();
+      return f.block[6];
+    };
+    const stage = async (name: string) => {
+      const check = await fsck(dir.path, fs.dev.bytes);
+      assert.equal(check.code, 0, `${name}: ${check.output}`);
+      const path = `${dir.path}/deep.img`;
+      await Deno.writeFile(path, fs.dev.bytes);
+      const got = await withKernelMount(path, (mnt) => Deno.readFile(`${mnt}/deep`), {
+        readOnly: true,
+      });
+      assert.equal(got.length, model.length, `${name}: size`);
+      assert.ok(got.every((x, i) => x === model[i]), `${name}: contents`);
+    };
+    assert.equal(await depth(), 3);
+    await stage("depth 3");
+    tx = fs.cache.begin();
+    await punchHole(ctx(), ino, 10 * bs, (2 * n - 30) * bs);
+    model.fill(0, 10 * bs, (2 * n - 20) * bs);
+    await tx.commit();
+    assert.ok(await depth() <= 1);
+    await stage("punched");
+    tx = fs.cache.begin();
+    await truncateFile(ctx(), ino, 3 * bs);
+    model = model.slice(0, 3 * bs);
+    await tx.commit();
+    assert.equal(await depth(), 0);
+    await stage("truncated");
+  },
+);
