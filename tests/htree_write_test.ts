@@ -1,9 +1,17 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { dirHash, DxHashVersion } from "../lib/dir_hash.ts";
+import { htreeLookup } from "../lib/dir_htree.ts";
+import { type DirectorySource, DirFileType } from "../lib/directory.ts";
+import { Errno, Ext4Error } from "../lib/errors.ts";
+import { readFileMap } from "../lib/file_map_write.ts";
+import { Ext4 } from "../lib/filesystem.ts";
+import { dxLimit } from "../lib/htree_write.ts";
 import { InodeFlags } from "../lib/inode.ts";
 import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
 import {
+  addEntry,
   createFile,
   lookupEntry,
   makeDirectory,
@@ -15,7 +23,15 @@ import {
 import { formatUuid } from "../lib/superblock.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
-import { fsck, IMAGE_TOOLS, LAYOUTS, type LoadedFs, loadFs, mkfsImage } from "./write_fixtures.ts";
+import {
+  fsck,
+  IMAGE_TOOLS,
+  type Layout,
+  LAYOUTS,
+  type LoadedFs,
+  loadFs,
+  mkfsImage,
+} from "./write_fixtures.ts";
 
 const enc = new TextEncoder();
 
@@ -178,3 +194,325 @@ testWith("htree: directories indexed by the kernel are extended and shrunk by ex
   for (let i = 0; i < 1500; i++) want.add(`ext4ts-file-${i}`);
   assert.deepEqual(names, want);
 });
+
+// ---------------------------------------------------------------- three index levels (large_dir)
+
+/** 1 KiB blocks and names of ~250 bytes: three entries per leaf, so tens of thousands of
+ * entries fill the root and one node level (123 × 126 leaves at most). */
+const LARGE_DIR_1K: Layout = {
+  name: "ext4-1k-large_dir",
+  mkfs: "mkfs.ext4",
+  args: ["-b", "1024", "-O", "large_dir", "-N", "40000"],
+  size: "64M",
+};
+const PLAIN_1K: Layout = { ...LARGE_DIR_1K, name: "ext4-1k", args: ["-b", "1024", "-N", "40000"] };
+const longName = (tag: string, i: number) =>
+  `${tag}-${String(i).padStart(6, "0")}-${"n".repeat(240)}`;
+
+/** `indirect_levels` and `count` of a directory's dx_root. */
+async function dxRoot(
+  fs: LoadedFs,
+  tx: Transaction,
+  ino: number,
+): Promise<{ levels: number; count: number }> {
+  const f = decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, ino));
+  const map = await readFileMap(tx, fs.sb, ino, f);
+  const root = await tx.read(map.extents[0].physical);
+  return {
+    levels: root[0x1e],
+    count: new DataView(root.buffer, root.byteOffset).getUint16(0x22, true),
+  };
+}
+
+/** The number of index nodes on each level below the root (from the counts of the level above). */
+async function dxShape(fs: LoadedFs, tx: Transaction, ino: number): Promise<number[]> {
+  const f = decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, ino));
+  const map = await readFileMap(tx, fs.sb, ino, f);
+  const phys = (logical: number) => {
+    const e = map.extents.find((x) => logical >= x.logical && logical < x.logical + x.length)!;
+    return e.physical + logical - e.logical;
+  };
+  const entries = (block: Uint8Array, off: number) => {
+    const v = new DataView(block.buffer, block.byteOffset);
+    const out: number[] = [];
+    for (let i = 0; i < v.getUint16(off + 2, true); i++) {
+      out.push(v.getUint32(off + 8 * i + 4, true));
+    }
+    return out;
+  };
+  const root = await tx.read(phys(0));
+  const shape: number[] = [];
+  let level = entries(root, 0x20);
+  for (let l = 0; l < root[0x1e]; l++) {
+    shape.push(level.length);
+    const next: number[] = [];
+    for (const b of level) next.push(...entries(await tx.read(phys(b)), 0x08));
+    level = next;
+  }
+  return shape;
+}
+
+/**
+ * Looks every name up through the reader's index walk (`htreeLookup`, never its linear
+ * fallback) on the image: present names give their inode, absent ones null.
+ */
+async function readerLookups(
+  bytes: Uint8Array,
+  dirIno: number,
+  present: Map<string, number>,
+  absent: string[],
+): Promise<void> {
+  const reader = await Ext4.openDevice(new MemoryBlockDevice(Uint8Array.from(bytes)));
+  try {
+    const inode = await reader.inode(dirIno);
+    const bs = reader.superblock.blockSize;
+    const src: DirectorySource = {
+      ino: dirIno,
+      generation: inode.generation,
+      size: inode.size,
+      blockSize: bs,
+      inlineData: null,
+      isHtree: (inode.flags & InodeFlags.INDEX) !== 0,
+      flags: inode.flags,
+      readBlock: async (logical) => {
+        const p = await reader.mapBlock(inode, logical);
+        return p === null ? null : await reader.readBlock(p);
+      },
+    };
+    const ctx = { sb: reader.superblock };
+    for (const [name, ino] of present) {
+      const hit = await htreeLookup(src, enc.encode(name), ctx);
+      assert.ok(hit !== undefined, "the reader walks the index");
+      assert.equal(hit?.ino, ino, name.slice(0, 20));
+    }
+    for (const name of absent) {
+      assert.equal(await htreeLookup(src, enc.encode(name), ctx), null, name.slice(0, 20));
+    }
+  } finally {
+    await reader.close();
+  }
+}
+
+/** The names the kernel lists in `dir` of the image, and a stat of a sample of them. */
+async function kernelNames(
+  path: string,
+  dir: string,
+  sample: string[],
+): Promise<Set<string>> {
+  return await withKernelMount(path, async (mnt) => {
+    const names = new Set<string>();
+    for await (const e of Deno.readDir(`${mnt}/${dir}`)) names.add(e.name);
+    for (const n of sample) await Deno.stat(`${mnt}/${dir}/${n}`);
+    return names;
+  }, { readOnly: true });
+}
+
+/** Every `step`-th key of a map. */
+function every<T>(m: Map<string, T>, step: number): string[] {
+  return [...m.keys()].filter((_, i) => i % step === 0);
+}
+
+/** e2fsck -fn clean, the kernel lists exactly `model`, and the reader's index finds it all. */
+async function checkBigDir(
+  dir: string,
+  fs: LoadedFs,
+  dirIno: number,
+  model: Map<string, number>,
+  gone: string[],
+): Promise<void> {
+  const check = await fsck(dir, fs.dev.bytes);
+  assert.equal(check.code, 0, check.output);
+  const path = `${dir}/big.img`;
+  await Deno.writeFile(path, fs.dev.bytes);
+  try {
+    const listed = await kernelNames(path, "big", every(model, 97));
+    assert.equal(listed.size, model.size);
+    assert.deepEqual(listed, new Set(model.keys()));
+  } finally {
+    await Deno.remove(path);
+  }
+  await readerLookups(fs.dev.bytes, dirIno, model, gone);
+}
+
+const BIG_DIR_NEEDS = [...IMAGE_TOOLS, "root", "loop", "kernel-ext4"];
+
+testWith(
+  "htree on a 1 KiB large_dir filesystem grows to three levels, shrinks and grows again, e2fsck-clean and as the kernel reads it",
+  BIG_DIR_NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LARGE_DIR_1K));
+    let tx = fs.cache.begin();
+    const ctx = (): NamespaceContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
+    const big = await makeDirectory(ctx(), 2, "big", { perm: 0o755 });
+    const model = new Map<string, number>();
+    const add = async (name: string) => {
+      model.set(name, await createFile(ctx(), big, name, new Uint8Array(0), { perm: 0o644 }));
+      if (model.size % 1000 === 0) {
+        await tx.commit();
+        tx = fs.cache.begin();
+      }
+    };
+    // Until the root's level is full and a level is added (~23 000 names), then until a node
+    // of the new level splits (the root takes a second entry).
+    let i = 0;
+    while ((await dxRoot(fs, tx, big)).levels < 2) {
+      assert.ok(i < 36000, "three levels within 36000 names");
+      for (const end = i + 250; i < end;) await add(longName("a", i++));
+    }
+    while ((await dxRoot(fs, tx, big)).count < 2) {
+      assert.ok(i < 40000, "a second-level node splits within 40000 names");
+      for (const end = i + 250; i < end;) await add(longName("a", i++));
+    }
+    await tx.commit();
+    tx = fs.cache.begin();
+    const [first, second] = await dxShape(fs, tx, big);
+    assert.ok(first >= 2 && second > dxLimit(fs.sb, true), `nodes per level: ${first}, ${second}`);
+    // ext4ts's own lookups go through three levels.
+    for (const name of every(model, 331)) {
+      assert.equal(await lookupEntry(ctx(), big, name), model.get(name));
+    }
+    assert.equal(await lookupEntry(ctx(), big, longName("zz", 1)), 0);
+    await checkBigDir(dir.path, fs, big, model, [longName("zz", 1), longName("a", i)]);
+
+    // Remove two names in three; the index keeps its shape (the kernel never shrinks it).
+    const gone: string[] = [];
+    for (const name of [...model.keys()].filter((_, k) => k % 3 !== 1)) {
+      await unlinkEntry(ctx(), big, name);
+      model.delete(name);
+      gone.push(name);
+      if (gone.length % 2000 === 0) {
+        await tx.commit();
+        tx = fs.cache.begin();
+      }
+    }
+    await tx.commit();
+    tx = fs.cache.begin();
+    assert.equal((await dxRoot(fs, tx, big)).levels, 2);
+    await checkBigDir(dir.path, fs, big, model, gone.filter((_, k) => k % 50 === 0));
+
+    // New names reuse the room the removals left, and may split leaves again.
+    for (let k = 0; k < 3000; k++) await add(longName("b", k));
+    await tx.commit();
+    tx = fs.cache.begin();
+    await checkBigDir(dir.path, fs, big, model, gone.filter((_, k) => k % 50 === 1));
+    tx.abort();
+  },
+);
+
+testWith(
+  "htree without large_dir: the fill ends in NO_SPACE (ENOSPC) before any change, the directory intact and e2fsck-clean",
+  BIG_DIR_NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, PLAIN_1K));
+    let tx = fs.cache.begin();
+    const ctx = (): NamespaceContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
+    const big = await makeDirectory(ctx(), 2, "big", { perm: 0o755 });
+    const model = new Map<string, number>();
+    let refused: Ext4Error | null = null;
+    let i = 0;
+    for (; i < 40000 && !refused; i++) {
+      try {
+        const name = longName("a", i);
+        model.set(name, await createFile(ctx(), big, name, new Uint8Array(0), { perm: 0o644 }));
+      } catch (e) {
+        if (!(e instanceof Ext4Error)) throw e;
+        refused = e;
+      }
+      if (i % 1000 === 999 && !refused) {
+        await tx.commit();
+        tx = fs.cache.begin();
+      }
+    }
+    assert.ok(refused, "the index fills up");
+    assert.equal(refused.code, "NO_SPACE", refused.message);
+    assert.equal(refused.errno, Errno.ENOSPC);
+    assert.match(refused.message, /index full/);
+    // A refusal, not a failure: the transaction is still open and holds the batch so far.
+    assert.equal(tx.state, "open");
+    const full = longName("a", i - 1);
+    const before = tx.metadataBlocks;
+    await assert.rejects(
+      addEntry(ctx(), big, full, 11, DirFileType.REG_FILE),
+      (e: Ext4Error) => e.code === "NO_SPACE",
+    );
+    assert.equal(tx.metadataBlocks, before, "addEntry refused before changing a block");
+    const moved = await createFile(ctx(), 2, "to-move", new Uint8Array(0), { perm: 0o644 });
+    await assert.rejects(
+      renameEntry(ctx(), 2, "to-move", big, full),
+      (e: Ext4Error) => e.code === "NO_SPACE",
+    );
+    assert.equal(tx.state, "open");
+    assert.equal(await lookupEntry(ctx(), 2, "to-move"), moved);
+    await tx.commit();
+    tx = fs.cache.begin();
+    assert.deepEqual(await dxRoot(fs, tx, big), { levels: 1, count: dxLimit(fs.sb, true) });
+    await checkBigDir(dir.path, fs, big, model, [full]);
+    tx.abort();
+  },
+);
+
+testWith(
+  "htree: a directory the kernel grew to three levels (large_dir) is extended and shrunk by ext4ts",
+  BIG_DIR_NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const path = `${dir.path}/k.img`;
+    await Deno.writeFile(
+      path,
+      await mkfsImage(dir.path, {
+        ...LARGE_DIR_1K,
+        size: "96M",
+        args: [...LARGE_DIR_1K.args.slice(0, -1), "48000"],
+      }),
+    );
+    const kernel = 30000;
+    await withKernelMount(path, async (mnt) => {
+      await Deno.mkdir(`${mnt}/big`);
+      for (let i = 0; i < kernel; i++) {
+        (await Deno.open(`${mnt}/big/${longName("k", i)}`, { write: true, createNew: true }))
+          .close();
+      }
+    });
+    const fs = await loadFs(await Deno.readFile(path));
+    await Deno.remove(path);
+    let tx = fs.cache.begin();
+    const ctx = (): NamespaceContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
+    const big = await lookupEntry(ctx(), 2, "big");
+    assert.equal((await dxRoot(fs, tx, big)).levels, 2, "the kernel built three levels");
+    const model = new Map<string, number>();
+    for (let i = 0; i < kernel; i++) {
+      const name = longName("k", i);
+      const ino = await lookupEntry(ctx(), big, name);
+      assert.ok(ino, name.slice(0, 10));
+      model.set(name, ino);
+    }
+    const shape = await dxShape(fs, tx, big);
+    const gone: string[] = [];
+    for (let i = 0; i < kernel; i += 2) {
+      const name = longName("k", i);
+      await unlinkEntry(ctx(), big, name);
+      model.delete(name);
+      gone.push(name);
+    }
+    await tx.commit();
+    tx = fs.cache.begin();
+    for (let i = 0; i < 20000; i++) {
+      const name = longName("x", i);
+      model.set(name, await createFile(ctx(), big, name, new Uint8Array(0), { perm: 0o600 }));
+      if (i % 1000 === 999) {
+        await tx.commit();
+        tx = fs.cache.begin();
+      }
+    }
+    await tx.commit();
+    tx = fs.cache.begin();
+    assert.equal((await dxRoot(fs, tx, big)).levels, 2);
+    // ext4ts split the kernel's second-level nodes.
+    const grown = await dxShape(fs, tx, big);
+    assert.ok(grown[1] > shape[1], `nodes per level ${shape} -> ${grown}`);
+    await checkBigDir(dir.path, fs, big, model, gone.filter((_, k) => k % 25 === 0));
+    tx.abort();
+  },
+);
