@@ -14,6 +14,7 @@ const SCRIPTS: Record<string, string> = {
   read: "read.ts",
   journal: "journal.ts",
   mount: "mount.ts",
+  dir: "dir.ts",
 };
 const ALL = ["probe", ...Object.keys(SCRIPTS)];
 

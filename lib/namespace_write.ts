@@ -386,14 +386,16 @@ export async function removeEntry(
 async function checkFree(ctx: NamespaceContext, parent: number, name: string | Uint8Array) {
   const n = nameBytes(name);
   if (n.length === 0 || n.length > 255) throw new Ext4Error("NAME_TOO_LONG", "bad name length");
-  const d = await loadDir(ctx, parent);
   const taken = () =>
     new Ext4Error("EXISTS", `${new TextDecoder().decode(n)} exists in directory ${parent}`);
-  if (isDots(n)) throw taken();
-  if (!d.indexed) {
+  const { f } = await load(ctx, parent);
+  const indexed = isDir(f) && (f.flags & InodeFlags.INDEX) !== 0 &&
+    (f.flags & InodeFlags.INLINE_DATA) === 0;
+  if (!indexed || isDots(n)) {
     if (await lookupEntry(ctx, parent, n)) throw taken();
     return;
   }
+  const d = await loadDir(ctx, parent);
   const { ino, full } = await dxCheckInsert(ctx.tx, ctx.sb, d.dx, n);
   if (ino) throw taken();
   if (full) {
