@@ -516,3 +516,81 @@ testWith(
     tx.abort();
   },
 );
+
+/**
+ * Eight 245-byte names with one legacy hash (0x0010a25a, checked with `debugfs dx_hash`):
+ * three fit in a 1 KiB leaf, so they spill over a chain of leaves whose index entries carry
+ * the hash with the continuation bit.
+ */
+const COLLIDING = ["a01lX", "iVLUe", "rakfn", "w5G3v", "CZCEF", "IUB9b", "JOQn3", "4YHYa"].map((
+  s,
+) => `${"c".repeat(240)}${s}`);
+const COLLIDING_HASH = 0x0010a25a;
+
+testWith(
+  "htree: names with one hash spill over leaves with continuation entries; lookups, EXISTS and removal follow the chain",
+  [...IMAGE_TOOLS, "tune2fs", "root", "loop", "kernel-ext4"],
+  async () => {
+    await using dir = await tempDir();
+    const path = `${dir.path}/c.img`;
+    await Deno.writeFile(path, await mkfsImage(dir.path, LAYOUTS[3]));
+    await runOk("tune2fs", ["-E", "hash_alg=legacy", path]);
+    const fs = await loadFs(await Deno.readFile(path));
+    for (const n of COLLIDING) {
+      assert.equal(
+        dirHash(enc.encode(n), DxHashVersion.LEGACY, fs.sb.hashSeed, true).major,
+        COLLIDING_HASH,
+      );
+    }
+    const tx = fs.cache.begin();
+    const ctx: NamespaceContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+    const d = await makeDirectory(ctx, 2, "big", { perm: 0o755 });
+    const model = new Map<string, number>();
+    const add = async (name: string) =>
+      model.set(name, await createFile(ctx, d, name, new Uint8Array(0), { perm: 0o644 }));
+    for (let i = 0; i < 40; i++) {
+      await add(longName("o", i));
+      if (i % 5 === 0) await add(COLLIDING[i / 5]);
+    }
+    // The chain: index entries with the colliding hash and bit 0 set.
+    const f = decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, d));
+    const root = await tx.read((await readFileMap(tx, fs.sb, d, f)).extents[0].physical);
+    const rv = new DataView(root.buffer, root.byteOffset);
+    const hashes: number[] = [];
+    for (let i = 1; i < rv.getUint16(0x22, true); i++) {
+      hashes.push(rv.getUint32(0x20 + 8 * i, true));
+    }
+    assert.ok(hashes.includes(COLLIDING_HASH | 1), "a continuation entry");
+    for (const n of COLLIDING) {
+      assert.equal(await lookupEntry(ctx, d, n), model.get(n));
+      await assert.rejects(
+        createFile(ctx, d, n, new Uint8Array(0), { perm: 0o644 }),
+        (e: Ext4Error) => e.code === "EXISTS",
+      );
+    }
+    await tx.commit();
+    const check = async (gone: string[]) => {
+      const r = await fsck(dir.path, fs.dev.bytes);
+      assert.equal(r.code, 0, r.output);
+      await Deno.writeFile(path, fs.dev.bytes);
+      const listed = await kernelNames(path, "big", COLLIDING.filter((n) => model.has(n)));
+      assert.deepEqual(listed, new Set(model.keys()));
+      await readerLookups(fs.dev.bytes, d, model, gone);
+    };
+    await check([]);
+    // Remove names along the chain (the last ones sit in its later leaves), then add back.
+    const tx2 = fs.cache.begin();
+    const ctx2: NamespaceContext = { tx: tx2, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+    const gone = [COLLIDING[7], COLLIDING[5], COLLIDING[0], COLLIDING[2]];
+    for (const n of gone) {
+      await unlinkEntry(ctx2, d, n);
+      model.delete(n);
+      assert.equal(await lookupEntry(ctx2, d, n), 0);
+    }
+    for (const n of [COLLIDING[7], COLLIDING[2]]) {
+      model.set(n, await createFile(ctx2, d, n, new Uint8Array(0), { perm: 0o600 }));
+    }
+    await tx2.commit();
+    await check([COLLIDING[5], COLLIDING[0]]);
+  },
+);
