@@ -594,3 +594,101 @@ testWith(
     await check([COLLIDING[5], COLLIDING[0]]);
   },
 );
+
+testWith(
+  "htree: a damaged index is refused as CORRUPT (never a crash, a hang or a re-signed block)",
+  [...IMAGE_TOOLS],
+  async () => {
+    await using dir = await tempDir();
+    const base = await loadFs(await mkfsImage(dir.path, LAYOUTS[3]));
+    let tx = base.cache.begin();
+    const mk = (fs: LoadedFs, t: Transaction): NamespaceContext => ({
+      tx: t,
+      alloc: fs.alloc,
+      sb: fs.sb,
+      gdt: fs.gdt,
+    });
+    const d = await makeDirectory(mk(base, tx), 2, "big", { perm: 0o755 });
+    const names: string[] = [];
+    for (let i = 0; i < 700; i++) {
+      names.push(longName("d", i));
+      await createFile(mk(base, tx), d, names[i], new Uint8Array(0), { perm: 0o644 });
+    }
+    await tx.commit();
+    tx = base.cache.begin();
+    assert.equal((await dxRoot(base, tx, d)).levels, 1);
+    const f = decodeInode(base.sb, await readInodeRaw(tx, base.sb, base.gdt, d));
+    const map = await readFileMap(tx, base.sb, d, f);
+    const phys = (logical: number) => {
+      const e = map.extents.find((x) => logical >= x.logical && logical < x.logical + x.length)!;
+      return e.physical + logical - e.logical;
+    };
+    const bs = base.sb.blockSize;
+    const rootAt = phys(0) * bs;
+    const rootBytes = base.dev.bytes.subarray(rootAt, rootAt + bs);
+    const rv = new DataView(rootBytes.buffer, rootBytes.byteOffset, bs);
+    const nodes: number[] = [];
+    for (let i = 0; i < rv.getUint16(0x22, true); i++) nodes.push(rv.getUint32(0x24 + 8 * i, true));
+    tx.abort();
+
+    /** Runs lookups and inserts on a damaged copy; every failure must be CORRUPT. */
+    const damaged = async (label: string, damage: (bytes: Uint8Array) => void) => {
+      const bytes = Uint8Array.from(base.dev.bytes);
+      damage(bytes);
+      const fs = await loadFs(bytes);
+      const t = fs.cache.begin();
+      let corrupt = 0;
+      const fresh = Array.from({ length: 60 }, (_, i) => longName("new", i));
+      for (const name of [...names.slice(0, 60), ...fresh]) {
+        try {
+          if (name.startsWith("new-")) {
+            await createFile(mk(fs, t), d, name, new Uint8Array(0), { perm: 0o644 });
+          } else await lookupEntry(mk(fs, t), d, name);
+        } catch (e) {
+          assert.ok(e instanceof Ext4Error && e.code === "CORRUPT", `${label}: ${e}`);
+          corrupt++;
+          if (t.state !== "open") break;
+        }
+      }
+      assert.ok(corrupt > 0, `${label}: the damage was noticed`);
+      if (t.state === "open") t.abort();
+    };
+    const u16 = (bytes: Uint8Array, at: number, v: number) =>
+      new DataView(bytes.buffer).setUint16(at, v, true);
+    const u32 = (bytes: Uint8Array, at: number, v: number) =>
+      new DataView(bytes.buffer).setUint32(at, v, true);
+    await damaged("three levels without large_dir", (b) => {
+      b[rootAt + 0x1e] = 2;
+    });
+    await damaged("root count 0", (b) => u16(b, rootAt + 0x22, 0));
+    await damaged("root limit", (b) => u16(b, rootAt + 0x20, 200));
+    await damaged("info length", (b) => {
+      b[rootAt + 0x1d] = 12;
+    });
+    await damaged("root points past the end", (b) => {
+      for (let i = 0; i < nodes.length; i++) u32(b, rootAt + 0x24 + 8 * i, 1 << 20);
+    });
+    await damaged("root points at itself", (b) => {
+      for (let i = 0; i < nodes.length; i++) u32(b, rootAt + 0x24 + 8 * i, 0);
+    });
+    await damaged("node count beyond its limit", (b) => {
+      for (const n of nodes) u16(b, phys(n) * bs + 0x0a, 500);
+    });
+    await damaged("node entries point back at the node", (b) => {
+      for (const n of nodes) {
+        const at = phys(n) * bs;
+        const count = new DataView(b.buffer).getUint16(at + 0x0a, true);
+        for (let i = 0; i < count; i++) u32(b, at + 0x0c + 8 * i, n);
+      }
+    });
+    // Bad dx tail checksums: lookups and leaf inserts go on (the reader verifies index blocks);
+    // the first insert that would rewrite an index block refuses to re-sign it.
+    await damaged("index checksums", (b) => {
+      for (const n of [0, ...nodes]) {
+        const at = phys(n) * bs;
+        const limit = new DataView(b.buffer).getUint16(at + (n === 0 ? 0x20 : 0x08), true);
+        b[at + (n === 0 ? 0x20 : 0x08) + 8 * limit + 4] ^= 0xff;
+      }
+    });
+  },
+);
