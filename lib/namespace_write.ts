@@ -275,6 +275,10 @@ export async function addEntry(
   const lastExtent = d.map.extents.at(-1);
   let lastPhysical = lastExtent ? lastExtent.physical + lastExtent.length - 1 : 0;
   const grow = async () => {
+    // Without large_dir the kernel reads a directory's size from i_size_lo alone.
+    if (!(sb.incompat & Incompat.LARGEDIR) && (nextLogical + 1) * sb.blockSize >= 2 ** 32) {
+      throw new Ext4Error("NO_SPACE", `directory ${dirIno} would reach 4 GiB without large_dir`);
+    }
     const [got] = await ctx.alloc.allocateBlocks(tx, lastPhysical + 1, 1);
     lastPhysical = got.start;
     return { logical: nextLogical++, physical: got.start };
