@@ -22,7 +22,7 @@ import {
 } from "../lib/namespace_write.ts";
 import { formatUuid } from "../lib/superblock.ts";
 import type { Transaction } from "../lib/transaction.ts";
-import { runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
+import { run, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import {
   fsck,
   IMAGE_TOOLS,
@@ -690,5 +690,50 @@ testWith(
         b[at + (n === 0 ? 0x20 : 0x08) + 8 * limit + 4] ^= 0xff;
       }
     });
+  },
+);
+
+testWith(
+  "htree: an index rebuilt by e2fsck -fD is extended and shrunk by ext4ts",
+  [...IMAGE_TOOLS, "root", "loop", "kernel-ext4"],
+  async () => {
+    await using dir = await tempDir();
+    const path = `${dir.path}/d.img`;
+    await Deno.writeFile(path, await mkfsImage(dir.path, LAYOUTS[3]));
+    await withKernelMount(path, async (mnt) => {
+      await Deno.mkdir(`${mnt}/big`);
+      for (let i = 0; i < 1500; i++) {
+        (await Deno.open(`${mnt}/big/${longName("k", i)}`, { write: true, createNew: true }))
+          .close();
+      }
+      for (let i = 0; i < 1500; i += 3) await Deno.remove(`${mnt}/big/${longName("k", i)}`);
+    });
+    // -D repacks the directory and rebuilds its index (fuller leaves than the kernel's).
+    const r = await run("e2fsck", ["-fyD", path]);
+    assert.ok(r.code <= 1, r.stdout + r.stderr);
+    const fs = await loadFs(await Deno.readFile(path));
+    const tx = fs.cache.begin();
+    const ctx: NamespaceContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+    const big = await lookupEntry(ctx, 2, "big");
+    assert.equal((await dxRoot(fs, tx, big)).levels, 1);
+    const model = new Map<string, number>();
+    for (let i = 0; i < 1500; i++) {
+      if (i % 3 === 0) continue;
+      const ino = await lookupEntry(ctx, big, longName("k", i));
+      assert.ok(ino);
+      model.set(longName("k", i), ino);
+    }
+    for (let i = 1; i < 1500; i += 3) {
+      await unlinkEntry(ctx, big, longName("k", i));
+      model.delete(longName("k", i));
+    }
+    for (let i = 0; i < 1500; i++) {
+      model.set(
+        longName("e", i),
+        await createFile(ctx, big, longName("e", i), new Uint8Array(0), { perm: 0o644 }),
+      );
+    }
+    await tx.commit();
+    await checkBigDir(dir.path, fs, big, model, [longName("k", 0), longName("k", 1)]);
   },
 );
