@@ -401,7 +401,7 @@ testWith(
 );
 
 testWith(
-  "htree without large_dir: the fill ends in NO_SPACE (ENOSPC) before any change, the directory intact and e2fsck-clean",
+  "htree without large_dir: the fill ends in NO_SPACE (ENOSPC) before any change, the directory intact and e2fsck-clean; the kernel refuses the same name",
   BIG_DIR_NEEDS,
   async () => {
     await using dir = await tempDir();
@@ -450,6 +450,20 @@ testWith(
     assert.deepEqual(await dxRoot(fs, tx, big), { levels: 1, count: dxLimit(fs.sb, true) });
     await checkBigDir(dir.path, fs, big, model, [full]);
     tx.abort();
+    // The kernel agrees: the same name hits the same full leaf under a full index.
+    const path = `${dir.path}/full.img`;
+    await Deno.writeFile(path, fs.dev.bytes);
+    const kernelError = await withKernelMount(path, async (mnt) => {
+      try {
+        (await Deno.open(`${mnt}/big/${full}`, { write: true, createNew: true })).close();
+        return "created";
+      } catch (e) {
+        return String(e);
+      }
+    });
+    assert.match(kernelError, /No space left on device|os error 28/);
+    const after = await fsck(dir.path, await Deno.readFile(path));
+    assert.equal(after.code, 0, after.output);
   },
 );
 
