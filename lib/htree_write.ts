@@ -189,6 +189,7 @@ interface Frame {
   root: boolean;
   /** The image as read (not to be modified: take a writable copy to change it). */
   image: Uint8Array;
+  view: DataView;
   count: number;
   /** The entry followed down. */
   at: number;
@@ -211,16 +212,15 @@ function openFrame(
       `count ${count}, limit ${limit} (expected ${dxLimit(sb, root)})`,
     );
   }
-  return { logical, root, image, count, at: 0 };
+  return { logical, root, image, view: v, count, at: 0 };
 }
 
 function entryHash(f: Frame, i: number): number {
-  return i === 0 ? 0 : view(f.image).getUint32((f.root ? ROOT_COUNT : NODE_COUNT) + 8 * i, true);
+  return i === 0 ? 0 : f.view.getUint32((f.root ? ROOT_COUNT : NODE_COUNT) + 8 * i, true);
 }
 
 function entryBlock(dir: DxDir, f: Frame, i: number): number {
-  const b = view(f.image).getUint32((f.root ? ROOT_COUNT : NODE_COUNT) + 8 * i + 4, true) &
-    0x0fffffff;
+  const b = f.view.getUint32((f.root ? ROOT_COUNT : NODE_COUNT) + 8 * i + 4, true) & 0x0fffffff;
   if (b === 0 || b >= dir.blocks) {
     throw new CorruptError(
       `htree of directory ${dir.ino}`,
@@ -231,7 +231,7 @@ function entryBlock(dir: DxDir, f: Frame, i: number): number {
 }
 
 function frameEntries(f: Frame): DxEntry[] {
-  const v = view(f.image);
+  const v = f.view;
   const off = f.root ? ROOT_COUNT : NODE_COUNT;
   const out: DxEntry[] = [];
   for (let i = 0; i < f.count; i++) {
