@@ -29,7 +29,14 @@ import {
 } from "./dir_write.ts";
 import { dirHash, DxHashVersion } from "./dir_hash.ts";
 import { hashIsSigned, maxHtreeLevels } from "./dir_htree.ts";
-import { computeDxChecksum, DirFileType, dirRecLen, verifyDxChecksum } from "./directory.ts";
+import {
+  computeDxChecksum,
+  DirFileType,
+  dirRecLen,
+  recLenFromDisk,
+  recLenToDisk,
+  verifyDxChecksum,
+} from "./directory.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import type { FileExtent } from "./extent_write.ts";
 import { Incompat } from "./features.ts";
@@ -382,9 +389,8 @@ export async function dxLookup(
  */
 export function isDxNode(sb: Superblock, block: Uint8Array): boolean {
   const v = view(block);
-  const recLen = v.getUint16(4, true);
   return v.getUint32(0, true) === 0 &&
-    (recLen === sb.blockSize || (sb.blockSize >= 65536 && recLen === 0));
+    recLenFromDisk(v.getUint16(4, true), sb.blockSize) === sb.blockSize;
 }
 
 /** Allocates one block for the directory at the next logical block; returns both numbers. */
@@ -441,7 +447,7 @@ function leafImage(sb: Superblock, dir: DxDir, list: Hashed[]): Uint8Array {
 
 function newNodeBlock(sb: Superblock, dir: DxDir, entries: DxEntry[]): Uint8Array {
   const img = new Uint8Array(sb.blockSize);
-  view(img).setUint16(4, sb.blockSize >= 65536 ? 0 : sb.blockSize, true);
+  view(img).setUint16(4, recLenToDisk(sb.blockSize, sb.blockSize), true);
   writeEntries(img, NODE_COUNT, dxLimit(sb, false), entries);
   setDxChecksum(sb, dir, img, false);
   return img;
@@ -658,7 +664,7 @@ export async function makeIndexed(
   root[7] = DirFileType.DIR;
   root[8] = 0x2e;
   v.setUint32(12, parent, true);
-  v.setUint16(16, sb.blockSize >= 65536 ? 0xffff : sb.blockSize - 12, true);
+  v.setUint16(16, recLenToDisk(sb.blockSize - 12, sb.blockSize), true);
   root[18] = 2;
   root[19] = DirFileType.DIR;
   root[20] = 0x2e;

@@ -751,3 +751,34 @@ testWith(
     await checkBigDir(dir.path, fs, big, model, [longName("k", 0), longName("k", 1)]);
   },
 );
+
+testWith(
+  "htree on 64 KiB blocks: whole-block records use the 64 KiB rec_len encoding, e2fsck-clean",
+  [...IMAGE_TOOLS],
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(
+      await mkfsImage(dir.path, {
+        name: "ext4-64k",
+        mkfs: "mkfs.ext4",
+        args: ["-b", "65536"],
+        size: "256M",
+      }),
+    );
+    const tx = fs.cache.begin();
+    const ctx: NamespaceContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+    const d = await makeDirectory(ctx, 2, "d", { perm: 0o755 });
+    const name = (i: number) => `entry-${i}-${"x".repeat(i % 200)}`;
+    for (let i = 0; i < 3000; i++) {
+      await createFile(ctx, d, name(i), new Uint8Array(0), { perm: 0o644 });
+    }
+    assert.ok(await isIndexed(fs, tx, d));
+    for (let i = 0; i < 3000; i += 2) await unlinkEntry(ctx, d, name(i));
+    for (let i = 0; i < 3000; i++) {
+      assert.equal(await lookupEntry(ctx, d, name(i)) !== 0, i % 2 === 1, name(i));
+    }
+    await tx.commit();
+    const check = await fsck(dir.path, fs.dev.bytes);
+    assert.equal(check.code, 0, check.output);
+  },
+);
