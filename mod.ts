@@ -382,8 +382,10 @@ export { Ext4Writer, type WriterOptions } from "./lib/writer.ts";
 export { canInline, readInline, uninline, writeInline } from "./lib/inline_write.ts";
 export {
   type DirBlockAllocator,
+  dxCheckInsert,
   type DxDir,
   dxInsert,
+  dxLimit,
   dxLookup,
   makeIndexed,
 } from "./lib/htree_write.ts";

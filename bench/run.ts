@@ -16,6 +16,7 @@ const SCRIPTS: Record<string, string> = {
   journal: "journal.ts",
   mount: "mount.ts",
   extent: "extent.ts",
+  dir: "dir.ts",
 };
 const ALL = ["probe", ...Object.keys(SCRIPTS)];
 

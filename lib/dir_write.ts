@@ -129,6 +129,37 @@ export function emptyDirBlock(sb: Superblock): Uint8Array {
   return block;
 }
 
+/**
+ * A directory block holding `entries` packed from its start, in the order given (the last
+ * record spans the rest of the block), with the metadata_csum tail (checksum not yet set);
+ * or null when they do not fit. Linear time, unlike repeated {@link insertDirEntry} calls.
+ *
+ * @example
+ * ```ts ignore
+ * const block = packDirBlock(sb, sortedByHash) ?? split();
+ * setDirBlockChecksum(sb, dirIno, dirGeneration, block);
+ * ```
+ */
+export function packDirBlock(sb: Superblock, entries: NewDirEntry[]): Uint8Array | null {
+  const end = dirBlockEnd(sb);
+  let total = 0;
+  for (const e of entries) {
+    checkName(e.name);
+    total += dirRecLen(e.name.length);
+  }
+  if (total > end) return null;
+  if (entries.length === 0) return emptyDirBlock(sb);
+  const block = new Uint8Array(sb.blockSize);
+  let o = 0;
+  entries.forEach((e, i) => {
+    const len = i === entries.length - 1 ? end - o : dirRecLen(e.name.length);
+    putEntry(sb, block, o, len, e);
+    o += len;
+  });
+  initTail(sb, block);
+  return block;
+}
+
 /** The first block of a new directory: "." and "..", the rest free. */
 export function newDirectoryBlock(sb: Superblock, ino: number, parentIno: number): Uint8Array {
   const block = new Uint8Array(sb.blockSize);

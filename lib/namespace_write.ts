@@ -2,8 +2,8 @@
  * Namespace operations at inode level, composed from the write path's parts: new inodes,
  * directory entries in linear directories (growing by a block when full), mkdir, create,
  * symlink, mknod, link, unlink and rmdir, and releasing an inode's blocks and attributes.
- * Path resolution and htree directories are not here: callers pass directory inode numbers,
- * and directories with an htree index (INDEX flag) are refused until dx writing exists.
+ * Path resolution is not here: callers pass directory inode numbers. Directories with an
+ * htree index (INDEX flag) are written through lib/htree_write.ts.
  *
  * @module
  */
@@ -24,6 +24,7 @@ import { CorruptError, Ext4Error } from "./errors.ts";
 import { emptyExtentRoot } from "./extent_write.ts";
 import { Compat, Incompat, RoCompat } from "./features.ts";
 import {
+  dxCheckInsert,
   type DxDir,
   dxInsert,
   dxLookup,
@@ -271,8 +272,13 @@ export async function addEntry(
   const d = await loadDir(ctx, dirIno);
   const entry = { ino, name: n, type: (sb.incompat & Incompat.FILETYPE) ? type : 0 };
   let nextLogical = d.dx.blocks;
-  let lastPhysical = d.map.extents.at(-1)?.physical ?? 0;
+  const lastExtent = d.map.extents.at(-1);
+  let lastPhysical = lastExtent ? lastExtent.physical + lastExtent.length - 1 : 0;
   const grow = async () => {
+    // Without large_dir the kernel reads a directory's size from i_size_lo alone.
+    if (!(sb.incompat & Incompat.LARGEDIR) && (nextLogical + 1) * sb.blockSize >= 2 ** 32) {
+      throw new Ext4Error("NO_SPACE", `directory ${dirIno} would reach 4 GiB without large_dir`);
+    }
     const [got] = await ctx.alloc.allocateBlocks(tx, lastPhysical + 1, 1);
     lastPhysical = got.start;
     return { logical: nextLogical++, physical: got.start };
@@ -318,11 +324,8 @@ export async function addEntry(
     await dxInsert(tx, sb, d.dx, entry, grow);
     return await saveDir(ctx, d, true);
   }
-  if ((await dxLookup(tx, sb, d.dx, n)).ino) {
-    throw new Ext4Error("EXISTS", `${new TextDecoder().decode(n)} exists in directory ${dirIno}`);
-  }
   const before = d.dx.blocks;
-  await dxInsert(tx, sb, d.dx, entry, grow);
+  await dxInsert(tx, sb, d.dx, entry, grow); // EXISTS when taken, NO_SPACE when the index is full
   if (d.dx.blocks === before) return await touch(ctx, dirIno, d.raw, d.f);
   await saveDir(ctx, d, true);
 }
@@ -380,12 +383,32 @@ export async function removeEntry(
   return ino;
 }
 
-/** Throws before any change when `name` is taken in `parent` (or `parent` is unusable). */
+/**
+ * Throws before any change when `name` is taken in `parent`, when `parent`'s htree index is
+ * full (NO_SPACE, the kernel's ENOSPC "index full"), or when `parent` is unusable.
+ */
 async function checkFree(ctx: NamespaceContext, parent: number, name: string | Uint8Array) {
   const n = nameBytes(name);
   if (n.length === 0 || n.length > 255) throw new Ext4Error("NAME_TOO_LONG", "bad name length");
-  if (await lookupEntry(ctx, parent, n)) {
-    throw new Ext4Error("EXISTS", `${new TextDecoder().decode(n)} exists in directory ${parent}`);
+  const taken = () =>
+    new Ext4Error("EXISTS", `${new TextDecoder().decode(n)} exists in directory ${parent}`);
+  const { f } = await load(ctx, parent);
+  const indexed = isDir(f) && (f.flags & InodeFlags.INDEX) !== 0 &&
+    (f.flags & InodeFlags.INLINE_DATA) === 0;
+  if (!indexed || isDots(n)) {
+    if (await lookupEntry(ctx, parent, n)) throw taken();
+    return;
+  }
+  const d = await loadDir(ctx, parent);
+  const { ino, full } = await dxCheckInsert(ctx.tx, ctx.sb, d.dx, n);
+  if (ino) throw taken();
+  if (full) {
+    throw new Ext4Error(
+      "NO_SPACE",
+      `directory ${parent}: index full, reach max htree level${
+        ctx.sb.incompat & Incompat.LARGEDIR ? "" : " (the large_dir feature is not enabled)"
+      }`,
+    );
   }
 }
 
@@ -799,6 +822,7 @@ export async function renameEntry(
   if (srcDir && await isWithin(ctx, newParent, src)) {
     throw new Ext4Error("INVALID", "cannot move a directory into itself");
   }
+  if (!dst) await checkFree(ctx, newParent, nn);
   try {
     if (dst) {
       await retargetEntry(ctx, newParent, nn, src, direntTypeOfMode(sf.mode));
