@@ -24,7 +24,7 @@ import {
   rewriteFileMap,
 } from "./file_map_write.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
-import { uninline } from "./inline_write.ts";
+import { truncateInlineInPlace, uninline, writeInlineInPlace } from "./inline_write.ts";
 import { InodeFlags } from "./inode.ts";
 import {
   decodeInode,
@@ -177,6 +177,8 @@ export async function writeFileRange(
     throw new Ext4Error("INVALID", `bad offset ${offset}`);
   }
   if (offset + data.length > 2 ** 32 * bs) throw new Ext4Error("INVALID", "file too large");
+  // An inline file stays inline while the result fits in its inode (open() converts it).
+  if (await writeInlineInPlace(ctx, ino, offset, data)) return;
   const f = await open(ctx, ino);
   if (data.length === 0) return await save(ctx, f, f.fields.size);
   const first = Math.floor(offset / bs);
@@ -233,6 +235,7 @@ export async function truncateFile(ctx: FileContext, ino: number, size: number):
   if (!Number.isSafeInteger(size) || size < 0 || size > 2 ** 32 * bs) {
     throw new Ext4Error("INVALID", `bad size ${size}`);
   }
+  if (await truncateInlineInPlace(ctx, ino, size)) return;
   const f = await open(ctx, ino);
   try {
     const keep = Math.ceil(size / bs);

@@ -29,13 +29,14 @@ testWith(
       decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, ino)).flags;
     const want = new Map<string, Uint8Array>();
     const inos = new Map<string, number>();
-    for (const size of [1, 17, 59, 60, 61]) {
+    for (const size of [1, 17, 59, 60, 61, 128, 129]) {
       const data = pattern(size, size);
       inos.set(`f${size}`, await createFile(ctx(), 2, `f${size}`, data, { perm: 0o644 }));
       want.set(`f${size}`, data);
     }
     assert.ok((await flags(inos.get("f60")!)) & InodeFlags.INLINE_DATA, "60 bytes are inline");
-    assert.ok(!((await flags(inos.get("f61")!)) & InodeFlags.INLINE_DATA), "61 bytes are not");
+    assert.ok((await flags(inos.get("f128")!)) & InodeFlags.INLINE_DATA, "128 bytes are inline");
+    assert.ok(!((await flags(inos.get("f129")!)) & InodeFlags.INLINE_DATA), "129 bytes are not");
     await tx.commit();
     let check = await fsck(dir.path, fs.dev.bytes);
     assert.equal(check.code, 0, check.output);
