@@ -1,0 +1,294 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { InodeFlags } from "../lib/inode.ts";
+import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
+import {
+  createFile,
+  listEntries,
+  lookupEntry,
+  makeDirectory,
+  type NamespaceContext,
+  removeDirectory,
+  renameEntry,
+  unlinkEntry,
+} from "../lib/namespace_write.ts";
+import { writeFileRange } from "../lib/file_update.ts";
+import { tempDir, testWith, withKernelMount } from "./helpers.ts";
+import { fsck, IMAGE_TOOLS, LAYOUTS, type LoadedFs, loadFs, mkfsImage } from "./write_fixtures.ts";
+
+const INLINE = LAYOUTS.find((l) => l.name === "ext4-inline_data")!;
+const NEEDS = [...IMAGE_TOOLS, "root", "loop", "kernel-ext4"];
+
+/** Every path below the root (lost+found skipped) → "dir" or "file <size>", via the kernel. */
+async function kernelTree(path: string): Promise<Map<string, string>> {
+  return await withKernelMount(path, async (mnt) => {
+    const out = new Map<string, string>();
+    const walk = async (rel: string, depth: number) => {
+      assert.ok(depth < 16);
+      for await (const e of Deno.readDir(`${mnt}/${rel}`)) {
+        const p = rel ? `${rel}/${e.name}` : e.name;
+        if (p === "lost+found") continue;
+        if (e.isDirectory) {
+          out.set(p, "dir");
+          await walk(p, depth + 1);
+        } else out.set(p, `file ${(await Deno.stat(`${mnt}/${p}`)).size}`);
+      }
+    };
+    await walk("", 0);
+    return out;
+  }, { readOnly: true });
+}
+
+function ctxOf(fs: LoadedFs, tx: NamespaceContext["tx"]): NamespaceContext {
+  return { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+}
+
+async function flagsOf(fs: LoadedFs, tx: NamespaceContext["tx"], ino: number): Promise<number> {
+  return decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, ino)).flags;
+}
+
+type Op =
+  | { kind: "file" | "dir"; dir: number; len: number; tag: number }
+  | { kind: "remove"; pick: number }
+  | { kind: "move"; pick: number; dir: number; tag: number };
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      kind: fc.constantFrom(...Array(6).fill("file" as const), "dir" as const),
+      dir: fc.nat(),
+      len: fc.integer({ min: 1, max: 40 }),
+      tag: fc.nat(999),
+    }),
+  },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("remove" as const), pick: fc.nat() }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("move" as const),
+      pick: fc.nat(),
+      dir: fc.nat(),
+      tag: fc.nat(999),
+    }),
+  },
+);
+
+testWith(
+  "inline directories: random entries in inline dirs convert them to blocks as the kernel does; e2fsck-clean, kernel listing equals the model",
+  NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const image = await mkfsImage(dir.path, INLINE);
+    const path = `${dir.path}/m.img`;
+    let sawInline = 0;
+    let sawConverted = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArb, { minLength: 30, maxLength: 80 }), async (ops) => {
+        const fs = await loadFs(image);
+        const tx = fs.cache.begin();
+        const ctx = ctxOf(fs, tx);
+        // path → inode; directories are the paths whose value is negative-free "dir" entries.
+        const model = new Map<string, { ino: number; dir: boolean; size: number }>();
+        const dirs = () => ["", ...[...model].filter(([, v]) => v.dir).map(([p]) => p)].sort();
+        const inoOf = (p: string) => (p === "" ? 2 : model.get(p)!.ino);
+        for (const op of ops) {
+          if (op.kind === "file" || op.kind === "dir") {
+            const ds = dirs();
+            const parent = ds[op.dir % ds.length];
+            const name = `${op.tag}`.padEnd(op.len, "x");
+            const p = parent ? `${parent}/${name}` : name;
+            if (model.has(p) || p.split("/").length > 4) continue;
+            if (op.kind === "dir") {
+              const ino = await makeDirectory(ctx, inoOf(parent), name, { perm: 0o755 });
+              assert.ok(
+                (await flagsOf(fs, tx, ino)) & InodeFlags.INLINE_DATA,
+                "new dirs are inline",
+              );
+              model.set(p, { ino, dir: true, size: 0 });
+            } else {
+              const size = op.tag % 3 === 0 ? op.tag : 0;
+              const ino = await createFile(ctx, inoOf(parent), name, new Uint8Array(size), {
+                perm: 0o644,
+              });
+              model.set(p, { ino, dir: false, size });
+            }
+          } else if (op.kind === "remove") {
+            const paths = [...model.keys()].sort();
+            if (!paths.length) continue;
+            const p = paths[op.pick % paths.length];
+            const v = model.get(p)!;
+            const parent = p.includes("/") ? p.slice(0, p.lastIndexOf("/")) : "";
+            const name = p.slice(parent ? parent.length + 1 : 0);
+            if (v.dir) {
+              if ([...model.keys()].some((q) => q.startsWith(p + "/"))) continue;
+              await removeDirectory(ctx, inoOf(parent), name);
+            } else await unlinkEntry(ctx, inoOf(parent), name);
+            model.delete(p);
+          } else if (op.kind === "move") {
+            const paths = [...model.keys()].sort();
+            if (!paths.length) continue;
+            const from = paths[op.pick % paths.length];
+            const ds = dirs().filter((d) => d !== from && !d.startsWith(from + "/"));
+            const to = ds[op.dir % ds.length];
+            const name = `m${op.tag}`;
+            const dst = to ? `${to}/${name}` : name;
+            if (model.has(dst) || dst.split("/").length > 4) continue;
+            const fromParent = from.includes("/") ? from.slice(0, from.lastIndexOf("/")) : "";
+            await renameEntry(
+              ctx,
+              inoOf(fromParent),
+              from.slice(fromParent ? fromParent.length + 1 : 0),
+              inoOf(to),
+              name,
+            );
+            for (const [k, v] of [...model]) {
+              if (k === from || k.startsWith(from + "/")) {
+                model.delete(k);
+                model.set(dst + k.slice(from.length), v);
+              }
+            }
+          }
+        }
+        // Every directory reads back through the write path's own lookups.
+        for (const d of dirs()) {
+          const ino = inoOf(d);
+          if (ino !== 2) {
+            if ((await flagsOf(fs, tx, ino)) & InodeFlags.INLINE_DATA) sawInline++;
+            else sawConverted++;
+          }
+          const names = (await listEntries(ctx, ino)).map((e) => new TextDecoder().decode(e.name));
+          const want = [...model.keys()].filter((k) =>
+            k.startsWith(d ? d + "/" : "") && !k.slice(d ? d.length + 1 : 0).includes("/")
+          ).map((k) => k.slice(d ? d.length + 1 : 0));
+          if (d === "") want.push("lost+found");
+          assert.deepEqual(names.sort(), want.sort(), `entries of /${d}`);
+          for (const n of want) if (n !== "lost+found") assert.ok(await lookupEntry(ctx, ino, n));
+        }
+        await tx.commit();
+        const check = await fsck(dir.path, fs.dev.bytes);
+        assert.equal(check.code, 0, check.output);
+        await Deno.writeFile(path, fs.dev.bytes);
+        const want = new Map(
+          [...model].map(([p, v]) => [p, v.dir ? "dir" : `file ${v.size}`] as [string, string]),
+        );
+        assert.deepEqual(await kernelTree(path), want);
+      }),
+      { numRuns: 6 },
+    );
+    assert.ok(sawInline > 0 && sawConverted > 0, `inline ${sawInline}, converted ${sawConverted}`);
+  },
+);
+
+testWith(
+  "inline directories: one fills i_block, then system.data, converts to a block, then to an htree",
+  NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, INLINE));
+    const tx = fs.cache.begin();
+    const ctx = ctxOf(fs, tx);
+    const d = await makeDirectory(ctx, 2, "d", { perm: 0o755 });
+    const size = async () => decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, d)).size;
+    assert.equal(await size(), 60);
+    // 56 bytes of i_block: four 12-byte entries (names of up to 4 bytes).
+    for (let i = 0; i < 4; i++) {
+      await createFile(ctx, d, `f${i}`, new Uint8Array(0), { perm: 0o644 });
+    }
+    assert.equal(await size(), 60, "i_block holds four short entries");
+    await createFile(ctx, d, "f4", new Uint8Array(0), { perm: 0o644 });
+    assert.equal(await size(), 128, "system.data grew to the room of a 256-byte inode");
+    let n = 5;
+    while ((await flagsOf(fs, tx, d)) & InodeFlags.INLINE_DATA) {
+      await createFile(ctx, d, `f${n++}`, new Uint8Array(0), { perm: 0o644 });
+      assert.ok(n < 20);
+    }
+    // As the kernel: f4..f8 fill the 68-byte value, f9 converts (checked with a loop mount).
+    assert.equal(n, 10, "five entries fill system.data, the next converts");
+    assert.equal(await size(), fs.sb.blockSize);
+    while (!((await flagsOf(fs, tx, d)) & InodeFlags.INDEX)) {
+      await createFile(ctx, d, `a-longer-name-for-entry-${n++}`, new Uint8Array(0), {
+        perm: 0o644,
+      });
+      assert.ok(n < 400);
+    }
+    for (let i = 0; i < 20; i++) await unlinkEntry(ctx, d, `f${i % 10}`).catch(() => {});
+    await tx.commit();
+    const check = await fsck(dir.path, fs.dev.bytes);
+    assert.equal(check.code, 0, check.output);
+    const path = `${dir.path}/h.img`;
+    await Deno.writeFile(path, fs.dev.bytes);
+    const tree = await kernelTree(path);
+    assert.equal(tree.size, 1 + (n - 10));
+  },
+);
+
+testWith(
+  "inline directories made by the kernel: ext4ts adds, removes, moves and converts; the kernel and e2fsck agree",
+  NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const path = `${dir.path}/k.img`;
+    await Deno.writeFile(path, await mkfsImage(dir.path, INLINE));
+    await withKernelMount(path, async (mnt) => {
+      for (const d of ["a", "b", "c"]) await Deno.mkdir(`${mnt}/${d}`);
+      await Deno.mkdir(`${mnt}/a/sub`);
+      for (let i = 0; i < 6; i++) await Deno.writeTextFile(`${mnt}/a/k${i}`, "kernel");
+      await Deno.writeTextFile(`${mnt}/b/one`, "x".repeat(100));
+    });
+    let fs = await loadFs(await Deno.readFile(path));
+    let tx = fs.cache.begin();
+    let ctx = ctxOf(fs, tx);
+    const a = await lookupEntry(ctx, 2, "a");
+    const b = await lookupEntry(ctx, 2, "b");
+    const c = await lookupEntry(ctx, 2, "c");
+    for (const x of [a, b, c]) assert.ok((await flagsOf(fs, tx, x)) & InodeFlags.INLINE_DATA);
+    // In a (i_block and system.data in use): remove one, add two, move sub to b (its ".."
+    // changes), rmdir c, and fill b until it converts.
+    await unlinkEntry(ctx, a, "k2");
+    await createFile(ctx, a, "new1", new TextEncoder().encode("ext4ts"), { perm: 0o644 });
+    await createFile(ctx, a, "new2", new Uint8Array(0), { perm: 0o644 });
+    await renameEntry(ctx, a, "sub", b, "moved");
+    const moved = await lookupEntry(ctx, b, "moved");
+    assert.equal(await lookupEntry(ctx, moved, ".."), b);
+    await removeDirectory(ctx, 2, "c");
+    for (let i = 0; i < 12; i++) {
+      await createFile(ctx, b, `b-entry-${i}`, new Uint8Array(0), { perm: 0o644 });
+    }
+    assert.ok(!((await flagsOf(fs, tx, b)) & InodeFlags.INLINE_DATA), "b converted");
+    // An inline file written in place, then grown out of its inode.
+    const one = await lookupEntry(ctx, b, "one");
+    await writeFileRange(ctx, one, 0, new TextEncoder().encode("yy"));
+    assert.ok((await flagsOf(fs, tx, one)) & InodeFlags.INLINE_DATA, "still inline");
+    await tx.commit();
+    let check = await fsck(dir.path, fs.dev.bytes);
+    assert.equal(check.code, 0, check.output);
+    await Deno.writeFile(path, fs.dev.bytes);
+    const want = new Map<string, string>([
+      ["a", "dir"],
+      ["b", "dir"],
+      ["b/moved", "dir"],
+      ["b/one", "file 100"],
+      ["a/new1", "file 6"],
+      ["a/new2", "file 0"],
+    ]);
+    for (const i of [0, 1, 3, 4, 5]) want.set(`a/k${i}`, "file 6");
+    for (let i = 0; i < 12; i++) want.set(`b/b-entry-${i}`, "file 0");
+    assert.deepEqual(await kernelTree(path), want);
+    // The kernel keeps working on what ext4ts left, then ext4ts again.
+    await withKernelMount(path, async (mnt) => {
+      const got = await Deno.readTextFile(`${mnt}/b/one`);
+      assert.equal(got, "yy" + "x".repeat(98));
+      await Deno.writeTextFile(`${mnt}/a/kernel-again`, "k");
+      await Deno.remove(`${mnt}/a/new1`);
+    });
+    fs = await loadFs(await Deno.readFile(path));
+    tx = fs.cache.begin();
+    ctx = ctxOf(fs, tx);
+    assert.ok(await lookupEntry(ctx, a, "kernel-again"));
+    assert.equal(await lookupEntry(ctx, a, "new1"), 0);
+    await tx.commit();
+    check = await fsck(dir.path, fs.dev.bytes);
+    assert.equal(check.code, 0, check.output);
+  },
+);
