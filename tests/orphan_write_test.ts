@@ -5,7 +5,8 @@ import { writeNewFileData } from "../lib/file_write.ts";
 import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";
 import { addOrphan, listOrphans, removeOrphan } from "../lib/orphan_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
-import { tempDir, testWith, withKernelMount } from "./helpers.ts";
+import { run, tempDir, testWith, withKernelMount } from "./helpers.ts";
+import { Compat, RoCompat } from "../lib/features.ts";
 import { pattern } from "./file_fixtures.ts";
 import {
   fsck,
@@ -99,3 +100,112 @@ for (const layout of [LAYOUTS[2], LAYOUTS[3], LAYOUTS[0]]) {
     },
   );
 }
+
+const ORPHAN_FILE = ["-O", "orphan_file"];
+
+/** dumpe2fs -h's feature line and debugfs's view of the orphan file's first block. */
+async function toolView(
+  dir: string,
+  bytes: Uint8Array,
+): Promise<{ features: string; fsck: string }> {
+  const path = `${dir}/view.img`;
+  await Deno.writeFile(path, bytes);
+  const dump = await run("dumpe2fs", ["-h", path]);
+  const features = dump.stdout.split("\n").find((l) => l.startsWith("Filesystem features:")) ?? "";
+  const check = await run("e2fsck", ["-fn", path]);
+  await Deno.remove(path);
+  return { features, fsck: check.stdout + check.stderr };
+}
+
+testWith(
+  "orphan file: orphans take free slots (checksummed, orphan_present set), leave them, and an emptied file is e2fsck-clean",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[2], ORPHAN_FILE));
+    assert.ok(fs.sb.compat & Compat.ORPHAN_FILE);
+    let tx = fs.cache.begin();
+    const inos: number[] = [];
+    for (const n of ["a", "b", "c"]) inos.push(await createFile(fs, tx, n, 5000));
+    await tx.commit();
+    tx = fs.cache.begin();
+    // Pending truncates of linked files: orphans that may be removed again.
+    for (const ino of inos) await addOrphan(tx, fs.sb, fs.gdt, ino);
+    await addOrphan(tx, fs.sb, fs.gdt, inos[1]); // twice: no change
+    assert.deepEqual(await listOrphans(tx, fs.sb, fs.gdt), inos);
+    assert.equal(fs.sb.lastOrphan, 0, "the classic list is not used");
+    assert.ok(fs.sb.roCompat & RoCompat.ORPHAN_PRESENT);
+    await removeOrphan(tx, fs.sb, fs.gdt, inos[1]);
+    assert.deepEqual(await listOrphans(tx, fs.sb, fs.gdt), [inos[0], inos[2]]);
+    await assert.rejects(() => removeOrphan(tx, fs.sb, fs.gdt, inos[1]), /not an orphan/);
+    await tx.commit();
+    // Reloaded from disk: the slots and checksums read back (the kernel would refuse a bad one).
+    const again = await loadFs(fs.dev.bytes);
+    let rtx = again.cache.begin();
+    assert.deepEqual(await listOrphans(rtx, again.sb, again.gdt), [inos[0], inos[2]]);
+    const view = await toolView(dir.path, fs.dev.bytes);
+    assert.match(view.features, /orphan_present/);
+    // e2fsck -n does not process orphans: it names the orphan file's used block, no more.
+    assert.match(view.fsck, /Orphan file \(inode \d+\) block 0 is not clean/);
+    const complaints = view.fsck.split("\n").map((l) => l.trim()).filter((l) =>
+      l && !/^Pass \d|^e2fsck \d|WARNING|files .* blocks$/.test(l)
+    );
+    assert.deepEqual(complaints, [
+      `Orphan file (inode ${fs.sb.orphanFileInum}) block 0 is not clean.`,
+      "Clear? no",
+      "Failed to initialize orphan file.",
+      "Recreate? no",
+    ]);
+    // e2fsck -fy processes them (pending truncates of linked files) and leaves it clean.
+    const fixed = `${dir.path}/fixed.img`;
+    await Deno.writeFile(fixed, fs.dev.bytes);
+    await run("e2fsck", ["-fy", fixed]);
+    const recheck = await run("e2fsck", ["-fn", fixed]);
+    assert.equal(recheck.code, 0, recheck.stdout + recheck.stderr);
+    await Deno.remove(fixed);
+    rtx.abort();
+    rtx = again.cache.begin();
+    for (const ino of [inos[0], inos[2]]) await removeOrphan(rtx, again.sb, again.gdt, ino);
+    assert.ok(!(again.sb.roCompat & RoCompat.ORPHAN_PRESENT), "cleared with the last entry");
+    await rtx.commit();
+    const empty = await toolView(dir.path, again.dev.bytes);
+    assert.doesNotMatch(empty.features, /orphan_present/);
+    const check = await fsck(dir.path, again.dev.bytes);
+    assert.equal(check.code, 0, check.output);
+  },
+);
+
+testWith(
+  "orphan file: unlinked-open inodes left by ext4ts are freed by the kernel at mount, e2fsck clean after",
+  [...IMAGE_TOOLS, "root", "loop", "kernel-ext4"],
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[2], ORPHAN_FILE));
+    const freeBefore = fs.alloc.freeBlockCount;
+    let tx = fs.cache.begin();
+    const inos: number[] = [];
+    for (const n of ["a", "b", "c", "keep"]) inos.push(await createFile(fs, tx, n, 20000));
+    await tx.commit();
+    tx = fs.cache.begin();
+    for (let i = 0; i < 3; i++) await unlinkOpen(fs, tx, ["a", "b", "c"][i], inos[i]);
+    assert.deepEqual(await listOrphans(tx, fs.sb, fs.gdt), inos.slice(0, 3));
+    await tx.commit();
+    const view = await toolView(dir.path, fs.dev.bytes);
+    assert.match(view.features, /orphan_present/);
+    const path = `${dir.path}/of.img`;
+    await Deno.writeFile(path, fs.dev.bytes);
+    await withKernelMount(path, async (mnt) => {
+      const names = [];
+      for await (const e of Deno.readDir(mnt)) names.push(e.name);
+      assert.deepEqual(names.sort(), ["keep", "lost+found"]);
+    });
+    const after = await loadFs(await Deno.readFile(path));
+    const check = await fsck(dir.path, after.dev.bytes);
+    assert.equal(check.code, 0, check.output);
+    const per = Math.ceil(20000 / after.sb.blockSize);
+    assert.equal(after.alloc.freeBlockCount, freeBefore - per, "only keep's blocks are in use");
+    const atx = after.cache.begin();
+    assert.deepEqual(await listOrphans(atx, after.sb, after.gdt), []);
+    atx.abort();
+  },
+);
