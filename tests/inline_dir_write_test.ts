@@ -13,6 +13,7 @@ import {
   unlinkEntry,
 } from "../lib/namespace_write.ts";
 import { writeFileRange } from "../lib/file_update.ts";
+import { setXattr } from "../lib/xattr_write.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, type LoadedFs, loadFs, mkfsImage } from "./write_fixtures.ts";
 
@@ -290,5 +291,49 @@ testWith(
     await tx.commit();
     check = await fsck(dir.path, fs.dev.bytes);
     assert.equal(check.code, 0, check.output);
+  },
+);
+
+testWith(
+  "inline inodes take ordinary xattrs; system.data stays in the inode body and is not settable",
+  NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, INLINE));
+    const tx = fs.cache.begin();
+    const ctx = ctxOf(fs, tx);
+    const d = await makeDirectory(ctx, 2, "d", { perm: 0o755 });
+    const body = new TextEncoder().encode("x".repeat(128));
+    const f = await createFile(ctx, 2, "f", body, { perm: 0o644 });
+    const value = new TextEncoder().encode("v".repeat(30));
+    for (const ino of [d, f]) {
+      await setXattr(tx, fs.alloc, fs.sb, fs.gdt, ino, "user.note", value);
+      await assert.rejects(
+        () => setXattr(tx, fs.alloc, fs.sb, fs.gdt, ino, "system.data", value),
+        /not an attribute/,
+      );
+    }
+    // The directory's body now has less room: i_block fills, then it converts directly.
+    for (let i = 0; i < 8; i++) {
+      await createFile(ctx, d, `e${i}`, new Uint8Array(0), { perm: 0o644 });
+    }
+    assert.ok(!((await flagsOf(fs, tx, d)) & InodeFlags.INLINE_DATA));
+    assert.ok((await flagsOf(fs, tx, f)) & InodeFlags.INLINE_DATA);
+    await tx.commit();
+    const check = await fsck(dir.path, fs.dev.bytes);
+    assert.equal(check.code, 0, check.output);
+    const path = `${dir.path}/x.img`;
+    await Deno.writeFile(path, fs.dev.bytes);
+    await withKernelMount(path, async (mnt) => {
+      assert.deepEqual(await Deno.readFile(`${mnt}/f`), body);
+      for (const p of ["d", "f"]) {
+        const r = await new Deno.Command("getfattr", {
+          args: ["--only-values", "-n", "user.note", `${mnt}/${p}`],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assert.equal(new TextDecoder().decode(r.stdout), "v".repeat(30), p);
+      }
+    }, { readOnly: true });
   },
 );
