@@ -4,6 +4,7 @@ import { removeDirEntry, setDirBlockChecksum } from "../lib/dir_write.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
 import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";
 import { addOrphan, listOrphans, removeOrphan } from "../lib/orphan_write.ts";
+import { createFile as nsCreateFile } from "../lib/namespace_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { run, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { Compat, RoCompat } from "../lib/features.ts";
@@ -204,6 +205,51 @@ testWith(
     assert.equal(check.code, 0, check.output);
     const per = Math.ceil(20000 / after.sb.blockSize);
     assert.equal(after.alloc.freeBlockCount, freeBefore - per, "only keep's blocks are in use");
+    const atx = after.cache.begin();
+    assert.deepEqual(await listOrphans(atx, after.sb, after.gdt), []);
+    atx.abort();
+  },
+);
+
+testWith(
+  "orphan file: a full orphan file falls back to the classic list; the kernel processes both",
+  [...IMAGE_TOOLS, "root", "loop", "kernel-ext4"],
+  async () => {
+    await using dir = await tempDir();
+    // One 1 KiB orphan block: 254 slots.
+    const fs = await loadFs(
+      await mkfsImage(dir.path, LAYOUTS[3], ["-O", "orphan_file", "-E", "orphan_file_size=1"]),
+    );
+    let tx = fs.cache.begin();
+    const ctx = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+    const inos: number[] = [];
+    for (let i = 0; i < 257; i++) {
+      inos.push(await nsCreateFile(ctx, 2, `f${i}`, new Uint8Array(0), { perm: 0o644 }));
+    }
+    await tx.commit();
+    tx = fs.cache.begin();
+    // Linked files being "truncated": orphans the kernel truncates (a no-op here) and drops.
+    for (const ino of inos) await addOrphan(tx, fs.sb, fs.gdt, ino);
+    const listed = await listOrphans(tx, fs.sb, fs.gdt);
+    assert.deepEqual(listed, [...inos.slice(0, 254), inos[256], inos[255], inos[254]]);
+    assert.equal(fs.sb.lastOrphan, inos[256]);
+    // A slot freed in the file is reused before the list grows.
+    await removeOrphan(tx, fs.sb, fs.gdt, inos[7]);
+    await removeOrphan(tx, fs.sb, fs.gdt, inos[255]);
+    await addOrphan(tx, fs.sb, fs.gdt, inos[255]);
+    assert.equal((await listOrphans(tx, fs.sb, fs.gdt))[7], inos[255]);
+    assert.equal(fs.sb.lastOrphan, inos[256]);
+    await tx.commit();
+    const path = `${dir.path}/full.img`;
+    await Deno.writeFile(path, fs.dev.bytes);
+    await withKernelMount(path, async (mnt) => {
+      let n = 0;
+      for await (const _ of Deno.readDir(mnt)) n++;
+      assert.equal(n, 258);
+    });
+    const after = await loadFs(await Deno.readFile(path));
+    const check = await fsck(dir.path, after.dev.bytes);
+    assert.equal(check.code, 0, check.output);
     const atx = after.cache.begin();
     assert.deepEqual(await listOrphans(atx, after.sb, after.gdt), []);
     atx.abort();
