@@ -337,3 +337,53 @@ testWith(
     }, { readOnly: true });
   },
 );
+
+testWith(
+  "inline directories and files made by ext4ts: the kernel extends, shrinks and converts them; e2fsck clean",
+  NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, INLINE));
+    const tx = fs.cache.begin();
+    const ctx = ctxOf(fs, tx);
+    // Directories with 0, 4 (i_block full) and 7 (system.data in use) entries.
+    const counts = [0, 4, 7];
+    for (const n of counts) {
+      const d = await makeDirectory(ctx, 2, `d${n}`, { perm: 0o755 });
+      for (let i = 0; i < n; i++) {
+        await createFile(ctx, d, `e${i}`, new Uint8Array(0), { perm: 0o644 });
+      }
+      assert.ok((await flagsOf(fs, tx, d)) & InodeFlags.INLINE_DATA);
+    }
+    for (const size of [10, 60, 100]) {
+      await createFile(ctx, 2, `f${size}`, new Uint8Array(size).fill(0x61), { perm: 0o644 });
+    }
+    await tx.commit();
+    const path = `${dir.path}/r.img`;
+    await Deno.writeFile(path, fs.dev.bytes);
+    await withKernelMount(path, async (mnt) => {
+      for (const n of counts) {
+        const names = [];
+        for await (const e of Deno.readDir(`${mnt}/d${n}`)) names.push(e.name);
+        assert.equal(names.length, n);
+        await Deno.writeTextFile(`${mnt}/d${n}/kernel`, "k");
+        if (n) await Deno.remove(`${mnt}/d${n}/e0`);
+        await Deno.mkdir(`${mnt}/d${n}/sub`);
+      }
+      for (let i = 0; i < 20; i++) await Deno.writeTextFile(`${mnt}/d7/more${i}`, "");
+      for (const size of [10, 60, 100]) {
+        await Deno.writeTextFile(`${mnt}/f${size}`, "b".repeat(20), { append: true });
+      }
+      await Deno.remove(`${mnt}/d0/sub`);
+      await Deno.remove(`${mnt}/d0/kernel`);
+      await Deno.remove(`${mnt}/d0`);
+    });
+    const check = await fsck(dir.path, await Deno.readFile(path));
+    assert.equal(check.code, 0, check.output);
+    const tree = await kernelTree(path);
+    assert.equal(tree.get("f100"), "file 120");
+    assert.equal(tree.get("f60"), "file 80");
+    assert.equal([...tree.keys()].filter((k) => k.startsWith("d7/")).length, 6 + 2 + 20);
+    assert.ok(!tree.has("d0"));
+  },
+);
