@@ -15,7 +15,15 @@ import {
 import { writeFileRange } from "../lib/file_update.ts";
 import { setXattr } from "../lib/xattr_write.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
-import { fsck, IMAGE_TOOLS, LAYOUTS, type LoadedFs, loadFs, mkfsImage } from "./write_fixtures.ts";
+import {
+  fsck,
+  IMAGE_TOOLS,
+  type Layout,
+  LAYOUTS,
+  type LoadedFs,
+  loadFs,
+  mkfsImage,
+} from "./write_fixtures.ts";
 
 const INLINE = LAYOUTS.find((l) => l.name === "ext4-inline_data")!;
 const NEEDS = [...IMAGE_TOOLS, "root", "loop", "kernel-ext4"];
@@ -75,111 +83,126 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   },
 );
 
-testWith(
-  "inline directories: random entries in inline dirs convert them to blocks as the kernel does; e2fsck-clean, kernel listing equals the model",
-  NEEDS,
-  async () => {
-    await using dir = await tempDir();
-    const image = await mkfsImage(dir.path, INLINE);
-    const path = `${dir.path}/m.img`;
-    let sawInline = 0;
-    let sawConverted = 0;
-    await fc.assert(
-      fc.asyncProperty(fc.array(opArb, { minLength: 30, maxLength: 80 }), async (ops) => {
-        const fs = await loadFs(image);
-        const tx = fs.cache.begin();
-        const ctx = ctxOf(fs, tx);
-        // path → inode; directories are the paths whose value is negative-free "dir" entries.
-        const model = new Map<string, { ino: number; dir: boolean; size: number }>();
-        const dirs = () => ["", ...[...model].filter(([, v]) => v.dir).map(([p]) => p)].sort();
-        const inoOf = (p: string) => (p === "" ? 2 : model.get(p)!.ino);
-        for (const op of ops) {
-          if (op.kind === "file" || op.kind === "dir") {
-            const ds = dirs();
-            const parent = ds[op.dir % ds.length];
-            const name = `${op.tag}`.padEnd(op.len, "x");
-            const p = parent ? `${parent}/${name}` : name;
-            if (model.has(p) || p.split("/").length > 4) continue;
-            if (op.kind === "dir") {
-              const ino = await makeDirectory(ctx, inoOf(parent), name, { perm: 0o755 });
-              assert.ok(
-                (await flagsOf(fs, tx, ino)) & InodeFlags.INLINE_DATA,
-                "new dirs are inline",
+/** Large inodes (a 324-byte system.data room), 1 KiB blocks, no metadata_csum. */
+const INLINE_BIG_INODES: Layout = {
+  name: "ext4-inline_data-512",
+  mkfs: "mkfs.ext4",
+  args: ["-b", "1024", "-I", "512", "-O", "inline_data,^metadata_csum"],
+  size: "24M",
+};
+
+for (const layout of [INLINE, INLINE_BIG_INODES]) {
+  testWith(
+    `inline directories on ${layout.name}: random entries in inline dirs convert them to blocks as the kernel does; e2fsck-clean, kernel listing equals the model`,
+    NEEDS,
+    async () => {
+      await using dir = await tempDir();
+      const image = await mkfsImage(dir.path, layout);
+      const path = `${dir.path}/m.img`;
+      let sawInline = 0;
+      let sawConverted = 0;
+      await fc.assert(
+        fc.asyncProperty(fc.array(opArb, { minLength: 30, maxLength: 80 }), async (ops) => {
+          const fs = await loadFs(image);
+          const tx = fs.cache.begin();
+          const ctx = ctxOf(fs, tx);
+          // path → inode; directories are the paths whose value is negative-free "dir" entries.
+          const model = new Map<string, { ino: number; dir: boolean; size: number }>();
+          const dirs = () => ["", ...[...model].filter(([, v]) => v.dir).map(([p]) => p)].sort();
+          const inoOf = (p: string) => (p === "" ? 2 : model.get(p)!.ino);
+          for (const op of ops) {
+            if (op.kind === "file" || op.kind === "dir") {
+              const ds = dirs();
+              const parent = ds[op.dir % ds.length];
+              const name = `${op.tag}`.padEnd(op.len, "x");
+              const p = parent ? `${parent}/${name}` : name;
+              if (model.has(p) || p.split("/").length > 4) continue;
+              if (op.kind === "dir") {
+                const ino = await makeDirectory(ctx, inoOf(parent), name, { perm: 0o755 });
+                assert.ok(
+                  (await flagsOf(fs, tx, ino)) & InodeFlags.INLINE_DATA,
+                  "new dirs are inline",
+                );
+                model.set(p, { ino, dir: true, size: 0 });
+              } else {
+                const size = op.tag % 3 === 0 ? op.tag : 0;
+                const ino = await createFile(ctx, inoOf(parent), name, new Uint8Array(size), {
+                  perm: 0o644,
+                });
+                model.set(p, { ino, dir: false, size });
+              }
+            } else if (op.kind === "remove") {
+              const paths = [...model.keys()].sort();
+              if (!paths.length) continue;
+              const p = paths[op.pick % paths.length];
+              const v = model.get(p)!;
+              const parent = p.includes("/") ? p.slice(0, p.lastIndexOf("/")) : "";
+              const name = p.slice(parent ? parent.length + 1 : 0);
+              if (v.dir) {
+                if ([...model.keys()].some((q) => q.startsWith(p + "/"))) continue;
+                await removeDirectory(ctx, inoOf(parent), name);
+              } else await unlinkEntry(ctx, inoOf(parent), name);
+              model.delete(p);
+            } else if (op.kind === "move") {
+              const paths = [...model.keys()].sort();
+              if (!paths.length) continue;
+              const from = paths[op.pick % paths.length];
+              const ds = dirs().filter((d) => d !== from && !d.startsWith(from + "/"));
+              const to = ds[op.dir % ds.length];
+              const name = `m${op.tag}`;
+              const dst = to ? `${to}/${name}` : name;
+              if (model.has(dst) || dst.split("/").length > 4) continue;
+              const fromParent = from.includes("/") ? from.slice(0, from.lastIndexOf("/")) : "";
+              await renameEntry(
+                ctx,
+                inoOf(fromParent),
+                from.slice(fromParent ? fromParent.length + 1 : 0),
+                inoOf(to),
+                name,
               );
-              model.set(p, { ino, dir: true, size: 0 });
-            } else {
-              const size = op.tag % 3 === 0 ? op.tag : 0;
-              const ino = await createFile(ctx, inoOf(parent), name, new Uint8Array(size), {
-                perm: 0o644,
-              });
-              model.set(p, { ino, dir: false, size });
-            }
-          } else if (op.kind === "remove") {
-            const paths = [...model.keys()].sort();
-            if (!paths.length) continue;
-            const p = paths[op.pick % paths.length];
-            const v = model.get(p)!;
-            const parent = p.includes("/") ? p.slice(0, p.lastIndexOf("/")) : "";
-            const name = p.slice(parent ? parent.length + 1 : 0);
-            if (v.dir) {
-              if ([...model.keys()].some((q) => q.startsWith(p + "/"))) continue;
-              await removeDirectory(ctx, inoOf(parent), name);
-            } else await unlinkEntry(ctx, inoOf(parent), name);
-            model.delete(p);
-          } else if (op.kind === "move") {
-            const paths = [...model.keys()].sort();
-            if (!paths.length) continue;
-            const from = paths[op.pick % paths.length];
-            const ds = dirs().filter((d) => d !== from && !d.startsWith(from + "/"));
-            const to = ds[op.dir % ds.length];
-            const name = `m${op.tag}`;
-            const dst = to ? `${to}/${name}` : name;
-            if (model.has(dst) || dst.split("/").length > 4) continue;
-            const fromParent = from.includes("/") ? from.slice(0, from.lastIndexOf("/")) : "";
-            await renameEntry(
-              ctx,
-              inoOf(fromParent),
-              from.slice(fromParent ? fromParent.length + 1 : 0),
-              inoOf(to),
-              name,
-            );
-            for (const [k, v] of [...model]) {
-              if (k === from || k.startsWith(from + "/")) {
-                model.delete(k);
-                model.set(dst + k.slice(from.length), v);
+              for (const [k, v] of [...model]) {
+                if (k === from || k.startsWith(from + "/")) {
+                  model.delete(k);
+                  model.set(dst + k.slice(from.length), v);
+                }
               }
             }
           }
-        }
-        // Every directory reads back through the write path's own lookups.
-        for (const d of dirs()) {
-          const ino = inoOf(d);
-          if (ino !== 2) {
-            if ((await flagsOf(fs, tx, ino)) & InodeFlags.INLINE_DATA) sawInline++;
-            else sawConverted++;
+          // Every directory reads back through the write path's own lookups.
+          for (const d of dirs()) {
+            const ino = inoOf(d);
+            if (ino !== 2) {
+              if ((await flagsOf(fs, tx, ino)) & InodeFlags.INLINE_DATA) sawInline++;
+              else sawConverted++;
+            }
+            const names = (await listEntries(ctx, ino)).map((e) =>
+              new TextDecoder().decode(e.name)
+            );
+            const want = [...model.keys()].filter((k) =>
+              k.startsWith(d ? d + "/" : "") && !k.slice(d ? d.length + 1 : 0).includes("/")
+            ).map((k) => k.slice(d ? d.length + 1 : 0));
+            if (d === "") want.push("lost+found");
+            assert.deepEqual(names.sort(), want.sort(), `entries of /${d}`);
+            for (const n of want) if (n !== "lost+found") assert.ok(await lookupEntry(ctx, ino, n));
           }
-          const names = (await listEntries(ctx, ino)).map((e) => new TextDecoder().decode(e.name));
-          const want = [...model.keys()].filter((k) =>
-            k.startsWith(d ? d + "/" : "") && !k.slice(d ? d.length + 1 : 0).includes("/")
-          ).map((k) => k.slice(d ? d.length + 1 : 0));
-          if (d === "") want.push("lost+found");
-          assert.deepEqual(names.sort(), want.sort(), `entries of /${d}`);
-          for (const n of want) if (n !== "lost+found") assert.ok(await lookupEntry(ctx, ino, n));
-        }
-        await tx.commit();
-        const check = await fsck(dir.path, fs.dev.bytes);
-        assert.equal(check.code, 0, check.output);
-        await Deno.writeFile(path, fs.dev.bytes);
-        const want = new Map(
-          [...model].map(([p, v]) => [p, v.dir ? "dir" : `file ${v.size}`] as [string, string]),
-        );
-        assert.deepEqual(await kernelTree(path), want);
-      }),
-      { numRuns: 6 },
-    );
-    assert.ok(sawInline > 0 && sawConverted > 0, `inline ${sawInline}, converted ${sawConverted}`);
-  },
-);
+          await tx.commit();
+          const check = await fsck(dir.path, fs.dev.bytes);
+          assert.equal(check.code, 0, check.output);
+          await Deno.writeFile(path, fs.dev.bytes);
+          const want = new Map(
+            [...model].map(([p, v]) => [p, v.dir ? "dir" : `file ${v.size}`] as [string, string]),
+          );
+          assert.deepEqual(await kernelTree(path), want);
+        }),
+        { numRuns: 6 },
+      );
+      assert.ok(
+        sawInline > 0 && sawConverted > 0,
+        `inline ${sawInline}, converted ${sawConverted}`,
+      );
+    },
+  );
+}
 
 testWith(
   "inline directories: one fills i_block, then system.data, converts to a block, then to an htree",
