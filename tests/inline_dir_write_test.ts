@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { Ext4 } from "../lib/filesystem.ts";
 import { InodeFlags } from "../lib/inode.ts";
 import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
 import {
@@ -102,7 +104,7 @@ for (const layout of [INLINE, INLINE_BIG_INODES]) {
       let sawInline = 0;
       let sawConverted = 0;
       await fc.assert(
-        fc.asyncProperty(fc.array(opArb, { minLength: 30, maxLength: 80 }), async (ops) => {
+        fc.asyncProperty(fc.array(opArb, { minLength: 60, maxLength: 150 }), async (ops) => {
           const fs = await loadFs(image);
           const tx = fs.cache.begin();
           const ctx = ctxOf(fs, tx);
@@ -110,10 +112,14 @@ for (const layout of [INLINE, INLINE_BIG_INODES]) {
           const model = new Map<string, { ino: number; dir: boolean; size: number }>();
           const dirs = () => ["", ...[...model].filter(([, v]) => v.dir).map(([p]) => p)].sort();
           const inoOf = (p: string) => (p === "" ? 2 : model.get(p)!.ino);
-          for (const op of ops) {
+          // Every run starts by filling one directory past its inline room (so it converts).
+          const fill: Op[] = [{ kind: "dir", dir: 0, len: 8, tag: 1 }];
+          for (let k = 0; k < 24; k++) fill.push({ kind: "file", dir: 1, len: 30, tag: 4 * k + 5 });
+          for (const op of [...fill, ...ops]) {
             if (op.kind === "file" || op.kind === "dir") {
               const ds = dirs();
-              const parent = ds[op.dir % ds.length];
+              // Mostly into the first few directories, so that some fill up and convert.
+              const parent = ds[op.dir % (op.tag % 4 === 0 ? ds.length : Math.min(ds.length, 3))];
               const name = `${op.tag}`.padEnd(op.len, "x");
               const p = parent ? `${parent}/${name}` : name;
               if (model.has(p) || p.split("/").length > 4) continue;
@@ -193,6 +199,15 @@ for (const layout of [INLINE, INLINE_BIG_INODES]) {
             [...model].map(([p, v]) => [p, v.dir ? "dir" : `file ${v.size}`] as [string, string]),
           );
           assert.deepEqual(await kernelTree(path), want);
+          // The reader (readdir, lookup, getattr) sees the same tree.
+          const reader = await Ext4.openDevice(new MemoryBlockDevice(fs.dev.bytes.slice()));
+          const seen = new Map<string, string>();
+          for await (const { path: p, stat } of reader.walk("/")) {
+            if (p === "/" || p.startsWith("/lost+found")) continue;
+            seen.set(p.slice(1), stat.type === "dir" ? "dir" : `file ${stat.size}`);
+          }
+          await reader.close();
+          assert.deepEqual(seen, want);
         }),
         { numRuns: 6 },
       );
