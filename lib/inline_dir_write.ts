@@ -111,6 +111,10 @@ async function loadInline(ctx: InlineDirContext, ino: number): Promise<InlineDir
     throw new CorruptError(`inline directory ${ino}`, "no system.data attribute");
   }
   const where = `inline directory ${ino}`;
+  const parent = new DataView(f.block.buffer, f.block.byteOffset).getUint32(0, true);
+  if (parent < 1 || parent > ctx.sb.inodesCount) {
+    throw new CorruptError(where, `parent inode ${parent} out of range`);
+  }
   // Both runs must tile exactly; a bad one stops here, before any change.
   parseDirBlock(ctx.sb, f.block.subarray(INLINE_DOTDOT_SIZE), where, FIRST_RUN);
   if (extra.length) parseDirBlock(ctx.sb, extra, where, extra.length);

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { Ext4 } from "../lib/filesystem.ts";
 import { InodeFlags } from "../lib/inode.ts";
-import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
+import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";
 import {
   createFile,
   listEntries,
@@ -423,5 +423,60 @@ testWith(
     assert.equal(tree.get("f60"), "file 80");
     assert.equal([...tree.keys()].filter((k) => k.startsWith("d7/")).length, 6 + 2 + 20);
     assert.ok(!tree.has("d0"));
+  },
+);
+
+testWith(
+  "inline directories: a damaged one is a CorruptError before any change",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, INLINE));
+    let tx = fs.cache.begin();
+    let ctx = ctxOf(fs, tx);
+    const d = await makeDirectory(ctx, 2, "d", { perm: 0o755 });
+    for (let i = 0; i < 6; i++) {
+      await createFile(ctx, d, `e${i}`, new Uint8Array(0), { perm: 0o644 });
+    }
+    await tx.commit();
+    const damage = async (edit: (block: Uint8Array) => void) => {
+      const t = fs.cache.begin();
+      const raw = await readInodeRaw(t, fs.sb, fs.gdt, d);
+      const f = decodeInode(fs.sb, raw);
+      const block = f.block.slice();
+      edit(block);
+      await writeInode(t, fs.sb, fs.gdt, d, encodeInode(fs.sb, d, { ...f, block }, raw));
+      await t.commit();
+    };
+    const cases: [string, (b: Uint8Array) => void][] = [
+      ["rec_len 0", (b) => (b[8] = b[9] = 0)],
+      ["rec_len past i_block", (b) => (b[8] = 200)],
+      ["parent out of range", (b) => new DataView(b.buffer).setUint32(0, 0xffffff, true)],
+    ];
+    for (const [what, edit] of cases) {
+      const bt = fs.cache.begin();
+      const before = (await readInodeRaw(bt, fs.sb, fs.gdt, d)).slice();
+      bt.abort();
+      await damage(edit);
+      tx = fs.cache.begin();
+      ctx = ctxOf(fs, tx);
+      for (
+        const op of [
+          () => createFile(ctx, d, "new", new Uint8Array(0), { perm: 0o644 }),
+          () => lookupEntry(ctx, d, "e1"),
+          () => listEntries(ctx, d),
+          () => unlinkEntry(ctx, d, "e1"),
+        ]
+      ) {
+        await assert.rejects(op, (e: Error) => e.name === "CorruptError", what);
+      }
+      assert.equal(tx.state, "open", what);
+      assert.equal(tx.metadataBlocks, 0, what);
+      tx.abort();
+      // Restore for the next case.
+      const t = fs.cache.begin();
+      await writeInode(t, fs.sb, fs.gdt, d, before.slice());
+      await t.commit();
+    }
   },
 );

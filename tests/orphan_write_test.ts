@@ -255,3 +255,33 @@ testWith(
     atx.abort();
   },
 );
+
+testWith(
+  "orphan file: a bad magic or checksum is a CorruptError before any change",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const image = await mkfsImage(dir.path, LAYOUTS[2], ORPHAN_FILE);
+    const probe = await loadFs(image);
+    const ptx = probe.cache.begin();
+    const ofIno = probe.sb.orphanFileInum;
+    const of = decodeInode(probe.sb, await readInodeRaw(ptx, probe.sb, probe.gdt, ofIno));
+    ptx.abort();
+    const firstBlock = new DataView(of.block.buffer, of.block.byteOffset).getUint32(20, true);
+    const bs = probe.sb.blockSize;
+    const cases: [string, (bytes: Uint8Array) => void][] = [
+      ["bad magic", (b) => (b[firstBlock * bs + bs - 8] ^= 1)],
+      ["bad checksum", (b) => (b[firstBlock * bs + 40] = 7)],
+    ];
+    for (const [what, edit] of cases) {
+      const bytes = Uint8Array.from(image);
+      edit(bytes);
+      const fs = await loadFs(bytes);
+      const tx = fs.cache.begin();
+      await assert.rejects(() => listOrphans(tx, fs.sb, fs.gdt), /orphan file/, what);
+      await assert.rejects(() => addOrphan(tx, fs.sb, fs.gdt, 11), /orphan file/, what);
+      assert.equal(tx.metadataBlocks, 0, what);
+      tx.abort();
+    }
+  },
+);
