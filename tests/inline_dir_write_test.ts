@@ -3,6 +3,9 @@ import fc from "fast-check";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { Ext4 } from "../lib/filesystem.ts";
 import { InodeFlags } from "../lib/inode.ts";
+import { parseDirBlock } from "../lib/dir_write.ts";
+import { readFileMap } from "../lib/file_map_write.ts";
+import { parseInlineDataXattr } from "../lib/inline_data.ts";
 import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";
 import {
   createFile,
@@ -478,5 +481,85 @@ testWith(
       await writeInode(t, fs.sb, fs.gdt, d, before.slice());
       await t.commit();
     }
+  },
+);
+
+/** The record layout of a directory (inline runs or its first block), inode numbers left out. */
+async function layoutOf(fs: LoadedFs, ino: number): Promise<string[]> {
+  const tx = fs.cache.begin();
+  try {
+    const raw = await readInodeRaw(tx, fs.sb, fs.gdt, ino);
+    const f = decodeInode(fs.sb, raw);
+    const show = (
+      run: string,
+      e: { offset: number; recLen: number; name: Uint8Array; ino: number },
+    ) => `${run}@${e.offset}+${e.recLen} ${e.ino ? new TextDecoder().decode(e.name) : "-"}`;
+    const out = [`size ${f.size} inline ${(f.flags & InodeFlags.INLINE_DATA) !== 0}`];
+    if (f.flags & InodeFlags.INLINE_DATA) {
+      for (const e of parseDirBlock(fs.sb, f.block.subarray(4), "i_block", 56)) {
+        out.push(show("i", e));
+      }
+      const extra = parseInlineDataXattr(fs.sb, ino, raw) ?? new Uint8Array(0);
+      if (extra.length) {
+        for (const e of parseDirBlock(fs.sb, extra, "value", extra.length)) out.push(show("v", e));
+      }
+    } else {
+      const map = await readFileMap(tx, fs.sb, ino, f);
+      const block = await tx.read(map.extents[0].physical);
+      for (const e of parseDirBlock(fs.sb, block)) out.push(show("b", e));
+    }
+    return out;
+  } finally {
+    tx.abort();
+  }
+}
+
+testWith(
+  "inline directories: the record layout ext4ts writes is the kernel's, op for op",
+  NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const image = await mkfsImage(dir.path, INLINE);
+    // [op, name]: "+" creates a file, "-" removes it; checkpoints compare after each step.
+    const steps: [string, string][][] = [
+      [["+", "a"], ["+", "bb"], ["+", "ccc"]],
+      [["+", "dddd"], ["-", "bb"], ["+", "e"]],
+      [["+", "ffffffff"], ["+", "g"], ["-", "a"], ["+", "hhhhhhhhhhhh"]],
+      [["-", "ffffffff"], ["+", "iiii"], ["+", "jj"]],
+      [["+", "kkkkkkkkkkkkkkkkkkkk"], ["+", "l"]],
+      [["-", "e"], ["+", "mmmmmm"], ["+", "n"]],
+    ];
+    const kernelPath = `${dir.path}/kernel.img`;
+    await Deno.writeFile(kernelPath, image);
+    await withKernelMount(kernelPath, (mnt) => Deno.mkdir(`${mnt}/d`));
+    const ours = await loadFs(image);
+    let tx = ours.cache.begin();
+    const d = await makeDirectory(ctxOf(ours, tx), 2, "d", { perm: 0o755 });
+    await tx.commit();
+    for (const step of steps) {
+      await withKernelMount(kernelPath, async (mnt) => {
+        for (const [op, name] of step) {
+          if (op === "+") await Deno.writeFile(`${mnt}/d/${name}`, new Uint8Array(0));
+          else await Deno.remove(`${mnt}/d/${name}`);
+        }
+      });
+      tx = ours.cache.begin();
+      const ctx = ctxOf(ours, tx);
+      for (const [op, name] of step) {
+        if (op === "+") await createFile(ctx, d, name, new Uint8Array(0), { perm: 0o644 });
+        else await unlinkEntry(ctx, d, name);
+      }
+      await tx.commit();
+      const kernel = await loadFs(await Deno.readFile(kernelPath));
+      const kd = await (async () => {
+        const t = kernel.cache.begin();
+        const ino = await lookupEntry(ctxOf(kernel, t), 2, "d");
+        t.abort();
+        return ino;
+      })();
+      assert.deepEqual(await layoutOf(ours, d), await layoutOf(kernel, kd), JSON.stringify(step));
+    }
+    const last = await layoutOf(ours, d);
+    assert.match(last[0], /inline false/, "the steps end converted");
   },
 );
