@@ -379,7 +379,33 @@ export {
   unlinkEntry,
 } from "./lib/namespace_write.ts";
 export { Ext4Writer, type WriterOptions } from "./lib/writer.ts";
-export { canInline, readInline, uninline, writeInline } from "./lib/inline_write.ts";
+export {
+  canInline,
+  inlineValueRoom,
+  readInline,
+  truncateInlineInPlace,
+  uninline,
+  writeInline,
+  writeInlineInPlace,
+} from "./lib/inline_write.ts";
+export {
+  canInlineDirectory,
+  convertInlineDirectory,
+  initInlineDirectory,
+  type InlineDirContext,
+  inlineDirEntries,
+  type InlineDirEntry,
+  inlineDirInsert,
+  inlineDirLookup,
+  inlineDirRemove,
+  inlineDirRetarget,
+} from "./lib/inline_dir_write.ts";
+export {
+  ORPHAN_BLOCK_MAGIC,
+  ORPHAN_BLOCK_TAIL,
+  orphanBlockChecksum,
+  orphanSlotsPerBlock,
+} from "./lib/orphan_file.ts";
 export {
   type DirBlockAllocator,
   dxCheckInsert,

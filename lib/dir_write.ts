@@ -63,9 +63,9 @@ export function parseDirBlock(
   sb: Superblock,
   block: Uint8Array,
   where = "directory block",
+  end: number = dirBlockEnd(sb),
 ): DirBlockEntry[] {
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  const end = dirBlockEnd(sb);
   const out: DirBlockEntry[] = [];
   let o = 0;
   while (o < end) {
@@ -196,10 +196,15 @@ function initTail(sb: Superblock, block: Uint8Array): void {
  * setDirBlockChecksum(sb, dirIno, dirGeneration, block);
  * ```
  */
-export function insertDirEntry(sb: Superblock, block: Uint8Array, entry: NewDirEntry): boolean {
+export function insertDirEntry(
+  sb: Superblock,
+  block: Uint8Array,
+  entry: NewDirEntry,
+  end: number = dirBlockEnd(sb),
+): boolean {
   checkName(entry.name);
   const need = dirRecLen(entry.name.length);
-  const entries = parseDirBlock(sb, block);
+  const entries = parseDirBlock(sb, block, "directory block", end);
   for (const e of entries) {
     if (e.ino !== 0 && sameName(e.name, entry.name)) {
       throw new Ext4Error("EXISTS", `${new TextDecoder().decode(entry.name)} already exists`);
@@ -231,9 +236,9 @@ export function scanDirBlock(
   block: Uint8Array,
   name: Uint8Array,
   where = "directory block",
+  end: number = dirBlockEnd(sb),
 ): { ino: number; room: boolean } {
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  const end = dirBlockEnd(sb);
   const need = dirRecLen(name.length);
   const filetype = hasFiletype(sb);
   let room = false;
@@ -281,8 +286,13 @@ export function dirBlockHasRoom(entries: DirBlockEntry[], nameLen: number): bool
  * Removes the entry named `name`: merged into the previous entry's record, or (the first
  * entry of the block) marked unused. Returns the removed entry's inode, or 0 if absent.
  */
-export function removeDirEntry(sb: Superblock, block: Uint8Array, name: Uint8Array): number {
-  const entries = parseDirBlock(sb, block);
+export function removeDirEntry(
+  sb: Superblock,
+  block: Uint8Array,
+  name: Uint8Array,
+  end: number = dirBlockEnd(sb),
+): number {
+  const entries = parseDirBlock(sb, block, "directory block", end);
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i];
@@ -309,9 +319,10 @@ export function retargetDirEntry(
   name: Uint8Array,
   ino: number,
   type: number,
+  end: number = dirBlockEnd(sb),
 ): number {
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  for (const e of parseDirBlock(sb, block)) {
+  for (const e of parseDirBlock(sb, block, "directory block", end)) {
     if (e.ino === 0 || !sameName(e.name, name)) continue;
     v.setUint32(e.offset, ino, true);
     if (hasFiletype(sb)) block[e.offset + 7] = type;

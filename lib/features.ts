@@ -50,11 +50,8 @@ const RO_COMPAT: Record<number, FeatureInfo> = {
   0x2000: { name: "project", level: "rw" },
   0x4000: { name: "shared_blocks", level: "ro", reason: "blocks are shared between files" },
   0x8000: { name: "verity", level: "ro", reason: "verity files cannot be written" },
-  0x10000: {
-    name: "orphan_present",
-    level: "ro",
-    reason: "the orphan file has entries to process",
-  },
+  // Entries in the orphan file are kept like the classic orphan list (lib/orphan_write.ts).
+  0x10000: { name: "orphan_present", level: "rw" },
 };
 
 const INCOMPAT: Record<number, FeatureInfo> = {

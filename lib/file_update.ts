@@ -26,7 +26,7 @@ import {
 } from "./file_map_write.ts";
 import { Incompat } from "./features.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
-import { uninline } from "./inline_write.ts";
+import { truncateInlineInPlace, uninline, writeInlineInPlace } from "./inline_write.ts";
 import { InodeFlags } from "./inode.ts";
 import {
   decodeInode,
@@ -208,6 +208,8 @@ export async function writeFileRange(
   }
   const { maxSize } = await inspect(ctx, ino);
   if (offset + data.length > maxSize) throw tooLarge(ino, offset + data.length, maxSize);
+  // An inline file stays inline while the result fits in its inode (open() converts it).
+  if (await writeInlineInPlace(ctx, ino, offset, data)) return;
   try {
     const f = await open(ctx, ino);
     if (data.length === 0) return await save(ctx, f, f.fields.size);
@@ -278,6 +280,7 @@ export async function truncateFile(ctx: FileContext, ino: number, size: number):
   }
   const { maxSize } = await inspect(ctx, ino);
   if (size > maxSize) throw tooLarge(ino, size, maxSize);
+  if (await truncateInlineInPlace(ctx, ino, size)) return;
   try {
     const f = await open(ctx, ino);
     const keep = Math.ceil(size / bs);

@@ -34,6 +34,16 @@ import {
 } from "./htree_write.ts";
 import { insertExtents, readFileMap, rewriteFileMap } from "./file_map_write.ts";
 import { canInline, writeInline } from "./inline_write.ts";
+import {
+  canInlineDirectory,
+  convertInlineDirectory,
+  initInlineDirectory,
+  inlineDirEntries,
+  inlineDirInsert,
+  inlineDirLookup,
+  inlineDirRemove,
+  inlineDirRetarget,
+} from "./inline_dir_write.ts";
 import { writeNewFileData } from "./file_write.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
 import { InodeFlags } from "./inode.ts";
@@ -113,7 +123,8 @@ async function loadDir(ctx: NamespaceContext, dirIno: number) {
   const d = await load(ctx, dirIno);
   if (!isDir(d.f)) throw new Ext4Error("NOT_DIRECTORY", `inode ${dirIno} is not a directory`);
   if (d.f.flags & InodeFlags.INLINE_DATA) {
-    throw new Ext4Error("UNSUPPORTED", `directory ${dirIno} has inline data, not written yet`);
+    // Callers handle inline directories first (lib/inline_dir_write.ts).
+    throw new Ext4Error("INVALID", `directory ${dirIno} is inline`);
   }
   const map = await readFileMap(ctx.tx, ctx.sb, dirIno, d.f);
   const indexed = (d.f.flags & InodeFlags.INDEX) !== 0;
@@ -127,6 +138,13 @@ async function loadDir(ctx: NamespaceContext, dirIno: number) {
 }
 
 type LoadedDir = Awaited<ReturnType<typeof loadDir>>;
+
+/** True when directory `dirIno` keeps its entries inline (NOT_DIRECTORY if not a directory). */
+async function isInlineDir(ctx: NamespaceContext, dirIno: number): Promise<boolean> {
+  const { f } = await load(ctx, dirIno);
+  if (!isDir(f)) throw new Ext4Error("NOT_DIRECTORY", `inode ${dirIno} is not a directory`);
+  return (f.flags & InodeFlags.INLINE_DATA) !== 0;
+}
 
 function isDots(n: Uint8Array): 0 | 1 | 2 {
   if (n.length === 1 && n[0] === 0x2e) return 1;
@@ -161,6 +179,7 @@ export async function listEntries(
   ctx: NamespaceContext,
   dirIno: number,
 ): Promise<{ name: Uint8Array; ino: number; type: number }[]> {
+  if (await isInlineDir(ctx, dirIno)) return await inlineDirEntries(ctx, dirIno);
   const d = await loadDir(ctx, dirIno);
   const out: { name: Uint8Array; ino: number; type: number }[] = [];
   for (const b of await leafBlocks(ctx, d)) {
@@ -171,8 +190,10 @@ export async function listEntries(
   return out;
 }
 
-/** True when the directory holds nothing but "." and "..". */
-async function isEmptyDir(ctx: NamespaceContext, d: LoadedDir): Promise<boolean> {
+/** True when directory `ino` holds nothing but "." and "..". */
+async function isEmptyDir(ctx: NamespaceContext, ino: number): Promise<boolean> {
+  if (await isInlineDir(ctx, ino)) return (await inlineDirEntries(ctx, ino)).length === 0;
+  const d = await loadDir(ctx, ino);
   for (const b of await leafBlocks(ctx, d)) {
     for (const x of parseDirBlock(ctx.sb, await ctx.tx.read(b), `directory ${d.dx.ino}`)) {
       if (x.ino !== 0 && !isDots(x.name)) return false;
@@ -195,6 +216,7 @@ export async function lookupEntry(
   name: string | Uint8Array,
 ): Promise<number> {
   const n = nameBytes(name);
+  if (await isInlineDir(ctx, dirIno)) return await inlineDirLookup(ctx, dirIno, n);
   const d = await loadDir(ctx, dirIno);
   const dots = isDots(n);
   if (dots) {
@@ -269,8 +291,13 @@ export async function addEntry(
   const { sb, tx } = ctx;
   const n = nameBytes(name);
   if (isDots(n)) throw new Ext4Error("EXISTS", "'.' and '..' always exist");
-  const d = await loadDir(ctx, dirIno);
   const entry = { ino, name: n, type: (sb.incompat & Incompat.FILETYPE) ? type : 0 };
+  if (await isInlineDir(ctx, dirIno)) {
+    if (await inlineDirInsert(ctx, dirIno, entry)) return;
+    // Full: the directory becomes a block directory, as the kernel converts it.
+    await convertInlineDirectory(ctx, dirIno);
+  }
+  const d = await loadDir(ctx, dirIno);
   let nextLogical = d.dx.blocks;
   const lastExtent = d.map.extents.at(-1);
   let lastPhysical = lastExtent ? lastExtent.physical + lastExtent.length - 1 : 0;
@@ -371,6 +398,16 @@ export async function removeEntry(
 ): Promise<number> {
   const n = nameBytes(name);
   if (isDots(n)) throw new Ext4Error("INVALID", "cannot remove '.' or '..'");
+  if (await isInlineDir(ctx, dirIno)) {
+    const gone = await inlineDirRemove(ctx, dirIno, n);
+    if (!gone) {
+      throw new Ext4Error(
+        "NOT_FOUND",
+        `${new TextDecoder().decode(n)} not in directory ${dirIno}`,
+      );
+    }
+    return gone;
+  }
   const d = await loadDir(ctx, dirIno);
   const b = await blockOfEntry(ctx, d, n);
   if (!b) {
@@ -453,6 +490,13 @@ export async function makeDirectory(
       0o040000 | (options.perm & 0o7777),
       options,
     );
+    if (canInlineDirectory(sb)) {
+      // Directories start inline on inline_data filesystems, as the kernel makes them.
+      await initInlineDirectory(ctx, ino, parent);
+      await addEntry(ctx, parent, name, ino, DirFileType.DIR);
+      await changeLinks(ctx, parent, 1);
+      return ino;
+    }
     const [blk] = await ctx.alloc.allocateBlocks(tx, 0, 1);
     const img = tx.newBlock(blk.start);
     img.set(newDirectoryBlock(sb, ino, parent));
@@ -675,8 +719,7 @@ export async function removeDirectory(
 ): Promise<void> {
   const ino = await lookupEntry(ctx, parent, name);
   if (!ino) throw new Ext4Error("NOT_FOUND", "no such entry");
-  const d = await loadDir(ctx, ino);
-  if (!(await isEmptyDir(ctx, d))) throw new Ext4Error("NOT_EMPTY", "directory not empty");
+  if (!(await isEmptyDir(ctx, ino))) throw new Ext4Error("NOT_EMPTY", "directory not empty");
   const dotdot = await lookupEntry(ctx, ino, "..");
   if (dotdot !== parent) {
     throw new CorruptError(`directory ${ino}`, `'..' points to ${dotdot}, not ${parent}`);
@@ -700,8 +743,15 @@ async function retargetEntry(
   type: number,
 ): Promise<number> {
   const { sb, tx } = ctx;
-  const d = await loadDir(ctx, dirIno);
   const ft = (sb.incompat & Incompat.FILETYPE) ? type : 0;
+  if (await isInlineDir(ctx, dirIno)) {
+    const old = await inlineDirRetarget(ctx, dirIno, name, ino, ft);
+    if (!old) {
+      throw new Ext4Error("NOT_FOUND", `no entry ${new TextDecoder().decode(name)} in ${dirIno}`);
+    }
+    return old;
+  }
+  const d = await loadDir(ctx, dirIno);
   if (isDots(name) === 2) {
     const block = await tx.getWritable(firstBlock(d));
     const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
@@ -764,8 +814,8 @@ export async function renameEntry(
   const dotty = (n: Uint8Array) => n.length <= 2 && n.every((c) => c === 0x2e);
   if (dotty(on) || dotty(nn)) throw new Ext4Error("INVALID", "cannot rename '.' or '..'");
   if (nn.length === 0 || nn.length > 255) throw new Ext4Error("NAME_TOO_LONG", "bad name length");
-  await loadDir(ctx, oldParent);
-  await loadDir(ctx, newParent);
+  await isInlineDir(ctx, oldParent);
+  await isInlineDir(ctx, newParent);
   const src = await lookupEntry(ctx, oldParent, on);
   if (!src) throw new Ext4Error("NOT_FOUND", "no such source entry");
   const dst = await lookupEntry(ctx, newParent, nn);
@@ -814,7 +864,7 @@ export async function renameEntry(
     if (dstDir && !srcDir) throw new Ext4Error("IS_DIRECTORY", "target is a directory");
     if (!dstDir && srcDir) throw new Ext4Error("NOT_DIRECTORY", "target is not a directory");
     if (dstDir) {
-      if (!(await isEmptyDir(ctx, await loadDir(ctx, dst)))) {
+      if (!(await isEmptyDir(ctx, dst))) {
         throw new Ext4Error("NOT_EMPTY", "target not empty");
       }
     }

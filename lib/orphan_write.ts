@@ -1,28 +1,43 @@
 /**
- * The orphan list: inodes unlinked while still open (or being truncated) are chained from the
- * superblock's `s_last_orphan` through their `i_dtime`, so that recovery (the kernel at mount,
- * e2fsck) frees them after a crash. The orphan_file feature is not written yet: filesystems
- * that have it are refused here with a clear reason.
+ * Orphans on the write path: inodes unlinked while still open (or being truncated) are
+ * recorded so that recovery (the kernel at mount, e2fsck) frees them after a crash. Two
+ * places hold them, as in the kernel (fs/ext4/orphan.c):
+ *
+ * - the orphan file (orphan_file feature, lib/orphan_file.ts): a free slot of its blocks
+ *   takes the inode number, the block's checksum follows, and the ro_compat flag
+ *   orphan_present is set while any slot is in use (cleared when the last goes);
+ * - the classic list, chained from the superblock's `s_last_orphan` through each inode's
+ *   `i_dtime`: used without the orphan file, and when the orphan file is full.
  *
  * @module
  */
 
-import { Compat } from "./features.ts";
+import { Compat, RoCompat } from "./features.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
+import { readFileMap } from "./file_map_write.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
+import { InodeFlags } from "./inode.ts";
 import { decodeInode, encodeInode, readInodeRaw, writeInode } from "./inode_write.ts";
+import {
+  ORPHAN_BLOCK_MAGIC,
+  ORPHAN_BLOCK_TAIL,
+  orphanBlockChecksum,
+  orphanSlotsPerBlock,
+} from "./orphan_file.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 
 const LAST_ORPHAN = 0xe8;
+const RO_COMPAT = 0x64;
+/** Orphan files larger than this many blocks are taken as corrupt (mke2fs makes ≤ 512). */
+const MAX_ORPHAN_FILE_BLOCKS = 1 << 16;
 
-function lastOrphan(sb: Superblock): number {
-  return new DataView(sb.bytes.buffer, sb.bytes.byteOffset).getUint32(LAST_ORPHAN, true);
+function sbView(sb: Superblock): DataView {
+  return new DataView(sb.bytes.buffer, sb.bytes.byteOffset, 1024);
 }
 
-function setLastOrphan(tx: Transaction, sb: Superblock, ino: number): void {
-  tx.guard(sb.bytes);
-  new DataView(sb.bytes.buffer, sb.bytes.byteOffset).setUint32(LAST_ORPHAN, ino, true);
+/** Writes the superblock (fresh checksum) when the transaction commits. */
+function superblockChanged(tx: Transaction, sb: Superblock): void {
   tx.beforeCommit("superblock:orphan", async () => {
     sb.updateChecksum();
     const bs = sb.blockSize;
@@ -30,13 +45,116 @@ function setLastOrphan(tx: Transaction, sb: Superblock, ino: number): void {
   });
 }
 
-function checkSupported(sb: Superblock): void {
-  if (sb.compat & Compat.ORPHAN_FILE) {
-    throw new Ext4Error("UNSUPPORTED", "the orphan_file feature is not written yet");
+function setLastOrphan(tx: Transaction, sb: Superblock, ino: number): void {
+  tx.guard(sb.bytes);
+  sbView(sb).setUint32(LAST_ORPHAN, ino, true);
+  superblockChanged(tx, sb);
+}
+
+function setOrphanPresent(tx: Transaction, sb: Superblock, on: boolean): void {
+  const now = (sb.roCompat & RoCompat.ORPHAN_PRESENT) !== 0;
+  if (now === on) return;
+  tx.guard(sb.bytes);
+  const v = sbView(sb);
+  const word = v.getUint32(RO_COMPAT, true);
+  v.setUint32(
+    RO_COMPAT,
+    (on ? word | RoCompat.ORPHAN_PRESENT : word & ~RoCompat.ORPHAN_PRESENT) >>> 0,
+    true,
+  );
+  superblockChanged(tx, sb);
+}
+
+/** The orphan file's identity and its blocks (physical, in logical order), checked. */
+interface OrphanFile {
+  ino: number;
+  gen: number;
+  blocks: number[];
+}
+
+async function loadOrphanFile(
+  tx: Transaction,
+  sb: Superblock,
+  gdt: GroupDescriptorTable,
+): Promise<OrphanFile | null> {
+  if (!(sb.compat & Compat.ORPHAN_FILE)) return null;
+  const ino = sb.orphanFileInum;
+  const where = `orphan file (inode ${ino})`;
+  if (ino < 1 || ino > sb.inodesCount) throw new CorruptError(where, "bad s_orphan_file_inum");
+  const f = decodeInode(sb, await readInodeRaw(tx, sb, gdt, ino));
+  const bs = sb.blockSize;
+  if (f.size % bs !== 0 || f.size / bs > MAX_ORPHAN_FILE_BLOCKS) {
+    throw new CorruptError(where, `size ${f.size} is not a whole number of blocks`);
+  }
+  if (f.flags & InodeFlags.INLINE_DATA) throw new CorruptError(where, "has inline data");
+  const map = await readFileMap(tx, sb, ino, f);
+  const blocks: number[] = new Array(f.size / bs).fill(0);
+  for (const e of map.extents) {
+    for (let i = 0; i < e.length; i++) {
+      const lb = e.logical + i;
+      if (lb >= blocks.length) throw new CorruptError(where, `maps block ${lb} past its size`);
+      if (e.unwritten) throw new CorruptError(where, `block ${lb} is unwritten`);
+      blocks[lb] = e.physical + i;
+    }
+  }
+  const file = { ino, gen: f.generation, blocks };
+  for (let lb = 0; lb < blocks.length; lb++) {
+    if (!blocks[lb]) throw new CorruptError(where, `hole at block ${lb}`);
+    const b = await tx.read(blocks[lb]);
+    const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    if (v.getUint32(bs - ORPHAN_BLOCK_TAIL, true) !== ORPHAN_BLOCK_MAGIC) {
+      throw new CorruptError(`${where} block ${blocks[lb]}`, "bad magic");
+    }
+    if (
+      sb.hasMetadataCsum &&
+      v.getUint32(bs - 4, true) !== orphanBlockChecksum(sb, file, blocks[lb], b)
+    ) {
+      throw new CorruptError(`${where} block ${blocks[lb]}`, "bad checksum");
+    }
+  }
+  return file;
+}
+
+/** Finds inode `ino` in the orphan file: its block and slot, or null. */
+async function findSlot(
+  tx: Transaction,
+  sb: Superblock,
+  file: OrphanFile,
+  ino: number,
+): Promise<{ block: number; slot: number } | null> {
+  const slots = orphanSlotsPerBlock(sb);
+  for (const block of file.blocks) {
+    const b = await tx.read(block);
+    const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    for (let s = 0; s < slots; s++) if (v.getUint32(4 * s, true) === ino) return { block, slot: s };
+  }
+  return null;
+}
+
+async function setSlot(
+  tx: Transaction,
+  sb: Superblock,
+  file: OrphanFile,
+  at: { block: number; slot: number },
+  ino: number,
+): Promise<void> {
+  const b = await tx.getWritable(at.block);
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  v.setUint32(4 * at.slot, ino, true);
+  if (sb.hasMetadataCsum) {
+    v.setUint32(sb.blockSize - 4, orphanBlockChecksum(sb, file, at.block, b), true);
   }
 }
 
-/** The inodes on the orphan list, head first (bounded; a loop is a CorruptError). */
+/**
+ * The orphan inodes: those of the orphan file (block by block), then the classic list from
+ * its head. Bounded; a loop, a bad inode number or a damaged orphan file is a CorruptError.
+ *
+ * @example
+ * ```ts ignore
+ * const pending = await listOrphans(tx, sb, gdt);
+ * ```
+ */
 export async function listOrphans(
   tx: Transaction,
   sb: Superblock,
@@ -44,7 +162,24 @@ export async function listOrphans(
 ): Promise<number[]> {
   const out: number[] = [];
   const seen = new Set<number>();
-  let ino = lastOrphan(sb);
+  const file = await loadOrphanFile(tx, sb, gdt);
+  if (file) {
+    const slots = orphanSlotsPerBlock(sb);
+    for (const block of file.blocks) {
+      const b = await tx.read(block);
+      const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+      for (let s = 0; s < slots; s++) {
+        const ino = v.getUint32(4 * s, true);
+        if (ino === 0) continue;
+        if (ino > sb.inodesCount || seen.has(ino)) {
+          throw new CorruptError("orphan file", `bad or repeated inode ${ino}`);
+        }
+        seen.add(ino);
+        out.push(ino);
+      }
+    }
+  }
+  let ino = sb.lastOrphan;
   while (ino !== 0) {
     if (ino < 1 || ino > sb.inodesCount || seen.has(ino)) {
       throw new CorruptError("orphan list", `bad or repeated inode ${ino}`);
@@ -57,7 +192,9 @@ export async function listOrphans(
 }
 
 /**
- * Puts inode `ino` at the head of the orphan list (its `i_dtime` points at the old head).
+ * Records inode `ino` as an orphan: in a free slot of the orphan file (setting
+ * orphan_present), or, without one, at the head of the classic list (its `i_dtime` points
+ * at the old head). Already recorded: nothing changes.
  *
  * @example
  * ```ts ignore
@@ -70,25 +207,60 @@ export async function addOrphan(
   gdt: GroupDescriptorTable,
   ino: number,
 ): Promise<void> {
-  checkSupported(sb);
+  if (ino < 1 || ino > sb.inodesCount) throw new Ext4Error("INVALID", `bad inode ${ino}`);
   if ((await listOrphans(tx, sb, gdt)).includes(ino)) return;
+  const file = await loadOrphanFile(tx, sb, gdt);
+  if (file) {
+    const free = await findSlot(tx, sb, file, 0);
+    if (free) {
+      await setSlot(tx, sb, file, free, ino);
+      setOrphanPresent(tx, sb, true);
+      return;
+    }
+  }
   const raw = await readInodeRaw(tx, sb, gdt, ino);
   const f = decodeInode(sb, raw);
-  await writeInode(tx, sb, gdt, ino, encodeInode(sb, ino, { ...f, dtime: lastOrphan(sb) }, raw));
+  await writeInode(tx, sb, gdt, ino, encodeInode(sb, ino, { ...f, dtime: sb.lastOrphan }, raw));
   setLastOrphan(tx, sb, ino);
 }
 
-/** Takes inode `ino` off the orphan list (when it is released or linked again). */
+/**
+ * Takes inode `ino` off the orphans (when it is released or linked again): its orphan file
+ * slot is emptied (orphan_present cleared with the last), or it is unchained from the
+ * classic list. NOT_FOUND when it is not an orphan.
+ *
+ * @example
+ * ```ts ignore
+ * await removeOrphan(tx, sb, gdt, ino); // the last handle closed
+ * ```
+ */
 export async function removeOrphan(
   tx: Transaction,
   sb: Superblock,
   gdt: GroupDescriptorTable,
   ino: number,
 ): Promise<void> {
-  checkSupported(sb);
-  const list = await listOrphans(tx, sb, gdt);
+  const file = await loadOrphanFile(tx, sb, gdt);
+  if (file && ino !== 0) {
+    const at = await findSlot(tx, sb, file, ino);
+    if (at) {
+      await setSlot(tx, sb, file, at, 0);
+      if (!(await findAnyEntry(tx, sb, file))) setOrphanPresent(tx, sb, false);
+      return;
+    }
+  }
+  const list: number[] = [];
+  const seen = new Set<number>();
+  for (let cur = sb.lastOrphan; cur !== 0;) {
+    if (cur < 1 || cur > sb.inodesCount || seen.has(cur)) {
+      throw new CorruptError("orphan list", `bad or repeated inode ${cur}`);
+    }
+    seen.add(cur);
+    list.push(cur);
+    cur = decodeInode(sb, await readInodeRaw(tx, sb, gdt, cur)).dtime;
+  }
   const at = list.indexOf(ino);
-  if (at < 0) throw new Ext4Error("NOT_FOUND", `inode ${ino} is not on the orphan list`);
+  if (at < 0) throw new Ext4Error("NOT_FOUND", `inode ${ino} is not an orphan`);
   const raw = await readInodeRaw(tx, sb, gdt, ino);
   const f = decodeInode(sb, raw);
   const next = f.dtime;
@@ -101,4 +273,14 @@ export async function removeOrphan(
     const pf = decodeInode(sb, praw);
     await writeInode(tx, sb, gdt, prev, encodeInode(sb, prev, { ...pf, dtime: next }, praw));
   }
+}
+
+async function findAnyEntry(tx: Transaction, sb: Superblock, file: OrphanFile): Promise<boolean> {
+  const slots = orphanSlotsPerBlock(sb);
+  for (const block of file.blocks) {
+    const b = await tx.read(block);
+    const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    for (let s = 0; s < slots; s++) if (v.getUint32(4 * s, true) !== 0) return true;
+  }
+  return false;
 }

@@ -294,6 +294,11 @@ async function readRawXattrs(
   return out;
 }
 
+function isSystemData(index: number, name: Uint8Array): boolean {
+  return index === 7 && name.length === 4 && name[0] === 0x64 && name[1] === 0x61 &&
+    name[2] === 0x74 && name[3] === 0x61; // "data"
+}
+
 function compareEntries(a: RawEntry, b: RawEntry): number {
   if (a.index !== b.index) return a.index - b.index;
   if (a.name.length !== b.name.length) return a.name.length - b.name.length;
@@ -309,7 +314,7 @@ export interface SetXattrOptions {
   replace?: boolean;
   /** ctime to stamp (default: now). */
   now?: InodeTime;
-  /** Allow an inline-data inode (for lib/inline_write.ts, which keeps "system.data" first). */
+  /** Allow changing "system.data" of an inline-data inode (for lib/inline_write.ts only). */
   inlineData?: boolean;
 }
 
@@ -341,8 +346,11 @@ export async function setXattr(
   }
   const raw = await readInodeRaw(tx, sb, gdt, ino);
   const fields = decodeInode(sb, raw);
-  if ((fields.flags & InodeFlags.INLINE_DATA) && !options.inlineData) {
-    throw new Ext4Error("UNSUPPORTED", `inode ${ino} has inline data`);
+  if (
+    (fields.flags & InodeFlags.INLINE_DATA) && !options.inlineData && isSystemData(index, suffix)
+  ) {
+    // The inline data itself: only lib/inline_write.ts changes it.
+    throw new Ext4Error("UNSUPPORTED", `system.data of inline inode ${ino} is not an attribute`);
   }
   const entries = await readRawXattrs(tx, sb, ino, raw, fields);
   const probe: RawEntry = { index, name: suffix, value: new Uint8Array(0) };
@@ -387,6 +395,12 @@ async function writeXattrs(
     } else inBlock.push(e);
   }
   inBlock.sort(compareEntries);
+  if (
+    (fields.flags & InodeFlags.INLINE_DATA) && inBlock.some((e) => isSystemData(e.index, e.name))
+  ) {
+    // The kernel reads inline data only from the inode body.
+    throw new Ext4Error("NO_SPACE", `inline data of inode ${ino} would leave its inode body`);
+  }
   const blockNeed = inBlock.reduce((a, e) => a + entrySize(e) + valueSize(e), BLOCK_HEADER + 4);
   if (blockNeed > bs) throw new Ext4Error("NO_SPACE", `xattrs of inode ${ino} do not fit`);
 

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { truncateFile, writeFileRange } from "../lib/file_update.ts";
 import { InodeFlags } from "../lib/inode.ts";
 import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
@@ -29,13 +30,14 @@ testWith(
       decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, ino)).flags;
     const want = new Map<string, Uint8Array>();
     const inos = new Map<string, number>();
-    for (const size of [1, 17, 59, 60, 61]) {
+    for (const size of [1, 17, 59, 60, 61, 128, 129]) {
       const data = pattern(size, size);
       inos.set(`f${size}`, await createFile(ctx(), 2, `f${size}`, data, { perm: 0o644 }));
       want.set(`f${size}`, data);
     }
     assert.ok((await flags(inos.get("f60")!)) & InodeFlags.INLINE_DATA, "60 bytes are inline");
-    assert.ok(!((await flags(inos.get("f61")!)) & InodeFlags.INLINE_DATA), "61 bytes are not");
+    assert.ok((await flags(inos.get("f128")!)) & InodeFlags.INLINE_DATA, "128 bytes are inline");
+    assert.ok(!((await flags(inos.get("f129")!)) & InodeFlags.INLINE_DATA), "129 bytes are not");
     await tx.commit();
     let check = await fsck(dir.path, fs.dev.bytes);
     assert.equal(check.code, 0, check.output);
@@ -69,5 +71,90 @@ testWith(
       assert.deepEqual(names.sort(), [...want.keys()].sort());
       for (const [n, d] of want) assert.deepEqual(await Deno.readFile(`${mnt}/${n}`), d, n);
     }, { readOnly: true });
+  },
+);
+
+type FileOp =
+  | { kind: "write"; file: number; offset: number; len: number; seed: number }
+  | { kind: "truncate"; file: number; size: number };
+
+const fileOpArb: fc.Arbitrary<FileOp> = fc.oneof(
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant("write" as const),
+      file: fc.nat(3),
+      offset: fc.oneof(fc.nat(130), fc.nat(9000)),
+      len: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 3000 })),
+      seed: fc.nat(255),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("truncate" as const),
+      file: fc.nat(3),
+      size: fc.oneof(fc.nat(140), fc.nat(9000)),
+    }),
+  },
+);
+
+testWith(
+  "inline data: random writes and truncates stay in the inode while they fit, convert when not; the kernel reads the model",
+  [...IMAGE_TOOLS, "root", "loop", "kernel-ext4"],
+  async () => {
+    await using dir = await tempDir();
+    const image = await mkfsImage(dir.path, LAYOUTS[9]);
+    const path = `${dir.path}/m.img`;
+    let inPlace = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(fileOpArb, { minLength: 1, maxLength: 25 }), async (ops) => {
+        const fs = await loadFs(image);
+        const tx = fs.cache.begin();
+        const ctx: NamespaceContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+        const flags = async (ino: number) =>
+          decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, ino)).flags;
+        const model: Uint8Array[] = [];
+        const inos: number[] = [];
+        const converted: boolean[] = [];
+        for (let i = 0; i < 4; i++) {
+          model.push(pattern(i + 1, 10 + 30 * i));
+          inos.push(await createFile(ctx, 2, `f${i}`, model[i], { perm: 0o644 }));
+          converted.push(false);
+        }
+        for (const op of ops) {
+          const i = op.file;
+          if (op.kind === "write") {
+            const data = pattern(op.seed, op.len);
+            await writeFileRange(ctx, inos[i], op.offset, data);
+            const next = new Uint8Array(Math.max(model[i].length, op.offset + op.len));
+            next.set(model[i]);
+            next.set(data, op.offset);
+            model[i] = next;
+          } else {
+            await truncateFile(ctx, inos[i], op.size);
+            const next = new Uint8Array(op.size);
+            next.set(model[i].subarray(0, op.size));
+            model[i] = next;
+          }
+          // Inline exactly while it has always fit (128 bytes with 256-byte inodes).
+          if (model[i].length > 128) converted[i] = true;
+          const inline = ((await flags(inos[i])) & InodeFlags.INLINE_DATA) !== 0;
+          assert.equal(inline, !converted[i], `f${i} after ${JSON.stringify(op)}`);
+          if (inline) inPlace++;
+        }
+        await tx.commit();
+        const check = await fsck(dir.path, fs.dev.bytes);
+        assert.equal(check.code, 0, check.output);
+        await Deno.writeFile(path, fs.dev.bytes);
+        await withKernelMount(path, async (mnt) => {
+          for (let i = 0; i < 4; i++) {
+            assert.deepEqual(await Deno.readFile(`${mnt}/f${i}`), model[i], `f${i}`);
+          }
+        }, { readOnly: true });
+      }),
+      { numRuns: 8 },
+    );
+    assert.ok(inPlace > 0);
   },
 );

@@ -503,33 +503,3 @@ testWith(
     assert.deepEqual(await kernelView(path), expectedView(model));
   },
 );
-
-testWith(
-  "namespace: inline-data directories made by the kernel are refused clearly, nothing changed",
-  [...IMAGE_TOOLS, "root", "loop", "kernel-ext4"],
-  async () => {
-    await using dir = await tempDir();
-    const path = `${dir.path}/i.img`;
-    await Deno.writeFile(path, await mkfsImage(dir.path, LAYOUTS[9]));
-    await withKernelMount(path, async (mnt) => {
-      await Deno.mkdir(`${mnt}/small`);
-      await Deno.writeTextFile(`${mnt}/small/tiny`, "inline");
-    });
-    const fs = await loadFs(await Deno.readFile(path));
-    const tx = fs.cache.begin();
-    const ctx: NamespaceContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
-    const small = await lookupEntry(ctx, 2, "small");
-    assert.ok(small);
-    await assert.rejects(
-      () => createFile(ctx, small, "new", new Uint8Array(3), { perm: 0o644 }),
-      (e: Ext4Error) => e.code === "UNSUPPORTED" && /inline data/.test(e.message),
-    );
-    assert.equal(tx.state, "open");
-    assert.equal(tx.metadataBlocks, 0);
-    // The rest of the filesystem is writable.
-    await createFile(ctx, 2, "beside", new Uint8Array(3), { perm: 0o644 });
-    await tx.commit();
-    const check = await fsck(dir.path, fs.dev.bytes);
-    assert.equal(check.code, 0, check.output);
-  },
-);

@@ -27,6 +27,7 @@ import {
   groupDescriptorChecksum,
   GroupFlags,
 } from "../group_descriptor.ts";
+import { ORPHAN_BLOCK_MAGIC, orphanBlockChecksum } from "../orphan_file.ts";
 import { State, type Superblock } from "../superblock.ts";
 
 /** Result of {@link releaseOrphans}. */
@@ -461,29 +462,6 @@ function eaBlockChecksum(sb: Superblock, blk: number, b: Uint8Array): number {
   const copy = b.slice();
   copy.fill(0, 0x10, 0x14);
   return crc32c(crc32c(sb.csumSeed, le64), copy);
-}
-
-/** `ob_magic` of an orphan file block's tail. */
-const ORPHAN_BLOCK_MAGIC = 0x0b10ca04;
-
-/**
- * The checksum of an orphan file block: crc32c over the orphan file's inode number and
- * generation, the block's number (64-bit) and the entry slots.
- */
-function orphanBlockChecksum(
-  sb: Superblock,
-  file: { ino: number; gen: number },
-  blk: number,
-  b: Uint8Array,
-): number {
-  const le64 = new Uint8Array(8);
-  const v = new DataView(le64.buffer);
-  v.setUint32(0, blk % 2 ** 32, true);
-  v.setUint32(4, Math.floor(blk / 2 ** 32), true);
-  let c = crc32cU32(sb.csumSeed, file.ino);
-  c = crc32cU32(c, file.gen);
-  c = crc32c(c, le64);
-  return crc32c(c, b.subarray(0, b.length - 8));
 }
 
 /** Recomputes an inode's metadata_csum checksum in place. */
