@@ -45,7 +45,7 @@ import {
   writeInode,
 } from "./inode_write.ts";
 import { deviceBlock, symlinkData } from "./special_write.ts";
-import { xattrBlockChecksum } from "./xattr.ts";
+import { releaseXattrBlock } from "./xattr_write.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 
@@ -596,15 +596,7 @@ export async function releaseInode(ctx: NamespaceContext, ino: number): Promise<
     }
     for (const b of map.mapBlocks) await alloc.freeBlocks(tx, b, 1, { metadata: true });
   }
-  if (f.fileAcl) {
-    const img = await tx.getWritable(f.fileAcl);
-    const v = new DataView(img.buffer, img.byteOffset, img.byteLength);
-    const refs = v.getUint32(4, true);
-    if (refs > 1) {
-      v.setUint32(4, refs - 1, true);
-      if (sb.hasMetadataCsum) v.setUint32(16, xattrBlockChecksum(sb, f.fileAcl, img), true);
-    } else await alloc.freeBlocks(tx, f.fileAcl, 1, { metadata: true });
-  }
+  if (f.fileAcl) await releaseXattrBlock(tx, alloc, sb, f.fileAcl);
   await alloc.freeInode(tx, ino, { dir: isDir(f) });
   const t = now(ctx);
   await store(ctx, ino, raw, {

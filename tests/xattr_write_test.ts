@@ -1,18 +1,13 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { DirFileType } from "../lib/directory.ts";
-import type { Ext4Error } from "../lib/errors.ts";
+import { Errno, Ext4Error } from "../lib/errors.ts";
+import { ext4AclToXattr, xattrAclToExt4 } from "../lib/acl.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
 import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
-import {
-  aclFromDisk,
-  aclToDisk,
-  readXattrs,
-  setXattr,
-  splitXattrName,
-  xattrEntryHash,
-} from "../lib/xattr_write.ts";
+import { readXattrs, setXattr, xattrNameForWrite } from "../lib/xattr_write.ts";
+import { xattrEntryHash } from "../lib/xattr_block.ts";
 import { run, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
 import {
@@ -41,28 +36,73 @@ function vfsAcl(entries: [tag: number, perm: number, id?: number][]): Uint8Array
   return out;
 }
 
-Deno.test("xattr names, hashes and ACL conversion", () => {
-  assert.deepEqual(splitXattrName("user.mime"), { index: 1, suffix: enc.encode("mime") });
-  assert.deepEqual(splitXattrName("system.posix_acl_access"), {
+Deno.test("xattr names for writing: the kernel's refusals and errnos", () => {
+  assert.deepEqual(xattrNameForWrite("user.mime"), { index: 1, suffix: enc.encode("mime") });
+  assert.deepEqual(xattrNameForWrite("system.posix_acl_access"), {
     index: 2,
     suffix: new Uint8Array(0),
   });
-  assert.equal(splitXattrName("security.selinux").index, 6);
-  assert.equal(splitXattrName("system.data").index, 7);
-  assert.throws(() => splitXattrName("os2.x"), (e: Ext4Error) => e.code === "UNSUPPORTED");
-  // Hash of a name alone, computed by hand: h = (h << 5) ^ (h >>> 27) ^ c.
+  assert.equal(xattrNameForWrite("security.selinux").index, 6);
+  assert.equal(xattrNameForWrite("gnu.translator").index, 10);
+  assert.equal(xattrNameForWrite("system.data", { internal: true }).index, 7);
+  const refused = (name: string, code: string, errno: number) =>
+    assert.throws(
+      () => xattrNameForWrite(name),
+      (e: Ext4Error) => e.code === code && e.errno === errno,
+      name,
+    );
+  // xattr_resolve_name: no handler → EOPNOTSUPP; a bare prefix → EINVAL.
+  for (
+    const n of ["os2.x", "system.data", "system.richacl", "lustre.x", "system.posix_acl_accessX"]
+  ) {
+    refused(n, "UNSUPPORTED", Errno.EOPNOTSUPP);
+  }
+  refused("user.", "INVALID", Errno.EINVAL);
+  // setxattr: names longer than XATTR_NAME_MAX (or empty) → ERANGE.
+  refused("", "NAME_TOO_LONG", Errno.ERANGE);
+  refused(`user.${"n".repeat(251)}`, "NAME_TOO_LONG", Errno.ERANGE);
+  assert.equal(xattrNameForWrite(`user.${"n".repeat(250)}`).suffix.length, 250);
+  // Entry hash of a name alone, by hand: h = (h << 5) ^ (h >>> 27) ^ c (unsigned chars).
   let h = 0;
   for (const c of enc.encode("ab")) h = ((h << 5) ^ (h >>> 27) ^ c) >>> 0;
   assert.equal(xattrEntryHash(enc.encode("ab"), new Uint8Array(0)), h);
+  assert.notEqual(
+    xattrEntryHash(enc.encode("é"), new Uint8Array(0)),
+    xattrEntryHash(enc.encode("é"), new Uint8Array(0), true),
+  );
+  // ACLs: one codec with the reader; user input errors are INVALID with the kernel's errno.
   fc.assert(fc.property(
-    fc.array(fc.tuple(fc.constantFrom(1, 2, 4, 8, 0x10, 0x20), fc.nat(7), fc.nat()), {
+    fc.array(fc.tuple(fc.constantFrom(1, 2, 4, 8, 0x10, 0x20), fc.nat(7), fc.nat(0xfffffffe)), {
       maxLength: 10,
     }),
     (list) => {
       const acl = vfsAcl(list.map(([t, p, id]) => [t, p, t === 2 || t === 8 ? id : undefined]));
-      assert.deepEqual(aclFromDisk(aclToDisk(acl)), acl);
+      let disk: Uint8Array | null = null;
+      try {
+        disk = xattrAclToExt4(acl);
+      } catch (e) {
+        assert.ok(e instanceof Ext4Error && e.code === "INVALID" && e.errno === Errno.EINVAL);
+        return;
+      }
+      if (disk) assert.deepEqual(ext4AclToXattr(disk), acl);
+      else assert.equal(list.length, 0);
     },
   ));
+  const bad = (v: Uint8Array, errno: number) =>
+    assert.throws(
+      () => xattrAclToExt4(v),
+      (e: Ext4Error) => e.code === "INVALID" && e.errno === errno,
+    );
+  bad(vfsAcl([[1, 6], [0x20, 4]]), Errno.EINVAL); // no owning group
+  bad(vfsAcl([[1, 6], [2, 4, 5], [4, 4], [0x20, 4]]), Errno.EINVAL); // named entry, no mask
+  bad(vfsAcl([[4, 4], [1, 6], [0x20, 4]]), Errno.EINVAL); // out of order
+  bad(vfsAcl([[1, 8], [4, 4], [0x20, 4]]), Errno.EINVAL); // perm beyond rwx
+  bad(vfsAcl([[1, 6], [2, 4], [4, 4], [0x10, 4], [0x20, 4]]), Errno.EINVAL); // uid -1
+  const v1 = vfsAcl([[1, 6], [4, 4], [0x20, 4]]);
+  v1[0] = 1;
+  bad(v1, Errno.EOPNOTSUPP);
+  bad(new Uint8Array([2, 0, 0, 0, 1]), Errno.EINVAL);
+  assert.equal(xattrAclToExt4(vfsAcl([])), null, "an empty ACL removes");
 });
 
 async function createEmpty(fs: LoadedFs, tx: Transaction, name: string): Promise<number> {
