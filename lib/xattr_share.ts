@@ -6,8 +6,9 @@
  * Like mbcache it is only a cache: sharing is best effort, and every candidate is checked
  * again on the block itself before it is used (header, checksum, refcount below the limit,
  * allocated in the bitmap, identical entries). One index belongs to each {@link BlockCache}
- * (one writer session). A transaction that is discarded empties it, since blocks it named
- * may then be free or hold something else.
+ * (one writer session). A transaction that is discarded puts it back as it was when the
+ * transaction first used it, since blocks it named since may then be free or hold something
+ * else.
  *
  * @module
  */
@@ -75,14 +76,24 @@ export class XattrBlockIndex {
   clear(): void {
     this.#byHash.clear();
   }
+
+  /** @internal A copy to go back to (lists are replaced, never changed, so a shallow copy). */
+  snapshot(): Map<number, number[]> {
+    return new Map(this.#byHash);
+  }
+
+  /** @internal Goes back to a {@link XattrBlockIndex.snapshot}. */
+  restore(snapshot: Map<number, number[]>): void {
+    this.#byHash = new Map(snapshot);
+  }
 }
 
 const indexes = new WeakMap<BlockCache, XattrBlockIndex>();
 const watched = new WeakSet<Transaction>();
 
 /**
- * The xattr block index of the session `tx` belongs to (one per block cache), emptied if
- * `tx` is discarded.
+ * The xattr block index of the session `tx` belongs to (one per block cache), put back as it
+ * was if `tx` is discarded.
  *
  * @example
  * ```ts ignore
@@ -99,7 +110,8 @@ export function xattrBlockIndex(tx: Transaction): XattrBlockIndex {
   if (!watched.has(tx)) {
     watched.add(tx);
     const i = index;
-    tx.onAbort(() => i.clear());
+    const before = i.snapshot();
+    tx.onAbort(() => i.restore(before));
   }
   return index;
 }

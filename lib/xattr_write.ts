@@ -177,9 +177,9 @@ interface LoadedBlock {
   hash: number;
 }
 
-/** What an inode holds: its attributes (in-inode first) and its block. */
+/** What an inode holds: its in-inode attributes and its block. */
 interface Loaded {
-  entries: StoredXattr[];
+  body: StoredXattr[];
   block: LoadedBlock | null;
 }
 
@@ -202,8 +202,8 @@ async function loadXattrs(
   raw: Uint8Array,
   fileAcl: number,
 ): Promise<Loaded> {
-  const entries = storedOf(ino, parseInodeXattrs(sb, ino, raw));
-  if (!fileAcl) return { entries, block: null };
+  const body = storedOf(ino, parseInodeXattrs(sb, ino, raw));
+  if (!fileAcl) return { body, block: null };
   if (fileAcl < sb.firstDataBlock || fileAcl >= sb.blocksCount) {
     throw new CorruptError(`inode ${ino}`, `xattr block ${fileAcl} is outside the filesystem`);
   }
@@ -213,8 +213,7 @@ async function loadXattrs(
   if (refcount === 0) {
     throw new CorruptError(`xattr block ${fileAcl} of inode ${ino}`, "reference count 0");
   }
-  entries.push(...blockEntries);
-  return { entries, block: { nr: fileAcl, entries: blockEntries, refcount, hash } };
+  return { body, block: { nr: fileAcl, entries: blockEntries, refcount, hash } };
 }
 
 /**
@@ -233,8 +232,8 @@ export async function readXattrs(
   raw: Uint8Array,
   fields: InodeFields,
 ): Promise<Xattr[]> {
-  const { entries } = await loadXattrs(reader, sb, ino, raw, fields.fileAcl);
-  return entries.map((e) => {
+  const { body, block } = await loadXattrs(reader, sb, ino, raw, fields.fileAcl);
+  return [...body, ...(block?.entries ?? [])].map((e) => {
     const name = xattrFullName(e.index, e.suffix);
     const acl = e.index === XattrIndex.POSIX_ACL_ACCESS ||
       e.index === XattrIndex.POSIX_ACL_DEFAULT;
@@ -319,7 +318,11 @@ export async function setXattrs(
   if (loaded.block && loaded.block.refcount < XATTR_REFCOUNT_MAX) {
     xattrBlockIndex(tx).add(loaded.block.hash, loaded.block.nr);
   }
-  const entries = loaded.entries.slice();
+  // Where each attribute is: untouched ones stay; set ones are placed by planLayout.
+  const entries: Placed[] = [
+    ...loaded.body.map((e): Placed => ({ ...e, where: "body" })),
+    ...(loaded.block?.entries ?? []).map((e): Placed => ({ ...e, where: "block" })),
+  ];
   let mode = fields.mode;
   const isDir = (mode & 0o170000) === 0o040000;
   for (const c of prepared) {
@@ -342,8 +345,8 @@ export async function setXattrs(
       throw new Ext4Error("NOT_FOUND", `no xattr ${c.name}`, { errno: Errno.ENODATA });
     }
     if (value === null) entries.splice(at, 1);
-    else if (at >= 0) entries[at] = { index: c.index, suffix: c.suffix, value };
-    else entries.push({ index: c.index, suffix: c.suffix, value });
+    else if (at >= 0) entries[at] = { index: c.index, suffix: c.suffix, value, where: null };
+    else entries.push({ index: c.index, suffix: c.suffix, value, where: null });
   }
   const plan = planLayout(sb, raw, ino, entries);
   try {
@@ -369,20 +372,29 @@ interface Layout {
   inBlock: StoredXattr[];
 }
 
-/** In the inode while they fit, in order; the rest in the block. NO_SPACE before any change. */
-function planLayout(sb: Superblock, raw: Uint8Array, ino: number, entries: StoredXattr[]): Layout {
+/** An attribute and where it is: in the inode, in the block, or (set now) to be placed. */
+type Placed = StoredXattr & { where: "body" | "block" | null };
+
+/**
+ * Where attributes go, as the kernel places them: those not changed stay where they are;
+ * each one set goes into the inode if it fits there, else into the block. NO_SPACE (before
+ * any change) when the block overflows.
+ */
+function planLayout(sb: Superblock, raw: Uint8Array, ino: number, entries: Placed[]): Layout {
   const start = ibodyStart(sb, raw);
-  const inBody: StoredXattr[] = [];
-  const inBlock: StoredXattr[] = [];
   let room = start === null ? 0 : sb.inodeSize - start - IBODY_OVERHEAD;
-  for (const e of entries) {
+  for (const e of entries) if (e.where === "body") room -= xattrSpace(e);
+  if (room < 0) throw new CorruptError(`inode ${ino}`, "in-inode xattrs overflow the inode");
+  const where = entries.map((e) => {
+    if (e.where) return e.where;
     const need = xattrSpace(e);
-    if (need <= room && inBlock.length === 0) {
-      inBody.push(e);
-      room -= need;
-    } else inBlock.push(e);
-  }
-  inBlock.sort(compareXattrs);
+    if (need > room) return "block";
+    room -= need;
+    return "body";
+  });
+  const strip = ({ index, suffix, value }: Placed): StoredXattr => ({ index, suffix, value });
+  const inBody = entries.filter((_, i) => where[i] === "body").map(strip);
+  const inBlock = entries.filter((_, i) => where[i] === "block").map(strip).sort(compareXattrs);
   const blockNeed = inBlock.reduce((a, e) => a + xattrSpace(e), XATTR_BLOCK_HEADER_SIZE + 4);
   if (blockNeed > sb.blockSize) {
     throw new Ext4Error("NO_SPACE", `xattrs of inode ${ino} do not fit the inode and one block`);
