@@ -8,7 +8,9 @@ import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { readXattrs, setXattr, xattrNameForWrite } from "../lib/xattr_write.ts";
 import { xattrEntryHash } from "../lib/xattr_block.ts";
-import { run, tempDir, testWith, withKernelMount } from "./helpers.ts";
+import { makeImage, run, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
+import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { Ext4Writer } from "../lib/writer.ts";
 import { pattern } from "./file_fixtures.ts";
 import {
   fsck,
@@ -217,3 +219,106 @@ for (
     },
   );
 }
+
+testWith(
+  "setxattr semantics as the kernel's: ACLs set the mode (equivalent ones are not stored), default ACLs need a directory, size limits",
+  [...IMAGE_TOOLS, "root", "loop", "kernel-ext4", "python3", "setfacl", "debugfs"],
+  async () => {
+    await using dir = await tempDir();
+    const img = `${dir.path}/a.img`;
+    const kernelSide = new Map<string, { mode: number; acl: string | null }>();
+    const STATE = "import os,sys,json\nr={}\nfor p in sys.argv[1:]:\n" +
+      "  st=os.lstat(p)\n  try: a=os.getxattr(p,'system.posix_acl_access').hex()\n" +
+      "  except OSError: a=None\n  r[os.path.basename(p)]={'mode':st.st_mode,'acl':a}\n" +
+      "print(json.dumps(r))";
+    await makeImage(img, {
+      size: "16M",
+      populate: async (m) => {
+        for (const n of ["named", "equiv", "ours1", "ours2", "plain"]) {
+          await Deno.writeTextFile(`${m}/${n}`, "x");
+          await Deno.chmod(`${m}/${n}`, 0o644);
+        }
+        await Deno.mkdir(`${m}/dir`);
+        await runOk("setfacl", ["-m", "u:1000:rwx,g::r-x,o::---", `${m}/named`]);
+        await runOk("setfacl", ["-m", "u::rwx,g::r--,o::---", `${m}/equiv`]);
+        const r = await run("python3", ["-c", STATE, `${m}/named`, `${m}/equiv`]);
+        for (const [k, v] of Object.entries(JSON.parse(r.stdout))) {
+          kernelSide.set(k, v as { mode: number; acl: string | null });
+        }
+      },
+    });
+    const named = kernelSide.get("named")!;
+    assert.ok(named.acl && kernelSide.get("equiv")!.acl === null, "the kernel's own behaviour");
+    const ino = async (name: string) => {
+      const r = await run("debugfs", ["-R", `stat /${name}`, img]);
+      return Number(/Inode: (\d+)/.exec(r.stdout)![1]);
+    };
+    const [ours1, ours2, plain, dirIno] = [
+      await ino("ours1"),
+      await ino("ours2"),
+      await ino("plain"),
+      await ino("dir"),
+    ];
+    const fs = await loadFs(await Deno.readFile(img));
+    const { sb, gdt, alloc } = fs;
+    const unhex = (s: string) => Uint8Array.from(s.match(/../g)!, (h) => parseInt(h, 16));
+    let tx = fs.cache.begin();
+    await setXattr(tx, alloc, sb, gdt, ours1, "system.posix_acl_access", unhex(named.acl!));
+    const equivAcl = vfsAcl([[1, 7], [4, 4], [0x20, 0]]);
+    await setXattr(tx, alloc, sb, gdt, ours2, "system.posix_acl_access", equivAcl);
+    const refusal = async (
+      name: string,
+      value: Uint8Array,
+      target: number,
+      code: string,
+      errno: number,
+    ) => {
+      await assert.rejects(
+        () => setXattr(tx, alloc, sb, gdt, target, name, value),
+        (e: Ext4Error) => e.code === code && e.errno === errno,
+        name,
+      );
+      assert.equal(tx.state, "open", "a refusal changes nothing");
+    };
+    await refusal("system.posix_acl_default", equivAcl, plain, "PERMISSION", Errno.EACCES);
+    await refusal("user.huge", new Uint8Array(65537), plain, "INVALID", Errno.E2BIG);
+    await refusal("user.big", new Uint8Array(sb.blockSize), plain, "NO_SPACE", Errno.ENOSPC);
+    await refusal("system.data", new Uint8Array(1), plain, "UNSUPPORTED", Errno.EOPNOTSUPP);
+    await setXattr(tx, alloc, sb, gdt, dirIno, "system.posix_acl_default", equivAcl);
+    await tx.commit();
+    tx = fs.cache.begin();
+    const f1 = decodeInode(sb, await readInodeRaw(tx, sb, gdt, ours1));
+    const f2 = decodeInode(sb, await readInodeRaw(tx, sb, gdt, ours2));
+    tx.abort();
+    assert.equal(f1.mode, named.mode, "mode from the ACL as the kernel sets it");
+    assert.equal(f2.mode, kernelSide.get("equiv")!.mode);
+    const check = await fsck(dir.path, fs.dev.bytes);
+    assert.equal(check.code, 0, check.output);
+    await Deno.writeFile(img, fs.dev.bytes);
+    await withKernelMount(img, async (mnt) => {
+      const r = await run("python3", ["-c", STATE, `${mnt}/ours1`, `${mnt}/ours2`]);
+      const got = JSON.parse(r.stdout);
+      assert.deepEqual(got.ours1, named);
+      assert.deepEqual(got.ours2, kernelSide.get("equiv"));
+      assert.deepEqual(
+        await kernelXattrs(`${mnt}/dir`),
+        new Map([["system.posix_acl_default", hex(equivAcl)]]),
+      );
+    }, { readOnly: true });
+  },
+);
+
+testWith(
+  "ea_inode filesystems are refused for writing with the reason",
+  ["mkfs.ext4"],
+  async () => {
+    await using dir = await tempDir();
+    const img = `${dir.path}/e.img`;
+    await makeImage(img, { size: "8M", args: ["-O", "ea_inode"] });
+    const dev = new MemoryBlockDevice(await Deno.readFile(img));
+    await assert.rejects(
+      () => Ext4Writer.open(dev),
+      (e: Ext4Error) => e.code === "READ_ONLY" && /ea_inode|xattr inodes/.test(e.message),
+    );
+  },
+);
