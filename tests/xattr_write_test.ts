@@ -304,7 +304,39 @@ testWith(
         await kernelXattrs(`${mnt}/dir`),
         new Map([["system.posix_acl_default", hex(equivAcl)]]),
       );
-    }, { readOnly: true });
+      // The kernel's errno for each bad input is ours.
+      const cases: [string, Uint8Array][] = [
+        [`user.${"n".repeat(251)}`, enc.encode("v")],
+        ["os2.x", enc.encode("v")],
+        ["system.data", enc.encode("v")],
+        ["user.", enc.encode("v")],
+        ["user.huge", new Uint8Array(65537)],
+        ["user.big", new Uint8Array(sb.blockSize)],
+        ["system.posix_acl_default", equivAcl],
+        ["system.posix_acl_access", vfsAcl([[1, 6], [0x20, 4]])],
+        ["system.posix_acl_access", Uint8Array.of(1, 0, 0, 0)],
+      ];
+      const TRY = "import os,sys,json\nr=[]\nfor n,v in json.load(open(sys.argv[2])):\n" +
+        "  try:\n    os.setxattr(sys.argv[1], n, bytes.fromhex(v)); r.append(0)\n" +
+        "  except OSError as e: r.append(e.errno)\nprint(json.dumps(r))";
+      const casesFile = `${dir.path}/cases.json`;
+      await Deno.writeTextFile(casesFile, JSON.stringify(cases.map(([n, v]) => [n, hex(v)])));
+      const k = await run("python3", ["-c", TRY, `${mnt}/plain`, casesFile]);
+      assert.equal(k.code, 0, k.stderr);
+      const kernelErrnos: number[] = JSON.parse(k.stdout);
+      const tx2 = fs.cache.begin();
+      for (const [i, [n, v]] of cases.entries()) {
+        let errno = 0;
+        try {
+          await setXattr(tx2, alloc, sb, gdt, plain, n, v);
+        } catch (e) {
+          errno = (e as Ext4Error).errno;
+        }
+        assert.equal(errno, kernelErrnos[i], `errno for ${n.slice(0, 20)} (${v.length} bytes)`);
+        assert.ok(kernelErrnos[i] !== 0, "every case is refused");
+      }
+      tx2.abort();
+    });
   },
 );
 
