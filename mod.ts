@@ -348,6 +348,7 @@ export {
 } from "./lib/file_update.ts";
 export { decodeDeviceBlock, deviceBlock, symlinkData } from "./lib/special_write.ts";
 export {
+  chmodAccessAcl,
   releaseXattrBlock,
   setXattr,
   type SetXattrOptions,

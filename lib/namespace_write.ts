@@ -45,7 +45,7 @@ import {
   writeInode,
 } from "./inode_write.ts";
 import { deviceBlock, symlinkData } from "./special_write.ts";
-import { releaseXattrBlock } from "./xattr_write.ts";
+import { chmodAccessAcl, releaseXattrBlock } from "./xattr_write.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 
@@ -849,9 +849,10 @@ export async function setAttributes(
     throw new Ext4Error("INVALID", `flags 0x${change.flags.toString(16)} cannot be set`);
   }
   const t = now(ctx);
+  const mode = change.perm === undefined ? f.mode : (f.mode & 0o170000) | (change.perm & 0o7777);
   await store(ctx, ino, raw, {
     ...f,
-    mode: change.perm === undefined ? f.mode : (f.mode & 0o170000) | (change.perm & 0o7777),
+    mode,
     uid: change.uid ?? f.uid,
     gid: change.gid ?? f.gid,
     atime: change.atime ?? f.atime,
@@ -859,4 +860,13 @@ export async function setAttributes(
     flags: change.flags === undefined ? f.flags : (f.flags & ~settable) | change.flags,
     ctime: t,
   });
+  // chmod also rewrites the access ACL's owner/mask/other entries (posix_acl_chmod).
+  if (change.perm !== undefined) {
+    try {
+      await chmodAccessAcl(ctx.tx, ctx.alloc, ctx.sb, ctx.gdt, ino, mode, t);
+    } catch (e) {
+      ctx.tx.abort();
+      throw e;
+    }
+  }
 }

@@ -24,6 +24,9 @@ import {
   type AclEntry,
   aclFromXattr,
   aclModeBits,
+  AclTag,
+  aclToXattr,
+  decodeExt4Acl,
   encodeExt4Acl,
   ext4AclToXattr,
   validateAcl,
@@ -355,6 +358,52 @@ export async function setXattrs(
     tx.abort();
     throw e;
   }
+}
+
+/**
+ * After a chmod to `mode`, brings the access ACL of inode `ino` (if it has one) in line, as the
+ * kernel's `posix_acl_chmod`: the owner entry takes the owner bits, the mask (or, without one,
+ * the owning group entry) the group bits, the other entry the other bits. No ACL, no change.
+ *
+ * @example
+ * ```ts ignore
+ * await chmodAccessAcl(tx, alloc, sb, gdt, ino, 0o100640);
+ * ```
+ */
+export async function chmodAccessAcl(
+  tx: Transaction,
+  alloc: Allocator,
+  sb: Superblock,
+  gdt: GroupDescriptorTable,
+  ino: number,
+  mode: number,
+  now?: InodeTime,
+): Promise<void> {
+  const raw = await readInodeRaw(tx, sb, gdt, ino);
+  const { body, block } = await loadXattrs(tx, sb, ino, raw, decodeInode(sb, raw).fileAcl);
+  const acl = [...body, ...(block?.entries ?? [])].find((e) =>
+    e.index === XattrIndex.POSIX_ACL_ACCESS
+  );
+  if (!acl) return;
+  let entries: AclEntry[];
+  try {
+    entries = decodeExt4Acl(acl.value);
+  } catch (e) {
+    if (e instanceof Ext4Error) throw new CorruptError(`access ACL of inode ${ino}`, e.message);
+    throw e;
+  }
+  const hasMask = entries.some((e) => e.tag === AclTag.MASK);
+  const updated = entries.map((e): AclEntry => {
+    if (e.tag === AclTag.USER_OBJ) return { ...e, perm: (mode >> 6) & 7 };
+    if (e.tag === (hasMask ? AclTag.MASK : AclTag.GROUP_OBJ)) {
+      return { ...e, perm: (mode >> 3) & 7 };
+    }
+    if (e.tag === AclTag.OTHER) return { ...e, perm: mode & 7 };
+    return e;
+  });
+  await setXattrs(tx, alloc, sb, gdt, ino, [
+    { name: "system.posix_acl_access", value: aclToXattr(updated) },
+  ], { now, inlineData: true }); // the inode's other attributes (system.data too) stay put
 }
 
 function ibodyStart(sb: Superblock, raw: Uint8Array): number | null {

@@ -5,6 +5,7 @@ import { Errno, Ext4Error } from "../lib/errors.ts";
 import { ext4AclToXattr, xattrAclToExt4 } from "../lib/acl.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
 import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
+import { setAttributes } from "../lib/namespace_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { readXattrs, setXattr, xattrNameForWrite } from "../lib/xattr_write.ts";
 import { xattrEntryHash } from "../lib/xattr_block.ts";
@@ -234,14 +235,22 @@ testWith(
     await makeImage(img, {
       size: "16M",
       populate: async (m) => {
-        for (const n of ["named", "equiv", "ours1", "ours2", "plain"]) {
+        for (const n of ["named", "equiv", "chmodded", "ours1", "ours2", "ours3", "plain"]) {
           await Deno.writeTextFile(`${m}/${n}`, "x");
           await Deno.chmod(`${m}/${n}`, 0o644);
         }
         await Deno.mkdir(`${m}/dir`);
         await runOk("setfacl", ["-m", "u:1000:rwx,g::r-x,o::---", `${m}/named`]);
         await runOk("setfacl", ["-m", "u::rwx,g::r--,o::---", `${m}/equiv`]);
-        const r = await run("python3", ["-c", STATE, `${m}/named`, `${m}/equiv`]);
+        await runOk("setfacl", ["-m", "u:1000:rwx,g::r-x,o::---", `${m}/chmodded`]);
+        await Deno.chmod(`${m}/chmodded`, 0o751);
+        const r = await run("python3", [
+          "-c",
+          STATE,
+          `${m}/named`,
+          `${m}/equiv`,
+          `${m}/chmodded`,
+        ]);
         for (const [k, v] of Object.entries(JSON.parse(r.stdout))) {
           kernelSide.set(k, v as { mode: number; acl: string | null });
         }
@@ -253,9 +262,10 @@ testWith(
       const r = await run("debugfs", ["-R", `stat /${name}`, img]);
       return Number(/Inode: (\d+)/.exec(r.stdout)![1]);
     };
-    const [ours1, ours2, plain, dirIno] = [
+    const [ours1, ours2, ours3, plain, dirIno] = [
       await ino("ours1"),
       await ino("ours2"),
+      await ino("ours3"),
       await ino("plain"),
       await ino("dir"),
     ];
@@ -285,6 +295,8 @@ testWith(
     await refusal("user.big", new Uint8Array(sb.blockSize), plain, "NO_SPACE", Errno.ENOSPC);
     await refusal("system.data", new Uint8Array(1), plain, "UNSUPPORTED", Errno.EOPNOTSUPP);
     await setXattr(tx, alloc, sb, gdt, dirIno, "system.posix_acl_default", equivAcl);
+    await setXattr(tx, alloc, sb, gdt, ours3, "system.posix_acl_access", unhex(named.acl!));
+    await setAttributes({ tx, alloc, sb, gdt }, ours3, { perm: 0o751 });
     await tx.commit();
     tx = fs.cache.begin();
     const f1 = decodeInode(sb, await readInodeRaw(tx, sb, gdt, ours1));
@@ -296,8 +308,16 @@ testWith(
     assert.equal(check.code, 0, check.output);
     await Deno.writeFile(img, fs.dev.bytes);
     await withKernelMount(img, async (mnt) => {
-      const r = await run("python3", ["-c", STATE, `${mnt}/ours1`, `${mnt}/ours2`]);
+      const r = await run("python3", [
+        "-c",
+        STATE,
+        `${mnt}/ours1`,
+        `${mnt}/ours2`,
+        `${mnt}/ours3`,
+      ]);
       const got = JSON.parse(r.stdout);
+      assert.deepEqual(got.ours3, kernelSide.get("chmodded"), "chmod rewrites the ACL");
+      assert.notDeepEqual(got.ours3.acl, named.acl);
       assert.deepEqual(got.ours1, named);
       assert.deepEqual(got.ours2, kernelSide.get("equiv"));
       assert.deepEqual(
