@@ -498,7 +498,13 @@ const xopArb: fc.Arbitrary<XOp> = fc.oneof(
 type Model = Map<string, Uint8Array>[];
 const cloneModel = (m: Model): Model => m.map((x) => new Map(x));
 
-for (const layout of [LAYOUTS[2], LAYOUTS[4]]) {
+for (
+  const layout of [
+    LAYOUTS[2],
+    LAYOUTS[4],
+    { ...LAYOUTS[3], name: "ext4-1k-128-byte-inodes", args: [...LAYOUTS[3].args, "-I", "128"] },
+  ]
+) {
   testWith(
     `random xattr sequences over several inodes match a model; blocks shared and counted (${layout.name})`,
     KERNEL,
@@ -508,105 +514,110 @@ for (const layout of [LAYOUTS[2], LAYOUTS[4]]) {
       let run = 0;
       let sharedSeen = 0;
       await fc.assert(
-        fc.asyncProperty(fc.array(xopArb, { minLength: 1, maxLength: 40 }), async (ops) => {
-          run++;
-          const fs = await loadFs(base);
-          const per = fs.sb.blockSize / 512;
-          const inos = await inTx(fs, async (ctx) => {
-            const list: number[] = [];
-            for (let i = 0; i < FILES; i++) {
-              list.push(await createFile(ctx, 2, `f${i}`, new Uint8Array(0), { perm: 0o644 }));
-            }
-            return list;
-          });
-          let committed: Model = inos.map(() => new Map());
-          let model = cloneModel(committed);
-          let tx = fs.cache.begin();
-          const apply = async (ino: number, changes: XattrChangeArg[]) =>
-            await setXattrs(tx, fs.alloc, fs.sb, fs.gdt, ino, changes);
-          for (const op of [...ops, { kind: "end" as const, commit: true }]) {
-            if (op.kind === "end") {
-              if (op.commit) {
-                await tx.commit();
-                committed = cloneModel(model);
-              } else {
-                tx.abort();
-                model = cloneModel(committed);
-              }
-              tx = fs.cache.begin();
-              continue;
-            }
-            const target = model[op.file];
-            let changes: XattrChangeArg[];
-            if (op.kind === "set") {
-              const n = NAMES[op.name];
-              changes = [{ name: n.name, value: n.values[op.value % n.values.length] }];
-            } else if (op.kind === "remove") {
-              changes = [{ name: NAMES[op.name].name, value: null }];
-            } else {
-              const src = model[op.from];
-              changes = [
-                ...[...target.keys()].filter((k) => !src.has(k)).map((name) => ({
-                  name,
-                  value: null,
-                })),
-                ...[...src].map(([name, value]) => ({ name, value })),
-              ];
-            }
-            if (op.kind === "remove" && !target.has(changes[0].name)) {
-              await assert.rejects(
-                () => apply(inos[op.file], changes),
-                (e: Ext4Error) => e.code === "NOT_FOUND",
-              );
-              continue;
-            }
-            try {
-              await apply(inos[op.file], changes);
-            } catch (e) {
-              // Too much for the inode and one block: refused, nothing changed.
-              assert.ok(e instanceof Ext4Error && e.code === "NO_SPACE", String(e));
-              assert.equal(tx.state, "open");
-              continue;
-            }
-            for (const c of changes) {
-              if (c.value === null) target.delete(c.name);
-              else target.set(c.name, c.value);
-            }
-          }
-          tx.abort();
-
-          // Every inode reads back its model; references counted; no two identical blocks.
-          const refs = new Map<number, number>();
-          for (const [i, ino] of inos.entries()) {
-            const want = new Map([...model[i]].map(([n, v]) => [n, hex(v)]));
-            assert.deepEqual(await xattrsOf(fs, ino), want, `f${i}`);
-            const f = await fieldsOf(fs, ino);
-            assert.equal(f.blocks512, f.fileAcl ? per : 0, `i_blocks of f${i}`);
-            if (f.fileAcl) refs.set(f.fileAcl, (refs.get(f.fileAcl) ?? 0) + 1);
-          }
-          const contents = new Set<string>();
-          for (const [block, n] of refs) {
-            assert.equal(await refcountOf(fs, block), n, `refcount of block ${block}`);
-            if (n > 1) sharedSeen++;
-            const img = await fs.cache.read(block);
-            const key = hex(img.subarray(32));
-            assert.ok(!contents.has(key), `block ${block} duplicates another shared block`);
-            contents.add(key);
-          }
-          await assertClean(dir.path, fs);
-          if (run % 5 === 1) {
-            const path = `${dir.path}/m.img`;
-            await Deno.writeFile(path, fs.dev.bytes);
-            await withKernelMount(path, async (mnt) => {
-              const view = await kernelView(mnt);
+        fc.asyncProperty(
+          fc.array(xopArb, { minLength: 10, maxLength: 40, size: "max" }),
+          async (ops) => {
+            run++;
+            const fs = await loadFs(base);
+            const per = fs.sb.blockSize / 512;
+            const inos = await inTx(fs, async (ctx) => {
+              const list: number[] = [];
               for (let i = 0; i < FILES; i++) {
-                const want = Object.fromEntries([...model[i]].map(([n, v]) => [n, hex(v)]));
-                assert.deepEqual(view[`f${i}`].x, want, `kernel: f${i}`);
+                list.push(await createFile(ctx, 2, `f${i}`, new Uint8Array(0), { perm: 0o644 }));
               }
-            }, { readOnly: true });
-          }
-        }),
-        { numRuns: 15 },
+              return list;
+            });
+            let committed: Model = inos.map(() => new Map());
+            let model = cloneModel(committed);
+            let tx = fs.cache.begin();
+            const apply = async (ino: number, changes: XattrChangeArg[]) =>
+              await setXattrs(tx, fs.alloc, fs.sb, fs.gdt, ino, changes);
+            for (const op of [...ops, { kind: "end" as const, commit: true }]) {
+              if (op.kind === "end") {
+                if (op.commit) {
+                  await tx.commit();
+                  committed = cloneModel(model);
+                } else {
+                  tx.abort();
+                  model = cloneModel(committed);
+                }
+                tx = fs.cache.begin();
+                continue;
+              }
+              const target = model[op.file];
+              let changes: XattrChangeArg[];
+              if (op.kind === "set") {
+                const n = NAMES[op.name];
+                changes = [{ name: n.name, value: n.values[op.value % n.values.length] }];
+              } else if (op.kind === "remove") {
+                changes = [{ name: NAMES[op.name].name, value: null }];
+              } else {
+                const src = model[op.from];
+                changes = [
+                  ...[...target.keys()].filter((k) => !src.has(k)).map((name) => ({
+                    name,
+                    value: null,
+                  })),
+                  ...[...src].map(([name, value]) => ({ name, value })),
+                ];
+              }
+              if (op.kind === "remove" && !target.has(changes[0].name)) {
+                await assert.rejects(
+                  () => apply(inos[op.file], changes),
+                  (e: Ext4Error) => e.code === "NOT_FOUND",
+                );
+                continue;
+              }
+              try {
+                await apply(inos[op.file], changes);
+              } catch (e) {
+                // Too much for the inode and one block: refused, nothing changed.
+                assert.ok(e instanceof Ext4Error && e.code === "NO_SPACE", String(e));
+                assert.equal(tx.state, "open");
+                continue;
+              }
+              for (const c of changes) {
+                if (c.value === null) target.delete(c.name);
+                else target.set(c.name, c.value);
+              }
+              const acl = decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, inos[op.file]))
+                .fileAcl;
+              if (acl && xattrBlockHeader(await tx.read(acl)).refcount > 1) sharedSeen++;
+            }
+            tx.abort();
+
+            // Every inode reads back its model; references counted; no two identical blocks.
+            const refs = new Map<number, number>();
+            for (const [i, ino] of inos.entries()) {
+              const want = new Map([...model[i]].map(([n, v]) => [n, hex(v)]));
+              assert.deepEqual(await xattrsOf(fs, ino), want, `f${i}`);
+              const f = await fieldsOf(fs, ino);
+              assert.equal(f.blocks512, f.fileAcl ? per : 0, `i_blocks of f${i}`);
+              if (f.fileAcl) refs.set(f.fileAcl, (refs.get(f.fileAcl) ?? 0) + 1);
+            }
+            const contents = new Set<string>();
+            for (const [block, n] of refs) {
+              assert.equal(await refcountOf(fs, block), n, `refcount of block ${block}`);
+              const img = await fs.cache.read(block);
+              const key = hex(img.subarray(32));
+              assert.ok(!contents.has(key), `block ${block} duplicates another shared block`);
+              contents.add(key);
+            }
+            await assertClean(dir.path, fs);
+            if (run % 5 === 1) {
+              const path = `${dir.path}/m.img`;
+              await Deno.writeFile(path, fs.dev.bytes);
+              await withKernelMount(path, async (mnt) => {
+                const view = await kernelView(mnt);
+                for (let i = 0; i < FILES; i++) {
+                  const want = Object.fromEntries([...model[i]].map(([n, v]) => [n, hex(v)]));
+                  assert.deepEqual(view[`f${i}`].x, want, `kernel: f${i}`);
+                }
+              }, { readOnly: true });
+            }
+          },
+        ),
+        { numRuns: 12 },
       );
       assert.ok(sharedSeen > 0, "the sequences exercised shared blocks");
     },
