@@ -35,7 +35,6 @@ import type { Allocator } from "./alloc.ts";
 import type { BlockReader } from "./bitmap.ts";
 import { CorruptError, Errno, Ext4Error } from "./errors.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
-import { InodeFlags } from "./inode.ts";
 import {
   decodeInode,
   encodeInode,
@@ -258,8 +257,9 @@ export interface SetXattrOptions {
   /** ctime to stamp (default: now). */
   now?: InodeTime;
   /**
-   * Allow an inline-data inode and the internal "system.data" attribute (for
-   * lib/inline_write.ts, which keeps "system.data" first).
+   * Allow changing "system.data", the inline data's own attribute (for lib/inline_write.ts
+   * only; it must stay in the inode body: NO_SPACE, discarding the transaction, if it would
+   * not). Ordinary attributes of inline-data inodes need no option: "system.data" stays put.
    */
   inlineData?: boolean;
 }
@@ -314,9 +314,6 @@ export async function setXattrs(
   const prepared = changes.map((c) => prepare(c, options.inlineData ?? false));
   const raw = await readInodeRaw(tx, sb, gdt, ino);
   const fields = decodeInode(sb, raw);
-  if ((fields.flags & InodeFlags.INLINE_DATA) && !options.inlineData) {
-    throw new Ext4Error("UNSUPPORTED", `inode ${ino} has inline data`);
-  }
   const loaded = await loadXattrs(tx, sb, ino, raw, fields.fileAcl);
   if (loaded.block && loaded.block.refcount < XATTR_REFCOUNT_MAX) {
     xattrBlockIndex(tx).add(loaded.block.hash, loaded.block.nr);
@@ -352,6 +349,11 @@ export async function setXattrs(
     else entries.push({ index: c.index, suffix: c.suffix, value, where: null });
   }
   const plan = planLayout(sb, raw, ino, entries);
+  if (plan.inBlock.some(isSystemData)) {
+    // The kernel reads inline data only from the inode body; lib/inline_write.ts converts.
+    tx.abort();
+    throw new Ext4Error("NO_SPACE", `inline data of inode ${ino} would leave its inode body`);
+  }
   try {
     await writeXattrs(tx, alloc, sb, gdt, ino, raw, fields, mode, plan, loaded.block, options.now);
   } catch (e) {
@@ -404,6 +406,11 @@ export async function chmodAccessAcl(
   await setXattrs(tx, alloc, sb, gdt, ino, [
     { name: "system.posix_acl_access", value: aclToXattr(updated) },
   ], { now, inlineData: true }); // the inode's other attributes (system.data too) stay put
+}
+
+function isSystemData(e: StoredXattr): boolean {
+  return e.index === XattrIndex.SYSTEM && e.suffix.length === 4 && e.suffix[0] === 0x64 &&
+    e.suffix[1] === 0x61 && e.suffix[2] === 0x74 && e.suffix[3] === 0x61; // "data"
 }
 
 function ibodyStart(sb: Superblock, raw: Uint8Array): number | null {

@@ -5,7 +5,7 @@ import { Errno, Ext4Error } from "../lib/errors.ts";
 import { ext4AclToXattr, xattrAclToExt4 } from "../lib/acl.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
 import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
-import { setAttributes } from "../lib/namespace_write.ts";
+import { createFile, setAttributes } from "../lib/namespace_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { readXattrs, setXattr, xattrNameForWrite } from "../lib/xattr_write.ts";
 import { xattrEntryHash } from "../lib/xattr_block.ts";
@@ -372,5 +372,44 @@ testWith(
       () => Ext4Writer.open(dev),
       (e: Ext4Error) => e.code === "READ_ONLY" && /ea_inode|xattr inodes/.test(e.message),
     );
+  },
+);
+
+testWith(
+  "inline-data files take ordinary attributes; their system.data stays in the inode body",
+  [...IMAGE_TOOLS, "root", "loop", "kernel-ext4", "python3"],
+  async () => {
+    await using dir = await tempDir();
+    const layout = LAYOUTS.find((l) => l.name === "ext4-inline_data")!;
+    const fs = await loadFs(await mkfsImage(dir.path, layout));
+    const { sb, gdt, alloc } = fs;
+    const data = enc.encode("x".repeat(50)); // inline: in i_block, with an empty system.data
+    let tx = fs.cache.begin();
+    const ctx = { tx, alloc, sb, gdt };
+    const ino = await createFile(ctx, 2, "inline", data, { perm: 0o644 });
+    assert.ok(decodeInode(sb, await readInodeRaw(tx, sb, gdt, ino)).flags & 0x10000000);
+    await setXattr(tx, alloc, sb, gdt, ino, "user.small", enc.encode("s"));
+    await setXattr(tx, alloc, sb, gdt, ino, "user.big", pattern(5, 500));
+    await assert.rejects(
+      () => setXattr(tx, alloc, sb, gdt, ino, "system.data", new Uint8Array(3)),
+      (e: Ext4Error) => e.errno === Errno.EOPNOTSUPP,
+    );
+    await tx.commit();
+    tx = fs.cache.begin();
+    const raw = await readInodeRaw(tx, sb, gdt, ino);
+    const names = (await readXattrs(tx, sb, ino, raw, decodeInode(sb, raw))).map((x) => x.name);
+    tx.abort();
+    assert.deepEqual(names.slice(0, 1), ["system.data"], "system.data first, in the inode");
+    const check = await fsck(dir.path, fs.dev.bytes);
+    assert.equal(check.code, 0, check.output);
+    const path = `${dir.path}/i.img`;
+    await Deno.writeFile(path, fs.dev.bytes);
+    await withKernelMount(path, async (mnt) => {
+      assert.deepEqual(await Deno.readFile(`${mnt}/inline`), data);
+      assert.deepEqual(
+        await kernelXattrs(`${mnt}/inline`),
+        new Map([["user.small", hex(enc.encode("s"))], ["user.big", hex(pattern(5, 500))]]),
+      );
+    }, { readOnly: true });
   },
 );
