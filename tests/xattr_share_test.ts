@@ -623,3 +623,45 @@ for (
     },
   );
 }
+
+testWith(
+  "the kernel joins blocks ext4ts made (its mbcache finds them by ext4ts's hashes)",
+  [...KERNEL, "setfattr", "debugfs"],
+  async () => {
+    await using dir = await tempDir();
+    const layout = { ...LAYOUTS[3], name: "ext4-1k-128", args: [...LAYOUTS[3].args, "-I", "128"] };
+    const fs = await loadFs(await mkfsImage(dir.path, layout));
+    const set: XattrChangeArg[] = [
+      { name: "user.b", value: pattern(21, 100) },
+      { name: "user.a", value: enc.encode("α") },
+      { name: "user.é", value: pattern(22, 7) },
+      { name: "trusted.t", value: new Uint8Array(0) },
+    ];
+    const inos = await inTx(fs, async (ctx) => {
+      const out: number[] = [];
+      for (const n of ["a", "b"]) {
+        const ino = await createFile(ctx, 2, n, new Uint8Array(0), { perm: 0o644 });
+        await setXattrs(ctx.tx, fs.alloc, fs.sb, fs.gdt, ino, set);
+        out.push(ino);
+      }
+      return out;
+    });
+    const ours = (await fieldsOf(fs, inos[0])).fileAcl;
+    assert.equal(await refcountOf(fs, ours), 2);
+    const img = `${dir.path}/j.img`;
+    await Deno.writeFile(img, fs.dev.bytes);
+    await withKernelMount(img, async (mnt) => {
+      await kernelView(mnt); // reading the block puts it in the kernel's mbcache
+      await Deno.writeTextFile(`${mnt}/c`, "");
+      for (const { name, value } of set) {
+        await runOk("setfattr", ["-n", name, "-v", "0x" + hex(value!), `${mnt}/c`]);
+      }
+    });
+    const r = await run("debugfs", ["-R", "stat /c", img]);
+    assert.match(r.stdout, new RegExp(`File ACL: ${ours}\\b`), "the kernel shared ext4ts's block");
+    const back = await loadFs(await Deno.readFile(img));
+    assert.equal(await refcountOf(back, ours), 3);
+    const check = await run("e2fsck", ["-fn", img]);
+    assert.equal(check.code, 0, check.stdout);
+  },
+);
