@@ -464,6 +464,7 @@ type XOp =
   | { kind: "set"; file: number; name: number; value: number }
   | { kind: "remove"; file: number; name: number }
   | { kind: "copy"; file: number; from: number }
+  | { kind: "recreate"; file: number }
   | { kind: "end"; commit: boolean };
 
 const xopArb: fc.Arbitrary<XOp> = fc.oneof(
@@ -491,6 +492,10 @@ const xopArb: fc.Arbitrary<XOp> = fc.oneof(
       file: fc.nat(FILES - 1),
       from: fc.nat(FILES - 1),
     }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant("recreate" as const), file: fc.nat(FILES - 1) }),
   },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("end" as const), commit: fc.boolean() }) },
 );
@@ -520,7 +525,7 @@ for (
             run++;
             const fs = await loadFs(base);
             const per = fs.sb.blockSize / 512;
-            const inos = await inTx(fs, async (ctx) => {
+            let inos = await inTx(fs, async (ctx) => {
               const list: number[] = [];
               for (let i = 0; i < FILES; i++) {
                 list.push(await createFile(ctx, 2, `f${i}`, new Uint8Array(0), { perm: 0o644 }));
@@ -528,6 +533,7 @@ for (
               return list;
             });
             let committed: Model = inos.map(() => new Map());
+            let committedInos = [...inos];
             let model = cloneModel(committed);
             let tx = fs.cache.begin();
             const apply = async (ino: number, changes: XattrChangeArg[]) =>
@@ -537,11 +543,23 @@ for (
                 if (op.commit) {
                   await tx.commit();
                   committed = cloneModel(model);
+                  committedInos = [...inos];
                 } else {
                   tx.abort();
                   model = cloneModel(committed);
+                  inos = [...committedInos];
                 }
                 tx = fs.cache.begin();
+                continue;
+              }
+              if (op.kind === "recreate") {
+                // Unlinking releases the inode's block reference; a new empty file takes its name.
+                const ctx = ctxOf(fs, tx);
+                await unlinkEntry(ctx, 2, `f${op.file}`);
+                inos[op.file] = await createFile(ctx, 2, `f${op.file}`, new Uint8Array(0), {
+                  perm: 0o644,
+                });
+                model[op.file] = new Map();
                 continue;
               }
               const target = model[op.file];
@@ -663,5 +681,51 @@ testWith(
     assert.equal(await refcountOf(back, ours), 3);
     const check = await run("e2fsck", ["-fn", img]);
     assert.equal(check.code, 0, check.stdout);
+  },
+);
+
+testWith(
+  "a freed xattr block is never shared again (the index forgets it; free blocks are refused)",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[2]));
+    const big = pattern(31, 500);
+    const [a, b, c] = await inTx(fs, async (ctx) => {
+      const out: number[] = [];
+      for (const n of ["a", "b", "c"]) {
+        out.push(await createFile(ctx, 2, n, new Uint8Array(0), { perm: 0o644 }));
+      }
+      return out;
+    });
+    for (const [freeBy, target] of [["remove", b], ["unlink", c]] as const) {
+      await inTx(fs, (ctx) => setXattr(ctx.tx, fs.alloc, fs.sb, fs.gdt, a, "user.big", big));
+      const x = (await fieldsOf(fs, a)).fileAcl;
+      assert.equal(await refcountOf(fs, x), 1);
+      // The last reference goes: the block is free but still holds the same entries.
+      if (freeBy === "remove") {
+        await inTx(fs, (ctx) => setXattr(ctx.tx, fs.alloc, fs.sb, fs.gdt, a, "user.big", null));
+      } else {
+        await inTx(fs, (ctx) => unlinkEntry(ctx, 2, "a"));
+      }
+      assert.equal(await inUse(fs, x), false);
+      assert.equal(await refcountOf(fs, x), 1, "its old image is unchanged on disk");
+      // Occupy the freed block so the next set cannot get it back by allocation.
+      await inTx(fs, async (ctx) => {
+        const [run] = await fs.alloc.allocateBlocks(ctx.tx, x, 1);
+        assert.equal(run.start, x);
+        await setXattr(ctx.tx, fs.alloc, fs.sb, fs.gdt, target, "user.big", big);
+      });
+      const y = (await fieldsOf(fs, target)).fileAcl;
+      assert.notEqual(y, x, `${freeBy}: a new block, not the freed one`);
+      assert.equal(await refcountOf(fs, y), 1);
+      // Give the occupied block back and recreate a for the next round.
+      await inTx(fs, async (ctx) => {
+        await fs.alloc.freeBlocks(ctx.tx, x, 1);
+        if (freeBy === "unlink") return;
+        await setXattr(ctx.tx, fs.alloc, fs.sb, fs.gdt, target, "user.big", null);
+      });
+    }
+    await assertClean(dir.path, fs);
   },
 );
