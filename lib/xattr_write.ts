@@ -333,7 +333,7 @@ export async function setXattrs(
       throw new Ext4Error("PERMISSION", `a default ACL needs a directory (inode ${ino})`);
     }
     if (c.index === XattrIndex.POSIX_ACL_ACCESS && c.acl) {
-      // posix_acl_update_mode: the mode follows the ACL; an ACL the mode says it all is dropped.
+      // posix_acl_update_mode: the mode follows the ACL; one that says no more is not stored.
       const { mode: bits, equivalent } = aclModeBits(c.acl);
       mode = (mode & ~0o777) | bits;
       if (equivalent) [value, missingOk] = [null, true];
