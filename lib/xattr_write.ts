@@ -5,9 +5,11 @@
  * Names and values are checked first, with the kernel's errors: no handler for the
  * namespace (EOPNOTSUPP), an empty or over-long name (ERANGE), a value over 64 KiB (E2BIG),
  * a bad POSIX ACL (EINVAL; an unknown version EOPNOTSUPP), a default ACL on a non-directory
- * (EACCES). Attributes go into the inode body while they fit, the rest into one xattr block
- * (ENOSPC when they do not fit). Setting an access ACL updates the mode's permission bits
- * and stores nothing when the ACL says no more than the mode, as the kernel does.
+ * (EACCES). Placement is the kernel's: an attribute being set goes into the inode body if it
+ * fits there, else into the one xattr block (ENOSPC when that overflows); attributes not
+ * changed stay where they are. Setting an access ACL updates the mode's permission bits and
+ * stores nothing when the ACL says no more than the mode; a chmod rewrites the access ACL
+ * ({@link chmodAccessAcl}), as the kernel does.
  *
  * xattr blocks are shared between inodes with identical out-of-inode attributes, as the
  * kernel does with mbcache: a block the session has read or written with the same contents
