@@ -123,9 +123,10 @@ export function xattrNameForWrite(
   const internal = options.internal && split?.index === XattrIndex.SYSTEM &&
     name === "system.data";
   if (!split || (!HANDLED_XATTR_INDEXES.has(split.index) && !internal)) {
-    throw new Ext4Error("UNSUPPORTED", `xattr namespace of ${name} is not supported`, {
-      errno: Errno.EOPNOTSUPP,
-    });
+    const why = name === "system.data"
+      ? "system.data holds inline data, not an attribute"
+      : `xattr namespace of ${name} is not supported`;
+    throw new Ext4Error("UNSUPPORTED", why, { errno: Errno.EOPNOTSUPP });
   }
   const whole = split.index === XattrIndex.POSIX_ACL_ACCESS ||
     split.index === XattrIndex.POSIX_ACL_DEFAULT;
