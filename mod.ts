@@ -155,9 +155,11 @@ export {
 export { type DirHash, dirHash, DxHashVersion } from "./lib/dir_hash.ts";
 export { readInlineData, readInlineFile } from "./lib/inline_data.ts";
 export {
+  HANDLED_XATTR_INDEXES,
   readRawXattrs,
   readXattrs,
   splitXattrName,
+  XATTR_PREFIXES,
   xattrBlockChecksum,
   type XattrEntry,
   XattrIndex,
@@ -166,11 +168,14 @@ export {
 export {
   type AclEntry,
   aclFromXattr,
+  aclModeBits,
   AclTag,
   aclToXattr,
   decodeExt4Acl,
   encodeExt4Acl,
   formatAcl,
+  validateAcl,
+  xattrAclToExt4,
 } from "./lib/acl.ts";
 export { Lru } from "./lib/lru.ts";
 
@@ -285,7 +290,8 @@ export {
 
 // ---- writing ----
 // (The writer uses the reader's InodeFlags, DirFileType, direntTypeOfMode, rec_len and
-// checksum-tail helpers and dirHash; its own readXattrs duplicates the reader's and is not exported.)
+// checksum-tail helpers and dirHash, and the reader's xattr names and ACL codec; its readXattrs
+// (through a transaction, built on the reader's parsers) is not exported.)
 export {
   BlockCache,
   type BlockCacheOptions,
@@ -350,12 +356,24 @@ export {
 } from "./lib/file_update.ts";
 export { decodeDeviceBlock, deviceBlock, symlinkData } from "./lib/special_write.ts";
 export {
-  aclFromDisk,
-  aclToDisk,
+  chmodAccessAcl,
+  releaseXattrBlock,
   setXattr,
   type SetXattrOptions,
+  setXattrs,
   type Xattr,
+  type XattrChange,
+  xattrNameForWrite,
 } from "./lib/xattr_write.ts";
+export {
+  compareXattrs,
+  encodeXattrBlock,
+  type StoredXattr,
+  XATTR_REFCOUNT_MAX,
+  xattrBlockHash,
+  xattrEntryHash,
+} from "./lib/xattr_block.ts";
+export { XattrBlockIndex, xattrBlockIndex } from "./lib/xattr_share.ts";
 export { addOrphan, listOrphans, removeOrphan } from "./lib/orphan_write.ts";
 export {
   addEntry,

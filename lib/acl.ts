@@ -7,7 +7,7 @@
  * @module
  */
 
-import { CorruptError } from "./errors.ts";
+import { CorruptError, Errno, Ext4Error } from "./errors.ts";
 
 /** ACL entry tags. */
 export const AclTag = {
@@ -144,7 +144,9 @@ export function aclToXattr(entries: AclEntry[]): Uint8Array {
 }
 
 /**
- * Decodes the posix_acl_xattr format (what setxattr(2) receives), e.g. for the write path.
+ * Decodes the posix_acl_xattr format (what setxattr(2) receives): user input, so a bad value
+ * is an `INVALID` {@link Ext4Error} with the kernel's errno (`posix_acl_from_xattr`: EINVAL,
+ * EOPNOTSUPP for an unknown version), not a {@link CorruptError}.
  *
  * @example
  * ```ts
@@ -154,27 +156,147 @@ export function aclToXattr(entries: AclEntry[]): Uint8Array {
  * ```
  */
 export function aclFromXattr(value: Uint8Array): AclEntry[] {
-  if (value.length < 4 || (value.length - 4) % 8 !== 0) {
-    throw new CorruptError("posix_acl_xattr", `bad size ${value.length}`);
-  }
+  const invalid = (detail: string, errno: number = Errno.EINVAL): never => {
+    throw new Ext4Error("INVALID", `posix_acl_xattr: ${detail}`, { errno });
+  };
+  if (value.length < 4) invalid(`bad size ${value.length}`);
   const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
   const version = v.getUint32(0, true);
   if (version !== POSIX_ACL_XATTR_VERSION) {
-    throw new CorruptError("posix_acl_xattr", `unknown version ${version}`);
+    invalid(`unknown version ${version}`, Errno.EOPNOTSUPP);
   }
+  if ((value.length - 4) % 8 !== 0) invalid(`bad size ${value.length}`);
   const out: AclEntry[] = [];
   for (let p = 4; p < value.length; p += 8) {
     const tag = v.getUint16(p, true);
     if (!Object.values(AclTag).includes(tag as never)) {
-      throw new CorruptError("posix_acl_xattr", `unknown tag 0x${tag.toString(16)}`);
+      invalid(`unknown tag 0x${tag.toString(16)}`);
     }
-    out.push({
-      tag,
-      perm: v.getUint16(p + 2, true),
-      id: hasId(tag) ? v.getUint32(p + 4, true) : ACL_UNDEFINED_ID,
-    });
+    const id = hasId(tag) ? v.getUint32(p + 4, true) : ACL_UNDEFINED_ID;
+    // make_kuid/make_kgid: (uid_t)-1 is no valid id.
+    if (hasId(tag) && id === ACL_UNDEFINED_ID) invalid("invalid uid/gid 4294967295");
+    out.push({ tag, perm: v.getUint16(p + 2, true), id });
   }
   return out;
+}
+
+/**
+ * Checks an ACL as the kernel's `posix_acl_valid` does before storing it: perms within rwx,
+ * exactly one owner, owning-group and other entry, in tag order (owner, named users, owning
+ * group, named groups, mask, other), and a mask whenever there are named entries. A
+ * violation is an `INVALID` {@link Ext4Error} (EINVAL).
+ *
+ * @example
+ * ```ts
+ * import { validateAcl } from "./acl.ts";
+ * validateAcl([
+ *   { tag: 1, perm: 6, id: 0xffffffff },
+ *   { tag: 4, perm: 4, id: 0xffffffff },
+ *   { tag: 0x20, perm: 4, id: 0xffffffff },
+ * ]); // no error
+ * ```
+ */
+export function validateAcl(entries: AclEntry[]): void {
+  const invalid = (detail: string): never => {
+    throw new Ext4Error("INVALID", `invalid ACL: ${detail}`);
+  };
+  // States as the kernel's: what may come next.
+  const [USER, GROUP, OTHER, DONE] = [1, 2, 3, 4];
+  let state = 0;
+  let needsMask = false;
+  for (const e of entries) {
+    if (e.perm & ~7) invalid(`permission bits 0x${e.perm.toString(16)}`);
+    switch (e.tag) {
+      case AclTag.USER_OBJ:
+        if (state !== 0) invalid("misplaced owner entry");
+        state = USER;
+        break;
+      case AclTag.USER:
+        if (state !== USER) invalid("misplaced named user entry");
+        needsMask = true;
+        break;
+      case AclTag.GROUP_OBJ:
+        if (state !== USER) invalid("misplaced owning group entry");
+        state = GROUP;
+        break;
+      case AclTag.GROUP:
+        if (state !== GROUP) invalid("misplaced named group entry");
+        needsMask = true;
+        break;
+      case AclTag.MASK:
+        if (state !== GROUP) invalid("misplaced mask entry");
+        state = OTHER;
+        break;
+      case AclTag.OTHER:
+        if (!(state === OTHER || (state === GROUP && !needsMask))) {
+          invalid(needsMask ? "named entries without a mask" : "misplaced other entry");
+        }
+        state = DONE;
+        break;
+      default:
+        invalid(`unknown tag 0x${e.tag.toString(16)}`);
+    }
+  }
+  if (state !== DONE) invalid("owner, owning group or other entry missing");
+}
+
+/**
+ * The mode an access ACL gives a file (`posix_acl_equiv_mode`): owner bits from the owner
+ * entry, group bits from the mask (else the owning group), other bits from the other entry;
+ * `equivalent` when the ACL says no more than those bits (the kernel then stores no ACL).
+ *
+ * @example
+ * ```ts
+ * import { aclModeBits } from "./acl.ts";
+ * const u = 0xffffffff;
+ * console.log(aclModeBits([
+ *   { tag: 1, perm: 7, id: u }, { tag: 4, perm: 5, id: u }, { tag: 0x20, perm: 0, id: u },
+ * ])); // { mode: 488, equivalent: true }
+ * ```
+ */
+export function aclModeBits(entries: AclEntry[]): { mode: number; equivalent: boolean } {
+  let mode = 0;
+  let equivalent = true;
+  for (const e of entries) {
+    switch (e.tag) {
+      case AclTag.USER_OBJ:
+        mode |= (e.perm & 7) << 6;
+        break;
+      case AclTag.GROUP_OBJ:
+        mode |= (e.perm & 7) << 3;
+        break;
+      case AclTag.OTHER:
+        mode |= e.perm & 7;
+        break;
+      case AclTag.MASK:
+        mode = (mode & ~0o70) | ((e.perm & 7) << 3);
+        equivalent = false;
+        break;
+      default:
+        equivalent = false;
+    }
+  }
+  return { mode, equivalent };
+}
+
+/**
+ * The value setxattr(2) of a POSIX ACL stores on ext4: posix_acl_xattr input decoded
+ * ({@link aclFromXattr}), checked ({@link validateAcl}) and encoded in ext4's format; null
+ * for an ACL without entries (the kernel then removes the ACL).
+ *
+ * @example
+ * ```ts
+ * import { aclToXattr, xattrAclToExt4 } from "./acl.ts";
+ * const u = 0xffffffff;
+ * const acl = [{ tag: 1, perm: 6, id: u }, { tag: 4, perm: 4, id: u }, { tag: 0x20, perm: 4, id: u }];
+ * console.log(xattrAclToExt4(aclToXattr(acl))?.length); // 16
+ * ```
+ */
+export function xattrAclToExt4(value: Uint8Array): Uint8Array | null {
+  const entries = aclFromXattr(value);
+  if (entries.length === 0) return null;
+  validateAcl(entries);
+  return encodeExt4Acl(entries);
 }
 
 /**

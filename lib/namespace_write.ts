@@ -56,7 +56,7 @@ import {
   writeInode,
 } from "./inode_write.ts";
 import { deviceBlock, symlinkData } from "./special_write.ts";
-import { xattrBlockChecksum } from "./xattr.ts";
+import { chmodAccessAcl, releaseXattrBlock } from "./xattr_write.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 
@@ -663,15 +663,7 @@ export async function releaseInode(ctx: NamespaceContext, ino: number): Promise<
     }
     for (const b of map.mapBlocks) await alloc.freeBlocks(tx, b, 1, { metadata: true });
   }
-  if (f.fileAcl) {
-    const img = await tx.getWritable(f.fileAcl);
-    const v = new DataView(img.buffer, img.byteOffset, img.byteLength);
-    const refs = v.getUint32(4, true);
-    if (refs > 1) {
-      v.setUint32(4, refs - 1, true);
-      if (sb.hasMetadataCsum) v.setUint32(16, xattrBlockChecksum(sb, f.fileAcl, img), true);
-    } else await alloc.freeBlocks(tx, f.fileAcl, 1, { metadata: true });
-  }
+  if (f.fileAcl) await releaseXattrBlock(tx, alloc, sb, f.fileAcl);
   await alloc.freeInode(tx, ino, { dir: isDir(f) });
   const t = now(ctx);
   await store(ctx, ino, raw, {
@@ -931,9 +923,10 @@ export async function setAttributes(
     throw new Ext4Error("INVALID", `flags 0x${change.flags.toString(16)} cannot be set`);
   }
   const t = now(ctx);
+  const mode = change.perm === undefined ? f.mode : (f.mode & 0o170000) | (change.perm & 0o7777);
   await store(ctx, ino, raw, {
     ...f,
-    mode: change.perm === undefined ? f.mode : (f.mode & 0o170000) | (change.perm & 0o7777),
+    mode,
     uid: change.uid ?? f.uid,
     gid: change.gid ?? f.gid,
     atime: change.atime ?? f.atime,
@@ -941,4 +934,13 @@ export async function setAttributes(
     flags: change.flags === undefined ? f.flags : (f.flags & ~settable) | change.flags,
     ctime: t,
   });
+  // chmod also rewrites the access ACL's owner/mask/other entries (posix_acl_chmod).
+  if (change.perm !== undefined) {
+    try {
+      await chmodAccessAcl(ctx.tx, ctx.alloc, ctx.sb, ctx.gdt, ino, mode, t);
+    } catch (e) {
+      ctx.tx.abort();
+      throw e;
+    }
+  }
 }

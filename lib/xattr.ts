@@ -49,7 +49,11 @@ const I_FILE_ACL_HIGH = 0x76;
 const I_EXTRA_ISIZE = 0x80;
 const GOOD_OLD_INODE_SIZE = 128;
 
-const PREFIXES: Record<number, string> = {
+/**
+ * Name index → prefix: the one table of names both ways, for the reader and the writer.
+ * The ACL (and richacl) prefixes are whole names: nothing may follow them.
+ */
+export const XATTR_PREFIXES: Readonly<Record<number, string>> = {
   [XattrIndex.USER]: "user.",
   [XattrIndex.POSIX_ACL_ACCESS]: "system.posix_acl_access",
   [XattrIndex.POSIX_ACL_DEFAULT]: "system.posix_acl_default",
@@ -62,8 +66,11 @@ const PREFIXES: Record<number, string> = {
   [XattrIndex.HURD]: "gnu.",
 };
 
-/** Name indexes the kernel's listxattr shows (those with an ext4 xattr handler). */
-const LISTED = new Set<number>([
+/**
+ * Name indexes with an ext4 xattr handler: the ones the kernel's listxattr shows and its
+ * setxattr accepts (others, such as system.data, are internal or foreign).
+ */
+export const HANDLED_XATTR_INDEXES: ReadonlySet<number> = new Set<number>([
   XattrIndex.USER,
   XattrIndex.POSIX_ACL_ACCESS,
   XattrIndex.POSIX_ACL_DEFAULT,
@@ -83,7 +90,7 @@ const LISTED = new Set<number>([
  * ```
  */
 export function xattrFullName(index: number, suffix: Uint8Array): string {
-  const prefix = PREFIXES[index] ?? `index${index}.`;
+  const prefix = XATTR_PREFIXES[index] ?? `index${index}.`;
   return prefix + new TextDecoder().decode(suffix);
 }
 
@@ -100,7 +107,7 @@ export function xattrFullName(index: number, suffix: Uint8Array): string {
  */
 export function splitXattrName(name: string): { index: number; suffix: Uint8Array } | null {
   let best: { index: number; prefix: string } | null = null;
-  for (const [k, prefix] of Object.entries(PREFIXES)) {
+  for (const [k, prefix] of Object.entries(XATTR_PREFIXES)) {
     if (name.startsWith(prefix) && (!best || prefix.length > best.prefix.length)) {
       best = { index: Number(k), prefix };
     }
@@ -374,7 +381,7 @@ export async function readRawXattrs(src: XattrSource): Promise<XattrEntry[]> {
 export async function readXattrs(src: XattrSource): Promise<Map<string, Uint8Array>> {
   const out = new Map<string, Uint8Array>();
   for (const e of await readRawXattrs(src)) {
-    if (!LISTED.has(e.index) || out.has(e.name)) continue;
+    if (!HANDLED_XATTR_INDEXES.has(e.index) || out.has(e.name)) continue;
     let value = e.value;
     if (e.index === XattrIndex.POSIX_ACL_ACCESS || e.index === XattrIndex.POSIX_ACL_DEFAULT) {
       try {

@@ -1,23 +1,42 @@
 /**
- * Extended attributes for the write path: names and their on-disk prefixes, the in-inode
- * area (after `i_extra_isize`) and the xattr block (header, sorted entries, values from the
- * end, entry and block hashes, metadata_csum checksum), POSIX ACLs converted between the
- * kernel's xattr format and ext4's compact one, and setting or removing attributes of an
- * inode through a transaction.
+ * Setting and removing extended attributes of an inode through a transaction, as the
+ * kernel's setxattr/removexattr do on ext4.
  *
- * Attributes go into the inode body while they fit, the rest into one xattr block. A block
- * shared with other inodes (refcount > 1) is left to them (its count lowered) and the inode
- * gets its own; sharing identical blocks between inodes is not done yet.
+ * Names and values are checked first, with the kernel's errors: no handler for the
+ * namespace (EOPNOTSUPP), an empty or over-long name (ERANGE), a value over 64 KiB (E2BIG),
+ * a bad POSIX ACL (EINVAL; an unknown version EOPNOTSUPP), a default ACL on a non-directory
+ * (EACCES). Placement is the kernel's: an attribute being set goes into the inode body if it
+ * fits there, else into the one xattr block (ENOSPC when that overflows); attributes not
+ * changed stay where they are. Setting an access ACL updates the mode's permission bits and
+ * stores nothing when the ACL says no more than the mode; a chmod rewrites the access ACL
+ * ({@link chmodAccessAcl}), as the kernel does.
+ *
+ * xattr blocks are shared between inodes with identical out-of-inode attributes, as the
+ * kernel does with mbcache: a block the session has read or written with the same contents
+ * (found by block hash in lib/xattr_share.ts) gets one more reference (at most 1024), instead
+ * of a new block. A shared block is never changed in place: an inode that changes its
+ * attributes takes another block (copy on write) and the old one loses a reference; a block
+ * is freed when its last reference goes. Names, prefixes and the ACL format are the reader's
+ * (lib/xattr.ts, lib/acl.ts); the block format's encoding is lib/xattr_block.ts.
  *
  * @module
  */
 
+import {
+  type AclEntry,
+  aclFromXattr,
+  aclModeBits,
+  AclTag,
+  aclToXattr,
+  decodeExt4Acl,
+  encodeExt4Acl,
+  ext4AclToXattr,
+  validateAcl,
+} from "./acl.ts";
 import type { Allocator } from "./alloc.ts";
 import type { BlockReader } from "./bitmap.ts";
-import { XATTR_MAGIC, xattrBlockChecksum } from "./xattr.ts";
-import { CorruptError, Ext4Error } from "./errors.ts";
+import { CorruptError, Errno, Ext4Error } from "./errors.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
-import { InodeFlags } from "./inode.ts";
 import {
   decodeInode,
   encodeInode,
@@ -28,21 +47,37 @@ import {
 } from "./inode_write.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
+import {
+  HANDLED_XATTR_INDEXES,
+  parseInodeXattrs,
+  parseXattrBlock,
+  splitXattrName,
+  XATTR_MAGIC,
+  type XattrEntry,
+  xattrFullName,
+  XattrIndex,
+} from "./xattr.ts";
+import {
+  compareXattrs,
+  encodeXattrBlock,
+  layOutXattrs,
+  sameXattrs,
+  setXattrBlockRefcount,
+  type StoredXattr,
+  XATTR_BLOCK_HEADER_SIZE,
+  XATTR_REFCOUNT_MAX,
+  xattrBlockHeader,
+  xattrSetHash,
+  xattrSpace,
+} from "./xattr_block.ts";
+import { type XattrBlockIndex, xattrBlockIndex } from "./xattr_share.ts";
 
-/** `h_magic` / ibody magic. */
-const BLOCK_HEADER = 32;
-const ENTRY_HEADER = 16;
-
-/** Name index → prefix, longest first where prefixes overlap. */
-const PREFIXES: [number, string][] = [
-  [2, "system.posix_acl_access"],
-  [3, "system.posix_acl_default"],
-  [8, "system.richacl"],
-  [1, "user."],
-  [4, "trusted."],
-  [6, "security."],
-  [7, "system."],
-];
+/** The VFS's limit on a name, prefix included (XATTR_NAME_MAX). */
+const XATTR_NAME_MAX = 255;
+/** The VFS's limit on a value (XATTR_SIZE_MAX). */
+const XATTR_VALUE_MAX = 65536;
+/** The in-inode area: its magic, and the terminator that must follow the entries. */
+const IBODY_OVERHEAD = 8;
 
 /** An attribute: full name ("user.foo") and value (ACLs in the kernel's xattr format). */
 export interface Xattr {
@@ -52,200 +87,149 @@ export interface Xattr {
   value: Uint8Array;
 }
 
-interface RawEntry {
-  index: number;
-  name: Uint8Array;
-  /** Value as stored on disk (ACLs in ext4's format). */
-  value: Uint8Array;
+/** One change for {@link setXattrs}: a value to set, or null to remove the attribute. */
+export interface XattrChange {
+  /** Full name, e.g. "user.mime". */
+  name: string;
+  /** The new value (ACLs in the kernel's posix_acl_xattr format), or null to remove. */
+  value: Uint8Array | null;
 }
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
 
-/** Splits a full name into its name index and the stored suffix. */
-export function splitXattrName(name: string): { index: number; suffix: Uint8Array } {
-  for (const [index, prefix] of PREFIXES) {
-    if (index === 2 || index === 3 || index === 8) {
-      if (name === prefix) return { index, suffix: new Uint8Array(0) };
-      continue;
-    }
-    if (name.startsWith(prefix) && name.length > prefix.length) {
-      const suffix = enc.encode(name.slice(prefix.length));
-      if (suffix.length > 255) {
-        throw new Ext4Error("NAME_TOO_LONG", `xattr name ${name} is too long`);
-      }
-      return { index, suffix };
-    }
+/**
+ * The name index and stored suffix of `name` for setxattr, with the kernel's refusals:
+ * NAME_TOO_LONG with errno ERANGE for an empty name or one over 255 bytes, UNSUPPORTED
+ * (EOPNOTSUPP) for a namespace ext4 has no handler for, INVALID for a bare prefix such as
+ * "user.". `internal` admits "system.data" (inline data's own attribute).
+ *
+ * @example
+ * ```ts
+ * import { xattrNameForWrite } from "./xattr_write.ts";
+ * console.log(xattrNameForWrite("user.mime").index); // 1
+ * ```
+ */
+export function xattrNameForWrite(
+  name: string,
+  options: { internal?: boolean } = {},
+): { index: number; suffix: Uint8Array } {
+  const bytes = enc.encode(name).length;
+  if (bytes === 0 || bytes > XATTR_NAME_MAX) {
+    throw new Ext4Error("NAME_TOO_LONG", `xattr name of ${bytes} bytes (1..255)`, {
+      errno: Errno.ERANGE,
+    });
   }
-  throw new Ext4Error("UNSUPPORTED", `xattr namespace of ${name} is not supported`, {
-    errno: 95,
-  });
-}
-
-function fullName(index: number, suffix: Uint8Array): string {
-  const p = PREFIXES.find(([i]) => i === index);
-  if (!p) throw new CorruptError("xattr entry", `unknown name index ${index}`);
-  return index === 2 || index === 3 || index === 8 ? p[1] : p[1] + dec.decode(suffix);
-}
-
-// ---- POSIX ACLs ----
-
-const ACL_USER_OBJ = 0x01;
-const ACL_USER = 0x02;
-const ACL_GROUP_OBJ = 0x04;
-const ACL_GROUP = 0x08;
-const ACL_MASK = 0x10;
-const ACL_OTHER = 0x20;
-
-/** Kernel xattr format (version 2, 8-byte entries) → ext4's on-disk ACL (version 1). */
-export function aclToDisk(value: Uint8Array): Uint8Array {
-  const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
-  if (value.length < 4 || (value.length - 4) % 8 !== 0 || v.getUint32(0, true) !== 2) {
-    throw new Ext4Error("INVALID", "not a POSIX ACL (version 2) value");
+  const split = splitXattrName(name);
+  const internal = options.internal && split?.index === XattrIndex.SYSTEM &&
+    name === "system.data";
+  if (!split || (!HANDLED_XATTR_INDEXES.has(split.index) && !internal)) {
+    const why = name === "system.data"
+      ? "system.data holds inline data, not an attribute"
+      : `xattr namespace of ${name} is not supported`;
+    throw new Ext4Error("UNSUPPORTED", why, { errno: Errno.EOPNOTSUPP });
   }
-  const parts: number[] = [1, 0, 0, 0];
-  for (let o = 4; o < value.length; o += 8) {
-    const tag = v.getUint16(o, true);
-    const perm = v.getUint16(o + 2, true);
-    parts.push(tag & 0xff, tag >> 8, perm & 0xff, perm >> 8);
-    if (tag === ACL_USER || tag === ACL_GROUP) {
-      const id = v.getUint32(o + 4, true);
-      parts.push(id & 0xff, (id >>> 8) & 0xff, (id >>> 16) & 0xff, id >>> 24);
-    } else if (![ACL_USER_OBJ, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER].includes(tag)) {
-      throw new Ext4Error("INVALID", `unknown ACL tag 0x${tag.toString(16)}`);
-    }
+  const whole = split.index === XattrIndex.POSIX_ACL_ACCESS ||
+    split.index === XattrIndex.POSIX_ACL_DEFAULT;
+  if (!whole && split.suffix.length === 0) {
+    throw new Ext4Error("INVALID", `xattr name ${name} has nothing after its prefix`);
   }
-  return Uint8Array.from(parts);
+  return split;
 }
 
-/** ext4's on-disk ACL → the kernel's xattr format. */
-export function aclFromDisk(value: Uint8Array): Uint8Array {
-  const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
-  if (value.length < 4 || v.getUint32(0, true) !== 1) {
-    throw new CorruptError("POSIX ACL", "bad version");
+/** A change checked and converted to what is stored. */
+interface Prepared {
+  name: string;
+  index: number;
+  suffix: Uint8Array;
+  /** The stored value, or null to remove. */
+  stored: Uint8Array | null;
+  /** A removal that is no error when the attribute is absent (an empty ACL). */
+  missingOk: boolean;
+  /** The entries of an ACL being set. */
+  acl: AclEntry[] | null;
+}
+
+function prepare(change: XattrChange, internal: boolean): Prepared {
+  const { index, suffix } = xattrNameForWrite(change.name, { internal });
+  const out: Prepared = {
+    name: change.name,
+    index,
+    suffix,
+    stored: change.value,
+    missingOk: false,
+    acl: null,
+  };
+  if (change.value === null) return out;
+  if (change.value.length > XATTR_VALUE_MAX) {
+    throw new Ext4Error("INVALID", `xattr ${change.name}: value of ${change.value.length} bytes`, {
+      errno: Errno.E2BIG,
+    });
   }
-  const out: number[] = [2, 0, 0, 0];
-  let o = 4;
-  while (o < value.length) {
-    if (o + 4 > value.length) throw new CorruptError("POSIX ACL", "truncated entry");
-    const tag = v.getUint16(o, true);
-    const perm = v.getUint16(o + 2, true);
-    let id = 0xffffffff;
-    if (tag === ACL_USER || tag === ACL_GROUP) {
-      if (o + 8 > value.length) throw new CorruptError("POSIX ACL", "truncated entry");
-      id = v.getUint32(o + 4, true);
-      o += 8;
-    } else o += 4;
-    out.push(tag & 0xff, tag >> 8, perm & 0xff, perm >> 8);
-    out.push(id & 0xff, (id >>> 8) & 0xff, (id >>> 16) & 0xff, id >>> 24);
+  if (index === XattrIndex.POSIX_ACL_ACCESS || index === XattrIndex.POSIX_ACL_DEFAULT) {
+    const acl = aclFromXattr(change.value);
+    if (acl.length === 0) return { ...out, stored: null, missingOk: true };
+    validateAcl(acl);
+    return { ...out, stored: encodeExt4Acl(acl), acl };
   }
-  return Uint8Array.from(out);
-}
-
-function isAcl(index: number): boolean {
-  return index === 2 || index === 3;
-}
-
-// ---- hashes and checksums ----
-
-/** The hash of one entry (name, then the value in little-endian words). */
-export function xattrEntryHash(name: Uint8Array, value: Uint8Array): number {
-  let h = 0;
-  for (const c of name) h = ((h << 5) ^ (h >>> 27) ^ ((c << 24) >> 24)) >>> 0;
-  const words = Math.ceil(value.length / 4);
-  for (let i = 0; i < words; i++) {
-    const w = (value[4 * i] | ((value[4 * i + 1] ?? 0) << 8) | ((value[4 * i + 2] ?? 0) << 16) |
-      ((value[4 * i + 3] ?? 0) << 24)) >>> 0;
-    h = ((h << 16) ^ (h >>> 16) ^ w) >>> 0;
-  }
-  return h;
-}
-
-// ---- layout ----
-
-function entrySize(e: RawEntry): number {
-  return (ENTRY_HEADER + e.name.length + 3) & ~3;
-}
-
-function valueSize(e: RawEntry): number {
-  return (e.value.length + 3) & ~3;
-}
-
-/** Writes entries at `entriesAt` and values down from `end`; offsets relative to `base`. */
-function layOut(
-  area: Uint8Array,
-  entries: RawEntry[],
-  entriesAt: number,
-  end: number,
-  base: number,
-  hashes: boolean,
-): number[] {
-  const v = new DataView(area.buffer, area.byteOffset, area.byteLength);
-  let e = entriesAt;
-  let val = end;
-  const out: number[] = [];
-  for (const x of entries) {
-    val -= valueSize(x);
-    area.set(x.value, val);
-    const h = hashes ? xattrEntryHash(x.name, x.value) : 0;
-    area[e] = x.name.length;
-    area[e + 1] = x.index;
-    v.setUint16(e + 2, x.value.length ? val - base : 0, true);
-    v.setUint32(e + 4, 0, true);
-    v.setUint32(e + 8, x.value.length, true);
-    v.setUint32(e + 12, h, true);
-    area.set(x.name, e + ENTRY_HEADER);
-    out.push(h);
-    e += entrySize(x);
-  }
-  v.setUint32(e, 0, true); // end of entries
   return out;
 }
 
-/** Parses entries from `entriesAt`, values at `base + offs`, all inside `[0, end)`. */
-function parseEntries(
-  area: Uint8Array,
-  entriesAt: number,
-  end: number,
-  base: number,
-  where: string,
-): RawEntry[] {
-  const v = new DataView(area.buffer, area.byteOffset, area.byteLength);
-  const out: RawEntry[] = [];
-  let e = entriesAt;
-  for (let n = 0; n < 4096; n++) {
-    if (e + 4 > end) throw new CorruptError(where, "entries run past the end");
-    if (v.getUint32(e, true) === 0) return out;
-    if (e + ENTRY_HEADER > end) throw new CorruptError(where, "entry runs past the end");
-    const nameLen = area[e];
-    const index = area[e + 1];
-    const offs = v.getUint16(e + 2, true);
-    const inum = v.getUint32(e + 4, true);
-    const size = v.getUint32(e + 8, true);
-    if (inum !== 0) throw new Ext4Error("UNSUPPORTED", `${where}: value in an xattr inode`);
-    if (
-      e + ENTRY_HEADER + nameLen > end || (size && (base + offs + size > end || base + offs < e))
-    ) {
-      throw new CorruptError(where, `entry at ${e} is out of bounds`);
+/** An xattr block as loaded: number, parsed entries and header. */
+interface LoadedBlock {
+  nr: number;
+  entries: StoredXattr[];
+  refcount: number;
+  hash: number;
+}
+
+/** What an inode holds: its in-inode attributes and its block. */
+interface Loaded {
+  body: StoredXattr[];
+  block: LoadedBlock | null;
+}
+
+function storedOf(ino: number, list: XattrEntry[]): StoredXattr[] {
+  return list.map((e): StoredXattr => {
+    if (e.valueInum !== 0) {
+      throw new Ext4Error(
+        "UNSUPPORTED",
+        `${e.name} of inode ${ino} is stored in EA inode ${e.valueInum}`,
+      );
     }
-    out.push({
-      index,
-      name: area.slice(e + ENTRY_HEADER, e + ENTRY_HEADER + nameLen),
-      value: area.slice(base + offs, base + offs + size),
-    });
-    e += (ENTRY_HEADER + nameLen + 3) & ~3;
+    return { index: e.index, suffix: e.suffix, value: e.value };
+  });
+}
+
+async function loadXattrs(
+  reader: BlockReader,
+  sb: Superblock,
+  ino: number,
+  raw: Uint8Array,
+  fileAcl: number,
+): Promise<Loaded> {
+  const body = storedOf(ino, parseInodeXattrs(sb, ino, raw));
+  if (!fileAcl) return { body, block: null };
+  if (fileAcl < sb.firstDataBlock || fileAcl >= sb.blocksCount) {
+    throw new CorruptError(`inode ${ino}`, `xattr block ${fileAcl} is outside the filesystem`);
   }
-  throw new CorruptError(where, "too many entries");
+  const img = await reader.read(fileAcl);
+  const blockEntries = storedOf(ino, parseXattrBlock(sb, ino, fileAcl, img));
+  const { refcount, hash } = xattrBlockHeader(img);
+  if (refcount === 0) {
+    throw new CorruptError(`xattr block ${fileAcl} of inode ${ino}`, "reference count 0");
+  }
+  return { body, block: { nr: fileAcl, entries: blockEntries, refcount, hash } };
 }
 
-function ibodyStart(sb: Superblock, raw: Uint8Array): number | null {
-  if (sb.inodeSize <= 128) return null;
-  const extra = raw[0x80] | (raw[0x81] << 8);
-  const start = 128 + extra;
-  return start + 4 + 4 <= sb.inodeSize ? start : null;
-}
-
-/** The attributes of an inode (in-inode first, then its block), values as getxattr gives them. */
+/**
+ * The attributes of an inode (in-inode first, then its block, system.data included), values
+ * as getxattr gives them (ACLs converted to the posix_acl_xattr format).
+ *
+ * @example
+ * ```ts ignore
+ * const list = await readXattrs(tx, sb, ino, raw, decodeInode(sb, raw));
+ * ```
+ */
 export async function readXattrs(
   reader: BlockReader,
   sb: Superblock,
@@ -253,57 +237,18 @@ export async function readXattrs(
   raw: Uint8Array,
   fields: InodeFields,
 ): Promise<Xattr[]> {
-  const entries = await readRawXattrs(reader, sb, ino, raw, fields);
-  return entries.map((e) => ({
-    name: fullName(e.index, e.name),
-    value: isAcl(e.index) ? aclFromDisk(e.value) : e.value,
-  }));
-}
-
-async function readRawXattrs(
-  reader: BlockReader,
-  sb: Superblock,
-  ino: number,
-  raw: Uint8Array,
-  fields: InodeFields,
-): Promise<RawEntry[]> {
-  const out: RawEntry[] = [];
-  const start = ibodyStart(sb, raw);
-  if (start !== null) {
-    const v = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-    if (v.getUint32(start, true) === XATTR_MAGIC) {
-      out.push(...parseEntries(raw, start + 4, sb.inodeSize, start + 4, `xattrs in inode ${ino}`));
+  const { body, block } = await loadXattrs(reader, sb, ino, raw, fields.fileAcl);
+  return [...body, ...(block?.entries ?? [])].map((e) => {
+    const name = xattrFullName(e.index, e.suffix);
+    const acl = e.index === XattrIndex.POSIX_ACL_ACCESS ||
+      e.index === XattrIndex.POSIX_ACL_DEFAULT;
+    try {
+      return { name, value: acl ? ext4AclToXattr(e.value) : e.value };
+    } catch (err) {
+      if (err instanceof Ext4Error) throw new CorruptError(`${name} of inode ${ino}`, err.message);
+      throw err;
     }
-  }
-  if (fields.fileAcl) {
-    if (fields.fileAcl >= sb.blocksCount || fields.fileAcl < sb.firstDataBlock) {
-      throw new CorruptError(
-        `inode ${ino}`,
-        `xattr block ${fields.fileAcl} is outside the filesystem`,
-      );
-    }
-    const block = await reader.read(fields.fileAcl);
-    const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-    if (v.getUint32(0, true) !== XATTR_MAGIC || v.getUint32(8, true) !== 1) {
-      throw new CorruptError(`xattr block ${fields.fileAcl} of inode ${ino}`, "bad header");
-    }
-    out.push(
-      ...parseEntries(block, BLOCK_HEADER, sb.blockSize, 0, `xattr block ${fields.fileAcl}`),
-    );
-  }
-  return out;
-}
-
-function isSystemData(index: number, name: Uint8Array): boolean {
-  return index === 7 && name.length === 4 && name[0] === 0x64 && name[1] === 0x61 &&
-    name[2] === 0x74 && name[3] === 0x61; // "data"
-}
-
-function compareEntries(a: RawEntry, b: RawEntry): number {
-  if (a.index !== b.index) return a.index - b.index;
-  if (a.name.length !== b.name.length) return a.name.length - b.name.length;
-  for (let i = 0; i < a.name.length; i++) if (a.name[i] !== b.name[i]) return a.name[i] - b.name[i];
-  return 0;
+  });
 }
 
 /** Options for {@link setXattr}. */
@@ -314,22 +259,27 @@ export interface SetXattrOptions {
   replace?: boolean;
   /** ctime to stamp (default: now). */
   now?: InodeTime;
-  /** Allow changing "system.data" of an inline-data inode (for lib/inline_write.ts only). */
+  /**
+   * Allow changing "system.data", the inline data's own attribute (for lib/inline_write.ts
+   * only; it must stay in the inode body: NO_SPACE, discarding the transaction, if it would
+   * not). Ordinary attributes of inline-data inodes need no option: "system.data" stays put.
+   */
   inlineData?: boolean;
 }
 
 /**
  * Sets (or with `value === null` removes) attribute `name` of inode `ino`, rewriting the
- * inode's attribute area and block. A refused call (EXISTS, NOT_FOUND with errno ENODATA, a
- * bad name) changes nothing; ENOSPC when the attributes do not fit the inode and one block,
- * and any other failure while writing, discard the transaction.
+ * inode's attribute area and its xattr block (shared with identical sets where possible). A
+ * refused call (EXISTS, NOT_FOUND with errno ENODATA, a bad name or value, ENOSPC because the
+ * attributes do not fit the inode and one block) changes nothing; a failure while writing
+ * discards the transaction.
  *
  * @example
  * ```ts ignore
  * await setXattr(tx, alloc, sb, gdt, ino, "user.mime", enc.encode("text/plain"));
  * ```
  */
-export async function setXattr(
+export function setXattr(
   tx: Transaction,
   alloc: Allocator,
   sb: Superblock,
@@ -339,35 +289,176 @@ export async function setXattr(
   value: Uint8Array | null,
   options: SetXattrOptions = {},
 ): Promise<void> {
-  const { index, suffix } = splitXattrName(name);
-  const stored = value === null ? null : isAcl(index) ? aclToDisk(value) : value;
-  if (stored && stored.length > sb.blockSize - BLOCK_HEADER - ENTRY_HEADER - 4 - suffix.length) {
-    throw new Ext4Error("NO_SPACE", `xattr ${name} of ${stored.length} bytes cannot fit`);
-  }
+  return setXattrs(tx, alloc, sb, gdt, ino, [{ name, value }], options);
+}
+
+/**
+ * Applies several changes to the attributes of inode `ino` in order, writing the inode and
+ * its block once (what `put` wants for a file's whole set: no intermediate blocks). Every
+ * change is checked before anything is written; `create`/`replace` apply to each.
+ *
+ * @example
+ * ```ts ignore
+ * await setXattrs(tx, alloc, sb, gdt, ino, [
+ *   { name: "user.a", value: enc.encode("1") },
+ *   { name: "system.posix_acl_default", value: acl },
+ * ]);
+ * ```
+ */
+export async function setXattrs(
+  tx: Transaction,
+  alloc: Allocator,
+  sb: Superblock,
+  gdt: GroupDescriptorTable,
+  ino: number,
+  changes: XattrChange[],
+  options: SetXattrOptions = {},
+): Promise<void> {
+  const prepared = changes.map((c) => prepare(c, options.inlineData ?? false));
   const raw = await readInodeRaw(tx, sb, gdt, ino);
   const fields = decodeInode(sb, raw);
-  if (
-    (fields.flags & InodeFlags.INLINE_DATA) && !options.inlineData && isSystemData(index, suffix)
-  ) {
-    // The inline data itself: only lib/inline_write.ts changes it.
-    throw new Ext4Error("UNSUPPORTED", `system.data of inline inode ${ino} is not an attribute`);
+  const loaded = await loadXattrs(tx, sb, ino, raw, fields.fileAcl);
+  if (loaded.block && loaded.block.refcount < XATTR_REFCOUNT_MAX) {
+    xattrBlockIndex(tx).add(loaded.block.hash, loaded.block.nr);
   }
-  const entries = await readRawXattrs(tx, sb, ino, raw, fields);
-  const probe: RawEntry = { index, name: suffix, value: new Uint8Array(0) };
-  const at = entries.findIndex((e) => compareEntries(e, probe) === 0);
-  if (at >= 0 && options.create) throw new Ext4Error("EXISTS", `xattr ${name} exists`);
-  if (at < 0 && (options.replace || stored === null)) {
-    throw new Ext4Error("NOT_FOUND", `no xattr ${name}`, { errno: 61 });
+  // Where each attribute is: untouched ones stay; set ones are placed by planLayout.
+  const entries: Placed[] = [
+    ...loaded.body.map((e): Placed => ({ ...e, where: "body" })),
+    ...(loaded.block?.entries ?? []).map((e): Placed => ({ ...e, where: "block" })),
+  ];
+  let mode = fields.mode;
+  const isDir = (mode & 0o170000) === 0o040000;
+  for (const c of prepared) {
+    let value = c.stored;
+    let missingOk = c.missingOk;
+    if (c.index === XattrIndex.POSIX_ACL_DEFAULT && !isDir) {
+      if (value === null && missingOk) continue;
+      throw new Ext4Error("PERMISSION", `a default ACL needs a directory (inode ${ino})`);
+    }
+    if (c.index === XattrIndex.POSIX_ACL_ACCESS && c.acl) {
+      // posix_acl_update_mode: the mode follows the ACL; one that says no more is not stored.
+      const { mode: bits, equivalent } = aclModeBits(c.acl);
+      mode = (mode & ~0o777) | bits;
+      if (equivalent) [value, missingOk] = [null, true];
+    }
+    const at = entries.findIndex((e) => compareXattrs(e, c) === 0);
+    if (at >= 0 && options.create) throw new Ext4Error("EXISTS", `xattr ${c.name} exists`);
+    if (at < 0 && (options.replace || value === null)) {
+      if (value === null && missingOk) continue;
+      throw new Ext4Error("NOT_FOUND", `no xattr ${c.name}`, { errno: Errno.ENODATA });
+    }
+    if (value === null) entries.splice(at, 1);
+    else if (at >= 0) entries[at] = { index: c.index, suffix: c.suffix, value, where: null };
+    else entries.push({ index: c.index, suffix: c.suffix, value, where: null });
   }
-  if (stored === null) entries.splice(at, 1);
-  else if (at >= 0) entries[at] = { index, name: suffix, value: stored };
-  else entries.push({ index, name: suffix, value: stored });
+  const plan = planLayout(sb, raw, ino, entries);
+  if (plan.inBlock.some(isSystemData)) {
+    // The kernel reads inline data only from the inode body; lib/inline_write.ts converts.
+    tx.abort();
+    throw new Ext4Error("NO_SPACE", `inline data of inode ${ino} would leave its inode body`);
+  }
   try {
-    await writeXattrs(tx, alloc, sb, gdt, ino, raw, fields, entries, options.now);
+    await writeXattrs(tx, alloc, sb, gdt, ino, raw, fields, mode, plan, loaded.block, options.now);
   } catch (e) {
     tx.abort();
     throw e;
   }
+}
+
+/**
+ * After a chmod to `mode`, brings the access ACL of inode `ino` (if it has one) in line, as the
+ * kernel's `posix_acl_chmod`: the owner entry takes the owner bits, the mask (or, without one,
+ * the owning group entry) the group bits, the other entry the other bits. No ACL, no change.
+ *
+ * @example
+ * ```ts ignore
+ * await chmodAccessAcl(tx, alloc, sb, gdt, ino, 0o100640);
+ * ```
+ */
+export async function chmodAccessAcl(
+  tx: Transaction,
+  alloc: Allocator,
+  sb: Superblock,
+  gdt: GroupDescriptorTable,
+  ino: number,
+  mode: number,
+  now?: InodeTime,
+): Promise<void> {
+  const raw = await readInodeRaw(tx, sb, gdt, ino);
+  const { body, block } = await loadXattrs(tx, sb, ino, raw, decodeInode(sb, raw).fileAcl);
+  const acl = [...body, ...(block?.entries ?? [])].find((e) =>
+    e.index === XattrIndex.POSIX_ACL_ACCESS
+  );
+  if (!acl) return;
+  let entries: AclEntry[];
+  try {
+    entries = decodeExt4Acl(acl.value);
+  } catch (e) {
+    if (e instanceof Ext4Error) throw new CorruptError(`access ACL of inode ${ino}`, e.message);
+    throw e;
+  }
+  const hasMask = entries.some((e) => e.tag === AclTag.MASK);
+  const updated = entries.map((e): AclEntry => {
+    if (e.tag === AclTag.USER_OBJ) return { ...e, perm: (mode >> 6) & 7 };
+    if (e.tag === (hasMask ? AclTag.MASK : AclTag.GROUP_OBJ)) {
+      return { ...e, perm: (mode >> 3) & 7 };
+    }
+    if (e.tag === AclTag.OTHER) return { ...e, perm: mode & 7 };
+    return e;
+  });
+  await setXattrs(tx, alloc, sb, gdt, ino, [
+    { name: "system.posix_acl_access", value: aclToXattr(updated) },
+  ], { now, inlineData: true }); // the inode's other attributes (system.data too) stay put
+}
+
+function isSystemData(e: StoredXattr): boolean {
+  return e.index === XattrIndex.SYSTEM && e.suffix.length === 4 && e.suffix[0] === 0x64 &&
+    e.suffix[1] === 0x61 && e.suffix[2] === 0x74 && e.suffix[3] === 0x61; // "data"
+}
+
+function ibodyStart(sb: Superblock, raw: Uint8Array): number | null {
+  if (sb.inodeSize <= 128) return null;
+  const extra = raw[0x80] | (raw[0x81] << 8);
+  const start = 128 + extra;
+  return start + IBODY_OVERHEAD <= sb.inodeSize ? start : null;
+}
+
+/** Where each attribute goes. */
+interface Layout {
+  start: number | null;
+  inBody: StoredXattr[];
+  /** Sorted in the block's order. */
+  inBlock: StoredXattr[];
+}
+
+/** An attribute and where it is: in the inode, in the block, or (set now) to be placed. */
+type Placed = StoredXattr & { where: "body" | "block" | null };
+
+/**
+ * Where attributes go, as the kernel places them: those not changed stay where they are;
+ * each one set goes into the inode if it fits there, else into the block. NO_SPACE (before
+ * any change) when the block overflows.
+ */
+function planLayout(sb: Superblock, raw: Uint8Array, ino: number, entries: Placed[]): Layout {
+  const start = ibodyStart(sb, raw);
+  let room = start === null ? 0 : sb.inodeSize - start - IBODY_OVERHEAD;
+  for (const e of entries) if (e.where === "body") room -= xattrSpace(e);
+  if (room < 0) throw new CorruptError(`inode ${ino}`, "in-inode xattrs overflow the inode");
+  const where = entries.map((e) => {
+    if (e.where) return e.where;
+    const need = xattrSpace(e);
+    if (need > room) return "block";
+    room -= need;
+    return "body";
+  });
+  const strip = ({ index, suffix, value }: Placed): StoredXattr => ({ index, suffix, value });
+  const inBody = entries.filter((_, i) => where[i] === "body").map(strip);
+  const inBlock = entries.filter((_, i) => where[i] === "block").map(strip).sort(compareXattrs);
+  const blockNeed = inBlock.reduce((a, e) => a + xattrSpace(e), XATTR_BLOCK_HEADER_SIZE + 4);
+  if (blockNeed > sb.blockSize) {
+    throw new Ext4Error("NO_SPACE", `xattrs of inode ${ino} do not fit the inode and one block`);
+  }
+  return { start, inBody, inBlock };
 }
 
 async function writeXattrs(
@@ -378,95 +469,144 @@ async function writeXattrs(
   ino: number,
   raw: Uint8Array,
   fields: InodeFields,
-  entries: RawEntry[],
+  mode: number,
+  plan: Layout,
+  old: LoadedBlock | null,
   now?: InodeTime,
 ): Promise<void> {
-  const bs = sb.blockSize;
-  // In the inode while they fit, in order; the rest in the block.
-  const start = ibodyStart(sb, raw);
-  const inBody: RawEntry[] = [];
-  const inBlock: RawEntry[] = [];
-  let room = start === null ? 0 : sb.inodeSize - start - 4 - 4;
-  for (const e of entries) {
-    const need = entrySize(e) + valueSize(e);
-    if (need <= room && inBlock.length === 0) {
-      inBody.push(e);
-      room -= need;
-    } else inBlock.push(e);
-  }
-  inBlock.sort(compareEntries);
-  if (
-    (fields.flags & InodeFlags.INLINE_DATA) && inBlock.some((e) => isSystemData(e.index, e.name))
-  ) {
-    // The kernel reads inline data only from the inode body.
-    throw new Ext4Error("NO_SPACE", `inline data of inode ${ino} would leave its inode body`);
-  }
-  const blockNeed = inBlock.reduce((a, e) => a + entrySize(e) + valueSize(e), BLOCK_HEADER + 4);
-  if (blockNeed > bs) throw new Ext4Error("NO_SPACE", `xattrs of inode ${ino} do not fit`);
-
   const body = Uint8Array.from(raw);
-  if (start !== null) {
-    body.fill(0, start);
-    if (inBody.length > 0) {
-      new DataView(body.buffer).setUint32(start, XATTR_MAGIC, true);
-      layOut(body, inBody, start + 4, sb.inodeSize, start + 4, false);
+  if (plan.start !== null) {
+    body.fill(0, plan.start);
+    if (plan.inBody.length > 0) {
+      new DataView(body.buffer).setUint32(plan.start, XATTR_MAGIC, true);
+      layOutXattrs(body, plan.inBody, plan.start + 4, sb.inodeSize, plan.start + 4, false);
     }
   }
-
-  let fileAcl = fields.fileAcl;
-  let blocks512 = fields.blocks512;
-  const per = bs / 512;
-  if (fileAcl) {
-    const old = await tx.getWritable(fileAcl);
-    const v = new DataView(old.buffer, old.byteOffset, old.byteLength);
-    const refs = v.getUint32(4, true);
-    if (refs > 1) {
-      // Shared: leave it to the others.
-      v.setUint32(4, refs - 1, true);
-      if (sb.hasMetadataCsum) v.setUint32(16, xattrBlockChecksum(sb, fileAcl, old), true);
-      fileAcl = 0;
-      blocks512 -= per;
-    } else if (inBlock.length === 0) {
-      await alloc.freeBlocks(tx, fileAcl, 1, { metadata: true });
-      fileAcl = 0;
-      blocks512 -= per;
-    }
-  }
-  if (inBlock.length > 0) {
-    if (!fileAcl) {
-      const [e] = await alloc.allocateBlocks(
-        tx,
-        gdt.get(Math.floor((ino - 1) / sb.inodesPerGroup))
-          .inodeTable,
-        1,
-      );
-      fileAcl = e.start;
-      blocks512 += per;
-    }
-    const img = tx.newBlock(fileAcl);
-    const v = new DataView(img.buffer);
-    v.setUint32(0, XATTR_MAGIC, true);
-    v.setUint32(4, 1, true);
-    v.setUint32(8, 1, true);
-    const hashes = layOut(img, inBlock, BLOCK_HEADER, bs, 0, true);
-    let h = 0;
-    for (const eh of hashes) {
-      if (eh === 0) {
-        h = 0;
-        break;
-      }
-      h = ((h << 16) ^ (h >>> 16) ^ eh) >>> 0;
-    }
-    v.setUint32(12, h, true);
-    if (sb.hasMetadataCsum) v.setUint32(16, xattrBlockChecksum(sb, fileAcl, img), true);
-  }
+  const fileAcl = await placeXattrBlock(tx, alloc, sb, gdt, ino, old, plan.inBlock);
+  const per = sb.blockSize / 512;
+  const blocks512 = fields.blocks512 + ((fileAcl ? 1 : 0) - (old ? 1 : 0)) * per;
   const ms = Date.now();
   const t = now ?? { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
   const updated = encodeInode(
     sb,
     ino,
-    { ...decodeInode(sb, body), fileAcl, blocks512, ctime: t },
+    { ...decodeInode(sb, body), mode, fileAcl, blocks512, ctime: t },
     body,
   );
   await writeInode(tx, sb, gdt, ino, updated);
+}
+
+/**
+ * The block an inode's out-of-inode attributes `set` go to, given the block it had (`old`):
+ * none for an empty set; `old` itself when it already holds them; a shared block holding the
+ * same (one more reference); `old` rewritten in place when the inode is its only user; else a
+ * new block. The old block loses this inode's reference unless kept.
+ */
+async function placeXattrBlock(
+  tx: Transaction,
+  alloc: Allocator,
+  sb: Superblock,
+  gdt: GroupDescriptorTable,
+  ino: number,
+  old: LoadedBlock | null,
+  set: StoredXattr[],
+): Promise<number> {
+  if (set.length === 0) {
+    if (old) await releaseXattrBlock(tx, alloc, sb, old.nr);
+    return 0;
+  }
+  if (old && sameXattrs(set, old.entries)) return old.nr;
+  const index = xattrBlockIndex(tx);
+  const hash = xattrSetHash(set);
+  const shared = await findSharable(tx, alloc, sb, index, hash, set, old?.nr ?? 0);
+  if (shared) {
+    const img = await tx.getWritable(shared);
+    const refcount = xattrBlockHeader(img).refcount + 1;
+    setXattrBlockRefcount(sb, shared, img, refcount);
+    if (refcount >= XATTR_REFCOUNT_MAX) index.remove(hash, shared);
+    if (old) await releaseXattrBlock(tx, alloc, sb, old.nr);
+    return shared;
+  }
+  if (old && old.refcount === 1) {
+    index.remove(old.hash, old.nr);
+    (await tx.getWritable(old.nr)).set(encodeXattrBlock(sb, old.nr, set, 1));
+    index.add(hash, old.nr);
+    return old.nr;
+  }
+  const goal = gdt.get(Math.floor((ino - 1) / sb.inodesPerGroup)).inodeTable;
+  const [run] = await alloc.allocateBlocks(tx, goal, 1);
+  tx.newBlock(run.start).set(encodeXattrBlock(sb, run.start, set, 1));
+  index.add(hash, run.start);
+  if (old) await releaseXattrBlock(tx, alloc, sb, old.nr);
+  return run.start;
+}
+
+/**
+ * A block from the index that can take one more reference for `set`: re-checked on the block
+ * itself (in the filesystem, allocated, a valid xattr block with this hash, refcount below
+ * the limit, the same entries). Entries that no longer hold are dropped from the index.
+ */
+async function findSharable(
+  tx: Transaction,
+  alloc: Allocator,
+  sb: Superblock,
+  index: XattrBlockIndex,
+  hash: number,
+  set: StoredXattr[],
+  exclude: number,
+): Promise<number> {
+  for (const b of index.candidates(hash)) {
+    if (b === exclude) continue;
+    let verdict: "share" | "collision" | "stale" = "stale";
+    try {
+      if (b >= sb.firstDataBlock && b < sb.blocksCount && await alloc.isBlockInUse(tx, b)) {
+        const img = await tx.read(b);
+        const head = xattrBlockHeader(img);
+        const entries = parseXattrBlock(sb, 0, b, img);
+        if (head.hash === hash && head.refcount >= 1 && head.refcount < XATTR_REFCOUNT_MAX) {
+          verdict = sameXattrs(set, entries) ? "share" : "collision";
+        }
+      }
+    } catch (e) {
+      if (!(e instanceof Ext4Error)) throw e;
+    }
+    if (verdict === "share") return b;
+    if (verdict === "stale") index.remove(hash, b);
+  }
+  return 0;
+}
+
+/**
+ * Drops one reference to xattr block `block` (an inode stops using it): the count is
+ * lowered, or the block freed when it was the last. The block must be a valid xattr block
+ * header (CorruptError otherwise, nothing freed).
+ *
+ * @example
+ * ```ts ignore
+ * if (fields.fileAcl) await releaseXattrBlock(tx, alloc, sb, fields.fileAcl);
+ * ```
+ */
+export async function releaseXattrBlock(
+  tx: Transaction,
+  alloc: Allocator,
+  sb: Superblock,
+  block: number,
+): Promise<void> {
+  if (block < sb.firstDataBlock || block >= sb.blocksCount) {
+    throw new CorruptError(`xattr block ${block}`, "outside the filesystem");
+  }
+  const img = await tx.read(block);
+  const v = new DataView(img.buffer, img.byteOffset, img.byteLength);
+  if (v.getUint32(0, true) !== XATTR_MAGIC || v.getUint32(8, true) !== 1) {
+    throw new CorruptError(`xattr block ${block}`, "invalid header");
+  }
+  const { refcount, hash } = xattrBlockHeader(img);
+  const index = xattrBlockIndex(tx);
+  if (refcount > 1) {
+    setXattrBlockRefcount(sb, block, await tx.getWritable(block), refcount - 1);
+    if (refcount - 1 < XATTR_REFCOUNT_MAX) index.add(hash, block);
+  } else {
+    index.remove(hash, block);
+    await alloc.freeBlocks(tx, block, 1, { metadata: true });
+  }
 }
