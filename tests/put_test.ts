@@ -113,3 +113,143 @@ testWith("ext4ts put refuses filesystems it cannot write, with the documented ex
   assert.equal(r.code, 9, r.stderr);
   assert.match(r.stderr, /bigalloc/);
 });
+
+/**
+ * Everything the kernel (or the host) says about each object under `root`, with nanosecond
+ * times and every xattr (the object's own, symlinks included). Files are read with O_NOATIME
+ * so dumping does not change the access times it reports.
+ */
+async function dumpTreeFull(root: string): Promise<Record<string, Record<string, unknown>>> {
+  const script = `
+import os, sys, json, hashlib, stat, base64
+root = sys.argv[1]
+out = {}
+def entry(p):
+    st = os.lstat(p)
+    e = {"mode": oct(st.st_mode), "uid": st.st_uid, "gid": st.st_gid, "nlink": st.st_nlink,
+         "mtime_ns": st.st_mtime_ns, "atime_ns": st.st_atime_ns}
+    if stat.S_ISREG(st.st_mode):
+        e["size"] = st.st_size
+        e["sparse"] = st.st_blocks * 512 < st.st_size // 2
+        fd = os.open(p, os.O_RDONLY | os.O_NOATIME)
+        h = hashlib.sha256()
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b: break
+            h.update(b)
+        os.close(fd)
+        e["sha"] = h.hexdigest()[:16]
+    if stat.S_ISLNK(st.st_mode): e["link"] = os.readlink(p)
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        e["rdev"] = [os.major(st.st_rdev), os.minor(st.st_rdev)]
+    e["xattrs"] = {n: base64.b64encode(os.getxattr(p, n, follow_symlinks=False)).decode()
+                   for n in sorted(os.listxattr(p, follow_symlinks=False))}
+    return e
+for d, dirs, files in os.walk(root):
+    for n in sorted(dirs + files):
+        p = os.path.join(d, n)
+        out[os.path.relpath(p, root)] = entry(p)
+print(json.dumps(out, sort_keys=True))
+`;
+  const r = await run("python3", ["-c", script, root]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+/** A host tree with xattrs of every namespace, ACLs, ns times, links, holes and nodes. */
+async function makeXattrTree(root: string): Promise<void> {
+  const ok = async (cmd: string, ...args: string[]) => {
+    const r = await run(cmd, args);
+    assert.equal(r.code, 0, `${cmd} ${args.join(" ")}: ${r.stderr}`);
+  };
+  await Deno.mkdir(`${root}/a/deep`, { recursive: true });
+  await Deno.mkdir(`${root}/b`);
+  await Deno.writeTextFile(`${root}/a/f`, "contents of f\n");
+  await Deno.writeFile(`${root}/a/deep/blocks`, new Uint8Array(20000).map((_, i) => i % 251));
+  await Deno.writeTextFile(`${root}/b/plain`, "no attributes\n");
+  await ok("setfattr", "-n", "user.x", "-v", "hello", `${root}/a/f`);
+  await ok("setfattr", "-n", "user.empty", `${root}/a/f`);
+  await ok("setfattr", "-n", "user.bin", "-v", "0sAAECA/8=", `${root}/a/deep/blocks`);
+  await ok("setfattr", "-n", "user.big", "-v", "0x" + "ab".repeat(1500), `${root}/a/deep/blocks`);
+  await ok("setfattr", "-n", "security.label", "-v", "secret", `${root}/a/f`);
+  await ok("setfattr", "-n", "trusted.t", "-v", "0sAAEC", `${root}/a/f`);
+  await ok("setfacl", "-m", "u:1000:rw,g:1001:r", `${root}/a/f`);
+  await ok("setfacl", "-m", "u:1002:rwx", `${root}/a`);
+  await ok("setfacl", "-d", "-m", "g:100:rx,o::-", `${root}/a`);
+  await ok("setfattr", "-n", "user.dir", "-v", "d", `${root}/b`);
+  // Hard links across directories (the xattrs come with the inode).
+  await Deno.link(`${root}/a/f`, `${root}/b/hard`);
+  await Deno.link(`${root}/b/plain`, `${root}/a/deep/hard2`);
+  // Symlinks with their own xattrs (trusted.* and security.*: user.* is refused on links).
+  await Deno.symlink("f", `${root}/a/sl`);
+  await Deno.symlink("/" + "x".repeat(200), `${root}/b/slowlink`);
+  await ok("setfattr", "-h", "-n", "trusted.sym", "-v", "on", `${root}/a/sl`);
+  await ok("setfattr", "-h", "-n", "security.s", "-v", "lnk", `${root}/b/slowlink`);
+  // Sparse files: a small one (read whole) and one above a batch (streamed by regions),
+  // ending in a hole.
+  await ok("truncate", "-s", "20M", `${root}/sparse`);
+  await ok("sh", "-c", `printf middle | dd of=${root}/sparse bs=1 seek=7000000 conv=notrunc`);
+  await ok("truncate", "-s", "80M", `${root}/bigsparse`);
+  await ok("sh", "-c", `head -c 9000 /dev/urandom | dd of=${root}/bigsparse conv=notrunc`);
+  await ok("sh", "-c", `printf tail | dd of=${root}/bigsparse bs=1 seek=41943140 conv=notrunc`);
+  await ok("mkfifo", `${root}/fifo`);
+  await ok("mknod", `${root}/blk`, "b", "8", "17");
+  await ok("mknod", `${root}/chr`, "c", "4095", "1048575");
+  await ok("setfattr", "-n", "trusted.on_fifo", "-v", "1", `${root}/fifo`);
+  // Nanosecond times; atimes after the ctimes (an hour ahead) so that reading a directory
+  // (relatime) leaves them alone.
+  const paths: string[] = [];
+  const walk = (d: string) => {
+    for (const e of Deno.readDirSync(d)) {
+      paths.push(`${d}/${e.name}`);
+      if (e.isDirectory) walk(`${d}/${e.name}`);
+    }
+  };
+  walk(root);
+  const now = Math.floor(Date.now() / 1000);
+  for (const [i, p] of paths.sort().reverse().entries()) {
+    await ok("touch", "-h", "-m", "-d", `@${1500000000 + i * 7777}.${123456789 + i}`, p);
+    await ok("touch", "-h", "-a", "-d", `@${now + 3600 + i}.${987654321 - i}`, p);
+  }
+  await ok("touch", "-h", "-m", "-d", "@1600000000.000000001", root);
+}
+
+for (const layout of [LAYOUTS[2], LAYOUTS[1], LAYOUTS[LAYOUTS.length - 1]]) {
+  testWith(
+    `ext4ts put on ${layout.name} copies xattrs, ACLs, ns times, links, holes and nodes exactly`,
+    [...IMAGE_TOOLS, "root", "loop", "kernel-ext4", "python3", "setfattr", "setfacl", "mknod"],
+    async () => {
+      await using dir = await tempDir();
+      const host = `${dir.path}/host`;
+      await Deno.mkdir(host);
+      await makeXattrTree(host);
+      const want = await dumpTreeFull(host);
+      // The tree holds what the test means it to (guards against a host without xattrs).
+      assert.equal(want["a/f"].nlink, 2);
+      assert.ok(Object.keys(want["a/f"].xattrs as object).includes("system.posix_acl_access"));
+      assert.ok(Object.keys(want["a"].xattrs as object).includes("system.posix_acl_default"));
+      assert.deepEqual(Object.keys(want["a/sl"].xattrs as object), ["trusted.sym"]);
+      assert.equal(want["sparse"].sparse, true);
+      assert.equal(want["bigsparse"].sparse, true);
+      const img = `${dir.path}/fs.img`;
+      await Deno.writeFile(img, await mkfsImage(dir.path, { ...layout, size: "160M" }));
+      const r = await runCli(["put", "-v", img, host, "/"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /1[0-9] xattrs/);
+      assert.equal(r.stderr, "");
+      const check = await fsck(dir.path, await Deno.readFile(img));
+      assert.equal(check.code, 0, check.output);
+      // The host tree is unchanged by the copy (atimes included).
+      assert.deepEqual(await dumpTreeFull(host), want);
+      await withKernelMount(img, async (mnt) => {
+        const got = await dumpTreeFull(`${mnt}/host`);
+        assert.deepEqual(Object.keys(got).sort(), Object.keys(want).sort());
+        for (const [path, w] of Object.entries(want)) {
+          assert.deepEqual(got[path], w, `${path} differs`);
+        }
+        const top = await dumpTreeFull(mnt);
+        assert.equal(top["host"].mtime_ns, 1600000000000000001);
+      }, { readOnly: true });
+    },
+  );
+}
