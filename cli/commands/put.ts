@@ -27,7 +27,7 @@ import { runAction, writeStdout } from "../output.ts";
 import { parseOffset, withWriter } from "../writer_open.ts";
 
 /** Entries per transaction, and bytes of file data per transaction. */
-const BATCH_ENTRIES = 1024;
+const BATCH_ENTRIES = 4096;
 const BATCH_BYTES = 32 << 20;
 /** Bytes read from the host at a time when a file is streamed. */
 const CHUNK = 8 << 20;
