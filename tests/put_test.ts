@@ -196,6 +196,12 @@ async function makeXattrTree(root: string): Promise<void> {
   await ok("mknod", `${root}/blk`, "b", "8", "17");
   await ok("mknod", `${root}/chr`, "c", "4095", "1048575");
   await ok("setfattr", "-n", "trusted.on_fifo", "-v", "1", `${root}/fifo`);
+  await ok(
+    "python3",
+    "-c",
+    "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])",
+    `${root}/b/sock`,
+  );
   // Nanosecond times; atimes after the ctimes (an hour ahead) so that reading a directory
   // (relatime) leaves them alone.
   const paths: string[] = [];
@@ -231,6 +237,7 @@ for (const layout of [LAYOUTS[2], LAYOUTS[1], LAYOUTS[LAYOUTS.length - 1]]) {
       assert.deepEqual(Object.keys(want["a/sl"].xattrs as object), ["trusted.sym"]);
       assert.equal(want["sparse"].sparse, true);
       assert.equal(want["bigsparse"].sparse, true);
+      assert.match(String(want["b/sock"].mode), /^0o140/);
       const img = `${dir.path}/fs.img`;
       await Deno.writeFile(img, await mkfsImage(dir.path, { ...layout, size: "160M" }));
       const r = await runCli(["put", "-v", img, host, "/"]);
