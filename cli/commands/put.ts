@@ -52,6 +52,14 @@ export interface PutStats {
   skippedXattrs: string[];
 }
 
+/** Tuning of {@link putTree}. */
+export interface PutOptions {
+  /** Entries per transaction (default 4096). */
+  batchEntries?: number;
+  /** Bytes of file data per transaction, and the size above which files are streamed (32 MiB). */
+  batchBytes?: number;
+}
+
 /**
  * Copies the host file or tree `src` to `dest` inside the filesystem, preserving modes,
  * owners, atime and mtime with nanoseconds, symlinks, hard links, devices, fifos, sockets,
@@ -65,7 +73,14 @@ export interface PutStats {
  * await withWriter("fs.img", {}, (w) => putTree(w, "/srv/root", "/"));
  * ```
  */
-export async function putTree(w: Ext4Writer, src: string, dest: string): Promise<PutStats> {
+export async function putTree(
+  w: Ext4Writer,
+  src: string,
+  dest: string,
+  options: PutOptions = {},
+): Promise<PutStats> {
+  const batchEntries = options.batchEntries ?? BATCH_ENTRIES;
+  const batchBytes = options.batchBytes ?? BATCH_BYTES;
   const stats: PutStats = {
     files: 0,
     dirs: 0,
@@ -83,7 +98,7 @@ export async function putTree(w: Ext4Writer, src: string, dest: string): Promise
   let pendingBytes = 0;
   let ctx: NamespaceContext = { tx, alloc: w.alloc, sb: w.sb, gdt: w.gdt };
   const maybeCommit = async (force = false) => {
-    if (force || pending >= BATCH_ENTRIES || pendingBytes >= BATCH_BYTES) {
+    if (force || pending >= batchEntries || pendingBytes >= batchBytes) {
       await tx.commit();
       tx = w.cache.begin();
       ctx = { tx, alloc: w.alloc, sb: w.sb, gdt: w.gdt };
@@ -119,17 +134,18 @@ export async function putTree(w: Ext4Writer, src: string, dest: string): Promise
     using h = new HostFile(hostPath);
     // Fewer blocks than the size needs: ask the host where the data is.
     const regions = st.blocks * 512 < size ? h.dataRegions(size) : [[0, size] as [number, number]];
-    if (size <= BATCH_BYTES) {
+    if (size <= batchBytes) {
       const data = new Uint8Array(size);
       for (const [from, to] of regions) h.read(data.subarray(from, to), from);
       pendingBytes += size;
       return await createFile(ctx, parent, name, data, { ...owner, sparse: true, inline });
     }
     const ino = await createFile(ctx, parent, name, new Uint8Array(0), { ...owner, inline });
-    const buf = new Uint8Array(CHUNK);
+    const chunk = Math.min(CHUNK, batchBytes);
+    const buf = new Uint8Array(chunk);
     for (const [from, to] of regions) {
       for (let off = from; off < to;) {
-        const n = h.read(buf.subarray(0, Math.min(CHUNK, to - off)), off);
+        const n = h.read(buf.subarray(0, Math.min(chunk, to - off)), off);
         if (n === 0) break; // the host file shrank
         await writeFileRange(ctx, ino, off, buf.subarray(0, n));
         off += n;
