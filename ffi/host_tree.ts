@@ -22,6 +22,7 @@ const SYMBOLS = {
   pread64: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   lseek64: { parameters: ["i32", "i64", "i32"], result: "i64" },
   readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  getdents64: { parameters: ["i32", "buffer", "usize"], result: "isize" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
@@ -41,6 +42,54 @@ const EPERM = 1;
 const O_NOATIME = 0o1000000;
 const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
+const O_DIRECTORY = 0o200000;
+const dec = new TextDecoder();
+
+/**
+ * A host path: a string, or its bytes (Linux names need not be UTF-8), NUL-terminated or not.
+ */
+export type HostPath = string | Uint8Array;
+
+/** The NUL-terminated bytes of a host path (as given when it already ends in NUL). */
+function cpath(path: HostPath): Uint8Array<ArrayBuffer> {
+  if (typeof path === "string") return cstr(path);
+  if (path.length > 0 && path[path.length - 1] === 0) return path as Uint8Array<ArrayBuffer>;
+  const out = new Uint8Array(path.length + 1);
+  out.set(path);
+  return out;
+}
+
+/**
+ * A host path for messages (invalid UTF-8 shown as U+FFFD).
+ *
+ * @example
+ * ```ts ignore
+ * showPath(joinPath(new TextEncoder().encode("/tmp"), new Uint8Array([0xe9]))); // "/tmp/\ufffd"
+ * ```
+ */
+export function showPath(path: HostPath): string {
+  if (typeof path === "string") return path;
+  const end = path.length > 0 && path[path.length - 1] === 0 ? path.length - 1 : path.length;
+  return dec.decode(path.subarray(0, end));
+}
+
+/**
+ * `dir + "/" + name` as NUL-terminated bytes, for the calls of this module.
+ *
+ * @example
+ * ```ts ignore
+ * lstatx(joinPath(cstr("/etc"), cstr("hostname")));
+ * ```
+ */
+export function joinPath(dir: HostPath, name: Uint8Array): Uint8Array<ArrayBuffer> {
+  const d = cpath(dir);
+  const n = name.length > 0 && name[name.length - 1] === 0 ? name.length - 1 : name.length;
+  const out = new Uint8Array(d.length + n + 1);
+  out.set(d.subarray(0, d.length - 1));
+  out[d.length - 1] = 0x2f;
+  out.set(name.subarray(0, n), d.length);
+  return out;
+}
 
 /** A timestamp with nanoseconds. */
 export interface HostTime {
@@ -89,9 +138,9 @@ function timeAt(off: number): HostTime {
  * console.log(st.mtime.sec, st.mtime.nsec);
  * ```
  */
-export function lstatx(path: string): HostStat {
-  const rc = sym().statx(AT_FDCWD, cstr(path), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuf);
-  if (rc !== 0) throw new SyscallError("statx", errno(), path);
+export function lstatx(path: HostPath): HostStat {
+  const rc = sym().statx(AT_FDCWD, cpath(path), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuf);
+  if (rc !== 0) throw new SyscallError("statx", errno(), showPath(path));
   const v = statxView;
   return {
     nlink: v.getUint32(16, true),
@@ -111,7 +160,6 @@ export function lstatx(path: string): HostStat {
 }
 
 let listBuf = new Uint8Array(4096);
-const dec = new TextDecoder();
 
 /**
  * Names of the extended attributes of `path` itself (a symlink's own, not its target's).
@@ -122,24 +170,24 @@ const dec = new TextDecoder();
  * for (const name of listXattrs("/tmp/x")) console.log(name, getXattr("/tmp/x", name));
  * ```
  */
-export function listXattrs(path: string): string[] {
-  const p = cstr(path);
+export function listXattrs(path: HostPath): string[] {
+  const p = cpath(path);
   // Bounded: a list that keeps growing between calls gives up after a few tries.
   for (let tries = 0; tries < 8; tries++) {
     const n = Number(sym().llistxattr(p, listBuf, BigInt(listBuf.length)));
     if (n < 0) {
       const code = errno();
       if (code === ENOTSUP) return [];
-      if (code !== ERANGE) throw new SyscallError("llistxattr", code, path);
+      if (code !== ERANGE) throw new SyscallError("llistxattr", code, showPath(path));
       const need = Number(sym().llistxattr(p, null, 0n));
-      if (need < 0) throw new SyscallError("llistxattr", errno(), path);
+      if (need < 0) throw new SyscallError("llistxattr", errno(), showPath(path));
       listBuf = new Uint8Array(Math.max(need, listBuf.length * 2));
       continue;
     }
     if (n === 0) return [];
     return dec.decode(listBuf.subarray(0, n - 1)).split("\0");
   }
-  throw new SyscallError("llistxattr", ERANGE, path);
+  throw new SyscallError("llistxattr", ERANGE, showPath(path));
 }
 
 let valueBuf = new Uint8Array(4096);
@@ -152,20 +200,20 @@ let valueBuf = new Uint8Array(4096);
  * const acl = getXattr("/tmp/x", "system.posix_acl_access");
  * ```
  */
-export function getXattr(path: string, name: string): Uint8Array | null {
-  const p = cstr(path);
+export function getXattr(path: HostPath, name: string): Uint8Array | null {
+  const p = cpath(path);
   const nm = cstr(name);
   for (let tries = 0; tries < 8; tries++) {
     const n = Number(sym().lgetxattr(p, nm, valueBuf, BigInt(valueBuf.length)));
     if (n >= 0) return valueBuf.slice(0, n);
     const code = errno();
     if (code === ENODATA) return null;
-    if (code !== ERANGE) throw new SyscallError("lgetxattr", code, `${path} ${name}`);
+    if (code !== ERANGE) throw new SyscallError("lgetxattr", code, `${showPath(path)} ${name}`);
     const need = Number(sym().lgetxattr(p, nm, null, 0n));
-    if (need < 0) throw new SyscallError("lgetxattr", errno(), `${path} ${name}`);
+    if (need < 0) throw new SyscallError("lgetxattr", errno(), `${showPath(path)} ${name}`);
     valueBuf = new Uint8Array(Math.max(need, valueBuf.length * 2));
   }
-  throw new SyscallError("lgetxattr", ERANGE, `${path} ${name}`);
+  throw new SyscallError("lgetxattr", ERANGE, `${showPath(path)} ${name}`);
 }
 
 /**
@@ -176,18 +224,18 @@ export function getXattr(path: string, name: string): Uint8Array | null {
  * readLinkBytes("/tmp/link");
  * ```
  */
-export function readLinkBytes(path: string): Uint8Array {
+export function readLinkBytes(path: HostPath): Uint8Array {
   const buf = new Uint8Array(4097);
-  const n = Number(sym().readlink(cstr(path), buf, BigInt(buf.length)));
-  if (n < 0) throw new SyscallError("readlink", errno(), path);
-  if (n >= buf.length) throw new SyscallError("readlink", 36, path); // ENAMETOOLONG
+  const n = Number(sym().readlink(cpath(path), buf, BigInt(buf.length)));
+  if (n < 0) throw new SyscallError("readlink", errno(), showPath(path));
+  if (n >= buf.length) throw new SyscallError("readlink", 36, showPath(path)); // ENAMETOOLONG
   return buf.slice(0, n);
 }
 
 /** A host file opened for reading with synchronous pread and SEEK_DATA/SEEK_HOLE. */
 export class HostFile implements Disposable {
   #fd: number;
-  readonly path: string;
+  readonly path: HostPath;
 
   /**
    * Opens `path` read-only, with O_NOATIME where allowed (owner or CAP_FOWNER) so that
@@ -199,13 +247,13 @@ export class HostFile implements Disposable {
    * for (const r of f.dataRegions(size)) console.log(r);
    * ```
    */
-  constructor(path: string) {
+  constructor(path: HostPath) {
     this.path = path;
-    const p = cstr(path);
+    const p = cpath(path);
     const flags = O.RDONLY | O.CLOEXEC | O.NOCTTY;
     let fd = sym().open(p, flags | O_NOATIME, 0);
     if (fd < 0 && errno() === EPERM) fd = sym().open(p, flags, 0);
-    if (fd < 0) throw new SyscallError("open", errno(), path);
+    if (fd < 0) throw new SyscallError("open", errno(), showPath(path));
     this.#fd = fd;
   }
 
@@ -220,7 +268,7 @@ export class HostFile implements Disposable {
       if (n < 0) {
         const code = errno();
         if (code === 4) continue; // EINTR
-        throw new SyscallError("pread", code, this.path);
+        throw new SyscallError("pread", code, showPath(this.path));
       }
       if (n === 0) break;
       done += n;
@@ -243,11 +291,11 @@ export class HostFile implements Disposable {
         const code = errno();
         if (code === ENXIO) break; // no data after pos: the rest is a hole
         if (code === 22 /* EINVAL: no SEEK_DATA here */ && pos === 0) return [[0, size]];
-        throw new SyscallError("lseek", code, this.path);
+        throw new SyscallError("lseek", code, showPath(this.path));
       }
       if (start >= size) break;
       let end = Number(sym().lseek64(this.#fd, BigInt(start), SEEK_HOLE));
-      if (end < 0) throw new SyscallError("lseek", errno(), this.path);
+      if (end < 0) throw new SyscallError("lseek", errno(), showPath(this.path));
       if (end > size) end = size;
       if (end <= start) break;
       out.push([start, end]);
@@ -265,4 +313,51 @@ export class HostFile implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+const direntBuf = new Uint8Array(64 << 10);
+const direntView = new DataView(direntBuf.buffer);
+
+/**
+ * The names in host directory `path` (without "." and ".."), as bytes: Linux names need not
+ * be UTF-8, and each is copied into the filesystem as it is. Read with getdents64(2).
+ *
+ * @example
+ * ```ts ignore
+ * for (const name of readDirNames("/etc")) console.log(new TextDecoder().decode(name));
+ * ```
+ */
+export function readDirNames(path: HostPath): Uint8Array[] {
+  const fd = sym().open(cpath(path), O.RDONLY | O.CLOEXEC | O_DIRECTORY, 0);
+  if (fd < 0) throw new SyscallError("open", errno(), showPath(path));
+  const out: Uint8Array[] = [];
+  try {
+    // Ends when getdents64 returns 0; every round consumes entries, so it is bounded by the
+    // directory's size.
+    for (;;) {
+      const n = Number(sym().getdents64(fd, direntBuf, BigInt(direntBuf.length)));
+      if (n < 0) {
+        const code = errno();
+        if (code === 4) continue; // EINTR
+        throw new SyscallError("getdents64", code, showPath(path));
+      }
+      if (n === 0) break;
+      for (let o = 0; o < n;) {
+        const reclen = direntView.getUint16(o + 16, true);
+        if (reclen < 20 || o + reclen > n) {
+          throw new SyscallError("getdents64", 5, `${showPath(path)}: bad record`); // EIO
+        }
+        let end = o + 19;
+        while (end < o + reclen && direntBuf[end] !== 0) end++;
+        const name = direntBuf.slice(o + 19, end);
+        const dots = (name.length === 1 && name[0] === 0x2e) ||
+          (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e);
+        if (!dots) out.push(name);
+        o += reclen;
+      }
+    }
+  } finally {
+    sym().close(fd);
+  }
+  return out;
 }

@@ -221,6 +221,20 @@ async function makeXattrTree(root: string): Promise<void> {
     await ok("touch", "-h", "-m", "-d", `@${1500000000 + i * 7777}.${123456789 + i}`, p);
     await ok("touch", "-h", "-a", "-d", `@${now + 3600 + i}.${987654321 - i}`, p);
   }
+  // Names that are not UTF-8 are copied byte for byte (made after the walk above, which
+  // sees names as strings).
+  await ok(
+    "python3",
+    "-c",
+    `import os, sys, time
+d = os.fsencode(sys.argv[1]) + b"/caf\\xe9"
+os.mkdir(d)
+with open(d + b"/n\\xff\\xfe", "w") as f: f.write("x")
+a = (int(time.time()) + 7200) * 10**9 + 5
+os.utime(d + b"/n\\xff\\xfe", ns=(a, 1400000000 * 10**9 + 77))
+os.utime(d, ns=(a, 1400000001 * 10**9 + 99))`,
+    root,
+  );
   await ok("touch", "-h", "-m", "-d", "@1600000000.000000001", root);
 }
 
@@ -242,6 +256,7 @@ for (const layout of [LAYOUTS[2], LAYOUTS[1], LAYOUTS[LAYOUTS.length - 1]]) {
       assert.equal(want["sparse"].sparse, true);
       assert.equal(want["bigsparse"].sparse, true);
       assert.match(String(want["b/sock"].mode), /^0o140/);
+      assert.equal(want["caf\udce9/n\udcff\udcfe"].mtime_ns, 1400000000000000077);
       const img = `${dir.path}/fs.img`;
       await Deno.writeFile(img, await mkfsImage(dir.path, { ...layout, size: "160M" }));
       const r = await runCli(["put", "-v", img, host, "/"]);

@@ -18,10 +18,14 @@ import { setXattr } from "../../lib/xattr_write.ts";
 import {
   getXattr,
   HostFile,
+  type HostPath,
   type HostStat,
+  joinPath,
   listXattrs,
   lstatx,
+  readDirNames,
   readLinkBytes,
+  showPath,
 } from "../../ffi/host_tree.ts";
 import { runAction, writeStdout } from "../output.ts";
 import { parseOffset, withWriter } from "../writer_open.ts";
@@ -50,6 +54,12 @@ export interface PutStats {
   xattrs: number;
   /** "path: name" of host xattrs ext4 cannot store (an unknown namespace), not copied. */
   skippedXattrs: string[];
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return a.length - b.length;
 }
 
 /** Tuning of {@link putTree}. */
@@ -106,7 +116,7 @@ export async function putTree(
       pendingBytes = 0;
     }
   };
-  const copyXattrs = async (hostPath: string, ino: number, names: string[]) => {
+  const copyXattrs = async (hostPath: HostPath, ino: number, names: string[]) => {
     for (const name of names) {
       const value = getXattr(hostPath, name);
       if (value === null) continue;
@@ -117,15 +127,15 @@ export async function putTree(
         // A namespace ext4 has no index for (e.g. from another filesystem): nothing was
         // changed; anything else (no room) is a failure of the copy.
         if (!(e instanceof Ext4Error) || e.code !== "UNSUPPORTED" || tx.state !== "open") throw e;
-        stats.skippedXattrs.push(`${hostPath}: ${name}`);
+        stats.skippedXattrs.push(`${showPath(hostPath)}: ${name}`);
       }
     }
   };
   /** A regular file: read whole (holes stay zeros, written sparse) or streamed by regions. */
   const copyFile = async (
-    hostPath: string,
+    hostPath: HostPath,
     parent: number,
-    name: string,
+    name: string | Uint8Array,
     st: HostStat,
     owner: { perm: number; uid: number; gid: number },
     inline: boolean,
@@ -170,7 +180,11 @@ export async function putTree(
       const existing = await resolvePath(ctx, `${dest}/${base}`);
       if (existing.ino) throw new Ext4Error("EXISTS", `${dest}/${base} exists`);
     }
-    const copy = async (hostPath: string, parent: number, name: string): Promise<void> => {
+    const copy = async (
+      hostPath: HostPath,
+      parent: number,
+      name: string | Uint8Array,
+    ): Promise<void> => {
       const st = lstatx(hostPath);
       const type = st.mode & S_IFMT;
       const owner = { perm: st.mode & 0o7777, uid: st.uid, gid: st.gid };
@@ -210,10 +224,9 @@ export async function putTree(
       if (xattrs.length) await copyXattrs(hostPath, ino, xattrs);
       pending++;
       if (type === S_IFDIR) {
-        const names: string[] = [];
-        for (const e of Deno.readDirSync(hostPath)) names.push(e.name);
-        names.sort();
-        for (const n of names) await copy(`${hostPath}/${n}`, ino, n);
+        // Names as bytes (they need not be UTF-8), in byte order for a deterministic result.
+        const names = readDirNames(hostPath).sort(compareBytes);
+        for (const n of names) await copy(joinPath(hostPath, n), ino, n);
       }
       // Times last: children changed the directory's mtime.
       await setAttributes(ctx, ino, { atime: st.atime, mtime: st.mtime });
