@@ -74,9 +74,11 @@ export interface PutOptions {
  * Copies the host file or tree `src` to `dest` inside the filesystem, preserving modes,
  * owners, atime and mtime with nanoseconds, symlinks, hard links, devices, fifos, sockets,
  * extended attributes (POSIX ACLs, security.*, trusted.*, user.*) and holes of sparse files.
- * Host metadata comes from synchronous libc calls (ffi/host_tree.ts); files larger than
- * one batch are streamed. Commits every few hundred entries or 32 MiB of data, so what is
- * on disk is consistent at every commit; a failure loses the uncommitted batch only.
+ * Host metadata comes from synchronous libc calls (ffi/host_tree.ts), host paths and names
+ * as bytes; files larger than one batch are streamed. Commits every 4096 entries or 32 MiB
+ * of data (see {@link PutOptions}), so what is on disk is consistent at every commit (a
+ * prefix of the tree, a streamed file possibly cut short); a failure loses the uncommitted
+ * batch only.
  *
  * @example
  * ```ts ignore
@@ -106,12 +108,21 @@ export async function putTree(
   let tx = w.cache.begin();
   let pending = 0;
   let pendingBytes = 0;
-  let ctx: NamespaceContext = { tx, alloc: w.alloc, sb: w.sb, gdt: w.gdt };
+  // Names come from host directories (unique) into directories put itself made, and the
+  // top-level name is checked below: the lookup before each create can be skipped.
+  const context = (): NamespaceContext => ({
+    tx,
+    alloc: w.alloc,
+    sb: w.sb,
+    gdt: w.gdt,
+    newNames: true,
+  });
+  let ctx = context();
   const maybeCommit = async (force = false) => {
     if (force || pending >= batchEntries || pendingBytes >= batchBytes) {
       await tx.commit();
       tx = w.cache.begin();
-      ctx = { tx, alloc: w.alloc, sb: w.sb, gdt: w.gdt };
+      ctx = context();
       pending = 0;
       pendingBytes = 0;
     }
