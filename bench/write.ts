@@ -89,8 +89,32 @@ print(total)
 
 interface Contender {
   name: string;
-  /** From nothing to a durable image at `img` holding `src` (a directory's contents or a file). */
-  build(src: string, img: string, sizeMiB: number, work: string): Promise<void>;
+  /**
+   * From nothing to a durable image at `img` holding `src` (a directory's contents or a
+   * file). Returns the CPU seconds (user + system) of the copying process where it has one.
+   */
+  build(src: string, img: string, sizeMiB: number, work: string): Promise<number | void>;
+}
+
+const TIME = "/usr/bin/time";
+const HAVE_TIME = (() => {
+  try {
+    return Deno.statSync(TIME).isFile;
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * Runs `cmd` and returns its CPU seconds (user + system) when /usr/bin/time is there: on a
+ * loaded machine wall times swing, CPU times much less.
+ */
+async function cpuOf(cmd: string, work: string): Promise<number | void> {
+  if (!HAVE_TIME) return void await sh(cmd);
+  const out = `${work}/cpu.txt`;
+  await sh(`${TIME} -f "%U %S" -o ${out} ${cmd}`);
+  const [u, s] = (await Deno.readTextFile(out)).trim().split(/\s+/).slice(-2).map(Number);
+  return u + s;
 }
 
 const MKFS = "mkfs.ext4 -q -F -E lazy_itable_init=1";
@@ -98,9 +122,9 @@ const MKFS = "mkfs.ext4 -q -F -E lazy_itable_init=1";
 const CONTENDERS: Contender[] = [
   {
     name: "ext4ts",
-    async build(src, img, sizeMiB) {
+    async build(src, img, sizeMiB, work) {
       await sh(`${MKFS} ${img} ${sizeMiB}M`);
-      await sh(`${deno} run --allow-all ${ROOT}cli/main.ts put ${img} ${src} /`);
+      return await cpuOf(`${deno} run --allow-all ${ROOT}cli/main.ts put ${img} ${src} /`, work);
     },
   },
   {
@@ -113,7 +137,10 @@ const CONTENDERS: Contender[] = [
         await Deno.mkdir(dir, { recursive: true });
         await sh(`ln -f ${src} ${dir}/`);
       }
-      await sh(`${MKFS.replace("mkfs.ext4", "mke2fs -t ext4")} -d ${dir} ${img} ${sizeMiB}M`);
+      return await cpuOf(
+        `${MKFS.replace("mkfs.ext4", "mke2fs -t ext4")} -d ${dir} ${img} ${sizeMiB}M`,
+        work,
+      );
     },
   },
   {
@@ -176,8 +203,9 @@ async function race(
   sizeMiB: number,
   work: string,
   skip: Set<string>,
-): Promise<{ times: Map<string, number>; unclean: string[] }> {
+): Promise<{ times: Map<string, number>; cpu: Map<string, number>; unclean: string[] }> {
   const times = new Map<string, number>();
+  const cpu = new Map<string, number>();
   const unclean: string[] = [];
   for (const c of CONTENDERS) {
     if (skip.has(c.name)) continue;
@@ -186,26 +214,29 @@ async function race(
     await sh(`tar -cf - ${src} > /dev/null`); // host files in the page cache for everyone
     await sh("sync");
     try {
-      times.set(c.name, await timedMs(() => c.build(src, img, sizeMiB, work)));
+      let used: number | void = undefined;
+      times.set(c.name, await timedMs(async () => used = await c.build(src, img, sizeMiB, work)));
+      if (typeof used === "number") cpu.set(c.name, used);
       if (!(await fsckClean(img))) unclean.push(c.name);
     } catch (e) {
       console.error(`${label}: ${c.name}: ${(e as Error).message}`);
     }
     await Deno.remove(img).catch(() => {});
   }
-  return { times, unclean };
+  return { times, cpu, unclean };
 }
 
 function row(
   name: string,
-  r: { times: Map<string, number>; unclean: string[] },
+  r: { times: Map<string, number>; cpu: Map<string, number>; unclean: string[] },
   note: (ms: number) => string,
 ): BenchRow {
   const ext4ts = r.times.get("ext4ts") ?? NaN;
   const peers: Record<string, number> = {};
   for (const [k, v] of r.times) if (k !== "ext4ts") peers[k] = v;
   const bad = r.unclean.length ? `; e2fsck NOT clean: ${r.unclean.join(", ")}` : "";
-  return { name, ext4ts, peers, note: note(ext4ts) + bad };
+  const cpu = [...r.cpu].map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ");
+  return { name, ext4ts, peers, note: note(ext4ts) + (cpu ? `; CPU s: ${cpu}` : "") + bad };
 }
 
 /**
