@@ -329,3 +329,38 @@ testWith(
     }, { readOnly: true });
   },
 );
+
+testWith(
+  "put fails cleanly: a name already there, an xattr too big for the block size",
+  [...IMAGE_TOOLS, "setfattr"],
+  async () => {
+    await using dir = await tempDir();
+    const host = `${dir.path}/tree`;
+    await Deno.mkdir(host);
+    await Deno.writeTextFile(`${host}/f`, "data");
+    const img = `${dir.path}/fs.img`;
+    await Deno.writeFile(img, await mkfsImage(dir.path, LAYOUTS[3])); // 1 KiB blocks
+    let r = await runCli(["put", img, `${host}/f`, "/single"]);
+    assert.equal(r.code, 0, r.stderr);
+    r = await runCli(["put", img, host, "/"]);
+    assert.equal(r.code, 0, r.stderr);
+    r = await runCli(["put", img, host, "/"]);
+    assert.equal(r.code, 1, "/tree exists");
+    assert.match(r.stderr, /^ext4ts: .*tree exists/);
+    const big = await run("setfattr", [
+      "-n",
+      "user.big",
+      "-v",
+      "0x" + "ab".repeat(1500),
+      `${host}/f`,
+    ]);
+    assert.equal(big.code, 0, big.stderr);
+    r = await runCli(["put", img, host, "/again"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^ext4ts: \S+\/tree\/f: xattr user\.big .*cannot fit/);
+    const check = await fsck(dir.path, await Deno.readFile(img));
+    assert.equal(check.code, 0, check.output);
+    // 11 reserved and lost+found, /single, /tree and /tree/f; nothing of /again.
+    assert.match(check.output, / 14\/\d+ files/, check.output);
+  },
+);

@@ -137,8 +137,17 @@ export async function putTree(
       } catch (e) {
         // A namespace ext4 has no index for (e.g. from another filesystem): nothing was
         // changed; anything else (no room) is a failure of the copy.
-        if (!(e instanceof Ext4Error) || e.code !== "UNSUPPORTED" || tx.state !== "open") throw e;
-        stats.skippedXattrs.push(`${showPath(hostPath)}: ${name}`);
+        if (e instanceof Ext4Error && e.code === "UNSUPPORTED" && tx.state === "open") {
+          stats.skippedXattrs.push(`${showPath(hostPath)}: ${name}`);
+          continue;
+        }
+        if (e instanceof Ext4Error) {
+          throw new Ext4Error(e.code, `${showPath(hostPath)}: ${e.message}`, {
+            cause: e,
+            errno: e.errno,
+          });
+        }
+        throw e;
       }
     }
   };
