@@ -1,9 +1,9 @@
 /**
  * `deno task bench`: every benchmark. The foundation suite runs in this process and prints a
- * table; the reader, journal and mount suites are scripts of their own (they need root, loop
+ * table; the reader, journal, mount and write suites are scripts of their own (they need root, loop
  * devices and the kernel, and print their tables with ratios against debugfs, e2fsck,
- * fuse2fs and kernel ext4; extent: in-place extent tree edits against whole-tree rebuilds).
- * Pass names to run only some: `deno task bench probe mount`.
+ * fuse2fs, kernel ext4 and mke2fs -d; extent: in-place extent tree edits against whole-tree
+ * rebuilds). Pass names to run only some: `deno task bench probe mount`.
  *
  * @module
  */
@@ -17,6 +17,7 @@ const SCRIPTS: Record<string, string> = {
   mount: "mount.ts",
   extent: "extent.ts",
   dir: "dir.ts",
+  write: "write.ts",
 };
 const ALL = ["probe", ...Object.keys(SCRIPTS)];
 

@@ -204,24 +204,29 @@ export function insertDirEntry(
 ): boolean {
   checkName(entry.name);
   const need = dirRecLen(entry.name.length);
-  const entries = parseDirBlock(sb, block, "directory block", end);
-  for (const e of entries) {
-    if (e.ino !== 0 && sameName(e.name, entry.name)) {
-      throw new Ext4Error("EXISTS", `${new TextDecoder().decode(entry.name)} already exists`);
-    }
+  // Allocation-free (this runs for every entry created): the checking scan first, then the
+  // first slot that fits, on the structure the scan validated.
+  const scan = scanDirBlock(sb, block, entry.name, "directory block", end);
+  if (scan.ino) {
+    throw new Ext4Error("EXISTS", `${new TextDecoder().decode(entry.name)} already exists`);
   }
-  for (const e of entries) {
-    if (e.ino === 0 && e.recLen >= need) {
-      putEntry(sb, block, e.offset, e.recLen, entry);
+  if (!scan.room) return false;
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  const filetype = hasFiletype(sb);
+  for (let o = 0; o < end;) {
+    const recLen = readRecLen(v, o, sb.blockSize);
+    const ino = v.getUint32(o, true);
+    if (ino === 0 && recLen >= need) {
+      putEntry(sb, block, o, recLen, entry);
       return true;
     }
-    const used = e.ino === 0 ? 0 : dirRecLen(e.name.length);
-    if (e.ino !== 0 && e.recLen - used >= need) {
-      const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-      writeRecLen(v, e.offset, used, sb.blockSize);
-      putEntry(sb, block, e.offset + used, e.recLen - used, entry);
+    const used = ino === 0 ? 0 : dirRecLen(filetype ? block[o + 6] : v.getUint16(o + 6, true));
+    if (ino !== 0 && recLen - used >= need) {
+      writeRecLen(v, o, used, sb.blockSize);
+      putEntry(sb, block, o + used, recLen - used, entry);
       return true;
     }
+    o += recLen;
   }
   return false;
 }

@@ -293,9 +293,17 @@ export class GroupDescriptorTable {
     return gd;
   }
 
-  /** Every descriptor (materialises them all). */
-  get descriptors(): GroupDescriptor[] {
-    return Array.from({ length: this.length }, (_, g) => this.get(g));
+  #all: readonly GroupDescriptor[] | undefined;
+
+  /**
+   * Every descriptor (materialises them all, once: the allocator reads them for every
+   * allocation). The same frozen array each time; descriptors are never replaced.
+   */
+  get descriptors(): readonly GroupDescriptor[] {
+    if (!this.#all) {
+      this.#all = Object.freeze(Array.from({ length: this.length }, (_, g) => this.get(g)));
+    }
+    return this.#all;
   }
 
   /** The descriptor blocks as read, in table order (for writing them back). */

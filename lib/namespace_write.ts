@@ -72,6 +72,12 @@ export interface NamespaceContext {
   gdt: GroupDescriptorTable;
   /** Time stamped on what changes (default: now). */
   now?: InodeTime;
+  /**
+   * The caller knows every name it creates is new (e.g. copying a host directory into a new
+   * one): the lookup before creating is skipped. A taken name still fails (EXISTS) when the
+   * entry is added, then discarding the transaction.
+   */
+  newNames?: boolean;
 }
 
 /** Owner and permissions of a new inode. */
@@ -427,6 +433,8 @@ export async function removeEntry(
 async function checkFree(ctx: NamespaceContext, parent: number, name: string | Uint8Array) {
   const n = nameBytes(name);
   if (n.length === 0 || n.length > 255) throw new Ext4Error("NAME_TOO_LONG", "bad name length");
+  // put creates names it knows are new; addEntry still refuses a taken one.
+  if (ctx.newNames) return;
   const taken = () =>
     new Ext4Error("EXISTS", `${new TextDecoder().decode(n)} exists in directory ${parent}`);
   const { f } = await load(ctx, parent);

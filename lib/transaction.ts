@@ -501,8 +501,26 @@ export class Transaction {
     for (let i = 0; i < blocks.length;) {
       let j = i + 1;
       while (j < blocks.length && blocks[j] === blocks[j - 1] + 1) j++;
+      // Blocks that are also adjacent in one caller buffer go out as a view of it, uncopied.
+      const first = this.#data.get(blocks[i])!;
+      let k = i + 1;
+      while (k < j) {
+        const img = this.#data.get(blocks[k])!;
+        if (img.buffer !== first.buffer || img.byteOffset !== first.byteOffset + (k - i) * bs) {
+          break;
+        }
+        k++;
+      }
+      if (k - i > 1) {
+        data.push({
+          block: blocks[i],
+          bytes: new Uint8Array(first.buffer, first.byteOffset, (k - i) * bs),
+        });
+        i = k;
+        continue;
+      }
       const run = new Uint8Array((j - i) * bs);
-      for (let k = i; k < j; k++) run.set(this.#data.get(blocks[k])!, (k - i) * bs);
+      for (let m = i; m < j; m++) run.set(this.#data.get(blocks[m])!, (m - i) * bs);
       data.push({ block: blocks[i], bytes: run });
       i = j;
     }

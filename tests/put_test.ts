@@ -1,4 +1,8 @@
 import assert from "node:assert/strict";
+import { putTree } from "../cli/commands/put.ts";
+import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { WriteLogDevice } from "../lib/write_log_device.ts";
+import { Ext4Writer } from "../lib/writer.ts";
 import { run, runCli, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, mkfsImage } from "./write_fixtures.ts";
 
@@ -113,3 +117,250 @@ testWith("ext4ts put refuses filesystems it cannot write, with the documented ex
   assert.equal(r.code, 9, r.stderr);
   assert.match(r.stderr, /bigalloc/);
 });
+
+/**
+ * Everything the kernel (or the host) says about each object under `root`, with nanosecond
+ * times and every xattr (the object's own, symlinks included). Files are read with O_NOATIME
+ * so dumping does not change the access times it reports.
+ */
+async function dumpTreeFull(root: string): Promise<Record<string, Record<string, unknown>>> {
+  const script = `
+import os, sys, json, hashlib, stat, base64
+root = sys.argv[1]
+out = {}
+def entry(p):
+    st = os.lstat(p)
+    e = {"mode": oct(st.st_mode), "uid": st.st_uid, "gid": st.st_gid, "nlink": st.st_nlink,
+         "mtime_ns": st.st_mtime_ns, "atime_ns": st.st_atime_ns}
+    if stat.S_ISREG(st.st_mode):
+        e["size"] = st.st_size
+        e["sparse"] = st.st_blocks * 512 < st.st_size // 2
+        fd = os.open(p, os.O_RDONLY | os.O_NOATIME)
+        h = hashlib.sha256()
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b: break
+            h.update(b)
+        os.close(fd)
+        e["sha"] = h.hexdigest()[:16]
+    if stat.S_ISLNK(st.st_mode): e["link"] = os.readlink(p)
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        e["rdev"] = [os.major(st.st_rdev), os.minor(st.st_rdev)]
+    e["xattrs"] = {n: base64.b64encode(os.getxattr(p, n, follow_symlinks=False)).decode()
+                   for n in sorted(os.listxattr(p, follow_symlinks=False))}
+    return e
+for d, dirs, files in os.walk(root):
+    for n in sorted(dirs + files):
+        p = os.path.join(d, n)
+        out[os.path.relpath(p, root)] = entry(p)
+print(json.dumps(out, sort_keys=True))
+`;
+  const r = await run("python3", ["-c", script, root]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+/** A host tree with xattrs of every namespace, ACLs, ns times, links, holes and nodes. */
+async function makeXattrTree(root: string): Promise<void> {
+  const ok = async (cmd: string, ...args: string[]) => {
+    const r = await run(cmd, args);
+    assert.equal(r.code, 0, `${cmd} ${args.join(" ")}: ${r.stderr}`);
+  };
+  await Deno.mkdir(`${root}/a/deep`, { recursive: true });
+  await Deno.mkdir(`${root}/b`);
+  await Deno.writeTextFile(`${root}/a/f`, "contents of f\n");
+  await Deno.writeFile(`${root}/a/deep/blocks`, new Uint8Array(20000).map((_, i) => i % 251));
+  await Deno.writeTextFile(`${root}/b/plain`, "no attributes\n");
+  await ok("setfattr", "-n", "user.x", "-v", "hello", `${root}/a/f`);
+  await ok("setfattr", "-n", "user.empty", `${root}/a/f`);
+  await ok("setfattr", "-n", "user.bin", "-v", "0sAAECA/8=", `${root}/a/deep/blocks`);
+  await ok("setfattr", "-n", "user.big", "-v", "0x" + "ab".repeat(1500), `${root}/a/deep/blocks`);
+  await ok("setfattr", "-n", "security.label", "-v", "secret", `${root}/a/f`);
+  await ok("setfattr", "-n", "trusted.t", "-v", "0sAAEC", `${root}/a/f`);
+  await ok("setfacl", "-m", "u:1000:rw,g:1001:r", `${root}/a/f`);
+  await ok("setfacl", "-m", "u:1002:rwx", `${root}/a`);
+  await ok("setfacl", "-d", "-m", "g:100:rx,o::-", `${root}/a`);
+  await ok("setfattr", "-n", "user.dir", "-v", "d", `${root}/b`);
+  // Hard links across directories (the xattrs come with the inode).
+  await Deno.link(`${root}/a/f`, `${root}/b/hard`);
+  await Deno.link(`${root}/b/plain`, `${root}/a/deep/hard2`);
+  // Symlinks with their own xattrs (trusted.* and security.*: user.* is refused on links).
+  await Deno.symlink("f", `${root}/a/sl`);
+  await Deno.symlink("/" + "x".repeat(200), `${root}/b/slowlink`);
+  await ok("setfattr", "-h", "-n", "trusted.sym", "-v", "on", `${root}/a/sl`);
+  await ok("setfattr", "-h", "-n", "security.s", "-v", "lnk", `${root}/b/slowlink`);
+  // Sparse files: a small one (read whole) and one above a batch (streamed by regions),
+  // ending in a hole.
+  await ok("truncate", "-s", "20M", `${root}/sparse`);
+  await ok("sh", "-c", `printf middle | dd of=${root}/sparse bs=1 seek=7000000 conv=notrunc`);
+  await ok("truncate", "-s", "80M", `${root}/bigsparse`);
+  await ok("sh", "-c", `head -c 9000 /dev/urandom | dd of=${root}/bigsparse conv=notrunc`);
+  await ok("sh", "-c", `printf tail | dd of=${root}/bigsparse bs=1 seek=41943140 conv=notrunc`);
+  await ok("mkfifo", `${root}/fifo`);
+  await ok("mknod", `${root}/blk`, "b", "8", "17");
+  await ok("mknod", `${root}/chr`, "c", "4095", "1048575");
+  await ok("setfattr", "-n", "trusted.on_fifo", "-v", "1", `${root}/fifo`);
+  await ok(
+    "python3",
+    "-c",
+    "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])",
+    `${root}/b/sock`,
+  );
+  // Nanosecond times; atimes after the ctimes (an hour ahead) so that reading a directory
+  // (relatime) leaves them alone.
+  const paths: string[] = [];
+  const walk = (d: string) => {
+    for (const e of Deno.readDirSync(d)) {
+      paths.push(`${d}/${e.name}`);
+      if (e.isDirectory) walk(`${d}/${e.name}`);
+    }
+  };
+  walk(root);
+  const now = Math.floor(Date.now() / 1000);
+  for (const [i, p] of paths.sort().reverse().entries()) {
+    await ok("touch", "-h", "-m", "-d", `@${1500000000 + i * 7777}.${123456789 + i}`, p);
+    await ok("touch", "-h", "-a", "-d", `@${now + 3600 + i}.${987654321 - i}`, p);
+  }
+  // Names that are not UTF-8 are copied byte for byte (made after the walk above, which
+  // sees names as strings).
+  await ok(
+    "python3",
+    "-c",
+    `import os, sys, time
+d = os.fsencode(sys.argv[1]) + b"/caf\\xe9"
+os.mkdir(d)
+with open(d + b"/n\\xff\\xfe", "w") as f: f.write("x")
+a = (int(time.time()) + 7200) * 10**9 + 5
+os.utime(d + b"/n\\xff\\xfe", ns=(a, 1400000000 * 10**9 + 77))
+os.utime(d, ns=(a, 1400000001 * 10**9 + 99))`,
+    root,
+  );
+  await ok("touch", "-h", "-m", "-d", "@1600000000.000000001", root);
+}
+
+for (const layout of [LAYOUTS[2], LAYOUTS[1], LAYOUTS[LAYOUTS.length - 1]]) {
+  testWith(
+    `ext4ts put on ${layout.name} copies xattrs, ACLs, ns times, links, holes and nodes exactly`,
+    [...IMAGE_TOOLS, "root", "loop", "kernel-ext4", "python3", "setfattr", "setfacl", "mknod"],
+    async () => {
+      await using dir = await tempDir();
+      const host = `${dir.path}/host`;
+      await Deno.mkdir(host);
+      await makeXattrTree(host);
+      const want = await dumpTreeFull(host);
+      // The tree holds what the test means it to (guards against a host without xattrs).
+      assert.equal(want["a/f"].nlink, 2);
+      assert.ok(Object.keys(want["a/f"].xattrs as object).includes("system.posix_acl_access"));
+      assert.ok(Object.keys(want["a"].xattrs as object).includes("system.posix_acl_default"));
+      assert.deepEqual(Object.keys(want["a/sl"].xattrs as object), ["trusted.sym"]);
+      assert.equal(want["sparse"].sparse, true);
+      assert.equal(want["bigsparse"].sparse, true);
+      assert.match(String(want["b/sock"].mode), /^0o140/);
+      assert.equal(want["caf\udce9/n\udcff\udcfe"].mtime_ns, 1400000000000000077);
+      const img = `${dir.path}/fs.img`;
+      await Deno.writeFile(img, await mkfsImage(dir.path, { ...layout, size: "160M" }));
+      const r = await runCli(["put", "-v", img, host, "/"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /1[0-9] xattrs/);
+      assert.equal(r.stderr, "");
+      const check = await fsck(dir.path, await Deno.readFile(img));
+      assert.equal(check.code, 0, check.output);
+      // The host tree is unchanged by the copy (atimes included).
+      assert.deepEqual(await dumpTreeFull(host), want);
+      await withKernelMount(img, async (mnt) => {
+        const got = await dumpTreeFull(`${mnt}/host`);
+        assert.deepEqual(Object.keys(got).sort(), Object.keys(want).sort());
+        for (const [path, w] of Object.entries(want)) {
+          assert.deepEqual(got[path], w, `${path} differs`);
+        }
+        const top = await dumpTreeFull(mnt);
+        assert.equal(top["host"].mtime_ns, 1600000000000000001);
+      }, { readOnly: true });
+    },
+  );
+}
+
+testWith(
+  "put in small batches: every flush boundary is an e2fsck-clean image, the last one the whole tree",
+  [...IMAGE_TOOLS, "root", "loop", "kernel-ext4", "python3", "setfattr"],
+  async () => {
+    await using dir = await tempDir();
+    const host = `${dir.path}/host`;
+    for (let d = 0; d < 4; d++) {
+      await Deno.mkdir(`${host}/d${d}/sub`, { recursive: true });
+      for (let i = 0; i < 60; i++) {
+        const p = `${host}/d${d}/${i % 3 ? "" : "sub/"}f${i}`;
+        await Deno.writeFile(p, new Uint8Array((i * 997) % 9000).fill(i + 1));
+        if (i % 10 === 0) await run("setfattr", ["-n", "user.n", "-v", `v${i}`, p]);
+      }
+      await Deno.symlink(`d${d}`, `${host}/link${d}`);
+    }
+    for (let d = 0; d < 4; d++) {
+      await Deno.link(`${host}/d${d}/f1`, `${host}/d${(d + 1) % 4}/hard${d}`);
+    }
+    // Streamed across several transactions: 1 MiB of data with a hole in the middle.
+    await run("truncate", ["-s", "3M", `${host}/streamed`]);
+    await run("sh", ["-c", `head -c 1048576 /dev/urandom | dd of=${host}/streamed conv=notrunc`]);
+    await run("sh", ["-c", `printf end | dd of=${host}/streamed bs=1 seek=3000000 conv=notrunc`]);
+    // Directory atimes move as the tree is read (relatime); the test above pins them.
+    const noDirAtime = (t: Record<string, Record<string, unknown>>) => {
+      for (const e of Object.values(t)) if (String(e.mode).startsWith("0o40")) delete e.atime_ns;
+      return t;
+    };
+    const want = noDirAtime(await dumpTreeFull(host));
+    const image = await mkfsImage(dir.path, LAYOUTS[2]);
+    const log = new WriteLogDevice(new MemoryBlockDevice(Uint8Array.from(image)));
+    const w = await Ext4Writer.open(log);
+    await putTree(w, host, "/", { batchEntries: 40, batchBytes: 256 << 10 });
+    const boundaries = log.flushBoundaries();
+    assert.ok(boundaries.length >= 16, `${boundaries.length} flushes: several transactions`);
+    let files = 0;
+    for (const b of boundaries) {
+      const r = await fsck(dir.path, log.replay(image, b));
+      assert.equal(r.code, 0, `prefix ${b}: ${r.output}`);
+      const used = Number(/: (\d+)\/\d+ files/.exec(r.output)?.[1]);
+      assert.ok(used >= files, "each commit adds to the tree");
+      files = used;
+    }
+    const img = `${dir.path}/final.img`;
+    await Deno.writeFile(img, log.replay(image, boundaries.at(-1)!));
+    await withKernelMount(img, async (mnt) => {
+      assert.deepEqual(noDirAtime(await dumpTreeFull(`${mnt}/host`)), want);
+    }, { readOnly: true });
+  },
+);
+
+testWith(
+  "put fails cleanly: a name already there, an xattr too big for the block size",
+  [...IMAGE_TOOLS, "setfattr"],
+  async () => {
+    await using dir = await tempDir();
+    const host = `${dir.path}/tree`;
+    await Deno.mkdir(host);
+    await Deno.writeTextFile(`${host}/f`, "data");
+    const img = `${dir.path}/fs.img`;
+    await Deno.writeFile(img, await mkfsImage(dir.path, LAYOUTS[3])); // 1 KiB blocks
+    let r = await runCli(["put", img, `${host}/f`, "/single"]);
+    assert.equal(r.code, 0, r.stderr);
+    r = await runCli(["put", img, host, "/"]);
+    assert.equal(r.code, 0, r.stderr);
+    r = await runCli(["put", img, host, "/"]);
+    assert.equal(r.code, 1, "/tree exists");
+    assert.match(r.stderr, /^ext4ts: .*tree exists/);
+    const big = await run("setfattr", [
+      "-n",
+      "user.big",
+      "-v",
+      "0x" + "ab".repeat(1500),
+      `${host}/f`,
+    ]);
+    assert.equal(big.code, 0, big.stderr);
+    r = await runCli(["put", img, host, "/again"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^ext4ts: \S+\/tree\/f: xattr user\.big .*cannot fit/);
+    const check = await fsck(dir.path, await Deno.readFile(img));
+    assert.equal(check.code, 0, check.output);
+    // 11 reserved and lost+found, /single, /tree and /tree/f; nothing of /again.
+    assert.match(check.output, / 14\/\d+ files/, check.output);
+  },
+);
