@@ -317,6 +317,21 @@ export async function renameAt(
     }
     const b = await resolvePath(ctx, to);
     if (b.ino === ROOT || b.name === "..") throw new Ext4Error("BUSY", `cannot replace ${to}`);
+    // The kernel's order of refusals (do_renameat2): flags first, then the subtree checks,
+    // then the types of source and target (renameEntry).
+    if (options.exchange && !b.ino) {
+      throw new Ext4Error("NOT_FOUND", `no such file or directory: ${to}`);
+    }
+    if (options.noReplace && b.ino) throw new Ext4Error("EXISTS", `${to} exists`);
+    const isDir = async (ino: number) => (await modeOf(ctx, ino) & 0o170000) === 0o040000;
+    if (await isDir(a.ino) && await isWithinDir(ctx, b.parent, a.ino)) {
+      throw new Ext4Error("INVALID", `cannot move ${from} into its own subtree`);
+    }
+    if (b.ino && b.ino !== a.ino && await isDir(b.ino) && await isWithinDir(ctx, a.parent, b.ino)) {
+      throw options.exchange
+        ? new Ext4Error("INVALID", `cannot exchange ${to} with its own subtree`)
+        : new Ext4Error("NOT_EMPTY", `${to} is an ancestor of ${from}`);
+    }
     if (
       b.ino && b.ino !== a.ino && !options.exchange && !options.noReplace &&
       options.keepOpen?.(b.ino)
@@ -332,6 +347,23 @@ export async function renameAt(
     }
     await renameEntry(ctx, a.parent, a.name, b.parent, b.name, options);
   });
+}
+
+/** True when directory `dir` is `ancestor` or lies below it (following ".." up to the root). */
+async function isWithinDir(
+  ctx: NamespaceContext,
+  dir: number,
+  ancestor: number,
+): Promise<boolean> {
+  const seen = new Set<number>();
+  for (let cur = dir; cur !== ROOT;) {
+    if (cur === ancestor) return true;
+    if (seen.has(cur)) throw new Ext4Error("CORRUPT", `directory ${dir}: '..' chain loops`);
+    seen.add(cur);
+    cur = await lookupEntry(ctx, cur, "..");
+    if (!cur) throw new Ext4Error("CORRUPT", `directory ${dir}: no '..' entry`);
+  }
+  return ancestor === ROOT;
 }
 
 /**
@@ -475,6 +507,21 @@ export function utimeAt(
   );
 }
 
+/** The kernel allows "user." attributes on regular files and directories only (EPERM). */
+async function checkUserXattr(
+  ctx: NamespaceContext,
+  ino: number,
+  name: string,
+  path: string,
+): Promise<void> {
+  const type = await modeOf(ctx, ino) & 0o170000;
+  if (name.startsWith("user.") && type !== 0o100000 && type !== 0o040000) {
+    throw new Ext4Error("PERMISSION", `${path}: user.* attributes only on files and directories`, {
+      errno: Errno.EPERM,
+    });
+  }
+}
+
 /**
  * Sets an extended attribute (value as setxattr takes it; ACLs in the kernel's format) of
  * `path`, a final symlink not followed (lsetxattr).
@@ -494,7 +541,10 @@ export function setXattrAt(
   return withInode(
     w,
     path,
-    (ctx, ino) => setXattr(ctx.tx, ctx.alloc, ctx.sb, ctx.gdt, ino, name, value, options),
+    async (ctx, ino) => {
+      await checkUserXattr(ctx, ino, name, path);
+      await setXattr(ctx.tx, ctx.alloc, ctx.sb, ctx.gdt, ino, name, value, options);
+    },
     false,
   );
 }
@@ -512,7 +562,10 @@ export function removeXattrAt(w: Ext4Writer, path: string, name: string): Promis
   return withInode(
     w,
     path,
-    (ctx, ino) => setXattr(ctx.tx, ctx.alloc, ctx.sb, ctx.gdt, ino, name, null),
+    async (ctx, ino) => {
+      await checkUserXattr(ctx, ino, name, path);
+      await setXattr(ctx.tx, ctx.alloc, ctx.sb, ctx.gdt, ino, name, null);
+    },
     false,
   );
 }
