@@ -28,6 +28,8 @@ import {
   unlinkEntry,
 } from "./namespace_write.ts";
 import { orphanIfUnlinked, unlinkKeepingOpen } from "./open_files.ts";
+import { InodeFlags } from "./inode.ts";
+import { uninline } from "./inline_write.ts";
 import { setXattr, type SetXattrOptions } from "./xattr_write.ts";
 import type { Ext4Writer } from "./writer.ts";
 
@@ -507,18 +509,31 @@ export function utimeAt(
   );
 }
 
-/** The kernel allows "user." attributes on regular files and directories only (EPERM). */
-async function checkUserXattr(
+/**
+ * Before an xattr change: the kernel allows "user." attributes on regular files and
+ * directories only (EPERM). An inline-data regular file is first converted to an ordinary one
+ * (its "system.data" must stay in the inode, which the xattr writer does not arrange yet).
+ */
+async function prepareXattrChange(
   ctx: NamespaceContext,
   ino: number,
   name: string,
   path: string,
 ): Promise<void> {
-  const type = await modeOf(ctx, ino) & 0o170000;
+  const f = decodeInode(ctx.sb, await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino));
+  const type = f.mode & 0o170000;
   if (name.startsWith("user.") && type !== 0o100000 && type !== 0o040000) {
     throw new Ext4Error("PERMISSION", `${path}: user.* attributes only on files and directories`, {
       errno: Errno.EPERM,
     });
+  }
+  if ((f.flags & InodeFlags.INLINE_DATA) && type === 0o100000) {
+    try {
+      await uninline(ctx, ino);
+    } catch (e) {
+      ctx.tx.abort();
+      throw e;
+    }
   }
 }
 
@@ -542,7 +557,7 @@ export function setXattrAt(
     w,
     path,
     async (ctx, ino) => {
-      await checkUserXattr(ctx, ino, name, path);
+      await prepareXattrChange(ctx, ino, name, path);
       await setXattr(ctx.tx, ctx.alloc, ctx.sb, ctx.gdt, ino, name, value, options);
     },
     false,
@@ -563,7 +578,7 @@ export function removeXattrAt(w: Ext4Writer, path: string, name: string): Promis
     w,
     path,
     async (ctx, ino) => {
-      await checkUserXattr(ctx, ino, name, path);
+      await prepareXattrChange(ctx, ino, name, path);
       await setXattr(ctx.tx, ctx.alloc, ctx.sb, ctx.gdt, ino, name, null);
     },
     false,
