@@ -1386,8 +1386,8 @@ export class Ext4 {
   };
 
   /**
-   * Makes every write durable (each transaction is flushed when it commits; this flushes the
-   * device once more).
+   * Makes every write durable (each transaction is flushed when it commits; this waits for the
+   * writes under way and flushes the device once more). Does nothing on a read-only filesystem.
    *
    * @example
    * ```ts ignore
@@ -1395,7 +1395,9 @@ export class Ext4 {
    * ```
    */
   async sync(): Promise<void> {
-    const w = this.#writerFor("sync");
+    this.#checkOpen();
+    const w = this.#writer;
+    if (!w) return; // nothing was written
     await w.transaction(() => Promise.resolve());
     await this.device.flush();
   }

@@ -368,6 +368,40 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
+testWith(
+  "concurrent calls: writes queue one transaction at a time while reads run; handles on one file interleave",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const dev = new MemoryBlockDevice(await mkfsImage(dir.path, EXT4));
+    const fs = await Ext4.openDevice(dev, { readOnly: false });
+    await fs.mkdir("/c");
+    const jobs: Promise<unknown>[] = [];
+    for (let i = 0; i < 40; i++) {
+      jobs.push(fs.writeFile(`/c/f${i}`, pattern(i, 100 + i * 500)));
+      jobs.push(names(fs, "/c"));
+      if (i % 5 === 4) jobs.push(fs.remove(`/c/f${i - 2}`));
+    }
+    const results = await Promise.allSettled(jobs);
+    assert.deepEqual(results.filter((r) => r.status === "rejected"), []);
+    const left = await names(fs, "/c");
+    assert.equal(left.length, 32);
+    for (const n of left) {
+      const i = Number(n.slice(1));
+      assert.deepEqual(await fs.readFile(`/c/${n}`), pattern(i, 100 + i * 500));
+    }
+    const a = await fs.openWritable("/shared");
+    const b = await fs.openWritable("/shared");
+    await Promise.all([a.write(pattern(1, 10000), 0), b.write(pattern(2, 10000), 10000)]);
+    assert.deepEqual(await a.read(10000, 10000), pattern(2, 10000));
+    await Promise.all([a.close(), b.close()]);
+    await fs.sync();
+    await fs.close();
+    const check = await fsck(dir.path, dev.bytes);
+    assert.equal(check.code, 0, check.output);
+  },
+);
+
 /** A stream of `total` pattern bytes in chunks of varying sizes. */
 function patternStream(seed: number, total: number): ReadableStream<Uint8Array> {
   const data = pattern(seed, total);
@@ -514,6 +548,31 @@ testWith(
     const kernel = await withKernelMount(img, kernelDump, { readOnly: true });
     assert.deepEqual(Object.keys(kernel).sort(), ["other-name", "read"]);
     assert.equal(kernel["other-name"].sha, await sha(pattern(3, 5000)));
+  },
+);
+
+testWith(
+  "orphan_file filesystems: removing an open file either uses the orphan file or is refused whole (UNSUPPORTED); e2fsck clean either way",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const image = await mkfsImage(dir.path, EXT4, ["-O", "orphan_file"]);
+    const dev = new MemoryBlockDevice(Uint8Array.from(image));
+    const fs = await Ext4.openDevice(dev, { readOnly: false });
+    await fs.writeFile("/closed", pattern(1, 5000));
+    await fs.remove("/closed"); // not open: no orphan needed
+    await fs.writeFile("/open", pattern(2, 5000));
+    const h = await fs.openWritable("/open");
+    const refused = await fs.remove("/open").then(() => null, (e: Ext4Error) => e);
+    if (refused) {
+      assert.equal(refused.code, "UNSUPPORTED", refused.message);
+      assert.deepEqual(await names(fs, "/"), ["lost+found", "open"]);
+    } else assert.deepEqual(await names(fs, "/"), ["lost+found"]);
+    assert.deepEqual(await h.read(0, 5000), pattern(2, 5000));
+    await h.close();
+    await fs.close();
+    const check = await fsck(dir.path, dev.bytes);
+    assert.equal(check.code, 0, check.output);
   },
 );
 
