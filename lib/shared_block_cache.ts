@@ -13,6 +13,7 @@ import {
   BlockCache,
   type BlockCacheOptions,
   type CommitBatch,
+  InPlaceCommitSink,
   type Transaction,
 } from "./transaction.ts";
 
@@ -22,8 +23,15 @@ import {
  */
 export type CommitListener = (batch: CommitBatch | null) => void;
 
+/** True when a commit changes nothing (a transaction that only read). */
+function isEmpty(batch: CommitBatch): boolean {
+  return batch.data.length === 0 && batch.metadata.length === 0 && batch.revoked.length === 0;
+}
+
 /**
- * A {@link BlockCache} that reports every commit to a listener.
+ * A {@link BlockCache} that reports every commit to a listener. Transactions that changed
+ * nothing (an open of an existing file, a close that frees nothing) are not sent to the sink:
+ * they cost no device flush.
  *
  * @example
  * ```ts
@@ -49,7 +57,11 @@ export class SharedBlockCache extends BlockCache {
     options: BlockCacheOptions,
     listener: CommitListener,
   ) {
-    super(device, blockSize, options);
+    const inner = options.sink ?? new InPlaceCommitSink(device);
+    super(device, blockSize, {
+      ...options,
+      sink: { commit: (batch) => isEmpty(batch) ? Promise.resolve() : inner.commit(batch) },
+    });
     this.#listener = listener;
   }
 

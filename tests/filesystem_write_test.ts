@@ -390,6 +390,16 @@ testWith(
       const i = Number(n.slice(1));
       assert.deepEqual(await fs.readFile(`/c/${n}`), pattern(i, 100 + i * 500));
     }
+    // Opening and closing existing files changes nothing: no write, no flush.
+    let deviceOps = 0;
+    const { write, flush } = dev;
+    dev.write = (o, d) => (deviceOps++, write.call(dev, o, d));
+    dev.flush = () => (deviceOps++, flush.call(dev));
+    for (let i = 0; i < 5; i++) {
+      await (await fs.openFile("/c/f0")).close();
+      await (await fs.openWritable("/c/f1")).close();
+    }
+    assert.equal(deviceOps, 0);
     const a = await fs.openWritable("/shared");
     const b = await fs.openWritable("/shared");
     await Promise.all([a.write(pattern(1, 10000), 0), b.write(pattern(2, 10000), 10000)]);
