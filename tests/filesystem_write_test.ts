@@ -469,6 +469,17 @@ for (const layout of [EXT4, EXT2]) {
   );
 }
 
+/** The head of the orphan list of the image file at `path`, after a copy (the file is open). */
+async function dumpe2fsOrphanOf(path: string): Promise<number> {
+  const copy = `${path}.copy`;
+  await Deno.copyFile(path, copy);
+  try {
+    return await dumpe2fsOrphan(copy);
+  } finally {
+    await Deno.remove(copy);
+  }
+}
+
 async function dumpe2fsOrphan(path: string): Promise<number> {
   const out = await runOk("dumpe2fs", ["-h", path]);
   const m = out.match(/^First orphan inode:\s+(\d+)/m);
@@ -541,6 +552,16 @@ testWith(
     const oc = await fsck(dir.path, await Deno.readFile(forUs));
     assert.equal(oc.code, 0, oc.output);
     assert.equal(await dumpe2fsOrphan(forUs), 0);
+
+    // A whole tree removed with an open file inside: the file is kept until its close.
+    await fs.mkdir("/tree/sub", { recursive: true });
+    await fs.writeFile("/tree/sub/inner", pattern(4, 9000));
+    const inner = await fs.openFile("/tree/sub/inner");
+    await fs.remove("/tree", { recursive: true });
+    assert.deepEqual(await inner.read(0, 9000), pattern(4, 9000));
+    assert.equal(await dumpe2fsOrphanOf(img), inner.stat.ino);
+    await inner.close();
+    assert.equal(await dumpe2fsOrphanOf(img), rIno);
 
     // Closing: the writer's last close frees it at once; /read's inode when both handles go;
     // /linked's inode was never orphaned.
