@@ -11,6 +11,7 @@ import { Ext4 } from "../ffi/open_filesystem.ts";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { Errno, Ext4Error } from "../lib/errors.ts";
 import type { Ext4Stat } from "../lib/filesystem.ts";
+import type { Ext4WritableFile } from "../lib/writable_file.ts";
 import { ROOT, run, runCli, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, mkfsImage, parseFsck } from "./write_fixtures.ts";
@@ -553,13 +554,16 @@ testWith(
     assert.equal(oc.code, 0, oc.output);
     assert.equal(await dumpe2fsOrphan(forUs), 0);
 
-    // A whole tree removed with an open file inside: the file is kept until its close.
+    // A whole tree removed with an open file inside: the file is kept until its close, and
+    // it is still written at the head of the list (its dtime links to the next orphan).
     await fs.mkdir("/tree/sub", { recursive: true });
     await fs.writeFile("/tree/sub/inner", pattern(4, 9000));
-    const inner = await fs.openFile("/tree/sub/inner");
+    const inner = await fs.openWritable("/tree/sub/inner");
     await fs.remove("/tree", { recursive: true });
-    assert.deepEqual(await inner.read(0, 9000), pattern(4, 9000));
-    assert.equal(await dumpe2fsOrphanOf(img), inner.stat.ino);
+    assert.equal(await dumpe2fsOrphanOf(img), inner.ino);
+    await inner.write(pattern(5, 3000), 9000);
+    await inner.truncate(11000);
+    assert.deepEqual(await inner.read(0, 20000), concat(pattern(4, 9000), pattern(5, 2000)));
     await inner.close();
     assert.equal(await dumpe2fsOrphanOf(img), rIno);
 
@@ -821,6 +825,8 @@ type MNode =
   | { kind: "symlink"; target: string };
 
 class Model {
+  /** Files held open (they live on when unlinked). */
+  held: Extract<MNode, { kind: "file" }>[] = [];
   nodes = new Map<number, MNode>([[1, {
     kind: "dir",
     mode: 0o40755,
@@ -917,7 +923,10 @@ type Op =
   | { op: "chmod"; path: string[]; mode: number }
   | { op: "setXattr"; path: string[]; value: number }
   | { op: "truncate"; path: string[]; size: number }
-  | { op: "pwrite"; path: string[]; seed: number; offset: number; size: number };
+  | { op: "pwrite"; path: string[]; seed: number; offset: number; size: number }
+  | { op: "hold"; path: string[] }
+  | { op: "writeHeld"; k: number; seed: number; offset: number; size: number }
+  | { op: "closeHeld"; k: number };
 
 const nameArb = fc.constantFrom("a", "a", "b", "b", "c");
 // Short paths mostly, so that operations often meet what earlier ones made.
@@ -974,6 +983,18 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   ),
   w(1, fc.record({ op: fc.constant("setXattr" as const), path: pathArb, value: fc.nat(3000) })),
   w(1, fc.record({ op: fc.constant("truncate" as const), path: pathArb, size: sizeArb })),
+  w(1, fc.record({ op: fc.constant("hold" as const), path: pathArb })),
+  w(
+    1,
+    fc.record({
+      op: fc.constant("writeHeld" as const),
+      k: fc.nat(10),
+      seed: fc.nat(1000),
+      offset: sizeArb,
+      size: sizeArb,
+    }),
+  ),
+  w(1, fc.record({ op: fc.constant("closeHeld" as const), k: fc.nat(10) })),
   w(
     2,
     fc.record({
@@ -986,12 +1007,59 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   ),
 );
 
+/** Open a file, then remove it or rename something over it: orphans while held. */
+const holdThenDropArb: fc.Arbitrary<Op[]> = fc.record({
+  path: pathArb,
+  seed: fc.nat(1000),
+  size: sizeArb,
+  other: pathArb,
+  rename: fc.boolean(),
+}).map(({ path, seed, size, other, rename }) => [
+  { op: "hold", path },
+  { op: "writeHeld", k: 10, seed, offset: 0, size },
+  rename
+    ? { op: "rename", from: other, to: path, noReplace: false, exchange: false }
+    : { op: "remove", path, recursive: false },
+]);
+const opsArb: fc.Arbitrary<Op[]> = fc.array(
+  fc.oneof({ weight: 12, arbitrary: opArb.map((o) => [o]) }, {
+    weight: 1,
+    arbitrary: holdThenDropArb,
+  }),
+  { minLength: 10, maxLength: 45 },
+).map((groups) => groups.flat());
+
 const p = (parts: string[]) => "/" + parts.join("/");
 
 /** Applies `op` to the model: the error code the filesystem must give, or null. */
 function applyModel(m: Model, op: Op): string | null {
   try {
     switch (op.op) {
+      case "hold": {
+        const r = m.resolve(op.path, true);
+        let id = r.id;
+        if (!id) {
+          id = m.add({ kind: "file", mode: 0o100644, data: new Uint8Array(), xattrs: new Map() });
+          m.dir(r.parent).entries.set(r.name, id);
+        }
+        const node = m.nodes.get(id)!;
+        if (node.kind === "dir") throw new ModelError("IS_DIRECTORY");
+        if (node.kind !== "file") throw new ModelError("INVALID");
+        m.held.push(node);
+        return null;
+      }
+      case "writeHeld": {
+        if (m.held.length === 0 || op.size === 0) return null;
+        const node = m.held[op.k % m.held.length];
+        const out = new Uint8Array(Math.max(node.data.length, op.offset + op.size));
+        out.set(node.data);
+        out.set(pattern(op.seed, op.size), op.offset);
+        node.data = out;
+        return null;
+      }
+      case "closeHeld":
+        if (m.held.length > 0) m.held.splice(op.k % m.held.length, 1);
+        return null;
       case "writeFile":
       case "pwrite": {
         const r = m.resolve(op.path, true);
@@ -1145,9 +1213,24 @@ function applyModel(m: Model, op: Op): string | null {
   }
 }
 
-async function applyFs(fs: Ext4, op: Op): Promise<string | null> {
+async function applyFs(
+  fs: Ext4,
+  op: Op,
+  held: Ext4WritableFile[],
+): Promise<string | null> {
   try {
     switch (op.op) {
+      case "hold":
+        held.push(await fs.openWritable(p(op.path)));
+        break;
+      case "writeHeld":
+        if (held.length > 0) {
+          await held[op.k % held.length].write(pattern(op.seed, op.size), op.offset);
+        }
+        break;
+      case "closeHeld":
+        if (held.length > 0) await held.splice(op.k % held.length, 1)[0].close();
+        break;
       case "writeFile":
         await fs.writeFile(p(op.path), pattern(op.seed, op.size), { append: op.append });
         break;
@@ -1236,14 +1319,15 @@ for (const layout of [EXT4, EXT2, LAYOUTS[3], LAYOUTS[9]]) {
       const img = `${dir.path}/prop.img`;
       const outcomes = new Map<string, number>();
       await fc.assert(
-        fc.asyncProperty(fc.array(opArb, { minLength: 10, maxLength: 50 }), async (ops) => {
+        fc.asyncProperty(opsArb, async (ops) => {
           const dev = new MemoryBlockDevice(Uint8Array.from(image));
           const fs = await Ext4.openDevice(dev, { readOnly: false });
           const model = new Model();
+          const held: Ext4WritableFile[] = [];
           try {
             for (const [i, op] of ops.entries()) {
               const want = applyModel(model, op);
-              const got = await applyFs(fs, op);
+              const got = await applyFs(fs, op, held);
               assert.equal(got, want, `step ${i}: ${JSON.stringify(op)}`);
               const key = `${op.op}:${got ?? "ok"}`;
               outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
@@ -1254,7 +1338,25 @@ for (const layout of [EXT4, EXT2, LAYOUTS[3], LAYOUTS[9]]) {
               );
               const root: Ext4Stat = await fs.stat("/");
               assert.equal(root.nlink, model.nlink(1));
+              // Held files read what the model says, linked or not.
+              for (const [k, h] of held.entries()) {
+                const want = model.held[k].data;
+                assert.deepEqual(await h.read(0, want.length + 1), want, `held ${k} after ${i}`);
+              }
             }
+            // A crash now: e2fsck's orphan processing (the kernel's at mount) frees exactly the
+            // held files that lost their last name, and finds nothing else to repair.
+            const live = new Set(model.nodes.values());
+            const orphans = new Set(model.held.filter((n) => !live.has(n))).size;
+            const crash = `${dir.path}/crash.img`;
+            await Deno.writeFile(crash, dev.bytes);
+            const y = await run("e2fsck", ["-fy", crash]);
+            assert.equal(y.code, 0, y.stdout);
+            const lines = (y.stdout + y.stderr).split("\n").filter((l) =>
+              l.trim() && !/^Pass \d|^e2fsck \d|FILE SYSTEM WAS MODIFIED|: \d+\/\d+ files/.test(l)
+            );
+            assert.equal(lines.length, orphans, y.stdout);
+            for (const l of lines) assert.match(l, /^Clearing orphaned inode \d+ /, y.stdout);
           } finally {
             await fs.close();
           }
@@ -1271,7 +1373,7 @@ for (const layout of [EXT4, EXT2, LAYOUTS[3], LAYOUTS[9]]) {
       const total = [...outcomes.values()].reduce((x, y) => x + y, 0);
       const ok = [...outcomes].filter(([k]) => k.endsWith(":ok")).reduce((x, [, n]) => x + n, 0);
       assert.ok(ok >= total / 4, `only ${ok} of ${total} operations succeeded: ${[...outcomes]}`);
-      for (const op of ["writeFile", "pwrite", "mkdir", "remove", "rename"]) {
+      for (const op of ["writeFile", "pwrite", "mkdir", "remove", "rename", "hold"]) {
         assert.ok((outcomes.get(`${op}:ok`) ?? 0) > 0, `${op} never succeeded: ${[...outcomes]}`);
       }
     },
