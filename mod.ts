@@ -434,10 +434,12 @@ export {
   makeIndexed,
 } from "./lib/htree_write.ts";
 export {
+  checkRegular,
   chmodAt,
   chownAt,
   linkAt,
   mkdirAt,
+  mknodAt,
   type PathWriteOptions,
   removeAt,
   removeXattrAt,
@@ -447,8 +449,27 @@ export {
   setXattrAt,
   symlinkAt,
   truncateAt,
+  type UnlinkOptions,
   utimeAt,
   writeFileAt,
 } from "./lib/path_write.ts";
+// The write API of Ext4 (issue #6): its option types, open files for writing, the block cache
+// it shares between reads and transactions, and open files kept on the orphan list.
+export type { MkdirOptions, TimeInput, WriteFileOptions } from "./lib/filesystem.ts";
+export {
+  Ext4WritableFile,
+  type OpenWritableOptions,
+  STREAM_BATCH,
+  type WritableFileHost,
+  WRITE_CHUNK,
+} from "./lib/writable_file.ts";
+export { type CommitListener, SharedBlockCache } from "./lib/shared_block_cache.ts";
+export {
+  OpenFiles,
+  orphanIfUnlinked,
+  processOrphans,
+  releaseIfUnlinked,
+  unlinkKeepingOpen,
+} from "./lib/open_files.ts";
 
 export { VERSION } from "./lib/version.ts";

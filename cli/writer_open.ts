@@ -7,6 +7,29 @@
 import { OffsetBlockDevice } from "../lib/block_device.ts";
 import { Ext4Writer } from "../lib/writer.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
+import { Ext4 } from "../ffi/open_filesystem.ts";
+
+/**
+ * Opens `image` as a writable {@link Ext4} (block devices exclusively), runs `fn` and closes
+ * the filesystem (flushing), even when `fn` fails.
+ *
+ * @example
+ * ```ts ignore
+ * await withFilesystem("disk.img", {}, (fs) => fs.mkdir("/etc", { recursive: true }));
+ * ```
+ */
+export async function withFilesystem<T>(
+  image: string,
+  options: { offset?: number },
+  fn: (fs: Ext4) => Promise<T>,
+): Promise<T> {
+  const fs = await Ext4.open(image, { readOnly: false, offset: options.offset || undefined });
+  try {
+    return await fn(fs);
+  } finally {
+    await fs.close();
+  }
+}
 
 /** Opens `image` read-write (block devices exclusively), runs `fn`, flushes and closes. */
 export async function withWriter<T>(

@@ -16,6 +16,14 @@ export interface Ext4PathOpenOptions extends Ext4OpenOptions {
   offset?: number;
 }
 
+function isBlockDevice(path: string): boolean {
+  try {
+    return Deno.statSync(path).isBlockDevice ?? false;
+  } catch {
+    return false; // openBlockDevice reports the error
+  }
+}
+
 /**
  * An ext2/3/4 filesystem opened from a path or a {@link BlockDevice}.
  *
@@ -30,22 +38,29 @@ export interface Ext4PathOpenOptions extends Ext4OpenOptions {
 export class Ext4 extends Ext4Base {
   /**
    * Opens the filesystem in an image file or block device (read-only unless
-   * `readOnly: false`), or on an already open device. Closing the filesystem closes the
-   * device.
+   * `readOnly: false`, which opens a block device exclusively), or on an already open device.
+   * Closing the filesystem closes the device.
    *
    * @example
    * ```ts ignore
    * const fs = await Ext4.open("/dev/sdb1");
    * const text = new TextDecoder().decode(await fs.readFile("/etc/hostname"));
    * await fs.close();
+   *
+   * const rw = await Ext4.open("disk.img", { readOnly: false });
+   * await rw.mkdir("/etc/app", { recursive: true });
+   * await rw.writeFile("/etc/app/config", new TextEncoder().encode("debug=1\n"));
+   * await rw.close();
    * ```
    */
   static async open(
     target: string | BlockDevice,
     options: Ext4PathOpenOptions = {},
   ): Promise<Ext4> {
+    const readOnly = options.readOnly ?? true;
+    // A block device opened for writing is claimed exclusively, as a mount claims it.
     const raw = typeof target === "string"
-      ? openBlockDevice(target, { readOnly: options.readOnly ?? true })
+      ? openBlockDevice(target, { readOnly, exclusive: !readOnly && isBlockDevice(target) })
       : target;
     try {
       const window = options.offset ? new OffsetBlockDevice(raw, options.offset) : raw;

@@ -76,7 +76,8 @@ async function inspect(
   if ((fields.mode & 0o170000) !== 0o100000) {
     throw new Ext4Error("INVALID", `inode ${ino} is not a regular file`);
   }
-  if (fields.linksCount === 0 && fields.dtime !== 0) {
+  // Freed in the bitmap, not just unlinked: an orphan (unlinked while open) is still written.
+  if (fields.linksCount === 0 && !(await ctx.alloc.isInodeInUse(ctx.tx, ino))) {
     throw new Ext4Error("NOT_FOUND", `inode ${ino} is deleted`);
   }
   // An inline file becomes an extent file where the filesystem has extents.

@@ -1,7 +1,9 @@
 /**
  * The filesystem object: {@link Ext4} opens a filesystem on a {@link BlockDevice} and reads
  * everything in it — paths, inodes, directories, file data, symlinks, xattrs — with bounded
- * caches of inodes, block maps and metadata blocks.
+ * caches of inodes, block maps and metadata blocks. Opened with `readOnly: false` it also
+ * writes (writeFile, mkdir, remove, rename, …, open files for writing), every change one
+ * transaction, with one block cache shared by reads and writes (see {@link SharedBlockCache}).
  *
  * lib/ cannot open files by path; mod.ts adds `Ext4.open(path)` over ffi/file_device.ts.
  *
@@ -43,6 +45,33 @@ import { type DirHash, dirHash, DxHashVersion } from "./dir_hash.ts";
 import { matchesNoKeyDigest, noKeyName, noKeyNameLength, parseNoKeyName } from "./fscrypt_name.ts";
 import { readXattrs } from "./xattr.ts";
 import { readInlineData, readInlineFile } from "./inline_data.ts";
+import { assertWritable } from "./alloc.ts";
+import { replayJournal } from "./journal/replay.ts";
+import { SharedBlockCache } from "./shared_block_cache.ts";
+import type { CommitBatch } from "./transaction.ts";
+import { Ext4Writer } from "./writer.ts";
+import { OpenFiles, processOrphans, releaseIfUnlinked } from "./open_files.ts";
+import { truncateFile, writeFileRange } from "./file_update.ts";
+import { createFile } from "./namespace_write.ts";
+import type { InodeTime } from "./inode_write.ts";
+import {
+  checkRegular,
+  chmodAt,
+  chownAt,
+  linkAt,
+  mkdirAt,
+  mknodAt,
+  removeAt,
+  removeXattrAt,
+  renameAt,
+  resolvePath,
+  setXattrAt,
+  symlinkAt,
+  truncateAt,
+  utimeAt,
+  writeFileAt,
+} from "./path_write.ts";
+import { Ext4WritableFile, type OpenWritableOptions } from "./writable_file.ts";
 
 export type { FileType, Timespec };
 
@@ -100,21 +129,32 @@ export interface Ext4File {
   read(offset: number, length: number): Promise<Uint8Array>;
   /** The whole content as a stream of chunks. */
   readable(): ReadableStream<Uint8Array>;
+  /**
+   * Closes the file (harmless twice). On a writable filesystem an open file removed meanwhile
+   * is freed at its last close; on a read-only one closing does nothing.
+   */
+  close(): Promise<void>;
 }
 
 /** Options for {@link Ext4.openDevice}. */
 export interface Ext4OpenOptions {
-  /** Open for reading only (the reader never writes; kept for the writer). Default true. */
+  /**
+   * Open for reading only (default true). `false` opens the filesystem for writing: READ_ONLY
+   * when the device is read-only, UNSUPPORTED with the reasons when ext4ts cannot write its
+   * features, NEEDS_RECOVERY when its journal needs recovery (unless `recovery: "replay"`).
+   */
   readOnly?: boolean;
   /**
    * What to do with a filesystem whose journal needs recovery:
-   * - `"memory"` (default): replay the journal in memory (a {@link JournalOverlayDevice}) and
-   *   read the recovered filesystem; nothing is written.
+   * - `"memory"` (default when reading): replay the journal in memory (a
+   *   {@link JournalOverlayDevice}) and read the recovered filesystem; nothing is written.
    * - `"none"`: read the raw, unreplayed state (`norecovery`; recent changes may be missing
    *   or inconsistent).
-   * - `"refuse"`: fail with NEEDS_RECOVERY.
+   * - `"refuse"` (what a writable open does unless told `"replay"`): fail with NEEDS_RECOVERY.
+   * - `"replay"`: replay the journal onto the device first, as the kernel does at mount (and
+   *   release its orphans as e2fsck does); needs a writable device.
    */
-  recovery?: "memory" | "none" | "refuse";
+  recovery?: "memory" | "none" | "refuse" | "replay";
   /** Same as `recovery: "none"`. */
   allowDirtyJournal?: boolean;
   /** The external journal device, for a filesystem whose journal lives elsewhere. */
@@ -127,6 +167,75 @@ export interface Ext4OpenOptions {
   inodeCacheSize?: number;
   /** Metadata blocks (inode tables, directories, indirect and extent blocks) kept in memory (default 8192). */
   blockCacheSize?: number;
+}
+
+/** A time for the write methods: seconds and nanoseconds, a Date, or nanoseconds since the epoch. */
+export type TimeInput = Timespec | Date | bigint;
+
+/** Options of {@link Ext4.writeFile}. */
+export interface WriteFileOptions {
+  /** Permission bits of a created file (default 0o644); an existing file keeps its own. */
+  mode?: number;
+  /** Owner of a created file (default 0). */
+  uid?: number;
+  /** Group of a created file (default 0). */
+  gid?: number;
+  /** Set as the modification time (and access time, unless `atime` is given) after the write. */
+  mtime?: TimeInput;
+  /** Set as the access time after the write. */
+  atime?: TimeInput;
+  /** Create the file when absent (default true); false: NOT_FOUND instead. */
+  create?: boolean;
+  /** Fail with EXISTS when the file exists (O_EXCL). */
+  createNew?: boolean;
+  /** Add the data at the end instead of replacing the contents. */
+  append?: boolean;
+}
+
+/** Options of {@link Ext4.mkdir}. */
+export interface MkdirOptions {
+  /** Make missing parents; an existing directory is fine (mkdir -p). */
+  recursive?: boolean;
+  /** Permission bits (default 0o755). */
+  mode?: number;
+  /** Owner (default 0). */
+  uid?: number;
+  /** Group (default 0). */
+  gid?: number;
+}
+
+const NS_PER_SEC = 1_000_000_000n;
+
+/** A {@link TimeInput} as seconds and nanoseconds. */
+function toInodeTime(t: TimeInput): InodeTime {
+  let sec: number;
+  let nsec: number;
+  if (t instanceof Date) {
+    const ms = t.getTime();
+    if (!Number.isFinite(ms)) throw new Ext4Error("INVALID", "invalid Date");
+    sec = Math.floor(ms / 1000);
+    nsec = (ms - sec * 1000) * 1e6;
+  } else if (typeof t === "bigint") {
+    let s = t / NS_PER_SEC;
+    let n = t % NS_PER_SEC;
+    if (n < 0n) {
+      n += NS_PER_SEC;
+      s -= 1n;
+    }
+    sec = Number(s);
+    nsec = Number(n);
+  } else {
+    sec = t.sec;
+    nsec = t.nsec;
+  }
+  // ext4 stores 34 bits of seconds from 1901-12-13 (2^31 before the epoch) to 2446.
+  if (!Number.isSafeInteger(sec) || sec < -(2 ** 31) || sec >= 2 ** 34 - 2 ** 31) {
+    throw new Ext4Error("INVALID", `time ${sec} s is outside what ext4 stores (1901..2446)`);
+  }
+  if (!Number.isInteger(nsec) || nsec < 0 || nsec > 999_999_999) {
+    throw new Ext4Error("INVALID", `bad nanoseconds ${nsec}`);
+  }
+  return { sec, nsec };
 }
 
 /** Statistics of the whole filesystem, as statfs reports them. */
@@ -215,6 +324,18 @@ export class Ext4 {
   /** Name maps of large unindexed directories (lookups without an htree). */
   #dirIndex = new Lru<number, Map<string, number>>(8);
   #ctx: DirContext;
+  /**
+   * Bumped by every commit: a decoded structure computed from blocks read before a commit is
+   * not cached after it (it may be stale).
+   */
+  #generation = 0;
+  #closed = false;
+  /** Writable filesystems only: the cache shared with the transactions, and the writer. */
+  #cache: SharedBlockCache | null = null;
+  #writer: Ext4Writer | null = null;
+  #openFiles = new OpenFiles();
+  /** Inode table start blocks in ascending order, with their groups (for invalidation). */
+  #tables: { starts: number[]; groups: number[] } | null = null;
 
   /** Use {@link Ext4.openDevice} (or `Ext4.open` from mod.ts). */
   protected constructor(
@@ -230,6 +351,15 @@ export class Ext4 {
     this.#inodes = new Lru(options.inodeCacheSize ?? 16384);
     this.#blocks = new Lru(options.blockCacheSize ?? 8192);
     this.#ctx = { sb };
+    if (options.readOnly === false) {
+      this.#cache = new SharedBlockCache(
+        device,
+        sb.blockSize,
+        { capacity: options.blockCacheSize ?? 8192 },
+        (batch) => this.#committed(batch),
+      );
+      this.#writer = Ext4Writer.attach(device, sb, groups, this.#cache);
+    }
   }
 
   /**
@@ -258,6 +388,7 @@ export class Ext4 {
     raw: BlockDevice,
     options: Ext4OpenOptions,
   ): Promise<{ sb: Superblock; groups: GroupDescriptorTable; device: BlockDevice }> {
+    if (options.readOnly === false) return await Ext4.#loadWritable(raw, options);
     let device = raw;
     let sb = await readSuperblock(device, { ignoreChecksum: options.ignoreChecksums });
     const verdict = featureSupport(sb);
@@ -291,8 +422,59 @@ export class Ext4 {
     return { sb, groups, device };
   }
 
+  /** loadMetadata for a writable open: the refusals, and the journal replay when asked. */
+  static async #loadWritable(
+    raw: BlockDevice,
+    options: Ext4OpenOptions,
+  ): Promise<{ sb: Superblock; groups: GroupDescriptorTable; device: BlockDevice }> {
+    if (raw.readOnly) throw new Ext4Error("READ_ONLY", "the device is read-only");
+    if (options.ignoreChecksums) {
+      throw new Ext4Error("INVALID", "ignoreChecksums cannot be used to write");
+    }
+    let sb = await readSuperblock(raw);
+    const verdict = featureSupport(sb);
+    if (verdict.level === "refuse") {
+      throw new Ext4Error(
+        "UNSUPPORTED",
+        `cannot read this filesystem: ${verdict.reasons.join("; ")}`,
+      );
+    }
+    if (needsRecovery(sb)) {
+      if (options.recovery !== "replay") {
+        throw new Ext4Error(
+          "NEEDS_RECOVERY",
+          'the filesystem needs journal recovery (it was not cleanly unmounted): open it with recovery: "replay" to replay the journal onto the device first, or replay it with ext4ts journal replay',
+        );
+      }
+      const r = await replayJournal(raw, { journalDevice: options.journalDevice });
+      options.onNotice?.(
+        `the journal needed recovery: replayed onto the device (${r.blocksWritten.length} blocks written)`,
+      );
+      if (r.error) {
+        throw new CorruptError(
+          "journal",
+          `${r.error}; what could be replayed was written and the filesystem is marked for a full check (e2fsck -f)`,
+        );
+      }
+      sb = await readSuperblock(raw);
+    }
+    try {
+      assertWritable(sb);
+    } catch (e) {
+      // assertWritable says READ_ONLY; for an open that asked to write it is UNSUPPORTED.
+      if (e instanceof Ext4Error && e.code === "READ_ONLY") {
+        throw new Ext4Error("UNSUPPORTED", e.message, { cause: e });
+      }
+      throw e;
+    }
+    const groups = await readGroupDescriptors(raw, sb);
+    return { sb, groups, device: raw };
+  }
+
   /**
-   * Releases the device (and forgets every cache).
+   * Releases the device (and forgets every cache). On a writable filesystem, first waits for
+   * the writes under way, closes the files still open (freeing those removed while open) and
+   * flushes. Closing twice is harmless; any other use after close fails (errno EBADF).
    *
    * @example
    * ```ts ignore
@@ -300,13 +482,46 @@ export class Ext4 {
    * ```
    */
   async close(): Promise<void> {
-    this.#inodes.clear();
-    this.#maps.clear();
-    this.#blocks.clear();
-    this.#xattrs.clear();
-    this.#dirIndex.clear();
-    this.#dentries.clear();
-    await this.device.close();
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      const w = this.#writer;
+      if (w) {
+        const open = this.#openFiles.inodes;
+        this.#openFiles = new OpenFiles();
+        for (const ino of open) {
+          await w.transaction((ctx) => releaseIfUnlinked(ctx, ino)).catch(() => {});
+        }
+        // Queued behind every transaction under way.
+        await w.transaction(() => Promise.resolve()).catch(() => {});
+        await this.device.flush();
+      }
+    } finally {
+      this.#inodes.clear();
+      this.#maps.clear();
+      this.#blocks.clear();
+      this.#xattrs.clear();
+      this.#dirIndex.clear();
+      this.#dentries.clear();
+      this.#cache?.invalidate();
+      await this.device.close();
+    }
+  }
+
+  /** True when the filesystem was opened for writing. */
+  get writable(): boolean {
+    return this.#writer !== null;
+  }
+
+  /** True once {@link close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) {
+      throw new Ext4Error("INVALID", "the filesystem is closed", { errno: Errno.EBADF });
+    }
   }
 
   /**
@@ -320,6 +535,8 @@ export class Ext4 {
    * ```
    */
   invalidateCaches(): void {
+    this.#generation++;
+    this.#cache?.invalidate();
     this.#dirIndex.clear();
     this.#dentries.clear();
     this.#inodes.clear();
@@ -338,6 +555,7 @@ export class Ext4 {
    * ```
    */
   invalidateInode(ino: number): void {
+    this.#generation++;
     this.#inodes.delete(ino);
     this.#maps.delete(ino);
     this.#xattrs.delete(ino);
@@ -355,7 +573,55 @@ export class Ext4 {
    * ```
    */
   invalidateBlock(block: number): void {
+    this.#generation++;
     this.#blocks.delete(block);
+    this.#cache?.invalidate(block);
+  }
+
+  /**
+   * A transaction ended (the shared cache already holds its images): forget what was decoded
+   * from the blocks it changed. Inode records live only in inode tables, so only the inodes of
+   * changed table blocks go; maps, xattrs, lookups and name maps are derived from blocks the
+   * batch does not name by owner, so they all go (cheap to rebuild from the cached blocks).
+   */
+  #committed(batch: CommitBatch | null): void {
+    if (batch && batch.metadata.length === 0 && batch.data.length === 0) return;
+    this.#generation++;
+    this.#maps.clear();
+    this.#xattrs.clear();
+    this.#dentries.clear();
+    this.#dirIndex.clear();
+    if (batch === null) {
+      this.#inodes.clear();
+      return;
+    }
+    for (const m of batch.metadata) this.#forgetInodesIn(m.block);
+  }
+
+  /** Drops the cached inodes whose records live in `block`, if it is an inode table block. */
+  #forgetInodesIn(block: number): void {
+    const sb = this.superblock;
+    if (!this.#tables) {
+      const order: [number, number][] = [];
+      for (let g = 0; g < this.groups.length; g++) order.push([this.groups.get(g).inodeTable, g]);
+      order.sort((a, b) => a[0] - b[0]);
+      this.#tables = { starts: order.map((o) => o[0]), groups: order.map((o) => o[1]) };
+    }
+    const { starts, groups } = this.#tables;
+    let lo = 0;
+    let hi = starts.length - 1;
+    let at = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (starts[mid] <= block) {
+        at = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    if (at < 0 || block >= starts[at] + sb.inodeTableBlocksPerGroup) return;
+    const perBlock = sb.blockSize / sb.inodeSize;
+    const first = groups[at] * sb.inodesPerGroup + (block - starts[at]) * perBlock + 1;
+    for (let i = 0; i < perBlock; i++) this.#inodes.delete(first + i);
   }
 
   // ---------------------------------------------------------------- blocks and inodes
@@ -370,6 +636,14 @@ export class Ext4 {
    * ```
    */
   async readBlock(block: number): Promise<Uint8Array> {
+    if (this.#cache) {
+      this.#checkOpen();
+      if (!Number.isSafeInteger(block) || block < 0 || block >= this.superblock.blocksCount) {
+        throw new CorruptError("block reference", `block ${block} is outside the filesystem`);
+      }
+      // Committed images only: an open transaction's changes show once it commits.
+      return await this.#cache.readCommitted(block);
+    }
     const cached = this.#blocks.get(block);
     if (cached) return cached;
     const bs = this.superblock.blockSize;
@@ -396,6 +670,8 @@ export class Ext4 {
   async inode(ino: number): Promise<Inode> {
     const cached = this.#inodes.get(ino);
     if (cached) return cached;
+    this.#checkOpen();
+    const generation = this.#generation;
     if (!Number.isSafeInteger(ino) || ino < 1 || ino > this.superblock.inodesCount) {
       throw new CorruptError("inode reference", `inode ${ino} is out of range`);
     }
@@ -408,7 +684,7 @@ export class Ext4 {
     const inode = parseInode(sb, ino, table.slice(at, at + sb.inodeSize), {
       ignoreChecksum: this.options.ignoreChecksums,
     });
-    this.#inodes.set(ino, inode);
+    if (generation === this.#generation) this.#inodes.set(ino, inode);
     return inode;
   }
 
@@ -425,6 +701,7 @@ export class Ext4 {
   async blockRuns(inode: Inode): Promise<BlockRun[]> {
     const cached = this.#maps.get(inode.ino);
     if (cached) return cached;
+    const generation = this.#generation;
     const sb = this.superblock;
     let runs: BlockRun[];
     if (inode.usesExtents) {
@@ -436,7 +713,7 @@ export class Ext4 {
       if (t !== "file" && t !== "dir" && t !== "symlink") return [];
       runs = await readBlockMap(sb, inode, (b) => this.readBlock(b));
     }
-    this.#maps.set(inode.ino, runs);
+    if (generation === this.#generation) this.#maps.set(inode.ino, runs);
     return runs;
   }
 
@@ -638,8 +915,9 @@ export class Ext4 {
     const key = `${parentIno}/${latin1(want)}`;
     const hit = this.#dentries.get(key);
     if (hit !== undefined) return hit;
+    const generation = this.#generation;
     const ino = await this.#lookupUncached(parentIno, want);
-    if (ino !== null) this.#dentries.set(key, ino);
+    if (ino !== null && generation === this.#generation) this.#dentries.set(key, ino);
     return ino;
   }
 
@@ -698,12 +976,13 @@ export class Ext4 {
       // instead of once per lookup. The first entry of a name wins, as in a linear scan.
       let index = this.#dirIndex.get(dir.ino);
       if (!index) {
+        const generation = this.#generation;
         index = new Map();
         for await (const rec of iterateDirectory(src, this.#ctx)) {
           const key = latin1(rec.name);
           if (!index.has(key)) index.set(key, rec.ino);
         }
-        this.#dirIndex.set(dir.ino, index);
+        if (generation === this.#generation) this.#dirIndex.set(dir.ino, index);
       }
       return index.get(latin1(want)) ?? null;
     }
@@ -863,18 +1142,51 @@ export class Ext4 {
    * ```
    */
   async openFile(path: string): Promise<Ext4File> {
+    const w = this.#writer;
+    if (w) return await w.transaction(() => this.#openFileCounted(path));
     const ino = await this.resolve(path, true);
     const inode = await this.#regularInode(ino, path);
+    return this.#fileHandle(inode, (offset, length) => this.#readInode(inode, offset, length));
+  }
+
+  /** openFile on a writable filesystem: counted open, reads of the current inode. */
+  async #openFileCounted(path: string): Promise<Ext4File> {
+    const ino = await this.resolve(path, true);
+    const inode = await this.#regularInode(ino, path);
+    this.#openFiles.open(ino);
+    let closed = false;
+    const handle = this.#fileHandle(
+      inode,
+      async (offset, length) => {
+        if (closed) throw new Ext4Error("INVALID", `${path} is closed`, { errno: Errno.EBADF });
+        return this.#readInode(await this.inode(ino), offset, length);
+      },
+      async () => {
+        if (closed) return;
+        closed = true;
+        await this.#release(ino);
+      },
+    );
+    return handle;
+  }
+
+  #fileHandle(
+    inode: Inode,
+    read: (offset: number, length: number) => Promise<Uint8Array>,
+    close: () => Promise<void> = () => Promise.resolve(),
+  ): Ext4File {
     const stat = this.statOf(inode);
-    const read = (offset: number, length: number) => this.#readInode(inode, offset, length);
     return {
       stat,
       read,
+      close,
       readable: () => {
         let pos = 0;
         return new ReadableStream<Uint8Array>({
           pull: async (controller) => {
-            if (pos >= stat.size) {
+            // A writable filesystem's file may have grown or shrunk since it was opened.
+            const size = this.#writer ? (await this.inode(inode.ino)).size : stat.size;
+            if (pos >= size) {
               controller.close();
               return;
             }
@@ -965,6 +1277,335 @@ export class Ext4 {
         stack.push({ path: prefix + children[i].name, ino: children[i].ino });
       }
     }
+  }
+
+  // ---------------------------------------------------------------- writing
+
+  #writerFor(what: string): Ext4Writer {
+    this.#checkOpen();
+    if (!this.#writer) {
+      throw new Ext4Error("READ_ONLY", `${what}: the filesystem is open read-only`);
+    }
+    return this.#writer;
+  }
+
+  /** True while inode `ino` is open through this object (its last unlink orphans it). */
+  #isOpen = (ino: number): boolean => this.#openFiles.isOpen(ino);
+
+  /** A handle of `ino` was closed: at the last close, an unlinked inode is freed. */
+  async #release(ino: number): Promise<void> {
+    if (!this.#openFiles.close(ino) || this.#closed || !this.#writer) return;
+    await this.#writer.transaction((ctx) => releaseIfUnlinked(ctx, ino));
+  }
+
+  /**
+   * Writes `data` as the whole contents of the file at `path` (a final symlink is followed):
+   * created when absent (the parent must exist), replaced when present, or appended to with
+   * `append`. One transaction — unless `data` is a stream, which is written in chunks as
+   * {@link openWritable} does. IS_DIRECTORY for a directory, NOT_FOUND for a missing parent,
+   * READ_ONLY (EROFS) on a read-only filesystem.
+   *
+   * @example
+   * ```ts ignore
+   * const fs = await Ext4.open("disk.img", { readOnly: false });
+   * await fs.writeFile("/etc/hostname", new TextEncoder().encode("box\n"), { mode: 0o644 });
+   * await fs.close();
+   * ```
+   */
+  async writeFile(
+    path: string,
+    data: Uint8Array | ReadableStream<Uint8Array>,
+    options: WriteFileOptions = {},
+  ): Promise<void> {
+    const w = this.#writerFor(path);
+    const mtime = options.mtime === undefined ? undefined : toInodeTime(options.mtime);
+    const atime = options.atime === undefined ? undefined : toInodeTime(options.atime);
+    if (data instanceof ReadableStream) {
+      const f = await this.openWritable(path, { ...options, truncate: !options.append });
+      await data.pipeTo(f.writable());
+      if (mtime || atime) await utimeAt(w, path, atime ?? mtime, mtime);
+      return;
+    }
+    await writeFileAt(w, path, data, { ...options, mtime, atime });
+  }
+
+  /**
+   * Opens the regular file at `path` for writing (and reading), creating it unless
+   * `create: false`; see {@link Ext4WritableFile} for writes, truncate, sync and the
+   * `writable()` stream. Each write is one transaction per 8 MiB. A file removed while open
+   * stays on the orphan list until its last close.
+   *
+   * @example
+   * ```ts ignore
+   * const f = await fs.openWritable("/backup.tar", { truncate: true });
+   * await (await Deno.open("backup.tar")).readable.pipeTo(f.writable());
+   * ```
+   */
+  async openWritable(path: string, options: OpenWritableOptions = {}): Promise<Ext4WritableFile> {
+    const w = this.#writerFor(path);
+    let counted = 0;
+    try {
+      const ino = await w.transaction(async (ctx) => {
+        const r = await resolvePath(ctx, path, { followLast: true });
+        let ino = r.ino;
+        if (ino) {
+          if (options.createNew) throw new Ext4Error("EXISTS", `${path} exists`);
+          await checkRegular(ctx, ino, path);
+          if (options.truncate) await truncateFile(ctx, ino, 0);
+        } else {
+          if (options.create === false) {
+            throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
+          }
+          ino = await createFile(ctx, r.parent, r.name, new Uint8Array(0), {
+            perm: options.mode ?? 0o644,
+            uid: options.uid,
+            gid: options.gid,
+          });
+        }
+        this.#openFiles.open(ino);
+        counted = ino;
+        return ino;
+      });
+      return new Ext4WritableFile(this.#fileHost, ino, options.append ?? false);
+    } catch (e) {
+      if (counted) this.#openFiles.close(counted);
+      throw e;
+    }
+  }
+
+  /** What {@link Ext4WritableFile} handles call back into. */
+  #fileHost = {
+    write: (ino: number, offset: number, data: Uint8Array) =>
+      this.#writerFor(`inode ${ino}`).transaction((ctx) => writeFileRange(ctx, ino, offset, data)),
+    truncate: (ino: number, size: number) =>
+      this.#writerFor(`inode ${ino}`).transaction((ctx) => truncateFile(ctx, ino, size)),
+    stat: (ino: number) => this.getattr(ino),
+    read: (ino: number, offset: number, length: number) => this.read(ino, offset, length),
+    sync: () => this.sync(),
+    release: (ino: number) => this.#release(ino),
+  };
+
+  /**
+   * Makes every write durable (each transaction is flushed when it commits; this waits for the
+   * writes under way and flushes the device once more). Does nothing on a read-only filesystem.
+   *
+   * @example
+   * ```ts ignore
+   * await fs.sync();
+   * ```
+   */
+  async sync(): Promise<void> {
+    this.#checkOpen();
+    const w = this.#writer;
+    if (!w) return; // nothing was written
+    await w.transaction(() => Promise.resolve());
+    await this.device.flush();
+  }
+
+  /**
+   * Makes a directory. With `recursive`, missing parents are made too and an existing
+   * directory is fine; without, EXISTS when `path` exists and NOT_FOUND when its parent does
+   * not.
+   *
+   * @example
+   * ```ts ignore
+   * await fs.mkdir("/srv/www", { recursive: true, mode: 0o750, uid: 33, gid: 33 });
+   * ```
+   */
+  async mkdir(path: string, options: MkdirOptions = {}): Promise<void> {
+    await mkdirAt(this.#writerFor(path), path, options);
+  }
+
+  /**
+   * Removes a file, symlink, device node or empty directory; with `recursive`, a whole tree.
+   * NOT_FOUND when absent, NOT_EMPTY for a non-empty directory, BUSY for the root. A file open
+   * through this object is kept (on the orphan list) until its last close.
+   *
+   * @example
+   * ```ts ignore
+   * await fs.remove("/tmp/cache", { recursive: true });
+   * ```
+   */
+  async remove(path: string, options: { recursive?: boolean } = {}): Promise<void> {
+    await removeAt(this.#writerFor(path), path, { ...options, keepOpen: this.#isOpen });
+  }
+
+  /**
+   * Renames `from` to `to` as rename(2): a file replaces a file, a directory an empty
+   * directory (IS_DIRECTORY / NOT_DIRECTORY / NOT_EMPTY otherwise), moving a directory into
+   * its own subtree is INVALID. `noReplace` fails with EXISTS instead of replacing,
+   * `exchange` swaps the two (both must exist). A replaced file that is open stays until its
+   * last close.
+   *
+   * @example
+   * ```ts ignore
+   * await fs.writeFile("/etc/app.conf.new", bytes);
+   * await fs.rename("/etc/app.conf.new", "/etc/app.conf");
+   * ```
+   */
+  async rename(
+    from: string,
+    to: string,
+    options: { noReplace?: boolean; exchange?: boolean } = {},
+  ): Promise<void> {
+    if (options.noReplace && options.exchange) {
+      throw new Ext4Error("INVALID", "noReplace and exchange exclude each other");
+    }
+    await renameAt(this.#writerFor(from), from, to, { ...options, keepOpen: this.#isOpen });
+  }
+
+  /**
+   * Creates the symlink `path` pointing at `target` (EXISTS when `path` exists).
+   *
+   * @example
+   * ```ts ignore
+   * await fs.symlink("../share/zoneinfo/UTC", "/etc/localtime");
+   * ```
+   */
+  async symlink(
+    target: string | Uint8Array,
+    path: string,
+    options: { uid?: number; gid?: number } = {},
+  ): Promise<void> {
+    await symlinkAt(this.#writerFor(path), target, path, options);
+  }
+
+  /**
+   * Makes `newPath` a hard link to `existing` (not following a final symlink). Directories
+   * cannot be linked (PERMISSION, errno EPERM).
+   *
+   * @example
+   * ```ts ignore
+   * await fs.link("/usr/bin/vim", "/usr/bin/vi");
+   * ```
+   */
+  async link(existing: string, newPath: string): Promise<void> {
+    await linkAt(this.#writerFor(newPath), existing, newPath);
+  }
+
+  /**
+   * Makes a device node, FIFO or socket; `mode` carries the type bits (`0o020000` character
+   * device, `0o060000` block device, `0o010000` FIFO, `0o140000` socket) and permissions.
+   *
+   * @example
+   * ```ts ignore
+   * await fs.mknod("/dev/null", 0o020666, { major: 1, minor: 3 });
+   * ```
+   */
+  async mknod(
+    path: string,
+    mode: number,
+    options: { major?: number; minor?: number; uid?: number; gid?: number } = {},
+  ): Promise<void> {
+    await mknodAt(this.#writerFor(path), path, mode, options);
+  }
+
+  /**
+   * Sets the permission bits (with set-id and sticky bits) of `path`, following a final
+   * symlink as chmod(2).
+   *
+   * @example
+   * ```ts ignore
+   * await fs.chmod("/usr/local/bin/tool", 0o755);
+   * ```
+   */
+  async chmod(path: string, mode: number): Promise<void> {
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
+      throw new Ext4Error("INVALID", `bad mode ${mode}`);
+    }
+    await chmodAt(this.#writerFor(path), path, mode);
+  }
+
+  /**
+   * Sets the owner and group of `path` (null keeps one), following a final symlink unless
+   * `noFollow` (lchown).
+   *
+   * @example
+   * ```ts ignore
+   * await fs.chown("/home/ann", 1000, 1000);
+   * ```
+   */
+  async chown(
+    path: string,
+    uid: number | null,
+    gid: number | null,
+    options: { noFollow?: boolean } = {},
+  ): Promise<void> {
+    for (const id of [uid, gid]) {
+      if (id !== null && (!Number.isInteger(id) || id < 0 || id > 0xffffffff)) {
+        throw new Ext4Error("INVALID", `bad id ${id}`);
+      }
+    }
+    await chownAt(this.#writerFor(path), path, uid ?? undefined, gid ?? undefined, {
+      followLast: !options.noFollow,
+    });
+  }
+
+  /**
+   * Sets the access and modification times of `path` with nanoseconds (null keeps one);
+   * times from 1901 to 2446 are stored (post-2038 included). A final symlink is followed
+   * unless `noFollow`.
+   *
+   * @example
+   * ```ts ignore
+   * await fs.utime("/f", new Date(), { sec: 4102444800, nsec: 123456789 }); // 2100
+   * await fs.utime("/g", null, 1700000000123456789n); // nanoseconds since the epoch
+   * ```
+   */
+  async utime(
+    path: string,
+    atime: TimeInput | null,
+    mtime: TimeInput | null,
+    options: { noFollow?: boolean } = {},
+  ): Promise<void> {
+    const a = atime === null ? undefined : toInodeTime(atime);
+    const m = mtime === null ? undefined : toInodeTime(mtime);
+    await utimeAt(this.#writerFor(path), path, a, m, { followLast: !options.noFollow });
+  }
+
+  /**
+   * Sets extended attribute `name` of `path` (not following a final symlink); `create` fails
+   * with EXISTS when it is there, `replace` with NOT_FOUND (ENODATA) when it is not. POSIX
+   * ACLs (`system.posix_acl_access`/`_default`) take the kernel's xattr format.
+   *
+   * @example
+   * ```ts ignore
+   * await fs.setXattr("/f", "user.mime_type", new TextEncoder().encode("text/plain"));
+   * ```
+   */
+  async setXattr(
+    path: string,
+    name: string,
+    value: Uint8Array,
+    options: { create?: boolean; replace?: boolean } = {},
+  ): Promise<void> {
+    await setXattrAt(this.#writerFor(path), path, name, value, options);
+  }
+
+  /**
+   * Removes extended attribute `name` of `path` (not following a final symlink); NOT_FOUND
+   * with errno ENODATA when it is not there.
+   *
+   * @example
+   * ```ts ignore
+   * await fs.removeXattr("/f", "user.mime_type");
+   * ```
+   */
+  async removeXattr(path: string, name: string): Promise<void> {
+    await removeXattrAt(this.#writerFor(path), path, name);
+  }
+
+  /**
+   * Sets the size of the regular file at `path`: blocks past it are freed, growing adds a
+   * hole (reads as zeros).
+   *
+   * @example
+   * ```ts ignore
+   * await fs.truncate("/var/log/big.log", 0);
+   * ```
+   */
+  async truncate(path: string, size = 0): Promise<void> {
+    await truncateAt(this.#writerFor(path), path, size);
   }
 
   // ---------------------------------------------------------------- inode level
@@ -1091,6 +1732,7 @@ export class Ext4 {
   async #xattrMap(ino: number): Promise<Map<string, Uint8Array>> {
     const cached = this.#xattrs.get(ino);
     if (cached) return cached;
+    const generation = this.#generation;
     const inode = await this.inode(ino);
     const map = await readXattrs({
       sb: this.superblock,
@@ -1113,7 +1755,7 @@ export class Ext4 {
       },
     });
     map.delete("system.data");
-    this.#xattrs.set(ino, map);
+    if (generation === this.#generation) this.#xattrs.set(ino, map);
     return map;
   }
 
@@ -1198,6 +1840,7 @@ export class Ext4 {
    * ```
    */
   statfs(): Ext4Statfs {
+    this.#checkOpen();
     const sb = this.superblock;
     const ratio = sb.clusterSize / sb.blockSize;
     let freeClusters = 0;
@@ -1236,6 +1879,16 @@ export class Ext4 {
         this.journalBlocks = Math.ceil(j.size / sb.blockSize);
       } catch {
         this.journalBlocks = 0; // statfs is an estimate then; reading files still works
+      }
+    }
+    // Orphans left by a previous user (files removed while open, then a crash): freed as the
+    // kernel frees them at a read-write mount.
+    if (this.#writer && sb.lastOrphan !== 0) {
+      const r = await this.#writer.transaction((ctx) => processOrphans(ctx));
+      if (r.freed.length + r.truncated.length > 0) {
+        this.options.onNotice?.(
+          `orphan list processed: ${r.freed.length} inode(s) freed, ${r.truncated.length} truncated`,
+        );
       }
     }
   }

@@ -922,7 +922,8 @@ export async function setAttributes(
   change: AttributeChange,
 ): Promise<void> {
   const { raw, f } = await load(ctx, ino);
-  if (f.linksCount === 0 && f.dtime !== 0) {
+  // Freed in the bitmap, not just unlinked: an orphan (unlinked while open) is still changed.
+  if (f.linksCount === 0 && !(await ctx.alloc.isInodeInUse(ctx.tx, ino))) {
     throw new Ext4Error("NOT_FOUND", `inode ${ino} is deleted`);
   }
   const settable = InodeFlags.SYNC | InodeFlags.IMMUTABLE | InodeFlags.APPEND | InodeFlags.NODUMP |

@@ -43,6 +43,9 @@ export class Ext4Writer {
   /** The block and inode allocator. */
   readonly alloc: Allocator;
 
+  /** The last queued transaction's settlement: transactions run one after another. */
+  #queue: Promise<unknown> = Promise.resolve();
+
   private constructor(
     device: BlockDevice,
     sb: Superblock,
@@ -54,6 +57,29 @@ export class Ext4Writer {
     this.gdt = gdt;
     this.cache = cache;
     this.alloc = new Allocator(sb, gdt);
+  }
+
+  /**
+   * A writer over metadata already read and a cache already made (the `Ext4` object of a
+   * writable filesystem shares its superblock, descriptors and block cache with it). The
+   * caller has checked that the filesystem can be written (`assertWritable`).
+   *
+   * @example
+   * ```ts ignore
+   * const cache = new BlockCache(device, sb.blockSize);
+   * const w = Ext4Writer.attach(device, sb, gdt, cache);
+   * ```
+   */
+  static attach(
+    device: BlockDevice,
+    sb: Superblock,
+    gdt: GroupDescriptorTable,
+    cache: BlockCache,
+  ): Ext4Writer {
+    if (cache.device !== device || cache.blockSize !== sb.blockSize) {
+      throw new Ext4Error("INVALID", "the cache does not belong to this device and block size");
+    }
+    return new Ext4Writer(device, sb, gdt, cache);
   }
 
   /** Reads the filesystem's metadata and checks it can be written. */
@@ -71,9 +97,16 @@ export class Ext4Writer {
 
   /**
    * Runs `fn` in a new transaction and commits it; if `fn` throws, the transaction is
-   * discarded (memory and device as before) and the error rethrown.
+   * discarded (memory and device as before) and the error rethrown. Calls made while another
+   * transaction of this writer runs wait for it (one transaction at a time per cache).
    */
-  async transaction<T>(fn: (ctx: NamespaceContext) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (ctx: NamespaceContext) => Promise<T>): Promise<T> {
+    const run = this.#queue.then(() => this.#run(fn));
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  async #run<T>(fn: (ctx: NamespaceContext) => Promise<T>): Promise<T> {
     const tx = this.cache.begin();
     try {
       const result = await fn({ tx, alloc: this.alloc, sb: this.sb, gdt: this.gdt });

@@ -1,7 +1,6 @@
 import type { Command } from "@commander-js/extra-typings";
-import { mkdirAt } from "../../lib/path_write.ts";
 import { runAction } from "../output.ts";
-import { parseOffset, withWriter } from "../writer_open.ts";
+import { parseOffset, withFilesystem } from "../writer_open.ts";
 
 /** Registers `ext4ts mkdir`. */
 export function registerMkdir(program: Command): void {
@@ -19,11 +18,11 @@ export function registerMkdir(program: Command): void {
         if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
           throw new Error(`bad mode ${opts.mode}`);
         }
-        await withWriter(
+        await withFilesystem(
           image,
           { offset: opts.offset ? parseOffset(opts.offset) : 0 },
-          async (w) => {
-            for (const p of paths) await mkdirAt(w, p, { recursive: opts.parents, mode });
+          async (fs) => {
+            for (const p of paths) await fs.mkdir(p, { recursive: opts.parents, mode });
           },
         );
       })

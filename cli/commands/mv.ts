@@ -1,8 +1,7 @@
 import type { Command } from "@commander-js/extra-typings";
-import { renameAt, resolvePath } from "../../lib/path_write.ts";
-import { decodeInode, readInodeRaw } from "../../lib/inode_write.ts";
+import { Ext4Error } from "../../lib/errors.ts";
 import { runAction } from "../output.ts";
-import { parseOffset, withWriter } from "../writer_open.ts";
+import { parseOffset, withFilesystem } from "../writer_open.ts";
 
 /** Registers `ext4ts mv`. */
 export function registerMv(program: Command): void {
@@ -17,31 +16,22 @@ export function registerMv(program: Command): void {
     .option("--offset <bytes>", "filesystem starts at this byte offset")
     .action((image, src, dest, opts) =>
       runAction(async () => {
-        await withWriter(
+        await withFilesystem(
           image,
           { offset: opts.offset ? parseOffset(opts.offset) : 0 },
-          async (w) => {
+          async (fs) => {
             let target = dest;
             if (!opts.exchange) {
-              // mv semantics: into an existing directory.
-              const tx = w.cache.begin();
-              try {
-                const r = await resolvePath({ tx, alloc: w.alloc, sb: w.sb, gdt: w.gdt }, dest, {
-                  followLast: true,
-                });
-                if (r.ino) {
-                  const mode = decodeInode(w.sb, await readInodeRaw(tx, w.sb, w.gdt, r.ino)).mode;
-                  if ((mode & 0o170000) === 0o040000) {
-                    target = `${dest.replace(/\/+$/, "")}/${
-                      src.replace(/\/+$/, "").split("/").pop()
-                    }`;
-                  }
-                }
-              } finally {
-                tx.abort();
+              // mv semantics: into an existing directory (a symlink to one counts).
+              const st = await fs.stat(dest).catch((e) => {
+                if (e instanceof Ext4Error && e.code === "NOT_FOUND") return null;
+                throw e;
+              });
+              if (st?.type === "dir") {
+                target = `${dest.replace(/\/+$/, "")}/${src.replace(/\/+$/, "").split("/").pop()}`;
               }
             }
-            await renameAt(w, src, target, {
+            await fs.rename(src, target, {
               noReplace: opts.clobber === false,
               exchange: opts.exchange,
             });

@@ -1,7 +1,6 @@
 import type { Command } from "@commander-js/extra-typings";
-import { removeAt } from "../../lib/path_write.ts";
 import { runAction } from "../output.ts";
-import { parseOffset, withWriter } from "../writer_open.ts";
+import { parseOffset, withFilesystem } from "../writer_open.ts";
 
 /** Registers `ext4ts rm`. */
 export function registerRm(program: Command): void {
@@ -14,11 +13,11 @@ export function registerRm(program: Command): void {
     .option("--offset <bytes>", "filesystem starts at this byte offset")
     .action((image, paths, opts) =>
       runAction(async () => {
-        await withWriter(
+        await withFilesystem(
           image,
           { offset: opts.offset ? parseOffset(opts.offset) : 0 },
-          async (w) => {
-            for (const p of paths) await removeAt(w, p, { recursive: opts.recursive });
+          async (fs) => {
+            for (const p of paths) await fs.remove(p, { recursive: opts.recursive });
           },
         );
       })
