@@ -279,7 +279,7 @@ export interface SetXattrOptions {
  * await setXattr(tx, alloc, sb, gdt, ino, "user.mime", enc.encode("text/plain"));
  * ```
  */
-export function setXattr(
+export async function setXattr(
   tx: Transaction,
   alloc: Allocator,
   sb: Superblock,
@@ -289,7 +289,19 @@ export function setXattr(
   value: Uint8Array | null,
   options: SetXattrOptions = {},
 ): Promise<void> {
-  return setXattrs(tx, alloc, sb, gdt, ino, [{ name, value }], options);
+  try {
+    await setXattrs(tx, alloc, sb, gdt, ino, [{ name, value }], options);
+  } catch (e) {
+    // Name the attribute that did not fit, as a caller copying many needs to say which.
+    if (e instanceof Ext4Error && e.code === "NO_SPACE" && value !== null) {
+      throw new Ext4Error(
+        "NO_SPACE",
+        `xattr ${name} of ${value.length} bytes cannot fit (${e.message})`,
+        { errno: e.errno },
+      );
+    }
+    throw e;
+  }
 }
 
 /**
