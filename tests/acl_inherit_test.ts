@@ -16,7 +16,7 @@ import { run, runCli, runOk, tempDir, testWith, withKernelMount } from "./helper
 import { fsck, IMAGE_TOOLS, LAYOUTS, mkfsImage } from "./write_fixtures.ts";
 
 const U = 0xffffffff;
-const KERNEL = [...IMAGE_TOOLS, "root", "loop", "kernel-ext4", "python3"];
+const KERNEL = [...IMAGE_TOOLS, "root", "loop", "kernel-ext4", "python3", "debugfs"];
 
 /** Entries from [tag, perm, id?] triples. */
 function acl(list: [number, number, number?][]): AclEntry[] {
@@ -86,7 +86,13 @@ const DEFAULTS: Record<string, Uint8Array> = {
 };
 
 /** One create: [kind, path, mode]. */
-type Op = ["mkdir" | "file" | "fifo" | "chr" | "sock" | "symlink", string, number];
+type Op = ["mkdir" | "file" | "data" | "fifo" | "chr" | "sock" | "symlink", string, number];
+
+/** The contents of a "data" file: small enough for inline data, or just too big with ACLs. */
+function contents(path: string): Uint8Array {
+  const n = path.endsWith("70") ? 70 : 100;
+  return Uint8Array.from({ length: n }, (_, i) => (i * 7 + n) & 0xff);
+}
 
 function operations(): Op[] {
   const tops = [...Object.keys(DEFAULTS), "none"]; // "none": no default ACL
@@ -99,6 +105,8 @@ function operations(): Op[] {
       ["file", `${t}/f600`, 0o600],
       ["file", `${t}/f777`, 0o777],
       ["file", `${t}/f4755`, 0o4755],
+      ["data", `${t}/data70`, 0o644],
+      ["data", `${t}/d100`, 0o640],
       ["mkdir", `${t}/d`, 0o777],
       ["mkdir", `${t}/d/e`, 0o750],
       ["file", `${t}/d/e/g`, 0o666],
@@ -126,6 +134,11 @@ for kind, path, mode in json.loads(sys.argv[3]):
         top = path[1:]
         if top in defaults: os.setxattr(p, "system.posix_acl_default", bytes.fromhex(defaults[top]))
     elif kind == "file": os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode))
+    elif kind == "data":
+        n = 70 if path.endswith("70") else 100
+        fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
+        os.write(fd, bytes((i * 7 + n) & 0xff for i in range(n)))
+        os.close(fd)
     elif kind == "fifo": os.mkfifo(p, mode)
     elif kind == "chr": os.mknod(p, stat.S_IFCHR | mode, os.makedev(1, 3))
     elif kind == "sock": os.mknod(p, stat.S_IFSOCK | mode)
@@ -143,6 +156,7 @@ async function ourCreate(fs: Ext4, ops: Op[]): Promise<void> {
       const def = DEFAULTS[path.slice(1)];
       if (def) await fs.setXattr(path, "system.posix_acl_default", def);
     } else if (kind === "file") await fs.writeFile(path, new Uint8Array(0), { mode });
+    else if (kind === "data") await fs.writeFile(path, contents(path), { mode });
     else if (kind === "fifo") await fs.mknod(path, 0o010000 | mode);
     else if (kind === "chr") await fs.mknod(path, 0o020000 | mode, { major: 1, minor: 3 });
     else if (kind === "sock") await fs.mknod(path, 0o140000 | mode);
@@ -150,12 +164,15 @@ async function ourCreate(fs: Ext4, ops: Op[]): Promise<void> {
   }
 }
 
-type Dump = Record<string, { mode: number; access: string | null; default: string | null }>;
+type Dump = Record<
+  string,
+  { mode: number; access: string | null; default: string | null; data?: string }
+>;
 
 /** Mode and ACL xattrs (getxattr's bytes, hex) of each path, as the kernel shows them. */
 async function kernelDump(root: string, paths: string[]): Promise<Dump> {
   const script = `
-import os, sys, json
+import os, sys, json, stat
 root = sys.argv[1]
 out = {}
 def get(p, n):
@@ -163,8 +180,10 @@ def get(p, n):
     except OSError: return None
 for path in json.loads(sys.argv[2]):
     p = root + path
-    out[path] = {"mode": os.lstat(p).st_mode, "access": get(p, "system.posix_acl_access"),
+    st = os.lstat(p)
+    out[path] = {"mode": st.st_mode, "access": get(p, "system.posix_acl_access"),
                  "default": get(p, "system.posix_acl_default")}
+    if stat.S_ISREG(st.st_mode): out[path]["data"] = open(p, "rb").read().hex()
 print(json.dumps(out))
 `;
   const r = await run("python3", ["-c", script, root, JSON.stringify(paths)]);
@@ -178,11 +197,13 @@ async function ourDump(fs: Ext4, paths: string[]): Promise<Dump> {
   for (const path of paths) {
     const names = await fs.listXattr(path);
     const get = async (n: string) => names.includes(n) ? hex(await fs.getXattr(path, n)) : null;
+    const st = await fs.lstat(path);
     out[path] = {
-      mode: (await fs.lstat(path)).mode,
+      mode: st.mode,
       access: await get("system.posix_acl_access"),
       default: await get("system.posix_acl_default"),
     };
+    if (st.type === "file") out[path].data = hex(await fs.readFile(path));
   }
   return out;
 }
@@ -236,6 +257,29 @@ for (const { layout, extra } of INHERIT_LAYOUTS) {
         readOnly: true,
       });
       assert.deepEqual(seen, expected, "what the kernel reads from our image");
+      // Inline or not, as the kernel decided with the inherited ACLs in the inode body.
+      const inline = async (img: string) => {
+        const out: Record<string, boolean> = {};
+        for (const [kind, path] of ops) {
+          if (kind !== "mkdir" && kind !== "data") continue;
+          const r = await runOk("debugfs", ["-R", `stat ${path}`, img]);
+          const flags = parseInt(/Flags: (0x[0-9a-f]+)/.exec(r)?.[1] ?? "NaN", 16);
+          assert.ok(!isNaN(flags), r);
+          out[path] = (flags & 0x10000000) !== 0;
+        }
+        return out;
+      };
+      const kernelInline = await inline(theirs);
+      if (layout.name.includes("inline")) {
+        // Inherited ACLs leave /mask/d no room for system.data, /named/d (one ACL in the
+        // block) still some; a 100-byte file is inline only without an access ACL.
+        assert.deepEqual(
+          [kernelInline["/mask/d"], kernelInline["/named/d"], kernelInline["/named/d100"]],
+          [false, true, false],
+        );
+        assert.deepEqual([kernelInline["/plain/d100"], kernelInline["/none/d/e"]], [true, true]);
+      }
+      assert.deepEqual(await inline(ours), kernelInline);
     },
   );
 }
