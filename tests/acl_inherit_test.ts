@@ -342,3 +342,48 @@ testWith(
     assert.deepEqual(rekey(fromUs), hostDump);
   },
 );
+
+testWith(
+  "a default ACL the kernel cannot use (no owning group) refuses the create, as the kernel's EIO",
+  [...KERNEL],
+  async () => {
+    await using dir = await tempDir();
+    const img = `${dir.path}/fs.img`;
+    await Deno.writeFile(img, await mkfsImage(dir.path, LAYOUTS.find((l) => l.name === "ext4")!));
+    await runOk("debugfs", ["-w", "-R", "mkdir /bad", img]);
+    // Stored raw (ext4's on-disk format): owner rwx, other r, no owning group entry.
+    const bad = `${dir.path}/acl.bin`;
+    await Deno.writeFile(bad, new Uint8Array([1, 0, 0, 0, 1, 0, 7, 0, 0x20, 0, 4, 0]));
+    await runOk("debugfs", ["-w", "-R", `ea_set -r -f ${bad} /bad system.posix_acl_default`, img]);
+    const before = await Deno.readFile(img);
+    const fs = await Ext4.open(img, { readOnly: false });
+    try {
+      await assert.rejects(
+        () => fs.writeFile("/bad/x", new Uint8Array(0), { mode: 0o644 }),
+        (e: unknown) => e instanceof CorruptError && /default ACL/.test(e.message),
+      );
+      await assert.rejects(() => fs.mkdir("/bad/d"), CorruptError);
+      await fs.symlink("t", "/bad/link"); // symlinks never look at the default ACL
+      assert.deepEqual(await fs.listXattr("/bad/link"), []);
+    } finally {
+      await fs.close();
+    }
+    const after = await Deno.readFile(img);
+    const checked = await fsck(dir.path, after);
+    assert.equal(checked.code, 0, checked.output);
+    assert.notDeepEqual(after, before); // the symlink
+    const kernel = await withKernelMount(img, async (mnt) => {
+      const r = await run("python3", [
+        "-c",
+        "import os,sys\ntry: os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o644)\n" +
+        "except OSError as e: print(e.errno)",
+        `${mnt}/bad/x`,
+      ]);
+      return [
+        r.stdout.trim(),
+        (await Array.fromAsync(Deno.readDir(`${mnt}/bad`))).map((e) => e.name),
+      ];
+    });
+    assert.deepEqual(kernel, ["5", ["link"]], "the kernel: EIO, nothing but our symlink");
+  },
+);
