@@ -374,6 +374,13 @@ export {
   xattrEntryHash,
 } from "./lib/xattr_block.ts";
 export { XattrBlockIndex, xattrBlockIndex } from "./lib/xattr_share.ts";
+export {
+  aclCreateMasq,
+  inheritAcls,
+  type InheritedAcls,
+  inheritedXattrs,
+  readDefaultAcl,
+} from "./lib/acl_inherit.ts";
 export { addOrphan, listOrphans, removeOrphan } from "./lib/orphan_write.ts";
 export {
   addEntry,

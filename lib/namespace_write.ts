@@ -33,7 +33,7 @@ import {
   setDxChecksum,
 } from "./htree_write.ts";
 import { insertExtents, readFileMap, rewriteFileMap } from "./file_map_write.ts";
-import { canInline, writeInline } from "./inline_write.ts";
+import { canInline, INLINE_MAX, inlineValueRoom, writeInline } from "./inline_write.ts";
 import {
   canInlineDirectory,
   convertInlineDirectory,
@@ -56,9 +56,14 @@ import {
   writeInode,
 } from "./inode_write.ts";
 import { deviceBlock, symlinkData } from "./special_write.ts";
-import { chmodAccessAcl, releaseXattrBlock } from "./xattr_write.ts";
+import { chmodAccessAcl, releaseXattrBlock, setXattrs } from "./xattr_write.ts";
+import { inheritAcls, inheritedXattrs, readDefaultAcl } from "./acl_inherit.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
+import { parseInodeXattrs } from "./xattr.ts";
+
+/** Size of an xattr entry's header (struct ext4_xattr_entry without its name). */
+const XATTR_ENTRY_SIZE = 16;
 
 /** Everything a namespace operation needs. */
 export interface NamespaceContext {
@@ -78,6 +83,11 @@ export interface NamespaceContext {
    * entry is added, then discarding the transaction.
    */
   newNames?: boolean;
+  /**
+   * Give new inodes the ACLs their directory's default ACL implies, as the kernel does
+   * (lib/acl_inherit.ts; default true). `put` turns it off: it copies the host's own ACLs.
+   */
+  inheritAcls?: boolean;
 }
 
 /** Owner and permissions of a new inode. */
@@ -240,7 +250,10 @@ export async function lookupEntry(
 /**
  * Allocates and writes a new inode of `mode` (type and permissions): zero size, one link
  * (two for a directory, set by the caller's entries), an empty extent root for files and
- * directories where the filesystem has extents.
+ * directories where the filesystem has extents. Under a directory with a default ACL (and
+ * `ctx.inheritAcls` not false) the inode gets the inherited ACLs and the mode they imply
+ * before anything else is stored, as the kernel's `ext4_init_acl` does; the returned fields
+ * are then the inode's as written (mode, xattr block and its block count included).
  */
 export async function newInode(
   ctx: NamespaceContext,
@@ -257,10 +270,13 @@ export async function newInode(
     topLevel: parentIno === ROOT_INO,
   });
   const t = now(ctx);
+  const acls = ctx.inheritAcls === false || (mode & 0o170000) === 0o120000
+    ? null
+    : inheritAcls(await readDefaultAcl(ctx.tx, sb, ctx.gdt, parentIno), mode);
   const extents = (sb.incompat & Incompat.EXTENTS) !== 0;
   const regOrDir = dir || (mode & 0o170000) === 0o100000;
   const fields: InodeFields = {
-    mode,
+    mode: acls ? acls.mode : mode,
     uid: options.uid ?? 0,
     gid: options.gid ?? 0,
     size: 0,
@@ -280,7 +296,10 @@ export async function newInode(
     ...contents,
   };
   await writeInode(ctx.tx, sb, ctx.gdt, ino, encodeInode(sb, ino, fields));
-  return { ino, fields };
+  const changes = acls ? inheritedXattrs(acls) : [];
+  if (changes.length === 0) return { ino, fields };
+  await setXattrs(ctx.tx, alloc, sb, ctx.gdt, ino, changes, { now: t, create: true });
+  return { ino, fields: (await load(ctx, ino)).f };
 }
 
 /**
@@ -482,6 +501,34 @@ async function changeLinks(
   return updated;
 }
 
+/**
+ * True when a "system.data" attribute with an empty value still fits the inode body of new
+ * inode `ino` next to the attributes it already has (inherited ACLs), as the kernel's
+ * ext4_xattr_ibody_set checks: entries, values and the end marker within the body.
+ */
+async function systemDataFits(ctx: NamespaceContext, ino: number): Promise<boolean> {
+  const { sb } = ctx;
+  const raw = await readInodeRaw(ctx.tx, sb, ctx.gdt, ino);
+  const r4 = (n: number) => (n + 3) & ~3;
+  const extra = raw[0x80] | (raw[0x81] << 8);
+  let free = sb.inodeSize - 128 - extra - 4 - 4; // the magic and the end marker
+  for (const e of parseInodeXattrs(sb, ino, raw)) {
+    free -= XATTR_ENTRY_SIZE + r4(e.suffix.length) + (e.valueInum ? 0 : r4(e.value.length));
+  }
+  return free >= XATTR_ENTRY_SIZE + r4(4); // "data", no value
+}
+
+/**
+ * True when a new file of `size` bytes goes inline: as {@link canInline} for a fresh inode,
+ * and (ext4_get_max_inline_size) only while the inode body, next to the attributes inode
+ * `ino` already has, still leaves system.data a value.
+ */
+async function canInlineNew(ctx: NamespaceContext, ino: number, size: number): Promise<boolean> {
+  if (!canInline(ctx, size)) return false;
+  const room = inlineValueRoom(ctx.sb, await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino));
+  return room > 0 && size <= INLINE_MAX + room;
+}
+
 /** Creates directory `name` in `parent`; returns its inode. */
 export async function makeDirectory(
   ctx: NamespaceContext,
@@ -498,8 +545,9 @@ export async function makeDirectory(
       0o040000 | (options.perm & 0o7777),
       options,
     );
-    if (canInlineDirectory(sb)) {
-      // Directories start inline on inline_data filesystems, as the kernel makes them.
+    if (canInlineDirectory(sb) && await systemDataFits(ctx, ino)) {
+      // Directories start inline on inline_data filesystems, as the kernel makes them (not
+      // when inherited ACLs leave the inode body no room: ext4_init_new_dir's ENOSPC).
       await initInlineDirectory(ctx, ino, parent);
       await addEntry(ctx, parent, name, ino, DirFileType.DIR);
       await changeLinks(ctx, parent, 1);
@@ -522,7 +570,7 @@ export async function makeDirectory(
       linksCount: 2,
       size: sb.blockSize,
       block: rebuilt.iBlock,
-      blocks512: (1 + rebuilt.mapBlocks) * (sb.blockSize / 512),
+      blocks512: fields.blocks512 + (1 + rebuilt.mapBlocks) * (sb.blockSize / 512),
     });
     await addEntry(ctx, parent, name, ino, DirFileType.DIR);
     await changeLinks(ctx, parent, 1);
@@ -549,7 +597,7 @@ export async function createFile(
       0o100000 | (options.perm & 0o7777),
       options,
     );
-    if (options.inline !== false && canInline(ctx, data.length)) {
+    if (options.inline !== false && await canInlineNew(ctx, ino, data.length)) {
       await writeInline(ctx, ino, data);
     } else if (data.length > 0) {
       const file = await writeNewFileData(ctx.tx, ctx.alloc, ctx.sb, {
@@ -564,7 +612,7 @@ export async function createFile(
         size: data.length,
         flags: (fields.flags & ~InodeFlags.EXTENTS) | file.flags,
         block: file.iBlock,
-        blocks512: file.blocks512,
+        blocks512: fields.blocks512 + file.blocks512, // an inherited ACL's block counts too
       });
     }
     await addEntry(ctx, parent, name, ino, DirFileType.REG_FILE);

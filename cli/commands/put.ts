@@ -109,13 +109,15 @@ export async function putTree(
   let pending = 0;
   let pendingBytes = 0;
   // Names come from host directories (unique) into directories put itself made, and the
-  // top-level name is checked below: the lookup before each create can be skipped.
+  // top-level name is checked below: the lookup before each create can be skipped. No ACL
+  // inheritance: the host's own ACLs are copied (a file without one must stay without one).
   const context = (): NamespaceContext => ({
     tx,
     alloc: w.alloc,
     sb: w.sb,
     gdt: w.gdt,
     newNames: true,
+    inheritAcls: false,
   });
   let ctx = context();
   const maybeCommit = async (force = false) => {
