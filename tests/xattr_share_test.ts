@@ -73,7 +73,8 @@ async function kernelView(mnt: string): Promise<KernelView> {
 }
 
 function ctxOf(fs: LoadedFs, tx: Transaction): NamespaceContext {
-  return { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+  // Attributes are set explicitly, as `put` sets them: no default-ACL inheritance on create.
+  return { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, inheritAcls: false };
 }
 
 /** Runs `fn` in a transaction and commits. */
