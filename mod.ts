@@ -353,6 +353,7 @@ export {
   punchHole,
   truncateFile,
   writeFileRange,
+  zeroRange,
 } from "./lib/file_update.ts";
 export { decodeDeviceBlock, deviceBlock, symlinkData } from "./lib/special_write.ts";
 export {
@@ -444,6 +445,9 @@ export {
   checkRegular,
   chmodAt,
   chownAt,
+  fallocateAt,
+  fallocateInode,
+  type FallocateOptions,
   linkAt,
   mkdirAt,
   mknodAt,

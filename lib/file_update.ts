@@ -361,3 +361,60 @@ export async function fallocateRange(
     throw e;
   }
 }
+
+/**
+ * FALLOC_FL_ZERO_RANGE: bytes `[offset, offset+length)` of file `ino` read as zeros
+ * afterwards. As the kernel does, the whole blocks inside the range become unwritten extents
+ * (their old blocks are freed and unwritten ones allocated, so nothing is written to the
+ * device for them), the blocks the range only partly covers are allocated too and zeroed in
+ * the covered part, and the size grows to the range's end unless `keepSize`. Extent-mapped
+ * files only (UNSUPPORTED, the kernel's EOPNOTSUPP, otherwise).
+ *
+ * @example
+ * ```ts ignore
+ * await zeroRange({ tx, alloc, sb, gdt }, ino, 4096, 1 << 20, { keepSize: true });
+ * ```
+ */
+export async function zeroRange(
+  ctx: FileContext,
+  ino: number,
+  offset: number,
+  length: number,
+  options: { keepSize?: boolean } = {},
+): Promise<void> {
+  const bs = ctx.sb.blockSize;
+  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length <= 0) {
+    throw new Ext4Error("INVALID", `bad range ${offset}+${length}`);
+  }
+  const { fields, maxSize } = await inspect(ctx, ino);
+  if (
+    !(fields.flags & (InodeFlags.EXTENTS | InodeFlags.INLINE_DATA)) ||
+    !(ctx.sb.incompat & Incompat.EXTENTS)
+  ) {
+    throw new Ext4Error("UNSUPPORTED", "zero range needs an extent-mapped file", {
+      errno: Errno.EOPNOTSUPP,
+    });
+  }
+  const end = offset + length;
+  if (end > maxSize) throw tooLarge(ino, end, maxSize);
+  try {
+    const f = await open(ctx, ino);
+    const firstWhole = Math.ceil(offset / bs);
+    const lastWhole = Math.floor(end / bs); // exclusive
+    if (firstWhole < lastWhole) await freeRuns(ctx, await f.map.remove(firstWhole, lastWhole));
+    const headBlock = Math.floor(offset / bs);
+    const tailBlock = Math.floor((end - 1) / bs);
+    if (headBlock === tailBlock && (offset % bs !== 0 || end % bs !== 0)) {
+      await zeroPartial(ctx, f, headBlock, offset % bs, end - headBlock * bs);
+    } else {
+      if (offset % bs !== 0) await zeroPartial(ctx, f, headBlock, offset % bs, bs);
+      if (end % bs !== 0) await zeroPartial(ctx, f, tailBlock, 0, end % bs);
+    }
+    await fillHoles(ctx, f, headBlock, tailBlock + 1, true);
+    const size = options.keepSize ? f.fields.size : Math.max(f.fields.size, end);
+    await save(ctx, f, size);
+  } catch (e) {
+    ctx.tx.abort();
+    throw e;
+  }
+}

@@ -58,6 +58,9 @@ import {
   checkRegular,
   chmodAt,
   chownAt,
+  fallocateAt,
+  fallocateInode,
+  type FallocateOptions,
   linkAt,
   mkdirAt,
   mknodAt,
@@ -1379,6 +1382,10 @@ export class Ext4 {
       this.#writerFor(`inode ${ino}`).transaction((ctx) => writeFileRange(ctx, ino, offset, data)),
     truncate: (ino: number, size: number) =>
       this.#writerFor(`inode ${ino}`).transaction((ctx) => truncateFile(ctx, ino, size)),
+    fallocate: (ino: number, offset: number, length: number, options: FallocateOptions) =>
+      this.#writerFor(`inode ${ino}`).transaction((ctx) =>
+        fallocateInode(ctx, ino, offset, length, options)
+      ),
     stat: (ino: number) => this.getattr(ino),
     read: (ino: number, offset: number, length: number) => this.read(ino, offset, length),
     sync: () => this.sync(),
@@ -1606,6 +1613,26 @@ export class Ext4 {
    */
   async truncate(path: string, size = 0): Promise<void> {
     await truncateAt(this.#writerFor(path), path, size);
+  }
+
+  /**
+   * fallocate(2) on the regular file at `path`: preallocates unwritten blocks (default),
+   * punches a hole (`mode: "punchHole"`) or zeroes a range (`mode: "zeroRange"`) of `length`
+   * bytes at `offset`; `keepSize` keeps the size when the range ends past it.
+   *
+   * @example
+   * ```ts ignore
+   * await fs.fallocate("/var/db/table", 0, 64 << 20, { keepSize: true });
+   * await fs.fallocate("/var/db/table", 8192, 4096, { mode: "punchHole" });
+   * ```
+   */
+  async fallocate(
+    path: string,
+    offset: number,
+    length: number,
+    options: FallocateOptions = {},
+  ): Promise<void> {
+    await fallocateAt(this.#writerFor(path), path, offset, length, options);
   }
 
   // ---------------------------------------------------------------- inode level

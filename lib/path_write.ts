@@ -10,7 +10,13 @@
 
 import { Errno, Ext4Error } from "./errors.ts";
 import { readFileMap } from "./file_map_write.ts";
-import { truncateFile, writeFileRange } from "./file_update.ts";
+import {
+  fallocateRange,
+  punchHole,
+  truncateFile,
+  writeFileRange,
+  zeroRange,
+} from "./file_update.ts";
 import { decodeInode, type InodeTime, readInodeRaw } from "./inode_write.ts";
 import {
   createFile,
@@ -598,4 +604,67 @@ export function truncateAt(w: Ext4Writer, path: string, size: number): Promise<v
     await checkRegular(ctx, ino, path);
     await truncateFile(ctx, ino, size);
   });
+}
+
+/** What {@link fallocateAt} does, as fallocate(2)'s modes. */
+export interface FallocateOptions {
+  /**
+   * `"allocate"` (default): unwritten blocks for the holes in the range (reads as zeros);
+   * `"punchHole"`: deallocate the range (FALLOC_FL_PUNCH_HOLE; the size is always kept);
+   * `"zeroRange"`: the range reads as zeros, its blocks unwritten (FALLOC_FL_ZERO_RANGE).
+   */
+  mode?: "allocate" | "punchHole" | "zeroRange";
+  /** Keep the size even when the range ends past it (FALLOC_FL_KEEP_SIZE). */
+  keepSize?: boolean;
+}
+
+/**
+ * fallocate(2) on the regular file at `path`, one transaction: preallocate, punch a hole or
+ * zero a range of `length` bytes at `offset` (see {@link FallocateOptions}).
+ *
+ * @example
+ * ```ts ignore
+ * await fallocateAt(writer, "/var/db/table", 0, 64 << 20, { keepSize: true });
+ * await fallocateAt(writer, "/var/db/table", 4096, 8192, { mode: "punchHole" });
+ * ```
+ */
+export function fallocateAt(
+  w: Ext4Writer,
+  path: string,
+  offset: number,
+  length: number,
+  options: FallocateOptions = {},
+): Promise<void> {
+  return withInode(w, path, async (ctx, ino) => {
+    await checkRegular(ctx, ino, path);
+    await fallocateInode(ctx, ino, offset, length, options);
+  });
+}
+
+/**
+ * fallocate(2) on regular file `ino` inside a transaction (what {@link fallocateAt} and open
+ * handles run).
+ *
+ * @example
+ * ```ts ignore
+ * await writer.transaction((ctx) => fallocateInode(ctx, ino, 0, 4096, { mode: "zeroRange" }));
+ * ```
+ */
+export function fallocateInode(
+  ctx: NamespaceContext,
+  ino: number,
+  offset: number,
+  length: number,
+  options: FallocateOptions = {},
+): Promise<void> {
+  switch (options.mode ?? "allocate") {
+    case "allocate":
+      return fallocateRange(ctx, ino, offset, length, { keepSize: options.keepSize });
+    case "punchHole":
+      return punchHole(ctx, ino, offset, length);
+    case "zeroRange":
+      return zeroRange(ctx, ino, offset, length, { keepSize: options.keepSize });
+    default:
+      throw new Ext4Error("INVALID", `unknown fallocate mode ${options.mode}`);
+  }
 }

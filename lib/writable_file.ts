@@ -11,6 +11,7 @@
 
 import { Errno, Ext4Error } from "./errors.ts";
 import type { Ext4Stat } from "./filesystem.ts";
+import type { FallocateOptions } from "./path_write.ts";
 
 /** Most bytes one transaction of a write carries. */
 export const WRITE_CHUNK = 8 << 20;
@@ -23,6 +24,8 @@ export interface WritableFileHost {
   write(ino: number, offset: number, data: Uint8Array): Promise<void>;
   /** Sets the size of inode `ino` in one transaction. */
   truncate(ino: number, size: number): Promise<void>;
+  /** fallocate(2) on inode `ino` in one transaction. */
+  fallocate(ino: number, offset: number, length: number, options: FallocateOptions): Promise<void>;
   /** The current stat of inode `ino`. */
   stat(ino: number): Promise<Ext4Stat>;
   /** Reads up to `length` bytes at `offset` of inode `ino`. */
@@ -179,6 +182,21 @@ export class Ext4WritableFile {
   truncate(size: number): Promise<void> {
     this.#check();
     return this.#host.truncate(this.ino, size);
+  }
+
+  /**
+   * fallocate(2): preallocates unwritten blocks (default), punches a hole or zeroes a range of
+   * `length` bytes at `offset` (see {@link FallocateOptions}).
+   *
+   * @example
+   * ```ts ignore
+   * await f.allocate(0, 1 << 30, { keepSize: true });
+   * await f.allocate(4096, 4096, { mode: "punchHole" });
+   * ```
+   */
+  allocate(offset: number, length: number, options: FallocateOptions = {}): Promise<void> {
+    this.#check();
+    return this.#host.fallocate(this.ino, offset, length, options);
   }
 
   /**
