@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Ext4 } from "../ffi/open_filesystem.ts";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
-import { parseDxRoot } from "../lib/dir_htree.ts";
+import { parseDxNode, parseDxRoot } from "../lib/dir_htree.ts";
 import { Errno, Ext4Error } from "../lib/errors.ts";
 import type { Ext4Stat } from "../lib/filesystem.ts";
 import type { Ext4WritableFile } from "../lib/writable_file.ts";
@@ -1349,25 +1349,52 @@ interface PropertyVariant {
   populate?: (fs: Ext4) => Promise<void>;
   /** The same content in the model (every run). */
   populateModel?: (m: Model) => void;
-  /** Checks the populated image before the sequences run. */
-  checkImage?: (fs: Ext4) => Promise<void>;
+  /** Checks the populated image before the sequences run (`initial`) and after each. */
+  checkImage?: (fs: Ext4, initial: boolean) => Promise<void>;
   /** Ops on paths under this top-level directory are counted: some must succeed. */
   focus?: string;
+  /** Checks made after all the sequences ran. */
+  finish?: () => void;
 }
 
 /**
- * The "large htree directories" variant: `/h` holds {@link BULK} entries with 200-byte names
- * (every 8th an empty directory) on 1 KiB blocks, so that its index has two levels before the
- * sequence starts; the sequence mostly works inside it (creates, unlinks, renames in and out,
- * rmdir of its subdirectories, files in them).
+ * The "large htree directories" variant: `/h` holds at least {@link BULK} entries with 200-byte
+ * names (every 8th an empty directory) on 1 KiB blocks, so that its index has two levels before
+ * the sequence starts, and more until one index node is full, so that the new long names of
+ * the sequence split leaves and that index node. The sequence mostly works inside it (creates,
+ * unlinks, renames in and out, rmdir of its subdirectories, files in them).
  */
-const BULK = 720;
+const BULK = 600;
+/** The populate stops here at the latest (a node fills long before). */
+const BULK_MAX = 2400;
 const bulkName = (i: number) => String(i).padStart(4, "0") + "x".repeat(196);
 const isBulkDir = (i: number) => i % 8 === 0;
 const bulkArb = fc.nat(BULK - 1).map(bulkName);
 const bulkDirArb = fc.nat(BULK / 8 - 1).map((k) => bulkName(k * 8));
 /** New long names: inserting them splits full leaves (four 200-byte names fill a block). */
-const freshLongArb = fc.nat(40).map((k) => bulkName(BULK + k));
+const freshLongArb = fc.nat(40).map((k) => bulkName(BULK_MAX + k));
+
+/** The index of directory `path`: its root and the count and limit of every index node below. */
+async function htreeShape(fs: Ext4, path: string) {
+  const st = await fs.stat(path);
+  const inode = await fs.inode(st.ino);
+  assert.ok(inode.flags & 0x1000, `${path} is hash-indexed (EXT4_INDEX_FL)`);
+  const block = async (logical: number) => {
+    const b = await fs.mapBlock(inode, logical);
+    assert.ok(b !== null, `${path}: logical block ${logical} is mapped`);
+    return await fs.readBlock(b);
+  };
+  const { info, index } = parseDxRoot(await block(0), fs.superblock, st.ino);
+  const nodes: { count: number; limit: number }[] = [];
+  if (info.indirectLevels >= 1) {
+    for (const e of index.entries) {
+      const node = parseDxNode(await block(e.block), fs.superblock, st.ino);
+      nodes.push({ count: node.count, limit: node.limit });
+    }
+  }
+  return { levels: info.indirectLevels, rootCount: index.count, nodes };
+}
+
 const htreePathArb: fc.Arbitrary<string[]> = fc.oneof(
   { weight: 4, arbitrary: nameArb.map((n) => ["h", n]) },
   { weight: 3, arbitrary: bulkArb.map((n) => ["h", n]) },
@@ -1384,46 +1411,75 @@ const htreeTargetArb: fc.Arbitrary<string[]> = fc.oneof(
   { weight: 1, arbitrary: htreePathArb },
 );
 
-const htreeVariant = (layout: Layout, numRuns: number): PropertyVariant => ({
-  layout,
-  numRuns,
-  ops: opsArbOver(htreePathArb, htreeTargetArb),
-  focus: "h",
-  populate: async (fs) => {
-    await fs.mkdir("/h");
-    for (let i = 0; i < BULK; i++) {
-      if (isBulkDir(i)) await fs.mkdir(`/h/${bulkName(i)}`);
-      else await fs.writeFile(`/h/${bulkName(i)}`, new Uint8Array());
-    }
-  },
-  populateModel: (m) => {
-    const h = m.add({ kind: "dir", mode: 0o40755, entries: new Map(), xattrs: new Map() });
-    m.dir(1).entries.set("h", h);
-    for (let i = 0; i < BULK; i++) {
-      m.dir(h).entries.set(
-        bulkName(i),
-        m.add(
-          isBulkDir(i)
-            ? { kind: "dir", mode: 0o40755, entries: new Map(), xattrs: new Map() }
-            : { kind: "file", mode: 0o100644, data: new Uint8Array(), xattrs: new Map() },
-        ),
-      );
-    }
-  },
-  checkImage: async (fs) => {
-    const st = await fs.stat("/h");
-    const inode = await fs.inode(st.ino);
-    assert.ok(inode.flags & 0x1000, "/h is hash-indexed (EXT4_INDEX_FL)");
-    const block0 = await fs.mapBlock(inode, 0);
-    assert.ok(block0 !== null);
-    const { info, index } = parseDxRoot(await fs.readBlock(block0), fs.superblock, st.ino);
-    assert.ok(
-      info.indirectLevels >= 1,
-      `/h has ${info.indirectLevels} index levels below the root`,
-    );
-    assert.ok(index.count >= 2);
-  },
+/**
+ * Random sequences in and around `/h`, with a burst of new long names somewhere: leaf splits,
+ * enough of them to split the nearly full index node now and then.
+ */
+const htreeOpsArb: fc.Arbitrary<Op[]> = fc.tuple(
+  opsArbOver(htreePathArb, htreeTargetArb),
+  fc.array(freshLongArb, { maxLength: 16 }),
+  fc.nat(),
+).map(([ops, names, at]) => {
+  const burst: Op[] = names.map((n, k) => ({
+    op: "writeFile",
+    path: ["h", n],
+    seed: k,
+    size: k % 3 === 0 ? 0 : 700,
+    append: false,
+  }));
+  const i = at % (ops.length + 1);
+  return [...ops.slice(0, i), ...burst, ...ops.slice(i)];
 });
+
+function htreeVariant(layout: Layout, numRuns: number): PropertyVariant {
+  /** How many bulk entries the populate made (at least BULK). */
+  let count = 0;
+  /** The root's entries after the populate; runs that ended with more split an index node. */
+  let rootCount = 0;
+  let nodeSplits = 0;
+  return {
+    layout,
+    numRuns,
+    ops: htreeOpsArb,
+    focus: "h",
+    populate: async (fs) => {
+      await fs.mkdir("/h");
+      const aNodeIsFull = async () =>
+        (await htreeShape(fs, "/h")).nodes.some((n) => n.count === n.limit);
+      for (count = 0; count < BULK_MAX; count++) {
+        if (count >= BULK && await aNodeIsFull()) break;
+        if (isBulkDir(count)) await fs.mkdir(`/h/${bulkName(count)}`);
+        else await fs.writeFile(`/h/${bulkName(count)}`, new Uint8Array());
+      }
+    },
+    populateModel: (m) => {
+      const h = m.add({ kind: "dir", mode: 0o40755, entries: new Map(), xattrs: new Map() });
+      m.dir(1).entries.set("h", h);
+      for (let i = 0; i < count; i++) {
+        m.dir(h).entries.set(
+          bulkName(i),
+          m.add(
+            isBulkDir(i)
+              ? { kind: "dir", mode: 0o40755, entries: new Map(), xattrs: new Map() }
+              : { kind: "file", mode: 0o100644, data: new Uint8Array(), xattrs: new Map() },
+          ),
+        );
+      }
+    },
+    checkImage: async (fs, initial) => {
+      const shape = await htreeShape(fs, "/h");
+      assert.ok(shape.levels >= 1, `/h has ${shape.levels} index levels below the root`);
+      assert.ok(shape.rootCount >= 2 && shape.nodes.length === shape.rootCount);
+      if (initial) {
+        assert.ok(count < BULK_MAX, `no index node of /h filled up with ${count} entries`);
+        assert.ok(shape.nodes.some((n) => n.count === n.limit), JSON.stringify(shape));
+        rootCount = shape.rootCount;
+      } else if (shape.rootCount > rootCount) nodeSplits++;
+    },
+    // A full index node splits on its next leaf split: most runs get there.
+    finish: () => assert.ok(nodeSplits > 0, `no index node split in ${numRuns} runs`),
+  };
+}
 
 const PROPERTY_VARIANTS: PropertyVariant[] = [
   ...[EXT4, EXT2, LAYOUTS[3], LAYOUTS[9]].map((layout) => ({ layout, numRuns: 15, ops: opsArb })),
@@ -1441,7 +1497,7 @@ const PROPERTY_VARIANTS: PropertyVariant[] = [
 ];
 
 for (
-  const { layout, numRuns, ops: opsArb, populate, populateModel, checkImage, focus }
+  const { layout, numRuns, ops: opsArb, populate, populateModel, checkImage, focus, finish }
     of PROPERTY_VARIANTS
 ) {
   testWith(
@@ -1455,7 +1511,7 @@ for (
         const fs = await Ext4.openDevice(dev, { readOnly: false });
         try {
           await populate(fs);
-          await checkImage?.(fs);
+          await checkImage?.(fs, true);
         } finally {
           await fs.close();
         }
@@ -1506,7 +1562,7 @@ for (
             assert.equal(lines.length, orphans, y.stdout);
             for (const l of lines) assert.match(l, /^Clearing orphaned inode \d+ /, y.stdout);
             // The big directory is still the multi-level index the sequence worked in.
-            await checkImage?.(fs);
+            await checkImage?.(fs, false);
           } finally {
             await fs.close();
           }
@@ -1526,6 +1582,7 @@ for (
       for (const op of ["writeFile", "pwrite", "mkdir", "remove", "rename", "hold"]) {
         assert.ok((outcomes.get(`${op}:ok`) ?? 0) > 0, `${op} never succeeded: ${[...outcomes]}`);
       }
+      finish?.();
       // The htree variant worked inside its big directory, not only around it.
       if (focus) {
         assert.ok(focused >= numRuns * 5, `only ${focused} operations in /${focus} succeeded`);
