@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { putTree } from "../cli/commands/put.ts";
+import { Ext4 } from "../ffi/open_filesystem.ts";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { WriteLogDevice } from "../lib/write_log_device.ts";
 import { Ext4Writer } from "../lib/writer.ts";
@@ -362,5 +363,58 @@ testWith(
     assert.equal(check.code, 0, check.output);
     // 11 reserved and lost+found, /single, /tree and /tree/f; nothing of /again.
     assert.match(check.output, / 14\/\d+ files/, check.output);
+  },
+);
+
+testWith(
+  "put: files with the same xattrs and directories with the same default ACL share one xattr block each",
+  [...IMAGE_TOOLS, "root", "setfattr", "setfacl"],
+  async () => {
+    await using dir = await tempDir();
+    const host = `${dir.path}/host`;
+    const img = `${dir.path}/share.img`;
+    await Deno.writeFile(img, await mkfsImage(dir.path, LAYOUTS[2]));
+    const big = "x".repeat(2000);
+    for (let i = 0; i < 12; i++) {
+      await Deno.mkdir(`${host}/d${i}`, { recursive: true });
+      await Deno.writeTextFile(`${host}/d${i}/f`, `file ${i}`);
+      for (const [name, value] of [["user.big", big], ["user.tag", "same"]]) {
+        const r = await run("setfattr", ["-n", name, "-v", value, `${host}/d${i}/f`]);
+        assert.equal(r.code, 0, r.stderr);
+      }
+      // Named entries enough for the ACL not to fit in the inode body.
+      const acl = Array.from({ length: 16 }, (_, u) => `u:${1000 + u}:rx`).join(",");
+      const r = await run("setfacl", ["-d", "-m", acl, `${host}/d${i}`]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const put = await runCli(["put", img, host, "/tree"]);
+    assert.equal(put.code, 0, put.stderr);
+    const check = await fsck(dir.path, await Deno.readFile(img));
+    assert.equal(check.code, 0, check.output);
+    const fs = await Ext4.open(img);
+    try {
+      const blocksOf = async (rel: (i: number) => string) => {
+        const out = new Set<number>();
+        for (let i = 0; i < 12; i++) {
+          out.add((await fs.inode((await fs.lstat(rel(i))).ino)).fileAcl);
+        }
+        return out;
+      };
+      const files = await blocksOf((i) => `/tree/d${i}/f`);
+      const dirs = await blocksOf((i) => `/tree/d${i}`);
+      assert.equal(files.size, 1, `one block for the files: ${[...files]}`);
+      assert.equal(dirs.size, 1, `one block for the directories: ${[...dirs]}`);
+      const [fileBlock] = files;
+      const [dirBlock] = dirs;
+      assert.ok(fileBlock !== 0 && dirBlock !== 0 && fileBlock !== dirBlock);
+      // h_refcount, the second word of the xattr block header.
+      const refcount = async (b: number) =>
+        new DataView((await fs.readBlock(b)).buffer, (await fs.readBlock(b)).byteOffset)
+          .getUint32(4, true);
+      assert.equal(await refcount(fileBlock), 12);
+      assert.equal(await refcount(dirBlock), 12);
+    } finally {
+      await fs.close();
+    }
   },
 );

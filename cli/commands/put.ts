@@ -14,7 +14,7 @@ import {
 } from "../../lib/namespace_write.ts";
 import { resolvePath } from "../../lib/path_write.ts";
 import type { Ext4Writer } from "../../lib/writer.ts";
-import { setXattr } from "../../lib/xattr_write.ts";
+import { setXattrs, xattrNameForWrite } from "../../lib/xattr_write.ts";
 import {
   getXattr,
   HostFile,
@@ -130,27 +130,35 @@ export async function putTree(
     }
   };
   const copyXattrs = async (hostPath: HostPath, ino: number, names: string[]) => {
+    // The whole set in one call: the inode and its xattr block are written once (a block
+    // shared with identical sets where possible), never an intermediate block per attribute.
+    const changes: { name: string; value: Uint8Array }[] = [];
     for (const name of names) {
-      const value = getXattr(hostPath, name);
-      if (value === null) continue;
       try {
-        await setXattr(tx, w.alloc, w.sb, w.gdt, ino, name, value);
-        stats.xattrs++;
+        xattrNameForWrite(name);
       } catch (e) {
-        // A namespace ext4 has no index for (e.g. from another filesystem): nothing was
-        // changed; anything else (no room) is a failure of the copy.
-        if (e instanceof Ext4Error && e.code === "UNSUPPORTED" && tx.state === "open") {
+        // A namespace ext4 has no index for (e.g. from another filesystem): skipped.
+        if (e instanceof Ext4Error && e.code === "UNSUPPORTED") {
           stats.skippedXattrs.push(`${showPath(hostPath)}: ${name}`);
           continue;
         }
-        if (e instanceof Ext4Error) {
-          throw new Ext4Error(e.code, `${showPath(hostPath)}: ${e.message}`, {
-            cause: e,
-            errno: e.errno,
-          });
-        }
         throw e;
       }
+      const value = getXattr(hostPath, name);
+      if (value !== null) changes.push({ name, value });
+    }
+    if (changes.length === 0) return;
+    try {
+      await setXattrs(tx, w.alloc, w.sb, w.gdt, ino, changes);
+      stats.xattrs += changes.length;
+    } catch (e) {
+      if (!(e instanceof Ext4Error)) throw e;
+      const what = e.code === "NO_SPACE"
+        ? `xattr ${changes.map((c) => c.name).join(", ")} (${
+          changes.reduce((n, c) => n + c.value.length, 0)
+        } bytes) cannot fit: ${e.message}`
+        : e.message;
+      throw new Ext4Error(e.code, `${showPath(hostPath)}: ${what}`, { cause: e, errno: e.errno });
     }
   };
   /** A regular file: read whole (holes stay zeros, written sparse) or streamed by regions. */
