@@ -588,27 +588,38 @@ testWith(
 );
 
 testWith(
-  "orphan_file filesystems: removing an open file either uses the orphan file or is refused whole (UNSUPPORTED); e2fsck clean either way",
+  "orphan_file filesystems: a file removed while open is held in the orphan file until its close; e2fsck clean after",
   IMAGE_TOOLS,
   async () => {
     await using dir = await tempDir();
     const image = await mkfsImage(dir.path, EXT4, ["-O", "orphan_file"]);
     const dev = new MemoryBlockDevice(Uint8Array.from(image));
     const fs = await Ext4.openDevice(dev, { readOnly: false });
+    const features = async () => {
+      const path = `${dir.path}/features-${crypto.randomUUID()}.img`;
+      await Deno.writeFile(path, dev.bytes);
+      const r = await run("dumpe2fs", ["-h", path]);
+      await Deno.remove(path);
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.match(/^Filesystem features:\s*(.*)$/m)?.[1].split(/\s+/) ?? [];
+    };
     await fs.writeFile("/closed", pattern(1, 5000));
     await fs.remove("/closed"); // not open: no orphan needed
+    assert.ok(!(await features()).includes("orphan_present"));
     await fs.writeFile("/open", pattern(2, 5000));
     const h = await fs.openWritable("/open");
-    const refused = await fs.remove("/open").then(() => null, (e: Ext4Error) => e);
-    if (refused) {
-      assert.equal(refused.code, "UNSUPPORTED", refused.message);
-      assert.deepEqual(await names(fs, "/"), ["lost+found", "open"]);
-    } else assert.deepEqual(await names(fs, "/"), ["lost+found"]);
+    await fs.remove("/open");
+    assert.deepEqual(await names(fs, "/"), ["lost+found"]);
+    assert.ok((await features()).includes("orphan_present"), "the orphan file holds the inode");
     assert.deepEqual(await h.read(0, 5000), pattern(2, 5000));
+    await h.write(enc.encode("still writable"), 5000);
     await h.close();
+    assert.ok(!(await features()).includes("orphan_present"), "released at the last close");
     await fs.close();
     const check = await fsck(dir.path, dev.bytes);
     assert.equal(check.code, 0, check.output);
+    // 11 reserved and lost+found, and the orphan file (inode 12): the removed file is freed.
+    assert.match(check.output, / 12\/\d+ files/, check.output);
   },
 );
 
