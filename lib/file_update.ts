@@ -301,30 +301,56 @@ export async function punchHole(
   offset: number,
   length: number,
 ): Promise<void> {
-  const bs = ctx.sb.blockSize;
-  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
-    throw new Ext4Error("INVALID", `bad range ${offset}+${length}`);
-  }
+  checkRange(offset, length, true);
   const { fields } = await inspect(ctx, ino);
   const end = Math.min(offset + length, fields.size);
   if (end <= offset) return;
   try {
     const f = await open(ctx, ino);
-    const firstWhole = Math.ceil(offset / bs);
-    const lastWhole = Math.floor(end / bs); // exclusive
-    if (firstWhole < lastWhole) await freeRuns(ctx, await f.map.remove(firstWhole, lastWhole));
-    const headBlock = Math.floor(offset / bs);
-    const tailBlock = Math.floor(end / bs);
-    if (headBlock === tailBlock) {
-      await zeroPartial(ctx, f, headBlock, offset % bs, end % bs);
-    } else {
-      if (offset % bs !== 0) await zeroPartial(ctx, f, headBlock, offset % bs, bs);
-      if (end % bs !== 0) await zeroPartial(ctx, f, tailBlock, 0, end % bs);
-    }
+    await clearRange(ctx, f, offset, end);
     await save(ctx, f, f.fields.size);
   } catch (e) {
     ctx.tx.abort();
     throw e;
+  }
+}
+
+/** INVALID unless `offset` and `length` are a byte range (`length` 0 only if `allowEmpty`). */
+function checkRange(offset: number, length: number, allowEmpty: boolean): void {
+  if (
+    !Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) ||
+    length < (allowEmpty ? 0 : 1)
+  ) {
+    throw new Ext4Error("INVALID", `bad range ${offset}+${length}`);
+  }
+}
+
+/** UNSUPPORTED (EOPNOTSUPP, as the kernel) for `what` on a file that cannot have extents. */
+function requireExtents(ctx: FileContext, fields: InodeFields, what: string): void {
+  if (
+    !(fields.flags & (InodeFlags.EXTENTS | InodeFlags.INLINE_DATA)) ||
+    !(ctx.sb.incompat & Incompat.EXTENTS)
+  ) {
+    throw new Ext4Error("UNSUPPORTED", `${what} needs an extent-mapped file`);
+  }
+}
+
+/**
+ * Frees the whole blocks inside bytes `[offset, end)` and zeroes the written part the range
+ * covers of the blocks at its edges.
+ */
+async function clearRange(ctx: FileContext, f: OpenFile, offset: number, end: number) {
+  const bs = ctx.sb.blockSize;
+  const firstWhole = Math.ceil(offset / bs);
+  const lastWhole = Math.floor(end / bs); // exclusive
+  if (firstWhole < lastWhole) await freeRuns(ctx, await f.map.remove(firstWhole, lastWhole));
+  const head = Math.floor(offset / bs);
+  const tail = Math.floor((end - 1) / bs);
+  if (head === tail) {
+    await zeroPartial(ctx, f, head, offset % bs, end - head * bs);
+  } else {
+    if (offset % bs !== 0) await zeroPartial(ctx, f, head, offset % bs, bs);
+    if (end % bs !== 0) await zeroPartial(ctx, f, tail, 0, end % bs);
   }
 }
 
@@ -340,16 +366,9 @@ export async function fallocateRange(
   options: { keepSize?: boolean } = {},
 ): Promise<void> {
   const bs = ctx.sb.blockSize;
-  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length <= 0) {
-    throw new Ext4Error("INVALID", `bad range ${offset}+${length}`);
-  }
+  checkRange(offset, length, false);
   const { fields, maxSize } = await inspect(ctx, ino);
-  if (
-    !(fields.flags & (InodeFlags.EXTENTS | InodeFlags.INLINE_DATA)) ||
-    !(ctx.sb.incompat & Incompat.EXTENTS)
-  ) {
-    throw new Ext4Error("UNSUPPORTED", "fallocate needs an extent-mapped file");
-  }
+  requireExtents(ctx, fields, "fallocate");
   if (offset + length > maxSize) throw tooLarge(ino, offset + length, maxSize);
   try {
     const f = await open(ctx, ino);
@@ -383,34 +402,15 @@ export async function zeroRange(
   options: { keepSize?: boolean } = {},
 ): Promise<void> {
   const bs = ctx.sb.blockSize;
-  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length <= 0) {
-    throw new Ext4Error("INVALID", `bad range ${offset}+${length}`);
-  }
+  checkRange(offset, length, false);
   const { fields, maxSize } = await inspect(ctx, ino);
-  if (
-    !(fields.flags & (InodeFlags.EXTENTS | InodeFlags.INLINE_DATA)) ||
-    !(ctx.sb.incompat & Incompat.EXTENTS)
-  ) {
-    throw new Ext4Error("UNSUPPORTED", "zero range needs an extent-mapped file", {
-      errno: Errno.EOPNOTSUPP,
-    });
-  }
+  requireExtents(ctx, fields, "zero range");
   const end = offset + length;
   if (end > maxSize) throw tooLarge(ino, end, maxSize);
   try {
     const f = await open(ctx, ino);
-    const firstWhole = Math.ceil(offset / bs);
-    const lastWhole = Math.floor(end / bs); // exclusive
-    if (firstWhole < lastWhole) await freeRuns(ctx, await f.map.remove(firstWhole, lastWhole));
-    const headBlock = Math.floor(offset / bs);
-    const tailBlock = Math.floor((end - 1) / bs);
-    if (headBlock === tailBlock && (offset % bs !== 0 || end % bs !== 0)) {
-      await zeroPartial(ctx, f, headBlock, offset % bs, end - headBlock * bs);
-    } else {
-      if (offset % bs !== 0) await zeroPartial(ctx, f, headBlock, offset % bs, bs);
-      if (end % bs !== 0) await zeroPartial(ctx, f, tailBlock, 0, end % bs);
-    }
-    await fillHoles(ctx, f, headBlock, tailBlock + 1, true);
+    await clearRange(ctx, f, offset, end);
+    await fillHoles(ctx, f, Math.floor(offset / bs), Math.ceil(end / bs), true);
     const size = options.keepSize ? f.fields.size : Math.max(f.fields.size, end);
     await save(ctx, f, size);
   } catch (e) {
