@@ -63,6 +63,7 @@ export function isZero(bytes: Uint8Array): boolean {
 export class Superblock implements FeatureWords {
   /** The 1024 on-disk bytes; changes through setters land here. */
   readonly bytes: Uint8Array;
+  #hashSeed: Uint32Array | undefined;
   readonly #view: DataView;
 
   /**
@@ -286,9 +287,13 @@ export class Superblock implements FeatureWords {
   get lastOrphan(): number {
     return this.#u32(0xe8);
   }
-  /** The four 32-bit words of the directory hash seed. */
+  /**
+   * The four 32-bit words of the directory hash seed (read once: every directory hash uses it,
+   * and nothing rewrites it while a filesystem is open). Must not be modified.
+   */
   get hashSeed(): Uint32Array {
-    return Uint32Array.from({ length: 4 }, (_, i) => this.#u32(0xec + 4 * i));
+    this.#hashSeed ??= Uint32Array.from({ length: 4 }, (_, i) => this.#u32(0xec + 4 * i));
+    return this.#hashSeed;
   }
   /** `s_hash_seed` as 16 bytes. */
   get hashSeedBytes(): Uint8Array {
