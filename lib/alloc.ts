@@ -192,7 +192,7 @@ export class Allocator {
     const goalGroup = this.groupOfBlock(goal);
     const goalOffset = goal - groupFirstBlock(sb, goalGroup);
     const out: Extent[] = [];
-    try {
+    return await tx.discardOnError(async () => {
       if (options.contiguousPreferred && count > 1) {
         for (let i = 0; i < groups; i++) {
           const g = (goalGroup + i) % groups;
@@ -234,10 +234,7 @@ export class Allocator {
         );
       }
       return out;
-    } catch (e) {
-      tx.abort();
-      throw e;
-    }
+    });
   }
 
   /**
@@ -262,7 +259,7 @@ export class Allocator {
         `cannot free blocks ${start}+${count}: outside the filesystem`,
       );
     }
-    try {
+    await tx.discardOnError(async () => {
       let block = start;
       const end = start + count;
       while (block < end) {
@@ -287,10 +284,7 @@ export class Allocator {
         block = upto;
       }
       this.#touchSuper(tx);
-    } catch (e) {
-      tx.abort();
-      throw e;
-    }
+    });
   }
 
   /**
@@ -307,7 +301,7 @@ export class Allocator {
       throw new Ext4Error("NO_SPACE", "no space left: no free inodes");
     }
     const parent = Math.min(Math.max(0, options.parentGroup ?? 0), groups - 1);
-    try {
+    return await tx.discardOnError(async () => {
       const order = options.dir
         ? this.#dirGroups(parent, options.topLevel ?? parent === 0)
         : this.#fileGroups(parent);
@@ -345,10 +339,7 @@ export class Allocator {
         "group descriptors",
         "the superblock counts free inodes but no group has one",
       );
-    } catch (e) {
-      tx.abort();
-      throw e;
-    }
+    });
   }
 
   /** Frees inode `ino` (its bit must be set); `dir` lowers the group's directory count. */
@@ -357,7 +348,7 @@ export class Allocator {
     if (!Number.isSafeInteger(ino) || ino < sb.firstIno || ino > sb.inodesCount) {
       throw new Ext4Error("INVALID", `cannot free inode ${ino}`);
     }
-    try {
+    await tx.discardOnError(async () => {
       const g = this.groupOfInode(ino);
       const bit = (ino - 1) % sb.inodesPerGroup;
       const view = await this.#inodeBitmapView(tx, g);
@@ -379,10 +370,7 @@ export class Allocator {
       gd.freeInodesCount = gd.freeInodesCount + 1;
       if (options.dir) gd.usedDirsCount = gd.usedDirsCount - 1;
       this.#touchSuper(tx);
-    } catch (e) {
-      tx.abort();
-      throw e;
-    }
+    });
   }
 
   /** True when `block` is marked in use in its group's (effective) block bitmap. */

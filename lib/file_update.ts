@@ -211,7 +211,7 @@ export async function writeFileRange(
   if (offset + data.length > maxSize) throw tooLarge(ino, offset + data.length, maxSize);
   // An inline file stays inline while the result fits in its inode (open() converts it).
   if (await writeInlineInPlace(ctx, ino, offset, data)) return;
-  try {
+  await tx.discardOnError(async () => {
     const f = await open(ctx, ino);
     if (data.length === 0) return await save(ctx, f, f.fields.size);
     const first = Math.floor(offset / bs);
@@ -242,10 +242,7 @@ export async function writeFileRange(
       lb += n;
     }
     await save(ctx, f, Math.max(f.fields.size, offset + data.length));
-  } catch (e) {
-    tx.abort();
-    throw e;
-  }
+  });
 }
 
 /** Zeroes bytes `[from, to)` of logical block `lb` if it holds written data. */
@@ -282,16 +279,13 @@ export async function truncateFile(ctx: FileContext, ino: number, size: number):
   const { maxSize } = await inspect(ctx, ino);
   if (size > maxSize) throw tooLarge(ino, size, maxSize);
   if (await truncateInlineInPlace(ctx, ino, size)) return;
-  try {
+  await ctx.tx.discardOnError(async () => {
     const f = await open(ctx, ino);
     const keep = Math.ceil(size / bs);
     await freeRuns(ctx, await f.map.remove(keep, 2 ** 32));
     if (size % bs !== 0) await zeroPartial(ctx, f, keep - 1, size % bs, bs);
     await save(ctx, f, size);
-  } catch (e) {
-    ctx.tx.abort();
-    throw e;
-  }
+  });
 }
 
 /** Deallocates bytes `[offset, offset+length)` of file `ino` (reads as zeros; size kept). */
@@ -305,14 +299,11 @@ export async function punchHole(
   const { fields } = await inspect(ctx, ino);
   const end = Math.min(offset + length, fields.size);
   if (end <= offset) return;
-  try {
+  await ctx.tx.discardOnError(async () => {
     const f = await open(ctx, ino);
     await clearRange(ctx, f, offset, end);
     await save(ctx, f, f.fields.size);
-  } catch (e) {
-    ctx.tx.abort();
-    throw e;
-  }
+  });
 }
 
 /** INVALID unless `offset` and `length` are a byte range (`length` 0 only if `allowEmpty`). */
@@ -370,15 +361,12 @@ export async function fallocateRange(
   const { fields, maxSize } = await inspect(ctx, ino);
   requireExtents(ctx, fields, "fallocate");
   if (offset + length > maxSize) throw tooLarge(ino, offset + length, maxSize);
-  try {
+  await ctx.tx.discardOnError(async () => {
     const f = await open(ctx, ino);
     await fillHoles(ctx, f, Math.floor(offset / bs), Math.ceil((offset + length) / bs), true);
     const size = options.keepSize ? f.fields.size : Math.max(f.fields.size, offset + length);
     await save(ctx, f, size);
-  } catch (e) {
-    ctx.tx.abort();
-    throw e;
-  }
+  });
 }
 
 /**
@@ -407,14 +395,11 @@ export async function zeroRange(
   requireExtents(ctx, fields, "zero range");
   const end = offset + length;
   if (end > maxSize) throw tooLarge(ino, end, maxSize);
-  try {
+  await ctx.tx.discardOnError(async () => {
     const f = await open(ctx, ino);
     await clearRange(ctx, f, offset, end);
     await fillHoles(ctx, f, Math.floor(offset / bs), Math.ceil(end / bs), true);
     const size = options.keepSize ? f.fields.size : Math.max(f.fields.size, end);
     await save(ctx, f, size);
-  } catch (e) {
-    ctx.tx.abort();
-    throw e;
-  }
+  });
 }

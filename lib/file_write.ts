@@ -97,7 +97,7 @@ export async function writeNewFileData(
       Math.floor((ino - 1) / sb.inodesPerGroup) * sb.blocksPerGroup;
   const extents: FileExtent[] = [];
   let lastPhysical = goal;
-  try {
+  return await tx.discardOnError(async () => {
     for (const run of runs) {
       const got = await alloc.allocateBlocks(tx, lastPhysical, run.blocks, {
         contiguousPreferred: true,
@@ -141,8 +141,5 @@ export async function writeNewFileData(
     }
     const total = wanted + mapBlocks.reduce((a, e) => a + e.length, 0);
     return { iBlock, flags, blocks512: total * (bs / 512), extents, mapBlocks };
-  } catch (e) {
-    tx.abort();
-    throw e;
-  }
+  });
 }

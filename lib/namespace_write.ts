@@ -538,7 +538,7 @@ export async function makeDirectory(
 ): Promise<number> {
   const { sb, tx } = ctx;
   await checkFree(ctx, parent, name);
-  try {
+  return await tx.discardOnError(async () => {
     const { ino, fields } = await newInode(
       ctx,
       parent,
@@ -575,10 +575,7 @@ export async function makeDirectory(
     await addEntry(ctx, parent, name, ino, DirFileType.DIR);
     await changeLinks(ctx, parent, 1);
     return ino;
-  } catch (e) {
-    tx.abort();
-    throw e;
-  }
+  });
 }
 
 /** Creates a regular file `name` in `parent` holding `data`; returns its inode. */
@@ -590,7 +587,7 @@ export async function createFile(
   options: NewInodeOptions & { sparse?: boolean; inline?: boolean },
 ): Promise<number> {
   await checkFree(ctx, parent, name);
-  try {
+  return await ctx.tx.discardOnError(async () => {
     const { ino, fields } = await newInode(
       ctx,
       parent,
@@ -617,10 +614,7 @@ export async function createFile(
     }
     await addEntry(ctx, parent, name, ino, DirFileType.REG_FILE);
     return ino;
-  } catch (e) {
-    ctx.tx.abort();
-    throw e;
-  }
+  });
 }
 
 /** Creates symlink `name` → `target` in `parent`; returns its inode. */
@@ -633,7 +627,7 @@ export async function createSymlink(
 ): Promise<number> {
   const t = nameBytes(target);
   await checkFree(ctx, parent, name);
-  try {
+  return await ctx.tx.discardOnError(async () => {
     const { ino, fields } = await newInode(ctx, parent, 0o120777, { perm: 0o777, ...options });
     const d = await symlinkData(ctx.tx, ctx.alloc, ctx.sb, {
       ino,
@@ -650,10 +644,7 @@ export async function createSymlink(
     });
     await addEntry(ctx, parent, name, ino, DirFileType.SYMLINK);
     return ino;
-  } catch (e) {
-    ctx.tx.abort();
-    throw e;
-  }
+  });
 }
 
 /** Creates a device, FIFO or socket node (`mode` carries the type). */
@@ -669,17 +660,14 @@ export async function makeNode(
     throw new Ext4Error("INVALID", `mknod of mode 0${mode.toString(8)}`);
   }
   await checkFree(ctx, parent, name);
-  try {
+  return await ctx.tx.discardOnError(async () => {
     const device = type === 0o020000 || type === 0o060000;
     const { ino } = await newInode(ctx, parent, type | (options.perm & 0o7777), options, {
       block: device ? deviceBlock(options.major ?? 0, options.minor ?? 0) : new Uint8Array(60),
     });
     await addEntry(ctx, parent, name, ino, direntTypeOfMode(mode));
     return ino;
-  } catch (e) {
-    ctx.tx.abort();
-    throw e;
-  }
+  });
 }
 
 /** Adds hard link `name` in `parent` to the non-directory `ino`. */
@@ -693,13 +681,10 @@ export async function linkInode(
   if (isDir(f)) throw new Ext4Error("PERMISSION", "hard links to directories are not allowed");
   if (f.linksCount === 0) throw new Ext4Error("NOT_FOUND", `inode ${ino} is deleted`);
   await checkFree(ctx, parent, name);
-  try {
+  await ctx.tx.discardOnError(async () => {
     await changeLinks(ctx, ino, 1);
     await addEntry(ctx, parent, name, ino, direntTypeOfMode(f.mode));
-  } catch (e) {
-    ctx.tx.abort();
-    throw e;
-  }
+  });
 }
 
 /**
@@ -748,15 +733,12 @@ export async function unlinkEntry(
   if (!ino) throw new Ext4Error("NOT_FOUND", "no such entry");
   const { f } = await load(ctx, ino);
   if (isDir(f)) throw new Ext4Error("IS_DIRECTORY", "unlink of a directory");
-  try {
+  return await ctx.tx.discardOnError(async () => {
     await removeEntry(ctx, parent, name);
     const after = await changeLinks(ctx, ino, -1);
     if (after.linksCount === 0 && !options.keepInode) await releaseInode(ctx, ino);
     return ino;
-  } catch (e) {
-    ctx.tx.abort();
-    throw e;
-  }
+  });
 }
 
 /** Removes the empty directory `name` from `parent`. */
@@ -772,14 +754,11 @@ export async function removeDirectory(
   if (dotdot !== parent) {
     throw new CorruptError(`directory ${ino}`, `'..' points to ${dotdot}, not ${parent}`);
   }
-  try {
+  await ctx.tx.discardOnError(async () => {
     await removeEntry(ctx, parent, name);
     await changeLinks(ctx, parent, -1);
     await releaseInode(ctx, ino);
-  } catch (e) {
-    ctx.tx.abort();
-    throw e;
-  }
+  });
 }
 
 /** Points entry `name` of directory `dirIno` at `ino` in place; returns the old inode. */
@@ -882,7 +861,7 @@ export async function renameEntry(
     if (dstDir && await isWithin(ctx, oldParent, dst)) {
       throw new Ext4Error("INVALID", "into itself");
     }
-    try {
+    await ctx.tx.discardOnError(async () => {
       await retargetEntry(ctx, oldParent, on, dst, direntTypeOfMode(df.mode));
       await retargetEntry(ctx, newParent, nn, src, direntTypeOfMode(sf.mode));
       if (oldParent !== newParent) {
@@ -896,10 +875,7 @@ export async function renameEntry(
       }
       await changeLinks(ctx, src, 0);
       await changeLinks(ctx, dst, 0);
-    } catch (e) {
-      ctx.tx.abort();
-      throw e;
-    }
+    });
     return;
   }
   if (sameEntry) return;
@@ -921,7 +897,7 @@ export async function renameEntry(
     throw new Ext4Error("INVALID", "cannot move a directory into itself");
   }
   if (!dst) await checkFree(ctx, newParent, nn);
-  try {
+  await ctx.tx.discardOnError(async () => {
     if (dst) {
       await retargetEntry(ctx, newParent, nn, src, direntTypeOfMode(sf.mode));
       if (dstDir) {
@@ -941,10 +917,7 @@ export async function renameEntry(
       await changeLinks(ctx, newParent, 1);
     }
     await changeLinks(ctx, src, 0); // ctime
-  } catch (e) {
-    ctx.tx.abort();
-    throw e;
-  }
+  });
 }
 
 /** Attributes {@link setAttributes} can change. */
@@ -993,11 +966,8 @@ export async function setAttributes(
   });
   // chmod also rewrites the access ACL's owner/mask/other entries (posix_acl_chmod).
   if (change.perm !== undefined) {
-    try {
+    await ctx.tx.discardOnError(async () => {
       await chmodAccessAcl(ctx.tx, ctx.alloc, ctx.sb, ctx.gdt, ino, mode, t);
-    } catch (e) {
-      ctx.tx.abort();
-      throw e;
-    }
+    });
   }
 }

@@ -100,12 +100,9 @@ export async function unlinkKeepingOpen(
  */
 export async function orphanIfUnlinked(ctx: NamespaceContext, ino: number): Promise<void> {
   if ((await linksOf(ctx, ino)).linksCount !== 0) return;
-  try {
+  await ctx.tx.discardOnError(async () => {
     await addOrphan(ctx.tx, ctx.sb, ctx.gdt, ino);
-  } catch (e) {
-    ctx.tx.abort();
-    throw e;
-  }
+  });
 }
 
 /**
@@ -120,14 +117,11 @@ export async function orphanIfUnlinked(ctx: NamespaceContext, ino: number): Prom
 export async function releaseIfUnlinked(ctx: NamespaceContext, ino: number): Promise<boolean> {
   const f = await linksOf(ctx, ino);
   if (f.linksCount !== 0 || f.mode === 0) return false;
-  try {
+  await ctx.tx.discardOnError(async () => {
     const list = await listOrphans(ctx.tx, ctx.sb, ctx.gdt);
     if (list.includes(ino)) await removeOrphan(ctx.tx, ctx.sb, ctx.gdt, ino);
     await releaseInode(ctx, ino);
-  } catch (e) {
-    ctx.tx.abort();
-    throw e;
-  }
+  });
   return true;
 }
 
@@ -149,7 +143,7 @@ export async function processOrphans(
   const truncated: number[] = [];
   const list = await listOrphans(ctx.tx, ctx.sb, ctx.gdt);
   if (list.length > MAX_ORPHANS) return { freed, truncated };
-  try {
+  await ctx.tx.discardOnError(async () => {
     for (const ino of list) {
       const f = await linksOf(ctx, ino);
       await removeOrphan(ctx.tx, ctx.sb, ctx.gdt, ino);
@@ -161,9 +155,6 @@ export async function processOrphans(
         truncated.push(ino);
       }
     }
-  } catch (e) {
-    ctx.tx.abort();
-    throw e;
-  }
+  });
   return { freed, truncated };
 }

@@ -534,12 +534,9 @@ async function prepareXattrChange(
     });
   }
   if ((f.flags & InodeFlags.INLINE_DATA) && type === 0o100000) {
-    try {
+    await ctx.tx.discardOnError(async () => {
       await uninline(ctx, ino);
-    } catch (e) {
-      ctx.tx.abort();
-      throw e;
-    }
+    });
   }
 }
 

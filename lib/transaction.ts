@@ -444,6 +444,30 @@ export class Transaction {
     this.#onCommit.push(fn);
   }
 
+  /**
+   * Runs `fn`; if it throws, discards this transaction (as {@link abort}) and rethrows. A
+   * failed step must not leave half its changes in a transaction that a caller may commit.
+   *
+   * @example
+   * ```ts
+   * import { MemoryBlockDevice } from "./block_device.ts";
+   * import { BlockCache } from "./transaction.ts";
+   * const tx = new BlockCache(new MemoryBlockDevice(new Uint8Array(8192)), 1024).begin();
+   * await tx.discardOnError(async () => {
+   *   throw new Error("no space");
+   * }).catch(() => {});
+   * console.log(tx.state); // "aborted"
+   * ```
+   */
+  async discardOnError<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      this.abort();
+      throw e;
+    }
+  }
+
   /** Discards every change: nothing reaches the device, guarded buffers are restored. */
   abort(): void {
     if (this.#state !== "open") return;

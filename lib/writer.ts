@@ -108,17 +108,14 @@ export class Ext4Writer {
 
   async #run<T>(fn: (ctx: NamespaceContext) => Promise<T>): Promise<T> {
     const tx = this.cache.begin();
-    try {
+    return await tx.discardOnError(async () => {
       const result = await fn({ tx, alloc: this.alloc, sb: this.sb, gdt: this.gdt });
       if (tx.state === "aborted") {
         throw new Ext4Error("INVALID", "the transaction was discarded by a failed operation");
       }
       await tx.commit();
       return result;
-    } catch (e) {
-      tx.abort();
-      throw e;
-    }
+    });
   }
 
   /** Flushes the device (every commit already flushed; this is for callers' peace). */

@@ -369,12 +369,9 @@ export async function setXattrs(
     tx.abort();
     throw new Ext4Error("NO_SPACE", `inline data of inode ${ino} would leave its inode body`);
   }
-  try {
+  await tx.discardOnError(async () => {
     await writeXattrs(tx, alloc, sb, gdt, ino, raw, fields, mode, plan, loaded.block, options.now);
-  } catch (e) {
-    tx.abort();
-    throw e;
-  }
+  });
 }
 
 /**

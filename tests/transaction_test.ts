@@ -75,6 +75,34 @@ Deno.test("abort discards block changes and restores guarded buffers", async () 
   cache.begin().abort();
 });
 
+Deno.test("discardOnError returns the step's value, or discards the transaction and rethrows", async () => {
+  const dev = device();
+  const cache = new BlockCache(dev, BS);
+  const tx = cache.begin();
+  const value = await tx.discardOnError(async () => {
+    (await tx.getWritable(3)).fill(0x33);
+    return 42;
+  });
+  assert.equal(value, 42);
+  assert.equal(tx.state, "open", "a step that succeeds leaves the transaction open");
+  const state = new Uint8Array([1]);
+  tx.guard(state);
+  await assert.rejects(
+    () =>
+      tx.discardOnError(async () => {
+        state[0] = 2;
+        (await tx.getWritable(4)).fill(0x44);
+        throw new Ext4Error("NO_SPACE", "full");
+      }),
+    (e: Ext4Error) => e.code === "NO_SPACE",
+  );
+  assert.equal(tx.state, "aborted");
+  assert.equal(state[0], 1);
+  assert.equal((await cache.read(3))[0], 3, "changes made before the failing step are gone too");
+  assert.equal((await cache.read(4))[0], 4);
+  assert.equal(dev.bytes[3 * BS], 3);
+});
+
 Deno.test("commit order: data, flush, metadata, flush", async () => {
   const log = new WriteLogDevice(device());
   const cache = new BlockCache(log, BS);
