@@ -29,6 +29,7 @@ import type { GroupDescriptorTable } from "./group_descriptor.ts";
 import { truncateInlineInPlace, uninline, writeInlineInPlace } from "./inline_write.ts";
 import { InodeFlags } from "./inode.ts";
 import {
+  changeTime,
   decodeInode,
   encodeInode,
   type InodeFields,
@@ -61,9 +62,7 @@ interface OpenFile {
 }
 
 function nowTime(ctx: FileContext): InodeTime {
-  if (ctx.now) return ctx.now;
-  const ms = Date.now();
-  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
+  return changeTime(ctx.now);
 }
 
 /** Reads and checks inode `ino` (no change yet); returns its fields and its largest size. */

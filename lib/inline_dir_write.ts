@@ -33,6 +33,7 @@ import type { GroupDescriptorTable } from "./group_descriptor.ts";
 import { INLINE_IBLOCK_BYTES } from "./inline_data.ts";
 import { InodeFlags } from "./inode.ts";
 import {
+  changeTime,
   decodeInode,
   encodeInode,
   type InodeFields,
@@ -82,9 +83,7 @@ export interface InlineDirEntry {
 const FIRST_RUN = INLINE_IBLOCK_BYTES - INLINE_DOTDOT_SIZE;
 
 function stamp(ctx: InlineDirContext): InodeTime {
-  if (ctx.now) return ctx.now;
-  const ms = Date.now();
-  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
+  return changeTime(ctx.now);
 }
 
 /**

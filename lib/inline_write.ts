@@ -20,6 +20,7 @@ import { writeNewFileData } from "./file_write.ts";
 import { INLINE_IBLOCK_BYTES, parseInlineDataXattr } from "./inline_data.ts";
 import { InodeFlags } from "./inode.ts";
 import {
+  changeTime,
   decodeInode,
   encodeInode,
   EXTRA_ISIZE_DEFAULT,
@@ -146,9 +147,7 @@ export async function writeSystemData(
 }
 
 function stamp(ctx: DataContext): InodeTime {
-  if (ctx.now) return ctx.now;
-  const ms = Date.now();
-  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
+  return changeTime(ctx.now);
 }
 
 /**

@@ -23,6 +23,23 @@ export interface InodeTime {
   nsec: number;
 }
 
+/**
+ * The time to stamp on a change: `fixed` when the caller pinned one (tests, reproducible
+ * images), else the clock (millisecond resolution, as Date gives).
+ *
+ * @example
+ * ```ts
+ * import { changeTime } from "./inode_write.ts";
+ * console.log(changeTime({ sec: 1, nsec: 5 })); // { sec: 1, nsec: 5 }
+ * console.log(changeTime().sec > 1_700_000_000); // true
+ * ```
+ */
+export function changeTime(fixed?: InodeTime): InodeTime {
+  if (fixed) return fixed;
+  const ms = Date.now();
+  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
+}
+
 /** The fields of an inode the write path sets. */
 export interface InodeFields {
   /** Full st_mode: type bits and permissions. */

@@ -48,6 +48,7 @@ import { writeNewFileData } from "./file_write.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
 import { InodeFlags } from "./inode.ts";
 import {
+  changeTime,
   decodeInode,
   encodeInode,
   type InodeFields,
@@ -105,9 +106,7 @@ const LINK_MAX = 65000;
 const ROOT_INO = 2;
 
 function now(ctx: NamespaceContext): InodeTime {
-  if (ctx.now) return ctx.now;
-  const ms = Date.now();
-  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
+  return changeTime(ctx.now);
 }
 
 async function load(

@@ -38,6 +38,7 @@ import type { BlockReader } from "./bitmap.ts";
 import { CorruptError, Errno, Ext4Error } from "./errors.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
 import {
+  changeTime,
   decodeInode,
   encodeInode,
   type InodeFields,
@@ -494,8 +495,7 @@ async function writeXattrs(
   const fileAcl = await placeXattrBlock(tx, alloc, sb, gdt, ino, old, plan.inBlock);
   const per = sb.blockSize / 512;
   const blocks512 = fields.blocks512 + ((fileAcl ? 1 : 0) - (old ? 1 : 0)) * per;
-  const ms = Date.now();
-  const t = now ?? { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
+  const t = changeTime(now);
   const updated = encodeInode(
     sb,
     ino,
