@@ -1136,6 +1136,21 @@ export class Ext4 {
   }
 
   /**
+   * Opens the regular file at `path` for streaming and positional reads: the same as
+   * {@link Ext4.openFile} (`Ext4.open` the static method opens a filesystem, `fs.open` a file).
+   *
+   * @example
+   * ```ts ignore
+   * const f = await fs.open("/var/log/syslog");
+   * for await (const chunk of f.readable()) await Deno.stdout.write(chunk);
+   * await f.close();
+   * ```
+   */
+  open(path: string): Promise<Ext4File> {
+    return this.openFile(path);
+  }
+
+  /**
    * Opens the regular file at `path` for positional and streaming reads.
    *
    * @example
