@@ -181,7 +181,15 @@ class CopyOut {
 
   /** Owner, xattrs, mode and times, in the order that keeps each of them. */
   finish(dest: string, stat: Ext4Stat): void {
-    if (this.isRoot) lchown(dest, stat.uid, stat.gid);
+    let mode = stat.mode & 0o7777;
+    try {
+      lchown(dest, stat.uid, stat.gid);
+    } catch (e) {
+      if (this.isRoot) throw e;
+      // Like cp -a: a copy whose owner cannot be kept loses its set-id and sticky bits, so a
+      // user extracting an image never gets set-id programs of their own.
+      mode &= 0o777;
+    }
     this.pendingXattrs.get(stat.ino)?.forEach(([name, value]) => {
       try {
         lsetxattr(dest, name, value);
@@ -192,7 +200,7 @@ class CopyOut {
         }
       }
     });
-    if (stat.type !== "symlink") Deno.chmodSync(dest, stat.mode & 0o7777);
+    if (stat.type !== "symlink") Deno.chmodSync(dest, mode);
     setTimes(dest, stat.atime, stat.mtime);
   }
 
