@@ -124,7 +124,17 @@ export interface DirEntry {
   type: FileType;
 }
 
-/** An open regular file: its stat at open time and positional reads. */
+/**
+ * An open regular file: its stat at open time, positional reads and a stream of its content.
+ *
+ * @example
+ * ```ts ignore
+ * const f = await fs.open("/boot/vmlinuz");
+ * const magic = await f.read(0x202, 4); // "HdrS"
+ * await f.readable().pipeTo((await Deno.create("vmlinuz")).writable);
+ * await f.close();
+ * ```
+ */
 export interface Ext4File {
   /** The file's stat when it was opened. */
   readonly stat: Ext4Stat;
