@@ -274,3 +274,39 @@ testWith("oracle: names that are not valid UTF-8 list byte for byte as the kerne
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
+
+testWith("oracle: inline-data symlinks (made by mke2fs -d) read as the kernel reads them", [
+  "root",
+  "loop",
+  "kernel-ext4",
+  "mkfs.ext4",
+  "python3",
+], async () => {
+  await using dir = await tempDir();
+  const src = `${dir.path}/src`;
+  await Deno.mkdir(src);
+  // Fast (< 60 bytes), inline (fits the inode's inline area) and block symlinks.
+  for (const n of [1, 59, 60, 61, 100, 150, 200, 400, 1000]) {
+    await Deno.symlink("t".repeat(n - 1) + "/", `${src}/len${n}`);
+  }
+  const img = `${dir.path}/fs.img`;
+  await runOk("mkfs.ext4", ["-q", "-F", "-O", "inline_data", "-I", "512", "-d", src, img, "8M"]);
+  const kernel = await withKernelMount(
+    img,
+    (m) => runOk("python3", [TREE_LISTING, m]),
+    { readOnly: true },
+  );
+  const fs = await Ext4.open(img);
+  try {
+    const ours = await treeListing(fs);
+    if (ours !== kernel) assert.fail(firstDifference(kernel, ours));
+    const inline: string[] = [];
+    for await (const { path, stat } of fs.walk("/")) {
+      if (stat.type === "symlink" && (await fs.inode(stat.ino)).hasInlineData) inline.push(path);
+    }
+    assert.ok(inline.includes("/len100"), `inline symlinks: ${inline.join(" ")}`);
+    assert.equal(await fs.readLink("/len150"), "t".repeat(149) + "/");
+  } finally {
+    await fs.close();
+  }
+});
