@@ -5,7 +5,7 @@
  * directory sizes).
  */
 import assert from "node:assert/strict";
-import { Ext4, inodeLocation } from "../mod.ts";
+import { Ext4, Ext4Error, inodeLocation } from "../mod.ts";
 import {
   makeImage,
   ROOT,
@@ -340,5 +340,40 @@ testWith(
       await runOk("getfattr", ["--only-values", "-n", "user.keep", `${out}/d/file`]),
       "yes",
     );
+  },
+);
+
+testWith(
+  "a directory cycle (an entry naming an ancestor) ends every traversal",
+  ["mkfs.ext4", "debugfs"],
+  async () => {
+    await using dir = await tempDir();
+    const src = `${dir.path}/src`;
+    await Deno.mkdir(`${src}/a/b`, { recursive: true });
+    await Deno.writeTextFile(`${src}/a/b/f`, "x");
+    const img = `${dir.path}/cycle.img`;
+    await runOk("mkfs.ext4", ["-q", "-F", "-d", src, img, "8M"]);
+    await runOk("debugfs", ["-w", "-R", "ln /a /a/b/up", img]); // /a/b/up is /a again
+    const fs = await Ext4.open(img);
+    try {
+      const walked: string[] = [];
+      const err = await (async () => {
+        for await (const { path } of fs.walk("/")) walked.push(path);
+      })().catch((e) => e);
+      assert.ok(err instanceof Ext4Error && err.code === "CORRUPT", String(err));
+      assert.match(err.message, /cycle/);
+      assert.ok(walked.includes("/a/b/f") && walked.length < 20, walked.join(" "));
+      assert.equal((await fs.stat("/a/b/up/b/up/b/f")).type, "file"); // paths may still go round
+    } finally {
+      await fs.close();
+    }
+    const ls = await runCli(["ls", "-R", img]);
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.equal(ls.stdout.split("\n").filter((l) => l.endsWith(":")).length, 4); // / a a/b l+f
+    const out = `${dir.path}/out`;
+    const get = await runCli(["get", img, "/", out]);
+    assert.ok(get.code <= 1, get.stderr);
+    assert.equal(await Deno.readTextFile(`${out}/a/b/f`), "x");
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(`${out}/a/b/up`)), []);
   },
 );
