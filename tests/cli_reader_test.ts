@@ -377,3 +377,48 @@ testWith(
     assert.deepEqual(await Array.fromAsync(Deno.readDir(`${out}/a/b/up`)), []);
   },
 );
+
+testWith(
+  "get over an earlier copy replaces every kind of object (cp -a --remove-destination)",
+  ["root", "mkfs.ext4", "mknod"],
+  async () => {
+    await using dir = await tempDir();
+    const src = `${dir.path}/src`;
+    await Deno.mkdir(`${src}/d`, { recursive: true });
+    await Deno.writeTextFile(`${src}/file`, "new");
+    await Deno.link(`${src}/file`, `${src}/d/hard`);
+    await Deno.symlink("file", `${src}/link`);
+    await runOk("mknod", [`${src}/fifo`, "p"]);
+    await runOk("mknod", [`${src}/null`, "c", "1", "3"]);
+    await Deno.writeTextFile(`${src}/blocked`, "");
+    const img = `${dir.path}/src.img`;
+    await runOk("mkfs.ext4", ["-q", "-F", "-d", src, img, "8M"]);
+    const out = `${dir.path}/out`;
+    const first = await runCli(["get", img, "/", out]);
+    assert.equal(first.code, 0, first.stderr);
+    // Change what is there: other contents, other kinds, and a directory where a file goes.
+    for (const n of ["file", "link", "fifo", "null", "d/hard"]) await Deno.remove(`${out}/${n}`);
+    await Deno.writeTextFile(`${out}/link`, "old");
+    await Deno.symlink("/etc/passwd", `${out}/file`);
+    await Deno.writeTextFile(`${out}/fifo`, "old");
+    await runOk("mknod", [`${out}/null`, "p"]);
+    await Deno.writeTextFile(`${out}/d/hard`, "old");
+    await Deno.remove(`${out}/blocked`);
+    await Deno.mkdir(`${out}/blocked`);
+    const again = await runCli(["get", img, "/", out]);
+    assert.equal(again.code, 1);
+    assert.match(
+      again.stderr.trim(),
+      /blocked: cannot overwrite a directory with a non-directory$/,
+    );
+    assert.equal(again.stderr.trim().split("\n").length, 1, again.stderr);
+    const file = await Deno.lstat(`${out}/file`);
+    assert.ok(file.isFile && file.nlink === 2);
+    assert.equal((await Deno.lstat(`${out}/d/hard`)).ino, file.ino);
+    assert.equal(await Deno.readTextFile(`${out}/file`), "new");
+    assert.equal(await Deno.readLink(`${out}/link`), "file");
+    assert.ok((await Deno.lstat(`${out}/fifo`)).isFifo);
+    assert.ok((await Deno.lstat(`${out}/null`)).isCharDevice);
+    assert.notEqual(await Deno.readTextFile("/etc/passwd"), "new");
+  },
+);

@@ -1,8 +1,9 @@
 import type { Command } from "@commander-js/extra-typings";
 import type { Ext4 } from "../../ffi/open_filesystem.ts";
 import { compareBytes, type DirEntry, type Ext4Stat } from "../../lib/filesystem.ts";
-import { Ext4Error } from "../../lib/errors.ts";
+import { Errno, Ext4Error } from "../../lib/errors.ts";
 import { lchown, lsetxattr, mknod, setTimes } from "../../ffi/posix_meta.ts";
+import { SyscallError } from "../../ffi/libc.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { runAction, warn } from "../output.ts";
 import { openImage, parseOffset } from "../reader_common.ts";
@@ -97,11 +98,10 @@ class CopyOut {
 
   async copyOne(stat: Ext4Stat, dest: string): Promise<void> {
     await this.loadXattrs(stat.ino); // finish() is synchronous
-    if (stat.type !== "dir") replaceable(dest);
     if (stat.type !== "dir" && stat.nlink > 1) {
       const first = this.linked.get(stat.ino);
       if (first !== undefined) {
-        Deno.linkSync(first, dest);
+        replacing(dest, () => Deno.linkSync(first, dest));
         return;
       }
       this.linked.set(stat.ino, dest);
@@ -124,7 +124,7 @@ class CopyOut {
         break;
       case "symlink": {
         const target = new TextDecoder().decode(await this.fs.readLinkIno(stat.ino));
-        Deno.symlinkSync(target, dest);
+        replacing(dest, () => Deno.symlinkSync(target, dest));
         break;
       }
       case "chardev":
@@ -133,11 +133,14 @@ class CopyOut {
           this.fail(`${dest}: not recreating a device node without root`);
           return;
         }
-        mknod(dest, TYPE_BITS[stat.type] | 0o600, stat.rdev.major, stat.rdev.minor);
+        replacing(
+          dest,
+          () => mknod(dest, TYPE_BITS[stat.type] | 0o600, stat.rdev.major, stat.rdev.minor),
+        );
         break;
       case "fifo":
       case "socket":
-        mknod(dest, TYPE_BITS[stat.type] | 0o600);
+        replacing(dest, () => mknod(dest, TYPE_BITS[stat.type] | 0o600));
         break;
       default:
         this.fail(`${dest}: unknown file type, skipped`);
@@ -149,7 +152,10 @@ class CopyOut {
   async copyFile(stat: Ext4Stat, dest: string): Promise<void> {
     // Synchronous file calls: for many small files they cost a fraction of async ones.
     // createNew (O_EXCL): never write through something already there (a symlink).
-    const out = Deno.openSync(dest, { write: true, createNew: true, mode: 0o600 });
+    const out = replacing(
+      dest,
+      () => Deno.openSync(dest, { write: true, createNew: true, mode: 0o600 }),
+    );
     try {
       // Copy only the data regions: holes stay holes in the copy.
       let pos = 0;
@@ -235,16 +241,25 @@ function hex(bytes: Uint8Array): string {
  * Makes room for a non-directory at `dest` like `cp --remove-destination`: an existing file,
  * symlink or node is unlinked (never followed); an existing directory is an error.
  */
-function replaceable(dest: string): void {
-  let st: Deno.FileInfo;
+/**
+ * Creates a non-directory at `dest` with `create`, which must fail with EEXIST when something
+ * is there (O_EXCL, link, symlink, mknod: none follows a symlink). Something already there is
+ * removed and the creation retried (cp --remove-destination); a directory is not replaced.
+ * Trying first spares every new object an lstat (and a NotFound exception).
+ */
+function replacing<T>(dest: string, create: () => T): T {
   try {
-    st = Deno.lstatSync(dest);
+    return create();
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return;
-    throw e;
+    const exists = e instanceof Deno.errors.AlreadyExists ||
+      (e instanceof SyscallError && e.errno === Errno.EEXIST);
+    if (!exists) throw e;
   }
-  if (st.isDirectory) throw new Error("cannot overwrite a directory with a non-directory");
+  if (Deno.lstatSync(dest).isDirectory) {
+    throw new Error("cannot overwrite a directory with a non-directory");
+  }
   Deno.removeSync(dest);
+  return create();
 }
 
 async function exists(path: string): Promise<Deno.FileInfo | null> {
