@@ -53,7 +53,11 @@ class CopyOut {
         this.fail(`${item.path}: ${(e as Error).message}`);
         continue;
       }
-      if (stat.type !== "dir" || seenDirs.has(item.ino)) continue;
+      if (stat.type !== "dir") continue;
+      if (seenDirs.has(item.ino)) {
+        this.fail(`${item.path}: directory already copied (a cycle), not copied again`);
+        continue;
+      }
       seenDirs.add(item.ino);
       const children: DirEntry[] = [];
       try {
