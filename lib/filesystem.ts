@@ -124,7 +124,17 @@ export interface DirEntry {
   type: FileType;
 }
 
-/** An open regular file: its stat at open time and positional reads. */
+/**
+ * An open regular file: its stat at open time, positional reads and a stream of its content.
+ *
+ * @example
+ * ```ts ignore
+ * const f = await fs.open("/boot/vmlinuz");
+ * const magic = await f.read(0x202, 4); // "HdrS"
+ * await f.readable().pipeTo((await Deno.create("vmlinuz")).writable);
+ * await f.close();
+ * ```
+ */
 export interface Ext4File {
   /** The file's stat when it was opened. */
   readonly stat: Ext4Stat;
@@ -1133,6 +1143,21 @@ export class Ext4 {
       );
     }
     return this.#readInode(inode, 0, inode.size);
+  }
+
+  /**
+   * Opens the regular file at `path` for streaming and positional reads: the same as
+   * {@link Ext4.openFile} (`Ext4.open` the static method opens a filesystem, `fs.open` a file).
+   *
+   * @example
+   * ```ts ignore
+   * const f = await fs.open("/var/log/syslog");
+   * for await (const chunk of f.readable()) await Deno.stdout.write(chunk);
+   * await f.close();
+   * ```
+   */
+  open(path: string): Promise<Ext4File> {
+    return this.openFile(path);
   }
 
   /**

@@ -5,7 +5,7 @@
  * directory sizes).
  */
 import assert from "node:assert/strict";
-import { Ext4, inodeLocation } from "../mod.ts";
+import { Ext4, Ext4Error, inodeLocation } from "../mod.ts";
 import {
   makeImage,
   ROOT,
@@ -264,3 +264,166 @@ testWith("ls and get with names that are not valid UTF-8", NEEDS, async () => {
   assert.match(r.stderr, /d\uFFFD: name is not valid UTF-8 \(bytes 64fe\), not copied/);
   assert.deepEqual([...Deno.readDirSync(out)].map((e) => e.name).sort(), ["lost+found", "plain"]);
 });
+
+testWith(
+  "get without root: the caller owns the copy, device nodes are skipped, refused xattrs warn once",
+  ["root", "mkfs.ext4", "setpriv", "setfattr", "mknod"],
+  async () => {
+    await using dir = await tempDir();
+    await Deno.chmod(dir.path, 0o755);
+    const src = `${dir.path}/src`;
+    await Deno.mkdir(`${src}/d`, { recursive: true });
+    await Deno.writeTextFile(`${src}/d/file`, "data");
+    await Deno.chown(`${src}/d/file`, 1234, 5678);
+    await Deno.chmod(`${src}/d/file`, 0o4750);
+    // Set-id bits stay only on what the caller could keep the owner of (nobody's own file).
+    await Deno.writeTextFile(`${src}/own`, "");
+    await Deno.chown(`${src}/own`, 65534, 65534);
+    await Deno.chmod(`${src}/own`, 0o6755);
+    await Deno.link(`${src}/d/file`, `${src}/hard`);
+    await Deno.symlink("d/file", `${src}/link`);
+    await runOk("mknod", [`${src}/fifo`, "p"]);
+    await runOk("mknod", [`${src}/null`, "c", "1", "3"]);
+    await runOk("mknod", [`${src}/disk`, "b", "8", "1"]);
+    await runOk("setfattr", ["-n", "user.keep", "-v", "yes", `${src}/d/file`]);
+    // trusted.* needs CAP_SYS_ADMIN: refused twice, warned about once.
+    await runOk("setfattr", ["-n", "trusted.one", "-v", "1", `${src}/d/file`]);
+    await runOk("setfattr", ["-n", "trusted.two", "-v", "2", `${src}/d`]);
+    await Deno.utime(`${src}/d/file`, 1600000000.5, 1600000000.25);
+    const img = `${dir.path}/src.img`;
+    await runOk("mkfs.ext4", ["-q", "-F", "-d", src, img, "8M"]);
+    await Deno.chmod(img, 0o644);
+    // The CLI runs as nobody, with a copy of the npm cache it can read (no network).
+    const denoDir = JSON.parse(await runOk(Deno.execPath(), ["info", "--json"])).denoDir;
+    await Deno.mkdir(`${dir.path}/deno`);
+    await runOk("cp", ["-r", `${denoDir}/npm`, `${dir.path}/deno/npm`]);
+    const out = `${dir.path}/out`;
+    await Deno.mkdir(out);
+    await runOk("chown", ["-R", "65534:65534", `${dir.path}/deno`, out]);
+    const r = await run("setpriv", [
+      "--reuid=65534",
+      "--regid=65534",
+      "--clear-groups",
+      "--",
+      Deno.execPath(),
+      "run",
+      "--cached-only",
+      "--allow-all",
+      `${ROOT}cli/main.ts`,
+      "get",
+      img,
+      "/",
+      out,
+    ], { env: { DENO_DIR: `${dir.path}/deno`, DENO_NO_UPDATE_CHECK: "1" } });
+    assert.equal(r.code, 1, r.stderr);
+    const lines = r.stderr.trim().split("\n");
+    assert.equal(lines.length, 3, r.stderr);
+    for (
+      const want of [/\/disk: not recreating a device node/, /\/null: not recreating a device/]
+    ) {
+      assert.ok(lines.some((l) => want.test(l)), `${want} in ${r.stderr}`);
+    }
+    assert.ok(lines.some((l) => /cannot set xattr trusted\.(one|two) .*; continuing$/.test(l)));
+    await assert.rejects(Deno.lstat(`${out}/null`));
+    await assert.rejects(Deno.lstat(`${out}/disk`));
+    const file = await Deno.lstat(`${out}/d/file`);
+    assert.equal(file.uid, 65534);
+    assert.equal(file.mode! & 0o7777, 0o750, "cp -a drops set-id bits with the owner");
+    assert.equal((await Deno.lstat(`${out}/own`)).mode! & 0o7777, 0o6755);
+    // (mke2fs -d may drop the nanoseconds; the kernel-populated test above checks them.)
+    assert.equal(Math.floor(file.mtime!.getTime() / 1000), 1600000000);
+    assert.equal(file.nlink, 2);
+    assert.equal((await Deno.lstat(`${out}/hard`)).ino, file.ino);
+    assert.equal(await Deno.readLink(`${out}/link`), "d/file");
+    assert.ok((await Deno.lstat(`${out}/fifo`)).isFifo);
+    assert.equal(
+      await runOk("getfattr", ["--only-values", "-n", "user.keep", `${out}/d/file`]),
+      "yes",
+    );
+  },
+);
+
+testWith(
+  "a directory cycle (an entry naming an ancestor) ends every traversal",
+  ["mkfs.ext4", "debugfs"],
+  async () => {
+    await using dir = await tempDir();
+    const src = `${dir.path}/src`;
+    await Deno.mkdir(`${src}/a/b`, { recursive: true });
+    await Deno.writeTextFile(`${src}/a/b/f`, "x");
+    const img = `${dir.path}/cycle.img`;
+    await runOk("mkfs.ext4", ["-q", "-F", "-d", src, img, "8M"]);
+    await runOk("debugfs", ["-w", "-R", "ln /a /a/b/up", img]); // /a/b/up is /a again
+    const fs = await Ext4.open(img);
+    try {
+      const walked: string[] = [];
+      const err = await (async () => {
+        for await (const { path } of fs.walk("/")) walked.push(path);
+      })().catch((e) => e);
+      assert.ok(err instanceof Ext4Error && err.code === "CORRUPT", String(err));
+      assert.match(err.message, /cycle/);
+      assert.ok(walked.includes("/a/b/f") && walked.length < 20, walked.join(" "));
+      assert.equal((await fs.stat("/a/b/up/b/up/b/f")).type, "file"); // paths may still go round
+    } finally {
+      await fs.close();
+    }
+    const ls = await runCli(["ls", "-R", img]);
+    assert.equal(ls.code, 1, ls.stderr);
+    assert.equal(ls.stdout.split("\n").filter((l) => l.endsWith(":")).length, 4); // / a a/b l+f
+    assert.equal(ls.stderr, "ext4ts: /a/b/up: not listing already-listed directory\n");
+    const out = `${dir.path}/out`;
+    const get = await runCli(["get", img, "/", out]);
+    assert.equal(get.code, 1, get.stderr);
+    assert.equal(
+      get.stderr,
+      "ext4ts: /a/b/up: directory already copied (a cycle), not copied again\n",
+    );
+    assert.equal(await Deno.readTextFile(`${out}/a/b/f`), "x");
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(`${out}/a/b/up`)), []);
+  },
+);
+
+testWith(
+  "get over an earlier copy replaces every kind of object (cp -a --remove-destination)",
+  ["root", "mkfs.ext4", "mknod"],
+  async () => {
+    await using dir = await tempDir();
+    const src = `${dir.path}/src`;
+    await Deno.mkdir(`${src}/d`, { recursive: true });
+    await Deno.writeTextFile(`${src}/file`, "new");
+    await Deno.link(`${src}/file`, `${src}/d/hard`);
+    await Deno.symlink("file", `${src}/link`);
+    await runOk("mknod", [`${src}/fifo`, "p"]);
+    await runOk("mknod", [`${src}/null`, "c", "1", "3"]);
+    await Deno.writeTextFile(`${src}/blocked`, "");
+    const img = `${dir.path}/src.img`;
+    await runOk("mkfs.ext4", ["-q", "-F", "-d", src, img, "8M"]);
+    const out = `${dir.path}/out`;
+    const first = await runCli(["get", img, "/", out]);
+    assert.equal(first.code, 0, first.stderr);
+    // Change what is there: other contents, other kinds, and a directory where a file goes.
+    for (const n of ["file", "link", "fifo", "null", "d/hard"]) await Deno.remove(`${out}/${n}`);
+    await Deno.writeTextFile(`${out}/link`, "old");
+    await Deno.symlink("/etc/passwd", `${out}/file`);
+    await Deno.writeTextFile(`${out}/fifo`, "old");
+    await runOk("mknod", [`${out}/null`, "p"]);
+    await Deno.writeTextFile(`${out}/d/hard`, "old");
+    await Deno.remove(`${out}/blocked`);
+    await Deno.mkdir(`${out}/blocked`);
+    const again = await runCli(["get", img, "/", out]);
+    assert.equal(again.code, 1);
+    assert.match(
+      again.stderr.trim(),
+      /blocked: cannot overwrite a directory with a non-directory$/,
+    );
+    assert.equal(again.stderr.trim().split("\n").length, 1, again.stderr);
+    const file = await Deno.lstat(`${out}/file`);
+    assert.ok(file.isFile && file.nlink === 2);
+    assert.equal((await Deno.lstat(`${out}/d/hard`)).ino, file.ino);
+    assert.equal(await Deno.readTextFile(`${out}/file`), "new");
+    assert.equal(await Deno.readLink(`${out}/link`), "file");
+    assert.ok((await Deno.lstat(`${out}/fifo`)).isFifo);
+    assert.ok((await Deno.lstat(`${out}/null`)).isCharDevice);
+    assert.notEqual(await Deno.readTextFile("/etc/passwd"), "new");
+  },
+);

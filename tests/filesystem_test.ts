@@ -56,6 +56,10 @@ testWith("paths, symlinks, errors, cookies, streaming, seek, huge files", NEEDS,
     assert.equal(dec.decode(await fs.readFile("/abs")), "content\n");
     assert.equal(dec.decode(await fs.readFile("/a/./b/../b/c//file")), "content\n");
     assert.equal((await fs.stat("/a/b/up")).ino, 2);
+    assert.equal(dec.decode(await fs.readFile("/a/b/up/a/lb/c/../c/file")), "content\n");
+    assert.equal((await fs.stat("/../..")).ino, 2); // ".." of the root is the root
+    assert.equal((await fs.stat(".")).ino, 2);
+    assert.equal((await fs.stat("a/b/")).ino, (await fs.stat("/a//b")).ino);
     assert.equal((await fs.lstat("/a/lb")).type, "symlink");
     assert.equal((await fs.lstat("/a/lb/")).type, "dir"); // a trailing slash follows it
     assert.equal((await fs.stat("/a/lb")).type, "dir");
@@ -96,7 +100,7 @@ testWith("paths, symlinks, errors, cookies, streaming, seek, huge files", NEEDS,
     const nx = await fs.seekData(huge.ino, 3 * 2 ** 40 + 10, "data").catch((e) => e);
     assert.ok(nx instanceof Ext4Error && nx.errno === Errno.ENXIO);
     // Streaming equals a whole read.
-    const f = await fs.openFile("/stream");
+    const f = await fs.open("/stream");
     const parts: Uint8Array[] = [];
     for await (const c of f.readable()) parts.push(c);
     const streamed = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -105,6 +109,10 @@ testWith("paths, symlinks, errors, cookies, streaming, seek, huge files", NEEDS,
     assert.equal(streamed.length, f.stat.size);
     assert.deepEqual(streamed, await fs.readFile("/stream"));
     assert.equal(streamed[3 * 1024 * 1024 + 4], ((3 * 1024 * 1024 + 4) * 7) & 0xff);
+    assert.deepEqual(await f.read(1000, 5), streamed.subarray(1000, 1005));
+    await f.close();
+    assert.equal(await codeOf(fs.open("/a")), "IS_DIRECTORY");
+    assert.equal(await codeOf(fs.open("/a/b/c/file/")), "NOT_DIRECTORY");
     // walk: parents first, sorted.
     const walked: string[] = [];
     for await (const { path } of fs.walk("/a/b")) walked.push(path);

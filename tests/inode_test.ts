@@ -6,7 +6,8 @@ import { readInode } from "../lib/inode.ts";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { CorruptError } from "../lib/errors.ts";
 import type { Superblock } from "../lib/superblock.ts";
-import { runOk, tempDir, testWith } from "./helpers.ts";
+import { runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
+import { Ext4 } from "../mod.ts";
 
 const sb = (roCompat = 0) =>
   ({ roCompat, blockSize: 4096, hasMetadataCsum: false }) as unknown as Superblock;
@@ -87,5 +88,49 @@ testWith(
     bad[0x20] ^= 0x01;
     assert.throws(() => parseInode(s, 2, bad), CorruptError);
     assert.doesNotThrow(() => parseInode(s, 2, bad, { ignoreChecksum: true }));
+  },
+);
+
+testWith(
+  "huge_file: i_blocks_hi and the HUGE_FILE flag give the kernel's st_blocks",
+  ["root", "loop", "kernel-ext4", "mkfs.ext4", "debugfs", "python3"],
+  async () => {
+    await using dir = await tempDir();
+    const src = `${dir.path}/src`;
+    await Deno.mkdir(src);
+    for (const n of ["plain", "hi", "flag", "both"]) {
+      await Deno.writeFile(`${src}/${n}`, new Uint8Array(40960).fill(7));
+    }
+    const img = `${dir.path}/h.img`;
+    await runOk("mkfs.ext4", ["-q", "-F", "-b", "4096", "-O", "huge_file", "-d", src, img, "16M"]);
+    const huge = (0x80000 | 0x40000).toString(); // EXTENTS | HUGE_FILE
+    for (
+      const cmd of [
+        "sif /hi blocks_hi 1",
+        `sif /flag flags ${huge}`,
+        "sif /both blocks_hi 3",
+        `sif /both flags ${huge}`,
+      ]
+    ) await runOk("debugfs", ["-w", "-R", cmd, img]);
+    const kernel = await withKernelMount(img, (m) =>
+      runOk("python3", [
+        "-c",
+        "import os,sys\nfor n in sys.argv[2:]: print(os.lstat(sys.argv[1] + '/' + n).st_blocks)",
+        m,
+        "plain",
+        "hi",
+        "flag",
+        "both",
+      ]), { readOnly: true });
+    const fs = await Ext4.open(img);
+    try {
+      const ours: number[] = [];
+      for (const n of ["plain", "hi", "flag", "both"]) ours.push((await fs.stat(`/${n}`)).blocks);
+      assert.equal(ours.join("\n"), kernel.trim());
+      assert.equal(ours[1], ours[0] + 2 ** 32); // the high half counts with huge_file
+      assert.equal(ours[2], ours[0] * 8); // HUGE_FILE: counted in 4 KiB blocks
+    } finally {
+      await fs.close();
+    }
   },
 );

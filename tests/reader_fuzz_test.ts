@@ -7,13 +7,27 @@
  */
 import assert from "node:assert/strict";
 import { gunzipSync } from "node:zlib";
-import { Ext4, Ext4Error, MemoryBlockDevice } from "../mod.ts";
+import {
+  type BlockDevice,
+  CorruptError,
+  Ext4,
+  Ext4Error,
+  groupHasSuperblock,
+  MemoryBlockDevice,
+} from "../mod.ts";
 import { CORPUS, makeImage, ROOT, runOk, tempDir, testWith } from "./helpers.ts";
 
 const POPULATE = `${ROOT}tests/fixtures/populate_tree.py`;
 const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "python3", "setfacl"];
 const ROUND_LIMIT_MS = 20_000;
 const MAX_OBJECTS = 20_000;
+/** Resident memory allowed while fuzzing: every image copy and cache included. */
+const MAX_RSS = 1.5 * 2 ** 30;
+/**
+ * What a CorruptError must name: the inode, block or group it is in, or a whole-filesystem
+ * structure (superblock, descriptors, journal) — so that a message leads to the damage.
+ */
+const NAMES_WHERE = /inode \d+|block \d+|group \d+|superblock|descriptor|journal/;
 
 /** A small deterministic PRNG (mulberry32). */
 function prng(seed: number): () => number {
@@ -27,18 +41,26 @@ function prng(seed: number): () => number {
   };
 }
 
-/** Reads everything reachable, collecting non-Ext4Error failures; bounded in objects. */
+/**
+ * Reads everything reachable (by inode and by path), counting typed failures and rethrowing
+ * anything else; bounded in objects. Corruption must be a CorruptError naming where it is.
+ */
 async function readEverything(
   fs: Ext4,
   deadline = Date.now() + ROUND_LIMIT_MS,
-): Promise<{ objects: number; errors: number }> {
+): Promise<{ objects: number; errors: number; codes: Set<string> }> {
   let objects = 0;
   let errors = 0;
+  const codes = new Set<string>();
   const guard = async (fn: () => Promise<unknown>) => {
     try {
       await fn();
     } catch (e) {
       if (!(e instanceof Ext4Error)) throw e;
+      if (e.code === "CORRUPT" && !(e instanceof CorruptError && NAMES_WHERE.test(e.message))) {
+        throw new Error(`a corruption error that does not say where: ${e.message}`);
+      }
+      codes.add(e.code);
       errors++;
     }
   };
@@ -56,7 +78,11 @@ async function readEverything(
         if (e.name === "." || e.name === "..") continue;
         await guard(async () => {
           const st = await fs.getattr(e.ino);
-          await guard(() => fs.listXattrIno(e.ino));
+          await guard(async () => {
+            for (const name of await fs.listXattrIno(e.ino)) {
+              await guard(() => fs.getXattrIno(e.ino, name));
+            }
+          });
           await guard(() => fs.lookup(dirIno, e.nameBytes));
           if (st.type === "dir") stack.push(e.ino);
           else if (st.type === "symlink") await guard(() => fs.readLinkIno(e.ino));
@@ -70,10 +96,35 @@ async function readEverything(
       }
     });
   }
+  // By path: resolution, whole-file reads, link targets and xattrs of what walk finds.
   await guard(async () => {
-    for await (const _ of fs.walk("/")) if (++objects > 2 * MAX_OBJECTS) break;
+    for await (const { path, stat } of fs.walk("/")) {
+      if (++objects > 2 * MAX_OBJECTS) break;
+      if (Date.now() > deadline) throw new Error(`no result after ${ROUND_LIMIT_MS} ms (hang?)`);
+      if (stat.type === "file" && stat.size < 1 << 20) await guard(() => fs.readFile(path));
+      else if (stat.type === "symlink") await guard(() => fs.readLink(path));
+      else if (stat.type === "dir") await guard(() => fs.listXattr(path));
+    }
   });
-  return { objects, errors };
+  return { objects, errors, codes };
+}
+
+/** `inner` with unreadable blocks: reads touching one of `bad` fail with an I/O error. */
+function badSectors(inner: BlockDevice, bs: number, bad: Set<number>): BlockDevice {
+  return {
+    size: inner.size,
+    sectorSize: inner.sectorSize,
+    readOnly: inner.readOnly,
+    read: (offset, buffer) => {
+      for (let b = Math.floor(offset / bs); b * bs < offset + buffer.length; b++) {
+        if (bad.has(b)) return Promise.reject(new Ext4Error("IO", `bad sector in block ${b}`));
+      }
+      return inner.read(offset, buffer);
+    },
+    write: (offset, data) => inner.write(offset, data),
+    flush: () => inner.flush(),
+    close: () => inner.close(),
+  };
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -106,9 +157,13 @@ async function regions(bytes: Uint8Array): Promise<Record<string, number[]>> {
     for (let i = 0; i < Math.min(perGroup, 64); i++) itable.push(start + i);
   }
   const gdtFirst = bs === 1024 ? 2 : 1;
+  // The first backup copies (group 1): a reader must not trip over damaged backups either.
+  const sb = fs.superblock;
+  const g1 = sb.firstDataBlock + sb.blocksPerGroup;
   const out = {
     superblock: [bs === 1024 ? 1 : 0],
     descriptors: [gdtFirst],
+    backups: groupHasSuperblock(sb, 1) ? [g1, g1 + 1] : [gdtFirst],
     inodeTable: itable,
     metadata: [...meta],
   };
@@ -124,10 +179,12 @@ async function fuzzImage(name: string, bytes: Uint8Array, rounds: number, seed: 
   const classes = Object.keys(reg);
   let opened = 0;
   let typedErrors = 0;
+  let peakRss = 0;
+  const img = new Uint8Array(bytes.length);
   for (let round = 0; round < rounds; round++) {
     const cls = classes[round % classes.length];
     const blocks = reg[cls];
-    const img = bytes.slice();
+    img.set(bytes); // one buffer for every round: memory measures the reader, not the copies
     const flips = 1 + Math.floor(rnd() * 8);
     for (let k = 0; k < flips; k++) {
       const block = blocks[Math.floor(rnd() * blocks.length)];
@@ -152,6 +209,7 @@ async function fuzzImage(name: string, bytes: Uint8Array, rounds: number, seed: 
         opened++;
         try {
           typedErrors += (await readEverything(fs)).errors;
+          peakRss = Math.max(peakRss, Deno.memoryUsage().rss);
         } catch (e) {
           assert.fail(`${what}: ${e instanceof Error ? e.stack : e}`);
         } finally {
@@ -163,10 +221,25 @@ async function fuzzImage(name: string, bytes: Uint8Array, rounds: number, seed: 
     );
   }
   assert.ok(opened > rounds / 4, `${name}: only ${opened} of ${rounds} rounds opened`);
+  assert.ok(peakRss < MAX_RSS, `${name}: ${peakRss} bytes resident`);
+  // A disk with bad sectors under a fifth of the metadata blocks: those reads are I/O errors,
+  // typed like the rest, and everything else still reads.
+  const fixed = new Set([...reg.superblock, ...reg.descriptors, 0]);
+  const bad = new Set(reg.metadata.filter((b, i) => i % 5 === 2 && !fixed.has(b)));
+  const sick = await Ext4.open(badSectors(new MemoryBlockDevice(bytes.slice()), bs, bad));
+  try {
+    const r = await withTimeout(readEverything(sick), ROUND_LIMIT_MS, `${name} bad sectors`);
+    assert.ok(r.codes.has("IO"), `${name} bad sectors: ${[...r.codes].join(", ")}`);
+    assert.ok(r.objects > 10, `${name} bad sectors: only ${r.objects} objects read`);
+  } finally {
+    await sick.close();
+  }
   // The flips must reach the parsers, not only be refused at open.
   assert.ok(typedErrors > 0, `${name}: no corruption was ever detected while reading`);
   if (Deno.env.get("EXT4TS_FUZZ_VERBOSE")) {
-    console.log(`${name}: ${rounds} rounds, ${opened} opened, ${typedErrors} typed errors`);
+    console.log(
+      `${name}: ${rounds} rounds, ${opened} opened, ${typedErrors} typed errors, ${peakRss} rss`,
+    );
   }
 }
 
@@ -176,7 +249,7 @@ testWith(
   async () => {
     await using dir = await tempDir();
     const images: [string, string[], string][] = [
-      ["ext4", ["-b", "4096", "-O", "inline_data"], "mkfs.ext4"],
+      ["ext4", ["-b", "4096", "-O", "inline_data,ea_inode"], "mkfs.ext4"],
       ["ext4-1k", ["-b", "1024"], "mkfs.ext4"],
       ["ext2", [], "mkfs.ext2"],
     ];
@@ -186,7 +259,14 @@ testWith(
         mkfs,
         args,
         size: "96M",
-        populate: (m) => runOk("python3", [POPULATE, m, "--files", "400"]).then(() => {}),
+        populate: (m) =>
+          runOk("python3", [
+            POPULATE,
+            m,
+            "--files",
+            "400",
+            ...(args.join().includes("ea_inode") ? ["--ea-inode"] : []),
+          ]).then(() => {}),
       });
       const bytes = await Deno.readFile(img);
       await fuzzImage(name, bytes, 60, 0xe4 + name.length);

@@ -5,7 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { gunzipSync } from "node:zlib";
-import { Ext4, MemoryBlockDevice, treeListing, treeListingBytes } from "../mod.ts";
+import {
+  Ext4,
+  InodeFlags,
+  MemoryBlockDevice,
+  parseExtentHeader,
+  treeListing,
+  treeListingBytes,
+} from "../mod.ts";
 import {
   CORPUS,
   makeImage,
@@ -41,23 +48,30 @@ interface Case {
   args?: string[];
   size?: string;
   populate?: string[];
+  /** Structures this image must hold (see {@link structuresOf}), so that equal listings prove them read. */
+  holds?: string[];
 }
 
 const CASES: Case[] = [
-  { name: "ext2", mkfs: "mkfs.ext2" },
+  { name: "ext2", mkfs: "mkfs.ext2", holds: ["triple indirect", "htree"] },
   { name: "ext2 ^filetype", mkfs: "mkfs.ext2", args: ["-O", "^filetype"] },
   { name: "ext2 128-byte inodes", mkfs: "mkfs.ext2", args: ["-I", "128"] },
-  { name: "ext3", mkfs: "mkfs.ext3" },
+  { name: "ext3", mkfs: "mkfs.ext3", holds: ["triple indirect", "htree"] },
   {
     name: "ext4 4k blocks, 50 000-entry directory",
     args: ["-b", "4096", "-N", "70000"],
     size: "128M",
     populate: ["--big-dir", "50000"],
+    holds: ["extent depth 1", "unwritten extent", "big htree", "slow symlink"],
   },
-  { name: "ext4 1k blocks", args: ["-b", "1024"] },
+  { name: "ext4 1k blocks", args: ["-b", "1024"], holds: ["extent depth 2", "unwritten extent"] },
   { name: "ext4 ^64bit", args: ["-b", "4096", "-O", "^64bit"] },
   { name: "ext4 ^metadata_csum", args: ["-b", "4096", "-O", "^metadata_csum"] },
-  { name: "ext4 inline_data", args: ["-b", "4096", "-O", "inline_data"] },
+  {
+    name: "ext4 inline_data",
+    args: ["-b", "4096", "-O", "inline_data"],
+    holds: ["inline file", "inline dir"],
+  },
   { name: "ext4 bigalloc", args: ["-b", "4096", "-O", "bigalloc", "-C", "16384"], size: "128M" },
   { name: "ext4 large_dir 1k blocks", args: ["-b", "1024", "-O", "large_dir"] },
   { name: "ext4 meta_bg", args: ["-b", "4096", "-O", "meta_bg,^resize_inode"] },
@@ -68,9 +82,45 @@ const CASES: Case[] = [
   {
     name: "ext4 ^extent ^dir_index (block maps, linear directories)",
     args: ["-b", "4096", "-O", "^extent,^dir_index,^64bit"],
+    holds: ["double indirect"],
   },
-  { name: "ext4 ea_inode", args: ["-b", "4096", "-O", "ea_inode"], populate: ["--ea-inode"] },
+  {
+    name: "ext4 ea_inode",
+    args: ["-b", "4096", "-O", "ea_inode"],
+    populate: ["--ea-inode"],
+    holds: ["xattr block"],
+  },
 ];
+
+/**
+ * The on-disk structures an image holds (the reading paths its listing went through):
+ * "extent depth N" (the deepest extent tree), "unwritten extent", "double indirect" and
+ * "triple indirect" (block maps), "htree" and "big htree" (/big indexed), "inline file",
+ * "inline dir", "slow symlink", "xattr block".
+ */
+async function structuresOf(fs: Ext4): Promise<Set<string>> {
+  const found = new Set<string>();
+  let depth = -1;
+  for await (const { path, stat } of fs.walk("/")) {
+    const inode = await fs.inode(stat.ino);
+    const v = new DataView(inode.iBlock.buffer, inode.iBlock.byteOffset, 60);
+    if (inode.hasInlineData) found.add(stat.type === "dir" ? "inline dir" : "inline file");
+    else if (stat.type === "symlink" && stat.size >= 60) found.add("slow symlink");
+    else if (inode.usesExtents && (stat.type === "file" || stat.type === "dir")) {
+      depth = Math.max(depth, parseExtentHeader(inode.iBlock, path).depth);
+      if ((await fs.blockRuns(inode)).some((r) => r.unwritten)) found.add("unwritten extent");
+    } else if (stat.type === "file") {
+      if (v.getUint32(13 * 4, true) !== 0) found.add("double indirect");
+      if (v.getUint32(14 * 4, true) !== 0) found.add("triple indirect");
+    }
+    if (stat.type === "dir" && (stat.flags & InodeFlags.INDEX) !== 0) {
+      found.add(path === "/big" ? "big htree" : "htree");
+    }
+    if (inode.fileAcl !== 0) found.add("xattr block");
+  }
+  if (depth >= 0) found.add(`extent depth ${depth}`);
+  return found;
+}
 
 function firstDifference(a: string, b: string): string {
   const la = a.split("\n");
@@ -107,6 +157,10 @@ for (const c of CASES) {
       const ours = await treeListing(fs);
       assert.ok(kernel.split("\n").length > 100, "the kernel listing is suspiciously short");
       if (ours !== kernel) assert.fail(firstDifference(kernel, ours));
+      // The image really holds what this case is meant to prove read.
+      const held = await structuresOf(fs);
+      const missing = (c.holds ?? []).filter((h) => !held.has(h));
+      assert.deepEqual(missing, [], `the image lacks them (it holds: ${[...held].join(", ")})`);
       // Every path resolves by name (htree lookups for the large directories) to the
       // inode the kernel reports.
       let looked = 0;
@@ -220,3 +274,39 @@ testWith("oracle: names that are not valid UTF-8 list byte for byte as the kerne
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
+
+testWith("oracle: inline-data symlinks (made by mke2fs -d) read as the kernel reads them", [
+  "root",
+  "loop",
+  "kernel-ext4",
+  "mkfs.ext4",
+  "python3",
+], async () => {
+  await using dir = await tempDir();
+  const src = `${dir.path}/src`;
+  await Deno.mkdir(src);
+  // Fast (< 60 bytes), inline (fits the inode's inline area) and block symlinks.
+  for (const n of [1, 59, 60, 61, 100, 150, 200, 400, 1000]) {
+    await Deno.symlink("t".repeat(n - 1) + "/", `${src}/len${n}`);
+  }
+  const img = `${dir.path}/fs.img`;
+  await runOk("mkfs.ext4", ["-q", "-F", "-O", "inline_data", "-I", "512", "-d", src, img, "8M"]);
+  const kernel = await withKernelMount(
+    img,
+    (m) => runOk("python3", [TREE_LISTING, m]),
+    { readOnly: true },
+  );
+  const fs = await Ext4.open(img);
+  try {
+    const ours = await treeListing(fs);
+    if (ours !== kernel) assert.fail(firstDifference(kernel, ours));
+    const inline: string[] = [];
+    for await (const { path, stat } of fs.walk("/")) {
+      if (stat.type === "symlink" && (await fs.inode(stat.ino)).hasInlineData) inline.push(path);
+    }
+    assert.ok(inline.includes("/len100"), `inline symlinks: ${inline.join(" ")}`);
+    assert.equal(await fs.readLink("/len150"), "t".repeat(149) + "/");
+  } finally {
+    await fs.close();
+  }
+});

@@ -1,8 +1,9 @@
 import type { Command } from "@commander-js/extra-typings";
 import type { Ext4 } from "../../ffi/open_filesystem.ts";
 import { compareBytes, type DirEntry, type Ext4Stat } from "../../lib/filesystem.ts";
-import { Ext4Error } from "../../lib/errors.ts";
+import { Errno, Ext4Error } from "../../lib/errors.ts";
 import { lchown, lsetxattr, mknod, setTimes } from "../../ffi/posix_meta.ts";
+import { SyscallError } from "../../ffi/libc.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { runAction, warn } from "../output.ts";
 import { openImage, parseOffset } from "../reader_common.ts";
@@ -52,7 +53,11 @@ class CopyOut {
         this.fail(`${item.path}: ${(e as Error).message}`);
         continue;
       }
-      if (stat.type !== "dir" || seenDirs.has(item.ino)) continue;
+      if (stat.type !== "dir") continue;
+      if (seenDirs.has(item.ino)) {
+        this.fail(`${item.path}: directory already copied (a cycle), not copied again`);
+        continue;
+      }
       seenDirs.add(item.ino);
       const children: DirEntry[] = [];
       try {
@@ -97,11 +102,10 @@ class CopyOut {
 
   async copyOne(stat: Ext4Stat, dest: string): Promise<void> {
     await this.loadXattrs(stat.ino); // finish() is synchronous
-    if (stat.type !== "dir") replaceable(dest);
     if (stat.type !== "dir" && stat.nlink > 1) {
       const first = this.linked.get(stat.ino);
       if (first !== undefined) {
-        Deno.linkSync(first, dest);
+        replacing(dest, () => Deno.linkSync(first, dest));
         return;
       }
       this.linked.set(stat.ino, dest);
@@ -124,7 +128,7 @@ class CopyOut {
         break;
       case "symlink": {
         const target = new TextDecoder().decode(await this.fs.readLinkIno(stat.ino));
-        Deno.symlinkSync(target, dest);
+        replacing(dest, () => Deno.symlinkSync(target, dest));
         break;
       }
       case "chardev":
@@ -133,11 +137,14 @@ class CopyOut {
           this.fail(`${dest}: not recreating a device node without root`);
           return;
         }
-        mknod(dest, TYPE_BITS[stat.type] | 0o600, stat.rdev.major, stat.rdev.minor);
+        replacing(
+          dest,
+          () => mknod(dest, TYPE_BITS[stat.type] | 0o600, stat.rdev.major, stat.rdev.minor),
+        );
         break;
       case "fifo":
       case "socket":
-        mknod(dest, TYPE_BITS[stat.type] | 0o600);
+        replacing(dest, () => mknod(dest, TYPE_BITS[stat.type] | 0o600));
         break;
       default:
         this.fail(`${dest}: unknown file type, skipped`);
@@ -149,7 +156,10 @@ class CopyOut {
   async copyFile(stat: Ext4Stat, dest: string): Promise<void> {
     // Synchronous file calls: for many small files they cost a fraction of async ones.
     // createNew (O_EXCL): never write through something already there (a symlink).
-    const out = Deno.openSync(dest, { write: true, createNew: true, mode: 0o600 });
+    const out = replacing(
+      dest,
+      () => Deno.openSync(dest, { write: true, createNew: true, mode: 0o600 }),
+    );
     try {
       // Copy only the data regions: holes stay holes in the copy.
       let pos = 0;
@@ -181,7 +191,15 @@ class CopyOut {
 
   /** Owner, xattrs, mode and times, in the order that keeps each of them. */
   finish(dest: string, stat: Ext4Stat): void {
-    if (this.isRoot) lchown(dest, stat.uid, stat.gid);
+    let mode = stat.mode & 0o7777;
+    try {
+      lchown(dest, stat.uid, stat.gid);
+    } catch (e) {
+      if (this.isRoot) throw e;
+      // Like cp -a: a copy whose owner cannot be kept loses its set-id and sticky bits, so a
+      // user extracting an image never gets set-id programs of their own.
+      mode &= 0o777;
+    }
     this.pendingXattrs.get(stat.ino)?.forEach(([name, value]) => {
       try {
         lsetxattr(dest, name, value);
@@ -192,7 +210,7 @@ class CopyOut {
         }
       }
     });
-    if (stat.type !== "symlink") Deno.chmodSync(dest, stat.mode & 0o7777);
+    if (stat.type !== "symlink") Deno.chmodSync(dest, mode);
     setTimes(dest, stat.atime, stat.mtime);
   }
 
@@ -227,16 +245,25 @@ function hex(bytes: Uint8Array): string {
  * Makes room for a non-directory at `dest` like `cp --remove-destination`: an existing file,
  * symlink or node is unlinked (never followed); an existing directory is an error.
  */
-function replaceable(dest: string): void {
-  let st: Deno.FileInfo;
+/**
+ * Creates a non-directory at `dest` with `create`, which must fail with EEXIST when something
+ * is there (O_EXCL, link, symlink, mknod: none follows a symlink). Something already there is
+ * removed and the creation retried (cp --remove-destination); a directory is not replaced.
+ * Trying first spares every new object an lstat (and a NotFound exception).
+ */
+function replacing<T>(dest: string, create: () => T): T {
   try {
-    st = Deno.lstatSync(dest);
+    return create();
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return;
-    throw e;
+    const exists = e instanceof Deno.errors.AlreadyExists ||
+      (e instanceof SyscallError && e.errno === Errno.EEXIST);
+    if (!exists) throw e;
   }
-  if (st.isDirectory) throw new Error("cannot overwrite a directory with a non-directory");
+  if (Deno.lstatSync(dest).isDirectory) {
+    throw new Error("cannot overwrite a directory with a non-directory");
+  }
   Deno.removeSync(dest);
+  return create();
 }
 
 async function exists(path: string): Promise<Deno.FileInfo | null> {

@@ -156,9 +156,19 @@ export function registerLs(program: Command): void {
               }
               await emit(concat(...text));
               if (opts.recursive) {
-                // A directory seen twice is a cycle in a corrupt filesystem: list it once.
-                const subdirs = items.filter((i) => i.stat.type === "dir" && !seen.has(i.stat.ino));
-                for (const d of subdirs) seen.add(d.stat.ino);
+                // A directory seen twice is a cycle in a corrupt filesystem: list it once (and
+                // say so, as GNU ls does).
+                const subdirs: Item[] = [];
+                for (const i of items) {
+                  if (i.stat.type !== "dir") continue;
+                  if (seen.has(i.stat.ino)) {
+                    failures++;
+                    warn(`${decoder.decode(i.path)}: not listing already-listed directory`);
+                  } else {
+                    seen.add(i.stat.ino);
+                    subdirs.push(i);
+                  }
+                }
                 queue.unshift(...subdirs.map((i) => ({ path: i.path, ino: i.stat.ino })));
               }
             }
