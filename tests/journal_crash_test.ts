@@ -6,13 +6,15 @@
  */
 
 import assert from "node:assert/strict";
-import { CORPUS, CORPUS_FOUND, IN_CI, missing, runOk, tempDir } from "./helpers.ts";
+import { CORPUS, CORPUS_FOUND, IN_CI, missing, run, runOk, tempDir } from "./helpers.ts";
 import { type BlockDevice, MemoryBlockDevice } from "../lib/block_device.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import { Incompat } from "../lib/features.ts";
 import { replayJournal } from "../lib/journal/replay.ts";
 import { locateJournal } from "../lib/journal/locate.ts";
-import { recoverJournal } from "../lib/journal/recovery.ts";
+import { finalWrites, recoverJournal } from "../lib/journal/recovery.ts";
+import { parseDescriptorTags } from "../lib/journal/descriptor_block.ts";
+import { JBD2_MAGIC } from "../lib/journal/superblock.ts";
 import { JournalOverlayDevice } from "../lib/journal_overlay.ts";
 import { readSuperblock } from "../lib/superblock.ts";
 
@@ -245,5 +247,66 @@ Deno.test({
       () => JournalOverlayDevice.open(new MemoryBlockDevice(patched, { readOnly: true })),
       /beyond the filesystem/,
     );
+  },
+});
+
+Deno.test({
+  name: "replay: an escaped block gets the journal magic back, as e2fsck restores it",
+  ignore: (lacking.length > 0 || missing(["e2fsck"]).length > 0) && !IN_CI,
+  async fn() {
+    if (lacking.length > 0) throw new Error(`test environment lacks: ${lacking.join(", ")}`);
+    // A journal without checksums, so a tag can be marked escaped without fixing one: the
+    // logged block's first four bytes are zeroed and its tag gets JBD2_FLAG_ESCAPE, as jbd2
+    // writes a block that starts with the journal magic.
+    const pre = await load("kernel/bs1k_32bit_nocsum/crash.img.gz");
+    const disk = new MemoryBlockDevice(pre.slice());
+    const sb = await readSuperblock(disk);
+    const bs = sb.blockSize;
+    const { store, jsb } = await locateJournal(disk, sb);
+    const plan = await recoverJournal(store, jsb);
+    const final = finalWrites(plan);
+    let chosen: { target: number; logBlock: number; tagOffset: number; desc: number } | undefined;
+    for (const t of plan.transactions.filter((t) => t.replayed)) {
+      const desc = t.descriptorBlocks[0]?.logBlock;
+      if (desc === undefined) continue;
+      const tags = parseDescriptorTags(await store.readBlock(desc), jsb);
+      tags.forEach((tag, i) => {
+        const w = final.get(tag.target);
+        if (w?.logBlock === desc + 1 + i && tag.target > 100) {
+          chosen ??= { target: tag.target, logBlock: w.logBlock, tagOffset: tag.offset, desc };
+        }
+      });
+      if (chosen) break;
+    }
+    assert.ok(chosen, "a replayed block to escape");
+    const bytes = disk.bytes;
+    const view = new DataView(bytes.buffer);
+    const descAt = store.fsBlock(chosen.desc)! * bs;
+    view.setUint16(
+      descAt + chosen.tagOffset + 6,
+      view.getUint16(descAt + chosen.tagOffset + 6) | 1,
+    );
+    const dataAt = store.fsBlock(chosen.logBlock)! * bs;
+    view.setUint32(dataAt, 0);
+    const expected = bytes.slice(dataAt, dataAt + bs);
+    new DataView(expected.buffer).setUint32(0, JBD2_MAGIC, false);
+    const patched = bytes.slice();
+
+    // e2fsck's replay of the same journal.
+    await using tmp = await tempDir();
+    await Deno.writeFile(`${tmp.path}/e.img`, patched);
+    await run("e2fsck", ["-y", "-E", "journal_only", `${tmp.path}/e.img`], {
+      env: { E2FSCK_CONFIG: "/dev/null", PATH: `${Deno.env.get("PATH")}:/usr/sbin:/sbin` },
+    });
+    const e2 = await Deno.readFile(`${tmp.path}/e.img`);
+    const at = chosen.target * bs;
+    assert.deepEqual(e2.subarray(at, at + bs), expected, "e2fsck restores the magic");
+
+    const view2 = await JournalOverlayDevice.open(new MemoryBlockDevice(patched.slice()));
+    const seen = new Uint8Array(bs);
+    await view2.read(at, seen);
+    assert.deepEqual(seen, expected, "the overlay restores the magic");
+    await replayJournal(disk, { now: NOW });
+    assert.deepEqual(disk.bytes.subarray(at, at + bs), expected, "the replay restores the magic");
   },
 });

@@ -20,7 +20,7 @@ import { type BlockDevice, readBytes } from "../block_device.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
 import { Compat, Incompat } from "../features.ts";
 import { EXT4_MAGIC, readSuperblock, State, Superblock } from "../superblock.ts";
-import { JournalSuperblock } from "./superblock.ts";
+import { JBD2_MAGIC, JournalSuperblock } from "./superblock.ts";
 import { type OrphanCleanup, releaseOrphans } from "./orphans.ts";
 import { type LocatedJournal, locateJournal, type LocateJournalOptions } from "./locate.ts";
 import {
@@ -309,14 +309,17 @@ export async function replayJournal(
   const byLog = [...prepared.replay.entries()].sort((x, y) => x[1].logBlock - y[1].logBlock);
   const maxRun = Math.max(1, Math.floor(131072 / bs));
   const window = Math.max(1, Math.floor((16 << 20) / bs));
+  // Blocks are read as views into the journal reader's chunks (no copy per block) and copied
+  // once, into the buffer of their run; an escaped block gets its magic back there.
+  const peek = store.peekBlock?.bind(store) ?? store.readBlock.bind(store);
   for (let w = 0; w < byLog.length; w += window) {
-    const batch = new Map<number, Uint8Array>();
+    const batch = new Map<number, { data: Uint8Array; escaped: boolean }>();
     for (const [block, write] of byLog.slice(w, w + window)) {
       batch.set(
         block,
         block === prepared.superblockBlock
-          ? prepared.superblockInterim
-          : await replayedBlock(store, write),
+          ? { data: prepared.superblockInterim, escaped: false }
+          : { data: await peek(write.logBlock), escaped: write.escaped },
       );
     }
     const targets = [...batch.keys()].sort((x, y) => x - y);
@@ -324,7 +327,12 @@ export async function replayJournal(
       let k = 1;
       while (i + k < targets.length && k < maxRun && targets[i + k] === targets[i] + k) k++;
       const run = new Uint8Array(k * bs);
-      for (let j = 0; j < k; j++) run.set(batch.get(targets[i + j])!, j * bs);
+      const view = new DataView(run.buffer);
+      for (let j = 0; j < k; j++) {
+        const b = batch.get(targets[i + j])!;
+        run.set(b.data, j * bs);
+        if (b.escaped) view.setUint32(j * bs, JBD2_MAGIC, false);
+      }
       await device.write(targets[i] * bs, run);
       i += k;
     }
