@@ -113,6 +113,20 @@ class ChunkedReader {
     return chunk.data.subarray(off, off + bs);
   }
 
+  /**
+   * Journal block `n` read on its own when its chunk is not at hand (a view when it is):
+   * the scan reads only the descriptor, commit and revoke blocks, as the kernel does, and
+   * leaves the logged blocks between them to the replay.
+   */
+  async peekOne(n: number): Promise<Uint8Array> {
+    const c = Math.floor(n / this.#per);
+    if (this.#chunks.has(c)) return await this.peek(n);
+    const p = this.#map(n); // throws for a block past the end or a hole
+    const data = new Uint8Array(this.#bs);
+    await this.#device.read(p * this.#bs, data);
+    return data;
+  }
+
   async #load(c: number): Promise<{ data: Uint8Array; holes?: Set<number> }> {
     const bs = this.#bs;
     const data = new Uint8Array(this.#per * bs);
@@ -205,6 +219,7 @@ export async function locateJournal(
       description: `inode ${ino}`,
       readBlock: (n) => reader.read(n),
       peekBlock: (n) => reader.peek(n),
+      peekOneBlock: (n) => reader.peekOne(n),
       writeBlock: async (n, data) => {
         reader.invalidate(n);
         await device.write(map(n) * bs, data);
@@ -305,6 +320,7 @@ async function externalJournalStore(
     description: `external journal ${name}`,
     readBlock: (n) => reader.read(n),
     peekBlock: (n) => reader.peek(n),
+    peekOneBlock: (n) => reader.peekOne(n),
     writeBlock: async (n, data) => {
       reader.invalidate(n);
       await dev.write(check(n), data);

@@ -49,6 +49,11 @@ export interface JournalStore {
    * block once or twice; copying each would dominate the time of a large replay.
    */
   peekBlock?(n: number): Promise<Uint8Array>;
+  /**
+   * Like `peekBlock`, for a block read on its own (the scan's descriptor, commit and revoke
+   * blocks): the store need not read the blocks around it.
+   */
+  peekOneBlock?(n: number): Promise<Uint8Array>;
   /** Writes journal block `n` (used to reset the journal superblock after replay). */
   writeBlock(n: number, data: Uint8Array): Promise<void>;
   /** Makes the journal's writes durable. */
@@ -226,7 +231,7 @@ class Recovery {
     this.totalLen = Math.min(store.blockCount, jsb.maxLen);
   }
 
-  async read(n: number): Promise<Uint8Array> {
+  async read(n: number, alone = false): Promise<Uint8Array> {
     if (n >= this.totalLen || n < 0) {
       throw new RecoveryFailure(
         `corrupted journal superblock: log block ${n} is beyond the journal (${this.totalLen} blocks)`,
@@ -237,7 +242,12 @@ class Recovery {
     let b: Uint8Array;
     try {
       // Nothing here modifies a block it reads: a view is enough.
-      b = await (this.store.peekBlock ?? this.store.readBlock).call(this.store, n);
+      const store = this.store;
+      b = await (alone && store.peekOneBlock
+        ? store.peekOneBlock(n)
+        : store.peekBlock
+        ? store.peekBlock(n)
+        : store.readBlock(n));
     } catch (e) {
       throw new RecoveryFailure(
         `cannot read journal block ${n}: ${e instanceof Error ? e.message : String(e)}`,
@@ -305,7 +315,8 @@ class Recovery {
     scan: while (true) {
       if (pass !== PASS_SCAN && tidGeq(nextCommitId, info.endTransaction)) break;
       const logBlock = nextLogBlock;
-      const bh = await this.read(logBlock);
+      // The scan wants this block only (the logged blocks it skips are read by the replay).
+      const bh = await this.read(logBlock, pass === PASS_SCAN);
       see(1);
       nextLogBlock = this.wrap(nextLogBlock + 1);
 

@@ -9,9 +9,10 @@
  * a crash-safe order; `JournalOverlayDevice` serves them from memory.
  *
  * Orphans: the kernel processes the orphan list on its first read-write mount after
- * recovery, e2fsck right after replay. This replay, like `debugfs -R journal_run`, leaves the
- * orphan list in place (`s_last_orphan`, the orphan file) for the kernel to process on the
- * next read-write mount; the tree is the same either way.
+ * recovery, e2fsck right after replay. This replay releases them as e2fsck does (see
+ * orphans.ts), so the result matches `e2fsck -E journal_only`; `orphans: false` leaves the
+ * list in place for the kernel, as `debugfs -R journal_run` does. The tree is the same
+ * either way.
  *
  * @module
  */
