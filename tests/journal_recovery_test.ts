@@ -474,6 +474,9 @@ Deno.test("journal superblock: validation as the kernel does it", () => {
   assert.throws(() => parse(mutate((v) => v.setUint32(0x14, 0))), /start block/);
   assert.throws(() => parse(mutate((v) => v.setUint32(0x28, 0x18))), /v2 and v3/);
   assert.throws(() => parse(mutate((v) => v.setUint32(0x28, 0x10 | 0x100))), /unrecognised/);
+  assert.throws(() => parse(mutate((v) => v.setUint32(0x2c, 0x1))), /unrecognised.*FEATURE_R0/);
+  // An unknown compat feature is ignored, as by the kernel and e2fsck.
+  assert.equal(parse(mutate((v) => v.setUint32(0x24, 0x80))).featureCompat, 0x80);
   assert.throws(() => parse(mutate((v) => v.setUint8(0x50, 1))), /checksum type/);
 });
 
