@@ -577,3 +577,28 @@ Deno.test("recovery: checksum v1 with async_commit: a bad commit ends the log, l
   assert.deepEqual(plan.writes.map((w) => w.target), [10]);
   assert.equal(plan.failedCommit, 2, "the kernel records the known end as j_failed_commit");
 });
+
+Deno.test("recovery: a commit block written only up to its header is accepted (partial checksum)", async () => {
+  // jbd2_commit_block_csum_verify_partial(): the checksum is right for the 60-byte commit
+  // header followed by zeros, and the rest of the block holds whatever was there before.
+  for (const csum of [true, false]) {
+    const j = new JournalBuilder({ incompat: JournalIncompat.CSUM_V3, seq: 1 });
+    j.transaction(1, { data: [{ target: 10, bytes: block(1) }] });
+    j.transaction(2, { data: [{ target: 11, bytes: block(2) }] });
+    const commit = j.blocks[j.pos - 1];
+    assert.equal(new DataView(commit.buffer).getUint32(4), BlockType.COMMIT);
+    commit.fill(0xa5, 100, 200); // stale bytes past the header
+    if (!csum) commit[16] ^= 1; // and a wrong checksum: corrupt, not partial
+    const { plan } = await j.recover();
+    const t2 = plan.transactions.find((t) => t.sequence === 2)!;
+    if (csum) {
+      assert.equal(plan.error, undefined);
+      assert.equal(t2.commitChecksum, "partial");
+      assert.deepEqual(plan.writes.map((w) => w.target), [10, 11]);
+    } else {
+      assert.equal(t2.commitChecksum, "bad");
+      assert.equal(plan.error?.kind, "corrupt");
+      assert.deepEqual(plan.writes.map((w) => w.target), [10]);
+    }
+  }
+});
