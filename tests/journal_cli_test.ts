@@ -4,7 +4,17 @@
  */
 
 import assert from "node:assert/strict";
-import { CORPUS, CORPUS_FOUND, IN_CI, missing, run, runCli, runOk, tempDir } from "./helpers.ts";
+import {
+  CORPUS,
+  CORPUS_FOUND,
+  IN_CI,
+  missing,
+  ROOT,
+  run,
+  runCli,
+  runOk,
+  tempDir,
+} from "./helpers.ts";
 
 const lacking = missing(["gzip", "sha256sum"]);
 if (!CORPUS_FOUND) lacking.push("the journal corpus (set EXT4TS_CORPUS)");
@@ -185,5 +195,93 @@ Deno.test({
       await run("losetup", ["-d", loop]);
       await Deno.remove(mnt).catch(() => {});
     }
+  },
+});
+
+Deno.test({
+  name:
+    "external journal (mke2fs -O journal_dev, -J device=): --journal-dev for show, replay and the readers",
+  ignore: ignore || (missing(["mkfs.ext4"]).length > 0 && !IN_CI),
+  async fn() {
+    check();
+    await using tmp = await tempDir();
+    const d = tmp.path;
+    // Made by make_journal_cases.sh: mke2fs -O journal_dev, then mkfs.ext4 -J device=, a
+    // kernel workload with journal_path=, and a shutdown.
+    const fixture = `${ROOT}tests/fixtures/journal_cases/ext_journal`;
+    const unzip = async (src: string, out: string) => {
+      await runOk("sh", [
+        "-c",
+        `gzip -dc "$1" | cp --sparse=always /dev/stdin "$2"`,
+        "sh",
+        src,
+        out,
+      ]);
+      return out;
+    };
+    const img = await unzip(`${fixture}/crash.img.gz`, `${d}/fs.img`);
+    const jnl = await unzip(`${fixture}/crash.jnl.gz`, `${d}/fs.jnl`);
+    const oracle = new Map(
+      Deno.readTextFileSync(`${fixture}/crash.kr.tsv`).trim().split("\n").map((l) => l.split("\t"))
+        .map((f) => [f[0], f] as const),
+    );
+    const imgSha = await sha(img);
+    const jnlSha = await sha(jnl);
+    const untouched = async () => {
+      assert.equal(await sha(img), imgSha, "the filesystem must be untouched");
+      assert.equal(await sha(jnl), jnlSha, "the journal must be untouched");
+    };
+
+    // Without the journal device: a clear message, exit 1, nothing written.
+    const bare = await runCli(["journal", "replay", img]);
+    assert.equal(bare.code, 1, bare.stderr);
+    assert.match(bare.stderr, /external device \(UUID [0-9a-f-]+\): give it with --journal-dev/);
+    const bareLs = await runCli(["ls", img, "/"]);
+    assert.equal(bareLs.code, 1);
+    assert.match(bareLs.stderr, /--journal-dev/);
+    // Another journal device (a UUID that does not match): refused, exit 5.
+    const other = `${d}/other.jnl`;
+    await runOk("truncate", ["-s", "16M", other]);
+    await runOk("mkfs.ext4", ["-q", "-F", "-O", "journal_dev", "-b", "4096", other]);
+    const wrong = await runCli(["journal", "replay", "--journal-dev", other, img]);
+    assert.equal(wrong.code, 5, wrong.stderr);
+    assert.match(wrong.stderr, /journal UUID does not match/);
+    await untouched();
+
+    const show = await runCli(["journal", "show", "--journal-dev", jnl, img]);
+    assert.equal(show.code, 0, show.stderr);
+    assert.match(show.stdout, /Journal: external journal .*fs\.jnl, v2/);
+    assert.match(show.stdout, /Transaction 2 at block 2: commit at block \d+ .*; replayed/);
+
+    // The readers replay it in memory.
+    const cat = await runCli(["cat", "--journal-dev", jnl, img, "/d1/renamed010"]);
+    assert.equal(cat.code, 0, cat.stderr);
+    assert.match(cat.stderr, /replayed in memory/);
+    const digest = Array.from(
+      new Uint8Array(await crypto.subtle.digest("SHA-256", cat.stdoutBytes.slice())),
+      (x) => x.toString(16).padStart(2, "0"),
+    ).join("");
+    assert.equal(digest, oracle.get("/d1/renamed010")![7]);
+    const stat = await runCli(["stat", "--json", "--journal-dev", jnl, img, "/d1/f014"]);
+    assert.equal(stat.code, 0, stat.stderr);
+    assert.equal(JSON.parse(stat.stdout).size, Number(oracle.get("/d1/f014")![6]));
+    const dry = await runCli(["journal", "replay", "--dry-run", "--journal-dev", jnl, img]);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /external journal block 0 <- journal superblock/);
+    await untouched();
+
+    // The replay writes both; then nothing is left to do.
+    const r = await runCli(["journal", "replay", "--json", "--journal-dev", jnl, img]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).written, true);
+    assert.notEqual(await sha(img), imgSha);
+    assert.notEqual(await sha(jnl), jnlSha, "the external journal is reset");
+    const again = await runCli(["journal", "replay", "--journal-dev", jnl, img]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /does not need recovery/);
+    const after = await runCli(["journal", "show", "--json", "--journal-dev", jnl, img]);
+    const j = JSON.parse(after.stdout);
+    assert.equal(j.superblock.start, 0);
+    assert.equal(j.superblock.sequence, JSON.parse(r.stdout).endSequence + 1);
   },
 });

@@ -339,6 +339,16 @@ Deno.test({
         assert.equal(result.written, true);
         if (expect === "corrupt") assert.ok(result.error, "the corruption must be reported");
         else assert.equal(result.error, undefined);
+        if (c.name === "journal_1k_wraps") {
+          // Made for this: the kernel's log runs past the end of the journal and on from s_first.
+          const plan = result.prepared!.plan;
+          assert.ok(
+            plan.transactions.some((t) =>
+              t.replayed && t.blocks.some((b) => b.logBlock < t.startBlock)
+            ),
+            "the log must wrap around the end of the journal",
+          );
+        }
 
         // (a) blocks: identical to e2fsck -E journal_only (replay and orphan cleanup)
         // outside the superblock and the journal; and to libext2fs' pure replay (debugfs
@@ -380,12 +390,16 @@ Deno.test({
         if (!jnl && !fastCommit) {
           const jr = `${d}/jr.img`;
           await runOk("cp", ["--sparse=always", `${d}/pre.img`, jr]);
-          await runOk("debugfs", ["-w", "-R", "journal_run", jr], { env: E2ENV });
+          const jrRun = await run("debugfs", ["-w", "-R", "journal_run", jr], { env: E2ENV });
+          // debugfs cannot open a filesystem whose (pre-replay) bitmaps fail their checksums,
+          // as after some crashes, and then replays nothing (exit 0 all the same): e2fsck's
+          // replay above is the reference there.
+          const jrOpened = !/Filesystem not open/.test(jrRun.stderr + jrRun.stdout);
           const orphanBlocks = new Set(result.prepared?.orphans?.blocks.keys());
           const oursVsJr = (await diffBlocks(ours, jr, bs)).filter((b) =>
             !allowed(b) && !orphanBlocks.has(b)
           );
-          assert.deepEqual(oursVsJr, [], "blocks differing from debugfs journal_run");
+          if (jrOpened) assert.deepEqual(oursVsJr, [], "blocks differing from debugfs journal_run");
         }
 
         // (b) the kernel's listing of our result equals the oracle listing.

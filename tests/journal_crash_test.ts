@@ -6,11 +6,15 @@
  */
 
 import assert from "node:assert/strict";
-import { CORPUS, CORPUS_FOUND, IN_CI, missing, runOk, tempDir } from "./helpers.ts";
+import { CORPUS, CORPUS_FOUND, IN_CI, missing, run, runOk, tempDir } from "./helpers.ts";
 import { type BlockDevice, MemoryBlockDevice } from "../lib/block_device.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import { Incompat } from "../lib/features.ts";
 import { replayJournal } from "../lib/journal/replay.ts";
+import { locateJournal } from "../lib/journal/locate.ts";
+import { finalWrites, recoverJournal } from "../lib/journal/recovery.ts";
+import { parseDescriptorTags } from "../lib/journal/descriptor_block.ts";
+import { JBD2_MAGIC } from "../lib/journal/superblock.ts";
 import { JournalOverlayDevice } from "../lib/journal_overlay.ts";
 import { readSuperblock } from "../lib/superblock.ts";
 
@@ -133,5 +137,176 @@ Deno.test({
     await replayJournal(disk, { now: NOW });
     const plain = await JournalOverlayDevice.open(disk);
     assert.equal(plain.recovered, false);
+  },
+});
+
+/** Records the writes and flushes that reach a device. */
+class Recorder implements BlockDevice {
+  readonly inner: MemoryBlockDevice;
+  readonly ops: ({ op: "write"; offset: number; length: number } | { op: "flush" })[] = [];
+  constructor(inner: MemoryBlockDevice) {
+    this.inner = inner;
+  }
+  get size() {
+    return this.inner.size;
+  }
+  get sectorSize() {
+    return this.inner.sectorSize;
+  }
+  get readOnly() {
+    return false;
+  }
+  read(offset: number, buffer: Uint8Array) {
+    return this.inner.read(offset, buffer);
+  }
+  write(offset: number, data: Uint8Array) {
+    this.ops.push({ op: "write", offset, length: data.length });
+    return this.inner.write(offset, data);
+  }
+  flush() {
+    this.ops.push({ op: "flush" });
+    return Promise.resolve();
+  }
+  close() {
+    return Promise.resolve();
+  }
+}
+
+Deno.test({
+  name: "replay: empties the journal with the next sequence, checksums right, flushed last",
+  ignore: lacking.length > 0 && !IN_CI,
+  async fn() {
+    if (lacking.length > 0) throw new Error(`test environment lacks: ${lacking.join(", ")}`);
+    // Checksum v3: both superblocks carry checksums that must be recomputed.
+    const pre = await load("kernel/default_4k/crash.img.gz");
+    const disk = new MemoryBlockDevice(pre.slice());
+    const before = await locateJournal(disk, await readSuperblock(disk));
+    assert.ok(before.jsb.start !== 0 && before.jsb.hasCsumV3);
+    const rec = new Recorder(disk);
+    const r = await replayJournal(rec, { now: NOW });
+    const plan = r.prepared!.plan;
+    assert.ok(plan.endSequence !== plan.startSequence);
+
+    // readSuperblock and locateJournal verify both checksums.
+    const sb = await readSuperblock(disk);
+    assert.equal(sb.incompat & Incompat.RECOVER, 0, "needs_recovery cleared");
+    const { jsb } = await locateJournal(disk, sb);
+    assert.equal(jsb.start, 0, "s_start = 0: the journal is empty");
+    assert.equal(jsb.sequence, (plan.endSequence + 1) >>> 0, "sequence moved past the log");
+    assert.equal(jsb.errno, 0);
+    assert.ok(jsb.checksumValid());
+    // Nothing else in the journal superblock changed.
+    const a = before.jsb.bytes.slice();
+    const b = jsb.bytes.slice();
+    for (const x of [a, b]) x.fill(0, 0x18, 0x24).fill(0, 0xfc, 0x100);
+    assert.deepEqual(b, a);
+
+    // Order: journalled blocks, flush, journal superblock, flush, superblock, flush.
+    const bs = sb.blockSize;
+    const writes = rec.ops.flatMap((o, i) => (o.op === "write" ? [{ ...o, i }] : []));
+    const last = writes[writes.length - 1];
+    assert.equal(last.offset, r.prepared!.superblockBlock * bs, "the superblock is written last");
+    assert.deepEqual(rec.ops.slice(last.i + 1), [{ op: "flush" }], "and then flushed");
+    // Between the journal reset and the superblock only the orphan cleanup is written.
+    const jsbWrite = writes.find((w) => w.offset === r.prepared!.journalSuperblockFsBlock! * bs)!;
+    const orphanBlocks = [...(r.prepared!.orphans?.blocks.keys() ?? [])].map((n) => n * bs);
+    assert.deepEqual(
+      writes.filter((w) => w.i > jsbWrite.i && w !== last).map((w) => w.offset).sort(),
+      orphanBlocks.sort(),
+    );
+    assert.equal(rec.ops[jsbWrite.i - 1].op, "flush", "journalled blocks are flushed first");
+    assert.equal(rec.ops[jsbWrite.i + 1].op, "flush", "the journal reset is flushed before");
+  },
+});
+
+Deno.test({
+  name: "replay: a journal block aimed beyond the filesystem is refused, nothing written",
+  ignore: lacking.length > 0 && !IN_CI,
+  async fn() {
+    if (lacking.length > 0) throw new Error(`test environment lacks: ${lacking.join(", ")}`);
+    // No checksums in this journal, so the tag can be changed without fixing one.
+    const pre = await load("kernel/bs1k_32bit_nocsum/crash.img.gz");
+    const disk = new MemoryBlockDevice(pre.slice());
+    const sb = await readSuperblock(disk);
+    const { store, jsb } = await locateJournal(disk, sb);
+    const plan = await recoverJournal(store, jsb);
+    const last = plan.transactions.filter((t) => t.replayed).at(-1)!;
+    const desc = last.descriptorBlocks[0].logBlock;
+    const fsBlock = store.fsBlock(desc)!;
+    const bs = sb.blockSize;
+    // The first tag's t_blocknr (after the 12-byte header): past the end of the filesystem.
+    new DataView(disk.bytes.buffer).setUint32(fsBlock * bs + 12, sb.blocksCount + 5, false);
+    const patched = disk.bytes.slice();
+    await assert.rejects(
+      () => replayJournal(disk, { now: NOW }),
+      (e) =>
+        e instanceof Ext4Error && e.code === "CORRUPT" && /beyond the filesystem/.test(e.message),
+    );
+    assert.ok(disk.bytes.every((x, i) => x === patched[i]), "nothing may be written");
+    await assert.rejects(
+      () => JournalOverlayDevice.open(new MemoryBlockDevice(patched, { readOnly: true })),
+      /beyond the filesystem/,
+    );
+  },
+});
+
+Deno.test({
+  name: "replay: an escaped block gets the journal magic back, as e2fsck restores it",
+  ignore: (lacking.length > 0 || missing(["e2fsck"]).length > 0) && !IN_CI,
+  async fn() {
+    if (lacking.length > 0) throw new Error(`test environment lacks: ${lacking.join(", ")}`);
+    // A journal without checksums, so a tag can be marked escaped without fixing one: the
+    // logged block's first four bytes are zeroed and its tag gets JBD2_FLAG_ESCAPE, as jbd2
+    // writes a block that starts with the journal magic.
+    const pre = await load("kernel/bs1k_32bit_nocsum/crash.img.gz");
+    const disk = new MemoryBlockDevice(pre.slice());
+    const sb = await readSuperblock(disk);
+    const bs = sb.blockSize;
+    const { store, jsb } = await locateJournal(disk, sb);
+    const plan = await recoverJournal(store, jsb);
+    const final = finalWrites(plan);
+    let chosen: { target: number; logBlock: number; tagOffset: number; desc: number } | undefined;
+    for (const t of plan.transactions.filter((t) => t.replayed)) {
+      const desc = t.descriptorBlocks[0]?.logBlock;
+      if (desc === undefined) continue;
+      const tags = parseDescriptorTags(await store.readBlock(desc), jsb);
+      tags.forEach((tag, i) => {
+        const w = final.get(tag.target);
+        if (w?.logBlock === desc + 1 + i && tag.target > 100) {
+          chosen ??= { target: tag.target, logBlock: w.logBlock, tagOffset: tag.offset, desc };
+        }
+      });
+      if (chosen) break;
+    }
+    assert.ok(chosen, "a replayed block to escape");
+    const bytes = disk.bytes;
+    const view = new DataView(bytes.buffer);
+    const descAt = store.fsBlock(chosen.desc)! * bs;
+    view.setUint16(
+      descAt + chosen.tagOffset + 6,
+      view.getUint16(descAt + chosen.tagOffset + 6) | 1,
+    );
+    const dataAt = store.fsBlock(chosen.logBlock)! * bs;
+    view.setUint32(dataAt, 0);
+    const expected = bytes.slice(dataAt, dataAt + bs);
+    new DataView(expected.buffer).setUint32(0, JBD2_MAGIC, false);
+    const patched = bytes.slice();
+
+    // e2fsck's replay of the same journal.
+    await using tmp = await tempDir();
+    await Deno.writeFile(`${tmp.path}/e.img`, patched);
+    await run("e2fsck", ["-y", "-E", "journal_only", `${tmp.path}/e.img`], {
+      env: { E2FSCK_CONFIG: "/dev/null", PATH: `${Deno.env.get("PATH")}:/usr/sbin:/sbin` },
+    });
+    const e2 = await Deno.readFile(`${tmp.path}/e.img`);
+    const at = chosen.target * bs;
+    assert.deepEqual(e2.subarray(at, at + bs), expected, "e2fsck restores the magic");
+
+    const view2 = await JournalOverlayDevice.open(new MemoryBlockDevice(patched.slice()));
+    const seen = new Uint8Array(bs);
+    await view2.read(at, seen);
+    assert.deepEqual(seen, expected, "the overlay restores the magic");
+    await replayJournal(disk, { now: NOW });
+    assert.deepEqual(disk.bytes.subarray(at, at + bs), expected, "the replay restores the magic");
   },
 });

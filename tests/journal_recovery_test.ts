@@ -474,6 +474,9 @@ Deno.test("journal superblock: validation as the kernel does it", () => {
   assert.throws(() => parse(mutate((v) => v.setUint32(0x14, 0))), /start block/);
   assert.throws(() => parse(mutate((v) => v.setUint32(0x28, 0x18))), /v2 and v3/);
   assert.throws(() => parse(mutate((v) => v.setUint32(0x28, 0x10 | 0x100))), /unrecognised/);
+  assert.throws(() => parse(mutate((v) => v.setUint32(0x2c, 0x1))), /unrecognised.*FEATURE_R0/);
+  // An unknown compat feature is ignored, as by the kernel and e2fsck.
+  assert.equal(parse(mutate((v) => v.setUint32(0x24, 0x80))).featureCompat, 0x80);
   assert.throws(() => parse(mutate((v) => v.setUint8(0x50, 1))), /checksum type/);
 });
 
@@ -518,4 +521,84 @@ Deno.test("recovery: corrupt journals never crash or hang (fuzz)", async () => {
     ),
     { numRuns: 400 },
   );
+});
+
+Deno.test("recovery: a v1 journal superblock has no features (8-byte tags), revokes still honoured", async () => {
+  // Written as a plain journal (8-byte tags, no checksums), then the superblock is turned
+  // into v1 with garbage where v2 keeps its feature words: v1 has none, as in the kernel.
+  const j = new JournalBuilder({ seq: 3 });
+  j.transaction(3, {
+    data: [{ target: 40, bytes: block(1) }, { target: 41, bytes: block(2, true) }],
+  });
+  j.transaction(4, { data: [{ target: 42, bytes: block(3) }], revokes: [40] });
+  const v = new DataView(j.blocks[0].buffer);
+  v.setUint32(4, BlockType.SUPERBLOCK_V1);
+  v.setUint32(0x24, 0xffffffff);
+  v.setUint32(0x28, JournalIncompat.CSUM_V3 | JournalIncompat.BIT64 | 0x100);
+  v.setUint32(0x2c, 0xffffffff);
+  const { plan, store, jsb } = await j.recover();
+  assert.equal(jsb.isV2, false);
+  assert.equal(jsb.featureIncompat, 0);
+  assert.equal(jsb.tagBytes, 8);
+  assert.equal(plan.error, undefined);
+  assert.equal(plan.endSequence, 5);
+  const c = await finalContents(plan, store);
+  assert.deepEqual([...c.keys()].sort(), [41, 42], "40 is revoked by transaction 4");
+  assert.deepEqual(c.get(41), block(2, true));
+});
+
+Deno.test("recovery: a log start beyond the journal is refused before anything is written", async () => {
+  const j = new JournalBuilder({ incompat: JournalIncompat.REVOKE, seq: 1 });
+  j.transaction(1, { data: [{ target: 10, bytes: block(1) }] });
+  new DataView(j.blocks[0].buffer).setUint32(0x1c, 64); // s_start = s_maxlen
+  const { plan } = await j.recover();
+  assert.equal(plan.error?.kind, "refused");
+  assert.match(plan.error!.message, /beyond the journal/);
+  assert.equal(plan.writes.length, 0);
+  assert.throws(
+    () => assertRecoverable(plan),
+    (e) => e instanceof Ext4Error && e.code === "CORRUPT",
+  );
+});
+
+Deno.test("recovery: checksum v1 with async_commit: a bad commit ends the log, later commits are not replayed", async () => {
+  // The kernel's v1 path: after a failed commit under async_commit the end is known; the
+  // next commit block sets j_failed_commit and stops the scan.
+  const j = new JournalBuilder({
+    incompat: JournalIncompat.ASYNC_COMMIT,
+    compat: JournalCompat.CHECKSUM,
+    seq: 1,
+  });
+  j.transaction(1, { data: [{ target: 10, bytes: block(1) }] });
+  j.transaction(2, { data: [{ target: 11, bytes: block(2) }], badCommit: true });
+  j.transaction(3, { data: [{ target: 12, bytes: block(3) }] });
+  const { plan } = await j.recover();
+  assert.equal(plan.endSequence, 2);
+  assert.deepEqual(plan.writes.map((w) => w.target), [10]);
+  assert.equal(plan.failedCommit, 2, "the kernel records the known end as j_failed_commit");
+});
+
+Deno.test("recovery: a commit block written only up to its header is accepted (partial checksum)", async () => {
+  // jbd2_commit_block_csum_verify_partial(): the checksum is right for the 60-byte commit
+  // header followed by zeros, and the rest of the block holds whatever was there before.
+  for (const csum of [true, false]) {
+    const j = new JournalBuilder({ incompat: JournalIncompat.CSUM_V3, seq: 1 });
+    j.transaction(1, { data: [{ target: 10, bytes: block(1) }] });
+    j.transaction(2, { data: [{ target: 11, bytes: block(2) }] });
+    const commit = j.blocks[j.pos - 1];
+    assert.equal(new DataView(commit.buffer).getUint32(4), BlockType.COMMIT);
+    commit.fill(0xa5, 100, 200); // stale bytes past the header
+    if (!csum) commit[16] ^= 1; // and a wrong checksum: corrupt, not partial
+    const { plan } = await j.recover();
+    const t2 = plan.transactions.find((t) => t.sequence === 2)!;
+    if (csum) {
+      assert.equal(plan.error, undefined);
+      assert.equal(t2.commitChecksum, "partial");
+      assert.deepEqual(plan.writes.map((w) => w.target), [10, 11]);
+    } else {
+      assert.equal(t2.commitChecksum, "bad");
+      assert.equal(plan.error?.kind, "corrupt");
+      assert.deepEqual(plan.writes.map((w) => w.target), [10]);
+    }
+  }
 });

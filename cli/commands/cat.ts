@@ -1,6 +1,6 @@
 import type { Command } from "@commander-js/extra-typings";
 import { runAction, writeStdout } from "../output.ts";
-import { openImage, parseOffset } from "../reader_common.ts";
+import { JOURNAL_DEV_HELP, openImage, parseOffset } from "../reader_common.ts";
 
 /**
  * Registers `ext4ts cat IMG PATH`: writes a file's content to stdout.
@@ -17,6 +17,7 @@ export function registerCat(program: Command): void {
     .argument("<image>", "image file or block device")
     .argument("<path>", "file inside the filesystem (symlinks are followed)")
     .option("--offset <bytes>", "byte offset of the filesystem in the image", parseOffset)
+    .option("--journal-dev <path>", JOURNAL_DEV_HELP)
     .action((image, path, opts) =>
       runAction(async () => {
         const fs = await openImage(image, opts);

@@ -6,7 +6,7 @@ import { lchown, lsetxattr, mknod, setTimes } from "../../ffi/posix_meta.ts";
 import { SyscallError } from "../../ffi/libc.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { runAction, warn } from "../output.ts";
-import { openImage, parseOffset } from "../reader_common.ts";
+import { JOURNAL_DEV_HELP, openImage, parseOffset } from "../reader_common.ts";
 
 const CHUNK = 4 * 1024 * 1024;
 const TYPE_BITS: Record<string, number> = {
@@ -296,6 +296,7 @@ export function registerGet(program: Command): void {
     )
     .argument("<dest>", "destination; an existing directory receives a copy named like PATH")
     .option("--offset <bytes>", "byte offset of the filesystem in the image", parseOffset)
+    .option("--journal-dev <path>", JOURNAL_DEV_HELP)
     .action((image, path, dest, opts) =>
       runAction(async () => {
         const fs = await openImage(image, opts);

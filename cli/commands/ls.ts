@@ -3,7 +3,14 @@ import { compareBytes, type DirEntry, type Ext4Stat } from "../../lib/filesystem
 import type { Ext4 } from "../../ffi/open_filesystem.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { runAction, warn, writeStdout } from "../output.ts";
-import { formatTime, modeString, openImage, parseOffset, statJson } from "../reader_common.ts";
+import {
+  formatTime,
+  JOURNAL_DEV_HELP,
+  modeString,
+  openImage,
+  parseOffset,
+  statJson,
+} from "../reader_common.ts";
 
 /**
  * One listed object. Names and paths are the stored bytes: like ls writing to a pipe, names
@@ -109,6 +116,7 @@ export function registerLs(program: Command): void {
     .option("-R, --recursive", "list subdirectories recursively")
     .option("--json", "print a JSON array of entries (with their paths)")
     .option("--offset <bytes>", "byte offset of the filesystem in the image", parseOffset)
+    .option("--journal-dev <path>", JOURNAL_DEV_HELP)
     .action((image, path, opts) =>
       runAction(async () => {
         const fs = await openImage(image, opts);

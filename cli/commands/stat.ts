@@ -1,6 +1,13 @@
 import type { Command } from "@commander-js/extra-typings";
 import { runAction, writeStdout } from "../output.ts";
-import { formatTime, modeString, openImage, parseOffset, statJson } from "../reader_common.ts";
+import {
+  formatTime,
+  JOURNAL_DEV_HELP,
+  modeString,
+  openImage,
+  parseOffset,
+  statJson,
+} from "../reader_common.ts";
 
 const TYPE_NAME: Record<string, string> = {
   file: "regular file",
@@ -29,6 +36,7 @@ export function registerStat(program: Command): void {
     .argument("<path>", "path inside the filesystem")
     .option("--json", "print JSON")
     .option("--offset <bytes>", "byte offset of the filesystem in the image", parseOffset)
+    .option("--journal-dev <path>", JOURNAL_DEV_HELP)
     .action((image, path, opts) =>
       runAction(async () => {
         const fs = await openImage(image, opts);

@@ -146,9 +146,10 @@ export function blockTailValid(block: Uint8Array, jsb: JournalSuperblock): boole
  * ```
  */
 export function dataBlockChecksum(block: Uint8Array, sequence: number, seed: number): number {
-  const seq = new Uint8Array(4);
-  new DataView(seq.buffer).setUint32(0, sequence >>> 0, false);
-  return crc32c(crc32c(seed, seq), block);
+  // crc32cU32 takes the value's bytes low first: swap them to feed the big-endian tid.
+  const s = sequence >>> 0;
+  const be = ((s & 0xff) << 24) | ((s & 0xff00) << 8) | ((s >>> 8) & 0xff00) | (s >>> 24);
+  return crc32c(crc32cU32(seed, be), block);
 }
 
 /**

@@ -73,10 +73,10 @@ export async function journalBlockMapper(
   return { map, blocks, inode };
 }
 
-/** The journal of a filesystem, ready for recovery. */
 /**
  * Reads journal blocks in chunks of 128 KiB (physically contiguous runs in one read each),
- * keeping the last few chunks: recovery reads the log sequentially, three times.
+ * keeping the last few chunks: recovery reads the log sequentially, three times. Holes are
+ * noted per chunk when it is read, so a block read costs a map lookup and a copy.
  */
 class ChunkedReader {
   readonly #device: BlockDevice;
@@ -84,7 +84,7 @@ class ChunkedReader {
   readonly #blocks: number;
   readonly #map: (n: number) => number;
   readonly #per: number;
-  readonly #chunks = new Map<number, Uint8Array>();
+  readonly #chunks = new Map<number, { data: Uint8Array; holes?: Set<number> }>();
 
   constructor(device: BlockDevice, bs: number, blocks: number, map: (n: number) => number) {
     this.#device = device;
@@ -94,31 +94,61 @@ class ChunkedReader {
     this.#per = Math.max(1, Math.floor(131072 / bs));
   }
 
+  /** Journal block `n`, a copy. */
   async read(n: number): Promise<Uint8Array> {
-    this.#map(n); // throws for a block past the end or unmapped
+    return (await this.peek(n)).slice();
+  }
+
+  /**
+   * Journal block `n` as a view into its chunk. Chunks are never written after they are
+   * read (a write drops the chunk), so the view stays as it was; callers must not modify it.
+   */
+  async peek(n: number): Promise<Uint8Array> {
+    if (!Number.isInteger(n) || n < 0 || n >= this.#blocks) this.#map(n); // throws
     const bs = this.#bs;
     const c = Math.floor(n / this.#per);
-    let chunk = this.#chunks.get(c);
-    if (!chunk) {
-      chunk = new Uint8Array(this.#per * bs);
-      const first = c * this.#per;
-      const end = Math.min(first + this.#per, this.#blocks);
-      for (let i = first; i < end;) {
-        const p = this.#physical(i);
-        if (p < 0) {
-          i++;
-          continue;
-        }
-        let k = 1;
-        while (i + k < end && this.#physical(i + k) === p + k) k++;
-        await this.#device.read(p * bs, chunk.subarray((i - first) * bs, (i - first + k) * bs));
-        i += k;
-      }
-      this.#chunks.set(c, chunk);
-      if (this.#chunks.size > 16) this.#chunks.delete(this.#chunks.keys().next().value!);
-    }
+    const chunk = this.#chunks.get(c) ?? await this.#load(c);
+    if (chunk.holes?.has(n)) this.#map(n); // throws: the block is a hole
     const off = (n - c * this.#per) * bs;
-    return chunk.slice(off, off + bs);
+    return chunk.data.subarray(off, off + bs);
+  }
+
+  /**
+   * Journal block `n` read on its own when its chunk is not at hand (a view when it is):
+   * the scan reads only the descriptor, commit and revoke blocks, as the kernel does, and
+   * leaves the logged blocks between them to the replay.
+   */
+  async peekOne(n: number): Promise<Uint8Array> {
+    const c = Math.floor(n / this.#per);
+    if (this.#chunks.has(c)) return await this.peek(n);
+    const p = this.#map(n); // throws for a block past the end or a hole
+    const data = new Uint8Array(this.#bs);
+    await this.#device.read(p * this.#bs, data);
+    return data;
+  }
+
+  async #load(c: number): Promise<{ data: Uint8Array; holes?: Set<number> }> {
+    const bs = this.#bs;
+    const data = new Uint8Array(this.#per * bs);
+    let holes: Set<number> | undefined;
+    const first = c * this.#per;
+    const end = Math.min(first + this.#per, this.#blocks);
+    for (let i = first; i < end;) {
+      const p = this.#physical(i);
+      if (p < 0) {
+        (holes ??= new Set()).add(i);
+        i++;
+        continue;
+      }
+      let k = 1;
+      while (i + k < end && this.#physical(i + k) === p + k) k++;
+      await this.#device.read(p * bs, data.subarray((i - first) * bs, (i - first + k) * bs));
+      i += k;
+    }
+    const chunk = { data, holes };
+    this.#chunks.set(c, chunk);
+    if (this.#chunks.size > 16) this.#chunks.delete(this.#chunks.keys().next().value!);
+    return chunk;
   }
 
   invalidate(n: number): void {
@@ -188,6 +218,8 @@ export async function locateJournal(
       blockCount: blocks,
       description: `inode ${ino}`,
       readBlock: (n) => reader.read(n),
+      peekBlock: (n) => reader.peek(n),
+      peekOneBlock: (n) => reader.peekOne(n),
       writeBlock: async (n, data) => {
         reader.invalidate(n);
         await device.write(map(n) * bs, data);
@@ -281,12 +313,18 @@ async function externalJournalStore(
     }
     return block * bs;
   };
+  const reader = new ChunkedReader(dev, bs, len, (n) => check(n) / bs);
   return {
     blockSize: bs,
     blockCount: len,
     description: `external journal ${name}`,
-    readBlock: (n) => readBytes(dev, check(n), bs),
-    writeBlock: (n, data) => dev.write(check(n), data),
+    readBlock: (n) => reader.read(n),
+    peekBlock: (n) => reader.peek(n),
+    peekOneBlock: (n) => reader.peekOne(n),
+    writeBlock: async (n, data) => {
+      reader.invalidate(n);
+      await dev.write(check(n), data);
+    },
     flush: () => dev.flush(),
     fsBlock: () => undefined,
   };

@@ -43,6 +43,17 @@ export interface JournalStore {
   readonly blockCount: number;
   /** Reads journal block `n` (a new buffer the caller may keep). */
   readBlock(n: number): Promise<Uint8Array>;
+  /**
+   * Journal block `n` without a copy, when the store can give it: a view the caller must
+   * neither modify nor rely on after a write to the journal. Recovery reads every logged
+   * block once or twice; copying each would dominate the time of a large replay.
+   */
+  peekBlock?(n: number): Promise<Uint8Array>;
+  /**
+   * Like `peekBlock`, for a block read on its own (the scan's descriptor, commit and revoke
+   * blocks): the store need not read the blocks around it.
+   */
+  peekOneBlock?(n: number): Promise<Uint8Array>;
   /** Writes journal block `n` (used to reset the journal superblock after replay). */
   writeBlock(n: number, data: Uint8Array): Promise<void>;
   /** Makes the journal's writes durable. */
@@ -190,6 +201,11 @@ interface Info {
   endReason: string;
 }
 
+/** True when `b` starts with the journal magic (a metadata block), without allocating. */
+function isJournalBlock(b: Uint8Array): boolean {
+  return b[0] === 0xc0 && b[1] === 0x3b && b[2] === 0x39 && b[3] === 0x98;
+}
+
 /** Journal context for one recovery. */
 class Recovery {
   readonly store: JournalStore;
@@ -215,7 +231,7 @@ class Recovery {
     this.totalLen = Math.min(store.blockCount, jsb.maxLen);
   }
 
-  async read(n: number): Promise<Uint8Array> {
+  async read(n: number, alone = false): Promise<Uint8Array> {
     if (n >= this.totalLen || n < 0) {
       throw new RecoveryFailure(
         `corrupted journal superblock: log block ${n} is beyond the journal (${this.totalLen} blocks)`,
@@ -225,14 +241,23 @@ class Recovery {
     if (hit) return hit;
     let b: Uint8Array;
     try {
-      b = await this.store.readBlock(n);
+      // Nothing here modifies a block it reads: a view is enough.
+      const store = this.store;
+      b = await (alone && store.peekOneBlock
+        ? store.peekOneBlock(n)
+        : store.peekBlock
+        ? store.peekBlock(n)
+        : store.readBlock(n));
     } catch (e) {
       throw new RecoveryFailure(
         `cannot read journal block ${n}: ${e instanceof Error ? e.message : String(e)}`,
       );
     }
     // Metadata blocks are read by every pass: keep a bounded cache of them.
-    if (this.#cache.size < 4096 && readHeader(b)) this.#cache.set(n, b);
+    if (this.#cache.size < 4096 && isJournalBlock(b)) {
+      b = b.slice();
+      this.#cache.set(n, b);
+    }
     return b;
   }
 
@@ -290,7 +315,8 @@ class Recovery {
     scan: while (true) {
       if (pass !== PASS_SCAN && tidGeq(nextCommitId, info.endTransaction)) break;
       const logBlock = nextLogBlock;
-      const bh = await this.read(logBlock);
+      // The scan wants this block only (the logged blocks it skips are read by the replay).
+      const bh = await this.read(logBlock, pass === PASS_SCAN);
       see(1);
       nextLogBlock = this.wrap(nextLogBlock + 1);
 

@@ -9,9 +9,10 @@
  * a crash-safe order; `JournalOverlayDevice` serves them from memory.
  *
  * Orphans: the kernel processes the orphan list on its first read-write mount after
- * recovery, e2fsck right after replay. This replay, like `debugfs -R journal_run`, leaves the
- * orphan list in place (`s_last_orphan`, the orphan file) for the kernel to process on the
- * next read-write mount; the tree is the same either way.
+ * recovery, e2fsck right after replay. This replay releases them as e2fsck does (see
+ * orphans.ts), so the result matches `e2fsck -E journal_only`; `orphans: false` leaves the
+ * list in place for the kernel, as `debugfs -R journal_run` does. The tree is the same
+ * either way.
  *
  * @module
  */
@@ -20,7 +21,7 @@ import { type BlockDevice, readBytes } from "../block_device.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
 import { Compat, Incompat } from "../features.ts";
 import { EXT4_MAGIC, readSuperblock, State, Superblock } from "../superblock.ts";
-import { JournalSuperblock } from "./superblock.ts";
+import { JBD2_MAGIC, JournalSuperblock } from "./superblock.ts";
 import { type OrphanCleanup, releaseOrphans } from "./orphans.ts";
 import { type LocatedJournal, locateJournal, type LocateJournalOptions } from "./locate.ts";
 import {
@@ -309,14 +310,17 @@ export async function replayJournal(
   const byLog = [...prepared.replay.entries()].sort((x, y) => x[1].logBlock - y[1].logBlock);
   const maxRun = Math.max(1, Math.floor(131072 / bs));
   const window = Math.max(1, Math.floor((16 << 20) / bs));
+  // Blocks are read as views into the journal reader's chunks (no copy per block) and copied
+  // once, into the buffer of their run; an escaped block gets its magic back there.
+  const peek = store.peekBlock?.bind(store) ?? store.readBlock.bind(store);
   for (let w = 0; w < byLog.length; w += window) {
-    const batch = new Map<number, Uint8Array>();
+    const batch = new Map<number, { data: Uint8Array; escaped: boolean }>();
     for (const [block, write] of byLog.slice(w, w + window)) {
       batch.set(
         block,
         block === prepared.superblockBlock
-          ? prepared.superblockInterim
-          : await replayedBlock(store, write),
+          ? { data: prepared.superblockInterim, escaped: false }
+          : { data: await peek(write.logBlock), escaped: write.escaped },
       );
     }
     const targets = [...batch.keys()].sort((x, y) => x - y);
@@ -324,7 +328,12 @@ export async function replayJournal(
       let k = 1;
       while (i + k < targets.length && k < maxRun && targets[i + k] === targets[i] + k) k++;
       const run = new Uint8Array(k * bs);
-      for (let j = 0; j < k; j++) run.set(batch.get(targets[i + j])!, j * bs);
+      const view = new DataView(run.buffer);
+      for (let j = 0; j < k; j++) {
+        const b = batch.get(targets[i + j])!;
+        run.set(b.data, j * bs);
+        if (b.escaped) view.setUint32(j * bs, JBD2_MAGIC, false);
+      }
       await device.write(targets[i] * bs, run);
       i += k;
     }

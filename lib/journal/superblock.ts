@@ -350,15 +350,14 @@ export function parseJournalSuperblock(
         );
       }
     }
-    if (
-      (jsb.featureCompat & ~KNOWN_COMPAT) || (jsb.featureIncompat & ~KNOWN_INCOMPAT) ||
-      (jsb.featureRoCompat & ~KNOWN_RO_COMPAT)
-    ) {
+    // Unknown compat features are safe to ignore; the kernel (jbd2_journal_load()) and
+    // e2fsck refuse only unknown incompat and ro_compat ones.
+    if ((jsb.featureIncompat & ~KNOWN_INCOMPAT) || (jsb.featureRoCompat & ~KNOWN_RO_COMPAT)) {
       throw new Ext4Error(
         "UNSUPPORTED",
         `journal has unrecognised features: ${
           journalFeatureNames(
-            jsb.featureCompat & ~KNOWN_COMPAT,
+            0,
             jsb.featureIncompat & ~KNOWN_INCOMPAT,
             jsb.featureRoCompat & ~KNOWN_RO_COMPAT,
           ).join(" ")
