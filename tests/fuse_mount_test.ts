@@ -22,6 +22,8 @@ import {
   losetup,
   memMount,
   umount,
+  unprivileged,
+  withOpenFuseDevice,
 } from "./fuse_test_util.ts";
 
 interface Fixture {
@@ -356,5 +358,83 @@ testWith(
       await mountOk(dev, mnt);
       assert.equal((await umount(mnt)).code, 0);
     });
+  },
+);
+
+testWith(
+  "ext4ts mount as an unprivileged user: plain fuse through fusermount3; umount waits for the daemon",
+  [...FUSE_NEEDS, "fusermount3", "setpriv", "mkfs.ext4"],
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ext4ts-nonroot-" });
+    const mnt = `${dir}/mnt`;
+    const pids: number[] = [];
+    try {
+      await Deno.mkdir(`${dir}/src`);
+      await Deno.writeTextFile(`${dir}/src/file.txt`, "owned by root\n");
+      await run("mkfs.ext4", ["-q", "-F", "-d", `${dir}/src`, `${dir}/fs.img`, "16M"]);
+      await Deno.writeFile(`${dir}/mem.img`, new Uint8Array(1 << 20));
+      await Deno.mkdir(mnt);
+      const nobody = await unprivileged(dir);
+      const statePid = () => {
+        const file = `${nobody.stateDir}/${encodeURIComponent(mnt)}.json`;
+        try {
+          return (JSON.parse(Deno.readTextFileSync(file)) as { pid: number }).pid;
+        } catch {
+          return undefined;
+        }
+      };
+      await withOpenFuseDevice(async () => {
+        // The real CLI and ext4 backend; fakeroot shows root's files as the user's.
+        const m = await nobody.deno(`${ROOT}cli/main.ts`, [
+          "mount",
+          `${dir}/fs.img`,
+          mnt,
+          "-o",
+          "fakeroot",
+        ]);
+        assert.equal(m.code, 0, m.stderr);
+        const info = findMount(mnt)!;
+        assert.equal(info.fsType, "fuse.ext4ts", "plain fuse without root");
+        assert.match(info.superOptions, /user_id=65534,group_id=65534/);
+        const pid = statePid()!;
+        assert.ok(pid && processAlive(pid), "state file in the user's state directory");
+        pids.push(pid);
+        assert.equal((await nobody.run("cat", [`${mnt}/file.txt`])).stdout, "owned by root\n");
+        const st = await nobody.run("stat", ["-c", "%u:%g", `${mnt}/file.txt`]);
+        assert.equal(st.stdout.trim(), "65534:65534", "fakeroot maps uid/gid 0 to the user");
+        const u = await nobody.deno(`${ROOT}cli/main.ts`, ["umount", mnt]);
+        assert.equal(u.code, 0, u.stderr);
+        assert.equal(isMounted(mnt), false);
+        assert.equal(processAlive(pid), false, "daemon gone when umount returns");
+        assert.equal(statePid(), undefined, "state file removed");
+
+        // A slow destroy: plain fuse sends no DESTROY, the daemon cleans up after the
+        // disconnect, and `ext4ts umount` waits for it to finish.
+        const slow = await nobody.deno(
+          `${ROOT}tests/fuse_memfs_daemon.ts`,
+          ["mount", `${dir}/mem.img`, mnt],
+          { EXT4TS_TEST_DESTROY_DELAY_MS: "1000" },
+        );
+        assert.equal(slow.code, 0, slow.stderr);
+        const pid2 = statePid()!;
+        pids.push(pid2);
+        assert.equal((await nobody.run("cat", [`${mnt}/hello.txt`])).stdout, "hello, world\n");
+        const t0 = performance.now();
+        const u2 = await nobody.deno(`${ROOT}cli/main.ts`, ["umount", mnt]);
+        const took = performance.now() - t0;
+        assert.equal(u2.code, 0, u2.stderr);
+        assert.equal(processAlive(pid2), false, "daemon gone when umount returns");
+        assert.ok(took >= 900, `umount returned after ${took} ms, before the daemon finished`);
+        assert.equal(isMounted(mnt), false);
+      });
+    } finally {
+      await forceCleanup(mnt);
+      for (const pid of pids) {
+        try {
+          if (processAlive(pid)) Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
   },
 );
