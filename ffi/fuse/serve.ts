@@ -318,10 +318,11 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   state.state = "mounted";
   writeState(state);
   const failed = protectDaemon();
-  if (failed.length) log(`warning: could not set ${failed.join(", ")}`);
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT", "SIGHUP"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   o.onReady?.(state);
+  // Logged after the mount is reported live: a system-log line costs a process start.
+  if (failed.length) log(`warning: could not set ${failed.join(", ")}`);
   let end: SessionEnd;
   try {
     end = await ended;
