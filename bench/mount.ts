@@ -260,7 +260,7 @@ export async function runMountBench(options: { quick?: boolean } = {}): Promise<
     dev = (await sh(`losetup -f --show --direct-io=on ${img}`)).trim();
     for (const c of CONTENDERS) {
       try {
-        rows.set(c.name, await measure(c, dev, mnt, s, options.quick ? 3 : 5));
+        rows.set(c.name, await measure(c, dev, mnt, s, options.quick ? 5 : 9));
       } catch (e) {
         console.error(`${c.name}: ${(e as Error).message}`);
         await sh(`umount -l ${mnt}`, true);
