@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import {
   EXT4_READER_AVAILABLE,
+  ext4Backend,
   type Ext4DirEntryLike,
   type Ext4Like,
   Ext4Operations,
@@ -26,9 +27,11 @@ import {
   run,
   runCli,
   runOk,
+  testWith,
   TREE_LISTING,
   withKernelMount,
 } from "./helpers.ts";
+import { defaultSettings } from "../ffi/fuse/serve.ts";
 import { detachLoop, forceCleanup, FUSE_NEEDS, isMounted, loopsOf } from "./fuse_test_util.ts";
 
 const NEEDS = [...FUSE_NEEDS, "mkfs.ext4", "python3", "kernel-ext4", "debugfs"];
@@ -245,6 +248,54 @@ ext4Test("ext4ts mount: not an ext4 image (exit 3), read-only device warning-fre
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+testWith(
+  "ext4 backend: the post-mount re-check (non-exclusive re-open) catches a changed device",
+  ["root", "loop", "losetup", "mkfs.ext4", "debugfs"],
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-verify-" });
+    const dev = (await runOk("losetup", ["-f", "--show", await mkfsSmall(`${dir}/a.img`)])).trim();
+    try {
+      await mkfsSmall(`${dir}/b.img`);
+      const opened = async () => {
+        const fs = await ext4Backend.open(dev, defaultSettings(), () => {});
+        await fs.verify!(dev); // unchanged: passes
+        return fs;
+      };
+      const changes: [string, RegExp, () => Promise<unknown>][] = [
+        ["state", /state 1 → 0/, () => runOk("debugfs", ["-w", "-R", "ssv state 0", dev])],
+        ["features", /roCompat/, () => runOk("debugfs", ["-w", "-R", "feature ^dir_nlink", dev])],
+        // Another filesystem swapped in between opening and mounting: the UUID differs.
+        [
+          "content",
+          /uuid/,
+          () => runOk("dd", [`if=${dir}/b.img`, `of=${dev}`, "bs=1M", "conv=fsync"]),
+        ],
+      ];
+      for (const [what, message, change] of changes) {
+        const fs = await opened();
+        try {
+          await change();
+          await assert.rejects(fs.verify!(dev), (e: Ext4Error) => {
+            assert.match(e.message, /changed while mounting/, what);
+            assert.match(e.message, message, what);
+            return true;
+          });
+        } finally {
+          await fs.ops.destroy?.();
+        }
+      }
+    } finally {
+      await detachLoop(dev);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+async function mkfsSmall(img: string): Promise<string> {
+  await runOk("mkfs.ext4", ["-q", "-F", img, "8M"]);
+  return img;
+}
 
 // ---- the adapter against a fake reader (runs without the reader) ----
 
