@@ -32,6 +32,7 @@ import {
   withKernelMount,
 } from "./helpers.ts";
 import { defaultSettings } from "../ffi/fuse/serve.ts";
+import { findMount } from "../ffi/fuse/mount.ts";
 import { detachLoop, forceCleanup, FUSE_NEEDS, isMounted, loopsOf } from "./fuse_test_util.ts";
 
 const NEEDS = [...FUSE_NEEDS, "mkfs.ext4", "python3", "kernel-ext4", "debugfs"];
@@ -219,35 +220,45 @@ ext4Test(
   },
 );
 
-ext4Test("ext4ts mount: not an ext4 image (exit 3), read-only device warning-free", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-ext4-" });
-  const mnt = `${dir}/mnt`;
-  await Deno.mkdir(mnt);
-  try {
-    const junk = `${dir}/junk.img`;
-    await Deno.writeFile(junk, new Uint8Array(4 << 20));
-    const r = await runCli(["mount", junk, mnt]);
-    assert.equal(r.code, 3, r.stderr);
-    assert.deepEqual(await loopsOf(junk), []);
-    const img = await makeImage(`${dir}/fs.img`);
-    const dev = (await runOk("losetup", ["-f", "--show", "-r", img])).trim();
+ext4Test(
+  "ext4ts mount: not an ext4 image (exit 3); a read-only device: ro, rw → ro with a warning",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-ext4-" });
+    const mnt = `${dir}/mnt`;
+    await Deno.mkdir(mnt);
     try {
-      const m = await runCli(["mount", dev, mnt]);
-      assert.equal(m.code, 0, m.stderr);
-      assert.equal((await runCli(["umount", mnt])).code, 0);
-      const excl = await run("python3", [
-        "-c",
-        `import os; os.close(os.open("${dev}", os.O_RDONLY | os.O_EXCL))`,
-      ]);
-      assert.equal(excl.code, 0, "device free after umount");
+      const junk = `${dir}/junk.img`;
+      await Deno.writeFile(junk, new Uint8Array(4 << 20));
+      const r = await runCli(["mount", junk, mnt]);
+      assert.equal(r.code, 3, r.stderr);
+      assert.deepEqual(await loopsOf(junk), []);
+      const img = await makeImage(`${dir}/fs.img`);
+      const dev = (await runOk("losetup", ["-f", "--show", "-r", img])).trim();
+      try {
+        const m = await runCli(["mount", dev, mnt]);
+        assert.equal(m.code, 0, m.stderr);
+        assert.equal(m.stderr, "", "a read-only mount of a read-only device: no warning");
+        assert.equal((await runCli(["umount", mnt])).code, 0);
+        // Asked read-write: mounted read-only with mount(8)'s warning, not refused.
+        const rw = await runCli(["mount", dev, mnt, "-o", "rw"]);
+        assert.equal(rw.code, 0, rw.stderr);
+        assert.match(rw.stderr, /WARNING: source write-protected, mounted read-only\./);
+        assert.match(findMount(mnt)!.options, /^ro,/);
+        assert.equal((await runCli(["umount", mnt])).code, 0);
+        const excl = await run("python3", [
+          "-c",
+          `import os; os.close(os.open("${dev}", os.O_RDONLY | os.O_EXCL))`,
+        ]);
+        assert.equal(excl.code, 0, "device free after umount");
+      } finally {
+        await detachLoop(dev);
+      }
     } finally {
-      await detachLoop(dev);
+      await forceCleanup(mnt);
+      await Deno.remove(dir, { recursive: true });
     }
-  } finally {
-    await forceCleanup(mnt);
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
 testWith(
   "ext4 backend: the post-mount re-check (non-exclusive re-open) catches a changed device",

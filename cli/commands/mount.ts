@@ -12,6 +12,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import { cstr, libc, O } from "../../ffi/libc.ts";
 import { ext4Backend } from "../../ffi/fuse/ext4_ops.ts";
+import { openBlockDevice } from "../../ffi/file_device.ts";
 import {
   defaultSettings,
   type MountBackend,
@@ -204,6 +205,18 @@ export function parseDaemonArgs(
   return { source, mountPoint, opts };
 }
 
+/** True when `source` opens but refuses writes (BLKROGET, a read-only file or filesystem). */
+function sourceIsWriteProtected(source: string): boolean {
+  try {
+    const device = openBlockDevice(source, { readOnly: true });
+    const readOnly = device.mediaReadOnly;
+    void device.close();
+    return readOnly;
+  } catch {
+    return false; // the daemon reports why it cannot be opened
+  }
+}
+
 /** Options of the mount command. */
 export interface MountCommandOptions {
   options?: string;
@@ -282,10 +295,17 @@ export async function mountCommand(
 ): Promise<number> {
   const settings = parseMountOptions(opts.options);
   if (!settings.readOnly) {
-    throw new CliError(
-      "read-write mounts are not implemented yet (writing support is coming); mount with -o ro",
-      ExitCode.UNSUPPORTED,
-    );
+    if (sourceIsWriteProtected(source)) {
+      // What mount(8) does with a write-protected source: mount it read-only, and say so.
+      warn(`${mountPoint}: WARNING: source write-protected, mounted read-only.`);
+      opts = { ...opts, options: `${opts.options},ro` };
+      settings.readOnly = true;
+    } else {
+      throw new CliError(
+        "read-write mounts are not implemented yet (writing support is coming); mount with -o ro",
+        ExitCode.UNSUPPORTED,
+      );
+    }
   }
   let target: string;
   try {
