@@ -438,3 +438,54 @@ testWith(
     }
   },
 );
+
+testWith(
+  "ext4ts mount: allow_other and default_permissions; the daemon's OOM score and IO flusher flag",
+  [...FUSE_NEEDS, "setpriv"],
+  async () => {
+    await withFixture(async ({ dev, mnt, dir }) => {
+      const asNobody = (...cmd: string[]) =>
+        run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ...cmd]);
+      await Deno.chmod(dir, 0o755);
+      // Without allow_other, the kernel keeps every other user out.
+      await mountOk(dev, mnt, ["--log", `${dir}/daemon.log`]);
+      assert.match((await asNobody("cat", `${mnt}/hello.txt`)).stderr, /Permission denied/);
+      // Each protection is set, or (without CAP_SYS_RESOURCE, as in some sandboxes) named in
+      // the one warning line. PR_SET_IO_FLUSHER shows as PF_MEMALLOC_NOIO (0x80000).
+      const pid = readState(mnt)!.pid;
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      const flags = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[6]);
+      const oom = Deno.readTextFileSync(`/proc/${pid}/oom_score_adj`).trim();
+      const readLog = () => Deno.readTextFileSync(`${dir}/daemon.log`);
+      if ((flags & 0x80000) === 0 || oom !== "-900") {
+        await eventually(() => readLog().includes("warning: could not set"), 5000, "warning");
+      }
+      const log = await Deno.readTextFile(`${dir}/daemon.log`);
+      const warning = log.split("\n").filter((l) => l.includes("warning: could not set"));
+      assert.ok(warning.length <= 1, "one warning line at most");
+      assert.ok(
+        (flags & 0x80000) !== 0 || /PR_SET_IO_FLUSHER/.test(warning[0] ?? ""),
+        `neither PF_MEMALLOC_NOIO (flags ${flags.toString(16)}) nor a warning: ${log}`,
+      );
+      assert.ok(oom === "-900" || /oom_score_adj/.test(warning[0] ?? ""), `oom ${oom}: ${log}`);
+      assert.equal((await umount(mnt)).code, 0);
+
+      await mountOk(dev, mnt, ["-o", "default_permissions"]);
+      assert.match(findMount(mnt)!.superOptions, /default_permissions/);
+      assert.doesNotMatch(findMount(mnt)!.superOptions, /allow_other/);
+      assert.equal((await umount(mnt)).code, 0);
+
+      // allow_other (which implies default_permissions): others get what the modes allow.
+      await mountOk(dev, mnt, ["-o", "allow_other"]);
+      assert.match(findMount(mnt)!.superOptions, /default_permissions,allow_other|allow_other/);
+      assert.match(findMount(mnt)!.superOptions, /default_permissions/);
+      const ok = await asNobody("cat", `${mnt}/hello.txt`);
+      assert.equal(ok.stdout, "hello, world\n", ok.stderr);
+      const denied = await asNobody("cat", `${mnt}/private`);
+      assert.notEqual(denied.code, 0);
+      assert.match(denied.stderr, /Permission denied/);
+      assert.equal(await Deno.readTextFile(`${mnt}/private`), "owner only\n", "root still reads");
+      assert.equal((await umount(mnt)).code, 0);
+    });
+  },
+);

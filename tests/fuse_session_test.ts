@@ -108,7 +108,7 @@ testWith("fuse session: the in-memory filesystem through a fuseblk mount", [
       assert.equal(names.length, 1000);
       assert.equal(names.sort()[999], "f0999");
       const ls = await sh(`ls -la ${s.mnt} | wc -l`);
-      assert.equal(Number(ls.trim()), 1 + 2 + 8); // total line, . and .., 8 entries
+      assert.equal(Number(ls.trim()), 1 + 2 + 9); // total line, . and .., 9 entries
       const lsl = await sh(`ls -l ${s.mnt}/dir | tail -n 1`);
       assert.match(lsl, /-rw-r--r-- 1 root root\s+9 .* f0999/);
     });
