@@ -98,6 +98,8 @@ export class MemFs implements FuseOperations {
   openFiles = 0;
   /** Reads of /slow-direct that ended because the kernel interrupted them. */
   interruptedReads = 0;
+  /** Lookup references the kernel has dropped (FORGET and BATCH_FORGET). */
+  forgotten = 0;
   #nextId = 1;
 
   constructor(options: MemFsOptions = {}) {
@@ -307,6 +309,10 @@ export class MemFs implements FuseOperations {
       if (offset < e) offset = e;
     }
     return Promise.resolve(Math.min(offset, n.size));
+  }
+
+  forget(_nodeid: number, nlookup: number): void {
+    this.forgotten += nlookup;
   }
 
   async destroy(): Promise<void> {

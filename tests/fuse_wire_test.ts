@@ -87,7 +87,12 @@ class FakeOps implements FuseOperations {
   opendir(): Promise<OpenReply> {
     return Promise.resolve({ fh: 2 });
   }
-  async *readdir() {}
+  async *readdir(_c: unknown, _n: number, _fh: number, offset: number) {
+    const names = ["a", "bb", "ccc"];
+    for (let i = offset; i < names.length; i++) {
+      yield { ino: 10 + i, offset: i + 1, type: 8, name: new TextEncoder().encode(names[i]) };
+    }
+  }
   statfs(): Promise<StatfsOut> {
     return Promise.resolve({
       blocks: 1,
@@ -416,4 +421,44 @@ Deno.test("fuse wire: DESTROY waits for requests in flight, runs destroy, replie
     k.close();
     libc().close(k.sessionFd);
   }
+});
+
+Deno.test("fuse wire: READDIR packs dirents to the kernel's size and resumes at the cookie", async () => {
+  await withSession(async (k) => {
+    const readIn = (offset: number, size: number) => {
+      const b = new Uint8Array(40);
+      const v = new DataView(b.buffer);
+      v.setBigUint64(8, BigInt(offset), true);
+      v.setUint32(16, size, true);
+      return b;
+    };
+    const names = (body: Uint8Array) => {
+      const v = new DataView(body.buffer, body.byteOffset);
+      const out: string[] = [];
+      for (let o = 0; o < body.length;) {
+        const len = v.getUint32(o + 16, true);
+        out.push(
+          `${v.getBigUint64(o, true)}:${v.getBigUint64(o + 8, true)}:` +
+            new TextDecoder().decode(body.subarray(o + 24, o + 24 + len)),
+        );
+        o += (24 + len + 7) & ~7;
+      }
+      return out;
+    };
+    k.send(Opcode.OPENDIR, 60n, 1, new Uint8Array(8));
+    assert.equal((await k.only(60n)).error, 0);
+    k.send(Opcode.READDIR, 61n, 1, readIn(0, 4096));
+    assert.deepEqual(names((await k.only(61n)).body), ["10:1:a", "11:2:bb", "12:3:ccc"]);
+    k.send(Opcode.READDIR, 62n, 1, readIn(0, 64)); // room for two 32-byte records
+    assert.deepEqual(names((await k.only(62n)).body), ["10:1:a", "11:2:bb"]);
+    k.send(Opcode.READDIR, 63n, 1, readIn(2, 4096));
+    assert.deepEqual(names((await k.only(63n)).body), ["12:3:ccc"]);
+    k.send(Opcode.READDIR, 64n, 1, readIn(3, 4096));
+    assert.equal((await k.only(64n)).body.length, 0, "end of directory: empty reply");
+    // READDIRPLUS without a readdirplus operation: readdir + lookup, entries of 128 + dirent.
+    k.send(Opcode.READDIRPLUS, 65n, 1, readIn(0, 4096));
+    assert.equal((await k.only(65n)).body.length, 3 * (128 + 32));
+    k.send(Opcode.RELEASEDIR, 66n, 1, new Uint8Array(24));
+    assert.equal((await k.only(66n)).error, 0);
+  });
 });
