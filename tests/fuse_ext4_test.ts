@@ -303,6 +303,44 @@ testWith(
   },
 );
 
+testWith(
+  "ext4ts mount -o uid=,gid=,errors=: root's files shown as the mapped owner, others unchanged",
+  [...FUSE_NEEDS, "mkfs.ext4"],
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-uid-" });
+    const mnt = `${dir}/mnt`;
+    try {
+      await Deno.mkdir(`${dir}/src`);
+      await Deno.writeTextFile(`${dir}/src/root-file`, "r\n");
+      await Deno.writeTextFile(`${dir}/src/user-file`, "u\n");
+      await Deno.chown(`${dir}/src/user-file`, 1234, 5678);
+      await runOk("mkfs.ext4", ["-q", "-F", "-d", `${dir}/src`, `${dir}/fs.img`, "8M"]);
+      await Deno.mkdir(mnt);
+      const ids = async () =>
+        (await runOk("stat", ["-c", "%n %u:%g", `${mnt}/root-file`, `${mnt}/user-file`]))
+          .replaceAll(`${mnt}/`, "");
+      let r = await runCli(["mount", `${dir}/fs.img`, mnt]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await ids(), "root-file 0:0\nuser-file 1234:5678\n");
+      assert.equal((await runCli(["umount", mnt])).code, 0);
+      r = await runCli([
+        "mount",
+        `${dir}/fs.img`,
+        mnt,
+        "-o",
+        "ro,uid=1000,gid=100,errors=remount-ro",
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await ids(), "root-file 1000:100\nuser-file 1234:5678\n");
+      assert.equal((await runCli(["umount", mnt])).code, 0);
+    } finally {
+      await forceCleanup(mnt);
+      for (const l of await loopsOf(`${dir}/fs.img`)) await detachLoop(l);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
 async function mkfsSmall(img: string): Promise<string> {
   await runOk("mkfs.ext4", ["-q", "-F", img, "8M"]);
   return img;
