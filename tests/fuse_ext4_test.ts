@@ -108,31 +108,90 @@ async function ext4tsListing(img: string, options: string[] = []): Promise<strin
   }
 }
 
-const VARIANTS: { name: string; mkfs?: string; args: string[] }[] = [
-  { name: "ext4 4k (default features)", args: [] },
-  { name: "ext4 1k, no metadata_csum", args: ["-b", "1024", "-O", "^metadata_csum"] },
-  { name: "ext4 inline_data", args: ["-O", "inline_data"] },
-  { name: "ext3", mkfs: "mkfs.ext3", args: [] },
-  { name: "ext2", mkfs: "mkfs.ext2", args: [] },
+/**
+ * The read-path matrix: the images of tests/reader_oracle_test.ts (issue #3's feature matrix,
+ * same mkfs options, same tests/fixtures/populate_tree.py), each listed through the mount.
+ */
+const MATRIX: {
+  name: string;
+  mkfs?: string;
+  args?: string[];
+  size?: string;
+  populate?: string[];
+}[] = [
+  { name: "ext2", mkfs: "mkfs.ext2" },
+  { name: "ext2 ^filetype", mkfs: "mkfs.ext2", args: ["-O", "^filetype"] },
+  { name: "ext2 128-byte inodes", mkfs: "mkfs.ext2", args: ["-I", "128"] },
+  { name: "ext3", mkfs: "mkfs.ext3" },
+  {
+    name: "ext4 4k blocks, 50 000-entry directory",
+    args: ["-b", "4096", "-N", "70000"],
+    size: "128M",
+    populate: ["--big-dir", "50000"],
+  },
+  { name: "ext4 1k blocks", args: ["-b", "1024"] },
+  { name: "ext4 ^64bit", args: ["-b", "4096", "-O", "^64bit"] },
+  { name: "ext4 ^metadata_csum", args: ["-b", "4096", "-O", "^metadata_csum"] },
+  { name: "ext4 inline_data", args: ["-b", "4096", "-O", "inline_data"] },
+  { name: "ext4 bigalloc", args: ["-b", "4096", "-O", "bigalloc", "-C", "16384"], size: "128M" },
+  { name: "ext4 large_dir 1k blocks", args: ["-b", "1024", "-O", "large_dir"] },
+  { name: "ext4 meta_bg", args: ["-b", "4096", "-O", "meta_bg,^resize_inode"] },
+  {
+    name: "ext4 metadata_csum_seed, 1024-byte inodes",
+    args: ["-b", "4096", "-O", "metadata_csum_seed", "-I", "1024"],
+  },
+  {
+    name: "ext4 ^extent ^dir_index (block maps, linear directories)",
+    args: ["-b", "4096", "-O", "^extent,^dir_index,^64bit"],
+  },
+  { name: "ext4 ea_inode", args: ["-b", "4096", "-O", "ea_inode"], populate: ["--ea-inode"] },
 ];
+const POPULATE_TREE = new URL("./fixtures/populate_tree.py", import.meta.url).pathname;
 
-for (const v of VARIANTS) {
+for (const v of MATRIX) {
   ext4Test(`ext4ts mount (${v.name}): tree listing equals the kernel's`, async () => {
     const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-ext4-" });
     try {
       const img = await makeImage(`${dir}/fs.img`, {
-        size: "64M",
+        size: v.size ?? "96M",
         mkfs: v.mkfs,
         args: v.args,
-        populate,
+        populate: (m) => runOk("python3", [POPULATE_TREE, m, ...(v.populate ?? [])]).then(() => {}),
       });
       const expected = await kernelListing(img);
-      assert.ok(expected.split("\n").length > 3000);
-      assert.equal(await ext4tsListing(img), expected);
+      assert.ok(expected.split("\n").length > 100, "the kernel listing is suspiciously short");
+      const ours = await ext4tsListing(img);
+      if (ours !== expected) assert.fail(firstDifference(expected, ours));
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
   });
+}
+
+ext4Test(
+  "ext4ts mount: devices, fifos, ACLs, pre-1970 times, unicode names list as the kernel's",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-ext4-" });
+    try {
+      const img = await makeImage(`${dir}/fs.img`, { size: "64M", populate });
+      const expected = await kernelListing(img);
+      assert.ok(expected.split("\n").length > 3000);
+      const ours = await ext4tsListing(img);
+      if (ours !== expected) assert.fail(firstDifference(expected, ours));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+function firstDifference(a: string, b: string): string {
+  const la = a.split("\n");
+  const lb = b.split("\n");
+  const out: string[] = [];
+  for (let i = 0; i < Math.max(la.length, lb.length) && out.length < 10; i++) {
+    if (la[i] !== lb[i]) out.push(`line ${i + 1}:\n  kernel: ${la[i]}\n  ext4ts: ${lb[i]}`);
+  }
+  return out.join("\n");
 }
 
 /** Under argv[1]: objects whose names are not valid UTF-8. */
@@ -336,6 +395,45 @@ testWith(
     } finally {
       await forceCleanup(mnt);
       for (const l of await loopsOf(`${dir}/fs.img`)) await detachLoop(l);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+testWith(
+  "ext4ts mount: a device that disappears under the mount gives EIO, no hang; umount recovers",
+  [...FUSE_NEEDS, "mkfs.ext4", "timeout"],
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-gone-" });
+    const mnt = `${dir}/mnt`;
+    const img = `${dir}/fs.img`;
+    let dev = "";
+    try {
+      await Deno.mkdir(`${dir}/src`);
+      const data = new Uint8Array(300_000).map((_, i) => (i * 7) & 0xff);
+      for (const f of ["a", "b"]) await Deno.writeFile(`${dir}/src/${f}`, data);
+      await runOk("mkfs.ext4", ["-q", "-F", "-d", `${dir}/src`, img, "16M"]);
+      await Deno.mkdir(mnt);
+      dev = (await runOk("losetup", ["-f", "--show", img])).trim();
+      const m = await runCli(["mount", dev, mnt]);
+      assert.equal(m.code, 0, m.stderr);
+      assert.deepEqual(await Deno.readFile(`${mnt}/a`), data);
+      // Detached (deferred while mounted) and its backing file cut to 1 MiB: the blocks of
+      // `b` are gone from under the daemon.
+      await runOk("losetup", ["-d", dev]);
+      await Deno.truncate(img, 1 << 20);
+      await runOk("losetup", ["-c", dev]);
+      const r = await run("timeout", ["20", "cat", `${mnt}/b`]);
+      assert.notEqual(r.code, 124, "reading the vanished data hung");
+      assert.match(r.stderr, /Input\/output error/);
+      assert.deepEqual(await Deno.readFile(`${mnt}/a`), data, "cached data still served");
+      const u = await runCli(["umount", mnt, "--timeout", "20"]);
+      assert.equal(u.code, 0, u.stderr);
+      assert.equal(isMounted(mnt), false);
+      assert.deepEqual(await loopsOf(img), [], "the deferred detach happened on release");
+    } finally {
+      await forceCleanup(mnt);
+      for (const l of await loopsOf(img)) await detachLoop(l);
       await Deno.remove(dir, { recursive: true });
     }
   },
