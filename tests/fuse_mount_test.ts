@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { findMount, processAlive, readState } from "../ffi/fuse/mount.ts";
-import { ROOT, run, runCli, testWith } from "./helpers.ts";
+import { ROOT, run, runCli, runOk, testWith } from "./helpers.ts";
 import {
   daemonPid,
   detachLoop,
@@ -157,19 +157,33 @@ testWith(
 );
 
 testWith(
-  "ext4ts umount: 50 cycles, each followed by an immediate O_EXCL open",
-  FUSE_NEEDS,
+  "ext4ts umount: 50 cycles (ext4, and the in-memory filesystem with a slow DESTROY), each followed by an immediate O_EXCL open",
+  [...FUSE_NEEDS, "mkfs.ext4"],
   async () => {
-    await withFixture(async ({ dev, mnt }) => {
+    await withFixture(async ({ dev, mnt, dir }) => {
+      await Deno.mkdir(`${dir}/src`);
+      await Deno.writeTextFile(`${dir}/src/data`, "ext4 data\n");
+      await runOk("mkfs.ext4", ["-q", "-F", "-d", `${dir}/src`, dev]);
       for (let i = 0; i < 50; i++) {
-        await mountOk(dev, mnt);
-        const r = await run("cat", [
-          `${mnt}/dir/f${String(i).padStart(4, "0")}`,
-          `${mnt}/hello.txt`,
-        ]);
-        assert.equal(r.stdout, `file ${i}\nhello, world\n`);
+        // Every tenth cycle: a DESTROY that takes 300 ms, which umount must wait for.
+        const slow = i % 10 === 9;
+        let expected: string;
+        if (slow) {
+          await mountOk(dev, mnt, [], { EXT4TS_TEST_DESTROY_DELAY_MS: "300" });
+          const r = await run("cat", [`${mnt}/dir/f${String(i).padStart(4, "0")}`]);
+          expected = `file ${i}\n`;
+          assert.equal(r.stdout, expected);
+        } else {
+          const m = await runCli(["mount", dev, mnt]);
+          assert.equal(m.code, 0, `cycle ${i}: ${m.stderr}`);
+          assert.equal((await run("cat", [`${mnt}/data`])).stdout, "ext4 data\n");
+        }
+        const pid = readState(mnt)!.pid;
+        const t0 = performance.now();
         const u = await umount(mnt);
         assert.equal(u.code, 0, `cycle ${i}: ${u.stderr}`);
+        if (slow) assert.ok(performance.now() - t0 >= 280, `cycle ${i}: DESTROY not waited for`);
+        assert.equal(processAlive(pid), false, `cycle ${i}: daemon still running after umount`);
         assert.equal(exclusiveOpenWorks(dev), true, `cycle ${i}: device still busy after umount`);
       }
     });
