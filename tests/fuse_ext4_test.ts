@@ -558,6 +558,10 @@ Deno.test("ext4 adapter: node ids, attributes, uid mapping, errors", async () =>
     (e: { errno: number }) => e.errno === 30,
   );
   assert.deepEqual(await ops.open(ctx, 12, 0), { fh: 0, keepCache: true });
+  // Read-only: the kernel may keep pages and directory listings across opens.
+  assert.deepEqual(await ops.opendir(ctx, 1, 0), { fh: 0, keepCache: true, cacheDir: true });
+  assert.equal(f.entryTimeout, 300);
+  assert.equal(f.attrTimeout, 300);
   assert.equal(new TextDecoder().decode(await ops.read(ctx, 12, 0, 1, 3)), "ell");
   assert.deepEqual(await ops.getxattr(ctx, 12, enc.encode("user.a")), enc.encode("1"));
   await assert.rejects(
