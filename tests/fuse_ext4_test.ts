@@ -439,6 +439,58 @@ testWith(
   },
 );
 
+/** Prints SEEK_DATA/SEEK_HOLE answers for argv[1] at a range of offsets. */
+const SEEKS = `
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+for off in range(0, 6 << 20, 256 << 10):
+    out = []
+    for whence in (os.SEEK_DATA, os.SEEK_HOLE):
+        try:
+            out.append(str(os.lseek(fd, off, whence)))
+        except OSError as e:
+            out.append("E%d" % e.errno)
+    print(off, *out)
+`;
+
+testWith(
+  "ext4ts mount: SEEK_DATA/SEEK_HOLE on a sparse ext4 file answer as the kernel's",
+  [...FUSE_NEEDS, "mkfs.ext4", "python3", "kernel-ext4"],
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-seek-" });
+    const mnt = `${dir}/mnt`;
+    const img = `${dir}/fs.img`;
+    try {
+      await Deno.mkdir(mnt);
+      await runOk("mkfs.ext4", ["-q", "-F", img, "32M"]);
+      const expected = await withKernelMount(img, async (m) => {
+        // Data at 1 MiB (64 KiB) and at 3 MiB (1 MiB), a hole up to 5 MiB + 7.
+        await runOk("sh", [
+          "-c",
+          `dd if=/dev/urandom of=${m}/sparse bs=64k count=1 seek=16 2>/dev/null &&
+           dd if=/dev/urandom of=${m}/sparse bs=1M count=1 seek=3 conv=notrunc 2>/dev/null &&
+           truncate -s $((5 * 1048576 + 7)) ${m}/sparse`,
+        ]);
+        return "";
+      }).then(() =>
+        withKernelMount(img, (m) => runOk("python3", ["-c", SEEKS, `${m}/sparse`]), {
+          readOnly: true,
+        })
+      );
+      assert.match(expected, /^1048576 1048576 1114112$/m, "the kernel sees the layout");
+      const r = await runCli(["mount", img, mnt]);
+      assert.equal(r.code, 0, r.stderr);
+      const ours = await runOk("python3", ["-c", SEEKS, `${mnt}/sparse`]);
+      assert.equal((await runCli(["umount", mnt])).code, 0);
+      assert.equal(ours, expected);
+    } finally {
+      await forceCleanup(mnt);
+      for (const l of await loopsOf(img)) await detachLoop(l);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
 async function mkfsSmall(img: string): Promise<string> {
   await runOk("mkfs.ext4", ["-q", "-F", img, "8M"]);
   return img;
