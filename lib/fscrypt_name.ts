@@ -11,7 +11,7 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
+import { sha256 } from "./sha256.ts";
 
 /** Bytes of ciphertext a no-key name carries in full. */
 export const NOKEY_NAME_BYTES = 149;
@@ -27,10 +27,6 @@ const CODES = new Uint8Array(ALPHABET.length);
 for (let i = 0; i < ALPHABET.length; i++) CODES[i] = ALPHABET.charCodeAt(i);
 const VALUES = new Int8Array(256).fill(-1);
 for (let i = 0; i < ALPHABET.length; i++) VALUES[CODES[i]] = i;
-
-function sha256(bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash("sha256").update(bytes).digest());
-}
 
 function base64url(src: Uint8Array): Uint8Array {
   const out: number[] = [];

@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import {
   EXT4_READER_AVAILABLE,
+  ext4Backend,
   type Ext4DirEntryLike,
   type Ext4Like,
   Ext4Operations,
@@ -26,9 +27,12 @@ import {
   run,
   runCli,
   runOk,
+  testWith,
   TREE_LISTING,
   withKernelMount,
 } from "./helpers.ts";
+import { defaultSettings } from "../ffi/fuse/serve.ts";
+import { findMount } from "../ffi/fuse/mount.ts";
 import { detachLoop, forceCleanup, FUSE_NEEDS, isMounted, loopsOf } from "./fuse_test_util.ts";
 
 const NEEDS = [...FUSE_NEEDS, "mkfs.ext4", "python3", "kernel-ext4", "debugfs"];
@@ -104,31 +108,90 @@ async function ext4tsListing(img: string, options: string[] = []): Promise<strin
   }
 }
 
-const VARIANTS: { name: string; mkfs?: string; args: string[] }[] = [
-  { name: "ext4 4k (default features)", args: [] },
-  { name: "ext4 1k, no metadata_csum", args: ["-b", "1024", "-O", "^metadata_csum"] },
-  { name: "ext4 inline_data", args: ["-O", "inline_data"] },
-  { name: "ext3", mkfs: "mkfs.ext3", args: [] },
-  { name: "ext2", mkfs: "mkfs.ext2", args: [] },
+/**
+ * The read-path matrix: the images of tests/reader_oracle_test.ts (issue #3's feature matrix,
+ * same mkfs options, same tests/fixtures/populate_tree.py), each listed through the mount.
+ */
+const MATRIX: {
+  name: string;
+  mkfs?: string;
+  args?: string[];
+  size?: string;
+  populate?: string[];
+}[] = [
+  { name: "ext2", mkfs: "mkfs.ext2" },
+  { name: "ext2 ^filetype", mkfs: "mkfs.ext2", args: ["-O", "^filetype"] },
+  { name: "ext2 128-byte inodes", mkfs: "mkfs.ext2", args: ["-I", "128"] },
+  { name: "ext3", mkfs: "mkfs.ext3" },
+  {
+    name: "ext4 4k blocks, 50 000-entry directory",
+    args: ["-b", "4096", "-N", "70000"],
+    size: "128M",
+    populate: ["--big-dir", "50000"],
+  },
+  { name: "ext4 1k blocks", args: ["-b", "1024"] },
+  { name: "ext4 ^64bit", args: ["-b", "4096", "-O", "^64bit"] },
+  { name: "ext4 ^metadata_csum", args: ["-b", "4096", "-O", "^metadata_csum"] },
+  { name: "ext4 inline_data", args: ["-b", "4096", "-O", "inline_data"] },
+  { name: "ext4 bigalloc", args: ["-b", "4096", "-O", "bigalloc", "-C", "16384"], size: "128M" },
+  { name: "ext4 large_dir 1k blocks", args: ["-b", "1024", "-O", "large_dir"] },
+  { name: "ext4 meta_bg", args: ["-b", "4096", "-O", "meta_bg,^resize_inode"] },
+  {
+    name: "ext4 metadata_csum_seed, 1024-byte inodes",
+    args: ["-b", "4096", "-O", "metadata_csum_seed", "-I", "1024"],
+  },
+  {
+    name: "ext4 ^extent ^dir_index (block maps, linear directories)",
+    args: ["-b", "4096", "-O", "^extent,^dir_index,^64bit"],
+  },
+  { name: "ext4 ea_inode", args: ["-b", "4096", "-O", "ea_inode"], populate: ["--ea-inode"] },
 ];
+const POPULATE_TREE = new URL("./fixtures/populate_tree.py", import.meta.url).pathname;
 
-for (const v of VARIANTS) {
+for (const v of MATRIX) {
   ext4Test(`ext4ts mount (${v.name}): tree listing equals the kernel's`, async () => {
     const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-ext4-" });
     try {
       const img = await makeImage(`${dir}/fs.img`, {
-        size: "64M",
+        size: v.size ?? "96M",
         mkfs: v.mkfs,
         args: v.args,
-        populate,
+        populate: (m) => runOk("python3", [POPULATE_TREE, m, ...(v.populate ?? [])]).then(() => {}),
       });
       const expected = await kernelListing(img);
-      assert.ok(expected.split("\n").length > 3000);
-      assert.equal(await ext4tsListing(img), expected);
+      assert.ok(expected.split("\n").length > 100, "the kernel listing is suspiciously short");
+      const ours = await ext4tsListing(img);
+      if (ours !== expected) assert.fail(firstDifference(expected, ours));
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
   });
+}
+
+ext4Test(
+  "ext4ts mount: devices, fifos, ACLs, pre-1970 times, unicode names list as the kernel's",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-ext4-" });
+    try {
+      const img = await makeImage(`${dir}/fs.img`, { size: "64M", populate });
+      const expected = await kernelListing(img);
+      assert.ok(expected.split("\n").length > 3000);
+      const ours = await ext4tsListing(img);
+      if (ours !== expected) assert.fail(firstDifference(expected, ours));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+function firstDifference(a: string, b: string): string {
+  const la = a.split("\n");
+  const lb = b.split("\n");
+  const out: string[] = [];
+  for (let i = 0; i < Math.max(la.length, lb.length) && out.length < 10; i++) {
+    if (la[i] !== lb[i]) out.push(`line ${i + 1}:\n  kernel: ${la[i]}\n  ext4ts: ${lb[i]}`);
+  }
+  return out.join("\n");
 }
 
 /** Under argv[1]: objects whose names are not valid UTF-8. */
@@ -216,35 +279,222 @@ ext4Test(
   },
 );
 
-ext4Test("ext4ts mount: not an ext4 image (exit 3), read-only device warning-free", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-ext4-" });
-  const mnt = `${dir}/mnt`;
-  await Deno.mkdir(mnt);
-  try {
-    const junk = `${dir}/junk.img`;
-    await Deno.writeFile(junk, new Uint8Array(4 << 20));
-    const r = await runCli(["mount", junk, mnt]);
-    assert.equal(r.code, 3, r.stderr);
-    assert.deepEqual(await loopsOf(junk), []);
-    const img = await makeImage(`${dir}/fs.img`);
-    const dev = (await runOk("losetup", ["-f", "--show", "-r", img])).trim();
+ext4Test(
+  "ext4ts mount: not an ext4 image (exit 3); a read-only device: ro, rw → ro with a warning",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-ext4-" });
+    const mnt = `${dir}/mnt`;
+    await Deno.mkdir(mnt);
     try {
-      const m = await runCli(["mount", dev, mnt]);
-      assert.equal(m.code, 0, m.stderr);
-      assert.equal((await runCli(["umount", mnt])).code, 0);
-      const excl = await run("python3", [
-        "-c",
-        `import os; os.close(os.open("${dev}", os.O_RDONLY | os.O_EXCL))`,
-      ]);
-      assert.equal(excl.code, 0, "device free after umount");
+      const junk = `${dir}/junk.img`;
+      await Deno.writeFile(junk, new Uint8Array(4 << 20));
+      const r = await runCli(["mount", junk, mnt]);
+      assert.equal(r.code, 3, r.stderr);
+      assert.deepEqual(await loopsOf(junk), []);
+      const img = await makeImage(`${dir}/fs.img`);
+      const dev = (await runOk("losetup", ["-f", "--show", "-r", img])).trim();
+      try {
+        const m = await runCli(["mount", dev, mnt]);
+        assert.equal(m.code, 0, m.stderr);
+        assert.equal(m.stderr, "", "a read-only mount of a read-only device: no warning");
+        assert.equal((await runCli(["umount", mnt])).code, 0);
+        // Asked read-write: mounted read-only with mount(8)'s warning, not refused.
+        const rw = await runCli(["mount", dev, mnt, "-o", "rw"]);
+        assert.equal(rw.code, 0, rw.stderr);
+        assert.match(rw.stderr, /WARNING: source write-protected, mounted read-only\./);
+        assert.match(findMount(mnt)!.options, /^ro,/);
+        assert.equal((await runCli(["umount", mnt])).code, 0);
+        const excl = await run("python3", [
+          "-c",
+          `import os; os.close(os.open("${dev}", os.O_RDONLY | os.O_EXCL))`,
+        ]);
+        assert.equal(excl.code, 0, "device free after umount");
+      } finally {
+        await detachLoop(dev);
+      }
+    } finally {
+      await forceCleanup(mnt);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+testWith(
+  "ext4 backend: the post-mount re-check (non-exclusive re-open) catches a changed device",
+  ["root", "loop", "losetup", "mkfs.ext4", "debugfs"],
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-verify-" });
+    const dev = (await runOk("losetup", ["-f", "--show", await mkfsSmall(`${dir}/a.img`)])).trim();
+    try {
+      await mkfsSmall(`${dir}/b.img`);
+      const opened = async () => {
+        const fs = await ext4Backend.open(dev, defaultSettings(), () => {});
+        await fs.verify!(dev); // unchanged: passes
+        return fs;
+      };
+      const changes: [string, RegExp, () => Promise<unknown>][] = [
+        ["state", /state 1 → 0/, () => runOk("debugfs", ["-w", "-R", "ssv state 0", dev])],
+        ["features", /roCompat/, () => runOk("debugfs", ["-w", "-R", "feature ^dir_nlink", dev])],
+        // Another filesystem swapped in between opening and mounting: the UUID differs.
+        [
+          "content",
+          /uuid/,
+          () => runOk("dd", [`if=${dir}/b.img`, `of=${dev}`, "bs=1M", "conv=fsync"]),
+        ],
+      ];
+      for (const [what, message, change] of changes) {
+        const fs = await opened();
+        try {
+          await change();
+          await assert.rejects(fs.verify!(dev), (e: Ext4Error) => {
+            assert.match(e.message, /changed while mounting/, what);
+            assert.match(e.message, message, what);
+            return true;
+          });
+        } finally {
+          await fs.ops.destroy?.();
+        }
+      }
     } finally {
       await detachLoop(dev);
+      await Deno.remove(dir, { recursive: true });
     }
-  } finally {
-    await forceCleanup(mnt);
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
+
+testWith(
+  "ext4ts mount -o uid=,gid=,errors=: root's files shown as the mapped owner, others unchanged",
+  [...FUSE_NEEDS, "mkfs.ext4"],
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-uid-" });
+    const mnt = `${dir}/mnt`;
+    try {
+      await Deno.mkdir(`${dir}/src`);
+      await Deno.writeTextFile(`${dir}/src/root-file`, "r\n");
+      await Deno.writeTextFile(`${dir}/src/user-file`, "u\n");
+      await Deno.chown(`${dir}/src/user-file`, 1234, 5678);
+      await runOk("mkfs.ext4", ["-q", "-F", "-d", `${dir}/src`, `${dir}/fs.img`, "8M"]);
+      await Deno.mkdir(mnt);
+      const ids = async () =>
+        (await runOk("stat", ["-c", "%n %u:%g", `${mnt}/root-file`, `${mnt}/user-file`]))
+          .replaceAll(`${mnt}/`, "");
+      let r = await runCli(["mount", `${dir}/fs.img`, mnt]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await ids(), "root-file 0:0\nuser-file 1234:5678\n");
+      assert.equal((await runCli(["umount", mnt])).code, 0);
+      r = await runCli([
+        "mount",
+        `${dir}/fs.img`,
+        mnt,
+        "-o",
+        "ro,uid=1000,gid=100,errors=remount-ro",
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await ids(), "root-file 1000:100\nuser-file 1234:5678\n");
+      assert.equal((await runCli(["umount", mnt])).code, 0);
+    } finally {
+      await forceCleanup(mnt);
+      for (const l of await loopsOf(`${dir}/fs.img`)) await detachLoop(l);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+testWith(
+  "ext4ts mount: a device that disappears under the mount gives EIO, no hang; umount recovers",
+  [...FUSE_NEEDS, "mkfs.ext4", "timeout"],
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-gone-" });
+    const mnt = `${dir}/mnt`;
+    const img = `${dir}/fs.img`;
+    let dev = "";
+    try {
+      await Deno.mkdir(`${dir}/src`);
+      const data = new Uint8Array(300_000).map((_, i) => (i * 7) & 0xff);
+      for (const f of ["a", "b"]) await Deno.writeFile(`${dir}/src/${f}`, data);
+      await runOk("mkfs.ext4", ["-q", "-F", "-d", `${dir}/src`, img, "16M"]);
+      await Deno.mkdir(mnt);
+      dev = (await runOk("losetup", ["-f", "--show", img])).trim();
+      const m = await runCli(["mount", dev, mnt]);
+      assert.equal(m.code, 0, m.stderr);
+      assert.deepEqual(await Deno.readFile(`${mnt}/a`), data);
+      // Detached (deferred while mounted) and its backing file cut to 1 MiB: the blocks of
+      // `b` are gone from under the daemon.
+      await runOk("losetup", ["-d", dev]);
+      await Deno.truncate(img, 1 << 20);
+      await runOk("losetup", ["-c", dev]);
+      const r = await run("timeout", ["20", "cat", `${mnt}/b`]);
+      assert.notEqual(r.code, 124, "reading the vanished data hung");
+      assert.match(r.stderr, /Input\/output error/);
+      assert.deepEqual(await Deno.readFile(`${mnt}/a`), data, "cached data still served");
+      const u = await runCli(["umount", mnt, "--timeout", "20"]);
+      assert.equal(u.code, 0, u.stderr);
+      assert.equal(isMounted(mnt), false);
+      assert.deepEqual(await loopsOf(img), [], "the deferred detach happened on release");
+    } finally {
+      await forceCleanup(mnt);
+      for (const l of await loopsOf(img)) await detachLoop(l);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+/** Prints SEEK_DATA/SEEK_HOLE answers for argv[1] at a range of offsets. */
+const SEEKS = `
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+for off in range(0, 6 << 20, 256 << 10):
+    out = []
+    for whence in (os.SEEK_DATA, os.SEEK_HOLE):
+        try:
+            out.append(str(os.lseek(fd, off, whence)))
+        except OSError as e:
+            out.append("E%d" % e.errno)
+    print(off, *out)
+`;
+
+testWith(
+  "ext4ts mount: SEEK_DATA/SEEK_HOLE on a sparse ext4 file answer as the kernel's",
+  [...FUSE_NEEDS, "mkfs.ext4", "python3", "kernel-ext4"],
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-seek-" });
+    const mnt = `${dir}/mnt`;
+    const img = `${dir}/fs.img`;
+    try {
+      await Deno.mkdir(mnt);
+      await runOk("mkfs.ext4", ["-q", "-F", img, "32M"]);
+      const expected = await withKernelMount(img, async (m) => {
+        // Data at 1 MiB (64 KiB) and at 3 MiB (1 MiB), a hole up to 5 MiB + 7.
+        await runOk("sh", [
+          "-c",
+          `dd if=/dev/urandom of=${m}/sparse bs=64k count=1 seek=16 2>/dev/null &&
+           dd if=/dev/urandom of=${m}/sparse bs=1M count=1 seek=3 conv=notrunc 2>/dev/null &&
+           truncate -s $((5 * 1048576 + 7)) ${m}/sparse`,
+        ]);
+        return "";
+      }).then(() =>
+        withKernelMount(img, (m) => runOk("python3", ["-c", SEEKS, `${m}/sparse`]), {
+          readOnly: true,
+        })
+      );
+      assert.match(expected, /^1048576 1048576 1114112$/m, "the kernel sees the layout");
+      const r = await runCli(["mount", img, mnt]);
+      assert.equal(r.code, 0, r.stderr);
+      const ours = await runOk("python3", ["-c", SEEKS, `${mnt}/sparse`]);
+      assert.equal((await runCli(["umount", mnt])).code, 0);
+      assert.equal(ours, expected);
+    } finally {
+      await forceCleanup(mnt);
+      for (const l of await loopsOf(img)) await detachLoop(l);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+async function mkfsSmall(img: string): Promise<string> {
+  await runOk("mkfs.ext4", ["-q", "-F", img, "8M"]);
+  return img;
+}
 
 // ---- the adapter against a fake reader (runs without the reader) ----
 
@@ -360,6 +610,10 @@ Deno.test("ext4 adapter: node ids, attributes, uid mapping, errors", async () =>
     (e: { errno: number }) => e.errno === 30,
   );
   assert.deepEqual(await ops.open(ctx, 12, 0), { fh: 0, keepCache: true });
+  // Read-only: the kernel may keep pages and directory listings across opens.
+  assert.deepEqual(await ops.opendir(ctx, 1, 0), { fh: 0, keepCache: true, cacheDir: true });
+  assert.equal(f.entryTimeout, 300);
+  assert.equal(f.attrTimeout, 300);
   assert.equal(new TextDecoder().decode(await ops.read(ctx, 12, 0, 1, 3)), "ell");
   assert.deepEqual(await ops.getxattr(ctx, 12, enc.encode("user.a")), enc.encode("1"));
   await assert.rejects(

@@ -7,12 +7,15 @@
  * - Images that need recovery: served through the in-memory journal overlay; the listing
  *   must equal the oracle's where the kernel replays. Where the kernel refuses, the mount
  *   fails or (stopping where e2fsck stops) shows e2fsck's tree, the oracle for those cases.
- *   Fast commits, which ext4ts cannot replay, are refused.
+ *   Fast commits, which ext4ts cannot replay, are refused. Either way the image's bytes are
+ *   unchanged afterwards (sha256), and for a few crash images `-o norecovery` shows exactly
+ *   the kernel's `ro,noload` (raw, unreplayed) listing.
  *
  * Needs the ext4 reader (EXT4_READER_AVAILABLE): ignored locally until then, failing in CI.
  */
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { EXT4_READER_AVAILABLE, JOURNAL_OVERLAY_AVAILABLE } from "../ffi/fuse/ext4_ops.ts";
 import {
   CORPUS,
@@ -23,6 +26,7 @@ import {
   runCli,
   runOk,
   TREE_LISTING,
+  withKernelMount,
 } from "./helpers.ts";
 import { detachLoop, forceCleanup, FUSE_NEEDS, isMounted, loopsOf } from "./fuse_test_util.ts";
 
@@ -79,6 +83,16 @@ async function unpack(image: string, dir: string): Promise<string> {
   return out;
 }
 
+/** Images whose `-o norecovery` listing is compared with the kernel's `ro,noload` one. */
+const RAW_CHECKED = new Set(["kernel/default_4k/crash", "kernel/nocsum_4k/crash"]);
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash("sha256");
+  using f = await Deno.open(path);
+  for await (const chunk of f.readable) h.update(chunk);
+  return h.digest("hex");
+}
+
 const all = cases();
 const lacking = missing([...FUSE_NEEDS, "python3", "gzip", "bzip2"]);
 if (!CORPUS_FOUND || all.length === 0) lacking.push(`the journal corpus (${CORPUS})`);
@@ -95,6 +109,7 @@ Deno.test({
         const mnt = `${dir}/mnt`;
         await Deno.mkdir(mnt);
         const img = await unpack(c.image, dir);
+        const before = await sha256File(img);
         try {
           const r = await runCli(["mount", img, mnt]);
           if (c.needsRecovery && !JOURNAL_OVERLAY_AVAILABLE) {
@@ -121,6 +136,24 @@ Deno.test({
           const u = await runCli(["umount", mnt]);
           assert.equal(u.code, 0, u.stderr);
           assert.equal(columns(listing), columns(await Deno.readTextFile(c.oracle)));
+          if (c.needsRecovery) {
+            // Replayed in memory only: the image is byte for byte what it was.
+            assert.equal(await sha256File(img), before, "a read-only mount wrote to the image");
+          }
+          if (RAW_CHECKED.has(c.name)) {
+            // norecovery: the raw, unreplayed state, as the kernel shows it with ro,noload.
+            const raw = await withKernelMount(img, (m) => runOk("python3", [TREE_LISTING, m]), {
+              readOnly: true,
+              mountOptions: "noload",
+            });
+            const n = await runCli(["mount", img, mnt, "-o", "norecovery"]);
+            assert.equal(n.code, 0, n.stderr);
+            const ours = await runOk("python3", [TREE_LISTING, mnt]);
+            assert.equal((await runCli(["umount", mnt])).code, 0);
+            assert.equal(columns(ours), columns(raw));
+            assert.notEqual(columns(ours), columns(listing), "replay must make a difference here");
+            assert.equal(await sha256File(img), before, "norecovery wrote to the image");
+          }
         } finally {
           if (isMounted(mnt)) await forceCleanup(mnt);
           for (const l of await loopsOf(img)) await detachLoop(l);

@@ -12,6 +12,7 @@
  * /throws           every read throws a plain Error (the session must answer EIO)
  * /slow             reads take 200 ms
  * /slow-direct      reads take 2 s, opened with direct I/O (reads can be interrupted)
+ * /private          mode 0600, owned by root
  * ```
  *
  * @module
@@ -97,6 +98,8 @@ export class MemFs implements FuseOperations {
   openFiles = 0;
   /** Reads of /slow-direct that ended because the kernel interrupted them. */
   interruptedReads = 0;
+  /** Lookup references the kernel has dropped (FORGET and BATCH_FORGET). */
+  forgotten = 0;
   #nextId = 1;
 
   constructor(options: MemFsOptions = {}) {
@@ -123,6 +126,7 @@ export class MemFs implements FuseOperations {
     this.#file(root, "throws", enc.encode("never readable\n")).behaviour = "throws";
     this.#file(root, "slow", enc.encode("slow data\n")).behaviour = "slow";
     this.#file(root, "slow-direct", enc.encode("slow direct data\n")).behaviour = "slow-direct";
+    this.#file(root, "private", enc.encode("owner only\n")).mode = 0o100600;
   }
 
   #add(mode: number, parent: number): Node {
@@ -305,6 +309,10 @@ export class MemFs implements FuseOperations {
       if (offset < e) offset = e;
     }
     return Promise.resolve(Math.min(offset, n.size));
+  }
+
+  forget(_nodeid: number, nlookup: number): void {
+    this.forgotten += nlookup;
   }
 
   async destroy(): Promise<void> {

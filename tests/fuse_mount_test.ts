@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { findMount, processAlive, readState } from "../ffi/fuse/mount.ts";
-import { ROOT, run, runCli, testWith } from "./helpers.ts";
+import { ROOT, run, runCli, runOk, testWith } from "./helpers.ts";
 import {
   daemonPid,
   detachLoop,
@@ -22,6 +22,8 @@ import {
   losetup,
   memMount,
   umount,
+  unprivileged,
+  withOpenFuseDevice,
 } from "./fuse_test_util.ts";
 
 interface Fixture {
@@ -155,19 +157,33 @@ testWith(
 );
 
 testWith(
-  "ext4ts umount: 50 cycles, each followed by an immediate O_EXCL open",
-  FUSE_NEEDS,
+  "ext4ts umount: 50 cycles (ext4, and the in-memory filesystem with a slow DESTROY), each followed by an immediate O_EXCL open",
+  [...FUSE_NEEDS, "mkfs.ext4"],
   async () => {
-    await withFixture(async ({ dev, mnt }) => {
+    await withFixture(async ({ dev, mnt, dir }) => {
+      await Deno.mkdir(`${dir}/src`);
+      await Deno.writeTextFile(`${dir}/src/data`, "ext4 data\n");
+      await runOk("mkfs.ext4", ["-q", "-F", "-d", `${dir}/src`, dev]);
       for (let i = 0; i < 50; i++) {
-        await mountOk(dev, mnt);
-        const r = await run("cat", [
-          `${mnt}/dir/f${String(i).padStart(4, "0")}`,
-          `${mnt}/hello.txt`,
-        ]);
-        assert.equal(r.stdout, `file ${i}\nhello, world\n`);
+        // Every tenth cycle: a DESTROY that takes 300 ms, which umount must wait for.
+        const slow = i % 10 === 9;
+        let expected: string;
+        if (slow) {
+          await mountOk(dev, mnt, [], { EXT4TS_TEST_DESTROY_DELAY_MS: "300" });
+          const r = await run("cat", [`${mnt}/dir/f${String(i).padStart(4, "0")}`]);
+          expected = `file ${i}\n`;
+          assert.equal(r.stdout, expected);
+        } else {
+          const m = await runCli(["mount", dev, mnt]);
+          assert.equal(m.code, 0, `cycle ${i}: ${m.stderr}`);
+          assert.equal((await run("cat", [`${mnt}/data`])).stdout, "ext4 data\n");
+        }
+        const pid = readState(mnt)!.pid;
+        const t0 = performance.now();
         const u = await umount(mnt);
         assert.equal(u.code, 0, `cycle ${i}: ${u.stderr}`);
+        if (slow) assert.ok(performance.now() - t0 >= 280, `cycle ${i}: DESTROY not waited for`);
+        assert.equal(processAlive(pid), false, `cycle ${i}: daemon still running after umount`);
         assert.equal(exclusiveOpenWorks(dev), true, `cycle ${i}: device still busy after umount`);
       }
     });
@@ -354,6 +370,135 @@ testWith(
       assert.match(r.stderr, /dead FUSE mount/);
       assert.equal((await umount(mnt)).code, 0);
       await mountOk(dev, mnt);
+      assert.equal((await umount(mnt)).code, 0);
+    });
+  },
+);
+
+testWith(
+  "ext4ts mount as an unprivileged user: plain fuse through fusermount3; umount waits for the daemon",
+  [...FUSE_NEEDS, "fusermount3", "setpriv", "mkfs.ext4"],
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ext4ts-nonroot-" });
+    const mnt = `${dir}/mnt`;
+    const pids: number[] = [];
+    try {
+      await Deno.mkdir(`${dir}/src`);
+      await Deno.writeTextFile(`${dir}/src/file.txt`, "owned by root\n");
+      await run("mkfs.ext4", ["-q", "-F", "-d", `${dir}/src`, `${dir}/fs.img`, "16M"]);
+      await Deno.writeFile(`${dir}/mem.img`, new Uint8Array(1 << 20));
+      await Deno.mkdir(mnt);
+      const nobody = await unprivileged(dir);
+      const statePid = () => {
+        const file = `${nobody.stateDir}/${encodeURIComponent(mnt)}.json`;
+        try {
+          return (JSON.parse(Deno.readTextFileSync(file)) as { pid: number }).pid;
+        } catch {
+          return undefined;
+        }
+      };
+      await withOpenFuseDevice(async () => {
+        // The real CLI and ext4 backend; fakeroot shows root's files as the user's.
+        const m = await nobody.deno(`${ROOT}cli/main.ts`, [
+          "mount",
+          `${dir}/fs.img`,
+          mnt,
+          "-o",
+          "fakeroot",
+        ]);
+        assert.equal(m.code, 0, m.stderr);
+        const info = findMount(mnt)!;
+        assert.equal(info.fsType, "fuse.ext4ts", "plain fuse without root");
+        assert.match(info.superOptions, /user_id=65534,group_id=65534/);
+        const pid = statePid()!;
+        assert.ok(pid && processAlive(pid), "state file in the user's state directory");
+        pids.push(pid);
+        assert.equal((await nobody.run("cat", [`${mnt}/file.txt`])).stdout, "owned by root\n");
+        const st = await nobody.run("stat", ["-c", "%u:%g", `${mnt}/file.txt`]);
+        assert.equal(st.stdout.trim(), "65534:65534", "fakeroot maps uid/gid 0 to the user");
+        const u = await nobody.deno(`${ROOT}cli/main.ts`, ["umount", mnt]);
+        assert.equal(u.code, 0, u.stderr);
+        assert.equal(isMounted(mnt), false);
+        assert.equal(processAlive(pid), false, "daemon gone when umount returns");
+        assert.equal(statePid(), undefined, "state file removed");
+
+        // A slow destroy: plain fuse sends no DESTROY, the daemon cleans up after the
+        // disconnect, and `ext4ts umount` waits for it to finish.
+        const slow = await nobody.deno(
+          `${ROOT}tests/fuse_memfs_daemon.ts`,
+          ["mount", `${dir}/mem.img`, mnt],
+          { EXT4TS_TEST_DESTROY_DELAY_MS: "1000" },
+        );
+        assert.equal(slow.code, 0, slow.stderr);
+        const pid2 = statePid()!;
+        pids.push(pid2);
+        assert.equal((await nobody.run("cat", [`${mnt}/hello.txt`])).stdout, "hello, world\n");
+        const t0 = performance.now();
+        const u2 = await nobody.deno(`${ROOT}cli/main.ts`, ["umount", mnt]);
+        const took = performance.now() - t0;
+        assert.equal(u2.code, 0, u2.stderr);
+        assert.equal(processAlive(pid2), false, "daemon gone when umount returns");
+        assert.ok(took >= 900, `umount returned after ${took} ms, before the daemon finished`);
+        assert.equal(isMounted(mnt), false);
+      });
+    } finally {
+      await forceCleanup(mnt);
+      for (const pid of pids) {
+        try {
+          if (processAlive(pid)) Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+);
+
+testWith(
+  "ext4ts mount: allow_other and default_permissions; the daemon's OOM score and IO flusher flag",
+  [...FUSE_NEEDS, "setpriv"],
+  async () => {
+    await withFixture(async ({ dev, mnt, dir }) => {
+      const asNobody = (...cmd: string[]) =>
+        run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ...cmd]);
+      await Deno.chmod(dir, 0o755);
+      // Without allow_other, the kernel keeps every other user out.
+      await mountOk(dev, mnt, ["--log", `${dir}/daemon.log`]);
+      assert.match((await asNobody("cat", `${mnt}/hello.txt`)).stderr, /Permission denied/);
+      // Each protection is set, or (without CAP_SYS_RESOURCE, as in some sandboxes) named in
+      // the one warning line. PR_SET_IO_FLUSHER shows as PF_MEMALLOC_NOIO (0x80000).
+      const pid = readState(mnt)!.pid;
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      const flags = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[6]);
+      const oom = Deno.readTextFileSync(`/proc/${pid}/oom_score_adj`).trim();
+      const readLog = () => Deno.readTextFileSync(`${dir}/daemon.log`);
+      if ((flags & 0x80000) === 0 || oom !== "-900") {
+        await eventually(() => readLog().includes("warning: could not set"), 5000, "warning");
+      }
+      const log = await Deno.readTextFile(`${dir}/daemon.log`);
+      const warning = log.split("\n").filter((l) => l.includes("warning: could not set"));
+      assert.ok(warning.length <= 1, "one warning line at most");
+      assert.ok(
+        (flags & 0x80000) !== 0 || /PR_SET_IO_FLUSHER/.test(warning[0] ?? ""),
+        `neither PF_MEMALLOC_NOIO (flags ${flags.toString(16)}) nor a warning: ${log}`,
+      );
+      assert.ok(oom === "-900" || /oom_score_adj/.test(warning[0] ?? ""), `oom ${oom}: ${log}`);
+      assert.equal((await umount(mnt)).code, 0);
+
+      await mountOk(dev, mnt, ["-o", "default_permissions"]);
+      assert.match(findMount(mnt)!.superOptions, /default_permissions/);
+      assert.doesNotMatch(findMount(mnt)!.superOptions, /allow_other/);
+      assert.equal((await umount(mnt)).code, 0);
+
+      // allow_other (which implies default_permissions): others get what the modes allow.
+      await mountOk(dev, mnt, ["-o", "allow_other"]);
+      assert.match(findMount(mnt)!.superOptions, /default_permissions,allow_other|allow_other/);
+      assert.match(findMount(mnt)!.superOptions, /default_permissions/);
+      const ok = await asNobody("cat", `${mnt}/hello.txt`);
+      assert.equal(ok.stdout, "hello, world\n", ok.stderr);
+      const denied = await asNobody("cat", `${mnt}/private`);
+      assert.notEqual(denied.code, 0);
+      assert.match(denied.stderr, /Permission denied/);
+      assert.equal(await Deno.readTextFile(`${mnt}/private`), "owner only\n", "root still reads");
       assert.equal((await umount(mnt)).code, 0);
     });
   },

@@ -21,7 +21,7 @@ import {
   InitFlag,
   ProtocolError,
 } from "../ffi/fuse/protocol.ts";
-import { parseMountOptions } from "../cli/commands/mount.ts";
+import { daemonArgs, parseDaemonArgs, parseMountOptions } from "../cli/commands/mount.ts";
 import { parseMountInfo } from "../ffi/fuse/mount.ts";
 import { inoOfNode, nodeOfIno } from "../ffi/fuse/ext4_ops.ts";
 
@@ -196,6 +196,23 @@ Deno.test("mount options: parsing, aliases and refusals", () => {
   assert.throws(() => parseMountOptions("bogus"), /unknown mount option/);
   assert.throws(() => parseMountOptions("uid=x"), /numeric/);
   assert.throws(() => parseMountOptions("errors=explode"), /errors=/);
+});
+
+Deno.test("mount daemon arguments: written and read back, odd values intact", () => {
+  const opts = { options: "ro,uid=5,errors=continue", log: "/tmp/a log,-o" };
+  const argv = daemonArgs("-odd name.img", "/mnt/with space", opts);
+  assert.deepEqual(argv.slice(-3), ["--", "-odd name.img", "/mnt/with space"]);
+  const back = parseDaemonArgs(argv);
+  assert.equal(back.source, "-odd name.img");
+  assert.equal(back.mountPoint, "/mnt/with space");
+  assert.deepEqual(back.opts, { foreground: true, ...opts });
+  assert.deepEqual(parseDaemonArgs(daemonArgs("d", "/m", {})).opts, { foreground: true });
+  assert.throws(() => parseDaemonArgs(["ls", "--", "d", "/m"]), /usage/);
+  assert.throws(() => parseDaemonArgs(["mount", "--", "d"]), /usage/);
+  assert.throws(
+    () => parseDaemonArgs(["mount", "--bogus", "--", "d", "/m"]),
+    /unexpected argument/,
+  );
 });
 
 Deno.test("mountinfo parsing unescapes paths", () => {

@@ -17,6 +17,7 @@ import {
   unmountAsync,
 } from "../ffi/fuse/mount.ts";
 import { bigContent, MemFs, pattern } from "./fuse_memfs.ts";
+import { InitFlag } from "../ffi/fuse/protocol.ts";
 import { run, runOk, testWith } from "./helpers.ts";
 import {
   detachLoop,
@@ -98,6 +99,17 @@ testWith("fuse session: the in-memory filesystem through a fuseblk mount", [
     assert.equal(m.source, s.dev);
     assert.match(m.options, /^ro,/);
 
+    await t.step("INIT with this kernel: 1 MiB requests, async reads, readdirplus", async () => {
+      const info = await s.session.initialized;
+      assert.equal(info.major, 7);
+      assert.ok(info.minor >= 19 && info.minor <= 38, `minor ${info.minor}`);
+      assert.equal(info.maxWrite, 1 << 20);
+      assert.equal(info.maxPages, 256);
+      for (const f of ["ASYNC_READ", "DO_READDIRPLUS", "PARALLEL_DIROPS", "MAX_PAGES"] as const) {
+        assert.ok(info.flags & InitFlag[f], `${f} negotiated with the kernel`);
+      }
+    });
+
     await t.step("stat and ls", async () => {
       const st = await Deno.stat(`${s.mnt}/hello.txt`);
       assert.equal(st.size, 13);
@@ -108,7 +120,7 @@ testWith("fuse session: the in-memory filesystem through a fuseblk mount", [
       assert.equal(names.length, 1000);
       assert.equal(names.sort()[999], "f0999");
       const ls = await sh(`ls -la ${s.mnt} | wc -l`);
-      assert.equal(Number(ls.trim()), 1 + 2 + 8); // total line, . and .., 8 entries
+      assert.equal(Number(ls.trim()), 1 + 2 + 9); // total line, . and .., 9 entries
       const lsl = await sh(`ls -l ${s.mnt}/dir | tail -n 1`);
       assert.match(lsl, /-rw-r--r-- 1 root root\s+9 .* f0999/);
     });
@@ -183,6 +195,17 @@ print(os.read(fd, 4) == bytes(${
       assert.notEqual(w.code, 0, "a read-only mount is not writable");
       const wr = await run("sh", ["-c", `echo x > ${s.mnt}/hello.txt`]);
       assert.match(wr.stderr, /Read-only file system/);
+    });
+
+    await t.step("evicted inodes come back as FORGET/BATCH_FORGET", async () => {
+      const before = s.fs.forgotten;
+      await sh(`ls -l ${s.mnt}/dir > /dev/null`);
+      await sh("sync; echo 2 > /proc/sys/vm/drop_caches");
+      for (let i = 0; i < 200 && s.fs.forgotten < before + 1000; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.ok(s.fs.forgotten >= before + 1000, `forgotten ${s.fs.forgotten - before}`);
+      assert.equal(await Deno.readTextFile(`${s.mnt}/dir/f0001`), "file 1\n", "looked up again");
     });
 
     await t.step("a handler that throws answers EIO and the mount stays usable", async () => {

@@ -161,3 +161,81 @@ export async function eventually(cond: () => boolean, ms = 10_000, what = "condi
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** An unprivileged user (nobody) that can run deno: its own DENO_DIR with the npm cache. */
+export interface Unprivileged {
+  uid: number;
+  gid: number;
+  /** Runs `cmd args` as the user (setpriv), with a clean environment. */
+  run(cmd: string, args: string[], env?: Record<string, string>): Promise<RunResult>;
+  /** Runs `deno run -A FILE args` as the user. */
+  deno(file: string, args: string[], env?: Record<string, string>): Promise<RunResult>;
+  /** Where the user's mounts record their state files (`stateDir()` for that user). */
+  stateDir: string;
+}
+
+/**
+ * Prepares `dir` (made 0755, owned by nobody) for running deno as nobody through
+ * `setpriv --reuid --regid --clear-groups`: a DENO_DIR holding a copy of root's npm cache.
+ *
+ * @example
+ * ```ts ignore
+ * const nobody = await unprivileged(dir);
+ * await nobody.deno(`${ROOT}cli/main.ts`, ["mount", img, mnt]);
+ * ```
+ */
+export async function unprivileged(dir: string, uid = 65534, gid = 65534): Promise<Unprivileged> {
+  const info = JSON.parse(await runOk(Deno.execPath(), ["info", "--json"]));
+  await Deno.mkdir(`${dir}/deno-dir`, { recursive: true });
+  await runOk("cp", ["-r", info.npmCache, `${dir}/deno-dir/npm`]);
+  await runOk("chown", ["-R", `${uid}:${gid}`, dir]);
+  await Deno.chmod(dir, 0o755);
+  const base = {
+    PATH: "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+    HOME: dir,
+    DENO_DIR: `${dir}/deno-dir`,
+    DENO_NO_UPDATE_CHECK: "1",
+    TZ: "UTC",
+  };
+  const asUser = (cmd: string, args: string[], env: Record<string, string> = {}) => {
+    const vars = Object.entries({ ...base, ...env }).map(([k, v]) => `${k}=${v}`);
+    return run("setpriv", [
+      `--reuid=${uid}`,
+      `--regid=${gid}`,
+      "--clear-groups",
+      "env",
+      "-i",
+      ...vars,
+      cmd,
+      ...args,
+    ]);
+  };
+  return {
+    uid,
+    gid,
+    run: asUser,
+    deno: (file, args, env) => asUser(Deno.execPath(), ["run", "--allow-all", file, ...args], env),
+    stateDir: `/tmp/ext4ts-${uid}`,
+  };
+}
+
+/**
+ * Makes /dev/fuse usable by every user (mode 0666, as udev sets it on ordinary systems; some
+ * sandboxes leave it 0600, and fusermount3 opens it with the caller's fsuid) for the time
+ * of `fn`, then puts the old mode back.
+ *
+ * @example
+ * ```ts ignore
+ * await withOpenFuseDevice(async () => { ... });
+ * ```
+ */
+export async function withOpenFuseDevice<T>(fn: () => Promise<T>): Promise<T> {
+  const mode = Deno.statSync("/dev/fuse").mode! & 0o7777;
+  if ((mode & 0o666) === 0o666) return await fn();
+  Deno.chmodSync("/dev/fuse", 0o666);
+  try {
+    return await fn();
+  } finally {
+    Deno.chmodSync("/dev/fuse", mode);
+  }
+}

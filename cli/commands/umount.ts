@@ -13,7 +13,6 @@
  */
 
 import type { Command } from "@commander-js/extra-typings";
-import { resolve } from "node:path";
 import {
   abortConnection,
   connectionOf,
@@ -37,12 +36,23 @@ const EBUSY = 16;
 const EINVAL = 22;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** `path` made absolute and normalised (`.`, `..`, repeated slashes), without touching it. */
+function absolutePath(path: string): string {
+  const parts: string[] = [];
+  for (const p of (path.startsWith("/") ? path : `${Deno.cwd()}/${path}`).split("/")) {
+    if (p === "" || p === ".") continue;
+    if (p === "..") parts.pop();
+    else parts.push(p);
+  }
+  return "/" + parts.join("/");
+}
+
 function resolveMountPoint(path: string): string {
   try {
     return Deno.realPathSync(path);
   } catch {
     // A dead FUSE mount answers ENOTCONN to stat: use the path as written.
-    return resolve(path).replace(/\/+$/, "") || "/";
+    return absolutePath(path);
   }
 }
 

@@ -155,6 +155,9 @@ function mountError(e: unknown, source: string, target: string): Ext4Error {
  */
 export async function serve(o: ServeOptions): Promise<SessionEnd> {
   const { settings, log } = o;
+  // First thing: PR_SET_IO_FLUSHER marks the calling thread, and threads started later (Deno's
+  // worker threads for non-blocking calls) inherit it from their creator.
+  const failed = protectDaemon();
   if (!settings.readOnly) {
     throw new Ext4Error("UNSUPPORTED", "read-write mounts are not implemented yet; use -o ro");
   }
@@ -317,11 +320,11 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   }
   state.state = "mounted";
   writeState(state);
-  const failed = protectDaemon();
-  if (failed.length) log(`warning: could not set ${failed.join(", ")}`);
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT", "SIGHUP"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   o.onReady?.(state);
+  // Logged after the mount is reported live: a system-log line costs a process start.
+  if (failed.length) log(`warning: could not set ${failed.join(", ")}`);
   let end: SessionEnd;
   try {
     end = await ended;
