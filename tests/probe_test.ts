@@ -11,19 +11,106 @@ function dumpe2fsValue(lines: string[], label: string): string | undefined {
   return l?.slice(label.length + 1).trim();
 }
 
-const MATRIX: { name: string; mkfs?: string; args: string[]; size?: string }[] = [
+/** dumpe2fs's time ("Thu Jan  1 12:00:00 2026", TZ=UTC) as ISO, "n/a" or absent as null. */
+function dumpe2fsTime(text: string | undefined): string | null {
+  if (text === undefined || text === "n/a") return null;
+  const m = /^\w{3} (\w{3}) +(\d+) (\d\d):(\d\d):(\d\d) (\d+)$/.exec(text);
+  if (!m) throw new Error(`unexpected dumpe2fs time '${text}'`);
+  const month = "JanFebMarAprMayJunJulAugSepOctNovDec".indexOf(m[1]) / 3;
+  return new Date(Date.UTC(+m[6], month, +m[2], +m[3], +m[4], +m[5])).toISOString();
+}
+
+/** The documented `--json` keys (README "--json schema"): a test pins them so they stay. */
+const JSON_KEYS = [
+  "schema",
+  "device",
+  "deviceSize",
+  "type",
+  "label",
+  "uuid",
+  "blockSize",
+  "clusterSize",
+  "blocks",
+  "freeBlocks",
+  "reservedBlocks",
+  "inodes",
+  "freeInodes",
+  "inodeSize",
+  "groups",
+  "features",
+  "state",
+  "lastMount",
+  "lastWrite",
+  "created",
+  "mountCount",
+  "maxMountCount",
+  "journal",
+  "recovery",
+  "mmp",
+  "inUse",
+  "verdict",
+  "exitCode",
+];
+const STATE_KEYS = [
+  "summary",
+  "clean",
+  "errors",
+  "needsRecovery",
+  "descriptorChecksumErrors",
+  "descriptorError",
+];
+const JOURNAL_KEYS = [
+  "inode",
+  "device",
+  "uuid",
+  "external",
+  "blocks",
+  "blockSize",
+  "features",
+  "sequence",
+  "start",
+  "error",
+];
+const MMP_KEYS = ["state", "block", "interval", "nodeName", "deviceName", "updated", "error"];
+const IN_USE_KEYS = ["mounted", "mountPoints", "exclusivelyHeld", "loopDevices"];
+const RECOVERY_KEYS = ["transactions", "blocks", "error", "warnings"];
+
+/** A parsed `--json` object. */
+// deno-lint-ignore no-explicit-any
+type Json = Record<string, any>;
+
+/** Why every image is read-only for now (lib/probe.ts WRITE_SUPPORTED). */
+const NO_RW = "read-write mounts are not implemented yet";
+
+const MATRIX: {
+  name: string;
+  mkfs?: string;
+  args: string[];
+  size?: string;
+  /** The verdict's reasons from the support table, before {@link NO_RW}. */
+  limits?: string[];
+}[] = [
   { name: "ext4 1k", args: ["-b", "1024"] },
   { name: "ext4 2k", args: ["-b", "2048"] },
   { name: "ext4 4k", args: ["-b", "4096"] },
   { name: "ext4 64k", args: ["-b", "65536"], size: "256M" },
   { name: "^64bit", args: ["-O", "^64bit"] },
   { name: "^metadata_csum", args: ["-O", "^metadata_csum"] },
-  { name: "bigalloc", args: ["-O", "bigalloc"], size: "256M" },
+  {
+    name: "bigalloc",
+    args: ["-O", "bigalloc"],
+    size: "256M",
+    limits: ["bigalloc allocation is not implemented"],
+  },
   { name: "inline_data", args: ["-O", "inline_data"] },
-  { name: "casefold", args: ["-O", "casefold"] },
-  { name: "encrypt", args: ["-O", "encrypt"] },
-  { name: "quota+project", args: ["-O", "quota,project"] },
-  { name: "mmp", args: ["-O", "mmp"] },
+  {
+    name: "casefold",
+    args: ["-O", "casefold"],
+    limits: ["casefolded directories cannot be written"],
+  },
+  { name: "encrypt", args: ["-O", "encrypt"], limits: ["encrypted files cannot be written"] },
+  { name: "quota+project", args: ["-O", "quota,project"], limits: ["quota files are not updated"] },
+  { name: "mmp", args: ["-O", "mmp"], limits: ["multi-mount protection is not maintained"] },
   { name: "meta_bg", args: ["-O", "meta_bg,^resize_inode", "-b", "1024"], size: "300M" },
   { name: "sparse_super2", args: ["-O", "sparse_super2"] },
   { name: "orphan_file", args: ["-O", "orphan_file"] },
@@ -32,15 +119,184 @@ const MATRIX: { name: string; mkfs?: string; args: string[]; size?: string }[] =
   { name: "ext2", mkfs: "mkfs.ext2", args: [] },
   { name: "ext3", mkfs: "mkfs.ext3", args: [] },
   {
-    name: "label, raid, check interval",
+    name: "label, raid, check interval, last mount",
     args: ["-L", "data-01", "-E", "stride=16,stripe_width=64", "-i", "8192"],
   },
 ];
 
-testWith("probe --full equals dumpe2fs -h over the feature matrix; --json agrees", [
+/**
+ * Every `--json` field against `dumpe2fs -h` (`d`) for a clean, unmounted image at `path`
+ * (`deviceSize` bytes), and the keys against the documented schema.
+ */
+function assertJsonMatches(
+  j: Json,
+  d: string[],
+  path: string,
+  deviceSize: number,
+  c: (typeof MATRIX)[number],
+): void {
+  const v = (label: string) => dumpe2fsValue(d, label);
+  const num = (label: string) => {
+    const text = v(label);
+    assert.ok(text !== undefined, `dumpe2fs -h prints no '${label}'`);
+    return Number(text);
+  };
+  assert.deepEqual(Object.keys(j), JSON_KEYS);
+  assert.deepEqual(Object.keys(j.state), STATE_KEYS);
+  assert.deepEqual(Object.keys(j.lastMount), ["time", "path"]);
+  assert.deepEqual(Object.keys(j.inUse), IN_USE_KEYS);
+  assert.deepEqual(Object.keys(j.verdict), ["level", "reasons"]);
+  assert.equal(j.schema, 1);
+  assert.equal(j.device, path);
+  assert.equal(j.deviceSize, deviceSize);
+  assert.equal(j.type, c.mkfs === "mkfs.ext2" ? "ext2" : c.mkfs === "mkfs.ext3" ? "ext3" : "ext4");
+  assert.equal(j.label || "<none>", v("Filesystem volume name"));
+  assert.equal(j.uuid, v("Filesystem UUID"));
+  assert.equal(j.blockSize, num("Block size"));
+  assert.equal(j.clusterSize, num(v("Cluster size") ? "Cluster size" : "Fragment size"));
+  assert.equal(j.blocks, num("Block count"));
+  assert.equal(j.freeBlocks, num("Free blocks"));
+  assert.equal(j.reservedBlocks, num("Reserved block count"));
+  assert.equal(j.inodes, num("Inode count"));
+  assert.equal(j.freeInodes, num("Free inodes"));
+  assert.equal(j.inodeSize, num("Inode size"));
+  assert.equal(
+    j.groups,
+    Math.ceil((num("Block count") - num("First block")) / num("Blocks per group")),
+  );
+  assert.equal(j.features.join(" "), v("Filesystem features"));
+  assert.deepEqual(j.state, {
+    summary: v("Filesystem state"),
+    clean: true,
+    errors: false,
+    needsRecovery: false,
+    descriptorChecksumErrors: [],
+    descriptorError: null,
+  });
+  const lastOn = v("Last mounted on");
+  assert.deepEqual(j.lastMount, {
+    time: dumpe2fsTime(v("Last mount time")),
+    path: lastOn === "<not available>" ? null : lastOn,
+  });
+  assert.equal(j.lastWrite, dumpe2fsTime(v("Last write time")));
+  assert.equal(j.created, dumpe2fsTime(v("Filesystem created")));
+  assert.equal(j.mountCount, num("Mount count"));
+  assert.equal(j.maxMountCount, num("Maximum mount count"));
+  if (j.features.includes("has_journal")) {
+    assert.deepEqual(Object.keys(j.journal), JOURNAL_KEYS);
+    const features = v("Journal features");
+    assert.deepEqual(j.journal, {
+      inode: num("Journal inode"),
+      device: null,
+      uuid: null,
+      external: false,
+      blocks: num("Total journal blocks"),
+      blockSize: j.blockSize, // an internal journal uses the filesystem's block size
+      features: features === "(none)" ? [] : features!.split(" "),
+      sequence: parseInt(v("Journal sequence")!, 16),
+      start: num("Journal start"),
+      error: null,
+    });
+  } else {
+    assert.equal(j.journal, null);
+    assert.equal(v("Journal inode"), undefined);
+  }
+  assert.equal(j.recovery, null);
+  if (j.features.includes("mmp")) {
+    assert.deepEqual(Object.keys(j.mmp), MMP_KEYS);
+    assert.deepEqual(j.mmp, {
+      state: "clean",
+      block: num("MMP block number"),
+      interval: num("MMP update interval"),
+      nodeName: v("    mmp_node_name"),
+      deviceName: v("    mmp_device_name"),
+      updated: dumpe2fsTime(v("    mmp_update_date")),
+      error: null,
+    });
+  } else {
+    assert.equal(j.mmp, null);
+  }
+  assert.deepEqual(j.inUse, {
+    mounted: false,
+    mountPoints: [],
+    exclusivelyHeld: null,
+    loopDevices: [],
+  });
+  assert.deepEqual(j.verdict, { level: "ro", reasons: [...(c.limits ?? []), NO_RW] });
+  assert.equal(j.exitCode, 0);
+}
+
+/** Every row of the human summary against `dumpe2fs -h` (`d`) and the JSON (`j`). */
+function assertHumanMatches(text: string, d: string[], j: Json, path: string) {
+  const v = (label: string) => dumpe2fsValue(d, label);
+  const lines = text.trimEnd().split("\n");
+  assert.equal(lines[0], `${path}: ${j.type} filesystem`);
+  const rows = new Map<string, string>();
+  for (const l of lines.slice(1, -1)) {
+    const m = /^ {2}([a-zA-Z ]+): +(.*)$/.exec(l);
+    assert.ok(m, `unexpected summary line '${l}'`);
+    rows.set(m[1], m[2]);
+  }
+  const label = v("Filesystem volume name");
+  const expected = new Map<string, string>([
+    ["label", label === "<none>" ? "(none)" : label!],
+    ["UUID", v("Filesystem UUID")!],
+    ["size", `(${v("Block count")} blocks of ${v("Block size")} bytes)`],
+    ["free blocks", `${v("Free blocks")} (`],
+    ["free blocks reserved", `, ${v("Reserved block count")} reserved`],
+    ["inodes", `${v("Inode count")} (${v("Free inodes")} free), ${v("Inode size")} bytes each`],
+    ["features", v("Filesystem features")!],
+    ["state", v("Filesystem state")!],
+    [
+      "last mounted",
+      j.lastMount.time
+        ? `${dumpe2fsTime(v("Last mount time"))}${
+          v("Last mounted on") === "<not available>" ? "" : ` on ${v("Last mounted on")}`
+        }`
+        : "never",
+    ],
+    ["mount count", `${v("Mount count")} (maximum ${v("Maximum mount count")})`],
+    [
+      "journal",
+      j.journal
+        ? `internal, inode ${v("Journal inode")}, ${v("Total journal blocks")} blocks of ${
+          v("Block size")
+        } bytes, sequence ${parseInt(v("Journal sequence")!, 16)}, empty`
+        : "none",
+    ],
+    ["in use", "not mounted"],
+  ]);
+  if (j.mmp) {
+    expected.set(
+      "MMP",
+      `clean, block ${v("MMP block number")}, interval ${v("MMP update interval")}s, ` +
+        `last update by ${v("    mmp_node_name")} (${v("    mmp_device_name")}) at ${
+          dumpe2fsTime(v("    mmp_update_date"))
+        }`,
+    );
+  }
+  assert.deepEqual(
+    [...rows.keys()].sort(),
+    [...expected.keys()].filter((k) => k !== "free blocks reserved").sort(),
+  );
+  for (const [k, want] of expected) {
+    const got = rows.get(k === "free blocks reserved" ? "free blocks" : k)!;
+    if (k === "size") assert.ok(got.endsWith(want), `size: '${got}' vs '${want}'`);
+    else if (k === "free blocks") assert.ok(got.startsWith(want), `${k}: '${got}' vs '${want}'`);
+    else if (k === "free blocks reserved") assert.ok(got.endsWith(want), `${k}: '${got}'`);
+    else assert.equal(got, want, k);
+  }
+  assert.equal(
+    lines.at(-1),
+    `verdict: ro: ext4ts can read it but not write it (${j.verdict.reasons.join("; ")})`,
+  );
+}
+
+testWith("probe --full equals dumpe2fs -h over the feature matrix; --json and the summary agree", [
   "mkfs.ext4",
   "dumpe2fs",
   "tune2fs",
+  "debugfs",
 ], async (t) => {
   await using dir = await tempDir();
   for (const c of MATRIX) {
@@ -49,38 +305,32 @@ testWith("probe --full equals dumpe2fs -h over the feature matrix; --json agrees
       await makeImage(path, { mkfs: c.mkfs, args: c.args, size: c.size ?? "64M" });
       if (c.name.startsWith("label")) {
         await runOk("tune2fs", ["-i", "3w", "-c", "25", "-e", "remount-ro", path]);
+        // A filesystem mounted before: last mount time and place, a mount count.
+        for (const cmd of ["last_mounted /srv/data", "mtime 20250314092653", "mnt_count 7"]) {
+          await runOk("debugfs", ["-w", "-R", `ssv ${cmd}`, path]);
+        }
       }
       const expected = await dumpe2fsHeader(path);
       const full = await runCli(["probe", "--full", path]);
       assert.equal(full.stderr, "");
+      assert.equal(full.code, 0);
       assert.deepEqual(full.stdout.split("\n").filter((l) => l !== ""), expected);
 
       const json = await runCli(["probe", "--json", path]);
-      const j = JSON.parse(json.stdout);
-      assert.equal(j.schema, 1);
-      assert.equal(j.uuid, dumpe2fsValue(expected, "Filesystem UUID"));
-      assert.equal(j.label || "<none>", dumpe2fsValue(expected, "Filesystem volume name"));
-      assert.equal(String(j.blocks), dumpe2fsValue(expected, "Block count"));
-      assert.equal(String(j.freeBlocks), dumpe2fsValue(expected, "Free blocks"));
-      assert.equal(String(j.inodes), dumpe2fsValue(expected, "Inode count"));
-      assert.equal(String(j.freeInodes), dumpe2fsValue(expected, "Free inodes"));
-      assert.equal(String(j.blockSize), dumpe2fsValue(expected, "Block size"));
-      assert.equal(j.features.join(" "), dumpe2fsValue(expected, "Filesystem features"));
-      assert.equal(j.state.summary, dumpe2fsValue(expected, "Filesystem state"));
-      assert.equal(
-        j.type,
-        c.mkfs === "mkfs.ext2" ? "ext2" : c.mkfs === "mkfs.ext3" ? "ext3" : "ext4",
-      );
-      assert.equal(j.inUse.mounted, false);
-      const refuse = false;
-      assert.equal(j.verdict.level === "refuse", refuse);
+      assert.equal(json.stderr, "");
       assert.equal(json.code, 0);
-      assert.equal(j.exitCode, 0);
-      if (c.name === "mmp") assert.equal(j.mmp.state, "clean");
+      const j = JSON.parse(json.stdout);
+      assertJsonMatches(j, expected, path, (await Deno.stat(path)).size, c);
+      if (c.name.startsWith("label")) {
+        assert.deepEqual(j.lastMount, { time: "2025-03-14T09:26:53.000Z", path: "/srv/data" });
+        assert.equal(j.mountCount, 7);
+        assert.equal(j.maxMountCount, 25);
+      }
+
       const human = await runCli(["probe", path]);
+      assert.equal(human.stderr, "");
       assert.equal(human.code, 0);
-      assert.match(human.stdout, /^verdict: (rw|ro): /m);
-      assert.match(human.stdout, new RegExp(`UUID: +${j.uuid}`));
+      assertHumanMatches(human.stdout, expected, j, path);
     });
   }
 });
@@ -306,6 +556,8 @@ testWith(
     assert.equal(r.code, 4, r.stderr);
     const j = JSON.parse(r.stdout);
     assert.equal(j.state.needsRecovery, true);
+    assert.deepEqual(Object.keys(j), JSON_KEYS);
+    assert.deepEqual(Object.keys(j.recovery), RECOVERY_KEYS);
     assert.ok(j.recovery.transactions > 0 && j.recovery.blocks > 0, JSON.stringify(j.recovery));
     assert.equal(j.recovery.error, null);
     assert.match(
