@@ -389,6 +389,81 @@ testWith("probe: a mounted image is reported in use, held exclusively", [
   }
 });
 
+testWith(
+  "probe: a write-protected loop device is read-only; a device held O_EXCL by another process is reported",
+  [
+    "root",
+    "loop",
+    "losetup",
+    "mkfs.ext4",
+    "python3",
+  ],
+  async () => {
+    await using dir = await tempDir();
+    const path = `${dir.path}/w.img`;
+    await makeImage(path, { size: "16M" });
+    // losetup -r: BLKROGET says read-only although an O_RDWR open would succeed.
+    const loop = (await runOk("losetup", ["-r", "-f", "--show", path])).trim();
+    let holder: Deno.ChildProcess | undefined;
+    try {
+      let r = await runCli(["probe", "--json", loop]);
+      assert.equal(r.code, 0, r.stderr);
+      let j = JSON.parse(r.stdout);
+      assert.equal(j.verdict.level, "ro");
+      assert.ok(
+        j.verdict.reasons.includes("the device is read-only"),
+        j.verdict.reasons.join("; "),
+      );
+      assert.deepEqual(j.inUse, {
+        mounted: false,
+        mountPoints: [],
+        exclusivelyHeld: false,
+        loopDevices: [],
+      });
+      // Probing the image finds the loop device over it.
+      j = JSON.parse((await runCli(["probe", "--json", path])).stdout);
+      assert.deepEqual(j.inUse.loopDevices, [loop]);
+      assert.equal(j.inUse.exclusivelyHeld, false);
+      assert.ok(
+        !j.verdict.reasons.includes("the device is read-only"),
+        "the file itself is writable",
+      );
+
+      // Another process holds the device with O_EXCL (as mkfs, a mount or a VM would).
+      holder = new Deno.Command("python3", {
+        args: [
+          "-c",
+          "import os,sys,time\nfd=os.open(sys.argv[1],os.O_RDONLY|os.O_EXCL)\nprint('held',flush=True)\nsys.stdin.read()",
+          loop,
+        ],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+      const reader = holder.stdout.getReader();
+      const first = await reader.read();
+      assert.equal(new TextDecoder().decode(first.value), "held\n");
+      reader.releaseLock();
+      r = await runCli(["probe", "--json", loop]);
+      j = JSON.parse(r.stdout);
+      assert.equal(j.inUse.mounted, false);
+      assert.equal(j.inUse.exclusivelyHeld, true);
+      j = JSON.parse((await runCli(["probe", "--json", path])).stdout);
+      assert.equal(j.inUse.exclusivelyHeld, true, "held through the loop device over the image");
+      const human = await runCli(["probe", loop]);
+      assert.match(human.stdout, /^ {2}in use: +not mounted, held open exclusively$/m);
+      assert.match(human.stdout, /^verdict: ro: .*the device is read-only/m);
+    } finally {
+      if (holder) {
+        await holder.stdin.close();
+        await holder.stdout.cancel().catch(() => {});
+        await holder.status;
+      }
+      await run("losetup", ["-d", loop]);
+    }
+  },
+);
+
 testWith("probe: bad input gets one clear line on stderr and a documented exit code", [
   "mkfs.ext4",
   "mkfs.vfat",
