@@ -2,7 +2,16 @@ import assert from "node:assert/strict";
 import type { BlockDevice } from "../lib/block_device.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
 import { probeDevice } from "../lib/probe.ts";
-import { makeImage, ROOT, run, runCli, runOk, tempDir, testWith } from "./helpers.ts";
+import {
+  makeImage,
+  ROOT,
+  run,
+  runCli,
+  runOk,
+  type RunResult,
+  tempDir,
+  testWith,
+} from "./helpers.ts";
 
 async function dumpe2fsHeader(path: string): Promise<string[]> {
   const out = await runOk("dumpe2fs", ["-h", path], { env: { TZ: "UTC" } });
@@ -474,15 +483,16 @@ testWith("probe: bad input gets one clear line on stderr and a documented exit c
 ], async (t) => {
   await using dir = await tempDir();
   const d = dir.path;
-  const check = async (args: string[], code: number, message: RegExp) => {
-    const r = await runCli(args);
-    assert.equal(r.code, code, `${args.join(" ")}: ${r.stderr}`);
+  const expectOneLine = (r: RunResult, code: number, message: RegExp) => {
+    assert.equal(r.code, code, r.stderr);
     assert.equal(r.stdout, "");
     const lines = r.stderr.trim().split("\n");
     assert.equal(lines.length, 1, r.stderr);
     assert.match(lines[0], message);
-    assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/); // no stack trace
+    assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+|Error:|^\s+at /m); // no stack trace
   };
+  const check = async (args: string[], code: number, message: RegExp) =>
+    expectOneLine(await runCli(args), code, message);
   await t.step(
     "missing path",
     () =>
@@ -527,7 +537,7 @@ testWith("probe: bad input gets one clear line on stderr and a documented exit c
     f.close();
     await check(["probe", `${d}/csum.img`], 5, /corrupt superblock: checksum mismatch/);
   });
-  await t.step("permission denied", async () => {
+  await t.step("permission denied (root without CAP_DAC_OVERRIDE)", async () => {
     await makeImage(`${d}/perm.img`, {});
     await Deno.chmod(`${d}/perm.img`, 0);
     // Root without CAP_DAC_OVERRIDE is refused like any user.
@@ -538,12 +548,50 @@ testWith("probe: bad input gets one clear line on stderr and a documented exit c
       Deno.execPath(),
       "run",
       "--allow-all",
-      new URL("../cli/main.ts", import.meta.url).pathname,
+      `${ROOT}cli/main.ts`,
       "probe",
       `${d}/perm.img`,
     ]);
-    assert.equal(r.code, 7, r.stderr);
-    assert.match(r.stderr.trim(), /^ext4ts: cannot open .*perm\.img: .*Permission denied$/);
+    expectOneLine(r, 7, /^ext4ts: cannot open .*perm\.img: .*Permission denied$/);
+  });
+  await t.step("permission denied (an ordinary user)", async () => {
+    await Deno.chmod(`${d}/perm.img`, 0o600);
+    // The user nobody runs ext4ts from a Deno cache of its own (a copy of the npm packages:
+    // no network), on an image only root may read.
+    const denoDir = `${d}/deno-dir-nobody`;
+    const info = JSON.parse(await runOk(Deno.execPath(), ["info", "--json"]));
+    await Deno.mkdir(denoDir);
+    await runOk("cp", ["-r", info.npmCache, `${denoDir}/npm`]);
+    await runOk("chown", ["-R", "65534:65534", denoDir]);
+    await Deno.chmod(d, 0o755);
+    const asNobody = (args: string[]) =>
+      run("setpriv", [
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        "env",
+        `HOME=${denoDir}`,
+        `DENO_DIR=${denoDir}`,
+        Deno.execPath(),
+        ...args,
+      ]);
+    // Where the project's sources are out of the user's reach (a clone under /root), the
+    // step above stands for this one.
+    const reach = await asNobody(["eval", `Deno.readTextFileSync("${ROOT}cli/main.ts")`]);
+    if (reach.code !== 0) {
+      console.log(`  (skipped: uid 65534 cannot read ${ROOT}cli/main.ts)`);
+      return;
+    }
+    const r = await asNobody([
+      "run",
+      "--allow-all",
+      "--cached-only",
+      `${ROOT}cli/main.ts`,
+      "probe",
+      `${d}/perm.img`,
+    ]);
+    expectOneLine(r, 7, /^ext4ts: cannot open .*perm\.img: .*Permission denied$/);
   });
   await t.step("a wrong option", async () => {
     const r = await runCli(["probe", "--bogus", `${d}/zero.img`]);
