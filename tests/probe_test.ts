@@ -300,7 +300,9 @@ function assertHumanMatches(text: string, d: string[], j: Json, path: string) {
   }
   assert.equal(
     lines.at(-1),
-    `verdict: ro: ext4ts can read it but not write it (${j.verdict.reasons.join("; ")})`,
+    `verdict: ro: ext4ts can read it but not write it (${
+      j.verdict.reasons.join("; ")
+    }); not mounted or held open right now`,
   );
 }
 
@@ -390,11 +392,22 @@ testWith("probe: a mounted image is reported in use, held exclusively", [
     assert.equal(j.inUse.mounted, true);
     assert.deepEqual(j.inUse.mountPoints, [mnt]);
     assert.equal(j.inUse.exclusivelyHeld, true);
+    assert.deepEqual(j.verdict, {
+      level: "ro",
+      reasons: [NO_RW, `it is mounted right now on ${mnt} and held open exclusively`],
+    });
     const loop = j.inUse.loopDevices[0];
     const h = await runCli(["probe", loop]);
     assert.match(
       h.stdout,
       new RegExp(`in use: +mounted on ${mnt} \\(ext4\\), held open exclusively`),
+    );
+    assert.match(
+      h.stdout,
+      new RegExp(
+        `^verdict: ro: .*; it is mounted right now on ${mnt} and held open exclusively\\)$`,
+        "m",
+      ),
     );
   } finally {
     await runOk("umount", [mnt]);
@@ -421,10 +434,11 @@ testWith(
       let r = await runCli(["probe", "--json", loop]);
       assert.equal(r.code, 0, r.stderr);
       let j = JSON.parse(r.stdout);
-      assert.equal(j.verdict.level, "ro");
-      assert.ok(
-        j.verdict.reasons.includes("the device is read-only"),
-        j.verdict.reasons.join("; "),
+      assert.deepEqual(j.verdict, { level: "ro", reasons: [NO_RW, "the device is read-only"] });
+      const idle = await runCli(["probe", loop]);
+      assert.match(
+        idle.stdout,
+        /^verdict: ro: .*the device is read-only\); not mounted or held open right now$/m,
       );
       assert.deepEqual(j.inUse, {
         mounted: false,
@@ -453,8 +467,13 @@ testWith(
         stderr: "inherit",
       }).spawn();
       const reader = holder.stdout.getReader();
-      const first = await reader.read();
-      assert.equal(new TextDecoder().decode(first.value), "held\n");
+      let said = "";
+      while (!said.includes("\n")) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        said += new TextDecoder().decode(value);
+      }
+      assert.equal(said, "held\n");
       reader.releaseLock();
       r = await runCli(["probe", "--json", loop]);
       j = JSON.parse(r.stdout);
@@ -462,9 +481,15 @@ testWith(
       assert.equal(j.inUse.exclusivelyHeld, true);
       j = JSON.parse((await runCli(["probe", "--json", path])).stdout);
       assert.equal(j.inUse.exclusivelyHeld, true, "held through the loop device over the image");
+      assert.deepEqual(j.verdict.reasons.slice(-1), [
+        "another program holds it open exclusively right now",
+      ]);
       const human = await runCli(["probe", loop]);
       assert.match(human.stdout, /^ {2}in use: +not mounted, held open exclusively$/m);
-      assert.match(human.stdout, /^verdict: ro: .*the device is read-only/m);
+      assert.match(
+        human.stdout,
+        /^verdict: ro: .*the device is read-only; another program holds it open exclusively right now\)$/m,
+      );
     } finally {
       if (holder) {
         await holder.stdin.close();

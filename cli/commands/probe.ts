@@ -9,7 +9,7 @@ import type { Command } from "@commander-js/extra-typings";
 import { Ext4Error } from "../../lib/errors.ts";
 import { formatUuid } from "../../lib/superblock.ts";
 import { journalSummary, probeDevice, type ProbeResult, stateSummary } from "../../lib/probe.ts";
-import { featureNames } from "../../lib/features.ts";
+import { featureNames, type SupportLevel } from "../../lib/features.ts";
 import { journalReport, mmpReport, superblockReport } from "../../lib/superblock_report.ts";
 import { type DeviceUse, deviceUse } from "../../ffi/device_status.ts";
 import { openCliDevice } from "../device.ts";
@@ -27,6 +27,26 @@ export function probeExitCode(r: ProbeResult): ExitCodeValue {
   if (r.hasErrors) return ExitCode.FS_ERRORS;
   if (r.needsRecovery) return ExitCode.NEEDS_RECOVERY;
   return ExitCode.OK;
+}
+
+/**
+ * The verdict with the device's current use folded in: a filesystem mounted or held open
+ * exclusively right now is at most read-only for ext4ts (a second writer would corrupt it).
+ */
+export function verdictWithUse(
+  r: ProbeResult,
+  use: DeviceUse | null,
+): { level: SupportLevel; reasons: string[] } {
+  const v = r.support;
+  if (!use || v.level === "refuse") return v;
+  const busy = use.mounts.length
+    ? `it is mounted right now on ${use.mounts.map((m) => m.mountPoint).join(", ")}${
+      use.exclusivelyHeld ? " and held open exclusively" : ""
+    }`
+    : use.exclusivelyHeld
+    ? "another program holds it open exclusively right now"
+    : null;
+  return busy ? { level: "ro", reasons: [...v.reasons, busy] } : v;
 }
 
 function isoTime(seconds: number): string | null {
@@ -87,7 +107,7 @@ export function probeJson(path: string, size: number, r: ProbeResult, use: Devic
         loopDevices: use.loopDevices,
       }
       : null,
-    verdict: { level: r.support.level, reasons: r.support.reasons },
+    verdict: verdictWithUse(r, use),
     exitCode: probeExitCode(r),
   };
 }
@@ -156,13 +176,16 @@ function humanReport(path: string, r: ProbeResult, use: DeviceUse | null): strin
     const held = use.exclusivelyHeld ? ", held open exclusively" : "";
     row("in use", where + held);
   }
-  const v = r.support;
+  const v = verdictWithUse(r, use);
   const verdict = v.level === "rw"
     ? "rw: ext4ts can mount it read-write"
     : v.level === "ro"
     ? `ro: ext4ts can read it but not write it (${v.reasons.join("; ")})`
     : `refuse: ext4ts cannot use it (${v.reasons.join("; ")})`;
-  lines.push(`verdict: ${verdict}`);
+  // The line says whether the device is in use right now either way: a busy device is among
+  // the reasons (not known with --offset, which looks inside a larger device).
+  const idle = use && !use.mounts.length && !use.exclusivelyHeld;
+  lines.push(`verdict: ${verdict}${idle ? "; not mounted or held open right now" : ""}`);
   return lines.join("\n") + "\n";
 }
 
