@@ -374,6 +374,51 @@ testWith("probe: states map to exit codes (errors 5, needs recovery 4, unsupport
   assert.match(r.stdout, /^verdict: refuse: .*FEATURE_I31/m);
 });
 
+testWith("probe: bad descriptor checksums (crc32c, crc16) and corrupt descriptors exit 5", [
+  "mkfs.ext4",
+], async (t) => {
+  await using dir = await tempDir();
+  const flip = async (path: string, at: number, bytes: Uint8Array) => {
+    const f = await Deno.open(path, { read: true, write: true });
+    await f.seek(at, Deno.SeekMode.Start);
+    await f.write(bytes);
+    f.close();
+  };
+  // 4 KiB blocks: the descriptor table is block 1; descriptor g at 4096 + g * descSize.
+  for (
+    const [name, args, descSize] of [
+      ["metadata_csum (crc32c)", ["-O", "metadata_csum,64bit"], 64],
+      ["gdt_csum (crc16)", ["-O", "^metadata_csum,uninit_bg,^64bit"], 32],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const path = `${dir.path}/${descSize}.img`;
+      await makeImage(path, { args: ["-b", "4096", ...args], size: "300M" });
+      // Group 1's free inode count changes; its stored checksum does not.
+      await flip(path, 4096 + descSize + 0xe, new Uint8Array([0x55]));
+      const r = await runCli(["probe", "--json", path]);
+      assert.equal(r.code, 5, r.stderr);
+      const j = JSON.parse(r.stdout);
+      assert.deepEqual(j.state.descriptorChecksumErrors, [1]);
+      assert.equal(j.state.errors, true);
+      assert.equal(j.state.summary, "clean, 1 group descriptor checksum error(s)");
+      assert.equal(j.exitCode, 5);
+    });
+  }
+  await t.step("a descriptor pointing outside the filesystem", async () => {
+    const path = `${dir.path}/range.img`;
+    await makeImage(path, { args: ["-b", "4096", "-O", "^metadata_csum,^uninit_bg"] });
+    await flip(path, 4096 + 8, new Uint8Array([0, 0xe1, 0xf5, 0x05])); // inode table 10^8
+    const r = await runCli(["probe", "--json", path]);
+    assert.equal(r.code, 5, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.match(j.state.descriptorError, /group descriptor 0: .*inode table 100000000/);
+    assert.equal(j.state.summary, "clean, corrupt group descriptors");
+    assert.equal(j.verdict.level, "refuse");
+    assert.match(j.verdict.reasons[0], /outside the filesystem/);
+  });
+});
+
 testWith("probe: a mounted image is reported in use, held exclusively", [
   "root",
   "loop",

@@ -9,7 +9,7 @@ import type { Command } from "@commander-js/extra-typings";
 import { Ext4Error } from "../../lib/errors.ts";
 import { formatUuid } from "../../lib/superblock.ts";
 import { journalSummary, probeDevice, type ProbeResult, stateSummary } from "../../lib/probe.ts";
-import { featureNames, type SupportLevel } from "../../lib/features.ts";
+import { featureNames, featureSupport, type SupportLevel } from "../../lib/features.ts";
 import { journalReport, mmpReport, superblockReport } from "../../lib/superblock_report.ts";
 import { type DeviceUse, deviceUse } from "../../ffi/device_status.ts";
 import { openCliDevice } from "../device.ts";
@@ -21,9 +21,12 @@ import { systemNames } from "../names.ts";
 /** Version of the `--json` schema; bumped only for incompatible changes. */
 export const PROBE_SCHEMA_VERSION = 1;
 
-/** The exit code a probe result earns: unsupported > errors > needs recovery > ok. */
+/**
+ * The exit code a probe result earns: unsupported features > errors > needs recovery > ok.
+ * Corrupt descriptors make the verdict `refuse` too, but they are errors (5), not features.
+ */
 export function probeExitCode(r: ProbeResult): ExitCodeValue {
-  if (r.support.level === "refuse") return ExitCode.UNSUPPORTED;
+  if (featureSupport(r.superblock).level === "refuse") return ExitCode.UNSUPPORTED;
   if (r.hasErrors) return ExitCode.FS_ERRORS;
   if (r.needsRecovery) return ExitCode.NEEDS_RECOVERY;
   return ExitCode.OK;
