@@ -60,8 +60,9 @@ export interface ProbeResult {
   /** INCOMPAT_RECOVER is set: the journal holds transactions not yet replayed. */
   needsRecovery: boolean;
   /**
-   * The superblock records errors (`s_state` ERROR_FS), or group descriptors are unreadable or fail
-   * their checksums.
+   * The superblock records errors (`s_state` ERROR_FS), group descriptors are unreadable or fail
+   * their checksums, or the MMP block is unreadable or fails its checksum (the kernel refuses
+   * to mount then).
    */
   hasErrors: boolean;
   /** The MMP block when the mmp feature is on and the block could be read; else null. */
@@ -168,7 +169,7 @@ export async function probeDevice(
     }
   }
   const hasErrors = (sb.state & State.ERROR) !== 0 || groupsError !== null ||
-    (groups?.badChecksums.length ?? 0) > 0;
+    (groups?.badChecksums.length ?? 0) > 0 || mmpError !== null;
   return {
     superblock: sb,
     groups,
@@ -221,6 +222,7 @@ export function stateSummary(r: ProbeResult): string {
     parts.push(`${r.groups.badChecksums.length} group descriptor checksum error(s)`);
   }
   if (r.groupsError) parts.push("corrupt group descriptors");
+  if (r.mmpError) parts.push(r.mmp ? "MMP block checksum error" : "unreadable MMP block");
   if (r.superblock.state & State.ORPHAN) parts.push("orphans being recovered");
   return parts.join(", ");
 }

@@ -419,6 +419,73 @@ testWith("probe: bad descriptor checksums (crc32c, crc16) and corrupt descriptor
   });
 });
 
+testWith("probe: MMP states (in use, fsck) and a corrupt MMP block", ["mkfs.ext4"], async (t) => {
+  await using dir = await tempDir();
+  /** Writes `bytes` at `at` inside the MMP block of `path`; returns the probe before. */
+  const patchMmp = async (path: string, at: number, bytes: Uint8Array) => {
+    const before = JSON.parse((await runCli(["probe", "--json", path])).stdout);
+    const f = await Deno.open(path, { read: true, write: true });
+    await f.seek(before.mmp.block * before.blockSize + at, Deno.SeekMode.Start);
+    await f.write(bytes);
+    f.close();
+    return before;
+  };
+  const u32 = (v: number) => {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, v, true);
+    return b;
+  };
+  // Without metadata_csum the MMP block has no checksum: its sequence can be set directly.
+  const plain = `${dir.path}/plain.img`;
+  await makeImage(plain, { args: ["-O", "mmp,^metadata_csum"] });
+  for (
+    const [state, seq, reason] of [
+      ["in-use", 42, "MMP says the filesystem is in use on another node"],
+      ["fsck", 0xe24d4d50, "MMP says e2fsck is running on it"],
+    ] as const
+  ) {
+    await t.step(`mmp_seq ${seq.toString(16)}: ${state}`, async () => {
+      await patchMmp(plain, 4, u32(seq));
+      const r = await runCli(["probe", "--json", plain]);
+      assert.equal(r.code, 0, r.stderr);
+      const j = JSON.parse(r.stdout);
+      assert.equal(j.mmp.state, state);
+      assert.equal(j.mmp.error, null);
+      assert.deepEqual(j.verdict.reasons, [
+        "multi-mount protection is not maintained",
+        NO_RW,
+        reason,
+      ]);
+      const human = await runCli(["probe", plain]);
+      assert.match(human.stdout, new RegExp(`^ {2}MMP: +${state}, block ${j.mmp.block}, `, "m"));
+      assert.match(human.stdout, new RegExp(`^verdict: ro: .*; ${reason}\\); not mounted`, "m"));
+    });
+  }
+  const csum = `${dir.path}/csum.img`;
+  await makeImage(csum, { args: ["-O", "mmp,metadata_csum"] });
+  await t.step("a wrong MMP checksum is an error (exit 5)", async () => {
+    await patchMmp(csum, 16, new TextEncoder().encode("intruder")); // mmp_nodename
+    const r = await runCli(["probe", "--json", csum]);
+    assert.equal(r.code, 5, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.mmp.nodeName, "intruder");
+    assert.equal(j.mmp.error, "MMP block checksum mismatch");
+    assert.equal(j.state.summary, "clean, MMP block checksum error");
+    const human = await runCli(["probe", csum]);
+    assert.match(human.stdout, /^ {2}MMP: +clean, .*\(MMP block checksum mismatch\)$/m);
+  });
+  await t.step("an MMP block without its magic is unreadable (exit 5), same keys", async () => {
+    await patchMmp(csum, 0, u32(0));
+    const r = await runCli(["probe", "--json", csum]);
+    assert.equal(r.code, 5, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.deepEqual(Object.keys(j.mmp), MMP_KEYS);
+    assert.equal(j.mmp.state, "unreadable");
+    assert.match(j.mmp.error, /MMP block: bad magic 0x0/);
+    assert.equal(j.state.summary, "clean, unreadable MMP block");
+  });
+});
+
 testWith("probe: a mounted image is reported in use, held exclusively", [
   "root",
   "loop",

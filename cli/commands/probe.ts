@@ -101,7 +101,17 @@ export function probeJson(path: string, size: number, r: ProbeResult, use: Devic
         updated: isoTime(r.mmp.time),
         error: r.mmpError,
       }
-      : (r.mmpError ? { state: "unreadable", error: r.mmpError } : null),
+      : (r.mmpError
+        ? {
+          state: "unreadable",
+          block: sb.mmpBlock,
+          interval: sb.mmpInterval,
+          nodeName: null,
+          deviceName: null,
+          updated: null,
+          error: r.mmpError,
+        }
+        : null),
     inUse: use
       ? {
         mounted: use.mounts.length > 0,
@@ -169,7 +179,9 @@ function humanReport(path: string, r: ProbeResult, use: DeviceUse | null): strin
       "MMP",
       `${r.mmp.state}, block ${sb.mmpBlock}, interval ${sb.mmpInterval}s, last update by ${
         r.mmp.nodeName || "?"
-      } (${r.mmp.deviceName || "?"}) at ${isoTime(r.mmp.time)}`,
+      } (${r.mmp.deviceName || "?"}) at ${isoTime(r.mmp.time)}${
+        r.mmpError ? ` (${r.mmpError})` : ""
+      }`,
     );
   } else if (r.mmpError) row("MMP", `unreadable: ${r.mmpError}`);
   if (use) {
