@@ -746,28 +746,49 @@ testWith("probe: bad input gets one clear line on stderr and a documented exit c
   );
 });
 
-testWith(
-  "probe --offset finds a filesystem inside a partitioned image",
-  ["mkfs.ext4", "dumpe2fs"],
-  async () => {
-    await using dir = await tempDir();
-    const fs = `${dir.path}/fs.img`;
-    await makeImage(fs, { size: "16M" });
-    const disk = new Uint8Array(1 << 20).fill(0);
-    const whole = new Uint8Array(disk.length + (await Deno.stat(fs)).size);
-    whole.set(disk);
-    whole.set(await Deno.readFile(fs), disk.length);
-    await Deno.writeFile(`${dir.path}/disk.img`, whole);
-    const r = await runCli(["probe", "--json", "--offset", "2048s", `${dir.path}/disk.img`]);
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(
-      JSON.parse(r.stdout).uuid,
-      dumpe2fsValue(await dumpe2fsHeader(fs), "Filesystem UUID"),
-    );
-    const bad = await runCli(["probe", `${dir.path}/disk.img`]);
-    assert.equal(bad.code, 3);
-  },
-);
+testWith("probe --offset finds a filesystem inside a partitioned disk image", [
+  "mkfs.ext4",
+  "dumpe2fs",
+], async () => {
+  await using dir = await tempDir();
+  const fs = `${dir.path}/fs.img`;
+  await makeImage(fs, { size: "16M", args: ["-L", "part1"] });
+  const fsBytes = await Deno.readFile(fs);
+  // An MBR disk: one Linux partition (type 0x83) from sector 2048 holding the filesystem.
+  const image = new Uint8Array((1 << 20) + fsBytes.length + (1 << 20));
+  const mbr = new DataView(image.buffer);
+  image[446 + 4] = 0x83;
+  mbr.setUint32(446 + 8, 2048, true);
+  mbr.setUint32(446 + 12, fsBytes.length / 512, true);
+  mbr.setUint16(510, 0xaa55, true);
+  image.set(fsBytes, 1 << 20);
+  const disk = `${dir.path}/disk.img`;
+  await Deno.writeFile(disk, image);
+  const expected = await dumpe2fsHeader(fs);
+  for (const offset of ["1048576", "2048s", "1MiB", "1M", "1024k"]) {
+    const r = await runCli(["probe", "--json", "--offset", offset, disk]);
+    assert.equal(r.code, 0, `${offset}: ${r.stderr}`);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.uuid, dumpe2fsValue(expected, "Filesystem UUID"));
+    assert.equal(j.label, "part1");
+    assert.equal(j.deviceSize, fsBytes.length + (1 << 20), "the device from the offset on");
+    assert.equal(j.inUse, null, "current use is not known for a part of a device");
+  }
+  const full = await runCli(["probe", "--full", "--offset", "2048s", disk]);
+  assert.deepEqual(full.stdout.split("\n").filter((l) => l !== ""), expected);
+  const human = await runCli(["probe", "--offset", "2048s", disk]);
+  assert.equal(human.code, 0);
+  assert.doesNotMatch(human.stdout, /in use:/);
+  // Without the offset the disk is not a filesystem; an offset past the end is bad usage.
+  const whole = await runCli(["probe", disk]);
+  assert.equal(whole.code, 3);
+  assert.match(whole.stderr, /not an ext2\/3\/4 filesystem/);
+  const past = await runCli(["probe", "--offset", "1G", disk]);
+  assert.equal(past.code, 2, past.stderr);
+  assert.equal(past.stderr.trim().split("\n").length, 1);
+  const inside = await runCli(["probe", "--offset", "4096s", disk]);
+  assert.equal(inside.code, 3, "an offset that misses the filesystem finds no superblock");
+});
 
 /** A device that counts what is read through it. */
 class CountingDevice implements BlockDevice {
