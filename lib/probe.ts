@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { BlockDevice } from "./block_device.ts";
+import { type BlockDevice, readBytes } from "./block_device.ts";
 import { Ext4Error } from "./errors.ts";
 import {
   Compat,
@@ -18,7 +18,7 @@ import {
 } from "./features.ts";
 import { type GroupDescriptorTable, readGroupDescriptors } from "./group_descriptor.ts";
 import { type MmpBlock, readMmpBlock } from "./mmp.ts";
-import { formatUuid, isZero, readSuperblock, State, type Superblock } from "./superblock.ts";
+import { EXT4_MAGIC, formatUuid, isZero, readSuperblock, State, Superblock } from "./superblock.ts";
 import { stateString } from "./superblock_report.ts";
 import { locateJournal } from "./journal/locate.ts";
 import { prepareReplay } from "./journal/replay.ts";
@@ -117,6 +117,7 @@ export async function probeDevice(
   device: BlockDevice,
   options: { mediaReadOnly?: boolean } = {},
 ): Promise<ProbeResult> {
+  await refuseJournalDevice(device);
   const sb = await readSuperblock(device);
   let groups: GroupDescriptorTable | null = null;
   let groupsError: string | null = null;
@@ -185,6 +186,23 @@ export async function probeDevice(
     recovery,
     support: verdictFor(sb, options.mediaReadOnly ?? device.readOnly, { groupsError, mmp }),
   };
+}
+
+/**
+ * An external journal device carries an ext4 superblock (journal_dev) whose geometry the full
+ * validation rejects: say what it is instead of calling it corrupt.
+ */
+async function refuseJournalDevice(device: BlockDevice): Promise<void> {
+  if (device.size < 2048) return;
+  const raw = new Superblock(await readBytes(device, 1024, 1024));
+  if (raw.magic === EXT4_MAGIC && (raw.incompat & Incompat.JOURNAL_DEV)) {
+    throw new Ext4Error(
+      "UNSUPPORTED",
+      `an external journal device (UUID ${
+        formatUuid(raw.uuid)
+      }), not a filesystem: probe the filesystem that uses it`,
+    );
+  }
 }
 
 function verdictFor(

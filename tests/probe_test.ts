@@ -349,6 +349,112 @@ testWith("probe --full equals dumpe2fs -h over the feature matrix; --json and th
   }
 });
 
+testWith("probe --full equals dumpe2fs -h for rarely set fields (errors, options, orphans, salt)", [
+  "mkfs.ext4",
+  "dumpe2fs",
+  "debugfs",
+], async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/rare.img`;
+  await makeImage(path, {});
+  const settings = [
+    "error_count 3",
+    "first_error_time 20250102030405",
+    "first_error_ino 12",
+    "first_error_block 345",
+    "first_error_func ext4_lookup",
+    "first_error_line 1789",
+    "last_error_time 20250202030405",
+    "last_error_ino 13",
+    "last_error_block 678",
+    "last_error_func ext4_readdir",
+    "last_error_line 242",
+    "mount_opts nodelalloc,data=journal",
+    "last_orphan 14",
+    "def_resuid 65534",
+    "def_resgid 65534",
+    "flags 6", // unsigned directory hash, test_filesystem
+    "kbytes_written 123456789",
+    "default_mount_opts 0x60c",
+    "errors 3",
+    "lastcheck 20250101000000",
+    "checkinterval 86400",
+    "raid_stride 32",
+    "raid_stripe_width 128",
+    "encrypt_pw_salt 01234567-89ab-cdef-0123-456789abcdef",
+    "creator_os 3",
+    "first_ino 20",
+    "want_extra_isize 64",
+    "min_extra_isize 48",
+    "log_groups_per_flex 2",
+    "state 3",
+  ];
+  const script = `${dir.path}/ssv.txt`;
+  await Deno.writeTextFile(script, settings.map((x) => `ssv ${x}\n`).join(""));
+  await runOk("debugfs", ["-w", "-f", script, path]);
+  const expected = await dumpe2fsHeader(path);
+  for (
+    const label of ["FS Error count", "Mount options", "First orphan inode", "Next check after"]
+  ) {
+    assert.ok(dumpe2fsValue(expected, label), `dumpe2fs -h prints '${label}'`);
+  }
+  const full = await runCli(["probe", "--full", path]);
+  assert.equal(full.code, 5, "the error state is exit 5");
+  assert.deepEqual(full.stdout.split("\n").filter((l) => l !== ""), expected);
+  const j = JSON.parse((await runCli(["probe", "--json", path])).stdout);
+  assert.equal(j.state.summary, "clean with errors");
+  assert.equal(j.state.errors, true);
+});
+
+testWith("probe: an external journal device, and a filesystem whose journal is on one", [
+  "root",
+  "loop",
+  "losetup",
+  "mkfs.ext4",
+  "dumpe2fs",
+], async () => {
+  await using dir = await tempDir();
+  const journal = `${dir.path}/journal.img`;
+  await makeImage(journal, { args: ["-O", "journal_dev", "-b", "4096"], size: "16M" });
+  const jr = await runCli(["probe", "--json", journal]);
+  assert.equal(jr.code, 6, jr.stderr);
+  assert.equal(jr.stdout, "");
+  assert.match(
+    jr.stderr,
+    /^ext4ts: .*journal\.img: an external journal device \(UUID [0-9a-f-]{36}\), not a filesystem: probe the filesystem that uses it\n$/,
+  );
+  // mke2fs takes an external journal only on a block device.
+  const loop = (await runOk("losetup", ["-f", "--show", journal])).trim();
+  try {
+    const fs = `${dir.path}/fs.img`;
+    await makeImage(fs, { args: ["-b", "4096", "-J", `device=${loop}`], size: "64M" });
+    const expected = await dumpe2fsHeader(fs);
+    const full = await runCli(["probe", "--full", fs]);
+    assert.equal(full.code, 0, full.stderr);
+    assert.deepEqual(full.stdout.split("\n").filter((l) => l !== ""), expected);
+    const j = JSON.parse((await runCli(["probe", "--json", fs])).stdout);
+    assert.deepEqual(j.journal, {
+      inode: null,
+      device: parseInt(dumpe2fsValue(expected, "Journal device")!, 16),
+      uuid: dumpe2fsValue(expected, "Journal UUID"),
+      external: true,
+      blocks: null,
+      blockSize: null,
+      features: null,
+      sequence: null,
+      start: null,
+      error: null,
+    });
+    const human = await runCli(["probe", fs]);
+    assert.match(
+      human.stdout,
+      new RegExp(`^ {2}journal: +external, device UUID ${j.journal.uuid}$`, "m"),
+    );
+  } finally {
+    await run("losetup", ["-d", loop]);
+  }
+});
+
 testWith("probe: states map to exit codes (errors 5, needs recovery 4, unsupported 6)", [
   "mkfs.ext4",
   "debugfs",
