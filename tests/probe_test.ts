@@ -458,26 +458,84 @@ testWith("probe: an external journal device, and a filesystem whose journal is o
 testWith("probe: states map to exit codes (errors 5, needs recovery 4, unsupported 6)", [
   "mkfs.ext4",
   "debugfs",
-], async () => {
+  "dumpe2fs",
+], async (t) => {
   await using dir = await tempDir();
   const path = `${dir.path}/s.img`;
   await makeImage(path, { args: ["-O", "^metadata_csum"] });
-  // Set the error bit, as the kernel does on an ext4_error().
-  await runOk("debugfs", ["-w", "-R", "ssv state 3", path]);
-  let r = await runCli(["probe", "--json", path]);
-  assert.equal(r.code, 5);
-  assert.equal(JSON.parse(r.stdout).state.summary, "clean with errors");
-  await runOk("debugfs", ["-w", "-R", "ssv state 1", path]);
-  await runOk("debugfs", ["-w", "-R", "feature needs_recovery", path]);
-  r = await runCli(["probe", path]);
-  assert.equal(r.code, 4);
-  assert.match(r.stdout, /needs journal recovery/);
-  await runOk("debugfs", ["-w", "-R", "feature -needs_recovery", path]);
-  // An incompat bit nobody knows: refuse.
-  await runOk("debugfs", ["-w", "-R", "ssv feature_incompat 0x800002c2", path]);
-  r = await runCli(["probe", path]);
-  assert.equal(r.code, 6);
-  assert.match(r.stdout, /^verdict: refuse: .*FEATURE_I31/m);
+  const debugfs = (cmd: string) => runOk("debugfs", ["-w", "-R", cmd, path]);
+  const getWord = async (offset: number) =>
+    new DataView((await Deno.readFile(path)).buffer).getUint32(1024 + offset, true);
+  let incompatWas = 0;
+  /** Sets a superblock word directly (debugfs will not open a filesystem with unknown bits). */
+  const setWord = async (offset: number, value: number) => {
+    const f = await Deno.open(path, { read: true, write: true });
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, value, true);
+    await f.seek(1024 + offset, Deno.SeekMode.Start);
+    await f.write(b);
+    f.close();
+  };
+  /** Probes: the exit code, the JSON's, and the state summary equal to dumpe2fs's. */
+  const probe = async (code: number, dumpe2fsOpens = true) => {
+    const r = await runCli(["probe", "--json", path]);
+    assert.equal(r.code, code, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.exitCode, code);
+    if (dumpe2fsOpens) {
+      const dumped = dumpe2fsValue(await dumpe2fsHeader(path), "Filesystem state")!;
+      assert.ok(j.state.summary.startsWith(dumped), `${j.state.summary} vs ${dumped}`);
+    }
+    const human = await runCli(["probe", path]);
+    assert.equal(human.code, code);
+    assert.ok(human.stdout.includes(`\n  state:         ${j.state.summary}\n`), human.stdout);
+    return { j, human: human.stdout };
+  };
+  await t.step("not clean (never cleanly unmounted): usable, 0", async () => {
+    await debugfs("ssv state 0");
+    const { j } = await probe(0);
+    assert.equal(j.state.summary, "not clean");
+    assert.equal(j.state.clean, false);
+    assert.equal(j.state.errors, false);
+  });
+  await t.step("errors recorded by the kernel: 5", async () => {
+    await debugfs("ssv state 3"); // the error bit, as an ext4_error() sets it
+    const { j } = await probe(5);
+    assert.equal(j.state.summary, "clean with errors");
+    assert.equal(j.state.errors, true);
+    await debugfs("ssv state 2");
+    assert.equal((await probe(5)).j.state.summary, "not clean with errors");
+  });
+  await t.step("needs journal recovery: 4; with errors too: 5", async () => {
+    await debugfs("ssv state 1");
+    await debugfs("feature needs_recovery");
+    const { j, human } = await probe(4);
+    assert.equal(j.state.needsRecovery, true);
+    assert.match(human, /needs journal recovery/);
+    await debugfs("ssv state 3");
+    assert.equal((await probe(5)).j.state.needsRecovery, true, "5 wins over 4");
+  });
+  await t.step("an unknown incompatible feature: refuse, 6 (wins over 5 and 4)", async () => {
+    incompatWas = await getWord(0x60); // with needs_recovery from the step before
+    await setWord(0x60, incompatWas | 0x80000000);
+    const { j, human } = await probe(6, false);
+    assert.deepEqual(j.verdict, {
+      level: "refuse",
+      reasons: ["unknown incompatible feature FEATURE_I31"],
+    });
+    assert.match(human, /^verdict: refuse: ext4ts cannot use it \(.*FEATURE_I31\)/m);
+  });
+  await t.step("an unknown read-only-compatible feature: ro, 0", async () => {
+    await setWord(0x60, incompatWas & ~0x4); // the known bits again, without needs_recovery
+    await debugfs("ssv state 1");
+    await setWord(0x64, (await getWord(0x64)) | 0x80000000);
+    const { j } = await probe(0, false);
+    assert.equal(j.verdict.level, "ro");
+    assert.deepEqual(j.verdict.reasons, [
+      "unknown read-only-compatible feature FEATURE_R31",
+      NO_RW,
+    ]);
+  });
 });
 
 testWith("probe: bad descriptor checksums (crc32c, crc16) and corrupt descriptors exit 5", [
