@@ -91,6 +91,32 @@ const RECOVERY_KEYS = ["transactions", "blocks", "error", "warnings"];
 // deno-lint-ignore no-explicit-any
 type Json = Record<string, any>;
 
+Deno.test("probe --json: README documents exactly the keys probe prints", () => {
+  const readme = Deno.readTextFileSync(`${ROOT}README.md`);
+  const section = readme.slice(readme.indexOf("`--json` schema (version 1"));
+  const table = section.slice(0, section.indexOf("\n\n", section.indexOf("| field")));
+  const documented = [...table.matchAll(/^\| (.*?) +\|/gm)]
+    .flatMap((m) => [...m[1].matchAll(/`([a-zA-Z.]+)`/g)].map((k) => k[1]))
+    .filter((k) => k !== "field");
+  const top = documented.filter((k) => !k.includes("."));
+  const state = [...new Set(documented.filter((k) => k.startsWith("state.")))];
+  assert.deepEqual(top, JSON_KEYS.filter((k) => k !== "state"));
+  assert.deepEqual(state.map((k) => k.slice(6)), STATE_KEYS);
+  // The nested objects' keys are listed in their rows, in order.
+  for (
+    const [key, keys] of [
+      ["journal", JOURNAL_KEYS],
+      ["recovery", RECOVERY_KEYS],
+      ["mmp", MMP_KEYS],
+      ["inUse", IN_USE_KEYS],
+    ] as const
+  ) {
+    const row = table.split("\n").find((l) => l.startsWith(`| \`${key}\``))!;
+    const listed = /`\{([^}]*)\}`/.exec(row)![1].split(",").map((x) => x.trim().split(":")[0]);
+    assert.deepEqual(listed, keys, key);
+  }
+});
+
 /** Why every image is read-only for now (lib/probe.ts WRITE_SUPPORTED). */
 const NO_RW = "read-write mounts are not implemented yet";
 
