@@ -920,6 +920,12 @@ testWith("probe: bad input gets one clear line on stderr and a documented exit c
     ]);
     expectOneLine(r, 7, /^ext4ts: cannot open .*perm\.img: .*Permission denied$/);
   });
+  await t.step("--json: failures are the same one line on stderr, nothing on stdout", async () => {
+    await check(["probe", "--json", `${d}/missing.img`], 7, /No such file or directory$/);
+    await check(["probe", "--json", `${d}/random.img`], 3, /not an ext2\/3\/4 filesystem/);
+    await check(["probe", "--json", `${d}/csum.img`], 5, /checksum mismatch/);
+    await check(["probe", "--full", `${d}/trunc.img`], 5, /truncated image/);
+  });
   await t.step("a wrong option", async () => {
     const r = await runCli(["probe", "--bogus", `${d}/zero.img`]);
     assert.equal(r.code, 2);
