@@ -609,7 +609,10 @@ testWith("probe: bad descriptor checksums (crc32c, crc16) and corrupt descriptor
   });
 });
 
-testWith("probe: MMP states (in use, fsck) and a corrupt MMP block", ["mkfs.ext4"], async (t) => {
+testWith("probe: MMP states (in use, fsck) and a corrupt MMP block", [
+  "mkfs.ext4",
+  "dumpe2fs",
+], async (t) => {
   await using dir = await tempDir();
   /** Writes `bytes` at `at` inside the MMP block of `path`; returns the probe before. */
   const patchMmp = async (path: string, at: number, bytes: Uint8Array) => {
@@ -663,6 +666,14 @@ testWith("probe: MMP states (in use, fsck) and a corrupt MMP block", ["mkfs.ext4
     assert.equal(j.state.summary, "clean, MMP block checksum error");
     const human = await runCli(["probe", csum]);
     assert.match(human.stdout, /^ {2}MMP: +clean, .*\(MMP block checksum mismatch\)$/m);
+    // --full prints what dumpe2fs -h prints: no MMP section, the error on stderr.
+    const full = await runCli(["probe", "--full", csum]);
+    assert.equal(full.code, 5);
+    assert.deepEqual(
+      full.stdout.split("\n").filter((l) => l !== ""),
+      await dumpe2fsHeader(csum),
+    );
+    assert.match(full.stderr, /^ext4ts: .*: MMP block \d+: MMP block checksum mismatch\n$/);
   });
   await t.step("an MMP block without its magic is unreadable (exit 5), same keys", async () => {
     await patchMmp(csum, 0, u32(0));

@@ -15,7 +15,7 @@ import { type DeviceUse, deviceUse } from "../../ffi/device_status.ts";
 import { openCliDevice } from "../device.ts";
 import { parseOffset } from "../reader_common.ts";
 import { ExitCode, type ExitCodeValue } from "../exit_codes.ts";
-import { runAction, writeStdout } from "../output.ts";
+import { runAction, warn, writeStdout } from "../output.ts";
 import { systemNames } from "../names.ts";
 
 /** Version of the `--json` schema; bumped only for incompatible changes. */
@@ -238,7 +238,9 @@ export function registerProbe(program: Command): void {
           } else if (opts.full) {
             const lines = superblockReport(r.superblock, systemNames());
             if (r.journal) lines.push(...journalReport(r.journal, r.superblock.blockSize));
-            if (r.mmp) lines.push(...mmpReport(r.mmp));
+            // Like dumpe2fs: a bad MMP block is an error line on stderr, not a section.
+            if (r.mmp && !r.mmpError) lines.push(...mmpReport(r.mmp));
+            if (r.mmpError) warn(`${path}: MMP block ${r.superblock.mmpBlock}: ${r.mmpError}`);
             await writeStdout(lines.join("\n") + "\n");
           } else {
             await writeStdout(humanReport(path, r, use));
