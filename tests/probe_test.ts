@@ -1067,24 +1067,15 @@ testWith("probe: a 16 TiB sparse image is probed from its superblock and descrip
   }
 });
 
-function corpusDir(): string | undefined {
-  for (const c of [`${ROOT}../shared/corpus`, "/work/shared/corpus"]) {
-    try {
-      if (Deno.statSync(`${c}/CASES.tsv`).isFile) return c;
-    } catch { /* next */ }
-  }
-  return undefined;
-}
-
 testWith(
   "probe: a dirty journal is dry-run in memory: what a replay would do, or why it would fail",
-  ["gzip"],
+  ["gzip", "debugfs"],
   async () => {
-    const corpus = corpusDir();
-    if (!corpus) throw new Error("the journal corpus (../shared/corpus) is missing");
+    // A kernel crash image kept in the repository (tests/fixtures/journal_cases).
+    const fixture = `${ROOT}tests/fixtures/journal_cases/32bit_nocsum_4k`;
     await using dir = await tempDir();
     const crash = `${dir.path}/crash.img`;
-    await runOk("sh", ["-c", `gzip -dc '${corpus}/kernel/default_4k/crash.img.gz' > '${crash}'`]);
+    await runOk("sh", ["-c", `gzip -dc '${fixture}/crash.img.gz' > '${crash}'`]);
     const before = await Deno.readFile(crash);
     const r = await runCli(["probe", "--json", crash]);
     assert.equal(r.code, 4, r.stderr);
@@ -1092,23 +1083,36 @@ testWith(
     assert.equal(j.state.needsRecovery, true);
     assert.deepEqual(Object.keys(j), JSON_KEYS);
     assert.deepEqual(Object.keys(j.recovery), RECOVERY_KEYS);
-    assert.ok(j.recovery.transactions > 0 && j.recovery.blocks > 0, JSON.stringify(j.recovery));
+    // debugfs logdump of the same image finds one commit block per transaction.
+    const logdump = await Deno.readTextFile(`${fixture}/crash.logdump.txt`);
+    const commits = logdump.match(/type 2 \(commit block\)/g)?.length ?? 0;
+    assert.ok(commits > 1);
+    assert.equal(j.recovery.transactions, commits);
+    assert.ok(j.recovery.blocks > 0);
     assert.equal(j.recovery.error, null);
-    assert.match(
+    assert.equal(
       j.state.summary,
-      /needs journal recovery \(\d+ transaction\(s\), \d+ block\(s\)\)/,
+      `clean, needs journal recovery (${commits} transaction(s), ${j.recovery.blocks} block(s))`,
     );
+    const human = await runCli(["probe", crash]);
+    assert.equal(human.code, 4);
+    assert.ok(human.stdout.includes(`  state:         ${j.state.summary}\n`), human.stdout);
     assert.deepEqual(await Deno.readFile(crash), before, "probe writes nothing");
 
+    // The same image with the journal superblock's magic wiped: a replay would be refused.
     const bad = `${dir.path}/bad.img`;
-    await runOk("sh", [
-      "-c",
-      `gzip -dc '${corpus}/upstream/j_corrupt_sb_csum/image.gz' > '${bad}'`,
-    ]);
+    await Deno.writeFile(bad, before);
+    const first = Number(/(\d+)/.exec(await runOk("debugfs", ["-R", "bmap <8> 0", bad]))![1]);
+    const f = await Deno.open(bad, { write: true });
+    await f.seek(first * j.blockSize, Deno.SeekMode.Start);
+    await f.write(new Uint8Array(4));
+    f.close();
     const b = await runCli(["probe", "--json", bad]);
     assert.equal(b.code, 4, b.stderr);
     const bj = JSON.parse(b.stdout);
     assert.match(bj.recovery.error, /journal/);
+    assert.equal(bj.recovery.transactions, 0);
     assert.match(bj.state.summary, /needs journal recovery, which would fail: /);
+    assert.match(bj.journal.error, /journal/);
   },
 );
