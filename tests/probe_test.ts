@@ -748,6 +748,8 @@ testWith(
       assert.equal(r.code, 0, r.stderr);
       let j = JSON.parse(r.stdout);
       assert.deepEqual(j.verdict, { level: "ro", reasons: [NO_RW, "the device is read-only"] });
+      assert.equal(j.deviceSize, 16 * 2 ** 20, "BLKGETSIZE64");
+      assert.equal(j.device, loop);
       const idle = await runCli(["probe", loop]);
       assert.match(
         idle.stdout,
