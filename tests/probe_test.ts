@@ -152,6 +152,7 @@ const MATRIX: {
   { name: "meta_bg", args: ["-O", "meta_bg,^resize_inode", "-b", "1024"], size: "300M" },
   { name: "sparse_super2", args: ["-O", "sparse_super2"] },
   { name: "orphan_file", args: ["-O", "orphan_file"] },
+  { name: "fast_commit", args: ["-O", "fast_commit"] },
   { name: "huge_file,metadata_csum_seed", args: ["-O", "huge_file,metadata_csum_seed"] },
   { name: "^has_journal", args: ["-O", "^has_journal"] },
   { name: "ext2", mkfs: "mkfs.ext2", args: [] },
@@ -371,6 +372,41 @@ testWith("probe --full equals dumpe2fs -h over the feature matrix; --json and th
       assert.equal(human.stderr, "");
       assert.equal(human.code, 0);
       assertHumanMatches(human.stdout, expected, j, path);
+    });
+  }
+});
+
+testWith("probe --full equals dumpe2fs -h on kernel-written journals (tests/fixtures)", [
+  "gzip",
+  "dumpe2fs",
+], async (t) => {
+  // Crash images whose journals the kernel wrote: v1/v2/v3 checksums, async commit, fast commit,
+  // bigalloc, an external journal, a 4 MiB journal that wrapped.
+  const cases = `${ROOT}tests/fixtures/journal_cases`;
+  await using dir = await tempDir();
+  const hasCrash = (name: string) => {
+    try {
+      return Deno.statSync(`${cases}/${name}/crash.img.gz`).isFile;
+    } catch {
+      return false; // a case the kernel left no crash image for
+    }
+  };
+  const names = [...Deno.readDirSync(cases)].filter((e) => e.isDirectory && hasCrash(e.name))
+    .map((e) => e.name);
+  assert.ok(names.length >= 8, names.join(" "));
+  for (const name of names.sort()) {
+    await t.step(name, async () => {
+      const img = `${dir.path}/${name}.img`;
+      await runOk("sh", ["-c", `gzip -dc '${cases}/${name}/crash.img.gz' > '${img}'`]);
+      try {
+        const expected = await dumpe2fsHeader(img);
+        const full = await runCli(["probe", "--full", img]);
+        assert.equal(full.stderr, "");
+        assert.deepEqual(full.stdout.split("\n").filter((l) => l !== ""), expected);
+        assert.equal(full.code, 4, "each needs recovery");
+      } finally {
+        await Deno.remove(img);
+      }
     });
   }
 });

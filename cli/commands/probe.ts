@@ -9,7 +9,7 @@ import type { Command } from "@commander-js/extra-typings";
 import { Ext4Error } from "../../lib/errors.ts";
 import { formatUuid } from "../../lib/superblock.ts";
 import { journalSummary, probeDevice, type ProbeResult, stateSummary } from "../../lib/probe.ts";
-import { featureNames, featureSupport, type SupportLevel } from "../../lib/features.ts";
+import { Compat, featureNames, featureSupport, type SupportLevel } from "../../lib/features.ts";
 import { journalReport, mmpReport, superblockReport } from "../../lib/superblock_report.ts";
 import { type DeviceUse, deviceUse } from "../../ffi/device_status.ts";
 import { openCliDevice } from "../device.ts";
@@ -237,7 +237,10 @@ export function registerProbe(program: Command): void {
             await writeStdout(JSON.stringify(probeJson(path, device.size, r, use), null, 2) + "\n");
           } else if (opts.full) {
             const lines = superblockReport(r.superblock, systemNames());
-            if (r.journal) lines.push(...journalReport(r.journal, r.superblock.blockSize));
+            if (r.journal) {
+              const fastCommit = (r.superblock.compat & Compat.FAST_COMMIT) !== 0;
+              lines.push(...journalReport(r.journal, r.superblock.blockSize, fastCommit));
+            }
             // Like dumpe2fs: a bad MMP block is an error line on stderr, not a section.
             if (r.mmp && !r.mmpError) lines.push(...mmpReport(r.mmp));
             if (r.mmpError) warn(`${path}: MMP block ${r.superblock.mmpBlock}: ${r.mmpError}`);
