@@ -20,9 +20,14 @@ import { type GroupDescriptorTable, readGroupDescriptors } from "./group_descrip
 import { type MmpBlock, readMmpBlock } from "./mmp.ts";
 import { EXT4_MAGIC, formatUuid, isZero, readSuperblock, State, Superblock } from "./superblock.ts";
 import { stateString } from "./superblock_report.ts";
-import { locateJournal } from "./journal/locate.ts";
+import { journalBlockMapper, locateJournal } from "./journal/locate.ts";
 import { prepareReplay } from "./journal/replay.ts";
-import { journalFeatureNames, type JournalSuperblock } from "./journal/superblock.ts";
+import {
+  BlockType,
+  JBD2_MAGIC,
+  journalFeatureNames,
+  JournalSuperblock,
+} from "./journal/superblock.ts";
 
 /**
  * Whether ext4ts can mount read-write yet. Offline writes (put, mkdir, rm, mv) exist, but
@@ -61,8 +66,8 @@ export interface ProbeResult {
   needsRecovery: boolean;
   /**
    * The superblock records errors (`s_state` ERROR_FS), group descriptors are unreadable or fail
-   * their checksums, or the MMP block is unreadable or fails its checksum (the kernel refuses
-   * to mount then).
+   * their checksums, the MMP block is unreadable or fails its checksum, or the journal is
+   * corrupt (the kernel refuses to mount in each case).
    */
   hasErrors: boolean;
   /** The MMP block when the mmp feature is on and the block could be read; else null. */
@@ -71,9 +76,13 @@ export interface ProbeResult {
    * Why the MMP block could not be read or its checksum is wrong; null when fine or without mmp.
    */
   mmpError: string | null;
-  /** The internal journal's superblock (null without a journal, or an external one). */
+  /**
+   * The internal journal's superblock (null without a journal, or an external one). When it
+   * fails validation (`journalError`) but has the journal magic, it is still given, as
+   * dumpe2fs shows it.
+   */
   journal: JournalSuperblock | null;
-  /** Why the journal could not be read, if it could not. */
+  /** Why the journal could not be read or used, if it could not. */
   journalError: string | null;
   /**
    * For a filesystem that needs recovery: what a replay would do (worked out in memory,
@@ -140,12 +149,16 @@ export async function probeDevice(
   }
   let journal: JournalSuperblock | null = null;
   let journalError: string | null = null;
+  let journalCorrupt = false;
   if ((sb.compat & Compat.HAS_JOURNAL) && sb.journalInum && groups) {
     try {
       journal = (await locateJournal(device, sb, { groups })).jsb;
     } catch (e) {
       if (!(e instanceof Ext4Error)) throw e;
       journalError = e.message;
+      // The kernel refuses to mount over a corrupt journal: an error, like a bad descriptor.
+      journalCorrupt = e.code === "CORRUPT";
+      journal = await unvalidatedJournalSuperblock(device, sb, groups);
     }
   }
   const needsRecovery = (sb.incompat & Incompat.RECOVER) !== 0;
@@ -170,7 +183,7 @@ export async function probeDevice(
     }
   }
   const hasErrors = (sb.state & State.ERROR) !== 0 || groupsError !== null ||
-    (groups?.badChecksums.length ?? 0) > 0 || mmpError !== null;
+    (groups?.badChecksums.length ?? 0) > 0 || mmpError !== null || journalCorrupt;
   return {
     superblock: sb,
     groups,
@@ -186,6 +199,27 @@ export async function probeDevice(
     recovery,
     support: verdictFor(sb, options.mediaReadOnly ?? device.readOnly, { groupsError, mmp }),
   };
+}
+
+/**
+ * The journal superblock as stored, without the kernel's validation (for showing what is
+ * there when validation fails): null unless it has the journal magic and a superblock type.
+ */
+async function unvalidatedJournalSuperblock(
+  device: BlockDevice,
+  sb: Superblock,
+  groups: GroupDescriptorTable,
+): Promise<JournalSuperblock | null> {
+  try {
+    const { map } = await journalBlockMapper(device, sb, sb.journalInum, groups);
+    const jsb = new JournalSuperblock(await readBytes(device, map(0) * sb.blockSize, sb.blockSize));
+    const superblockType = jsb.blockType === BlockType.SUPERBLOCK_V1 ||
+      jsb.blockType === BlockType.SUPERBLOCK_V2;
+    return jsb.magic === JBD2_MAGIC && superblockType ? jsb : null;
+  } catch (e) {
+    if (e instanceof Ext4Error) return null;
+    throw e;
+  }
 }
 
 /**
@@ -241,6 +275,8 @@ export function stateSummary(r: ProbeResult): string {
   }
   if (r.groupsError) parts.push("corrupt group descriptors");
   if (r.mmpError) parts.push(r.mmp ? "MMP block checksum error" : "unreadable MMP block");
+  // With recovery pending the error is already said ("which would fail: …").
+  if (r.journalError && !r.needsRecovery) parts.push(`unusable journal: ${r.journalError}`);
   if (r.superblock.state & State.ORPHAN) parts.push("orphans being recovered");
   return parts.join(", ");
 }

@@ -386,14 +386,16 @@ export function journalReport(
   if (jsb.hasCsumV2or3) {
     line(
       "Journal checksum type:",
-      jsb.checksumType === 4 ? "crc32c" : `unknown ${jsb.checksumType}`,
+      jsb.checksumType === 4 ? "crc32c" : "unknown",
     );
     line("Journal checksum:", `0x${jsb.checksum.toString(16).padStart(8, "0")}`);
   }
   const userIds = jsb.isV2 ? jsb.users : [];
   if (users > 1 || (userIds[0] && !isZero(userIds[0]))) {
     for (let i = 0; i < users && i < userIds.length; i++) {
-      out.push(`${i ? "".padEnd(26) : "Journal users:".padEnd(26)}${formatUuid(userIds[i])}`);
+      // libe2p prints a null UUID as <none>.
+      const user = isZero(userIds[i]) ? "<none>" : formatUuid(userIds[i]);
+      out.push(`${i ? "".padEnd(26) : "Journal users:".padEnd(26)}${user}`);
     }
   }
   if (jsb.errno !== 0) line("Journal errno:", jsb.errno | 0);

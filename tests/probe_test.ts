@@ -517,6 +517,58 @@ testWith("probe: an external journal device, and a filesystem whose journal is o
   }
 });
 
+testWith("probe: a corrupt journal superblock is shown as stored and is an error (exit 5)", [
+  "mkfs.ext4",
+  "dumpe2fs",
+  "debugfs",
+], async (t) => {
+  await using dir = await tempDir();
+  /** Writes big-endian `value` at `offset` in the journal superblock of `path`. */
+  const patchJournal = async (path: string, offset: number, value: number) => {
+    const block = Number(/(\d+)/.exec(await runOk("debugfs", ["-R", "bmap <8> 0", path]))![1]);
+    const blockSize = Number(dumpe2fsValue(await dumpe2fsHeader(path), "Block size"));
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, value); // jbd2 is big-endian
+    const f = await Deno.open(path, { write: true });
+    await f.seek(block * blockSize + offset, Deno.SeekMode.Start);
+    await f.write(b);
+    f.close();
+  };
+  await t.step("three users, none named (no checksum): shown as dumpe2fs shows them", async () => {
+    const path = `${dir.path}/users.img`;
+    await makeImage(path, { args: ["-O", "^metadata_csum"] });
+    await patchJournal(path, 0x40, 3); // s_nr_users
+    const expected = await dumpe2fsHeader(path);
+    assert.equal(dumpe2fsValue(expected, "Journal number of users"), "3");
+    const full = await runCli(["probe", "--full", path]);
+    assert.equal(full.code, 0, full.stderr);
+    assert.deepEqual(full.stdout.split("\n").filter((l) => l !== ""), expected);
+  });
+  await t.step("a journal superblock checksum error", async () => {
+    const path = `${dir.path}/csum.img`;
+    await makeImage(path, { args: ["-O", "metadata_csum"] });
+    await patchJournal(path, 0x20, 0xfffffffb); // s_errno -5 (EIO)
+    // s_feature_incompat: revoke, 64bit, checksum v3, so the (never written) checksum counts.
+    await patchJournal(path, 0x28, 0x13);
+    await patchJournal(path, 0x50, 0x04000000); // s_checksum_type crc32c; s_checksum stays 0
+    const expected = await dumpe2fsHeader(path);
+    assert.equal(dumpe2fsValue(expected, "Journal errno"), "-5");
+    const full = await runCli(["probe", "--full", path]);
+    assert.equal(full.code, 5, full.stderr);
+    assert.deepEqual(full.stdout.split("\n").filter((l) => l !== ""), expected);
+    const j = JSON.parse((await runCli(["probe", "--json", path])).stdout);
+    assert.match(
+      j.journal.error,
+      /^corrupt journal superblock: checksum error \(stored 0x00000000/,
+    );
+    assert.equal(j.journal.blocks, Number(dumpe2fsValue(expected, "Total journal blocks")));
+    assert.equal(j.state.errors, true);
+    assert.equal(j.state.summary, `clean, unusable journal: ${j.journal.error}`);
+    const human = await runCli(["probe", path]);
+    assert.match(human.stdout, /^ {2}journal: +internal, inode 8, .*\(unusable: corrupt journal/m);
+  });
+});
+
 testWith("probe: states map to exit codes (errors 5, needs recovery 4, unsupported 6)", [
   "mkfs.ext4",
   "debugfs",
@@ -1146,7 +1198,7 @@ testWith(
     await f.write(new Uint8Array(4));
     f.close();
     const b = await runCli(["probe", "--json", bad]);
-    assert.equal(b.code, 4, b.stderr);
+    assert.equal(b.code, 5, "a corrupt journal is an error, which wins over recovery");
     const bj = JSON.parse(b.stdout);
     assert.match(bj.recovery.error, /journal/);
     assert.equal(bj.recovery.transactions, 0);

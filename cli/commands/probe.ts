@@ -171,6 +171,7 @@ function humanReport(path: string, r: ProbeResult, use: DeviceUse | null): strin
       journalText += `, ${jsb.maxLen} blocks of ${jsb.blockSize} bytes, sequence ${jsb.sequence}${
         jsb.start ? `, log starts at block ${jsb.start}` : ", empty"
       }`;
+      if (r.journalError) journalText += ` (unusable: ${r.journalError})`;
     } else if (r.journalError) journalText += ` (unreadable: ${r.journalError})`;
   }
   row("journal", journalText);
