@@ -223,20 +223,48 @@ async function unvalidatedJournalSuperblock(
 }
 
 /**
+ * The superblocks of an external journal device (ext4 superblock with journal_dev, the jbd2
+ * superblock in the block after it), unvalidated; null when the device is not one.
+ *
+ * @example
+ * ```ts ignore
+ * const jd = await readJournalDevice(device);
+ * if (jd) console.log(jd.journal.maxLen);
+ * ```
+ */
+export async function readJournalDevice(
+  device: BlockDevice,
+): Promise<{ superblock: Superblock; journal: JournalSuperblock | null } | null> {
+  if (device.size < 2048) return null;
+  const sb = new Superblock(await readBytes(device, 1024, 1024));
+  if (sb.magic !== EXT4_MAGIC || !(sb.incompat & Incompat.JOURNAL_DEV)) return null;
+  const bs = sb.blockSize;
+  const at = (bs === 1024 ? 2 : 1) * bs;
+  let journal: JournalSuperblock | null = null;
+  if (sb.logBlockSize <= 6 && at + bs <= device.size) {
+    const jsb = new JournalSuperblock(await readBytes(device, at, bs));
+    if (jsb.magic === JBD2_MAGIC) journal = jsb;
+  }
+  return { superblock: sb, journal };
+}
+
+/** The error probe gives for an external journal device. */
+export function journalDeviceError(sb: Superblock): Ext4Error {
+  return new Ext4Error(
+    "UNSUPPORTED",
+    `an external journal device (UUID ${
+      formatUuid(sb.uuid)
+    }), not a filesystem: probe the filesystem that uses it`,
+  );
+}
+
+/**
  * An external journal device carries an ext4 superblock (journal_dev) whose geometry the full
  * validation rejects: say what it is instead of calling it corrupt.
  */
 async function refuseJournalDevice(device: BlockDevice): Promise<void> {
-  if (device.size < 2048) return;
-  const raw = new Superblock(await readBytes(device, 1024, 1024));
-  if (raw.magic === EXT4_MAGIC && (raw.incompat & Incompat.JOURNAL_DEV)) {
-    throw new Ext4Error(
-      "UNSUPPORTED",
-      `an external journal device (UUID ${
-        formatUuid(raw.uuid)
-      }), not a filesystem: probe the filesystem that uses it`,
-    );
-  }
+  const jd = await readJournalDevice(device);
+  if (jd) throw journalDeviceError(jd.superblock);
 }
 
 function verdictFor(

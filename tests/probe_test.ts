@@ -512,6 +512,16 @@ testWith("probe: an external journal device, and a filesystem whose journal is o
       human.stdout,
       new RegExp(`^ {2}journal: +external, device UUID ${j.journal.uuid}$`, "m"),
     );
+    // --full shows the journal device as dumpe2fs -h does (its user now listed), still exit 6.
+    const jExpected = await dumpe2fsHeader(journal);
+    assert.equal(
+      dumpe2fsValue(jExpected, "Journal users"),
+      dumpe2fsValue(expected, "Filesystem UUID"),
+    );
+    const jFull = await runCli(["probe", "--full", journal]);
+    assert.equal(jFull.code, 6);
+    assert.deepEqual(jFull.stdout.split("\n").filter((l) => l !== ""), jExpected);
+    assert.match(jFull.stderr, /^ext4ts: .*an external journal device .*\n$/);
   } finally {
     await run("losetup", ["-d", loop]);
   }

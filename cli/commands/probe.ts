@@ -8,7 +8,14 @@
 import type { Command } from "@commander-js/extra-typings";
 import { Ext4Error } from "../../lib/errors.ts";
 import { formatUuid } from "../../lib/superblock.ts";
-import { journalSummary, probeDevice, type ProbeResult, stateSummary } from "../../lib/probe.ts";
+import {
+  journalDeviceError,
+  journalSummary,
+  probeDevice,
+  type ProbeResult,
+  readJournalDevice,
+  stateSummary,
+} from "../../lib/probe.ts";
 import { Compat, featureNames, featureSupport, type SupportLevel } from "../../lib/features.ts";
 import { journalReport, mmpReport, superblockReport } from "../../lib/superblock_report.ts";
 import { type DeviceUse, deviceUse } from "../../ffi/device_status.ts";
@@ -223,6 +230,18 @@ export function registerProbe(program: Command): void {
         const offset = opts.offset;
         const { device, file } = openCliDevice(path, { readOnly: true, offset });
         try {
+          // dumpe2fs -h shows an external journal device too: --full does (and still exits 6).
+          const journalDevice = opts.full && !opts.json ? await readJournalDevice(device) : null;
+          if (journalDevice) {
+            const { superblock, journal } = journalDevice;
+            const lines = superblockReport(superblock, systemNames());
+            if (journal) lines.push(...journalReport(journal, superblock.blockSize));
+            await writeStdout(lines.join("\n") + "\n");
+            throw new Ext4Error(
+              "UNSUPPORTED",
+              `${path}: ${journalDeviceError(superblock).message}`,
+            );
+          }
           let r: ProbeResult;
           try {
             r = await probeDevice(device, { mediaReadOnly: file.mediaReadOnly });
