@@ -73,6 +73,8 @@ const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "
  */
 export function ctime(seconds: number): string {
   const d = new Date(seconds * 1000);
+  // glibc's ctime() fails beyond its years and printf shows the NULL so.
+  if (Number.isNaN(d.getTime())) return "(null)";
   const p2 = (n: number) => String(n).padStart(2, "0");
   return `${DAYS[d.getDay()]} ${MONTHS[d.getMonth()]} ${String(d.getDate()).padStart(2, " ")} ${
     p2(d.getHours())

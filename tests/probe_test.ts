@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
-import type { BlockDevice } from "../lib/block_device.ts";
+import fc from "fast-check";
+import { type BlockDevice, MemoryBlockDevice } from "../lib/block_device.ts";
+import { Ext4Error } from "../lib/errors.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
 import { probeDevice } from "../lib/probe.ts";
+import { journalReport, mmpReport, superblockReport } from "../lib/superblock_report.ts";
+import { humanReport, probeJson } from "../cli/commands/probe.ts";
 import {
   makeImage,
   ROOT,
@@ -752,6 +756,21 @@ testWith("probe: MMP states (in use, fsck) and a corrupt MMP block", [
       assert.match(human.stdout, new RegExp(`^verdict: ro: .*; ${reason}\\); not mounted`, "m"));
     });
   }
+  await t.step("an MMP update time no Date can hold (a corrupt 64-bit time)", async () => {
+    await patchMmp(plain, 4, u32(0xff4d4d50)); // clean again
+    await patchMmp(plain, 12, u32(0x7fffffff)); // mmp_time high half
+    const r = await runCli(["probe", "--json", plain]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).mmp.updated, null);
+    const human = await runCli(["probe", plain]);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(
+      human.stdout,
+      /^ {2}MMP: +clean, .* at \d+ seconds after the epoch \(out of range\)$/m,
+    );
+    const full = await runCli(["probe", "--full", plain]);
+    assert.match(full.stdout, /^ {4}mmp_update_date: \(null\)$/m); // what glibc's ctime gives
+  });
   const csum = `${dir.path}/csum.img`;
   await makeImage(csum, { args: ["-O", "mmp,metadata_csum"] });
   await t.step("a wrong MMP checksum is an error (exit 5)", async () => {
@@ -1214,5 +1233,63 @@ testWith(
     assert.equal(bj.recovery.transactions, 0);
     assert.match(bj.state.summary, /needs journal recovery, which would fail: /);
     assert.match(bj.journal.error, /journal/);
+  },
+);
+
+testWith(
+  "probe: random corruption of the metadata it reads never escapes as anything but an Ext4Error",
+  [
+    "mkfs.ext4",
+  ],
+  async () => {
+    await using dir = await tempDir();
+    const path = `${dir.path}/fuzz.img`;
+    // 1 KiB blocks, mmp and metadata_csum: superblock, descriptors, MMP block and journal all small.
+    await makeImage(path, { args: ["-b", "1024", "-O", "mmp,metadata_csum"], size: "8M" });
+    const base = await Deno.readFile(path);
+    const j = JSON.parse((await runCli(["probe", "--json", path])).stdout);
+    // Where probe reads: superblock and descriptors (blocks 1-2), the MMP block, and the journal's
+    // first blocks (found through inode 8 in the inode table).
+    const journalBlock = Number(
+      /(\d+)/.exec(await runOk("debugfs", ["-R", "bmap <8> 0", path]))![1],
+    );
+    const regions = [1024, 2048, j.mmp.block * 1024, journalBlock * 1024];
+    const targets = fc.oneof(
+      ...regions.map((start) => fc.integer({ min: start, max: start + 1023 })),
+      fc.integer({ min: 0, max: base.length - 1 }),
+    );
+    let threw = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(targets, fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 8,
+        }),
+        fc.boolean(),
+        async (flips, ignoreChecksums) => {
+          const img = base.slice();
+          for (const [at, v] of flips) img[at] = v;
+          if (ignoreChecksums) {
+            // Recompute nothing, but drop metadata_csum so corruption reaches the parsers.
+            img[1024 + 0x64 + 1] &= ~0x04;
+          }
+          try {
+            const r = await probeDevice(new MemoryBlockDevice(img));
+            assert.ok(["rw", "ro", "refuse"].includes(r.support.level));
+            // Every rendering of what was found works too.
+            JSON.stringify(probeJson("fuzz.img", img.length, r, null));
+            humanReport("fuzz.img", r, null);
+            superblockReport(r.superblock);
+            if (r.journal) journalReport(r.journal, r.superblock.blockSize, true);
+            if (r.mmp) mmpReport(r.mmp);
+          } catch (e) {
+            assert.ok(e instanceof Ext4Error, String((e as Error)?.stack ?? e));
+            threw++;
+          }
+        },
+      ),
+      { numRuns: 300, seed: 7 },
+    );
+    assert.ok(threw > 0, "some corruptions are refused");
   },
 );

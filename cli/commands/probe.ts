@@ -59,8 +59,15 @@ export function verdictWithUse(
   return busy ? { level: "ro", reasons: [...v.reasons, busy] } : v;
 }
 
+/** An ISO time; null when unset (0) or beyond what a Date holds (a corrupt 64-bit time). */
 function isoTime(seconds: number): string | null {
-  return seconds ? new Date(seconds * 1000).toISOString() : null;
+  const d = new Date(seconds * 1000);
+  return seconds && !Number.isNaN(d.getTime()) ? d.toISOString() : null;
+}
+
+/** A time for the summary: ISO, or the raw seconds when a Date cannot hold them. */
+function timeText(seconds: number): string {
+  return isoTime(seconds) ?? `${seconds} seconds after the epoch (out of range)`;
 }
 
 /** The documented `--json` object. */
@@ -143,7 +150,8 @@ function humanSize(bytes: number): string {
   return u === 0 ? `${v} bytes` : `${v.toFixed(1)} ${units[u]}`;
 }
 
-function humanReport(path: string, r: ProbeResult, use: DeviceUse | null): string {
+/** The human summary and verdict line. */
+export function humanReport(path: string, r: ProbeResult, use: DeviceUse | null): string {
   const sb = r.superblock;
   const lines: string[] = [`${path}: ${r.fsType} filesystem`];
   const row = (k: string, v: string) => lines.push(`  ${(k + ":").padEnd(14)} ${v}`);
@@ -163,7 +171,7 @@ function humanReport(path: string, r: ProbeResult, use: DeviceUse | null): strin
   row(
     "last mounted",
     sb.mountTime
-      ? `${isoTime(sb.mountTime)}${sb.lastMounted ? ` on ${sb.lastMounted}` : ""}`
+      ? `${timeText(sb.mountTime)}${sb.lastMounted ? ` on ${sb.lastMounted}` : ""}`
       : "never",
   );
   row("mount count", `${sb.mountCount} (maximum ${sb.maxMountCount})`);
@@ -187,7 +195,7 @@ function humanReport(path: string, r: ProbeResult, use: DeviceUse | null): strin
       "MMP",
       `${r.mmp.state}, block ${sb.mmpBlock}, interval ${sb.mmpInterval}s, last update by ${
         r.mmp.nodeName || "?"
-      } (${r.mmp.deviceName || "?"}) at ${isoTime(r.mmp.time)}${
+      } (${r.mmp.deviceName || "?"}) at ${timeText(r.mmp.time)}${
         r.mmpError ? ` (${r.mmpError})` : ""
       }`,
     );
