@@ -1288,7 +1288,7 @@ testWith(
           }
         },
       ),
-      { numRuns: 300, seed: 7 },
+      { numRuns: 1000, seed: 7 },
     );
     assert.ok(threw > 0, "some corruptions are refused");
   },
