@@ -34,7 +34,7 @@ export { FileBlockDevice, openBlockDevice, type OpenDeviceOptions } from "./ffi/
 export { asExt4Error, CorruptError, Errno, Ext4Error, type Ext4ErrorCode } from "./lib/errors.ts";
 
 // ---- on-disk structures ----
-export { crc16, crc32c, crc32cU32 } from "./lib/checksum.ts";
+export { crc16, crc32c, crc32cU32, crc32cWords } from "./lib/checksum.ts";
 export {
   Compat,
   featureByName,

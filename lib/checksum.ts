@@ -85,6 +85,38 @@ export function crc32cRange(crc: number, data: Uint8Array, start: number, end: n
 }
 
 /**
+ * crc32c over `count` little-endian 32-bit words of `words` from index `start`, word number
+ * `maskAt` (counted from `start`) ANDed with `mask` first: the checksum of a record whose
+ * checksum field counts as zero, straight from the table it sits in (no copy, four bytes a
+ * step). Used for the 131 072 group descriptors of a 16 TiB filesystem.
+ *
+ * @example
+ * ```ts
+ * import { crc32c, crc32cWords } from "./checksum.ts";
+ * const rec = new Uint8Array([1, 2, 3, 4, 5, 6, 0xaa, 0xbb]);
+ * const zeroed = new Uint8Array([1, 2, 3, 4, 5, 6, 0, 0]);
+ * const words = new Int32Array(rec.buffer);
+ * console.log(crc32cWords(7, words, 0, 2, 1, 0xffff) === crc32c(7, zeroed)); // true
+ * ```
+ */
+export function crc32cWords(
+  crc: number,
+  words: Int32Array,
+  start: number,
+  count: number,
+  maskAt = -1,
+  mask = -1,
+): number {
+  let c = crc | 0;
+  for (let i = 0; i < count; i++) {
+    c ^= i === maskAt ? words[start + i] & mask : words[start + i];
+    c = T[768 + (c & 0xff)] ^ T[512 + ((c >>> 8) & 0xff)] ^ T[256 + ((c >>> 16) & 0xff)] ^
+      T[c >>> 24];
+  }
+  return c >>> 0;
+}
+
+/**
  * crc32c of a little-endian 32-bit number, the way ext4 folds inode and group numbers
  * into its checksums.
  *

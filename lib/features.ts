@@ -36,12 +36,12 @@ const COMPAT: Record<number, FeatureInfo> = {
 const RO_COMPAT: Record<number, FeatureInfo> = {
   0x1: { name: "sparse_super", level: "rw" },
   0x2: { name: "large_file", level: "rw" },
-  0x4: { name: "btree_dir", level: "ro", reason: "btree_dir was never defined on disk" },
+  // 0x4 (btree_dir) and 0x80 (snapshot) have no name in e2fsprogs (FEATURE_R2, FEATURE_R7):
+  // unknown read-only-compatible features, so read-only.
   0x8: { name: "huge_file", level: "rw" },
   0x10: { name: "uninit_bg", level: "rw" },
   0x20: { name: "dir_nlink", level: "rw" },
   0x40: { name: "extra_isize", level: "rw" },
-  0x80: { name: "snapshot", level: "ro", reason: "snapshots are not maintained" },
   0x100: { name: "quota", level: "ro", reason: "quota files are not updated" },
   0x200: { name: "bigalloc", level: "ro", reason: "bigalloc allocation is not implemented" },
   0x400: { name: "metadata_csum", level: "rw" },

@@ -7,7 +7,7 @@
  */
 
 import { type BlockDevice, readBytes } from "./block_device.ts";
-import { crc16, crc32c, crc32cRange, crc32cU32 } from "./checksum.ts";
+import { crc16, crc32c, crc32cRange, crc32cU32, crc32cWords } from "./checksum.ts";
 import { CorruptError } from "./errors.ts";
 import { Compat, Incompat, RoCompat } from "./features.ts";
 import type { Superblock } from "./superblock.ts";
@@ -366,18 +366,34 @@ export async function readGroupDescriptors(
   for (let c = 0; c < chunks.length; c++) {
     const chunk = chunks[c];
     const v = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    // The descriptors as words (the checksum is the high half of word 7), when aligned.
+    const words = csum32 && chunk.byteOffset % 4 === 0
+      ? new Int32Array(chunk.buffer, chunk.byteOffset, chunk.byteLength >>> 2)
+      : null;
     const count = Math.min(perBlock, groups - c * perBlock);
     for (let k = 0; k < count; k++) {
       const g = c * perBlock + k;
       const off = k * ds;
-      const sum = csum32
+      const sum = words
+        ? crc32cWords(
+          crc32cU32(seed, g),
+          words,
+          off >>> 2,
+          ds >>> 2,
+          CHECKSUM_OFFSET >>> 2,
+          0xffff,
+        ) &
+          0xffff
+        : csum32
         ? metadataCsum16(seed, g, chunk, off, off + ds)
         : descriptorChecksum(sb, g, chunk.subarray(off, off + ds));
       if (sum !== undefined && sum !== v.getUint16(off + CHECKSUM_OFFSET, true)) bad.push(g);
-      const hi = (o: number) => (wide ? v.getUint32(off + o, true) * 2 ** 32 : 0);
-      const blockBitmap = v.getUint32(off, true) + hi(0x20);
-      const inodeBitmap = v.getUint32(off + 0x4, true) + hi(0x24);
-      const inodeTable = v.getUint32(off + 0x8, true) + hi(0x28);
+      const blockBitmap = v.getUint32(off, true) +
+        (wide ? v.getUint32(off + 0x20, true) * 2 ** 32 : 0);
+      const inodeBitmap = v.getUint32(off + 0x4, true) +
+        (wide ? v.getUint32(off + 0x24, true) * 2 ** 32 : 0);
+      const inodeTable = v.getUint32(off + 0x8, true) +
+        (wide ? v.getUint32(off + 0x28, true) * 2 ** 32 : 0);
       if (!inRange(blockBitmap, 1) || !inRange(inodeBitmap, 1) || !inRange(inodeTable, itBlocks)) {
         throw new CorruptError(
           `group descriptor ${g}`,

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { BlockDevice } from "./block_device.ts";
+import { type BlockDevice, readBytes } from "./block_device.ts";
 import { Ext4Error } from "./errors.ts";
 import {
   Compat,
@@ -18,11 +18,16 @@ import {
 } from "./features.ts";
 import { type GroupDescriptorTable, readGroupDescriptors } from "./group_descriptor.ts";
 import { type MmpBlock, readMmpBlock } from "./mmp.ts";
-import { formatUuid, isZero, readSuperblock, State, type Superblock } from "./superblock.ts";
+import { EXT4_MAGIC, formatUuid, isZero, readSuperblock, State, Superblock } from "./superblock.ts";
 import { stateString } from "./superblock_report.ts";
-import { locateJournal } from "./journal/locate.ts";
+import { journalBlockMapper, locateJournal } from "./journal/locate.ts";
 import { prepareReplay } from "./journal/replay.ts";
-import { journalFeatureNames, type JournalSuperblock } from "./journal/superblock.ts";
+import {
+  BlockType,
+  JBD2_MAGIC,
+  journalFeatureNames,
+  JournalSuperblock,
+} from "./journal/superblock.ts";
 
 /**
  * Whether ext4ts can mount read-write yet. Offline writes (put, mkdir, rm, mv) exist, but
@@ -60,8 +65,9 @@ export interface ProbeResult {
   /** INCOMPAT_RECOVER is set: the journal holds transactions not yet replayed. */
   needsRecovery: boolean;
   /**
-   * The superblock records errors (`s_state` ERROR_FS), or group descriptors are unreadable or fail
-   * their checksums.
+   * The superblock records errors (`s_state` ERROR_FS), group descriptors are unreadable or fail
+   * their checksums, the MMP block is unreadable or fails its checksum, or the journal is
+   * corrupt (the kernel refuses to mount in each case).
    */
   hasErrors: boolean;
   /** The MMP block when the mmp feature is on and the block could be read; else null. */
@@ -70,9 +76,13 @@ export interface ProbeResult {
    * Why the MMP block could not be read or its checksum is wrong; null when fine or without mmp.
    */
   mmpError: string | null;
-  /** The internal journal's superblock (null without a journal, or an external one). */
+  /**
+   * The internal journal's superblock (null without a journal, or an external one). When it
+   * fails validation (`journalError`) but has the journal magic, it is still given, as
+   * dumpe2fs shows it.
+   */
   journal: JournalSuperblock | null;
-  /** Why the journal could not be read, if it could not. */
+  /** Why the journal could not be read or used, if it could not. */
   journalError: string | null;
   /**
    * For a filesystem that needs recovery: what a replay would do (worked out in memory,
@@ -116,6 +126,7 @@ export async function probeDevice(
   device: BlockDevice,
   options: { mediaReadOnly?: boolean } = {},
 ): Promise<ProbeResult> {
+  await refuseJournalDevice(device);
   const sb = await readSuperblock(device);
   let groups: GroupDescriptorTable | null = null;
   let groupsError: string | null = null;
@@ -138,12 +149,16 @@ export async function probeDevice(
   }
   let journal: JournalSuperblock | null = null;
   let journalError: string | null = null;
+  let journalCorrupt = false;
   if ((sb.compat & Compat.HAS_JOURNAL) && sb.journalInum && groups) {
     try {
       journal = (await locateJournal(device, sb, { groups })).jsb;
     } catch (e) {
       if (!(e instanceof Ext4Error)) throw e;
       journalError = e.message;
+      // The kernel refuses to mount over a corrupt journal: an error, like a bad descriptor.
+      journalCorrupt = e.code === "CORRUPT";
+      journal = await unvalidatedJournalSuperblock(device, sb, groups);
     }
   }
   const needsRecovery = (sb.incompat & Incompat.RECOVER) !== 0;
@@ -168,7 +183,7 @@ export async function probeDevice(
     }
   }
   const hasErrors = (sb.state & State.ERROR) !== 0 || groupsError !== null ||
-    (groups?.badChecksums.length ?? 0) > 0;
+    (groups?.badChecksums.length ?? 0) > 0 || mmpError !== null || journalCorrupt;
   return {
     superblock: sb,
     groups,
@@ -184,6 +199,72 @@ export async function probeDevice(
     recovery,
     support: verdictFor(sb, options.mediaReadOnly ?? device.readOnly, { groupsError, mmp }),
   };
+}
+
+/**
+ * The journal superblock as stored, without the kernel's validation (for showing what is
+ * there when validation fails): null unless it has the journal magic and a superblock type.
+ */
+async function unvalidatedJournalSuperblock(
+  device: BlockDevice,
+  sb: Superblock,
+  groups: GroupDescriptorTable,
+): Promise<JournalSuperblock | null> {
+  try {
+    const { map } = await journalBlockMapper(device, sb, sb.journalInum, groups);
+    const jsb = new JournalSuperblock(await readBytes(device, map(0) * sb.blockSize, sb.blockSize));
+    const superblockType = jsb.blockType === BlockType.SUPERBLOCK_V1 ||
+      jsb.blockType === BlockType.SUPERBLOCK_V2;
+    return jsb.magic === JBD2_MAGIC && superblockType ? jsb : null;
+  } catch (e) {
+    if (e instanceof Ext4Error) return null;
+    throw e;
+  }
+}
+
+/**
+ * The superblocks of an external journal device (ext4 superblock with journal_dev, the jbd2
+ * superblock in the block after it), unvalidated; null when the device is not one.
+ *
+ * @example
+ * ```ts ignore
+ * const jd = await readJournalDevice(device);
+ * if (jd) console.log(jd.journal.maxLen);
+ * ```
+ */
+export async function readJournalDevice(
+  device: BlockDevice,
+): Promise<{ superblock: Superblock; journal: JournalSuperblock | null } | null> {
+  if (device.size < 2048) return null;
+  const sb = new Superblock(await readBytes(device, 1024, 1024));
+  if (sb.magic !== EXT4_MAGIC || !(sb.incompat & Incompat.JOURNAL_DEV)) return null;
+  const bs = sb.blockSize;
+  const at = (bs === 1024 ? 2 : 1) * bs;
+  let journal: JournalSuperblock | null = null;
+  if (sb.logBlockSize <= 6 && at + bs <= device.size) {
+    const jsb = new JournalSuperblock(await readBytes(device, at, bs));
+    if (jsb.magic === JBD2_MAGIC) journal = jsb;
+  }
+  return { superblock: sb, journal };
+}
+
+/** The error probe gives for an external journal device. */
+export function journalDeviceError(sb: Superblock): Ext4Error {
+  return new Ext4Error(
+    "UNSUPPORTED",
+    `an external journal device (UUID ${
+      formatUuid(sb.uuid)
+    }), not a filesystem: probe the filesystem that uses it`,
+  );
+}
+
+/**
+ * An external journal device carries an ext4 superblock (journal_dev) whose geometry the full
+ * validation rejects: say what it is instead of calling it corrupt.
+ */
+async function refuseJournalDevice(device: BlockDevice): Promise<void> {
+  const jd = await readJournalDevice(device);
+  if (jd) throw journalDeviceError(jd.superblock);
 }
 
 function verdictFor(
@@ -221,6 +302,9 @@ export function stateSummary(r: ProbeResult): string {
     parts.push(`${r.groups.badChecksums.length} group descriptor checksum error(s)`);
   }
   if (r.groupsError) parts.push("corrupt group descriptors");
+  if (r.mmpError) parts.push(r.mmp ? "MMP block checksum error" : "unreadable MMP block");
+  // With recovery pending the error is already said ("which would fail: …").
+  if (r.journalError && !r.needsRecovery) parts.push(`unusable journal: ${r.journalError}`);
   if (r.superblock.state & State.ORPHAN) parts.push("orphans being recovered");
   return parts.join(", ");
 }

@@ -8,7 +8,7 @@
 import { Compat, featureNames, Incompat, RoCompat } from "./features.ts";
 import { formatUuid, isZero, State, type Superblock, SuperFlags } from "./superblock.ts";
 import type { MmpBlock } from "./mmp.ts";
-import { journalFeatureNames, type JournalSuperblock } from "./journal/superblock.ts";
+import { JBD2_DEFAULT_FAST_COMMIT_BLOCKS, type JournalSuperblock } from "./journal/superblock.ts";
 
 const OS_NAMES = ["Linux", "Hurd", "Masix", "FreeBSD", "Lites"];
 const HASH_NAMES = [
@@ -73,6 +73,8 @@ const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "
  */
 export function ctime(seconds: number): string {
   const d = new Date(seconds * 1000);
+  // glibc's ctime() fails beyond its years and printf shows the NULL so.
+  if (Number.isNaN(d.getTime())) return "(null)";
   const p2 = (n: number) => String(n).padStart(2, "0");
   return `${DAYS[d.getDay()]} ${MONTHS[d.getMonth()]} ${String(d.getDate()).padStart(2, " ")} ${
     p2(d.getHours())
@@ -322,21 +324,54 @@ export function mmpReport(mmp: MmpBlock): string[] {
   ];
 }
 
+/** Journal feature names as libe2p (e2fsprogs 1.47) spells them: the fast-commit bit has none. */
+function e2pJournalFeatureNames(jsb: JournalSuperblock): string[] {
+  const named: Record<string, string[]> = {
+    C: ["journal_checksum"],
+    I: [
+      "journal_incompat_revoke",
+      "journal_64bit",
+      "journal_async_commit",
+      "journal_checksum_v2",
+      "journal_checksum_v3",
+    ],
+    R: [],
+  };
+  const out: string[] = [];
+  const words: [string, number][] = [
+    ["C", jsb.featureCompat],
+    ["I", jsb.featureIncompat],
+    ["R", jsb.featureRoCompat],
+  ];
+  for (const [kind, word] of words) {
+    for (let b = 0; b < 32; b++) {
+      if ((word >>> b) & 1) out.push(named[kind][b] ?? `FEATURE_${kind}${b}`);
+    }
+  }
+  return out;
+}
+
 /**
- * The journal superblock lines `dumpe2fs -h` prints after the superblock, exactly.
+ * The journal superblock lines `dumpe2fs -h` prints after the superblock, exactly. Like
+ * dumpe2fs, the fast-commit area is counted when the filesystem has the fast_commit feature
+ * (`fsFastCommit`), whatever the journal's own flags say.
  *
  * @example
  * ```ts ignore
  * const { jsb } = await locateJournal(device, sb);
- * console.log(journalReport(jsb, sb.blockSize).join("\n"));
+ * console.log(journalReport(jsb, sb.blockSize, (sb.compat & Compat.FAST_COMMIT) !== 0).join("\n"));
  * ```
  */
-export function journalReport(jsb: JournalSuperblock, fsBlockSize: number): string[] {
+export function journalReport(
+  jsb: JournalSuperblock,
+  fsBlockSize: number,
+  fsFastCommit = false,
+): string[] {
   const out: string[] = [];
   const line = (label: string, value: string | number) => out.push(`${label.padEnd(26)}${value}`);
-  const features = journalFeatureNames(jsb.featureCompat, jsb.featureIncompat, jsb.featureRoCompat);
+  const features = e2pJournalFeatureNames(jsb);
   line("Journal features:", features.length ? features.join(" ") : "(none)");
-  const fcBlocks = jsb.hasFastCommit ? jsb.fastCommitBlocks : 0;
+  const fcBlocks = fsFastCommit ? jsb.numFcBlocks || JBD2_DEFAULT_FAST_COMMIT_BLOCKS : 0;
   const journalBlocks = jsb.maxLen - fcBlocks;
   const kib = Math.floor((jsb.blockSize / 1024) * jsb.maxLen);
   line("Total journal size:", kib < 8192 ? `${kib}k` : `${Math.floor(kib / 1024)}M`);
@@ -353,14 +388,16 @@ export function journalReport(jsb: JournalSuperblock, fsBlockSize: number): stri
   if (jsb.hasCsumV2or3) {
     line(
       "Journal checksum type:",
-      jsb.checksumType === 4 ? "crc32c" : `unknown ${jsb.checksumType}`,
+      jsb.checksumType === 4 ? "crc32c" : "unknown",
     );
     line("Journal checksum:", `0x${jsb.checksum.toString(16).padStart(8, "0")}`);
   }
   const userIds = jsb.isV2 ? jsb.users : [];
   if (users > 1 || (userIds[0] && !isZero(userIds[0]))) {
     for (let i = 0; i < users && i < userIds.length; i++) {
-      out.push(`${i ? "".padEnd(26) : "Journal users:".padEnd(26)}${formatUuid(userIds[i])}`);
+      // libe2p prints a null UUID as <none>.
+      const user = isZero(userIds[i]) ? "<none>" : formatUuid(userIds[i]);
+      out.push(`${i ? "".padEnd(26) : "Journal users:".padEnd(26)}${user}`);
     }
   }
   if (jsb.errno !== 0) line("Journal errno:", jsb.errno | 0);

@@ -122,4 +122,16 @@ testWith("block device: size, sector size, and a write-protected loop device is 
   } finally {
     await run("losetup", ["-d", rw]);
   }
+  // BLKSSZGET: a loop device with 4 KiB logical sectors.
+  const big = (await runOk("losetup", ["-b", "4096", "-f", "--show", path])).trim();
+  try {
+    const dev = openBlockDevice(big);
+    assert.equal(dev.sectorSize, 4096);
+    assert.equal(dev.size, 8 * 1024 * 1024);
+    assert.equal(dev.readOnly, true, "opened read-only by default");
+    assert.equal(dev.mediaReadOnly, false);
+    await dev.close();
+  } finally {
+    await run("losetup", ["-d", big]);
+  }
 });

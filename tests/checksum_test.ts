@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { crc16, crc32c, crc32cU32 } from "../lib/checksum.ts";
+import { crc16, crc32c, crc32cU32, crc32cWords } from "../lib/checksum.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 
@@ -45,4 +45,34 @@ Deno.test("crc16: CRC-16/ARC check value", () => {
   assert.equal(crc16(0, enc("123456789")), 0xbb3d);
   // CRC-16/MODBUS is the same polynomial seeded with 0xffff.
   assert.equal(crc16(0xffff, enc("123456789")), 0x4b37);
+});
+
+Deno.test("crc32cWords equals crc32c of the bytes with the masked word's bits cleared", () => {
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ minLength: 4, maxLength: 128 }),
+      fc.integer(),
+      fc.nat(),
+      fc.integer(),
+      (raw, seed, at, mask) => {
+        const bytes = raw.slice(0, raw.length & ~3);
+        const words = new Int32Array(bytes.buffer, 0, bytes.length / 4);
+        const maskAt = at % words.length;
+        const expected = bytes.slice();
+        const v = new DataView(expected.buffer);
+        v.setInt32(maskAt * 4, v.getInt32(maskAt * 4, true) & mask, true);
+        assert.equal(
+          crc32cWords(seed >>> 0, words, 0, words.length, maskAt, mask),
+          crc32c(seed >>> 0, expected),
+        );
+        // A window of the words, unmasked.
+        if (words.length > 2) {
+          assert.equal(
+            crc32cWords(seed >>> 0, words, 1, words.length - 2),
+            crc32c(seed >>> 0, bytes.subarray(4, bytes.length - 4)),
+          );
+        }
+      },
+    ),
+  );
 });

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { CorruptError, Ext4Error } from "../lib/errors.ts";
 import { parseSuperblock, readSuperblock, SUPERBLOCK_OFFSET } from "../lib/superblock.ts";
-import { readGroupDescriptors } from "../lib/group_descriptor.ts";
+import { GroupFlags, readGroupDescriptors } from "../lib/group_descriptor.ts";
 import { makeImage, runOk, tempDir, testWith } from "./helpers.ts";
 
 async function imageBytes(args: string[], size = "16M"): Promise<Uint8Array> {
@@ -159,3 +159,59 @@ testWith(
     );
   },
 );
+
+testWith("group descriptors: every field of every group equals dumpe2fs, 32- and 64-bit", [
+  "mkfs.ext4",
+  "dumpe2fs",
+], async (t) => {
+  const FLAG_NAMES: Record<string, number> = {
+    INODE_UNINIT: GroupFlags.INODE_UNINIT,
+    BLOCK_UNINIT: GroupFlags.BLOCK_UNINIT,
+    ITABLE_ZEROED: GroupFlags.ITABLE_ZEROED,
+  };
+  for (
+    const [name, args, descSize] of [
+      ["64-bit, metadata_csum", ["-O", "64bit,metadata_csum"], 64],
+      ["32-bit, metadata_csum", ["-O", "^64bit,metadata_csum"], 32],
+      ["32-bit, gdt_csum", ["-O", "^64bit,^metadata_csum,uninit_bg"], 32],
+      ["64-bit, no checksums", ["-O", "64bit,^metadata_csum,^uninit_bg"], 64],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      await using dir = await tempDir();
+      const path = `${dir.path}/g.img`;
+      await makeImage(path, { args: ["-b", "1024", ...args], size: "64M" });
+      const img = await Deno.readFile(path);
+      const sb = parseSuperblock(sbBytes(img));
+      assert.equal(sb.descSize, descSize);
+      const gdt = await readGroupDescriptors(new MemoryBlockDevice(img), sb);
+      assert.deepEqual(gdt.badChecksums, []);
+      const dump = await runOk("dumpe2fs", [path]);
+      const re =
+        /^Group (\d+): \(Blocks [^)]*\)(?: csum 0x([0-9a-f]+))?(?: \[([A-Z_, ]+)\])?\n(?: {2}(?!Block bitmap).*\n)*? {2}Block bitmap at (\d+) [^\n]*?(?:, csum 0x([0-9a-f]+))?\n {2}Inode bitmap at (\d+) [^\n]*?(?:, csum 0x([0-9a-f]+))?\n {2}Inode table at (\d+)-[^\n]*\n {2}(\d+) free blocks, (\d+) free inodes, (\d+) directories(?:, (\d+) unused inodes)?/gm;
+      let seen = 0;
+      for (const m of dump.matchAll(re)) {
+        const gd = gdt.get(Number(m[1]));
+        const where = `${name}, group ${m[1]}`;
+        if (m[2] !== undefined) assert.equal(gd.checksum, parseInt(m[2], 16), where);
+        const flags = (m[3] ?? "").split(", ").filter((f) => f).reduce(
+          (a, f) => a | FLAG_NAMES[f],
+          0,
+        );
+        assert.equal(gd.flags, flags, where);
+        assert.equal(gd.blockBitmap, Number(m[4]), where);
+        if (m[5] !== undefined) assert.equal(gd.blockBitmapCsum, parseInt(m[5], 16), where);
+        assert.equal(gd.inodeBitmap, Number(m[6]), where);
+        if (m[7] !== undefined) assert.equal(gd.inodeBitmapCsum, parseInt(m[7], 16), where);
+        assert.equal(gd.inodeTable, Number(m[8]), where);
+        assert.equal(gd.freeBlocksCount, Number(m[9]), where);
+        assert.equal(gd.freeInodesCount, Number(m[10]), where);
+        assert.equal(gd.usedDirsCount, Number(m[11]), where);
+        if (m[12] !== undefined) assert.equal(gd.itableUnused, Number(m[12]), where);
+        seen++;
+      }
+      assert.equal(seen, gdt.length, "every group parsed from dumpe2fs");
+      assert.equal(seen, sb.groupCount);
+    });
+  }
+});

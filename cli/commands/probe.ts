@@ -8,29 +8,66 @@
 import type { Command } from "@commander-js/extra-typings";
 import { Ext4Error } from "../../lib/errors.ts";
 import { formatUuid } from "../../lib/superblock.ts";
-import { journalSummary, probeDevice, type ProbeResult, stateSummary } from "../../lib/probe.ts";
-import { featureNames } from "../../lib/features.ts";
+import {
+  journalDeviceError,
+  journalSummary,
+  probeDevice,
+  type ProbeResult,
+  readJournalDevice,
+  stateSummary,
+} from "../../lib/probe.ts";
+import { Compat, featureNames, featureSupport, type SupportLevel } from "../../lib/features.ts";
 import { journalReport, mmpReport, superblockReport } from "../../lib/superblock_report.ts";
 import { type DeviceUse, deviceUse } from "../../ffi/device_status.ts";
 import { openCliDevice } from "../device.ts";
 import { parseOffset } from "../reader_common.ts";
 import { ExitCode, type ExitCodeValue } from "../exit_codes.ts";
-import { runAction, writeStdout } from "../output.ts";
+import { runAction, warn, writeStdout } from "../output.ts";
 import { systemNames } from "../names.ts";
 
 /** Version of the `--json` schema; bumped only for incompatible changes. */
 export const PROBE_SCHEMA_VERSION = 1;
 
-/** The exit code a probe result earns: unsupported > errors > needs recovery > ok. */
+/**
+ * The exit code a probe result earns: unsupported features > errors > needs recovery > ok.
+ * Corrupt descriptors make the verdict `refuse` too, but they are errors (5), not features.
+ */
 export function probeExitCode(r: ProbeResult): ExitCodeValue {
-  if (r.support.level === "refuse") return ExitCode.UNSUPPORTED;
+  if (featureSupport(r.superblock).level === "refuse") return ExitCode.UNSUPPORTED;
   if (r.hasErrors) return ExitCode.FS_ERRORS;
   if (r.needsRecovery) return ExitCode.NEEDS_RECOVERY;
   return ExitCode.OK;
 }
 
+/**
+ * The verdict with the device's current use folded in: a filesystem mounted or held open
+ * exclusively right now is at most read-only for ext4ts (a second writer would corrupt it).
+ */
+export function verdictWithUse(
+  r: ProbeResult,
+  use: DeviceUse | null,
+): { level: SupportLevel; reasons: string[] } {
+  const v = r.support;
+  if (!use || v.level === "refuse") return v;
+  const busy = use.mounts.length
+    ? `it is mounted right now on ${use.mounts.map((m) => m.mountPoint).join(", ")}${
+      use.exclusivelyHeld ? " and held open exclusively" : ""
+    }`
+    : use.exclusivelyHeld
+    ? "another program holds it open exclusively right now"
+    : null;
+  return busy ? { level: "ro", reasons: [...v.reasons, busy] } : v;
+}
+
+/** An ISO time; null when unset (0) or beyond what a Date holds (a corrupt 64-bit time). */
 function isoTime(seconds: number): string | null {
-  return seconds ? new Date(seconds * 1000).toISOString() : null;
+  const d = new Date(seconds * 1000);
+  return seconds && !Number.isNaN(d.getTime()) ? d.toISOString() : null;
+}
+
+/** A time for the summary: ISO, or the raw seconds when a Date cannot hold them. */
+function timeText(seconds: number): string {
+  return isoTime(seconds) ?? `${seconds} seconds after the epoch (out of range)`;
 }
 
 /** The documented `--json` object. */
@@ -78,7 +115,17 @@ export function probeJson(path: string, size: number, r: ProbeResult, use: Devic
         updated: isoTime(r.mmp.time),
         error: r.mmpError,
       }
-      : (r.mmpError ? { state: "unreadable", error: r.mmpError } : null),
+      : (r.mmpError
+        ? {
+          state: "unreadable",
+          block: sb.mmpBlock,
+          interval: sb.mmpInterval,
+          nodeName: null,
+          deviceName: null,
+          updated: null,
+          error: r.mmpError,
+        }
+        : null),
     inUse: use
       ? {
         mounted: use.mounts.length > 0,
@@ -87,7 +134,7 @@ export function probeJson(path: string, size: number, r: ProbeResult, use: Devic
         loopDevices: use.loopDevices,
       }
       : null,
-    verdict: { level: r.support.level, reasons: r.support.reasons },
+    verdict: verdictWithUse(r, use),
     exitCode: probeExitCode(r),
   };
 }
@@ -103,7 +150,8 @@ function humanSize(bytes: number): string {
   return u === 0 ? `${v} bytes` : `${v.toFixed(1)} ${units[u]}`;
 }
 
-function humanReport(path: string, r: ProbeResult, use: DeviceUse | null): string {
+/** The human summary and verdict line. */
+export function humanReport(path: string, r: ProbeResult, use: DeviceUse | null): string {
   const sb = r.superblock;
   const lines: string[] = [`${path}: ${r.fsType} filesystem`];
   const row = (k: string, v: string) => lines.push(`  ${(k + ":").padEnd(14)} ${v}`);
@@ -123,7 +171,7 @@ function humanReport(path: string, r: ProbeResult, use: DeviceUse | null): strin
   row(
     "last mounted",
     sb.mountTime
-      ? `${isoTime(sb.mountTime)}${sb.lastMounted ? ` on ${sb.lastMounted}` : ""}`
+      ? `${timeText(sb.mountTime)}${sb.lastMounted ? ` on ${sb.lastMounted}` : ""}`
       : "never",
   );
   row("mount count", `${sb.mountCount} (maximum ${sb.maxMountCount})`);
@@ -138,6 +186,7 @@ function humanReport(path: string, r: ProbeResult, use: DeviceUse | null): strin
       journalText += `, ${jsb.maxLen} blocks of ${jsb.blockSize} bytes, sequence ${jsb.sequence}${
         jsb.start ? `, log starts at block ${jsb.start}` : ", empty"
       }`;
+      if (r.journalError) journalText += ` (unusable: ${r.journalError})`;
     } else if (r.journalError) journalText += ` (unreadable: ${r.journalError})`;
   }
   row("journal", journalText);
@@ -146,7 +195,9 @@ function humanReport(path: string, r: ProbeResult, use: DeviceUse | null): strin
       "MMP",
       `${r.mmp.state}, block ${sb.mmpBlock}, interval ${sb.mmpInterval}s, last update by ${
         r.mmp.nodeName || "?"
-      } (${r.mmp.deviceName || "?"}) at ${isoTime(r.mmp.time)}`,
+      } (${r.mmp.deviceName || "?"}) at ${timeText(r.mmp.time)}${
+        r.mmpError ? ` (${r.mmpError})` : ""
+      }`,
     );
   } else if (r.mmpError) row("MMP", `unreadable: ${r.mmpError}`);
   if (use) {
@@ -156,13 +207,16 @@ function humanReport(path: string, r: ProbeResult, use: DeviceUse | null): strin
     const held = use.exclusivelyHeld ? ", held open exclusively" : "";
     row("in use", where + held);
   }
-  const v = r.support;
+  const v = verdictWithUse(r, use);
   const verdict = v.level === "rw"
     ? "rw: ext4ts can mount it read-write"
     : v.level === "ro"
     ? `ro: ext4ts can read it but not write it (${v.reasons.join("; ")})`
     : `refuse: ext4ts cannot use it (${v.reasons.join("; ")})`;
-  lines.push(`verdict: ${verdict}`);
+  // The line says whether the device is in use right now either way: a busy device is among
+  // the reasons (not known with --offset, which looks inside a larger device).
+  const idle = use && !use.mounts.length && !use.exclusivelyHeld;
+  lines.push(`verdict: ${verdict}${idle ? "; not mounted or held open right now" : ""}`);
   return lines.join("\n") + "\n";
 }
 
@@ -184,6 +238,18 @@ export function registerProbe(program: Command): void {
         const offset = opts.offset;
         const { device, file } = openCliDevice(path, { readOnly: true, offset });
         try {
+          // dumpe2fs -h shows an external journal device too: --full does (and still exits 6).
+          const journalDevice = opts.full && !opts.json ? await readJournalDevice(device) : null;
+          if (journalDevice) {
+            const { superblock, journal } = journalDevice;
+            const lines = superblockReport(superblock, systemNames());
+            if (journal) lines.push(...journalReport(journal, superblock.blockSize));
+            await writeStdout(lines.join("\n") + "\n");
+            throw new Ext4Error(
+              "UNSUPPORTED",
+              `${path}: ${journalDeviceError(superblock).message}`,
+            );
+          }
           let r: ProbeResult;
           try {
             r = await probeDevice(device, { mediaReadOnly: file.mediaReadOnly });
@@ -199,8 +265,13 @@ export function registerProbe(program: Command): void {
             await writeStdout(JSON.stringify(probeJson(path, device.size, r, use), null, 2) + "\n");
           } else if (opts.full) {
             const lines = superblockReport(r.superblock, systemNames());
-            if (r.journal) lines.push(...journalReport(r.journal, r.superblock.blockSize));
-            if (r.mmp) lines.push(...mmpReport(r.mmp));
+            if (r.journal) {
+              const fastCommit = (r.superblock.compat & Compat.FAST_COMMIT) !== 0;
+              lines.push(...journalReport(r.journal, r.superblock.blockSize, fastCommit));
+            }
+            // Like dumpe2fs: a bad MMP block is an error line on stderr, not a section.
+            if (r.mmp && !r.mmpError) lines.push(...mmpReport(r.mmp));
+            if (r.mmpError) warn(`${path}: MMP block ${r.superblock.mmpBlock}: ${r.mmpError}`);
             await writeStdout(lines.join("\n") + "\n");
           } else {
             await writeStdout(humanReport(path, r, use));

@@ -1,0 +1,115 @@
+/**
+ * The project's set-up promises: the tasks deno.json must have, the CLI run as
+ * `deno task ext4ts`, the README's two set-up commands (the second is what `.ci/run` runs),
+ * pinned versions, and code that `deno compile` can bundle whole.
+ */
+import assert from "node:assert/strict";
+import { makeImage, ROOT, run, runCli, tempDir, testWith } from "./helpers.ts";
+
+const denoJson = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
+
+Deno.test("deno.json: the tasks test, check, lint, fmt, bench, compile and ext4ts", () => {
+  for (const task of ["test", "check", "lint", "fmt", "bench", "compile", "ext4ts"]) {
+    assert.equal(typeof denoJson.tasks[task], "string", `task ${task}`);
+  }
+  // The task that runs from source and the binary deno compile builds share one entry point.
+  assert.match(denoJson.tasks.ext4ts, /^deno run --allow-all cli\/main\.ts$/);
+  assert.match(denoJson.tasks.compile, /deno compile .*cli\/main\.ts$/);
+});
+
+Deno.test("dependencies are pinned: exact versions in the import map, all in deno.lock", () => {
+  const lock = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.lock`));
+  for (const [name, spec] of Object.entries<string>(denoJson.imports)) {
+    assert.match(spec, /^npm:(@[^/@]+\/)?[^@]+@\d+\.\d+\.\d+$/, `${name}: ${spec}`);
+    assert.ok(lock.specifiers[spec], `${spec} is not in deno.lock`);
+  }
+  const tools = JSON.parse(Deno.readTextFileSync(`${ROOT}tools/deno/package-lock.json`));
+  assert.match(tools.packages["node_modules/@deno/linux-x64-glibc"].version, /^\d+\.\d+\.\d+$/);
+});
+
+Deno.test("README: exactly two set-up commands; .ci/run runs the second and nothing else", () => {
+  const readme = Deno.readTextFileSync(`${ROOT}README.md`);
+  const setup = readme.split(/^## /m).find((s) => s.startsWith("Set-up"));
+  assert.ok(setup, "README has a Set-up section");
+  const commands = [...setup.matchAll(/```sh\n([^`]*)```/g)].map((m) => m[1].trim());
+  assert.deepEqual(commands, ["bash scripts/demo.sh", "bash scripts/test.sh"]);
+  const ci = Deno.readTextFileSync(`${ROOT}.ci/run`).split("\n")
+    .filter((l) => l.trim() && !l.startsWith("#") && !l.startsWith("set ") && !l.startsWith("cd "));
+  assert.deepEqual(ci, [`exec ${commands[1]}`]);
+});
+
+/** Source files of the program (what `deno compile` bundles): cli/, lib/, ffi/ and mod.ts. */
+function programSources(): string[] {
+  const out = [`${ROOT}mod.ts`];
+  const walk = (dir: string) => {
+    for (const e of Deno.readDirSync(dir)) {
+      const p = `${dir}/${e.name}`;
+      if (e.isDirectory) walk(p);
+      else if (e.name.endsWith(".ts")) out.push(p);
+    }
+  };
+  for (const d of ["cli", "lib", "ffi"]) walk(`${ROOT}${d}`);
+  return out;
+}
+
+Deno.test("compile-safe: no dynamic imports, no files read beside the source, no module workers", () => {
+  const sources = programSources();
+  assert.ok(sources.length > 50, `found only ${sources.length} source files`);
+  const banned: [RegExp, string][] = [
+    [/\bimport\s*\(/, "dynamic import"],
+    [/import\.meta\.(url|dirname|filename|resolve)/, "a path beside the source"],
+    [/new\s+Worker\s*\(/, "a module worker (deno compile must be told to include it)"],
+  ];
+  const found: string[] = [];
+  for (const path of sources) {
+    const lines = Deno.readTextFileSync(path).split("\n");
+    lines.forEach((line, i) => {
+      const code = line.trim();
+      if (code.startsWith("*") || code.startsWith("//") || code.startsWith("/*")) return;
+      for (const [re, what] of banned) {
+        if (re.test(code)) found.push(`${path.slice(ROOT.length)}:${i + 1}: ${what}: ${code}`);
+      }
+    });
+  }
+  assert.deepEqual(found, []);
+});
+
+testWith(
+  "compile-safe: cli/main.ts's module graph is local files and pinned npm packages",
+  [],
+  async () => {
+    const r = await run(Deno.execPath(), ["info", "--json", `${ROOT}cli/main.ts`]);
+    assert.equal(r.code, 0, r.stderr);
+    const info = JSON.parse(r.stdout);
+    const outside = info.modules
+      .map((m: { specifier: string }) => m.specifier)
+      .filter((s: string) => !s.startsWith(`file://${ROOT}`) && !/^(npm|node):/.test(s));
+    assert.deepEqual(outside, []);
+    const local = info.modules.filter((m: { specifier: string }) =>
+      m.specifier.startsWith("file:")
+    );
+    // Every command module is reached statically from the entry point.
+    for (const cmd of Deno.readDirSync(`${ROOT}cli/commands`)) {
+      assert.ok(
+        local.some((m: { specifier: string }) => m.specifier.endsWith(`/cli/commands/${cmd.name}`)),
+        `cli/commands/${cmd.name} is not imported statically`,
+      );
+    }
+  },
+);
+
+testWith("`deno task ext4ts ARGS…` runs the CLI as the tests do", ["mkfs.ext4"], async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/t.img`;
+  await makeImage(path, { size: "8M", args: ["-L", "task-run"] });
+  const viaTask = await run(Deno.execPath(), ["task", "-q", "ext4ts", "probe", "--json", path], {
+    cwd: ROOT,
+    env: { TZ: "UTC" },
+  });
+  assert.equal(viaTask.code, 0, viaTask.stderr);
+  const direct = await runCli(["probe", "--json", path]);
+  assert.equal(viaTask.stdout, direct.stdout);
+  assert.equal(JSON.parse(viaTask.stdout).label, "task-run");
+  const usage = await run(Deno.execPath(), ["task", "-q", "ext4ts", "probe"], { cwd: ROOT });
+  assert.equal(usage.code, 2, "the task passes the exit code through");
+});
