@@ -4,7 +4,7 @@
  * the ratio, and checking that both results are the same outside the superblock.
  *
  * The image is the corpus generator's timing case:
- *   sudo ../shared/corpus/make_journal_cases.sh -o .work/large large
+ *   sudo tests/corpus/make_journal_cases.sh -o .work/large large
  * which leaves .work/large/large_2g_j128m/crash.img.gz (or pass another pre-replay image,
  * gzipped or not, as the first argument).
  *
@@ -43,7 +43,7 @@ try {
   Deno.statSync(src);
 } catch {
   console.error(
-    `no benchmark image at ${src}\nmake it with: sudo ../shared/corpus/make_journal_cases.sh ` +
+    `no benchmark image at ${src}\nmake it with: sudo tests/corpus/make_journal_cases.sh ` +
       `-o .work/large large   (about 2 minutes)`,
   );
   Deno.exit(1);

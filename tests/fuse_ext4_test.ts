@@ -1,6 +1,6 @@
 /**
  * `ext4ts mount` of real ext2/3/4 images: the tree listing taken through the mount point
- * with ordinary tools (/work/shared/corpus/tools/tree_listing.py) must equal the kernel's.
+ * with ordinary tools (tests/corpus/tools/tree_listing.py) must equal the kernel's.
  *
  * These tests need the ext4 reader (lib/filesystem.ts, branch `reader`): until
  * `openExt4Reader` in ffi/fuse/ext4_ops.ts opens it (EXT4_READER_AVAILABLE), they are

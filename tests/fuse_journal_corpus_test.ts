@@ -1,5 +1,5 @@
 /**
- * `ext4ts mount` over the journal corpus (/work/shared/corpus, see its README): every image
+ * `ext4ts mount` over the journal corpus (tests/corpus, see its README): every image
  * with an internal journal is mounted read-only and its tree listing (columns 1-9: path,
  * type, mode, uid, gid, nlink, size, content, xattrs) compared with the oracle's.
  *

@@ -239,11 +239,9 @@ export async function withKernelMount<T>(
 }
 
 function findCorpus(): string {
-  const candidates = [
-    Deno.env.get("EXT4TS_CORPUS"),
-    `${ROOT}../shared/corpus`,
-    "/work/shared/corpus",
-  ];
+  // The repository carries its own copy (tests/corpus/PROVENANCE.md), so a fresh clone
+  // tests against the same oracles; EXT4TS_CORPUS points at another copy to test against.
+  const candidates = [Deno.env.get("EXT4TS_CORPUS"), `${ROOT}tests/corpus`];
   for (const c of candidates) {
     if (!c) continue;
     try {
@@ -251,12 +249,11 @@ function findCorpus(): string {
     } catch { /* next */ }
   }
   // Tests that need it fail with this path in their error; nothing is skipped silently.
-  return `${ROOT}../shared/corpus`;
+  return `${ROOT}tests/corpus`;
 }
 
 /**
- * The journal corpus and oracle tools (`../shared/corpus` beside the checkout, or
- * `$EXT4TS_CORPUS`).
+ * The journal corpus and oracle tools (`tests/corpus`, or `$EXT4TS_CORPUS`).
  */
 export const CORPUS: string = findCorpus();
 

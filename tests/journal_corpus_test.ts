@@ -1,5 +1,5 @@
 /**
- * Every case of the journal-replay corpus (../shared/corpus, see its README.md): our replay
+ * Every case of the journal-replay corpus (tests/corpus, see its README.md): our replay
  * against the kernel's tree listing, against e2fsck's replay block by block, `e2fsck -fn`
  * no worse than on e2fsck's replay, refusals where the kernel refuses, and the in-memory
  * overlay byte-identical to the on-disk replay.
