@@ -102,8 +102,10 @@ export function parseMountOptions(list: string | undefined): MountSettings {
 }
 
 /** The lean daemon entry (cli/mount_daemon.ts), used when running from source. */
+// compile-safe: from source only (daemonCommand; the binary runs itself again)
 const DAEMON_ENTRY = new URL("../mount_daemon.ts", import.meta.url);
 /** The CLI entry whose daemon is {@link DAEMON_ENTRY}. */
+// compile-safe: from source only (compared with Deno.mainModule, never read)
 const CLI_MAIN = new URL("../main.ts", import.meta.url);
 
 function pathOf(url: string | URL): string {
