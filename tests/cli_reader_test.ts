@@ -15,6 +15,7 @@ import {
   tempDir,
   testWith,
   TREE_LISTING,
+  unprivileged,
   withKernelMount,
 } from "./helpers.ts";
 
@@ -293,28 +294,12 @@ testWith(
     const img = `${dir.path}/src.img`;
     await runOk("mkfs.ext4", ["-q", "-F", "-d", src, img, "8M"]);
     await Deno.chmod(img, 0o644);
-    // The CLI runs as nobody, with a copy of the npm cache it can read (no network).
-    const denoDir = JSON.parse(await runOk(Deno.execPath(), ["info", "--json"])).denoDir;
-    await Deno.mkdir(`${dir.path}/deno`);
-    await runOk("cp", ["-r", `${denoDir}/npm`, `${dir.path}/deno/npm`]);
+    // The CLI runs as nobody (with a copy of the npm cache it can read: no network).
+    const nobody = await unprivileged(`${dir.path}/user`);
     const out = `${dir.path}/out`;
     await Deno.mkdir(out);
-    await runOk("chown", ["-R", "65534:65534", `${dir.path}/deno`, out]);
-    const r = await run("setpriv", [
-      "--reuid=65534",
-      "--regid=65534",
-      "--clear-groups",
-      "--",
-      Deno.execPath(),
-      "run",
-      "--cached-only",
-      "--allow-all",
-      `${ROOT}cli/main.ts`,
-      "get",
-      img,
-      "/",
-      out,
-    ], { env: { DENO_DIR: `${dir.path}/deno`, DENO_NO_UPDATE_CHECK: "1" } });
+    await Deno.chown(out, nobody.uid, nobody.gid);
+    const r = await nobody.cli(["get", img, "/", out]);
     assert.equal(r.code, 1, r.stderr);
     const lines = r.stderr.trim().split("\n");
     assert.equal(lines.length, 3, r.stderr);

@@ -399,7 +399,7 @@ testWith(
       };
       await withOpenFuseDevice(async () => {
         // The real CLI and ext4 backend; fakeroot shows root's files as the user's.
-        const m = await nobody.deno(`${ROOT}cli/main.ts`, [
+        const m = await nobody.cli([
           "mount",
           `${dir}/fs.img`,
           mnt,
@@ -416,7 +416,7 @@ testWith(
         assert.equal((await nobody.run("cat", [`${mnt}/file.txt`])).stdout, "owned by root\n");
         const st = await nobody.run("stat", ["-c", "%u:%g", `${mnt}/file.txt`]);
         assert.equal(st.stdout.trim(), "65534:65534", "fakeroot maps uid/gid 0 to the user");
-        const u = await nobody.deno(`${ROOT}cli/main.ts`, ["umount", mnt]);
+        const u = await nobody.cli(["umount", mnt]);
         assert.equal(u.code, 0, u.stderr);
         assert.equal(isMounted(mnt), false);
         assert.equal(processAlive(pid), false, "daemon gone when umount returns");
@@ -425,7 +425,7 @@ testWith(
         // A slow destroy: plain fuse sends no DESTROY, the daemon cleans up after the
         // disconnect, and `ext4ts umount` waits for it to finish.
         const slow = await nobody.deno(
-          `${ROOT}tests/fuse_memfs_daemon.ts`,
+          `${nobody.root}tests/fuse_memfs_daemon.ts`,
           ["mount", `${dir}/mem.img`, mnt],
           { EXT4TS_TEST_DESTROY_DELAY_MS: "1000" },
         );
@@ -434,7 +434,7 @@ testWith(
         pids.push(pid2);
         assert.equal((await nobody.run("cat", [`${mnt}/hello.txt`])).stdout, "hello, world\n");
         const t0 = performance.now();
-        const u2 = await nobody.deno(`${ROOT}cli/main.ts`, ["umount", mnt]);
+        const u2 = await nobody.cli(["umount", mnt]);
         const took = performance.now() - t0;
         assert.equal(u2.code, 0, u2.stderr);
         assert.equal(processAlive(pid2), false, "daemon gone when umount returns");

@@ -15,6 +15,7 @@ import {
   removeState,
 } from "../ffi/fuse/mount.ts";
 import { ROOT, run, runCli, runOk, type RunResult } from "./helpers.ts";
+export { type Unprivileged, unprivileged } from "./helpers.ts";
 
 /** What the FUSE tests need from the machine. */
 export const FUSE_NEEDS = ["root", "loop", "fuse", "losetup"];
@@ -160,63 +161,6 @@ export async function eventually(cond: () => boolean, ms = 10_000, what = "condi
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
-}
-
-/** An unprivileged user (nobody) that can run deno: its own DENO_DIR with the npm cache. */
-export interface Unprivileged {
-  uid: number;
-  gid: number;
-  /** Runs `cmd args` as the user (setpriv), with a clean environment. */
-  run(cmd: string, args: string[], env?: Record<string, string>): Promise<RunResult>;
-  /** Runs `deno run -A FILE args` as the user. */
-  deno(file: string, args: string[], env?: Record<string, string>): Promise<RunResult>;
-  /** Where the user's mounts record their state files (`stateDir()` for that user). */
-  stateDir: string;
-}
-
-/**
- * Prepares `dir` (made 0755, owned by nobody) for running deno as nobody through
- * `setpriv --reuid --regid --clear-groups`: a DENO_DIR holding a copy of root's npm cache.
- *
- * @example
- * ```ts ignore
- * const nobody = await unprivileged(dir);
- * await nobody.deno(`${ROOT}cli/main.ts`, ["mount", img, mnt]);
- * ```
- */
-export async function unprivileged(dir: string, uid = 65534, gid = 65534): Promise<Unprivileged> {
-  const info = JSON.parse(await runOk(Deno.execPath(), ["info", "--json"]));
-  await Deno.mkdir(`${dir}/deno-dir`, { recursive: true });
-  await runOk("cp", ["-r", info.npmCache, `${dir}/deno-dir/npm`]);
-  await runOk("chown", ["-R", `${uid}:${gid}`, dir]);
-  await Deno.chmod(dir, 0o755);
-  const base = {
-    PATH: "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-    HOME: dir,
-    DENO_DIR: `${dir}/deno-dir`,
-    DENO_NO_UPDATE_CHECK: "1",
-    TZ: "UTC",
-  };
-  const asUser = (cmd: string, args: string[], env: Record<string, string> = {}) => {
-    const vars = Object.entries({ ...base, ...env }).map(([k, v]) => `${k}=${v}`);
-    return run("setpriv", [
-      `--reuid=${uid}`,
-      `--regid=${gid}`,
-      "--clear-groups",
-      "env",
-      "-i",
-      ...vars,
-      cmd,
-      ...args,
-    ]);
-  };
-  return {
-    uid,
-    gid,
-    run: asUser,
-    deno: (file, args, env) => asUser(Deno.execPath(), ["run", "--allow-all", file, ...args], env),
-    stateDir: `/tmp/ext4ts-${uid}`,
-  };
 }
 
 /**

@@ -268,3 +268,94 @@ export const CORPUS_FOUND: boolean = (() => {
 
 /** The oracle tree lister: `python3 TREE_LISTING DIR` prints the kernel's view of DIR. */
 export const TREE_LISTING: string = `${CORPUS}/tools/tree_listing.py`;
+
+/** An unprivileged user (nobody) that can run ext4ts from source. */
+export interface Unprivileged {
+  uid: number;
+  gid: number;
+  /** A copy of the project the user can read (ROOT itself when it can). */
+  root: string;
+  /** Runs `cmd args` as the user (setpriv), with a clean environment. */
+  run(cmd: string, args: string[], env?: Record<string, string>): Promise<RunResult>;
+  /** Runs `deno run -A FILE args` as the user (FILE: a path under {@link Unprivileged.root}). */
+  deno(file: string, args: string[], env?: Record<string, string>): Promise<RunResult>;
+  /** Runs the ext4ts CLI (`cli/main.ts` under {@link Unprivileged.root}) as the user. */
+  cli(args: string[], env?: Record<string, string>): Promise<RunResult>;
+  /** Where the user's mounts record their state files (`stateDir()` for that user). */
+  stateDir: string;
+}
+
+/**
+ * Prepares `dir` (made 0755, owned by the user) for running deno as an ordinary user through
+ * `setpriv --reuid --regid --clear-groups`: a DENO_DIR holding a copy of root's npm cache (no
+ * network), and — where the checkout or the deno binary is out of the user's reach, as in a
+ * clone under /root — readable copies of both, so such tests run wherever the suite runs.
+ *
+ * @example
+ * ```ts ignore
+ * const nobody = await unprivileged(dir);
+ * await nobody.cli(["probe", img]);
+ * ```
+ */
+export async function unprivileged(dir: string, uid = 65534, gid = 65534): Promise<Unprivileged> {
+  const info = JSON.parse(await runOk(Deno.execPath(), ["info", "--json"]));
+  await Deno.mkdir(`${dir}/deno-dir`, { recursive: true });
+  await runOk("cp", ["-r", info.npmCache, `${dir}/deno-dir/npm`]);
+  const as = (cmd: string, args: string[], env: Record<string, string>) => {
+    const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+    return run("setpriv", [
+      `--reuid=${uid}`,
+      `--regid=${gid}`,
+      "--clear-groups",
+      "env",
+      "-i",
+      ...vars,
+      cmd,
+      ...args,
+    ]);
+  };
+  const reachable = async (flag: string, path: string) =>
+    (await as("test", [flag, path], { PATH: "/usr/bin:/bin" })).code === 0;
+  let deno = Deno.execPath();
+  if (!(await reachable("-x", deno))) {
+    await Deno.mkdir(`${dir}/bin`, { recursive: true });
+    await Deno.copyFile(deno, `${dir}/bin/deno`);
+    await Deno.chmod(`${dir}/bin/deno`, 0o755);
+    deno = `${dir}/bin/deno`;
+  }
+  let root = ROOT;
+  if (!(await reachable("-r", `${ROOT}tests/helpers.ts`))) {
+    root = `${dir}/project/`;
+    await Deno.mkdir(`${root}tests`, { recursive: true });
+    for (const part of ["cli", "lib", "ffi", "mod.ts", "deno.json", "deno.lock"]) {
+      await runOk("cp", ["-r", `${ROOT}${part}`, root]);
+    }
+    for await (const e of Deno.readDir(`${ROOT}tests`)) {
+      if (e.isFile && e.name.endsWith(".ts")) {
+        await Deno.copyFile(`${ROOT}tests/${e.name}`, `${root}tests/${e.name}`);
+      }
+    }
+  }
+  await runOk("chown", ["-R", `${uid}:${gid}`, dir]);
+  await Deno.chmod(dir, 0o755);
+  const base = {
+    PATH: "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+    HOME: dir,
+    DENO_DIR: `${dir}/deno-dir`,
+    DENO_NO_UPDATE_CHECK: "1",
+    TZ: "UTC",
+  };
+  const asUser = (cmd: string, args: string[], env: Record<string, string> = {}) =>
+    as(cmd, args, { ...base, ...env });
+  const denoRun = (file: string, args: string[], env?: Record<string, string>) =>
+    asUser(deno, ["run", "--allow-all", "--cached-only", file, ...args], env);
+  return {
+    uid,
+    gid,
+    root,
+    run: asUser,
+    deno: denoRun,
+    cli: (args, env) => denoRun(`${root}cli/main.ts`, args, env),
+    stateDir: `/tmp/ext4ts-${uid}`,
+  };
+}

@@ -15,6 +15,7 @@ import {
   type RunResult,
   tempDir,
   testWith,
+  unprivileged,
 } from "./helpers.ts";
 
 async function dumpe2fsHeader(path: string): Promise<string[]> {
@@ -1013,41 +1014,11 @@ testWith("probe: bad input gets one clear line on stderr and a documented exit c
   });
   await t.step("permission denied (an ordinary user)", async () => {
     await Deno.chmod(`${d}/perm.img`, 0o600);
-    // The user nobody runs ext4ts from a Deno cache of its own (a copy of the npm packages:
-    // no network), on an image only root may read.
-    const denoDir = `${d}/deno-dir-nobody`;
-    const info = JSON.parse(await runOk(Deno.execPath(), ["info", "--json"]));
-    await Deno.mkdir(denoDir);
-    await runOk("cp", ["-r", info.npmCache, `${denoDir}/npm`]);
-    await runOk("chown", ["-R", "65534:65534", denoDir]);
+    // The user nobody runs ext4ts (with a Deno cache of its own: no network) on an image
+    // only root may read.
     await Deno.chmod(d, 0o755);
-    const asNobody = (args: string[]) =>
-      run("setpriv", [
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--",
-        "env",
-        `HOME=${denoDir}`,
-        `DENO_DIR=${denoDir}`,
-        Deno.execPath(),
-        ...args,
-      ]);
-    // Where the project's sources are out of the user's reach (a clone under /root), the
-    // step above stands for this one.
-    const reach = await asNobody(["eval", `Deno.readTextFileSync("${ROOT}cli/main.ts")`]);
-    if (reach.code !== 0) {
-      console.log(`  (skipped: uid 65534 cannot read ${ROOT}cli/main.ts)`);
-      return;
-    }
-    const r = await asNobody([
-      "run",
-      "--allow-all",
-      "--cached-only",
-      `${ROOT}cli/main.ts`,
-      "probe",
-      `${d}/perm.img`,
-    ]);
+    const nobody = await unprivileged(`${d}/user`);
+    const r = await nobody.cli(["probe", `${d}/perm.img`]);
     expectOneLine(r, 7, /^ext4ts: cannot open .*perm\.img: .*Permission denied$/);
   });
   await t.step("--json: failures are the same one line on stderr, nothing on stdout", async () => {
