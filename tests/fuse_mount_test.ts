@@ -399,9 +399,10 @@ testWith(
       };
       await withOpenFuseDevice(async () => {
         // The real CLI and ext4 backend; fakeroot shows root's files as the user's.
+        // A path relative to where the user stands (its home, `dir`).
         const m = await nobody.cli([
           "mount",
-          `${dir}/fs.img`,
+          "fs.img",
           mnt,
           "-o",
           "fakeroot",
@@ -413,6 +414,7 @@ testWith(
         const pid = statePid()!;
         assert.ok(pid && processAlive(pid), "state file in the user's state directory");
         pids.push(pid);
+        assert.equal(Deno.readLinkSync(`/proc/${pid}/cwd`), "/", "the daemon pins no directory");
         assert.equal((await nobody.run("cat", [`${mnt}/file.txt`])).stdout, "owned by root\n");
         const st = await nobody.run("stat", ["-c", "%u:%g", `${mnt}/file.txt`]);
         assert.equal(st.stdout.trim(), "65534:65534", "fakeroot maps uid/gid 0 to the user");

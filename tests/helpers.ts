@@ -301,6 +301,7 @@ export async function unprivileged(dir: string, uid = 65534, gid = 65534): Promi
   const info = JSON.parse(await runOk(Deno.execPath(), ["info", "--json"]));
   await Deno.mkdir(`${dir}/deno-dir`, { recursive: true });
   await runOk("cp", ["-r", info.npmCache, `${dir}/deno-dir/npm`]);
+  // Commands run in `dir`, the user's home: a user's own directory, not the caller's.
   const as = (cmd: string, args: string[], env: Record<string, string>) => {
     const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`);
     return run("setpriv", [
@@ -312,7 +313,7 @@ export async function unprivileged(dir: string, uid = 65534, gid = 65534): Promi
       ...vars,
       cmd,
       ...args,
-    ]);
+    ], { cwd: dir });
   };
   const reachable = async (flag: string, path: string) =>
     (await as("test", [flag, path], { PATH: "/usr/bin:/bin" })).code === 0;

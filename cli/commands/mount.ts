@@ -321,7 +321,13 @@ export async function mountCommand(
     }
     throw new CliError(`${mountPoint}: mount point does not exist`, ExitCode.FAILURE);
   }
-  if (!opts.foreground) return await startDaemon(daemonArgs(source, target, opts));
+  if (!opts.foreground) {
+    // The daemon runs in / (it must not pin the caller's directory, which may also be out of
+    // its reach), so paths the caller gave relative to where it stands are made absolute.
+    const absolute = (p: string) => p.startsWith("/") ? p : `${Deno.cwd()}/${p}`;
+    const log = opts.log === undefined ? undefined : absolute(opts.log);
+    return await startDaemon(daemonArgs(absolute(source), target, { ...opts, log }));
+  }
 
   const notify = Deno.env.get(NOTIFY_ENV) === "1";
   if (notify) libc().setsid(); // no controlling terminal, no SIGHUP from it
@@ -351,6 +357,7 @@ async function startDaemon(args: string[]): Promise<number> {
   const daemon = daemonCommand(args);
   const child = new Deno.Command(daemon.cmd, {
     args: daemon.args,
+    cwd: "/",
     env: { [NOTIFY_ENV]: "1" },
     stdin: "null",
     stdout: "piped",
