@@ -7,7 +7,6 @@
 
 import { InvalidArgumentError } from "@commander-js/extra-typings";
 import { Ext4 } from "../ffi/open_filesystem.ts";
-import { openBlockDevice } from "../ffi/file_device.ts";
 import { parseByteCount } from "./device.ts";
 import { CliError, warn } from "./output.ts";
 import type { Ext4Stat, Timespec } from "../lib/filesystem.ts";
@@ -45,32 +44,13 @@ export async function openImage(
   image: string,
   options: { offset?: number; journalDev?: string },
 ): Promise<Ext4> {
-  // The external journal of a filesystem whose journal needs recovery: the overlay reads
-  // journalled blocks from it on demand, so it stays open until the filesystem is closed.
-  const journalDevice = options.journalDev ? openBlockDevice(options.journalDev) : undefined;
-  try {
-    // A dirty journal is replayed in memory; say so, since what is shown differs from the disk.
-    const fs = await Ext4.open(image, {
-      readOnly: true,
-      offset: options.offset,
-      journalDevice,
-      onNotice: (message) => warn(`${image}: ${message}`),
-    });
-    if (journalDevice) {
-      const close = fs.close.bind(fs);
-      fs.close = async () => {
-        try {
-          await close();
-        } finally {
-          await journalDevice.close();
-        }
-      };
-    }
-    return fs;
-  } catch (e) {
-    await journalDevice?.close();
-    throw e;
-  }
+  // A dirty journal is replayed in memory; say so, since what is shown differs from the disk.
+  return await Ext4.open(image, {
+    readOnly: true,
+    offset: options.offset,
+    journalPath: options.journalDev,
+    onNotice: (message) => warn(`${image}: ${message}`),
+  });
 }
 
 /** Help text of the readers' `--journal-dev` option. */

@@ -14,6 +14,11 @@ import { openBlockDevice } from "./file_device.ts";
 export interface Ext4PathOpenOptions extends Ext4OpenOptions {
   /** Byte offset of the filesystem inside the image or device (a partition). */
   offset?: number;
+  /**
+   * Path of the external journal device (`mke2fs -O journal_dev`), opened like the
+   * filesystem's device and closed with the filesystem; instead of `journalDevice`.
+   */
+  journalPath?: string;
 }
 
 function isBlockDevice(path: string): boolean {
@@ -36,6 +41,9 @@ function isBlockDevice(path: string): boolean {
  * ```
  */
 export class Ext4 extends Ext4Base {
+  /** Devices this object opened besides its own (the external journal), closed with it. */
+  #owned: BlockDevice[] = [];
+
   /**
    * Opens the filesystem in an image file or block device (read-only unless
    * `readOnly: false`, which opens a block device exclusively), or on an already open device.
@@ -62,15 +70,38 @@ export class Ext4 extends Ext4Base {
     const raw = typeof target === "string"
       ? openBlockDevice(target, { readOnly, exclusive: !readOnly && isBlockDevice(target) })
       : target;
+    let journal: BlockDevice | undefined;
     try {
+      // The in-memory overlay reads journalled blocks from it on demand: it stays open.
+      if (options.journalPath) journal = openBlockDevice(options.journalPath, { readOnly });
+      const opts = journal ? { ...options, journalDevice: journal } : options;
       const window = options.offset ? new OffsetBlockDevice(raw, options.offset) : raw;
-      const { sb, groups, device } = await Ext4Base.loadMetadata(window, options);
-      const fs = new Ext4(device, sb, groups, { readOnly: true, ...options });
+      const { sb, groups, device } = await Ext4Base.loadMetadata(window, opts);
+      const fs = new Ext4(device, sb, groups, { readOnly: true, ...opts });
+      if (journal) fs.#owned.push(journal);
       await fs.prepare();
       return fs;
     } catch (e) {
       if (typeof target === "string") await raw.close().catch(() => {});
+      await journal?.close().catch(() => {});
       throw e;
+    }
+  }
+
+  /**
+   * Closes the filesystem (see the base class), then the devices it opened for itself.
+   *
+   * @example
+   * ```ts ignore
+   * const fs = await Ext4.open("fs.img", { journalPath: "journal.img" });
+   * await fs.close(); // closes fs.img and journal.img
+   * ```
+   */
+  override async close(): Promise<void> {
+    try {
+      await super.close();
+    } finally {
+      for (const d of this.#owned.splice(0)) await d.close();
     }
   }
 }

@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { Ext4, Ext4Error } from "../mod.ts";
 import {
   CORPUS,
   CORPUS_FOUND,
@@ -265,6 +266,26 @@ Deno.test({
     const stat = await runCli(["stat", "--json", "--journal-dev", jnl, img, "/d1/f014"]);
     assert.equal(stat.code, 0, stat.stderr);
     assert.equal(JSON.parse(stat.stdout).size, Number(oracle.get("/d1/f014")![6]));
+    // The library: Ext4.open opens the journal device itself and closes it with the filesystem.
+    const openFds = (path: string) =>
+      [...Deno.readDirSync("/proc/self/fd")].filter((e) => {
+        try {
+          return Deno.readLinkSync(`/proc/self/fd/${e.name}`) === path;
+        } catch {
+          return false;
+        }
+      }).length;
+    const fs = await Ext4.open(img, { journalPath: jnl, onNotice: () => {} });
+    assert.equal(openFds(jnl), 1, "the journal device is open while the filesystem is");
+    assert.equal((await fs.stat("/d1/f014")).size, Number(oracle.get("/d1/f014")![6]));
+    await fs.close();
+    assert.equal(openFds(jnl), 0, "closing the filesystem closes the journal device");
+    assert.equal(openFds(img), 0);
+    await assert.rejects(
+      Ext4.open(img, { journalPath: `${d}/missing.jnl` }),
+      (e: Ext4Error) => e.code === "IO" || e.code === "NOT_FOUND",
+    );
+    assert.equal(openFds(img), 0, "a journal that cannot be opened leaves nothing open");
     const dry = await runCli(["journal", "replay", "--dry-run", "--journal-dev", jnl, img]);
     assert.equal(dry.code, 0, dry.stderr);
     assert.match(dry.stdout, /external journal block 0 <- journal superblock/);
