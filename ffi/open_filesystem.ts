@@ -30,6 +30,13 @@ function isBlockDevice(path: string): boolean {
 }
 
 /**
+ * Devices a filesystem opened besides its own (the external journal), closed with it. Kept
+ * outside the class: a private field would make this Ext4 a type of its own, which the
+ * library's Ext4 (what `Ext4.openDevice` returns) could not be passed as.
+ */
+const ownedDevices = new WeakMap<Ext4Base, BlockDevice[]>();
+
+/**
  * An ext2/3/4 filesystem opened from a path or a {@link BlockDevice}.
  *
  * @example
@@ -41,9 +48,6 @@ function isBlockDevice(path: string): boolean {
  * ```
  */
 export class Ext4 extends Ext4Base {
-  /** Devices this object opened besides its own (the external journal), closed with it. */
-  #owned: BlockDevice[] = [];
-
   /**
    * Opens the filesystem in an image file or block device (read-only unless
    * `readOnly: false`, which opens a block device exclusively), or on an already open device.
@@ -78,7 +82,7 @@ export class Ext4 extends Ext4Base {
       const window = options.offset ? new OffsetBlockDevice(raw, options.offset) : raw;
       const { sb, groups, device } = await Ext4Base.loadMetadata(window, opts);
       const fs = new Ext4(device, sb, groups, { readOnly: true, ...opts });
-      if (journal) fs.#owned.push(journal);
+      if (journal) ownedDevices.set(fs, [journal]);
       await fs.prepare();
       return fs;
     } catch (e) {
@@ -101,7 +105,9 @@ export class Ext4 extends Ext4Base {
     try {
       await super.close();
     } finally {
-      for (const d of this.#owned.splice(0)) await d.close();
+      const owned = ownedDevices.get(this) ?? [];
+      ownedDevices.delete(this);
+      for (const d of owned) await d.close();
     }
   }
 }

@@ -10,6 +10,7 @@
  */
 
 import assert from "node:assert/strict";
+import { READER_MATRIX } from "./reader_matrix.ts";
 import {
   EXT4_READER_AVAILABLE,
   ext4Backend,
@@ -108,47 +109,10 @@ async function ext4tsListing(img: string, options: string[] = []): Promise<strin
   }
 }
 
-/**
- * The read-path matrix: the images of tests/reader_oracle_test.ts (issue #3's feature matrix,
- * same mkfs options, same tests/fixtures/populate_tree.py), each listed through the mount.
- */
-const MATRIX: {
-  name: string;
-  mkfs?: string;
-  args?: string[];
-  size?: string;
-  populate?: string[];
-}[] = [
-  { name: "ext2", mkfs: "mkfs.ext2" },
-  { name: "ext2 ^filetype", mkfs: "mkfs.ext2", args: ["-O", "^filetype"] },
-  { name: "ext2 128-byte inodes", mkfs: "mkfs.ext2", args: ["-I", "128"] },
-  { name: "ext3", mkfs: "mkfs.ext3" },
-  {
-    name: "ext4 4k blocks, 50 000-entry directory",
-    args: ["-b", "4096", "-N", "70000"],
-    size: "128M",
-    populate: ["--big-dir", "50000"],
-  },
-  { name: "ext4 1k blocks", args: ["-b", "1024"] },
-  { name: "ext4 ^64bit", args: ["-b", "4096", "-O", "^64bit"] },
-  { name: "ext4 ^metadata_csum", args: ["-b", "4096", "-O", "^metadata_csum"] },
-  { name: "ext4 inline_data", args: ["-b", "4096", "-O", "inline_data"] },
-  { name: "ext4 bigalloc", args: ["-b", "4096", "-O", "bigalloc", "-C", "16384"], size: "128M" },
-  { name: "ext4 large_dir 1k blocks", args: ["-b", "1024", "-O", "large_dir"] },
-  { name: "ext4 meta_bg", args: ["-b", "4096", "-O", "meta_bg,^resize_inode"] },
-  {
-    name: "ext4 metadata_csum_seed, 1024-byte inodes",
-    args: ["-b", "4096", "-O", "metadata_csum_seed", "-I", "1024"],
-  },
-  {
-    name: "ext4 ^extent ^dir_index (block maps, linear directories)",
-    args: ["-b", "4096", "-O", "^extent,^dir_index,^64bit"],
-  },
-  { name: "ext4 ea_inode", args: ["-b", "4096", "-O", "ea_inode"], populate: ["--ea-inode"] },
-];
 const POPULATE_TREE = new URL("./fixtures/populate_tree.py", import.meta.url).pathname;
 
-for (const v of MATRIX) {
+// The read-path matrix of tests/reader_oracle_test.ts, each image listed through the mount.
+for (const v of READER_MATRIX) {
   ext4Test(`ext4ts mount (${v.name}): tree listing equals the kernel's`, async () => {
     const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-ext4-" });
     try {

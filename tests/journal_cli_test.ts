@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Ext4, Ext4Error } from "../mod.ts";
+import { Ext4, type Ext4Error } from "../mod.ts";
 import {
   CORPUS,
   CORPUS_FOUND,

@@ -4,6 +4,7 @@
  * the two listings must be identical, all columns.
  */
 import assert from "node:assert/strict";
+import { READER_MATRIX } from "./reader_matrix.ts";
 import { gunzipSync } from "node:zlib";
 import {
   Ext4,
@@ -41,56 +42,6 @@ s = os.statvfs(sys.argv[1])
 print(s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree, s.f_bsize)
 `;
 const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "python3", "setfacl"];
-
-interface Case {
-  name: string;
-  mkfs?: string;
-  args?: string[];
-  size?: string;
-  populate?: string[];
-  /** Structures this image must hold (see {@link structuresOf}), so that equal listings prove them read. */
-  holds?: string[];
-}
-
-const CASES: Case[] = [
-  { name: "ext2", mkfs: "mkfs.ext2", holds: ["triple indirect", "htree"] },
-  { name: "ext2 ^filetype", mkfs: "mkfs.ext2", args: ["-O", "^filetype"] },
-  { name: "ext2 128-byte inodes", mkfs: "mkfs.ext2", args: ["-I", "128"] },
-  { name: "ext3", mkfs: "mkfs.ext3", holds: ["triple indirect", "htree"] },
-  {
-    name: "ext4 4k blocks, 50 000-entry directory",
-    args: ["-b", "4096", "-N", "70000"],
-    size: "128M",
-    populate: ["--big-dir", "50000"],
-    holds: ["extent depth 1", "unwritten extent", "big htree", "slow symlink"],
-  },
-  { name: "ext4 1k blocks", args: ["-b", "1024"], holds: ["extent depth 2", "unwritten extent"] },
-  { name: "ext4 ^64bit", args: ["-b", "4096", "-O", "^64bit"] },
-  { name: "ext4 ^metadata_csum", args: ["-b", "4096", "-O", "^metadata_csum"] },
-  {
-    name: "ext4 inline_data",
-    args: ["-b", "4096", "-O", "inline_data"],
-    holds: ["inline file", "inline dir"],
-  },
-  { name: "ext4 bigalloc", args: ["-b", "4096", "-O", "bigalloc", "-C", "16384"], size: "128M" },
-  { name: "ext4 large_dir 1k blocks", args: ["-b", "1024", "-O", "large_dir"] },
-  { name: "ext4 meta_bg", args: ["-b", "4096", "-O", "meta_bg,^resize_inode"] },
-  {
-    name: "ext4 metadata_csum_seed, 1024-byte inodes",
-    args: ["-b", "4096", "-O", "metadata_csum_seed", "-I", "1024"],
-  },
-  {
-    name: "ext4 ^extent ^dir_index (block maps, linear directories)",
-    args: ["-b", "4096", "-O", "^extent,^dir_index,^64bit"],
-    holds: ["double indirect"],
-  },
-  {
-    name: "ext4 ea_inode",
-    args: ["-b", "4096", "-O", "ea_inode"],
-    populate: ["--ea-inode"],
-    holds: ["xattr block"],
-  },
-];
 
 /**
  * The on-disk structures an image holds (the reading paths its listing went through):
@@ -132,7 +83,7 @@ function firstDifference(a: string, b: string): string {
   return out.join("\n");
 }
 
-for (const c of CASES) {
+for (const c of READER_MATRIX) {
   testWith(`oracle: ${c.name} reads exactly as the kernel`, NEEDS, async () => {
     await using dir = await tempDir();
     const img = `${dir.path}/fs.img`;
