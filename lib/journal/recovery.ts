@@ -50,8 +50,8 @@ export interface JournalStore {
    */
   peekBlock?(n: number): Promise<Uint8Array>;
   /**
-   * Like `peekBlock`, for a block read on its own (the scan's descriptor, commit and revoke
-   * blocks): the store need not read the blocks around it.
+   * Like `peekBlock`, for a block read on its own (the fast-commit area's first block): the
+   * store need not read the blocks around it.
    */
   peekOneBlock?(n: number): Promise<Uint8Array>;
   /** Writes journal block `n` (used to reset the journal superblock after replay). */
@@ -315,8 +315,10 @@ class Recovery {
     scan: while (true) {
       if (pass !== PASS_SCAN && tidGeq(nextCommitId, info.endTransaction)) break;
       const logBlock = nextLogBlock;
-      // The scan wants this block only (the logged blocks it skips are read by the replay).
-      const bh = await this.read(logBlock, pass === PASS_SCAN);
+      // Read through the journal's chunks even in the scan, which needs only this block:
+      // sequential reads of the whole log (which warm the page cache for the replay) cost
+      // far less than a cold random read per descriptor and commit block.
+      const bh = await this.read(logBlock);
       see(1);
       nextLogBlock = this.wrap(nextLogBlock + 1);
 
@@ -633,7 +635,7 @@ async function findFastCommit(
   if (first >= r.totalLen) return undefined;
   let b: Uint8Array;
   try {
-    b = await r.read(first);
+    b = await r.read(first, true);
   } catch {
     return undefined;
   }
