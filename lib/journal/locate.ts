@@ -111,8 +111,9 @@ class ChunkedReader {
 
   /**
    * Journal block `n` as a view into its chunk; callers must not modify it. The view stays
-   * as it was until its chunk is evicted (after reads of 15 other chunks: use it before
-   * reading far away, or copy it); a write drops the chunk without reusing its buffer.
+   * as it was while at most 15 other chunks are read after its own (then its buffer may be
+   * reused: use it before reading far away, or copy it); a write drops the chunk without
+   * reusing its buffer.
    */
   async peek(n: number): Promise<Uint8Array> {
     if (!Number.isInteger(n) || n < 0 || n >= this.#blocks) this.#map(n); // throws
