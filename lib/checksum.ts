@@ -5,16 +5,17 @@
  * the way in or out. ext4 seeds it with `0xffffffff` (or a per-filesystem seed) and stores
  * the raw result. The textbook CRC-32C of some bytes is `~crc32c(0xffffffff, bytes)`.
  *
- * crc32c is table-driven, slicing by 8: it folds eight bytes per step through eight tables.
+ * crc32c is table-driven, slicing by 16: it folds sixteen bytes per step through sixteen
+ * tables (a journal replay checksums every logged block, ~80 MiB for a full 128 MiB journal).
  *
  * @module
  */
 
 const CRC32C_POLY = 0x82f63b78; // reflected Castagnoli polynomial
 
-/** Eight 256-entry tables back to back: T[k*256 + b] is byte b's contribution k bytes ahead. */
+/** Sixteen 256-entry tables back to back: T[k*256 + b] is byte b's contribution k bytes ahead. */
 const T: Int32Array = (() => {
-  const t = new Int32Array(8 * 256);
+  const t = new Int32Array(16 * 256);
   for (let n = 0; n < 256; n++) {
     let c = n;
     for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ CRC32C_POLY : c >>> 1;
@@ -22,7 +23,7 @@ const T: Int32Array = (() => {
   }
   for (let n = 0; n < 256; n++) {
     let c = t[n];
-    for (let k = 1; k < 8; k++) {
+    for (let k = 1; k < 16; k++) {
       c = t[c & 0xff] ^ (c >>> 8);
       t[k * 256 + n] = c;
     }
@@ -36,7 +37,7 @@ const WORD_LOOP_MIN = 64;
 /**
  * Continues a raw crc32c over `data` (no pre- or post-inversion), as ext4 computes it.
  *
- * Large inputs are read eight bytes at a time through an Int32Array view (the platform is
+ * Large inputs are read sixteen bytes at a time through an Int32Array view (the platform is
  * little-endian: x86_64 and arm64), which is what makes this run near 1 GB/s.
  *
  * @example
@@ -52,16 +53,28 @@ export function crc32c(crc: number, data: Uint8Array): number {
   const n = data.length;
   if (n >= WORD_LOOP_MIN) {
     while (((data.byteOffset + i) & 3) !== 0) c = T[(c ^ data[i++]) & 0xff] ^ (c >>> 8);
-    const pairs = (n - i) >>> 3;
-    const words = new Int32Array(data.buffer, data.byteOffset + i, pairs * 2);
-    for (let w = 0; w < words.length; w += 2) {
-      const lo = c ^ words[w];
-      const hi = words[w + 1];
-      c = T[1792 + (lo & 0xff)] ^ T[1536 + ((lo >>> 8) & 0xff)] ^ T[1280 + ((lo >>> 16) & 0xff)] ^
-        T[1024 + (lo >>> 24)] ^ T[768 + (hi & 0xff)] ^ T[512 + ((hi >>> 8) & 0xff)] ^
-        T[256 + ((hi >>> 16) & 0xff)] ^ T[hi >>> 24];
+    const count = (n - i) >>> 2;
+    const words = new Int32Array(data.buffer, data.byteOffset + i, count);
+    const quads = count & ~3;
+    let w = 0;
+    for (; w < quads; w += 4) {
+      const a = c ^ words[w];
+      const b = words[w + 1];
+      const d = words[w + 2];
+      const e = words[w + 3];
+      c = T[3840 + (a & 0xff)] ^ T[3584 + ((a >>> 8) & 0xff)] ^ T[3328 + ((a >>> 16) & 0xff)] ^
+        T[3072 + (a >>> 24)] ^ T[2816 + (b & 0xff)] ^ T[2560 + ((b >>> 8) & 0xff)] ^
+        T[2304 + ((b >>> 16) & 0xff)] ^ T[2048 + (b >>> 24)] ^ T[1792 + (d & 0xff)] ^
+        T[1536 + ((d >>> 8) & 0xff)] ^ T[1280 + ((d >>> 16) & 0xff)] ^ T[1024 + (d >>> 24)] ^
+        T[768 + (e & 0xff)] ^ T[512 + ((e >>> 8) & 0xff)] ^ T[256 + ((e >>> 16) & 0xff)] ^
+        T[e >>> 24];
     }
-    i += pairs * 8;
+    for (; w < count; w++) {
+      const a = c ^ words[w];
+      c = T[768 + (a & 0xff)] ^ T[512 + ((a >>> 8) & 0xff)] ^ T[256 + ((a >>> 16) & 0xff)] ^
+        T[a >>> 24];
+    }
+    i += count * 4;
   }
   while (i < n) c = T[(c ^ data[i++]) & 0xff] ^ (c >>> 8);
   return c >>> 0;

@@ -374,6 +374,56 @@ Deno.test("recovery: a bad data-block checksum skips that block and reports corr
   assert.deepEqual(plan.badDataBlocks.map((b) => b.target), [10]);
 });
 
+Deno.test("recovery: bad data-block checksums under v2 and v3, in a later transaction, revoked or not", async () => {
+  // The scan keeps each logged block's checksum; the replay pass decides from it. A block
+  // overwritten later keeps its own verdict; a revoked bad block is skipped silently.
+  for (const incompat of [JournalIncompat.CSUM_V2, JournalIncompat.CSUM_V3]) {
+    const j = new JournalBuilder({ incompat: incompat | JournalIncompat.REVOKE, seq: 1 });
+    j.transaction(1, { data: [{ target: 10, bytes: block(1) }, { target: 12, bytes: block(7) }] });
+    j.transaction(2, {
+      data: [{ target: 10, bytes: block(2) }, { target: 11, bytes: block(3) }],
+      badData: 0,
+    });
+    j.transaction(3, { data: [{ target: 13, bytes: block(4) }], badData: 0 });
+    j.transaction(4, { revokes: [13] });
+    const { plan, store } = await j.recover();
+    assert.equal(plan.error?.kind, "corrupt", `incompat ${incompat}`);
+    assert.deepEqual(plan.writes.map((w) => w.target), [10, 12, 11]);
+    assert.deepEqual(plan.badDataBlocks.map((b) => [b.target, b.sequence]), [[10, 2]]);
+    const c = await finalContents(plan, store);
+    assert.deepEqual(c.get(10), block(1), "the bad copy of transaction 2 is not replayed");
+    const t2 = plan.transactions[1];
+    assert.deepEqual(t2.blocks.map((b) => b.checksumOk), [false, true]);
+    assert.equal(plan.transactions[2].blocks[0].revoked, true);
+  }
+});
+
+Deno.test("recovery: an unreadable logged block is skipped and reported, the others replayed", async () => {
+  for (const [incompat, compat] of SCHEMES.map(([, i, c]) => [i, c])) {
+    const j = new JournalBuilder({ incompat, compat, seq: 1 });
+    j.transaction(1, { data: [{ target: 10, bytes: block(1) }, { target: 11, bytes: block(2) }] });
+    j.transaction(2, { data: [{ target: 12, bytes: block(3) }] });
+    const jsb = parseJournalSuperblock(j.blocks[0], { blockSize: BS, totalBlocks: j.maxLen });
+    const unreadable = 3; // transaction 1's second logged block (descriptor at 1)
+    const base = j.store();
+    const store: JournalStore = {
+      ...base,
+      readBlock: (n) => n === unreadable ? Promise.reject(new Error("EIO")) : base.readBlock(n),
+    };
+    const plan = await recoverJournal(store, jsb);
+    const name = `incompat ${incompat} compat ${compat}`;
+    if (compat & JournalCompat.CHECKSUM) {
+      // Checksum v1 reads logged blocks in the scan, as the kernel does: the log ends there.
+      assert.equal(plan.endSequence, 1, name);
+      assert.deepEqual(plan.writes, [], name);
+    } else {
+      assert.equal(plan.error?.kind, "corrupt", name);
+      assert.match(plan.error!.message, /cannot read journal block 3/, name);
+      assert.deepEqual(plan.writes.map((w) => w.target), [10, 12], name);
+    }
+  }
+});
+
 Deno.test("recovery: a bad descriptor checksum fails recovery unless the commit is stale", async () => {
   const incompat = JournalIncompat.CSUM_V3;
   const fresh = new JournalBuilder({ incompat, seq: 1 });

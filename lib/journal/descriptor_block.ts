@@ -168,6 +168,22 @@ export function dataBlockValid(
   jsb: JournalSuperblock,
 ): boolean {
   if (!jsb.hasCsumV2or3) return true;
-  const sum = dataBlockChecksum(data, sequence, jsb.csumSeed);
+  return tagChecksumMatches(tag, dataBlockChecksum(data, sequence, jsb.csumSeed), jsb);
+}
+
+/**
+ * True when a v2/v3 tag's checksum field matches `sum`, a {@link dataBlockChecksum} (v2
+ * tags keep its low 16 bits).
+ *
+ * @example
+ * ```ts ignore
+ * const ok = tagChecksumMatches(tag, dataBlockChecksum(data, tid, jsb.csumSeed), jsb);
+ * ```
+ */
+export function tagChecksumMatches(
+  tag: DescriptorTag,
+  sum: number,
+  jsb: JournalSuperblock,
+): boolean {
   return jsb.hasCsumV3 ? tag.checksum === sum : tag.checksum === (sum & 0xffff);
 }

@@ -73,10 +73,18 @@ export async function journalBlockMapper(
   return { map, blocks, inode };
 }
 
+/** Chunks a {@link ChunkedReader} keeps. */
+const CACHED_CHUNKS = 16;
+
 /**
  * Reads journal blocks in chunks of 128 KiB (physically contiguous runs in one read each),
  * keeping the last few chunks: recovery reads the log sequentially, three times. Holes are
  * noted per chunk when it is read, so a block read costs a map lookup and a copy.
+ *
+ * 128 KiB is the largest read the device does synchronously, and larger reads measured
+ * slower. The buffer of an evicted chunk is reused for the next one: fresh buffers for the
+ * ~200 MiB a large replay reads cost more in page faults and garbage collection than the
+ * reads themselves.
  */
 class ChunkedReader {
   readonly #device: BlockDevice;
@@ -85,6 +93,8 @@ class ChunkedReader {
   readonly #map: (n: number) => number;
   readonly #per: number;
   readonly #chunks = new Map<number, { data: Uint8Array; holes?: Set<number> }>();
+  /** The buffer of the last chunk evicted, for the next load. */
+  #spare?: Uint8Array;
 
   constructor(device: BlockDevice, bs: number, blocks: number, map: (n: number) => number) {
     this.#device = device;
@@ -100,8 +110,10 @@ class ChunkedReader {
   }
 
   /**
-   * Journal block `n` as a view into its chunk. Chunks are never written after they are
-   * read (a write drops the chunk), so the view stays as it was; callers must not modify it.
+   * Journal block `n` as a view into its chunk; callers must not modify it. The view stays
+   * as it was while at most 15 other chunks are read after its own (then its buffer may be
+   * reused: use it before reading far away, or copy it); a write drops the chunk without
+   * reusing its buffer.
    */
   async peek(n: number): Promise<Uint8Array> {
     if (!Number.isInteger(n) || n < 0 || n >= this.#blocks) this.#map(n); // throws
@@ -114,9 +126,8 @@ class ChunkedReader {
   }
 
   /**
-   * Journal block `n` read on its own when its chunk is not at hand (a view when it is):
-   * the scan reads only the descriptor, commit and revoke blocks, as the kernel does, and
-   * leaves the logged blocks between them to the replay.
+   * Journal block `n` read on its own when its chunk is not at hand (a view when it is),
+   * for a lone block away from the log (the fast-commit area's head).
    */
   async peekOne(n: number): Promise<Uint8Array> {
     const c = Math.floor(n / this.#per);
@@ -129,7 +140,8 @@ class ChunkedReader {
 
   async #load(c: number): Promise<{ data: Uint8Array; holes?: Set<number> }> {
     const bs = this.#bs;
-    const data = new Uint8Array(this.#per * bs);
+    const data = this.#spare ?? new Uint8Array(this.#per * bs);
+    this.#spare = undefined;
     let holes: Set<number> | undefined;
     const first = c * this.#per;
     const end = Math.min(first + this.#per, this.#blocks);
@@ -147,7 +159,11 @@ class ChunkedReader {
     }
     const chunk = { data, holes };
     this.#chunks.set(c, chunk);
-    if (this.#chunks.size > 16) this.#chunks.delete(this.#chunks.keys().next().value!);
+    if (this.#chunks.size > CACHED_CHUNKS) {
+      const oldest = this.#chunks.keys().next().value!;
+      this.#spare = this.#chunks.get(oldest)!.data;
+      this.#chunks.delete(oldest);
+    }
     return chunk;
   }
 

@@ -23,9 +23,11 @@ import {
 } from "./commit_block.ts";
 import {
   blockTailValid,
+  dataBlockChecksum,
   dataBlockValid,
   parseDescriptorTags,
   readHeader,
+  tagChecksumMatches,
   TagFlag,
 } from "./descriptor_block.ts";
 import { parseRevokeBlock } from "./revocation_block.ts";
@@ -50,8 +52,8 @@ export interface JournalStore {
    */
   peekBlock?(n: number): Promise<Uint8Array>;
   /**
-   * Like `peekBlock`, for a block read on its own (the scan's descriptor, commit and revoke
-   * blocks): the store need not read the blocks around it.
+   * Like `peekBlock`, for a block read on its own (the fast-commit area's first block): the
+   * store need not read the blocks around it.
    */
   peekOneBlock?(n: number): Promise<Uint8Array>;
   /** Writes journal block `n` (used to reset the journal superblock after replay). */
@@ -222,6 +224,16 @@ class Recovery {
   /** The blocks the scan saw, by log block, to annotate them during replay. */
   readonly logged = new Map<number, LoggedBlock>();
   #cache = new Map<number, Uint8Array>();
+  /**
+   * The logged blocks the scan read, by log block: their v2/v3 data checksum (0 without).
+   * The scan reads them as it passes (sequential reads of the whole log), so the replay
+   * pass decides each block from here without reading it again.
+   */
+  readonly #scanned = new Map<number, number>();
+  /** Log blocks the scan met more than once (never in a valid log): the replay reads them. */
+  readonly #rescanned = new Set<number>();
+  readonly #csumV2or3: boolean;
+  readonly #seed: number;
 
   constructor(store: JournalStore, jsb: JournalSuperblock) {
     this.store = store;
@@ -229,6 +241,29 @@ class Recovery {
     this.first = jsb.first;
     this.last = jsb.last;
     this.totalLen = Math.min(store.blockCount, jsb.maxLen);
+    this.#csumV2or3 = jsb.hasCsumV2or3;
+    this.#seed = this.#csumV2or3 ? jsb.csumSeed : 0;
+  }
+
+  /**
+   * Notes logged block `io` of transaction `sequence` as read by the scan (with `data`, or
+   * reading it now). A block the scan cannot read is left to the replay pass, which reports
+   * it as the kernel does (the kernel's scan does not read logged blocks).
+   */
+  async #scan(io: number, sequence: number, data?: Uint8Array): Promise<void> {
+    if (this.#scanned.has(io) || this.#rescanned.has(io)) {
+      this.#scanned.delete(io);
+      this.#rescanned.add(io);
+      return;
+    }
+    if (!data) {
+      try {
+        data = await this.read(io);
+      } catch {
+        return;
+      }
+    }
+    this.#scanned.set(io, this.#csumV2or3 ? dataBlockChecksum(data, sequence, this.#seed) : 0);
   }
 
   async read(n: number, alone = false): Promise<Uint8Array> {
@@ -315,8 +350,10 @@ class Recovery {
     scan: while (true) {
       if (pass !== PASS_SCAN && tidGeq(nextCommitId, info.endTransaction)) break;
       const logBlock = nextLogBlock;
-      // The scan wants this block only (the logged blocks it skips are read by the replay).
-      const bh = await this.read(logBlock, pass === PASS_SCAN);
+      // Read through the journal's chunks even in the scan, which needs only this block:
+      // sequential reads of the whole log (which warm the page cache for the replay) cost
+      // far less than a cold random read per descriptor and commit block.
+      const bh = await this.read(logBlock);
       see(1);
       nextLogBlock = this.wrap(nextLogBlock + 1);
 
@@ -367,6 +404,7 @@ class Recovery {
                   break scan;
                 }
                 crc32Sum = crc32Be(crc32Sum, data);
+                await this.#scan(io, nextCommitId, data);
                 if (t) this.#log(t, { logBlock: io, target: tag.target, flags: tag.flags });
               }
               continue;
@@ -375,6 +413,7 @@ class Recovery {
               let io = nextLogBlock;
               for (const tag of tags) {
                 this.#log(t, { logBlock: io, target: tag.target, flags: tag.flags });
+                await this.#scan(io, nextCommitId);
                 io = this.wrap(io + 1);
               }
             }
@@ -387,12 +426,16 @@ class Recovery {
             const io = nextLogBlock;
             nextLogBlock = this.wrap(nextLogBlock + 1);
             see(1);
-            let data: Uint8Array;
-            try {
-              data = await this.read(io);
-            } catch (e) {
-              success = (e as Error).message;
-              continue;
+            // The scan read most blocks already (and kept their checksums): read the others.
+            const scanned = this.#scanned.get(io);
+            let data: Uint8Array | undefined;
+            if (scanned === undefined) {
+              try {
+                data = await this.read(io);
+              } catch (e) {
+                success = (e as Error).message;
+                continue;
+              }
             }
             const rev = this.revoked.get(tag.target);
             const logged = this.logged.get(io);
@@ -401,7 +444,10 @@ class Recovery {
               if (logged) logged.revoked = true;
               continue;
             }
-            if (!dataBlockValid(tag, data, nextCommitId, jsb)) {
+            const valid = data
+              ? dataBlockValid(tag, data, nextCommitId, jsb)
+              : !this.#csumV2or3 || tagChecksumMatches(tag, scanned!, jsb);
+            if (!valid) {
               if (logged) logged.checksumOk = false;
               this.badData.push({ logBlock: io, target: tag.target, sequence: nextCommitId });
               success =
@@ -633,7 +679,7 @@ async function findFastCommit(
   if (first >= r.totalLen) return undefined;
   let b: Uint8Array;
   try {
-    b = await r.read(first);
+    b = await r.read(first, true);
   } catch {
     return undefined;
   }

@@ -305,36 +305,43 @@ export async function replayJournal(
   const bs = prepared.superblock.blockSize;
   const { store } = prepared.journal;
   // Phase 1: the journalled blocks (the superblock block still flagged needs_recovery).
-  // The journal is read in log order (sequential), a window at a time; each window is
-  // written in ascending block order, runs of consecutive blocks in one write.
+  // The journal is read in log order (sequential), a window at a time, each block copied
+  // once into the window's buffer (the journal reader's views do not outlive a window);
+  // each window is written in ascending block order, runs of consecutive blocks in one
+  // write (copied once more to make them contiguous). The buffers serve every window.
   const byLog = [...prepared.replay.entries()].sort((x, y) => x[1].logBlock - y[1].logBlock);
   const maxRun = Math.max(1, Math.floor(131072 / bs));
-  const window = Math.max(1, Math.floor((16 << 20) / bs));
-  // Blocks are read as views into the journal reader's chunks (no copy per block) and copied
-  // once, into the buffer of their run; an escaped block gets its magic back there.
+  const window = Math.min(byLog.length, Math.max(1, Math.floor((16 << 20) / bs)));
+  const slots = new Uint8Array(window * bs);
+  const runBuffer = new Uint8Array(maxRun * bs);
   const peek = store.peekBlock?.bind(store) ?? store.readBlock.bind(store);
+  const order = new Int32Array(window);
   for (let w = 0; w < byLog.length; w += window) {
-    const batch = new Map<number, { data: Uint8Array; escaped: boolean }>();
-    for (const [block, write] of byLog.slice(w, w + window)) {
-      batch.set(
-        block,
-        block === prepared.superblockBlock
-          ? { data: prepared.superblockInterim, escaped: false }
-          : { data: await peek(write.logBlock), escaped: write.escaped },
-      );
-    }
-    const targets = [...batch.keys()].sort((x, y) => x - y);
-    for (let i = 0; i < targets.length;) {
-      let k = 1;
-      while (i + k < targets.length && k < maxRun && targets[i + k] === targets[i] + k) k++;
-      const run = new Uint8Array(k * bs);
-      const view = new DataView(run.buffer);
-      for (let j = 0; j < k; j++) {
-        const b = batch.get(targets[i + j])!;
-        run.set(b.data, j * bs);
-        if (b.escaped) view.setUint32(j * bs, JBD2_MAGIC, false);
+    const count = Math.min(window, byLog.length - w);
+    for (let j = 0; j < count; j++) {
+      const [block, write] = byLog[w + j];
+      const slot = slots.subarray(j * bs, (j + 1) * bs);
+      if (block === prepared.superblockBlock) slot.set(prepared.superblockInterim);
+      else {
+        slot.set(await peek(write.logBlock));
+        if (write.escaped) new DataView(slot.buffer, j * bs, 4).setUint32(0, JBD2_MAGIC, false);
       }
-      await device.write(targets[i] * bs, run);
+      order[j] = j;
+    }
+    const slotOrder = order.subarray(0, count).sort((x, y) => byLog[w + x][0] - byLog[w + y][0]);
+    for (let i = 0; i < count;) {
+      const first = byLog[w + slotOrder[i]][0];
+      let k = 1;
+      while (i + k < count && k < maxRun && byLog[w + slotOrder[i + k]][0] === first + k) k++;
+      if (k === 1) {
+        await device.write(first * bs, slots.subarray(slotOrder[i] * bs, (slotOrder[i] + 1) * bs));
+      } else {
+        for (let j = 0; j < k; j++) {
+          const s = slotOrder[i + j] * bs;
+          runBuffer.set(slots.subarray(s, s + bs), j * bs);
+        }
+        await device.write(first * bs, runBuffer.subarray(0, k * bs));
+      }
       i += k;
     }
   }
