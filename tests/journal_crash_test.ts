@@ -16,6 +16,7 @@ import { finalWrites, recoverJournal } from "../lib/journal/recovery.ts";
 import { parseDescriptorTags } from "../lib/journal/descriptor_block.ts";
 import { JBD2_MAGIC } from "../lib/journal/superblock.ts";
 import { JournalOverlayDevice } from "../lib/journal_overlay.ts";
+import { WriteLogDevice } from "../lib/write_log_device.ts";
 import { readSuperblock } from "../lib/superblock.ts";
 
 const lacking = missing(["gzip"]);
@@ -140,38 +141,6 @@ Deno.test({
   },
 });
 
-/** Records the writes and flushes that reach a device. */
-class Recorder implements BlockDevice {
-  readonly inner: MemoryBlockDevice;
-  readonly ops: ({ op: "write"; offset: number; length: number } | { op: "flush" })[] = [];
-  constructor(inner: MemoryBlockDevice) {
-    this.inner = inner;
-  }
-  get size() {
-    return this.inner.size;
-  }
-  get sectorSize() {
-    return this.inner.sectorSize;
-  }
-  get readOnly() {
-    return false;
-  }
-  read(offset: number, buffer: Uint8Array) {
-    return this.inner.read(offset, buffer);
-  }
-  write(offset: number, data: Uint8Array) {
-    this.ops.push({ op: "write", offset, length: data.length });
-    return this.inner.write(offset, data);
-  }
-  flush() {
-    this.ops.push({ op: "flush" });
-    return Promise.resolve();
-  }
-  close() {
-    return Promise.resolve();
-  }
-}
-
 Deno.test({
   name: "replay: empties the journal with the next sequence, checksums right, flushed last",
   ignore: lacking.length > 0 && !IN_CI,
@@ -182,7 +151,7 @@ Deno.test({
     const disk = new MemoryBlockDevice(pre.slice());
     const before = await locateJournal(disk, await readSuperblock(disk));
     assert.ok(before.jsb.start !== 0 && before.jsb.hasCsumV3);
-    const rec = new Recorder(disk);
+    const rec = new WriteLogDevice(disk);
     const r = await replayJournal(rec, { now: NOW });
     const plan = r.prepared!.plan;
     assert.ok(plan.endSequence !== plan.startSequence);
@@ -203,10 +172,11 @@ Deno.test({
 
     // Order: journalled blocks, flush, journal superblock, flush, superblock, flush.
     const bs = sb.blockSize;
-    const writes = rec.ops.flatMap((o, i) => (o.op === "write" ? [{ ...o, i }] : []));
+    const ops = rec.entries;
+    const writes = ops.flatMap((o, i) => (o.kind === "write" ? [{ offset: o.offset, i }] : []));
     const last = writes[writes.length - 1];
     assert.equal(last.offset, r.prepared!.superblockBlock * bs, "the superblock is written last");
-    assert.deepEqual(rec.ops.slice(last.i + 1), [{ op: "flush" }], "and then flushed");
+    assert.deepEqual(ops.slice(last.i + 1), [{ kind: "flush" }], "and then flushed");
     // Between the journal reset and the superblock only the orphan cleanup is written.
     const jsbWrite = writes.find((w) => w.offset === r.prepared!.journalSuperblockFsBlock! * bs)!;
     const orphanBlocks = [...(r.prepared!.orphans?.blocks.keys() ?? [])].map((n) => n * bs);
@@ -214,8 +184,8 @@ Deno.test({
       writes.filter((w) => w.i > jsbWrite.i && w !== last).map((w) => w.offset).sort(),
       orphanBlocks.sort(),
     );
-    assert.equal(rec.ops[jsbWrite.i - 1].op, "flush", "journalled blocks are flushed first");
-    assert.equal(rec.ops[jsbWrite.i + 1].op, "flush", "the journal reset is flushed before");
+    assert.equal(ops[jsbWrite.i - 1].kind, "flush", "journalled blocks are flushed first");
+    assert.equal(ops[jsbWrite.i + 1].kind, "flush", "the journal reset is flushed before");
   },
 });
 
