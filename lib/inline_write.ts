@@ -226,7 +226,9 @@ async function inlineFile(
   const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
   const f = decodeInode(ctx.sb, raw);
   if (!(f.flags & InodeFlags.INLINE_DATA) || (f.mode & 0o170000) !== 0o100000) return null;
-  if (f.linksCount === 0 && f.dtime !== 0) {
+  // Freed in the bitmap, not just unlinked. Not i_dtime: on the orphan list it holds the next
+  // orphan's number, and an orphan (unlinked while open) is still written.
+  if (f.linksCount === 0 && !(await ctx.alloc.isInodeInUse(ctx.tx, ino))) {
     throw new Ext4Error("NOT_FOUND", `inode ${ino} is deleted`);
   }
   return { raw, f };

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { truncateFile, writeFileRange } from "../lib/file_update.ts";
 import { InodeFlags } from "../lib/inode.ts";
+import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { Ext4 } from "../mod.ts";
 import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
 import {
   createFile,
@@ -156,5 +158,33 @@ testWith(
       { numRuns: 8 },
     );
     assert.ok(inPlace > 0);
+  },
+);
+
+testWith(
+  "inline data: files removed while open stay writable, whatever the orphan list keeps in i_dtime",
+  [...IMAGE_TOOLS],
+  async () => {
+    await using dir = await tempDir();
+    // The classic orphan list (no orphan file): each orphan's i_dtime names the next one.
+    const dev = new MemoryBlockDevice(
+      await mkfsImage(dir.path, LAYOUTS[9], ["-O", "^orphan_file"]),
+    );
+    const fs = await Ext4.openDevice(dev, { readOnly: false });
+    await fs.writeFile("/x", new Uint8Array([1]));
+    await fs.writeFile("/y", new Uint8Array([2]));
+    const x = await fs.openWritable("/x");
+    const y = await fs.openWritable("/y");
+    await fs.remove("/x");
+    await fs.remove("/y"); // the list's head now: its i_dtime is x's inode number
+    await y.write(new Uint8Array([7, 8, 9]), 0);
+    await x.write(new Uint8Array([5]), 1);
+    assert.deepEqual([...await y.read(0, 10)], [7, 8, 9]);
+    assert.deepEqual([...await x.read(0, 10)], [1, 5]);
+    await x.close();
+    await y.close();
+    await fs.close();
+    const check = await fsck(dir.path, dev.bytes);
+    assert.equal(check.code, 0, check.output);
   },
 );
