@@ -31,6 +31,41 @@ export async function medianMs(
   return times[Math.floor(times.length / 2)];
 }
 
+/** Median, minimum and maximum of some samples. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  samples: number;
+}
+
+/**
+ * The median (the mean of the middle two for an even count) with the range, so a table
+ * shows how far one run can be from another on a loaded machine.
+ *
+ * @example
+ * ```ts
+ * import { spread } from "./lib.ts";
+ * console.log(spread([3, 1, 2])); // { median: 2, min: 1, max: 3, samples: 3 }
+ * ```
+ */
+export function spread(xs: number[]): Spread {
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (!s.length) return { median: NaN, min: NaN, max: NaN, samples: 0 };
+  const mid = Math.floor(s.length / 2);
+  const median = s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+  return { median, min: s[0], max: s[s.length - 1], samples: s.length };
+}
+
+/** The machine's load averages (1, 5, 15 minutes) as /proc/loadavg says, for the report. */
+export function loadAverage(): string {
+  try {
+    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+  } catch {
+    return "unknown";
+  }
+}
+
 /** Runs a command to completion and throws if it fails. */
 export async function sh(
   cmd: string,
