@@ -46,9 +46,12 @@ function optionWords(command: CommandNode["command"]): string[] {
   return [...words, "-h", "--help"].filter((w): w is string => !!w);
 }
 
-/** Roff text shown as is: backslashes escaped, control characters at line starts defused. */
+/**
+ * Roff text shown as is: backslashes escaped, `-` as the ASCII minus (options stay copyable in
+ * UTF-8 locales), control characters at line starts defused.
+ */
 function roffLiteral(text: string): string {
-  return text.replaceAll("\\", "\\e").split("\n")
+  return text.replaceAll("\\", "\\e").replaceAll("-", "\\-").split("\n")
     .map((l) => /^[.']/.test(l) ? `\\&${l}` : l)
     .join("\n");
 }
