@@ -4,6 +4,9 @@
 # (scripts/install.ts). Works from any directory and for any user; nothing is fetched at run time.
 # Usage: [PREFIX=/usr/local] [DENO=/path/to/deno] bash scripts/install.sh [build|install|uninstall]
 set -euo pipefail
+# Taken from where the caller stands, before moving to the repository.
+export PREFIX=$(realpath -m "${PREFIX:-/usr/local}")
+if [ -n "${DENO:-}" ]; then DENO=$(realpath -m "$(command -v "$DENO" || echo "$DENO")"); export DENO; fi
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 if ! command -v deno >/dev/null 2>&1; then

@@ -233,6 +233,20 @@ testWith(
         assert.match(await Deno.readTextFile(to.zsh), /^#compdef ext4ts\n/);
       });
 
+      await t.step("DENO= and a relative PREFIX: that Deno, paths made absolute", async () => {
+        const r = await run("bash", [`${ROOT}scripts/install.sh`], {
+          cwd: work,
+          env: { PREFIX: "other-prefix", DENO: Deno.execPath() },
+        });
+        assert.equal(r.code, 0, r.stderr);
+        const other = layout(`${work}/other-prefix`);
+        const text = await Deno.readTextFile(other.launcher);
+        assert.ok(text.includes(`exec '${Deno.execPath()}' run `), text);
+        assert.throws(() => Deno.lstatSync(other.deno), Deno.errors.NotFound, "no copy of Deno");
+        const v = await fresh(`${work}/root-home`, "/", other.launcher, ["--version"]);
+        assert.deepEqual([v.code, v.stdout, v.stderr], [0, `${VERSION}\n`, ""]);
+      });
+
       await t.step("uninstall removes what install put there, and only that", async () => {
         await Deno.writeTextFile(`${prefix}/bin/other`, "kept\n");
         const r = await run("bash", [`${ROOT}scripts/install.sh`, "uninstall"], {
