@@ -107,6 +107,15 @@ testWith(
             ["ls", "--offset"],
             ["journal"],
           ];
+          // Help into a pipe whose reader has gone: exit 0, nothing on stderr, as from source.
+          const closed = (cmd: string[]) =>
+            run("bash", ["-c", `{ sleep 1; "$@"; } | true; echo "\${PIPESTATUS[0]}"`, "-", ...cmd]);
+          const [bundledPipe, sourcePipe] = await Promise.all([
+            closed([to.launcher, "--help"]),
+            closed([Deno.execPath(), "run", "--allow-all", `${ROOT}cli/main.ts`, "--help"]),
+          ]);
+          assert.deepEqual([bundledPipe.stdout, bundledPipe.stderr], ["0\n", ""]);
+          assert.deepEqual([sourcePipe.stdout, sourcePipe.stderr], ["0\n", ""]);
           for (const args of cases) {
             const [bundled, source] = await Promise.all([
               fresh(`${work}/root-home`, work, to.launcher, args),

@@ -9,10 +9,18 @@ const encoder = new TextEncoder();
 
 function stream(file: typeof Deno.stdout | typeof Deno.stderr) {
   return {
-    /** Writes everything now (commander's output must be out before Deno.exit). */
+    /**
+     * Writes everything now (commander's output must be out before Deno.exit). A reader that
+     * went away (`ext4ts --help | head -1`) ends the output quietly, as Node's stream does.
+     */
     write(chunk: string | Uint8Array): boolean {
       let data = typeof chunk === "string" ? encoder.encode(chunk) : chunk;
-      while (data.length > 0) data = data.subarray(file.writeSync(data));
+      try {
+        while (data.length > 0) data = data.subarray(file.writeSync(data));
+      } catch (e) {
+        if (e instanceof Deno.errors.BrokenPipe) return false;
+        throw e;
+      }
       return true;
     },
     get isTTY(): boolean {
