@@ -232,7 +232,7 @@ testWith(
         }
       });
 
-      await t.step("the bash completion sources cleanly and completes", async () => {
+      await t.step("the bash (and zsh) completions source cleanly and complete", async () => {
         const script = `source '${to.bash}' && complete -p ext4ts &&
           COMP_WORDS=(ext4ts journal ''); COMP_CWORD=2; _ext4ts; echo "\${COMPREPLY[*]}" &&
           COMP_WORDS=(ext4ts probe --j); COMP_CWORD=2; _ext4ts; echo "\${COMPREPLY[*]}"`;
@@ -240,6 +240,17 @@ testWith(
         assert.deepEqual([r.code, r.stderr], [0, ""]);
         assert.equal(r.stdout, "complete -o default -F _ext4ts ext4ts\nreplay show\n--json\n");
         assert.match(await Deno.readTextFile(to.zsh), /^#compdef ext4ts\n/);
+        if (missing(["zsh"]).length > 0) return; // not a dependency: checked where zsh is
+        // compadd and _files stand in for the completion system's, printing what is offered.
+        const zsh = `compadd() { [[ $1 == -- ]] && shift; print -r -- "$*"; }
+          _files() { print -r -- '<files>'; }
+          source '${to.zsh}' >/dev/null
+          words=(ext4ts journal ''); CURRENT=3; _ext4ts
+          words=(ext4ts probe --j); CURRENT=3; _ext4ts
+          words=(ext4ts probe x); CURRENT=3; _ext4ts`;
+        const z = await run("zsh", ["-f", "-c", zsh]);
+        assert.deepEqual([z.code, z.stderr], [0, ""]);
+        assert.equal(z.stdout, "replay show\n--json --full --offset -h --help\n<files>\n");
       });
 
       await t.step("DENO= and a relative PREFIX: that Deno, paths made absolute", async () => {
