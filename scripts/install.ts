@@ -119,19 +119,20 @@ export async function build(): Promise<void> {
   const bundle = `${DIST}/ext4ts.js`;
   const stage = `${DIST}/ext4ts.node.js`;
   const importMap = `${DIST}/node_shims.json`;
-  const bundleArgs = ["bundle", "--quiet", "--platform=deno", "--frozen"];
+  const bundleArgs = ["bundle", "--quiet", "--platform=deno"];
   try {
     // The program with every npm package inside; it still imports node: built-ins.
     await run(Deno.execPath(), [
       ...bundleArgs,
       `--config=${ROOT}deno.json`,
+      "--frozen", // deno.lock's versions, or fail
       `--output=${stage}`,
       `${ROOT}cli/main.ts`,
     ]);
     // Bundled again with node: mapped to the shims (an import map does not apply to imports
     // inside npm packages, so only once commander is a local file).
     const imports = Object.fromEntries(
-      NODE_SHIMS.map((n) => [`node:${n}`, `file://${ROOT}scripts/node_shims/${n}.ts`]),
+      NODE_SHIMS.map((n) => [`node:${n}`, new URL(`node_shims/${n}.ts`, import.meta.url).href]),
     );
     await Deno.writeTextFile(importMap, JSON.stringify({ imports }));
     await run(Deno.execPath(), [
