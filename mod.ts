@@ -29,6 +29,7 @@ export {
   readBytes,
 } from "./lib/block_device.ts";
 export { FileBlockDevice, openBlockDevice, type OpenDeviceOptions } from "./ffi/file_device.ts";
+export { FsFileBlockDevice, openFsFileDevice } from "./ffi/fsfile_device.ts";
 
 // ---- errors ----
 export { asExt4Error, CorruptError, Errno, Ext4Error, type Ext4ErrorCode } from "./lib/errors.ts";

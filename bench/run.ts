@@ -3,7 +3,8 @@
  * table; the reader, journal, mount and write suites are scripts of their own (they need root, loop
  * devices and the kernel, and print their tables with ratios against debugfs, e2fsck,
  * fuse2fs, kernel ext4 and mke2fs -d; extent: in-place extent tree edits against whole-tree
- * rebuilds). Pass names to run only some: `deno task bench probe mount`.
+ * rebuilds; startup: the installed bundle against `deno run` from source). Pass names to run only
+ * some: `deno task bench probe mount`.
  *
  * @module
  */
@@ -18,6 +19,7 @@ const SCRIPTS: Record<string, string> = {
   extent: "extent.ts",
   dir: "dir.ts",
   write: "write.ts",
+  startup: "startup.ts",
 };
 const ALL = ["probe", ...Object.keys(SCRIPTS)];
 

@@ -8,7 +8,8 @@
 
 import { type BlockDevice, OffsetBlockDevice } from "../lib/block_device.ts";
 import { Ext4 as Ext4Base, type Ext4OpenOptions } from "../lib/filesystem.ts";
-import { openBlockDevice } from "./file_device.ts";
+import { openBlockDevice, type OpenDeviceOptions } from "./file_device.ts";
+import { openFsFileDevice } from "./fsfile_device.ts";
 
 /** Options for {@link Ext4.open}. */
 export interface Ext4PathOpenOptions extends Ext4OpenOptions {
@@ -27,6 +28,17 @@ function isBlockDevice(path: string): boolean {
   } catch {
     return false; // openBlockDevice reports the error
   }
+}
+
+/**
+ * Opens a path through libc (ffi/file_device.ts), or — read-only without `--allow-ffi` — through
+ * Deno.FsFile (ffi/fsfile_device.ts), so reading needs only `--allow-read`.
+ */
+function openDevice(path: string, options: OpenDeviceOptions): Promise<BlockDevice> | BlockDevice {
+  if (options.readOnly && Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    return openFsFileDevice(path);
+  }
+  return openBlockDevice(path, options);
 }
 
 /**
@@ -72,12 +84,12 @@ export class Ext4 extends Ext4Base {
     const readOnly = options.readOnly ?? true;
     // A block device opened for writing is claimed exclusively, as a mount claims it.
     const raw = typeof target === "string"
-      ? openBlockDevice(target, { readOnly, exclusive: !readOnly && isBlockDevice(target) })
+      ? await openDevice(target, { readOnly, exclusive: !readOnly && isBlockDevice(target) })
       : target;
     let journal: BlockDevice | undefined;
     try {
       // The in-memory overlay reads journalled blocks from it on demand: it stays open.
-      if (options.journalPath) journal = openBlockDevice(options.journalPath, { readOnly });
+      if (options.journalPath) journal = await openDevice(options.journalPath, { readOnly });
       const opts = journal ? { ...options, journalDevice: journal } : options;
       const window = options.offset ? new OffsetBlockDevice(raw, options.offset) : raw;
       const { sb, groups, device } = await Ext4Base.loadMetadata(window, opts);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what ext4ts needs on a Debian machine, idempotently: Deno (pinned in
-# tools/deno/package-lock.json, from the npm registry) and Debian's e2fsprogs, fuse3, fuse2fs
-# and dosfstools. Prints the PATH line to use. Needs root for apt-get.
+# tools/deno/package-lock.json, from the npm registry); into this user's Deno cache the npm
+# packages deno.lock pins (so no run of `deno task ext4ts` downloads anything) and the esbuild
+# `deno bundle` runs (for scripts/install.sh); Debian's e2fsprogs, fuse3, fuse2fs and dosfstools.
+# Needs root for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,3 +38,13 @@ if [ ! -x "$deno_bin" ]; then
   (cd tools/deno && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi
 "$deno_bin" --version >/dev/null
+# Every npm package deno.lock pins, into the Deno cache now rather than on a first run (where
+# Deno would print its coloured "Download https://…" lines amid ext4ts' output). --frozen: the
+# lock file is the truth; a dependency missing from it is an error, not a silent update.
+DENO_NO_UPDATE_CHECK=1 "$deno_bin" install --frozen --quiet >&2
+# And the esbuild that `deno bundle` runs (Deno fetches it from the npm registry on first use), so
+# scripts/install.sh needs no network after set-up.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+echo 'export {};' >"$tmp/empty.js"
+DENO_NO_UPDATE_CHECK=1 "$deno_bin" bundle --quiet --no-config --no-lock --output "$tmp/out.js" "$tmp/empty.js" >&2

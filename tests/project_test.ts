@@ -62,8 +62,10 @@ Deno.test("compile-safe: no dynamic imports, no files read beside the source, no
   ];
   const found: string[] = [];
   // A line may name a file beside the source only for a path taken when running from source
-  // (never in the compiled binary), and must say so in a comment on the line before it.
-  const fromSourceOnly = /\/\/ compile-safe: from source only\b/;
+  // (never in the compiled binary or the bundle), or take its own URL only to compare it with
+  // Deno.mainModule (cli/bundle.ts), and must say so in a comment on the line before it.
+  const fromSourceOnly =
+    /\/\/ compile-safe: (from source only|compared with Deno\.mainModule, never read)\b/;
   for (const path of sources) {
     const lines = Deno.readTextFileSync(path).split("\n");
     lines.forEach((line, i) => {
@@ -143,3 +145,29 @@ Deno.test("tests/corpus is the verbatim copy its SHA256SUMS lists, and the tests
   assert.deepEqual(present.sort(), [...listed].sort(), "files added to or missing from the copy");
   if (!Deno.env.get("EXT4TS_CORPUS")) assert.equal(CORPUS, dir);
 });
+
+testWith(
+  "deno publish --dry-run passes and ships only the library, the CLI, README and LICENSE",
+  [],
+  async () => {
+    const r = await run(Deno.execPath(), ["publish", "--dry-run", "--allow-dirty"], {
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const files = [...(r.stdout + r.stderr).matchAll(/file:\/\/\S+/g)]
+      .map((m) => m[0].slice(`file://${ROOT}`.length));
+    assert.ok(files.length > 50, `only ${files.length} files`);
+    const shipped = (f: string) =>
+      ["mod.ts", "README.md", "LICENSE", "deno.json"].includes(f) || /^(lib|ffi|cli)\//.test(f);
+    assert.deepEqual(files.filter((f) => !shipped(f)), [], "no tests, bench, scripts or tools");
+    for (const f of ["mod.ts", "LICENSE", "README.md", "cli/main.ts"]) {
+      assert.ok(
+        files.includes(f),
+        f,
+      );
+    }
+    assert.equal(denoJson.license, "Apache-2.0");
+    assert.match(Deno.readTextFileSync(`${ROOT}LICENSE`), /Apache License\s+Version 2\.0/);
+  },
+);

@@ -19,6 +19,7 @@ import {
   type MountSettings,
   serve,
 } from "../../ffi/fuse/serve.ts";
+import { BUNDLE_RUN_FLAGS, runningAsBundle } from "../bundle.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { CliError, runAction, warn } from "../output.ts";
 
@@ -113,7 +114,8 @@ function pathOf(url: string | URL): string {
 }
 
 /**
- * The command line that runs this program again (deno + script, or the compiled binary).
+ * The command line that runs this program again (deno + script or bundle, or the compiled
+ * binary).
  *
  * @example
  * ```ts ignore
@@ -123,7 +125,9 @@ function pathOf(url: string | URL): string {
 export function selfCommand(): { cmd: string; args: string[] } {
   const exe = Deno.execPath();
   if (/(^|\/)deno$/.test(exe) && Deno.mainModule.startsWith("file:")) {
-    return { cmd: exe, args: ["run", "--allow-all", pathOf(Deno.mainModule)] };
+    // The installed bundle runs again as its launcher runs it (no config, nothing fetched).
+    const flags = runningAsBundle() ? BUNDLE_RUN_FLAGS : ["--allow-all"];
+    return { cmd: exe, args: ["run", ...flags, pathOf(Deno.mainModule)] };
   }
   return { cmd: exe, args: [] };
 }
@@ -131,8 +135,8 @@ export function selfCommand(): { cmd: string; args: string[] } {
 /**
  * The command line of the mount daemon for `args` (see {@link daemonArgs}). From source, the
  * ext4ts CLI starts cli/mount_daemon.ts, which loads only what serving needs (no commander,
- * no other commands: measured ~60 ms less start-up); the compiled binary, and other programs
- * built on {@link registerMount}, run themselves again.
+ * no other commands: measured ~60 ms less start-up); the compiled binary, the installed bundle
+ * (cli/bundle.ts) and other programs built on {@link registerMount} run themselves again.
  *
  * @example
  * ```ts ignore

@@ -1,0 +1,314 @@
+/**
+ * The installed command (scripts/install.sh): one bundle, a launcher, a man page and
+ * completions under a prefix; run from any directory, by root and by nobody, with an empty
+ * Deno cache and home, it prints nothing but ext4ts' own words and fetches nothing; its mount
+ * daemon runs from the bundle. The bundle is built and installed once, into a temporary prefix.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { BUNDLE_RUN_FLAGS } from "../cli/bundle.ts";
+import { buildProgram } from "../cli/main.ts";
+import { VERSION } from "../lib/version.ts";
+import { bundleImports, layout } from "../scripts/install.ts";
+import { findMount, processAlive, readState } from "../ffi/fuse/mount.ts";
+import {
+  detachLoop,
+  FUSE_NEEDS,
+  isMounted,
+  loopsOf,
+  withOpenFuseDevice,
+} from "./fuse_test_util.ts";
+import {
+  makeImage,
+  missing,
+  ROOT,
+  run,
+  runCli,
+  type RunResult,
+  testWith,
+  unprivileged,
+} from "./helpers.ts";
+
+/** Runs `cmd` like a fresh login: a clean environment, an empty home and Deno cache. */
+async function fresh(
+  home: string,
+  cwd: string,
+  cmd: string,
+  args: string[],
+): Promise<RunResult> {
+  await Deno.mkdir(home, { recursive: true });
+  const env = [`HOME=${home}`, `DENO_DIR=${home}/.cache/deno`, "PATH=/usr/bin:/bin:/usr/sbin"];
+  return run("env", ["-i", ...env, "TZ=UTC", cmd, ...args], { cwd });
+}
+
+async function tempDir755(prefix: string): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix });
+  await Deno.chmod(dir, 0o755); // other users reach what is installed here
+  return dir;
+}
+
+testWith(
+  "install.sh: the bundle, launcher, man page and completions, used from anywhere by anyone",
+  [...FUSE_NEEDS, "mkfs.ext4", "setpriv", "fusermount3", "bash"],
+  async (t) => {
+    const prefix = await tempDir755("ext4ts-prefix-");
+    const work = await tempDir755("ext4ts-install-");
+    const to = layout(prefix);
+    const mnt = `${work}/mnt`;
+    try {
+      await t.step("scripts/install.sh installs into PREFIX", async () => {
+        const r = await run("bash", [`${ROOT}scripts/install.sh`], { env: { PREFIX: prefix } });
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stderr, "");
+        for (
+          const [path, mode] of [
+            [to.launcher, 0o755],
+            [to.deno, 0o755],
+            [to.bundle, 0o644],
+            [to.man, 0o644],
+            [to.bash, 0o644],
+            [to.zsh, 0o644],
+          ] as const
+        ) {
+          assert.equal(Deno.statSync(path).mode! & 0o777, mode, path);
+        }
+        const text = await Deno.readTextFile(to.launcher);
+        assert.ok(text.includes(`run ${BUNDLE_RUN_FLAGS.join(" ")} '${to.bundle}' "$@"`), text);
+        assert.ok(text.includes("DENO_NO_UPDATE_CHECK=1"));
+      });
+
+      await t.step(
+        "the bundle imports nothing: no npm, no local files, no node: built-ins",
+        async () => {
+          assert.deepEqual(bundleImports('import { EventEmitter } from "node:events";'), [
+            "node:events",
+          ]);
+          assert.deepEqual(bundleImports(await Deno.readTextFile(to.bundle)), []);
+        },
+      );
+
+      await t.step(
+        "help and usage errors: the bundle (node: shims) says what the source says",
+        async () => {
+          const program = buildProgram();
+          const commands = program.commands.flatMap((c) => [
+            [c.name()],
+            ...c.commands.map((s) => [c.name(), s.name()]),
+          ]);
+          const cases = [
+            ["--help"],
+            ["help"],
+            ["help", "probe"],
+            ...commands.map((c) => [...c, "--help"]),
+            ["nosuch"],
+            ["probe"],
+            ["probe", "--bogus", "x"],
+            ["ls", "--offset"],
+            ["journal"],
+          ];
+          // Help into a pipe whose reader has gone: exit 0, nothing on stderr, as from source.
+          const closed = (cmd: string[]) =>
+            run("bash", ["-c", `{ sleep 1; "$@"; } | true; echo "\${PIPESTATUS[0]}"`, "-", ...cmd]);
+          const [bundledPipe, sourcePipe] = await Promise.all([
+            closed([to.launcher, "--help"]),
+            closed([Deno.execPath(), "run", "--allow-all", `${ROOT}cli/main.ts`, "--help"]),
+          ]);
+          assert.deepEqual([bundledPipe.stdout, bundledPipe.stderr], ["0\n", ""]);
+          assert.deepEqual([sourcePipe.stdout, sourcePipe.stderr], ["0\n", ""]);
+          for (const args of cases) {
+            const [bundled, source] = await Promise.all([
+              fresh(`${work}/root-home`, work, to.launcher, args),
+              runCli(args),
+            ]);
+            assert.deepEqual(
+              [bundled.code, bundled.stdout, bundled.stderr],
+              [source.code, source.stdout, source.stderr],
+              `ext4ts ${args.join(" ")}`,
+            );
+          }
+        },
+      );
+
+      // An image beside the user's home, given by a relative path from there.
+      const src = `${work}/src`;
+      await Deno.mkdir(src);
+      await Deno.writeTextFile(`${src}/hello.txt`, "hello from the bundle\n");
+      const img = `${work}/t.img`;
+      await makeImage(img, { size: "16M", args: ["-L", "installed", "-d", src] });
+      await Deno.chmod(img, 0o644);
+      const expected = await runCli(["probe", img]);
+      assert.equal(expected.code, 0, expected.stderr);
+
+      await t.step("root, another directory, empty Deno cache: only ext4ts' words", async () => {
+        const r = await fresh(`${work}/root-home`, work, to.launcher, ["probe", "t.img"]);
+        assert.equal(r.stderr, "", "nothing from Deno on stderr (no Download lines)");
+        assert.equal(r.code, 0);
+        assert.equal(r.stdout, expected.stdout.replace(`${img}:`, "t.img:"));
+        const v = await fresh(`${work}/root-home2`, "/", to.launcher, ["--version"]);
+        assert.deepEqual([v.code, v.stdout, v.stderr], [0, `${VERSION}\n`, ""]);
+        const missing = await fresh(`${work}/root-home`, work, to.launcher, ["probe", "no.img"]);
+        assert.equal(missing.code, 7);
+        assert.equal(missing.stdout, "");
+        assert.match(missing.stderr, /^ext4ts: [^\n]*no\.img[^\n]*\n$/);
+        const usage = await fresh(`${work}/root-home`, work, to.launcher, ["probe"]);
+        assert.equal(usage.code, 2, "exit codes pass through the launcher");
+      });
+
+      await t.step("nobody, empty Deno cache and home: only ext4ts' words", async (st) => {
+        const home = `${work}/nobody`;
+        await Deno.mkdir(home);
+        const nobody = await unprivileged(home);
+        const env = { HOME: `${home}/fresh`, DENO_DIR: `${home}/fresh/deno` };
+        const r = await nobody.run(to.launcher, ["probe", "../t.img"], env);
+        assert.equal(r.stderr, "");
+        assert.equal(r.code, 0);
+        assert.match(r.stdout, /^\.\.\/t\.img: ext4 filesystem\n/);
+        assert.match(r.stdout, /label: +installed\n/);
+        const cat = await nobody.run(to.launcher, ["cat", "../t.img", "/hello.txt"], env);
+        assert.deepEqual([cat.code, cat.stdout, cat.stderr], [0, "hello from the bundle\n", ""]);
+        // No home at all, as for a system user.
+        const bare = await nobody.run(to.launcher, ["--version"], {
+          HOME: "/nonexistent",
+          DENO_DIR: "",
+        });
+        assert.deepEqual([bare.code, bare.stdout, bare.stderr], [0, `${VERSION}\n`, ""]);
+
+        await st.step("mount and umount as nobody (fusermount3)", async () => {
+          const umnt = `${home}/mnt`;
+          await Deno.mkdir(umnt);
+          await run("chown", ["65534:65534", umnt]);
+          await withOpenFuseDevice(async () => {
+            try {
+              const m = await nobody.run(to.launcher, ["mount", "../t.img", "mnt"], env);
+              assert.deepEqual([m.code, m.stderr], [0, ""]);
+              assert.equal(findMount(umnt)?.fsType, "fuse.ext4ts");
+              const read = await nobody.run("cat", [`${umnt}/hello.txt`]);
+              assert.equal(read.stdout, "hello from the bundle\n");
+              const u = await nobody.run(to.launcher, ["umount", "mnt"], env);
+              assert.deepEqual([u.code, u.stderr], [0, ""]);
+              assert.equal(isMounted(umnt), false);
+            } finally {
+              if (isMounted(umnt)) await run("umount", ["-l", umnt]);
+            }
+          });
+        });
+      });
+
+      await t.step("mount and umount as root: the daemon runs from the bundle", async () => {
+        await Deno.mkdir(mnt);
+        const m = await fresh(`${work}/root-home`, work, to.launcher, ["mount", "t.img", "mnt"]);
+        assert.deepEqual([m.code, m.stdout, m.stderr], [0, "", ""]);
+        assert.equal(findMount(mnt)?.fsType, "fuseblk.ext4ts");
+        assert.equal(await Deno.readTextFile(`${mnt}/hello.txt`), "hello from the bundle\n");
+        const pid = readState(mnt)!.pid;
+        const cmdline = (await Deno.readTextFile(`/proc/${pid}/cmdline`)).split("\0");
+        assert.deepEqual(
+          cmdline.slice(0, 3 + BUNDLE_RUN_FLAGS.length),
+          [to.deno, "run", ...BUNDLE_RUN_FLAGS, to.bundle],
+          "the installed Deno runs the bundle again, with the launcher's flags",
+        );
+        const u = await fresh(`${work}/root-home`, work, to.launcher, ["umount", "mnt"]);
+        assert.deepEqual([u.code, u.stdout, u.stderr], [0, "", ""]);
+        assert.equal(isMounted(mnt), false);
+        assert.equal(processAlive(pid), false, "the daemon is gone when umount returns");
+      });
+
+      await t.step("the man page renders", async () => {
+        const page = await Deno.readTextFile(to.man);
+        assert.match(page, /^\.TH EXT4TS 1 /);
+        // Rendered where man is installed; otherwise the roff source shows the same sections.
+        const shown = missing(["man"]).length > 0
+          ? page.replaceAll("\\-", "-")
+          : await (async () => {
+            const r = await run("man", ["-l", to.man], {
+              env: { MANWIDTH: "100", MANPAGER: "cat" },
+            });
+            assert.deepEqual([r.code, r.stderr], [0, ""]);
+            return r.stdout;
+          })();
+        for (const s of ["SYNOPSIS", "ext4ts journal replay", "EXIT STATUS", "--offset"]) {
+          assert.ok(shown.includes(s), `the page shows ${s}`);
+        }
+      });
+
+      await t.step("the bash (and zsh) completions source cleanly and complete", async () => {
+        const script = `source '${to.bash}' && complete -p ext4ts &&
+          COMP_WORDS=(ext4ts journal ''); COMP_CWORD=2; _ext4ts; echo "\${COMPREPLY[*]}" &&
+          COMP_WORDS=(ext4ts probe --j); COMP_CWORD=2; _ext4ts; echo "\${COMPREPLY[*]}"`;
+        const r = await run("bash", ["-c", script]);
+        assert.deepEqual([r.code, r.stderr], [0, ""]);
+        assert.equal(r.stdout, "complete -o default -F _ext4ts ext4ts\nreplay show\n--json\n");
+        assert.match(await Deno.readTextFile(to.zsh), /^#compdef ext4ts\n/);
+        if (missing(["zsh"]).length > 0) return; // not a dependency: checked where zsh is
+        // compadd and _files stand in for the completion system's, printing what is offered.
+        const zsh = `compadd() { [[ $1 == -- ]] && shift; print -r -- "$*"; }
+          _files() { print -r -- '<files>'; }
+          source '${to.zsh}' >/dev/null
+          words=(ext4ts journal ''); CURRENT=3; _ext4ts
+          words=(ext4ts probe --j); CURRENT=3; _ext4ts
+          words=(ext4ts probe x); CURRENT=3; _ext4ts`;
+        const z = await run("zsh", ["-f", "-c", zsh]);
+        assert.deepEqual([z.code, z.stderr], [0, ""]);
+        assert.equal(z.stdout, "replay show\n--json --full --offset -h --help\n<files>\n");
+      });
+
+      await t.step("DENO= and a relative PREFIX: that Deno, paths made absolute", async () => {
+        const r = await run("bash", [`${ROOT}scripts/install.sh`], {
+          cwd: work,
+          env: { PREFIX: "other-prefix", DENO: Deno.execPath() },
+        });
+        assert.equal(r.code, 0, r.stderr);
+        const other = layout(`${work}/other-prefix`);
+        const text = await Deno.readTextFile(other.launcher);
+        assert.ok(text.includes(`exec '${Deno.execPath()}' run `), text);
+        assert.throws(() => Deno.lstatSync(other.deno), Deno.errors.NotFound, "no copy of Deno");
+        const v = await fresh(`${work}/root-home`, "/", other.launcher, ["--version"]);
+        assert.deepEqual([v.code, v.stdout, v.stderr], [0, `${VERSION}\n`, ""]);
+      });
+
+      await t.step("uninstall removes what install put there, and only that", async () => {
+        await Deno.writeTextFile(`${prefix}/bin/other`, "kept\n");
+        const r = await run("bash", [`${ROOT}scripts/install.sh`, "uninstall"], {
+          env: { PREFIX: prefix },
+        });
+        assert.equal(r.code, 0, r.stderr);
+        for (const path of [to.launcher, to.libDir, to.man, to.bash, to.zsh]) {
+          assert.throws(() => Deno.lstatSync(path), Deno.errors.NotFound, path);
+        }
+        assert.equal(await Deno.readTextFile(`${prefix}/bin/other`), "kept\n");
+        // A command of that name that install.sh did not write is left alone.
+        await Deno.writeTextFile(to.launcher, "#!/bin/sh\necho someone else's\n");
+        const again = await run("bash", [`${ROOT}scripts/install.sh`, "uninstall"], {
+          env: { PREFIX: prefix },
+        });
+        assert.equal(again.code, 1);
+        assert.match(again.stderr, /^install: .*not installed by ext4ts/);
+        assert.equal(await Deno.readTextFile(to.launcher), "#!/bin/sh\necho someone else's\n");
+      });
+    } finally {
+      if (isMounted(mnt)) await run("umount", ["-l", mnt]);
+      for (const loop of await loopsOf(`${work}/t.img`)) await detachLoop(loop);
+      await Deno.remove(prefix, { recursive: true }).catch(() => {});
+      await Deno.remove(work, { recursive: true }).catch(() => {});
+    }
+  },
+);
+
+testWith(
+  "after set-up, the CLI from source needs nothing fetched (no Download lines)",
+  [],
+  async () => {
+    // scripts/setup.sh caches every package deno.lock pins; --cached-only fails if one is not.
+    const r = await run(Deno.execPath(), [
+      "run",
+      "--cached-only",
+      "--allow-all",
+      "cli/main.ts",
+      "-V",
+    ], {
+      cwd: ROOT,
+    });
+    assert.deepEqual([r.code, r.stdout, r.stderr], [0, `${VERSION}\n`, ""]);
+  },
+);
