@@ -63,12 +63,13 @@ export function applyMode(text: string, current: number): number {
   }
   let mode = current & 0o7777;
   for (const clause of text.split(",")) {
-    const m = /^([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)$/.exec(clause);
+    const m = /^([ugoa]*)((?:[-+=](?:[ugo]|[rwxXst]*))+)$/.exec(clause);
     if (!m) throw badMode(text);
     let who = 0;
     for (const c of m[1]) who |= WHO[c];
     if (who === 0) who = WHO.a;
-    for (const action of m[2].matchAll(/([-+=])([rwxXst]*|[ugo])/g)) {
+    // [ugo] first: "=u" copies u, it is not "=" (nothing) followed by a stray "u".
+    for (const action of m[2].matchAll(/([-+=])([ugo]|[rwxXst]*)/g)) {
       const [, op, perms] = action;
       let bits = 0;
       if (/^[ugo]$/.test(perms)) {

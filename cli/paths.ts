@@ -37,16 +37,21 @@ export function baseName(path: string): string {
 }
 
 /**
- * `dest/BASENAME(src)` when `dest` is an existing directory (a symlink to one counts), else
- * `dest`: where mv, ln and cp put `src`.
+ * `dest/BASENAME(src)` when `dest` is an existing directory (a symlink to one counts, unless
+ * `noFollow`), else `dest`: where mv, ln and cp put `src`.
  *
  * @example
  * ```ts ignore
  * await intoDirectory(fs, "/a/f", "/tmp"); // "/tmp/f"
  * ```
  */
-export async function intoDirectory(fs: Ext4, src: string, dest: string): Promise<string> {
-  const st = await statOrNull(fs, dest);
+export async function intoDirectory(
+  fs: Ext4,
+  src: string,
+  dest: string,
+  noFollow = false,
+): Promise<string> {
+  const st = await statOrNull(fs, dest, noFollow);
   if (st?.type !== "dir") return dest;
   return `${dest.replace(/\/+$/, "")}/${baseName(src)}`;
 }

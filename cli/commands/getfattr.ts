@@ -2,7 +2,8 @@ import type { Command } from "@commander-js/extra-typings";
 import type { Ext4 } from "../../ffi/open_filesystem.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { helpText } from "../edit_command.ts";
-import { CliError, runAction, writeStdout } from "../output.ts";
+import { Ext4Error } from "../../lib/errors.ts";
+import { CliError, runAction, warn, writeStdout } from "../output.ts";
 import { followLinks } from "../paths.ts";
 import { JOURNAL_DEV_HELP, openImage, parseOffset } from "../reader_common.ts";
 import { formatXattrValue, type XattrEncoding } from "../xattr_text.ts";
@@ -119,22 +120,32 @@ export function registerGetfattr(program: Command): void {
           }
         }
         const fs = await openImage(image, opts);
+        // As getfattr: a path that fails is reported and the others are still printed.
+        let failed = false;
         try {
           for (const p of paths) {
-            await writeStdout(
-              await getfattrOutput(fs, p, {
+            let out: Uint8Array;
+            try {
+              out = await getfattrOutput(fs, p, {
                 name: opts.name,
                 dump: opts.dump,
                 match: opts.match,
                 encoding: encoding as XattrEncoding | undefined,
                 noDereference: opts.dereference === false,
                 absoluteNames: opts.absoluteNames,
-              }),
-            );
+              });
+            } catch (e) {
+              if (!(e instanceof CliError || e instanceof Ext4Error)) throw e;
+              warn(e.message);
+              failed = true;
+              continue;
+            }
+            await writeStdout(out);
           }
         } finally {
           await fs.close();
         }
+        return failed ? ExitCode.FAILURE : ExitCode.OK;
       })
     );
 }

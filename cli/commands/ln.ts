@@ -11,17 +11,23 @@ export const lnCommand: EditCommand = {
   examples: [
     "ext4ts ln disk.img /usr/bin/vim /usr/bin/vi",
     "ext4ts ln -sf disk.img /usr/share/zoneinfo/UTC /etc/localtime",
+    "ext4ts ln -sfn disk.img /opt/app-2.1 /opt/app  # /opt/app: a symlink to a directory",
   ],
   configure(cmd: Command) {
     cmd
       .argument("<target>", "what the link points at (for -s: any text, stored as given)")
       .argument("<linkname>", "the new link, or an existing directory to make it in")
       .option("-s, --symbolic", "make a symbolic link")
-      .option("-f, --force", "remove an existing LINKNAME first (not a directory)");
+      .option("-f, --force", "remove an existing LINKNAME first (not a directory)")
+      .option("-n, --no-dereference", "a LINKNAME that is a symlink to a directory is replaced");
   },
   async run(fs, args, opts) {
     const [target, linkName] = args as [string, string];
-    const path = await intoDirectory(fs, target, linkName);
+    const path = await intoDirectory(fs, target, linkName, opts.dereference === false);
+    if (!opts.symbolic && (await statOrNull(fs, target, true))?.type === "dir") {
+      // The kernel's EPERM; ln(1) words it so and exits 1.
+      throw new CliError(`${target}: hard link not allowed for directory`, ExitCode.FAILURE);
+    }
     if (opts.force) {
       const existing = await statOrNull(fs, path, true);
       if (existing?.type === "dir") {
