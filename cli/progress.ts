@@ -84,6 +84,8 @@ export class Progress {
   #entries = 0;
   #drawn = false;
   #updated = false;
+  /** The counts of the last line drawn. */
+  #shown = "";
   #enc = new TextEncoder();
 
   constructor(label: string, mode: ProgressMode, totals: ProgressTotals = {}, unit = "entries") {
@@ -117,7 +119,9 @@ export class Progress {
   /** Ends the display: a terminal line is erased, plain output gets its final line (if any). */
   done(): void {
     if (this.mode === "tty") this.#erase();
-    else if (this.mode === "plain" && this.#updated) this.#draw(performance.now());
+    else if (this.mode === "plain" && this.#updated && this.#shown !== this.#counts()) {
+      this.#draw(performance.now());
+    }
   }
 
   /** The text of the progress line at `now` (performance.now() milliseconds). */
@@ -140,7 +144,12 @@ export class Progress {
     return `${this.label}:${pct} ${parts.join(", ")}`;
   }
 
+  #counts(): string {
+    return `${this.#bytes}/${this.#entries}`;
+  }
+
   #draw(now: number): void {
+    this.#shown = this.#counts();
     const text = this.line(now);
     if (this.mode === "tty") {
       this.#write(`\r\x1b[K${text}`);
