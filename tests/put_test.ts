@@ -536,7 +536,7 @@ testWith(
     ];
     const tty = await run("script", ["-qec", cmd.map((a) => `'${a}'`).join(" "), "/dev/null"]);
     assert.equal(tty.code, 0, tty.stdout);
-    assert.match(tty.stdout, /\r\x1b\[Kput: \d+% /);
+    assert.ok(tty.stdout.includes("\r\x1b[Kput: "), JSON.stringify(tty.stdout.slice(0, 80)));
     assert.ok(tty.stdout.endsWith("\r\x1b[K"), JSON.stringify(tty.stdout.slice(-40)));
     const check = await fsck(dir.path, await Deno.readFile(img));
     assert.equal(check.code, 0, check.output);
