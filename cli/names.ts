@@ -31,3 +31,28 @@ export function systemNames(): NameResolver {
     group: (gid) => (groups ??= table("/etc/group")).get(gid),
   };
 }
+
+/**
+ * Account names to ids from the text of a passwd or group file (`name:x:id:gid:…`); for
+ * passwd the login group comes along. The first entry of a name wins, as getpwnam.
+ *
+ * @example
+ * ```ts
+ * import { accountIds } from "./names.ts";
+ * console.log(accountIds("www-data:x:33:33::/var/www:/bin/sh\n").get("www-data")); // { id: 33, gid: 33 }
+ * ```
+ */
+export function accountIds(text: string): Map<string, { id: number; gid?: number }> {
+  const map = new Map<string, { id: number; gid?: number }>();
+  for (const line of text.split("\n")) {
+    const f = line.split(":");
+    if (f.length < 3 || !/^\d+$/.test(f[2]) || map.has(f[0])) continue;
+    map.set(
+      f[0],
+      /^\d+$/.test(f[3] ?? "") ? { id: Number(f[2]), gid: Number(f[3]) } : {
+        id: Number(f[2]),
+      },
+    );
+  }
+  return map;
+}

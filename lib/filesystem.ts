@@ -347,6 +347,8 @@ export class Ext4 {
   #cache: SharedBlockCache | null = null;
   #writer: Ext4Writer | null = null;
   #openFiles = new OpenFiles();
+  /** True while {@link batch} runs: reads see its uncommitted steps. */
+  #batching = false;
   /** Inode table start blocks in ascending order, with their groups (for invalidation). */
   #tables: { starts: number[]; groups: number[] } | null = null;
 
@@ -654,8 +656,11 @@ export class Ext4 {
       if (!Number.isSafeInteger(block) || block < 0 || block >= this.superblock.blocksCount) {
         throw new CorruptError("block reference", `block ${block} is outside the filesystem`);
       }
-      // Committed images only: an open transaction's changes show once it commits.
-      return await this.#cache.readCommitted(block);
+      // Committed images only: an open transaction's changes show once it commits (in a
+      // batch, the batch's changes show after each of its steps).
+      return this.#batching
+        ? await this.#cache.read(block)
+        : await this.#cache.readCommitted(block);
     }
     const cached = this.#blocks.get(block);
     if (cached) return cached;
@@ -1432,6 +1437,37 @@ export class Ext4 {
     if (!w) return; // nothing was written
     await w.transaction(() => Promise.resolve());
     await this.device.flush();
+  }
+
+  /**
+   * Runs `fn` as one transaction: every write made through this object while `fn` runs is
+   * committed once, when `fn` resolves — or, when `fn` or any write in it fails, nothing is
+   * written at all (the filesystem as before the batch). Reads in `fn` see the batch's
+   * earlier changes to names and inodes (modes, owners, times, xattrs); file contents written
+   * in it read back once it has committed. The writes must be awaited one after another, and everything they change
+   * (file data included) is held in memory until the commit, so a batch suits many small
+   * edits, not bulk copies.
+   *
+   * @example
+   * ```ts ignore
+   * await fs.batch(async () => {
+   *   await fs.mkdir("/etc/app");
+   *   await fs.writeFile("/etc/app/app.conf", new TextEncoder().encode("debug = no\n"));
+   *   await fs.chmod("/etc/app/app.conf", 0o600);
+   * });
+   * ```
+   */
+  async batch<T>(fn: () => Promise<T>): Promise<T> {
+    const w = this.#writerFor("batch");
+    if (this.#batching) throw new Ext4Error("BUSY", "a batch is already running");
+    this.#batching = true;
+    try {
+      return await w.group(fn, () => this.#committed(null));
+    } finally {
+      this.#batching = false;
+      // What was decoded from the batch's images: committed now, or discarded.
+      this.#committed(null);
+    }
   }
 
   /**

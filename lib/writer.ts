@@ -45,6 +45,8 @@ export class Ext4Writer {
 
   /** The last queued transaction's settlement: transactions run one after another. */
   #queue: Promise<unknown> = Promise.resolve();
+  /** While {@link group} runs: the one transaction every step joins, and what follows a step. */
+  #group: { ctx: NamespaceContext; afterStep?: () => void } | null = null;
 
   private constructor(
     device: BlockDevice,
@@ -101,9 +103,66 @@ export class Ext4Writer {
    * transaction of this writer runs wait for it (one transaction at a time per cache).
    */
   transaction<T>(fn: (ctx: NamespaceContext) => Promise<T>): Promise<T> {
+    if (this.#group) return this.#step(this.#group, fn);
     const run = this.#queue.then(() => this.#run(fn));
     this.#queue = run.catch(() => {});
     return run;
+  }
+
+  /**
+   * Runs `fn` with every {@link transaction} started while it runs joined into ONE
+   * transaction, committed when `fn` resolves: all of it reaches the device or, when `fn` or
+   * any step throws, none of it (memory and device as before). The steps must run one after
+   * another (awaited in turn); everything they change is held in memory until the commit.
+   * `afterStep` runs after each successful step (e.g. to drop caches decoded from blocks the
+   * step changed).
+   *
+   * @example
+   * ```ts ignore
+   * await w.group(async () => {
+   *   await mkdirAt(w, "/etc", {});
+   *   await writeFileAt(w, "/etc/hostname", new TextEncoder().encode("box\n"), {});
+   * });
+   * ```
+   */
+  group<T>(fn: () => Promise<T>, afterStep?: () => void): Promise<T> {
+    if (this.#group) {
+      return Promise.reject(new Ext4Error("BUSY", "a group of transactions is already running"));
+    }
+    const run = this.#queue.then(() => {
+      const tx = this.cache.begin();
+      const group = { ctx: { tx, alloc: this.alloc, sb: this.sb, gdt: this.gdt }, afterStep };
+      this.#group = group;
+      return tx.discardOnError(async () => {
+        try {
+          const result = await fn();
+          if (tx.state === "aborted") {
+            throw new Ext4Error("INVALID", "the group was discarded by a failed operation");
+          }
+          this.#group = null;
+          await tx.commit();
+          return result;
+        } finally {
+          this.#group = null;
+        }
+      });
+    });
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /** One step of a {@link group}: runs in the group's transaction; a failure discards it. */
+  async #step<T>(
+    group: { ctx: NamespaceContext; afterStep?: () => void },
+    fn: (ctx: NamespaceContext) => Promise<T>,
+  ): Promise<T> {
+    const tx = group.ctx.tx;
+    if (tx.state !== "open") {
+      throw new Ext4Error("INVALID", "the group was discarded by a failed operation");
+    }
+    const result = await tx.discardOnError(() => fn(group.ctx));
+    group.afterStep?.();
+    return result;
   }
 
   async #run<T>(fn: (ctx: NamespaceContext) => Promise<T>): Promise<T> {

@@ -15,6 +15,7 @@ import {
   runCli,
   runOk,
   tempDir,
+  testWith,
 } from "./helpers.ts";
 
 const lacking = missing(["gzip", "sha256sum"]);
@@ -306,3 +307,35 @@ Deno.test({
     assert.equal(j.superblock.sequence, JSON.parse(r.stdout).endSequence + 1);
   },
 });
+
+testWith(
+  "journal replay --progress: plain lines to a pipe, nothing by default",
+  ["mkfs.ext4", "debugfs", "e2fsck"],
+  async () => {
+    await using tmp = await tempDir();
+    const data = `${tmp.path}/block`;
+    await Deno.writeFile(data, new Uint8Array(3 * 4096).fill(0x5a)); // one block each
+    const dirty = async (name: string) => {
+      const img = `${tmp.path}/${name}`;
+      await runOk("mkfs.ext4", ["-q", "-F", "-b", "4096", img, "32M"]);
+      // debugfs writes one journal transaction (three blocks) and leaves it unreplayed.
+      const script = `${tmp.path}/script`;
+      await Deno.writeTextFile(script, `jo\njw -b 7000,7001,7002 ${data}\njc\n`);
+      await runOk("debugfs", ["-w", "-f", script, img]);
+      return img;
+    };
+    const quiet = await runCli(["journal", "replay", await dirty("a.img")]);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(quiet.stderr, "");
+    const img = await dirty("b.img");
+    const loud = await runCli(["journal", "replay", "--progress", img]);
+    assert.equal(loud.code, 0, loud.stderr);
+    assert.match(loud.stdout, /replayed 1 transaction/);
+    assert.equal(
+      loud.stderr.replace(/, [\d.]+ \S+\/s, ETA \S+/g, ""),
+      "journal replay: 100% 12.0 KiB / 12.0 KiB, 3 / 3 blocks\n",
+    );
+    const check = await run("e2fsck", ["-fn", img]);
+    assert.equal(check.code, 0, check.stdout);
+  },
+);

@@ -4,7 +4,7 @@ import { Ext4 } from "../ffi/open_filesystem.ts";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { WriteLogDevice } from "../lib/write_log_device.ts";
 import { Ext4Writer } from "../lib/writer.ts";
-import { run, runCli, tempDir, testWith, withKernelMount } from "./helpers.ts";
+import { ROOT, run, runCli, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, mkfsImage } from "./write_fixtures.ts";
 
 /** The tree under `root` as Python's lstat sees it (mtime to the millisecond). */
@@ -416,5 +416,129 @@ testWith(
     } finally {
       await fs.close();
     }
+  },
+);
+
+testWith(
+  "put --force and SRC/.: files replaced, directories merged as cp -a does; a type clash or a taken name without -f writes nothing",
+  [...IMAGE_TOOLS, "root", "loop", "kernel-ext4", "python3", "sha256sum"],
+  async () => {
+    await using dir = await tempDir();
+    const old = `${dir.path}/old`;
+    const src = `${dir.path}/src`;
+    await Deno.mkdir(`${old}/d`, { recursive: true });
+    await Deno.writeTextFile(`${old}/a`, "old a\n");
+    await Deno.writeTextFile(`${old}/keep`, "kept\n");
+    await Deno.writeTextFile(`${old}/d/old`, "old in d\n");
+    await Deno.symlink("keep", `${old}/l`);
+    await Deno.chmod(`${old}/d`, 0o700);
+    await Deno.mkdir(`${src}/d/new`, { recursive: true });
+    await Deno.writeTextFile(`${src}/a`, "new a, longer than the old one\n");
+    await Deno.writeTextFile(`${src}/d/b`, "b\n");
+    await Deno.writeTextFile(`${src}/l`, "a file where a symlink was\n");
+    await Deno.writeFile(`${src}/d/new/big`, new Uint8Array(300000).map((_, i) => i % 253));
+    await Deno.chmod(`${src}/d`, 0o755);
+    await Deno.chmod(src, 0o750);
+    await Deno.chown(`${src}/d/b`, 1234, 5678);
+    const img = `${dir.path}/fs.img`;
+    await Deno.writeFile(img, await mkfsImage(dir.path, LAYOUTS[2]));
+    let r = await runCli(["put", img, old, "/dst"]);
+    assert.equal(r.code, 0, r.stderr);
+    const sum = async () => (await run("sha256sum", [img])).stdout;
+    const before = await sum();
+
+    // Without --force a taken name fails, naming it; nothing is written.
+    r = await runCli(["put", img, `${src}/.`, "/dst"]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, "ext4ts: /dst/a exists (--force replaces it)\n");
+    r = await runCli(["put", img, `${src}/a`, "/dst/keep"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^ext4ts: \/dst\/keep exists and is not a directory\n$/);
+    // A directory over a file is a clash even with --force.
+    await Deno.mkdir(`${dir.path}/clash/keep`, { recursive: true });
+    r = await runCli(["put", "-f", img, `${dir.path}/clash/.`, "/dst"]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, "ext4ts: cannot overwrite non-directory /dst/keep with a directory\n");
+    assert.equal(await sum(), before, "failed puts wrote nothing");
+
+    r = await runCli(["put", "-f", img, `${src}/.`, "/dst"]);
+    assert.equal(r.code, 0, r.stderr);
+    r = await runCli(["put", "--force", img, `${src}/a`, "/dst/keep"]); // a file over a file
+    assert.equal(r.code, 0, r.stderr);
+    const check = await fsck(dir.path, await Deno.readFile(img));
+    assert.equal(check.code, 0, check.output);
+
+    // What cp -a does with the same trees on the host is the reference.
+    const want = `${dir.path}/want`;
+    await runOk("cp", ["-a", old, want]);
+    await runOk("rm", [`${want}/l`]); // cp -a replaces a symlink by the file, as put -f
+    await runOk("cp", ["-a", `${src}/.`, want]);
+    await runOk("cp", ["-a", `${src}/a`, `${want}/keep`]);
+    await withKernelMount(img, async (mnt) => {
+      assert.deepEqual(await dumpTree(`${mnt}/dst`), await dumpTree(want));
+      const st = await Deno.stat(`${mnt}/dst`);
+      assert.equal(st.mode! & 0o7777, 0o750, "the merged directory takes SRC's mode");
+    }, { readOnly: true });
+  },
+);
+
+testWith(
+  "progress: plain lines with --progress to a pipe, nothing by default, a redrawn line on a terminal",
+  [...IMAGE_TOOLS, "script"],
+  async () => {
+    await using dir = await tempDir();
+    const host = `${dir.path}/tree`;
+    await Deno.mkdir(`${host}/sub`, { recursive: true });
+    await Deno.writeFile(`${host}/big`, new Uint8Array(3 << 20).fill(1));
+    await Deno.writeTextFile(`${host}/sub/small`, "x");
+    const img = `${dir.path}/fs.img`;
+    await Deno.writeFile(img, await mkfsImage(dir.path, LAYOUTS[2]));
+    // Default, not a terminal: silent.
+    let r = await runCli(["put", img, host, "/quiet"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, "");
+    assert.equal(r.stdout, "");
+    // --progress: plain lines with totals, no escape codes; the last one says 100%.
+    r = await runCli(["put", "--progress", img, host, "/loud"]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stderr.trimEnd().split("\n");
+    assert.ok(lines.length >= 1, r.stderr);
+    for (const l of lines) assert.match(l, /^put: \d+% [\d.]+ \S+ \/ 3\.0 MiB, \d+ \/ 4 entries, /);
+    assert.match(lines.at(-1)!, /^put: 100% 3\.0 MiB \/ 3\.0 MiB, 4 \/ 4 entries, .*\/s/);
+    assert.ok(!r.stderr.includes("\x1b"), "no escape codes in plain output");
+    // -v lists each object on stdout.
+    r = await runCli(["put", "-v", img, host, "/listed"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      r.stdout.split("\n").slice(0, 4).join("\n"),
+      "/listed\n/listed/big\n/listed/sub\n/listed/sub/small",
+    );
+    // get: the same.
+    const out = `${dir.path}/out`;
+    r = await runCli(["get", img, "/loud", out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr + r.stdout, "");
+    r = await runCli(["get", "--progress", "-v", img, "/loud", `${out}2`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^get: 100% 3\.0 MiB \/ 3\.0 MiB, 4 \/ 4 entries, /m);
+    assert.ok(!r.stderr.includes("\x1b"));
+    assert.equal(r.stdout, `${out}2\n${out}2/big\n${out}2/sub\n${out}2/sub/small\n`);
+    // On a terminal (script(1) gives a pseudo-terminal): a line redrawn in place, erased.
+    const cmd = [
+      Deno.execPath(),
+      "run",
+      "--allow-all",
+      `${ROOT}cli/main.ts`,
+      "put",
+      img,
+      host,
+      "/tty",
+    ];
+    const tty = await run("script", ["-qec", cmd.map((a) => `'${a}'`).join(" "), "/dev/null"]);
+    assert.equal(tty.code, 0, tty.stdout);
+    assert.ok(tty.stdout.includes("\r\x1b[Kput: "), JSON.stringify(tty.stdout.slice(0, 80)));
+    assert.ok(tty.stdout.endsWith("\r\x1b[K"), JSON.stringify(tty.stdout.slice(-40)));
+    const check = await fsck(dir.path, await Deno.readFile(img));
+    assert.equal(check.code, 0, check.output);
   },
 );

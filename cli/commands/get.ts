@@ -6,6 +6,7 @@ import { lchown, lsetxattr, mknod, setTimes } from "../../ffi/posix_meta.ts";
 import { SyscallError } from "../../ffi/libc.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { runAction, warn } from "../output.ts";
+import { Progress, progressMode } from "../progress.ts";
 import { JOURNAL_DEV_HELP, openImage, parseOffset } from "../reader_common.ts";
 
 const CHUNK = 4 * 1024 * 1024;
@@ -26,6 +27,13 @@ class CopyOut {
   readonly dirs: { dest: string; stat: Ext4Stat }[] = [];
   failures = 0;
   xattrWarned = false;
+  /** Objects and file bytes copied so far. */
+  entries = 0;
+  bytes = 0;
+  /** Told each copied object's destination (`-v`). */
+  onEntry?: (dest: string) => void;
+  /** Told the running counts after each object and each chunk of file data. */
+  onProgress?: (bytes: number, entries: number) => void;
 
   constructor(fs: Ext4) {
     this.fs = fs;
@@ -49,6 +57,9 @@ class CopyOut {
       try {
         stat = await this.fs.getattr(item.ino);
         await this.copyOne(stat, item.dest);
+        this.entries++;
+        this.onEntry?.(item.dest);
+        this.onProgress?.(this.bytes, this.entries);
       } catch (e) {
         this.fail(`${item.path}: ${(e as Error).message}`);
         continue;
@@ -179,6 +190,8 @@ class CopyOut {
           let done = 0;
           while (done < data.length) done += out.writeSync(data.subarray(done));
           written = off + data.length;
+          this.bytes += data.length;
+          this.onProgress?.(this.bytes, this.entries);
         }
         pos = end;
       }
@@ -276,6 +289,26 @@ async function exists(path: string): Promise<Deno.FileInfo | null> {
 }
 
 /**
+ * The objects under `path` and the bytes of its regular files (a hard-linked file counted
+ * once), for the progress line's totals. Damage is left for the copy to report.
+ */
+async function imageTotals(fs: Ext4, path: string): Promise<{ bytes: number; entries: number }> {
+  let bytes = 0;
+  let entries = 0;
+  const seen = new Set<number>();
+  try {
+    for await (const { stat } of fs.walk(path)) {
+      entries++;
+      if (stat.type === "file" && !seen.has(stat.ino)) bytes += stat.size;
+      if (stat.nlink > 1) seen.add(stat.ino);
+    }
+  } catch {
+    // The copy reports what cannot be read; the totals stay a lower bound.
+  }
+  return { bytes, entries };
+}
+
+/**
  * Registers `ext4ts get IMG PATH DEST`.
  *
  * @example
@@ -297,9 +330,13 @@ export function registerGet(program: Command): void {
     .argument("<dest>", "destination; an existing directory receives a copy named like PATH")
     .option("--offset <bytes>", "byte offset of the filesystem in the image", parseOffset)
     .option("--journal-dev <path>", JOURNAL_DEV_HELP)
+    .option("-v, --verbose", "list each object copied (its destination)")
+    .option("--progress", "show progress on stderr even when it is not a terminal")
+    .option("--no-progress", "no progress line, even on a terminal")
     .action((image, path, dest, opts) =>
       runAction(async () => {
         const fs = await openImage(image, opts);
+        const progress = new Progress("get", progressMode(opts.progress));
         try {
           const ino = await fs.resolve(path, false); // fails before anything is created
           const info = await exists(dest);
@@ -310,9 +347,13 @@ export function registerGet(program: Command): void {
             if (base !== undefined) target = `${dest.replace(/\/+$/, "")}/${base}`;
           }
           const job = new CopyOut(fs);
+          if (progress.mode !== "off") progress.totals = await imageTotals(fs, path);
+          if (opts.verbose) job.onEntry = (d) => progress.note(d);
+          job.onProgress = (bytes, entries) => progress.update(bytes, entries);
           await job.copy(path, ino, target);
           if (job.failures > 0) return ExitCode.FAILURE;
         } finally {
+          progress.done();
           await fs.close();
         }
       })

@@ -12,6 +12,7 @@ import { readSuperblock } from "../../lib/superblock.ts";
 import { locateJournal } from "../../lib/journal/locate.ts";
 import { recoverJournal, type RecoveryPlan } from "../../lib/journal/recovery.ts";
 import { needsRecovery, replayJournal, type ReplayResult } from "../../lib/journal/replay.ts";
+import { Progress, progressMode } from "../progress.ts";
 import { journalFeatureNames, type JournalSuperblock } from "../../lib/journal/superblock.ts";
 import { TagFlag } from "../../lib/journal/descriptor_block.ts";
 import { decodeFastCommits, type FastCommitRecord } from "../../lib/journal/fast_commit.ts";
@@ -224,6 +225,8 @@ export function registerJournal(program: Command): void {
     .option("--dry-run", "say what would be written, write nothing")
     .option("--json", "print the result as JSON")
     .option("--journal-dev <path>", "the external journal device")
+    .option("--progress", "show progress on stderr even when it is not a terminal")
+    .option("--no-progress", "no progress line, even on a terminal")
     .action((device, opts) =>
       runAction(() =>
         withDevices(device, opts.journalDev, !opts.dryRun, async (dev, jdev) => {
@@ -240,11 +243,26 @@ export function registerJournal(program: Command): void {
               ExitCode.READ_ONLY,
             );
           }
-          const r = await replayJournal(dev, {
-            dryRun: opts.dryRun,
-            journalDevice: jdev,
-            journalDeviceName: opts.journalDev,
-          });
+          const progress = new Progress(
+            "journal replay",
+            progressMode(opts.progress),
+            {},
+            "blocks",
+          );
+          let r: ReplayResult;
+          try {
+            r = await replayJournal(dev, {
+              dryRun: opts.dryRun,
+              journalDevice: jdev,
+              journalDeviceName: opts.journalDev,
+              onProgress: (done, total, bs) => {
+                progress.totals = { bytes: total * bs, entries: total };
+                progress.update(done * bs, done);
+              },
+            });
+          } finally {
+            progress.done();
+          }
           if (opts.json) {
             await writeStdout(
               JSON.stringify(

@@ -1,30 +1,27 @@
 import type { Command } from "@commander-js/extra-typings";
-import { runAction } from "../output.ts";
-import { parseOffset, withFilesystem } from "../writer_open.ts";
+import { type EditCommand, registerEdit } from "../edit_command.ts";
+import { parseOctalMode } from "../modes.ts";
+
+/** `mkdir PATH…`: make directories. */
+export const mkdirCommand: EditCommand = {
+  name: "mkdir",
+  description: "make directories inside the filesystem",
+  examples: ["ext4ts mkdir -p disk.img /srv/www/static", "ext4ts mkdir -m 700 disk.img /root/.ssh"],
+  configure(cmd: Command) {
+    cmd
+      .argument("<paths...>", "directories to make")
+      .option("-p, --parents", "make missing parents; an existing directory is fine")
+      .option("-m, --mode <octal>", "permissions (default 755)");
+  },
+  async run(fs, args, opts) {
+    const mode = typeof opts.mode === "string" ? parseOctalMode(opts.mode) : 0o755;
+    for (const p of args[0] as string[]) {
+      await fs.mkdir(p, { recursive: opts.parents === true, mode });
+    }
+  },
+};
 
 /** Registers `ext4ts mkdir`. */
 export function registerMkdir(program: Command): void {
-  program
-    .command("mkdir")
-    .description("make directories inside the filesystem")
-    .argument("<image>", "image file or block device")
-    .argument("<paths...>", "directories to make")
-    .option("-p, --parents", "make missing parents; an existing directory is fine")
-    .option("-m, --mode <octal>", "permissions (default 755)")
-    .option("--offset <bytes>", "filesystem starts at this byte offset")
-    .action((image, paths, opts) =>
-      runAction(async () => {
-        const mode = opts.mode ? Number.parseInt(opts.mode, 8) : 0o755;
-        if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
-          throw new Error(`bad mode ${opts.mode}`);
-        }
-        await withFilesystem(
-          image,
-          { offset: opts.offset ? parseOffset(opts.offset) : 0 },
-          async (fs) => {
-            for (const p of paths) await fs.mkdir(p, { recursive: opts.parents, mode });
-          },
-        );
-      })
-    );
+  registerEdit(program, mkdirCommand);
 }

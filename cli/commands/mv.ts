@@ -1,42 +1,31 @@
 import type { Command } from "@commander-js/extra-typings";
-import { Ext4Error } from "../../lib/errors.ts";
-import { runAction } from "../output.ts";
-import { parseOffset, withFilesystem } from "../writer_open.ts";
+import { type EditCommand, registerEdit } from "../edit_command.ts";
+import { intoDirectory } from "../paths.ts";
+
+/** `mv SRC DEST`: rename or move (into DEST when it is a directory). */
+export const mvCommand: EditCommand = {
+  name: "mv",
+  description: "rename or move inside the filesystem (into DEST when it is a directory)",
+  examples: ["ext4ts mv disk.img /etc/app.conf.new /etc/app.conf", "ext4ts mv disk.img /a /b/"],
+  configure(cmd: Command) {
+    cmd
+      .argument("<src>", "path to move")
+      .argument("<dest>", "new path, or an existing directory to move into")
+      .option("-n, --no-clobber", "fail instead of replacing an existing target")
+      .option("--exchange", "swap src and dest atomically (both must exist)");
+  },
+  async run(fs, args, opts) {
+    const [src, dest] = args as [string, string];
+    // mv semantics: into an existing directory (a symlink to one counts).
+    const target = opts.exchange ? dest : await intoDirectory(fs, src, dest);
+    await fs.rename(src, target, {
+      noReplace: opts.clobber === false,
+      exchange: opts.exchange === true,
+    });
+  },
+};
 
 /** Registers `ext4ts mv`. */
 export function registerMv(program: Command): void {
-  program
-    .command("mv")
-    .description("rename or move inside the filesystem (into DEST when it is a directory)")
-    .argument("<image>", "image file or block device")
-    .argument("<src>", "path to move")
-    .argument("<dest>", "new path, or an existing directory to move into")
-    .option("-n, --no-clobber", "fail instead of replacing an existing target")
-    .option("--exchange", "swap src and dest atomically (both must exist)")
-    .option("--offset <bytes>", "filesystem starts at this byte offset")
-    .action((image, src, dest, opts) =>
-      runAction(async () => {
-        await withFilesystem(
-          image,
-          { offset: opts.offset ? parseOffset(opts.offset) : 0 },
-          async (fs) => {
-            let target = dest;
-            if (!opts.exchange) {
-              // mv semantics: into an existing directory (a symlink to one counts).
-              const st = await fs.stat(dest).catch((e) => {
-                if (e instanceof Ext4Error && e.code === "NOT_FOUND") return null;
-                throw e;
-              });
-              if (st?.type === "dir") {
-                target = `${dest.replace(/\/+$/, "")}/${src.replace(/\/+$/, "").split("/").pop()}`;
-              }
-            }
-            await fs.rename(src, target, {
-              noReplace: opts.clobber === false,
-              exchange: opts.exchange,
-            });
-          },
-        );
-      })
-    );
+  registerEdit(program, mvCommand);
 }

@@ -7,10 +7,12 @@ import {
   createFile,
   createSymlink,
   linkInode,
+  lookupEntry,
   makeDirectory,
   makeNode,
   type NamespaceContext,
   setAttributes,
+  unlinkEntry,
 } from "../../lib/namespace_write.ts";
 import { resolvePath } from "../../lib/path_write.ts";
 import type { Ext4Writer } from "../../lib/writer.ts";
@@ -27,7 +29,9 @@ import {
   readLinkBytes,
   showPath,
 } from "../../ffi/host_tree.ts";
+import { helpText } from "../edit_command.ts";
 import { runAction, writeStdout } from "../output.ts";
+import { Progress, progressMode } from "../progress.ts";
 import { parseOffset, withWriter } from "../writer_open.ts";
 
 /** Entries per transaction, and bytes of file data per transaction. */
@@ -40,6 +44,7 @@ const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
+const dec = new TextDecoder();
 
 /** What {@link putTree} copied. */
 export interface PutStats {
@@ -68,6 +73,56 @@ export interface PutOptions {
   batchEntries?: number;
   /** Bytes of file data per transaction, and the size above which files are streamed (32 MiB). */
   batchBytes?: number;
+  /**
+   * Replace what is in the way (`put --force`, as `cp -f`): an existing non-directory is
+   * unlinked and copied anew, an existing directory is merged (its mode, owner, times and
+   * the host's xattrs set from the host's). A type clash (a directory over a non-directory
+   * or the reverse) fails naming the path. Without it, any existing name fails with EXISTS.
+   */
+  force?: boolean;
+  /** Called with each object's path inside the filesystem once it is copied (`-v`). */
+  onEntry?: (path: string) => void;
+  /** Called after each object and each streamed chunk with bytes and objects done. */
+  onProgress?: (bytes: number, entries: number) => void;
+}
+
+/** Objects copied so far. */
+function entriesOf(s: PutStats): number {
+  return s.files + s.dirs + s.symlinks + s.links + s.others;
+}
+
+/**
+ * What copying host `src` involves: its objects and the bytes of its regular files (a hard
+ * linked file counted once), read with the same lstat and directory calls as the copy.
+ *
+ * @example
+ * ```ts ignore
+ * const { bytes, entries } = hostTotals("/srv/root");
+ * ```
+ */
+export function hostTotals(src: HostPath): { bytes: number; entries: number } {
+  let bytes = 0;
+  let entries = 0;
+  const seen = new Set<string>();
+  const stack: HostPath[] = [src];
+  while (stack.length > 0) {
+    const path = stack.pop()!;
+    const st = lstatx(path);
+    entries++;
+    const type = st.mode & S_IFMT;
+    if (type === S_IFDIR) {
+      for (const n of readDirNames(path)) stack.push(joinPath(path, n));
+    } else if (type === S_IFREG && !(st.nlink > 1 && seen.has(`${st.dev}:${st.ino}`))) {
+      if (st.nlink > 1) seen.add(`${st.dev}:${st.ino}`);
+      bytes += st.size;
+    }
+  }
+  return { bytes, entries };
+}
+
+/** `SRC/.` (or `.`): the contents of SRC go into DEST, as `cp -a SRC/. DEST`. */
+function isContents(src: string): boolean {
+  return /(^|\/)\.\/*$/.test(src);
 }
 
 /**
@@ -190,6 +245,7 @@ export async function putTree(
         await writeFileRange(ctx, ino, off, buf.subarray(0, n));
         off += n;
         pendingBytes += n;
+        options.onProgress?.(stats.bytes + off, entriesOf(stats));
         await maybeCommit();
       }
     }
@@ -197,40 +253,71 @@ export async function putTree(
     await truncateFile(ctx, ino, size);
     return ino;
   };
-  try {
-    // Where src goes: dest itself, or inside dest when dest is an existing directory.
-    let target = await resolvePath(ctx, dest, { followLast: true });
-    if (target.ino) {
-      const mode = decodeInode(w.sb, await readInodeRaw(tx, w.sb, w.gdt, target.ino)).mode;
-      if ((mode & S_IFMT) !== S_IFDIR) {
-        throw new Ext4Error("EXISTS", `${dest} exists and is not a directory`);
-      }
-      const base = src.replace(/\/+$/, "").split("/").pop() || src;
-      target = { parent: target.ino, name: base, ino: 0 };
-      const existing = await resolvePath(ctx, `${dest}/${base}`);
-      if (existing.ino) throw new Ext4Error("EXISTS", `${dest}/${base} exists`);
+  const modeOf = async (ino: number) =>
+    decodeInode(w.sb, await readInodeRaw(tx, w.sb, w.gdt, ino)).mode & S_IFMT;
+  /**
+   * Clears the way for an object of `type` at `name` in `parent` (a directory put did not
+   * make, so the name may be taken): 0 when the name is free (now), or the existing directory
+   * to merge into.
+   */
+  const makeRoom = async (
+    parent: number,
+    name: string | Uint8Array,
+    type: number,
+    where: string,
+  ): Promise<number> => {
+    const ino = await lookupEntry(ctx, parent, name);
+    if (!ino) return 0;
+    if (!options.force) throw new Ext4Error("EXISTS", `${where} exists (--force replaces it)`);
+    const isDir = (await modeOf(ino)) === S_IFDIR;
+    if (isDir && type === S_IFDIR) return ino;
+    if (isDir) {
+      throw new Ext4Error(
+        "IS_DIRECTORY",
+        `cannot overwrite directory ${where} with a non-directory`,
+      );
     }
+    if (type === S_IFDIR) {
+      throw new Ext4Error(
+        "NOT_DIRECTORY",
+        `cannot overwrite non-directory ${where} with a directory`,
+      );
+    }
+    await unlinkEntry(ctx, parent, name);
+    return 0;
+  };
+  try {
     const copy = async (
       hostPath: HostPath,
       parent: number,
       name: string | Uint8Array,
+      where: string,
+      /** The directory to merge into (0: none), or -1 when the name may be taken. */
+      into: number,
     ): Promise<void> => {
       const st = lstatx(hostPath);
       const type = st.mode & S_IFMT;
       const owner = { perm: st.mode & 0o7777, uid: st.uid, gid: st.gid };
       const key = `${st.dev}:${st.ino}`;
+      if (into < 0) into = await makeRoom(parent, name, type, where);
       if (type !== S_IFDIR && st.nlink > 1) {
         const first = seen.get(key);
         if (first !== undefined) {
           await linkInode(ctx, parent, name, first);
           stats.links++;
           pending++;
+          options.onEntry?.(where);
+          options.onProgress?.(stats.bytes, entriesOf(stats));
           return await maybeCommit();
         }
       }
       const xattrs = listXattrs(hostPath);
       let ino: number;
-      if (type === S_IFDIR) {
+      if (type === S_IFDIR && into > 0) {
+        ino = into;
+        await setAttributes(ctx, ino, owner);
+        stats.dirs++;
+      } else if (type === S_IFDIR) {
         ino = await makeDirectory(ctx, parent, name, owner);
         stats.dirs++;
       } else if (type === S_IFLNK) {
@@ -253,16 +340,37 @@ export async function putTree(
       if (type !== S_IFDIR && st.nlink > 1) seen.set(key, ino);
       if (xattrs.length) await copyXattrs(hostPath, ino, xattrs);
       pending++;
+      options.onEntry?.(where);
+      options.onProgress?.(stats.bytes, entriesOf(stats));
       if (type === S_IFDIR) {
         // Names as bytes (they need not be UTF-8), in byte order for a deterministic result.
+        // In a merged directory a name may be taken; in one put made, never.
         const names = readDirNames(hostPath).sort(compareBytes);
-        for (const n of names) await copy(joinPath(hostPath, n), ino, n);
+        const prefix = where.endsWith("/") ? where : `${where}/`;
+        for (const n of names) {
+          await copy(joinPath(hostPath, n), ino, n, prefix + dec.decode(n), into > 0 ? -1 : 0);
+        }
       }
       // Times last: children changed the directory's mtime.
       await setAttributes(ctx, ino, { atime: st.atime, mtime: st.mtime });
       await maybeCommit();
     };
-    await copy(src, target.parent, target.name);
+    // Where src goes: dest itself, or inside dest when dest is an existing directory; with
+    // SRC/., into dest itself (merged).
+    const target = await resolvePath(ctx, dest, { followLast: true });
+    const destIsDir = target.ino !== 0 && (await modeOf(target.ino)) === S_IFDIR;
+    if (destIsDir && isContents(src)) {
+      await copy(src, 0, "", dest, target.ino);
+    } else if (destIsDir) {
+      const base = src.replace(/\/+$/, "").split("/").pop() || src;
+      await copy(src, target.ino, base, `${dest.replace(/\/+$/, "")}/${base}`, -1);
+    } else if (target.ino) {
+      if (!options.force) throw new Ext4Error("EXISTS", `${dest} exists and is not a directory`);
+      const entry = await resolvePath(ctx, dest);
+      await copy(src, entry.parent, entry.name, dest, -1);
+    } else {
+      await copy(src, target.parent, target.name, dest, 0);
+    }
     await maybeCommit(true);
     return stats;
   } catch (e) {
@@ -279,17 +387,40 @@ export function registerPut(program: Command): void {
       "copy a host file or tree into the filesystem (modes, owners, ns times, links, xattrs)",
     )
     .argument("<image>", "image file or block device")
-    .argument("<src>", "host file or directory")
+    .argument("<src>", "host file or directory (SRC/. : its contents, into DEST)")
     .argument("<dest>", "path inside the filesystem (an existing directory receives src)")
     .option("--offset <bytes>", "filesystem starts at this byte offset")
-    .option("-v, --verbose", "print what was copied")
+    .option("-f, --force", "replace existing files, merge existing directories (as cp -f)")
+    .option("-v, --verbose", "list each object copied, then what was copied in all")
+    .option("--progress", "show progress on stderr even when it is not a terminal")
+    .option("--no-progress", "no progress line, even on a terminal")
+    .addHelpText(
+      "after",
+      helpText([
+        "ext4ts put disk.img ./rootfs/etc/hosts /etc/hosts",
+        "ext4ts put disk.img ./site /srv/www        # /srv/www/site when /srv/www exists",
+        "ext4ts put -f disk.img ./rootfs/. /         # contents of rootfs over /, replacing",
+      ]),
+    )
     .action((image, src, dest, opts) =>
       runAction(async () => {
-        const stats = await withWriter(
-          image,
-          { offset: opts.offset ? parseOffset(opts.offset) : 0 },
-          (w) => putTree(w, src, dest),
-        );
+        const progress = new Progress("put", progressMode(opts.progress));
+        if (progress.mode !== "off") progress.totals = hostTotals(src);
+        let stats: PutStats;
+        try {
+          stats = await withWriter(
+            image,
+            { offset: opts.offset ? parseOffset(opts.offset) : 0 },
+            (w) =>
+              putTree(w, src, dest, {
+                force: opts.force,
+                onEntry: opts.verbose ? (path) => progress.note(path) : undefined,
+                onProgress: (bytes, entries) => progress.update(bytes, entries),
+              }),
+          );
+        } finally {
+          progress.done();
+        }
         for (const s of stats.skippedXattrs) {
           console.error(`ext4ts: warning: xattr not copied (namespace unknown to ext4): ${s}`);
         }

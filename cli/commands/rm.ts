@@ -1,25 +1,24 @@
 import type { Command } from "@commander-js/extra-typings";
-import { runAction } from "../output.ts";
-import { parseOffset, withFilesystem } from "../writer_open.ts";
+import { type EditCommand, registerEdit } from "../edit_command.ts";
+
+/** `rm PATH…`: remove files, symlinks, empty directories or (with -r) trees. */
+export const rmCommand: EditCommand = {
+  name: "rm",
+  description: "remove files, symlinks and empty directories inside the filesystem",
+  examples: ["ext4ts rm disk.img /etc/motd", "ext4ts rm -r disk.img /var/cache/apt"],
+  configure(cmd: Command) {
+    cmd
+      .argument("<paths...>", "what to remove")
+      .option("-r, --recursive", "remove directories and their contents");
+  },
+  async run(fs, args, opts) {
+    for (const p of args[0] as string[]) {
+      await fs.remove(p, { recursive: opts.recursive === true });
+    }
+  },
+};
 
 /** Registers `ext4ts rm`. */
 export function registerRm(program: Command): void {
-  program
-    .command("rm")
-    .description("remove files, symlinks and empty directories inside the filesystem")
-    .argument("<image>", "image file or block device")
-    .argument("<paths...>", "what to remove")
-    .option("-r, --recursive", "remove directories and their contents")
-    .option("--offset <bytes>", "filesystem starts at this byte offset")
-    .action((image, paths, opts) =>
-      runAction(async () => {
-        await withFilesystem(
-          image,
-          { offset: opts.offset ? parseOffset(opts.offset) : 0 },
-          async (fs) => {
-            for (const p of paths) await fs.remove(p, { recursive: opts.recursive });
-          },
-        );
-      })
-    );
+  registerEdit(program, rmCommand);
 }

@@ -87,6 +87,11 @@ export interface PrepareOptions extends LocateJournalOptions {
 export interface ReplayOptions extends PrepareOptions {
   /** Work out and report the writes without writing anything. */
   dryRun?: boolean;
+  /**
+   * Told how many of the journalled blocks are written (`done` of `total`, each
+   * `blockSize` bytes) after each run of writes, for a progress display.
+   */
+  onProgress?: (done: number, total: number, blockSize: number) => void;
 }
 
 /** Result of {@link replayJournal}. */
@@ -343,6 +348,7 @@ export async function replayJournal(
         await device.write(first * bs, runBuffer.subarray(0, k * bs));
       }
       i += k;
+      options.onProgress?.(w + i, byLog.length, bs);
     }
   }
   await device.flush();

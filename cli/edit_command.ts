@@ -1,0 +1,81 @@
+/**
+ * The small edit commands (mkdir, rm, mv, chmod, chown, ln, touch, setfattr) are declared
+ * once, as an {@link EditCommand}: `ext4ts NAME IMAGE ARGS…` opens the image around one
+ * edit, and `ext4ts batch IMAGE` parses the same `NAME ARGS…` lines (without the image) and
+ * runs them all in one transaction.
+ *
+ * @module
+ */
+
+import type { Command } from "@commander-js/extra-typings";
+import type { Ext4 } from "../ffi/open_filesystem.ts";
+import { runAction } from "./output.ts";
+import { parseOffset, withFilesystem } from "./writer_open.ts";
+
+/** An edit command: its syntax after the image, and what it does to an open filesystem. */
+export interface EditCommand {
+  /** The command name (`chmod`). */
+  name: string;
+  /** One line for `--help`. */
+  description: string;
+  /** Example command lines for `--help` (full lines, image included). */
+  examples: string[];
+  /** Declares the arguments that follow the image, and the options. */
+  configure(cmd: Command): void;
+  /** Does the edit: `args` are the parsed arguments after the image, `opts` the options. */
+  run(fs: Ext4, args: unknown[], opts: Record<string, unknown>): Promise<void>;
+}
+
+/** The `Exit codes:` block of the write commands' help. */
+export const WRITE_EXIT_CODES = `Exit codes:
+  0  success
+  1  the edit failed (no such file, bad mode, no such attribute, …)
+  2  bad usage
+  3  not an ext2/3/4 filesystem
+  4  the journal needs recovery (ext4ts journal replay)
+  5  the filesystem has errors
+  6  a feature ext4ts cannot write
+  7  I/O or permission error
+  8  the image or device is in use
+  9  read-only device`;
+
+/** The `Examples:` and `Exit codes:` help text of a command. */
+export function helpText(examples: string[], exitCodes = WRITE_EXIT_CODES): string {
+  return `\nExamples:\n${examples.map((e) => `  $ ${e}`).join("\n")}\n\n${exitCodes}\n`;
+}
+
+/** The parsed arguments and options of the command a commander action runs for. */
+export function parsedOf(cmd: Command): { args: unknown[]; opts: Record<string, unknown> } {
+  return { args: [...cmd.processedArgs], opts: cmd.opts() as Record<string, unknown> };
+}
+
+/**
+ * Registers `ext4ts NAME IMAGE ARGS…` for `edit`: opens the image for writing (with
+ * `--offset`), runs the edit, closes.
+ *
+ * @example
+ * ```ts ignore
+ * registerEdit(program, chmodCommand);
+ * ```
+ */
+export function registerEdit(program: Command, edit: EditCommand): void {
+  const cmd = program
+    .command(edit.name)
+    .description(edit.description)
+    .argument("<image>", "image file or block device");
+  edit.configure(cmd as unknown as Command);
+  cmd
+    .option("--offset <bytes>", "filesystem starts at this byte offset")
+    .addHelpText("after", helpText(edit.examples))
+    .action((...a: unknown[]) =>
+      runAction(async () => {
+        const { args, opts } = parsedOf(a[a.length - 1] as Command);
+        const offset = typeof opts.offset === "string" ? parseOffset(opts.offset) : 0;
+        await withFilesystem(
+          args[0] as string,
+          { offset },
+          (fs) => edit.run(fs, args.slice(1), opts),
+        );
+      })
+    );
+}
