@@ -45,8 +45,8 @@ export function buildProgram(): Command {
 }
 
 /**
- * Runs the CLI with `args`; resolves to the exit code. `ext4ts SOURCE MOUNTPOINT [-o OPTIONS]`
- * (no command) is mount(8)'s helper call (cli/mount_helper.ts).
+ * Runs the CLI with `args`; resolves to the exit code. `ext4ts SOURCE MOUNTPOINT -o OPTIONS` (no
+ * command) is mount(8)'s helper call (cli/mount_helper.ts).
  */
 export async function main(args: string[]): Promise<number> {
   const program = buildProgram();

@@ -15,8 +15,7 @@
  * — no such helper ships with fuse3, so `scripts/install_mount_helper.sh` links it to
  * mount.fuse3, which takes the type from its own name and calls `ext4ts` the same way.
  *
- * So `ext4ts SOURCE DIR [-o OPTIONS]` (two arguments, the first not a command name) is the
- * helper call: the same as `ext4ts mount SOURCE DIR -o OPTIONS`, except that the `rw` mount(8)
+ * So `ext4ts SOURCE DIR -o OPTIONS` (the first argument not a command name) is the helper call: the same as `ext4ts mount SOURCE DIR -o OPTIONS`, except that the `rw` mount(8)
  * adds on its own mounts read-only with a warning (mounts are read-only for now).
  *
  * @module
@@ -44,15 +43,15 @@ export const HELPER_SEARCH_PATH: readonly string[] = [
 export interface MountHelperCall {
   source: string;
   mountPoint: string;
-  /** The `-o` lists, joined with commas (undefined without `-o`). */
-  options?: string;
+  /** The `-o` lists, joined with commas. */
+  options: string;
 }
 
-const USAGE = "usage (mount.fuse3's convention): ext4ts SOURCE MOUNTPOINT [-o OPTIONS]";
+const USAGE = "usage (mount.fuse3's convention): ext4ts SOURCE MOUNTPOINT -o OPTIONS";
 
 /**
- * Recognises mount.fuse3's call `ext4ts SOURCE MOUNTPOINT [-o OPTIONS]…`: at least two
- * arguments, the first neither an option nor one of `commands`. Returns undefined for any other
+ * Recognises mount.fuse3's call `ext4ts SOURCE MOUNTPOINT -o OPTIONS [-o OPTIONS]…`: the first
+ * argument neither an option nor one of `commands`, the third `-o`. Returns undefined for any other
  * command line (commander handles it); throws a usage error (exit 2) for a helper call with
  * arguments it does not take. A source named like a command must be written as a path
  * (`./probe`); mount(8) passes absolute paths.
@@ -69,9 +68,11 @@ export function parseMountHelperCall(
   args: readonly string[],
   commands: readonly string[],
 ): MountHelperCall | undefined {
-  const [source, mountPoint] = args;
-  if (args.length < 2 || source.startsWith("-") || commands.includes(source)) return undefined;
-  if (source === "help") return undefined;
+  const [source, mountPoint, option] = args;
+  // mount.fuse3 always passes -o (it adds dev and suid, or nodev and nosuid were given), so a
+  // mistyped command name with two arguments stays commander's "unknown command".
+  if (args.length < 3 || !option.startsWith("-o")) return undefined;
+  if (source.startsWith("-") || commands.includes(source) || source === "help") return undefined;
   if (mountPoint.startsWith("-")) throw new CliError(USAGE, ExitCode.USAGE);
   const lists: string[] = [];
   for (let i = 2; i < args.length; i++) {
@@ -87,7 +88,7 @@ export function parseMountHelperCall(
       ExitCode.USAGE,
     );
   }
-  return { source, mountPoint, options: lists.length ? lists.join(",") : undefined };
+  return { source, mountPoint, options: lists.join(",") };
 }
 
 /**

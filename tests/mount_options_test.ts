@@ -119,16 +119,12 @@ Deno.test("mount helper call: mount.fuse3's 'ext4ts SOURCE MOUNTPOINT -o OPTIONS
     parseMountHelperCall(["/dev/sdc", "/data", "-o", "rw,nofail,dev,suid"], commands),
     { source: "/dev/sdc", mountPoint: "/data", options: "rw,nofail,dev,suid" },
   );
-  assert.deepEqual(parseMountHelperCall(["/a.img", "/mnt"], commands), {
-    source: "/a.img",
-    mountPoint: "/mnt",
-    options: undefined,
-  });
   assert.deepEqual(
     parseMountHelperCall(["a.img", "/mnt", "-o", "ro", "-onoatime"], commands)?.options,
     "ro,noatime",
   );
-  // Commands, options and a lone argument are the ordinary command line.
+  // Commands, options, and calls without -o (mount.fuse3 always passes one) are the ordinary
+  // command line.
   for (
     const args of [
       ["mount", "a.img", "/mnt"],
@@ -136,15 +132,18 @@ Deno.test("mount helper call: mount.fuse3's 'ext4ts SOURCE MOUNTPOINT -o OPTIONS
       ["--version"],
       ["-h"],
       ["a.img"],
+      ["prob", "a.img"],
+      ["a.img", "/mnt", "-f"],
+      ["a.img", "-o", "ro"],
       [],
       ["help", "mount"],
     ]
   ) {
     assert.equal(parseMountHelperCall(args, commands), undefined, args.join(" "));
   }
-  usageError(() => parseMountHelperCall(["a.img", "/mnt", "-f"], commands), /'-f'/);
-  usageError(() => parseMountHelperCall(["a.img", "/mnt", "-o"], commands), /'-o'/);
-  usageError(() => parseMountHelperCall(["a.img", "-o", "ro"], commands), /usage/);
+  usageError(() => parseMountHelperCall(["a.img", "/mnt", "-o", "ro", "-f"], commands), /'-f'/);
+  usageError(() => parseMountHelperCall(["a.img", "/mnt", "-o", "ro", "-o"], commands), /'-o'/);
+  usageError(() => parseMountHelperCall(["a.img", "-x", "-o", "ro"], commands), /usage/);
   usageError(
     () => parseMountHelperCall(["a.img", "/dev/fd/3", "-o", "ro"], commands),
     /drop_privileges/,
