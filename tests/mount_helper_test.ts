@@ -11,6 +11,7 @@
 
 import * as assert from "node:assert/strict";
 import { defaultLogFile, findMount, processAlive, readState } from "../ffi/fuse/mount.ts";
+import { HELPER_SEARCH_PATH } from "../cli/mount_helper.ts";
 import {
   detachLoop,
   eventually,
@@ -134,8 +135,6 @@ async function withDir(fn: (dir: string, mnt: string) => Promise<void>): Promise
     await withHelper(() => fn(dir, mnt));
   } finally {
     await forceCleanup(mnt);
-    // The log of a daemon without a system log (see the last test).
-    for (const m of [mnt, `${dir}/mnt2`]) await Deno.remove(defaultLogFile(m)).catch(() => {});
     for (const entry of Deno.readDirSync(dir)) {
       if (entry.name.endsWith(".img")) {
         for (const l of await loopsOf(`${dir}/${entry.name}`)) await detachLoop(l);
@@ -302,7 +301,7 @@ testWith(
 
       // mount.fuse3 called directly passes offset= on: ext4ts serves the image from there.
       const direct = await run("mount.fuse3", [`ext4ts#${disk}`, mnt, "-o", "ro,offset=1M"], {
-        env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" },
+        env: { PATH: HELPER_SEARCH_PATH.join(":") },
       });
       assert.equal(direct.code, 0, direct.stderr);
       assert.equal(findMount(mnt)?.fsType, "fuseblk.ext4ts");
