@@ -228,7 +228,7 @@ testWith(
 );
 
 testWith(
-  "fstab lines of type fuse.ext4ts (nofail, _netdev, x-systemd.*, noauto) with mount -T FILE",
+  "fstab lines of type fuse.ext4ts (nofail, _netdev, x-systemd.*, noauto, loop) with mount -T FILE",
   NEEDS,
   () =>
     withDir(async (dir, mnt) => {
@@ -241,7 +241,7 @@ testWith(
         "# ext4ts through mount.fuse3\n" +
           `${img} ${mnt} fuse.ext4ts defaults,nofail,_netdev,x-systemd.automount,` +
           "x-systemd.device-timeout=10s,x-systemd.requires=local-fs-pre.target 0 2\n" +
-          `${img} ${mnt2} fuse.ext4ts noauto,ro,users 0 0\n`,
+          `${img} ${mnt2} fuse.ext4ts noauto,ro,users,loop 0 0\n`,
       );
       try {
         const one = await run("mount", ["-T", fstab, mnt]);
@@ -259,10 +259,14 @@ testWith(
         await umount8(mnt);
         await loopsReleased(img);
 
-        // The noauto line by name: `users` means noexec,nosuid,nodev (mount(8) adds them).
+        // The noauto line by name: `users` means noexec,nosuid,nodev (mount(8) adds them);
+        // `loop` makes mount(8) attach the loop device itself and hand ext4ts /dev/loopN.
         const two = await run("mount", ["-T", fstab, mnt2]);
         assert.equal(two.code, 0, two.stderr);
         assert.doesNotMatch(two.stderr, /WARNING/);
+        const loop = findMount(mnt2)!.source;
+        assert.match(loop, /^\/dev\/loop\d+$/);
+        assert.deepEqual(await loopsOf(img), [loop], "mount(8)'s loop device, no second one");
         const f = flagsOf(mnt2);
         for (const x of ["ro", "noexec", "nosuid", "nodev"]) assert.ok(f.has(x), `${x}`);
         await umount8(mnt2);
