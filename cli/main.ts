@@ -26,6 +26,7 @@ import { registerGetfattr } from "./commands/getfattr.ts";
 import { registerBatch } from "./commands/batch.ts";
 import { registerMount } from "./commands/mount.ts";
 import { registerUmount } from "./commands/umount.ts";
+import { runMountHelper } from "./mount_helper.ts";
 import { VERSION } from "../lib/version.ts";
 
 /** Builds the program with every command registered. */
@@ -57,9 +58,15 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Runs the CLI with `args`; resolves to the exit code. */
+/**
+ * Runs the CLI with `args`; resolves to the exit code. `ext4ts SOURCE MOUNTPOINT -o OPTIONS` (no
+ * command) is mount(8)'s helper call (cli/mount_helper.ts).
+ */
 export async function main(args: string[]): Promise<number> {
   const program = buildProgram();
+  if (await runMountHelper(args, program.commands.map((c) => c.name()))) {
+    return typeof Deno.exitCode === "number" ? Deno.exitCode : 0;
+  }
   try {
     await program.parseAsync(args, { from: "user" });
   } catch (e) {

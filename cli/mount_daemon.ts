@@ -5,7 +5,8 @@
  * with normalised arguments (`daemonArgs` in cli/commands/mount.ts); the compiled binary runs
  * itself with `-f` instead.
  *
- * Usage: deno run -A cli/mount_daemon.ts mount SOURCE MOUNTPOINT [-o OPTIONS] [--log FILE] -f
+ * Usage: deno run -A cli/mount_daemon.ts mount [-o OPTIONS] [--log FILE] [--mount-helper] -f --
+ *   SOURCE MOUNTPOINT
  *
  * @module
  */

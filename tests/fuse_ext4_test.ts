@@ -260,7 +260,12 @@ ext4Test(
       try {
         const m = await runCli(["mount", dev, mnt]);
         assert.equal(m.code, 0, m.stderr);
-        assert.equal(m.stderr, "", "a read-only mount of a read-only device: no warning");
+        // (Where PR_SET_IO_FLUSHER is not granted, the daemon's one line about it shows too.)
+        assert.equal(
+          m.stderr.replace(/^ext4ts: warning: could not set .*\n/m, ""),
+          "",
+          "a read-only mount of a read-only device: no warning",
+        );
         assert.equal((await runCli(["umount", mnt])).code, 0);
         // Asked read-write: mounted read-only with mount(8)'s warning, not refused.
         const rw = await runCli(["mount", dev, mnt, "-o", "rw"]);

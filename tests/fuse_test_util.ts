@@ -9,6 +9,7 @@
 import {
   abortConnection,
   connectionOf,
+  defaultLogFile,
   deviceIsFree,
   findMount,
   readState,
@@ -116,7 +117,8 @@ export function exclusiveOpenWorks(dev: string): boolean {
 
 /**
  * Last-resort cleanup for a test's mount point: abort the FUSE connection, lazy-unmount,
- * remove the directory. Safe to call when nothing is mounted.
+ * remove the state file, the daemon's fallback log and the directory. Safe to call when
+ * nothing is mounted.
  *
  * @example
  * ```ts ignore
@@ -132,6 +134,8 @@ export async function forceCleanup(mnt: string): Promise<void> {
     await run("umount", ["-l", mnt]);
   }
   removeState(mnt);
+  // The log a daemon writes there when there is neither --log nor a system log.
+  await Deno.remove(defaultLogFile(mnt)).catch(() => {});
   await Deno.remove(mnt).catch(() => {});
 }
 

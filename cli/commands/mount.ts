@@ -9,18 +9,15 @@
  * @module
  */
 
-import type { Command } from "@commander-js/extra-typings";
+import { type Command, Option } from "@commander-js/extra-typings";
 import { cstr, libc, O } from "../../ffi/libc.ts";
 import { ext4Backend } from "../../ffi/fuse/ext4_ops.ts";
 import { openBlockDevice } from "../../ffi/file_device.ts";
-import {
-  defaultSettings,
-  type MountBackend,
-  type MountSettings,
-  serve,
-} from "../../ffi/fuse/serve.ts";
+import { defaultLogFile } from "../../ffi/fuse/mount.ts";
+import { type MountBackend, type MountSettings, serve } from "../../ffi/fuse/serve.ts";
 import { BUNDLE_RUN_FLAGS, runningAsBundle } from "../bundle.ts";
 import { ExitCode } from "../exit_codes.ts";
+import { parseMountOptions } from "../mount_options.ts";
 import { CliError, runAction, warn } from "../output.ts";
 
 /** Environment variable telling a daemon to report readiness on stdout. */
@@ -28,79 +25,7 @@ export const NOTIFY_ENV = "EXT4TS_DAEMON_NOTIFY";
 /** How long `ext4ts mount` waits for its daemon (ms). */
 const READY_TIMEOUT_MS = 120_000;
 
-/**
- * Parses `-o` options as ext4/fuse2fs name them.
- *
- * @example
- * ```ts
- * import { parseMountOptions } from "./mount.ts";
- * console.log(parseMountOptions("ro,noload,uid=1000").noRecovery); // true
- * ```
- */
-export function parseMountOptions(list: string | undefined): MountSettings {
-  const s = defaultSettings();
-  for (const raw of (list ?? "").split(",")) {
-    const opt = raw.trim();
-    if (!opt) continue;
-    const [key, value] = opt.includes("=")
-      ? [opt.slice(0, opt.indexOf("=")), opt.slice(opt.indexOf("=") + 1)]
-      : [opt, undefined];
-    const int = () => {
-      if (value === undefined || !/^\d+$/.test(value) || Number(value) > 0xffffffff) {
-        throw new CliError(
-          `option ${key} needs a numeric id, got '${value ?? ""}'`,
-          ExitCode.USAGE,
-        );
-      }
-      return Number(value);
-    };
-    switch (key) {
-      case "ro":
-        s.readOnly = true;
-        break;
-      case "rw":
-        s.readOnly = false;
-        break;
-      case "norecovery":
-      case "noload":
-        s.noRecovery = true;
-        break;
-      case "allow_other":
-        s.allowOther = true;
-        break;
-      case "default_permissions":
-        s.defaultPermissions = true;
-        break;
-      case "noblkdev":
-        s.noBlkdev = true;
-        break;
-      case "fakeroot":
-        s.uid = libc().getuid();
-        s.gid = libc().getgid();
-        break;
-      case "uid":
-        s.uid = int();
-        break;
-      case "gid":
-        s.gid = int();
-        break;
-      case "errors":
-        if (value !== "continue" && value !== "remount-ro" && value !== "panic") {
-          throw new CliError(
-            `errors= must be continue, remount-ro or panic, got '${value ?? ""}'`,
-            ExitCode.USAGE,
-          );
-        }
-        s.errors = value;
-        break;
-      default:
-        throw new CliError(`unknown mount option '${opt}'`, ExitCode.USAGE);
-    }
-  }
-  // Other users may only see what the file permissions allow them to.
-  if (s.allowOther) s.defaultPermissions = true;
-  return s;
-}
+export { parseMountOptions } from "../mount_options.ts";
 
 /** The lean daemon entry (cli/mount_daemon.ts), used when running from source. */
 // compile-safe: from source only (daemonCommand; the binary runs itself again)
@@ -152,7 +77,8 @@ export function daemonCommand(args: string[]): { cmd: string; args: string[] } {
 }
 
 /**
- * The daemon's arguments, normalised: `mount [-o OPTIONS] [--log FILE] -f -- SOURCE MOUNTPOINT`
+ * The daemon's arguments, normalised:
+ * `mount [-o OPTIONS] [--log FILE] [--mount-helper] -f -- SOURCE MOUNTPOINT`
  * (a command line both commander and {@link parseDaemonArgs} read; `--` keeps a source that
  * starts with `-` a name).
  *
@@ -171,6 +97,7 @@ export function daemonArgs(
     "mount",
     ...(opts.options ? ["-o", opts.options] : []),
     ...(opts.log ? ["--log", opts.log] : []),
+    ...(opts.mountHelper ? ["--mount-helper"] : []),
     "-f",
     "--",
     source,
@@ -190,13 +117,18 @@ export function daemonArgs(
 export function parseDaemonArgs(
   argv: string[],
 ): { source: string; mountPoint: string; opts: MountCommandOptions } {
-  const usage = "usage: mount_daemon.ts mount [-o OPTIONS] [--log FILE] -f -- SOURCE MOUNTPOINT";
+  const usage =
+    "usage: mount_daemon.ts mount [-o OPTIONS] [--log FILE] [--mount-helper] -f -- SOURCE MOUNTPOINT";
   if (argv[0] !== "mount") throw new CliError(usage, ExitCode.USAGE);
   const opts: MountCommandOptions = { foreground: true };
   let i = 1;
   for (; i < argv.length && argv[i] !== "--"; i++) {
     const a = argv[i];
     if (a === "-f") continue;
+    if (a === "--mount-helper") {
+      opts.mountHelper = true;
+      continue;
+    }
     if ((a === "-o" || a === "--log") && i + 1 < argv.length) {
       if (a === "-o") opts.options = argv[++i];
       else opts.log = argv[++i];
@@ -228,6 +160,11 @@ export interface MountCommandOptions {
   options?: string;
   foreground?: boolean;
   log?: string;
+  /**
+   * Called as mount(8)'s helper (`ext4ts SOURCE MOUNTPOINT -o …`): the `rw` mount(8) adds by
+   * itself mounts read-only with a warning instead of being refused.
+   */
+  mountHelper?: boolean;
 }
 
 function makeLogger(file: string | undefined, toStderr: boolean): (line: string) => void {
@@ -252,8 +189,8 @@ function makeLogger(file: string | undefined, toStderr: boolean): (line: string)
 
 let syslogAvailable: boolean | undefined;
 
-function syslog(line: string): void {
-  // No /dev/log, no system logger listening: `logger` would fail, after a process start.
+/** True when a system logger listens on /dev/log (journald or a syslog daemon). */
+function systemLogReachable(): boolean {
   if (syslogAvailable === undefined) {
     try {
       syslogAvailable = Deno.statSync("/dev/log") !== null;
@@ -261,7 +198,12 @@ function syslog(line: string): void {
       syslogAvailable = false;
     }
   }
-  if (!syslogAvailable) return;
+  return syslogAvailable;
+}
+
+function syslog(line: string): void {
+  // No /dev/log, no system logger listening: `logger` would fail, after a process start.
+  if (!systemLogReachable()) return;
   try {
     new Deno.Command("logger", {
       args: ["-t", `ext4ts[${Deno.pid}]`, "--", line],
@@ -284,6 +226,36 @@ function detachStdio(logFile: string | undefined): void {
   c.close(fd);
 }
 
+/** A log line the mount command shows on its own stderr too (until the mount is live). */
+const WARNING = /\bwarning:/i;
+
+/**
+ * The read-only rule while mounts are read-only: `rw` on a write-protected source mounts
+ * read-only with mount(8)'s warning; through mount(8) (which adds `rw` itself whenever `ro` is
+ * not given, so an fstab line with `defaults` asks for it) likewise, with a warning; otherwise
+ * `rw` is refused (exit 6). Sets `settings.readOnly`; returns the warning, if any.
+ */
+function readOnlyFallback(
+  settings: MountSettings,
+  source: string,
+  mountPoint: string,
+  mountHelper: boolean,
+): string | undefined {
+  if (settings.readOnly) return undefined;
+  if (sourceIsWriteProtected(source)) {
+    settings.readOnly = true;
+    return `${mountPoint}: WARNING: source write-protected, mounted read-only.`;
+  }
+  if (mountHelper) {
+    settings.readOnly = true;
+    return `${mountPoint}: WARNING: read-write mounts are not implemented yet, mounted read-only.`;
+  }
+  throw new CliError(
+    "read-write mounts are not implemented yet (writing support is coming); mount with -o ro",
+    ExitCode.UNSUPPORTED,
+  );
+}
+
 /**
  * Runs `ext4ts mount` with a given filesystem backend (ext4 for the CLI; tests pass an
  * in-memory one). Resolves to the exit code.
@@ -300,19 +272,8 @@ export async function mountCommand(
   backend: MountBackend,
 ): Promise<number> {
   const settings = parseMountOptions(opts.options);
-  if (!settings.readOnly) {
-    if (sourceIsWriteProtected(source)) {
-      // What mount(8) does with a write-protected source: mount it read-only, and say so.
-      warn(`${mountPoint}: WARNING: source write-protected, mounted read-only.`);
-      opts = { ...opts, options: `${opts.options},ro` };
-      settings.readOnly = true;
-    } else {
-      throw new CliError(
-        "read-write mounts are not implemented yet (writing support is coming); mount with -o ro",
-        ExitCode.UNSUPPORTED,
-      );
-    }
-  }
+  // The command fails early here; the daemon decides again and reports the warning.
+  const fallback = readOnlyFallback(settings, source, mountPoint, opts.mountHelper === true);
   let target: string;
   try {
     target = Deno.realPathSync(mountPoint);
@@ -335,24 +296,52 @@ export async function mountCommand(
 
   const notify = Deno.env.get(NOTIFY_ENV) === "1";
   if (notify) libc().setsid(); // no controlling terminal, no SIGHUP from it
-  const log = makeLogger(opts.log, !notify);
-  await serve({
-    source,
-    mountPoint: target,
-    settings,
-    backend,
-    log,
-    onReady: () => {
-      // Tell the waiting command first: logging may start a process (`logger`).
-      if (notify) {
-        try {
-          Deno.stdout.writeSync(new TextEncoder().encode("ready\n"));
-        } catch { /* parent gone: nothing to tell */ }
-        detachStdio(opts.log);
-      }
-      log(`mounted ${source} on ${target} (read-only)`);
-    },
-  });
+  // A background daemon cannot keep the caller's stderr (it would hold `$(…)`, pipes and ssh
+  // sessions open): without --log and without a system log, its log (and its stderr) is a file
+  // beside its state file.
+  const logFile = opts.log ??
+    (notify && !systemLogReachable() ? defaultLogFile(target) : undefined);
+  const sink = makeLogger(logFile, !notify);
+  const enc = new TextEncoder();
+  let live = false;
+  const deferred: string[] = [];
+  const log = (line: string) => {
+    // Until the mount is live, the log waits (a system-log line costs a `logger` process) and
+    // warnings go to the waiting command (`warning TEXT` lines before `ready`), or to this
+    // process's stderr in the foreground when the log is a file.
+    if (!live && WARNING.test(line)) {
+      try {
+        if (notify) Deno.stdout.writeSync(enc.encode(`warning ${line.replace(/\n/g, " ")}\n`));
+        else if (logFile) warn(line);
+      } catch { /* the command has gone: the log still has it */ }
+    }
+    if (live || !notify) sink(line);
+    else deferred.push(line);
+  };
+  if (fallback) log(fallback);
+  try {
+    await serve({
+      source,
+      mountPoint: target,
+      settings,
+      backend,
+      log,
+      onReady: () => {
+        if (notify) {
+          try {
+            Deno.stdout.writeSync(enc.encode("ready\n"));
+          } catch { /* parent gone: nothing to tell */ }
+          detachStdio(logFile);
+        }
+        live = true;
+        for (const line of deferred.splice(0)) sink(line);
+        log(`mounted ${source} on ${target} (read-only)`);
+      },
+    });
+  } finally {
+    // A failure before `ready` goes to the command (stderr); the log keeps what led to it.
+    for (const line of deferred.splice(0)) sink(line);
+  }
   return ExitCode.OK;
 }
 
@@ -372,12 +361,13 @@ async function startDaemon(args: string[]): Promise<number> {
   const reader = child.stdout.getReader();
   const dec = new TextDecoder();
   let out = "";
+  let ready = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<"timeout">((res) => {
     timer = setTimeout(() => res("timeout"), READY_TIMEOUT_MS);
   });
   try {
-    while (!out.includes("ready\n")) {
+    while (!ready) {
       const r = await Promise.race([reader.read(), timeout]);
       if (r === "timeout") {
         try {
@@ -387,11 +377,19 @@ async function startDaemon(args: string[]): Promise<number> {
       }
       if (r.done) break;
       out += dec.decode(r.value, { stream: true });
+      // Whole lines: `warning TEXT` (shown at once) until `ready`.
+      let nl: number;
+      while (!ready && (nl = out.indexOf("\n")) >= 0) {
+        const line = out.slice(0, nl);
+        out = out.slice(nl + 1);
+        if (line === "ready") ready = true;
+        else if (line.startsWith("warning ")) warn(line.slice("warning ".length));
+      }
     }
   } finally {
     clearTimeout(timer);
   }
-  if (out.includes("ready\n")) {
+  if (ready) {
     reader.releaseLock();
     await child.stdout.cancel().catch(() => {});
     await child.stderr.cancel().catch(() => {});
@@ -425,10 +423,13 @@ export function registerMount(program: Command, backend: MountBackend = ext4Back
     .option(
       "-o, --options <list>",
       "ro, rw (refused for now), norecovery|noload, allow_other, default_permissions, " +
-        "noblkdev, uid=N, gid=N, fakeroot, errors=continue|remount-ro|panic",
+        "noblkdev, uid=N, gid=N, fakeroot, errors=continue|remount-ro|panic, offset=BYTES, " +
+        "mount(8)'s nosuid, nodev, noexec, noatime, relatime, … (see README)",
     )
     .option("-f, --foreground", "stay in the foreground (serve until unmounted)")
     .option("--log <file>", "daemon log file (default: the system log)")
+    // Set by the mount(8) helper entry for its daemon (see MountCommandOptions.mountHelper).
+    .addOption(new Option("--mount-helper").hideHelp())
     .action((device, mountpoint, opts) =>
       runAction(() => mountCommand(device, mountpoint, opts, backend))
     );

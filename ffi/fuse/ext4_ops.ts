@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { BlockDevice } from "../../lib/block_device.ts";
+import { type BlockDevice, OffsetBlockDevice } from "../../lib/block_device.ts";
 import { Errno, Ext4Error } from "../../lib/errors.ts";
 import { featureSupport, Incompat } from "../../lib/features.ts";
 import { formatUuid, readSuperblock, State, type Superblock } from "../../lib/superblock.ts";
@@ -401,6 +401,18 @@ export function journalOverlay(device: BlockDevice): Promise<BlockDevice | undef
   return JournalOverlayDevice.open(device);
 }
 
+/** Opens `path` read-only; with `offset` (`-o offset=`), the part of it from there on. */
+function openServedDevice(path: string, offset: number): BlockDevice {
+  const file = openBlockDevice(path, { readOnly: true });
+  if (!offset) return file;
+  try {
+    return new OffsetBlockDevice(file, offset);
+  } catch (e) {
+    void file.close();
+    throw e;
+  }
+}
+
 /**
  * The mount backend for ext4: checks the superblock (features, journal state), opens the
  * reader, and re-checks the device after mounting.
@@ -416,7 +428,7 @@ export const ext4Backend: MountBackend = {
     settings: MountSettings,
     log: (line: string) => void,
   ): Promise<OpenedFilesystem> {
-    const device = openBlockDevice(devicePath, { readOnly: true });
+    const device = openServedDevice(devicePath, settings.offset);
     let served: BlockDevice = device;
     try {
       const sb = await readSuperblock(device);
@@ -462,7 +474,7 @@ export const ext4Backend: MountBackend = {
         blockSize,
         posixAcl: true,
         async verify(path: string): Promise<void> {
-          const again = openBlockDevice(path, { readOnly: true });
+          const again = openServedDevice(path, settings.offset);
           try {
             const now = identityOf(await readSuperblock(again));
             for (const k of Object.keys(identity) as (keyof SuperblockIdentity)[]) {

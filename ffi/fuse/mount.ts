@@ -15,8 +15,45 @@
 import { Ext4Error } from "../../lib/errors.ts";
 import { cstr, errno, Ioctl, libc, O, SyscallError } from "../libc.ts";
 
-/** mount(2) flags. */
-export const MountFlag = { RDONLY: 1, NOSUID: 2, NODEV: 4, NOEXEC: 8, NOATIME: 1024 } as const;
+/** mount(2) flags (MS_*). */
+export const MountFlag = {
+  RDONLY: 1,
+  NOSUID: 2,
+  NODEV: 4,
+  NOEXEC: 8,
+  SYNCHRONOUS: 16,
+  DIRSYNC: 128,
+  NOATIME: 1024,
+  NODIRATIME: 2048,
+  RELATIME: 1 << 21,
+  STRICTATIME: 1 << 24,
+} as const;
+
+/** The flags of a FUSE mount when none are asked for: libfuse's (and fusermount3's) nosuid,nodev. */
+export const DEFAULT_MOUNT_FLAGS: number = MountFlag.NOSUID | MountFlag.NODEV;
+
+/**
+ * The options fusermount3 passes on for `flags` (MS_* besides MS_RDONLY). It knows only
+ * nosuid/nodev/noexec/sync/noatime/dirsync (its own table) and forces nosuid,nodev on users, so
+ * `suid`/`dev` are left out (they would only print "unsafe option ignored"); relatime is the
+ * kernel's default; strictatime and nodiratime cannot be asked of it and are dropped.
+ *
+ * @example
+ * ```ts
+ * import { fusermountFlagOptions, MountFlag } from "./mount.ts";
+ * console.log(fusermountFlagOptions(MountFlag.NOEXEC | MountFlag.NOATIME)); // ["noexec", "noatime"]
+ * ```
+ */
+export function fusermountFlagOptions(flags: number): string[] {
+  const known: [number, string][] = [
+    [MountFlag.NOEXEC, "noexec"],
+    [MountFlag.SYNCHRONOUS, "sync"],
+    [MountFlag.NOATIME, "noatime"],
+    [MountFlag.DIRSYNC, "dirsync"],
+  ];
+  return known.filter(([bit]) => (flags & bit) !== 0).map(([, name]) => name);
+}
+
 /** umount2(2) flags. */
 export const UmountFlag = { FORCE: 1, DETACH: 2, EXPIRE: 4, NOFOLLOW: 8 } as const;
 
@@ -96,6 +133,8 @@ export interface FuseMountOptions {
   defaultPermissions?: boolean;
   /** Mounts read-only (MS_RDONLY) unless this is `false`; the default is read-only. */
   readOnly?: boolean;
+  /** The other MS_* flags (nosuid, noexec, noatime, …); default {@link DEFAULT_MOUNT_FLAGS}. */
+  flags?: number;
   /** Shown in mountinfo as `fuseblk.SUBTYPE` / `fuse.SUBTYPE`. */
   subtype?: string;
 }
@@ -137,7 +176,7 @@ export function fuseMountData(o: FuseMountOptions): string {
 export function mountFuse(o: FuseMountOptions): void {
   const base = o.blockDevice ? "fuseblk" : "fuse";
   const flags = BigInt(
-    (o.readOnly === false ? 0 : MountFlag.RDONLY) | MountFlag.NOSUID | MountFlag.NODEV,
+    (o.readOnly === false ? 0 : MountFlag.RDONLY) | (o.flags ?? DEFAULT_MOUNT_FLAGS),
   );
   const data = cstr(fuseMountData(o));
   const c = libc();
@@ -482,6 +521,20 @@ export function stateFile(mountPoint: string): string {
   let key = encodeURIComponent(mountPoint);
   if (key.length > 200) key = key.slice(0, 100) + "…" + key.slice(-90);
   return `${stateDir()}/${key}.json`;
+}
+
+/**
+ * The log of a background daemon that has neither `--log` nor a system log (/dev/log): beside
+ * its state file, `…/<mountpoint, URI-encoded>.log`. The directory is created.
+ *
+ * @example
+ * ```ts ignore
+ * defaultLogFile("/mnt/x"); // "/run/ext4ts/%2Fmnt%2Fx.log"
+ * ```
+ */
+export function defaultLogFile(mountPoint: string): string {
+  Deno.mkdirSync(stateDir(), { recursive: true, mode: 0o755 });
+  return stateFile(mountPoint).replace(/\.json$/, ".log");
 }
 
 /**

@@ -16,7 +16,9 @@ import {
   attachLoop,
   closeFd,
   connectionOf,
+  DEFAULT_MOUNT_FLAGS,
   findMount,
+  fusermountFlagOptions,
   isFuseType,
   loopBackingFile,
   type LoopDevice,
@@ -85,6 +87,13 @@ export interface MountSettings {
   gid?: number;
   /** `errors=`: accepted for compatibility; read-only mounts never write. */
   errors: "continue" | "remount-ro" | "panic";
+  /**
+   * MS_* flags for the kernel besides MS_RDONLY (`nosuid`, `nodev`, `noexec`, the atime family,
+   * …; see `MountFlag`); default nosuid,nodev.
+   */
+  mountFlags: number;
+  /** `offset=`: the filesystem starts this many bytes into the device or image. */
+  offset: number;
 }
 
 /**
@@ -103,6 +112,8 @@ export function defaultSettings(): MountSettings {
     defaultPermissions: false,
     noBlkdev: false,
     errors: "continue",
+    mountFlags: DEFAULT_MOUNT_FLAGS,
+    offset: 0,
   };
 }
 
@@ -231,6 +242,7 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
         "ro",
         "nosuid",
         "nodev",
+        ...fusermountFlagOptions(settings.mountFlags),
         "subtype=ext4ts",
         ...(settings.allowOther ? ["allow_other"] : []),
         ...(settings.defaultPermissions ? ["default_permissions"] : []),
@@ -250,6 +262,7 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
           allowOther: settings.allowOther,
           defaultPermissions: settings.defaultPermissions,
           readOnly: true,
+          flags: settings.mountFlags,
           subtype: "ext4ts",
         });
       } catch (e) {
@@ -322,9 +335,9 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   writeState(state);
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT", "SIGHUP"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
-  o.onReady?.(state);
-  // Logged after the mount is reported live: a system-log line costs a process start.
+  // Before `onReady`, so the mount command can show it too (its logger defers the log line).
   if (failed.length) log(`warning: could not set ${failed.join(", ")}`);
+  o.onReady?.(state);
   let end: SessionEnd;
   try {
     end = await ended;
