@@ -13,4 +13,28 @@ if ! command -v deno >/dev/null 2>&1; then
   echo "install: no Deno here: run bash scripts/setup.sh first (it installs the pinned one)" >&2
   exit 1
 fi
-exec deno run --quiet --allow-all scripts/install.ts "$@"
+deno run --quiet --allow-all scripts/install.ts "$@"
+# mount(8)'s helper links (scripts/install_mount_helper.sh), so that `mount -t fuse.ext4ts` and
+# fstab lines work: made only as root and only for a launcher on mount.fuse3's default path (the
+# links are system-wide; a launcher elsewhere gets the hint to run the script by hand).
+launcher="$PREFIX/bin/ext4ts"
+case "${1:-install}" in
+install | uninstall)
+  case "$PREFIX/bin" in
+  /usr/local/sbin | /usr/local/bin | /usr/sbin | /usr/bin | /sbin | /bin)
+    if [ "$(id -u)" = 0 ]; then
+      if [ "${1:-install}" = install ]; then
+        sh scripts/install_mount_helper.sh "$launcher"
+      else
+        sh scripts/install_mount_helper.sh --uninstall "$launcher"
+      fi
+    fi
+    ;;
+  *)
+    if [ "${1:-install}" = install ]; then
+      echo "install: for mount -t fuse.ext4ts and fstab, run as root: sh scripts/install_mount_helper.sh $launcher" >&2
+    fi
+    ;;
+  esac
+  ;;
+esac
