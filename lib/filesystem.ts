@@ -303,11 +303,14 @@ const DIR_FILE_TYPES: Record<number, FileType> = {
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
 
-/** The root inode is not a directory: nothing can be listed, the filesystem is corrupt. */
-function rootNotDirectory(root: Inode): CorruptError {
+/**
+ * The error for a root inode (of mode `mode`) that is not a directory: nothing can be listed,
+ * the filesystem is corrupt (the kernel refuses to mount it).
+ */
+function rootNotDirectory(mode: number): CorruptError {
   return new CorruptError(
     `root inode ${ROOT_INO}`,
-    `not a directory (mode 0o${root.mode.toString(8)}); run e2fsck`,
+    `not a directory (mode 0o${mode.toString(8)}); run e2fsck`,
   );
 }
 
@@ -839,7 +842,7 @@ export class Ext4 {
   async #dirInode(ino: number): Promise<Inode> {
     const inode = await this.inode(ino);
     if (inode.type !== "dir") {
-      if (ino === ROOT_INO) throw rootNotDirectory(inode);
+      if (ino === ROOT_INO) throw rootNotDirectory(inode.mode);
       throw new Ext4Error("NOT_DIRECTORY", `inode ${ino} is not a directory`);
     }
     return inode;
@@ -864,6 +867,8 @@ export class Ext4 {
    */
   async #linkedInode(ino: number): Promise<Inode> {
     const inode = await this.inode(ino);
+    // A root that is not a directory is the filesystem's error, whatever its mode says.
+    if (ino === ROOT_INO && inode.type !== "dir") throw rootNotDirectory(inode.mode);
     if (inode.mode === 0 || inode.type === "unknown") {
       throw new CorruptError(
         `inode ${ino}`,
@@ -903,6 +908,7 @@ export class Ext4 {
    * The stat of the inode a directory entry names (`DirEntry.ino`): like {@link getattr},
    * but a deleted or never used inode (no links, mode 0, no file type) is CORRUPT, as the
    * kernel's lookup answers (EUCLEAN) — listings use it per entry and report such entries.
+   * For the root inode, anything but a directory is CORRUPT (the kernel refuses to mount).
    *
    * @example
    * ```ts ignore
@@ -1142,11 +1148,8 @@ export class Ext4 {
       follow: boolean,
     ): Promise<number> => {
       let cur = start;
-      if (cur === ROOT_INO) {
-        // Nothing is reachable through a root that is not a directory: the filesystem's error.
-        const root = await this.#linkedInode(ROOT_INO);
-        if (root.type !== "dir") throw rootNotDirectory(root);
-      }
+      // Nothing is reachable through a root that is not a directory: the filesystem's error.
+      if (cur === ROOT_INO) await this.#linkedInode(ROOT_INO);
       // ".." is the directory's own ".." entry, as on disk.
       for (let i = 0; i < parts.length; i++) {
         const part = parts[i];
