@@ -74,8 +74,9 @@ class CopyOut {
       const prefix = item.path.endsWith("/") ? item.path : `${item.path}/`;
       for (let i = children.length - 1; i >= 0; i--) {
         const c = children[i];
-        // A name with "/" or NUL (a damaged or hostile image, or encrypted names) must not
-        // steer the copy outside DEST.
+        // A name with "/" or NUL (a damaged or hostile image) must not steer the copy outside
+        // DEST. The reader already leaves such entries out (and reports them); this guard
+        // keeps DEST safe whatever a directory yields.
         if (c.nameBytes.includes(0x2f) || c.nameBytes.includes(0)) {
           this.fail(`${prefix}${c.name}: name contains "/" or NUL, not copied`);
           continue;
