@@ -9,6 +9,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { run, runCli, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
+import { Ext4, MemoryBlockDevice } from "../mod.ts";
+import { Ext4Operations } from "../ffi/fuse/ext4_ops.ts";
 import { detachLoop, forceCleanup, FUSE_NEEDS, isMounted, loopsOf } from "./fuse_test_util.ts";
 
 const NEEDS = ["mkfs.ext4", "debugfs"];
@@ -268,6 +270,51 @@ testWith("a root inode with mode 0 or not a directory: exit 5, one line", NEEDS,
     assert.equal(await sha256(img), before, "nothing written");
   }
 });
+
+testWith(
+  "FUSE adapter: READDIRPLUS serves bad entries without attributes, LOOKUP answers their errno",
+  NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const img = `${dir.path}/fs.img`;
+    await damagedImage(img, dir.path);
+    const logged: string[] = [];
+    const fs = await Ext4.openDevice(new MemoryBlockDevice(await Deno.readFile(img)), {
+      onCorrupt: (e) => logged.push(`${e.message}; skipped`),
+    });
+    const ops = new Ext4Operations(fs, { blockSize: 1024, log: (l) => logged.push(l) });
+    try {
+      const ctx = { uid: 0, gid: 0, pid: 1, signal: new AbortController().signal };
+      const d = await ops.lookup(ctx, 1, new TextEncoder().encode("d"));
+      const served = new Map<string, number | undefined>();
+      for await (const e of ops.readdirplus(ctx, d.nodeid, 0, 0)) {
+        served.set(new TextDecoder().decode(e.dirent.name), e.entry?.nodeid);
+      }
+      for (const n of [...GOOD, FREED]) assert.ok(served.get(n)! > 0, `${n} has attributes`);
+      for (const [n, bad] of Object.entries(BAD_INODES)) {
+        assert.ok(served.has(n), `${n} listed`);
+        assert.equal(served.get(n), undefined, `${n} served without attributes`);
+        await assert.rejects(
+          ops.lookup(ctx, d.nodeid, new TextEncoder().encode(n)),
+          (e: { errno: number }) => e.errno === bad.errno,
+        );
+      }
+      // One line per damaged entry, naming inode and directory, though looked up again.
+      assert.equal(logged.length, Object.keys(BAD_INODES).length, logged.join("\n"));
+      for (const l of logged) {
+        assert.match(l, /^damaged inode \d+ \(entry "\w+"\) in directory inode \d+: corrupt/);
+      }
+      // A damaged directory block: reported through onCorrupt, the other blocks listed.
+      const big = await ops.lookup(ctx, 1, new TextEncoder().encode("big"));
+      let count = 0;
+      for await (const e of ops.readdir(ctx, big.nodeid, 0, 0)) count += e.name[0] === 0x2e ? 0 : 1;
+      assert.ok(count > BIG_ENTRIES / 2 && count < BIG_ENTRIES, `${count} entries`);
+      assert.match(logged.at(-1)!, /\(logical block 1\): checksum mismatch.*; skipped$/);
+    } finally {
+      await ops.destroy();
+    }
+  },
+);
 
 /** Names of a directory, and the errno of lstat for each (0 when it works). */
 const PROBE = String.raw`
