@@ -952,16 +952,17 @@ export class Ext4 {
     // Without the key, the kernel shows an encrypted directory's names as no-key names.
     const hasher = inode.isEncrypted ? await this.#noKeyHasher(inode) : null;
     for await (const rec of iterateDirectory(src, this.#ctx, cookie, report)) {
-      // A "/" or NUL cannot be part of a name (no path could reach it, and FUSE rejects the
-      // whole listing for one): the entry is damaged, reported and left out.
-      if (rec.name.includes(0x2f) || rec.name.includes(0)) {
-        report(badNameError(ino, rec.name));
-        continue;
-      }
       let name = rec.name;
       if (hasher && !isDotOrDotDot(name)) {
         const h = hasher(name);
         name = noKeyName(name, h.major, h.minor);
+      }
+      // A "/" or NUL cannot be part of a name (no path could reach it, and FUSE rejects the
+      // whole listing for one): the entry is damaged, reported and left out. Ciphertext may
+      // hold any byte; its no-key name (base64url) never does.
+      if (name.includes(0x2f) || name.includes(0)) {
+        report(badNameError(ino, name));
+        continue;
       }
       yield {
         name: utf8.decode(name),
