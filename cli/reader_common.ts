@@ -32,17 +32,21 @@ export function parseOffset(value: string): number {
 }
 
 /**
- * Opens an image or device read-only for a reader command.
+ * Opens an image or device read-only for a reader command. Damage a listing skips (a
+ * directory block, an entry with "/" or NUL in its name) is reported one line each on
+ * stderr and counted through `onDamage`, so the command can end with exit code 1.
  *
  * @example
  * ```ts ignore
  * const fs = await openImage("disk.img", { offset: 1048576 });
- * const ext = await openImage("fs.img", { journalDev: "journal.img" });
+ * let damaged = 0;
+ * const ext = await openImage("fs.img", { journalDev: "journal.img" }, () => damaged++);
  * ```
  */
 export async function openImage(
   image: string,
   options: { offset?: number; journalDev?: string },
+  onDamage?: () => void,
 ): Promise<Ext4> {
   // A dirty journal is replayed in memory; say so, since what is shown differs from the disk.
   return await Ext4.open(image, {
@@ -50,7 +54,30 @@ export async function openImage(
     offset: options.offset,
     journalPath: options.journalDev,
     onNotice: (message) => warn(`${image}: ${message}`),
+    onCorrupt: (error) => {
+      warn(`${image}: ${error.message}; skipped`);
+      onDamage?.();
+    },
   });
+}
+
+/**
+ * The problem line for inode `ino` (reached as `path`) when the inode bitmap marks it free,
+ * or null. The file is still read, as the kernel reads it; e2fsck would report the bitmap.
+ *
+ * @example
+ * ```ts ignore
+ * const problem = await bitmapProblem(fs, "/d/f", 17);
+ * if (problem) warn(problem);
+ * ```
+ */
+export async function bitmapProblem(fs: Ext4, path: string, ino: number): Promise<string | null> {
+  try {
+    if (await fs.inodeAllocated(ino)) return null;
+    return `${path}: inode ${ino} is in use but free in the inode bitmap (run e2fsck)`;
+  } catch (e) {
+    return `${path}: ${(e as Error).message}`;
+  }
 }
 
 /** Help text of the readers' `--journal-dev` option. */

@@ -17,7 +17,7 @@
  */
 
 import { crc32c, crc32cU32 } from "./checksum.ts";
-import { CorruptError } from "./errors.ts";
+import { CorruptError, Errno } from "./errors.ts";
 import { Compat, Incompat } from "./features.ts";
 import { type FileType, fileTypeOfMode } from "./inode.ts";
 import type { Superblock } from "./superblock.ts";
@@ -487,6 +487,7 @@ function parseBlockPositioned(
         throw new CorruptError(
           where,
           `checksum mismatch (stored 0x${hex(stored)}, computed 0x${hex(computed)})`,
+          { errno: Errno.EBADMSG }, // the kernel's EFSBADCRC
         );
       }
     }

@@ -54,6 +54,8 @@ export const Errno = {
   ENOTEMPTY: 39,
   ELOOP: 40,
   ENODATA: 61,
+  /** Bad message: what the kernel's ext4 answers for a metadata checksum error (EFSBADCRC). */
+  EBADMSG: 74,
   EOPNOTSUPP: 95,
   EUCLEAN: 117,
   /** Required key not available: what the kernel answers for encrypted contents. */
@@ -123,9 +125,12 @@ export class CorruptError extends Ext4Error {
   /** The structure that is corrupt, e.g. `"superblock"`, `"extent header in inode 12"`. */
   readonly structure: string;
 
-  /** A `CORRUPT` error whose message reads `corrupt STRUCTURE: DETAIL`. */
-  constructor(structure: string, detail: string) {
-    super("CORRUPT", `corrupt ${structure}: ${detail}`);
+  /**
+   * A `CORRUPT` error whose message reads `corrupt STRUCTURE: DETAIL`; errno EUCLEAN unless
+   * `options.errno` says otherwise (EBADMSG for a checksum error, as the kernel answers).
+   */
+  constructor(structure: string, detail: string, options?: { errno?: number }) {
+    super("CORRUPT", `corrupt ${structure}: ${detail}`, options);
     this.name = "CorruptError";
     this.structure = structure;
   }

@@ -45,6 +45,7 @@ import { type DirHash, dirHash, DxHashVersion } from "./dir_hash.ts";
 import { matchesNoKeyDigest, noKeyName, noKeyNameLength, parseNoKeyName } from "./fscrypt_name.ts";
 import { readXattrs } from "./xattr.ts";
 import { readInlineData, readInlineFile } from "./inline_data.ts";
+import { readInodeBitmap, testBit } from "./bitmap.ts";
 import { assertWritable } from "./alloc.ts";
 import { replayJournal } from "./journal/replay.ts";
 import { SharedBlockCache } from "./shared_block_cache.ts";
@@ -174,6 +175,12 @@ export interface Ext4OpenOptions {
   journalDevice?: BlockDevice;
   /** Called with a one-line notice when the journal is replayed in memory or ignored. */
   onNotice?: (message: string) => void;
+  /**
+   * Called when a listing skips something damaged and goes on, as the kernel's readdir does:
+   * a directory block that fails its checks, an entry whose name holds "/" or NUL. Without
+   * it, the error's message goes to `onNotice` with "; skipped".
+   */
+  onCorrupt?: (error: CorruptError) => void;
   /** Accept wrong metadata checksums instead of failing with CORRUPT. */
   ignoreChecksums?: boolean;
   /** Inodes kept in memory (default 16384). */
@@ -270,6 +277,7 @@ export interface Ext4Statfs {
 }
 
 const MAX_SYMLINK_HOPS = 40;
+
 /** Unindexed directories of more blocks than this get a cached name map for lookups... */
 const INDEX_DIR_MIN_BLOCKS = 8;
 /** ...unless they are larger than this (the map would be too big to keep). */
@@ -294,6 +302,27 @@ const DIR_FILE_TYPES: Record<number, FileType> = {
 };
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
+
+/**
+ * The error for a root inode (of mode `mode`) that is not a directory: nothing can be listed,
+ * the filesystem is corrupt (the kernel refuses to mount it).
+ */
+function rootNotDirectory(mode: number): CorruptError {
+  return new CorruptError(
+    `root inode ${ROOT_INO}`,
+    `not a directory (mode 0o${mode.toString(8)}); run e2fsck`,
+  );
+}
+
+/** An entry of directory `dir` whose name holds "/" or NUL. */
+function badNameError(dir: number, name: Uint8Array): CorruptError {
+  // JSON quoting shows a NUL (\u0000) and any control character visibly.
+  return new CorruptError(
+    `directory inode ${dir}`,
+    `entry name ${JSON.stringify(utf8.decode(name))} contains "/" or NUL`,
+  );
+}
+
 const encoder = new TextEncoder();
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
@@ -818,6 +847,7 @@ export class Ext4 {
   async #dirInode(ino: number): Promise<Inode> {
     const inode = await this.inode(ino);
     if (inode.type !== "dir") {
+      if (ino === ROOT_INO) throw rootNotDirectory(inode.mode);
       throw new Ext4Error("NOT_DIRECTORY", `inode ${ino} is not a directory`);
     }
     return inode;
@@ -826,7 +856,72 @@ export class Ext4 {
   async #entryType(rec: DirRecord): Promise<FileType> {
     const t = DIR_FILE_TYPES[rec.fileType];
     if (t) return t;
-    return (await this.inode(rec.ino)).type;
+    try {
+      return (await this.inode(rec.ino)).type;
+    } catch (e) {
+      // An unreadable inode is that entry's error (on stat, lookup), not the listing's.
+      if (e instanceof Ext4Error) return "unknown";
+      throw e;
+    }
+  }
+
+  /**
+   * The inode a directory entry (or path) names, refused as the kernel's lookup refuses it:
+   * a deleted or never used inode (no links, or mode 0) or one whose mode has no file type
+   * is CORRUPT (errno EUCLEAN), like an unreadable one.
+   */
+  async #linkedInode(ino: number): Promise<Inode> {
+    const inode = await this.inode(ino);
+    // A root that is not a directory is the filesystem's error, whatever its mode says.
+    if (ino === ROOT_INO && inode.type !== "dir") throw rootNotDirectory(inode.mode);
+    if (inode.mode === 0 || inode.type === "unknown") {
+      throw new CorruptError(
+        `inode ${ino}`,
+        inode.mode === 0
+          ? "deleted or unused inode referenced (mode 0)"
+          : `bogus mode 0o${inode.mode.toString(8)}`,
+      );
+    }
+    if (inode.linksCount === 0) {
+      throw new CorruptError(`inode ${ino}`, "deleted inode referenced (links count 0)");
+    }
+    return inode;
+  }
+
+  /**
+   * Whether the inode bitmap marks inode `ino` in use. The kernel reads an inode a directory
+   * entry names whatever its bit says; e2fsck calls a live inode whose bit is clear a bitmap
+   * difference. Readers that report damage use this to say so.
+   *
+   * @example
+   * ```ts ignore
+   * if (!(await fs.inodeAllocated(17))) console.warn("inode 17 is free in the bitmap");
+   * ```
+   */
+  async inodeAllocated(ino: number): Promise<boolean> {
+    const sb = this.superblock;
+    if (!Number.isSafeInteger(ino) || ino < 1 || ino > sb.inodesCount) {
+      throw new CorruptError("inode reference", `inode ${ino} is out of range`);
+    }
+    const group = Math.floor((ino - 1) / sb.inodesPerGroup);
+    const reader = { read: (block: number) => this.readBlock(block) };
+    const bitmap = await readInodeBitmap(reader, sb, this.groups, group);
+    return testBit(bitmap, (ino - 1) % sb.inodesPerGroup);
+  }
+
+  /**
+   * The stat of the inode a directory entry names (`DirEntry.ino`): like {@link getattr},
+   * but a deleted or never used inode (no links, mode 0, no file type) is CORRUPT, as the
+   * kernel's lookup answers (EUCLEAN) — listings use it per entry and report such entries.
+   * For the root inode, anything but a directory is CORRUPT (the kernel refuses to mount).
+   *
+   * @example
+   * ```ts ignore
+   * for await (const e of fs.readDirIno(2)) console.log((await fs.entryStat(e.ino)).size);
+   * ```
+   */
+  async entryStat(ino: number): Promise<Ext4Stat> {
+    return this.statOf(await this.#linkedInode(ino));
   }
 
   /**
@@ -855,7 +950,10 @@ export class Ext4 {
     const src = this.#directorySource(inode);
     // Like the kernel's readdir, a corrupt block is reported and skipped, not fatal; lookups
     // through it still fail.
-    const report = (e: Ext4Error) => this.options.onNotice?.(`${e.message}; skipped`);
+    const report = (e: CorruptError) =>
+      this.options.onCorrupt
+        ? this.options.onCorrupt(e)
+        : this.options.onNotice?.(`${e.message}; skipped`);
     // Without the key, the kernel shows an encrypted directory's names as no-key names.
     const hasher = inode.isEncrypted ? await this.#noKeyHasher(inode) : null;
     for await (const rec of iterateDirectory(src, this.#ctx, cookie, report)) {
@@ -863,6 +961,13 @@ export class Ext4 {
       if (hasher && !isDotOrDotDot(name)) {
         const h = hasher(name);
         name = noKeyName(name, h.major, h.minor);
+      }
+      // A "/" or NUL cannot be part of a name (no path could reach it, and FUSE rejects the
+      // whole listing for one): the entry is damaged, reported and left out. Ciphertext may
+      // hold any byte; its no-key name (base64url) never does.
+      if (name.includes(0x2f) || name.includes(0)) {
+        report(badNameError(ino, name));
+        continue;
       }
       yield {
         name: utf8.decode(name),
@@ -1027,7 +1132,7 @@ export class Ext4 {
         `no such file or directory: ${shown} (in inode ${parentIno})`,
       );
     }
-    return this.getattr(ino);
+    return this.entryStat(ino);
   }
 
   // ---------------------------------------------------------------- paths
@@ -1049,6 +1154,8 @@ export class Ext4 {
       follow: boolean,
     ): Promise<number> => {
       let cur = start;
+      // Nothing is reachable through a root that is not a directory: the filesystem's error.
+      if (cur === ROOT_INO) await this.#linkedInode(ROOT_INO);
       // ".." is the directory's own ".." entry, as on disk.
       for (let i = 0; i < parts.length; i++) {
         const part = parts[i];
@@ -1063,7 +1170,7 @@ export class Ext4 {
         }
         const last = i === parts.length - 1 ||
           parts.slice(i + 1).every((p) => p === "" || p === ".");
-        const child = await this.inode(next);
+        const child = await this.#linkedInode(next);
         // A final symlink is followed when asked, or when a "/" follows it ("link/").
         if (child.type === "symlink" && (!last || follow || i < parts.length - 1)) {
           if (++hops > MAX_SYMLINK_HOPS) {
@@ -1098,7 +1205,7 @@ export class Ext4 {
    * ```
    */
   async stat(path: string): Promise<Ext4Stat> {
-    return this.getattr(await this.resolve(path, true));
+    return this.entryStat(await this.resolve(path, true));
   }
 
   /**
@@ -1110,7 +1217,7 @@ export class Ext4 {
    * ```
    */
   async lstat(path: string): Promise<Ext4Stat> {
-    return this.getattr(await this.resolve(path, false));
+    return this.entryStat(await this.resolve(path, false));
   }
 
   /**
@@ -1292,7 +1399,7 @@ export class Ext4 {
     const seenDirs = new Set<number>();
     while (stack.length > 0) {
       const item = stack.pop()!;
-      const stat = await this.getattr(item.ino);
+      const stat = await this.entryStat(item.ino);
       yield { path: item.path, stat };
       if (stat.type !== "dir") continue;
       // A directory reached twice is a cycle in a corrupt filesystem.

@@ -8,7 +8,7 @@
 
 import { type BlockDevice, readBytes } from "./block_device.ts";
 import { crc32c, crc32cU32 } from "./checksum.ts";
-import { CorruptError, Ext4Error } from "./errors.ts";
+import { CorruptError, Errno, Ext4Error } from "./errors.ts";
 import { RoCompat } from "./features.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
 import type { Superblock } from "./superblock.ts";
@@ -362,8 +362,17 @@ export function parseInode(
       throw new CorruptError(
         `inode ${ino}`,
         `checksum mismatch (stored 0x${have.toString(16)}, computed 0x${want.toString(16)})`,
+        { errno: Errno.EBADMSG }, // the kernel's iget: EFSBADCRC
       );
     }
+  }
+  // The kernel's iget refuses a negative (>= 2^63) i_size; no ext4 file can be larger than
+  // 2^32 blocks of 64 KiB (2^48 bytes), so a size a JavaScript number cannot hold exactly is
+  // corrupt too, and is reported here rather than as a RangeError wherever it is used.
+  if (!Number.isSafeInteger(inode.size)) {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const exact = (BigInt(view.getUint32(0x6c, true)) << 32n) | BigInt(view.getUint32(0x4, true));
+    throw new CorruptError(`inode ${ino}`, `bad i_size ${exact}`);
   }
   return inode;
 }

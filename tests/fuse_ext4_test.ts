@@ -501,6 +501,9 @@ class FakeReader implements Ext4Like {
     if (!s) return Promise.reject(new Ext4Error("NOT_FOUND", `inode ${ino}`));
     return Promise.resolve(s);
   }
+  entryStat(ino: number): Promise<Ext4StatLike> {
+    return this.getattr(ino);
+  }
   lookup(parent: number, name: string | Uint8Array): Promise<Ext4StatLike> {
     const n = typeof name === "string" ? name : new TextDecoder().decode(name);
     if (parent === 2 && n === "f") return this.getattr(12);

@@ -4,6 +4,7 @@ import type { Ext4 } from "../../ffi/open_filesystem.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { runAction, warn, writeStdout } from "../output.ts";
 import {
+  bitmapProblem,
   formatTime,
   JOURNAL_DEV_HELP,
   modeString,
@@ -64,9 +65,11 @@ async function entriesOf(
   for (const e of list) {
     const path = join(dir, e.nameBytes);
     try {
-      const stat = await fs.getattr(e.ino);
+      const stat = await fs.entryStat(e.ino);
       const target = stat.type === "symlink" ? await fs.readLinkIno(e.ino) : undefined;
       out.push({ name: e.nameBytes, path, stat, target });
+      const problem = await bitmapProblem(fs, decoder.decode(path), e.ino);
+      if (problem) onError(problem);
     } catch (err) {
       onError(`${decoder.decode(path)}: ${(err as Error).message}`);
     }
@@ -119,13 +122,13 @@ export function registerLs(program: Command): void {
     .option("--journal-dev <path>", JOURNAL_DEV_HELP)
     .action((image, path, opts) =>
       runAction(async () => {
-        const fs = await openImage(image, opts);
+        let failures = 0; // damaged blocks and entries, reported and skipped like ls does
+        const fs = await openImage(image, opts, () => failures++);
         try {
           // Like ls: a symlink to a directory is listed as the link itself with -l.
           const self = await fs.lstat(path);
           const top = self.type === "symlink" && opts.long ? self : await fs.stat(path);
           const entries: Record<string, unknown>[] = [];
-          let failures = 0; // damaged entries, reported and skipped like ls does
           const emit = async (bytes: Uint8Array) => {
             if (!opts.json) await writeStdout(bytes);
           };
@@ -140,6 +143,11 @@ export function registerLs(program: Command): void {
             };
             if (opts.json) entries.push(json(it));
             await emit(shown(it, !!opts.long));
+            const problem = await bitmapProblem(fs, path, lst.ino);
+            if (problem) {
+              failures++;
+              warn(problem);
+            }
           } else {
             // Depth-first like ls -R: a directory's listing, then its subdirectories.
             const queue: { path: Uint8Array; ino: number }[] = [{ path: pathBytes, ino: top.ino }];

@@ -1,6 +1,8 @@
 import type { Command } from "@commander-js/extra-typings";
-import { runAction, writeStdout } from "../output.ts";
+import { ExitCode } from "../exit_codes.ts";
+import { runAction, warn, writeStdout } from "../output.ts";
 import {
+  bitmapProblem,
   formatTime,
   JOURNAL_DEV_HELP,
   modeString,
@@ -43,9 +45,16 @@ export function registerStat(program: Command): void {
         try {
           const st = await fs.lstat(path);
           const target = st.type === "symlink" ? await fs.readLink(path) : undefined;
+          // Shown as the kernel shows it, then reported as the corruption e2fsck would find.
+          const problem = await bitmapProblem(fs, path, st.ino);
+          const done = () => {
+            if (!problem) return ExitCode.OK;
+            warn(problem);
+            return ExitCode.FS_ERRORS;
+          };
           if (opts.json) {
             await writeStdout(JSON.stringify(statJson(path, st, target), null, 2) + "\n");
-            return;
+            return done();
           }
           const dev = st.type === "chardev" || st.type === "blockdev"
             ? `  Device type: ${st.rdev.major},${st.rdev.minor}`
@@ -66,6 +75,7 @@ export function registerStat(program: Command): void {
             ` Flags: 0x${st.flags.toString(16)}\tGeneration: ${st.generation}`,
           ];
           await writeStdout(lines.join("\n") + "\n");
+          return done();
         } finally {
           await fs.close();
         }

@@ -13,7 +13,7 @@
  */
 
 import { type BlockDevice, OffsetBlockDevice } from "../../lib/block_device.ts";
-import { Errno, Ext4Error } from "../../lib/errors.ts";
+import { type CorruptError, Errno, Ext4Error } from "../../lib/errors.ts";
 import { featureSupport, Incompat } from "../../lib/features.ts";
 import { formatUuid, readSuperblock, State, type Superblock } from "../../lib/superblock.ts";
 import { openBlockDevice } from "../file_device.ts";
@@ -66,6 +66,12 @@ export type Ext4DirEntryLike = DirEntry & { offset: number };
 export interface Ext4Like {
   /** The stat of inode `ino`. */
   getattr(ino: number): Promise<Ext4StatLike>;
+  /**
+   * The stat of the inode a directory entry names; a deleted or never used inode (mode 0, no
+   * links) is CORRUPT, as the kernel's lookup answers, and so is a root that is not a
+   * directory.
+   */
+  entryStat(ino: number): Promise<Ext4StatLike>;
   /** Looks `name` up in directory `parentIno` and returns the child's stat; NOT_FOUND if absent. */
   lookup(parentIno: number, name: string | Uint8Array): Promise<Ext4StatLike>;
   /** The entries of directory `ino`, including "." and "..", each with its resume cookie. */
@@ -151,7 +157,12 @@ export interface Ext4OperationsOptions {
   gid?: number;
   /** Called once everything is closed (after the reader's close). */
   onClose?: () => Promise<void> | void;
+  /** The daemon's log: one line per damaged entry found (its inode and directory). */
+  log?: (line: string) => void;
 }
+
+/** Damaged entries reported at most this many times (a fuzzed image can hold thousands). */
+const MAX_REPORTED = 10_000;
 
 /**
  * {@link FuseOperations} over the ext4 reader.
@@ -165,9 +176,11 @@ export interface Ext4OperationsOptions {
 export class Ext4Operations implements FuseOperations {
   readonly #fs: Ext4Like;
   readonly #o:
-    & Required<Omit<Ext4OperationsOptions, "uid" | "gid" | "onClose">>
+    & Required<Omit<Ext4OperationsOptions, "uid" | "gid" | "onClose" | "log">>
     & Ext4OperationsOptions;
   #closed = false;
+  /** "directory inode/entry name" pairs already logged as damaged. */
+  readonly #reported = new Set<string>();
 
   /** Wraps `fs`; `options.timeout` defaults to 300 seconds. */
   constructor(fs: Ext4Like, options: Ext4OperationsOptions) {
@@ -207,7 +220,29 @@ export class Ext4Operations implements FuseOperations {
   }
 
   async lookup(_ctx: RequestContext, parent: number, name: Uint8Array): Promise<EntryOut> {
-    return this.#entry(await this.#fs.lookup(inoOfNode(parent), name));
+    try {
+      return this.#entry(await this.#fs.lookup(inoOfNode(parent), name));
+    } catch (e) {
+      // The kernel's answer for such an inode (EUCLEAN, EBADMSG): the error of this name only.
+      if (e instanceof Ext4Error && e.code === "CORRUPT") this.#damaged(parent, name, null, e);
+      throw e;
+    }
+  }
+
+  /**
+   * Logs, once per directory and entry, an entry whose inode cannot be served: the kernel's
+   * ext4 logs such an inode each time it is looked up; once is enough to find it.
+   */
+  #damaged(parent: number, name: Uint8Array, ino: number | null, e: unknown): void {
+    const dir = inoOfNode(parent);
+    const shown = JSON.stringify(new TextDecoder().decode(name));
+    const key = `${dir}/${shown}`;
+    if (this.#reported.has(key) || this.#reported.size >= MAX_REPORTED) return;
+    this.#reported.add(key);
+    const what = ino === null ? `entry ${shown}` : `inode ${ino} (entry ${shown})`;
+    this.#o.log?.(
+      `damaged ${what} in directory inode ${dir}: ${e instanceof Error ? e.message : String(e)}`,
+    );
   }
 
   forget(): void {
@@ -276,8 +311,18 @@ export class Ext4Operations implements FuseOperations {
         yield { dirent };
         continue;
       }
-      // The entry names the inode: its attributes come from the inode, no name lookup.
-      yield { dirent, entry: this.#entry(await this.#fs.getattr(d.ino)) };
+      // The entry names the inode: its attributes come from the inode, no name lookup. An
+      // inode that cannot be served leaves the entry without attributes (nodeid 0: the
+      // kernel makes no dentry and looks the name up on use, which then fails alone).
+      let entry: EntryOut;
+      try {
+        entry = this.#entry(await this.#fs.entryStat(d.ino));
+      } catch (e) {
+        this.#damaged(nodeid, d.nameBytes, d.ino, e);
+        yield { dirent };
+        continue;
+      }
+      yield { dirent, entry };
     }
   }
 
@@ -376,7 +421,7 @@ export function identityOf(sb: Superblock): SuperblockIdentity {
  */
 export function openExt4Reader(
   device: BlockDevice,
-  options: { allowDirtyJournal: boolean },
+  options: { allowDirtyJournal: boolean; onCorrupt?: (error: CorruptError) => void },
 ): Promise<Ext4Like> {
   return Ext4.openDevice(device, { readOnly: true, ...options });
 }
@@ -461,6 +506,12 @@ export const ext4Backend: MountBackend = {
       const identity = identityOf(sb);
       const fs = await openExt4Reader(served, {
         allowDirtyJournal: served === device && (sb.incompat & Incompat.RECOVER) !== 0,
+        onCorrupt: (e) => log(`${devicePath}: ${e.message}; skipped`),
+      });
+      // The kernel refuses to mount a filesystem whose root is not a usable directory.
+      await fs.entryStat(ROOT_INO).catch(async (e) => {
+        await fs.close();
+        throw e;
       });
       const blockSize = sb.blockSize;
       const ops = new Ext4Operations(fs, {
@@ -468,6 +519,7 @@ export const ext4Backend: MountBackend = {
         uid: settings.uid,
         gid: settings.gid,
         onClose: () => device.close(),
+        log,
       });
       return {
         ops,
