@@ -1,7 +1,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import { Ext4Error } from "../../lib/errors.ts";
 import { runAction } from "../output.ts";
-import { parseOffset, withFilesystem } from "../writer_open.ts";
+import { FORCE_HELP, withFilesystem, writeOpenOptions } from "../writer_open.ts";
 
 /** Registers `ext4ts mv`. */
 export function registerMv(program: Command): void {
@@ -14,11 +14,12 @@ export function registerMv(program: Command): void {
     .option("-n, --no-clobber", "fail instead of replacing an existing target")
     .option("--exchange", "swap src and dest atomically (both must exist)")
     .option("--offset <bytes>", "filesystem starts at this byte offset")
+    .option("--force", FORCE_HELP)
     .action((image, src, dest, opts) =>
       runAction(async () => {
         await withFilesystem(
           image,
-          { offset: opts.offset ? parseOffset(opts.offset) : 0 },
+          writeOpenOptions(opts),
           async (fs) => {
             let target = dest;
             if (!opts.exchange) {

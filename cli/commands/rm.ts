@@ -1,6 +1,6 @@
 import type { Command } from "@commander-js/extra-typings";
 import { runAction } from "../output.ts";
-import { parseOffset, withFilesystem } from "../writer_open.ts";
+import { FORCE_HELP, withFilesystem, writeOpenOptions } from "../writer_open.ts";
 
 /** Registers `ext4ts rm`. */
 export function registerRm(program: Command): void {
@@ -11,11 +11,12 @@ export function registerRm(program: Command): void {
     .argument("<paths...>", "what to remove")
     .option("-r, --recursive", "remove directories and their contents")
     .option("--offset <bytes>", "filesystem starts at this byte offset")
+    .option("--force", FORCE_HELP)
     .action((image, paths, opts) =>
       runAction(async () => {
         await withFilesystem(
           image,
-          { offset: opts.offset ? parseOffset(opts.offset) : 0 },
+          writeOpenOptions(opts),
           async (fs) => {
             for (const p of paths) await fs.remove(p, { recursive: opts.recursive });
           },
