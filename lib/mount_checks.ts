@@ -63,8 +63,9 @@ export async function checkBeforeWrite(
   checkGeometry(sb);
   const zones = checkDescriptors(sb, gdt);
   await checkRoot(device, sb, gdt);
-  await checkJournalInode(device, sb, gdt, zones);
-  await checkBadBlocks(device, sb, gdt, zones);
+  const journal = await checkJournalInode(device, sb, gdt, zones);
+  const all = [...zones, ...journal].sort((a, b) => a.start - b.start);
+  await checkBadBlocks(device, sb, gdt, all);
 }
 
 /**
@@ -198,7 +199,8 @@ export function checkDescriptors(sb: Superblock, gdt: GroupDescriptorTable): Sys
     const a = zones[i - 1];
     const b = zones[i];
     if (b.start < a.start + a.length) {
-      // Name the descriptor at fault: the later group's part, never a base range.
+      // Which of the two is wrong cannot be told: name the zone that starts later (on a tie,
+      // the later group's), unless that is a group's base range, which is never moved.
       const [fault, other] = b.what.startsWith("the superblock") ? [a, b] : [b, a];
       const m = fault.what.match(/^the (.*) of group (\d+)$/);
       throw new CorruptError(
@@ -254,28 +256,36 @@ async function checkRoot(
 
 /**
  * The internal journal as `ext4_get_journal_inode` wants it (a live regular file) with blocks,
- * none of them in another system zone. An external journal is not looked at.
+ * none of them in another system zone; returns its blocks as zones. An external journal is
+ * not looked at.
  */
 async function checkJournalInode(
   device: BlockDevice,
   sb: Superblock,
   gdt: GroupDescriptorTable,
   zones: readonly SystemZone[],
-): Promise<void> {
-  if (!(sb.compat & Compat.HAS_JOURNAL) || sb.journalInum === 0) return;
+): Promise<SystemZone[]> {
+  if (!(sb.compat & Compat.HAS_JOURNAL) || sb.journalInum === 0) return [];
   const { map, blocks } = await journalBlockMapper(device, sb, sb.journalInum, gdt);
   const where = `journal inode ${sb.journalInum}`;
   if (blocks === 0) throw new CorruptError(where, "has no blocks: run e2fsck");
+  const journal: SystemZone[] = [];
   for (let i = 0; i < blocks; i++) {
-    const z = zoneOf(zones, map(i));
-    if (z) throw new CorruptError(where, `block ${map(i)} overlaps ${z.what}: run e2fsck`);
+    const b = map(i);
+    const z = zoneOf(zones, b);
+    if (z) throw new CorruptError(where, `block ${b} overlaps ${z.what}: run e2fsck`);
+    const last = journal[journal.length - 1];
+    if (last && last.start + last.length === b) last.length++;
+    else journal.push({ start: b, length: 1, what: "the journal" });
   }
+  return journal;
 }
 
 /**
  * The bad blocks inode's list. The kernel ignores it (the bitmap marks bad blocks in use);
- * e2fsck relocates metadata found on a bad block. ext4ts refuses to write while a listed
- * block is part of the metadata: new inodes would land on a bad block.
+ * e2fsck relocates metadata found on a bad block (and clones journal blocks). ext4ts refuses
+ * to write while a listed block is part of the metadata or the journal: new inodes would
+ * land on a bad block. Bad blocks elsewhere are fine (the bitmap keeps them in use).
  */
 async function checkBadBlocks(
   device: BlockDevice,
