@@ -294,11 +294,13 @@ async function checkBadBlocks(
   zones: readonly SystemZone[],
 ): Promise<void> {
   const inode = await readInode(device, sb, gdt, BAD_BLOCKS_INO);
-  if (inode.size === 0 && inode.rawBlocks === 0) return;
+  if (inode.iBlock.every((b) => b === 0)) return;
   const bs = sb.blockSize;
+  // Its size is often 0 (e2fsprogs reads the list by its pointers): i_blocks bounds it too.
+  const size = Math.max(inode.size, inode.rawBlocks * 512);
   const runs = await readBlockMap(
     sb,
-    { ino: BAD_BLOCKS_INO, iBlock: inode.iBlock, size: inode.size },
+    { ino: BAD_BLOCKS_INO, iBlock: inode.iBlock, size },
     (b) => readBytes(device, b * bs, bs),
   );
   for (const r of runs) {
