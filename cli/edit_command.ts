@@ -10,7 +10,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import type { Ext4 } from "../ffi/open_filesystem.ts";
 import { runAction } from "./output.ts";
-import { parseOffset, withFilesystem } from "./writer_open.ts";
+import { FORCE_UNCHECKED_HELP, withFilesystem, writeOpenOptions } from "./writer_open.ts";
 
 /** An edit command: its syntax after the image, and what it does to an open filesystem. */
 export interface EditCommand {
@@ -51,7 +51,7 @@ export function parsedOf(cmd: Command): { args: unknown[]; opts: Record<string, 
 
 /**
  * Registers `ext4ts NAME IMAGE ARGS…` for `edit`: opens the image for writing (with
- * `--offset`), runs the edit, closes.
+ * `--offset` and `--force-unchecked`), runs the edit, closes.
  *
  * @example
  * ```ts ignore
@@ -66,14 +66,14 @@ export function registerEdit(program: Command, edit: EditCommand): void {
   edit.configure(cmd as unknown as Command);
   cmd
     .option("--offset <bytes>", "filesystem starts at this byte offset")
+    .option("--force-unchecked", FORCE_UNCHECKED_HELP)
     .addHelpText("after", helpText(edit.examples))
     .action((...a: unknown[]) =>
       runAction(async () => {
         const { args, opts } = parsedOf(a[a.length - 1] as Command);
-        const offset = typeof opts.offset === "string" ? parseOffset(opts.offset) : 0;
         await withFilesystem(
           args[0] as string,
-          { offset },
+          writeOpenOptions(opts),
           (fs) => edit.run(fs, args.slice(1), opts),
         );
       })

@@ -9,6 +9,40 @@ import { Ext4Writer } from "../lib/writer.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
 import { Ext4 } from "../ffi/open_filesystem.ts";
 
+/** How the write commands open their image: `--offset` and `--force-unchecked`. */
+export interface WriteOpenOptions {
+  /** The filesystem starts at this byte offset. */
+  offset?: number;
+  /** Write even though the superblock records errors or an unclean journal-less filesystem. */
+  force?: boolean;
+}
+
+/**
+ * The help line of `--force-unchecked`, shared by every write command. Not `--force`: put's
+ * `-f/--force` replaces files, as cp's does; this one overrides a safety refusal, so it says
+ * what it overrides (the kernel's words: "mounting unchecked fs").
+ */
+export const FORCE_UNCHECKED_HELP =
+  "write even though the filesystem records errors, or was not cleanly unmounted (no journal)";
+
+/**
+ * The {@link WriteOpenOptions} of a write command's parsed `--offset` and `--force-unchecked`.
+ *
+ * @example
+ * ```ts
+ * import { writeOpenOptions } from "./writer_open.ts";
+ * console.log(writeOpenOptions({ offset: "1048576", forceUnchecked: true })); // { offset: 1048576, force: true }
+ * ```
+ */
+export function writeOpenOptions(
+  opts: { offset?: unknown; forceUnchecked?: unknown },
+): WriteOpenOptions {
+  return {
+    offset: typeof opts.offset === "string" ? parseOffset(opts.offset) : 0,
+    force: opts.forceUnchecked === true,
+  };
+}
+
 /**
  * Opens `image` as a writable {@link Ext4} (block devices exclusively), runs `fn` and closes
  * the filesystem (flushing), even when `fn` fails.
@@ -20,10 +54,14 @@ import { Ext4 } from "../ffi/open_filesystem.ts";
  */
 export async function withFilesystem<T>(
   image: string,
-  options: { offset?: number },
+  options: WriteOpenOptions,
   fn: (fs: Ext4) => Promise<T>,
 ): Promise<T> {
-  const fs = await Ext4.open(image, { readOnly: false, offset: options.offset || undefined });
+  const fs = await Ext4.open(image, {
+    readOnly: false,
+    offset: options.offset || undefined,
+    force: options.force,
+  });
   try {
     return await fn(fs);
   } finally {
@@ -34,7 +72,7 @@ export async function withFilesystem<T>(
 /** Opens `image` read-write (block devices exclusively), runs `fn`, flushes and closes. */
 export async function withWriter<T>(
   image: string,
-  options: { offset?: number },
+  options: WriteOpenOptions,
   fn: (w: Ext4Writer) => Promise<T>,
 ): Promise<T> {
   let isBlock = false;
@@ -44,7 +82,7 @@ export async function withWriter<T>(
   const file = openBlockDevice(image, { readOnly: false, exclusive: isBlock });
   const dev = options.offset ? new OffsetBlockDevice(file, options.offset) : file;
   try {
-    const w = await Ext4Writer.open(dev);
+    const w = await Ext4Writer.open(dev, { force: options.force });
     const result = await fn(w);
     await w.flush();
     return result;

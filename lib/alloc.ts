@@ -5,6 +5,13 @@
  * on the first use of an uninit group), group descriptor counters, flags and checksums, and
  * the superblock's free counts and checksum. ENOSPC is detected before anything changes.
  *
+ * Every allocation is cross-checked as cheaply as the kernel does it: a block run must not
+ * overlap the system zones (superblock and descriptor copies, bitmaps, inode tables, the
+ * journal), an inode the bitmap calls free must have an unused record. A mismatch means a
+ * damaged bitmap: the operation's transaction is discarded, the error is recorded in the
+ * superblock (see fs_error.ts) and a {@link CorruptError} (errno EUCLEAN) is thrown; nothing
+ * is overwritten.
+ *
  * @module
  */
 
@@ -23,7 +30,8 @@ import {
   testBit,
 } from "./bitmap.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
-import { featureSupport, Incompat } from "./features.ts";
+import { Compat, featureSupport, Incompat } from "./features.ts";
+import { type FsErrorInfo, persistFsError } from "./fs_error.ts";
 import {
   descriptorBlockLocation,
   groupDescriptorChecksum,
@@ -31,6 +39,9 @@ import {
   groupFirstBlock,
   GroupFlags,
 } from "./group_descriptor.ts";
+import { parseInode } from "./inode.ts";
+import { inodeLocation } from "./inode_write.ts";
+import { journalInodeRuns } from "./journal/locate.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 
@@ -112,6 +123,8 @@ export class Allocator {
   readonly gdt: GroupDescriptorTable;
   #touched = new WeakMap<Transaction, Map<number, GroupTouch>>();
   #metaRanges: [number, number][][] | null = null;
+  /** The internal journal's block runs (a system zone, as in the kernel's block_validity). */
+  #journalZone: Extent[] | null = null;
 
   /**
    * Refuses (Ext4Error) a filesystem it cannot safely write and (CorruptError) a table with bad
@@ -193,6 +206,7 @@ export class Allocator {
     const goalOffset = goal - groupFirstBlock(sb, goalGroup);
     const out: Extent[] = [];
     return await tx.discardOnError(async () => {
+      await this.#loadSystemZones(tx);
       if (options.contiguousPreferred && count > 1) {
         for (let i = 0; i < groups; i++) {
           const g = (goalGroup + i) % groups;
@@ -260,13 +274,24 @@ export class Allocator {
       );
     }
     await tx.discardOnError(async () => {
+      await this.#loadSystemZones(tx);
       let block = start;
       const end = start + count;
       while (block < end) {
         const g = this.groupOfBlock(block);
         const first = groupFirstBlock(sb, g);
         const upto = Math.min(end, first + blocksInGroup(sb, g));
-        this.#checkNotMetadata(g, block - first, upto - block);
+        const meta = this.#metadataOverlap(g, block - first, upto - block);
+        if (meta) {
+          await this.#fail(
+            tx,
+            { func: "freeBlocks", block },
+            new CorruptError(
+              `block bitmap of group ${g}`,
+              `freeing blocks ${block}+${upto - block}, which overlap ${meta}`,
+            ),
+          );
+        }
         const view = await this.#blockBitmapView(tx, g);
         for (let b = block; b < upto; b++) {
           if (!testBit(view, b - first)) {
@@ -317,6 +342,8 @@ export class Allocator {
             `descriptor counts ${gd.freeInodesCount} free inodes, bitmap none`,
           );
         }
+        const ino = g * sb.inodesPerGroup + bit + 1;
+        await this.#checkInodeUnused(tx, g, ino);
         const bm = await this.#writableInodeBitmap(tx, g);
         setBit(bm, bit);
         gd.freeInodesCount = gd.freeInodesCount - 1;
@@ -333,7 +360,7 @@ export class Allocator {
           if (gd.flags & GroupFlags.BLOCK_UNINIT) await this.#writableBlockBitmap(tx, g);
         }
         this.#touchSuper(tx);
-        return g * sb.inodesPerGroup + bit + 1;
+        return ino;
       }
       throw new CorruptError(
         "group descriptors",
@@ -551,7 +578,18 @@ export class Allocator {
     length: number,
     out: Extent[],
   ): Promise<void> {
-    this.#checkNotMetadata(g, start, length);
+    const meta = this.#metadataOverlap(g, start, length);
+    if (meta) {
+      const first = groupFirstBlock(this.sb, g) + start;
+      await this.#fail(
+        tx,
+        { func: "allocateBlocks", block: first },
+        new CorruptError(
+          `block bitmap of group ${g}`,
+          `marks blocks ${first}+${length} free, but they overlap ${meta}`,
+        ),
+      );
+    }
     const bm = await this.#writableBlockBitmap(tx, g);
     for (let i = start; i < start + length; i++) {
       if (testBit(bm, i)) {
@@ -604,22 +642,93 @@ export class Allocator {
     }
   }
 
-  /** Throws when `[start, start+length)` of group `g` holds filesystem metadata. */
-  #checkNotMetadata(g: number, start: number, length: number): void {
-    const ranges = this.#metadataRanges()[g];
+  /**
+   * Inode `ino`, free in the bitmap, is about to be used: its record must not be in use (a
+   * link count, as the kernel's iget tells a live inode from a deleted one). Records the
+   * kernel would not have initialised yet (beyond `itable_unused`) are not looked at.
+   */
+  async #checkInodeUnused(tx: Transaction, g: number, ino: number): Promise<void> {
+    const sb = this.sb;
+    const bit = (ino - 1) % sb.inodesPerGroup;
+    const gd = this.gdt.get(g);
+    if (hasGroupChecksums(sb)) {
+      if (gd.flags & GroupFlags.INODE_UNINIT) return;
+      if (bit >= sb.inodesPerGroup - gd.itableUnused) return;
+    }
+    const { block, offset } = inodeLocation(sb, this.gdt, ino);
+    const record = (await tx.read(block)).subarray(offset, offset + sb.inodeSize);
+    const links = record[0x1a] | (record[0x1b] << 8);
+    if (links === 0) return;
+    const mode = record[0] | (record[1] << 8);
+    await this.#fail(
+      tx,
+      { func: "allocateInode", ino },
+      new CorruptError(
+        `inode bitmap of group ${g}`,
+        `marks inode ${ino} free, but its record is in use (mode 0o${
+          mode.toString(8)
+        }, ${links} links)`,
+      ),
+    );
+  }
+
+  /**
+   * A damaged bitmap was caught before anything was overwritten: discards `tx` (the whole
+   * operation), records the error in the superblock in a transaction of its own, and throws
+   * `error`.
+   */
+  async #fail(tx: Transaction, info: FsErrorInfo, error: CorruptError): Promise<never> {
+    tx.abort();
+    await persistFsError(tx.cache, this.sb, info);
+    throw error;
+  }
+
+  /**
+   * What `[start, start+length)` of group `g` overlaps among the system zones (as a phrase for
+   * a message), or null. {@link Allocator.#loadSystemZones} must have run.
+   */
+  #metadataOverlap(g: number, start: number, length: number): string | null {
+    const ranges = this.#metaRanges![g];
     for (const [s, n] of ranges) {
       if (start < s + n && s < start + length) {
         const first = groupFirstBlock(this.sb, g);
-        throw new CorruptError(
-          `block bitmap of group ${g}`,
-          `blocks ${first + start}+${length} overlap filesystem metadata at ${first + s}+${n}`,
-        );
+        return `filesystem metadata at ${first + s}+${n}`;
       }
     }
+    for (const r of this.#journalZone!) {
+      const first = groupFirstBlock(this.sb, g);
+      if (first + start < r.start + r.length && r.start < first + start + length) {
+        return `the journal at ${r.start}+${r.length}`;
+      }
+    }
+    return null;
   }
 
-  #metadataRanges(): [number, number][][] {
-    if (this.#metaRanges) return this.#metaRanges;
+  /**
+   * The system zones, once per allocator: per group, the ranges of base metadata, bitmaps and
+   * inode tables; and the internal journal's blocks (read through `tx`).
+   */
+  async #loadSystemZones(tx: Transaction): Promise<void> {
+    if (this.#journalZone === null) {
+      const sb = this.sb;
+      const zone: Extent[] = [];
+      if ((sb.compat & Compat.HAS_JOURNAL) && sb.journalInum !== 0) {
+        const ino = sb.journalInum;
+        if (ino > sb.inodesCount) {
+          throw new CorruptError("superblock", `journal inode ${ino} is out of range`);
+        }
+        const { block, offset } = inodeLocation(sb, this.gdt, ino);
+        const record = (await tx.read(block)).slice(offset, offset + sb.inodeSize);
+        const { runs } = await journalInodeRuns(
+          sb,
+          parseInode(sb, ino, record),
+          (b) => tx.read(b),
+        );
+        for (const r of runs) zone.push({ start: r.physical, length: r.length });
+      }
+      this.#journalZone = zone;
+    }
+    if (this.#metaRanges) return;
     const sb = this.sb;
     const groups = sb.groupCount;
     const ranges: [number, number][][] = Array.from({ length: groups }, () => []);
@@ -646,6 +755,5 @@ export class Allocator {
       add(gd.inodeTable, itb);
     }
     this.#metaRanges = ranges;
-    return ranges;
   }
 }

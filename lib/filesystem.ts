@@ -47,6 +47,7 @@ import { readXattrs } from "./xattr.ts";
 import { readInlineData, readInlineFile } from "./inline_data.ts";
 import { readInodeBitmap, testBit } from "./bitmap.ts";
 import { assertWritable } from "./alloc.ts";
+import { checkBeforeWrite } from "./mount_checks.ts";
 import { replayJournal } from "./journal/replay.ts";
 import { SharedBlockCache } from "./shared_block_cache.ts";
 import type { CommitBatch } from "./transaction.ts";
@@ -155,7 +156,9 @@ export interface Ext4OpenOptions {
   /**
    * Open for reading only (default true). `false` opens the filesystem for writing: READ_ONLY
    * when the device is read-only, UNSUPPORTED with the reasons when ext4ts cannot write its
-   * features, NEEDS_RECOVERY when its journal needs recovery (unless `recovery: "replay"`).
+   * features, NEEDS_RECOVERY when its journal needs recovery (unless `recovery: "replay"`),
+   * CORRUPT when the kernel's mount-time checks fail or (unless `force`) the superblock records
+   * errors or an unclean journal-less filesystem.
    */
   readOnly?: boolean;
   /**
@@ -183,6 +186,12 @@ export interface Ext4OpenOptions {
   onCorrupt?: (error: CorruptError) => void;
   /** Accept wrong metadata checksums instead of failing with CORRUPT. */
   ignoreChecksums?: boolean;
+  /**
+   * Writable opens only: write a filesystem whose superblock records errors, or (without a
+   * journal) that was not cleanly unmounted. Without it such a filesystem is refused (CORRUPT,
+   * "… run e2fsck"); damaged structures are refused either way (see mount_checks.ts).
+   */
+  force?: boolean;
   /** Inodes kept in memory (default 16384). */
   inodeCacheSize?: number;
   /** Metadata blocks (inode tables, directories, indirect and extent blocks) kept in memory (default 8192). */
@@ -512,6 +521,7 @@ export class Ext4 {
       throw e;
     }
     const groups = await readGroupDescriptors(raw, sb);
+    await checkBeforeWrite(raw, sb, groups, { force: options.force });
     return { sb, groups, device: raw };
   }
 

@@ -106,6 +106,20 @@ export class Superblock implements FeatureWords {
   #time(lo: number, hiByte: number): number {
     return this.#u32(lo) + (this.revLevel >= 1 ? this.#u8(hiByte) * 2 ** 32 : 0);
   }
+  #setTime(lo: number, hiByte: number, v: number): void {
+    this.#setU32(lo, v % 2 ** 32);
+    if (this.revLevel >= 1) this.#view.setUint8(hiByte, Math.floor(v / 2 ** 32) & 0xff);
+  }
+  #setU64(o: number, v: number): void {
+    this.#setU32(o, v % 2 ** 32);
+    this.#setU32(o + 4, Math.floor(v / 2 ** 32));
+  }
+  #setString(o: number, size: number, v: string): void {
+    // strncpy: truncated to the field, zero-padded, not necessarily terminated.
+    const field = this.bytes.subarray(o, o + size);
+    field.fill(0);
+    field.set(new TextEncoder().encode(v).subarray(0, size));
+  }
 
   /** `s_inodes_count`: total inodes. */
   get inodesCount(): number {
@@ -391,45 +405,78 @@ export class Superblock implements FeatureWords {
   get errorCount(): number {
     return this.#u32(0x194);
   }
+  set errorCount(v: number) {
+    this.#setU32(0x194, v);
+  }
   /** `s_first_error_time`, seconds since the epoch. */
   get firstErrorTime(): number {
     return this.#time(0x198, 0x278);
+  }
+  set firstErrorTime(v: number) {
+    this.#setTime(0x198, 0x278, v);
   }
   /** `s_first_error_ino`. */
   get firstErrorIno(): number {
     return this.#u32(0x19c);
   }
+  set firstErrorIno(v: number) {
+    this.#setU32(0x19c, v);
+  }
   /** `s_first_error_block`. */
   get firstErrorBlock(): number {
     return this.#u64(0x1a0);
+  }
+  set firstErrorBlock(v: number) {
+    this.#setU64(0x1a0, v);
   }
   /** `s_first_error_func`: kernel function of the first recorded error. */
   get firstErrorFunc(): string {
     return cString(this.bytes.subarray(0x1a8, 0x1c8));
   }
+  set firstErrorFunc(v: string) {
+    this.#setString(0x1a8, 32, v);
+  }
   /** `s_first_error_line`. */
   get firstErrorLine(): number {
     return this.#u32(0x1c8);
+  }
+  set firstErrorLine(v: number) {
+    this.#setU32(0x1c8, v);
   }
   /** `s_last_error_time`, seconds since the epoch. */
   get lastErrorTime(): number {
     return this.#time(0x1cc, 0x279);
   }
+  set lastErrorTime(v: number) {
+    this.#setTime(0x1cc, 0x279, v);
+  }
   /** `s_last_error_ino`. */
   get lastErrorIno(): number {
     return this.#u32(0x1d0);
+  }
+  set lastErrorIno(v: number) {
+    this.#setU32(0x1d0, v);
   }
   /** `s_last_error_line`. */
   get lastErrorLine(): number {
     return this.#u32(0x1d4);
   }
+  set lastErrorLine(v: number) {
+    this.#setU32(0x1d4, v);
+  }
   /** `s_last_error_block`. */
   get lastErrorBlock(): number {
     return this.#u64(0x1d8);
   }
+  set lastErrorBlock(v: number) {
+    this.#setU64(0x1d8, v);
+  }
   /** `s_last_error_func`. */
   get lastErrorFunc(): string {
     return cString(this.bytes.subarray(0x1e0, 0x200));
+  }
+  set lastErrorFunc(v: string) {
+    this.#setString(0x1e0, 32, v);
   }
   /** `s_mount_opts`: default mount options as text. */
   get mountOpts(): string {
@@ -475,9 +522,15 @@ export class Superblock implements FeatureWords {
   get firstErrorErrcode(): number {
     return this.#u8(0x27a);
   }
+  set firstErrorErrcode(v: number) {
+    this.#view.setUint8(0x27a, v);
+  }
   /** `s_last_error_errcode`. */
   get lastErrorErrcode(): number {
     return this.#u8(0x27b);
+  }
+  set lastErrorErrcode(v: number) {
+    this.#view.setUint8(0x27b, v);
   }
   /** `s_encoding`: filename encoding for casefold (1: utf8-12.1). */
   get encoding(): number {

@@ -10,6 +10,7 @@ import { Allocator, assertWritable } from "./alloc.ts";
 import type { BlockDevice } from "./block_device.ts";
 import { Ext4Error } from "./errors.ts";
 import { type GroupDescriptorTable, readGroupDescriptors } from "./group_descriptor.ts";
+import { checkBeforeWrite } from "./mount_checks.ts";
 import type { NamespaceContext } from "./namespace_write.ts";
 import { readSuperblock, type Superblock } from "./superblock.ts";
 import { BlockCache, type CommitSink } from "./transaction.ts";
@@ -20,6 +21,12 @@ export interface WriterOptions {
   cacheCapacity?: number;
   /** Where commits go (default: in place). */
   sink?: CommitSink;
+  /**
+   * Write a filesystem whose superblock records errors, or (without a journal) that was not
+   * cleanly unmounted; refused otherwise (see mount_checks.ts). Damaged structures are refused
+   * all the same.
+   */
+  force?: boolean;
 }
 
 /**
@@ -64,7 +71,8 @@ export class Ext4Writer {
   /**
    * A writer over metadata already read and a cache already made (the `Ext4` object of a
    * writable filesystem shares its superblock, descriptors and block cache with it). The
-   * caller has checked that the filesystem can be written (`assertWritable`).
+   * caller has checked that the filesystem can be written (`assertWritable`, and
+   * `checkBeforeWrite` of mount_checks.ts).
    *
    * @example
    * ```ts ignore
@@ -84,12 +92,16 @@ export class Ext4Writer {
     return new Ext4Writer(device, sb, gdt, cache);
   }
 
-  /** Reads the filesystem's metadata and checks it can be written. */
+  /**
+   * Reads the filesystem's metadata and checks it can be written: features
+   * (`assertWritable`), then the kernel's mount-time checks (`checkBeforeWrite`).
+   */
   static async open(device: BlockDevice, options: WriterOptions = {}): Promise<Ext4Writer> {
     if (device.readOnly) throw new Ext4Error("READ_ONLY", "the device is read-only");
     const sb = await readSuperblock(device);
     assertWritable(sb);
     const gdt = await readGroupDescriptors(device, sb);
+    await checkBeforeWrite(device, sb, gdt, { force: options.force });
     const cache = new BlockCache(device, sb.blockSize, {
       capacity: options.cacheCapacity,
       sink: options.sink,

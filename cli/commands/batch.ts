@@ -4,7 +4,7 @@ import { type EditCommand, helpText, parsedOf } from "../edit_command.ts";
 import { ExitCode, exitCodeFor } from "../exit_codes.ts";
 import { CliError, runAction } from "../output.ts";
 import { splitWords } from "../shell_words.ts";
-import { parseOffset, withFilesystem } from "../writer_open.ts";
+import { FORCE_UNCHECKED_HELP, withFilesystem, writeOpenOptions } from "../writer_open.ts";
 import { chmodCommand } from "./chmod.ts";
 import { chownCommand } from "./chown.ts";
 import { lnCommand } from "./ln.ts";
@@ -105,6 +105,7 @@ export function registerBatch(program: Command): void {
     .argument("<image>", "image file or block device")
     .option("-f, --file <script>", "read the script from this file (default: stdin)")
     .option("--offset <bytes>", "filesystem starts at this byte offset")
+    .option("--force-unchecked", FORCE_UNCHECKED_HELP)
     .addHelpText(
       "after",
       `
@@ -128,8 +129,7 @@ ${
           })
           : await new Response(Deno.stdin.readable).text();
         const steps = parseBatch(script);
-        const offset = opts.offset ? parseOffset(opts.offset) : 0;
-        await withFilesystem(image, { offset }, (fs) =>
+        await withFilesystem(image, writeOpenOptions(opts), (fs) =>
           fs.batch(async () => {
             for (const step of steps) {
               try {

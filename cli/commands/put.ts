@@ -32,7 +32,7 @@ import {
 import { helpText } from "../edit_command.ts";
 import { runAction, writeStdout } from "../output.ts";
 import { Progress, progressMode } from "../progress.ts";
-import { parseOffset, withWriter } from "../writer_open.ts";
+import { FORCE_UNCHECKED_HELP, withWriter, writeOpenOptions } from "../writer_open.ts";
 
 /** Entries per transaction, and bytes of file data per transaction. */
 const BATCH_ENTRIES = 4096;
@@ -391,6 +391,7 @@ export function registerPut(program: Command): void {
     .argument("<dest>", "path inside the filesystem (an existing directory receives src)")
     .option("--offset <bytes>", "filesystem starts at this byte offset")
     .option("-f, --force", "replace existing files, merge existing directories (as cp -f)")
+    .option("--force-unchecked", FORCE_UNCHECKED_HELP)
     .option("-v, --verbose", "list each object copied, then what was copied in all")
     .option("--progress", "show progress on stderr even when it is not a terminal")
     .option("--no-progress", "no progress line, even on a terminal")
@@ -410,7 +411,7 @@ export function registerPut(program: Command): void {
         try {
           stats = await withWriter(
             image,
-            { offset: opts.offset ? parseOffset(opts.offset) : 0 },
+            writeOpenOptions(opts),
             (w) =>
               putTree(w, src, dest, {
                 force: opts.force,

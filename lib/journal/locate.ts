@@ -47,18 +47,13 @@ export async function journalBlockMapper(
   }
   const table = groups ?? await readGroupDescriptors(device, sb);
   const inode = await readInode(device, sb, table, ino);
-  const where = `journal inode ${ino}`;
-  if (inode.linksCount === 0) throw new CorruptError(where, "the journal inode is deleted");
-  if ((inode.mode & S_IFMT) !== S_IFREG) {
-    throw new CorruptError(where, `not a regular file (mode 0o${inode.mode.toString(8)})`);
-  }
   const bs = sb.blockSize;
-  const blocks = Math.floor(inode.size / bs);
-  if (blocks > 2 ** 26) throw new CorruptError(where, `size ${inode.size} is implausible`);
-  const readBlock = (b: number) => readBytes(device, b * bs, bs);
-  const runs: BlockRun[] = inode.usesExtents
-    ? await readExtentTree(sb, inode, readBlock)
-    : await readBlockMap(sb, { ino, iBlock: inode.iBlock, size: inode.size }, readBlock);
+  const { runs, blocks } = await journalInodeRuns(
+    sb,
+    inode,
+    (b) => readBytes(device, b * bs, bs),
+  );
+  const where = `journal inode ${ino}`;
   const map = (logical: number): number => {
     if (!Number.isInteger(logical) || logical < 0 || logical >= blocks) {
       throw new CorruptError(where, `journal block ${logical} is beyond its ${blocks} blocks`);
@@ -71,6 +66,35 @@ export async function journalBlockMapper(
     return run.physical + (logical - run.logical);
   };
   return { map, blocks, inode };
+}
+
+/**
+ * Checks that `inode` can be a journal (not deleted, a regular file of a plausible size) and
+ * maps its blocks through its extent tree or block map: the runs, and its size in blocks.
+ * Shared by the journal's reader and the allocator, which keeps new blocks off the journal.
+ *
+ * @example
+ * ```ts ignore
+ * const { runs } = await journalInodeRuns(sb, inode, (b) => readBytes(device, b * bs, bs));
+ * ```
+ */
+export async function journalInodeRuns(
+  sb: Superblock,
+  inode: Inode,
+  readBlock: (block: number) => Promise<Uint8Array>,
+): Promise<{ runs: BlockRun[]; blocks: number }> {
+  const ino = inode.ino;
+  const where = `journal inode ${ino}`;
+  if (inode.linksCount === 0) throw new CorruptError(where, "the journal inode is deleted");
+  if ((inode.mode & S_IFMT) !== S_IFREG) {
+    throw new CorruptError(where, `not a regular file (mode 0o${inode.mode.toString(8)})`);
+  }
+  const blocks = Math.floor(inode.size / sb.blockSize);
+  if (blocks > 2 ** 26) throw new CorruptError(where, `size ${inode.size} is implausible`);
+  const runs: BlockRun[] = inode.usesExtents
+    ? await readExtentTree(sb, inode, readBlock)
+    : await readBlockMap(sb, { ino, iBlock: inode.iBlock, size: inode.size }, readBlock);
+  return { runs, blocks };
 }
 
 /** Chunks a {@link ChunkedReader} keeps. */
