@@ -52,10 +52,3 @@ export async function withWriter<T>(
     await dev.close();
   }
 }
-
-/** Parses `--offset` (bytes). */
-export function parseOffset(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`bad offset ${value}`);
-  return n;
-}

@@ -1,6 +1,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import { runAction } from "../output.ts";
-import { parseOffset, withFilesystem } from "../writer_open.ts";
+import { parseOffset } from "../reader_common.ts";
+import { withFilesystem } from "../writer_open.ts";
 
 /** Registers `ext4ts mkdir`. */
 export function registerMkdir(program: Command): void {
@@ -11,7 +12,7 @@ export function registerMkdir(program: Command): void {
     .argument("<paths...>", "directories to make")
     .option("-p, --parents", "make missing parents; an existing directory is fine")
     .option("-m, --mode <octal>", "permissions (default 755)")
-    .option("--offset <bytes>", "filesystem starts at this byte offset")
+    .option("--offset <bytes>", "byte offset of the filesystem in the image", parseOffset)
     .action((image, paths, opts) =>
       runAction(async () => {
         const mode = opts.mode ? Number.parseInt(opts.mode, 8) : 0o755;
@@ -20,7 +21,7 @@ export function registerMkdir(program: Command): void {
         }
         await withFilesystem(
           image,
-          { offset: opts.offset ? parseOffset(opts.offset) : 0 },
+          { offset: opts.offset },
           async (fs) => {
             for (const p of paths) await fs.mkdir(p, { recursive: opts.parents, mode });
           },

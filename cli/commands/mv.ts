@@ -1,7 +1,8 @@
 import type { Command } from "@commander-js/extra-typings";
 import { Ext4Error } from "../../lib/errors.ts";
 import { runAction } from "../output.ts";
-import { parseOffset, withFilesystem } from "../writer_open.ts";
+import { parseOffset } from "../reader_common.ts";
+import { withFilesystem } from "../writer_open.ts";
 
 /** Registers `ext4ts mv`. */
 export function registerMv(program: Command): void {
@@ -13,12 +14,12 @@ export function registerMv(program: Command): void {
     .argument("<dest>", "new path, or an existing directory to move into")
     .option("-n, --no-clobber", "fail instead of replacing an existing target")
     .option("--exchange", "swap src and dest atomically (both must exist)")
-    .option("--offset <bytes>", "filesystem starts at this byte offset")
+    .option("--offset <bytes>", "byte offset of the filesystem in the image", parseOffset)
     .action((image, src, dest, opts) =>
       runAction(async () => {
         await withFilesystem(
           image,
-          { offset: opts.offset ? parseOffset(opts.offset) : 0 },
+          { offset: opts.offset },
           async (fs) => {
             let target = dest;
             if (!opts.exchange) {

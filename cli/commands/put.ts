@@ -28,7 +28,8 @@ import {
   showPath,
 } from "../../ffi/host_tree.ts";
 import { runAction, writeStdout } from "../output.ts";
-import { parseOffset, withWriter } from "../writer_open.ts";
+import { parseOffset } from "../reader_common.ts";
+import { withWriter } from "../writer_open.ts";
 
 /** Entries per transaction, and bytes of file data per transaction. */
 const BATCH_ENTRIES = 4096;
@@ -281,13 +282,13 @@ export function registerPut(program: Command): void {
     .argument("<image>", "image file or block device")
     .argument("<src>", "host file or directory")
     .argument("<dest>", "path inside the filesystem (an existing directory receives src)")
-    .option("--offset <bytes>", "filesystem starts at this byte offset")
+    .option("--offset <bytes>", "byte offset of the filesystem in the image", parseOffset)
     .option("-v, --verbose", "print what was copied")
     .action((image, src, dest, opts) =>
       runAction(async () => {
         const stats = await withWriter(
           image,
-          { offset: opts.offset ? parseOffset(opts.offset) : 0 },
+          { offset: opts.offset },
           (w) => putTree(w, src, dest),
         );
         for (const s of stats.skippedXattrs) {
