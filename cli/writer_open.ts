@@ -10,8 +10,8 @@ import { openBlockDevice } from "../ffi/file_device.ts";
 import { Ext4 } from "../ffi/open_filesystem.ts";
 
 /**
- * Opens `image` as a writable {@link Ext4} (block devices exclusively), runs `fn` and closes
- * the filesystem (flushing), even when `fn` fails.
+ * Opens `image` as a writable {@link Ext4} (claimed: refused with BUSY while in use, locked
+ * while open), runs `fn` and closes the filesystem (flushing), even when `fn` fails.
  *
  * @example
  * ```ts ignore
@@ -31,24 +31,23 @@ export async function withFilesystem<T>(
   }
 }
 
-/** Opens `image` read-write (block devices exclusively), runs `fn`, flushes and closes. */
+/**
+ * Opens `image` read-write (claimed as by {@link withFilesystem}), runs `fn`, flushes and
+ * closes.
+ */
 export async function withWriter<T>(
   image: string,
   options: { offset?: number },
   fn: (w: Ext4Writer) => Promise<T>,
 ): Promise<T> {
-  let isBlock = false;
+  const file = openBlockDevice(image, { readOnly: false, exclusive: true });
   try {
-    isBlock = Deno.statSync(image).isBlockDevice ?? false;
-  } catch { /* openBlockDevice reports it */ }
-  const file = openBlockDevice(image, { readOnly: false, exclusive: isBlock });
-  const dev = options.offset ? new OffsetBlockDevice(file, options.offset) : file;
-  try {
+    const dev = options.offset ? new OffsetBlockDevice(file, options.offset) : file;
     const w = await Ext4Writer.open(dev);
     const result = await fn(w);
     await w.flush();
     return result;
   } finally {
-    await dev.close();
+    await file.close(); // releases the image's lock
   }
 }
