@@ -32,7 +32,8 @@ export interface OpenDeviceOptions {
    * in use: a block device is opened O_EXCL (fails while mounted or held); an image file is
    * refused while a loop device it backs is mounted or held or a mount names it, and is
    * locked (flock, exclusive) until closed, so a second ext4ts writer or an `ext4ts mount`
-   * of it is refused too. Checked before anything is written.
+   * of it is refused too. Checked before anything is written. Default: true when opening
+   * read-write (`exclusive: false` opts out), false read-only.
    */
   exclusive?: boolean;
 }
@@ -126,8 +127,9 @@ export class FileBlockDevice implements BlockDevice {
       throw new Ext4Error("INVALID", `${path}: not a regular file or block device`);
     }
     const wantRw = options.readOnly === false;
+    const exclusive = options.exclusive ?? wantRw;
     const flags = (wantRw ? O.RDWR : O.RDONLY) | O.CLOEXEC | O.LARGEFILE |
-      (options.exclusive && isBlock ? O.EXCL : 0);
+      (exclusive && isBlock ? O.EXCL : 0);
     const c = libc();
     let fd = c.open(cstr(path), flags, 0);
     let readOnly = !wantRw;
@@ -142,7 +144,7 @@ export class FileBlockDevice implements BlockDevice {
         if (fd < 0) throw errorFor(errno(), path, "open");
         readOnly = true;
         readOnlyReason = code === E.EROFS ? "the device is read-only" : "no permission to write";
-      } else if (code === E.EBUSY && options.exclusive) {
+      } else if (code === E.EBUSY && exclusive) {
         const reason = inUseReason(path);
         throw reason
           ? new Ext4Error("BUSY", `${path} is in use: ${reason}`, { errno: code })
@@ -152,7 +154,7 @@ export class FileBlockDevice implements BlockDevice {
       }
     }
     try {
-      if (options.exclusive && !isBlock) {
+      if (exclusive && !isBlock) {
         // The lock first: an ext4ts mount takes its (shared) lock before it attaches a loop
         // device, so once the lock is ours no new ext4ts use of the image can start. When
         // the lock is taken, a mount of the image says more than the lock's holder does.
