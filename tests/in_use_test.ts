@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Ext4 } from "../mod.ts";
+import { Ext4, openBlockDevice } from "../mod.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import { sha256 } from "../lib/sha256.ts";
 import { openLocked } from "../ffi/file_lock.ts";
@@ -134,6 +134,15 @@ testWith(
           e.message.includes(`${img} is in use: backing /dev/loop`) &&
           e.message.includes(`mounted on ${mnt}`),
       );
+      // Another name for the same file (the loop device is found by inode, not by path).
+      const link = `${dir.path}/other-name.img`;
+      await Deno.link(img, link);
+      await assert.rejects(
+        () => Ext4.open(link, { readOnly: false }),
+        (e) =>
+          e instanceof Ext4Error && e.code === "BUSY" && e.message.includes(`${link} is in use`),
+      );
+      await Deno.remove(link);
       assert.equal(await imageHash(img), before);
       // Reading is fine.
       const ro = await Ext4.open(img);
@@ -207,6 +216,12 @@ testWith(
         () => Ext4.open(img, { readOnly: false }),
         (e) => e instanceof Ext4Error && e.code === "BUSY" && /this process/.test(e.message),
       );
+      // So does a plain read-write openBlockDevice (the default claim); opting out opens it.
+      assert.throws(
+        () => openBlockDevice(img, { readOnly: false }),
+        (e) => e instanceof Ext4Error && e.code === "BUSY",
+      );
+      await openBlockDevice(img, { readOnly: false, exclusive: false }).close();
       await fs.mkdir("/first");
     } finally {
       await fs.close();
