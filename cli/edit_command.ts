@@ -10,6 +10,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import type { Ext4 } from "../ffi/open_filesystem.ts";
 import { runAction } from "./output.ts";
+import { parseOffset } from "./reader_common.ts";
 import { FORCE_UNCHECKED_HELP, withFilesystem, writeOpenOptions } from "./writer_open.ts";
 
 /** An edit command: its syntax after the image, and what it does to an open filesystem. */
@@ -65,7 +66,7 @@ export function registerEdit(program: Command, edit: EditCommand): void {
     .argument("<image>", "image file or block device");
   edit.configure(cmd as unknown as Command);
   cmd
-    .option("--offset <bytes>", "filesystem starts at this byte offset")
+    .option("--offset <bytes>", "byte offset of the filesystem in the image", parseOffset)
     .option("--force-unchecked", FORCE_UNCHECKED_HELP)
     .addHelpText("after", helpText(edit.examples))
     .action((...a: unknown[]) =>

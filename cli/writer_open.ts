@@ -26,26 +26,28 @@ export const FORCE_UNCHECKED_HELP =
   "write even though the filesystem records errors, or was not cleanly unmounted (no journal)";
 
 /**
- * The {@link WriteOpenOptions} of a write command's parsed `--offset` and `--force-unchecked`.
+ * The {@link WriteOpenOptions} of a write command's options as commander parsed them:
+ * `--offset` (already a number: the option's parser is reader_common.ts `parseOffset`, so a
+ * bad value is a usage error) and `--force-unchecked`.
  *
  * @example
  * ```ts
  * import { writeOpenOptions } from "./writer_open.ts";
- * console.log(writeOpenOptions({ offset: "1048576", forceUnchecked: true })); // { offset: 1048576, force: true }
+ * console.log(writeOpenOptions({ offset: 1048576, forceUnchecked: true })); // { offset: 1048576, force: true }
  * ```
  */
 export function writeOpenOptions(
   opts: { offset?: unknown; forceUnchecked?: unknown },
 ): WriteOpenOptions {
   return {
-    offset: typeof opts.offset === "string" ? parseOffset(opts.offset) : 0,
+    offset: typeof opts.offset === "number" ? opts.offset : 0,
     force: opts.forceUnchecked === true,
   };
 }
 
 /**
- * Opens `image` as a writable {@link Ext4} (block devices exclusively), runs `fn` and closes
- * the filesystem (flushing), even when `fn` fails.
+ * Opens `image` as a writable {@link Ext4} (claimed: refused with BUSY while in use, locked
+ * while open), runs `fn` and closes the filesystem (flushing), even when `fn` fails.
  *
  * @example
  * ```ts ignore
@@ -69,31 +71,23 @@ export async function withFilesystem<T>(
   }
 }
 
-/** Opens `image` read-write (block devices exclusively), runs `fn`, flushes and closes. */
+/**
+ * Opens `image` read-write (claimed as by {@link withFilesystem}), runs `fn`, flushes and
+ * closes.
+ */
 export async function withWriter<T>(
   image: string,
   options: WriteOpenOptions,
   fn: (w: Ext4Writer) => Promise<T>,
 ): Promise<T> {
-  let isBlock = false;
+  const file = openBlockDevice(image, { readOnly: false, exclusive: true });
   try {
-    isBlock = Deno.statSync(image).isBlockDevice ?? false;
-  } catch { /* openBlockDevice reports it */ }
-  const file = openBlockDevice(image, { readOnly: false, exclusive: isBlock });
-  const dev = options.offset ? new OffsetBlockDevice(file, options.offset) : file;
-  try {
+    const dev = options.offset ? new OffsetBlockDevice(file, options.offset) : file;
     const w = await Ext4Writer.open(dev, { force: options.force });
     const result = await fn(w);
     await w.flush();
     return result;
   } finally {
-    await dev.close();
+    await file.close(); // releases the image's lock
   }
-}
-
-/** Parses `--offset` (bytes). */
-export function parseOffset(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`bad offset ${value}`);
-  return n;
 }

@@ -1,12 +1,14 @@
 /**
  * Whether a device (or an image file, through the loop devices backed by it) is mounted or
  * held open exclusively right now: /proc/self/mountinfo, /sys/block/loop*, and an O_EXCL
- * open probe on block devices.
+ * open probe on block devices. {@link refuseIfInUse} is the check every opener for writing
+ * makes (ffi/file_device.ts).
  *
  * @module
  */
 
-import { cstr, errno, libc, O } from "./libc.ts";
+import { Ext4Error } from "../lib/errors.ts";
+import { cstr, errno, Ioctl, libc, O } from "./libc.ts";
 
 /** A mount of the device. */
 export interface MountEntry {
@@ -64,28 +66,67 @@ export function readMountinfo(text?: string): { devId: string; entry: MountEntry
   return out;
 }
 
-function devId(rdev: number): string {
-  // Linux dev_t: major in bits 8-19 (and 32-43), minor in bits 0-7 and 20-31.
-  const major = ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
-  const minor = (rdev & 0xff) | ((rdev >>> 12) & ~0xff);
-  return `${major}:${minor}`;
+/**
+ * Major and minor number of a Linux dev_t (major in bits 8-19 and 32-43, minor in bits 0-7
+ * and 20-31).
+ *
+ * @example
+ * ```ts
+ * import { majorMinor } from "./device_status.ts";
+ * console.log(majorMinor(0x0703)); // [7, 3]
+ * ```
+ */
+export function majorMinor(dev: number): [number, number] {
+  const major = ((dev >>> 8) & 0xfff) | (Math.floor(dev / 2 ** 32) & ~0xfff);
+  const minor = (dev & 0xff) | ((dev >>> 12) & ~0xff);
+  return [major, minor];
 }
 
-/** Loop devices whose backing file is `realPath`. */
+function devId(rdev: number): string {
+  return majorMinor(rdev).join(":");
+}
+
+/** `lo_device` and `lo_inode` of an attached loop device (LOOP_GET_STATUS64), or null. */
+function loopBackingIdentity(loopPath: string): { dev: number; ino: number } | null {
+  const c = libc();
+  const fd = c.open(cstr(loopPath), O.RDONLY | O.CLOEXEC, 0);
+  if (fd < 0) return null;
+  try {
+    const info = new Uint8Array(232); // struct loop_info64
+    if (c.ioctl(fd, Ioctl.LOOP_GET_STATUS64, info) < 0) return null;
+    const v = new DataView(info.buffer);
+    return { dev: Number(v.getBigUint64(0, true)), ino: Number(v.getBigUint64(8, true)) };
+  } finally {
+    c.close(fd);
+  }
+}
+
+/**
+ * Loop devices whose backing file is `realPath`: the same inode (LOOP_GET_STATUS64), so a
+ * path through a bind mount or another hard link is found too; by the sysfs backing path
+ * when the device cannot be asked.
+ */
 export function loopDevicesBacking(realPath: string): string[] {
   const out: string[] = [];
   let entries: Deno.DirEntry[];
+  let file: Deno.FileInfo | undefined;
   try {
     entries = [...Deno.readDirSync("/sys/block")];
+    file = Deno.statSync(realPath);
   } catch {
     return out;
   }
   for (const e of entries) {
     if (!e.name.startsWith("loop")) continue;
+    let backing: string;
     try {
-      const backing = Deno.readTextFileSync(`/sys/block/${e.name}/loop/backing_file`).trim();
-      if (backing === realPath) out.push(`/dev/${e.name}`);
-    } catch { /* not attached */ }
+      backing = Deno.readTextFileSync(`/sys/block/${e.name}/loop/backing_file`).trim();
+    } catch {
+      continue; // not attached
+    }
+    const id = loopBackingIdentity(`/dev/${e.name}`);
+    const same = id ? id.dev === file.dev && id.ino === file.ino : backing === realPath;
+    if (same) out.push(`/dev/${e.name}`);
   }
   return out;
 }
@@ -138,4 +179,101 @@ export function deviceUse(path: string): DeviceUse {
     if (h !== null) held = (held ?? false) || h;
   }
   return { mounts, loopDevices, exclusivelyHeld: held };
+}
+
+function sysBlock(name: string, file: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(`/sys/class/block/${name}/${file}`).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function listDir(path: string): string[] {
+  try {
+    return [...Deno.readDirSync(path)].map((e) => e.name).sort();
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * What uses the block device `name` (e.g. `loop3`) or a partition on it: its mounts, its
+ * holders (device-mapper, md, …), and, when neither explains it, an exclusive opener.
+ */
+function blockDeviceUses(name: string, mountinfo: { devId: string; entry: MountEntry }[]) {
+  const out: string[] = [];
+  const partitions = listDir(`/sys/class/block/${name}`)
+    .filter((p) => p.startsWith(name) && sysBlock(`${name}/${p}`, "partition") !== undefined);
+  for (const n of [name, ...partitions]) {
+    const id = sysBlock(n === name ? n : `${name}/${n}`, "dev");
+    const node = `/dev/${n}`;
+    const where = n === name ? "" : `${node} `;
+    for (const m of mountinfo) {
+      if (m.devId === id || m.entry.source === node) {
+        out.push(`${where}mounted on ${m.entry.mountPoint}`);
+      }
+    }
+    const holders = listDir(`/sys/class/block/${n === name ? n : `${name}/${n}`}/holders`);
+    if (holders.length) out.push(`${where}held by ${holders.join(", ")}`);
+  }
+  if (out.length === 0 && exclusivelyHeld(`/dev/${name}`) === true) {
+    out.push("held open exclusively");
+  }
+  return out;
+}
+
+/**
+ * Why `path` must not be written now, or undefined when nothing uses it: for a block device,
+ * its mounts, holders or an exclusive opener; for an image file, the same for every loop
+ * device it backs (`backing /dev/loop3, mounted on /mnt/x`) and any mount naming the file
+ * itself (a FUSE mount of the image). A loop device that is attached but neither mounted nor
+ * held does not count, as for e2fsprogs: nothing is using the filesystem, and the loop
+ * device's own page cache is dropped when its last opener closes it.
+ *
+ * @example
+ * ```ts ignore
+ * inUseReason("disk.img"); // "backing /dev/loop3, mounted on /mnt/x"
+ * ```
+ */
+export function inUseReason(path: string): string | undefined {
+  let real = path;
+  try {
+    real = Deno.realPathSync(path);
+  } catch { /* the open reports it */ }
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(real);
+  } catch {
+    return undefined;
+  }
+  const mountinfo = readMountinfo();
+  const reasons: string[] = [];
+  if (info.isBlockDevice) {
+    const name = real.split("/").pop()!;
+    reasons.push(...blockDeviceUses(name, mountinfo));
+  } else if (info.isFile) {
+    for (const loop of loopDevicesBacking(real)) {
+      const uses = blockDeviceUses(loop.slice("/dev/".length), mountinfo);
+      if (uses.length) reasons.push(`backing ${loop}, ${uses.join(", ")}`);
+    }
+    for (const m of mountinfo) {
+      if (m.entry.source === real) reasons.push(`mounted on ${m.entry.mountPoint}`);
+    }
+  }
+  return reasons.length ? reasons.join("; ") : undefined;
+}
+
+/**
+ * Throws `Ext4Error("BUSY")` naming the use when `path` is in use (see {@link inUseReason}):
+ * the check every open for writing makes before anything is written.
+ *
+ * @example
+ * ```ts ignore
+ * refuseIfInUse("disk.img"); // Ext4Error BUSY: disk.img is in use: backing /dev/loop3, mounted on /mnt/x
+ * ```
+ */
+export function refuseIfInUse(path: string): void {
+  const reason = inUseReason(path);
+  if (reason) throw new Ext4Error("BUSY", `${path} is in use: ${reason}`);
 }

@@ -9,6 +9,8 @@
 
 import { type BlockDevice, checkRange } from "../lib/block_device.ts";
 import { Ext4Error } from "../lib/errors.ts";
+import { inUseReason, refuseIfInUse } from "./device_status.ts";
+import { lockFile } from "./file_lock.ts";
 import { cstr, errno, Ioctl, libc, O, strerror } from "./libc.ts";
 
 /** Transfers up to this size run synchronously (≈1 µs); larger ones go to a worker thread. */
@@ -25,7 +27,14 @@ export interface OpenDeviceOptions {
    * `readOnlyReason` says why.
    */
   fallbackToReadOnly?: boolean;
-  /** Open with O_EXCL (block devices: fails with BUSY while mounted or held). */
+  /**
+   * Claim the device for writing, refusing it (BUSY, the message naming the use) while it is
+   * in use: a block device is opened O_EXCL (fails while mounted or held); an image file is
+   * refused while a loop device it backs is mounted or held or a mount names it, and is
+   * locked (flock, exclusive) until closed, so a second ext4ts writer or an `ext4ts mount`
+   * of it is refused too. Checked before anything is written. Default: true when opening
+   * read-write (`exclusive: false` opts out), false read-only.
+   */
   exclusive?: boolean;
 }
 
@@ -95,8 +104,9 @@ export class FileBlockDevice implements BlockDevice {
 
   /**
    * Opens an image file or a block device. Errors are {@link Ext4Error}s naming the path:
-   * NOT_FOUND, PERMISSION, INVALID (a directory or another kind of file), BUSY (O_EXCL on a
-   * device in use), READ_ONLY (read-write asked of a read-only device without fallback).
+   * NOT_FOUND, PERMISSION, INVALID (a directory or another kind of file), BUSY (`exclusive`
+   * asked of a device or image in use), READ_ONLY (read-write asked of a read-only device
+   * without fallback).
    */
   static open(path: string, options: OpenDeviceOptions = {}): FileBlockDevice {
     let info: Deno.FileInfo;
@@ -117,8 +127,9 @@ export class FileBlockDevice implements BlockDevice {
       throw new Ext4Error("INVALID", `${path}: not a regular file or block device`);
     }
     const wantRw = options.readOnly === false;
+    const exclusive = options.exclusive ?? wantRw;
     const flags = (wantRw ? O.RDWR : O.RDONLY) | O.CLOEXEC | O.LARGEFILE |
-      (options.exclusive ? O.EXCL : 0);
+      (exclusive && isBlock ? O.EXCL : 0);
     const c = libc();
     let fd = c.open(cstr(path), flags, 0);
     let readOnly = !wantRw;
@@ -133,11 +144,28 @@ export class FileBlockDevice implements BlockDevice {
         if (fd < 0) throw errorFor(errno(), path, "open");
         readOnly = true;
         readOnlyReason = code === E.EROFS ? "the device is read-only" : "no permission to write";
+      } else if (code === E.EBUSY && exclusive) {
+        const reason = inUseReason(path);
+        throw reason
+          ? new Ext4Error("BUSY", `${path} is in use: ${reason}`, { errno: code })
+          : errorFor(code, path, "open");
       } else {
         throw errorFor(code, path, "open");
       }
     }
     try {
+      if (exclusive && !isBlock) {
+        // The lock first: an ext4ts mount takes its (shared) lock before it attaches a loop
+        // device, so once the lock is ours no new ext4ts use of the image can start. When
+        // the lock is taken, a mount of the image says more than the lock's holder does.
+        try {
+          lockFile(fd, path, "exclusive");
+        } catch (e) {
+          refuseIfInUse(path);
+          throw e;
+        }
+        refuseIfInUse(path);
+      }
       let size = info.size;
       let sectorSize = 512;
       // W_OK: EROFS for a read-only filesystem, EACCES without permission.

@@ -1,6 +1,6 @@
 /**
  * libc through Deno FFI: the system calls ext4ts needs that Deno's own API does not give
- * (pread/pwrite on raw file descriptors, ioctl, mount/umount2, prctl, poll).
+ * (pread/pwrite on raw file descriptors, ioctl, mount/umount2, prctl, poll, flock).
  *
  * Facts this module is built on (see ../shared/PLATFORM-FACTS.md):
  * - errno is only meaningful right after a *synchronous* call, so every call that needs
@@ -53,6 +53,7 @@ const SYMBOLS = {
   setsid: { parameters: [], result: "i32" },
   dup2: { parameters: ["i32", "i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i64"], result: "i32" },
+  flock: { parameters: ["i32", "i32"], result: "i32" },
   socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   __errno_location: { parameters: [], result: "pointer" },
@@ -106,6 +107,14 @@ export const O = {
   DIRECT: 0o40000,
   LARGEFILE: 0o100000,
   CLOEXEC: 0o2000000,
+} as const;
+
+/** flock(2) operations. */
+export const Lock = {
+  SH: 1,
+  EX: 2,
+  NB: 4,
+  UN: 8,
 } as const;
 
 /** Block-device ioctl request numbers (x86_64). */

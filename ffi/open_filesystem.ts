@@ -22,14 +22,6 @@ export interface Ext4PathOpenOptions extends Ext4OpenOptions {
   journalPath?: string;
 }
 
-function isBlockDevice(path: string): boolean {
-  try {
-    return Deno.statSync(path).isBlockDevice ?? false;
-  } catch {
-    return false; // openBlockDevice reports the error
-  }
-}
-
 /**
  * Opens a path through libc (ffi/file_device.ts), or — read-only without `--allow-ffi` — through
  * Deno.FsFile (ffi/fsfile_device.ts), so reading needs only `--allow-read`.
@@ -62,8 +54,10 @@ const ownedDevices = new WeakMap<Ext4Base, BlockDevice[]>();
 export class Ext4 extends Ext4Base {
   /**
    * Opens the filesystem in an image file or block device (read-only unless
-   * `readOnly: false`, which opens a block device exclusively), or on an already open device.
-   * Closing the filesystem closes the device.
+   * `readOnly: false`), or on an already open device. Closing the filesystem closes the
+   * device. Opened for writing, a path is claimed first: `Ext4Error("BUSY")` when the device
+   * is mounted or held, or the image backs a loop device that is, or another ext4ts process
+   * writes or mounts it; the image stays locked (flock) until the filesystem is closed.
    *
    * @example
    * ```ts ignore
@@ -82,14 +76,17 @@ export class Ext4 extends Ext4Base {
     options: Ext4PathOpenOptions = {},
   ): Promise<Ext4> {
     const readOnly = options.readOnly ?? true;
-    // A block device opened for writing is claimed exclusively, as a mount claims it.
+    // Opened for writing, the device or image is claimed before anything is read or written:
+    // refused (BUSY) while mounted or held, and locked against other ext4ts writers.
     const raw = typeof target === "string"
-      ? await openDevice(target, { readOnly, exclusive: !readOnly && isBlockDevice(target) })
+      ? await openDevice(target, { readOnly, exclusive: !readOnly })
       : target;
     let journal: BlockDevice | undefined;
     try {
       // The in-memory overlay reads journalled blocks from it on demand: it stays open.
-      if (options.journalPath) journal = await openDevice(options.journalPath, { readOnly });
+      if (options.journalPath) {
+        journal = await openDevice(options.journalPath, { readOnly, exclusive: !readOnly });
+      }
       const opts = journal ? { ...options, journalDevice: journal } : options;
       const window = options.offset ? new OffsetBlockDevice(raw, options.offset) : raw;
       const { sb, groups, device } = await Ext4Base.loadMetadata(window, opts);

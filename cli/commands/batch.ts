@@ -4,6 +4,7 @@ import { type EditCommand, helpText, parsedOf } from "../edit_command.ts";
 import { ExitCode, exitCodeFor } from "../exit_codes.ts";
 import { CliError, runAction } from "../output.ts";
 import { splitWords } from "../shell_words.ts";
+import { parseOffset } from "../reader_common.ts";
 import { FORCE_UNCHECKED_HELP, withFilesystem, writeOpenOptions } from "../writer_open.ts";
 import { chmodCommand } from "./chmod.ts";
 import { chownCommand } from "./chown.ts";
@@ -104,7 +105,7 @@ export function registerBatch(program: Command): void {
     )
     .argument("<image>", "image file or block device")
     .option("-f, --file <script>", "read the script from this file (default: stdin)")
-    .option("--offset <bytes>", "filesystem starts at this byte offset")
+    .option("--offset <bytes>", "byte offset of the filesystem in the image", parseOffset)
     .option("--force-unchecked", FORCE_UNCHECKED_HELP)
     .addHelpText(
       "after",

@@ -25,8 +25,9 @@ async function withDevices<T>(
   readWrite: boolean,
   fn: (dev: FileBlockDevice, jdev?: FileBlockDevice) => Promise<T>,
 ): Promise<T> {
-  // Read-write opens are exclusive: a mounted block device fails with BUSY (exit 8)
-  // instead of being replayed under the kernel's feet.
+  // Read-write opens claim the device (exclusive): a mounted or held block device, an image
+  // behind a mounted or held loop device, or an image another ext4ts process writes or
+  // mounts fails with BUSY (exit 8) instead of being replayed under its user's feet.
   const open = (p: string) =>
     openBlockDevice(
       p,

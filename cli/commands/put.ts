@@ -32,6 +32,7 @@ import {
 import { helpText } from "../edit_command.ts";
 import { runAction, writeStdout } from "../output.ts";
 import { Progress, progressMode } from "../progress.ts";
+import { parseOffset } from "../reader_common.ts";
 import { FORCE_UNCHECKED_HELP, withWriter, writeOpenOptions } from "../writer_open.ts";
 
 /** Entries per transaction, and bytes of file data per transaction. */
@@ -389,7 +390,7 @@ export function registerPut(program: Command): void {
     .argument("<image>", "image file or block device")
     .argument("<src>", "host file or directory (SRC/. : its contents, into DEST)")
     .argument("<dest>", "path inside the filesystem (an existing directory receives src)")
-    .option("--offset <bytes>", "filesystem starts at this byte offset")
+    .option("--offset <bytes>", "byte offset of the filesystem in the image", parseOffset)
     .option("-f, --force", "replace existing files, merge existing directories (as cp -f)")
     .option("--force-unchecked", FORCE_UNCHECKED_HELP)
     .option("-v, --verbose", "list each object copied, then what was copied in all")

@@ -1,6 +1,7 @@
 /**
  * The life of a mount daemon, independent of which filesystem it serves: pick the device
- * (attach a loop device for an image), open the filesystem, mount (fuseblk by mount(2), or
+ * (lock an image file shared, so ext4ts writers are refused while it is served, and attach a
+ * loop device for it), open the filesystem, mount (fuseblk by mount(2), or
  * plain fuse), answer requests until the mount goes away, re-check the device after
  * mounting, record a state file for `ext4ts umount`, and react to SIGTERM by unmounting from
  * a worker thread (never from the thread that answers DESTROY).
@@ -9,6 +10,7 @@
  */
 
 import { Ext4Error } from "../../lib/errors.ts";
+import { openLocked } from "../file_lock.ts";
 import { libc, SyscallError } from "../libc.ts";
 import type { FuseOperations } from "./ops.ts";
 import { FuseSession, type SessionEnd } from "./session.ts";
@@ -205,12 +207,22 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   // EXT4TS_FUSERMOUNT=1 takes that path as root too (tests).
   const viaHelper = !isRoot() || Deno.env.get("EXT4TS_FUSERMOUNT") === "1";
   const blockDevice = !settings.noBlkdev && !viaHelper;
+  // An image is locked (shared) for as long as it is served: ext4ts writers lock it
+  // exclusively, so they are refused now, and a mount of an image being written is refused.
+  // Taken before the loop device is attached: a writer that holds the lock has checked the
+  // loop devices already.
+  let imageLock = info.isFile ? openLocked(o.source, "shared") : -1;
+  const releaseImage = () => {
+    if (imageLock >= 0) closeFd(imageLock);
+    imageLock = -1;
+  };
   let loop: LoopDevice | undefined;
   let devicePath = o.source;
   if (info.isFile && blockDevice) {
     try {
       loop = attachLoop(o.source, { readOnly: true });
     } catch (e) {
+      releaseImage();
       throw new Ext4Error(
         "IO",
         `${o.source}: cannot attach a loop device: ${(e as Error).message}`,
@@ -226,6 +238,7 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   const releaseLoop = () => {
     if (loop) closeFd(loop.fd);
     loop = undefined;
+    releaseImage();
   };
   /** After a failure: release the loop device and wait (briefly) for its autoclear. */
   const releaseLoopAndWait = async () => {
