@@ -32,7 +32,7 @@ install | uninstall)
     ;;
   *)
     if [ "${1:-install}" = install ]; then
-      echo "install: for mount -t fuse.ext4ts and fstab, run as root: sh scripts/install_mount_helper.sh $launcher" >&2
+      echo "for mount -t fuse.ext4ts and fstab lines, run as root: sh scripts/install_mount_helper.sh $launcher"
     fi
     ;;
   esac

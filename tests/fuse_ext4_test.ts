@@ -34,7 +34,14 @@ import {
 } from "./helpers.ts";
 import { defaultSettings } from "../ffi/fuse/serve.ts";
 import { findMount } from "../ffi/fuse/mount.ts";
-import { detachLoop, forceCleanup, FUSE_NEEDS, isMounted, loopsOf } from "./fuse_test_util.ts";
+import {
+  detachLoop,
+  forceCleanup,
+  FUSE_NEEDS,
+  isMounted,
+  loopsOf,
+  withoutProtectionWarning,
+} from "./fuse_test_util.ts";
 
 const NEEDS = [...FUSE_NEEDS, "mkfs.ext4", "python3", "kernel-ext4", "debugfs"];
 
@@ -262,7 +269,7 @@ ext4Test(
         assert.equal(m.code, 0, m.stderr);
         // (Where PR_SET_IO_FLUSHER is not granted, the daemon's one line about it shows too.)
         assert.equal(
-          m.stderr.replace(/^ext4ts: warning: could not set .*\n/m, ""),
+          withoutProtectionWarning(m.stderr),
           "",
           "a read-only mount of a read-only device: no warning",
         );
