@@ -31,7 +31,14 @@ export {
 export { FileBlockDevice, openBlockDevice, type OpenDeviceOptions } from "./ffi/file_device.ts";
 
 // ---- errors ----
-export { asExt4Error, CorruptError, Errno, Ext4Error, type Ext4ErrorCode } from "./lib/errors.ts";
+export {
+  asExt4Error,
+  CorruptError,
+  DeviceOpenError,
+  Errno,
+  Ext4Error,
+  type Ext4ErrorCode,
+} from "./lib/errors.ts";
 
 // ---- on-disk structures ----
 export { crc16, crc32c, crc32cU32, crc32cWords } from "./lib/checksum.ts";

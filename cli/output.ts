@@ -5,7 +5,9 @@
  * @module
  */
 
-import { asExt4Error, Ext4Error } from "../lib/errors.ts";
+import { CommanderError } from "@commander-js/extra-typings";
+import { asExt4Error, DeviceOpenError, Ext4Error } from "../lib/errors.ts";
+import { SyscallError } from "../ffi/libc.ts";
 import { ExitCode, exitCodeFor, type ExitCodeValue } from "./exit_codes.ts";
 
 /** A failure the CLI reports with a chosen exit code. */
@@ -41,10 +43,19 @@ export async function runAction(action: () => Promise<number | void>): Promise<v
       warn(e.message);
       code = e.exitCode;
     } else if (e instanceof Ext4Error) {
-      warn(e.message);
+      warn(e instanceof DeviceOpenError ? `cannot open ${e.message}` : e.message);
       code = exitCodeFor(e);
     } else if (e instanceof Deno.errors.BrokenPipe) {
       code = ExitCode.OK;
+    } else if (e instanceof CommanderError) {
+      // A parser's InvalidArgumentError met inside an action: still bad usage.
+      warn(e.message.replace(/^error: /, ""));
+      code = ExitCode.USAGE;
+    } else if (isHostError(e)) {
+      // The host side (a source file to copy in, a destination to copy out to): the message
+      // names the path and the reason; no "internal error", which is for ext4ts's own bugs.
+      warn((e as Error).message);
+      code = ExitCode.FAILURE;
     } else {
       const err = asExt4Error(e);
       warn(`internal error: ${err.message}`);
@@ -52,6 +63,12 @@ export async function runAction(action: () => Promise<number | void>): Promise<v
     }
   }
   Deno.exitCode = code;
+}
+
+/** An error from a host file operation: a failed libc call or one of Deno's file errors. */
+function isHostError(e: unknown): boolean {
+  if (e instanceof SyscallError) return true;
+  return Object.values(Deno.errors).some((cls) => e instanceof cls);
 }
 
 /** Writes text to stdout without a trailing newline added. */

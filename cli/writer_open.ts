@@ -8,6 +8,7 @@ import { OffsetBlockDevice } from "../lib/block_device.ts";
 import { Ext4Writer } from "../lib/writer.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
 import { Ext4 } from "../ffi/open_filesystem.ts";
+import { parseByteCount } from "./device.ts";
 
 /**
  * Opens `image` as a writable {@link Ext4} (block devices exclusively), runs `fn` and closes
@@ -53,9 +54,7 @@ export async function withWriter<T>(
   }
 }
 
-/** Parses `--offset` (bytes). */
+/** Parses `--offset` like the readers do (bytes, `s` sectors, k/M/G/T); bad input is usage. */
 export function parseOffset(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`bad offset ${value}`);
-  return n;
+  return parseByteCount(value);
 }

@@ -45,7 +45,7 @@ import { type DirHash, dirHash, DxHashVersion } from "./dir_hash.ts";
 import { matchesNoKeyDigest, noKeyName, noKeyNameLength, parseNoKeyName } from "./fscrypt_name.ts";
 import { readXattrs } from "./xattr.ts";
 import { readInlineData, readInlineFile } from "./inline_data.ts";
-import { assertWritable } from "./alloc.ts";
+import { assertOpenableForWrite } from "./alloc.ts";
 import { replayJournal } from "./journal/replay.ts";
 import { SharedBlockCache } from "./shared_block_cache.ts";
 import type { CommitBatch } from "./transaction.ts";
@@ -471,15 +471,7 @@ export class Ext4 {
       }
       sb = await readSuperblock(raw);
     }
-    try {
-      assertWritable(sb);
-    } catch (e) {
-      // assertWritable says READ_ONLY; for an open that asked to write it is UNSUPPORTED.
-      if (e instanceof Ext4Error && e.code === "READ_ONLY") {
-        throw new Ext4Error("UNSUPPORTED", e.message, { cause: e });
-      }
-      throw e;
-    }
+    assertOpenableForWrite(sb);
     const groups = await readGroupDescriptors(raw, sb);
     return { sb, groups, device: raw };
   }

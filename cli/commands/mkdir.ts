@@ -1,6 +1,18 @@
 import type { Command } from "@commander-js/extra-typings";
-import { runAction } from "../output.ts";
+import { ExitCode } from "../exit_codes.ts";
+import { CliError, runAction } from "../output.ts";
 import { parseOffset, withFilesystem } from "../writer_open.ts";
+
+/** An octal mode like mkdir -m takes (0 to 7777); anything else is bad usage. */
+function parseMode(text: string): number {
+  if (!/^[0-7]{1,4}$/.test(text)) {
+    throw new CliError(
+      `invalid mode '${text}': expected octal 0 to 7777, e.g. 755`,
+      ExitCode.USAGE,
+    );
+  }
+  return Number.parseInt(text, 8);
+}
 
 /** Registers `ext4ts mkdir`. */
 export function registerMkdir(program: Command): void {
@@ -14,10 +26,7 @@ export function registerMkdir(program: Command): void {
     .option("--offset <bytes>", "filesystem starts at this byte offset")
     .action((image, paths, opts) =>
       runAction(async () => {
-        const mode = opts.mode ? Number.parseInt(opts.mode, 8) : 0o755;
-        if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
-          throw new Error(`bad mode ${opts.mode}`);
-        }
+        const mode = opts.mode === undefined ? 0o755 : parseMode(opts.mode);
         await withFilesystem(
           image,
           { offset: opts.offset ? parseOffset(opts.offset) : 0 },
