@@ -11,6 +11,7 @@ import {
   parseOffset,
   statJson,
 } from "../reader_common.ts";
+import { documentCommand, READER_EXIT_CODES } from "../help.ts";
 
 /**
  * One listed object. Names and paths are the stored bytes: like ls writing to a pipe, names
@@ -107,7 +108,7 @@ function longLine(it: Item): Uint8Array {
  * ```
  */
 export function registerLs(program: Command): void {
-  program
+  const cmd = program
     .command("ls")
     .description("list a directory inside the filesystem (names in byte order)")
     .argument("<image>", "image file or block device")
@@ -188,4 +189,17 @@ export function registerLs(program: Command): void {
         }
       })
     );
+  documentCommand(cmd, {
+    about:
+      "Lists a directory inside the filesystem (or names a file), in byte order like ls with LC_ALL=C; -l shows mode, links, owner, size and mtime (UTC), -R walks subdirectories. A journal that needs recovery is replayed in memory: nothing is written.",
+    examples: [
+      "ext4ts ls disk.img",
+      "ext4ts ls -l disk.img /etc",
+      "ext4ts ls -R --json --offset 1M disk.img / > tree.json",
+    ],
+    exitCodes: [[
+      ExitCode.FAILURE,
+      "no such path, or some entries could not be listed (each named on stderr)",
+    ], ...READER_EXIT_CODES],
+  });
 }

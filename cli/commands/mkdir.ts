@@ -2,6 +2,7 @@ import type { Command } from "@commander-js/extra-typings";
 import { ExitCode } from "../exit_codes.ts";
 import { CliError, runAction } from "../output.ts";
 import { parseOffset, withFilesystem } from "../writer_open.ts";
+import { documentCommand, WRITER_EXIT_CODES } from "../help.ts";
 
 /** An octal mode like mkdir -m takes (0 to 7777); anything else is bad usage. */
 function parseMode(text: string): number {
@@ -16,7 +17,7 @@ function parseMode(text: string): number {
 
 /** Registers `ext4ts mkdir`. */
 export function registerMkdir(program: Command): void {
-  program
+  const cmd = program
     .command("mkdir")
     .description("make directories inside the filesystem")
     .argument("<image>", "image file or block device")
@@ -36,4 +37,16 @@ export function registerMkdir(program: Command): void {
         );
       })
     );
+  documentCommand(cmd, {
+    about:
+      "Makes directories inside the filesystem without mounting it; -p makes missing parents and accepts existing directories, -m sets the permissions in octal.",
+    examples: [
+      "ext4ts mkdir disk.img /srv",
+      "ext4ts mkdir -p -m 700 disk.img /home/user/.ssh",
+    ],
+    exitCodes: [
+      [ExitCode.FAILURE, "exists, or a parent is missing (without -p)"],
+      ...WRITER_EXIT_CODES,
+    ],
+  });
 }

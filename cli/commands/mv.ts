@@ -2,10 +2,12 @@ import type { Command } from "@commander-js/extra-typings";
 import { Ext4Error } from "../../lib/errors.ts";
 import { runAction } from "../output.ts";
 import { parseOffset, withFilesystem } from "../writer_open.ts";
+import { ExitCode } from "../exit_codes.ts";
+import { documentCommand, WRITER_EXIT_CODES } from "../help.ts";
 
 /** Registers `ext4ts mv`. */
 export function registerMv(program: Command): void {
-  program
+  const cmd = program
     .command("mv")
     .description("rename or move inside the filesystem (into DEST when it is a directory)")
     .argument("<image>", "image file or block device")
@@ -39,4 +41,17 @@ export function registerMv(program: Command): void {
         );
       })
     );
+  documentCommand(cmd, {
+    about:
+      "Renames or moves SRC inside the filesystem without mounting it; when DEST is an existing directory SRC moves into it. An existing target is replaced (a directory only by a directory, and only when empty) unless -n; --exchange swaps SRC and DEST.",
+    examples: [
+      "ext4ts mv disk.img /etc/motd /etc/motd.old",
+      "ext4ts mv disk.img /tmp/build /srv",
+      "ext4ts mv --exchange disk.img /current /next",
+    ],
+    exitCodes: [[
+      ExitCode.FAILURE,
+      "no such path, the target exists (-n), or a move into its own subtree",
+    ], ...WRITER_EXIT_CODES],
+  });
 }

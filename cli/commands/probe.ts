@@ -24,6 +24,7 @@ import { parseOffset } from "../reader_common.ts";
 import { ExitCode, type ExitCodeValue } from "../exit_codes.ts";
 import { runAction, warn, writeStdout } from "../output.ts";
 import { systemNames } from "../names.ts";
+import { documentCommand } from "../help.ts";
 
 /** Version of the `--json` schema; bumped only for incompatible changes. */
 export const PROBE_SCHEMA_VERSION = 1;
@@ -222,7 +223,7 @@ export function humanReport(path: string, r: ProbeResult, use: DeviceUse | null)
 
 /** Registers `ext4ts probe`. */
 export function registerProbe(program: Command): void {
-  program
+  const cmd = program
     .command("probe")
     .description("show what filesystem a device or image holds and what ext4ts can do with it")
     .argument("<device>", "block device or image file")
@@ -282,4 +283,21 @@ export function registerProbe(program: Command): void {
         }
       })
     );
+  documentCommand(cmd, {
+    about:
+      "Reads the superblock, the group descriptors and (with mmp) the MMP block of a device or image, never the whole disk, and reports what filesystem it holds, its state and what ext4ts can do with it: read it, write it offline (put, mkdir, rm, mv) and mount it read-write, with the reasons. A partition table at the start (MBR or GPT) is recognised and its partitions' offsets are offered for --offset.",
+    examples: [
+      "ext4ts probe /dev/sdb1",
+      "ext4ts probe --json disk.img | jq .verdict",
+      "ext4ts probe -o export disk.img",
+      "ext4ts probe --offset 1MiB --full disk.img",
+    ],
+    exitCodes: [
+      ExitCode.NOT_EXT4,
+      ExitCode.NEEDS_RECOVERY,
+      ExitCode.FS_ERRORS,
+      ExitCode.UNSUPPORTED,
+      ExitCode.IO,
+    ],
+  });
 }

@@ -29,6 +29,8 @@ import {
 } from "../../ffi/host_tree.ts";
 import { runAction, writeStdout } from "../output.ts";
 import { parseOffset, withWriter } from "../writer_open.ts";
+import { ExitCode } from "../exit_codes.ts";
+import { documentCommand, WRITER_EXIT_CODES } from "../help.ts";
 
 /** Entries per transaction, and bytes of file data per transaction. */
 const BATCH_ENTRIES = 4096;
@@ -273,7 +275,7 @@ export async function putTree(
 
 /** Registers `ext4ts put`. */
 export function registerPut(program: Command): void {
-  program
+  const cmd = program
     .command("put")
     .description(
       "copy a host file or tree into the filesystem (modes, owners, ns times, links, xattrs)",
@@ -300,4 +302,17 @@ export function registerPut(program: Command): void {
         }
       })
     );
+  documentCommand(cmd, {
+    about:
+      "Copies a host file or directory tree into the filesystem without mounting it, preserving modes, owners, times with nanoseconds, symlinks, hard links, device nodes, FIFOs, sockets, xattrs and ACLs, and holes. When DEST is an existing directory, SRC is copied into it. Work is committed in batches, each complete on its own: an interrupted put leaves a consistent filesystem.",
+    examples: [
+      "ext4ts put disk.img ./rootfs /",
+      "ext4ts put disk.img /etc/hosts /etc/hosts.new",
+      "ext4ts put -v --offset 1MiB disk.img ./site /srv",
+    ],
+    exitCodes: [[
+      ExitCode.FAILURE,
+      "DEST exists, a parent is missing, a host file cannot be read, or xattrs cannot fit",
+    ], ...WRITER_EXIT_CODES],
+  });
 }

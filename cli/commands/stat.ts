@@ -8,6 +8,7 @@ import {
   parseOffset,
   statJson,
 } from "../reader_common.ts";
+import { documentCommand, READER_EXIT_CODES } from "../help.ts";
 
 const TYPE_NAME: Record<string, string> = {
   file: "regular file",
@@ -29,7 +30,7 @@ const TYPE_NAME: Record<string, string> = {
  * ```
  */
 export function registerStat(program: Command): void {
-  program
+  const cmd = program
     .command("stat")
     .description("show an inode's metadata (a final symlink is not followed)")
     .argument("<image>", "image file or block device")
@@ -71,4 +72,13 @@ export function registerStat(program: Command): void {
         }
       })
     );
+  documentCommand(cmd, {
+    about:
+      "Shows an inode's metadata as stat(1) does: type, size, blocks, links, mode, owner, the four times with nanoseconds (UTC), flags and generation; a final symlink is not followed. --json prints the same as an object.",
+    examples: [
+      "ext4ts stat disk.img /etc/passwd",
+      "ext4ts stat --json disk.img /bin/sh",
+    ],
+    exitCodes: READER_EXIT_CODES,
+  });
 }
