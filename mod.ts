@@ -77,14 +77,24 @@ export { ctime, type NameResolver, superblockReport } from "./lib/superblock_rep
 
 // ---- probe ----
 export {
+  type Capabilities,
+  capabilitiesFor,
+  type Capability,
   type FsType,
   fsTypeOf,
+  NO_READ_WRITE_MOUNT,
   probeDevice,
   type ProbeResult,
   type RecoverySummary,
   stateSummary,
   WRITE_SUPPORTED,
 } from "./lib/probe.ts";
+export {
+  type Partition,
+  type PartitionTable,
+  partitionTableHint,
+  readPartitionTable,
+} from "./lib/partition_table.ts";
 export { type DeviceUse, deviceUse, type MountEntry } from "./ffi/device_status.ts";
 
 // ---- reader (issue: complete reader) ----

@@ -71,6 +71,24 @@ function isHostError(e: unknown): boolean {
   return Object.values(Deno.errors).some((cls) => e instanceof cls);
 }
 
+/**
+ * `value` with the version of its `--json` schema as its first field, `schemaVersion`. Every
+ * command's JSON carries one (README "JSON output"): fields are only ever added without a
+ * bump; removing, renaming or retyping one bumps that command's version.
+ *
+ * @example
+ * ```ts
+ * import { withSchemaVersion } from "./output.ts";
+ * console.log(JSON.stringify(withSchemaVersion({ path: "/" }))); // {"schemaVersion":1,"path":"/"}
+ * ```
+ */
+export function withSchemaVersion<T extends object>(
+  value: T,
+  version = 1,
+): { schemaVersion: number } & T {
+  return { schemaVersion: version, ...value };
+}
+
 /** Writes text to stdout without a trailing newline added. */
 export async function writeStdout(text: string | Uint8Array): Promise<void> {
   const bytes = typeof text === "string" ? new TextEncoder().encode(text) : text;

@@ -16,7 +16,7 @@ import { journalFeatureNames, type JournalSuperblock } from "../../lib/journal/s
 import { TagFlag } from "../../lib/journal/descriptor_block.ts";
 import { decodeFastCommits, type FastCommitRecord } from "../../lib/journal/fast_commit.ts";
 import { ExitCode } from "../exit_codes.ts";
-import { CliError, runAction, warn, writeStdout } from "../output.ts";
+import { CliError, runAction, warn, withSchemaVersion, writeStdout } from "../output.ts";
 import { documentCommand } from "../help.ts";
 
 async function withDevices<T>(
@@ -266,7 +266,7 @@ export function registerJournal(program: Command): void {
           if (opts.json) {
             await writeStdout(
               JSON.stringify(
-                {
+                withSchemaVersion({
                   device,
                   needed: r.needed,
                   reason: r.reason,
@@ -279,7 +279,7 @@ export function registerJournal(program: Command): void {
                   orphansReleased: r.prepared?.orphans?.released,
                   warnings: r.prepared?.warnings,
                   error: r.error,
-                },
+                }),
                 null,
                 2,
               ) + "\n",
@@ -342,14 +342,14 @@ export function registerJournal(program: Command): void {
           if (opts.json) {
             await writeStdout(
               JSON.stringify(
-                {
+                withSchemaVersion({
                   device,
                   needsRecovery: needsRecovery(sb),
                   journal: store.description,
                   superblock: jsbJson(jsb),
                   recovery: planJson(plan),
                   fastCommits: jsb.hasFastCommit ? fastCommits : undefined,
-                },
+                }),
                 null,
                 2,
               ) + "\n",

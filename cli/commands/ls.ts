@@ -2,7 +2,7 @@ import type { Command } from "@commander-js/extra-typings";
 import { compareBytes, type DirEntry, type Ext4Stat } from "../../lib/filesystem.ts";
 import type { Ext4 } from "../../ffi/open_filesystem.ts";
 import { ExitCode } from "../exit_codes.ts";
-import { runAction, warn, writeStdout } from "../output.ts";
+import { runAction, warn, withSchemaVersion, writeStdout } from "../output.ts";
 import {
   formatTime,
   JOURNAL_DEV_HELP,
@@ -81,7 +81,8 @@ function shown(it: Item, long: boolean): Uint8Array {
 
 function json(it: Item): Record<string, unknown> {
   const target = it.target === undefined ? undefined : decoder.decode(it.target);
-  return statJson(decoder.decode(it.path), it.stat, target);
+  // An array cannot carry a version: each entry does (README "JSON output").
+  return withSchemaVersion(statJson(decoder.decode(it.path), it.stat, target));
 }
 
 function longLine(it: Item): Uint8Array {

@@ -1,5 +1,5 @@
 import type { Command } from "@commander-js/extra-typings";
-import { runAction, writeStdout } from "../output.ts";
+import { runAction, withSchemaVersion, writeStdout } from "../output.ts";
 import {
   formatTime,
   JOURNAL_DEV_HELP,
@@ -45,7 +45,9 @@ export function registerStat(program: Command): void {
           const st = await fs.lstat(path);
           const target = st.type === "symlink" ? await fs.readLink(path) : undefined;
           if (opts.json) {
-            await writeStdout(JSON.stringify(statJson(path, st, target), null, 2) + "\n");
+            await writeStdout(
+              JSON.stringify(withSchemaVersion(statJson(path, st, target)), null, 2) + "\n",
+            );
             return;
           }
           const dev = st.type === "chardev" || st.type === "blockdev"
