@@ -22,7 +22,9 @@ export interface Partition {
 
 /** A partition table found at the start of a device. */
 export interface PartitionTable {
+  /** An MBR (DOS) table or a GPT. */
   scheme: "mbr" | "gpt";
+  /** Its partitions in table order (extended containers left out), each with its offset. */
   partitions: Partition[];
 }
 

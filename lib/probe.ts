@@ -40,7 +40,9 @@ export const NO_READ_WRITE_MOUNT = "read-write mounts are not implemented yet";
 
 /** Whether ext4ts can do one thing with a filesystem, and if not, why. */
 export interface Capability {
+  /** Whether it can. */
   ok: boolean;
+  /** Why not (empty when it can). */
   reasons: string[];
 }
 
@@ -49,8 +51,11 @@ export interface Capability {
  * write it offline (put, mkdir, rm, mv), mount it read-write.
  */
 export interface Capabilities {
+  /** Reading: ls, cat, stat, get, a read-only mount. */
   read: Capability;
+  /** Writing without mounting: put, mkdir, rm, mv. */
   writeOffline: Capability;
+  /** A read-write mount. */
   mountReadWrite: Capability;
 }
 

@@ -681,7 +681,7 @@ export async function readSuperblock(
   } catch (e) {
     // A whole-disk image: say where its partitions start (what --offset wants).
     const hint = e instanceof Ext4Error && e.code === "NOT_EXT4"
-      ? await partitionTableHint(device)
+      ? await partitionTableHint(device).catch(() => null) // a hint only: never a new failure
       : null;
     if (hint) throw new Ext4Error("NOT_EXT4", `${(e as Ext4Error).message}; ${hint}`);
     throw e;
