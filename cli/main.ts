@@ -96,6 +96,8 @@ function usageProblem(program: CommandUnknownOpts, args: string[]): string {
 /** Runs the CLI with `args`; resolves to the exit code. */
 export async function main(args: string[]): Promise<number> {
   const program = buildProgram();
+  // `help journal replay`: commander's help command looks one level deep only.
+  if (args[0] === "help" && args.length > 2) args = [...args.slice(1), "--help"];
   try {
     await program.parseAsync(args, { from: "user" });
   } catch (e) {

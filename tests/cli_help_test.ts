@@ -67,6 +67,10 @@ Deno.test("ext4ts --help lists every command; help COMMAND and COMMAND --help ag
   assert.equal(viaHelp.code, 0);
   assert.equal(viaHelp.stdout, viaFlag.stdout);
   assert.match(viaHelp.stdout, /^Usage: ext4ts stat /);
+  // A subcommand of a group, too.
+  const nested = await runCli(["help", "journal", "replay"]);
+  assert.equal(nested.code, 0);
+  assert.match(nested.stdout, /^Usage: ext4ts journal replay /);
 });
 
 testWith("the man page names every command and renders with man -l", ["man"], async () => {
