@@ -309,3 +309,32 @@ testWith("exit codes: rm / and a missing host file are failures (1), not interna
   assert.equal(r.code, 2);
   assertOneLine(r, "mkdir --offset abc");
 });
+
+testWith(
+  "every --json output carries schemaVersion 1 (ls: each entry)",
+  ["mkfs.ext4"],
+  async () => {
+    await using dir = await tempDir();
+    const img = `${dir.path}/a.img`;
+    await makeImage(img, { size: "16M" });
+    for (
+      const args of [
+        ["probe", "--json", img],
+        ["probe", "-o", "json", img],
+        ["stat", "--json", img, "/"],
+        ["journal", "show", "--json", img],
+        ["journal", "replay", "--dry-run", "--json", img],
+      ]
+    ) {
+      const r = await runCli(args);
+      assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+      const j = JSON.parse(r.stdout);
+      assert.equal(Object.keys(j)[0], "schemaVersion", args.join(" "));
+      assert.equal(j.schemaVersion, 1, args.join(" "));
+    }
+    const ls = await runCli(["ls", "-R", "--json", img, "/"]);
+    const entries = JSON.parse(ls.stdout) as { schemaVersion: number }[];
+    assert.ok(entries.length > 0);
+    for (const e of entries) assert.equal(e.schemaVersion, 1);
+  },
+);
