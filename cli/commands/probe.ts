@@ -410,11 +410,13 @@ export function registerProbe(program: Command): void {
       "ext4ts probe -o export disk.img",
       "ext4ts probe --offset 1MiB --full disk.img",
     ],
+    // 4, 5 and 6 are the verdict on a filesystem probe could read: the report is printed.
     exitCodes: [
+      [ExitCode.OK, "a usable filesystem without recorded errors (it may be not clean)"],
       ExitCode.NOT_EXT4,
-      ExitCode.NEEDS_RECOVERY,
-      ExitCode.FS_ERRORS,
-      ExitCode.UNSUPPORTED,
+      [ExitCode.NEEDS_RECOVERY, "the journal needs recovery (the report says what it holds)"],
+      [ExitCode.FS_ERRORS, "errors recorded, corrupt descriptors, MMP block or journal"],
+      [ExitCode.UNSUPPORTED, "ext4ts refuses it (features), or an external journal device"],
       ExitCode.IO,
     ],
   });
