@@ -5,7 +5,6 @@
  * @module
  */
 
-import { CommanderError } from "@commander-js/extra-typings";
 import { asExt4Error, DeviceOpenError, Ext4Error } from "../lib/errors.ts";
 import { SyscallError } from "../ffi/libc.ts";
 import { ExitCode, exitCodeFor, type ExitCodeValue } from "./exit_codes.ts";
@@ -47,7 +46,7 @@ export async function runAction(action: () => Promise<number | void>): Promise<v
       code = exitCodeFor(e);
     } else if (e instanceof Deno.errors.BrokenPipe) {
       code = ExitCode.OK;
-    } else if (e instanceof CommanderError) {
+    } else if (isCommanderError(e)) {
       // A parser's InvalidArgumentError met inside an action: still bad usage.
       warn(e.message.replace(/^error: /, ""));
       code = ExitCode.USAGE;
@@ -63,6 +62,14 @@ export async function runAction(action: () => Promise<number | void>): Promise<v
     }
   }
   Deno.exitCode = code;
+}
+
+/**
+ * A commander error (its codes are `commander.…`), recognised without importing commander:
+ * the mount daemon runs actions through here and loads no commander.
+ */
+function isCommanderError(e: unknown): e is Error {
+  return e instanceof Error && String((e as { code?: unknown }).code).startsWith("commander.");
 }
 
 /** An error from a host file operation: a failed libc call or one of Deno's file errors. */
