@@ -32,7 +32,14 @@ export { FileBlockDevice, openBlockDevice, type OpenDeviceOptions } from "./ffi/
 export { FsFileBlockDevice, openFsFileDevice } from "./ffi/fsfile_device.ts";
 
 // ---- errors ----
-export { asExt4Error, CorruptError, Errno, Ext4Error, type Ext4ErrorCode } from "./lib/errors.ts";
+export {
+  asExt4Error,
+  CorruptError,
+  DeviceOpenError,
+  Errno,
+  Ext4Error,
+  type Ext4ErrorCode,
+} from "./lib/errors.ts";
 
 // ---- on-disk structures ----
 export { crc16, crc32c, crc32cU32, crc32cWords } from "./lib/checksum.ts";
@@ -71,14 +78,24 @@ export { ctime, type NameResolver, superblockReport } from "./lib/superblock_rep
 
 // ---- probe ----
 export {
+  type Capabilities,
+  capabilitiesFor,
+  type Capability,
   type FsType,
   fsTypeOf,
+  NO_READ_WRITE_MOUNT,
   probeDevice,
   type ProbeResult,
   type RecoverySummary,
   stateSummary,
   WRITE_SUPPORTED,
 } from "./lib/probe.ts";
+export {
+  type Partition,
+  type PartitionTable,
+  partitionTableHint,
+  readPartitionTable,
+} from "./lib/partition_table.ts";
 export { type DeviceUse, deviceUse, type MountEntry } from "./ffi/device_status.ts";
 
 // ---- reader (issue: complete reader) ----

@@ -13,7 +13,7 @@ import {
   type OpenDeviceOptions,
 } from "../ffi/file_device.ts";
 import { CliError } from "./output.ts";
-import { ExitCode } from "./exit_codes.ts";
+import { ExitCode, exitCodeFor } from "./exit_codes.ts";
 
 /** Parses a byte count such as `1048576`, `2048s` (sectors), `1M`, `1MiB`. */
 export function parseByteCount(text: string, what = "offset"): number {
@@ -67,14 +67,8 @@ export function openCliDevice(
   try {
     file = openBlockDevice(path, options);
   } catch (e) {
-    if (e instanceof Ext4Error) {
-      const code = e.code === "BUSY"
-        ? ExitCode.BUSY
-        : e.code === "READ_ONLY"
-        ? ExitCode.READ_ONLY
-        : ExitCode.IO;
-      throw new CliError(`cannot open ${e.message}`, code);
-    }
+    // A DeviceOpenError: 7, or 8 busy, 9 write-protected.
+    if (e instanceof Ext4Error) throw new CliError(`cannot open ${e.message}`, exitCodeFor(e));
     throw e;
   }
   if (!options.offset) return { device: file, file };

@@ -7,7 +7,9 @@
  * @module
  */
 
-import type { Command } from "@commander-js/extra-typings";
+import type { Command, CommandUnknownOpts } from "@commander-js/extra-typings";
+import { ExitCode } from "./exit_codes.ts";
+import { type CommandDoc, documentCommand, WRITER_EXIT_CODES } from "./help.ts";
 import type { Ext4 } from "../ffi/open_filesystem.ts";
 import { runAction } from "./output.ts";
 import { parseOffset } from "./reader_common.ts";
@@ -17,32 +19,30 @@ import { FORCE_UNCHECKED_HELP, withFilesystem, writeOpenOptions } from "./writer
 export interface EditCommand {
   /** The command name (`chmod`). */
   name: string;
-  /** One line for `--help`. */
+  /** One line for `--help` (the summary in `ext4ts --help`). */
   description: string;
+  /** The paragraph of its `--help` (cli/help.ts); the description when absent. */
+  about?: string;
   /** Example command lines for `--help` (full lines, image included). */
   examples: string[];
+  /** What exit code 1 means for this command, for its `Exit codes:` block. */
+  failure?: string;
   /** Declares the arguments that follow the image, and the options. */
   configure(cmd: Command): void;
   /** Does the edit: `args` are the parsed arguments after the image, `opts` the options. */
   run(fs: Ext4, args: unknown[], opts: Record<string, unknown>): Promise<void>;
 }
 
-/** The `Exit codes:` block of the write commands' help. */
-export const WRITE_EXIT_CODES = `Exit codes:
-  0  success
-  1  the edit failed (no such file, bad mode, no such attribute, …)
-  2  bad usage
-  3  not an ext2/3/4 filesystem
-  4  the journal needs recovery (ext4ts journal replay)
-  5  the filesystem has errors
-  6  a feature ext4ts cannot write
-  7  I/O or permission error
-  8  the image or device is in use
-  9  read-only device`;
-
-/** The `Examples:` and `Exit codes:` help text of a command. */
-export function helpText(examples: string[], exitCodes = WRITE_EXIT_CODES): string {
-  return `\nExamples:\n${examples.map((e) => `  $ ${e}`).join("\n")}\n\n${exitCodes}\n`;
+/** The help of an edit command (cli/help.ts convention: `Examples:` and `Exit codes:`). */
+export function editCommandDoc(edit: EditCommand): CommandDoc {
+  return {
+    about: edit.about ?? edit.description,
+    examples: edit.examples,
+    exitCodes: [
+      [ExitCode.FAILURE, edit.failure ?? "the edit failed (no such file, exists, bad value, …)"],
+      ...WRITER_EXIT_CODES,
+    ],
+  };
 }
 
 /** The parsed arguments and options of the command a commander action runs for. */
@@ -68,7 +68,6 @@ export function registerEdit(program: Command, edit: EditCommand): void {
   cmd
     .option("--offset <bytes>", "byte offset of the filesystem in the image", parseOffset)
     .option("--force-unchecked", FORCE_UNCHECKED_HELP)
-    .addHelpText("after", helpText(edit.examples))
     .action((...a: unknown[]) =>
       runAction(async () => {
         const { args, opts } = parsedOf(a[a.length - 1] as Command);
@@ -79,4 +78,5 @@ export function registerEdit(program: Command, edit: EditCommand): void {
         );
       })
     );
+  documentCommand(cmd as unknown as CommandUnknownOpts, editCommandDoc(edit));
 }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { Ext4Error } from "../lib/errors.ts";
+import { DeviceOpenError, Ext4Error } from "../lib/errors.ts";
 
 /** The documented exit codes. */
 export const ExitCode = {
@@ -33,6 +33,21 @@ export const ExitCode = {
   TIMEOUT: 10,
 } as const;
 
+/** What each exit code means, one line each: the README table, `--help` and the man page. */
+export const EXIT_CODE_MEANING: Record<ExitCodeValue, string> = {
+  0: "success",
+  1: "the operation failed (e.g. no such file inside the filesystem)",
+  2: "bad usage: unknown command or option, missing or bad argument",
+  3: "not an ext2/3/4 filesystem",
+  4: "the journal needs recovery",
+  5: "the filesystem has errors or a corrupt structure",
+  6: "unsupported: the filesystem uses features ext4ts cannot handle for this operation",
+  7: "cannot open, read or write the device or image (missing, permission denied, I/O error)",
+  8: "busy: the device is mounted or held open exclusively",
+  9: "read-only: the device is read-only and the operation needs to write",
+  10: "timed out waiting",
+};
+
 /** One of {@link ExitCode}'s values. */
 export type ExitCodeValue = typeof ExitCode[keyof typeof ExitCode];
 
@@ -48,6 +63,12 @@ export type ExitCodeValue = typeof ExitCode[keyof typeof ExitCode];
  */
 export function exitCodeFor(e: unknown): ExitCodeValue {
   if (!(e instanceof Ext4Error)) return ExitCode.FAILURE;
+  if (e instanceof DeviceOpenError) {
+    // The device itself: missing or unreadable is "cannot open" (7), like permission denied.
+    if (e.code === "BUSY") return ExitCode.BUSY;
+    if (e.code === "READ_ONLY") return ExitCode.READ_ONLY;
+    return ExitCode.IO;
+  }
   switch (e.code) {
     case "NOT_EXT4":
       return ExitCode.NOT_EXT4;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { Command, CommanderError } from "@commander-js/extra-typings";
+import { Command, CommanderError, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { ExitCode } from "./exit_codes.ts";
 import { registerProbe } from "./commands/probe.ts";
 import { registerLs } from "./commands/ls.ts";
@@ -26,7 +26,11 @@ import { registerGetfattr } from "./commands/getfattr.ts";
 import { registerBatch } from "./commands/batch.ts";
 import { registerMount } from "./commands/mount.ts";
 import { registerUmount } from "./commands/umount.ts";
+import { registerCompletion } from "./commands/completion.ts";
+import { commandPath, documentCommand } from "./help.ts";
+import { manPage } from "./man.ts";
 import { runMountHelper } from "./mount_helper.ts";
+import { warn } from "./output.ts";
 import { VERSION } from "../lib/version.ts";
 
 /** Builds the program with every command registered. */
@@ -35,7 +39,33 @@ export function buildProgram(): Command {
     .name("ext4ts")
     .description("A userspace ext2/3/4 driver and toolkit.")
     .version(VERSION, "-V, --version")
-    .exitOverride();
+    .option("--man", "print the manual page (roff) and exit")
+    .exitOverride()
+    // Commander's own errors (unknown option, missing argument) read like every other failure:
+    // one line `ext4ts: …` (its "Did you mean" hint joined onto it), exit 2. Subcommands
+    // inherit this, so it must come before they are registered.
+    .configureOutput({
+      outputError: (text, write) =>
+        write(`ext4ts: ${text.replace(/^error: /, "").trimEnd().replace(/\s*\n\s*/g, " ")}\n`),
+    });
+  program.on("option:man", () => {
+    Deno.stdout.writeSync(new TextEncoder().encode(manPage(program)));
+    throw new CommanderError(ExitCode.OK, "ext4ts.man", "(man page)");
+  });
+  documentCommand(program, {
+    about: "Reads, writes, checks and mounts ext2/3/4 filesystems in image files and on " +
+      "block devices, without the kernel's ext4 driver: probe what a device holds, list and " +
+      "copy files out, copy trees in and edit offline, replay or show the journal, and mount " +
+      "read-only through FUSE. Run `ext4ts help COMMAND` for a command's options, examples " +
+      "and exit codes.",
+    examples: [
+      "ext4ts probe /dev/sdb1",
+      "ext4ts ls -l disk.img /etc",
+      "ext4ts put disk.img ./rootfs /",
+      "ext4ts completion bash > /etc/bash_completion.d/ext4ts",
+    ],
+    exitCodes: Object.values(ExitCode),
+  });
   registerProbe(program);
   registerLs(program);
   registerCat(program);
@@ -55,7 +85,27 @@ export function buildProgram(): Command {
   registerBatch(program);
   registerMount(program);
   registerUmount(program);
+  registerCompletion(program);
   return program;
+}
+
+/**
+ * Why commander showed the usage instead of running a command: a group (or the program)
+ * named without a subcommand, or `help` asked about an unknown one.
+ */
+function usageProblem(program: CommandUnknownOpts, args: string[]): string {
+  const words = args.filter((a) => !a.startsWith("-"));
+  let cmd = program;
+  for (const [i, word] of words.entries()) {
+    if (i === 0 && word === "help") continue;
+    const sub = (cmd.commands as CommandUnknownOpts[]).find((c) =>
+      c.name() === word || c.aliases().includes(word)
+    );
+    if (!sub) return `unknown command '${word}'`;
+    cmd = sub;
+  }
+  const where = cmd === program ? "" : `${commandPath(cmd).replace(/^\S+ /, "")}: `;
+  return `${where}missing command (one of: ${cmd.commands.map((c) => c.name()).join(", ")})`;
 }
 
 /**
@@ -67,12 +117,16 @@ export async function main(args: string[]): Promise<number> {
   if (await runMountHelper(args, program.commands.map((c) => c.name()))) {
     return typeof Deno.exitCode === "number" ? Deno.exitCode : 0;
   }
+  // `help journal replay`: commander's help command looks one level deep only.
+  if (args[0] === "help" && args.length > 2) args = [...args.slice(1), "--help"];
   try {
     await program.parseAsync(args, { from: "user" });
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === "commander.helpDisplayed" || e.code === "commander.version") return 0;
-      if (e.code === "commander.help") return 0;
+      if (e.exitCode === 0) return ExitCode.OK; // --help, --version, --man
+      // No command, or a group without its subcommand: commander printed the usage to
+      // stderr; say what is missing in the usual one line.
+      if (e.code === "commander.help") warn(usageProblem(program, args));
       return ExitCode.USAGE;
     }
     throw e;

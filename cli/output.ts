@@ -5,7 +5,8 @@
  * @module
  */
 
-import { asExt4Error, Ext4Error } from "../lib/errors.ts";
+import { asExt4Error, DeviceOpenError, Ext4Error } from "../lib/errors.ts";
+import { SyscallError } from "../ffi/libc.ts";
 import { ExitCode, exitCodeFor, type ExitCodeValue } from "./exit_codes.ts";
 
 /** A failure the CLI reports with a chosen exit code. */
@@ -41,10 +42,19 @@ export async function runAction(action: () => Promise<number | void>): Promise<v
       warn(e.message);
       code = e.exitCode;
     } else if (e instanceof Ext4Error) {
-      warn(e.message);
+      warn(e instanceof DeviceOpenError ? `cannot open ${e.message}` : e.message);
       code = exitCodeFor(e);
     } else if (e instanceof Deno.errors.BrokenPipe) {
       code = ExitCode.OK;
+    } else if (isCommanderError(e)) {
+      // A parser's InvalidArgumentError met inside an action: still bad usage.
+      warn(e.message.replace(/^error: /, ""));
+      code = ExitCode.USAGE;
+    } else if (isHostError(e)) {
+      // The host side (a source file to copy in, a destination to copy out to): the message
+      // names the path and the reason; no "internal error", which is for ext4ts's own bugs.
+      warn((e as Error).message);
+      code = ExitCode.FAILURE;
     } else {
       const err = asExt4Error(e);
       warn(`internal error: ${err.message}`);
@@ -52,6 +62,38 @@ export async function runAction(action: () => Promise<number | void>): Promise<v
     }
   }
   Deno.exitCode = code;
+}
+
+/**
+ * A commander error (its codes are `commander.…`), recognised without importing commander:
+ * the mount daemon runs actions through here and loads no commander.
+ */
+function isCommanderError(e: unknown): e is Error {
+  return e instanceof Error && String((e as { code?: unknown }).code).startsWith("commander.");
+}
+
+/** An error from a host file operation: a failed libc call or one of Deno's file errors. */
+function isHostError(e: unknown): boolean {
+  if (e instanceof SyscallError) return true;
+  return Object.values(Deno.errors).some((cls) => e instanceof cls);
+}
+
+/**
+ * `value` with the version of its `--json` schema as its first field, `schemaVersion`. Every
+ * command's JSON carries one (README "JSON output"): fields are only ever added without a
+ * bump; removing, renaming or retyping one bumps that command's version.
+ *
+ * @example
+ * ```ts
+ * import { withSchemaVersion } from "./output.ts";
+ * console.log(JSON.stringify(withSchemaVersion({ path: "/" }))); // {"schemaVersion":1,"path":"/"}
+ * ```
+ */
+export function withSchemaVersion<T extends object>(
+  value: T,
+  version = 1,
+): { schemaVersion: number } & T {
+  return { schemaVersion: version, ...value };
 }
 
 /** Writes text to stdout without a trailing newline added. */

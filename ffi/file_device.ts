@@ -8,7 +8,7 @@
  */
 
 import { type BlockDevice, checkRange } from "../lib/block_device.ts";
-import { Ext4Error } from "../lib/errors.ts";
+import { DeviceOpenError, Ext4Error } from "../lib/errors.ts";
 import { inUseReason, refuseIfInUse } from "./device_status.ts";
 import { lockFile } from "./file_lock.ts";
 import { cstr, errno, Ioctl, libc, O, strerror } from "./libc.ts";
@@ -103,12 +103,24 @@ export class FileBlockDevice implements BlockDevice {
   }
 
   /**
-   * Opens an image file or a block device. Errors are {@link Ext4Error}s naming the path:
+   * Opens an image file or a block device. Errors are {@link DeviceOpenError}s naming the path:
    * NOT_FOUND, PERMISSION, INVALID (a directory or another kind of file), BUSY (`exclusive`
    * asked of a device or image in use), READ_ONLY (read-write asked of a read-only device
    * without fallback).
    */
   static open(path: string, options: OpenDeviceOptions = {}): FileBlockDevice {
+    try {
+      return FileBlockDevice.#open(path, options);
+    } catch (e) {
+      // Typed apart from errors inside the filesystem: the CLI says "cannot open" (exit 7).
+      if (e instanceof Ext4Error && !(e instanceof DeviceOpenError)) {
+        throw new DeviceOpenError(e.code, e.message, { cause: e.cause, errno: e.errno });
+      }
+      throw e;
+    }
+  }
+
+  static #open(path: string, options: OpenDeviceOptions): FileBlockDevice {
     let info: Deno.FileInfo;
     try {
       info = Deno.statSync(path);

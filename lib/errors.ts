@@ -137,6 +137,27 @@ export class CorruptError extends Ext4Error {
 }
 
 /**
+ * The device or image itself could not be opened (missing, no permission, not a regular file
+ * or block device, busy, write-protected): the `code` says why. Kept apart from errors inside
+ * the filesystem (a missing device is "cannot open", exit 7; a missing file inside it is
+ * "not found", exit 1).
+ *
+ * @example
+ * ```ts
+ * import { DeviceOpenError } from "./errors.ts";
+ * const e = new DeviceOpenError("NOT_FOUND", "disk.img: No such file or directory");
+ * console.log(e.code, e.errno); // NOT_FOUND 2
+ * ```
+ */
+export class DeviceOpenError extends Ext4Error {
+  /** An error of kind `code` about opening a device; `errno` as for {@link Ext4Error}. */
+  constructor(code: Ext4ErrorCode, message: string, options?: { cause?: unknown; errno?: number }) {
+    super(code, message, options);
+    this.name = "DeviceOpenError";
+  }
+}
+
+/**
  * Turns any thrown value into an {@link Ext4Error}, keeping Ext4Errors as they are.
  * Unexpected exceptions (a RangeError from a truncated buffer, say) become `CORRUPT`
  * when they come from parsing, because they mean the data did not fit its structure.

@@ -46,7 +46,7 @@ import { matchesNoKeyDigest, noKeyName, noKeyNameLength, parseNoKeyName } from "
 import { readXattrs } from "./xattr.ts";
 import { readInlineData, readInlineFile } from "./inline_data.ts";
 import { readInodeBitmap, testBit } from "./bitmap.ts";
-import { assertWritable } from "./alloc.ts";
+import { assertOpenableForWrite } from "./alloc.ts";
 import { checkBeforeWrite } from "./mount_checks.ts";
 import { replayJournal } from "./journal/replay.ts";
 import { SharedBlockCache } from "./shared_block_cache.ts";
@@ -511,15 +511,7 @@ export class Ext4 {
       }
       sb = await readSuperblock(raw);
     }
-    try {
-      assertWritable(sb);
-    } catch (e) {
-      // assertWritable says READ_ONLY; for an open that asked to write it is UNSUPPORTED.
-      if (e instanceof Ext4Error && e.code === "READ_ONLY") {
-        throw new Ext4Error("UNSUPPORTED", e.message, { cause: e });
-      }
-      throw e;
-    }
+    assertOpenableForWrite(sb);
     const groups = await readGroupDescriptors(raw, sb);
     await checkBeforeWrite(raw, sb, groups, { force: options.force });
     return { sb, groups, device: raw };

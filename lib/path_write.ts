@@ -278,7 +278,7 @@ async function removeTree(
 
 /**
  * Removes a file, symlink or empty directory; with `recursive`, a whole tree. The root is
- * BUSY; a non-empty directory without `recursive` NOT_EMPTY.
+ * INVALID (errno EBUSY, as the kernel answers); a non-empty directory without `recursive` NOT_EMPTY.
  *
  * @example
  * ```ts ignore
@@ -293,7 +293,10 @@ export async function removeAt(
   await w.transaction(async (ctx) => {
     const r = await resolvePath(ctx, path);
     if (!r.ino) throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
-    if (r.ino === ROOT) throw new Ext4Error("BUSY", "cannot remove the root directory");
+    // The kernel answers EBUSY; for the CLI it is a failed operation (exit 1), not a busy device.
+    if (r.ino === ROOT) {
+      throw new Ext4Error("INVALID", "cannot remove the root directory", { errno: Errno.EBUSY });
+    }
     if (r.name === "..") throw new Ext4Error("NOT_EMPTY", `${path}: directory not empty`);
     const isDir = (await modeOf(ctx, r.ino) & 0o170000) === 0o040000;
     if (isDir && options.recursive) await removeTree(ctx, r.parent, r.name, r.ino, options);
@@ -321,10 +324,12 @@ export async function renameAt(
     const a = await resolvePath(ctx, from);
     if (!a.ino) throw new Ext4Error("NOT_FOUND", `no such file or directory: ${from}`);
     if (a.ino === ROOT || a.name === "..") {
-      throw new Ext4Error("BUSY", `cannot rename ${from}`);
+      throw new Ext4Error("INVALID", `cannot rename ${from}`, { errno: Errno.EBUSY });
     }
     const b = await resolvePath(ctx, to);
-    if (b.ino === ROOT || b.name === "..") throw new Ext4Error("BUSY", `cannot replace ${to}`);
+    if (b.ino === ROOT || b.name === "..") {
+      throw new Ext4Error("INVALID", `cannot replace ${to}`, { errno: Errno.EBUSY });
+    }
     // The kernel's order of refusals (do_renameat2): flags first, then the subtree checks,
     // then the types of source and target (renameEntry).
     if (options.exchange && !b.ino) {

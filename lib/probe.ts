@@ -35,6 +35,30 @@ import {
  */
 export const WRITE_SUPPORTED = false;
 
+/** Why read-write mounts are refused while {@link WRITE_SUPPORTED} is false. */
+export const NO_READ_WRITE_MOUNT = "read-write mounts are not implemented yet";
+
+/** Whether ext4ts can do one thing with a filesystem, and if not, why. */
+export interface Capability {
+  /** Whether it can. */
+  ok: boolean;
+  /** Why not (empty when it can). */
+  reasons: string[];
+}
+
+/**
+ * What ext4ts can do with a filesystem, told apart: read it (ls, cat, get, a read-only mount),
+ * write it offline (put, mkdir, rm, mv), mount it read-write.
+ */
+export interface Capabilities {
+  /** Reading: ls, cat, stat, get, a read-only mount. */
+  read: Capability;
+  /** Writing without mounting: put, mkdir, rm, mv. */
+  writeOffline: Capability;
+  /** A read-write mount. */
+  mountReadWrite: Capability;
+}
+
 /** What replaying the journal would do, from a dry run in memory. */
 export interface RecoverySummary {
   /** Complete transactions that would be replayed. */
@@ -91,6 +115,8 @@ export interface ProbeResult {
   recovery: RecoverySummary | null;
   /** Whether ext4ts can use the filesystem on this device (`rw`, `ro` or `refuse`) and why. */
   support: { level: SupportLevel; reasons: string[] };
+  /** The same, per thing ext4ts can do: read, write offline, mount read-write. */
+  capabilities: Capabilities;
 }
 
 /**
@@ -184,6 +210,7 @@ export async function probeDevice(
   }
   const hasErrors = (sb.state & State.ERROR) !== 0 || groupsError !== null ||
     (groups?.badChecksums.length ?? 0) > 0 || mmpError !== null || journalCorrupt;
+  const support = verdictFor(sb, options.mediaReadOnly ?? device.readOnly, { groupsError, mmp });
   return {
     superblock: sb,
     groups,
@@ -197,7 +224,8 @@ export async function probeDevice(
     journal,
     journalError,
     recovery,
-    support: verdictFor(sb, options.mediaReadOnly ?? device.readOnly, { groupsError, mmp }),
+    support,
+    capabilities: capabilitiesFor(support, { needsRecovery, hasErrors }),
   };
 }
 
@@ -276,13 +304,51 @@ function verdictFor(
   if (features.level === "refuse") return features;
   if (found.groupsError) return { level: "refuse", reasons: [found.groupsError] };
   const reasons = [...features.reasons];
-  if (!WRITE_SUPPORTED) reasons.push("read-write mounts are not implemented yet");
+  if (!WRITE_SUPPORTED) reasons.push(NO_READ_WRITE_MOUNT);
   if (deviceReadOnly) reasons.push("the device is read-only");
   if (found.mmp?.state === "in-use") {
     reasons.push("MMP says the filesystem is in use on another node");
   }
   if (found.mmp?.state === "fsck") reasons.push("MMP says e2fsck is running on it");
   return reasons.length ? { level: "ro", reasons } : { level: "rw", reasons: [] };
+}
+
+/**
+ * The capabilities behind a verdict (see {@link probeDevice}): reading needs only a verdict
+ * other than `refuse`; writing offline needs what the writers check (features, a writable
+ * device, no journal to recover) and no recorded errors; a read-write mount needs both that
+ * and mount support ({@link WRITE_SUPPORTED}).
+ *
+ * @example
+ * ```ts
+ * import { capabilitiesFor } from "./probe.ts";
+ * const c = capabilitiesFor({ level: "ro", reasons: ["read-write mounts are not implemented yet"] }, {
+ *   needsRecovery: false,
+ *   hasErrors: false,
+ * });
+ * console.log(c.writeOffline.ok, c.mountReadWrite.ok); // true false
+ * ```
+ */
+export function capabilitiesFor(
+  support: { level: SupportLevel; reasons: string[] },
+  state: { needsRecovery: boolean; hasErrors: boolean },
+): Capabilities {
+  const cap = (reasons: string[]): Capability => ({ ok: reasons.length === 0, reasons });
+  if (support.level === "refuse") {
+    const no = () => cap([...support.reasons]);
+    return { read: no(), writeOffline: no(), mountReadWrite: no() };
+  }
+  // The verdict's reasons, but the one about mounts, are what offline writers refuse too.
+  const write = support.reasons.filter((r) => r !== NO_READ_WRITE_MOUNT);
+  if (state.needsRecovery) {
+    write.push("the journal needs recovery (replay it first: ext4ts journal replay)");
+  }
+  if (state.hasErrors) write.push("the filesystem has errors (check it with e2fsck first)");
+  return {
+    read: cap([]),
+    writeOffline: cap(write),
+    mountReadWrite: cap(WRITE_SUPPORTED ? write : [NO_READ_WRITE_MOUNT, ...write]),
+  };
 }
 
 /** One-word-ish summary of the state, for the human output and JSON. */

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { partitionTableHint } from "./partition_table.ts";
 import { type BlockDevice, readBytes } from "./block_device.ts";
 import { crc32c } from "./checksum.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
@@ -725,8 +726,17 @@ export async function readSuperblock(
     );
   }
   const bytes = await readBytes(device, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
-  return parseSuperblock(bytes, {
-    ...options,
-    deviceSize: options.checkSize === false ? undefined : device.size,
-  });
+  try {
+    return parseSuperblock(bytes, {
+      ...options,
+      deviceSize: options.checkSize === false ? undefined : device.size,
+    });
+  } catch (e) {
+    // A whole-disk image: say where its partitions start (what --offset wants).
+    const hint = e instanceof Ext4Error && e.code === "NOT_EXT4"
+      ? await partitionTableHint(device).catch(() => null) // a hint only: never a new failure
+      : null;
+    if (hint) throw new Ext4Error("NOT_EXT4", `${(e as Ext4Error).message}; ${hint}`);
+    throw e;
+  }
 }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { Allocator, assertWritable } from "./alloc.ts";
+import { Allocator, assertOpenableForWrite } from "./alloc.ts";
 import type { BlockDevice } from "./block_device.ts";
 import { Ext4Error } from "./errors.ts";
 import { type GroupDescriptorTable, readGroupDescriptors } from "./group_descriptor.ts";
@@ -99,7 +99,7 @@ export class Ext4Writer {
   static async open(device: BlockDevice, options: WriterOptions = {}): Promise<Ext4Writer> {
     if (device.readOnly) throw new Ext4Error("READ_ONLY", "the device is read-only");
     const sb = await readSuperblock(device);
-    assertWritable(sb);
+    assertOpenableForWrite(sb);
     const gdt = await readGroupDescriptors(device, sb);
     await checkBeforeWrite(device, sb, gdt, { force: options.force });
     const cache = new BlockCache(device, sb.blockSize, {

@@ -4,7 +4,7 @@
  * - `build`: bundles cli/main.ts with every npm package inside into `dist/ext4ts.js`, which
  *   imports nothing (checked; the `node:` modules commander needs are replaced by
  *   {@link NODE_SHIMS}), and generates the man page and the bash and zsh completions beside it
- *   (scripts/cli_docs.ts).
+ *   (cli/man.ts and cli/completion.ts, as `ext4ts --man` and `ext4ts completion` print them).
  * - `install` (the default): builds, then installs into `$PREFIX` (default `/usr/local`):
  *   `bin/ext4ts` (a launcher: `deno run` with cli/bundle.ts's flags, nothing fetched at run
  *   time), `lib/ext4ts/ext4ts.js` and `lib/ext4ts/deno` (a copy of the Deno running this, so
@@ -21,7 +21,8 @@ import { fileURLToPath } from "node:url";
 import { BUNDLE_RUN_FLAGS } from "../cli/bundle.ts";
 import { buildProgram } from "../cli/main.ts";
 import { VERSION } from "../lib/version.ts";
-import { bashCompletion, manPage, shQuote, zshCompletion } from "./cli_docs.ts";
+import { bashCompletion, zshCompletion } from "../cli/completion.ts";
+import { manPage } from "../cli/man.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** Where `build` puts the bundle, the man page and the completions. */
@@ -150,10 +151,23 @@ export async function build(): Promise<void> {
   if (imported.length > 0) {
     throw new InstallError(`the bundle still imports ${imported.join(", ")}`);
   }
-  const readme = await Deno.readTextFile(`${ROOT}README.md`);
-  await writeAtomic(`${DIST}/ext4ts.1`, manPage(buildProgram(), readme), 0o644);
+  // The CLI's own generators (what `ext4ts --man` and `ext4ts completion` print).
+  await writeAtomic(`${DIST}/ext4ts.1`, manPage(buildProgram()), 0o644);
   await writeAtomic(`${DIST}/ext4ts.bash`, bashCompletion(buildProgram()), 0o644);
   await writeAtomic(`${DIST}/_ext4ts`, zshCompletion(buildProgram()), 0o644);
+}
+
+/**
+ * `s` quoted for sh, as one word.
+ *
+ * @example
+ * ```ts
+ * import { shQuote } from "./install.ts";
+ * console.log(shQuote("it's")); // 'it'\''s'
+ * ```
+ */
+export function shQuote(s: string): string {
+  return `'${s.replaceAll("'", "'\\''")}'`;
 }
 
 /**

@@ -2,14 +2,14 @@
 # Installs what ext4ts needs on a Debian machine, idempotently: Deno (pinned in
 # tools/deno/package-lock.json, from the npm registry); into this user's Deno cache the npm
 # packages deno.lock pins (so no run of `deno task ext4ts` downloads anything) and the esbuild
-# `deno bundle` runs (for scripts/install.sh); Debian's e2fsprogs, fuse3, fuse2fs, dosfstools and the tools the tests use
-# (zsh checks the installed zsh completion).
-# Needs root for apt-get.
+# `deno bundle` runs (for scripts/install.sh); Debian's e2fsprogs, fuse3, fuse2fs, dosfstools and
+# the tools the tests use (fdisk's sfdisk for partitioned images, zsh and man-db for the
+# completion and man page tests). Needs root for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pair in mkfs.ext4:e2fsprogs fusermount3:fuse3 fuse2fs:fuse2fs mkfs.vfat:dosfstools losetup:mount setfacl:acl setfattr:attr python3:python3 bzip2:bzip2 gzip:gzip cmp:diffutils zsh:zsh; do
+for pair in mkfs.ext4:e2fsprogs fusermount3:fuse3 fuse2fs:fuse2fs mkfs.vfat:dosfstools losetup:mount setfacl:acl setfattr:attr python3:python3 bzip2:bzip2 gzip:gzip cmp:diffutils sfdisk:fdisk zsh:zsh man:man-db; do
   tool=${pair%%:*} pkg=${pair##*:}
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || [ -x "/sbin/$tool" ] || need_apt+=("$pkg")
 done

@@ -144,7 +144,10 @@ Deno.test({
     assert.equal(rn.code, 0);
     // Usage errors.
     assert.equal((await runCli(["journal", "replay"])).code, 2);
-    assert.equal((await runCli(["journal", "replay", `${d}/missing.img`])).code, 1);
+    // A missing image is "cannot open" (7), as in every command.
+    const gone = await runCli(["journal", "replay", `${d}/missing.img`]);
+    assert.equal(gone.code, 7);
+    assert.match(gone.stderr, /^ext4ts: cannot open .*missing\.img: No such file or directory\n$/);
   },
 });
 

@@ -39,6 +39,7 @@ function dumpe2fsTime(text: string | undefined): string | null {
 
 /** The documented `--json` keys (README "--json schema"): a test pins them so they stay. */
 const JSON_KEYS = [
+  "schemaVersion",
   "schema",
   "device",
   "deviceSize",
@@ -189,8 +190,22 @@ function assertJsonMatches(
   assert.deepEqual(Object.keys(j.state), STATE_KEYS);
   assert.deepEqual(Object.keys(j.lastMount), ["time", "path"]);
   assert.deepEqual(Object.keys(j.inUse), IN_USE_KEYS);
-  assert.deepEqual(Object.keys(j.verdict), ["level", "reasons"]);
+  assert.deepEqual(Object.keys(j.verdict), [
+    "level",
+    "reasons",
+    "read",
+    "writeOffline",
+    "mountReadWrite",
+  ]);
+  assert.equal(j.schemaVersion, 1);
   assert.equal(j.schema, 1);
+  // Fresh filesystems: what the support table lets ext4ts write, it writes offline.
+  assert.deepEqual(j.verdict.read, { ok: true, reasons: [] });
+  assert.deepEqual(j.verdict.writeOffline, {
+    ok: (c.limits ?? []).length === 0,
+    reasons: c.limits ?? [],
+  });
+  assert.deepEqual(j.verdict.mountReadWrite, { ok: false, reasons: [NO_RW, ...(c.limits ?? [])] });
   assert.equal(j.device, path);
   assert.equal(j.deviceSize, deviceSize);
   assert.equal(j.type, c.mkfs === "mkfs.ext2" ? "ext2" : c.mkfs === "mkfs.ext3" ? "ext3" : "ext4");
@@ -266,7 +281,8 @@ function assertJsonMatches(
     exclusivelyHeld: null,
     loopDevices: [],
   });
-  assert.deepEqual(j.verdict, { level: "ro", reasons: [...(c.limits ?? []), NO_RW] });
+  assert.equal(j.verdict.level, "ro");
+  assert.deepEqual(j.verdict.reasons, [...(c.limits ?? []), NO_RW]);
   assert.equal(j.exitCode, 0);
 }
 
@@ -309,6 +325,14 @@ function assertHumanMatches(text: string, d: string[], j: Json, path: string) {
         : "none",
     ],
     ["in use", "not mounted"],
+    ["read", "yes"],
+    [
+      "write offline",
+      j.verdict.writeOffline.ok
+        ? "yes (put, mkdir, rm, mv)"
+        : `no (${j.verdict.writeOffline.reasons.join("; ")})`,
+    ],
+    ["mount", `read-only (${j.verdict.mountReadWrite.reasons.join("; ")})`],
   ]);
   if (j.mmp) {
     expected.set(
@@ -332,9 +356,11 @@ function assertHumanMatches(text: string, d: string[], j: Json, path: string) {
   }
   assert.equal(
     lines.at(-1),
-    `verdict: ro: ext4ts can read it but not write it (${
-      j.verdict.reasons.join("; ")
-    }); not mounted or held open right now`,
+    j.verdict.writeOffline.ok
+      ? `verdict: ro: ext4ts can read it and write it offline, but not mount it read-write (${NO_RW}); not mounted or held open right now`
+      : `verdict: ro: ext4ts can read it but not write it (${
+        j.verdict.reasons.join("; ")
+      }); not mounted or held open right now`,
   );
 }
 
@@ -641,16 +667,31 @@ testWith("probe: states map to exit codes (errors 5, needs recovery 4, unsupport
     const { j, human } = await probe(4);
     assert.equal(j.state.needsRecovery, true);
     assert.match(human, /needs journal recovery/);
+    // Readable (replayed in memory), not writable offline until the journal is replayed.
+    const recovery = "the journal needs recovery (replay it first: ext4ts journal replay)";
+    assert.deepEqual(j.verdict.read, { ok: true, reasons: [] });
+    assert.deepEqual(j.verdict.writeOffline, { ok: false, reasons: [recovery] });
+    assert.match(human, /^ {2}write offline: no \(the journal needs recovery/m);
+    assert.match(human, /^verdict: ro: ext4ts can read it but not write it \(.*needs recovery/m);
     await debugfs("ssv state 3");
-    assert.equal((await probe(5)).j.state.needsRecovery, true, "5 wins over 4");
+    const both = (await probe(5)).j;
+    assert.equal(both.state.needsRecovery, true, "5 wins over 4");
+    assert.deepEqual(both.verdict.writeOffline.reasons, [
+      recovery,
+      "the filesystem has errors (check it with e2fsck first)",
+    ]);
   });
   await t.step("an unknown incompatible feature: refuse, 6 (wins over 5 and 4)", async () => {
     incompatWas = await getWord(0x60); // with needs_recovery from the step before
     await setWord(0x60, incompatWas | 0x80000000);
     const { j, human } = await probe(6, false);
+    const refused = { ok: false, reasons: ["unknown incompatible feature FEATURE_I31"] };
     assert.deepEqual(j.verdict, {
       level: "refuse",
       reasons: ["unknown incompatible feature FEATURE_I31"],
+      read: refused,
+      writeOffline: refused,
+      mountReadWrite: refused,
     });
     assert.match(human, /^verdict: refuse: ext4ts cannot use it \(.*FEATURE_I31\)/m);
   });
@@ -823,9 +864,13 @@ testWith("probe: a mounted image is reported in use, held exclusively", [
     assert.equal(j.inUse.mounted, true);
     assert.deepEqual(j.inUse.mountPoints, [mnt]);
     assert.equal(j.inUse.exclusivelyHeld, true);
+    const busy = `it is mounted right now on ${mnt} and held open exclusively`;
     assert.deepEqual(j.verdict, {
       level: "ro",
-      reasons: [NO_RW, `it is mounted right now on ${mnt} and held open exclusively`],
+      reasons: [NO_RW, busy],
+      read: { ok: true, reasons: [] },
+      writeOffline: { ok: false, reasons: [busy] },
+      mountReadWrite: { ok: false, reasons: [NO_RW, busy] },
     });
     const loop = j.inUse.loopDevices[0];
     const h = await runCli(["probe", loop]);
@@ -865,7 +910,13 @@ testWith(
       let r = await runCli(["probe", "--json", loop]);
       assert.equal(r.code, 0, r.stderr);
       let j = JSON.parse(r.stdout);
-      assert.deepEqual(j.verdict, { level: "ro", reasons: [NO_RW, "the device is read-only"] });
+      assert.deepEqual(j.verdict, {
+        level: "ro",
+        reasons: [NO_RW, "the device is read-only"],
+        read: { ok: true, reasons: [] },
+        writeOffline: { ok: false, reasons: ["the device is read-only"] },
+        mountReadWrite: { ok: false, reasons: [NO_RW, "the device is read-only"] },
+      });
       assert.equal(j.deviceSize, 16 * 2 ** 20, "BLKGETSIZE64");
       assert.equal(j.device, loop);
       const idle = await runCli(["probe", loop]);
@@ -1079,13 +1130,153 @@ testWith("probe --offset finds a filesystem inside a partitioned disk image", [
   // Without the offset the disk is not a filesystem; an offset past the end is bad usage.
   const whole = await runCli(["probe", disk]);
   assert.equal(whole.code, 3);
-  assert.match(whole.stderr, /not an ext2\/3\/4 filesystem/);
+  assert.equal(
+    whole.stderr,
+    `ext4ts: ${disk}: not an ext2/3/4 filesystem (bad magic 0x0000); partition table (MBR) ` +
+      "found: use --offset 1048576 (partition 1 at 1048576 bytes, ext2/3/4)\n",
+  );
   const past = await runCli(["probe", "--offset", "1G", disk]);
   assert.equal(past.code, 2, past.stderr);
   assert.equal(past.stderr.trim().split("\n").length, 1);
   const inside = await runCli(["probe", "--offset", "4096s", disk]);
   assert.equal(inside.code, 3, "an offset that misses the filesystem finds no superblock");
 });
+
+/** One filesystem for the export test: how it is made and the type blkid gives it. */
+interface ExportCase {
+  name: string;
+  mkfs?: string;
+  args: string[];
+  type: string;
+}
+
+testWith(
+  "probe -o export prints what blkid -o export -p prints (labels escaped, SEC_TYPE, EXT_JOURNAL), then EXT4TS_ keys",
+  ["mkfs.ext4", "blkid", "loop"],
+  async (t) => {
+    await using dir = await tempDir();
+    // mke2fs takes an external journal only on a block device.
+    await runOk("truncate", ["-s", "8M", `${dir.path}/journal.img`]);
+    const journal = (await runOk("losetup", ["-f", "--show", `${dir.path}/journal.img`])).trim();
+    try {
+      await runOk("mkfs.ext4", ["-q", "-F", "-O", "journal_dev", "-b", "4096", journal]);
+      await exportCases(t, dir.path, [
+        { name: "ext2", mkfs: "mkfs.ext2", args: [], type: "ext2" },
+        { name: "ext3", mkfs: "mkfs.ext3", args: ["-L", "data"], type: "ext3" },
+        // Shell metacharacters, a control character, trailing blanks.
+        { name: "odd label", args: ["-L", "a\tb <>`$\"'\\  "], type: "ext4" },
+        { name: "leading blank", args: ["-L", " x"], type: "ext4" },
+        // Bytes above 127 as blkid shows them (M-…: not for a shell to source, as with blkid).
+        { name: "non-ASCII label", args: ["-L", "é"], type: "ext4" },
+        { name: "external journal", args: ["-J", `device=${journal}`], type: "ext4" },
+      ]);
+    } finally {
+      await runOk("losetup", ["-d", journal]);
+    }
+  },
+);
+
+async function exportCases(t: Deno.TestContext, dir: string, cases: ExportCase[]): Promise<void> {
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      const path = `${dir}/${c.name.replace(/ /g, "_")}.img`;
+      await makeImage(path, { mkfs: c.mkfs, args: [...c.args, "-b", "4096"], size: "16M" });
+      const r = await runCli(["probe", "-o", "export", path]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stderr, "");
+      const lines = r.stdout.trimEnd().split("\n");
+      const blkid = (await runOk("blkid", ["-o", "export", "-p", path])).trimEnd().split("\n");
+      assert.deepEqual(lines.filter((l) => !l.startsWith("EXT4TS_")), blkid);
+      assert.deepEqual(lines.filter((l) => l.startsWith("EXT4TS_")).map((l) => l.split("=")[0]), [
+        "EXT4TS_VERDICT",
+        "EXT4TS_CAN_READ",
+        "EXT4TS_CAN_WRITE_OFFLINE",
+        "EXT4TS_CAN_MOUNT_RW",
+        "EXT4TS_STATE",
+        "EXT4TS_NEEDS_RECOVERY",
+        "EXT4TS_ERRORS",
+        "EXT4TS_IN_USE",
+        "EXT4TS_EXIT_CODE",
+      ]);
+      if (c.name === "external journal") {
+        assert.ok(lines.some((l) => l.startsWith("EXT_JOURNAL=")), r.stdout);
+      }
+      if (c.name === "non-ASCII label") return;
+      // The lines are shell assignments: a shell sourcing them gets the values.
+      const sourced = await run("sh", [
+        "-c",
+        'eval "$(cat)"; printf "%s|%s|%s" "$DEVNAME" "$TYPE" "$EXT4TS_CAN_READ"',
+      ], { stdin: r.stdoutBytes });
+      assert.equal(sourced.stdout, `${path}|${c.type}|1`, sourced.stderr);
+    });
+  }
+}
+
+testWith(
+  "a disk image with a partition table (sfdisk: MBR with a logical partition, GPT) gets a hint with the partitions' offsets, for every command",
+  [
+    "mkfs.ext4",
+    "sfdisk",
+    "blkid",
+  ],
+  async (t) => {
+    await using dir = await tempDir();
+    const layouts = {
+      // Primary 1, an extended partition 2 holding logical 5 (the filesystem).
+      mbr: "label: dos\nstart=2048, size=20480, type=83\nstart=24576, size=40960, type=5\n" +
+        "start=26624, size=32768, type=83\n",
+      gpt: "label: gpt\nstart=2048, size=20480\nstart=24576, size=32768\n",
+    };
+    for (const [scheme, layout] of Object.entries(layouts)) {
+      await t.step(scheme, async () => {
+        const disk = `${dir.path}/${scheme}.img`;
+        await runOk("truncate", ["-s", "40M", disk]);
+        await run("sh", ["-c", `printf '${layout.replace(/\n/g, "\\n")}' | sfdisk -q ${disk}`]);
+        // The partitions as sfdisk reports them: the hint must name the same offsets.
+        const dump = JSON.parse(await runOk("sfdisk", ["--json", disk]));
+        const parts =
+          (dump.partitiontable.partitions as { node: string; start: number; type: string }[])
+            .filter((p) => p.type !== "5") // the extended partition holds partitions, not a filesystem
+            .map((p) => ({ n: Number(/(\d+)$/.exec(p.node)![1]), offset: p.start * 512 }));
+        const fsPart = parts[parts.length - 1];
+        await runOk("mkfs.ext4", [
+          "-q",
+          "-F",
+          "-E",
+          `offset=${fsPart.offset}`,
+          disk,
+          "16M",
+        ], { env: { MKE2FS_CONFIG: "/etc/mke2fs.conf" } });
+        const list = parts.map((p) =>
+          `partition ${p.n} at ${p.offset} bytes${p === fsPart ? ", ext2/3/4" : ""}`
+        ).join("; ");
+        const hint =
+          `partition table (${scheme.toUpperCase()}) found: use --offset ${fsPart.offset} (${list})`;
+        for (const args of [["probe"], ["probe", "--json"], ["ls"], ["mkdir", "-p"]]) {
+          const tail = args[0] === "mkdir" ? ["/x"] : [];
+          const r = await runCli([...args, disk, ...tail]);
+          assert.equal(r.code, 3, `${args.join(" ")}: ${r.stderr}`);
+          assert.equal(r.stdout, "");
+          assert.equal(r.stderr.split("\n").length, 2, r.stderr);
+          assert.ok(r.stderr.startsWith("ext4ts: ") && r.stderr.endsWith(`; ${hint}\n`), r.stderr);
+        }
+        // The offset the hint gives finds the filesystem blkid finds there.
+        const r = await runCli(["probe", "-o", "export", "--offset", String(fsPart.offset), disk]);
+        assert.equal(r.code, 0, r.stderr);
+        const blkid = await runOk("blkid", [
+          "-o",
+          "export",
+          "-p",
+          "-O",
+          String(fsPart.offset),
+          disk,
+        ]);
+        const uuid = (text: string) => /^UUID=(.*)$/m.exec(text)?.[1];
+        assert.equal(uuid(r.stdout), uuid(blkid));
+      });
+    }
+  },
+);
 
 /** A device that counts what is read through it. */
 class CountingDevice implements BlockDevice {

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { Ext4Error } from "../../lib/errors.ts";
-import { type EditCommand, helpText, parsedOf } from "../edit_command.ts";
+import { type EditCommand, parsedOf } from "../edit_command.ts";
+import { documentCommand, WRITER_EXIT_CODES } from "../help.ts";
 import { ExitCode, exitCodeFor } from "../exit_codes.ts";
 import { CliError, runAction } from "../output.ts";
 import { splitWords } from "../shell_words.ts";
@@ -98,7 +99,7 @@ function atLine(e: unknown, line: number): unknown {
 
 /** Registers `ext4ts batch`. */
 export function registerBatch(program: Command): void {
-  program
+  const cmd = program
     .command("batch")
     .description(
       "apply many edits (one a line: mkdir, rm, mv, chmod, chown, ln, touch, setfattr) in one transaction",
@@ -107,21 +108,6 @@ export function registerBatch(program: Command): void {
     .option("-f, --file <script>", "read the script from this file (default: stdin)")
     .option("--offset <bytes>", "byte offset of the filesystem in the image", parseOffset)
     .option("--force-unchecked", FORCE_UNCHECKED_HELP)
-    .addHelpText(
-      "after",
-      `
-Script: one command a line, as on the command line without the image argument; words are
-split like a shell's ('…', "…", \\), no expansions; '#' comments and blank lines are skipped.
-The whole script is checked before the image is opened, then applied in ONE transaction:
-all of it is written, or — when a line fails — nothing (exit code of that line's failure).
-${
-        helpText([
-          "ext4ts batch disk.img < edits.txt",
-          "printf 'mkdir -p /etc/app\\nchmod 700 /etc/app\\n' | ext4ts batch disk.img",
-          "ext4ts batch -f edits.txt --offset 1048576 disk.img",
-        ])
-      }`,
-    )
     .action((image, opts) =>
       runAction(async () => {
         const script = opts.file !== undefined
@@ -142,4 +128,18 @@ ${
           }));
       })
     );
+  documentCommand(cmd, {
+    about:
+      "Applies a script of edits with one open and one commit, like debugfs -f. Script: one command a line (mkdir, rm, mv, chmod, chown, ln, touch, setfattr), as on the command line without the image argument; words are split like a shell's ('…', \"…\", \\), no expansions; '#' comments and blank lines are skipped. The whole script is checked before the image is opened, then applied in ONE transaction: all of it is written, or — when a line fails — nothing.",
+    examples: [
+      "ext4ts batch disk.img < edits.txt",
+      "printf 'mkdir -p /etc/app\\nchmod 700 /etc/app\\n' | ext4ts batch disk.img",
+      "ext4ts batch -f edits.txt --offset 1048576 disk.img",
+    ],
+    exitCodes: [
+      [ExitCode.FAILURE, "a line failed (ext4ts: line N: …); nothing of the batch is written"],
+      [ExitCode.USAGE, "bad usage, or a bad script line (checked before the image is opened)"],
+      ...WRITER_EXIT_CODES,
+    ],
+  });
 }

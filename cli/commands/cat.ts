@@ -1,6 +1,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import { runAction, writeStdout } from "../output.ts";
 import { JOURNAL_DEV_HELP, openImage, parseOffset } from "../reader_common.ts";
+import { documentCommand, READER_EXIT_CODES } from "../help.ts";
 
 /**
  * Registers `ext4ts cat IMG PATH`: writes a file's content to stdout.
@@ -11,7 +12,7 @@ import { JOURNAL_DEV_HELP, openImage, parseOffset } from "../reader_common.ts";
  * ```
  */
 export function registerCat(program: Command): void {
-  program
+  const cmd = program
     .command("cat")
     .description("write the content of a file inside the filesystem to stdout")
     .argument("<image>", "image file or block device")
@@ -29,4 +30,13 @@ export function registerCat(program: Command): void {
         }
       })
     );
+  documentCommand(cmd, {
+    about:
+      "Writes the content of a file inside the filesystem to stdout, streaming it (symlinks are followed). A journal that needs recovery is replayed in memory: nothing is written.",
+    examples: [
+      "ext4ts cat disk.img /etc/hostname",
+      "ext4ts cat --offset 2048s disk.img /boot/config > config",
+    ],
+    exitCodes: READER_EXIT_CODES,
+  });
 }

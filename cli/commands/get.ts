@@ -8,6 +8,7 @@ import { ExitCode } from "../exit_codes.ts";
 import { runAction, warn } from "../output.ts";
 import { Progress, progressMode } from "../progress.ts";
 import { bitmapProblem, JOURNAL_DEV_HELP, openImage, parseOffset } from "../reader_common.ts";
+import { documentCommand, READER_EXIT_CODES } from "../help.ts";
 
 const CHUNK = 4 * 1024 * 1024;
 const TYPE_BITS: Record<string, number> = {
@@ -321,7 +322,7 @@ async function imageTotals(fs: Ext4, path: string): Promise<{ bytes: number; ent
  * ```
  */
 export function registerGet(program: Command): void {
-  program
+  const cmd = program
     .command("get")
     .description(
       "copy a file or directory tree out of the filesystem like cp -a (modes, times, links, xattrs; owners and devices as root)",
@@ -363,4 +364,17 @@ export function registerGet(program: Command): void {
         }
       })
     );
+  documentCommand(cmd, {
+    about:
+      "Copies a file or a directory tree out of the filesystem like cp -a: contents (holes stay holes), modes, times with nanoseconds, symlinks, hard links and xattrs; owners and device nodes when run as root. An existing directory DEST receives a copy named like PATH. Objects that cannot be copied are reported one line each and the rest is copied.",
+    examples: [
+      "ext4ts get disk.img /etc ./etc-copy",
+      "ext4ts get disk.img /var/log/syslog .",
+      "ext4ts get --offset 1MiB disk.img / /mnt/restore",
+    ],
+    exitCodes: [[
+      ExitCode.FAILURE,
+      "no such path, or some objects could not be copied (each named on stderr)",
+    ], ...READER_EXIT_CODES],
+  });
 }

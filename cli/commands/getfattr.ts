@@ -1,7 +1,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import type { Ext4 } from "../../ffi/open_filesystem.ts";
 import { ExitCode } from "../exit_codes.ts";
-import { helpText } from "../edit_command.ts";
+import { documentCommand, READER_EXIT_CODES } from "../help.ts";
 import { Ext4Error } from "../../lib/errors.ts";
 import { CliError, runAction, warn, writeStdout } from "../output.ts";
 import { followLinks } from "../paths.ts";
@@ -75,7 +75,7 @@ export async function getfattrOutput(
 
 /** Registers `ext4ts getfattr`. */
 export function registerGetfattr(program: Command): void {
-  program
+  const cmd = program
     .command("getfattr")
     .description("print extended attributes, as getfattr(1)")
     .helpOption("--help", "display help for command")
@@ -89,23 +89,6 @@ export function registerGetfattr(program: Command): void {
     .option("--absolute-names", "keep the leading '/' in '# file:' lines")
     .option("--offset <bytes>", "byte offset of the filesystem in the image", parseOffset)
     .option("--journal-dev <path>", JOURNAL_DEV_HELP)
-    .addHelpText(
-      "after",
-      helpText(
-        [
-          "ext4ts getfattr -d disk.img /srv/a.txt",
-          "ext4ts getfattr -n security.capability -e hex disk.img /usr/bin/ping",
-          "ext4ts getfattr -d -m - disk.img /etc/shadow",
-        ],
-        `Exit codes:
-  0  success
-  1  no such file or attribute
-  2  bad usage
-  3  not an ext2/3/4 filesystem
-  5  the filesystem has errors
-  7  I/O or permission error`,
-      ),
-    )
     .action((image, paths, opts) =>
       runAction(async () => {
         const encoding = opts.encoding;
@@ -148,4 +131,14 @@ export function registerGetfattr(program: Command): void {
         return failed ? ExitCode.FAILURE : ExitCode.OK;
       })
     );
+  documentCommand(cmd, {
+    about:
+      "Prints extended attributes exactly as getfattr(1) does: '# file: PATH', one line per attribute, a blank line. Without -n or -d only names are listed; -d adds values; -m selects names by regular expression (default ^user\\., '-' for all). Read-only.",
+    examples: [
+      "ext4ts getfattr -d disk.img /srv/a.txt",
+      "ext4ts getfattr -n security.capability -e hex disk.img /usr/bin/ping",
+      "ext4ts getfattr -d -m - disk.img /etc/shadow",
+    ],
+    exitCodes: [[ExitCode.FAILURE, "no such file or attribute"], ...READER_EXIT_CODES],
+  });
 }

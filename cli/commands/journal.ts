@@ -17,7 +17,8 @@ import { journalFeatureNames, type JournalSuperblock } from "../../lib/journal/s
 import { TagFlag } from "../../lib/journal/descriptor_block.ts";
 import { decodeFastCommits, type FastCommitRecord } from "../../lib/journal/fast_commit.ts";
 import { ExitCode } from "../exit_codes.ts";
-import { CliError, runAction, warn, writeStdout } from "../output.ts";
+import { CliError, runAction, warn, withSchemaVersion, writeStdout } from "../output.ts";
+import { documentCommand } from "../help.ts";
 
 async function withDevices<T>(
   path: string,
@@ -217,8 +218,25 @@ export function registerJournal(program: Command): void {
   const journal = program.command("journal").description(
     "Replay or show a filesystem's journal (jbd2).",
   );
+  documentCommand(journal, {
+    about: "The journal (jbd2) of a filesystem that was not cleanly unmounted holds " +
+      "transactions not yet written to their places. `journal replay` writes them as the " +
+      "kernel does on mount; `journal show` prints the journal like debugfs logdump.",
+    examples: [
+      "ext4ts journal show disk.img",
+      "ext4ts journal replay --dry-run disk.img",
+      "ext4ts journal replay /dev/sdb1",
+    ],
+    exitCodes: [
+      ExitCode.FAILURE,
+      ExitCode.NOT_EXT4,
+      ExitCode.FS_ERRORS,
+      ExitCode.UNSUPPORTED,
+      ExitCode.IO,
+    ],
+  });
 
-  journal.command("replay")
+  const replay = journal.command("replay")
     .description(
       "Replay the journal as the kernel does on mount, then mark the filesystem recovered.",
     )
@@ -267,7 +285,7 @@ export function registerJournal(program: Command): void {
           if (opts.json) {
             await writeStdout(
               JSON.stringify(
-                {
+                withSchemaVersion({
                   device,
                   needed: r.needed,
                   reason: r.reason,
@@ -280,7 +298,7 @@ export function registerJournal(program: Command): void {
                   orphansReleased: r.prepared?.orphans?.released,
                   warnings: r.prepared?.warnings,
                   error: r.error,
-                },
+                }),
                 null,
                 2,
               ) + "\n",
@@ -298,7 +316,27 @@ export function registerJournal(program: Command): void {
       )
     );
 
-  journal.command("show")
+  documentCommand(replay, {
+    about: "Replays the journal onto the device as the kernel does on mount (revoke records, " +
+      "checksums, escaped blocks, orphan cleanup), then clears needs_recovery. A read-only " +
+      "device is refused before anything is written; --dry-run says what would be written.",
+    examples: [
+      "ext4ts journal replay disk.img",
+      "ext4ts journal replay --dry-run --json /dev/sdb1",
+      "ext4ts journal replay --journal-dev journal.img fs.img",
+    ],
+    exitCodes: [
+      [ExitCode.FAILURE, "the operation failed (e.g. the journal device cannot be matched)"],
+      ExitCode.NOT_EXT4,
+      [ExitCode.FS_ERRORS, "the journal is corrupt: nothing, or what the kernel would, written"],
+      [ExitCode.UNSUPPORTED, "a fast commit to replay, or features ext4ts cannot handle"],
+      ExitCode.IO,
+      ExitCode.BUSY,
+      [ExitCode.READ_ONLY, "the device is read-only (use --dry-run)"],
+    ],
+  });
+
+  const show = journal.command("show")
     .description("Print the journal superblock and every transaction in the log (a logdump).")
     .argument("<device>", "image file or block device")
     .option("--json", "print as JSON")
@@ -323,14 +361,14 @@ export function registerJournal(program: Command): void {
           if (opts.json) {
             await writeStdout(
               JSON.stringify(
-                {
+                withSchemaVersion({
                   device,
                   needsRecovery: needsRecovery(sb),
                   journal: store.description,
                   superblock: jsbJson(jsb),
                   recovery: planJson(plan),
                   fastCommits: jsb.hasFastCommit ? fastCommits : undefined,
-                },
+                }),
                 null,
                 2,
               ) + "\n",
@@ -345,4 +383,21 @@ export function registerJournal(program: Command): void {
         })
       )
     );
+  documentCommand(show, {
+    about: "Prints the journal superblock and every transaction in the log, with their " +
+      "blocks, revoke records and checksums, like debugfs logdump; nothing is written. " +
+      "--json prints the same, with what a recovery would replay.",
+    examples: [
+      "ext4ts journal show disk.img",
+      "ext4ts journal show --json /dev/sdb1 | jq .recovery",
+      "ext4ts journal show --journal-dev journal.img fs.img",
+    ],
+    exitCodes: [
+      ExitCode.FAILURE,
+      ExitCode.NOT_EXT4,
+      ExitCode.FS_ERRORS,
+      ExitCode.UNSUPPORTED,
+      ExitCode.IO,
+    ],
+  });
 }

@@ -2,7 +2,7 @@ import type { Command } from "@commander-js/extra-typings";
 import { compareBytes, type DirEntry, type Ext4Stat } from "../../lib/filesystem.ts";
 import type { Ext4 } from "../../ffi/open_filesystem.ts";
 import { ExitCode } from "../exit_codes.ts";
-import { runAction, warn, writeStdout } from "../output.ts";
+import { runAction, warn, withSchemaVersion, writeStdout } from "../output.ts";
 import {
   bitmapProblem,
   formatTime,
@@ -12,6 +12,7 @@ import {
   parseOffset,
   statJson,
 } from "../reader_common.ts";
+import { documentCommand, READER_EXIT_CODES } from "../help.ts";
 
 /**
  * One listed object. Names and paths are the stored bytes: like ls writing to a pipe, names
@@ -83,7 +84,8 @@ function shown(it: Item, long: boolean): Uint8Array {
 
 function json(it: Item): Record<string, unknown> {
   const target = it.target === undefined ? undefined : decoder.decode(it.target);
-  return statJson(decoder.decode(it.path), it.stat, target);
+  // An array cannot carry a version: each entry does (README "JSON output").
+  return withSchemaVersion(statJson(decoder.decode(it.path), it.stat, target));
 }
 
 function longLine(it: Item): Uint8Array {
@@ -110,7 +112,7 @@ function longLine(it: Item): Uint8Array {
  * ```
  */
 export function registerLs(program: Command): void {
-  program
+  const cmd = program
     .command("ls")
     .description("list a directory inside the filesystem (names in byte order)")
     .argument("<image>", "image file or block device")
@@ -196,4 +198,17 @@ export function registerLs(program: Command): void {
         }
       })
     );
+  documentCommand(cmd, {
+    about:
+      "Lists a directory inside the filesystem (or names a file), in byte order like ls with LC_ALL=C; -l shows mode, links, owner, size and mtime (UTC), -R walks subdirectories. A journal that needs recovery is replayed in memory: nothing is written.",
+    examples: [
+      "ext4ts ls disk.img",
+      "ext4ts ls -l disk.img /etc",
+      "ext4ts ls -R --json --offset 1M disk.img / > tree.json",
+    ],
+    exitCodes: [[
+      ExitCode.FAILURE,
+      "no such path, or some entries could not be listed (each named on stderr)",
+    ], ...READER_EXIT_CODES],
+  });
 }

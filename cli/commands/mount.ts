@@ -19,6 +19,7 @@ import { BUNDLE_RUN_FLAGS, runningAsBundle } from "../bundle.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { parseMountOptions } from "../mount_options.ts";
 import { CliError, runAction, warn } from "../output.ts";
+import { documentCommand } from "../help.ts";
 
 /** Environment variable telling a daemon to report readiness on stdout. */
 export const NOTIFY_ENV = "EXT4TS_DAEMON_NOTIFY";
@@ -412,7 +413,7 @@ async function startDaemon(args: string[]): Promise<number> {
  * ```
  */
 export function registerMount(program: Command, backend: MountBackend = ext4Backend): void {
-  program
+  const cmd = program
     .command("mount")
     .description(
       "mount an ext2/3/4 device or image read-only through FUSE (fuseblk when root); " +
@@ -433,4 +434,23 @@ export function registerMount(program: Command, backend: MountBackend = ext4Back
     .action((device, mountpoint, opts) =>
       runAction(() => mountCommand(device, mountpoint, opts, backend))
     );
+  documentCommand(cmd, {
+    about:
+      "Mounts an ext2/3/4 device or image read-only through FUSE (fuseblk as root; an image gets a loop device) and returns once the mount is live; the daemon serves in the background, logging to the system log or --log. A journal that needs recovery is replayed in memory. Read-write mounts are not implemented yet: write offline with put, mkdir, rm and mv.",
+    examples: [
+      "ext4ts mount disk.img /mnt/disk",
+      "ext4ts mount -o ro,allow_other /dev/sdb1 /mnt/usb",
+      "ext4ts mount -f --log mount.log disk.img /mnt/disk",
+    ],
+    exitCodes: [
+      [ExitCode.FAILURE, "failed (e.g. no such mount point)"],
+      ExitCode.NOT_EXT4,
+      ExitCode.NEEDS_RECOVERY,
+      ExitCode.FS_ERRORS,
+      [ExitCode.UNSUPPORTED, "unsupported: -o rw, or features ext4ts cannot read"],
+      ExitCode.IO,
+      [ExitCode.BUSY, "busy: already mounted, or the device is in use"],
+      [ExitCode.TIMEOUT, "the mount daemon did not become ready in time"],
+    ],
+  });
 }

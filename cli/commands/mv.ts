@@ -6,6 +6,9 @@ import { intoDirectory } from "../paths.ts";
 export const mvCommand: EditCommand = {
   name: "mv",
   description: "rename or move inside the filesystem (into DEST when it is a directory)",
+  about:
+    "Renames or moves SRC inside the filesystem without mounting it; when DEST is an existing directory SRC moves into it. An existing target is replaced (a directory only by a directory, and only when empty) unless -n; --exchange swaps SRC and DEST.",
+  failure: "no such path, the target exists (-n), or a move into its own subtree",
   examples: ["ext4ts mv disk.img /etc/app.conf.new /etc/app.conf", "ext4ts mv disk.img /a /b/"],
   configure(cmd: Command) {
     cmd

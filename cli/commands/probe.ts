@@ -5,10 +5,12 @@
  * @module
  */
 
-import type { Command } from "@commander-js/extra-typings";
+import { type Command, Option } from "@commander-js/extra-typings";
 import { Ext4Error } from "../../lib/errors.ts";
-import { formatUuid } from "../../lib/superblock.ts";
+import { formatUuid, isZero } from "../../lib/superblock.ts";
 import {
+  type Capabilities,
+  type Capability,
   journalDeviceError,
   journalSummary,
   probeDevice,
@@ -16,7 +18,13 @@ import {
   readJournalDevice,
   stateSummary,
 } from "../../lib/probe.ts";
-import { Compat, featureNames, featureSupport, type SupportLevel } from "../../lib/features.ts";
+import {
+  Compat,
+  featureNames,
+  featureSupport,
+  Incompat,
+  type SupportLevel,
+} from "../../lib/features.ts";
 import { journalReport, mmpReport, superblockReport } from "../../lib/superblock_report.ts";
 import { type DeviceUse, deviceUse } from "../../ffi/device_status.ts";
 import { openCliDevice } from "../device.ts";
@@ -24,6 +32,7 @@ import { parseOffset } from "../reader_common.ts";
 import { ExitCode, type ExitCodeValue } from "../exit_codes.ts";
 import { runAction, warn, writeStdout } from "../output.ts";
 import { systemNames } from "../names.ts";
+import { documentCommand } from "../help.ts";
 
 /** Version of the `--json` schema; bumped only for incompatible changes. */
 export const PROBE_SCHEMA_VERSION = 1;
@@ -46,8 +55,8 @@ export function probeExitCode(r: ProbeResult): ExitCodeValue {
 export function verdictWithUse(
   r: ProbeResult,
   use: DeviceUse | null,
-): { level: SupportLevel; reasons: string[] } {
-  const v = r.support;
+): { level: SupportLevel; reasons: string[] } & Capabilities {
+  const v = { ...r.support, ...r.capabilities };
   if (!use || v.level === "refuse") return v;
   const busy = use.mounts.length
     ? `it is mounted right now on ${use.mounts.map((m) => m.mountPoint).join(", ")}${
@@ -56,7 +65,16 @@ export function verdictWithUse(
     : use.exclusivelyHeld
     ? "another program holds it open exclusively right now"
     : null;
-  return busy ? { level: "ro", reasons: [...v.reasons, busy] } : v;
+  if (!busy) return v;
+  // Nothing may write a filesystem in use: neither offline writers nor a read-write mount.
+  const no = (c: Capability) => ({ ok: false, reasons: [...c.reasons, busy] });
+  return {
+    level: "ro",
+    reasons: [...v.reasons, busy],
+    read: v.read,
+    writeOffline: no(v.writeOffline),
+    mountReadWrite: no(v.mountReadWrite),
+  };
 }
 
 /** An ISO time; null when unset (0) or beyond what a Date holds (a corrupt 64-bit time). */
@@ -74,6 +92,7 @@ function timeText(seconds: number): string {
 export function probeJson(path: string, size: number, r: ProbeResult, use: DeviceUse | null) {
   const sb = r.superblock;
   return {
+    schemaVersion: PROBE_SCHEMA_VERSION,
     schema: PROBE_SCHEMA_VERSION,
     device: path,
     deviceSize: size,
@@ -137,6 +156,81 @@ export function probeJson(path: string, size: number, r: ProbeResult, use: Devic
     verdict: verdictWithUse(r, use),
     exitCode: probeExitCode(r),
   };
+}
+
+/**
+ * A value as `blkid -o export` prints it (util-linux safe_print): a byte above 127 as `M-`
+ * and the byte less 128, a control character as `^` and its letter, and the shell's
+ * metacharacters `` \"'$`<>`` and space escaped with a backslash.
+ *
+ * @example
+ * ```ts ignore
+ * blkidExportValue(new TextEncoder().encode("my disk")); // my\ disk
+ * ```
+ */
+export function blkidExportValue(bytes: Uint8Array): string {
+  let out = "";
+  for (let ch of bytes) {
+    if (ch >= 128) {
+      out += "M-";
+      ch -= 128;
+    }
+    if (ch < 32 || ch === 0x7f) {
+      out += "^";
+      ch ^= 0x40;
+    }
+    const c = String.fromCharCode(ch);
+    if (" \\\"'$`<>".includes(c)) out += "\\";
+    out += c;
+  }
+  return out;
+}
+
+/**
+ * `-o export`: `KEY=VALUE` lines as `blkid -o export -p` prints them for the same device
+ * (DEVNAME, LABEL, UUID, EXT_JOURNAL, SEC_TYPE, VERSION, BLOCK_SIZE, TYPE, USAGE, in its
+ * order and with its rules), then ext4ts's own keys, prefixed `EXT4TS_`.
+ */
+export function exportLines(path: string, r: ProbeResult, use: DeviceUse | null): string {
+  const sb = r.superblock;
+  const lines = [`DEVNAME=${path}`];
+  const add = (key: string, value: string | Uint8Array) =>
+    lines.push(
+      `${key}=${
+        blkidExportValue(typeof value === "string" ? new TextEncoder().encode(value) : value)
+      }`,
+    );
+  // libblkid: the label up to its NUL, trailing whitespace trimmed; all-zero UUIDs unset.
+  const raw = sb.bytes.subarray(0x78, 0x88);
+  const nul = raw.indexOf(0);
+  let label = raw.subarray(0, nul < 0 ? raw.length : nul);
+  while (label.length && /\s/.test(String.fromCharCode(label[label.length - 1]))) {
+    label = label.subarray(0, label.length - 1);
+  }
+  if (label.length) add("LABEL", label);
+  if (!isZero(sb.uuid)) add("UUID", formatUuid(sb.uuid));
+  if ((sb.compat & Compat.HAS_JOURNAL) && !isZero(sb.journalUuid)) {
+    add("EXT_JOURNAL", formatUuid(sb.journalUuid));
+  }
+  // ext3 and ext4 whose incompatible features ext2 also has are "ext2" too (SEC_TYPE).
+  const ext2Incompat = Incompat.FILETYPE | Incompat.META_BG;
+  if (r.fsType !== "ext2" && (sb.incompat & ~ext2Incompat) === 0) add("SEC_TYPE", "ext2");
+  add("VERSION", `${sb.revLevel}.${sb.minorRevLevel}`);
+  add("BLOCK_SIZE", String(sb.blockSize));
+  add("TYPE", r.fsType);
+  add("USAGE", "filesystem");
+  const v = verdictWithUse(r, use);
+  const flag = (b: boolean) => (b ? "1" : "0");
+  add("EXT4TS_VERDICT", v.level);
+  add("EXT4TS_CAN_READ", flag(v.read.ok));
+  add("EXT4TS_CAN_WRITE_OFFLINE", flag(v.writeOffline.ok));
+  add("EXT4TS_CAN_MOUNT_RW", flag(v.mountReadWrite.ok));
+  add("EXT4TS_STATE", stateSummary(r));
+  add("EXT4TS_NEEDS_RECOVERY", flag(r.needsRecovery));
+  add("EXT4TS_ERRORS", flag(r.hasErrors));
+  if (use) add("EXT4TS_IN_USE", flag(use.mounts.length > 0 || use.exclusivelyHeld === true));
+  add("EXT4TS_EXIT_CODE", String(probeExitCode(r)));
+  return lines.join("\n") + "\n";
 }
 
 function humanSize(bytes: number): string {
@@ -208,11 +302,26 @@ export function humanReport(path: string, r: ProbeResult, use: DeviceUse | null)
     row("in use", where + held);
   }
   const v = verdictWithUse(r, use);
+  const can = (c: Capability, yes: string) => c.ok ? yes : `no (${c.reasons.join("; ")})`;
+  if (v.read.ok) {
+    row("read", "yes");
+    row("write offline", can(v.writeOffline, "yes (put, mkdir, rm, mv)"));
+    row(
+      "mount",
+      v.mountReadWrite.ok ? "read-write" : `read-only (${v.mountReadWrite.reasons.join("; ")})`,
+    );
+  }
   const verdict = v.level === "rw"
     ? "rw: ext4ts can mount it read-write"
-    : v.level === "ro"
-    ? `ro: ext4ts can read it but not write it (${v.reasons.join("; ")})`
-    : `refuse: ext4ts cannot use it (${v.reasons.join("; ")})`;
+    : v.level === "refuse"
+    ? `refuse: ext4ts cannot use it (${v.reasons.join("; ")})`
+    : v.writeOffline.ok
+    ? `ro: ext4ts can read it and write it offline, but not mount it read-write (${
+      v.reasons.join("; ")
+    })`
+    : `ro: ext4ts can read it but not write it (${
+      [...new Set([...v.reasons, ...v.writeOffline.reasons])].join("; ")
+    })`;
   // The line says whether the device is in use right now either way: a busy device is among
   // the reasons (not known with --offset, which looks inside a larger device).
   const idle = use && !use.mounts.length && !use.exclusivelyHeld;
@@ -222,11 +331,18 @@ export function humanReport(path: string, r: ProbeResult, use: DeviceUse | null)
 
 /** Registers `ext4ts probe`. */
 export function registerProbe(program: Command): void {
-  program
+  const cmd = program
     .command("probe")
     .description("show what filesystem a device or image holds and what ext4ts can do with it")
     .argument("<device>", "block device or image file")
     .option("--json", "print a JSON object (schema in README.md)")
+    .addOption(
+      new Option(
+        "-o, --output <format>",
+        "output format: --json and --full as words, or " +
+          "export: KEY=VALUE lines like blkid -o export",
+      ).choices(["summary", "full", "json", "export"] as const),
+    )
     .option("--full", "print every superblock field as dumpe2fs -h does")
     .option(
       "--offset <bytes>",
@@ -236,10 +352,11 @@ export function registerProbe(program: Command): void {
     .action((path, opts) =>
       runAction(async () => {
         const offset = opts.offset;
+        const output = opts.output ?? (opts.json ? "json" : opts.full ? "full" : "summary");
         const { device, file } = openCliDevice(path, { readOnly: true, offset });
         try {
           // dumpe2fs -h shows an external journal device too: --full does (and still exits 6).
-          const journalDevice = opts.full && !opts.json ? await readJournalDevice(device) : null;
+          const journalDevice = output === "full" ? await readJournalDevice(device) : null;
           if (journalDevice) {
             const { superblock, journal } = journalDevice;
             const lines = superblockReport(superblock, systemNames());
@@ -261,9 +378,11 @@ export function registerProbe(program: Command): void {
             throw e;
           }
           const use = offset ? null : deviceUse(file.path);
-          if (opts.json) {
+          if (output === "json") {
             await writeStdout(JSON.stringify(probeJson(path, device.size, r, use), null, 2) + "\n");
-          } else if (opts.full) {
+          } else if (output === "export") {
+            await writeStdout(exportLines(path, r, use));
+          } else if (output === "full") {
             const lines = superblockReport(r.superblock, systemNames());
             if (r.journal) {
               const fastCommit = (r.superblock.compat & Compat.FAST_COMMIT) !== 0;
@@ -282,4 +401,23 @@ export function registerProbe(program: Command): void {
         }
       })
     );
+  documentCommand(cmd, {
+    about:
+      "Reads the superblock, the group descriptors and (with mmp) the MMP block of a device or image, never the whole disk, and reports what filesystem it holds, its state and what ext4ts can do with it: read it, write it offline (put, mkdir, rm, mv) and mount it read-write, with the reasons. A partition table at the start (MBR or GPT) is recognised and its partitions' offsets are offered for --offset.",
+    examples: [
+      "ext4ts probe /dev/sdb1",
+      "ext4ts probe --json disk.img | jq .verdict",
+      "ext4ts probe -o export disk.img",
+      "ext4ts probe --offset 1MiB --full disk.img",
+    ],
+    // 4, 5 and 6 are the verdict on a filesystem probe could read: the report is printed.
+    exitCodes: [
+      [ExitCode.OK, "a usable filesystem without recorded errors (it may be not clean)"],
+      ExitCode.NOT_EXT4,
+      [ExitCode.NEEDS_RECOVERY, "the journal needs recovery (the report says what it holds)"],
+      [ExitCode.FS_ERRORS, "errors recorded, corrupt descriptors, MMP block or journal"],
+      [ExitCode.UNSUPPORTED, "ext4ts refuses it (features), or an external journal device"],
+      ExitCode.IO,
+    ],
+  });
 }

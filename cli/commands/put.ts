@@ -29,11 +29,12 @@ import {
   readLinkBytes,
   showPath,
 } from "../../ffi/host_tree.ts";
-import { helpText } from "../edit_command.ts";
 import { runAction, writeStdout } from "../output.ts";
 import { Progress, progressMode } from "../progress.ts";
 import { parseOffset } from "../reader_common.ts";
 import { FORCE_UNCHECKED_HELP, withWriter, writeOpenOptions } from "../writer_open.ts";
+import { ExitCode } from "../exit_codes.ts";
+import { documentCommand, WRITER_EXIT_CODES } from "../help.ts";
 
 /** Entries per transaction, and bytes of file data per transaction. */
 const BATCH_ENTRIES = 4096;
@@ -382,7 +383,7 @@ export async function putTree(
 
 /** Registers `ext4ts put`. */
 export function registerPut(program: Command): void {
-  program
+  const cmd = program
     .command("put")
     .description(
       "copy a host file or tree into the filesystem (modes, owners, ns times, links, xattrs)",
@@ -396,14 +397,6 @@ export function registerPut(program: Command): void {
     .option("-v, --verbose", "list each object copied, then what was copied in all")
     .option("--progress", "show progress on stderr even when it is not a terminal")
     .option("--no-progress", "no progress line, even on a terminal")
-    .addHelpText(
-      "after",
-      helpText([
-        "ext4ts put disk.img ./rootfs/etc/hosts /etc/hosts",
-        "ext4ts put disk.img ./site /srv/www        # /srv/www/site when /srv/www exists",
-        "ext4ts put -f disk.img ./rootfs/. /         # contents of rootfs over /, replacing",
-      ]),
-    )
     .action((image, src, dest, opts) =>
       runAction(async () => {
         const progress = new Progress("put", progressMode(opts.progress));
@@ -433,4 +426,18 @@ export function registerPut(program: Command): void {
         }
       })
     );
+  documentCommand(cmd, {
+    about:
+      "Copies a host file or directory tree into the filesystem without mounting it, preserving modes, owners, times with nanoseconds, symlinks, hard links, device nodes, FIFOs, sockets, xattrs and ACLs, and holes. When DEST is an existing directory, SRC is copied into it. Work is committed in batches, each complete on its own: an interrupted put leaves a consistent filesystem.",
+    examples: [
+      "ext4ts put disk.img ./rootfs /",
+      "ext4ts put disk.img ./site /srv/www        # /srv/www/site when /srv/www exists",
+      "ext4ts put -f disk.img ./rootfs/. /         # contents of rootfs over /, replacing",
+      "ext4ts put -v --offset 1MiB disk.img ./site /srv",
+    ],
+    exitCodes: [[
+      ExitCode.FAILURE,
+      "DEST exists (without -f), a type clash, a parent is missing, a host file cannot be read, or xattrs cannot fit",
+    ], ...WRITER_EXIT_CODES],
+  });
 }

@@ -5,6 +5,9 @@ import { type EditCommand, registerEdit } from "../edit_command.ts";
 export const rmCommand: EditCommand = {
   name: "rm",
   description: "remove files, symlinks and empty directories inside the filesystem",
+  about:
+    "Removes files, symlinks, special files and empty directories inside the filesystem without mounting it; -r removes whole trees. The root directory cannot be removed (exit 1).",
+  failure: "no such path, a non-empty directory without -r, or the root directory",
   examples: ["ext4ts rm disk.img /etc/motd", "ext4ts rm -r disk.img /var/cache/apt"],
   configure(cmd: Command) {
     cmd

@@ -1,6 +1,6 @@
 import type { Command } from "@commander-js/extra-typings";
 import { ExitCode } from "../exit_codes.ts";
-import { runAction, warn, writeStdout } from "../output.ts";
+import { runAction, warn, withSchemaVersion, writeStdout } from "../output.ts";
 import {
   bitmapProblem,
   formatTime,
@@ -10,6 +10,7 @@ import {
   parseOffset,
   statJson,
 } from "../reader_common.ts";
+import { documentCommand, READER_EXIT_CODES } from "../help.ts";
 
 const TYPE_NAME: Record<string, string> = {
   file: "regular file",
@@ -31,7 +32,7 @@ const TYPE_NAME: Record<string, string> = {
  * ```
  */
 export function registerStat(program: Command): void {
-  program
+  const cmd = program
     .command("stat")
     .description("show an inode's metadata (a final symlink is not followed)")
     .argument("<image>", "image file or block device")
@@ -53,7 +54,9 @@ export function registerStat(program: Command): void {
             return ExitCode.FS_ERRORS;
           };
           if (opts.json) {
-            await writeStdout(JSON.stringify(statJson(path, st, target), null, 2) + "\n");
+            await writeStdout(
+              JSON.stringify(withSchemaVersion(statJson(path, st, target)), null, 2) + "\n",
+            );
             return done();
           }
           const dev = st.type === "chardev" || st.type === "blockdev"
@@ -81,4 +84,13 @@ export function registerStat(program: Command): void {
         }
       })
     );
+  documentCommand(cmd, {
+    about:
+      "Shows an inode's metadata as stat(1) does: type, size, blocks, links, mode, owner, the four times with nanoseconds (UTC), flags and generation; a final symlink is not followed. --json prints the same as an object.",
+    examples: [
+      "ext4ts stat disk.img /etc/passwd",
+      "ext4ts stat --json disk.img /bin/sh",
+    ],
+    exitCodes: READER_EXIT_CODES,
+  });
 }

@@ -30,6 +30,7 @@ import {
 } from "../../ffi/fuse/mount.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { CliError, runAction } from "../output.ts";
+import { documentCommand } from "../help.ts";
 
 const EPERM = 1;
 const EBUSY = 16;
@@ -184,7 +185,7 @@ async function unmountWithin(
  * ```
  */
 export function registerUmount(program: Command): void {
-  program
+  const cmd = program
     .command("umount")
     .description(
       "unmount an ext4ts mount and wait until the daemon has exited and the device is free",
@@ -196,4 +197,19 @@ export function registerUmount(program: Command): void {
         await umountCommand(mountpoint, opts);
       })
     );
+  documentCommand(cmd, {
+    about:
+      "Unmounts an ext4ts mount, then waits until the daemon has exited and the device is released (an image's loop device detached), so that exit 0 means the device is safe to remove. A mount whose daemon died is removed too. After --timeout seconds the FUSE connection is aborted.",
+    examples: [
+      "ext4ts umount /mnt/disk",
+      "ext4ts umount --timeout 10 /mnt/usb",
+    ],
+    exitCodes: [
+      [ExitCode.FAILURE, "not mounted, or umount failed"],
+      [ExitCode.USAGE, "bad usage, or not an ext4ts mount"],
+      ExitCode.IO,
+      [ExitCode.BUSY, "busy: files are open on the mount"],
+      [ExitCode.TIMEOUT, "the daemon did not finish within --timeout"],
+    ],
+  });
 }

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { Ext4Error } from "../../lib/errors.ts";
+import { DeviceOpenError, Ext4Error } from "../../lib/errors.ts";
 import { openLocked } from "../file_lock.ts";
 import { libc, SyscallError } from "../libc.ts";
 import type { FuseOperations } from "./ops.ts";
@@ -178,10 +178,11 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   try {
     info = Deno.statSync(o.source);
   } catch {
-    throw new Ext4Error("NOT_FOUND", `${o.source}: No such file or directory`);
+    // The device itself: "cannot open" (exit 7), as for every command.
+    throw new DeviceOpenError("NOT_FOUND", `${o.source}: No such file or directory`);
   }
   if (!info.isFile && !info.isBlockDevice) {
-    throw new Ext4Error("INVALID", `${o.source}: not a block device or image file`);
+    throw new DeviceOpenError("INVALID", `${o.source}: not a block device or image file`);
   }
   let mpInfo: Deno.FileInfo;
   try {
