@@ -43,7 +43,7 @@ export const EXIT_CODE_MEANING: Record<ExitCodeValue, string> = {
   5: "the filesystem has errors or a corrupt structure",
   6: "unsupported: the filesystem uses features ext4ts cannot handle for this operation",
   7: "cannot open, read or write the device or image (missing, permission denied, I/O error)",
-  8: "busy: the device is mounted or held open exclusively",
+  8: "busy: the device or image is in use (mounted, held, written or served by ext4ts)",
   9: "read-only: the device is read-only and the operation needs to write",
   10: "timed out waiting",
 };

@@ -42,7 +42,9 @@ export async function runAction(action: () => Promise<number | void>): Promise<v
       warn(e.message);
       code = e.exitCode;
     } else if (e instanceof Ext4Error) {
-      warn(e instanceof DeviceOpenError ? `cannot open ${e.message}` : e.message);
+      // "cannot open X: why" — but an open refused because X is in use says so itself.
+      const cannotOpen = e instanceof DeviceOpenError && e.code !== "BUSY";
+      warn(cannotOpen ? `cannot open ${e.message}` : e.message);
       code = exitCodeFor(e);
     } else if (e instanceof Deno.errors.BrokenPipe) {
       code = ExitCode.OK;

@@ -287,7 +287,10 @@ Deno.test("exit codes: no command, or a group alone, is usage (2): the usage, th
   }
   const r = await runCli(["mkdir", "-m", "999", "x.img", "/d"]);
   assert.equal(r.code, 2);
-  assert.equal(r.stderr, "ext4ts: invalid mode '999': expected octal 0 to 7777, e.g. 755\n");
+  assert.equal(
+    r.stderr,
+    "ext4ts: option '-m, --mode <octal>' argument '999' is invalid. invalid mode '999': expected octal 0 to 7777, e.g. 755\n",
+  );
 });
 
 testWith("exit codes: rm / and a missing host file are failures (1), not internal errors", [

@@ -6,6 +6,9 @@ import { applyMode } from "../modes.ts";
 export const chmodCommand: EditCommand = {
   name: "chmod",
   description: "change permission bits (octal or symbolic, as chmod(1))",
+  about:
+    "Sets permission bits as chmod(1) does, inside the filesystem without mounting it: MODE is octal (755, 4755) or symbolic clauses such as u+x,g-w,o=r, a+X or go=u. A clause without who is a, and no umask applies (the image is not the host). A final symlink is followed.",
+  failure: "no such path, or a bad mode",
   examples: [
     "ext4ts chmod disk.img 755 /usr/local/bin/tool",
     "ext4ts chmod disk.img u+x,g-w,o=r /srv/run.sh",

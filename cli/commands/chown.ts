@@ -49,6 +49,9 @@ async function parseOwner(
 export const chownCommand: EditCommand = {
   name: "chown",
   description: "change owner and group (numeric, or names from the image's /etc/passwd, group)",
+  about:
+    "Sets owner and group (OWNER, OWNER:GROUP, OWNER: or :GROUP) inside the filesystem without mounting it. Numeric ids always work; names are looked up in the image's own /etc/passwd and /etc/group, the accounts of the system the image holds. A final symlink is followed unless -h.",
+  failure: "no such path, or an unknown user or group",
   examples: [
     "ext4ts chown disk.img 1000:1000 /home/ann",
     "ext4ts chown disk.img www-data: /srv/www",

@@ -8,6 +8,9 @@ import { intoDirectory, statOrNull } from "../paths.ts";
 export const lnCommand: EditCommand = {
   name: "ln",
   description: "make a hard link, or with -s a symbolic link (into LINKNAME when a directory)",
+  about:
+    "Makes a hard link to TARGET (a path in the filesystem; not a directory) or, with -s, a symbolic link holding TARGET as given, without mounting the filesystem. When LINKNAME is an existing directory the link is made inside it, as ln(1) does; -f removes an existing LINKNAME first.",
+  failure: "no such TARGET, LINKNAME exists (without -f), or a hard link to a directory",
   examples: [
     "ext4ts ln disk.img /usr/bin/vim /usr/bin/vi",
     "ext4ts ln -sf disk.img /usr/share/zoneinfo/UTC /etc/localtime",

@@ -26,6 +26,9 @@ export function noSuchAttribute(e: unknown, what: string): unknown {
 export const setfattrCommand: EditCommand = {
   name: "setfattr",
   description: "set (-n, -v) or remove (-x) an extended attribute, as setfattr(1)",
+  about:
+    "Sets or removes an extended attribute with attr(1)'s syntax, without mounting the filesystem. VALUE is text, \"quoted text\", 0x… hex or 0s… base64; NAME carries its namespace (user., trusted., security., system.posix_acl_* in the kernel's format). A final symlink is followed unless -h.",
+  failure: "no such path or attribute, or a bad value",
   examples: [
     'ext4ts setfattr disk.img -n user.mime_type -v "text/plain" /srv/a.txt',
     "ext4ts setfattr disk.img -n security.capability -v 0sAQAAAgAgAAAAAAAAAAAAAAAAAAA= /usr/bin/ping",

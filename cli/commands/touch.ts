@@ -65,6 +65,9 @@ export function parseTouchStamp(text: string): Timespec {
 export const touchCommand: EditCommand = {
   name: "touch",
   description: "create empty files, or set access and modification times",
+  about:
+    "Creates missing files empty (mode 644, owner 0) or sets the access and modification times of existing ones, without mounting the filesystem: now, or -d DATE (ISO 8601 to the nanosecond, or @SECONDS) or -t STAMP as touch(1). -a and -m change one of the two times, -c creates nothing, -h sets a symlink's own times.",
+  failure: "a missing parent, or a bad date",
   examples: [
     "ext4ts touch disk.img /etc/machine-id",
     "ext4ts touch -d 2024-05-01T12:00:00Z disk.img /srv/www/index.html",
