@@ -126,11 +126,9 @@ export {
   EXTENT_MAGIC,
   extentBlockChecksum,
   type ExtentHeader,
-  type ExtentOwner,
-  type ExtentTreeOptions,
   parseExtentHeader,
-  readExtentTree,
-} from "./lib/extent.ts";
+} from "./lib/ondisk/extent.ts";
+export { type ExtentOwner, type ExtentTreeOptions, readExtentTree } from "./lib/ext4/extents.ts";
 export { type BlockMapOwner, readBlockMap } from "./lib/block_map.ts";
 export { type BlockRun, findRun, readMapped, seekRuns } from "./lib/file_map.ts";
 export {
@@ -346,7 +344,8 @@ export {
   type InodeTime,
   writeInode,
 } from "./lib/inode_write.ts";
-export { buildExtentTree, type BuiltExtentTree, type FileExtent } from "./lib/extent_write.ts";
+export { buildExtentTree, type BuiltExtentTree } from "./lib/ext4/extents.ts";
+export type { FileExtent } from "./lib/ondisk/extent.ts";
 export { blockMapPath, buildBlockMap, type BuiltBlockMap } from "./lib/blockmap_write.ts";
 export { type NewFileData, type NewFileDataOptions, writeNewFileData } from "./lib/file_write.ts";
 export {
@@ -364,7 +363,7 @@ export {
   readFileMap,
   rewriteFileMap,
 } from "./lib/file_map_write.ts";
-export { ExtentTreeEditor, type ExtentTreeEditorOptions } from "./lib/extent_tree_write.ts";
+export { ExtentTreeEditor, type ExtentTreeEditorOptions } from "./lib/ext4/extents_edit.ts";
 export {
   fallocateRange,
   type FileContext,

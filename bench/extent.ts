@@ -1,6 +1,6 @@
 /**
  * Benchmark: changes to a fragmented extent-mapped file (tens of thousands of extents, a
- * depth-2 tree) with the in-place tree edits of lib/extent_tree_write.ts, against rebuilding
+ * depth-2 tree) with the in-place tree edits of lib/ext4/extents_edit.ts, against rebuilding
  * the whole mapping on every change (what file_update.ts did before: read the whole tree,
  * edit the list, free the old tree blocks and build a new tree with `rewriteFileMap`). Each
  * operation is one transaction, committed to an in-memory image; the table gives the median
@@ -13,7 +13,7 @@
 
 import { Allocator } from "../lib/alloc.ts";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
-import { emptyExtentRoot, type FileExtent } from "../lib/extent_write.ts";
+import { emptyExtentRoot, type FileExtent } from "../lib/ondisk/extent.ts";
 import {
   findExtent,
   insertExtents,

@@ -8,7 +8,7 @@
 
 import type { Allocator, Extent } from "./alloc.ts";
 import { Ext4Error } from "./errors.ts";
-import type { FileExtent } from "./extent_write.ts";
+import type { FileExtent } from "./ondisk/extent.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 

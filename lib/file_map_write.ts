@@ -3,7 +3,7 @@
  * from an extent tree or an ext2/3 block map (bounded and checked), editing it (look up,
  * remove a range, insert runs, coalescing neighbours) and writing it back as a fresh tree or
  * map. Also the {@link FileMapEditor} interface file changes go through: extent trees are
- * edited in place by lib/extent_tree_write.ts (which edits the few leaves a change touches
+ * edited in place by lib/ext4/extents_edit.ts (which edits the few leaves a change touches
  * with these list helpers); block maps by {@link BlockMapEditor}, which rebuilds them whole.
  * {@link maxFileSize} is the kernel's `s_maxbytes` per mapping kind.
  *
@@ -14,14 +14,8 @@ import type { Allocator, Extent } from "./alloc.ts";
 import type { BlockReader } from "./bitmap.ts";
 import { blockMapLimit, buildBlockMap, DIRECT_BLOCKS } from "./blockmap_write.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
-import {
-  buildExtentTree,
-  EXTENT_MAGIC,
-  type FileExtent,
-  MAX_EXTENT_DEPTH,
-  MAX_INIT_EXTENT,
-  MAX_UNWRITTEN_EXTENT,
-} from "./extent_write.ts";
+import { buildExtentTree, walkExtentTree } from "./ext4/extents.ts";
+import { type FileExtent, MAX_INIT_EXTENT, MAX_UNWRITTEN_EXTENT } from "./ondisk/extent.ts";
 import { RoCompat } from "./features.ts";
 import { InodeFlags } from "./inode.ts";
 import type { InodeFields } from "./inode_write.ts";
@@ -38,12 +32,9 @@ export interface FileMap {
   mapBlocks: number[];
 }
 
-/** Most extents or blocks a mapping may hold before it is taken as corrupt (2^32 blocks). */
-const MAX_ENTRIES = 2 ** 32;
-
 /**
- * Reads the mapping of inode `ino` from its fields: an extent tree (depth ≤ 5, every node's
- * magic, depth and bounds checked, no block visited twice) or a block map.
+ * Reads the mapping of inode `ino` from its fields: an extent tree (checked node by node by
+ * lib/ext4/extents.ts, checksums included) or a block map.
  */
 export async function readFileMap(
   reader: BlockReader,
@@ -51,76 +42,15 @@ export async function readFileMap(
   ino: number,
   fields: InodeFields,
 ): Promise<FileMap> {
-  if (fields.flags & InodeFlags.EXTENTS) return await readExtentTree(reader, sb, ino, fields.block);
+  if (fields.flags & InodeFlags.EXTENTS) {
+    const owner = { ino, generation: fields.generation, iBlock: fields.block };
+    const tree = await walkExtentTree(sb, owner, (b) => reader.read(b));
+    return { kind: "extents", ...tree };
+  }
   if (fields.flags & InodeFlags.INLINE_DATA) {
     throw new Ext4Error("UNSUPPORTED", `inode ${ino} holds inline data`);
   }
   return await readBlockMap(reader, sb, ino, fields.block);
-}
-
-async function readExtentTree(
-  reader: BlockReader,
-  sb: Superblock,
-  ino: number,
-  iBlock: Uint8Array,
-): Promise<FileMap> {
-  const extents: FileExtent[] = [];
-  const mapBlocks: number[] = [];
-  const visited = new Set<number>();
-  const where = (block?: number) =>
-    block === undefined ? `extent root of inode ${ino}` : `extent block ${block} of inode ${ino}`;
-  const walk = async (node: Uint8Array, expectDepth: number | null, block?: number) => {
-    const v = new DataView(node.buffer, node.byteOffset, node.byteLength);
-    const magic = v.getUint16(0, true);
-    const entries = v.getUint16(2, true);
-    const max = v.getUint16(4, true);
-    const depth = v.getUint16(6, true);
-    if (magic !== EXTENT_MAGIC) {
-      throw new CorruptError(where(block), `bad magic 0x${magic.toString(16)}`);
-    }
-    if (12 + 12 * max > node.length || entries > max) {
-      throw new CorruptError(where(block), `${entries} entries, max ${max}, do not fit`);
-    }
-    if (depth > MAX_EXTENT_DEPTH || (expectDepth !== null && depth !== expectDepth)) {
-      throw new CorruptError(where(block), `depth ${depth} is wrong`);
-    }
-    for (let i = 0; i < entries; i++) {
-      const o = 12 + 12 * i;
-      if (depth === 0) {
-        const raw = v.getUint16(o + 4, true);
-        const unwritten = raw > MAX_INIT_EXTENT;
-        const length = unwritten ? raw - MAX_INIT_EXTENT : raw;
-        const e: FileExtent = {
-          logical: v.getUint32(o, true),
-          physical: v.getUint32(o + 8, true) + v.getUint16(o + 6, true) * 2 ** 32,
-          length,
-        };
-        if (unwritten) e.unwritten = true;
-        const prev = extents.at(-1);
-        if (
-          length === 0 || e.physical < sb.firstDataBlock || e.physical + length > sb.blocksCount ||
-          (prev && e.logical < prev.logical + prev.length) || e.logical + length > 2 ** 32
-        ) {
-          throw new CorruptError(
-            where(block),
-            `bad extent ${e.logical}+${length} at ${e.physical}`,
-          );
-        }
-        extents.push(e);
-        if (extents.length > MAX_ENTRIES) throw new CorruptError(where(block), "too many extents");
-      } else {
-        const child = v.getUint32(o + 4, true) + v.getUint16(o + 8, true) * 2 ** 32;
-        if (child < sb.firstDataBlock || child >= sb.blocksCount || visited.has(child)) {
-          throw new CorruptError(where(block), `bad index to block ${child}`);
-        }
-        visited.add(child);
-        mapBlocks.push(child);
-        await walk(Uint8Array.from(await reader.read(child)), depth - 1, child);
-      }
-    }
-  };
-  await walk(iBlock, null);
-  return { kind: "extents", extents, mapBlocks };
 }
 
 async function readBlockMap(
@@ -295,7 +225,7 @@ export async function rewriteFileMap(
 
 /**
  * Changes to a file's mapping, one at a time, written through the transaction as they are
- * made: {@link ExtentTreeEditor} (lib/extent_tree_write.ts) edits extent trees in place;
+ * made: {@link ExtentTreeEditor} (lib/ext4/extents_edit.ts) edits extent trees in place;
  * {@link BlockMapEditor} keeps a block map as a list and rewrites it at {@link finish}.
  */
 export interface FileMapEditor {

@@ -2,7 +2,7 @@
  * Changing an existing regular file, at inode level: write at any offset (holes stay holes,
  * blocks in holes are allocated near their neighbours, unwritten blocks become written),
  * truncate down and up, punch hole, and fallocate (unwritten extents). Data goes out as
- * ordered writes; extent trees are changed in place (lib/extent_tree_write.ts: only the nodes
+ * ordered writes; extent trees are changed in place (lib/ext4/extents_edit.ts: only the nodes
  * on the changed path are read and written), block maps are rewritten whole; the inode's size,
  * block count and times are rewritten with its checksum. Sizes past what the kernel allows
  * (`s_maxbytes`, {@link maxFileSize}) are EFBIG.
@@ -15,8 +15,8 @@
 
 import type { Allocator } from "./alloc.ts";
 import { Errno, Ext4Error } from "./errors.ts";
-import { ExtentTreeEditor } from "./extent_tree_write.ts";
-import { type FileExtent, MAX_INIT_EXTENT, MAX_UNWRITTEN_EXTENT } from "./extent_write.ts";
+import { ExtentTreeEditor } from "./ext4/extents_edit.ts";
+import { type FileExtent, MAX_INIT_EXTENT, MAX_UNWRITTEN_EXTENT } from "./ondisk/extent.ts";
 import {
   BlockMapEditor,
   type FileMapEditor,

@@ -9,7 +9,8 @@
 import type { Allocator, Extent } from "./alloc.ts";
 import { buildBlockMap } from "./blockmap_write.ts";
 import { Ext4Error } from "./errors.ts";
-import { buildExtentTree, type FileExtent, MAX_INIT_EXTENT } from "./extent_write.ts";
+import { buildExtentTree } from "./ext4/extents.ts";
+import { type FileExtent, MAX_INIT_EXTENT } from "./ondisk/extent.ts";
 import { Incompat } from "./features.ts";
 import { InodeFlags } from "./inode.ts";
 import type { Superblock } from "./superblock.ts";

@@ -29,7 +29,7 @@ import {
   type Timespec,
 } from "./inode.ts";
 import { type BlockRun, findRun, readMapped, seekRuns } from "./file_map.ts";
-import { readExtentTree } from "./extent.ts";
+import { readExtentTree } from "./ext4/extents.ts";
 import { readBlockMap } from "./block_map.ts";
 import { Lru } from "./lru.ts";
 import { JournalOverlayDevice } from "./journal_overlay.ts";

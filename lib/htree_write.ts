@@ -38,7 +38,7 @@ import {
   verifyDxChecksum,
 } from "./directory.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
-import type { FileExtent } from "./extent_write.ts";
+import type { FileExtent } from "./ondisk/extent.ts";
 import { Incompat } from "./features.ts";
 import { findExtent } from "./file_map_write.ts";
 import type { Superblock } from "./superblock.ts";

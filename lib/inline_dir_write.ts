@@ -26,7 +26,7 @@ import {
 } from "./dir_write.ts";
 import { dirRecLen, INLINE_DOTDOT_SIZE } from "./directory.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
-import { emptyExtentRoot } from "./extent_write.ts";
+import { emptyExtentRoot } from "./ondisk/extent.ts";
 import { Incompat } from "./features.ts";
 import { readFileMap, rewriteFileMap } from "./file_map_write.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";

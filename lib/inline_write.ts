@@ -13,7 +13,7 @@
  */
 
 import { CorruptError, Ext4Error } from "./errors.ts";
-import { emptyExtentRoot } from "./extent_write.ts";
+import { emptyExtentRoot } from "./ondisk/extent.ts";
 import { Incompat } from "./features.ts";
 import type { FileContext } from "./file_update.ts";
 import { writeNewFileData } from "./file_write.ts";

@@ -21,7 +21,7 @@ import {
 } from "./dir_write.ts";
 import { direntTypeOfMode, DirFileType } from "./directory.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
-import { emptyExtentRoot } from "./extent_write.ts";
+import { emptyExtentRoot } from "./ondisk/extent.ts";
 import { Compat, Incompat, RoCompat } from "./features.ts";
 import {
   dxCheckInsert,

@@ -13,7 +13,7 @@ import {
   setDirBlockChecksum,
 } from "../lib/dir_write.ts";
 import type { Ext4Error } from "../lib/errors.ts";
-import { buildExtentTree } from "../lib/extent_write.ts";
+import { buildExtentTree } from "../lib/ext4/extents.ts";
 import { Incompat, RoCompat } from "../lib/features.ts";
 import { type NewFileData, writeNewFileData } from "../lib/file_write.ts";
 import { InodeFlags } from "../lib/inode.ts";

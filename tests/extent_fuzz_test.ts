@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { readExtentTree } from "../lib/extent.ts";
+import { readExtentTree } from "../lib/ext4/extents.ts";
 import { readBlockMap } from "../lib/block_map.ts";
 import { CorruptError } from "../lib/errors.ts";
 import type { BlockRun } from "../lib/file_map.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readExtentTree } from "../lib/extent.ts";
+import { readExtentTree } from "../lib/ext4/extents.ts";
 import { readBlockMap } from "../lib/block_map.ts";
 import { readMapped, seekRuns } from "../lib/file_map.ts";
 import { CorruptError } from "../lib/errors.ts";

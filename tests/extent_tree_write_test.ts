@@ -2,14 +2,15 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { DirFileType } from "../lib/directory.ts";
 import { CorruptError, type Ext4Error } from "../lib/errors.ts";
-import { EXTENT_MAGIC, readExtentTree } from "../lib/extent.ts";
-import { ExtentTreeEditor } from "../lib/extent_tree_write.ts";
+import { readExtentTree } from "../lib/ext4/extents.ts";
+import { ExtentTreeEditor } from "../lib/ext4/extents_edit.ts";
 import {
   emptyExtentRoot,
+  EXTENT_MAGIC,
   extentBlockChecksum,
   extentsPerBlock,
   type FileExtent,
-} from "../lib/extent_write.ts";
+} from "../lib/ondisk/extent.ts";
 import { maxFileSize } from "../lib/file_map_write.ts";
 import { type FileContext, punchHole, truncateFile, writeFileRange } from "../lib/file_update.ts";
 import { InodeFlags } from "../lib/inode.ts";

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { Ext4Error } from "../lib/errors.ts";
-import { extentsPerBlock, type FileExtent, validateExtents } from "../lib/extent_write.ts";
+import { extentsPerBlock, type FileExtent } from "../lib/ondisk/extent.ts";
+import { validateExtents } from "../lib/ext4/extents.ts";
 import { tempDir, testWith } from "./helpers.ts";
 import {
   checkWrittenFiles,

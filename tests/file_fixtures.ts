@@ -9,12 +9,8 @@
 import assert from "node:assert/strict";
 import { MAX_EXTENT_LENGTH } from "../lib/alloc.ts";
 import { buildBlockMap } from "../lib/blockmap_write.ts";
-import {
-  buildExtentTree,
-  EXTENT_MAGIC,
-  extentBlockChecksum,
-  type FileExtent,
-} from "../lib/extent_write.ts";
+import { buildExtentTree } from "../lib/ext4/extents.ts";
+import { EXTENT_MAGIC, extentBlockChecksum, type FileExtent } from "../lib/ondisk/extent.ts";
 import { groupFirstBlock } from "../lib/group_descriptor.ts";
 import { InodeFlags } from "../lib/inode.ts";
 import { encodeInode, writeInode } from "../lib/inode_write.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { emptyExtentRoot } from "../lib/extent_write.ts";
+import { emptyExtentRoot } from "../lib/ondisk/extent.ts";
 import { Incompat, RoCompat } from "../lib/features.ts";
 import { InodeFlags } from "../lib/inode.ts";
 import {

@@ -18,37 +18,30 @@
  * @module
  */
 
-import type { Allocator, Extent } from "./alloc.ts";
-import { CorruptError, Ext4Error } from "./errors.ts";
-import { parseExtentHeader } from "./extent.ts";
+import type { Allocator, Extent } from "../alloc.ts";
+import { CorruptError, Ext4Error } from "../errors.ts";
 import {
-  EXTENT_MAGIC,
-  extentBlockChecksum,
+  encodeExtentNode,
+  EXTENT_ROOT_MAX as ROOT_MAX,
+  type ExtentIndex as IndexEntry,
   extentsPerBlock,
   type FileExtent,
   MAX_EXTENT_DEPTH,
-  MAX_INIT_EXTENT,
+  parseExtentHeader,
+  setExtentTail,
+} from "../ondisk/extent.ts";
+import type { FileMapEditor } from "../file_map_write.ts";
+import { insertExtents, markWritten, removeRange } from "../file_map_write.ts";
+import type { Superblock } from "../superblock.ts";
+import type { Transaction } from "../transaction.ts";
+import {
+  checkExtentBlock,
+  decodeExtentNode,
+  type ExtentEntry as Entry,
+  extentNodeWhere,
+  LOGICAL_LIMIT,
   validateExtents,
-} from "./extent_write.ts";
-import type { FileMapEditor } from "./file_map_write.ts";
-import { insertExtents, markWritten, removeRange } from "./file_map_write.ts";
-import type { Superblock } from "./superblock.ts";
-import type { Transaction } from "./transaction.ts";
-
-const HEADER = 12;
-const ENTRY = 12;
-/** Entries the root in `i_block` holds. */
-const ROOT_MAX = 4;
-/** Logical blocks a file can address (ee_block is 32 bits). */
-const LOGICAL_LIMIT = 2 ** 32;
-
-/** An index entry: the child node at `child` holds the keys from `logical` on. */
-interface IndexEntry {
-  logical: number;
-  child: number;
-}
-
-type Entry = FileExtent | IndexEntry;
+} from "./extents.ts";
 
 /** A node read for one change. */
 interface Node {
@@ -273,61 +266,8 @@ export class ExtentTreeEditor implements FileMapEditor {
     });
   }
 
-  #where(block: number | null): string {
-    return block === null
-      ? `extent root of inode ${this.#ino}`
-      : `extent block ${block} of inode ${this.#ino}`;
-  }
-
-  /** Decodes and checks a node's entries against the range its parent gives it. */
-  #decode(img: Uint8Array, block: number | null, depth: number, lo: number, hi: number): Entry[] {
-    const where = this.#where(block);
-    const h = parseExtentHeader(img, where);
-    if (h.depth !== depth) {
-      throw new CorruptError(where, `depth ${h.depth}, expected ${depth}`);
-    }
-    if (block !== null && depth > 0 && h.entries === 0) {
-      throw new CorruptError(where, "index node without entries");
-    }
-    const v = new DataView(img.buffer, img.byteOffset, img.byteLength);
-    const sb = this.#sb;
-    const entries: Entry[] = [];
-    let next = lo;
-    for (let k = 0; k < h.entries; k++) {
-      const o = HEADER + ENTRY * k;
-      const logical = v.getUint32(o, true);
-      if (logical < next || logical >= hi) {
-        throw new CorruptError(where, `entry ${k} at logical ${logical} is out of order`);
-      }
-      if (depth === 0) {
-        const raw = v.getUint16(o + 4, true);
-        const unwritten = raw > MAX_INIT_EXTENT;
-        const length = unwritten ? raw - MAX_INIT_EXTENT : raw;
-        const physical = v.getUint32(o + 8, true) + v.getUint16(o + 6, true) * 2 ** 32;
-        if (
-          length === 0 || logical + length > hi || physical < sb.firstDataBlock ||
-          physical + length > sb.blocksCount
-        ) {
-          throw new CorruptError(where, `bad extent ${logical}+${length} at block ${physical}`);
-        }
-        const e: FileExtent = { logical, physical, length };
-        if (unwritten) e.unwritten = true;
-        entries.push(e);
-        next = logical + length;
-      } else {
-        const child = v.getUint32(o + 4, true) + v.getUint16(o + 8, true) * 2 ** 32;
-        if (child < sb.firstDataBlock || child >= sb.blocksCount) {
-          throw new CorruptError(where, `index points to block ${child} outside the filesystem`);
-        }
-        entries.push({ logical, child });
-        next = logical + 1;
-      }
-    }
-    return entries;
-  }
-
   #readRoot(): Node {
-    const h = parseExtentHeader(this.#iBlock, this.#where(null));
+    const h = parseExtentHeader(this.#iBlock, extentNodeWhere(this.#ino, null));
     const node: Node = {
       block: null,
       depth: h.depth,
@@ -341,7 +281,10 @@ export class ExtentTreeEditor implements FileMapEditor {
       node.depth = 0;
       return node;
     }
-    node.entries = this.#decode(this.#iBlock, null, h.depth, 0, LOGICAL_LIMIT);
+    node.entries = decodeExtentNode(this.#sb, this.#ino, null, this.#iBlock, {
+      lo: 0,
+      hi: LOGICAL_LIMIT,
+    }).entries;
     return node;
   }
 
@@ -353,7 +296,7 @@ export class ExtentTreeEditor implements FileMapEditor {
     rightmost: boolean,
     visited: Set<number>,
   ): Promise<Node> {
-    const where = this.#where(block);
+    const where = extentNodeWhere(this.#ino, block);
     if (visited.has(block)) throw new CorruptError(where, "block is referenced twice");
     visited.add(block);
     const known = this.#nodes.get(block);
@@ -363,21 +306,14 @@ export class ExtentTreeEditor implements FileMapEditor {
       }
       return { block, depth, entries: known.entries, lo, hi, rightmost };
     }
-    const img = await this.#tx.read(block);
-    const h = parseExtentHeader(img, where);
-    if (this.#checkCsum) {
-      const tailAt = HEADER + ENTRY * h.max;
-      if (tailAt + 4 > img.length) throw new CorruptError(where, "no room for the checksum");
-      const stored = new DataView(img.buffer, img.byteOffset).getUint32(tailAt, true);
-      const want = extentBlockChecksum(this.#sb, this.#ino, this.#generation, img);
-      if (stored !== want) {
-        throw new CorruptError(
-          where,
-          `checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${want.toString(16)})`,
-        );
-      }
-    }
-    const entries = this.#decode(img, block, depth, lo, hi);
+    const entries = checkExtentBlock(
+      this.#sb,
+      { ino: this.#ino, generation: this.#generation },
+      block,
+      await this.#tx.read(block),
+      { depth, lo, hi },
+      { ignoreChecksum: !this.#checkCsum },
+    );
     this.#nodes.set(block, { depth, entries });
     return { block, depth, entries, lo, hi, rightmost };
   }
@@ -483,46 +419,13 @@ export class ExtentTreeEditor implements FileMapEditor {
       list = node.entries;
       depth--;
     }
-    this.#iBlock.fill(0);
-    this.#encodeInto(this.#iBlock, list, depth, ROOT_MAX);
+    encodeExtentNode(this.#iBlock, list, depth, ROOT_MAX);
   }
 
   #encode(block: number, img: Uint8Array, entries: Entry[], depth: number): void {
     this.#nodes.set(block, { depth, entries });
-    img.fill(0);
-    this.#encodeInto(img, entries, depth, this.#per);
-    if (this.#sb.hasMetadataCsum) {
-      const v = new DataView(img.buffer, img.byteOffset, img.byteLength);
-      v.setUint32(
-        HEADER + ENTRY * this.#per,
-        extentBlockChecksum(this.#sb, this.#ino, this.#generation, img),
-        true,
-      );
-    }
-  }
-
-  #encodeInto(img: Uint8Array, entries: Entry[], depth: number, max: number): void {
-    const v = new DataView(img.buffer, img.byteOffset, img.byteLength);
-    v.setUint16(0, EXTENT_MAGIC, true);
-    v.setUint16(2, entries.length, true);
-    v.setUint16(4, max, true);
-    v.setUint16(6, depth, true);
-    v.setUint32(8, 0, true); // eh_generation: unused by the kernel, always 0
-    entries.forEach((entry, i) => {
-      const o = HEADER + ENTRY * i;
-      v.setUint32(o, entry.logical, true);
-      if (depth === 0) {
-        const e = entry as FileExtent;
-        v.setUint16(o + 4, e.unwritten ? e.length + MAX_INIT_EXTENT : e.length, true);
-        v.setUint16(o + 6, Math.floor(e.physical / 2 ** 32), true);
-        v.setUint32(o + 8, e.physical % 2 ** 32, true);
-      } else {
-        const e = entry as IndexEntry;
-        v.setUint32(o + 4, e.child % 2 ** 32, true);
-        v.setUint16(o + 8, Math.floor(e.child / 2 ** 32), true);
-        v.setUint16(o + 10, 0, true);
-      }
-    });
+    encodeExtentNode(img, entries, depth, this.#per);
+    setExtentTail(this.#sb, this.#ino, this.#generation, img);
   }
 
   async #newNode(): Promise<number> {
