@@ -129,7 +129,7 @@ export {
   parseExtentHeader,
 } from "./lib/ondisk/extent.ts";
 export { type ExtentOwner, type ExtentTreeOptions, readExtentTree } from "./lib/ext4/extents.ts";
-export { type BlockMapOwner, readBlockMap } from "./lib/block_map.ts";
+export { type BlockMapOwner, readBlockMap } from "./lib/ext4/indirect.ts";
 export { type BlockRun, findRun, readMapped, seekRuns } from "./lib/file_map.ts";
 export {
   matchesNoKeyDigest,
@@ -346,7 +346,8 @@ export {
 } from "./lib/inode_write.ts";
 export { buildExtentTree, type BuiltExtentTree } from "./lib/ext4/extents.ts";
 export type { FileExtent } from "./lib/ondisk/extent.ts";
-export { blockMapPath, buildBlockMap, type BuiltBlockMap } from "./lib/blockmap_write.ts";
+export { buildBlockMap, type BuiltBlockMap } from "./lib/ext4/indirect.ts";
+export { blockMapPath } from "./lib/ondisk/indirect.ts";
 export { type NewFileData, type NewFileDataOptions, writeNewFileData } from "./lib/file_write.ts";
 export {
   insertDirEntry,

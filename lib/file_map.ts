@@ -1,6 +1,6 @@
 /**
  * The logical-to-physical map of a file's blocks, as a sorted list of runs built from an
- * extent tree (lib/extent.ts) or a block map (lib/block_map.ts), and reading file bytes
+ * extent tree (lib/ext4/extents.ts) or a block map (lib/ext4/indirect.ts), and reading file bytes
  * through it with adjacent blocks fetched in one device read.
  *
  * @module

@@ -12,9 +12,10 @@
 
 import type { Allocator, Extent } from "./alloc.ts";
 import type { BlockReader } from "./bitmap.ts";
-import { blockMapLimit, buildBlockMap, DIRECT_BLOCKS } from "./blockmap_write.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import { buildExtentTree, walkExtentTree } from "./ext4/extents.ts";
+import { buildBlockMap, walkBlockMap } from "./ext4/indirect.ts";
+import { blockMapLimit, DIRECT_BLOCKS } from "./ondisk/indirect.ts";
 import { type FileExtent, MAX_INIT_EXTENT, MAX_UNWRITTEN_EXTENT } from "./ondisk/extent.ts";
 import { RoCompat } from "./features.ts";
 import { InodeFlags } from "./inode.ts";
@@ -50,61 +51,8 @@ export async function readFileMap(
   if (fields.flags & InodeFlags.INLINE_DATA) {
     throw new Ext4Error("UNSUPPORTED", `inode ${ino} holds inline data`);
   }
-  return await readBlockMap(reader, sb, ino, fields.block);
-}
-
-async function readBlockMap(
-  reader: BlockReader,
-  sb: Superblock,
-  ino: number,
-  iBlock: Uint8Array,
-): Promise<FileMap> {
-  const bs = sb.blockSize;
-  const p = bs / 4;
-  const extents: FileExtent[] = [];
-  const mapBlocks: number[] = [];
-  const visited = new Set<number>();
-  const add = (logical: number, physical: number) => {
-    if (physical >= sb.blocksCount || physical < sb.firstDataBlock) {
-      throw new CorruptError(
-        `block map of inode ${ino}`,
-        `block ${physical} is outside the filesystem`,
-      );
-    }
-    const last = extents.at(-1);
-    if (
-      last && last.logical + last.length === logical && last.physical + last.length === physical &&
-      last.length < MAX_INIT_EXTENT
-    ) {
-      last.length++;
-    } else extents.push({ logical, physical, length: 1 });
-  };
-  const iv = new DataView(iBlock.buffer, iBlock.byteOffset, iBlock.byteLength);
-  for (let i = 0; i < DIRECT_BLOCKS; i++) {
-    const b = iv.getUint32(4 * i, true);
-    if (b) add(i, b);
-  }
-  // level: 1 single, 2 double, 3 triple; base: first logical block it maps.
-  const walk = async (block: number, level: number, base: number) => {
-    if (block >= sb.blocksCount || block < sb.firstDataBlock || visited.has(block)) {
-      throw new CorruptError(`block map of inode ${ino}`, `bad indirect block ${block}`);
-    }
-    visited.add(block);
-    mapBlocks.push(block);
-    const img = await reader.read(block);
-    const v = new DataView(img.buffer, img.byteOffset, img.byteLength);
-    const span = p ** (level - 1);
-    for (let i = 0; i < p; i++) {
-      const b = v.getUint32(4 * i, true);
-      if (!b) continue;
-      if (level === 1) add(base + i, b);
-      else await walk(b, level - 1, base + i * span);
-    }
-  };
-  const roots = [iv.getUint32(48, true), iv.getUint32(52, true), iv.getUint32(56, true)];
-  const bases = [DIRECT_BLOCKS, DIRECT_BLOCKS + p, DIRECT_BLOCKS + p + p * p];
-  for (let l = 0; l < 3; l++) if (roots[l]) await walk(roots[l], l + 1, bases[l]);
-  return { kind: "blockmap", extents, mapBlocks };
+  const map = await walkBlockMap(sb, { ino, iBlock: fields.block }, (b) => reader.read(b));
+  return { kind: "blockmap", ...map };
 }
 
 /** The extent holding logical block `lb`, or undefined (a hole). */

@@ -7,7 +7,7 @@
  */
 
 import type { Allocator, Extent } from "./alloc.ts";
-import { buildBlockMap } from "./blockmap_write.ts";
+import { buildBlockMap } from "./ext4/indirect.ts";
 import { Ext4Error } from "./errors.ts";
 import { buildExtentTree } from "./ext4/extents.ts";
 import { type FileExtent, MAX_INIT_EXTENT } from "./ondisk/extent.ts";

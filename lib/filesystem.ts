@@ -30,7 +30,7 @@ import {
 } from "./inode.ts";
 import { type BlockRun, findRun, readMapped, seekRuns } from "./file_map.ts";
 import { readExtentTree } from "./ext4/extents.ts";
-import { readBlockMap } from "./block_map.ts";
+import { readBlockMap } from "./ext4/indirect.ts";
 import { Lru } from "./lru.ts";
 import { JournalOverlayDevice } from "./journal_overlay.ts";
 import { needsRecovery } from "./journal/replay.ts";

@@ -17,7 +17,7 @@
 
 import { baseMetaBlocks, descriptorBlockCount, testBit } from "./bitmap.ts";
 import { type BlockDevice, readBytes } from "./block_device.ts";
-import { readBlockMap } from "./block_map.ts";
+import { readBlockMap } from "./ext4/indirect.ts";
 import { CorruptError } from "./errors.ts";
 import { Compat, Incompat, RoCompat } from "./features.ts";
 import { type GroupDescriptorTable, groupFirstBlock, GroupFlags } from "./group_descriptor.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { blockMapLimit, blockMapPath } from "../lib/blockmap_write.ts";
+import { blockMapLimit, blockMapPath } from "../lib/ondisk/indirect.ts";
 import { tempDir, testWith } from "./helpers.ts";
 import {
   checkWrittenFiles,

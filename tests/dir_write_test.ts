@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { buildBlockMap } from "../lib/blockmap_write.ts";
+import { buildBlockMap } from "../lib/ext4/indirect.ts";
 import { DirFileType } from "../lib/directory.ts";
 import {
   dirBlockChecksumValid,

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { readExtentTree } from "../lib/ext4/extents.ts";
-import { readBlockMap } from "../lib/block_map.ts";
+import { readBlockMap } from "../lib/ext4/indirect.ts";
 import { CorruptError } from "../lib/errors.ts";
 import type { BlockRun } from "../lib/file_map.ts";
 import type { Superblock } from "../lib/superblock.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { readExtentTree } from "../lib/ext4/extents.ts";
-import { readBlockMap } from "../lib/block_map.ts";
+import { readBlockMap } from "../lib/ext4/indirect.ts";
 import { readMapped, seekRuns } from "../lib/file_map.ts";
 import { CorruptError } from "../lib/errors.ts";
 import { MemoryBlockDevice } from "../lib/block_device.ts";

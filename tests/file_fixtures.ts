@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { MAX_EXTENT_LENGTH } from "../lib/alloc.ts";
-import { buildBlockMap } from "../lib/blockmap_write.ts";
+import { buildBlockMap } from "../lib/ext4/indirect.ts";
 import { buildExtentTree } from "../lib/ext4/extents.ts";
 import { EXTENT_MAGIC, extentBlockChecksum, type FileExtent } from "../lib/ondisk/extent.ts";
 import { groupFirstBlock } from "../lib/group_descriptor.ts";

@@ -15,7 +15,7 @@ import { EXT4_MAGIC, formatUuid, isZero, Superblock } from "../superblock.ts";
 import { crc32c } from "../checksum.ts";
 import { type Inode, readInode } from "../inode.ts";
 import { readExtentTree } from "../ext4/extents.ts";
-import { readBlockMap } from "../block_map.ts";
+import { readBlockMap } from "../ext4/indirect.ts";
 import { type BlockRun, findRun } from "../file_map.ts";
 import type { JournalStore } from "./recovery.ts";
 import { type JournalSuperblock, parseJournalSuperblock } from "./superblock.ts";
