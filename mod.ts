@@ -172,15 +172,13 @@ export { type DirHash, dirHash, DxHashVersion } from "./lib/dir_hash.ts";
 export { readInlineData, readInlineFile } from "./lib/inline_data.ts";
 export {
   HANDLED_XATTR_INDEXES,
-  readRawXattrs,
-  readXattrs,
   splitXattrName,
   XATTR_PREFIXES,
   xattrBlockChecksum,
   type XattrEntry,
   XattrIndex,
-  type XattrSource,
-} from "./lib/xattr.ts";
+} from "./lib/ondisk/xattr.ts";
+export { readRawXattrs, readXattrs, type XattrSource } from "./lib/ext4/xattr.ts";
 export {
   type AclEntry,
   aclFromXattr,
@@ -192,7 +190,7 @@ export {
   formatAcl,
   validateAcl,
   xattrAclToExt4,
-} from "./lib/acl.ts";
+} from "./lib/ondisk/acl.ts";
 export { Lru } from "./lib/lru.ts";
 
 // ---- journal (jbd2) ----
@@ -306,8 +304,8 @@ export {
 
 // ---- writing ----
 // (The writer uses the reader's InodeFlags, DirFileType, direntTypeOfMode, rec_len and
-// checksum-tail helpers and dirHash, and the reader's xattr names and ACL codec; its readXattrs
-// (through a transaction, built on the reader's parsers) is not exported.)
+// checksum-tail helpers and dirHash, and the xattr and ACL codecs; it reads attributes with the
+// reader's readXattrs over a transaction.)
 export {
   BlockCache,
   type BlockCacheOptions,
@@ -380,10 +378,9 @@ export {
   setXattr,
   type SetXattrOptions,
   setXattrs,
-  type Xattr,
   type XattrChange,
   xattrNameForWrite,
-} from "./lib/xattr_write.ts";
+} from "./lib/ext4/xattr.ts";
 export {
   compareXattrs,
   encodeXattrBlock,
@@ -391,15 +388,15 @@ export {
   XATTR_REFCOUNT_MAX,
   xattrBlockHash,
   xattrEntryHash,
-} from "./lib/xattr_block.ts";
-export { XattrBlockIndex, xattrBlockIndex } from "./lib/xattr_share.ts";
+} from "./lib/ondisk/xattr.ts";
+export { XattrBlockIndex, xattrBlockIndex } from "./lib/ext4/xattr_share.ts";
 export {
   aclCreateMasq,
   inheritAcls,
   type InheritedAcls,
   inheritedXattrs,
   readDefaultAcl,
-} from "./lib/acl_inherit.ts";
+} from "./lib/ext4/acl.ts";
 export { addOrphan, listOrphans, removeOrphan } from "./lib/orphan_write.ts";
 export {
   addEntry,

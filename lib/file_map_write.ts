@@ -12,7 +12,7 @@
 
 import type { Allocator, Extent } from "./alloc.ts";
 import type { BlockReader } from "./bitmap.ts";
-import { CorruptError, Ext4Error } from "./errors.ts";
+import { Ext4Error } from "./errors.ts";
 import { buildExtentTree, walkExtentTree } from "./ext4/extents.ts";
 import { buildBlockMap, walkBlockMap } from "./ext4/indirect.ts";
 import { blockMapLimit, DIRECT_BLOCKS } from "./ondisk/indirect.ts";

@@ -43,7 +43,7 @@ import {
 import { hashIsSigned, htreeLookup, parseDxRoot } from "./dir_htree.ts";
 import { type DirHash, dirHash, DxHashVersion } from "./dir_hash.ts";
 import { matchesNoKeyDigest, noKeyName, noKeyNameLength, parseNoKeyName } from "./fscrypt_name.ts";
-import { readXattrs } from "./xattr.ts";
+import { readXattrs } from "./ext4/xattr.ts";
 import { readInlineData, readInlineFile } from "./inline_data.ts";
 import { readInodeBitmap, testBit } from "./bitmap.ts";
 import { assertOpenableForWrite } from "./alloc.ts";

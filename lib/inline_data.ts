@@ -13,7 +13,7 @@
 
 import { CorruptError } from "./errors.ts";
 import type { Superblock } from "./superblock.ts";
-import { parseInodeXattrs, XattrIndex } from "./xattr.ts";
+import { parseInodeXattrs, XattrIndex } from "./ondisk/xattr.ts";
 
 export { parseInlineDirectory } from "./directory.ts";
 

@@ -30,8 +30,8 @@ import {
   writeInode,
 } from "./inode_write.ts";
 import type { Superblock } from "./superblock.ts";
-import { parseInodeXattrs, XattrIndex } from "./xattr.ts";
-import { setXattr } from "./xattr_write.ts";
+import { parseInodeXattrs, XattrIndex } from "./ondisk/xattr.ts";
+import { setXattr } from "./ext4/xattr.ts";
 
 /** Bytes of inline data that `i_block` holds. */
 export const INLINE_MAX = INLINE_IBLOCK_BYTES;

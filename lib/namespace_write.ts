@@ -57,11 +57,11 @@ import {
   writeInode,
 } from "./inode_write.ts";
 import { deviceBlock, symlinkData } from "./special_write.ts";
-import { chmodAccessAcl, releaseXattrBlock, setXattrs } from "./xattr_write.ts";
-import { inheritAcls, inheritedXattrs, readDefaultAcl } from "./acl_inherit.ts";
+import { chmodAccessAcl, releaseXattrBlock, setXattrs } from "./ext4/xattr.ts";
+import { inheritAcls, inheritedXattrs, readDefaultAcl } from "./ext4/acl.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
-import { parseInodeXattrs } from "./xattr.ts";
+import { parseInodeXattrs } from "./ondisk/xattr.ts";
 
 /** Size of an xattr entry's header (struct ext4_xattr_entry without its name). */
 const XATTR_ENTRY_SIZE = 16;

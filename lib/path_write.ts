@@ -36,7 +36,7 @@ import {
 import { orphanIfUnlinked, unlinkKeepingOpen } from "./open_files.ts";
 import { InodeFlags } from "./inode.ts";
 import { uninline } from "./inline_write.ts";
-import { setXattr, type SetXattrOptions } from "./xattr_write.ts";
+import { setXattr, type SetXattrOptions } from "./ext4/xattr.ts";
 import type { Ext4Writer } from "./writer.ts";
 
 const ROOT = 2;

@@ -9,8 +9,8 @@
 
 import assert from "node:assert/strict";
 import { Ext4 } from "../ffi/open_filesystem.ts";
-import { type AclEntry, AclTag, aclToXattr } from "../lib/acl.ts";
-import { aclCreateMasq, inheritAcls } from "../lib/acl_inherit.ts";
+import { type AclEntry, AclTag, aclToXattr } from "../lib/ondisk/acl.ts";
+import { aclCreateMasq, inheritAcls } from "../lib/ext4/acl.ts";
 import { CorruptError } from "../lib/errors.ts";
 import { run, runCli, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, mkfsImage } from "./write_fixtures.ts";

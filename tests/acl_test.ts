@@ -10,9 +10,10 @@ import {
   encodeExt4Acl,
   ext4AclToXattr,
   formatAcl,
-} from "../lib/acl.ts";
+} from "../lib/ondisk/acl.ts";
 import { CorruptError, Ext4Error } from "../lib/errors.ts";
-import { readRawXattrs, XattrIndex } from "../lib/xattr.ts";
+import { readRawXattrs } from "../lib/ext4/xattr.ts";
+import { XattrIndex } from "../lib/ondisk/xattr.ts";
 import { makeImage, runOk, tempDir, testWith } from "./helpers.ts";
 import { RawImage } from "./raw_image.ts";
 

@@ -18,7 +18,7 @@ import {
   unlinkEntry,
 } from "../lib/namespace_write.ts";
 import { writeFileRange } from "../lib/file_update.ts";
-import { setXattr } from "../lib/xattr_write.ts";
+import { setXattr } from "../lib/ext4/xattr.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import {
   fsck,

@@ -11,7 +11,7 @@ import type { DirectorySource } from "../lib/directory.ts";
 import { type GroupDescriptorTable, readGroupDescriptors } from "../lib/group_descriptor.ts";
 import { hasInlineData, readInlineData } from "../lib/inline_data.ts";
 import { parseSuperblock, type Superblock } from "../lib/superblock.ts";
-import type { XattrSource } from "../lib/xattr.ts";
+import type { XattrSource } from "../lib/ext4/xattr.ts";
 import { run, runOk } from "./helpers.ts";
 
 /** A whole image held in memory. */

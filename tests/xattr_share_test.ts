@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { aclToXattr } from "../lib/acl.ts";
+import { aclToXattr } from "../lib/ondisk/acl.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import { decodeInode, type InodeFields, readInodeRaw } from "../lib/inode_write.ts";
 import {
@@ -10,20 +10,21 @@ import {
   unlinkEntry,
 } from "../lib/namespace_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
-import { parseXattrBlock } from "../lib/xattr.ts";
 import {
+  parseXattrBlock,
   XATTR_REFCOUNT_MAX,
   xattrBlockHeader,
   xattrEntryHash,
   xattrSetHash,
-} from "../lib/xattr_block.ts";
-import { XattrBlockIndex } from "../lib/xattr_share.ts";
+} from "../lib/ondisk/xattr.ts";
+import { XattrBlockIndex } from "../lib/ext4/xattr_share.ts";
 import {
   readXattrs,
   setXattr,
   setXattrs,
   type XattrChange as XattrChangeArg,
-} from "../lib/xattr_write.ts";
+  xattrSourceOf,
+} from "../lib/ext4/xattr.ts";
 import { makeImage, run, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, type LoadedFs, loadFs, mkfsImage } from "./write_fixtures.ts";
@@ -114,8 +115,8 @@ function inUse(fs: LoadedFs, block: number): Promise<boolean> {
 async function xattrsOf(fs: LoadedFs, ino: number): Promise<Map<string, string>> {
   return await peek(fs, async ({ tx }) => {
     const raw = await readInodeRaw(tx, fs.sb, fs.gdt, ino);
-    const list = await readXattrs(tx, fs.sb, ino, raw, decodeInode(fs.sb, raw));
-    return new Map(list.map((x) => [x.name, hex(x.value)]));
+    const list = await readXattrs(xattrSourceOf(tx, fs.sb, ino, raw));
+    return new Map([...list].map(([name, value]) => [name, hex(value)]));
   });
 }
 

@@ -1,16 +1,15 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { CorruptError, Ext4Error } from "../lib/errors.ts";
+import { readRawXattrs, readXattrs } from "../lib/ext4/xattr.ts";
 import {
   parseInodeXattrs,
   parseXattrBlock,
-  readRawXattrs,
-  readXattrs,
   splitXattrName,
   xattrBlockNumber,
   xattrFullName,
   XattrIndex,
-} from "../lib/xattr.ts";
+} from "../lib/ondisk/xattr.ts";
 import { makeImage, runOk, tempDir, testWith } from "./helpers.ts";
 import { RawImage } from "./raw_image.ts";
 

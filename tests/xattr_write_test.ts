@@ -2,13 +2,19 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { DirFileType } from "../lib/directory.ts";
 import { Errno, Ext4Error } from "../lib/errors.ts";
-import { ext4AclToXattr, xattrAclToExt4 } from "../lib/acl.ts";
+import { ext4AclToXattr, xattrAclToExt4 } from "../lib/ondisk/acl.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
 import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
 import { createFile, setAttributes } from "../lib/namespace_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
-import { readXattrs, setXattr, xattrNameForWrite } from "../lib/xattr_write.ts";
-import { xattrEntryHash } from "../lib/xattr_block.ts";
+import {
+  readRawXattrs,
+  readXattrs,
+  setXattr,
+  xattrNameForWrite,
+  xattrSourceOf,
+} from "../lib/ext4/xattr.ts";
+import { xattrEntryHash } from "../lib/ondisk/xattr.ts";
 import { makeImage, run, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { Ext4Writer } from "../lib/writer.ts";
@@ -191,9 +197,9 @@ for (
       // Our own reader agrees.
       tx = fs.cache.begin();
       const raw = await readInodeRaw(tx, sb, gdt, a);
-      const mine = await readXattrs(tx, sb, a, raw, decodeInode(sb, raw));
+      const mine = await readXattrs(xattrSourceOf(tx, sb, a, raw));
       tx.abort();
-      assert.deepEqual(new Map(mine.map((x) => [x.name, x.value])), want);
+      assert.deepEqual(mine, want);
 
       const check = await fsck(dir.path, fs.dev.bytes);
       assert.equal(check.code, 0, check.output);
@@ -397,7 +403,7 @@ testWith(
     await tx.commit();
     tx = fs.cache.begin();
     const raw = await readInodeRaw(tx, sb, gdt, ino);
-    const names = (await readXattrs(tx, sb, ino, raw, decodeInode(sb, raw))).map((x) => x.name);
+    const names = (await readRawXattrs(xattrSourceOf(tx, sb, ino, raw))).map((x) => x.name);
     tx.abort();
     assert.deepEqual(names.slice(0, 1), ["system.data"], "system.data first, in the inode");
     const check = await fsck(dir.path, fs.dev.bytes);

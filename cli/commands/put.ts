@@ -16,7 +16,7 @@ import {
 } from "../../lib/namespace_write.ts";
 import { resolvePath } from "../../lib/path_write.ts";
 import type { Ext4Writer } from "../../lib/writer.ts";
-import { setXattrs, xattrNameForWrite } from "../../lib/xattr_write.ts";
+import { setXattrs, xattrNameForWrite } from "../../lib/ext4/xattr.ts";
 import {
   getXattr,
   HostFile,

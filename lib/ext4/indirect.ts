@@ -123,7 +123,12 @@ export async function readBlockMap(
   readBlock: (block: number) => Promise<Uint8Array>,
 ): Promise<BlockRun[]> {
   const limit = Math.ceil(owner.size / sb.blockSize);
-  const { extents } = await walkBlockMap(sb, { ...owner, limit }, readBlock);
+  // owner may be an Inode, whose fields are getters: name them, do not spread.
+  const { extents } = await walkBlockMap(
+    sb,
+    { ino: owner.ino, iBlock: owner.iBlock, limit },
+    readBlock,
+  );
   return extents.map((e) => ({ ...e, unwritten: false }));
 }
 

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { CorruptError, Errno, Ext4Error } from "./errors.ts";
+import { CorruptError, Errno, Ext4Error } from "../errors.ts";
 
 /** ACL entry tags. */
 export const AclTag = {

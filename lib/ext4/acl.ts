@@ -10,20 +10,20 @@
  * @module
  */
 
-import { type AclEntry, AclTag, aclToXattr, decodeExt4Acl } from "./acl.ts";
-import { CorruptError, Ext4Error } from "./errors.ts";
-import type { GroupDescriptorTable } from "./group_descriptor.ts";
-import { readInodeRaw } from "./inode_write.ts";
-import type { Superblock } from "./superblock.ts";
-import type { Transaction } from "./transaction.ts";
+import { type AclEntry, AclTag, aclToXattr, decodeExt4Acl } from "../ondisk/acl.ts";
+import { CorruptError, Ext4Error } from "../errors.ts";
+import type { GroupDescriptorTable } from "../group_descriptor.ts";
+import { readInodeRaw } from "../inode_write.ts";
+import type { Superblock } from "../superblock.ts";
+import type { Transaction } from "../transaction.ts";
 import {
   parseInodeXattrs,
   parseXattrBlock,
   xattrBlockNumber,
   type XattrEntry,
   XattrIndex,
-} from "./xattr.ts";
-import type { XattrChange } from "./xattr_write.ts";
+} from "../ondisk/xattr.ts";
+import type { XattrChange } from "./xattr.ts";
 
 /** What a new inode gets from its directory's default ACL. */
 export interface InheritedAcls {
@@ -44,7 +44,7 @@ export interface InheritedAcls {
  *
  * @example
  * ```ts
- * import { aclCreateMasq } from "./acl_inherit.ts";
+ * import { aclCreateMasq } from "./acl.ts";
  * const u = 0xffffffff;
  * const r = aclCreateMasq([
  *   { tag: 1, perm: 7, id: u }, { tag: 2, perm: 7, id: 1000 }, { tag: 4, perm: 5, id: u },
@@ -101,7 +101,7 @@ export function aclCreateMasq(
  *
  * @example
  * ```ts
- * import { inheritAcls } from "./acl_inherit.ts";
+ * import { inheritAcls } from "./acl.ts";
  * const u = 0xffffffff;
  * const def = [{ tag: 1, perm: 7, id: u }, { tag: 4, perm: 5, id: u }, { tag: 0x20, perm: 0, id: u }];
  * const r = inheritAcls(def, 0o40777)!;

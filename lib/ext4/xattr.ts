@@ -1,6 +1,12 @@
 /**
- * Setting and removing extended attributes of an inode through a transaction, as the
- * kernel's setxattr/removexattr do on ext4.
+ * Extended attributes of an inode (kernel fs/ext4/xattr.c): the one reader of an inode's
+ * attributes ({@link readRawXattrs}, {@link readXattrs}: in-inode first, then the xattr block,
+ * EA-inode values through the caller), used by the read path and, through a transaction
+ * ({@link xattrSourceOf}), by the writer; and setting and removing them through a transaction,
+ * as the kernel's setxattr/removexattr do on ext4.
+ *
+ * Kernel view: listxattr shows only names with a handler, and ACL values are returned in the
+ * VFS's `posix_acl_xattr` format (version 2), converted from ext4's compact on-disk format.
  *
  * Names and values are checked first, with the kernel's errors: no handler for the
  * namespace (EOPNOTSUPP), an empty or over-long name (ERANGE), a value over 64 KiB (E2BIG),
@@ -13,11 +19,11 @@
  *
  * xattr blocks are shared between inodes with identical out-of-inode attributes, as the
  * kernel does with mbcache: a block the session has read or written with the same contents
- * (found by block hash in lib/xattr_share.ts) gets one more reference (at most 1024), instead
+ * (found by block hash in lib/ext4/xattr_share.ts) gets one more reference (at most 1024), instead
  * of a new block. A shared block is never changed in place: an inode that changes its
  * attributes takes another block (copy on write) and the old one loses a reference; a block
- * is freed when its last reference goes. Names, prefixes and the ACL format are the reader's
- * (lib/xattr.ts, lib/acl.ts); the block format's encoding is lib/xattr_block.ts.
+ * is freed when its last reference goes. Names, prefixes, parsing and encoding are the codec's
+ * (lib/ondisk/xattr.ts, lib/ondisk/acl.ts).
  *
  * @module
  */
@@ -32,11 +38,11 @@ import {
   encodeExt4Acl,
   ext4AclToXattr,
   validateAcl,
-} from "./acl.ts";
-import type { Allocator } from "./alloc.ts";
-import type { BlockReader } from "./bitmap.ts";
-import { CorruptError, Errno, Ext4Error } from "./errors.ts";
-import type { GroupDescriptorTable } from "./group_descriptor.ts";
+} from "../ondisk/acl.ts";
+import type { Allocator } from "../alloc.ts";
+import type { BlockReader } from "../bitmap.ts";
+import { CorruptError, Errno, Ext4Error } from "../errors.ts";
+import type { GroupDescriptorTable } from "../group_descriptor.ts";
 import {
   changeTime,
   decodeInode,
@@ -45,32 +51,30 @@ import {
   type InodeTime,
   readInodeRaw,
   writeInode,
-} from "./inode_write.ts";
-import type { Superblock } from "./superblock.ts";
-import type { Transaction } from "./transaction.ts";
-import {
-  HANDLED_XATTR_INDEXES,
-  parseInodeXattrs,
-  parseXattrBlock,
-  splitXattrName,
-  XATTR_MAGIC,
-  type XattrEntry,
-  xattrFullName,
-  XattrIndex,
-} from "./xattr.ts";
+} from "../inode_write.ts";
+import type { Superblock } from "../superblock.ts";
+import type { Transaction } from "../transaction.ts";
 import {
   compareXattrs,
   encodeXattrBlock,
+  HANDLED_XATTR_INDEXES,
   layOutXattrs,
+  parseInodeXattrs,
+  parseXattrBlock,
   sameXattrs,
   setXattrBlockRefcount,
+  splitXattrName,
   type StoredXattr,
   XATTR_BLOCK_HEADER_SIZE,
+  XATTR_MAGIC,
   XATTR_REFCOUNT_MAX,
   xattrBlockHeader,
+  xattrBlockNumber,
+  type XattrEntry,
+  XattrIndex,
   xattrSetHash,
   xattrSpace,
-} from "./xattr_block.ts";
+} from "../ondisk/xattr.ts";
 import { type XattrBlockIndex, xattrBlockIndex } from "./xattr_share.ts";
 
 /** The VFS's limit on a name, prefix included (XATTR_NAME_MAX). */
@@ -79,14 +83,6 @@ const XATTR_NAME_MAX = 255;
 const XATTR_VALUE_MAX = 65536;
 /** The in-inode area: its magic, and the terminator that must follow the entries. */
 const IBODY_OVERHEAD = 8;
-
-/** An attribute: full name ("user.foo") and value (ACLs in the kernel's xattr format). */
-export interface Xattr {
-  /** Full name with its namespace prefix, e.g. "user.foo" or "system.posix_acl_access". */
-  name: string;
-  /** The value's bytes (may be empty). */
-  value: Uint8Array;
-}
 
 /** One change for {@link setXattrs}: a value to set, or null to remove the attribute. */
 export interface XattrChange {
@@ -106,7 +102,7 @@ const enc = new TextEncoder();
  *
  * @example
  * ```ts
- * import { xattrNameForWrite } from "./xattr_write.ts";
+ * import { xattrNameForWrite } from "./xattr.ts";
  * console.log(xattrNameForWrite("user.mime").index); // 1
  * ```
  */
@@ -189,67 +185,129 @@ interface Loaded {
   block: LoadedBlock | null;
 }
 
-function storedOf(ino: number, list: XattrEntry[]): StoredXattr[] {
-  return list.map((e): StoredXattr => {
-    if (e.valueInum !== 0) {
-      throw new Ext4Error(
-        "UNSUPPORTED",
-        `${e.name} of inode ${ino} is stored in EA inode ${e.valueInum}`,
-      );
-    }
-    return { index: e.index, suffix: e.suffix, value: e.value };
-  });
+/**
+ * An {@link XattrSource} reading through a transaction (or any block reader). The writer
+ * keeps no values in EA inodes: one found there is UNSUPPORTED.
+ *
+ * @example
+ * ```ts ignore
+ * const xattrs = await readXattrs(xattrSourceOf(tx, sb, ino, await readInodeRaw(tx, sb, gdt, ino)));
+ * ```
+ */
+export function xattrSourceOf(
+  reader: BlockReader,
+  sb: Superblock,
+  ino: number,
+  raw: Uint8Array,
+): XattrSource {
+  return {
+    sb,
+    ino,
+    inodeBytes: raw,
+    readBlock: (block) => reader.read(block),
+    readEaInode: (eaIno) =>
+      Promise.reject(
+        new Ext4Error("UNSUPPORTED", `an xattr of inode ${ino} is stored in EA inode ${eaIno}`),
+      ),
+  };
 }
 
+/** An inode's attributes as stored, in the inode and in its block (with the block's header). */
 async function loadXattrs(
   reader: BlockReader,
   sb: Superblock,
   ino: number,
   raw: Uint8Array,
-  fileAcl: number,
 ): Promise<Loaded> {
-  const body = storedOf(ino, parseInodeXattrs(sb, ino, raw));
-  if (!fileAcl) return { body, block: null };
-  if (fileAcl < sb.firstDataBlock || fileAcl >= sb.blocksCount) {
-    throw new CorruptError(`inode ${ino}`, `xattr block ${fileAcl} is outside the filesystem`);
-  }
-  const img = await reader.read(fileAcl);
-  const blockEntries = storedOf(ino, parseXattrBlock(sb, ino, fileAcl, img));
-  const { refcount, hash } = xattrBlockHeader(img);
+  const all = await readRawXattrs(xattrSourceOf(reader, sb, ino, raw));
+  const stored = (inBlock: boolean) =>
+    all.filter((e) => e.inBlock === inBlock)
+      .map((e): StoredXattr => ({ index: e.index, suffix: e.suffix, value: e.value }));
+  const nr = xattrBlockNumber(sb, raw);
+  if (nr === 0) return { body: stored(false), block: null };
+  const { refcount, hash } = xattrBlockHeader(await reader.read(nr));
   if (refcount === 0) {
-    throw new CorruptError(`xattr block ${fileAcl} of inode ${ino}`, "reference count 0");
+    throw new CorruptError(`xattr block ${nr} of inode ${ino}`, "reference count 0");
   }
-  return { body, block: { nr: fileAcl, entries: blockEntries, refcount, hash } };
+  return { body: stored(false), block: { nr, entries: stored(true), refcount, hash } };
+}
+
+/** What {@link readXattrs} needs: the raw inode and ways to read blocks and EA inodes. */
+export interface XattrSource {
+  /** The superblock (block size, checksum seed, features). */
+  sb: Superblock;
+  /** The inode number (checksums of in-inode entries and error messages). */
+  ino: number;
+  /** The full on-disk inode record (inode size bytes). */
+  inodeBytes: Uint8Array;
+  /** Reads filesystem block `block` (the xattr block `i_file_acl`). */
+  readBlock(block: number): Promise<Uint8Array>;
+  /** The first `size` bytes of the EA inode `ino`. */
+  readEaInode(ino: number, size: number): Promise<Uint8Array>;
 }
 
 /**
- * The attributes of an inode (in-inode first, then its block, system.data included), values
- * as getxattr gives them (ACLs converted to the posix_acl_xattr format).
+ * Every stored attribute of an inode — in-inode ones first, then the xattr block's — with
+ * EA-inode values read. Includes what the kernel hides (system.data and others).
  *
  * @example
  * ```ts ignore
- * const list = await readXattrs(tx, sb, ino, raw, decodeInode(sb, raw));
+ * for (const e of await readRawXattrs(src)) console.log(e.name, e.valueSize);
  * ```
  */
-export async function readXattrs(
-  reader: BlockReader,
-  sb: Superblock,
-  ino: number,
-  raw: Uint8Array,
-  fields: InodeFields,
-): Promise<Xattr[]> {
-  const { body, block } = await loadXattrs(reader, sb, ino, raw, fields.fileAcl);
-  return [...body, ...(block?.entries ?? [])].map((e) => {
-    const name = xattrFullName(e.index, e.suffix);
-    const acl = e.index === XattrIndex.POSIX_ACL_ACCESS ||
-      e.index === XattrIndex.POSIX_ACL_DEFAULT;
-    try {
-      return { name, value: acl ? ext4AclToXattr(e.value) : e.value };
-    } catch (err) {
-      if (err instanceof Ext4Error) throw new CorruptError(`${name} of inode ${ino}`, err.message);
-      throw err;
+export async function readRawXattrs(src: XattrSource): Promise<XattrEntry[]> {
+  const { sb, ino } = src;
+  const entries = parseInodeXattrs(sb, ino, src.inodeBytes);
+  const blockNr = xattrBlockNumber(sb, src.inodeBytes);
+  if (blockNr !== 0) {
+    if (blockNr < sb.firstDataBlock || blockNr >= sb.blocksCount) {
+      throw new CorruptError(`inode ${ino}`, `xattr block ${blockNr} out of range`);
     }
-  });
+    entries.push(...parseXattrBlock(sb, ino, blockNr, await src.readBlock(blockNr)));
+  }
+  for (const e of entries) {
+    if (e.valueInum === 0) continue;
+    const value = await src.readEaInode(e.valueInum, e.valueSize);
+    if (value.length !== e.valueSize) {
+      throw new CorruptError(
+        `EA inode ${e.valueInum} of inode ${ino}`,
+        `holds ${value.length} bytes, the entry says ${e.valueSize}`,
+      );
+    }
+    e.value = value;
+  }
+  return entries;
+}
+
+/**
+ * The attributes the kernel lists for an inode, in listxattr order, with the values its
+ * getxattr returns (POSIX ACLs converted to the posix_acl_xattr format). When a name occurs
+ * twice (in the inode and in the block), the first wins, as getxattr finds it.
+ *
+ * @example
+ * ```ts ignore
+ * const xattrs = await readXattrs({ sb, ino, inodeBytes, readBlock, readEaInode });
+ * console.log([...xattrs.keys()]); // [ "user.comment", "system.posix_acl_access" ]
+ * ```
+ */
+export async function readXattrs(src: XattrSource): Promise<Map<string, Uint8Array>> {
+  const out = new Map<string, Uint8Array>();
+  for (const e of await readRawXattrs(src)) {
+    if (!HANDLED_XATTR_INDEXES.has(e.index) || out.has(e.name)) continue;
+    let value = e.value;
+    if (e.index === XattrIndex.POSIX_ACL_ACCESS || e.index === XattrIndex.POSIX_ACL_DEFAULT) {
+      try {
+        value = ext4AclToXattr(value);
+      } catch (err) {
+        if (err instanceof Ext4Error) {
+          throw new CorruptError(`${e.name} of inode ${src.ino}`, err.message);
+        }
+        throw err;
+      }
+    }
+    out.set(e.name, value);
+  }
+  return out;
 }
 
 /** Options for {@link setXattr}. */
@@ -330,7 +388,7 @@ export async function setXattrs(
   const prepared = changes.map((c) => prepare(c, options.inlineData ?? false));
   const raw = await readInodeRaw(tx, sb, gdt, ino);
   const fields = decodeInode(sb, raw);
-  const loaded = await loadXattrs(tx, sb, ino, raw, fields.fileAcl);
+  const loaded = await loadXattrs(tx, sb, ino, raw);
   if (loaded.block && loaded.block.refcount < XATTR_REFCOUNT_MAX) {
     xattrBlockIndex(tx).add(loaded.block.hash, loaded.block.nr);
   }
@@ -395,7 +453,7 @@ export async function chmodAccessAcl(
   now?: InodeTime,
 ): Promise<void> {
   const raw = await readInodeRaw(tx, sb, gdt, ino);
-  const { body, block } = await loadXattrs(tx, sb, ino, raw, decodeInode(sb, raw).fileAcl);
+  const { body, block } = await loadXattrs(tx, sb, ino, raw);
   const acl = [...body, ...(block?.entries ?? [])].find((e) =>
     e.index === XattrIndex.POSIX_ACL_ACCESS
   );

@@ -1,7 +1,10 @@
 /**
- * Extended attributes: the in-inode area (after `i_extra_isize`, magic 0xEA020000), the
- * external xattr block (`i_file_acl`), values stored in EA inodes (ea_inode), and the names
- * and values the kernel's listxattr/getxattr present.
+ * The extended attribute codec (kernel fs/ext4/xattr.h), pure: the in-inode area (after
+ * `i_extra_isize`, magic 0xEA020000), the external xattr block (`i_file_acl`: header with
+ * refcount and hash, entries from the start, values from the end), name prefixes, entry and
+ * block hashes as the kernel computes them (`ext4_xattr_hash_entry`, `ext4_xattr_rehash`),
+ * the block checksum, the kernel's entry order, and laying entries out for the write path.
+ * Reading an inode's attributes (and EA inodes) and changing them is lib/ext4/xattr.ts.
  *
  * Entries store a name index (a prefix such as "user.") and the rest of the name. Every
  * offset and size is checked as the kernel's `check_xattrs` does; a violation is a
@@ -9,17 +12,15 @@
  *
  * Kernel view: listxattr shows only names with a handler — user., trusted., security.,
  * gnu. and the two POSIX ACLs — so system.data (inline data), system.richacl, lustre. and the
- * encryption context are hidden. ACL values are returned in the VFS's `posix_acl_xattr`
- * format (version 2), converted from ext4's compact on-disk format.
+ * encryption context are hidden ({@link HANDLED_XATTR_INDEXES}).
  *
  * @module
  */
 
-import { ext4AclToXattr } from "./acl.ts";
-import { crc32c, crc32cU32 } from "./checksum.ts";
-import { CorruptError, Ext4Error } from "./errors.ts";
-import { Incompat } from "./features.ts";
-import type { Superblock } from "./superblock.ts";
+import { crc32c, crc32cU32 } from "../checksum.ts";
+import { CorruptError } from "../errors.ts";
+import { Incompat } from "../features.ts";
+import type { Superblock } from "../superblock.ts";
 
 /** `e_name_index` values. */
 export const XattrIndex = {
@@ -38,9 +39,11 @@ export const XattrIndex = {
 /** Magic of the in-inode xattr area and of xattr blocks. */
 export const XATTR_MAGIC = 0xea020000;
 /** Size of the xattr block header. */
-const BLOCK_HEADER_SIZE = 32;
+export const XATTR_BLOCK_HEADER_SIZE = 32;
 /** Size of an entry before its name. */
-const ENTRY_HEADER_SIZE = 16;
+export const XATTR_ENTRY_HEADER_SIZE = 16;
+/** Most inodes that may share one xattr block (the kernel's EXT4_XATTR_REFCOUNT_MAX). */
+export const XATTR_REFCOUNT_MAX = 1024;
 /** Largest value size the kernel accepts on disk. */
 const XATTR_SIZE_MAX = (1 << 24) - 1;
 /** Inode fields used here. */
@@ -142,20 +145,6 @@ export interface XattrEntry {
   inBlock: boolean;
 }
 
-/** What {@link readXattrs} needs: the raw inode and ways to read blocks and EA inodes. */
-export interface XattrSource {
-  /** The superblock (block size, checksum seed, features). */
-  sb: Superblock;
-  /** The inode number (checksums of in-inode entries and error messages). */
-  ino: number;
-  /** The full on-disk inode record (inode size bytes). */
-  inodeBytes: Uint8Array;
-  /** Reads filesystem block `block` (the xattr block `i_file_acl`). */
-  readBlock(block: number): Promise<Uint8Array>;
-  /** The first `size` bytes of the EA inode `ino`. */
-  readEaInode(ino: number, size: number): Promise<Uint8Array>;
-}
-
 /**
  * Parses entries from `region` (starting at `first`) whose values are at `valueBase +
  * e_value_offs`, with the kernel's bounds checks. `where` names the structure in errors.
@@ -179,11 +168,15 @@ function parseEntries(
   for (;;) {
     if (e + 4 > end) bad("xattr entries run past the end (no terminator)");
     if (v.getUint32(e, true) === 0) break;
-    if (e + ENTRY_HEADER_SIZE > end) bad(`e_name out of bounds at offset ${e}`);
+    if (e + XATTR_ENTRY_HEADER_SIZE > end) bad(`e_name out of bounds at offset ${e}`);
     const nameLen = region[e];
-    const next = e + ((ENTRY_HEADER_SIZE + nameLen + 3) & ~3);
+    const next = e + ((XATTR_ENTRY_HEADER_SIZE + nameLen + 3) & ~3);
     if (next + 4 > end) bad(`e_name out of bounds at offset ${e}`);
-    if (region.subarray(e + ENTRY_HEADER_SIZE, e + ENTRY_HEADER_SIZE + nameLen).includes(0)) {
+    if (
+      region.subarray(e + XATTR_ENTRY_HEADER_SIZE, e + XATTR_ENTRY_HEADER_SIZE + nameLen).includes(
+        0,
+      )
+    ) {
       bad(`bad e_name length at offset ${e}`);
     }
     starts.push(e);
@@ -216,7 +209,7 @@ function parseEntries(
       }
       value = region.slice(start, start + size);
     }
-    const suffix = region.slice(s + ENTRY_HEADER_SIZE, s + ENTRY_HEADER_SIZE + nameLen);
+    const suffix = region.slice(s + XATTR_ENTRY_HEADER_SIZE, s + XATTR_ENTRY_HEADER_SIZE + nameLen);
     out.push({
       index,
       suffix,
@@ -309,7 +302,7 @@ export function parseXattrBlock(
   block: Uint8Array,
 ): XattrEntry[] {
   const where = `xattr block ${blockNr} of inode ${ino}`;
-  if (block.length !== sb.blockSize || block.length < BLOCK_HEADER_SIZE + 4) {
+  if (block.length !== sb.blockSize || block.length < XATTR_BLOCK_HEADER_SIZE + 4) {
     throw new CorruptError(where, `block has ${block.length} bytes`);
   }
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
@@ -331,69 +324,245 @@ export function parseXattrBlock(
       );
     }
   }
-  return parseEntries(sb, block, BLOCK_HEADER_SIZE, 0, true, where);
+  return parseEntries(sb, block, XATTR_BLOCK_HEADER_SIZE, 0, true, where);
+}
+
+// ---- encoding (the write path) ----
+
+/** An attribute as stored: name index, name suffix, value bytes (ACLs in ext4's format). */
+export interface StoredXattr {
+  /** `e_name_index`, e.g. 1 for "user.". */
+  index: number;
+  /** The name without its prefix. */
+  suffix: Uint8Array;
+  /** The value as stored on disk. */
+  value: Uint8Array;
 }
 
 /**
- * Every stored attribute of an inode — in-inode ones first, then the xattr block's — with
- * EA-inode values read. Includes what the kernel hides (system.data and others).
+ * The hash of one entry: the name, then the value in little-endian 32-bit words (zero
+ * padded). Name bytes count as unsigned chars, as the kernel computes it since 6.2 for every
+ * filesystem (checked against a kernel-made block); `signed` gives the legacy variant of
+ * kernels built with signed chars, which e2fsck also accepts.
  *
  * @example
- * ```ts ignore
- * for (const e of await readRawXattrs(src)) console.log(e.name, e.valueSize);
+ * ```ts
+ * import { xattrEntryHash } from "./xattr.ts";
+ * console.log(xattrEntryHash(new TextEncoder().encode("a"), new Uint8Array(0))); // 97
  * ```
  */
-export async function readRawXattrs(src: XattrSource): Promise<XattrEntry[]> {
-  const { sb, ino } = src;
-  const entries = parseInodeXattrs(sb, ino, src.inodeBytes);
-  const blockNr = xattrBlockNumber(sb, src.inodeBytes);
-  if (blockNr !== 0) {
-    if (blockNr < sb.firstDataBlock || blockNr >= sb.blocksCount) {
-      throw new CorruptError(`inode ${ino}`, `xattr block ${blockNr} out of range`);
-    }
-    entries.push(...parseXattrBlock(sb, ino, blockNr, await src.readBlock(blockNr)));
+export function xattrEntryHash(suffix: Uint8Array, value: Uint8Array, signed = false): number {
+  let h = 0;
+  for (const b of suffix) {
+    const c = signed && b >= 128 ? b - 256 : b;
+    h = ((h << 5) ^ (h >>> 27) ^ c) >>> 0;
   }
-  for (const e of entries) {
-    if (e.valueInum === 0) continue;
-    const value = await src.readEaInode(e.valueInum, e.valueSize);
-    if (value.length !== e.valueSize) {
-      throw new CorruptError(
-        `EA inode ${e.valueInum} of inode ${ino}`,
-        `holds ${value.length} bytes, the entry says ${e.valueSize}`,
-      );
-    }
-    e.value = value;
+  const words = (value.length + 3) >>> 2;
+  for (let i = 0; i < words; i++) {
+    const o = 4 * i;
+    const w = (value[o] | ((value[o + 1] ?? 0) << 8) | ((value[o + 2] ?? 0) << 16) |
+      ((value[o + 3] ?? 0) << 24)) >>> 0;
+    h = ((h << 16) ^ (h >>> 16) ^ w) >>> 0;
   }
-  return entries;
+  return h;
 }
 
 /**
- * The attributes the kernel lists for an inode, in listxattr order, with the values its
- * getxattr returns (POSIX ACLs converted to the posix_acl_xattr format). When a name occurs
- * twice (in the inode and in the block), the first wins, as getxattr finds it.
+ * The block hash `h_hash` from the entry hashes in block order (`ext4_xattr_rehash`); 0 when
+ * an entry hash is 0, which the kernel reads as "never share this block".
+ *
+ * @example
+ * ```ts
+ * import { xattrBlockHash } from "./xattr.ts";
+ * console.log(xattrBlockHash([5])); // 5
+ * ```
+ */
+export function xattrBlockHash(entryHashes: number[]): number {
+  let h = 0;
+  for (const eh of entryHashes) {
+    if (eh === 0) return 0;
+    h = ((h << 16) ^ (h >>> 16) ^ eh) >>> 0;
+  }
+  return h;
+}
+
+/**
+ * The order of entries in an xattr block (the kernel's sorted search): by name index, name
+ * length, then name bytes.
  *
  * @example
  * ```ts ignore
- * const xattrs = await readXattrs({ sb, ino, inodeBytes, readBlock, readEaInode });
- * console.log([...xattrs.keys()]); // [ "user.comment", "system.posix_acl_access" ]
+ * entries.sort(compareXattrs);
  * ```
  */
-export async function readXattrs(src: XattrSource): Promise<Map<string, Uint8Array>> {
-  const out = new Map<string, Uint8Array>();
-  for (const e of await readRawXattrs(src)) {
-    if (!HANDLED_XATTR_INDEXES.has(e.index) || out.has(e.name)) continue;
-    let value = e.value;
-    if (e.index === XattrIndex.POSIX_ACL_ACCESS || e.index === XattrIndex.POSIX_ACL_DEFAULT) {
-      try {
-        value = ext4AclToXattr(value);
-      } catch (err) {
-        if (err instanceof Ext4Error) {
-          throw new CorruptError(`${e.name} of inode ${src.ino}`, err.message);
-        }
-        throw err;
-      }
-    }
-    out.set(e.name, value);
+export function compareXattrs(
+  a: { index: number; suffix: Uint8Array },
+  b: { index: number; suffix: Uint8Array },
+): number {
+  if (a.index !== b.index) return a.index - b.index;
+  if (a.suffix.length !== b.suffix.length) return a.suffix.length - b.suffix.length;
+  for (let i = 0; i < a.suffix.length; i++) {
+    if (a.suffix[i] !== b.suffix[i]) return a.suffix[i] - b.suffix[i];
   }
+  return 0;
+}
+
+/**
+ * Bytes an attribute takes: its entry (header + name, 4-aligned) and its value (4-aligned).
+ *
+ * @example
+ * ```ts
+ * import { xattrSpace } from "./xattr.ts";
+ * console.log(xattrSpace({ index: 1, suffix: new Uint8Array(1), value: new Uint8Array(5) })); // 28
+ * ```
+ */
+export function xattrSpace(e: StoredXattr): number {
+  return ((XATTR_ENTRY_HEADER_SIZE + e.suffix.length + 3) & ~3) + ((e.value.length + 3) & ~3);
+}
+
+/**
+ * Writes `entries` at `entriesAt` (then the zero terminator) and their values down from
+ * `end`, value offsets relative to `base`; entry hashes when `hashes` (blocks), else 0 (the
+ * in-inode area, as the kernel leaves them). Returns the entry hashes. The caller has
+ * checked that everything fits.
+ *
+ * @example
+ * ```ts ignore
+ * layOutXattrs(inodeBytes, entries, start + 4, sb.inodeSize, start + 4, false);
+ * ```
+ */
+export function layOutXattrs(
+  area: Uint8Array,
+  entries: StoredXattr[],
+  entriesAt: number,
+  end: number,
+  base: number,
+  hashes: boolean,
+): number[] {
+  const v = new DataView(area.buffer, area.byteOffset, area.byteLength);
+  let e = entriesAt;
+  let val = end;
+  const out: number[] = [];
+  for (const x of entries) {
+    val -= (x.value.length + 3) & ~3;
+    area.set(x.value, val);
+    const h = hashes ? xattrEntryHash(x.suffix, x.value) : 0;
+    area[e] = x.suffix.length;
+    area[e + 1] = x.index;
+    v.setUint16(e + 2, x.value.length ? val - base : 0, true);
+    v.setUint32(e + 4, 0, true);
+    v.setUint32(e + 8, x.value.length, true);
+    v.setUint32(e + 12, h, true);
+    area.set(x.suffix, e + XATTR_ENTRY_HEADER_SIZE);
+    out.push(h);
+    e += (XATTR_ENTRY_HEADER_SIZE + x.suffix.length + 3) & ~3;
+  }
+  v.setUint32(e, 0, true);
   return out;
+}
+
+/**
+ * The image of an xattr block holding `entries` (sorted with {@link compareXattrs}) with
+ * reference count `refcount`, its `h_hash` set and, under metadata_csum, its checksum for
+ * block number `blockNr`.
+ *
+ * @example
+ * ```ts ignore
+ * const img = encodeXattrBlock(sb, blockNr, entries, 1);
+ * ```
+ */
+export function encodeXattrBlock(
+  sb: Superblock,
+  blockNr: number,
+  entries: StoredXattr[],
+  refcount: number,
+): Uint8Array {
+  const img = new Uint8Array(sb.blockSize);
+  const v = new DataView(img.buffer);
+  v.setUint32(0, XATTR_MAGIC, true);
+  v.setUint32(4, refcount, true);
+  v.setUint32(8, 1, true);
+  const hashes = layOutXattrs(img, entries, XATTR_BLOCK_HEADER_SIZE, img.length, 0, true);
+  v.setUint32(12, xattrBlockHash(hashes), true);
+  if (sb.hasMetadataCsum) v.setUint32(16, xattrBlockChecksum(sb, blockNr, img), true);
+  return img;
+}
+
+/**
+ * The block hash a block holding `entries` (sorted) would carry.
+ *
+ * @example
+ * ```ts ignore
+ * const hash = xattrSetHash(entries);
+ * ```
+ */
+export function xattrSetHash(entries: StoredXattr[]): number {
+  return xattrBlockHash(entries.map((e) => xattrEntryHash(e.suffix, e.value)));
+}
+
+/** The header fields of an xattr block image the sharing logic needs. */
+export interface XattrBlockHeader {
+  /** `h_refcount`: how many inodes use the block. */
+  refcount: number;
+  /** `h_hash`: the block hash (0: never shared). */
+  hash: number;
+}
+
+/**
+ * Reads `h_refcount` and `h_hash` of a block image (no checks: parse it first).
+ *
+ * @example
+ * ```ts ignore
+ * const { refcount, hash } = xattrBlockHeader(img);
+ * ```
+ */
+export function xattrBlockHeader(img: Uint8Array): XattrBlockHeader {
+  const v = new DataView(img.buffer, img.byteOffset, img.byteLength);
+  return { refcount: v.getUint32(4, true), hash: v.getUint32(12, true) };
+}
+
+/**
+ * Sets `h_refcount` of a block image in place, with its checksum.
+ *
+ * @example
+ * ```ts ignore
+ * setXattrBlockRefcount(sb, blockNr, await tx.getWritable(blockNr), 2);
+ * ```
+ */
+export function setXattrBlockRefcount(
+  sb: Superblock,
+  blockNr: number,
+  img: Uint8Array,
+  refcount: number,
+): void {
+  const v = new DataView(img.buffer, img.byteOffset, img.byteLength);
+  v.setUint32(4, refcount, true);
+  if (sb.hasMetadataCsum) v.setUint32(16, xattrBlockChecksum(sb, blockNr, img), true);
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * True when a parsed block holds exactly `entries`, in order (what `ext4_xattr_cmp` decides
+ * before the kernel shares a block); an entry whose value lives in an EA inode never matches.
+ *
+ * @example
+ * ```ts ignore
+ * if (sameXattrs(entries, parseXattrBlock(sb, ino, b, img))) share(b);
+ * ```
+ */
+export function sameXattrs(
+  entries: StoredXattr[],
+  stored: (StoredXattr & { valueInum?: number })[],
+): boolean {
+  if (entries.length !== stored.length) return false;
+  return entries.every((e, i) => {
+    const s = stored[i];
+    return (s.valueInum ?? 0) === 0 && s.index === e.index && sameBytes(s.suffix, e.suffix) &&
+      sameBytes(s.value, e.value);
+  });
 }
