@@ -171,12 +171,6 @@ export async function readDefaultAcl(
       `default ACL of inode ${dirIno} is stored in EA inode ${found.valueInum}`,
     );
   }
-  let entries: AclEntry[];
-  try {
-    entries = decodeExt4Acl(found.value);
-  } catch (e) {
-    if (e instanceof Ext4Error) throw new CorruptError(`default ACL of inode ${dirIno}`, e.message);
-    throw e;
-  }
+  const entries = decodeExt4Acl(found.value, `default ACL of inode ${dirIno}`);
   return entries.length === 0 ? null : entries;
 }

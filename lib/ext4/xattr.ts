@@ -458,13 +458,7 @@ export async function chmodAccessAcl(
     e.index === XattrIndex.POSIX_ACL_ACCESS
   );
   if (!acl) return;
-  let entries: AclEntry[];
-  try {
-    entries = decodeExt4Acl(acl.value);
-  } catch (e) {
-    if (e instanceof Ext4Error) throw new CorruptError(`access ACL of inode ${ino}`, e.message);
-    throw e;
-  }
+  const entries = decodeExt4Acl(acl.value, `access ACL of inode ${ino}`);
   const hasMask = entries.some((e) => e.tag === AclTag.MASK);
   const updated = entries.map((e): AclEntry => {
     if (e.tag === AclTag.USER_OBJ) return { ...e, perm: (mode >> 6) & 7 };

@@ -45,7 +45,8 @@ function hasId(tag: number): boolean {
 
 /**
  * Decodes ext4's on-disk ACL (the raw value of system.posix_acl_access/default).
- * Throws {@link CorruptError} on a bad version, size or tag, as the kernel refuses them.
+ * Throws {@link CorruptError} on a bad version, size or tag, as the kernel refuses them,
+ * naming `what` (e.g. "default ACL of inode 12").
  *
  * @example
  * ```ts
@@ -54,9 +55,9 @@ function hasId(tag: number): boolean {
  * console.log(decodeExt4Acl(v).map((e) => e.tag)); // [ 1, 4, 32 ]
  * ```
  */
-export function decodeExt4Acl(value: Uint8Array): AclEntry[] {
+export function decodeExt4Acl(value: Uint8Array, what = "ext4 ACL"): AclEntry[] {
   const bad = (detail: string): never => {
-    throw new CorruptError("ext4 ACL", detail);
+    throw new CorruptError(what, detail);
   };
   if (value.length < 4) bad(`${value.length} bytes is too short`);
   const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
