@@ -11,19 +11,13 @@
  */
 
 import { type AclEntry, AclTag, aclToXattr, decodeExt4Acl } from "../ondisk/acl.ts";
-import { CorruptError, Ext4Error } from "../errors.ts";
+import { CorruptError } from "../errors.ts";
 import type { GroupDescriptorTable } from "../group_descriptor.ts";
 import { readInodeRaw } from "../inode_write.ts";
 import type { Superblock } from "../superblock.ts";
 import type { Transaction } from "../transaction.ts";
-import {
-  parseInodeXattrs,
-  parseXattrBlock,
-  xattrBlockNumber,
-  type XattrEntry,
-  XattrIndex,
-} from "../ondisk/xattr.ts";
-import type { XattrChange } from "./xattr.ts";
+import { XattrIndex } from "../ondisk/xattr.ts";
+import { findRawXattr, type XattrChange, xattrSourceOf } from "./xattr.ts";
 
 /** What a new inode gets from its directory's default ACL. */
 export interface InheritedAcls {
@@ -153,24 +147,11 @@ export async function readDefaultAcl(
   dirIno: number,
 ): Promise<AclEntry[] | null> {
   const raw = await readInodeRaw(tx, sb, gdt, dirIno);
-  const isDefault = (e: XattrEntry) =>
-    e.index === XattrIndex.POSIX_ACL_DEFAULT && e.suffix.length === 0;
-  let found = parseInodeXattrs(sb, dirIno, raw).find(isDefault);
-  if (!found) {
-    const block = xattrBlockNumber(sb, raw);
-    if (block === 0) return null;
-    if (block < sb.firstDataBlock || block >= sb.blocksCount) {
-      throw new CorruptError(`inode ${dirIno}`, `xattr block ${block} is outside the filesystem`);
-    }
-    found = parseXattrBlock(sb, dirIno, block, await tx.read(block)).find(isDefault);
-    if (!found) return null;
-  }
-  if (found.valueInum !== 0) {
-    throw new Ext4Error(
-      "UNSUPPORTED",
-      `default ACL of inode ${dirIno} is stored in EA inode ${found.valueInum}`,
-    );
-  }
+  const found = await findRawXattr(
+    xattrSourceOf(tx, sb, dirIno, raw),
+    (e) => e.index === XattrIndex.POSIX_ACL_DEFAULT && e.suffix.length === 0,
+  );
+  if (!found) return null;
   const entries = decodeExt4Acl(found.value, `default ACL of inode ${dirIno}`);
   return entries.length === 0 ? null : entries;
 }

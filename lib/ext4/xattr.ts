@@ -256,27 +256,54 @@ export interface XattrSource {
  * ```
  */
 export async function readRawXattrs(src: XattrSource): Promise<XattrEntry[]> {
-  const { sb, ino } = src;
-  const entries = parseInodeXattrs(sb, ino, src.inodeBytes);
-  const blockNr = xattrBlockNumber(sb, src.inodeBytes);
-  if (blockNr !== 0) {
-    if (blockNr < sb.firstDataBlock || blockNr >= sb.blocksCount) {
-      throw new CorruptError(`inode ${ino}`, `xattr block ${blockNr} out of range`);
-    }
-    entries.push(...parseXattrBlock(sb, ino, blockNr, await src.readBlock(blockNr)));
-  }
-  for (const e of entries) {
-    if (e.valueInum === 0) continue;
-    const value = await src.readEaInode(e.valueInum, e.valueSize);
-    if (value.length !== e.valueSize) {
-      throw new CorruptError(
-        `EA inode ${e.valueInum} of inode ${ino}`,
-        `holds ${value.length} bytes, the entry says ${e.valueSize}`,
-      );
-    }
-    e.value = value;
-  }
+  const entries = parseInodeXattrs(src.sb, src.ino, src.inodeBytes);
+  entries.push(...await readBlockXattrs(src));
+  for (const e of entries) await readEaValue(src, e);
   return entries;
+}
+
+/**
+ * The first stored attribute `match` accepts, looked up as the kernel's `ext4_xattr_get`: in
+ * the inode body, and only when it is not there in the xattr block; its value read from its
+ * EA inode if it has one.
+ *
+ * @example
+ * ```ts ignore
+ * const def = await findRawXattr(src, (e) => e.index === XattrIndex.POSIX_ACL_DEFAULT);
+ * ```
+ */
+export async function findRawXattr(
+  src: XattrSource,
+  match: (e: XattrEntry) => boolean,
+): Promise<XattrEntry | undefined> {
+  const found = parseInodeXattrs(src.sb, src.ino, src.inodeBytes).find(match) ??
+    (await readBlockXattrs(src)).find(match);
+  if (found) await readEaValue(src, found);
+  return found;
+}
+
+/** The entries of the inode's xattr block (none without one). */
+async function readBlockXattrs(src: XattrSource): Promise<XattrEntry[]> {
+  const { sb, ino } = src;
+  const blockNr = xattrBlockNumber(sb, src.inodeBytes);
+  if (blockNr === 0) return [];
+  if (blockNr < sb.firstDataBlock || blockNr >= sb.blocksCount) {
+    throw new CorruptError(`inode ${ino}`, `xattr block ${blockNr} out of range`);
+  }
+  return parseXattrBlock(sb, ino, blockNr, await src.readBlock(blockNr));
+}
+
+/** Fills in the value of an entry kept in an EA inode. */
+async function readEaValue(src: XattrSource, e: XattrEntry): Promise<void> {
+  if (e.valueInum === 0) return;
+  const value = await src.readEaInode(e.valueInum, e.valueSize);
+  if (value.length !== e.valueSize) {
+    throw new CorruptError(
+      `EA inode ${e.valueInum} of inode ${src.ino}`,
+      `holds ${value.length} bytes, the entry says ${e.valueSize}`,
+    );
+  }
+  e.value = value;
 }
 
 /**
