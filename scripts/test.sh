@@ -11,11 +11,9 @@ deno lint
 deno task check
 set +e
 log=$(mktemp)
-junit=$(mktemp)
-NO_COLOR=1 deno task test --junit-path="$junit" "$@" 2>&1 | tee "$log"
+NO_COLOR=1 deno task test "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
-deno run --allow-read scripts/test_durations.ts "$junit" || true
-rm -f "$junit"
+deno run --allow-read scripts/test_durations.ts "$log" || true
 summary=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$log" | tail -n 1)
 passed=$(sed -E 's/.*\| ([0-9]+) passed.*/\1/' <<<"$summary")
 failed=$(sed -E 's/.*\| ([0-9]+) failed.*/\1/' <<<"$summary")
