@@ -17,7 +17,7 @@
  * await new Deno.Command("mkfs.ext4", { args: ["-qF", "-L", "demo", img, "4M"] }).output();
  * const device = new MemoryBlockDevice(await Deno.readFile(img));
  * const probe = await probeDevice(device);
-console.log(probe.fsType, probe.superblock.volumeName, probe.support.level); // ext4 demo rw
+ * console.log(probe.fsType, probe.superblock.volumeName, probe.needsRecovery); // ext4 demo false
  *
  * const fs = await Ext4.open(device, { readOnly: false });
  * await fs.writeFile("/hello.txt", new TextEncoder().encode("hello\n"));
