@@ -600,9 +600,16 @@ const EXT4_FC_TAG_HEAD = 0x9;
  * reports the corruption.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { locateJournal, MemoryBlockDevice } from "../../mod.ts";
+ * import { readSuperblock } from "../superblock.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "8M"] }).output();
+ * const device = new MemoryBlockDevice(await Deno.readFile(img));
+ * const { store, jsb } = await locateJournal(device, await readSuperblock(device));
  * const plan = await recoverJournal(store, jsb);
- * console.log(plan.startSequence, plan.endSequence, plan.writes.length);
+ * console.log(plan.needed, plan.writes.length); // false 0
+ * await Deno.remove(img);
  * ```
  */
 export async function recoverJournal(
