@@ -66,8 +66,18 @@ export function parseExtentHeader(node: Uint8Array, what: string): ExtentHeader 
  * (filesystem seed, inode number, generation) over the header and `eh_max` entries.
  *
  * @example
- * ```ts ignore
- * const ok = extentBlockChecksum(sb, 12, gen, block) === storedTail;
+ * ```ts
+ * import { Ext4 } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.open(img);
+ * const sb = fs.superblock;
+ * // An extent tree block below the inode's root: its tail follows the `eh_max` entries.
+ * const node = new Uint8Array(sb.blockSize);
+ * const max = Math.floor((sb.blockSize - 12 - 4) / 12); // entries before the 4-byte tail
+ * new DataView(node.buffer).setUint32(12 + 12 * max, extentBlockChecksum(sb, 12, 0, node, max), true);
+ * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export function extentBlockChecksum(

@@ -157,8 +157,18 @@ export function layOutXattrs(
  * block number `blockNr`.
  *
  * @example
- * ```ts ignore
- * const img = encodeXattrBlock(sb, blockNr, entries, 1);
+ * ```ts
+ * import { Ext4 } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.open(img);
+ * const sb = fs.superblock;
+ * const value = new TextEncoder().encode("hello");
+ * const entries = [{ index: 1, suffix: new TextEncoder().encode("comment"), value }]; // user.comment
+ * const block = encodeXattrBlock(sb, 1000, entries, 1);
+ * console.log(block.length, new DataView(block.buffer).getUint32(0, true).toString(16)); // 1024 ea020000
+ * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export function encodeXattrBlock(
