@@ -288,11 +288,14 @@ export class FileBlockDevice implements BlockDevice {
  * Opens an image file or block device as a {@link BlockDevice}.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { openBlockDevice } from "./file_device.ts";
- * const dev = openBlockDevice("disk.img");
- * console.log(dev.size, dev.readOnly);
+ * const img = await Deno.makeTempFile();
+ * await Deno.truncate(img, 1 << 20);
+ * const dev = openBlockDevice(img);
+ * console.log(dev.size, dev.readOnly); // 1048576 true
  * await dev.close();
+ * await Deno.remove(img);
  * ```
  */
 export function openBlockDevice(path: string, options: OpenDeviceOptions = {}): FileBlockDevice {

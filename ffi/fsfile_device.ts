@@ -25,9 +25,14 @@ function errorFor(e: unknown, path: string): Ext4Error {
  * An image file or block device opened read-only through `Deno.FsFile`.
  *
  * @example
- * ```ts ignore
- * import { Ext4, openFsFileDevice } from "./mod.ts";
- * const fs = await Ext4.openDevice(await openFsFileDevice("disk.img")); // --allow-read only
+ * ```ts
+ * import { Ext4, openFsFileDevice } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.openDevice(await openFsFileDevice(img)); // --allow-read only
+ * console.log((await fs.stat("/lost+found")).type); // dir
+ * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export class FsFileBlockDevice implements BlockDevice {
@@ -116,11 +121,14 @@ export class FsFileBlockDevice implements BlockDevice {
  * Opens an image file or block device read-only without FFI (needs only `--allow-read`).
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { openFsFileDevice } from "./fsfile_device.ts";
- * const dev = await openFsFileDevice("disk.img");
- * console.log(dev.size);
+ * const img = await Deno.makeTempFile();
+ * await Deno.truncate(img, 1 << 20);
+ * const dev = await openFsFileDevice(img);
+ * console.log(dev.size); // 1048576
  * await dev.close();
+ * await Deno.remove(img);
  * ```
  */
 export function openFsFileDevice(path: string): Promise<FsFileBlockDevice> {

@@ -44,11 +44,13 @@ const ownedDevices = new WeakMap<Ext4Base, BlockDevice[]>();
  * An ext2/3/4 filesystem opened from a path or a {@link BlockDevice}.
  *
  * @example
- * ```ts ignore
- * import { Ext4 } from "./mod.ts";
- * const fs = await Ext4.open("disk.img", { readOnly: true });
- * for await (const { path, stat } of fs.walk("/etc")) console.log(path, stat.size);
+ * ```ts
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.open(img, { readOnly: true });
+ * for await (const { path, stat } of fs.walk("/")) console.log(path, stat.type); // /lost+found dir
  * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export class Ext4 extends Ext4Base {
@@ -60,15 +62,19 @@ export class Ext4 extends Ext4Base {
    * writes or mounts it; the image stays locked (flock) until the filesystem is closed.
    *
    * @example
-   * ```ts ignore
-   * const fs = await Ext4.open("/dev/sdb1");
-   * const text = new TextDecoder().decode(await fs.readFile("/etc/hostname"));
-   * await fs.close();
+   * ```ts
+   * const img = await Deno.makeTempFile(); // an image file or a block device such as /dev/sdb1
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
    *
-   * const rw = await Ext4.open("disk.img", { readOnly: false });
+   * const rw = await Ext4.open(img, { readOnly: false });
    * await rw.mkdir("/etc/app", { recursive: true });
    * await rw.writeFile("/etc/app/config", new TextEncoder().encode("debug=1\n"));
    * await rw.close();
+   *
+   * const fs = await Ext4.open(img);
+   * console.log(new TextDecoder().decode(await fs.readFile("/etc/app/config"))); // debug=1
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   static async open(
@@ -106,6 +112,8 @@ export class Ext4 extends Ext4Base {
    *
    * @example
    * ```ts ignore
+   * // Not run by `deno test --doc`: mke2fs attaches an external journal only from a block
+   * // device (a loop device, root), so the example cannot make its own images.
    * const fs = await Ext4.open("fs.img", { journalPath: "journal.img" });
    * await fs.close(); // closes fs.img and journal.img
    * ```

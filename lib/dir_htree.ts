@@ -142,9 +142,19 @@ function tailSpace(sb: Superblock): number {
  * when the kernel would fall back to a linear scan.
  *
  * @example
- * ```ts ignore
- * const { info, index } = parseDxRoot(block0, sb, 2);
- * console.log(info.hashVersion, info.indirectLevels, index.count);
+ * ```ts
+ * import { Ext4 } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.open(img, { readOnly: false });
+ * await fs.mkdir("/d");
+ * for (let i = 0; i < 60; i++) await fs.writeFile(`/d/a-rather-long-file-name-${i}`, new Uint8Array(0));
+ * const ino = await fs.resolve("/d"); // more names than one block holds: an indexed directory
+ * const [root] = await fs.blockRuns(await fs.inode(ino));
+ * const { info, index } = parseDxRoot(await fs.readBlock(root.physical), fs.superblock, ino);
+ * console.log(info.indirectLevels, index.count); // 0 3: one level, three leaf blocks
+ * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export function parseDxRoot(
@@ -187,6 +197,8 @@ export function parseDxRoot(
  *
  * @example
  * ```ts ignore
+ * // Not run by `deno test --doc`: a dx_node exists only in a two-level index (a directory
+ * // of tens of thousands of names), too slow to build in an example.
  * const index = parseDxNode(block, sb, 2);
  * ```
  */

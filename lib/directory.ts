@@ -215,8 +215,18 @@ export function findDirentTail(block: Uint8Array): number {
  * directory inode's checksum seed.
  *
  * @example
- * ```ts ignore
- * const ok = dirLeafChecksum(sb, ino, gen, block) === storedChecksum;
+ * ```ts
+ * import { Ext4 } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.open(img);
+ * const sb = fs.superblock;
+ * const [run] = await fs.blockRuns(await fs.inode(2)); // the root directory's one block
+ * const block = await fs.readBlock(run.physical);
+ * const stored = new DataView(block.buffer).getUint32(block.length - 4, true);
+ * console.log(dirLeafChecksum(sb, 2, 0, block) === stored); // true
+ * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export function dirLeafChecksum(
@@ -328,8 +338,20 @@ export function verifyDxChecksum(
  * checksum (the write path: the records must end where the tail starts).
  *
  * @example
- * ```ts ignore
- * setDirentTail(sb, ino, gen, block);
+ * ```ts
+ * import { Ext4 } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.open(img);
+ * const sb = fs.superblock;
+ * const [run] = await fs.blockRuns(await fs.inode(2)); // the root directory's one block
+ * const block = await fs.readBlock(run.physical);
+ * const copy = block.slice();
+ * copy.fill(0xff, copy.length - 12); // a damaged tail
+ * setDirentTail(sb, 2, 0, copy);
+ * console.log(copy.every((b, i) => b === block[i])); // true
+ * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export function setDirentTail(
@@ -518,9 +540,18 @@ function parseBlockPositioned(
  * relative to the block.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { Ext4 } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.open(img);
+ * const sb = fs.superblock;
+ * const [run] = await fs.blockRuns(await fs.inode(2)); // the root directory's one block
+ * const block = await fs.readBlock(run.physical);
  * const entries = parseDirectoryBlock(block, { sb }, { ino: 2, generation: 0, logical: 0 });
- * for (const e of entries) console.log(e.ino, new TextDecoder().decode(e.name));
+ * for (const e of entries) console.log(e.ino, new TextDecoder().decode(e.name)); // 2 ., 2 .., 11 lost+found
+ * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export function parseDirectoryBlock(

@@ -130,11 +130,17 @@ export interface DirEntry {
  * An open regular file: its stat at open time, positional reads and a stream of its content.
  *
  * @example
- * ```ts ignore
- * const f = await fs.open("/boot/vmlinuz");
- * const magic = await f.read(0x202, 4); // "HdrS"
- * await f.readable().pipeTo((await Deno.create("vmlinuz")).writable);
+ * ```ts
+ * import { Ext4 } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.open(img, { readOnly: false });
+ * await fs.writeFile("/vmlinuz", new TextEncoder().encode("MZ..HdrS"));
+ * const f = await fs.open("/vmlinuz");
+ * console.log(new TextDecoder().decode(await f.read(4, 4))); // HdrS
  * await f.close();
+ * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export interface Ext4File {
@@ -349,12 +355,14 @@ function casefold(name: Uint8Array): string {
  * A read-only view of an ext2/3/4 filesystem.
  *
  * @example
- * ```ts ignore
- * import { Ext4, MemoryBlockDevice } from "./mod.ts";
- * const fs = await Ext4.openDevice(new MemoryBlockDevice(await Deno.readFile("disk.img")));
- * for await (const e of fs.readDir("/")) console.log(e.name, e.type);
- * console.log(new TextDecoder().decode(await fs.readFile("/etc/hostname")));
+ * ```ts
+ * import { MemoryBlockDevice } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.openDevice(new MemoryBlockDevice(await Deno.readFile(img)));
+ * for await (const e of fs.readDir("/")) console.log(e.name, e.type); // lost+found dir
  * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export class Ext4 {
@@ -421,8 +429,13 @@ export class Ext4 {
    * (NEEDS_RECOVERY, unless `allowDirtyJournal`).
    *
    * @example
-   * ```ts ignore
-   * const fs = await Ext4.openDevice(openBlockDevice("disk.img"));
+   * ```ts
+   * import { openBlockDevice } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.openDevice(openBlockDevice(img));
+   * await fs.close(); // closes the device too
+   * await Deno.remove(img);
    * ```
    */
   static async openDevice(raw: BlockDevice, options: Ext4OpenOptions = {}): Promise<Ext4> {
@@ -523,8 +536,13 @@ export class Ext4 {
    * flushes. Closing twice is harmless; any other use after close fails (errno EBADF).
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
    * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async close(): Promise<void> {
@@ -575,9 +593,16 @@ export class Ext4 {
    * changed under us, e.g. a writer or a journal replay).
    *
    * @example
-   * ```ts ignore
-   * await device.write(offset, bytes);
+   * ```ts
+   * import { MemoryBlockDevice } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const device = new MemoryBlockDevice(await Deno.readFile(img));
+   * const fs = await Ext4.openDevice(device);
+   * await device.write(0, new Uint8Array(1024)); // changed behind the filesystem's back
    * fs.invalidateCaches();
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   invalidateCaches(): void {
@@ -596,8 +621,14 @@ export class Ext4 {
    * map) and every cached lookup, after a writer changed it.
    *
    * @example
-   * ```ts ignore
-   * fs.invalidateInode(12);
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * fs.invalidateInode(11);
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   invalidateInode(ino: number): void {
@@ -614,8 +645,14 @@ export class Ext4 {
    * included: call {@link invalidateInode} for the inodes in it too).
    *
    * @example
-   * ```ts ignore
-   * fs.invalidateBlock(4711);
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * fs.invalidateBlock(100);
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   invalidateBlock(block: number): void {
@@ -677,8 +714,15 @@ export class Ext4 {
    * modified.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
    * const b = await fs.readBlock(fs.superblock.firstDataBlock);
+   * console.log(b.length); // 1024
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async readBlock(block: number): Promise<Uint8Array> {
@@ -711,9 +755,15 @@ export class Ext4 {
    * The decoded inode `ino` (cached).
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
    * const root = await fs.inode(2);
    * console.log(root.type); // dir
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async inode(ino: number): Promise<Inode> {
@@ -742,9 +792,16 @@ export class Ext4 {
    * block data (devices, fifos, fast symlinks without extents).
    *
    * @example
-   * ```ts ignore
-   * const runs = await fs.blockRuns(await fs.inode(12));
-   * console.log(runs[0]); // { logical: 0, physical: 8193, length: 16, unwritten: false }
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/f", new Uint8Array(8192));
+   * const runs = await fs.blockRuns(await fs.inode(await fs.resolve("/f")));
+   * console.log(runs[0].logical, runs[0].length); // 0 8
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async blockRuns(inode: Inode): Promise<BlockRun[]> {
@@ -770,8 +827,16 @@ export class Ext4 {
    * Physical block of file block `logical`, or null for a hole (unwritten counts as hole).
    *
    * @example
-   * ```ts ignore
-   * const physical = await fs.mapBlock(await fs.inode(12), 0);
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/f", new Uint8Array(8192));
+   * const physical = await fs.mapBlock(await fs.inode(await fs.resolve("/f")), 0);
+   * console.log(physical !== null); // true
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async mapBlock(inode: Inode, logical: number): Promise<number | null> {
@@ -787,8 +852,15 @@ export class Ext4 {
    * The Ext4Stat of a decoded inode, as the kernel's stat reports it.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
    * const st = fs.statOf(await fs.inode(2));
+   * console.log(st.type, st.ino); // dir 2
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   statOf(inode: Inode): Ext4Stat {
@@ -896,8 +968,14 @@ export class Ext4 {
    * difference. Readers that report damage use this to say so.
    *
    * @example
-   * ```ts ignore
-   * if (!(await fs.inodeAllocated(17))) console.warn("inode 17 is free in the bitmap");
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * if (!(await fs.inodeAllocated(17))) console.log("inode 17 is free in the bitmap");
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async inodeAllocated(ino: number): Promise<boolean> {
@@ -918,8 +996,14 @@ export class Ext4 {
    * For the root inode, anything but a directory is CORRUPT (the kernel refuses to mount).
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
    * for await (const e of fs.readDirIno(2)) console.log((await fs.entryStat(e.ino)).size);
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async entryStat(ino: number): Promise<Ext4Stat> {
@@ -931,8 +1015,14 @@ export class Ext4 {
    * (`offset`, always > 0) for {@link readDirFrom}.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
    * for await (const e of fs.readDirIno(2)) console.log(e.offset, e.name);
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async *readDirIno(ino: number): AsyncIterable<DirEntry & { offset: number }> {
@@ -943,8 +1033,16 @@ export class Ext4 {
    * The entries of directory `ino` after resume cookie `cookie` (0 = from the start).
    *
    * @example
-   * ```ts ignore
-   * for await (const e of fs.readDirFrom(2, lastCookie)) console.log(e.name);
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * let lastCookie = 0;
+   * for await (const e of fs.readDirIno(2)) lastCookie = e.offset; // a reader that stopped here
+   * for await (const e of fs.readDirFrom(2, lastCookie)) console.log(e.name); // (nothing left)
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async *readDirFrom(ino: number, cookie: number): AsyncIterable<DirEntry & { offset: number }> {
@@ -1027,8 +1125,14 @@ export class Ext4 {
    * when there is one, else a cached name map (large directories) or a linear scan.
    *
    * @example
-   * ```ts ignore
-   * const ino = await fs.lookupIno(2, "etc");
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * console.log(await fs.lookupIno(2, "lost+found"), await fs.lookupIno(2, "etc")); // 11 null
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async lookupIno(parentIno: number, name: string | Uint8Array): Promise<number | null> {
@@ -1121,8 +1225,15 @@ export class Ext4 {
    * Looks `name` up in directory `parentIno` and returns the child's stat; NOT_FOUND if absent.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
    * const st = await fs.lookup(2, "lost+found");
+   * console.log(st.ino, st.type); // 11 dir
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async lookup(parentIno: number, name: string | Uint8Array): Promise<Ext4Stat> {
@@ -1144,8 +1255,15 @@ export class Ext4 {
    * does; the final one only when `followFinal` (or when a "/" follows it).
    *
    * @example
-   * ```ts ignore
-   * const ino = await fs.resolve("/usr/bin/env", false);
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.symlink("lost+found", "/l");
+   * console.log(await fs.resolve("/l", false), await fs.resolve("/l")); // 12 11
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async resolve(path: string, followFinal = true): Promise<number> {
@@ -1202,8 +1320,15 @@ export class Ext4 {
    * The stat of `path`, following a final symlink.
    *
    * @example
-   * ```ts ignore
-   * console.log((await fs.stat("/etc/passwd")).size);
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/passwd", new TextEncoder().encode("root:x:0:0::/root:/bin/sh\n"));
+   * console.log((await fs.stat("/passwd")).size); // 26
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async stat(path: string): Promise<Ext4Stat> {
@@ -1214,8 +1339,15 @@ export class Ext4 {
    * The stat of `path` itself (a final symlink is not followed).
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.symlink("usr/bin", "/bin");
    * console.log((await fs.lstat("/bin")).type); // symlink
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async lstat(path: string): Promise<Ext4Stat> {
@@ -1226,8 +1358,14 @@ export class Ext4 {
    * The entries of the directory at `path`, without "." and "..".
    *
    * @example
-   * ```ts ignore
-   * for await (const e of fs.readDir("/")) console.log(e.name);
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * for await (const e of fs.readDir("/")) console.log(e.name); // lost+found
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async *readDir(path: string): AsyncIterable<DirEntry> {
@@ -1242,8 +1380,16 @@ export class Ext4 {
    * The whole content of the regular file at `path` (a final symlink is followed).
    *
    * @example
-   * ```ts ignore
-   * const text = new TextDecoder().decode(await fs.readFile("/etc/hostname"));
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/hostname", new TextEncoder().encode("box\n"));
+   * const text = new TextDecoder().decode(await fs.readFile("/hostname"));
+   * console.log(text); // box
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async readFile(path: string): Promise<Uint8Array> {
@@ -1264,10 +1410,17 @@ export class Ext4 {
    * {@link Ext4.openFile} (`Ext4.open` the static method opens a filesystem, `fs.open` a file).
    *
    * @example
-   * ```ts ignore
-   * const f = await fs.open("/var/log/syslog");
-   * for await (const chunk of f.readable()) await Deno.stdout.write(chunk);
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/syslog", new TextEncoder().encode("booted\n"));
+   * const f = await fs.open("/syslog");
+   * for await (const chunk of f.readable()) console.log(new TextDecoder().decode(chunk)); // booted
    * await f.close();
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   open(path: string): Promise<Ext4File> {
@@ -1278,9 +1431,19 @@ export class Ext4 {
    * Opens the regular file at `path` for positional and streaming reads.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/big.iso", new Uint8Array(300_000));
    * const f = await fs.openFile("/big.iso");
-   * await f.readable().pipeTo(Deno.stdout.writable);
+   * let size = 0;
+   * for await (const chunk of f.readable()) size += chunk.length;
+   * console.log(size); // 300000
+   * await f.close();
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async openFile(path: string): Promise<Ext4File> {
@@ -1349,8 +1512,15 @@ export class Ext4 {
    * The target of the symlink at `path`.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.symlink("usr/bin", "/bin");
    * console.log(await fs.readLink("/bin")); // usr/bin
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async readLink(path: string): Promise<string> {
@@ -1361,8 +1531,16 @@ export class Ext4 {
    * The xattr names of `path` (not following a final symlink).
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/file", new Uint8Array(0));
+   * await fs.setXattr("/file", "user.comment", new TextEncoder().encode("hi"));
    * console.log(await fs.listXattr("/file")); // [ "user.comment" ]
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async listXattr(path: string): Promise<string[]> {
@@ -1373,8 +1551,16 @@ export class Ext4 {
    * One xattr value of `path` (not following a final symlink), as getxattr returns it.
    *
    * @example
-   * ```ts ignore
-   * const v = await fs.getXattr("/file", "user.comment");
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/file", new Uint8Array(0));
+   * await fs.setXattr("/file", "user.comment", new TextEncoder().encode("hi"));
+   * console.log(new TextDecoder().decode(await fs.getXattr("/file", "user.comment"))); // hi
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async getXattr(path: string, name: string): Promise<Uint8Array> {
@@ -1390,8 +1576,14 @@ export class Ext4 {
    * `readDirIno` and `nameBytes` (as `treeListingBytes` does) to reach them.
    *
    * @example
-   * ```ts ignore
-   * for await (const { path, stat } of fs.walk("/")) console.log(path, stat.size);
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * for await (const { path, stat } of fs.walk("/")) console.log(path, stat.type); // / dir, …
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async *walk(path = "/"): AsyncIterable<{ path: string; stat: Ext4Stat }> {
@@ -1448,10 +1640,14 @@ export class Ext4 {
    * READ_ONLY (EROFS) on a read-only filesystem.
    *
    * @example
-   * ```ts ignore
-   * const fs = await Ext4.open("disk.img", { readOnly: false });
-   * await fs.writeFile("/etc/hostname", new TextEncoder().encode("box\n"), { mode: 0o644 });
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/hostname", new TextEncoder().encode("box\n"), { mode: 0o644 });
    * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async writeFile(
@@ -1478,9 +1674,16 @@ export class Ext4 {
    * stays on the orphan list until its last close.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
    * const f = await fs.openWritable("/backup.tar", { truncate: true });
-   * await (await Deno.open("backup.tar")).readable.pipeTo(f.writable());
+   * await ReadableStream.from([new Uint8Array(512), new Uint8Array(512)]).pipeTo(f.writable());
+   * console.log((await fs.stat("/backup.tar")).size); // 1024
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async openWritable(path: string, options: OpenWritableOptions = {}): Promise<Ext4WritableFile> {
@@ -1536,8 +1739,15 @@ export class Ext4 {
    * writes under way and flushes the device once more). Does nothing on a read-only filesystem.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/f", new Uint8Array(10));
    * await fs.sync();
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async sync(): Promise<void> {
@@ -1558,12 +1768,18 @@ export class Ext4 {
    * edits, not bulk copies.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
    * await fs.batch(async () => {
-   *   await fs.mkdir("/etc/app");
+   *   await fs.mkdir("/etc/app", { recursive: true });
    *   await fs.writeFile("/etc/app/app.conf", new TextEncoder().encode("debug = no\n"));
    *   await fs.chmod("/etc/app/app.conf", 0o600);
    * });
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async batch<T>(fn: () => Promise<T>): Promise<T> {
@@ -1585,8 +1801,14 @@ export class Ext4 {
    * not.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
    * await fs.mkdir("/srv/www", { recursive: true, mode: 0o750, uid: 33, gid: 33 });
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async mkdir(path: string, options: MkdirOptions = {}): Promise<void> {
@@ -1599,8 +1821,15 @@ export class Ext4 {
    * through this object is kept (on the orphan list) until its last close.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.mkdir("/tmp/cache", { recursive: true });
    * await fs.remove("/tmp/cache", { recursive: true });
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async remove(path: string, options: { recursive?: boolean } = {}): Promise<void> {
@@ -1615,9 +1844,15 @@ export class Ext4 {
    * last close.
    *
    * @example
-   * ```ts ignore
-   * await fs.writeFile("/etc/app.conf.new", bytes);
-   * await fs.rename("/etc/app.conf.new", "/etc/app.conf");
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/app.conf.new", new TextEncoder().encode("debug = yes\n"));
+   * await fs.rename("/app.conf.new", "/app.conf");
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async rename(
@@ -1635,8 +1870,15 @@ export class Ext4 {
    * Creates the symlink `path` pointing at `target` (EXISTS when `path` exists).
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.mkdir("/etc");
    * await fs.symlink("../share/zoneinfo/UTC", "/etc/localtime");
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async symlink(
@@ -1652,8 +1894,16 @@ export class Ext4 {
    * cannot be linked (PERMISSION, errno EPERM).
    *
    * @example
-   * ```ts ignore
-   * await fs.link("/usr/bin/vim", "/usr/bin/vi");
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/vim", new Uint8Array(0), { mode: 0o755 });
+   * await fs.link("/vim", "/vi");
+   * console.log((await fs.stat("/vi")).nlink); // 2
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async link(existing: string, newPath: string): Promise<void> {
@@ -1665,8 +1915,15 @@ export class Ext4 {
    * device, `0o060000` block device, `0o010000` FIFO, `0o140000` socket) and permissions.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.mkdir("/dev");
    * await fs.mknod("/dev/null", 0o020666, { major: 1, minor: 3 });
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async mknod(
@@ -1682,8 +1939,15 @@ export class Ext4 {
    * symlink as chmod(2).
    *
    * @example
-   * ```ts ignore
-   * await fs.chmod("/usr/local/bin/tool", 0o755);
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/tool", new Uint8Array(0));
+   * await fs.chmod("/tool", 0o755);
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async chmod(path: string, mode: number): Promise<void> {
@@ -1698,8 +1962,15 @@ export class Ext4 {
    * `noFollow` (lchown).
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.mkdir("/home/ann", { recursive: true });
    * await fs.chown("/home/ann", 1000, 1000);
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async chown(
@@ -1724,9 +1995,16 @@ export class Ext4 {
    * unless `noFollow`.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/f", new Uint8Array(0));
    * await fs.utime("/f", new Date(), { sec: 4102444800, nsec: 123456789 }); // 2100
-   * await fs.utime("/g", null, 1700000000123456789n); // nanoseconds since the epoch
+   * await fs.utime("/f", null, 1700000000123456789n); // nanoseconds since the epoch
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async utime(
@@ -1746,8 +2024,15 @@ export class Ext4 {
    * ACLs (`system.posix_acl_access`/`_default`) take the kernel's xattr format.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/f", new Uint8Array(0));
    * await fs.setXattr("/f", "user.mime_type", new TextEncoder().encode("text/plain"));
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async setXattr(
@@ -1764,8 +2049,16 @@ export class Ext4 {
    * with errno ENODATA when it is not there.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/f", new Uint8Array(0));
+   * await fs.setXattr("/f", "user.mime_type", new TextEncoder().encode("text/plain"));
    * await fs.removeXattr("/f", "user.mime_type");
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async removeXattr(path: string, name: string): Promise<void> {
@@ -1777,8 +2070,15 @@ export class Ext4 {
    * hole (reads as zeros).
    *
    * @example
-   * ```ts ignore
-   * await fs.truncate("/var/log/big.log", 0);
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/big.log", new Uint8Array(5000));
+   * await fs.truncate("/big.log", 0);
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async truncate(path: string, size = 0): Promise<void> {
@@ -1791,9 +2091,16 @@ export class Ext4 {
    * bytes at `offset`; `keepSize` keeps the size when the range ends past it.
    *
    * @example
-   * ```ts ignore
-   * await fs.fallocate("/var/db/table", 0, 64 << 20, { keepSize: true });
-   * await fs.fallocate("/var/db/table", 8192, 4096, { mode: "punchHole" });
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/table", new Uint8Array(0));
+   * await fs.fallocate("/table", 0, 64 << 10, { keepSize: true });
+   * await fs.fallocate("/table", 8192, 4096, { mode: "punchHole" });
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async fallocate(
@@ -1811,8 +2118,15 @@ export class Ext4 {
    * The stat of inode `ino`.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
    * const st = await fs.getattr(2);
+   * console.log(st.type); // dir
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async getattr(ino: number): Promise<Ext4Stat> {
@@ -1863,8 +2177,16 @@ export class Ext4 {
    * like read(2), for lengths beyond 0x7ffff000).
    *
    * @example
-   * ```ts ignore
-   * const head = await fs.read(12, 0, 4096);
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/f", new TextEncoder().encode("hello"));
+   * const head = await fs.read(await fs.resolve("/f"), 0, 4096);
+   * console.log(head.length); // 5
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async read(ino: number, offset: number, length: number): Promise<Uint8Array> {
@@ -1875,8 +2197,16 @@ export class Ext4 {
    * The raw target bytes of symlink `ino` (fast, slow or inline).
    *
    * @example
-   * ```ts ignore
-   * const target = new TextDecoder().decode(await fs.readLinkIno(15));
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.symlink("usr/bin", "/bin");
+   * const target = new TextDecoder().decode(await fs.readLinkIno(await fs.resolve("/bin", false)));
+   * console.log(target); // usr/bin
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async readLinkIno(ino: number): Promise<Uint8Array> {
@@ -1976,8 +2306,14 @@ export class Ext4 {
    * The xattr names of inode `ino`.
    *
    * @example
-   * ```ts ignore
-   * console.log(await fs.listXattrIno(12));
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * console.log(await fs.listXattrIno(2)); // []
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async listXattrIno(ino: number): Promise<string[]> {
@@ -1988,8 +2324,15 @@ export class Ext4 {
    * One xattr value of inode `ino`; a missing name is NOT_FOUND with errno ENODATA.
    *
    * @example
-   * ```ts ignore
-   * const acl = await fs.getXattrIno(12, "system.posix_acl_access");
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.setXattr("/", "user.comment", new TextEncoder().encode("root"));
+   * console.log((await fs.getXattrIno(2, "user.comment")).length); // 4
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async getXattrIno(ino: number, name: string): Promise<Uint8Array> {
@@ -2007,8 +2350,16 @@ export class Ext4 {
    * NOT_FOUND with errno ENXIO when there is none (at or past end of file).
    *
    * @example
-   * ```ts ignore
-   * const firstData = await fs.seekData(12, 0, "data");
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.writeFile("/f", new Uint8Array(4096));
+   * await fs.truncate("/f", 1 << 20); // a hole after the first 4 KiB
+   * console.log(await fs.seekData(await fs.resolve("/f"), 0, "hole")); // 4096
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async seekData(ino: number, offset: number, whence: "data" | "hole"): Promise<number> {
@@ -2032,8 +2383,15 @@ export class Ext4 {
    * Filesystem statistics (statfs).
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
    * const { blocks, freeBlocks, blockSize } = fs.statfs();
+   * console.log(blockSize, freeBlocks < blocks); // 1024 true
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   statfs(): Ext4Statfs {

@@ -198,8 +198,16 @@ export class GroupDescriptor {
  * neither metadata_csum nor gdt_csum.
  *
  * @example
- * ```ts ignore
- * const ok = groupDescriptorChecksum(sb, gd) === gd.checksum;
+ * ```ts
+ * import { Ext4 } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.open(img);
+ * const sb = fs.superblock;
+ * const gd = fs.groups.get(0);
+ * console.log(groupDescriptorChecksum(sb, gd) === gd.checksum); // true
+ * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export function groupDescriptorChecksum(sb: Superblock, gd: GroupDescriptor): number | undefined {
@@ -319,9 +327,15 @@ export class GroupDescriptorTable {
  * caller decides (the kernel still mounts read-only).
  *
  * @example
- * ```ts ignore
- * const gdt = await readGroupDescriptors(device, sb);
- * console.log(gdt.get(0).inodeTable);
+ * ```ts
+ * import { MemoryBlockDevice } from "../mod.ts";
+ * import { readSuperblock } from "./superblock.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const device = new MemoryBlockDevice(await Deno.readFile(img));
+ * const gdt = await readGroupDescriptors(device, await readSuperblock(device));
+ * console.log(gdt.length, gdt.get(0).inodeTable > 0); // 1 true
+ * await Deno.remove(img);
  * ```
  */
 export async function readGroupDescriptors(

@@ -108,9 +108,16 @@ export function fileTypeOfMode(mode: number): FileType {
  * in-inode xattr area and `i_block` can be parsed by other modules.
  *
  * @example
- * ```ts ignore
- * const inode = await readInode(device, sb, groups, 2);
- * console.log(inode.type, inode.size, inode.mtime);
+ * ```ts
+ * import { Ext4 } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.open(img);
+ * const sb = fs.superblock;
+ * const inode = await fs.inode(2);
+ * console.log(inode.type, inode.ino, inode.linksCount); // dir 2 3
+ * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export class Inode {
@@ -283,8 +290,17 @@ export class Inode {
  * low 16 bits count when the record has no room for `i_checksum_hi`.
  *
  * @example
- * ```ts ignore
- * const sum = inodeChecksum(sb, 12, recordBytes);
+ * ```ts
+ * import { Ext4 } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.open(img);
+ * const sb = fs.superblock;
+ * const record = (await fs.inode(2)).bytes;
+ * const stored = new DataView(record.buffer, record.byteOffset).getUint16(0x7c, true);
+ * console.log((inodeChecksum(sb, 2, record) & 0xffff) === stored); // true
+ * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export function inodeChecksum(sb: Superblock, ino: number, bytes: Uint8Array): number {
@@ -313,8 +329,15 @@ export function inodeChecksum(sb: Superblock, ino: number, bytes: Uint8Array): n
  * Where inode `ino` lives: its byte offset on the device.
  *
  * @example
- * ```ts ignore
- * const offset = inodeLocation(sb, groups, 2);
+ * ```ts
+ * import { Ext4 } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.open(img);
+ * const sb = fs.superblock;
+ * console.log(inodeLocation(sb, fs.groups, 2) % sb.blockSize); // 256: the second record
+ * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export function inodeLocation(sb: Superblock, groups: GroupDescriptorTable, ino: number): number {
@@ -338,8 +361,16 @@ export interface ParseInodeOptions {
  * `i_extra_isize` bounds. Throws {@link CorruptError} naming the inode.
  *
  * @example
- * ```ts ignore
- * const inode = parseInode(sb, 12, recordBytes);
+ * ```ts
+ * import { Ext4 } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.open(img);
+ * const sb = fs.superblock;
+ * const inode = parseInode(sb, 11, (await fs.inode(11)).bytes);
+ * console.log(inode.type); // dir (lost+found)
+ * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export function parseInode(

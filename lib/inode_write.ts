@@ -139,9 +139,17 @@ export function inodeChecksumValid(sb: Superblock, ino: number, raw: Uint8Array)
  * bytes are kept), with the checksum.
  *
  * @example
- * ```ts ignore
- * const raw = encodeInode(sb, ino, { ...fields, mode: 0o100644, size: 5 });
- * await writeInode(tx, sb, gdt, ino, raw);
+ * ```ts
+ * import { Ext4 } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.open(img);
+ * const sb = fs.superblock;
+ * const fields = decodeInode(sb, (await fs.inode(11)).bytes);
+ * const raw = encodeInode(sb, 11, { ...fields, mode: 0o40700 });
+ * console.log(decodeInode(sb, raw).mode.toString(8)); // 40700
+ * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export function encodeInode(

@@ -86,7 +86,7 @@ export interface NamespaceContext {
   newNames?: boolean;
   /**
    * Give new inodes the ACLs their directory's default ACL implies, as the kernel does
-   * (lib/acl_inherit.ts; default true). `put` turns it off: it copies the host's own ACLs.
+   * (lib/ext4/acl.ts; default true). `put` turns it off: it copies the host's own ACLs.
    */
   inheritAcls?: boolean;
 }

@@ -143,9 +143,13 @@ export function fsTypeOf(words: { compat: number; incompat: number; roCompat: nu
  * superblock that cannot be trusted; every other finding is reported in the result.
  *
  * @example
- * ```ts ignore
- * const r = await probeDevice(device);
- * console.log(r.fsType, r.support.level);
+ * ```ts
+ * import { MemoryBlockDevice } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const r = await probeDevice(new MemoryBlockDevice(await Deno.readFile(img)));
+ * console.log(r.fsType, r.needsRecovery, r.hasErrors); // ext4 false false
+ * await Deno.remove(img);
  * ```
  */
 export async function probeDevice(

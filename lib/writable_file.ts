@@ -59,10 +59,16 @@ export interface OpenWritableOptions {
  * unlinked file is freed at its last close.
  *
  * @example
- * ```ts ignore
- * const f = await fs.openWritable("/var/log/app.log", { append: true });
+ * ```ts
+ * import { Ext4 } from "../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.open(img, { readOnly: false });
+ * const f = await fs.openWritable("/app.log", { append: true });
  * await f.write(new TextEncoder().encode("started\n"));
  * await f.close();
+ * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export class Ext4WritableFile {
@@ -101,8 +107,18 @@ export class Ext4WritableFile {
    * Moves the position of sequential writes.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * const f = await fs.openWritable("/f");
+   * await f.write(new TextEncoder().encode("hello"));
    * f.seek(0);
+   * await f.write(new TextEncoder().encode("J"));
+   * await f.close();
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   seek(position: number): void {
@@ -117,8 +133,17 @@ export class Ext4WritableFile {
    * The file's current stat.
    *
    * @example
-   * ```ts ignore
-   * console.log((await f.stat()).size);
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * const f = await fs.openWritable("/f");
+   * await f.write(new Uint8Array(10));
+   * console.log((await f.stat()).size); // 10
+   * await f.close();
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   stat(): Promise<Ext4Stat> {
@@ -131,8 +156,18 @@ export class Ext4WritableFile {
    * through any handle shows.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * const f = await fs.openWritable("/f");
+   * await f.write(new TextEncoder().encode("hello"));
    * const head = await f.read(0, 512);
+   * console.log(head.length); // 5
+   * await f.close();
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   read(offset: number, length: number): Promise<Uint8Array> {
@@ -146,8 +181,16 @@ export class Ext4WritableFile {
    * written (all of them). Data beyond {@link WRITE_CHUNK} goes in several transactions.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * const f = await fs.openWritable("/f");
    * await f.write(new Uint8Array(4096), 1 << 20); // a hole before it
+   * await f.close();
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async write(data: Uint8Array, offset?: number): Promise<number> {
@@ -175,8 +218,17 @@ export class Ext4WritableFile {
    * Sets the file's size: blocks past it are freed, growing adds a hole.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * const f = await fs.openWritable("/f");
+   * await f.write(new Uint8Array(5000));
    * await f.truncate(0);
+   * await f.close();
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   truncate(size: number): Promise<void> {
@@ -189,9 +241,17 @@ export class Ext4WritableFile {
    * `length` bytes at `offset` (see {@link FallocateOptions}).
    *
    * @example
-   * ```ts ignore
-   * await f.allocate(0, 1 << 30, { keepSize: true });
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * const f = await fs.openWritable("/f");
+   * await f.allocate(0, 64 << 10, { keepSize: true });
    * await f.allocate(4096, 4096, { mode: "punchHole" });
+   * await f.close();
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   allocate(offset: number, length: number, options: FallocateOptions = {}): Promise<void> {
@@ -203,8 +263,17 @@ export class Ext4WritableFile {
    * Makes what was written durable (every write is committed already; this flushes the device).
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * const f = await fs.openWritable("/f");
+   * await f.write(new Uint8Array(10));
    * await f.sync();
+   * await f.close();
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   sync(): Promise<void> {
@@ -217,8 +286,16 @@ export class Ext4WritableFile {
    * while open frees it.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * const f = await fs.openWritable("/f");
+   * await f.write(new Uint8Array(10));
    * await f.close();
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   async close(): Promise<void> {
@@ -232,9 +309,16 @@ export class Ext4WritableFile {
    * stream closes the handle, aborting it closes the handle too (what was written stays).
    *
    * @example
-   * ```ts ignore
-   * const src = await Deno.open("big.iso");
-   * await src.readable.pipeTo((await fs.openWritable("/big.iso")).writable());
+   * ```ts
+   * import { Ext4 } from "../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * const src = ReadableStream.from([new Uint8Array(4096), new Uint8Array(4096)]);
+   * await src.pipeTo((await fs.openWritable("/big.iso")).writable());
+   * console.log((await fs.stat("/big.iso")).size); // 8192
+   * await fs.close();
+   * await Deno.remove(img);
    * ```
    */
   writable(): WritableStream<Uint8Array> {

@@ -5,7 +5,8 @@
  * directory sizes).
  */
 import assert from "node:assert/strict";
-import { Ext4, Ext4Error, inodeLocation } from "../mod.ts";
+import { Ext4, Ext4Error } from "../mod.ts";
+import { inodeLocation } from "../lib/inode.ts";
 import {
   makeImage,
   ROOT,

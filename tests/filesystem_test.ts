@@ -4,7 +4,8 @@
  * casefolded lookups.
  */
 import assert from "node:assert/strict";
-import { Errno, Ext4, Ext4Error, inodeLocation, MemoryBlockDevice } from "../mod.ts";
+import { Errno, Ext4, Ext4Error, MemoryBlockDevice } from "../mod.ts";
+import { inodeLocation } from "../lib/inode.ts";
 import { makeImage, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 
 const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "debugfs"];

@@ -5,7 +5,9 @@
  * and every no-key name must look up to the kernel's inode.
  */
 import assert from "node:assert/strict";
-import { Ext4, matchesNoKeyDigest, noKeyName, parseNoKeyName, treeListingBytes } from "../mod.ts";
+import { Ext4 } from "../mod.ts";
+import { matchesNoKeyDigest, noKeyName, parseNoKeyName } from "../lib/fscrypt_name.ts";
+import { treeListingBytes } from "../lib/tree_listing.ts";
 import {
   makeImage,
   ROOT,

@@ -17,6 +17,20 @@ Deno.test("deno.json: the tasks test, check, lint, fmt, bench, compile and ext4t
   assert.match(denoJson.tasks.compile, /deno compile .*cli\/main\.ts$/);
 });
 
+Deno.test("deno.json: the public entry points, their JSDoc examples in the suite and doc lint", () => {
+  assert.deepEqual(denoJson.exports, {
+    ".": "./mod.ts",
+    "./ondisk": "./lib/ondisk/mod.ts",
+    "./jbd2": "./lib/jbd2/mod.ts",
+    "./cli": "./cli/main.ts",
+  });
+  // `deno test --doc` over the library runs the examples of every module the entry points
+  // re-export (they live beside the code, not in mod.ts).
+  assert.match(denoJson.tasks.test, /^deno test .*--doc\b.* tests\/ mod\.ts lib\/ ffi\/$/);
+  const lint = denoJson.tasks.check.match(/deno doc --lint (.*)$/)?.[1].split(" ");
+  assert.deepEqual(lint, ["mod.ts", "lib/ondisk/mod.ts", "lib/jbd2/mod.ts"]);
+});
+
 Deno.test("dependencies are pinned: exact versions in the import map, all in deno.lock", () => {
   const lock = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.lock`));
   for (const [name, spec] of Object.entries<string>(denoJson.imports)) {

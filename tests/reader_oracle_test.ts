@@ -6,14 +6,10 @@
 import assert from "node:assert/strict";
 import { READER_MATRIX } from "./reader_matrix.ts";
 import { gunzipSync } from "node:zlib";
-import {
-  Ext4,
-  InodeFlags,
-  MemoryBlockDevice,
-  parseExtentHeader,
-  treeListing,
-  treeListingBytes,
-} from "../mod.ts";
+import { Ext4, MemoryBlockDevice } from "../mod.ts";
+import { InodeFlags } from "../lib/inode.ts";
+import { parseExtentHeader } from "../lib/ondisk/extent.ts";
+import { treeListing, treeListingBytes } from "../lib/tree_listing.ts";
 import {
   CORPUS,
   makeImage,

@@ -464,6 +464,7 @@ function openServedDevice(path: string, offset: number): BlockDevice {
  *
  * @example
  * ```ts ignore
+ * // Not run by `deno test --doc`: serve mounts (root, /dev/fuse) and serves until unmounted.
  * await serve({ source, mountPoint, settings, backend: ext4Backend, log });
  * ```
  */

@@ -44,7 +44,8 @@ export class FuseError extends Error {
    * @example
    * ```ts
    * import { FuseError } from "./ops.ts";
-   * throw new FuseError(2, "no such entry");
+   * const e = new FuseError(2, "no such entry");
+   * console.log(e.errno, e.message); // 2 no such entry
    * ```
    */
   constructor(errno: number, message?: string) {

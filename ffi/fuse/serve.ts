@@ -102,8 +102,9 @@ export interface MountSettings {
  * Default settings: a read-only fuseblk mount.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * const settings = { ...defaultSettings(), allowOther: true };
+ * console.log(settings.readOnly, settings.noBlkdev); // true false
  * ```
  */
 export function defaultSettings(): MountSettings {
@@ -162,6 +163,7 @@ function mountError(e: unknown, source: string, target: string): Ext4Error {
  *
  * @example
  * ```ts ignore
+ * // Not run by `deno test --doc`: it mounts (root, /dev/fuse) and serves until unmounted.
  * await serve({ source: "disk.img", mountPoint: "/mnt/x", settings: defaultSettings(),
  *   backend: ext4Backend, log: console.error, onReady: () => console.log("ready") });
  * ```

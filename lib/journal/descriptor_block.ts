@@ -70,8 +70,22 @@ export interface DescriptorTag {
  * SAME_UUID, until LAST_TAG or the end of the usable space (the tail excluded under v2/v3).
  *
  * @example
- * ```ts ignore
- * for (const tag of parseDescriptorTags(block, jsb)) console.log(tag.target);
+ * ```ts
+ * import { locateJournal, MemoryBlockDevice } from "../../mod.ts";
+ * import { BlockType, JBD2_MAGIC } from "./superblock.ts";
+ * import { readSuperblock } from "../superblock.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "8M"] }).output();
+ * const device = new MemoryBlockDevice(await Deno.readFile(img));
+ * const { jsb } = await locateJournal(device, await readSuperblock(device));
+ * const block = new Uint8Array(jsb.blockSize);
+ * const v = new DataView(block.buffer);
+ * v.setUint32(0, JBD2_MAGIC);
+ * v.setUint32(4, BlockType.DESCRIPTOR);
+ * v.setUint32(12, 1234); // one tag (8 bytes without 64bit and checksums): target block 1234
+ * v.setUint16(18, TagFlag.SAME_UUID | TagFlag.LAST_TAG);
+ * for (const tag of parseDescriptorTags(block, jsb)) console.log(tag.target); // 1234
+ * await Deno.remove(img);
  * ```
  */
 export function parseDescriptorTags(block: Uint8Array, jsb: JournalSuperblock): DescriptorTag[] {

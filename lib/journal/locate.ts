@@ -233,9 +233,15 @@ export interface LocateJournalOptions {
  * would give.
  *
  * @example
- * ```ts ignore
- * const { store, jsb } = await locateJournal(device, sb);
- * console.log(jsb.sequence, jsb.start, store.description);
+ * ```ts
+ * import { MemoryBlockDevice } from "../../mod.ts";
+ * import { readSuperblock } from "../superblock.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "8M"] }).output();
+ * const device = new MemoryBlockDevice(await Deno.readFile(img));
+ * const { store, jsb } = await locateJournal(device, await readSuperblock(device));
+ * console.log(jsb.sequence, jsb.start, store.description); // 1 0 inode 8
+ * await Deno.remove(img);
  * ```
  */
 export async function locateJournal(

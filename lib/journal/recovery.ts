@@ -600,9 +600,16 @@ const EXT4_FC_TAG_HEAD = 0x9;
  * reports the corruption.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { locateJournal, MemoryBlockDevice } from "../../mod.ts";
+ * import { readSuperblock } from "../superblock.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "8M"] }).output();
+ * const device = new MemoryBlockDevice(await Deno.readFile(img));
+ * const { store, jsb } = await locateJournal(device, await readSuperblock(device));
  * const plan = await recoverJournal(store, jsb);
- * console.log(plan.startSequence, plan.endSequence, plan.writes.length);
+ * console.log(plan.needed, plan.writes.length); // false 0
+ * await Deno.remove(img);
  * ```
  */
 export async function recoverJournal(
@@ -696,8 +703,17 @@ async function findFastCommit(
  * bytes, with the journal magic restored when the tag was escaped.
  *
  * @example
- * ```ts ignore
- * const data = await replayedBlock(store, plan.writes[0]);
+ * ```ts
+ * import { locateJournal, MemoryBlockDevice } from "../../mod.ts";
+ * import { readSuperblock } from "../superblock.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "8M"] }).output();
+ * const device = new MemoryBlockDevice(await Deno.readFile(img));
+ * const { store, jsb } = await locateJournal(device, await readSuperblock(device));
+ * // A write as recovery plans it (here of journal block 1 onto filesystem block 100).
+ * const write = { target: 100, logBlock: 1, escaped: false, sequence: jsb.sequence };
+ * console.log((await replayedBlock(store, write)).length); // 1024: the bytes block 100 gets
+ * await Deno.remove(img);
  * ```
  */
 export async function replayedBlock(store: JournalStore, w: ReplayWrite): Promise<Uint8Array> {

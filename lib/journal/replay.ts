@@ -118,8 +118,14 @@ export interface ReplayResult {
  * True when the filesystem's journal needs recovery (`needs_recovery` is set).
  *
  * @example
- * ```ts ignore
- * if (needsRecovery(sb)) console.error("the journal needs recovery");
+ * ```ts
+ * import { MemoryBlockDevice } from "../../mod.ts";
+ * import { readSuperblock } from "../superblock.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const sb = await readSuperblock(new MemoryBlockDevice(await Deno.readFile(img)));
+ * console.log(needsRecovery(sb)); // false: freshly made
+ * await Deno.remove(img);
  * ```
  */
 export function needsRecovery(sb: Superblock): boolean {
@@ -281,10 +287,15 @@ export async function blockContents(
  * the kernel would refuse (then nothing is written).
  *
  * @example
- * ```ts ignore
- * const dev = openBlockDevice("disk.img", { readOnly: false });
+ * ```ts
+ * import { openBlockDevice } from "../../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const dev = openBlockDevice(img, { readOnly: false });
  * const r = await replayJournal(dev);
  * console.log(r.needed ? `${r.blocksWritten.length} blocks written` : r.reason);
+ * await dev.close();
+ * await Deno.remove(img);
  * ```
  */
 export async function replayJournal(

@@ -18,8 +18,23 @@ export const REVOKE_HEADER_SIZE = 16;
  * (less the checksum tail) is an error. Records are 8 bytes with journal_64bit, else 4.
  *
  * @example
- * ```ts ignore
- * const revoked = parseRevokeBlock(block, jsb, 4711); // [ 1234, 5678 ]
+ * ```ts
+ * import { locateJournal, MemoryBlockDevice } from "../../mod.ts";
+ * import { BlockType, JBD2_MAGIC } from "./superblock.ts";
+ * import { readSuperblock } from "../superblock.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "8M"] }).output();
+ * const device = new MemoryBlockDevice(await Deno.readFile(img));
+ * const { jsb } = await locateJournal(device, await readSuperblock(device));
+ * const block = new Uint8Array(jsb.blockSize);
+ * const v = new DataView(block.buffer);
+ * v.setUint32(0, JBD2_MAGIC);
+ * v.setUint32(4, BlockType.REVOKE);
+ * v.setUint32(12, 16 + 2 * 4); // r_count: the header and two 32-bit records
+ * v.setUint32(16, 1234);
+ * v.setUint32(20, 5678);
+ * console.log(parseRevokeBlock(block, jsb, 1)); // [ 1234, 5678 ]
+ * await Deno.remove(img);
  * ```
  */
 export function parseRevokeBlock(

@@ -82,9 +82,16 @@ export function journalFeatureNames(compat: number, incompat: number, roCompat: 
  * Field names follow `journal_superblock_t` without the `s_` prefix.
  *
  * @example
- * ```ts ignore
- * const jsb = new JournalSuperblock(await store.readBlock(0));
- * console.log(jsb.sequence, jsb.start, jsb.tagBytes);
+ * ```ts
+ * import { locateJournal, MemoryBlockDevice } from "../../mod.ts";
+ * import { readSuperblock } from "../superblock.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "8M"] }).output();
+ * const device = new MemoryBlockDevice(await Deno.readFile(img));
+ * const { store } = await locateJournal(device, await readSuperblock(device));
+ * const j = new JournalSuperblock(await store.readBlock(0));
+ * console.log(j.sequence, j.start, j.tagBytes); // 1 0 8
+ * await Deno.remove(img);
  * ```
  */
 export class JournalSuperblock {

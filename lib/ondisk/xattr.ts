@@ -274,8 +274,18 @@ export function xattrBlockNumber(sb: Superblock, inodeBytes: Uint8Array): number
  * number, then the block with the checksum field read as zero, from the filesystem seed.
  *
  * @example
- * ```ts ignore
- * const ok = xattrBlockChecksum(sb, blockNr, block) === new DataView(block.buffer).getUint32(16, true);
+ * ```ts
+ * import { Ext4 } from "../mod.ts";
+ * import { encodeXattrBlock } from "./xattr_block.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const fs = await Ext4.open(img);
+ * const sb = fs.superblock;
+ * const block = encodeXattrBlock(sb, 1000, [], 1); // an empty xattr block for block 1000
+ * const ok = xattrBlockChecksum(sb, 1000, block) === new DataView(block.buffer).getUint32(16, true);
+ * console.log(ok); // true
+ * await fs.close();
+ * await Deno.remove(img);
  * ```
  */
 export function xattrBlockChecksum(sb: Superblock, blockNr: number, block: Uint8Array): number {
