@@ -275,8 +275,8 @@ export function xattrBlockNumber(sb: Superblock, inodeBytes: Uint8Array): number
  *
  * @example
  * ```ts
- * import { Ext4 } from "../mod.ts";
- * import { encodeXattrBlock } from "./xattr_block.ts";
+ * import { Ext4 } from "../../mod.ts";
+ * import { encodeXattrBlock } from "./xattr.ts";
  * const img = await Deno.makeTempFile();
  * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
  * const fs = await Ext4.open(img);
