@@ -146,30 +146,29 @@ export {
   treeListingBytes,
   type TreeListingOptions,
 } from "./lib/tree_listing.ts";
+export { type DirBlocks, type DirectorySource, iterateDirectory } from "./lib/ext4/dir.ts";
 export {
-  computeDxChecksum,
   type DirBlockLocation,
   type DirContext,
-  type DirectorySource,
   direntTypeOfMode,
   DirFileType,
   dirLeafChecksum,
   type DirRecord,
-  iterateDirectory,
   parseDirectoryBlock,
   parseInlineDirectory,
   recLenToDisk,
   setDirentTail,
-} from "./lib/directory.ts";
+} from "./lib/ondisk/dirent.ts";
+export { htreeLookup, type HtreeProbe } from "./lib/ext4/htree.ts";
 export {
+  computeDxChecksum,
   type DxEntry,
   type DxIndex,
+  dxLimit,
   type DxRootInfo,
-  htreeLookup,
-  type HtreeProbe,
   parseDxNode,
   parseDxRoot,
-} from "./lib/dir_htree.ts";
+} from "./lib/ondisk/dx.ts";
 export { type DirHash, dirHash, DxHashVersion } from "./lib/dir_hash.ts";
 export { readInlineData, readInlineFile } from "./lib/inline_data.ts";
 export {
@@ -355,7 +354,7 @@ export {
   type NewDirEntry,
   removeDirEntry,
   setDirBlockChecksum,
-} from "./lib/dir_write.ts";
+} from "./lib/ondisk/dirent.ts";
 export {
   BlockMapEditor,
   type FileMap,
@@ -455,10 +454,9 @@ export {
   dxCheckInsert,
   type DxDir,
   dxInsert,
-  dxLimit,
   dxLookup,
   makeIndexed,
-} from "./lib/htree_write.ts";
+} from "./lib/ext4/htree.ts";
 export {
   checkRegular,
   chmodAt,

@@ -9,7 +9,7 @@
 import type { Allocator, Extent } from "./alloc.ts";
 import { crc32c } from "./checksum.ts";
 import { Ext4Error } from "./errors.ts";
-import { inodeChecksumSeed } from "./directory.ts";
+import { inodeChecksumSeed } from "./ondisk/dirent.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 

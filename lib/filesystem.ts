@@ -34,13 +34,10 @@ import { readBlockMap } from "./block_map.ts";
 import { Lru } from "./lru.ts";
 import { JournalOverlayDevice } from "./journal_overlay.ts";
 import { needsRecovery } from "./journal/replay.ts";
-import {
-  type DirContext,
-  type DirectorySource,
-  type DirRecord,
-  iterateDirectory,
-} from "./directory.ts";
-import { hashIsSigned, htreeLookup, parseDxRoot } from "./dir_htree.ts";
+import { type DirectorySource, iterateDirectory } from "./ext4/dir.ts";
+import type { DirContext, DirRecord } from "./ondisk/dirent.ts";
+import { htreeLookup } from "./ext4/htree.ts";
+import { hashIsSigned, parseDxRoot } from "./ondisk/dx.ts";
 import { type DirHash, dirHash, DxHashVersion } from "./dir_hash.ts";
 import { matchesNoKeyDigest, noKeyName, noKeyNameLength, parseNoKeyName } from "./fscrypt_name.ts";
 import { readXattrs } from "./xattr.ts";

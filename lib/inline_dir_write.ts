@@ -15,6 +15,8 @@
 import type { Allocator } from "./alloc.ts";
 import {
   dirBlockEnd,
+  dirRecLen,
+  INLINE_DOTDOT_SIZE,
   insertDirEntry,
   newDirectoryBlock,
   type NewDirEntry,
@@ -23,8 +25,7 @@ import {
   retargetDirEntry,
   scanDirBlock,
   setDirBlockChecksum,
-} from "./dir_write.ts";
-import { dirRecLen, INLINE_DOTDOT_SIZE } from "./directory.ts";
+} from "./ondisk/dirent.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import { emptyExtentRoot } from "./extent_write.ts";
 import { Incompat } from "./features.ts";

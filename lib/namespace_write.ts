@@ -3,13 +3,15 @@
  * directory entries in linear directories (growing by a block when full), mkdir, create,
  * symlink, mknod, link, unlink and rmdir, and releasing an inode's blocks and attributes.
  * Path resolution is not here: callers pass directory inode numbers. Directories with an
- * htree index (INDEX flag) are written through lib/htree_write.ts.
+ * htree index (INDEX flag) are written through lib/ext4/htree.ts.
  *
  * @module
  */
 
 import type { Allocator } from "./alloc.ts";
 import {
+  direntTypeOfMode,
+  DirFileType,
   emptyDirBlock,
   insertDirEntry,
   newDirectoryBlock,
@@ -18,20 +20,12 @@ import {
   retargetDirEntry,
   scanDirBlock,
   setDirBlockChecksum,
-} from "./dir_write.ts";
-import { direntTypeOfMode, DirFileType } from "./directory.ts";
+} from "./ondisk/dirent.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import { emptyExtentRoot } from "./extent_write.ts";
 import { Compat, Incompat, RoCompat } from "./features.ts";
-import {
-  dxCheckInsert,
-  type DxDir,
-  dxInsert,
-  dxLookup,
-  isDxNode,
-  makeIndexed,
-  setDxChecksum,
-} from "./htree_write.ts";
+import { dxCheckInsert, type DxDir, dxInsert, dxLookup, makeIndexed } from "./ext4/htree.ts";
+import { isDxNode, setDxChecksum } from "./ondisk/dx.ts";
 import { insertExtents, readFileMap, rewriteFileMap } from "./file_map_write.ts";
 import { canInline, INLINE_MAX, inlineValueRoom, writeInline } from "./inline_write.ts";
 import {
