@@ -439,7 +439,6 @@ export {
   inlineDirEntries,
   type InlineDirEntry,
   inlineDirInsert,
-  inlineDirLookup,
   inlineDirRemove,
   inlineDirRetarget,
 } from "./lib/inline_dir_write.ts";

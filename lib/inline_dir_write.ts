@@ -204,32 +204,6 @@ export async function inlineDirEntries(
 }
 
 /**
- * Looks `name` up in inline directory `ino`: its inode, or 0. ".." gives the parent stored
- * in `i_block`, "." the directory itself.
- *
- * @example
- * ```ts ignore
- * const child = await inlineDirLookup(ctx, dirIno, new TextEncoder().encode("a"));
- * ```
- */
-export async function inlineDirLookup(
-  ctx: InlineDirContext,
-  ino: number,
-  name: Uint8Array,
-): Promise<number> {
-  const d = await loadInline(ctx, ino);
-  if (name.length === 1 && name[0] === 0x2e) return ino;
-  if (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e) {
-    return new DataView(d.iblock.buffer).getUint32(0, true);
-  }
-  for (const r of runs(d)) {
-    const found = scanDirBlock(ctx.sb, r.bytes, name, `inline directory ${ino}`, r.end).ino;
-    if (found) return found;
-  }
-  return 0;
-}
-
-/**
  * Adds `entry` to inline directory `ino` if it fits: in `i_block`, else in the system.data
  * value (grown once to all the room left in the inode body, as the kernel does). Returns
  * false, changing nothing, when the directory must first become a block directory
