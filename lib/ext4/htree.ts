@@ -43,12 +43,14 @@ import {
   dirRecLen,
   type DirRecord,
   insertDirEntry,
+  isDotName,
   isIndexedDirectory,
   type NewDirEntry,
   packDirBlock,
   parseDirBlock,
   parseDirectoryBlock,
   recLenToDisk,
+  sameName,
   scanDirBlock,
   setDirBlockChecksum,
 } from "../ondisk/dirent.ts";
@@ -266,7 +268,7 @@ export async function dxNextLeaf(
  *
  * @example
  * ```ts ignore
- * const hit = await dxFind(src, { sb }, path, (n) => sameBytes(n, name));
+ * const hit = await dxFind(src, { sb }, path, (n) => sameName(n, name));
  * ```
  */
 export async function dxFind(
@@ -329,15 +331,14 @@ export async function htreeLookup(
   if (((dir.flags ?? 0) & DirInodeFlags.CASEFOLD) !== 0) return undefined;
   if (name.length === 0 || name.length > 255) return null;
   if (Math.ceil(dir.size / sb.blockSize) === 0) return undefined;
-  const isDot = name.length <= 2 && name[0] === 0x2e && (name.length === 1 || name[1] === 0x2e);
-  if (isDot) {
+  if (isDotName(name)) {
     const root = await readIndexed(dir, sb, 0, "root");
     const loc = { ino: dir.ino, generation: dir.generation, logical: 0, isHtree: true };
-    return parseDirectoryBlock(root, ctx, loc).find((r) => sameBytes(r.name, name)) ?? null;
+    return parseDirectoryBlock(root, ctx, loc).find((r) => sameName(r.name, name)) ?? null;
   }
   try {
     const path = await dxProbe(dir, sb, probe ? { hash: probe.hash } : name);
-    const hit = await dxFind(dir, ctx, path, probe?.matches ?? ((n) => sameBytes(n, name)));
+    const hit = await dxFind(dir, ctx, path, probe?.matches ?? ((n) => sameName(n, name)));
     return hit ? hit.rec : null;
   } catch (e) {
     if (e instanceof UnusableIndexError) return undefined;
@@ -452,14 +453,8 @@ async function findForWrite(
   path: DxPath,
   name: Uint8Array,
 ): Promise<{ ino: number; leaf: number }> {
-  const hit = await dxFind(txDirBlocks(tx, sb, dir), { sb }, path, (n) => sameBytes(n, name));
+  const hit = await dxFind(txDirBlocks(tx, sb, dir), { sb }, path, (n) => sameName(n, name));
   return hit ? { ino: hit.rec.ino, leaf: dxPhysical(dir, hit.logical) } : { ino: 0, leaf: 0 };
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /**

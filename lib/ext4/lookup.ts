@@ -18,7 +18,7 @@
 import { CorruptError } from "../errors.ts";
 import { Incompat } from "../features.ts";
 import { matchesNoKeyDigest, parseNoKeyName } from "../fscrypt_name.ts";
-import { type DirContext, DirInodeFlags } from "../ondisk/dirent.ts";
+import { type DirContext, DirInodeFlags, isDotName, sameName } from "../ondisk/dirent.ts";
 import { type DirectorySource, iterateDirectory } from "./dir.ts";
 import { htreeLookup } from "./htree.ts";
 
@@ -49,17 +49,6 @@ export function nameKey(name: Uint8Array): string {
 /** The case-insensitive form of a name for casefolded directories (NFD + full case fold). */
 function casefold(name: Uint8Array): string {
   return utf8.decode(name).normalize("NFD").toUpperCase().toLowerCase().normalize("NFD");
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-function isDotOrDotDot(name: Uint8Array): boolean {
-  return (name.length === 1 && name[0] === 0x2e) ||
-    (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e);
 }
 
 /**
@@ -132,7 +121,7 @@ export async function lookupInDirectory(
 ): Promise<number | null> {
   const flags = dir.flags ?? 0;
   let want = name;
-  if ((flags & DirInodeFlags.ENCRYPT) !== 0 && !isDotOrDotDot(name)) {
+  if ((flags & DirInodeFlags.ENCRYPT) !== 0 && !isDotName(name)) {
     // Encrypted directory, no key: the kernel accepts only no-key names. A short one
     // carries the whole ciphertext name; a long one its start and a digest of the rest.
     const p = parseNoKeyName(name);
@@ -153,7 +142,7 @@ export async function lookupInDirectory(
     const key = casefold(want);
     let loose: number | null = null;
     for await (const rec of iterateDirectory(dir, ctx)) {
-      if (bytesEqual(rec.name, want)) return rec.ino;
+      if (sameName(rec.name, want)) return rec.ino;
       if (loose === null && casefold(rec.name) === key) loose = rec.ino;
     }
     return loose;
@@ -162,5 +151,5 @@ export async function lookupInDirectory(
   if (hit !== undefined) return hit;
   const map = await options.nameMap?.(dir);
   if (map) return map.get(nameKey(want)) ?? null;
-  return await scan(dir, ctx, (stored) => bytesEqual(stored, want));
+  return await scan(dir, ctx, (stored) => sameName(stored, want));
 }

@@ -486,16 +486,12 @@ export function parseInlineDirectoryPositioned(
       offset: 24,
     },
   ];
-  // The entries in i_block and those in the system.data value form one sequence, exactly
-  // like the kernel's buffer of both; rec_len decodes against the block size.
-  const recs = walkDirents(
-    data,
-    INLINE_DOTDOT_SIZE,
-    data.length,
-    ctx.sb,
-    ctx.sb.blockSize,
-    where,
-  );
+  // The entries in i_block and those in the system.data value are two runs, each tiled by
+  // its own records, as the kernel writes and looks them up (ext4_find_inline_entry);
+  // rec_len decodes against the block size.
+  const bs = ctx.sb.blockSize;
+  const recs = walkDirents(data, INLINE_DOTDOT_SIZE, INLINE_IBLOCK_SIZE, ctx.sb, bs, where)
+    .concat(walkDirents(data, INLINE_IBLOCK_SIZE, data.length, ctx.sb, bs, where));
   for (const d of recs) {
     if (d.ino === 0) continue;
     out.push({
@@ -812,10 +808,33 @@ export function retargetDirEntry(
   return 0;
 }
 
-function sameName(a: Uint8Array, b: Uint8Array): boolean {
+/**
+ * True when two names are the same bytes.
+ *
+ * @example
+ * ```ts
+ * import { sameName } from "./dirent.ts";
+ * console.log(sameName(new Uint8Array([0x61]), new Uint8Array([0x61]))); // true
+ * ```
+ */
+export function sameName(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/**
+ * True for "." and "..".
+ *
+ * @example
+ * ```ts
+ * import { isDotName } from "./dirent.ts";
+ * console.log(isDotName(new Uint8Array([0x2e, 0x2e]))); // true
+ * ```
+ */
+export function isDotName(name: Uint8Array): boolean {
+  return (name.length === 1 && name[0] === 0x2e) ||
+    (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e);
 }
 
 /** Stores the tail checksum of a linear directory block (no-op without metadata_csum). */
