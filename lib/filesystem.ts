@@ -34,15 +34,12 @@ import { readBlockMap } from "./ext4/indirect.ts";
 import { Lru } from "./lru.ts";
 import { JournalOverlayDevice } from "./journal_overlay.ts";
 import { needsRecovery } from "./journal/replay.ts";
-import {
-  type DirContext,
-  type DirectorySource,
-  type DirRecord,
-  iterateDirectory,
-} from "./directory.ts";
-import { hashIsSigned, htreeLookup, parseDxRoot } from "./dir_htree.ts";
+import { type DirectorySource, iterateDirectory } from "./ext4/dir.ts";
+import type { DirContext, DirRecord } from "./ondisk/dirent.ts";
+import { directoryNameMap, lookupInDirectory, nameKey } from "./ext4/lookup.ts";
+import { hashIsSigned, parseDxRoot } from "./ondisk/dx.ts";
 import { type DirHash, dirHash, DxHashVersion } from "./dir_hash.ts";
-import { matchesNoKeyDigest, noKeyName, noKeyNameLength, parseNoKeyName } from "./fscrypt_name.ts";
+import { noKeyName, noKeyNameLength } from "./fscrypt_name.ts";
 import { readXattrs } from "./ext4/xattr.ts";
 import { readInlineData, readInlineFile } from "./inline_data.ts";
 import { readInodeBitmap, testBit } from "./bitmap.ts";
@@ -339,17 +336,6 @@ function badNameError(dir: number, name: Uint8Array): CorruptError {
 }
 
 const encoder = new TextEncoder();
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** The case-insensitive form of a name for casefolded directories (NFD + full case fold). */
-function casefold(name: Uint8Array): string {
-  return utf8.decode(name).normalize("NFD").toUpperCase().toLowerCase().normalize("NFD");
-}
 
 /**
  * A read-only view of an ext2/3/4 filesystem.
@@ -1141,7 +1127,7 @@ export class Ext4 {
       await this.#dirInode(parentIno);
       return null;
     }
-    const key = `${parentIno}/${latin1(want)}`;
+    const key = `${parentIno}/${nameKey(want)}`;
     const hit = this.#dentries.get(key);
     if (hit !== undefined) return hit;
     const generation = this.#generation;
@@ -1152,73 +1138,25 @@ export class Ext4 {
 
   async #lookupUncached(parentIno: number, name: Uint8Array): Promise<number | null> {
     const dir = await this.#dirInode(parentIno);
-    const src = this.#directorySource(dir);
-    let want = name;
-    if (dir.isEncrypted && !isDotOrDotDot(name)) {
-      // Encrypted directory, no key: the kernel accepts only no-key names. A short one
-      // carries the whole ciphertext name; a long one its start and a digest of the rest.
-      const p = parseNoKeyName(name);
-      if (p === null) return null;
-      if (!p.cipher) {
-        // Like the kernel: a hash index is probed with the hash the name carries (a wrong one
-        // can miss), other directories are scanned whole; names match by prefix and digest.
-        const matches = (stored: Uint8Array) => matchesNoKeyDigest(p, stored);
-        if (src.isHtree) {
-          try {
-            const rec = await htreeLookup(src, name, this.#ctx, { hash: p.hash, matches });
-            if (rec !== undefined) return rec === null ? null : rec.ino;
-          } catch (e) {
-            if (!(e instanceof CorruptError)) throw e;
-          }
-        }
-        for await (const rec of iterateDirectory(src, this.#ctx)) {
-          if (matches(rec.name)) return rec.ino;
-        }
-        return null;
-      }
-      want = p.cipher;
-    }
-    const folded = (dir.flags & InodeFlags.CASEFOLD) !== 0 &&
-      (this.superblock.incompat & Incompat.CASEFOLD) !== 0;
-    if (!folded && src.isHtree) {
-      try {
-        const rec = await htreeLookup(src, want, this.#ctx);
-        if (rec !== undefined) return rec === null ? null : rec.ino;
-      } catch (e) {
-        // A damaged index: the kernel falls back to a linear scan too.
-        if (!(e instanceof CorruptError)) throw e;
-      }
-    }
-    if (folded) {
-      // Exact match first, then the case-insensitive one.
-      const key = casefold(want);
-      let loose: number | null = null;
-      for await (const rec of iterateDirectory(src, this.#ctx)) {
-        if (bytesEqual(rec.name, want)) return rec.ino;
-        if (loose === null && casefold(rec.name) === key) loose = rec.ino;
-      }
-      return loose;
-    }
+    return await lookupInDirectory(this.#directorySource(dir), name, this.#ctx, {
+      nameMap: (src) => this.#nameMap(src),
+    });
+  }
+
+  /**
+   * A large directory without a usable hash index is scanned once into a name map instead
+   * of once per lookup (kept until the filesystem changes); null for other directories.
+   */
+  async #nameMap(src: DirectorySource): Promise<Map<string, number> | null> {
     const bs = this.superblock.blockSize;
-    if (dir.size > INDEX_DIR_MIN_BLOCKS * bs && dir.size <= INDEX_DIR_MAX_BYTES) {
-      // A large directory without a usable hash index: scan it once into a name map
-      // instead of once per lookup. The first entry of a name wins, as in a linear scan.
-      let index = this.#dirIndex.get(dir.ino);
-      if (!index) {
-        const generation = this.#generation;
-        index = new Map();
-        for await (const rec of iterateDirectory(src, this.#ctx)) {
-          const key = latin1(rec.name);
-          if (!index.has(key)) index.set(key, rec.ino);
-        }
-        if (generation === this.#generation) this.#dirIndex.set(dir.ino, index);
-      }
-      return index.get(latin1(want)) ?? null;
+    if (src.size <= INDEX_DIR_MIN_BLOCKS * bs || src.size > INDEX_DIR_MAX_BYTES) return null;
+    let index = this.#dirIndex.get(src.ino);
+    if (!index) {
+      const generation = this.#generation;
+      index = await directoryNameMap(src, this.#ctx);
+      if (generation === this.#generation) this.#dirIndex.set(src.ino, index);
     }
-    for await (const rec of iterateDirectory(src, this.#ctx)) {
-      if (bytesEqual(rec.name, want)) return rec.ino;
-    }
-    return null;
+    return index;
   }
 
   /**
@@ -2476,11 +2414,6 @@ export class Ext4 {
     }
     return Math.ceil(blocks / ratio) + Math.ceil(this.journalBlocks / ratio);
   }
-}
-
-/** Name bytes as a string key, one char per byte. */
-function latin1(name: Uint8Array): string {
-  return String.fromCharCode.apply(null, name as unknown as number[]);
 }
 
 function isDotOrDotDot(name: Uint8Array): boolean {

@@ -5,7 +5,7 @@
  * with the INLINE_DATA flag.
  *
  * Inline directories are parsed by {@link parseInlineDirectory} (re-exported here from
- * lib/directory.ts): `i_block` starts with the parent's inode number, then entries; the
+ * lib/ondisk/dirent.ts): `i_block` starts with the parent's inode number, then entries; the
  * system.data value holds more entries.
  *
  * @module
@@ -15,7 +15,7 @@ import { CorruptError } from "./errors.ts";
 import type { Superblock } from "./superblock.ts";
 import { parseInodeXattrs, XattrIndex } from "./ondisk/xattr.ts";
 
-export { parseInlineDirectory } from "./directory.ts";
+export { parseInlineDirectory } from "./ondisk/dirent.ts";
 
 /** Bytes of inline data held in `i_block`. */
 export const INLINE_IBLOCK_BYTES = 60;

@@ -15,6 +15,8 @@
 import type { Allocator } from "./alloc.ts";
 import {
   dirBlockEnd,
+  dirRecLen,
+  INLINE_DOTDOT_SIZE,
   insertDirEntry,
   newDirectoryBlock,
   type NewDirEntry,
@@ -23,8 +25,7 @@ import {
   retargetDirEntry,
   scanDirBlock,
   setDirBlockChecksum,
-} from "./dir_write.ts";
-import { dirRecLen, INLINE_DOTDOT_SIZE } from "./directory.ts";
+} from "./ondisk/dirent.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import { emptyExtentRoot } from "./ondisk/extent.ts";
 import { Incompat } from "./features.ts";
@@ -200,32 +201,6 @@ export async function inlineDirEntries(
     }
   }
   return out;
-}
-
-/**
- * Looks `name` up in inline directory `ino`: its inode, or 0. ".." gives the parent stored
- * in `i_block`, "." the directory itself.
- *
- * @example
- * ```ts ignore
- * const child = await inlineDirLookup(ctx, dirIno, new TextEncoder().encode("a"));
- * ```
- */
-export async function inlineDirLookup(
-  ctx: InlineDirContext,
-  ino: number,
-  name: Uint8Array,
-): Promise<number> {
-  const d = await loadInline(ctx, ino);
-  if (name.length === 1 && name[0] === 0x2e) return ino;
-  if (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e) {
-    return new DataView(d.iblock.buffer).getUint32(0, true);
-  }
-  for (const r of runs(d)) {
-    const found = scanDirBlock(ctx.sb, r.bytes, name, `inline directory ${ino}`, r.end).ino;
-    if (found) return found;
-  }
-  return 0;
 }
 
 /**

@@ -3,13 +3,15 @@
  * directory entries in linear directories (growing by a block when full), mkdir, create,
  * symlink, mknod, link, unlink and rmdir, and releasing an inode's blocks and attributes.
  * Path resolution is not here: callers pass directory inode numbers. Directories with an
- * htree index (INDEX flag) are written through lib/htree_write.ts.
+ * htree index (INDEX flag) are written through lib/ext4/htree.ts.
  *
  * @module
  */
 
 import type { Allocator } from "./alloc.ts";
 import {
+  direntTypeOfMode,
+  DirFileType,
   emptyDirBlock,
   insertDirEntry,
   newDirectoryBlock,
@@ -18,21 +20,16 @@ import {
   retargetDirEntry,
   scanDirBlock,
   setDirBlockChecksum,
-} from "./dir_write.ts";
-import { direntTypeOfMode, DirFileType } from "./directory.ts";
+} from "./ondisk/dirent.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import { emptyExtentRoot } from "./ondisk/extent.ts";
 import { Compat, Incompat, RoCompat } from "./features.ts";
-import {
-  dxCheckInsert,
-  type DxDir,
-  dxInsert,
-  dxLookup,
-  isDxNode,
-  makeIndexed,
-  setDxChecksum,
-} from "./htree_write.ts";
-import { insertExtents, readFileMap, rewriteFileMap } from "./file_map_write.ts";
+import { dxCheckInsert, type DxDir, dxInsert, dxLookup, makeIndexed } from "./ext4/htree.ts";
+import { isDxNode, setDxChecksum } from "./ondisk/dx.ts";
+import { findExtent, insertExtents, readFileMap, rewriteFileMap } from "./file_map_write.ts";
+import type { DirectorySource } from "./ext4/dir.ts";
+import { lookupInDirectory } from "./ext4/lookup.ts";
+import { readInlineData } from "./inline_data.ts";
 import { canInline, INLINE_MAX, inlineValueRoom, writeInline } from "./inline_write.ts";
 import {
   canInlineDirectory,
@@ -40,7 +37,6 @@ import {
   initInlineDirectory,
   inlineDirEntries,
   inlineDirInsert,
-  inlineDirLookup,
   inlineDirRemove,
   inlineDirRetarget,
 } from "./inline_dir_write.ts";
@@ -224,26 +220,42 @@ function firstBlock(d: LoadedDir): number {
   return e.physical;
 }
 
-/** Looks `name` up in a directory (linear or htree): its inode, or 0. */
+/**
+ * Directory `dirIno` as the shared name lookup (lib/ext4/lookup.ts) reads it: through the
+ * transaction, so it sees the transaction's own changes.
+ */
+async function txDirectorySource(ctx: NamespaceContext, dirIno: number): Promise<DirectorySource> {
+  const { raw, f } = await load(ctx, dirIno);
+  if (!isDir(f)) throw new Ext4Error("NOT_DIRECTORY", `inode ${dirIno} is not a directory`);
+  const bs = ctx.sb.blockSize;
+  const inline = (f.flags & InodeFlags.INLINE_DATA) !== 0;
+  const extents = inline ? [] : (await readFileMap(ctx.tx, ctx.sb, dirIno, f)).extents;
+  return {
+    ino: dirIno,
+    generation: f.generation,
+    size: f.size,
+    blockSize: bs,
+    inlineData: inline ? readInlineData(ctx.sb, dirIno, raw) : null,
+    isHtree: !inline && (f.flags & InodeFlags.INDEX) !== 0,
+    flags: f.flags,
+    readBlock: async (logical) => {
+      const e = findExtent(extents, logical);
+      if (logical * bs >= f.size || !e || e.unwritten) return null;
+      return await ctx.tx.read(e.physical + (logical - e.logical));
+    },
+  };
+}
+
+/** Looks `name` up in a directory (linear, htree or inline): its inode, or 0. */
 export async function lookupEntry(
   ctx: NamespaceContext,
   dirIno: number,
   name: string | Uint8Array,
 ): Promise<number> {
   const n = nameBytes(name);
-  if (await isInlineDir(ctx, dirIno)) return await inlineDirLookup(ctx, dirIno, n);
-  const d = await loadDir(ctx, dirIno);
-  const dots = isDots(n);
-  if (dots) {
-    const block = await ctx.tx.read(firstBlock(d));
-    return new DataView(block.buffer, block.byteOffset).getUint32(dots === 1 ? 0 : 12, true);
-  }
-  if (d.indexed) return (await dxLookup(ctx.tx, ctx.sb, d.dx, n)).ino;
-  for (const b of await leafBlocks(ctx, d)) {
-    const { ino } = scanDirBlock(ctx.sb, await ctx.tx.read(b), n, `directory ${dirIno}`);
-    if (ino) return ino;
-  }
-  return 0;
+  const src = await txDirectorySource(ctx, dirIno);
+  if (n.length === 0 || n.length > 255) return 0;
+  return (await lookupInDirectory(src, n, { sb: ctx.sb })) ?? 0;
 }
 
 /**

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { dirHash } from "../lib/dir_hash.ts";
-import { hashIsSigned, htreeLookup, parseDxRoot } from "../lib/dir_htree.ts";
-import { type DirectorySource, iterateDirectory } from "../lib/directory.ts";
+import { htreeLookup } from "../lib/ext4/htree.ts";
+import { hashIsSigned, parseDxRoot } from "../lib/ondisk/dx.ts";
+import { type DirectorySource, iterateDirectory } from "../lib/ext4/dir.ts";
 import { CorruptError, Ext4Error } from "../lib/errors.ts";
 import { Superblock } from "../lib/superblock.ts";
 import { makeImage, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";

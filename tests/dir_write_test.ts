@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { buildBlockMap } from "../lib/ext4/indirect.ts";
-import { DirFileType } from "../lib/directory.ts";
 import {
   dirBlockChecksumValid,
+  DirFileType,
   emptyDirBlock,
   insertDirEntry,
   newDirectoryBlock,
@@ -11,7 +11,7 @@ import {
   removeDirEntry,
   scanDirBlock,
   setDirBlockChecksum,
-} from "../lib/dir_write.ts";
+} from "../lib/ondisk/dirent.ts";
 import type { Ext4Error } from "../lib/errors.ts";
 import { buildExtentTree } from "../lib/ext4/extents.ts";
 import { Incompat, RoCompat } from "../lib/features.ts";

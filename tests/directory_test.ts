@@ -1,21 +1,20 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { type DirectorySource, iterateDirectory } from "../lib/ext4/dir.ts";
 import {
-  computeDxChecksum,
   type DirContext,
-  type DirectorySource,
   DirFileType,
   dirLeafChecksum,
   dirRecLen,
   findDirentTail,
-  iterateDirectory,
   parseDirectoryBlock,
   parseInlineDirectory,
   recLenFromDisk,
   recLenToDisk,
   setDirentTail,
-} from "../lib/directory.ts";
-import { htreeLookup } from "../lib/dir_htree.ts";
+} from "../lib/ondisk/dirent.ts";
+import { computeDxChecksum } from "../lib/ondisk/dx.ts";
+import { htreeLookup } from "../lib/ext4/htree.ts";
 import { CorruptError, Ext4Error } from "../lib/errors.ts";
 import { makeImage, runOk, tempDir, testWith } from "./helpers.ts";
 import { kernelListing, nameOf, RawImage } from "./raw_image.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { DirFileType } from "../lib/directory.ts";
+import { DirFileType } from "../lib/ondisk/dirent.ts";
 import { CorruptError, type Ext4Error } from "../lib/errors.ts";
 import { readExtentTree } from "../lib/ext4/extents.ts";
 import { ExtentTreeEditor } from "../lib/ext4/extents_edit.ts";

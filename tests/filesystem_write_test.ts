@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Ext4 } from "../ffi/open_filesystem.ts";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
-import { parseDxNode, parseDxRoot } from "../lib/dir_htree.ts";
+import { parseDxNode, parseDxRoot } from "../lib/ondisk/dx.ts";
 import { Errno, Ext4Error } from "../lib/errors.ts";
 import type { Ext4Stat } from "../lib/filesystem.ts";
 import type { Ext4WritableFile } from "../lib/writable_file.ts";

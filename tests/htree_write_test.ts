@@ -2,12 +2,13 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { dirHash, DxHashVersion } from "../lib/dir_hash.ts";
-import { htreeLookup } from "../lib/dir_htree.ts";
-import { type DirectorySource, DirFileType } from "../lib/directory.ts";
+import { htreeLookup } from "../lib/ext4/htree.ts";
+import type { DirectorySource } from "../lib/ext4/dir.ts";
+import { DirFileType } from "../lib/ondisk/dirent.ts";
 import { Errno, Ext4Error } from "../lib/errors.ts";
 import { readFileMap } from "../lib/file_map_write.ts";
 import { Ext4 } from "../lib/filesystem.ts";
-import { dxLimit } from "../lib/htree_write.ts";
+import { dxLimit } from "../lib/ondisk/dx.ts";
 import { InodeFlags } from "../lib/inode.ts";
 import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
 import {

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { Ext4 } from "../lib/filesystem.ts";
 import { InodeFlags } from "../lib/inode.ts";
-import { parseDirBlock } from "../lib/dir_write.ts";
+import { parseDirBlock } from "../lib/ondisk/dirent.ts";
 import { readFileMap } from "../lib/file_map_write.ts";
 import { parseInlineDataXattr } from "../lib/inline_data.ts";
 import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";

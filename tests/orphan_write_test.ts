@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { DirFileType } from "../lib/directory.ts";
-import { removeDirEntry, setDirBlockChecksum } from "../lib/dir_write.ts";
+import { DirFileType, removeDirEntry, setDirBlockChecksum } from "../lib/ondisk/dirent.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
 import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";
 import { addOrphan, listOrphans, removeOrphan } from "../lib/orphan_write.ts";

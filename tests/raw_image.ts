@@ -7,7 +7,7 @@
  */
 
 import { MemoryBlockDevice } from "../lib/block_device.ts";
-import type { DirectorySource } from "../lib/directory.ts";
+import type { DirectorySource } from "../lib/ext4/dir.ts";
 import { type GroupDescriptorTable, readGroupDescriptors } from "../lib/group_descriptor.ts";
 import { hasInlineData, readInlineData } from "../lib/inline_data.ts";
 import { parseSuperblock, type Superblock } from "../lib/superblock.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { direntTypeOfMode, DirFileType } from "../lib/directory.ts";
+import { direntTypeOfMode, DirFileType } from "../lib/ondisk/dirent.ts";
 import type { Ext4Error } from "../lib/errors.ts";
 import type { NewFileData } from "../lib/file_write.ts";
 import { decodeDeviceBlock, deviceBlock, symlinkData } from "../lib/special_write.ts";

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { Allocator } from "../lib/alloc.ts";
-import { insertDirEntry, setDirBlockChecksum } from "../lib/dir_write.ts";
+import { insertDirEntry, setDirBlockChecksum } from "../lib/ondisk/dirent.ts";
 import { readFileMap } from "../lib/file_map_write.ts";
 import {
   decodeInode,

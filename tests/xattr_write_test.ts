@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { DirFileType } from "../lib/directory.ts";
+import { DirFileType } from "../lib/ondisk/dirent.ts";
 import { Errno, Ext4Error } from "../lib/errors.ts";
 import { ext4AclToXattr, xattrAclToExt4 } from "../lib/ondisk/acl.ts";
 import { writeNewFileData } from "../lib/file_write.ts";

@@ -92,14 +92,8 @@ export {
   parseDirectoryBlock,
   recLenToDisk,
   setDirentTail,
-} from "../directory.ts";
-export {
-  type DxEntry,
-  type DxIndex,
-  type DxRootInfo,
-  parseDxNode,
-  parseDxRoot,
-} from "../dir_htree.ts";
+} from "./dirent.ts";
+export { type DxEntry, type DxIndex, type DxRootInfo, parseDxNode, parseDxRoot } from "./dx.ts";
 export { type DirHash, dirHash, DxHashVersion } from "../dir_hash.ts";
 
 // ---- extended attributes and ACLs ----
