@@ -272,7 +272,7 @@ export {
   type FuseAttr,
   type FuseTime,
   type StatfsOut,
-} from "./ffi/fuse/protocol.ts";
+} from "./ffi/fuse/protocol_replies.ts";
 export {
   FuseSession,
   type InitInfo,
@@ -297,14 +297,13 @@ export {
   type ServeOptions,
 } from "./ffi/fuse/serve.ts";
 export {
-  attachLoop,
   type FuseMountOptions,
-  type LoopDevice,
   mountFuse,
-  type MountState,
   openFuseDevice,
   unmountAsync,
 } from "./ffi/fuse/mount.ts";
+export { attachLoop, type LoopDevice } from "./ffi/fuse/loop.ts";
+export { type MountState } from "./ffi/fuse/mount_state.ts";
 
 // ---- writing ----
 // (The writer uses the reader's InodeFlags, DirFileType, direntTypeOfMode, rec_len and

@@ -33,7 +33,7 @@ import {
   withKernelMount,
 } from "./helpers.ts";
 import { defaultSettings } from "../ffi/fuse/serve.ts";
-import { findMount } from "../ffi/fuse/mount.ts";
+import { findMount } from "../ffi/fuse/mountinfo.ts";
 import {
   detachLoop,
   forceCleanup,

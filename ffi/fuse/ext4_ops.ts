@@ -32,7 +32,8 @@ import {
   type SeekWhence,
   type StatfsOut,
 } from "./ops.ts";
-import { DirentType, encodeDev, FUSE_ROOT_ID } from "./protocol.ts";
+import { DirentType, FUSE_ROOT_ID } from "./protocol.ts";
+import { encodeDev } from "./protocol_replies.ts";
 import type { MountBackend, MountSettings, OpenedFilesystem } from "./serve.ts";
 
 /** The reader's file types (lib/filesystem.ts `FileType`). */
