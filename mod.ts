@@ -229,7 +229,7 @@ export {
   tidGeq,
   tidGt,
   type TransactionInfo,
-} from "./lib/journal/recovery.ts";
+} from "./lib/jbd2/recovery.ts";
 export {
   journalBlockMapper,
   type LocatedJournal,

@@ -12,7 +12,7 @@ import { Ext4Error } from "../lib/errors.ts";
 import { Incompat } from "../lib/features.ts";
 import { replayJournal } from "../lib/journal/replay.ts";
 import { locateJournal } from "../lib/journal/locate.ts";
-import { finalWrites, recoverJournal } from "../lib/journal/recovery.ts";
+import { finalWrites, recoverJournal } from "../lib/jbd2/recovery.ts";
 import { parseDescriptorTags } from "../lib/journal/descriptor_block.ts";
 import { JBD2_MAGIC } from "../lib/journal/superblock.ts";
 import { JournalOverlayDevice } from "../lib/journal_overlay.ts";

@@ -18,7 +18,7 @@ import {
   replayedBlock,
   tidGeq,
   tidGt,
-} from "../lib/journal/recovery.ts";
+} from "../lib/jbd2/recovery.ts";
 import {
   BlockType,
   JBD2_MAGIC,

@@ -10,7 +10,7 @@ import type { Command } from "@commander-js/extra-typings";
 import { type FileBlockDevice, openBlockDevice } from "../../ffi/file_device.ts";
 import { readSuperblock } from "../../lib/superblock.ts";
 import { locateJournal } from "../../lib/journal/locate.ts";
-import { recoverJournal, type RecoveryPlan } from "../../lib/journal/recovery.ts";
+import { recoverJournal, type RecoveryPlan } from "../../lib/jbd2/recovery.ts";
 import { needsRecovery, replayJournal, type ReplayResult } from "../../lib/journal/replay.ts";
 import { Progress, progressMode } from "../progress.ts";
 import { journalFeatureNames, type JournalSuperblock } from "../../lib/journal/superblock.ts";

@@ -31,7 +31,7 @@ import {
   type RecoveryPlan,
   replayedBlock,
   type ReplayWrite,
-} from "./recovery.ts";
+} from "../jbd2/recovery.ts";
 
 /** The smallest journal the kernel uses (`JBD2_MIN_JOURNAL_BLOCKS`). */
 const JBD2_MIN_JOURNAL_BLOCKS = 1024;

@@ -20,7 +20,7 @@ import {
   commitBlockValidPartial,
   crc32Be,
   parseCommitBlock,
-} from "./commit_block.ts";
+} from "../journal/commit_block.ts";
 import {
   blockTailValid,
   dataBlockChecksum,
@@ -29,9 +29,9 @@ import {
   readHeader,
   tagChecksumMatches,
   TagFlag,
-} from "./descriptor_block.ts";
-import { parseRevokeBlock } from "./revocation_block.ts";
-import { BlockType, JBD2_MAGIC, type JournalSuperblock } from "./superblock.ts";
+} from "../journal/descriptor_block.ts";
+import { parseRevokeBlock } from "../journal/revocation_block.ts";
+import { BlockType, JBD2_MAGIC, type JournalSuperblock } from "../journal/superblock.ts";
 
 /**
  * The journal as recovery sees it: fixed-size blocks numbered from 0 (block 0 holds the
