@@ -217,19 +217,18 @@ export {
 } from "./lib/journal/descriptor_block.ts";
 export { type CommitBlock, crc32Be, parseCommitBlock } from "./lib/journal/commit_block.ts";
 export { parseRevokeBlock } from "./lib/journal/revocation_block.ts";
+export { recoverJournal } from "./lib/jbd2/recovery.ts";
 export {
   assertRecoverable,
   finalWrites,
-  type JournalStore,
   type LoggedBlock,
-  recoverJournal,
   type RecoveryPlan,
   replayedBlock,
   type ReplayWrite,
-  tidGeq,
-  tidGt,
   type TransactionInfo,
-} from "./lib/jbd2/recovery.ts";
+} from "./lib/jbd2/recovery_plan.ts";
+export { type JournalStore } from "./lib/jbd2/journal_store.ts";
+export { tidGeq, tidGt } from "./lib/jbd2/tid.ts";
 export {
   journalBlockMapper,
   type LocatedJournal,

@@ -17,7 +17,7 @@ import { type Inode, readInode } from "../inode.ts";
 import { readExtentTree } from "../extent.ts";
 import { readBlockMap } from "../block_map.ts";
 import { type BlockRun, findRun } from "../file_map.ts";
-import type { JournalStore } from "../jbd2/recovery.ts";
+import type { JournalStore } from "../jbd2/journal_store.ts";
 import { type JournalSuperblock, parseJournalSuperblock } from "./superblock.ts";
 
 const S_IFMT = 0xf000;
