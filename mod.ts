@@ -227,7 +227,7 @@ export {
   type ReplayWrite,
   type TransactionInfo,
 } from "./lib/jbd2/recovery_plan.ts";
-export { type JournalStore } from "./lib/jbd2/journal_store.ts";
+export type { JournalStore } from "./lib/jbd2/journal_store.ts";
 export { tidGeq, tidGt } from "./lib/jbd2/tid.ts";
 export {
   journalBlockMapper,
@@ -302,7 +302,7 @@ export {
   unmountAsync,
 } from "./ffi/fuse/mount.ts";
 export { attachLoop, type LoopDevice } from "./ffi/fuse/loop.ts";
-export { type MountState } from "./ffi/fuse/mount_state.ts";
+export type { MountState } from "./ffi/fuse/mount_state.ts";
 
 // ---- writing ----
 // (The writer uses the reader's InodeFlags, DirFileType, direntTypeOfMode, rec_len and
@@ -365,12 +365,12 @@ export {
 export { ExtentTreeEditor, type ExtentTreeEditorOptions } from "./lib/extent_tree_write.ts";
 export {
   fallocateRange,
-  type FileContext,
   punchHole,
   truncateFile,
   writeFileRange,
   zeroRange,
 } from "./lib/file_update.ts";
+export type { FileContext } from "./lib/ext4/context.ts";
 export { decodeDeviceBlock, deviceBlock, symlinkData } from "./lib/special_write.ts";
 export {
   chmodAccessAcl,

@@ -10,7 +10,7 @@ import { CORPUS, CORPUS_FOUND, IN_CI, missing, runOk, tempDir } from "./helpers.
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { locateJournal } from "../lib/journal/locate.ts";
 import { recoverJournal } from "../lib/jbd2/recovery.ts";
-import { type JournalStore } from "../lib/jbd2/journal_store.ts";
+import type { JournalStore } from "../lib/jbd2/journal_store.ts";
 import { readSuperblock } from "../lib/superblock.ts";
 
 const lacking = missing(["gzip"]);

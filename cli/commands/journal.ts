@@ -11,7 +11,7 @@ import { type FileBlockDevice, openBlockDevice } from "../../ffi/file_device.ts"
 import { readSuperblock } from "../../lib/superblock.ts";
 import { locateJournal } from "../../lib/journal/locate.ts";
 import { recoverJournal } from "../../lib/jbd2/recovery.ts";
-import { type RecoveryPlan } from "../../lib/jbd2/recovery_plan.ts";
+import type { RecoveryPlan } from "../../lib/jbd2/recovery_plan.ts";
 import { needsRecovery, replayJournal, type ReplayResult } from "../../lib/journal/replay.ts";
 import { Progress, progressMode } from "../progress.ts";
 import { journalFeatureNames, type JournalSuperblock } from "../../lib/journal/superblock.ts";
