@@ -12,6 +12,10 @@
  * superblock (see fs_error.ts) and a {@link CorruptError} (errno EUCLEAN) is thrown; nothing
  * is overwritten.
  *
+ * Over 700 lines because block and inode allocation share one per-filesystem object: the
+ * group walk, the uninit-group initialisation, the bitmap views and the system-zone check that
+ * both go through.
+ *
  * @module
  */
 
