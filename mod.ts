@@ -88,7 +88,6 @@ export {
   type ProbeResult,
   type RecoverySummary,
   stateSummary,
-  WRITE_SUPPORTED,
 } from "./lib/probe.ts";
 export {
   type Partition,

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { InitFlag, need, ProtocolError, u64, view } from "./protocol.ts";
+import { InitFlag, need, ProtocolError, u64 } from "./protocol.ts";
 
 /** `struct fuse_init_in` (flags2 only when the kernel sets INIT_EXT). */
 export interface InitIn {
@@ -80,20 +80,6 @@ export function decodeBatchForgetIn(body: Uint8Array): { nodeid: number; nlookup
     out.push({ nodeid: u64(v, 8 + i * 16), nlookup: u64(v, 16 + i * 16) });
   }
   return out;
-}
-
-/**
- * `fuse_getattr_in`: the file handle when `FUSE_GETATTR_FH` is set.
- *
- * @example
- * ```ts ignore
- * const { fh } = decodeGetattrIn(body);
- * ```
- */
-export function decodeGetattrIn(body: Uint8Array): { flags: number; fh: number } {
-  if (body.length < 16) return { flags: 0, fh: 0 }; // minor < 9 sends no body
-  const v = view(body);
-  return { flags: v.getUint32(0, true), fh: u64(v, 8) };
 }
 
 /**

@@ -21,6 +21,8 @@ import {
   commitBlockValid,
   commitBlockValidPartial,
   crc32Be,
+  JBD2_CRC32_CHKSUM,
+  JBD2_CRC32_CHKSUM_SIZE,
   parseCommitBlock,
 } from "../journal/commit_block.ts";
 import {
@@ -268,8 +270,9 @@ class Recovery {
               info.failedCommit = info.endTransaction;
               break scan;
             }
-            const ok = (crc32Sum === commit.checksum && commit.checksumType === 1 &&
-              commit.checksumSize === 4) ||
+            const ok = (crc32Sum === commit.checksum &&
+              commit.checksumType === JBD2_CRC32_CHKSUM &&
+              commit.checksumSize === JBD2_CRC32_CHKSUM_SIZE) ||
               (commit.checksumType === 0 && commit.checksumSize === 0 && commit.checksum === 0);
             crc32Sum = 0xffffffff;
             if (ok) verdict = commit.checksumType === 0 ? "none" : "ok";
