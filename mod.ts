@@ -95,14 +95,14 @@ export {
   locateJournal,
   type LocateJournalOptions,
 } from "./lib/journal/locate.ts";
-export {
-  type JournalStore,
-  type LoggedBlock,
-  recoverJournal,
-  type RecoveryPlan,
-  type ReplayWrite,
-  type TransactionInfo,
-} from "./lib/journal/recovery.ts";
+export { recoverJournal } from "./lib/jbd2/recovery.ts";
+export type {
+  LoggedBlock,
+  RecoveryPlan,
+  ReplayWrite,
+  TransactionInfo,
+} from "./lib/jbd2/recovery_plan.ts";
+export type { JournalStore } from "./lib/jbd2/journal_store.ts";
 export type { OrphanCleanup } from "./lib/journal/orphans.ts";
 export type { JournalSuperblock } from "./lib/journal/superblock.ts";
 
@@ -125,8 +125,14 @@ export type {
   RequestContext,
   SeekWhence,
 } from "./ffi/fuse/ops.ts";
-export type { DirentOut, EntryOut, FuseAttr, FuseTime, StatfsOut } from "./ffi/fuse/protocol.ts";
+export type {
+  DirentOut,
+  EntryOut,
+  FuseAttr,
+  FuseTime,
+  StatfsOut,
+} from "./ffi/fuse/protocol_replies.ts";
 export type { SessionEnd } from "./ffi/fuse/session.ts";
-export type { MountState } from "./ffi/fuse/mount.ts";
+export type { MountState } from "./ffi/fuse/mount_state.ts";
 
 export { VERSION } from "./lib/version.ts";

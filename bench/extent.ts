@@ -21,7 +21,8 @@ import {
   readFileMap,
   rewriteFileMap,
 } from "../lib/file_map_write.ts";
-import { type FileContext, writeFileRange } from "../lib/file_update.ts";
+import { writeFileRange } from "../lib/file_update.ts";
+import type { FileContext } from "../lib/ext4/context.ts";
 import { readGroupDescriptors } from "../lib/group_descriptor.ts";
 import { InodeFlags } from "../lib/inode.ts";
 import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";

@@ -25,7 +25,7 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { deviceIsFree } from "../ffi/fuse/mount.ts";
+import { deviceIsFree } from "../ffi/fuse/loop.ts";
 import { loadAverage, type Spread, spread } from "./lib.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

@@ -160,33 +160,6 @@ export function baseMetaBlocks(sb: Superblock, group: number): number {
   return hasSuper + (inMeta ? 1 : 0);
 }
 
-/**
- * Every block the filesystem's own metadata occupies inside `group`, as bit numbers of the
- * group's block bitmap: base metadata, and the bitmaps and inode tables (of any group) that
- * flex_bg may have placed here.
- */
-export function groupMetadataBits(
-  sb: Superblock,
-  gdt: GroupDescriptorTable,
-  group: number,
-): number[] {
-  const bits: number[] = [];
-  const n = baseMetaBlocks(sb, group);
-  for (let i = 0; i < n; i++) bits.push(i);
-  const first = groupFirstBlock(sb, group);
-  const size = blocksInGroup(sb, group);
-  const itb = sb.inodeTableBlocksPerGroup;
-  const add = (b: number) => {
-    if (b >= first && b < first + size) bits.push(b - first);
-  };
-  for (const gd of gdt.descriptors) {
-    add(gd.blockBitmap);
-    add(gd.inodeBitmap);
-    for (let i = 0; i < itb; i++) add(gd.inodeTable + i);
-  }
-  return bits;
-}
-
 /** True when the group descriptors carry checksums and uninit flags mean something. */
 export function hasGroupChecksums(sb: Superblock): boolean {
   return (sb.roCompat & (RoCompat.GDT_CSUM | RoCompat.METADATA_CSUM)) !== 0;

@@ -13,7 +13,6 @@
  * @module
  */
 
-import type { Allocator } from "./alloc.ts";
 import { Errno, Ext4Error } from "./errors.ts";
 import { ExtentTreeEditor } from "./ext4/extents_edit.ts";
 import { type FileExtent, MAX_INIT_EXTENT, MAX_UNWRITTEN_EXTENT } from "./ondisk/extent.ts";
@@ -25,7 +24,6 @@ import {
   readFileMap,
 } from "./file_map_write.ts";
 import { Incompat } from "./features.ts";
-import type { GroupDescriptorTable } from "./group_descriptor.ts";
 import { truncateInlineInPlace, uninline, writeInlineInPlace } from "./inline_write.ts";
 import { InodeFlags } from "./inode.ts";
 import {
@@ -37,22 +35,7 @@ import {
   readInodeRaw,
   writeInode,
 } from "./inode_write.ts";
-import type { Superblock } from "./superblock.ts";
-import type { Transaction } from "./transaction.ts";
-
-/** What every file operation needs. */
-export interface FileContext {
-  /** The transaction every block write goes through. */
-  tx: Transaction;
-  /** Block and inode allocator for the transaction. */
-  alloc: Allocator;
-  /** The filesystem's superblock. */
-  sb: Superblock;
-  /** The group descriptor table (free counts, bitmaps, inode tables). */
-  gdt: GroupDescriptorTable;
-  /** The time to stamp as mtime/ctime (default: now). */
-  now?: InodeTime;
-}
+import type { FileContext } from "./ext4/context.ts";
 
 interface OpenFile {
   ino: number;

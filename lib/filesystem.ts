@@ -49,6 +49,7 @@ import { replayJournal } from "./journal/replay.ts";
 import { SharedBlockCache } from "./shared_block_cache.ts";
 import type { CommitBatch } from "./transaction.ts";
 import { Ext4Writer } from "./writer.ts";
+import type { Ext4Stat } from "./ext4/attr.ts";
 import { OpenFiles, processOrphans, releaseIfUnlinked } from "./open_files.ts";
 import { truncateFile, writeFileRange } from "./file_update.ts";
 import { createFile } from "./namespace_write.ts";
@@ -77,39 +78,7 @@ import { Ext4WritableFile, type OpenWritableOptions } from "./writable_file.ts";
 
 export type { FileType, Timespec };
 
-/** What `stat` returns: the kernel's `struct stat` for an inode. */
-export interface Ext4Stat {
-  /** Inode number. */
-  ino: number;
-  /** Kind of object. */
-  type: FileType;
-  /** Full st_mode: type bits and permissions. */
-  mode: number;
-  /** Hard link count. */
-  nlink: number;
-  /** uid and gid including their high 16 bits. */
-  uid: number;
-  /** Group id (with its high half). */
-  gid: number;
-  /** Size in bytes (a symlink: its target's length). */
-  size: number;
-  /** st_blocks, in 512-byte units. */
-  blocks: number;
-  /** Devices only; 0/0 otherwise. */
-  rdev: { major: number; minor: number };
-  /** Last access. */
-  atime: Timespec;
-  /** Last data modification. */
-  mtime: Timespec;
-  /** Last inode change. */
-  ctime: Timespec;
-  /** Creation time, null when the inode has no room for it. */
-  birthtime: Timespec | null;
-  /** `i_flags`. */
-  flags: number;
-  /** `i_generation`. */
-  generation: number;
-}
+export type { Ext4Stat };
 
 /** A directory entry. */
 export interface DirEntry {

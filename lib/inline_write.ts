@@ -15,7 +15,7 @@
 import { CorruptError, Ext4Error } from "./errors.ts";
 import { emptyExtentRoot } from "./ondisk/extent.ts";
 import { Incompat } from "./features.ts";
-import type { FileContext } from "./file_update.ts";
+import type { FileContext } from "./ext4/context.ts";
 import { writeNewFileData } from "./file_write.ts";
 import { INLINE_IBLOCK_BYTES, parseInlineDataXattr } from "./inline_data.ts";
 import { InodeFlags } from "./inode.ts";

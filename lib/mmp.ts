@@ -16,8 +16,6 @@ export const MMP_MAGIC = 0x004d4d50;
 export const MMP_SEQ_CLEAN = 0xff4d4d50;
 /** `mmp_seq` while e2fsck runs. */
 export const MMP_SEQ_FSCK = 0xe24d4d50;
-/** Largest sequence a mounted node writes. */
-export const MMP_SEQ_MAX = 0xe24d4d4f;
 
 /** What the MMP block says about who uses the filesystem. */
 export type MmpState = "clean" | "fsck" | "in-use";

@@ -8,14 +8,7 @@
 
 import { type BlockDevice, readBytes } from "./block_device.ts";
 import { Ext4Error } from "./errors.ts";
-import {
-  Compat,
-  featureNames,
-  featureSupport,
-  Incompat,
-  RoCompat,
-  type SupportLevel,
-} from "./features.ts";
+import { Compat, featureSupport, Incompat, RoCompat, type SupportLevel } from "./features.ts";
 import { type GroupDescriptorTable, readGroupDescriptors } from "./group_descriptor.ts";
 import { type MmpBlock, readMmpBlock } from "./mmp.ts";
 import { EXT4_MAGIC, formatUuid, isZero, readSuperblock, State, Superblock } from "./superblock.ts";
@@ -30,12 +23,9 @@ import {
 } from "./journal/superblock.ts";
 
 /**
- * Whether ext4ts can mount read-write yet. Offline writes (put, mkdir, rm, mv) exist, but
- * they do not go through the journal; until read-write mounts do, the verdict is read-only.
+ * Why every verdict is read-only at best: ext4ts does not mount read-write. Offline writes
+ * (put, mkdir, rm, mv) exist, but they do not go through the journal.
  */
-export const WRITE_SUPPORTED = false;
-
-/** Why read-write mounts are refused while {@link WRITE_SUPPORTED} is false. */
 export const NO_READ_WRITE_MOUNT = "read-write mounts are not implemented yet";
 
 /** Whether ext4ts can do one thing with a filesystem, and if not, why. */
@@ -308,7 +298,7 @@ function verdictFor(
   if (features.level === "refuse") return features;
   if (found.groupsError) return { level: "refuse", reasons: [found.groupsError] };
   const reasons = [...features.reasons];
-  if (!WRITE_SUPPORTED) reasons.push(NO_READ_WRITE_MOUNT);
+  reasons.push(NO_READ_WRITE_MOUNT);
   if (deviceReadOnly) reasons.push("the device is read-only");
   if (found.mmp?.state === "in-use") {
     reasons.push("MMP says the filesystem is in use on another node");
@@ -320,8 +310,8 @@ function verdictFor(
 /**
  * The capabilities behind a verdict (see {@link probeDevice}): reading needs only a verdict
  * other than `refuse`; writing offline needs what the writers check (features, a writable
- * device, no journal to recover) and no recorded errors; a read-write mount needs both that
- * and mount support ({@link WRITE_SUPPORTED}).
+ * device, no journal to recover) and no recorded errors; a read-write mount is refused
+ * ({@link NO_READ_WRITE_MOUNT}) besides those.
  *
  * @example
  * ```ts
@@ -351,7 +341,7 @@ export function capabilitiesFor(
   return {
     read: cap([]),
     writeOffline: cap(write),
-    mountReadWrite: cap(WRITE_SUPPORTED ? write : [NO_READ_WRITE_MOUNT, ...write]),
+    mountReadWrite: cap([NO_READ_WRITE_MOUNT, ...write]),
   };
 }
 
@@ -396,9 +386,4 @@ export function journalSummary(r: ProbeResult): Record<string, unknown> | null {
     start: j?.start ?? null,
     error: r.journalError,
   };
-}
-
-/** Feature names of a probe result (shorthand). */
-export function probeFeatures(r: ProbeResult): string[] {
-  return featureNames(r.superblock);
 }

@@ -10,7 +10,7 @@
  */
 
 import { Errno, Ext4Error } from "./errors.ts";
-import type { Ext4Stat } from "./filesystem.ts";
+import type { Ext4Stat } from "./ext4/attr.ts";
 import type { FallocateOptions } from "./path_write.ts";
 
 /** Most bytes one transaction of a write carries. */

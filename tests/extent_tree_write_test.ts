@@ -12,7 +12,8 @@ import {
   type FileExtent,
 } from "../lib/ondisk/extent.ts";
 import { maxFileSize } from "../lib/file_map_write.ts";
-import { type FileContext, punchHole, truncateFile, writeFileRange } from "../lib/file_update.ts";
+import type { FileContext } from "../lib/ext4/context.ts";
+import { punchHole, truncateFile, writeFileRange } from "../lib/file_update.ts";
 import { InodeFlags } from "../lib/inode.ts";
 import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";
 import type { Transaction } from "../lib/transaction.ts";

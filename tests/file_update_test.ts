@@ -9,13 +9,8 @@ import {
   readFileMap,
   removeRange,
 } from "../lib/file_map_write.ts";
-import {
-  fallocateRange,
-  type FileContext,
-  punchHole,
-  truncateFile,
-  writeFileRange,
-} from "../lib/file_update.ts";
+import { fallocateRange, punchHole, truncateFile, writeFileRange } from "../lib/file_update.ts";
+import type { FileContext } from "../lib/ext4/context.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
 import { InodeFlags } from "../lib/inode.ts";
 import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";

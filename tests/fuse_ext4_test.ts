@@ -2,17 +2,12 @@
  * `ext4ts mount` of real ext2/3/4 images: the tree listing taken through the mount point
  * with ordinary tools (tests/corpus/tools/tree_listing.py) must equal the kernel's.
  *
- * These tests need the ext4 reader (lib/filesystem.ts, branch `reader`): until
- * `openExt4Reader` in ffi/fuse/ext4_ops.ts opens it (EXT4_READER_AVAILABLE), they are
- * ignored locally and fail under CI=true.
- *
- * The adapter itself is also tested here against a small fake reader, which runs now.
+ * The adapter itself is also tested here against a small fake reader.
  */
 
 import assert from "node:assert/strict";
 import { READER_MATRIX } from "./reader_matrix.ts";
 import {
-  EXT4_READER_AVAILABLE,
   ext4Backend,
   type Ext4DirEntryLike,
   type Ext4Like,
@@ -33,7 +28,7 @@ import {
   withKernelMount,
 } from "./helpers.ts";
 import { defaultSettings } from "../ffi/fuse/serve.ts";
-import { findMount } from "../ffi/fuse/mount.ts";
+import { findMount } from "../ffi/fuse/mountinfo.ts";
 import {
   detachLoop,
   forceCleanup,
@@ -52,7 +47,6 @@ function ext4Test(name: string, fn: () => Promise<void>): void {
   } catch {
     lacking.push(TREE_LISTING);
   }
-  if (!EXT4_READER_AVAILABLE) lacking.push("the ext4 reader (openExt4Reader not wired yet)");
   Deno.test({
     name,
     ignore: lacking.length > 0 && !IN_CI,

@@ -8,7 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import { findMount, processAlive, readState } from "../ffi/fuse/mount.ts";
+import { findMount } from "../ffi/fuse/mountinfo.ts";
+import { processAlive, readState } from "../ffi/fuse/mount_state.ts";
 import { ROOT, run, runCli, runOk, testWith } from "./helpers.ts";
 import {
   daemonPid,

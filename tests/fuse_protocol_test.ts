@@ -1,28 +1,32 @@
 import assert from "node:assert/strict";
 import {
   ATTR_OUT_SIZE,
+  decodeInHeader,
+  encodeOutHeader,
+  ENTRY_OUT_SIZE,
+  InitFlag,
+  ProtocolError,
+} from "../ffi/fuse/protocol.ts";
+import {
   decodeBatchForgetIn,
   decodeGetxattrIn,
-  decodeInHeader,
   decodeInitIn,
   decodeLseekIn,
   decodeName,
   decodeReadIn,
+} from "../ffi/fuse/protocol_requests.ts";
+import {
   DirentBuffer,
   direntTypeOfMode,
   encodeAttrOut,
   encodeDev,
   encodeEntryOut,
   encodeInitOut,
-  encodeOutHeader,
   encodeStatfsOut,
-  ENTRY_OUT_SIZE,
   type FuseAttr,
-  InitFlag,
-  ProtocolError,
-} from "../ffi/fuse/protocol.ts";
+} from "../ffi/fuse/protocol_replies.ts";
 import { daemonArgs, parseDaemonArgs, parseMountOptions } from "../cli/commands/mount.ts";
-import { parseMountInfo } from "../ffi/fuse/mount.ts";
+import { parseMountInfo } from "../ffi/fuse/mountinfo.ts";
 import { inoOfNode, nodeOfIno } from "../ffi/fuse/ext4_ops.ts";
 
 const attr: FuseAttr = {

@@ -7,15 +7,8 @@
 
 import assert from "node:assert/strict";
 import { FuseSession, type SessionEnd } from "../ffi/fuse/session.ts";
-import {
-  abortConnection,
-  closeFd,
-  connectionOf,
-  findMount,
-  mountFuse,
-  openFuseDevice,
-  unmountAsync,
-} from "../ffi/fuse/mount.ts";
+import { closeFd, mountFuse, openFuseDevice, unmountAsync } from "../ffi/fuse/mount.ts";
+import { abortConnection, connectionOf, findMount } from "../ffi/fuse/mountinfo.ts";
 import { bigContent, MemFs, pattern } from "./fuse_memfs.ts";
 import { InitFlag } from "../ffi/fuse/protocol.ts";
 import { run, runOk, testWith } from "./helpers.ts";

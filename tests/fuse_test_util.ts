@@ -6,15 +6,9 @@
  * @module
  */
 
-import {
-  abortConnection,
-  connectionOf,
-  defaultLogFile,
-  deviceIsFree,
-  findMount,
-  readState,
-  removeState,
-} from "../ffi/fuse/mount.ts";
+import { abortConnection, connectionOf, findMount } from "../ffi/fuse/mountinfo.ts";
+import { deviceIsFree } from "../ffi/fuse/loop.ts";
+import { defaultLogFile, readState, removeState } from "../ffi/fuse/mount_state.ts";
 import { ROOT, run, runCli, runOk, type RunResult } from "./helpers.ts";
 export { type Unprivileged, unprivileged } from "./helpers.ts";
 

@@ -11,7 +11,8 @@ import { BUNDLE_RUN_FLAGS } from "../cli/bundle.ts";
 import { buildProgram } from "../cli/main.ts";
 import { VERSION } from "../lib/version.ts";
 import { bundleImports, layout } from "../scripts/install.ts";
-import { findMount, processAlive, readState } from "../ffi/fuse/mount.ts";
+import { findMount } from "../ffi/fuse/mountinfo.ts";
+import { processAlive, readState } from "../ffi/fuse/mount_state.ts";
 import {
   detachLoop,
   FUSE_NEEDS,

@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { CORPUS, CORPUS_FOUND, IN_CI, missing, runOk, tempDir } from "./helpers.ts";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { locateJournal } from "../lib/journal/locate.ts";
-import { type JournalStore, recoverJournal } from "../lib/journal/recovery.ts";
+import { recoverJournal } from "../lib/jbd2/recovery.ts";
+import type { JournalStore } from "../lib/jbd2/journal_store.ts";
 import { readSuperblock } from "../lib/superblock.ts";
 
 const lacking = missing(["gzip"]);

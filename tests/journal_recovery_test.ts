@@ -10,15 +10,10 @@ import { crc32c } from "../lib/checksum.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import { commitBlockChecksum, crc32Be } from "../lib/journal/commit_block.ts";
 import { blockTailChecksum, dataBlockChecksum, TagFlag } from "../lib/journal/descriptor_block.ts";
-import {
-  assertRecoverable,
-  finalWrites,
-  type JournalStore,
-  recoverJournal,
-  replayedBlock,
-  tidGeq,
-  tidGt,
-} from "../lib/journal/recovery.ts";
+import { recoverJournal } from "../lib/jbd2/recovery.ts";
+import { assertRecoverable, finalWrites, replayedBlock } from "../lib/jbd2/recovery_plan.ts";
+import type { JournalStore } from "../lib/jbd2/journal_store.ts";
+import { tidGeq, tidGt } from "../lib/jbd2/tid.ts";
 import {
   BlockType,
   JBD2_MAGIC,

@@ -10,7 +10,8 @@
  */
 
 import * as assert from "node:assert/strict";
-import { defaultLogFile, findMount, processAlive, readState } from "../ffi/fuse/mount.ts";
+import { findMount } from "../ffi/fuse/mountinfo.ts";
+import { defaultLogFile, processAlive, readState } from "../ffi/fuse/mount_state.ts";
 import { HELPER_SEARCH_PATH } from "../cli/mount_helper.ts";
 import {
   detachLoop,

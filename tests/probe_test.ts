@@ -123,7 +123,7 @@ Deno.test("probe --json: README documents exactly the keys probe prints", () => 
   }
 });
 
-/** Why every image is read-only for now (lib/probe.ts WRITE_SUPPORTED). */
+/** Why every image is read-only for now (lib/probe.ts NO_READ_WRITE_MOUNT). */
 const NO_RW = "read-write mounts are not implemented yet";
 
 const MATRIX: {

@@ -13,7 +13,7 @@ import { type Command, Option } from "@commander-js/extra-typings";
 import { cstr, libc, O } from "../../ffi/libc.ts";
 import { ext4Backend } from "../../ffi/fuse/ext4_ops.ts";
 import { openBlockDevice } from "../../ffi/file_device.ts";
-import { defaultLogFile } from "../../ffi/fuse/mount.ts";
+import { defaultLogFile } from "../../ffi/fuse/mount_state.ts";
 import { type MountBackend, type MountSettings, serve } from "../../ffi/fuse/serve.ts";
 import { BUNDLE_RUN_FLAGS, runningAsBundle } from "../bundle.ts";
 import { ExitCode } from "../exit_codes.ts";

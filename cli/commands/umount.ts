@@ -13,21 +13,16 @@
  */
 
 import type { Command } from "@commander-js/extra-typings";
+import { UmountFlag, unmountAsync, unmountWithFusermount } from "../../ffi/fuse/mount.ts";
 import {
   abortConnection,
   connectionOf,
-  deviceIsFree,
   findMount,
   isFuseType,
-  loopBackingFile,
   type MountInfo,
-  processAlive,
-  readState,
-  removeState,
-  UmountFlag,
-  unmountAsync,
-  unmountWithFusermount,
-} from "../../ffi/fuse/mount.ts";
+} from "../../ffi/fuse/mountinfo.ts";
+import { deviceIsFree, loopBackingFile } from "../../ffi/fuse/loop.ts";
+import { processAlive, readState, removeState } from "../../ffi/fuse/mount_state.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { CliError, runAction } from "../output.ts";
 import { documentCommand } from "../help.ts";

@@ -32,7 +32,8 @@ import {
   type SeekWhence,
   type StatfsOut,
 } from "./ops.ts";
-import { DirentType, encodeDev, FUSE_ROOT_ID } from "./protocol.ts";
+import { DirentType, FUSE_ROOT_ID } from "./protocol.ts";
+import { encodeDev } from "./protocol_replies.ts";
 import type { MountBackend, MountSettings, OpenedFilesystem } from "./serve.ts";
 
 /** The reader's file types (lib/filesystem.ts `FileType`). */
@@ -60,8 +61,8 @@ export type Ext4StatLike = Pick<
 export type Ext4DirEntryLike = DirEntry & { offset: number };
 
 /**
- * The inode-level part of the reader's `Ext4` class this adapter needs (the contract in
- * briefs/reader_api.md), in the reader's types. Structural, so tests can serve a fake reader.
+ * The inode-level part of the reader's `Ext4` class (lib/filesystem.ts) this adapter needs,
+ * in the reader's types. Structural, so tests can serve a fake reader.
  */
 export interface Ext4Like {
   /** The stat of inode `ino`. */
@@ -425,12 +426,6 @@ export function openExt4Reader(
 ): Promise<Ext4Like> {
   return Ext4.openDevice(device, { readOnly: true, ...options });
 }
-
-/** True once {@link openExt4Reader} opens the real reader (gates the ext4 mount tests). */
-export const EXT4_READER_AVAILABLE = true;
-
-/** True once {@link journalOverlay} is wired (gates the journal-corpus replay comparisons). */
-export const JOURNAL_OVERLAY_AVAILABLE = true;
 
 /**
  * A filesystem whose journal needs recovery is served, read-only, through the in-memory

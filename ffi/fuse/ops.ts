@@ -10,9 +10,9 @@
  * @module
  */
 
-import type { DirentOut, EntryOut, FuseAttr, StatfsOut } from "./protocol.ts";
+import type { DirentOut, EntryOut, FuseAttr, StatfsOut } from "./protocol_replies.ts";
 
-export type { DirentOut, EntryOut, FuseAttr, FuseTime, StatfsOut } from "./protocol.ts";
+export type { DirentOut, EntryOut, FuseAttr, FuseTime, StatfsOut } from "./protocol_replies.ts";
 
 /** Who asked, and whether the kernel has since interrupted the request. */
 export interface RequestContext {

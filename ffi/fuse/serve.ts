@@ -15,28 +15,25 @@ import { libc, SyscallError } from "../libc.ts";
 import type { FuseOperations } from "./ops.ts";
 import { FuseSession, type SessionEnd } from "./session.ts";
 import {
-  attachLoop,
   closeFd,
-  connectionOf,
   DEFAULT_MOUNT_FLAGS,
-  findMount,
   fusermountFlagOptions,
-  isFuseType,
-  loopBackingFile,
-  type LoopDevice,
   mountFuse,
-  type MountState,
   mountWithFusermount,
   openFuseDevice,
-  processStartTime,
-  protectDaemon,
-  removeState,
-  setReadahead,
   UmountFlag,
   unmountAsync,
   unmountWithFusermount,
-  writeState,
 } from "./mount.ts";
+import { connectionOf, findMount, isFuseType, setReadahead } from "./mountinfo.ts";
+import { attachLoop, loopBackingFile, type LoopDevice } from "./loop.ts";
+import {
+  type MountState,
+  processStartTime,
+  protectDaemon,
+  removeState,
+  writeState,
+} from "./mount_state.ts";
 
 /** A filesystem opened for serving. */
 export interface OpenedFilesystem {

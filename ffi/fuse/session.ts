@@ -7,6 +7,7 @@
  *   ENODEV → the connection is gone). The only blocking call is `poll`, run on a worker
  *   thread (`nonblocking: true`) so the event loop keeps answering requests meanwhile.
  * - Requests are dispatched to async handlers without waiting: several are in flight at once.
+ *   INIT and DESTROY are the session's own; every other opcode goes to `dispatch.ts`.
  * - Exactly one reply per request, always: a handler that throws answers its errno (or EIO,
  *   logged), an unknown opcode answers ENOSYS, an INTERRUPT answers the target with EINTR at
  *   once and the late result is dropped. FORGET, BATCH_FORGET and INTERRUPT get no reply, as
@@ -20,30 +21,10 @@
  */
 
 import { errno, libc, SyscallError } from "../libc.ts";
+import { OpcodeDispatcher, ProtocolErrno } from "./dispatch.ts";
 import {
-  decodeAccessIn,
-  decodeBatchForgetIn,
-  decodeForgetIn,
-  decodeGetxattrIn,
   decodeInHeader,
-  decodeInitIn,
-  decodeInterruptIn,
-  decodeListxattrIn,
-  decodeLseekIn,
-  decodeName,
-  decodeOpenIn,
-  decodeReadIn,
-  decodeReleaseIn,
-  DirentBuffer,
-  encodeAttrOut,
-  encodeEntryOut,
-  encodeGetxattrOut,
-  encodeInitOut,
-  encodeLseekOut,
-  encodeOpenOut,
   encodeOutHeader,
-  encodeStatfsOut,
-  type EntryOut,
   FUSE_MAJOR,
   FUSE_MIN_MINOR,
   FUSE_MINOR,
@@ -52,20 +33,18 @@ import {
   MIN_READ_BUFFER,
   Opcode,
   opcodeName,
-  OpenFlag,
   OUT_HEADER_SIZE,
   ProtocolError,
   WRITE_IN_SIZE,
-  WRITE_OPCODES,
 } from "./protocol.ts";
 import {
-  type DirentPlus,
-  errnoOf,
-  FuseErrno,
-  type FuseOperations,
-  type OpenReply,
-  type RequestContext,
-} from "./ops.ts";
+  decodeBatchForgetIn,
+  decodeForgetIn,
+  decodeInitIn,
+  decodeInterruptIn,
+} from "./protocol_requests.ts";
+import { encodeInitOut } from "./protocol_replies.ts";
+import { errnoOf, FuseErrno, type FuseOperations, type RequestContext } from "./ops.ts";
 
 /** Options of a {@link FuseSession}. */
 export interface SessionOptions {
@@ -127,18 +106,11 @@ const ENOENT = 2;
 const MAX_IO = 1 << 20;
 /** After this many requests read back to back, give the event loop a real turn. */
 const YIELD_EVERY = 32;
-const SEEK_DATA = 3;
-const SEEK_HOLE = 4;
 
 interface InFlight {
   controller: AbortController;
   replied: boolean;
   done: Promise<void>;
-}
-
-function isDotOrDotDot(name: Uint8Array): boolean {
-  return (name.length === 1 && name[0] === 0x2e) ||
-    (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e);
 }
 
 /**
@@ -160,10 +132,9 @@ export class FuseSession {
   readonly #pollfd = new Uint8Array(8);
   #ended: SessionEnd | undefined;
   #stopRequested = false;
-  #maxIo = MAX_IO;
   #initResolve!: (i: InitInfo) => void;
   #initReject!: (e: Error) => void;
-  #loggedOpcodes = new Set<number>();
+  readonly #dispatcher: OpcodeDispatcher;
   #initInfo: InitInfo | undefined;
   #destroying: Promise<void> | undefined;
   /** Resolves once INIT has been answered (the mount is usable). */
@@ -185,6 +156,12 @@ export class FuseSession {
       drainTimeoutMs: options.drainTimeoutMs ?? 10_000,
       beforeDestroyReply: options.beforeDestroyReply,
     };
+    this.#dispatcher = new OpcodeDispatcher(ops, {
+      readOnly: this.#opts.readOnly,
+      negativeTimeout: this.#opts.negativeTimeout,
+      maxIo: MAX_IO,
+      log: (line) => this.#log(line),
+    });
     this.initialized = new Promise((res, rej) => {
       this.#initResolve = res;
       this.#initReject = rej;
@@ -416,7 +393,6 @@ export class FuseSession {
     ctx: RequestContext,
     self: InFlight,
   ): Promise<Uint8Array[]> {
-    const ops = this.#ops;
     switch (opcode) {
       case Opcode.INIT:
         return await this.#init(body);
@@ -425,137 +401,8 @@ export class FuseSession {
         await this.#drain(self);
         await this.#runDestroy();
         return [];
-      case Opcode.LOOKUP: {
-        const name = decodeName(body);
-        try {
-          return [encodeEntryOut(await ops.lookup(ctx, nodeid, name))];
-        } catch (e) {
-          if (errnoOf(e) === E.ENOENT && this.#opts.negativeTimeout > 0) {
-            // A successful reply with node id 0 is a cacheable "no such entry".
-            return [encodeEntryOut(negativeEntry(this.#opts.negativeTimeout))];
-          }
-          throw e;
-        }
-      }
-      case Opcode.GETATTR: {
-        const r = await ops.getattr(ctx, nodeid);
-        return [encodeAttrOut(r.attr, r.timeout)];
-      }
-      case Opcode.READLINK:
-        return [await ops.readlink(ctx, nodeid)];
-      case Opcode.OPEN: {
-        const { flags } = decodeOpenIn(body);
-        return [openOut(await ops.open(ctx, nodeid, flags))];
-      }
-      case Opcode.OPENDIR: {
-        const { flags } = decodeOpenIn(body);
-        return [openOut(await ops.opendir(ctx, nodeid, flags))];
-      }
-      case Opcode.READ: {
-        const r = decodeReadIn(body);
-        const size = Math.min(r.size, this.#maxIo);
-        const data = await ops.read(ctx, nodeid, r.fh, r.offset, size);
-        return [data.length > size ? data.subarray(0, size) : data];
-      }
-      case Opcode.RELEASE: {
-        const r = decodeReleaseIn(body);
-        await ops.release?.(ctx, nodeid, r.fh);
-        return [];
-      }
-      case Opcode.RELEASEDIR: {
-        const r = decodeReleaseIn(body);
-        await ops.releasedir?.(ctx, nodeid, r.fh);
-        return [];
-      }
-      case Opcode.READDIR: {
-        const r = decodeReadIn(body);
-        const out = new DirentBuffer(Math.min(r.size, this.#maxIo), false);
-        for await (const d of ops.readdir(ctx, nodeid, r.fh, r.offset)) {
-          if (!out.add(d)) break;
-        }
-        return [out.bytes()];
-      }
-      case Opcode.READDIRPLUS: {
-        const r = decodeReadIn(body);
-        const out = new DirentBuffer(Math.min(r.size, this.#maxIo), true);
-        const entries = ops.readdirplus
-          ? ops.readdirplus(ctx, nodeid, r.fh, r.offset)
-          : this.#readdirplusByLookup(ctx, nodeid, r.fh, r.offset);
-        for await (const d of entries) {
-          const entry = isDotOrDotDot(d.dirent.name) ? undefined : d.entry;
-          if (!out.add(d.dirent, entry)) break;
-        }
-        return [out.bytes()];
-      }
-      case Opcode.STATFS:
-        return [encodeStatfsOut(await ops.statfs(ctx, nodeid))];
-      case Opcode.GETXATTR: {
-        const { size, name } = decodeGetxattrIn(body);
-        return sizeProbe(await ops.getxattr(ctx, nodeid, name), size);
-      }
-      case Opcode.LISTXATTR: {
-        const { size } = decodeListxattrIn(body);
-        const names = await ops.listxattr(ctx, nodeid);
-        let total = 0;
-        for (const n of names) total += n.length + 1;
-        const list = new Uint8Array(total);
-        let o = 0;
-        for (const n of names) {
-          list.set(n, o);
-          o += n.length + 1; // NUL separator already zero
-        }
-        return sizeProbe(list, size);
-      }
-      case Opcode.ACCESS: {
-        const mask = decodeAccessIn(body);
-        if (!ops.access) throw new ProtocolErrno(E.ENOSYS);
-        await ops.access(ctx, nodeid, mask);
-        return [];
-      }
-      case Opcode.LSEEK: {
-        const r = decodeLseekIn(body);
-        if (!ops.lseek) throw new ProtocolErrno(E.ENOSYS);
-        if (r.whence !== SEEK_DATA && r.whence !== SEEK_HOLE) throw new ProtocolErrno(E.EINVAL);
-        if (r.offset < 0) throw new ProtocolErrno(E.ENXIO);
-        const where = await ops.lseek(
-          ctx,
-          nodeid,
-          r.fh,
-          r.offset,
-          r.whence === SEEK_DATA ? "data" : "hole",
-        );
-        return [encodeLseekOut(where)];
-      }
-      case Opcode.STATX:
-        // Answered ENOSYS without a log line: the kernel falls back to GETATTR for good.
-        throw new ProtocolErrno(E.ENOSYS);
-      case Opcode.FLUSH:
-      case Opcode.FSYNC:
-      case Opcode.FSYNCDIR:
-        return []; // nothing buffered on a read-only mount
-      default:
-        if (WRITE_OPCODES.has(opcode) && this.#opts.readOnly) throw new ProtocolErrno(E.EROFS);
-        if (!this.#loggedOpcodes.has(opcode)) {
-          this.#loggedOpcodes.add(opcode);
-          this.#log(`fuse: ${opcodeName(opcode)} not implemented (ENOSYS)`);
-        }
-        throw new ProtocolErrno(E.ENOSYS);
     }
-  }
-
-  async *#readdirplusByLookup(
-    ctx: RequestContext,
-    nodeid: number,
-    fh: number,
-    offset: number,
-  ): AsyncIterable<DirentPlus> {
-    for await (const d of this.#ops.readdir(ctx, nodeid, fh, offset)) {
-      if (isDotOrDotDot(d.name)) {
-        yield { dirent: d };
-        continue;
-      }
-      yield { dirent: d, entry: await this.#ops.lookup(ctx, nodeid, d.name) };
-    }
+    return await this.#dispatcher.handle(opcode, nodeid, body, ctx);
   }
 
   async #init(body: Uint8Array): Promise<Uint8Array[]> {
@@ -590,12 +437,12 @@ export class FuseSession {
     if (!this.#opts.readOnly) want |= InitFlag.BIG_WRITES;
     const flags = (want & k.flags) >>> 0;
     const maxPages = flags & InitFlag.MAX_PAGES ? Math.ceil(this.#opts.maxIo / 4096) : 32;
-    this.#maxIo = Math.min(this.#opts.maxIo, maxPages * 4096);
+    this.#dispatcher.maxIo = Math.min(this.#opts.maxIo, maxPages * 4096);
     const info: InitInfo = {
       major: FUSE_MAJOR,
       minor,
       flags,
-      maxWrite: this.#maxIo,
+      maxWrite: this.#dispatcher.maxIo,
       maxPages,
       maxReadahead: k.maxReadahead,
     };
@@ -608,7 +455,7 @@ export class FuseSession {
       flags2: 0,
       maxBackground: 64,
       congestionThreshold: 48,
-      maxWrite: this.#maxIo,
+      maxWrite: this.#dispatcher.maxIo,
       timeGran: 1,
       maxPages,
     });
@@ -646,54 +493,6 @@ export class FuseSession {
     })();
     return this.#destroying;
   }
-}
-
-/** An errno answered without logging (protocol-level refusals). */
-class ProtocolErrno extends Error {
-  readonly errno: number;
-  constructor(code: number, message?: string) {
-    super(message ?? `errno ${code}`);
-    this.errno = code;
-  }
-}
-
-function openOut(r: OpenReply): Uint8Array {
-  let flags = 0;
-  if (r.keepCache) flags |= OpenFlag.KEEP_CACHE;
-  if (r.cacheDir) flags |= OpenFlag.CACHE_DIR;
-  if (r.directIo) flags |= OpenFlag.DIRECT_IO;
-  return encodeOpenOut(r.fh, flags);
-}
-
-/** GETXATTR/LISTXATTR: size 0 asks for the size; a too-small buffer is ERANGE. */
-function sizeProbe(value: Uint8Array, size: number): Uint8Array[] {
-  if (size === 0) return [encodeGetxattrOut(value.length)];
-  if (value.length > size) throw new ProtocolErrno(E.ERANGE);
-  return [value];
-}
-
-function negativeEntry(timeout: number): EntryOut {
-  const t = { sec: 0, nsec: 0 };
-  return {
-    nodeid: 0,
-    generation: 0,
-    entryTimeout: timeout,
-    attrTimeout: 0,
-    attr: {
-      ino: 0,
-      size: 0,
-      blocks: 0,
-      atime: t,
-      mtime: t,
-      ctime: t,
-      mode: 0,
-      nlink: 0,
-      uid: 0,
-      gid: 0,
-      rdev: 0,
-      blksize: 0,
-    },
-  };
 }
 
 function blankInit() {

@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { Allocator, Extent } from "../alloc.ts";
+import type { BlockRunAllocator, Extent } from "./block_runs.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
 import type { BlockRun } from "../file_map.ts";
 import {
@@ -296,7 +296,7 @@ export interface BuiltExtentTree {
  */
 export async function buildExtentTree(
   tx: Transaction,
-  alloc: Allocator,
+  alloc: BlockRunAllocator,
   sb: Superblock,
   options: { ino: number; generation: number; extents: FileExtent[]; goal?: number },
 ): Promise<BuiltExtentTree> {

@@ -24,7 +24,7 @@
  * changes, where the kernel returns ENOSPC ("index full, reach max htree level"). Removing
  * entries never shrinks the index, as in the kernel.
  *
- * Over 700 lines on purpose: lookup and insert walk the same frames of the same probe (the
+ * Over 700 lines because lookup and insert walk the same frames of the same probe (the
  * kernel keeps them together in namei.c too).
  *
  * @module

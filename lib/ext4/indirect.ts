@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { Allocator, Extent } from "../alloc.ts";
+import type { BlockRunAllocator, Extent } from "./block_runs.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
 import type { BlockRun } from "../file_map.ts";
 import { type FileExtent, MAX_INIT_EXTENT } from "../ondisk/extent.ts";
@@ -159,7 +159,7 @@ interface Node {
  */
 export async function buildBlockMap(
   tx: Transaction,
-  alloc: Allocator,
+  alloc: BlockRunAllocator,
   sb: Superblock,
   options: { extents: FileExtent[]; goal?: number },
 ): Promise<BuiltBlockMap> {

@@ -44,13 +44,13 @@ export {
 } from "../journal/descriptor_block.ts";
 export { type CommitBlock, parseCommitBlock } from "../journal/commit_block.ts";
 export { parseRevokeBlock } from "../journal/revocation_block.ts";
+export { recoverJournal } from "./recovery.ts";
 export {
-  type JournalStore,
   type LoggedBlock,
-  recoverJournal,
   type RecoveryPlan,
   replayedBlock,
   type ReplayWrite,
   type TransactionInfo,
-} from "../journal/recovery.ts";
+} from "./recovery_plan.ts";
+export type { JournalStore } from "./journal_store.ts";
 export { decodeFastCommits, type FastCommitRecord, FastCommitTag } from "../journal/fast_commit.ts";

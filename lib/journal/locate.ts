@@ -17,7 +17,7 @@ import { type Inode, readInode } from "../inode.ts";
 import { readExtentTree } from "../ext4/extents.ts";
 import { readBlockMap } from "../ext4/indirect.ts";
 import { type BlockRun, findRun } from "../file_map.ts";
-import type { JournalStore } from "./recovery.ts";
+import type { JournalStore } from "../jbd2/journal_store.ts";
 import { type JournalSuperblock, parseJournalSuperblock } from "./superblock.ts";
 
 const S_IFMT = 0xf000;

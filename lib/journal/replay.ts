@@ -24,14 +24,14 @@ import { EXT4_MAGIC, readSuperblock, State, Superblock } from "../superblock.ts"
 import { JBD2_MAGIC, JournalSuperblock } from "./superblock.ts";
 import { type OrphanCleanup, releaseOrphans } from "./orphans.ts";
 import { type LocatedJournal, locateJournal, type LocateJournalOptions } from "./locate.ts";
+import { recoverJournal } from "../jbd2/recovery.ts";
 import {
   assertRecoverable,
   finalWrites,
-  recoverJournal,
   type RecoveryPlan,
   replayedBlock,
   type ReplayWrite,
-} from "./recovery.ts";
+} from "../jbd2/recovery_plan.ts";
 
 /** The smallest journal the kernel uses (`JBD2_MIN_JOURNAL_BLOCKS`). */
 const JBD2_MIN_JOURNAL_BLOCKS = 1024;

@@ -13,18 +13,27 @@
  * not change. Inline directories use the kernel's positions: "." at 0, ".." at 12, and an
  * entry at byte `o` of the inline data at `o + 20`.
  *
- * Over 700 lines on purpose: it is one on-disk structure, and reading and writing it share
+ * Over 700 lines because it is one on-disk structure, and reading and writing it share
  * the record walk and its checks; split, the two halves would drift again.
  *
  * @module
  */
 
-import { crc32c, crc32cU32 } from "../checksum.ts";
+import { crc32c } from "../checksum.ts";
 import { CorruptError, Errno, Ext4Error } from "../errors.ts";
 import { Compat, Incompat } from "../features.ts";
 import { type FileType, fileTypeOfMode } from "../inode.ts";
 import type { Superblock } from "../superblock.ts";
 import { isDxNode, verifyDxChecksum } from "./dx.ts";
+import {
+  DIRENT_HEADER,
+  dirRecLen,
+  inodeChecksumSeed,
+  recLenFromDisk,
+  recLenToDisk,
+} from "./dir_record.ts";
+
+export { dirRecLen, inodeChecksumSeed, recLenFromDisk, recLenToDisk } from "./dir_record.ts";
 
 /** What directory parsing needs to know about the filesystem. */
 export interface DirContext {
@@ -105,68 +114,6 @@ export const DirInodeFlags = {
 
 /** Size of the metadata_csum tail of a leaf block (`struct ext4_dir_entry_tail`). */
 export const DIRENT_TAIL_SIZE = 12;
-/** Header of a directory entry before its name. */
-const DIRENT_HEADER = 8;
-
-/**
- * The space a directory entry with a name of `nameLen` bytes needs: 8-byte header plus the
- * name, rounded up to 4.
- *
- * @example
- * ```ts
- * import { dirRecLen } from "./dirent.ts";
- * console.log(dirRecLen(1), dirRecLen(5)); // 12 16
- * ```
- */
-export function dirRecLen(nameLen: number): number {
-  return (DIRENT_HEADER + nameLen + 3) & ~3;
-}
-
-/**
- * Decodes an on-disk `rec_len`. On 64 KiB blocks a record spanning the whole block cannot be
- * written in 16 bits: 65535 (or 0) stands for the block size, and the low two bits carry
- * bits 16–17 of the length.
- *
- * @example
- * ```ts
- * import { recLenFromDisk } from "./dirent.ts";
- * console.log(recLenFromDisk(4096, 4096), recLenFromDisk(0xffff, 65536)); // 4096 65536
- * ```
- */
-export function recLenFromDisk(raw: number, blockSize: number): number {
-  if (blockSize < 65536) return raw;
-  if (raw === 0xffff || raw === 0) return blockSize;
-  return (raw & 0xfffc) | ((raw & 3) << 16);
-}
-
-/**
- * Encodes a `rec_len` for the disk (the inverse of {@link recLenFromDisk}).
- *
- * @example
- * ```ts
- * import { recLenToDisk } from "./dirent.ts";
- * console.log(recLenToDisk(65536, 65536).toString(16)); // ffff
- * ```
- */
-export function recLenToDisk(len: number, blockSize: number): number {
-  if (blockSize < 65536) return len;
-  if (len === blockSize) return blockSize === 65536 ? 0xffff : 0;
-  return (len & 0xfffc) | ((len >>> 16) & 3);
-}
-
-/**
- * The per-inode checksum seed of metadata_csum: crc32c of the inode number and generation,
- * continuing from the filesystem seed.
- *
- * @example
- * ```ts ignore
- * const seed = inodeChecksumSeed(sb, 2, 0);
- * ```
- */
-export function inodeChecksumSeed(sb: Superblock, ino: number, generation: number): number {
-  return crc32cU32(crc32cU32(sb.csumSeed, ino >>> 0), generation >>> 0);
-}
-
 /**
  * The offset of the metadata_csum tail in a leaf block, or -1 when the last 12 bytes are not
  * a tail (`inode` 0, `rec_len` 12, `name_len` 0, `file_type` 0xde).

@@ -13,7 +13,7 @@ import { DxHashVersion } from "../dir_hash.ts";
 import { CorruptError } from "../errors.ts";
 import { Incompat } from "../features.ts";
 import { type Superblock, SuperFlags } from "../superblock.ts";
-import { dirRecLen, inodeChecksumSeed, recLenFromDisk, recLenToDisk } from "./dirent.ts";
+import { dirRecLen, inodeChecksumSeed, recLenFromDisk, recLenToDisk } from "./dir_record.ts";
 
 /** Size of the tail of an index block (`struct dx_tail`). */
 export const DX_TAIL_SIZE = 8;
