@@ -120,8 +120,7 @@ export {
   Mode,
   parseInode,
   type ParseInodeOptions,
-  readInode,
-} from "./lib/inode.ts";
+} from "./lib/ondisk/inode.ts";
 export {
   EXTENT_MAGIC,
   extentBlockChecksum,
@@ -339,13 +338,8 @@ export {
   assertWritable,
   type Extent,
 } from "./lib/alloc.ts";
-export {
-  decodeInode,
-  encodeInode,
-  type InodeFields,
-  type InodeTime,
-  writeInode,
-} from "./lib/inode_write.ts";
+export { decodeInode, encodeInode, type InodeFields, type InodeTime } from "./lib/ondisk/inode.ts";
+export { readInode, writeInode } from "./lib/ext4/inode.ts";
 export { buildExtentTree, type BuiltExtentTree, type FileExtent } from "./lib/extent_write.ts";
 export { blockMapPath, buildBlockMap, type BuiltBlockMap } from "./lib/blockmap_write.ts";
 export { type NewFileData, type NewFileDataOptions, writeNewFileData } from "./lib/file_write.ts";

@@ -13,7 +13,7 @@
 import { type AclEntry, AclTag, aclToXattr, decodeExt4Acl } from "./acl.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
-import { readInodeRaw } from "./inode_write.ts";
+import { readInodeRaw } from "./ext4/inode.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 import {

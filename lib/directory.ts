@@ -19,7 +19,7 @@
 import { crc32c, crc32cU32 } from "./checksum.ts";
 import { CorruptError, Errno } from "./errors.ts";
 import { Compat, Incompat } from "./features.ts";
-import { type FileType, fileTypeOfMode } from "./inode.ts";
+import { type FileType, fileTypeOfMode } from "./ondisk/inode.ts";
 import type { Superblock } from "./superblock.ts";
 
 /** What directory parsing needs to know about the filesystem. */

@@ -23,8 +23,7 @@ import {
   MAX_UNWRITTEN_EXTENT,
 } from "./extent_write.ts";
 import { RoCompat } from "./features.ts";
-import { InodeFlags } from "./inode.ts";
-import type { InodeFields } from "./inode_write.ts";
+import { type InodeFields, InodeFlags } from "./ondisk/inode.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 

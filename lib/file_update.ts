@@ -27,16 +27,15 @@ import {
 import { Incompat } from "./features.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
 import { truncateInlineInPlace, uninline, writeInlineInPlace } from "./inline_write.ts";
-import { InodeFlags } from "./inode.ts";
 import {
   changeTime,
   decodeInode,
   encodeInode,
   type InodeFields,
+  InodeFlags,
   type InodeTime,
-  readInodeRaw,
-  writeInode,
-} from "./inode_write.ts";
+} from "./ondisk/inode.ts";
+import { readInodeRaw, writeInode } from "./ext4/inode.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 

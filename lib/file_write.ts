@@ -11,7 +11,7 @@ import { buildBlockMap } from "./blockmap_write.ts";
 import { Ext4Error } from "./errors.ts";
 import { buildExtentTree, type FileExtent, MAX_INIT_EXTENT } from "./extent_write.ts";
 import { Incompat } from "./features.ts";
-import { InodeFlags } from "./inode.ts";
+import { InodeFlags } from "./ondisk/inode.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 

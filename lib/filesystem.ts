@@ -25,9 +25,10 @@ import {
   type Inode,
   InodeFlags,
   inodeLocation,
+  type InodeTime,
   parseInode,
   type Timespec,
-} from "./inode.ts";
+} from "./ondisk/inode.ts";
 import { type BlockRun, findRun, readMapped, seekRuns } from "./file_map.ts";
 import { readExtentTree } from "./extent.ts";
 import { readBlockMap } from "./block_map.ts";
@@ -55,7 +56,6 @@ import { Ext4Writer } from "./writer.ts";
 import { OpenFiles, processOrphans, releaseIfUnlinked } from "./open_files.ts";
 import { truncateFile, writeFileRange } from "./file_update.ts";
 import { createFile } from "./namespace_write.ts";
-import type { InodeTime } from "./inode_write.ts";
 import {
   checkRegular,
   chmodAt,

@@ -18,17 +18,16 @@ import { Incompat } from "./features.ts";
 import type { FileContext } from "./file_update.ts";
 import { writeNewFileData } from "./file_write.ts";
 import { INLINE_IBLOCK_BYTES, parseInlineDataXattr } from "./inline_data.ts";
-import { InodeFlags } from "./inode.ts";
 import {
   changeTime,
   decodeInode,
   encodeInode,
   EXTRA_ISIZE_DEFAULT,
   type InodeFields,
+  InodeFlags,
   type InodeTime,
-  readInodeRaw,
-  writeInode,
-} from "./inode_write.ts";
+} from "./ondisk/inode.ts";
+import { readInodeRaw, writeInode } from "./ext4/inode.ts";
 import type { Superblock } from "./superblock.ts";
 import { parseInodeXattrs, XattrIndex } from "./xattr.ts";
 import { setXattr } from "./xattr_write.ts";

@@ -21,7 +21,7 @@ import { readBlockMap } from "./block_map.ts";
 import { CorruptError } from "./errors.ts";
 import { Compat, Incompat, RoCompat } from "./features.ts";
 import { type GroupDescriptorTable, groupFirstBlock, GroupFlags } from "./group_descriptor.ts";
-import { readInode } from "./inode.ts";
+import { readInode } from "./ext4/inode.ts";
 import { journalBlockMapper } from "./journal/locate.ts";
 import { State, type Superblock } from "./superblock.ts";
 

@@ -9,7 +9,8 @@
  */
 
 import { truncateFile } from "./file_update.ts";
-import { decodeInode, readInodeRaw } from "./inode_write.ts";
+import { decodeInode } from "./ondisk/inode.ts";
+import { readInodeRaw } from "./ext4/inode.ts";
 import {
   lookupEntry,
   type NamespaceContext,

@@ -16,8 +16,8 @@ import {
   type FileExtent,
 } from "../lib/extent_write.ts";
 import { groupFirstBlock } from "../lib/group_descriptor.ts";
-import { InodeFlags } from "../lib/inode.ts";
-import { encodeInode, writeInode } from "../lib/inode_write.ts";
+import { encodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
+import { writeInode } from "../lib/ext4/inode.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { runOk, withKernelMount } from "./helpers.ts";
 import { fsck, type LoadedFs } from "./write_fixtures.ts";

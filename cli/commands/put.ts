@@ -2,7 +2,8 @@ import type { Command } from "@commander-js/extra-typings";
 import { Ext4Error } from "../../lib/errors.ts";
 import { Incompat } from "../../lib/features.ts";
 import { truncateFile, writeFileRange } from "../../lib/file_update.ts";
-import { decodeInode, readInodeRaw } from "../../lib/inode_write.ts";
+import { decodeInode } from "../../lib/ondisk/inode.ts";
+import { readInodeRaw } from "../../lib/ext4/inode.ts";
 import {
   createFile,
   createSymlink,
