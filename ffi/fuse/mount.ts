@@ -12,7 +12,7 @@
  * @module
  */
 
-import { Ext4Error } from "../../lib/errors.ts";
+import { Errno, Ext4Error } from "../../lib/errors.ts";
 import { cstr, errno, Ioctl, libc, O, SyscallError } from "../libc.ts";
 
 /** mount(2) flags (MS_*). */
@@ -399,7 +399,7 @@ export function attachLoop(image: string, options: { readOnly?: boolean } = {}):
         const path = `/dev/loop${n}`;
         const fd = c.open(cstr(path), (readOnly ? O.RDONLY : O.RDWR) | O.CLOEXEC, 0);
         if (fd < 0) {
-          if (errno() === 2) continue; // node not created yet by udev/devtmpfs
+          if (errno() === Errno.ENOENT) continue; // node not created yet by udev/devtmpfs
           throw new SyscallError("open", errno(), path);
         }
         const cfg = new Uint8Array(LOOP_CONFIG_SIZE);
@@ -412,7 +412,7 @@ export function attachLoop(image: string, options: { readOnly?: boolean } = {}):
         if (c.ioctl(fd, Ioctl.LOOP_CONFIGURE, cfg) === 0) return { path, number: n, fd };
         const e = errno();
         c.close(fd);
-        if (e !== 16 /* EBUSY: taken meanwhile */) {
+        if (e !== Errno.EBUSY /* taken meanwhile */) {
           throw new SyscallError("ioctl", e, `LOOP_CONFIGURE ${path}`);
         }
       }
@@ -458,7 +458,7 @@ export function deviceIsFree(path: string): boolean {
     c.close(fd);
     return true;
   }
-  return errno() === 2;
+  return errno() === Errno.ENOENT;
 }
 
 /**
