@@ -34,6 +34,7 @@ import {
   type InodeFields,
   InodeFlags,
   type InodeTime,
+  Mode,
 } from "./ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "./ext4/inode.ts";
 import type { Superblock } from "./superblock.ts";
@@ -71,7 +72,7 @@ async function inspect(
 ): Promise<{ fields: InodeFields; maxSize: number }> {
   const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
   const fields = decodeInode(ctx.sb, raw);
-  if ((fields.mode & 0o170000) !== 0o100000) {
+  if ((fields.mode & Mode.IFMT) !== Mode.IFREG) {
     throw new Ext4Error("INVALID", `inode ${ino} is not a regular file`);
   }
   // Freed in the bitmap, not just unlinked: an orphan (unlinked while open) is still written.

@@ -39,6 +39,7 @@ import {
   type DirContext,
   type DirectorySource,
   type DirRecord,
+  fileTypeOfDirentType,
   iterateDirectory,
 } from "./directory.ts";
 import { hashIsSigned, htreeLookup, parseDxRoot } from "./dir_htree.ts";
@@ -299,16 +300,6 @@ const MAX_RW_COUNT = 0x7ffff000;
 const XATTR_SIZE_MAX = 65536;
 /** readFile returns one buffer: beyond this, stream with openFile. */
 const MAX_READ_FILE = MAX_RW_COUNT;
-
-const DIR_FILE_TYPES: Record<number, FileType> = {
-  1: "file",
-  2: "dir",
-  3: "chardev",
-  4: "blockdev",
-  5: "fifo",
-  6: "socket",
-  7: "symlink",
-};
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
 
@@ -856,7 +847,7 @@ export class Ext4 {
   }
 
   async #entryType(rec: DirRecord): Promise<FileType> {
-    const t = DIR_FILE_TYPES[rec.fileType];
+    const t = fileTypeOfDirentType(rec.fileType);
     if (t) return t;
     try {
       return (await this.inode(rec.ino)).type;

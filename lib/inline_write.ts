@@ -26,6 +26,7 @@ import {
   type InodeFields,
   InodeFlags,
   type InodeTime,
+  Mode,
 } from "./ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "./ext4/inode.ts";
 import type { Superblock } from "./superblock.ts";
@@ -224,7 +225,7 @@ async function inlineFile(
 ): Promise<{ raw: Uint8Array; f: InodeFields } | null> {
   const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
   const f = decodeInode(ctx.sb, raw);
-  if (!(f.flags & InodeFlags.INLINE_DATA) || (f.mode & 0o170000) !== 0o100000) return null;
+  if (!(f.flags & InodeFlags.INLINE_DATA) || (f.mode & Mode.IFMT) !== Mode.IFREG) return null;
   // Freed in the bitmap, not just unlinked. Not i_dtime: on the orphan list it holds the next
   // orphan's number, and an orphan (unlinked while open) is still written.
   if (f.linksCount === 0 && !(await ctx.alloc.isInodeInUse(ctx.tx, ino))) {

@@ -67,6 +67,31 @@ export type FileType =
   | "socket"
   | "unknown";
 
+/** The `i_mode` type bits of each kind of object (0 for unknown). */
+const MODE_TYPE_OF: Record<FileType, number> = {
+  file: Mode.IFREG,
+  dir: Mode.IFDIR,
+  symlink: Mode.IFLNK,
+  chardev: Mode.IFCHR,
+  blockdev: Mode.IFBLK,
+  fifo: Mode.IFIFO,
+  socket: Mode.IFSOCK,
+  unknown: 0,
+};
+
+/**
+ * The `i_mode` type bits of a kind of object: the inverse of {@link fileTypeOfMode}.
+ *
+ * @example
+ * ```ts
+ * import { modeTypeOfFileType } from "./inode.ts";
+ * console.log(modeTypeOfFileType("dir").toString(8)); // 40000
+ * ```
+ */
+export function modeTypeOfFileType(type: FileType): number {
+  return MODE_TYPE_OF[type];
+}
+
 /**
  * A point in time: seconds since the epoch (may be negative, or beyond 2038 up to 2446) and
  * nanoseconds. The inode's `i_*time` holds the signed low 32 bits of the seconds; its
