@@ -79,6 +79,13 @@ const MODE_TYPE_OF: Record<FileType, number> = {
   unknown: 0,
 };
 
+/** {@link MODE_TYPE_OF} inverted, without unknown. */
+const FILE_TYPE_OF_MODE = new Map<number, FileType>(
+  (Object.entries(MODE_TYPE_OF) as [FileType, number][])
+    .filter(([type]) => type !== "unknown")
+    .map(([type, bits]) => [bits, type]),
+);
+
 /**
  * The `i_mode` type bits of a kind of object: the inverse of {@link fileTypeOfMode}.
  *
@@ -186,24 +193,7 @@ function fitsInRecord(bytes: Uint8Array, end: number): boolean {
  * ```
  */
 export function fileTypeOfMode(mode: number): FileType {
-  switch (mode & Mode.IFMT) {
-    case Mode.IFREG:
-      return "file";
-    case Mode.IFDIR:
-      return "dir";
-    case Mode.IFLNK:
-      return "symlink";
-    case Mode.IFCHR:
-      return "chardev";
-    case Mode.IFBLK:
-      return "blockdev";
-    case Mode.IFIFO:
-      return "fifo";
-    case Mode.IFSOCK:
-      return "socket";
-    default:
-      return "unknown";
-  }
+  return FILE_TYPE_OF_MODE.get(mode & Mode.IFMT) ?? "unknown";
 }
 
 /**
