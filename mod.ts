@@ -47,7 +47,7 @@ export type {
 export { Ext4WritableFile, type OpenWritableOptions } from "./lib/writable_file.ts";
 export type { FallocateOptions } from "./lib/path_write.ts";
 // What `inode(ino)` and `blockRuns(ino)` return (the inode codec is in `./ondisk`).
-export type { Inode } from "./lib/inode.ts";
+export type { Inode } from "./lib/ondisk/inode.ts";
 export type { BlockRun } from "./lib/file_map.ts";
 
 // ---- block devices ----

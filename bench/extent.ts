@@ -24,8 +24,8 @@ import {
 import { writeFileRange } from "../lib/file_update.ts";
 import type { FileContext } from "../lib/ext4/context.ts";
 import { readGroupDescriptors } from "../lib/group_descriptor.ts";
-import { InodeFlags } from "../lib/inode.ts";
-import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";
+import { decodeInode, encodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
+import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
 import { readSuperblock } from "../lib/superblock.ts";
 import { BlockCache } from "../lib/transaction.ts";
 import { type BenchRow, printTable, sh } from "./lib.ts";

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { Mode } from "../lib/ondisk/inode.ts";
 import { ExitCode } from "./exit_codes.ts";
 import { CliError } from "./output.ts";
 
@@ -55,7 +56,7 @@ export function parseOctalMode(text: string): number {
  * ```
  */
 export function applyMode(text: string, current: number): number {
-  const isDir = (current & 0o170000) === 0o040000;
+  const isDir = (current & Mode.IFMT) === Mode.IFDIR;
   const keptSetId = isDir ? current & (S_ISUID | S_ISGID) : 0;
   if (/^[0-7]+$/.test(text)) {
     const mode = parseOctalMode(text);

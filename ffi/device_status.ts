@@ -7,7 +7,7 @@
  * @module
  */
 
-import { Ext4Error } from "../lib/errors.ts";
+import { Errno, Ext4Error } from "../lib/errors.ts";
 import { cstr, errno, Ioctl, libc, O } from "./libc.ts";
 
 /** A mount of the device. */
@@ -137,7 +137,7 @@ function exclusivelyHeld(path: string): boolean | null {
     libc().close(fd);
     return false;
   }
-  return errno() === 16 ? true : null; // EBUSY
+  return errno() === Errno.EBUSY ? true : null;
 }
 
 /**

@@ -8,7 +8,7 @@
  */
 
 import { type BlockDevice, checkRange } from "../lib/block_device.ts";
-import { DeviceOpenError, Ext4Error } from "../lib/errors.ts";
+import { DeviceOpenError, Errno, Ext4Error } from "../lib/errors.ts";
 import { inUseReason, refuseIfInUse } from "./device_status.ts";
 import { lockFile } from "./file_lock.ts";
 import { cstr, errno, Ioctl, libc, O, strerror } from "./libc.ts";
@@ -16,7 +16,7 @@ import { cstr, errno, Ioctl, libc, O, strerror } from "./libc.ts";
 /** Transfers up to this size run synchronously (≈1 µs); larger ones go to a worker thread. */
 const SYNC_LIMIT = 128 * 1024;
 
-const E = { EPERM: 1, ENOENT: 2, EIO: 5, EACCES: 13, EBUSY: 16, EISDIR: 21, EROFS: 30 };
+const E = Errno;
 
 /** Options for {@link openBlockDevice}. */
 export interface OpenDeviceOptions {

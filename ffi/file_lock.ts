@@ -10,15 +10,12 @@
  * @module
  */
 
-import { Ext4Error } from "../lib/errors.ts";
+import { Errno, Ext4Error } from "../lib/errors.ts";
 import { majorMinor } from "./device_status.ts";
 import { cstr, errno, libc, Lock, O, strerror } from "./libc.ts";
 
 /** `shared` for readers that must not be written under, `exclusive` for writers. */
 export type LockMode = "shared" | "exclusive";
-
-const EINTR = 4;
-const EWOULDBLOCK = 11;
 
 /**
  * Who holds a flock on `path`, from /proc/locks: e.g. `locked for writing by process 1234
@@ -66,9 +63,9 @@ export function lockFile(fd: number, path: string, mode: LockMode): void {
   for (;;) {
     if (libc().flock(fd, op) === 0) return;
     const code = errno();
-    if (code === EINTR) continue;
-    if (code === EWOULDBLOCK) {
-      throw new Ext4Error("BUSY", `${path} is in use: ${holderText(path)}`, { errno: 16 });
+    if (code === Errno.EINTR) continue;
+    if (code === Errno.EAGAIN) {
+      throw new Ext4Error("BUSY", `${path} is in use: ${holderText(path)}`, { errno: Errno.EBUSY });
     }
     return; // ENOLCK, EOPNOTSUPP: no locks on this filesystem
   }
@@ -89,7 +86,10 @@ export function openLocked(path: string, mode: LockMode): number {
   const fd = c.open(cstr(path), O.RDONLY | O.CLOEXEC, 0);
   if (fd < 0) {
     const code = errno();
-    throw new Ext4Error(code === 2 ? "NOT_FOUND" : "IO", `${path}: open: ${strerror(code)}`);
+    throw new Ext4Error(
+      code === Errno.ENOENT ? "NOT_FOUND" : "IO",
+      `${path}: open: ${strerror(code)}`,
+    );
   }
   try {
     lockFile(fd, path, mode);

@@ -11,6 +11,7 @@
  * @module
  */
 
+import { Errno } from "../lib/errors.ts";
 import { cstr, errno, O, SyscallError } from "./libc.ts";
 
 const SYMBOLS = {
@@ -34,11 +35,6 @@ function sym(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const STATX_BASIC_STATS = 0x7ff;
-const ENODATA = 61;
-const ENOTSUP = 95;
-const ERANGE = 34;
-const ENXIO = 6;
-const EPERM = 1;
 const O_NOATIME = 0o1000000;
 const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
@@ -177,8 +173,8 @@ export function listXattrs(path: HostPath): string[] {
     const n = Number(sym().llistxattr(p, listBuf, BigInt(listBuf.length)));
     if (n < 0) {
       const code = errno();
-      if (code === ENOTSUP) return [];
-      if (code !== ERANGE) throw new SyscallError("llistxattr", code, showPath(path));
+      if (code === Errno.EOPNOTSUPP) return [];
+      if (code !== Errno.ERANGE) throw new SyscallError("llistxattr", code, showPath(path));
       const need = Number(sym().llistxattr(p, null, 0n));
       if (need < 0) throw new SyscallError("llistxattr", errno(), showPath(path));
       listBuf = new Uint8Array(Math.max(need, listBuf.length * 2));
@@ -187,7 +183,7 @@ export function listXattrs(path: HostPath): string[] {
     if (n === 0) return [];
     return dec.decode(listBuf.subarray(0, n - 1)).split("\0");
   }
-  throw new SyscallError("llistxattr", ERANGE, showPath(path));
+  throw new SyscallError("llistxattr", Errno.ERANGE, showPath(path));
 }
 
 let valueBuf = new Uint8Array(4096);
@@ -207,13 +203,15 @@ export function getXattr(path: HostPath, name: string): Uint8Array | null {
     const n = Number(sym().lgetxattr(p, nm, valueBuf, BigInt(valueBuf.length)));
     if (n >= 0) return valueBuf.slice(0, n);
     const code = errno();
-    if (code === ENODATA) return null;
-    if (code !== ERANGE) throw new SyscallError("lgetxattr", code, `${showPath(path)} ${name}`);
+    if (code === Errno.ENODATA) return null;
+    if (code !== Errno.ERANGE) {
+      throw new SyscallError("lgetxattr", code, `${showPath(path)} ${name}`);
+    }
     const need = Number(sym().lgetxattr(p, nm, null, 0n));
     if (need < 0) throw new SyscallError("lgetxattr", errno(), `${showPath(path)} ${name}`);
     valueBuf = new Uint8Array(Math.max(need, valueBuf.length * 2));
   }
-  throw new SyscallError("lgetxattr", ERANGE, `${showPath(path)} ${name}`);
+  throw new SyscallError("lgetxattr", Errno.ERANGE, `${showPath(path)} ${name}`);
 }
 
 /**
@@ -228,7 +226,7 @@ export function readLinkBytes(path: HostPath): Uint8Array {
   const buf = new Uint8Array(4097);
   const n = Number(sym().readlink(cpath(path), buf, BigInt(buf.length)));
   if (n < 0) throw new SyscallError("readlink", errno(), showPath(path));
-  if (n >= buf.length) throw new SyscallError("readlink", 36, showPath(path)); // ENAMETOOLONG
+  if (n >= buf.length) throw new SyscallError("readlink", Errno.ENAMETOOLONG, showPath(path));
   return buf.slice(0, n);
 }
 
@@ -252,7 +250,7 @@ export class HostFile implements Disposable {
     const p = cpath(path);
     const flags = O.RDONLY | O.CLOEXEC | O.NOCTTY;
     let fd = sym().open(p, flags | O_NOATIME, 0);
-    if (fd < 0 && errno() === EPERM) fd = sym().open(p, flags, 0);
+    if (fd < 0 && errno() === Errno.EPERM) fd = sym().open(p, flags, 0);
     if (fd < 0) throw new SyscallError("open", errno(), showPath(path));
     this.#fd = fd;
   }
@@ -267,7 +265,7 @@ export class HostFile implements Disposable {
       );
       if (n < 0) {
         const code = errno();
-        if (code === 4) continue; // EINTR
+        if (code === Errno.EINTR) continue;
         throw new SyscallError("pread", code, showPath(this.path));
       }
       if (n === 0) break;
@@ -289,8 +287,8 @@ export class HostFile implements Disposable {
       const start = Number(sym().lseek64(this.#fd, BigInt(pos), SEEK_DATA));
       if (start < 0) {
         const code = errno();
-        if (code === ENXIO) break; // no data after pos: the rest is a hole
-        if (code === 22 /* EINVAL: no SEEK_DATA here */ && pos === 0) return [[0, size]];
+        if (code === Errno.ENXIO) break; // no data after pos: the rest is a hole
+        if (code === Errno.EINVAL /* no SEEK_DATA here */ && pos === 0) return [[0, size]];
         throw new SyscallError("lseek", code, showPath(this.path));
       }
       if (start >= size) break;
@@ -338,14 +336,14 @@ export function readDirNames(path: HostPath): Uint8Array[] {
       const n = Number(sym().getdents64(fd, direntBuf, BigInt(direntBuf.length)));
       if (n < 0) {
         const code = errno();
-        if (code === 4) continue; // EINTR
+        if (code === Errno.EINTR) continue;
         throw new SyscallError("getdents64", code, showPath(path));
       }
       if (n === 0) break;
       for (let o = 0; o < n;) {
         const reclen = direntView.getUint16(o + 16, true);
         if (reclen < 20 || o + reclen > n) {
-          throw new SyscallError("getdents64", 5, `${showPath(path)}: bad record`); // EIO
+          throw new SyscallError("getdents64", Errno.EIO, `${showPath(path)}: bad record`);
         }
         let end = o + 19;
         while (end < o + reclen && direntBuf[end] !== 0) end++;

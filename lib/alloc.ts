@@ -43,8 +43,8 @@ import {
   groupFirstBlock,
   GroupFlags,
 } from "./group_descriptor.ts";
-import { parseInode } from "./inode.ts";
-import { inodeLocation } from "./inode_write.ts";
+import { parseInode } from "./ondisk/inode.ts";
+import { readInodeRaw } from "./ext4/inode.ts";
 import { journalInodeRuns } from "./journal/locate.ts";
 import type { Superblock } from "./superblock.ts";
 import type { AllocateBlocksOptions, BlockRunAllocator, Extent } from "./ext4/block_runs.ts";
@@ -664,8 +664,7 @@ export class Allocator implements BlockRunAllocator {
       if (gd.flags & GroupFlags.INODE_UNINIT) return;
       if (bit >= sb.inodesPerGroup - gd.itableUnused) return;
     }
-    const { block, offset } = inodeLocation(sb, this.gdt, ino);
-    const record = (await tx.read(block)).subarray(offset, offset + sb.inodeSize);
+    const record = await readInodeRaw(tx, sb, this.gdt, ino);
     const links = record[0x1a] | (record[0x1b] << 8);
     if (links === 0) return;
     const mode = record[0] | (record[1] << 8);
@@ -726,8 +725,7 @@ export class Allocator implements BlockRunAllocator {
         if (ino > sb.inodesCount) {
           throw new CorruptError("superblock", `journal inode ${ino} is out of range`);
         }
-        const { block, offset } = inodeLocation(sb, this.gdt, ino);
-        const record = (await tx.read(block)).slice(offset, offset + sb.inodeSize);
+        const record = await readInodeRaw(tx, sb, this.gdt, ino);
         const { runs } = await journalInodeRuns(
           sb,
           parseInode(sb, ino, record),

@@ -30,6 +30,8 @@ export type Ext4ErrorCode =
 export const Errno = {
   EPERM: 1,
   ENOENT: 2,
+  /** Interrupted system call (FUSE: an interrupted request's answer; reads retry). */
+  EINTR: 4,
   EIO: 5,
   ENXIO: 6,
   E2BIG: 7,
@@ -54,9 +56,13 @@ export const Errno = {
   ENOTEMPTY: 39,
   ELOOP: 40,
   ENODATA: 61,
+  /** Protocol error (FUSE: a kernel protocol version too old). */
+  EPROTO: 71,
   /** Bad message: what the kernel's ext4 answers for a metadata checksum error (EFSBADCRC). */
   EBADMSG: 74,
   EOPNOTSUPP: 95,
+  /** The FUSE connection was aborted. */
+  ECONNABORTED: 103,
   EUCLEAN: 117,
   /** Required key not available: what the kernel answers for encrypted contents. */
   ENOKEY: 126,

@@ -18,8 +18,7 @@ import { buildBlockMap, walkBlockMap } from "./ext4/indirect.ts";
 import { blockMapLimit, DIRECT_BLOCKS } from "./ondisk/indirect.ts";
 import { type FileExtent, MAX_INIT_EXTENT, MAX_UNWRITTEN_EXTENT } from "./ondisk/extent.ts";
 import { RoCompat } from "./features.ts";
-import { InodeFlags } from "./inode.ts";
-import type { InodeFields } from "./inode_write.ts";
+import { type InodeFields, InodeFlags } from "./ondisk/inode.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 

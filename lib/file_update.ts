@@ -25,16 +25,16 @@ import {
 } from "./file_map_write.ts";
 import { Incompat } from "./features.ts";
 import { truncateInlineInPlace, uninline, writeInlineInPlace } from "./inline_write.ts";
-import { InodeFlags } from "./inode.ts";
 import {
   changeTime,
   decodeInode,
   encodeInode,
   type InodeFields,
+  InodeFlags,
   type InodeTime,
-  readInodeRaw,
-  writeInode,
-} from "./inode_write.ts";
+  Mode,
+} from "./ondisk/inode.ts";
+import { readInodeRaw, writeInode } from "./ext4/inode.ts";
 import type { FileContext } from "./ext4/context.ts";
 
 interface OpenFile {
@@ -55,7 +55,7 @@ async function inspect(
 ): Promise<{ fields: InodeFields; maxSize: number }> {
   const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
   const fields = decodeInode(ctx.sb, raw);
-  if ((fields.mode & 0o170000) !== 0o100000) {
+  if ((fields.mode & Mode.IFMT) !== Mode.IFREG) {
     throw new Ext4Error("INVALID", `inode ${ino} is not a regular file`);
   }
   // Freed in the bitmap, not just unlinked: an orphan (unlinked while open) is still written.

@@ -12,7 +12,7 @@ import { Ext4Error } from "./errors.ts";
 import { buildExtentTree } from "./ext4/extents.ts";
 import { type FileExtent, MAX_INIT_EXTENT } from "./ondisk/extent.ts";
 import { Incompat } from "./features.ts";
-import { InodeFlags } from "./inode.ts";
+import { InodeFlags } from "./ondisk/inode.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 

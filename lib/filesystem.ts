@@ -25,9 +25,10 @@ import {
   type Inode,
   InodeFlags,
   inodeLocation,
+  type InodeTime,
   parseInode,
   type Timespec,
-} from "./inode.ts";
+} from "./ondisk/inode.ts";
 import { type BlockRun, findRun, readMapped, seekRuns } from "./file_map.ts";
 import { readExtentTree } from "./ext4/extents.ts";
 import { readBlockMap } from "./ext4/indirect.ts";
@@ -35,7 +36,7 @@ import { Lru } from "./lru.ts";
 import { JournalOverlayDevice } from "./journal_overlay.ts";
 import { needsRecovery } from "./journal/replay.ts";
 import { type DirectorySource, iterateDirectory } from "./ext4/dir.ts";
-import type { DirContext, DirRecord } from "./ondisk/dirent.ts";
+import { type DirContext, type DirRecord, fileTypeOfDirentType } from "./ondisk/dirent.ts";
 import { directoryNameMap, lookupInDirectory, nameKey } from "./ext4/lookup.ts";
 import { hashIsSigned, parseDxRoot } from "./ondisk/dx.ts";
 import { type DirHash, dirHash, DxHashVersion } from "./dir_hash.ts";
@@ -53,7 +54,6 @@ import type { Ext4Stat } from "./ext4/attr.ts";
 import { OpenFiles, processOrphans, releaseIfUnlinked } from "./open_files.ts";
 import { truncateFile, writeFileRange } from "./file_update.ts";
 import { createFile } from "./namespace_write.ts";
-import type { InodeTime } from "./inode_write.ts";
 import {
   checkRegular,
   chmodAt,
@@ -271,16 +271,6 @@ const MAX_RW_COUNT = 0x7ffff000;
 const XATTR_SIZE_MAX = 65536;
 /** readFile returns one buffer: beyond this, stream with openFile. */
 const MAX_READ_FILE = MAX_RW_COUNT;
-
-const DIR_FILE_TYPES: Record<number, FileType> = {
-  1: "file",
-  2: "dir",
-  3: "chardev",
-  4: "blockdev",
-  5: "fifo",
-  6: "socket",
-  7: "symlink",
-};
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
 
@@ -883,7 +873,7 @@ export class Ext4 {
   }
 
   async #entryType(rec: DirRecord): Promise<FileType> {
-    const t = DIR_FILE_TYPES[rec.fileType];
+    const t = fileTypeOfDirentType(rec.fileType);
     if (t) return t;
     try {
       return (await this.inode(rec.ino)).type;

@@ -32,16 +32,15 @@ import { Incompat } from "./features.ts";
 import { readFileMap, rewriteFileMap } from "./file_map_write.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
 import { INLINE_IBLOCK_BYTES } from "./inline_data.ts";
-import { InodeFlags } from "./inode.ts";
 import {
   changeTime,
   decodeInode,
   encodeInode,
   type InodeFields,
+  InodeFlags,
   type InodeTime,
-  readInodeRaw,
-  writeInode,
-} from "./inode_write.ts";
+} from "./ondisk/inode.ts";
+import { readInodeRaw, writeInode } from "./ext4/inode.ts";
 import type { Superblock } from "./superblock.ts";
 import type { Transaction } from "./transaction.ts";
 import { inlineValueRoom, readSystemData, writeSystemData } from "./inline_write.ts";

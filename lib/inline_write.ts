@@ -18,17 +18,17 @@ import { Incompat } from "./features.ts";
 import type { FileContext } from "./ext4/context.ts";
 import { writeNewFileData } from "./file_write.ts";
 import { INLINE_IBLOCK_BYTES, parseInlineDataXattr } from "./inline_data.ts";
-import { InodeFlags } from "./inode.ts";
 import {
   changeTime,
   decodeInode,
   encodeInode,
   EXTRA_ISIZE_DEFAULT,
   type InodeFields,
+  InodeFlags,
   type InodeTime,
-  readInodeRaw,
-  writeInode,
-} from "./inode_write.ts";
+  Mode,
+} from "./ondisk/inode.ts";
+import { readInodeRaw, writeInode } from "./ext4/inode.ts";
 import type { Superblock } from "./superblock.ts";
 import { parseInodeXattrs, XattrIndex } from "./ondisk/xattr.ts";
 import { setXattr } from "./ext4/xattr.ts";
@@ -225,7 +225,7 @@ async function inlineFile(
 ): Promise<{ raw: Uint8Array; f: InodeFields } | null> {
   const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
   const f = decodeInode(ctx.sb, raw);
-  if (!(f.flags & InodeFlags.INLINE_DATA) || (f.mode & 0o170000) !== 0o100000) return null;
+  if (!(f.flags & InodeFlags.INLINE_DATA) || (f.mode & Mode.IFMT) !== Mode.IFREG) return null;
   // Freed in the bitmap, not just unlinked. Not i_dtime: on the orphan list it holds the next
   // orphan's number, and an orphan (unlinked while open) is still written.
   if (f.linksCount === 0 && !(await ctx.alloc.isInodeInUse(ctx.tx, ino))) {

@@ -21,7 +21,8 @@ import { readBlockMap } from "./ext4/indirect.ts";
 import { CorruptError } from "./errors.ts";
 import { Compat, Incompat, RoCompat } from "./features.ts";
 import { type GroupDescriptorTable, groupFirstBlock, GroupFlags } from "./group_descriptor.ts";
-import { readInode } from "./inode.ts";
+import { readInode } from "./ext4/inode.ts";
+import { Mode } from "./ondisk/inode.ts";
 import { journalBlockMapper } from "./journal/locate.ts";
 import { State, type Superblock } from "./superblock.ts";
 
@@ -38,8 +39,6 @@ export interface WriteCheckOptions {
 const ROOT_INO = 2;
 /** The bad blocks inode: its "data blocks" are the blocks listed as bad. */
 const BAD_BLOCKS_INO = 1;
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
 
 /**
  * Runs every check below on a filesystem about to be written; throws the first
@@ -246,7 +245,7 @@ async function checkRoot(
   }
   const root = await readInode(device, sb, gdt, ROOT_INO);
   if (root.linksCount === 0) throw new CorruptError(where, "deleted (no links): run e2fsck");
-  if ((root.mode & S_IFMT) !== S_IFDIR) {
+  if ((root.mode & Mode.IFMT) !== Mode.IFDIR) {
     throw new CorruptError(where, `not a directory (mode 0o${root.mode.toString(8)}): run e2fsck`);
   }
   if (root.size === 0 || root.rawBlocks === 0) {

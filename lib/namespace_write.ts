@@ -42,16 +42,15 @@ import {
 } from "./inline_dir_write.ts";
 import { writeNewFileData } from "./file_write.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
-import { InodeFlags } from "./inode.ts";
 import {
   changeTime,
   decodeInode,
   encodeInode,
   type InodeFields,
+  InodeFlags,
   type InodeTime,
-  readInodeRaw,
-  writeInode,
-} from "./inode_write.ts";
+} from "./ondisk/inode.ts";
+import { readInodeRaw, writeInode } from "./ext4/inode.ts";
 import { deviceBlock, symlinkData } from "./special_write.ts";
 import { chmodAccessAcl, releaseXattrBlock, setXattrs } from "./ext4/xattr.ts";
 import { inheritAcls, inheritedXattrs, readDefaultAcl } from "./ext4/acl.ts";

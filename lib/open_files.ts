@@ -9,7 +9,8 @@
  */
 
 import { truncateFile } from "./file_update.ts";
-import { decodeInode, readInodeRaw } from "./inode_write.ts";
+import { decodeInode, Mode } from "./ondisk/inode.ts";
+import { readInodeRaw } from "./ext4/inode.ts";
 import {
   lookupEntry,
   type NamespaceContext,
@@ -150,7 +151,7 @@ export async function processOrphans(
       if (f.linksCount === 0) {
         await releaseInode(ctx, ino);
         freed.push(ino);
-      } else if ((f.mode & 0o170000) === 0o100000) {
+      } else if ((f.mode & Mode.IFMT) === Mode.IFREG) {
         await truncateFile(ctx, ino, f.size);
         truncated.push(ino);
       }

@@ -16,8 +16,8 @@ import { Compat, RoCompat } from "./features.ts";
 import { CorruptError, Ext4Error } from "./errors.ts";
 import { readFileMap } from "./file_map_write.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
-import { InodeFlags } from "./inode.ts";
-import { decodeInode, encodeInode, readInodeRaw, writeInode } from "./inode_write.ts";
+import { decodeInode, encodeInode, InodeFlags } from "./ondisk/inode.ts";
+import { readInodeRaw, writeInode } from "./ext4/inode.ts";
 import {
   ORPHAN_BLOCK_MAGIC,
   ORPHAN_BLOCK_TAIL,

@@ -17,7 +17,8 @@ import {
   writeFileRange,
   zeroRange,
 } from "./file_update.ts";
-import { decodeInode, type InodeTime, readInodeRaw } from "./inode_write.ts";
+import { decodeInode, InodeFlags, type InodeTime } from "./ondisk/inode.ts";
+import { readInodeRaw } from "./ext4/inode.ts";
 import {
   createFile,
   createSymlink,
@@ -34,7 +35,6 @@ import {
   unlinkEntry,
 } from "./namespace_write.ts";
 import { orphanIfUnlinked, unlinkKeepingOpen } from "./open_files.ts";
-import { InodeFlags } from "./inode.ts";
 import { uninline } from "./inline_write.ts";
 import { setXattr, type SetXattrOptions } from "./ext4/xattr.ts";
 import type { Ext4Writer } from "./writer.ts";

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { Ext4, Ext4Error } from "../mod.ts";
-import { inodeLocation } from "../lib/inode.ts";
+import { inodeLocation } from "../lib/ondisk/inode.ts";
 import {
   makeImage,
   ROOT,

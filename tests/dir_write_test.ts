@@ -16,14 +16,8 @@ import type { Ext4Error } from "../lib/errors.ts";
 import { buildExtentTree } from "../lib/ext4/extents.ts";
 import { Incompat, RoCompat } from "../lib/features.ts";
 import { type NewFileData, writeNewFileData } from "../lib/file_write.ts";
-import { InodeFlags } from "../lib/inode.ts";
-import {
-  decodeInode,
-  encodeInode,
-  type InodeFields,
-  readInodeRaw,
-  writeInode,
-} from "../lib/inode_write.ts";
+import { decodeInode, encodeInode, type InodeFields, InodeFlags } from "../lib/ondisk/inode.ts";
+import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
 import { Superblock } from "../lib/superblock.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";

@@ -14,8 +14,8 @@ import {
 import { maxFileSize } from "../lib/file_map_write.ts";
 import type { FileContext } from "../lib/ext4/context.ts";
 import { punchHole, truncateFile, writeFileRange } from "../lib/file_update.ts";
-import { InodeFlags } from "../lib/inode.ts";
-import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";
+import { decodeInode, encodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
+import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { pattern } from "./file_fixtures.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";

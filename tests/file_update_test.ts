@@ -12,8 +12,8 @@ import {
 import { fallocateRange, punchHole, truncateFile, writeFileRange } from "../lib/file_update.ts";
 import type { FileContext } from "../lib/ext4/context.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
-import { InodeFlags } from "../lib/inode.ts";
-import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
+import { decodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
+import { readInodeRaw } from "../lib/ext4/inode.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { Errno, Ext4, Ext4Error, MemoryBlockDevice } from "../mod.ts";
-import { inodeLocation } from "../lib/inode.ts";
+import { inodeLocation } from "../lib/ondisk/inode.ts";
 import { makeImage, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 
 const NEEDS = ["root", "loop", "kernel-ext4", "mkfs.ext4", "debugfs"];

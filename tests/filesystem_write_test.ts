@@ -588,6 +588,42 @@ testWith(
 );
 
 testWith(
+  "inode cache across commits: a read after a write sees the new inode; cached inodes in inode table blocks the commit did not write survive it",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const image = await mkfsImage(dir.path, EXT4);
+    const dev = new MemoryBlockDevice(Uint8Array.from(image));
+    const fs = await Ext4.openDevice(dev, { readOnly: false });
+    const perBlock = fs.superblock.blockSize / fs.superblock.inodeSize;
+    for (let i = 0; i < 2 * perBlock; i++) {
+      await fs.writeFile(`/f${String(i).padStart(2, "0")}`, new Uint8Array(0));
+    }
+    const near = (await fs.stat("/f00")).ino;
+    const far = (await fs.stat(`/f${2 * perBlock - 1}`)).ino;
+    const tableBlock = (ino: number) => Math.floor((ino - 1) / perBlock);
+    assert.notEqual(tableBlock(near), tableBlock(far), "the two inodes are in different blocks");
+    const nearBefore = await fs.inode(near);
+    const farBefore = await fs.inode(far);
+    assert.equal(nearBefore.size, 0);
+
+    const h = await fs.openWritable("/f00");
+    await h.write(enc.encode("hello"), 0);
+    await h.close();
+
+    const nearAfter = await fs.inode(near);
+    assert.notEqual(nearAfter, nearBefore, "the written inode was re-read");
+    assert.equal(nearAfter.size, 5);
+    assert.equal((await fs.stat("/f00")).size, 5);
+    assert.equal(dec.decode(await fs.readFile("/f00")), "hello");
+    assert.equal(await fs.inode(far), farBefore, "the untouched cached inode survived the commit");
+    await fs.close();
+    const check = await fsck(dir.path, dev.bytes);
+    assert.equal(check.code, 0, check.output);
+  },
+);
+
+testWith(
   "orphan_file filesystems: a file removed while open is held in the orphan file until its close; e2fsck clean after",
   IMAGE_TOOLS,
   async () => {

@@ -9,8 +9,8 @@ import { Errno, Ext4Error } from "../lib/errors.ts";
 import { readFileMap } from "../lib/file_map_write.ts";
 import { Ext4 } from "../lib/filesystem.ts";
 import { dxLimit } from "../lib/ondisk/dx.ts";
-import { InodeFlags } from "../lib/inode.ts";
-import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
+import { decodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
+import { readInodeRaw } from "../lib/ext4/inode.ts";
 import {
   addEntry,
   createFile,

@@ -2,11 +2,11 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { Ext4 } from "../lib/filesystem.ts";
-import { InodeFlags } from "../lib/inode.ts";
+import { decodeInode, encodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
+import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
 import { parseDirBlock } from "../lib/ondisk/dirent.ts";
 import { readFileMap } from "../lib/file_map_write.ts";
 import { parseInlineDataXattr } from "../lib/inline_data.ts";
-import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";
 import {
   createFile,
   listEntries,

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { truncateFile, writeFileRange } from "../lib/file_update.ts";
-import { InodeFlags } from "../lib/inode.ts";
+import { decodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
+import { readInodeRaw } from "../lib/ext4/inode.ts";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { Ext4 } from "../mod.ts";
-import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
 import {
   createFile,
   lookupEntry,

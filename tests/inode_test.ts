@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { Inode, inodeChecksum, parseInode } from "../lib/inode.ts";
+import { Inode, inodeChecksum, parseInode } from "../lib/ondisk/inode.ts";
+import { readInode } from "../lib/ext4/inode.ts";
 import { readSuperblock } from "../lib/superblock.ts";
 import { readGroupDescriptors } from "../lib/group_descriptor.ts";
-import { readInode } from "../lib/inode.ts";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { CorruptError } from "../lib/errors.ts";
 import type { Superblock } from "../lib/superblock.ts";

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { emptyExtentRoot } from "../lib/ondisk/extent.ts";
 import { Incompat, RoCompat } from "../lib/features.ts";
-import { InodeFlags } from "../lib/inode.ts";
 import {
   decodeInode,
   decodeTime,
@@ -10,9 +9,9 @@ import {
   encodeTime,
   inodeChecksumValid,
   type InodeFields,
-  readInodeRaw,
-  writeInode,
-} from "../lib/inode_write.ts";
+  InodeFlags,
+} from "../lib/ondisk/inode.ts";
+import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
 import { Superblock } from "../lib/superblock.ts";
 import { runOk, tempDir, testWith } from "./helpers.ts";
 import { fsck, IMAGE_TOOLS, type Layout, LAYOUTS, loadFs, mkfsImage } from "./write_fixtures.ts";

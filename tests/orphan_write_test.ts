@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { DirFileType, removeDirEntry, setDirBlockChecksum } from "../lib/ondisk/dirent.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
-import { decodeInode, encodeInode, readInodeRaw, writeInode } from "../lib/inode_write.ts";
+import { decodeInode, encodeInode } from "../lib/ondisk/inode.ts";
+import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
 import { addOrphan, listOrphans, removeOrphan } from "../lib/orphan_write.ts";
 import { createFile as nsCreateFile } from "../lib/namespace_write.ts";
 import type { Transaction } from "../lib/transaction.ts";

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { READER_MATRIX } from "./reader_matrix.ts";
 import { gunzipSync } from "node:zlib";
 import { Ext4, MemoryBlockDevice } from "../mod.ts";
-import { InodeFlags } from "../lib/inode.ts";
+import { InodeFlags } from "../lib/ondisk/inode.ts";
 import { parseExtentHeader } from "../lib/ondisk/extent.ts";
 import { treeListing, treeListingBytes } from "../lib/tree_listing.ts";
 import {

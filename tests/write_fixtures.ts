@@ -10,14 +10,8 @@ import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { Allocator } from "../lib/alloc.ts";
 import { insertDirEntry, setDirBlockChecksum } from "../lib/ondisk/dirent.ts";
 import { readFileMap } from "../lib/file_map_write.ts";
-import {
-  decodeInode,
-  encodeInode,
-  type InodeFields,
-  type InodeTime,
-  readInodeRaw,
-  writeInode,
-} from "../lib/inode_write.ts";
+import { decodeInode, encodeInode, type InodeFields, type InodeTime } from "../lib/ondisk/inode.ts";
+import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
 import { type GroupDescriptorTable, readGroupDescriptors } from "../lib/group_descriptor.ts";
 import { readSuperblock, type Superblock } from "../lib/superblock.ts";
 import { BlockCache, type Transaction } from "../lib/transaction.ts";

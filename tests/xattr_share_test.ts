@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { aclToXattr } from "../lib/ondisk/acl.ts";
 import { Ext4Error } from "../lib/errors.ts";
-import { decodeInode, type InodeFields, readInodeRaw } from "../lib/inode_write.ts";
+import { decodeInode, type InodeFields } from "../lib/ondisk/inode.ts";
+import { readInodeRaw } from "../lib/ext4/inode.ts";
 import {
   createFile,
   makeDirectory,

@@ -4,7 +4,8 @@ import { DirFileType } from "../lib/ondisk/dirent.ts";
 import { Errno, Ext4Error } from "../lib/errors.ts";
 import { ext4AclToXattr, xattrAclToExt4 } from "../lib/ondisk/acl.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
-import { decodeInode, readInodeRaw } from "../lib/inode_write.ts";
+import { decodeInode } from "../lib/ondisk/inode.ts";
+import { readInodeRaw } from "../lib/ext4/inode.ts";
 import { createFile, setAttributes } from "../lib/namespace_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import {

@@ -2,6 +2,7 @@ import type { Command } from "@commander-js/extra-typings";
 import type { Ext4 } from "../../ffi/open_filesystem.ts";
 import { compareBytes, type DirEntry, type Ext4Stat } from "../../lib/filesystem.ts";
 import { Errno, Ext4Error } from "../../lib/errors.ts";
+import { modeTypeOfFileType } from "../../lib/ondisk/inode.ts";
 import { lchown, lsetxattr, mknod, setTimes } from "../../ffi/posix_meta.ts";
 import { SyscallError } from "../../ffi/libc.ts";
 import { ExitCode } from "../exit_codes.ts";
@@ -11,12 +12,6 @@ import { bitmapProblem, JOURNAL_DEV_HELP, openImage, parseOffset } from "../read
 import { documentCommand, READER_EXIT_CODES } from "../help.ts";
 
 const CHUNK = 4 * 1024 * 1024;
-const TYPE_BITS: Record<string, number> = {
-  chardev: 0o020000,
-  blockdev: 0o060000,
-  fifo: 0o010000,
-  socket: 0o140000,
-};
 
 /** Copies a tree out of the filesystem like `cp -a`. */
 class CopyOut {
@@ -155,12 +150,13 @@ class CopyOut {
         }
         replacing(
           dest,
-          () => mknod(dest, TYPE_BITS[stat.type] | 0o600, stat.rdev.major, stat.rdev.minor),
+          () =>
+            mknod(dest, modeTypeOfFileType(stat.type) | 0o600, stat.rdev.major, stat.rdev.minor),
         );
         break;
       case "fifo":
       case "socket":
-        replacing(dest, () => mknod(dest, TYPE_BITS[stat.type] | 0o600));
+        replacing(dest, () => mknod(dest, modeTypeOfFileType(stat.type) | 0o600));
         break;
       default:
         this.fail(`${dest}: unknown file type, skipped`);

@@ -2,7 +2,8 @@ import type { Command } from "@commander-js/extra-typings";
 import { Ext4Error } from "../../lib/errors.ts";
 import { Incompat } from "../../lib/features.ts";
 import { truncateFile, writeFileRange } from "../../lib/file_update.ts";
-import { decodeInode, readInodeRaw } from "../../lib/inode_write.ts";
+import { decodeInode, Mode } from "../../lib/ondisk/inode.ts";
+import { readInodeRaw } from "../../lib/ext4/inode.ts";
 import {
   createFile,
   createSymlink,
@@ -42,10 +43,6 @@ const BATCH_BYTES = 32 << 20;
 /** Bytes read from the host at a time when a file is streamed. */
 const CHUNK = 8 << 20;
 
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
 const dec = new TextDecoder();
 
 /** What {@link putTree} copied. */
@@ -111,10 +108,10 @@ export function hostTotals(src: HostPath): { bytes: number; entries: number } {
     const path = stack.pop()!;
     const st = lstatx(path);
     entries++;
-    const type = st.mode & S_IFMT;
-    if (type === S_IFDIR) {
+    const type = st.mode & Mode.IFMT;
+    if (type === Mode.IFDIR) {
       for (const n of readDirNames(path)) stack.push(joinPath(path, n));
-    } else if (type === S_IFREG && !(st.nlink > 1 && seen.has(`${st.dev}:${st.ino}`))) {
+    } else if (type === Mode.IFREG && !(st.nlink > 1 && seen.has(`${st.dev}:${st.ino}`))) {
       if (st.nlink > 1) seen.add(`${st.dev}:${st.ino}`);
       bytes += st.size;
     }
@@ -256,7 +253,7 @@ export async function putTree(
     return ino;
   };
   const modeOf = async (ino: number) =>
-    decodeInode(w.sb, await readInodeRaw(tx, w.sb, w.gdt, ino)).mode & S_IFMT;
+    decodeInode(w.sb, await readInodeRaw(tx, w.sb, w.gdt, ino)).mode & Mode.IFMT;
   /**
    * Clears the way for an object of `type` at `name` in `parent` (a directory put did not
    * make, so the name may be taken): 0 when the name is free (now), or the existing directory
@@ -271,15 +268,15 @@ export async function putTree(
     const ino = await lookupEntry(ctx, parent, name);
     if (!ino) return 0;
     if (!options.force) throw new Ext4Error("EXISTS", `${where} exists (--force replaces it)`);
-    const isDir = (await modeOf(ino)) === S_IFDIR;
-    if (isDir && type === S_IFDIR) return ino;
+    const isDir = (await modeOf(ino)) === Mode.IFDIR;
+    if (isDir && type === Mode.IFDIR) return ino;
     if (isDir) {
       throw new Ext4Error(
         "IS_DIRECTORY",
         `cannot overwrite directory ${where} with a non-directory`,
       );
     }
-    if (type === S_IFDIR) {
+    if (type === Mode.IFDIR) {
       throw new Ext4Error(
         "NOT_DIRECTORY",
         `cannot overwrite non-directory ${where} with a directory`,
@@ -298,11 +295,11 @@ export async function putTree(
       into: number,
     ): Promise<void> => {
       const st = lstatx(hostPath);
-      const type = st.mode & S_IFMT;
+      const type = st.mode & Mode.IFMT;
       const owner = { perm: st.mode & 0o7777, uid: st.uid, gid: st.gid };
       const key = `${st.dev}:${st.ino}`;
       if (into < 0) into = await makeRoom(parent, name, type, where);
-      if (type !== S_IFDIR && st.nlink > 1) {
+      if (type !== Mode.IFDIR && st.nlink > 1) {
         const first = seen.get(key);
         if (first !== undefined) {
           await linkInode(ctx, parent, name, first);
@@ -315,17 +312,17 @@ export async function putTree(
       }
       const xattrs = listXattrs(hostPath);
       let ino: number;
-      if (type === S_IFDIR && into > 0) {
+      if (type === Mode.IFDIR && into > 0) {
         ino = into;
         await setAttributes(ctx, ino, owner);
         stats.dirs++;
-      } else if (type === S_IFDIR) {
+      } else if (type === Mode.IFDIR) {
         ino = await makeDirectory(ctx, parent, name, owner);
         stats.dirs++;
-      } else if (type === S_IFLNK) {
+      } else if (type === Mode.IFLNK) {
         ino = await createSymlink(ctx, parent, name, readLinkBytes(hostPath), owner);
         stats.symlinks++;
-      } else if (type === S_IFREG) {
+      } else if (type === Mode.IFREG) {
         // Inline data and xattrs share the inode's space: keep files with xattrs in blocks.
         const inline = inlineData && xattrs.length === 0;
         ino = await copyFile(hostPath, parent, name, st, owner, inline);
@@ -339,12 +336,12 @@ export async function putTree(
         });
         stats.others++;
       }
-      if (type !== S_IFDIR && st.nlink > 1) seen.set(key, ino);
+      if (type !== Mode.IFDIR && st.nlink > 1) seen.set(key, ino);
       if (xattrs.length) await copyXattrs(hostPath, ino, xattrs);
       pending++;
       options.onEntry?.(where);
       options.onProgress?.(stats.bytes, entriesOf(stats));
-      if (type === S_IFDIR) {
+      if (type === Mode.IFDIR) {
         // Names as bytes (they need not be UTF-8), in byte order for a deterministic result.
         // In a merged directory a name may be taken; in one put made, never.
         const names = readDirNames(hostPath).sort(compareBytes);
@@ -360,7 +357,7 @@ export async function putTree(
     // Where src goes: dest itself, or inside dest when dest is an existing directory; with
     // SRC/., into dest itself (merged).
     const target = await resolvePath(ctx, dest, { followLast: true });
-    const destIsDir = target.ino !== 0 && (await modeOf(target.ino)) === S_IFDIR;
+    const destIsDir = target.ino !== 0 && (await modeOf(target.ino)) === Mode.IFDIR;
     if (destIsDir && isContents(src)) {
       await copy(src, 0, "", dest, target.ino);
     } else if (destIsDir) {

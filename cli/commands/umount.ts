@@ -23,13 +23,11 @@ import {
 } from "../../ffi/fuse/mountinfo.ts";
 import { deviceIsFree, loopBackingFile } from "../../ffi/fuse/loop.ts";
 import { processAlive, readState, removeState } from "../../ffi/fuse/mount_state.ts";
+import { Errno } from "../../lib/errors.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { CliError, runAction } from "../output.ts";
 import { documentCommand } from "../help.ts";
 
-const EPERM = 1;
-const EBUSY = 16;
-const EINVAL = 22;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `path` made absolute and normalised (`.`, `..`, repeated slashes), without touching it. */
@@ -106,21 +104,21 @@ export async function umountCommand(
         ExitCode.TIMEOUT,
       );
     }
-    if (err === EPERM && mount.fsType.startsWith("fuse.")) {
+    if (err === Errno.EPERM && mount.fsType.startsWith("fuse.")) {
       // Not root: the setuid helper unmounts the user's own plain FUSE mounts.
       const msg = await unmountWithFusermount(target, !daemonAlive());
-      err = msg === undefined ? 0 : /busy/i.test(msg) ? EBUSY : EPERM;
-      if (err === EPERM) {
+      err = msg === undefined ? 0 : /busy/i.test(msg) ? Errno.EBUSY : Errno.EPERM;
+      if (err === Errno.EPERM) {
         throw new CliError(`${target}: fusermount3 -u failed: ${msg}`, ExitCode.IO);
       }
     }
-    if (err === EBUSY && !daemonAlive()) {
+    if (err === Errno.EBUSY && !daemonAlive()) {
       err = await unmountWithin(target, UmountFlag.DETACH, deadline, conn);
     }
-    if (err === EBUSY) {
+    if (err === Errno.EBUSY) {
       throw new CliError(`${target}: target is busy (files are open on it)`, ExitCode.BUSY);
     }
-    if (err !== 0 && err !== EINVAL && err !== "timeout") {
+    if (err !== 0 && err !== Errno.EINVAL && err !== "timeout") {
       throw new CliError(`${target}: umount failed: errno ${err}`, ExitCode.FAILURE);
     }
   } else if (!state) {

@@ -29,16 +29,16 @@ import {
   type EntryOut,
 } from "./protocol_replies.ts";
 import { Opcode, opcodeName, OpenFlag, WRITE_OPCODES } from "./protocol.ts";
+import { Errno } from "../../lib/errors.ts";
 import {
   type DirentPlus,
   errnoOf,
-  FuseErrno,
   type FuseOperations,
   type OpenReply,
   type RequestContext,
 } from "./ops.ts";
 
-const E = FuseErrno;
+const E = Errno;
 const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
 
@@ -232,7 +232,7 @@ function isDotOrDotDot(name: Uint8Array): boolean {
  *
  * @example
  * ```ts ignore
- * throw new ProtocolErrno(FuseErrno.ENOSYS);
+ * throw new ProtocolErrno(Errno.ENOSYS);
  * ```
  */
 export class ProtocolErrno extends Error {

@@ -19,6 +19,7 @@ import { formatUuid, readSuperblock, State, type Superblock } from "../../lib/su
 import { openBlockDevice } from "../file_device.ts";
 import { type DirEntry, Ext4, type Ext4Stat, type FileType } from "../../lib/filesystem.ts";
 import { JournalOverlayDevice } from "../../lib/journal_overlay.ts";
+import { modeTypeOfFileType } from "../../lib/ondisk/inode.ts";
 import {
   type AttrReply,
   type DirentOut,
@@ -32,7 +33,7 @@ import {
   type SeekWhence,
   type StatfsOut,
 } from "./ops.ts";
-import { DirentType, FUSE_ROOT_ID } from "./protocol.ts";
+import { FUSE_ROOT_ID } from "./protocol.ts";
 import { encodeDev } from "./protocol_replies.ts";
 import type { MountBackend, MountSettings, OpenedFilesystem } from "./serve.ts";
 
@@ -135,16 +136,10 @@ export function inoOfNode(nodeid: number): number {
   return nodeOfIno(nodeid);
 }
 
-const DT: Record<Ext4FileType, number> = {
-  file: DirentType.REG,
-  dir: DirentType.DIR,
-  symlink: DirentType.LNK,
-  chardev: DirentType.CHR,
-  blockdev: DirentType.BLK,
-  fifo: DirentType.FIFO,
-  socket: DirentType.SOCK,
-  unknown: DirentType.UNKNOWN,
-};
+/** The `d_type` (DT_*) of a file type: the mode's type bits shifted down (the kernel's S_DT). */
+function direntTypeOf(type: Ext4FileType): number {
+  return modeTypeOfFileType(type) >>> 12;
+}
 
 /** Options of {@link Ext4Operations}. */
 export interface Ext4OperationsOptions {
@@ -296,7 +291,7 @@ export class Ext4Operations implements FuseOperations {
     offset: number,
   ): AsyncIterable<DirentOut> {
     for await (const d of this.#entries(nodeid, offset)) {
-      yield { ino: d.ino, offset: d.offset, type: DT[d.type] ?? 0, name: d.nameBytes };
+      yield { ino: d.ino, offset: d.offset, type: direntTypeOf(d.type), name: d.nameBytes };
     }
   }
 
@@ -307,7 +302,12 @@ export class Ext4Operations implements FuseOperations {
     offset: number,
   ): AsyncIterable<DirentPlus> {
     for await (const d of this.#entries(nodeid, offset)) {
-      const dirent = { ino: d.ino, offset: d.offset, type: DT[d.type] ?? 0, name: d.nameBytes };
+      const dirent = {
+        ino: d.ino,
+        offset: d.offset,
+        type: direntTypeOf(d.type),
+        name: d.nameBytes,
+      };
       if (d.name === "." || d.name === "..") {
         yield { dirent };
         continue;

@@ -153,27 +153,6 @@ export interface FuseOperations {
   destroy?(): Promise<void>;
 }
 
-/** errno values the FUSE layer itself answers with. */
-export const FuseErrno = {
-  EPERM: 1,
-  ENOENT: 2,
-  EINTR: 4,
-  EIO: 5,
-  ENXIO: 6,
-  EAGAIN: 11,
-  EACCES: 13,
-  ENODEV: 19,
-  ENOTDIR: 20,
-  EISDIR: 21,
-  EINVAL: 22,
-  EROFS: 30,
-  ERANGE: 34,
-  ENOSYS: 38,
-  ENODATA: 61,
-  EPROTO: 71,
-  EOPNOTSUPP: 95,
-} as const;
-
 /**
  * The errno to answer for a thrown value, or undefined when it carries none (→ EIO + log).
  *

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { DeviceOpenError, Ext4Error } from "../../lib/errors.ts";
+import { DeviceOpenError, Errno, Ext4Error } from "../../lib/errors.ts";
 import { openLocked } from "../file_lock.ts";
 import { libc, SyscallError } from "../libc.ts";
 import type { FuseOperations } from "./ops.ts";
@@ -142,7 +142,9 @@ function mountError(e: unknown, source: string, target: string): Ext4Error {
   const text = `mount ${source} on ${target}: ${e.message}`;
   switch (e.errno) {
     case 16:
-      return new Ext4Error("BUSY", text + " (device in use or already mounted)", { errno: 16 });
+      return new Ext4Error("BUSY", text + " (device in use or already mounted)", {
+        errno: Errno.EBUSY,
+      });
     case 1:
     case 13:
       return new Ext4Error("PERMISSION", text, { errno: e.errno });

@@ -20,6 +20,7 @@
  * @module
  */
 
+import { Errno } from "../../lib/errors.ts";
 import { errno, libc, SyscallError } from "../libc.ts";
 import { OpcodeDispatcher, ProtocolErrno } from "./dispatch.ts";
 import {
@@ -44,7 +45,7 @@ import {
   decodeInterruptIn,
 } from "./protocol_requests.ts";
 import { encodeInitOut } from "./protocol_replies.ts";
-import { errnoOf, FuseErrno, type FuseOperations, type RequestContext } from "./ops.ts";
+import { errnoOf, type FuseOperations, type RequestContext } from "./ops.ts";
 
 /** Options of a {@link FuseSession}. */
 export interface SessionOptions {
@@ -94,15 +95,8 @@ export interface InitInfo {
   maxReadahead: number;
 }
 
-const E = FuseErrno;
+const E = Errno;
 const POLLIN = 1;
-const ENODEV = 19;
-const ECONNABORTED = 103;
-const EINTR = 4;
-const EBADF = 9;
-const EINVAL = 22;
-const EAGAIN = 11;
-const ENOENT = 2;
 const MAX_IO = 1 << 20;
 /** After this many requests read back to back, give the event loop a real turn. */
 const YIELD_EVERY = 32;
@@ -200,20 +194,20 @@ export class FuseSession {
         const n = Number(c.read(this.#fd, buf, BigInt(buf.length)));
         if (n < 0) {
           const err = errno();
-          if (err === EAGAIN) {
+          if (err === E.EAGAIN) {
             streak = 0;
             await this.#waitReadable();
             continue;
           }
-          if (err === EINTR || err === ENOENT) continue;
-          if (err === ENODEV || err === ECONNABORTED) {
+          if (err === E.EINTR || err === E.ENOENT) continue;
+          if (err === E.ENODEV || err === E.ECONNABORTED) {
             this.#ended ??= "disconnected";
             break;
           }
           // Unexpected: log, and give up after a run of failures. Ending closes the device
           // (in the daemon), which aborts the connection: callers get ENOTCONN, never a hang.
           this.#log(`fuse: ${new SyscallError("read", err, "reading /dev/fuse").message}`);
-          if (++readErrors >= 100 || err === EBADF || err === EINVAL) {
+          if (++readErrors >= 100 || err === E.EBADF || err === E.EINVAL) {
             this.#ended ??= "disconnected";
             break;
           }
@@ -330,7 +324,7 @@ export class FuseSession {
     // Not found: already answered. INTERRUPT itself is never answered (optional in the
     // protocol); the interrupted request is answered EINTR now, its late result dropped.
     if (!f || f.replied) return;
-    this.#reply(target, -EINTR, []);
+    this.#reply(target, -E.EINTR, []);
     f.controller.abort();
   }
 
@@ -356,7 +350,7 @@ export class FuseSession {
     }
     this.replies++;
     // ENOENT: the kernel no longer waits for it (interrupted/aborted). ENODEV: gone.
-    if (failure === 0 || failure === ENOENT || failure === ENODEV) return;
+    if (failure === 0 || failure === E.ENOENT || failure === E.ENODEV) return;
     // Never leave a request unanswered: a reply the kernel rejected becomes a bare EIO.
     this.#log(`fuse: writing a reply (error ${error}) failed (${failure}): answering EIO`);
     try {
@@ -379,7 +373,7 @@ export class FuseSession {
     const c = libc();
     const iovBytes = new Uint8Array(iov.buffer);
     let n = Number(c.writev(this.#fd, iovBytes, all.length));
-    while (n < 0 && errno() === EINTR) n = Number(c.writev(this.#fd, iovBytes, all.length));
+    while (n < 0 && errno() === E.EINTR) n = Number(c.writev(this.#fd, iovBytes, all.length));
     const err = n < 0 ? errno() : 0;
     // Keep every buffer alive until the synchronous write has returned.
     void all;

@@ -13,7 +13,8 @@
 import { type AclEntry, AclTag, aclToXattr, decodeExt4Acl } from "../ondisk/acl.ts";
 import { CorruptError } from "../errors.ts";
 import type { GroupDescriptorTable } from "../group_descriptor.ts";
-import { readInodeRaw } from "../inode_write.ts";
+import { readInodeRaw } from "./inode.ts";
+import { Mode } from "../ondisk/inode.ts";
 import type { Superblock } from "../superblock.ts";
 import type { Transaction } from "../transaction.ts";
 import { XattrIndex } from "../ondisk/xattr.ts";
@@ -103,12 +104,12 @@ export function aclCreateMasq(
  * ```
  */
 export function inheritAcls(defaultAcl: AclEntry[] | null, mode: number): InheritedAcls | null {
-  if (!defaultAcl || (mode & 0o170000) === 0o120000) return null;
+  if (!defaultAcl || (mode & Mode.IFMT) === Mode.IFLNK) return null;
   const masked = aclCreateMasq(defaultAcl, mode);
   return {
     mode: masked.mode,
     access: masked.equivalent ? null : masked.acl,
-    default: (mode & 0o170000) === 0o040000 ? defaultAcl : null,
+    default: (mode & Mode.IFMT) === Mode.IFDIR ? defaultAcl : null,
   };
 }
 

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { FileType, Timespec } from "../inode.ts";
+import type { FileType, Timespec } from "../ondisk/inode.ts";
 
 /** What `stat` returns: the kernel's `struct stat` for an inode. */
 export interface Ext4Stat {

@@ -7,7 +7,7 @@
 
 import type { Allocator } from "../alloc.ts";
 import type { GroupDescriptorTable } from "../group_descriptor.ts";
-import type { InodeTime } from "../inode_write.ts";
+import type { InodeTime } from "../ondisk/inode.ts";
 import type { Superblock } from "../superblock.ts";
 import type { Transaction } from "../transaction.ts";
 

@@ -49,9 +49,8 @@ import {
   encodeInode,
   type InodeFields,
   type InodeTime,
-  readInodeRaw,
-  writeInode,
-} from "../inode_write.ts";
+} from "../ondisk/inode.ts";
+import { readInodeRaw, writeInode } from "./inode.ts";
 import type { Superblock } from "../superblock.ts";
 import type { Transaction } from "../transaction.ts";
 import {

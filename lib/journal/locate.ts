@@ -13,15 +13,13 @@ import { Compat, Incompat, RoCompat } from "../features.ts";
 import { type GroupDescriptorTable, readGroupDescriptors } from "../group_descriptor.ts";
 import { EXT4_MAGIC, formatUuid, isZero, Superblock } from "../superblock.ts";
 import { crc32c } from "../checksum.ts";
-import { type Inode, readInode } from "../inode.ts";
+import { type Inode, Mode } from "../ondisk/inode.ts";
+import { readInode } from "../ext4/inode.ts";
 import { readExtentTree } from "../ext4/extents.ts";
 import { readBlockMap } from "../ext4/indirect.ts";
 import { type BlockRun, findRun } from "../file_map.ts";
 import type { JournalStore } from "../jbd2/journal_store.ts";
 import { type JournalSuperblock, parseJournalSuperblock } from "./superblock.ts";
-
-const S_IFMT = 0xf000;
-const S_IFREG = 0x8000;
 
 /**
  * Maps the journal inode's logical blocks to filesystem blocks, through the reader's inode,
@@ -86,7 +84,7 @@ export async function journalInodeRuns(
   const ino = inode.ino;
   const where = `journal inode ${ino}`;
   if (inode.linksCount === 0) throw new CorruptError(where, "the journal inode is deleted");
-  if ((inode.mode & S_IFMT) !== S_IFREG) {
+  if ((inode.mode & Mode.IFMT) !== Mode.IFREG) {
     throw new CorruptError(where, `not a regular file (mode 0o${inode.mode.toString(8)})`);
   }
   const blocks = Math.floor(inode.size / sb.blockSize);

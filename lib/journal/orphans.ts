@@ -19,7 +19,7 @@
  * @module
  */
 
-import { crc32c, crc32cU32 } from "../checksum.ts";
+import { crc32c } from "../checksum.ts";
 import { Compat, RoCompat } from "../features.ts";
 import {
   descriptorBlockLocation,
@@ -27,6 +27,7 @@ import {
   groupDescriptorChecksum,
   GroupFlags,
 } from "../group_descriptor.ts";
+import { InodeFlags, inodeTableSlot, Mode, setInodeChecksum } from "../ondisk/inode.ts";
 import { ORPHAN_BLOCK_MAGIC, orphanBlockChecksum } from "../orphan_file.ts";
 import { State, type Superblock } from "../superblock.ts";
 
@@ -42,14 +43,7 @@ export interface OrphanCleanup {
   skipped?: string;
 }
 
-const EXT4_EXTENTS_FL = 0x80000;
-const EXT4_INLINE_DATA_FL = 0x10000000;
 const EXTENT_MAGIC = 0xf30a;
-const S_IFMT = 0xf000;
-const S_IFDIR = 0x4000;
-const S_IFREG = 0x8000;
-const EXT4_HUGE_FILE_FL = 0x40000;
-const S_IFLNK = 0xa000;
 
 class Skip extends Error {}
 
@@ -108,10 +102,8 @@ export async function releaseOrphans(
       return new GroupDescriptor(group, b.subarray(off, off + sb.descSize));
     };
     const inodeLocation = async (ino: number) => {
-      const group = Math.floor((ino - 1) / sb.inodesPerGroup);
-      const index = (ino - 1) % sb.inodesPerGroup;
+      const { group, byte } = inodeTableSlot(sb, ino);
       const gd = await descriptor(group);
-      const byte = index * sb.inodeSize;
       return { block: gd.inodeTable + Math.floor(byte / bs), offset: byte % bs };
     };
 
@@ -262,7 +254,7 @@ export async function releaseOrphans(
       const ibitmap = await get(gd.inodeBitmap);
       ibitmap[bit >> 3] &= ~(1 << (bit & 7));
       gd.freeInodesCount = gd.freeInodesCount + 1;
-      if ((mode & S_IFMT) === S_IFDIR) gd.usedDirsCount = Math.max(0, gd.usedDirsCount - 1);
+      if ((mode & Mode.IFMT) === Mode.IFDIR) gd.usedDirsCount = Math.max(0, gd.usedDirsCount - 1);
       gd.flags = gd.flags & ~GroupFlags.INODE_UNINIT;
       sb.freeInodesCount = sb.freeInodesCount + 1;
       dirtyGroups.add(group);
@@ -320,7 +312,8 @@ function checkTruncatable(ino: number, v: DataView): void {
   const flags = v.getUint32(0x20, true);
   const depth = v.getUint16(0x28 + 6, true);
   if (
-    (mode & S_IFMT) !== S_IFREG || !(flags & EXT4_EXTENTS_FL) || (flags & EXT4_INLINE_DATA_FL) ||
+    (mode & Mode.IFMT) !== Mode.IFREG || !(flags & InodeFlags.EXTENTS) ||
+    (flags & InodeFlags.INLINE_DATA) ||
     v.getUint16(0x28, true) !== EXTENT_MAGIC || depth !== 0
   ) {
     throw new Skip(`orphan inode ${ino} is a pending truncate of a kind left to the kernel`);
@@ -358,7 +351,7 @@ function truncateExtents(sb: Superblock, v: DataView): number[] {
   }
   v.setUint16(root + 2, kept, true);
   // i_blocks counts 512-byte sectors, or filesystem blocks with the huge_file inode flag.
-  const unit = v.getUint32(0x20, true) & EXT4_HUGE_FILE_FL ? 1 : bs / 512;
+  const unit = v.getUint32(0x20, true) & InodeFlags.HUGE_FILE ? 1 : bs / 512;
   const blocks = v.getUint32(0x1c, true) + v.getUint16(0x74, true) * 2 ** 32 - freed.length * unit;
   v.setUint32(0x1c, Math.max(0, blocks) % 2 ** 32, true);
   v.setUint16(0x74, Math.floor(Math.max(0, blocks) / 2 ** 32), true);
@@ -383,11 +376,11 @@ async function inodeBlocks(
   v: DataView,
   peek: (n: number) => Promise<Uint8Array>,
 ): Promise<OwnedBlocks> {
-  if (flags & EXT4_INLINE_DATA_FL) return { data: [], meta: [], holes: false };
+  if (flags & InodeFlags.INLINE_DATA) return { data: [], meta: [], holes: false };
   const blocksLo = v.getUint32(0x1c, true);
   const acl = v.getUint32(0x68, true) + v.getUint16(0x76, true) * 2 ** 32;
   const aclSectors = acl !== 0 ? sb.blockSize / 512 : 0;
-  if ((mode & S_IFMT) === S_IFLNK && blocksLo - aclSectors === 0) {
+  if ((mode & Mode.IFMT) === Mode.IFLNK && blocksLo - aclSectors === 0) {
     return { data: [], meta: [], holes: false }; // fast symlink
   }
   const data: number[] = [];
@@ -395,7 +388,7 @@ async function inodeBlocks(
   let holes = false;
   const bs = sb.blockSize;
   const limit = sb.blocksCount;
-  if (flags & EXT4_EXTENTS_FL) {
+  if (flags & InodeFlags.EXTENTS) {
     const walk = async (node: Uint8Array, depth: number, level: number): Promise<void> => {
       const nv = new DataView(node.buffer, node.byteOffset, node.byteLength);
       const entries = nv.getUint16(2, true);
@@ -462,19 +455,4 @@ function eaBlockChecksum(sb: Superblock, blk: number, b: Uint8Array): number {
   const copy = b.slice();
   copy.fill(0, 0x10, 0x14);
   return crc32c(crc32c(sb.csumSeed, le64), copy);
-}
-
-/** Recomputes an inode's metadata_csum checksum in place. */
-function setInodeChecksum(sb: Superblock, ino: number, inode: Uint8Array): void {
-  if (!sb.hasMetadataCsum) return;
-  const v = new DataView(inode.buffer, inode.byteOffset, inode.byteLength);
-  const hasHi = inode.length > 128 && v.getUint16(0x80, true) >= 4;
-  const copy = inode.slice();
-  copy[0x7c] = copy[0x7d] = 0;
-  if (hasHi) copy[0x82] = copy[0x83] = 0;
-  let c = crc32cU32(sb.csumSeed, ino);
-  c = crc32cU32(c, v.getUint32(0x64, true));
-  c = crc32c(c, copy);
-  v.setUint16(0x7c, c & 0xffff, true);
-  if (hasHi) v.setUint16(0x82, c >>> 16, true);
 }

@@ -22,7 +22,7 @@
 import { crc32c } from "../checksum.ts";
 import { CorruptError, Errno, Ext4Error } from "../errors.ts";
 import { Compat, Incompat } from "../features.ts";
-import { type FileType, fileTypeOfMode } from "../inode.ts";
+import { type FileType, fileTypeOfMode } from "./inode.ts";
 import type { Superblock } from "../superblock.ts";
 import { isDxNode, verifyDxChecksum } from "./dx.ts";
 import {
@@ -103,6 +103,28 @@ const DIRENT_TYPE_OF: Record<FileType, number> = {
 export function direntTypeOfMode(mode: number): number {
   return DIRENT_TYPE_OF[fileTypeOfMode(mode)];
 }
+
+/**
+ * The kind of object a directory entry's `file_type` code names, or undefined for 0
+ * (unknown, or no filetype feature) and codes no kind has: the inverse of
+ * {@link direntTypeOfMode}.
+ *
+ * @example
+ * ```ts
+ * import { fileTypeOfDirentType } from "./dirent.ts";
+ * console.log(fileTypeOfDirentType(2)); // dir
+ * ```
+ */
+export function fileTypeOfDirentType(code: number): FileType | undefined {
+  return FILE_TYPE_OF_DIRENT.get(code);
+}
+
+/** {@link DIRENT_TYPE_OF} inverted, without UNKNOWN. */
+const FILE_TYPE_OF_DIRENT = new Map<number, FileType>(
+  (Object.entries(DIRENT_TYPE_OF) as [FileType, number][])
+    .filter(([, code]) => code !== DirFileType.UNKNOWN)
+    .map(([type, code]) => [code, type]),
+);
 
 /** Inode flags that matter to directories. */
 export const DirInodeFlags = {

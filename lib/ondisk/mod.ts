@@ -72,8 +72,8 @@ export {
   parseInode,
   type ParseInodeOptions,
   type Timespec,
-} from "../inode.ts";
-export { decodeInode, encodeInode, type InodeFields, type InodeTime } from "../inode_write.ts";
+} from "./inode.ts";
+export { decodeInode, encodeInode, type InodeFields, type InodeTime } from "./inode.ts";
 export {
   EXTENT_MAGIC,
   extentBlockChecksum,
