@@ -77,6 +77,7 @@ import {
   writeFileAt,
 } from "./path_write.ts";
 import { Ext4WritableFile, type OpenWritableOptions } from "./writable_file.ts";
+import { type PathSource, walkPath } from "./ext4/path.ts";
 
 export type { FileType, Timespec };
 
@@ -284,8 +285,6 @@ export interface Ext4Statfs {
   /** f_namelen. */
   nameMax: 255;
 }
-
-const MAX_SYMLINK_HOPS = 40;
 
 /** Unindexed directories of more blocks than this get a cached name map for lookups... */
 const INDEX_DIR_MIN_BLOCKS = 8;
@@ -1149,54 +1148,18 @@ export class Ext4 {
    * ```
    */
   async resolve(path: string, followFinal = true): Promise<number> {
-    let hops = 0;
-    const walkFrom = async (
-      start: number,
-      parts: string[],
-      follow: boolean,
-    ): Promise<number> => {
-      let cur = start;
-      // Nothing is reachable through a root that is not a directory: the filesystem's error.
-      if (cur === ROOT_INO) await this.#linkedInode(ROOT_INO);
-      // ".." is the directory's own ".." entry, as on disk.
-      for (let i = 0; i < parts.length; i++) {
-        const part = parts[i];
-        if (part === "" || part === ".") continue;
-        const dir = await this.inode(cur);
-        if (dir.type !== "dir") {
-          throw new Ext4Error("NOT_DIRECTORY", `${path}: not a directory`);
-        }
-        const next = await this.lookupIno(cur, part);
-        if (next === null) {
-          throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
-        }
-        const last = i === parts.length - 1 ||
-          parts.slice(i + 1).every((p) => p === "" || p === ".");
-        const child = await this.#linkedInode(next);
-        // A final symlink is followed when asked, or when a "/" follows it ("link/").
-        if (child.type === "symlink" && (!last || follow || i < parts.length - 1)) {
-          if (++hops > MAX_SYMLINK_HOPS) {
-            throw new Ext4Error("INVALID", `${path}: too many levels of symbolic links`, {
-              errno: Errno.ELOOP,
-            });
-          }
-          const target = utf8.decode(await this.readLinkIno(next));
-          if (target === "") throw new Ext4Error("NOT_FOUND", `${path}: empty symlink`);
-          cur = await walkFrom(target.startsWith("/") ? ROOT_INO : cur, target.split("/"), true);
-          // A trailing "/" after a symlink still requires a directory: checked by the loop.
-        } else {
-          cur = next;
-        }
-      }
-      // "a/" on a non-directory
-      if (parts.length > 0 && parts[parts.length - 1] === "" && parts.some((p) => p !== "")) {
-        const inode = await this.inode(cur);
-        if (inode.type !== "dir") throw new Ext4Error("NOT_DIRECTORY", `${path}: not a directory`);
-      }
-      return cur;
-    };
-    return await walkFrom(ROOT_INO, path.split("/"), followFinal);
+    const r = await walkPath(this.#pathSource, path, { followLast: followFinal });
+    if (!r.ino) throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
+    return r.ino;
   }
+
+  /** The path walk's inode source: this object's caches (lib/ext4/path.ts). */
+  readonly #pathSource: PathSource = {
+    modeOf: async (ino) => (await this.#linkedInode(ino)).mode,
+    // The single-name lookup (seam: lib/ext4/lookup.ts once it exists).
+    lookup: async (dir, name) => await this.lookupIno(dir, name) ?? 0,
+    readLink: async (ino) => utf8.decode(await this.readLinkIno(ino)),
+  };
 
   /**
    * The stat of `path`, following a final symlink.
