@@ -365,9 +365,9 @@ export {
   rewriteFileMap,
 } from "./lib/file_map_write.ts";
 export { ExtentTreeEditor, type ExtentTreeEditorOptions } from "./lib/extent_tree_write.ts";
+export type { OpContext } from "./lib/ext4/context.ts";
 export {
   fallocateRange,
-  type FileContext,
   punchHole,
   truncateFile,
   writeFileRange,
@@ -411,7 +411,6 @@ export {
   lookupEntry,
   makeDirectory,
   makeNode,
-  type NamespaceContext,
   newInode,
   type NewInodeOptions,
   releaseInode,
@@ -436,7 +435,6 @@ export {
   canInlineDirectory,
   convertInlineDirectory,
   initInlineDirectory,
-  type InlineDirContext,
   inlineDirEntries,
   type InlineDirEntry,
   inlineDirInsert,

@@ -10,13 +10,9 @@
 
 import { truncateFile } from "./file_update.ts";
 import { decodeInode, readInodeRaw } from "./inode_write.ts";
-import {
-  lookupEntry,
-  type NamespaceContext,
-  releaseInode,
-  unlinkEntry,
-} from "./namespace_write.ts";
+import { lookupEntry, releaseInode, unlinkEntry } from "./namespace_write.ts";
 import { addOrphan, listOrphans, removeOrphan } from "./orphan_write.ts";
+import type { OpContext } from "./ext4/context.ts";
 
 /** Most orphans processed at open (each removal walks the list; a longer one is left to e2fsck). */
 const MAX_ORPHANS = 4096;
@@ -63,7 +59,7 @@ export class OpenFiles {
   }
 }
 
-async function linksOf(ctx: NamespaceContext, ino: number) {
+async function linksOf(ctx: OpContext, ino: number) {
   return decodeInode(ctx.sb, await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino));
 }
 
@@ -78,7 +74,7 @@ async function linksOf(ctx: NamespaceContext, ino: number) {
  * ```
  */
 export async function unlinkKeepingOpen(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   parent: number,
   name: string | Uint8Array,
   keepOpen?: (ino: number) => boolean,
@@ -98,7 +94,7 @@ export async function unlinkKeepingOpen(
  * await orphanIfUnlinked(ctx, ino);
  * ```
  */
-export async function orphanIfUnlinked(ctx: NamespaceContext, ino: number): Promise<void> {
+export async function orphanIfUnlinked(ctx: OpContext, ino: number): Promise<void> {
   if ((await linksOf(ctx, ino)).linksCount !== 0) return;
   await ctx.tx.discardOnError(async () => {
     await addOrphan(ctx.tx, ctx.sb, ctx.gdt, ino);
@@ -114,7 +110,7 @@ export async function orphanIfUnlinked(ctx: NamespaceContext, ino: number): Prom
  * await w.transaction((ctx) => releaseIfUnlinked(ctx, ino));
  * ```
  */
-export async function releaseIfUnlinked(ctx: NamespaceContext, ino: number): Promise<boolean> {
+export async function releaseIfUnlinked(ctx: OpContext, ino: number): Promise<boolean> {
   const f = await linksOf(ctx, ino);
   if (f.linksCount !== 0 || f.mode === 0) return false;
   await ctx.tx.discardOnError(async () => {
@@ -137,7 +133,7 @@ export async function releaseIfUnlinked(ctx: NamespaceContext, ino: number): Pro
  * ```
  */
 export async function processOrphans(
-  ctx: NamespaceContext,
+  ctx: OpContext,
 ): Promise<{ freed: number[]; truncated: number[] }> {
   const freed: number[] = [];
   const truncated: number[] = [];

@@ -26,7 +26,6 @@ import {
   lookupEntry,
   makeDirectory,
   makeNode,
-  type NamespaceContext,
   removeDirectory,
   renameEntry,
   type RenameOptions,
@@ -45,6 +44,7 @@ import {
   ROOT_INO,
   walkPath,
 } from "./ext4/path.ts";
+import type { OpContext } from "./ext4/context.ts";
 
 export type { Resolved, ResolveOptions };
 
@@ -56,7 +56,7 @@ function split(path: string): string[] {
   return path.split("/").filter((c) => c !== "" && c !== ".");
 }
 
-async function readLinkTarget(ctx: NamespaceContext, ino: number): Promise<string> {
+async function readLinkTarget(ctx: OpContext, ino: number): Promise<string> {
   const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
   const f = decodeInode(ctx.sb, raw);
   if (f.size > ctx.sb.blockSize) throw new Ext4Error("CORRUPT", `symlink ${ino} is too long`);
@@ -68,12 +68,12 @@ async function readLinkTarget(ctx: NamespaceContext, ino: number): Promise<strin
   return dec.decode(block.subarray(0, f.size));
 }
 
-async function modeOf(ctx: NamespaceContext, ino: number): Promise<number> {
+async function modeOf(ctx: OpContext, ino: number): Promise<number> {
   return decodeInode(ctx.sb, await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino)).mode;
 }
 
 /** The inode source of the path walk inside a transaction (coherent with its changes). */
-function transactionSource(ctx: NamespaceContext): PathSource {
+function transactionSource(ctx: OpContext): PathSource {
   return {
     modeOf: (ino) => modeOf(ctx, ino),
     // The single-name lookup (seam: lib/ext4/lookup.ts once it exists).
@@ -96,7 +96,7 @@ function transactionSource(ctx: NamespaceContext): PathSource {
  * ```
  */
 export function resolvePath(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   path: string,
   options: ResolveOptions = {},
 ): Promise<Resolved> {
@@ -183,7 +183,7 @@ export async function writeFileAt(
 
 /** Throws IS_DIRECTORY for a directory, INVALID for anything else that is not a regular file. */
 export async function checkRegular(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   ino: number,
   path: string,
 ): Promise<void> {
@@ -239,7 +239,7 @@ export async function mkdirAt(
 }
 
 async function removeTree(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   parent: number,
   name: string | Uint8Array,
   ino: number,
@@ -347,7 +347,7 @@ export async function renameAt(
 
 /** True when directory `dir` is `ancestor` or lies below it (following ".." up to the root). */
 async function isWithinDir(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   dir: number,
   ancestor: number,
 ): Promise<boolean> {
@@ -434,7 +434,7 @@ export async function mknodAt(
 async function withInode<T>(
   w: Ext4Writer,
   path: string,
-  fn: (ctx: NamespaceContext, ino: number) => Promise<T>,
+  fn: (ctx: OpContext, ino: number) => Promise<T>,
   followLast = true,
 ): Promise<T> {
   return await w.transaction(async (ctx) => {
@@ -509,7 +509,7 @@ export function utimeAt(
  * (its "system.data" must stay in the inode, which the xattr writer does not arrange yet).
  */
 async function prepareXattrChange(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   ino: number,
   name: string,
   path: string,
@@ -636,7 +636,7 @@ export function fallocateAt(
  * ```
  */
 export function fallocateInode(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   ino: number,
   offset: number,
   length: number,

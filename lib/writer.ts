@@ -11,9 +11,9 @@ import type { BlockDevice } from "./block_device.ts";
 import { Ext4Error } from "./errors.ts";
 import { type GroupDescriptorTable, readGroupDescriptors } from "./group_descriptor.ts";
 import { checkBeforeWrite } from "./mount_checks.ts";
-import type { NamespaceContext } from "./namespace_write.ts";
 import { readSuperblock, type Superblock } from "./superblock.ts";
 import { BlockCache, type CommitSink } from "./transaction.ts";
+import type { OpContext } from "./ext4/context.ts";
 
 /** Options for {@link Ext4Writer.open}. */
 export interface WriterOptions {
@@ -53,7 +53,7 @@ export class Ext4Writer {
   /** The last queued transaction's settlement: transactions run one after another. */
   #queue: Promise<unknown> = Promise.resolve();
   /** While {@link group} runs: the one transaction every step joins, and what follows a step. */
-  #group: { ctx: NamespaceContext; afterStep?: () => void } | null = null;
+  #group: { ctx: OpContext; afterStep?: () => void } | null = null;
 
   private constructor(
     device: BlockDevice,
@@ -114,7 +114,7 @@ export class Ext4Writer {
    * discarded (memory and device as before) and the error rethrown. Calls made while another
    * transaction of this writer runs wait for it (one transaction at a time per cache).
    */
-  transaction<T>(fn: (ctx: NamespaceContext) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (ctx: OpContext) => Promise<T>): Promise<T> {
     if (this.#group) return this.#step(this.#group, fn);
     const run = this.#queue.then(() => this.#run(fn));
     this.#queue = run.catch(() => {});
@@ -165,8 +165,8 @@ export class Ext4Writer {
 
   /** One step of a {@link group}: runs in the group's transaction; a failure discards it. */
   async #step<T>(
-    group: { ctx: NamespaceContext; afterStep?: () => void },
-    fn: (ctx: NamespaceContext) => Promise<T>,
+    group: { ctx: OpContext; afterStep?: () => void },
+    fn: (ctx: OpContext) => Promise<T>,
   ): Promise<T> {
     const tx = group.ctx.tx;
     if (tx.state !== "open") {
@@ -177,7 +177,7 @@ export class Ext4Writer {
     return result;
   }
 
-  async #run<T>(fn: (ctx: NamespaceContext) => Promise<T>): Promise<T> {
+  async #run<T>(fn: (ctx: OpContext) => Promise<T>): Promise<T> {
     const tx = this.cache.begin();
     return await tx.discardOnError(async () => {
       const result = await fn({ tx, alloc: this.alloc, sb: this.sb, gdt: this.gdt });

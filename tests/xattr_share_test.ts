@@ -3,12 +3,7 @@ import fc from "fast-check";
 import { aclToXattr } from "../lib/acl.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import { decodeInode, type InodeFields, readInodeRaw } from "../lib/inode_write.ts";
-import {
-  createFile,
-  makeDirectory,
-  type NamespaceContext,
-  unlinkEntry,
-} from "../lib/namespace_write.ts";
+import { createFile, makeDirectory, unlinkEntry } from "../lib/namespace_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { parseXattrBlock } from "../lib/xattr.ts";
 import {
@@ -63,6 +58,7 @@ for d, dirs, files in os.walk(root):
         }
 print(json.dumps(out))
 `;
+import type { OpContext } from "../lib/ext4/context.ts";
 
 type KernelView = Record<string, { x: Record<string, string>; blocks: number }>;
 
@@ -72,13 +68,13 @@ async function kernelView(mnt: string): Promise<KernelView> {
   return JSON.parse(r.stdout);
 }
 
-function ctxOf(fs: LoadedFs, tx: Transaction): NamespaceContext {
+function ctxOf(fs: LoadedFs, tx: Transaction): OpContext {
   // Attributes are set explicitly, as `put` sets them: no default-ACL inheritance on create.
   return { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, inheritAcls: false };
 }
 
 /** Runs `fn` in a transaction and commits. */
-async function inTx<T>(fs: LoadedFs, fn: (ctx: NamespaceContext) => Promise<T>): Promise<T> {
+async function inTx<T>(fs: LoadedFs, fn: (ctx: OpContext) => Promise<T>): Promise<T> {
   const tx = fs.cache.begin();
   try {
     const r = await fn(ctxOf(fs, tx));
@@ -90,7 +86,7 @@ async function inTx<T>(fs: LoadedFs, fn: (ctx: NamespaceContext) => Promise<T>):
 }
 
 /** Reads without changing anything. */
-async function peek<T>(fs: LoadedFs, fn: (ctx: NamespaceContext) => Promise<T>): Promise<T> {
+async function peek<T>(fs: LoadedFs, fn: (ctx: OpContext) => Promise<T>): Promise<T> {
   const tx = fs.cache.begin();
   try {
     return await fn(ctxOf(fs, tx));
