@@ -12,13 +12,9 @@
 
 import { type BlockDevice, readBytes } from "./block_device.ts";
 import { CorruptError, Errno, Ext4Error } from "./errors.ts";
-import { Compat, featureSupport, Incompat } from "./features.ts";
-import {
-  type GroupDescriptorTable,
-  groupHasSuperblock,
-  readGroupDescriptors,
-} from "./group_descriptor.ts";
-import { readSuperblock, type Superblock } from "./superblock.ts";
+import { Compat, Incompat } from "./features.ts";
+import { type GroupDescriptorTable, groupHasSuperblock } from "./group_descriptor.ts";
+import type { Superblock } from "./superblock.ts";
 import {
   type FileType,
   fileTypeOfMode,
@@ -32,8 +28,7 @@ import { type BlockRun, findRun, readMapped, seekRuns } from "./file_map.ts";
 import { readExtentTree } from "./extent.ts";
 import { readBlockMap } from "./block_map.ts";
 import { Lru } from "./lru.ts";
-import { JournalOverlayDevice } from "./journal_overlay.ts";
-import { needsRecovery } from "./journal/replay.ts";
+import type { JournalOverlayDevice } from "./journal_overlay.ts";
 import {
   type DirContext,
   type DirectorySource,
@@ -46,9 +41,7 @@ import { matchesNoKeyDigest, noKeyName, noKeyNameLength, parseNoKeyName } from "
 import { readXattrs } from "./xattr.ts";
 import { readInlineData, readInlineFile } from "./inline_data.ts";
 import { readInodeBitmap, testBit } from "./bitmap.ts";
-import { assertOpenableForWrite } from "./alloc.ts";
-import { checkBeforeWrite } from "./mount_checks.ts";
-import { replayJournal } from "./journal/replay.ts";
+import { type OpenedMetadata, openMetadata } from "./ext4/super.ts";
 import { SharedBlockCache } from "./shared_block_cache.ts";
 import type { CommitBatch } from "./transaction.ts";
 import { Ext4Writer } from "./writer.ts";
@@ -190,7 +183,7 @@ export interface Ext4OpenOptions {
   /**
    * Writable opens only: write a filesystem whose superblock records errors, or (without a
    * journal) that was not cleanly unmounted. Without it such a filesystem is refused (CORRUPT,
-   * "… run e2fsck"); damaged structures are refused either way (see mount_checks.ts).
+   * "… run e2fsck"); damaged structures are refused either way (see lib/ext4/super.ts).
    */
   force?: boolean;
   /** Inodes kept in memory (default 16384). */
@@ -432,88 +425,15 @@ export class Ext4 {
   }
 
   /**
-   * Reads and checks the superblock and descriptors, replaying a dirty journal in memory
-   * when asked to; shared with subclasses' openers. `device` is what to read through: the
-   * given device, or the journal overlay over it.
+   * Reads and checks the superblock and descriptors under the one open policy
+   * (lib/ext4/super.ts `openMetadata`); shared with subclasses' openers. `device` is what to
+   * read through: the given device, or the journal overlay over it.
    */
-  protected static async loadMetadata(
+  protected static loadMetadata(
     raw: BlockDevice,
     options: Ext4OpenOptions,
-  ): Promise<{ sb: Superblock; groups: GroupDescriptorTable; device: BlockDevice }> {
-    if (options.readOnly === false) return await Ext4.#loadWritable(raw, options);
-    let device = raw;
-    let sb = await readSuperblock(device, { ignoreChecksum: options.ignoreChecksums });
-    const verdict = featureSupport(sb);
-    if (verdict.level === "refuse") {
-      throw new Ext4Error(
-        "UNSUPPORTED",
-        `cannot read this filesystem: ${verdict.reasons.join("; ")}`,
-      );
-    }
-    if (needsRecovery(sb)) {
-      const mode = options.allowDirtyJournal ? "none" : options.recovery ?? "memory";
-      if (mode === "refuse") {
-        throw new Ext4Error(
-          "NEEDS_RECOVERY",
-          "the filesystem needs journal recovery (it was not cleanly unmounted); replay the journal first (ext4ts journal replay), or read it in memory or as-is",
-        );
-      }
-      if (mode === "memory") {
-        device = await JournalOverlayDevice.open(raw, { journalDevice: options.journalDevice });
-        sb = await readSuperblock(device, { ignoreChecksum: options.ignoreChecksums });
-        options.onNotice?.(
-          "the journal needs recovery: replayed in memory, nothing written to the device",
-        );
-      } else {
-        options.onNotice?.(
-          "the journal needs recovery: reading the unreplayed state (norecovery); recent changes may be missing or inconsistent",
-        );
-      }
-    }
-    const groups = await readGroupDescriptors(device, sb);
-    return { sb, groups, device };
-  }
-
-  /** loadMetadata for a writable open: the refusals, and the journal replay when asked. */
-  static async #loadWritable(
-    raw: BlockDevice,
-    options: Ext4OpenOptions,
-  ): Promise<{ sb: Superblock; groups: GroupDescriptorTable; device: BlockDevice }> {
-    if (raw.readOnly) throw new Ext4Error("READ_ONLY", "the device is read-only");
-    if (options.ignoreChecksums) {
-      throw new Ext4Error("INVALID", "ignoreChecksums cannot be used to write");
-    }
-    let sb = await readSuperblock(raw);
-    const verdict = featureSupport(sb);
-    if (verdict.level === "refuse") {
-      throw new Ext4Error(
-        "UNSUPPORTED",
-        `cannot read this filesystem: ${verdict.reasons.join("; ")}`,
-      );
-    }
-    if (needsRecovery(sb)) {
-      if (options.recovery !== "replay") {
-        throw new Ext4Error(
-          "NEEDS_RECOVERY",
-          'the filesystem needs journal recovery (it was not cleanly unmounted): open it with recovery: "replay" to replay the journal onto the device first, or replay it with ext4ts journal replay',
-        );
-      }
-      const r = await replayJournal(raw, { journalDevice: options.journalDevice });
-      options.onNotice?.(
-        `the journal needed recovery: replayed onto the device (${r.blocksWritten.length} blocks written)`,
-      );
-      if (r.error) {
-        throw new CorruptError(
-          "journal",
-          `${r.error}; what could be replayed was written and the filesystem is marked for a full check (e2fsck -f)`,
-        );
-      }
-      sb = await readSuperblock(raw);
-    }
-    assertOpenableForWrite(sb);
-    const groups = await readGroupDescriptors(raw, sb);
-    await checkBeforeWrite(raw, sb, groups, { force: options.force });
-    return { sb, groups, device: raw };
+  ): Promise<OpenedMetadata> {
+    return openMetadata(raw, options);
   }
 
   /**
