@@ -400,7 +400,14 @@ export {
   inheritedXattrs,
   readDefaultAcl,
 } from "./lib/acl_inherit.ts";
-export { addOrphan, listOrphans, removeOrphan } from "./lib/orphan_write.ts";
+export {
+  addOrphan,
+  listOrphans,
+  orphanIfUnlinked,
+  processOrphans,
+  releaseIfUnlinked,
+  removeOrphan,
+} from "./lib/ext4/orphan.ts";
 export {
   addEntry,
   type AttributeChange,
@@ -491,12 +498,6 @@ export {
   WRITE_CHUNK,
 } from "./lib/writable_file.ts";
 export { type CommitListener, SharedBlockCache } from "./lib/shared_block_cache.ts";
-export {
-  OpenFiles,
-  orphanIfUnlinked,
-  processOrphans,
-  releaseIfUnlinked,
-  unlinkKeepingOpen,
-} from "./lib/open_files.ts";
+export { OpenFiles, unlinkKeepingOpen } from "./lib/open_files.ts";
 
 export { VERSION } from "./lib/version.ts";

@@ -12,7 +12,7 @@
 
 import { type BlockDevice, readBytes } from "./block_device.ts";
 import { CorruptError, Errno, Ext4Error } from "./errors.ts";
-import { Compat, Incompat } from "./features.ts";
+import { Compat, Incompat, RoCompat } from "./features.ts";
 import { type GroupDescriptorTable, groupHasSuperblock } from "./group_descriptor.ts";
 import type { Superblock } from "./superblock.ts";
 import {
@@ -28,7 +28,6 @@ import { type BlockRun, findRun, readMapped, seekRuns } from "./file_map.ts";
 import { readExtentTree } from "./extent.ts";
 import { readBlockMap } from "./block_map.ts";
 import { Lru } from "./lru.ts";
-import type { JournalOverlayDevice } from "./journal_overlay.ts";
 import {
   type DirContext,
   type DirectorySource,
@@ -45,7 +44,8 @@ import { type OpenedMetadata, openMetadata } from "./ext4/super.ts";
 import { SharedBlockCache } from "./shared_block_cache.ts";
 import type { CommitBatch } from "./transaction.ts";
 import { Ext4Writer } from "./writer.ts";
-import { OpenFiles, processOrphans, releaseIfUnlinked } from "./open_files.ts";
+import { OpenFiles } from "./open_files.ts";
+import { processOrphans, releaseIfUnlinked } from "./ext4/orphan.ts";
 import { truncateFile, writeFileRange } from "./file_update.ts";
 import { createFile } from "./namespace_write.ts";
 import type { InodeTime } from "./inode_write.ts";
@@ -158,12 +158,12 @@ export interface Ext4OpenOptions {
   /**
    * What to do with a filesystem whose journal needs recovery:
    * - `"memory"` (default when reading): replay the journal in memory (a
-   *   {@link JournalOverlayDevice}) and read the recovered filesystem; nothing is written.
+   *   `JournalOverlayDevice`) and read the recovered filesystem; nothing is written.
    * - `"none"`: read the raw, unreplayed state (`norecovery`; recent changes may be missing
    *   or inconsistent).
    * - `"refuse"` (what a writable open does unless told `"replay"`): fail with NEEDS_RECOVERY.
-   * - `"replay"`: replay the journal onto the device first, as the kernel does at mount (and
-   *   release its orphans as e2fsck does); needs a writable device.
+   * - `"replay"`: replay the journal onto the device first, as the kernel does at mount (then
+   *   its orphans are processed like any orphans at a writable open); needs a writable device.
    */
   recovery?: "memory" | "none" | "refuse" | "replay";
   /** Same as `recovery: "none"`. */
@@ -1963,7 +1963,7 @@ export class Ext4 {
     }
     // Orphans left by a previous user (files removed while open, then a crash): freed as the
     // kernel frees them at a read-write mount.
-    if (this.#writer && sb.lastOrphan !== 0) {
+    if (this.#writer && (sb.lastOrphan !== 0 || (sb.roCompat & RoCompat.ORPHAN_PRESENT))) {
       const r = await this.#writer.transaction((ctx) => processOrphans(ctx));
       if (r.freed.length + r.truncated.length > 0) {
         this.options.onNotice?.(

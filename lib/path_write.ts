@@ -32,7 +32,8 @@ import {
   setAttributes,
   unlinkEntry,
 } from "./namespace_write.ts";
-import { orphanIfUnlinked, unlinkKeepingOpen } from "./open_files.ts";
+import { unlinkKeepingOpen } from "./open_files.ts";
+import { orphanIfUnlinked } from "./ext4/orphan.ts";
 import { InodeFlags } from "./inode.ts";
 import { uninline } from "./inline_write.ts";
 import { setXattr, type SetXattrOptions } from "./xattr_write.ts";

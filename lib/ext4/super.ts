@@ -110,7 +110,8 @@ export async function openMetadata(
         'the filesystem needs journal recovery (it was not cleanly unmounted): open it with recovery: "replay" to replay the journal onto the device first, or replay it with ext4ts journal replay',
       );
     }
-    const r = await replayJournal(raw, { journalDevice: policy.journalDevice });
+    // Orphans are left to the open's own processing (lib/ext4/orphan.ts): done once.
+    const r = await replayJournal(raw, { journalDevice: policy.journalDevice, orphans: false });
     policy.onNotice?.(
       `the journal needed recovery: replayed onto the device (${r.blocksWritten.length} blocks written)`,
     );
