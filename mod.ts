@@ -111,6 +111,7 @@ export {
   type Timespec,
 } from "./lib/filesystem.ts";
 export type { Ext4 as Ext4Base } from "./lib/filesystem.ts";
+export type { OpenPolicy } from "./lib/ext4/super.ts";
 export {
   fileTypeOfMode,
   Inode,
@@ -479,6 +480,7 @@ export {
   removeXattrAt,
   renameAt,
   type Resolved,
+  type ResolveOptions,
   resolvePath,
   setXattrAt,
   symlinkAt,

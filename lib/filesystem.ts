@@ -40,7 +40,7 @@ import { matchesNoKeyDigest, noKeyName, noKeyNameLength, parseNoKeyName } from "
 import { readXattrs } from "./xattr.ts";
 import { readInlineData, readInlineFile } from "./inline_data.ts";
 import { readInodeBitmap, testBit } from "./bitmap.ts";
-import { type OpenedMetadata, openMetadata } from "./ext4/super.ts";
+import { type OpenedMetadata, openMetadata, type OpenPolicy } from "./ext4/super.ts";
 import { SharedBlockCache } from "./shared_block_cache.ts";
 import type { CommitBatch } from "./transaction.ts";
 import { Ext4Writer } from "./writer.ts";
@@ -145,47 +145,14 @@ export interface Ext4File {
   close(): Promise<void>;
 }
 
-/** Options for {@link Ext4.openDevice}. */
-export interface Ext4OpenOptions {
-  /**
-   * Open for reading only (default true). `false` opens the filesystem for writing: READ_ONLY
-   * when the device is read-only, UNSUPPORTED with the reasons when ext4ts cannot write its
-   * features, NEEDS_RECOVERY when its journal needs recovery (unless `recovery: "replay"`),
-   * CORRUPT when the kernel's mount-time checks fail or (unless `force`) the superblock records
-   * errors or an unclean journal-less filesystem.
-   */
-  readOnly?: boolean;
-  /**
-   * What to do with a filesystem whose journal needs recovery:
-   * - `"memory"` (default when reading): replay the journal in memory (a
-   *   `JournalOverlayDevice`) and read the recovered filesystem; nothing is written.
-   * - `"none"`: read the raw, unreplayed state (`norecovery`; recent changes may be missing
-   *   or inconsistent).
-   * - `"refuse"` (what a writable open does unless told `"replay"`): fail with NEEDS_RECOVERY.
-   * - `"replay"`: replay the journal onto the device first, as the kernel does at mount (then
-   *   its orphans are processed like any orphans at a writable open); needs a writable device.
-   */
-  recovery?: "memory" | "none" | "refuse" | "replay";
-  /** Same as `recovery: "none"`. */
-  allowDirtyJournal?: boolean;
-  /** The external journal device, for a filesystem whose journal lives elsewhere. */
-  journalDevice?: BlockDevice;
-  /** Called with a one-line notice when the journal is replayed in memory or ignored. */
-  onNotice?: (message: string) => void;
+/** Options for {@link Ext4.openDevice}: the open policy (lib/ext4/super.ts) and the reader's own. */
+export interface Ext4OpenOptions extends OpenPolicy {
   /**
    * Called when a listing skips something damaged and goes on, as the kernel's readdir does:
    * a directory block that fails its checks, an entry whose name holds "/" or NUL. Without
    * it, the error's message goes to `onNotice` with "; skipped".
    */
   onCorrupt?: (error: CorruptError) => void;
-  /** Accept wrong metadata checksums instead of failing with CORRUPT. */
-  ignoreChecksums?: boolean;
-  /**
-   * Writable opens only: write a filesystem whose superblock records errors, or (without a
-   * journal) that was not cleanly unmounted. Without it such a filesystem is refused (CORRUPT,
-   * "… run e2fsck"); damaged structures are refused either way (see lib/ext4/super.ts).
-   */
-  force?: boolean;
   /** Inodes kept in memory (default 16384). */
   inodeCacheSize?: number;
   /** Metadata blocks (inode tables, directories, indirect and extent blocks) kept in memory (default 8192). */

@@ -40,23 +40,38 @@ import { readSuperblock, State, type Superblock } from "../superblock.ts";
 
 /** How a filesystem is opened: what {@link openMetadata} allows, refuses and does. */
 export interface OpenPolicy {
-  /** Open for reading only (default true); `false`: every writable refusal applies. */
+  /**
+   * Open for reading only (default true). `false` opens the filesystem for writing: READ_ONLY
+   * when the device is read-only, UNSUPPORTED with the reasons when ext4ts cannot write its
+   * features, NEEDS_RECOVERY when its journal needs recovery (unless `recovery: "replay"`),
+   * CORRUPT when the kernel's mount-time checks fail or (unless `force`) the superblock records
+   * errors or an unclean journal-less filesystem.
+   */
   readOnly?: boolean;
   /**
-   * A journal that needs recovery: `"memory"` (reading's default: replayed in memory, nothing
-   * written), `"none"` (the raw, unreplayed state), `"refuse"` (writing's default:
-   * NEEDS_RECOVERY), `"replay"` (writing: replayed onto the device first, as the kernel's mount).
+   * What to do with a filesystem whose journal needs recovery:
+   * - `"memory"` (default when reading): replay the journal in memory (a
+   *   `JournalOverlayDevice`) and read the recovered filesystem; nothing is written.
+   * - `"none"`: read the raw, unreplayed state (`norecovery`; recent changes may be missing
+   *   or inconsistent).
+   * - `"refuse"` (what a writable open does unless told `"replay"`): fail with NEEDS_RECOVERY.
+   * - `"replay"`: replay the journal onto the device first, as the kernel does at mount (then
+   *   its orphans are processed like any orphans at a writable open); needs a writable device.
    */
   recovery?: "memory" | "none" | "refuse" | "replay";
-  /** Same as `recovery: "none"` (reading). */
+  /** Same as `recovery: "none"`. */
   allowDirtyJournal?: boolean;
   /** The external journal device, for a filesystem whose journal lives elsewhere. */
   journalDevice?: BlockDevice;
-  /** Called with a one-line notice when the journal is replayed or ignored. */
+  /** Called with a one-line notice when the journal is replayed in memory or ignored. */
   onNotice?: (message: string) => void;
-  /** Accept wrong metadata checksums (reading only). */
+  /** Accept wrong metadata checksums instead of failing with CORRUPT. */
   ignoreChecksums?: boolean;
-  /** Writing: accept recorded errors or an unclean journal-less filesystem (see {@link checkState}). */
+  /**
+   * Writable opens only: write a filesystem whose superblock records errors, or (without a
+   * journal) that was not cleanly unmounted. Without it such a filesystem is refused (CORRUPT,
+   * "… run e2fsck"); damaged structures are refused either way (see {@link checkBeforeWrite}).
+   */
   force?: boolean;
 }
 
