@@ -104,6 +104,14 @@ export function resolvePath(
   return walkPath(transactionSource(ctx), path, options);
 }
 
+/**
+ * Creating anything but a directory at a path ending in "/" is ENOENT, as the kernel's
+ * filename_create answers (an existing entry was EEXIST before).
+ */
+function refuseSlashOnCreate(r: Resolved, path: string): void {
+  if (r.dirWanted) throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
+}
+
 /** Owner, mode and times of files written by path. */
 export interface PathWriteOptions {
   /** Permission bits of a newly created file (default 0o644); an existing file keeps its own. */
@@ -283,6 +291,7 @@ export async function removeAt(
     }
     if (r.name === "..") throw new Ext4Error("NOT_EMPTY", `${path}: directory not empty`);
     const isDir = (await modeOf(ctx, r.ino) & 0o170000) === 0o040000;
+    if (r.dirWanted && !isDir) throw new Ext4Error("NOT_DIRECTORY", `${path}: not a directory`);
     if (isDir && options.recursive) await removeTree(ctx, r.parent, r.name, r.ino, options);
     else if (isDir) await removeDirectory(ctx, r.parent, r.name);
     else await unlinkKeepingOpen(ctx, r.parent, r.name, options.keepOpen);
@@ -321,6 +330,9 @@ export async function renameAt(
     }
     if (options.noReplace && b.ino) throw new Ext4Error("EXISTS", `${to} exists`);
     const isDir = async (ino: number) => (await modeOf(ctx, ino) & 0o170000) === 0o040000;
+    if ((a.dirWanted || b.dirWanted) && !await isDir(a.ino)) {
+      throw new Ext4Error("NOT_DIRECTORY", `${a.dirWanted ? from : to}: not a directory`);
+    }
     if (await isDir(a.ino) && await isWithinDir(ctx, b.parent, a.ino)) {
       throw new Ext4Error("INVALID", `cannot move ${from} into its own subtree`);
     }
@@ -382,6 +394,7 @@ export async function symlinkAt(
   return await w.transaction(async (ctx) => {
     const r = await resolvePath(ctx, path, { entry: true });
     if (r.ino) throw new Ext4Error("EXISTS", `${path} exists`);
+    refuseSlashOnCreate(r, path);
     return await createSymlink(ctx, r.parent, r.name, bytes, options);
   });
 }
@@ -401,6 +414,7 @@ export async function linkAt(w: Ext4Writer, existing: string, newPath: string): 
     if (!a.ino) throw new Ext4Error("NOT_FOUND", `no such file: ${existing}`);
     const b = await resolvePath(ctx, newPath, { entry: true });
     if (b.ino) throw new Ext4Error("EXISTS", `${newPath} exists`);
+    refuseSlashOnCreate(b, newPath);
     if ((await modeOf(ctx, a.ino) & 0o170000) === 0o040000) {
       throw new Ext4Error("PERMISSION", `${existing}: hard links to directories are not allowed`, {
         errno: Errno.EPERM,
@@ -428,6 +442,7 @@ export async function mknodAt(
   return await w.transaction(async (ctx) => {
     const r = await resolvePath(ctx, path, { entry: true });
     if (r.ino) throw new Ext4Error("EXISTS", `${path} exists`);
+    refuseSlashOnCreate(r, path);
     return await makeNode(ctx, r.parent, r.name, mode, { perm: mode & 0o7777, ...options });
   });
 }

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { Ext4 } from "../lib/filesystem.ts";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { Ext4Error } from "../lib/errors.ts";
-import { removeAt, renameAt, resolvePath } from "../lib/path_write.ts";
+import { mkdirAt, removeAt, renameAt, resolvePath, symlinkAt } from "../lib/path_write.ts";
 import { Ext4Writer } from "../lib/writer.ts";
 import { makeImage, run, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 
@@ -58,7 +58,12 @@ function answer(type: number): string {
 
 function errnoName(e: unknown): string {
   if (!(e instanceof Ext4Error)) throw e;
-  return { NOT_DIRECTORY: "ENOTDIR", NOT_FOUND: "ENOENT", INVALID: "ELOOP" }[e.code as string] ??
+  return {
+    NOT_DIRECTORY: "ENOTDIR",
+    NOT_FOUND: "ENOENT",
+    INVALID: "ELOOP",
+    EXISTS: "EEXIST",
+  }[e.code as string] ??
     e.code;
 }
 
@@ -136,12 +141,13 @@ testWith(
 );
 
 testWith(
-  "path resolution: a trailing slash on an entry operation needs a directory (unlink, rename)",
+  "path resolution: a trailing slash on an entry operation (unlink, rmdir, rename, mkdir, symlink) as the kernel",
   NEEDS,
   async () => {
     await using dir = await tempDir();
     const img = await image(dir.path);
-    // The kernel: unlink("lf/") and rename("f/", …) are ENOTDIR; rmdir("ld/") too.
+    // The kernel: unlink("lf/"), rmdir("ld/"), rename("f/", …) and rename("f", "g/") are
+    // ENOTDIR; mkdir("f/") is EEXIST; symlink(…, "new/") is ENOENT.
     const kernel = await withKernelMount(img, async (m) => {
       const r = await run("python3", [
         "-c",
@@ -150,7 +156,10 @@ import os, sys, errno, json
 out = []
 for op in (lambda: os.unlink(sys.argv[1] + "/lf/"), lambda: os.unlink(sys.argv[1] + "/f/"),
            lambda: os.rmdir(sys.argv[1] + "/ld/"),
-           lambda: os.rename(sys.argv[1] + "/f/", sys.argv[1] + "/f2")):
+           lambda: os.rename(sys.argv[1] + "/f/", sys.argv[1] + "/f2"),
+           lambda: os.rename(sys.argv[1] + "/f", sys.argv[1] + "/f2/"),
+           lambda: os.mkdir(sys.argv[1] + "/f/"),
+           lambda: os.symlink("t", sys.argv[1] + "/new/")):
     try:
         op(); out.append("ok")
     except OSError as e:
@@ -162,7 +171,15 @@ print(json.dumps(out))
       assert.equal(r.code, 0, r.stderr);
       return JSON.parse(r.stdout) as string[];
     });
-    assert.deepEqual(kernel, ["ENOTDIR", "ENOTDIR", "ENOTDIR", "ENOTDIR"]);
+    assert.deepEqual(kernel, [
+      "ENOTDIR",
+      "ENOTDIR",
+      "ENOTDIR",
+      "ENOTDIR",
+      "ENOTDIR",
+      "EEXIST",
+      "ENOENT",
+    ]);
     const w = await Ext4Writer.open(new MemoryBlockDevice(await Deno.readFile(img)));
     const ours = [];
     for (
@@ -171,6 +188,9 @@ print(json.dumps(out))
         () => removeAt(w, "/f/"),
         () => removeAt(w, "/ld/"),
         () => renameAt(w, "/f/", "/f2"),
+        () => renameAt(w, "/f", "/f2/"),
+        () => mkdirAt(w, "/f/"),
+        () => symlinkAt(w, "t", "/new/"),
       ]
     ) {
       ours.push(await op().then(() => "ok", errnoName));

@@ -8,7 +8,9 @@
  * a path, and at its end when asked; at most 40 symlinks per walk (ELOOP); an empty symlink
  * target is ENOENT; a non-directory in the middle is ENOTDIR; a trailing "/" (or "/.")
  * requires a directory and follows a final symlink — except for operations on the entry
- * itself (unlink, rmdir, rename, link, mkdir…), where the entry must itself be a directory.
+ * itself (unlink, rmdir, rename, link, mkdir…), where a final symlink is not followed and the
+ * operation says what a trailing "/" on a non-directory means (as the kernel's do_unlinkat,
+ * do_renameat2 and filename_create each do).
  *
  * @module
  */
@@ -45,6 +47,12 @@ export interface Resolved {
   name: string;
   /** The inode `name` leads to, or 0 when the last component does not exist. */
   ino: number;
+  /**
+   * The path ended in "/" (or "/."): a directory is wanted. Set with `entry`, where the walk
+   * leaves the verdict to the operation (unlink and rename: ENOTDIR for a non-directory;
+   * creating: EEXIST when it exists, ENOENT when absent unless it makes a directory).
+   */
+  dirWanted: boolean;
 }
 
 /** How the last component is treated. */
@@ -53,8 +61,8 @@ export interface ResolveOptions {
   followLast?: boolean;
   /**
    * The caller works on the directory entry itself (unlink, rmdir, rename, link, mkdir,
-   * symlink, mknod): a trailing "/" then requires the entry to be a directory, without
-   * following a symlink (ENOTDIR, as the kernel's do_unlinkat answers).
+   * symlink, mknod): a final symlink is not followed even with a trailing "/", and what a
+   * trailing "/" on a non-directory means is the operation's to say (`dirWanted`).
    */
   entry?: boolean;
 }
@@ -88,7 +96,7 @@ export async function walkPath(
   let hops = 0;
   if (names.length === 0) {
     await src.modeOf(ROOT_INO); // a root that cannot be used fails here, as any walk would
-    return { parent: ROOT_INO, name: ".", ino: ROOT_INO };
+    return { parent: ROOT_INO, name: ".", ino: ROOT_INO, dirWanted: false };
   }
   for (let i = 0; i < names.length;) {
     const name = names[i];
@@ -98,7 +106,7 @@ export async function walkPath(
     }
     const ino = name === ".." && dir === ROOT_INO ? ROOT_INO : await src.lookup(dir, name);
     if (!ino) {
-      if (last) return { parent: dir, name, ino: 0 };
+      if (last) return { parent: dir, name, ino: 0, dirWanted: dirAtEnd };
       throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
     }
     const type = await src.modeOf(ino) & S_IFMT;
@@ -117,14 +125,14 @@ export async function walkPath(
       names = [...t.names, ...rest];
       if (target.startsWith("/")) dir = ROOT_INO;
       i = 0;
-      if (names.length === 0) return { parent: dir, name: ".", ino: dir };
+      if (names.length === 0) return { parent: dir, name: ".", ino: dir, dirWanted: dirAtEnd };
       continue;
     }
     if (last) {
-      if (dirAtEnd && type !== S_IFDIR) {
+      if (dirAtEnd && type !== S_IFDIR && !options.entry) {
         throw new Ext4Error("NOT_DIRECTORY", `${path}: not a directory`);
       }
-      return { parent: dir, name, ino };
+      return { parent: dir, name, ino, dirWanted: dirAtEnd };
     }
     dir = ino;
     i++;
