@@ -44,6 +44,7 @@ export type {
   Timespec,
   WriteFileOptions,
 } from "./lib/filesystem.ts";
+export type { OpenPolicy } from "./lib/ext4/super.ts";
 export { Ext4WritableFile, type OpenWritableOptions } from "./lib/writable_file.ts";
 export type { FallocateOptions } from "./lib/path_write.ts";
 // What `inode(ino)` and `blockRuns(ino)` return (the inode codec is in `./ondisk`).

@@ -18,9 +18,10 @@
  */
 
 import { MemoryBlockDevice } from "../lib/block_device.ts";
-import { createFile, makeDirectory, type NamespaceContext } from "../lib/namespace_write.ts";
+import { createFile, makeDirectory } from "../lib/namespace_write.ts";
 import { Ext4Writer } from "../lib/writer.ts";
 import { type BenchRow, printTable, sh } from "./lib.ts";
+import type { OpContext } from "../lib/ext4/context.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const quick = Deno.args.includes("--quick");
@@ -107,7 +108,7 @@ async function lib(img: string, c: Case): Promise<number> {
   const w = await Ext4Writer.open(new MemoryBlockDevice(await Deno.readFile(img)));
   const t0 = performance.now();
   let tx = w.cache.begin();
-  const ctx = (): NamespaceContext => ({ tx, alloc: w.alloc, sb: w.sb, gdt: w.gdt });
+  const ctx = (): OpContext => ({ tx, alloc: w.alloc, sb: w.sb, gdt: w.gdt });
   const d = await makeDirectory(ctx(), 2, "d", { perm: 0o755 });
   for (let i = 0; i < c.n; i++) {
     await createFile(ctx(), d, c.entry(i), new Uint8Array(0), { perm: 0o644 });

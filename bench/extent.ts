@@ -22,13 +22,13 @@ import {
   rewriteFileMap,
 } from "../lib/file_map_write.ts";
 import { writeFileRange } from "../lib/file_update.ts";
-import type { FileContext } from "../lib/ext4/context.ts";
 import { readGroupDescriptors } from "../lib/group_descriptor.ts";
 import { decodeInode, encodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
 import { readSuperblock } from "../lib/superblock.ts";
 import { BlockCache } from "../lib/transaction.ts";
 import { type BenchRow, printTable, sh } from "./lib.ts";
+import type { OpContext } from "../lib/ext4/context.ts";
 
 const arg = (name: string, dflt: number) => {
   const i = Deno.args.indexOf(name);
@@ -48,7 +48,7 @@ async function makeFs(bytes: Uint8Array) {
 type Fs = Awaited<ReturnType<typeof makeFs>>;
 
 /** The old write path: the whole mapping read, edited as a list and rebuilt. */
-async function rebuildWrite(ctx: FileContext, ino: number, offset: number, data: Uint8Array) {
+async function rebuildWrite(ctx: OpContext, ino: number, offset: number, data: Uint8Array) {
   const { sb, tx, alloc, gdt } = ctx;
   const bs = sb.blockSize;
   const raw = await readInodeRaw(tx, sb, gdt, ino);

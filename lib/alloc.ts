@@ -85,27 +85,6 @@ export function assertWritable(sb: Superblock): void {
   }
 }
 
-/**
- * {@link assertWritable} for an open that asks to write: a feature ext4ts cannot keep
- * consistent is `UNSUPPORTED` there (the filesystem is not read-only, ext4ts cannot write it),
- * the same for every writer (the writable `Ext4`, `Ext4Writer`, the CLI's exit 6).
- *
- * @example
- * ```ts ignore
- * assertOpenableForWrite(sb); // throws Ext4Error("UNSUPPORTED", "cannot write: bigalloc …")
- * ```
- */
-export function assertOpenableForWrite(sb: Superblock): void {
-  try {
-    assertWritable(sb);
-  } catch (e) {
-    if (e instanceof Ext4Error && e.code === "READ_ONLY") {
-      throw new Ext4Error("UNSUPPORTED", e.message, { cause: e });
-    }
-    throw e;
-  }
-}
-
 interface GroupTouch {
   blockBitmap?: Uint8Array;
   inodeBitmap?: Uint8Array;

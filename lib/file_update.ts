@@ -32,10 +32,10 @@ import {
   type InodeFields,
   InodeFlags,
   type InodeTime,
-  Mode,
 } from "./ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "./ext4/inode.ts";
-import type { FileContext } from "./ext4/context.ts";
+import type { OpContext } from "./ext4/context.ts";
+import { Mode } from "./ondisk/inode.ts";
 
 interface OpenFile {
   ino: number;
@@ -44,13 +44,13 @@ interface OpenFile {
   map: FileMapEditor;
 }
 
-function nowTime(ctx: FileContext): InodeTime {
+function nowTime(ctx: OpContext): InodeTime {
   return changeTime(ctx.now);
 }
 
 /** Reads and checks inode `ino` (no change yet); returns its fields and its largest size. */
 async function inspect(
-  ctx: FileContext,
+  ctx: OpContext,
   ino: number,
 ): Promise<{ fields: InodeFields; maxSize: number }> {
   const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
@@ -77,7 +77,7 @@ function tooLarge(ino: number, end: number, max: number): Ext4Error {
   );
 }
 
-async function open(ctx: FileContext, ino: number): Promise<OpenFile> {
+async function open(ctx: OpContext, ino: number): Promise<OpenFile> {
   const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
   const fields = decodeInode(ctx.sb, raw);
   if (fields.flags & InodeFlags.INLINE_DATA) {
@@ -98,7 +98,7 @@ async function open(ctx: FileContext, ino: number): Promise<OpenFile> {
   return { ino, raw, fields, map };
 }
 
-async function save(ctx: FileContext, f: OpenFile, size: number): Promise<void> {
+async function save(ctx: OpContext, f: OpenFile, size: number): Promise<void> {
   const { sb } = ctx;
   const { iBlock, blocksDelta } = await f.map.finish();
   const t = nowTime(ctx);
@@ -122,7 +122,7 @@ function writtenBlock(extents: FileExtent[], lb: number): number | undefined {
 
 /** Allocates blocks for the holes in `[from, to)`, each near the block mapped before it. */
 async function fillHoles(
-  ctx: FileContext,
+  ctx: OpContext,
   f: OpenFile,
   from: number,
   to: number,
@@ -179,7 +179,7 @@ async function fillHoles(
  * ```
  */
 export async function writeFileRange(
-  ctx: FileContext,
+  ctx: OpContext,
   ino: number,
   offset: number,
   data: Uint8Array,
@@ -229,7 +229,7 @@ export async function writeFileRange(
 
 /** Zeroes bytes `[from, to)` of logical block `lb` if it holds written data. */
 async function zeroPartial(
-  ctx: FileContext,
+  ctx: OpContext,
   f: OpenFile,
   lb: number,
   from: number,
@@ -245,7 +245,7 @@ async function zeroPartial(
 }
 
 /** Frees the data runs a mapping change gave back. */
-async function freeRuns(ctx: FileContext, runs: { start: number; length: number }[]) {
+async function freeRuns(ctx: OpContext, runs: { start: number; length: number }[]) {
   for (const r of runs) await ctx.alloc.freeBlocks(ctx.tx, r.start, r.length);
 }
 
@@ -253,7 +253,7 @@ async function freeRuns(ctx: FileContext, runs: { start: number; length: number 
  * Sets the size of regular file `ino`: blocks past the end are freed, growing leaves a hole.
  * A size past the largest the kernel allows is EFBIG.
  */
-export async function truncateFile(ctx: FileContext, ino: number, size: number): Promise<void> {
+export async function truncateFile(ctx: OpContext, ino: number, size: number): Promise<void> {
   const bs = ctx.sb.blockSize;
   if (!Number.isSafeInteger(size) || size < 0) {
     throw new Ext4Error("INVALID", `bad size ${size}`);
@@ -272,7 +272,7 @@ export async function truncateFile(ctx: FileContext, ino: number, size: number):
 
 /** Deallocates bytes `[offset, offset+length)` of file `ino` (reads as zeros; size kept). */
 export async function punchHole(
-  ctx: FileContext,
+  ctx: OpContext,
   ino: number,
   offset: number,
   length: number,
@@ -299,7 +299,7 @@ function checkRange(offset: number, length: number, allowEmpty: boolean): void {
 }
 
 /** UNSUPPORTED (EOPNOTSUPP, as the kernel) for `what` on a file that cannot have extents. */
-function requireExtents(ctx: FileContext, fields: InodeFields, what: string): void {
+function requireExtents(ctx: OpContext, fields: InodeFields, what: string): void {
   if (
     !(fields.flags & (InodeFlags.EXTENTS | InodeFlags.INLINE_DATA)) ||
     !(ctx.sb.incompat & Incompat.EXTENTS)
@@ -312,7 +312,7 @@ function requireExtents(ctx: FileContext, fields: InodeFields, what: string): vo
  * Frees the whole blocks inside bytes `[offset, end)` and zeroes the written part the range
  * covers of the blocks at its edges.
  */
-async function clearRange(ctx: FileContext, f: OpenFile, offset: number, end: number) {
+async function clearRange(ctx: OpContext, f: OpenFile, offset: number, end: number) {
   const bs = ctx.sb.blockSize;
   const firstWhole = Math.ceil(offset / bs);
   const lastWhole = Math.floor(end / bs); // exclusive
@@ -332,7 +332,7 @@ async function clearRange(ctx: FileContext, f: OpenFile, offset: number, end: nu
  * read as zeros); grows the size unless `keepSize`. Extent-mapped files only.
  */
 export async function fallocateRange(
-  ctx: FileContext,
+  ctx: OpContext,
   ino: number,
   offset: number,
   length: number,
@@ -365,7 +365,7 @@ export async function fallocateRange(
  * ```
  */
 export async function zeroRange(
-  ctx: FileContext,
+  ctx: OpContext,
   ino: number,
   offset: number,
   length: number,

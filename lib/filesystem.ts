@@ -12,13 +12,9 @@
 
 import { type BlockDevice, readBytes } from "./block_device.ts";
 import { CorruptError, Errno, Ext4Error } from "./errors.ts";
-import { Compat, featureSupport, Incompat } from "./features.ts";
-import {
-  type GroupDescriptorTable,
-  groupHasSuperblock,
-  readGroupDescriptors,
-} from "./group_descriptor.ts";
-import { readSuperblock, type Superblock } from "./superblock.ts";
+import { Compat, Incompat, RoCompat } from "./features.ts";
+import { type GroupDescriptorTable, groupHasSuperblock } from "./group_descriptor.ts";
+import type { Superblock } from "./superblock.ts";
 import {
   type FileType,
   fileTypeOfMode,
@@ -33,25 +29,20 @@ import { type BlockRun, findRun, readMapped, seekRuns } from "./file_map.ts";
 import { readExtentTree } from "./ext4/extents.ts";
 import { readBlockMap } from "./ext4/indirect.ts";
 import { Lru } from "./lru.ts";
-import { JournalOverlayDevice } from "./journal_overlay.ts";
-import { needsRecovery } from "./journal/replay.ts";
+import type { DirContext, DirRecord } from "./ondisk/dirent.ts";
 import { type DirectorySource, iterateDirectory } from "./ext4/dir.ts";
-import { type DirContext, type DirRecord, fileTypeOfDirentType } from "./ondisk/dirent.ts";
-import { directoryNameMap, lookupInDirectory, nameKey } from "./ext4/lookup.ts";
 import { hashIsSigned, parseDxRoot } from "./ondisk/dx.ts";
 import { type DirHash, dirHash, DxHashVersion } from "./dir_hash.ts";
 import { noKeyName, noKeyNameLength } from "./fscrypt_name.ts";
 import { readXattrs } from "./ext4/xattr.ts";
 import { readInlineData, readInlineFile } from "./inline_data.ts";
 import { readInodeBitmap, testBit } from "./bitmap.ts";
-import { assertOpenableForWrite } from "./alloc.ts";
-import { checkBeforeWrite } from "./mount_checks.ts";
-import { replayJournal } from "./journal/replay.ts";
+import { type OpenedMetadata, openMetadata, type OpenPolicy } from "./ext4/super.ts";
 import { SharedBlockCache } from "./shared_block_cache.ts";
 import type { CommitBatch } from "./transaction.ts";
 import { Ext4Writer } from "./writer.ts";
-import type { Ext4Stat } from "./ext4/attr.ts";
-import { OpenFiles, processOrphans, releaseIfUnlinked } from "./open_files.ts";
+import { OpenFiles } from "./open_files.ts";
+import { processOrphans, releaseIfUnlinked } from "./ext4/orphan.ts";
 import { truncateFile, writeFileRange } from "./file_update.ts";
 import { createFile } from "./namespace_write.ts";
 import {
@@ -75,6 +66,12 @@ import {
   writeFileAt,
 } from "./path_write.ts";
 import { Ext4WritableFile, type OpenWritableOptions } from "./writable_file.ts";
+import { type PathSource, walkPath } from "./ext4/path.ts";
+import type { Ext4Stat } from "./ext4/attr.ts";
+import { directoryNameMap } from "./ext4/lookup.ts";
+import { fileTypeOfDirentType } from "./ondisk/dirent.ts";
+import { lookupInDirectory } from "./ext4/lookup.ts";
+import { nameKey } from "./ext4/lookup.ts";
 
 export type { FileType, Timespec };
 
@@ -123,47 +120,14 @@ export interface Ext4File {
   close(): Promise<void>;
 }
 
-/** Options for {@link Ext4.openDevice}. */
-export interface Ext4OpenOptions {
-  /**
-   * Open for reading only (default true). `false` opens the filesystem for writing: READ_ONLY
-   * when the device is read-only, UNSUPPORTED with the reasons when ext4ts cannot write its
-   * features, NEEDS_RECOVERY when its journal needs recovery (unless `recovery: "replay"`),
-   * CORRUPT when the kernel's mount-time checks fail or (unless `force`) the superblock records
-   * errors or an unclean journal-less filesystem.
-   */
-  readOnly?: boolean;
-  /**
-   * What to do with a filesystem whose journal needs recovery:
-   * - `"memory"` (default when reading): replay the journal in memory (a
-   *   {@link JournalOverlayDevice}) and read the recovered filesystem; nothing is written.
-   * - `"none"`: read the raw, unreplayed state (`norecovery`; recent changes may be missing
-   *   or inconsistent).
-   * - `"refuse"` (what a writable open does unless told `"replay"`): fail with NEEDS_RECOVERY.
-   * - `"replay"`: replay the journal onto the device first, as the kernel does at mount (and
-   *   release its orphans as e2fsck does); needs a writable device.
-   */
-  recovery?: "memory" | "none" | "refuse" | "replay";
-  /** Same as `recovery: "none"`. */
-  allowDirtyJournal?: boolean;
-  /** The external journal device, for a filesystem whose journal lives elsewhere. */
-  journalDevice?: BlockDevice;
-  /** Called with a one-line notice when the journal is replayed in memory or ignored. */
-  onNotice?: (message: string) => void;
+/** Options for {@link Ext4.openDevice}: the open policy (lib/ext4/super.ts) and the reader's own. */
+export interface Ext4OpenOptions extends OpenPolicy {
   /**
    * Called when a listing skips something damaged and goes on, as the kernel's readdir does:
    * a directory block that fails its checks, an entry whose name holds "/" or NUL. Without
    * it, the error's message goes to `onNotice` with "; skipped".
    */
   onCorrupt?: (error: CorruptError) => void;
-  /** Accept wrong metadata checksums instead of failing with CORRUPT. */
-  ignoreChecksums?: boolean;
-  /**
-   * Writable opens only: write a filesystem whose superblock records errors, or (without a
-   * journal) that was not cleanly unmounted. Without it such a filesystem is refused (CORRUPT,
-   * "… run e2fsck"); damaged structures are refused either way (see mount_checks.ts).
-   */
-  force?: boolean;
   /** Inodes kept in memory (default 16384). */
   inodeCacheSize?: number;
   /** Metadata blocks (inode tables, directories, indirect and extent blocks) kept in memory (default 8192). */
@@ -256,8 +220,6 @@ export interface Ext4Statfs {
   /** f_namelen. */
   nameMax: 255;
 }
-
-const MAX_SYMLINK_HOPS = 40;
 
 /** Unindexed directories of more blocks than this get a cached name map for lookups... */
 const INDEX_DIR_MIN_BLOCKS = 8;
@@ -391,88 +353,15 @@ export class Ext4 {
   }
 
   /**
-   * Reads and checks the superblock and descriptors, replaying a dirty journal in memory
-   * when asked to; shared with subclasses' openers. `device` is what to read through: the
-   * given device, or the journal overlay over it.
+   * Reads and checks the superblock and descriptors under the one open policy
+   * (lib/ext4/super.ts `openMetadata`); shared with subclasses' openers. `device` is what to
+   * read through: the given device, or the journal overlay over it.
    */
-  protected static async loadMetadata(
+  protected static loadMetadata(
     raw: BlockDevice,
     options: Ext4OpenOptions,
-  ): Promise<{ sb: Superblock; groups: GroupDescriptorTable; device: BlockDevice }> {
-    if (options.readOnly === false) return await Ext4.#loadWritable(raw, options);
-    let device = raw;
-    let sb = await readSuperblock(device, { ignoreChecksum: options.ignoreChecksums });
-    const verdict = featureSupport(sb);
-    if (verdict.level === "refuse") {
-      throw new Ext4Error(
-        "UNSUPPORTED",
-        `cannot read this filesystem: ${verdict.reasons.join("; ")}`,
-      );
-    }
-    if (needsRecovery(sb)) {
-      const mode = options.allowDirtyJournal ? "none" : options.recovery ?? "memory";
-      if (mode === "refuse") {
-        throw new Ext4Error(
-          "NEEDS_RECOVERY",
-          "the filesystem needs journal recovery (it was not cleanly unmounted); replay the journal first (ext4ts journal replay), or read it in memory or as-is",
-        );
-      }
-      if (mode === "memory") {
-        device = await JournalOverlayDevice.open(raw, { journalDevice: options.journalDevice });
-        sb = await readSuperblock(device, { ignoreChecksum: options.ignoreChecksums });
-        options.onNotice?.(
-          "the journal needs recovery: replayed in memory, nothing written to the device",
-        );
-      } else {
-        options.onNotice?.(
-          "the journal needs recovery: reading the unreplayed state (norecovery); recent changes may be missing or inconsistent",
-        );
-      }
-    }
-    const groups = await readGroupDescriptors(device, sb);
-    return { sb, groups, device };
-  }
-
-  /** loadMetadata for a writable open: the refusals, and the journal replay when asked. */
-  static async #loadWritable(
-    raw: BlockDevice,
-    options: Ext4OpenOptions,
-  ): Promise<{ sb: Superblock; groups: GroupDescriptorTable; device: BlockDevice }> {
-    if (raw.readOnly) throw new Ext4Error("READ_ONLY", "the device is read-only");
-    if (options.ignoreChecksums) {
-      throw new Ext4Error("INVALID", "ignoreChecksums cannot be used to write");
-    }
-    let sb = await readSuperblock(raw);
-    const verdict = featureSupport(sb);
-    if (verdict.level === "refuse") {
-      throw new Ext4Error(
-        "UNSUPPORTED",
-        `cannot read this filesystem: ${verdict.reasons.join("; ")}`,
-      );
-    }
-    if (needsRecovery(sb)) {
-      if (options.recovery !== "replay") {
-        throw new Ext4Error(
-          "NEEDS_RECOVERY",
-          'the filesystem needs journal recovery (it was not cleanly unmounted): open it with recovery: "replay" to replay the journal onto the device first, or replay it with ext4ts journal replay',
-        );
-      }
-      const r = await replayJournal(raw, { journalDevice: options.journalDevice });
-      options.onNotice?.(
-        `the journal needed recovery: replayed onto the device (${r.blocksWritten.length} blocks written)`,
-      );
-      if (r.error) {
-        throw new CorruptError(
-          "journal",
-          `${r.error}; what could be replayed was written and the filesystem is marked for a full check (e2fsck -f)`,
-        );
-      }
-      sb = await readSuperblock(raw);
-    }
-    assertOpenableForWrite(sb);
-    const groups = await readGroupDescriptors(raw, sb);
-    await checkBeforeWrite(raw, sb, groups, { force: options.force });
-    return { sb, groups, device: raw };
+  ): Promise<OpenedMetadata> {
+    return openMetadata(raw, options);
   }
 
   /**
@@ -1164,54 +1053,18 @@ export class Ext4 {
    * ```
    */
   async resolve(path: string, followFinal = true): Promise<number> {
-    let hops = 0;
-    const walkFrom = async (
-      start: number,
-      parts: string[],
-      follow: boolean,
-    ): Promise<number> => {
-      let cur = start;
-      // Nothing is reachable through a root that is not a directory: the filesystem's error.
-      if (cur === ROOT_INO) await this.#linkedInode(ROOT_INO);
-      // ".." is the directory's own ".." entry, as on disk.
-      for (let i = 0; i < parts.length; i++) {
-        const part = parts[i];
-        if (part === "" || part === ".") continue;
-        const dir = await this.inode(cur);
-        if (dir.type !== "dir") {
-          throw new Ext4Error("NOT_DIRECTORY", `${path}: not a directory`);
-        }
-        const next = await this.lookupIno(cur, part);
-        if (next === null) {
-          throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
-        }
-        const last = i === parts.length - 1 ||
-          parts.slice(i + 1).every((p) => p === "" || p === ".");
-        const child = await this.#linkedInode(next);
-        // A final symlink is followed when asked, or when a "/" follows it ("link/").
-        if (child.type === "symlink" && (!last || follow || i < parts.length - 1)) {
-          if (++hops > MAX_SYMLINK_HOPS) {
-            throw new Ext4Error("INVALID", `${path}: too many levels of symbolic links`, {
-              errno: Errno.ELOOP,
-            });
-          }
-          const target = utf8.decode(await this.readLinkIno(next));
-          if (target === "") throw new Ext4Error("NOT_FOUND", `${path}: empty symlink`);
-          cur = await walkFrom(target.startsWith("/") ? ROOT_INO : cur, target.split("/"), true);
-          // A trailing "/" after a symlink still requires a directory: checked by the loop.
-        } else {
-          cur = next;
-        }
-      }
-      // "a/" on a non-directory
-      if (parts.length > 0 && parts[parts.length - 1] === "" && parts.some((p) => p !== "")) {
-        const inode = await this.inode(cur);
-        if (inode.type !== "dir") throw new Ext4Error("NOT_DIRECTORY", `${path}: not a directory`);
-      }
-      return cur;
-    };
-    return await walkFrom(ROOT_INO, path.split("/"), followFinal);
+    const r = await walkPath(this.#pathSource, path, { followLast: followFinal });
+    if (!r.ino) throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
+    return r.ino;
   }
+
+  /** The path walk's inode source: this object's caches (lib/ext4/path.ts). */
+  readonly #pathSource: PathSource = {
+    modeOf: async (ino) => (await this.#linkedInode(ino)).mode,
+    // The single-name lookup (seam: lib/ext4/lookup.ts once it exists).
+    lookup: async (dir, name) => await this.lookupIno(dir, name) ?? 0,
+    readLink: async (ino) => utf8.decode(await this.readLinkIno(ino)),
+  };
 
   /**
    * The stat of `path`, following a final symlink.
@@ -2335,7 +2188,7 @@ export class Ext4 {
     }
     // Orphans left by a previous user (files removed while open, then a crash): freed as the
     // kernel frees them at a read-write mount.
-    if (this.#writer && sb.lastOrphan !== 0) {
+    if (this.#writer && (sb.lastOrphan !== 0 || (sb.roCompat & RoCompat.ORPHAN_PRESENT))) {
       const r = await this.#writer.transaction((ctx) => processOrphans(ctx));
       if (r.freed.length + r.truncated.length > 0) {
         this.options.onNotice?.(

@@ -12,7 +12,6 @@
  * @module
  */
 
-import type { Allocator } from "./alloc.ts";
 import {
   dirBlockEnd,
   dirRecLen,
@@ -30,7 +29,6 @@ import { CorruptError, Ext4Error } from "./errors.ts";
 import { emptyExtentRoot } from "./ondisk/extent.ts";
 import { Incompat } from "./features.ts";
 import { readFileMap, rewriteFileMap } from "./file_map_write.ts";
-import type { GroupDescriptorTable } from "./group_descriptor.ts";
 import { INLINE_IBLOCK_BYTES } from "./inline_data.ts";
 import {
   changeTime,
@@ -42,22 +40,8 @@ import {
 } from "./ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "./ext4/inode.ts";
 import type { Superblock } from "./superblock.ts";
-import type { Transaction } from "./transaction.ts";
 import { inlineValueRoom, readSystemData, writeSystemData } from "./inline_write.ts";
-
-/** What inline directory changes need (a subset of the namespace context). */
-export interface InlineDirContext {
-  /** The transaction every write goes through. */
-  tx: Transaction;
-  /** Allocator (conversion to a block directory allocates one block). */
-  alloc: Allocator;
-  /** The filesystem's superblock. */
-  sb: Superblock;
-  /** The group descriptor table. */
-  gdt: GroupDescriptorTable;
-  /** Time stamped on what changes (default: now). */
-  now?: InodeTime;
-}
+import type { OpContext } from "./ext4/context.ts";
 
 /** An inline directory as loaded: its inode, `i_block` and the system.data value. */
 interface InlineDir {
@@ -82,7 +66,7 @@ export interface InlineDirEntry {
 
 const FIRST_RUN = INLINE_IBLOCK_BYTES - INLINE_DOTDOT_SIZE;
 
-function stamp(ctx: InlineDirContext): InodeTime {
+function stamp(ctx: OpContext): InodeTime {
   return changeTime(ctx.now);
 }
 
@@ -99,7 +83,7 @@ export function canInlineDirectory(sb: Superblock): boolean {
   return (sb.incompat & Incompat.INLINE_DATA) !== 0 && sb.inodeSize > 128;
 }
 
-async function loadInline(ctx: InlineDirContext, ino: number): Promise<InlineDir> {
+async function loadInline(ctx: OpContext, ino: number): Promise<InlineDir> {
   const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
   const f = decodeInode(ctx.sb, raw);
   if (!(f.flags & InodeFlags.INLINE_DATA)) {
@@ -129,7 +113,7 @@ function runs(d: InlineDir): { bytes: Uint8Array; end: number; inBody: boolean }
 
 /** Writes `i_block` (and the system.data value when `extraChanged`), with fresh times. */
 async function saveInline(
-  ctx: InlineDirContext,
+  ctx: OpContext,
   d: InlineDir,
   extraChanged: boolean,
   touch = true,
@@ -158,7 +142,7 @@ async function saveInline(
  * ```
  */
 export async function initInlineDirectory(
-  ctx: InlineDirContext,
+  ctx: OpContext,
   ino: number,
   parent: number,
 ): Promise<void> {
@@ -189,7 +173,7 @@ export async function initInlineDirectory(
  * ```
  */
 export async function inlineDirEntries(
-  ctx: InlineDirContext,
+  ctx: OpContext,
   ino: number,
 ): Promise<InlineDirEntry[]> {
   const d = await loadInline(ctx, ino);
@@ -217,7 +201,7 @@ export async function inlineDirEntries(
  * ```
  */
 export async function inlineDirInsert(
-  ctx: InlineDirContext,
+  ctx: OpContext,
   ino: number,
   entry: NewDirEntry,
 ): Promise<boolean> {
@@ -262,7 +246,7 @@ export async function inlineDirInsert(
  * ```
  */
 export async function inlineDirRemove(
-  ctx: InlineDirContext,
+  ctx: OpContext,
   ino: number,
   name: Uint8Array,
 ): Promise<number> {
@@ -287,7 +271,7 @@ export async function inlineDirRemove(
  * ```
  */
 export async function inlineDirRetarget(
-  ctx: InlineDirContext,
+  ctx: OpContext,
   ino: number,
   name: Uint8Array,
   target: number,
@@ -322,7 +306,7 @@ export async function inlineDirRetarget(
  * await convertInlineDirectory(ctx, dirIno);
  * ```
  */
-export async function convertInlineDirectory(ctx: InlineDirContext, ino: number): Promise<void> {
+export async function convertInlineDirectory(ctx: OpContext, ino: number): Promise<void> {
   const { sb, tx } = ctx;
   const d = await loadInline(ctx, ino);
   const parent = new DataView(d.iblock.buffer).getUint32(0, true);

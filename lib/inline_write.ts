@@ -15,7 +15,6 @@
 import { CorruptError, Ext4Error } from "./errors.ts";
 import { emptyExtentRoot } from "./ondisk/extent.ts";
 import { Incompat } from "./features.ts";
-import type { FileContext } from "./ext4/context.ts";
 import { writeNewFileData } from "./file_write.ts";
 import { INLINE_IBLOCK_BYTES, parseInlineDataXattr } from "./inline_data.ts";
 import {
@@ -32,6 +31,7 @@ import { readInodeRaw, writeInode } from "./ext4/inode.ts";
 import type { Superblock } from "./superblock.ts";
 import { parseInodeXattrs, XattrIndex } from "./ondisk/xattr.ts";
 import { setXattr } from "./ext4/xattr.ts";
+import type { OpContext } from "./ext4/context.ts";
 
 /** Bytes of inline data that `i_block` holds. */
 export const INLINE_MAX = INLINE_IBLOCK_BYTES;
@@ -92,15 +92,6 @@ export function canInline(ctx: { sb: Superblock }, size: number): boolean {
   return size > 0 && size <= newInodeInlineMax(ctx.sb);
 }
 
-/** What reading and writing system.data needs. */
-interface DataContext {
-  tx: FileContext["tx"];
-  alloc: FileContext["alloc"];
-  sb: Superblock;
-  gdt: FileContext["gdt"];
-  now?: InodeTime;
-}
-
 /**
  * The system.data value of inode `ino` from its inode body, or null when it has none.
  *
@@ -110,7 +101,7 @@ interface DataContext {
  * ```
  */
 export async function readSystemData(
-  ctx: DataContext,
+  ctx: OpContext,
   ino: number,
   raw?: Uint8Array,
 ): Promise<Uint8Array | null> {
@@ -128,7 +119,7 @@ export async function readSystemData(
  * ```
  */
 export async function writeSystemData(
-  ctx: DataContext,
+  ctx: OpContext,
   ino: number,
   value: Uint8Array | null,
 ): Promise<void> {
@@ -146,7 +137,7 @@ export async function writeSystemData(
   }
 }
 
-function stamp(ctx: DataContext): InodeTime {
+function stamp(ctx: OpContext): InodeTime {
   return changeTime(ctx.now);
 }
 
@@ -156,7 +147,7 @@ function stamp(ctx: DataContext): InodeTime {
  * checked that it fits.
  */
 async function storeInline(
-  ctx: DataContext,
+  ctx: OpContext,
   ino: number,
   data: Uint8Array,
   touch: boolean,
@@ -186,7 +177,7 @@ async function storeInline(
  * await writeInline(ctx, ino, new TextEncoder().encode("hello"));
  * ```
  */
-export async function writeInline(ctx: FileContext, ino: number, data: Uint8Array): Promise<void> {
+export async function writeInline(ctx: OpContext, ino: number, data: Uint8Array): Promise<void> {
   if (!canInline(ctx, data.length)) {
     throw new Ext4Error("INVALID", `${data.length} bytes cannot be stored inline here`);
   }
@@ -201,7 +192,7 @@ export async function writeInline(ctx: FileContext, ino: number, data: Uint8Arra
  * const bytes = await readInline(ctx, ino);
  * ```
  */
-export async function readInline(ctx: FileContext, ino: number): Promise<Uint8Array> {
+export async function readInline(ctx: OpContext, ino: number): Promise<Uint8Array> {
   const { sb, gdt, tx } = ctx;
   const raw = await readInodeRaw(tx, sb, gdt, ino);
   const f = decodeInode(sb, raw);
@@ -220,7 +211,7 @@ export async function readInline(ctx: FileContext, ino: number): Promise<Uint8Ar
 
 /** The inline file `ino` as loaded, or null when it is not an inline regular file. */
 async function inlineFile(
-  ctx: FileContext,
+  ctx: OpContext,
   ino: number,
 ): Promise<{ raw: Uint8Array; f: InodeFields } | null> {
   const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
@@ -235,7 +226,7 @@ async function inlineFile(
 }
 
 /** Largest size inline file `raw` can reach in place. */
-function inlineCapacity(ctx: FileContext, raw: Uint8Array): number {
+function inlineCapacity(ctx: OpContext, raw: Uint8Array): number {
   return INLINE_IBLOCK_BYTES + inlineValueRoom(ctx.sb, raw);
 }
 
@@ -250,7 +241,7 @@ function inlineCapacity(ctx: FileContext, raw: Uint8Array): number {
  * ```
  */
 export async function writeInlineInPlace(
-  ctx: FileContext,
+  ctx: OpContext,
   ino: number,
   offset: number,
   data: Uint8Array,
@@ -276,7 +267,7 @@ export async function writeInlineInPlace(
  * ```
  */
 export async function truncateInlineInPlace(
-  ctx: FileContext,
+  ctx: OpContext,
   ino: number,
   size: number,
 ): Promise<boolean> {
@@ -299,7 +290,7 @@ export async function truncateInlineInPlace(
  * await uninline(ctx, ino); // before a write that would not fit the inode
  * ```
  */
-export async function uninline(ctx: FileContext, ino: number): Promise<void> {
+export async function uninline(ctx: OpContext, ino: number): Promise<void> {
   const { sb, gdt, tx } = ctx;
   const data = await readInline(ctx, ino);
   await writeSystemData(ctx, ino, null);

@@ -8,7 +8,6 @@
  * @module
  */
 
-import type { Allocator } from "./alloc.ts";
 import {
   direntTypeOfMode,
   DirFileType,
@@ -41,50 +40,23 @@ import {
   inlineDirRetarget,
 } from "./inline_dir_write.ts";
 import { writeNewFileData } from "./file_write.ts";
-import type { GroupDescriptorTable } from "./group_descriptor.ts";
+import { InodeFlags } from "./ondisk/inode.ts";
 import {
   changeTime,
   decodeInode,
   encodeInode,
   type InodeFields,
-  InodeFlags,
   type InodeTime,
 } from "./ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "./ext4/inode.ts";
 import { deviceBlock, symlinkData } from "./special_write.ts";
 import { chmodAccessAcl, releaseXattrBlock, setXattrs } from "./ext4/xattr.ts";
 import { inheritAcls, inheritedXattrs, readDefaultAcl } from "./ext4/acl.ts";
-import type { Superblock } from "./superblock.ts";
-import type { Transaction } from "./transaction.ts";
 import { parseInodeXattrs } from "./ondisk/xattr.ts";
+import type { OpContext } from "./ext4/context.ts";
 
 /** Size of an xattr entry's header (struct ext4_xattr_entry without its name). */
 const XATTR_ENTRY_SIZE = 16;
-
-/** Everything a namespace operation needs. */
-export interface NamespaceContext {
-  /** The transaction every block write goes through. */
-  tx: Transaction;
-  /** Block and inode allocator for the transaction. */
-  alloc: Allocator;
-  /** The filesystem's superblock. */
-  sb: Superblock;
-  /** The group descriptor table (free counts, bitmaps, inode tables). */
-  gdt: GroupDescriptorTable;
-  /** Time stamped on what changes (default: now). */
-  now?: InodeTime;
-  /**
-   * The caller knows every name it creates is new (e.g. copying a host directory into a new
-   * one): the lookup before creating is skipped. A taken name still fails (EXISTS) when the
-   * entry is added, then discarding the transaction.
-   */
-  newNames?: boolean;
-  /**
-   * Give new inodes the ACLs their directory's default ACL implies, as the kernel does
-   * (lib/ext4/acl.ts; default true). `put` turns it off: it copies the host's own ACLs.
-   */
-  inheritAcls?: boolean;
-}
 
 /** Owner and permissions of a new inode. */
 export interface NewInodeOptions {
@@ -100,12 +72,12 @@ export interface NewInodeOptions {
 const LINK_MAX = 65000;
 const ROOT_INO = 2;
 
-function now(ctx: NamespaceContext): InodeTime {
+function now(ctx: OpContext): InodeTime {
   return changeTime(ctx.now);
 }
 
 async function load(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   ino: number,
 ): Promise<{ raw: Uint8Array; f: InodeFields }> {
   const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
@@ -113,7 +85,7 @@ async function load(
 }
 
 async function store(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   ino: number,
   raw: Uint8Array,
   f: InodeFields,
@@ -129,7 +101,7 @@ function nameBytes(name: string | Uint8Array): Uint8Array {
   return typeof name === "string" ? new TextEncoder().encode(name) : name;
 }
 
-async function loadDir(ctx: NamespaceContext, dirIno: number) {
+async function loadDir(ctx: OpContext, dirIno: number) {
   const d = await load(ctx, dirIno);
   if (!isDir(d.f)) throw new Ext4Error("NOT_DIRECTORY", `inode ${dirIno} is not a directory`);
   if (d.f.flags & InodeFlags.INLINE_DATA) {
@@ -150,7 +122,7 @@ async function loadDir(ctx: NamespaceContext, dirIno: number) {
 type LoadedDir = Awaited<ReturnType<typeof loadDir>>;
 
 /** True when directory `dirIno` keeps its entries inline (NOT_DIRECTORY if not a directory). */
-async function isInlineDir(ctx: NamespaceContext, dirIno: number): Promise<boolean> {
+async function isInlineDir(ctx: OpContext, dirIno: number): Promise<boolean> {
   const { f } = await load(ctx, dirIno);
   if (!isDir(f)) throw new Ext4Error("NOT_DIRECTORY", `inode ${dirIno} is not a directory`);
   return (f.flags & InodeFlags.INLINE_DATA) !== 0;
@@ -163,7 +135,7 @@ function isDots(n: Uint8Array): 0 | 1 | 2 {
 }
 
 /** Physical blocks of a directory holding entries (leaves; index blocks skipped). */
-async function leafBlocks(ctx: NamespaceContext, d: LoadedDir): Promise<number[]> {
+async function leafBlocks(ctx: OpContext, d: LoadedDir): Promise<number[]> {
   const out: number[] = [];
   for (const e of d.map.extents) {
     for (let i = 0; i < e.length; i++) {
@@ -176,7 +148,7 @@ async function leafBlocks(ctx: NamespaceContext, d: LoadedDir): Promise<number[]
 }
 
 /** The physical block holding the live entry `name` (not "." or ".."), or 0. */
-async function blockOfEntry(ctx: NamespaceContext, d: LoadedDir, n: Uint8Array): Promise<number> {
+async function blockOfEntry(ctx: OpContext, d: LoadedDir, n: Uint8Array): Promise<number> {
   if (d.indexed) return (await dxLookup(ctx.tx, ctx.sb, d.dx, n)).leaf;
   for (const b of await leafBlocks(ctx, d)) {
     if (scanDirBlock(ctx.sb, await ctx.tx.read(b), n).ino) return b;
@@ -186,7 +158,7 @@ async function blockOfEntry(ctx: NamespaceContext, d: LoadedDir, n: Uint8Array):
 
 /** The live entries of a directory (without "." and ".."), in on-disk order. */
 export async function listEntries(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   dirIno: number,
 ): Promise<{ name: Uint8Array; ino: number; type: number }[]> {
   if (await isInlineDir(ctx, dirIno)) return await inlineDirEntries(ctx, dirIno);
@@ -201,7 +173,7 @@ export async function listEntries(
 }
 
 /** True when directory `ino` holds nothing but "." and "..". */
-async function isEmptyDir(ctx: NamespaceContext, ino: number): Promise<boolean> {
+async function isEmptyDir(ctx: OpContext, ino: number): Promise<boolean> {
   if (await isInlineDir(ctx, ino)) return (await inlineDirEntries(ctx, ino)).length === 0;
   const d = await loadDir(ctx, ino);
   for (const b of await leafBlocks(ctx, d)) {
@@ -223,7 +195,7 @@ function firstBlock(d: LoadedDir): number {
  * Directory `dirIno` as the shared name lookup (lib/ext4/lookup.ts) reads it: through the
  * transaction, so it sees the transaction's own changes.
  */
-async function txDirectorySource(ctx: NamespaceContext, dirIno: number): Promise<DirectorySource> {
+async function txDirectorySource(ctx: OpContext, dirIno: number): Promise<DirectorySource> {
   const { raw, f } = await load(ctx, dirIno);
   if (!isDir(f)) throw new Ext4Error("NOT_DIRECTORY", `inode ${dirIno} is not a directory`);
   const bs = ctx.sb.blockSize;
@@ -247,7 +219,7 @@ async function txDirectorySource(ctx: NamespaceContext, dirIno: number): Promise
 
 /** Looks `name` up in a directory (linear, htree or inline): its inode, or 0. */
 export async function lookupEntry(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   dirIno: number,
   name: string | Uint8Array,
 ): Promise<number> {
@@ -266,7 +238,7 @@ export async function lookupEntry(
  * are then the inode's as written (mode, xattr block and its block count included).
  */
 export async function newInode(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   parentIno: number,
   mode: number,
   options: NewInodeOptions,
@@ -317,7 +289,7 @@ export async function newInode(
  * new block appended to the directory. EXISTS if the name is taken.
  */
 export async function addEntry(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   dirIno: number,
   name: string | Uint8Array,
   ino: number,
@@ -393,7 +365,7 @@ export async function addEntry(
 }
 
 /** Writes a directory's new mapping, size, block count and flags after it grew. */
-async function saveDir(ctx: NamespaceContext, d: LoadedDir, indexed: boolean): Promise<void> {
+async function saveDir(ctx: OpContext, d: LoadedDir, indexed: boolean): Promise<void> {
   const { sb, tx } = ctx;
   const extents = insertExtents([], d.dx.extents);
   const rebuilt = await rewriteFileMap(tx, ctx.alloc, sb, {
@@ -416,7 +388,7 @@ async function saveDir(ctx: NamespaceContext, d: LoadedDir, indexed: boolean): P
 }
 
 async function touch(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   ino: number,
   raw: Uint8Array,
   f: InodeFields,
@@ -427,7 +399,7 @@ async function touch(
 
 /** Removes entry `name` from directory `dirIno`; returns its inode (NOT_FOUND if absent). */
 export async function removeEntry(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   dirIno: number,
   name: string | Uint8Array,
 ): Promise<number> {
@@ -459,7 +431,7 @@ export async function removeEntry(
  * Throws before any change when `name` is taken in `parent`, when `parent`'s htree index is
  * full (NO_SPACE, the kernel's ENOSPC "index full"), or when `parent` is unusable.
  */
-async function checkFree(ctx: NamespaceContext, parent: number, name: string | Uint8Array) {
+async function checkFree(ctx: OpContext, parent: number, name: string | Uint8Array) {
   const n = nameBytes(name);
   if (n.length === 0 || n.length > 255) throw new Ext4Error("NAME_TOO_LONG", "bad name length");
   // put creates names it knows are new; addEntry still refuses a taken one.
@@ -487,7 +459,7 @@ async function checkFree(ctx: NamespaceContext, parent: number, name: string | U
 }
 
 async function changeLinks(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   ino: number,
   delta: number,
 ): Promise<InodeFields> {
@@ -516,7 +488,7 @@ async function changeLinks(
  * inode `ino` next to the attributes it already has (inherited ACLs), as the kernel's
  * ext4_xattr_ibody_set checks: entries, values and the end marker within the body.
  */
-async function systemDataFits(ctx: NamespaceContext, ino: number): Promise<boolean> {
+async function systemDataFits(ctx: OpContext, ino: number): Promise<boolean> {
   const { sb } = ctx;
   const raw = await readInodeRaw(ctx.tx, sb, ctx.gdt, ino);
   const r4 = (n: number) => (n + 3) & ~3;
@@ -533,7 +505,7 @@ async function systemDataFits(ctx: NamespaceContext, ino: number): Promise<boole
  * and (ext4_get_max_inline_size) only while the inode body, next to the attributes inode
  * `ino` already has, still leaves system.data a value.
  */
-async function canInlineNew(ctx: NamespaceContext, ino: number, size: number): Promise<boolean> {
+async function canInlineNew(ctx: OpContext, ino: number, size: number): Promise<boolean> {
   if (!canInline(ctx, size)) return false;
   const room = inlineValueRoom(ctx.sb, await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino));
   return room > 0 && size <= INLINE_MAX + room;
@@ -541,7 +513,7 @@ async function canInlineNew(ctx: NamespaceContext, ino: number, size: number): P
 
 /** Creates directory `name` in `parent`; returns its inode. */
 export async function makeDirectory(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   parent: number,
   name: string | Uint8Array,
   options: NewInodeOptions,
@@ -590,7 +562,7 @@ export async function makeDirectory(
 
 /** Creates a regular file `name` in `parent` holding `data`; returns its inode. */
 export async function createFile(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   parent: number,
   name: string | Uint8Array,
   data: Uint8Array,
@@ -629,7 +601,7 @@ export async function createFile(
 
 /** Creates symlink `name` → `target` in `parent`; returns its inode. */
 export async function createSymlink(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   parent: number,
   name: string | Uint8Array,
   target: string | Uint8Array,
@@ -659,7 +631,7 @@ export async function createSymlink(
 
 /** Creates a device, FIFO or socket node (`mode` carries the type). */
 export async function makeNode(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   parent: number,
   name: string | Uint8Array,
   mode: number,
@@ -682,7 +654,7 @@ export async function makeNode(
 
 /** Adds hard link `name` in `parent` to the non-directory `ino`. */
 export async function linkInode(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   parent: number,
   name: string | Uint8Array,
   ino: number,
@@ -701,7 +673,7 @@ export async function linkInode(
  * Frees everything inode `ino` holds (data or directory blocks and mapping, its xattr block
  * unless shared) and the inode itself; marks it deleted (dtime, no links).
  */
-export async function releaseInode(ctx: NamespaceContext, ino: number): Promise<void> {
+export async function releaseInode(ctx: OpContext, ino: number): Promise<void> {
   const { sb, tx, alloc } = ctx;
   const { raw, f } = await load(ctx, ino);
   const fastLink = (f.mode & 0o170000) === 0o120000 &&
@@ -734,7 +706,7 @@ export async function releaseInode(ctx: NamespaceContext, ino: number): Promise<
  * link goes (callers keeping it open put it on the orphan list instead).
  */
 export async function unlinkEntry(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   parent: number,
   name: string | Uint8Array,
   options: { keepInode?: boolean } = {},
@@ -753,7 +725,7 @@ export async function unlinkEntry(
 
 /** Removes the empty directory `name` from `parent`. */
 export async function removeDirectory(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   parent: number,
   name: string | Uint8Array,
 ): Promise<void> {
@@ -773,7 +745,7 @@ export async function removeDirectory(
 
 /** Points entry `name` of directory `dirIno` at `ino` in place; returns the old inode. */
 async function retargetEntry(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   dirIno: number,
   name: Uint8Array,
   ino: number,
@@ -811,7 +783,7 @@ async function retargetEntry(
 }
 
 /** True when directory `ino` is `ancestor` or lies below it (walking ".." up to the root). */
-async function isWithin(ctx: NamespaceContext, ino: number, ancestor: number): Promise<boolean> {
+async function isWithin(ctx: OpContext, ino: number, ancestor: number): Promise<boolean> {
   const seen = new Set<number>();
   let cur = ino;
   for (;;) {
@@ -839,7 +811,7 @@ export interface RenameOptions {
  * subtree is INVALID. Refusals come before any change.
  */
 export async function renameEntry(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   oldParent: number,
   oldName: string | Uint8Array,
   newParent: number,
@@ -948,7 +920,7 @@ export interface AttributeChange {
 
 /** chmod, chown, utimes and flag changes; ctime becomes now. */
 export async function setAttributes(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   ino: number,
   change: AttributeChange,
 ): Promise<void> {

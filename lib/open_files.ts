@@ -2,25 +2,15 @@
  * Files held open through an `Ext4` object, and what that means for their inodes: an inode
  * whose last name goes while it is open is not freed but put on the orphan list (as the
  * kernel does), so a crash before the last close leaves it for recovery to free; the last
- * close frees it and takes it off the list. At a read-write open, the orphan list a previous
- * user left behind is processed as the kernel's mount does.
+ * close frees it and takes it off the list (lib/ext4/orphan.ts records, removes and processes
+ * orphans).
  *
  * @module
  */
 
-import { truncateFile } from "./file_update.ts";
-import { decodeInode, Mode } from "./ondisk/inode.ts";
-import { readInodeRaw } from "./ext4/inode.ts";
-import {
-  lookupEntry,
-  type NamespaceContext,
-  releaseInode,
-  unlinkEntry,
-} from "./namespace_write.ts";
-import { addOrphan, listOrphans, removeOrphan } from "./orphan_write.ts";
-
-/** Most orphans processed at open (each removal walks the list; a longer one is left to e2fsck). */
-const MAX_ORPHANS = 4096;
+import { lookupEntry, unlinkEntry } from "./namespace_write.ts";
+import { orphanIfUnlinked } from "./ext4/orphan.ts";
+import type { OpContext } from "./ext4/context.ts";
 
 /**
  * Open counts per inode.
@@ -64,10 +54,6 @@ export class OpenFiles {
   }
 }
 
-async function linksOf(ctx: NamespaceContext, ino: number) {
-  return decodeInode(ctx.sb, await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino));
-}
-
 /**
  * Removes entry `name` (not a directory) of `parent`, like {@link unlinkEntry}; but when it
  * was the last link of an inode `keepOpen` says is open, the inode stays allocated and goes on
@@ -79,7 +65,7 @@ async function linksOf(ctx: NamespaceContext, ino: number) {
  * ```
  */
 export async function unlinkKeepingOpen(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   parent: number,
   name: string | Uint8Array,
   keepOpen?: (ino: number) => boolean,
@@ -89,73 +75,4 @@ export async function unlinkKeepingOpen(
   await unlinkEntry(ctx, parent, name, { keepInode: keep });
   if (keep) await orphanIfUnlinked(ctx, ino);
   return ino;
-}
-
-/**
- * Puts `ino` on the orphan list when it has no links left (it was kept for an open handle).
- *
- * @example
- * ```ts ignore
- * await orphanIfUnlinked(ctx, ino);
- * ```
- */
-export async function orphanIfUnlinked(ctx: NamespaceContext, ino: number): Promise<void> {
-  if ((await linksOf(ctx, ino)).linksCount !== 0) return;
-  await ctx.tx.discardOnError(async () => {
-    await addOrphan(ctx.tx, ctx.sb, ctx.gdt, ino);
-  });
-}
-
-/**
- * At the last close of `ino`: when it has no links left, takes it off the orphan list and
- * frees it. Returns true when it was freed.
- *
- * @example
- * ```ts ignore
- * await w.transaction((ctx) => releaseIfUnlinked(ctx, ino));
- * ```
- */
-export async function releaseIfUnlinked(ctx: NamespaceContext, ino: number): Promise<boolean> {
-  const f = await linksOf(ctx, ino);
-  if (f.linksCount !== 0 || f.mode === 0) return false;
-  await ctx.tx.discardOnError(async () => {
-    const list = await listOrphans(ctx.tx, ctx.sb, ctx.gdt);
-    if (list.includes(ino)) await removeOrphan(ctx.tx, ctx.sb, ctx.gdt, ino);
-    await releaseInode(ctx, ino);
-  });
-  return true;
-}
-
-/**
- * Processes the orphan list as the kernel does at a read-write mount: inodes without links
- * are freed, linked ones (an interrupted truncate) are cut to their size; the list ends empty.
- * Returns the inodes freed and truncated (none when the list is longer than 4096 inodes: it is
- * left for e2fsck).
- *
- * @example
- * ```ts ignore
- * const { freed } = await w.transaction((ctx) => processOrphans(ctx));
- * ```
- */
-export async function processOrphans(
-  ctx: NamespaceContext,
-): Promise<{ freed: number[]; truncated: number[] }> {
-  const freed: number[] = [];
-  const truncated: number[] = [];
-  const list = await listOrphans(ctx.tx, ctx.sb, ctx.gdt);
-  if (list.length > MAX_ORPHANS) return { freed, truncated };
-  await ctx.tx.discardOnError(async () => {
-    for (const ino of list) {
-      const f = await linksOf(ctx, ino);
-      await removeOrphan(ctx.tx, ctx.sb, ctx.gdt, ino);
-      if (f.linksCount === 0) {
-        await releaseInode(ctx, ino);
-        freed.push(ino);
-      } else if ((f.mode & Mode.IFMT) === Mode.IFREG) {
-        await truncateFile(ctx, ino, f.size);
-        truncated.push(ino);
-      }
-    }
-  });
-  return { freed, truncated };
 }

@@ -27,20 +27,29 @@ import {
   lookupEntry,
   makeDirectory,
   makeNode,
-  type NamespaceContext,
   removeDirectory,
   renameEntry,
   type RenameOptions,
   setAttributes,
   unlinkEntry,
 } from "./namespace_write.ts";
-import { orphanIfUnlinked, unlinkKeepingOpen } from "./open_files.ts";
+import { unlinkKeepingOpen } from "./open_files.ts";
+import { orphanIfUnlinked } from "./ext4/orphan.ts";
 import { uninline } from "./inline_write.ts";
 import { setXattr, type SetXattrOptions } from "./ext4/xattr.ts";
 import type { Ext4Writer } from "./writer.ts";
+import {
+  type PathSource,
+  type Resolved,
+  type ResolveOptions,
+  ROOT_INO,
+  walkPath,
+} from "./ext4/path.ts";
+import type { OpContext } from "./ext4/context.ts";
 
-const ROOT = 2;
-const MAX_HOPS = 40;
+export type { Resolved, ResolveOptions };
+
+const ROOT = ROOT_INO;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -48,7 +57,7 @@ function split(path: string): string[] {
   return path.split("/").filter((c) => c !== "" && c !== ".");
 }
 
-async function readLinkTarget(ctx: NamespaceContext, ino: number): Promise<string> {
+async function readLinkTarget(ctx: OpContext, ino: number): Promise<string> {
   const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
   const f = decodeInode(ctx.sb, raw);
   if (f.size > ctx.sb.blockSize) throw new Ext4Error("CORRUPT", `symlink ${ino} is too long`);
@@ -60,64 +69,47 @@ async function readLinkTarget(ctx: NamespaceContext, ino: number): Promise<strin
   return dec.decode(block.subarray(0, f.size));
 }
 
-async function modeOf(ctx: NamespaceContext, ino: number): Promise<number> {
+async function modeOf(ctx: OpContext, ino: number): Promise<number> {
   return decodeInode(ctx.sb, await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino)).mode;
 }
 
-/** Where a path leads: its parent directory, last name, and inode (0 if absent). */
-export interface Resolved {
-  /**
-   * The directory `name` was looked up in; with `followLast`, a final component that resolved to a
-   * non-symlink gives its own inode here.
-   */
-  parent: number;
-  /** The last path component ("." for the root). */
-  name: string;
-  /** The inode `name` leads to, or 0 when it does not exist. */
-  ino: number;
+/** The inode source of the path walk inside a transaction (coherent with its changes). */
+function transactionSource(ctx: OpContext): PathSource {
+  return {
+    modeOf: (ino) => modeOf(ctx, ino),
+    // The single-name lookup (seam: lib/ext4/lookup.ts once it exists).
+    lookup: (dir, name) => lookupEntry(ctx, dir, name),
+    readLink: (ino) => readLinkTarget(ctx, ino),
+  };
 }
 
 /**
- * Resolves `path` inside the transaction. Intermediate symlinks are followed; the last
- * component is followed only with `followLast`. NOT_FOUND / NOT_DIRECTORY for a missing or
- * non-directory intermediate component, INVALID (ELOOP) after 40 symlinks.
+ * Resolves `path` inside the transaction with the one path walk (lib/ext4/path.ts):
+ * intermediate symlinks are followed, the last component only with `followLast` (or a
+ * trailing "/"); with `entry`, for operations on the directory entry itself, a trailing "/"
+ * requires the entry to be a directory. A missing last component gives `ino: 0`;
+ * NOT_FOUND / NOT_DIRECTORY for a missing or non-directory intermediate component, INVALID
+ * (ELOOP) after 40 symlinks, NOT_FOUND for an empty symlink target.
+ *
+ * @example
+ * ```ts ignore
+ * const r = await writer.transaction((ctx) => resolvePath(ctx, "/etc/hosts"));
+ * ```
  */
-export async function resolvePath(
-  ctx: NamespaceContext,
+export function resolvePath(
+  ctx: OpContext,
   path: string,
-  options: { followLast?: boolean } = {},
+  options: ResolveOptions = {},
 ): Promise<Resolved> {
-  let hops = 0;
-  let parts = split(path);
-  let dir = ROOT;
-  if (parts.length === 0) return { parent: ROOT, name: ".", ino: ROOT };
-  for (let i = 0; i < parts.length; i++) {
-    const name = parts[i];
-    const last = i === parts.length - 1;
-    if ((await modeOf(ctx, dir) & 0o170000) !== 0o040000) {
-      throw new Ext4Error("NOT_DIRECTORY", `${parts.slice(0, i).join("/")} is not a directory`);
-    }
-    const ino = name === ".."
-      ? await lookupEntry(ctx, dir, "..")
-      : await lookupEntry(ctx, dir, name);
-    if (last && !(options.followLast && ino)) return { parent: dir, name, ino };
-    if (!ino) throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
-    if ((await modeOf(ctx, ino) & 0o170000) === 0o120000) {
-      if (++hops > MAX_HOPS) {
-        throw new Ext4Error("INVALID", `too many levels of symbolic links: ${path}`, { errno: 40 });
-      }
-      const target = await readLinkTarget(ctx, ino);
-      const rest = parts.slice(i + 1);
-      parts = [...split(target), ...rest];
-      if (target.startsWith("/")) dir = ROOT;
-      i = -1;
-      if (parts.length === 0) return { parent: dir, name: ".", ino: dir };
-      continue;
-    }
-    dir = ino;
-    if (last) return { parent: dir, name, ino };
-  }
-  return { parent: ROOT, name: ".", ino: dir };
+  return walkPath(transactionSource(ctx), path, options);
+}
+
+/**
+ * Creating anything but a directory at a path ending in "/" is ENOENT, as the kernel's
+ * filename_create answers (an existing entry was EEXIST before).
+ */
+function refuseSlashOnCreate(r: Resolved, path: string): void {
+  if (r.dirWanted) throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
 }
 
 /** Owner, mode and times of files written by path. */
@@ -200,7 +192,7 @@ export async function writeFileAt(
 
 /** Throws IS_DIRECTORY for a directory, INVALID for anything else that is not a regular file. */
 export async function checkRegular(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   ino: number,
   path: string,
 ): Promise<void> {
@@ -225,7 +217,7 @@ export async function mkdirAt(
   return await w.transaction(async (ctx) => {
     const parts = split(path);
     if (!options.recursive) {
-      const r = await resolvePath(ctx, path);
+      const r = await resolvePath(ctx, path, { entry: true });
       if (r.ino) throw new Ext4Error("EXISTS", `${path} exists`);
       return await makeDirectory(ctx, r.parent, r.name, {
         perm: options.mode ?? 0o755,
@@ -256,7 +248,7 @@ export async function mkdirAt(
 }
 
 async function removeTree(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   parent: number,
   name: string | Uint8Array,
   ino: number,
@@ -291,7 +283,7 @@ export async function removeAt(
   options: { recursive?: boolean } & UnlinkOptions = {},
 ): Promise<void> {
   await w.transaction(async (ctx) => {
-    const r = await resolvePath(ctx, path);
+    const r = await resolvePath(ctx, path, { entry: true });
     if (!r.ino) throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
     // The kernel answers EBUSY; for the CLI it is a failed operation (exit 1), not a busy device.
     if (r.ino === ROOT) {
@@ -299,6 +291,7 @@ export async function removeAt(
     }
     if (r.name === "..") throw new Ext4Error("NOT_EMPTY", `${path}: directory not empty`);
     const isDir = (await modeOf(ctx, r.ino) & 0o170000) === 0o040000;
+    if (r.dirWanted && !isDir) throw new Ext4Error("NOT_DIRECTORY", `${path}: not a directory`);
     if (isDir && options.recursive) await removeTree(ctx, r.parent, r.name, r.ino, options);
     else if (isDir) await removeDirectory(ctx, r.parent, r.name);
     else await unlinkKeepingOpen(ctx, r.parent, r.name, options.keepOpen);
@@ -321,12 +314,12 @@ export async function renameAt(
   options: RenameOptions & UnlinkOptions = {},
 ): Promise<void> {
   await w.transaction(async (ctx) => {
-    const a = await resolvePath(ctx, from);
+    const a = await resolvePath(ctx, from, { entry: true });
     if (!a.ino) throw new Ext4Error("NOT_FOUND", `no such file or directory: ${from}`);
     if (a.ino === ROOT || a.name === "..") {
       throw new Ext4Error("INVALID", `cannot rename ${from}`, { errno: Errno.EBUSY });
     }
-    const b = await resolvePath(ctx, to);
+    const b = await resolvePath(ctx, to, { entry: true });
     if (b.ino === ROOT || b.name === "..") {
       throw new Ext4Error("INVALID", `cannot replace ${to}`, { errno: Errno.EBUSY });
     }
@@ -337,6 +330,9 @@ export async function renameAt(
     }
     if (options.noReplace && b.ino) throw new Ext4Error("EXISTS", `${to} exists`);
     const isDir = async (ino: number) => (await modeOf(ctx, ino) & 0o170000) === 0o040000;
+    if ((a.dirWanted || b.dirWanted) && !await isDir(a.ino)) {
+      throw new Ext4Error("NOT_DIRECTORY", `${a.dirWanted ? from : to}: not a directory`);
+    }
     if (await isDir(a.ino) && await isWithinDir(ctx, b.parent, a.ino)) {
       throw new Ext4Error("INVALID", `cannot move ${from} into its own subtree`);
     }
@@ -364,7 +360,7 @@ export async function renameAt(
 
 /** True when directory `dir` is `ancestor` or lies below it (following ".." up to the root). */
 async function isWithinDir(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   dir: number,
   ancestor: number,
 ): Promise<boolean> {
@@ -396,8 +392,9 @@ export async function symlinkAt(
   const bytes = typeof target === "string" ? enc.encode(target) : target;
   if (bytes.length === 0) throw new Ext4Error("NOT_FOUND", "empty symlink target");
   return await w.transaction(async (ctx) => {
-    const r = await resolvePath(ctx, path);
+    const r = await resolvePath(ctx, path, { entry: true });
     if (r.ino) throw new Ext4Error("EXISTS", `${path} exists`);
+    refuseSlashOnCreate(r, path);
     return await createSymlink(ctx, r.parent, r.name, bytes, options);
   });
 }
@@ -415,8 +412,9 @@ export async function linkAt(w: Ext4Writer, existing: string, newPath: string): 
   await w.transaction(async (ctx) => {
     const a = await resolvePath(ctx, existing);
     if (!a.ino) throw new Ext4Error("NOT_FOUND", `no such file: ${existing}`);
-    const b = await resolvePath(ctx, newPath);
+    const b = await resolvePath(ctx, newPath, { entry: true });
     if (b.ino) throw new Ext4Error("EXISTS", `${newPath} exists`);
+    refuseSlashOnCreate(b, newPath);
     if ((await modeOf(ctx, a.ino) & 0o170000) === 0o040000) {
       throw new Ext4Error("PERMISSION", `${existing}: hard links to directories are not allowed`, {
         errno: Errno.EPERM,
@@ -442,8 +440,9 @@ export async function mknodAt(
   options: { major?: number; minor?: number; uid?: number; gid?: number } = {},
 ): Promise<number> {
   return await w.transaction(async (ctx) => {
-    const r = await resolvePath(ctx, path);
+    const r = await resolvePath(ctx, path, { entry: true });
     if (r.ino) throw new Ext4Error("EXISTS", `${path} exists`);
+    refuseSlashOnCreate(r, path);
     return await makeNode(ctx, r.parent, r.name, mode, { perm: mode & 0o7777, ...options });
   });
 }
@@ -451,7 +450,7 @@ export async function mknodAt(
 async function withInode<T>(
   w: Ext4Writer,
   path: string,
-  fn: (ctx: NamespaceContext, ino: number) => Promise<T>,
+  fn: (ctx: OpContext, ino: number) => Promise<T>,
   followLast = true,
 ): Promise<T> {
   return await w.transaction(async (ctx) => {
@@ -526,7 +525,7 @@ export function utimeAt(
  * (its "system.data" must stay in the inode, which the xattr writer does not arrange yet).
  */
 async function prepareXattrChange(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   ino: number,
   name: string,
   path: string,
@@ -653,7 +652,7 @@ export function fallocateAt(
  * ```
  */
 export function fallocateInode(
-  ctx: NamespaceContext,
+  ctx: OpContext,
   ino: number,
   offset: number,
   length: number,

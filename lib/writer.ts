@@ -6,14 +6,14 @@
  * @module
  */
 
-import { Allocator, assertOpenableForWrite } from "./alloc.ts";
+import { Allocator } from "./alloc.ts";
 import type { BlockDevice } from "./block_device.ts";
 import { Ext4Error } from "./errors.ts";
-import { type GroupDescriptorTable, readGroupDescriptors } from "./group_descriptor.ts";
-import { checkBeforeWrite } from "./mount_checks.ts";
-import type { NamespaceContext } from "./namespace_write.ts";
-import { readSuperblock, type Superblock } from "./superblock.ts";
+import type { GroupDescriptorTable } from "./group_descriptor.ts";
+import { openMetadata } from "./ext4/super.ts";
+import type { Superblock } from "./superblock.ts";
 import { BlockCache, type CommitSink } from "./transaction.ts";
+import type { OpContext } from "./ext4/context.ts";
 
 /** Options for {@link Ext4Writer.open}. */
 export interface WriterOptions {
@@ -23,7 +23,7 @@ export interface WriterOptions {
   sink?: CommitSink;
   /**
    * Write a filesystem whose superblock records errors, or (without a journal) that was not
-   * cleanly unmounted; refused otherwise (see mount_checks.ts). Damaged structures are refused
+   * cleanly unmounted; refused otherwise (see lib/ext4/super.ts). Damaged structures are refused
    * all the same.
    */
   force?: boolean;
@@ -53,7 +53,7 @@ export class Ext4Writer {
   /** The last queued transaction's settlement: transactions run one after another. */
   #queue: Promise<unknown> = Promise.resolve();
   /** While {@link group} runs: the one transaction every step joins, and what follows a step. */
-  #group: { ctx: NamespaceContext; afterStep?: () => void } | null = null;
+  #group: { ctx: OpContext; afterStep?: () => void } | null = null;
 
   private constructor(
     device: BlockDevice,
@@ -72,7 +72,7 @@ export class Ext4Writer {
    * A writer over metadata already read and a cache already made (the `Ext4` object of a
    * writable filesystem shares its superblock, descriptors and block cache with it). The
    * caller has checked that the filesystem can be written (`assertWritable`, and
-   * `checkBeforeWrite` of mount_checks.ts).
+   * `checkBeforeWrite` of lib/ext4/super.ts).
    *
    * @example
    * ```ts ignore
@@ -93,15 +93,15 @@ export class Ext4Writer {
   }
 
   /**
-   * Reads the filesystem's metadata and checks it can be written: features
-   * (`assertWritable`), then the kernel's mount-time checks (`checkBeforeWrite`).
+   * Reads the filesystem's metadata under the one open policy (lib/ext4/super.ts
+   * `openMetadata`, writable): a read-only device, features ext4ts cannot write, a journal
+   * needing recovery and what the kernel's mount-time checks refuse are refused.
    */
   static async open(device: BlockDevice, options: WriterOptions = {}): Promise<Ext4Writer> {
-    if (device.readOnly) throw new Ext4Error("READ_ONLY", "the device is read-only");
-    const sb = await readSuperblock(device);
-    assertOpenableForWrite(sb);
-    const gdt = await readGroupDescriptors(device, sb);
-    await checkBeforeWrite(device, sb, gdt, { force: options.force });
+    const { sb, groups: gdt } = await openMetadata(device, {
+      readOnly: false,
+      force: options.force,
+    });
     const cache = new BlockCache(device, sb.blockSize, {
       capacity: options.cacheCapacity,
       sink: options.sink,
@@ -114,7 +114,7 @@ export class Ext4Writer {
    * discarded (memory and device as before) and the error rethrown. Calls made while another
    * transaction of this writer runs wait for it (one transaction at a time per cache).
    */
-  transaction<T>(fn: (ctx: NamespaceContext) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (ctx: OpContext) => Promise<T>): Promise<T> {
     if (this.#group) return this.#step(this.#group, fn);
     const run = this.#queue.then(() => this.#run(fn));
     this.#queue = run.catch(() => {});
@@ -165,8 +165,8 @@ export class Ext4Writer {
 
   /** One step of a {@link group}: runs in the group's transaction; a failure discards it. */
   async #step<T>(
-    group: { ctx: NamespaceContext; afterStep?: () => void },
-    fn: (ctx: NamespaceContext) => Promise<T>,
+    group: { ctx: OpContext; afterStep?: () => void },
+    fn: (ctx: OpContext) => Promise<T>,
   ): Promise<T> {
     const tx = group.ctx.tx;
     if (tx.state !== "open") {
@@ -177,7 +177,7 @@ export class Ext4Writer {
     return result;
   }
 
-  async #run<T>(fn: (ctx: NamespaceContext) => Promise<T>): Promise<T> {
+  async #run<T>(fn: (ctx: OpContext) => Promise<T>): Promise<T> {
     const tx = this.cache.begin();
     return await tx.discardOnError(async () => {
       const result = await fn({ tx, alloc: this.alloc, sb: this.sb, gdt: this.gdt });

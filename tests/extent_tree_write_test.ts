@@ -12,9 +12,9 @@ import {
   type FileExtent,
 } from "../lib/ondisk/extent.ts";
 import { maxFileSize } from "../lib/file_map_write.ts";
-import type { FileContext } from "../lib/ext4/context.ts";
 import { punchHole, truncateFile, writeFileRange } from "../lib/file_update.ts";
-import { decodeInode, encodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
+import { InodeFlags } from "../lib/ondisk/inode.ts";
+import { decodeInode, encodeInode } from "../lib/ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { pattern } from "./file_fixtures.ts";
@@ -572,7 +572,7 @@ testWith(
     await tx.commit();
     const models = new Map([[a.ino, new Uint8Array(0)], [b.ino, new Uint8Array(0)]]);
     const write = async (ino: number, offset: number, data: Uint8Array) => {
-      const ctx: FileContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME };
+      const ctx: OpContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME };
       await writeFileRange(ctx, ino, offset, data);
       const m = models.get(ino)!;
       const out = new Uint8Array(Math.max(m.length, offset + data.length));
@@ -617,7 +617,7 @@ testWith(
     await tx.commit();
     assert.equal(await depthOf(a.ino), 2);
     await stage("depth 2");
-    const ctx = (): FileContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME });
+    const ctx = (): OpContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME });
     // Punch most of the middle: few extents are left, in two leaves that merge.
     tx = fs.cache.begin();
     await punchHole(ctx(), a.ino, 3 * bs + 17, (n - 6) * bs);
@@ -651,7 +651,7 @@ testWith(
     const { ino } = await createEmpty(fs, tx, "top");
     await tx.commit();
     tx = fs.cache.begin();
-    const ctx: FileContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME };
+    const ctx: OpContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME };
     const head = pattern(1, 5000);
     const tail = pattern(2, bs + 300);
     await writeFileRange(ctx, ino, 0, head);
@@ -707,6 +707,7 @@ for i in list(range(10, 20)) + list(range(300, 305)):
 os.fsync(fd)
 os.close(fd)
 `;
+import type { OpContext } from "../lib/ext4/context.ts";
 
 type KernelOp =
   | { kind: "write"; file: 0 | 1; block: number; skew: number; length: number; seed: number }
@@ -776,7 +777,7 @@ testWith(
         const tx = fs.cache.begin();
         const first = decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, 12));
         assert.equal(first.block[6], 2, "the kernel's tree has depth 2");
-        const ctx: FileContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME };
+        const ctx: OpContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME };
         for (const op of ops) {
           const ino = inos[op.file];
           const m = models[op.file];
@@ -839,7 +840,7 @@ testWith(
     await linkIntoRoot(fs, tx, "end", ino, DirFileType.REG_FILE);
     await tx.commit();
     tx = fs.cache.begin();
-    const ctx: FileContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME };
+    const ctx: OpContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME };
     const tail = pattern(3, 100);
     await writeFileRange(ctx, ino, max - tail.length, tail);
     await assert.rejects(
@@ -872,7 +873,7 @@ testWith(
     const n = 4 * per * per + 100;
     let model = new Uint8Array((2 * n - 1) * bs);
     tx = fs.cache.begin();
-    const ctx = (): FileContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME });
+    const ctx = (): OpContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now: TIME });
     for (let i = 0; i < n; i++) {
       const data = kernelBlock(i, bs);
       await writeFileRange(ctx(), ino, 2 * i * bs, data);

@@ -10,7 +10,6 @@ import {
   removeRange,
 } from "../lib/file_map_write.ts";
 import { fallocateRange, punchHole, truncateFile, writeFileRange } from "../lib/file_update.ts";
-import type { FileContext } from "../lib/ext4/context.ts";
 import { writeNewFileData } from "../lib/file_write.ts";
 import { decodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
 import { readInodeRaw } from "../lib/ext4/inode.ts";
@@ -28,6 +27,7 @@ import {
   parseFsck,
   writeTestInode,
 } from "./write_fixtures.ts";
+import type { OpContext } from "../lib/ext4/context.ts";
 
 Deno.test("extent lists: remove, insert and mark written agree with a per-block model", () => {
   const extArb = fc.array(
@@ -187,7 +187,7 @@ for (const layout of [LAYOUTS[2], LAYOUTS[3], LAYOUTS[0], LAYOUTS[4]]) {
           await tx.commit();
           tx = fs.cache.begin();
           let model: Uint8Array = new Uint8Array(0);
-          const ctx = (): FileContext => ({
+          const ctx = (): OpContext => ({
             tx,
             alloc: fs.alloc,
             sb: fs.sb,
@@ -248,7 +248,7 @@ testWith(
     const image = Uint8Array.from(fs.dev.bytes);
     const freeAtStart = [fs.alloc.freeBlockCount, fs.sb.freeBlocksCount];
     tx = fs.cache.begin();
-    const ctx: FileContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+    const ctx: OpContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
     await writeFileRange(ctx, ino, 0, new Uint8Array(10000).fill(1));
     const free = fs.alloc.freeBlockCount;
     const gds = fs.gdt.descriptors.map((gd) => Uint8Array.from(gd.bytes));
@@ -283,7 +283,7 @@ testWith(
     const h = await createEmpty(fs, tx, "h");
     const k = await createEmpty(fs, tx, "k");
     await tx.commit();
-    const ctx = (): FileContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
+    const ctx = (): OpContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
     // Interleaved one-block appends: f gets two full leaves of one-block extents.
     tx = fs.cache.begin();
     for (let i = 0; i < 2 * per; i++) {

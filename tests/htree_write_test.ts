@@ -17,7 +17,6 @@ import {
   listEntries,
   lookupEntry,
   makeDirectory,
-  type NamespaceContext,
   removeDirectory,
   renameEntry,
   unlinkEntry,
@@ -34,6 +33,7 @@ import {
   loadFs,
   mkfsImage,
 } from "./write_fixtures.ts";
+import type { OpContext } from "../lib/ext4/context.ts";
 
 const enc = new TextEncoder();
 
@@ -99,7 +99,7 @@ for (
       const fs = await loadFs(await Deno.readFile(img));
       assert.equal(fs.sb.defHashVersion, { legacy: 0, half_md4: 1, tea: 2 }[extra]);
       let tx = fs.cache.begin();
-      const ctx = (): NamespaceContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
+      const ctx = (): OpContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
       const d = await makeDirectory(ctx(), 2, "many", { perm: 0o755 });
       // Enough long names that the root's index fills and a node level appears on 1 KiB
       // blocks (123 leaves), fewer on 4 KiB blocks.
@@ -172,7 +172,7 @@ testWith("htree: directories indexed by the kernel are extended and shrunk by ex
   });
   const fs = await loadFs(await Deno.readFile(path));
   const tx = fs.cache.begin();
-  const ctx: NamespaceContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+  const ctx: OpContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
   const d = await lookupEntry(ctx, 2, "kdir");
   assert.ok(await isIndexed(fs, tx, d), "the kernel indexed it");
   assert.ok(await lookupEntry(ctx, d, "kernel-file-1234"));
@@ -345,7 +345,7 @@ testWith(
     await using dir = await tempDir();
     const fs = await loadFs(await mkfsImage(dir.path, LARGE_DIR_1K));
     let tx = fs.cache.begin();
-    const ctx = (): NamespaceContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
+    const ctx = (): OpContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
     const big = await makeDirectory(ctx(), 2, "big", { perm: 0o755 });
     const model = new Map<string, number>();
     const add = async (name: string) => {
@@ -409,7 +409,7 @@ testWith(
     await using dir = await tempDir();
     const fs = await loadFs(await mkfsImage(dir.path, PLAIN_1K));
     let tx = fs.cache.begin();
-    const ctx = (): NamespaceContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
+    const ctx = (): OpContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
     const big = await makeDirectory(ctx(), 2, "big", { perm: 0o755 });
     const model = new Map<string, number>();
     let refused: Ext4Error | null = null;
@@ -494,7 +494,7 @@ testWith(
     const fs = await loadFs(await Deno.readFile(path));
     await Deno.remove(path);
     let tx = fs.cache.begin();
-    const ctx = (): NamespaceContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
+    const ctx = (): OpContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
     const big = await lookupEntry(ctx(), 2, "big");
     assert.equal((await dxRoot(fs, tx, big)).levels, 2, "the kernel built three levels");
     const model = new Map<string, number>();
@@ -559,7 +559,7 @@ testWith(
       );
     }
     const tx = fs.cache.begin();
-    const ctx: NamespaceContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+    const ctx: OpContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
     const d = await makeDirectory(ctx, 2, "big", { perm: 0o755 });
     const model = new Map<string, number>();
     const add = async (name: string) =>
@@ -596,7 +596,7 @@ testWith(
     await check([]);
     // Remove names along the chain (the last ones sit in its later leaves), then add back.
     const tx2 = fs.cache.begin();
-    const ctx2: NamespaceContext = { tx: tx2, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+    const ctx2: OpContext = { tx: tx2, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
     const gone = [COLLIDING[7], COLLIDING[5], COLLIDING[0], COLLIDING[2]];
     for (const n of gone) {
       await unlinkEntry(ctx2, d, n);
@@ -618,7 +618,7 @@ testWith(
     await using dir = await tempDir();
     const base = await loadFs(await mkfsImage(dir.path, LAYOUTS[3]));
     let tx = base.cache.begin();
-    const mk = (fs: LoadedFs, t: Transaction): NamespaceContext => ({
+    const mk = (fs: LoadedFs, t: Transaction): OpContext => ({
       tx: t,
       alloc: fs.alloc,
       sb: fs.sb,
@@ -729,7 +729,7 @@ testWith(
     assert.ok(r.code <= 1, r.stdout + r.stderr);
     const fs = await loadFs(await Deno.readFile(path));
     const tx = fs.cache.begin();
-    const ctx: NamespaceContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+    const ctx: OpContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
     const big = await lookupEntry(ctx, 2, "big");
     assert.equal((await dxRoot(fs, tx, big)).levels, 1);
     const model = new Map<string, number>();
@@ -768,7 +768,7 @@ testWith(
       }),
     );
     const tx = fs.cache.begin();
-    const ctx: NamespaceContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+    const ctx: OpContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
     const d = await makeDirectory(ctx, 2, "d", { perm: 0o755 });
     const name = (i: number) => `entry-${i}-${"x".repeat(i % 200)}`;
     for (let i = 0; i < 3000; i++) {
@@ -802,7 +802,7 @@ testWith(
       };
       const chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
       let tx = fs.cache.begin();
-      const ctx = (): NamespaceContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
+      const ctx = (): OpContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
       const d = await makeDirectory(ctx(), 2, "mixed", { perm: 0o755 });
       const model = new Map<string, number>();
       for (let op = 0; op < 8000; op++) {

@@ -12,7 +12,6 @@ import {
   listEntries,
   lookupEntry,
   makeDirectory,
-  type NamespaceContext,
   removeDirectory,
   renameEntry,
   unlinkEntry,
@@ -29,6 +28,7 @@ import {
   loadFs,
   mkfsImage,
 } from "./write_fixtures.ts";
+import type { OpContext } from "../lib/ext4/context.ts";
 
 const INLINE = LAYOUTS.find((l) => l.name === "ext4-inline_data")!;
 const NEEDS = [...IMAGE_TOOLS, "root", "loop", "kernel-ext4"];
@@ -53,11 +53,11 @@ async function kernelTree(path: string): Promise<Map<string, string>> {
   }, { readOnly: true });
 }
 
-function ctxOf(fs: LoadedFs, tx: NamespaceContext["tx"]): NamespaceContext {
+function ctxOf(fs: LoadedFs, tx: OpContext["tx"]): OpContext {
   return { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
 }
 
-async function flagsOf(fs: LoadedFs, tx: NamespaceContext["tx"], ino: number): Promise<number> {
+async function flagsOf(fs: LoadedFs, tx: OpContext["tx"], ino: number): Promise<number> {
   return decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, ino)).flags;
 }
 

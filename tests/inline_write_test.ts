@@ -5,15 +5,11 @@ import { decodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
 import { readInodeRaw } from "../lib/ext4/inode.ts";
 import { MemoryBlockDevice } from "../lib/block_device.ts";
 import { Ext4 } from "../mod.ts";
-import {
-  createFile,
-  lookupEntry,
-  type NamespaceContext,
-  unlinkEntry,
-} from "../lib/namespace_write.ts";
+import { createFile, lookupEntry, unlinkEntry } from "../lib/namespace_write.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, loadFs, mkfsImage } from "./write_fixtures.ts";
+import type { OpContext } from "../lib/ext4/context.ts";
 
 testWith(
   "inline data: small files are written inline, grow out of the inode, and kernel-made inline files convert",
@@ -27,7 +23,7 @@ testWith(
     await withKernelMount(path, (mnt) => Deno.writeFile(`${mnt}/kernel-inline`, kernelData));
     const fs = await loadFs(await Deno.readFile(path));
     let tx = fs.cache.begin();
-    const ctx = (): NamespaceContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
+    const ctx = (): OpContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
     const flags = async (ino: number) =>
       decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, ino)).flags;
     const want = new Map<string, Uint8Array>();
@@ -113,7 +109,7 @@ testWith(
       fc.asyncProperty(fc.array(fileOpArb, { minLength: 1, maxLength: 25 }), async (ops) => {
         const fs = await loadFs(image);
         const tx = fs.cache.begin();
-        const ctx: NamespaceContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+        const ctx: OpContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
         const flags = async (ino: number) =>
           decodeInode(fs.sb, await readInodeRaw(tx, fs.sb, fs.gdt, ino)).flags;
         const model: Uint8Array[] = [];

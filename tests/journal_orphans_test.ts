@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { IN_CI, makeImage, missing, run, runOk, tempDir } from "./helpers.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
 import { replayJournal } from "../lib/journal/replay.ts";
+import { Ext4 } from "../lib/filesystem.ts";
 
 const E2ENV = {
   E2FSCK_CONFIG: "/dev/null",
@@ -237,6 +238,43 @@ Deno.test({
       assert.equal(await fields(ours), await fields(jo), `inode ${ino}`);
     }
     const fn = await run("e2fsck", ["-fn", ours], { env: E2ENV });
+    assert.equal(fn.code, 0, fn.stdout);
+  },
+});
+
+Deno.test({
+  name: 'a writable open with recovery: "replay" processes the orphans once, in a transaction',
+  ignore: lacking.length > 0 && !IN_CI,
+  async fn() {
+    if (lacking.length > 0) throw new Error(`test environment lacks: ${lacking.join(", ")}`);
+    await using tmp = await tempDir();
+    const img = `${tmp.path}/replay.img`;
+    await makeImage(img, {
+      size: "16M",
+      populate: async (m) => {
+        await Deno.writeFile(`${m}/a`, new Uint8Array(20000).fill(1));
+        await Deno.writeFile(`${m}/b`, new Uint8Array(3000).fill(2));
+        await Deno.symlink("x".repeat(200), `${m}/c`);
+        await Deno.writeTextFile(`${m}/keep`, "kept\n");
+      },
+    });
+    await orphan(img, ["/a", "/b", "/c"]);
+    const notices: string[] = [];
+    const fs = await Ext4.openDevice(openBlockDevice(img, { readOnly: false }), {
+      readOnly: false,
+      recovery: "replay",
+      onNotice: (m) => notices.push(m),
+    });
+    try {
+      // The replay leaves the orphans alone; the open's own processing frees all three.
+      assert.match(notices[0], /replayed onto the device/);
+      assert.deepEqual(notices.slice(1), ["orphan list processed: 3 inode(s) freed, 0 truncated"]);
+      assert.equal(fs.superblock.lastOrphan, 0);
+      assert.equal(new TextDecoder().decode(await fs.readFile("/keep")), "kept\n");
+    } finally {
+      await fs.close();
+    }
+    const fn = await run("e2fsck", ["-fn", img], { env: E2ENV });
     assert.equal(fn.code, 0, fn.stdout);
   },
 });

@@ -8,7 +8,7 @@ import {
   checkDescriptors,
   checkGeometry,
   checkState,
-} from "../lib/mount_checks.ts";
+} from "../lib/ext4/super.ts";
 import { readSuperblock, State, Superblock } from "../lib/superblock.ts";
 import { tempDir, testWith } from "./helpers.ts";
 import { IMAGE_TOOLS, LAYOUTS, mkfsImage } from "./write_fixtures.ts";

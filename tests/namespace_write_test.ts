@@ -8,7 +8,6 @@ import {
   lookupEntry,
   makeDirectory,
   makeNode,
-  type NamespaceContext,
   removeDirectory,
   renameEntry,
   setAttributes,
@@ -17,6 +16,7 @@ import {
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, loadFs, mkfsImage } from "./write_fixtures.ts";
+import type { OpContext } from "../lib/ext4/context.ts";
 
 /** What the model holds for each path. */
 type Node =
@@ -197,7 +197,7 @@ for (const layout of [LAYOUTS[2], LAYOUTS[3], LAYOUTS[0], LAYOUTS[4], LAYOUTS[9]
           let committed = new Map<string, Node>();
           let model = new Map(committed);
           let tx = fs.cache.begin();
-          const ctx = (): NamespaceContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
+          const ctx = (): OpContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
           const inoOf = (d: string) => d === "" ? 2 : (model.get(d) as { ino: number }).ino;
           for (const op of ops) {
             if (op.kind === "end") {
@@ -353,7 +353,7 @@ testWith(
     await using dir = await tempDir();
     const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[3]));
     let tx = fs.cache.begin();
-    const ctx = (): NamespaceContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
+    const ctx = (): OpContext => ({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt });
     const d = await makeDirectory(ctx(), 2, "big", { perm: 0o755 });
     const names: string[] = [];
     // ~40-byte records in 1 KiB blocks: 1000 names need ~40 blocks, in several extents
@@ -408,7 +408,7 @@ testWith(
     await using dir = await tempDir();
     const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[2]));
     const tx = fs.cache.begin();
-    const ctx: NamespaceContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
+    const ctx: OpContext = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt };
     const model = new Map<string, Node>();
     const mk = async (parent: string, name: string) => {
       const ino = await makeDirectory(ctx, parent ? (model.get(parent) as Node).ino : 2, name, {

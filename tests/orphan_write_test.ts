@@ -3,7 +3,7 @@ import { DirFileType, removeDirEntry, setDirBlockChecksum } from "../lib/ondisk/
 import { writeNewFileData } from "../lib/file_write.ts";
 import { decodeInode, encodeInode } from "../lib/ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
-import { addOrphan, listOrphans, removeOrphan } from "../lib/orphan_write.ts";
+import { addOrphan, listOrphans, removeOrphan } from "../lib/ext4/orphan.ts";
 import { createFile as nsCreateFile } from "../lib/namespace_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import { run, tempDir, testWith, withKernelMount } from "./helpers.ts";

@@ -4,12 +4,7 @@ import { aclToXattr } from "../lib/ondisk/acl.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import { decodeInode, type InodeFields } from "../lib/ondisk/inode.ts";
 import { readInodeRaw } from "../lib/ext4/inode.ts";
-import {
-  createFile,
-  makeDirectory,
-  type NamespaceContext,
-  unlinkEntry,
-} from "../lib/namespace_write.ts";
+import { createFile, makeDirectory, unlinkEntry } from "../lib/namespace_write.ts";
 import type { Transaction } from "../lib/transaction.ts";
 import {
   parseXattrBlock,
@@ -65,6 +60,7 @@ for d, dirs, files in os.walk(root):
         }
 print(json.dumps(out))
 `;
+import type { OpContext } from "../lib/ext4/context.ts";
 
 type KernelView = Record<string, { x: Record<string, string>; blocks: number }>;
 
@@ -74,13 +70,13 @@ async function kernelView(mnt: string): Promise<KernelView> {
   return JSON.parse(r.stdout);
 }
 
-function ctxOf(fs: LoadedFs, tx: Transaction): NamespaceContext {
+function ctxOf(fs: LoadedFs, tx: Transaction): OpContext {
   // Attributes are set explicitly, as `put` sets them: no default-ACL inheritance on create.
   return { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, inheritAcls: false };
 }
 
 /** Runs `fn` in a transaction and commits. */
-async function inTx<T>(fs: LoadedFs, fn: (ctx: NamespaceContext) => Promise<T>): Promise<T> {
+async function inTx<T>(fs: LoadedFs, fn: (ctx: OpContext) => Promise<T>): Promise<T> {
   const tx = fs.cache.begin();
   try {
     const r = await fn(ctxOf(fs, tx));
@@ -92,7 +88,7 @@ async function inTx<T>(fs: LoadedFs, fn: (ctx: NamespaceContext) => Promise<T>):
 }
 
 /** Reads without changing anything. */
-async function peek<T>(fs: LoadedFs, fn: (ctx: NamespaceContext) => Promise<T>): Promise<T> {
+async function peek<T>(fs: LoadedFs, fn: (ctx: OpContext) => Promise<T>): Promise<T> {
   const tx = fs.cache.begin();
   try {
     return await fn(ctxOf(fs, tx));

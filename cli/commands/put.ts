@@ -11,7 +11,6 @@ import {
   lookupEntry,
   makeDirectory,
   makeNode,
-  type NamespaceContext,
   setAttributes,
   unlinkEntry,
 } from "../../lib/namespace_write.ts";
@@ -36,6 +35,7 @@ import { parseOffset } from "../reader_common.ts";
 import { FORCE_UNCHECKED_HELP, withWriter, writeOpenOptions } from "../writer_open.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { documentCommand, WRITER_EXIT_CODES } from "../help.ts";
+import type { OpContext } from "../../lib/ext4/context.ts";
 
 /** Entries per transaction, and bytes of file data per transaction. */
 const BATCH_ENTRIES = 4096;
@@ -165,7 +165,7 @@ export async function putTree(
   // Names come from host directories (unique) into directories put itself made, and the
   // top-level name is checked below: the lookup before each create can be skipped. No ACL
   // inheritance: the host's own ACLs are copied (a file without one must stay without one).
-  const context = (): NamespaceContext => ({
+  const context = (): OpContext => ({
     tx,
     alloc: w.alloc,
     sb: w.sb,

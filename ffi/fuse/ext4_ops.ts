@@ -14,7 +14,6 @@
 
 import { type BlockDevice, OffsetBlockDevice } from "../../lib/block_device.ts";
 import { type CorruptError, Errno, Ext4Error } from "../../lib/errors.ts";
-import { featureSupport, Incompat } from "../../lib/features.ts";
 import { formatUuid, readSuperblock, State, type Superblock } from "../../lib/superblock.ts";
 import { openBlockDevice } from "../file_device.ts";
 import { type DirEntry, Ext4, type Ext4Stat, type FileType } from "../../lib/filesystem.ts";
@@ -470,38 +469,25 @@ export const ext4Backend: MountBackend = {
     log: (line: string) => void,
   ): Promise<OpenedFilesystem> {
     const device = openServedDevice(devicePath, settings.offset);
-    let served: BlockDevice = device;
     try {
+      // The superblock as on the device: what the post-mount re-check compares with.
       const sb = await readSuperblock(device);
-      const verdict = featureSupport(sb);
-      if (verdict.level === "refuse") {
-        throw new Ext4Error("UNSUPPORTED", `${devicePath}: ${verdict.reasons.join("; ")}`);
-      }
       if (sb.state & State.ERROR) {
         log(`warning: ${devicePath} has errors recorded; running e2fsck is recommended`);
       }
-      if (sb.incompat & Incompat.RECOVER) {
-        if (settings.noRecovery) {
-          log(
-            `warning: ${devicePath}: mounting without journal recovery; ` +
-              "recently written data may be missing or inconsistent",
-          );
-        } else {
-          const overlay = await journalOverlay(device);
-          if (!overlay) {
-            throw new Ext4Error(
-              "NEEDS_RECOVERY",
-              `${devicePath}: the journal needs recovery (read-only journal replay is not ` +
-                "available yet); use -o norecovery to see the filesystem without it",
-            );
-          }
-          served = overlay;
-          log(`${devicePath}: the journal needs recovery: replayed in memory, nothing written`);
-        }
-      }
       const identity = identityOf(sb);
-      const fs = await openExt4Reader(served, {
-        allowDirtyJournal: served === device && (sb.incompat & Incompat.RECOVER) !== 0,
+      // Features, journal recovery and descriptors: the one open policy (lib/ext4/super.ts),
+      // through the reader's opener. A read-only open's only notices are about the journal.
+      const fs = await Ext4.openDevice(device, {
+        readOnly: true,
+        recovery: settings.noRecovery ? "none" : "memory",
+        onNotice: (message) =>
+          log(
+            settings.noRecovery
+              ? `warning: ${devicePath}: mounting without journal recovery; ` +
+                "recently written data may be missing or inconsistent"
+              : `${devicePath}: ${message}`,
+          ),
         onCorrupt: (e) => log(`${devicePath}: ${e.message}; skipped`),
       });
       // The kernel refuses to mount a filesystem whose root is not a usable directory.

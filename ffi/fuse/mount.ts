@@ -12,7 +12,7 @@
  * @module
  */
 
-import { Errno, Ext4Error } from "../../lib/errors.ts";
+import { Ext4Error } from "../../lib/errors.ts";
 import { cstr, errno, libc, O, SyscallError } from "../libc.ts";
 
 /** mount(2) flags (MS_*). */

@@ -1,6 +1,6 @@
 /**
- * What every operation on a file's data inside a transaction works with ({@link FileContext}):
- * the writers of extents, inline data and block maps all take it.
+ * The one operation context: what every write operation inside a transaction works with
+ * (the kernel passes `handle_t` and reaches the rest through the inode's superblock).
  *
  * @module
  */
@@ -11,8 +11,8 @@ import type { InodeTime } from "../ondisk/inode.ts";
 import type { Superblock } from "../superblock.ts";
 import type { Transaction } from "../transaction.ts";
 
-/** What every file operation needs. */
-export interface FileContext {
+/** Everything an operation inside a transaction needs. */
+export interface OpContext {
   /** The transaction every block write goes through. */
   tx: Transaction;
   /** Block and inode allocator for the transaction. */
@@ -21,6 +21,17 @@ export interface FileContext {
   sb: Superblock;
   /** The group descriptor table (free counts, bitmaps, inode tables). */
   gdt: GroupDescriptorTable;
-  /** The time to stamp as mtime/ctime (default: now). */
+  /** Time stamped on what changes (default: now). */
   now?: InodeTime;
+  /**
+   * The caller knows every name it creates is new (e.g. copying a host directory into a new
+   * one): the lookup before creating is skipped. A taken name still fails (EXISTS) when the
+   * entry is added, then discarding the transaction.
+   */
+  newNames?: boolean;
+  /**
+   * Give new inodes the ACLs their directory's default ACL implies, as the kernel does
+   * (lib/acl_inherit.ts; default true). `put` turns it off: it copies the host's own ACLs.
+   */
+  inheritAcls?: boolean;
 }

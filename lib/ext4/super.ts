@@ -1,30 +1,190 @@
 /**
- * The checks the kernel makes before it mounts a filesystem read-write, made before ext4ts
- * writes one (both write entry points, `Ext4Writer.open` and a writable `Ext4`, call
- * {@link checkBeforeWrite}): the superblock's state (errors recorded, or not cleanly unmounted
- * without a journal: refused unless forced), the superblock geometry `ext4_fill_super`
- * checks beyond what `parseSuperblock` already refuses, every group descriptor as
- * `ext4_check_descriptors` checks it (bitmaps and inode table inside the group's range, off
- * the superblock and descriptor blocks) plus overlaps between groups and with the journal (the
- * kernel's system zones, block_validity.c), the root directory and the journal inode as
- * `ext4_fill_super` and `ext4_get_journal_inode` check them, and the bad blocks inode's list
- * (a bad block inside metadata is for e2fsck to relocate; ext4ts refuses to write).
+ * The one open policy (the kernel's fs/ext4/super.c at mount): the superblock read and checked,
+ * feature support for reading and for writing, a journal that needs recovery (replayed in
+ * memory, ignored, refused, or replayed onto the device), the refusals of a writable open, and
+ * the group descriptors. `Ext4.openDevice` (reading or writing), `Ext4Writer.open` and the
+ * mount backend (ffi/fuse/ext4_ops.ts) all open through {@link openMetadata}.
  *
- * Every refusal is a {@link CorruptError} (exit 5) naming the structure and the reason.
+ * The writable refusals include the checks the kernel makes before it mounts a filesystem
+ * read-write ({@link checkBeforeWrite}): the superblock's state (errors recorded, or not
+ * cleanly unmounted without a journal: refused unless forced), the superblock geometry
+ * `ext4_fill_super` checks beyond what `parseSuperblock` already refuses, every group
+ * descriptor as `ext4_check_descriptors` checks it (bitmaps and inode table inside the group's
+ * range, off the superblock and descriptor blocks) plus overlaps between groups and with the
+ * journal (the kernel's system zones, block_validity.c), the root directory and the journal
+ * inode as `ext4_fill_super` and `ext4_get_journal_inode` check them, and the bad blocks
+ * inode's list (a bad block inside metadata is for e2fsck to relocate; ext4ts refuses to
+ * write). Every such refusal is a {@link CorruptError} (exit 5) naming the structure and the
+ * reason.
  *
  * @module
  */
 
-import { baseMetaBlocks, descriptorBlockCount, testBit } from "./bitmap.ts";
-import { type BlockDevice, readBytes } from "./block_device.ts";
-import { readBlockMap } from "./ext4/indirect.ts";
-import { CorruptError } from "./errors.ts";
-import { Compat, Incompat, RoCompat } from "./features.ts";
-import { type GroupDescriptorTable, groupFirstBlock, GroupFlags } from "./group_descriptor.ts";
-import { readInode } from "./ext4/inode.ts";
-import { Mode } from "./ondisk/inode.ts";
-import { journalBlockMapper } from "./journal/locate.ts";
-import { State, type Superblock } from "./superblock.ts";
+import { assertWritable } from "../alloc.ts";
+import { baseMetaBlocks, descriptorBlockCount, testBit } from "../bitmap.ts";
+import { type BlockDevice, readBytes } from "../block_device.ts";
+import { readBlockMap } from "./indirect.ts";
+import { CorruptError, Ext4Error } from "../errors.ts";
+import { Compat, featureSupport, Incompat, RoCompat } from "../features.ts";
+import {
+  type GroupDescriptorTable,
+  groupFirstBlock,
+  GroupFlags,
+  readGroupDescriptors,
+} from "../group_descriptor.ts";
+import { readInode } from "./inode.ts";
+import { JournalOverlayDevice } from "../journal_overlay.ts";
+import { journalBlockMapper } from "../journal/locate.ts";
+import { needsRecovery, replayJournal } from "../journal/replay.ts";
+import { readSuperblock, State, type Superblock } from "../superblock.ts";
+import { Mode } from "../ondisk/inode.ts";
+
+/** How a filesystem is opened: what {@link openMetadata} allows, refuses and does. */
+export interface OpenPolicy {
+  /**
+   * Open for reading only (default true). `false` opens the filesystem for writing: READ_ONLY
+   * when the device is read-only, UNSUPPORTED with the reasons when ext4ts cannot write its
+   * features, NEEDS_RECOVERY when its journal needs recovery (unless `recovery: "replay"`),
+   * CORRUPT when the kernel's mount-time checks fail or (unless `force`) the superblock records
+   * errors or an unclean journal-less filesystem.
+   */
+  readOnly?: boolean;
+  /**
+   * What to do with a filesystem whose journal needs recovery:
+   * - `"memory"` (default when reading): replay the journal in memory (a
+   *   `JournalOverlayDevice`) and read the recovered filesystem; nothing is written.
+   * - `"none"`: read the raw, unreplayed state (`norecovery`; recent changes may be missing
+   *   or inconsistent).
+   * - `"refuse"` (what a writable open does unless told `"replay"`): fail with NEEDS_RECOVERY.
+   * - `"replay"`: replay the journal onto the device first, as the kernel does at mount (then
+   *   its orphans are processed like any orphans at a writable open); needs a writable device.
+   */
+  recovery?: "memory" | "none" | "refuse" | "replay";
+  /** Same as `recovery: "none"`. */
+  allowDirtyJournal?: boolean;
+  /** The external journal device, for a filesystem whose journal lives elsewhere. */
+  journalDevice?: BlockDevice;
+  /** Called with a one-line notice when the journal is replayed in memory or ignored. */
+  onNotice?: (message: string) => void;
+  /** Accept wrong metadata checksums instead of failing with CORRUPT. */
+  ignoreChecksums?: boolean;
+  /**
+   * Writable opens only: write a filesystem whose superblock records errors, or (without a
+   * journal) that was not cleanly unmounted. Without it such a filesystem is refused (CORRUPT,
+   * "… run e2fsck"); damaged structures are refused either way (see {@link checkBeforeWrite}).
+   */
+  force?: boolean;
+}
+
+/** What an open found: the metadata to work with and the device to read it through. */
+export interface OpenedMetadata {
+  /** The superblock (after recovery, when the journal was replayed). */
+  sb: Superblock;
+  /** The group descriptor table. */
+  groups: GroupDescriptorTable;
+  /** What to read through: the given device, or the journal overlay over it. */
+  device: BlockDevice;
+}
+
+/**
+ * Opens a filesystem's metadata under the one policy: reads and checks the superblock,
+ * refuses features ext4ts cannot read (UNSUPPORTED), handles a journal needing recovery as
+ * `policy.recovery` says, and for a writable open (`readOnly: false`) refuses a read-only
+ * device (READ_ONLY), features ext4ts cannot write (UNSUPPORTED) and what the kernel's
+ * mount-time checks refuse ({@link checkBeforeWrite}); then reads the group descriptors.
+ *
+ * @example
+ * ```ts ignore
+ * const { sb, groups, device } = await openMetadata(raw, { readOnly: false, force: false });
+ * ```
+ */
+export async function openMetadata(
+  raw: BlockDevice,
+  policy: OpenPolicy = {},
+): Promise<OpenedMetadata> {
+  const writable = policy.readOnly === false;
+  if (writable) {
+    if (raw.readOnly) throw new Ext4Error("READ_ONLY", "the device is read-only");
+    if (policy.ignoreChecksums) {
+      throw new Ext4Error("INVALID", "ignoreChecksums cannot be used to write");
+    }
+  }
+  let device = raw;
+  const ignoreChecksum = policy.ignoreChecksums;
+  let sb = await readSuperblock(device, { ignoreChecksum });
+  const verdict = featureSupport(sb);
+  if (verdict.level === "refuse") {
+    throw new Ext4Error(
+      "UNSUPPORTED",
+      `cannot read this filesystem: ${verdict.reasons.join("; ")}`,
+    );
+  }
+  if (needsRecovery(sb) && writable) {
+    if (policy.recovery !== "replay") {
+      throw new Ext4Error(
+        "NEEDS_RECOVERY",
+        'the filesystem needs journal recovery (it was not cleanly unmounted): open it with recovery: "replay" to replay the journal onto the device first, or replay it with ext4ts journal replay',
+      );
+    }
+    // Orphans are left to the open's own processing (lib/ext4/orphan.ts): done once.
+    const r = await replayJournal(raw, { journalDevice: policy.journalDevice, orphans: false });
+    policy.onNotice?.(
+      `the journal needed recovery: replayed onto the device (${r.blocksWritten.length} blocks written)`,
+    );
+    if (r.error) {
+      throw new CorruptError(
+        "journal",
+        `${r.error}; what could be replayed was written and the filesystem is marked for a full check (e2fsck -f)`,
+      );
+    }
+    sb = await readSuperblock(raw);
+  } else if (needsRecovery(sb)) {
+    const mode = policy.allowDirtyJournal ? "none" : policy.recovery ?? "memory";
+    if (mode === "refuse") {
+      throw new Ext4Error(
+        "NEEDS_RECOVERY",
+        "the filesystem needs journal recovery (it was not cleanly unmounted); replay the journal first (ext4ts journal replay), or read it in memory or as-is",
+      );
+    }
+    if (mode === "memory") {
+      device = await JournalOverlayDevice.open(raw, { journalDevice: policy.journalDevice });
+      sb = await readSuperblock(device, { ignoreChecksum });
+      policy.onNotice?.(
+        "the journal needs recovery: replayed in memory, nothing written to the device",
+      );
+    } else {
+      // "none" (and "replay", which a read-only open cannot do): the raw state.
+      policy.onNotice?.(
+        "the journal needs recovery: reading the unreplayed state (norecovery); recent changes may be missing or inconsistent",
+      );
+    }
+  }
+  if (writable) assertOpenableForWrite(sb);
+  const groups = await readGroupDescriptors(device, sb);
+  if (writable) await checkBeforeWrite(raw, sb, groups, { force: policy.force });
+  return { sb, groups, device };
+}
+
+/**
+ * {@link assertWritable} for an open that asks to write: a feature ext4ts cannot keep
+ * consistent is `UNSUPPORTED` there (the filesystem is not read-only, ext4ts cannot write it),
+ * the same for every writer (the writable `Ext4`, `Ext4Writer`, the CLI's exit 6).
+ *
+ * @example
+ * ```ts ignore
+ * assertOpenableForWrite(sb); // throws Ext4Error("UNSUPPORTED", "cannot write: bigalloc …")
+ * ```
+ */
+export function assertOpenableForWrite(sb: Superblock): void {
+  try {
+    assertWritable(sb);
+  } catch (e) {
+    if (e instanceof Ext4Error && e.code === "READ_ONLY") {
+      throw new Ext4Error("UNSUPPORTED", e.message, { cause: e });
+    }
+    throw e;
+  }
+}
 
 /** Options of {@link checkBeforeWrite}. */
 export interface WriteCheckOptions {

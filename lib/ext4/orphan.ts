@@ -1,7 +1,9 @@
 /**
- * Orphans on the write path: inodes unlinked while still open (or being truncated) are
- * recorded so that recovery (the kernel at mount, e2fsck) frees them after a crash. Two
- * places hold them, as in the kernel (fs/ext4/orphan.c):
+ * The one orphan implementation on the write path (the kernel's fs/ext4/orphan.c): inodes
+ * unlinked while still open (or being truncated) are recorded so that recovery frees them
+ * after a crash, taken off again at their last close, and the orphans a previous user left are
+ * processed at a read-write open — after a journal replayed by `recovery: "replay"` too, in the
+ * same transaction-based way. Two places hold them, as in the kernel:
  *
  * - the orphan file (orphan_file feature, lib/orphan_file.ts): a free slot of its blocks
  *   takes the inode number, the block's checksum follows, and the ro_compat flag
@@ -12,20 +14,24 @@
  * @module
  */
 
-import { Compat, RoCompat } from "./features.ts";
-import { CorruptError, Ext4Error } from "./errors.ts";
-import { readFileMap } from "./file_map_write.ts";
-import type { GroupDescriptorTable } from "./group_descriptor.ts";
-import { decodeInode, encodeInode, InodeFlags } from "./ondisk/inode.ts";
-import { readInodeRaw, writeInode } from "./ext4/inode.ts";
+import { Compat, RoCompat } from "../features.ts";
+import { CorruptError, Ext4Error } from "../errors.ts";
+import { readFileMap } from "../file_map_write.ts";
+import type { GroupDescriptorTable } from "../group_descriptor.ts";
+import { InodeFlags } from "../ondisk/inode.ts";
+import { decodeInode, encodeInode } from "../ondisk/inode.ts";
+import { readInodeRaw, writeInode } from "./inode.ts";
 import {
   ORPHAN_BLOCK_MAGIC,
   ORPHAN_BLOCK_TAIL,
   orphanBlockChecksum,
   orphanSlotsPerBlock,
-} from "./orphan_file.ts";
-import type { Superblock } from "./superblock.ts";
-import type { Transaction } from "./transaction.ts";
+} from "../orphan_file.ts";
+import type { Superblock } from "../superblock.ts";
+import type { Transaction } from "../transaction.ts";
+import { truncateFile } from "../file_update.ts";
+import { releaseInode } from "../namespace_write.ts";
+import type { OpContext } from "./context.ts";
 
 const LAST_ORPHAN = 0xe8;
 const RO_COMPAT = 0x64;
@@ -283,4 +289,80 @@ async function findAnyEntry(tx: Transaction, sb: Superblock, file: OrphanFile): 
     for (let s = 0; s < slots; s++) if (v.getUint32(4 * s, true) !== 0) return true;
   }
   return false;
+}
+
+/** Most orphans processed at open (each removal walks the list; a longer one is left to e2fsck). */
+const MAX_ORPHANS = 4096;
+
+async function linksOf(ctx: OpContext, ino: number) {
+  return decodeInode(ctx.sb, await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino));
+}
+
+/**
+ * Puts `ino` on the orphan list when it has no links left (it was kept for an open handle).
+ *
+ * @example
+ * ```ts ignore
+ * await orphanIfUnlinked(ctx, ino);
+ * ```
+ */
+export async function orphanIfUnlinked(ctx: OpContext, ino: number): Promise<void> {
+  if ((await linksOf(ctx, ino)).linksCount !== 0) return;
+  await ctx.tx.discardOnError(async () => {
+    await addOrphan(ctx.tx, ctx.sb, ctx.gdt, ino);
+  });
+}
+
+/**
+ * At the last close of `ino`: when it has no links left, takes it off the orphan list and
+ * frees it. Returns true when it was freed.
+ *
+ * @example
+ * ```ts ignore
+ * await w.transaction((ctx) => releaseIfUnlinked(ctx, ino));
+ * ```
+ */
+export async function releaseIfUnlinked(ctx: OpContext, ino: number): Promise<boolean> {
+  const f = await linksOf(ctx, ino);
+  if (f.linksCount !== 0 || f.mode === 0) return false;
+  await ctx.tx.discardOnError(async () => {
+    const list = await listOrphans(ctx.tx, ctx.sb, ctx.gdt);
+    if (list.includes(ino)) await removeOrphan(ctx.tx, ctx.sb, ctx.gdt, ino);
+    await releaseInode(ctx, ino);
+  });
+  return true;
+}
+
+/**
+ * Processes the orphan list as the kernel does at a read-write mount: inodes without links
+ * are freed, linked ones (an interrupted truncate) are cut to their size; the list ends empty.
+ * Returns the inodes freed and truncated (none when the list is longer than 4096 inodes: it is
+ * left for e2fsck).
+ *
+ * @example
+ * ```ts ignore
+ * const { freed } = await w.transaction((ctx) => processOrphans(ctx));
+ * ```
+ */
+export async function processOrphans(
+  ctx: OpContext,
+): Promise<{ freed: number[]; truncated: number[] }> {
+  const freed: number[] = [];
+  const truncated: number[] = [];
+  const list = await listOrphans(ctx.tx, ctx.sb, ctx.gdt);
+  if (list.length > MAX_ORPHANS) return { freed, truncated };
+  await ctx.tx.discardOnError(async () => {
+    for (const ino of list) {
+      const f = await linksOf(ctx, ino);
+      await removeOrphan(ctx.tx, ctx.sb, ctx.gdt, ino);
+      if (f.linksCount === 0) {
+        await releaseInode(ctx, ino);
+        freed.push(ino);
+      } else if ((f.mode & 0o170000) === 0o100000) {
+        await truncateFile(ctx, ino, f.size);
+        truncated.push(ino);
+      }
+    }
+  });
+  return { freed, truncated };
 }
