@@ -43,16 +43,20 @@ export type {
   TimeInput,
   Timespec,
   WriteFileOptions,
-} from "./lib/filesystem.ts";
+} from "./lib/ext4/filesystem.ts";
 export type { OpenPolicy } from "./lib/ext4/super.ts";
-export { Ext4WritableFile, type OpenWritableOptions } from "./lib/writable_file.ts";
-export type { FallocateOptions } from "./lib/path_write.ts";
+export { Ext4WritableFile, type OpenWritableOptions } from "./lib/ext4/writable_file.ts";
+export type { FallocateOptions } from "./lib/ext4/path_ops.ts";
 // What `inode(ino)` and `blockRuns(ino)` return (the inode codec is in `./ondisk`).
 export type { Inode } from "./lib/ondisk/inode.ts";
-export type { BlockRun } from "./lib/file_map.ts";
+export type { BlockRun } from "./lib/ext4/file_map.ts";
 
 // ---- block devices ----
-export { type BlockDevice, MemoryBlockDevice, OffsetBlockDevice } from "./lib/block_device.ts";
+export {
+  type BlockDevice,
+  MemoryBlockDevice,
+  OffsetBlockDevice,
+} from "./lib/block/block_device.ts";
 export { FileBlockDevice, openBlockDevice, type OpenDeviceOptions } from "./ffi/file_device.ts";
 export { FsFileBlockDevice, openFsFileDevice } from "./ffi/fsfile_device.ts";
 
@@ -74,12 +78,12 @@ export {
   probeDevice,
   type ProbeResult,
   type RecoverySummary,
-} from "./lib/probe.ts";
+} from "./lib/report/probe.ts";
 // The decoded structures a probe (and a journal) hands back; their codecs are in `./ondisk`.
-export type { Superblock } from "./lib/superblock.ts";
-export type { GroupDescriptor, GroupDescriptorTable } from "./lib/group_descriptor.ts";
-export type { MmpBlock, MmpState } from "./lib/mmp.ts";
-export type { FeatureWords, SupportLevel } from "./lib/features.ts";
+export type { Superblock } from "./lib/ondisk/superblock.ts";
+export type { GroupDescriptor, GroupDescriptorTable } from "./lib/ondisk/group_descriptor.ts";
+export type { MmpBlock, MmpState } from "./lib/ondisk/mmp.ts";
+export type { FeatureWords, SupportLevel } from "./lib/ondisk/features.ts";
 
 // ---- journal: replay (`ext4ts journal replay`) and inspection (`ext4ts journal show`) ----
 export {
@@ -90,12 +94,12 @@ export {
   replayJournal,
   type ReplayOptions,
   type ReplayResult,
-} from "./lib/journal/replay.ts";
+} from "./lib/ext4/recovery.ts";
 export {
   type LocatedJournal,
   locateJournal,
   type LocateJournalOptions,
-} from "./lib/journal/locate.ts";
+} from "./lib/ext4/journal.ts";
 export { recoverJournal } from "./lib/jbd2/recovery.ts";
 export type {
   LoggedBlock,
@@ -104,8 +108,8 @@ export type {
   TransactionInfo,
 } from "./lib/jbd2/recovery_plan.ts";
 export type { JournalStore } from "./lib/jbd2/journal_store.ts";
-export type { OrphanCleanup } from "./lib/journal/orphans.ts";
-export type { JournalSuperblock } from "./lib/journal/superblock.ts";
+export type { OrphanCleanup } from "./lib/ext4/orphans_replay.ts";
+export type { JournalSuperblock } from "./lib/jbd2/superblock.ts";
 
 // ---- the mount server (`ext4ts mount` runs it in a daemon) ----
 export {

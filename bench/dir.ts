@@ -17,9 +17,9 @@
  * @module
  */
 
-import { MemoryBlockDevice } from "../lib/block_device.ts";
-import { createFile, makeDirectory } from "../lib/namespace_write.ts";
-import { Ext4Writer } from "../lib/writer.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
+import { createFile, makeDirectory } from "../lib/ext4/namei.ts";
+import { Ext4Writer } from "../lib/ext4/writer.ts";
 import { type BenchRow, printTable, sh } from "./lib.ts";
 import type { OpContext } from "../lib/ext4/context.ts";
 

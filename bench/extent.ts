@@ -11,8 +11,8 @@
  * @module
  */
 
-import { Allocator } from "../lib/alloc.ts";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { Allocator } from "../lib/ext4/alloc.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { emptyExtentRoot, type FileExtent } from "../lib/ondisk/extent.ts";
 import {
   findExtent,
@@ -20,13 +20,13 @@ import {
   markWritten,
   readFileMap,
   rewriteFileMap,
-} from "../lib/file_map_write.ts";
-import { writeFileRange } from "../lib/file_update.ts";
-import { readGroupDescriptors } from "../lib/group_descriptor.ts";
+} from "../lib/ext4/file_map_write.ts";
+import { writeFileRange } from "../lib/ext4/file_update.ts";
+import { readGroupDescriptors } from "../lib/ondisk/group_descriptor.ts";
 import { decodeInode, encodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
-import { readSuperblock } from "../lib/superblock.ts";
-import { BlockCache } from "../lib/transaction.ts";
+import { readSuperblock } from "../lib/ondisk/superblock.ts";
+import { BlockCache } from "../lib/txn/transaction.ts";
 import { type BenchRow, printTable, sh } from "./lib.ts";
 import type { OpContext } from "../lib/ext4/context.ts";
 

@@ -20,7 +20,7 @@
  */
 
 import { openBlockDevice } from "../ffi/file_device.ts";
-import { replayJournal } from "../lib/journal/replay.ts";
+import { replayJournal } from "../lib/ext4/recovery.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const args = [...Deno.args];

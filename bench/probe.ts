@@ -5,9 +5,9 @@
  * @module
  */
 
-import { crc32c } from "../lib/checksum.ts";
+import { crc32c } from "../lib/ondisk/checksum.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
-import { probeDevice } from "../lib/probe.ts";
+import { probeDevice } from "../lib/report/probe.ts";
 import { type BenchRow, medianMs, sh } from "./lib.ts";
 
 /** Runs the foundation benchmarks. */

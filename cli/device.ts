@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type BlockDevice, OffsetBlockDevice } from "../lib/block_device.ts";
+import { type BlockDevice, OffsetBlockDevice } from "../lib/block/block_device.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import {
   type FileBlockDevice,

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { NameResolver } from "../lib/superblock_report.ts";
+import type { NameResolver } from "../lib/report/superblock_report.ts";
 
 function table(path: string): Map<number, string> {
   const map = new Map<number, string>();

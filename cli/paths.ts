@@ -6,7 +6,7 @@
  */
 
 import type { Ext4 } from "../ffi/open_filesystem.ts";
-import type { Ext4Stat } from "../lib/filesystem.ts";
+import type { Ext4Stat } from "../lib/ext4/filesystem.ts";
 import { Errno, Ext4Error } from "../lib/errors.ts";
 
 /**

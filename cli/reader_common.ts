@@ -9,7 +9,7 @@ import { InvalidArgumentError } from "@commander-js/extra-typings";
 import { Ext4 } from "../ffi/open_filesystem.ts";
 import { parseByteCount } from "./device.ts";
 import { CliError, warn } from "./output.ts";
-import type { Ext4Stat, Timespec } from "../lib/filesystem.ts";
+import type { Ext4Stat, Timespec } from "../lib/ext4/filesystem.ts";
 
 /**
  * Parses `--offset BYTES` for commander (see {@link parseByteCount}: bytes, `s` sectors,

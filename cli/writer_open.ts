@@ -4,8 +4,8 @@
  * @module
  */
 
-import { OffsetBlockDevice } from "../lib/block_device.ts";
-import { Ext4Writer } from "../lib/writer.ts";
+import { OffsetBlockDevice } from "../lib/block/block_device.ts";
+import { Ext4Writer } from "../lib/ext4/writer.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
 import { Ext4 } from "../ffi/open_filesystem.ts";
 

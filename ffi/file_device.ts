@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type BlockDevice, checkRange } from "../lib/block_device.ts";
+import { type BlockDevice, checkRange } from "../lib/block/block_device.ts";
 import { DeviceOpenError, Errno, Ext4Error } from "../lib/errors.ts";
 import { inUseReason, refuseIfInUse } from "./device_status.ts";
 import { lockFile } from "./file_lock.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type BlockDevice, checkRange } from "../lib/block_device.ts";
+import { type BlockDevice, checkRange } from "../lib/block/block_device.ts";
 import { Errno, Ext4Error } from "../lib/errors.ts";
 
 function errorFor(e: unknown, path: string): Ext4Error {

@@ -6,8 +6,8 @@
  * @module
  */
 
-import { type BlockDevice, OffsetBlockDevice } from "../lib/block_device.ts";
-import { Ext4 as Ext4Base, type Ext4OpenOptions } from "../lib/filesystem.ts";
+import { type BlockDevice, OffsetBlockDevice } from "../lib/block/block_device.ts";
+import { Ext4 as Ext4Base, type Ext4OpenOptions } from "../lib/ext4/filesystem.ts";
 import { openBlockDevice, type OpenDeviceOptions } from "./file_device.ts";
 import { openFsFileDevice } from "./fsfile_device.ts";
 

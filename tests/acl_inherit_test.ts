@@ -1,5 +1,5 @@
 /**
- * Default-ACL inheritance on create (lib/ext4/acl.ts, newInode in lib/namespace_write.ts):
+ * Default-ACL inheritance on create (lib/ext4/acl.ts, newInode in lib/ext4/namei.ts):
  * the masking rules against hand-worked cases, then the same operations done through `Ext4`
  * and by the kernel (python3 with umask 0 on a loop mount of an identical image) under
  * directories with and without default ACLs: the modes and ACL xattrs of every new inode are

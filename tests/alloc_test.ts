@@ -1,13 +1,22 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Allocator, type Extent } from "../lib/alloc.ts";
-import { blocksInGroup, countZeros, readBlockBitmap, readInodeBitmap } from "../lib/bitmap.ts";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { Allocator, type Extent } from "../lib/ext4/alloc.ts";
+import {
+  blocksInGroup,
+  countZeros,
+  readBlockBitmap,
+  readInodeBitmap,
+} from "../lib/ondisk/bitmap.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { CorruptError, type Ext4Error } from "../lib/errors.ts";
-import { groupFirstBlock, GroupFlags, readGroupDescriptors } from "../lib/group_descriptor.ts";
-import { readSuperblock } from "../lib/superblock.ts";
-import { BlockCache, type Transaction } from "../lib/transaction.ts";
-import { WriteLogDevice } from "../lib/write_log_device.ts";
+import {
+  groupFirstBlock,
+  GroupFlags,
+  readGroupDescriptors,
+} from "../lib/ondisk/group_descriptor.ts";
+import { readSuperblock } from "../lib/ondisk/superblock.ts";
+import { BlockCache, type Transaction } from "../lib/txn/transaction.ts";
+import { WriteLogDevice } from "../lib/block/write_log_device.ts";
 import { run, runOk, tempDir, testWith } from "./helpers.ts";
 import {
   fsck,

@@ -7,9 +7,9 @@
 
 import assert from "node:assert/strict";
 import { Ext4 } from "../ffi/open_filesystem.ts";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { Ext4Error } from "../lib/errors.ts";
-import { WriteLogDevice } from "../lib/write_log_device.ts";
+import { WriteLogDevice } from "../lib/block/write_log_device.ts";
 import { parseBatch } from "../cli/commands/batch.ts";
 import { run, runCli, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, mkfsImage } from "./write_fixtures.ts";

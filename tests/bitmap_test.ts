@@ -13,8 +13,8 @@ import {
   readInodeBitmap,
   setBits,
   testBit,
-} from "../lib/bitmap.ts";
-import { groupFirstBlock, GroupFlags } from "../lib/group_descriptor.ts";
+} from "../lib/ondisk/bitmap.ts";
+import { groupFirstBlock, GroupFlags } from "../lib/ondisk/group_descriptor.ts";
 import { run, tempDir, testWith } from "./helpers.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, loadFs, mkfsImage, parseFsck } from "./write_fixtures.ts";
 

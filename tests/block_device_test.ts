@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { MemoryBlockDevice, OffsetBlockDevice, readBytes } from "../lib/block_device.ts";
+import { MemoryBlockDevice, OffsetBlockDevice, readBytes } from "../lib/block/block_device.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
 import { run, runOk, tempDir, testWith } from "./helpers.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { crc16, crc32c, crc32cU32, crc32cWords } from "../lib/checksum.ts";
+import { crc16, crc32c, crc32cU32, crc32cWords } from "../lib/ondisk/checksum.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 

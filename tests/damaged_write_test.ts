@@ -7,13 +7,13 @@
  */
 
 import assert from "node:assert/strict";
-import { Ext4 } from "../lib/filesystem.ts";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { Ext4 } from "../lib/ext4/filesystem.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { Errno, Ext4Error } from "../lib/errors.ts";
-import { readGroupDescriptors } from "../lib/group_descriptor.ts";
-import { sha256 } from "../lib/sha256.ts";
-import { parseSuperblock, readSuperblock, State } from "../lib/superblock.ts";
-import { Ext4Writer } from "../lib/writer.ts";
+import { readGroupDescriptors } from "../lib/ondisk/group_descriptor.ts";
+import { sha256 } from "../lib/ondisk/sha256.ts";
+import { parseSuperblock, readSuperblock, State } from "../lib/ondisk/superblock.ts";
+import { Ext4Writer } from "../lib/ext4/writer.ts";
 import { run, runCli, runOk, tempDir, testWith } from "./helpers.ts";
 import { IMAGE_TOOLS, type Layout, LAYOUTS, mkfsImage } from "./write_fixtures.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { dirHash, DxHashVersion } from "../lib/dir_hash.ts";
+import { dirHash, DxHashVersion } from "../lib/ondisk/dir_hash.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import { runOk, tempDir, testWith } from "./helpers.ts";
 

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { dirHash } from "../lib/dir_hash.ts";
+import { dirHash } from "../lib/ondisk/dir_hash.ts";
 import { htreeLookup } from "../lib/ext4/htree.ts";
 import { hashIsSigned, parseDxRoot } from "../lib/ondisk/dx.ts";
 import { type DirectorySource, iterateDirectory } from "../lib/ext4/dir.ts";
 import { CorruptError, Ext4Error } from "../lib/errors.ts";
-import { Superblock } from "../lib/superblock.ts";
+import { Superblock } from "../lib/ondisk/superblock.ts";
 import { makeImage, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { nameOf, RawImage } from "./raw_image.ts";
 

@@ -14,12 +14,12 @@ import {
 } from "../lib/ondisk/dirent.ts";
 import type { Ext4Error } from "../lib/errors.ts";
 import { buildExtentTree } from "../lib/ext4/extents.ts";
-import { Incompat, RoCompat } from "../lib/features.ts";
-import { type NewFileData, writeNewFileData } from "../lib/file_write.ts";
+import { Incompat, RoCompat } from "../lib/ondisk/features.ts";
+import { type NewFileData, writeNewFileData } from "../lib/ext4/file_write.ts";
 import { decodeInode, encodeInode, type InodeFields, InodeFlags } from "../lib/ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
-import { Superblock } from "../lib/superblock.ts";
-import type { Transaction } from "../lib/transaction.ts";
+import { Superblock } from "../lib/ondisk/superblock.ts";
+import type { Transaction } from "../lib/txn/transaction.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
 import {

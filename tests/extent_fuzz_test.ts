@@ -8,8 +8,8 @@ import fc from "fast-check";
 import { readExtentTree } from "../lib/ext4/extents.ts";
 import { readBlockMap } from "../lib/ext4/indirect.ts";
 import { CorruptError } from "../lib/errors.ts";
-import type { BlockRun } from "../lib/file_map.ts";
-import type { Superblock } from "../lib/superblock.ts";
+import type { BlockRun } from "../lib/ext4/file_map.ts";
+import type { Superblock } from "../lib/ondisk/superblock.ts";
 
 const BS = 1024;
 const BLOCKS = 24; // blocks held in the test "disk"; the rest read as zeros

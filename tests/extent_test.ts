@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { readExtentTree } from "../lib/ext4/extents.ts";
 import { readBlockMap } from "../lib/ext4/indirect.ts";
-import { readMapped, seekRuns } from "../lib/file_map.ts";
+import { readMapped, seekRuns } from "../lib/ext4/file_map.ts";
 import { CorruptError } from "../lib/errors.ts";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
-import type { Superblock } from "../lib/superblock.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
+import type { Superblock } from "../lib/ondisk/superblock.ts";
 
 const BS = 1024;
 const fakeSb = (blocks = 4096) =>

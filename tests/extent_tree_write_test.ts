@@ -11,12 +11,12 @@ import {
   extentsPerBlock,
   type FileExtent,
 } from "../lib/ondisk/extent.ts";
-import { maxFileSize } from "../lib/file_map_write.ts";
-import { punchHole, truncateFile, writeFileRange } from "../lib/file_update.ts";
+import { maxFileSize } from "../lib/ext4/file_map_write.ts";
+import { punchHole, truncateFile, writeFileRange } from "../lib/ext4/file_update.ts";
 import { InodeFlags } from "../lib/ondisk/inode.ts";
 import { decodeInode, encodeInode } from "../lib/ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
-import type { Transaction } from "../lib/transaction.ts";
+import type { Transaction } from "../lib/txn/transaction.ts";
 import { pattern } from "./file_fixtures.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import {

@@ -6,9 +6,9 @@
 
 import assert from "node:assert/strict";
 import { Ext4 } from "../ffi/open_filesystem.ts";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { Errno, type Ext4Error } from "../lib/errors.ts";
-import type { FallocateOptions } from "../lib/path_write.ts";
+import type { FallocateOptions } from "../lib/ext4/path_ops.ts";
 import { run, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, mkfsImage } from "./write_fixtures.ts";

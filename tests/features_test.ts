@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { featureByName, featureNames, featureSupport } from "../lib/features.ts";
+import { featureByName, featureNames, featureSupport } from "../lib/ondisk/features.ts";
 import { run, testWith } from "./helpers.ts";
 
 Deno.test("featureNames: e2fsprogs order and spelling, unknown bits as FEATURE_Xn", () => {

@@ -7,14 +7,14 @@
  */
 
 import assert from "node:assert/strict";
-import { MAX_EXTENT_LENGTH } from "../lib/alloc.ts";
+import { MAX_EXTENT_LENGTH } from "../lib/ext4/alloc.ts";
 import { buildBlockMap } from "../lib/ext4/indirect.ts";
 import { buildExtentTree } from "../lib/ext4/extents.ts";
 import { EXTENT_MAGIC, extentBlockChecksum, type FileExtent } from "../lib/ondisk/extent.ts";
-import { groupFirstBlock } from "../lib/group_descriptor.ts";
+import { groupFirstBlock } from "../lib/ondisk/group_descriptor.ts";
 import { encodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
 import { writeInode } from "../lib/ext4/inode.ts";
-import type { Transaction } from "../lib/transaction.ts";
+import type { Transaction } from "../lib/txn/transaction.ts";
 import { runOk, withKernelMount } from "./helpers.ts";
 import { fsck, type LoadedFs } from "./write_fixtures.ts";
 

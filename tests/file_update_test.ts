@@ -8,12 +8,17 @@ import {
   markWritten,
   readFileMap,
   removeRange,
-} from "../lib/file_map_write.ts";
-import { fallocateRange, punchHole, truncateFile, writeFileRange } from "../lib/file_update.ts";
-import { writeNewFileData } from "../lib/file_write.ts";
+} from "../lib/ext4/file_map_write.ts";
+import {
+  fallocateRange,
+  punchHole,
+  truncateFile,
+  writeFileRange,
+} from "../lib/ext4/file_update.ts";
+import { writeNewFileData } from "../lib/ext4/file_write.ts";
 import { decodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
 import { readInodeRaw } from "../lib/ext4/inode.ts";
-import type { Transaction } from "../lib/transaction.ts";
+import type { Transaction } from "../lib/txn/transaction.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
 import {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { Ext4Error } from "../lib/errors.ts";
-import { writeNewFileData } from "../lib/file_write.ts";
-import type { Transaction } from "../lib/transaction.ts";
+import { writeNewFileData } from "../lib/ext4/file_write.ts";
+import type { Transaction } from "../lib/txn/transaction.ts";
 import { tempDir, testWith } from "./helpers.ts";
 import { checkWrittenFiles, pattern, type WrittenFile } from "./file_fixtures.ts";
 import {

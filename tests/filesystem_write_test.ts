@@ -8,11 +8,11 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Ext4 } from "../ffi/open_filesystem.ts";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { parseDxNode, parseDxRoot } from "../lib/ondisk/dx.ts";
 import { Errno, Ext4Error } from "../lib/errors.ts";
-import type { Ext4Stat } from "../lib/filesystem.ts";
-import type { Ext4WritableFile } from "../lib/writable_file.ts";
+import type { Ext4Stat } from "../lib/ext4/filesystem.ts";
+import type { Ext4WritableFile } from "../lib/ext4/writable_file.ts";
 import { ROOT, run, runCli, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
 import { fsck, IMAGE_TOOLS, type Layout, LAYOUTS, mkfsImage, parseFsck } from "./write_fixtures.ts";

@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { Ext4 } from "../mod.ts";
-import { matchesNoKeyDigest, noKeyName, parseNoKeyName } from "../lib/fscrypt_name.ts";
-import { treeListingBytes } from "../lib/tree_listing.ts";
+import { matchesNoKeyDigest, noKeyName, parseNoKeyName } from "../lib/ondisk/fscrypt_name.ts";
+import { treeListingBytes } from "../lib/report/tree_listing.ts";
 import {
   makeImage,
   ROOT,

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
-import { dirHash, DxHashVersion } from "../lib/dir_hash.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
+import { dirHash, DxHashVersion } from "../lib/ondisk/dir_hash.ts";
 import { htreeLookup } from "../lib/ext4/htree.ts";
 import type { DirectorySource } from "../lib/ext4/dir.ts";
 import { DirFileType } from "../lib/ondisk/dirent.ts";
 import { Errno, Ext4Error } from "../lib/errors.ts";
-import { readFileMap } from "../lib/file_map_write.ts";
-import { Ext4 } from "../lib/filesystem.ts";
+import { readFileMap } from "../lib/ext4/file_map_write.ts";
+import { Ext4 } from "../lib/ext4/filesystem.ts";
 import { dxLimit } from "../lib/ondisk/dx.ts";
 import { decodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
 import { readInodeRaw } from "../lib/ext4/inode.ts";
@@ -20,9 +20,9 @@ import {
   removeDirectory,
   renameEntry,
   unlinkEntry,
-} from "../lib/namespace_write.ts";
-import { formatUuid } from "../lib/superblock.ts";
-import type { Transaction } from "../lib/transaction.ts";
+} from "../lib/ext4/namei.ts";
+import { formatUuid } from "../lib/ondisk/superblock.ts";
+import type { Transaction } from "../lib/txn/transaction.ts";
 import { run, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import {
   fsck,

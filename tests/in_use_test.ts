@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { Ext4, openBlockDevice } from "../mod.ts";
 import { Ext4Error } from "../lib/errors.ts";
-import { sha256 } from "../lib/sha256.ts";
+import { sha256 } from "../lib/ondisk/sha256.ts";
 import { openLocked } from "../ffi/file_lock.ts";
 import { cstr, libc, O } from "../ffi/libc.ts";
 import {

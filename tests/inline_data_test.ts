@@ -7,7 +7,7 @@ import {
   parseInlineDataXattr,
   readInlineData,
   readInlineFile,
-} from "../lib/inline_data.ts";
+} from "../lib/ondisk/inline_data.ts";
 import { makeImage, tempDir, testWith } from "./helpers.ts";
 import { RawImage } from "./raw_image.ts";
 

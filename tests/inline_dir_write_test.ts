@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
-import { Ext4 } from "../lib/filesystem.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
+import { Ext4 } from "../lib/ext4/filesystem.ts";
 import { decodeInode, encodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
 import { parseDirBlock } from "../lib/ondisk/dirent.ts";
-import { readFileMap } from "../lib/file_map_write.ts";
-import { parseInlineDataXattr } from "../lib/inline_data.ts";
+import { readFileMap } from "../lib/ext4/file_map_write.ts";
+import { parseInlineDataXattr } from "../lib/ondisk/inline_data.ts";
 import {
   createFile,
   listEntries,
@@ -15,8 +15,8 @@ import {
   removeDirectory,
   renameEntry,
   unlinkEntry,
-} from "../lib/namespace_write.ts";
-import { writeFileRange } from "../lib/file_update.ts";
+} from "../lib/ext4/namei.ts";
+import { writeFileRange } from "../lib/ext4/file_update.ts";
 import { setXattr } from "../lib/ext4/xattr.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import {

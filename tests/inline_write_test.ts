@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { truncateFile, writeFileRange } from "../lib/file_update.ts";
+import { truncateFile, writeFileRange } from "../lib/ext4/file_update.ts";
 import { decodeInode, InodeFlags } from "../lib/ondisk/inode.ts";
 import { readInodeRaw } from "../lib/ext4/inode.ts";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { Ext4 } from "../mod.ts";
-import { createFile, lookupEntry, unlinkEntry } from "../lib/namespace_write.ts";
+import { createFile, lookupEntry, unlinkEntry } from "../lib/ext4/namei.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, loadFs, mkfsImage } from "./write_fixtures.ts";

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { Inode, inodeChecksum, parseInode } from "../lib/ondisk/inode.ts";
 import { readInode } from "../lib/ext4/inode.ts";
-import { readSuperblock } from "../lib/superblock.ts";
-import { readGroupDescriptors } from "../lib/group_descriptor.ts";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { readSuperblock } from "../lib/ondisk/superblock.ts";
+import { readGroupDescriptors } from "../lib/ondisk/group_descriptor.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { CorruptError } from "../lib/errors.ts";
-import type { Superblock } from "../lib/superblock.ts";
+import type { Superblock } from "../lib/ondisk/superblock.ts";
 import { runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { Ext4 } from "../mod.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { emptyExtentRoot } from "../lib/ondisk/extent.ts";
-import { Incompat, RoCompat } from "../lib/features.ts";
+import { Incompat, RoCompat } from "../lib/ondisk/features.ts";
 import {
   decodeInode,
   decodeTime,
@@ -12,7 +12,7 @@ import {
   InodeFlags,
 } from "../lib/ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
-import { Superblock } from "../lib/superblock.ts";
+import { Superblock } from "../lib/ondisk/superblock.ts";
 import { runOk, tempDir, testWith } from "./helpers.ts";
 import { fsck, IMAGE_TOOLS, type Layout, LAYOUTS, loadFs, mkfsImage } from "./write_fixtures.ts";
 

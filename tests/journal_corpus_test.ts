@@ -11,8 +11,8 @@ import assert from "node:assert/strict";
 import { CORPUS, CORPUS_FOUND, IN_CI, missing, ROOT, run, runOk, tempDir } from "./helpers.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
 import { Ext4Error } from "../lib/errors.ts";
-import { replayJournal } from "../lib/journal/replay.ts";
-import { JournalOverlayDevice } from "../lib/journal_overlay.ts";
+import { replayJournal } from "../lib/ext4/recovery.ts";
+import { JournalOverlayDevice } from "../lib/ext4/journal_overlay.ts";
 
 /** The deletion time stamped on orphans: e2fsck's, so that inode tables compare equal. */
 const NOW = 2000000000;

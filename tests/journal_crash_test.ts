@@ -7,18 +7,18 @@
 
 import assert from "node:assert/strict";
 import { CORPUS, CORPUS_FOUND, IN_CI, missing, run, runOk, tempDir } from "./helpers.ts";
-import { type BlockDevice, MemoryBlockDevice } from "../lib/block_device.ts";
+import { type BlockDevice, MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { Ext4Error } from "../lib/errors.ts";
-import { Incompat } from "../lib/features.ts";
-import { replayJournal } from "../lib/journal/replay.ts";
-import { locateJournal } from "../lib/journal/locate.ts";
+import { Incompat } from "../lib/ondisk/features.ts";
+import { replayJournal } from "../lib/ext4/recovery.ts";
+import { locateJournal } from "../lib/ext4/journal.ts";
 import { recoverJournal } from "../lib/jbd2/recovery.ts";
 import { finalWrites } from "../lib/jbd2/recovery_plan.ts";
-import { parseDescriptorTags } from "../lib/journal/descriptor_block.ts";
-import { JBD2_MAGIC } from "../lib/journal/superblock.ts";
-import { JournalOverlayDevice } from "../lib/journal_overlay.ts";
-import { WriteLogDevice } from "../lib/write_log_device.ts";
-import { readSuperblock } from "../lib/superblock.ts";
+import { parseDescriptorTags } from "../lib/jbd2/descriptor_block.ts";
+import { JBD2_MAGIC } from "../lib/jbd2/superblock.ts";
+import { JournalOverlayDevice } from "../lib/ext4/journal_overlay.ts";
+import { WriteLogDevice } from "../lib/block/write_log_device.ts";
+import { readSuperblock } from "../lib/ondisk/superblock.ts";
 
 const lacking = missing(["gzip"]);
 if (!CORPUS_FOUND) lacking.push("the journal corpus (set EXT4TS_CORPUS)");

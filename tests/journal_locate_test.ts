@@ -7,11 +7,11 @@
 
 import assert from "node:assert/strict";
 import { CORPUS, CORPUS_FOUND, IN_CI, missing, runOk, tempDir } from "./helpers.ts";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
-import { locateJournal } from "../lib/journal/locate.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
+import { locateJournal } from "../lib/ext4/journal.ts";
 import { recoverJournal } from "../lib/jbd2/recovery.ts";
 import type { JournalStore } from "../lib/jbd2/journal_store.ts";
-import { readSuperblock } from "../lib/superblock.ts";
+import { readSuperblock } from "../lib/ondisk/superblock.ts";
 
 const lacking = missing(["gzip"]);
 if (!CORPUS_FOUND) lacking.push("the journal corpus (set EXT4TS_CORPUS)");

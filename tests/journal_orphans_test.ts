@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { IN_CI, makeImage, missing, run, runOk, tempDir } from "./helpers.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
-import { replayJournal } from "../lib/journal/replay.ts";
-import { Ext4 } from "../lib/filesystem.ts";
+import { replayJournal } from "../lib/ext4/recovery.ts";
+import { Ext4 } from "../lib/ext4/filesystem.ts";
 
 const E2ENV = {
   E2FSCK_CONFIG: "/dev/null",

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { Ext4 } from "../mod.ts";
-import { treeListing } from "../lib/tree_listing.ts";
+import { treeListing } from "../lib/report/tree_listing.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import { CORPUS, CORPUS_FOUND, IN_CI, missing, ROOT, runCli, tempDir } from "./helpers.ts";
 

@@ -6,10 +6,10 @@
  */
 
 import assert from "node:assert/strict";
-import { crc32c } from "../lib/checksum.ts";
+import { crc32c } from "../lib/ondisk/checksum.ts";
 import { Ext4Error } from "../lib/errors.ts";
-import { commitBlockChecksum, crc32Be } from "../lib/journal/commit_block.ts";
-import { blockTailChecksum, dataBlockChecksum, TagFlag } from "../lib/journal/descriptor_block.ts";
+import { commitBlockChecksum, crc32Be } from "../lib/jbd2/commit_block.ts";
+import { blockTailChecksum, dataBlockChecksum, TagFlag } from "../lib/jbd2/descriptor_block.ts";
 import { recoverJournal } from "../lib/jbd2/recovery.ts";
 import { assertRecoverable, finalWrites, replayedBlock } from "../lib/jbd2/recovery_plan.ts";
 import type { JournalStore } from "../lib/jbd2/journal_store.ts";
@@ -20,7 +20,7 @@ import {
   JournalCompat,
   JournalIncompat,
   parseJournalSuperblock,
-} from "../lib/journal/superblock.ts";
+} from "../lib/jbd2/superblock.ts";
 
 const BS = 1024;
 const UUID = Uint8Array.from({ length: 16 }, (_, i) => i * 7 + 1);
@@ -287,7 +287,7 @@ for (const [name, incompat, compat] of SCHEMES) {
 }
 
 Deno.test("recovery: tag sizes follow journal_tag_bytes()", async () => {
-  const { JournalSuperblock } = await import("../lib/journal/superblock.ts");
+  const { JournalSuperblock } = await import("../lib/jbd2/superblock.ts");
   const sizes = SCHEMES.map(([, incompat, compat]) => {
     const j = new JournalBuilder({ incompat, compat });
     return new JournalSuperblock(j.blocks[0]).tagBytes;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Lru } from "../lib/lru.ts";
+import { Lru } from "../lib/block/lru.ts";
 
 Deno.test("Lru keeps recently used entries and stays bounded", () => {
   const c = new Lru<number, number>(100);

@@ -1,15 +1,15 @@
 import assert from "node:assert/strict";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { CorruptError, Errno } from "../lib/errors.ts";
-import { ErrorCode, saveFsError } from "../lib/fs_error.ts";
-import { readGroupDescriptors } from "../lib/group_descriptor.ts";
+import { ErrorCode, saveFsError } from "../lib/ext4/fs_error.ts";
+import { readGroupDescriptors } from "../lib/ondisk/group_descriptor.ts";
 import {
   checkBeforeWrite,
   checkDescriptors,
   checkGeometry,
   checkState,
 } from "../lib/ext4/super.ts";
-import { readSuperblock, State, Superblock } from "../lib/superblock.ts";
+import { readSuperblock, State, Superblock } from "../lib/ondisk/superblock.ts";
 import { tempDir, testWith } from "./helpers.ts";
 import { IMAGE_TOOLS, LAYOUTS, mkfsImage } from "./write_fixtures.ts";
 

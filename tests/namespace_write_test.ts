@@ -12,7 +12,7 @@ import {
   renameEntry,
   setAttributes,
   unlinkEntry,
-} from "../lib/namespace_write.ts";
+} from "../lib/ext4/namei.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, loadFs, mkfsImage } from "./write_fixtures.ts";

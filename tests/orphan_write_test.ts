@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { DirFileType, removeDirEntry, setDirBlockChecksum } from "../lib/ondisk/dirent.ts";
-import { writeNewFileData } from "../lib/file_write.ts";
+import { writeNewFileData } from "../lib/ext4/file_write.ts";
 import { decodeInode, encodeInode } from "../lib/ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
 import { addOrphan, listOrphans, removeOrphan } from "../lib/ext4/orphan.ts";
-import { createFile as nsCreateFile } from "../lib/namespace_write.ts";
-import type { Transaction } from "../lib/transaction.ts";
+import { createFile as nsCreateFile } from "../lib/ext4/namei.ts";
+import type { Transaction } from "../lib/txn/transaction.ts";
 import { run, tempDir, testWith, withKernelMount } from "./helpers.ts";
-import { Compat, RoCompat } from "../lib/features.ts";
+import { Compat, RoCompat } from "../lib/ondisk/features.ts";
 import { pattern } from "./file_fixtures.ts";
 import {
   fsck,

@@ -1,11 +1,11 @@
 /**
- * lib/partition_table.ts on crafted tables: MBR primaries and a chain of logical partitions,
+ * lib/ondisk/partition_table.ts on crafted tables: MBR primaries and a chain of logical partitions,
  * a GPT behind its protective MBR, and sectors that are not partition tables. (Tables made by
  * sfdisk are in probe_test.ts, through the CLI.)
  */
 import assert from "node:assert/strict";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
-import { partitionTableHint, readPartitionTable } from "../lib/partition_table.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
+import { partitionTableHint, readPartitionTable } from "../lib/ondisk/partition_table.ts";
 
 const MiB = 1 << 20;
 

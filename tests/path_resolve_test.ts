@@ -5,11 +5,11 @@
  * directory, ".." at the root, a non-directory in the middle — and an empty symlink.
  */
 import assert from "node:assert/strict";
-import { Ext4 } from "../lib/filesystem.ts";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { Ext4 } from "../lib/ext4/filesystem.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { Ext4Error } from "../lib/errors.ts";
-import { mkdirAt, removeAt, renameAt, resolvePath, symlinkAt } from "../lib/path_write.ts";
-import { Ext4Writer } from "../lib/writer.ts";
+import { mkdirAt, removeAt, renameAt, resolvePath, symlinkAt } from "../lib/ext4/path_ops.ts";
+import { Ext4Writer } from "../lib/ext4/writer.ts";
 import { makeImage, run, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 
 const NEEDS = ["mkfs.ext4", "debugfs", "python3", "root", "loop", "kernel-ext4"];

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { Errno, type Ext4Error } from "../lib/errors.ts";
 import {
   chmodAt,
@@ -14,8 +14,8 @@ import {
   truncateAt,
   utimeAt,
   writeFileAt,
-} from "../lib/path_write.ts";
-import { Ext4Writer } from "../lib/writer.ts";
+} from "../lib/ext4/path_ops.ts";
+import { Ext4Writer } from "../lib/ext4/writer.ts";
 import { run, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, mkfsImage } from "./write_fixtures.ts";

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type BlockDevice, MemoryBlockDevice } from "../lib/block_device.ts";
+import { type BlockDevice, MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
-import { probeDevice } from "../lib/probe.ts";
-import { journalReport, mmpReport, superblockReport } from "../lib/superblock_report.ts";
+import { probeDevice } from "../lib/report/probe.ts";
+import { journalReport, mmpReport, superblockReport } from "../lib/report/superblock_report.ts";
 import { humanReport, probeJson } from "../cli/commands/probe.ts";
 import {
   makeImage,
@@ -123,7 +123,7 @@ Deno.test("probe --json: README documents exactly the keys probe prints", () => 
   }
 });
 
-/** Why every image is read-only for now (lib/probe.ts NO_READ_WRITE_MOUNT). */
+/** Why every image is read-only for now (lib/report/probe.ts NO_READ_WRITE_MOUNT). */
 const NO_RW = "read-write mounts are not implemented yet";
 
 const MATRIX: {

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { putTree } from "../cli/commands/put.ts";
 import { Ext4 } from "../ffi/open_filesystem.ts";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
-import { WriteLogDevice } from "../lib/write_log_device.ts";
-import { Ext4Writer } from "../lib/writer.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
+import { WriteLogDevice } from "../lib/block/write_log_device.ts";
+import { Ext4Writer } from "../lib/ext4/writer.ts";
 import { ROOT, run, runCli, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, mkfsImage } from "./write_fixtures.ts";
 

@@ -6,11 +6,11 @@
  * @module
  */
 
-import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import type { DirectorySource } from "../lib/ext4/dir.ts";
-import { type GroupDescriptorTable, readGroupDescriptors } from "../lib/group_descriptor.ts";
-import { hasInlineData, readInlineData } from "../lib/inline_data.ts";
-import { parseSuperblock, type Superblock } from "../lib/superblock.ts";
+import { type GroupDescriptorTable, readGroupDescriptors } from "../lib/ondisk/group_descriptor.ts";
+import { hasInlineData, readInlineData } from "../lib/ondisk/inline_data.ts";
+import { parseSuperblock, type Superblock } from "../lib/ondisk/superblock.ts";
 import type { XattrSource } from "../lib/ext4/xattr.ts";
 import { run, runOk } from "./helpers.ts";
 

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { gunzipSync } from "node:zlib";
 import { type BlockDevice, CorruptError, Ext4, Ext4Error, MemoryBlockDevice } from "../mod.ts";
-import { groupHasSuperblock } from "../lib/group_descriptor.ts";
+import { groupHasSuperblock } from "../lib/ondisk/group_descriptor.ts";
 import { CORPUS, makeImage, ROOT, runOk, tempDir, testWith } from "./helpers.ts";
 
 const POPULATE = `${ROOT}tests/fixtures/populate_tree.py`;

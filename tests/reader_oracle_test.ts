@@ -1,6 +1,6 @@
 /**
  * Oracle tests: images over a feature matrix, populated through a kernel loop mount, listed
- * by the kernel (tree_listing.py on a read-only mount) and by ext4ts (lib/tree_listing.ts);
+ * by the kernel (tree_listing.py on a read-only mount) and by ext4ts (lib/report/tree_listing.ts);
  * the two listings must be identical, all columns.
  */
 import assert from "node:assert/strict";
@@ -9,7 +9,7 @@ import { gunzipSync } from "node:zlib";
 import { Ext4, MemoryBlockDevice } from "../mod.ts";
 import { InodeFlags } from "../lib/ondisk/inode.ts";
 import { parseExtentHeader } from "../lib/ondisk/extent.ts";
-import { treeListing, treeListingBytes } from "../lib/tree_listing.ts";
+import { treeListing, treeListingBytes } from "../lib/report/tree_listing.ts";
 import {
   CORPUS,
   makeImage,

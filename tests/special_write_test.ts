@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { direntTypeOfMode, DirFileType } from "../lib/ondisk/dirent.ts";
 import type { Ext4Error } from "../lib/errors.ts";
-import type { NewFileData } from "../lib/file_write.ts";
-import { decodeDeviceBlock, deviceBlock, symlinkData } from "../lib/special_write.ts";
-import type { Transaction } from "../lib/transaction.ts";
+import type { NewFileData } from "../lib/ext4/file_write.ts";
+import { decodeDeviceBlock, deviceBlock, symlinkData } from "../lib/ext4/special.ts";
+import type { Transaction } from "../lib/txn/transaction.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import {
   fsck,

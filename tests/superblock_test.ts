@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { CorruptError, Ext4Error } from "../lib/errors.ts";
-import { parseSuperblock, readSuperblock, SUPERBLOCK_OFFSET } from "../lib/superblock.ts";
-import { GroupFlags, readGroupDescriptors } from "../lib/group_descriptor.ts";
+import { parseSuperblock, readSuperblock, SUPERBLOCK_OFFSET } from "../lib/ondisk/superblock.ts";
+import { GroupFlags, readGroupDescriptors } from "../lib/ondisk/group_descriptor.ts";
 import { makeImage, runOk, tempDir, testWith } from "./helpers.ts";
 
 async function imageBytes(args: string[], size = "16M"): Promise<Uint8Array> {

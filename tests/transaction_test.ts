@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import {
   BlockCache,
   type CommitBatch,
   type CommitSink,
   InPlaceCommitSink,
-} from "../lib/transaction.ts";
-import { WriteLogDevice } from "../lib/write_log_device.ts";
+} from "../lib/txn/transaction.ts";
+import { WriteLogDevice } from "../lib/block/write_log_device.ts";
 
 const BS = 1024;
 

@@ -1,6 +1,6 @@
 /** Unit tests of the Python-compatible name decoding that orders tree listings. */
 import assert from "node:assert/strict";
-import { pythonCodePoints } from "../lib/tree_listing.ts";
+import { pythonCodePoints } from "../lib/report/tree_listing.ts";
 import { testWith } from "./helpers.ts";
 
 const b = (...xs: number[]) => new Uint8Array(xs);

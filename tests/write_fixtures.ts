@@ -6,15 +6,15 @@
  */
 
 import assert from "node:assert/strict";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
-import { Allocator } from "../lib/alloc.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
+import { Allocator } from "../lib/ext4/alloc.ts";
 import { insertDirEntry, setDirBlockChecksum } from "../lib/ondisk/dirent.ts";
-import { readFileMap } from "../lib/file_map_write.ts";
+import { readFileMap } from "../lib/ext4/file_map_write.ts";
 import { decodeInode, encodeInode, type InodeFields, type InodeTime } from "../lib/ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
-import { type GroupDescriptorTable, readGroupDescriptors } from "../lib/group_descriptor.ts";
-import { readSuperblock, type Superblock } from "../lib/superblock.ts";
-import { BlockCache, type Transaction } from "../lib/transaction.ts";
+import { type GroupDescriptorTable, readGroupDescriptors } from "../lib/ondisk/group_descriptor.ts";
+import { readSuperblock, type Superblock } from "../lib/ondisk/superblock.ts";
+import { BlockCache, type Transaction } from "../lib/txn/transaction.ts";
 import { run, runOk } from "./helpers.ts";
 
 /** One filesystem layout of the matrix. */

@@ -1,16 +1,16 @@
 import assert from "node:assert/strict";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import type { Ext4Error } from "../lib/errors.ts";
-import { writeFileRange } from "../lib/file_update.ts";
+import { writeFileRange } from "../lib/ext4/file_update.ts";
 import {
   createFile,
   makeDirectory,
   removeDirectory,
   renameEntry,
   unlinkEntry,
-} from "../lib/namespace_write.ts";
-import { Ext4Writer } from "../lib/writer.ts";
-import { WriteLogDevice } from "../lib/write_log_device.ts";
+} from "../lib/ext4/namei.ts";
+import { Ext4Writer } from "../lib/ext4/writer.ts";
+import { WriteLogDevice } from "../lib/block/write_log_device.ts";
 import { runOk, tempDir, testWith } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, mkfsImage } from "./write_fixtures.ts";

@@ -4,8 +4,8 @@ import { aclToXattr } from "../lib/ondisk/acl.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import { decodeInode, type InodeFields } from "../lib/ondisk/inode.ts";
 import { readInodeRaw } from "../lib/ext4/inode.ts";
-import { createFile, makeDirectory, unlinkEntry } from "../lib/namespace_write.ts";
-import type { Transaction } from "../lib/transaction.ts";
+import { createFile, makeDirectory, unlinkEntry } from "../lib/ext4/namei.ts";
+import type { Transaction } from "../lib/txn/transaction.ts";
 import {
   parseXattrBlock,
   XATTR_REFCOUNT_MAX,

@@ -3,11 +3,11 @@ import fc from "fast-check";
 import { DirFileType } from "../lib/ondisk/dirent.ts";
 import { Errno, Ext4Error } from "../lib/errors.ts";
 import { ext4AclToXattr, xattrAclToExt4 } from "../lib/ondisk/acl.ts";
-import { writeNewFileData } from "../lib/file_write.ts";
+import { writeNewFileData } from "../lib/ext4/file_write.ts";
 import { decodeInode } from "../lib/ondisk/inode.ts";
 import { readInodeRaw } from "../lib/ext4/inode.ts";
-import { createFile, setAttributes } from "../lib/namespace_write.ts";
-import type { Transaction } from "../lib/transaction.ts";
+import { createFile, setAttributes } from "../lib/ext4/namei.ts";
+import type { Transaction } from "../lib/txn/transaction.ts";
 import {
   readRawXattrs,
   readXattrs,
@@ -17,8 +17,8 @@ import {
 } from "../lib/ext4/xattr.ts";
 import { xattrEntryHash } from "../lib/ondisk/xattr.ts";
 import { makeImage, run, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
-import { MemoryBlockDevice } from "../lib/block_device.ts";
-import { Ext4Writer } from "../lib/writer.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
+import { Ext4Writer } from "../lib/ext4/writer.ts";
 import { pattern } from "./file_fixtures.ts";
 import {
   fsck,

@@ -1,6 +1,6 @@
 import type { Command } from "@commander-js/extra-typings";
 import type { Ext4 } from "../../ffi/open_filesystem.ts";
-import { compareBytes, type DirEntry, type Ext4Stat } from "../../lib/filesystem.ts";
+import { compareBytes, type DirEntry, type Ext4Stat } from "../../lib/ext4/filesystem.ts";
 import { Errno, Ext4Error } from "../../lib/errors.ts";
 import { modeTypeOfFileType } from "../../lib/ondisk/inode.ts";
 import { lchown, lsetxattr, mknod, setTimes } from "../../ffi/posix_meta.ts";

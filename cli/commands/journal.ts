@@ -8,15 +8,15 @@
 
 import type { Command } from "@commander-js/extra-typings";
 import { type FileBlockDevice, openBlockDevice } from "../../ffi/file_device.ts";
-import { readSuperblock } from "../../lib/superblock.ts";
-import { locateJournal } from "../../lib/journal/locate.ts";
+import { readSuperblock } from "../../lib/ondisk/superblock.ts";
+import { locateJournal } from "../../lib/ext4/journal.ts";
 import { recoverJournal } from "../../lib/jbd2/recovery.ts";
 import type { RecoveryPlan } from "../../lib/jbd2/recovery_plan.ts";
-import { needsRecovery, replayJournal, type ReplayResult } from "../../lib/journal/replay.ts";
+import { needsRecovery, replayJournal, type ReplayResult } from "../../lib/ext4/recovery.ts";
 import { Progress, progressMode } from "../progress.ts";
-import { journalFeatureNames, type JournalSuperblock } from "../../lib/journal/superblock.ts";
-import { TagFlag } from "../../lib/journal/descriptor_block.ts";
-import { decodeFastCommits, type FastCommitRecord } from "../../lib/journal/fast_commit.ts";
+import { journalFeatureNames, type JournalSuperblock } from "../../lib/jbd2/superblock.ts";
+import { TagFlag } from "../../lib/jbd2/descriptor_block.ts";
+import { decodeFastCommits, type FastCommitRecord } from "../../lib/jbd2/fast_commit.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { CliError, runAction, warn, withSchemaVersion, writeStdout } from "../output.ts";
 import { documentCommand } from "../help.ts";

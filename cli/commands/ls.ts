@@ -1,5 +1,5 @@
 import type { Command } from "@commander-js/extra-typings";
-import { compareBytes, type DirEntry, type Ext4Stat } from "../../lib/filesystem.ts";
+import { compareBytes, type DirEntry, type Ext4Stat } from "../../lib/ext4/filesystem.ts";
 import type { Ext4 } from "../../ffi/open_filesystem.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { runAction, warn, withSchemaVersion, writeStdout } from "../output.ts";

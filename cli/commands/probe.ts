@@ -7,7 +7,7 @@
 
 import { type Command, Option } from "@commander-js/extra-typings";
 import { Ext4Error } from "../../lib/errors.ts";
-import { formatUuid, isZero } from "../../lib/superblock.ts";
+import { formatUuid, isZero } from "../../lib/ondisk/superblock.ts";
 import {
   type Capabilities,
   type Capability,
@@ -17,15 +17,15 @@ import {
   type ProbeResult,
   readJournalDevice,
   stateSummary,
-} from "../../lib/probe.ts";
+} from "../../lib/report/probe.ts";
 import {
   Compat,
   featureNames,
   featureSupport,
   Incompat,
   type SupportLevel,
-} from "../../lib/features.ts";
-import { journalReport, mmpReport, superblockReport } from "../../lib/superblock_report.ts";
+} from "../../lib/ondisk/features.ts";
+import { journalReport, mmpReport, superblockReport } from "../../lib/report/superblock_report.ts";
 import { type DeviceUse, deviceUse } from "../../ffi/device_status.ts";
 import { openCliDevice } from "../device.ts";
 import { parseOffset } from "../reader_common.ts";

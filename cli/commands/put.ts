@@ -1,7 +1,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import { Ext4Error } from "../../lib/errors.ts";
-import { Incompat } from "../../lib/features.ts";
-import { truncateFile, writeFileRange } from "../../lib/file_update.ts";
+import { Incompat } from "../../lib/ondisk/features.ts";
+import { truncateFile, writeFileRange } from "../../lib/ext4/file_update.ts";
 import { decodeInode, Mode } from "../../lib/ondisk/inode.ts";
 import { readInodeRaw } from "../../lib/ext4/inode.ts";
 import {
@@ -13,9 +13,9 @@ import {
   makeNode,
   setAttributes,
   unlinkEntry,
-} from "../../lib/namespace_write.ts";
-import { resolvePath } from "../../lib/path_write.ts";
-import type { Ext4Writer } from "../../lib/writer.ts";
+} from "../../lib/ext4/namei.ts";
+import { resolvePath } from "../../lib/ext4/path_ops.ts";
+import type { Ext4Writer } from "../../lib/ext4/writer.ts";
 import { setXattrs, xattrNameForWrite } from "../../lib/ext4/xattr.ts";
 import {
   getXattr,

@@ -1,5 +1,5 @@
 import type { Command } from "@commander-js/extra-typings";
-import type { Timespec } from "../../lib/filesystem.ts";
+import type { Timespec } from "../../lib/ext4/filesystem.ts";
 import { type EditCommand, registerEdit } from "../edit_command.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { CliError } from "../output.ts";

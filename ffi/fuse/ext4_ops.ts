@@ -1,5 +1,5 @@
 /**
- * The adapter from the ext4 reader (`Ext4`, lib/filesystem.ts) to {@link FuseOperations},
+ * The adapter from the ext4 reader (`Ext4`, lib/ext4/filesystem.ts) to {@link FuseOperations},
  * and the mount backend that opens an ext4 device for the daemon.
  *
  * - Node ids are inode numbers, except that the root (inode 2) is FUSE_ROOT_ID 1; inode 1
@@ -12,12 +12,12 @@
  * @module
  */
 
-import { type BlockDevice, OffsetBlockDevice } from "../../lib/block_device.ts";
+import { type BlockDevice, OffsetBlockDevice } from "../../lib/block/block_device.ts";
 import { type CorruptError, Errno, Ext4Error } from "../../lib/errors.ts";
-import { formatUuid, readSuperblock, State, type Superblock } from "../../lib/superblock.ts";
+import { formatUuid, readSuperblock, State, type Superblock } from "../../lib/ondisk/superblock.ts";
 import { openBlockDevice } from "../file_device.ts";
-import { type DirEntry, Ext4, type Ext4Stat, type FileType } from "../../lib/filesystem.ts";
-import { JournalOverlayDevice } from "../../lib/journal_overlay.ts";
+import { type DirEntry, Ext4, type Ext4Stat, type FileType } from "../../lib/ext4/filesystem.ts";
+import { JournalOverlayDevice } from "../../lib/ext4/journal_overlay.ts";
 import { modeTypeOfFileType } from "../../lib/ondisk/inode.ts";
 import {
   type AttrReply,
@@ -36,7 +36,7 @@ import { FUSE_ROOT_ID } from "./protocol.ts";
 import { encodeDev } from "./protocol_replies.ts";
 import type { MountBackend, MountSettings, OpenedFilesystem } from "./serve.ts";
 
-/** The reader's file types (lib/filesystem.ts `FileType`). */
+/** The reader's file types (lib/ext4/filesystem.ts `FileType`). */
 export type Ext4FileType = FileType;
 
 /** The fields of the reader's {@link Ext4Stat} the adapter uses. */
@@ -61,7 +61,7 @@ export type Ext4StatLike = Pick<
 export type Ext4DirEntryLike = DirEntry & { offset: number };
 
 /**
- * The inode-level part of the reader's `Ext4` class (lib/filesystem.ts) this adapter needs,
+ * The inode-level part of the reader's `Ext4` class (lib/ext4/filesystem.ts) this adapter needs,
  * in the reader's types. Structural, so tests can serve a fake reader.
  */
 export interface Ext4Like {
@@ -428,7 +428,7 @@ export function openExt4Reader(
 
 /**
  * A filesystem whose journal needs recovery is served, read-only, through the in-memory
- * journal overlay (lib/journal_overlay.ts): the replayed blocks come from memory and nothing
+ * journal overlay (lib/ext4/journal_overlay.ts): the replayed blocks come from memory and nothing
  * is written. Throws where the kernel would refuse to recover.
  *
  * @example

@@ -12,11 +12,11 @@
 
 import { type AclEntry, AclTag, aclToXattr, decodeExt4Acl } from "../ondisk/acl.ts";
 import { CorruptError } from "../errors.ts";
-import type { GroupDescriptorTable } from "../group_descriptor.ts";
+import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
 import { readInodeRaw } from "./inode.ts";
 import { Mode } from "../ondisk/inode.ts";
-import type { Superblock } from "../superblock.ts";
-import type { Transaction } from "../transaction.ts";
+import type { Superblock } from "../ondisk/superblock.ts";
+import type { Transaction } from "../txn/transaction.ts";
 import { XattrIndex } from "../ondisk/xattr.ts";
 import { findRawXattr, type XattrChange, xattrSourceOf } from "./xattr.ts";
 

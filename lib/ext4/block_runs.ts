@@ -1,13 +1,13 @@
 /**
  * What building a file's block map asks of the allocator: runs of physical blocks. Declared
- * apart from lib/alloc.ts (whose `Allocator` satisfies `BlockRunAllocator`), because the
+ * apart from lib/ext4/alloc.ts (whose `Allocator` satisfies `BlockRunAllocator`), because the
  * allocator reads the journal's extent tree to keep its blocks out of reach: with this module
  * between them, allocation and extent trees do not import each other.
  *
  * @module
  */
 
-import type { Transaction } from "../transaction.ts";
+import type { Transaction } from "../txn/transaction.ts";
 
 /** A run of physical blocks. */
 export interface Extent {
@@ -28,7 +28,7 @@ export interface AllocateBlocksOptions {
   keepReserved?: boolean;
 }
 
-/** Allocates runs of blocks in a transaction (lib/alloc.ts `Allocator` is the one). */
+/** Allocates runs of blocks in a transaction (lib/ext4/alloc.ts `Allocator` is the one). */
 export interface BlockRunAllocator {
   /** `count` blocks near `goal`, as one or more runs. */
   allocateBlocks(

@@ -5,11 +5,11 @@
  * @module
  */
 
-import type { Allocator } from "../alloc.ts";
-import type { GroupDescriptorTable } from "../group_descriptor.ts";
+import type { Allocator } from "./alloc.ts";
+import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
 import type { InodeTime } from "../ondisk/inode.ts";
-import type { Superblock } from "../superblock.ts";
-import type { Transaction } from "../transaction.ts";
+import type { Superblock } from "../ondisk/superblock.ts";
+import type { Transaction } from "../txn/transaction.ts";
 
 /** Everything an operation inside a transaction needs. */
 export interface OpContext {

@@ -1,7 +1,7 @@
 /**
  * Extent trees (kernel fs/ext4/extents.c): the one checked reader of a tree, used by the
  * read path ({@link readExtentTree}), by the writer's whole-mapping read ({@link walkExtentTree}
- * in lib/file_map_write.ts) and by the in-place editor's node reads (lib/ext4/extents_edit.ts).
+ * in lib/ext4/file_map_write.ts) and by the in-place editor's node reads (lib/ext4/extents_edit.ts).
  * Every node is checked as the kernel's `__ext4_ext_check` and `ext4_valid_extent_entries` do:
  * header (magic, `eh_max`, entries, depth ≤ 5), the depth its parent promises, index nodes
  * not empty, entries sorted and inside the key range their parent gives them, extents not
@@ -14,7 +14,7 @@
 
 import type { BlockRunAllocator, Extent } from "./block_runs.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
-import type { BlockRun } from "../file_map.ts";
+import type { BlockRun } from "./file_map.ts";
 import {
   decodeIndexEntry,
   decodeLeafEntry,
@@ -30,8 +30,8 @@ import {
   setExtentTail,
   verifyExtentTail,
 } from "../ondisk/extent.ts";
-import type { Superblock } from "../superblock.ts";
-import type { Transaction } from "../transaction.ts";
+import type { Superblock } from "../ondisk/superblock.ts";
+import type { Transaction } from "../txn/transaction.ts";
 
 /** Logical blocks a file can address (`ee_block` is 32 bits). */
 export const LOGICAL_LIMIT = 2 ** 32;

@@ -18,7 +18,7 @@
  * @module
  */
 
-import type { Allocator, Extent } from "../alloc.ts";
+import type { Allocator, Extent } from "./alloc.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
 import {
   encodeExtentNode,
@@ -30,10 +30,10 @@ import {
   parseExtentHeader,
   setExtentTail,
 } from "../ondisk/extent.ts";
-import type { FileMapEditor } from "../file_map_write.ts";
-import { insertExtents, markWritten, removeRange } from "../file_map_write.ts";
-import type { Superblock } from "../superblock.ts";
-import type { Transaction } from "../transaction.ts";
+import type { FileMapEditor } from "./file_map_write.ts";
+import { insertExtents, markWritten, removeRange } from "./file_map_write.ts";
+import type { Superblock } from "../ondisk/superblock.ts";
+import type { Transaction } from "../txn/transaction.ts";
 import {
   checkExtentBlock,
   decodeExtentNode,

@@ -30,13 +30,13 @@
  * @module
  */
 
-import { dirHash, DxHashVersion } from "../dir_hash.ts";
+import { dirHash, DxHashVersion } from "../ondisk/dir_hash.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
 import type { FileExtent } from "../ondisk/extent.ts";
-import { Incompat } from "../features.ts";
-import { findExtent } from "../file_map_write.ts";
-import type { Superblock } from "../superblock.ts";
-import type { Transaction } from "../transaction.ts";
+import { Incompat } from "../ondisk/features.ts";
+import { findExtent } from "./file_map_write.ts";
+import type { Superblock } from "../ondisk/superblock.ts";
+import type { Transaction } from "../txn/transaction.ts";
 import type { DirBlocks, DirectorySource } from "./dir.ts";
 import {
   dirBlockEnd,

@@ -2,7 +2,7 @@
  * ext2/ext3 block maps (kernel fs/ext4/indirect.c): the one checked walk of twelve direct
  * pointers in `i_block`, then single, double and triple indirect blocks, used by the read path
  * ({@link readBlockMap}) and by the writer's whole-mapping read ({@link walkBlockMap} in
- * lib/file_map_write.ts); and the building of a new file's map ({@link buildBlockMap}). Zero
+ * lib/ext4/file_map_write.ts); and the building of a new file's map ({@link buildBlockMap}). Zero
  * pointers are holes. The walk produces the same sorted extent list as an extent tree, merging
  * physically contiguous blocks. The pointer codec is lib/ondisk/indirect.ts.
  *
@@ -11,7 +11,7 @@
 
 import type { BlockRunAllocator, Extent } from "./block_runs.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
-import type { BlockRun } from "../file_map.ts";
+import type { BlockRun } from "./file_map.ts";
 import { type FileExtent, MAX_INIT_EXTENT } from "../ondisk/extent.ts";
 import {
   blockMapLimit,
@@ -21,8 +21,8 @@ import {
   encodePointers,
   pointersPerBlock,
 } from "../ondisk/indirect.ts";
-import type { Superblock } from "../superblock.ts";
-import type { Transaction } from "../transaction.ts";
+import type { Superblock } from "../ondisk/superblock.ts";
+import type { Transaction } from "../txn/transaction.ts";
 
 /** What {@link readBlockMap} needs to know about the inode. */
 export interface BlockMapOwner {

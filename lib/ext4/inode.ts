@@ -6,12 +6,12 @@
  * @module
  */
 
-import { type BlockDevice, readBytes } from "../block_device.ts";
+import { type BlockDevice, readBytes } from "../block/block_device.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
-import type { GroupDescriptorTable } from "../group_descriptor.ts";
+import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
 import { type Inode, inodeLocation, parseInode, type ParseInodeOptions } from "../ondisk/inode.ts";
-import type { Superblock } from "../superblock.ts";
-import type { Transaction } from "../transaction.ts";
+import type { Superblock } from "../ondisk/superblock.ts";
+import type { Transaction } from "../txn/transaction.ts";
 
 /**
  * Reads and decodes inode `ino`.

@@ -16,8 +16,8 @@
  */
 
 import { CorruptError } from "../errors.ts";
-import { Incompat } from "../features.ts";
-import { matchesNoKeyDigest, parseNoKeyName } from "../fscrypt_name.ts";
+import { Incompat } from "../ondisk/features.ts";
+import { matchesNoKeyDigest, parseNoKeyName } from "../ondisk/fscrypt_name.ts";
 import { type DirContext, DirInodeFlags, isDotName, sameName } from "../ondisk/dirent.ts";
 import { type DirectorySource, iterateDirectory } from "./dir.ts";
 import { htreeLookup } from "./htree.ts";

@@ -5,7 +5,7 @@
  * processed at a read-write open — after a journal replayed by `recovery: "replay"` too, in the
  * same transaction-based way. Two places hold them, as in the kernel:
  *
- * - the orphan file (orphan_file feature, lib/orphan_file.ts): a free slot of its blocks
+ * - the orphan file (orphan_file feature, lib/ondisk/orphan_file.ts): a free slot of its blocks
  *   takes the inode number, the block's checksum follows, and the ro_compat flag
  *   orphan_present is set while any slot is in use (cleared when the last goes);
  * - the classic list, chained from the superblock's `s_last_orphan` through each inode's
@@ -14,10 +14,10 @@
  * @module
  */
 
-import { Compat, RoCompat } from "../features.ts";
+import { Compat, RoCompat } from "../ondisk/features.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
-import { readFileMap } from "../file_map_write.ts";
-import type { GroupDescriptorTable } from "../group_descriptor.ts";
+import { readFileMap } from "./file_map_write.ts";
+import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
 import { InodeFlags } from "../ondisk/inode.ts";
 import { decodeInode, encodeInode } from "../ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "./inode.ts";
@@ -26,11 +26,11 @@ import {
   ORPHAN_BLOCK_TAIL,
   orphanBlockChecksum,
   orphanSlotsPerBlock,
-} from "../orphan_file.ts";
-import type { Superblock } from "../superblock.ts";
-import type { Transaction } from "../transaction.ts";
-import { truncateFile } from "../file_update.ts";
-import { releaseInode } from "../namespace_write.ts";
+} from "../ondisk/orphan_file.ts";
+import type { Superblock } from "../ondisk/superblock.ts";
+import type { Transaction } from "../txn/transaction.ts";
+import { truncateFile } from "./file_update.ts";
+import { releaseInode } from "./namei.ts";
 import type { OpContext } from "./context.ts";
 
 const LAST_ORPHAN = 0xe8;

@@ -20,23 +20,23 @@
  * @module
  */
 
-import { assertWritable } from "../alloc.ts";
-import { baseMetaBlocks, descriptorBlockCount, testBit } from "../bitmap.ts";
-import { type BlockDevice, readBytes } from "../block_device.ts";
+import { assertWritable } from "./alloc.ts";
+import { baseMetaBlocks, descriptorBlockCount, testBit } from "../ondisk/bitmap.ts";
+import { type BlockDevice, readBytes } from "../block/block_device.ts";
 import { readBlockMap } from "./indirect.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
-import { Compat, featureSupport, Incompat, RoCompat } from "../features.ts";
+import { Compat, featureSupport, Incompat, RoCompat } from "../ondisk/features.ts";
 import {
   type GroupDescriptorTable,
   groupFirstBlock,
   GroupFlags,
   readGroupDescriptors,
-} from "../group_descriptor.ts";
+} from "../ondisk/group_descriptor.ts";
 import { readInode } from "./inode.ts";
-import { JournalOverlayDevice } from "../journal_overlay.ts";
-import { journalBlockMapper } from "../journal/locate.ts";
-import { needsRecovery, replayJournal } from "../journal/replay.ts";
-import { readSuperblock, State, type Superblock } from "../superblock.ts";
+import { JournalOverlayDevice } from "./journal_overlay.ts";
+import { journalBlockMapper } from "./journal.ts";
+import { needsRecovery, replayJournal } from "./recovery.ts";
+import { readSuperblock, State, type Superblock } from "../ondisk/superblock.ts";
 import { Mode } from "../ondisk/inode.ts";
 
 /** How a filesystem is opened: what {@link openMetadata} allows, refuses and does. */

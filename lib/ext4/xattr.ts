@@ -39,10 +39,10 @@ import {
   ext4AclToXattr,
   validateAcl,
 } from "../ondisk/acl.ts";
-import type { Allocator } from "../alloc.ts";
-import type { BlockReader } from "../bitmap.ts";
+import type { Allocator } from "./alloc.ts";
+import type { BlockReader } from "../ondisk/bitmap.ts";
 import { CorruptError, Errno, Ext4Error } from "../errors.ts";
-import type { GroupDescriptorTable } from "../group_descriptor.ts";
+import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
 import {
   changeTime,
   decodeInode,
@@ -51,8 +51,8 @@ import {
   type InodeTime,
 } from "../ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "./inode.ts";
-import type { Superblock } from "../superblock.ts";
-import type { Transaction } from "../transaction.ts";
+import type { Superblock } from "../ondisk/superblock.ts";
+import type { Transaction } from "../txn/transaction.ts";
 import {
   compareXattrs,
   encodeXattrBlock,
@@ -345,7 +345,7 @@ export interface SetXattrOptions {
   /** ctime to stamp (default: now). */
   now?: InodeTime;
   /**
-   * Allow changing "system.data", the inline data's own attribute (for lib/inline_write.ts
+   * Allow changing "system.data", the inline data's own attribute (for lib/ext4/inline.ts
    * only; it must stay in the inode body: NO_SPACE, discarding the transaction, if it would
    * not). Ordinary attributes of inline-data inodes need no option: "system.data" stays put.
    */
@@ -450,7 +450,7 @@ export async function setXattrs(
   }
   const plan = planLayout(sb, raw, ino, entries);
   if (plan.inBlock.some(isSystemData)) {
-    // The kernel reads inline data only from the inode body; lib/inline_write.ts converts.
+    // The kernel reads inline data only from the inode body; lib/ext4/inline.ts converts.
     tx.abort();
     throw new Ext4Error("NO_SPACE", `inline data of inode ${ino} would leave its inode body`);
   }

@@ -13,7 +13,7 @@
  * @module
  */
 
-import type { BlockCache, Transaction } from "../transaction.ts";
+import type { BlockCache, Transaction } from "../txn/transaction.ts";
 
 /** Most distinct hashes remembered. */
 const HASHES = 4096;

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { JournalSuperblock } from "../journal/superblock.ts";
+import type { JournalSuperblock } from "./superblock.ts";
 
 /**
  * The journal as recovery sees it: fixed-size blocks numbered from 0 (block 0 holds the

@@ -34,16 +34,16 @@ export {
   JournalSuperblock,
   parseJournalSuperblock,
   type ParseJournalSuperblockOptions,
-} from "../journal/superblock.ts";
+} from "./superblock.ts";
 export {
   type DescriptorTag,
   type JournalHeader,
   parseDescriptorTags,
   readHeader,
   TagFlag,
-} from "../journal/descriptor_block.ts";
-export { type CommitBlock, parseCommitBlock } from "../journal/commit_block.ts";
-export { parseRevokeBlock } from "../journal/revocation_block.ts";
+} from "./descriptor_block.ts";
+export { type CommitBlock, parseCommitBlock } from "./commit_block.ts";
+export { parseRevokeBlock } from "./revocation_block.ts";
 export { recoverJournal } from "./recovery.ts";
 export {
   type LoggedBlock,
@@ -53,4 +53,4 @@ export {
   type TransactionInfo,
 } from "./recovery_plan.ts";
 export type { JournalStore } from "./journal_store.ts";
-export { decodeFastCommits, type FastCommitRecord, FastCommitTag } from "../journal/fast_commit.ts";
+export { decodeFastCommits, type FastCommitRecord, FastCommitTag } from "./fast_commit.ts";

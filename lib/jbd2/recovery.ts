@@ -5,7 +5,7 @@
  *
  * Nothing here writes: {@link recoverJournal} returns a {@link RecoveryPlan} (the blocks to
  * write, in log order, as references into the journal) plus what the kernel would report.
- * `lib/journal/replay.ts` applies a plan to a device; `lib/journal_overlay.ts` serves it from
+ * `lib/ext4/recovery.ts` applies a plan to a device; `lib/ext4/journal_overlay.ts` serves it from
  * memory. The pieces the passes share are beside this file: `journal_store.ts` (the store and
  * the window the log is read through), `scan.ts` (what the scan read), `revoke_table.ts`,
  * `recovery_plan.ts` (the result and the helpers applying it), `tid.ts`.
@@ -24,7 +24,7 @@ import {
   JBD2_CRC32_CHKSUM,
   JBD2_CRC32_CHKSUM_SIZE,
   parseCommitBlock,
-} from "../journal/commit_block.ts";
+} from "./commit_block.ts";
 import {
   blockTailValid,
   dataBlockValid,
@@ -32,9 +32,9 @@ import {
   readHeader,
   tagChecksumMatches,
   TagFlag,
-} from "../journal/descriptor_block.ts";
-import { parseRevokeBlock } from "../journal/revocation_block.ts";
-import { BlockType, type JournalSuperblock } from "../journal/superblock.ts";
+} from "./descriptor_block.ts";
+import { parseRevokeBlock } from "./revocation_block.ts";
+import { BlockType, type JournalSuperblock } from "./superblock.ts";
 import { type JournalStore, LogReader, RecoveryFailure } from "./journal_store.ts";
 import type { LoggedBlock, RecoveryPlan, ReplayWrite, TransactionInfo } from "./recovery_plan.ts";
 import { RevokeTable } from "./revoke_table.ts";
@@ -373,7 +373,7 @@ const EXT4_FC_TAG_HEAD = 0x9;
  * @example
  * ```ts
  * import { locateJournal, MemoryBlockDevice } from "../../mod.ts";
- * import { readSuperblock } from "../superblock.ts";
+ * import { readSuperblock } from "../ondisk/superblock.ts";
  * const img = await Deno.makeTempFile();
  * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "8M"] }).output();
  * const device = new MemoryBlockDevice(await Deno.readFile(img));

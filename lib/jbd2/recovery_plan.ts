@@ -7,7 +7,7 @@
  */
 
 import { CorruptError, Ext4Error } from "../errors.ts";
-import { JBD2_MAGIC } from "../journal/superblock.ts";
+import { JBD2_MAGIC } from "./superblock.ts";
 import type { JournalStore } from "./journal_store.ts";
 
 /** A block the replay writes: filesystem block `target` gets journal block `logBlock`. */
@@ -107,7 +107,7 @@ export interface RecoveryPlan {
  * @example
  * ```ts
  * import { locateJournal, MemoryBlockDevice } from "../../mod.ts";
- * import { readSuperblock } from "../superblock.ts";
+ * import { readSuperblock } from "../ondisk/superblock.ts";
  * const img = await Deno.makeTempFile();
  * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "8M"] }).output();
  * const device = new MemoryBlockDevice(await Deno.readFile(img));

@@ -6,8 +6,8 @@
  * @module
  */
 
-import { dataBlockChecksum } from "../journal/descriptor_block.ts";
-import type { JournalSuperblock } from "../journal/superblock.ts";
+import { dataBlockChecksum } from "./descriptor_block.ts";
+import type { JournalSuperblock } from "./superblock.ts";
 import type { LogReader } from "./journal_store.ts";
 
 /**

@@ -6,8 +6,8 @@
  * @module
  */
 
-import { crc32cU32 } from "../checksum.ts";
-import type { Superblock } from "../superblock.ts";
+import { crc32cU32 } from "./checksum.ts";
+import type { Superblock } from "./superblock.ts";
 
 /** Header of a directory entry before its name. */
 export const DIRENT_HEADER = 8;

@@ -19,11 +19,11 @@
  * @module
  */
 
-import { crc32c } from "../checksum.ts";
+import { crc32c } from "./checksum.ts";
 import { CorruptError, Errno, Ext4Error } from "../errors.ts";
-import { Compat, Incompat } from "../features.ts";
+import { Compat, Incompat } from "./features.ts";
 import { type FileType, fileTypeOfMode } from "./inode.ts";
-import type { Superblock } from "../superblock.ts";
+import type { Superblock } from "./superblock.ts";
 import { isDxNode, verifyDxChecksum } from "./dx.ts";
 import {
   DIRENT_HEADER,

@@ -8,11 +8,11 @@
  * @module
  */
 
-import { crc32c, crc32cU32 } from "../checksum.ts";
-import { DxHashVersion } from "../dir_hash.ts";
+import { crc32c, crc32cU32 } from "./checksum.ts";
+import { DxHashVersion } from "./dir_hash.ts";
 import { CorruptError } from "../errors.ts";
-import { Incompat } from "../features.ts";
-import { type Superblock, SuperFlags } from "../superblock.ts";
+import { Incompat } from "./features.ts";
+import { type Superblock, SuperFlags } from "./superblock.ts";
 import { dirRecLen, inodeChecksumSeed, recLenFromDisk, recLenToDisk } from "./dir_record.ts";
 
 /** Size of the tail of an index block (`struct dx_tail`). */

@@ -7,9 +7,9 @@
  * @module
  */
 
-import { crc32c, crc32cU32 } from "../checksum.ts";
+import { crc32c, crc32cU32 } from "./checksum.ts";
 import { CorruptError } from "../errors.ts";
-import type { Superblock } from "../superblock.ts";
+import type { Superblock } from "./superblock.ts";
 
 /** `eh_magic`. */
 export const EXTENT_MAGIC = 0xf30a;

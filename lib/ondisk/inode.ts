@@ -9,11 +9,11 @@
  * @module
  */
 
-import { crc32c, crc32cU32 } from "../checksum.ts";
+import { crc32c, crc32cU32 } from "./checksum.ts";
 import { CorruptError, Errno, Ext4Error } from "../errors.ts";
-import { RoCompat } from "../features.ts";
-import type { GroupDescriptorTable } from "../group_descriptor.ts";
-import type { Superblock } from "../superblock.ts";
+import { RoCompat } from "./features.ts";
+import type { GroupDescriptorTable } from "./group_descriptor.ts";
+import type { Superblock } from "./superblock.ts";
 
 /** The 128-byte base record every inode has. */
 export const GOOD_OLD_INODE_SIZE = 128;

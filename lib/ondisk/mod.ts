@@ -25,7 +25,7 @@
  */
 
 // ---- checksums and features ----
-export { crc16, crc32c } from "../checksum.ts";
+export { crc16, crc32c } from "./checksum.ts";
 export {
   Compat,
   featureByName,
@@ -37,7 +37,7 @@ export {
   RoCompat,
   type SupportLevel,
   type SupportVerdict,
-} from "../features.ts";
+} from "./features.ts";
 
 // ---- superblock, group descriptors, bitmaps, MMP ----
 export {
@@ -48,7 +48,7 @@ export {
   readSuperblock,
   State,
   Superblock,
-} from "../superblock.ts";
+} from "./superblock.ts";
 export {
   GroupDescriptor,
   groupDescriptorChecksum,
@@ -56,9 +56,9 @@ export {
   GroupFlags,
   groupHasSuperblock,
   readGroupDescriptors,
-} from "../group_descriptor.ts";
-export { blockBitmapChecksum, inodeBitmapChecksum } from "../bitmap.ts";
-export { MMP_MAGIC, type MmpBlock, type MmpState, parseMmpBlock } from "../mmp.ts";
+} from "./group_descriptor.ts";
+export { blockBitmapChecksum, inodeBitmapChecksum } from "./bitmap.ts";
+export { MMP_MAGIC, type MmpBlock, type MmpState, parseMmpBlock } from "./mmp.ts";
 
 // ---- inodes and extent nodes ----
 export {
@@ -94,7 +94,7 @@ export {
   setDirentTail,
 } from "./dirent.ts";
 export { type DxEntry, type DxIndex, type DxRootInfo, parseDxNode, parseDxRoot } from "./dx.ts";
-export { type DirHash, dirHash, DxHashVersion } from "../dir_hash.ts";
+export { type DirHash, dirHash, DxHashVersion } from "./dir_hash.ts";
 
 // ---- extended attributes and ACLs ----
 export {
@@ -115,4 +115,4 @@ export {
   formatAcl,
 } from "./acl.ts";
 
-export type { BlockDevice } from "../block_device.ts";
+export type { BlockDevice } from "../block/block_device.ts";

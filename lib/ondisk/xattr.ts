@@ -17,10 +17,10 @@
  * @module
  */
 
-import { crc32c, crc32cU32 } from "../checksum.ts";
+import { crc32c, crc32cU32 } from "./checksum.ts";
 import { CorruptError } from "../errors.ts";
-import { Incompat } from "../features.ts";
-import type { Superblock } from "../superblock.ts";
+import { Incompat } from "./features.ts";
+import type { Superblock } from "./superblock.ts";
 
 /** `e_name_index` values. */
 export const XattrIndex = {

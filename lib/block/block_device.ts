@@ -1,0 +1,194 @@
+/**
+ * The block layer: the {@link BlockDevice} interface every part of ext4ts reads and writes
+ * through, and the in-memory device used by tests and by overlays.
+ *
+ * Offsets and lengths are byte counts held in JavaScript numbers, exact up to 2^53 bytes
+ * (8 PiB), far beyond any device this tool will meet.
+ *
+ * @module
+ */
+
+import { Ext4Error } from "../errors.ts";
+
+/**
+ * A random-access store of bytes: an image file, a block device, memory, or a layer over
+ * another device (the journal overlay, the write log used by crash tests).
+ *
+ * Reads and writes are asynchronous so that large transfers can leave the event loop free;
+ * implementations may complete small ones synchronously.
+ */
+export interface BlockDevice {
+  /** Size in bytes. */
+  readonly size: number;
+  /** Logical sector size in bytes (512 for image files). */
+  readonly sectorSize: number;
+  /** True when writes are refused (a read-only open or a write-protected device). */
+  readonly readOnly: boolean;
+  /** Fills `buffer` with the bytes at `offset`; throws `IO` on a short read or failure. */
+  read(offset: number, buffer: Uint8Array): Promise<void>;
+  /** Writes `data` at `offset`; throws `READ_ONLY` on a read-only device. */
+  write(offset: number, data: Uint8Array): Promise<void>;
+  /** Makes every completed write durable (fsync for files and block devices). */
+  flush(): Promise<void>;
+  /** Releases the device. Further calls fail. */
+  close(): Promise<void>;
+}
+
+/**
+ * Reads `length` bytes at `offset` into a new buffer.
+ *
+ * @example
+ * ```ts
+ * import { MemoryBlockDevice, readBytes } from "./block_device.ts";
+ * const dev = new MemoryBlockDevice(new Uint8Array([1, 2, 3, 4]));
+ * console.log(await readBytes(dev, 1, 2)); // Uint8Array(2) [ 2, 3 ]
+ * ```
+ */
+export async function readBytes(
+  device: BlockDevice,
+  offset: number,
+  length: number,
+): Promise<Uint8Array> {
+  const buffer = new Uint8Array(length);
+  await device.read(offset, buffer);
+  return buffer;
+}
+
+/** Throws `IO` when `[offset, offset+length)` is not inside a device of `size` bytes. */
+export function checkRange(size: number, offset: number, length: number, what = "device"): void {
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset + length > size) {
+    throw new Ext4Error(
+      "IO",
+      `access beyond end of ${what}: offset ${offset} length ${length}, size ${size}`,
+    );
+  }
+}
+
+/**
+ * A device held in memory. Used by tests, and as the base of overlays.
+ *
+ * @example
+ * ```ts
+ * import { MemoryBlockDevice } from "./block_device.ts";
+ * const dev = new MemoryBlockDevice(new Uint8Array(4096));
+ * await dev.write(0, new Uint8Array([0xef, 0x53]));
+ * const b = new Uint8Array(2);
+ * await dev.read(0, b);
+ * console.log(b); // Uint8Array(2) [ 239, 83 ]
+ * ```
+ */
+export class MemoryBlockDevice implements BlockDevice {
+  readonly sectorSize: number;
+  readonly readOnly: boolean;
+  #data: Uint8Array;
+  #closed = false;
+
+  /**
+   * Serves `data` itself (not a copy): writes change it. Read-write with 512-byte sectors by
+   * default.
+   */
+  constructor(data: Uint8Array, options: { readOnly?: boolean; sectorSize?: number } = {}) {
+    this.#data = data;
+    this.readOnly = options.readOnly ?? false;
+    this.sectorSize = options.sectorSize ?? 512;
+  }
+
+  get size(): number {
+    return this.#data.length;
+  }
+
+  /** The backing bytes (shared, not copied). */
+  get bytes(): Uint8Array {
+    return this.#data;
+  }
+
+  // deno-lint-ignore require-await
+  async read(offset: number, buffer: Uint8Array): Promise<void> {
+    this.#checkOpen();
+    checkRange(this.#data.length, offset, buffer.length);
+    buffer.set(this.#data.subarray(offset, offset + buffer.length));
+  }
+
+  // deno-lint-ignore require-await
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    this.#checkOpen();
+    if (this.readOnly) throw new Ext4Error("READ_ONLY", "device is read-only");
+    checkRange(this.#data.length, offset, data.length);
+    this.#data.set(data, offset);
+  }
+
+  // deno-lint-ignore require-await
+  async flush(): Promise<void> {
+    this.#checkOpen();
+  }
+
+  // deno-lint-ignore require-await
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new Ext4Error("IO", "device is closed");
+  }
+}
+
+/**
+ * A window onto part of another device, e.g. a partition at `--offset` inside a disk image.
+ * Closing it closes the underlying device.
+ *
+ * @example
+ * ```ts
+ * import { MemoryBlockDevice, OffsetBlockDevice, readBytes } from "./block_device.ts";
+ * const disk = new MemoryBlockDevice(new Uint8Array([0, 0, 7, 8]));
+ * const part = new OffsetBlockDevice(disk, 2);
+ * console.log(await readBytes(part, 0, 2)); // Uint8Array(2) [ 7, 8 ]
+ * ```
+ */
+export class OffsetBlockDevice implements BlockDevice {
+  readonly size: number;
+  #inner: BlockDevice;
+  #offset: number;
+
+  /**
+   * The `size` bytes (default: all the rest) of `inner` starting at byte `offset`; throws when they
+   * do not fit.
+   */
+  constructor(inner: BlockDevice, offset: number, size?: number) {
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset > inner.size) {
+      throw new Ext4Error(
+        "INVALID",
+        `offset ${offset} is outside the device (${inner.size} bytes)`,
+      );
+    }
+    this.#inner = inner;
+    this.#offset = offset;
+    this.size = size ?? inner.size - offset;
+    checkRange(inner.size, offset, this.size);
+  }
+
+  get sectorSize(): number {
+    return this.#inner.sectorSize;
+  }
+
+  get readOnly(): boolean {
+    return this.#inner.readOnly;
+  }
+
+  async read(offset: number, buffer: Uint8Array): Promise<void> {
+    checkRange(this.size, offset, buffer.length);
+    await this.#inner.read(this.#offset + offset, buffer);
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    checkRange(this.size, offset, data.length);
+    await this.#inner.write(this.#offset + offset, data);
+  }
+
+  flush(): Promise<void> {
+    return this.#inner.flush();
+  }
+
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+}

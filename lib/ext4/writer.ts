@@ -1,0 +1,196 @@
+/**
+ * The write path's entry point: opens a filesystem on a device for writing (superblock,
+ * descriptors, block cache, allocator; refusing what cannot be written) and runs operations
+ * in transactions that commit as one unit or leave nothing behind.
+ *
+ * @module
+ */
+
+import { Allocator } from "./alloc.ts";
+import type { BlockDevice } from "../block/block_device.ts";
+import { Ext4Error } from "../errors.ts";
+import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
+import { openMetadata } from "./super.ts";
+import type { Superblock } from "../ondisk/superblock.ts";
+import { BlockCache, type CommitSink } from "../txn/transaction.ts";
+import type { OpContext } from "./context.ts";
+
+/** Options for {@link Ext4Writer.open}. */
+export interface WriterOptions {
+  /** Clean blocks kept in the cache (default 4096). */
+  cacheCapacity?: number;
+  /** Where commits go (default: in place). */
+  sink?: CommitSink;
+  /**
+   * Write a filesystem whose superblock records errors, or (without a journal) that was not
+   * cleanly unmounted; refused otherwise (see lib/ext4/super.ts). Damaged structures are refused
+   * all the same.
+   */
+  force?: boolean;
+}
+
+/**
+ * A filesystem opened for writing.
+ *
+ * @example
+ * ```ts ignore
+ * const w = await Ext4Writer.open(device);
+ * await w.transaction((ctx) => makeDirectory(ctx, 2, "etc", { perm: 0o755 }));
+ * ```
+ */
+export class Ext4Writer {
+  /** The device the filesystem is written to. */
+  readonly device: BlockDevice;
+  /** The superblock, kept up to date in memory and written with each commit that changes it. */
+  readonly sb: Superblock;
+  /** The group descriptor table, kept up to date like the superblock. */
+  readonly gdt: GroupDescriptorTable;
+  /** The block cache every transaction goes through. */
+  readonly cache: BlockCache;
+  /** The block and inode allocator. */
+  readonly alloc: Allocator;
+
+  /** The last queued transaction's settlement: transactions run one after another. */
+  #queue: Promise<unknown> = Promise.resolve();
+  /** While {@link group} runs: the one transaction every step joins, and what follows a step. */
+  #group: { ctx: OpContext; afterStep?: () => void } | null = null;
+
+  private constructor(
+    device: BlockDevice,
+    sb: Superblock,
+    gdt: GroupDescriptorTable,
+    cache: BlockCache,
+  ) {
+    this.device = device;
+    this.sb = sb;
+    this.gdt = gdt;
+    this.cache = cache;
+    this.alloc = new Allocator(sb, gdt);
+  }
+
+  /**
+   * A writer over metadata already read and a cache already made (the `Ext4` object of a
+   * writable filesystem shares its superblock, descriptors and block cache with it). The
+   * caller has checked that the filesystem can be written (`assertWritable`, and
+   * `checkBeforeWrite` of lib/ext4/super.ts).
+   *
+   * @example
+   * ```ts ignore
+   * const cache = new BlockCache(device, sb.blockSize);
+   * const w = Ext4Writer.attach(device, sb, gdt, cache);
+   * ```
+   */
+  static attach(
+    device: BlockDevice,
+    sb: Superblock,
+    gdt: GroupDescriptorTable,
+    cache: BlockCache,
+  ): Ext4Writer {
+    if (cache.device !== device || cache.blockSize !== sb.blockSize) {
+      throw new Ext4Error("INVALID", "the cache does not belong to this device and block size");
+    }
+    return new Ext4Writer(device, sb, gdt, cache);
+  }
+
+  /**
+   * Reads the filesystem's metadata under the one open policy (lib/ext4/super.ts
+   * `openMetadata`, writable): a read-only device, features ext4ts cannot write, a journal
+   * needing recovery and what the kernel's mount-time checks refuse are refused.
+   */
+  static async open(device: BlockDevice, options: WriterOptions = {}): Promise<Ext4Writer> {
+    const { sb, groups: gdt } = await openMetadata(device, {
+      readOnly: false,
+      force: options.force,
+    });
+    const cache = new BlockCache(device, sb.blockSize, {
+      capacity: options.cacheCapacity,
+      sink: options.sink,
+    });
+    return new Ext4Writer(device, sb, gdt, cache);
+  }
+
+  /**
+   * Runs `fn` in a new transaction and commits it; if `fn` throws, the transaction is
+   * discarded (memory and device as before) and the error rethrown. Calls made while another
+   * transaction of this writer runs wait for it (one transaction at a time per cache).
+   */
+  transaction<T>(fn: (ctx: OpContext) => Promise<T>): Promise<T> {
+    if (this.#group) return this.#step(this.#group, fn);
+    const run = this.#queue.then(() => this.#run(fn));
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Runs `fn` with every {@link transaction} started while it runs joined into ONE
+   * transaction, committed when `fn` resolves: all of it reaches the device or, when `fn` or
+   * any step throws, none of it (memory and device as before). The steps must run one after
+   * another (awaited in turn); everything they change is held in memory until the commit.
+   * `afterStep` runs after each successful step (e.g. to drop caches decoded from blocks the
+   * step changed).
+   *
+   * @example
+   * ```ts ignore
+   * await w.group(async () => {
+   *   await mkdirAt(w, "/etc", {});
+   *   await writeFileAt(w, "/etc/hostname", new TextEncoder().encode("box\n"), {});
+   * });
+   * ```
+   */
+  group<T>(fn: () => Promise<T>, afterStep?: () => void): Promise<T> {
+    if (this.#group) {
+      return Promise.reject(new Ext4Error("BUSY", "a group of transactions is already running"));
+    }
+    const run = this.#queue.then(() => {
+      const tx = this.cache.begin();
+      const group = { ctx: { tx, alloc: this.alloc, sb: this.sb, gdt: this.gdt }, afterStep };
+      this.#group = group;
+      return tx.discardOnError(async () => {
+        try {
+          const result = await fn();
+          if (tx.state === "aborted") {
+            throw new Ext4Error("INVALID", "the group was discarded by a failed operation");
+          }
+          this.#group = null;
+          await tx.commit();
+          return result;
+        } finally {
+          this.#group = null;
+        }
+      });
+    });
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /** One step of a {@link group}: runs in the group's transaction; a failure discards it. */
+  async #step<T>(
+    group: { ctx: OpContext; afterStep?: () => void },
+    fn: (ctx: OpContext) => Promise<T>,
+  ): Promise<T> {
+    const tx = group.ctx.tx;
+    if (tx.state !== "open") {
+      throw new Ext4Error("INVALID", "the group was discarded by a failed operation");
+    }
+    const result = await tx.discardOnError(() => fn(group.ctx));
+    group.afterStep?.();
+    return result;
+  }
+
+  async #run<T>(fn: (ctx: OpContext) => Promise<T>): Promise<T> {
+    const tx = this.cache.begin();
+    return await tx.discardOnError(async () => {
+      const result = await fn({ tx, alloc: this.alloc, sb: this.sb, gdt: this.gdt });
+      if (tx.state === "aborted") {
+        throw new Ext4Error("INVALID", "the transaction was discarded by a failed operation");
+      }
+      await tx.commit();
+      return result;
+    });
+  }
+
+  /** Flushes the device (every commit already flushed; this is for callers' peace). */
+  async flush(): Promise<void> {
+    await this.device.flush();
+  }
+}

@@ -1,0 +1,566 @@
+/**
+ * Transactions and the block cache: every change to metadata goes through a
+ * {@link Transaction}, which collects full-block images of the dirty metadata blocks and the
+ * ordered data writes, and commits them as one unit through a {@link CommitSink}.
+ *
+ * The sink decides how a commit reaches the device. {@link InPlaceCommitSink} writes the
+ * data, flushes, writes the metadata in place and flushes again (ordered semantics without a
+ * journal). A journaling sink can later route the same commits through jbd2 without any
+ * change to the code that builds transactions.
+ *
+ * The {@link BlockCache} serves block reads for everyone. It is bounded (least recently used
+ * clean blocks are dropped) and never writes on its own: blocks reach the device only through
+ * a commit. While a transaction is open, reading a block it changed returns the changed image.
+ *
+ * @module
+ */
+
+import type { BlockDevice } from "../block/block_device.ts";
+import { Ext4Error } from "../errors.ts";
+
+/** One ordered data write: whole blocks starting at `block`. */
+export interface DataWrite {
+  /** First block written. */
+  readonly block: number;
+  /** The contents: one or more whole blocks, written from `block` on. */
+  readonly bytes: Uint8Array;
+}
+
+/** One metadata block image. */
+export interface MetadataWrite {
+  /** The block this image belongs to. */
+  readonly block: number;
+  /** The block's full new contents (one block). */
+  readonly bytes: Uint8Array;
+}
+
+/** Everything one transaction changes, in the order a sink must respect. */
+export interface CommitBatch {
+  /** Block size of every image. */
+  readonly blockSize: number;
+  /** Data blocks (file contents), coalesced into runs, sorted by block; written first. */
+  readonly data: DataWrite[];
+  /** Metadata block images in the order they were first changed. */
+  readonly metadata: MetadataWrite[];
+  /**
+   * Metadata blocks freed in this transaction whose old contents must not be replayed
+   * (the journal writes revoke records for them; in place they need nothing).
+   */
+  readonly revoked: number[];
+}
+
+/**
+ * Where commits go: in place on the device, or (later) through the journal.
+ * A sink must make the batch durable before its promise resolves.
+ */
+export interface CommitSink {
+  /**
+   * Writes `batch` durably: its promise resolves only once the data and metadata are on stable
+   * storage.
+   */
+  commit(batch: CommitBatch): Promise<void>;
+}
+
+/**
+ * Writes commits straight to their home locations: data, flush, metadata, flush. After the
+ * first flush the data is durable before any metadata that points at it is written; after the
+ * second the whole transaction is.
+ *
+ * @example
+ * ```ts
+ * import { MemoryBlockDevice } from "../block/block_device.ts";
+ * import { InPlaceCommitSink } from "./transaction.ts";
+ * const dev = new MemoryBlockDevice(new Uint8Array(4096));
+ * await new InPlaceCommitSink(dev).commit({
+ *   blockSize: 1024, data: [], revoked: [],
+ *   metadata: [{ block: 2, bytes: new Uint8Array(1024).fill(7) }],
+ * });
+ * console.log(dev.bytes[2048]); // 7
+ * ```
+ */
+export class InPlaceCommitSink implements CommitSink {
+  /** The device commits are written to. */
+  readonly device: BlockDevice;
+
+  /** A sink that writes commits to `device` in place. */
+  constructor(device: BlockDevice) {
+    this.device = device;
+  }
+
+  /** Writes the data runs, flushes, writes the metadata in block order, flushes again. */
+  async commit(batch: CommitBatch): Promise<void> {
+    const bs = batch.blockSize;
+    for (const d of batch.data) await this.device.write(d.block * bs, d.bytes);
+    if (batch.data.length > 0 && batch.metadata.length > 0) await this.device.flush();
+    // Metadata in block order: one sequential sweep.
+    const sorted = [...batch.metadata].sort((a, b) => a.block - b.block);
+    for (const m of sorted) await this.device.write(m.block * bs, m.bytes);
+    await this.device.flush();
+  }
+}
+
+/** Options for {@link BlockCache}. */
+export interface BlockCacheOptions {
+  /** Most clean blocks kept in memory (default 4096). */
+  capacity?: number;
+  /** Where commits go (default: in place on the device). */
+  sink?: CommitSink;
+}
+
+/**
+ * The block cache of one filesystem. Reads go through it; writes go through the one open
+ * {@link Transaction} it hands out with {@link BlockCache.begin}.
+ *
+ * Blocks returned by {@link BlockCache.read} must be treated as read-only: to change a block,
+ * take it from {@link Transaction.getWritable}.
+ *
+ * @example
+ * ```ts
+ * import { MemoryBlockDevice } from "../block/block_device.ts";
+ * import { BlockCache } from "./transaction.ts";
+ * const dev = new MemoryBlockDevice(new Uint8Array(8192));
+ * const cache = new BlockCache(dev, 1024);
+ * const tx = cache.begin();
+ * (await tx.getWritable(3))[0] = 42;
+ * console.log((await cache.read(3))[0]); // 42, the open transaction's image
+ * await tx.commit();
+ * console.log(dev.bytes[3 * 1024]); // 42
+ * ```
+ */
+export class BlockCache {
+  /** The device blocks are read from and (through the sink) written to. */
+  readonly device: BlockDevice;
+  /** Bytes per block; every image the cache holds has this size. */
+  readonly blockSize: number;
+  /** Most clean blocks kept in memory (`options.capacity`, default 4096, at least 16). */
+  readonly capacity: number;
+  /** Where commits go; replaceable, e.g. to write through a journal. */
+  sink: CommitSink;
+  /** Clean blocks, least recently used first (Map keeps insertion order). */
+  #clean = new Map<number, Uint8Array>();
+  #active: Transaction | null = null;
+  #failure: Error | null = null;
+  #hits = 0;
+  #misses = 0;
+
+  /** A cache over `device` in blocks of `blockSize` (a power of two >= 512). */
+  constructor(device: BlockDevice, blockSize: number, options: BlockCacheOptions = {}) {
+    if (!Number.isInteger(blockSize) || blockSize < 512 || (blockSize & (blockSize - 1)) !== 0) {
+      throw new Ext4Error("INVALID", `block size ${blockSize} is not a power of two >= 512`);
+    }
+    this.device = device;
+    this.blockSize = blockSize;
+    this.capacity = Math.max(16, options.capacity ?? 4096);
+    this.sink = options.sink ?? new InPlaceCommitSink(device);
+  }
+
+  /** The open transaction, if any. */
+  get active(): Transaction | null {
+    return this.#active;
+  }
+
+  /** Number of clean blocks held. */
+  get size(): number {
+    return this.#clean.size;
+  }
+
+  /** Cache statistics (for tests and benchmarks). */
+  get stats(): { hits: number; misses: number } {
+    return { hits: this.#hits, misses: this.#misses };
+  }
+
+  /**
+   * The current image of `block`: the open transaction's if it changed the block, else the
+   * cached or freshly read one. Do not modify the result.
+   */
+  async read(block: number): Promise<Uint8Array> {
+    const pending = this.#active?.pendingImage(block);
+    if (pending) return pending;
+    return await this.readCommitted(block);
+  }
+
+  /** The image of `block` as last committed (ignores the open transaction). */
+  async readCommitted(block: number): Promise<Uint8Array> {
+    const hit = this.#clean.get(block);
+    if (hit) {
+      this.#hits++;
+      this.#clean.delete(block);
+      this.#clean.set(block, hit);
+      return hit;
+    }
+    this.#misses++;
+    this.#checkBlock(block);
+    const buf = new Uint8Array(this.blockSize);
+    await this.device.read(block * this.blockSize, buf);
+    this.#remember(block, buf);
+    return buf;
+  }
+
+  /**
+   * Opens a transaction. Only one may be open at a time; a cache whose last commit failed
+   * refuses new ones (the device state is unknown, as after the kernel's ext4 abort).
+   */
+  begin(): Transaction {
+    if (this.#failure) {
+      throw new Ext4Error(
+        "READ_ONLY",
+        `filesystem is read-only after a failed commit: ${this.#failure.message}`,
+      );
+    }
+    if (this.device.readOnly) throw new Ext4Error("READ_ONLY", "device is read-only");
+    if (this.#active) {
+      throw new Ext4Error("BUSY", "a transaction is already open on this filesystem");
+    }
+    const tx = new Transaction(this);
+    this.#active = tx;
+    return tx;
+  }
+
+  /** Drops every clean block (e.g. after something else wrote the device). */
+  invalidate(block?: number): void {
+    if (block === undefined) this.#clean.clear();
+    else this.#clean.delete(block);
+  }
+
+  #remember(block: number, image: Uint8Array): void {
+    this.#clean.delete(block);
+    this.#clean.set(block, image);
+    while (this.#clean.size > this.capacity) {
+      const oldest = this.#clean.keys().next().value as number;
+      this.#clean.delete(oldest);
+    }
+  }
+
+  #checkBlock(block: number): void {
+    if (
+      !Number.isSafeInteger(block) || block < 0 || (block + 1) * this.blockSize > this.device.size
+    ) {
+      throw new Ext4Error("IO", `block ${block} is outside the device`);
+    }
+  }
+
+  /** @internal Called by a transaction when it ends. */
+  _finish(tx: Transaction, committed: CommitBatch | null, failure: Error | null): void {
+    if (this.#active !== tx) return;
+    this.#active = null;
+    if (failure) {
+      this.#failure = failure;
+      this.#clean.clear();
+      return;
+    }
+    if (!committed) return;
+    for (const m of committed.metadata) this.#remember(m.block, m.bytes);
+    for (const d of committed.data) {
+      const n = d.bytes.length / this.blockSize;
+      for (let i = 0; i < n; i++) this.#clean.delete(d.block + i);
+    }
+    for (const r of committed.revoked) this.#clean.delete(r);
+  }
+
+  /** @internal */
+  _checkBlock(block: number): void {
+    this.#checkBlock(block);
+  }
+}
+
+/** How far a transaction has got. */
+export type TransactionState = "open" | "committed" | "aborted" | "failed";
+
+/**
+ * A set of changes that reach the device together. Metadata blocks are changed through
+ * {@link Transaction.getWritable} (copy on first touch); file contents through
+ * {@link Transaction.writeData}. In-memory structures derived from blocks (descriptors, the
+ * superblock) register a snapshot with {@link Transaction.guard} before changing, so
+ * {@link Transaction.abort} puts them back, and a finishing step with
+ * {@link Transaction.beforeCommit} to serialise them (with checksums) into their blocks.
+ *
+ * @example
+ * ```ts
+ * import { MemoryBlockDevice } from "../block/block_device.ts";
+ * import { BlockCache } from "./transaction.ts";
+ * const cache = new BlockCache(new MemoryBlockDevice(new Uint8Array(8192)), 1024);
+ * const tx = cache.begin();
+ * const counter = new Uint8Array([1]);
+ * tx.guard(counter);
+ * counter[0] = 2;
+ * tx.abort();
+ * console.log(counter[0]); // 1
+ * ```
+ */
+export class Transaction {
+  /** The cache the transaction reads through and commits to. */
+  readonly cache: BlockCache;
+  #state: TransactionState = "open";
+  /** Metadata images, in first-dirtied order (Map keeps insertion order). */
+  #metadata = new Map<number, Uint8Array>();
+  /** Data block images (views into the caller's runs). */
+  #data = new Map<number, Uint8Array>();
+  #revoked = new Set<number>();
+  #guards: { target: Uint8Array; copy: Uint8Array }[] = [];
+  #guarded = new Set<Uint8Array>();
+  #hooks = new Map<string, () => void | Promise<void>>();
+  #onAbort: (() => void)[] = [];
+  #onCommit: (() => void)[] = [];
+
+  /** @internal Use {@link BlockCache.begin}. */
+  constructor(cache: BlockCache) {
+    this.cache = cache;
+  }
+
+  /** `open` until it ends: `committed`, `aborted`, or `failed` when the sink failed mid-commit. */
+  get state(): TransactionState {
+    return this.#state;
+  }
+
+  /** The cache's block size in bytes. */
+  get blockSize(): number {
+    return this.cache.blockSize;
+  }
+
+  /** Number of metadata blocks changed so far. */
+  get metadataBlocks(): number {
+    return this.#metadata.size;
+  }
+
+  /** Number of data blocks written so far. */
+  get dataBlocks(): number {
+    return this.#data.size;
+  }
+
+  /** @internal The image this transaction holds for `block`, if any. */
+  pendingImage(block: number): Uint8Array | undefined {
+    return this.#metadata.get(block) ?? this.#data.get(block);
+  }
+
+  /** The current image of `block` (this transaction's changes included). Do not modify it. */
+  read(block: number): Promise<Uint8Array> {
+    this.#checkOpen();
+    return this.cache.read(block);
+  }
+
+  /**
+   * A writable image of metadata block `block`, owned by this transaction: changes to it are
+   * part of the commit. Copies the current image on first use.
+   */
+  async getWritable(block: number): Promise<Uint8Array> {
+    this.#checkOpen();
+    const mine = this.#metadata.get(block);
+    if (mine) return mine;
+    const data = this.#data.get(block);
+    const copy = Uint8Array.from(data ?? await this.cache.read(block));
+    this.#checkOpen();
+    // A block first written as data and then treated as metadata becomes metadata.
+    this.#data.delete(block);
+    this.#revoked.delete(block);
+    this.#metadata.set(block, copy);
+    return copy;
+  }
+
+  /**
+   * A writable metadata image for a block whose old contents do not matter (a block just
+   * allocated): zero-filled, no read.
+   */
+  newBlock(block: number): Uint8Array {
+    this.#checkOpen();
+    this.cache._checkBlock(block);
+    const img = new Uint8Array(this.blockSize);
+    this.#data.delete(block);
+    this.#revoked.delete(block);
+    this.#metadata.set(block, img);
+    return img;
+  }
+
+  /** Copies `bytes` into metadata block `block` at `offset`. */
+  async patch(block: number, offset: number, bytes: Uint8Array): Promise<void> {
+    if (offset < 0 || offset + bytes.length > this.blockSize) {
+      throw new Ext4Error(
+        "INVALID",
+        `patch of ${bytes.length} bytes at ${offset} overflows a block`,
+      );
+    }
+    (await this.getWritable(block)).set(bytes, offset);
+  }
+
+  /**
+   * Ordered data: whole blocks of file contents starting at `block`, written before any
+   * metadata of this transaction. `bytes` must be a multiple of the block size; it is not
+   * copied, so the caller must not change it before the commit.
+   */
+  writeData(block: number, bytes: Uint8Array): void {
+    this.#checkOpen();
+    const bs = this.blockSize;
+    if (bytes.length === 0 || bytes.length % bs !== 0) {
+      throw new Ext4Error("INVALID", `data write of ${bytes.length} bytes is not whole blocks`);
+    }
+    const n = bytes.length / bs;
+    this.cache._checkBlock(block);
+    this.cache._checkBlock(block + n - 1);
+    for (let i = 0; i < n; i++) {
+      const b = block + i;
+      if (this.#metadata.has(b)) {
+        throw new Ext4Error("INVALID", `block ${b} is metadata in this transaction`);
+      }
+      this.#data.set(b, bytes.subarray(i * bs, (i + 1) * bs));
+    }
+  }
+
+  /**
+   * Forgets a metadata block freed in this transaction: its pending image is dropped and a
+   * journal will revoke it, so an old logged copy is never replayed over new data.
+   */
+  forget(block: number): void {
+    this.#checkOpen();
+    this.#metadata.delete(block);
+    this.#revoked.add(block);
+  }
+
+  /**
+   * Snapshots an in-memory buffer before it is changed, so {@link abort} restores it.
+   * Guarding the same buffer twice keeps the first snapshot.
+   */
+  guard(target: Uint8Array): void {
+    this.#checkOpen();
+    if (this.#guarded.has(target)) return;
+    this.#guarded.add(target);
+    this.#guards.push({ target, copy: Uint8Array.from(target) });
+  }
+
+  /**
+   * Registers a step run once when the commit starts (deduplicated by `key`), e.g.
+   * "write group 3's descriptor with its checksums". Steps run in registration order.
+   */
+  beforeCommit(key: string, fn: () => void | Promise<void>): void {
+    this.#checkOpen();
+    if (!this.#hooks.has(key)) this.#hooks.set(key, fn);
+  }
+
+  /** Runs `fn` if this transaction is aborted (after guards are restored). */
+  onAbort(fn: () => void): void {
+    this.#onAbort.push(fn);
+  }
+
+  /** Runs `fn` once this transaction has committed. */
+  onCommit(fn: () => void): void {
+    this.#onCommit.push(fn);
+  }
+
+  /**
+   * Runs `fn`; if it throws, discards this transaction (as {@link abort}) and rethrows. A
+   * failed step must not leave half its changes in a transaction that a caller may commit.
+   *
+   * @example
+   * ```ts
+   * import { MemoryBlockDevice } from "../block/block_device.ts";
+   * import { BlockCache } from "./transaction.ts";
+   * const tx = new BlockCache(new MemoryBlockDevice(new Uint8Array(8192)), 1024).begin();
+   * await tx.discardOnError(async () => {
+   *   throw new Error("no space");
+   * }).catch(() => {});
+   * console.log(tx.state); // "aborted"
+   * ```
+   */
+  async discardOnError<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      this.abort();
+      throw e;
+    }
+  }
+
+  /** Discards every change: nothing reaches the device, guarded buffers are restored. */
+  abort(): void {
+    if (this.#state !== "open") return;
+    this.#state = "aborted";
+    for (let i = this.#guards.length - 1; i >= 0; i--) {
+      this.#guards[i].target.set(this.#guards[i].copy);
+    }
+    this.#release();
+    this.cache._finish(this, null, null);
+    for (const fn of this.#onAbort) fn();
+  }
+
+  /**
+   * Runs the finishing steps and hands the batch to the cache's sink. When a finishing step
+   * throws, the transaction is aborted; when the sink fails, the device state is unknown and
+   * the cache refuses further transactions.
+   */
+  async commit(): Promise<void> {
+    this.#checkOpen();
+    try {
+      // Hooks may register more hooks; run until none is left (bounded by the hook count).
+      const done = new Set<string>();
+      for (let round = 0; round < 1000; round++) {
+        const next = [...this.#hooks.keys()].find((k) => !done.has(k));
+        if (next === undefined) break;
+        done.add(next);
+        await this.#hooks.get(next)!();
+      }
+    } catch (e) {
+      this.abort();
+      throw e;
+    }
+    const batch = this.#batch();
+    this.#state = "committed";
+    try {
+      await this.cache.sink.commit(batch);
+    } catch (e) {
+      this.#state = "failed";
+      const err = e instanceof Error ? e : new Error(String(e));
+      this.#release();
+      this.cache._finish(this, null, err);
+      throw e instanceof Ext4Error ? e : new Ext4Error("IO", `commit failed: ${err.message}`, {
+        cause: e,
+      });
+    }
+    this.#release();
+    this.cache._finish(this, batch, null);
+    for (const fn of this.#onCommit) fn();
+  }
+
+  #batch(): CommitBatch {
+    const bs = this.blockSize;
+    const blocks = [...this.#data.keys()].sort((a, b) => a - b);
+    const data: DataWrite[] = [];
+    for (let i = 0; i < blocks.length;) {
+      let j = i + 1;
+      while (j < blocks.length && blocks[j] === blocks[j - 1] + 1) j++;
+      // Blocks that are also adjacent in one caller buffer go out as a view of it, uncopied.
+      const first = this.#data.get(blocks[i])!;
+      let k = i + 1;
+      while (k < j) {
+        const img = this.#data.get(blocks[k])!;
+        if (img.buffer !== first.buffer || img.byteOffset !== first.byteOffset + (k - i) * bs) {
+          break;
+        }
+        k++;
+      }
+      if (k - i > 1) {
+        data.push({
+          block: blocks[i],
+          bytes: new Uint8Array(first.buffer, first.byteOffset, (k - i) * bs),
+        });
+        i = k;
+        continue;
+      }
+      const run = new Uint8Array((j - i) * bs);
+      for (let m = i; m < j; m++) run.set(this.#data.get(blocks[m])!, (m - i) * bs);
+      data.push({ block: blocks[i], bytes: run });
+      i = j;
+    }
+    const metadata = [...this.#metadata].map(([block, bytes]) => ({ block, bytes }));
+    return { blockSize: bs, data, metadata, revoked: [...this.#revoked] };
+  }
+
+  #release(): void {
+    this.#guards = [];
+    this.#guarded.clear();
+    this.#hooks.clear();
+  }
+
+  #checkOpen(): void {
+    if (this.#state !== "open") {
+      throw new Ext4Error("INVALID", `transaction is ${this.#state}`);
+    }
+  }
+}
