@@ -101,15 +101,7 @@ export type { FileType, Timespec };
 
 export type { Ext4Stat };
 
-export type {
-  DirEntry,
-  Ext4File,
-  Ext4OpenOptions,
-  Ext4Statfs,
-  MkdirOptions,
-  TimeInput,
-  WriteFileOptions,
-} from "./fs_types.ts";
+export type * from "./fs_types.ts";
 
 export { compareBytes } from "./fs_dir.ts";
 
