@@ -17,10 +17,9 @@ import {
   listEntries,
   lookupEntry,
   makeDirectory,
-  removeDirectory,
-  renameEntry,
-  unlinkEntry,
 } from "../lib/ext4/namei.ts";
+import { removeDirectory, unlinkEntry } from "../lib/ext4/unlink.ts";
+import { renameEntry } from "../lib/ext4/rename.ts";
 import { formatUuid } from "../lib/ondisk/superblock.ts";
 import type { Transaction } from "../lib/txn/transaction.ts";
 import { run, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";

@@ -7,15 +7,9 @@ import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
 import { parseDirBlock } from "../lib/ondisk/dirent.ts";
 import { readFileMap } from "../lib/ext4/file_map_write.ts";
 import { parseInlineDataXattr } from "../lib/ondisk/inline_data.ts";
-import {
-  createFile,
-  listEntries,
-  lookupEntry,
-  makeDirectory,
-  removeDirectory,
-  renameEntry,
-  unlinkEntry,
-} from "../lib/ext4/namei.ts";
+import { createFile, listEntries, lookupEntry, makeDirectory } from "../lib/ext4/namei.ts";
+import { removeDirectory, unlinkEntry } from "../lib/ext4/unlink.ts";
+import { renameEntry } from "../lib/ext4/rename.ts";
 import { writeFileRange } from "../lib/ext4/file_update.ts";
 import { setXattr } from "../lib/ext4/xattr.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";

@@ -8,11 +8,10 @@ import {
   lookupEntry,
   makeDirectory,
   makeNode,
-  removeDirectory,
-  renameEntry,
-  setAttributes,
-  unlinkEntry,
 } from "../lib/ext4/namei.ts";
+import { removeDirectory, unlinkEntry } from "../lib/ext4/unlink.ts";
+import { renameEntry } from "../lib/ext4/rename.ts";
+import { setAttributes } from "../lib/ext4/attr.ts";
 import { tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { pattern } from "./file_fixtures.ts";
 import { fsck, IMAGE_TOOLS, LAYOUTS, loadFs, mkfsImage } from "./write_fixtures.ts";

@@ -2,13 +2,9 @@ import assert from "node:assert/strict";
 import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import type { Ext4Error } from "../lib/errors.ts";
 import { writeFileRange } from "../lib/ext4/file_update.ts";
-import {
-  createFile,
-  makeDirectory,
-  removeDirectory,
-  renameEntry,
-  unlinkEntry,
-} from "../lib/ext4/namei.ts";
+import { createFile, makeDirectory } from "../lib/ext4/namei.ts";
+import { removeDirectory, unlinkEntry } from "../lib/ext4/unlink.ts";
+import { renameEntry } from "../lib/ext4/rename.ts";
 import { Ext4Writer } from "../lib/ext4/writer.ts";
 import { WriteLogDevice } from "../lib/block/write_log_device.ts";
 import { runOk, tempDir, testWith } from "./helpers.ts";

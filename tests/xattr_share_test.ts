@@ -4,7 +4,8 @@ import { aclToXattr } from "../lib/ondisk/acl.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import { decodeInode, type InodeFields } from "../lib/ondisk/inode.ts";
 import { readInodeRaw } from "../lib/ext4/inode.ts";
-import { createFile, makeDirectory, unlinkEntry } from "../lib/ext4/namei.ts";
+import { createFile, makeDirectory } from "../lib/ext4/namei.ts";
+import { unlinkEntry } from "../lib/ext4/unlink.ts";
 import type { Transaction } from "../lib/txn/transaction.ts";
 import {
   parseXattrBlock,

@@ -6,7 +6,8 @@ import { ext4AclToXattr, xattrAclToExt4 } from "../lib/ondisk/acl.ts";
 import { writeNewFileData } from "../lib/ext4/file_write.ts";
 import { decodeInode } from "../lib/ondisk/inode.ts";
 import { readInodeRaw } from "../lib/ext4/inode.ts";
-import { createFile, setAttributes } from "../lib/ext4/namei.ts";
+import { createFile } from "../lib/ext4/namei.ts";
+import { setAttributes } from "../lib/ext4/attr.ts";
 import type { Transaction } from "../lib/txn/transaction.ts";
 import {
   readRawXattrs,

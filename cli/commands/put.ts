@@ -11,9 +11,9 @@ import {
   lookupEntry,
   makeDirectory,
   makeNode,
-  setAttributes,
-  unlinkEntry,
 } from "../../lib/ext4/namei.ts";
+import { unlinkEntry } from "../../lib/ext4/unlink.ts";
+import { setAttributes } from "../../lib/ext4/attr.ts";
 import { resolvePath } from "../../lib/ext4/path_ops.ts";
 import type { Ext4Writer } from "../../lib/ext4/writer.ts";
 import { setXattrs, xattrNameForWrite } from "../../lib/ext4/xattr.ts";

@@ -7,255 +7,110 @@
  *
  * lib/ cannot open files by path; mod.ts adds `Ext4.open(path)` over ffi/file_device.ts.
  *
+ * The class holds the state and thin methods; the work is in its own modules: the public
+ * types (lib/ext4/fs_types.ts, re-exported here), the caches and their invalidation
+ * (lib/ext4/fs_cache.ts), directories, readdir and the walk (lib/ext4/fs_dir.ts), the read
+ * path (lib/ext4/fs_read.ts), the write methods' bodies (lib/ext4/fs_write.ts) and statfs
+ * (lib/ext4/statfs.ts).
+ *
+ * Over 700 lines because the JSDoc of the facade's ~60 public methods, with the examples
+ * `deno test --doc` runs, stays with the methods (about 900 of its lines are JSDoc).
+ *
  * @module
  */
 
 import { type BlockDevice, readBytes } from "../block/block_device.ts";
 import { CorruptError, Errno, Ext4Error } from "../errors.ts";
-import { Compat, Incompat, RoCompat } from "../ondisk/features.ts";
-import { type GroupDescriptorTable, groupHasSuperblock } from "../ondisk/group_descriptor.ts";
+import { RoCompat } from "../ondisk/features.ts";
+import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
 import type { Superblock } from "../ondisk/superblock.ts";
 import {
   type FileType,
   fileTypeOfMode,
   type Inode,
-  InodeFlags,
   inodeLocation,
-  type InodeTime,
   parseInode,
   type Timespec,
 } from "../ondisk/inode.ts";
-import { type BlockRun, findRun, readMapped, seekRuns } from "./file_map.ts";
+import { type BlockRun, findRun } from "./file_map.ts";
 import { readExtentTree } from "./extents.ts";
 import { readBlockMap } from "./indirect.ts";
-import { Lru } from "../block/lru.ts";
-import type { DirContext, DirRecord } from "../ondisk/dirent.ts";
-import { type DirectorySource, iterateDirectory } from "./dir.ts";
-import { hashIsSigned, parseDxRoot } from "../ondisk/dx.ts";
-import { type DirHash, dirHash, DxHashVersion } from "../ondisk/dir_hash.ts";
-import { noKeyName, noKeyNameLength } from "../ondisk/fscrypt_name.ts";
-import { readXattrs } from "./xattr.ts";
-import { readInlineData, readInlineFile } from "../ondisk/inline_data.ts";
+import type { DirContext } from "../ondisk/dirent.ts";
+import type { DirectorySource } from "./dir.ts";
 import { readInodeBitmap, testBit } from "../ondisk/bitmap.ts";
-import { type OpenedMetadata, openMetadata, type OpenPolicy } from "./super.ts";
+import { type OpenedMetadata, openMetadata } from "./super.ts";
 import { SharedBlockCache } from "../txn/shared_block_cache.ts";
-import type { CommitBatch } from "../txn/transaction.ts";
 import { Ext4Writer } from "./writer.ts";
 import { OpenFiles } from "./open_files.ts";
 import { processOrphans, releaseIfUnlinked } from "./orphan.ts";
-import { truncateFile, writeFileRange } from "./file_update.ts";
-import { createFile } from "./namei.ts";
 import {
-  checkRegular,
-  chmodAt,
-  chownAt,
   fallocateAt,
-  fallocateInode,
   type FallocateOptions,
   linkAt,
   mkdirAt,
   mknodAt,
   removeAt,
   removeXattrAt,
-  renameAt,
-  resolvePath,
   setXattrAt,
   symlinkAt,
   truncateAt,
-  utimeAt,
-  writeFileAt,
 } from "./path_ops.ts";
-import { Ext4WritableFile, type OpenWritableOptions } from "./writable_file.ts";
+import type { Ext4WritableFile, OpenWritableOptions } from "./writable_file.ts";
 import { type PathSource, walkPath } from "./path.ts";
-import type { Ext4Stat } from "./attr.ts";
-import { directoryNameMap } from "./lookup.ts";
-import { fileTypeOfDirentType } from "../ondisk/dirent.ts";
-import { lookupInDirectory } from "./lookup.ts";
-import { nameKey } from "./lookup.ts";
+import { type Ext4Stat, inodeStat } from "./attr.ts";
+import { directoryNameMap, lookupInDirectory, nameKey } from "./lookup.ts";
+import { FsCaches } from "./fs_cache.ts";
+import type {
+  DirEntry,
+  Ext4File,
+  Ext4OpenOptions,
+  Ext4Statfs,
+  MkdirOptions,
+  TimeInput,
+  WriteFileOptions,
+} from "./fs_types.ts";
+import {
+  directorySource,
+  dirInode,
+  isDotOrDotDot,
+  linkedInode,
+  readDirectory,
+  walkTree,
+} from "./fs_dir.ts";
+import {
+  fileHandle,
+  readFileData,
+  readLinkTarget,
+  readWholeFile,
+  readXattrMap,
+  regularInode,
+  seekInode,
+} from "./fs_read.ts";
+import {
+  chmodPath,
+  chownPath,
+  openWritableFile,
+  renamePath,
+  utimePath,
+  writableFileHost,
+  writeFileTo,
+} from "./fs_write.ts";
+import { computeStatfs, journalBlockCount } from "./statfs.ts";
 
 export type { FileType, Timespec };
 
 export type { Ext4Stat };
 
-/** A directory entry. */
-export interface DirEntry {
-  /** The name decoded as UTF-8 (invalid bytes become U+FFFD; `nameBytes` is exact). */
-  name: string;
-  /** The name exactly as stored. */
-  nameBytes: Uint8Array;
-  /** Inode the entry points to. */
-  ino: number;
-  /** Kind of object (from the entry's file type, or the inode without the filetype feature). */
-  type: FileType;
-}
+export type * from "./fs_types.ts";
 
-/**
- * An open regular file: its stat at open time, positional reads and a stream of its content.
- *
- * @example
- * ```ts
- * import { Ext4 } from "../../mod.ts";
- * const img = await Deno.makeTempFile();
- * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
- * const fs = await Ext4.open(img, { readOnly: false });
- * await fs.writeFile("/vmlinuz", new TextEncoder().encode("MZ..HdrS"));
- * const f = await fs.open("/vmlinuz");
- * console.log(new TextDecoder().decode(await f.read(4, 4))); // HdrS
- * await f.close();
- * await fs.close();
- * await Deno.remove(img);
- * ```
- */
-export interface Ext4File {
-  /** The file's stat when it was opened. */
-  readonly stat: Ext4Stat;
-  /** Reads up to `length` bytes at `offset`; short at end of file. */
-  read(offset: number, length: number): Promise<Uint8Array>;
-  /** The whole content as a stream of chunks. */
-  readable(): ReadableStream<Uint8Array>;
-  /**
-   * Closes the file (harmless twice). On a writable filesystem an open file removed meanwhile
-   * is freed at its last close; on a read-only one closing does nothing.
-   */
-  close(): Promise<void>;
-}
-
-/** Options for {@link Ext4.openDevice}: the open policy (lib/ext4/super.ts) and the reader's own. */
-export interface Ext4OpenOptions extends OpenPolicy {
-  /**
-   * Called when a listing skips something damaged and goes on, as the kernel's readdir does:
-   * a directory block that fails its checks, an entry whose name holds "/" or NUL. Without
-   * it, the error's message goes to `onNotice` with "; skipped".
-   */
-  onCorrupt?: (error: CorruptError) => void;
-  /** Inodes kept in memory (default 16384). */
-  inodeCacheSize?: number;
-  /** Metadata blocks (inode tables, directories, indirect and extent blocks) kept in memory (default 8192). */
-  blockCacheSize?: number;
-}
-
-/** A time for the write methods: seconds and nanoseconds, a Date, or nanoseconds since the epoch. */
-export type TimeInput = Timespec | Date | bigint;
-
-/** Options of {@link Ext4.writeFile}. */
-export interface WriteFileOptions {
-  /** Permission bits of a created file (default 0o644); an existing file keeps its own. */
-  mode?: number;
-  /** Owner of a created file (default 0). */
-  uid?: number;
-  /** Group of a created file (default 0). */
-  gid?: number;
-  /** Set as the modification time (and access time, unless `atime` is given) after the write. */
-  mtime?: TimeInput;
-  /** Set as the access time after the write. */
-  atime?: TimeInput;
-  /** Create the file when absent (default true); false: NOT_FOUND instead. */
-  create?: boolean;
-  /** Fail with EXISTS when the file exists (O_EXCL). */
-  createNew?: boolean;
-  /** Add the data at the end instead of replacing the contents. */
-  append?: boolean;
-}
-
-/** Options of {@link Ext4.mkdir}. */
-export interface MkdirOptions {
-  /** Make missing parents; an existing directory is fine (mkdir -p). */
-  recursive?: boolean;
-  /** Permission bits (default 0o755). */
-  mode?: number;
-  /** Owner (default 0). */
-  uid?: number;
-  /** Group (default 0). */
-  gid?: number;
-}
-
-const NS_PER_SEC = 1_000_000_000n;
-
-/** A {@link TimeInput} as seconds and nanoseconds. */
-function toInodeTime(t: TimeInput): InodeTime {
-  let sec: number;
-  let nsec: number;
-  if (t instanceof Date) {
-    const ms = t.getTime();
-    if (!Number.isFinite(ms)) throw new Ext4Error("INVALID", "invalid Date");
-    sec = Math.floor(ms / 1000);
-    nsec = (ms - sec * 1000) * 1e6;
-  } else if (typeof t === "bigint") {
-    let s = t / NS_PER_SEC;
-    let n = t % NS_PER_SEC;
-    if (n < 0n) {
-      n += NS_PER_SEC;
-      s -= 1n;
-    }
-    sec = Number(s);
-    nsec = Number(n);
-  } else {
-    sec = t.sec;
-    nsec = t.nsec;
-  }
-  // ext4 stores 34 bits of seconds from 1901-12-13 (2^31 before the epoch) to 2446.
-  if (!Number.isSafeInteger(sec) || sec < -(2 ** 31) || sec >= 2 ** 34 - 2 ** 31) {
-    throw new Ext4Error("INVALID", `time ${sec} s is outside what ext4 stores (1901..2446)`);
-  }
-  if (!Number.isInteger(nsec) || nsec < 0 || nsec > 999_999_999) {
-    throw new Ext4Error("INVALID", `bad nanoseconds ${nsec}`);
-  }
-  return { sec, nsec };
-}
-
-/** Statistics of the whole filesystem, as statfs reports them. */
-export interface Ext4Statfs {
-  /** f_bsize: the filesystem block size. */
-  blockSize: number;
-  /** f_blocks: blocks minus metadata overhead, as the kernel reports. */
-  blocks: number;
-  /** f_bfree: free blocks (sum of the group descriptors). */
-  freeBlocks: number;
-  /** f_bavail: free blocks minus the reserved ones. */
-  availBlocks: number;
-  /** f_files: inodes. */
-  files: number;
-  /** f_ffree: free inodes. */
-  freeFiles: number;
-  /** f_namelen. */
-  nameMax: 255;
-}
+export { compareBytes } from "./fs_dir.ts";
 
 /** Unindexed directories of more blocks than this get a cached name map for lookups... */
 const INDEX_DIR_MIN_BLOCKS = 8;
 /** ...unless they are larger than this (the map would be too big to keep). */
 const INDEX_DIR_MAX_BYTES = 64 * 1024 * 1024;
-const ROOT_INO = 2;
-const STREAM_CHUNK = 1024 * 1024;
-/** Largest single read, as Linux caps read(2) (MAX_RW_COUNT); longer reads come back short. */
-const MAX_RW_COUNT = 0x7ffff000;
-/** The kernel's limit on one xattr value (XATTR_SIZE_MAX). */
-const XATTR_SIZE_MAX = 65536;
-/** readFile returns one buffer: beyond this, stream with openFile. */
-const MAX_READ_FILE = MAX_RW_COUNT;
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
-
-/**
- * The error for a root inode (of mode `mode`) that is not a directory: nothing can be listed,
- * the filesystem is corrupt (the kernel refuses to mount it).
- */
-function rootNotDirectory(mode: number): CorruptError {
-  return new CorruptError(
-    `root inode ${ROOT_INO}`,
-    `not a directory (mode 0o${mode.toString(8)}); run e2fsck`,
-  );
-}
-
-/** An entry of directory `dir` whose name holds "/" or NUL. */
-function badNameError(dir: number, name: Uint8Array): CorruptError {
-  // JSON quoting shows a NUL (\u0000) and any control character visibly.
-  return new CorruptError(
-    `directory inode ${dir}`,
-    `entry name ${JSON.stringify(utf8.decode(name))} contains "/" or NUL`,
-  );
-}
-
 const encoder = new TextEncoder();
 
 /**
@@ -281,20 +136,9 @@ export class Ext4 {
   readonly groups: GroupDescriptorTable;
   /** The options the filesystem was opened with. */
   readonly options: Readonly<Ext4OpenOptions>;
-  #inodes: Lru<number, Inode>;
-  #maps = new Lru<number, BlockRun[]>(512);
-  #blocks: Lru<number, Uint8Array>;
-  #xattrs = new Lru<number, Map<string, Uint8Array>>(512);
-  /** Recent successful lookups: parent inode and name bytes -> child inode. */
-  #dentries = new Lru<string, number>(16384);
-  /** Name maps of large unindexed directories (lookups without an htree). */
-  #dirIndex = new Lru<number, Map<string, number>>(8);
+  /** Decoded inodes, maps, blocks, xattrs and lookups (lib/ext4/fs_cache.ts). */
+  #caches: FsCaches;
   #ctx: DirContext;
-  /**
-   * Bumped by every commit: a decoded structure computed from blocks read before a commit is
-   * not cached after it (it may be stale).
-   */
-  #generation = 0;
   #closed = false;
   /** Writable filesystems only: the cache shared with the transactions, and the writer. */
   #cache: SharedBlockCache | null = null;
@@ -302,8 +146,6 @@ export class Ext4 {
   #openFiles = new OpenFiles();
   /** True while {@link batch} runs: reads see its uncommitted steps. */
   #batching = false;
-  /** Inode table start blocks in ascending order, with their groups (for invalidation). */
-  #tables: { starts: number[]; groups: number[] } | null = null;
 
   /** Use {@link Ext4.openDevice} (or `Ext4.open` from mod.ts). */
   protected constructor(
@@ -316,15 +158,17 @@ export class Ext4 {
     this.superblock = sb;
     this.groups = groups;
     this.options = options;
-    this.#inodes = new Lru(options.inodeCacheSize ?? 16384);
-    this.#blocks = new Lru(options.blockCacheSize ?? 8192);
+    this.#caches = new FsCaches(sb, groups, {
+      inodes: options.inodeCacheSize ?? 16384,
+      blocks: options.blockCacheSize ?? 8192,
+    });
     this.#ctx = { sb };
     if (options.readOnly === false) {
       this.#cache = new SharedBlockCache(
         device,
         sb.blockSize,
         { capacity: options.blockCacheSize ?? 8192 },
-        (batch) => this.#committed(batch),
+        (batch) => this.#caches.committed(batch),
       );
       this.#writer = Ext4Writer.attach(device, sb, groups, this.#cache);
     }
@@ -395,12 +239,7 @@ export class Ext4 {
         await this.device.flush();
       }
     } finally {
-      this.#inodes.clear();
-      this.#maps.clear();
-      this.#blocks.clear();
-      this.#xattrs.clear();
-      this.#dirIndex.clear();
-      this.#dentries.clear();
+      this.#caches.clear();
       this.#cache?.invalidate();
       await this.device.close();
     }
@@ -440,14 +279,8 @@ export class Ext4 {
    * ```
    */
   invalidateCaches(): void {
-    this.#generation++;
+    this.#caches.clear();
     this.#cache?.invalidate();
-    this.#dirIndex.clear();
-    this.#dentries.clear();
-    this.#inodes.clear();
-    this.#maps.clear();
-    this.#blocks.clear();
-    this.#xattrs.clear();
   }
 
   /**
@@ -466,12 +299,7 @@ export class Ext4 {
    * ```
    */
   invalidateInode(ino: number): void {
-    this.#generation++;
-    this.#inodes.delete(ino);
-    this.#maps.delete(ino);
-    this.#xattrs.delete(ino);
-    this.#dirIndex.delete(ino);
-    this.#dentries.clear();
+    this.#caches.forgetInode(ino);
   }
 
   /**
@@ -490,55 +318,8 @@ export class Ext4 {
    * ```
    */
   invalidateBlock(block: number): void {
-    this.#generation++;
-    this.#blocks.delete(block);
+    this.#caches.forgetBlock(block);
     this.#cache?.invalidate(block);
-  }
-
-  /**
-   * A transaction ended (the shared cache already holds its images): forget what was decoded
-   * from the blocks it changed. Inode records live only in inode tables, so only the inodes of
-   * changed table blocks go; maps, xattrs, lookups and name maps are derived from blocks the
-   * batch does not name by owner, so they all go (cheap to rebuild from the cached blocks).
-   */
-  #committed(batch: CommitBatch | null): void {
-    if (batch && batch.metadata.length === 0 && batch.data.length === 0) return;
-    this.#generation++;
-    this.#maps.clear();
-    this.#xattrs.clear();
-    this.#dentries.clear();
-    this.#dirIndex.clear();
-    if (batch === null) {
-      this.#inodes.clear();
-      return;
-    }
-    for (const m of batch.metadata) this.#forgetInodesIn(m.block);
-  }
-
-  /** Drops the cached inodes whose records live in `block`, if it is an inode table block. */
-  #forgetInodesIn(block: number): void {
-    const sb = this.superblock;
-    if (!this.#tables) {
-      const order: [number, number][] = [];
-      for (let g = 0; g < this.groups.length; g++) order.push([this.groups.get(g).inodeTable, g]);
-      order.sort((a, b) => a[0] - b[0]);
-      this.#tables = { starts: order.map((o) => o[0]), groups: order.map((o) => o[1]) };
-    }
-    const { starts, groups } = this.#tables;
-    let lo = 0;
-    let hi = starts.length - 1;
-    let at = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (starts[mid] <= block) {
-        at = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    if (at < 0 || block >= starts[at] + sb.inodeTableBlocksPerGroup) return;
-    const perBlock = sb.blockSize / sb.inodeSize;
-    const first = groups[at] * sb.inodesPerGroup + (block - starts[at]) * perBlock + 1;
-    for (let i = 0; i < perBlock; i++) this.#inodes.delete(first + i);
   }
 
   // ---------------------------------------------------------------- blocks and inodes
@@ -571,7 +352,7 @@ export class Ext4 {
         ? await this.#cache.read(block)
         : await this.#cache.readCommitted(block);
     }
-    const cached = this.#blocks.get(block);
+    const cached = this.#caches.blocks.get(block);
     if (cached) return cached;
     const bs = this.superblock.blockSize;
     if (!Number.isSafeInteger(block) || block < 0 || block >= this.superblock.blocksCount) {
@@ -581,7 +362,7 @@ export class Ext4 {
       throw new CorruptError("block reference", `block ${block} is beyond the end of the device`);
     }
     const data = await readBytes(this.device, block * bs, bs);
-    this.#blocks.set(block, data);
+    this.#caches.blocks.set(block, data);
     return data;
   }
 
@@ -601,10 +382,10 @@ export class Ext4 {
    * ```
    */
   async inode(ino: number): Promise<Inode> {
-    const cached = this.#inodes.get(ino);
+    const cached = this.#caches.inodes.get(ino);
     if (cached) return cached;
     this.#checkOpen();
-    const generation = this.#generation;
+    const generation = this.#caches.generation;
     if (!Number.isSafeInteger(ino) || ino < 1 || ino > this.superblock.inodesCount) {
       throw new CorruptError("inode reference", `inode ${ino} is out of range`);
     }
@@ -617,7 +398,7 @@ export class Ext4 {
     const inode = parseInode(sb, ino, table.slice(at, at + sb.inodeSize), {
       ignoreChecksum: this.options.ignoreChecksums,
     });
-    if (generation === this.#generation) this.#inodes.set(ino, inode);
+    if (generation === this.#caches.generation) this.#caches.inodes.set(ino, inode);
     return inode;
   }
 
@@ -639,9 +420,9 @@ export class Ext4 {
    * ```
    */
   async blockRuns(inode: Inode): Promise<BlockRun[]> {
-    const cached = this.#maps.get(inode.ino);
+    const cached = this.#caches.maps.get(inode.ino);
     if (cached) return cached;
-    const generation = this.#generation;
+    const generation = this.#caches.generation;
     const sb = this.superblock;
     let runs: BlockRun[];
     if (inode.usesExtents) {
@@ -653,7 +434,7 @@ export class Ext4 {
       if (t !== "file" && t !== "dir" && t !== "symlink") return [];
       runs = await readBlockMap(sb, inode, (b) => this.readBlock(b));
     }
-    if (generation === this.#generation) this.#maps.set(inode.ino, runs);
+    if (generation === this.#caches.generation) this.#caches.maps.set(inode.ino, runs);
     return runs;
   }
 
@@ -698,103 +479,10 @@ export class Ext4 {
    * ```
    */
   statOf(inode: Inode): Ext4Stat {
-    return {
-      ino: inode.ino,
-      type: inode.type,
-      mode: inode.mode,
-      nlink: inode.linksCount,
-      uid: inode.uid,
-      gid: inode.gid,
-      // An encrypted symlink's size is its no-key target's, as the kernel's getattr says.
-      size: inode.type === "symlink" && inode.isEncrypted && inode.size > 2
-        ? noKeyNameLength(inode.size - 2)
-        : inode.size,
-      // The kernel (ext4_file_getattr, regular files only) reports inline data as the
-      // sectors it would fill, so tools do not take the file for completely sparse.
-      blocks: inode.blocks +
-        (inode.hasInlineData && inode.type === "file" ? Math.ceil(inode.size / 512) : 0),
-      rdev: inode.rdev,
-      atime: inode.atime,
-      mtime: inode.mtime,
-      ctime: inode.ctime,
-      birthtime: inode.crtime,
-      flags: inode.flags,
-      generation: inode.generation,
-    };
+    return inodeStat(inode);
   }
 
   // ---------------------------------------------------------------- directories
-
-  #directorySource(inode: Inode): DirectorySource {
-    const bs = this.superblock.blockSize;
-    const inline = inode.hasInlineData
-      ? readInlineData(this.superblock, inode.ino, inode.bytes)
-      : null;
-    return {
-      ino: inode.ino,
-      generation: inode.generation,
-      size: inode.size,
-      blockSize: bs,
-      inlineData: inline,
-      isHtree: (inode.flags & InodeFlags.INDEX) !== 0 && !inode.hasInlineData,
-      flags: inode.flags,
-      nextMappedBlock: async (from: number) => {
-        const runs = await this.blockRuns(inode);
-        const i = findRun(runs, from);
-        if (i >= 0 && from < runs[i].logical + runs[i].length) return from;
-        return i + 1 < runs.length ? runs[i + 1].logical : null;
-      },
-      readBlock: async (logical: number) => {
-        if (logical * bs >= inode.size) return null;
-        const p = await this.mapBlock(inode, logical);
-        return p === null ? null : this.readBlock(p);
-      },
-    };
-  }
-
-  async #dirInode(ino: number): Promise<Inode> {
-    const inode = await this.inode(ino);
-    if (inode.type !== "dir") {
-      if (ino === ROOT_INO) throw rootNotDirectory(inode.mode);
-      throw new Ext4Error("NOT_DIRECTORY", `inode ${ino} is not a directory`);
-    }
-    return inode;
-  }
-
-  async #entryType(rec: DirRecord): Promise<FileType> {
-    const t = fileTypeOfDirentType(rec.fileType);
-    if (t) return t;
-    try {
-      return (await this.inode(rec.ino)).type;
-    } catch (e) {
-      // An unreadable inode is that entry's error (on stat, lookup), not the listing's.
-      if (e instanceof Ext4Error) return "unknown";
-      throw e;
-    }
-  }
-
-  /**
-   * The inode a directory entry (or path) names, refused as the kernel's lookup refuses it:
-   * a deleted or never used inode (no links, or mode 0) or one whose mode has no file type
-   * is CORRUPT (errno EUCLEAN), like an unreadable one.
-   */
-  async #linkedInode(ino: number): Promise<Inode> {
-    const inode = await this.inode(ino);
-    // A root that is not a directory is the filesystem's error, whatever its mode says.
-    if (ino === ROOT_INO && inode.type !== "dir") throw rootNotDirectory(inode.mode);
-    if (inode.mode === 0 || inode.type === "unknown") {
-      throw new CorruptError(
-        `inode ${ino}`,
-        inode.mode === 0
-          ? "deleted or unused inode referenced (mode 0)"
-          : `bogus mode 0o${inode.mode.toString(8)}`,
-      );
-    }
-    if (inode.linksCount === 0) {
-      throw new CorruptError(`inode ${ino}`, "deleted inode referenced (links count 0)");
-    }
-    return inode;
-  }
 
   /**
    * Whether the inode bitmap marks inode `ino` in use. The kernel reads an inode a directory
@@ -841,7 +529,7 @@ export class Ext4 {
    * ```
    */
   async entryStat(ino: number): Promise<Ext4Stat> {
-    return this.statOf(await this.#linkedInode(ino));
+    return this.statOf(await linkedInode(this, ino));
   }
 
   /**
@@ -880,78 +568,14 @@ export class Ext4 {
    * ```
    */
   async *readDirFrom(ino: number, cookie: number): AsyncIterable<DirEntry & { offset: number }> {
-    const inode = await this.#dirInode(ino);
-    const src = this.#directorySource(inode);
+    const inode = await dirInode(this, ino);
     // Like the kernel's readdir, a corrupt block is reported and skipped, not fatal; lookups
     // through it still fail.
     const report = (e: CorruptError) =>
       this.options.onCorrupt
         ? this.options.onCorrupt(e)
         : this.options.onNotice?.(`${e.message}; skipped`);
-    // Without the key, the kernel shows an encrypted directory's names as no-key names.
-    const hasher = inode.isEncrypted ? await this.#noKeyHasher(inode) : null;
-    for await (const rec of iterateDirectory(src, this.#ctx, cookie, report)) {
-      let name = rec.name;
-      if (hasher && !isDotOrDotDot(name)) {
-        const h = hasher(name);
-        name = noKeyName(name, h.major, h.minor);
-      }
-      // A "/" or NUL cannot be part of a name (no path could reach it, and FUSE rejects the
-      // whole listing for one): the entry is damaged, reported and left out. Ciphertext may
-      // hold any byte; its no-key name (base64url) never does.
-      if (name.includes(0x2f) || name.includes(0)) {
-        report(badNameError(ino, name));
-        continue;
-      }
-      yield {
-        name: utf8.decode(name),
-        nameBytes: name,
-        ino: rec.ino,
-        type: await this.#entryType(rec),
-        offset: rec.offset,
-      };
-    }
-  }
-
-  /**
-   * The directory hash the kernel's readdir puts into the no-key names of encrypted directory
-   * `dir`: directories it reads through the hash index (dir_index and an htree, a single block
-   * or inline data) get the hash of the ciphertext name, the others 0 and 0.
-   */
-  async #noKeyHasher(dir: Inode): Promise<(name: Uint8Array) => DirHash> {
-    const zero = () => ({ major: 0, minor: 0 });
-    const sb = this.superblock;
-    const indexed = (dir.flags & InodeFlags.INDEX) !== 0 && !dir.hasInlineData;
-    if (
-      (sb.compat & Compat.DIR_INDEX) === 0 ||
-      !(indexed || dir.size === sb.blockSize || dir.hasInlineData)
-    ) {
-      return zero;
-    }
-    let version = sb.defHashVersion;
-    if (indexed) {
-      try {
-        const p = await this.mapBlock(dir, 0);
-        if (p === null) return zero;
-        version = parseDxRoot(await this.readBlock(p), sb, dir.ino).info.hashVersion;
-      } catch (e) {
-        // A damaged index: the kernel's readdir falls back to a linear one, without hashes.
-        if (e instanceof Ext4Error) return zero;
-        throw e;
-      }
-    }
-    // SipHash (encrypted + casefolded) keys on the encryption key: the kernel takes the
-    // hash stored in the entry instead, which ext4ts does not read yet.
-    if (version === DxHashVersion.SIPHASH) return zero;
-    const signed = hashIsSigned(sb);
-    if (!signed && version <= DxHashVersion.TEA) version += 3;
-    return (name) => {
-      try {
-        return dirHash(name, version, sb.hashSeed, signed);
-      } catch {
-        return zero(); // an unknown hash version: no index to read through
-      }
-    };
+    yield* readDirectory(this, this.#ctx, inode, cookie, report);
   }
 
   /**
@@ -972,21 +596,21 @@ export class Ext4 {
   async lookupIno(parentIno: number, name: string | Uint8Array): Promise<number | null> {
     const want = typeof name === "string" ? encoder.encode(name) : name;
     if (want.length === 0 || want.length > 255) {
-      await this.#dirInode(parentIno);
+      await dirInode(this, parentIno);
       return null;
     }
     const key = `${parentIno}/${nameKey(want)}`;
-    const hit = this.#dentries.get(key);
+    const hit = this.#caches.dentries.get(key);
     if (hit !== undefined) return hit;
-    const generation = this.#generation;
+    const generation = this.#caches.generation;
     const ino = await this.#lookupUncached(parentIno, want);
-    if (ino !== null && generation === this.#generation) this.#dentries.set(key, ino);
+    if (ino !== null && generation === this.#caches.generation) this.#caches.dentries.set(key, ino);
     return ino;
   }
 
   async #lookupUncached(parentIno: number, name: Uint8Array): Promise<number | null> {
-    const dir = await this.#dirInode(parentIno);
-    return await lookupInDirectory(this.#directorySource(dir), name, this.#ctx, {
+    const dir = await dirInode(this, parentIno);
+    return await lookupInDirectory(directorySource(this, dir), name, this.#ctx, {
       nameMap: (src) => this.#nameMap(src),
     });
   }
@@ -998,13 +622,8 @@ export class Ext4 {
   async #nameMap(src: DirectorySource): Promise<Map<string, number> | null> {
     const bs = this.superblock.blockSize;
     if (src.size <= INDEX_DIR_MIN_BLOCKS * bs || src.size > INDEX_DIR_MAX_BYTES) return null;
-    let index = this.#dirIndex.get(src.ino);
-    if (!index) {
-      const generation = this.#generation;
-      index = await directoryNameMap(src, this.#ctx);
-      if (generation === this.#generation) this.#dirIndex.set(src.ino, index);
-    }
-    return index;
+    const caches = this.#caches;
+    return await caches.remember(caches.dirIndex, src.ino, () => directoryNameMap(src, this.#ctx));
   }
 
   /**
@@ -1060,7 +679,7 @@ export class Ext4 {
 
   /** The path walk's inode source: this object's caches (lib/ext4/path.ts). */
   readonly #pathSource: PathSource = {
-    modeOf: async (ino) => (await this.#linkedInode(ino)).mode,
+    modeOf: async (ino) => (await linkedInode(this, ino)).mode,
     // The single-name lookup (seam: lib/ext4/lookup.ts once it exists).
     lookup: async (dir, name) => await this.lookupIno(dir, name) ?? 0,
     readLink: async (ino) => utf8.decode(await this.readLinkIno(ino)),
@@ -1144,15 +763,7 @@ export class Ext4 {
    */
   async readFile(path: string): Promise<Uint8Array> {
     const ino = await this.resolve(path, true);
-    const inode = await this.#regularInode(ino, path);
-    if (inode.size > MAX_READ_FILE) {
-      throw new Ext4Error(
-        "INVALID",
-        `${path}: ${inode.size} bytes is too large to read at once; use openFile to stream it`,
-        { errno: Errno.EFBIG },
-      );
-    }
-    return this.#readInode(inode, 0, inode.size);
+    return await readWholeFile(this, await regularInode(this, ino, path), path);
   }
 
   /**
@@ -1199,63 +810,35 @@ export class Ext4 {
   async openFile(path: string): Promise<Ext4File> {
     const w = this.#writer;
     if (w) return await w.transaction(() => this.#openFileCounted(path));
-    const ino = await this.resolve(path, true);
-    const inode = await this.#regularInode(ino, path);
-    return this.#fileHandle(inode, (offset, length) => this.#readInode(inode, offset, length));
+    const inode = await regularInode(this, await this.resolve(path, true), path);
+    return fileHandle(
+      this,
+      inode,
+      (offset, length) => readFileData(this, inode, offset, length),
+      false,
+    );
   }
 
   /** openFile on a writable filesystem: counted open, reads of the current inode. */
   async #openFileCounted(path: string): Promise<Ext4File> {
     const ino = await this.resolve(path, true);
-    const inode = await this.#regularInode(ino, path);
+    const inode = await regularInode(this, ino, path);
     this.#openFiles.open(ino);
     let closed = false;
-    const handle = this.#fileHandle(
+    return fileHandle(
+      this,
       inode,
       async (offset, length) => {
         if (closed) throw new Ext4Error("INVALID", `${path} is closed`, { errno: Errno.EBADF });
-        return this.#readInode(await this.inode(ino), offset, length);
+        return readFileData(this, await this.inode(ino), offset, length);
       },
+      true,
       async () => {
         if (closed) return;
         closed = true;
         await this.#release(ino);
       },
     );
-    return handle;
-  }
-
-  #fileHandle(
-    inode: Inode,
-    read: (offset: number, length: number) => Promise<Uint8Array>,
-    close: () => Promise<void> = () => Promise.resolve(),
-  ): Ext4File {
-    const stat = this.statOf(inode);
-    return {
-      stat,
-      read,
-      close,
-      readable: () => {
-        let pos = 0;
-        return new ReadableStream<Uint8Array>({
-          pull: async (controller) => {
-            // A writable filesystem's file may have grown or shrunk since it was opened.
-            const size = this.#writer ? (await this.inode(inode.ino)).size : stat.size;
-            if (pos >= size) {
-              controller.close();
-              return;
-            }
-            const chunk = await read(pos, STREAM_CHUNK);
-            if (chunk.length === 0) {
-              controller.close();
-              return;
-            }
-            pos += chunk.length;
-            controller.enqueue(chunk);
-          },
-        });
-      },
-    };
   }
 
   /**
@@ -1337,30 +920,7 @@ export class Ext4 {
    * ```
    */
   async *walk(path = "/"): AsyncIterable<{ path: string; stat: Ext4Stat }> {
-    const ino = await this.resolve(path, false);
-    const start = path === "" ? "/" : path;
-    const stack: { path: string; ino: number }[] = [{ path: start, ino }];
-    const seenDirs = new Set<number>();
-    while (stack.length > 0) {
-      const item = stack.pop()!;
-      const stat = await this.entryStat(item.ino);
-      yield { path: item.path, stat };
-      if (stat.type !== "dir") continue;
-      // A directory reached twice is a cycle in a corrupt filesystem.
-      if (seenDirs.has(item.ino)) {
-        throw new CorruptError(`directory inode ${item.ino}`, "directory reached twice (cycle)");
-      }
-      seenDirs.add(item.ino);
-      const children: DirEntry[] = [];
-      for await (const e of this.readDirIno(item.ino)) {
-        if (!isDotOrDotDot(e.nameBytes)) children.push(e);
-      }
-      children.sort((a, b) => compareBytes(a.nameBytes, b.nameBytes));
-      const prefix = item.path.endsWith("/") ? item.path : item.path + "/";
-      for (let i = children.length - 1; i >= 0; i--) {
-        stack.push({ path: prefix + children[i].name, ino: children[i].ino });
-      }
-    }
+    yield* walkTree(this, path);
   }
 
   // ---------------------------------------------------------------- writing
@@ -1406,15 +966,7 @@ export class Ext4 {
     options: WriteFileOptions = {},
   ): Promise<void> {
     const w = this.#writerFor(path);
-    const mtime = options.mtime === undefined ? undefined : toInodeTime(options.mtime);
-    const atime = options.atime === undefined ? undefined : toInodeTime(options.atime);
-    if (data instanceof ReadableStream) {
-      const f = await this.openWritable(path, { ...options, truncate: !options.append });
-      await data.pipeTo(f.writable());
-      if (mtime || atime) await utimeAt(w, path, atime ?? mtime, mtime);
-      return;
-    }
-    await writeFileAt(w, path, data, { ...options, mtime, atime });
+    await writeFileTo(w, path, data, options, (p, o) => this.openWritable(p, o));
   }
 
   /**
@@ -1438,51 +990,17 @@ export class Ext4 {
    */
   async openWritable(path: string, options: OpenWritableOptions = {}): Promise<Ext4WritableFile> {
     const w = this.#writerFor(path);
-    let counted = 0;
-    try {
-      const ino = await w.transaction(async (ctx) => {
-        const r = await resolvePath(ctx, path, { followLast: true });
-        let ino = r.ino;
-        if (ino) {
-          if (options.createNew) throw new Ext4Error("EXISTS", `${path} exists`);
-          await checkRegular(ctx, ino, path);
-          if (options.truncate) await truncateFile(ctx, ino, 0);
-        } else {
-          if (options.create === false) {
-            throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
-          }
-          ino = await createFile(ctx, r.parent, r.name, new Uint8Array(0), {
-            perm: options.mode ?? 0o644,
-            uid: options.uid,
-            gid: options.gid,
-          });
-        }
-        this.#openFiles.open(ino);
-        counted = ino;
-        return ino;
-      });
-      return new Ext4WritableFile(this.#fileHost, ino, options.append ?? false);
-    } catch (e) {
-      if (counted) this.#openFiles.close(counted);
-      throw e;
-    }
+    return await openWritableFile(w, path, options, this.#openFiles, this.#fileHost);
   }
 
   /** What {@link Ext4WritableFile} handles call back into. */
-  #fileHost = {
-    write: (ino: number, offset: number, data: Uint8Array) =>
-      this.#writerFor(`inode ${ino}`).transaction((ctx) => writeFileRange(ctx, ino, offset, data)),
-    truncate: (ino: number, size: number) =>
-      this.#writerFor(`inode ${ino}`).transaction((ctx) => truncateFile(ctx, ino, size)),
-    fallocate: (ino: number, offset: number, length: number, options: FallocateOptions) =>
-      this.#writerFor(`inode ${ino}`).transaction((ctx) =>
-        fallocateInode(ctx, ino, offset, length, options)
-      ),
-    stat: (ino: number) => this.getattr(ino),
-    read: (ino: number, offset: number, length: number) => this.read(ino, offset, length),
+  #fileHost = writableFileHost({
+    writerFor: (what) => this.#writerFor(what),
+    getattr: (ino) => this.getattr(ino),
+    read: (ino, offset, length) => this.read(ino, offset, length),
     sync: () => this.sync(),
-    release: (ino: number) => this.#release(ino),
-  };
+    release: (ino) => this.#release(ino),
+  });
 
   /**
    * Makes every write durable (each transaction is flushed when it commits; this waits for the
@@ -1537,11 +1055,11 @@ export class Ext4 {
     if (this.#batching) throw new Ext4Error("BUSY", "a batch is already running");
     this.#batching = true;
     try {
-      return await w.group(fn, () => this.#committed(null));
+      return await w.group(fn, () => this.#caches.committed(null));
     } finally {
       this.#batching = false;
       // What was decoded from the batch's images: committed now, or discarded.
-      this.#committed(null);
+      this.#caches.committed(null);
     }
   }
 
@@ -1610,10 +1128,7 @@ export class Ext4 {
     to: string,
     options: { noReplace?: boolean; exchange?: boolean } = {},
   ): Promise<void> {
-    if (options.noReplace && options.exchange) {
-      throw new Ext4Error("INVALID", "noReplace and exchange exclude each other");
-    }
-    await renameAt(this.#writerFor(from), from, to, { ...options, keepOpen: this.#isOpen });
+    await renamePath(() => this.#writerFor(from), from, to, options, this.#isOpen);
   }
 
   /**
@@ -1701,10 +1216,7 @@ export class Ext4 {
    * ```
    */
   async chmod(path: string, mode: number): Promise<void> {
-    if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
-      throw new Ext4Error("INVALID", `bad mode ${mode}`);
-    }
-    await chmodAt(this.#writerFor(path), path, mode);
+    await chmodPath(() => this.#writerFor(path), path, mode);
   }
 
   /**
@@ -1729,14 +1241,7 @@ export class Ext4 {
     gid: number | null,
     options: { noFollow?: boolean } = {},
   ): Promise<void> {
-    for (const id of [uid, gid]) {
-      if (id !== null && (!Number.isInteger(id) || id < 0 || id > 0xffffffff)) {
-        throw new Ext4Error("INVALID", `bad id ${id}`);
-      }
-    }
-    await chownAt(this.#writerFor(path), path, uid ?? undefined, gid ?? undefined, {
-      followLast: !options.noFollow,
-    });
+    await chownPath(() => this.#writerFor(path), path, uid, gid, options);
   }
 
   /**
@@ -1763,9 +1268,7 @@ export class Ext4 {
     mtime: TimeInput | null,
     options: { noFollow?: boolean } = {},
   ): Promise<void> {
-    const a = atime === null ? undefined : toInodeTime(atime);
-    const m = mtime === null ? undefined : toInodeTime(mtime);
-    await utimeAt(this.#writerFor(path), path, a, m, { followLast: !options.noFollow });
+    await utimePath(() => this.#writerFor(path), path, atime, mtime, options);
   }
 
   /**
@@ -1883,45 +1386,6 @@ export class Ext4 {
     return this.statOf(await this.inode(ino));
   }
 
-  async #regularInode(ino: number, what: string): Promise<Inode> {
-    const inode = await this.inode(ino);
-    if (inode.type === "dir") throw new Ext4Error("IS_DIRECTORY", `${what}: is a directory`);
-    if (inode.type !== "file") {
-      throw new Ext4Error("INVALID", `${what}: not a regular file (${inode.type})`);
-    }
-    return inode;
-  }
-
-  async #readInode(inode: Inode, offset: number, length: number): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(offset) || offset < 0 || !(length >= 0)) {
-      throw new Ext4Error("INVALID", `invalid read of ${length} bytes at ${offset}`);
-    }
-    if (inode.isEncrypted) {
-      throw new Ext4Error(
-        "UNSUPPORTED",
-        `inode ${inode.ino} is encrypted (fscrypt): reading encrypted contents is not supported`,
-        { errno: Errno.ENOKEY },
-      );
-    }
-    const size = inode.size;
-    if (offset >= size || length === 0) return new Uint8Array(0);
-    length = Math.min(length, MAX_RW_COUNT);
-    if (inode.hasInlineData) {
-      const all = readInlineFile(this.superblock, inode.ino, inode.bytes, size);
-      return all.slice(offset, Math.min(size, offset + length));
-    }
-    const runs = await this.blockRuns(inode);
-    return readMapped(
-      this.device,
-      this.superblock.blockSize,
-      runs,
-      size,
-      offset,
-      length,
-      `inode ${inode.ino}`,
-    );
-  }
-
   /**
    * Reads up to `length` bytes at `offset` of regular file `ino`; short at end of file (and,
    * like read(2), for lengths beyond 0x7ffff000).
@@ -1940,7 +1404,7 @@ export class Ext4 {
    * ```
    */
   async read(ino: number, offset: number, length: number): Promise<Uint8Array> {
-    return this.#readInode(await this.#regularInode(ino, `inode ${ino}`), offset, length);
+    return await readFileData(this, await regularInode(this, ino, `inode ${ino}`), offset, length);
   }
 
   /**
@@ -1960,96 +1424,11 @@ export class Ext4 {
    * ```
    */
   async readLinkIno(ino: number): Promise<Uint8Array> {
-    const inode = await this.inode(ino);
-    if (inode.type !== "symlink") {
-      throw new Ext4Error("INVALID", `inode ${ino} is not a symbolic link`);
-    }
-    if (inode.isEncrypted) {
-      // Without the key the kernel shows the target as a no-key name of its ciphertext,
-      // which follows a little-endian u16 length.
-      const raw = await this.#readLinkRaw(inode);
-      const len = raw.length >= 2 ? raw[0] | (raw[1] << 8) : 0;
-      if (len === 0 || len + 2 > raw.length) {
-        throw new CorruptError(
-          `encrypted symlink inode ${ino}`,
-          `ciphertext length ${len} in a target of ${raw.length} bytes`,
-        );
-      }
-      return noKeyName(raw.subarray(2, 2 + len), 0, 0);
-    }
-    return this.#readLinkRaw(inode);
-  }
-
-  async #readLinkRaw(inode: Inode): Promise<Uint8Array> {
-    const ino = inode.ino;
-    const size = inode.size;
-    if (size > this.superblock.blockSize) {
-      throw new CorruptError(`symlink inode ${ino}`, `target length ${size} exceeds a block`);
-    }
-    if (inode.hasInlineData) {
-      return readInlineData(this.superblock, inode.ino, inode.bytes).slice(0, size);
-    }
-    if (this.#isFastSymlink(inode)) {
-      if (size >= 60) {
-        throw new CorruptError(`symlink inode ${ino}`, `fast symlink of ${size} bytes`);
-      }
-      return inode.iBlock.slice(0, size);
-    }
-    const runs = await this.blockRuns(inode);
-    return readMapped(this.device, this.superblock.blockSize, runs, size, 0, size, `inode ${ino}`);
-  }
-
-  /** The kernel's rule: no blocks besides an xattr block (EA inodes: by size). */
-  #isFastSymlink(inode: Inode): boolean {
-    if (inode.flags & InodeFlags.EA_INODE) return inode.size > 0 && inode.size < 60;
-    const eaBlocks = inode.fileAcl !== 0 ? this.superblock.clusterSize / 512 : 0;
-    return inode.blocks - eaBlocks === 0;
+    return await readLinkTarget(this, await this.inode(ino));
   }
 
   async #xattrMap(ino: number): Promise<Map<string, Uint8Array>> {
-    const cached = this.#xattrs.get(ino);
-    if (cached) return cached;
-    const generation = this.#generation;
-    const inode = await this.inode(ino);
-    const map = await readXattrs({
-      sb: this.superblock,
-      ino,
-      inodeBytes: inode.bytes,
-      readBlock: (b: number) => this.readBlock(b),
-      readEaInode: async (eaIno: number, size: number) => {
-        const ea = await this.inode(eaIno);
-        if ((ea.flags & InodeFlags.EA_INODE) === 0) {
-          throw new CorruptError(`inode ${ino}`, `xattr value inode ${eaIno} is not an EA inode`);
-        }
-        if (size > XATTR_SIZE_MAX) {
-          throw new CorruptError(`inode ${ino}`, `xattr value of ${size} bytes (max 65536)`);
-        }
-        if (ea.size < size) {
-          throw new CorruptError(`EA inode ${eaIno}`, `size ${ea.size} < value size ${size}`);
-        }
-        const data = await this.#readInodeRaw(ea, 0, size);
-        return data;
-      },
-    });
-    map.delete("system.data");
-    if (generation === this.#generation) this.#xattrs.set(ino, map);
-    return map;
-  }
-
-  async #readInodeRaw(inode: Inode, offset: number, length: number): Promise<Uint8Array> {
-    if (inode.hasInlineData) {
-      return readInlineData(this.superblock, inode.ino, inode.bytes).slice(offset, offset + length);
-    }
-    const runs = await this.blockRuns(inode);
-    return readMapped(
-      this.device,
-      this.superblock.blockSize,
-      runs,
-      inode.size,
-      offset,
-      length,
-      `inode ${inode.ino}`,
-    );
+    return await this.#caches.remember(this.#caches.xattrs, ino, () => readXattrMap(this, ino));
   }
 
   /**
@@ -2113,20 +1492,7 @@ export class Ext4 {
    * ```
    */
   async seekData(ino: number, offset: number, whence: "data" | "hole"): Promise<number> {
-    const inode = await this.inode(ino);
-    const size = inode.size;
-    let at: number;
-    if (inode.hasInlineData || (inode.type !== "file" && inode.type !== "dir")) {
-      at = offset >= size ? -1 : whence === "data" ? offset : size;
-    } else {
-      at = seekRuns(await this.blockRuns(inode), this.superblock.blockSize, size, offset, whence);
-    }
-    if (at < 0) {
-      throw new Ext4Error("NOT_FOUND", `no ${whence} at or after ${offset} in inode ${ino}`, {
-        errno: Errno.ENXIO,
-      });
-    }
-    return at;
+    return await seekInode(this, await this.inode(ino), offset, whence);
   }
 
   /**
@@ -2146,30 +1512,7 @@ export class Ext4 {
    */
   statfs(): Ext4Statfs {
     this.#checkOpen();
-    const sb = this.superblock;
-    const ratio = sb.clusterSize / sb.blockSize;
-    let freeClusters = 0;
-    let freeInodes = 0;
-    for (let g = 0; g < this.groups.length; g++) {
-      const gd = this.groups.get(g);
-      freeClusters += gd.freeBlocksCount;
-      freeInodes += gd.freeInodesCount;
-    }
-    const free = freeClusters * ratio;
-    // The kernel keeps 2% of clusters (at most 4096) back on extent filesystems, on top of
-    // the superblock's reserved blocks.
-    const resv = (sb.incompat & Incompat.EXTENTS)
-      ? Math.min(Math.floor(Math.floor(sb.blocksCount / ratio) / 50), 4096) * ratio
-      : 0;
-    return {
-      blockSize: sb.blockSize,
-      blocks: sb.blocksCount - this.#overheadClusters() * ratio,
-      freeBlocks: free,
-      availBlocks: Math.max(0, free - (sb.reservedBlocksCount + resv)),
-      files: sb.inodesCount,
-      freeFiles: freeInodes,
-      nameMax: 255,
-    };
+    return computeStatfs(this.superblock, this.groups, this.journalBlocks);
   }
 
   /** Set when the filesystem was opened: blocks of the internal journal (for statfs). */
@@ -2178,14 +1521,7 @@ export class Ext4 {
   /** Work done once at open that needs reads: the journal size when statfs must compute it. */
   protected async prepare(): Promise<void> {
     const sb = this.superblock;
-    if (sb.overheadClusters === 0 && (sb.compat & Compat.HAS_JOURNAL) && sb.journalInum !== 0) {
-      try {
-        const j = await this.inode(sb.journalInum);
-        this.journalBlocks = Math.ceil(j.size / sb.blockSize);
-      } catch {
-        this.journalBlocks = 0; // statfs is an estimate then; reading files still works
-      }
-    }
+    this.journalBlocks = await journalBlockCount(sb, (ino) => this.inode(ino));
     // Orphans left by a previous user (files removed while open, then a crash): freed as the
     // kernel frees them at a read-write mount.
     if (this.#writer && (sb.lastOrphan !== 0 || (sb.roCompat & RoCompat.ORPHAN_PRESENT))) {
@@ -2197,55 +1533,6 @@ export class Ext4 {
       }
     }
   }
-
-  /**
-   * Clusters that hold metadata, as statfs subtracts them: the superblock's
-   * `s_overhead_clusters`, or computed as the kernel's count does (superblock and descriptor
-   * copies, reserved GDT blocks, bitmaps, inode tables, the internal journal; exact without
-   * bigalloc).
-   */
-  #overheadClusters(): number {
-    const sb = this.superblock;
-    if (sb.overheadClusters !== 0) return sb.overheadClusters;
-    const ratio = sb.clusterSize / sb.blockSize;
-    const groups = sb.groupCount;
-    const gdtBlocks = Math.ceil(groups / (sb.blockSize / sb.descSize));
-    const metaBg = (sb.incompat & Incompat.META_BG) !== 0;
-    const perBlock = sb.blockSize / sb.descSize;
-    let blocks = sb.firstDataBlock;
-    for (let g = 0; g < groups; g++) {
-      const hasSuper = groupHasSuperblock(sb, g);
-      blocks += hasSuper ? 1 : 0;
-      if (!metaBg || g < sb.firstMetaBg * perBlock) {
-        if (hasSuper) blocks += gdtBlocks + sb.reservedGdtBlocks;
-      } else {
-        const inMeta = g % perBlock;
-        if (inMeta === 0 || inMeta === 1 || inMeta === perBlock - 1) blocks += 1;
-      }
-      blocks += 2 + sb.inodeTableBlocksPerGroup;
-    }
-    return Math.ceil(blocks / ratio) + Math.ceil(this.journalBlocks / ratio);
-  }
-}
-
-function isDotOrDotDot(name: Uint8Array): boolean {
-  return (name.length === 1 && name[0] === 0x2e) ||
-    (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e);
-}
-
-/**
- * Byte-wise comparison of two names (the order `ls` uses in the C locale).
- *
- * @example
- * ```ts
- * import { compareBytes } from "./filesystem.ts";
- * console.log(compareBytes(new Uint8Array([1]), new Uint8Array([1, 0]))); // -1
- * ```
- */
-export function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
-  return a.length - b.length;
 }
 
 /** The file type of a full st_mode (re-exported for callers of the stat API). */

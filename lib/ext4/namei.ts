@@ -1,9 +1,10 @@
 /**
- * Namespace operations at inode level, composed from the write path's parts: new inodes,
- * directory entries in linear directories (growing by a block when full), mkdir, create,
- * symlink, mknod, link, unlink and rmdir, and releasing an inode's blocks and attributes.
- * Path resolution is not here: callers pass directory inode numbers. Directories with an
- * htree index (INDEX flag) are written through lib/ext4/htree.ts.
+ * Namespace operations at inode level that create, composed from the write path's parts: new
+ * inodes, directory entries in linear directories (growing by a block when full), mkdir,
+ * create, symlink, mknod and link, with the directory helpers the other namespace modules
+ * share (removing: lib/ext4/unlink.ts, rename: lib/ext4/rename.ts, attributes:
+ * lib/ext4/attr.ts). Path resolution is not here: callers pass directory inode numbers.
+ * Directories with an htree index (INDEX flag) are written through lib/ext4/htree.ts.
  *
  * @module
  */
@@ -15,8 +16,6 @@ import {
   insertDirEntry,
   newDirectoryBlock,
   parseDirBlock,
-  removeDirEntry,
-  retargetDirEntry,
   scanDirBlock,
   setDirBlockChecksum,
 } from "../ondisk/dirent.ts";
@@ -24,7 +23,7 @@ import { CorruptError, Ext4Error } from "../errors.ts";
 import { emptyExtentRoot } from "../ondisk/extent.ts";
 import { Compat, Incompat, RoCompat } from "../ondisk/features.ts";
 import { dxCheckInsert, type DxDir, dxInsert, dxLookup, makeIndexed } from "./htree.ts";
-import { isDxNode, setDxChecksum } from "../ondisk/dx.ts";
+import { isDxNode } from "../ondisk/dx.ts";
 import { findExtent, insertExtents, readFileMap, rewriteFileMap } from "./file_map_write.ts";
 import type { DirectorySource } from "./dir.ts";
 import { lookupInDirectory } from "./lookup.ts";
@@ -36,8 +35,6 @@ import {
   initInlineDirectory,
   inlineDirEntries,
   inlineDirInsert,
-  inlineDirRemove,
-  inlineDirRetarget,
 } from "./inline_dir.ts";
 import { writeNewFileData } from "./file_write.ts";
 import { InodeFlags } from "../ondisk/inode.ts";
@@ -50,7 +47,7 @@ import {
 } from "../ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "./inode.ts";
 import { deviceBlock, symlinkData } from "./special.ts";
-import { chmodAccessAcl, releaseXattrBlock, setXattrs } from "./xattr.ts";
+import { setXattrs } from "./xattr.ts";
 import { inheritAcls, inheritedXattrs, readDefaultAcl } from "./acl.ts";
 import { parseInodeXattrs } from "../ondisk/xattr.ts";
 import type { OpContext } from "./context.ts";
@@ -72,11 +69,13 @@ export interface NewInodeOptions {
 const LINK_MAX = 65000;
 const ROOT_INO = 2;
 
-function now(ctx: OpContext): InodeTime {
+/** The time an operation stamps (ctime, mtime): the context's clock. */
+export function now(ctx: OpContext): InodeTime {
   return changeTime(ctx.now);
 }
 
-async function load(
+/** Inode `ino`'s raw record (through the transaction) and its decoded fields. */
+export async function load(
   ctx: OpContext,
   ino: number,
 ): Promise<{ raw: Uint8Array; f: InodeFields }> {
@@ -84,7 +83,8 @@ async function load(
   return { raw, f: decodeInode(ctx.sb, raw) };
 }
 
-async function store(
+/** Writes fields `f` of inode `ino` over its raw record `raw`. */
+export async function store(
   ctx: OpContext,
   ino: number,
   raw: Uint8Array,
@@ -93,15 +93,21 @@ async function store(
   await writeInode(ctx.tx, ctx.sb, ctx.gdt, ino, encodeInode(ctx.sb, ino, f, raw));
 }
 
-function isDir(f: InodeFields): boolean {
+/** True when the fields are a directory's. */
+export function isDir(f: InodeFields): boolean {
   return (f.mode & 0o170000) === 0o040000;
 }
 
-function nameBytes(name: string | Uint8Array): Uint8Array {
+/** A name as bytes (a string is encoded as UTF-8). */
+export function nameBytes(name: string | Uint8Array): Uint8Array {
   return typeof name === "string" ? new TextEncoder().encode(name) : name;
 }
 
-async function loadDir(ctx: OpContext, dirIno: number) {
+/**
+ * Directory `dirIno` with its block mapping and htree view (NOT_DIRECTORY if it is not one;
+ * inline directories are the caller's to handle first).
+ */
+export async function loadDir(ctx: OpContext, dirIno: number) {
   const d = await load(ctx, dirIno);
   if (!isDir(d.f)) throw new Ext4Error("NOT_DIRECTORY", `inode ${dirIno} is not a directory`);
   if (d.f.flags & InodeFlags.INLINE_DATA) {
@@ -119,23 +125,25 @@ async function loadDir(ctx: OpContext, dirIno: number) {
   return { ...d, map, indexed, dx };
 }
 
-type LoadedDir = Awaited<ReturnType<typeof loadDir>>;
+/** A directory as {@link loadDir} loads it. */
+export type LoadedDir = Awaited<ReturnType<typeof loadDir>>;
 
 /** True when directory `dirIno` keeps its entries inline (NOT_DIRECTORY if not a directory). */
-async function isInlineDir(ctx: OpContext, dirIno: number): Promise<boolean> {
+export async function isInlineDir(ctx: OpContext, dirIno: number): Promise<boolean> {
   const { f } = await load(ctx, dirIno);
   if (!isDir(f)) throw new Ext4Error("NOT_DIRECTORY", `inode ${dirIno} is not a directory`);
   return (f.flags & InodeFlags.INLINE_DATA) !== 0;
 }
 
-function isDots(n: Uint8Array): 0 | 1 | 2 {
+/** 1 for ".", 2 for "..", 0 for any other name. */
+export function isDots(n: Uint8Array): 0 | 1 | 2 {
   if (n.length === 1 && n[0] === 0x2e) return 1;
   if (n.length === 2 && n[0] === 0x2e && n[1] === 0x2e) return 2;
   return 0;
 }
 
 /** Physical blocks of a directory holding entries (leaves; index blocks skipped). */
-async function leafBlocks(ctx: OpContext, d: LoadedDir): Promise<number[]> {
+export async function leafBlocks(ctx: OpContext, d: LoadedDir): Promise<number[]> {
   const out: number[] = [];
   for (const e of d.map.extents) {
     for (let i = 0; i < e.length; i++) {
@@ -148,7 +156,7 @@ async function leafBlocks(ctx: OpContext, d: LoadedDir): Promise<number[]> {
 }
 
 /** The physical block holding the live entry `name` (not "." or ".."), or 0. */
-async function blockOfEntry(ctx: OpContext, d: LoadedDir, n: Uint8Array): Promise<number> {
+export async function blockOfEntry(ctx: OpContext, d: LoadedDir, n: Uint8Array): Promise<number> {
   if (d.indexed) return (await dxLookup(ctx.tx, ctx.sb, d.dx, n)).leaf;
   for (const b of await leafBlocks(ctx, d)) {
     if (scanDirBlock(ctx.sb, await ctx.tx.read(b), n).ino) return b;
@@ -170,25 +178,6 @@ export async function listEntries(
     }
   }
   return out;
-}
-
-/** True when directory `ino` holds nothing but "." and "..". */
-async function isEmptyDir(ctx: OpContext, ino: number): Promise<boolean> {
-  if (await isInlineDir(ctx, ino)) return (await inlineDirEntries(ctx, ino)).length === 0;
-  const d = await loadDir(ctx, ino);
-  for (const b of await leafBlocks(ctx, d)) {
-    for (const x of parseDirBlock(ctx.sb, await ctx.tx.read(b), `directory ${d.dx.ino}`)) {
-      if (x.ino !== 0 && !isDots(x.name)) return false;
-    }
-  }
-  return true;
-}
-
-/** Block 0 of a directory, where "." (offset 0) and ".." (offset 12) live. */
-function firstBlock(d: LoadedDir): number {
-  const e = d.map.extents[0];
-  if (!e || e.logical !== 0) throw new CorruptError(`directory ${d.dx.ino}`, "no block 0");
-  return e.physical;
 }
 
 /**
@@ -387,7 +376,8 @@ async function saveDir(ctx: OpContext, d: LoadedDir, indexed: boolean): Promise<
   });
 }
 
-async function touch(
+/** Sets a directory's mtime and ctime to now after its entries changed. */
+export async function touch(
   ctx: OpContext,
   ino: number,
   raw: Uint8Array,
@@ -397,41 +387,11 @@ async function touch(
   await store(ctx, ino, raw, { ...f, mtime: t, ctime: t });
 }
 
-/** Removes entry `name` from directory `dirIno`; returns its inode (NOT_FOUND if absent). */
-export async function removeEntry(
-  ctx: OpContext,
-  dirIno: number,
-  name: string | Uint8Array,
-): Promise<number> {
-  const n = nameBytes(name);
-  if (isDots(n)) throw new Ext4Error("INVALID", "cannot remove '.' or '..'");
-  if (await isInlineDir(ctx, dirIno)) {
-    const gone = await inlineDirRemove(ctx, dirIno, n);
-    if (!gone) {
-      throw new Ext4Error(
-        "NOT_FOUND",
-        `${new TextDecoder().decode(n)} not in directory ${dirIno}`,
-      );
-    }
-    return gone;
-  }
-  const d = await loadDir(ctx, dirIno);
-  const b = await blockOfEntry(ctx, d, n);
-  if (!b) {
-    throw new Ext4Error("NOT_FOUND", `${new TextDecoder().decode(n)} not in directory ${dirIno}`);
-  }
-  const block = await ctx.tx.getWritable(b);
-  const ino = removeDirEntry(ctx.sb, block, n);
-  setDirBlockChecksum(ctx.sb, dirIno, d.f.generation, block);
-  await touch(ctx, dirIno, d.raw, d.f);
-  return ino;
-}
-
 /**
  * Throws before any change when `name` is taken in `parent`, when `parent`'s htree index is
  * full (NO_SPACE, the kernel's ENOSPC "index full"), or when `parent` is unusable.
  */
-async function checkFree(ctx: OpContext, parent: number, name: string | Uint8Array) {
+export async function checkFree(ctx: OpContext, parent: number, name: string | Uint8Array) {
   const n = nameBytes(name);
   if (n.length === 0 || n.length > 255) throw new Ext4Error("NAME_TOO_LONG", "bad name length");
   // put creates names it knows are new; addEntry still refuses a taken one.
@@ -458,7 +418,11 @@ async function checkFree(ctx: OpContext, parent: number, name: string | Uint8Arr
   }
 }
 
-async function changeLinks(
+/**
+ * Adds `delta` to inode `ino`'s link count (the dir_nlink rule for directories, TOO_MANY_LINKS
+ * beyond the limit) and sets its ctime; returns the fields as written.
+ */
+export async function changeLinks(
   ctx: OpContext,
   ino: number,
   delta: number,
@@ -667,289 +631,4 @@ export async function linkInode(
     await changeLinks(ctx, ino, 1);
     await addEntry(ctx, parent, name, ino, direntTypeOfMode(f.mode));
   });
-}
-
-/**
- * Frees everything inode `ino` holds (data or directory blocks and mapping, its xattr block
- * unless shared) and the inode itself; marks it deleted (dtime, no links).
- */
-export async function releaseInode(ctx: OpContext, ino: number): Promise<void> {
-  const { sb, tx, alloc } = ctx;
-  const { raw, f } = await load(ctx, ino);
-  const fastLink = (f.mode & 0o170000) === 0o120000 &&
-    f.blocks512 === (f.fileAcl ? sb.blockSize / 512 : 0);
-  const special = [0o020000, 0o060000, 0o010000, 0o140000].includes(f.mode & 0o170000);
-  if (!fastLink && !special && !(f.flags & InodeFlags.INLINE_DATA)) {
-    const map = await readFileMap(tx, sb, ino, f);
-    for (const e of map.extents) {
-      await alloc.freeBlocks(tx, e.physical, e.length, { metadata: isDir(f) });
-    }
-    for (const b of map.mapBlocks) await alloc.freeBlocks(tx, b, 1, { metadata: true });
-  }
-  if (f.fileAcl) await releaseXattrBlock(tx, alloc, sb, f.fileAcl);
-  await alloc.freeInode(tx, ino, { dir: isDir(f) });
-  const t = now(ctx);
-  await store(ctx, ino, raw, {
-    ...f,
-    linksCount: 0,
-    dtime: Math.max(1, t.sec % 2 ** 32),
-    ctime: t,
-    size: 0,
-    blocks512: 0,
-    fileAcl: 0,
-    block: (f.flags & InodeFlags.EXTENTS) ? emptyExtentRoot() : new Uint8Array(60),
-  });
-}
-
-/**
- * Removes entry `name` (not a directory) from `parent`; the inode is released when its last
- * link goes (callers keeping it open put it on the orphan list instead).
- */
-export async function unlinkEntry(
-  ctx: OpContext,
-  parent: number,
-  name: string | Uint8Array,
-  options: { keepInode?: boolean } = {},
-): Promise<number> {
-  const ino = await lookupEntry(ctx, parent, name);
-  if (!ino) throw new Ext4Error("NOT_FOUND", "no such entry");
-  const { f } = await load(ctx, ino);
-  if (isDir(f)) throw new Ext4Error("IS_DIRECTORY", "unlink of a directory");
-  return await ctx.tx.discardOnError(async () => {
-    await removeEntry(ctx, parent, name);
-    const after = await changeLinks(ctx, ino, -1);
-    if (after.linksCount === 0 && !options.keepInode) await releaseInode(ctx, ino);
-    return ino;
-  });
-}
-
-/** Removes the empty directory `name` from `parent`. */
-export async function removeDirectory(
-  ctx: OpContext,
-  parent: number,
-  name: string | Uint8Array,
-): Promise<void> {
-  const ino = await lookupEntry(ctx, parent, name);
-  if (!ino) throw new Ext4Error("NOT_FOUND", "no such entry");
-  if (!(await isEmptyDir(ctx, ino))) throw new Ext4Error("NOT_EMPTY", "directory not empty");
-  const dotdot = await lookupEntry(ctx, ino, "..");
-  if (dotdot !== parent) {
-    throw new CorruptError(`directory ${ino}`, `'..' points to ${dotdot}, not ${parent}`);
-  }
-  await ctx.tx.discardOnError(async () => {
-    await removeEntry(ctx, parent, name);
-    await changeLinks(ctx, parent, -1);
-    await releaseInode(ctx, ino);
-  });
-}
-
-/** Points entry `name` of directory `dirIno` at `ino` in place; returns the old inode. */
-async function retargetEntry(
-  ctx: OpContext,
-  dirIno: number,
-  name: Uint8Array,
-  ino: number,
-  type: number,
-): Promise<number> {
-  const { sb, tx } = ctx;
-  const ft = (sb.incompat & Incompat.FILETYPE) ? type : 0;
-  if (await isInlineDir(ctx, dirIno)) {
-    const old = await inlineDirRetarget(ctx, dirIno, name, ino, ft);
-    if (!old) {
-      throw new Ext4Error("NOT_FOUND", `no entry ${new TextDecoder().decode(name)} in ${dirIno}`);
-    }
-    return old;
-  }
-  const d = await loadDir(ctx, dirIno);
-  if (isDots(name) === 2) {
-    const block = await tx.getWritable(firstBlock(d));
-    const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-    const old = v.getUint32(12, true);
-    v.setUint32(12, ino, true);
-    if (d.indexed) setDxChecksum(sb, d.dx, block, true);
-    else setDirBlockChecksum(sb, dirIno, d.f.generation, block);
-    await touch(ctx, dirIno, d.raw, d.f);
-    return old;
-  }
-  const b = await blockOfEntry(ctx, d, name);
-  if (!b) {
-    throw new Ext4Error("NOT_FOUND", `no entry ${new TextDecoder().decode(name)} in ${dirIno}`);
-  }
-  const block = await tx.getWritable(b);
-  const old = retargetDirEntry(sb, block, name, ino, ft);
-  setDirBlockChecksum(sb, dirIno, d.f.generation, block);
-  await touch(ctx, dirIno, d.raw, d.f);
-  return old;
-}
-
-/** True when directory `ino` is `ancestor` or lies below it (walking ".." up to the root). */
-async function isWithin(ctx: OpContext, ino: number, ancestor: number): Promise<boolean> {
-  const seen = new Set<number>();
-  let cur = ino;
-  for (;;) {
-    if (cur === ancestor) return true;
-    if (cur === ROOT_INO) return false;
-    if (seen.has(cur)) throw new CorruptError(`directory ${ino}`, "'..' chain loops");
-    seen.add(cur);
-    cur = await lookupEntry(ctx, cur, "..");
-    if (!cur) throw new CorruptError(`directory ${ino}`, "no '..' entry");
-  }
-}
-
-/** Options for {@link renameEntry}. */
-export interface RenameOptions {
-  /** RENAME_NOREPLACE: fail with EXISTS if the target exists. */
-  noReplace?: boolean;
-  /** RENAME_EXCHANGE: swap the two entries (both must exist). */
-  exchange?: boolean;
-}
-
-/**
- * Renames `oldName` in `oldParent` to `newName` in `newParent`, as rename(2)/renameat2: an
- * existing target is replaced (a directory only by a directory, and only when empty), moving
- * a directory updates its ".." and both parents' link counts, moving a directory into its own
- * subtree is INVALID. Refusals come before any change.
- */
-export async function renameEntry(
-  ctx: OpContext,
-  oldParent: number,
-  oldName: string | Uint8Array,
-  newParent: number,
-  newName: string | Uint8Array,
-  options: RenameOptions = {},
-): Promise<void> {
-  const on = nameBytes(oldName);
-  const nn = nameBytes(newName);
-  const dotty = (n: Uint8Array) => n.length <= 2 && n.every((c) => c === 0x2e);
-  if (dotty(on) || dotty(nn)) throw new Ext4Error("INVALID", "cannot rename '.' or '..'");
-  if (nn.length === 0 || nn.length > 255) throw new Ext4Error("NAME_TOO_LONG", "bad name length");
-  await isInlineDir(ctx, oldParent);
-  await isInlineDir(ctx, newParent);
-  const src = await lookupEntry(ctx, oldParent, on);
-  if (!src) throw new Ext4Error("NOT_FOUND", "no such source entry");
-  const dst = await lookupEntry(ctx, newParent, nn);
-  const sf = (await load(ctx, src)).f;
-  const srcDir = isDir(sf);
-  const sameEntry = oldParent === newParent && on.length === nn.length &&
-    on.every((b, i) => b === nn[i]);
-  if (options.exchange) {
-    if (!dst) throw new Ext4Error("NOT_FOUND", "no such target entry");
-    const df = (await load(ctx, dst)).f;
-    const dstDir = isDir(df);
-    if (sameEntry || src === dst) return;
-    if (srcDir && await isWithin(ctx, newParent, src)) {
-      throw new Ext4Error("INVALID", "into itself");
-    }
-    if (dstDir && await isWithin(ctx, oldParent, dst)) {
-      throw new Ext4Error("INVALID", "into itself");
-    }
-    await ctx.tx.discardOnError(async () => {
-      await retargetEntry(ctx, oldParent, on, dst, direntTypeOfMode(df.mode));
-      await retargetEntry(ctx, newParent, nn, src, direntTypeOfMode(sf.mode));
-      if (oldParent !== newParent) {
-        if (srcDir) await retargetEntry(ctx, src, nameBytes(".."), newParent, DirFileType.DIR);
-        if (dstDir) await retargetEntry(ctx, dst, nameBytes(".."), oldParent, DirFileType.DIR);
-        const delta = (dstDir ? 1 : 0) - (srcDir ? 1 : 0);
-        if (delta) {
-          await changeLinks(ctx, oldParent, delta);
-          await changeLinks(ctx, newParent, -delta);
-        }
-      }
-      await changeLinks(ctx, src, 0);
-      await changeLinks(ctx, dst, 0);
-    });
-    return;
-  }
-  if (sameEntry) return;
-  let dstDir = false;
-  if (dst) {
-    if (options.noReplace) throw new Ext4Error("EXISTS", "target exists");
-    if (dst === src) return; // two links to one inode: nothing to do
-    const df = (await load(ctx, dst)).f;
-    dstDir = isDir(df);
-    if (dstDir && !srcDir) throw new Ext4Error("IS_DIRECTORY", "target is a directory");
-    if (!dstDir && srcDir) throw new Ext4Error("NOT_DIRECTORY", "target is not a directory");
-    if (dstDir) {
-      if (!(await isEmptyDir(ctx, dst))) {
-        throw new Ext4Error("NOT_EMPTY", "target not empty");
-      }
-    }
-  }
-  if (srcDir && await isWithin(ctx, newParent, src)) {
-    throw new Ext4Error("INVALID", "cannot move a directory into itself");
-  }
-  if (!dst) await checkFree(ctx, newParent, nn);
-  await ctx.tx.discardOnError(async () => {
-    if (dst) {
-      await retargetEntry(ctx, newParent, nn, src, direntTypeOfMode(sf.mode));
-      if (dstDir) {
-        await changeLinks(ctx, newParent, -1); // dst's ".." is gone
-        await releaseInode(ctx, dst);
-      } else {
-        const after = await changeLinks(ctx, dst, -1);
-        if (after.linksCount === 0) await releaseInode(ctx, dst);
-      }
-    } else {
-      await addEntry(ctx, newParent, nn, src, direntTypeOfMode(sf.mode));
-    }
-    await removeEntry(ctx, oldParent, on);
-    if (srcDir && oldParent !== newParent) {
-      await retargetEntry(ctx, src, nameBytes(".."), newParent, DirFileType.DIR);
-      await changeLinks(ctx, oldParent, -1);
-      await changeLinks(ctx, newParent, 1);
-    }
-    await changeLinks(ctx, src, 0); // ctime
-  });
-}
-
-/** Attributes {@link setAttributes} can change. */
-export interface AttributeChange {
-  /** Permission bits (the type bits are kept). */
-  perm?: number;
-  /** New owner id; absent keeps it. */
-  uid?: number;
-  /** New group id; absent keeps it. */
-  gid?: number;
-  /** New access time; absent keeps it. */
-  atime?: InodeTime;
-  /** New modification time; absent keeps it. */
-  mtime?: InodeTime;
-  /** Inode flags to set (e.g. IMMUTABLE, APPEND, NODUMP, NOATIME). */
-  flags?: number;
-}
-
-/** chmod, chown, utimes and flag changes; ctime becomes now. */
-export async function setAttributes(
-  ctx: OpContext,
-  ino: number,
-  change: AttributeChange,
-): Promise<void> {
-  const { raw, f } = await load(ctx, ino);
-  // Freed in the bitmap, not just unlinked: an orphan (unlinked while open) is still changed.
-  if (f.linksCount === 0 && !(await ctx.alloc.isInodeInUse(ctx.tx, ino))) {
-    throw new Ext4Error("NOT_FOUND", `inode ${ino} is deleted`);
-  }
-  const settable = InodeFlags.SYNC | InodeFlags.IMMUTABLE | InodeFlags.APPEND | InodeFlags.NODUMP |
-    InodeFlags.NOATIME | InodeFlags.PROJINHERIT;
-  if (change.flags !== undefined && (change.flags & ~settable) !== 0) {
-    throw new Ext4Error("INVALID", `flags 0x${change.flags.toString(16)} cannot be set`);
-  }
-  const t = now(ctx);
-  const mode = change.perm === undefined ? f.mode : (f.mode & 0o170000) | (change.perm & 0o7777);
-  await store(ctx, ino, raw, {
-    ...f,
-    mode,
-    uid: change.uid ?? f.uid,
-    gid: change.gid ?? f.gid,
-    atime: change.atime ?? f.atime,
-    mtime: change.mtime ?? f.mtime,
-    flags: change.flags === undefined ? f.flags : (f.flags & ~settable) | change.flags,
-    ctime: t,
-  });
-  // chmod also rewrites the access ACL's owner/mask/other entries (posix_acl_chmod).
-  if (change.perm !== undefined) {
-    await ctx.tx.discardOnError(async () => {
-      await chmodAccessAcl(ctx.tx, ctx.alloc, ctx.sb, ctx.gdt, ino, mode, t);
-    });
-  }
 }

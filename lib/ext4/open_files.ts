@@ -8,7 +8,8 @@
  * @module
  */
 
-import { lookupEntry, unlinkEntry } from "./namei.ts";
+import { lookupEntry } from "./namei.ts";
+import { unlinkEntry } from "./unlink.ts";
 import { orphanIfUnlinked } from "./orphan.ts";
 import type { OpContext } from "./context.ts";
 

@@ -30,7 +30,7 @@ import {
 import type { Superblock } from "../ondisk/superblock.ts";
 import type { Transaction } from "../txn/transaction.ts";
 import { truncateFile } from "./file_update.ts";
-import { releaseInode } from "./namei.ts";
+import { releaseInode } from "./unlink.ts";
 import type { OpContext } from "./context.ts";
 
 const LAST_ORPHAN = 0xe8;

@@ -27,12 +27,10 @@ import {
   lookupEntry,
   makeDirectory,
   makeNode,
-  removeDirectory,
-  renameEntry,
-  type RenameOptions,
-  setAttributes,
-  unlinkEntry,
 } from "./namei.ts";
+import { removeDirectory, unlinkEntry } from "./unlink.ts";
+import { renameEntry, type RenameOptions } from "./rename.ts";
+import { setAttributes } from "./attr.ts";
 import { unlinkKeepingOpen } from "./open_files.ts";
 import { orphanIfUnlinked } from "./orphan.ts";
 import { uninline } from "./inline.ts";
