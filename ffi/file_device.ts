@@ -11,9 +11,13 @@ import { type BlockDevice, checkRange } from "../lib/block/block_device.ts";
 import { DeviceOpenError, Errno, Ext4Error } from "../lib/errors.ts";
 import { inUseReason, refuseIfInUse } from "./device_status.ts";
 import { lockFile } from "./file_lock.ts";
+import { aioFsync, aioPwrite } from "./aio.ts";
 import { cstr, errno, Ioctl, libc, O, strerror } from "./libc.ts";
 
-/** Transfers up to this size run synchronously (≈1 µs); larger ones go to a worker thread. */
+/**
+ * Transfers up to this size run synchronously (≈1 µs); larger ones go to another thread (reads
+ * to Deno's pool, writes to glibc's AIO thread: ffi/aio.ts).
+ */
 const SYNC_LIMIT = 128 * 1024;
 
 const E = Errno;
@@ -74,6 +78,8 @@ export class FileBlockDevice implements BlockDevice {
    */
   readonly mediaReadOnly: boolean;
   #fd: number;
+  /** The first failed fsync: every later flush reports it (see {@link flush}). */
+  #flushFailure: Ext4Error | null = null;
 
   private constructor(
     path: string,
@@ -229,7 +235,9 @@ export class FileBlockDevice implements BlockDevice {
         n = Number(c.pread64(this.#fd, part, BigInt(len), BigInt(offset + done)));
       } else {
         n = Number(await c.pread64_nb(this.#fd, part, BigInt(len), BigInt(offset + done)));
-        // errno is lost on the worker thread: repeat the call here to learn it.
+        // errno is lost on the worker thread: repeat the call here to learn it. Harmless for a
+        // read (unlike a write or fsync): it changes nothing, and if the repeat succeeds its
+        // bytes are what the device returned to a successful read.
         if (n < 0) n = Number(c.pread64(this.#fd, part, BigInt(len), BigInt(offset + done)));
       }
       if (n < 0) throw errorFor(errno(), this.path, `read at ${offset + done}`);
@@ -249,25 +257,36 @@ export class FileBlockDevice implements BlockDevice {
     while (done < data.length) {
       const part = done === 0 ? data : data.subarray(done);
       const len = part.length;
+      // One call, its outcome as it happened: a failed write is never repeated (a repeat can
+      // succeed where the first failed). After a short write the rest is written by the next
+      // call, which reports the error that cut the first one short.
       let n: number;
+      let code = 0;
       if (len <= SYNC_LIMIT) {
         n = Number(c.pwrite64(this.#fd, part, BigInt(len), BigInt(offset + done)));
+        if (n < 0) code = errno();
       } else {
-        n = Number(await c.pwrite64_nb(this.#fd, part, BigInt(len), BigInt(offset + done)));
-        if (n < 0) n = Number(c.pwrite64(this.#fd, part, BigInt(len), BigInt(offset + done)));
+        ({ result: n, errno: code } = await aioPwrite(this.#fd, part, offset + done));
       }
-      if (n < 0) throw errorFor(errno(), this.path, `write at ${offset + done}`);
+      if (n < 0) throw errorFor(code, this.path, `write at ${offset + done}`);
       if (n === 0) throw new Ext4Error("IO", `${this.path}: write made no progress`);
       done += n;
     }
   }
 
+  /**
+   * fsync(2), called once, off the event loop, its errno kept (ffi/aio.ts). Linux reports a
+   * writeback error to one fsync only, so after a failure every later flush throws the first
+   * failure again instead of asking the kernel (which would answer success for lost data).
+   */
   async flush(): Promise<void> {
     this.#checkOpen();
     if (this.readOnly) return;
-    const c = libc();
-    if ((await c.fsync_nb(this.#fd)) < 0 && c.fsync(this.#fd) < 0) {
-      throw errorFor(errno(), this.path, "fsync");
+    if (this.#flushFailure) throw this.#flushFailure;
+    const { result, errno: code } = await aioFsync(this.#fd);
+    if (result < 0) {
+      this.#flushFailure = errorFor(code, this.path, "fsync");
+      throw this.#flushFailure;
     }
   }
 

@@ -5,7 +5,8 @@
  * Facts this module is built on (see ../shared/PLATFORM-FACTS.md):
  * - errno is only meaningful right after a *synchronous* call, so every call that needs
  *   errno is synchronous; `*_nb` variants run on a worker thread and are used only where
- *   a failure can be retried synchronously to learn errno.
+ *   repeating a failed call synchronously to learn errno is harmless (reads). Writes and
+ *   fsync that must not block use POSIX AIO (ffi/aio.ts), whose control block carries errno.
  * - 64-bit results come back as BigInt.
  *
  * libc is opened lazily, on first use, so that importing this module costs nothing and
@@ -26,17 +27,21 @@ const SYMBOLS = {
     result: "isize",
     nonblocking: true,
   },
-  pwrite64_nb: {
-    name: "pwrite64",
-    parameters: ["i32", "buffer", "usize", "i64"],
-    result: "isize",
-    nonblocking: true,
-  },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   writev: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   fsync: { parameters: ["i32"], result: "i32" },
-  fsync_nb: { name: "fsync", parameters: ["i32"], result: "i32", nonblocking: true },
+  // POSIX AIO (glibc runs each request on its own thread and keeps its errno in the aiocb).
+  aio_write: { parameters: ["buffer"], result: "i32" },
+  aio_fsync: { parameters: ["i32", "buffer"], result: "i32" },
+  aio_error: { parameters: ["buffer"], result: "i32" },
+  aio_return: { parameters: ["buffer"], result: "isize" },
+  aio_suspend_nb: {
+    name: "aio_suspend",
+    parameters: ["buffer", "i32", "pointer"],
+    result: "i32",
+    nonblocking: true,
+  },
   fdatasync: { parameters: ["i32"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   ioctl_int: { name: "ioctl", parameters: ["i32", "u64", "i64"], result: "i32" },
