@@ -4,7 +4,8 @@
  * @module
  */
 
-import { OffsetBlockDevice } from "../lib/block/block_device.ts";
+import { type BlockDevice, OffsetBlockDevice } from "../lib/block/block_device.ts";
+import { Ext4Error } from "../lib/errors.ts";
 import { Ext4Writer } from "../lib/ext4/writer.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
 import { Ext4 } from "../ffi/open_filesystem.ts";
@@ -64,11 +65,19 @@ export async function withFilesystem<T>(
     offset: options.offset || undefined,
     force: options.force,
   });
+  let result: T;
   try {
-    return await fn(fs);
-  } finally {
-    await fs.close();
+    result = await fn(fs);
+  } catch (e) {
+    // close() still runs (it releases the image); when it rejects too, the I/O failure is what
+    // the user hears of, the first one when fn's own error was it.
+    await fs.close().catch((closing) => {
+      throw e instanceof Ext4Error && e.code === "IO" ? e : closing;
+    });
+    throw e;
   }
+  await fs.close(); // rejects after any failed write or flush: never a success then
+  return result;
 }
 
 /**
@@ -83,11 +92,29 @@ export async function withWriter<T>(
   const file = openBlockDevice(image, { readOnly: false, exclusive: true });
   try {
     const dev = options.offset ? new OffsetBlockDevice(file, options.offset) : file;
-    const w = await Ext4Writer.open(dev, { force: options.force });
-    const result = await fn(w);
-    await w.flush();
-    return result;
+    return await writeDevice(dev, options, fn);
   } finally {
     await file.close(); // releases the image's lock
   }
+}
+
+/**
+ * The body of {@link withWriter} on an open device: opens an {@link Ext4Writer}, runs `fn` and
+ * flushes. The flush rejects when any write or flush of the writer failed, even one `fn`
+ * caught: a failed write never ends in success.
+ *
+ * @example
+ * ```ts ignore
+ * await writeDevice(new MemoryBlockDevice(bytes), {}, (w) => putTree(w, "/srv", "/"));
+ * ```
+ */
+export async function writeDevice<T>(
+  device: BlockDevice,
+  options: WriteOpenOptions,
+  fn: (w: Ext4Writer) => Promise<T>,
+): Promise<T> {
+  const w = await Ext4Writer.open(device, { force: options.force });
+  const result = await fn(w);
+  await w.flush();
+  return result;
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { MemoryBlockDevice } from "../lib/block/block_device.ts";
-import { Ext4Error } from "../lib/errors.ts";
+import { Errno, Ext4Error } from "../lib/errors.ts";
 import {
   BlockCache,
   type CommitBatch,
@@ -206,9 +206,44 @@ Deno.test("one transaction at a time; a failed commit makes the cache refuse wri
   await assert.rejects(() => tx.commit(), (e: Ext4Error) => e.code === "IO");
   assert.equal(tx.state, "failed");
   fail = false;
-  assert.throws(() => cache.begin(), (e: Ext4Error) => e.code === "READ_ONLY");
+  // Every later write is refused at once: IO (EIO), naming the first failure; so is a flush,
+  // without asking the device.
+  const fatal = (e: Ext4Error) =>
+    e.code === "IO" && e.errno === Errno.EIO &&
+    /after an I\/O error: .*disk on fire/.test(e.message);
+  assert.throws(() => cache.begin(), fatal);
+  assert.equal(cache.failure?.code, "IO");
+  await assert.rejects(() => cache.flush(), fatal);
   // Reads still work (from the device).
   assert.equal((await cache.read(1))[0], 1 & 0xff);
+});
+
+Deno.test("a commit is done only once the sink's writes and flushes succeeded", async () => {
+  const dev = device();
+  let states: string[] = [];
+  let tx = new BlockCache(dev, BS, {
+    sink: {
+      commit: async (b) => {
+        states.push(tx.state);
+        await new InPlaceCommitSink(dev).commit(b);
+        throw new Ext4Error("IO", "fsync failed", { errno: Errno.EIO });
+      },
+    },
+  }).begin();
+  let done = false;
+  tx.onCommit(() => done = true);
+  (await tx.getWritable(1))[0] = 1;
+  await assert.rejects(() => tx.commit(), (e: Ext4Error) => e.message === "fsync failed");
+  assert.deepEqual(states, ["committing"]);
+  assert.equal(tx.state, "failed");
+  assert.equal(done, false, "onCommit must not run for a failed commit");
+  states = [];
+  tx = new BlockCache(dev, BS, {
+    sink: { commit: () => Promise.resolve(states.push(tx.state)).then(() => {}) },
+  }).begin();
+  await tx.commit();
+  assert.deepEqual(states, ["committing"]);
+  assert.equal(tx.state, "committed");
 });
 
 Deno.test("a read-only device refuses transactions", () => {

@@ -211,7 +211,9 @@ export class Ext4 {
   /**
    * Releases the device (and forgets every cache). On a writable filesystem, first waits for
    * the writes under way, closes the files still open (freeing those removed while open) and
-   * flushes. Closing twice is harmless; any other use after close fails (errno EBADF).
+   * flushes; rejects (IO) when a device write or flush of this object ever failed, after
+   * releasing the device all the same. Closing twice is harmless; any other use after close
+   * fails (errno EBADF).
    *
    * @example
    * ```ts
@@ -231,12 +233,15 @@ export class Ext4 {
       if (w) {
         const open = this.#openFiles.inodes;
         this.#openFiles = new OpenFiles();
+        // A release or queued transaction that fails here was reported to no one: when a device
+        // write or flush failed, the flush below rejects with that failure (close never
+        // resolves after an I/O error); other errors of theirs are the orphans' (freed later).
         for (const ino of open) {
           await w.transaction((ctx) => releaseIfUnlinked(ctx, ino)).catch(() => {});
         }
         // Queued behind every transaction under way.
         await w.transaction(() => Promise.resolve()).catch(() => {});
-        await this.device.flush();
+        await w.flush();
       }
     } finally {
       this.#caches.clear();
@@ -930,6 +935,8 @@ export class Ext4 {
     if (!this.#writer) {
       throw new Ext4Error("READ_ONLY", `${what}: the filesystem is open read-only`);
     }
+    // After a failed device write or flush, every write fails at once (IO, EIO).
+    this.#writer.cache.throwIfFailed();
     return this.#writer;
   }
 
@@ -1023,7 +1030,7 @@ export class Ext4 {
     const w = this.#writer;
     if (!w) return; // nothing was written
     await w.transaction(() => Promise.resolve());
-    await this.device.flush();
+    await w.flush();
   }
 
   /**

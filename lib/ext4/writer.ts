@@ -189,8 +189,12 @@ export class Ext4Writer {
     });
   }
 
-  /** Flushes the device (every commit already flushed; this is for callers' peace). */
+  /**
+   * Flushes the device (every commit already flushed; this is for callers' peace). Rejects
+   * when any device write or flush of this writer has failed (`cache.failure`), then and ever
+   * after: nothing written through a failed writer is reported durable.
+   */
   async flush(): Promise<void> {
-    await this.device.flush();
+    await this.cache.flush();
   }
 }

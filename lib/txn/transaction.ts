@@ -16,7 +16,7 @@
  */
 
 import type { BlockDevice } from "../block/block_device.ts";
-import { Ext4Error } from "../errors.ts";
+import { Errno, Ext4Error } from "../errors.ts";
 
 /** One ordered data write: whole blocks starting at `block`. */
 export interface DataWrite {
@@ -139,7 +139,8 @@ export class BlockCache {
   /** Clean blocks, least recently used first (Map keeps insertion order). */
   #clean = new Map<number, Uint8Array>();
   #active: Transaction | null = null;
-  #failure: Error | null = null;
+  /** Set by the first failed commit or flush: what every later write is refused with. */
+  #failure: Ext4Error | null = null;
   #hits = 0;
   #misses = 0;
 
@@ -197,16 +198,25 @@ export class BlockCache {
   }
 
   /**
-   * Opens a transaction. Only one may be open at a time; a cache whose last commit failed
-   * refuses new ones (the device state is unknown, as after the kernel's ext4 abort).
+   * After a device write or flush failed (in a commit or {@link flush}): the error every later
+   * write is refused with — `IO` (EIO), its message naming that first failure. Null before.
+   */
+  get failure(): Ext4Error | null {
+    return this.#failure;
+  }
+
+  /** Throws {@link failure} when there is one: this filesystem object accepts no more writes. */
+  throwIfFailed(): void {
+    if (this.#failure) throw this.#failure;
+  }
+
+  /**
+   * Opens a transaction. Only one may be open at a time; a cache whose commit or flush failed
+   * refuses new ones with {@link failure} (the device state is unknown, as after the kernel's
+   * ext4 abort).
    */
   begin(): Transaction {
-    if (this.#failure) {
-      throw new Ext4Error(
-        "READ_ONLY",
-        `filesystem is read-only after a failed commit: ${this.#failure.message}`,
-      );
-    }
+    this.throwIfFailed();
     if (this.device.readOnly) throw new Ext4Error("READ_ONLY", "device is read-only");
     if (this.#active) {
       throw new Ext4Error("BUSY", "a transaction is already open on this filesystem");
@@ -214,6 +224,42 @@ export class BlockCache {
     const tx = new Transaction(this);
     this.#active = tx;
     return tx;
+  }
+
+  /**
+   * Flushes the device. A failure is fatal as a failed commit is, and is never retried: after
+   * one, this throws {@link failure} without asking the device (a second fsync would report
+   * success for the writes the first one lost).
+   *
+   * @example
+   * ```ts
+   * import { MemoryBlockDevice } from "../block/block_device.ts";
+   * import { BlockCache } from "./transaction.ts";
+   * const cache = new BlockCache(new MemoryBlockDevice(new Uint8Array(8192)), 1024);
+   * await cache.flush();
+   * console.log(cache.failure); // null
+   * ```
+   */
+  async flush(): Promise<void> {
+    this.throwIfFailed();
+    try {
+      await this.device.flush();
+    } catch (e) {
+      this.#fail(e);
+      throw e;
+    }
+  }
+
+  /** Records the first device failure: the cache refuses writes from now on. */
+  #fail(cause: unknown): void {
+    this.#clean.clear();
+    if (this.#failure) return;
+    const what = cause instanceof Error ? cause.message : String(cause);
+    this.#failure = new Ext4Error(
+      "IO",
+      `the filesystem accepts no more writes after an I/O error: ${what}`,
+      { errno: Errno.EIO, cause },
+    );
   }
 
   /** Drops every clean block (e.g. after something else wrote the device). */
@@ -244,8 +290,7 @@ export class BlockCache {
     if (this.#active !== tx) return;
     this.#active = null;
     if (failure) {
-      this.#failure = failure;
-      this.#clean.clear();
+      this.#fail(failure);
       return;
     }
     if (!committed) return;
@@ -264,7 +309,7 @@ export class BlockCache {
 }
 
 /** How far a transaction has got. */
-export type TransactionState = "open" | "committed" | "aborted" | "failed";
+export type TransactionState = "open" | "committing" | "committed" | "aborted" | "failed";
 
 /**
  * A set of changes that reach the device together. Metadata blocks are changed through
@@ -307,7 +352,10 @@ export class Transaction {
     this.cache = cache;
   }
 
-  /** `open` until it ends: `committed`, `aborted`, or `failed` when the sink failed mid-commit. */
+  /**
+   * `open` until it ends: `committing` while the sink writes, then `committed` once the sink
+   * made it durable, `aborted`, or `failed` when a write or flush of the sink failed.
+   */
   get state(): TransactionState {
     return this.#state;
   }
@@ -501,7 +549,7 @@ export class Transaction {
       throw e;
     }
     const batch = this.#batch();
-    this.#state = "committed";
+    this.#state = "committing";
     try {
       await this.cache.sink.commit(batch);
     } catch (e) {
@@ -513,6 +561,8 @@ export class Transaction {
         cause: e,
       });
     }
+    // Committed only now: the sink resolved, so its writes and flushes succeeded.
+    this.#state = "committed";
     this.#release();
     this.cache._finish(this, batch, null);
     for (const fn of this.#onCommit) fn();
