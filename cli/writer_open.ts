@@ -81,8 +81,8 @@ export async function withFilesystem<T>(
 }
 
 /**
- * Opens `image` read-write (claimed as by {@link withFilesystem}), runs `fn`, flushes and
- * closes.
+ * Opens `image` read-write (claimed as by {@link withFilesystem}), runs `fn`, closes the
+ * writer (a clean close in the superblock, flushed) and the image.
  */
 export async function withWriter<T>(
   image: string,
@@ -114,7 +114,16 @@ export async function writeDevice<T>(
   fn: (w: Ext4Writer) => Promise<T>,
 ): Promise<T> {
   const w = await Ext4Writer.open(device, { force: options.force });
-  const result = await fn(w);
-  await w.flush();
+  let result: T;
+  try {
+    result = await fn(w);
+  } catch (e) {
+    // A failed operation's transaction was discarded: the filesystem is as consistent as
+    // before, so it is closed cleanly (unless a commit failed: then close writes nothing).
+    await w.close().catch(() => {});
+    throw e;
+  }
+  await w.flush(); // rejects after any I/O failure, even one `fn` swallowed
+  await w.close(); // the superblock records a clean close
   return result;
 }

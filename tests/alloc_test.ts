@@ -586,3 +586,69 @@ testWith(
     tx.abort();
   },
 );
+
+/** Every block of `extents`, one by one. */
+function blocksIn(extents: Extent[]): number[] {
+  return extents.flatMap((e) => Array.from({ length: e.length }, (_, i) => e.start + i));
+}
+
+testWith(
+  "blocks freed in a transaction are not handed out again before it commits; after, they are",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    for (const layout of [LAYOUTS[0], LAYOUTS[2], LAYOUTS[6]]) {
+      const fs = await loadFs(await mkfsImage(dir.path, layout));
+      let tx = fs.cache.begin();
+      const a = await fs.alloc.allocateBlocks(tx, 0, 300, { contiguousPreferred: true });
+      await tx.commit();
+      // Free A, then allocate at A's own place: A's blocks are skipped.
+      tx = fs.cache.begin();
+      for (const e of a) await fs.alloc.freeBlocks(tx, e.start, e.length);
+      const b = await fs.alloc.allocateBlocks(tx, a[0].start, 300, { contiguousPreferred: true });
+      const c = await fs.alloc.allocateBlocks(tx, a[0].start, 40);
+      const old = new Set(blocksIn(a));
+      for (const blk of [...blocksIn(b), ...blocksIn(c)]) {
+        assert.ok(!old.has(blk), `${layout.name}: block ${blk} of A handed out again`);
+      }
+      await tx.commit();
+      assert.deepEqual(parseFsck((await fsck(dir.path, fs.dev.bytes)).output).other, []);
+      // Committed: A's blocks are free for the next transaction.
+      tx = fs.cache.begin();
+      const d = await fs.alloc.allocateBlocks(tx, a[0].start, 300, { contiguousPreferred: true });
+      assert.deepEqual(d, a, layout.name);
+      await tx.commit();
+    }
+  },
+);
+
+testWith(
+  "ENOSPC when only blocks freed by the same transaction are free; they are reusable after its commit",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[3]));
+    let tx = fs.cache.begin();
+    const all = await fs.alloc.allocateBlocks(tx, 0, fs.alloc.freeBlockCount);
+    await tx.commit();
+    assert.equal(fs.alloc.freeBlockCount, 0);
+    const victim = all[all.length - 1];
+    tx = fs.cache.begin();
+    await fs.alloc.freeBlocks(tx, victim.start, victim.length);
+    assert.equal(fs.alloc.freeBlockCount, victim.length);
+    await assert.rejects(
+      () => fs.alloc.allocateBlocks(tx, 0, 1),
+      (e: Ext4Error) =>
+        e.code === "NO_SPACE" && e.errno === 28 &&
+        /freed by this transaction, reusable once it commits/.test(e.message),
+    );
+    assert.equal(tx.state, "open");
+    await tx.commit();
+    tx = fs.cache.begin();
+    const again = await fs.alloc.allocateBlocks(tx, 0, victim.length);
+    assert.deepEqual(blocksIn(again), blocksIn([victim]));
+    await tx.commit();
+    const r = parseFsck((await fsck(dir.path, fs.dev.bytes)).output);
+    assert.deepEqual(r.other, []);
+  },
+);

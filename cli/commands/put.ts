@@ -176,7 +176,7 @@ export async function putTree(
   let ctx = context();
   const maybeCommit = async (force = false) => {
     if (force || pending >= batchEntries || pendingBytes >= batchBytes) {
-      await tx.commit();
+      await w.commit(tx);
       tx = w.cache.begin();
       ctx = context();
       pending = 0;
@@ -370,7 +370,7 @@ export async function putTree(
     } else {
       await copy(src, target.parent, target.name, dest, 0);
     }
-    await maybeCommit(true);
+    await w.commit(tx); // the last batch; no transaction left open (the writer closes next)
     return stats;
   } catch (e) {
     if (tx.state === "open") tx.abort();

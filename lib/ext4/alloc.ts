@@ -88,6 +88,17 @@ export function assertWritable(sb: Superblock): void {
 interface GroupTouch {
   blockBitmap?: Uint8Array;
   inodeBitmap?: Uint8Array;
+  /**
+   * Blocks of the group freed in this transaction (the kernel's "freed but not committed"
+   * bitmap, mballoc.c `ext4_mb_free_metadata`): free in the bitmap, yet not handed out again
+   * before the transaction commits. Were they, a crash before the commit could leave the old
+   * owner (still pointing at them on disk) reading the new owner's data. Every commit is
+   * durable when it returns (the sinks flush), so "after the commit" is soon enough; a journal
+   * that commits asynchronously would have to wait for the commit to be durable.
+   */
+  freed?: Uint8Array;
+  /** Number of bits set in `freed`. */
+  freedCount?: number;
 }
 
 /**
@@ -176,13 +187,14 @@ export class Allocator implements BlockRunAllocator {
       throw new Ext4Error("INVALID", `cannot allocate ${count} blocks`);
     }
     const free = this.freeBlockCount;
-    const usable = options.keepReserved ? free - this.sb.reservedBlocksCount : free;
+    const pending = this.#freedTotal(tx);
+    const usable = (options.keepReserved ? free - this.sb.reservedBlocksCount : free) - pending;
     if (count > usable) {
       throw new Ext4Error(
         "NO_SPACE",
         `no space left: ${count} blocks wanted, ${Math.max(0, usable)} free${
           options.keepReserved ? " outside the reserved blocks" : ""
-        }`,
+        }${pending > 0 ? ` (${pending} freed by this transaction, reusable once it commits)` : ""}`,
       );
     }
     const sb = this.sb;
@@ -198,8 +210,8 @@ export class Allocator implements BlockRunAllocator {
       if (options.contiguousPreferred && count > 1) {
         for (let i = 0; i < groups; i++) {
           const g = (goalGroup + i) % groups;
-          if (this.gdt.get(g).freeBlocksCount < count) continue;
-          const bm = await this.#blockBitmapView(tx, g);
+          if (this.#available(tx, g) < count) continue;
+          const bm = await this.#allocationView(tx, g);
           const size = blocksInGroup(sb, g);
           let start = findZeroRun(bm, i === 0 ? goalOffset : 0, size, count);
           if (start < 0 && i === 0 && goalOffset > 0) start = findZeroRun(bm, 0, size, count);
@@ -213,13 +225,14 @@ export class Allocator implements BlockRunAllocator {
       // Groups from the goal's on, then the goal's group again from its start.
       for (let i = 0; i <= groups && remaining > 0; i++) {
         const g = (goalGroup + i) % groups;
-        if (this.gdt.get(g).freeBlocksCount === 0) continue;
+        if (this.#available(tx, g) === 0) continue;
         const size = blocksInGroup(sb, g);
         const from = i === 0 ? goalOffset : 0;
         const to = i === groups ? goalOffset : size;
         let pos = from;
+        // Taking a run changes bits before `pos` only: one view of the group serves the walk.
+        const bm = await this.#allocationView(tx, g);
         while (remaining > 0 && pos < to) {
-          const bm = await this.#blockBitmapView(tx, g);
           const start = findZero(bm, pos, to);
           if (start < 0) break;
           let end = start + 1;
@@ -291,6 +304,7 @@ export class Allocator implements BlockRunAllocator {
         }
         const bm = await this.#writableBlockBitmap(tx, g);
         for (let b = block; b < upto; b++) clearBit(bm, b - first);
+        this.#holdFreed(tx, g, block - first, upto - block);
         const gd = this.gdt.get(g);
         gd.freeBlocksCount = gd.freeBlocksCount + (upto - block);
         if (options.metadata) { for (let b = block; b < upto; b++) tx.forget(b); }
@@ -496,6 +510,45 @@ export class Allocator implements BlockRunAllocator {
       const bs = sb.blockSize;
       await tx.patch(Math.floor(1024 / bs), 1024 % bs, sb.bytes);
     });
+  }
+
+  /** Free blocks of group `g` that `tx` may allocate: not those it freed itself. */
+  #available(tx: Transaction, g: number): number {
+    return this.gdt.get(g).freeBlocksCount - (this.#touched.get(tx)?.get(g)?.freedCount ?? 0);
+  }
+
+  /** Blocks `tx` freed (not to be reused before it commits), over every group. */
+  #freedTotal(tx: Transaction): number {
+    let n = 0;
+    for (const t of this.#touched.get(tx)?.values() ?? []) n += t.freedCount ?? 0;
+    return n;
+  }
+
+  /** Marks bits `[start, start+length)` of group `g` as freed by `tx` (see GroupTouch). */
+  #holdFreed(tx: Transaction, g: number, start: number, length: number): void {
+    const t = this.#touch(tx, g);
+    t.freed ??= new Uint8Array(this.sb.blockSize);
+    let added = 0;
+    for (let i = start; i < start + length; i++) {
+      if (!testBit(t.freed, i)) {
+        setBit(t.freed, i);
+        added++;
+      }
+    }
+    t.freedCount = (t.freedCount ?? 0) + added;
+  }
+
+  /**
+   * The group's block bitmap as allocation sees it in `tx`: the blocks `tx` freed count as in
+   * use (a copy when there are any; read-only).
+   */
+  async #allocationView(tx: Transaction, g: number): Promise<Uint8Array> {
+    const bm = await this.#blockBitmapView(tx, g);
+    const freed = this.#touched.get(tx)?.get(g)?.freed;
+    if (!freed) return bm;
+    const view = Uint8Array.from(bm);
+    for (let i = 0; i < view.length; i++) view[i] |= freed[i];
+    return view;
   }
 
   /** The group's block bitmap as in effect in `tx`; read-only. */

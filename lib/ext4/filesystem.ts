@@ -39,6 +39,7 @@ import type { DirContext } from "../ondisk/dirent.ts";
 import type { DirectorySource } from "./dir.ts";
 import { readInodeBitmap, testBit } from "../ondisk/bitmap.ts";
 import { type OpenedMetadata, openMetadata } from "./super.ts";
+import { CountingDevice } from "../block/counting_device.ts";
 import { SharedBlockCache } from "../txn/shared_block_cache.ts";
 import { Ext4Writer } from "./writer.ts";
 import { OpenFiles } from "./open_files.ts";
@@ -164,13 +165,15 @@ export class Ext4 {
     });
     this.#ctx = { sb };
     if (options.readOnly === false) {
+      // Written through a counter: the lifetime writes recorded at close.
+      const counted = new CountingDevice(device);
       this.#cache = new SharedBlockCache(
-        device,
+        counted,
         sb.blockSize,
         { capacity: options.blockCacheSize ?? 8192 },
         (batch) => this.#caches.committed(batch),
       );
-      this.#writer = Ext4Writer.attach(device, sb, groups, this.#cache);
+      this.#writer = Ext4Writer.attach(counted, sb, groups, this.#cache);
     }
   }
 
@@ -241,7 +244,8 @@ export class Ext4 {
         }
         // Queued behind every transaction under way.
         await w.transaction(() => Promise.resolve()).catch(() => {});
-        await w.flush();
+        await w.flush(); // rejects after any I/O failure (lib/txn/transaction.ts)
+        await w.close(); // the superblock: cleanly closed (lib/ext4/mount_state.ts)
       }
     } finally {
       this.#caches.clear();

@@ -23,7 +23,6 @@ import {
   createFile,
   createSymlink,
   linkInode,
-  listEntries,
   lookupEntry,
   makeDirectory,
   makeNode,
@@ -36,6 +35,7 @@ import { orphanIfUnlinked } from "./orphan.ts";
 import { uninline } from "./inline.ts";
 import { setXattr, type SetXattrOptions } from "./xattr.ts";
 import type { Ext4Writer } from "./writer.ts";
+import { removeTree } from "./remove_tree.ts";
 import { type PathSource, type Resolved, type ResolveOptions, ROOT_INO, walkPath } from "./path.ts";
 import type { OpContext } from "./context.ts";
 
@@ -239,27 +239,6 @@ export async function mkdirAt(
   });
 }
 
-async function removeTree(
-  ctx: OpContext,
-  parent: number,
-  name: string | Uint8Array,
-  ino: number,
-  options: UnlinkOptions,
-  depth = 0,
-): Promise<void> {
-  if ((await modeOf(ctx, ino) & 0o170000) !== 0o040000) {
-    await unlinkKeepingOpen(ctx, parent, name, options.keepOpen);
-    return;
-  }
-  // A corrupt tree could loop through a directory's own ancestor: bound the depth.
-  if (depth > 4096) throw new Ext4Error("CORRUPT", `directory tree deeper than 4096 at ${ino}`);
-  // Children first.
-  for (const child of await listEntries(ctx, ino)) {
-    await removeTree(ctx, ino, child.name, child.ino, options, depth + 1);
-  }
-  await removeDirectory(ctx, parent, name);
-}
-
 /**
  * Removes a file, symlink or empty directory; with `recursive`, a whole tree. The root is
  * INVALID (errno EBUSY, as the kernel answers); a non-empty directory without `recursive` NOT_EMPTY.
@@ -274,7 +253,7 @@ export async function removeAt(
   path: string,
   options: { recursive?: boolean } & UnlinkOptions = {},
 ): Promise<void> {
-  await w.transaction(async (ctx) => {
+  const tree = await w.transaction(async (ctx) => {
     const r = await resolvePath(ctx, path, { entry: true });
     if (!r.ino) throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
     // The kernel answers EBUSY; for the CLI it is a failed operation (exit 1), not a busy device.
@@ -284,10 +263,12 @@ export async function removeAt(
     if (r.name === "..") throw new Ext4Error("NOT_EMPTY", `${path}: directory not empty`);
     const isDir = (await modeOf(ctx, r.ino) & 0o170000) === 0o040000;
     if (r.dirWanted && !isDir) throw new Ext4Error("NOT_DIRECTORY", `${path}: not a directory`);
-    if (isDir && options.recursive) await removeTree(ctx, r.parent, r.name, r.ino, options);
-    else if (isDir) await removeDirectory(ctx, r.parent, r.name);
+    if (isDir && options.recursive) return r; // removed in bounded steps, below
+    if (isDir) await removeDirectory(ctx, r.parent, r.name);
     else await unlinkKeepingOpen(ctx, r.parent, r.name, options.keepOpen);
+    return null;
   });
+  if (tree) await removeTree(w, tree.parent, tree.name, tree.ino, options);
 }
 
 /**

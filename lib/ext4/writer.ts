@@ -8,11 +8,13 @@
 
 import { Allocator } from "./alloc.ts";
 import type { BlockDevice } from "../block/block_device.ts";
+import { CountingDevice } from "../block/counting_device.ts";
 import { Ext4Error } from "../errors.ts";
 import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
+import { markClean, markWriting } from "./mount_state.ts";
 import { openMetadata } from "./super.ts";
-import type { Superblock } from "../ondisk/superblock.ts";
-import { BlockCache, type CommitSink } from "../txn/transaction.ts";
+import { type Superblock, SUPERBLOCK_OFFSET } from "../ondisk/superblock.ts";
+import { BlockCache, type CommitSink, type Transaction } from "../txn/transaction.ts";
 import type { OpContext } from "./context.ts";
 
 /** Options for {@link Ext4Writer.open}. */
@@ -54,6 +56,10 @@ export class Ext4Writer {
   #queue: Promise<unknown> = Promise.resolve();
   /** While {@link group} runs: the one transaction every step joins, and what follows a step. */
   #group: { ctx: OpContext; afterStep?: () => void } | null = null;
+  /** {@link markWriting} under way or done (once per open). */
+  #marking: Promise<void> | null = null;
+  /** The superblock state {@link markWriting} found (null before): restored by {@link close}. */
+  #foundState: number | null = null;
 
   private constructor(
     device: BlockDevice,
@@ -102,11 +108,83 @@ export class Ext4Writer {
       readOnly: false,
       force: options.force,
     });
-    const cache = new BlockCache(device, sb.blockSize, {
+    // The cache writes through a counter: the lifetime writes recorded at close.
+    const cache = new BlockCache(new CountingDevice(device), sb.blockSize, {
       capacity: options.cacheCapacity,
       sink: options.sink,
     });
     return new Ext4Writer(device, sb, gdt, cache);
+  }
+
+  /**
+   * Commits `tx` (a transaction of this writer's cache), first recording in the superblock
+   * that the filesystem is being written when `tx` is this open's first commit that changes
+   * anything ({@link markWriting}). Every commit of a writer goes through here.
+   *
+   * @example
+   * ```ts ignore
+   * const tx = w.cache.begin();
+   * await makeDirectory({ tx, alloc: w.alloc, sb: w.sb, gdt: w.gdt }, 2, "etc", { perm: 0o755 });
+   * await w.commit(tx);
+   * ```
+   */
+  async commit(tx: Transaction): Promise<void> {
+    if (tx.metadataBlocks > 0 || tx.dataBlocks > 0) await this.markWriting();
+    await tx.commit();
+  }
+
+  /**
+   * Records in the superblock, once per open, that the filesystem is being written
+   * (lib/ext4/mount_state.ts `markWriting`: mount count + 1, mount time, `VALID_FS` cleared
+   * without a journal), written straight to the device and flushed. {@link commit} calls it
+   * before the first commit that changes anything, so an open that writes nothing leaves the
+   * image as it was; a failure to write it fails that commit (and every later one).
+   *
+   * @example
+   * ```ts ignore
+   * await w.markWriting(); // dumpe2fs: "Filesystem state: not clean" (no journal)
+   * ```
+   */
+  markWriting(): Promise<void> {
+    this.#marking ??= (async () => {
+      this.#foundState = await markWriting(this.cache.device, this.sb);
+      this.cache.invalidate(Math.floor(SUPERBLOCK_OFFSET / this.sb.blockSize));
+    })();
+    return this.#marking;
+  }
+
+  /**
+   * Finishes writing (the kernel's clean unmount): waits for the transactions under way, then
+   * records a clean close in the superblock (`VALID_FS` as it was at open without a journal,
+   * write time, lifetime writes; lib/ext4/mount_state.ts `markClean`), written and flushed.
+   * Writes nothing when this open wrote nothing, a second time, or when a commit failed or a
+   * transaction is still open (the filesystem then stays "not clean" for e2fsck). The device
+   * stays open (its owner closes it).
+   *
+   * @example
+   * ```ts ignore
+   * const w = await Ext4Writer.open(device);
+   * await w.transaction((ctx) => makeDirectory(ctx, 2, "etc", { perm: 0o755 }));
+   * await w.close();
+   * ```
+   */
+  close(): Promise<void> {
+    const run = this.#queue.then(async () => {
+      const found = this.#foundState;
+      if (found === null) return;
+      try {
+        // Refused after a failed commit (the device state is unknown) or while one is open.
+        this.cache.begin().abort();
+      } catch {
+        return;
+      }
+      this.#foundState = null;
+      const d = this.cache.device;
+      await markClean(d, this.sb, found, d instanceof CountingDevice ? d.bytesWritten : 0);
+      this.cache.invalidate(Math.floor(SUPERBLOCK_OFFSET / this.sb.blockSize));
+    });
+    this.#queue = run.catch(() => {});
+    return run;
   }
 
   /**
@@ -152,7 +230,7 @@ export class Ext4Writer {
             throw new Ext4Error("INVALID", "the group was discarded by a failed operation");
           }
           this.#group = null;
-          await tx.commit();
+          await this.commit(tx);
           return result;
         } finally {
           this.#group = null;
@@ -184,7 +262,7 @@ export class Ext4Writer {
       if (tx.state === "aborted") {
         throw new Ext4Error("INVALID", "the transaction was discarded by a failed operation");
       }
-      await tx.commit();
+      await this.commit(tx);
       return result;
     });
   }

@@ -167,13 +167,22 @@ export class Superblock implements FeatureWords {
   get mountTime(): number {
     return this.#time(0x2c, 0x275);
   }
+  set mountTime(v: number) {
+    this.#setTime(0x2c, 0x275, v);
+  }
   /** Last write time, seconds since the epoch. */
   get writeTime(): number {
     return this.#time(0x30, 0x274);
   }
+  set writeTime(v: number) {
+    this.#setTime(0x30, 0x274, v);
+  }
   /** `s_mnt_count`: mounts since the last check. */
   get mountCount(): number {
     return this.#u16(0x34);
+  }
+  set mountCount(v: number) {
+    this.#view.setUint16(0x34, v & 0xffff, true);
   }
   /** `s_max_mnt_count` (-1: no mount-count checks). */
   get maxMountCount(): number {
@@ -376,6 +385,9 @@ export class Superblock implements FeatureWords {
   /** `s_kbytes_written`: lifetime KiB written. */
   get kbytesWritten(): number {
     return this.#u64(0x178);
+  }
+  set kbytesWritten(v: number) {
+    this.#setU64(0x178, v);
   }
   /** `s_snapshot_inum`. */
   get snapshotInum(): number {
