@@ -302,7 +302,12 @@ testWith("ext4ts put and mkdir on a device whose writeback fails exit 7 with one
     const put = await runCli(["put", loop, src, "/big"]);
     assert.equal(put.code, 7, put.stderr);
     assert.match(put.stderr, /^ext4ts: [^\n]*Input\/output error\n$/);
-    const mkdir = await runCli(["mkdir", loop, "/d"]);
+    // The failed put left the journal-less filesystem "not clean" (it was being written):
+    // a writer refuses it (exit 5) unless told to write anyway.
+    const refused = await runCli(["mkdir", loop, "/d"]);
+    assert.equal(refused.code, 5, refused.stderr);
+    assert.match(refused.stderr, /^ext4ts: [^\n]*not clean[^\n]*\n$/);
+    const mkdir = await runCli(["mkdir", "--force-unchecked", loop, "/d"]);
     // The new directory's blocks are holes of the image too (through withFilesystem's close).
     assert.equal(mkdir.code, 7, mkdir.stderr);
     assert.match(mkdir.stderr, /^ext4ts: [^\n]*Input\/output error\n$/);

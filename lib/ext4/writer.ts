@@ -147,7 +147,12 @@ export class Ext4Writer {
    */
   markWriting(): Promise<void> {
     this.#marking ??= (async () => {
-      this.#foundState = await markWriting(this.cache.device, this.sb);
+      try {
+        this.#foundState = await markWriting(this.cache.device, this.sb);
+      } catch (e) {
+        this.cache.deviceFailed(e); // no later write may claim success
+        throw e;
+      }
       this.cache.invalidate(Math.floor(SUPERBLOCK_OFFSET / this.sb.blockSize));
     })();
     return this.#marking;
@@ -180,7 +185,12 @@ export class Ext4Writer {
       }
       this.#foundState = null;
       const d = this.cache.device;
-      await markClean(d, this.sb, found, d instanceof CountingDevice ? d.bytesWritten : 0);
+      try {
+        await markClean(d, this.sb, found, d instanceof CountingDevice ? d.bytesWritten : 0);
+      } catch (e) {
+        this.cache.deviceFailed(e);
+        throw e;
+      }
       this.cache.invalidate(Math.floor(SUPERBLOCK_OFFSET / this.sb.blockSize));
     });
     this.#queue = run.catch(() => {});

@@ -250,6 +250,19 @@ export class BlockCache {
     }
   }
 
+  /**
+   * Records the failure of a device write or flush made outside a transaction (the
+   * superblock's state, lib/ext4/mount_state.ts): as fatal as a failed commit.
+   *
+   * @example
+   * ```ts ignore
+   * try { await markWriting(device, sb); } catch (e) { cache.deviceFailed(e); throw e; }
+   * ```
+   */
+  deviceFailed(cause: unknown): void {
+    this.#fail(cause);
+  }
+
   /** Records the first device failure: the cache refuses writes from now on. */
   #fail(cause: unknown): void {
     this.#clean.clear();
