@@ -6,6 +6,7 @@
  */
 
 import type { BlockDevice } from "./block_device.ts";
+import { PassThroughDevice } from "./pass_through_device.ts";
 
 /**
  * Passes everything through to `inner` and counts the bytes of the writes that succeeded.
@@ -19,44 +20,18 @@ import type { BlockDevice } from "./block_device.ts";
  * console.log(dev.bytesWritten); // 1024
  * ```
  */
-export class CountingDevice implements BlockDevice {
-  /** The device every call passes through to. */
-  readonly inner: BlockDevice;
+export class CountingDevice extends PassThroughDevice {
   /** Bytes written through this object so far. */
   bytesWritten = 0;
 
   /** Counts the writes made to `inner` through this object. */
   constructor(inner: BlockDevice) {
-    this.inner = inner;
+    super(inner);
   }
 
-  /** The inner device's size. */
-  get size(): number {
-    return this.inner.size;
-  }
-  /** The inner device's sector size. */
-  get sectorSize(): number {
-    return this.inner.sectorSize;
-  }
-  /** Whether the inner device refuses writes. */
-  get readOnly(): boolean {
-    return this.inner.readOnly;
-  }
-  /** Reads from the inner device. */
-  read(offset: number, buffer: Uint8Array): Promise<void> {
-    return this.inner.read(offset, buffer);
-  }
   /** Writes to the inner device and counts the bytes once written. */
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  override async write(offset: number, data: Uint8Array): Promise<void> {
     await this.inner.write(offset, data);
     this.bytesWritten += data.length;
-  }
-  /** Flushes the inner device. */
-  flush(): Promise<void> {
-    return this.inner.flush();
-  }
-  /** Closes the inner device. */
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }

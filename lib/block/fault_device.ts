@@ -9,6 +9,7 @@
  */
 
 import { type BlockDevice, checkRange } from "./block_device.ts";
+import { PassThroughDevice } from "./pass_through_device.ts";
 import { Errno, Ext4Error } from "../errors.ts";
 
 /** Which operations a {@link FaultDevice} fails. */
@@ -51,9 +52,7 @@ export interface InjectedFault {
  * console.log(dev.faults.length, dev.flushes); // 1 2
  * ```
  */
-export class FaultDevice implements BlockDevice {
-  /** The device everything else passes through to. */
-  readonly inner: BlockDevice;
+export class FaultDevice extends PassThroughDevice {
   /** What fails; replaced at any time with {@link plan}. */
   #plan: FaultPlan;
   /** Writes asked of the device so far, failed ones included. */
@@ -69,7 +68,7 @@ export class FaultDevice implements BlockDevice {
 
   /** Fails what `plan` says of the operations passed to `inner`. */
   constructor(inner: BlockDevice, plan: FaultPlan = {}) {
-    this.inner = inner;
+    super(inner);
     this.#plan = plan;
   }
 
@@ -78,23 +77,7 @@ export class FaultDevice implements BlockDevice {
     this.#plan = plan;
   }
 
-  get size(): number {
-    return this.inner.size;
-  }
-
-  get sectorSize(): number {
-    return this.inner.sectorSize;
-  }
-
-  get readOnly(): boolean {
-    return this.inner.readOnly;
-  }
-
-  read(offset: number, buffer: Uint8Array): Promise<void> {
-    return this.inner.read(offset, buffer);
-  }
-
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  override async write(offset: number, data: Uint8Array): Promise<void> {
     checkRange(this.size, offset, data.length);
     const n = ++this.writes;
     const bs = this.#plan.blockSize ?? 4096;
@@ -111,7 +94,7 @@ export class FaultDevice implements BlockDevice {
     for (let b = first; b <= last; b++) this.#unflushed.add(b);
   }
 
-  async flush(): Promise<void> {
+  override async flush(): Promise<void> {
     const n = ++this.flushes;
     const pending = this.#unflushed;
     this.#unflushed = new Set();
@@ -124,7 +107,7 @@ export class FaultDevice implements BlockDevice {
     await this.inner.flush();
   }
 
-  close(): Promise<void> {
+  override close(): Promise<void> {
     this.closed = true;
     return this.inner.close();
   }

@@ -7,6 +7,7 @@
  */
 
 import { type BlockDevice, checkRange } from "./block_device.ts";
+import { PassThroughDevice } from "./pass_through_device.ts";
 
 /** One recorded operation. */
 export type WriteLogEntry =
@@ -29,46 +30,24 @@ export type WriteLogEntry =
  * console.log(log.replay(base, 2).subarray(0, 2)); // Uint8Array(2) [ 1, 0 ]
  * ```
  */
-export class WriteLogDevice implements BlockDevice {
-  /** The device every read and write passes through to. */
-  readonly inner: BlockDevice;
+export class WriteLogDevice extends PassThroughDevice {
   /** Every write (with a copy of its bytes) and flush, in the order they happened. */
   readonly entries: WriteLogEntry[] = [];
 
   /** Logs the writes and flushes made to `inner` while passing them on. */
   constructor(inner: BlockDevice) {
-    this.inner = inner;
+    super(inner);
   }
 
-  get size(): number {
-    return this.inner.size;
-  }
-
-  get sectorSize(): number {
-    return this.inner.sectorSize;
-  }
-
-  get readOnly(): boolean {
-    return this.inner.readOnly;
-  }
-
-  read(offset: number, buffer: Uint8Array): Promise<void> {
-    return this.inner.read(offset, buffer);
-  }
-
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  override async write(offset: number, data: Uint8Array): Promise<void> {
     checkRange(this.size, offset, data.length);
     await this.inner.write(offset, data);
     this.entries.push({ kind: "write", offset, data: Uint8Array.from(data) });
   }
 
-  async flush(): Promise<void> {
+  override async flush(): Promise<void> {
     await this.inner.flush();
     this.entries.push({ kind: "flush" });
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
   }
 
   /** Forgets the recorded entries. */
