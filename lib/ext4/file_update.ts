@@ -328,6 +328,24 @@ async function clearRange(ctx: OpContext, f: OpenFile, offset: number, end: numb
 }
 
 /**
+ * The checks fallocate and zero-range share before anything changes: a valid range, an
+ * extent-mapped regular file (`what` names the operation in the refusal) and an end within
+ * the largest file size.
+ */
+async function checkAllocatingRange(
+  ctx: OpContext,
+  ino: number,
+  offset: number,
+  length: number,
+  what: string,
+): Promise<void> {
+  checkRange(offset, length, false);
+  const { fields, maxSize } = await inspect(ctx, ino);
+  requireExtents(ctx, fields, what);
+  if (offset + length > maxSize) throw tooLarge(ino, offset + length, maxSize);
+}
+
+/**
  * Allocates unwritten blocks for the holes in `[offset, offset+length)` of file `ino` (they
  * read as zeros); grows the size unless `keepSize`. Extent-mapped files only.
  */
@@ -339,10 +357,7 @@ export async function fallocateRange(
   options: { keepSize?: boolean } = {},
 ): Promise<void> {
   const bs = ctx.sb.blockSize;
-  checkRange(offset, length, false);
-  const { fields, maxSize } = await inspect(ctx, ino);
-  requireExtents(ctx, fields, "fallocate");
-  if (offset + length > maxSize) throw tooLarge(ino, offset + length, maxSize);
+  await checkAllocatingRange(ctx, ino, offset, length, "fallocate");
   await ctx.tx.discardOnError(async () => {
     const f = await open(ctx, ino);
     await fillHoles(ctx, f, Math.floor(offset / bs), Math.ceil((offset + length) / bs), true);
@@ -372,11 +387,8 @@ export async function zeroRange(
   options: { keepSize?: boolean } = {},
 ): Promise<void> {
   const bs = ctx.sb.blockSize;
-  checkRange(offset, length, false);
-  const { fields, maxSize } = await inspect(ctx, ino);
-  requireExtents(ctx, fields, "zero range");
+  await checkAllocatingRange(ctx, ino, offset, length, "zero range");
   const end = offset + length;
-  if (end > maxSize) throw tooLarge(ino, end, maxSize);
   await ctx.tx.discardOnError(async () => {
     const f = await open(ctx, ino);
     await clearRange(ctx, f, offset, end);
