@@ -15,26 +15,24 @@ if ! command -v deno >/dev/null 2>&1; then
 fi
 deno run --quiet --allow-all scripts/install.ts "$@"
 # mount(8)'s helper links (scripts/install_mount_helper.sh), so that `mount -t fuse.ext4ts` and
-# fstab lines work: made only as root and only for a launcher on mount.fuse3's default path (the
-# links are system-wide; a launcher elsewhere gets the hint to run the script by hand).
+# fstab lines work. They are system-wide, so by default (EXT4TS_MOUNT_HELPER=auto) they are made
+# only as root for a launcher on mount.fuse3's default path; a launcher elsewhere gets the command
+# to run by hand. EXT4TS_MOUNT_HELPER=yes makes them anyway, =no never (the link directories:
+# EXT4TS_HELPER_BIN and EXT4TS_HELPER_SBIN, see that script).
 launcher="$PREFIX/bin/ext4ts"
-case "${1:-install}" in
-install | uninstall)
+helper=${EXT4TS_MOUNT_HELPER:-auto}
+if [ "$helper" = auto ]; then
   case "$PREFIX/bin" in
   /usr/local/sbin | /usr/local/bin | /usr/sbin | /usr/bin | /sbin | /bin)
-    if [ "$(id -u)" = 0 ]; then
-      if [ "${1:-install}" = install ]; then
-        sh scripts/install_mount_helper.sh "$launcher"
-      else
-        sh scripts/install_mount_helper.sh --uninstall "$launcher"
-      fi
-    fi
+    if [ "$(id -u)" = 0 ]; then helper=yes; else helper=hint; fi
     ;;
-  *)
-    if [ "${1:-install}" = install ]; then
-      echo "for mount -t fuse.ext4ts and fstab lines, run as root: sh scripts/install_mount_helper.sh $launcher"
-    fi
-    ;;
+  *) helper=hint ;;
   esac
+fi
+case "${1:-install}:$helper" in
+install:yes) sh scripts/install_mount_helper.sh "$launcher" ;;
+uninstall:yes) sh scripts/install_mount_helper.sh --uninstall "$launcher" ;;
+install:hint)
+  echo "for mount -t fuse.ext4ts and fstab lines, run as root: sh scripts/install_mount_helper.sh $launcher"
   ;;
 esac

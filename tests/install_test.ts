@@ -265,6 +265,43 @@ testWith(
         assert.deepEqual([v.code, v.stdout, v.stderr], [0, `${VERSION}\n`, ""]);
       });
 
+      await t.step(
+        "mount(8)'s helper links: a hint off the default path, made and removed when asked",
+        async () => {
+          // A prefix off mount.fuse3's default path (this one): no links, the command to make them.
+          const hint = await run("bash", [`${ROOT}scripts/install.sh`], {
+            env: { PREFIX: prefix },
+          });
+          assert.equal(hint.code, 0, hint.stderr);
+          assert.match(
+            hint.stdout,
+            /run as root: sh scripts\/install_mount_helper\.sh \S+\/bin\/ext4ts\n$/,
+          );
+          // Asked (EXT4TS_MOUNT_HELPER=yes), into temporary link directories, then uninstalled.
+          const bin = `${work}/helper-bin`;
+          const sbin = `${work}/helper-sbin`;
+          const env = {
+            PREFIX: prefix,
+            EXT4TS_MOUNT_HELPER: "yes",
+            EXT4TS_HELPER_BIN: bin,
+            EXT4TS_HELPER_SBIN: sbin,
+          };
+          const made = await run("bash", [`${ROOT}scripts/install.sh`], { env });
+          assert.equal(made.code, 0, made.stderr);
+          assert.equal(Deno.readLinkSync(`${bin}/ext4ts`), to.launcher);
+          assert.match(Deno.readLinkSync(`${sbin}/mount.fuseblk.ext4ts`), /mount\.fuse3$/);
+          const gone = await run("bash", [`${ROOT}scripts/install.sh`, "uninstall"], { env });
+          assert.equal(gone.code, 0, gone.stderr);
+          for (const link of [`${bin}/ext4ts`, `${sbin}/mount.fuseblk.ext4ts`]) {
+            assert.throws(() => Deno.lstatSync(link), Deno.errors.NotFound, link);
+          }
+          const again = await run("bash", [`${ROOT}scripts/install.sh`], {
+            env: { PREFIX: prefix },
+          });
+          assert.equal(again.code, 0, again.stderr); // installed again for the next step
+        },
+      );
+
       await t.step("uninstall removes what install put there, and only that", async () => {
         await Deno.writeTextFile(`${prefix}/bin/other`, "kept\n");
         const r = await run("bash", [`${ROOT}scripts/install.sh`, "uninstall"], {
