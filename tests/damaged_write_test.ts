@@ -76,13 +76,16 @@ function assertRefused(r: { code: number; stderr: string }, detail: RegExp): voi
   assert.match(lines[0], detail);
 }
 
-/** Every write command on `img` (the paths /a, /b exist), with `extra` options. */
+/** Every write command on `img` (the paths /a, /b exist; put makes /new.txt), with `extra` options. */
 function writeCommands(img: string, host: string, extra: string[]): string[][] {
   return [
     ["put", ...extra, img, host, "/new.txt"],
     ["mkdir", ...extra, img, "/newdir"],
     ["mv", ...extra, img, "/a", "/a2"],
     ["rm", ...extra, "-r", img, "/b"],
+    // An edit command: the same opening (cli/edit_command.ts) serves chmod, chown, ln, touch,
+    // setfattr and batch.
+    ["chmod", ...extra, img, "600", "/new.txt"],
   ];
 }
 
