@@ -539,6 +539,11 @@ testWith(
     assert.equal(tty.code, 0, tty.stdout);
     assert.ok(tty.stdout.includes("\r\x1b[Kput: "), JSON.stringify(tty.stdout.slice(0, 80)));
     assert.ok(tty.stdout.endsWith("\r\x1b[K"), JSON.stringify(tty.stdout.slice(-40)));
+    // --no-progress: nothing on the terminal either.
+    const quiet = [...cmd.slice(0, -1), "--no-progress", "/tty-quiet"];
+    const off = await run("script", ["-qec", quiet.map((a) => `'${a}'`).join(" "), "/dev/null"]);
+    assert.equal(off.code, 0, off.stdout);
+    assert.equal(off.stdout, "");
     const check = await fsck(dir.path, await Deno.readFile(img));
     assert.equal(check.code, 0, check.output);
   },
