@@ -175,7 +175,11 @@ export async function putTree(
   });
   let ctx = context();
   const maybeCommit = async (force = false) => {
-    if (force || pending >= batchEntries || pendingBytes >= batchBytes) {
+    if (
+      force || pending >= batchEntries || pendingBytes >= batchBytes ||
+      // What the journal takes per transaction, with room for the next entry's blocks.
+      tx.metadataBlocks >= w.transactionBlockLimit / 2
+    ) {
       await w.commit(tx);
       tx = w.cache.begin();
       ctx = context();

@@ -1533,6 +1533,8 @@ export class Ext4 {
   protected async prepare(): Promise<void> {
     const sb = this.superblock;
     this.journalBlocks = await journalBlockCount(sb, (ino) => this.inode(ino));
+    // Every commit of a journaled filesystem goes through its journal (lib/txn/journal_sink.ts).
+    await this.#writer?.openJournal();
     // Orphans left by a previous user (files removed while open, then a crash): freed as the
     // kernel frees them at a read-write mount.
     if (this.#writer && (sb.lastOrphan !== 0 || (sb.roCompat & RoCompat.ORPHAN_PRESENT))) {

@@ -8,9 +8,10 @@
  * the kernel restores `s_mount_state`), the write time set and the lifetime writes increased. A crash in between leaves a
  * journal-less filesystem "not clean", so `e2fsck -p` checks it and writers refuse it.
  *
- * With a journal the kernel keeps `VALID_FS` set and relies on the journal's needs_recovery
- * flag; ext4ts does not journal its writes yet (every commit is written in place), so a crash
- * on a journaled filesystem is not recorded (README "Limits").
+ * With a journal `VALID_FS` stays set, as the kernel keeps it: `needs_recovery` is set before
+ * the first journaled write and cleared at a clean close, after the journal was checkpointed
+ * and marked empty (lib/txn/journal_sink.ts), so a crash in between is replayed by the next
+ * mount, e2fsck or `ext4ts journal replay`.
  *
  * Only the primary superblock is written (the kernel does not update the backups either).
  *
@@ -18,7 +19,7 @@
  */
 
 import type { BlockDevice } from "../block/block_device.ts";
-import { Compat } from "../ondisk/features.ts";
+import { Compat, Incompat } from "../ondisk/features.ts";
 import { State, type Superblock, SUPERBLOCK_OFFSET } from "../ondisk/superblock.ts";
 
 /** Now, in seconds since the epoch. */
@@ -52,6 +53,8 @@ export async function markWriting(device: BlockDevice, sb: Superblock): Promise<
   sb.mountCount = sb.mountCount + 1;
   sb.mountTime = now();
   if (!(sb.compat & Compat.HAS_JOURNAL)) sb.state = sb.state & ~State.VALID;
+  // Journaled: the journal may hold committed transactions from now on until a clean close.
+  else sb.incompat = sb.incompat | Incompat.RECOVER;
   await writeSuperblock(device, sb);
   return found;
 }
@@ -76,6 +79,8 @@ export async function markClean(
 ): Promise<void> {
   if (!(sb.compat & Compat.HAS_JOURNAL)) {
     sb.state = (sb.state & ~State.VALID) | (found & State.VALID);
+  } else {
+    sb.incompat = sb.incompat & ~Incompat.RECOVER; // the journal was checkpointed and emptied
   }
   sb.writeTime = now();
   sb.kbytesWritten = sb.kbytesWritten + Math.ceil((bytesWritten + sb.bytes.length) / 1024);

@@ -72,7 +72,12 @@ export async function removeTree(
   ino: number,
   options: KeepOpen,
 ): Promise<void> {
-  const limit = Math.max(16, Math.floor(w.cache.capacity / 4));
+  // Bounded by the cache and by what the journal takes per transaction (half: one more
+  // removal may add a few blocks past the check).
+  const limit = Math.max(
+    16,
+    Math.floor(Math.min(w.cache.capacity / 4, w.transactionBlockLimit / 2)),
+  );
   for (let done = false; !done;) {
     done = await w.transaction(async (ctx) => {
       const tx = ctx.tx;

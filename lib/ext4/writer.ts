@@ -12,6 +12,10 @@ import { CountingDevice } from "../block/counting_device.ts";
 import { Ext4Error } from "../errors.ts";
 import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
 import { markClean, markWriting } from "./mount_state.ts";
+import { locateJournal } from "./journal.ts";
+import { Compat } from "../ondisk/features.ts";
+import { JournalWriter } from "../jbd2/journal_writer.ts";
+import { JournalCommitSink } from "../txn/journal_sink.ts";
 import { openMetadata } from "./super.ts";
 import { type Superblock, SUPERBLOCK_OFFSET } from "../ondisk/superblock.ts";
 import { BlockCache, type CommitSink, type Transaction } from "../txn/transaction.ts";
@@ -60,6 +64,8 @@ export class Ext4Writer {
   #marking: Promise<void> | null = null;
   /** The superblock state {@link markWriting} found (null before): restored by {@link close}. */
   #foundState: number | null = null;
+  /** The journal every commit goes through, once {@link openJournal} found one. */
+  #journal: JournalCommitSink | null = null;
 
   private constructor(
     device: BlockDevice,
@@ -113,7 +119,52 @@ export class Ext4Writer {
       capacity: options.cacheCapacity,
       sink: options.sink,
     });
-    return new Ext4Writer(device, sb, gdt, cache);
+    const w = new Ext4Writer(device, sb, gdt, cache);
+    if (!options.sink) await w.openJournal();
+    return w;
+  }
+
+  /**
+   * Routes every later commit through the filesystem's jbd2 journal (lib/txn/journal_sink.ts),
+   * when it has one: metadata logged, data ordered before the commit block, checkpoints home.
+   * Refused (UNSUPPORTED) for a journal ext4ts cannot write — on an external device, with fast
+   * commits, with features it does not know — rather than writing such a filesystem unjournaled.
+   * Does nothing without `has_journal` (ext2, `^has_journal`: commits stay in place) or when
+   * the journal is already open.
+   *
+   * @example
+   * ```ts ignore
+   * const w = Ext4Writer.attach(device, sb, gdt, cache);
+   * await w.openJournal(); // commits now go through the journal
+   * ```
+   */
+  async openJournal(): Promise<void> {
+    if (this.#journal || !(this.sb.compat & Compat.HAS_JOURNAL)) return;
+    if (this.sb.journalInum === 0) {
+      throw new Ext4Error(
+        "UNSUPPORTED",
+        "the journal is on an external device: writing such a filesystem is not supported " +
+          "(ext4ts reads and replays external journals, but does not write them)",
+      );
+    }
+    const { store } = await locateJournal(this.cache.device, this.sb, { groups: this.gdt });
+    const sink = new JournalCommitSink(this.cache.device, await JournalWriter.open(store));
+    this.cache.useSink(sink);
+    this.#journal = sink;
+  }
+
+  /** True when commits go through the journal ({@link openJournal}). */
+  get journaled(): boolean {
+    return this.#journal !== null;
+  }
+
+  /**
+   * Most metadata blocks one transaction may change before it must commit: what the journal
+   * takes per transaction (unbounded without a journal). Writers that build long transactions
+   * (`put`, `rm -r`) commit before reaching it.
+   */
+  get transactionBlockLimit(): number {
+    return this.#journal?.transactionBlockLimit ?? Number.POSITIVE_INFINITY;
   }
 
   /**
@@ -186,6 +237,8 @@ export class Ext4Writer {
       this.#foundState = null;
       const d = this.cache.device;
       try {
+        // Everything home and the journal marked empty before the superblock says clean.
+        await this.#journal?.close();
         await markClean(d, this.sb, found, d instanceof CountingDevice ? d.bytesWritten : 0);
       } catch (e) {
         this.cache.deviceFailed(e);

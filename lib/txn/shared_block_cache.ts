@@ -9,10 +9,12 @@
  */
 
 import type { BlockDevice } from "../block/block_device.ts";
+import { Ext4Error } from "../errors.ts";
 import {
   BlockCache,
   type BlockCacheOptions,
   type CommitBatch,
+  type CommitSink,
   InPlaceCommitSink,
   type Transaction,
 } from "./transaction.ts";
@@ -49,6 +51,8 @@ function isEmpty(batch: CommitBatch): boolean {
  */
 export class SharedBlockCache extends BlockCache {
   #listener: CommitListener;
+  /** Where non-empty commits go. */
+  #inner: CommitSink;
 
   /** A cache over `device` whose commits (and failed commits) are reported to `listener`. */
   constructor(
@@ -57,12 +61,24 @@ export class SharedBlockCache extends BlockCache {
     options: BlockCacheOptions,
     listener: CommitListener,
   ) {
-    const inner = options.sink ?? new InPlaceCommitSink(device);
     super(device, blockSize, {
       ...options,
-      sink: { commit: (batch) => isEmpty(batch) ? Promise.resolve() : inner.commit(batch) },
+      sink: {
+        commit: (batch) => isEmpty(batch) ? Promise.resolve() : this.#inner.commit(batch),
+        check: (batch) => this.#inner.check?.(batch),
+        loggedImage: (block) => this.#inner.loggedImage?.(block),
+      },
     });
+    this.#inner = options.sink ?? new InPlaceCommitSink(device);
     this.#listener = listener;
+  }
+
+  /** Routes later non-empty commits to `sink` (empty ones still cost nothing). */
+  override useSink(sink: CommitSink): void {
+    if (this.active) {
+      throw new Ext4Error("BUSY", "cannot change the commit sink while a transaction is open");
+    }
+    this.#inner = sink;
   }
 
   /** @internal Ends `tx` as the base cache does, then tells the listener. */

@@ -59,6 +59,17 @@ export interface CommitSink {
    * storage.
    */
   commit(batch: CommitBatch): Promise<void>;
+  /**
+   * Refuses a batch this sink can never write (e.g. larger than the journal takes), before the
+   * transaction starts committing: the transaction is then aborted, not failed, and the
+   * filesystem object stays writable.
+   */
+  check?(batch: CommitBatch): void;
+  /**
+   * The newest committed image of `block` when it is not at home yet (a journal's logged,
+   * not checkpointed blocks): the cache reads it instead of the device's stale copy.
+   */
+  loggedImage?(block: number): Uint8Array | undefined;
 }
 
 /**
@@ -155,6 +166,17 @@ export class BlockCache {
     this.sink = options.sink ?? new InPlaceCommitSink(device);
   }
 
+  /**
+   * Routes later commits to `sink` (e.g. a journal opened after the cache was made). Only
+   * between transactions.
+   */
+  useSink(sink: CommitSink): void {
+    if (this.#active) {
+      throw new Ext4Error("BUSY", "cannot change the commit sink while a transaction is open");
+    }
+    this.sink = sink;
+  }
+
   /** The open transaction, if any. */
   get active(): Transaction | null {
     return this.#active;
@@ -190,6 +212,11 @@ export class BlockCache {
       return hit;
     }
     this.#misses++;
+    const logged = this.sink.loggedImage?.(block);
+    if (logged) {
+      this.#remember(block, logged);
+      return logged;
+    }
     this.#checkBlock(block);
     const buf = new Uint8Array(this.blockSize);
     await this.device.read(block * this.blockSize, buf);
@@ -562,6 +589,12 @@ export class Transaction {
       throw e;
     }
     const batch = this.#batch();
+    try {
+      this.cache.sink.check?.(batch);
+    } catch (e) {
+      this.abort();
+      throw e;
+    }
     this.#state = "committing";
     try {
       await this.cache.sink.commit(batch);
