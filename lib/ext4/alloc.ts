@@ -121,6 +121,13 @@ export class Allocator implements BlockRunAllocator {
   /** The group descriptor table whose bitmaps and counters it allocates from. */
   readonly gdt: GroupDescriptorTable;
   #touched = new WeakMap<Transaction, Map<number, GroupTouch>>();
+  /**
+   * Blocks freed by committed transactions whose commit is not durable yet (group commit,
+   * lib/txn/group_commit.ts), by the compound they joined: held like a transaction's own
+   * frees until that compound is on disk.
+   */
+  #held = new Map<object, Map<number, { bits: Uint8Array; count: number }>>();
+  #holding = new WeakSet<Transaction>();
   #metaRanges: [number, number][][] | null = null;
   /** The internal journal's block runs (a system zone, as in the kernel's block_validity). */
   #journalZone: Extent[] | null = null;
@@ -512,22 +519,64 @@ export class Allocator implements BlockRunAllocator {
     });
   }
 
-  /** Free blocks of group `g` that `tx` may allocate: not those it freed itself. */
+  /**
+   * Free blocks of group `g` that `tx` may allocate: not those it freed itself, nor those
+   * committed transactions freed whose commit is not durable yet.
+   */
   #available(tx: Transaction, g: number): number {
-    return this.gdt.get(g).freeBlocksCount - (this.#touched.get(tx)?.get(g)?.freedCount ?? 0);
+    let held = 0;
+    for (const groups of this.#held.values()) held += groups.get(g)?.count ?? 0;
+    return this.gdt.get(g).freeBlocksCount - (this.#touched.get(tx)?.get(g)?.freedCount ?? 0) -
+      held;
   }
 
-  /** Blocks `tx` freed (not to be reused before it commits), over every group. */
+  /** Blocks freed and not yet reusable (by `tx`, or committed but not durable), over every group. */
   #freedTotal(tx: Transaction): number {
     let n = 0;
     for (const t of this.#touched.get(tx)?.values() ?? []) n += t.freedCount ?? 0;
+    for (const groups of this.#held.values()) for (const h of groups.values()) n += h.count;
     return n;
+  }
+
+  /**
+   * Once `tx` committed into a compound that is not durable yet: its frees are held until it
+   * is (see {@link #held}).
+   */
+  #holdUntilDurable(tx: Transaction): void {
+    const epoch = tx.cache.durabilityEpoch;
+    const touched = this.#touched.get(tx);
+    if (!epoch || !touched) return;
+    let groups = this.#held.get(epoch);
+    if (!groups) {
+      const fresh = new Map<number, { bits: Uint8Array; count: number }>();
+      groups = fresh;
+      this.#held.set(epoch, fresh);
+      tx.cache.whenDurable(epoch, () => this.#held.delete(epoch));
+    }
+    for (const [g, t] of touched) {
+      if (!t.freed) continue;
+      let h = groups.get(g);
+      if (!h) {
+        h = { bits: new Uint8Array(this.sb.blockSize), count: 0 };
+        groups.set(g, h);
+      }
+      for (let i = 0; i < t.freed.length; i++) {
+        const add = t.freed[i] & ~h.bits[i];
+        if (add === 0) continue;
+        h.bits[i] |= add;
+        h.count += popcount8(add);
+      }
+    }
   }
 
   /** Marks bits `[start, start+length)` of group `g` as freed by `tx` (see GroupTouch). */
   #holdFreed(tx: Transaction, g: number, start: number, length: number): void {
     const t = this.#touch(tx, g);
     t.freed ??= new Uint8Array(this.sb.blockSize);
+    if (!this.#holding.has(tx)) {
+      this.#holding.add(tx);
+      tx.onCommit(() => this.#holdUntilDurable(tx));
+    }
     let added = 0;
     for (let i = start; i < start + length; i++) {
       if (!testBit(t.freed, i)) {
@@ -544,11 +593,15 @@ export class Allocator implements BlockRunAllocator {
    */
   async #allocationView(tx: Transaction, g: number): Promise<Uint8Array> {
     const bm = await this.#blockBitmapView(tx, g);
-    const freed = this.#touched.get(tx)?.get(g)?.freed;
-    if (!freed) return bm;
-    const view = Uint8Array.from(bm);
-    for (let i = 0; i < view.length; i++) view[i] |= freed[i];
-    return view;
+    const freed = [this.#touched.get(tx)?.get(g)?.freed];
+    for (const groups of this.#held.values()) freed.push(groups.get(g)?.bits);
+    let view: Uint8Array | null = null;
+    for (const bits of freed) {
+      if (!bits) continue;
+      view ??= Uint8Array.from(bm);
+      for (let i = 0; i < view.length; i++) view[i] |= bits[i];
+    }
+    return view ?? bm;
   }
 
   /** The group's block bitmap as in effect in `tx`; read-only. */
@@ -795,4 +848,11 @@ export class Allocator implements BlockRunAllocator {
     }
     this.#metaRanges = ranges;
   }
+}
+
+/** Number of bits set in a byte. */
+function popcount8(b: number): number {
+  let n = 0;
+  for (let x = b & 0xff; x !== 0; x &= x - 1) n++;
+  return n;
 }

@@ -1535,6 +1535,8 @@ export class Ext4 {
     this.journalBlocks = await journalBlockCount(sb, (ino) => this.inode(ino));
     // Every commit of a journaled filesystem goes through its journal (lib/txn/journal_sink.ts).
     await this.#writer?.openJournal();
+    const interval = this.options.commitInterval ?? 0;
+    if (this.#writer && interval > 0) this.#writer.startGroupCommit(interval * 1000);
     // Orphans left by a previous user (files removed while open, then a crash): freed as the
     // kernel frees them at a read-write mount.
     if (this.#writer && (sb.lastOrphan !== 0 || (sb.roCompat & RoCompat.ORPHAN_PRESENT))) {

@@ -65,6 +65,15 @@ export interface Ext4OpenOptions extends OpenPolicy {
   inodeCacheSize?: number;
   /** Metadata blocks (inode tables, directories, indirect and extent blocks) kept in memory (default 8192). */
   blockCacheSize?: number;
+  /**
+   * Writable opens: group commit, as the kernel's `commit=` mount option (seconds). Operations
+   * then join one running transaction that reaches the device on {@link Ext4.sync}, on
+   * {@link Ext4.close}, when it grows to what the journal takes, and at the latest this many
+   * seconds after its first change: each operation still happens whole or not at all, but a
+   * crash loses the operations since the last commit. Default 0: every operation commits (and
+   * is durable) before it returns.
+   */
+  commitInterval?: number;
 }
 
 /** A time for the write methods: seconds and nanoseconds, a Date, or nanoseconds since the epoch. */

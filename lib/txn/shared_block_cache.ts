@@ -61,12 +61,21 @@ export class SharedBlockCache extends BlockCache {
     options: BlockCacheOptions,
     listener: CommitListener,
   ) {
+    const inner = () => this.#inner;
     super(device, blockSize, {
       ...options,
       sink: {
         commit: (batch) => isEmpty(batch) ? Promise.resolve() : this.#inner.commit(batch),
         check: (batch) => this.#inner.check?.(batch),
         loggedImage: (block) => this.#inner.loggedImage?.(block),
+        get epoch() {
+          return inner().epoch;
+        },
+        whenDurable: (epoch, fn) => {
+          const s = this.#inner;
+          if (s.whenDurable) s.whenDurable(epoch, fn);
+          else fn();
+        },
       },
     });
     this.#inner = options.sink ?? new InPlaceCommitSink(device);

@@ -70,6 +70,13 @@ export interface CommitSink {
    * not checkpointed blocks): the cache reads it instead of the device's stale copy.
    */
   loggedImage?(block: number): Uint8Array | undefined;
+  /**
+   * For a sink whose commits are not durable when they resolve (group commit): the token of
+   * the compound commits join now. Absent: every commit is durable when it resolves.
+   */
+  readonly epoch?: object;
+  /** Runs `fn` once the compound `epoch` named is durable (see {@link epoch}). */
+  whenDurable?(epoch: object, fn: () => void): void;
 }
 
 /**
@@ -175,6 +182,23 @@ export class BlockCache {
       throw new Ext4Error("BUSY", "cannot change the commit sink while a transaction is open");
     }
     this.sink = sink;
+  }
+
+  /**
+   * A token for "what the last commit joined" when commits are not durable as they resolve
+   * (group commit), else null. Pass it to {@link whenDurable}.
+   */
+  get durabilityEpoch(): object | null {
+    return this.sink.epoch ?? null;
+  }
+
+  /**
+   * Runs `fn` once the commits that joined `epoch` are durable (at once when the sink makes
+   * every commit durable).
+   */
+  whenDurable(epoch: object | null, fn: () => void): void {
+    if (epoch && this.sink.whenDurable) this.sink.whenDurable(epoch, fn);
+    else fn();
   }
 
   /** The open transaction, if any. */
