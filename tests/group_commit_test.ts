@@ -1,0 +1,163 @@
+/**
+ * Group commit (issue 12, "handles and a running transaction"): with `commitInterval`, the
+ * writable `Ext4` joins its operations into one running transaction that reaches the device
+ * on sync(), on close(), when it reaches the journal's per-transaction limit and on the timer.
+ * Readers see every joined operation at once; the device sees nothing of them until the
+ * commit; blocks freed in the running transaction are not handed out again before it is
+ * durable; a failed timed commit fails the filesystem object like any failed commit.
+ */
+
+import assert from "node:assert/strict";
+import { Ext4 } from "../lib/ext4/filesystem.ts";
+import { MemoryBlockDevice } from "../lib/block/block_device.ts";
+import { FaultDevice } from "../lib/block/fault_device.ts";
+import { Errno, Ext4Error } from "../lib/errors.ts";
+import { run, runOk, tempDir, testWith } from "./helpers.ts";
+import { IMAGE_TOOLS } from "./write_fixtures.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** A fresh image's bytes. */
+async function mkfs(dir: string, mkfs: string, args: string[], size = "16M"): Promise<Uint8Array> {
+  const path = `${dir}/mk.img`;
+  await runOk(mkfs, ["-qF", "-E", "lazy_itable_init=1", ...args, path, size], {
+    env: { MKE2FS_CONFIG: "/etc/mke2fs.conf" },
+  });
+  const bytes = await Deno.readFile(path);
+  await Deno.remove(path);
+  return bytes;
+}
+
+/** e2fsck -fn on a copy of `bytes`. */
+async function fsck(dir: string, bytes: Uint8Array): Promise<{ code: number; output: string }> {
+  const path = `${dir}/fsck-${crypto.randomUUID()}.img`;
+  await Deno.writeFile(path, bytes);
+  try {
+    const r = await run("e2fsck", ["-fn", path]);
+    return { code: r.code, output: r.stdout + r.stderr };
+  } finally {
+    await Deno.remove(path);
+  }
+}
+
+/** The physical blocks of a file. */
+async function blocksOf(fs: Ext4, path: string): Promise<Set<number>> {
+  const runs = await fs.blockRuns(await fs.inode((await fs.stat(path)).ino));
+  const out = new Set<number>();
+  for (const r of runs) for (let i = 0; i < r.length; i++) out.add(r.physical + i);
+  return out;
+}
+
+for (
+  const [name, tool, args] of [
+    ["ext2", "mkfs.ext2", ["-b", "1024"]],
+    ["ext4", "mkfs.ext4", ["-b", "1024"]],
+  ] as const
+) {
+  testWith(`group commit (${name}): nothing reaches the device before sync, all of it after`, [
+    ...IMAGE_TOOLS,
+  ], async () => {
+    await using tmp = await tempDir();
+    const base = await mkfs(tmp.path, tool, [...args]);
+    const dev = new MemoryBlockDevice(Uint8Array.from(base));
+    const fs = await Ext4.openDevice(dev, { readOnly: false, commitInterval: 3600 });
+    const afterOpen = Uint8Array.from(dev.bytes);
+    for (let i = 0; i < 50; i++) {
+      await fs.writeFile(`/f${i}`, enc.encode(`contents ${i}\n`.repeat(i + 1)));
+    }
+    await fs.mkdir("/dir");
+    await fs.rename("/f3", "/dir/three");
+    await fs.remove("/f4");
+    // Readers see the running transaction.
+    assert.equal(dec.decode(await fs.readFile("/dir/three")), "contents 3\n".repeat(4));
+    await assert.rejects(fs.stat("/f4"), (e) => e instanceof Ext4Error && e.code === "NOT_FOUND");
+    // The device: the superblock's "being written" mark, and file data in free blocks, but no
+    // metadata that points at them: the image is still the empty filesystem.
+    const uncommitted = await Ext4.openDevice(new MemoryBlockDevice(Uint8Array.from(dev.bytes)));
+    assert.deepEqual((await Array.fromAsync(uncommitted.readDir("/"))).map((e) => e.name), [
+      "lost+found",
+    ]);
+    await uncommitted.close();
+    assert.notDeepEqual(dev.bytes, afterOpen, "file data written in place at once");
+    await fs.sync();
+    const synced = await Ext4.openDevice(new MemoryBlockDevice(Uint8Array.from(dev.bytes)), {
+      recovery: "memory",
+    });
+    assert.equal(dec.decode(await synced.readFile("/f10")), "contents 10\n".repeat(11));
+    assert.equal(dec.decode(await synced.readFile("/dir/three")), "contents 3\n".repeat(4));
+    await synced.close();
+    await fs.close();
+    const r = await fsck(tmp.path, dev.bytes);
+    assert.equal(r.code, 0, r.output);
+  });
+}
+
+testWith(
+  "group commit: blocks freed in the running transaction are not reused before it is durable",
+  [
+    ...IMAGE_TOOLS,
+  ],
+  async () => {
+    await using tmp = await tempDir();
+    const base = await mkfs(tmp.path, "mkfs.ext2", ["-b", "1024"], "4M");
+    const dev = new MemoryBlockDevice(Uint8Array.from(base));
+    const fs = await Ext4.openDevice(dev, { readOnly: false, commitInterval: 3600 });
+    await fs.writeFile("/old", new Uint8Array(64 * 1024).fill(1));
+    await fs.sync();
+    const old = await blocksOf(fs, "/old");
+    await fs.remove("/old");
+    // Nearly all free space, while /old's blocks are freed but not durably so.
+    const free = fs.statfs().freeBlocks;
+    await fs.writeFile("/new", new Uint8Array((free - old.size - 40) * 1024).fill(2));
+    for (const b of await blocksOf(fs, "/new")) assert.ok(!old.has(b), `block ${b} reused`);
+    // Past what is free without them: no space until the removal is durable, then there is.
+    await assert.rejects(
+      fs.writeFile("/more", new Uint8Array((old.size + 20) * 1024).fill(3)),
+      (e) => e instanceof Ext4Error && e.code === "NO_SPACE",
+    );
+    await fs.sync();
+    await fs.writeFile("/more", new Uint8Array(old.size * 1024).fill(3));
+    await fs.close();
+    const r = await fsck(tmp.path, dev.bytes);
+    assert.equal(r.code, 0, r.output);
+  },
+);
+
+testWith("group commit: the timer commits without a sync", [...IMAGE_TOOLS], async () => {
+  await using tmp = await tempDir();
+  const base = await mkfs(tmp.path, "mkfs.ext2", ["-b", "1024"], "4M");
+  const dev = new MemoryBlockDevice(Uint8Array.from(base));
+  const fs = await Ext4.openDevice(dev, { readOnly: false, commitInterval: 1 });
+  await fs.mkdir("/timed");
+  const onDisk = async () => {
+    const copy = await Ext4.openDevice(new MemoryBlockDevice(Uint8Array.from(dev.bytes)));
+    try {
+      return (await Array.fromAsync(copy.readDir("/"))).some((e) => e.name === "timed");
+    } finally {
+      await copy.close();
+    }
+  };
+  // A one-second timer: waiting a minute for it is a lower bound on a loaded machine, not a race.
+  let seen = false;
+  for (let i = 0; i < 600 && !seen; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    seen = await onDisk();
+  }
+  assert.ok(seen, "committed by the timer");
+  await fs.close();
+});
+
+testWith("group commit: a failed commit reaches sync and close; nothing later succeeds", [
+  ...IMAGE_TOOLS,
+], async () => {
+  await using tmp = await tempDir();
+  const base = await mkfs(tmp.path, "mkfs.ext2", ["-b", "1024"], "4M");
+  const dev = new FaultDevice(new MemoryBlockDevice(Uint8Array.from(base)));
+  const fs = await Ext4.openDevice(dev, { readOnly: false, commitInterval: 3600 });
+  await fs.mkdir("/a");
+  dev.plan({ flush: dev.flushes + 1 }); // the next flush fails
+  await assert.rejects(fs.sync(), (e) => e instanceof Ext4Error && e.errno === Errno.EIO);
+  await assert.rejects(fs.mkdir("/b"), (e) => e instanceof Ext4Error && e.errno === Errno.EIO);
+  await assert.rejects(fs.close(), (e) => e instanceof Ext4Error && e.errno === Errno.EIO);
+});
