@@ -6,7 +6,8 @@
  */
 
 import { crc32c, crc32cU32 } from "../ondisk/checksum.ts";
-import type { JournalSuperblock } from "./superblock.ts";
+import { newJournalBlock } from "./descriptor_block.ts";
+import { BlockType, type JournalSuperblock } from "./superblock.ts";
 
 /** `h_chksum_type` of checksum v1 (crc32_be). */
 export const JBD2_CRC32_CHKSUM = 1;
@@ -47,6 +48,54 @@ export function parseCommitBlock(block: Uint8Array): CommitBlock {
     commitSec: v.getUint32(48, false) * 2 ** 32 + v.getUint32(52, false),
     commitNsec: v.getUint32(56, false),
   };
+}
+
+/** What a commit block records besides its transaction. */
+export interface CommitToEncode {
+  /** Commit time: seconds since the epoch (`h_commit_sec`). */
+  commitSec: number;
+  /** Commit time: the nanoseconds part (`h_commit_nsec`). */
+  commitNsec: number;
+  /**
+   * Checksum v1 (COMPAT_CHECKSUM): the {@link crc32Be} over the transaction's descriptor blocks
+   * and log copies, started at 0xffffffff; ignored when the journal lacks the feature.
+   */
+  crc32Sum?: number;
+}
+
+/**
+ * Encodes the commit block of transaction `sequence` as `journal_submit_commit_record()`
+ * does: the commit time; with COMPAT_CHECKSUM `h_chksum_type` crc32, `h_chksum_size` 4 and
+ * the transaction's crc32_be in `h_chksum[0]`; with checksum v2/v3 type and size 0 and the
+ * crc32c of the block in `h_chksum[0]` (see {@link commitBlockChecksum}).
+ *
+ * @example
+ * ```ts ignore
+ * const block = encodeCommitBlock(7, { commitSec: 1e9, commitNsec: 0 }, jsb);
+ * console.log(commitBlockValid(block, jsb), parseCommitBlock(block).commitSec); // true 1000000000
+ * ```
+ */
+export function encodeCommitBlock(
+  sequence: number,
+  commit: CommitToEncode,
+  jsb: JournalSuperblock,
+): Uint8Array {
+  const block = newJournalBlock(jsb.blockSize, BlockType.COMMIT, sequence);
+  const v = new DataView(block.buffer);
+  v.setUint32(48, Math.floor(commit.commitSec / 2 ** 32), false);
+  v.setUint32(52, commit.commitSec % 2 ** 32, false);
+  v.setUint32(56, commit.commitNsec, false);
+  if (jsb.hasCsumV1) {
+    v.setUint8(12, JBD2_CRC32_CHKSUM);
+    v.setUint8(13, JBD2_CRC32_CHKSUM_SIZE);
+    v.setUint32(16, (commit.crc32Sum ?? 0xffffffff) >>> 0, false);
+  }
+  if (jsb.hasCsumV2or3) {
+    v.setUint8(12, 0);
+    v.setUint8(13, 0);
+    v.setUint32(16, commitBlockChecksum(block, jsb.csumSeed), false);
+  }
+  return block;
 }
 
 /**

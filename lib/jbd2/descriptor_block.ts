@@ -7,7 +7,8 @@
  */
 
 import { crc32c, crc32cU32 } from "../ondisk/checksum.ts";
-import { JBD2_MAGIC, type JournalSuperblock } from "./superblock.ts";
+import { Ext4Error } from "../errors.ts";
+import { BlockType, JBD2_MAGIC, type JournalSuperblock } from "./superblock.ts";
 
 /** Descriptor tag `t_flags` bits. */
 export const TagFlag = {
@@ -50,6 +51,30 @@ export function readHeader(block: Uint8Array): JournalHeader | undefined {
   const magic = v.getUint32(0, false);
   if (magic !== JBD2_MAGIC) return undefined;
   return { magic, blockType: v.getUint32(4, false), sequence: v.getUint32(8, false) };
+}
+
+/**
+ * Starts a journal metadata block: a zeroed block of `blockSize` bytes with the header
+ * (`h_magic`, `h_blocktype`, `h_sequence`) set, as `jbd2_journal_get_descriptor_buffer()`
+ * makes one.
+ *
+ * @example
+ * ```ts
+ * import { newJournalBlock, readHeader } from "./descriptor_block.ts";
+ * console.log(readHeader(newJournalBlock(1024, 2, 7))?.sequence); // 7
+ * ```
+ */
+export function newJournalBlock(
+  blockSize: number,
+  blockType: number,
+  sequence: number,
+): Uint8Array {
+  const block = new Uint8Array(blockSize);
+  const v = new DataView(block.buffer);
+  v.setUint32(0, JBD2_MAGIC, false);
+  v.setUint32(4, blockType, false);
+  v.setUint32(8, sequence >>> 0, false);
+  return block;
 }
 
 /** One descriptor tag. */
@@ -200,4 +225,146 @@ export function tagChecksumMatches(
   jsb: JournalSuperblock,
 ): boolean {
   return jsb.hasCsumV3 ? tag.checksum === sum : tag.checksum === (sum & 0xffff);
+}
+
+/** A tag to encode: where a logged block belongs and how its log copy was stored. */
+export interface TagToEncode {
+  /** Filesystem block the log copy replays to. */
+  target: number;
+  /** True when the log copy had its leading journal magic zeroed (JBD2_FLAG_ESCAPE). */
+  escaped: boolean;
+  /** {@link dataBlockChecksum} of the log copy (ignored without checksum v2/v3). */
+  checksum: number;
+}
+
+/**
+ * How many tags one descriptor block takes, as the kernel's commit fills it
+ * (`jbd2_journal_commit_transaction()`): it starts another descriptor once fewer than a tag,
+ * a UUID and the checksum tail are left.
+ *
+ * @example
+ * ```ts ignore
+ * const descriptors = Math.ceil(blocks / tagsPerDescriptor(jsb));
+ * ```
+ */
+export function tagsPerDescriptor(jsb: JournalSuperblock): number {
+  const tail = jsb.hasCsumV2or3 ? TAIL_SIZE : 0;
+  // After n tags and the first tag's UUID, space left is bs - 12 - 16 - n * tagBytes; the
+  // kernel adds tag n + 1 while that is at least tagBytes + 16 + tail.
+  return Math.floor((jsb.blockSize - HEADER_SIZE - 32 - tail) / jsb.tagBytes);
+}
+
+/**
+ * The log copy of a block: the block itself, or, when it starts with the journal magic
+ * (which recovery would take for a journal block), a copy with those four bytes zeroed and
+ * `escaped` set (`jbd2_journal_write_metadata_buffer()`).
+ *
+ * @example
+ * ```ts
+ * import { escapeBlock } from "./descriptor_block.ts";
+ * const b = new Uint8Array([0xc0, 0x3b, 0x39, 0x98, 5]);
+ * console.log(escapeBlock(b)); // { copy: Uint8Array(5) [ 0, 0, 0, 0, 5 ], escaped: true }
+ * ```
+ */
+export function escapeBlock(block: Uint8Array): { copy: Uint8Array; escaped: boolean } {
+  if (block.length < 4 || readHeader(block) === undefined) return { copy: block, escaped: false };
+  const copy = block.slice();
+  copy.fill(0, 0, 4);
+  return { copy, escaped: true };
+}
+
+/**
+ * Encodes a descriptor block of transaction `sequence` for `tags` (at most
+ * {@link tagsPerDescriptor}) in the tag format the journal's features require: v3 tags
+ * (`blocknr`, 32-bit flags, `blocknr_high`, 32-bit checksum) with CSUM_V3, else `blocknr`,
+ * 16-bit checksum (v2) and flags, `blocknr_high` with 64BIT; the journal UUID after the first
+ * tag and SAME_UUID on the others; LAST_TAG on the last; the v2/v3 block tail. Throws
+ * `INVALID` for a target the tag cannot hold (at or past 2^32 without 64BIT).
+ *
+ * @example
+ * ```ts ignore
+ * const block = encodeDescriptorBlock([{ target: 1234, escaped: false, checksum: 0 }], 5, jsb);
+ * console.log(parseDescriptorTags(block, jsb)[0].target); // 1234
+ * ```
+ */
+export function encodeDescriptorBlock(
+  tags: readonly TagToEncode[],
+  sequence: number,
+  jsb: JournalSuperblock,
+): Uint8Array {
+  if (tags.length === 0 || tags.length > tagsPerDescriptor(jsb)) {
+    throw new Ext4Error(
+      "INVALID",
+      `a descriptor block holds 1 to ${tagsPerDescriptor(jsb)} tags, not ${tags.length}`,
+    );
+  }
+  const block = newJournalBlock(jsb.blockSize, BlockType.DESCRIPTOR, sequence);
+  const v = new DataView(block.buffer);
+  const csum3 = jsb.hasCsumV3;
+  const csum2 = jsb.hasCsumV2;
+  const wide = jsb.is64bit;
+  let p = HEADER_SIZE;
+  tags.forEach((tag, i) => {
+    checkBlockNumber(tag.target, jsb, "logged");
+    let flags = 0;
+    if (tag.escaped) flags |= TagFlag.ESCAPE;
+    if (i > 0) flags |= TagFlag.SAME_UUID;
+    if (i === tags.length - 1) flags |= TagFlag.LAST_TAG;
+    v.setUint32(p, tag.target % 2 ** 32, false);
+    if (wide) v.setUint32(p + 8, Math.floor(tag.target / 2 ** 32), false);
+    if (csum3) {
+      v.setUint32(p + 4, flags, false);
+      v.setUint32(p + 12, tag.checksum >>> 0, false);
+    } else {
+      if (csum2) v.setUint16(p + 4, tag.checksum & 0xffff, false);
+      v.setUint16(p + 6, flags, false);
+    }
+    p += jsb.tagBytes;
+    if (i === 0) {
+      block.set(jsb.uuid, p);
+      p += 16;
+    }
+  });
+  setBlockTail(block, jsb);
+  return block;
+}
+
+/**
+ * Throws `INVALID` unless `block` is a block number the journal's tags and revoke records can
+ * hold (below 2^32 without journal_64bit); `verb` says what was asked ("logged", "revoked").
+ *
+ * @example
+ * ```ts ignore
+ * checkBlockNumber(2 ** 32, jsb, "logged"); // throws without journal_64bit
+ * ```
+ */
+export function checkBlockNumber(block: number, jsb: JournalSuperblock, verb: string): void {
+  const wide = jsb.is64bit;
+  if (!Number.isSafeInteger(block) || block < 0 || (!wide && block >= 2 ** 32)) {
+    throw new Ext4Error(
+      "INVALID",
+      `block ${block} cannot be ${verb}: ${
+        Number.isSafeInteger(block) && block >= 0
+          ? "the journal has no 64bit feature"
+          : "not a block number"
+      }`,
+    );
+  }
+}
+
+/**
+ * Stores the v2/v3 checksum tail of a descriptor or revoke block (nothing without checksum
+ * v2/v3): `jbd2_descriptor_block_csum_set()`.
+ *
+ * @example
+ * ```ts ignore
+ * setBlockTail(block, jsb);
+ * console.log(blockTailValid(block, jsb)); // true
+ * ```
+ */
+export function setBlockTail(block: Uint8Array, jsb: JournalSuperblock): void {
+  if (!jsb.hasCsumV2or3) return;
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  v.setUint32(block.length - TAIL_SIZE, 0, false);
+  v.setUint32(block.length - TAIL_SIZE, blockTailChecksum(block, jsb.csumSeed), false);
 }

@@ -5,9 +5,9 @@
  * @module
  */
 
-import { CorruptError } from "../errors.ts";
-import { TAIL_SIZE } from "./descriptor_block.ts";
-import type { JournalSuperblock } from "./superblock.ts";
+import { CorruptError, Ext4Error } from "../errors.ts";
+import { checkBlockNumber, newJournalBlock, setBlockTail, TAIL_SIZE } from "./descriptor_block.ts";
+import { BlockType, type JournalSuperblock } from "./superblock.ts";
 
 /** Size of `jbd2_journal_revoke_header_t` (header plus `r_count`). */
 export const REVOKE_HEADER_SIZE = 16;
@@ -61,4 +61,62 @@ export function parseRevokeBlock(
     );
   }
   return out;
+}
+
+/**
+ * How many records one revoke block holds: `(blocksize - 16 - tail) / record size`, records
+ * of 8 bytes with journal_64bit, else 4 (`write_one_revoke_record()`).
+ *
+ * @example
+ * ```ts ignore
+ * const revokeBlocks = Math.ceil(revoked / revokeRecordsPerBlock(jsb));
+ * ```
+ */
+export function revokeRecordsPerBlock(jsb: JournalSuperblock): number {
+  const tail = jsb.hasCsumV2or3 ? TAIL_SIZE : 0;
+  return Math.floor((jsb.blockSize - REVOKE_HEADER_SIZE - tail) / (jsb.is64bit ? 8 : 4));
+}
+
+/**
+ * Encodes a revoke block of transaction `sequence` listing `records` (at most
+ * {@link revokeRecordsPerBlock}): `r_count` in bytes, header included; big-endian records of
+ * 8 bytes with journal_64bit, else 4; the v2/v3 block tail. Throws `INVALID` for a block
+ * number a record cannot hold.
+ *
+ * @example
+ * ```ts ignore
+ * const block = encodeRevokeBlock([1234, 5678], 9, jsb);
+ * console.log(parseRevokeBlock(block, jsb, 0)); // [ 1234, 5678 ]
+ * ```
+ */
+export function encodeRevokeBlock(
+  records: readonly number[],
+  sequence: number,
+  jsb: JournalSuperblock,
+): Uint8Array {
+  const max = revokeRecordsPerBlock(jsb);
+  if (records.length === 0 || records.length > max) {
+    throw new Ext4Error(
+      "INVALID",
+      `a revoke block holds 1 to ${max} records, not ${records.length}`,
+    );
+  }
+  const block = newJournalBlock(jsb.blockSize, BlockType.REVOKE, sequence);
+  const v = new DataView(block.buffer);
+  const wide = jsb.is64bit;
+  let off = REVOKE_HEADER_SIZE;
+  for (const r of records) {
+    checkBlockNumber(r, jsb, "revoked");
+    if (wide) {
+      v.setUint32(off, Math.floor(r / 2 ** 32), false);
+      v.setUint32(off + 4, r % 2 ** 32, false);
+      off += 8;
+    } else {
+      v.setUint32(off, r, false);
+      off += 4;
+    }
+  }
+  v.setUint32(12, off, false);
+  setBlockTail(block, jsb);
+  return block;
 }

@@ -161,9 +161,22 @@ export class JournalSuperblock {
   get featureCompat(): number {
     return this.isV2 ? this.#u32(0x24) : 0;
   }
+  set featureCompat(v: number) {
+    this.#setV2Field(0x24, v);
+  }
   /** `s_feature_incompat`: {@link JournalIncompat} bits (0 for a v1 superblock). */
   get featureIncompat(): number {
     return this.isV2 ? this.#u32(0x28) : 0;
+  }
+  set featureIncompat(v: number) {
+    this.#setV2Field(0x28, v);
+  }
+  /** Feature words exist only in a v2 superblock: a v1 one cannot take a feature. */
+  #setV2Field(offset: number, v: number): void {
+    if (!this.isV2) {
+      throw new Ext4Error("UNSUPPORTED", "a v1 journal superblock has no feature words");
+    }
+    this.#view.setUint32(offset, v >>> 0, false);
   }
   /** `s_feature_ro_compat`: read-only compatible feature bits (0 for a v1 superblock). */
   get featureRoCompat(): number {
@@ -195,6 +208,9 @@ export class JournalSuperblock {
   get checksumType(): number {
     return this.#view.getUint8(0x50);
   }
+  set checksumType(v: number) {
+    this.#view.setUint8(0x50, v);
+  }
   /** Raw `s_num_fc_blks` (0 means the default of 256 when fast_commit is on). */
   get numFcBlocks(): number {
     return this.#u32(0x54);
@@ -202,6 +218,9 @@ export class JournalSuperblock {
   /** `s_head`: block of the log head; only up to date when a clean unmount emptied the journal. */
   get head(): number {
     return this.#u32(0x58);
+  }
+  set head(v: number) {
+    this.#view.setUint32(0x58, v >>> 0, false);
   }
   /** `s_checksum`: crc32c of the superblock (v2/v3), see `computeChecksum`. */
   get checksum(): number {
@@ -292,6 +311,24 @@ export class JournalSuperblock {
   /** Recomputes the stored checksum (checksum v2/v3 only). */
   updateChecksum(): void {
     if (this.hasCsumV2or3) this.#view.setUint32(0xfc, this.computeChecksum(), false);
+  }
+
+  /**
+   * Journal block 0 as it must be written: `block` (the block as read, whose first 1024 bytes
+   * these are, or another copy of it) with these fields and an updated v2/v3 checksum.
+   *
+   * @example
+   * ```ts ignore
+   * jsb.start = 0;
+   * await store.writeBlock(0, jsb.encode(block0));
+   * ```
+   */
+  encode(block: Uint8Array): Uint8Array {
+    this.updateChecksum();
+    if (block.buffer !== this.bytes.buffer || block.byteOffset !== this.bytes.byteOffset) {
+      block.set(this.bytes);
+    }
+    return block;
   }
 }
 
