@@ -486,6 +486,23 @@ Deno.test("journal writer: a failed write or flush rejects the call and every la
   }
 });
 
+Deno.test("journal writer: a failed checkpoint or close fails the writer too", async () => {
+  for (const step of ["checkpointed", "markEmpty"] as const) {
+    const dev = new FaultDevice(new MemoryBlockDevice(makeJournal(V3, 1024)));
+    const writer = await JournalWriter.open(deviceStore(dev, 1024));
+    const tx = { blocks: [{ block: 50, bytes: pattern(1024, 1) }], revoked: [] };
+    await writer.writeTransaction(tx);
+    if (step === "markEmpty") await writer.checkpointed();
+    dev.plan({ flush: dev.flushes + 1 });
+    await assert.rejects(writer[step](), (e: unknown) => e instanceof Ext4Error && e.code === "IO");
+    const writes = dev.writes;
+    await assert.rejects(writer.writeTransaction(tx), /failed earlier/);
+    await assert.rejects(writer.checkpointed(), /failed earlier/);
+    await assert.rejects(writer.markEmpty(), /failed earlier/);
+    assert.equal(dev.writes, writes, `${step}: nothing written after the failure`);
+  }
+});
+
 Deno.test("journal writer: checksum v1 commit covers descriptors and copies as e2fsck computes it", async () => {
   const f: Format = { name: "v1", blockSize: 1024, compat: JournalCompat.CHECKSUM };
   const dev = new MemoryBlockDevice(makeJournal(f, 1024));

@@ -26,13 +26,17 @@ import { JournalIncompat, type JournalSuperblock, parseJournalSuperblock } from 
 
 /** One block to log: its home block number and the block image the transaction gives it. */
 export interface LogBlock {
+  /** The filesystem block the logged image replays to. */
   readonly block: number;
+  /** One block image (the block size); the writer does not modify it. */
   readonly bytes: Uint8Array;
 }
 
 /** What one transaction logs (new block images) and revokes (freed metadata blocks). */
 export interface LogTransaction {
+  /** The blocks to log, each once. */
   readonly blocks: readonly LogBlock[];
+  /** Filesystem blocks whose earlier logged copies must not be replayed (freed metadata). */
   readonly revoked: readonly number[];
 }
 
