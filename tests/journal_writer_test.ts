@@ -27,7 +27,7 @@ import {
 } from "../lib/jbd2/superblock.ts";
 import { readSuperblock } from "../lib/ondisk/superblock.ts";
 
-const TOOLS = ["mkfs.ext4", "debugfs", "e2fsck"];
+const TOOLS = ["mkfs.ext4", "debugfs", "e2fsck", "dumpe2fs"];
 const KERNEL = ["root", "loop", "kernel-ext4", ...TOOLS];
 
 /** An image to test on: mkfs arguments and the journal features to give the journal. */
@@ -78,6 +78,8 @@ async function makeImage(dir: string, v: Variant, fileBytes: number): Promise<Im
   await runOk("debugfs", ["-w", "-R", `write ${src} f`, img]);
   const fileBlocks = (await runOk("debugfs", ["-R", "blocks /f", img])).trim().split(/\s+/)
     .map(Number);
+  // mke2fs makes every journal without features (the kernel adds 64bit and csum v3 at mount).
+  assert.match(await runOk("dumpe2fs", ["-h", img]), /Journal features:\s+\(none\)/);
   const bytes = await Deno.readFile(img);
   const device = new MemoryBlockDevice(bytes);
   const sb = await readSuperblock(device);
@@ -259,6 +261,11 @@ for (const v of VARIANTS) {
         for (const r of tx.revoked) assert.match(dump, new RegExp(`Revoke FS block ${r}\\b`));
       }
       assert.doesNotMatch(dump, /checksum error|bad/i);
+      // The first revoke gave the journal the revoke feature, as jbd2 does.
+      assert.match(
+        await runOk("dumpe2fs", ["-h", dirty]),
+        /Journal features:.*journal_incompat_revoke/,
+      );
 
       for (
         const [who, replay] of [["e2fsck", e2fsckReplay], ["the kernel", kernelReplay], [
