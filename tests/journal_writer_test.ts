@@ -280,94 +280,98 @@ for (const v of VARIANTS) {
   );
 }
 
-testWith(
-  "journal writer: at every flush boundary and every torn write set, e2fsck, the kernel and ext4ts replay the state before or after the transaction in flight",
-  KERNEL,
-  async () => {
-    await using tmp = await tempDir();
-    const img = await makeImage(tmp.path, VARIANTS[1], 64 * 1024);
-    const { bs, fileBlocks } = img;
-    const basePath = `${tmp.path}/crash-base.img`;
-    await Deno.writeFile(basePath, img.bytes);
-    await setNeedsRecovery(basePath);
-    const base = await Deno.readFile(basePath);
+for (const v of VARIANTS.slice(0, 2)) {
+  testWith(
+    `journal writer (${v.name}): at every flush boundary and every torn write set, e2fsck, the kernel and ext4ts replay the state before or after the transaction in flight`,
+    KERNEL,
+    async () => {
+      await using tmp = await tempDir();
+      const img = await makeImage(tmp.path, v, 64 * 1024);
+      const { bs, fileBlocks } = img;
+      const basePath = `${tmp.path}/crash-base.img`;
+      await Deno.writeFile(basePath, img.bytes);
+      await setNeedsRecovery(basePath);
+      const base = await Deno.readFile(basePath);
 
-    const log = new WriteLogDevice(new MemoryBlockDevice(base.slice()));
-    const { store } = await locateJournal(log, await readSuperblock(log));
-    const writer = await JournalWriter.open(store, { now: () => 1_760_000_000_000 });
-    // States: what the file blocks hold after 0, 1, … committed transactions.
-    const states = [blocksOf(base, bs, fileBlocks)];
-    /** Entries recorded when transaction k (1-based) had resolved. */
-    const resolvedAt: number[] = [0];
-    const logged = new Map<number, Uint8Array>();
-    const never = fileBlocks[fileBlocks.length - 1]; // revoked, never logged: stays as it is
-    for (let t = 1; t <= 6; t++) {
-      const blocks: LogBlock[] = [];
-      for (let k = 0; k < 3 + t * 4; k++) {
-        const b = fileBlocks[(t * 5 + k * 3) % (fileBlocks.length - 1)];
-        if (blocks.some((x) => x.block === b)) continue;
-        blocks.push({
-          block: b,
-          bytes: k === 1 ? magicBlock(bs, t * 50 + k) : pattern(bs, t * 50 + k),
-        });
+      const log = new WriteLogDevice(new MemoryBlockDevice(base.slice()));
+      const { store } = await locateJournal(log, await readSuperblock(log));
+      const writer = await JournalWriter.open(store, { now: () => 1_760_000_000_000 });
+      // States: what the file blocks hold after 0, 1, … committed transactions.
+      const states = [blocksOf(base, bs, fileBlocks)];
+      /** Entries recorded when transaction k (1-based) had resolved. */
+      const resolvedAt: number[] = [0];
+      const logged = new Map<number, Uint8Array>();
+      const never = fileBlocks[fileBlocks.length - 1]; // revoked, never logged: stays as it is
+      for (let t = 1; t <= 6; t++) {
+        const blocks: LogBlock[] = [];
+        for (let k = 0; k < 3 + t * 4; k++) {
+          const b = fileBlocks[(t * 5 + k * 3) % (fileBlocks.length - 1)];
+          if (blocks.some((x) => x.block === b)) continue;
+          blocks.push({
+            block: b,
+            bytes: k === 1 ? magicBlock(bs, t * 50 + k) : pattern(bs, t * 50 + k),
+          });
+        }
+        await writer.writeTransaction({ blocks, revoked: t % 2 ? [never] : [] });
+        resolvedAt.push(log.entries.length);
+        const next = new Map(states[t - 1]);
+        for (const b of blocks) {
+          next.set(b.block, b.bytes);
+          logged.set(b.block, b.bytes);
+        }
+        states.push(next);
+        if (t % 3 === 0) await checkpoint(log, bs, writer, logged);
       }
-      await writer.writeTransaction({ blocks, revoked: t % 2 ? [never] : [] });
-      resolvedAt.push(log.entries.length);
-      const next = new Map(states[t - 1]);
-      for (const b of blocks) {
-        next.set(b.block, b.bytes);
-        logged.set(b.block, b.bytes);
-      }
-      states.push(next);
-      if (t % 3 === 0) await checkpoint(log, bs, writer, logged);
-    }
 
-    /** Which state (index) `bytes` shows, or -1. */
-    const stateOf = (bytes: Uint8Array) => {
-      const got = blocksOf(bytes, bs, fileBlocks);
-      return states.findIndex((s) => firstDifference(got, s) === undefined);
-    };
-    // Crash images: each flush boundary, and random subsets of the writes after it.
-    let rand = 12345;
-    const next = () => (rand = (rand * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-    const crashes: { prefix: number; torn: number[]; label: string }[] = [];
-    const starts = [0, ...log.flushBoundaries()];
-    for (const f of starts) {
-      crashes.push({ prefix: f, torn: [], label: `flush boundary ${f}` });
-      const after: number[] = [];
-      for (let i = f; i < log.entries.length && log.entries[i].kind === "write"; i++) after.push(i);
-      for (let s = 0; s < Math.min(3, after.length); s++) {
-        const torn = after.filter(() => next() < 0.5);
-        crashes.push({ prefix: f, torn, label: `after ${f}, writes ${torn.join(",")}` });
+      /** Which state (index) `bytes` shows, or -1. */
+      const stateOf = (bytes: Uint8Array) => {
+        const got = blocksOf(bytes, bs, fileBlocks);
+        return states.findIndex((s) => firstDifference(got, s) === undefined);
+      };
+      // Crash images: each flush boundary, and random subsets of the writes after it.
+      let rand = 12345;
+      const random = () => (rand = (rand * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+      const crashes: { prefix: number; torn: number[]; label: string }[] = [];
+      const starts = [0, ...log.flushBoundaries()];
+      for (const f of starts) {
+        crashes.push({ prefix: f, torn: [], label: `flush boundary ${f}` });
+        const after: number[] = [];
+        for (let i = f; i < log.entries.length && log.entries[i].kind === "write"; i++) {
+          after.push(i);
+        }
+        for (let s = 0; s < Math.min(3, after.length); s++) {
+          const torn = after.filter(() => random() < 0.5);
+          crashes.push({ prefix: f, torn, label: `after ${f}, writes ${torn.join(",")}` });
+        }
       }
-    }
-    let kernelChecked = 0;
-    for (const [n, c] of crashes.entries()) {
-      const bytes = log.replay(base, c.prefix);
-      for (const i of c.torn) {
-        const e = log.entries[i];
-        if (e.kind === "write") bytes.set(e.data, e.offset);
+      let kernelChecked = 0;
+      for (const [n, c] of crashes.entries()) {
+        const bytes = log.replay(base, c.prefix);
+        for (const i of c.torn) {
+          const e = log.entries[i];
+          if (e.kind === "write") bytes.set(e.data, e.offset);
+        }
+        const done = resolvedAt.filter((r) => r <= c.prefix).length - 1;
+        const allowed = [done, Math.min(done + 1, states.length - 1)];
+        const replays: [string, (dir: string, b: Uint8Array) => Promise<Uint8Array>][] = [
+          ["ext4ts", ourReplay],
+          ["e2fsck", e2fsckReplay],
+        ];
+        // The kernel on every third crash image (a loop mount is the slow oracle).
+        if (n % 3 === 0) {
+          replays.push(["the kernel", kernelReplay]);
+          kernelChecked++;
+        }
+        for (const [who, replay] of replays) {
+          const s = stateOf(await replay(tmp.path, bytes));
+          assert.ok(
+            allowed.includes(s),
+            `${c.label}: ${who} gives state ${s}, expected one of ${allowed.join(" or ")}`,
+          );
+        }
       }
-      const done = resolvedAt.filter((r) => r <= c.prefix).length - 1;
-      const allowed = [done, Math.min(done + 1, states.length - 1)];
-      const replays: [string, (dir: string, b: Uint8Array) => Promise<Uint8Array>][] = [
-        ["ext4ts", ourReplay],
-        ["e2fsck", e2fsckReplay],
-      ];
-      // The kernel on every third crash image (a loop mount is the slow oracle).
-      if (n % 3 === 0) {
-        replays.push(["the kernel", kernelReplay]);
-        kernelChecked++;
-      }
-      for (const [who, replay] of replays) {
-        const s = stateOf(await replay(tmp.path, bytes));
-        assert.ok(
-          allowed.includes(s),
-          `${c.label}: ${who} gives state ${s}, expected one of ${allowed.join(" or ")}`,
-        );
-      }
-    }
-    console.log(`${crashes.length} crash images checked (${kernelChecked} with the kernel too)`);
-    assert.ok(crashes.length > 30);
-  },
-);
+      console.log(`${crashes.length} crash images checked (${kernelChecked} with the kernel too)`);
+      assert.ok(crashes.length > 30);
+    },
+  );
+}
