@@ -28,7 +28,10 @@ import { JournalIncompat, type JournalSuperblock, parseJournalSuperblock } from 
 export interface LogBlock {
   /** The filesystem block the logged image replays to. */
   readonly block: number;
-  /** One block image (the block size); the writer does not modify it. */
+  /**
+   * One block image (the block size). {@link JournalWriter.writeTransaction} copies it when
+   * called (jbd2's frozen copy): the caller may change it at once.
+   */
   readonly bytes: Uint8Array;
 }
 
@@ -206,7 +209,12 @@ export class JournalWriter {
    * ```
    */
   writeTransaction(tx: LogTransaction): Promise<number> {
-    return this.#serialized(() => this.#writeTransaction(tx));
+    // Frozen now: the caller's buffers may change before the queue reaches this transaction.
+    const frozen: LogTransaction = {
+      blocks: tx.blocks.map((b) => ({ block: b.block, bytes: b.bytes.slice() })),
+      revoked: [...tx.revoked],
+    };
+    return this.#serialized(() => this.#writeTransaction(frozen));
   }
 
   /**
