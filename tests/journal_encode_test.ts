@@ -486,6 +486,38 @@ Deno.test("journal writer: a failed write or flush rejects the call and every la
   }
 });
 
+Deno.test("journal writer: calls queue in order and log the blocks as they were when called", async () => {
+  const dev = new MemoryBlockDevice(makeJournal(V3, 1024));
+  const store = deviceStore(dev, 1024);
+  const writer = await JournalWriter.open(store);
+  const buffer = pattern(1024, 1);
+  const first = writer.writeTransaction({ blocks: [{ block: 70, bytes: buffer }], revoked: [] });
+  buffer.set(pattern(1024, 2)); // the next transaction's change to the same cached block
+  const second = writer.writeTransaction({ blocks: [{ block: 71, bytes: buffer }], revoked: [] });
+  buffer.fill(0);
+  assert.deepEqual(await Promise.all([first, second]), [1, 2]);
+  const got = await replay(store);
+  assert.deepEqual(got.get(70), pattern(1024, 1));
+  assert.deepEqual(got.get(71), pattern(1024, 2));
+});
+
+Deno.test("journal writer: a failed checkpoint or close fails the writer too", async () => {
+  for (const step of ["checkpointed", "markEmpty"] as const) {
+    const dev = new FaultDevice(new MemoryBlockDevice(makeJournal(V3, 1024)));
+    const writer = await JournalWriter.open(deviceStore(dev, 1024));
+    const tx = { blocks: [{ block: 50, bytes: pattern(1024, 1) }], revoked: [] };
+    await writer.writeTransaction(tx);
+    if (step === "markEmpty") await writer.checkpointed();
+    dev.plan({ flush: dev.flushes + 1 });
+    await assert.rejects(writer[step](), (e: unknown) => e instanceof Ext4Error && e.code === "IO");
+    const writes = dev.writes;
+    await assert.rejects(writer.writeTransaction(tx), /failed earlier/);
+    await assert.rejects(writer.checkpointed(), /failed earlier/);
+    await assert.rejects(writer.markEmpty(), /failed earlier/);
+    assert.equal(dev.writes, writes, `${step}: nothing written after the failure`);
+  }
+});
+
 Deno.test("journal writer: checksum v1 commit covers descriptors and copies as e2fsck computes it", async () => {
   const f: Format = { name: "v1", blockSize: 1024, compat: JournalCompat.CHECKSUM };
   const dev = new MemoryBlockDevice(makeJournal(f, 1024));

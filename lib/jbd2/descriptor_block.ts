@@ -267,7 +267,9 @@ export function tagsPerDescriptor(jsb: JournalSuperblock): number {
  * ```
  */
 export function escapeBlock(block: Uint8Array): { copy: Uint8Array; escaped: boolean } {
-  if (block.length < 4 || readHeader(block) === undefined) return { copy: block, escaped: false };
+  const magic = block.length >= 4 &&
+    new DataView(block.buffer, block.byteOffset, 4).getUint32(0, false) === JBD2_MAGIC;
+  if (!magic) return { copy: block, escaped: false };
   const copy = block.slice();
   copy.fill(0, 0, 4);
   return { copy, escaped: true };

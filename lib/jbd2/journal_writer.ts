@@ -26,13 +26,20 @@ import { JournalIncompat, type JournalSuperblock, parseJournalSuperblock } from 
 
 /** One block to log: its home block number and the block image the transaction gives it. */
 export interface LogBlock {
+  /** The filesystem block the logged image replays to. */
   readonly block: number;
+  /**
+   * One block image (the block size). {@link JournalWriter.writeTransaction} copies it when
+   * called (jbd2's frozen copy): the caller may change it at once.
+   */
   readonly bytes: Uint8Array;
 }
 
 /** What one transaction logs (new block images) and revokes (freed metadata blocks). */
 export interface LogTransaction {
+  /** The blocks to log, each once. */
   readonly blocks: readonly LogBlock[];
+  /** Filesystem blocks whose earlier logged copies must not be replayed (freed metadata). */
   readonly revoked: readonly number[];
 }
 
@@ -192,7 +199,9 @@ export class JournalWriter {
    * transaction larger than {@link maxTransactionBlocks} or {@link freeBlocks} (`NO_SPACE`),
    * a block logged twice or a bad block number (`INVALID`). A block both logged and revoked
    * is logged, not revoked (jbd2 cancels the revoke of a block a transaction logs again). An
-   * empty transaction writes nothing and resolves with the last committed sequence.
+   * empty transaction writes nothing and resolves with the last committed sequence. The
+   * first revoke gives a v2 journal the revoke feature (written with the transaction). With
+   * an external journal the caller flushes the filesystem device first (ordered data).
    *
    * @example
    * ```ts ignore
@@ -200,7 +209,12 @@ export class JournalWriter {
    * ```
    */
   writeTransaction(tx: LogTransaction): Promise<number> {
-    return this.#serialized(() => this.#writeTransaction(tx));
+    // Frozen now: the caller's buffers may change before the queue reaches this transaction.
+    const frozen: LogTransaction = {
+      blocks: tx.blocks.map((b) => ({ block: b.block, bytes: b.bytes.slice() })),
+      revoked: [...tx.revoked],
+    };
+    return this.#serialized(() => this.#writeTransaction(frozen));
   }
 
   /**
@@ -359,11 +373,16 @@ export class JournalWriter {
       crc32Sum,
     }, jsb);
 
+    // jbd2_journal_revoke() gives the journal the revoke feature before its first revoke.
+    const addRevoke = revoked.length > 0 && jsb.isV2 && !jsb.hasRevoke;
+    if (addRevoke) jsb.featureIncompat |= JournalIncompat.REVOKE;
     if (this.#emptyOnDisk) {
       // jbd2 after JBD2_FLUSHED: the tail points at this transaction before its blocks go
       // out; the flush below makes both durable together.
       await this.#writeSuperblock(this.#logBlock(0), sequence, false);
       this.#emptyOnDisk = false;
+    } else if (addRevoke) {
+      await this.#writeSuperblock(jsb.start, jsb.sequence, false); // the tail unchanged
     }
     await this.#io(async () => {
       for (let i = 0; i < out.length; i++) await this.#store.writeBlock(this.#logBlock(i), out[i]);

@@ -1,7 +1,8 @@
 /**
  * The jbd2 journal (the `./jbd2` sub-export): its superblock, descriptor, commit and revoke
- * blocks, fast-commit records, and recovery — the kernel's three passes over a log, worked out
- * in memory ({@link recoverJournal} writes nothing). It knows nothing of ext4: a
+ * blocks, fast-commit records, recovery — the kernel's three passes over a log, worked out
+ * in memory ({@link recoverJournal} writes nothing) — and {@link JournalWriter}, which logs
+ * transactions as jbd2's commit does. It knows nothing of ext4: a
  * {@link JournalStore} gives it the journal's blocks (`locateJournal` in the main entry point
  * finds a filesystem's journal). A power-user surface: its names follow the kernel's
  * structures and may change between minor versions.
@@ -45,6 +46,12 @@ export {
 export { type CommitBlock, parseCommitBlock } from "./commit_block.ts";
 export { parseRevokeBlock } from "./revocation_block.ts";
 export { recoverJournal } from "./recovery.ts";
+export {
+  JournalWriter,
+  type JournalWriterOptions,
+  type LogBlock,
+  type LogTransaction,
+} from "./journal_writer.ts";
 export {
   type LoggedBlock,
   type RecoveryPlan,
