@@ -13,7 +13,8 @@ import { readFileMap } from "../lib/ext4/file_map_write.ts";
 import { decodeInode, encodeInode, type InodeFields, type InodeTime } from "../lib/ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
 import { type GroupDescriptorTable, readGroupDescriptors } from "../lib/ondisk/group_descriptor.ts";
-import { readSuperblock, type Superblock } from "../lib/ondisk/superblock.ts";
+import { readSuperblock, Superblock } from "../lib/ondisk/superblock.ts";
+import { Incompat } from "../lib/ondisk/features.ts";
 import { BlockCache, type Transaction } from "../lib/txn/transaction.ts";
 import { run, runOk } from "./helpers.ts";
 
@@ -233,6 +234,34 @@ export async function fsck(
   try {
     const r = await run("e2fsck", ["-fn", path]);
     return { code: r.code, output: r.stdout + r.stderr };
+  } finally {
+    await Deno.remove(path).catch(() => {});
+  }
+}
+
+/**
+ * e2fsck -fn of the bytes as a recovery sees them: when the journal needs recovery (a crash
+ * image of a journaled filesystem), e2fsck replays it first (`-E journal_only`, which must
+ * succeed; it also releases orphans, as after a crash); returns the check's exit code and the
+ * output of both.
+ */
+export async function fsckAfterRecovery(
+  dir: string,
+  bytes: Uint8Array,
+): Promise<{ code: number; output: string }> {
+  const path = `${dir}/fsck-${crypto.randomUUID()}.img`;
+  await Deno.writeFile(path, bytes);
+  try {
+    const sb = new Superblock(bytes.slice(1024, 2048));
+    let replayed = "";
+    if (sb.incompat & Incompat.RECOVER) {
+      const replay = await run("e2fsck", ["-fy", "-E", "journal_only", path]);
+      replayed =
+        `journal replay (e2fsck -E journal_only): exit ${replay.code}\n${replay.stdout}${replay.stderr}\n`;
+      if (replay.code > 1) return { code: replay.code, output: replayed };
+    }
+    const r = await run("e2fsck", ["-fn", path]);
+    return { code: r.code, output: replayed + r.stdout + r.stderr };
   } finally {
     await Deno.remove(path).catch(() => {});
   }
