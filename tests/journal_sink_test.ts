@@ -100,6 +100,13 @@ testWith("journal: a clean close leaves the journal empty, the fs clean, e2fsck 
   const img = await saved(tmp.path, "clean.img", dev.bytes);
   const r = await fsck(img);
   assert.equal(r.code, 0, r.output);
+  // The journal features the kernel gives a 64bit metadata_csum filesystem's journal (seen
+  // with dumpe2fs after a kernel mount; revoke comes with the first revoke record).
+  const features = (await runOk("dumpe2fs", ["-h", img])).match(/^Journal features:\s*(.*)$/m)?.[1];
+  assert.deepEqual(features?.split(/\s+/).sort(), [
+    "journal_64bit",
+    "journal_checksum_v3",
+  ]);
   const re = await Ext4.openDevice(new MemoryBlockDevice(Uint8Array.from(dev.bytes)));
   await assertTree(re, expect);
   await re.close();

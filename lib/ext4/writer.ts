@@ -13,7 +13,12 @@ import { Ext4Error } from "../errors.ts";
 import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
 import { markClean, markWriting } from "./mount_state.ts";
 import { locateJournal } from "./journal.ts";
-import { Compat } from "../ondisk/features.ts";
+import { Compat, Incompat, RoCompat } from "../ondisk/features.ts";
+import {
+  JBD2_CRC32C_CHKSUM,
+  JournalCompat,
+  JournalIncompat,
+} from "../jbd2/superblock.ts";
 import { JournalWriter } from "../jbd2/journal_writer.ts";
 import { JournalCommitSink } from "../txn/journal_sink.ts";
 import { GroupCommitSink } from "../txn/group_commit.ts";
@@ -156,7 +161,9 @@ export class Ext4Writer {
       );
     }
     const { store } = await locateJournal(this.cache.device, this.sb, { groups: this.gdt });
-    const sink = new JournalCommitSink(this.cache.device, await JournalWriter.open(store));
+    const journal = await JournalWriter.open(store);
+    useKernelJournalFeatures(this.sb, journal);
+    const sink = new JournalCommitSink(this.cache.device, journal);
     this.cache.useSink(sink);
     this.#journal = sink;
   }
@@ -376,4 +383,23 @@ export class Ext4Writer {
     await this.#grouped?.sync();
     await this.cache.flush();
   }
+}
+
+/**
+ * The journal features the kernel's ext4 sets on a journal it writes (`ext4_fill_super`,
+ * `set_journal_csum_feature_set`): 64-bit block numbers on a 64bit filesystem, and with
+ * metadata_csum the v3 checksums (crc32c) in place of older ones. mke2fs leaves a journal
+ * featureless; the journal writer writes its superblock with them at the first commit.
+ */
+function useKernelJournalFeatures(sb: Superblock, journal: JournalWriter): void {
+  const jsb = journal.superblock;
+  if (!jsb.isV2) return; // a v1 journal superblock has no feature fields
+  let incompat = jsb.featureIncompat;
+  if (sb.incompat & Incompat.BIT64) incompat |= JournalIncompat.BIT64;
+  if (sb.roCompat & RoCompat.METADATA_CSUM) {
+    incompat = (incompat | JournalIncompat.CSUM_V3) & ~JournalIncompat.CSUM_V2;
+    jsb.featureCompat = jsb.featureCompat & ~JournalCompat.CHECKSUM;
+    jsb.checksumType = JBD2_CRC32C_CHKSUM;
+  }
+  jsb.featureIncompat = incompat;
 }
