@@ -14,11 +14,7 @@ import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
 import { markClean, markWriting } from "./mount_state.ts";
 import { locateJournal } from "./journal.ts";
 import { Compat, Incompat, RoCompat } from "../ondisk/features.ts";
-import {
-  JBD2_CRC32C_CHKSUM,
-  JournalCompat,
-  JournalIncompat,
-} from "../jbd2/superblock.ts";
+import { JBD2_CRC32C_CHKSUM, JournalCompat, JournalIncompat } from "../jbd2/superblock.ts";
 import { JournalWriter } from "../jbd2/journal_writer.ts";
 import { JournalCommitSink } from "../txn/journal_sink.ts";
 import { GroupCommitSink } from "../txn/group_commit.ts";

@@ -5,8 +5,9 @@
  *
  * The sink decides how a commit reaches the device. {@link InPlaceCommitSink} writes the
  * data, flushes, writes the metadata in place and flushes again (ordered semantics without a
- * journal). A journaling sink can later route the same commits through jbd2 without any
- * change to the code that builds transactions.
+ * journal); lib/txn/journal_sink.ts routes the same commits through jbd2, lib/txn/group_commit.ts
+ * gathers them into one compound commit, without any change to the code that builds
+ * transactions.
  *
  * The {@link BlockCache} serves block reads for everyone. It is bounded (least recently used
  * clean blocks are dropped) and never writes on its own: blocks reach the device only through
