@@ -159,7 +159,11 @@ export class Ext4Writer {
     const { store } = await locateJournal(this.cache.device, this.sb, { groups: this.gdt });
     const journal = await JournalWriter.open(store);
     useKernelJournalFeatures(this.sb, journal);
-    const sink = new JournalCommitSink(this.cache.device, journal);
+    // Whatever commits first (an operation, or an error record of lib/ext4/fs_error.ts), the
+    // superblock says needs_recovery before the log holds anything.
+    const sink = new JournalCommitSink(this.cache.device, journal, {
+      beforeFirstCommit: () => this.markWriting(),
+    });
     this.cache.useSink(sink);
     this.#journal = sink;
   }

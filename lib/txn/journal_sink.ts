@@ -29,6 +29,12 @@ export interface JournalCommitSinkOptions {
    * bounds the memory a large journal would otherwise pin.
    */
   maxPinnedBlocks?: number;
+  /**
+   * Run (and awaited) before the first commit writes anything: the owner records in the
+   * filesystem's superblock that its journal may now hold transactions (needs_recovery), so no
+   * commit — whoever makes it — reaches the log before that mark is durable.
+   */
+  beforeFirstCommit?: () => Promise<void>;
 }
 
 /**
@@ -53,6 +59,7 @@ export class JournalCommitSink implements CommitSink {
   /** Home block → its newest committed image not yet written home. */
   #logged = new Map<number, Uint8Array>();
   #closed = false;
+  #beforeFirstCommit: (() => Promise<void>) | null;
 
   /** A sink logging to `journal` and writing data and checkpoints to `device`. */
   constructor(
@@ -63,6 +70,7 @@ export class JournalCommitSink implements CommitSink {
     this.device = device;
     this.journal = journal;
     this.maxPinnedBlocks = Math.max(16, options.maxPinnedBlocks ?? 8192);
+    this.#beforeFirstCommit = options.beforeFirstCommit ?? null;
   }
 
   /** The newest committed image of `block` while it is logged but not yet home. */
@@ -109,6 +117,12 @@ export class JournalCommitSink implements CommitSink {
    */
   async commit(batch: CommitBatch): Promise<void> {
     if (this.#closed) throw new Ext4Error("INVALID", "the journal was closed");
+    const empty = batch.metadata.length === 0 && batch.revoked.length === 0 &&
+      batch.data.length === 0;
+    if (this.#beforeFirstCommit && !empty) {
+      await this.#beforeFirstCommit();
+      this.#beforeFirstCommit = null;
+    }
     const bs = batch.blockSize;
     if (batch.metadata.length === 0 && batch.revoked.length === 0) {
       if (batch.data.length === 0) return;
