@@ -314,6 +314,7 @@ testWith(
     const log = new WriteLogDevice(new MemoryBlockDevice(Uint8Array.from(image)));
     const w = await Ext4Writer.open(log);
     await putTree(w, host, "/", { batchEntries: 40, batchBytes: 256 << 10 });
+    await w.close(); // the journal checkpointed and emptied: the kernel mounts it read-only
     const boundaries = log.flushBoundaries();
     assert.ok(boundaries.length >= 16, `${boundaries.length} flushes: several transactions`);
     let files = 0;

@@ -224,19 +224,17 @@ export async function linkIntoRoot(
   setDirBlockChecksum(fs.sb, 2, generation, block);
 }
 
-/** e2fsck -fn on the bytes; returns the exit code and output. */
-export async function fsck(
+/**
+ * e2fsck -fn on the bytes; returns the exit code and output. An image whose journal needs
+ * recovery (a journaled filesystem still being written, or a crash image) is checked as a
+ * recovery sees it: see {@link fsckAfterRecovery} (e2fsck -n alone skips the replay and would
+ * check stale home blocks).
+ */
+export function fsck(
   dir: string,
   bytes: Uint8Array,
 ): Promise<{ code: number; output: string }> {
-  const path = `${dir}/fsck-${crypto.randomUUID()}.img`;
-  await Deno.writeFile(path, bytes);
-  try {
-    const r = await run("e2fsck", ["-fn", path]);
-    return { code: r.code, output: r.stdout + r.stderr };
-  } finally {
-    await Deno.remove(path).catch(() => {});
-  }
+  return fsckAfterRecovery(dir, bytes);
 }
 
 /**
