@@ -173,6 +173,49 @@ testWith("Ext4: a failed flush in close, and a failed write freeing an orphan in
   }
 });
 
+testWith(
+  "Ext4: a failed write in close's checkpoint or clean mark rejects, and loses nothing committed",
+  [
+    ...IMAGE_TOOLS,
+  ],
+  async () => {
+    await using dir = await tempDir();
+    const written = async () => {
+      const { mem, dev } = await faultyImage(dir.path);
+      const fs = await Ext4.openDevice(dev, { readOnly: false });
+      for (let i = 0; i < 20; i++) await fs.writeFile(`/f${i}`, enc.encode(`file ${i}\n`));
+      return { mem, dev, fs };
+    };
+    // How many writes a clean close makes: its last one marks the superblock clean.
+    const twin = await written();
+    const before = twin.dev.writes;
+    await twin.fs.close();
+    const closeWrites = twin.dev.writes - before;
+    // Fail the checkpoint's first write home (block 0: the superblock's logged image), or the
+    // clean mark (the last write).
+    for (const which of ["checkpoint", "clean mark"] as const) {
+      const { mem, dev, fs } = await written();
+      dev.plan(
+        which === "checkpoint" ? { writesTo: [0] } : { write: dev.writes + closeWrites },
+      );
+      await assert.rejects(() => fs.close(), isInjected);
+      assert.ok(dev.closed);
+      assert.equal(dev.faults.length, 1);
+      // The journal still holds every commit (a failed checkpoint never moves its tail), or is
+      // empty with everything home: either way recovery gives all of it.
+      const r = await fsckOf(dir.path, mem, `EIO in close's ${which}`);
+      assert.equal(r.code, 0, r.output);
+      const re = await Ext4.openDevice(new MemoryBlockDevice(Uint8Array.from(mem.bytes)), {
+        recovery: "memory",
+      });
+      for (let i = 0; i < 20; i++) {
+        assert.equal(new TextDecoder().decode(await re.readFile(`/f${i}`)), `file ${i}\n`);
+      }
+      await re.close();
+    }
+  },
+);
+
 for (const f of FAULTS.slice(0, 3)) {
   testWith(`put through withWriter: EIO on ${f.name} reaches the caller; the writer refuses`, [
     ...IMAGE_TOOLS,
