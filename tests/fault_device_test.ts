@@ -13,7 +13,7 @@ import { Errno, Ext4Error } from "../lib/errors.ts";
 import { putTree } from "../cli/commands/put.ts";
 import { writeDevice } from "../cli/writer_open.ts";
 import { run, runCli, runOk, tempDir, testWith } from "./helpers.ts";
-import { fsck, fsckAfterRecovery, IMAGE_TOOLS, LAYOUTS, mkfsImage } from "./write_fixtures.ts";
+import { fsckAfterRecovery, IMAGE_TOOLS, LAYOUTS, mkfsImage } from "./write_fixtures.ts";
 
 const EXT4 = LAYOUTS[2];
 const enc = new TextEncoder();
