@@ -23,11 +23,14 @@ import {
 import { run, runOk, TREE_LISTING, withKernelMount } from "./helpers.ts";
 import { fsck, type Layout } from "./write_fixtures.ts";
 
+/** An image layout of the crash workloads; `journaled` ones get torn crash points too. */
+export type CrashLayout = Layout & { journaled: boolean };
+
 /**
  * The small images the crash workloads run on: 4 KiB and 1 KiB blocks, with and without a
  * journal, metadata_csum on (mkfs.ext4's default); small groups so that several exist.
  */
-export const CRASH_LAYOUTS: (Layout & { journaled: boolean })[] = [
+export const CRASH_LAYOUTS: CrashLayout[] = [
   {
     name: "ext4-4k",
     mkfs: "mkfs.ext4",
@@ -59,7 +62,7 @@ export const CRASH_LAYOUTS: (Layout & { journaled: boolean })[] = [
 ];
 
 /** A plain ext2 (no extents, no checksums, no journal): the oldest in-place layout. */
-export const EXT2_LAYOUT: Layout & { journaled: boolean } = {
+export const EXT2_LAYOUT: CrashLayout = {
   name: "ext2-1k",
   mkfs: "mkfs.ext2",
   args: ["-b", "1024", "-g", "2048"],

@@ -18,10 +18,11 @@ import { seededRandom } from "../lib/block/crash_points.ts";
 import { readSuperblock } from "../lib/ondisk/superblock.ts";
 import { CORPUS, makeImage, ROOT, runOk, tempDir, testWith } from "./helpers.ts";
 import { needsRecovery } from "../lib/ext4/recovery.ts";
-import { IMAGE_TOOLS, type Layout, mkfsImage } from "./write_fixtures.ts";
+import { IMAGE_TOOLS, mkfsImage } from "./write_fixtures.ts";
 import { pattern } from "./file_fixtures.ts";
 import {
   CRASH_LAYOUTS,
+  type CrashLayout,
   enumerateCrashPoints,
   type EnumerateResult,
   EXT2_LAYOUT,
@@ -58,12 +59,12 @@ interface Session {
   log: WriteLogDevice;
   model: SyncedModel;
   base: Uint8Array;
-  layout: Layout & { journaled: boolean };
+  layout: CrashLayout;
   /** Makes names unique. */
   counter: number;
 }
 
-async function openSession(dir: string, layout: Layout & { journaled: boolean }) {
+async function openSession(dir: string, layout: CrashLayout) {
   const base = await mkfsImage(dir, layout);
   const log = new WriteLogDevice(new MemoryBlockDevice(base.slice()));
   const fs = await Ext4.openDevice(log, { readOnly: false });
