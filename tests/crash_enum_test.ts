@@ -111,8 +111,12 @@ async function renamePath(s: Session, from: string, to: string) {
   s.model.move(from, to);
 }
 
-/** Writes `data` into the file node at `offset` (zero-filling a gap), as pwrite does. */
+/**
+ * Writes `data` into the file node at `offset` (zero-filling a gap), as pwrite does; writing
+ * nothing changes nothing, not even past the end.
+ */
 function written(old: Uint8Array, offset: number, data: Uint8Array): Uint8Array {
+  if (data.length === 0) return old;
   const out = new Uint8Array(Math.max(old.length, offset + data.length));
   out.set(old);
   out.set(data, offset);
