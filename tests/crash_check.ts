@@ -27,6 +27,18 @@ import { fsck, type Layout } from "./write_fixtures.ts";
 export type CrashLayout = Layout & { journaled: boolean };
 
 /**
+ * A fixed UUID and directory hash seed (mkfs draws them at random): the same workload then
+ * splits the same htree blocks and writes the same blocks, so a failing seed reproduces. The
+ * later `-E` wins over mkfsImage's, hence lazy_itable_init again.
+ */
+const FIXED_IDS = [
+  "-U",
+  "c4a5e6d7-0000-4000-8000-000000000011",
+  "-E",
+  "lazy_itable_init=1,hash_seed=c4a5e6d7-0000-4000-8000-000000000012",
+];
+
+/**
  * The small images the crash workloads run on: 4 KiB and 1 KiB blocks, with and without a
  * journal, metadata_csum on (mkfs.ext4's default); small groups so that several exist.
  */
@@ -34,28 +46,28 @@ export const CRASH_LAYOUTS: CrashLayout[] = [
   {
     name: "ext4-4k",
     mkfs: "mkfs.ext4",
-    args: ["-b", "4096", "-g", "1024"],
+    args: ["-b", "4096", "-g", "1024", ...FIXED_IDS],
     size: "16M",
     journaled: true,
   },
   {
     name: "ext4-1k",
     mkfs: "mkfs.ext4",
-    args: ["-b", "1024", "-g", "2048"],
+    args: ["-b", "1024", "-g", "2048", ...FIXED_IDS],
     size: "12M",
     journaled: true,
   },
   {
     name: "ext4-4k-nojournal",
     mkfs: "mkfs.ext4",
-    args: ["-b", "4096", "-g", "1024", "-O", "^has_journal"],
+    args: ["-b", "4096", "-g", "1024", "-O", "^has_journal", ...FIXED_IDS],
     size: "16M",
     journaled: false,
   },
   {
     name: "ext4-1k-nojournal",
     mkfs: "mkfs.ext4",
-    args: ["-b", "1024", "-g", "2048", "-O", "^has_journal"],
+    args: ["-b", "1024", "-g", "2048", "-O", "^has_journal", ...FIXED_IDS],
     size: "12M",
     journaled: false,
   },
@@ -65,7 +77,7 @@ export const CRASH_LAYOUTS: CrashLayout[] = [
 export const EXT2_LAYOUT: CrashLayout = {
   name: "ext2-1k",
   mkfs: "mkfs.ext2",
-  args: ["-b", "1024", "-g", "2048"],
+  args: ["-b", "1024", "-g", "2048", ...FIXED_IDS],
   size: "12M",
   journaled: false,
 };
