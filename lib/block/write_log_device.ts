@@ -33,6 +33,8 @@ export type WriteLogEntry =
 export class WriteLogDevice extends PassThroughDevice {
   /** Every write (with a copy of its bytes) and flush, in the order they happened. */
   readonly entries: WriteLogEntry[] = [];
+  /** The positions a workload marked (see {@link mark}), in order. */
+  readonly marks: { readonly label: string; readonly position: number }[] = [];
 
   /** Logs the writes and flushes made to `inner` while passing them on. */
   constructor(inner: BlockDevice) {
@@ -50,9 +52,31 @@ export class WriteLogDevice extends PassThroughDevice {
     this.entries.push({ kind: "flush" });
   }
 
-  /** Forgets the recorded entries. */
+  /** Forgets the recorded entries and marks. */
   clear(): void {
     this.entries.length = 0;
+    this.marks.length = 0;
+  }
+
+  /** The log's position: how many entries were recorded so far. */
+  get position(): number {
+    return this.entries.length;
+  }
+
+  /**
+   * Records that something completed at the current position — e.g. an fsync returned, so
+   * what it synced is in every crash image whose durable prefix reaches the position — and
+   * returns the position.
+   *
+   * @example
+   * ```ts ignore
+   * await file.sync();
+   * const syncedAt = log.mark("fsync /etc/passwd");
+   * ```
+   */
+  mark(label: string): number {
+    this.marks.push({ label, position: this.entries.length });
+    return this.entries.length;
   }
 
   /** Number of writes recorded. */
