@@ -85,7 +85,6 @@ Deno.test("featureSupport: every feature e2fsprogs names has a decided level", (
       ["incompat", 0x1, "refuse"], // compression
       ["incompat", 0x8, "refuse"], // journal_dev
       ["incompat", 0x1000, "refuse"], // dirdata
-      ["incompat", 0x100, "ro"], // mmp
       ["incompat", 0x400, "ro"], // ea_inode
       ["incompat", 0x10000, "ro"], // encrypt
       ["incompat", 0x20000, "ro"], // casefold
@@ -106,4 +105,9 @@ Deno.test("featureSupport: every feature e2fsprogs names has a decided level", (
     assert.equal(v.level, level, `${word} 0x${bit.toString(16)}`);
     assert.equal(v.reasons.length, 1);
   }
+  // mmp is written (lib/ext4/mmp_guard.ts keeps the MMP block as the kernel does).
+  assert.deepEqual(featureSupport({ compat: 0, incompat: 0x100, roCompat: 0 }), {
+    level: "rw",
+    reasons: [],
+  });
 });

@@ -248,6 +248,8 @@ export class Ext4 {
         await w.close(); // the superblock: cleanly closed (lib/ext4/mount_state.ts)
       }
     } finally {
+      // Also after a failure: no MMP update may outlive the open (close marks it clean).
+      await this.#writer?.releaseMmp().catch(() => {});
       this.#caches.clear();
       this.#cache?.invalidate();
       await this.device.close();
@@ -1533,7 +1535,9 @@ export class Ext4 {
   protected async prepare(): Promise<void> {
     const sb = this.superblock;
     this.journalBlocks = await journalBlockCount(sb, (ino) => this.inode(ino));
-    // Every commit of a journaled filesystem goes through its journal (lib/txn/journal_sink.ts).
+    // The MMP block claimed before anything is written (mmp filesystems), then every commit
+    // of a journaled filesystem goes through its journal (lib/txn/journal_sink.ts).
+    await this.#writer?.claimMmp({ onNotice: this.options.onNotice });
     await this.#writer?.openJournal();
     const interval = this.options.commitInterval ?? 0;
     if (this.#writer && interval > 0) this.#writer.startGroupCommit(interval * 1000);

@@ -18,6 +18,7 @@ import { JBD2_CRC32C_CHKSUM, JournalCompat, JournalIncompat } from "../jbd2/supe
 import { JournalWriter } from "../jbd2/journal_writer.ts";
 import { JournalCommitSink } from "../txn/journal_sink.ts";
 import { GroupCommitSink } from "../txn/group_commit.ts";
+import { type MmpClaimOptions, MmpGuard } from "./mmp_guard.ts";
 import { openMetadata } from "./super.ts";
 import { type Superblock, SUPERBLOCK_OFFSET } from "../ondisk/superblock.ts";
 import {
@@ -75,6 +76,8 @@ export class Ext4Writer {
   #journal: JournalCommitSink | null = null;
   /** The running compound transaction, once {@link startGroupCommit} was called. */
   #grouped: GroupCommitSink | null = null;
+  /** The claimed MMP block (mmp filesystems), once {@link claimMmp} ran. */
+  #mmp: MmpGuard | null = null;
 
   private constructor(
     device: BlockDevice,
@@ -129,8 +132,42 @@ export class Ext4Writer {
       sink: options.sink,
     });
     const w = new Ext4Writer(device, sb, gdt, cache);
+    await w.claimMmp();
     if (!options.sink) await w.openJournal();
     return w;
+  }
+
+  /**
+   * On an mmp filesystem: claims its MMP block before anything is written, as the kernel's
+   * mount does (lib/ext4/mmp_guard.ts): BUSY (exit 8) while e2fsck or another node uses it,
+   * after waiting out another node's interval when the block says it may be active. Keeps it
+   * updated until {@link close}; a block taken over meanwhile fails the writer (no more writes).
+   * Does nothing without the feature or when already claimed.
+   *
+   * @example
+   * ```ts ignore
+   * await w.claimMmp({ onNotice: console.error });
+   * ```
+   */
+  async claimMmp(options: MmpClaimOptions = {}): Promise<void> {
+    if (this.#mmp || !(this.sb.incompat & Incompat.MMP)) return;
+    this.#mmp = await MmpGuard.claim(this.cache.device, this.sb, {
+      ...options,
+      onLost: (e) => {
+        this.cache.deviceFailed(e);
+        options.onLost?.(e);
+      },
+    });
+  }
+
+  /**
+   * Stops updating the MMP block and marks it clean (at close; also after a failure, so a
+   * writer that stops never keeps a timer running). Harmless without one, or twice.
+   */
+  async releaseMmp(): Promise<void> {
+    const guard = this.#mmp;
+    this.#mmp = null;
+    await guard?.stop();
   }
 
   /**
@@ -266,31 +303,32 @@ export class Ext4Writer {
    * ```
    */
   close(): Promise<void> {
-    const run = this.#queue.then(async () => {
-      const found = this.#foundState;
-      if (found === null) return;
-      try {
-        // Refused after a failed commit (the device state is unknown) or while one is open.
-        this.cache.begin().abort();
-      } catch {
-        return;
-      }
-      this.#foundState = null;
-      const d = this.cache.device;
-      try {
-        // Everything committed, home and the journal marked empty before the superblock says
-        // clean.
-        await this.#grouped?.close();
-        await this.#journal?.close();
-        await markClean(d, this.sb, found, d instanceof CountingDevice ? d.bytesWritten : 0);
-      } catch (e) {
-        this.cache.deviceFailed(e);
-        throw e;
-      }
-      this.cache.invalidate(Math.floor(SUPERBLOCK_OFFSET / this.sb.blockSize));
-    });
+    const run = this.#queue.then(() => this.#closeClean()).finally(() => this.releaseMmp());
     this.#queue = run.catch(() => {});
     return run;
+  }
+
+  async #closeClean(): Promise<void> {
+    const found = this.#foundState;
+    if (found === null) return;
+    try {
+      // Refused after a failed commit (the device state is unknown) or while one is open.
+      this.cache.begin().abort();
+    } catch {
+      return;
+    }
+    this.#foundState = null;
+    const d = this.cache.device;
+    try {
+      // Everything committed, home and the journal marked empty before the superblock says
+      // clean.
+      await this.#grouped?.close();
+      await this.#journal?.close();
+      await markClean(d, this.sb, found, d instanceof CountingDevice ? d.bytesWritten : 0);
+    } catch (e) {
+      this.cache.deviceFailed(e);
+      throw e;
+    }
   }
 
   /**

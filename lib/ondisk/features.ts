@@ -66,7 +66,7 @@ const INCOMPAT: Record<number, FeatureInfo> = {
   0x10: { name: "meta_bg", level: "rw" },
   0x40: { name: "extent", level: "rw" },
   0x80: { name: "64bit", level: "rw" },
-  0x100: { name: "mmp", level: "ro", reason: "multi-mount protection is not maintained" },
+  0x100: { name: "mmp", level: "rw" },
   0x200: { name: "flex_bg", level: "rw" },
   0x400: { name: "ea_inode", level: "ro", reason: "xattr inodes cannot be written" },
   0x1000: { name: "dirdata", level: "refuse", reason: "dirdata (Lustre) is not supported" },

@@ -16,6 +16,8 @@ export const MMP_MAGIC = 0x004d4d50;
 export const MMP_SEQ_CLEAN = 0xff4d4d50;
 /** `mmp_seq` while e2fsck runs. */
 export const MMP_SEQ_FSCK = 0xe24d4d50;
+/** The largest `mmp_seq` of a node in use (the kernel's EXT4_MMP_SEQ_MAX). */
+export const MMP_SEQ_MAX = 0xe24d4d4f;
 
 /** What the MMP block says about who uses the filesystem. */
 export type MmpState = "clean" | "fsck" | "in-use";
@@ -100,4 +102,45 @@ export async function readMmpBlock(device: BlockDevice, sb: Superblock): Promise
   }
   const bytes = await readBytes(device, block * sb.blockSize, 1024);
   return parseMmpBlock(bytes, sb.hasMetadataCsum ? sb.csumSeed : undefined);
+}
+
+/** The fields a node writes into its MMP block. */
+export interface MmpUpdate {
+  /** `mmp_seq`. */
+  sequence: number;
+  /** `mmp_time`, seconds since the epoch. */
+  time: number;
+  /** `mmp_nodename` (at most 64 bytes, NUL-padded). */
+  nodeName: string;
+  /** `mmp_bdevname` (at most 32 bytes, NUL-padded). */
+  deviceName: string;
+  /** `mmp_check_interval`, seconds. */
+  checkInterval: number;
+}
+
+/**
+ * Writes `update` into the MMP block `bytes` (magic set; the rest of the block kept) and its
+ * checksum when `csumSeed` is given (metadata_csum): the kernel's kmmpd update.
+ *
+ * @example
+ * ```ts
+ * import { encodeMmpBlock, parseMmpBlock } from "./mmp.ts";
+ * const b = new Uint8Array(1024);
+ * encodeMmpBlock(b, { sequence: 7, time: 0, nodeName: "box", deviceName: "sdc", checkInterval: 5 });
+ * console.log(parseMmpBlock(b).nodeName); // box
+ * ```
+ */
+export function encodeMmpBlock(bytes: Uint8Array, update: MmpUpdate, csumSeed?: number): void {
+  if (bytes.length < 1024) throw new CorruptError("MMP block", "shorter than 1024 bytes");
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  v.setUint32(0, MMP_MAGIC, true);
+  v.setUint32(4, update.sequence >>> 0, true);
+  v.setUint32(8, update.time % 2 ** 32, true);
+  v.setUint32(12, Math.floor(update.time / 2 ** 32), true);
+  const text = new TextEncoder();
+  bytes.fill(0, 16, 112);
+  bytes.set(text.encode(update.nodeName).subarray(0, 64), 16);
+  bytes.set(text.encode(update.deviceName).subarray(0, 32), 80);
+  v.setUint16(112, Math.min(0xffff, update.checkInterval), true);
+  if (csumSeed !== undefined) v.setUint32(1020, crc32c(csumSeed, bytes.subarray(0, 1020)), true);
 }
