@@ -44,7 +44,7 @@ import {
   GroupFlags,
 } from "../ondisk/group_descriptor.ts";
 import { parseInode } from "../ondisk/inode.ts";
-import { readInodeRaw } from "./inode.ts";
+import { readInodeRaw, touchInode } from "./inode.ts";
 import { journalInodeRuns } from "./journal.ts";
 import type { Superblock } from "../ondisk/superblock.ts";
 import type { AllocateBlocksOptions, BlockRunAllocator, Extent } from "./block_runs.ts";
@@ -679,7 +679,8 @@ export class Allocator implements BlockRunAllocator {
       const end = Math.min(to, (blk + 1) * perBlock);
       const img = await tx.getWritable(table + blk);
       img.fill(0, (r % perBlock) * isz, (end - blk * perBlock) * isz);
-      r = end;
+      // Records changed outside writeInode: the inode cache must learn of them too.
+      for (; r < end; r++) touchInode(tx, g * sb.inodesPerGroup + r + 1);
     }
   }
 

@@ -27,13 +27,12 @@ import { Incompat } from "../ondisk/features.ts";
 import { truncateInlineInPlace, uninline, writeInlineInPlace } from "./inline.ts";
 import {
   changeTime,
-  decodeInode,
   encodeInode,
   type InodeFields,
   InodeFlags,
   type InodeTime,
 } from "../ondisk/inode.ts";
-import { readInodeRaw, writeInode } from "./inode.ts";
+import { loadInode, writeInode } from "./inode.ts";
 import type { OpContext } from "./context.ts";
 import { Mode } from "../ondisk/inode.ts";
 
@@ -53,8 +52,7 @@ async function inspect(
   ctx: OpContext,
   ino: number,
 ): Promise<{ fields: InodeFields; maxSize: number }> {
-  const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
-  const fields = decodeInode(ctx.sb, raw);
+  const { f: fields } = await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
   if ((fields.mode & Mode.IFMT) !== Mode.IFREG) {
     throw new Ext4Error("INVALID", `inode ${ino} is not a regular file`);
   }
@@ -78,8 +76,7 @@ function tooLarge(ino: number, end: number, max: number): Ext4Error {
 }
 
 async function open(ctx: OpContext, ino: number): Promise<OpenFile> {
-  const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
-  const fields = decodeInode(ctx.sb, raw);
+  const { raw, f: fields } = await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
   if (fields.flags & InodeFlags.INLINE_DATA) {
     // Any change to an inline file first makes it an ordinary one, as the kernel does when
     // inline data grows.

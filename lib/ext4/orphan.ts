@@ -19,8 +19,8 @@ import { CorruptError, Ext4Error } from "../errors.ts";
 import { readFileMap } from "./file_map_write.ts";
 import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
 import { InodeFlags } from "../ondisk/inode.ts";
-import { decodeInode, encodeInode } from "../ondisk/inode.ts";
-import { readInodeRaw, writeInode } from "./inode.ts";
+import { encodeInode } from "../ondisk/inode.ts";
+import { getInode, loadInode, writeInode } from "./inode.ts";
 import {
   ORPHAN_BLOCK_MAGIC,
   ORPHAN_BLOCK_TAIL,
@@ -87,7 +87,7 @@ async function loadOrphanFile(
   const ino = sb.orphanFileInum;
   const where = `orphan file (inode ${ino})`;
   if (ino < 1 || ino > sb.inodesCount) throw new CorruptError(where, "bad s_orphan_file_inum");
-  const f = decodeInode(sb, await readInodeRaw(tx, sb, gdt, ino));
+  const { f } = await loadInode(tx, sb, gdt, ino);
   const bs = sb.blockSize;
   if (f.size % bs !== 0 || f.size / bs > MAX_ORPHAN_FILE_BLOCKS) {
     throw new CorruptError(where, `size ${f.size} is not a whole number of blocks`);
@@ -192,7 +192,7 @@ export async function listOrphans(
     }
     seen.add(ino);
     out.push(ino);
-    ino = decodeInode(sb, await readInodeRaw(tx, sb, gdt, ino)).dtime;
+    ino = (await getInode(tx, sb, gdt, ino)).dtime;
   }
   return out;
 }
@@ -224,8 +224,7 @@ export async function addOrphan(
       return;
     }
   }
-  const raw = await readInodeRaw(tx, sb, gdt, ino);
-  const f = decodeInode(sb, raw);
+  const { raw, f } = await loadInode(tx, sb, gdt, ino);
   await writeInode(tx, sb, gdt, ino, encodeInode(sb, ino, { ...f, dtime: sb.lastOrphan }, raw));
   setLastOrphan(tx, sb, ino);
 }
@@ -263,20 +262,18 @@ export async function removeOrphan(
     }
     seen.add(cur);
     list.push(cur);
-    cur = decodeInode(sb, await readInodeRaw(tx, sb, gdt, cur)).dtime;
+    cur = (await getInode(tx, sb, gdt, cur)).dtime;
   }
   const at = list.indexOf(ino);
   if (at < 0) throw new Ext4Error("NOT_FOUND", `inode ${ino} is not an orphan`);
-  const raw = await readInodeRaw(tx, sb, gdt, ino);
-  const f = decodeInode(sb, raw);
+  const { raw, f } = await loadInode(tx, sb, gdt, ino);
   const next = f.dtime;
   await writeInode(tx, sb, gdt, ino, encodeInode(sb, ino, { ...f, dtime: 0 }, raw));
   if (at === 0) {
     setLastOrphan(tx, sb, next);
   } else {
     const prev = list[at - 1];
-    const praw = await readInodeRaw(tx, sb, gdt, prev);
-    const pf = decodeInode(sb, praw);
+    const { raw: praw, f: pf } = await loadInode(tx, sb, gdt, prev);
     await writeInode(tx, sb, gdt, prev, encodeInode(sb, prev, { ...pf, dtime: next }, praw));
   }
 }
@@ -295,7 +292,7 @@ async function findAnyEntry(tx: Transaction, sb: Superblock, file: OrphanFile): 
 const MAX_ORPHANS = 4096;
 
 async function linksOf(ctx: OpContext, ino: number) {
-  return decodeInode(ctx.sb, await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino));
+  return await getInode(ctx.tx, ctx.sb, ctx.gdt, ino);
 }
 
 /**

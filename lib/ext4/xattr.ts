@@ -50,7 +50,7 @@ import {
   type InodeFields,
   type InodeTime,
 } from "../ondisk/inode.ts";
-import { readInodeRaw, writeInode } from "./inode.ts";
+import { loadInode, readInodeRaw, writeInode } from "./inode.ts";
 import type { Superblock } from "../ondisk/superblock.ts";
 import type { Transaction } from "../txn/transaction.ts";
 import {
@@ -412,8 +412,7 @@ export async function setXattrs(
   options: SetXattrOptions = {},
 ): Promise<void> {
   const prepared = changes.map((c) => prepare(c, options.inlineData ?? false));
-  const raw = await readInodeRaw(tx, sb, gdt, ino);
-  const fields = decodeInode(sb, raw);
+  const { raw, f: fields } = await loadInode(tx, sb, gdt, ino);
   const loaded = await loadXattrs(tx, sb, ino, raw);
   if (loaded.block && loaded.block.refcount < XATTR_REFCOUNT_MAX) {
     xattrBlockIndex(tx).add(loaded.block.hash, loaded.block.nr);
