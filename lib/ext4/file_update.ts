@@ -95,7 +95,7 @@ async function open(ctx: OpContext, ino: number): Promise<OpenFile> {
   return { ino, raw, fields, map };
 }
 
-async function save(ctx: OpContext, f: OpenFile, size: number): Promise<void> {
+async function save(ctx: OpContext, f: OpenFile, size: number, keepTimes = false): Promise<void> {
   const { sb } = ctx;
   const { iBlock, blocksDelta } = await f.map.finish();
   const t = nowTime(ctx);
@@ -104,8 +104,7 @@ async function save(ctx: OpContext, f: OpenFile, size: number): Promise<void> {
     size,
     block: iBlock,
     blocks512: Math.max(0, f.fields.blocks512 + blocksDelta * (sb.blockSize / 512)),
-    mtime: t,
-    ctime: t,
+    ...(keepTimes ? {} : { mtime: t, ctime: t }),
   };
   await writeInode(ctx.tx, sb, ctx.gdt, f.ino, encodeInode(sb, f.ino, fields, f.raw));
 }
@@ -248,9 +247,15 @@ async function freeRuns(ctx: OpContext, runs: { start: number; length: number }[
 
 /**
  * Sets the size of regular file `ino`: blocks past the end are freed, growing leaves a hole.
- * A size past the largest the kernel allows is EFBIG.
+ * A size past the largest the kernel allows is EFBIG. With `e2fsck` (e2fsck's truncate of an
+ * orphan, lib/ext4/orphan.ts) the tail of the last block is not zeroed and the times stay.
  */
-export async function truncateFile(ctx: OpContext, ino: number, size: number): Promise<void> {
+export async function truncateFile(
+  ctx: OpContext,
+  ino: number,
+  size: number,
+  options: { e2fsck?: boolean } = {},
+): Promise<void> {
   const bs = ctx.sb.blockSize;
   if (!Number.isSafeInteger(size) || size < 0) {
     throw new Ext4Error("INVALID", `bad size ${size}`);
@@ -262,8 +267,8 @@ export async function truncateFile(ctx: OpContext, ino: number, size: number): P
     const f = await open(ctx, ino);
     const keep = Math.ceil(size / bs);
     await freeRuns(ctx, await f.map.remove(keep, 2 ** 32));
-    if (size % bs !== 0) await zeroPartial(ctx, f, keep - 1, size % bs, bs);
-    await save(ctx, f, size);
+    if (size % bs !== 0 && !options.e2fsck) await zeroPartial(ctx, f, keep - 1, size % bs, bs);
+    await save(ctx, f, size, options.e2fsck);
   });
 }
 

@@ -1558,7 +1558,8 @@ export class Ext4 {
     // kernel frees them at a read-write mount.
     if (this.#writer && (sb.lastOrphan !== 0 || (sb.roCompat & RoCompat.ORPHAN_PRESENT))) {
       const r = await this.#writer.transaction((ctx) => processOrphans(ctx));
-      if (r.freed.length + r.truncated.length > 0) {
+      if (r.skipped) this.options.onNotice?.(`orphan list not processed: ${r.skipped}`);
+      else if (r.freed.length + r.truncated.length > 0) {
         this.options.onNotice?.(
           `orphan list processed: ${r.freed.length} inode(s) freed, ${r.truncated.length} truncated`,
         );

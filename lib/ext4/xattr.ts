@@ -67,6 +67,7 @@ import {
   XATTR_BLOCK_HEADER_SIZE,
   XATTR_MAGIC,
   XATTR_REFCOUNT_MAX,
+  xattrBlockChecksum,
   xattrBlockHeader,
   xattrBlockNumber,
   type XattrEntry,
@@ -667,6 +668,11 @@ async function findSharable(
  * lowered, or the block freed when it was the last. The block must be a valid xattr block
  * header (CorruptError otherwise, nothing freed).
  *
+ * With `e2fsck`, as e2fsck's orphan release does it (`ext2fs_adjust_ea_refcount3()`): a block
+ * outside the filesystem is let go without freeing anything, the checksum is verified (under
+ * metadata_csum), and the last reference writes the count 0 into the block it frees (the
+ * kernel frees it as it is).
+ *
  * @example
  * ```ts ignore
  * if (fields.fileAcl) await releaseXattrBlock(tx, alloc, sb, fields.fileAcl);
@@ -677,8 +683,10 @@ export async function releaseXattrBlock(
   alloc: Allocator,
   sb: Superblock,
   block: number,
+  options: { e2fsck?: boolean } = {},
 ): Promise<void> {
   if (block < sb.firstDataBlock || block >= sb.blocksCount) {
+    if (options.e2fsck) return;
     throw new CorruptError(`xattr block ${block}`, "outside the filesystem");
   }
   const img = await tx.read(block);
@@ -686,8 +694,20 @@ export async function releaseXattrBlock(
   if (v.getUint32(0, true) !== XATTR_MAGIC || v.getUint32(8, true) !== 1) {
     throw new CorruptError(`xattr block ${block}`, "invalid header");
   }
+  if (
+    options.e2fsck && sb.hasMetadataCsum &&
+    v.getUint32(16, true) !== xattrBlockChecksum(sb, block, img)
+  ) {
+    throw new CorruptError(`xattr block ${block}`, "checksum mismatch");
+  }
   const { refcount, hash } = xattrBlockHeader(img);
   const index = xattrBlockIndex(tx);
+  if (options.e2fsck && refcount <= 1) {
+    index.remove(hash, block);
+    setXattrBlockRefcount(sb, block, await tx.getWritable(block), 0);
+    await alloc.freeBlocks(tx, block, 1); // its new image is written: not forgotten
+    return;
+  }
   if (refcount > 1) {
     setXattrBlockRefcount(sb, block, await tx.getWritable(block), refcount - 1);
     if (refcount - 1 < XATTR_REFCOUNT_MAX) index.add(hash, block);
