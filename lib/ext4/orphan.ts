@@ -1,9 +1,10 @@
 /**
- * The one orphan implementation on the write path (the kernel's fs/ext4/orphan.c): inodes
- * unlinked while still open (or being truncated) are recorded so that recovery frees them
- * after a crash, taken off again at their last close, and the orphans a previous user left are
- * processed at a read-write open — after a journal replayed by `recovery: "replay"` too, in the
- * same transaction-based way. Two places hold them, as in the kernel:
+ * The one orphan implementation (the kernel's fs/ext4/orphan.c): inodes unlinked while still
+ * open (or being truncated) are recorded so that recovery frees them after a crash, taken off
+ * again at their last close, and the orphans a previous user left are processed — at a
+ * read-write open as the kernel does at mount (after a journal replayed by `recovery: "replay"`
+ * too), and right after a journal replay as e2fsck does (`processOrphans` with `e2fsck`, run by
+ * lib/ext4/orphans_replay.ts over the replayed view). Two places hold them, as in the kernel:
  *
  * - the orphan file (orphan_file feature, lib/ondisk/orphan_file.ts): a free slot of its blocks
  *   takes the inode number, the block's checksum follows, and the ro_compat flag
