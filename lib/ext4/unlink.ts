@@ -13,7 +13,7 @@ import { emptyExtentRoot } from "../ondisk/extent.ts";
 import { readFileMap } from "./file_map_write.ts";
 import { inlineDirEntries, inlineDirRemove } from "./inline_dir.ts";
 import { InodeFlags } from "../ondisk/inode.ts";
-import { releaseXattrBlock } from "./xattr.ts";
+import { releaseXattrBlock } from "./xattr_release.ts";
 import type { OpContext } from "./context.ts";
 import {
   blockOfEntry,
