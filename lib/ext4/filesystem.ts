@@ -166,6 +166,7 @@ export class Ext4 {
       inodes: options.inodeCacheSize ?? 16384,
       blocks: options.blockCacheSize ?? 8192,
       ignoreChecksums: options.ignoreChecksums,
+      writable: options.readOnly === false,
     });
     this.#ctx = { sb };
     if (options.readOnly === false) {

@@ -5,7 +5,8 @@
  * a read-only filesystem; bounded LRUs with hit and miss counts.
  *
  * Invalidation is precise. A derived value is kept with the record object it was derived from
- * (its basis) and served only while that object is the cached record of its inode. A commit
+ * (its basis) and, on a writable filesystem, served only while that object is the cached record
+ * of its inode. A commit
  * replaces the records of the inodes it touched (lib/ext4/inode.ts `touchInode`: a record
  * written, an extent node or directory block changed) and of any other inode whose record
  * bytes it changed, so exactly their derived values go; the rest — other files' maps, other
@@ -91,20 +92,27 @@ export class FsCaches {
   readonly #dirIndex = new DerivedCache<number, Map<string, number>>(8);
   readonly #sb: Superblock;
   readonly #groups: GroupDescriptorTable;
+  /**
+   * Records change (a writable filesystem): a derived value is served only with the record
+   * object it was derived from. Without writes, every record of an inode is the same and a
+   * derived value serves any (an open file's handle keeps its record after the cache let it go).
+   */
+  readonly #writable: boolean;
   /** Inode table start blocks in ascending order, with their groups (for invalidation). */
   #tables: { starts: number[]; groups: number[] } | null = null;
 
   /**
    * Caches for the filesystem of `sb` and `groups`, of `sizes` inodes and blocks; inode records
-   * are checked on decoding unless `ignoreChecksums`.
+   * are checked on decoding unless `ignoreChecksums`; `writable` when commits change records.
    */
   constructor(
     sb: Superblock,
     groups: GroupDescriptorTable,
-    sizes: { inodes: number; blocks: number; ignoreChecksums?: boolean },
+    sizes: { inodes: number; blocks: number; ignoreChecksums?: boolean; writable?: boolean },
   ) {
     this.#sb = sb;
     this.#groups = groups;
+    this.#writable = sizes.writable ?? false;
     this.inodeCache = new InodeCache(sb, groups, sizes.inodes, {
       ignoreChecksum: sizes.ignoreChecksums,
     });
@@ -152,7 +160,7 @@ export class FsCaches {
    */
   cachedLookup(dir: Inode, key: string): number | undefined {
     const hit = this.#dentries.lru.get(`${dir.ino}/${key}`);
-    if (!hit || hit.basis !== dir) return undefined;
+    if (!hit || !this.#current(hit.basis, dir)) return undefined;
     this.#dentries.hits++;
     return hit.value;
   }
@@ -178,7 +186,7 @@ export class FsCaches {
     compute: () => Promise<V>,
   ): Promise<V> {
     const hit = cache.lru.get(key);
-    if (hit && hit.basis === basis) {
+    if (hit && this.#current(hit.basis, basis)) {
       cache.hits++;
       return hit.value;
     }
@@ -188,9 +196,16 @@ export class FsCaches {
     return value;
   }
 
+  /** True when a value derived from record `kept` serves a caller holding record `given`. */
+  #current(kept: Inode, given: Inode): boolean {
+    return kept === given || !this.#writable;
+  }
+
   /** Keeps `value` while `basis` is (still) the cached record of its inode. */
   #keep<K, V>(cache: DerivedCache<K, V>, key: K, basis: Inode, value: V): void {
-    if (this.inodeCache.records.get(basis.ino) === basis) cache.lru.set(key, { basis, value });
+    if (!this.#writable || this.inodeCache.records.get(basis.ino) === basis) {
+      cache.lru.set(key, { basis, value });
+    }
   }
 
   /** Forgets everything (the device changed under us, or the filesystem closes). */
@@ -203,9 +218,12 @@ export class FsCaches {
     this.#xattrs.lru.clear();
   }
 
-  /** Forgets inode `ino`'s record (so all derived from it) and every lookup. */
+  /** Forgets inode `ino`'s record, all derived from it, and every lookup. */
   forgetInode(ino: number): void {
     this.inodeCache.changed(ino);
+    this.#maps.lru.delete(ino);
+    this.#xattrs.lru.delete(ino);
+    this.#dirIndex.lru.delete(ino);
     this.#dentries.lru.clear();
   }
 
