@@ -39,12 +39,14 @@ export type {
   Ext4Stat,
   Ext4Statfs,
   FileType,
+  FsCacheCounts,
   MkdirOptions,
   TimeInput,
   Timespec,
   WriteFileOptions,
 } from "./lib/ext4/filesystem.ts";
 export type { OpenPolicy } from "./lib/ext4/super.ts";
+export type { CacheCounts } from "./lib/ext4/inode.ts";
 export { Ext4WritableFile, type OpenWritableOptions } from "./lib/ext4/writable_file.ts";
 export type { FallocateOptions } from "./lib/ext4/path_ops.ts";
 // What `inode(ino)` and `blockRuns(ino)` return (the inode codec is in `./ondisk`).

@@ -360,3 +360,20 @@ export async function unprivileged(dir: string, uid = 65534, gid = 65534): Promi
     stateDir: `/tmp/ext4ts-${uid}`,
   };
 }
+
+/** The numbers of the `bs`-byte blocks whose contents differ between image files `a` and `b`. */
+export async function changedBlocks(a: string, b: string, bs: number): Promise<number[]> {
+  const x = await Deno.readFile(a);
+  const y = await Deno.readFile(b);
+  if (x.length !== y.length) throw new Error(`${a} and ${b} differ in size`);
+  const out: number[] = [];
+  for (let off = 0; off < x.length; off += bs) {
+    for (let i = off; i < off + bs; i++) {
+      if (x[i] !== y[i]) {
+        out.push(off / bs);
+        break;
+      }
+    }
+  }
+  return out;
+}

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { IN_CI, makeImage, missing, run, runOk, tempDir } from "./helpers.ts";
+import { changedBlocks, IN_CI, makeImage, missing, run, runOk, tempDir } from "./helpers.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
 import { replayJournal } from "../lib/ext4/recovery.ts";
 import { Ext4 } from "../lib/ext4/filesystem.ts";
@@ -48,22 +48,6 @@ async function orphan(img: string, paths: string[]): Promise<number[]> {
   await dfs(img, `ssv last_orphan ${inos[0]}`);
   await dfs(img, "feature needs_recovery");
   return inos;
-}
-
-async function blockDiff(a: string, b: string, bs: number): Promise<number[]> {
-  const x = await Deno.readFile(a);
-  const y = await Deno.readFile(b);
-  assert.equal(x.length, y.length);
-  const out: number[] = [];
-  for (let off = 0; off < x.length; off += bs) {
-    for (let i = off; i < off + bs; i++) {
-      if (x[i] !== y[i]) {
-        out.push(off / bs);
-        break;
-      }
-    }
-  }
-  return out;
 }
 
 const SHAPES: { name: string; mkfs: string; args: string[]; bs: number }[] = [
@@ -154,7 +138,7 @@ for (const shape of SHAPES) {
       await run("e2fsck", ["-y", "-E", "journal_only", jo], { env: E2ENV });
       assert.ok((r.prepared?.orphans?.freed.length ?? 0) > 100);
       const sbBlock = Math.floor(1024 / shape.bs);
-      const diff = (await blockDiff(ours, jo, shape.bs)).filter((b) => b !== sbBlock);
+      const diff = (await changedBlocks(ours, jo, shape.bs)).filter((b) => b !== sbBlock);
       assert.deepEqual(diff, [], "blocks differing from e2fsck's orphan cleanup");
       const fnOurs = await run("e2fsck", ["-fn", ours], { env: E2ENV });
       const fnJo = await run("e2fsck", ["-fn", jo], { env: E2ENV });
@@ -226,7 +210,7 @@ Deno.test({
       const loc = await dfs(img, `imap <${ino}>`);
       itable.add(Number(/located at block (\d+)/.exec(loc)![1]));
     }
-    const diff = (await blockDiff(ours, jo, bs)).filter((b) =>
+    const diff = (await changedBlocks(ours, jo, bs)).filter((b) =>
       b !== 1 && !freed.has(b) && !itable.has(b)
     );
 

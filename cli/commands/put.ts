@@ -2,8 +2,8 @@ import type { Command } from "@commander-js/extra-typings";
 import { Ext4Error } from "../../lib/errors.ts";
 import { Incompat } from "../../lib/ondisk/features.ts";
 import { truncateFile, writeFileRange } from "../../lib/ext4/file_update.ts";
-import { decodeInode, Mode } from "../../lib/ondisk/inode.ts";
-import { readInodeRaw } from "../../lib/ext4/inode.ts";
+import { Mode } from "../../lib/ondisk/inode.ts";
+import { getInode } from "../../lib/ext4/inode.ts";
 import {
   createFile,
   createSymlink,
@@ -256,8 +256,7 @@ export async function putTree(
     await truncateFile(ctx, ino, size);
     return ino;
   };
-  const modeOf = async (ino: number) =>
-    decodeInode(w.sb, await readInodeRaw(tx, w.sb, w.gdt, ino)).mode & Mode.IFMT;
+  const modeOf = async (ino: number) => (await getInode(tx, w.sb, w.gdt, ino)).mode & Mode.IFMT;
   /**
    * Clears the way for an object of `type` at `name` in `parent` (a directory put did not
    * make, so the name may be taken): 0 when the name is free (now), or the existing directory

@@ -44,7 +44,7 @@ import {
   GroupFlags,
 } from "../ondisk/group_descriptor.ts";
 import { parseInode } from "../ondisk/inode.ts";
-import { readInodeRaw } from "./inode.ts";
+import { readInodeRaw, touchInode } from "./inode.ts";
 import { journalInodeRuns } from "./journal.ts";
 import type { Superblock } from "../ondisk/superblock.ts";
 import type { AllocateBlocksOptions, BlockRunAllocator, Extent } from "./block_runs.ts";
@@ -131,13 +131,25 @@ export class Allocator implements BlockRunAllocator {
   #metaRanges: [number, number][][] | null = null;
   /** The internal journal's block runs (a system zone, as in the kernel's block_validity). */
   #journalZone: Extent[] | null = null;
+  /** Only frees (see the constructor): allocation is refused. */
+  readonly #releaseOnly: boolean;
 
   /**
    * Refuses (Ext4Error) a filesystem it cannot safely write and (CorruptError) a table with bad
-   * group descriptor checksums.
+   * group descriptor checksums. With `releaseOnly` it only frees blocks and inodes (the orphan
+   * release after a journal replay, lib/ext4/orphans_replay.ts): features that ext4ts cannot
+   * allocate on (bigalloc, quota, …) are accepted, and freeing counts clusters with bigalloc.
    */
-  constructor(sb: Superblock, gdt: GroupDescriptorTable) {
-    assertWritable(sb);
+  constructor(
+    sb: Superblock,
+    gdt: GroupDescriptorTable,
+    options: { releaseOnly?: boolean } = {},
+  ) {
+    this.#releaseOnly = options.releaseOnly ?? false;
+    if (!this.#releaseOnly) assertWritable(sb);
+    else if (sb.incompat & Incompat.RECOVER) {
+      throw new Ext4Error("NEEDS_RECOVERY", "cannot write: the journal needs recovery");
+    }
     if (gdt.badChecksums.length > 0) {
       throw new CorruptError(
         "group descriptor table",
@@ -154,7 +166,14 @@ export class Allocator implements BlockRunAllocator {
     this.gdt = gdt;
   }
 
-  /** Free blocks, summed over the group descriptors. */
+  /** Refuses allocation by an allocator made to release only. */
+  #checkAllocating(): void {
+    if (this.#releaseOnly) {
+      throw new Ext4Error("READ_ONLY", "this allocator only releases blocks and inodes");
+    }
+  }
+
+  /** Free blocks (clusters with bigalloc), summed over the group descriptors. */
   get freeBlockCount(): number {
     let n = 0;
     for (const gd of this.gdt.descriptors) n += gd.freeBlocksCount;
@@ -190,6 +209,7 @@ export class Allocator implements BlockRunAllocator {
     count: number,
     options: AllocateBlocksOptions = {},
   ): Promise<Extent[]> {
+    this.#checkAllocating();
     if (!Number.isSafeInteger(count) || count <= 0) {
       throw new Ext4Error("INVALID", `cannot allocate ${count} blocks`);
     }
@@ -300,20 +320,35 @@ export class Allocator implements BlockRunAllocator {
             ),
           );
         }
+        // Bits are clusters (blocks without bigalloc); with bigalloc a cluster this
+        // transaction already freed (for another block of it) is not freed twice.
+        const ratio = sb.clusterSize / sb.blockSize;
+        const lo = Math.floor((block - first) / ratio);
+        const hi = Math.floor((upto - 1 - first) / ratio) + 1;
+        const held = ratio > 1 ? this.#touched.get(tx)?.get(g)?.freed : undefined;
         const view = await this.#blockBitmapView(tx, g);
-        for (let b = block; b < upto; b++) {
-          if (!testBit(view, b - first)) {
+        if (ratio > 1 && (this.gdt.get(g).flags & GroupFlags.BLOCK_UNINIT)) {
+          throw new CorruptError(
+            `group descriptor ${g}`,
+            `freeing block ${block} of an uninit group`,
+          );
+        }
+        let clusters = 0;
+        for (let c = lo; c < hi; c++) {
+          if (held && testBit(held, c) && !testBit(view, c)) continue;
+          if (!testBit(view, c)) {
             throw new CorruptError(
               `block bitmap of group ${g}`,
-              `freeing block ${b}, which is already free`,
+              `freeing block ${first + c * ratio}, which is already free`,
             );
           }
+          clusters++;
         }
         const bm = await this.#writableBlockBitmap(tx, g);
-        for (let b = block; b < upto; b++) clearBit(bm, b - first);
-        this.#holdFreed(tx, g, block - first, upto - block);
+        for (let c = lo; c < hi; c++) clearBit(bm, c);
+        this.#holdFreed(tx, g, lo, hi - lo);
         const gd = this.gdt.get(g);
-        gd.freeBlocksCount = gd.freeBlocksCount + (upto - block);
+        gd.freeBlocksCount = gd.freeBlocksCount + clusters;
         if (options.metadata) { for (let b = block; b < upto; b++) tx.forget(b); }
         block = upto;
       }
@@ -329,6 +364,7 @@ export class Allocator implements BlockRunAllocator {
    * inode is free.
    */
   async allocateInode(tx: Transaction, options: AllocateInodeOptions): Promise<number> {
+    this.#checkAllocating();
     const sb = this.sb;
     const groups = sb.groupCount;
     if (this.freeInodeCount === 0) {
@@ -511,7 +547,8 @@ export class Allocator implements BlockRunAllocator {
     const sb = this.sb;
     tx.guard(sb.bytes);
     tx.beforeCommit("superblock", async () => {
-      sb.freeBlocksCount = this.freeBlockCount;
+      // The superblock counts blocks, the descriptors clusters (the same without bigalloc).
+      sb.freeBlocksCount = this.freeBlockCount * (sb.clusterSize / sb.blockSize);
       sb.freeInodesCount = this.freeInodeCount;
       sb.updateChecksum();
       const bs = sb.blockSize;
@@ -732,7 +769,8 @@ export class Allocator implements BlockRunAllocator {
       const end = Math.min(to, (blk + 1) * perBlock);
       const img = await tx.getWritable(table + blk);
       img.fill(0, (r % perBlock) * isz, (end - blk * perBlock) * isz);
-      r = end;
+      // Records changed outside writeInode: the inode cache must learn of them too.
+      for (; r < end; r++) touchInode(tx, g * sb.inodesPerGroup + r + 1);
     }
   }
 

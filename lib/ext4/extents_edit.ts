@@ -34,6 +34,7 @@ import type { FileMapEditor } from "./file_map_write.ts";
 import { insertExtents, markWritten, removeRange } from "./file_map_write.ts";
 import type { Superblock } from "../ondisk/superblock.ts";
 import type { Transaction } from "../txn/transaction.ts";
+import { touchInode } from "./inode.ts";
 import {
   checkExtentBlock,
   decodeExtentNode,
@@ -426,6 +427,8 @@ export class ExtentTreeEditor implements FileMapEditor {
     this.#nodes.set(block, { depth, entries });
     encodeExtentNode(img, entries, depth, this.#per);
     setExtentTail(this.#sb, this.#ino, this.#generation, img);
+    // A node may change without the inode's record (its block map is derived from both).
+    touchInode(this.#tx, this.#ino);
   }
 
   async #newNode(): Promise<number> {

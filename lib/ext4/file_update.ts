@@ -27,13 +27,12 @@ import { Incompat } from "../ondisk/features.ts";
 import { truncateInlineInPlace, uninline, writeInlineInPlace } from "./inline.ts";
 import {
   changeTime,
-  decodeInode,
   encodeInode,
   type InodeFields,
   InodeFlags,
   type InodeTime,
 } from "../ondisk/inode.ts";
-import { readInodeRaw, writeInode } from "./inode.ts";
+import { loadInode, writeInode } from "./inode.ts";
 import type { OpContext } from "./context.ts";
 import { Mode } from "../ondisk/inode.ts";
 
@@ -53,8 +52,7 @@ async function inspect(
   ctx: OpContext,
   ino: number,
 ): Promise<{ fields: InodeFields; maxSize: number }> {
-  const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
-  const fields = decodeInode(ctx.sb, raw);
+  const { f: fields } = await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
   if ((fields.mode & Mode.IFMT) !== Mode.IFREG) {
     throw new Ext4Error("INVALID", `inode ${ino} is not a regular file`);
   }
@@ -78,8 +76,7 @@ function tooLarge(ino: number, end: number, max: number): Ext4Error {
 }
 
 async function open(ctx: OpContext, ino: number): Promise<OpenFile> {
-  const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
-  const fields = decodeInode(ctx.sb, raw);
+  const { raw, f: fields } = await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
   if (fields.flags & InodeFlags.INLINE_DATA) {
     // Any change to an inline file first makes it an ordinary one, as the kernel does when
     // inline data grows.
@@ -98,7 +95,7 @@ async function open(ctx: OpContext, ino: number): Promise<OpenFile> {
   return { ino, raw, fields, map };
 }
 
-async function save(ctx: OpContext, f: OpenFile, size: number): Promise<void> {
+async function save(ctx: OpContext, f: OpenFile, size: number, keepTimes = false): Promise<void> {
   const { sb } = ctx;
   const { iBlock, blocksDelta } = await f.map.finish();
   const t = nowTime(ctx);
@@ -107,8 +104,7 @@ async function save(ctx: OpContext, f: OpenFile, size: number): Promise<void> {
     size,
     block: iBlock,
     blocks512: Math.max(0, f.fields.blocks512 + blocksDelta * (sb.blockSize / 512)),
-    mtime: t,
-    ctime: t,
+    ...(keepTimes ? {} : { mtime: t, ctime: t }),
   };
   await writeInode(ctx.tx, sb, ctx.gdt, f.ino, encodeInode(sb, f.ino, fields, f.raw));
 }
@@ -251,9 +247,15 @@ async function freeRuns(ctx: OpContext, runs: { start: number; length: number }[
 
 /**
  * Sets the size of regular file `ino`: blocks past the end are freed, growing leaves a hole.
- * A size past the largest the kernel allows is EFBIG.
+ * A size past the largest the kernel allows is EFBIG. With `e2fsck` (e2fsck's truncate of an
+ * orphan, lib/ext4/orphan.ts) the tail of the last block is not zeroed and the times stay.
  */
-export async function truncateFile(ctx: OpContext, ino: number, size: number): Promise<void> {
+export async function truncateFile(
+  ctx: OpContext,
+  ino: number,
+  size: number,
+  options: { e2fsck?: boolean } = {},
+): Promise<void> {
   const bs = ctx.sb.blockSize;
   if (!Number.isSafeInteger(size) || size < 0) {
     throw new Ext4Error("INVALID", `bad size ${size}`);
@@ -265,8 +267,8 @@ export async function truncateFile(ctx: OpContext, ino: number, size: number): P
     const f = await open(ctx, ino);
     const keep = Math.ceil(size / bs);
     await freeRuns(ctx, await f.map.remove(keep, 2 ** 32));
-    if (size % bs !== 0) await zeroPartial(ctx, f, keep - 1, size % bs, bs);
-    await save(ctx, f, size);
+    if (size % bs !== 0 && !options.e2fsck) await zeroPartial(ctx, f, keep - 1, size % bs, bs);
+    await save(ctx, f, size, options.e2fsck);
   });
 }
 

@@ -29,7 +29,6 @@ import {
   fileTypeOfMode,
   type Inode,
   inodeLocation,
-  parseInode,
   type Timespec,
 } from "../ondisk/inode.ts";
 import { type BlockRun, findRun } from "./file_map.ts";
@@ -61,6 +60,8 @@ import { type PathSource, walkPath } from "./path.ts";
 import { type Ext4Stat, inodeStat } from "./attr.ts";
 import { directoryNameMap, lookupInDirectory, nameKey } from "./lookup.ts";
 import { FsCaches } from "./fs_cache.ts";
+import type { FsCacheCounts } from "./fs_cache.ts";
+import { shareInodeCache } from "./inode.ts";
 import type {
   DirEntry,
   Ext4File,
@@ -101,6 +102,8 @@ import { computeStatfs, journalBlockCount } from "./statfs.ts";
 export type { FileType, Timespec };
 
 export type { Ext4Stat };
+
+export type { FsCacheCounts };
 
 export type * from "./fs_types.ts";
 
@@ -162,6 +165,8 @@ export class Ext4 {
     this.#caches = new FsCaches(sb, groups, {
       inodes: options.inodeCacheSize ?? 16384,
       blocks: options.blockCacheSize ?? 8192,
+      ignoreChecksums: options.ignoreChecksums,
+      writable: options.readOnly === false,
     });
     this.#ctx = { sb };
     if (options.readOnly === false) {
@@ -173,6 +178,9 @@ export class Ext4 {
         { capacity: options.blockCacheSize ?? 8192 },
         (batch) => this.#caches.committed(batch),
       );
+      // One inode cache for reads and writes: the write path reads records through it, and
+      // its commits put the records they wrote in it (lib/ext4/inode.ts).
+      shareInodeCache(this.#cache, this.#caches.inodeCache);
       this.#writer = Ext4Writer.attach(counted, sb, groups, this.#cache);
     }
   }
@@ -333,6 +341,28 @@ export class Ext4 {
     this.#cache?.invalidate(block);
   }
 
+  /**
+   * Hits and misses of the decoded caches so far — inode records (shared with the write
+   * path), block maps, xattr maps, name lookups, directory name maps — for tests and
+   * benchmarks. A commit drops only what was derived from the inodes it changed.
+   *
+   * @example
+   * ```ts
+   * import { Ext4 } from "../../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * await fs.stat("/lost+found");
+   * await fs.stat("/lost+found");
+   * console.log(fs.cacheCounts.lookups); // { hits: 1, misses: 1 }
+   * await fs.close();
+   * await Deno.remove(img);
+   * ```
+   */
+  get cacheCounts(): FsCacheCounts {
+    return this.#caches.counts;
+  }
+
   // ---------------------------------------------------------------- blocks and inodes
 
   /**
@@ -393,10 +423,11 @@ export class Ext4 {
    * ```
    */
   async inode(ino: number): Promise<Inode> {
-    const cached = this.#caches.inodes.get(ino);
+    const inodes = this.#caches.inodeCache;
+    const cached = inodes.get(ino);
     if (cached) return cached;
     this.#checkOpen();
-    const generation = this.#caches.generation;
+    const generation = inodes.generation;
     if (!Number.isSafeInteger(ino) || ino < 1 || ino > this.superblock.inodesCount) {
       throw new CorruptError("inode reference", `inode ${ino} is out of range`);
     }
@@ -406,11 +437,7 @@ export class Ext4 {
     const bs = sb.blockSize;
     const table = await this.readBlock(Math.floor(offset / bs));
     const at = offset % bs;
-    const inode = parseInode(sb, ino, table.slice(at, at + sb.inodeSize), {
-      ignoreChecksum: this.options.ignoreChecksums,
-    });
-    if (generation === this.#caches.generation) this.#caches.inodes.set(ino, inode);
-    return inode;
+    return inodes.keep(ino, table.slice(at, at + sb.inodeSize), generation);
   }
 
   /**
@@ -430,23 +457,18 @@ export class Ext4 {
    * await Deno.remove(img);
    * ```
    */
-  async blockRuns(inode: Inode): Promise<BlockRun[]> {
-    const cached = this.#caches.maps.get(inode.ino);
-    if (cached) return cached;
-    const generation = this.#caches.generation;
+  blockRuns(inode: Inode): Promise<BlockRun[]> {
     const sb = this.superblock;
-    let runs: BlockRun[];
-    if (inode.usesExtents) {
-      runs = await readExtentTree(sb, inode, (b) => this.readBlock(b), {
-        ignoreChecksum: this.options.ignoreChecksums,
-      });
-    } else {
+    return this.#caches.blockMap(inode, async () => {
+      if (inode.usesExtents) {
+        return await readExtentTree(sb, inode, (b) => this.readBlock(b), {
+          ignoreChecksum: this.options.ignoreChecksums,
+        });
+      }
       const t = inode.type;
       if (t !== "file" && t !== "dir" && t !== "symlink") return [];
-      runs = await readBlockMap(sb, inode, (b) => this.readBlock(b));
-    }
-    if (generation === this.#caches.generation) this.#caches.maps.set(inode.ino, runs);
-    return runs;
+      return await readBlockMap(sb, inode, (b) => this.readBlock(b));
+    });
   }
 
   /**
@@ -610,31 +632,30 @@ export class Ext4 {
       await dirInode(this, parentIno);
       return null;
     }
-    const key = `${parentIno}/${nameKey(want)}`;
-    const hit = this.#caches.dentries.get(key);
+    const key = nameKey(want);
+    // A hit without I/O while the parent's record is cached (lookups are derived from it).
+    const parent = this.#caches.inodeCache.records.get(parentIno);
+    const hit = parent && this.#caches.cachedLookup(parent, key);
     if (hit !== undefined) return hit;
-    const generation = this.#caches.generation;
-    const ino = await this.#lookupUncached(parentIno, want);
-    if (ino !== null && generation === this.#caches.generation) this.#caches.dentries.set(key, ino);
-    return ino;
-  }
-
-  async #lookupUncached(parentIno: number, name: Uint8Array): Promise<number | null> {
     const dir = await dirInode(this, parentIno);
-    return await lookupInDirectory(directorySource(this, dir), name, this.#ctx, {
-      nameMap: (src) => this.#nameMap(src),
-    });
+    return await this.#caches.lookup(
+      dir,
+      key,
+      () =>
+        lookupInDirectory(directorySource(this, dir), want, this.#ctx, {
+          nameMap: (src) => this.#nameMap(src, dir),
+        }),
+    );
   }
 
   /**
    * A large directory without a usable hash index is scanned once into a name map instead
    * of once per lookup (kept until the filesystem changes); null for other directories.
    */
-  async #nameMap(src: DirectorySource): Promise<Map<string, number> | null> {
+  async #nameMap(src: DirectorySource, dir: Inode): Promise<Map<string, number> | null> {
     const bs = this.superblock.blockSize;
     if (src.size <= INDEX_DIR_MIN_BLOCKS * bs || src.size > INDEX_DIR_MAX_BYTES) return null;
-    const caches = this.#caches;
-    return await caches.remember(caches.dirIndex, src.ino, () => directoryNameMap(src, this.#ctx));
+    return await this.#caches.nameMap(dir, () => directoryNameMap(src, this.#ctx));
   }
 
   /**
@@ -1441,7 +1462,8 @@ export class Ext4 {
   }
 
   async #xattrMap(ino: number): Promise<Map<string, Uint8Array>> {
-    return await this.#caches.remember(this.#caches.xattrs, ino, () => readXattrMap(this, ino));
+    const inode = await this.inode(ino);
+    return await this.#caches.xattrMap(inode, () => readXattrMap(this, ino));
   }
 
   /**
@@ -1545,7 +1567,8 @@ export class Ext4 {
     // kernel frees them at a read-write mount.
     if (this.#writer && (sb.lastOrphan !== 0 || (sb.roCompat & RoCompat.ORPHAN_PRESENT))) {
       const r = await this.#writer.transaction((ctx) => processOrphans(ctx));
-      if (r.freed.length + r.truncated.length > 0) {
+      if (r.skipped) this.options.onNotice?.(`orphan list not processed: ${r.skipped}`);
+      else if (r.freed.length + r.truncated.length > 0) {
         this.options.onNotice?.(
           `orphan list processed: ${r.freed.length} inode(s) freed, ${r.truncated.length} truncated`,
         );

@@ -1,7 +1,16 @@
 /**
- * The facade's decoded caches (lib/ext4/filesystem.ts): inodes, block maps, metadata blocks,
- * xattr maps, lookups and the name maps of large unindexed directories, bounded LRUs with one
- * generation counter, and their precise invalidation when a transaction commits.
+ * The facade's decoded caches (lib/ext4/filesystem.ts): the inode cache it shares with its
+ * write path (lib/ext4/inode.ts), and what is derived from inode records — block maps, xattr
+ * maps, lookups and the name maps of large unindexed directories — plus the metadata blocks of
+ * a read-only filesystem; bounded LRUs with hit and miss counts.
+ *
+ * Invalidation is precise. A derived value is kept with the record object it was derived from
+ * (its basis) and, on a writable filesystem, served only while that object is the cached record
+ * of its inode. A commit
+ * replaces the records of the inodes it touched (lib/ext4/inode.ts `touchInode`: a record
+ * written, an extent node or directory block changed) and of any other inode whose record
+ * bytes it changed, so exactly their derived values go; the rest — other files' maps, other
+ * directories' lookups — stay.
  *
  * @module
  */
@@ -12,10 +21,46 @@ import type { Inode } from "../ondisk/inode.ts";
 import type { Superblock } from "../ondisk/superblock.ts";
 import type { CommitBatch } from "../txn/transaction.ts";
 import type { BlockRun } from "./file_map.ts";
+import { compareBytes } from "./fs_dir.ts";
+import { type CacheCounts, InodeCache } from "./inode.ts";
+
+/** Hits and misses of each of the facade's caches. */
+export interface FsCacheCounts {
+  /** Inode records (shared with the write path). */
+  inodes: CacheCounts;
+  /** Block maps. */
+  maps: CacheCounts;
+  /** Xattr maps. */
+  xattrs: CacheCounts;
+  /** Name lookups (parent directory and name). */
+  lookups: CacheCounts;
+  /** Name maps of large unindexed directories. */
+  nameMaps: CacheCounts;
+}
+
+/** A value derived from an inode record, and the record object it was derived from. */
+interface Derived<V> {
+  basis: Inode;
+  value: V;
+}
+
+/** An LRU of derived values with its hit and miss counts. */
+class DerivedCache<K, V> {
+  readonly lru: Lru<K, Derived<V>>;
+  hits = 0;
+  misses = 0;
+
+  constructor(capacity: number) {
+    this.lru = new Lru(capacity);
+  }
+
+  get counts(): CacheCounts {
+    return { hits: this.hits, misses: this.misses };
+  }
+}
 
 /**
- * What an `Ext4` keeps decoded. A value computed from blocks read before a commit is not cached
- * after it: {@link FsCaches.remember} checks the {@link FsCaches.generation} every change bumps.
+ * What an `Ext4` keeps decoded.
  *
  * @example
  * ```ts
@@ -24,122 +69,188 @@ import type { BlockRun } from "./file_map.ts";
  * import { MemoryBlockDevice } from "../../mod.ts";
  * const img = await Deno.makeTempFile();
  * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
- * const { sb, groups } = await openMetadata(new MemoryBlockDevice(await Deno.readFile(img)));
+ * const device = new MemoryBlockDevice(await Deno.readFile(img));
+ * const { sb, groups } = await openMetadata(device);
  * const caches = new FsCaches(sb, groups, { inodes: 16, blocks: 16 });
- * console.log(await caches.remember(caches.dentries, "2/x", () => Promise.resolve(12))); // 12
- * caches.forgetInode(12);
- * console.log(caches.dentries.get("2/x")); // undefined
+ * const root = caches.inodeCache.keep(2, new Uint8Array(sb.inodeSize), caches.generation);
+ * await caches.lookup(root, "x", () => Promise.resolve(12));
+ * console.log(caches.cachedLookup(root, "x")); // 12
+ * caches.forgetInode(2);
+ * console.log(caches.cachedLookup(root, "x")); // undefined
  * await Deno.remove(img);
  * ```
  */
 export class FsCaches {
-  /** Decoded inodes by number. */
-  readonly inodes: Lru<number, Inode>;
-  /** Block maps (extent trees or indirect maps) by inode. */
-  readonly maps = new Lru<number, BlockRun[]>(512);
+  /** Decoded inode records, shared with the write path of a writable filesystem. */
+  readonly inodeCache: InodeCache;
   /** Metadata blocks of a read-only filesystem (a writable one reads its shared cache). */
   readonly blocks: Lru<number, Uint8Array>;
-  /** Xattr maps by inode. */
-  readonly xattrs = new Lru<number, Map<string, Uint8Array>>(512);
-  /** Recent successful lookups: parent inode and name bytes -> child inode. */
-  readonly dentries = new Lru<string, number>(16384);
-  /** Name maps of large unindexed directories (lookups without an htree). */
-  readonly dirIndex = new Lru<number, Map<string, number>>(8);
+  readonly #maps = new DerivedCache<number, BlockRun[]>(512);
+  readonly #xattrs = new DerivedCache<number, Map<string, Uint8Array>>(512);
+  /** Recent successful lookups: parent inode and name key -> child inode. */
+  readonly #dentries = new DerivedCache<string, number>(16384);
+  readonly #dirIndex = new DerivedCache<number, Map<string, number>>(8);
   readonly #sb: Superblock;
   readonly #groups: GroupDescriptorTable;
   /**
-   * Bumped by every commit: a decoded structure computed from blocks read before a commit is
-   * not cached after it (it may be stale).
+   * Records change (a writable filesystem): a derived value is served only with the record
+   * object it was derived from. Without writes, every record of an inode is the same and a
+   * derived value serves any (an open file's handle keeps its record after the cache let it go).
    */
-  #generation = 0;
+  readonly #writable: boolean;
   /** Inode table start blocks in ascending order, with their groups (for invalidation). */
   #tables: { starts: number[]; groups: number[] } | null = null;
 
-  /** Caches for the filesystem of `sb` and `groups`, of `sizes` inodes and blocks. */
+  /**
+   * Caches for the filesystem of `sb` and `groups`, of `sizes` inodes and blocks; inode records
+   * are checked on decoding unless `ignoreChecksums`; `writable` when commits change records.
+   */
   constructor(
     sb: Superblock,
     groups: GroupDescriptorTable,
-    sizes: { inodes: number; blocks: number },
+    sizes: { inodes: number; blocks: number; ignoreChecksums?: boolean; writable?: boolean },
   ) {
     this.#sb = sb;
     this.#groups = groups;
-    this.inodes = new Lru(sizes.inodes);
+    this.#writable = sizes.writable ?? false;
+    this.inodeCache = new InodeCache(sb, groups, sizes.inodes, {
+      ignoreChecksum: sizes.ignoreChecksums,
+    });
     this.blocks = new Lru(sizes.blocks);
   }
 
-  /** The count of changes so far. */
+  /** The count of changes so far (a record read before a change is not kept after it). */
   get generation(): number {
-    return this.#generation;
+    return this.inodeCache.generation;
+  }
+
+  /** Hits and misses of every cache so far (for tests and benchmarks). */
+  get counts(): FsCacheCounts {
+    return {
+      inodes: this.inodeCache.counts,
+      maps: this.#maps.counts,
+      xattrs: this.#xattrs.counts,
+      lookups: this.#dentries.counts,
+      nameMaps: this.#dirIndex.counts,
+    };
+  }
+
+  /** The block map of `inode`, derived from that record object. */
+  blockMap(inode: Inode, compute: () => Promise<BlockRun[]>): Promise<BlockRun[]> {
+    return this.#derive(this.#maps, inode.ino, inode, compute);
+  }
+
+  /** The xattr map of `inode`, derived from that record object. */
+  xattrMap(
+    inode: Inode,
+    compute: () => Promise<Map<string, Uint8Array>>,
+  ): Promise<Map<string, Uint8Array>> {
+    return this.#derive(this.#xattrs, inode.ino, inode, compute);
+  }
+
+  /** The name map of directory `dir`, derived from that record object. */
+  nameMap(dir: Inode, compute: () => Promise<Map<string, number>>): Promise<Map<string, number>> {
+    return this.#derive(this.#dirIndex, dir.ino, dir, compute);
   }
 
   /**
-   * The cached value of `key` in `lru`, else `compute`'s, kept unless something changed while
-   * it was computed (or `keep` says no).
+   * The cached lookup of `key` (a name key, lib/ext4/lookup.ts `nameKey`) in directory `dir`
+   * (its current record object), counted as a hit; undefined when not cached (not counted:
+   * {@link FsCaches.lookup} counts the miss).
    */
-  async remember<K, V>(
-    lru: Lru<K, V>,
-    key: K,
-    compute: () => Promise<V>,
-    keep: (value: V) => boolean = () => true,
-  ): Promise<V> {
-    const hit = lru.get(key);
+  cachedLookup(dir: Inode, key: string): number | undefined {
+    const hit = this.#dentries.lru.get(`${dir.ino}/${key}`);
+    if (!hit || !this.#current(hit.basis, dir)) return undefined;
+    this.#dentries.hits++;
+    return hit.value;
+  }
+
+  /** The lookup of `key` in directory `dir`: cached, else `compute`'s (kept when found). */
+  async lookup(
+    dir: Inode,
+    key: string,
+    compute: () => Promise<number | null>,
+  ): Promise<number | null> {
+    const hit = this.cachedLookup(dir, key);
     if (hit !== undefined) return hit;
-    const generation = this.#generation;
+    this.#dentries.misses++;
+    const ino = await compute();
+    if (ino !== null) this.#keep(this.#dentries, `${dir.ino}/${key}`, dir, ino);
+    return ino;
+  }
+
+  async #derive<K, V>(
+    cache: DerivedCache<K, V>,
+    key: K,
+    basis: Inode,
+    compute: () => Promise<V>,
+  ): Promise<V> {
+    const hit = cache.lru.get(key);
+    if (hit && this.#current(hit.basis, basis)) {
+      cache.hits++;
+      return hit.value;
+    }
+    cache.misses++;
     const value = await compute();
-    if (keep(value) && generation === this.#generation) lru.set(key, value);
+    this.#keep(cache, key, basis, value);
     return value;
+  }
+
+  /** True when a value derived from record `kept` serves a caller holding record `given`. */
+  #current(kept: Inode, given: Inode): boolean {
+    return kept === given || !this.#writable;
+  }
+
+  /** Keeps `value` while `basis` is (still) the cached record of its inode. */
+  #keep<K, V>(cache: DerivedCache<K, V>, key: K, basis: Inode, value: V): void {
+    if (!this.#writable || this.inodeCache.records.get(basis.ino) === basis) {
+      cache.lru.set(key, { basis, value });
+    }
   }
 
   /** Forgets everything (the device changed under us, or the filesystem closes). */
   clear(): void {
-    this.#generation++;
-    this.dirIndex.clear();
-    this.dentries.clear();
-    this.inodes.clear();
-    this.maps.clear();
+    this.inodeCache.clear();
+    this.#dirIndex.lru.clear();
+    this.#dentries.lru.clear();
+    this.#maps.lru.clear();
     this.blocks.clear();
-    this.xattrs.clear();
+    this.#xattrs.lru.clear();
   }
 
-  /** Forgets inode `ino`'s record, block map, xattrs and name map, and every lookup. */
+  /** Forgets inode `ino`'s record, all derived from it, and every lookup. */
   forgetInode(ino: number): void {
-    this.#generation++;
-    this.inodes.delete(ino);
-    this.maps.delete(ino);
-    this.xattrs.delete(ino);
-    this.dirIndex.delete(ino);
-    this.dentries.clear();
+    this.inodeCache.changed(ino);
+    this.#maps.lru.delete(ino);
+    this.#xattrs.lru.delete(ino);
+    this.#dirIndex.lru.delete(ino);
+    this.#dentries.lru.clear();
   }
 
   /** Forgets block `block`. */
   forgetBlock(block: number): void {
-    this.#generation++;
+    this.inodeCache.changed();
     this.blocks.delete(block);
   }
 
   /**
-   * A transaction ended (the shared cache already holds its images): forget what was decoded
-   * from the blocks it changed. Inode records live only in inode tables, so only the inodes of
-   * changed table blocks go; maps, xattrs, lookups and name maps are derived from blocks the
-   * batch does not name by owner, so they all go (cheap to rebuild from the cached blocks).
-   * `null`: an unknown set of blocks changed (a batch), every inode goes too.
+   * A transaction committed (the shared cache already holds its images; `null`: a commit
+   * failed and the shared cache was emptied). The inodes it touched get their new records
+   * from lib/ext4/inode.ts right after; here, every cached record in an inode table block the
+   * batch wrote whose bytes changed is replaced too, whoever wrote it.
    */
   committed(batch: CommitBatch | null): void {
-    if (batch && batch.metadata.length === 0 && batch.data.length === 0) return;
-    this.#generation++;
-    this.maps.clear();
-    this.xattrs.clear();
-    this.dentries.clear();
-    this.dirIndex.clear();
     if (batch === null) {
-      this.inodes.clear();
+      this.clear();
       return;
     }
-    for (const m of batch.metadata) this.#forgetInodesIn(m.block);
+    if (batch.metadata.length === 0 && batch.data.length === 0) return;
+    this.inodeCache.changed();
+    for (const m of batch.metadata) this.#refreshRecordsIn(m.block, m.bytes);
   }
 
-  /** Drops the cached inodes whose records live in `block`, if it is an inode table block. */
-  #forgetInodesIn(block: number): void {
+  /** Replaces the cached records in `block` (if an inode table block) that `image` changes. */
+  #refreshRecordsIn(block: number, image: Uint8Array): void {
     const sb = this.#sb;
     if (!this.#tables) {
       const order: [number, number][] = [];
@@ -161,8 +272,14 @@ export class FsCaches {
       } else hi = mid - 1;
     }
     if (at < 0 || block >= starts[at] + sb.inodeTableBlocksPerGroup) return;
-    const perBlock = sb.blockSize / sb.inodeSize;
+    const isz = sb.inodeSize;
+    const perBlock = sb.blockSize / isz;
     const first = groups[at] * sb.inodesPerGroup + (block - starts[at]) * perBlock + 1;
-    for (let i = 0; i < perBlock; i++) this.inodes.delete(first + i);
+    for (let i = 0; i < perBlock; i++) {
+      const cached = this.inodeCache.records.get(first + i);
+      if (!cached) continue;
+      const now = image.subarray(i * isz, (i + 1) * isz);
+      if (compareBytes(cached.bytes, now) !== 0) this.inodeCache.changed(first + i, now);
+    }
   }
 }

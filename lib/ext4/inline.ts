@@ -19,7 +19,6 @@ import { writeNewFileData } from "./file_write.ts";
 import { INLINE_IBLOCK_BYTES, parseInlineDataXattr } from "../ondisk/inline_data.ts";
 import {
   changeTime,
-  decodeInode,
   encodeInode,
   EXTRA_ISIZE_DEFAULT,
   type InodeFields,
@@ -27,7 +26,7 @@ import {
   type InodeTime,
   Mode,
 } from "../ondisk/inode.ts";
-import { readInodeRaw, writeInode } from "./inode.ts";
+import { loadInode, readInodeRaw, writeInode } from "./inode.ts";
 import type { Superblock } from "../ondisk/superblock.ts";
 import { parseInodeXattrs, XattrIndex } from "../ondisk/xattr.ts";
 import { setXattr } from "./xattr.ts";
@@ -153,8 +152,7 @@ async function storeInline(
   touch: boolean,
 ): Promise<void> {
   await writeSystemData(ctx, ino, data.slice(INLINE_IBLOCK_BYTES));
-  const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
-  const f = decodeInode(ctx.sb, raw);
+  const { raw, f } = await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
   const block = new Uint8Array(INLINE_IBLOCK_BYTES);
   block.set(data.subarray(0, INLINE_IBLOCK_BYTES));
   const t = stamp(ctx);
@@ -194,8 +192,7 @@ export async function writeInline(ctx: OpContext, ino: number, data: Uint8Array)
  */
 export async function readInline(ctx: OpContext, ino: number): Promise<Uint8Array> {
   const { sb, gdt, tx } = ctx;
-  const raw = await readInodeRaw(tx, sb, gdt, ino);
-  const f = decodeInode(sb, raw);
+  const { raw, f } = await loadInode(tx, sb, gdt, ino);
   const extra = await readSystemData(ctx, ino, raw);
   const all = new Uint8Array(INLINE_IBLOCK_BYTES + (extra?.length ?? 0));
   all.set(f.block);
@@ -214,8 +211,7 @@ async function inlineFile(
   ctx: OpContext,
   ino: number,
 ): Promise<{ raw: Uint8Array; f: InodeFields } | null> {
-  const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
-  const f = decodeInode(ctx.sb, raw);
+  const { raw, f } = await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
   if (!(f.flags & InodeFlags.INLINE_DATA) || (f.mode & Mode.IFMT) !== Mode.IFREG) return null;
   // Freed in the bitmap, not just unlinked. Not i_dtime: on the orphan list it holds the next
   // orphan's number, and an orphan (unlinked while open) is still written.
@@ -294,8 +290,7 @@ export async function uninline(ctx: OpContext, ino: number): Promise<void> {
   const { sb, gdt, tx } = ctx;
   const data = await readInline(ctx, ino);
   await writeSystemData(ctx, ino, null);
-  const raw = await readInodeRaw(tx, sb, gdt, ino);
-  const f = decodeInode(sb, raw);
+  const { raw, f } = await loadInode(tx, sb, gdt, ino);
   const extents = (sb.incompat & Incompat.EXTENTS) !== 0;
   let block = extents ? emptyExtentRoot() : new Uint8Array(60);
   let flags = (f.flags & ~InodeFlags.INLINE_DATA) | (extents ? InodeFlags.EXTENTS : 0);

@@ -32,13 +32,12 @@ import { readFileMap, rewriteFileMap } from "./file_map_write.ts";
 import { INLINE_IBLOCK_BYTES } from "../ondisk/inline_data.ts";
 import {
   changeTime,
-  decodeInode,
   encodeInode,
   type InodeFields,
   InodeFlags,
   type InodeTime,
 } from "../ondisk/inode.ts";
-import { readInodeRaw, writeInode } from "./inode.ts";
+import { loadInode, writeInode } from "./inode.ts";
 import type { Superblock } from "../ondisk/superblock.ts";
 import { inlineValueRoom, readSystemData, writeSystemData } from "./inline.ts";
 import type { OpContext } from "./context.ts";
@@ -84,8 +83,7 @@ export function canInlineDirectory(sb: Superblock): boolean {
 }
 
 async function loadInline(ctx: OpContext, ino: number): Promise<InlineDir> {
-  const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
-  const f = decodeInode(ctx.sb, raw);
+  const { raw, f } = await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
   if (!(f.flags & InodeFlags.INLINE_DATA)) {
     throw new Ext4Error("INVALID", `directory ${ino} is not inline`);
   }
@@ -119,8 +117,7 @@ async function saveInline(
   touch = true,
 ): Promise<void> {
   if (extraChanged) await writeSystemData(ctx, d.ino, d.extra);
-  const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, d.ino);
-  const cur = decodeInode(ctx.sb, raw);
+  const { raw, f: cur } = await loadInode(ctx.tx, ctx.sb, ctx.gdt, d.ino);
   const t = stamp(ctx);
   const f: InodeFields = {
     ...cur,
@@ -147,8 +144,7 @@ export async function initInlineDirectory(
   parent: number,
 ): Promise<void> {
   await writeSystemData(ctx, ino, new Uint8Array(0));
-  const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
-  const f = decodeInode(ctx.sb, raw);
+  const { raw, f } = await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
   const block = new Uint8Array(INLINE_IBLOCK_BYTES);
   const v = new DataView(block.buffer);
   v.setUint32(0, parent, true);
@@ -328,8 +324,7 @@ export async function convertInlineDirectory(ctx: OpContext, ino: number): Promi
   img.fill(0, o, end);
   v.setUint16(last + 4, end - last, true);
   await writeSystemData(ctx, ino, null);
-  const raw = await readInodeRaw(tx, sb, ctx.gdt, ino);
-  const cur = decodeInode(sb, raw);
+  const { raw, f: cur } = await loadInode(tx, sb, ctx.gdt, ino);
   const extents = (sb.incompat & Incompat.EXTENTS) !== 0;
   const plain: InodeFields = {
     ...cur,

@@ -1,17 +1,31 @@
 /**
- * Inode records in and out of the inode table: reading one through a device (the reader) or
- * a {@link Transaction} (the write path), and writing one through a transaction. The record
- * itself — fields, encoding, checksum, location — is the codec in lib/ondisk/inode.ts.
+ * Inode records in and out of the inode table, and the one in-memory inode cache: reading a
+ * record through a device (the reader without a block cache) or a {@link Transaction} (the
+ * write path), writing one through a transaction, and the {@link InodeCache} of records as
+ * last committed that the reader (`Ext4.inode`) and the write path share, as the kernel's
+ * inode cache. A transaction records the inodes it changes ({@link touchInode}, called by
+ * {@link writeInode}); its commit puts their new records in the cache as new objects, so that
+ * what was derived from the old ones (block maps, xattrs, lookups: lib/ext4/fs_cache.ts) is
+ * recomputed. The record itself — fields, encoding, checksum, location — is the codec in
+ * lib/ondisk/inode.ts.
  *
  * @module
  */
 
 import { type BlockDevice, readBytes } from "../block/block_device.ts";
+import { Lru } from "../block/lru.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
 import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
-import { type Inode, inodeLocation, parseInode, type ParseInodeOptions } from "../ondisk/inode.ts";
+import {
+  decodeInode,
+  Inode,
+  type InodeFields,
+  inodeLocation,
+  parseInode,
+  type ParseInodeOptions,
+} from "../ondisk/inode.ts";
 import type { Superblock } from "../ondisk/superblock.ts";
-import type { Transaction } from "../txn/transaction.ts";
+import type { BlockCache, Transaction } from "../txn/transaction.ts";
 
 /**
  * Reads and decodes inode `ino`.
@@ -46,12 +60,225 @@ function tableBlock(
   return { block: Math.floor(at / sb.blockSize), offset: at % sb.blockSize };
 }
 
+/** Hits and misses of a cache (tests and benchmarks). */
+export interface CacheCounts {
+  /** Lookups served from the cache. */
+  hits: number;
+  /** Lookups that had to read or compute. */
+  misses: number;
+}
+
 /**
- * Reads the raw record of inode `ino` (a copy) through the transaction.
+ * Decoded inode records as last committed, shared by the reader and the write path of one
+ * filesystem object. It holds only records that passed {@link parseInode} under its policy (the
+ * write path decodes a record that fails leniently, as it always did, and does not keep it). A
+ * record read before a change is not kept after it: {@link InodeCache.keep} checks the
+ * {@link InodeCache.generation} every change bumps.
+ *
+ * @example
+ * ```ts
+ * import { InodeCache } from "./inode.ts";
+ * import { openMetadata } from "./super.ts";
+ * import { MemoryBlockDevice } from "../../mod.ts";
+ * const img = await Deno.makeTempFile();
+ * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+ * const { sb, groups } = await openMetadata(new MemoryBlockDevice(await Deno.readFile(img)));
+ * const cache = new InodeCache(sb, groups, 64);
+ * console.log(cache.get(2), cache.counts); // undefined { hits: 0, misses: 1 }
+ * await Deno.remove(img);
+ * ```
+ */
+export class InodeCache {
+  /** The records by inode number. */
+  readonly records: Lru<number, Inode>;
+  /** The superblock of the filesystem. */
+  readonly sb: Superblock;
+  /** Its group descriptors (where each record lives). */
+  readonly groups: GroupDescriptorTable;
+  readonly #parse: ParseInodeOptions;
+  #generation = 0;
+  #hits = 0;
+  #misses = 0;
+
+  /** A cache of at most `capacity` records of the filesystem of `sb`, checked by `parse`. */
+  constructor(
+    sb: Superblock,
+    groups: GroupDescriptorTable,
+    capacity: number,
+    parse: ParseInodeOptions = {},
+  ) {
+    this.sb = sb;
+    this.groups = groups;
+    this.records = new Lru(capacity);
+    this.#parse = parse;
+  }
+
+  /** Bumped by every change: a record read before it is not kept. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** Hits and misses of {@link InodeCache.get} so far. */
+  get counts(): CacheCounts {
+    return { hits: this.#hits, misses: this.#misses };
+  }
+
+  /** The cached record of `ino` (counted as a hit or a miss). */
+  get(ino: number): Inode | undefined {
+    const hit = this.records.get(ino);
+    if (hit) this.#hits++;
+    else this.#misses++;
+    return hit;
+  }
+
+  /**
+   * Decodes and checks `bytes` (a private copy of `ino`'s record) under the cache's policy, and
+   * keeps the record unless something changed since `generation` was read. Throws
+   * {@link CorruptError} for a record that fails the checks.
+   */
+  keep(ino: number, bytes: Uint8Array, generation: number): Inode {
+    const inode = parseInode(this.sb, ino, bytes, this.#parse);
+    if (generation === this.#generation) this.records.set(ino, inode);
+    return inode;
+  }
+
+  /**
+   * Something changed: bumps the generation. With `ino`, its cached record (if any) is replaced
+   * by a new object decoded from `bytes`, its new record (dropped without them, or when they
+   * fail the checks), so that whatever was derived from the old object is recomputed.
+   */
+  changed(ino?: number, bytes?: Uint8Array): void {
+    this.#generation++;
+    if (ino === undefined || !this.records.get(ino)) return;
+    this.records.delete(ino);
+    if (!bytes) return;
+    try {
+      this.records.set(ino, parseInode(this.sb, ino, bytes.slice(), this.#parse));
+    } catch (e) {
+      if (!(e instanceof CorruptError)) throw e;
+    }
+  }
+
+  /** Forgets every record. */
+  clear(): void {
+    this.#generation++;
+    this.records.clear();
+  }
+}
+
+/** The inode cache of each block cache: one per filesystem object, found from a transaction. */
+const inodeCaches = new WeakMap<BlockCache, InodeCache>();
+
+/**
+ * Makes `inodes` the inode cache of `cache` (the `Ext4` object shares its own with its write
+ * path). A block cache without one gets a private cache of 4096 records on first use.
  *
  * @example
  * ```ts ignore
- * const f = decodeInode(sb, await readInodeRaw(tx, sb, gdt, 12));
+ * shareInodeCache(blockCache, caches.inodeCache);
+ * ```
+ */
+export function shareInodeCache(cache: BlockCache, inodes: InodeCache): void {
+  inodeCaches.set(cache, inodes);
+}
+
+function inodeCacheOf(cache: BlockCache, sb: Superblock, gdt: GroupDescriptorTable): InodeCache {
+  let c = inodeCaches.get(cache);
+  if (!c) {
+    c = new InodeCache(sb, gdt, 4096);
+    inodeCaches.set(cache, c);
+  }
+  return c;
+}
+
+/** The inodes each transaction has changed. */
+const touchedInodes = new WeakMap<Transaction, Set<number>>();
+
+/**
+ * Records that `tx` changes inode `ino`: its record, or a block that only it owns (a
+ * directory block, an extent tree node). Once `tx` has committed, the inode cache holds the
+ * committed record as a new object, so that what was derived from the old one is recomputed.
+ *
+ * @example
+ * ```ts ignore
+ * touchInode(tx, dirIno); // a block of directory dirIno changed
+ * ```
+ */
+export function touchInode(tx: Transaction, ino: number): void {
+  const known = touchedInodes.get(tx);
+  if (known) {
+    known.add(ino);
+    return;
+  }
+  const set = new Set([ino]);
+  touchedInodes.set(tx, set);
+  tx.onCommit(() => {
+    const cache = inodeCaches.get(tx.cache);
+    if (!cache) return;
+    for (const n of set) {
+      const { block, offset } = tableBlock(cache.sb, cache.groups, n);
+      const image = tx.pendingImage(block);
+      cache.changed(n, image?.subarray(offset, offset + cache.sb.inodeSize));
+    }
+  });
+}
+
+/**
+ * The inodes `tx` has changed so far ({@link touchInode}).
+ *
+ * @example
+ * ```ts ignore
+ * console.log([...inodesTouchedBy(tx)]); // [ 2, 12 ]
+ * ```
+ */
+export function inodesTouchedBy(tx: Transaction): ReadonlySet<number> {
+  return touchedInodes.get(tx) ?? new Set();
+}
+
+/**
+ * Inode `ino` as transaction `tx` sees it: from the shared inode cache (what the reader sees)
+ * unless `tx` changed its inode table block, else decoded from that block. Do not modify its
+ * `bytes`.
+ *
+ * @example
+ * ```ts ignore
+ * const dir = await getInode(tx, sb, gdt, 2);
+ * console.log(dir.linksCount);
+ * ```
+ */
+export async function getInode(
+  tx: Transaction,
+  sb: Superblock,
+  gdt: GroupDescriptorTable,
+  ino: number,
+): Promise<Inode> {
+  const { block, offset } = tableBlock(sb, gdt, ino);
+  const end = offset + sb.inodeSize;
+  if (tx.state !== "open" || tx.pendingImage(block)) {
+    // Changed in this transaction (or closed: tx.read refuses): not what the reader sees.
+    return new Inode(sb, ino, (await tx.read(block)).slice(offset, end));
+  }
+  const cache = inodeCacheOf(tx.cache, sb, gdt);
+  const hit = cache.get(ino);
+  if (hit) return hit;
+  const generation = cache.generation;
+  const bytes = (await tx.read(block)).slice(offset, end);
+  try {
+    return cache.keep(ino, bytes, generation);
+  } catch (e) {
+    // A record the reader would refuse: the write path decodes it as it is, uncached.
+    if (e instanceof CorruptError) return new Inode(sb, ino, bytes);
+    throw e;
+  }
+}
+
+/**
+ * Reads the raw record of inode `ino` (a copy, free to change) through the transaction and the
+ * shared inode cache.
+ *
+ * @example
+ * ```ts ignore
+ * const raw = await readInodeRaw(tx, sb, gdt, 12);
  * ```
  */
 export async function readInodeRaw(
@@ -60,12 +287,32 @@ export async function readInodeRaw(
   gdt: GroupDescriptorTable,
   ino: number,
 ): Promise<Uint8Array> {
-  const { block, offset } = tableBlock(sb, gdt, ino);
-  return (await tx.read(block)).slice(offset, offset + sb.inodeSize);
+  return (await getInode(tx, sb, gdt, ino)).bytes.slice();
 }
 
 /**
- * Writes a raw inode record (already checksummed) into the inode table.
+ * Inode `ino`'s fields for a read-modify-write, and a copy of its raw record to encode them
+ * over (through the transaction and the shared inode cache).
+ *
+ * @example
+ * ```ts ignore
+ * const { raw, f } = await loadInode(tx, sb, gdt, 12);
+ * await writeInode(tx, sb, gdt, 12, encodeInode(sb, 12, { ...f, mode: 0o100600 }, raw));
+ * ```
+ */
+export async function loadInode(
+  tx: Transaction,
+  sb: Superblock,
+  gdt: GroupDescriptorTable,
+  ino: number,
+): Promise<{ raw: Uint8Array; f: InodeFields }> {
+  const raw = await readInodeRaw(tx, sb, gdt, ino);
+  return { raw, f: decodeInode(sb, raw) };
+}
+
+/**
+ * Writes a raw inode record (already checksummed) into the inode table; the transaction
+ * records the inode as changed ({@link touchInode}).
  *
  * @example
  * ```ts ignore
@@ -84,4 +331,5 @@ export async function writeInode(
   }
   const { block, offset } = tableBlock(sb, gdt, ino);
   await tx.patch(block, offset, raw);
+  touchInode(tx, ino);
 }

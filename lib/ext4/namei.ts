@@ -38,14 +38,8 @@ import {
 } from "./inline_dir.ts";
 import { writeNewFileData } from "./file_write.ts";
 import { InodeFlags } from "../ondisk/inode.ts";
-import {
-  changeTime,
-  decodeInode,
-  encodeInode,
-  type InodeFields,
-  type InodeTime,
-} from "../ondisk/inode.ts";
-import { readInodeRaw, writeInode } from "./inode.ts";
+import { changeTime, encodeInode, type InodeFields, type InodeTime } from "../ondisk/inode.ts";
+import { loadInode, readInodeRaw, writeInode } from "./inode.ts";
 import { deviceBlock, symlinkData } from "./special.ts";
 import { setXattrs } from "./xattr.ts";
 import { inheritAcls, inheritedXattrs, readDefaultAcl } from "./acl.ts";
@@ -79,8 +73,7 @@ export async function load(
   ctx: OpContext,
   ino: number,
 ): Promise<{ raw: Uint8Array; f: InodeFields }> {
-  const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
-  return { raw, f: decodeInode(ctx.sb, raw) };
+  return await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
 }
 
 /** Writes fields `f` of inode `ino` over its raw record `raw`. */

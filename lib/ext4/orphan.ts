@@ -1,9 +1,10 @@
 /**
- * The one orphan implementation on the write path (the kernel's fs/ext4/orphan.c): inodes
- * unlinked while still open (or being truncated) are recorded so that recovery frees them
- * after a crash, taken off again at their last close, and the orphans a previous user left are
- * processed at a read-write open — after a journal replayed by `recovery: "replay"` too, in the
- * same transaction-based way. Two places hold them, as in the kernel:
+ * The one orphan implementation (the kernel's fs/ext4/orphan.c): inodes unlinked while still
+ * open (or being truncated) are recorded so that recovery frees them after a crash, taken off
+ * again at their last close, and the orphans a previous user left are processed — at a
+ * read-write open as the kernel does at mount (after a journal replayed by `recovery: "replay"`
+ * too), and right after a journal replay as e2fsck does (`processOrphans` with `e2fsck`, run by
+ * lib/ext4/orphans_replay.ts over the replayed view). Two places hold them, as in the kernel:
  *
  * - the orphan file (orphan_file feature, lib/ondisk/orphan_file.ts): a free slot of its blocks
  *   takes the inode number, the block's checksum follows, and the ro_compat flag
@@ -18,16 +19,16 @@ import { Compat, RoCompat } from "../ondisk/features.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
 import { readFileMap } from "./file_map_write.ts";
 import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
-import { InodeFlags } from "../ondisk/inode.ts";
-import { decodeInode, encodeInode } from "../ondisk/inode.ts";
-import { readInodeRaw, writeInode } from "./inode.ts";
+import { encodeInode, type Inode, InodeFlags, Mode } from "../ondisk/inode.ts";
+import { EXTENT_MAGIC } from "../ondisk/extent.ts";
+import { getInode, loadInode, writeInode } from "./inode.ts";
 import {
   ORPHAN_BLOCK_MAGIC,
   ORPHAN_BLOCK_TAIL,
   orphanBlockChecksum,
   orphanSlotsPerBlock,
 } from "../ondisk/orphan_file.ts";
-import type { Superblock } from "../ondisk/superblock.ts";
+import { State, type Superblock } from "../ondisk/superblock.ts";
 import type { Transaction } from "../txn/transaction.ts";
 import { truncateFile } from "./file_update.ts";
 import { releaseInode } from "./unlink.ts";
@@ -87,7 +88,7 @@ async function loadOrphanFile(
   const ino = sb.orphanFileInum;
   const where = `orphan file (inode ${ino})`;
   if (ino < 1 || ino > sb.inodesCount) throw new CorruptError(where, "bad s_orphan_file_inum");
-  const f = decodeInode(sb, await readInodeRaw(tx, sb, gdt, ino));
+  const { f } = await loadInode(tx, sb, gdt, ino);
   const bs = sb.blockSize;
   if (f.size % bs !== 0 || f.size / bs > MAX_ORPHAN_FILE_BLOCKS) {
     throw new CorruptError(where, `size ${f.size} is not a whole number of blocks`);
@@ -177,7 +178,7 @@ export async function listOrphans(
       for (let s = 0; s < slots; s++) {
         const ino = v.getUint32(4 * s, true);
         if (ino === 0) continue;
-        if (ino > sb.inodesCount || seen.has(ino)) {
+        if (ino < sb.firstIno || ino > sb.inodesCount || seen.has(ino)) {
           throw new CorruptError("orphan file", `bad or repeated inode ${ino}`);
         }
         seen.add(ino);
@@ -187,12 +188,12 @@ export async function listOrphans(
   }
   let ino = sb.lastOrphan;
   while (ino !== 0) {
-    if (ino < 1 || ino > sb.inodesCount || seen.has(ino)) {
+    if (ino < sb.firstIno || ino > sb.inodesCount || seen.has(ino)) {
       throw new CorruptError("orphan list", `bad or repeated inode ${ino}`);
     }
     seen.add(ino);
     out.push(ino);
-    ino = decodeInode(sb, await readInodeRaw(tx, sb, gdt, ino)).dtime;
+    ino = (await getInode(tx, sb, gdt, ino)).dtime;
   }
   return out;
 }
@@ -224,8 +225,7 @@ export async function addOrphan(
       return;
     }
   }
-  const raw = await readInodeRaw(tx, sb, gdt, ino);
-  const f = decodeInode(sb, raw);
+  const { raw, f } = await loadInode(tx, sb, gdt, ino);
   await writeInode(tx, sb, gdt, ino, encodeInode(sb, ino, { ...f, dtime: sb.lastOrphan }, raw));
   setLastOrphan(tx, sb, ino);
 }
@@ -263,20 +263,18 @@ export async function removeOrphan(
     }
     seen.add(cur);
     list.push(cur);
-    cur = decodeInode(sb, await readInodeRaw(tx, sb, gdt, cur)).dtime;
+    cur = (await getInode(tx, sb, gdt, cur)).dtime;
   }
   const at = list.indexOf(ino);
   if (at < 0) throw new Ext4Error("NOT_FOUND", `inode ${ino} is not an orphan`);
-  const raw = await readInodeRaw(tx, sb, gdt, ino);
-  const f = decodeInode(sb, raw);
+  const { raw, f } = await loadInode(tx, sb, gdt, ino);
   const next = f.dtime;
   await writeInode(tx, sb, gdt, ino, encodeInode(sb, ino, { ...f, dtime: 0 }, raw));
   if (at === 0) {
     setLastOrphan(tx, sb, next);
   } else {
     const prev = list[at - 1];
-    const praw = await readInodeRaw(tx, sb, gdt, prev);
-    const pf = decodeInode(sb, praw);
+    const { raw: praw, f: pf } = await loadInode(tx, sb, gdt, prev);
     await writeInode(tx, sb, gdt, prev, encodeInode(sb, prev, { ...pf, dtime: next }, praw));
   }
 }
@@ -291,11 +289,11 @@ async function findAnyEntry(tx: Transaction, sb: Superblock, file: OrphanFile): 
   return false;
 }
 
-/** Most orphans processed at open (each removal walks the list; a longer one is left to e2fsck). */
+/** Most orphans processed at open (one transaction holds it all; a longer list is left to e2fsck). */
 const MAX_ORPHANS = 4096;
 
 async function linksOf(ctx: OpContext, ino: number) {
-  return decodeInode(ctx.sb, await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino));
+  return await getInode(ctx.tx, ctx.sb, ctx.gdt, ino);
 }
 
 /**
@@ -333,11 +331,41 @@ export async function releaseIfUnlinked(ctx: OpContext, ino: number): Promise<bo
   return true;
 }
 
+/** Options for {@link processOrphans}. */
+export interface ProcessOrphansOptions {
+  /**
+   * Release the orphans as e2fsck does right after its journal replay (`release_orphan_inodes()`
+   * in e2fsck/super.c: what `e2fsck -E journal_only` writes), not as the kernel does at a
+   * read-write mount (`ext4_orphan_cleanup()`). They differ in what is written, not in what is
+   * freed: a released inode's record keeps its size, block map and block count (the kernel's
+   * eviction empties them), a last xattr reference writes the count 0 into the block it frees,
+   * a pending truncate leaves the tail of the last block and the times alone (the kernel zeroes
+   * the tail); and in what is refused: any inconsistency — or quota accounting, or a pending
+   * truncate other than of an in-inode extent tree (e2fsprogs' punch may then allocate a leaf
+   * block) — leaves the whole list untouched for the kernel, the reason returned as `skipped`,
+   * where the kernel's way throws a CorruptError.
+   */
+  e2fsck?: boolean;
+}
+
+/** What {@link processOrphans} did. */
+export interface OrphansProcessed {
+  /** Inodes freed (no links left). */
+  freed: number[];
+  /** Inodes cut to their size (pending truncates). */
+  truncated: number[];
+  /** Every orphan taken off the list, in list order. */
+  released: number[];
+  /** Why the list was left (or, on a filesystem with errors, dropped) unprocessed. */
+  skipped?: string;
+}
+
 /**
- * Processes the orphan list as the kernel does at a read-write mount: inodes without links
- * are freed, linked ones (an interrupted truncate) are cut to their size; the list ends empty.
- * Returns the inodes freed and truncated (none when the list is longer than 4096 inodes: it is
- * left for e2fsck).
+ * Processes the orphan list — both places, the classic list and the orphan file — as the
+ * kernel does at a read-write mount, or as e2fsck does after its replay (`options.e2fsck`):
+ * inodes without links are freed, linked regular files (an interrupted truncate) are cut to
+ * their size, and the list ends empty. On a filesystem with errors both drop the classic list
+ * unprocessed. The kernel's way leaves a list longer than 4096 inodes for e2fsck.
  *
  * @example
  * ```ts ignore
@@ -346,23 +374,105 @@ export async function releaseIfUnlinked(ctx: OpContext, ino: number): Promise<bo
  */
 export async function processOrphans(
   ctx: OpContext,
-): Promise<{ freed: number[]; truncated: number[] }> {
+  options: ProcessOrphansOptions = {},
+): Promise<OrphansProcessed> {
+  const { sb } = ctx;
   const freed: number[] = [];
   const truncated: number[] = [];
-  const list = await listOrphans(ctx.tx, ctx.sb, ctx.gdt);
-  if (list.length > MAX_ORPHANS) return { freed, truncated };
-  await ctx.tx.discardOnError(async () => {
-    for (const ino of list) {
-      const f = await linksOf(ctx, ino);
-      await removeOrphan(ctx.tx, ctx.sb, ctx.gdt, ino);
-      if (f.linksCount === 0) {
-        await releaseInode(ctx, ino);
-        freed.push(ino);
-      } else if ((f.mode & 0o170000) === 0o100000) {
-        await truncateFile(ctx, ino, f.size);
-        truncated.push(ino);
+  const released: number[] = [];
+  if (sb.lastOrphan === 0 && !(sb.roCompat & RoCompat.ORPHAN_PRESENT)) {
+    return { freed, truncated, released };
+  }
+  if (sb.state & State.ERROR) {
+    // e2fsck and the kernel alike: the list of a damaged filesystem cannot be trusted.
+    if (sb.lastOrphan !== 0) setLastOrphan(ctx.tx, sb, 0);
+    return {
+      freed,
+      truncated,
+      released,
+      skipped: "the filesystem has errors: the orphan list was dropped unprocessed",
+    };
+  }
+  const e2fsck = options.e2fsck ?? false;
+  try {
+    if (e2fsck && (sb.roCompat & RoCompat.QUOTA)) {
+      throw new Ext4Error("UNSUPPORTED", "quota accounting is not implemented");
+    }
+    if (e2fsck && sb.roCompat & RoCompat.ORPHAN_PRESENT && !(sb.compat & Compat.ORPHAN_FILE)) {
+      throw new CorruptError("superblock", "orphan_present without orphan_file");
+    }
+    const list = await listOrphans(ctx.tx, sb, ctx.gdt);
+    if (!e2fsck && list.length > MAX_ORPHANS) return { freed, truncated, released };
+    const linked: number[] = [];
+    await ctx.tx.discardOnError(async () => {
+      for (const ino of list) {
+        const f = await linksOf(ctx, ino);
+        released.push(ino);
+        if (f.linksCount === 0) {
+          await releaseInode(ctx, ino, { e2fsck });
+          freed.push(ino);
+          continue;
+        }
+        linked.push(ino);
+        if (e2fsck) checkTruncatable(f);
+        if ((f.mode & Mode.IFMT) === Mode.IFREG) {
+          await truncateFile(ctx, ino, f.size, { e2fsck });
+          truncated.push(ino);
+        }
+      }
+      await emptyOrphanList(ctx, linked);
+    });
+  } catch (e) {
+    if (e2fsck && e instanceof Ext4Error) {
+      return { freed: [], truncated: [], released: [], skipped: e.message };
+    }
+    throw e;
+  }
+  return { freed, truncated, released };
+}
+
+/**
+ * Pending truncates e2fsck's way: regular files whose extent tree lives in the inode (depth 0),
+ * the common case; anything else is left to the kernel (UNSUPPORTED, naming it).
+ */
+function checkTruncatable(f: Inode): void {
+  const root = new DataView(f.iBlock.buffer, f.iBlock.byteOffset, f.iBlock.byteLength);
+  if (
+    (f.mode & Mode.IFMT) !== Mode.IFREG || !(f.flags & InodeFlags.EXTENTS) ||
+    (f.flags & InodeFlags.INLINE_DATA) || root.getUint16(0, true) !== EXTENT_MAGIC ||
+    root.getUint16(6, true) !== 0
+  ) {
+    throw new Ext4Error(
+      "UNSUPPORTED",
+      `orphan inode ${f.ino} is a pending truncate of a kind left to the kernel`,
+    );
+  }
+}
+
+/**
+ * Empties both orphan lists once every orphan is dealt with: the linked ones lose their
+ * `i_dtime` (the next orphan's number), `s_last_orphan` goes, the orphan file's used slots are
+ * zeroed and orphan_present cleared — the state the kernel's removals one by one end in.
+ */
+async function emptyOrphanList(ctx: OpContext, linked: number[]): Promise<void> {
+  const { tx, sb, gdt } = ctx;
+  for (const ino of linked) {
+    const { raw, f } = await loadInode(tx, sb, gdt, ino);
+    if (f.dtime !== 0) {
+      await writeInode(tx, sb, gdt, ino, encodeInode(sb, ino, { ...f, dtime: 0 }, raw));
+    }
+  }
+  if (sb.lastOrphan !== 0) setLastOrphan(tx, sb, 0);
+  const file = await loadOrphanFile(tx, sb, gdt);
+  if (file) {
+    const slots = orphanSlotsPerBlock(sb);
+    for (const block of file.blocks) {
+      const b = await tx.read(block);
+      const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+      for (let s = 0; s < slots; s++) {
+        if (v.getUint32(4 * s, true) !== 0) await setSlot(tx, sb, file, { block, slot: s }, 0);
       }
     }
-  });
-  return { freed, truncated };
+  }
+  setOrphanPresent(tx, sb, false);
 }

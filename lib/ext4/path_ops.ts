@@ -17,8 +17,8 @@ import {
   writeFileRange,
   zeroRange,
 } from "./file_update.ts";
-import { decodeInode, InodeFlags, type InodeTime } from "../ondisk/inode.ts";
-import { readInodeRaw } from "./inode.ts";
+import { InodeFlags, type InodeTime } from "../ondisk/inode.ts";
+import { getInode, loadInode } from "./inode.ts";
 import {
   createFile,
   createSymlink,
@@ -50,8 +50,7 @@ function split(path: string): string[] {
 }
 
 async function readLinkTarget(ctx: OpContext, ino: number): Promise<string> {
-  const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
-  const f = decodeInode(ctx.sb, raw);
+  const { f } = await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
   if (f.size > ctx.sb.blockSize) throw new Ext4Error("CORRUPT", `symlink ${ino} is too long`);
   const fast = f.blocks512 === (f.fileAcl ? ctx.sb.blockSize / 512 : 0);
   if (fast) return dec.decode(f.block.subarray(0, f.size));
@@ -62,7 +61,7 @@ async function readLinkTarget(ctx: OpContext, ino: number): Promise<string> {
 }
 
 async function modeOf(ctx: OpContext, ino: number): Promise<number> {
-  return decodeInode(ctx.sb, await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino)).mode;
+  return (await getInode(ctx.tx, ctx.sb, ctx.gdt, ino)).mode;
 }
 
 /** The inode source of the path walk inside a transaction (coherent with its changes). */
@@ -165,7 +164,7 @@ export async function writeFileAt(
       if (options.createNew) throw new Ext4Error("EXISTS", `${path} exists`);
       await checkRegular(ctx, ino, path);
       if (options.append) {
-        const size = decodeInode(ctx.sb, await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino)).size;
+        const size = (await getInode(ctx.tx, ctx.sb, ctx.gdt, ino)).size;
         if (data.length) await writeFileRange(ctx, ino, size, data);
       } else {
         await truncateFile(ctx, ino, 0);
@@ -503,7 +502,7 @@ async function prepareXattrChange(
   name: string,
   path: string,
 ): Promise<void> {
-  const f = decodeInode(ctx.sb, await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino));
+  const f = await getInode(ctx.tx, ctx.sb, ctx.gdt, ino);
   const type = f.mode & 0o170000;
   if (name.startsWith("user.") && type !== 0o100000 && type !== 0o040000) {
     throw new Ext4Error("PERMISSION", `${path}: user.* attributes only on files and directories`, {

@@ -10,7 +10,7 @@
  *
  * Orphans: the kernel processes the orphan list on its first read-write mount after
  * recovery, e2fsck right after replay. This replay releases them as e2fsck does (see
- * orphans.ts), so the result matches `e2fsck -E journal_only`; `orphans: false` leaves the
+ * orphans_replay.ts), so the result matches `e2fsck -E journal_only`; `orphans: false` leaves the
  * list in place for the kernel, as `debugfs -R journal_run` does. The tree is the same
  * either way.
  *
@@ -193,7 +193,7 @@ export async function prepareReplay(
   newSb.state = newSb.state | (sb.state & State.ERROR);
   if (plan.error) newSb.state = newSb.state & ~State.VALID;
   if (jsb.errno !== 0 || plan.failedCommit !== undefined) newSb.state = newSb.state | State.ERROR;
-  // Orphans, as e2fsck releases them after its replay (see orphans.ts).
+  // Orphans, as e2fsck releases them after its replay (lib/ext4/orphans_replay.ts).
   let orphans: OrphanCleanup | undefined;
   if (options.orphans !== false) {
     const readReplayed = async (n: number): Promise<Uint8Array> => {

@@ -8,8 +8,7 @@
  */
 
 import { Ext4Error } from "../errors.ts";
-import { decodeInode } from "../ondisk/inode.ts";
-import { readInodeRaw } from "./inode.ts";
+import { getInode } from "./inode.ts";
 import { listEntries, lookupEntry } from "./namei.ts";
 import { removeDirectory } from "./unlink.ts";
 import { unlinkKeepingOpen } from "./open_files.ts";
@@ -35,7 +34,7 @@ async function removeTreeStep(
   full: () => boolean,
   depth = 0,
 ): Promise<boolean> {
-  const mode = decodeInode(ctx.sb, await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino)).mode;
+  const mode = (await getInode(ctx.tx, ctx.sb, ctx.gdt, ino)).mode;
   if ((mode & 0o170000) !== 0o040000) {
     await unlinkKeepingOpen(ctx, parent, name, options.keepOpen);
     return true;

@@ -13,7 +13,7 @@ import { emptyExtentRoot } from "../ondisk/extent.ts";
 import { readFileMap } from "./file_map_write.ts";
 import { inlineDirEntries, inlineDirRemove } from "./inline_dir.ts";
 import { InodeFlags } from "../ondisk/inode.ts";
-import { releaseXattrBlock } from "./xattr.ts";
+import { releaseXattrBlock } from "./xattr_release.ts";
 import type { OpContext } from "./context.ts";
 import {
   blockOfEntry,
@@ -75,9 +75,16 @@ export async function isEmptyDir(ctx: OpContext, ino: number): Promise<boolean> 
 
 /**
  * Frees everything inode `ino` holds (data or directory blocks and mapping, its xattr block
- * unless shared) and the inode itself; marks it deleted (dtime, no links).
+ * unless shared) and the inode itself; marks it deleted (dtime, no links), its size and block
+ * map emptied as the kernel's eviction leaves them. With `e2fsck` (e2fsck's orphan release,
+ * lib/ext4/orphan.ts): the record keeps every other field, only the deletion time is set and
+ * the xattr block let go, and the xattr block is released as e2fsck does.
  */
-export async function releaseInode(ctx: OpContext, ino: number): Promise<void> {
+export async function releaseInode(
+  ctx: OpContext,
+  ino: number,
+  options: { e2fsck?: boolean } = {},
+): Promise<void> {
   const { sb, tx, alloc } = ctx;
   const { raw, f } = await load(ctx, ino);
   const fastLink = (f.mode & 0o170000) === 0o120000 &&
@@ -90,9 +97,13 @@ export async function releaseInode(ctx: OpContext, ino: number): Promise<void> {
     }
     for (const b of map.mapBlocks) await alloc.freeBlocks(tx, b, 1, { metadata: true });
   }
-  if (f.fileAcl) await releaseXattrBlock(tx, alloc, sb, f.fileAcl);
+  if (f.fileAcl) await releaseXattrBlock(tx, alloc, sb, f.fileAcl, options);
   await alloc.freeInode(tx, ino, { dir: isDir(f) });
   const t = now(ctx);
+  if (options.e2fsck) {
+    await store(ctx, ino, raw, { ...f, dtime: Math.max(1, t.sec % 2 ** 32), fileAcl: 0 });
+    return;
+  }
   await store(ctx, ino, raw, {
     ...f,
     linksCount: 0,

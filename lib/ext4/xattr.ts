@@ -50,7 +50,7 @@ import {
   type InodeFields,
   type InodeTime,
 } from "../ondisk/inode.ts";
-import { readInodeRaw, writeInode } from "./inode.ts";
+import { loadInode, readInodeRaw, writeInode } from "./inode.ts";
 import type { Superblock } from "../ondisk/superblock.ts";
 import type { Transaction } from "../txn/transaction.ts";
 import {
@@ -75,6 +75,7 @@ import {
   xattrSpace,
 } from "../ondisk/xattr.ts";
 import { type XattrBlockIndex, xattrBlockIndex } from "./xattr_share.ts";
+import { releaseXattrBlock } from "./xattr_release.ts";
 
 /** The VFS's limit on a name, prefix included (XATTR_NAME_MAX). */
 const XATTR_NAME_MAX = 255;
@@ -412,8 +413,7 @@ export async function setXattrs(
   options: SetXattrOptions = {},
 ): Promise<void> {
   const prepared = changes.map((c) => prepare(c, options.inlineData ?? false));
-  const raw = await readInodeRaw(tx, sb, gdt, ino);
-  const fields = decodeInode(sb, raw);
+  const { raw, f: fields } = await loadInode(tx, sb, gdt, ino);
   const loaded = await loadXattrs(tx, sb, ino, raw);
   if (loaded.block && loaded.block.refcount < XATTR_REFCOUNT_MAX) {
     xattrBlockIndex(tx).add(loaded.block.hash, loaded.block.nr);
@@ -661,39 +661,4 @@ async function findSharable(
     if (verdict === "stale") index.remove(hash, b);
   }
   return 0;
-}
-
-/**
- * Drops one reference to xattr block `block` (an inode stops using it): the count is
- * lowered, or the block freed when it was the last. The block must be a valid xattr block
- * header (CorruptError otherwise, nothing freed).
- *
- * @example
- * ```ts ignore
- * if (fields.fileAcl) await releaseXattrBlock(tx, alloc, sb, fields.fileAcl);
- * ```
- */
-export async function releaseXattrBlock(
-  tx: Transaction,
-  alloc: Allocator,
-  sb: Superblock,
-  block: number,
-): Promise<void> {
-  if (block < sb.firstDataBlock || block >= sb.blocksCount) {
-    throw new CorruptError(`xattr block ${block}`, "outside the filesystem");
-  }
-  const img = await tx.read(block);
-  const v = new DataView(img.buffer, img.byteOffset, img.byteLength);
-  if (v.getUint32(0, true) !== XATTR_MAGIC || v.getUint32(8, true) !== 1) {
-    throw new CorruptError(`xattr block ${block}`, "invalid header");
-  }
-  const { refcount, hash } = xattrBlockHeader(img);
-  const index = xattrBlockIndex(tx);
-  if (refcount > 1) {
-    setXattrBlockRefcount(sb, block, await tx.getWritable(block), refcount - 1);
-    if (refcount - 1 < XATTR_REFCOUNT_MAX) index.add(hash, block);
-  } else {
-    index.remove(hash, block);
-    await alloc.freeBlocks(tx, block, 1, { metadata: true });
-  }
 }

@@ -162,6 +162,8 @@ export class BlockCache {
   #failure: Ext4Error | null = null;
   #hits = 0;
   #misses = 0;
+  /** Commits so far, failed ones too (a read that spans one does not cache what it read). */
+  #commits = 0;
 
   /** A cache over `device` in blocks of `blockSize` (a power of two >= 512). */
   constructor(device: BlockDevice, blockSize: number, options: BlockCacheOptions = {}) {
@@ -244,8 +246,10 @@ export class BlockCache {
     }
     this.#checkBlock(block);
     const buf = new Uint8Array(this.blockSize);
+    const commits = this.#commits;
     await this.device.read(block * this.blockSize, buf);
-    this.#remember(block, buf);
+    // Read before a commit that ended meanwhile: maybe the old image, not to be kept.
+    if (commits === this.#commits) this.#remember(block, buf);
     return buf;
   }
 
@@ -355,10 +359,12 @@ export class BlockCache {
     if (this.#active !== tx) return;
     this.#active = null;
     if (failure) {
+      this.#commits++;
       this.#fail(failure);
       return;
     }
     if (!committed) return;
+    this.#commits++;
     for (const m of committed.metadata) this.#remember(m.block, m.bytes);
     for (const d of committed.data) {
       const n = d.bytes.length / this.blockSize;
