@@ -47,6 +47,11 @@ export type {
 export type { OpenPolicy } from "./lib/ext4/super.ts";
 export { Ext4WritableFile, type OpenWritableOptions } from "./lib/ext4/writable_file.ts";
 export type { FallocateOptions } from "./lib/ext4/path_ops.ts";
+export type {
+  Ext4NodeWriter,
+  NodeAttributeChange,
+  NodeCreateOptions,
+} from "./lib/ext4/fs_node_write.ts";
 // What `inode(ino)` and `blockRuns(ino)` return (the inode codec is in `./ondisk`).
 export type { Inode } from "./lib/ondisk/inode.ts";
 export type { BlockRun } from "./lib/ext4/file_map.ts";

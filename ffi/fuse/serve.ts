@@ -11,6 +11,7 @@
 
 import { DeviceOpenError, Errno, Ext4Error } from "../../lib/errors.ts";
 import { openLocked } from "../file_lock.ts";
+import { refuseIfInUse } from "../device_status.ts";
 import { libc, SyscallError } from "../libc.ts";
 import type { FuseOperations } from "./ops.ts";
 import { FuseSession, type SessionEnd } from "./session.ts";
@@ -172,9 +173,10 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   // First thing: PR_SET_IO_FLUSHER marks the calling thread, and threads started later (Deno's
   // worker threads for non-blocking calls) inherit it from their creator.
   const failed = protectDaemon();
-  if (!settings.readOnly) {
-    throw new Ext4Error("UNSUPPORTED", "read-write mounts are not implemented yet; use -o ro");
-  }
+  const readOnly = settings.readOnly;
+  // A read-write mount lets the kernel check permissions (modes and ACLs): the daemon, root,
+  // would otherwise allow every change.
+  const defaultPermissions = settings.defaultPermissions || !readOnly;
   let info: Deno.FileInfo;
   try {
     info = Deno.statSync(o.source);
@@ -212,8 +214,17 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   // An image is locked (shared) for as long as it is served: ext4ts writers lock it
   // exclusively, so they are refused now, and a mount of an image being written is refused.
   // Taken before the loop device is attached: a writer that holds the lock has checked the
-  // loop devices already.
-  let imageLock = info.isFile ? openLocked(o.source, "shared") : -1;
+  // loop devices already. A read-write mount is a writer: exclusive, and refused while a loop
+  // device of the image is mounted or held (exit 8, before anything is written).
+  let imageLock = info.isFile ? openLocked(o.source, readOnly ? "shared" : "exclusive") : -1;
+  if (!readOnly && info.isFile) {
+    try {
+      refuseIfInUse(o.source);
+    } catch (e) {
+      closeFd(imageLock);
+      throw e;
+    }
+  }
   const releaseImage = () => {
     if (imageLock >= 0) closeFd(imageLock);
     imageLock = -1;
@@ -222,7 +233,7 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   let devicePath = o.source;
   if (info.isFile && blockDevice) {
     try {
-      loop = attachLoop(o.source, { readOnly: true });
+      loop = attachLoop(o.source, { readOnly });
     } catch (e) {
       releaseImage();
       throw new Ext4Error(
@@ -254,13 +265,13 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
     fs = await o.backend.open(devicePath, settings, log);
     if (viaHelper) {
       fd = await mountWithFusermount(devicePath, o.mountPoint, [
-        "ro",
+        readOnly ? "ro" : "rw",
         "nosuid",
         "nodev",
         ...fusermountFlagOptions(settings.mountFlags),
         "subtype=ext4ts",
         ...(settings.allowOther ? ["allow_other"] : []),
-        ...(settings.defaultPermissions ? ["default_permissions"] : []),
+        ...(defaultPermissions ? ["default_permissions"] : []),
       ]);
       mounted = true;
     } else {
@@ -275,8 +286,8 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
           blockDevice,
           blockSize: fs.blockSize,
           allowOther: settings.allowOther,
-          defaultPermissions: settings.defaultPermissions,
-          readOnly: true,
+          defaultPermissions,
+          readOnly,
           flags: settings.mountFlags,
           subtype: "ext4ts",
         });
@@ -293,9 +304,11 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   }
 
   const session = new FuseSession(fd, fs.ops, {
-    readOnly: true,
+    readOnly,
     // Read-only: a name that is absent now stays absent.
-    negativeTimeout: 300,
+    negativeTimeout: readOnly ? 300 : 0,
+    // Read-write: DESTROY waits for every request, however long (no data may be cut off).
+    drainTimeoutMs: readOnly ? undefined : Infinity,
     posixAcl: fs.posixAcl,
     log,
     // The device must be free when umount(2) returns: close the loop fd before answering.

@@ -1,0 +1,277 @@
+/**
+ * The write side of the ext4 FUSE backend: {@link FuseWriteOperations} over the writable
+ * `Ext4`'s inode-level writer (lib/ext4/fs_node_write.ts). Each request is one transaction,
+ * committed before the reply, so a reply is a completed change and FLUSH has nothing to do.
+ * Every entry and SETATTR reply carries the attributes as they are after the change.
+ *
+ * - New inodes belong to the caller's uid/gid (the request header), as the kernel's
+ *   `inode_init_owner` makes them; the umask travels in the request (FUSE_DONT_MASK) and is
+ *   applied only where the parent has no default ACL, as ext4 does.
+ * - Permission checks are the kernel's (`default_permissions`); the daemon runs as root.
+ * - A freed and reused inode number gets a new random generation: the kernel then treats an
+ *   old node id it still holds as stale (its I/O fails) and makes a fresh node for the new file.
+ *
+ * @module
+ */
+
+import type { Ext4NodeWriter } from "../../lib/ext4/fs_node_write.ts";
+import { Errno } from "../../lib/errors.ts";
+import type {
+  AttrReply,
+  CreateRequest,
+  EntryOut,
+  FallocateRequest,
+  FuseTime,
+  FuseWriteOperations,
+  OpenReply,
+  RequestContext,
+  SetattrRequest,
+} from "./ops.ts";
+import { FuseError } from "./ops.ts";
+import { decodeDev } from "./protocol_replies.ts";
+import { RenameFlag } from "./protocol_requests.ts";
+
+/** The inode-level writer the operations call (the writable `Ext4`'s `nodeWriter()`). */
+export type NodeWriterLike = Pick<
+  Ext4NodeWriter,
+  | "create"
+  | "open"
+  | "release"
+  | "mknod"
+  | "mkdir"
+  | "symlink"
+  | "link"
+  | "unlink"
+  | "rmdir"
+  | "rename"
+  | "setattr"
+  | "write"
+  | "fallocate"
+  | "setXattr"
+  | "sync"
+>;
+
+/** What the write operations borrow from the read side (attributes and node ids). */
+export interface WriteOpsHost {
+  /** The inode number of a node id. */
+  inoOf(nodeid: number): number;
+  /** The LOOKUP answer for inode `ino` as it is now. */
+  entryOf(ino: number): Promise<EntryOut>;
+  /** The GETATTR answer for inode `ino` as it is now. */
+  attrOf(ino: number): Promise<AttrReply>;
+}
+
+const XATTR_CREATE = 1;
+const XATTR_REPLACE = 2;
+const O_ACCMODE = 3;
+const O_TRUNC = 0o1000;
+const utf8 = new TextDecoder();
+
+/** The time "now" stands for in SETATTR (ATIME_NOW / MTIME_NOW), as the kernel stamps it. */
+function nowTime(): FuseTime {
+  const ms = Date.now();
+  const sec = Math.floor(ms / 1000);
+  return { sec, nsec: (ms - sec * 1000) * 1_000_000 };
+}
+
+function timeOf(t: FuseTime | "now" | undefined): FuseTime | undefined {
+  return t === "now" ? nowTime() : t;
+}
+
+/**
+ * {@link FuseWriteOperations} over an inode-level writer.
+ *
+ * @example
+ * ```ts ignore
+ * const writer = new Ext4WriteOperations(fs.nodeWriter(), host);
+ * ```
+ */
+export class Ext4WriteOperations implements FuseWriteOperations {
+  readonly #nw: NodeWriterLike;
+  readonly #host: WriteOpsHost;
+
+  /** Writes through `nw`; attributes and node ids come from `host`. */
+  constructor(nw: NodeWriterLike, host: WriteOpsHost) {
+    this.#nw = nw;
+    this.#host = host;
+  }
+
+  /**
+   * OPEN of a file on a read-write mount: counted (an open file outlives its last name);
+   * O_TRUNC on a write open truncates (the kernel also sends SETATTR without ATOMIC_O_TRUNC).
+   */
+  async open(nodeid: number, flags: number): Promise<OpenReply> {
+    const truncate = (flags & O_TRUNC) !== 0 && (flags & O_ACCMODE) !== 0;
+    await this.#nw.open(this.#host.inoOf(nodeid), { truncate });
+    // Every change goes through this kernel, but a new open re-reads: simple and always right.
+    return { fh: 0 };
+  }
+
+  /** RELEASE: the last release of a file without names frees it. */
+  release(nodeid: number): Promise<void> {
+    return this.#nw.release(this.#host.inoOf(nodeid));
+  }
+
+  async setattr(_ctx: RequestContext, nodeid: number, c: SetattrRequest): Promise<AttrReply> {
+    const ino = this.#host.inoOf(nodeid);
+    await this.#nw.setattr(ino, {
+      perm: c.mode,
+      uid: c.uid,
+      gid: c.gid,
+      size: c.size,
+      atime: timeOf(c.atime),
+      mtime: timeOf(c.mtime),
+    });
+    return await this.#host.attrOf(ino);
+  }
+
+  async mknod(
+    ctx: RequestContext,
+    parent: number,
+    name: Uint8Array,
+    r: CreateRequest,
+  ): Promise<EntryOut> {
+    const ino = await this.#nw.mknod(this.#host.inoOf(parent), name, {
+      mode: r.mode,
+      uid: ctx.uid,
+      gid: ctx.gid,
+      umask: r.umask,
+      rdev: decodeDev(r.rdev ?? 0),
+    });
+    return await this.#host.entryOf(ino);
+  }
+
+  async mkdir(
+    ctx: RequestContext,
+    parent: number,
+    name: Uint8Array,
+    r: CreateRequest,
+  ): Promise<EntryOut> {
+    const ino = await this.#nw.mkdir(this.#host.inoOf(parent), name, {
+      mode: r.mode,
+      uid: ctx.uid,
+      gid: ctx.gid,
+      umask: r.umask,
+    });
+    return await this.#host.entryOf(ino);
+  }
+
+  async symlink(
+    ctx: RequestContext,
+    parent: number,
+    name: Uint8Array,
+    target: Uint8Array,
+  ): Promise<EntryOut> {
+    const ino = await this.#nw.symlink(this.#host.inoOf(parent), name, target, {
+      uid: ctx.uid,
+      gid: ctx.gid,
+    });
+    return await this.#host.entryOf(ino);
+  }
+
+  async link(
+    _ctx: RequestContext,
+    nodeid: number,
+    parent: number,
+    name: Uint8Array,
+  ): Promise<EntryOut> {
+    const ino = this.#host.inoOf(nodeid);
+    await this.#nw.link(ino, this.#host.inoOf(parent), name);
+    return await this.#host.entryOf(ino);
+  }
+
+  unlink(_ctx: RequestContext, parent: number, name: Uint8Array): Promise<void> {
+    return this.#nw.unlink(this.#host.inoOf(parent), name);
+  }
+
+  rmdir(_ctx: RequestContext, parent: number, name: Uint8Array): Promise<void> {
+    return this.#nw.rmdir(this.#host.inoOf(parent), name);
+  }
+
+  rename(
+    _ctx: RequestContext,
+    parent: number,
+    name: Uint8Array,
+    newParent: number,
+    newName: Uint8Array,
+    flags: number,
+  ): Promise<void> {
+    return this.#nw.rename(
+      this.#host.inoOf(parent),
+      name,
+      this.#host.inoOf(newParent),
+      newName,
+      {
+        noReplace: (flags & RenameFlag.NOREPLACE) !== 0,
+        exchange: (flags & RenameFlag.EXCHANGE) !== 0,
+      },
+    );
+  }
+
+  async create(
+    ctx: RequestContext,
+    parent: number,
+    name: Uint8Array,
+    r: CreateRequest,
+    _flags: number,
+  ): Promise<{ entry: EntryOut; open: OpenReply }> {
+    const ino = await this.#nw.create(this.#host.inoOf(parent), name, {
+      mode: r.mode,
+      uid: ctx.uid,
+      gid: ctx.gid,
+      umask: r.umask,
+    });
+    // Counted open by create: a failure to answer now must not leave the count behind.
+    try {
+      return { entry: await this.#host.entryOf(ino), open: { fh: 0 } };
+    } catch (e) {
+      await this.#nw.release(ino);
+      throw e;
+    }
+  }
+
+  write(
+    _ctx: RequestContext,
+    nodeid: number,
+    _fh: number,
+    offset: number,
+    data: Uint8Array,
+  ): Promise<number> {
+    return this.#nw.write(this.#host.inoOf(nodeid), offset, data);
+  }
+
+  async setxattr(
+    _ctx: RequestContext,
+    nodeid: number,
+    name: Uint8Array,
+    value: Uint8Array,
+    flags: number,
+  ): Promise<void> {
+    if (flags & ~(XATTR_CREATE | XATTR_REPLACE)) throw new FuseError(Errno.EINVAL);
+    await this.#nw.setXattr(this.#host.inoOf(nodeid), utf8.decode(name), value, {
+      create: (flags & XATTR_CREATE) !== 0,
+      replace: (flags & XATTR_REPLACE) !== 0,
+    });
+  }
+
+  async removexattr(_ctx: RequestContext, nodeid: number, name: Uint8Array): Promise<void> {
+    await this.#nw.setXattr(this.#host.inoOf(nodeid), utf8.decode(name), null);
+  }
+
+  /** Every change is committed before its reply; fsync flushes the device once more. */
+  fsync(_ctx: RequestContext, _nodeid: number, _datasync: boolean): Promise<void> {
+    return this.#nw.sync();
+  }
+
+  fallocate(
+    _ctx: RequestContext,
+    nodeid: number,
+    _fh: number,
+    r: FallocateRequest,
+  ): Promise<void> {
+    return this.#nw.fallocate(this.#host.inoOf(nodeid), r.offset, r.length, {
+      mode: r.mode,
+      keepSize: r.keepSize,
+    });
+  }
+}

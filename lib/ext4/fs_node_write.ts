@@ -1,0 +1,330 @@
+/**
+ * Writing by inode number and directory entry, as a kernel-facing server (the FUSE mount)
+ * needs it: the caller holds node ids, not paths. Each method is one transaction of the
+ * writable `Ext4`'s writer over the inode-level operations that already exist (lib/ext4/namei.ts,
+ * unlink.ts, rename.ts, attr.ts, file_update.ts, xattr.ts); nothing here is a second
+ * implementation of them. What it adds is what the kernel's VFS does around them for a
+ * local filesystem: the owner of a new inode (`inode_init_owner`: a set-gid directory passes
+ * on its group, and its set-gid bit to subdirectories), the umask applied only when the
+ * parent has no default ACL (`posix_acl_create`), and open counts so that a file unlinked
+ * while open stays on the orphan list until its last release.
+ *
+ * @module
+ */
+
+import { Errno, Ext4Error } from "../errors.ts";
+import type { Timespec } from "../ondisk/inode.ts";
+import { readDefaultAcl } from "./acl.ts";
+import { setAttributes } from "./attr.ts";
+import type { OpContext } from "./context.ts";
+import { truncateFile, writeFileRange } from "./file_update.ts";
+import {
+  createFile,
+  createSymlink,
+  isDir,
+  linkInode,
+  load,
+  lookupEntry,
+  makeDirectory,
+  makeNode,
+} from "./namei.ts";
+import type { OpenFiles } from "./open_files.ts";
+import { unlinkKeepingOpen } from "./open_files.ts";
+import {
+  checkRegular,
+  fallocateInode,
+  type FallocateOptions,
+  prepareXattrChange,
+  unlinkOpenTarget,
+} from "./path_ops.ts";
+import { renameEntry } from "./rename.ts";
+import { removeDirectory } from "./unlink.ts";
+import { setXattr } from "./xattr.ts";
+import type { Ext4Writer } from "./writer.ts";
+
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+const S_ISGID = 0o2000;
+
+/** Who creates a new inode, and with which mode. */
+export interface NodeCreateOptions {
+  /** The type bits and permissions asked for (as the kernel passes them to `create`/`mknod`). */
+  mode: number;
+  /** The creator's (fs)uid: the owner. */
+  uid: number;
+  /** The creator's (fs)gid: the group unless the parent directory is set-gid. */
+  gid: number;
+  /** Applied when the parent has no default ACL (`posix_acl_create`); 0 when already applied. */
+  umask?: number;
+  /** Major and minor numbers of a device node. */
+  rdev?: { major: number; minor: number };
+}
+
+/** What {@link Ext4NodeWriter.setattr} changes; absent fields are kept. */
+export interface NodeAttributeChange {
+  /** Permission bits with set-id and sticky bits. */
+  perm?: number;
+  /** New owner. */
+  uid?: number;
+  /** New group. */
+  gid?: number;
+  /** New size of a regular file (blocks past it freed, growing adds a hole). */
+  size?: number;
+  /** New access time. */
+  atime?: Timespec;
+  /** New modification time. */
+  mtime?: Timespec;
+}
+
+/** What the facade lends an {@link Ext4NodeWriter}. */
+export interface NodeWriterHost {
+  /** The writer (throws READ_ONLY on a read-only filesystem, EBADF once closed). */
+  writerFor(what: string): Ext4Writer;
+  /** The open counts of the facade (the same table its own writable files use). */
+  openFiles(): OpenFiles;
+  /** A handle of `ino` closed: at the last close, an unlinked inode is freed. */
+  release(ino: number): Promise<void>;
+  /** Makes everything written durable. */
+  sync(): Promise<void>;
+}
+
+/**
+ * Inode-level writes of a writable `Ext4` (`fs.nodeWriter()`): every method one transaction;
+ * errors are `Ext4Error`s carrying the errno the kernel's ext4 answers.
+ *
+ * @example
+ * ```ts ignore
+ * const nw = fs.nodeWriter();
+ * const ino = await nw.create(2, "notes", { mode: 0o100644, uid: 1000, gid: 1000, umask: 0o022 });
+ * await nw.write(ino, 0, new TextEncoder().encode("hello\n"));
+ * await nw.release(ino);
+ * ```
+ */
+export class Ext4NodeWriter {
+  readonly #host: NodeWriterHost;
+
+  private constructor(host: NodeWriterHost) {
+    this.#host = host;
+  }
+
+  /** Made by the facade (`Ext4.nodeWriter()`) over what it lends. */
+  static over(host: NodeWriterHost): Ext4NodeWriter {
+    return new Ext4NodeWriter(host);
+  }
+
+  #tx<T>(what: string, fn: (ctx: OpContext) => Promise<T>): Promise<T> {
+    return this.#host.writerFor(what).transaction(fn);
+  }
+
+  /**
+   * Creates regular file `name` in `parent` and counts it open (CREATE is create + open);
+   * EXISTS when the name is taken. Returns the new inode.
+   */
+  create(parent: number, name: Uint8Array, o: NodeCreateOptions): Promise<number> {
+    return this.#tx(`create in ${parent}`, async (ctx) => {
+      const owner = await initOwner(ctx, parent, 0o100000 | (o.mode & 0o7777), o);
+      const ino = await createFile(ctx, parent, name, new Uint8Array(0), owner);
+      this.#host.openFiles().open(ino);
+      return ino;
+    });
+  }
+
+  /**
+   * Counts an open of inode `ino` (any access mode: an open file outlives its last name);
+   * with `truncate`, a regular file is cut to 0 bytes in the same transaction.
+   */
+  async open(ino: number, options: { truncate?: boolean } = {}): Promise<void> {
+    if (options.truncate) {
+      await this.#tx(`open ${ino}`, async (ctx) => {
+        await checkRegular(ctx, ino, `inode ${ino}`);
+        await truncateFile(ctx, ino, 0);
+      });
+    }
+    this.#host.openFiles().open(ino);
+  }
+
+  /** Counts a close of inode `ino`; the last close frees an inode that lost its last name. */
+  release(ino: number): Promise<void> {
+    return this.#host.release(ino);
+  }
+
+  /** Makes a device node, FIFO or socket (`mode` carries the type); returns the inode. */
+  mknod(parent: number, name: Uint8Array, o: NodeCreateOptions): Promise<number> {
+    return this.#tx(`mknod in ${parent}`, async (ctx) => {
+      const type = o.mode & S_IFMT;
+      if (type === 0o100000) {
+        // mknod(2) of a regular file: the kernel's vfs_create.
+        return await createFile(
+          ctx,
+          parent,
+          name,
+          new Uint8Array(0),
+          await initOwner(ctx, parent, o.mode, o),
+        );
+      }
+      const owner = await initOwner(ctx, parent, o.mode, o);
+      return await makeNode(ctx, parent, name, type | (owner.perm & 0o7777), {
+        ...owner,
+        major: o.rdev?.major,
+        minor: o.rdev?.minor,
+      });
+    });
+  }
+
+  /** Makes directory `name` in `parent`; returns the inode. */
+  mkdir(parent: number, name: Uint8Array, o: NodeCreateOptions): Promise<number> {
+    return this.#tx(`mkdir in ${parent}`, async (ctx) => {
+      const owner = await initOwner(ctx, parent, S_IFDIR | (o.mode & 0o7777), o);
+      return await makeDirectory(ctx, parent, name, owner);
+    });
+  }
+
+  /** Makes symlink `name` → `target` in `parent` (mode 0777, no umask); returns the inode. */
+  symlink(
+    parent: number,
+    name: Uint8Array,
+    target: Uint8Array,
+    o: { uid: number; gid: number },
+  ): Promise<number> {
+    if (target.length === 0) return Promise.reject(new Ext4Error("NOT_FOUND", "empty target"));
+    return this.#tx(`symlink in ${parent}`, async (ctx) => {
+      const owner = await initOwner(ctx, parent, 0o120777, o);
+      return await createSymlink(ctx, parent, name, target, owner);
+    });
+  }
+
+  /** Adds name `name` in `parent` for inode `ino` (not a directory: EPERM). */
+  link(ino: number, parent: number, name: Uint8Array): Promise<void> {
+    return this.#tx(`link in ${parent}`, async (ctx) => {
+      if (isDir((await load(ctx, ino)).f)) {
+        throw new Ext4Error("PERMISSION", "hard links to directories are not allowed", {
+          errno: Errno.EPERM,
+        });
+      }
+      await linkInode(ctx, parent, name, ino);
+    });
+  }
+
+  /**
+   * Removes name `name` (not a directory) of `parent`; an inode losing its last name while
+   * open stays, on the orphan list, until its last release.
+   */
+  unlink(parent: number, name: Uint8Array): Promise<void> {
+    const files = this.#host.openFiles();
+    return this.#tx(`unlink in ${parent}`, async (ctx) => {
+      await unlinkKeepingOpen(ctx, parent, name, (i) => files.isOpen(i));
+    });
+  }
+
+  /** Removes the empty directory `name` of `parent`. */
+  rmdir(parent: number, name: Uint8Array): Promise<void> {
+    return this.#tx(`rmdir in ${parent}`, async (ctx) => {
+      const ino = await lookupEntry(ctx, parent, name);
+      if (!ino) throw new Ext4Error("NOT_FOUND", "no such entry");
+      if (!isDir((await load(ctx, ino)).f)) {
+        throw new Ext4Error("NOT_DIRECTORY", "not a directory");
+      }
+      await removeDirectory(ctx, parent, name);
+    });
+  }
+
+  /**
+   * rename(2) / renameat2(2) of `name` in `parent` to `newName` in `newParent`; a replaced
+   * file that is open stays until its last release.
+   */
+  rename(
+    parent: number,
+    name: Uint8Array,
+    newParent: number,
+    newName: Uint8Array,
+    options: { noReplace?: boolean; exchange?: boolean } = {},
+  ): Promise<void> {
+    const files = this.#host.openFiles();
+    return this.#tx(`rename in ${parent}`, async (ctx) => {
+      const src = await lookupEntry(ctx, parent, name);
+      if (!src) throw new Ext4Error("NOT_FOUND", "no such entry");
+      const dst = await lookupEntry(ctx, newParent, newName);
+      if (dst && dst !== src && !options.exchange && !options.noReplace && files.isOpen(dst)) {
+        await unlinkOpenTarget(ctx, src, { parent: newParent, name: newName, ino: dst });
+      }
+      await renameEntry(ctx, parent, name, newParent, newName, options);
+    });
+  }
+
+  /** chmod, chown, truncate and utimes of inode `ino` in one transaction; ctime becomes now. */
+  setattr(ino: number, change: NodeAttributeChange): Promise<void> {
+    return this.#tx(`setattr ${ino}`, async (ctx) => {
+      if (change.size !== undefined) {
+        await checkRegular(ctx, ino, `inode ${ino}`);
+        await truncateFile(ctx, ino, change.size);
+      }
+      const { size: _, ...rest } = change;
+      if (Object.values(rest).some((v) => v !== undefined)) {
+        await setAttributes(ctx, ino, rest);
+      }
+    });
+  }
+
+  /** Writes `data` at byte `offset` of regular file `ino`; returns the bytes written. */
+  async write(ino: number, offset: number, data: Uint8Array): Promise<number> {
+    await this.#tx(`write ${ino}`, (ctx) => writeFileRange(ctx, ino, offset, data));
+    return data.length;
+  }
+
+  /** fallocate(2) of regular file `ino` (see {@link FallocateOptions}). */
+  fallocate(
+    ino: number,
+    offset: number,
+    length: number,
+    options: FallocateOptions,
+  ): Promise<void> {
+    return this.#tx(`fallocate ${ino}`, async (ctx) => {
+      await checkRegular(ctx, ino, `inode ${ino}`);
+      await fallocateInode(ctx, ino, offset, length, options);
+    });
+  }
+
+  /** Sets (`value`) or removes (null) extended attribute `name` of inode `ino`. */
+  setXattr(
+    ino: number,
+    name: string,
+    value: Uint8Array | null,
+    options: { create?: boolean; replace?: boolean } = {},
+  ): Promise<void> {
+    return this.#tx(`setxattr ${ino}`, async (ctx) => {
+      await prepareXattrChange(ctx, ino, name, `inode ${ino}`);
+      await setXattr(ctx.tx, ctx.alloc, ctx.sb, ctx.gdt, ino, name, value, options);
+    });
+  }
+
+  /** Makes everything written so far durable (fsync). */
+  sync(): Promise<void> {
+    return this.#host.sync();
+  }
+}
+
+/**
+ * The owner, group and permissions of a new inode of `mode` in `parent`, as the kernel's
+ * `inode_init_owner` and `posix_acl_create` make them: a set-gid parent gives its group (and
+ * its set-gid bit to a directory); the umask applies only without a default ACL (with one,
+ * the ACL masks the mode when the inode is made).
+ */
+async function initOwner(
+  ctx: OpContext,
+  parent: number,
+  mode: number,
+  o: { uid: number; gid: number; umask?: number },
+): Promise<{ perm: number; uid: number; gid: number }> {
+  const p = (await load(ctx, parent)).f;
+  if (!isDir(p)) throw new Ext4Error("NOT_DIRECTORY", `inode ${parent} is not a directory`);
+  let perm = mode & 0o7777;
+  let gid = o.gid;
+  if (p.mode & S_ISGID) {
+    gid = p.gid;
+    if ((mode & S_IFMT) === S_IFDIR) perm |= S_ISGID;
+  }
+  if (o.umask && (mode & S_IFMT) !== 0o120000) {
+    if (!(await readDefaultAcl(ctx.tx, ctx.sb, ctx.gdt, parent))) perm &= ~(o.umask & 0o777);
+  }
+  return { perm, uid: o.uid, gid };
+}
