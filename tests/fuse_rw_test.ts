@@ -1,0 +1,318 @@
+/**
+ * `ext4ts mount -o rw` driven with ordinary tools and syscalls, the way a filesystem test
+ * suite drives a filesystem. Each scenario runs a workload on the mount; the same workload
+ * runs on the kernel's ext4 (a loop mount of an identical image) and the two tree listings
+ * (tests/corpus/tools/tree_listing.py, without times and inode numbers) and the workload's
+ * own output (errnos, sizes, st_blocks) must be equal. Then `ext4ts umount`, `e2fsck -fn`
+ * must be clean, and the kernel's listing of the image (inode numbers and times included)
+ * must equal the listing taken through the mount before it went.
+ *
+ * Deeper runs (100 yank cycles, 100 000 names, the hard-link limit) are opt-in:
+ * `EXT4TS_DEEP=1 deno test -A tests/fuse_rw_test.ts`.
+ */
+
+import assert from "node:assert/strict";
+import {
+  IN_CI,
+  makeImage,
+  missing,
+  run,
+  runCli,
+  runOk,
+  TREE_LISTING,
+  withKernelMount,
+} from "./helpers.ts";
+import { detachLoop, forceCleanup, FUSE_NEEDS, isMounted, loopsOf } from "./fuse_test_util.ts";
+
+const NEEDS = [
+  ...FUSE_NEEDS,
+  "mkfs.ext4",
+  "e2fsck",
+  "python3",
+  "kernel-ext4",
+  "setfattr",
+  "setfacl",
+  "fallocate",
+  "setpriv",
+];
+const DEEP = Deno.env.get("EXT4TS_DEEP") === "1";
+
+/** Registers a scenario; outside CI a missing tool skips it visibly, under CI it fails. */
+function rwTest(name: string, fn: () => Promise<void>, options: { deep?: boolean } = {}): void {
+  const lacking = missing(NEEDS);
+  try {
+    Deno.statSync(TREE_LISTING);
+  } catch {
+    lacking.push(TREE_LISTING);
+  }
+  Deno.test({
+    name,
+    ignore: (options.deep && !DEEP) || (lacking.length > 0 && !IN_CI),
+    fn: lacking.length > 0
+      ? () => {
+        throw new Error(`test environment lacks: ${lacking.join(", ")}`);
+      }
+      : fn,
+  });
+}
+
+/** A fresh image and a mount point in a temporary directory. */
+interface Fixture {
+  dir: string;
+  img: string;
+  mnt: string;
+}
+
+async function withFixture(
+  fn: (f: Fixture) => Promise<void>,
+  image: { size?: string; args?: string[] } = {},
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuserw-" });
+  const img = `${dir}/fs.img`;
+  const mnt = `${dir}/mnt`;
+  await Deno.mkdir(mnt);
+  await Deno.chmod(dir, 0o755);
+  try {
+    await makeImage(img, {
+      size: image.size ?? "32M",
+      args: ["-b", "4096", ...(image.args ?? [])],
+    });
+    await fn({ dir, img, mnt });
+  } finally {
+    if (isMounted(mnt)) await forceCleanup(mnt);
+    for (const l of await loopsOf(img)) await detachLoop(l);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+async function mountRw(img: string, mnt: string, options = "rw"): Promise<void> {
+  const r = await runCli(["mount", "-o", options, img, mnt]);
+  assert.equal(r.code, 0, `ext4ts mount -o ${options}: ${r.stderr}`);
+  assert.ok(isMounted(mnt));
+}
+
+/** Runs a bash workload in `cwd`; its stdout (what it prints on purpose) is compared. */
+async function workload(script: string, cwd: string): Promise<string> {
+  const r = await run("bash", ["-c", `set -e; umask 022; ${script}`], { cwd });
+  assert.equal(r.code, 0, `workload failed in ${cwd}: ${r.stderr}`);
+  return r.stdout;
+}
+
+const listing = (dir: string, ...flags: string[]) =>
+  runOk("python3", [TREE_LISTING, dir, ...flags]);
+
+/**
+ * The whole check of one scenario: `script` on the kernel's ext4 (a copy of the image) and
+ * on the ext4ts mount must print the same and leave the same tree; after `ext4ts umount`
+ * e2fsck is clean and the kernel reads what the mount showed.
+ */
+async function sameAsKernel(f: Fixture, script: string, mountOptions = "rw"): Promise<void> {
+  const copy = `${f.dir}/kernel.img`;
+  await Deno.copyFile(f.img, copy);
+  const [kernelOut, kernelTree] = await withKernelMount(copy, async (m) => {
+    const out = await workload(script, m);
+    return [out, await listing(m, "--no-times", "--no-ino")];
+  });
+  await mountRw(f.img, f.mnt, mountOptions);
+  const out = await workload(script, f.mnt);
+  const tree = await listing(f.mnt, "--no-times", "--no-ino");
+  const full = await listing(f.mnt);
+  await unmountAndCheck(f);
+  assert.equal(out, kernelOut, "the workload's output differs from the kernel's");
+  assert.equal(tree, kernelTree, "the tree differs from the one the kernel made");
+  const after = await withKernelMount(f.img, (m) => listing(m), { readOnly: true });
+  assert.equal(after, full, "the kernel reads the image as the mount showed it");
+}
+
+/** `ext4ts umount`, nothing left behind, `e2fsck -fn` clean. */
+async function unmountAndCheck(f: Fixture): Promise<void> {
+  const u = await runCli(["umount", f.mnt]);
+  assert.equal(u.code, 0, `ext4ts umount: ${u.stderr}`);
+  assert.ok(!isMounted(f.mnt));
+  assert.deepEqual(await loopsOf(f.img), []);
+  await fsckClean(f.img);
+}
+
+async function fsckClean(img: string): Promise<void> {
+  const r = await run("e2fsck", ["-fn", img]);
+  assert.equal(r.code, 0, `e2fsck -fn ${img}: ${r.stdout}${r.stderr}`);
+}
+
+rwTest(
+  "rw mount: files, links, renames, holes, fallocate, modes, owners, xattrs, ACLs",
+  async () => {
+    await withFixture((f) =>
+      sameAsKernel(
+        f,
+        `
+      printf 'hello\\n' > a.txt; printf 'more\\n' >> a.txt
+      mkdir -p d/e/f; ln a.txt d/hard; ln -s a.txt sym; ln -s ../../a.txt d/e/rel
+      mv a.txt b.txt; mv d/e d/g; seq 1 300000 > seq.txt; cp seq.txt d/g/copy
+      printf 'replaced\\n' > new; mv new seq.txt
+      truncate -s 10M sparse; printf x | dd of=sparse bs=1 seek=5000000 conv=notrunc 2>/dev/null
+      seq 1 5000 > shrink; truncate -s 1000 shrink; truncate -s 9000 shrink
+      fallocate -l 1M fa; fallocate -p -o 4096 -l 8192 fa; fallocate -z -o 65536 -l 4096 fa
+      touch keep; fallocate -n -l 2M keep; seq 1 100 | dd of=keep conv=notrunc 2>/dev/null
+      stat -c '%n %s %b' sparse shrink fa keep
+      mkfifo fifo; mknod cdev c 1 3; mknod bdev b 7 200; rm -f d/hard
+      mkdir gone; rmdir gone; touch gone2; rm gone2
+      chmod 4750 b.txt; chown 1000:100 b.txt; chmod 600 sym 2>/dev/null || true
+      chown -h 7:7 sym; chown 1000 shrink; chmod g+s shrink
+      stat -c '%n %a %u %g' b.txt shrink
+      setfattr -n user.color -v blue b.txt; setfattr -n user.gone -v x b.txt
+      setfattr -x user.gone b.txt; setfattr -n trusted.t -v 0x00ff d
+      setfattr -n user.big -v "$(seq 1 400 | tr -d '\\n')" d/g/copy
+      getfattr -n user.nothing b.txt 2>&1 | sed 's/^[^:]*: //' || true
+      setfacl -m u:1000:rw,g:100:r b.txt; setfacl -d -m u:1000:rwx,g::rx,o::- d/g
+      touch d/g/inherits; mkdir d/g/subdir
+      mkdir sg; chgrp 100 sg; chmod 2775 sg; mkdir sg/sub; touch sg/file
+      stat -c '%n %a %g' sg/sub sg/file
+      (umask 077; touch masked; mkdir maskeddir; touch d/g/acl-not-masked)
+      stat -c '%n %a' masked maskeddir d/g/acl-not-masked
+      getfacl -c d/g/acl-not-masked
+      `,
+      )
+    );
+  },
+);
+
+rwTest("rw mount: open-unlinked files, rename over open files, renameat2, fsync", async () => {
+  const py = `
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+def rename2(a, b, flags):
+    r = libc.renameat2(-100, a.encode(), -100, b.encode(), flags)
+    return 0 if r == 0 else ctypes.get_errno()
+fd = os.open("held", os.O_CREAT | os.O_RDWR, 0o644)
+os.write(fd, b"x" * 100000)
+os.unlink("held")
+os.fsync(fd)
+os.pwrite(fd, b"tail", 200000)
+print("held size", os.fstat(fd).st_size, "links", os.fstat(fd).st_nlink)
+print("held data", os.pread(fd, 4, 200000), os.pread(fd, 3, 5))
+open("victim", "w").write("old victim\\n")
+vfd = os.open("victim", os.O_RDONLY)
+open("replacer", "w").write("new\\n")
+os.rename("replacer", "victim")
+print("victim still reads", os.pread(vfd, 100, 0))
+os.close(vfd)
+os.close(fd)
+open("a", "w").write("a\\n"); open("b", "w").write("b\\n"); os.mkdir("dir")
+print("noreplace", errno.errorcode.get(rename2("a", "b", 1), 0))
+print("exchange", rename2("a", "b", 2), open("a").read().strip(), open("b").read().strip())
+print("exchange dir", rename2("a", "dir", 2), os.path.isdir("a"))
+print("noreplace new", rename2("b", "c", 1), os.path.exists("c"))
+f = os.open("synced", os.O_CREAT | os.O_WRONLY, 0o600)
+os.write(f, b"durable\\n"); os.fdatasync(f); os.fsync(f); os.close(f)
+d = os.open(".", os.O_RDONLY); os.fsync(d); os.close(d)
+for call in [lambda: os.rmdir("dir"), lambda: os.unlink("a"), lambda: os.mkdir("c"),
+             lambda: os.link("a", "x"), lambda: os.rename("a", "a/x"), lambda: os.rmdir("c")]:
+    try:
+        call(); print("ok")
+    except OSError as e:
+        print(errno.errorcode[e.errno])
+`;
+  await withFixture((f) => sameAsKernel(f, `python3 - <<'EOF'\n${py}\nEOF`));
+});
+
+rwTest("rw mount: a big directory, names added and removed", async () => {
+  const n = DEEP ? 100_000 : 2000;
+  await withFixture(
+    (f) =>
+      sameAsKernel(
+        f,
+        `mkdir big; cd big
+        python3 -c '
+import os
+for i in range(${n}): open("name-%06d-%s" % (i, "x" * (i % 40)), "w").close()
+for i in range(0, ${n}, 3): os.unlink("name-%06d-%s" % (i, "x" * (i % 40)))
+for i in range(1, ${n}, 7):
+    if i % 3: os.rename("name-%06d-%s" % (i, "x" * (i % 40)), "r%d" % i)
+print(len(os.listdir(".")))'`,
+      ),
+    { size: DEEP ? "256M" : "32M", args: DEEP ? ["-N", "120000"] : [] },
+  );
+});
+
+rwTest("rw mount: ENOSPC on a full image fails cleanly and loses nothing", async () => {
+  await withFixture(
+    async (f) => {
+      await mountRw(f.img, f.mnt);
+      const out = await workload(
+        `seq 1 1000 > keep; sha256sum keep
+        dd if=/dev/zero of=fill bs=64k 2>&1 | grep -o 'No space left on device' | head -1
+        for i in $(seq 1 40); do seq 1 20000 > "more$i" 2>/dev/null || echo "more$i: ENOSPC"; done | head -1
+        rm fill; seq 1 20000 > after; sha256sum keep after`,
+        f.mnt,
+      );
+      const lines = out.trim().split("\n");
+      assert.equal(lines[1], "No space left on device");
+      assert.match(lines[2], /ENOSPC/);
+      assert.equal(lines[0].split(" ")[0], lines[3].split(" ")[0], "keep unchanged");
+      const full = await listing(f.mnt);
+      await unmountAndCheck(f);
+      assert.equal(await withKernelMount(f.img, (m) => listing(m), { readOnly: true }), full);
+    },
+    { size: "8M" },
+  );
+});
+
+rwTest("rw mount: permissions as an ordinary user (allow_other, default_permissions)", async () => {
+  await withFixture(async (f) => {
+    await mountRw(f.img, f.mnt, "rw,allow_other");
+    await workload("mkdir mine theirs; chown 65534:65534 mine; chmod 755 theirs", f.mnt);
+    const as = (cmd: string) =>
+      run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-c", cmd], {
+        cwd: f.mnt,
+      });
+    const ok = await as(
+      "umask 022; echo hi > mine/file; mkdir mine/sub; ln -s file mine/l; stat -c '%u %g %a' mine/file",
+    );
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout.trim(), "65534 65534 644");
+    const refused = await as("echo no > theirs/file");
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /Permission denied/);
+    const chown = await as("chown 0 mine/file");
+    assert.match(chown.stderr, /Operation not permitted/);
+    // RENAME_WHITEOUT (overlayfs' own) is not supported: a clear EINVAL, nothing changed.
+    const whiteout = await workload(
+      `python3 -c 'import ctypes; l = ctypes.CDLL(None, use_errno=True)
+print(l.renameat2(-100, b"theirs", -100, b"w", 4), ctypes.get_errno())'; ls`,
+      f.mnt,
+    );
+    assert.equal(whiteout, "-1 22\nlost+found\nmine\ntheirs\n");
+    await unmountAndCheck(f);
+    const tree = await withKernelMount(f.img, (m) => listing(m, "--no-times"), { readOnly: true });
+    assert.match(tree, /^\/mine\/file\tf\t644\t65534\t65534\t/m);
+    assert.doesNotMatch(tree, /^\/theirs\/file/m);
+  });
+});
+
+rwTest("rw mount: umount(8) then an immediate copy of the device: clean every time", async () => {
+  const cycles = DEEP ? 100 : 8;
+  await withFixture(async (f) => {
+    for (let i = 0; i < cycles; i++) {
+      await mountRw(f.img, f.mnt);
+      await workload(
+        `mkdir -p c${i}; seq 1 ${20_000 + i} > c${i}/data; cp c${i}/data c${i}/copy
+        rm -rf c${i - 2}; echo ${i} >> log; ln -sf c${i}/data latest`,
+        f.mnt,
+      );
+      const u = await run("umount", [f.mnt]);
+      assert.equal(u.code, 0, u.stderr);
+      // No sleep, no sync: what is in the image file now is what a pulled stick holds.
+      const copy = `${f.dir}/copy.img`;
+      await Deno.copyFile(f.img, copy);
+      await fsckClean(copy);
+      const seen = await withKernelMount(copy, async (m) => {
+        const data = await Deno.readTextFile(`${m}/c${i}/data`);
+        return [data.split("\n").length - 1, await Deno.readTextFile(`${m}/log`)] as const;
+      }, { readOnly: true });
+      assert.equal(seen[0], 20_000 + i, `cycle ${i}: the file is complete`);
+      assert.equal(seen[1].trim().split("\n").length, i + 1);
+      await Deno.remove(copy);
+      assert.deepEqual(await loopsOf(f.img), [], "the loop device is gone when umount returns");
+    }
+  });
+});
