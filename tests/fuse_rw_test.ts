@@ -16,13 +16,23 @@ import {
   IN_CI,
   makeImage,
   missing,
+  ROOT,
   run,
   runCli,
   runOk,
   TREE_LISTING,
   withKernelMount,
 } from "./helpers.ts";
-import { detachLoop, forceCleanup, FUSE_NEEDS, isMounted, loopsOf } from "./fuse_test_util.ts";
+import {
+  detachLoop,
+  forceCleanup,
+  FUSE_NEEDS,
+  isMounted,
+  loopsOf,
+  unprivileged,
+  withOpenFuseDevice,
+} from "./fuse_test_util.ts";
+import { findMount } from "../ffi/fuse/mountinfo.ts";
 
 const NEEDS = [
   ...FUSE_NEEDS,
@@ -159,6 +169,8 @@ rwTest(
       chmod 4750 b.txt; chown 1000:100 b.txt; chmod 600 sym 2>/dev/null || true
       chown -h 7:7 sym; chown 1000 shrink; chmod g+s shrink
       stat -c '%n %a %u %g' b.txt shrink
+      seq 1 10 > suid; chmod 6755 suid; echo more >> suid; stat -c '%n %a' suid
+      chmod 6755 suid; truncate -s 3 suid; stat -c '%n %a' suid
       setfattr -n user.color -v blue b.txt; setfattr -n user.gone -v x b.txt
       setfattr -x user.gone b.txt; setfattr -n trusted.t -v 0x00ff d
       setfattr -n user.big -v "$(seq 1 400 | tr -d '\\n')" d/g/copy
@@ -316,3 +328,82 @@ rwTest("rw mount: umount(8) then an immediate copy of the device: clean every ti
     }
   });
 });
+
+rwTest("rw mount: a freed and reused inode number gets a new generation", async () => {
+  await withFixture(async (f) => {
+    await mountRw(f.img, f.mnt);
+    // A process stands in directory D; D is removed and E made: E reuses D's inode number.
+    // The kernel still holds D's node id: the new generation makes that node stale (EIO),
+    // and E is a clean new directory.
+    const out = await workload(
+      `python3 -c '
+import errno, os
+top = os.getcwd()
+os.mkdir("D"); ino = os.stat("D").st_ino
+os.chdir("D"); os.rmdir(top + "/D"); os.mkdir(top + "/E")
+print("reused", os.stat(top + "/E").st_ino == ino)
+for f in (lambda: os.stat("."), lambda: os.listdir("."), lambda: os.mkdir("x")):
+    try: f(); print("ok")
+    except OSError as e: print(errno.errorcode[e.errno])
+os.chdir(top)
+print(os.listdir("E"), os.stat("E").st_nlink)'`,
+      f.mnt,
+    );
+    assert.equal(out, "reused True\nEIO\nEIO\nEIO\n[] 2\n");
+    await unmountAndCheck(f);
+  });
+});
+
+rwTest(
+  "rw mount of a filesystem needing recovery replays the journal onto the device first",
+  async () => {
+    await withFixture(async (f) => {
+      const kase = `${ROOT}tests/fixtures/journal_cases/32bit_nocsum_4k`;
+      await Deno.writeFile(
+        f.img,
+        (await Deno.open(`${kase}/crash.img.gz`)).readable.pipeThrough(
+          new DecompressionStream("gzip"),
+        ),
+      );
+      const kernel = await Deno.readTextFile(`${kase}/crash.kr.tsv`);
+      assert.match(await runOk("dumpe2fs", ["-h", f.img]), /needs_recovery/);
+      await mountRw(f.img, f.mnt);
+      assert.equal(await listing(f.mnt), kernel, "served as the kernel's replay left it");
+      await unmountAndCheck(f);
+      assert.doesNotMatch(await runOk("dumpe2fs", ["-h", f.img]), /needs_recovery/);
+      assert.equal(await withKernelMount(f.img, (m) => listing(m), { readOnly: true }), kernel);
+    });
+  },
+);
+
+rwTest(
+  "rw mount as an ordinary user: plain fuse, ext4ts umount waits until all is written",
+  async () => {
+    await withFixture(async (f) => {
+      await Deno.chown(f.img, 65534, 65534);
+      await Deno.chown(f.mnt, 65534, 65534);
+      const nobody = await unprivileged(f.dir);
+      await withOpenFuseDevice(async () => {
+        const m = await nobody.cli(["mount", "-o", "rw", f.img, f.mnt]);
+        assert.equal(m.code, 0, m.stderr);
+        assert.equal(findMount(f.mnt)?.fsType, "fuse.ext4ts", "plain fuse without root");
+        const w = await nobody.run("bash", [
+          "-c",
+          `cd ${f.mnt} && seq 1 100000 > data && mkdir d && cp data d/copy && sha256sum data`,
+        ]);
+        assert.equal(w.code, 0, w.stderr);
+        const u = await nobody.cli(["umount", f.mnt]);
+        assert.equal(u.code, 0, u.stderr);
+        // No wait, no sync: the image is complete and clean when umount returns.
+        await fsckClean(f.img);
+        const seen = await withKernelMount(
+          f.img,
+          (mnt) => runOk("sha256sum", [`${mnt}/data`, `${mnt}/d/copy`]),
+          { readOnly: true },
+        );
+        const sum = w.stdout.split(" ")[0];
+        assert.equal(seen.split("\n").filter((l) => l.startsWith(sum)).length, 2);
+      });
+    }, { args: ["-E", "root_owner=65534:65534"] });
+  },
+);
