@@ -33,6 +33,8 @@ import {
   withOpenFuseDevice,
 } from "./fuse_test_util.ts";
 import { findMount } from "../ffi/fuse/mountinfo.ts";
+import { ext4Backend } from "../ffi/fuse/ext4_ops.ts";
+import { defaultSettings } from "../ffi/fuse/serve.ts";
 
 const NEEDS = [
   ...FUSE_NEEDS,
@@ -44,6 +46,8 @@ const NEEDS = [
   "setfacl",
   "fallocate",
   "setpriv",
+  "debugfs",
+  "dumpe2fs",
 ];
 const DEEP = Deno.env.get("EXT4TS_DEEP") === "1";
 
@@ -405,5 +409,36 @@ rwTest(
         assert.equal(seen.split("\n").filter((l) => l.startsWith(sum)).length, 2);
       });
     }, { args: ["-E", "root_owner=65534:65534"] });
+  },
+);
+
+rwTest(
+  "rw backend: a device changed before the post-mount re-check is refused, nothing written",
+  async () => {
+    await withFixture(async (f) => {
+      const dev = (await runOk("losetup", ["-f", "--show", f.img])).trim();
+      try {
+        const fs = await ext4Backend.open(dev, { ...defaultSettings(), readOnly: false }, () => {});
+        const ctx = { uid: 0, gid: 0, pid: 0, signal: new AbortController().signal };
+        try {
+          // The filesystem changes state between the open and the re-check (another writer).
+          await runOk("debugfs", ["-w", "-R", "ssv state 0", dev]);
+          const changed = await Deno.readFile(f.img);
+          const mkdir = fs.ops.writer!.mkdir(ctx, 1, new TextEncoder().encode("x"), {
+            mode: 0o40755,
+            umask: 0,
+          });
+          await assert.rejects(fs.verify!(dev), /changed while mounting \(state 1 → 0\)/);
+          // A write that came in meanwhile fails; nothing reaches the device.
+          await assert.rejects(mkdir, /not verified/);
+          await fs.ops.destroy?.();
+          assert.deepEqual(await Deno.readFile(f.img), changed, "not one byte written");
+        } finally {
+          await fs.ops.destroy?.();
+        }
+      } finally {
+        await detachLoop(dev);
+      }
+    });
   },
 );
