@@ -186,6 +186,7 @@ rwTest(
       (umask 077; touch masked; mkdir maskeddir; touch d/g/acl-not-masked)
       stat -c '%n %a' masked maskeddir d/g/acl-not-masked
       getfacl -c d/g/acl-not-masked
+      stat -f -c 'statfs %b %f %a %c %d %S %l' .
       `,
       )
     );
@@ -206,6 +207,8 @@ os.fsync(fd)
 os.pwrite(fd, b"tail", 200000)
 print("held size", os.fstat(fd).st_size, "links", os.fstat(fd).st_nlink)
 print("held data", os.pread(fd, 4, 200000), os.pread(fd, 3, 5))
+os.ftruncate(fd, 50000); os.fchmod(fd, 0o600)
+print("held after ftruncate", os.fstat(fd).st_size, oct(os.fstat(fd).st_mode))
 open("victim", "w").write("old victim\\n")
 vfd = os.open("victim", os.O_RDONLY)
 open("replacer", "w").write("new\\n")
@@ -333,14 +336,16 @@ rwTest("rw mount: umount(8) then an immediate copy of the device: clean every ti
   });
 });
 
-rwTest("rw mount: a freed and reused inode number gets a new generation", async () => {
-  await withFixture(async (f) => {
-    await mountRw(f.img, f.mnt);
-    // A process stands in directory D; D is removed and E made: E reuses D's inode number.
-    // The kernel still holds D's node id: the new generation makes that node stale (EIO),
-    // and E is a clean new directory.
-    const out = await workload(
-      `python3 -c '
+rwTest(
+  "rw mount: a reused inode number gets a new generation; remount; norecovery refused",
+  async () => {
+    await withFixture(async (f) => {
+      await mountRw(f.img, f.mnt);
+      // A process stands in directory D; D is removed and E made: E reuses D's inode number.
+      // The kernel still holds D's node id: the new generation makes that node stale (EIO),
+      // and E is a clean new directory.
+      const out = await workload(
+        `python3 -c '
 import errno, os
 top = os.getcwd()
 os.mkdir("D"); ino = os.stat("D").st_ino
@@ -351,12 +356,24 @@ for f in (lambda: os.stat("."), lambda: os.listdir("."), lambda: os.mkdir("x")):
     except OSError as e: print(errno.errorcode[e.errno])
 os.chdir(top)
 print(os.listdir("E"), os.stat("E").st_nlink)'`,
-      f.mnt,
-    );
-    assert.equal(out, "reused True\nEIO\nEIO\nEIO\n[] 2\n");
-    await unmountAndCheck(f);
-  });
-});
+        f.mnt,
+      );
+      assert.equal(out, "reused True\nEIO\nEIO\nEIO\n[] 2\n");
+      // remount,ro: the kernel refuses writes (the daemon stays as it is); remount,rw: allowed.
+      await runOk("mount", ["-o", "remount,ro", f.mnt]);
+      const refused = await run("bash", ["-c", "echo x > after"], { cwd: f.mnt });
+      assert.match(refused.stderr, /Read-only file system/);
+      await runOk("mount", ["-o", "remount,rw", f.mnt]);
+      assert.equal(await workload("echo x > after; cat after", f.mnt), "x\n");
+      await unmountAndCheck(f);
+      // norecovery is for read-only mounts: refused with rw, before anything is mounted.
+      const r = await runCli(["mount", "-o", "rw,norecovery", f.img, f.mnt]);
+      assert.equal(r.code, 1);
+      assert.equal(r.stderr, "ext4ts: norecovery (noload) is only for read-only mounts\n");
+      assert.ok(!isMounted(f.mnt));
+    });
+  },
+);
 
 rwTest(
   "rw mount of a filesystem needing recovery replays the journal onto the device first",
@@ -442,3 +459,17 @@ rwTest(
     });
   },
 );
+
+rwTest("rw mount: the hard-link limit (65000) is EMLINK, as the kernel's", async () => {
+  await withFixture((f) =>
+    sameAsKernel(
+      f,
+      `python3 -c '
+import errno, os
+open("f", "w").close()
+for i in range(1, 65000): os.link("f", "l%d" % i)
+try: os.link("f", "over"); print("linked")
+except OSError as e: print(errno.errorcode[e.errno])
+print(os.stat("f").st_nlink)'`,
+    ), { args: ["-N", "1024"] });
+}, { deep: true });
