@@ -129,11 +129,15 @@ export { ext4Backend } from "./ffi/fuse/ext4_ops.ts";
 // What a backend of one's own implements (OpenedFilesystem.ops) and the replies it builds.
 export type {
   AttrReply,
+  CreateRequest,
   DirentPlus,
+  FallocateRequest,
   FuseOperations,
+  FuseWriteOperations,
   OpenReply,
   RequestContext,
   SeekWhence,
+  SetattrRequest,
 } from "./ffi/fuse/ops.ts";
 export type {
   DirentOut,
