@@ -217,8 +217,10 @@ for n in ("sparse", "fa", "keep"):
   },
 );
 
-rwTest("rw mount: open-unlinked files, rename over open files, renameat2, fsync", async () => {
-  const py = `
+rwTest(
+  "rw mount: open-unlinked files, O_TMPFILE, rename over open files, renameat2, fsync",
+  async () => {
+    const py = `
 import ctypes, errno, os
 libc = ctypes.CDLL(None, use_errno=True)
 def rename2(a, b, flags):
@@ -248,6 +250,19 @@ print("noreplace new", rename2("b", "c", 1), os.path.exists("c"))
 f = os.open("synced", os.O_CREAT | os.O_WRONLY, 0o600)
 os.write(f, b"durable\\n"); os.fdatasync(f); os.fsync(f); os.close(f)
 d = os.open(".", os.O_RDONLY); os.fsync(d); os.close(d)
+t = os.open(".", os.O_TMPFILE | os.O_RDWR, 0o640)
+os.write(t, b"tmp data\\n")
+print("tmpfile links", os.fstat(t).st_nlink, oct(os.fstat(t).st_mode))
+def link_fd(fd, name):  # linkat(fd, "", AT_FDCWD, name, AT_EMPTY_PATH)
+    r = libc.linkat(fd, b"", -100, name.encode(), 0x1000)
+    return 0 if r == 0 else ctypes.get_errno()
+print("linkat", link_fd(t, "from_tmp"))
+print(open("from_tmp").read().strip(), os.stat("from_tmp").st_nlink, os.fstat(t).st_nlink)
+os.close(t)
+t = os.open(".", os.O_TMPFILE | os.O_RDWR, 0o600); os.write(t, b"x" * 50000); os.close(t)
+t = os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_EXCL, 0o600)
+print("O_EXCL tmpfile", errno.errorcode.get(link_fd(t, "never"), 0))
+os.close(t)
 for call in [lambda: os.rmdir("dir"), lambda: os.unlink("a"), lambda: os.mkdir("c"),
              lambda: os.link("a", "x"), lambda: os.rename("a", "a/x"), lambda: os.rmdir("c")]:
     try:
@@ -255,8 +270,9 @@ for call in [lambda: os.rmdir("dir"), lambda: os.unlink("a"), lambda: os.mkdir("
     except OSError as e:
         print(errno.errorcode[e.errno])
 `;
-  await withFixture((f) => sameAsKernel(f, `python3 - <<'EOF'\n${py}\nEOF`));
-});
+    await withFixture((f) => sameAsKernel(f, `python3 - <<'EOF'\n${py}\nEOF`));
+  },
+);
 
 rwTest("rw mount: a big directory, names added and removed", async () => {
   const n = DEEP ? 100_000 : 2000;

@@ -514,6 +514,10 @@ class RecordingWriter implements FuseWriteOperations {
     this.calls.push(["create", parent, new TextDecoder().decode(name), r.mode, r.umask, flags]);
     return Promise.resolve({ entry: this.#entry(), open: { fh: 7 } });
   }
+  tmpfile(_c: unknown, parent: number, r: CreateRequest) {
+    this.calls.push(["tmpfile", parent, r.mode, r.umask]);
+    return Promise.resolve({ entry: this.#entry(), open: { fh: 8 } });
+  }
   write(_c: unknown, nodeid: number, fh: number, offset: number, data: Uint8Array) {
     this.calls.push(["write", nodeid, fh, offset, new TextDecoder().decode(data)]);
     return Promise.resolve(data.length);
@@ -645,9 +649,11 @@ Deno.test("fuse wire: the write opcodes decoded and answered; an INTERRUPT never
       Opcode.TMPFILE,
       17n,
       1,
-      bytes([["u32", 0], ["u32", 0o100600], ["u32", 0], ["u32", 0], ["str", "t"]]),
+      bytes([["u32", 2], ["u32", 0o100600], ["u32", 0o22], ["u32", 0], ["str", "/"]]),
     );
-    assert.equal((await k.only(17n)).error, -38, "not implemented: ENOSYS");
+    assert.equal((await k.only(17n)).body.length, 128 + 16, "fuse_entry_out + fuse_open_out");
+    k.send(Opcode.COPY_FILE_RANGE, 20n, 12, new Uint8Array(56));
+    assert.equal((await k.only(20n)).error, -38, "not implemented: ENOSYS (the kernel copies)");
 
     // An INTERRUPT of a change under way is not answered EINTR: the change finishes and
     // its real result is the one reply.
@@ -681,6 +687,7 @@ Deno.test("fuse wire: the write opcodes decoded and answered; an INTERRUPT never
       ["removexattr", 12, "user.a"],
       ["fsync", 12, true],
       ["fallocate", 12, 7, { offset: 0, length: 8192, mode: "punchHole", keepSize: true }],
+      ["tmpfile", 1, 0o100600, 0o22],
       ["unlink", 1, "victim"],
     ]);
   } finally {

@@ -261,6 +261,11 @@ export class OpcodeDispatcher {
         const { entry, open } = await w.create(ctx, nodeid, r.name, r, r.flags);
         return [encodeEntryOut(entry), openOut(open)];
       }
+      case Opcode.TMPFILE: {
+        const r = decodeCreateIn(body); // its name ("/") means nothing
+        const { entry, open } = await w.tmpfile(ctx, nodeid, r);
+        return [encodeEntryOut(entry), openOut(open)];
+      }
       case Opcode.MKNOD: {
         const r = decodeMknodIn(body);
         return [encodeEntryOut(await w.mknod(ctx, nodeid, r.name, r))];

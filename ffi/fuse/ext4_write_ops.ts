@@ -35,6 +35,7 @@ import { RenameFlag } from "./protocol_requests.ts";
 export type NodeWriterLike = Pick<
   Ext4NodeWriter,
   | "create"
+  | "tmpfile"
   | "open"
   | "release"
   | "mknod"
@@ -221,13 +222,31 @@ export class Ext4WriteOperations implements FuseWriteOperations {
       gid: ctx.gid,
       umask: r.umask,
     });
-    // Counted open by create: a failure to answer now must not leave the count behind.
+    return await this.#opened(ino);
+  }
+
+  /** The reply of CREATE and TMPFILE; a failure to answer must not leave the open counted. */
+  async #opened(ino: number): Promise<{ entry: EntryOut; open: OpenReply }> {
     try {
       return { entry: await this.#host.entryOf(ino), open: { fh: 0 } };
     } catch (e) {
       await this.#nw.release(ino);
       throw e;
     }
+  }
+
+  async tmpfile(
+    ctx: RequestContext,
+    parent: number,
+    r: CreateRequest,
+  ): Promise<{ entry: EntryOut; open: OpenReply }> {
+    const ino = await this.#nw.tmpfile(this.#host.inoOf(parent), {
+      mode: r.mode,
+      uid: ctx.uid,
+      gid: ctx.gid,
+      umask: r.umask,
+    });
+    return await this.#opened(ino);
   }
 
   write(

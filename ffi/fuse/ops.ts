@@ -167,6 +167,12 @@ export interface FuseWriteOperations {
     r: CreateRequest,
     flags: number,
   ): Promise<{ entry: EntryOut; open: OpenReply }>;
+  /** TMPFILE (O_TMPFILE): an open regular file without a name in directory `parent`. */
+  tmpfile(
+    ctx: RequestContext,
+    parent: number,
+    r: CreateRequest,
+  ): Promise<{ entry: EntryOut; open: OpenReply }>;
   /** WRITE: `data` at `offset`; the bytes written. */
   write(
     ctx: RequestContext,

@@ -19,6 +19,9 @@ import { setAttributes } from "./attr.ts";
 import type { OpContext } from "./context.ts";
 import { truncateFile, writeFileRange } from "./file_update.ts";
 import {
+  addEntry,
+  changeLinks,
+  checkFree,
   createFile,
   createSymlink,
   isDir,
@@ -27,7 +30,10 @@ import {
   lookupEntry,
   makeDirectory,
   makeNode,
+  newInode,
 } from "./namei.ts";
+import { direntTypeOfMode } from "../ondisk/dirent.ts";
+import { orphanIfUnlinked, removeOrphan } from "./orphan.ts";
 import type { OpenFiles } from "./open_files.ts";
 import { unlinkKeepingOpen } from "./open_files.ts";
 import {
@@ -130,6 +136,23 @@ export class Ext4NodeWriter {
   }
 
   /**
+   * O_TMPFILE: a regular file with no name, counted open and on the orphan list (so a crash
+   * before its last release frees it), which `link` may give a name later. Returns the inode.
+   */
+  tmpfile(parent: number, o: NodeCreateOptions): Promise<number> {
+    return this.#tx(`tmpfile in ${parent}`, async (ctx) => {
+      const owner = await initOwner(ctx, parent, 0o100000 | (o.mode & 0o7777), o);
+      const { ino } = await ctx.tx.discardOnError(() =>
+        newInode(ctx, parent, 0o100000 | owner.perm, owner)
+      );
+      await changeLinks(ctx, ino, -1);
+      await orphanIfUnlinked(ctx, ino);
+      this.#host.openFiles().open(ino);
+      return ino;
+    });
+  }
+
+  /**
    * Counts an open of inode `ino` (any access mode: an open file outlives its last name);
    * with `truncate`, a regular file is cut to 0 bytes in the same transaction.
    */
@@ -193,13 +216,27 @@ export class Ext4NodeWriter {
     });
   }
 
-  /** Adds name `name` in `parent` for inode `ino` (not a directory: EPERM). */
+  /**
+   * Adds name `name` in `parent` for inode `ino` (not a directory: EPERM). An open inode
+   * without names (O_TMPFILE; the kernel decides which may be linked) leaves the orphan list.
+   */
   link(ino: number, parent: number, name: Uint8Array): Promise<void> {
+    const files = this.#host.openFiles();
     return this.#tx(`link in ${parent}`, async (ctx) => {
-      if (isDir((await load(ctx, ino)).f)) {
+      const { f } = await load(ctx, ino);
+      if (isDir(f)) {
         throw new Ext4Error("PERMISSION", "hard links to directories are not allowed", {
           errno: Errno.EPERM,
         });
+      }
+      if (f.linksCount === 0 && files.isOpen(ino)) {
+        await checkFree(ctx, parent, name);
+        await ctx.tx.discardOnError(async () => {
+          await removeOrphan(ctx.tx, ctx.sb, ctx.gdt, ino);
+          await changeLinks(ctx, ino, 1);
+          await addEntry(ctx, parent, name, ino, direntTypeOfMode(f.mode));
+        });
+        return;
       }
       await linkInode(ctx, parent, name, ino);
     });
