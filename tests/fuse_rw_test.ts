@@ -274,6 +274,46 @@ for call in [lambda: os.rmdir("dir"), lambda: os.unlink("a"), lambda: os.mkdir("
   },
 );
 
+rwTest(
+  "rw mount: chattr/lsattr, and immutable and append-only files refuse as the kernel's",
+  async () => {
+    const attempt = (what: string, cmd: string) =>
+      `if ${cmd} 2>/dev/null; then echo "${what}: ok"; else echo "${what}: refused"; fi`;
+    await withFixture((f) =>
+      sameAsKernel(
+        f,
+        `mkdir -p d sub/x; echo data > f; echo log > a; ln -s f sl
+      chattr +i f; chattr +a a; chattr +a d; chattr +i sub; chattr +d +A f 2>/dev/null || true
+      lsattr -d f a d sub | cut -c1-22
+      ${attempt("write immutable", "echo x > f")}
+      ${attempt("append immutable", "echo x >> f")}
+      ${attempt("chmod immutable", "chmod 600 f")}
+      ${attempt("touch immutable", "touch f")}
+      ${attempt("rm immutable", "rm -f f")}
+      ${attempt("ln immutable", "ln f f2")}
+      ${attempt("mv immutable", "mv f f3")}
+      ${attempt("setfattr immutable", "setfattr -n user.x -v 1 f")}
+      ${attempt("truncate immutable", "truncate -s 0 f")}
+      ${attempt("append append-only", "echo more >> a")}
+      ${attempt("overwrite append-only", "echo x > a")}
+      ${attempt("truncate append-only", "truncate -s 0 a")}
+      ${attempt("touch append-only", "touch a")}
+      ${attempt("touch -d append-only", "touch -d @100 a")}
+      ${attempt("rm append-only", "rm -f a")}
+      ${attempt("punch append-only", "fallocate -p -o 0 -l 1 a")}
+      ${attempt("allocate append-only", "fallocate -n -o 0 -l 8192 a")}
+      ${attempt("create in append-only dir", "touch d/new")}
+      ${attempt("rm in append-only dir", "rm d/new")}
+      ${attempt("create in immutable dir", "touch sub/new")}
+      ${attempt("rmdir in immutable dir", "rmdir sub/x")}
+      ${attempt("chattr on a symlink", "chattr +i sl")}
+      chattr -i f; chattr -a a d; chattr -i sub
+      echo after > f; rm a; rm -r d sub; lsattr f | cut -c1-22`,
+      )
+    );
+  },
+);
+
 rwTest("rw mount: a big directory, names added and removed", async () => {
   const n = DEEP ? 100_000 : 2000;
   await withFixture(

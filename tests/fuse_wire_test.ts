@@ -514,6 +514,10 @@ class RecordingWriter implements FuseWriteOperations {
     this.calls.push(["create", parent, new TextDecoder().decode(name), r.mode, r.umask, flags]);
     return Promise.resolve({ entry: this.#entry(), open: { fh: 7 } });
   }
+  ioctl(_c: unknown, nodeid: number, cmd: number, input: Uint8Array): Promise<Uint8Array> {
+    this.calls.push(["ioctl", nodeid, cmd, [...input]]);
+    return Promise.resolve(new Uint8Array([0x10, 0, 8, 0, 0xff, 0xff]));
+  }
   tmpfile(_c: unknown, parent: number, r: CreateRequest) {
     this.calls.push(["tmpfile", parent, r.mode, r.umask]);
     return Promise.resolve({ entry: this.#entry(), open: { fh: 8 } });
@@ -652,6 +656,21 @@ Deno.test("fuse wire: the write opcodes decoded and answered; an INTERRUPT never
       bytes([["u32", 2], ["u32", 0o100600], ["u32", 0o22], ["u32", 0], ["str", "/"]]),
     );
     assert.equal((await k.only(17n)).body.length, 128 + 16, "fuse_entry_out + fuse_open_out");
+    // IOCTL (the kernel's fileattr calls): out_size bounds the data after fuse_ioctl_out.
+    const ioctl = (cmd: number, input: number[], outSize: number) =>
+      bytes([["u64", 7], ["u32", 0], ["u32", cmd], ["u64", 0], ["u32", input.length], [
+        "u32",
+        outSize,
+      ]]);
+    k.send(Opcode.IOCTL, 21n, 12, ioctl(0x80086601, [], 4));
+    assert.deepEqual([...(await k.only(21n)).body], [...new Uint8Array(16), 0x10, 0, 8, 0]);
+    k.send(
+      Opcode.IOCTL,
+      22n,
+      12,
+      new Uint8Array([...ioctl(0x40086602, [0, 0, 8, 0], 0), 0, 0, 8, 0]),
+    );
+    assert.equal((await k.only(22n)).body.length, 16);
     k.send(Opcode.COPY_FILE_RANGE, 20n, 12, new Uint8Array(56));
     assert.equal((await k.only(20n)).error, -38, "not implemented: ENOSYS (the kernel copies)");
 
@@ -688,6 +707,8 @@ Deno.test("fuse wire: the write opcodes decoded and answered; an INTERRUPT never
       ["fsync", 12, true],
       ["fallocate", 12, 7, { offset: 0, length: 8192, mode: "punchHole", keepSize: true }],
       ["tmpfile", 1, 0o100600, 0o22],
+      ["ioctl", 12, 0x80086601, []],
+      ["ioctl", 12, 0x40086602, [0, 0, 8, 0]],
       ["unlink", 1, "victim"],
     ]);
   } finally {

@@ -323,7 +323,7 @@ export async function mountCommand(
         }
         live = true;
         for (const line of deferred.splice(0)) sink(line);
-        log(`mounted ${source} on ${target} (read-only)`);
+        log(`mounted ${source} on ${target} (${settings.readOnly ? "read-only" : "read-write"})`);
       },
     });
   } finally {

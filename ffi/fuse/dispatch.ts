@@ -14,6 +14,7 @@ import {
   decodeFallocateIn,
   decodeFsyncIn,
   decodeGetxattrIn,
+  decodeIoctlIn,
   decodeLinkIn,
   decodeListxattrIn,
   decodeLseekIn,
@@ -37,6 +38,7 @@ import {
   encodeAttrOut,
   encodeEntryOut,
   encodeGetxattrOut,
+  encodeIoctlOut,
   encodeLseekOut,
   encodeOpenOut,
   encodeStatfsOut,
@@ -210,6 +212,12 @@ export class OpcodeDispatcher {
       case Opcode.STATX:
         // Answered ENOSYS without a log line: the kernel falls back to GETATTR for good.
         throw new ProtocolErrno(E.ENOSYS);
+      case Opcode.IOCTL: {
+        // chattr/lsattr on a read-write mount; a read-only one serves no ioctl (ENOSYS).
+        const w = this.#writer();
+        if (w) return (await this.#handleWrite(w, opcode, nodeid, body, ctx))!;
+        break;
+      }
       case Opcode.FLUSH:
         return []; // every WRITE is committed before it is answered: nothing buffered
       case Opcode.FSYNC:
@@ -226,12 +234,12 @@ export class OpcodeDispatcher {
           const reply = await this.#handleWrite(w, opcode, nodeid, body, ctx);
           if (reply) return reply;
         }
-        if (!this.#loggedOpcodes.has(opcode)) {
-          this.#loggedOpcodes.add(opcode);
-          this.#options.log(`fuse: ${opcodeName(opcode)} not implemented (ENOSYS)`);
-        }
-        throw new ProtocolErrno(E.ENOSYS);
     }
+    if (!this.#loggedOpcodes.has(opcode)) {
+      this.#loggedOpcodes.add(opcode);
+      this.#options.log(`fuse: ${opcodeName(opcode)} not implemented (ENOSYS)`);
+    }
+    throw new ProtocolErrno(E.ENOSYS);
   }
 
   /** The write operations, or undefined on a read-only mount. */
@@ -305,6 +313,11 @@ export class OpcodeDispatcher {
       case Opcode.REMOVEXATTR:
         await w.removexattr(ctx, nodeid, decodeName(body));
         return [];
+      case Opcode.IOCTL: {
+        const r = decodeIoctlIn(body);
+        const out = await w.ioctl(ctx, nodeid, r.cmd, r.input);
+        return [encodeIoctlOut(), out.subarray(0, r.outSize)];
+      }
       case Opcode.FALLOCATE: {
         const r = decodeFallocateIn(body);
         await w.fallocate(ctx, nodeid, r.fh, fallocateRequest(r));

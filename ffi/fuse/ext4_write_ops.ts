@@ -49,6 +49,8 @@ export type NodeWriterLike = Pick<
   | "write"
   | "fallocate"
   | "setXattr"
+  | "getFlags"
+  | "setFlags"
   | "sync"
 >;
 
@@ -66,6 +68,23 @@ const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 const O_ACCMODE = 3;
 const O_TRUNC = 0o1000;
+const O_APPEND = 0o2000;
+/** FS_IOC_GETFLAGS and FS_IOC_SETFLAGS as the kernel's fileattr calls pass them. */
+const FS_IOC_GETFLAGS = 0x80086601;
+const FS_IOC_SETFLAGS = 0x40086602;
+/** FS_IOC_FSGETXATTR: the kernel asks for it before a FS_IOC_SETFLAGS (vfs_fileattr_set). */
+const FS_IOC_FSGETXATTR = 0x801c581f;
+const FSXATTR_SIZE = 28;
+/** Inode flags → FS_XFLAG_* (immutable, append, sync, noatime, nodump, projinherit). */
+const XFLAGS: [number, number][] = [
+  [0x10, 0x8],
+  [0x20, 0x10],
+  [0x8, 0x20],
+  [0x80, 0x40],
+  [0x40, 0x80],
+  [0x20000000, 0x200],
+];
+const ENOTTY = 25;
 const utf8 = new TextDecoder();
 
 /** The time "now" stands for in SETATTR (ATIME_NOW / MTIME_NOW), as the kernel stamps it. */
@@ -102,8 +121,12 @@ export class Ext4WriteOperations implements FuseWriteOperations {
    * O_TRUNC on a write open truncates (the kernel also sends SETATTR without ATOMIC_O_TRUNC).
    */
   async open(nodeid: number, flags: number): Promise<OpenReply> {
-    const truncate = (flags & O_TRUNC) !== 0 && (flags & O_ACCMODE) !== 0;
-    await this.#nw.open(this.#host.inoOf(nodeid), { truncate });
+    const write = (flags & O_ACCMODE) !== 0;
+    await this.#nw.open(this.#host.inoOf(nodeid), {
+      write,
+      append: (flags & O_APPEND) !== 0,
+      truncate: write && (flags & O_TRUNC) !== 0,
+    });
     // Every change goes through this kernel, but a new open re-reads: simple and always right.
     return { fh: 0 };
   }
@@ -122,6 +145,7 @@ export class Ext4WriteOperations implements FuseWriteOperations {
       size: c.size,
       atime: timeOf(c.atime),
       mtime: timeOf(c.mtime),
+      timesNow: c.atime !== undefined && c.atime === "now" && c.mtime === "now",
     });
     return await this.#host.attrOf(ino);
   }
@@ -275,6 +299,41 @@ export class Ext4WriteOperations implements FuseWriteOperations {
 
   async removexattr(_ctx: RequestContext, nodeid: number, name: Uint8Array): Promise<void> {
     await this.#nw.setXattr(this.#host.inoOf(nodeid), utf8.decode(name), null);
+  }
+
+  /**
+   * IOCTL: FS_IOC_GETFLAGS / FS_IOC_SETFLAGS / FS_IOC_FSGETXATTR (lsattr, chattr: the kernel's
+   * fileattr calls);
+   * anything else is ENOTTY, as ext4 answers an ioctl it does not know.
+   */
+  async ioctl(
+    _ctx: RequestContext,
+    nodeid: number,
+    cmd: number,
+    input: Uint8Array,
+  ): Promise<Uint8Array> {
+    const ino = this.#host.inoOf(nodeid);
+    if (cmd === FS_IOC_GETFLAGS || cmd === FS_IOC_FSGETXATTR) {
+      const { flags, projid } = await this.#nw.getFlags(ino);
+      const out = new Uint8Array(cmd === FS_IOC_GETFLAGS ? 4 : FSXATTR_SIZE);
+      const v = new DataView(out.buffer);
+      if (cmd === FS_IOC_GETFLAGS) {
+        v.setUint32(0, flags, true);
+      } else {
+        // struct fsxattr: the flags as FS_XFLAG_* (what the kernel's fileattr_fill_flags makes).
+        let x = 0;
+        for (const [fl, xfl] of XFLAGS) if (flags & fl) x |= xfl;
+        v.setUint32(0, x, true);
+        v.setUint32(12, projid, true);
+      }
+      return out;
+    }
+    if (cmd === FS_IOC_SETFLAGS && input.length >= 4) {
+      const flags = new DataView(input.buffer, input.byteOffset, 4).getUint32(0, true);
+      await this.#nw.setFlags(ino, flags);
+      return new Uint8Array(0);
+    }
+    throw new FuseError(ENOTTY);
   }
 
   /** Every change is committed before its reply; fsync flushes the device once more. */

@@ -195,6 +195,11 @@ export interface FuseWriteOperations {
   fsync(ctx: RequestContext, nodeid: number, datasync: boolean): Promise<void>;
   /** FALLOCATE. */
   fallocate(ctx: RequestContext, nodeid: number, fh: number, r: FallocateRequest): Promise<void>;
+  /**
+   * IOCTL of a restricted (kernel-sized) command: `input` is what the kernel passes in, the
+   * result what it copies out (at most the size it asked for).
+   */
+  ioctl(ctx: RequestContext, nodeid: number, cmd: number, input: Uint8Array): Promise<Uint8Array>;
 }
 
 /**

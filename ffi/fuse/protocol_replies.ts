@@ -286,6 +286,18 @@ export function encodeWriteOut(size: number): Uint8Array {
 }
 
 /**
+ * Encodes `fuse_ioctl_out` for a finished ioctl (result 0, no retry): the data follows it.
+ *
+ * @example
+ * ```ts ignore
+ * const parts = [encodeIoctlOut(), flagsBytes];
+ * ```
+ */
+export function encodeIoctlOut(): Uint8Array {
+  return new Uint8Array(16);
+}
+
+/**
  * Encodes `fuse_lseek_out`.
  *
  * @example

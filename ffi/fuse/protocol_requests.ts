@@ -451,3 +451,28 @@ export function decodeFallocateIn(
   const v = need(body, 32, "fuse_fallocate_in");
   return { fh: u64(v, 0), offset: u64(v, 8), length: u64(v, 16), mode: v.getUint32(24, true) };
 }
+
+/**
+ * `fuse_ioctl_in` and the input data after it.
+ *
+ * @example
+ * ```ts ignore
+ * const { cmd, input, outSize } = decodeIoctlIn(body);
+ * ```
+ */
+export function decodeIoctlIn(
+  body: Uint8Array,
+): { fh: number; flags: number; cmd: number; input: Uint8Array; outSize: number } {
+  const v = need(body, 32, "fuse_ioctl_in");
+  const inSize = v.getUint32(24, true);
+  if (body.length < 32 + inSize) {
+    throw new ProtocolError(`fuse_ioctl_in: ${inSize} input bytes announced`);
+  }
+  return {
+    fh: u64(v, 0),
+    flags: v.getUint32(8, true),
+    cmd: v.getUint32(12, true),
+    input: body.subarray(32, 32 + inSize),
+    outSize: v.getUint32(28, true),
+  };
+}

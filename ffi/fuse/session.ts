@@ -106,6 +106,7 @@ const MUTATING: ReadonlySet<number> = new Set([
   Opcode.FSYNC,
   Opcode.FSYNCDIR,
   Opcode.RELEASE,
+  Opcode.IOCTL,
 ]);
 const POLLIN = 1;
 const MAX_IO = 1 << 20;

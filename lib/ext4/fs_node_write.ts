@@ -13,7 +13,7 @@
  */
 
 import { Errno, Ext4Error } from "../errors.ts";
-import type { Timespec } from "../ondisk/inode.ts";
+import { InodeFlags, type Timespec } from "../ondisk/inode.ts";
 import { readDefaultAcl } from "./acl.ts";
 import { setAttributes } from "./attr.ts";
 import type { OpContext } from "./context.ts";
@@ -48,6 +48,16 @@ import { removeDirectory } from "./unlink.ts";
 import { setXattr } from "./xattr.ts";
 import type { Ext4Writer } from "./writer.ts";
 
+/** The inode flags lsattr shows (the kernel's EXT4_FL_USER_VISIBLE). */
+const FL_USER_VISIBLE = 0x705bdfff;
+/** The flags FS_IOC_SETFLAGS may change (EXT4_FL_USER_MODIFIABLE); the rest are kept. */
+const FL_USER_MODIFIABLE = 0x604bc0ff;
+/** Of those, the ones ext4ts changes (lib/ext4/attr.ts); others are EOPNOTSUPP. */
+const FL_SETTABLE = InodeFlags.SYNC | InodeFlags.IMMUTABLE | InodeFlags.APPEND |
+  InodeFlags.NODUMP | InodeFlags.NOATIME | InodeFlags.PROJINHERIT;
+const IMMUTABLE = InodeFlags.IMMUTABLE;
+const FIXED = InodeFlags.IMMUTABLE | InodeFlags.APPEND;
+
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
 const S_ISGID = 0o2000;
@@ -80,6 +90,11 @@ export interface NodeAttributeChange {
   atime?: Timespec;
   /** New modification time. */
   mtime?: Timespec;
+  /**
+   * The times are "now" (utimensat with no times): allowed on an append-only inode, as by the
+   * kernel, where explicit times, modes and owners are not.
+   */
+  timesNow?: boolean;
 }
 
 /** What the facade lends an {@link Ext4NodeWriter}. */
@@ -128,6 +143,7 @@ export class Ext4NodeWriter {
    */
   create(parent: number, name: Uint8Array, o: NodeCreateOptions): Promise<number> {
     return this.#tx(`create in ${parent}`, async (ctx) => {
+      await refuseFlagged(ctx, parent, IMMUTABLE);
       const owner = await initOwner(ctx, parent, 0o100000 | (o.mode & 0o7777), o);
       const ino = await createFile(ctx, parent, name, new Uint8Array(0), owner);
       this.#host.openFiles().open(ino);
@@ -141,6 +157,7 @@ export class Ext4NodeWriter {
    */
   tmpfile(parent: number, o: NodeCreateOptions): Promise<number> {
     return this.#tx(`tmpfile in ${parent}`, async (ctx) => {
+      await refuseFlagged(ctx, parent, IMMUTABLE);
       const owner = await initOwner(ctx, parent, 0o100000 | (o.mode & 0o7777), o);
       const { ino } = await ctx.tx.discardOnError(() =>
         newInode(ctx, parent, 0o100000 | owner.perm, owner)
@@ -156,14 +173,52 @@ export class Ext4NodeWriter {
    * Counts an open of inode `ino` (any access mode: an open file outlives its last name);
    * with `truncate`, a regular file is cut to 0 bytes in the same transaction.
    */
-  async open(ino: number, options: { truncate?: boolean } = {}): Promise<void> {
-    if (options.truncate) {
+  async open(
+    ino: number,
+    options: { write?: boolean; append?: boolean; truncate?: boolean } = {},
+  ): Promise<void> {
+    if (options.write || options.truncate) {
       await this.#tx(`open ${ino}`, async (ctx) => {
+        // may_open: an immutable file is not opened for writing, an append-only one only to
+        // append (and never truncated).
+        await refuseFlagged(ctx, ino, IMMUTABLE);
+        if (!options.append || options.truncate) await refuseFlagged(ctx, ino, FIXED);
+        if (!options.truncate) return;
         await checkRegular(ctx, ino, `inode ${ino}`);
         await truncateFile(ctx, ino, 0);
       });
     }
     this.#host.openFiles().open(ino);
+  }
+
+  /** FS_IOC_GETFLAGS / FS_IOC_FSGETXATTR: the inode flags lsattr shows, and the project id. */
+  async getFlags(ino: number): Promise<{ flags: number; projid: number }> {
+    const f = await this.#tx(`getflags ${ino}`, async (ctx) => (await load(ctx, ino)).f);
+    return { flags: (f.flags & FL_USER_VISIBLE) >>> 0, projid: f.projid };
+  }
+
+  /**
+   * FS_IOC_SETFLAGS (chattr): the user-modifiable flags become `flags`, the others are kept;
+   * a change ext4ts cannot make (e.g. data journalling, extent migration) is UNSUPPORTED. The
+   * kernel has checked the caller may change append-only and immutable.
+   */
+  setFlags(ino: number, flags: number): Promise<void> {
+    return this.#tx(`setflags ${ino}`, async (ctx) => {
+      const old = (await load(ctx, ino)).f.flags;
+      const wanted = (flags & FL_USER_MODIFIABLE) | (old & ~FL_USER_MODIFIABLE);
+      // ext4_ioctl_check_immutable: an inode that stays immutable changes no other flag.
+      if (old & wanted & IMMUTABLE && (old & ~IMMUTABLE) !== (wanted & ~IMMUTABLE)) {
+        await refuseFlagged(ctx, ino, IMMUTABLE);
+      }
+      const changed = (wanted ^ old) & ~FL_SETTABLE;
+      if (changed) {
+        throw new Ext4Error(
+          "UNSUPPORTED",
+          `inode flags 0x${changed.toString(16)} cannot be changed`,
+        );
+      }
+      await setAttributes(ctx, ino, { flags: wanted & FL_SETTABLE });
+    });
   }
 
   /** Counts a close of inode `ino`; the last close frees an inode that lost its last name. */
@@ -174,6 +229,7 @@ export class Ext4NodeWriter {
   /** Makes a device node, FIFO or socket (`mode` carries the type); returns the inode. */
   mknod(parent: number, name: Uint8Array, o: NodeCreateOptions): Promise<number> {
     return this.#tx(`mknod in ${parent}`, async (ctx) => {
+      await refuseFlagged(ctx, parent, IMMUTABLE);
       const type = o.mode & S_IFMT;
       if (type === 0o100000) {
         // mknod(2) of a regular file: the kernel's vfs_create.
@@ -197,6 +253,7 @@ export class Ext4NodeWriter {
   /** Makes directory `name` in `parent`; returns the inode. */
   mkdir(parent: number, name: Uint8Array, o: NodeCreateOptions): Promise<number> {
     return this.#tx(`mkdir in ${parent}`, async (ctx) => {
+      await refuseFlagged(ctx, parent, IMMUTABLE);
       const owner = await initOwner(ctx, parent, S_IFDIR | (o.mode & 0o7777), o);
       return await makeDirectory(ctx, parent, name, owner);
     });
@@ -211,6 +268,7 @@ export class Ext4NodeWriter {
   ): Promise<number> {
     if (target.length === 0) return Promise.reject(new Ext4Error("NOT_FOUND", "empty target"));
     return this.#tx(`symlink in ${parent}`, async (ctx) => {
+      await refuseFlagged(ctx, parent, IMMUTABLE);
       const owner = await initOwner(ctx, parent, 0o120777, o);
       return await createSymlink(ctx, parent, name, target, owner);
     });
@@ -223,6 +281,8 @@ export class Ext4NodeWriter {
   link(ino: number, parent: number, name: Uint8Array): Promise<void> {
     const files = this.#host.openFiles();
     return this.#tx(`link in ${parent}`, async (ctx) => {
+      await refuseFlagged(ctx, parent, IMMUTABLE);
+      await refuseFlagged(ctx, ino, FIXED);
       const { f } = await load(ctx, ino);
       if (isDir(f)) {
         throw new Ext4Error("PERMISSION", "hard links to directories are not allowed", {
@@ -249,6 +309,9 @@ export class Ext4NodeWriter {
   unlink(parent: number, name: Uint8Array): Promise<void> {
     const files = this.#host.openFiles();
     return this.#tx(`unlink in ${parent}`, async (ctx) => {
+      await refuseFlagged(ctx, parent, FIXED);
+      const ino = await lookupEntry(ctx, parent, name);
+      if (ino) await refuseFlagged(ctx, ino, FIXED);
       await unlinkKeepingOpen(ctx, parent, name, (i) => files.isOpen(i));
     });
   }
@@ -256,8 +319,10 @@ export class Ext4NodeWriter {
   /** Removes the empty directory `name` of `parent`. */
   rmdir(parent: number, name: Uint8Array): Promise<void> {
     return this.#tx(`rmdir in ${parent}`, async (ctx) => {
+      await refuseFlagged(ctx, parent, FIXED);
       const ino = await lookupEntry(ctx, parent, name);
       if (!ino) throw new Ext4Error("NOT_FOUND", "no such entry");
+      await refuseFlagged(ctx, ino, FIXED);
       if (!isDir((await load(ctx, ino)).f)) {
         throw new Ext4Error("NOT_DIRECTORY", "not a directory");
       }
@@ -281,6 +346,10 @@ export class Ext4NodeWriter {
       const src = await lookupEntry(ctx, parent, name);
       if (!src) throw new Ext4Error("NOT_FOUND", "no such entry");
       const dst = await lookupEntry(ctx, newParent, newName);
+      await refuseFlagged(ctx, parent, FIXED);
+      await refuseFlagged(ctx, newParent, dst ? FIXED : IMMUTABLE);
+      await refuseFlagged(ctx, src, FIXED);
+      if (dst) await refuseFlagged(ctx, dst, FIXED);
       if (dst && dst !== src && !options.exchange && !options.noReplace && files.isOpen(dst)) {
         await unlinkOpenTarget(ctx, src, { parent: newParent, name: newName, ino: dst });
       }
@@ -291,11 +360,14 @@ export class Ext4NodeWriter {
   /** chmod, chown, truncate and utimes of inode `ino` in one transaction; ctime becomes now. */
   setattr(ino: number, change: NodeAttributeChange): Promise<void> {
     return this.#tx(`setattr ${ino}`, async (ctx) => {
+      const { size: _, timesNow, ...rest } = change;
+      const timesOnly = rest.perm === undefined && rest.uid === undefined &&
+        rest.gid === undefined && change.size === undefined;
+      await refuseFlagged(ctx, ino, timesOnly && timesNow ? IMMUTABLE : FIXED);
       if (change.size !== undefined) {
         await checkRegular(ctx, ino, `inode ${ino}`);
         await truncateFile(ctx, ino, change.size);
       }
-      const { size: _, ...rest } = change;
       if (Object.values(rest).some((v) => v !== undefined)) {
         await setAttributes(ctx, ino, rest);
       }
@@ -304,7 +376,13 @@ export class Ext4NodeWriter {
 
   /** Writes `data` at byte `offset` of regular file `ino`; returns the bytes written. */
   async write(ino: number, offset: number, data: Uint8Array): Promise<number> {
-    await this.#tx(`write ${ino}`, (ctx) => writeFileRange(ctx, ino, offset, data));
+    await this.#tx(`write ${ino}`, async (ctx) => {
+      const { f } = await load(ctx, ino);
+      await refuseFlagged(ctx, ino, IMMUTABLE);
+      // Append-only: only at the end (opens without O_APPEND were refused already).
+      if ((f.flags & InodeFlags.APPEND) && offset !== f.size) await refuseFlagged(ctx, ino, FIXED);
+      await writeFileRange(ctx, ino, offset, data);
+    });
     return data.length;
   }
 
@@ -316,6 +394,9 @@ export class Ext4NodeWriter {
     options: FallocateOptions,
   ): Promise<void> {
     return this.#tx(`fallocate ${ino}`, async (ctx) => {
+      // vfs_fallocate: immutable never; append-only only to allocate (with or without KEEP_SIZE).
+      const allocating = (options.mode ?? "allocate") === "allocate";
+      await refuseFlagged(ctx, ino, allocating ? IMMUTABLE : FIXED);
       await checkRegular(ctx, ino, `inode ${ino}`);
       await fallocateInode(ctx, ino, offset, length, options);
     });
@@ -329,6 +410,7 @@ export class Ext4NodeWriter {
     options: { create?: boolean; replace?: boolean } = {},
   ): Promise<void> {
     return this.#tx(`setxattr ${ino}`, async (ctx) => {
+      await refuseFlagged(ctx, ino, FIXED);
       await prepareXattrChange(ctx, ino, name, `inode ${ino}`);
       await setXattr(ctx.tx, ctx.alloc, ctx.sb, ctx.gdt, ino, name, value, options);
     });
@@ -338,6 +420,17 @@ export class Ext4NodeWriter {
   sync(): Promise<void> {
     return this.#host.sync();
   }
+}
+
+/**
+ * EPERM when inode `ino` has one of `flags` (immutable, append-only): the checks the VFS makes
+ * from the kernel inode's own flags, which a FUSE inode does not carry, so the daemon makes them.
+ */
+async function refuseFlagged(ctx: OpContext, ino: number, flags: number): Promise<void> {
+  const f = (await load(ctx, ino)).f.flags & flags;
+  if (!f) return;
+  const what = f & IMMUTABLE ? "immutable" : "append-only";
+  throw new Ext4Error("PERMISSION", `inode ${ino} is ${what}`, { errno: Errno.EPERM });
 }
 
 /**
