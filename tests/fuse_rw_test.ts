@@ -48,6 +48,8 @@ const NEEDS = [
   "setpriv",
   "debugfs",
   "dumpe2fs",
+  "tune2fs",
+  "chattr",
 ];
 const DEEP = Deno.env.get("EXT4TS_DEEP") === "1";
 
@@ -555,3 +557,50 @@ print(os.stat("f").st_nlink)'`,
       { dirSizes: false },
     ), { args: ["-N", "1024"] });
 }, { deep: true });
+
+rwTest(
+  "rw mount: errors=continue, remount-ro and the superblock's panic after a corruption",
+  async () => {
+    await withFixture(async (f) => {
+      // A file whose extent root is destroyed: writing it finds the corruption (EUCLEAN).
+      const src = `${f.dir}/src`;
+      await Deno.mkdir(src);
+      await Deno.writeTextFile(`${src}/f`, "hello\n");
+      await runOk("mkfs.ext4", ["-qF", "-b", "4096", "-d", src, f.img, "32M"]);
+      await runOk("debugfs", ["-w", "-R", "sif /f block[0] 0", f.img]);
+      const pristine = await Deno.readFile(f.img);
+      const after = async (options: string) => {
+        await Deno.writeFile(f.img, pristine);
+        await mountRw(f.img, f.mnt, options);
+        const r = await run("bash", [
+          "-c",
+          "echo data >> f; echo write $?; mkdir x; echo mkdir $?; ls",
+        ], { cwd: f.mnt });
+        const u = await runCli(["umount", f.mnt]);
+        assert.equal(u.code, 0, u.stderr);
+        return r.stdout + r.stderr.replace(/^bash: line \d+: /gm, "");
+      };
+      const cont = await after("rw,errors=continue");
+      assert.match(cont, /^write 1\nmkdir 0\nf\nlost\+found\nx\n/);
+      assert.match(cont, /Structure needs cleaning/);
+      const ro = await after("rw,errors=remount-ro");
+      assert.match(ro, /^write 1\nmkdir 1\nf\nlost\+found\n/);
+      assert.match(ro, /mkdir: cannot create directory ‘x’: Read-only file system/);
+      // Without errors=, the superblock's behaviour: panic aborts the connection.
+      await runOk("tune2fs", ["-e", "panic", f.img]);
+      await mountRw(f.img, f.mnt);
+      const p = await run("bash", ["-c", "echo data >> f; echo write $?; mkdir x; echo mkdir $?"], {
+        cwd: f.mnt,
+      });
+      assert.equal(p.stdout, "write 1\nmkdir 1\n");
+      assert.match(
+        p.stderr,
+        /Transport endpoint is not connected|Software caused connection abort/,
+      );
+      const u = await runCli(["umount", f.mnt]);
+      assert.equal(u.code, 0, u.stderr);
+      assert.ok(!isMounted(f.mnt));
+      assert.equal((await run("e2fsck", ["-fn", f.img])).code, 4, "the corruption is still there");
+    });
+  },
+);

@@ -34,7 +34,7 @@ import {
 import { FUSE_ROOT_ID } from "./protocol.ts";
 import { encodeDev } from "./protocol_replies.ts";
 import type { MountBackend, MountSettings, OpenedFilesystem } from "./serve.ts";
-import { Ext4WriteOperations, type NodeWriterLike } from "./ext4_write_ops.ts";
+import { type ErrorPolicy, Ext4WriteOperations, type NodeWriterLike } from "./ext4_write_ops.ts";
 import { assertSameIdentity, identityOf, openForReadWrite, openWindow } from "./ext4_rw_open.ts";
 
 /** The reader's file types (lib/ext4/filesystem.ts `FileType`). */
@@ -160,6 +160,10 @@ export interface Ext4OperationsOptions {
    * write answers EROFS and the kernel may cache everything.
    */
   nodeWriter?: NodeWriterLike;
+  /** What a corruption found while writing does (read-write mounts; default continue). */
+  errors?: ErrorPolicy;
+  /** `errors=panic`: aborts the connection. */
+  panic?: () => void;
 }
 
 /** Damaged entries reported at most this many times (a fuzzed image can hold thousands). */
@@ -177,7 +181,12 @@ const MAX_REPORTED = 10_000;
 export class Ext4Operations implements FuseOperations {
   readonly #fs: Ext4Like;
   readonly #o:
-    & Required<Omit<Ext4OperationsOptions, "uid" | "gid" | "onClose" | "log" | "nodeWriter">>
+    & Required<
+      Omit<
+        Ext4OperationsOptions,
+        "uid" | "gid" | "onClose" | "log" | "nodeWriter" | "errors" | "panic"
+      >
+    >
     & Ext4OperationsOptions;
   /** The write operations of a read-write mount (absent: read-only). */
   readonly writer?: Ext4WriteOperations;
@@ -191,6 +200,9 @@ export class Ext4Operations implements FuseOperations {
     this.#o = { timeout: 300, ...options };
     if (options.nodeWriter) {
       this.writer = new Ext4WriteOperations(options.nodeWriter, {
+        errors: options.errors,
+        log: options.log,
+        panic: options.panic,
         inoOf: inoOfNode,
         entryOf: async (ino) => this.#entry(await this.#fs.getattr(ino)),
         attrOf: async (ino) => ({
@@ -543,6 +555,7 @@ async function openReadWriteBackend(
     throw e;
   }
   const blockSize = fs.superblock.blockSize;
+  let abort: (() => void) | undefined;
   const ops = new Ext4Operations(fs, {
     blockSize,
     timeout: RW_TIMEOUT,
@@ -550,6 +563,17 @@ async function openReadWriteBackend(
     gid: settings.gid,
     log,
     nodeWriter,
+    // errors= given, else the superblock's s_errors (1 continue, 2 remount-ro, 3 panic).
+    errors: settings.errors ??
+      (["continue", "continue", "remount-ro", "panic"] as const)[fs.superblock.errors] ??
+      "continue",
+    panic: () => abort?.(),
   });
-  return { ops, blockSize, posixAcl: true, verify };
+  return {
+    ops,
+    blockSize,
+    posixAcl: true,
+    verify,
+    attach: (controls) => abort = controls.abort,
+  };
 }

@@ -15,7 +15,7 @@
  */
 
 import type { Ext4NodeWriter } from "../../lib/ext4/fs_node_write.ts";
-import { Errno } from "../../lib/errors.ts";
+import { Errno, Ext4Error } from "../../lib/errors.ts";
 import type {
   AttrReply,
   CreateRequest,
@@ -54,8 +54,17 @@ export type NodeWriterLike = Pick<
   | "sync"
 >;
 
+/** What a detected corruption does to the mount (`errors=`, else the superblock's `s_errors`). */
+export type ErrorPolicy = "continue" | "remount-ro" | "panic";
+
 /** What the write operations borrow from the read side (attributes and node ids). */
 export interface WriteOpsHost {
+  /** `errors=`: after a corruption, go on (continue), refuse changes (remount-ro), or stop. */
+  errors?: ErrorPolicy;
+  /** The daemon's log. */
+  log?: (line: string) => void;
+  /** `errors=panic`: aborts the FUSE connection (nothing is written after). */
+  panic?: () => void;
   /** The inode number of a node id. */
   inoOf(nodeid: number): number;
   /** The LOOKUP answer for inode `ino` as it is now. */
@@ -64,6 +73,23 @@ export interface WriteOpsHost {
   attrOf(ino: number): Promise<AttrReply>;
 }
 
+/** The node writer's methods that change the filesystem (the errors= policy applies). */
+const CHANGES: ReadonlySet<string | symbol> = new Set([
+  "create",
+  "tmpfile",
+  "mknod",
+  "mkdir",
+  "symlink",
+  "link",
+  "unlink",
+  "rmdir",
+  "rename",
+  "setattr",
+  "write",
+  "fallocate",
+  "setXattr",
+  "setFlags",
+]);
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 const O_ACCMODE = 3;
@@ -109,11 +135,52 @@ function timeOf(t: FuseTime | "now" | undefined): FuseTime | undefined {
 export class Ext4WriteOperations implements FuseWriteOperations {
   readonly #nw: NodeWriterLike;
   readonly #host: WriteOpsHost;
+  /** Set once a corruption made `errors=remount-ro` or `panic` stop every change. */
+  #stopped: "remount-ro" | "panic" | undefined;
 
   /** Writes through `nw`; attributes and node ids come from `host`. */
   constructor(nw: NodeWriterLike, host: WriteOpsHost) {
-    this.#nw = nw;
+    // Every change goes through the errors= policy (#change); release, sync and reads do not.
+    this.#nw = new Proxy(nw, {
+      get: (target, key, receiver) => {
+        const v = Reflect.get(target, key, receiver);
+        if (typeof v !== "function" || !CHANGES.has(key)) return v;
+        return (...args: unknown[]) => this.#change(() => v.apply(target, args));
+      },
+    });
     this.#host = host;
+  }
+
+  /**
+   * Runs one change under the `errors=` policy: refused once stopped (EROFS, as the kernel's
+   * remount-ro answers; EIO after panic); a corruption it detects stops the next ones.
+   */
+  async #change<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#stopped) {
+      throw new FuseError(
+        this.#stopped === "panic" ? Errno.EIO : Errno.EROFS,
+        `changes stopped after a filesystem error (errors=${this.#stopped})`,
+      );
+    }
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof Ext4Error && e.code === "CORRUPT") this.#corrupt(e);
+      throw e;
+    }
+  }
+
+  #corrupt(e: Ext4Error): void {
+    const policy = this.#host.errors ?? "continue";
+    this.#host.log?.(`filesystem error: ${e.message} (errors=${policy})`);
+    if (policy === "continue" || this.#stopped) return;
+    this.#stopped = policy;
+    if (policy === "remount-ro") {
+      this.#host.log?.("errors=remount-ro: every further change is refused (EROFS)");
+    } else {
+      this.#host.log?.("errors=panic: aborting the FUSE connection");
+      this.#host.panic?.();
+    }
   }
 
   /**
@@ -122,11 +189,14 @@ export class Ext4WriteOperations implements FuseWriteOperations {
    */
   async open(nodeid: number, flags: number): Promise<OpenReply> {
     const write = (flags & O_ACCMODE) !== 0;
-    await this.#nw.open(this.#host.inoOf(nodeid), {
-      write,
-      append: (flags & O_APPEND) !== 0,
-      truncate: write && (flags & O_TRUNC) !== 0,
-    });
+    const open = () =>
+      this.#nw.open(this.#host.inoOf(nodeid), {
+        write,
+        append: (flags & O_APPEND) !== 0,
+        truncate: write && (flags & O_TRUNC) !== 0,
+      });
+    // Opening for writing is refused once changes are (remount-ro answers EROFS there too).
+    await (write ? this.#change(open) : open());
     // Every change goes through this kernel, but a new open re-reads: simple and always right.
     return { fh: 0 };
   }

@@ -26,7 +26,7 @@ import {
   unmountAsync,
   unmountWithFusermount,
 } from "./mount.ts";
-import { connectionOf, findMount, isFuseType, setReadahead } from "./mountinfo.ts";
+import { abortConnection, connectionOf, findMount, isFuseType, setReadahead } from "./mountinfo.ts";
 import { attachLoop, loopBackingFile, type LoopDevice } from "./loop.ts";
 import {
   type MountState,
@@ -49,6 +49,8 @@ export interface OpenedFilesystem {
    * still holds the filesystem that was opened (same UUID, features, state). Throws if not.
    */
   verify?(devicePath: string): Promise<void>;
+  /** Called once the mount is live: what the filesystem may do to it (abort: errors=panic). */
+  attach?(controls: { abort(): void }): void;
 }
 
 /** Opens the filesystem a daemon serves. */
@@ -85,8 +87,11 @@ export interface MountSettings {
   uid?: number;
   /** The gid reported for files owned by gid 0 (see `uid`). */
   gid?: number;
-  /** `errors=`: accepted for compatibility; read-only mounts never write. */
-  errors: "continue" | "remount-ro" | "panic";
+  /**
+   * `errors=`: what a corruption found while writing does (read-write mounts; read-only ones
+   * never write); absent: the superblock's default.
+   */
+  errors?: "continue" | "remount-ro" | "panic";
   /**
    * MS_* flags for the kernel besides MS_RDONLY (`nosuid`, `nodev`, `noexec`, the atime family,
    * …; see `MountFlag`); default nosuid,nodev.
@@ -112,7 +117,6 @@ export function defaultSettings(): MountSettings {
     allowOther: false,
     defaultPermissions: false,
     noBlkdev: false,
-    errors: "continue",
     mountFlags: DEFAULT_MOUNT_FLAGS,
     offset: 0,
   };
@@ -361,6 +365,13 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   }
   state.state = "mounted";
   writeState(state);
+  fs.attach?.({
+    abort: () => {
+      if (state.connection !== undefined) abortConnection(state.connection);
+      else if (viaHelper) void unmountWithFusermount(o.mountPoint, true);
+      else void unmountAsync(o.mountPoint, UmountFlag.DETACH);
+    },
+  });
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT", "SIGHUP"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   // Before `onReady`, so the mount command can show it too (its logger defers the log line).
