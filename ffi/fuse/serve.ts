@@ -27,7 +27,7 @@ import {
   unmountWithFusermount,
 } from "./mount.ts";
 import { abortConnection, connectionOf, findMount, isFuseType, setReadahead } from "./mountinfo.ts";
-import { attachLoop, loopBackingFile, type LoopDevice } from "./loop.ts";
+import { attachLoop, deviceIsFree, loopBackingFile, type LoopDevice } from "./loop.ts";
 import {
   type MountState,
   processStartTime,
@@ -214,7 +214,7 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   // Without root, the setuid helper fusermount3 mounts (plain fuse only).
   // EXT4TS_FUSERMOUNT=1 takes that path as root too (tests).
   const viaHelper = !isRoot() || Deno.env.get("EXT4TS_FUSERMOUNT") === "1";
-  const blockDevice = !settings.noBlkdev && !viaHelper;
+  let blockDevice = !settings.noBlkdev && !viaHelper;
   // An image is locked (shared) for as long as it is served: ext4ts writers lock it
   // exclusively, so they are refused now, and a mount of an image being written is refused.
   // Taken before the loop device is attached: a writer that holds the lock has checked the
@@ -282,21 +282,38 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
       fd = openFuseDevice();
     }
     if (!viaHelper) {
-      try {
+      const mount = () =>
         mountFuse({
           fd,
           source: devicePath,
           target: o.mountPoint,
           blockDevice,
-          blockSize: fs.blockSize,
+          blockSize: fs!.blockSize,
           allowOther: settings.allowOther,
           defaultPermissions,
           readOnly,
           flags: settings.mountFlags,
           subtype: "ext4ts",
         });
+      try {
+        mount();
       } catch (e) {
-        throw mountError(e, devicePath, o.mountPoint);
+        if (!writersRefused(e, readOnly, blockDevice, devicePath)) {
+          throw mountError(e, devicePath, o.mountPoint);
+        }
+        // A kernel without CONFIG_BLK_DEV_WRITE_MOUNTED refuses a block device mount while
+        // the daemon has it open for writing: plain fuse instead, never half a write.
+        log(
+          `warning: ${devicePath}: this kernel refuses writers to a mounted block device ` +
+            "(no CONFIG_BLK_DEV_WRITE_MOUNTED): mounted as plain fuse; unmount with " +
+            "'ext4ts umount', which waits until everything is written",
+        );
+        blockDevice = false;
+        try {
+          mount();
+        } catch (e2) {
+          throw mountError(e2, devicePath, o.mountPoint);
+        }
       }
     }
     mounted = true;
@@ -388,6 +405,22 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   }
   log(`session ended: ${end}`);
   return end;
+}
+
+/**
+ * True when a read-write `fuseblk` mount failed only because this kernel refuses writers to a
+ * mounted block device: EBUSY although nobody else holds the device (an O_EXCL open works).
+ */
+function writersRefused(
+  e: unknown,
+  readOnly: boolean,
+  blockDevice: boolean,
+  devicePath: string,
+): boolean {
+  if (readOnly || !blockDevice || !(e instanceof SyscallError) || e.errno !== Errno.EBUSY) {
+    return false;
+  }
+  return deviceIsFree(devicePath);
 }
 
 /**
