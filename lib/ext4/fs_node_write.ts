@@ -138,15 +138,37 @@ export class Ext4NodeWriter {
   }
 
   /**
+   * A transaction that counts an inode open (`count`, inside it: an unlink queued behind sees
+   * the file open); the count is taken back when the transaction fails.
+   */
+  async #txOpening<T>(
+    what: string,
+    fn: (ctx: OpContext, count: (ino: number) => void) => Promise<T>,
+  ): Promise<T> {
+    const files = this.#host.openFiles();
+    let counted = 0;
+    try {
+      return await this.#tx(what, (ctx) =>
+        fn(ctx, (ino) => {
+          files.open(ino);
+          counted = ino;
+        }));
+    } catch (e) {
+      if (counted) files.close(counted);
+      throw e;
+    }
+  }
+
+  /**
    * Creates regular file `name` in `parent` and counts it open (CREATE is create + open);
    * EXISTS when the name is taken. Returns the new inode.
    */
   create(parent: number, name: Uint8Array, o: NodeCreateOptions): Promise<number> {
-    return this.#tx(`create in ${parent}`, async (ctx) => {
+    return this.#txOpening(`create in ${parent}`, async (ctx, count) => {
       await refuseFlagged(ctx, parent, IMMUTABLE);
       const owner = await initOwner(ctx, parent, 0o100000 | (o.mode & 0o7777), o);
       const ino = await createFile(ctx, parent, name, new Uint8Array(0), owner);
-      this.#host.openFiles().open(ino);
+      count(ino);
       return ino;
     });
   }
@@ -156,7 +178,7 @@ export class Ext4NodeWriter {
    * before its last release frees it), which `link` may give a name later. Returns the inode.
    */
   tmpfile(parent: number, o: NodeCreateOptions): Promise<number> {
-    return this.#tx(`tmpfile in ${parent}`, async (ctx) => {
+    return this.#txOpening(`tmpfile in ${parent}`, async (ctx, count) => {
       await refuseFlagged(ctx, parent, IMMUTABLE);
       const owner = await initOwner(ctx, parent, 0o100000 | (o.mode & 0o7777), o);
       const { ino } = await ctx.tx.discardOnError(() =>
@@ -164,7 +186,7 @@ export class Ext4NodeWriter {
       );
       await changeLinks(ctx, ino, -1);
       await orphanIfUnlinked(ctx, ino);
-      this.#host.openFiles().open(ino);
+      count(ino);
       return ino;
     });
   }
@@ -177,18 +199,18 @@ export class Ext4NodeWriter {
     ino: number,
     options: { write?: boolean; append?: boolean; truncate?: boolean } = {},
   ): Promise<void> {
-    if (options.write || options.truncate) {
-      await this.#tx(`open ${ino}`, async (ctx) => {
-        // may_open: an immutable file is not opened for writing, an append-only one only to
-        // append (and never truncated).
-        await refuseFlagged(ctx, ino, IMMUTABLE);
-        if (!options.append || options.truncate) await refuseFlagged(ctx, ino, FIXED);
-        if (!options.truncate) return;
+    if (!options.write && !options.truncate) return this.#host.openFiles().open(ino);
+    await this.#txOpening(`open ${ino}`, async (ctx, count) => {
+      // may_open: an immutable file is not opened for writing, an append-only one only to
+      // append (and never truncated).
+      await refuseFlagged(ctx, ino, IMMUTABLE);
+      if (!options.append || options.truncate) await refuseFlagged(ctx, ino, FIXED);
+      if (options.truncate) {
         await checkRegular(ctx, ino, `inode ${ino}`);
         await truncateFile(ctx, ino, 0);
-      });
-    }
-    this.#host.openFiles().open(ino);
+      }
+      count(ino);
+    });
   }
 
   /** FS_IOC_GETFLAGS / FS_IOC_FSGETXATTR: the inode flags lsattr shows, and the project id. */
