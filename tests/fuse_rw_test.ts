@@ -336,6 +336,42 @@ print(len(os.listdir(".")))'`,
   );
 });
 
+/** One of the concurrent workers: its own tree, names of its own in a shared directory. */
+const WORKER = `
+import os, sys
+me = int(sys.argv[1]); base = "w%d" % me
+os.makedirs(base + "/sub")
+for i in range(120):
+    p = "%s/f%d" % (base, i)
+    with open(p, "wb") as f:
+        f.write(bytes([me]) * (i * 97 % 20000))
+    if i % 5 == 0:
+        os.link(p, "shared/%d-%d" % (me, i))
+    if i % 4 == 0:
+        os.rename(p, "%s/sub/r%d" % (base, i))
+    elif i % 7 == 0:
+        os.unlink(p)
+    if i % 11 == 0:
+        os.mkdir("%s/d%d" % (base, i))
+        if i % 22 == 0:
+            os.rmdir("%s/d%d" % (base, i))
+for i in range(0, 120, 15):
+    os.rename("shared/%d-%d" % (me, i), "shared/moved-%d-%d" % (me, i))
+`;
+
+rwTest("rw mount: four processes at once, each its own tree and one shared directory", async () => {
+  // Interleaving changes nothing in the result: the same tree as the kernel's, whatever order
+  // the requests came in (allocation, directory and rename updates under concurrency).
+  await withFixture(async (f) => {
+    await Deno.writeTextFile(`${f.dir}/worker.py`, WORKER);
+    await sameAsKernel(
+      f,
+      `mkdir shared; for i in 1 2 3 4; do python3 ${f.dir}/worker.py $i & done; wait
+      ls shared | wc -l`,
+    );
+  });
+});
+
 rwTest("rw mount: ENOSPC on a full image fails cleanly and loses nothing", async () => {
   await withFixture(
     async (f) => {
