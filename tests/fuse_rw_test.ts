@@ -223,7 +223,7 @@ rwTest(
   "rw mount: open-unlinked files, O_TMPFILE, rename over open files, renameat2, fsync",
   async () => {
     const py = `
-import ctypes, errno, os
+import ctypes, errno, mmap, os
 libc = ctypes.CDLL(None, use_errno=True)
 def rename2(a, b, flags):
     r = libc.renameat2(-100, a.encode(), -100, b.encode(), flags)
@@ -265,6 +265,13 @@ t = os.open(".", os.O_TMPFILE | os.O_RDWR, 0o600); os.write(t, b"x" * 50000); os
 t = os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_EXCL, 0o600)
 print("O_EXCL tmpfile", errno.errorcode.get(link_fd(t, "never"), 0))
 os.close(t)
+m = os.open("mapped", os.O_CREAT | os.O_RDWR, 0o644)
+os.ftruncate(m, 3 * 4096)
+with mmap.mmap(m, 3 * 4096) as mm:
+    mm[100:105] = b"hello"; mm[8200:8205] = b"world"; mm.flush()
+    mm[5000:5003] = b"end"  # dirty at munmap/close, never flushed by us
+os.close(m)
+print("mapped", open("mapped", "rb").read().strip(b"\\0"))
 for call in [lambda: os.rmdir("dir"), lambda: os.unlink("a"), lambda: os.mkdir("c"),
              lambda: os.link("a", "x"), lambda: os.rename("a", "a/x"), lambda: os.rmdir("c")]:
     try:
