@@ -8,7 +8,7 @@
  * must equal the listing taken through the mount before it went.
  *
  * Deeper runs (100 yank cycles, 100 000 names, the hard-link limit) are opt-in:
- * `EXT4TS_DEEP=1 deno test -A tests/fuse_rw_test.ts`.
+ * `deno task test:rw-deep` (EXT4TS_DEEP=1).
  */
 
 import assert from "node:assert/strict";
