@@ -579,6 +579,24 @@ rwTest(
         } finally {
           await fs.ops.destroy?.();
         }
+        // A mount undone before its re-check (serve's failure path): waiting writes fail at
+        // once, so the unmount that waits for every request cannot hang on them.
+        await runOk("debugfs", ["-w", "-R", "ssv state 1", dev]);
+        const again = await ext4Backend.open(
+          dev,
+          { ...defaultSettings(), readOnly: false },
+          () => {},
+        );
+        try {
+          const waiting = again.ops.writer!.mkdir(ctx, 1, new TextEncoder().encode("y"), {
+            mode: 0o40755,
+            umask: 0,
+          });
+          again.abandon!(new Error("INIT never came"));
+          await assert.rejects(waiting, /the mount was undone: INIT never came/);
+        } finally {
+          await again.ops.destroy?.();
+        }
       } finally {
         await detachLoop(dev);
       }

@@ -542,7 +542,7 @@ async function openReadWriteBackend(
   }
   // An image the daemon serves directly is locked by it already; a block device is claimed.
   const claim = Deno.statSync(devicePath).isBlockDevice === true;
-  const { fs, nodeWriter, verify } = await openForReadWrite(
+  const { fs, nodeWriter, verify, abandon } = await openForReadWrite(
     devicePath,
     settings.offset,
     claim,
@@ -574,6 +574,7 @@ async function openReadWriteBackend(
     blockSize,
     posixAcl: true,
     verify,
+    abandon,
     attach: (controls) => abort = controls.abort,
   };
 }

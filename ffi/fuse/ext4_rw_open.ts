@@ -110,6 +110,8 @@ export interface ReadWriteOpen {
   nodeWriter: NodeWriterLike;
   /** The post-mount re-check: a fresh open of `path` compared with what `fs` opened. */
   verify(path: string): Promise<void>;
+  /** The mount is undone before it was verified: the waiting writes fail (EIO). */
+  abandon(error: unknown): void;
 }
 
 /**
@@ -171,6 +173,9 @@ export async function openForReadWrite(
         throw e;
       }
       open();
+    },
+    abandon(error: unknown): void {
+      fail(new Ext4Error("IO", `the mount was undone: ${(error as Error)?.message ?? error}`));
     },
   };
 }

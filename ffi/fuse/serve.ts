@@ -49,6 +49,11 @@ export interface OpenedFilesystem {
    * still holds the filesystem that was opened (same UUID, features, state). Throws if not.
    */
   verify?(devicePath: string): Promise<void>;
+  /**
+   * The mount is undone before it went live (`error` says why): requests waiting for
+   * {@link OpenedFilesystem.verify} must fail now, or the unmount would wait for them.
+   */
+  abandon?(error: unknown): void;
   /** Called once the mount is live: what the filesystem may do to it (abort: errors=panic). */
   attach?(controls: { abort(): void }): void;
 }
@@ -366,6 +371,8 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
     await fs.verify?.(devicePath);
   } catch (e) {
     log(`mount failed: ${(e as Error).message}`);
+    // Requests that wait for the mount to go live fail now: the unmount below waits for them.
+    fs.abandon?.(e);
     if (mounted && viaHelper) {
       await unmountWithFusermount(o.mountPoint, true);
     } else if (mounted) {
