@@ -666,3 +666,42 @@ rwTest(
     });
   },
 );
+
+rwTest(
+  "rw mount of a filesystem in use is refused (exit 8) before anything is written",
+  async () => {
+    await withFixture(async (f) => {
+      const bytes = await Deno.readFile(f.img);
+      // Mounted by the kernel (through a loop device of the image).
+      await withKernelMount(f.img, async () => {
+        const r = await runCli(["mount", "-o", "rw", f.img, f.mnt]);
+        assert.equal(r.code, 8, r.stderr);
+        assert.match(r.stderr, /^ext4ts: .*in use/);
+        assert.ok(!isMounted(f.mnt));
+      }, { readOnly: true });
+      assert.deepEqual(await Deno.readFile(f.img), bytes, "not one byte written");
+      // Served read-only by ext4ts: a read-write mount of it is refused too.
+      const ro = await runCli(["mount", f.img, f.mnt]);
+      assert.equal(ro.code, 0, ro.stderr);
+      const other = await Deno.makeTempDir({ dir: f.dir });
+      const r = await runCli(["mount", "-o", "rw", f.img, other]);
+      assert.equal(r.code, 8, r.stderr);
+      assert.ok(!isMounted(other));
+      assert.equal((await runCli(["umount", f.mnt])).code, 0);
+      assert.deepEqual(await Deno.readFile(f.img), bytes, "not one byte written");
+      // And a block device the kernel has mounted.
+      const dev = (await runOk("losetup", ["-f", "--show", f.img])).trim();
+      const kmnt = await Deno.makeTempDir({ dir: f.dir });
+      try {
+        await runOk("mount", ["-o", "ro", dev, kmnt]);
+        const b = await runCli(["mount", "-o", "rw", dev, f.mnt]);
+        assert.equal(b.code, 8, b.stderr);
+        assert.ok(!isMounted(f.mnt));
+      } finally {
+        await run("umount", [kmnt]);
+        await detachLoop(dev);
+      }
+      assert.deepEqual(await Deno.readFile(f.img), bytes, "not one byte written");
+    });
+  },
+);
