@@ -266,6 +266,12 @@ t = os.open(".", os.O_TMPFILE | os.O_RDWR, 0o600); os.write(t, b"x" * 50000); os
 t = os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_EXCL, 0o600)
 print("O_EXCL tmpfile", errno.errorcode.get(link_fd(t, "never"), 0))
 os.close(t)
+src = os.open("held2", os.O_CREAT | os.O_RDWR, 0o644)
+os.write(src, bytes(range(256)) * 300)
+dst = os.open("copied", os.O_CREAT | os.O_RDWR, 0o644)
+print("copy_file_range", os.copy_file_range(src, dst, 50000, 100, 7),
+      os.copy_file_range(src, dst, 1 << 20, 76000), os.copy_file_range(src, dst, 10, 90000))
+os.close(src); os.close(dst)
 m = os.open("mapped", os.O_CREAT | os.O_RDWR, 0o644)
 os.ftruncate(m, 3 * 4096)
 with mmap.mmap(m, 3 * 4096) as mm:

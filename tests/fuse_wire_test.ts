@@ -514,6 +514,10 @@ class RecordingWriter implements FuseWriteOperations {
     this.calls.push(["create", parent, new TextDecoder().decode(name), r.mode, r.umask, flags]);
     return Promise.resolve({ entry: this.#entry(), open: { fh: 7 } });
   }
+  copyFileRange(_c: unknown, n: number, off: number, out: number, offOut: number, len: number) {
+    this.calls.push(["copyFileRange", n, off, out, offOut, len]);
+    return Promise.resolve(4096);
+  }
   ioctl(_c: unknown, nodeid: number, cmd: number, input: Uint8Array): Promise<Uint8Array> {
     this.calls.push(["ioctl", nodeid, cmd, [...input]]);
     return Promise.resolve(new Uint8Array([0x10, 0, 8, 0, 0xff, 0xff]));
@@ -671,8 +675,14 @@ Deno.test("fuse wire: the write opcodes decoded and answered; an INTERRUPT never
       new Uint8Array([...ioctl(0x40086602, [0, 0, 8, 0], 0), 0, 0, 8, 0]),
     );
     assert.equal((await k.only(22n)).body.length, 16);
-    k.send(Opcode.COPY_FILE_RANGE, 20n, 12, new Uint8Array(56));
-    assert.equal((await k.only(20n)).error, -38, "not implemented: ENOSYS (the kernel copies)");
+    const copy = bytes([["u64", 7], ["u64", 10], ["u64", 13], ["u64", 8], ["u64", 20], [
+      "u64",
+      1 << 30,
+    ], ["u64", 0]]);
+    k.send(Opcode.COPY_FILE_RANGE, 20n, 12, copy);
+    assert.equal(new DataView((await k.only(20n)).body.buffer).getUint32(0, true), 4096);
+    k.send(Opcode.BMAP, 23n, 12, new Uint8Array(16));
+    assert.equal((await k.only(23n)).error, -38, "not implemented: ENOSYS");
 
     // An INTERRUPT of a change under way is not answered EINTR: the change finishes and
     // its real result is the one reply.
@@ -709,6 +719,7 @@ Deno.test("fuse wire: the write opcodes decoded and answered; an INTERRUPT never
       ["tmpfile", 1, 0o100600, 0o22],
       ["ioctl", 12, 0x80086601, []],
       ["ioctl", 12, 0x40086602, [0, 0, 8, 0]],
+      ["copyFileRange", 12, 10, 13, 20, 1 << 30],
       ["unlink", 1, "victim"],
     ]);
   } finally {

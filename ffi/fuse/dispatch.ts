@@ -10,6 +10,7 @@
 
 import {
   decodeAccessIn,
+  decodeCopyFileRangeIn,
   decodeCreateIn,
   decodeFallocateIn,
   decodeFsyncIn,
@@ -313,6 +314,12 @@ export class OpcodeDispatcher {
       case Opcode.REMOVEXATTR:
         await w.removexattr(ctx, nodeid, decodeName(body));
         return [];
+      case Opcode.COPY_FILE_RANGE: {
+        const r = decodeCopyFileRangeIn(body);
+        if (r.flags !== 0) throw new ProtocolErrno(E.EINVAL);
+        const n = await w.copyFileRange(ctx, nodeid, r.offIn, r.nodeidOut, r.offOut, r.len);
+        return [encodeWriteOut(n)];
+      }
       case Opcode.IOCTL: {
         const r = decodeIoctlIn(body);
         const out = await w.ioctl(ctx, nodeid, r.cmd, r.input);

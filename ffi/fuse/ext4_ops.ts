@@ -205,6 +205,7 @@ export class Ext4Operations implements FuseOperations {
         panic: options.panic,
         inoOf: inoOfNode,
         entryOf: async (ino) => this.#entry(await this.#fs.getattr(ino)),
+        read: (ino, offset, length) => this.#fs.read(ino, offset, length),
         attrOf: async (ino) => ({
           attr: this.attrOf(await this.#fs.getattr(ino)),
           timeout: this.#o.timeout,

@@ -71,6 +71,8 @@ export interface WriteOpsHost {
   entryOf(ino: number): Promise<EntryOut>;
   /** The GETATTR answer for inode `ino` as it is now. */
   attrOf(ino: number): Promise<AttrReply>;
+  /** Up to `length` bytes of regular file `ino` at `offset` (short at its end). */
+  read(ino: number, offset: number, length: number): Promise<Uint8Array>;
 }
 
 /** The node writer's methods that change the filesystem (the errors= policy applies). */
@@ -90,6 +92,8 @@ const CHANGES: ReadonlySet<string | symbol> = new Set([
   "setXattr",
   "setFlags",
 ]);
+/** Largest copy_file_range step: what one WRITE transaction may carry at most, too. */
+const COPY_CHUNK = 8 << 20;
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 const O_ACCMODE = 3;
@@ -341,6 +345,27 @@ export class Ext4WriteOperations implements FuseWriteOperations {
       umask: r.umask,
     });
     return await this.#opened(ino);
+  }
+
+  /**
+   * COPY_FILE_RANGE: read from the source, written to the target in one WRITE's transaction
+   * (at most {@link COPY_CHUNK} per request; the kernel asks again for the rest).
+   */
+  async copyFileRange(
+    _ctx: RequestContext,
+    nodeid: number,
+    offset: number,
+    nodeidOut: number,
+    offsetOut: number,
+    length: number,
+  ): Promise<number> {
+    const data = await this.#host.read(
+      this.#host.inoOf(nodeid),
+      offset,
+      Math.min(length, COPY_CHUNK),
+    );
+    if (data.length === 0) return 0;
+    return await this.#nw.write(this.#host.inoOf(nodeidOut), offsetOut, data);
   }
 
   write(

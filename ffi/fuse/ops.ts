@@ -173,6 +173,18 @@ export interface FuseWriteOperations {
     parent: number,
     r: CreateRequest,
   ): Promise<{ entry: EntryOut; open: OpenReply }>;
+  /**
+   * COPY_FILE_RANGE: up to `length` bytes of `nodeid` at `offset` into `nodeidOut` at
+   * `offsetOut`; the bytes copied (short at the end of the source).
+   */
+  copyFileRange(
+    ctx: RequestContext,
+    nodeid: number,
+    offset: number,
+    nodeidOut: number,
+    offsetOut: number,
+    length: number,
+  ): Promise<number>;
   /** WRITE: `data` at `offset`; the bytes written. */
   write(
     ctx: RequestContext,

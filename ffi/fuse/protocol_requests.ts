@@ -476,3 +476,32 @@ export function decodeIoctlIn(
     outSize: v.getUint32(28, true),
   };
 }
+
+/**
+ * `fuse_copy_file_range_in`: from the request's node at `offIn` to `nodeidOut` at `offOut`.
+ *
+ * @example
+ * ```ts ignore
+ * const { offIn, nodeidOut, offOut, len } = decodeCopyFileRangeIn(body);
+ * ```
+ */
+export function decodeCopyFileRangeIn(body: Uint8Array): {
+  fhIn: number;
+  offIn: number;
+  nodeidOut: number;
+  fhOut: number;
+  offOut: number;
+  len: number;
+  flags: number;
+} {
+  const v = need(body, 56, "fuse_copy_file_range_in");
+  return {
+    fhIn: u64(v, 0),
+    offIn: u64(v, 8),
+    nodeidOut: u64(v, 16),
+    fhOut: u64(v, 24),
+    offOut: u64(v, 32),
+    len: u64(v, 40),
+    flags: u64(v, 48),
+  };
+}
