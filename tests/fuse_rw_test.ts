@@ -651,10 +651,20 @@ rwTest(
       const cont = await after("rw,errors=continue");
       assert.match(cont, /^write 1\nmkdir 0\nf\nlost\+found\nx\n/);
       assert.match(cont, /Structure needs cleaning/);
+      // Recorded in the superblock as the kernel's ext4_error records it (a later rw mount
+      // is then refused until e2fsck, as offline writers refuse it).
+      const sb = await runOk("dumpe2fs", ["-h", f.img]);
+      assert.match(sb, /^Filesystem state: +clean with errors$/m);
+      assert.match(sb, /^FS Error count: +1$/m);
+      assert.match(sb, /^Last error function: +write$/m);
+      assert.match(sb, /^Last error inode #: +12$/m);
+      const refused = await runCli(["mount", "-o", "rw", f.img, f.mnt]);
+      assert.equal(refused.code, 5, refused.stderr);
       const ro = await after("rw,errors=remount-ro");
       assert.match(ro, /^write 1\nmkdir 1\nf\nlost\+found\n/);
       assert.match(ro, /mkdir: cannot create directory ‘x’: Read-only file system/);
       // Without errors=, the superblock's behaviour: panic aborts the connection.
+      await Deno.writeFile(f.img, pristine);
       await runOk("tune2fs", ["-e", "panic", f.img]);
       await mountRw(f.img, f.mnt);
       const p = await run("bash", ["-c", "echo data >> f; echo write $?; mkdir x; echo mkdir $?"], {

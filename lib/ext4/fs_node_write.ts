@@ -46,6 +46,7 @@ import {
 import { renameEntry } from "./rename.ts";
 import { removeDirectory } from "./unlink.ts";
 import { setXattr } from "./xattr.ts";
+import { markRecorded, recordFsError, wasRecorded } from "./fs_error.ts";
 import type { Ext4Writer } from "./writer.ts";
 
 /** The inode flags lsattr shows (the kernel's EXT4_FL_USER_VISIBLE). */
@@ -133,8 +134,27 @@ export class Ext4NodeWriter {
     return new Ext4NodeWriter(host);
   }
 
-  #tx<T>(what: string, fn: (ctx: OpContext) => Promise<T>): Promise<T> {
-    return this.#host.writerFor(what).transaction(fn);
+  /**
+   * One transaction. A corruption it finds (CORRUPT) is recorded in the superblock, as the
+   * kernel's `ext4_error` records it, in a transaction of its own after the failed one was
+   * discarded (unless the code that found it recorded it already); the error is rethrown.
+   * `what` is "operation … inode", e.g. "write 12", "mkdir in 2": the function and inode
+   * recorded.
+   */
+  async #tx<T>(what: string, fn: (ctx: OpContext) => Promise<T>): Promise<T> {
+    const w = this.#host.writerFor(what);
+    try {
+      return await w.transaction(fn);
+    } catch (e) {
+      if (e instanceof Ext4Error && e.code === "CORRUPT" && !wasRecorded(e)) {
+        const words = what.split(" ");
+        const info = { func: words[0], ino: Number(words.at(-1)) || 0 };
+        // The corruption is what the caller must hear about, not a failure to record it.
+        await w.transaction((ctx) => recordFsError(ctx.tx, ctx.sb, info)).catch(() => {});
+        markRecorded(e);
+      }
+      throw e;
+    }
   }
 
   /**
