@@ -81,7 +81,7 @@ interface Fixture {
 
 async function withFixture(
   fn: (f: Fixture) => Promise<void>,
-  image: { size?: string; args?: string[] } = {},
+  image: { size?: string; args?: string[]; mkfs?: string } = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuserw-" });
   const img = `${dir}/fs.img`;
@@ -91,7 +91,8 @@ async function withFixture(
   try {
     await makeImage(img, {
       size: image.size ?? "32M",
-      args: ["-b", "4096", ...(image.args ?? [])],
+      mkfs: image.mkfs,
+      args: image.mkfs ? image.args : ["-b", "4096", ...(image.args ?? [])],
     });
     await fn({ dir, img, mnt });
   } finally {
@@ -187,7 +188,7 @@ rwTest(
       seq 1 5000 > shrink; truncate -s 1000 shrink; truncate -s 9000 shrink
       fallocate -l 1M fa; fallocate -p -o 4096 -l 8192 fa; fallocate -z -o 65536 -l 4096 fa
       touch keep; fallocate -n -l 2M keep; seq 1 100 | dd of=keep conv=notrunc 2>/dev/null
-      stat -c '%n %s %b' sparse shrink fa keep
+      sync; stat -c '%n %s %b' sparse shrink fa keep
       python3 -c 'import os
 def seek(fd, o, w):
     try: return os.lseek(fd, o, w)
@@ -213,12 +214,35 @@ for n in ("sparse", "fa", "keep"):
       (umask 077; touch masked; mkdir maskeddir; touch d/g/acl-not-masked)
       stat -c '%n %a' masked maskeddir d/g/acl-not-masked
       getfacl -c d/g/acl-not-masked
-      stat -f -c 'statfs %b %f %a %c %d %S %l' .
+      sync; stat -f -c 'statfs %b %f %a %c %d %S %l' .
       `,
       )
     );
   },
 );
+
+for (const mkfs of ["mkfs.ext3", "mkfs.ext2"]) {
+  rwTest(
+    `rw mount of ${mkfs.slice(5)} (1 KiB blocks, block maps): the kernel's results`,
+    async () => {
+      await withFixture(
+        (f) =>
+          sameAsKernel(
+            f,
+            `seq 1 200000 > big; mkdir -p a/b; for i in $(seq 1 300); do echo $i > a/b/f$i; done
+          ln big a/hl; ln -s big sl; mv a/b a/c; rm a/c/f1*; truncate -s 5000 big
+          truncate -s 20M sparse; echo x >> sparse; seq 1 70000 | dd of=sparse conv=notrunc 2>/dev/null
+          sync  # the kernel's delayed allocation counts indirect blocks only once written back
+          stat -c '%n %s %b' big sparse
+          if fallocate -l 1M fa 2>/dev/null; then echo fallocate ok; else echo fallocate refused; fi
+          setfattr -n user.x -v y big; setfacl -m u:7:r big; chmod 4755 a/hl; chown -h 5:5 sl
+          rm -r a/c; sync; stat -f -c 'statfs %b %f %a %c %d' .`,
+          ),
+        { mkfs, args: ["-b", "1024"] },
+      );
+    },
+  );
+}
 
 rwTest(
   "rw mount: open-unlinked files, O_TMPFILE, rename over open files, renameat2, fsync",
