@@ -49,6 +49,11 @@ export type { OpenPolicy } from "./lib/ext4/super.ts";
 export type { CacheCounts } from "./lib/ext4/inode.ts";
 export { Ext4WritableFile, type OpenWritableOptions } from "./lib/ext4/writable_file.ts";
 export type { FallocateOptions } from "./lib/ext4/path_ops.ts";
+export type {
+  Ext4NodeWriter,
+  NodeAttributeChange,
+  NodeCreateOptions,
+} from "./lib/ext4/fs_node_write.ts";
 // What `inode(ino)` and `blockRuns(ino)` return (the inode codec is in `./ondisk`).
 export type { Inode } from "./lib/ondisk/inode.ts";
 export type { BlockRun } from "./lib/ext4/file_map.ts";
@@ -126,11 +131,15 @@ export { ext4Backend } from "./ffi/fuse/ext4_ops.ts";
 // What a backend of one's own implements (OpenedFilesystem.ops) and the replies it builds.
 export type {
   AttrReply,
+  CreateRequest,
   DirentPlus,
+  FallocateRequest,
   FuseOperations,
+  FuseWriteOperations,
   OpenReply,
   RequestContext,
   SeekWhence,
+  SetattrRequest,
 } from "./ffi/fuse/ops.ts";
 export type {
   DirentOut,

@@ -142,6 +142,18 @@ export function parseMountOptions(list: string | undefined): MountSettings {
       case "offset":
         s.offset = parseByteCount(value ?? "", "offset");
         break;
+      case "commit": {
+        // The kernel's commit=: seconds between commits of the running transaction; 0 (or none)
+        // is its default, 5.
+        if (value === undefined || !/^\d+$/.test(value) || Number(value) > 86400) {
+          throw new CliError(
+            `commit= needs seconds (0 to 86400), got '${value ?? ""}'`,
+            ExitCode.USAGE,
+          );
+        }
+        s.commit = Number(value) || 5;
+        break;
+      }
       case "errors":
         if (value !== "continue" && value !== "remount-ro" && value !== "panic") {
           throw new CliError(

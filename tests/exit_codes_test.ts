@@ -244,10 +244,13 @@ testWith("exit codes: mount and umount follow the same table", ["root", "mkfs.ex
   await runOk("truncate", ["-s", "16M", zero]);
   const good = `${dir.path}/good.img`;
   await makeImage(good, { size: "16M" });
+  // Readable, not writable by ext4ts (quota files are not updated): a read-write mount is exit 6.
+  const quota = `${dir.path}/quota.img`;
+  await makeImage(quota, { size: "16M", args: ["-O", "quota"] });
   const cases: [string[], number][] = [
     [["mount", `${dir.path}/missing.img`, mnt], 7],
     [["mount", zero, mnt], 3],
-    [["mount", "-o", "rw", good, mnt], 6],
+    [["mount", "-o", "rw", quota, mnt], 6],
     [["mount", good, `${dir.path}/no-such-dir`], 1],
     [["mount", "--bogus", good, mnt], 2],
     [["mount", good], 2],

@@ -12,11 +12,15 @@ import assert from "node:assert/strict";
 import { FuseSession, type SessionEnd } from "../ffi/fuse/session.ts";
 import {
   type AttrReply,
+  type CreateRequest,
   type EntryOut,
+  type FallocateRequest,
   type FuseAttr,
   FuseError,
   type FuseOperations,
+  type FuseWriteOperations,
   type OpenReply,
+  type SetattrRequest,
   type StatfsOut,
 } from "../ffi/fuse/ops.ts";
 import { InitFlag, Opcode } from "../ffi/fuse/protocol.ts";
@@ -461,4 +465,267 @@ Deno.test("fuse wire: READDIR packs dirents to the kernel's size and resumes at 
     k.send(Opcode.RELEASEDIR, 66n, 1, new Uint8Array(24));
     assert.equal((await k.only(66n)).error, 0);
   });
+});
+
+/** A writer that records its calls; `unlink` waits until released. */
+class RecordingWriter implements FuseWriteOperations {
+  calls: unknown[][] = [];
+  #release: (() => void)[] = [];
+  releaseSlow(): void {
+    for (const r of this.#release.splice(0)) r();
+  }
+  #entry(): EntryOut {
+    return { nodeid: 9, generation: 3, entryTimeout: 1, attrTimeout: 1, attr };
+  }
+  setattr(_c: unknown, nodeid: number, change: SetattrRequest): Promise<AttrReply> {
+    this.calls.push(["setattr", nodeid, change]);
+    return Promise.resolve({ attr, timeout: 1 });
+  }
+  mknod(_c: unknown, parent: number, name: Uint8Array, r: CreateRequest): Promise<EntryOut> {
+    this.calls.push(["mknod", parent, new TextDecoder().decode(name), r.mode, r.umask, r.rdev]);
+    return Promise.resolve(this.#entry());
+  }
+  mkdir(_c: unknown, parent: number, name: Uint8Array, r: CreateRequest): Promise<EntryOut> {
+    this.calls.push(["mkdir", parent, new TextDecoder().decode(name), r.mode, r.umask]);
+    return Promise.resolve(this.#entry());
+  }
+  symlink(_c: unknown, parent: number, name: Uint8Array, target: Uint8Array) {
+    const d = new TextDecoder();
+    this.calls.push(["symlink", parent, d.decode(name), d.decode(target)]);
+    return Promise.resolve(this.#entry());
+  }
+  link(_c: unknown, nodeid: number, parent: number, name: Uint8Array): Promise<EntryOut> {
+    this.calls.push(["link", nodeid, parent, new TextDecoder().decode(name)]);
+    return Promise.resolve(this.#entry());
+  }
+  async unlink(_c: unknown, parent: number, name: Uint8Array): Promise<void> {
+    await new Promise<void>((r) => this.#release.push(r));
+    this.calls.push(["unlink", parent, new TextDecoder().decode(name)]);
+  }
+  rmdir(): Promise<void> {
+    return Promise.resolve();
+  }
+  rename(_c: unknown, p: number, n: Uint8Array, np: number, nn: Uint8Array, flags: number) {
+    const d = new TextDecoder();
+    this.calls.push(["rename", p, d.decode(n), np, d.decode(nn), flags]);
+    return Promise.resolve();
+  }
+  create(_c: unknown, parent: number, name: Uint8Array, r: CreateRequest, flags: number) {
+    this.calls.push(["create", parent, new TextDecoder().decode(name), r.mode, r.umask, flags]);
+    return Promise.resolve({ entry: this.#entry(), open: { fh: 7 } });
+  }
+  copyFileRange(_c: unknown, n: number, off: number, out: number, offOut: number, len: number) {
+    this.calls.push(["copyFileRange", n, off, out, offOut, len]);
+    return Promise.resolve(4096);
+  }
+  ioctl(_c: unknown, nodeid: number, cmd: number, input: Uint8Array): Promise<Uint8Array> {
+    this.calls.push(["ioctl", nodeid, cmd, [...input]]);
+    return Promise.resolve(new Uint8Array([0x10, 0, 8, 0, 0xff, 0xff]));
+  }
+  tmpfile(_c: unknown, parent: number, r: CreateRequest) {
+    this.calls.push(["tmpfile", parent, r.mode, r.umask]);
+    return Promise.resolve({ entry: this.#entry(), open: { fh: 8 } });
+  }
+  write(_c: unknown, nodeid: number, fh: number, offset: number, data: Uint8Array) {
+    this.calls.push(["write", nodeid, fh, offset, new TextDecoder().decode(data)]);
+    return Promise.resolve(data.length);
+  }
+  setxattr(_c: unknown, nodeid: number, name: Uint8Array, value: Uint8Array, flags: number) {
+    const d = new TextDecoder();
+    this.calls.push(["setxattr", nodeid, d.decode(name), d.decode(value), flags]);
+    return Promise.resolve();
+  }
+  removexattr(_c: unknown, nodeid: number, name: Uint8Array): Promise<void> {
+    this.calls.push(["removexattr", nodeid, new TextDecoder().decode(name)]);
+    return Promise.resolve();
+  }
+  fsync(_c: unknown, nodeid: number, datasync: boolean): Promise<void> {
+    this.calls.push(["fsync", nodeid, datasync]);
+    return Promise.resolve();
+  }
+  fallocate(_c: unknown, nodeid: number, fh: number, r: FallocateRequest): Promise<void> {
+    this.calls.push(["fallocate", nodeid, fh, r]);
+    return Promise.resolve();
+  }
+}
+
+function bytes(parts: (number | bigint | string)[][]): Uint8Array {
+  const out: number[] = [];
+  for (const [kind, value] of parts) {
+    const b = new Uint8Array(kind === "u64" ? 8 : kind === "u32" ? 4 : 0);
+    const v = new DataView(b.buffer);
+    if (kind === "u64") v.setBigUint64(0, BigInt(value), true);
+    else if (kind === "u32") v.setUint32(0, Number(value), true);
+    out.push(...(kind === "str" ? new TextEncoder().encode(`${value}\0`) : b));
+  }
+  return new Uint8Array(out);
+}
+
+Deno.test("fuse wire: the write opcodes decoded and answered; an INTERRUPT never cuts a change short", async () => {
+  const k = new FakeKernel();
+  const ops = new FakeOps();
+  const writer = new RecordingWriter();
+  (ops as FuseOperations).writer = writer;
+  const s = new FuseSession(k.sessionFd, ops, { readOnly: false, log: () => {} });
+  const ended = s.run();
+  try {
+    k.send(Opcode.INIT, 1n, 0, initBody(7, 45, KERNEL_FLAGS | InitFlag.DONT_MASK));
+    const init = await k.only(1n);
+    const flags = new DataView(init.body.buffer).getUint32(12, true);
+    assert.ok(
+      flags & InitFlag.BIG_WRITES && flags & InitFlag.DONT_MASK,
+      "rw: big writes, umask ours",
+    );
+    assert.equal(flags & (InitFlag.WRITEBACK_CACHE | InitFlag.ATOMIC_O_TRUNC), 0);
+
+    const write = bytes([["u64", 7], ["u64", 4096], ["u32", 5], ["u32", 0], ["u64", 0], [
+      "u32",
+      0,
+    ], ["u32", 0]]);
+    k.send(Opcode.WRITE, 2n, 12, new Uint8Array([...write, ...new TextEncoder().encode("hello")]));
+    const w = await k.only(2n);
+    assert.equal(new DataView(w.body.buffer).getUint32(0, true), 5, "fuse_write_out.size");
+    // SETATTR: mode (type bits dropped), size, atime NOW, mtime given.
+    const sa = new Uint8Array(88);
+    const sv = new DataView(sa.buffer);
+    sv.setUint32(0, 1 | 8 | 16 | 32 | 128, true);
+    sv.setBigUint64(16, 1000n, true);
+    sv.setBigInt64(40, -5n, true);
+    sv.setUint32(60, 7, true);
+    sv.setUint32(68, 0o104755, true);
+    k.send(Opcode.SETATTR, 3n, 12, sa);
+    assert.equal((await k.only(3n)).body.length, 104, "fuse_attr_out");
+    k.send(
+      Opcode.MKDIR,
+      4n,
+      1,
+      new Uint8Array([...bytes([["u32", 0o755], ["u32", 0o22]]), ...nameBody("d")]),
+    );
+    assert.equal((await k.only(4n)).body.length, 128, "fuse_entry_out");
+    k.send(
+      Opcode.MKNOD,
+      5n,
+      1,
+      bytes([["u32", 0o20644], ["u32", 0x801], ["u32", 0o22], ["u32", 0], ["str", "c"]]),
+    );
+    await k.only(5n);
+    k.send(Opcode.SYMLINK, 6n, 1, bytes([["str", "l"], ["str", "target"]]));
+    await k.only(6n);
+    k.send(Opcode.LINK, 7n, 1, bytes([["u64", 12], ["str", "h"]]));
+    await k.only(7n);
+    k.send(
+      Opcode.CREATE,
+      8n,
+      1,
+      bytes([["u32", 0o101], ["u32", 0o100644], ["u32", 0o22], ["u32", 0], ["str", "f"]]),
+    );
+    assert.equal((await k.only(8n)).body.length, 128 + 16, "fuse_entry_out + fuse_open_out");
+    k.send(
+      Opcode.RENAME2,
+      9n,
+      1,
+      bytes([["u64", 1], ["u32", 1], ["u32", 0], ["str", "a"], ["str", "b"]]),
+    );
+    await k.only(9n);
+    k.send(
+      Opcode.RENAME2,
+      10n,
+      1,
+      bytes([["u64", 1], ["u32", 4], ["u32", 0], ["str", "a"], ["str", "b"]]),
+    );
+    assert.equal((await k.only(10n)).error, -22, "RENAME_WHITEOUT: EINVAL");
+    k.send(
+      Opcode.SETXATTR,
+      11n,
+      12,
+      bytes([["u32", 1], ["u32", 1], ["str", "user.a"], ["str", "v"]]).subarray(0, 16),
+    );
+    await k.only(11n);
+    k.send(Opcode.REMOVEXATTR, 12n, 12, nameBody("user.a"));
+    await k.only(12n);
+    k.send(Opcode.FSYNC, 13n, 12, bytes([["u64", 7], ["u32", 1], ["u32", 0]]));
+    await k.only(13n);
+    const fa = (mode: number) =>
+      bytes([["u64", 7], ["u64", 0], ["u64", 8192], ["u32", mode], ["u32", 0]]);
+    k.send(Opcode.FALLOCATE, 14n, 12, fa(3));
+    await k.only(14n);
+    k.send(Opcode.FALLOCATE, 15n, 12, fa(2));
+    assert.equal((await k.only(15n)).error, -95, "PUNCH_HOLE without KEEP_SIZE: EOPNOTSUPP");
+    k.send(Opcode.FALLOCATE, 16n, 12, fa(0x08));
+    assert.equal((await k.only(16n)).error, -95, "COLLAPSE_RANGE: EOPNOTSUPP");
+    k.send(
+      Opcode.TMPFILE,
+      17n,
+      1,
+      bytes([["u32", 2], ["u32", 0o100600], ["u32", 0o22], ["u32", 0], ["str", "/"]]),
+    );
+    assert.equal((await k.only(17n)).body.length, 128 + 16, "fuse_entry_out + fuse_open_out");
+    // IOCTL (the kernel's fileattr calls): out_size bounds the data after fuse_ioctl_out.
+    const ioctl = (cmd: number, input: number[], outSize: number) =>
+      bytes([["u64", 7], ["u32", 0], ["u32", cmd], ["u64", 0], ["u32", input.length], [
+        "u32",
+        outSize,
+      ]]);
+    k.send(Opcode.IOCTL, 21n, 12, ioctl(0x80086601, [], 4));
+    assert.deepEqual([...(await k.only(21n)).body], [...new Uint8Array(16), 0x10, 0, 8, 0]);
+    k.send(
+      Opcode.IOCTL,
+      22n,
+      12,
+      new Uint8Array([...ioctl(0x40086602, [0, 0, 8, 0], 0), 0, 0, 8, 0]),
+    );
+    assert.equal((await k.only(22n)).body.length, 16);
+    const copy = bytes([["u64", 7], ["u64", 10], ["u64", 13], ["u64", 8], ["u64", 20], [
+      "u64",
+      1 << 30,
+    ], ["u64", 0]]);
+    k.send(Opcode.COPY_FILE_RANGE, 20n, 12, copy);
+    assert.equal(new DataView((await k.only(20n)).body.buffer).getUint32(0, true), 4096);
+    k.send(Opcode.BMAP, 23n, 12, new Uint8Array(16));
+    assert.equal((await k.only(23n)).error, -38, "not implemented: ENOSYS");
+
+    // An INTERRUPT of a change under way is not answered EINTR: the change finishes and
+    // its real result is the one reply.
+    k.send(Opcode.UNLINK, 18n, 1, nameBody("victim"));
+    await new Promise((r) => setTimeout(r, 20));
+    const i = new Uint8Array(8);
+    new DataView(i.buffer).setBigUint64(0, 18n, true);
+    k.send(Opcode.INTERRUPT, 19n, 0, i);
+    assert.equal(await k.next(100), undefined, "no EINTR for a change");
+    writer.releaseSlow();
+    assert.equal((await k.only(18n)).error, 0, "answered with its result");
+
+    assert.deepEqual(writer.calls, [
+      ["write", 12, 7, 4096, "hello"],
+      ["setattr", 12, {
+        mode: 0o4755,
+        uid: undefined,
+        gid: undefined,
+        size: 1000,
+        atime: "now",
+        mtime: { sec: -5, nsec: 7 },
+        fh: undefined,
+      }],
+      ["mkdir", 1, "d", 0o755, 0o22],
+      ["mknod", 1, "c", 0o20644, 0o22, 0x801],
+      ["symlink", 1, "l", "target"],
+      ["link", 12, 1, "h"],
+      ["create", 1, "f", 0o100644, 0o22, 0o101],
+      ["rename", 1, "a", 1, "b", 1],
+      ["setxattr", 12, "user.a", "v", 1],
+      ["removexattr", 12, "user.a"],
+      ["fsync", 12, true],
+      ["fallocate", 12, 7, { offset: 0, length: 8192, mode: "punchHole", keepSize: true }],
+      ["tmpfile", 1, 0o100600, 0o22],
+      ["ioctl", 12, 0x80086601, []],
+      ["ioctl", 12, 0x40086602, [0, 0, 8, 0]],
+      ["copyFileRange", 12, 10, 13, 20, 1 << 30],
+      ["unlink", 1, "victim"],
+    ]);
+  } finally {
+    writer.releaseSlow();
+    k.close();
+  }
+  await ended;
+  libc().close(k.sessionFd);
 });

@@ -123,15 +123,12 @@ Deno.test("probe --json: README documents exactly the keys probe prints", () => 
   }
 });
 
-/** Why every image is read-only for now (lib/report/probe.ts NO_READ_WRITE_MOUNT). */
-const NO_RW = "read-write mounts are not implemented yet";
-
 const MATRIX: {
   name: string;
   mkfs?: string;
   args: string[];
   size?: string;
-  /** The verdict's reasons from the support table, before {@link NO_RW}. */
+  /** The verdict's reasons from the support table. */
   limits?: string[];
 }[] = [
   { name: "ext4 1k", args: ["-b", "1024"] },
@@ -205,7 +202,10 @@ function assertJsonMatches(
     ok: (c.limits ?? []).length === 0,
     reasons: c.limits ?? [],
   });
-  assert.deepEqual(j.verdict.mountReadWrite, { ok: false, reasons: [NO_RW, ...(c.limits ?? [])] });
+  assert.deepEqual(j.verdict.mountReadWrite, {
+    ok: (c.limits ?? []).length === 0,
+    reasons: c.limits ?? [],
+  });
   assert.equal(j.device, path);
   assert.equal(j.deviceSize, deviceSize);
   assert.equal(j.type, c.mkfs === "mkfs.ext2" ? "ext2" : c.mkfs === "mkfs.ext3" ? "ext3" : "ext4");
@@ -281,8 +281,8 @@ function assertJsonMatches(
     exclusivelyHeld: null,
     loopDevices: [],
   });
-  assert.equal(j.verdict.level, "ro");
-  assert.deepEqual(j.verdict.reasons, [...(c.limits ?? []), NO_RW]);
+  assert.equal(j.verdict.level, (c.limits ?? []).length ? "ro" : "rw");
+  assert.deepEqual(j.verdict.reasons, c.limits ?? []);
   assert.equal(j.exitCode, 0);
 }
 
@@ -332,7 +332,12 @@ function assertHumanMatches(text: string, d: string[], j: Json, path: string) {
         ? "yes (put, mkdir, rm, mv)"
         : `no (${j.verdict.writeOffline.reasons.join("; ")})`,
     ],
-    ["mount", `read-only (${j.verdict.mountReadWrite.reasons.join("; ")})`],
+    [
+      "mount",
+      j.verdict.mountReadWrite.ok
+        ? "read-write"
+        : `read-only (${j.verdict.mountReadWrite.reasons.join("; ")})`,
+    ],
   ]);
   if (j.mmp) {
     expected.set(
@@ -356,8 +361,8 @@ function assertHumanMatches(text: string, d: string[], j: Json, path: string) {
   }
   assert.equal(
     lines.at(-1),
-    j.verdict.writeOffline.ok
-      ? `verdict: ro: ext4ts can read it and write it offline, but not mount it read-write (${NO_RW}); not mounted or held open right now`
+    j.verdict.mountReadWrite.ok
+      ? "verdict: rw: ext4ts can mount it read-write; not mounted or held open right now"
       : `verdict: ro: ext4ts can read it but not write it (${
         j.verdict.reasons.join("; ")
       }); not mounted or held open right now`,
@@ -672,12 +677,20 @@ testWith("probe: states map to exit codes (errors 5, needs recovery 4, unsupport
     assert.deepEqual(j.verdict.read, { ok: true, reasons: [] });
     assert.deepEqual(j.verdict.writeOffline, { ok: false, reasons: [recovery] });
     assert.match(human, /^ {2}write offline: no \(the journal needs recovery/m);
-    assert.match(human, /^verdict: ro: ext4ts can read it but not write it \(.*needs recovery/m);
+    // A read-write mount replays the journal onto the device first, as the kernel's does.
+    assert.deepEqual(j.verdict.mountReadWrite, { ok: true, reasons: [] });
+    assert.match(
+      human,
+      /^verdict: rw: ext4ts can mount it read-write \(the mount replays the journal first; .*needs recovery/m,
+    );
     await debugfs("ssv state 3");
     const both = (await probe(5)).j;
     assert.equal(both.state.needsRecovery, true, "5 wins over 4");
     assert.deepEqual(both.verdict.writeOffline.reasons, [
       recovery,
+      "the filesystem has errors (check it with e2fsck first)",
+    ]);
+    assert.deepEqual(both.verdict.mountReadWrite.reasons, [
       "the filesystem has errors (check it with e2fsck first)",
     ]);
   });
@@ -703,7 +716,6 @@ testWith("probe: states map to exit codes (errors 5, needs recovery 4, unsupport
     assert.equal(j.verdict.level, "ro");
     assert.deepEqual(j.verdict.reasons, [
       "unknown read-only-compatible feature FEATURE_R31",
-      NO_RW,
     ]);
   });
 });
@@ -788,7 +800,7 @@ testWith("probe: MMP states (in use, fsck) and a corrupt MMP block", [
       const j = JSON.parse(r.stdout);
       assert.equal(j.mmp.state, state);
       assert.equal(j.mmp.error, null);
-      assert.deepEqual(j.verdict.reasons, [NO_RW, reason]);
+      assert.deepEqual(j.verdict.reasons, [reason]);
       const human = await runCli(["probe", plain]);
       assert.match(human.stdout, new RegExp(`^ {2}MMP: +${state}, block ${j.mmp.block}, `, "m"));
       assert.match(human.stdout, new RegExp(`^verdict: ro: .*; ${reason}\\); not mounted`, "m"));
@@ -863,10 +875,10 @@ testWith("probe: a mounted image is reported in use, held exclusively", [
     const busy = `it is mounted right now on ${mnt} and held open exclusively`;
     assert.deepEqual(j.verdict, {
       level: "ro",
-      reasons: [NO_RW, busy],
+      reasons: [busy],
       read: { ok: true, reasons: [] },
       writeOffline: { ok: false, reasons: [busy] },
-      mountReadWrite: { ok: false, reasons: [NO_RW, busy] },
+      mountReadWrite: { ok: false, reasons: [busy] },
     });
     const loop = j.inUse.loopDevices[0];
     const h = await runCli(["probe", loop]);
@@ -908,10 +920,10 @@ testWith(
       let j = JSON.parse(r.stdout);
       assert.deepEqual(j.verdict, {
         level: "ro",
-        reasons: [NO_RW, "the device is read-only"],
+        reasons: ["the device is read-only"],
         read: { ok: true, reasons: [] },
         writeOffline: { ok: false, reasons: ["the device is read-only"] },
-        mountReadWrite: { ok: false, reasons: [NO_RW, "the device is read-only"] },
+        mountReadWrite: { ok: false, reasons: ["the device is read-only"] },
       });
       assert.equal(j.deviceSize, 16 * 2 ** 20, "BLKGETSIZE64");
       assert.equal(j.device, loop);

@@ -161,10 +161,7 @@ export interface MountCommandOptions {
   options?: string;
   foreground?: boolean;
   log?: string;
-  /**
-   * Called as mount(8)'s helper (`ext4ts SOURCE MOUNTPOINT -o …`): the `rw` mount(8) adds by
-   * itself mounts read-only with a warning instead of being refused.
-   */
+  /** Called as mount(8)'s helper (`ext4ts SOURCE MOUNTPOINT -o …`). */
   mountHelper?: boolean;
 }
 
@@ -231,30 +228,20 @@ function detachStdio(logFile: string | undefined): void {
 const WARNING = /\bwarning:/i;
 
 /**
- * The read-only rule while mounts are read-only: `rw` on a write-protected source mounts
- * read-only with mount(8)'s warning; through mount(8) (which adds `rw` itself whenever `ro` is
- * not given, so an fstab line with `defaults` asks for it) likewise, with a warning; otherwise
- * `rw` is refused (exit 6). Sets `settings.readOnly`; returns the warning, if any.
+ * The read-only rule: `rw` on a write-protected source mounts read-only with mount(8)'s
+ * warning. Sets `settings.readOnly`; returns the warning, if any.
  */
 function readOnlyFallback(
   settings: MountSettings,
   source: string,
   mountPoint: string,
-  mountHelper: boolean,
 ): string | undefined {
   if (settings.readOnly) return undefined;
   if (sourceIsWriteProtected(source)) {
     settings.readOnly = true;
     return `${mountPoint}: WARNING: source write-protected, mounted read-only.`;
   }
-  if (mountHelper) {
-    settings.readOnly = true;
-    return `${mountPoint}: WARNING: read-write mounts are not implemented yet, mounted read-only.`;
-  }
-  throw new CliError(
-    "read-write mounts are not implemented yet (writing support is coming); mount with -o ro",
-    ExitCode.UNSUPPORTED,
-  );
+  return undefined;
 }
 
 /**
@@ -274,7 +261,7 @@ export async function mountCommand(
 ): Promise<number> {
   const settings = parseMountOptions(opts.options);
   // The command fails early here; the daemon decides again and reports the warning.
-  const fallback = readOnlyFallback(settings, source, mountPoint, opts.mountHelper === true);
+  const fallback = readOnlyFallback(settings, source, mountPoint);
   let target: string;
   try {
     target = Deno.realPathSync(mountPoint);
@@ -336,7 +323,7 @@ export async function mountCommand(
         }
         live = true;
         for (const line of deferred.splice(0)) sink(line);
-        log(`mounted ${source} on ${target} (read-only)`);
+        log(`mounted ${source} on ${target} (${settings.readOnly ? "read-only" : "read-write"})`);
       },
     });
   } finally {
@@ -416,14 +403,15 @@ export function registerMount(program: Command, backend: MountBackend = ext4Back
   const cmd = program
     .command("mount")
     .description(
-      "mount an ext2/3/4 device or image read-only through FUSE (fuseblk when root); " +
+      "mount an ext2/3/4 device or image through FUSE (fuseblk when root; read-only " +
+        "unless -o rw); " +
         "returns once the mount is live",
     )
     .argument("<device>", "block device or image file")
     .argument("<mountpoint>", "directory to mount on")
     .option(
       "-o, --options <list>",
-      "ro, rw (refused for now), norecovery|noload, allow_other, default_permissions, " +
+      "ro, rw, norecovery|noload, allow_other, default_permissions, " +
         "noblkdev, uid=N, gid=N, fakeroot, errors=continue|remount-ro|panic, offset=BYTES, " +
         "mount(8)'s nosuid, nodev, noexec, noatime, relatime, … (see README)",
     )
@@ -436,10 +424,11 @@ export function registerMount(program: Command, backend: MountBackend = ext4Back
     );
   documentCommand(cmd, {
     about:
-      "Mounts an ext2/3/4 device or image read-only through FUSE (fuseblk as root; an image gets a loop device) and returns once the mount is live; the daemon serves in the background, logging to the system log or --log. A journal that needs recovery is replayed in memory. Read-write mounts are not implemented yet: write offline with put, mkdir, rm and mv.",
+      "Mounts an ext2/3/4 device or image through FUSE (fuseblk as root; an image gets a loop device) and returns once the mount is live; the daemon serves in the background, logging to the system log or --log. Read-only by default: a journal that needs recovery is replayed in memory. With -o rw every change is committed before it is answered, a journal that needs recovery is replayed onto the device first, and the unmount (umount or ext4ts umount) returns only once everything is on the device and the superblock says clean.",
     examples: [
       "ext4ts mount disk.img /mnt/disk",
       "ext4ts mount -o ro,allow_other /dev/sdb1 /mnt/usb",
+      "ext4ts mount -o rw disk.img /mnt/disk",
       "ext4ts mount -f --log mount.log disk.img /mnt/disk",
     ],
     exitCodes: [
@@ -447,7 +436,7 @@ export function registerMount(program: Command, backend: MountBackend = ext4Back
       ExitCode.NOT_EXT4,
       ExitCode.NEEDS_RECOVERY,
       ExitCode.FS_ERRORS,
-      [ExitCode.UNSUPPORTED, "unsupported: -o rw, or features ext4ts cannot read"],
+      [ExitCode.UNSUPPORTED, "unsupported: features ext4ts cannot read (or, with -o rw, write)"],
       ExitCode.IO,
       [ExitCode.BUSY, "busy: already mounted, or the device is in use"],
       [ExitCode.TIMEOUT, "the mount daemon did not become ready in time"],

@@ -311,10 +311,16 @@ export function humanReport(path: string, r: ProbeResult, use: DeviceUse | null)
       v.mountReadWrite.ok ? "read-write" : `read-only (${v.mountReadWrite.reasons.join("; ")})`,
     );
   }
-  const verdict = v.level === "rw"
-    ? "rw: ext4ts can mount it read-write"
-    : v.level === "refuse"
+  const verdict = v.level === "refuse"
     ? `refuse: ext4ts cannot use it (${v.reasons.join("; ")})`
+    : v.mountReadWrite.ok
+    ? `rw: ext4ts can mount it read-write${
+      v.writeOffline.ok
+        ? ""
+        : ` (the mount replays the journal first; until then offline writers refuse: ${
+          v.writeOffline.reasons.join("; ")
+        })`
+    }`
     : v.writeOffline.ok
     ? `ro: ext4ts can read it and write it offline, but not mount it read-write (${
       v.reasons.join("; ")

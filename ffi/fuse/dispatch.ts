@@ -10,22 +10,40 @@
 
 import {
   decodeAccessIn,
+  decodeCopyFileRangeIn,
+  decodeCreateIn,
+  decodeFallocateIn,
+  decodeFsyncIn,
   decodeGetxattrIn,
+  decodeIoctlIn,
+  decodeLinkIn,
   decodeListxattrIn,
   decodeLseekIn,
+  decodeMkdirIn,
+  decodeMknodIn,
   decodeName,
   decodeOpenIn,
   decodeReadIn,
   decodeReleaseIn,
+  decodeRenameIn,
+  decodeSetattrIn,
+  decodeSetxattrIn,
+  decodeTwoNames,
+  decodeWriteIn,
+  FallocateMode,
+  RenameFlag,
+  type SetattrIn,
 } from "./protocol_requests.ts";
 import {
   DirentBuffer,
   encodeAttrOut,
   encodeEntryOut,
   encodeGetxattrOut,
+  encodeIoctlOut,
   encodeLseekOut,
   encodeOpenOut,
   encodeStatfsOut,
+  encodeWriteOut,
   type EntryOut,
 } from "./protocol_replies.ts";
 import { Opcode, opcodeName, OpenFlag, WRITE_OPCODES } from "./protocol.ts";
@@ -33,9 +51,12 @@ import { Errno } from "../../lib/errors.ts";
 import {
   type DirentPlus,
   errnoOf,
+  type FallocateRequest,
   type FuseOperations,
+  type FuseWriteOperations,
   type OpenReply,
   type RequestContext,
+  type SetattrRequest,
 } from "./ops.ts";
 
 const E = Errno;
@@ -192,18 +213,125 @@ export class OpcodeDispatcher {
       case Opcode.STATX:
         // Answered ENOSYS without a log line: the kernel falls back to GETATTR for good.
         throw new ProtocolErrno(E.ENOSYS);
+      case Opcode.IOCTL: {
+        // chattr/lsattr on a read-write mount; a read-only one serves no ioctl (ENOSYS).
+        const w = this.#writer();
+        if (w) return (await this.#handleWrite(w, opcode, nodeid, body, ctx))!;
+        break;
+      }
       case Opcode.FLUSH:
+        return []; // every WRITE is committed before it is answered: nothing buffered
       case Opcode.FSYNC:
-      case Opcode.FSYNCDIR:
-        return []; // nothing buffered on a read-only mount
+      case Opcode.FSYNCDIR: {
+        const w = this.#writer();
+        if (!w) return []; // nothing to make durable on a read-only mount
+        await w.fsync(ctx, nodeid, decodeFsyncIn(body).datasync);
+        return [];
+      }
       default:
-        if (WRITE_OPCODES.has(opcode) && this.#options.readOnly) throw new ProtocolErrno(E.EROFS);
-        if (!this.#loggedOpcodes.has(opcode)) {
-          this.#loggedOpcodes.add(opcode);
-          this.#options.log(`fuse: ${opcodeName(opcode)} not implemented (ENOSYS)`);
+        if (WRITE_OPCODES.has(opcode)) {
+          const w = this.#writer();
+          if (!w) throw new ProtocolErrno(E.EROFS);
+          const reply = await this.#handleWrite(w, opcode, nodeid, body, ctx);
+          if (reply) return reply;
         }
-        throw new ProtocolErrno(E.ENOSYS);
     }
+    if (!this.#loggedOpcodes.has(opcode)) {
+      this.#loggedOpcodes.add(opcode);
+      this.#options.log(`fuse: ${opcodeName(opcode)} not implemented (ENOSYS)`);
+    }
+    throw new ProtocolErrno(E.ENOSYS);
+  }
+
+  /** The write operations, or undefined on a read-only mount. */
+  #writer(): FuseWriteOperations | undefined {
+    return this.#options.readOnly ? undefined : this.#ops.writer;
+  }
+
+  /** A write opcode on a read-write mount; undefined for one not implemented (ENOSYS). */
+  async #handleWrite(
+    w: FuseWriteOperations,
+    opcode: number,
+    nodeid: number,
+    body: Uint8Array,
+    ctx: RequestContext,
+  ): Promise<Uint8Array[] | undefined> {
+    switch (opcode) {
+      case Opcode.WRITE: {
+        const r = decodeWriteIn(body);
+        return [encodeWriteOut(await w.write(ctx, nodeid, r.fh, r.offset, r.data))];
+      }
+      case Opcode.SETATTR: {
+        const r = await w.setattr(ctx, nodeid, setattrRequest(decodeSetattrIn(body)));
+        return [encodeAttrOut(r.attr, r.timeout)];
+      }
+      case Opcode.CREATE: {
+        const r = decodeCreateIn(body);
+        const { entry, open } = await w.create(ctx, nodeid, r.name, r, r.flags);
+        return [encodeEntryOut(entry), openOut(open)];
+      }
+      case Opcode.TMPFILE: {
+        const r = decodeCreateIn(body); // its name ("/") means nothing
+        const { entry, open } = await w.tmpfile(ctx, nodeid, r);
+        return [encodeEntryOut(entry), openOut(open)];
+      }
+      case Opcode.MKNOD: {
+        const r = decodeMknodIn(body);
+        return [encodeEntryOut(await w.mknod(ctx, nodeid, r.name, r))];
+      }
+      case Opcode.MKDIR: {
+        const r = decodeMkdirIn(body);
+        return [encodeEntryOut(await w.mkdir(ctx, nodeid, r.name, r))];
+      }
+      case Opcode.SYMLINK: {
+        const [name, target] = decodeTwoNames(body);
+        return [encodeEntryOut(await w.symlink(ctx, nodeid, name, target))];
+      }
+      case Opcode.LINK: {
+        const r = decodeLinkIn(body);
+        return [encodeEntryOut(await w.link(ctx, r.oldNodeid, nodeid, r.name))];
+      }
+      case Opcode.UNLINK:
+        await w.unlink(ctx, nodeid, decodeName(body));
+        return [];
+      case Opcode.RMDIR:
+        await w.rmdir(ctx, nodeid, decodeName(body));
+        return [];
+      case Opcode.RENAME:
+      case Opcode.RENAME2: {
+        const r = decodeRenameIn(body, opcode === Opcode.RENAME2);
+        const known = RenameFlag.NOREPLACE | RenameFlag.EXCHANGE;
+        // RENAME_WHITEOUT (overlayfs) is not supported: a clear EINVAL, as for unknown flags.
+        if ((r.flags & ~known) !== 0 || r.flags === known) throw new ProtocolErrno(E.EINVAL);
+        await w.rename(ctx, nodeid, r.oldName, r.newDir, r.newName, r.flags);
+        return [];
+      }
+      case Opcode.SETXATTR: {
+        const r = decodeSetxattrIn(body, false);
+        await w.setxattr(ctx, nodeid, r.name, r.value, r.flags);
+        return [];
+      }
+      case Opcode.REMOVEXATTR:
+        await w.removexattr(ctx, nodeid, decodeName(body));
+        return [];
+      case Opcode.COPY_FILE_RANGE: {
+        const r = decodeCopyFileRangeIn(body);
+        if (r.flags !== 0) throw new ProtocolErrno(E.EINVAL);
+        const n = await w.copyFileRange(ctx, nodeid, r.offIn, r.nodeidOut, r.offOut, r.len);
+        return [encodeWriteOut(n)];
+      }
+      case Opcode.IOCTL: {
+        const r = decodeIoctlIn(body);
+        const out = await w.ioctl(ctx, nodeid, r.cmd, r.input);
+        return [encodeIoctlOut(), out.subarray(0, r.outSize)];
+      }
+      case Opcode.FALLOCATE: {
+        const r = decodeFallocateIn(body);
+        await w.fallocate(ctx, nodeid, r.fh, fallocateRequest(r));
+        return [];
+      }
+    }
+    return undefined;
   }
 
   async *#readdirplusByLookup(
@@ -241,6 +369,38 @@ export class ProtocolErrno extends Error {
     super(message ?? `errno ${code}`);
     this.errno = code;
   }
+}
+
+/** SETATTR's fields as the operations take them (the kernel's FATTR_* bits decoded). */
+function setattrRequest(r: SetattrIn): SetattrRequest {
+  return {
+    mode: r.mode === undefined ? undefined : r.mode & 0o7777,
+    uid: r.uid,
+    gid: r.gid,
+    size: r.size,
+    atime: r.atime,
+    mtime: r.mtime,
+    fh: r.fh,
+  };
+}
+
+/** FALLOCATE's mode bits as a request; EOPNOTSUPP for the modes ext4ts does not do. */
+function fallocateRequest(
+  r: { offset: number; length: number; mode: number },
+): FallocateRequest {
+  const M = FallocateMode;
+  const keepSize = (r.mode & M.KEEP_SIZE) !== 0;
+  const rest = r.mode & ~M.KEEP_SIZE;
+  if (r.length === 0) throw new ProtocolErrno(E.EINVAL);
+  if (rest === 0) return { offset: r.offset, length: r.length, mode: "allocate", keepSize };
+  // PUNCH_HOLE must come with KEEP_SIZE (the kernel's vfs_fallocate refuses it alone).
+  if (rest === M.PUNCH_HOLE && keepSize) {
+    return { offset: r.offset, length: r.length, mode: "punchHole", keepSize };
+  }
+  if (rest === M.ZERO_RANGE) {
+    return { offset: r.offset, length: r.length, mode: "zeroRange", keepSize };
+  }
+  throw new ProtocolErrno(E.EOPNOTSUPP);
 }
 
 function openOut(r: OpenReply): Uint8Array {

@@ -12,10 +12,9 @@
  * @module
  */
 
-import { type BlockDevice, OffsetBlockDevice } from "../../lib/block/block_device.ts";
+import type { BlockDevice } from "../../lib/block/block_device.ts";
 import { type CorruptError, Errno, Ext4Error } from "../../lib/errors.ts";
-import { formatUuid, readSuperblock, State, type Superblock } from "../../lib/ondisk/superblock.ts";
-import { openBlockDevice } from "../file_device.ts";
+import { readSuperblock, State } from "../../lib/ondisk/superblock.ts";
 import { type DirEntry, Ext4, type Ext4Stat, type FileType } from "../../lib/ext4/filesystem.ts";
 import { JournalOverlayDevice } from "../../lib/ext4/journal_overlay.ts";
 import { modeTypeOfFileType } from "../../lib/ondisk/inode.ts";
@@ -35,6 +34,8 @@ import {
 import { FUSE_ROOT_ID } from "./protocol.ts";
 import { encodeDev } from "./protocol_replies.ts";
 import type { MountBackend, MountSettings, OpenedFilesystem } from "./serve.ts";
+import { type ErrorPolicy, Ext4WriteOperations, type NodeWriterLike } from "./ext4_write_ops.ts";
+import { assertSameIdentity, identityOf, openForReadWrite, openWindow } from "./ext4_rw_open.ts";
 
 /** The reader's file types (lib/ext4/filesystem.ts `FileType`). */
 export type Ext4FileType = FileType;
@@ -154,6 +155,15 @@ export interface Ext4OperationsOptions {
   onClose?: () => Promise<void> | void;
   /** The daemon's log: one line per damaged entry found (its inode and directory). */
   log?: (line: string) => void;
+  /**
+   * A read-write mount: the writable filesystem's inode-level writer. Without it every
+   * write answers EROFS and the kernel may cache everything.
+   */
+  nodeWriter?: NodeWriterLike;
+  /** What a corruption found while writing does (read-write mounts; default continue). */
+  errors?: ErrorPolicy;
+  /** `errors=panic`: aborts the connection. */
+  panic?: () => void;
 }
 
 /** Damaged entries reported at most this many times (a fuzzed image can hold thousands). */
@@ -171,8 +181,15 @@ const MAX_REPORTED = 10_000;
 export class Ext4Operations implements FuseOperations {
   readonly #fs: Ext4Like;
   readonly #o:
-    & Required<Omit<Ext4OperationsOptions, "uid" | "gid" | "onClose" | "log">>
+    & Required<
+      Omit<
+        Ext4OperationsOptions,
+        "uid" | "gid" | "onClose" | "log" | "nodeWriter" | "errors" | "panic"
+      >
+    >
     & Ext4OperationsOptions;
+  /** The write operations of a read-write mount (absent: read-only). */
+  readonly writer?: Ext4WriteOperations;
   #closed = false;
   /** "directory inode/entry name" pairs already logged as damaged. */
   readonly #reported = new Set<string>();
@@ -181,6 +198,20 @@ export class Ext4Operations implements FuseOperations {
   constructor(fs: Ext4Like, options: Ext4OperationsOptions) {
     this.#fs = fs;
     this.#o = { timeout: 300, ...options };
+    if (options.nodeWriter) {
+      this.writer = new Ext4WriteOperations(options.nodeWriter, {
+        errors: options.errors,
+        log: options.log,
+        panic: options.panic,
+        inoOf: inoOfNode,
+        entryOf: async (ino) => this.#entry(await this.#fs.getattr(ino)),
+        read: (ino, offset, length) => this.#fs.read(ino, offset, length),
+        attrOf: async (ino) => ({
+          attr: this.attrOf(await this.#fs.getattr(ino)),
+          timeout: this.#o.timeout,
+        }),
+      });
+    }
   }
 
   /** The FUSE attributes of a reader stat. */
@@ -254,7 +285,8 @@ export class Ext4Operations implements FuseOperations {
   }
 
   // deno-lint-ignore require-await
-  async open(_ctx: RequestContext, _nodeid: number, flags: number): Promise<OpenReply> {
+  async open(_ctx: RequestContext, nodeid: number, flags: number): Promise<OpenReply> {
+    if (this.writer) return this.writer.open(nodeid, flags);
     if ((flags & O_ACCMODE) !== 0 || (flags & O_TRUNC) !== 0) {
       throw new FuseError(Errno.EROFS, "read-only filesystem");
     }
@@ -272,10 +304,16 @@ export class Ext4Operations implements FuseOperations {
     return this.#fs.read(inoOfNode(nodeid), offset, size);
   }
 
+  /** RELEASE: on a read-write mount, the close that may free a file without names. */
+  async release(_ctx: RequestContext, nodeid: number): Promise<void> {
+    await this.writer?.release(nodeid);
+  }
+
   // deno-lint-ignore require-await
   async opendir(_ctx: RequestContext, _nodeid: number, flags: number): Promise<OpenReply> {
     if ((flags & O_ACCMODE) !== 0) throw new FuseError(Errno.EISDIR);
-    return { fh: 0, keepCache: true, cacheDir: true };
+    // A listing cached by the kernel stays right only while nothing can change it.
+    return this.writer ? { fh: 0 } : { fh: 0, keepCache: true, cacheDir: true };
   }
 
   async *#entries(nodeid: number, offset: number): AsyncIterable<Ext4DirEntryLike> {
@@ -358,7 +396,7 @@ export class Ext4Operations implements FuseOperations {
   }
 
   async access(_ctx: RequestContext, nodeid: number, mask: number): Promise<void> {
-    if (mask & W_OK) throw new FuseError(Errno.EROFS, "read-only filesystem");
+    if ((mask & W_OK) && !this.writer) throw new FuseError(Errno.EROFS, "read-only filesystem");
     await this.#fs.getattr(inoOfNode(nodeid)); // exists and readable
   }
 
@@ -381,33 +419,6 @@ export class Ext4Operations implements FuseOperations {
       await this.#o.onClose?.();
     }
   }
-}
-
-/** The identity of a filesystem on a device, compared after mounting. */
-export interface SuperblockIdentity {
-  uuid: string;
-  compat: number;
-  incompat: number;
-  roCompat: number;
-  state: number;
-}
-
-/**
- * The identity fields of a superblock.
- *
- * @example
- * ```ts ignore
- * const before = identityOf(await readSuperblock(device));
- * ```
- */
-export function identityOf(sb: Superblock): SuperblockIdentity {
-  return {
-    uuid: formatUuid(sb.uuid),
-    compat: sb.compat,
-    incompat: sb.incompat,
-    roCompat: sb.roCompat,
-    state: sb.state,
-  };
 }
 
 /**
@@ -440,18 +451,6 @@ export function journalOverlay(device: BlockDevice): Promise<BlockDevice | undef
   return JournalOverlayDevice.open(device);
 }
 
-/** Opens `path` read-only; with `offset` (`-o offset=`), the part of it from there on. */
-function openServedDevice(path: string, offset: number): BlockDevice {
-  const file = openBlockDevice(path, { readOnly: true });
-  if (!offset) return file;
-  try {
-    return new OffsetBlockDevice(file, offset);
-  } catch (e) {
-    void file.close();
-    throw e;
-  }
-}
-
 /**
  * The mount backend for ext4: checks the superblock (features, journal state), opens the
  * reader, and re-checks the device after mounting.
@@ -468,7 +467,8 @@ export const ext4Backend: MountBackend = {
     settings: MountSettings,
     log: (line: string) => void,
   ): Promise<OpenedFilesystem> {
-    const device = openServedDevice(devicePath, settings.offset);
+    if (!settings.readOnly) return await openReadWriteBackend(devicePath, settings, log);
+    const device = openWindow(devicePath, settings.offset, { readOnly: true });
     try {
       // The superblock as on the device: what the post-mount re-check compares with.
       const sb = await readSuperblock(device);
@@ -508,17 +508,9 @@ export const ext4Backend: MountBackend = {
         blockSize,
         posixAcl: true,
         async verify(path: string): Promise<void> {
-          const again = openServedDevice(path, settings.offset);
+          const again = openWindow(path, settings.offset, { readOnly: true });
           try {
-            const now = identityOf(await readSuperblock(again));
-            for (const k of Object.keys(identity) as (keyof SuperblockIdentity)[]) {
-              if (now[k] !== identity[k]) {
-                throw new Ext4Error(
-                  "IO",
-                  `${path}: the device changed while mounting (${k} ${identity[k]} → ${now[k]})`,
-                );
-              }
-            }
+            assertSameIdentity(path, identity, identityOf(await readSuperblock(again)));
           } finally {
             await again.close();
           }
@@ -530,3 +522,61 @@ export const ext4Backend: MountBackend = {
     }
   },
 };
+
+/** Seconds the kernel may cache attributes and names of a read-write mount. */
+const RW_TIMEOUT = 1;
+
+/**
+ * The read-write side of {@link ext4Backend}: the device opened, checked, recovered and
+ * verified as lib/ext4 and ffi/fuse/ext4_rw_open.ts say; DESTROY closes the filesystem
+ * (commit, flush, superblock marked clean) and then the device.
+ */
+async function openReadWriteBackend(
+  devicePath: string,
+  settings: MountSettings,
+  log: (line: string) => void,
+): Promise<OpenedFilesystem> {
+  if (settings.noRecovery) {
+    throw new Ext4Error("INVALID", "norecovery (noload) is only for read-only mounts", {
+      errno: Errno.EINVAL,
+    });
+  }
+  // An image the daemon serves directly is locked by it already; a block device is claimed.
+  const claim = Deno.statSync(devicePath).isBlockDevice === true;
+  const { fs, nodeWriter, verify, abandon } = await openForReadWrite(
+    devicePath,
+    settings.offset,
+    claim,
+    log,
+    settings.commit ?? 5,
+  );
+  try {
+    await fs.entryStat(ROOT_INO);
+  } catch (e) {
+    await fs.close();
+    throw e;
+  }
+  const blockSize = fs.superblock.blockSize;
+  let abort: (() => void) | undefined;
+  const ops = new Ext4Operations(fs, {
+    blockSize,
+    timeout: RW_TIMEOUT,
+    uid: settings.uid,
+    gid: settings.gid,
+    log,
+    nodeWriter,
+    // errors= given, else the superblock's s_errors (1 continue, 2 remount-ro, 3 panic).
+    errors: settings.errors ??
+      (["continue", "continue", "remount-ro", "panic"] as const)[fs.superblock.errors] ??
+      "continue",
+    panic: () => abort?.(),
+  });
+  return {
+    ops,
+    blockSize,
+    posixAcl: true,
+    verify,
+    abandon,
+    attach: (controls) => abort = controls.abort,
+  };
+}

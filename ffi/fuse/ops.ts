@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { DirentOut, EntryOut, FuseAttr, StatfsOut } from "./protocol_replies.ts";
+import type { DirentOut, EntryOut, FuseAttr, FuseTime, StatfsOut } from "./protocol_replies.ts";
 
 export type { DirentOut, EntryOut, FuseAttr, FuseTime, StatfsOut } from "./protocol_replies.ts";
 
@@ -86,6 +86,134 @@ export interface DirentPlus {
 /** `lseek` whence values the session passes on. */
 export type SeekWhence = "data" | "hole";
 
+/** What SETATTR changes (absent: kept). Times are the caller's or "now". */
+export interface SetattrRequest {
+  /** New mode bits (permissions, set-id, sticky); the type bits are ignored. */
+  mode?: number;
+  /** New owner. */
+  uid?: number;
+  /** New group. */
+  gid?: number;
+  /** New size of a regular file. */
+  size?: number;
+  /** New access time, or "now". */
+  atime?: FuseTime | "now";
+  /** New modification time, or "now". */
+  mtime?: FuseTime | "now";
+  /** The open handle the change came through (ftruncate, futimens), if any. */
+  fh?: number;
+}
+
+/** Who creates a node and how (MKNOD, MKDIR, CREATE). */
+export interface CreateRequest {
+  /** Type and permission bits. */
+  mode: number;
+  /** The caller's umask (applied by the filesystem: the kernel was told not to). */
+  umask: number;
+  /** Device number of a device node (`encodeDev` layout). */
+  rdev?: number;
+}
+
+/** fallocate(2) as FALLOCATE passes it. */
+export interface FallocateRequest {
+  /** Byte offset. */
+  offset: number;
+  /** Length in bytes. */
+  length: number;
+  /** `"allocate"` (default mode), `"punchHole"` or `"zeroRange"`. */
+  mode: "allocate" | "punchHole" | "zeroRange";
+  /** FALLOC_FL_KEEP_SIZE. */
+  keepSize: boolean;
+}
+
+/**
+ * The write operations of a read-write mount. A mutating operation either changes nothing
+ * (it throws) or has completed its change when it resolves.
+ */
+export interface FuseWriteOperations {
+  /** SETATTR: chmod, chown, truncate, utimens; the new attributes. */
+  setattr(ctx: RequestContext, nodeid: number, change: SetattrRequest): Promise<AttrReply>;
+  /** MKNOD: a device node, FIFO, socket or regular file. */
+  mknod(ctx: RequestContext, parent: number, name: Uint8Array, r: CreateRequest): Promise<EntryOut>;
+  /** MKDIR. */
+  mkdir(ctx: RequestContext, parent: number, name: Uint8Array, r: CreateRequest): Promise<EntryOut>;
+  /** SYMLINK: `name` in `parent` pointing at `target`. */
+  symlink(
+    ctx: RequestContext,
+    parent: number,
+    name: Uint8Array,
+    target: Uint8Array,
+  ): Promise<EntryOut>;
+  /** LINK: a new name for `nodeid`. */
+  link(ctx: RequestContext, nodeid: number, parent: number, name: Uint8Array): Promise<EntryOut>;
+  /** UNLINK. */
+  unlink(ctx: RequestContext, parent: number, name: Uint8Array): Promise<void>;
+  /** RMDIR. */
+  rmdir(ctx: RequestContext, parent: number, name: Uint8Array): Promise<void>;
+  /** RENAME / RENAME2 (`flags`: RENAME_NOREPLACE 1, RENAME_EXCHANGE 2). */
+  rename(
+    ctx: RequestContext,
+    parent: number,
+    name: Uint8Array,
+    newParent: number,
+    newName: Uint8Array,
+    flags: number,
+  ): Promise<void>;
+  /** CREATE: create and open a regular file (`flags`: the open(2) flags). */
+  create(
+    ctx: RequestContext,
+    parent: number,
+    name: Uint8Array,
+    r: CreateRequest,
+    flags: number,
+  ): Promise<{ entry: EntryOut; open: OpenReply }>;
+  /** TMPFILE (O_TMPFILE): an open regular file without a name in directory `parent`. */
+  tmpfile(
+    ctx: RequestContext,
+    parent: number,
+    r: CreateRequest,
+  ): Promise<{ entry: EntryOut; open: OpenReply }>;
+  /**
+   * COPY_FILE_RANGE: up to `length` bytes of `nodeid` at `offset` into `nodeidOut` at
+   * `offsetOut`; the bytes copied (short at the end of the source).
+   */
+  copyFileRange(
+    ctx: RequestContext,
+    nodeid: number,
+    offset: number,
+    nodeidOut: number,
+    offsetOut: number,
+    length: number,
+  ): Promise<number>;
+  /** WRITE: `data` at `offset`; the bytes written. */
+  write(
+    ctx: RequestContext,
+    nodeid: number,
+    fh: number,
+    offset: number,
+    data: Uint8Array,
+  ): Promise<number>;
+  /** SETXATTR (`flags`: XATTR_CREATE 1, XATTR_REPLACE 2). */
+  setxattr(
+    ctx: RequestContext,
+    nodeid: number,
+    name: Uint8Array,
+    value: Uint8Array,
+    flags: number,
+  ): Promise<void>;
+  /** REMOVEXATTR. */
+  removexattr(ctx: RequestContext, nodeid: number, name: Uint8Array): Promise<void>;
+  /** FSYNC / FSYNCDIR: everything written durable (`datasync`: data and size only). */
+  fsync(ctx: RequestContext, nodeid: number, datasync: boolean): Promise<void>;
+  /** FALLOCATE. */
+  fallocate(ctx: RequestContext, nodeid: number, fh: number, r: FallocateRequest): Promise<void>;
+  /**
+   * IOCTL of a restricted (kernel-sized) command: `input` is what the kernel passes in, the
+   * result what it copies out (at most the size it asked for).
+   */
+  ioctl(ctx: RequestContext, nodeid: number, cmd: number, input: Uint8Array): Promise<Uint8Array>;
+}
+
 /**
  * The operations a FUSE filesystem implements. Node ids are the kernel's: 1 is the root.
  * Directory listings are async iterables that start *after* the cookie `offset` (0 = from
@@ -151,6 +279,8 @@ export interface FuseOperations {
   ): Promise<number>;
   /** Flush and close everything: the DESTROY reply (and the unmount) waits for it. */
   destroy?(): Promise<void>;
+  /** The write operations; absent (or on a read-only mount) write opcodes answer EROFS. */
+  writer?: FuseWriteOperations;
 }
 
 /**

@@ -102,6 +102,20 @@ export function encodeDev(major: number, minor: number): number {
   return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
 }
 
+/**
+ * The major and minor of a device number in the kernel's `new_encode_dev` layout (the
+ * inverse of {@link encodeDev}; MKNOD's `rdev`).
+ *
+ * @example
+ * ```ts
+ * import { decodeDev } from "./protocol_replies.ts";
+ * console.log(decodeDev(0x801)); // { major: 8, minor: 1 }
+ * ```
+ */
+export function decodeDev(dev: number): { major: number; minor: number } {
+  return { major: (dev >>> 8) & 0xfff, minor: (dev & 0xff) | ((dev >>> 12) & 0xfff00) };
+}
+
 function writeAttr(v: DataView, o: number, a: FuseAttr): void {
   v.setBigUint64(o, BigInt(a.ino), true);
   v.setBigUint64(o + 8, BigInt(a.size), true);
@@ -257,6 +271,30 @@ export function encodeGetxattrOut(size: number): Uint8Array {
   const b = new Uint8Array(8);
   view(b).setUint32(0, size, true);
   return b;
+}
+
+/**
+ * Encodes `fuse_write_out`: the bytes written.
+ *
+ * @example
+ * ```ts ignore
+ * const reply = encodeWriteOut(4096);
+ * ```
+ */
+export function encodeWriteOut(size: number): Uint8Array {
+  return encodeGetxattrOut(size); // the same layout: u32 size, u32 padding
+}
+
+/**
+ * Encodes `fuse_ioctl_out` for a finished ioctl (result 0, no retry): the data follows it.
+ *
+ * @example
+ * ```ts ignore
+ * const parts = [encodeIoctlOut(), flagsBytes];
+ * ```
+ */
+export function encodeIoctlOut(): Uint8Array {
+  return new Uint8Array(16);
 }
 
 /**

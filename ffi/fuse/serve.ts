@@ -11,6 +11,7 @@
 
 import { DeviceOpenError, Errno, Ext4Error } from "../../lib/errors.ts";
 import { openLocked } from "../file_lock.ts";
+import { refuseIfInUse } from "../device_status.ts";
 import { libc, SyscallError } from "../libc.ts";
 import type { FuseOperations } from "./ops.ts";
 import { FuseSession, type SessionEnd } from "./session.ts";
@@ -25,8 +26,8 @@ import {
   unmountAsync,
   unmountWithFusermount,
 } from "./mount.ts";
-import { connectionOf, findMount, isFuseType, setReadahead } from "./mountinfo.ts";
-import { attachLoop, loopBackingFile, type LoopDevice } from "./loop.ts";
+import { abortConnection, connectionOf, findMount, isFuseType, setReadahead } from "./mountinfo.ts";
+import { attachLoop, deviceIsFree, loopBackingFile, type LoopDevice } from "./loop.ts";
 import {
   type MountState,
   processStartTime,
@@ -48,6 +49,13 @@ export interface OpenedFilesystem {
    * still holds the filesystem that was opened (same UUID, features, state). Throws if not.
    */
   verify?(devicePath: string): Promise<void>;
+  /**
+   * The mount is undone before it went live (`error` says why): requests waiting for
+   * {@link OpenedFilesystem.verify} must fail now, or the unmount would wait for them.
+   */
+  abandon?(error: unknown): void;
+  /** Called once the mount is live: what the filesystem may do to it (abort: errors=panic). */
+  attach?(controls: { abort(): void }): void;
 }
 
 /** Opens the filesystem a daemon serves. */
@@ -84,8 +92,18 @@ export interface MountSettings {
   uid?: number;
   /** The gid reported for files owned by gid 0 (see `uid`). */
   gid?: number;
-  /** `errors=`: accepted for compatibility; read-only mounts never write. */
-  errors: "continue" | "remount-ro" | "panic";
+  /**
+   * `errors=`: what a corruption found while writing does (read-write mounts; read-only ones
+   * never write); absent: the superblock's default.
+   */
+  errors?: "continue" | "remount-ro" | "panic";
+  /**
+   * `commit=`: read-write mounts gather their changes in one running transaction that is
+   * committed through the journal on fsync/syncfs, at unmount, when it holds what the journal
+   * takes, and at the latest this many seconds after its first change (default 5, as the
+   * kernel's).
+   */
+  commit?: number;
   /**
    * MS_* flags for the kernel besides MS_RDONLY (`nosuid`, `nodev`, `noexec`, the atime family,
    * …; see `MountFlag`); default nosuid,nodev.
@@ -111,7 +129,6 @@ export function defaultSettings(): MountSettings {
     allowOther: false,
     defaultPermissions: false,
     noBlkdev: false,
-    errors: "continue",
     mountFlags: DEFAULT_MOUNT_FLAGS,
     offset: 0,
   };
@@ -172,9 +189,10 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   // First thing: PR_SET_IO_FLUSHER marks the calling thread, and threads started later (Deno's
   // worker threads for non-blocking calls) inherit it from their creator.
   const failed = protectDaemon();
-  if (!settings.readOnly) {
-    throw new Ext4Error("UNSUPPORTED", "read-write mounts are not implemented yet; use -o ro");
-  }
+  const readOnly = settings.readOnly;
+  // A read-write mount lets the kernel check permissions (modes and ACLs): the daemon, root,
+  // would otherwise allow every change.
+  const defaultPermissions = settings.defaultPermissions || !readOnly;
   let info: Deno.FileInfo;
   try {
     info = Deno.statSync(o.source);
@@ -208,12 +226,21 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   // Without root, the setuid helper fusermount3 mounts (plain fuse only).
   // EXT4TS_FUSERMOUNT=1 takes that path as root too (tests).
   const viaHelper = !isRoot() || Deno.env.get("EXT4TS_FUSERMOUNT") === "1";
-  const blockDevice = !settings.noBlkdev && !viaHelper;
+  let blockDevice = !settings.noBlkdev && !viaHelper;
   // An image is locked (shared) for as long as it is served: ext4ts writers lock it
   // exclusively, so they are refused now, and a mount of an image being written is refused.
   // Taken before the loop device is attached: a writer that holds the lock has checked the
-  // loop devices already.
-  let imageLock = info.isFile ? openLocked(o.source, "shared") : -1;
+  // loop devices already. A read-write mount is a writer: exclusive, and refused while a loop
+  // device of the image is mounted or held (exit 8, before anything is written).
+  let imageLock = info.isFile ? openLocked(o.source, readOnly ? "shared" : "exclusive") : -1;
+  if (!readOnly && info.isFile) {
+    try {
+      refuseIfInUse(o.source);
+    } catch (e) {
+      closeFd(imageLock);
+      throw e;
+    }
+  }
   const releaseImage = () => {
     if (imageLock >= 0) closeFd(imageLock);
     imageLock = -1;
@@ -222,7 +249,7 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   let devicePath = o.source;
   if (info.isFile && blockDevice) {
     try {
-      loop = attachLoop(o.source, { readOnly: true });
+      loop = attachLoop(o.source, { readOnly });
     } catch (e) {
       releaseImage();
       throw new Ext4Error(
@@ -254,34 +281,51 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
     fs = await o.backend.open(devicePath, settings, log);
     if (viaHelper) {
       fd = await mountWithFusermount(devicePath, o.mountPoint, [
-        "ro",
+        readOnly ? "ro" : "rw",
         "nosuid",
         "nodev",
         ...fusermountFlagOptions(settings.mountFlags),
         "subtype=ext4ts",
         ...(settings.allowOther ? ["allow_other"] : []),
-        ...(settings.defaultPermissions ? ["default_permissions"] : []),
+        ...(defaultPermissions ? ["default_permissions"] : []),
       ]);
       mounted = true;
     } else {
       fd = openFuseDevice();
     }
     if (!viaHelper) {
-      try {
+      const mount = () =>
         mountFuse({
           fd,
           source: devicePath,
           target: o.mountPoint,
           blockDevice,
-          blockSize: fs.blockSize,
+          blockSize: fs!.blockSize,
           allowOther: settings.allowOther,
-          defaultPermissions: settings.defaultPermissions,
-          readOnly: true,
+          defaultPermissions,
+          readOnly,
           flags: settings.mountFlags,
           subtype: "ext4ts",
         });
+      try {
+        mount();
       } catch (e) {
-        throw mountError(e, devicePath, o.mountPoint);
+        if (!writersRefused(e, readOnly, blockDevice, devicePath)) {
+          throw mountError(e, devicePath, o.mountPoint);
+        }
+        // A kernel without CONFIG_BLK_DEV_WRITE_MOUNTED refuses a block device mount while
+        // the daemon has it open for writing: plain fuse instead, never half a write.
+        log(
+          `warning: ${devicePath}: this kernel refuses writers to a mounted block device ` +
+            "(no CONFIG_BLK_DEV_WRITE_MOUNTED): mounted as plain fuse; unmount with " +
+            "'ext4ts umount', which waits until everything is written",
+        );
+        blockDevice = false;
+        try {
+          mount();
+        } catch (e2) {
+          throw mountError(e2, devicePath, o.mountPoint);
+        }
       }
     }
     mounted = true;
@@ -293,9 +337,11 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   }
 
   const session = new FuseSession(fd, fs.ops, {
-    readOnly: true,
+    readOnly,
     // Read-only: a name that is absent now stays absent.
-    negativeTimeout: 300,
+    negativeTimeout: readOnly ? 300 : 0,
+    // Read-write: DESTROY waits for every request, however long (no data may be cut off).
+    drainTimeoutMs: readOnly ? undefined : Infinity,
     posixAcl: fs.posixAcl,
     log,
     // The device must be free when umount(2) returns: close the loop fd before answering.
@@ -332,6 +378,8 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
     await fs.verify?.(devicePath);
   } catch (e) {
     log(`mount failed: ${(e as Error).message}`);
+    // Requests that wait for the mount to go live fail now: the unmount below waits for them.
+    fs.abandon?.(e);
     if (mounted && viaHelper) {
       await unmountWithFusermount(o.mountPoint, true);
     } else if (mounted) {
@@ -348,6 +396,13 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   }
   state.state = "mounted";
   writeState(state);
+  fs.attach?.({
+    abort: () => {
+      if (state.connection !== undefined) abortConnection(state.connection);
+      else if (viaHelper) void unmountWithFusermount(o.mountPoint, true);
+      else void unmountAsync(o.mountPoint, UmountFlag.DETACH);
+    },
+  });
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT", "SIGHUP"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   // Before `onReady`, so the mount command can show it too (its logger defers the log line).
@@ -364,6 +419,22 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   }
   log(`session ended: ${end}`);
   return end;
+}
+
+/**
+ * True when a read-write `fuseblk` mount failed only because this kernel refuses writers to a
+ * mounted block device: EBUSY although nobody else holds the device (an O_EXCL open works).
+ */
+function writersRefused(
+  e: unknown,
+  readOnly: boolean,
+  blockDevice: boolean,
+  devicePath: string,
+): boolean {
+  if (readOnly || !blockDevice || !(e instanceof SyscallError) || e.errno !== Errno.EBUSY) {
+    return false;
+  }
+  return deviceIsFree(devicePath);
 }
 
 /**

@@ -37,6 +37,7 @@ import {
   OUT_HEADER_SIZE,
   ProtocolError,
   WRITE_IN_SIZE,
+  WRITE_OPCODES,
 } from "./protocol.ts";
 import {
   decodeBatchForgetIn,
@@ -66,7 +67,10 @@ export interface SessionOptions {
   log?: (line: string) => void;
   /** Runs after the filesystem's destroy and before the DESTROY reply (close devices). */
   beforeDestroyReply?: () => Promise<void> | void;
-  /** How long DESTROY waits for in-flight requests before going on (ms, default 10 000). */
+  /**
+   * How long DESTROY waits for in-flight requests before going on (ms, default 10 000;
+   * Infinity: no cap, what a read-write mount needs).
+   */
   drainTimeoutMs?: number;
 }
 
@@ -96,12 +100,21 @@ export interface InitInfo {
 }
 
 const E = Errno;
+/** Requests an INTERRUPT does not cut short: their effect may already be on the device. */
+const MUTATING: ReadonlySet<number> = new Set([
+  ...WRITE_OPCODES,
+  Opcode.FSYNC,
+  Opcode.FSYNCDIR,
+  Opcode.RELEASE,
+  Opcode.IOCTL,
+]);
 const POLLIN = 1;
 const MAX_IO = 1 << 20;
 /** After this many requests read back to back, give the event loop a real turn. */
 const YIELD_EVERY = 32;
 
 interface InFlight {
+  opcode: number;
   controller: AbortController;
   replied: boolean;
   done: Promise<void>;
@@ -282,7 +295,12 @@ export class FuseSession {
         return;
     }
     const controller = new AbortController();
-    const entry: InFlight = { controller, replied: false, done: Promise.resolve() };
+    const entry: InFlight = {
+      opcode: h.opcode,
+      controller,
+      replied: false,
+      done: Promise.resolve(),
+    };
     this.#inflight.set(h.unique, entry);
     const ctx: RequestContext = { uid: h.uid, gid: h.gid, pid: h.pid, signal: controller.signal };
     entry.done = this.#handle(h.opcode, h.nodeid, body, ctx, entry)
@@ -323,7 +341,9 @@ export class FuseSession {
     const f = this.#inflight.get(target);
     // Not found: already answered. INTERRUPT itself is never answered (optional in the
     // protocol); the interrupted request is answered EINTR now, its late result dropped.
-    if (!f || f.replied) return;
+    // A change (and FSYNC) is never interrupted: once started it runs to its end and is
+    // answered with its result, so a completed change is never reported as EINTR.
+    if (!f || f.replied || MUTATING.has(f.opcode)) return;
     this.#reply(target, -E.EINTR, []);
     f.controller.abort();
   }
@@ -428,7 +448,9 @@ export class FuseSession {
     // The kernel caches POSIX ACLs (and their absence) per inode only with POSIX_ACL: without
     // it every `ls -l` asks GETXATTR system.posix_acl_access for every file.
     if (this.#opts.posixAcl) want |= InitFlag.POSIX_ACL;
-    if (!this.#opts.readOnly) want |= InitFlag.BIG_WRITES;
+    // Read-write: 1 MiB writes; the umask is the filesystem's to apply (DONT_MASK), as ext4
+    // applies it only where the parent directory has no default ACL.
+    if (!this.#opts.readOnly) want |= InitFlag.BIG_WRITES | InitFlag.DONT_MASK;
     const flags = (want & k.flags) >>> 0;
     const maxPages = flags & InitFlag.MAX_PAGES ? Math.ceil(this.#opts.maxIo / 4096) : 32;
     this.#dispatcher.maxIo = Math.min(this.#opts.maxIo, maxPages * 4096);
@@ -460,6 +482,10 @@ export class FuseSession {
   async #drain(except?: InFlight): Promise<void> {
     const pending = [...this.#inflight.values()].filter((f) => f !== except).map((f) => f.done);
     if (pending.length === 0) return;
+    if (this.#opts.drainTimeoutMs === Infinity) {
+      await Promise.allSettled(pending);
+      return;
+    }
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<"timeout">((res) => {
       timer = setTimeout(() => res("timeout"), this.#opts.drainTimeoutMs);

@@ -35,7 +35,7 @@ import {
 } from "../ondisk/bitmap.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
 import { Compat, featureSupport, Incompat } from "../ondisk/features.ts";
-import { type FsErrorInfo, persistFsError } from "./fs_error.ts";
+import { type FsErrorInfo, markRecorded, persistFsError } from "./fs_error.ts";
 import {
   descriptorBlockLocation,
   groupDescriptorChecksum,
@@ -811,7 +811,7 @@ export class Allocator implements BlockRunAllocator {
   async #fail(tx: Transaction, info: FsErrorInfo, error: CorruptError): Promise<never> {
     tx.abort();
     await persistFsError(tx.cache, this.sb, info);
-    throw error;
+    throw markRecorded(error);
   }
 
   /**

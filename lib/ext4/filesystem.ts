@@ -98,6 +98,7 @@ import {
   writeFileTo,
 } from "./fs_write.ts";
 import { computeStatfs, journalBlockCount } from "./statfs.ts";
+import { Ext4NodeWriter } from "./fs_node_write.ts";
 
 export type { FileType, Timespec };
 
@@ -106,6 +107,8 @@ export type { Ext4Stat };
 export type { FsCacheCounts };
 
 export type * from "./fs_types.ts";
+
+export type { Ext4NodeWriter, NodeAttributeChange, NodeCreateOptions } from "./fs_node_write.ts";
 
 export { compareBytes } from "./fs_dir.ts";
 
@@ -1025,6 +1028,37 @@ export class Ext4 {
   async openWritable(path: string, options: OpenWritableOptions = {}): Promise<Ext4WritableFile> {
     const w = this.#writerFor(path);
     return await openWritableFile(w, path, options, this.#openFiles, this.#fileHost);
+  }
+
+  /**
+   * Writes by inode number and directory entry (what a FUSE server holds), each one
+   * transaction, sharing this object's open-file counts (see {@link Ext4NodeWriter}).
+   * READ_ONLY (EROFS) on a read-only filesystem.
+   *
+   * @example
+   * ```ts
+   * import { Ext4 } from "../../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img, { readOnly: false });
+   * const nw = fs.nodeWriter();
+   * const name = new TextEncoder().encode("notes");
+   * const ino = await nw.create(2, name, { mode: 0o100644, uid: 0, gid: 0 });
+   * await nw.write(ino, 0, new TextEncoder().encode("hi\n"));
+   * await nw.release(ino);
+   * console.log((await fs.stat("/notes")).size); // 3
+   * await fs.close();
+   * await Deno.remove(img);
+   * ```
+   */
+  nodeWriter(): Ext4NodeWriter {
+    this.#writerFor("nodeWriter");
+    return Ext4NodeWriter.over({
+      writerFor: (what) => this.#writerFor(what),
+      openFiles: () => this.#openFiles,
+      release: (ino) => this.#release(ino),
+      sync: () => this.sync(),
+    });
   }
 
   /** What {@link Ext4WritableFile} handles call back into. */

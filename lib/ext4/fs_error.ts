@@ -12,7 +12,7 @@
  */
 
 import { State, type Superblock } from "../ondisk/superblock.ts";
-import type { BlockCache } from "../txn/transaction.ts";
+import type { BlockCache, Transaction } from "../txn/transaction.ts";
 
 /** `s_*_error_errcode` values (the kernel's `EXT4_ERR_*`). */
 export const ErrorCode = {
@@ -85,14 +85,59 @@ export async function persistFsError(
   sb: Superblock,
   info: FsErrorInfo,
 ): Promise<void> {
-  saveFsError(sb, info);
-  sb.updateChecksum();
   try {
     const tx = cache.begin();
-    const bs = sb.blockSize;
     await tx.discardOnError(async () => {
-      await tx.patch(Math.floor(1024 / bs), 1024 % bs, sb.bytes);
+      await recordFsError(tx, sb, info);
       await tx.commit();
     });
   } catch { /* the device refuses writes: the error is still reported to the caller */ }
+}
+
+/**
+ * Records `info` in the superblock and puts the primary superblock (with its checksum) into
+ * transaction `tx` (what {@link persistFsError} commits on its own).
+ *
+ * @example
+ * ```ts ignore
+ * await writer.transaction((ctx) => recordFsError(ctx.tx, ctx.sb, { func: "write", ino: 12 }));
+ * ```
+ */
+export async function recordFsError(
+  tx: Transaction,
+  sb: Superblock,
+  info: FsErrorInfo,
+): Promise<void> {
+  saveFsError(sb, info);
+  sb.updateChecksum();
+  const bs = sb.blockSize;
+  await tx.patch(Math.floor(1024 / bs), 1024 % bs, sb.bytes);
+}
+
+/** Errors already recorded in the superblock by the code that found them. */
+const recorded = new WeakSet<Error>();
+
+/**
+ * Marks `error` as recorded in the superblock (see {@link wasRecorded}); returns it.
+ *
+ * @example
+ * ```ts ignore
+ * throw markRecorded(new CorruptError("block bitmap of group 0", "…"));
+ * ```
+ */
+export function markRecorded<E extends Error>(error: E): E {
+  recorded.add(error);
+  return error;
+}
+
+/**
+ * True when `error` was recorded in the superblock already (the allocator records its own).
+ *
+ * @example
+ * ```ts ignore
+ * if (!wasRecorded(e)) await persistFsError(cache, sb, info);
+ * ```
+ */
+export function wasRecorded(error: unknown): boolean {
+  return error instanceof Error && recorded.has(error);
 }

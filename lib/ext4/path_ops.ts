@@ -317,17 +317,32 @@ export async function renameAt(
       b.ino && b.ino !== a.ino && !options.exchange && !options.noReplace &&
       options.keepOpen?.(b.ino)
     ) {
-      // The target is open: unlink it first (kept, on the orphan list when that was its last
-      // link), then move. Only file over file: every other case keeps renameEntry's refusals.
-      const srcDir = (await modeOf(ctx, a.ino) & 0o170000) === 0o040000;
-      const dstDir = (await modeOf(ctx, b.ino) & 0o170000) === 0o040000;
-      if (!srcDir && !dstDir) {
-        await unlinkEntry(ctx, b.parent, b.name, { keepInode: true });
-        await orphanIfUnlinked(ctx, b.ino);
-      }
+      await unlinkOpenTarget(ctx, a.ino, b);
     }
     await renameEntry(ctx, a.parent, a.name, b.parent, b.name, options);
   });
+}
+
+/**
+ * Before a rename replaces an open file: the target `dst` is unlinked first (kept, on the
+ * orphan list when that was its last link), so the move does not free it. Only file over
+ * file: every other case keeps renameEntry's refusals.
+ *
+ * @example
+ * ```ts ignore
+ * await unlinkOpenTarget(ctx, srcIno, { parent: dir, name: "log", ino: dstIno });
+ * ```
+ */
+export async function unlinkOpenTarget(
+  ctx: OpContext,
+  srcIno: number,
+  dst: { parent: number; name: string | Uint8Array; ino: number },
+): Promise<void> {
+  const srcDir = (await modeOf(ctx, srcIno) & 0o170000) === 0o040000;
+  const dstDir = (await modeOf(ctx, dst.ino) & 0o170000) === 0o040000;
+  if (srcDir || dstDir) return;
+  await unlinkEntry(ctx, dst.parent, dst.name, { keepInode: true });
+  await orphanIfUnlinked(ctx, dst.ino);
 }
 
 /** True when directory `dir` is `ancestor` or lies below it (following ".." up to the root). */
@@ -495,8 +510,13 @@ export function utimeAt(
  * Before an xattr change: the kernel allows "user." attributes on regular files and
  * directories only (EPERM). An inline-data regular file is first converted to an ordinary one
  * (its "system.data" must stay in the inode, which the xattr writer does not arrange yet).
+ *
+ * @example
+ * ```ts ignore
+ * await prepareXattrChange(ctx, ino, "user.origin", "/f");
+ * ```
  */
-async function prepareXattrChange(
+export async function prepareXattrChange(
   ctx: OpContext,
   ino: number,
   name: string,

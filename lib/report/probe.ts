@@ -35,12 +35,6 @@ import {
   JournalSuperblock,
 } from "../jbd2/superblock.ts";
 
-/**
- * Why every verdict is read-only at best: ext4ts does not mount read-write. Offline writes
- * (put, mkdir, rm, mv) exist, but they do not go through the journal.
- */
-export const NO_READ_WRITE_MOUNT = "read-write mounts are not implemented yet";
-
 /** Whether ext4ts can do one thing with a filesystem, and if not, why. */
 export interface Capability {
   /** Whether it can. */
@@ -311,7 +305,6 @@ function verdictFor(
   if (features.level === "refuse") return features;
   if (found.groupsError) return { level: "refuse", reasons: [found.groupsError] };
   const reasons = [...features.reasons];
-  reasons.push(NO_READ_WRITE_MOUNT);
   if (deviceReadOnly) reasons.push("the device is read-only");
   if (found.mmp?.state === "in-use") {
     reasons.push("MMP says the filesystem is in use on another node");
@@ -323,17 +316,17 @@ function verdictFor(
 /**
  * The capabilities behind a verdict (see {@link probeDevice}): reading needs only a verdict
  * other than `refuse`; writing offline needs what the writers check (features, a writable
- * device, no journal to recover) and no recorded errors; a read-write mount is refused
- * ({@link NO_READ_WRITE_MOUNT}) besides those.
+ * device, no journal to recover) and no recorded errors; a read-write mount needs the same
+ * but replays a journal needing recovery itself (as the kernel's mount does).
  *
  * @example
  * ```ts
  * import { capabilitiesFor } from "./probe.ts";
- * const c = capabilitiesFor({ level: "ro", reasons: ["read-write mounts are not implemented yet"] }, {
- *   needsRecovery: false,
+ * const c = capabilitiesFor({ level: "rw", reasons: [] }, {
+ *   needsRecovery: true,
  *   hasErrors: false,
  * });
- * console.log(c.writeOffline.ok, c.mountReadWrite.ok); // true false
+ * console.log(c.writeOffline.ok, c.mountReadWrite.ok); // false true
  * ```
  */
 export function capabilitiesFor(
@@ -345,17 +338,15 @@ export function capabilitiesFor(
     const no = () => cap([...support.reasons]);
     return { read: no(), writeOffline: no(), mountReadWrite: no() };
   }
-  // The verdict's reasons, but the one about mounts, are what offline writers refuse too.
-  const write = support.reasons.filter((r) => r !== NO_READ_WRITE_MOUNT);
-  if (state.needsRecovery) {
-    write.push("the journal needs recovery (replay it first: ext4ts journal replay)");
-  }
+  // The verdict's reasons are what offline writers and a read-write mount refuse too.
+  const mount = [...support.reasons];
+  if (state.hasErrors) mount.push("the filesystem has errors (check it with e2fsck first)");
+  // A read-write mount replays the journal onto the device first; offline writers do not.
+  const write = state.needsRecovery
+    ? [...support.reasons, "the journal needs recovery (replay it first: ext4ts journal replay)"]
+    : [...support.reasons];
   if (state.hasErrors) write.push("the filesystem has errors (check it with e2fsck first)");
-  return {
-    read: cap([]),
-    writeOffline: cap(write),
-    mountReadWrite: cap([NO_READ_WRITE_MOUNT, ...write]),
-  };
+  return { read: cap([]), writeOffline: cap(write), mountReadWrite: cap(mount) };
 }
 
 /** One-word-ish summary of the state, for the human output and JSON. */
