@@ -98,6 +98,12 @@ Deno.test("mount options: anything else is a usage error naming the option", () 
   usageError(() => parseMountOptions("xsystemd"), /^unknown mount option 'xsystemd'$/);
   usageError(() => parseMountOptions("uid=x"), /^option uid needs a numeric id, got 'x'$/);
   usageError(() => parseMountOptions("errors=explode"), /^errors= must be/);
+  // commit=: seconds of group commit; 0 is the kernel's default, 5.
+  assert.equal(parseMountOptions("rw,commit=30").commit, 30);
+  assert.equal(parseMountOptions("rw,commit=0").commit, 5);
+  assert.equal(parseMountOptions("rw").commit, undefined);
+  usageError(() => parseMountOptions("commit=soon"), /^commit= needs seconds/);
+  usageError(() => parseMountOptions("commit"), /^commit= needs seconds/);
 });
 
 Deno.test("fusermount3 gets the flags it knows (users are nosuid,nodev regardless)", () => {

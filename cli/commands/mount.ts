@@ -412,7 +412,7 @@ export function registerMount(program: Command, backend: MountBackend = ext4Back
     .option(
       "-o, --options <list>",
       "ro, rw, norecovery|noload, allow_other, default_permissions, " +
-        "noblkdev, uid=N, gid=N, fakeroot, errors=continue|remount-ro|panic, offset=BYTES, " +
+        "noblkdev, uid=N, gid=N, fakeroot, errors=continue|remount-ro|panic, commit=SECONDS, offset=BYTES, " +
         "mount(8)'s nosuid, nodev, noexec, noatime, relatime, … (see README)",
     )
     .option("-f, --foreground", "stay in the foreground (serve until unmounted)")
