@@ -803,7 +803,7 @@ testWith("probe: MMP states (in use, fsck) and a corrupt MMP block", [
       assert.deepEqual(j.verdict.reasons, [reason]);
       const human = await runCli(["probe", plain]);
       assert.match(human.stdout, new RegExp(`^ {2}MMP: +${state}, block ${j.mmp.block}, `, "m"));
-      assert.match(human.stdout, new RegExp(`^verdict: ro: .*; ${reason}\\); not mounted`, "m"));
+      assert.match(human.stdout, new RegExp(`^verdict: ro: .*\\(${reason}\\); not mounted`, "m"));
     });
   }
   await t.step("an MMP update time no Date can hold (a corrupt 64-bit time)", async () => {

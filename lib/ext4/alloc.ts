@@ -576,6 +576,18 @@ export class Allocator implements BlockRunAllocator {
   }
 
   /**
+   * Blocks freed by committed transactions whose commit is not durable yet (group commit):
+   * free on disk soon, but not allocatable until then. A writer that runs out of space while
+   * some are held commits and tries again, as ext4's `ext4_should_retry_alloc` forces a
+   * journal commit.
+   */
+  get heldBlocks(): number {
+    let n = 0;
+    for (const groups of this.#held.values()) for (const h of groups.values()) n += h.count;
+    return n;
+  }
+
+  /**
    * Once `tx` committed into a compound that is not durable yet: its frees are held until it
    * is (see {@link #held}).
    */

@@ -400,6 +400,19 @@ export class Ext4Writer {
   }
 
   async #run<T>(fn: (ctx: OpContext) => Promise<T>): Promise<T> {
+    // Out of space while blocks freed by earlier, not yet durable, commits are held (group
+    // commit): commit them and try once more, as ext4 forces a journal commit and retries.
+    try {
+      return await this.#runOnce(fn);
+    } catch (e) {
+      if (!(e instanceof Ext4Error && e.code === "NO_SPACE")) throw e;
+      if (!this.#grouped || this.alloc.heldBlocks === 0) throw e;
+      await this.#grouped.sync();
+      return await this.#runOnce(fn);
+    }
+  }
+
+  async #runOnce<T>(fn: (ctx: OpContext) => Promise<T>): Promise<T> {
     const tx = this.cache.begin();
     return await tx.discardOnError(async () => {
       const result = await fn({ tx, alloc: this.alloc, sb: this.sb, gdt: this.gdt });
