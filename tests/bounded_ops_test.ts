@@ -151,13 +151,19 @@ for (const layout of [EXT4, EXT3]) {
       const seen = await kernelSizes(dir.path, after);
       assert.deepEqual(seen.sizes, [SMALL, null]);
 
-      // Crash points: flush boundaries and torn subsets, spread over both operations.
-      const flush = flushCrashPoints(log.entries).filter((p) => p.durable >= start);
-      const torn = tornCrashPoints(log.entries, { blockSize: 1024, perInterval: 1, seed: 12 })
-        .filter((p) => p.durable >= start);
-      const pick = <T>(all: T[], n: number) =>
-        Array.from({ length: n }, (_, k) => all[Math.floor((k + 0.5) * all.length / n)]);
-      const points = [...pick(flush, 6), ...pick(torn, 3)];
+      // Crash points inside each operation: flush boundaries and torn subsets.
+      const flush = flushCrashPoints(log.entries);
+      const torn = tornCrashPoints(log.entries, { blockSize: 1024, perInterval: 1, seed: 12 });
+      const pick = <T extends { durable: number }>(all: T[], n: number) =>
+        [[start, truncated], [truncated, removed]].flatMap(([from, to]) => {
+          const inside = all.filter((p) => p.durable >= from && p.durable < to);
+          return Array.from(
+            { length: n },
+            (_, k) => inside[Math.floor((k + 0.5) * inside.length / n)],
+          );
+        });
+      const points = [...pick(flush, 2), ...pick(torn, 1)];
+      let flushSeen = 0;
       let kernel = 0;
       for (const { point, image } of crashImages(before, log.entries, points)) {
         const where = `${point.kind} crash point at ${point.durable}`;
@@ -171,7 +177,8 @@ for (const layout of [EXT4, EXT3]) {
         assert.equal(checked.code, 0, `${where}, ext4ts: ${checked.output}`);
         checkSizes(`${where}, ext4ts`, await sizes(ours.bytes));
         // The kernel, sampled: its replay and orphan cleanup at mount.
-        if (point.kind === "flush" && kernel++ % 3 === 1) {
+        if (point.kind === "flush" && flushSeen++ % 2 === 0) {
+          kernel++;
           const k = await kernelSizes(dir.path, image);
           checkSizes(`${where}, kernel`, k.sizes);
           assert.equal(k.fsck.code, 0, `${where}, after the kernel: ${k.fsck.output}`);
