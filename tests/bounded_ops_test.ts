@@ -237,3 +237,38 @@ testWith(
     assert.equal(r.code, 0, r.output);
   },
 );
+
+testWith(
+  "ext4 (1 KiB blocks, 1 MiB journal): a huge hole punched through a handle and the last close of a huge unlinked file, in bounded commits",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const before = await bigFilesImage(dir.path, EXT4);
+    const journal = await journalBlocks(before);
+    const log = new WriteLogDevice(new MemoryBlockDevice(before.slice()));
+    const fs = await Ext4.openDevice(log, { readOnly: false });
+    const within = (what: string, from: number) => {
+      const commits = blocksPerFlush(log.entries, journal, 1024, from).filter((n) => n > 0);
+      assert.ok(commits.length >= 3, `${what}: ${commits.length} commits`);
+      assert.ok(Math.max(...commits) <= MAX_TRANSACTION, `${what}: ${commits.join(" ")}`);
+    };
+    // Punch all but the first and last MiB (and a partial block at each edge).
+    let from = log.entries.length;
+    const big = await fs.openWritable("/big");
+    await big.allocate(MiB - 100, BIG - 2 * MiB + 200, { mode: "punchHole" });
+    await big.close();
+    within("punch", from);
+    const punched = await fs.stat("/big");
+    assert.equal(punched.size, BIG);
+    assert.equal(punched.blocks, 2 * MiB / 512); // the first and the last MiB are left
+    // Unlinked while open: freed at the last close, in steps.
+    const gone = await fs.openWritable("/gone");
+    await fs.remove("/gone");
+    from = log.entries.length;
+    await gone.close();
+    within("last close", from);
+    await fs.close();
+    const r = await fsck(dir.path, log.replay(before, log.entries.length));
+    assert.equal(r.code, 0, r.output);
+  },
+);
