@@ -18,6 +18,10 @@ import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { WriteLogDevice } from "../lib/block/write_log_device.ts";
 import { crashImages, flushCrashPoints, tornCrashPoints } from "../lib/block/crash_points.ts";
 import { run, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
+import { Ext4Writer } from "../lib/ext4/writer.ts";
+import { loadInode } from "../lib/ext4/inode.ts";
+import { readFileMap, removeRange } from "../lib/ext4/file_map_write.ts";
+import { freeInSteps } from "../lib/ext4/free_steps.ts";
 import {
   blocksPerFlush,
   fsck,
@@ -25,6 +29,7 @@ import {
   IMAGE_TOOLS,
   journalBlocks,
   type Layout,
+  LAYOUTS,
   mkfsImage,
 } from "./write_fixtures.ts";
 
@@ -270,5 +275,44 @@ testWith(
     await fs.close();
     const r = await fsck(dir.path, log.replay(before, log.entries.length));
     assert.equal(r.code, 0, r.output);
+  },
+);
+
+testWith(
+  "ext3: freeInSteps unmaps the middle of a block map in place (direct, indirect and double indirect)",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const base = new MemoryBlockDevice(await mkfsImage(dir.path, LAYOUTS[1]));
+    // 1536 blocks of 4 KiB: direct, single and double indirect.
+    const data = new Uint8Array(1536 * 4096).map((_, i) => (i >> 12) % 251);
+    let fs = await Ext4.openDevice(base, { readOnly: false });
+    await fs.writeFile("/f", data);
+    const ino = (await fs.stat("/f")).ino;
+    await fs.close();
+    const dev = new MemoryBlockDevice(base.bytes);
+    const w = await Ext4Writer.open(dev, { cacheCapacity: 64 });
+    const mapOf = () =>
+      w.transaction(async (ctx) => {
+        const { f } = await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
+        return { map: await readFileMap(ctx.tx, ctx.sb, ino, f), blocks512: f.blocks512 };
+      });
+    const old = await mapOf();
+    await w.steps((step) => freeInSteps(step, w, ino, 5, 1300));
+    const now = await mapOf();
+    assert.deepEqual(now.map.extents, removeRange(old.map.extents, 5, 1300).kept);
+    // The single indirect block is covered whole: freed; the double indirect's first child
+    // keeps blocks past 1300.
+    assert.equal(now.map.mapBlocks.length, old.map.mapBlocks.length - 1);
+    assert.equal(now.blocks512, old.blocks512 - (1295 + 1) * 8);
+    await w.close();
+    const r = await fsck(dir.path, dev.bytes);
+    assert.equal(r.code, 0, r.output);
+    fs = await Ext4.openDevice(new MemoryBlockDevice(dev.bytes, { readOnly: true }));
+    const back = await fs.readFile("/f");
+    await fs.close();
+    assert.deepEqual(back.subarray(0, 5 * 4096), data.subarray(0, 5 * 4096));
+    assert.ok(back.subarray(5 * 4096, 1300 * 4096).every((b) => b === 0));
+    assert.deepEqual(back.subarray(1300 * 4096), data.subarray(1300 * 4096));
   },
 );
