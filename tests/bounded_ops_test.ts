@@ -7,9 +7,11 @@
  * e2fsck -fn clean; the kernel sees the sizes; crash images between and inside the steps
  * (flush boundaries and torn subsets) recover — by e2fsck, by ext4ts (replay, then its orphan
  * processing at a writable open) and, sampled, by the kernel — to a consistent filesystem where
- * the file has its old or its new size, or is there or gone. And orphans crafted with debugfs
- * (a huge unlinked one, a huge pending truncate, 400 small ones) are processed at open in
- * steps.
+ * the file has its old or its new size, or is there or gone. Orphans crafted with debugfs (a
+ * huge unlinked one, a huge pending truncate, 400 small ones) are processed at open in steps; a
+ * huge hole punched through a handle, the last close of a huge unlinked file and `rm -r` of a
+ * tree holding one run in bounded commits too; and the in-place unmapping of a block map's
+ * middle (lib/ext4/block_map_trim.ts) leaves exactly the map, block count and data expected.
  */
 
 import assert from "node:assert/strict";
@@ -244,7 +246,7 @@ testWith(
 );
 
 testWith(
-  "ext4 (1 KiB blocks, 1 MiB journal): a huge hole punched through a handle and the last close of a huge unlinked file, in bounded commits",
+  "ext4 (1 KiB blocks, 1 MiB journal): a huge hole punched through a handle, the last close of a huge unlinked file and rm -r of a tree holding one, in bounded commits",
   IMAGE_TOOLS,
   async () => {
     await using dir = await tempDir();
@@ -272,6 +274,16 @@ testWith(
     from = log.entries.length;
     await gone.close();
     within("last close", from);
+    // rm -r of a tree holding a huge file: the file kept on the orphan list by its step, then
+    // freed in steps.
+    await fs.mkdir("/d/e", { recursive: true });
+    await fs.writeFile("/d/e/huge", new Uint8Array(0));
+    for (let at = 0; at < GONE; at += 30 * MiB) await fs.fallocate("/d/e/huge", at, 30 * MiB);
+    await fs.writeFile("/d/small", new Uint8Array(5000).fill(3));
+    from = log.entries.length;
+    await fs.remove("/d", { recursive: true });
+    within("rm -r", from);
+    assert.equal(await fs.lookupIno(2, "d"), null);
     await fs.close();
     const r = await fsck(dir.path, log.replay(before, log.entries.length));
     assert.equal(r.code, 0, r.output);
