@@ -10,21 +10,14 @@ import { Ext4 } from "../lib/ext4/filesystem.ts";
 import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { WriteLogDevice } from "../lib/block/write_log_device.ts";
 import { tempDir, testWith } from "./helpers.ts";
-import { fsckAfterRecovery, IMAGE_TOOLS, LAYOUTS, mkfsImage } from "./write_fixtures.ts";
-import { readSuperblock } from "../lib/ondisk/superblock.ts";
-import { Compat } from "../lib/ondisk/features.ts";
-import { locateJournal } from "../lib/ext4/journal.ts";
-
-/** The filesystem blocks of the image's internal journal, or null without one. */
-async function journalBlocks(image: Uint8Array): Promise<Set<number> | null> {
-  const dev = new MemoryBlockDevice(Uint8Array.from(image));
-  const sb = await readSuperblock(dev);
-  if (!(sb.compat & Compat.HAS_JOURNAL)) return null;
-  const { store } = await locateJournal(dev, sb);
-  const out = new Set<number>();
-  for (let n = 0; n < store.blockCount; n++) out.add(store.fsBlock(n)!);
-  return out;
-}
+import {
+  blocksPerFlush,
+  fsckAfterRecovery,
+  IMAGE_TOOLS,
+  journalBlocks,
+  LAYOUTS,
+  mkfsImage,
+} from "./write_fixtures.ts";
 
 for (const layout of [LAYOUTS[0], LAYOUTS[2]]) {
   testWith(
@@ -53,14 +46,7 @@ for (const layout of [LAYOUTS[0], LAYOUTS[2]]) {
       // A commit's metadata (removing writes no data), counted between flushes: without a
       // journal, the blocks written in place; with one, the blocks logged (the journal's
       // checkpoints write home what many commits logged, at once).
-      const journal = await journalBlocks(before);
-      const perCommit: number[] = [0];
-      for (const e of log.entries) {
-        if (e.kind === "flush") perCommit.push(0);
-        else if (!journal || journal.has(e.offset / 4096)) {
-          perCommit[perCommit.length - 1] += e.data.length / 4096;
-        }
-      }
+      const perCommit = blocksPerFlush(log.entries, await journalBlocks(before), 4096);
       // 720 files and 25 directories: several commits, none much over the 16-block step.
       assert.ok(boundaries.length >= 4, `${boundaries.length} flushes`);
       assert.ok(Math.max(...perCommit) <= 32, `blocks per commit: ${perCommit.join(" ")}`);

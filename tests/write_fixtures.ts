@@ -14,7 +14,9 @@ import { decodeInode, encodeInode, type InodeFields, type InodeTime } from "../l
 import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
 import { type GroupDescriptorTable, readGroupDescriptors } from "../lib/ondisk/group_descriptor.ts";
 import { readSuperblock, Superblock } from "../lib/ondisk/superblock.ts";
-import { Incompat } from "../lib/ondisk/features.ts";
+import { Compat, Incompat } from "../lib/ondisk/features.ts";
+import { locateJournal } from "../lib/ext4/journal.ts";
+import type { WriteLogEntry } from "../lib/block/write_log_device.ts";
 import { BlockCache, type Transaction } from "../lib/txn/transaction.ts";
 import { run, runOk } from "./helpers.ts";
 
@@ -350,4 +352,38 @@ export function parseFsck(output: string): FsckReport {
     }
   }
   return r;
+}
+
+/** The filesystem blocks of the image's internal journal, or null without one. */
+export async function journalBlocks(image: Uint8Array): Promise<Set<number> | null> {
+  const dev = new MemoryBlockDevice(Uint8Array.from(image));
+  const sb = await readSuperblock(dev);
+  if (!(sb.compat & Compat.HAS_JOURNAL)) return null;
+  const { store } = await locateJournal(dev, sb);
+  const out = new Set<number>();
+  for (let n = 0; n < store.blockCount; n++) out.add(store.fsBlock(n)!);
+  return out;
+}
+
+/**
+ * A commit's metadata, counted between the flushes of a write log (entries `[from, to)`):
+ * without a journal, the blocks written in place; with one (`journal`, from
+ * {@link journalBlocks}), the blocks logged (the journal's checkpoints write home what many
+ * commits logged, at once). One number per flush interval.
+ */
+export function blocksPerFlush(
+  entries: readonly WriteLogEntry[],
+  journal: Set<number> | null,
+  blockSize: number,
+  from = 0,
+  to = entries.length,
+): number[] {
+  const out: number[] = [0];
+  for (const e of entries.slice(from, to)) {
+    if (e.kind === "flush") out.push(0);
+    else if (!journal || journal.has(Math.floor(e.offset / blockSize))) {
+      out[out.length - 1] += e.data.length / blockSize;
+    }
+  }
+  return out;
 }

@@ -42,7 +42,7 @@ import { CountingDevice } from "../block/counting_device.ts";
 import { SharedBlockCache } from "../txn/shared_block_cache.ts";
 import { Ext4Writer } from "./writer.ts";
 import { OpenFiles } from "./open_files.ts";
-import { processOrphans, releaseIfUnlinked } from "./orphan.ts";
+import { processOrphansInSteps, releaseUnlinked } from "./long_ops.ts";
 import {
   fallocateAt,
   type FallocateOptions,
@@ -251,7 +251,7 @@ export class Ext4 {
         // write or flush failed, the flush below rejects with that failure (close never
         // resolves after an I/O error); other errors of theirs are the orphans' (freed later).
         for (const ino of open) {
-          await w.transaction((ctx) => releaseIfUnlinked(ctx, ino)).catch(() => {});
+          await releaseUnlinked(w, ino).catch(() => {});
         }
         // Queued behind every transaction under way.
         await w.transaction(() => Promise.resolve()).catch(() => {});
@@ -976,7 +976,7 @@ export class Ext4 {
   /** A handle of `ino` was closed: at the last close, an unlinked inode is freed. */
   async #release(ino: number): Promise<void> {
     if (!this.#openFiles.close(ino) || this.#closed || !this.#writer) return;
-    await this.#writer.transaction((ctx) => releaseIfUnlinked(ctx, ino));
+    await releaseUnlinked(this.#writer, ino);
   }
 
   /**
@@ -1600,7 +1600,7 @@ export class Ext4 {
     // Orphans left by a previous user (files removed while open, then a crash): freed as the
     // kernel frees them at a read-write mount.
     if (this.#writer && (sb.lastOrphan !== 0 || (sb.roCompat & RoCompat.ORPHAN_PRESENT))) {
-      const r = await this.#writer.transaction((ctx) => processOrphans(ctx));
+      const r = await processOrphansInSteps(this.#writer);
       if (r.skipped) this.options.onNotice?.(`orphan list not processed: ${r.skipped}`);
       else if (r.freed.length + r.truncated.length > 0) {
         this.options.onNotice?.(

@@ -13,6 +13,7 @@ import type { Ext4Stat } from "./attr.ts";
 import { truncateFile, writeFileRange } from "./file_update.ts";
 import type { TimeInput, WriteFileOptions } from "./fs_types.ts";
 import { createFile } from "./namei.ts";
+import { punchInSteps, truncateInSteps } from "./long_ops.ts";
 import type { OpenFiles } from "./open_files.ts";
 import {
   checkRegular,
@@ -174,12 +175,15 @@ export function writableFileHost(fs: FileHostParts): WritableFileHost {
   return {
     write: (ino: number, offset: number, data: Uint8Array) =>
       fs.writerFor(`inode ${ino}`).transaction((ctx) => writeFileRange(ctx, ino, offset, data)),
+    // A huge shrink or hole runs in bounded steps (lib/ext4/long_ops.ts).
     truncate: (ino: number, size: number) =>
-      fs.writerFor(`inode ${ino}`).transaction((ctx) => truncateFile(ctx, ino, size)),
+      truncateInSteps(fs.writerFor(`inode ${ino}`), () => Promise.resolve(ino), size),
     fallocate: (ino: number, offset: number, length: number, options: FallocateOptions) =>
-      fs.writerFor(`inode ${ino}`).transaction((ctx) =>
-        fallocateInode(ctx, ino, offset, length, options)
-      ),
+      options.mode === "punchHole"
+        ? punchInSteps(fs.writerFor(`inode ${ino}`), () => Promise.resolve(ino), offset, length)
+        : fs.writerFor(`inode ${ino}`).transaction((ctx) =>
+          fallocateInode(ctx, ino, offset, length, options)
+        ),
     stat: (ino: number) => fs.getattr(ino),
     read: (ino: number, offset: number, length: number) => fs.read(ino, offset, length),
     sync: () => fs.sync(),

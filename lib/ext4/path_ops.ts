@@ -30,7 +30,7 @@ import {
 import { removeDirectory, unlinkEntry } from "./unlink.ts";
 import { renameEntry, type RenameOptions } from "./rename.ts";
 import { setAttributes } from "./attr.ts";
-import { unlinkKeepingOpen } from "./open_files.ts";
+import { punchInSteps, releaseInSteps, truncateInSteps, unlinkBounded } from "./long_ops.ts";
 import { orphanIfUnlinked } from "./orphan.ts";
 import { uninline } from "./inline.ts";
 import { setXattr, type SetXattrOptions } from "./xattr.ts";
@@ -252,6 +252,7 @@ export async function removeAt(
   path: string,
   options: { recursive?: boolean } & UnlinkOptions = {},
 ): Promise<void> {
+  let big = 0; // the last link of a huge file: its inode freed in bounded steps, below
   const tree = await w.transaction(async (ctx) => {
     const r = await resolvePath(ctx, path, { entry: true });
     if (!r.ino) throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
@@ -264,9 +265,10 @@ export async function removeAt(
     if (r.dirWanted && !isDir) throw new Ext4Error("NOT_DIRECTORY", `${path}: not a directory`);
     if (isDir && options.recursive) return r; // removed in bounded steps, below
     if (isDir) await removeDirectory(ctx, r.parent, r.name);
-    else await unlinkKeepingOpen(ctx, r.parent, r.name, options.keepOpen);
+    else big = await unlinkBounded(w, ctx, r.parent, r.name, options.keepOpen);
     return null;
   });
+  if (big) await w.steps((step) => releaseInSteps(step, w, big));
   if (tree) await removeTree(w, tree.parent, tree.name, tree.ino, options);
 }
 
@@ -593,10 +595,16 @@ export function removeXattrAt(w: Ext4Writer, path: string, name: string): Promis
  * ```
  */
 export function truncateAt(w: Ext4Writer, path: string, size: number): Promise<void> {
-  return withInode(w, path, async (ctx, ino) => {
-    await checkRegular(ctx, ino, path);
-    await truncateFile(ctx, ino, size);
-  });
+  // A huge shrink runs in bounded steps (lib/ext4/long_ops.ts).
+  return truncateInSteps(w, (ctx) => regularAt(ctx, path), size);
+}
+
+/** The regular file at `path` (a final symlink followed), checked as {@link checkRegular}. */
+async function regularAt(ctx: OpContext, path: string): Promise<number> {
+  const r = await resolvePath(ctx, path, { followLast: true });
+  if (!r.ino) throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
+  await checkRegular(ctx, r.ino, path);
+  return r.ino;
 }
 
 /** What {@link fallocateAt} does, as fallocate(2)'s modes. */
@@ -628,6 +636,10 @@ export function fallocateAt(
   length: number,
   options: FallocateOptions = {},
 ): Promise<void> {
+  if (options.mode === "punchHole") {
+    // A huge hole is punched in bounded steps (lib/ext4/long_ops.ts).
+    return punchInSteps(w, (ctx) => regularAt(ctx, path), offset, length);
+  }
   return withInode(w, path, async (ctx, ino) => {
     await checkRegular(ctx, ino, path);
     await fallocateInode(ctx, ino, offset, length, options);

@@ -11,12 +11,16 @@ import { Ext4Error } from "../errors.ts";
 import { getInode } from "./inode.ts";
 import { listEntries, lookupEntry } from "./namei.ts";
 import { removeDirectory } from "./unlink.ts";
-import { unlinkKeepingOpen } from "./open_files.ts";
+import { releaseInSteps, unlinkBounded } from "./long_ops.ts";
+import { stepBlockBudget } from "./free_steps.ts";
 import type { Ext4Writer } from "./writer.ts";
 import type { OpContext } from "./context.ts";
 
 /** Says whether an inode is held open (path_ops.ts `UnlinkOptions`): kept, on the orphan list. */
 type KeepOpen = { keepOpen?: (ino: number) => boolean };
+
+/** Unlinks a non-directory entry in the step's transaction. */
+type UnlinkFile = (ctx: OpContext, parent: number, name: string | Uint8Array) => Promise<void>;
 
 /**
  * Removes what it can of the tree at `name` in `parent` (inode `ino`), children first, in the
@@ -30,13 +34,13 @@ async function removeTreeStep(
   parent: number,
   name: string | Uint8Array,
   ino: number,
-  options: KeepOpen,
+  unlinkFile: UnlinkFile,
   full: () => boolean,
   depth = 0,
 ): Promise<boolean> {
   const mode = (await getInode(ctx.tx, ctx.sb, ctx.gdt, ino)).mode;
   if ((mode & 0o170000) !== 0o040000) {
-    await unlinkKeepingOpen(ctx, parent, name, options.keepOpen);
+    await unlinkFile(ctx, parent, name);
     return true;
   }
   // A corrupt tree could loop through a directory's own ancestor: bound the depth.
@@ -44,7 +48,7 @@ async function removeTreeStep(
   // Children first.
   for (const child of await listEntries(ctx, ino)) {
     if (full()) return false;
-    if (!await removeTreeStep(ctx, ino, child.name, child.ino, options, full, depth + 1)) {
+    if (!await removeTreeStep(ctx, ino, child.name, child.ino, unlinkFile, full, depth + 1)) {
       return false;
     }
   }
@@ -73,20 +77,26 @@ export async function removeTree(
 ): Promise<void> {
   // Bounded by the cache and by what the journal takes per transaction (half: one more
   // removal may add a few blocks past the check).
-  const limit = Math.max(
-    16,
-    Math.floor(Math.min(w.cache.capacity / 4, w.transactionBlockLimit / 2)),
-  );
+  const limit = stepBlockBudget(w);
+  // The last link of a huge file: kept on the orphan list by its step, then freed in steps.
+  const big: number[] = [];
+  const unlinkFile: UnlinkFile = async (ctx, dir, entry) => {
+    const ino = await unlinkBounded(w, ctx, dir, entry, options.keepOpen);
+    if (ino) big.push(ino);
+  };
   for (let done = false; !done;) {
     done = await w.transaction(async (ctx) => {
       const tx = ctx.tx;
       const start = tx.metadataBlocks + tx.dataBlocks;
       let removals = 0;
-      const full = () => removals++ > 0 && tx.metadataBlocks + tx.dataBlocks - start >= limit;
+      const full = () =>
+        big.length > 0 ||
+        (removals++ > 0 && tx.metadataBlocks + tx.dataBlocks - start >= limit);
       // The tree may have changed between steps (another caller's transaction): gone is done.
       const entry = await lookupEntry(ctx, parent, name);
       if (entry !== ino) return true;
-      return await removeTreeStep(ctx, parent, name, ino, options, full);
+      return await removeTreeStep(ctx, parent, name, ino, unlinkFile, full);
     });
+    for (const ino of big.splice(0)) await w.steps((step) => releaseInSteps(step, w, ino));
   }
 }

@@ -343,6 +343,36 @@ export class Ext4Writer {
     return run;
   }
 
+  /** True while a {@link group} runs: every transaction joins its one transaction. */
+  get inGroup(): boolean {
+    return this.#group !== null;
+  }
+
+  /**
+   * Runs a long operation as several transactions (`step`s), each committed in turn, with no
+   * other transaction of this writer between them — as the kernel holds the inode's lock
+   * across a truncate's journal restarts. `fn` must call `step` one at a time and never
+   * {@link transaction} (it would wait for `fn`). Inside a {@link group} the steps join the
+   * group's one transaction.
+   *
+   * @example
+   * ```ts ignore
+   * await w.steps(async (step) => {
+   *   await step((ctx) => addOrphan(ctx.tx, ctx.sb, ctx.gdt, ino));
+   *   await step((ctx) => releaseInode(ctx, ino));
+   * });
+   * ```
+   */
+  steps<T>(
+    fn: (step: <R>(f: (ctx: OpContext) => Promise<R>) => Promise<R>) => Promise<T>,
+  ): Promise<T> {
+    const group = this.#group;
+    if (group) return fn((f) => this.#step(group, f));
+    const run = this.#queue.then(() => fn((f) => this.#run(f)));
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
   /**
    * Runs `fn` with every {@link transaction} started while it runs joined into ONE
    * transaction, committed when `fn` resolves: all of it reaches the device or, when `fn` or

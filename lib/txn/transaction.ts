@@ -446,6 +446,11 @@ export class Transaction {
     return this.#data.size;
   }
 
+  /** Number of metadata blocks freed so far (revoked: each takes a journal revoke record). */
+  get revokedBlocks(): number {
+    return this.#revoked.size;
+  }
+
   /** @internal The image this transaction holds for `block`, if any. */
   pendingImage(block: number): Uint8Array | undefined {
     return this.#metadata.get(block) ?? this.#data.get(block);
