@@ -15,7 +15,7 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { type BenchRow, printTable } from "./lib.ts";
+import { type BenchRow, fsckClean, printTable } from "./lib.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const dec = new TextDecoder();
@@ -186,16 +186,6 @@ const CONTENDERS: Contender[] = [
     },
   },
 ];
-
-async function fsckClean(img: string): Promise<boolean> {
-  const out = await new Deno.Command("e2fsck", {
-    args: ["-fn", img],
-    stdout: "null",
-    stderr: "null",
-  })
-    .output();
-  return out.code === 0;
-}
 
 async function race(
   label: string,
