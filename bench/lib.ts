@@ -66,6 +66,51 @@ export function loadAverage(): string {
   }
 }
 
+/** User + system CPU seconds of a process so far (clock ticks are 100 Hz on Linux/x86-64). */
+export function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime: fields 14 and 15
+  } catch {
+    return NaN;
+  }
+}
+
+/** Peak resident set (VmHWM) of a process in MiB. */
+export function peakRssMiB(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/^VmHWM:\s+(\d+) kB/m);
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** A number for a table: fewer decimals as it grows, "n/a" when not finite. */
+export function fmt(v: number): string {
+  if (!Number.isFinite(v)) return "n/a";
+  return v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(3);
+}
+
+/** "median (min–max)" of a {@link Spread}. */
+export function showSpread(s: Spread): string {
+  return s.samples ? `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})` : "n/a";
+}
+
+/** True when `e2fsck -fn` finds nothing to fix in `img`. */
+export async function fsckClean(img: string): Promise<boolean> {
+  const out = await new Deno.Command("e2fsck", {
+    args: ["-fn", img],
+    stdout: "null",
+    stderr: "null",
+  })
+    .output();
+  return out.code === 0;
+}
+
 /** Runs a command to completion and throws if it fails. */
 export async function sh(
   cmd: string,

@@ -26,7 +26,15 @@
 
 import { fileURLToPath } from "node:url";
 import { deviceIsFree } from "../ffi/fuse/loop.ts";
-import { loadAverage, type Spread, spread } from "./lib.ts";
+import {
+  cpuSeconds,
+  fmt,
+  loadAverage,
+  peakRssMiB,
+  showSpread,
+  type Spread,
+  spread,
+} from "./lib.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const dec = new TextDecoder();
@@ -111,29 +119,6 @@ function daemonOf(mnt: string): number | undefined {
     } catch { /* gone */ }
   }
   return undefined;
-}
-
-/** User + system CPU seconds of a process so far (clock ticks are 100 Hz on Linux/x86-64). */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime: fields 14 and 15
-  } catch {
-    return NaN;
-  }
-}
-
-/** Peak resident set (VmHWM) of a process in MiB. */
-function peakRssMiB(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/^VmHWM:\s+(\d+) kB/m);
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
 }
 
 async function buildImage(dir: string, s: Sizes): Promise<string> {
@@ -346,15 +331,6 @@ async function coldRow(
     await tool("umount", [mnt]);
     await untilFree(dev, performance.now());
   }
-}
-
-function fmt(v: number): string {
-  if (!Number.isFinite(v)) return "n/a";
-  return v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(3);
-}
-
-function showSpread(s: Spread): string {
-  return s.samples ? `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})` : "n/a";
 }
 
 /** The table: medians (min–max) per driver, ext4ts's ratios, the daemons' CPU seconds. */

@@ -15,7 +15,8 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { type BenchRow, printTable } from "./lib.ts";
+import { type BenchRow, fsckClean, printTable } from "./lib.ts";
+import { runJournalCost } from "./write_journal.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const dec = new TextDecoder();
@@ -187,16 +188,6 @@ const CONTENDERS: Contender[] = [
   },
 ];
 
-async function fsckClean(img: string): Promise<boolean> {
-  const out = await new Deno.Command("e2fsck", {
-    args: ["-fn", img],
-    stdout: "null",
-    stderr: "null",
-  })
-    .output();
-  return out.code === 0;
-}
-
 async function race(
   label: string,
   src: string,
@@ -240,49 +231,90 @@ function row(
   return { name, ext4ts, peers, note: note(ext4ts) + (cpu ? `; CPU s: ${cpu}` : "") + bad };
 }
 
+/** Options of {@link runWriteBench}. */
+export interface WriteBenchOptions {
+  /** Smaller data: 2000 files, a 128 MiB file, 2000 files churned. */
+  quick?: boolean;
+  /** Only the journal-cost rows (bench/write_journal.ts), not the copy race. */
+  journalOnly?: boolean;
+  /** Rounds of the journal-cost rows (at least 3). */
+  rounds?: number;
+}
+
 /**
- * Runs both write benchmarks and returns their rows.
+ * Runs the write benchmarks: the copy race (both rows) and the journal-cost table.
  *
  * @example
  * ```ts ignore
- * printTable("Write", await runWriteBench({ quick: true }));
+ * const { rows, journalCost } = await runWriteBench({ quick: true });
+ * printTable("Write", rows);
+ * console.log(journalCost);
  * ```
  */
-export async function runWriteBench(options: { quick?: boolean } = {}): Promise<BenchRow[]> {
+export async function runWriteBench(
+  options: WriteBenchOptions = {},
+): Promise<{ rows: BenchRow[]; journalCost: string }> {
   const files = envInt("EXT4TS_BENCH_WRITE_FILES", options.quick ? 2000 : 20_000);
   const bigMiB = envInt("EXT4TS_BENCH_WRITE_MIB", options.quick ? 128 : 1024);
+  const churnFiles = envInt("EXT4TS_BENCH_WRITE_CHURN", options.quick ? 2000 : 10_000);
   const skip = new Set((Deno.env.get("EXT4TS_BENCH_WRITE_SKIP") ?? "").split(",").filter(Boolean));
   const work = await Deno.makeTempDir({ prefix: "ext4ts-wbench-" });
   try {
     const tree = `${work}/tree`;
     const bytes = await makeTree(tree, files);
     const treeMiB = 64 + Math.ceil((bytes * 1.5 + files * 8192) / 2 ** 20);
-    const t = await race("tree", tree, treeMiB, work, skip);
-    const big = `${work}/big`;
-    await sh(`head -c ${bigMiB}M /dev/urandom > ${big}`);
-    const b = await race("big", big, bigMiB + 256, work, skip);
-    return [
-      row(
-        `tree of ${files} entries (${
-          (bytes / 2 ** 20).toFixed(0)
-        } MiB) into a ${treeMiB} MiB image`,
-        t,
-        (ms) => `${(files / (ms / 1000)).toFixed(0)} entries/s`,
-      ),
-      row(
-        `one ${bigMiB} MiB file into a ${bigMiB + 256} MiB image`,
-        b,
-        (ms) => `${(bigMiB / (ms / 1000)).toFixed(0)} MiB/s`,
-      ),
-    ];
+    const rows: BenchRow[] = [];
+    if (!options.journalOnly) {
+      const t = await race("tree", tree, treeMiB, work, skip);
+      const big = `${work}/big`;
+      await sh(`head -c ${bigMiB}M /dev/urandom > ${big}`);
+      const b = await race("big", big, bigMiB + 256, work, skip);
+      rows.push(
+        row(
+          `tree of ${files} entries (${
+            (bytes / 2 ** 20).toFixed(0)
+          } MiB) into a ${treeMiB} MiB image`,
+          t,
+          (ms) => `${(files / (ms / 1000)).toFixed(0)} entries/s`,
+        ),
+        row(
+          `one ${bigMiB} MiB file into a ${bigMiB + 256} MiB image`,
+          b,
+          (ms) => `${(bigMiB / (ms / 1000)).toFixed(0)} MiB/s`,
+        ),
+      );
+    }
+    const journalCost = await runJournalCost({
+      tree,
+      treeEntries: files,
+      treeImageMiB: treeMiB,
+      churnFiles,
+      commitInterval: 5,
+      rounds: Math.max(3, options.rounds ?? 3),
+      before: Deno.env.get("EXT4TS_BENCH_WRITE_BEFORE") || undefined,
+      work,
+    });
+    return { rows, journalCost };
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }
 }
 
 if (import.meta.main) {
-  printTable(
-    "Write: mkfs + copy until durable (ext4ts put vs mke2fs -d, kernel cp -a, fuse2fs cp -a)",
-    await runWriteBench({ quick: Deno.args.includes("--quick") }),
+  const at = Deno.args.indexOf("--rounds");
+  const { rows, journalCost } = await runWriteBench({
+    quick: Deno.args.includes("--quick"),
+    journalOnly: Deno.args.includes("--journal-only"),
+    rounds: at >= 0 ? Number(Deno.args[at + 1]) : undefined,
+  });
+  if (rows.length) {
+    printTable(
+      "Write: mkfs + copy until durable (ext4ts put vs mke2fs -d, kernel cp -a, fuse2fs cp -a)",
+      rows,
+    );
+  }
+  console.log(
+    "\n## Write: the journal's cost (journaled vs ^has_journal, now vs before the journal)\n",
   );
+  console.log(journalCost);
 }
