@@ -811,3 +811,23 @@ PY
     });
   },
 );
+
+rwTest(
+  "rw mount: truncate, hole punch and rm of huge files on a small journal (bounded steps)",
+  async () => {
+    // 1 KiB blocks, 1024-block groups and a 1 MiB journal: freeing a few hundred MiB changes
+    // more bitmaps and descriptors than one journal transaction takes; the mount frees them in
+    // bounded steps (lib/ext4/long_ops.ts) instead of failing with ENOSPC.
+    await withFixture(async (f) => {
+      await mountRw(f.img, f.mnt);
+      const out = await workload(
+        `fallocate -l 300M big; fallocate -l 200M gone; fallocate -l 250M holey
+        truncate -s 1000 big; rm gone; fallocate -p -o 4096 -l 240M holey
+        stat -c '%n %s' big holey; ls`,
+        f.mnt,
+      );
+      assert.equal(out, "big 1000\nholey 262144000\nbig\nholey\nlost+found\n");
+      await unmountAndCheck(f);
+    }, { size: "800M", mkfs: "mkfs.ext4", args: ["-b", "1024", "-g", "1024", "-J", "size=1"] });
+  },
+);

@@ -35,7 +35,13 @@ import {
 import { direntTypeOfMode } from "../ondisk/dirent.ts";
 import { orphanIfUnlinked, removeOrphan } from "./orphan.ts";
 import type { OpenFiles } from "./open_files.ts";
-import { unlinkKeepingOpen } from "./open_files.ts";
+import {
+  allocateInSteps,
+  punchInSteps,
+  releaseInSteps,
+  truncateInSteps,
+  unlinkBounded,
+} from "./long_ops.ts";
 import {
   checkRegular,
   fallocateInode,
@@ -141,10 +147,18 @@ export class Ext4NodeWriter {
    * `what` is "operation … inode", e.g. "write 12", "mkdir in 2": the function and inode
    * recorded.
    */
-  async #tx<T>(what: string, fn: (ctx: OpContext) => Promise<T>): Promise<T> {
+  #tx<T>(what: string, fn: (ctx: OpContext) => Promise<T>): Promise<T> {
+    return this.#recording(what, (w) => w.transaction(fn));
+  }
+
+  /**
+   * Runs `run` (one transaction, or a long operation's bounded steps) on the writer; a
+   * corruption it finds is recorded as {@link #tx} says.
+   */
+  async #recording<T>(what: string, run: (w: Ext4Writer) => Promise<T>): Promise<T> {
     const w = this.#host.writerFor(what);
     try {
-      return await w.transaction(fn);
+      return await run(w);
     } catch (e) {
       if (e instanceof Ext4Error && e.code === "CORRUPT" && !wasRecorded(e)) {
         const words = what.split(" ");
@@ -350,11 +364,16 @@ export class Ext4NodeWriter {
    */
   unlink(parent: number, name: Uint8Array): Promise<void> {
     const files = this.#host.openFiles();
-    return this.#tx(`unlink in ${parent}`, async (ctx) => {
-      await refuseFlagged(ctx, parent, FIXED);
-      const ino = await lookupEntry(ctx, parent, name);
-      if (ino) await refuseFlagged(ctx, ino, FIXED);
-      await unlinkKeepingOpen(ctx, parent, name, (i) => files.isOpen(i));
+    // The last name of a file too big to free in one transaction: the name goes first (the
+    // inode kept on the orphan list), then its blocks in bounded steps (lib/ext4/long_ops.ts).
+    return this.#recording(`unlink in ${parent}`, async (w) => {
+      const big = await w.transaction(async (ctx) => {
+        await refuseFlagged(ctx, parent, FIXED);
+        const ino = await lookupEntry(ctx, parent, name);
+        if (ino) await refuseFlagged(ctx, ino, FIXED);
+        return await unlinkBounded(w, ctx, parent, name, (i) => files.isOpen(i));
+      });
+      if (big) await w.steps((step) => releaseInSteps(step, w, big));
     });
   }
 
@@ -401,18 +420,26 @@ export class Ext4NodeWriter {
 
   /** chmod, chown, truncate and utimes of inode `ino` in one transaction; ctime becomes now. */
   setattr(ino: number, change: NodeAttributeChange): Promise<void> {
-    return this.#tx(`setattr ${ino}`, async (ctx) => {
-      const { size: _, timesNow, ...rest } = change;
-      const timesOnly = rest.perm === undefined && rest.uid === undefined &&
-        rest.gid === undefined && change.size === undefined;
-      await refuseFlagged(ctx, ino, timesOnly && timesNow ? IMMUTABLE : FIXED);
-      if (change.size !== undefined) {
+    const { size, timesNow, ...rest } = change;
+    const timesOnly = rest.perm === undefined && rest.uid === undefined &&
+      rest.gid === undefined && size === undefined;
+    const others = Object.values(rest).some((v) => v !== undefined);
+    if (size === undefined) {
+      return this.#tx(`setattr ${ino}`, async (ctx) => {
+        await refuseFlagged(ctx, ino, timesOnly && timesNow ? IMMUTABLE : FIXED);
+        if (others) await setAttributes(ctx, ino, rest);
+      });
+    }
+    // A truncate: one transaction, or bounded steps when it frees more than one may hold (the
+    // inode on the orphan list meanwhile); the other attributes after it, as the VFS orders
+    // them.
+    return this.#recording(`setattr ${ino}`, async (w) => {
+      await truncateInSteps(w, async (ctx) => {
+        await refuseFlagged(ctx, ino, FIXED);
         await checkRegular(ctx, ino, `inode ${ino}`);
-        await truncateFile(ctx, ino, change.size);
-      }
-      if (Object.values(rest).some((v) => v !== undefined)) {
-        await setAttributes(ctx, ino, rest);
-      }
+        return ino;
+      }, size);
+      if (others) await w.transaction((ctx) => setAttributes(ctx, ino, rest));
     });
   }
 
@@ -435,11 +462,26 @@ export class Ext4NodeWriter {
     length: number,
     options: FallocateOptions,
   ): Promise<void> {
-    return this.#tx(`fallocate ${ino}`, async (ctx) => {
-      // vfs_fallocate: immutable never; append-only only to allocate (with or without KEEP_SIZE).
-      const allocating = (options.mode ?? "allocate") === "allocate";
+    // vfs_fallocate: immutable never; append-only only to allocate (with or without KEEP_SIZE).
+    const allocating = (options.mode ?? "allocate") === "allocate";
+    const check = async (ctx: OpContext) => {
       await refuseFlagged(ctx, ino, allocating ? IMMUTABLE : FIXED);
       await checkRegular(ctx, ino, `inode ${ino}`);
+      return ino;
+    };
+    if (options.mode === "punchHole") {
+      // A huge hole is freed in bounded steps (lib/ext4/long_ops.ts).
+      return this.#recording(`fallocate ${ino}`, (w) => punchInSteps(w, check, offset, length));
+    }
+    if (allocating) {
+      // A huge range is allocated in bounded chunks, as the kernel's ext4_alloc_file_blocks.
+      return this.#recording(
+        `fallocate ${ino}`,
+        (w) => allocateInSteps(w, check, offset, length, { keepSize: options.keepSize }),
+      );
+    }
+    return this.#tx(`fallocate ${ino}`, async (ctx) => {
+      await check(ctx);
       await fallocateInode(ctx, ino, offset, length, options);
     });
   }

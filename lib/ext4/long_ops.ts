@@ -13,7 +13,7 @@
 
 import { encodeInode, Mode } from "../ondisk/inode.ts";
 import { getInode, loadInode, writeInode } from "./inode.ts";
-import { punchHole, truncateFile } from "./file_update.ts";
+import { fallocateRange, punchHole, truncateFile } from "./file_update.ts";
 import { lookupEntry } from "./namei.ts";
 import { unlinkKeepingOpen } from "./open_files.ts";
 import { releaseInode } from "./unlink.ts";
@@ -119,6 +119,49 @@ export function punchInSteps(
     if (!plan) return;
     await freeInSteps(step, w, plan.ino, plan.from, plan.to);
     await step((ctx) => punchHole(ctx, plan.ino, offset, length));
+  });
+}
+
+/**
+ * fallocate(2)'s allocating mode (with or without KEEP_SIZE) over `[offset, offset+length)` of
+ * regular file `target`: one transaction when the range is small; else in chunks, one bounded
+ * transaction each, as the kernel's `ext4_alloc_file_blocks` restarts its handle per chunk (the
+ * size, unless kept, grows with each chunk; a crash leaves a file allocated part of the way).
+ * A chunk spans at most a quarter of the step budget in block groups, so its bitmaps,
+ * descriptors and extent blocks stay within one transaction.
+ *
+ * @example
+ * ```ts ignore
+ * await allocateInSteps(w, async () => ino, 0, 300 << 20, { keepSize: false });
+ * ```
+ */
+export function allocateInSteps(
+  w: Ext4Writer,
+  target: Target,
+  offset: number,
+  length: number,
+  options: { keepSize?: boolean },
+): Promise<void> {
+  return w.steps(async (step) => {
+    let ino = 0;
+    let chunk = Number.POSITIVE_INFINITY;
+    const end = offset + length;
+    for (let at = offset; ino === 0 || at < end;) {
+      await step(async (ctx) => {
+        if (ino === 0) {
+          ino = await target(ctx);
+          const sb = ctx.sb;
+          if (bounded(w)) {
+            const groups = Math.max(1, Math.floor(stepBlockBudget(w) / 4));
+            chunk = groups * sb.blocksPerGroup * sb.blockSize;
+          }
+        }
+        const valid = Number.isSafeInteger(offset) && Number.isSafeInteger(length) && length > 0;
+        const size = valid ? Math.min(chunk, end - at) : length;
+        await fallocateRange(ctx, ino, valid ? at : offset, size, options);
+        at = valid ? at + size : end;
+      });
+    }
   });
 }
 

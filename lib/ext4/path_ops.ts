@@ -30,7 +30,13 @@ import {
 import { removeDirectory, unlinkEntry } from "./unlink.ts";
 import { renameEntry, type RenameOptions } from "./rename.ts";
 import { setAttributes } from "./attr.ts";
-import { punchInSteps, releaseInSteps, truncateInSteps, unlinkBounded } from "./long_ops.ts";
+import {
+  allocateInSteps,
+  punchInSteps,
+  releaseInSteps,
+  truncateInSteps,
+  unlinkBounded,
+} from "./long_ops.ts";
 import { orphanIfUnlinked } from "./orphan.ts";
 import { uninline } from "./inline.ts";
 import { setXattr, type SetXattrOptions } from "./xattr.ts";
@@ -639,6 +645,12 @@ export function fallocateAt(
   if (options.mode === "punchHole") {
     // A huge hole is punched in bounded steps (lib/ext4/long_ops.ts).
     return punchInSteps(w, (ctx) => regularAt(ctx, path), offset, length);
+  }
+  if ((options.mode ?? "allocate") === "allocate") {
+    // A huge range is allocated in bounded chunks (lib/ext4/long_ops.ts).
+    return allocateInSteps(w, (ctx) => regularAt(ctx, path), offset, length, {
+      keepSize: options.keepSize,
+    });
   }
   return withInode(w, path, async (ctx, ino) => {
     await checkRegular(ctx, ino, path);
