@@ -45,13 +45,13 @@ import {
   DirInodeFlags,
   dirRecLen,
   type DirRecord,
+  findInDirectoryBlock,
   insertDirEntry,
   isDotName,
   isIndexedDirectory,
   type NewDirEntry,
   packDirBlock,
   parseDirBlock,
-  parseDirectoryBlock,
   recLenToDisk,
   sameName,
   scanDirBlock,
@@ -286,7 +286,7 @@ export async function dxFind(
     const logical = dxLeaf(frames);
     const leaf = await readIndexed(src, ctx.sb, logical, "leaf");
     const loc = { ino: src.ino, generation: src.generation, logical };
-    const rec = parseDirectoryBlock(leaf, ctx, loc).find((r) => matches(r.name));
+    const rec = findInDirectoryBlock(leaf, ctx, loc, matches);
     if (rec) return { rec, logical };
     frames = await dxNextLeaf(src, ctx.sb, frames, path.hash);
   }
@@ -337,7 +337,7 @@ export async function htreeLookup(
   if (isDotName(name)) {
     const root = await readIndexed(dir, sb, 0, "root");
     const loc = { ino: dir.ino, generation: dir.generation, logical: 0, isHtree: true };
-    return parseDirectoryBlock(root, ctx, loc).find((r) => sameName(r.name, name)) ?? null;
+    return findInDirectoryBlock(root, ctx, loc, (n) => sameName(n, name));
   }
   try {
     const path = await dxProbe(dir, sb, probe ? { hash: probe.hash } : name);

@@ -333,6 +333,78 @@ export function parseDirectoryBlockPositioned(
   ctx: DirContext,
   loc: DirBlockLocation | undefined,
 ): PositionedRecord[] {
+  const end = checkedRecordsEnd(block, ctx, loc);
+  const bs = block.length;
+  const base = loc ? loc.logical * bs : 0;
+  const out: PositionedRecord[] = [];
+  for (const d of walkDirents(block, 0, end, ctx.sb, bs, blockWhere(loc))) {
+    if (d.ino === 0) continue;
+    out.push({
+      ino: d.ino,
+      name: d.name,
+      fileType: d.fileType,
+      pos: base + d.pos,
+      offset: base + d.pos + d.recLen,
+    });
+  }
+  return out;
+}
+
+/**
+ * The first live entry of a directory block whose name `matches` accepts, checked as
+ * {@link parseDirectoryBlock} checks the block (size, checksum tail or dx tail, every record
+ * up to the match) — without decoding the other entries: a lookup in a leaf of hundreds of
+ * names allocates nothing for them. `matches` sees a view of the stored name (do not keep it);
+ * the returned record holds a copy.
+ *
+ * @example
+ * ```ts ignore
+ * const hit = findInDirectoryBlock(block, { sb }, loc, (n) => sameBytes(n, name));
+ * ```
+ */
+export function findInDirectoryBlock(
+  block: Uint8Array,
+  ctx: DirContext,
+  loc: DirBlockLocation | undefined,
+  matches: (stored: Uint8Array) => boolean,
+): DirRecord | null {
+  const end = checkedRecordsEnd(block, ctx, loc);
+  const sb = ctx.sb;
+  const bs = block.length;
+  const where = blockWhere(loc);
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  const ft = hasFiletype(sb);
+  const base = loc ? loc.logical * bs : 0;
+  for (let pos = 0; pos < end;) {
+    const recLen = checkDirent(block, v, pos, end, sb, bs, where);
+    const ino = v.getUint32(pos, true);
+    if (ino !== 0) {
+      const nameLen = block[pos + 6];
+      const name = block.subarray(pos + DIRENT_HEADER, pos + DIRENT_HEADER + nameLen);
+      if (matches(name)) {
+        return {
+          ino,
+          name: name.slice(),
+          fileType: ft ? block[pos + 7] : 0,
+          offset: base + pos + recLen,
+        };
+      }
+    }
+    pos += recLen;
+  }
+  return null;
+}
+
+/**
+ * Checks a directory block as a whole (its size; the dx tail of an index block, or the leaf's
+ * checksum tail under metadata_csum, verified when `loc` names the directory) and returns
+ * where its records end.
+ */
+function checkedRecordsEnd(
+  block: Uint8Array,
+  ctx: DirContext,
+  loc: DirBlockLocation | undefined,
+): number {
   const sb = ctx.sb;
   const bs = block.length;
   const where = blockWhere(loc);
@@ -368,19 +440,7 @@ export function parseDirectoryBlockPositioned(
     }
     end = tail;
   }
-  const base = loc ? loc.logical * bs : 0;
-  const out: PositionedRecord[] = [];
-  for (const d of walkDirents(block, 0, end, sb, bs, where)) {
-    if (d.ino === 0) continue;
-    out.push({
-      ino: d.ino,
-      name: d.name,
-      fileType: d.fileType,
-      pos: base + d.pos,
-      offset: base + d.pos + d.recLen,
-    });
-  }
-  return out;
+  return end;
 }
 
 /**

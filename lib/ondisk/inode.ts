@@ -571,7 +571,7 @@ export function encodeInode(
   base?: Uint8Array,
 ): Uint8Array {
   const isz = sb.inodeSize;
-  const raw = base ? Uint8Array.from(base) : new Uint8Array(isz);
+  const raw = base ? base.slice() : new Uint8Array(isz);
   if (raw.length !== isz) {
     throw new Ext4Error("INVALID", `inode record of ${raw.length} bytes, expected ${isz}`);
   }

@@ -471,7 +471,7 @@ export class Transaction {
     const mine = this.#metadata.get(block);
     if (mine) return mine;
     const data = this.#data.get(block);
-    const copy = Uint8Array.from(data ?? await this.cache.read(block));
+    const copy = (data ?? await this.cache.read(block)).slice();
     this.#checkOpen();
     // A block first written as data and then treated as metadata becomes metadata.
     this.#data.delete(block);
@@ -546,7 +546,7 @@ export class Transaction {
     this.#checkOpen();
     if (this.#guarded.has(target)) return;
     this.#guarded.add(target);
-    this.#guards.push({ target, copy: Uint8Array.from(target) });
+    this.#guards.push({ target, copy: target.slice() });
   }
 
   /**
