@@ -29,6 +29,9 @@ const SYMBOLS = {
   },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // The FUSE loop's read and write: an i32 result is a plain number (isize is a BigInt).
+  read_i32: { name: "read", parameters: ["i32", "buffer", "usize"], result: "i32" },
+  write_i32: { name: "write", parameters: ["i32", "buffer", "usize"], result: "i32" },
   writev: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   fsync: { parameters: ["i32"], result: "i32" },
   // POSIX AIO (glibc runs each request on its own thread and keeps its errno in the aiocb).

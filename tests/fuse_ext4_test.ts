@@ -532,9 +532,8 @@ class FakeReader implements Ext4Like {
   listXattrIno(): Promise<string[]> {
     return Promise.resolve(["user.a"]);
   }
-  getXattrIno(_ino: number, name: string): Promise<Uint8Array> {
-    if (name === "user.a") return Promise.resolve(enc.encode("1"));
-    return Promise.reject(new Ext4Error("NOT_FOUND", name)); // errno ENOENT on purpose
+  findXattrIno(_ino: number, name: string): Promise<Uint8Array | undefined> {
+    return Promise.resolve(name === "user.a" ? enc.encode("1") : undefined);
   }
   seekData(_ino: number, offset: number): Promise<number> {
     return Promise.resolve(offset);

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { type Command, Option } from "@commander-js/extra-typings";
+import type { Command } from "@commander-js/extra-typings";
 import { cstr, libc, O } from "../../ffi/libc.ts";
 import { ext4Backend } from "../../ffi/fuse/ext4_ops.ts";
 import { openBlockDevice } from "../../ffi/file_device.ts";
@@ -418,7 +418,9 @@ export function registerMount(program: Command, backend: MountBackend = ext4Back
     .option("-f, --foreground", "stay in the foreground (serve until unmounted)")
     .option("--log <file>", "daemon log file (default: the system log)")
     // Set by the mount(8) helper entry for its daemon (see MountCommandOptions.mountHelper).
-    .addOption(new Option("--mount-helper").hideHelp())
+    // createOption, not `new Option`: a value import of commander would load it (and Node's
+    // compatibility layer) into the daemon, which imports this module (cli/mount_daemon.ts).
+    .addOption(program.createOption("--mount-helper").hideHelp())
     .action((device, mountpoint, opts) =>
       runAction(() => mountCommand(device, mountpoint, opts, backend))
     );

@@ -86,8 +86,8 @@ export interface Ext4Like {
   readLinkIno(ino: number): Promise<Uint8Array>;
   /** The xattr names of inode `ino`. */
   listXattrIno(ino: number): Promise<string[]>;
-  /** One xattr value of inode `ino`; a missing name is NOT_FOUND with errno ENODATA. */
-  getXattrIno(ino: number, name: string): Promise<Uint8Array>;
+  /** One xattr value of inode `ino`, or undefined when it has no such name. */
+  findXattrIno(ino: number, name: string): Promise<Uint8Array | undefined>;
   /**
    * SEEK_DATA / SEEK_HOLE: the first data (or hole) byte offset at or after `offset`;
    * NOT_FOUND with errno ENXIO when there is none.
@@ -165,6 +165,13 @@ export interface Ext4OperationsOptions {
   /** `errors=panic`: aborts the connection. */
   panic?: () => void;
 }
+
+const utf8 = new TextDecoder();
+/**
+ * The answer to a missing xattr, made once: `ls -l` asks every file for `security.selinux`,
+ * and an error with a fresh stack per request cost more than the rest of the request.
+ */
+const NO_DATA = new FuseError(Errno.ENODATA, "no such attribute");
 
 /** Damaged entries reported at most this many times (a fuzzed image can hold thousands). */
 const MAX_REPORTED = 10_000;
@@ -261,7 +268,7 @@ export class Ext4Operations implements FuseOperations {
    */
   #damaged(parent: number, name: Uint8Array, ino: number | null, e: unknown): void {
     const dir = inoOfNode(parent);
-    const shown = JSON.stringify(new TextDecoder().decode(name));
+    const shown = JSON.stringify(utf8.decode(name));
     const key = `${dir}/${shown}`;
     if (this.#reported.has(key) || this.#reported.size >= MAX_REPORTED) return;
     this.#reported.add(key);
@@ -379,15 +386,9 @@ export class Ext4Operations implements FuseOperations {
   }
 
   async getxattr(_ctx: RequestContext, nodeid: number, name: Uint8Array): Promise<Uint8Array> {
-    try {
-      return await this.#fs.getXattrIno(inoOfNode(nodeid), new TextDecoder().decode(name));
-    } catch (e) {
-      // A missing attribute is ENODATA, whatever code the reader used for it.
-      if (e instanceof Ext4Error && e.code === "NOT_FOUND") {
-        throw new FuseError(Errno.ENODATA, e.message);
-      }
-      throw e;
-    }
+    const value = await this.#fs.findXattrIno(inoOfNode(nodeid), utf8.decode(name));
+    if (value === undefined) throw NO_DATA;
+    return value;
   }
 
   async listxattr(_ctx: RequestContext, nodeid: number): Promise<Uint8Array[]> {
