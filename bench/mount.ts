@@ -1,25 +1,37 @@
 /**
- * Mount benchmark: ext4ts vs fuse2fs vs the kernel's ext4, read-only, on the same loop
- * device in one run.
+ * Mount benchmark: ext4ts vs fuse2fs vs the kernel's ext4 on loop devices in one run: read-only
+ * rows on one prepared image, read-write rows on a filesystem made anew per driver and round.
  *
  * Honest by construction:
  * - the drivers are interleaved over several rounds (the order rotates each round), and every
  *   row prints the median with the min–max of its rounds;
  * - every data row is cold: page cache dropped and a fresh mount (the daemons' own caches
  *   survive drop_caches, so a mount is never reused between rows);
- * - timing is in-process around the work itself (reads, lstat loops); where a tool is the
- *   workload (`ls -l`, `find`, `du`, `tar`) the time includes only that C program's start-up;
+ * - timing is in-process around the work itself (reads, lstat loops), or inside a small C program
+ *   compiled before the rounds (the write rows' loops); where a tool is the workload (`dd`,
+ *   `ls -l`, `find`, `du`, `tar`, `rm -rf`) the time includes only that C program's start-up;
  * - the FUSE daemons' CPU seconds (user + system, from /proc) and peak RSS are printed beside
- *   the wall times, and the machine's load before and after.
+ *   the wall times, and the machine's load before and after;
+ * - after every read-write row the filesystem is unmounted and `e2fsck -fn` must be clean (the
+ *   table counts the clean checks per driver).
  *
- * Rows: sequential read of a big file, random 4 KiB reads (each in a region of its own, so
- * read-ahead never serves one), `lstat` by name of every file of a flat directory (lookups:
- * no listing first), `ls -l` of it, `find`, `du` and `tar` (all data read) of a tree, mount until
- * the root answers, and from the start of an unmount (umount(8), and each driver's own
- * unmount command) until the device opens O_EXCL.
+ * Read-only rows: sequential read of a big file, random 4 KiB reads (each in a region of its
+ * own, so read-ahead never serves one), `lstat` by name of every file of a flat directory
+ * (lookups: no listing first), `ls -l` of it, `find`, `du` and `tar` (all data read) of a tree,
+ * mount until the root answers, and from the start of an unmount (umount(8), and each driver's
+ * own unmount command) until the device opens O_EXCL.
  *
- * Usage (root): `deno run -A bench/mount.ts [--quick] [--rounds N] [--json]`. `--quick`
- * shrinks the data (64 MiB file, 2 000 / 4 000 files); rounds default to 3 (at least 3).
+ * Read-write rows (`mount -o rw`; fuse2fs as root, which needs no `fakeroot`), in this order on
+ * one filesystem: `dd bs=1M conv=fsync` of a big file, random 4 KiB overwrites in it with one
+ * fsync at the end and with an fsync after each, create empty files in one directory, `lstat`
+ * them by name, `ls -l`, unlink them, untar a tree from an archive on a tmpfs + sync (syncfs and
+ * an fsync: syncfs reaches no FUSE daemon), `find`, `du`, `rm -rf` of it; after the creates and
+ * after `rm -rf` the driver's own unmount (`ext4ts umount`, umount(8) for the others) is timed
+ * until the device opens O_EXCL and the daemon has exited.
+ *
+ * Usage (root): `deno run -A bench/mount.ts [--quick] [--rounds N] [--rows read|write|all]
+ * [--json]`. `--quick` shrinks the data (64 MiB file, 2 000 / 4 000 files, 500 / 50 random
+ * writes); rounds default to 3 (at least 3).
  *
  * @module
  */
