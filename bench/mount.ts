@@ -25,7 +25,7 @@
  * one filesystem: `dd bs=1M conv=fsync` of a big file, random 4 KiB overwrites in it with one
  * fsync at the end and with an fsync after each, create empty files in one directory, `lstat`
  * them by name, `ls -l`, unlink them, untar a tree from an archive on a tmpfs + sync (syncfs and
- * an fsync: syncfs reaches no FUSE daemon), `find`, `du`, `rm -rf` of it; after the creates and
+ * an fsync: neither daemon serves FUSE_SYNCFS), `find`, `du`, `rm -rf` of it; after the creates and
  * after `rm -rf` the driver's own unmount (`ext4ts umount`, umount(8) for the others) is timed
  * until the device opens O_EXCL and the daemon has exited.
  *
@@ -380,7 +380,8 @@ async function coldRow(
  * and print the seconds of the loop alone (no interpreter or process start-up in a timed region).
  * `create|stat|unlink DIR N` (names file-00000…), `randwrite FILE N EVERY` (N aligned 4 KiB
  * writes, each in a region of its own, in a fixed shuffled order; fsync after each if EVERY is
- * 1, always one at the end), `sync DIR FILE` (syncfs of DIR's filesystem, then fsync of FILE).
+ * 1, always one at the end), `sync DIR FILE` (syncfs of DIR's filesystem, then fsync of FILE
+ * opened for writing: fuse2fs flushes on fsync only through such a descriptor).
  */
 const FSOPS_C = String.raw`
 #define _GNU_SOURCE
@@ -448,7 +449,7 @@ int main(int argc, char **argv) {
     if (fsync(fd) || close(fd)) die("fsync", path);
   } else if (!strcmp(op, "sync")) {
     t0 = now();
-    int dir = open(path, O_RDONLY | O_DIRECTORY), fd = open(argv[3], O_RDONLY);
+    int dir = open(path, O_RDONLY | O_DIRECTORY), fd = open(argv[3], O_WRONLY);
     if (dir < 0 || syncfs(dir)) die(op, path);
     if (fd < 0 || fsync(fd)) die("fsync", argv[3]);
     close(fd);
@@ -554,9 +555,10 @@ const WRITE_STEPS: WriteStep[] = [
     key: "untar the tree + sync",
     unit: "s",
     async run(mnt, c) {
-      // syncfs alone reaches no FUSE daemon (the kernel sends FUSE_SYNCFS to virtiofs only); the
-      // fsync of one file makes both daemons commit everything (ext4ts commits its one running
-      // transaction; fuse2fs flushes the whole filesystem on any fsync).
+      // syncfs alone commits nothing in either daemon (both answer FUSE_SYNCFS with ENOSYS, which
+      // the kernel takes as done); the fsync of one file makes both commit everything (ext4ts
+      // commits its one running transaction; fuse2fs flushes the whole filesystem on an fsync
+      // through a descriptor open for writing).
       const t0 = performance.now();
       await tool("tar", ["-xf", c.archive, "-C", mnt]);
       await fsops(c.bin, ["sync", mnt, `${mnt}/tree/d000/e0/f001`]);
