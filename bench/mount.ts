@@ -587,16 +587,20 @@ const WRITE_STEPS: WriteStep[] = [
   },
 ];
 
-/** Waits until a process has exited (a daemon may free the device a moment before). */
+/**
+ * Waits until a process has exited (a daemon may free the device a moment before). A zombie has
+ * exited: a daemonized server's new parent (init here) may take seconds to reap it.
+ */
 async function exited(pid: number | undefined, limitS = 60): Promise<void> {
   const t0 = performance.now();
   while (pid !== undefined && seconds(t0) < limitS) {
     try {
-      Deno.statSync(`/proc/${pid}`);
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      if ("ZX".includes(stat[stat.lastIndexOf(")") + 2])) return;
     } catch {
       return;
     }
-    await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 1));
   }
 }
 
