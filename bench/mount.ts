@@ -38,6 +38,7 @@
 
 import { fileURLToPath } from "node:url";
 import { deviceIsFree } from "../ffi/fuse/loop.ts";
+import { processAlive } from "../ffi/fuse/mount_state.ts";
 import { loadAverage, type Spread, spread } from "./lib.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -588,18 +589,13 @@ const WRITE_STEPS: WriteStep[] = [
 ];
 
 /**
- * Waits until a process has exited (a daemon may free the device a moment before). A zombie has
- * exited: a daemonized server's new parent (init here) may take seconds to reap it.
+ * Waits until a process has exited (a daemon may free the device a moment before). A zombie whose
+ * threads are gone has exited (`processAlive`): a daemonized server's new parent (init here) may
+ * take seconds to reap it.
  */
 async function exited(pid: number | undefined, limitS = 60): Promise<void> {
   const t0 = performance.now();
-  while (pid !== undefined && seconds(t0) < limitS) {
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-      if ("ZX".includes(stat[stat.lastIndexOf(")") + 2])) return;
-    } catch {
-      return;
-    }
+  while (pid !== undefined && processAlive(pid) && seconds(t0) < limitS) {
     await new Promise((r) => setTimeout(r, 1));
   }
 }
