@@ -1,31 +1,44 @@
 /**
- * Mount benchmark: ext4ts vs fuse2fs vs the kernel's ext4, read-only, on the same loop
- * device in one run.
+ * Mount benchmark: ext4ts vs fuse2fs vs the kernel's ext4 on loop devices in one run: read-only
+ * rows on one prepared image, read-write rows on a filesystem made anew per driver and round.
  *
  * Honest by construction:
  * - the drivers are interleaved over several rounds (the order rotates each round), and every
  *   row prints the median with the min–max of its rounds;
  * - every data row is cold: page cache dropped and a fresh mount (the daemons' own caches
  *   survive drop_caches, so a mount is never reused between rows);
- * - timing is in-process around the work itself (reads, lstat loops); where a tool is the
- *   workload (`ls -l`, `find`, `du`, `tar`) the time includes only that C program's start-up;
+ * - timing is in-process around the work itself (reads, lstat loops), or inside a small C program
+ *   compiled before the rounds (the write rows' loops); where a tool is the workload (`dd`,
+ *   `ls -l`, `find`, `du`, `tar`, `rm -rf`) the time includes only that C program's start-up;
  * - the FUSE daemons' CPU seconds (user + system, from /proc) and peak RSS are printed beside
- *   the wall times, and the machine's load before and after.
+ *   the wall times, and the machine's load before and after;
+ * - after every read-write row the filesystem is unmounted and `e2fsck -fn` must be clean (the
+ *   table counts the clean checks per driver).
  *
- * Rows: sequential read of a big file, random 4 KiB reads (each in a region of its own, so
- * read-ahead never serves one), `lstat` by name of every file of a flat directory (lookups:
- * no listing first), `ls -l` of it, `find`, `du` and `tar` (all data read) of a tree, mount until
- * the root answers, and from the start of an unmount (umount(8), and each driver's own
- * unmount command) until the device opens O_EXCL.
+ * Read-only rows: sequential read of a big file, random 4 KiB reads (each in a region of its
+ * own, so read-ahead never serves one), `lstat` by name of every file of a flat directory
+ * (lookups: no listing first), `ls -l` of it, `find`, `du` and `tar` (all data read) of a tree,
+ * mount until the root answers, and from the start of an unmount (umount(8), and each driver's
+ * own unmount command) until the device opens O_EXCL.
  *
- * Usage (root): `deno run -A bench/mount.ts [--quick] [--rounds N] [--json]`. `--quick`
- * shrinks the data (64 MiB file, 2 000 / 4 000 files); rounds default to 3 (at least 3).
+ * Read-write rows (`mount -o rw`; fuse2fs as root, which needs no `fakeroot`), in this order on
+ * one filesystem: `dd bs=1M conv=fsync` of a big file, random 4 KiB overwrites in it with one
+ * fsync at the end and with an fsync after each, create empty files in one directory, `lstat`
+ * them by name, `ls -l`, unlink them, untar a tree from an archive on a tmpfs + sync (syncfs and
+ * an fsync: neither daemon serves FUSE_SYNCFS), `find`, `du`, `rm -rf` of it; after the creates and
+ * after `rm -rf` the driver's own unmount (`ext4ts umount`, umount(8) for the others) is timed
+ * until the device opens O_EXCL and the daemon has exited.
+ *
+ * Usage (root): `deno run -A bench/mount.ts [--quick] [--rounds N] [--rows read|write|all]
+ * [--json]`. `--quick` shrinks the data (64 MiB file, 2 000 / 4 000 files, 500 / 50 random
+ * writes); rounds default to 3 (at least 3).
  *
  * @module
  */
 
 import { fileURLToPath } from "node:url";
 import { deviceIsFree } from "../ffi/fuse/loop.ts";
+import { processAlive } from "../ffi/fuse/mount_state.ts";
 import {
   cpuSeconds,
   fmt,
@@ -44,6 +57,9 @@ interface Sizes {
   flat: number;
   tree: number;
   randomReads: number;
+  /** Random 4 KiB overwrites with one fsync at the end, and those with an fsync each. */
+  randomWrites: number;
+  syncedWrites: number;
 }
 
 async function sh(script: string, allowFail = false): Promise<string> {
@@ -82,6 +98,8 @@ interface Driver {
   /** Whether a userspace daemon serves the mount (its CPU and memory are measured). */
   daemon: boolean;
   mount(dev: string, mnt: string): Promise<void>;
+  /** A read-write mount with the driver's defaults (the kernel: data=ordered, commit=5). */
+  mountRw(dev: string, mnt: string): Promise<void>;
   unmount(mnt: string): Promise<void>;
 }
 
@@ -91,12 +109,15 @@ const DRIVERS: Driver[] = [
     name: "kernel",
     daemon: false,
     mount: (dev, mnt) => tool("mount", ["-t", "ext4", "-o", "ro,noload", dev, mnt]),
+    mountRw: (dev, mnt) => tool("mount", ["-t", "ext4", dev, mnt]),
     unmount: (mnt) => tool("umount", [mnt]),
   },
   {
     name: "fuse2fs",
     daemon: true,
     mount: (dev, mnt) => tool("fuse2fs", ["-o", "ro", dev, mnt]),
+    // As root no fakeroot is needed. fuse2fs 1.47 writes without its journal.
+    mountRw: (dev, mnt) => tool("fuse2fs", ["-o", "rw", dev, mnt]),
     unmount: (mnt) => tool("umount", [mnt]),
   },
   {
@@ -104,6 +125,8 @@ const DRIVERS: Driver[] = [
     daemon: true,
     mount: (dev, mnt) =>
       tool(deno, ["run", "--allow-all", `${ROOT}cli/main.ts`, "mount", dev, mnt]),
+    mountRw: (dev, mnt) =>
+      tool(deno, ["run", "--allow-all", `${ROOT}cli/main.ts`, "mount", "-o", "rw", dev, mnt]),
     unmount: (mnt) => tool(deno, ["run", "--allow-all", `${ROOT}cli/main.ts`, "umount", mnt]),
   },
 ];
@@ -119,6 +142,17 @@ function daemonOf(mnt: string): number | undefined {
     } catch { /* gone */ }
   }
   return undefined;
+}
+
+/** Writes the tree of the tree rows: directories of 100 files (0–693 bytes), `n` files in all. */
+async function writeTree(root: string, n: number): Promise<void> {
+  for (let d = 0; d < Math.ceil(n / 100); d++) {
+    const p = `${root}/tree/d${String(Math.floor(d / 10)).padStart(3, "0")}/e${d % 10}`;
+    await Deno.mkdir(p, { recursive: true });
+    for (let i = 0; i < 100; i++) {
+      await Deno.writeTextFile(`${p}/f${String(i).padStart(3, "0")}`, "y".repeat(i * 7));
+    }
+  }
 }
 
 async function buildImage(dir: string, s: Sizes): Promise<string> {
@@ -137,13 +171,7 @@ async function buildImage(dir: string, s: Sizes): Promise<string> {
         "x".repeat(i % 300),
       );
     }
-    for (let d = 0; d < Math.ceil(s.tree / 100); d++) {
-      const p = `${mnt}/tree/d${String(Math.floor(d / 10)).padStart(3, "0")}/e${d % 10}`;
-      await Deno.mkdir(p, { recursive: true });
-      for (let i = 0; i < 100; i++) {
-        await Deno.writeTextFile(`${p}/f${String(i).padStart(3, "0")}`, "y".repeat(i * 7));
-      }
-    }
+    await writeTree(mnt, s.tree);
   } finally {
     await sh(`umount ${mnt}`);
   }
@@ -333,8 +361,314 @@ async function coldRow(
   }
 }
 
+/**
+ * The timing program of the write rows, compiled once before the rounds: the loops run in C
+ * and print the seconds of the loop alone (no interpreter or process start-up in a timed region).
+ * `create|stat|unlink DIR N` (names file-00000…), `randwrite FILE N EVERY` (N aligned 4 KiB
+ * writes, each in a region of its own, in a fixed shuffled order; fsync after each if EVERY is
+ * 1, always one at the end), `sync DIR FILE` (syncfs of DIR's filesystem, then fsync of FILE
+ * opened for writing: fuse2fs flushes on fsync only through such a descriptor).
+ */
+const FSOPS_C = String.raw`
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec / 1e9;
+}
+static void die(const char *op, const char *path) {
+  fprintf(stderr, "fsops %s ", op);
+  perror(path);
+  exit(1);
+}
+static unsigned long lcg(unsigned long *x) { return *x = (*x * 1103515245UL + 12345UL) % 2147483648UL; }
+
+int main(int argc, char **argv) {
+  if (argc < 4) { fprintf(stderr, "usage: fsops OP PATH N|FILE [EVERY]\n"); return 2; }
+  const char *op = argv[1], *path = argv[2];
+  char name[4096];
+  double t0;
+  if (!strcmp(op, "create") || !strcmp(op, "stat") || !strcmp(op, "unlink")) {
+    long n = atol(argv[3]);
+    struct stat st;
+    t0 = now();
+    for (long i = 0; i < n; i++) {
+      snprintf(name, sizeof name, "%s/file-%05ld", path, i);
+      if (op[0] == 'c') {
+        int fd = open(name, O_CREAT | O_EXCL | O_WRONLY, 0644);
+        if (fd < 0 || close(fd)) die(op, name);
+      } else if (op[0] == 's' ? lstat(name, &st) : unlink(name)) {
+        die(op, name);
+      }
+    }
+  } else if (!strcmp(op, "randwrite")) {
+    long n = atol(argv[3]);
+    int every = argc > 4 && atoi(argv[4]);
+    int fd = open(path, O_WRONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st)) die(op, path);
+    long span = st.st_size / 4096 / n;
+    if (span < 1) die("randwrite (file too small)", path);
+    long *off = malloc(n * sizeof *off);
+    unsigned long x = 1;
+    for (long i = 0; i < n; i++) off[i] = (i * span + (long)(lcg(&x) % span)) * 4096;
+    for (long i = n - 1; i > 0; i--) {
+      long j = lcg(&x) % (i + 1), t = off[i];
+      off[i] = off[j];
+      off[j] = t;
+    }
+    static char buf[4096];
+    for (int i = 0; i < 4096; i++) buf[i] = (char)lcg(&x);
+    t0 = now();
+    for (long i = 0; i < n; i++) {
+      if (pwrite(fd, buf, 4096, off[i]) != 4096) die(op, path);
+      if (every && fsync(fd)) die("fsync", path);
+    }
+    if (fsync(fd) || close(fd)) die("fsync", path);
+  } else if (!strcmp(op, "sync")) {
+    t0 = now();
+    int dir = open(path, O_RDONLY | O_DIRECTORY), fd = open(argv[3], O_WRONLY);
+    if (dir < 0 || syncfs(dir)) die(op, path);
+    if (fd < 0 || fsync(fd)) die("fsync", argv[3]);
+    close(fd);
+    close(dir);
+  } else {
+    fprintf(stderr, "fsops: unknown op %s\n", op);
+    return 2;
+  }
+  printf("%.6f\n", now() - t0);
+  return 0;
+}
+`;
+
+/** Compiles {@link FSOPS_C} into `dir`; returns the program's path. */
+async function buildFsops(dir: string): Promise<string> {
+  await Deno.writeTextFile(`${dir}/fsops.c`, FSOPS_C);
+  await sh(`cc -O2 -o ${dir}/fsops ${dir}/fsops.c`);
+  return `${dir}/fsops`;
+}
+
+/** Runs the timing program; returns the seconds it measured around its loop. */
+async function fsops(bin: string, args: string[]): Promise<number> {
+  const out = await new Deno.Command(bin, { args, stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) throw new Error(dec.decode(out.stderr).trim());
+  return Number(dec.decode(out.stdout));
+}
+
+/** What the write rows need: the sizes, the timing program and the prepared archive. */
+interface WriteContext {
+  sizes: Sizes;
+  bin: string;
+  /** A tar archive of the tree, on a tmpfs (drop_caches does not evict it). */
+  archive: string;
+}
+
+/** One write row, on a fresh rw mount of the filesystem the rows before it left. */
+interface WriteStep {
+  key: string;
+  unit: string;
+  run(mnt: string, c: WriteContext): Promise<number>;
+  /** When set, the driver's own unmount after this row is timed (until the device is free). */
+  unmountKey?: string;
+}
+
+const readRow = (key: string) => WORKLOADS.find((w) => w.key === key)!;
+
+const WRITE_STEPS: WriteStep[] = [
+  {
+    key: "seq write + fsync (dd bs=1M conv=fsync)",
+    unit: "MiB/s",
+    async run(mnt, c) {
+      const t0 = performance.now();
+      const mib = c.sizes.bigMiB;
+      await tool("dd", ["if=/dev/zero", `of=${mnt}/seq`, "bs=1M", `count=${mib}`, "conv=fsync"]);
+      return mib / seconds(t0);
+    },
+  },
+  {
+    key: "random 4 KiB overwrites + one fsync",
+    unit: "writes/s",
+    async run(mnt, c) {
+      const n = c.sizes.randomWrites;
+      return n / await fsops(c.bin, ["randwrite", `${mnt}/seq`, String(n), "0"]);
+    },
+  },
+  {
+    key: "random 4 KiB overwrites, fsync after each",
+    unit: "writes/s",
+    async run(mnt, c) {
+      const n = c.sizes.syncedWrites;
+      return n / await fsops(c.bin, ["randwrite", `${mnt}/seq`, String(n), "1"]);
+    },
+  },
+  {
+    key: "create empty files in one dir",
+    unit: "files/s",
+    unmountKey: "rw: unmount after the creates, until the device is free (s)",
+    async run(mnt, c) {
+      await Deno.mkdir(`${mnt}/flat`);
+      return c.sizes.flat / await fsops(c.bin, ["create", `${mnt}/flat`, String(c.sizes.flat)]);
+    },
+  },
+  {
+    key: "lstat of them by name",
+    unit: "files/s",
+    async run(mnt, c) {
+      return c.sizes.flat / await fsops(c.bin, ["stat", `${mnt}/flat`, String(c.sizes.flat)]);
+    },
+  },
+  {
+    key: "ls -l of that dir",
+    unit: "entries/s",
+    run: (mnt, c) => readRow("ls -l of the flat dir").run(mnt, c.sizes),
+  },
+  {
+    key: "unlink them",
+    unit: "files/s",
+    async run(mnt, c) {
+      return c.sizes.flat / await fsops(c.bin, ["unlink", `${mnt}/flat`, String(c.sizes.flat)]);
+    },
+  },
+  {
+    key: "untar the tree + sync",
+    unit: "s",
+    async run(mnt, c) {
+      // syncfs alone commits nothing in either daemon (both answer FUSE_SYNCFS with ENOSYS, which
+      // the kernel takes as done); the fsync of one file makes both commit everything (ext4ts
+      // commits its one running transaction; fuse2fs flushes the whole filesystem on an fsync
+      // through a descriptor open for writing).
+      const t0 = performance.now();
+      await tool("tar", ["-xf", c.archive, "-C", mnt]);
+      await fsops(c.bin, ["sync", mnt, `${mnt}/tree/d000/e0/f001`]);
+      return seconds(t0);
+    },
+  },
+  {
+    key: "find over the tree",
+    unit: "s",
+    run: (mnt, c) => readRow("find over the tree").run(mnt, c.sizes),
+  },
+  {
+    key: "du over the tree",
+    unit: "s",
+    run: (mnt, c) => readRow("du over the tree").run(mnt, c.sizes),
+  },
+  {
+    key: "rm -rf of the tree",
+    unit: "s",
+    unmountKey: "rw: unmount after rm -rf, until the device is free (s)",
+    async run(mnt) {
+      const t0 = performance.now();
+      await tool("rm", ["-rf", `${mnt}/tree`]);
+      return seconds(t0);
+    },
+  },
+];
+
+/**
+ * Waits until a process has exited (a daemon may free the device a moment before). A zombie whose
+ * threads are gone has exited (`processAlive`): a daemonized server's new parent (init here) may
+ * take seconds to reap it.
+ */
+async function exited(pid: number | undefined, limitS = 60): Promise<void> {
+  const t0 = performance.now();
+  while (pid !== undefined && processAlive(pid) && seconds(t0) < limitS) {
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+/** `e2fsck -fn` verdicts per driver: checks run, and what failed. */
+type FsckLog = Map<string, { runs: number; failures: string[] }>;
+
+async function fsckAfter(dev: string, driver: string, what: string, log: FsckLog): Promise<void> {
+  const out = await new Deno.Command("e2fsck", {
+    args: ["-fn", dev],
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  let entry = log.get(driver);
+  if (!entry) log.set(driver, entry = { runs: 0, failures: [] });
+  entry.runs++;
+  if (out.code !== 0) {
+    entry.failures.push(what);
+    console.error(
+      `e2fsck -fn after ${driver}, ${what}: exit ${out.code}\n` +
+        dec.decode(out.stdout).split("\n").slice(0, 20).join("\n"),
+    );
+  }
+}
+
+/**
+ * The write rows of one driver in one round: a freshly made filesystem, then each row on a fresh
+ * rw mount after dropping caches, unmounted and checked with `e2fsck -fn` after every row.
+ */
+async function writeRows(
+  d: Driver,
+  dev: string,
+  mnt: string,
+  c: WriteContext,
+  results: Results,
+  peaks: Map<string, number[]>,
+  fsck: FsckLog,
+): Promise<void> {
+  // Inode tables and journal zeroed by mkfs: the kernel's lazy-init thread must not run during
+  // the rows (of the kernel only).
+  await sh(`mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 ${dev}`);
+  for (const w of WRITE_STEPS) {
+    await dropCaches();
+    await d.mountRw(dev, mnt);
+    const pid = d.daemon ? daemonOf(mnt) : undefined;
+    let mounted = true;
+    try {
+      await dropCaches();
+      const cpu0 = cpuSeconds(pid);
+      const value = await w.run(mnt, c);
+      record(results, `rw: ${w.key} (${w.unit})`, d.name, value, cpuSeconds(pid) - cpu0);
+      if (d.daemon) peaks.set(d.name, [...peaks.get(d.name) ?? [], peakRssMiB(pid)]);
+      if (w.unmountKey) {
+        // Until the device opens O_EXCL and the daemon is gone: nothing can write it then.
+        const t0 = performance.now();
+        mounted = false;
+        await d.unmount(mnt);
+        const free = await untilFree(dev, t0);
+        await exited(pid);
+        record(results, w.unmountKey, d.name, Math.max(free, seconds(t0)));
+      }
+    } finally {
+      if (mounted) await tool("umount", [mnt]);
+      await untilFree(dev, performance.now());
+      await exited(pid);
+    }
+    await fsckAfter(dev, d.name, w.key, fsck);
+  }
+}
+
+/** The tree of the untar row as a tar archive on a tmpfs; returns its path and entry count. */
+async function buildArchive(s: Sizes): Promise<{ archive: string; shm: string; entries: number }> {
+  const shm = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "ext4ts-bench-" });
+  await writeTree(`${shm}/src`, s.tree);
+  await sh(`tar -cf ${shm}/tree.tar -C ${shm}/src tree`);
+  await Deno.remove(`${shm}/src`, { recursive: true });
+  const entries = (await sh(`tar -tf ${shm}/tree.tar | wc -l`)).trim();
+  return { archive: `${shm}/tree.tar`, shm, entries: Number(entries) };
+}
+
 /** The table: medians (min–max) per driver, ext4ts's ratios, the daemons' CPU seconds. */
-function format(results: Results, peaks: Map<string, number[]>, names: string[]): string {
+function format(
+  results: Results,
+  peaks: Map<string, number[]>,
+  fsck: FsckLog,
+  names: string[],
+): string {
   const head = [
     "row",
     ...names,
@@ -365,6 +699,18 @@ function format(results: Results, peaks: Map<string, number[]>, names: string[])
     "",
     ...names.filter((n) => n !== "kernel").map(() => ""),
   ]);
+  if (fsck.size) {
+    body.push([
+      "e2fsck -fn clean after the rw rows",
+      ...names.map((n) => {
+        const f = fsck.get(n);
+        return f ? `${f.runs - f.failures.length}/${f.runs}` : "n/a";
+      }),
+      "",
+      "",
+      ...names.filter((n) => n !== "kernel").map(() => ""),
+    ]);
+  }
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ");
   return [
@@ -375,61 +721,109 @@ function format(results: Results, peaks: Map<string, number[]>, names: string[])
   ].join("\n") + "\n";
 }
 
+/** Which rows a run measures: the read-only ones, the read-write ones, or both. */
+export type RowSet = "read" | "write" | "all";
+
 /**
  * Runs the benchmark and returns the table (and the raw samples).
  *
  * @example
  * ```ts ignore
- * console.log((await runMountBench({ quick: true, rounds: 3 })).text);
+ * console.log((await runMountBench({ quick: true, rounds: 3, rows: "write" })).text);
  * ```
  */
 export async function runMountBench(
-  options: { quick?: boolean; rounds?: number } = {},
+  options: { quick?: boolean; rounds?: number; rows?: RowSet } = {},
 ): Promise<{ text: string; results: Results }> {
   const s: Sizes = options.quick
-    ? { bigMiB: 64, flat: 2000, tree: 4000, randomReads: 500 }
-    : { bigMiB: 512, flat: 10_000, tree: 20_000, randomReads: 2000 };
+    ? { bigMiB: 64, flat: 2000, tree: 4000, randomReads: 500, randomWrites: 500, syncedWrites: 50 }
+    : {
+      bigMiB: 512,
+      flat: 10_000,
+      tree: 20_000,
+      randomReads: 2000,
+      randomWrites: 2000,
+      syncedWrites: 200,
+    };
   const rounds = Math.max(3, options.rounds ?? 3);
+  const rows = options.rows ?? "all";
   const dir = await Deno.makeTempDir({ prefix: "ext4ts-bench-" });
   let dev = "";
+  let wdev = "";
+  let shm = "";
+  let entries = 0;
   const mnt = `${dir}/mnt`;
   await Deno.mkdir(mnt);
   const results: Results = new Map();
   const peaks = new Map<string, number[]>();
+  const fsck: FsckLog = new Map();
   const loadBefore = loadAverage();
+  const failed = async (what: string, e: unknown, device: string) => {
+    console.error(`${what}: ${(e as Error).message}`);
+    await sh(`umount -l ${mnt}`, true);
+    await untilFree(device, performance.now());
+  };
   try {
-    const img = await buildImage(dir, s);
-    dev = (await sh(`losetup -f --show --direct-io=on ${img}`)).trim();
+    if (rows !== "write") {
+      dev = (await sh(`losetup -f --show --direct-io=on ${await buildImage(dir, s)}`)).trim();
+    }
+    let c: WriteContext | undefined;
+    if (rows !== "read") {
+      const built = await buildArchive(s);
+      shm = built.shm;
+      entries = built.entries;
+      c = { sizes: s, bin: await buildFsops(dir), archive: built.archive };
+      // Room for the big file, the tree, the journal and slack; made anew per driver and round.
+      const img = `${dir}/write.img`;
+      await sh(`truncate -s ${s.bigMiB + 384 + Math.ceil(s.tree / 50)}M ${img}`);
+      wdev = (await sh(`losetup -f --show --direct-io=on ${img}`)).trim();
+    }
     for (let r = 0; r < rounds; r++) {
       // Rotate the order so no driver always runs first (or right after another's load).
       const order = DRIVERS.map((_, i) => DRIVERS[(i + r) % DRIVERS.length]);
       for (const d of order) {
-        try {
-          await mountRows(d, dev, mnt, results);
-          for (const w of WORKLOADS) await coldRow(d, w, dev, mnt, s, results, peaks);
-        } catch (e) {
-          console.error(`${d.name}, round ${r + 1}: ${(e as Error).message}`);
-          await sh(`umount -l ${mnt}`, true);
-          await untilFree(dev, performance.now());
+        if (dev) {
+          try {
+            await mountRows(d, dev, mnt, results);
+            for (const w of WORKLOADS) await coldRow(d, w, dev, mnt, s, results, peaks);
+          } catch (e) {
+            await failed(`${d.name}, round ${r + 1}`, e, dev);
+          }
+        }
+        if (c) {
+          try {
+            await writeRows(d, wdev, mnt, c, results, peaks, fsck);
+          } catch (e) {
+            await failed(`${d.name}, round ${r + 1}, write rows`, e, wdev);
+          }
         }
       }
     }
   } finally {
     await sh(`umount -l ${mnt}`, true);
-    if (dev) await sh(`losetup -d ${dev}`, true);
+    for (const d of [dev, wdev]) if (d) await sh(`losetup -d ${d}`, true);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+    if (shm) await Deno.remove(shm, { recursive: true }).catch(() => {});
   }
   const header = `${rounds} rounds; load average before ${loadBefore}, after ${loadAverage()}; ` +
-    `${s.bigMiB} MiB file, ${s.flat} files flat, ${s.tree} in the tree\n`;
-  return { text: header + format(results, peaks, DRIVERS.map((d) => d.name)), results };
+    `${s.bigMiB} MiB file, ${s.flat} files flat, ${s.tree} files in the tree` +
+    (entries ? ` (${entries} entries in the archive)` : "") + "\n" +
+    (wdev
+      ? "rw rows: a fresh mkfs.ext4 per driver and round, each row on a fresh mount after " +
+        "dropping caches; fuse2fs 1.47 writes without its journal, the kernel and ext4ts " +
+        "through it\n"
+      : "");
+  return { text: header + format(results, peaks, fsck, DRIVERS.map((d) => d.name)), results };
 }
 
 if (import.meta.main) {
   const at = Deno.args.indexOf("--rounds");
   const rounds = at >= 0 ? Number(Deno.args[at + 1]) : undefined;
+  const only = Deno.args.indexOf("--rows");
   const { text, results } = await runMountBench({
     quick: Deno.args.includes("--quick"),
     rounds,
+    rows: only >= 0 ? Deno.args[only + 1] as RowSet : "all",
   });
   if (Deno.args.includes("--json")) {
     const json: Record<string, Record<string, Spread & { cpu: Spread }>> = {};
