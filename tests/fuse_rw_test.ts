@@ -831,3 +831,24 @@ rwTest(
     }, { size: "800M", mkfs: "mkfs.ext4", args: ["-b", "1024", "-g", "1024", "-J", "size=1"] });
   },
 );
+
+rwTest("rw mount: sync(1) (syncfs) commits the running transaction", async () => {
+  // With a commit interval no test waits for, only the syncfs can have made the file durable.
+  await withFixture(async (f) => {
+    await mountRw(f.img, f.mnt, "rw,commit=3600");
+    await workload("seq 1 3000 > synced; sync -f synced; seq 1 10 > unsynced", f.mnt);
+    const pid = readState(f.mnt)!.pid;
+    Deno.kill(pid, "SIGKILL");
+    for (let w = 0; w < 600 && processAlive(pid); w++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const u = await runCli(["umount", f.mnt]);
+    assert.equal(u.code, 0, u.stderr);
+    const seen = await withKernelMount(f.img, async (m) => {
+      const text = await Deno.readTextFile(`${m}/synced`);
+      return text.split("\n").length - 1;
+    });
+    assert.equal(seen, 3000, "the file synced by syncfs survives the killed daemon");
+    await fsckClean(f.img);
+  });
+});

@@ -220,12 +220,21 @@ export class OpcodeDispatcher {
         break;
       }
       case Opcode.FLUSH:
-        return []; // every WRITE is committed before it is answered: nothing buffered
+        // Every WRITE joined the running transaction before it was answered; close makes
+        // nothing durable (fsync does), as on ext4.
+        return [];
       case Opcode.FSYNC:
       case Opcode.FSYNCDIR: {
         const w = this.#writer();
         if (!w) return []; // nothing to make durable on a read-only mount
         await w.fsync(ctx, nodeid, decodeFsyncIn(body).datasync);
+        return [];
+      }
+      case Opcode.SYNCFS: {
+        // sync(1) / syncfs(2): the running transaction committed, as for an fsync.
+        const w = this.#writer();
+        if (!w) return [];
+        await w.fsync(ctx, nodeid, false);
         return [];
       }
       default:

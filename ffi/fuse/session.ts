@@ -110,6 +110,7 @@ const MUTATING: ReadonlySet<number> = new Set([
   ...WRITE_OPCODES,
   Opcode.FSYNC,
   Opcode.FSYNCDIR,
+  Opcode.SYNCFS,
   Opcode.RELEASE,
   Opcode.IOCTL,
 ]);
