@@ -15,8 +15,9 @@
  * — no such helper ships with fuse3, so `scripts/install_mount_helper.sh` links it to
  * mount.fuse3, which takes the type from its own name and calls `ext4ts` the same way.
  *
- * So `ext4ts SOURCE DIR -o OPTIONS` (the first argument not a command name) is the helper call: the same as `ext4ts mount SOURCE DIR -o OPTIONS`, except that the `rw` mount(8)
- * adds on its own mounts read-only with a warning (mounts are read-only for now).
+ * So `ext4ts SOURCE DIR -o OPTIONS` (the first argument not a command name) is the helper call:
+ * the same as `ext4ts mount SOURCE DIR -o OPTIONS` — with mount(8)'s own `rw` (added unless `ro`
+ * was given) a read-write mount, as fstab's `defaults` asks.
  *
  * @module
  */
