@@ -25,7 +25,7 @@
  * one filesystem: `dd bs=1M conv=fsync` of a big file, random 4 KiB overwrites in it with one
  * fsync at the end and with an fsync after each, create empty files in one directory, `lstat`
  * them by name, `ls -l`, unlink them, untar a tree from an archive on a tmpfs + sync (syncfs and
- * an fsync: neither daemon serves FUSE_SYNCFS), `find`, `du`, `rm -rf` of it; after the creates and
+ * an fsync: fuse2fs does not serve FUSE_SYNCFS), `find`, `du`, `rm -rf` of it; after the creates and
  * after `rm -rf` the driver's own unmount (`ext4ts umount`, umount(8) for the others) is timed
  * until the device opens O_EXCL and the daemon has exited.
  *
@@ -541,10 +541,9 @@ const WRITE_STEPS: WriteStep[] = [
     key: "untar the tree + sync",
     unit: "s",
     async run(mnt, c) {
-      // syncfs alone commits nothing in either daemon (both answer FUSE_SYNCFS with ENOSYS, which
-      // the kernel takes as done); the fsync of one file makes both commit everything (ext4ts
-      // commits its one running transaction; fuse2fs flushes the whole filesystem on an fsync
-      // through a descriptor open for writing).
+      // syncfs commits ext4ts's running transaction; fuse2fs answers FUSE_SYNCFS with ENOSYS
+      // (the kernel takes it as done) and flushes the whole filesystem only on an fsync through
+      // a descriptor open for writing: the fsync of one file makes sure both have committed.
       const t0 = performance.now();
       await tool("tar", ["-xf", c.archive, "-C", mnt]);
       await fsops(c.bin, ["sync", mnt, `${mnt}/tree/d000/e0/f001`]);
