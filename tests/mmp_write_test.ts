@@ -9,7 +9,8 @@
 import assert from "node:assert/strict";
 import { Ext4 } from "../lib/ext4/filesystem.ts";
 import { MemoryBlockDevice } from "../lib/block/block_device.ts";
-import { Ext4Error } from "../lib/errors.ts";
+import { Errno, Ext4Error } from "../lib/errors.ts";
+import { FaultDevice } from "../lib/block/fault_device.ts";
 import { MmpGuard } from "../lib/ext4/mmp_guard.ts";
 import {
   encodeMmpBlock,
@@ -162,3 +163,32 @@ testWith(
     }
   },
 );
+
+testWith("mmp: a failed MMP update stops all writing (EIO), nothing later claims success", [
+  ...IMAGE_TOOLS,
+], async () => {
+  await using tmp = await tempDir();
+  const path = await mmpImage(tmp.path);
+  const mem = new MemoryBlockDevice(await Deno.readFile(path));
+  const sb = await readSuperblock(mem);
+  const dev = new FaultDevice(mem);
+  const fs = await Ext4.openDevice(dev, { readOnly: false });
+  await fs.writeFile("/before", enc.encode("committed\n"));
+  // The next write of the MMP block (the once-a-second update) fails.
+  dev.plan({ writesTo: [sb.mmpBlock], blockSize: sb.blockSize });
+  for (let i = 0; i < 600 && dev.faults.length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(dev.faults.length, 1, "the MMP update was attempted and failed");
+  await assert.rejects(
+    fs.mkdir("/after"),
+    (e) => e instanceof Ext4Error && e.code === "IO" && e.errno === Errno.EIO,
+  );
+  await assert.rejects(fs.close(), (e) => e instanceof Ext4Error && e.errno === Errno.EIO);
+  const re = await Ext4.openDevice(new MemoryBlockDevice(Uint8Array.from(mem.bytes)), {
+    recovery: "memory",
+  });
+  assert.equal(new TextDecoder().decode(await re.readFile("/before")), "committed\n");
+  await assert.rejects(re.stat("/after"));
+  await re.close();
+});
