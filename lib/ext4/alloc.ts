@@ -571,8 +571,7 @@ export class Allocator implements BlockRunAllocator {
   #freedTotal(tx: Transaction): number {
     let n = 0;
     for (const t of this.#touched.get(tx)?.values() ?? []) n += t.freedCount ?? 0;
-    for (const groups of this.#held.values()) for (const h of groups.values()) n += h.count;
-    return n;
+    return n + this.heldBlocks;
   }
 
   /**
