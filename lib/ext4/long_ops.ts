@@ -143,24 +143,20 @@ export function allocateInSteps(
   options: { keepSize?: boolean },
 ): Promise<void> {
   return w.steps(async (step) => {
-    let ino = 0;
-    let chunk = Number.POSITIVE_INFINITY;
-    const end = offset + length;
-    for (let at = offset; ino === 0 || at < end;) {
-      await step(async (ctx) => {
-        if (ino === 0) {
-          ino = await target(ctx);
-          const sb = ctx.sb;
-          if (bounded(w)) {
-            const groups = Math.max(1, Math.floor(stepBlockBudget(w) / 4));
-            chunk = groups * sb.blocksPerGroup * sb.blockSize;
-          }
-        }
-        const valid = Number.isSafeInteger(offset) && Number.isSafeInteger(length) && length > 0;
-        const size = valid ? Math.min(chunk, end - at) : length;
-        await fallocateRange(ctx, ino, valid ? at : offset, size, options);
-        at = valid ? at + size : end;
-      });
+    // The first chunk with the checks (bad arguments fail there, whole, as before).
+    const first = await step(async (ctx) => {
+      const ino = await target(ctx);
+      const { sb } = ctx;
+      const groups = Math.max(1, Math.floor(stepBlockBudget(w) / 4));
+      const chunk = bounded(w) ? groups * sb.blocksPerGroup * sb.blockSize : length;
+      const valid = Number.isSafeInteger(offset) && Number.isSafeInteger(length) && length > 0;
+      const size = valid ? Math.min(chunk, length) : length;
+      await fallocateRange(ctx, ino, offset, size, options);
+      return { ino, chunk, end: offset + size };
+    });
+    for (let at = first.end; at < offset + length; at += first.chunk) {
+      const size = Math.min(first.chunk, offset + length - at);
+      await step((ctx) => fallocateRange(ctx, first.ino, at, size, options));
     }
   });
 }
