@@ -331,3 +331,28 @@ testWith(
     assert.deepEqual(back.subarray(1300 * 4096), data.subarray(1300 * 4096));
   },
 );
+
+testWith(
+  "one fallocate of 300 MiB on a 1 MiB journal allocates in bounded chunks",
+  IMAGE_TOOLS,
+  async () => {
+    // As the kernel's ext4_alloc_file_blocks restarts its handle: one call, several commits,
+    // each within the journal's transaction limit; the file whole and e2fsck-clean at the end.
+    await using dir = await tempDir();
+    const base = await mkfsImage(dir.path, EXT4);
+    const log = new WriteLogDevice(new MemoryBlockDevice(Uint8Array.from(base)));
+    const fs = await Ext4.openDevice(log, { readOnly: false });
+    await fs.writeFile("/big", new Uint8Array(0));
+    const start = log.entries.length;
+    await fs.fallocate("/big", 0, BIG);
+    const journal = await journalBlocks(base);
+    const perFlush = blocksPerFlush(log.entries, journal, 1024, start);
+    const commits = perFlush.filter((n) => n > 0).length;
+    assert.ok(commits >= 3, `${commits} commits`);
+    assert.ok(Math.max(...perFlush) <= MAX_TRANSACTION, `blocks per flush: ${perFlush.join(" ")}`);
+    assert.equal((await fs.stat("/big")).size, BIG);
+    await fs.close();
+    const r = await fsck(dir.path, log.replay(base));
+    assert.equal(r.code, 0, r.output);
+  },
+);
