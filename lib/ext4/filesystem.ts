@@ -1071,8 +1071,9 @@ export class Ext4 {
   });
 
   /**
-   * Makes every write durable (each transaction is flushed when it commits; this waits for the
-   * writes under way and flushes the device once more). Does nothing on a read-only filesystem.
+   * Makes every write durable: waits for the writes under way, commits the running transaction
+   * (with `commitInterval`; otherwise each write committed as it returned) and flushes the
+   * device once more. Does nothing on a read-only filesystem.
    *
    * @example
    * ```ts

@@ -455,9 +455,11 @@ export class Ext4Writer {
   }
 
   /**
-   * Flushes the device (every commit already flushed; this is for callers' peace). Rejects
-   * when any device write or flush of this writer has failed (`cache.failure`), then and ever
-   * after: nothing written through a failed writer is reported durable.
+   * Makes everything committed so far durable: commits the running compound of group commit
+   * ({@link startGroupCommit}; without it every commit was durable when it returned), then
+   * flushes the device. Rejects when any device write or flush of this writer has failed
+   * (`cache.failure`), then and ever after: nothing written through a failed writer is reported
+   * durable.
    */
   async flush(): Promise<void> {
     this.cache.throwIfFailed();
