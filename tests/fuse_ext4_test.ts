@@ -505,11 +505,11 @@ class FakeReader implements Ext4Like {
   entryStat(ino: number): Promise<Ext4StatLike> {
     return this.getattr(ino);
   }
-  lookup(parent: number, name: string | Uint8Array): Promise<Ext4StatLike> {
+  lookupIno(parent: number, name: string | Uint8Array): Promise<number | null> {
     const n = typeof name === "string" ? name : new TextDecoder().decode(name);
-    if (parent === 2 && n === "f") return this.getattr(12);
-    if (parent === 2 && n === "null") return this.getattr(13);
-    return Promise.reject(new Ext4Error("NOT_FOUND", n));
+    if (parent === 2 && n === "f") return Promise.resolve(12);
+    if (parent === 2 && n === "null") return Promise.resolve(13);
+    return Promise.resolve(null);
   }
   async *readDirIno(ino: number): AsyncIterable<Ext4DirEntryLike> {
     yield* this.readDirFrom(ino, 0);

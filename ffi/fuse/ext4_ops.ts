@@ -74,8 +74,8 @@ export interface Ext4Like {
    * directory.
    */
   entryStat(ino: number): Promise<Ext4StatLike>;
-  /** Looks `name` up in directory `parentIno` and returns the child's stat; NOT_FOUND if absent. */
-  lookup(parentIno: number, name: string | Uint8Array): Promise<Ext4StatLike>;
+  /** The inode `name` names in directory `parentIno`, or null when there is no such entry. */
+  lookupIno(parentIno: number, name: string | Uint8Array): Promise<number | null>;
   /** The entries of directory `ino`, including "." and "..", each with its resume cookie. */
   readDirIno(ino: number): AsyncIterable<Ext4DirEntryLike>;
   /** The entries of directory `ino` after resume cookie `cookie` (0 = from the start). */
@@ -252,9 +252,21 @@ export class Ext4Operations implements FuseOperations {
     };
   }
 
-  async lookup(_ctx: RequestContext, parent: number, name: Uint8Array): Promise<EntryOut> {
+  async lookup(ctx: RequestContext, parent: number, name: Uint8Array): Promise<EntryOut> {
+    const entry = await this.lookupEntry(ctx, parent, name);
+    if (entry) return entry;
+    throw new FuseError(Errno.ENOENT, "no such file or directory");
+  }
+
+  /** LOOKUP without an exception for an absent name (the common case of every create). */
+  async lookupEntry(
+    _ctx: RequestContext,
+    parent: number,
+    name: Uint8Array,
+  ): Promise<EntryOut | null> {
     try {
-      return this.#entry(await this.#fs.lookup(inoOfNode(parent), name));
+      const ino = await this.#fs.lookupIno(inoOfNode(parent), name);
+      return ino === null ? null : this.#entry(await this.#fs.entryStat(ino));
     } catch (e) {
       // The kernel's answer for such an inode (EUCLEAN, EBADMSG): the error of this name only.
       if (e instanceof Ext4Error && e.code === "CORRUPT") this.#damaged(parent, name, null, e);

@@ -225,6 +225,11 @@ export interface FuseOperations {
   init?(info: { major: number; minor: number }): void | Promise<void>;
   /** LOOKUP: the entry `name` in directory `parent`; throw ENOENT when it does not exist. */
   lookup(ctx: RequestContext, parent: number, name: Uint8Array): Promise<EntryOut>;
+  /**
+   * LOOKUP as {@link lookup}, with null for an absent name instead of an ENOENT throw (cheaper:
+   * no error object per miss). Used when present.
+   */
+  lookupEntry?(ctx: RequestContext, parent: number, name: Uint8Array): Promise<EntryOut | null>;
   /** The kernel dropped `nlookup` references to a node. No reply is sent. */
   forget?(nodeid: number, nlookup: number): void;
   /** GETATTR: the attributes of `nodeid`. */

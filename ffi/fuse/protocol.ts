@@ -159,6 +159,8 @@ export const OpenFlag = {
   KEEP_CACHE: 1 << 1,
   NONSEEKABLE: 1 << 2,
   CACHE_DIR: 1 << 3,
+  /** No FLUSH at close (honoured by the kernel since FUSE 7.35 unless writeback caching). */
+  NOFLUSH: 1 << 5,
 } as const;
 
 /** Directory entry types of `fuse_dirent.type` (the DT_* values). */

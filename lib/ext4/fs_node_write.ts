@@ -221,6 +221,7 @@ export class Ext4NodeWriter {
       await changeLinks(ctx, ino, -1);
       await orphanIfUnlinked(ctx, ino);
       count(ino);
+      this.#host.openFiles().openedUnlinked(ino);
       return ino;
     });
   }

@@ -14,7 +14,8 @@ import { orphanIfUnlinked } from "./orphan.ts";
 import type { OpContext } from "./context.ts";
 
 /**
- * Open counts per inode.
+ * Open counts per inode, and which open inodes may have lost their last name meanwhile: only
+ * those need a transaction at their last close (most closes then cost nothing).
  *
  * @example
  * ```ts
@@ -22,31 +23,49 @@ import type { OpContext } from "./context.ts";
  * const open = new OpenFiles();
  * open.open(12);
  * open.open(12);
- * console.log(open.close(12), open.close(12)); // false true
+ * console.log(open.close(12), open.close(12)); // false false: never asked about, still named
+ * open.open(13);
+ * console.log(open.isOpen(13), open.close(13)); // true true: an unlink asked; free it now
  * ```
  */
 export class OpenFiles {
   #counts = new Map<number, number>();
+  /** Open inodes something asked about while open (an unlink, a rename over, a tmpfile). */
+  #asked = new Set<number>();
 
   /** Counts one more open of `ino`. */
   open(ino: number): void {
     this.#counts.set(ino, (this.#counts.get(ino) ?? 0) + 1);
   }
 
-  /** Counts one close of `ino`; true when it was the last. */
+  /**
+   * Counts one close of `ino`; true when it was the last and the inode may have lost its last
+   * name while open (see {@link isOpen}): then the caller frees it if it has no name left.
+   */
   close(ino: number): boolean {
     const n = this.#counts.get(ino) ?? 0;
     if (n <= 1) {
       this.#counts.delete(ino);
-      return n === 1;
+      return n === 1 && this.#asked.delete(ino);
     }
     this.#counts.set(ino, n - 1);
     return false;
   }
 
-  /** True while `ino` is open. */
+  /**
+   * True while `ino` is open. Every code path that removes a last name asks this before it
+   * decides to keep the inode, so an open inode asked about is remembered: its last close must
+   * check its links (asking when it is not removed only costs that check).
+   */
   isOpen(ino: number): boolean {
-    return this.#counts.has(ino);
+    if (!this.#counts.has(ino)) return false;
+    this.#asked.add(ino);
+    return true;
+  }
+
+  /** Marks open `ino` as having no name (O_TMPFILE): its last close frees it. */
+  openedUnlinked(ino: number): void {
+    if (this.#counts.has(ino)) this.#asked.add(ino);
   }
 
   /** The inodes open now. */
