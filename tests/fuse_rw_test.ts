@@ -369,7 +369,6 @@ for i in range(0, ${n}, 3): os.unlink("name-%06d-%s" % (i, "x" * (i % 40)))
 for i in range(1, ${n}, 7):
     if i % 3: os.rename("name-%06d-%s" % (i, "x" * (i % 40)), "r%d" % i)
 print(len(os.listdir(".")))'`,
-        { dirSizes: false },
       ),
     { size: DEEP ? "256M" : "32M", args: DEEP ? ["-N", "120000"] : [] },
   );
@@ -647,7 +646,6 @@ for i in range(1, 65000): os.link("f", "l%d" % i)
 try: os.link("f", "over"); print("linked")
 except OSError as e: print(errno.errorcode[e.errno])
 print(os.stat("f").st_nlink)'`,
-      { dirSizes: false },
     ), { args: ["-N", "1024"] });
 }, { deep: true });
 
