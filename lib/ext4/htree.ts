@@ -4,7 +4,8 @@
  * the walk along a hash-collision chain into the next leaves (`ext4_htree_next_block`),
  * name lookup through them for the reader and the writer, and, for the writer, inserting
  * with leaf split and index growth and turning a full one-block directory into an indexed
- * one. The index blocks' format is lib/ondisk/dx.ts, the leaves' lib/ondisk/dirent.ts.
+ * one (the splits exactly as the kernel's, lib/ext4/htree_split.ts). The index blocks' format
+ * is lib/ondisk/dx.ts, the leaves' lib/ondisk/dirent.ts.
  *
  * An htree directory is a linear directory whose block 0 and some other blocks are disguised
  * index blocks. Lookup hashes the name, binary-searches down 1–3 levels (3 with large_dir)
