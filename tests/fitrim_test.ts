@@ -9,9 +9,9 @@
  * less (its preallocated space stays out of the trim), within 10%. A second fstrim reports the
  * free space again (the kernel remembers trimmed groups and reports 0; ext4ts does not
  * remember). Live files keep their contents, the kernel reads the same tree after
- * `ext4ts umount`, `e2fsck -fn` is clean. A read-only mount answers EROFS; a device that
- * cannot discard EOPNOTSUPP, a range past the end or a minimum over a group EINVAL, with
- * fstrim's messages the same as on the kernel's mount.
+ * `ext4ts umount`, `e2fsck -fn` is clean. A read-only mount answers EROFS; a user not root
+ * EPERM, a device that cannot discard EOPNOTSUPP, a range past the end or a minimum over a
+ * group EINVAL, with fstrim's messages the same as on the kernel's mount.
  */
 
 import assert from "node:assert/strict";
@@ -170,8 +170,8 @@ testWith(
 );
 
 testWith(
-  "fstrim: EROFS on a read-only mount, EOPNOTSUPP without discard (as the kernel)",
-  NEEDS,
+  "fstrim: EROFS on a read-only mount, EPERM for a user, EOPNOTSUPP without discard (as the kernel)",
+  [...NEEDS, "setpriv"],
   async () => {
     await using dir = await tempDir("ext4ts-fitrim-");
     const { img, mnt } = await imageAndMountPoint(dir.path, "32M");
@@ -186,6 +186,26 @@ testWith(
       const ro = await fstrim(mnt, "-v");
       assert.equal(ro.code, 1);
       assert.match(ro.text, /Read-only file system/);
+      assert.equal((await runCli(["umount", mnt])).code, 0);
+
+      // Not root: EPERM (the kernel asks for CAP_SYS_ADMIN), the same message as the kernel's.
+      await Deno.chmod(dir.path, 0o755);
+      const asNobody = async (at: string) => {
+        const r = await run("setpriv", [
+          "--reuid=65534",
+          "--regid=65534",
+          "--clear-groups",
+          "fstrim",
+          at,
+        ]);
+        return { code: r.code, text: (r.stdout + r.stderr).replaceAll(at, "MNT").trim() };
+      };
+      const kernelPerm = await withKernelMount(img, (k) => asNobody(k));
+      assert.equal(kernelPerm.code, 1);
+      assert.match(kernelPerm.text, /Operation not permitted/);
+      const rwm = await runCli(["mount", "-o", "rw,allow_other", img, mnt]);
+      assert.equal(rwm.code, 0, `ext4ts mount -o rw,allow_other: ${rwm.stderr}`);
+      assert.deepEqual(await asNobody(mnt), kernelPerm);
       assert.equal((await runCli(["umount", mnt])).code, 0);
 
       // A loop device over a file on ramfs, which has no fallocate: it cannot discard
