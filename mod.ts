@@ -49,6 +49,7 @@ export type { OpenPolicy } from "./lib/ext4/super.ts";
 export type { CacheCounts } from "./lib/ext4/inode.ts";
 export { Ext4WritableFile, type OpenWritableOptions } from "./lib/ext4/writable_file.ts";
 export type { FallocateOptions } from "./lib/ext4/path_ops.ts";
+export type { TrimRange } from "./lib/ext4/trim.ts";
 export type {
   Ext4NodeWriter,
   NodeAttributeChange,

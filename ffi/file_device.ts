@@ -9,10 +9,10 @@
 
 import { type BlockDevice, checkRange } from "../lib/block/block_device.ts";
 import { DeviceOpenError, Errno, Ext4Error } from "../lib/errors.ts";
-import { inUseReason, refuseIfInUse } from "./device_status.ts";
+import { inUseReason, majorMinor, refuseIfInUse } from "./device_status.ts";
 import { lockFile } from "./file_lock.ts";
 import { aioFsync, aioPwrite } from "./aio.ts";
-import { cstr, errno, Ioctl, libc, O, strerror } from "./libc.ts";
+import { cstr, errno, Falloc, Ioctl, libc, O, strerror } from "./libc.ts";
 
 /**
  * Transfers up to this size run synchronously (≈1 µs); larger ones go to another thread (reads
@@ -56,6 +56,8 @@ function errorFor(code: number, path: string, action: string): Ext4Error {
       return new Ext4Error("BUSY", text, { errno: code });
     case E.EISDIR:
       return new Ext4Error("INVALID", text, { errno: code });
+    case E.EOPNOTSUPP:
+      return new Ext4Error("UNSUPPORTED", text, { errno: code });
     default:
       return new Ext4Error("IO", text, { errno: code });
   }
@@ -77,6 +79,12 @@ export class FileBlockDevice implements BlockDevice {
    * write permission or on a read-only filesystem), whatever mode it was opened in.
    */
   readonly mediaReadOnly: boolean;
+  /**
+   * Smallest run worth discarding: a block device's `discard_granularity` (0 when its
+   * `discard_max_bytes` is 0: it cannot discard); an image file's block size (`st_blksize`, what
+   * a loop device over it announces); 0 when opened read-only.
+   */
+  readonly discardGranularity: number;
   #fd: number;
   /** The first failed fsync: every later flush reports it (see {@link flush}). */
   #flushFailure: Ext4Error | null = null;
@@ -91,6 +99,7 @@ export class FileBlockDevice implements BlockDevice {
       isBlockDevice: boolean;
       readOnlyReason?: string;
       mediaReadOnly: boolean;
+      discardGranularity: number;
     },
   ) {
     this.path = path;
@@ -101,6 +110,7 @@ export class FileBlockDevice implements BlockDevice {
     this.isBlockDevice = info.isBlockDevice;
     this.readOnlyReason = info.readOnlyReason;
     this.mediaReadOnly = info.mediaReadOnly;
+    this.discardGranularity = info.discardGranularity;
   }
 
   /** The raw file descriptor (for passing to mount or loop ioctls). */
@@ -215,6 +225,7 @@ export class FileBlockDevice implements BlockDevice {
         isBlockDevice: isBlock,
         readOnlyReason,
         mediaReadOnly: mediaReadOnly || readOnlyReason !== undefined,
+        discardGranularity: readOnly ? 0 : discardGranularityOf(info, sectorSize),
       });
     } catch (e) {
       c.close(fd);
@@ -290,6 +301,40 @@ export class FileBlockDevice implements BlockDevice {
     }
   }
 
+  /**
+   * Discards `[offset, offset+length)`: BLKDISCARD on a block device (the kernel drops its cached
+   * pages of the range first), fallocate(PUNCH_HOLE | KEEP_SIZE) on an image file. Runs off the
+   * event loop; a failed call is repeated synchronously to learn errno, harmless as for a read
+   * (discarding twice is discarding once). UNSUPPORTED (EOPNOTSUPP) when the device or the
+   * image's filesystem cannot.
+   */
+  async discard(offset: number, length: number): Promise<void> {
+    this.#checkOpen();
+    if (this.discardGranularity === 0) {
+      throw new Ext4Error(
+        this.readOnly ? "READ_ONLY" : "UNSUPPORTED",
+        `${this.path}: ${this.readOnly ? "device is read-only" : "the device cannot discard"}`,
+      );
+    }
+    checkRange(this.size, offset, length, this.path);
+    if (length === 0) return;
+    const c = libc();
+    const fd = this.#fd;
+    let done: boolean;
+    if (this.isBlockDevice) {
+      const arg = new Uint8Array(new BigUint64Array([BigInt(offset), BigInt(length)]).buffer);
+      done = (await c.ioctl_nb(fd, Ioctl.BLKDISCARD, arg)) === 0 ||
+        c.ioctl(fd, Ioctl.BLKDISCARD, arg) === 0;
+    } else {
+      const mode = Falloc.PUNCH_HOLE | Falloc.KEEP_SIZE;
+      const [off, len] = [BigInt(offset), BigInt(length)];
+      done = (await c.fallocate64_nb(fd, mode, off, len)) === 0 ||
+        c.fallocate64(fd, mode, off, len) === 0;
+    }
+    if (done) return;
+    throw errorFor(errno(), this.path, `discard ${length} bytes at ${offset}`);
+  }
+
   close(): Promise<void> {
     if (this.#fd >= 0) {
       libc().close(this.#fd);
@@ -301,6 +346,26 @@ export class FileBlockDevice implements BlockDevice {
   #checkOpen(): void {
     if (this.#fd < 0) throw new Ext4Error("IO", `${this.path}: device is closed`);
   }
+}
+
+/**
+ * What the device announces as its discard granularity (see
+ * {@link FileBlockDevice.discardGranularity}): for a block device, from sysfs (a partition's
+ * queue is its disk's).
+ */
+function discardGranularityOf(info: Deno.FileInfo, sectorSize: number): number {
+  if (!info.isBlockDevice) return info.blksize ?? 4096;
+  if (info.rdev === null) return 0;
+  const base = `/sys/dev/block/${majorMinor(info.rdev).join(":")}`;
+  for (const queue of [`${base}/queue`, `${base}/../queue`]) {
+    try {
+      const max = Number(Deno.readTextFileSync(`${queue}/discard_max_bytes`).trim());
+      if (!(max > 0)) return 0;
+      const g = Number(Deno.readTextFileSync(`${queue}/discard_granularity`).trim());
+      return g > 0 ? g : sectorSize;
+    } catch { /* not there: a partition, whose disk has the queue */ }
+  }
+  return 0;
 }
 
 /**

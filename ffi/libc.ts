@@ -46,6 +46,21 @@ const SYMBOLS = {
     nonblocking: true,
   },
   fdatasync: { parameters: ["i32"], result: "i32" },
+  // Discards (BLKDISCARD, fallocate PUNCH_HOLE) can take long on a real device: off the event
+  // loop, repeated synchronously only to learn errno (discarding twice is discarding once).
+  fallocate64: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
+  fallocate64_nb: {
+    name: "fallocate64",
+    parameters: ["i32", "i32", "i64", "i64"],
+    result: "i32",
+    nonblocking: true,
+  },
+  ioctl_nb: {
+    name: "ioctl",
+    parameters: ["i32", "u64", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   ioctl_int: { name: "ioctl", parameters: ["i32", "u64", "i64"], result: "i32" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
@@ -117,6 +132,12 @@ export const O = {
   CLOEXEC: 0o2000000,
 } as const;
 
+/** fallocate(2) modes. */
+export const Falloc = {
+  KEEP_SIZE: 1,
+  PUNCH_HOLE: 2,
+} as const;
+
 /** flock(2) operations. */
 export const Lock = {
   SH: 1,
@@ -132,6 +153,8 @@ export const Ioctl = {
   BLKPBSZGET: 0x127bn,
   BLKROGET: 0x125en,
   BLKFLSBUF: 0x1261n,
+  /** _IO(0x12, 119): discard the byte range `u64[2] = { start, length }`. */
+  BLKDISCARD: 0x1277n,
   LOOP_SET_FD: 0x4c00n,
   LOOP_CLR_FD: 0x4c01n,
   LOOP_SET_STATUS64: 0x4c04n,

@@ -377,3 +377,16 @@ export async function changedBlocks(a: string, b: string, bs: number): Promise<n
   }
   return out;
 }
+
+/**
+ * Fails unless `e2fsck -fn` finds `image` (a file or device) clean; its output is the message.
+ *
+ * @example
+ * ```ts ignore
+ * await assertFsckClean(img);
+ * ```
+ */
+export async function assertFsckClean(image: string): Promise<void> {
+  const r = await run("e2fsck", ["-fn", image]);
+  if (r.code !== 0) throw new Error(`e2fsck -fn ${image} exited ${r.code}: ${r.stdout}${r.stderr}`);
+}

@@ -52,6 +52,7 @@ import {
   type DirentPlus,
   errnoOf,
   type FallocateRequest,
+  FITRIM,
   type FuseOperations,
   type FuseWriteOperations,
   type OpenReply,
@@ -222,9 +223,12 @@ export class OpcodeDispatcher {
         // Answered ENOSYS without a log line: the kernel falls back to GETATTR for good.
         throw new ProtocolErrno(E.ENOSYS);
       case Opcode.IOCTL: {
-        // chattr/lsattr on a read-write mount; a read-only one serves no ioctl (ENOSYS).
+        // chattr/lsattr, fstrim on a read-write mount; a read-only one serves no ioctl (ENOSYS)
+        // but fstrim, answered EROFS: its device is open read-only, and what it serves may be a
+        // journal replayed in memory only (the kernel's EROFS for a trim under `noload`).
         const w = this.#writer();
         if (w) return (await this.#handleWrite(w, opcode, nodeid, body, ctx))!;
+        if (decodeIoctlIn(body).cmd === FITRIM) throw new ProtocolErrno(E.EROFS);
         break;
       }
       case Opcode.FLUSH:

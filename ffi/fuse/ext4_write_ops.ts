@@ -27,7 +27,7 @@ import type {
   RequestContext,
   SetattrRequest,
 } from "./ops.ts";
-import { FuseError } from "./ops.ts";
+import { FITRIM, FuseError } from "./ops.ts";
 import { decodeDev } from "./protocol_replies.ts";
 import { RenameFlag } from "./protocol_requests.ts";
 
@@ -51,6 +51,7 @@ export type NodeWriterLike = Pick<
   | "setXattr"
   | "getFlags"
   | "setFlags"
+  | "trim"
   | "sync"
 >;
 
@@ -91,6 +92,7 @@ const CHANGES: ReadonlySet<string | symbol> = new Set([
   "fallocate",
   "setXattr",
   "setFlags",
+  "trim",
 ]);
 /** Largest copy_file_range step: what one WRITE transaction may carry at most, too. */
 const COPY_CHUNK = 8 << 20;
@@ -105,6 +107,8 @@ const FS_IOC_SETFLAGS = 0x40086602;
 /** FS_IOC_FSGETXATTR: the kernel asks for it before a FS_IOC_SETFLAGS (vfs_fileattr_set). */
 const FS_IOC_FSGETXATTR = 0x801c581f;
 const FSXATTR_SIZE = 28;
+/** `struct fstrim_range`: start, len, minlen (u64 each). */
+const FSTRIM_RANGE_SIZE = 24;
 /** Inode flags → FS_XFLAG_* (immutable, append, sync, noatime, nodump, projinherit). */
 const XFLAGS: [number, number][] = [
   [0x10, 0x8],
@@ -398,15 +402,16 @@ export class Ext4WriteOperations implements FuseWriteOperations {
 
   /**
    * IOCTL: FS_IOC_GETFLAGS / FS_IOC_SETFLAGS / FS_IOC_FSGETXATTR (lsattr, chattr: the kernel's
-   * fileattr calls);
+   * fileattr calls); FITRIM (fstrim, see {@link #fitrim});
    * anything else is ENOTTY, as ext4 answers an ioctl it does not know.
    */
   async ioctl(
-    _ctx: RequestContext,
+    ctx: RequestContext,
     nodeid: number,
     cmd: number,
     input: Uint8Array,
   ): Promise<Uint8Array> {
+    if (cmd === FITRIM) return await this.#fitrim(ctx, input);
     const ino = this.#host.inoOf(nodeid);
     if (cmd === FS_IOC_GETFLAGS || cmd === FS_IOC_FSGETXATTR) {
       const { flags, projid } = await this.#nw.getFlags(ino);
@@ -429,6 +434,23 @@ export class Ext4WriteOperations implements FuseWriteOperations {
       return new Uint8Array(0);
     }
     throw new FuseError(ENOTTY);
+  }
+
+  /**
+   * FITRIM as ext4's ioctl answers it: EPERM unless the caller is root (the kernel asks for
+   * CAP_SYS_ADMIN, which a FUSE request does not carry), EOPNOTSUPP when the device cannot
+   * discard, EINVAL for a bad range; the range comes back with `len` the bytes discarded.
+   */
+  async #fitrim(ctx: RequestContext, input: Uint8Array): Promise<Uint8Array> {
+    if (ctx.uid !== 0) throw new FuseError(Errno.EPERM, "FITRIM needs root");
+    if (input.length < FSTRIM_RANGE_SIZE) throw new FuseError(Errno.EINVAL);
+    const v = new DataView(input.buffer, input.byteOffset, FSTRIM_RANGE_SIZE);
+    // u64 fields as numbers: beyond 2^53 only "past the end" matters, which stays true.
+    const [start, length, minLength] = [0, 8, 16].map((o) => Number(v.getBigUint64(o, true)));
+    const trimmed = await this.#nw.trim({ start, length, minLength }, ctx.signal);
+    const out = input.slice(0, FSTRIM_RANGE_SIZE);
+    new DataView(out.buffer).setBigUint64(8, BigInt(trimmed), true);
+    return out;
   }
 
   /** Every change is committed before its reply; fsync flushes the device once more. */

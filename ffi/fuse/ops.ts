@@ -215,6 +215,12 @@ export interface FuseWriteOperations {
 }
 
 /**
+ * FITRIM, `_IOWR('X', 121, struct fstrim_range)`: fstrim's request to discard the free space
+ * (`struct fstrim_range { u64 start, len, minlen }`, `len` coming back as the bytes discarded).
+ */
+export const FITRIM = 0xc0185879;
+
+/**
  * The operations a FUSE filesystem implements. Node ids are the kernel's: 1 is the root.
  * Directory listings are async iterables that start *after* the cookie `offset` (0 = from
  * the beginning); each entry's `offset` is the cookie to resume after it. The session stops

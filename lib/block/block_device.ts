@@ -32,6 +32,37 @@ export interface BlockDevice {
   flush(): Promise<void>;
   /** Releases the device. Further calls fail. */
   close(): Promise<void>;
+  /**
+   * The smallest run worth discarding in bytes (the kernel's `discard_granularity`); 0 or absent
+   * when the device cannot discard (see {@link canDiscard}).
+   */
+  readonly discardGranularity?: number;
+  /**
+   * Discards (TRIM) `[offset, offset+length)`: the device may forget those bytes, and reading
+   * them afterwards returns zeroes or anything else. Throws `UNSUPPORTED` when the device
+   * cannot discard, `READ_ONLY` on a read-only device.
+   */
+  discard?(offset: number, length: number): Promise<void>;
+}
+
+/**
+ * True when `device` can discard (TRIM) ranges: it has {@link BlockDevice.discard} and a
+ * discard granularity.
+ *
+ * @example
+ * ```ts
+ * import { canDiscard, MemoryBlockDevice } from "./block_device.ts";
+ * console.log(canDiscard(new MemoryBlockDevice(new Uint8Array(4096)))); // false
+ * console.log(canDiscard(new MemoryBlockDevice(new Uint8Array(4096), { discardGranularity: 512 }))); // true
+ * ```
+ */
+export function canDiscard(
+  device: BlockDevice,
+): device is BlockDevice & {
+  readonly discardGranularity: number;
+  discard(offset: number, length: number): Promise<void>;
+} {
+  return (device.discardGranularity ?? 0) > 0 && typeof device.discard === "function";
 }
 
 /**
@@ -80,17 +111,23 @@ export function checkRange(size: number, offset: number, length: number, what = 
 export class MemoryBlockDevice implements BlockDevice {
   readonly sectorSize: number;
   readonly readOnly: boolean;
+  readonly discardGranularity: number;
   #data: Uint8Array;
   #closed = false;
 
   /**
    * Serves `data` itself (not a copy): writes change it. Read-write with 512-byte sectors by
-   * default.
+   * default; with a `discardGranularity` it discards (zeroes) ranges, as a loop device over a
+   * file punches holes.
    */
-  constructor(data: Uint8Array, options: { readOnly?: boolean; sectorSize?: number } = {}) {
+  constructor(
+    data: Uint8Array,
+    options: { readOnly?: boolean; sectorSize?: number; discardGranularity?: number } = {},
+  ) {
     this.#data = data;
     this.readOnly = options.readOnly ?? false;
     this.sectorSize = options.sectorSize ?? 512;
+    this.discardGranularity = options.discardGranularity ?? 0;
   }
 
   get size(): number {
@@ -122,6 +159,18 @@ export class MemoryBlockDevice implements BlockDevice {
     this.#checkOpen();
   }
 
+  /** Zeroes the range (UNSUPPORTED without a discard granularity). */
+  // deno-lint-ignore require-await
+  async discard(offset: number, length: number): Promise<void> {
+    this.#checkOpen();
+    if (this.discardGranularity === 0) {
+      throw new Ext4Error("UNSUPPORTED", "this device cannot discard");
+    }
+    if (this.readOnly) throw new Ext4Error("READ_ONLY", "device is read-only");
+    checkRange(this.#data.length, offset, length);
+    this.#data.fill(0, offset, offset + length);
+  }
+
   // deno-lint-ignore require-await
   async close(): Promise<void> {
     this.#closed = true;
@@ -130,6 +179,27 @@ export class MemoryBlockDevice implements BlockDevice {
   #checkOpen(): void {
     if (this.#closed) throw new Ext4Error("IO", "device is closed");
   }
+}
+
+/**
+ * Discards a range of `device` (see {@link BlockDevice.discard}); UNSUPPORTED when it cannot.
+ * What the devices layered on another one forward a discard through.
+ *
+ * @example
+ * ```ts
+ * import { discardOn, MemoryBlockDevice } from "./block_device.ts";
+ * const dev = new MemoryBlockDevice(new Uint8Array(4096).fill(7), { discardGranularity: 512 });
+ * await discardOn(dev, 0, 512);
+ * console.log(dev.bytes[0], dev.bytes[512]); // 0 7
+ * ```
+ */
+export async function discardOn(
+  device: BlockDevice,
+  offset: number,
+  length: number,
+): Promise<void> {
+  if (!canDiscard(device)) throw new Ext4Error("UNSUPPORTED", "the device cannot discard");
+  await device.discard(offset, length);
 }
 
 /**
@@ -174,9 +244,18 @@ export class OffsetBlockDevice implements BlockDevice {
     return this.#inner.readOnly;
   }
 
+  get discardGranularity(): number {
+    return this.#inner.discardGranularity ?? 0;
+  }
+
   async read(offset: number, buffer: Uint8Array): Promise<void> {
     checkRange(this.size, offset, buffer.length);
     await this.#inner.read(this.#offset + offset, buffer);
+  }
+
+  async discard(offset: number, length: number): Promise<void> {
+    checkRange(this.size, offset, length);
+    await discardOn(this.#inner, this.#offset + offset, length);
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { BlockDevice } from "./block_device.ts";
+import { type BlockDevice, discardOn } from "./block_device.ts";
 
 /**
  * A device that passes every call through to `inner`.
@@ -50,6 +50,11 @@ export class PassThroughDevice implements BlockDevice {
     return this.inner.readOnly;
   }
 
+  /** The inner device's discard granularity (0: it cannot discard). */
+  get discardGranularity(): number {
+    return this.inner.discardGranularity ?? 0;
+  }
+
   /** Reads from the inner device. */
   read(offset: number, buffer: Uint8Array): Promise<void> {
     return this.inner.read(offset, buffer);
@@ -58,6 +63,11 @@ export class PassThroughDevice implements BlockDevice {
   /** Writes to the inner device. */
   write(offset: number, data: Uint8Array): Promise<void> {
     return this.inner.write(offset, data);
+  }
+
+  /** Discards on the inner device. */
+  discard(offset: number, length: number): Promise<void> {
+    return discardOn(this.inner, offset, length);
   }
 
   /** Flushes the inner device. */

@@ -23,6 +23,7 @@ import {
   baseMetaBlocks,
   blocksInGroup,
   clearBit,
+  findOne,
   findZero,
   findZeroRun,
   hasGroupChecksums,
@@ -457,6 +458,39 @@ export class Allocator implements BlockRunAllocator {
     const g = this.groupOfInode(ino);
     const bm = await this.#inodeBitmapView(tx, g);
     return testBit(bm, (ino - 1) % this.sb.inodesPerGroup);
+  }
+
+  /**
+   * The free runs of group `g` that allocation could hand out in `tx` (blocks freed by
+   * commits not durable yet count as in use), as the kernel's trim walks its buddy bitmap:
+   * each run starts at a bit in `[from, to]` and goes on to the next bit in use, past `to`
+   * if it must. A run over the system zones is a damaged bitmap: CorruptError (recorded).
+   */
+  async freeRuns(tx: Transaction, g: number, from: number, to: number): Promise<Extent[]> {
+    await this.#loadSystemZones(tx);
+    const bm = await this.#allocationView(tx, g);
+    const size = blocksInGroup(this.sb, g);
+    const first = groupFirstBlock(this.sb, g);
+    const runs: Extent[] = [];
+    for (let pos = from; pos <= to;) {
+      const start = findZero(bm, pos, Math.min(to + 1, size));
+      if (start < 0) break;
+      const end = findOne(bm, start, size);
+      const meta = this.#metadataOverlap(g, start, end - start);
+      if (meta) {
+        await this.#fail(
+          tx,
+          { func: "freeRuns", block: first + start },
+          new CorruptError(
+            `block bitmap of group ${g}`,
+            `marks blocks ${first + start}+${end - start} free, but they overlap ${meta}`,
+          ),
+        );
+      }
+      runs.push({ start: first + start, length: end - start });
+      pos = end + 1;
+    }
+    return runs;
   }
 
   // ---- group choice ----

@@ -52,6 +52,7 @@ import {
 import { renameEntry } from "./rename.ts";
 import { removeDirectory } from "./unlink.ts";
 import { setXattr } from "./xattr.ts";
+import { trimFreeSpace, type TrimRange } from "./trim.ts";
 import { markRecorded, recordFsError, wasRecorded } from "./fs_error.ts";
 import type { Ext4Writer } from "./writer.ts";
 
@@ -499,6 +500,14 @@ export class Ext4NodeWriter {
       await prepareXattrChange(ctx, ino, name, `inode ${ino}`);
       await setXattr(ctx.tx, ctx.alloc, ctx.sb, ctx.gdt, ino, name, value, options);
     });
+  }
+
+  /**
+   * FITRIM: discards the free space in `range` on the device (lib/ext4/trim.ts); returns the
+   * bytes discarded. UNSUPPORTED when the device cannot discard.
+   */
+  trim(range: TrimRange, signal?: AbortSignal): Promise<number> {
+    return this.#recording("trim", (w) => trimFreeSpace(w, range, { signal }));
   }
 
   /** Makes everything written so far durable (fsync). */

@@ -4,7 +4,8 @@
  * the walk along a hash-collision chain into the next leaves (`ext4_htree_next_block`),
  * name lookup through them for the reader and the writer, and, for the writer, inserting
  * with leaf split and index growth and turning a full one-block directory into an indexed
- * one. The index blocks' format is lib/ondisk/dx.ts, the leaves' lib/ondisk/dirent.ts.
+ * one (the splits exactly as the kernel's, lib/ext4/htree_split.ts). The index blocks' format
+ * is lib/ondisk/dx.ts, the leaves' lib/ondisk/dirent.ts.
  *
  * An htree directory is a linear directory whose block 0 and some other blocks are disguised
  * index blocks. Lookup hashes the name, binary-searches down 1–3 levels (3 with large_dir)
@@ -35,6 +36,7 @@ import { CorruptError, Ext4Error } from "../errors.ts";
 import type { FileExtent } from "../ondisk/extent.ts";
 import { Incompat } from "../ondisk/features.ts";
 import { findExtent } from "./file_map_write.ts";
+import { type IndexLevel, makeIndexRoom, splitLeaf } from "./htree_split.ts";
 import type { Superblock } from "../ondisk/superblock.ts";
 import type { Transaction } from "../txn/transaction.ts";
 import type { DirBlocks, DirectorySource } from "./dir.ts";
@@ -43,7 +45,6 @@ import {
   type DirContext,
   DirFileType,
   DirInodeFlags,
-  dirRecLen,
   type DirRecord,
   findInDirectoryBlock,
   insertDirEntry,
@@ -478,50 +479,8 @@ export async function dxLookup(
   return await findForWrite(tx, sb, dir, await probeForWrite(tx, sb, dir, name), name);
 }
 
-interface Hashed {
-  entry: NewDirEntry;
-  hash: number;
-}
-
-function hashedEntries(sb: Superblock, version: number, block: Uint8Array): Hashed[] {
-  return parseDirBlock(sb, block)
-    .filter((e) => e.ino !== 0)
-    .map((e) => ({
-      entry: { ino: e.ino, name: e.name, type: e.type },
-      hash: nameHash(sb, version, e.name),
-    }));
-}
-
-function byHash(a: Hashed, b: Hashed): number {
-  return a.hash - b.hash;
-}
-
-/**
- * Where to split entries sorted by hash so that both halves fit in a block: on a hash
- * boundary when one works (the most even in bytes), else inside a run of equal hashes (the
- * upper half's index entry then carries the continuation bit).
- */
-function splitPoint(sb: Superblock, list: Hashed[]): { at: number; continued: boolean } {
-  const cap = dirBlockEnd(sb);
-  const total = list.reduce((a, h) => a + dirRecLen(h.entry.name.length), 0);
-  let best = { at: -1, continued: true, skew: Infinity };
-  let left = 0;
-  for (let at = 1; at < list.length; at++) {
-    left += dirRecLen(list[at - 1].entry.name.length);
-    const right = total - left;
-    if (left > cap || right > cap) continue;
-    const continued = list[at].hash === list[at - 1].hash;
-    const skew = Math.abs(left - right);
-    if ((best.continued && !continued) || (best.continued === continued && skew < best.skew)) {
-      best = { at, continued, skew };
-    }
-  }
-  if (best.at < 0) throw new Error("directory entries cannot be split over two blocks");
-  return best;
-}
-
-function leafImage(sb: Superblock, dir: DxDir, list: Hashed[]): Uint8Array {
-  const block = packDirBlock(sb, list.map((h) => h.entry));
+function leafImage(sb: Superblock, dir: DxDir, entries: NewDirEntry[]): Uint8Array {
+  const block = packDirBlock(sb, entries);
   if (!block) throw new Error("leaf overflow while splitting");
   setDirBlockChecksum(sb, dir.ino, dir.generation, block);
   return block;
@@ -647,52 +606,50 @@ export async function dxInsert(
     return;
   }
   const plan = planSplit(sb, dir, frames);
-  // Allocate everything first: running out of blocks then changes no directory block.
+  // Allocate everything first: running out of blocks then changes no directory block. In the
+  // kernel's order: index blocks first, the new leaf last.
   const fresh: number[] = [];
   for (let i = 0; i < plan.blocks; i++) {
     const b = await grow();
     mapBlock(dir, b);
     fresh.push(b.logical);
   }
-  // The leaf's entries and the new one, split by hash over the old leaf and a new block.
-  const version = nameHashVersion(sb, path.info.hashVersion);
-  const list = hashedEntries(sb, version, await tx.read(leafPhys));
-  list.push({ entry, hash });
-  list.sort(byHash);
-  const { at, continued } = splitPoint(sb, list);
+  const levels: IndexLevel[] = frames.map((f) => ({
+    logical: f.logical,
+    root: f.root,
+    entries: [...f.index.entries],
+    at: f.at,
+  }));
+  const dirty = makeIndexRoom(levels, (root) => dxLimit(sb, root), () => fresh.shift()!);
   const newLeaf = fresh.shift()!;
-  (await tx.getWritable(leafPhys)).set(leafImage(sb, dir, list.slice(0, at)));
-  tx.newBlock(dxPhysical(dir, newLeaf)).set(leafImage(sb, dir, list.slice(at)));
-  let add: DxEntry = { hash: (list[at].hash | (continued ? 1 : 0)) >>> 0, block: newLeaf };
-  for (let level = frames.length - 1; level >= 0; level--) {
-    const f = frames[level];
-    const entries = [...f.index.entries];
-    entries.splice(f.at + 1, 0, add);
-    if (entries.length <= dxLimit(sb, f.root)) {
-      const img = await writableIndex(tx, sb, dir, f);
-      writeDxEntries(img, f.root ? DX_ROOT_COUNT : DX_NODE_COUNT, dxLimit(sb, f.root), entries);
-      setDxChecksum(sb, dir, img, f.root);
-      return;
+  // The leaf split as the kernel's do_split; the new name after the last entry of its half.
+  const version = nameHashVersion(sb, path.info.hashVersion);
+  const split = splitLeaf(
+    sb,
+    await tx.read(leafPhys),
+    (name) => nameHash(sb, version, name),
+    where,
+  );
+  (hash >= split.hash2 ? split.high : split.low).push(entry);
+  (await tx.getWritable(leafPhys)).set(leafImage(sb, dir, split.low));
+  tx.newBlock(dxPhysical(dir, newLeaf)).set(leafImage(sb, dir, split.high));
+  const bottom = levels[levels.length - 1];
+  bottom.entries.splice(bottom.at + 1, 0, {
+    hash: (split.hash2 | (split.continued ? 1 : 0)) >>> 0,
+    block: newLeaf,
+  });
+  dirty.set(bottom.logical, { level: bottom, fresh: dirty.get(bottom.logical)?.fresh ?? false });
+  for (const { level, fresh: isNew } of dirty.values()) {
+    if (isNew) {
+      tx.newBlock(dxPhysical(dir, level.logical)).set(newNodeBlock(sb, dir, level.entries));
+      continue;
     }
-    const node = fresh.shift()!;
-    if (f.root) {
-      // A full root: its entries move into a new node below it, one more index level.
-      tx.newBlock(dxPhysical(dir, node)).set(newNodeBlock(sb, dir, entries));
-      const root = await writableIndex(tx, sb, dir, f);
-      writeDxEntries(root, DX_ROOT_COUNT, dxLimit(sb, true), [{ hash: 0, block: node }]);
-      root[DxRootInfoOffset.INDIRECT_LEVELS] = frames.length;
-      setDxChecksum(sb, dir, root, true);
-      return;
-    }
-    // A full node: the upper half moves to a new node, which its parent then takes.
-    const mid = entries.length >> 1;
-    const img = await writableIndex(tx, sb, dir, f);
-    writeDxEntries(img, DX_NODE_COUNT, dxLimit(sb, false), entries.slice(0, mid));
-    setDxChecksum(sb, dir, img, false);
-    tx.newBlock(dxPhysical(dir, node)).set(newNodeBlock(sb, dir, entries.slice(mid)));
-    add = { hash: entries[mid].hash, block: node };
+    const img = await writableIndex(tx, sb, dir, frames.find((f) => f.logical === level.logical)!);
+    const countAt = level.root ? DX_ROOT_COUNT : DX_NODE_COUNT;
+    writeDxEntries(img, countAt, dxLimit(sb, level.root), level.entries);
+    if (level.root) img[DxRootInfoOffset.INDIRECT_LEVELS] = levels.length - 1;
+    setDxChecksum(sb, dir, img, level.root);
   }
-  throw new Error("htree split left an index entry over");
 }
 
 /**
@@ -723,19 +680,35 @@ export async function makeIndexed(
   const version = sb.defHashVersion <= DxHashVersion.TEA
     ? sb.defHashVersion
     : DxHashVersion.HALF_MD4;
-  const list = hashedEntries(sb, nameHashVersion(sb, version), old).filter((h) =>
-    !(h.entry.name.length <= 2 && h.entry.name.every((c) => c === 0x2e))
-  ).sort(byHash);
+  // As make_indexed_dir: the entries after ".." move to block 1 as they are (the last one
+  // reaching the block's end), then block 1 splits into a new block 2 as any full leaf does.
+  const end = dirBlockEnd(sb);
+  const from = all[1].offset + all[1].recLen;
+  const last = all[all.length - 1];
+  if (from >= end || last.offset < from) {
+    throw new CorruptError(`directory ${dir.ino}`, "a full first block without entries");
+  }
+  const moved = new Uint8Array(sb.blockSize);
+  moved.set(old.subarray(from, end));
+  new DataView(moved.buffer).setUint16(
+    last.offset - from + 4,
+    recLenToDisk(end - (last.offset - from), sb.blockSize),
+    true,
+  );
+  const hashVersion = nameHashVersion(sb, version);
+  const split = splitLeaf(
+    sb,
+    moved,
+    (name) => nameHash(sb, hashVersion, name),
+    `directory ${dir.ino} block 1`,
+  );
   const a = await grow();
   mapBlock(dir, a);
   const b = await grow();
   mapBlock(dir, b);
-  const split = list.length >= 2 ? splitPoint(sb, list) : { at: list.length, continued: false };
-  tx.newBlock(a.physical).set(leafImage(sb, dir, list.slice(0, split.at)));
-  tx.newBlock(b.physical).set(leafImage(sb, dir, list.slice(split.at)));
-  const splitHash = split.at < list.length
-    ? (list[split.at].hash | (split.continued ? 1 : 0)) >>> 0
-    : 0xfffffffe;
+  tx.newBlock(a.physical).set(leafImage(sb, dir, split.low));
+  tx.newBlock(b.physical).set(leafImage(sb, dir, split.high));
+  const splitHash = (split.hash2 | (split.continued ? 1 : 0)) >>> 0;
   const root = await tx.getWritable(phys0);
   root.fill(0);
   const v = new DataView(root.buffer, root.byteOffset, root.byteLength);

@@ -807,7 +807,9 @@ export function removeDirEntry(
     const e = entries[i];
     if (e.ino === 0 || !sameName(e.name, name)) continue;
     if (i === 0) {
+      // The kernel's ext4_generic_delete_entry: unused, all but the record length wiped.
       v.setUint32(e.offset, 0, true);
+      block.fill(0, e.offset + 6, e.offset + e.recLen);
     } else {
       const prev = entries[i - 1];
       writeRecLen(v, prev.offset, prev.recLen + e.recLen, sb.blockSize);
