@@ -21,7 +21,6 @@ import type { Inode } from "../ondisk/inode.ts";
 import type { Superblock } from "../ondisk/superblock.ts";
 import type { CommitBatch } from "../txn/transaction.ts";
 import type { BlockRun } from "./file_map.ts";
-import { compareBytes } from "./fs_dir.ts";
 import { type CacheCounts, InodeCache } from "./inode.ts";
 
 /** Hits and misses of each of the facade's caches. */
@@ -279,7 +278,23 @@ export class FsCaches {
       const cached = this.inodeCache.records.get(first + i);
       if (!cached) continue;
       const now = image.subarray(i * isz, (i + 1) * isz);
-      if (compareBytes(cached.bytes, now) !== 0) this.inodeCache.changed(first + i, now);
+      if (!sameRecord(cached.bytes, now)) this.inodeCache.changed(first + i, now);
     }
   }
+}
+
+/**
+ * True when two inode records hold the same bytes: compared four bytes at a time when both are
+ * aligned (every commit compares each cached record of the inode table blocks it wrote).
+ */
+function sameRecord(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  if ((a.byteOffset | b.byteOffset | a.length) % 4 === 0) {
+    const x = new Int32Array(a.buffer, a.byteOffset, a.length / 4);
+    const y = new Int32Array(b.buffer, b.byteOffset, b.length / 4);
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+    return true;
+  }
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -38,6 +38,7 @@ import { Incompat } from "../ondisk/features.ts";
 import { findExtent } from "./file_map_write.ts";
 import { type IndexLevel, makeIndexRoom, splitLeaf } from "./htree_split.ts";
 import type { Superblock } from "../ondisk/superblock.ts";
+import { markVerified, wasVerified } from "../ondisk/verified.ts";
 import type { Transaction } from "../txn/transaction.ts";
 import type { DirBlocks, DirectorySource } from "./dir.ts";
 import {
@@ -145,7 +146,7 @@ async function readIndexed(
 
 /** Verifies an index block's dx_tail under metadata_csum. */
 function checkIndexBlock(sb: Superblock, src: DirBlocks, block: Uint8Array, logical: number) {
-  if (!sb.hasMetadataCsum) return;
+  if (!sb.hasMetadataCsum || wasVerified(block)) return;
   const r = verifyDxChecksum(sb, src.ino, src.generation, block);
   if (!r.ok) {
     throw new CorruptError(
@@ -153,6 +154,7 @@ function checkIndexBlock(sb: Superblock, src: DirBlocks, block: Uint8Array, logi
       r.reason,
     );
   }
+  markVerified(block);
 }
 
 async function readNode(
@@ -499,17 +501,19 @@ async function writableIndex(
   dir: DxDir,
   f: DxFrame,
 ): Promise<Uint8Array> {
-  const img = await tx.getWritable(dxPhysical(dir, f.logical));
-  if (sb.hasMetadataCsum) {
-    const r = verifyDxChecksum(sb, dir.ino, dir.generation, img);
+  const block = dxPhysical(dir, f.logical);
+  const current = await tx.read(block);
+  if (sb.hasMetadataCsum && !wasVerified(current)) {
+    const r = verifyDxChecksum(sb, dir.ino, dir.generation, current);
     if (!r.ok) {
       throw new CorruptError(
         `${f.root ? "dx_root" : "dx_node"} (block ${f.logical}) of directory ${dir.ino}`,
         r.reason,
       );
     }
+    markVerified(current);
   }
-  return img;
+  return await tx.getWritable(block);
 }
 
 /** How an insert that finds its leaf full changes the index. */

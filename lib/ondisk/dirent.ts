@@ -25,6 +25,7 @@ import { Compat, Incompat } from "./features.ts";
 import { type FileType, fileTypeOfMode } from "./inode.ts";
 import type { Superblock } from "./superblock.ts";
 import { isDxNode, verifyDxChecksum } from "./dx.ts";
+import { markVerified, wasVerified } from "./verified.ts";
 import {
   DIRENT_HEADER,
   dirRecLen,
@@ -414,7 +415,7 @@ function checkedRecordsEnd(
   let end = bs;
   const dx = loc?.isHtree === true && (loc.logical === 0 || isDxNode(sb, block));
   if (dx) {
-    if (sb.hasMetadataCsum) {
+    if (sb.hasMetadataCsum && !wasVerified(block)) {
       const r = verifyDxChecksum(sb, loc.ino, loc.generation, block);
       if (!r.ok) {
         throw new CorruptError(
@@ -422,11 +423,12 @@ function checkedRecordsEnd(
           r.reason,
         );
       }
+      markVerified(block);
     }
   } else if (sb.hasMetadataCsum) {
     const tail = findDirentTail(block);
     if (tail < 0) throw new CorruptError(where, "no space for the directory leaf checksum");
-    if (loc) {
+    if (loc && !wasVerified(block)) {
       const stored = new DataView(block.buffer, block.byteOffset, block.byteLength)
         .getUint32(tail + 8, true);
       const computed = dirLeafChecksum(sb, loc.ino, loc.generation, block);
@@ -437,6 +439,7 @@ function checkedRecordsEnd(
           { errno: Errno.EBADMSG }, // the kernel's EFSBADCRC
         );
       }
+      markVerified(block);
     }
     end = tail;
   }
