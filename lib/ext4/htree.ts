@@ -55,7 +55,6 @@ import {
   packDirBlock,
   parseDirBlock,
   recLenToDisk,
-  sameName,
   scanDirBlock,
   setDirBlockChecksum,
 } from "../ondisk/dirent.ts";
@@ -274,14 +273,14 @@ export async function dxNextLeaf(
  *
  * @example
  * ```ts ignore
- * const hit = await dxFind(src, { sb }, path, (n) => sameName(n, name));
+ * const hit = await dxFind(src, { sb }, path, name); // or a predicate on the stored name
  * ```
  */
 export async function dxFind(
   src: DirBlocks,
   ctx: DirContext,
   path: DxPath,
-  matches: (stored: Uint8Array) => boolean,
+  matches: ((stored: Uint8Array) => boolean) | Uint8Array,
 ): Promise<{ rec: DirRecord; logical: number } | null> {
   let frames: DxFrame[] | null = path.frames;
   const blocks = Math.ceil(src.size / ctx.sb.blockSize);
@@ -340,11 +339,11 @@ export async function htreeLookup(
   if (isDotName(name)) {
     const root = await readIndexed(dir, sb, 0, "root");
     const loc = { ino: dir.ino, generation: dir.generation, logical: 0, isHtree: true };
-    return findInDirectoryBlock(root, ctx, loc, (n) => sameName(n, name));
+    return findInDirectoryBlock(root, ctx, loc, name);
   }
   try {
     const path = await dxProbe(dir, sb, probe ? { hash: probe.hash } : name);
-    const hit = await dxFind(dir, ctx, path, probe?.matches ?? ((n) => sameName(n, name)));
+    const hit = await dxFind(dir, ctx, path, probe?.matches ?? name);
     return hit ? hit.rec : null;
   } catch (e) {
     if (e instanceof UnusableIndexError) return undefined;
@@ -459,7 +458,7 @@ async function findForWrite(
   path: DxPath,
   name: Uint8Array,
 ): Promise<{ ino: number; leaf: number }> {
-  const hit = await dxFind(txDirBlocks(tx, sb, dir), { sb }, path, (n) => sameName(n, name));
+  const hit = await dxFind(txDirBlocks(tx, sb, dir), { sb }, path, name);
   return hit ? { ino: hit.rec.ino, leaf: dxPhysical(dir, hit.logical) } : { ino: 0, leaf: 0 };
 }
 

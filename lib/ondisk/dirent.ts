@@ -295,20 +295,27 @@ function checkDirent(
   recLenBase: number,
   where: string,
 ): number {
-  const bad = (detail: string): never => {
-    throw new CorruptError(where, `bad entry: ${detail} at offset ${pos}`);
-  };
-  if (pos + DIRENT_HEADER > end) bad("directory entry header overruns the block");
+  if (pos + DIRENT_HEADER > end) {
+    badDirent(where, pos, "directory entry header overruns the block");
+  }
   const recLen = recLenFromDisk(v.getUint16(pos + 4, true), recLenBase);
   const nameLen = buf[pos + 6];
-  if (recLen < dirRecLen(1)) bad(`rec_len ${recLen} is smaller than minimal`);
-  if (recLen % 4 !== 0) bad(`rec_len ${recLen} % 4 != 0`);
-  if (recLen < dirRecLen(nameLen)) bad(`rec_len ${recLen} is too small for name_len ${nameLen}`);
-  if (pos + recLen > end) bad(`directory entry overrun (rec_len ${recLen})`);
+  if (recLen < DIRENT_HEADER + 4 || recLen % 4 !== 0 || recLen < dirRecLen(nameLen)) {
+    if (recLen < dirRecLen(1)) badDirent(where, pos, `rec_len ${recLen} is smaller than minimal`);
+    if (recLen % 4 !== 0) badDirent(where, pos, `rec_len ${recLen} % 4 != 0`);
+    badDirent(where, pos, `rec_len ${recLen} is too small for name_len ${nameLen}`);
+  }
+  if (pos + recLen > end) badDirent(where, pos, `directory entry overrun (rec_len ${recLen})`);
   // A superblock without an inode count (a synthetic one) bounds nothing.
   const ino = v.getUint32(pos, true);
-  if (sb.inodesCount > 0 && ino > sb.inodesCount) bad(`inode ${ino} out of bounds`);
+  const inodes = sb.inodesCount;
+  if (inodes > 0 && ino > inodes) badDirent(where, pos, `inode ${ino} out of bounds`);
   return recLen;
+}
+
+/** The error of a record {@link checkDirent} refuses (kept out of line: it runs per record). */
+function badDirent(where: string, pos: number, detail: string): never {
+  throw new CorruptError(where, `bad entry: ${detail} at offset ${pos}`);
 }
 
 function blockWhere(loc: DirBlockLocation | undefined): string {
@@ -355,8 +362,9 @@ export function parseDirectoryBlockPositioned(
  * The first live entry of a directory block whose name `matches` accepts, checked as
  * {@link parseDirectoryBlock} checks the block (size, checksum tail or dx tail, every record
  * up to the match) — without decoding the other entries: a lookup in a leaf of hundreds of
- * names allocates nothing for them. `matches` sees a view of the stored name (do not keep it);
- * the returned record holds a copy.
+ * names allocates nothing for them. `matches` is the exact name (compared in place) or a
+ * predicate that sees a view of the stored name (do not keep it); the returned record holds a
+ * copy.
  *
  * @example
  * ```ts ignore
@@ -367,7 +375,7 @@ export function findInDirectoryBlock(
   block: Uint8Array,
   ctx: DirContext,
   loc: DirBlockLocation | undefined,
-  matches: (stored: Uint8Array) => boolean,
+  matches: ((stored: Uint8Array) => boolean) | Uint8Array,
 ): DirRecord | null {
   const end = checkedRecordsEnd(block, ctx, loc);
   const sb = ctx.sb;
@@ -376,13 +384,20 @@ export function findInDirectoryBlock(
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
   const ft = hasFiletype(sb);
   const base = loc ? loc.logical * bs : 0;
+  const exact = matches instanceof Uint8Array ? matches : null;
   for (let pos = 0; pos < end;) {
     const recLen = checkDirent(block, v, pos, end, sb, bs, where);
     const ino = v.getUint32(pos, true);
     if (ino !== 0) {
       const nameLen = block[pos + 6];
-      const name = block.subarray(pos + DIRENT_HEADER, pos + DIRENT_HEADER + nameLen);
-      if (matches(name)) {
+      // An exact name is compared in place: no view per record.
+      const found = exact
+        ? nameLen === exact.length && sameBytesAt(block, pos + DIRENT_HEADER, exact)
+        : (matches as (stored: Uint8Array) => boolean)(
+          block.subarray(pos + DIRENT_HEADER, pos + DIRENT_HEADER + nameLen),
+        );
+      if (found) {
+        const name = block.subarray(pos + DIRENT_HEADER, pos + DIRENT_HEADER + nameLen);
         return {
           ino,
           name: name.slice(),
@@ -394,6 +409,12 @@ export function findInDirectoryBlock(
     pos += recLen;
   }
   return null;
+}
+
+/** True when `block` holds `name`'s bytes at `at`. */
+function sameBytesAt(block: Uint8Array, at: number, name: Uint8Array): boolean {
+  for (let i = 0; i < name.length; i++) if (block[at + i] !== name[i]) return false;
+  return true;
 }
 
 /**
