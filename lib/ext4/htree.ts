@@ -145,7 +145,7 @@ async function readIndexed(
 
 /** Verifies an index block's dx_tail under metadata_csum. */
 function checkIndexBlock(sb: Superblock, src: DirBlocks, block: Uint8Array, logical: number) {
-  if (!sb.hasMetadataCsum || wasVerified(block)) return;
+  if (!sb.hasMetadataCsum || wasVerified(block, src.ino, src.generation)) return;
   const r = verifyDxChecksum(sb, src.ino, src.generation, block);
   if (!r.ok) {
     throw new CorruptError(
@@ -153,7 +153,7 @@ function checkIndexBlock(sb: Superblock, src: DirBlocks, block: Uint8Array, logi
       r.reason,
     );
   }
-  markVerified(block);
+  markVerified(block, src.ino, src.generation);
 }
 
 async function readNode(
@@ -502,7 +502,7 @@ async function writableIndex(
 ): Promise<Uint8Array> {
   const block = dxPhysical(dir, f.logical);
   const current = await tx.read(block);
-  if (sb.hasMetadataCsum && !wasVerified(current)) {
+  if (sb.hasMetadataCsum && !wasVerified(current, dir.ino, dir.generation)) {
     const r = verifyDxChecksum(sb, dir.ino, dir.generation, current);
     if (!r.ok) {
       throw new CorruptError(
@@ -510,7 +510,7 @@ async function writableIndex(
         r.reason,
       );
     }
-    markVerified(current);
+    markVerified(current, dir.ino, dir.generation);
   }
   return await tx.getWritable(block);
 }

@@ -436,7 +436,7 @@ function checkedRecordsEnd(
   let end = bs;
   const dx = loc?.isHtree === true && (loc.logical === 0 || isDxNode(sb, block));
   if (dx) {
-    if (sb.hasMetadataCsum && !wasVerified(block)) {
+    if (sb.hasMetadataCsum && !wasVerified(block, loc.ino, loc.generation)) {
       const r = verifyDxChecksum(sb, loc.ino, loc.generation, block);
       if (!r.ok) {
         throw new CorruptError(
@@ -444,12 +444,12 @@ function checkedRecordsEnd(
           r.reason,
         );
       }
-      markVerified(block);
+      markVerified(block, loc.ino, loc.generation);
     }
   } else if (sb.hasMetadataCsum) {
     const tail = findDirentTail(block);
     if (tail < 0) throw new CorruptError(where, "no space for the directory leaf checksum");
-    if (loc && !wasVerified(block)) {
+    if (loc && !wasVerified(block, loc.ino, loc.generation)) {
       const stored = new DataView(block.buffer, block.byteOffset, block.byteLength)
         .getUint32(tail + 8, true);
       const computed = dirLeafChecksum(sb, loc.ino, loc.generation, block);
@@ -460,7 +460,7 @@ function checkedRecordsEnd(
           { errno: Errno.EBADMSG }, // the kernel's EFSBADCRC
         );
       }
-      markVerified(block);
+      markVerified(block, loc.ino, loc.generation);
     }
     end = tail;
   }
