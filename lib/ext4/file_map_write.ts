@@ -4,7 +4,8 @@
  * remove a range, insert runs, coalescing neighbours) and writing it back as a fresh tree or
  * map. Also the {@link FileMapEditor} interface file changes go through: extent trees are
  * edited in place by lib/ext4/extents_edit.ts (which edits the few leaves a change touches
- * with these list helpers); block maps by {@link BlockMapEditor}, which rebuilds them whole.
+ * with these list helpers); block maps by {@link BlockMapEditor}, in place too
+ * (lib/ext4/block_map_trim.ts).
  * {@link maxFileSize} is the kernel's `s_maxbytes` per mapping kind.
  *
  * @module

@@ -185,6 +185,15 @@ async function fillHoles(
   return true;
 }
 
+/** Options of {@link writeFileRange}. */
+export interface WriteRangeOptions {
+  /**
+   * The caller leaves `data` unchanged until the transaction has committed (as when it commits
+   * before the caller goes on): whole blocks are written from it as they are, not copied.
+   */
+  borrow?: boolean;
+}
+
 /**
  * Writes `data` at byte `offset` of regular file `ino`, growing it if needed.
  *
@@ -198,6 +207,7 @@ export async function writeFileRange(
   ino: number,
   offset: number,
   data: Uint8Array,
+  options: WriteRangeOptions = {},
 ): Promise<void> {
   const { sb, tx } = ctx;
   const bs = sb.blockSize;
@@ -237,13 +247,19 @@ export async function writeFileRange(
       const e = findExtent(mapped, lb)!;
       const phys = e.physical + (lb - e.logical);
       const n = Math.min(last + 1, e.logical + e.length) - lb;
-      const buf = new Uint8Array(n * bs);
-      for (const [ob, bytes] of old) if (ob >= lb && ob < lb + n) buf.set(bytes, (ob - lb) * bs);
       const start = lb * bs;
       const from = Math.max(offset, start);
-      const to = Math.min(offset + data.length, start + n * bs);
-      buf.set(data.subarray(from - offset, to - offset), from - start);
-      tx.writeData(phys, buf);
+      const to = Math.min(end, start + n * bs);
+      const part = data.subarray(from - offset, to - offset);
+      if (from === start && to === start + n * bs) {
+        // Whole blocks: the caller's bytes (copied unless lent until the commit).
+        tx.writeData(phys, options.borrow ? part : part.slice());
+      } else {
+        const buf = new Uint8Array(n * bs);
+        for (const [ob, bytes] of old) if (ob >= lb && ob < lb + n) buf.set(bytes, (ob - lb) * bs);
+        buf.set(part, from - start);
+        tx.writeData(phys, buf);
+      }
       lb += n;
     }
     // An overwrite in place within the size, times already stamped in this tick: the inode

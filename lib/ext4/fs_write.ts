@@ -230,8 +230,11 @@ export interface FileHostParts {
  */
 export function writableFileHost(fs: FileHostParts): WritableFileHost {
   return {
-    write: (ino: number, offset: number, data: Uint8Array) =>
-      fs.writerFor(`inode ${ino}`).transaction((ctx) => writeFileRange(ctx, ino, offset, data)),
+    write: (ino: number, offset: number, data: Uint8Array) => {
+      const w = fs.writerFor(`inode ${ino}`);
+      // Outside a group the data is written by the commit the caller awaits: not copied.
+      return w.transaction((ctx) => writeFileRange(ctx, ino, offset, data, { borrow: !w.inGroup }));
+    },
     // A huge shrink or hole runs in bounded steps (lib/ext4/long_ops.ts).
     truncate: (ino: number, size: number) =>
       truncateInSteps(fs.writerFor(`inode ${ino}`), () => Promise.resolve(ino), size),
