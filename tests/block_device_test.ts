@@ -151,12 +151,8 @@ testWith("file device: a flush with nothing written since the last one issues no
   const loop = (await runOk("losetup", ["-f", "--show", path])).trim();
   try {
     // Field 16 of /sys/block/loopN/stat: flush requests the device completed.
-    const flushes = async () =>
-      Number(
-        (await Deno.readTextFile(`/sys/block/${loop.split("/").pop()}/stat`)).trim().split(/\s+/)[
-          15
-        ],
-      );
+    const stat = `/sys/block/${loop.split("/").pop()}/stat`;
+    const flushes = async () => Number((await Deno.readTextFile(stat)).trim().split(/\s+/)[15]);
     const dev = openBlockDevice(loop, { readOnly: false });
     try {
       let before = await flushes();
