@@ -88,6 +88,12 @@ export class FileBlockDevice implements BlockDevice {
   #fd: number;
   /** The first failed fsync: every later flush reports it (see {@link flush}). */
   #flushFailure: Ext4Error | null = null;
+  /**
+   * Writes issued so far (successful or not), and how many of them a completed fsync covers:
+   * none at open, so the first flush always runs (it covers what others wrote before).
+   */
+  #writes = 0;
+  #flushedWrites = -1;
 
   private constructor(
     path: string,
@@ -263,6 +269,7 @@ export class FileBlockDevice implements BlockDevice {
     this.#checkOpen();
     if (this.readOnly) throw new Ext4Error("READ_ONLY", `${this.path}: device is read-only`);
     checkRange(this.size, offset, data.length, this.path);
+    this.#writes++;
     const c = libc();
     let done = 0;
     while (done < data.length) {
@@ -289,16 +296,21 @@ export class FileBlockDevice implements BlockDevice {
    * fsync(2), called once, off the event loop, its errno kept (ffi/aio.ts). Linux reports a
    * writeback error to one fsync only, so after a failure every later flush throws the first
    * failure again instead of asking the kernel (which would answer success for lost data).
+   * Nothing written through this device since the last successful fsync began: nothing to make
+   * durable, no fsync (a commit that just flushed is not flushed again by the sync after it).
    */
   async flush(): Promise<void> {
     this.#checkOpen();
     if (this.readOnly) return;
     if (this.#flushFailure) throw this.#flushFailure;
+    const covered = this.#writes;
+    if (covered === this.#flushedWrites) return;
     const { result, errno: code } = await aioFsync(this.#fd);
     if (result < 0) {
       this.#flushFailure = errorFor(code, this.path, "fsync");
       throw this.#flushFailure;
     }
+    this.#flushedWrites = Math.max(this.#flushedWrites, covered);
   }
 
   /**

@@ -139,3 +139,40 @@ testWith("block device: size, sector size, and a write-protected loop device is 
     await run("losetup", ["-d", big]);
   }
 });
+
+testWith("file device: a flush with nothing written since the last one issues no device flush", [
+  "root",
+  "loop",
+  "losetup",
+], async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/d.img`;
+  await Deno.writeFile(path, new Uint8Array(8 * 1024 * 1024));
+  const loop = (await runOk("losetup", ["-f", "--show", path])).trim();
+  try {
+    // Field 16 of /sys/block/loopN/stat: flush requests the device completed.
+    const stat = `/sys/block/${loop.split("/").pop()}/stat`;
+    const flushes = async () => Number((await Deno.readTextFile(stat)).trim().split(/\s+/)[15]);
+    const dev = openBlockDevice(loop, { readOnly: false });
+    try {
+      let before = await flushes();
+      await dev.flush();
+      assert.equal(await flushes(), before + 1, "the first flush after open always runs");
+      await dev.write(4096, new Uint8Array(512).fill(7));
+      before = await flushes();
+      await dev.flush();
+      assert.equal(await flushes(), before + 1, "a write, then a flush");
+      await dev.flush();
+      await dev.flush();
+      assert.equal(await flushes(), before + 1, "nothing written since: no flush");
+      await dev.write(8192, new Uint8Array(512).fill(8));
+      await dev.flush();
+      assert.equal(await flushes(), before + 2, "written again: flushed again");
+      assert.deepEqual(await readBytes(dev, 4096, 2), new Uint8Array([7, 7]));
+    } finally {
+      await dev.close();
+    }
+  } finally {
+    await run("losetup", ["-d", loop]);
+  }
+});

@@ -119,6 +119,45 @@ async function kernelSizes(
   }
 }
 
+/**
+ * Asserts that each operation (a name and its range of log entries) made several commits,
+ * none over what one transaction may take; returns the image after all of the log.
+ */
+function boundedCommits(
+  before: Uint8Array,
+  log: WriteLogDevice,
+  journal: Set<number> | null,
+  operations: [string, number, number][],
+): Uint8Array {
+  for (const [what, from, to] of operations) {
+    const commits = blocksPerFlush(log.entries, journal, 1024, from, to).filter((n) => n > 0);
+    assert.ok(commits.length >= 3, `${what}: ${commits.length} commits`);
+    assert.ok(
+      Math.max(...commits) <= MAX_TRANSACTION,
+      `${what}: journal blocks per commit ${commits.join(" ")}`,
+    );
+  }
+  return log.replay(before, log.entries.length);
+}
+
+/**
+ * Recovers crash image `image` two ways and asserts both e2fsck-clean: e2fsck's replay (and
+ * its orphan release), then -fn; and, at the same time, ext4ts's: replay, orphans processed at
+ * the writable open, then e2fsck -fn. Returns the image as ext4ts recovered it.
+ */
+async function recoveredClean(dir: string, image: Uint8Array, where: string): Promise<Uint8Array> {
+  const ours = new MemoryBlockDevice(image.slice());
+  const [theirs, checked] = await Promise.all([
+    fsckAfterRecovery(dir, image),
+    Ext4.openDevice(ours, { readOnly: false, recovery: "replay" })
+      .then((fs) => fs.close())
+      .then(() => fsck(dir, ours.bytes)),
+  ]);
+  assert.equal(theirs.code, 0, `${where}, e2fsck: ${theirs.output}`);
+  assert.equal(checked.code, 0, `${where}, ext4ts: ${checked.output}`);
+  return ours.bytes;
+}
+
 for (const layout of [EXT4, EXT3]) {
   testWith(
     `${layout.name} (1 KiB blocks, 1 MiB journal): truncate and remove of huge files run in bounded commits; every crash point recovers`,
@@ -137,22 +176,10 @@ for (const layout of [EXT4, EXT3]) {
       assert.equal((await fs.stat("/big")).size, SMALL);
       await fs.close();
 
-      // Several commits each, none over what one transaction may take.
-      for (
-        const [what, from, to] of [["truncate", start, truncated], [
-          "remove",
-          truncated,
-          removed,
-        ]] as const
-      ) {
-        const commits = blocksPerFlush(log.entries, journal, 1024, from, to).filter((n) => n > 0);
-        assert.ok(commits.length >= 3, `${what}: ${commits.length} commits`);
-        assert.ok(
-          Math.max(...commits) <= MAX_TRANSACTION,
-          `${what}: journal blocks per commit ${commits.join(" ")}`,
-        );
-      }
-      const after = log.replay(before, log.entries.length);
+      const after = boundedCommits(before, log, journal, [
+        ["truncate", start, truncated],
+        ["remove", truncated, removed],
+      ]);
       const final = await fsck(dir.path, after);
       assert.equal(final.code, 0, final.output);
       const seen = await kernelSizes(dir.path, after);
@@ -174,18 +201,8 @@ for (const layout of [EXT4, EXT3]) {
       let kernel = 0;
       for (const { point, image } of crashImages(before, log.entries, points)) {
         const where = `${point.kind} crash point at ${point.durable}`;
-        // e2fsck's replay (and its orphan release), then -fn; and, at the same time, ext4ts's:
-        // replay, orphans processed at the writable open, then e2fsck -fn.
-        const ours = new MemoryBlockDevice(image.slice());
-        const [theirs, checked] = await Promise.all([
-          fsckAfterRecovery(dir.path, image),
-          Ext4.openDevice(ours, { readOnly: false, recovery: "replay" })
-            .then((fs) => fs.close())
-            .then(() => fsck(dir.path, ours.bytes)),
-        ]);
-        assert.equal(theirs.code, 0, `${where}, e2fsck: ${theirs.output}`);
-        assert.equal(checked.code, 0, `${where}, ext4ts: ${checked.output}`);
-        checkSizes(`${where}, ext4ts`, await sizes(ours.bytes));
+        const ours = await recoveredClean(dir.path, image, where);
+        checkSizes(`${where}, ext4ts`, await sizes(ours));
         // The kernel, sampled: its replay and orphan cleanup at mount.
         if (point.kind === "flush" && flushSeen++ % 2 === 0) {
           kernel++;
@@ -356,3 +373,74 @@ testWith(
     assert.equal(r.code, 0, r.output);
   },
 );
+
+for (const layout of [EXT4, EXT3]) {
+  testWith(
+    `${layout.name} (1 KiB blocks, 1 MiB journal): writeFile of a huge file, its replacement and a huge handle write run in bounded commits; every crash point recovers`,
+    IMAGE_TOOLS,
+    async () => {
+      // Writes far larger than one transaction takes (a bitmap and a descriptor per 1 MiB
+      // group, a block map's indirect blocks): a new file, the same file replaced by other
+      // contents (its old blocks freed in steps), and a write through a handle.
+      const OLD = 120 * MiB;
+      const NEW = 20 * MiB;
+      const HANDLE = 30 * MiB;
+      await using dir = await tempDir();
+      const base = new MemoryBlockDevice(await mkfsImage(dir.path, layout));
+      let fs = await Ext4.openDevice(base, { readOnly: false });
+      await fs.writeFile("/old", new Uint8Array(OLD).fill(1));
+      await fs.close();
+      const before = base.bytes;
+      const journal = await journalBlocks(before);
+      const log = new WriteLogDevice(new MemoryBlockDevice(before.slice()));
+      fs = await Ext4.openDevice(log, { readOnly: false });
+      const start = log.entries.length;
+      await fs.writeFile("/old", new Uint8Array(NEW).fill(2));
+      const replaced = log.entries.length;
+      const h = await fs.openWritable("/h");
+      await h.write(new Uint8Array(HANDLE).fill(3));
+      await h.close();
+      const end = log.entries.length;
+      await fs.close();
+      const after = boundedCommits(before, log, journal, [
+        ["replace", start, replaced],
+        ["handle", replaced, end],
+      ]);
+      const final = await fsck(dir.path, after);
+      assert.equal(final.code, 0, final.output);
+      fs = await Ext4.openDevice(new MemoryBlockDevice(after, { readOnly: true }));
+      const old = await fs.readFile("/old");
+      const handle = await fs.readFile("/h");
+      await fs.close();
+      assert.ok(old.length === NEW && old.every((b) => b === 2), `/old: ${old.length} bytes`);
+      assert.ok(handle.length === HANDLE && handle.every((b) => b === 3), "/h");
+
+      // Crash points inside the replacement: /old recovers with its old contents, or with a
+      // prefix of the new ones (its steps cut it to 0 first, then add 8 MiB at a time).
+      const inside = <T extends { durable: number }>(all: T[], n: number) => {
+        const within = all.filter((p) => p.durable >= start && p.durable < replaced);
+        return Array.from(
+          { length: n },
+          (_, k) => within[Math.floor((k + 0.5) * within.length / n)],
+        );
+      };
+      const points = [
+        ...inside(flushCrashPoints(log.entries), 3),
+        ...inside(tornCrashPoints(log.entries, { blockSize: 1024, perInterval: 1, seed: 7 }), 2),
+      ];
+      for (const { point, image } of crashImages(before, log.entries, points)) {
+        const where = `${point.kind} crash point at ${point.durable}`;
+        const ours = await recoveredClean(dir.path, image, where);
+        const got = await Ext4.openDevice(new MemoryBlockDevice(ours, { readOnly: true }));
+        const data = await got.readFile("/old");
+        await got.close();
+        const fill = data.length === OLD ? 1 : 2;
+        assert.ok(
+          data.length === OLD || data.length <= NEW,
+          `${where}: /old has ${data.length} bytes`,
+        );
+        assert.ok(data.every((b) => b === fill), `${where}: /old holds other bytes`);
+      }
+    },
+  );
+}

@@ -363,3 +363,68 @@ testWith(
     assert.equal(r.code, 0, r.output);
   },
 );
+
+testWith(
+  "file updates: an overwrite in place reads no whole block and, with the times already set in the current 4 ms tick, changes no metadata (the kernel's coarse clock)",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[3]));
+    const bs = fs.sb.blockSize;
+    let tx = fs.cache.begin();
+    const ino = await createEmpty(fs, tx, "f");
+    await tx.commit();
+    // Device reads, by block: the data blocks a commit wrote are not kept in the cache.
+    const reads: number[] = [];
+    const read = fs.dev.read.bind(fs.dev);
+    fs.dev.read = (offset, buffer) => {
+      reads.push(Math.floor(offset / bs));
+      return read(offset, buffer);
+    };
+    const model = new Uint8Array(5 * bs);
+    /** One write at time `ms` (milliseconds into a second); the metadata blocks it changed. */
+    const write = async (ms: number, offset: number, data: Uint8Array) => {
+      tx = fs.cache.begin();
+      const now = { sec: 1_800_000_000, nsec: ms * 1_000_000 };
+      await writeFileRange({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now }, ino, offset, data);
+      const changed = tx.metadataBlocks;
+      await tx.commit();
+      model.set(data, offset);
+      return changed;
+    };
+    /** The file's mtime and contents as committed. */
+    const committed = async () => {
+      const t = fs.cache.begin();
+      try {
+        const f = decodeInode(fs.sb, await readInodeRaw(t, fs.sb, fs.gdt, ino));
+        const back = new Uint8Array(f.size);
+        for (const e of (await readFileMap(t, fs.sb, ino, f)).extents) {
+          for (let i = 0; i < e.length; i++) {
+            back.set(await t.read(e.physical + i), (e.logical + i) * bs);
+          }
+        }
+        return { mtime: f.mtime, data: back };
+      } finally {
+        t.abort();
+      }
+    };
+    assert.ok(await write(1, 0, pattern(1, 4 * bs)) > 0, "allocating");
+    reads.length = 0;
+    assert.equal(await write(2, bs, pattern(2, bs)), 0, "whole block, same tick: no metadata");
+    assert.deepEqual(reads, [], "a whole block is not read");
+    assert.equal(await write(3, 2 * bs + 100, pattern(3, 100)), 0, "partial block, same tick");
+    assert.equal(reads.length, 1, "the partial block is read once");
+    let now = await committed();
+    assert.deepEqual(now.mtime, { sec: 1_800_000_000, nsec: 1_000_000 });
+    assert.deepEqual(now.data, model.subarray(0, 4 * bs));
+    assert.ok(await write(5, bs, pattern(4, bs)) > 0, "the next tick restamps the times");
+    assert.deepEqual((await committed()).mtime, { sec: 1_800_000_000, nsec: 5_000_000 });
+    assert.ok(await write(4, bs, pattern(5, bs)) > 0, "a clock set back restamps them too");
+    assert.ok(await write(4, 4 * bs, pattern(6, bs)) > 0, "growing the file is metadata");
+    now = await committed();
+    assert.deepEqual(now.mtime, { sec: 1_800_000_000, nsec: 4_000_000 });
+    assert.deepEqual(now.data, model);
+    const r = parseFsck((await fsck(dir.path, fs.dev.bytes)).output);
+    assert.deepEqual(r.other, []);
+  },
+);

@@ -1,22 +1,29 @@
 /**
- * Unmapping part of an ext2/3 block map in place, as the kernel's `ext4_ind_remove_space`:
+ * Changing an ext2/3 block map in place. Unmapping, as the kernel's `ext4_ind_remove_space`:
  * only the indirect blocks covering the range are read and changed, subtrees the range covers
  * whole are freed without being rewritten, and an indirect block left empty is freed with its
- * pointer. A bounded step of a long truncate (lib/ext4/free_steps.ts) so costs a few blocks,
- * where rebuilding the whole map (`BlockMapEditor`) costs every indirect block of the file.
+ * pointer. Mapping new blocks, as `ext4_ind_map_blocks` creating them: the pointers set in the
+ * indirect blocks on their path, missing indirect blocks allocated. A bounded step of a long
+ * truncate (lib/ext4/free_steps.ts) or a chunk of a long write so costs a few blocks, where
+ * rebuilding the whole map costs every indirect block of the file.
  *
  * @module
  */
 
-import { CorruptError } from "../errors.ts";
+import { CorruptError, Ext4Error } from "../errors.ts";
 import type { Extent } from "./block_runs.ts";
 import {
   blockMapLimit,
+  blockMapPath,
   blockPointer,
   DIRECT_BLOCKS,
   pointersPerBlock,
 } from "../ondisk/indirect.ts";
+import type { FileExtent } from "../ondisk/extent.ts";
 import type { OpContext } from "./context.ts";
+
+/** What in-place block map edits use of an operation's context. */
+export type BlockMapContext = Pick<OpContext, "tx" | "alloc" | "sb">;
 
 /** The inode whose map is changed: its number (messages) and its 60 bytes of `i_block`. */
 export interface BlockMapRoot {
@@ -37,7 +44,12 @@ function setPointer(block: Uint8Array, k: number, value: number): void {
   new DataView(block.buffer, block.byteOffset, block.byteLength).setUint32(4 * k, value, true);
 }
 
-function checkPointer(ctx: OpContext, root: BlockMapRoot, p: number, logical: number): void {
+function checkPointer(
+  ctx: BlockMapContext,
+  root: BlockMapRoot,
+  p: number,
+  logical: number,
+): void {
   if (p < ctx.sb.firstDataBlock || p >= ctx.sb.blocksCount) {
     throw new CorruptError(
       `block map of inode ${root.ino}`,
@@ -99,7 +111,7 @@ export async function lastMappedBlock(
  * ```
  */
 export async function unmapBlockRange(
-  ctx: OpContext,
+  ctx: BlockMapContext,
   root: BlockMapRoot,
   from: number,
   to: number,
@@ -171,4 +183,66 @@ export async function unmapBlockRange(
     setPointer(iBlock, k, 0);
   }
   return { iBlock, runs, mapFreed };
+}
+
+/**
+ * Maps `extents` (written data in holes of the map, sorted) into a block map in place: each
+ * pointer set in `i_block` or in the indirect block on its path; a missing indirect block is
+ * allocated near the data it maps and starts zeroed. Returns the new `i_block` and the number
+ * of indirect blocks allocated. INVALID for a block past what a block map addresses or one
+ * already mapped.
+ *
+ * @example
+ * ```ts ignore
+ * const { iBlock, mapAdded } = await mapBlockRuns(ctx, { ino, iBlock }, [
+ *   { logical: 300, physical: 9000, length: 16 },
+ * ]);
+ * ```
+ */
+export async function mapBlockRuns(
+  ctx: BlockMapContext,
+  root: BlockMapRoot,
+  extents: FileExtent[],
+): Promise<{ iBlock: Uint8Array; mapAdded: number }> {
+  const { tx, alloc, sb } = ctx;
+  const limit = blockMapLimit(sb.blockSize);
+  const iBlock = Uint8Array.from(root.iBlock.subarray(0, 60));
+  let mapAdded = 0;
+  // Indirect block k of `parent` (i_block when null), allocated near `goal` when missing.
+  const child = async (parent: number | null, k: number, goal: number, logical: number) => {
+    const p = blockPointer(parent === null ? iBlock : await tx.read(parent), k);
+    if (p !== 0) {
+      checkPointer(ctx, root, p, logical);
+      return p;
+    }
+    const [{ start }] = await alloc.allocateBlocks(tx, goal, 1);
+    tx.newBlock(start);
+    setPointer(parent === null ? iBlock : await tx.getWritable(parent), k, start);
+    mapAdded++;
+    return start;
+  };
+  for (const e of extents) {
+    if (e.unwritten) throw new Ext4Error("INVALID", "block maps cannot hold unwritten extents");
+    if (e.logical + e.length > limit) {
+      throw new Ext4Error(
+        "INVALID",
+        `logical block ${e.logical + e.length - 1} is beyond the block map`,
+      );
+    }
+    for (let i = 0; i < e.length; i++) {
+      const lb = e.logical + i;
+      const path = blockMapPath(sb.blockSize, lb);
+      let holder: number | null = null;
+      for (let d = 0; d < path.length - 1; d++) {
+        holder = await child(holder, path[d], e.physical + i, lb);
+      }
+      const k = path[path.length - 1];
+      const block = holder === null ? iBlock : await tx.getWritable(holder);
+      if (blockPointer(block, k) !== 0) {
+        throw new Ext4Error("INVALID", `inode ${root.ino}: file block ${lb} is mapped already`);
+      }
+      setPointer(block, k, e.physical + i);
+    }
+  }
+  return { iBlock, mapAdded };
 }

@@ -4,7 +4,8 @@
  * remove a range, insert runs, coalescing neighbours) and writing it back as a fresh tree or
  * map. Also the {@link FileMapEditor} interface file changes go through: extent trees are
  * edited in place by lib/ext4/extents_edit.ts (which edits the few leaves a change touches
- * with these list helpers); block maps by {@link BlockMapEditor}, which rebuilds them whole.
+ * with these list helpers); block maps by {@link BlockMapEditor}, in place too
+ * (lib/ext4/block_map_trim.ts).
  * {@link maxFileSize} is the kernel's `s_maxbytes` per mapping kind.
  *
  * @module
@@ -21,6 +22,7 @@ import { RoCompat } from "../ondisk/features.ts";
 import { type InodeFields, InodeFlags } from "../ondisk/inode.ts";
 import type { Superblock } from "../ondisk/superblock.ts";
 import type { Transaction } from "../txn/transaction.ts";
+import { type BlockMapContext, mapBlockRuns, unmapBlockRange } from "./block_map_trim.ts";
 
 /** A file's mapping: its data extents and the blocks the mapping itself occupies. */
 export interface FileMap {
@@ -195,13 +197,15 @@ export interface FileMapEditor {
 }
 
 /**
- * A {@link FileMapEditor} over a whole mapping read as a list and written back whole by
- * {@link rewriteFileMap} at the end (ext2/3 block maps, whose size is bounded anyway).
+ * A {@link FileMapEditor} of an ext2/3 block map: lookups in the mapping read as a list,
+ * changes made in place as they come (lib/ext4/block_map_trim.ts: only the indirect blocks
+ * on the changed paths are written, emptied ones freed, missing ones allocated), so a change
+ * costs the blocks it touches, not every indirect block of the file.
  *
  * @example
  * ```ts ignore
  * const map = await readFileMap(tx, sb, ino, fields);
- * const editor = new BlockMapEditor(tx, alloc, sb, { ino, generation, map });
+ * const editor = new BlockMapEditor(tx, alloc, sb, { ino, generation, map, iBlock });
  * await editor.insert([{ logical: 0, physical: 900, length: 1 }]);
  * const { iBlock, blocksDelta } = await editor.finish();
  * ```
@@ -210,11 +214,10 @@ export class BlockMapEditor implements FileMapEditor {
   /** The kind of mapping edited. */
   readonly kind: "extents" | "blockmap";
   #extents: FileExtent[];
-  #changed = false;
-  readonly #tx: Transaction;
-  readonly #alloc: Allocator;
-  readonly #sb: Superblock;
-  readonly #options: { ino: number; generation: number; map: FileMap; iBlock: Uint8Array };
+  #iBlock: Uint8Array;
+  #blocksDelta = 0;
+  readonly #ctx: BlockMapContext;
+  readonly #ino: number;
 
   /** An editor of `options.map` (read with {@link readFileMap}). */
   constructor(
@@ -223,10 +226,9 @@ export class BlockMapEditor implements FileMapEditor {
     sb: Superblock,
     options: { ino: number; generation: number; map: FileMap; iBlock: Uint8Array },
   ) {
-    this.#tx = tx;
-    this.#alloc = alloc;
-    this.#sb = sb;
-    this.#options = options;
+    this.#ctx = { tx, alloc, sb };
+    this.#ino = options.ino;
+    this.#iBlock = options.iBlock;
     this.kind = options.map.kind;
     this.#extents = options.map.extents;
   }
@@ -248,51 +250,36 @@ export class BlockMapEditor implements FileMapEditor {
     return Promise.resolve(this.#extents.filter((e) => e.logical < lb).at(-1));
   }
 
-  /** Maps new extents. */
-  insert(extents: FileExtent[]): Promise<void> {
-    if (extents.length) {
-      this.#extents = insertExtents(this.#extents, extents);
-      this.#changed = true;
-    }
-    return Promise.resolve();
+  /** Maps new extents, in place. */
+  async insert(extents: FileExtent[]): Promise<void> {
+    if (!extents.length) return;
+    const root = { ino: this.#ino, iBlock: this.#iBlock };
+    const { iBlock, mapAdded } = await mapBlockRuns(this.#ctx, root, extents);
+    this.#extents = insertExtents(this.#extents, extents);
+    this.#iBlock = iBlock;
+    this.#blocksDelta += mapAdded + extents.reduce((a, e) => a + e.length, 0);
   }
 
-  /** Unmaps `[from, to)`. */
-  remove(from: number, to: number): Promise<Extent[]> {
+  /** Unmaps `[from, to)` in place (indirect blocks left empty are freed). */
+  async remove(from: number, to: number): Promise<Extent[]> {
     const { kept, removed } = removeRange(this.#extents, from, to);
-    if (removed.length) {
-      this.#extents = kept;
-      this.#changed = true;
-    }
-    return Promise.resolve(removed);
+    if (!removed.length) return removed;
+    const root = { ino: this.#ino, iBlock: this.#iBlock };
+    const { iBlock, mapFreed } = await unmapBlockRange(this.#ctx, root, from, to);
+    this.#extents = kept;
+    this.#iBlock = iBlock;
+    this.#blocksDelta -= mapFreed + removed.reduce((a, e) => a + e.length, 0);
+    return removed;
   }
 
-  /** Marks `[from, to)` written. */
-  markWritten(from: number, to: number): Promise<void> {
-    if (this.#extents.some((e) => e.unwritten && e.logical < to && e.logical + e.length > from)) {
-      this.#extents = markWritten(this.#extents, from, to);
-      this.#changed = true;
-    }
+  /** Nothing to do: a block map holds no unwritten blocks. */
+  markWritten(_from: number, _to: number): Promise<void> {
     return Promise.resolve();
   }
 
-  /** Rewrites the mapping when it changed. */
-  async finish(): Promise<{ iBlock: Uint8Array; blocksDelta: number }> {
-    const { map, ino, generation, iBlock } = this.#options;
-    if (!this.#changed) return { iBlock, blocksDelta: 0 };
-    const oldData = map.extents.reduce((a, e) => a + e.length, 0);
-    const newData = this.#extents.reduce((a, e) => a + e.length, 0);
-    const rebuilt = await rewriteFileMap(this.#tx, this.#alloc, this.#sb, {
-      ino,
-      generation,
-      old: map,
-      extents: this.#extents,
-      goal: this.#extents[0]?.physical,
-    });
-    return {
-      iBlock: rebuilt.iBlock,
-      blocksDelta: newData - oldData + rebuilt.mapBlocks - map.mapBlocks.length,
-    };
+  /** The `i_block` as changed, and the blocks gained. */
+  finish(): Promise<{ iBlock: Uint8Array; blocksDelta: number }> {
+    return Promise.resolve({ iBlock: this.#iBlock, blocksDelta: this.#blocksDelta });
   }
 }
 

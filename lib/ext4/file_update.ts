@@ -47,6 +47,20 @@ function nowTime(ctx: OpContext): InodeTime {
   return changeTime(ctx.now);
 }
 
+/**
+ * The kernel's coarse clock tick (jiffies at CONFIG_HZ=250): a data write does not restamp
+ * times already set within the current tick, as `inode_needs_update_time` compares with the
+ * coarse `current_time`.
+ */
+const TIME_TICK_NS = 4_000_000;
+
+/** Whether `t` lies in the coarse tick that ends at `now` (not before its start, not after now). */
+function inCurrentTick(t: InodeTime, now: InodeTime): boolean {
+  // Ticks divide a second evenly, so the tick starts in now's second.
+  const start = now.nsec - now.nsec % TIME_TICK_NS;
+  return t.sec === now.sec && t.nsec >= start && t.nsec <= now.nsec;
+}
+
 /** Reads and checks inode `ino` (no change yet); returns its fields and its largest size. */
 async function inspect(
   ctx: OpContext,
@@ -116,14 +130,17 @@ function writtenBlock(extents: FileExtent[], lb: number): number | undefined {
   return e.physical + (lb - e.logical);
 }
 
-/** Allocates blocks for the holes in `[from, to)`, each near the block mapped before it. */
+/**
+ * Allocates blocks for the holes in `[from, to)`, each near the block mapped before it; true
+ * when there were any.
+ */
 async function fillHoles(
   ctx: OpContext,
   f: OpenFile,
   from: number,
   to: number,
   unwritten: boolean,
-): Promise<void> {
+): Promise<boolean> {
   const { sb } = ctx;
   const existing = await f.map.extentsIn(from, to);
   const added: FileExtent[] = [];
@@ -163,7 +180,18 @@ async function fillHoles(
     before = added[added.length - 1];
     lb = end;
   }
+  if (added.length === 0) return false;
   await f.map.insert(added);
+  return true;
+}
+
+/** Options of {@link writeFileRange}. */
+export interface WriteRangeOptions {
+  /**
+   * The caller leaves `data` unchanged until the transaction has committed (as when it commits
+   * before the caller goes on): whole blocks are written from it as they are, not copied.
+   */
+  borrow?: boolean;
 }
 
 /**
@@ -179,6 +207,7 @@ export async function writeFileRange(
   ino: number,
   offset: number,
   data: Uint8Array,
+  options: WriteRangeOptions = {},
 ): Promise<void> {
   const { sb, tx } = ctx;
   const bs = sb.blockSize;
@@ -195,14 +224,22 @@ export async function writeFileRange(
     const first = Math.floor(offset / bs);
     const last = Math.floor((offset + data.length - 1) / bs);
     const before = await f.map.extentsIn(first, last + 1);
-    // Old contents of the partial blocks at either end, read before anything is remapped.
+    // Old contents of the partial blocks at either end, read before anything is remapped. A
+    // block the write covers whole is not read: an overwrite of whole blocks reads nothing.
+    const end = offset + data.length;
+    const partial = new Set<number>();
+    if (offset % bs !== 0) partial.add(first);
+    if (end % bs !== 0) partial.add(last);
     const old = new Map<number, Uint8Array>();
-    for (const lb of new Set([first, last])) {
+    for (const lb of partial) {
       const p = writtenBlock(before, lb);
       if (p !== undefined) old.set(lb, Uint8Array.from(await tx.read(p)));
     }
-    await fillHoles(ctx, f, first, last + 1, false);
-    if (before.some((e) => e.unwritten)) await f.map.markWritten(first, last + 1);
+    let remapped = await fillHoles(ctx, f, first, last + 1, false);
+    if (before.some((e) => e.unwritten)) {
+      await f.map.markWritten(first, last + 1);
+      remapped = true;
+    }
     const mapped = await f.map.extentsIn(first, last + 1);
     // One buffer per physically contiguous stretch.
     let lb = first;
@@ -210,16 +247,27 @@ export async function writeFileRange(
       const e = findExtent(mapped, lb)!;
       const phys = e.physical + (lb - e.logical);
       const n = Math.min(last + 1, e.logical + e.length) - lb;
-      const buf = new Uint8Array(n * bs);
-      for (const [ob, bytes] of old) if (ob >= lb && ob < lb + n) buf.set(bytes, (ob - lb) * bs);
       const start = lb * bs;
       const from = Math.max(offset, start);
-      const to = Math.min(offset + data.length, start + n * bs);
-      buf.set(data.subarray(from - offset, to - offset), from - start);
-      tx.writeData(phys, buf);
+      const to = Math.min(end, start + n * bs);
+      const part = data.subarray(from - offset, to - offset);
+      if (from === start && to === start + n * bs) {
+        // Whole blocks: the caller's bytes (copied unless lent until the commit).
+        tx.writeData(phys, options.borrow ? part : part.slice());
+      } else {
+        const buf = new Uint8Array(n * bs);
+        for (const [ob, bytes] of old) if (ob >= lb && ob < lb + n) buf.set(bytes, (ob - lb) * bs);
+        buf.set(part, from - start);
+        tx.writeData(phys, buf);
+      }
       lb += n;
     }
-    await save(ctx, f, Math.max(f.fields.size, offset + data.length));
+    // An overwrite in place within the size, times already stamped in this tick: the inode
+    // stays as it is, so the transaction holds data alone (an fsync then needs no commit).
+    const size = Math.max(f.fields.size, end);
+    const now = nowTime(ctx);
+    const stamped = inCurrentTick(f.fields.mtime, now) && inCurrentTick(f.fields.ctime, now);
+    if (remapped || size !== f.fields.size || !stamped) await save(ctx, f, size);
   });
 }
 

@@ -71,7 +71,7 @@ function hasBlockMap(f: InodeFields, blockSize: number): boolean {
  * About how many metadata blocks freeing logical blocks `[from, to)` of inode `ino` in ONE
  * transaction changes (as truncateFile, punchHole and releaseInode do it): a bitmap per block
  * group the blocks lie in and their descriptor blocks, the mapping blocks (twice for a block
- * map, which one transaction rebuilds whole), and a few for the inode and the superblock.
+ * map: a conservative bound), and a few for the inode and the superblock.
  *
  * @example
  * ```ts ignore

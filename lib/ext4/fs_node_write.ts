@@ -447,13 +447,17 @@ export class Ext4NodeWriter {
 
   /** Writes `data` at byte `offset` of regular file `ino`; returns the bytes written. */
   async write(ino: number, offset: number, data: Uint8Array): Promise<number> {
-    await this.#tx(`write ${ino}`, async (ctx) => {
-      const { f } = await load(ctx, ino);
-      await refuseFlagged(ctx, ino, IMMUTABLE);
-      // Append-only: only at the end (opens without O_APPEND were refused already).
-      if ((f.flags & InodeFlags.APPEND) && offset !== f.size) await refuseFlagged(ctx, ino, FIXED);
-      await writeFileRange(ctx, ino, offset, data);
-    });
+    await this.#recording(`write ${ino}`, (w) =>
+      w.transaction(async (ctx) => {
+        const { f } = await load(ctx, ino);
+        await refuseFlagged(ctx, ino, IMMUTABLE);
+        // Append-only: only at the end (opens without O_APPEND were refused already).
+        if ((f.flags & InodeFlags.APPEND) && offset !== f.size) {
+          await refuseFlagged(ctx, ino, FIXED);
+        }
+        // Outside a group the data is written by the commit this call awaits: not copied.
+        await writeFileRange(ctx, ino, offset, data, { borrow: !w.inGroup });
+      }));
     return data.length;
   }
 

@@ -13,7 +13,10 @@ import type { Ext4Stat } from "./attr.ts";
 import { truncateFile, writeFileRange } from "./file_update.ts";
 import type { TimeInput, WriteFileOptions } from "./fs_types.ts";
 import { createFile } from "./namei.ts";
-import { punchInSteps, truncateInSteps } from "./long_ops.ts";
+import { punchInSteps, tooBig, truncateInSteps, truncateSteps } from "./long_ops.ts";
+import { bounded } from "./free_steps.ts";
+import { getInode } from "./inode.ts";
+import { setAttributes } from "./attr.ts";
 import type { OpenFiles } from "./open_files.ts";
 import {
   checkRegular,
@@ -21,15 +24,18 @@ import {
   chownAt,
   fallocateInode,
   type FallocateOptions,
+  type PathWriteOptions,
   renameAt,
   resolvePath,
   utimeAt,
   writeFileAt,
+  writeFileIn,
 } from "./path_ops.ts";
 import {
   Ext4WritableFile,
   type OpenWritableOptions,
   type WritableFileHost,
+  WRITE_CHUNK,
 } from "./writable_file.ts";
 import type { Ext4Writer } from "./writer.ts";
 
@@ -99,7 +105,49 @@ export async function writeFileTo(
     if (mtime || atime) await utimeAt(w, path, atime ?? mtime, mtime);
     return;
   }
-  await writeFileAt(w, path, data, { ...options, mtime, atime });
+  await writeBytesAt(w, path, data, { ...options, mtime, atime });
+}
+
+/**
+ * `data` as the contents of `path` (or appended): ONE transaction (`writeFileAt`) when that
+ * fits a bounded step — always inside a group and without a journal. Bigger work runs in
+ * bounded steps, as a writable handle writes: the file found or created, its old contents
+ * freed in steps (`truncateSteps`), the data {@link WRITE_CHUNK} bytes per transaction, the
+ * times last. A crash in between leaves the file with part of the new contents, consistent.
+ */
+function writeBytesAt(
+  w: Ext4Writer,
+  path: string,
+  data: Uint8Array,
+  options: PathWriteOptions,
+): Promise<unknown> {
+  if (!bounded(w)) return writeFileAt(w, path, data, options);
+  return w.steps(async (step) => {
+    const plan = await step(async (ctx) => {
+      const found = (await resolvePath(ctx, path, { followLast: true })).ino;
+      const replacing = found !== 0 && !options.append && await tooBig(w, ctx, found, 0);
+      if (data.length <= WRITE_CHUNK && !replacing) {
+        await writeFileIn(ctx, path, data, options);
+        return null;
+      }
+      // Found or created (with writeFileIn's checks), nothing written yet.
+      const empty = new Uint8Array(0);
+      const ino = await writeFileIn(ctx, path, empty, { ...options, append: true });
+      const at = options.append ? (await getInode(ctx.tx, ctx.sb, ctx.gdt, ino)).size : 0;
+      return { ino, at };
+    });
+    if (!plan) return;
+    const { ino, at } = plan;
+    if (!options.append) await truncateSteps(step, w, () => Promise.resolve(ino), 0);
+    for (let done = 0; done < data.length; done += WRITE_CHUNK) {
+      const chunk = data.subarray(done, done + WRITE_CHUNK);
+      await step((ctx) => writeFileRange(ctx, ino, at + done, chunk));
+    }
+    const { mtime, atime } = options;
+    if (mtime || atime) {
+      await step((ctx) => setAttributes(ctx, ino, { mtime, atime: atime ?? mtime }));
+    }
+  });
 }
 
 /**
@@ -120,25 +168,34 @@ export async function openWritableFile(
 ): Promise<Ext4WritableFile> {
   let counted = 0;
   try {
-    const ino = await w.transaction(async (ctx) => {
-      const r = await resolvePath(ctx, path, { followLast: true });
-      let ino = r.ino;
-      if (ino) {
-        if (options.createNew) throw new Ext4Error("EXISTS", `${path} exists`);
-        await checkRegular(ctx, ino, path);
-        if (options.truncate) await truncateFile(ctx, ino, 0);
-      } else {
-        if (options.create === false) {
-          throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
+    // A huge file cut at open is freed in bounded steps (lib/ext4/long_ops.ts).
+    let cut = false;
+    const ino = await w.steps(async (step) => {
+      const ino = await step(async (ctx) => {
+        const r = await resolvePath(ctx, path, { followLast: true });
+        let ino = r.ino;
+        if (ino) {
+          if (options.createNew) throw new Ext4Error("EXISTS", `${path} exists`);
+          await checkRegular(ctx, ino, path);
+          if (options.truncate) {
+            if (await tooBig(w, ctx, ino, 0)) cut = true;
+            else await truncateFile(ctx, ino, 0);
+          }
+        } else {
+          if (options.create === false) {
+            throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
+          }
+          ino = await createFile(ctx, r.parent, r.name, new Uint8Array(0), {
+            perm: options.mode ?? 0o644,
+            uid: options.uid,
+            gid: options.gid,
+          });
         }
-        ino = await createFile(ctx, r.parent, r.name, new Uint8Array(0), {
-          perm: options.mode ?? 0o644,
-          uid: options.uid,
-          gid: options.gid,
-        });
-      }
-      openFiles.open(ino);
-      counted = ino;
+        openFiles.open(ino);
+        counted = ino;
+        return ino;
+      });
+      if (cut) await truncateSteps(step, w, () => Promise.resolve(ino), 0);
       return ino;
     });
     return new Ext4WritableFile(host, ino, options.append ?? false);
@@ -173,8 +230,11 @@ export interface FileHostParts {
  */
 export function writableFileHost(fs: FileHostParts): WritableFileHost {
   return {
-    write: (ino: number, offset: number, data: Uint8Array) =>
-      fs.writerFor(`inode ${ino}`).transaction((ctx) => writeFileRange(ctx, ino, offset, data)),
+    write: (ino: number, offset: number, data: Uint8Array) => {
+      const w = fs.writerFor(`inode ${ino}`);
+      // Outside a group the data is written by the commit the caller awaits: not copied.
+      return w.transaction((ctx) => writeFileRange(ctx, ino, offset, data, { borrow: !w.inGroup }));
+    },
     // A huge shrink or hole runs in bounded steps (lib/ext4/long_ops.ts).
     truncate: (ino: number, size: number) =>
       truncateInSteps(fs.writerFor(`inode ${ino}`), () => Promise.resolve(ino), size),

@@ -40,8 +40,21 @@ import type { Ext4Writer } from "./writer.ts";
 /** Finds the inode an operation works on, inside its first transaction (checks included). */
 export type Target = (ctx: OpContext) => Promise<number>;
 
-/** True when freeing `[from, to)` of regular file `ino` is more than one step should hold. */
-async function tooBig(w: Ext4Writer, ctx: OpContext, ino: number, from: number): Promise<boolean> {
+/**
+ * True when freeing the blocks of regular file `ino` from logical block `from` on is more
+ * than one step of `w` should hold (never inside a group or without a journal).
+ *
+ * @example
+ * ```ts ignore
+ * if (await tooBig(w, ctx, ino, 0)) await truncateSteps(step, w, async () => ino, 0);
+ * ```
+ */
+export async function tooBig(
+  w: Ext4Writer,
+  ctx: OpContext,
+  ino: number,
+  from: number,
+): Promise<boolean> {
   if (!bounded(w)) return false;
   const f = await getInode(ctx.tx, ctx.sb, ctx.gdt, ino);
   if ((f.mode & Mode.IFMT) !== Mode.IFREG) return false;
@@ -60,27 +73,43 @@ async function tooBig(w: Ext4Writer, ctx: OpContext, ino: number, from: number):
  * ```
  */
 export function truncateInSteps(w: Ext4Writer, target: Target, size: number): Promise<void> {
-  return w.steps(async (step) => {
-    const plan = await step(async (ctx) => {
-      const ino = await target(ctx);
-      const keep = Math.ceil(size / ctx.sb.blockSize);
-      if (!Number.isSafeInteger(size) || size < 0 || !await tooBig(w, ctx, ino, keep)) {
-        await truncateFile(ctx, ino, size);
-        return null;
-      }
-      const { tx, sb, gdt } = ctx;
-      const wasOrphan = (await listOrphans(tx, sb, gdt)).includes(ino);
-      if (!wasOrphan) await addOrphan(tx, sb, gdt, ino);
-      const { raw, f } = await loadInode(tx, sb, gdt, ino);
-      await writeInode(tx, sb, gdt, ino, encodeInode(sb, ino, { ...f, size }, raw));
-      return { ino, keep, wasOrphan };
-    });
-    if (!plan) return;
-    await freeInSteps(step, w, plan.ino, plan.keep, MAP_END);
-    await step(async (ctx) => {
-      await truncateFile(ctx, plan.ino, size); // the last block's tail, the times
-      if (!plan.wasOrphan) await removeOrphan(ctx.tx, ctx.sb, ctx.gdt, plan.ino);
-    });
+  return w.steps((step) => truncateSteps(step, w, target, size));
+}
+
+/**
+ * {@link truncateInSteps} inside steps the caller runs (`w.steps`): one `step` when the
+ * shrink is small, else the orphan, the bounded frees and the last step.
+ *
+ * @example
+ * ```ts ignore
+ * await w.steps((step) => truncateSteps(step, w, async () => ino, 0));
+ * ```
+ */
+export async function truncateSteps(
+  step: Step,
+  w: Ext4Writer,
+  target: Target,
+  size: number,
+): Promise<void> {
+  const plan = await step(async (ctx) => {
+    const ino = await target(ctx);
+    const keep = Math.ceil(size / ctx.sb.blockSize);
+    if (!Number.isSafeInteger(size) || size < 0 || !await tooBig(w, ctx, ino, keep)) {
+      await truncateFile(ctx, ino, size);
+      return null;
+    }
+    const { tx, sb, gdt } = ctx;
+    const wasOrphan = (await listOrphans(tx, sb, gdt)).includes(ino);
+    if (!wasOrphan) await addOrphan(tx, sb, gdt, ino);
+    const { raw, f } = await loadInode(tx, sb, gdt, ino);
+    await writeInode(tx, sb, gdt, ino, encodeInode(sb, ino, { ...f, size }, raw));
+    return { ino, keep, wasOrphan };
+  });
+  if (!plan) return;
+  await freeInSteps(step, w, plan.ino, plan.keep, MAP_END);
+  await step(async (ctx) => {
+    await truncateFile(ctx, plan.ino, size); // the last block's tail, the times
+    if (!plan.wasOrphan) await removeOrphan(ctx.tx, ctx.sb, ctx.gdt, plan.ino);
   });
 }
 

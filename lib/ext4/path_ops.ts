@@ -148,43 +148,59 @@ export interface UnlinkOptions {
  * await writeFileAt(writer, "/etc/hostname", new TextEncoder().encode("box\n"), { mode: 0o644 });
  * ```
  */
-export async function writeFileAt(
+export function writeFileAt(
   w: Ext4Writer,
   path: string,
   data: Uint8Array,
   options: PathWriteOptions = {},
 ): Promise<number> {
-  return await w.transaction(async (ctx) => {
-    const r = await resolvePath(ctx, path, { followLast: true });
-    let ino = r.ino;
-    if (!ino) {
-      if (options.create === false) {
-        throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
-      }
-      ino = await createFile(ctx, r.parent, r.name, data, {
-        perm: options.mode ?? 0o644,
-        uid: options.uid,
-        gid: options.gid,
-      });
+  return w.transaction((ctx) => writeFileIn(ctx, path, data, options));
+}
+
+/**
+ * {@link writeFileAt} inside a transaction (or a step of one) the caller runs; returns the
+ * file's inode.
+ *
+ * @example
+ * ```ts ignore
+ * const ino = await w.transaction((ctx) => writeFileIn(ctx, "/motd", bytes, {}));
+ * ```
+ */
+export async function writeFileIn(
+  ctx: OpContext,
+  path: string,
+  data: Uint8Array,
+  options: PathWriteOptions = {},
+): Promise<number> {
+  const r = await resolvePath(ctx, path, { followLast: true });
+  let ino = r.ino;
+  if (!ino) {
+    if (options.create === false) {
+      throw new Ext4Error("NOT_FOUND", `no such file or directory: ${path}`);
+    }
+    ino = await createFile(ctx, r.parent, r.name, data, {
+      perm: options.mode ?? 0o644,
+      uid: options.uid,
+      gid: options.gid,
+    });
+  } else {
+    if (options.createNew) throw new Ext4Error("EXISTS", `${path} exists`);
+    await checkRegular(ctx, ino, path);
+    if (options.append) {
+      const size = (await getInode(ctx.tx, ctx.sb, ctx.gdt, ino)).size;
+      if (data.length) await writeFileRange(ctx, ino, size, data);
     } else {
-      if (options.createNew) throw new Ext4Error("EXISTS", `${path} exists`);
-      await checkRegular(ctx, ino, path);
-      if (options.append) {
-        const size = (await getInode(ctx.tx, ctx.sb, ctx.gdt, ino)).size;
-        if (data.length) await writeFileRange(ctx, ino, size, data);
-      } else {
-        await truncateFile(ctx, ino, 0);
-        if (data.length) await writeFileRange(ctx, ino, 0, data);
-      }
+      await truncateFile(ctx, ino, 0);
+      if (data.length) await writeFileRange(ctx, ino, 0, data);
     }
-    if (options.mtime || options.atime) {
-      await setAttributes(ctx, ino, {
-        mtime: options.mtime,
-        atime: options.atime ?? options.mtime,
-      });
-    }
-    return ino;
-  });
+  }
+  if (options.mtime || options.atime) {
+    await setAttributes(ctx, ino, {
+      mtime: options.mtime,
+      atime: options.atime ?? options.mtime,
+    });
+  }
+  return ino;
 }
 
 /** Throws IS_DIRECTORY for a directory, INVALID for anything else that is not a regular file. */
