@@ -429,6 +429,31 @@ rwTest("rw mount: permissions as an ordinary user (allow_other, default_permissi
     );
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(ok.stdout.trim(), "65534 65534 644");
+    // Set-id bits: a writer without CAP_FSETID drops them on write, truncate and fallocate
+    // (set-gid only with group execute), root keeps them, chown drops them — the kernel's
+    // VFS rules, which ext4ts applies itself under HANDLE_KILLPRIV_V2 (outputs as kernel ext4).
+    await workload(
+      "touch mine/s mine/t mine/u; chown 65534:65534 mine/s mine/t mine/u; " +
+        "chmod 6775 mine/s mine/u; chmod 2764 mine/t",
+      f.mnt,
+    );
+    const setId = await as(
+      "echo x >> mine/s; echo x >> mine/t; stat -c '%n %a' mine/s mine/t; " +
+        "chmod 6775 mine/s; truncate -s 0 mine/s; stat -c '%n %a' mine/s; " +
+        "chmod 6775 mine/s; fallocate -l 8192 mine/s; stat -c '%n %a' mine/s; " +
+        "echo y >> mine/u; stat -c '%n %a' mine/u",
+    );
+    assert.equal(setId.code, 0, setId.stderr);
+    assert.equal(
+      setId.stdout,
+      "mine/s 775\nmine/t 2764\nmine/s 775\nmine/s 775\nmine/u 775\n",
+    );
+    const rootKeeps = await workload(
+      "chmod 6775 mine/u; echo root >> mine/u; stat -c '%n %a' mine/u; " +
+        "chown 1:1 mine/u; stat -c '%n %a' mine/u",
+      f.mnt,
+    );
+    assert.equal(rootKeeps, "mine/u 6775\nmine/u 775\n");
     const refused = await as("echo no > theirs/file");
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /Permission denied/);

@@ -708,6 +708,7 @@ Deno.test("fuse wire: the write opcodes decoded and answered; an INTERRUPT never
         atime: "now",
         mtime: { sec: -5, nsec: 7 },
         fh: undefined,
+        dropSetId: false,
       }],
       ["mkdir", 1, "d", 0o755, 0o22],
       ["mknod", 1, "c", 0o20644, 0o22, 0x801],

@@ -33,6 +33,7 @@ import {
   FallocateMode,
   RenameFlag,
   type SetattrIn,
+  SetattrValid,
 } from "./protocol_requests.ts";
 import {
   DirentBuffer,
@@ -280,7 +281,8 @@ export class OpcodeDispatcher {
     switch (opcode) {
       case Opcode.WRITE: {
         const r = decodeWriteIn(body);
-        return [encodeWriteOut(await w.write(ctx, nodeid, r.fh, r.offset, r.data))];
+        const dropSetId = (r.writeFlags & WRITE_KILL_SUIDGID) !== 0;
+        return [encodeWriteOut(await w.write(ctx, nodeid, r.fh, r.offset, r.data, { dropSetId }))];
       }
       case Opcode.SETATTR: {
         const r = await w.setattr(ctx, nodeid, setattrRequest(decodeSetattrIn(body)));
@@ -405,8 +407,12 @@ function setattrRequest(r: SetattrIn): SetattrRequest {
     atime: r.atime,
     mtime: r.mtime,
     fh: r.fh,
+    dropSetId: (r.valid & SetattrValid.KILL_SUIDGID) !== 0,
   };
 }
+
+/** `fuse_write_in.write_flags`: drop the set-id bits (HANDLE_KILLPRIV_V2, no CAP_FSETID). */
+const WRITE_KILL_SUIDGID = 1 << 2;
 
 /** FALLOCATE's mode bits as a request; EOPNOTSUPP for the modes ext4ts does not do. */
 function fallocateRequest(

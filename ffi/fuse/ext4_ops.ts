@@ -213,10 +213,10 @@ export class Ext4Operations implements FuseOperations {
         inoOf: inoOfNode,
         entryOf: async (ino) => this.#entry(await this.#fs.getattr(ino)),
         read: (ino, offset, length) => this.#fs.read(ino, offset, length),
-        attrOf: async (ino) => ({
-          attr: this.attrOf(await this.#fs.getattr(ino)),
-          timeout: this.#o.timeout,
-        }),
+        attrOf: async (ino) => {
+          const attr = this.attrOf(await this.#fs.getattr(ino));
+          return { attr, timeout: this.#attrTimeout(attr) };
+        },
       });
     }
   }
@@ -243,13 +243,25 @@ export class Ext4Operations implements FuseOperations {
   }
 
   #entry(st: Ext4StatLike): EntryOut {
+    const attr = this.attrOf(st);
     return {
       nodeid: nodeOfIno(st.ino),
       generation: st.generation,
       entryTimeout: this.#o.timeout,
-      attrTimeout: this.#o.timeout,
-      attr: this.attrOf(st),
+      attrTimeout: this.#attrTimeout(attr),
+      attr,
     };
+  }
+
+  /**
+   * How long the kernel may cache `attr`. On a read-write mount never for a file whose set-id
+   * bits a WRITE may drop (HANDLE_KILLPRIV_V2: the server drops them, and a WRITE reply
+   * carries no attributes), so the next stat shows the drop as on kernel ext4.
+   */
+  #attrTimeout(attr: FuseAttr): number {
+    if (!this.writer || (attr.mode & 0o170000) === 0o040000) return this.#o.timeout;
+    const dropped = (attr.mode & 0o4000) !== 0 || (attr.mode & 0o2010) === 0o2010;
+    return dropped ? 0 : this.#o.timeout;
   }
 
   async lookup(ctx: RequestContext, parent: number, name: Uint8Array): Promise<EntryOut> {
@@ -295,8 +307,8 @@ export class Ext4Operations implements FuseOperations {
   }
 
   async getattr(_ctx: RequestContext, nodeid: number): Promise<AttrReply> {
-    const st = await this.#fs.getattr(inoOfNode(nodeid));
-    return { attr: this.attrOf(st), timeout: this.#o.timeout };
+    const attr = this.attrOf(await this.#fs.getattr(inoOfNode(nodeid)));
+    return { attr, timeout: this.#attrTimeout(attr) };
   }
 
   readlink(_ctx: RequestContext, nodeid: number): Promise<Uint8Array> {

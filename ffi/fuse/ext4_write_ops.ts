@@ -224,6 +224,7 @@ export class Ext4WriteOperations implements FuseWriteOperations {
       atime: timeOf(c.atime),
       mtime: timeOf(c.mtime),
       timesNow: c.atime !== undefined && c.atime === "now" && c.mtime === "now",
+      dropSetId: c.dropSetId,
     });
     return await this.#host.attrOf(ino);
   }
@@ -356,7 +357,7 @@ export class Ext4WriteOperations implements FuseWriteOperations {
    * (at most {@link COPY_CHUNK} per request; the kernel asks again for the rest).
    */
   async copyFileRange(
-    _ctx: RequestContext,
+    ctx: RequestContext,
     nodeid: number,
     offset: number,
     nodeidOut: number,
@@ -369,7 +370,10 @@ export class Ext4WriteOperations implements FuseWriteOperations {
       Math.min(length, COPY_CHUNK),
     );
     if (data.length === 0) return 0;
-    return await this.#nw.write(this.#host.inoOf(nodeidOut), offsetOut, data);
+    // No flag tells: the kernel's VFS drops set-id bits for a caller without CAP_FSETID.
+    return await this.#nw.write(this.#host.inoOf(nodeidOut), offsetOut, data, {
+      dropSetId: ctx.uid !== 0,
+    });
   }
 
   write(
@@ -378,8 +382,9 @@ export class Ext4WriteOperations implements FuseWriteOperations {
     _fh: number,
     offset: number,
     data: Uint8Array,
+    options: { dropSetId?: boolean } = {},
   ): Promise<number> {
-    return this.#nw.write(this.#host.inoOf(nodeid), offset, data);
+    return this.#nw.write(this.#host.inoOf(nodeid), offset, data, options);
   }
 
   async setxattr(
@@ -458,15 +463,18 @@ export class Ext4WriteOperations implements FuseWriteOperations {
     return this.#nw.sync();
   }
 
-  fallocate(
-    _ctx: RequestContext,
+  async fallocate(
+    ctx: RequestContext,
     nodeid: number,
     _fh: number,
     r: FallocateRequest,
   ): Promise<void> {
-    return this.#nw.fallocate(this.#host.inoOf(nodeid), r.offset, r.length, {
-      mode: r.mode,
-      keepSize: r.keepSize,
-    });
+    const ino = this.#host.inoOf(nodeid);
+    await this.#nw.fallocate(ino, r.offset, r.length, { mode: r.mode, keepSize: r.keepSize });
+    // No flag tells (HANDLE_KILLPRIV_V2): the kernel's VFS drops set-id bits on fallocate by
+    // a caller without CAP_FSETID (file_modified).
+    if (ctx.uid !== 0 && ((await this.#host.attrOf(ino)).attr.mode & 0o6000) !== 0) {
+      await this.#nw.setattr(ino, { dropSetId: true });
+    }
   }
 }

@@ -102,6 +102,8 @@ export interface SetattrRequest {
   mtime?: FuseTime | "now";
   /** The open handle the change came through (ftruncate, futimens), if any. */
   fh?: number;
+  /** Drop the set-id bits (FATTR_KILL_SUIDGID: a chown, or a truncate without CAP_FSETID). */
+  dropSetId?: boolean;
 }
 
 /** Who creates a node and how (MKNOD, MKDIR, CREATE). */
@@ -185,13 +187,17 @@ export interface FuseWriteOperations {
     offsetOut: number,
     length: number,
   ): Promise<number>;
-  /** WRITE: `data` at `offset`; the bytes written. */
+  /**
+   * WRITE: `data` at `offset`; the bytes written. `dropSetId`: the writer lacks CAP_FSETID,
+   * the set-id bits go (HANDLE_KILLPRIV_V2).
+   */
   write(
     ctx: RequestContext,
     nodeid: number,
     fh: number,
     offset: number,
     data: Uint8Array,
+    options?: { dropSetId?: boolean },
   ): Promise<number>;
   /** SETXATTR (`flags`: XATTR_CREATE 1, XATTR_REPLACE 2). */
   setxattr(

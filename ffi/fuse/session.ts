@@ -532,6 +532,10 @@ export class FuseSession {
     // Read-write: 1 MiB writes; the umask is the filesystem's to apply (DONT_MASK), as ext4
     // applies it only where the parent directory has no default ACL.
     if (!this.#opts.readOnly) want |= InitFlag.BIG_WRITES | InitFlag.DONT_MASK;
+    // Read-write: set-id bits are dropped here, told by flags on WRITE and SETATTR (as the
+    // kernel's VFS drops them); the kernel then marks the superblock NOSEC and stops asking
+    // GETXATTR security.capability before every WRITE.
+    if (!this.#opts.readOnly) want |= InitFlag.HANDLE_KILLPRIV_V2;
     const flags = (want & k.flags) >>> 0;
     const maxPages = flags & InitFlag.MAX_PAGES ? Math.ceil(this.#opts.maxIo / 4096) : 32;
     this.#dispatcher.maxIo = Math.min(this.#opts.maxIo, maxPages * 4096);

@@ -139,3 +139,28 @@ export async function setAttributes(
     });
   }
 }
+
+/**
+ * Clears the set-user-ID bit, and the set-group-ID bit when group execute is set, of a
+ * non-directory — what the kernel's `setattr_should_drop_suidgid` drops on a write, truncate
+ * or chown by a caller without CAP_FSETID (a FUSE server told so by HANDLE_KILLPRIV_V2's
+ * flags); ctime set when a bit goes. A set-gid bit without group execute (mandatory locking)
+ * stays.
+ *
+ * @example
+ * ```ts ignore
+ * await dropSetId(ctx, ino); // 06755 -> 0755, 02644 stays
+ * ```
+ */
+export async function dropSetId(ctx: OpContext, ino: number): Promise<void> {
+  const { raw, f } = await load(ctx, ino);
+  if ((f.mode & 0o170000) === 0o040000) return;
+  let mode = f.mode & ~S_ISUID;
+  if ((f.mode & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP)) mode &= ~S_ISGID;
+  if (mode === f.mode) return;
+  await store(ctx, ino, raw, { ...f, mode, ctime: now(ctx) });
+}
+
+const S_ISUID = 0o4000;
+const S_ISGID = 0o2000;
+const S_IXGRP = 0o0010;

@@ -15,7 +15,7 @@
 import { Errno, Ext4Error } from "../errors.ts";
 import { InodeFlags, type Timespec } from "../ondisk/inode.ts";
 import { readDefaultAcl } from "./acl.ts";
-import { setAttributes } from "./attr.ts";
+import { dropSetId, setAttributes } from "./attr.ts";
 import type { OpContext } from "./context.ts";
 import { truncateFile, writeFileRange } from "./file_update.ts";
 import {
@@ -103,6 +103,11 @@ export interface NodeAttributeChange {
    * kernel, where explicit times, modes and owners are not.
    */
   timesNow?: boolean;
+  /**
+   * Drop the set-id bits as the kernel does on a truncate by a caller without CAP_FSETID and
+   * on any chown of a non-directory (FUSE's FATTR_KILL_SUIDGID); ignored with `perm`.
+   */
+  dropSetId?: boolean;
 }
 
 /** What the facade lends an {@link Ext4NodeWriter}. */
@@ -422,14 +427,19 @@ export class Ext4NodeWriter {
 
   /** chmod, chown, truncate and utimes of inode `ino` in one transaction; ctime becomes now. */
   setattr(ino: number, change: NodeAttributeChange): Promise<void> {
-    const { size, timesNow, ...rest } = change;
+    const { size, timesNow, dropSetId: drop, ...rest } = change;
     const timesOnly = rest.perm === undefined && rest.uid === undefined &&
       rest.gid === undefined && size === undefined;
     const others = Object.values(rest).some((v) => v !== undefined);
+    // After the other changes: a chown's own mode is the one whose set-id bits go.
+    const dropAfter = async (ctx: OpContext) => {
+      if (drop && rest.perm === undefined) await dropSetId(ctx, ino);
+    };
     if (size === undefined) {
       return this.#tx(`setattr ${ino}`, async (ctx) => {
         await refuseFlagged(ctx, ino, timesOnly && timesNow ? IMMUTABLE : FIXED);
         if (others) await setAttributes(ctx, ino, rest);
+        await dropAfter(ctx);
       });
     }
     // A truncate: one transaction, or bounded steps when it frees more than one may hold (the
@@ -441,12 +451,25 @@ export class Ext4NodeWriter {
         await checkRegular(ctx, ino, `inode ${ino}`);
         return ino;
       }, size);
-      if (others) await w.transaction((ctx) => setAttributes(ctx, ino, rest));
+      if (others || drop) {
+        await w.transaction(async (ctx) => {
+          if (others) await setAttributes(ctx, ino, rest);
+          await dropAfter(ctx);
+        });
+      }
     });
   }
 
-  /** Writes `data` at byte `offset` of regular file `ino`; returns the bytes written. */
-  async write(ino: number, offset: number, data: Uint8Array): Promise<number> {
+  /**
+   * Writes `data` at byte `offset` of regular file `ino`; returns the bytes written. With
+   * `dropSetId` (a writer without CAP_FSETID) the set-id bits go as the kernel drops them.
+   */
+  async write(
+    ino: number,
+    offset: number,
+    data: Uint8Array,
+    options: { dropSetId?: boolean } = {},
+  ): Promise<number> {
     await this.#recording(`write ${ino}`, (w) =>
       w.transaction(async (ctx) => {
         const { f } = await load(ctx, ino);
@@ -455,6 +478,7 @@ export class Ext4NodeWriter {
         if ((f.flags & InodeFlags.APPEND) && offset !== f.size) {
           await refuseFlagged(ctx, ino, FIXED);
         }
+        if (options.dropSetId && (f.mode & 0o6000) !== 0) await dropSetId(ctx, ino);
         // Outside a group the data is written by the commit this call awaits: not copied.
         await writeFileRange(ctx, ino, offset, data, { borrow: !w.inGroup });
       }));
