@@ -606,7 +606,10 @@ export class FuseSession {
 function releaseLarge(parts: Uint8Array[]): void {
   for (const p of parts) {
     const b = p.buffer;
-    if (p.byteLength > REPLY_COPY_MAX && b instanceof ArrayBuffer && !b.detached) b.transfer(0);
+    if (p.byteLength <= REPLY_COPY_MAX || !(b instanceof ArrayBuffer) || b.detached) continue;
+    try {
+      b.transfer(0);
+    } catch { /* not detachable (memory of a native owner): left to the collector */ }
   }
 }
 
