@@ -30,7 +30,7 @@
  * until the device opens O_EXCL and the daemon has exited.
  *
  * Usage (root): `deno run -A bench/mount.ts [--quick] [--rounds N] [--rows read|write|all]
- * [--json]`. `--quick` shrinks the data (64 MiB file, 2 000 / 4 000 files, 500 / 50 random
+ * [--drivers ext4ts,fuse2fs,kernel] [--json]`. `--quick` shrinks the data (64 MiB file, 2 000 / 4 000 files, 500 / 50 random
  * writes); rounds default to 3 (at least 3).
  *
  * @module
@@ -294,22 +294,32 @@ const WORKLOADS: Workload[] = [
   },
 ];
 
-/** Samples of one row for one driver: the result, and the daemon's CPU seconds. */
+/** Samples of one row for one driver: the result, the daemon's CPU seconds and peak RSS. */
 interface Samples {
   values: number[];
   cpu: number[];
+  /** The daemon's VmHWM (MiB) after the row: each row runs on a fresh mount, a fresh daemon. */
+  rss: number[];
 }
 
 /** Per row key, per driver. */
 type Results = Map<string, Map<string, Samples>>;
 
-function record(results: Results, key: string, driver: string, value: number, cpu = NaN) {
+function record(
+  results: Results,
+  key: string,
+  driver: string,
+  value: number,
+  cpu = NaN,
+  rss = NaN,
+) {
   let row = results.get(key);
   if (!row) results.set(key, row = new Map());
   let s = row.get(driver);
-  if (!s) row.set(driver, s = { values: [], cpu: [] });
+  if (!s) row.set(driver, s = { values: [], cpu: [], rss: [] });
   s.values.push(value);
   s.cpu.push(cpu);
+  s.rss.push(rss);
 }
 
 /**
@@ -353,8 +363,9 @@ async function coldRow(
     await dropCaches();
     const cpu0 = cpuSeconds(pid);
     const value = await w.run(mnt, s);
-    record(results, `${w.key} (${w.unit})`, d.name, value, cpuSeconds(pid) - cpu0);
-    if (d.daemon) peaks.set(d.name, [...peaks.get(d.name) ?? [], peakRssMiB(pid)]);
+    const rss = peakRssMiB(pid);
+    record(results, `${w.key} (${w.unit})`, d.name, value, cpuSeconds(pid) - cpu0, rss);
+    if (d.daemon) peaks.set(d.name, [...peaks.get(d.name) ?? [], rss]);
   } finally {
     await tool("umount", [mnt]);
     await untilFree(dev, performance.now());
@@ -631,8 +642,9 @@ async function writeRows(
       await dropCaches();
       const cpu0 = cpuSeconds(pid);
       const value = await w.run(mnt, c);
-      record(results, `rw: ${w.key} (${w.unit})`, d.name, value, cpuSeconds(pid) - cpu0);
-      if (d.daemon) peaks.set(d.name, [...peaks.get(d.name) ?? [], peakRssMiB(pid)]);
+      const rss = peakRssMiB(pid);
+      record(results, `rw: ${w.key} (${w.unit})`, d.name, value, cpuSeconds(pid) - cpu0, rss);
+      if (d.daemon) peaks.set(d.name, [...peaks.get(d.name) ?? [], rss]);
       if (w.unmountKey) {
         // Until the device opens O_EXCL and the daemon is gone: nothing can write it then.
         const t0 = performance.now();
@@ -674,7 +686,11 @@ function format(
     "ext4ts/fuse2fs",
     "ext4ts/kernel",
     ...names.filter((n) => n !== "kernel").map((n) => `${n} CPU s`),
+    ...names.filter((n) => n !== "kernel").map((n) => `${n} RSS MiB`),
   ];
+  const blank = () => names.filter((n) => n !== "kernel").flatMap(() => ["", ""]);
+  /** The largest of the samples (a peak stays a peak: the max over the rounds, not a median). */
+  const most = (xs: number[]) => fmt(Math.max(...xs.filter(Number.isFinite)));
   const body: string[][] = [];
   for (const [key, row] of results) {
     const med = (n: string) => spread(row.get(n)?.values ?? []).median;
@@ -689,6 +705,7 @@ function format(
       ratio("fuse2fs"),
       ratio("kernel"),
       ...names.filter((n) => n !== "kernel").map((n) => fmt(spread(row.get(n)?.cpu ?? []).median)),
+      ...names.filter((n) => n !== "kernel").map((n) => most(row.get(n)?.rss ?? [])),
     ]);
   }
   body.push([
@@ -696,7 +713,7 @@ function format(
     ...names.map((n) => fmt(Math.max(...(peaks.get(n) ?? [NaN])))),
     "",
     "",
-    ...names.filter((n) => n !== "kernel").map(() => ""),
+    ...blank(),
   ]);
   if (fsck.size) {
     body.push([
@@ -707,7 +724,7 @@ function format(
       }),
       "",
       "",
-      ...names.filter((n) => n !== "kernel").map(() => ""),
+      ...blank(),
     ]);
   }
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
@@ -716,7 +733,7 @@ function format(
     line(head),
     widths.map((w) => "-".repeat(w)).join("  "),
     ...body.map(line),
-    "(medians with min–max over the rounds; ratios > 1: ext4ts is better; CPU: the daemon's user + system seconds for that row)",
+    "(medians with min–max over the rounds; ratios > 1: ext4ts is better; CPU: the daemon's user + system seconds for that row; RSS: its peak resident set in that row, the largest over the rounds)",
   ].join("\n") + "\n";
 }
 
@@ -732,8 +749,9 @@ export type RowSet = "read" | "write" | "all";
  * ```
  */
 export async function runMountBench(
-  options: { quick?: boolean; rounds?: number; rows?: RowSet } = {},
+  options: { quick?: boolean; rounds?: number; rows?: RowSet; drivers?: string[] } = {},
 ): Promise<{ text: string; results: Results }> {
+  const drivers = DRIVERS.filter((d) => !options.drivers || options.drivers.includes(d.name));
   const s: Sizes = options.quick
     ? { bigMiB: 64, flat: 2000, tree: 4000, randomReads: 500, randomWrites: 500, syncedWrites: 50 }
     : {
@@ -779,7 +797,7 @@ export async function runMountBench(
     }
     for (let r = 0; r < rounds; r++) {
       // Rotate the order so no driver always runs first (or right after another's load).
-      const order = DRIVERS.map((_, i) => DRIVERS[(i + r) % DRIVERS.length]);
+      const order = drivers.map((_, i) => drivers[(i + r) % drivers.length]);
       for (const d of order) {
         if (dev) {
           try {
@@ -812,23 +830,27 @@ export async function runMountBench(
         "dropping caches; fuse2fs 1.47 writes without its journal, the kernel and ext4ts " +
         "through it\n"
       : "");
-  return { text: header + format(results, peaks, fsck, DRIVERS.map((d) => d.name)), results };
+  return { text: header + format(results, peaks, fsck, drivers.map((d) => d.name)), results };
 }
 
 if (import.meta.main) {
   const at = Deno.args.indexOf("--rounds");
   const rounds = at >= 0 ? Number(Deno.args[at + 1]) : undefined;
   const only = Deno.args.indexOf("--rows");
+  const some = Deno.args.indexOf("--drivers");
   const { text, results } = await runMountBench({
     quick: Deno.args.includes("--quick"),
     rounds,
     rows: only >= 0 ? Deno.args[only + 1] as RowSet : "all",
+    drivers: some >= 0 ? Deno.args[some + 1].split(",") : undefined,
   });
   if (Deno.args.includes("--json")) {
-    const json: Record<string, Record<string, Spread & { cpu: Spread }>> = {};
+    const json: Record<string, Record<string, Spread & { cpu: Spread; rss: Spread }>> = {};
     for (const [key, row] of results) {
       json[key] = {};
-      for (const [n, smp] of row) json[key][n] = { ...spread(smp.values), cpu: spread(smp.cpu) };
+      for (const [n, smp] of row) {
+        json[key][n] = { ...spread(smp.values), cpu: spread(smp.cpu), rss: spread(smp.rss) };
+      }
     }
     console.log(JSON.stringify(json, null, 2));
   } else {

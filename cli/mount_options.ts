@@ -142,6 +142,18 @@ export function parseMountOptions(list: string | undefined): MountSettings {
       case "offset":
         s.offset = parseByteCount(value ?? "", "offset");
         break;
+      case "cache_size": {
+        // fuse2fs's option and bounds: bytes (K, M, G suffixes), up to 2 GiB.
+        const bytes = parseByteCount(value ?? "", "cache_size");
+        if (bytes < 1 || bytes > 0x7fffffff) {
+          throw new CliError(
+            `cache_size must be between 1 byte and 2 GiB, got '${value}'`,
+            ExitCode.USAGE,
+          );
+        }
+        s.cacheSize = bytes;
+        break;
+      }
       case "commit": {
         // The kernel's commit=: seconds between commits of the running transaction; 0 (or none)
         // is its default, 5.

@@ -221,3 +221,39 @@ for (const layout of [LAYOUTS[2], LAYOUTS[0]]) {
     },
   );
 }
+
+testWith(
+  "a large unindexed directory is looked up through a name map only when the map fits the budget",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const image = await mkfsImage(dir.path, LAYOUTS[0], ["-O", "^dir_index"]);
+    const fs = await Ext4.openDevice(new MemoryBlockDevice(image), { readOnly: false });
+    const names = Array.from({ length: 2500 }, (_, i) => `file-${String(i).padStart(5, "0")}`);
+    let bytes: Uint8Array;
+    try {
+      await fs.mkdir("/big");
+      await fs.batch(async () => {
+        for (const n of names) await fs.writeFile(`/big/${n}`, new Uint8Array(0));
+      });
+      bytes = (fs.device as MemoryBlockDevice).bytes.slice();
+    } finally {
+      await fs.close();
+    }
+    // 1 MiB: the name-map share cannot hold 2500 names; 16 MiB (the default) can.
+    for (const cacheBytes of [1 << 20, 16 << 20]) {
+      const ro = await Ext4.openDevice(new MemoryBlockDevice(bytes.slice()), { cacheBytes });
+      try {
+        const want = new Map<string, number>();
+        for await (const e of ro.readDir("/big")) want.set(e.name, e.ino);
+        const big = await ro.resolve("/big");
+        for (const n of names) assert.equal(await ro.lookupIno(big, n), want.get(n), n);
+        assert.equal(await ro.lookupIno(big, "absent"), null);
+        // Built (or found too large) once, then served: never rebuilt per lookup.
+        assert.deepEqual(ro.cacheCounts.nameMaps, { hits: names.length, misses: 1 });
+      } finally {
+        await ro.close();
+      }
+    }
+  },
+);

@@ -282,6 +282,44 @@ os.close(fd)
   }
 });
 
+/** MemFs whose reads return new buffers, each recorded; `owned` says so to the session. */
+class CopyingMemFs extends MemFs {
+  readonly replies: { bytes: Uint8Array<ArrayBuffer>; size: number }[] = [];
+  constructor(readonly readRepliesOwned: boolean) {
+    super();
+  }
+  override async read(
+    ...args: Parameters<MemFs["read"]>
+  ): Promise<Uint8Array> {
+    const copy = (await super.read(...args)).slice();
+    this.replies.push({ bytes: copy, size: copy.length });
+    return copy;
+  }
+}
+
+testWith(
+  "fuse session: large READ replies are freed once written when the filesystem owns none",
+  FUSE_NEEDS,
+  async () => {
+    for (const owned of [true, false]) {
+      const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-" });
+      const fs = new CopyingMemFs(owned);
+      const s = await serveMemFs(dir, fs);
+      try {
+        assert.deepEqual(await Deno.readFile(`${s.mnt}/big.bin`), bigContent());
+        const large = fs.replies.filter((r) => r.size > 64 * 1024);
+        assert.ok(large.length > 0, "the 8 MiB file was read in large requests");
+        const freed = large.filter((r) => r.bytes.buffer.detached).length;
+        // Owned: every large reply's memory released right after its reply; else none touched.
+        assert.equal(freed, owned ? large.length : 0, `owned=${owned}`);
+      } finally {
+        await s.cleanup();
+        await Deno.remove(dir, { recursive: true });
+      }
+    }
+  },
+);
+
 testWith("fuse session: a slow DESTROY is waited for by umount(2)", FUSE_NEEDS, async () => {
   const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-" });
   const s = await serveMemFs(dir, new MemFs({ destroyDelayMs: 700 }));

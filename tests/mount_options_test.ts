@@ -91,6 +91,17 @@ Deno.test("mount options: offset= takes the readers' --offset syntax", () => {
   usageError(() => parseMountOptions("offset=-1"), /^invalid offset '-1'/);
 });
 
+Deno.test("mount options: cache_size= takes fuse2fs's sizes (bytes, K, M, G; up to 2 GiB)", () => {
+  assert.equal(parseMountOptions("").cacheSize, undefined, "absent: sized from the machine");
+  assert.equal(parseMountOptions("cache_size=8M").cacheSize, 8 << 20);
+  assert.equal(parseMountOptions("cache_size=4096k").cacheSize, 4 << 20);
+  assert.equal(parseMountOptions("cache_size=1048576").cacheSize, 1 << 20);
+  assert.equal(parseMountOptions("cache_size=2047M").cacheSize, 2047 << 20);
+  usageError(() => parseMountOptions("cache_size=2G"), /^cache_size must be between/);
+  usageError(() => parseMountOptions("cache_size=0"), /^cache_size must be between/);
+  usageError(() => parseMountOptions("cache_size=lots"), /^invalid cache_size 'lots'/);
+});
+
 Deno.test("mount options: anything else is a usage error naming the option", () => {
   usageError(() => parseMountOptions("ro,bogus"), /^unknown mount option 'bogus'$/);
   usageError(() => parseMountOptions("sizelimit=1M"), /^unknown mount option 'sizelimit=1M'$/);

@@ -333,13 +333,24 @@ export async function mountCommand(
   return ExitCode.OK;
 }
 
+/**
+ * V8 flags of the daemon (before any of the caller's DENO_V8_FLAGS, which win): a young
+ * generation of at most 1 MiB per semi-space instead of V8's up to 8 MiB. A server that
+ * allocates per request then stays ~15–50 MiB smaller (measured on the mount benchmark's rows),
+ * and the large buffers of finished requests are collected sooner.
+ */
+const DAEMON_V8_FLAGS = "--max-semi-space-size=1";
+
 /** Starts the daemon (`-f`) and waits for its `ready` line or its exit. */
 async function startDaemon(args: string[]): Promise<number> {
   const daemon = daemonCommand(args);
   const child = new Deno.Command(daemon.cmd, {
     args: daemon.args,
     cwd: "/",
-    env: { [NOTIFY_ENV]: "1" },
+    env: {
+      [NOTIFY_ENV]: "1",
+      DENO_V8_FLAGS: [DAEMON_V8_FLAGS, Deno.env.get("DENO_V8_FLAGS")].filter(Boolean).join(","),
+    },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -35,7 +35,13 @@ import { FUSE_ROOT_ID } from "./protocol.ts";
 import { encodeDev } from "./protocol_replies.ts";
 import type { MountBackend, MountSettings, OpenedFilesystem } from "./serve.ts";
 import { type ErrorPolicy, Ext4WriteOperations, type NodeWriterLike } from "./ext4_write_ops.ts";
-import { assertSameIdentity, identityOf, openForReadWrite, openWindow } from "./ext4_rw_open.ts";
+import {
+  assertSameIdentity,
+  identityOf,
+  mountCacheBytes,
+  openForReadWrite,
+  openWindow,
+} from "./ext4_rw_open.ts";
 
 /** The reader's file types (lib/ext4/filesystem.ts `FileType`). */
 export type Ext4FileType = FileType;
@@ -80,7 +86,10 @@ export interface Ext4Like {
   readDirIno(ino: number): AsyncIterable<Ext4DirEntryLike>;
   /** The entries of directory `ino` after resume cookie `cookie` (0 = from the start). */
   readDirFrom(ino: number, cookie: number): AsyncIterable<Ext4DirEntryLike>;
-  /** Up to `length` bytes at byte `offset` of regular file `ino`; short at end of file. */
+  /**
+   * Up to `length` bytes at byte `offset` of regular file `ino`; short at end of file. A new
+   * buffer the caller owns (the session frees it once replied: `readRepliesOwned`).
+   */
   read(ino: number, offset: number, length: number): Promise<Uint8Array>;
   /** The raw target bytes of symlink `ino`. */
   readLinkIno(ino: number): Promise<Uint8Array>;
@@ -197,6 +206,8 @@ export class Ext4Operations implements FuseOperations {
     & Ext4OperationsOptions;
   /** The write operations of a read-write mount (absent: read-only). */
   readonly writer?: Ext4WriteOperations;
+  /** `Ext4.read` returns a new buffer per call: the session frees large ones once replied. */
+  readonly readRepliesOwned = true;
   #closed = false;
   /** "directory inode/entry name" pairs already logged as damaged. */
   readonly #reported = new Set<string>();
@@ -505,6 +516,7 @@ export const ext4Backend: MountBackend = {
       // through the reader's opener. A read-only open's only notices are about the journal.
       const fs = await Ext4.openDevice(device, {
         readOnly: true,
+        cacheBytes: mountCacheBytes(settings.cacheSize),
         recovery: settings.noRecovery ? "none" : "memory",
         onNotice: (message) =>
           log(
@@ -574,6 +586,7 @@ async function openReadWriteBackend(
     claim,
     log,
     settings.commit ?? 5,
+    mountCacheBytes(settings.cacheSize),
   );
   try {
     await fs.entryStat(ROOT_INO);

@@ -15,6 +15,7 @@
  */
 
 import { type BlockDevice, OffsetBlockDevice } from "../../lib/block/block_device.ts";
+import { cacheBytesForMachine } from "../../lib/block/cache_budget.ts";
 import { Ext4Error } from "../../lib/errors.ts";
 import { Ext4 } from "../../lib/ext4/filesystem.ts";
 import { formatUuid, readSuperblock, type Superblock } from "../../lib/ondisk/superblock.ts";
@@ -102,6 +103,27 @@ export function openWindow(
   }
 }
 
+/**
+ * The bytes a mount's caches may hold: `cacheSize` (`-o cache_size=`) when given, else 1/64 of
+ * the machine's available memory (MemAvailable) between 4 and 32 MiB
+ * (lib/block/cache_budget.ts `cacheBytesForMachine`; 16 MiB when it cannot be read).
+ *
+ * @example
+ * ```ts
+ * import { mountCacheBytes } from "./ext4_rw_open.ts";
+ * console.log(mountCacheBytes(8 << 20)); // 8388608
+ * console.log(mountCacheBytes(undefined) <= 32 << 20); // true
+ * ```
+ */
+export function mountCacheBytes(cacheSize: number | undefined): number {
+  if (cacheSize !== undefined) return cacheSize;
+  let available: number | undefined;
+  try {
+    available = Deno.systemMemoryInfo().available;
+  } catch { /* no --allow-sys: the default */ }
+  return cacheBytesForMachine(available);
+}
+
 /** What {@link openForReadWrite} gives the backend. */
 export interface ReadWriteOpen {
   /** The writable filesystem (on a non-exclusive descriptor). */
@@ -116,7 +138,7 @@ export interface ReadWriteOpen {
 
 /**
  * Steps 1 and 2 above. `claim` says whether to open the device O_EXCL for the pre-mount
- * work (false for an image the daemon has locked itself).
+ * work (false for an image the daemon has locked itself); `cacheBytes` bounds the caches.
  *
  * @example
  * ```ts ignore
@@ -129,12 +151,14 @@ export async function openForReadWrite(
   claim: boolean,
   log: (line: string) => void,
   commitInterval = 5,
+  cacheBytes = mountCacheBytes(undefined),
 ): Promise<ReadWriteOpen> {
   // 1. Claimed: the checks, a journal replay and the orphans, as the kernel's rw mount.
   const first = openWindow(path, offset, { readOnly: false, exclusive: claim });
   const checked = await Ext4.openDevice(first, {
     readOnly: false,
     recovery: "replay",
+    cacheBytes,
     onNotice: (message) => log(`${path}: ${message}`),
   }).catch(async (e) => {
     await first.close();
@@ -147,7 +171,12 @@ export async function openForReadWrite(
   try {
     // Group commit, as the kernel's jbd2: changes join one running transaction, committed on
     // fsync/syncfs, at unmount (close) and every `commitInterval` seconds.
-    fs = await Ext4.openDevice(device, { readOnly: false, recovery: "refuse", commitInterval });
+    fs = await Ext4.openDevice(device, {
+      readOnly: false,
+      recovery: "refuse",
+      commitInterval,
+      cacheBytes,
+    });
   } catch (e) {
     await device.close();
     throw e;

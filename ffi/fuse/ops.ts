@@ -250,6 +250,13 @@ export interface FuseOperations {
   readlink(ctx: RequestContext, nodeid: number): Promise<Uint8Array>;
   /** `flags` are the open(2) flags (O_ACCMODE etc.). */
   open(ctx: RequestContext, nodeid: number, flags: number): Promise<OpenReply>;
+  /**
+   * True when every {@link read} returns a buffer nobody else holds: the session then frees a
+   * large one as soon as its reply is written, instead of leaving it to the garbage collector
+   * (V8 collects large external buffers late: tens of MiB of them pile up under sequential
+   * reads).
+   */
+  readonly readRepliesOwned?: boolean;
   /** Returns at most `size` bytes; fewer only at end of file. */
   read(
     ctx: RequestContext,

@@ -105,6 +105,11 @@ export interface MountSettings {
    */
   commit?: number;
   /**
+   * `cache_size=` (fuse2fs's option): bytes of memory the filesystem's caches may hold; absent:
+   * sized from the machine's available memory (ffi/fuse/ext4_rw_open.ts `mountCacheBytes`).
+   */
+  cacheSize?: number;
+  /**
    * MS_* flags for the kernel besides MS_RDONLY (`nosuid`, `nodev`, `noexec`, the atime family,
    * …; see `MountFlag`); default nosuid,nodev.
    */

@@ -380,6 +380,7 @@ export class FuseSession {
         return;
       }
       this.#reply(unique, 0, parts);
+      if (opcode === Opcode.READ && this.#ops.readRepliesOwned) releaseLarge(parts);
       if (opcode === Opcode.INIT && this.#initInfo) this.#initResolve(this.#initInfo);
       // DESTROY answered: the loop ends at its next turn, never before the reply is out.
       if (opcode === Opcode.DESTROY) this.#ended = "destroyed";
@@ -597,6 +598,22 @@ export class FuseSession {
       }
     })();
     return this.#destroying;
+  }
+}
+
+/**
+ * Frees the buffers of a READ reply written by writev (larger than the reply buffer) at once:
+ * the handler has finished and the filesystem said nobody else holds them
+ * (`readRepliesOwned`). Detaching an ArrayBuffer releases its memory now; left to V8, large
+ * buffers of finished reads pile up to tens of MiB before a collection frees them.
+ */
+function releaseLarge(parts: Uint8Array[]): void {
+  for (const p of parts) {
+    const b = p.buffer;
+    if (p.byteLength <= REPLY_COPY_MAX || !(b instanceof ArrayBuffer) || b.detached) continue;
+    try {
+      b.transfer(0);
+    } catch { /* not detachable (memory of a native owner): left to the collector */ }
   }
 }
 

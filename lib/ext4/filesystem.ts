@@ -39,6 +39,12 @@ import type { DirectorySource } from "./dir.ts";
 import { readInodeBitmap, testBit } from "../ondisk/bitmap.ts";
 import { type OpenedMetadata, openMetadata } from "./super.ts";
 import { CountingDevice } from "../block/counting_device.ts";
+import {
+  blocksWithin,
+  type CacheBudget,
+  DEFAULT_CACHE_BYTES,
+  splitCacheBudget,
+} from "../block/cache_budget.ts";
 import { SharedBlockCache } from "../txn/shared_block_cache.ts";
 import { Ext4Writer } from "./writer.ts";
 import { OpenFiles } from "./open_files.ts";
@@ -112,10 +118,11 @@ export type { Ext4NodeWriter, NodeAttributeChange, NodeCreateOptions } from "./f
 
 export { compareBytes } from "./fs_dir.ts";
 
-/** Unindexed directories of more blocks than this get a cached name map for lookups... */
+/**
+ * Unindexed directories of more blocks than this get a cached name map for lookups (unless the
+ * map would take more than the name-map cache keeps: then they are scanned).
+ */
 const INDEX_DIR_MIN_BLOCKS = 8;
-/** ...unless they are larger than this (the map would be too big to keep). */
-const INDEX_DIR_MAX_BYTES = 64 * 1024 * 1024;
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
 const encoder = new TextEncoder();
@@ -145,6 +152,8 @@ export class Ext4 {
   readonly options: Readonly<Ext4OpenOptions>;
   /** Decoded inodes, maps, blocks, xattrs and lookups (lib/ext4/fs_cache.ts). */
   #caches: FsCaches;
+  /** The bytes each cache may hold (lib/block/cache_budget.ts). */
+  readonly #budget: CacheBudget;
   #ctx: DirContext;
   #closed = false;
   /** Writable filesystems only: the cache shared with the transactions, and the writer. */
@@ -165,9 +174,11 @@ export class Ext4 {
     this.superblock = sb;
     this.groups = groups;
     this.options = options;
+    this.#budget = splitCacheBudget(options.cacheBytes ?? DEFAULT_CACHE_BYTES, sb);
     this.#caches = new FsCaches(sb, groups, {
-      inodes: options.inodeCacheSize ?? 16384,
-      blocks: options.blockCacheSize ?? 8192,
+      budget: this.#budget,
+      inodes: options.inodeCacheSize,
+      blocks: options.blockCacheSize,
       ignoreChecksums: options.ignoreChecksums,
       writable: options.readOnly === false,
     });
@@ -175,10 +186,11 @@ export class Ext4 {
     if (options.readOnly === false) {
       // Written through a counter: the lifetime writes recorded at close.
       const counted = new CountingDevice(device);
+      const blocks = blocksWithin(this.#budget.blocks, sb.blockSize);
       this.#cache = new SharedBlockCache(
         counted,
         sb.blockSize,
-        { capacity: options.blockCacheSize ?? 8192 },
+        { capacity: Math.min(blocks, options.blockCacheSize ?? blocks) },
         (batch) => this.#caches.committed(batch),
       );
       // One inode cache for reads and writes: the write path reads records through it, and
@@ -653,12 +665,12 @@ export class Ext4 {
 
   /**
    * A large directory without a usable hash index is scanned once into a name map instead
-   * of once per lookup (kept until the filesystem changes); null for other directories.
+   * of once per lookup (kept until the filesystem changes); null for other directories and
+   * for one whose map would not fit in the name-map cache.
    */
   async #nameMap(src: DirectorySource, dir: Inode): Promise<Map<string, number> | null> {
-    const bs = this.superblock.blockSize;
-    if (src.size <= INDEX_DIR_MIN_BLOCKS * bs || src.size > INDEX_DIR_MAX_BYTES) return null;
-    return await this.#caches.nameMap(dir, () => directoryNameMap(src, this.#ctx));
+    if (src.size <= INDEX_DIR_MIN_BLOCKS * this.superblock.blockSize) return null;
+    return await this.#caches.nameMap(dir, (max) => directoryNameMap(src, this.#ctx, max));
   }
 
   /**
@@ -1615,7 +1627,9 @@ export class Ext4 {
     // The MMP block claimed before anything is written (mmp filesystems), then every commit
     // of a journaled filesystem goes through its journal (lib/txn/journal_sink.ts).
     await this.#writer?.claimMmp({ onNotice: this.options.onNotice });
-    await this.#writer?.openJournal();
+    await this.#writer?.openJournal({
+      maxPinnedBlocks: blocksWithin(this.#budget.pinned, sb.blockSize),
+    });
     const interval = this.options.commitInterval ?? 0;
     if (this.#writer && interval > 0) this.#writer.startGroupCommit(interval * 1000);
     // Orphans left by a previous user (files removed while open, then a crash): freed as the

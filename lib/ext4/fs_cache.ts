@@ -2,7 +2,9 @@
  * The facade's decoded caches (lib/ext4/filesystem.ts): the inode cache it shares with its
  * write path (lib/ext4/inode.ts), and what is derived from inode records — block maps, xattr
  * maps, lookups and the name maps of large unindexed directories — plus the metadata blocks of
- * a read-only filesystem; bounded LRUs with hit and miss counts.
+ * a read-only filesystem; LRUs with hit and miss counts, each bounded in bytes by its share of
+ * the filesystem object's cache budget (lib/block/cache_budget.ts). What an entry costs is
+ * estimated from measurements of the objects it holds (Deno 2.9, V8 15).
  *
  * Invalidation is precise. A derived value is kept with the record object it was derived from
  * (its basis) and, on a writable filesystem, served only while that object is the cached record
@@ -15,13 +17,14 @@
  * @module
  */
 
+import { blocksWithin, type CacheBudget } from "../block/cache_budget.ts";
 import { Lru } from "../block/lru.ts";
 import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
 import type { Inode } from "../ondisk/inode.ts";
 import type { Superblock } from "../ondisk/superblock.ts";
 import type { CommitBatch } from "../txn/transaction.ts";
 import type { BlockRun } from "./file_map.ts";
-import { type CacheCounts, InodeCache } from "./inode.ts";
+import { type CacheCounts, InodeCache, inodeRecordWeight } from "./inode.ts";
 
 /** Hits and misses of each of the facade's caches. */
 export interface FsCacheCounts {
@@ -37,25 +40,61 @@ export interface FsCacheCounts {
   nameMaps: CacheCounts;
 }
 
-/** A value derived from an inode record, and the record object it was derived from. */
+/** A value derived from an inode record, the record object it was derived from, its cost. */
 interface Derived<V> {
   basis: Inode;
   value: V;
+  /** Estimated bytes the entry holds (fixed when kept). */
+  weight: number;
 }
 
-/** An LRU of derived values with its hit and miss counts. */
+/** An LRU of derived values bounded in bytes, with its hit and miss counts. */
 class DerivedCache<K, V> {
   readonly lru: Lru<K, Derived<V>>;
+  /** The estimated bytes of an entry: its value under its key. */
+  readonly weigh: (value: V, key: K) => number;
   hits = 0;
   misses = 0;
 
-  constructor(capacity: number) {
-    this.lru = new Lru(capacity);
+  constructor(bytes: number, weigh: (value: V, key: K) => number) {
+    this.lru = new Lru(bytes, (d) => d.weight);
+    this.weigh = weigh;
   }
 
   get counts(): CacheCounts {
     return { hits: this.hits, misses: this.misses };
   }
+}
+
+/** Estimated bytes of a block map: the array and its run objects (~64 bytes each). */
+const mapWeight = (runs: BlockRun[]) => 136 + 64 * runs.length;
+/** Estimated bytes of an xattr map: per entry the Map slot, the name and the value's buffer. */
+function xattrWeight(map: Map<string, Uint8Array>): number {
+  let bytes = 64;
+  for (const [name, value] of map) bytes += 200 + name.length + value.length;
+  return bytes;
+}
+/** Estimated bytes of a cached lookup: the Map entry, its key string and the derived record. */
+const lookupWeight = (_ino: number, key: string) => 116 + key.length;
+/** Estimated bytes of a name map; null (a directory too large to map) costs next to nothing. */
+function nameMapWeight(map: Map<string, number> | null): number {
+  let bytes = 64;
+  for (const key of map?.keys() ?? []) bytes += 68 + key.length;
+  return bytes;
+}
+
+/** The sizes of {@link FsCaches}. */
+export interface FsCacheSizes {
+  /** Bytes per cache (lib/block/cache_budget.ts `splitCacheBudget`). */
+  budget: CacheBudget;
+  /** At most this many inode records besides the budget's bound. */
+  inodes?: number;
+  /** At most this many metadata blocks (read-only filesystems) besides the budget's bound. */
+  blocks?: number;
+  /** Inode records are not checked against their checksums. */
+  ignoreChecksums?: boolean;
+  /** Commits change records (see {@link FsCaches}). */
+  writable?: boolean;
 }
 
 /**
@@ -70,7 +109,8 @@ class DerivedCache<K, V> {
  * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
  * const device = new MemoryBlockDevice(await Deno.readFile(img));
  * const { sb, groups } = await openMetadata(device);
- * const caches = new FsCaches(sb, groups, { inodes: 16, blocks: 16 });
+ * import { splitCacheBudget } from "../block/cache_budget.ts";
+ * const caches = new FsCaches(sb, groups, { budget: splitCacheBudget(1 << 20, sb) });
  * const root = caches.inodeCache.keep(2, new Uint8Array(sb.inodeSize), caches.generation);
  * await caches.lookup(root, "x", () => Promise.resolve(12));
  * console.log(caches.cachedLookup(root, "x")); // 12
@@ -84,11 +124,12 @@ export class FsCaches {
   readonly inodeCache: InodeCache;
   /** Metadata blocks of a read-only filesystem (a writable one reads its shared cache). */
   readonly blocks: Lru<number, Uint8Array>;
-  readonly #maps = new DerivedCache<number, BlockRun[]>(512);
-  readonly #xattrs = new DerivedCache<number, Map<string, Uint8Array>>(512);
+  readonly #maps: DerivedCache<number, BlockRun[]>;
+  readonly #xattrs: DerivedCache<number, Map<string, Uint8Array>>;
   /** Recent successful lookups: parent inode and name key -> child inode. */
-  readonly #dentries = new DerivedCache<string, number>(16384);
-  readonly #dirIndex = new DerivedCache<number, Map<string, number>>(8);
+  readonly #dentries: DerivedCache<string, number>;
+  /** Name maps of large unindexed directories (null: too large to map, scanned instead). */
+  readonly #dirIndex: DerivedCache<number, Map<string, number> | null>;
   readonly #sb: Superblock;
   readonly #groups: GroupDescriptorTable;
   /**
@@ -101,21 +142,25 @@ export class FsCaches {
   #tables: { starts: number[]; groups: number[] } | null = null;
 
   /**
-   * Caches for the filesystem of `sb` and `groups`, of `sizes` inodes and blocks; inode records
-   * are checked on decoding unless `ignoreChecksums`; `writable` when commits change records.
+   * Caches for the filesystem of `sb` and `groups`, each bounded by its share of
+   * `sizes.budget`; inode records are checked on decoding unless `ignoreChecksums`; `writable`
+   * when commits change records.
    */
-  constructor(
-    sb: Superblock,
-    groups: GroupDescriptorTable,
-    sizes: { inodes: number; blocks: number; ignoreChecksums?: boolean; writable?: boolean },
-  ) {
+  constructor(sb: Superblock, groups: GroupDescriptorTable, sizes: FsCacheSizes) {
     this.#sb = sb;
     this.#groups = groups;
     this.#writable = sizes.writable ?? false;
-    this.inodeCache = new InodeCache(sb, groups, sizes.inodes, {
+    const budget = sizes.budget;
+    const records = Math.floor(budget.inodes / inodeRecordWeight(sb.inodeSize));
+    this.inodeCache = new InodeCache(sb, groups, Math.min(records, sizes.inodes ?? records), {
       ignoreChecksum: sizes.ignoreChecksums,
     });
-    this.blocks = new Lru(sizes.blocks);
+    const blocks = blocksWithin(budget.blocks, sb.blockSize);
+    this.blocks = new Lru(Math.min(blocks, sizes.blocks ?? blocks));
+    this.#maps = new DerivedCache(budget.maps, mapWeight);
+    this.#xattrs = new DerivedCache(budget.xattrs, xattrWeight);
+    this.#dentries = new DerivedCache(budget.lookups, lookupWeight);
+    this.#dirIndex = new DerivedCache(budget.nameMaps, nameMapWeight);
   }
 
   /** The count of changes so far (a record read before a change is not kept after it). */
@@ -147,9 +192,17 @@ export class FsCaches {
     return this.#derive(this.#xattrs, inode.ino, inode, compute);
   }
 
-  /** The name map of directory `dir`, derived from that record object. */
-  nameMap(dir: Inode, compute: () => Promise<Map<string, number>>): Promise<Map<string, number>> {
-    return this.#derive(this.#dirIndex, dir.ino, dir, compute);
+  /**
+   * The name map of directory `dir`, derived from that record object; `compute` builds it
+   * within the bytes given, else returns null (remembered too: the directory is scanned).
+   */
+  nameMap(
+    dir: Inode,
+    compute: (maxBytes: number) => Promise<Map<string, number> | null>,
+  ): Promise<Map<string, number> | null> {
+    // An entry over half an LRU's capacity is not kept (lib/block/lru.ts).
+    const maxBytes = Math.floor(this.#dirIndex.lru.capacity / 2) - 64;
+    return this.#derive(this.#dirIndex, dir.ino, dir, () => compute(maxBytes));
   }
 
   /**
@@ -203,7 +256,7 @@ export class FsCaches {
   /** Keeps `value` while `basis` is (still) the cached record of its inode. */
   #keep<K, V>(cache: DerivedCache<K, V>, key: K, basis: Inode, value: V): void {
     if (!this.#writable || this.inodeCache.records.get(basis.ino) === basis) {
-      cache.lru.set(key, { basis, value });
+      cache.lru.set(key, { basis, value, weight: cache.weigh(value, key) });
     }
   }
 

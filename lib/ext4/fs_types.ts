@@ -61,9 +61,20 @@ export interface Ext4OpenOptions extends OpenPolicy {
    * it, the error's message goes to `onNotice` with "; skipped".
    */
   onCorrupt?: (error: CorruptError) => void;
-  /** Inodes kept in memory (default 16384). */
+  /**
+   * Bytes of memory the caches may hold (default 16 MiB, at most an eighth of the
+   * filesystem's size): metadata blocks, decoded inodes, block maps, lookups, xattr maps, name
+   * maps of large unindexed directories and, writing through a journal, the logged blocks not
+   * yet written home (lib/block/cache_budget.ts shares it out). The mount daemon sizes it from
+   * the machine's available memory, or `-o cache_size=`.
+   */
+  cacheBytes?: number;
+  /** At most this many inodes kept in memory, within `cacheBytes` (default: what it holds). */
   inodeCacheSize?: number;
-  /** Metadata blocks (inode tables, directories, indirect and extent blocks) kept in memory (default 8192). */
+  /**
+   * At most this many metadata blocks (inode tables, directories, indirect and extent blocks)
+   * kept in memory, within `cacheBytes` (default: what it holds).
+   */
   blockCacheSize?: number;
   /**
    * Writable opens: group commit, as the kernel's `commit=` mount option (seconds). Operations

@@ -52,22 +52,34 @@ function casefold(name: Uint8Array): string {
 }
 
 /**
+ * Estimated bytes one name map entry costs besides its key's characters (measured: a Map
+ * entry of a short string key and a small integer, Deno 2.9).
+ */
+const NAME_MAP_ENTRY_BYTES = 68;
+
+/**
  * Every name of a directory mapped to its inode (the first entry of a name wins, as in a
- * linear scan), keyed by {@link nameKey}.
+ * linear scan), keyed by {@link nameKey}; null as soon as the map would take more than
+ * `maxBytes` (estimated), so a huge directory is never mapped, only scanned.
  *
  * @example
  * ```ts ignore
- * const map = await directoryNameMap(src, { sb });
+ * const map = await directoryNameMap(src, { sb }, 4 * 1024 * 1024);
  * ```
  */
 export async function directoryNameMap(
   dir: DirectorySource,
   ctx: DirContext,
-): Promise<Map<string, number>> {
+  maxBytes = Number.POSITIVE_INFINITY,
+): Promise<Map<string, number> | null> {
   const map = new Map<string, number>();
+  let bytes = 0;
   for await (const rec of iterateDirectory(dir, ctx)) {
     const key = nameKey(rec.name);
-    if (!map.has(key)) map.set(key, rec.ino);
+    if (map.has(key)) continue;
+    map.set(key, rec.ino);
+    bytes += NAME_MAP_ENTRY_BYTES + key.length;
+    if (bytes > maxBytes) return null;
   }
   return map;
 }

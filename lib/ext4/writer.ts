@@ -176,7 +176,8 @@ export class Ext4Writer {
    * Refused (UNSUPPORTED) for a journal ext4ts cannot write — on an external device, with fast
    * commits, with features it does not know — rather than writing such a filesystem unjournaled.
    * Does nothing without `has_journal` (ext2, `^has_journal`: commits stay in place) or when
-   * the journal is already open.
+   * the journal is already open. `maxPinnedBlocks`: most logged blocks kept in memory until a
+   * checkpoint writes them home (lib/txn/journal_sink.ts).
    *
    * @example
    * ```ts ignore
@@ -184,7 +185,7 @@ export class Ext4Writer {
    * await w.openJournal(); // commits now go through the journal
    * ```
    */
-  async openJournal(): Promise<void> {
+  async openJournal(options: { maxPinnedBlocks?: number } = {}): Promise<void> {
     if (this.#journal || !(this.sb.compat & Compat.HAS_JOURNAL)) return;
     if (this.sb.journalInum === 0) {
       throw new Ext4Error(
@@ -199,6 +200,7 @@ export class Ext4Writer {
     // Whatever commits first (an operation, or an error record of lib/ext4/fs_error.ts), the
     // superblock says needs_recovery before the log holds anything.
     const sink = new JournalCommitSink(this.cache.device, journal, {
+      maxPinnedBlocks: options.maxPinnedBlocks,
       beforeFirstCommit: () => this.markWriting(),
     });
     this.cache.useSink(sink);
@@ -221,7 +223,11 @@ export class Ext4Writer {
     if (this.#grouped) return;
     // Compounds go where single commits went: the journal, or in place without one.
     const inner = this.#journal ?? new InPlaceCommitSink(this.cache.device);
-    const limit = this.transactionBlockLimit;
+    // A compound's images are pinned once logged: at most half the journal's pinned limit.
+    const limit = Math.min(
+      this.transactionBlockLimit,
+      Math.floor((this.#journal?.maxPinnedBlocks ?? Number.POSITIVE_INFINITY) / 2),
+    );
     const grouped = new GroupCommitSink(this.cache.device, inner, {
       intervalMs,
       maxBlocks: Number.isFinite(limit) ? limit : this.cache.capacity / 2,

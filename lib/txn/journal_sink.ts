@@ -18,6 +18,7 @@
  */
 
 import type { BlockDevice } from "../block/block_device.ts";
+import { blocksWithin, DEFAULT_CACHE_BYTES } from "../block/cache_budget.ts";
 import { Errno, Ext4Error } from "../errors.ts";
 import type { JournalWriter } from "../jbd2/journal_writer.ts";
 import type { CommitBatch, CommitSink } from "./transaction.ts";
@@ -25,8 +26,10 @@ import type { CommitBatch, CommitSink } from "./transaction.ts";
 /** Options for {@link JournalCommitSink}. */
 export interface JournalCommitSinkOptions {
   /**
-   * Most logged blocks held in memory before a checkpoint writes them home (default 8192):
-   * bounds the memory a large journal would otherwise pin.
+   * Most logged blocks held in memory before a checkpoint writes them home: bounds the memory
+   * a large journal would otherwise pin. Default: the pinned share of the default cache budget
+   * (4 MiB of blocks and their bookkeeping, lib/block/cache_budget.ts); the `Ext4` object
+   * passes its own budget's share.
    */
   maxPinnedBlocks?: number;
   /**
@@ -69,7 +72,11 @@ export class JournalCommitSink implements CommitSink {
   ) {
     this.device = device;
     this.journal = journal;
-    this.maxPinnedBlocks = Math.max(16, options.maxPinnedBlocks ?? 8192);
+    this.maxPinnedBlocks = Math.max(
+      16,
+      options.maxPinnedBlocks ??
+        blocksWithin(DEFAULT_CACHE_BYTES / 4, journal.superblock.blockSize),
+    );
     this.#beforeFirstCommit = options.beforeFirstCommit ?? null;
   }
 
