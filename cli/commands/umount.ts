@@ -22,7 +22,7 @@ import {
   type MountInfo,
 } from "../../ffi/fuse/mountinfo.ts";
 import { deviceIsFree, loopBackingFile } from "../../ffi/fuse/loop.ts";
-import { processAlive, readState, removeState } from "../../ffi/fuse/mount_state.ts";
+import { processAlive, readState, removeState, waitForExit } from "../../ffi/fuse/mount_state.ts";
 import { Errno } from "../../lib/errors.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { CliError, runAction } from "../output.ts";
@@ -126,7 +126,10 @@ export async function umountCommand(
   }
 
   const device = state?.device ?? mount?.source;
-  if (state && !(await waitFor(() => !daemonAlive(), deadline))) {
+  const gone = !state ||
+    ((await waitForExit(state.pid, state.startTime, deadline)) ??
+      (await waitFor(() => !daemonAlive(), deadline)));
+  if (state && !gone) {
     throw new CliError(
       `${target}: unmounted, but the daemon (pid ${state.pid}) is still running after ${seconds} s`,
       ExitCode.TIMEOUT,
