@@ -24,13 +24,15 @@ import { registerTouch } from "./commands/touch.ts";
 import { registerSetfattr } from "./commands/setfattr.ts";
 import { registerGetfattr } from "./commands/getfattr.ts";
 import { registerBatch } from "./commands/batch.ts";
-import { registerMount } from "./commands/mount.ts";
-import { registerUmount } from "./commands/umount.ts";
+import { mountCommand, parseDaemonArgs, registerMount } from "./commands/mount.ts";
+import { registerUmount, umountCommand } from "./commands/umount.ts";
+import { ext4Backend } from "../ffi/fuse/ext4_ops.ts";
 import { registerCompletion } from "./commands/completion.ts";
 import { commandPath, documentCommand } from "./help.ts";
 import { manPage } from "./man.ts";
 import { runMountHelper } from "./mount_helper.ts";
-import { warn } from "./output.ts";
+import { runAction, warn } from "./output.ts";
+import { runningAsBundle } from "./bundle.ts";
 import { VERSION } from "../lib/version.ts";
 
 /** Builds the program with every command registered. */
@@ -108,11 +110,53 @@ function usageProblem(program: CommandUnknownOpts, args: string[]): string {
   return `${where}missing command (one of: ${cmd.commands.map((c) => c.name()).join(", ")})`;
 }
 
+/** A positional argument as commander takes it: not an option. */
+const operand = (a: string | undefined): a is string => a !== undefined && !a.startsWith("-");
+
+/**
+ * The command lines that must start fast, run without commander (building the program, every
+ * command with its help, is a measurable part of a start): the mount daemon as `ext4ts mount`
+ * starts it (`daemonArgs`), `mount [-o OPTIONS] SOURCE MOUNTPOINT` and
+ * `umount MOUNTPOINT [--timeout S]`. Any other spelling, help and every usage error go through
+ * commander, which runs the same actions with the same options.
+ */
+function fastPath(args: string[]): (() => Promise<number | void>) | undefined {
+  const [command, ...rest] = args;
+  if (command === "mount" && rest.slice(0, rest.indexOf("--")).includes("-f")) {
+    try {
+      const { source, mountPoint, opts } = parseDaemonArgs(args);
+      return () => mountCommand(source, mountPoint, opts, ext4Backend);
+    } catch {
+      return undefined;
+    }
+  }
+  if (command === "mount") {
+    const [options, source, mountPoint] = rest[0] === "-o" && operand(rest[1])
+      ? [rest[1], rest[2], rest[3]]
+      : [undefined, rest[0], rest[1]];
+    if (!operand(source) || !operand(mountPoint) || rest.length !== (options ? 4 : 2)) return;
+    return () => mountCommand(source, mountPoint, { options }, ext4Backend);
+  }
+  if (command === "umount") {
+    const at = rest.indexOf("--timeout");
+    const timeout = at >= 0 ? rest[at + 1] : undefined;
+    const others = at >= 0 ? [...rest.slice(0, at), ...rest.slice(at + 2)] : rest;
+    if ((at >= 0 && !operand(timeout)) || others.length !== 1 || !operand(others[0])) return;
+    return () => umountCommand(others[0], { timeout }).then(() => {});
+  }
+  return undefined;
+}
+
 /**
  * Runs the CLI with `args`; resolves to the exit code. `ext4ts SOURCE MOUNTPOINT -o OPTIONS` (no
  * command) is mount(8)'s helper call (cli/mount_helper.ts).
  */
 export async function main(args: string[]): Promise<number> {
+  const fast = fastPath(args);
+  if (fast) {
+    await runAction(fast);
+    return typeof Deno.exitCode === "number" ? Deno.exitCode : 0;
+  }
   const program = buildProgram();
   if (await runMountHelper(args, program.commands.map((c) => c.name()))) {
     return typeof Deno.exitCode === "number" ? Deno.exitCode : 0;
@@ -135,5 +179,11 @@ export async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  const code = await main(Deno.args);
+  // The bundle exits once this module's evaluation has ended, not inside it: Deno stores V8's
+  // code cache of a module when its evaluation completes, and the bundle is one module (an exit
+  // inside it left every run compiling the whole program again, ~10 ms of CPU a start). From
+  // source at once: Node's streams there report a write to a closed pipe only after a turn.
+  if (runningAsBundle()) setTimeout(() => Deno.exit(code), 0);
+  else Deno.exit(code);
 }
