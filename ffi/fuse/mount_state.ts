@@ -168,21 +168,13 @@ export function processStartTime(pid: number): string | undefined {
   }
 }
 
-/** glibc's pidfd_open (2.36 and later), opened apart so an older libc fails only this. */
-let pidfdOpen: ((pid: number, flags: number) => number) | null | undefined;
-
+/** A pidfd for `pid`, or -1 (gone, or no pidfd_open: glibc before 2.36, Linux before 5.3). */
 function openPidfd(pid: number): number {
-  if (pidfdOpen === undefined) {
-    try {
-      const lib = Deno.dlopen("libc.so.6", {
-        pidfd_open: { parameters: ["i32", "u32"], result: "i32" },
-      });
-      pidfdOpen = lib.symbols.pidfd_open;
-    } catch {
-      pidfdOpen = null;
-    }
+  try {
+    return libc().pidfd_open(pid, 0);
+  } catch {
+    return -1;
   }
-  return pidfdOpen ? pidfdOpen(pid, 0) : -1;
 }
 
 const POLLIN = 1;
