@@ -33,6 +33,7 @@ import { manPage } from "./man.ts";
 import { runMountHelper } from "./mount_helper.ts";
 import { runAction, warn } from "./output.ts";
 import { runningAsBundle } from "./bundle.ts";
+import { delay } from "./delay.ts";
 import { VERSION } from "../lib/version.ts";
 
 /** Builds the program with every command registered. */
@@ -184,6 +185,6 @@ if (import.meta.main) {
   // code cache of a module when its evaluation completes, and the bundle is one module (an exit
   // inside it left every run compiling the whole program again, ~10 ms of CPU a start). From
   // source at once: Node's streams there report a write to a closed pipe only after a turn.
-  if (runningAsBundle()) setTimeout(() => Deno.exit(code), 0);
+  if (runningAsBundle()) void delay(0).then(() => Deno.exit(code));
   else Deno.exit(code);
 }

@@ -26,9 +26,8 @@ import { processAlive, readState, removeState, waitForExit } from "../../ffi/fus
 import { Errno } from "../../lib/errors.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { CliError, runAction } from "../output.ts";
+import { delay } from "../delay.ts";
 import { documentCommand } from "../help.ts";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `path` made absolute and normalised (`.`, `..`, repeated slashes), without touching it. */
 function absolutePath(path: string): string {
@@ -52,11 +51,11 @@ function resolveMountPoint(path: string): string {
 
 /** Polls `cond` every millisecond or so until it holds or `deadline` passes. */
 async function waitFor(cond: () => boolean, deadline: number): Promise<boolean> {
-  let delay = 1;
+  let wait = 1;
   while (!cond()) {
     if (Date.now() >= deadline) return false;
-    await sleep(delay);
-    delay = Math.min(delay * 2, 20);
+    await delay(wait);
+    wait = Math.min(wait * 2, 20);
   }
   return true;
 }
@@ -159,16 +158,12 @@ async function unmountWithin(
   conn: number | undefined,
 ): Promise<number | "timeout"> {
   const op = unmountAsync(target, flags);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"timeout">((res) => {
-    timer = setTimeout(() => res("timeout"), Math.max(0, deadline - Date.now()));
-  });
+  const late = delay(deadline - Date.now()).then(() => "timeout" as const);
   const r = await Promise.race([op, late]);
-  clearTimeout(timer);
   if (r !== "timeout") return r;
   // The daemon does not answer DESTROY: abort so the waiting umount (and callers) return.
   if (conn !== undefined) abortConnection(conn);
-  await Promise.race([op, sleep(5000)]);
+  await Promise.race([op, delay(5000)]);
   return "timeout";
 }
 
