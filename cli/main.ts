@@ -25,7 +25,7 @@ import { registerSetfattr } from "./commands/setfattr.ts";
 import { registerGetfattr } from "./commands/getfattr.ts";
 import { registerBatch } from "./commands/batch.ts";
 import { mountCommand, parseDaemonArgs, registerMount } from "./commands/mount.ts";
-import { registerUmount, umountCommand } from "./commands/umount.ts";
+import { parseUmountArgs, registerUmount, umountCommand } from "./commands/umount.ts";
 import { ext4Backend } from "../ffi/fuse/ext4_ops.ts";
 import { registerCompletion } from "./commands/completion.ts";
 import { commandPath, documentCommand } from "./help.ts";
@@ -138,13 +138,8 @@ function fastPath(args: string[]): (() => Promise<number | void>) | undefined {
     if (!operand(source) || !operand(mountPoint) || rest.length !== (options ? 4 : 2)) return;
     return () => mountCommand(source, mountPoint, { options }, ext4Backend);
   }
-  if (command === "umount") {
-    const at = rest.indexOf("--timeout");
-    const timeout = at >= 0 ? rest[at + 1] : undefined;
-    const others = at >= 0 ? [...rest.slice(0, at), ...rest.slice(at + 2)] : rest;
-    if ((at >= 0 && !operand(timeout)) || others.length !== 1 || !operand(others[0])) return;
-    return () => umountCommand(others[0], { timeout }).then(() => {});
-  }
+  const umount = parseUmountArgs(args);
+  if (umount) return () => umountCommand(umount.mountPoint, umount).then(() => {});
   return undefined;
 }
 

@@ -35,6 +35,8 @@ export interface Layout {
   launcher: string;
   libDir: string;
   bundle: string;
+  /** The bundle of `ext4ts umount` alone (cli/umount_main.ts), which the launcher runs for it. */
+  umountBundle: string;
   deno: string;
   man: string;
   bash: string;
@@ -56,6 +58,7 @@ export function layout(prefix: string): Layout {
     launcher: `${p}/bin/ext4ts`,
     libDir: `${p}/lib/ext4ts`,
     bundle: `${p}/lib/ext4ts/ext4ts.js`,
+    umountBundle: `${p}/lib/ext4ts/ext4ts-umount.js`,
     deno: `${p}/lib/ext4ts/deno`,
     man: `${p}/share/man/man1/ext4ts.1`,
     bash: `${p}/share/bash-completion/completions/ext4ts`,
@@ -147,9 +150,19 @@ export async function build(): Promise<void> {
   } finally {
     for (const f of [stage, importMap]) await Deno.remove(f).catch(() => {});
   }
-  const imported = bundleImports(await Deno.readTextFile(bundle));
-  if (imported.length > 0) {
-    throw new InstallError(`the bundle still imports ${imported.join(", ")}`);
+  // `ext4ts umount` alone: no commander, so no node: module to replace (one pass).
+  await run(Deno.execPath(), [
+    ...bundleArgs,
+    `--config=${ROOT}deno.json`,
+    "--frozen",
+    `--output=${DIST}/ext4ts-umount.js`,
+    `${ROOT}cli/umount_main.ts`,
+  ]);
+  for (const file of [bundle, `${DIST}/ext4ts-umount.js`]) {
+    const imported = bundleImports(await Deno.readTextFile(file));
+    if (imported.length > 0) {
+      throw new InstallError(`${file} still imports ${imported.join(", ")}`);
+    }
   }
   // The CLI's own generators (what `ext4ts --man` and `ext4ts completion` print).
   await writeAtomic(`${DIST}/ext4ts.1`, manPage(buildProgram()), 0o644);
@@ -172,21 +185,26 @@ export function shQuote(s: string): string {
 
 /**
  * The launcher script: runs `bundle` with `deno` and the bundle's flags, passing every
- * argument through; the caller's directory, environment and exit code are kept.
+ * argument through; the caller's directory, environment and exit code are kept. `umount` runs
+ * `umountBundle` (the command alone: half the start-up; it runs the whole CLI itself for help
+ * and usage errors).
  *
  * @example
  * ```ts
  * import { launcher } from "./install.ts";
- * console.log(launcher("/usr/local/lib/ext4ts/deno", "/usr/local/lib/ext4ts/ext4ts.js"));
+ * console.log(launcher("/usr/local/lib/ext4ts/deno", "/usr/local/lib/ext4ts/ext4ts.js",
+ *   "/usr/local/lib/ext4ts/ext4ts-umount.js"));
  * ```
  */
-export function launcher(deno: string, bundle: string): string {
+export function launcher(deno: string, bundle: string, umountBundle: string): string {
+  const run = `exec ${shQuote(deno)} run ${BUNDLE_RUN_FLAGS.join(" ")}`;
   return [
     "#!/bin/sh",
     LAUNCHER_MARK,
     `# (ext4ts ${VERSION}); a bundle run by Deno, which fetches nothing and checks for no update.`,
     "export DENO_NO_UPDATE_CHECK=1",
-    `exec ${shQuote(deno)} run ${BUNDLE_RUN_FLAGS.join(" ")} ${shQuote(bundle)} "$@"`,
+    `if [ "$1" = umount ]; then ${run} ${shQuote(umountBundle)} "$@"; fi`,
+    `${run} ${shQuote(bundle)} "$@"`,
     "",
   ].join("\n");
 }
@@ -205,10 +223,11 @@ export async function install(prefix: string, deno?: string): Promise<Layout> {
     await writeAtomic(to.deno, await Deno.readFile(Deno.execPath()), 0o755);
   }
   await writeAtomic(to.bundle, await Deno.readFile(`${DIST}/ext4ts.js`), 0o644);
+  await writeAtomic(to.umountBundle, await Deno.readFile(`${DIST}/ext4ts-umount.js`), 0o644);
   await writeAtomic(to.man, await Deno.readFile(`${DIST}/ext4ts.1`), 0o644);
   await writeAtomic(to.bash, await Deno.readFile(`${DIST}/ext4ts.bash`), 0o644);
   await writeAtomic(to.zsh, await Deno.readFile(`${DIST}/_ext4ts`), 0o644);
-  await writeAtomic(to.launcher, launcher(denoPath, to.bundle), 0o755);
+  await writeAtomic(to.launcher, launcher(denoPath, to.bundle, to.umountBundle), 0o755);
   if (deno) await Deno.remove(to.deno).catch(() => {}); // a copy from an earlier install
   const version = (await run(to.launcher, ["--version"])).trim();
   if (version !== VERSION) {
@@ -250,7 +269,7 @@ if (import.meta.main) {
   try {
     if (action === "build") {
       await build();
-      console.log(`built ${DIST}/ext4ts.js, ext4ts.1, ext4ts.bash and _ext4ts`);
+      console.log(`built ${DIST}/ext4ts.js, ext4ts-umount.js, ext4ts.1, ext4ts.bash and _ext4ts`);
     } else if (action === "install") {
       await build();
       const to = await install(prefix, Deno.env.get("DENO") || undefined);

@@ -60,6 +60,32 @@ async function waitFor(cond: () => boolean, deadline: number): Promise<boolean> 
   return true;
 }
 
+/**
+ * `umount MOUNTPOINT [--timeout S]` read without commander (what the installed
+ * `ext4ts umount` and cli/main.ts run at once); `undefined` for any other spelling (help, usage
+ * errors), which goes through commander.
+ *
+ * @example
+ * ```ts
+ * import { parseUmountArgs } from "./umount.ts";
+ * console.log(parseUmountArgs(["umount", "--timeout", "5", "/mnt"])); // { mountPoint: "/mnt", timeout: "5" }
+ * ```
+ */
+export function parseUmountArgs(
+  args: string[],
+): { mountPoint: string; timeout?: string } | undefined {
+  const [command, ...rest] = args;
+  if (command !== "umount") return undefined;
+  const operand = (a: string | undefined): a is string => a !== undefined && !a.startsWith("-");
+  const at = rest.indexOf("--timeout");
+  const timeout = at >= 0 ? rest[at + 1] : undefined;
+  const others = at >= 0 ? [...rest.slice(0, at), ...rest.slice(at + 2)] : rest;
+  if ((at >= 0 && !operand(timeout)) || others.length !== 1 || !operand(others[0])) {
+    return undefined;
+  }
+  return timeout === undefined ? { mountPoint: others[0] } : { mountPoint: others[0], timeout };
+}
+
 /** What {@link umountCommand} did, for tests and messages. */
 export interface UmountResult {
   mountPoint: string;
