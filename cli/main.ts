@@ -24,7 +24,7 @@ import { registerTouch } from "./commands/touch.ts";
 import { registerSetfattr } from "./commands/setfattr.ts";
 import { registerGetfattr } from "./commands/getfattr.ts";
 import { registerBatch } from "./commands/batch.ts";
-import { mountCommand, parseDaemonArgs, registerMount } from "./commands/mount.ts";
+import { mountCommand, parseDaemonArgs, parseMountArgs, registerMount } from "./commands/mount.ts";
 import { parseUmountArgs, registerUmount, umountCommand } from "./commands/umount.ts";
 import { ext4Backend } from "../ffi/fuse/ext4_ops.ts";
 import { registerCompletion } from "./commands/completion.ts";
@@ -32,8 +32,7 @@ import { commandPath, documentCommand } from "./help.ts";
 import { manPage } from "./man.ts";
 import { runMountHelper } from "./mount_helper.ts";
 import { runAction, warn } from "./output.ts";
-import { runningAsBundle } from "./bundle.ts";
-import { delay } from "./delay.ts";
+import { exitAfterEvaluation, runningAsBundle } from "./bundle.ts";
 import { VERSION } from "../lib/version.ts";
 
 /** Builds the program with every command registered. */
@@ -86,7 +85,7 @@ export function buildProgram(): Command {
   registerSetfattr(program);
   registerGetfattr(program);
   registerBatch(program);
-  registerMount(program);
+  registerMount(program, ext4Backend);
   registerUmount(program);
   registerCompletion(program);
   return program;
@@ -111,9 +110,6 @@ function usageProblem(program: CommandUnknownOpts, args: string[]): string {
   return `${where}missing command (one of: ${cmd.commands.map((c) => c.name()).join(", ")})`;
 }
 
-/** A positional argument as commander takes it: not an option. */
-const operand = (a: string | undefined): a is string => a !== undefined && !a.startsWith("-");
-
 /**
  * The command lines that must start fast, run without commander (building the program, every
  * command with its help, is a measurable part of a start): the mount daemon as `ext4ts mount`
@@ -131,12 +127,10 @@ function fastPath(args: string[]): (() => Promise<number | void>) | undefined {
       return undefined;
     }
   }
-  if (command === "mount") {
-    const [options, source, mountPoint] = rest[0] === "-o" && operand(rest[1])
-      ? [rest[1], rest[2], rest[3]]
-      : [undefined, rest[0], rest[1]];
-    if (!operand(source) || !operand(mountPoint) || rest.length !== (options ? 4 : 2)) return;
-    return () => mountCommand(source, mountPoint, { options }, ext4Backend);
+  const mount = parseMountArgs(args);
+  if (mount) {
+    return () =>
+      mountCommand(mount.source, mount.mountPoint, { options: mount.options }, ext4Backend);
   }
   const umount = parseUmountArgs(args);
   if (umount) return () => umountCommand(umount.mountPoint, umount).then(() => {});
@@ -176,10 +170,8 @@ export async function main(args: string[]): Promise<number> {
 
 if (import.meta.main) {
   const code = await main(Deno.args);
-  // The bundle exits once this module's evaluation has ended, not inside it: Deno stores V8's
-  // code cache of a module when its evaluation completes, and the bundle is one module (an exit
-  // inside it left every run compiling the whole program again, ~10 ms of CPU a start). From
-  // source at once: Node's streams there report a write to a closed pipe only after a turn.
-  if (runningAsBundle()) void delay(0).then(() => Deno.exit(code));
+  // The bundle exits once this module's evaluation has ended (its code cache is stored then);
+  // from source at once: Node's streams there report a write to a closed pipe only after a turn.
+  if (runningAsBundle()) exitAfterEvaluation(code);
   else Deno.exit(code);
 }

@@ -12,19 +12,7 @@
 
 import { parseUmountArgs, umountCommand } from "./commands/umount.ts";
 import { runAction } from "./output.ts";
-import { BUNDLE_RUN_FLAGS, runningAsBundle } from "./bundle.ts";
-import { delay } from "./delay.ts";
-
-/** How to run the whole CLI: the bundle beside this one, or cli/main.ts from source. */
-function wholeCli(): string[] {
-  if (runningAsBundle()) {
-    const bundle = decodeURIComponent(new URL("ext4ts.js", Deno.mainModule).pathname);
-    return ["run", ...BUNDLE_RUN_FLAGS, bundle];
-  }
-  // compile-safe: from source only (the installed form is the bundle above)
-  const main = decodeURIComponent(new URL("./main.ts", import.meta.url).pathname);
-  return ["run", "--allow-all", main];
-}
+import { exitAfterEvaluation, runWholeCli } from "./bundle.ts";
 
 if (import.meta.main) {
   const parsed = parseUmountArgs(Deno.args);
@@ -33,14 +21,7 @@ if (import.meta.main) {
     await runAction(() => umountCommand(parsed.mountPoint, parsed).then(() => {}));
     code = typeof Deno.exitCode === "number" ? Deno.exitCode : 0;
   } else {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [...wholeCli(), ...Deno.args],
-      stdin: "inherit",
-      stdout: "inherit",
-      stderr: "inherit",
-    }).spawn();
-    code = (await child.status).code;
+    code = await runWholeCli(Deno.args);
   }
-  // After this module's evaluation has ended, so that Deno stores its code cache (cli/main.ts).
-  void delay(0).then(() => Deno.exit(code));
+  exitAfterEvaluation(code);
 }

@@ -1,6 +1,6 @@
 /**
- * The installed command (scripts/install.sh): one bundle (and one of `ext4ts umount` alone), a
- * launcher, a man page and completions under a prefix; run from any directory, by root and by nobody, with an empty
+ * The installed command (scripts/install.sh): one bundle (and one each of `ext4ts umount` and
+ * `ext4ts mount` alone), a launcher, a man page and completions under a prefix; run from any directory, by root and by nobody, with an empty
  * Deno cache and home, it prints nothing but ext4ts' own words and fetches nothing; its mount
  * daemon runs from the bundle. The bundle is built and installed once, into a temporary prefix.
  *
@@ -69,6 +69,7 @@ testWith(
             [to.deno, 0o755],
             [to.bundle, 0o644],
             [to.umountBundle, 0o644],
+            [to.mountBundle, 0o644],
             [to.man, 0o644],
             [to.bash, 0o644],
             [to.zsh, 0o644],
@@ -78,10 +79,9 @@ testWith(
         }
         const text = await Deno.readTextFile(to.launcher);
         assert.ok(text.includes(`run ${BUNDLE_RUN_FLAGS.join(" ")} '${to.bundle}' "$@"`), text);
-        assert.ok(
-          text.includes(`run ${BUNDLE_RUN_FLAGS.join(" ")} '${to.umountBundle}' "$@"`),
-          text,
-        );
+        for (const small of [to.umountBundle, to.mountBundle]) {
+          assert.ok(text.includes(`run ${BUNDLE_RUN_FLAGS.join(" ")} '${small}' "$@"`), text);
+        }
         assert.ok(text.includes("DENO_NO_UPDATE_CHECK=1"));
       });
 
@@ -93,6 +93,7 @@ testWith(
           ]);
           assert.deepEqual(bundleImports(await Deno.readTextFile(to.bundle)), []);
           assert.deepEqual(bundleImports(await Deno.readTextFile(to.umountBundle)), []);
+          assert.deepEqual(bundleImports(await Deno.readTextFile(to.mountBundle)), []);
         },
       );
 
