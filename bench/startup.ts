@@ -1,7 +1,8 @@
 /**
  * Start-up benchmark: the installed command (scripts/install.sh: the bundle through its
- * launcher) against `deno run --allow-all cli/main.ts` (what `deno task ext4ts` runs) and
- * against the bundle without V8's code cache. Rows: `--version`, `probe` of a small image and
+ * launcher, which runs `mount` and `umount` from their own small bundles) against
+ * `deno run --allow-all cli/main.ts` (what `deno task ext4ts` runs) and against the whole bundle
+ * without V8's code cache. Rows: `--version`, `probe` of a small image and
  * (as root) `mount` of it until the command returns and `umount` until it returns (the daemon
  * gone, the device free; mounted by the installed command before each run, untimed), each warm
  * (Deno's caches filled) and the first two cold too (an empty DENO_DIR per run; from source it holds the npm packages only,
