@@ -1,9 +1,11 @@
 /**
  * Start-up benchmark: the installed command (scripts/install.sh: the bundle through its
- * launcher) against `deno run --allow-all cli/main.ts` (what `deno task ext4ts` runs) and
- * against the bundle without V8's code cache. Rows: `--version`, `probe` of a small image and
- * (as root) `mount` of it until the command returns, each warm (Deno's caches filled) and the
- * first two cold too (an empty DENO_DIR per run; from source it holds the npm packages only,
+ * launcher, which runs `mount` and `umount` from their own small bundles) against
+ * `deno run --allow-all cli/main.ts` (what `deno task ext4ts` runs) and against the whole bundle
+ * without V8's code cache. Rows: `--version`, `probe` of a small image and
+ * (as root) `mount` of it until the command returns and `umount` until it returns (the daemon
+ * gone, the device free; mounted by the installed command before each run, untimed), each warm
+ * (Deno's caches filled) and the first two cold too (an empty DENO_DIR per run; from source it holds the npm packages only,
  * as after set-up, so the TypeScript is transpiled and nothing is in the code cache). Runs are
  * interleaved (the machine may be shared) and medians printed, with the CPU time (user +
  * system, from /usr/bin/time) of the bundle and of the source run in the note.
@@ -86,6 +88,7 @@ async function measure(
   args: string[],
   cold: boolean,
   after?: () => Promise<void>,
+  before?: () => Promise<void>,
 ): Promise<Map<string, [number, number]>> {
   const samples = new Map(variants.map((v) => [v.name, [] as [number, number][]]));
   let n = 0;
@@ -94,6 +97,7 @@ async function measure(
       // Warm runs use the usual Deno cache, cold ones a fresh one each.
       const denoDir = `${dir}/deno-${n++}`;
       if (cold) await v.coldDir(denoDir);
+      if (before) await before();
       const r = await timed([...v.argv, ...args], {
         ...(cold ? { DENO_DIR: denoDir } : {}),
         DENO_NO_UPDATE_CHECK: "1",
@@ -108,7 +112,13 @@ async function measure(
   );
 }
 
-const cases: { name: string; args: string[]; cold: boolean; after?: () => Promise<void> }[] = [
+const cases: {
+  name: string;
+  args: string[];
+  cold: boolean;
+  after?: () => Promise<void>;
+  before?: () => Promise<void>;
+}[] = [
   { name: "--version, warm", args: ["--version"], cold: false },
   { name: "--version, cold", args: ["--version"], cold: true },
   { name: "probe, warm", args: ["probe", img], cold: false },
@@ -121,12 +131,18 @@ if (isRoot) {
     cold: false,
     after: () => sh(to.launcher, ["umount", mnt]).then(() => {}),
   });
+  cases.push({
+    name: "umount (returns when the device is free), warm",
+    args: ["umount", mnt],
+    cold: false,
+    before: () => sh(to.launcher, ["mount", img, mnt]).then(() => {}),
+  });
 }
 
 const rows: BenchRow[] = [];
 try {
   for (const c of cases) {
-    const m = await measure(c.args, c.cold, c.after);
+    const m = await measure(c.args, c.cold, c.after, c.before);
     const [bundle, bundleCpu] = m.get("bundle")!;
     const [source, sourceCpu] = m.get("source")!;
     rows.push({

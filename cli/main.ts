@@ -24,13 +24,15 @@ import { registerTouch } from "./commands/touch.ts";
 import { registerSetfattr } from "./commands/setfattr.ts";
 import { registerGetfattr } from "./commands/getfattr.ts";
 import { registerBatch } from "./commands/batch.ts";
-import { registerMount } from "./commands/mount.ts";
-import { registerUmount } from "./commands/umount.ts";
+import { mountCommand, parseDaemonArgs, parseMountArgs, registerMount } from "./commands/mount.ts";
+import { parseUmountArgs, registerUmount, umountCommand } from "./commands/umount.ts";
+import { ext4Backend } from "../ffi/fuse/ext4_ops.ts";
 import { registerCompletion } from "./commands/completion.ts";
 import { commandPath, documentCommand } from "./help.ts";
 import { manPage } from "./man.ts";
 import { runMountHelper } from "./mount_helper.ts";
-import { warn } from "./output.ts";
+import { runAction, warn } from "./output.ts";
+import { exitAfterEvaluation, runningAsBundle } from "./bundle.ts";
 import { VERSION } from "../lib/version.ts";
 
 /** Builds the program with every command registered. */
@@ -83,7 +85,7 @@ export function buildProgram(): Command {
   registerSetfattr(program);
   registerGetfattr(program);
   registerBatch(program);
-  registerMount(program);
+  registerMount(program, ext4Backend);
   registerUmount(program);
   registerCompletion(program);
   return program;
@@ -109,10 +111,42 @@ function usageProblem(program: CommandUnknownOpts, args: string[]): string {
 }
 
 /**
+ * The command lines that must start fast, run without commander (building the program, every
+ * command with its help, is a measurable part of a start): the mount daemon as `ext4ts mount`
+ * starts it (`daemonArgs`), `mount [-o OPTIONS] SOURCE MOUNTPOINT` and
+ * `umount MOUNTPOINT [--timeout S]`. Any other spelling, help and every usage error go through
+ * commander, which runs the same actions with the same options.
+ */
+function fastPath(args: string[]): (() => Promise<number | void>) | undefined {
+  const [command, ...rest] = args;
+  if (command === "mount" && rest.slice(0, rest.indexOf("--")).includes("-f")) {
+    try {
+      const { source, mountPoint, opts } = parseDaemonArgs(args);
+      return () => mountCommand(source, mountPoint, opts, ext4Backend);
+    } catch {
+      return undefined;
+    }
+  }
+  const mount = parseMountArgs(args);
+  if (mount) {
+    return () =>
+      mountCommand(mount.source, mount.mountPoint, { options: mount.options }, ext4Backend);
+  }
+  const umount = parseUmountArgs(args);
+  if (umount) return () => umountCommand(umount.mountPoint, umount).then(() => {});
+  return undefined;
+}
+
+/**
  * Runs the CLI with `args`; resolves to the exit code. `ext4ts SOURCE MOUNTPOINT -o OPTIONS` (no
  * command) is mount(8)'s helper call (cli/mount_helper.ts).
  */
 export async function main(args: string[]): Promise<number> {
+  const fast = fastPath(args);
+  if (fast) {
+    await runAction(fast);
+    return typeof Deno.exitCode === "number" ? Deno.exitCode : 0;
+  }
   const program = buildProgram();
   if (await runMountHelper(args, program.commands.map((c) => c.name()))) {
     return typeof Deno.exitCode === "number" ? Deno.exitCode : 0;
@@ -135,5 +169,9 @@ export async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  const code = await main(Deno.args);
+  // The bundle exits once this module's evaluation has ended (its code cache is stored then);
+  // from source at once: Node's streams there report a write to a closed pipe only after a turn.
+  if (runningAsBundle()) exitAfterEvaluation(code);
+  else Deno.exit(code);
 }

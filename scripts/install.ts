@@ -35,6 +35,10 @@ export interface Layout {
   launcher: string;
   libDir: string;
   bundle: string;
+  /** The bundle of `ext4ts umount` alone (cli/umount_main.ts), which the launcher runs for it. */
+  umountBundle: string;
+  /** The bundle of `ext4ts mount [-o OPTIONS] SOURCE MOUNTPOINT` alone (cli/mount_main.ts). */
+  mountBundle: string;
   deno: string;
   man: string;
   bash: string;
@@ -56,6 +60,8 @@ export function layout(prefix: string): Layout {
     launcher: `${p}/bin/ext4ts`,
     libDir: `${p}/lib/ext4ts`,
     bundle: `${p}/lib/ext4ts/ext4ts.js`,
+    umountBundle: `${p}/lib/ext4ts/ext4ts-umount.js`,
+    mountBundle: `${p}/lib/ext4ts/ext4ts-mount.js`,
     deno: `${p}/lib/ext4ts/deno`,
     man: `${p}/share/man/man1/ext4ts.1`,
     bash: `${p}/share/bash-completion/completions/ext4ts`,
@@ -114,6 +120,15 @@ async function writeAtomic(path: string, data: Uint8Array | string, mode: number
  */
 export const NODE_SHIMS = ["child_process", "events", "fs", "path", "process", "util"];
 
+/**
+ * The commands that start from a bundle of their own (the launcher runs them for their simple
+ * forms): loading the whole CLI's bundle is most of a short command's start-up.
+ */
+const SMALL_BUNDLES = [
+  ["ext4ts-umount.js", "cli/umount_main.ts"],
+  ["ext4ts-mount.js", "cli/mount_main.ts"],
+] as const;
+
 /** Bundles the CLI into dist/ext4ts.js and generates the man page and the completions. */
 export async function build(): Promise<void> {
   await Deno.mkdir(DIST, { recursive: true });
@@ -147,9 +162,21 @@ export async function build(): Promise<void> {
   } finally {
     for (const f of [stage, importMap]) await Deno.remove(f).catch(() => {});
   }
-  const imported = bundleImports(await Deno.readTextFile(bundle));
-  if (imported.length > 0) {
-    throw new InstallError(`the bundle still imports ${imported.join(", ")}`);
+  // `ext4ts umount` and `ext4ts mount` alone: no commander, so no node: module to replace.
+  for (const [name, entry] of SMALL_BUNDLES) {
+    await run(Deno.execPath(), [
+      ...bundleArgs,
+      `--config=${ROOT}deno.json`,
+      "--frozen",
+      `--output=${DIST}/${name}`,
+      `${ROOT}${entry}`,
+    ]);
+  }
+  for (const file of [bundle, ...SMALL_BUNDLES.map(([name]) => `${DIST}/${name}`)]) {
+    const imported = bundleImports(await Deno.readTextFile(file));
+    if (imported.length > 0) {
+      throw new InstallError(`${file} still imports ${imported.join(", ")}`);
+    }
   }
   // The CLI's own generators (what `ext4ts --man` and `ext4ts completion` print).
   await writeAtomic(`${DIST}/ext4ts.1`, manPage(buildProgram()), 0o644);
@@ -171,22 +198,34 @@ export function shQuote(s: string): string {
 }
 
 /**
- * The launcher script: runs `bundle` with `deno` and the bundle's flags, passing every
- * argument through; the caller's directory, environment and exit code are kept.
+ * The launcher script: runs `to.bundle` with `deno` and the bundle's flags, passing every
+ * argument through; the caller's directory, environment and exit code are kept. `umount` runs
+ * `to.umountBundle`, and `mount [-o OPTIONS] SOURCE MOUNTPOINT` (exactly that form: `-f` must
+ * serve in the launcher's own process) `to.mountBundle`: the command alone, about half the
+ * start-up; each runs the whole CLI itself for help and usage errors.
  *
  * @example
  * ```ts
- * import { launcher } from "./install.ts";
- * console.log(launcher("/usr/local/lib/ext4ts/deno", "/usr/local/lib/ext4ts/ext4ts.js"));
+ * import { launcher, layout } from "./install.ts";
+ * console.log(launcher("/usr/local/lib/ext4ts/deno", layout("/usr/local")));
  * ```
  */
-export function launcher(deno: string, bundle: string): string {
+export function launcher(deno: string, to: Layout): string {
+  const run = `exec ${shQuote(deno)} run ${BUNDLE_RUN_FLAGS.join(" ")}`;
   return [
     "#!/bin/sh",
     LAUNCHER_MARK,
     `# (ext4ts ${VERSION}); a bundle run by Deno, which fetches nothing and checks for no update.`,
     "export DENO_NO_UPDATE_CHECK=1",
-    `exec ${shQuote(deno)} run ${BUNDLE_RUN_FLAGS.join(" ")} ${shQuote(bundle)} "$@"`,
+    `if [ "$1" = umount ]; then ${run} ${shQuote(to.umountBundle)} "$@"; fi`,
+    "# mount SOURCE MOUNTPOINT, mount -o OPTIONS SOURCE MOUNTPOINT: no other word starts with -",
+    'case "$#:$1:$2" in',
+    `3:mount:*) case "$2:$3" in -* | *:-*) ;; *) ${run} ${shQuote(to.mountBundle)} "$@" ;; esac ;;`,
+    `5:mount:-o) case "$3:$4:$5" in -* | *:-*) ;; *) ${run} ${
+      shQuote(to.mountBundle)
+    } "$@" ;; esac ;;`,
+    "esac",
+    `${run} ${shQuote(to.bundle)} "$@"`,
     "",
   ].join("\n");
 }
@@ -205,10 +244,12 @@ export async function install(prefix: string, deno?: string): Promise<Layout> {
     await writeAtomic(to.deno, await Deno.readFile(Deno.execPath()), 0o755);
   }
   await writeAtomic(to.bundle, await Deno.readFile(`${DIST}/ext4ts.js`), 0o644);
+  await writeAtomic(to.umountBundle, await Deno.readFile(`${DIST}/ext4ts-umount.js`), 0o644);
+  await writeAtomic(to.mountBundle, await Deno.readFile(`${DIST}/ext4ts-mount.js`), 0o644);
   await writeAtomic(to.man, await Deno.readFile(`${DIST}/ext4ts.1`), 0o644);
   await writeAtomic(to.bash, await Deno.readFile(`${DIST}/ext4ts.bash`), 0o644);
   await writeAtomic(to.zsh, await Deno.readFile(`${DIST}/_ext4ts`), 0o644);
-  await writeAtomic(to.launcher, launcher(denoPath, to.bundle), 0o755);
+  await writeAtomic(to.launcher, launcher(denoPath, to), 0o755);
   if (deno) await Deno.remove(to.deno).catch(() => {}); // a copy from an earlier install
   const version = (await run(to.launcher, ["--version"])).trim();
   if (version !== VERSION) {
@@ -250,7 +291,9 @@ if (import.meta.main) {
   try {
     if (action === "build") {
       await build();
-      console.log(`built ${DIST}/ext4ts.js, ext4ts.1, ext4ts.bash and _ext4ts`);
+      console.log(
+        `built ${DIST}/ext4ts.js, ext4ts-umount.js, ext4ts-mount.js, ext4ts.1, ext4ts.bash and _ext4ts`,
+      );
     } else if (action === "install") {
       await build();
       const to = await install(prefix, Deno.env.get("DENO") || undefined);

@@ -1,6 +1,6 @@
 /**
- * The installed command (scripts/install.sh): one bundle, a launcher, a man page and
- * completions under a prefix; run from any directory, by root and by nobody, with an empty
+ * The installed command (scripts/install.sh): one bundle (and one each of `ext4ts umount` and
+ * `ext4ts mount` alone), a launcher, a man page and completions under a prefix; run from any directory, by root and by nobody, with an empty
  * Deno cache and home, it prints nothing but ext4ts' own words and fetches nothing; its mount
  * daemon runs from the bundle. The bundle is built and installed once, into a temporary prefix.
  *
@@ -68,6 +68,8 @@ testWith(
             [to.launcher, 0o755],
             [to.deno, 0o755],
             [to.bundle, 0o644],
+            [to.umountBundle, 0o644],
+            [to.mountBundle, 0o644],
             [to.man, 0o644],
             [to.bash, 0o644],
             [to.zsh, 0o644],
@@ -77,6 +79,9 @@ testWith(
         }
         const text = await Deno.readTextFile(to.launcher);
         assert.ok(text.includes(`run ${BUNDLE_RUN_FLAGS.join(" ")} '${to.bundle}' "$@"`), text);
+        for (const small of [to.umountBundle, to.mountBundle]) {
+          assert.ok(text.includes(`run ${BUNDLE_RUN_FLAGS.join(" ")} '${small}' "$@"`), text);
+        }
         assert.ok(text.includes("DENO_NO_UPDATE_CHECK=1"));
       });
 
@@ -87,6 +92,8 @@ testWith(
             "node:events",
           ]);
           assert.deepEqual(bundleImports(await Deno.readTextFile(to.bundle)), []);
+          assert.deepEqual(bundleImports(await Deno.readTextFile(to.umountBundle)), []);
+          assert.deepEqual(bundleImports(await Deno.readTextFile(to.mountBundle)), []);
         },
       );
 

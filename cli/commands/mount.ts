@@ -11,7 +11,6 @@
 
 import type { Command } from "@commander-js/extra-typings";
 import { cstr, libc, O } from "../../ffi/libc.ts";
-import { ext4Backend } from "../../ffi/fuse/ext4_ops.ts";
 import { openBlockDevice } from "../../ffi/file_device.ts";
 import { defaultLogFile } from "../../ffi/fuse/mount_state.ts";
 import { type MountBackend, type MountSettings, serve } from "../../ffi/fuse/serve.ts";
@@ -163,6 +162,37 @@ export interface MountCommandOptions {
   log?: string;
   /** Called as mount(8)'s helper (`ext4ts SOURCE MOUNTPOINT -o …`). */
   mountHelper?: boolean;
+  /**
+   * The program that serves, before its arguments (default {@link daemonCommand}): the mount
+   * command's own bundle (cli/mount_main.ts) names the whole CLI's.
+   */
+  daemon?: { cmd: string; args: string[] };
+}
+
+/**
+ * `mount [-o OPTIONS] SOURCE MOUNTPOINT` read without commander (what the installed
+ * `ext4ts mount` and cli/main.ts run at once); `undefined` for any other spelling (`-f`,
+ * `--log`, help, usage errors), which goes through commander.
+ *
+ * @example
+ * ```ts
+ * import { parseMountArgs } from "./mount.ts";
+ * console.log(parseMountArgs(["mount", "-o", "rw", "d.img", "/mnt"])?.options); // rw
+ * ```
+ */
+export function parseMountArgs(
+  args: string[],
+): { source: string; mountPoint: string; options?: string } | undefined {
+  const [command, ...rest] = args;
+  const operand = (a: string | undefined): a is string => a !== undefined && !a.startsWith("-");
+  if (command !== "mount") return undefined;
+  const [options, source, mountPoint] = rest[0] === "-o" && operand(rest[1])
+    ? [rest[1], rest[2], rest[3]]
+    : [undefined, rest[0], rest[1]];
+  if (!operand(source) || !operand(mountPoint) || rest.length !== (options ? 4 : 2)) {
+    return undefined;
+  }
+  return options === undefined ? { source, mountPoint } : { source, mountPoint, options };
 }
 
 function makeLogger(file: string | undefined, toStderr: boolean): (line: string) => void {
@@ -279,7 +309,11 @@ export async function mountCommand(
     // its reach), so paths the caller gave relative to where it stands are made absolute.
     const absolute = (p: string) => p.startsWith("/") ? p : `${Deno.cwd()}/${p}`;
     const log = opts.log === undefined ? undefined : absolute(opts.log);
-    return await startDaemon(daemonArgs(absolute(source), target, { ...opts, log }));
+    const args = daemonArgs(absolute(source), target, { ...opts, log });
+    const daemon = opts.daemon
+      ? { cmd: opts.daemon.cmd, args: [...opts.daemon.args, ...args] }
+      : daemonCommand(args);
+    return await startDaemon(daemon);
   }
 
   const notify = Deno.env.get(NOTIFY_ENV) === "1";
@@ -342,8 +376,7 @@ export async function mountCommand(
 const DAEMON_V8_FLAGS = "--max-semi-space-size=1";
 
 /** Starts the daemon (`-f`) and waits for its `ready` line or its exit. */
-async function startDaemon(args: string[]): Promise<number> {
-  const daemon = daemonCommand(args);
+async function startDaemon(daemon: { cmd: string; args: string[] }): Promise<number> {
   const child = new Deno.Command(daemon.cmd, {
     args: daemon.args,
     cwd: "/",
@@ -407,10 +440,10 @@ async function startDaemon(args: string[]): Promise<number> {
  *
  * @example
  * ```ts ignore
- * registerMount(program); // the ext4 backend
+ * registerMount(program, ext4Backend);
  * ```
  */
-export function registerMount(program: Command, backend: MountBackend = ext4Backend): void {
+export function registerMount(program: Command, backend: MountBackend): void {
   const cmd = program
     .command("mount")
     .description(

@@ -22,13 +22,12 @@ import {
   type MountInfo,
 } from "../../ffi/fuse/mountinfo.ts";
 import { deviceIsFree, loopBackingFile } from "../../ffi/fuse/loop.ts";
-import { processAlive, readState, removeState } from "../../ffi/fuse/mount_state.ts";
+import { processAlive, readState, removeState, waitForExit } from "../../ffi/fuse/mount_state.ts";
 import { Errno } from "../../lib/errors.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { CliError, runAction } from "../output.ts";
+import { delay } from "../delay.ts";
 import { documentCommand } from "../help.ts";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `path` made absolute and normalised (`.`, `..`, repeated slashes), without touching it. */
 function absolutePath(path: string): string {
@@ -52,13 +51,39 @@ function resolveMountPoint(path: string): string {
 
 /** Polls `cond` every millisecond or so until it holds or `deadline` passes. */
 async function waitFor(cond: () => boolean, deadline: number): Promise<boolean> {
-  let delay = 1;
+  let wait = 1;
   while (!cond()) {
     if (Date.now() >= deadline) return false;
-    await sleep(delay);
-    delay = Math.min(delay * 2, 20);
+    await delay(wait);
+    wait = Math.min(wait * 2, 20);
   }
   return true;
+}
+
+/**
+ * `umount MOUNTPOINT [--timeout S]` read without commander (what the installed
+ * `ext4ts umount` and cli/main.ts run at once); `undefined` for any other spelling (help, usage
+ * errors), which goes through commander.
+ *
+ * @example
+ * ```ts
+ * import { parseUmountArgs } from "./umount.ts";
+ * console.log(parseUmountArgs(["umount", "--timeout", "5", "/mnt"])); // { mountPoint: "/mnt", timeout: "5" }
+ * ```
+ */
+export function parseUmountArgs(
+  args: string[],
+): { mountPoint: string; timeout?: string } | undefined {
+  const [command, ...rest] = args;
+  if (command !== "umount") return undefined;
+  const operand = (a: string | undefined): a is string => a !== undefined && !a.startsWith("-");
+  const at = rest.indexOf("--timeout");
+  const timeout = at >= 0 ? rest[at + 1] : undefined;
+  const others = at >= 0 ? [...rest.slice(0, at), ...rest.slice(at + 2)] : rest;
+  if ((at >= 0 && !operand(timeout)) || others.length !== 1 || !operand(others[0])) {
+    return undefined;
+  }
+  return timeout === undefined ? { mountPoint: others[0] } : { mountPoint: others[0], timeout };
 }
 
 /** What {@link umountCommand} did, for tests and messages. */
@@ -126,7 +151,10 @@ export async function umountCommand(
   }
 
   const device = state?.device ?? mount?.source;
-  if (state && !(await waitFor(() => !daemonAlive(), deadline))) {
+  const gone = !state ||
+    ((await waitForExit(state.pid, state.startTime, deadline)) ??
+      (await waitFor(() => !daemonAlive(), deadline)));
+  if (state && !gone) {
     throw new CliError(
       `${target}: unmounted, but the daemon (pid ${state.pid}) is still running after ${seconds} s`,
       ExitCode.TIMEOUT,
@@ -156,16 +184,12 @@ async function unmountWithin(
   conn: number | undefined,
 ): Promise<number | "timeout"> {
   const op = unmountAsync(target, flags);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"timeout">((res) => {
-    timer = setTimeout(() => res("timeout"), Math.max(0, deadline - Date.now()));
-  });
+  const late = delay(deadline - Date.now()).then(() => "timeout" as const);
   const r = await Promise.race([op, late]);
-  clearTimeout(timer);
   if (r !== "timeout") return r;
   // The daemon does not answer DESTROY: abort so the waiting umount (and callers) return.
   if (conn !== undefined) abortConnection(conn);
-  await Promise.race([op, sleep(5000)]);
+  await Promise.race([op, delay(5000)]);
   return "timeout";
 }
 
