@@ -204,11 +204,7 @@ export async function writeFileIn(
 }
 
 /** Throws IS_DIRECTORY for a directory, INVALID for anything else that is not a regular file. */
-export async function checkRegular(
-  ctx: OpContext,
-  ino: number,
-  path: string,
-): Promise<void> {
+export async function checkRegular(ctx: OpContext, ino: number, path: string): Promise<void> {
   const type = await modeOf(ctx, ino) & 0o170000;
   if (type === 0o040000) throw new Ext4Error("IS_DIRECTORY", `${path} is a directory`);
   if (type !== 0o100000) throw new Ext4Error("INVALID", `${path} is not a regular file`);
@@ -370,11 +366,7 @@ export async function unlinkOpenTarget(
 }
 
 /** True when directory `dir` is `ancestor` or lies below it (following ".." up to the root). */
-async function isWithinDir(
-  ctx: OpContext,
-  dir: number,
-  ancestor: number,
-): Promise<boolean> {
+async function isWithinDir(ctx: OpContext, dir: number, ancestor: number): Promise<boolean> {
   const seen = new Set<number>();
   for (let cur = dir; cur !== ROOT;) {
     if (cur === ancestor) return true;
