@@ -554,19 +554,19 @@ export async function dxCheckInsert(
   sb: Superblock,
   dir: DxDir,
   name: Uint8Array,
-): Promise<{ ino: number; full: boolean }> {
+): Promise<{ ino: number; full: boolean; path: DxPath }> {
   const path = await probeForWrite(tx, sb, dir, name);
   const { ino } = await findForWrite(tx, sb, dir, path, name);
-  if (ino) return { ino, full: false };
+  if (ino) return { ino, full: false, path };
   const leaf = dxPhysical(dir, dxLeaf(path.frames));
   if (scanDirBlock(sb, await tx.read(leaf), name, `directory ${dir.ino}`).room) {
-    return { ino: 0, full: false };
+    return { ino: 0, full: false, path };
   }
   try {
     planSplit(sb, dir, path.frames);
-    return { ino: 0, full: false };
+    return { ino: 0, full: false, path };
   } catch (e) {
-    if (e instanceof Ext4Error && e.code === "NO_SPACE") return { ino: 0, full: true };
+    if (e instanceof Ext4Error && e.code === "NO_SPACE") return { ino: 0, full: true, path };
     throw e;
   }
 }
@@ -590,9 +590,12 @@ export async function dxInsert(
   dir: DxDir,
   entry: NewDirEntry,
   grow: DirBlockAllocator,
+  checked?: DxPath,
 ): Promise<void> {
-  const path = await probeForWrite(tx, sb, dir, entry.name);
-  if ((await findForWrite(tx, sb, dir, path, entry.name)).ino) {
+  // `checked`: the probe of a dxCheckInsert that found the name free, the directory's blocks
+  // unchanged since (create checks before it allocates): not probed and searched twice.
+  const path = checked ?? await probeForWrite(tx, sb, dir, entry.name);
+  if (!checked && (await findForWrite(tx, sb, dir, path, entry.name)).ino) {
     throw new Ext4Error(
       "EXISTS",
       `${new TextDecoder().decode(entry.name)} exists in directory ${dir.ino}`,

@@ -22,7 +22,14 @@ import {
 import { CorruptError, Ext4Error } from "../errors.ts";
 import { emptyExtentRoot } from "../ondisk/extent.ts";
 import { Compat, Incompat, RoCompat } from "../ondisk/features.ts";
-import { dxCheckInsert, type DxDir, dxInsert, dxLookup, makeIndexed } from "./htree.ts";
+import {
+  dxCheckInsert,
+  type DxDir,
+  dxInsert,
+  dxLookup,
+  type DxPath,
+  makeIndexed,
+} from "./htree.ts";
 import { isDxNode } from "../ondisk/dx.ts";
 import { findExtent, insertExtents, readFileMap, rewriteFileMap } from "./file_map_write.ts";
 import type { DirectorySource } from "./dir.ts";
@@ -268,7 +275,9 @@ export async function newInode(
 
 /**
  * Adds entry `name` → `ino` to directory `dirIno`: in the first block with room, else in a
- * new block appended to the directory. EXISTS if the name is taken.
+ * new block appended to the directory. EXISTS if the name is taken. `checked`: what
+ * {@link checkFree} returned for this name, the directory's blocks unchanged since (it then
+ * skips the second probe and search of the hash index).
  */
 export async function addEntry(
   ctx: OpContext,
@@ -276,6 +285,7 @@ export async function addEntry(
   name: string | Uint8Array,
   ino: number,
   type: number,
+  checked?: DxPath,
 ): Promise<void> {
   const { sb, tx } = ctx;
   const n = nameBytes(name);
@@ -341,7 +351,8 @@ export async function addEntry(
     return await saveDir(ctx, d, true);
   }
   const before = d.dx.blocks;
-  await dxInsert(tx, sb, d.dx, entry, grow); // EXISTS when taken, NO_SPACE when the index is full
+  // EXISTS when taken, NO_SPACE when the index is full (unless `checked` says so already).
+  await dxInsert(tx, sb, d.dx, entry, grow, checked);
   if (d.dx.blocks === before) return await touch(ctx, dirIno, d.raw, d.f);
   await saveDir(ctx, d, true);
 }
@@ -382,13 +393,19 @@ export async function touch(
 
 /**
  * Throws before any change when `name` is taken in `parent`, when `parent`'s htree index is
- * full (NO_SPACE, the kernel's ENOSPC "index full"), or when `parent` is unusable.
+ * full (NO_SPACE, the kernel's ENOSPC "index full"), or when `parent` is unusable. For an htree
+ * directory returns its probe for `name`, which {@link addEntry} may reuse while nothing has
+ * changed the directory's blocks.
  */
-export async function checkFree(ctx: OpContext, parent: number, name: string | Uint8Array) {
+export async function checkFree(
+  ctx: OpContext,
+  parent: number,
+  name: string | Uint8Array,
+): Promise<DxPath | undefined> {
   const n = nameBytes(name);
   if (n.length === 0 || n.length > 255) throw new Ext4Error("NAME_TOO_LONG", "bad name length");
   // put creates names it knows are new; addEntry still refuses a taken one.
-  if (ctx.newNames) return;
+  if (ctx.newNames) return undefined;
   const taken = () =>
     new Ext4Error("EXISTS", `${new TextDecoder().decode(n)} exists in directory ${parent}`);
   const { f } = await load(ctx, parent);
@@ -396,10 +413,10 @@ export async function checkFree(ctx: OpContext, parent: number, name: string | U
     (f.flags & InodeFlags.INLINE_DATA) === 0;
   if (!indexed || isDots(n)) {
     if (await lookupEntry(ctx, parent, n)) throw taken();
-    return;
+    return undefined;
   }
   const d = await loadDir(ctx, parent);
-  const { ino, full } = await dxCheckInsert(ctx.tx, ctx.sb, d.dx, n);
+  const { ino, full, path } = await dxCheckInsert(ctx.tx, ctx.sb, d.dx, n);
   if (ino) throw taken();
   if (full) {
     throw new Ext4Error(
@@ -409,6 +426,7 @@ export async function checkFree(ctx: OpContext, parent: number, name: string | U
       }`,
     );
   }
+  return path;
 }
 
 /**
@@ -525,7 +543,9 @@ export async function createFile(
   data: Uint8Array,
   options: NewInodeOptions & { sparse?: boolean; inline?: boolean },
 ): Promise<number> {
-  await checkFree(ctx, parent, name);
+  // Checked before anything is allocated (a refusal leaves the transaction open); the probe is
+  // reused by the insert: nothing between them changes the directory's blocks.
+  const checked = await checkFree(ctx, parent, name);
   return await ctx.tx.discardOnError(async () => {
     const { ino, fields } = await newInode(
       ctx,
@@ -551,7 +571,7 @@ export async function createFile(
         blocks512: fields.blocks512 + file.blocks512, // an inherited ACL's block counts too
       });
     }
-    await addEntry(ctx, parent, name, ino, DirFileType.REG_FILE);
+    await addEntry(ctx, parent, name, ino, DirFileType.REG_FILE, checked);
     return ino;
   });
 }
