@@ -494,7 +494,7 @@ export async function makeDirectory(
   options: NewInodeOptions,
 ): Promise<number> {
   const { sb, tx } = ctx;
-  await checkFree(ctx, parent, name);
+  const checked = await checkFree(ctx, parent, name); // reused by addEntry, as in createFile
   return await tx.discardOnError(async () => {
     const { ino, fields } = await newInode(
       ctx,
@@ -506,7 +506,7 @@ export async function makeDirectory(
       // Directories start inline on inline_data filesystems, as the kernel makes them (not
       // when inherited ACLs leave the inode body no room: ext4_init_new_dir's ENOSPC).
       await initInlineDirectory(ctx, ino, parent);
-      await addEntry(ctx, parent, name, ino, DirFileType.DIR);
+      await addEntry(ctx, parent, name, ino, DirFileType.DIR, checked);
       await changeLinks(ctx, parent, 1);
       return ino;
     }
@@ -529,7 +529,7 @@ export async function makeDirectory(
       block: rebuilt.iBlock,
       blocks512: fields.blocks512 + (1 + rebuilt.mapBlocks) * (sb.blockSize / 512),
     });
-    await addEntry(ctx, parent, name, ino, DirFileType.DIR);
+    await addEntry(ctx, parent, name, ino, DirFileType.DIR, checked);
     await changeLinks(ctx, parent, 1);
     return ino;
   });
@@ -585,7 +585,7 @@ export async function createSymlink(
   options: Partial<NewInodeOptions> = {},
 ): Promise<number> {
   const t = nameBytes(target);
-  await checkFree(ctx, parent, name);
+  const checked = await checkFree(ctx, parent, name); // reused by addEntry, as in createFile
   return await ctx.tx.discardOnError(async () => {
     const { ino, fields } = await newInode(ctx, parent, 0o120777, { perm: 0o777, ...options });
     const d = await symlinkData(ctx.tx, ctx.alloc, ctx.sb, {
@@ -601,7 +601,7 @@ export async function createSymlink(
       block: d.iBlock,
       blocks512: d.blocks512,
     });
-    await addEntry(ctx, parent, name, ino, DirFileType.SYMLINK);
+    await addEntry(ctx, parent, name, ino, DirFileType.SYMLINK, checked);
     return ino;
   });
 }
