@@ -17,6 +17,7 @@ import { type CorruptError, Errno, Ext4Error } from "../../lib/errors.ts";
 import { readSuperblock, State } from "../../lib/ondisk/superblock.ts";
 import { type DirEntry, Ext4, type Ext4Stat, type FileType } from "../../lib/ext4/filesystem.ts";
 import { JournalOverlayDevice } from "../../lib/ext4/journal_overlay.ts";
+import { withoutSetId } from "../../lib/ext4/attr.ts";
 import { modeTypeOfFileType } from "../../lib/ondisk/inode.ts";
 import {
   type AttrReply,
@@ -270,9 +271,7 @@ export class Ext4Operations implements FuseOperations {
    * carries no attributes), so the next stat shows the drop as on kernel ext4.
    */
   #attrTimeout(attr: FuseAttr): number {
-    if (!this.writer || (attr.mode & 0o170000) === 0o040000) return this.#o.timeout;
-    const dropped = (attr.mode & 0o4000) !== 0 || (attr.mode & 0o2010) === 0o2010;
-    return dropped ? 0 : this.#o.timeout;
+    return this.writer && withoutSetId(attr.mode) !== attr.mode ? 0 : this.#o.timeout;
   }
 
   async lookup(ctx: RequestContext, parent: number, name: Uint8Array): Promise<EntryOut> {

@@ -16,6 +16,7 @@
 
 import type { Ext4NodeWriter } from "../../lib/ext4/fs_node_write.ts";
 import { Errno, Ext4Error } from "../../lib/errors.ts";
+import { withoutSetId } from "../../lib/ext4/attr.ts";
 import type {
   AttrReply,
   CreateRequest,
@@ -473,7 +474,8 @@ export class Ext4WriteOperations implements FuseWriteOperations {
     await this.#nw.fallocate(ino, r.offset, r.length, { mode: r.mode, keepSize: r.keepSize });
     // No flag tells (HANDLE_KILLPRIV_V2): the kernel's VFS drops set-id bits on fallocate by
     // a caller without CAP_FSETID (file_modified).
-    if (ctx.uid !== 0 && ((await this.#host.attrOf(ino)).attr.mode & 0o6000) !== 0) {
+    const mode = ctx.uid !== 0 ? (await this.#host.attrOf(ino)).attr.mode : 0;
+    if (withoutSetId(mode) !== mode) {
       await this.#nw.setattr(ino, { dropSetId: true });
     }
   }

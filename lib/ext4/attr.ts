@@ -141,11 +141,26 @@ export async function setAttributes(
 }
 
 /**
- * Clears the set-user-ID bit, and the set-group-ID bit when group execute is set, of a
- * non-directory — what the kernel's `setattr_should_drop_suidgid` drops on a write, truncate
- * or chown by a caller without CAP_FSETID (a FUSE server told so by HANDLE_KILLPRIV_V2's
- * flags); ctime set when a bit goes. A set-gid bit without group execute (mandatory locking)
- * stays.
+ * `mode` without the set-id bits the kernel's `setattr_should_drop_suidgid` drops on a write,
+ * truncate or chown by a caller without CAP_FSETID: set-user-ID always, set-group-ID when group
+ * execute is set (without it the bit means mandatory locking and stays). Directories keep both.
+ *
+ * @example
+ * ```ts
+ * import { withoutSetId } from "./attr.ts";
+ * console.log(withoutSetId(0o106755).toString(8), withoutSetId(0o102644).toString(8)); // 100755 102644
+ * ```
+ */
+export function withoutSetId(mode: number): number {
+  if ((mode & 0o170000) === 0o040000) return mode;
+  let kept = mode & ~S_ISUID;
+  if ((mode & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP)) kept &= ~S_ISGID;
+  return kept;
+}
+
+/**
+ * Drops the set-id bits of inode `ino` as {@link withoutSetId} says (what a FUSE server told by
+ * HANDLE_KILLPRIV_V2's flags does for the kernel); ctime set when a bit goes.
  *
  * @example
  * ```ts ignore
@@ -154,9 +169,7 @@ export async function setAttributes(
  */
 export async function dropSetId(ctx: OpContext, ino: number): Promise<void> {
   const { raw, f } = await load(ctx, ino);
-  if ((f.mode & 0o170000) === 0o040000) return;
-  let mode = f.mode & ~S_ISUID;
-  if ((f.mode & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP)) mode &= ~S_ISGID;
+  const mode = withoutSetId(f.mode);
   if (mode === f.mode) return;
   await store(ctx, ino, raw, { ...f, mode, ctime: now(ctx) });
 }

@@ -15,7 +15,7 @@
 import { Errno, Ext4Error } from "../errors.ts";
 import { InodeFlags, type Timespec } from "../ondisk/inode.ts";
 import { readDefaultAcl } from "./acl.ts";
-import { dropSetId, setAttributes } from "./attr.ts";
+import { dropSetId, setAttributes, withoutSetId } from "./attr.ts";
 import type { OpContext } from "./context.ts";
 import { truncateFile, writeFileRange } from "./file_update.ts";
 import {
@@ -478,7 +478,7 @@ export class Ext4NodeWriter {
         if ((f.flags & InodeFlags.APPEND) && offset !== f.size) {
           await refuseFlagged(ctx, ino, FIXED);
         }
-        if (options.dropSetId && (f.mode & 0o6000) !== 0) await dropSetId(ctx, ino);
+        if (options.dropSetId && withoutSetId(f.mode) !== f.mode) await dropSetId(ctx, ino);
         // Outside a group the data is written by the commit this call awaits: not copied.
         await writeFileRange(ctx, ino, offset, data, { borrow: !w.inGroup });
       }));
