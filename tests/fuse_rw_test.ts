@@ -441,12 +441,16 @@ rwTest("rw mount: permissions as an ordinary user (allow_other, default_permissi
       "echo x >> mine/s; echo x >> mine/t; stat -c '%n %a' mine/s mine/t; " +
         "chmod 6775 mine/s; truncate -s 0 mine/s; stat -c '%n %a' mine/s; " +
         "chmod 6775 mine/s; fallocate -l 8192 mine/s; stat -c '%n %a' mine/s; " +
-        "echo y >> mine/u; stat -c '%n %a' mine/u",
+        "echo y >> mine/u; stat -c '%n %a' mine/u; chmod 6775 mine/s; " +
+        // copy_file_range carries no flag: dropped for a caller other than root, as on ext4.
+        `/usr/bin/python3 -c 'import os; a = os.open("mine/t", os.O_RDONLY); ` +
+        `b = os.open("mine/s", os.O_WRONLY); print(os.copy_file_range(a, b, 2))'; ` +
+        "stat -c '%n %a' mine/s",
     );
     assert.equal(setId.code, 0, setId.stderr);
     assert.equal(
       setId.stdout,
-      "mine/s 775\nmine/t 2764\nmine/s 775\nmine/s 775\nmine/u 775\n",
+      "mine/s 775\nmine/t 2764\nmine/s 775\nmine/s 775\nmine/u 775\n2\nmine/s 775\n",
     );
     const rootKeeps = await workload(
       "chmod 6775 mine/u; echo root >> mine/u; stat -c '%n %a' mine/u; " +
