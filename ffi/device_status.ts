@@ -131,6 +131,9 @@ export function loopDevicesBacking(realPath: string): string[] {
   return out;
 }
 
+/** {@link inUseReason}'s whole answer when only an exclusive opener explains the use. */
+export const HELD_EXCLUSIVELY = "held open exclusively";
+
 function exclusivelyHeld(path: string): boolean | null {
   const fd = libc().open(cstr(path), O.RDONLY | O.EXCL | O.CLOEXEC, 0);
   if (fd >= 0) {
@@ -218,7 +221,7 @@ function blockDeviceUses(name: string, mountinfo: { devId: string; entry: MountE
     if (holders.length) out.push(`${where}held by ${holders.join(", ")}`);
   }
   if (out.length === 0 && exclusivelyHeld(`/dev/${name}`) === true) {
-    out.push("held open exclusively");
+    out.push(HELD_EXCLUSIVELY);
   }
   return out;
 }

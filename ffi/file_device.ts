@@ -9,7 +9,7 @@
 
 import { type BlockDevice, checkRange } from "../lib/block/block_device.ts";
 import { DeviceOpenError, Errno, Ext4Error } from "../lib/errors.ts";
-import { inUseReason, majorMinor, refuseIfInUse } from "./device_status.ts";
+import { HELD_EXCLUSIVELY, inUseReason, majorMinor, refuseIfInUse } from "./device_status.ts";
 import { lockFile } from "./file_lock.ts";
 import { aioFsync, aioPwrite } from "./aio.ts";
 import { cstr, errno, Falloc, Ioctl, libc, O, strerror } from "./libc.ts";
@@ -40,6 +40,11 @@ export interface OpenDeviceOptions {
    * read-write (`exclusive: false` opts out), false read-only.
    */
   exclusive?: boolean;
+}
+
+/** Blocks the thread for `ms` milliseconds (only on rare retry paths). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 function errorFor(code: number, path: string, action: string): Ext4Error {
@@ -166,10 +171,20 @@ export class FileBlockDevice implements BlockDevice {
       (exclusive && isBlock ? O.EXCL : 0);
     const c = libc();
     let fd = c.open(cstr(path), flags, 0);
+    let code = fd < 0 ? errno() : 0;
+    // EBUSY on an exclusive open with no mount or holder behind it may be another program's
+    // brief O_EXCL probe of the device (e2fsprogs' and our own in-use checks, a racing loop
+    // set-up): try again for up to 200 ms before calling it busy.
+    for (let attempt = 0; code === E.EBUSY && exclusive && isBlock && attempt < 10; attempt++) {
+      const reason = inUseReason(path);
+      if (reason !== undefined && reason !== HELD_EXCLUSIVELY) break;
+      sleepSync(20);
+      fd = c.open(cstr(path), flags, 0);
+      code = fd < 0 ? errno() : 0;
+    }
     let readOnly = !wantRw;
     let readOnlyReason: string | undefined;
     if (fd < 0) {
-      const code = errno();
       if (
         wantRw && options.fallbackToReadOnly &&
         (code === E.EROFS || code === E.EACCES || code === E.EPERM)

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { MemoryBlockDevice, OffsetBlockDevice, readBytes } from "../lib/block/block_device.ts";
-import { Ext4Error } from "../lib/errors.ts";
+import { Errno, Ext4Error } from "../lib/errors.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
+import { SyscallError } from "../ffi/libc.ts";
+import { mountPastBriefHolders } from "../ffi/fuse/serve.ts";
 import { run, runOk, tempDir, testWith } from "./helpers.ts";
 
 Deno.test("memory device: reads what was written, refuses out of range and read-only writes", async () => {
@@ -139,6 +141,75 @@ testWith("block device: size, sector size, and a write-protected loop device is 
     await run("losetup", ["-d", big]);
   }
 });
+
+testWith(
+  "block device: another program's brief O_EXCL probe fails neither a writer's open nor a fuseblk mount; a lasting holder does",
+  ["root", "loop", "losetup"],
+  async () => {
+    await using dir = await tempDir();
+    const path = `${dir.path}/d.img`;
+    await Deno.writeFile(path, new Uint8Array(8 * 1024 * 1024));
+    const loop = (await runOk("losetup", ["-f", "--show", path])).trim();
+    // A separate process holds the device O_EXCL for `seconds`, as e2fsck's mount check or a
+    // racing loop set-up does for a moment; it says "held" once it has it.
+    const hold = (seconds: number) => {
+      const child = new Deno.Command("python3", {
+        args: [
+          "-c",
+          `import os,sys,time\nfd=os.open(sys.argv[1],os.O_RDONLY|os.O_EXCL)\nprint("held",flush=True)\ntime.sleep(float(sys.argv[2]))`,
+          loop,
+          String(seconds),
+        ],
+        stdout: "piped",
+      }).spawn();
+      const reader = child.stdout.getReader();
+      return {
+        child,
+        held: reader.read().then((r) => new TextDecoder().decode(r.value)),
+        done: child.status.finally(() => reader.cancel()),
+      };
+    };
+    try {
+      const brief = hold(0.05);
+      assert.equal((await brief.held).trim(), "held");
+      const dev = openBlockDevice(loop, { readOnly: false });
+      await dev.close();
+      assert.ok((await brief.done).success);
+      // mount(2) of a fuseblk mount: an EBUSY while nothing holds the device is tried again.
+      const busyTimes = (n: number) => {
+        let calls = 0;
+        const mount = () => {
+          if (++calls <= n) throw new SyscallError("mount", Errno.EBUSY, loop);
+        };
+        return { mount, calls: () => calls };
+      };
+      const twice = busyTimes(2);
+      await mountPastBriefHolders(twice.mount, true, loop);
+      assert.equal(twice.calls(), 3);
+      const always = busyTimes(Infinity);
+      await assert.rejects(mountPastBriefHolders(always.mount, false, loop), SyscallError);
+      assert.equal(always.calls(), 1, "not a block device: EBUSY is final");
+      const lasting = hold(30);
+      try {
+        assert.equal((await lasting.held).trim(), "held");
+        assert.throws(
+          () => openBlockDevice(loop, { readOnly: false }),
+          (e) =>
+            e instanceof Ext4Error && e.code === "BUSY" &&
+            e.message === `${loop} is in use: held open exclusively`,
+        );
+        const held = busyTimes(Infinity);
+        await assert.rejects(mountPastBriefHolders(held.mount, true, loop), SyscallError);
+        assert.equal(held.calls(), 1, "the device is held: EBUSY is final");
+      } finally {
+        lasting.child.kill();
+        await lasting.done;
+      }
+    } finally {
+      await run("losetup", ["-d", loop]);
+    }
+  },
+);
 
 testWith("file device: a flush with nothing written since the last one issues no device flush", [
   "root",

@@ -313,7 +313,7 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
           subtype: "ext4ts",
         });
       try {
-        mount();
+        await mountPastBriefHolders(mount, blockDevice, devicePath);
       } catch (e) {
         if (!writersRefused(e, readOnly, blockDevice, devicePath)) {
           throw mountError(e, devicePath, o.mountPoint);
@@ -424,6 +424,27 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
   }
   log(`session ended: ${end}`);
   return end;
+}
+
+/**
+ * mount(2) of a block device fails with EBUSY while another program holds the device O_EXCL,
+ * even for a moment (e2fsck's mount check, a racing loop set-up, our own in-use probes): when
+ * nothing holds it a moment later, try again for up to 200 ms before the failure counts.
+ */
+export async function mountPastBriefHolders(
+  mount: () => void,
+  blockDevice: boolean,
+  devicePath: string,
+): Promise<void> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      return mount();
+    } catch (e) {
+      const busy = e instanceof SyscallError && e.errno === Errno.EBUSY;
+      if (!busy || !blockDevice || attempt >= 10 || !deviceIsFree(devicePath)) throw e;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /**
