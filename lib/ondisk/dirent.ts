@@ -815,6 +815,43 @@ export function dirBlockHasRoom(entries: DirBlockEntry[], nameLen: number): bool
   );
 }
 
+/** Where a live entry sits in a linear block: its record, the previous record (-1: none). */
+interface LocatedDirent {
+  pos: number;
+  prev: number;
+  recLen: number;
+  ino: number;
+}
+
+/**
+ * The live entry named `name` in `block[0, end)`, found in place (nothing decoded or copied
+ * for the other records), every record up to it checked as {@link walkDirents} checks them —
+ * as the kernel's ext4_find_dest_de/ext4_generic_delete_entry check what they walk over.
+ */
+function locateDirEntry(
+  sb: Superblock,
+  block: Uint8Array,
+  name: Uint8Array,
+  end: number,
+): LocatedDirent | null {
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  const bs = sb.blockSize;
+  let prev = -1;
+  for (let pos = 0; pos < end;) {
+    const recLen = checkDirent(block, v, pos, end, sb, bs, "directory block");
+    const ino = v.getUint32(pos, true);
+    if (
+      ino !== 0 && block[pos + 6] === name.length &&
+      sameBytesAt(block, pos + DIRENT_HEADER, name)
+    ) {
+      return { pos, prev, recLen, ino };
+    }
+    prev = pos;
+    pos += recLen;
+  }
+  return null;
+}
+
 /**
  * Removes the entry named `name`: merged into the previous entry's record, or (the first
  * entry of the block) marked unused. Returns the removed entry's inode, or 0 if absent.
@@ -825,23 +862,19 @@ export function removeDirEntry(
   name: Uint8Array,
   end: number = dirBlockEnd(sb),
 ): number {
-  const entries = parseDirBlock(sb, block, "directory block", end);
+  const e = locateDirEntry(sb, block, name, end);
+  if (!e) return 0;
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  for (let i = 0; i < entries.length; i++) {
-    const e = entries[i];
-    if (e.ino === 0 || !sameName(e.name, name)) continue;
-    if (i === 0) {
-      // The kernel's ext4_generic_delete_entry: unused, all but the record length wiped.
-      v.setUint32(e.offset, 0, true);
-      block.fill(0, e.offset + 6, e.offset + e.recLen);
-    } else {
-      const prev = entries[i - 1];
-      writeRecLen(v, prev.offset, prev.recLen + e.recLen, sb.blockSize);
-      block.fill(0, e.offset, e.offset + 8 + e.name.length);
-    }
-    return e.ino;
+  if (e.prev < 0) {
+    // The kernel's ext4_generic_delete_entry: unused, all but the record length wiped.
+    v.setUint32(e.pos, 0, true);
+    block.fill(0, e.pos + 6, e.pos + e.recLen);
+  } else {
+    const prevLen = readRecLen(v, e.prev, sb.blockSize);
+    writeRecLen(v, e.prev, prevLen + e.recLen, sb.blockSize);
+    block.fill(0, e.pos, e.pos + 8 + name.length);
   }
-  return 0;
+  return e.ino;
 }
 
 /**
@@ -856,14 +889,12 @@ export function retargetDirEntry(
   type: number,
   end: number = dirBlockEnd(sb),
 ): number {
+  const e = locateDirEntry(sb, block, name, end);
+  if (!e) return 0;
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  for (const e of parseDirBlock(sb, block, "directory block", end)) {
-    if (e.ino === 0 || !sameName(e.name, name)) continue;
-    v.setUint32(e.offset, ino, true);
-    if (hasFiletype(sb)) block[e.offset + 7] = type;
-    return e.ino;
-  }
-  return 0;
+  v.setUint32(e.pos, ino, true);
+  if (hasFiletype(sb)) block[e.pos + 7] = type;
+  return e.ino;
 }
 
 /**
