@@ -70,6 +70,50 @@ async function freeExtents(img: string): Promise<[number, number][]> {
   return out;
 }
 
+const PER_GROUP = 8192; // blocks per group of a 1 KiB-block mkfs.ext4
+
+/** The group of block `b` (1 KiB blocks: the first data block is 1). */
+function groupOf(b: number): number {
+  return Math.floor((b - 1) / PER_GROUP);
+}
+
+function sumBlocks(runs: [number, number][]): number {
+  return runs.reduce((s, [, n]) => s + n, 0);
+}
+
+/** The block runs of `path` as [first, count] (with `close`, the filesystem is closed after). */
+async function blocksOf(fs: Ext4, path: string, close = false): Promise<[number, number][]> {
+  const runs = await fs.blockRuns(await fs.inode((await fs.stat(path)).ino));
+  if (close) await fs.close();
+  return runs.map((r) => [r.physical, r.length]);
+}
+
+/** The free extents dumpe2fs lists in `groups` of the image `bytes`, as [first, count]. */
+async function freeExtentsOf(
+  dir: string,
+  bytes: Uint8Array,
+  groups: Set<number>,
+): Promise<[number, number][]> {
+  const path = `${dir}/extents.img`;
+  await Deno.writeFile(path, bytes);
+  return (await freeExtents(path)).filter(([a]) => groups.has(groupOf(a))).map((
+    [a, b],
+  ) => [a, b - a + 1]);
+}
+
+/** `runs` with `blocks` added (merged into the runs they touch), in order. */
+function withBlocks(runs: [number, number][], blocks: [number, number][]): [number, number][] {
+  const bits = new Set<number>();
+  for (const [a, n] of [...runs, ...blocks]) for (let b = a; b < a + n; b++) bits.add(b);
+  const out: [number, number][] = [];
+  for (const b of [...bits].sort((x, y) => x - y)) {
+    const last = out.at(-1);
+    if (last && last[0] + last[1] === b) last[1]++;
+    else out.push([b, 1]);
+  }
+  return out;
+}
+
 /** Opens `bytes` read-write on a recording device that discards with `granularity`. */
 async function open(bytes: Uint8Array, granularity = 512, commitInterval?: number) {
   const mem = new MemoryBlockDevice(bytes, { discardGranularity: granularity });
@@ -197,21 +241,162 @@ testWith(
 testWith("trim: blocks freed by a commit not durable yet are left until it is", NEEDS, async () => {
   await using dir = await tempDir();
   const bytes = await Deno.readFile(await fragmentedImage(dir.path));
-  const { log, fs } = await open(Uint8Array.from(bytes), 512, 3600);
-  const runs = await fs.blockRuns(await fs.inode((await fs.stat("/f39")).ino));
-  const held = runs.map((r) => [r.physical, r.length] as [number, number]);
+  const { mem, log, fs } = await open(Uint8Array.from(bytes), 512, 3600);
+  const held = await blocksOf(fs, "/f39");
+  const heldGroups = new Set(held.map(([a]) => groupOf(a)));
   await fs.remove("/f39");
   const isHeld = ([a, n]: [number, number]) => held.some(([h, m]) => a < h + m && h < a + n);
-  const first = await fs.nodeWriter().trim(ALL);
+  await fs.nodeWriter().trim(ALL);
   assert.ok(!log.discards.some(isHeld), "the running transaction's frees were not discarded");
   log.discards.length = 0;
+  // Every group was trimmed; once the frees are durable they clear their group's mark, so
+  // the next trim discards that group's free space (theirs included) and no other group's.
   await fs.sync();
   const second = await fs.nodeWriter().trim(ALL);
-  const total = held.reduce((s, [, n]) => s + n, 0);
   assert.ok(log.discards.some(isHeld), "once durable, they are");
-  assert.ok(second >= first + total * BS, `${second} ≥ ${first} + ${total * BS}`);
   await fs.close();
+  const want = await freeExtentsOf(dir.path, mem.bytes, heldGroups);
+  assert.deepEqual(log.discards, want);
+  assert.equal(second, sumBlocks(want) * BS);
 });
+
+testWith(
+  "trim: a trimmed group is skipped until blocks are freed there, as the kernel's WAS_TRIMMED",
+  NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const img = await fragmentedImage(dir.path);
+    const free = await freeExtents(img);
+    const { mem, log, fs } = await open(Uint8Array.from(await Deno.readFile(img)));
+    const nw = fs.nodeWriter();
+    assert.equal(await nw.trim(ALL), sumBlocks(free.map(([a, b]) => [a, b - a + 1])) * BS);
+    log.discards.length = 0;
+    assert.equal(await nw.trim(ALL), 0, "a second trim finds every group trimmed");
+    assert.deepEqual(log.discards, []);
+    // Freeing a file's blocks (each write commits as it returns) clears its group's mark only.
+    const gone = await blocksOf(fs, "/f39");
+    const groups = new Set(gone.map(([a]) => groupOf(a)));
+    assert.equal(groups.size, 1, "f39 lies in one group");
+    assert.ok(fs.superblock.groupCount > 1);
+    await fs.remove("/f39");
+    const third = await nw.trim(ALL);
+    const thirdRuns = log.discards.splice(0);
+    assert.equal(await nw.trim(ALL), 0);
+    assert.deepEqual(log.discards, []);
+    // An allocation alone does not clear a mark (the kernel clears it where blocks are freed).
+    await fs.writeFile("/new", new Uint8Array(5 * BS).fill(7));
+    assert.equal(await nw.trim(ALL), 0);
+    await fs.close();
+    await fsckClean(dir.path, mem.bytes);
+    // The third trim discarded exactly the free extents of f39's group, as dumpe2fs lists them
+    // now (/new went elsewhere or into a run the trim had already discarded: checked below).
+    const after = await freeExtentsOf(dir.path, mem.bytes, groups);
+    const newBlocks = await blocksOf(
+      await Ext4.openDevice(new MemoryBlockDevice(mem.bytes)),
+      "/new",
+      true,
+    );
+    const want = withBlocks(after, newBlocks.filter(([a]) => groups.has(groupOf(a))));
+    assert.deepEqual(thirdRuns, want);
+    assert.equal(third, sumBlocks(want) * BS);
+    assert.ok(gone.every(([a, n]) => want.some(([w, m]) => w <= a && a + n <= w + m)));
+  },
+);
+
+testWith(
+  "trim: a smaller minimum trims the marked groups again; a remount forgets the marks",
+  NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const img = await fragmentedImage(dir.path);
+    const free = (await freeExtents(img)).map(([a, b]) => [a, b - a + 1] as [number, number]);
+    const { mem, log, fs } = await open(Uint8Array.from(await Deno.readFile(img)));
+    const nw = fs.nodeWriter();
+    const min = (blocks: number) => ({ ...ALL, minLength: blocks * BS });
+    const atLeast = (n: number) => free.filter(([, len]) => len >= n);
+    const steps: [number, [number, number][]][] = [
+      [8, atLeast(8)], // every group marked, the last minimum 8 blocks
+      [8, []], // not smaller: skipped
+      [16, []], // skipped; the last minimum is 16 now
+      [4, atLeast(4)], // smaller: every marked group again, runs of 4 blocks and more
+      [4, []],
+      [8, []], // not smaller than 4, skipped; but the last minimum is 8 now
+      [4, atLeast(4)], // so 4 is smaller again (the kernel's s_last_trim_minblks, exactly)
+      [1, atLeast(1)],
+    ];
+    for (const [blocks, want] of steps) {
+      const n = await nw.trim(min(blocks));
+      assert.deepEqual(log.discards.splice(0), want, `minimum ${blocks}`);
+      assert.equal(n, sumBlocks(want) * BS);
+    }
+    await fs.close();
+    // The memory is the mounted filesystem's: opened again, every group is trimmed again.
+    const again = await open(mem.bytes);
+    assert.equal(await again.fs.nodeWriter().trim(ALL), sumBlocks(free) * BS);
+    assert.deepEqual(again.log.discards, free);
+    await again.fs.close();
+    await fsckClean(dir.path, again.mem.bytes);
+  },
+);
+
+testWith(
+  "trim: a range from a group's start marks it when its last free run reaches the group's end",
+  NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    // Group 0's free space in two runs: a long one (A's, removed), B, a short one to its end.
+    const img = `${dir.path}/t.img`;
+    await runOk("mkfs.ext4", ["-qF", "-b", String(BS), "-E", "lazy_itable_init=1", img, "16M"], {
+      env: { MKE2FS_CONFIG: "/etc/mke2fs.conf" },
+    });
+    const [[head, headEnd]] = await freeExtents(img);
+    const tailLength = 81;
+    await Deno.writeFile(
+      `${dir.path}/A`,
+      new Uint8Array((headEnd - head + 1 - 40 - tailLength) * BS).fill(1), // zeroes: a hole
+    );
+    await Deno.writeFile(`${dir.path}/B`, new Uint8Array(40 * BS).fill(2));
+    await runOk("debugfs", ["-w", "-R", `write ${dir.path}/A A`, img]);
+    await runOk("debugfs", ["-w", "-R", `write ${dir.path}/B B`, img]);
+    await runOk("debugfs", ["-w", "-R", "rm A", img]);
+    const free = (await freeExtents(img)).map(([a, b]) => [a, b - a + 1] as [number, number]);
+    const inGroup0 = free.filter(([a]) => groupOf(a) === 0);
+    assert.deepEqual(inGroup0.map(([, n]) => n), [
+      headEnd - head + 1 - 40 - tailLength,
+      tailLength,
+    ]);
+    const tail = inGroup0[1][0];
+    assert.equal(tail + tailLength - 1, PER_GROUP, "the short run ends group 0");
+    const bytes = await Deno.readFile(img);
+    const cases: { to: number; minBlocks: number; marked: boolean }[] = [
+      // The range ends inside the last free run: the run is trimmed whole, the group marked.
+      { to: tail + 1, minBlocks: 0, marked: true },
+      // The range ends before it: the group is not marked.
+      { to: tail - 1, minBlocks: 0, marked: false },
+      // Fewer free blocks than the minimum after the long run: the kernel stops there, before
+      // it sees the run reaching the end; the group is not marked.
+      { to: tail + 1, minBlocks: tailLength + 1, marked: false },
+      // Exactly the minimum left: it goes on, sees (and trims) that run, marks the group.
+      { to: tail + 1, minBlocks: tailLength, marked: true },
+    ];
+    for (const c of cases) {
+      const { mem, log, fs } = await open(Uint8Array.from(bytes));
+      const nw = fs.nodeWriter();
+      const minLength = c.minBlocks * BS;
+      await nw.trim({ start: 0, length: (c.to + 1) * BS, minLength });
+      assert.deepEqual(
+        log.discards.splice(0),
+        inGroup0.filter(([a, n]) => a <= c.to && n >= c.minBlocks),
+      );
+      // The same minimum again over everything: group 0 is skipped only if it was marked.
+      await nw.trim({ ...ALL, minLength });
+      const want = free.filter(([a, n]) => n >= c.minBlocks && (!c.marked || groupOf(a) !== 0));
+      assert.deepEqual(log.discards, want, JSON.stringify(c));
+      await fs.close();
+      await fsckClean(dir.path, mem.bytes);
+    }
+  },
+);
 
 testWith(
   "trim: an image file opened for writing gets its free space punched out",

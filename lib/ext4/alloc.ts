@@ -134,6 +134,12 @@ export class Allocator implements BlockRunAllocator {
   #journalZone: Extent[] | null = null;
   /** Only frees (see the constructor): allocation is refused. */
   readonly #releaseOnly: boolean;
+  /**
+   * Called with each group whose freed blocks have just become allocatable (after their commit,
+   * or once it is durable), as the kernel's free path clears a group's "trimmed" mark: FITRIM's
+   * memory of trimmed groups (lib/ext4/trim.ts).
+   */
+  onFreedReusable: ((group: number) => void) | null = null;
 
   /**
    * Refuses (Ext4Error) a filesystem it cannot safely write and (CorruptError) a table with bad
@@ -621,19 +627,26 @@ export class Allocator implements BlockRunAllocator {
   }
 
   /**
-   * Once `tx` committed into a compound that is not durable yet: its frees are held until it
-   * is (see {@link #held}).
+   * Once `tx` committed: its frees are allocatable at once when the commit is durable, else
+   * held until the compound it joined is (see {@link #held}).
    */
   #holdUntilDurable(tx: Transaction): void {
     const epoch = tx.cache.durabilityEpoch;
     const touched = this.#touched.get(tx);
-    if (!epoch || !touched) return;
+    if (!touched) return;
+    if (!epoch) {
+      for (const [g, t] of touched) if (t.freed) this.onFreedReusable?.(g);
+      return;
+    }
     let groups = this.#held.get(epoch);
     if (!groups) {
       const fresh = new Map<number, { bits: Uint8Array; count: number }>();
       groups = fresh;
       this.#held.set(epoch, fresh);
-      tx.cache.whenDurable(epoch, () => this.#held.delete(epoch));
+      tx.cache.whenDurable(epoch, () => {
+        this.#held.delete(epoch);
+        for (const g of fresh.keys()) this.onFreedReusable?.(g);
+      });
     }
     for (const [g, t] of touched) {
       if (!t.freed) continue;
