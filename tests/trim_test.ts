@@ -7,6 +7,10 @@
  * clean. Blocks freed by a commit that is not durable yet are left alone until it is; bad
  * ranges are EINVAL and a device that cannot discard EOPNOTSUPP, as the kernel answers. On an
  * image file (`FileBlockDevice`) the discards punch holes: the file's allocated size shrinks.
+ * Trimmed groups are remembered as the kernel's WAS_TRIMMED and `s_last_trim_minblks` rule
+ * them: skipped until blocks freed there become allocatable (after their commit, or once it is
+ * durable) or a smaller minimum than the last FITRIM's is asked; a range from a group's start
+ * marks it when its last free run reaches the group's end; reopening forgets.
  */
 
 import assert from "node:assert/strict";
