@@ -54,7 +54,9 @@ export interface TrimRange {
  * bytes discarded. UNSUPPORTED (EOPNOTSUPP) when the device cannot discard, INVALID (EINVAL)
  * for a range that starts past the end, is shorter than a block, or a minimum length over a
  * group. An aborted `signal` stops it between groups (what was discarded so far is returned),
- * as a fatal signal stops the kernel's.
+ * as a fatal signal stops the kernel's. Groups this writer trimmed before and has freed no
+ * blocks in since are skipped unless the minimum is smaller than the last call's, as the
+ * kernel skips them (see the module comment).
  *
  * @example
  * ```ts ignore
@@ -103,9 +105,10 @@ export async function trimFreeSpace(
     if (memory.trimmed.has(g) && minBlocks >= memory.lastMinBlocks) continue;
     const from = g === firstGroup ? (start - sb.firstDataBlock) % perGroup : 0;
     const to = g === lastGroup ? (end - sb.firstDataBlock) % perGroup : perGroup - 1;
-    const seen = memory.freesIn(g);
+    let seen = 0;
     const { blocks, whole } = await w.transaction(async (ctx) => {
       let blocks = 0;
+      seen = memory.freesIn(g);
       const runs = await ctx.alloc.freeRuns(ctx.tx, g, from, to);
       for (const run of runs) {
         if (run.length < minBlocks) continue;
@@ -114,6 +117,7 @@ export async function trimFreeSpace(
       }
       return { blocks, whole: from === 0 && coversGroup(w, g, to, runs, minBlocks) };
     });
+    // Not if blocks freed there became allocatable since its free runs were listed.
     if (whole && memory.freesIn(g) === seen) memory.trimmed.add(g);
     trimmed += blocks;
   }
@@ -155,6 +159,7 @@ class TrimMemory {
     this.#frees.set(g, this.freesIn(g) + 1);
   }
 
+  /** How often freed blocks of group `g` became allocatable (0 before the first time). */
   freesIn(g: number): number {
     return this.#frees.get(g) ?? 0;
   }
