@@ -18,6 +18,7 @@ import { readDefaultAcl } from "./acl.ts";
 import { dropSetId, setAttributes, withoutSetId } from "./attr.ts";
 import type { OpContext } from "./context.ts";
 import { truncateFile, writeFileRange } from "./file_update.ts";
+import { getInode } from "./inode.ts";
 import {
   addEntry,
   changeLinks,
@@ -472,7 +473,8 @@ export class Ext4NodeWriter {
   ): Promise<number> {
     await this.#recording(`write ${ino}`, (w) =>
       w.transaction(async (ctx) => {
-        const { f } = await load(ctx, ino);
+        // The cached record, not a decoded copy: only flags, size and mode are read.
+        const f = await getInode(ctx.tx, ctx.sb, ctx.gdt, ino);
         refuseFlags(ino, f.flags, IMMUTABLE);
         // Append-only: only at the end (opens without O_APPEND were refused already).
         if ((f.flags & InodeFlags.APPEND) && offset !== f.size) refuseFlags(ino, f.flags, FIXED);
