@@ -99,6 +99,15 @@ export class FileBlockDevice implements BlockDevice {
    */
   #writes = 0;
   #flushedWrites = -1;
+  /**
+   * A second descriptor of the same open file (`/proc/self/fd/N`, opened before any write)
+   * that flushes go through: Deno's own fsync op makes the call once on its blocking pool and
+   * keeps errno, one thread hand-off where glibc's AIO takes two (≈ 60 µs less CPU per flush).
+   * Linux keeps a writeback error per open file and reports it to each one's fsync, so this
+   * descriptor sees every error of writes through the first. Null (AIO instead) without read
+   * permission for it.
+   */
+  #syncFile: Deno.FsFile | null = null;
 
   private constructor(
     path: string,
@@ -122,6 +131,7 @@ export class FileBlockDevice implements BlockDevice {
     this.readOnlyReason = info.readOnlyReason;
     this.mediaReadOnly = info.mediaReadOnly;
     this.discardGranularity = info.discardGranularity;
+    if (!info.readOnly) this.#syncFile = reopenForSync(fd);
   }
 
   /** The raw file descriptor (for passing to mount or loop ioctls). */
@@ -320,12 +330,25 @@ export class FileBlockDevice implements BlockDevice {
     if (this.#flushFailure) throw this.#flushFailure;
     const covered = this.#writes;
     if (covered === this.#flushedWrites) return;
-    const { result, errno: code } = await aioFsync(this.#fd);
+    const { result, errno: code } = await this.#fsync();
     if (result < 0) {
       this.#flushFailure = errorFor(code, this.path, "fsync");
       throw this.#flushFailure;
     }
     this.#flushedWrites = Math.max(this.#flushedWrites, covered);
+  }
+
+  /** One fsync(2) off the event loop, never repeated: through {@link #syncFile}, else AIO. */
+  async #fsync(): Promise<{ result: number; errno: number }> {
+    if (!this.#syncFile) return await aioFsync(this.#fd);
+    try {
+      await this.#syncFile.sync();
+      return { result: 0, errno: 0 };
+    } catch (e) {
+      // Deno's error names the OS error: "… (os error 5)".
+      const code = Number(/\(os error (\d+)\)/.exec(String(e))?.[1] ?? E.EIO);
+      return { result: -1, errno: code };
+    }
   }
 
   /**
@@ -363,6 +386,8 @@ export class FileBlockDevice implements BlockDevice {
   }
 
   close(): Promise<void> {
+    this.#syncFile?.close();
+    this.#syncFile = null;
     if (this.#fd >= 0) {
       libc().close(this.#fd);
       this.#fd = -1;
@@ -372,6 +397,18 @@ export class FileBlockDevice implements BlockDevice {
 
   #checkOpen(): void {
     if (this.#fd < 0) throw new Ext4Error("IO", `${this.path}: device is closed`);
+  }
+}
+
+/**
+ * A read-only descriptor of the file `fd` has open (the same inode, whatever its path names
+ * now), for fsync; null when Deno may not open it (no read permission for /proc).
+ */
+function reopenForSync(fd: number): Deno.FsFile | null {
+  try {
+    return Deno.openSync(`/proc/self/fd/${fd}`, { read: true });
+  } catch {
+    return null;
   }
 }
 

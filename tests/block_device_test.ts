@@ -247,3 +247,38 @@ testWith("file device: a flush with nothing written since the last one issues no
     await run("losetup", ["-d", loop]);
   }
 });
+
+testWith("file device: a writeback error reaches flush with its errno, and every later flush", [
+  "root",
+  "loop",
+  "losetup",
+], async () => {
+  // A loop device over a sparse file on a full 1 MiB tmpfs: the write lands in the page cache,
+  // its writeback fails (ENOSPC below the loop device, EIO above it).
+  await using dir = await tempDir();
+  await runOk("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir.path]);
+  try {
+    const img = `${dir.path}/d.img`;
+    await Deno.writeFile(img, new Uint8Array(0));
+    await Deno.truncate(img, 8 << 20); // sparse: its blocks are taken only when written
+    await Deno.writeFile(`${dir.path}/fill`, new Uint8Array(1 << 20)).catch(() => {});
+    const loop = (await runOk("losetup", ["-f", "--show", img])).trim();
+    try {
+      const dev = openBlockDevice(loop, { readOnly: false });
+      try {
+        await dev.write(4 << 20, new Uint8Array(4096).fill(1));
+        const eio = (e: unknown) =>
+          e instanceof Ext4Error && e.code === "IO" && e.errno === Errno.EIO;
+        await assert.rejects(dev.flush(), eio);
+        // Linux reports the error once: a second fsync would answer success.
+        await assert.rejects(dev.flush(), eio);
+      } finally {
+        await dev.close();
+      }
+    } finally {
+      await run("losetup", ["-d", loop]);
+    }
+  } finally {
+    await run("umount", [dir.path]);
+  }
+});

@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { Ext4 } from "../lib/ext4/filesystem.ts";
 import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { FaultDevice } from "../lib/block/fault_device.ts";
+import { WriteLogDevice } from "../lib/block/write_log_device.ts";
 import { Errno, Ext4Error } from "../lib/errors.ts";
 import { run, runOk, tempDir, testWith } from "./helpers.ts";
 import { IMAGE_TOOLS } from "./write_fixtures.ts";
@@ -168,3 +169,66 @@ testWith("group commit: a failed commit reaches sync and close; nothing later su
   await assert.rejects(fs.mkdir("/b"), (e) => e instanceof Ext4Error && e.errno === Errno.EIO);
   await assert.rejects(fs.close(), (e) => e instanceof Ext4Error && e.errno === Errno.EIO);
 });
+
+testWith(
+  "group commit: the sync after an overwrite that changed no metadata is its data write and one flush; a crash before the flush leaves old or new data in that block, nothing else changed",
+  [...IMAGE_TOOLS],
+  async () => {
+    await using tmp = await tempDir();
+    const base = await mkfs(tmp.path, "mkfs.ext4", ["-b", "4096"], "16M");
+    const log = new WriteLogDevice(new MemoryBlockDevice(Uint8Array.from(base)));
+    const fs = await Ext4.openDevice(log, { readOnly: false, commitInterval: 3600 });
+    const bs = 4096;
+    const old = new Uint8Array(16 * bs).map((_, i) => i % 251);
+    await fs.writeFile("/f", old);
+    const { ino } = await fs.stat("/f");
+    const nw = fs.nodeWriter();
+    const target = 5;
+    const phys = [...await blocksOf(fs, "/f")].sort((a, b) => a - b)[target];
+    const fresh = new Uint8Array(bs).fill(0xee);
+    const expected = Uint8Array.from(old);
+    expected.set(fresh, target * bs);
+    // Times are not restamped within the coarse tick they were set in, so an overwrite right
+    // after one that stamped them changes data alone (retried when a tick boundary fell between).
+    let dataOnly = 0;
+    for (let attempt = 0; attempt < 20 && dataOnly < 3; attempt++) {
+      await nw.write(ino, 0, old.subarray(0, bs));
+      await fs.sync();
+      const mtime = (await fs.stat("/f")).mtime;
+      const start = log.position;
+      await nw.write(ino, target * bs, fresh);
+      const restamped = (await fs.stat("/f")).mtime;
+      await fs.sync();
+      const image = log.replay(base, start);
+      if (restamped.sec !== mtime.sec || restamped.nsec !== mtime.nsec) continue;
+      dataOnly++;
+      const entries = log.entries.slice(start);
+      assert.deepEqual(entries.map((e) => e.kind), ["write", "flush"], "data write, one flush");
+      const w = entries[0] as { offset: number; data: Uint8Array };
+      assert.equal(w.offset, phys * bs);
+      assert.deepEqual(w.data, fresh);
+      // A crash before the flush: the block may or may not have reached the medium.
+      for (const crash of [image, log.replay(base, start + 1)]) {
+        const copy = await Ext4.openDevice(new MemoryBlockDevice(crash), { recovery: "memory" });
+        const got = await copy.readFile("/f");
+        await copy.close();
+        const block = got.subarray(target * bs, (target + 1) * bs);
+        const isOld = block.every((b, i) => b === old[target * bs + i]);
+        assert.ok(isOld || block.every((b) => b === 0xee), "old or new data in the block");
+        const rest = Uint8Array.from(got);
+        rest.set(expected.subarray(target * bs, (target + 1) * bs), target * bs);
+        assert.deepEqual(rest, expected, "nothing else changed");
+      }
+      // What the sync returned after: the new data on the medium.
+      const synced = await Ext4.openDevice(new MemoryBlockDevice(log.replay(base)), {
+        recovery: "memory",
+      });
+      assert.deepEqual(await synced.readFile("/f"), expected);
+      await synced.close();
+    }
+    assert.ok(dataOnly > 0, "an overwrite within the tick changed data alone");
+    await fs.close();
+    const r = await fsck(tmp.path, log.replay(base));
+    assert.equal(r.code, 0, r.output);
+  },
+);

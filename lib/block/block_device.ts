@@ -66,6 +66,39 @@ export function canDiscard(
 }
 
 /**
+ * Writes blocks of `blockSize` bytes at their block numbers, one device write per run of
+ * consecutive numbers (in the order given: a run continues while each number is the one
+ * before plus one).
+ *
+ * @example
+ * ```ts
+ * import { MemoryBlockDevice, writeBlockRuns } from "./block_device.ts";
+ * const dev = new MemoryBlockDevice(new Uint8Array(8));
+ * const b = (v: number) => new Uint8Array(2).fill(v);
+ * await writeBlockRuns(dev, 2, [{ block: 1, bytes: b(7) }, { block: 2, bytes: b(8) }]);
+ * console.log(dev.bytes); // Uint8Array(8) [ 0, 0, 7, 7, 8, 8, 0, 0 ]
+ * ```
+ */
+export async function writeBlockRuns(
+  device: BlockDevice,
+  blockSize: number,
+  blocks: readonly { block: number; bytes: Uint8Array }[],
+): Promise<void> {
+  for (let i = 0; i < blocks.length;) {
+    let j = i + 1;
+    while (j < blocks.length && blocks[j].block === blocks[j - 1].block + 1) j++;
+    if (j - i === 1) {
+      await device.write(blocks[i].block * blockSize, blocks[i].bytes);
+    } else {
+      const run = new Uint8Array((j - i) * blockSize);
+      for (let k = i; k < j; k++) run.set(blocks[k].bytes, (k - i) * blockSize);
+      await device.write(blocks[i].block * blockSize, run);
+    }
+    i = j;
+  }
+}
+
+/**
  * Reads `length` bytes at `offset` into a new buffer.
  *
  * @example

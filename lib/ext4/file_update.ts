@@ -61,12 +61,15 @@ function inCurrentTick(t: InodeTime, now: InodeTime): boolean {
   return t.sec === now.sec && t.nsec >= start && t.nsec <= now.nsec;
 }
 
-/** Reads and checks inode `ino` (no change yet); returns its fields and its largest size. */
+/**
+ * Reads and checks inode `ino` (no change yet); returns its fields, a copy of its raw record
+ * and its largest size.
+ */
 async function inspect(
   ctx: OpContext,
   ino: number,
-): Promise<{ fields: InodeFields; maxSize: number }> {
-  const { f: fields } = await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
+): Promise<{ raw: Uint8Array; fields: InodeFields; maxSize: number }> {
+  const { raw, f: fields } = await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
   if ((fields.mode & Mode.IFMT) !== Mode.IFREG) {
     throw new Ext4Error("INVALID", `inode ${ino} is not a regular file`);
   }
@@ -77,7 +80,7 @@ async function inspect(
   // An inline file becomes an extent file where the filesystem has extents.
   const extents = (fields.flags & InodeFlags.EXTENTS) !== 0 ||
     ((fields.flags & InodeFlags.INLINE_DATA) !== 0 && (ctx.sb.incompat & Incompat.EXTENTS) !== 0);
-  return { fields, maxSize: maxFileSize(ctx.sb, extents ? "extents" : "blockmap") };
+  return { raw, fields, maxSize: maxFileSize(ctx.sb, extents ? "extents" : "blockmap") };
 }
 
 /** EFBIG, as the kernel answers for a size or write end past `s_maxbytes`. */
@@ -89,8 +92,16 @@ function tooLarge(ino: number, end: number, max: number): Ext4Error {
   );
 }
 
-async function open(ctx: OpContext, ino: number): Promise<OpenFile> {
-  const { raw, f: fields } = await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
+/**
+ * Opens file `ino` for a change; `loaded` is its record as just loaded (`loadInode`), when
+ * nothing changed it since.
+ */
+async function open(
+  ctx: OpContext,
+  ino: number,
+  loaded?: { raw: Uint8Array; f: InodeFields },
+): Promise<OpenFile> {
+  const { raw, f: fields } = loaded ?? await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
   if (fields.flags & InodeFlags.INLINE_DATA) {
     // Any change to an inline file first makes it an ordinary one, as the kernel does when
     // inline data grows.
@@ -214,12 +225,14 @@ export async function writeFileRange(
   if (!Number.isSafeInteger(offset) || offset < 0) {
     throw new Ext4Error("INVALID", `bad offset ${offset}`);
   }
-  const { maxSize } = await inspect(ctx, ino);
+  const { raw, fields, maxSize } = await inspect(ctx, ino);
   if (offset + data.length > maxSize) throw tooLarge(ino, offset + data.length, maxSize);
   // An inline file stays inline while the result fits in its inode (open() converts it).
-  if (await writeInlineInPlace(ctx, ino, offset, data)) return;
+  const inline = (fields.flags & InodeFlags.INLINE_DATA) !== 0;
+  if (inline && await writeInlineInPlace(ctx, ino, offset, data)) return;
   await tx.discardOnError(async () => {
-    const f = await open(ctx, ino);
+    // Not inline: the record inspect() loaded is still the inode's (nothing changed it).
+    const f = await open(ctx, ino, inline ? undefined : { raw, f: fields });
     if (data.length === 0) return await save(ctx, f, f.fields.size);
     const first = Math.floor(offset / bs);
     const last = Math.floor((offset + data.length - 1) / bs);
@@ -240,7 +253,8 @@ export async function writeFileRange(
       await f.map.markWritten(first, last + 1);
       remapped = true;
     }
-    const mapped = await f.map.extentsIn(first, last + 1);
+    // Nothing remapped (an overwrite of written blocks): the extents found before still hold.
+    const mapped = remapped ? await f.map.extentsIn(first, last + 1) : before;
     // One buffer per physically contiguous stretch.
     let lb = first;
     while (lb <= last) {

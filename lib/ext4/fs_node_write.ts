@@ -18,6 +18,7 @@ import { readDefaultAcl } from "./acl.ts";
 import { dropSetId, setAttributes, withoutSetId } from "./attr.ts";
 import type { OpContext } from "./context.ts";
 import { truncateFile, writeFileRange } from "./file_update.ts";
+import { getInode } from "./inode.ts";
 import {
   addEntry,
   changeLinks,
@@ -472,12 +473,11 @@ export class Ext4NodeWriter {
   ): Promise<number> {
     await this.#recording(`write ${ino}`, (w) =>
       w.transaction(async (ctx) => {
-        const { f } = await load(ctx, ino);
-        await refuseFlagged(ctx, ino, IMMUTABLE);
+        // The cached record, not a decoded copy: only flags, size and mode are read.
+        const f = await getInode(ctx.tx, ctx.sb, ctx.gdt, ino);
+        refuseFlags(ino, f.flags, IMMUTABLE);
         // Append-only: only at the end (opens without O_APPEND were refused already).
-        if ((f.flags & InodeFlags.APPEND) && offset !== f.size) {
-          await refuseFlagged(ctx, ino, FIXED);
-        }
+        if ((f.flags & InodeFlags.APPEND) && offset !== f.size) refuseFlags(ino, f.flags, FIXED);
         if (options.dropSetId && withoutSetId(f.mode) !== f.mode) await dropSetId(ctx, ino);
         // Outside a group the data is written by the commit this call awaits: not copied.
         await writeFileRange(ctx, ino, offset, data, { borrow: !w.inGroup });
@@ -549,7 +549,12 @@ export class Ext4NodeWriter {
  * from the kernel inode's own flags, which a FUSE inode does not carry, so the daemon makes them.
  */
 async function refuseFlagged(ctx: OpContext, ino: number, flags: number): Promise<void> {
-  const f = (await load(ctx, ino)).f.flags & flags;
+  refuseFlags(ino, (await load(ctx, ino)).f.flags, flags);
+}
+
+/** EPERM when inode `ino`'s flags `have` include any of `flags` (immutable, append-only). */
+function refuseFlags(ino: number, have: number, flags: number): void {
+  const f = have & flags;
   if (!f) return;
   const what = f & IMMUTABLE ? "immutable" : "append-only";
   throw new Ext4Error("PERMISSION", `inode ${ino} is ${what}`, { errno: Errno.EPERM });

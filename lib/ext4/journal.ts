@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type BlockDevice, readBytes } from "../block/block_device.ts";
+import { type BlockDevice, readBytes, writeBlockRuns } from "../block/block_device.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
 import { Compat, Incompat, RoCompat } from "../ondisk/features.ts";
 import { type GroupDescriptorTable, readGroupDescriptors } from "../ondisk/group_descriptor.ts";
@@ -267,6 +267,10 @@ export async function locateJournal(
       writeBlock: async (n, data) => {
         reader.invalidate(n);
         await device.write(map(n) * bs, data);
+      },
+      writeBlocks: async (n, data) => {
+        data.forEach((_, i) => reader.invalidate(n + i));
+        await writeBlockRuns(device, bs, data.map((bytes, i) => ({ block: map(n + i), bytes })));
       },
       flush: () => device.flush(),
       fsBlock: (n) => map(n),

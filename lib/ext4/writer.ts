@@ -469,7 +469,8 @@ export class Ext4Writer {
    */
   async flush(): Promise<void> {
     this.cache.throwIfFailed();
-    await this.#grouped?.sync();
+    // A compound commit ends in a flush that covers everything written before it.
+    if (await this.#grouped?.sync()) return;
     await this.cache.flush();
   }
 }

@@ -34,6 +34,11 @@ export interface JournalStore {
   peekOneBlock?(n: number): Promise<Uint8Array>;
   /** Writes journal block `n` (used to reset the journal superblock after replay). */
   writeBlock(n: number, data: Uint8Array): Promise<void>;
+  /**
+   * Writes journal blocks `n`, `n+1`, … (not wrapping), in as few device writes as their
+   * places allow; without it the writer writes them one by one.
+   */
+  writeBlocks?(n: number, blocks: readonly Uint8Array[]): Promise<void>;
   /** Makes the journal's writes durable. */
   flush(): Promise<void>;
   /** The filesystem block holding journal block `n` for an internal journal, else undefined. */

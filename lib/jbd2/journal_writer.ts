@@ -299,6 +299,25 @@ export class JournalWriter {
     });
   }
 
+  /**
+   * Writes `blocks` at the head onwards: in one call per stretch that does not wrap when the
+   * store can write several blocks at once (the descriptor and its copies in one device write).
+   */
+  async #writeLog(blocks: Uint8Array[]): Promise<void> {
+    const store = this.#store;
+    if (!store.writeBlocks) {
+      for (let i = 0; i < blocks.length; i++) await store.writeBlock(this.#logBlock(i), blocks[i]);
+      return;
+    }
+    for (let i = 0; i < blocks.length;) {
+      const at = this.#logBlock(i);
+      // Up to the end of the log: past it the log wraps to s_first.
+      const n = Math.min(blocks.length - i, this.#first + this.#logSize - at);
+      await store.writeBlocks(at, blocks.slice(i, i + n));
+      i += n;
+    }
+  }
+
   /** The log block `n` blocks after the head, wrapping from the end of the log to s_first. */
   #logBlock(n: number): number {
     return this.#first + (this.#head - this.#first + n) % this.#logSize;
@@ -385,7 +404,7 @@ export class JournalWriter {
       await this.#writeSuperblock(jsb.start, jsb.sequence, false); // the tail unchanged
     }
     await this.#io(async () => {
-      for (let i = 0; i < out.length; i++) await this.#store.writeBlock(this.#logBlock(i), out[i]);
+      await this.#writeLog(out);
       await this.#store.flush();
       await this.#store.writeBlock(this.#logBlock(out.length), commit);
       await this.#store.flush();

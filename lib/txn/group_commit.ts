@@ -166,9 +166,11 @@ export class GroupCommitSink implements CommitSink {
 
   /**
    * Commits the running compound through `inner` and resolves once it is durable (with
-   * everything joined before the call). Rejects with the first failure, then and ever after.
+   * everything joined before the call): true when that commit ended in a device flush, false
+   * when nothing was joined (no commit, no flush). Rejects with the first failure, then and
+   * ever after.
    */
-  sync(): Promise<void> {
+  sync(): Promise<boolean> {
     const run = this.#chain.then(async () => {
       this.#throwIfFailed();
       if (this.#timer !== null) {
@@ -178,7 +180,7 @@ export class GroupCommitSink implements CommitSink {
       const c = this.#running;
       if (c.metadata.size === 0 && c.revoked.size === 0 && !c.data) {
         for (const fn of c.durable.splice(0)) fn();
-        return;
+        return false;
       }
       this.#running = emptyCompound();
       this.#committing = c;
@@ -199,8 +201,9 @@ export class GroupCommitSink implements CommitSink {
         this.#committing = null;
       }
       for (const fn of c.durable) fn();
+      return true;
     });
-    this.#chain = run.catch(() => {});
+    this.#chain = run.then(() => {}, () => {});
     return run;
   }
 

@@ -17,7 +17,7 @@
  * @module
  */
 
-import type { BlockDevice } from "../block/block_device.ts";
+import { type BlockDevice, writeBlockRuns } from "../block/block_device.ts";
 import { blocksWithin, DEFAULT_CACHE_BYTES } from "../block/cache_budget.ts";
 import { Errno, Ext4Error } from "../errors.ts";
 import type { JournalWriter } from "../jbd2/journal_writer.ts";
@@ -162,20 +162,12 @@ export class JournalCommitSink implements CommitSink {
    */
   async checkpoint(): Promise<void> {
     if (this.#logged.size === 0 && !this.journal.hasUncheckpointed) return;
-    const blocks = [...this.#logged.keys()].sort((a, b) => a - b);
-    const bs = this.journal.superblock.blockSize;
-    for (let i = 0; i < blocks.length;) {
-      let j = i + 1;
-      while (j < blocks.length && blocks[j] === blocks[j - 1] + 1) j++;
-      if (j - i === 1) {
-        await this.device.write(blocks[i] * bs, this.#logged.get(blocks[i])!);
-      } else {
-        const run = new Uint8Array((j - i) * bs);
-        for (let k = i; k < j; k++) run.set(this.#logged.get(blocks[k])!, (k - i) * bs);
-        await this.device.write(blocks[i] * bs, run);
-      }
-      i = j;
-    }
+    const blocks = [...this.#logged].sort((a, b) => a[0] - b[0]);
+    await writeBlockRuns(
+      this.device,
+      this.journal.superblock.blockSize,
+      blocks.map(([block, bytes]) => ({ block, bytes })),
+    );
     await this.device.flush();
     await this.journal.checkpointed();
     this.#logged.clear();
