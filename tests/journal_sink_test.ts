@@ -16,6 +16,7 @@ import { locateJournal } from "../lib/ext4/journal.ts";
 import { replayJournal } from "../lib/ext4/recovery.ts";
 import { run, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { IMAGE_TOOLS } from "./write_fixtures.ts";
+import { WriteLogDevice } from "../lib/block/write_log_device.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -111,6 +112,43 @@ testWith("journal: a clean close leaves the journal empty, the fs clean, e2fsck 
   await assertTree(re, expect);
   await re.close();
 });
+
+testWith(
+  "journal: a clean close after a sync: the blocks home, one journal superblock write, the superblock clean — a flush after each",
+  [...IMAGE_TOOLS],
+  async () => {
+    await using tmp = await tempDir();
+    const base = await mkfs(tmp.path, ["-b", "4096"]);
+    const mem = new MemoryBlockDevice(Uint8Array.from(base));
+    const dev = new WriteLogDevice(mem);
+    const fs = await Ext4.openDevice(dev, { readOnly: false });
+    const expect = await populate(fs, 2, 5);
+    await fs.sync();
+    const { store } = await locateJournal(mem, await readSuperblock(mem));
+    const jsbOffset = store.fsBlock!(0)! * 4096;
+    dev.clear();
+    await fs.close();
+    // Nothing was changed since the sync: the close is the checkpoint (blocks home), the
+    // journal marked empty, the superblock marked clean, each made durable before the next.
+    const writesTo = (offset: number) =>
+      dev.entries.filter((e) => e.kind === "write" && e.offset === offset).length;
+    assert.equal(writesTo(jsbOffset), 1, "the journal superblock: written once at close");
+    const kinds = dev.entries.map((e) =>
+      e.kind === "flush" ? "F" : e.offset === jsbOffset ? "J" : e.offset === 1024 ? "S" : "w"
+    );
+    // (The group commit's closing sync may flush with nothing new written first: a flush the
+    // file device skips.)
+    assert.match(kinds.join(""), /^F?w+FJFS+F$/, kinds.join(""));
+    const after = await journalState(mem.bytes);
+    assert.equal(after.start, 0, "journal empty after close");
+    assert.ok(!after.needsRecovery, "needs_recovery cleared");
+    const r = await fsck(await saved(tmp.path, "close.img", mem.bytes));
+    assert.equal(r.code, 0, r.output);
+    const re = await Ext4.openDevice(new MemoryBlockDevice(Uint8Array.from(mem.bytes)));
+    await assertTree(re, expect);
+    await re.close();
+  },
+);
 
 testWith("journal: logged blocks are read back before they are home (tiny cache)", [
   ...IMAGE_TOOLS,

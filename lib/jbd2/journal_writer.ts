@@ -240,7 +240,10 @@ export class JournalWriter {
   /**
    * Marks the journal empty for a clean close, after {@link checkpointed}: `s_start` = 0,
    * `s_sequence` = {@link nextSequence} (jbd2_mark_journal_empty()), written and flushed.
-   * Idempotent; refuses (`INVALID`) while transactions are not checkpointed.
+   * Idempotent; refuses (`INVALID`) while transactions are not checkpointed — unless
+   * `homeFlushed` says the caller has written every logged block home and flushed: then the
+   * tail goes straight to empty in one superblock write instead of two (a crash before it
+   * replays blocks that are already home, which changes nothing).
    *
    * @example
    * ```ts ignore
@@ -248,14 +251,15 @@ export class JournalWriter {
    * await writer.markEmpty();
    * ```
    */
-  markEmpty(): Promise<void> {
+  markEmpty(options: { homeFlushed?: boolean } = {}): Promise<void> {
     return this.#serialized(async () => {
-      if (this.#used > 0) {
+      if (this.#used > 0 && !options.homeFlushed) {
         throw new Ext4Error(
           "INVALID",
           "the journal holds transactions not checkpointed: it cannot be marked empty",
         );
       }
+      this.#used = 0;
       if (this.#emptyOnDisk && this.superblock.sequence === this.#nextSequence) return;
       // s_head: where the log went on (kernels since 6.3 may continue there, JBD2_CYCLE_RECORD).
       if (this.superblock.isV2) this.superblock.head = this.#head;

@@ -161,7 +161,13 @@ export class JournalCommitSink implements CommitSink {
    * and moves the journal's tail past them. Nothing to do when nothing is logged.
    */
   async checkpoint(): Promise<void> {
-    if (this.#logged.size === 0 && !this.journal.hasUncheckpointed) return;
+    if (!(await this.#writeHome())) return;
+    await this.journal.checkpointed();
+  }
+
+  /** Writes the logged blocks home and flushes; false when nothing needed it. */
+  async #writeHome(): Promise<boolean> {
+    if (this.#logged.size === 0 && !this.journal.hasUncheckpointed) return false;
     const blocks = [...this.#logged].sort((a, b) => a[0] - b[0]);
     await writeBlockRuns(
       this.device,
@@ -169,18 +175,18 @@ export class JournalCommitSink implements CommitSink {
       blocks.map(([block, bytes]) => ({ block, bytes })),
     );
     await this.device.flush();
-    await this.journal.checkpointed();
     this.#logged.clear();
+    return true;
   }
 
   /**
    * A clean close of the journal (jbd2's destroy): a full checkpoint, then the journal marked
-   * empty. Later commits are refused.
+   * empty — one superblock write for both. Later commits are refused.
    */
   async close(): Promise<void> {
     if (this.#closed) return;
-    await this.checkpoint();
-    await this.journal.markEmpty();
+    await this.#writeHome();
+    await this.journal.markEmpty({ homeFlushed: true });
     this.#closed = true;
   }
 }
