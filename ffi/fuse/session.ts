@@ -130,25 +130,9 @@ const SPIN_MS = 10;
  * before the wait is handed to a worker thread (a hand-off and a wake-up, ~20–30 µs each
  * way). A CREATE or UNLINK takes 130–1000 turns through the library's async layers (measured:
  * with 64 turns almost every one cost a hand-off, 3.8 futex calls per create; with 1024,
- * 1.4). A request that waits for I/O meanwhile wastes the turns (~50–100 ns each) and its
- * I/O completion waits for them: while a data request ({@link IO_OPCODES}) is in flight, only
- * {@link IO_SETTLE_TURNS}.
+ * 1.4); a request that really waits for I/O wastes the turns (~10–20 µs), a rare case.
  */
 const SETTLE_TURNS = 1024;
-/** The turns while a data request is in flight (its I/O completes on a worker thread). */
-const IO_SETTLE_TURNS = 64;
-/** Requests that usually wait for device I/O: reads, writes and flushes of data. */
-const IO_OPCODES: ReadonlySet<number> = new Set([
-  Opcode.READ,
-  Opcode.WRITE,
-  Opcode.FSYNC,
-  Opcode.FSYNCDIR,
-  Opcode.SYNCFS,
-  Opcode.FALLOCATE,
-  Opcode.COPY_FILE_RANGE,
-  Opcode.LSEEK,
-  Opcode.IOCTL,
-]);
 /** Replies up to this size are copied into the session's reply buffer and written at once. */
 const REPLY_COPY_MAX = 64 * 1024;
 
@@ -197,8 +181,6 @@ export class FuseSession {
   readonly #ops: FuseOperations;
   readonly #opts: Required<Omit<SessionOptions, "beforeDestroyReply">> & SessionOptions;
   readonly #inflight = new Map<bigint, InFlight>();
-  /** Requests of {@link IO_OPCODES} in flight. */
-  #ioInFlight = 0;
   readonly #pollfd = new Uint8Array(8);
   /** The buffer every small reply is assembled in (header + body, one write). */
   readonly #replyBuf = new Uint8Array(OUT_HEADER_SIZE + REPLY_COPY_MAX);
@@ -333,8 +315,7 @@ export class FuseSession {
    * thread hand-off; otherwise the wait runs on a worker thread and the event loop turns.
    */
   async #waitForRequest(): Promise<void> {
-    const turns = this.#ioInFlight > 0 ? IO_SETTLE_TURNS : SETTLE_TURNS;
-    for (let i = 0; i < turns && this.#inflight.size > 0; i++) await null;
+    for (let i = 0; i < SETTLE_TURNS && this.#inflight.size > 0; i++) await null;
     const spin = this.#spinNext;
     this.#spinNext = true;
     if (spin && this.#inflight.size === 0 && libc().poll(this.#pollfd, 1n, SPIN_MS) > 0) return;
@@ -402,7 +383,6 @@ export class FuseSession {
       v.getUint32(32, true),
     );
     this.#inflight.set(unique, entry);
-    if (IO_OPCODES.has(opcode)) this.#ioInFlight++;
     entry.done = this.#answer(unique, opcode, nodeid, buf.slice(IN_HEADER_SIZE, end), entry);
   }
 
@@ -449,7 +429,6 @@ export class FuseSession {
       this.#log(`fuse: reply failed: ${(e as Error).message}`);
     } finally {
       this.#inflight.delete(unique);
-      if (IO_OPCODES.has(opcode)) this.#ioInFlight--;
     }
   }
 
