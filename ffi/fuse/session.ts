@@ -125,14 +125,8 @@ const YIELD_EVERY = 32;
  * flight, before handing the wait to a worker thread: timers and signals wait at most this.
  */
 const SPIN_MS = 10;
-/**
- * Microtask turns given to handlers that just started, so answers that need no I/O go out
- * before the wait is handed to a worker thread (a hand-off and a wake-up, ~20–30 µs each
- * way). A CREATE or UNLINK takes 130–1000 turns through the library's async layers (measured:
- * with 64 turns almost every one cost a hand-off, 3.8 futex calls per create; with 1024,
- * 1.4); a request that really waits for I/O wastes the turns (~10–20 µs), a rare case.
- */
-const SETTLE_TURNS = 1024;
+/** Microtask turns given to handlers that just started, so cached answers go out first. */
+const SETTLE_TURNS = 64;
 /** Replies up to this size are copied into the session's reply buffer and written at once. */
 const REPLY_COPY_MAX = 64 * 1024;
 
