@@ -16,13 +16,16 @@ import {
   decodeReadIn,
 } from "../ffi/fuse/protocol_requests.ts";
 import {
+  AttrOutBody,
   DirentBuffer,
   direntTypeOfMode,
   encodeAttrOut,
   encodeDev,
   encodeEntryOut,
   encodeInitOut,
+  encodeOpenOut,
   encodeStatfsOut,
+  EntryOutBody,
   type FuseAttr,
 } from "../ffi/fuse/protocol_replies.ts";
 import { daemonArgs, parseDaemonArgs, parseMountOptions } from "../cli/commands/mount.ts";
@@ -139,6 +142,40 @@ Deno.test("protocol: entry/attr/statfs encodings have the kernel's sizes and fie
     }).length,
     80,
   );
+});
+
+Deno.test("protocol: in-place reply bodies write every byte, as the encoders do", () => {
+  // A reused reply buffer holds the previous reply: fill it with garbage first.
+  const big = { ...attr, ino: 2 ** 40 + 7, size: 2 ** 52 + 3, blocks: 2 ** 32 };
+  const reused = () => new Uint8Array(16 + 200).fill(0xa5);
+  const at = (b: Uint8Array, size: number) => b.subarray(16, 16 + size);
+
+  const a = new AttrOutBody(big, 1.25);
+  const ab = reused();
+  a.writeTo(new DataView(ab.buffer), 16);
+  assert.equal(a.size, ATTR_OUT_SIZE);
+  assert.deepEqual(at(ab, a.size), encodeAttrOut(big, 1.25));
+  const v = new DataView(ab.buffer, 16);
+  assert.equal(v.getBigUint64(16, true), 2n ** 40n + 7n);
+  assert.equal(v.getBigUint64(24, true), 2n ** 52n + 3n);
+  assert.equal(v.getBigInt64(16 + 24, true), -1n); // atime before 1970
+
+  const entry = { nodeid: 2 ** 33, generation: 9, entryTimeout: 0, attrTimeout: 0.5, attr };
+  const e = new EntryOutBody(entry);
+  const eb = reused();
+  e.writeTo(new DataView(eb.buffer), 16);
+  assert.equal(e.size, ENTRY_OUT_SIZE);
+  assert.deepEqual(at(eb, e.size), encodeEntryOut(entry));
+
+  // CREATE: fuse_entry_out then fuse_open_out.
+  const c = new EntryOutBody(entry, { fh: 5, flags: 1 << 5 });
+  const cb = reused();
+  c.writeTo(new DataView(cb.buffer), 16);
+  assert.equal(c.size, ENTRY_OUT_SIZE + 16);
+  const expected = new Uint8Array(c.size);
+  expected.set(encodeEntryOut(entry));
+  expected.set(encodeOpenOut(5, 1 << 5), ENTRY_OUT_SIZE);
+  assert.deepEqual(at(cb, c.size), expected);
 });
 
 Deno.test("protocol: device numbers use the kernel's new_encode_dev", () => {

@@ -36,9 +36,8 @@ import {
   SetattrValid,
 } from "./protocol_requests.ts";
 import {
+  AttrOutBody,
   DirentBuffer,
-  encodeAttrOut,
-  encodeEntryOut,
   encodeGetxattrOut,
   encodeIoctlOut,
   encodeLseekOut,
@@ -46,6 +45,8 @@ import {
   encodeStatfsOut,
   encodeWriteOut,
   type EntryOut,
+  EntryOutBody,
+  type ReplyBody,
 } from "./protocol_replies.ts";
 import { Opcode, opcodeName, OpenFlag, WRITE_OPCODES } from "./protocol.ts";
 import { Errno } from "../../lib/errors.ts";
@@ -83,7 +84,7 @@ export interface DispatchOptions {
  * @example
  * ```ts ignore
  * const dispatcher = new OpcodeDispatcher(ops, { readOnly: true, negativeTimeout: 0, maxIo: 1 << 20, log: console.error });
- * const parts = await dispatcher.handle(Opcode.GETATTR, 1, body, ctx); // fuse_attr_out
+ * const reply = await dispatcher.handle(Opcode.GETATTR, 1, body, ctx); // fuse_attr_out
  * ```
  */
 export class OpcodeDispatcher {
@@ -101,39 +102,40 @@ export class OpcodeDispatcher {
 
   /**
    * Answers one request (any opcode but INIT and DESTROY, which the session runs itself):
-   * the reply's body parts, or a throw carrying the errno to answer.
+   * the reply's body (parts, or one the session encodes in place), or a throw carrying the
+   * errno to answer.
    */
   async handle(
     opcode: number,
     nodeid: number,
     body: Uint8Array,
     ctx: RequestContext,
-  ): Promise<Uint8Array[]> {
+  ): Promise<ReplyBody> {
     const ops = this.#ops;
     switch (opcode) {
       case Opcode.LOOKUP: {
         const name = decodeName(body);
         if (ops.lookupEntry) {
           const found = await ops.lookupEntry(ctx, nodeid, name);
-          if (found) return [encodeEntryOut(found)];
+          if (found) return new EntryOutBody(found);
           if (this.#options.negativeTimeout > 0) {
-            return [encodeEntryOut(negativeEntry(this.#options.negativeTimeout))];
+            return new EntryOutBody(negativeEntry(this.#options.negativeTimeout));
           }
           throw NO_ENTRY;
         }
         try {
-          return [encodeEntryOut(await ops.lookup(ctx, nodeid, name))];
+          return new EntryOutBody(await ops.lookup(ctx, nodeid, name));
         } catch (e) {
           if (errnoOf(e) === E.ENOENT && this.#options.negativeTimeout > 0) {
             // A successful reply with node id 0 is a cacheable "no such entry".
-            return [encodeEntryOut(negativeEntry(this.#options.negativeTimeout))];
+            return new EntryOutBody(negativeEntry(this.#options.negativeTimeout));
           }
           throw e;
         }
       }
       case Opcode.GETATTR: {
         const r = await ops.getattr(ctx, nodeid);
-        return [encodeAttrOut(r.attr, r.timeout)];
+        return new AttrOutBody(r.attr, r.timeout);
       }
       case Opcode.READLINK:
         return [await ops.readlink(ctx, nodeid)];
@@ -277,7 +279,7 @@ export class OpcodeDispatcher {
     nodeid: number,
     body: Uint8Array,
     ctx: RequestContext,
-  ): Promise<Uint8Array[] | undefined> {
+  ): Promise<ReplyBody | undefined> {
     switch (opcode) {
       case Opcode.WRITE: {
         const r = decodeWriteIn(body);
@@ -286,33 +288,33 @@ export class OpcodeDispatcher {
       }
       case Opcode.SETATTR: {
         const r = await w.setattr(ctx, nodeid, setattrRequest(decodeSetattrIn(body)));
-        return [encodeAttrOut(r.attr, r.timeout)];
+        return new AttrOutBody(r.attr, r.timeout);
       }
       case Opcode.CREATE: {
         const r = decodeCreateIn(body);
         const { entry, open } = await w.create(ctx, nodeid, r.name, r, r.flags);
-        return [encodeEntryOut(entry), openOut(open)];
+        return new EntryOutBody(entry, { fh: open.fh, flags: openFlags(open) });
       }
       case Opcode.TMPFILE: {
         const r = decodeCreateIn(body); // its name ("/") means nothing
         const { entry, open } = await w.tmpfile(ctx, nodeid, r);
-        return [encodeEntryOut(entry), openOut(open)];
+        return new EntryOutBody(entry, { fh: open.fh, flags: openFlags(open) });
       }
       case Opcode.MKNOD: {
         const r = decodeMknodIn(body);
-        return [encodeEntryOut(await w.mknod(ctx, nodeid, r.name, r))];
+        return new EntryOutBody(await w.mknod(ctx, nodeid, r.name, r));
       }
       case Opcode.MKDIR: {
         const r = decodeMkdirIn(body);
-        return [encodeEntryOut(await w.mkdir(ctx, nodeid, r.name, r))];
+        return new EntryOutBody(await w.mkdir(ctx, nodeid, r.name, r));
       }
       case Opcode.SYMLINK: {
         const [name, target] = decodeTwoNames(body);
-        return [encodeEntryOut(await w.symlink(ctx, nodeid, name, target))];
+        return new EntryOutBody(await w.symlink(ctx, nodeid, name, target));
       }
       case Opcode.LINK: {
         const r = decodeLinkIn(body);
-        return [encodeEntryOut(await w.link(ctx, r.oldNodeid, nodeid, r.name))];
+        return new EntryOutBody(await w.link(ctx, r.oldNodeid, nodeid, r.name));
       }
       case Opcode.UNLINK:
         await w.unlink(ctx, nodeid, decodeName(body));
@@ -433,14 +435,18 @@ function fallocateRequest(
   throw new ProtocolErrno(E.EOPNOTSUPP);
 }
 
-function openOut(r: OpenReply): Uint8Array {
+function openFlags(r: OpenReply): number {
   // FLUSH does nothing here (close makes nothing durable, as on ext4; no POSIX locks are
   // served): asking the kernel not to send it saves a round trip per close.
   let flags = OpenFlag.NOFLUSH;
   if (r.keepCache) flags |= OpenFlag.KEEP_CACHE;
   if (r.cacheDir) flags |= OpenFlag.CACHE_DIR;
   if (r.directIo) flags |= OpenFlag.DIRECT_IO;
-  return encodeOpenOut(r.fh, flags);
+  return flags;
+}
+
+function openOut(r: OpenReply): Uint8Array {
+  return encodeOpenOut(r.fh, openFlags(r));
 }
 
 /** GETXATTR/LISTXATTR: size 0 asks for the size; a too-small buffer is ERANGE. */

@@ -32,6 +32,8 @@ export const ATTR_SIZE = 88;
 export const ENTRY_OUT_SIZE = 40 + ATTR_SIZE;
 /** Size of `struct fuse_attr_out`. */
 export const ATTR_OUT_SIZE = 16 + ATTR_SIZE;
+/** Size of `struct fuse_open_out`. */
+export const OPEN_OUT_SIZE = 16;
 /** Size of `struct fuse_init_out` from minor 23 on. */
 export const INIT_OUT_SIZE = 64;
 /** Size of `struct fuse_statfs_out`. */

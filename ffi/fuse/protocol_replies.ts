@@ -5,7 +5,14 @@
  * @module
  */
 
-import { ATTR_OUT_SIZE, ENTRY_OUT_SIZE, INIT_OUT_SIZE, STATFS_OUT_SIZE, view } from "./protocol.ts";
+import {
+  ATTR_OUT_SIZE,
+  ENTRY_OUT_SIZE,
+  INIT_OUT_SIZE,
+  OPEN_OUT_SIZE,
+  STATFS_OUT_SIZE,
+  view,
+} from "./protocol.ts";
 
 /** What ext4ts answers to INIT. */
 export interface InitOut {
@@ -116,14 +123,29 @@ export function decodeDev(dev: number): { major: number; minor: number } {
   return { major: (dev >>> 8) & 0xfff, minor: (dev & 0xff) | ((dev >>> 12) & 0xfff00) };
 }
 
+/**
+ * Writes a u64 that is a safe integer as two u32 halves: no BigInt made per field (the
+ * attribute encoders run for every GETATTR, LOOKUP and READDIRPLUS entry).
+ */
+function setU64(v: DataView, o: number, n: number): void {
+  v.setUint32(o, n >>> 0, true);
+  v.setUint32(o + 4, Math.floor(n / 0x1_0000_0000) >>> 0, true);
+}
+
+/** A signed 64-bit time in seconds; a pre-1970 one travels as its two's complement. */
+function setI64(v: DataView, o: number, n: number): void {
+  const whole = Math.trunc(n);
+  if (whole >= 0) setU64(v, o, whole);
+  else v.setBigInt64(o, BigInt(whole), true);
+}
+
 function writeAttr(v: DataView, o: number, a: FuseAttr): void {
-  v.setBigUint64(o, BigInt(a.ino), true);
-  v.setBigUint64(o + 8, BigInt(a.size), true);
-  v.setBigUint64(o + 16, BigInt(a.blocks), true);
-  // Times are signed: a pre-1970 time travels as its two's complement, as the kernel expects.
-  v.setBigInt64(o + 24, BigInt(Math.trunc(a.atime.sec)), true);
-  v.setBigInt64(o + 32, BigInt(Math.trunc(a.mtime.sec)), true);
-  v.setBigInt64(o + 40, BigInt(Math.trunc(a.ctime.sec)), true);
+  setU64(v, o, a.ino);
+  setU64(v, o + 8, a.size);
+  setU64(v, o + 16, a.blocks);
+  setI64(v, o + 24, a.atime.sec);
+  setI64(v, o + 32, a.mtime.sec);
+  setI64(v, o + 40, a.ctime.sec);
   v.setUint32(o + 48, a.atime.nsec, true);
   v.setUint32(o + 52, a.mtime.nsec, true);
   v.setUint32(o + 56, a.ctime.nsec, true);
@@ -136,11 +158,12 @@ function writeAttr(v: DataView, o: number, a: FuseAttr): void {
   v.setUint32(o + 84, 0, true); // flags: no submount, no DAX
 }
 
-/** Splits a timeout in seconds into the (seconds, nanoseconds) pair the kernel wants. */
-function splitTimeout(seconds: number): [bigint, number] {
+/** Writes a timeout in seconds as the (seconds u64, nanoseconds u32 at `nsecAt`) pair. */
+function writeTimeout(v: DataView, o: number, nsecAt: number, seconds: number): void {
   const s = Math.max(0, seconds);
   const whole = Math.floor(s);
-  return [BigInt(whole), Math.min(999_999_999, Math.round((s - whole) * 1e9))];
+  setU64(v, o, whole);
+  v.setUint32(nsecAt, Math.min(999_999_999, Math.round((s - whole) * 1e9)), true);
 }
 
 /** A LOOKUP answer: the node, its generation, the attributes and how long to cache them. */
@@ -158,15 +181,23 @@ export interface EntryOut {
 }
 
 function writeEntry(v: DataView, o: number, e: EntryOut): void {
-  const [es, ens] = splitTimeout(e.entryTimeout);
-  const [as, ans] = splitTimeout(e.attrTimeout);
-  v.setBigUint64(o, BigInt(e.nodeid), true);
-  v.setBigUint64(o + 8, BigInt(e.generation), true);
-  v.setBigUint64(o + 16, es, true);
-  v.setBigUint64(o + 24, as, true);
-  v.setUint32(o + 32, ens, true);
-  v.setUint32(o + 36, ans, true);
+  setU64(v, o, e.nodeid);
+  setU64(v, o + 8, e.generation);
+  writeTimeout(v, o + 16, o + 32, e.entryTimeout);
+  writeTimeout(v, o + 24, o + 36, e.attrTimeout);
   writeAttr(v, o + 40, e.attr);
+}
+
+function writeAttrOut(v: DataView, o: number, attr: FuseAttr, timeout: number): void {
+  writeTimeout(v, o, o + 8, timeout);
+  v.setUint32(o + 12, 0, true); // padding
+  writeAttr(v, o + 16, attr);
+}
+
+function writeOpenOut(v: DataView, o: number, fh: number, openFlags: number): void {
+  setU64(v, o, fh);
+  v.setUint32(o + 8, openFlags >>> 0, true);
+  v.setUint32(o + 12, 0, true); // padding (backing id)
 }
 
 /**
@@ -193,12 +224,62 @@ export function encodeEntryOut(e: EntryOut): Uint8Array {
  */
 export function encodeAttrOut(attr: FuseAttr, timeout: number): Uint8Array {
   const b = new Uint8Array(ATTR_OUT_SIZE);
-  const v = view(b);
-  const [s, ns] = splitTimeout(timeout);
-  v.setBigUint64(0, s, true);
-  v.setUint32(8, ns, true);
-  writeAttr(v, 16, attr);
+  writeAttrOut(view(b), 0, attr, timeout);
   return b;
+}
+
+/**
+ * A reply body the session encodes straight into its reply buffer, with no buffer of its
+ * own per reply: the answers of GETATTR, SETATTR, LOOKUP and the entry-making requests.
+ */
+export interface InPlaceBody {
+  /** Bytes {@link InPlaceBody.writeTo} writes. */
+  readonly size: number;
+  /** Writes the body at byte `offset` of `v` (every byte of it, padding included). */
+  writeTo(v: DataView, offset: number): void;
+}
+
+/** What a handler answers: body parts written one after the other, or an in-place body. */
+export type ReplyBody = Uint8Array[] | InPlaceBody;
+
+/**
+ * `fuse_attr_out` (GETATTR, SETATTR) as an {@link InPlaceBody}.
+ *
+ * @example
+ * ```ts ignore
+ * const body = new AttrOutBody(attr, 1);
+ * body.writeTo(replyView, 16); // 104 bytes after the reply header
+ * ```
+ */
+export class AttrOutBody implements InPlaceBody {
+  readonly size = ATTR_OUT_SIZE;
+  constructor(readonly attr: FuseAttr, readonly timeout: number) {}
+
+  writeTo(v: DataView, offset: number): void {
+    writeAttrOut(v, offset, this.attr, this.timeout);
+  }
+}
+
+/**
+ * `fuse_entry_out` (LOOKUP, MKDIR, …), followed by `fuse_open_out` when `open` is given
+ * (CREATE, TMPFILE), as an {@link InPlaceBody}.
+ *
+ * @example
+ * ```ts ignore
+ * const body = new EntryOutBody(entry, { fh: 0, flags: OpenFlag.NOFLUSH }); // CREATE
+ * console.log(body.size); // 144
+ * ```
+ */
+export class EntryOutBody implements InPlaceBody {
+  readonly size: number;
+  constructor(readonly entry: EntryOut, readonly open?: { fh: number; flags: number }) {
+    this.size = ENTRY_OUT_SIZE + (open ? OPEN_OUT_SIZE : 0);
+  }
+
+  writeTo(v: DataView, offset: number): void {
+    writeEntry(v, offset, this.entry);
+    if (this.open) writeOpenOut(v, offset + ENTRY_OUT_SIZE, this.open.fh, this.open.flags);
+  }
 }
 
 /**
@@ -210,10 +291,8 @@ export function encodeAttrOut(attr: FuseAttr, timeout: number): Uint8Array {
  * ```
  */
 export function encodeOpenOut(fh: number, openFlags: number): Uint8Array {
-  const b = new Uint8Array(16);
-  const v = view(b);
-  v.setBigUint64(0, BigInt(fh), true);
-  v.setUint32(8, openFlags >>> 0, true);
+  const b = new Uint8Array(OPEN_OUT_SIZE);
+  writeOpenOut(view(b), 0, fh, openFlags);
   return b;
 }
 
@@ -367,8 +446,8 @@ export class DirentBuffer {
       // Without an entry the record stays zero: nodeid 0 tells the kernel "no lookup made".
     }
     const p = o + head;
-    this.#view.setBigUint64(p, BigInt(d.ino), true);
-    this.#view.setBigUint64(p + 8, BigInt(d.offset), true);
+    setU64(this.#view, p, d.ino);
+    setU64(this.#view, p + 8, d.offset);
     this.#view.setUint32(p + 16, d.name.length, true);
     this.#view.setUint32(p + 20, d.type, true);
     this.#buf.set(d.name, p + 24);

@@ -29,7 +29,6 @@ import { Errno } from "../../lib/errors.ts";
 import { errno, libc, SyscallError } from "../libc.ts";
 import { OpcodeDispatcher, ProtocolErrno } from "./dispatch.ts";
 import {
-  decodeInHeader,
   encodeOutHeader,
   FUSE_MAJOR,
   FUSE_MIN_MINOR,
@@ -50,7 +49,7 @@ import {
   decodeInitIn,
   decodeInterruptIn,
 } from "./protocol_requests.ts";
-import { encodeInitOut } from "./protocol_replies.ts";
+import { encodeInitOut, type ReplyBody } from "./protocol_replies.ts";
 import { errnoOf, type FuseOperations, type RequestContext } from "./ops.ts";
 
 /** Options of a {@link FuseSession}. */
@@ -115,6 +114,8 @@ const MUTATING: ReadonlySet<number> = new Set([
   Opcode.IOCTL,
 ]);
 const POLLIN = 1;
+/** The body of an error reply: none (shared, never changed). */
+const NO_BODY: Uint8Array[] = [];
 const MAX_IO = 1 << 20;
 /** After this many requests read back to back, give the event loop a real turn. */
 const YIELD_EVERY = 32;
@@ -124,7 +125,14 @@ const YIELD_EVERY = 32;
  * flight, before handing the wait to a worker thread: timers and signals wait at most this.
  */
 const SPIN_MS = 10;
-/** Microtask turns given to handlers that just started, so cached answers go out first. */
+/**
+ * Microtask turns given to handlers that just started, so cached answers go out first. A
+ * CREATE or UNLINK needs 130–1000 through the library's async layers and so usually pays the
+ * hand-off to a worker thread; 256 or 1024 turns saved it (~60–100 µs of daemon CPU per
+ * create) but made tests/memory_test.ts see the resident set grow (4 runs of 5 failed; with
+ * an event-loop turn every 8 requests instead of 32, 2 of 8; 64 turns: 0 of 5). Cause not
+ * found yet.
+ */
 const SETTLE_TURNS = 64;
 /** Replies up to this size are copied into the session's reply buffer and written at once. */
 const REPLY_COPY_MAX = 64 * 1024;
@@ -249,6 +257,7 @@ export class FuseSession {
       Math.max(MIN_READ_BUFFER, IN_HEADER_SIZE + WRITE_IN_SIZE + this.#opts.maxIo + 4096),
     );
     const bufLength = BigInt(buf.length);
+    const readView = new DataView(buf.buffer);
     let streak = 0;
     let readErrors = 0;
     try {
@@ -281,7 +290,7 @@ export class FuseSession {
           this.#ended ??= "disconnected";
           break;
         }
-        this.#dispatch(buf.slice(0, n));
+        this.#dispatch(buf, readView, n);
         if (++streak >= YIELD_EVERY) {
           streak = 0;
           await this.#waitReadable(0); // a real event-loop turn so worker-thread I/O completes
@@ -328,38 +337,54 @@ export class FuseSession {
     } catch { /* logging never breaks the loop */ }
   }
 
-  #dispatch(req: Uint8Array): void {
-    let h;
-    try {
-      h = decodeInHeader(req);
-    } catch (e) {
-      this.#log(`fuse: dropping malformed request: ${(e as Error).message}`);
+  /**
+   * Starts the request in the first `n` bytes of the read buffer `buf` (`v` views it). The
+   * header is read in place; the body is copied (the buffer is reused by the next read while
+   * the handler runs), except for the requests answered before the next read.
+   */
+  #dispatch(buf: Uint8Array, v: DataView, n: number): void {
+    if (n < IN_HEADER_SIZE) {
+      this.#log(
+        `fuse: dropping malformed request: fuse_in_header: body of ${n} bytes, ` +
+          `need ${IN_HEADER_SIZE}`,
+      );
       return;
     }
-    const end = Math.min(req.length, h.len) - h.totalExtlen * 8;
-    const body = req.subarray(IN_HEADER_SIZE, Math.max(IN_HEADER_SIZE, end));
-    switch (h.opcode) {
+    const opcode = v.getUint32(4, true);
+    const nodeid = v.getUint32(16, true) + v.getUint32(20, true) * 0x1_0000_0000;
+    const end = Math.max(
+      IN_HEADER_SIZE,
+      Math.min(n, v.getUint32(0, true)) - v.getUint16(36, true) * 8,
+    );
+    switch (opcode) {
       case Opcode.FORGET:
         try {
-          this.#ops.forget?.(h.nodeid, decodeForgetIn(body));
+          this.#ops.forget?.(nodeid, decodeForgetIn(buf.subarray(IN_HEADER_SIZE, end)));
         } catch (e) {
           this.#log(`fuse: FORGET: ${(e as Error).message}`);
         }
         return;
       case Opcode.BATCH_FORGET:
         try {
+          const body = buf.subarray(IN_HEADER_SIZE, end);
           for (const f of decodeBatchForgetIn(body)) this.#ops.forget?.(f.nodeid, f.nlookup);
         } catch (e) {
           this.#log(`fuse: BATCH_FORGET: ${(e as Error).message}`);
         }
         return;
       case Opcode.INTERRUPT:
-        this.#interrupt(body);
+        this.#interrupt(buf.subarray(IN_HEADER_SIZE, end));
         return;
     }
-    const entry = new InFlight(h.opcode, h.uid, h.gid, h.pid);
-    this.#inflight.set(h.unique, entry);
-    entry.done = this.#answer(h.unique, h.opcode, h.nodeid, body, entry);
+    const unique = v.getBigUint64(8, true);
+    const entry = new InFlight(
+      opcode,
+      v.getUint32(24, true),
+      v.getUint32(28, true),
+      v.getUint32(32, true),
+    );
+    this.#inflight.set(unique, entry);
+    entry.done = this.#answer(unique, opcode, nodeid, buf.slice(IN_HEADER_SIZE, end), entry);
   }
 
   /** Runs one request to its one reply (or none, when INTERRUPT answered it already). */
@@ -371,9 +396,12 @@ export class FuseSession {
     entry: InFlight,
   ): Promise<void> {
     try {
-      let parts: Uint8Array[];
+      let reply: ReplyBody;
       try {
-        parts = await this.#handle(opcode, nodeid, body, entry);
+        // INIT and DESTROY are the session's own; one async frame less for the others.
+        reply = opcode === Opcode.INIT || opcode === Opcode.DESTROY
+          ? await this.#handleOwn(opcode, body, entry)
+          : await this.#dispatcher.handle(opcode, nodeid, body, entry);
       } catch (e) {
         let code = errnoOf(e);
         if (e instanceof ProtocolError) code = E.EINVAL;
@@ -388,8 +416,10 @@ export class FuseSession {
         this.#reply(unique, -code, []);
         return;
       }
-      this.#reply(unique, 0, parts);
-      if (opcode === Opcode.READ && this.#ops.readRepliesOwned) releaseLarge(parts);
+      this.#reply(unique, 0, reply);
+      if (opcode === Opcode.READ && this.#ops.readRepliesOwned && Array.isArray(reply)) {
+        releaseLarge(reply);
+      }
       if (opcode === Opcode.INIT && this.#initInfo) {
         this.#spinNext = false;
         this.#initResolve(this.#initInfo);
@@ -421,18 +451,18 @@ export class FuseSession {
   }
 
   /** Writes one reply. Later replies for the same request are dropped. */
-  #reply(unique: bigint, error: number, parts: Uint8Array[]): void {
+  #reply(unique: bigint, error: number, reply: ReplyBody): void {
     error = Math.trunc(error);
     const f = this.#inflight.get(unique);
     if (f) {
       if (f.replied) return;
       f.replied = true;
     }
-    let body = error === 0 ? parts.filter((p) => p.length > 0) : [];
+    let body = error === 0 ? reply : NO_BODY;
     if (!(error <= 0 && error > -4096)) {
       this.#log(`fuse: invalid error ${error} in a reply: answering EIO`);
       error = -E.EIO;
-      body = [];
+      body = NO_BODY;
     }
     let failure: number | string;
     try {
@@ -453,23 +483,29 @@ export class FuseSession {
   }
 
   /**
-   * Writes header + body: a small reply copied into the reply buffer and written at once, a
-   * large one by writev from its own buffers. 0 or the errno.
+   * Writes header + body: a small reply assembled in the reply buffer (an in-place body
+   * encoded there, parts copied) and written at once, a large one by writev from its own
+   * buffers. 0 or the errno.
    */
-  #write(unique: bigint, error: number, body: Uint8Array[]): number {
-    let len = OUT_HEADER_SIZE;
-    for (const p of body) len += p.length;
-    if (len > this.#replyBuf.length) return this.#writev(unique, error, body, len);
+  #write(unique: bigint, error: number, body: ReplyBody): number {
     const b = this.#replyBuf;
     const v = this.#replyView;
+    let len = OUT_HEADER_SIZE;
+    if (Array.isArray(body)) {
+      for (const p of body) len += p.length;
+      if (len > b.length) return this.#writev(unique, error, body, len);
+      let o = OUT_HEADER_SIZE;
+      for (const p of body) {
+        b.set(p, o);
+        o += p.length;
+      }
+    } else {
+      len += body.size;
+      body.writeTo(v, OUT_HEADER_SIZE);
+    }
     v.setUint32(0, len, true);
     v.setInt32(4, error, true);
     v.setBigUint64(8, unique, true);
-    let o = OUT_HEADER_SIZE;
-    for (const p of body) {
-      b.set(p, o);
-      o += p.length;
-    }
     const c = libc();
     const size = BigInt(len);
     let n = c.write_i32(this.#fd, b, size);
@@ -479,7 +515,7 @@ export class FuseSession {
 
   /** One writev of header + body from their own buffers; 0 or the errno. */
   #writev(unique: bigint, error: number, body: Uint8Array[], len: number): number {
-    const all = [encodeOutHeader(len, error, unique), ...body];
+    const all = [encodeOutHeader(len, error, unique), ...body.filter((p) => p.length > 0)];
     const iov = new BigUint64Array(2 * all.length);
     for (let i = 0; i < all.length; i++) {
       iov[2 * i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(all[i])));
@@ -495,22 +531,13 @@ export class FuseSession {
     return err;
   }
 
-  async #handle(
-    opcode: number,
-    nodeid: number,
-    body: Uint8Array,
-    self: InFlight,
-  ): Promise<Uint8Array[]> {
-    switch (opcode) {
-      case Opcode.INIT:
-        return await this.#init(body);
-      case Opcode.DESTROY:
-        // Wait for every other request, flush and close, and only then answer.
-        await this.#drain(self);
-        await this.#runDestroy();
-        return [];
-    }
-    return await this.#dispatcher.handle(opcode, nodeid, body, self);
+  /** INIT and DESTROY, the session's own requests. */
+  async #handleOwn(opcode: number, body: Uint8Array, self: InFlight): Promise<Uint8Array[]> {
+    if (opcode === Opcode.INIT) return await this.#init(body);
+    // DESTROY: wait for every other request, flush and close, and only then answer.
+    await this.#drain(self);
+    await this.#runDestroy();
+    return [];
   }
 
   async #init(body: Uint8Array): Promise<Uint8Array[]> {
