@@ -111,6 +111,8 @@ export class InodeCache {
   /** Its group descriptors (where each record lives). */
   readonly groups: GroupDescriptorTable;
   readonly #parse: ParseInodeOptions;
+  /** The committed image view each record {@link InodeCache.changed} made was decoded from. */
+  readonly #decodedFrom = new WeakMap<Inode, Uint8Array>();
   #generation = 0;
   #hits = 0;
   #misses = 0;
@@ -164,11 +166,19 @@ export class InodeCache {
    */
   changed(ino?: number, bytes?: Uint8Array): void {
     this.#generation++;
-    if (ino === undefined || !this.records.get(ino)) return;
+    if (ino === undefined) return;
+    const cached = this.records.get(ino);
+    if (!cached) return;
+    // Already decoded from this very place of this commit's image (the facade's refresh and
+    // the transaction's own both run at a commit): committed images never change, so the
+    // record is the new one, and nothing derived it from an older object.
+    if (bytes && sameView(this.#decodedFrom.get(cached), bytes)) return;
     this.records.delete(ino);
     if (!bytes) return;
     try {
-      this.records.set(ino, parseInode(this.sb, ino, bytes.slice(), this.#parse));
+      const inode = parseInode(this.sb, ino, bytes.slice(), this.#parse);
+      this.#decodedFrom.set(inode, bytes);
+      this.records.set(ino, inode);
     } catch (e) {
       if (!(e instanceof CorruptError)) throw e;
     }
@@ -179,6 +189,12 @@ export class InodeCache {
     this.#generation++;
     this.records.clear();
   }
+}
+
+/** True when `a` and `b` view the same bytes of the same buffer. */
+function sameView(a: Uint8Array | undefined, b: Uint8Array): boolean {
+  return a !== undefined && a.buffer === b.buffer && a.byteOffset === b.byteOffset &&
+    a.length === b.length;
 }
 
 /** The inode cache of each block cache: one per filesystem object, found from a transaction. */
