@@ -17,6 +17,7 @@ import { Lru } from "../block/lru.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
 import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
 import {
+  copyInodeFields,
   decodeInode,
   Inode,
   type InodeFields,
@@ -337,9 +338,21 @@ export async function loadInode(
   gdt: GroupDescriptorTable,
   ino: number,
 ): Promise<{ raw: Uint8Array; f: InodeFields }> {
-  const raw = await readInodeRaw(tx, sb, gdt, ino);
-  return { raw, f: decodeInode(sb, raw) };
+  const inode = await getInode(tx, sb, gdt, ino);
+  let f = decodedFields.get(inode);
+  if (!f) {
+    f = decodeInode(sb, inode.bytes);
+    decodedFields.set(inode, f);
+  }
+  return { raw: inode.bytes.slice(), f: copyInodeFields(f) };
 }
+
+/**
+ * The fields decoded from each record object {@link loadInode} served: an operation loads the
+ * same inodes several times (checks, lookup, the change itself), and a cached record does not
+ * change (a changed one is a new object). Callers get copies, free to change.
+ */
+const decodedFields = new WeakMap<Inode, InodeFields>();
 
 /**
  * Writes a raw inode record (already checksummed) into the inode table; the transaction
