@@ -223,21 +223,37 @@ export class BlockCache {
    * The current image of `block`: the open transaction's if it changed the block, else the
    * cached or freshly read one. Do not modify the result.
    */
-  async read(block: number): Promise<Uint8Array> {
-    const pending = this.#active?.pendingImage(block);
-    if (pending) return pending;
-    return await this.readCommitted(block);
+  read(block: number): Promise<Uint8Array> {
+    const held = this.#active?.pendingImage(block) ?? this.#cleanHit(block);
+    return held ? Promise.resolve(held) : this.#readMiss(block);
+  }
+
+  /**
+   * The current image of `block` when it is in memory (the open transaction's, or a cached
+   * one: counted as a hit), else undefined; no read. Do not modify the result.
+   */
+  held(block: number): Uint8Array | undefined {
+    return this.#active?.pendingImage(block) ?? this.#cleanHit(block);
   }
 
   /** The image of `block` as last committed (ignores the open transaction). */
-  async readCommitted(block: number): Promise<Uint8Array> {
+  readCommitted(block: number): Promise<Uint8Array> {
+    const hit = this.#cleanHit(block);
+    return hit ? Promise.resolve(hit) : this.#readMiss(block);
+  }
+
+  /** The cached clean image of `block` (a hit, made most recently used), else undefined. */
+  #cleanHit(block: number): Uint8Array | undefined {
     const hit = this.#clean.get(block);
-    if (hit) {
-      this.#hits++;
-      this.#clean.delete(block);
-      this.#clean.set(block, hit);
-      return hit;
-    }
+    if (!hit) return undefined;
+    this.#hits++;
+    this.#clean.delete(block);
+    this.#clean.set(block, hit);
+    return hit;
+  }
+
+  /** Reads `block` that is not in memory (from the journal's logged images or the device). */
+  async #readMiss(block: number): Promise<Uint8Array> {
     this.#misses++;
     const logged = this.sink.loggedImage?.(block);
     if (logged) {
@@ -470,7 +486,8 @@ export class Transaction {
     this.#checkOpen();
     const mine = this.#metadata.get(block);
     if (mine) return mine;
-    const data = this.#data.get(block);
+    // In memory (nearly always): copied without waiting for a promise.
+    const data = this.#data.get(block) ?? this.cache.held(block);
     const copy = (data ?? await this.cache.read(block)).slice();
     this.#checkOpen();
     // A block first written as data and then treated as metadata becomes metadata.
