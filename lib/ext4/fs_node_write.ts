@@ -378,7 +378,7 @@ export class Ext4NodeWriter {
         await refuseFlagged(ctx, parent, FIXED);
         const ino = await lookupEntry(ctx, parent, name);
         if (ino) await refuseFlagged(ctx, ino, FIXED);
-        return await unlinkBounded(w, ctx, parent, name, (i) => files.isOpen(i));
+        return await unlinkBounded(w, ctx, parent, name, (i) => files.isOpen(i), ino);
       });
       if (big) await w.steps((step) => releaseInSteps(step, w, big));
     });

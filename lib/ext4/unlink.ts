@@ -118,15 +118,16 @@ export async function releaseInode(
 
 /**
  * Removes entry `name` (not a directory) from `parent`; the inode is released when its last
- * link goes (callers keeping it open put it on the orphan list instead).
+ * link goes (callers keeping it open put it on the orphan list instead). `options.ino` is the
+ * entry's inode (0: none) when the caller looked it up in this transaction already.
  */
 export async function unlinkEntry(
   ctx: OpContext,
   parent: number,
   name: string | Uint8Array,
-  options: { keepInode?: boolean } = {},
+  options: { keepInode?: boolean; ino?: number } = {},
 ): Promise<number> {
-  const ino = await lookupEntry(ctx, parent, name);
+  const ino = options.ino ?? await lookupEntry(ctx, parent, name);
   if (!ino) throw new Ext4Error("NOT_FOUND", "no such entry");
   const { f } = await load(ctx, ino);
   if (isDir(f)) throw new Ext4Error("IS_DIRECTORY", "unlink of a directory");
