@@ -196,6 +196,8 @@ export function setDirentTail(
   writeTailHeader(block);
   new DataView(block.buffer, block.byteOffset, block.byteLength)
     .setUint32(block.length - 4, dirLeafChecksum(sb, ino, generation, block), true);
+  // Right by construction: the next lookup in this image need not compute it again.
+  markVerified(block, ino, generation);
 }
 
 /** The fake entry of the tail: inode 0, rec_len 12, name_len 0, file type 0xde. */
@@ -938,6 +940,8 @@ export function setDirBlockChecksum(
   if (o < 0) throw new CorruptError(`directory block of inode ${ino}`, "no checksum tail");
   new DataView(block.buffer, block.byteOffset, block.byteLength)
     .setUint32(o + 8, dirLeafChecksum(sb, ino, generation, block), true);
+  // Right by construction: the next lookup in this image need not compute it again.
+  markVerified(block, ino, generation);
 }
 
 /** True when the tail checksum matches (always true without metadata_csum). */

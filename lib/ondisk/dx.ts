@@ -14,6 +14,7 @@ import { CorruptError } from "../errors.ts";
 import { Incompat } from "./features.ts";
 import { type Superblock, SuperFlags } from "./superblock.ts";
 import { dirRecLen, inodeChecksumSeed, recLenFromDisk, recLenToDisk } from "./dir_record.ts";
+import { markVerified } from "./verified.ts";
 
 /** Size of the tail of an index block (`struct dx_tail`). */
 export const DX_TAIL_SIZE = 8;
@@ -413,4 +414,6 @@ export function setDxChecksum(
     throw new CorruptError(`${root ? "dx_root" : "dx_node"} of directory ${dir.ino}`, r.reason);
   }
   view(block).setUint32(r.tail + 4, r.checksum, true);
+  // Right by construction: the next walk through this image need not compute it again.
+  markVerified(block, dir.ino, dir.generation);
 }
