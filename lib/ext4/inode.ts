@@ -344,7 +344,18 @@ export async function loadInode(
     f = decodeInode(sb, inode.bytes);
     decodedFields.set(inode, f);
   }
-  return { raw: inode.bytes.slice(), f: copyInodeFields(f) };
+  // The raw copy is made when first asked for: most loads only read the fields.
+  const source = inode.bytes;
+  let raw: Uint8Array | undefined;
+  return {
+    get raw(): Uint8Array {
+      return raw ??= source.slice();
+    },
+    set raw(bytes: Uint8Array) {
+      raw = bytes;
+    },
+    f: copyInodeFields(f),
+  };
 }
 
 /**
