@@ -31,6 +31,7 @@ import {
   makeDirectory,
   makeNode,
   newInode,
+  peek,
 } from "./namei.ts";
 import { direntTypeOfMode } from "../ondisk/dirent.ts";
 import { orphanIfUnlinked, removeOrphan } from "./orphan.ts";
@@ -549,7 +550,7 @@ export class Ext4NodeWriter {
  * from the kernel inode's own flags, which a FUSE inode does not carry, so the daemon makes them.
  */
 async function refuseFlagged(ctx: OpContext, ino: number, flags: number): Promise<void> {
-  const f = (await load(ctx, ino)).f.flags & flags;
+  const f = (await peek(ctx, ino)).flags & flags;
   if (!f) return;
   const what = f & IMMUTABLE ? "immutable" : "append-only";
   throw new Ext4Error("PERMISSION", `inode ${ino} is ${what}`, { errno: Errno.EPERM });
@@ -567,7 +568,7 @@ async function initOwner(
   mode: number,
   o: { uid: number; gid: number; umask?: number },
 ): Promise<{ perm: number; uid: number; gid: number }> {
-  const p = (await load(ctx, parent)).f;
+  const p = await peek(ctx, parent);
   if (!isDir(p)) throw new Ext4Error("NOT_DIRECTORY", `inode ${parent} is not a directory`);
   let perm = mode & 0o7777;
   let gid = o.gid;

@@ -339,11 +339,7 @@ export async function loadInode(
   ino: number,
 ): Promise<{ raw: Uint8Array; f: InodeFields }> {
   const inode = await getInode(tx, sb, gdt, ino);
-  let f = decodedFields.get(inode);
-  if (!f) {
-    f = decodeInode(sb, inode.bytes);
-    decodedFields.set(inode, f);
-  }
+  const f = fieldsOf(sb, inode);
   // The raw copy is made when first asked for: most loads only read the fields.
   const source = inode.bytes;
   let raw: Uint8Array | undefined;
@@ -356,6 +352,34 @@ export async function loadInode(
     },
     f: copyInodeFields(f),
   };
+}
+
+/**
+ * Inode `ino`'s fields to look at only, as {@link loadInode} decodes them but not copied:
+ * shared with every later load of the same record, so never to be changed.
+ *
+ * @example
+ * ```ts ignore
+ * const { flags } = await peekInodeFields(tx, sb, gdt, 12);
+ * ```
+ */
+export async function peekInodeFields(
+  tx: Transaction,
+  sb: Superblock,
+  gdt: GroupDescriptorTable,
+  ino: number,
+): Promise<Readonly<InodeFields>> {
+  return fieldsOf(sb, await getInode(tx, sb, gdt, ino));
+}
+
+/** The fields of record `inode`, decoded once ({@link decodedFields}). */
+function fieldsOf(sb: Superblock, inode: Inode): InodeFields {
+  let f = decodedFields.get(inode);
+  if (!f) {
+    f = decodeInode(sb, inode.bytes);
+    decodedFields.set(inode, f);
+  }
+  return f;
 }
 
 /**

@@ -46,7 +46,7 @@ import {
 import { writeNewFileData } from "./file_write.ts";
 import { InodeFlags } from "../ondisk/inode.ts";
 import { changeTime, encodeInode, type InodeFields, type InodeTime } from "../ondisk/inode.ts";
-import { loadInode, readInodeRaw, writeInode } from "./inode.ts";
+import { loadInode, peekInodeFields, readInodeRaw, writeInode } from "./inode.ts";
 import { deviceBlock, symlinkData } from "./special.ts";
 import { setXattrs } from "./xattr.ts";
 import { inheritAcls, inheritedXattrs, readDefaultAcl } from "./acl.ts";
@@ -83,6 +83,11 @@ export async function load(
   return await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
 }
 
+/** Inode `ino`'s fields to look at only: not a copy, never to be changed. */
+export async function peek(ctx: OpContext, ino: number): Promise<Readonly<InodeFields>> {
+  return await peekInodeFields(ctx.tx, ctx.sb, ctx.gdt, ino);
+}
+
 /** Writes fields `f` of inode `ino` over its raw record `raw`. */
 export async function store(
   ctx: OpContext,
@@ -94,7 +99,7 @@ export async function store(
 }
 
 /** True when the fields are a directory's. */
-export function isDir(f: InodeFields): boolean {
+export function isDir(f: Readonly<InodeFields>): boolean {
   return (f.mode & 0o170000) === 0o040000;
 }
 
@@ -130,7 +135,7 @@ export type LoadedDir = Awaited<ReturnType<typeof loadDir>>;
 
 /** True when directory `dirIno` keeps its entries inline (NOT_DIRECTORY if not a directory). */
 export async function isInlineDir(ctx: OpContext, dirIno: number): Promise<boolean> {
-  const { f } = await load(ctx, dirIno);
+  const f = await peek(ctx, dirIno);
   if (!isDir(f)) throw new Ext4Error("NOT_DIRECTORY", `inode ${dirIno} is not a directory`);
   return (f.flags & InodeFlags.INLINE_DATA) !== 0;
 }
