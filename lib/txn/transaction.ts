@@ -629,13 +629,12 @@ export class Transaction {
   async commit(): Promise<void> {
     this.#checkOpen();
     try {
-      // Hooks may register more hooks; run until none is left (bounded by the hook count).
-      const done = new Set<string>();
-      for (let round = 0; round < 1000; round++) {
-        const next = [...this.#hooks.keys()].find((k) => !done.has(k));
-        if (next === undefined) break;
-        done.add(next);
-        await this.#hooks.get(next)!();
+      // Hooks may register more hooks: a Map's iteration reaches entries added during it, in
+      // registration order (bounded by the hook count).
+      let round = 0;
+      for (const hook of this.#hooks.values()) {
+        if (round++ >= 1000) break;
+        await hook();
       }
     } catch (e) {
       this.abort();
