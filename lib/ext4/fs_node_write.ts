@@ -419,10 +419,13 @@ export class Ext4NodeWriter {
       await refuseFlagged(ctx, newParent, dst ? FIXED : IMMUTABLE);
       await refuseFlagged(ctx, src, FIXED);
       if (dst) await refuseFlagged(ctx, dst, FIXED);
+      // Looked up once: renameEntry is told, unless an open target's name went first.
+      let known: { src: number; dst: number } | undefined = { src, dst };
       if (dst && dst !== src && !options.exchange && !options.noReplace && files.isOpen(dst)) {
         await unlinkOpenTarget(ctx, src, { parent: newParent, name: newName, ino: dst });
+        known = undefined;
       }
-      await renameEntry(ctx, parent, name, newParent, newName, options);
+      await renameEntry(ctx, parent, name, newParent, newName, options, known);
     });
   }
 

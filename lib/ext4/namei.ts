@@ -413,7 +413,7 @@ export async function checkFree(
   if (ctx.newNames) return undefined;
   const taken = () =>
     new Ext4Error("EXISTS", `${new TextDecoder().decode(n)} exists in directory ${parent}`);
-  const { f } = await load(ctx, parent);
+  const f = await peek(ctx, parent);
   const indexed = isDir(f) && (f.flags & InodeFlags.INDEX) !== 0 &&
     (f.flags & InodeFlags.INLINE_DATA) === 0;
   if (!indexed || isDots(n)) {
