@@ -751,8 +751,9 @@ export function insertDirEntry(
   }
   if (!scan.room) return false;
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  const bs = sb.blockSize;
   for (let o = 0; o < end;) {
-    const recLen = readRecLen(v, o, sb.blockSize);
+    const recLen = readRecLen(v, o, bs);
     const ino = v.getUint32(o, true);
     if (ino === 0 && recLen >= need) {
       putEntry(sb, block, o, recLen, entry);
@@ -760,7 +761,7 @@ export function insertDirEntry(
     }
     const used = ino === 0 ? 0 : dirRecLen(block[o + 6]);
     if (ino !== 0 && recLen - used >= need) {
-      writeRecLen(v, o, used, sb.blockSize);
+      writeRecLen(v, o, used, bs);
       putEntry(sb, block, o + used, recLen - used, entry);
       return true;
     }
@@ -783,10 +784,11 @@ export function scanDirBlock(
 ): { ino: number; room: boolean } {
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
   const need = dirRecLen(name.length);
+  const bs = sb.blockSize; // a getter: read once, not per record
   let room = false;
   let o = 0;
   while (o < end) {
-    const recLen = checkDirent(block, v, o, end, sb, sb.blockSize, where);
+    const recLen = checkDirent(block, v, o, end, sb, bs, where);
     const nameLen = block[o + 6];
     const ino = v.getUint32(o, true);
     if (ino === 0) {
