@@ -281,8 +281,8 @@ export async function newInode(
 /**
  * Adds entry `name` → `ino` to directory `dirIno`: in the first block with room, else in a
  * new block appended to the directory. EXISTS if the name is taken. `checked`: what
- * {@link checkFree} returned for this name, the directory's blocks unchanged since (it then
- * skips the second probe and search of the hash index).
+ * {@link checkFree} returned for this name, the directory's blocks and record unchanged since
+ * (it then skips loading the directory again, and the second probe and search of the index).
  */
 export async function addEntry(
   ctx: OpContext,
@@ -290,7 +290,7 @@ export async function addEntry(
   name: string | Uint8Array,
   ino: number,
   type: number,
-  checked?: DxPath,
+  checked?: CheckedName,
 ): Promise<void> {
   const { sb, tx } = ctx;
   const n = nameBytes(name);
@@ -301,7 +301,7 @@ export async function addEntry(
     // Full: the directory becomes a block directory, as the kernel converts it.
     await convertInlineDirectory(ctx, dirIno);
   }
-  const d = await loadDir(ctx, dirIno);
+  const d = checked?.dir ?? await loadDir(ctx, dirIno);
   let nextLogical = d.dx.blocks;
   const lastExtent = d.map.extents.at(-1);
   let lastPhysical = lastExtent ? lastExtent.physical + lastExtent.length - 1 : 0;
@@ -357,7 +357,7 @@ export async function addEntry(
   }
   const before = d.dx.blocks;
   // EXISTS when taken, NO_SPACE when the index is full (unless `checked` says so already).
-  await dxInsert(tx, sb, d.dx, entry, grow, checked);
+  await dxInsert(tx, sb, d.dx, entry, grow, checked?.path);
   if (d.dx.blocks === before) return await touch(ctx, dirIno, d.raw, d.f);
   await saveDir(ctx, d, true);
 }
@@ -399,14 +399,14 @@ export async function touch(
 /**
  * Throws before any change when `name` is taken in `parent`, when `parent`'s htree index is
  * full (NO_SPACE, the kernel's ENOSPC "index full"), or when `parent` is unusable. For an htree
- * directory returns its probe for `name`, which {@link addEntry} may reuse while nothing has
- * changed the directory's blocks.
+ * directory returns the directory as loaded and its probe for `name`, which {@link addEntry}
+ * may reuse while nothing has changed the directory's blocks and record.
  */
 export async function checkFree(
   ctx: OpContext,
   parent: number,
   name: string | Uint8Array,
-): Promise<DxPath | undefined> {
+): Promise<CheckedName | undefined> {
   const n = nameBytes(name);
   if (n.length === 0 || n.length > 255) throw new Ext4Error("NAME_TOO_LONG", "bad name length");
   // put creates names it knows are new; addEntry still refuses a taken one.
@@ -431,7 +431,15 @@ export async function checkFree(
       }`,
     );
   }
-  return path;
+  return { dir: d, path };
+}
+
+/** An htree directory as {@link checkFree} loaded it, and its probe for the name it checked. */
+export interface CheckedName {
+  /** The directory, loaded. */
+  dir: LoadedDir;
+  /** The index path to the leaf the name belongs in. */
+  path: DxPath;
 }
 
 /**
