@@ -190,7 +190,8 @@ export async function listEntries(
  * transaction, so it sees the transaction's own changes.
  */
 async function txDirectorySource(ctx: OpContext, dirIno: number): Promise<DirectorySource> {
-  const { raw, f } = await load(ctx, dirIno);
+  const loaded = await load(ctx, dirIno); // its raw copy only for an inline directory
+  const f = loaded.f;
   if (!isDir(f)) throw new Ext4Error("NOT_DIRECTORY", `inode ${dirIno} is not a directory`);
   const bs = ctx.sb.blockSize;
   const inline = (f.flags & InodeFlags.INLINE_DATA) !== 0;
@@ -200,7 +201,7 @@ async function txDirectorySource(ctx: OpContext, dirIno: number): Promise<Direct
     generation: f.generation,
     size: f.size,
     blockSize: bs,
-    inlineData: inline ? readInlineData(ctx.sb, dirIno, raw) : null,
+    inlineData: inline ? readInlineData(ctx.sb, dirIno, loaded.raw) : null,
     isHtree: !inline && (f.flags & InodeFlags.INDEX) !== 0,
     flags: f.flags,
     readBlock: async (logical) => {
