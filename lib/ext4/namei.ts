@@ -127,7 +127,8 @@ export async function loadDir(ctx: OpContext, dirIno: number) {
     extents: map.extents,
     blocks: Math.ceil(d.f.size / ctx.sb.blockSize),
   };
-  return { ...d, map, indexed, dx };
+  // Added to the loaded record, not spread from it: its raw copy stays made on first use.
+  return Object.assign(d, { map, indexed, dx });
 }
 
 /** A directory as {@link loadDir} loads it. */
