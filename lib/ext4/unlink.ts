@@ -27,6 +27,7 @@ import {
   lookupEntry,
   nameBytes,
   now,
+  peek,
   store,
   touch,
 } from "./namei.ts";
@@ -129,8 +130,7 @@ export async function unlinkEntry(
 ): Promise<number> {
   const ino = options.ino ?? await lookupEntry(ctx, parent, name);
   if (!ino) throw new Ext4Error("NOT_FOUND", "no such entry");
-  const { f } = await load(ctx, ino);
-  if (isDir(f)) throw new Ext4Error("IS_DIRECTORY", "unlink of a directory");
+  if (isDir(await peek(ctx, ino))) throw new Ext4Error("IS_DIRECTORY", "unlink of a directory");
   return await ctx.tx.discardOnError(async () => {
     await removeEntry(ctx, parent, name);
     const after = await changeLinks(ctx, ino, -1);
