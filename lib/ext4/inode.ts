@@ -17,7 +17,6 @@ import { Lru } from "../block/lru.ts";
 import { CorruptError, Ext4Error } from "../errors.ts";
 import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
 import {
-  copyInodeFields,
   decodeInode,
   Inode,
   type InodeFields,
@@ -411,4 +410,16 @@ export async function writeInode(
   const { block, offset } = tableBlock(sb, gdt, ino);
   await tx.patch(block, offset, raw);
   touchInode(tx, ino);
+}
+
+/** A copy of decoded fields that shares nothing with them: the times and `i_block` copied too. */
+function copyInodeFields(f: InodeFields): InodeFields {
+  return {
+    ...f,
+    atime: { sec: f.atime.sec, nsec: f.atime.nsec },
+    ctime: { sec: f.ctime.sec, nsec: f.ctime.nsec },
+    mtime: { sec: f.mtime.sec, nsec: f.mtime.nsec },
+    crtime: { sec: f.crtime.sec, nsec: f.crtime.nsec },
+    block: f.block.slice(),
+  };
 }

@@ -689,32 +689,3 @@ export function decodeInode(sb: Superblock, raw: Uint8Array): InodeFields {
     projid: inode.projid,
   };
 }
-
-/**
- * A copy of decoded fields that shares nothing with them (the times and `i_block` copied too):
- * what a read-modify-write may change when the fields it started from are kept.
- *
- * @example
- * ```ts
- * import { copyInodeFields, type InodeFields } from "./inode.ts";
- * const t = { sec: 1, nsec: 0 };
- * const f: InodeFields = {
- *   mode: 0o100644, uid: 0, gid: 0, size: 0, linksCount: 1, blocks512: 0, flags: 0,
- *   generation: 0, atime: t, ctime: t, mtime: t, crtime: t, dtime: 0, fileAcl: 0,
- *   block: new Uint8Array(60), version: 0, projid: 0,
- * };
- * const g = copyInodeFields(f);
- * g.mtime.sec = 2;
- * console.log(f.mtime.sec, g.block !== f.block); // 1 true
- * ```
- */
-export function copyInodeFields(f: InodeFields): InodeFields {
-  return {
-    ...f,
-    atime: { sec: f.atime.sec, nsec: f.atime.nsec },
-    ctime: { sec: f.ctime.sec, nsec: f.ctime.nsec },
-    mtime: { sec: f.mtime.sec, nsec: f.mtime.nsec },
-    crtime: { sec: f.crtime.sec, nsec: f.crtime.nsec },
-    block: f.block.slice(),
-  };
-}

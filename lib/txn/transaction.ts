@@ -219,41 +219,20 @@ export class BlockCache {
     return { hits: this.#hits, misses: this.#misses };
   }
 
-  /**
-   * The current image of `block`: the open transaction's if it changed the block, else the
-   * cached or freshly read one. Do not modify the result.
-   */
-  read(block: number): Promise<Uint8Array> {
-    const held = this.#active?.pendingImage(block) ?? this.#cleanHit(block);
-    return held ? Promise.resolve(held) : this.#readMiss(block);
+  /** The current image of `block` (the open transaction's, else cached or read): read-only. */
+  async read(block: number): Promise<Uint8Array> {
+    return this.held(block) ?? await this.readCommitted(block);
   }
 
-  /**
-   * The current image of `block` when it is in memory (the open transaction's, or a cached
-   * one: counted as a hit), else undefined; no read. Do not modify the result.
-   */
+  /** {@link read}'s image when it is in memory (no read, no promise), else undefined. */
   held(block: number): Uint8Array | undefined {
     return this.#active?.pendingImage(block) ?? this.#cleanHit(block);
   }
 
   /** The image of `block` as last committed (ignores the open transaction). */
-  readCommitted(block: number): Promise<Uint8Array> {
+  async readCommitted(block: number): Promise<Uint8Array> {
     const hit = this.#cleanHit(block);
-    return hit ? Promise.resolve(hit) : this.#readMiss(block);
-  }
-
-  /** The cached clean image of `block` (a hit, made most recently used), else undefined. */
-  #cleanHit(block: number): Uint8Array | undefined {
-    const hit = this.#clean.get(block);
-    if (!hit) return undefined;
-    this.#hits++;
-    this.#clean.delete(block);
-    this.#clean.set(block, hit);
-    return hit;
-  }
-
-  /** Reads `block` that is not in memory (from the journal's logged images or the device). */
-  async #readMiss(block: number): Promise<Uint8Array> {
+    if (hit) return hit;
     this.#misses++;
     const logged = this.sink.loggedImage?.(block);
     if (logged) {
@@ -320,6 +299,15 @@ export class BlockCache {
       this.#fail(e);
       throw e;
     }
+  }
+
+  /** The cached clean image of `block` (a hit, made most recently used), else undefined. */
+  #cleanHit(block: number): Uint8Array | undefined {
+    const hit = this.#clean.get(block);
+    if (!hit) return undefined;
+    this.#hits++;
+    this.#remember(block, hit);
+    return hit;
   }
 
   /**
@@ -486,8 +474,7 @@ export class Transaction {
     this.#checkOpen();
     const mine = this.#metadata.get(block);
     if (mine) return mine;
-    // In memory (nearly always): copied without waiting for a promise.
-    const data = this.#data.get(block) ?? this.cache.held(block);
+    const data = this.#data.get(block) ?? this.cache.held(block); // no promise when in memory
     const copy = (data ?? await this.cache.read(block)).slice();
     this.#checkOpen();
     // A block first written as data and then treated as metadata becomes metadata.
@@ -629,8 +616,7 @@ export class Transaction {
   async commit(): Promise<void> {
     this.#checkOpen();
     try {
-      // Hooks may register more hooks: a Map's iteration reaches entries added during it, in
-      // registration order (bounded by the hook count).
+      // Hooks may register hooks: iterating a Map reaches those too, in order (at most 1000).
       let round = 0;
       for (const hook of this.#hooks.values()) {
         if (round++ >= 1000) break;
