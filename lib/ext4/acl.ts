@@ -13,7 +13,7 @@
 import { type AclEntry, AclTag, aclToXattr, decodeExt4Acl } from "../ondisk/acl.ts";
 import { CorruptError } from "../errors.ts";
 import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
-import { readInodeRaw } from "./inode.ts";
+import { getInode } from "./inode.ts";
 import { Mode } from "../ondisk/inode.ts";
 import type { Superblock } from "../ondisk/superblock.ts";
 import type { Transaction } from "../txn/transaction.ts";
@@ -147,7 +147,7 @@ export async function readDefaultAcl(
   gdt: GroupDescriptorTable,
   dirIno: number,
 ): Promise<AclEntry[] | null> {
-  const raw = await readInodeRaw(tx, sb, gdt, dirIno);
+  const raw = (await getInode(tx, sb, gdt, dirIno)).bytes; // only read: no copy
   const found = await findRawXattr(
     xattrSourceOf(tx, sb, dirIno, raw),
     (e) => e.index === XattrIndex.POSIX_ACL_DEFAULT && e.suffix.length === 0,

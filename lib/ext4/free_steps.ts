@@ -14,7 +14,7 @@
 import { ExtentTreeEditor } from "./extents_edit.ts";
 import { readFileMap } from "./file_map_write.ts";
 import { lastMappedBlock, unmapBlockRange } from "./block_map_trim.ts";
-import { loadInode, writeInode } from "./inode.ts";
+import { loadInode, peekInodeFields, writeInode } from "./inode.ts";
 import { encodeInode, type InodeFields, InodeFlags, Mode } from "../ondisk/inode.ts";
 import type { Extent } from "./block_runs.ts";
 import type { OpContext } from "./context.ts";
@@ -87,7 +87,7 @@ export async function freeCost(
   to: number,
 ): Promise<number> {
   const { sb } = ctx;
-  const { f } = await loadInode(ctx.tx, sb, ctx.gdt, ino);
+  const f = await peekInodeFields(ctx.tx, sb, ctx.gdt, ino); // only looked at
   if (!hasBlockMap(f, sb.blockSize)) return 4;
   const map = await readFileMap(ctx.tx, sb, ino, f);
   const groups = new Set<number>();

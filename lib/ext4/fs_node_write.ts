@@ -32,6 +32,7 @@ import {
   makeDirectory,
   makeNode,
   newInode,
+  peek,
 } from "./namei.ts";
 import { direntTypeOfMode } from "../ondisk/dirent.ts";
 import { orphanIfUnlinked, removeOrphan } from "./orphan.ts";
@@ -379,7 +380,7 @@ export class Ext4NodeWriter {
         await refuseFlagged(ctx, parent, FIXED);
         const ino = await lookupEntry(ctx, parent, name);
         if (ino) await refuseFlagged(ctx, ino, FIXED);
-        return await unlinkBounded(w, ctx, parent, name, (i) => files.isOpen(i));
+        return await unlinkBounded(w, ctx, parent, name, (i) => files.isOpen(i), ino);
       });
       if (big) await w.steps((step) => releaseInSteps(step, w, big));
     });
@@ -419,10 +420,13 @@ export class Ext4NodeWriter {
       await refuseFlagged(ctx, newParent, dst ? FIXED : IMMUTABLE);
       await refuseFlagged(ctx, src, FIXED);
       if (dst) await refuseFlagged(ctx, dst, FIXED);
+      // Looked up once: renameEntry is told, unless an open target's name went first.
+      let known: { src: number; dst: number } | undefined = { src, dst };
       if (dst && dst !== src && !options.exchange && !options.noReplace && files.isOpen(dst)) {
         await unlinkOpenTarget(ctx, src, { parent: newParent, name: newName, ino: dst });
+        known = undefined;
       }
-      await renameEntry(ctx, parent, name, newParent, newName, options);
+      await renameEntry(ctx, parent, name, newParent, newName, options, known);
     });
   }
 
@@ -549,7 +553,7 @@ export class Ext4NodeWriter {
  * from the kernel inode's own flags, which a FUSE inode does not carry, so the daemon makes them.
  */
 async function refuseFlagged(ctx: OpContext, ino: number, flags: number): Promise<void> {
-  refuseFlags(ino, (await load(ctx, ino)).f.flags, flags);
+  refuseFlags(ino, (await peek(ctx, ino)).flags, flags);
 }
 
 /** EPERM when inode `ino`'s flags `have` include any of `flags` (immutable, append-only). */
@@ -572,7 +576,7 @@ async function initOwner(
   mode: number,
   o: { uid: number; gid: number; umask?: number },
 ): Promise<{ perm: number; uid: number; gid: number }> {
-  const p = (await load(ctx, parent)).f;
+  const p = await peek(ctx, parent);
   if (!isDir(p)) throw new Ext4Error("NOT_DIRECTORY", `inode ${parent} is not a directory`);
   let perm = mode & 0o7777;
   let gid = o.gid;

@@ -111,6 +111,8 @@ export class InodeCache {
   /** Its group descriptors (where each record lives). */
   readonly groups: GroupDescriptorTable;
   readonly #parse: ParseInodeOptions;
+  /** The committed image view each record {@link InodeCache.changed} made was decoded from. */
+  readonly #decodedFrom = new WeakMap<Inode, Uint8Array>();
   #generation = 0;
   #hits = 0;
   #misses = 0;
@@ -164,11 +166,19 @@ export class InodeCache {
    */
   changed(ino?: number, bytes?: Uint8Array): void {
     this.#generation++;
-    if (ino === undefined || !this.records.get(ino)) return;
+    if (ino === undefined) return;
+    const cached = this.records.get(ino);
+    if (!cached) return;
+    // Already decoded from this very place of this commit's image (the facade's refresh and
+    // the transaction's own both run at a commit): committed images never change, so the
+    // record is the new one, and nothing derived it from an older object.
+    if (bytes && sameView(this.#decodedFrom.get(cached), bytes)) return;
     this.records.delete(ino);
     if (!bytes) return;
     try {
-      this.records.set(ino, parseInode(this.sb, ino, bytes.slice(), this.#parse));
+      const inode = parseInode(this.sb, ino, bytes.slice(), this.#parse);
+      this.#decodedFrom.set(inode, bytes);
+      this.records.set(ino, inode);
     } catch (e) {
       if (!(e instanceof CorruptError)) throw e;
     }
@@ -179,6 +189,12 @@ export class InodeCache {
     this.#generation++;
     this.records.clear();
   }
+}
+
+/** True when `a` and `b` view the same bytes of the same buffer. */
+function sameView(a: Uint8Array | undefined, b: Uint8Array): boolean {
+  return a !== undefined && a.buffer === b.buffer && a.byteOffset === b.byteOffset &&
+    a.length === b.length;
 }
 
 /** The inode cache of each block cache: one per filesystem object, found from a transaction. */
@@ -321,9 +337,56 @@ export async function loadInode(
   gdt: GroupDescriptorTable,
   ino: number,
 ): Promise<{ raw: Uint8Array; f: InodeFields }> {
-  const raw = await readInodeRaw(tx, sb, gdt, ino);
-  return { raw, f: decodeInode(sb, raw) };
+  const inode = await getInode(tx, sb, gdt, ino);
+  const f = fieldsOf(sb, inode);
+  // The raw copy is made when first asked for: most loads only read the fields.
+  const source = inode.bytes;
+  let raw: Uint8Array | undefined;
+  return {
+    get raw(): Uint8Array {
+      return raw ??= source.slice();
+    },
+    set raw(bytes: Uint8Array) {
+      raw = bytes;
+    },
+    f: copyInodeFields(f),
+  };
 }
+
+/**
+ * Inode `ino`'s fields to look at only, as {@link loadInode} decodes them but not copied:
+ * shared with every later load of the same record, so never to be changed.
+ *
+ * @example
+ * ```ts ignore
+ * const { flags } = await peekInodeFields(tx, sb, gdt, 12);
+ * ```
+ */
+export async function peekInodeFields(
+  tx: Transaction,
+  sb: Superblock,
+  gdt: GroupDescriptorTable,
+  ino: number,
+): Promise<Readonly<InodeFields>> {
+  return fieldsOf(sb, await getInode(tx, sb, gdt, ino));
+}
+
+/** The fields of record `inode`, decoded once ({@link decodedFields}). */
+function fieldsOf(sb: Superblock, inode: Inode): InodeFields {
+  let f = decodedFields.get(inode);
+  if (!f) {
+    f = decodeInode(sb, inode.bytes);
+    decodedFields.set(inode, f);
+  }
+  return f;
+}
+
+/**
+ * The fields decoded from each record object {@link loadInode} served: an operation loads the
+ * same inodes several times (checks, lookup, the change itself), and a cached record does not
+ * change (a changed one is a new object). Callers get copies, free to change.
+ */
+const decodedFields = new WeakMap<Inode, InodeFields>();
 
 /**
  * Writes a raw inode record (already checksummed) into the inode table; the transaction
@@ -347,4 +410,16 @@ export async function writeInode(
   const { block, offset } = tableBlock(sb, gdt, ino);
   await tx.patch(block, offset, raw);
   touchInode(tx, ino);
+}
+
+/** A copy of decoded fields that shares nothing with them: the times and `i_block` copied too. */
+function copyInodeFields(f: InodeFields): InodeFields {
+  return {
+    ...f,
+    atime: { sec: f.atime.sec, nsec: f.atime.nsec },
+    ctime: { sec: f.ctime.sec, nsec: f.ctime.nsec },
+    mtime: { sec: f.mtime.sec, nsec: f.mtime.nsec },
+    crtime: { sec: f.crtime.sec, nsec: f.crtime.nsec },
+    block: f.block.slice(),
+  };
 }

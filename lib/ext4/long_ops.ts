@@ -194,6 +194,7 @@ export function allocateInSteps(
  * unlink of `name` in `parent` inside a step, as `unlinkKeepingOpen`; but when it is the last
  * link of a regular file too big to free in one step (and not held open), the inode is kept on
  * the orphan list: returns it for {@link releaseInSteps} after this step commits (else 0).
+ * `known` is the entry's inode (0: none) when the caller looked it up in this transaction.
  *
  * @example
  * ```ts ignore
@@ -207,13 +208,14 @@ export async function unlinkBounded(
   parent: number,
   name: string | Uint8Array,
   keepOpen?: (ino: number) => boolean,
+  known?: number,
 ): Promise<number> {
-  const ino = await lookupEntry(ctx, parent, name);
+  const ino = known ?? await lookupEntry(ctx, parent, name);
   const open = ino !== 0 && (keepOpen?.(ino) ?? false);
   const big = ino !== 0 && !open &&
     (await getInode(ctx.tx, ctx.sb, ctx.gdt, ino)).linksCount === 1 &&
     await tooBig(w, ctx, ino, 0);
-  await unlinkKeepingOpen(ctx, parent, name, big ? (i) => i === ino : keepOpen);
+  await unlinkKeepingOpen(ctx, parent, name, big ? (i) => i === ino : keepOpen, ino);
   return big ? ino : 0;
 }
 

@@ -46,7 +46,7 @@ import {
 import { writeNewFileData } from "./file_write.ts";
 import { InodeFlags } from "../ondisk/inode.ts";
 import { changeTime, encodeInode, type InodeFields, type InodeTime } from "../ondisk/inode.ts";
-import { loadInode, readInodeRaw, writeInode } from "./inode.ts";
+import { loadInode, peekInodeFields, readInodeRaw, writeInode } from "./inode.ts";
 import { deviceBlock, symlinkData } from "./special.ts";
 import { setXattrs } from "./xattr.ts";
 import { inheritAcls, inheritedXattrs, readDefaultAcl } from "./acl.ts";
@@ -83,6 +83,11 @@ export async function load(
   return await loadInode(ctx.tx, ctx.sb, ctx.gdt, ino);
 }
 
+/** Inode `ino`'s fields to look at only: not a copy, never to be changed. */
+export async function peek(ctx: OpContext, ino: number): Promise<Readonly<InodeFields>> {
+  return await peekInodeFields(ctx.tx, ctx.sb, ctx.gdt, ino);
+}
+
 /** Writes fields `f` of inode `ino` over its raw record `raw`. */
 export async function store(
   ctx: OpContext,
@@ -94,7 +99,7 @@ export async function store(
 }
 
 /** True when the fields are a directory's. */
-export function isDir(f: InodeFields): boolean {
+export function isDir(f: Readonly<InodeFields>): boolean {
   return (f.mode & 0o170000) === 0o040000;
 }
 
@@ -122,7 +127,8 @@ export async function loadDir(ctx: OpContext, dirIno: number) {
     extents: map.extents,
     blocks: Math.ceil(d.f.size / ctx.sb.blockSize),
   };
-  return { ...d, map, indexed, dx };
+  // Added to the loaded record, not spread from it: its raw copy stays made on first use.
+  return Object.assign(d, { map, indexed, dx });
 }
 
 /** A directory as {@link loadDir} loads it. */
@@ -130,7 +136,7 @@ export type LoadedDir = Awaited<ReturnType<typeof loadDir>>;
 
 /** True when directory `dirIno` keeps its entries inline (NOT_DIRECTORY if not a directory). */
 export async function isInlineDir(ctx: OpContext, dirIno: number): Promise<boolean> {
-  const { f } = await load(ctx, dirIno);
+  const f = await peek(ctx, dirIno);
   if (!isDir(f)) throw new Ext4Error("NOT_DIRECTORY", `inode ${dirIno} is not a directory`);
   return (f.flags & InodeFlags.INLINE_DATA) !== 0;
 }
@@ -185,7 +191,8 @@ export async function listEntries(
  * transaction, so it sees the transaction's own changes.
  */
 async function txDirectorySource(ctx: OpContext, dirIno: number): Promise<DirectorySource> {
-  const { raw, f } = await load(ctx, dirIno);
+  const loaded = await load(ctx, dirIno); // its raw copy only for an inline directory
+  const f = loaded.f;
   if (!isDir(f)) throw new Ext4Error("NOT_DIRECTORY", `inode ${dirIno} is not a directory`);
   const bs = ctx.sb.blockSize;
   const inline = (f.flags & InodeFlags.INLINE_DATA) !== 0;
@@ -195,7 +202,7 @@ async function txDirectorySource(ctx: OpContext, dirIno: number): Promise<Direct
     generation: f.generation,
     size: f.size,
     blockSize: bs,
-    inlineData: inline ? readInlineData(ctx.sb, dirIno, raw) : null,
+    inlineData: inline ? readInlineData(ctx.sb, dirIno, loaded.raw) : null,
     isHtree: !inline && (f.flags & InodeFlags.INDEX) !== 0,
     flags: f.flags,
     readBlock: async (logical) => {
@@ -276,8 +283,8 @@ export async function newInode(
 /**
  * Adds entry `name` → `ino` to directory `dirIno`: in the first block with room, else in a
  * new block appended to the directory. EXISTS if the name is taken. `checked`: what
- * {@link checkFree} returned for this name, the directory's blocks unchanged since (it then
- * skips the second probe and search of the hash index).
+ * {@link checkFree} returned for this name, the directory's blocks and record unchanged since
+ * (it then skips loading the directory again, and the second probe and search of the index).
  */
 export async function addEntry(
   ctx: OpContext,
@@ -285,7 +292,7 @@ export async function addEntry(
   name: string | Uint8Array,
   ino: number,
   type: number,
-  checked?: DxPath,
+  checked?: CheckedName,
 ): Promise<void> {
   const { sb, tx } = ctx;
   const n = nameBytes(name);
@@ -296,7 +303,7 @@ export async function addEntry(
     // Full: the directory becomes a block directory, as the kernel converts it.
     await convertInlineDirectory(ctx, dirIno);
   }
-  const d = await loadDir(ctx, dirIno);
+  const d = checked?.dir ?? await loadDir(ctx, dirIno);
   let nextLogical = d.dx.blocks;
   const lastExtent = d.map.extents.at(-1);
   let lastPhysical = lastExtent ? lastExtent.physical + lastExtent.length - 1 : 0;
@@ -352,7 +359,7 @@ export async function addEntry(
   }
   const before = d.dx.blocks;
   // EXISTS when taken, NO_SPACE when the index is full (unless `checked` says so already).
-  await dxInsert(tx, sb, d.dx, entry, grow, checked);
+  await dxInsert(tx, sb, d.dx, entry, grow, checked?.path);
   if (d.dx.blocks === before) return await touch(ctx, dirIno, d.raw, d.f);
   await saveDir(ctx, d, true);
 }
@@ -394,21 +401,21 @@ export async function touch(
 /**
  * Throws before any change when `name` is taken in `parent`, when `parent`'s htree index is
  * full (NO_SPACE, the kernel's ENOSPC "index full"), or when `parent` is unusable. For an htree
- * directory returns its probe for `name`, which {@link addEntry} may reuse while nothing has
- * changed the directory's blocks.
+ * directory returns the directory as loaded and its probe for `name`, which {@link addEntry}
+ * may reuse while nothing has changed the directory's blocks and record.
  */
 export async function checkFree(
   ctx: OpContext,
   parent: number,
   name: string | Uint8Array,
-): Promise<DxPath | undefined> {
+): Promise<CheckedName | undefined> {
   const n = nameBytes(name);
   if (n.length === 0 || n.length > 255) throw new Ext4Error("NAME_TOO_LONG", "bad name length");
   // put creates names it knows are new; addEntry still refuses a taken one.
   if (ctx.newNames) return undefined;
   const taken = () =>
     new Ext4Error("EXISTS", `${new TextDecoder().decode(n)} exists in directory ${parent}`);
-  const { f } = await load(ctx, parent);
+  const f = await peek(ctx, parent);
   const indexed = isDir(f) && (f.flags & InodeFlags.INDEX) !== 0 &&
     (f.flags & InodeFlags.INLINE_DATA) === 0;
   if (!indexed || isDots(n)) {
@@ -426,7 +433,15 @@ export async function checkFree(
       }`,
     );
   }
-  return path;
+  return { dir: d, path };
+}
+
+/** An htree directory as {@link checkFree} loaded it, and its probe for the name it checked. */
+export interface CheckedName {
+  /** The directory, loaded. */
+  dir: LoadedDir;
+  /** The index path to the leaf the name belongs in. */
+  path: DxPath;
 }
 
 /**

@@ -77,7 +77,8 @@ export class OpenFiles {
 /**
  * Removes entry `name` (not a directory) of `parent`, like {@link unlinkEntry}; but when it
  * was the last link of an inode `keepOpen` says is open, the inode stays allocated and goes on
- * the orphan list. Returns the inode.
+ * the orphan list. Returns the inode. `known` is the entry's inode (0: none) when the caller
+ * looked it up in this transaction already.
  *
  * @example
  * ```ts ignore
@@ -89,10 +90,11 @@ export async function unlinkKeepingOpen(
   parent: number,
   name: string | Uint8Array,
   keepOpen?: (ino: number) => boolean,
+  known?: number,
 ): Promise<number> {
-  const ino = await lookupEntry(ctx, parent, name);
+  const ino = known ?? await lookupEntry(ctx, parent, name);
   const keep = ino !== 0 && (keepOpen?.(ino) ?? false);
-  await unlinkEntry(ctx, parent, name, { keepInode: keep });
+  await unlinkEntry(ctx, parent, name, { keepInode: keep, ino });
   if (keep) await orphanIfUnlinked(ctx, ino);
   return ino;
 }

@@ -26,11 +26,11 @@ import {
   isDir,
   isDots,
   isInlineDir,
-  load,
   loadDir,
   type LoadedDir,
   lookupEntry,
   nameBytes,
+  peek,
   touch,
 } from "./namei.ts";
 import { isEmptyDir, releaseInode, removeEntry } from "./unlink.ts";
@@ -107,7 +107,8 @@ export interface RenameOptions {
  * Renames `oldName` in `oldParent` to `newName` in `newParent`, as rename(2)/renameat2: an
  * existing target is replaced (a directory only by a directory, and only when empty), moving
  * a directory updates its ".." and both parents' link counts, moving a directory into its own
- * subtree is INVALID. Refusals come before any change.
+ * subtree is INVALID. Refusals come before any change. `known` holds the source's and the
+ * target's inodes (0: no target) when the caller looked both names up in this transaction.
  */
 export async function renameEntry(
   ctx: OpContext,
@@ -116,6 +117,7 @@ export async function renameEntry(
   newParent: number,
   newName: string | Uint8Array,
   options: RenameOptions = {},
+  known?: { src: number; dst: number },
 ): Promise<void> {
   const on = nameBytes(oldName);
   const nn = nameBytes(newName);
@@ -124,16 +126,16 @@ export async function renameEntry(
   if (nn.length === 0 || nn.length > 255) throw new Ext4Error("NAME_TOO_LONG", "bad name length");
   await isInlineDir(ctx, oldParent);
   await isInlineDir(ctx, newParent);
-  const src = await lookupEntry(ctx, oldParent, on);
+  const src = known?.src ?? await lookupEntry(ctx, oldParent, on);
   if (!src) throw new Ext4Error("NOT_FOUND", "no such source entry");
-  const dst = await lookupEntry(ctx, newParent, nn);
-  const sf = (await load(ctx, src)).f;
+  const dst = known?.dst ?? await lookupEntry(ctx, newParent, nn);
+  const sf = await peek(ctx, src);
   const srcDir = isDir(sf);
   const sameEntry = oldParent === newParent && on.length === nn.length &&
     on.every((b, i) => b === nn[i]);
   if (options.exchange) {
     if (!dst) throw new Ext4Error("NOT_FOUND", "no such target entry");
-    const df = (await load(ctx, dst)).f;
+    const df = await peek(ctx, dst);
     const dstDir = isDir(df);
     if (sameEntry || src === dst) return;
     if (srcDir && await isWithin(ctx, newParent, src)) {
@@ -164,7 +166,7 @@ export async function renameEntry(
   if (dst) {
     if (options.noReplace) throw new Ext4Error("EXISTS", "target exists");
     if (dst === src) return; // two links to one inode: nothing to do
-    const df = (await load(ctx, dst)).f;
+    const df = await peek(ctx, dst);
     dstDir = isDir(df);
     if (dstDir && !srcDir) throw new Ext4Error("IS_DIRECTORY", "target is a directory");
     if (!dstDir && srcDir) throw new Ext4Error("NOT_DIRECTORY", "target is not a directory");
@@ -177,7 +179,8 @@ export async function renameEntry(
   if (srcDir && await isWithin(ctx, newParent, src)) {
     throw new Ext4Error("INVALID", "cannot move a directory into itself");
   }
-  if (!dst) await checkFree(ctx, newParent, nn);
+  // The probe is reused by the insert: nothing between them changes the directory's blocks.
+  const checked = dst ? undefined : await checkFree(ctx, newParent, nn);
   await ctx.tx.discardOnError(async () => {
     if (dst) {
       await retargetEntry(ctx, newParent, nn, src, direntTypeOfMode(sf.mode));
@@ -189,7 +192,7 @@ export async function renameEntry(
         if (after.linksCount === 0) await releaseInode(ctx, dst);
       }
     } else {
-      await addEntry(ctx, newParent, nn, src, direntTypeOfMode(sf.mode));
+      await addEntry(ctx, newParent, nn, src, direntTypeOfMode(sf.mode), checked);
     }
     await removeEntry(ctx, oldParent, on);
     if (srcDir && oldParent !== newParent) {

@@ -27,6 +27,7 @@ import {
   lookupEntry,
   nameBytes,
   now,
+  peek,
   store,
   touch,
 } from "./namei.ts";
@@ -118,18 +119,18 @@ export async function releaseInode(
 
 /**
  * Removes entry `name` (not a directory) from `parent`; the inode is released when its last
- * link goes (callers keeping it open put it on the orphan list instead).
+ * link goes (callers keeping it open put it on the orphan list instead). `options.ino` is the
+ * entry's inode (0: none) when the caller looked it up in this transaction already.
  */
 export async function unlinkEntry(
   ctx: OpContext,
   parent: number,
   name: string | Uint8Array,
-  options: { keepInode?: boolean } = {},
+  options: { keepInode?: boolean; ino?: number } = {},
 ): Promise<number> {
-  const ino = await lookupEntry(ctx, parent, name);
+  const ino = options.ino ?? await lookupEntry(ctx, parent, name);
   if (!ino) throw new Ext4Error("NOT_FOUND", "no such entry");
-  const { f } = await load(ctx, ino);
-  if (isDir(f)) throw new Ext4Error("IS_DIRECTORY", "unlink of a directory");
+  if (isDir(await peek(ctx, ino))) throw new Ext4Error("IS_DIRECTORY", "unlink of a directory");
   return await ctx.tx.discardOnError(async () => {
     await removeEntry(ctx, parent, name);
     const after = await changeLinks(ctx, ino, -1);

@@ -103,29 +103,54 @@ function mdH(x: number, y: number, z: number): number {
   return (x ^ y ^ z) >>> 0;
 }
 
-/** The cut-down MD4 compression: three rounds of eight steps over 8 input words. */
-function halfMd4Transform(buf: Uint32Array, input: Uint32Array): void {
-  const st = [buf[0], buf[1], buf[2], buf[3]];
-  // Each step updates one of a,b,c,d (rotating through 0,3,2,1) from the other three.
-  const step = (
-    f: (x: number, y: number, z: number) => number,
-    k: number,
-    word: number,
-    s: number,
-    n: number,
-  ) => {
-    const t = [0, 3, 2, 1][n % 4];
-    const x = st[(t + 1) % 4], y = st[(t + 2) % 4], z = st[(t + 3) % 4];
-    st[t] = rol32((st[t] + f(x, y, z) + ((input[word] + k) >>> 0)) >>> 0, s);
-  };
-  const r1 = [0, 1, 2, 3, 4, 5, 6, 7], s1 = [3, 7, 11, 19];
-  const r2 = [1, 3, 5, 7, 0, 2, 4, 6], s2 = [3, 5, 9, 13];
-  const r3 = [3, 7, 2, 6, 1, 5, 0, 4], s3 = [3, 9, 11, 15];
-  for (let n = 0; n < 8; n++) step(mdF, 0, r1[n], s1[n % 4], n);
-  for (let n = 0; n < 8; n++) step(mdG, K2, r2[n], s2[n % 4], n);
-  for (let n = 0; n < 8; n++) step(mdH, K3, r3[n], s3[n % 4], n);
-  for (let i = 0; i < 4; i++) buf[i] = (buf[i] + st[i]) >>> 0;
+/** One MD4 step: `a + f + word + k`, rotated left by `s` (the kernel's ROUND macro). */
+function md4Step(a: number, f: number, word: number, k: number, s: number): number {
+  return rol32((a + f + word + k) >>> 0, s);
 }
+
+/**
+ * The cut-down MD4 compression: three rounds of eight steps over 8 input words, as the
+ * kernel's half_md4_transform spells them out (straight-line: this runs for every name looked
+ * up in a hashed directory).
+ */
+function halfMd4Transform(buf: Uint32Array, input: Uint32Array): void {
+  let a = buf[0], b = buf[1], c = buf[2], d = buf[3];
+  // Round 1: F, no constant.
+  a = md4Step(a, mdF(b, c, d), input[0], 0, 3);
+  d = md4Step(d, mdF(a, b, c), input[1], 0, 7);
+  c = md4Step(c, mdF(d, a, b), input[2], 0, 11);
+  b = md4Step(b, mdF(c, d, a), input[3], 0, 19);
+  a = md4Step(a, mdF(b, c, d), input[4], 0, 3);
+  d = md4Step(d, mdF(a, b, c), input[5], 0, 7);
+  c = md4Step(c, mdF(d, a, b), input[6], 0, 11);
+  b = md4Step(b, mdF(c, d, a), input[7], 0, 19);
+  // Round 2: G, K2.
+  a = md4Step(a, mdG(b, c, d), input[1], K2, 3);
+  d = md4Step(d, mdG(a, b, c), input[3], K2, 5);
+  c = md4Step(c, mdG(d, a, b), input[5], K2, 9);
+  b = md4Step(b, mdG(c, d, a), input[7], K2, 13);
+  a = md4Step(a, mdG(b, c, d), input[0], K2, 3);
+  d = md4Step(d, mdG(a, b, c), input[2], K2, 5);
+  c = md4Step(c, mdG(d, a, b), input[4], K2, 9);
+  b = md4Step(b, mdG(c, d, a), input[6], K2, 13);
+  // Round 3: H, K3.
+  a = md4Step(a, mdH(b, c, d), input[3], K3, 3);
+  d = md4Step(d, mdH(a, b, c), input[7], K3, 9);
+  c = md4Step(c, mdH(d, a, b), input[2], K3, 11);
+  b = md4Step(b, mdH(c, d, a), input[6], K3, 15);
+  a = md4Step(a, mdH(b, c, d), input[1], K3, 3);
+  d = md4Step(d, mdH(a, b, c), input[5], K3, 9);
+  c = md4Step(c, mdH(d, a, b), input[0], K3, 11);
+  b = md4Step(b, mdH(c, d, a), input[4], K3, 15);
+  buf[0] = (buf[0] + a) >>> 0;
+  buf[1] = (buf[1] + b) >>> 0;
+  buf[2] = (buf[2] + c) >>> 0;
+  buf[3] = (buf[3] + d) >>> 0;
+}
+
+/** Scratch state and input words of {@link dirHash} (synchronous: never shared by two calls). */
+const STATE = new Uint32Array(4);
+const WORDS = new Uint32Array(8);
 
 const TEA_DELTA = 0x9e3779b9;
 
@@ -133,7 +158,7 @@ const TEA_DELTA = 0x9e3779b9;
 function teaTransform(buf: Uint32Array, input: Uint32Array): void {
   let sum = 0;
   let b0 = buf[0], b1 = buf[1];
-  const [a, b, c, d] = input;
+  const a = input[0], b = input[1], c = input[2], d = input[3];
   for (let n = 0; n < 16; n++) {
     sum = (sum + TEA_DELTA) >>> 0;
     b0 = (b0 +
@@ -173,16 +198,15 @@ export function dirHash(
     v -= 3;
     isSigned = false;
   }
-  const buf = new Uint32Array(DEFAULT_SEED);
-  if (seed.length >= 4 && (seed[0] | seed[1] | seed[2] | seed[3]) !== 0) {
-    for (let i = 0; i < 4; i++) buf[i] = seed[i];
-  }
+  const buf = STATE;
+  const custom = seed.length >= 4 && (seed[0] | seed[1] | seed[2] | seed[3]) !== 0;
+  for (let i = 0; i < 4; i++) buf[i] = custom ? seed[i] : DEFAULT_SEED[i];
   let major: number;
   let minor = 0;
   if (v === DxHashVersion.LEGACY) {
     major = legacyHash(name, isSigned);
   } else if (v === DxHashVersion.HALF_MD4) {
-    const input = new Uint32Array(8);
+    const input = WORDS;
     for (let p = 0; p < name.length; p += 32) {
       packWords(name, p, input, 8, isSigned);
       halfMd4Transform(buf, input);
@@ -190,7 +214,7 @@ export function dirHash(
     major = buf[1];
     minor = buf[2];
   } else if (v === DxHashVersion.TEA) {
-    const input = new Uint32Array(4);
+    const input = WORDS;
     for (let p = 0; p < name.length; p += 16) {
       packWords(name, p, input, 4, isSigned);
       teaTransform(buf, input);

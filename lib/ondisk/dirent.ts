@@ -196,6 +196,8 @@ export function setDirentTail(
   writeTailHeader(block);
   new DataView(block.buffer, block.byteOffset, block.byteLength)
     .setUint32(block.length - 4, dirLeafChecksum(sb, ino, generation, block), true);
+  // Right by construction: the next lookup in this image need not compute it again.
+  markVerified(block, ino, generation);
 }
 
 /** The fake entry of the tail: inode 0, rec_len 12, name_len 0, file type 0xde. */
@@ -749,8 +751,9 @@ export function insertDirEntry(
   }
   if (!scan.room) return false;
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  const bs = sb.blockSize;
   for (let o = 0; o < end;) {
-    const recLen = readRecLen(v, o, sb.blockSize);
+    const recLen = readRecLen(v, o, bs);
     const ino = v.getUint32(o, true);
     if (ino === 0 && recLen >= need) {
       putEntry(sb, block, o, recLen, entry);
@@ -758,7 +761,7 @@ export function insertDirEntry(
     }
     const used = ino === 0 ? 0 : dirRecLen(block[o + 6]);
     if (ino !== 0 && recLen - used >= need) {
-      writeRecLen(v, o, used, sb.blockSize);
+      writeRecLen(v, o, used, bs);
       putEntry(sb, block, o + used, recLen - used, entry);
       return true;
     }
@@ -781,10 +784,11 @@ export function scanDirBlock(
 ): { ino: number; room: boolean } {
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
   const need = dirRecLen(name.length);
+  const bs = sb.blockSize; // a getter: read once, not per record
   let room = false;
   let o = 0;
   while (o < end) {
-    const recLen = checkDirent(block, v, o, end, sb, sb.blockSize, where);
+    const recLen = checkDirent(block, v, o, end, sb, bs, where);
     const nameLen = block[o + 6];
     const ino = v.getUint32(o, true);
     if (ino === 0) {
@@ -938,6 +942,8 @@ export function setDirBlockChecksum(
   if (o < 0) throw new CorruptError(`directory block of inode ${ino}`, "no checksum tail");
   new DataView(block.buffer, block.byteOffset, block.byteLength)
     .setUint32(o + 8, dirLeafChecksum(sb, ino, generation, block), true);
+  // Right by construction: the next lookup in this image need not compute it again.
+  markVerified(block, ino, generation);
 }
 
 /** True when the tail checksum matches (always true without metadata_csum). */

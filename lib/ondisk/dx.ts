@@ -14,6 +14,7 @@ import { CorruptError } from "../errors.ts";
 import { Incompat } from "./features.ts";
 import { type Superblock, SuperFlags } from "./superblock.ts";
 import { dirRecLen, inodeChecksumSeed, recLenFromDisk, recLenToDisk } from "./dir_record.ts";
+import { markVerified } from "./verified.ts";
 
 /** Size of the tail of an index block (`struct dx_tail`). */
 export const DX_TAIL_SIZE = 8;
@@ -168,6 +169,27 @@ export function parseDxRoot(
   sb: Superblock,
   ino: number,
 ): { info: DxRootInfo; index: DxIndex } {
+  const known = parsedRoots.get(block);
+  if (known) return known;
+  const root = decodeDxRoot(block, sb, ino);
+  parsedRoots.set(block, root);
+  return root;
+}
+
+/**
+ * Index blocks already parsed, by image (as lib/ondisk/verified.ts keeps checksums): every
+ * lookup and insert in a hashed directory walks its root, usually an image unchanged since the
+ * last walk. An image only changes through {@link writeDxEntries}, which forgets it; a block
+ * read again is a new object. The results are shared: callers copy entries they change.
+ */
+const parsedRoots = new WeakMap<Uint8Array, { info: DxRootInfo; index: DxIndex }>();
+const parsedNodes = new WeakMap<Uint8Array, DxIndex>();
+
+function decodeDxRoot(
+  block: Uint8Array,
+  sb: Superblock,
+  ino: number,
+): { info: DxRootInfo; index: DxIndex } {
   const bs = block.length;
   if (bs < 40) throw new UnusableIndexError(ino, "dx_root block too small");
   const info: DxRootInfo = {
@@ -207,14 +229,19 @@ export function parseDxRoot(
  * ```
  */
 export function parseDxNode(block: Uint8Array, sb: Superblock, ino: number): DxIndex {
+  const known = parsedNodes.get(block);
+  if (known) return known;
   const bs = block.length;
   const nodeLimit = Math.floor((bs - dirRecLen(0) - tailSpace(sb)) / 8);
-  return readIndex(block, dirRecLen(0), nodeLimit, ino, "dx_node");
+  const index = readIndex(block, dirRecLen(0), nodeLimit, ino, "dx_node");
+  parsedNodes.set(block, index);
+  return index;
 }
 
 /**
  * Writes `entries` as the `limit`/`count` header and entries of an index block at `off`
- * ({@link DX_ROOT_COUNT} or {@link DX_NODE_COUNT}), zeroing the unused slots.
+ * ({@link DX_ROOT_COUNT} or {@link DX_NODE_COUNT}), zeroing the unused slots; what was parsed
+ * from `block` before is forgotten.
  *
  * @example
  * ```ts ignore
@@ -229,6 +256,8 @@ export function writeDxEntries(
 ): void {
   const v = view(block);
   if (entries.length > limit) throw new Error("dx entries over the limit");
+  parsedRoots.delete(block);
+  parsedNodes.delete(block);
   block.fill(0, off, off + 8 * limit);
   v.setUint16(off, limit, true);
   v.setUint16(off + 2, entries.length, true);
@@ -385,4 +414,6 @@ export function setDxChecksum(
     throw new CorruptError(`${root ? "dx_root" : "dx_node"} of directory ${dir.ino}`, r.reason);
   }
   view(block).setUint32(r.tail + 4, r.checksum, true);
+  // Right by construction: the next walk through this image need not compute it again.
+  markVerified(block, dir.ino, dir.generation);
 }

@@ -197,10 +197,15 @@ export function encodeExtentNode(
  * ```
  */
 export function emptyExtentRoot(): Uint8Array {
-  const iBlock = new Uint8Array(60);
-  encodeExtentNode(iBlock, [], 0, EXTENT_ROOT_MAX);
-  return iBlock;
+  // Encoded once (every new file and directory takes one): each caller gets its own copy.
+  if (!emptyRoot) {
+    emptyRoot = new Uint8Array(60);
+    encodeExtentNode(emptyRoot, [], 0, EXTENT_ROOT_MAX);
+  }
+  return emptyRoot.slice();
 }
+
+let emptyRoot: Uint8Array | undefined;
 
 /**
  * The metadata_csum checksum of an extent tree block: crc32c seeded with the inode's seed

@@ -369,6 +369,9 @@ export class Inode {
   }
 }
 
+/** The two zero bytes a checksum field counts as (never written). */
+const ZERO2 = new Uint8Array(2);
+
 /**
  * The metadata_csum checksum of an inode record: crc32c seeded with the filesystem seed, the
  * inode number and generation, over the record with the checksum fields taken as zero. Only the
@@ -384,15 +387,14 @@ export function inodeChecksum(sb: Superblock, ino: number, bytes: Uint8Array): n
   const gen = view.getUint32(0x64, true);
   let c = crc32cU32(sb.csumSeed, ino);
   c = crc32cU32(c, gen);
-  const zero2 = new Uint8Array(2);
   c = crc32c(c, bytes.subarray(0, CSUM_LO));
-  c = crc32c(c, zero2);
+  c = crc32c(c, ZERO2);
   c = crc32c(c, bytes.subarray(CSUM_LO + 2, GOOD_OLD_INODE_SIZE));
   if (bytes.length <= GOOD_OLD_INODE_SIZE) return c & 0xffff;
   const hasHi = fitsInRecord(bytes, CSUM_HI + 2);
   c = crc32c(c, bytes.subarray(EXTRA_ISIZE, CSUM_HI));
   if (hasHi) {
-    c = crc32c(c, zero2);
+    c = crc32c(c, ZERO2);
     c = crc32c(c, bytes.subarray(CSUM_HI + 2));
   } else {
     c = crc32c(c, bytes.subarray(CSUM_HI));

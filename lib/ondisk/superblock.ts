@@ -56,6 +56,8 @@ export class Superblock implements FeatureWords {
   /** The 1024 on-disk bytes; changes through setters land here. */
   readonly bytes: Uint8Array;
   #hashSeed: Uint32Array | undefined;
+  /** The checksum seed {@link csumSeed} computed last, with the UUID it was computed from. */
+  #uuidSeed: { words: number[]; seed: number } | undefined;
   readonly #view: DataView;
 
   /**
@@ -592,7 +594,14 @@ export class Superblock implements FeatureWords {
    * crc32c of the UUID.
    */
   get csumSeed(): number {
-    return (this.incompat & Incompat.CSUM_SEED) ? this.checksumSeed : crc32c(0xffffffff, this.uuid);
+    if (this.incompat & Incompat.CSUM_SEED) return this.checksumSeed;
+    // Every inode, directory and bitmap checksum starts here: kept while the UUID is the same.
+    const w = [this.#u32(0x68), this.#u32(0x6c), this.#u32(0x70), this.#u32(0x74)];
+    const known = this.#uuidSeed;
+    if (known && w.every((x, i) => x === known.words[i])) return known.seed;
+    const seed = crc32c(0xffffffff, this.uuid);
+    this.#uuidSeed = { words: w, seed };
+    return seed;
   }
 
   /** The checksum the superblock should carry. */

@@ -3,7 +3,9 @@
  * cached image is checked once, not on every lookup. Keyed by the image object and the owner
  * the checksum was seeded with (a directory block's inode and generation): a block read again
  * from the device is a new object and is checked again, and so is the same image checked for
- * another owner; an image only ever changes in our own writers, which store its new checksum.
+ * another owner; an image only ever changes in our own writers, which store its new checksum
+ * and mark it (the image they checksummed is right by construction, and is the one the cache
+ * holds once the transaction commits).
  *
  * @module
  */

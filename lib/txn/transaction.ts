@@ -219,25 +219,20 @@ export class BlockCache {
     return { hits: this.#hits, misses: this.#misses };
   }
 
-  /**
-   * The current image of `block`: the open transaction's if it changed the block, else the
-   * cached or freshly read one. Do not modify the result.
-   */
+  /** The current image of `block` (the open transaction's, else cached or read): read-only. */
   async read(block: number): Promise<Uint8Array> {
-    const pending = this.#active?.pendingImage(block);
-    if (pending) return pending;
-    return await this.readCommitted(block);
+    return this.held(block) ?? await this.readCommitted(block);
+  }
+
+  /** {@link read}'s image when it is in memory (no read, no promise), else undefined. */
+  held(block: number): Uint8Array | undefined {
+    return this.#active?.pendingImage(block) ?? this.#cleanHit(block);
   }
 
   /** The image of `block` as last committed (ignores the open transaction). */
   async readCommitted(block: number): Promise<Uint8Array> {
-    const hit = this.#clean.get(block);
-    if (hit) {
-      this.#hits++;
-      this.#clean.delete(block);
-      this.#clean.set(block, hit);
-      return hit;
-    }
+    const hit = this.#cleanHit(block);
+    if (hit) return hit;
     this.#misses++;
     const logged = this.sink.loggedImage?.(block);
     if (logged) {
@@ -304,6 +299,15 @@ export class BlockCache {
       this.#fail(e);
       throw e;
     }
+  }
+
+  /** The cached clean image of `block` (a hit, made most recently used), else undefined. */
+  #cleanHit(block: number): Uint8Array | undefined {
+    const hit = this.#clean.get(block);
+    if (!hit) return undefined;
+    this.#hits++;
+    this.#remember(block, hit);
+    return hit;
   }
 
   /**
@@ -470,7 +474,7 @@ export class Transaction {
     this.#checkOpen();
     const mine = this.#metadata.get(block);
     if (mine) return mine;
-    const data = this.#data.get(block);
+    const data = this.#data.get(block) ?? this.cache.held(block); // no promise when in memory
     const copy = (data ?? await this.cache.read(block)).slice();
     this.#checkOpen();
     // A block first written as data and then treated as metadata becomes metadata.
@@ -612,13 +616,11 @@ export class Transaction {
   async commit(): Promise<void> {
     this.#checkOpen();
     try {
-      // Hooks may register more hooks; run until none is left (bounded by the hook count).
-      const done = new Set<string>();
-      for (let round = 0; round < 1000; round++) {
-        const next = [...this.#hooks.keys()].find((k) => !done.has(k));
-        if (next === undefined) break;
-        done.add(next);
-        await this.#hooks.get(next)!();
+      // Hooks may register hooks: iterating a Map reaches those too, in order (at most 1000).
+      let round = 0;
+      for (const hook of this.#hooks.values()) {
+        if (round++ >= 1000) break;
+        await hook();
       }
     } catch (e) {
       this.abort();
