@@ -111,8 +111,11 @@ export class InodeCache {
   /** Its group descriptors (where each record lives). */
   readonly groups: GroupDescriptorTable;
   readonly #parse: ParseInodeOptions;
-  /** The committed image view each record {@link InodeCache.changed} made was decoded from. */
-  readonly #decodedFrom = new WeakMap<Inode, Uint8Array>();
+  /**
+   * Where in which committed image each record {@link InodeCache.changed} made was decoded
+   * from — the image held weakly: a record must not keep its whole inode table block alive.
+   */
+  readonly #decodedFrom = new WeakMap<Inode, { image: WeakRef<ArrayBufferLike>; at: number }>();
   #generation = 0;
   #hits = 0;
   #misses = 0;
@@ -172,12 +175,13 @@ export class InodeCache {
     // Already decoded from this very place of this commit's image (the facade's refresh and
     // the transaction's own both run at a commit): committed images never change, so the
     // record is the new one, and nothing derived it from an older object.
-    if (bytes && sameView(this.#decodedFrom.get(cached), bytes)) return;
+    const from = this.#decodedFrom.get(cached);
+    if (bytes && from?.at === bytes.byteOffset && from.image.deref() === bytes.buffer) return;
     this.records.delete(ino);
     if (!bytes) return;
     try {
       const inode = parseInode(this.sb, ino, bytes.slice(), this.#parse);
-      this.#decodedFrom.set(inode, bytes);
+      this.#decodedFrom.set(inode, { image: new WeakRef(bytes.buffer), at: bytes.byteOffset });
       this.records.set(ino, inode);
     } catch (e) {
       if (!(e instanceof CorruptError)) throw e;
@@ -189,12 +193,6 @@ export class InodeCache {
     this.#generation++;
     this.records.clear();
   }
-}
-
-/** True when `a` and `b` view the same bytes of the same buffer. */
-function sameView(a: Uint8Array | undefined, b: Uint8Array): boolean {
-  return a !== undefined && a.buffer === b.buffer && a.byteOffset === b.byteOffset &&
-    a.length === b.length;
 }
 
 /** The inode cache of each block cache: one per filesystem object, found from a transaction. */
@@ -382,11 +380,13 @@ function fieldsOf(sb: Superblock, inode: Inode): InodeFields {
 }
 
 /**
- * The fields decoded from each record object {@link loadInode} served: an operation loads the
- * same inodes several times (checks, lookup, the change itself), and a cached record does not
- * change (a changed one is a new object). Callers get copies, free to change.
+ * The fields decoded from the record objects {@link loadInode} served last: an operation loads
+ * the same inodes several times (checks, lookup, the change itself), and a cached record does
+ * not change (a changed one is a new object). Callers get copies, free to change. A few hundred,
+ * not one per cached record: decoded fields weigh several times the record they come from, and
+ * the inode cache's budget counts only records.
  */
-const decodedFields = new WeakMap<Inode, InodeFields>();
+const decodedFields = new Lru<Inode, InodeFields>(256);
 
 /**
  * Writes a raw inode record (already checksummed) into the inode table; the transaction
