@@ -9,6 +9,10 @@
  * the test watches is everything else. Measured: the resident set climbs for the first ~20
  * rounds (V8 collects the block copies of transactions late and the C heap keeps the memory it
  * got back) and then stays within ±10 MiB (a 90-round run: 103–125 MiB, no trend after round 24).
+ * On a loaded machine (CI, test files in parallel) the resident set can also step up once and
+ * stay there (seen: 124 → 140 MiB between rounds 5 and 9, flat after): when the last third is
+ * above the margin, the test runs as many rounds again and then asks whether the growth went on
+ * — a leak that made the first check fail grows by at least as much again, a step does not.
  */
 
 import * as assert from "node:assert/strict";
@@ -89,26 +93,45 @@ testWith(
     const m = await runCli(["mount", "-o", "rw,cache_size=4M", img, mnt]);
     assert.equal(m.code, 0, `ext4ts mount -o rw,cache_size=4M: ${m.stderr}`);
     const peaks: number[] = [];
+    let extended = false;
     try {
       const pid = readState(mnt)?.pid;
       assert.ok(pid, "the mount's state names its daemon");
-      for (let r = 0; r < WARM_UP + ROUNDS; r++) {
-        let peak = 0;
-        await round(mnt, r, () => peak = Math.max(peak, rssMiB(pid)));
-        if (r >= WARM_UP) peaks.push(peak);
+      const rounds = async (from: number, to: number) => {
+        for (let r = from; r < to; r++) {
+          let peak = 0;
+          await round(mnt, r, () => peak = Math.max(peak, rssMiB(pid)));
+          if (r >= WARM_UP) peaks.push(peak);
+        }
+      };
+      await rounds(0, WARM_UP + ROUNDS);
+      if (!grewLittle(peaks.slice(0, ROUNDS))) {
+        extended = true;
+        await rounds(WARM_UP + ROUNDS, WARM_UP + 2 * ROUNDS);
       }
     } finally {
       const u = await runCli(["umount", mnt]);
       assert.equal(u.code, 0, `ext4ts umount: ${u.stderr}`);
     }
     await runOk("e2fsck", ["-fn", img]);
-    const third = Math.floor(peaks.length / 3);
-    const first = Math.max(...peaks.slice(0, third));
-    const last = Math.max(...peaks.slice(-third));
+    const list = `(rounds: ${peaks.map((p) => p.toFixed(0)).join(" ")})`;
+    const third = Math.floor(ROUNDS / 3);
+    if (!extended) return;
+    // The first check failed: the growth must have stopped — the extension's last third no
+    // higher than the first run's last third plus the margin (a steady leak that crossed the
+    // margin once crosses it again over as many rounds).
+    const before = Math.max(...peaks.slice(ROUNDS - third, ROUNDS));
+    const after = Math.max(...peaks.slice(-third));
     assert.ok(
-      last <= first + MARGIN_MIB,
-      `RSS grew: first third's peak ${first.toFixed(1)} MiB, last third's ${last.toFixed(1)} MiB ` +
-        `(rounds: ${peaks.map((p) => p.toFixed(0)).join(" ")})`,
+      after <= before + MARGIN_MIB,
+      `RSS kept growing: ${before.toFixed(1)} MiB at the end of the first ${ROUNDS} rounds, ` +
+        `${after.toFixed(1)} MiB after ${ROUNDS} more ${list}`,
     );
   },
 );
+
+/** True when the peak of the last third of `peaks` is at most the first third's plus the margin. */
+function grewLittle(peaks: number[]): boolean {
+  const third = Math.floor(peaks.length / 3);
+  return Math.max(...peaks.slice(-third)) <= Math.max(...peaks.slice(0, third)) + MARGIN_MIB;
+}

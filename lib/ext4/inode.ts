@@ -112,10 +112,11 @@ export class InodeCache {
   readonly groups: GroupDescriptorTable;
   readonly #parse: ParseInodeOptions;
   /**
-   * Where in which committed image each record {@link InodeCache.changed} made was decoded
-   * from — the image held weakly: a record must not keep its whole inode table block alive.
+   * The records {@link InodeCache.changed} decoded from each committed image, by offset: keyed
+   * by the image so that a record never keeps its whole inode table block alive (nor a WeakRef,
+   * which V8 keeps strong until the running job ends — and the request loop's job is long).
    */
-  readonly #decodedFrom = new WeakMap<Inode, { image: WeakRef<ArrayBufferLike>; at: number }>();
+  readonly #decodedIn = new WeakMap<ArrayBufferLike, Map<number, Inode>>();
   #generation = 0;
   #hits = 0;
   #misses = 0;
@@ -175,13 +176,14 @@ export class InodeCache {
     // Already decoded from this very place of this commit's image (the facade's refresh and
     // the transaction's own both run at a commit): committed images never change, so the
     // record is the new one, and nothing derived it from an older object.
-    const from = this.#decodedFrom.get(cached);
-    if (bytes && from?.at === bytes.byteOffset && from.image.deref() === bytes.buffer) return;
+    if (bytes && this.#decodedIn.get(bytes.buffer)?.get(bytes.byteOffset) === cached) return;
     this.records.delete(ino);
     if (!bytes) return;
     try {
       const inode = parseInode(this.sb, ino, bytes.slice(), this.#parse);
-      this.#decodedFrom.set(inode, { image: new WeakRef(bytes.buffer), at: bytes.byteOffset });
+      let decoded = this.#decodedIn.get(bytes.buffer);
+      if (!decoded) this.#decodedIn.set(bytes.buffer, decoded = new Map());
+      decoded.set(bytes.byteOffset, inode);
       this.records.set(ino, inode);
     } catch (e) {
       if (!(e instanceof CorruptError)) throw e;
