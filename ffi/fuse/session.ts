@@ -7,8 +7,9 @@
  *   ENODEV → the connection is gone). Waiting for the next request: when nothing is in
  *   flight, a short synchronous `poll` on this thread (a request that follows within
  *   {@link SPIN_MS} costs no hand-off to a worker thread and back, ~20–30 µs each way); else,
- *   and after that, `poll` on a worker thread (`nonblocking: true`) so the event loop keeps
- *   answering requests, timers and signals meanwhile.
+ *   and after that, and at least every {@link TURN_EVERY_MS} (V8's collector finishes its work
+ *   in event-loop tasks), `poll` on a worker thread (`nonblocking: true`) so the event loop
+ *   keeps answering requests, timers and signals meanwhile.
  * - Replies are written from one reused buffer (one `write`); only large ones (READ data,
  *   big listings) go out by `writev` from their own buffers, uncopied.
  * - Requests are dispatched to async handlers without waiting: several are in flight at once.
@@ -126,14 +127,19 @@ const YIELD_EVERY = 32;
  */
 const SPIN_MS = 10;
 /**
- * Microtask turns given to handlers that just started, so cached answers go out first. A
- * CREATE or UNLINK needs 130–1000 through the library's async layers and so usually pays the
- * hand-off to a worker thread; 256 or 1024 turns saved it (~60–100 µs of daemon CPU per
- * create) but made tests/memory_test.ts see the resident set grow (4 runs of 5 failed; with
- * an event-loop turn every 8 requests instead of 32, 2 of 8; 64 turns: 0 of 5). Cause not
- * found yet.
+ * Microtask turns given to handlers that just started, so their answers go out before the loop
+ * waits again. A CREATE or UNLINK needs 130–1000 through the library's async layers: with 64,
+ * nearly every one paid a hand-off of the wait to a worker thread and back.
  */
-const SETTLE_TURNS = 64;
+const SETTLE_TURNS = 1024;
+/**
+ * The longest the loop answers requests without a real event-loop turn (ms). V8 finishes its
+ * incremental collections in tasks that run only then: a loop that settles requests in
+ * microtasks and polls on its own thread never turned, and the resident set grew 40–60 MiB
+ * (tests/memory_test.ts); with a turn at least every 2 ms it stays where it was with 64 settle
+ * turns, and the daemon's CPU per create and unlink is ~10 % and ~15 % lower.
+ */
+const TURN_EVERY_MS = 2;
 /** Replies up to this size are copied into the session's reply buffer and written at once. */
 const REPLY_COPY_MAX = 64 * 1024;
 
@@ -199,6 +205,8 @@ export class FuseSession {
    * {@link SPIN_MS} (measured: 10 ms of a 55 ms mount).
    */
   #spinNext = true;
+  /** When the event loop last turned (a wait on a worker thread): see {@link TURN_EVERY_MS}. */
+  #lastTurn = 0;
   #destroying: Promise<void> | undefined;
   /** Resolves once INIT has been answered (the mount is usable). */
   readonly initialized: Promise<InitInfo>;
@@ -317,13 +325,14 @@ export class FuseSession {
    */
   async #waitForRequest(): Promise<void> {
     for (let i = 0; i < SETTLE_TURNS && this.#inflight.size > 0; i++) await null;
-    const spin = this.#spinNext;
+    const spin = this.#spinNext && performance.now() - this.#lastTurn < TURN_EVERY_MS;
     this.#spinNext = true;
     if (spin && this.#inflight.size === 0 && libc().poll(this.#pollfd, 1n, SPIN_MS) > 0) return;
     await this.#waitReadable();
   }
 
   async #waitReadable(timeoutMs = 500): Promise<void> {
+    this.#lastTurn = performance.now();
     const r = await libc().poll_nb(this.#pollfd, 1n, timeoutMs);
     if (r < 0) {
       // errno is lost on the worker thread; a failed poll is retried by the next read.
