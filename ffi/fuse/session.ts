@@ -128,16 +128,28 @@ const YIELD_EVERY = 32;
 const SPIN_MS = 10;
 /**
  * Microtask turns given to handlers that just started, so their answers go out before the loop
- * waits again. A CREATE or UNLINK needs 130–1000 through the library's async layers: with 64,
- * nearly every one paid a hand-off of the wait to a worker thread and back.
+ * waits again: a CREATE or UNLINK needs 130–1000 (with 64, nearly all paid a thread hand-off).
  */
 const SETTLE_TURNS = 1024;
 /**
- * The longest the loop answers requests without a real event-loop turn (ms). V8 finishes its
- * incremental collections in tasks that run only then: a loop that settles requests in
- * microtasks and polls on its own thread never turned, and the resident set grew 40–60 MiB
- * (tests/memory_test.ts); with a turn at least every 2 ms it stays where it was with 64 settle
- * turns, and the daemon's CPU per create and unlink is ~10 % and ~15 % lower.
+ * The turns while a request that usually waits for device I/O ({@link IO_OPCODES}) is in
+ * flight: its I/O completes on a worker thread, and more turns only delay it.
+ */
+const IO_SETTLE_TURNS = 64;
+const IO_OPCODES: ReadonlySet<number> = new Set([
+  Opcode.READ,
+  Opcode.WRITE,
+  Opcode.FSYNC,
+  Opcode.FSYNCDIR,
+  Opcode.SYNCFS,
+  Opcode.FALLOCATE,
+  Opcode.COPY_FILE_RANGE,
+  Opcode.LSEEK,
+  Opcode.IOCTL,
+]);
+/**
+ * The longest the loop answers requests without a real event-loop turn (ms): V8 finishes its
+ * incremental collections in tasks that run only then (never turning, the daemon grew 40–60 MiB).
  */
 const TURN_EVERY_MS = 2;
 /** Replies up to this size are copied into the session's reply buffer and written at once. */
@@ -188,6 +200,8 @@ export class FuseSession {
   readonly #ops: FuseOperations;
   readonly #opts: Required<Omit<SessionOptions, "beforeDestroyReply">> & SessionOptions;
   readonly #inflight = new Map<bigint, InFlight>();
+  /** Requests of {@link IO_OPCODES} in flight. */
+  #ioInFlight = 0;
   readonly #pollfd = new Uint8Array(8);
   /** The buffer every small reply is assembled in (header + body, one write). */
   readonly #replyBuf = new Uint8Array(OUT_HEADER_SIZE + REPLY_COPY_MAX);
@@ -324,7 +338,8 @@ export class FuseSession {
    * thread hand-off; otherwise the wait runs on a worker thread and the event loop turns.
    */
   async #waitForRequest(): Promise<void> {
-    for (let i = 0; i < SETTLE_TURNS && this.#inflight.size > 0; i++) await null;
+    const turns = this.#ioInFlight > 0 ? IO_SETTLE_TURNS : SETTLE_TURNS;
+    for (let i = 0; i < turns && this.#inflight.size > 0; i++) await null;
     const spin = this.#spinNext && performance.now() - this.#lastTurn < TURN_EVERY_MS;
     this.#spinNext = true;
     if (spin && this.#inflight.size === 0 && libc().poll(this.#pollfd, 1n, SPIN_MS) > 0) return;
@@ -393,6 +408,7 @@ export class FuseSession {
       v.getUint32(32, true),
     );
     this.#inflight.set(unique, entry);
+    if (IO_OPCODES.has(opcode)) this.#ioInFlight++;
     entry.done = this.#answer(unique, opcode, nodeid, buf.slice(IN_HEADER_SIZE, end), entry);
   }
 
@@ -439,6 +455,7 @@ export class FuseSession {
       this.#log(`fuse: reply failed: ${(e as Error).message}`);
     } finally {
       this.#inflight.delete(unique);
+      if (IO_OPCODES.has(opcode)) this.#ioInFlight--;
     }
   }
 
