@@ -257,12 +257,27 @@ export function u64(v: DataView, o: number): number {
  * ```
  */
 export function decodeInHeader(buf: Uint8Array): InHeader {
-  const v = need(buf, IN_HEADER_SIZE, "fuse_in_header");
+  return readInHeader(view(buf), buf.length);
+}
+
+/**
+ * Decodes the request header at the start of `v`, of which `n` bytes were read: the session's
+ * form, over its reused read buffer (no view or copy per request; the node id without a BigInt).
+ *
+ * @example
+ * ```ts ignore
+ * const h = readInHeader(readView, bytesRead);
+ * ```
+ */
+export function readInHeader(v: DataView, n: number): InHeader {
+  if (n < IN_HEADER_SIZE) {
+    throw new ProtocolError(`fuse_in_header: body of ${n} bytes, need ${IN_HEADER_SIZE}`);
+  }
   return {
     len: v.getUint32(0, true),
     opcode: v.getUint32(4, true),
     unique: v.getBigUint64(8, true),
-    nodeid: u64(v, 16),
+    nodeid: v.getUint32(16, true) + v.getUint32(20, true) * 0x1_0000_0000,
     uid: v.getUint32(24, true),
     gid: v.getUint32(28, true),
     pid: v.getUint32(32, true),
@@ -281,9 +296,20 @@ export function decodeInHeader(buf: Uint8Array): InHeader {
  */
 export function encodeOutHeader(len: number, error: number, unique: bigint): Uint8Array {
   const b = new Uint8Array(OUT_HEADER_SIZE);
-  const v = view(b);
+  writeOutHeader(view(b), len, error, unique);
+  return b;
+}
+
+/**
+ * Writes `fuse_out_header` at the start of `v` (the session's reused reply buffer).
+ *
+ * @example
+ * ```ts ignore
+ * writeOutHeader(replyView, 16, -2, unique);
+ * ```
+ */
+export function writeOutHeader(v: DataView, len: number, error: number, unique: bigint): void {
   v.setUint32(0, len, true);
   v.setInt32(4, error, true);
   v.setBigUint64(8, unique, true);
-  return b;
 }

@@ -41,8 +41,10 @@ import {
   opcodeName,
   OUT_HEADER_SIZE,
   ProtocolError,
+  readInHeader,
   WRITE_IN_SIZE,
   WRITE_OPCODES,
+  writeOutHeader,
 } from "./protocol.ts";
 import {
   decodeBatchForgetIn,
@@ -367,19 +369,15 @@ export class FuseSession {
    * the handler runs), except for the requests answered before the next read.
    */
   #dispatch(buf: Uint8Array, v: DataView, n: number): void {
-    if (n < IN_HEADER_SIZE) {
-      this.#log(
-        `fuse: dropping malformed request: fuse_in_header: body of ${n} bytes, ` +
-          `need ${IN_HEADER_SIZE}`,
-      );
+    let h;
+    try {
+      h = readInHeader(v, n);
+    } catch (e) {
+      this.#log(`fuse: dropping malformed request: ${(e as Error).message}`);
       return;
     }
-    const opcode = v.getUint32(4, true);
-    const nodeid = v.getUint32(16, true) + v.getUint32(20, true) * 0x1_0000_0000;
-    const end = Math.max(
-      IN_HEADER_SIZE,
-      Math.min(n, v.getUint32(0, true)) - v.getUint16(36, true) * 8,
-    );
+    const { opcode, nodeid } = h;
+    const end = Math.max(IN_HEADER_SIZE, Math.min(n, h.len) - h.totalExtlen * 8);
     switch (opcode) {
       case Opcode.FORGET:
         try {
@@ -400,13 +398,8 @@ export class FuseSession {
         this.#interrupt(buf.subarray(IN_HEADER_SIZE, end));
         return;
     }
-    const unique = v.getBigUint64(8, true);
-    const entry = new InFlight(
-      opcode,
-      v.getUint32(24, true),
-      v.getUint32(28, true),
-      v.getUint32(32, true),
-    );
+    const unique = h.unique;
+    const entry = new InFlight(opcode, h.uid, h.gid, h.pid);
     this.#inflight.set(unique, entry);
     if (IO_OPCODES.has(opcode)) this.#ioInFlight++;
     entry.done = this.#answer(unique, opcode, nodeid, buf.slice(IN_HEADER_SIZE, end), entry);
@@ -529,9 +522,7 @@ export class FuseSession {
       len += body.size;
       body.writeTo(v, OUT_HEADER_SIZE);
     }
-    v.setUint32(0, len, true);
-    v.setInt32(4, error, true);
-    v.setBigUint64(8, unique, true);
+    writeOutHeader(v, len, error, unique);
     const c = libc();
     const size = BigInt(len);
     let n = c.write_i32(this.#fd, b, size);
