@@ -134,6 +134,13 @@ export function loopDevicesBacking(realPath: string): string[] {
 /** {@link inUseReason}'s whole answer when only an exclusive opener explains the use. */
 export const HELD_EXCLUSIVELY = "held open exclusively";
 
+/**
+ * How long an exclusive open or a fuseblk mount waits out an EBUSY that no mount or holder
+ * explains — another program's brief O_EXCL probe (e2fsck's mount check, our own in-use
+ * checks, a racing loop set-up): this many tries, this many ms apart (200 ms in all).
+ */
+export const BRIEF_HOLDER_RETRY = { tries: 10, ms: 20 } as const;
+
 function exclusivelyHeld(path: string): boolean | null {
   const fd = libc().open(cstr(path), O.RDONLY | O.EXCL | O.CLOEXEC, 0);
   if (fd >= 0) {

@@ -9,7 +9,13 @@
 
 import { type BlockDevice, checkRange } from "../lib/block/block_device.ts";
 import { DeviceOpenError, Errno, Ext4Error } from "../lib/errors.ts";
-import { HELD_EXCLUSIVELY, inUseReason, majorMinor, refuseIfInUse } from "./device_status.ts";
+import {
+  BRIEF_HOLDER_RETRY,
+  HELD_EXCLUSIVELY,
+  inUseReason,
+  majorMinor,
+  refuseIfInUse,
+} from "./device_status.ts";
 import { lockFile } from "./file_lock.ts";
 import { aioFsync, aioPwrite } from "./aio.ts";
 import { cstr, errno, Falloc, Ioctl, libc, O, strerror } from "./libc.ts";
@@ -182,13 +188,12 @@ export class FileBlockDevice implements BlockDevice {
     const c = libc();
     let fd = c.open(cstr(path), flags, 0);
     let code = fd < 0 ? errno() : 0;
-    // EBUSY on an exclusive open with no mount or holder behind it may be another program's
-    // brief O_EXCL probe of the device (e2fsprogs' and our own in-use checks, a racing loop
-    // set-up): try again for up to 200 ms before calling it busy.
-    for (let attempt = 0; code === E.EBUSY && exclusive && isBlock && attempt < 10; attempt++) {
+    // EBUSY with no mount or holder behind it: maybe another program's brief O_EXCL probe.
+    const retry = BRIEF_HOLDER_RETRY;
+    for (let n = 0; code === E.EBUSY && exclusive && isBlock && n < retry.tries; n++) {
       const reason = inUseReason(path);
       if (reason !== undefined && reason !== HELD_EXCLUSIVELY) break;
-      sleepSync(20);
+      sleepSync(retry.ms);
       fd = c.open(cstr(path), flags, 0);
       code = fd < 0 ? errno() : 0;
     }

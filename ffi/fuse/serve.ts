@@ -11,7 +11,7 @@
 
 import { DeviceOpenError, Errno, Ext4Error } from "../../lib/errors.ts";
 import { openLocked } from "../file_lock.ts";
-import { refuseIfInUse } from "../device_status.ts";
+import { BRIEF_HOLDER_RETRY, refuseIfInUse } from "../device_status.ts";
 import { libc, SyscallError } from "../libc.ts";
 import type { FuseOperations } from "./ops.ts";
 import { FuseSession, type SessionEnd } from "./session.ts";
@@ -428,8 +428,8 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
 
 /**
  * mount(2) of a block device fails with EBUSY while another program holds the device O_EXCL,
- * even for a moment (e2fsck's mount check, a racing loop set-up, our own in-use probes): when
- * nothing holds it a moment later, try again for up to 200 ms before the failure counts.
+ * even for a moment: when nothing holds it a moment later, it is tried again as
+ * {@link BRIEF_HOLDER_RETRY} says before the failure counts.
  */
 export async function mountPastBriefHolders(
   mount: () => void,
@@ -441,9 +441,10 @@ export async function mountPastBriefHolders(
       return mount();
     } catch (e) {
       const busy = e instanceof SyscallError && e.errno === Errno.EBUSY;
-      if (!busy || !blockDevice || attempt >= 10 || !deviceIsFree(devicePath)) throw e;
+      const more = attempt < BRIEF_HOLDER_RETRY.tries;
+      if (!busy || !blockDevice || !more || !deviceIsFree(devicePath)) throw e;
     }
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, BRIEF_HOLDER_RETRY.ms));
   }
 }
 
