@@ -56,8 +56,8 @@ export class Superblock implements FeatureWords {
   /** The 1024 on-disk bytes; changes through setters land here. */
   readonly bytes: Uint8Array;
   #hashSeed: Uint32Array | undefined;
-  /** The checksum seed {@link csumSeed} computed last, with the UUID it was computed from. */
-  #uuidSeed: { words: number[]; seed: number } | undefined;
+  /** The checksum seed {@link csumSeed} computed last, and the UUID words it came from. */
+  #uuidSeed = { w0: 0, w1: 0, w2: 0, w3: 0, seed: -1 };
   readonly #view: DataView;
 
   /**
@@ -595,12 +595,13 @@ export class Superblock implements FeatureWords {
    */
   get csumSeed(): number {
     if (this.incompat & Incompat.CSUM_SEED) return this.checksumSeed;
-    // Every inode, directory and bitmap checksum starts here: kept while the UUID is the same.
-    const w = [this.#u32(0x68), this.#u32(0x6c), this.#u32(0x70), this.#u32(0x74)];
-    const known = this.#uuidSeed;
-    if (known && w.every((x, i) => x === known.words[i])) return known.seed;
+    // Every inode, directory and bitmap checksum starts here: kept while the UUID is the same
+    // (compared word by word, nothing allocated: this runs for every checksum).
+    const k = this.#uuidSeed;
+    const w0 = this.#u32(0x68), w1 = this.#u32(0x6c), w2 = this.#u32(0x70), w3 = this.#u32(0x74);
+    if (k.seed >= 0 && k.w0 === w0 && k.w1 === w1 && k.w2 === w2 && k.w3 === w3) return k.seed;
     const seed = crc32c(0xffffffff, this.uuid);
-    this.#uuidSeed = { words: w, seed };
+    this.#uuidSeed = { w0, w1, w2, w3, seed };
     return seed;
   }
 
