@@ -9,7 +9,7 @@
  * @module
  */
 
-import { crc32c, crc32cU32 } from "./checksum.ts";
+import { crc32c, crc32cRange, crc32cU32 } from "./checksum.ts";
 import { CorruptError, Errno, Ext4Error } from "../errors.ts";
 import { RoCompat } from "./features.ts";
 import type { GroupDescriptorTable } from "./group_descriptor.ts";
@@ -383,21 +383,22 @@ const ZERO2 = new Uint8Array(2);
  * ```
  */
 export function inodeChecksum(sb: Superblock, ino: number, bytes: Uint8Array): number {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const gen = view.getUint32(0x64, true);
+  // Byte reads and ranges, no view or subarrays: every inode write sets this and every decode
+  // checks it.
+  const gen = (bytes[0x64] | bytes[0x65] << 8 | bytes[0x66] << 16 | bytes[0x67] << 24) >>> 0;
   let c = crc32cU32(sb.csumSeed, ino);
   c = crc32cU32(c, gen);
-  c = crc32c(c, bytes.subarray(0, CSUM_LO));
+  c = crc32cRange(c, bytes, 0, CSUM_LO);
   c = crc32c(c, ZERO2);
-  c = crc32c(c, bytes.subarray(CSUM_LO + 2, GOOD_OLD_INODE_SIZE));
+  c = crc32cRange(c, bytes, CSUM_LO + 2, GOOD_OLD_INODE_SIZE);
   if (bytes.length <= GOOD_OLD_INODE_SIZE) return c & 0xffff;
   const hasHi = fitsInRecord(bytes, CSUM_HI + 2);
-  c = crc32c(c, bytes.subarray(EXTRA_ISIZE, CSUM_HI));
+  c = crc32cRange(c, bytes, EXTRA_ISIZE, CSUM_HI);
   if (hasHi) {
     c = crc32c(c, ZERO2);
-    c = crc32c(c, bytes.subarray(CSUM_HI + 2));
+    c = crc32cRange(c, bytes, CSUM_HI + 2, bytes.length);
   } else {
-    c = crc32c(c, bytes.subarray(CSUM_HI));
+    c = crc32cRange(c, bytes, CSUM_HI, bytes.length);
   }
   return hasHi ? c >>> 0 : c & 0xffff;
 }
