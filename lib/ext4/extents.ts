@@ -191,6 +191,10 @@ export async function walkExtentTree(
   readBlock: (block: number) => Promise<Uint8Array>,
   options: ExtentTreeOptions = {},
 ): Promise<{ extents: FileExtent[]; mapBlocks: number[] }> {
+  const root = decodeExtentNode(sb, owner.ino, null, owner.iBlock, { lo: 0, hi: LOGICAL_LIMIT });
+  // Most files are a root alone (up to four extents in i_block): no tree to walk, no visit
+  // closure or set (every unlink and truncate reads the map).
+  if (root.depth === 0) return { extents: root.entries as FileExtent[], mapBlocks: [] };
   const extents: FileExtent[] = [];
   const mapBlocks: number[] = [];
   const visited = new Set<number>();
@@ -213,7 +217,6 @@ export async function walkExtentTree(
       await visit(checkExtentBlock(sb, owner, child, img, bounds, options), depth - 1, end);
     }
   };
-  const root = decodeExtentNode(sb, owner.ino, null, owner.iBlock, { lo: 0, hi: LOGICAL_LIMIT });
   await visit(root.entries, root.depth, LOGICAL_LIMIT);
   return { extents, mapBlocks };
 }
