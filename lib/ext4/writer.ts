@@ -70,6 +70,8 @@ export class Ext4Writer {
   #group: { ctx: OpContext; afterStep?: () => void } | null = null;
   /** {@link markWriting} under way or done (once per open). */
   #marking: Promise<void> | null = null;
+  /** {@link markWriting} has succeeded: commits need not wait for it. */
+  #marked = false;
   /** The superblock state {@link markWriting} found (null before): restored by {@link close}. */
   #foundState: number | null = null;
   /** The journal every commit goes through, once {@link openJournal} found one. */
@@ -263,9 +265,12 @@ export class Ext4Writer {
    * await w.commit(tx);
    * ```
    */
-  async commit(tx: Transaction): Promise<void> {
-    if (tx.metadataBlocks > 0 || tx.dataBlocks > 0) await this.markWriting();
-    await tx.commit();
+  commit(tx: Transaction): Promise<void> {
+    // Once marked, straight to the commit: no extra promise and turn per transaction.
+    if ((tx.metadataBlocks > 0 || tx.dataBlocks > 0) && !this.#marked) {
+      return this.markWriting().then(() => tx.commit());
+    }
+    return tx.commit();
   }
 
   /**
@@ -284,6 +289,7 @@ export class Ext4Writer {
     this.#marking ??= (async () => {
       try {
         this.#foundState = await markWriting(this.cache.device, this.sb);
+        this.#marked = true;
       } catch (e) {
         this.cache.deviceFailed(e); // no later write may claim success
         throw e;
@@ -448,9 +454,10 @@ export class Ext4Writer {
     }
   }
 
-  async #runOnce<T>(fn: (ctx: OpContext) => Promise<T>): Promise<T> {
+  /** One transaction around `fn` (not async itself: one promise and turn less per operation). */
+  #runOnce<T>(fn: (ctx: OpContext) => Promise<T>): Promise<T> {
     const tx = this.cache.begin();
-    return await tx.discardOnError(async () => {
+    return tx.discardOnError(async () => {
       const result = await fn({ tx, alloc: this.alloc, sb: this.sb, gdt: this.gdt });
       if (tx.state === "aborted") {
         throw new Ext4Error("INVALID", "the transaction was discarded by a failed operation");
