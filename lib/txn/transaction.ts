@@ -118,6 +118,12 @@ export class InPlaceCommitSink implements CommitSink {
   }
 }
 
+/** A clean block's image and the {@link BlockCache} move that last put it at the recent end. */
+interface CleanBlock {
+  image: Uint8Array;
+  moved: number;
+}
+
 /** Options for {@link BlockCache}. */
 export interface BlockCacheOptions {
   /** Most clean blocks kept in memory (default 4096). */
@@ -155,8 +161,10 @@ export class BlockCache {
   readonly capacity: number;
   /** Where commits go; replaceable, e.g. to write through a journal. */
   sink: CommitSink;
-  /** Clean blocks, least recently used first (Map keeps insertion order). */
-  #clean = new Map<number, Uint8Array>();
+  /** Clean blocks, least recently used first (Map keeps insertion order; see {@link #touch}). */
+  #clean = new Map<number, CleanBlock>();
+  /** Moves to the recent end of {@link #clean} so far: the stamp of the latest. */
+  #moves = 0;
   #active: Transaction | null = null;
   /** Set by the first failed commit or flush: what every later write is refused with. */
   #failure: Ext4Error | null = null;
@@ -306,8 +314,21 @@ export class BlockCache {
     const hit = this.#clean.get(block);
     if (!hit) return undefined;
     this.#hits++;
-    this.#remember(block, hit);
-    return hit;
+    this.#touch(block, hit);
+    return hit.image;
+  }
+
+  /**
+   * Marks `entry` recently used: moved to the recent end of the map, unless it is among the
+   * most recent quarter of the capacity already (fewer moves than that since its own). A
+   * delete and re-insert per hit cost ~0.5 µs on a cache of a few thousand blocks, on ~15
+   * hits per create or unlink; the order stays least recently used first to within a quarter.
+   */
+  #touch(block: number, entry: CleanBlock): void {
+    if (this.#moves - entry.moved <= this.capacity >> 2) return;
+    this.#clean.delete(block);
+    this.#clean.set(block, entry);
+    entry.moved = ++this.#moves;
   }
 
   /**
@@ -342,8 +363,13 @@ export class BlockCache {
   }
 
   #remember(block: number, image: Uint8Array): void {
-    this.#clean.delete(block);
-    this.#clean.set(block, image);
+    const held = this.#clean.get(block);
+    if (held) {
+      held.image = image;
+      this.#touch(block, held);
+      return;
+    }
+    this.#clean.set(block, { image, moved: ++this.#moves });
     while (this.#clean.size > this.capacity) {
       const oldest = this.#clean.keys().next().value as number;
       this.#clean.delete(oldest);
