@@ -276,8 +276,12 @@ export async function findRawXattr(
   src: XattrSource,
   match: (e: XattrEntry) => boolean,
 ): Promise<XattrEntry | undefined> {
+  // Without an xattr block (the common case) no block read is awaited: every create looks for
+  // its parent's default ACL here.
   const found = parseInodeXattrs(src.sb, src.ino, src.inodeBytes).find(match) ??
-    (await readBlockXattrs(src)).find(match);
+    (xattrBlockNumber(src.sb, src.inodeBytes) === 0
+      ? undefined
+      : (await readBlockXattrs(src)).find(match));
   if (found) await readEaValue(src, found);
   return found;
 }
