@@ -209,7 +209,9 @@ export function shQuote(s: string): string {
  * pipe to the launcher, which prints its `warning` lines and returns on `ready` (exit 0) or on
  * `exit N` (N; see `NOTIFY_ENV` in cli/commands/mount.ts) — one Deno start-up per mount where a
  * mount command of its own took two. The daemon writes its error line to the caller's stderr
- * itself and then leaves it, and the caller's directory, once it is live.
+ * itself and then leaves it, and the caller's directory, once it is live. So does mount.fuse3's
+ * call `SOURCE MOUNTPOINT -o OPTIONS` (cli/mount_helper.ts) when SOURCE is none of `commands`
+ * (the CLI's command names and `help`; a path otherwise, as from source).
  *
  * @example
  * ```ts
@@ -217,7 +219,11 @@ export function shQuote(s: string): string {
  * console.log(launcher("/usr/local/lib/ext4ts/deno", layout("/usr/local")));
  * ```
  */
-export function launcher(deno: string, to: Layout): string {
+export function launcher(
+  deno: string,
+  to: Layout,
+  commands: readonly string[] = [...buildProgram().commands.map((c) => c.name()), "help"],
+): string {
   const denoRun = `${shQuote(deno)} run ${BUNDLE_RUN_FLAGS.join(" ")}`;
   const run = `exec ${denoRun}`;
   return [
@@ -247,6 +253,10 @@ export function launcher(deno: string, to: Layout): string {
     'case "$#:$1:$2" in',
     '3:mount:*) case "$2:$3" in -* | *:-*) ;; *) mount_daemon -f -- "$2" "$3" ;; esac ;;',
     '5:mount:-o) case "$3:$4:$5" in -* | *:-*) ;; *) mount_daemon -o "$3" -f -- "$4" "$5" ;; esac ;;',
+    "# mount.fuse3's call (mount -t fuse.ext4ts, fstab; cli/mount_helper.ts): SOURCE MOUNTPOINT -o",
+    "# OPTIONS, SOURCE no command name; other forms of it go to the whole CLI, which parses them all",
+    `4:*:*) if [ "$3" = -o ]; then case "$1" in -* | ${commands.join(" | ")}) ;; *) case "$2" in`,
+    '  -* | /dev/fd/*) ;; *) mount_daemon -o "$4" --mount-helper -f -- "$1" "$2" ;; esac ;; esac; fi ;;',
     "esac",
     `${run} ${shQuote(to.bundle)} "$@"`,
     "",

@@ -260,6 +260,31 @@ testWith(
         },
       );
 
+      await t.step("mount.fuse3's call through the launcher: the daemon's bundle", async () => {
+        // What mount.fuse3 runs for `mount -t fuse.ext4ts` and fstab lines (cli/mount_helper.ts).
+        const args = [`${work}/t.img`, mnt, "-o", "rw,dev,suid"];
+        const m = await fresh(`${work}/root-home`, "/", to.launcher, args);
+        assert.deepEqual([m.code, m.stdout, withoutProtectionWarning(m.stderr)], [0, "", ""]);
+        assert.equal(findMount(mnt)?.fsType, "fuseblk.ext4ts");
+        assert.ok(findMount(mnt)!.options.split(",").includes("rw"), "mounted read-write");
+        const pid = readState(mnt)!.pid;
+        const cmdline = (await Deno.readTextFile(`/proc/${pid}/cmdline`)).split("\0");
+        assert.equal(cmdline[2 + BUNDLE_RUN_FLAGS.length], to.mountBundle);
+        assert.ok(cmdline.includes("--mount-helper"), cmdline.join(" "));
+        const u = await fresh(`${work}/root-home`, work, to.launcher, ["umount", "mnt"]);
+        assert.deepEqual([u.code, u.stdout, u.stderr], [0, "", ""]);
+        const bad = [`${work}/t.img`, mnt, "-o", "bogus"];
+        const [bundled, source] = await Promise.all([
+          fresh(`${work}/root-home`, "/", to.launcher, bad),
+          run(Deno.execPath(), ["run", "--allow-all", `${ROOT}cli/main.ts`, ...bad]),
+        ]);
+        assert.equal(bundled.code, 2);
+        assert.deepEqual(
+          [bundled.code, bundled.stdout, bundled.stderr],
+          [source.code, source.stdout, source.stderr],
+        );
+      });
+
       await t.step("the man page renders", async () => {
         const page = await Deno.readTextFile(to.man);
         assert.match(page, /^\.TH EXT4TS 1 /);
