@@ -35,7 +35,7 @@
  * ext4ts runs as users run it: the installed command (scripts/install.sh's bundle and launcher),
  * built and installed into a temporary prefix before the rounds, outside every timed region.
  *
- * Usage (root): `deno run -A bench/mount.ts [--quick] [--rounds N] [--rows read|write|all]
+ * Usage (root): `deno run -A bench/mount.ts [--quick] [--rounds N] [--rows read|write|all|mount]
  * [--drivers ext4ts,fuse2fs,kernel] [--json]`. `--quick` shrinks the data (64 MiB file, 2 000 / 4 000 files, 500 / 50 random
  * writes); rounds default to 3 (at least 3).
  *
@@ -790,8 +790,11 @@ function format(
   ].join("\n") + "\n";
 }
 
-/** Which rows a run measures: the read-only ones, the read-write ones, or both. */
-export type RowSet = "read" | "write" | "all";
+/**
+ * Which rows a run measures: the read-only ones, the read-write ones, or both; `mount`: only the
+ * read-only mount and unmount rows (the first three), on the same prepared image.
+ */
+export type RowSet = "read" | "write" | "all" | "mount";
 
 /**
  * Runs the benchmark and returns the table (and the raw samples).
@@ -839,7 +842,7 @@ export async function runMountBench(
       dev = (await sh(`losetup -f --show --direct-io=on ${await buildImage(dir, s)}`)).trim();
     }
     let c: WriteContext | undefined;
-    if (rows !== "read") {
+    if (rows !== "read" && rows !== "mount") {
       const built = await buildArchive(s);
       shm = built.shm;
       entries = built.entries;
@@ -856,7 +859,8 @@ export async function runMountBench(
         if (dev) {
           try {
             await mountRows(d, dev, mnt, results);
-            for (const w of WORKLOADS) await coldRow(d, w, dev, mnt, s, results, peaks);
+            const workloads = rows === "mount" ? [] : WORKLOADS;
+            for (const w of workloads) await coldRow(d, w, dev, mnt, s, results, peaks);
           } catch (e) {
             await failed(`${d.name}, round ${r + 1}`, e, dev);
           }

@@ -51,9 +51,9 @@ export function runningAsBundle(): boolean {
 }
 
 /**
- * The command line of the whole CLI, for the installed command's small bundles
- * (cli/mount_main.ts, cli/umount_main.ts): the bundle `ext4ts.js` beside the running one, or
- * cli/main.ts from source.
+ * The command line of the whole CLI, for the installed command's small bundle of `ext4ts umount`
+ * (cli/umount_main.ts): the bundle `ext4ts.js` beside the running one, or cli/main.ts from
+ * source.
  *
  * @example
  * ```ts

@@ -74,6 +74,8 @@ const SYMBOLS = {
   geteuid: { parameters: [], result: "u32" },
   getpid: { parameters: [], result: "i32" },
   setsid: { parameters: [], result: "i32" },
+  // A timer without Deno's timers (the first setTimeout of a process costs ~4 ms of CPU).
+  alarm: { parameters: ["u32"], result: "u32" },
   // glibc 2.36 and later (binding it fails on an older one: see libc()).
   pidfd_open: { parameters: ["i32", "u32"], result: "i32" },
   dup2: { parameters: ["i32", "i32"], result: "i32" },

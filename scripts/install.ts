@@ -19,6 +19,7 @@
 
 import { fileURLToPath } from "node:url";
 import { BUNDLE_RUN_FLAGS } from "../cli/bundle.ts";
+import { DAEMON_V8_FLAGS, NOTIFY_ENV } from "../cli/commands/mount.ts";
 import { buildProgram } from "../cli/main.ts";
 import { VERSION } from "../lib/version.ts";
 import { bashCompletion, zshCompletion } from "../cli/completion.ts";
@@ -37,7 +38,7 @@ export interface Layout {
   bundle: string;
   /** The bundle of `ext4ts umount` alone (cli/umount_main.ts), which the launcher runs for it. */
   umountBundle: string;
-  /** The bundle of `ext4ts mount [-o OPTIONS] SOURCE MOUNTPOINT` alone (cli/mount_main.ts). */
+  /** The mount daemon's bundle (cli/mount_daemon.ts): the launcher starts it for `ext4ts mount`. */
   mountBundle: string;
   deno: string;
   man: string;
@@ -121,12 +122,13 @@ async function writeAtomic(path: string, data: Uint8Array | string, mode: number
 export const NODE_SHIMS = ["child_process", "events", "fs", "path", "process", "util"];
 
 /**
- * The commands that start from a bundle of their own (the launcher runs them for their simple
- * forms): loading the whole CLI's bundle is most of a short command's start-up.
+ * The bundles of one command each (the launcher runs them for their simple forms): loading the
+ * whole CLI's bundle is most of a short command's start-up. The mount daemon's holds the
+ * filesystem library but no commander and no other command.
  */
 const SMALL_BUNDLES = [
   ["ext4ts-umount.js", "cli/umount_main.ts"],
-  ["ext4ts-mount.js", "cli/mount_main.ts"],
+  ["ext4ts-mount.js", "cli/mount_daemon.ts"],
 ] as const;
 
 /** Bundles the CLI into dist/ext4ts.js and generates the man page and the completions. */
@@ -200,9 +202,16 @@ export function shQuote(s: string): string {
 /**
  * The launcher script: runs `to.bundle` with `deno` and the bundle's flags, passing every
  * argument through; the caller's directory, environment and exit code are kept. `umount` runs
- * `to.umountBundle`, and `mount [-o OPTIONS] SOURCE MOUNTPOINT` (exactly that form: `-f` must
- * serve in the launcher's own process) `to.mountBundle`: the command alone, about half the
- * start-up; each runs the whole CLI itself for help and usage errors.
+ * `to.umountBundle` (the command alone, about half the start-up; it runs the whole CLI itself
+ * for help and usage errors). `mount [-o OPTIONS] SOURCE MOUNTPOINT` (exactly that form: `-f`
+ * must serve in the launcher's own process, and any other spelling, help and usage errors go to
+ * the whole CLI) starts the daemon, `to.mountBundle`, itself: in the background, its stdout a
+ * pipe to the launcher, which prints its `warning` lines and returns on `ready` (exit 0) or on
+ * `exit N` (N; see `NOTIFY_ENV` in cli/commands/mount.ts) — one Deno start-up per mount where a
+ * mount command of its own took two. The daemon writes its error line to the caller's stderr
+ * itself and then leaves it, and the caller's directory, once it is live. So does mount.fuse3's
+ * call `SOURCE MOUNTPOINT -o OPTIONS` (cli/mount_helper.ts) when SOURCE is none of `commands`
+ * (the CLI's command names and `help`; a path otherwise, as from source).
  *
  * @example
  * ```ts
@@ -210,20 +219,44 @@ export function shQuote(s: string): string {
  * console.log(launcher("/usr/local/lib/ext4ts/deno", layout("/usr/local")));
  * ```
  */
-export function launcher(deno: string, to: Layout): string {
-  const run = `exec ${shQuote(deno)} run ${BUNDLE_RUN_FLAGS.join(" ")}`;
+export function launcher(
+  deno: string,
+  to: Layout,
+  commands: readonly string[] = [...buildProgram().commands.map((c) => c.name()), "help"],
+): string {
+  const denoRun = `${shQuote(deno)} run ${BUNDLE_RUN_FLAGS.join(" ")}`;
+  const run = `exec ${denoRun}`;
   return [
     "#!/bin/sh",
     LAUNCHER_MARK,
     `# (ext4ts ${VERSION}); a bundle run by Deno, which fetches nothing and checks for no update.`,
     "export DENO_NO_UPDATE_CHECK=1",
     `if [ "$1" = umount ]; then ${run} ${shQuote(to.umountBundle)} "$@"; fi`,
+    "# The mount daemon, started in the background with the arguments it takes; this returns on",
+    "# its report (cli/commands/mount.ts NOTIFY_ENV): ready, or exit N after its error line.",
+    "mount_daemon() {",
+    `  { ${NOTIFY_ENV}=1 DENO_V8_FLAGS=${DAEMON_V8_FLAGS}\${DENO_V8_FLAGS:+,\$DENO_V8_FLAGS} \\`,
+    `    ${denoRun} ${shQuote(to.mountBundle)} mount "$@" </dev/null & } | {`,
+    "    while IFS= read -r line; do",
+    "      case $line in",
+    "      ready) exit 0 ;;",
+    '      "exit "*) exit "${line#exit }" ;;',
+    `      "warning "*) printf 'ext4ts: %s\\n' "\${line#warning }" >&2 ;;`,
+    "      esac",
+    "    done",
+    "    echo 'ext4ts: the mount daemon exited before it was ready' >&2",
+    "    exit 1",
+    "  }",
+    "  exit",
+    "}",
     "# mount SOURCE MOUNTPOINT, mount -o OPTIONS SOURCE MOUNTPOINT: no other word starts with -",
     'case "$#:$1:$2" in',
-    `3:mount:*) case "$2:$3" in -* | *:-*) ;; *) ${run} ${shQuote(to.mountBundle)} "$@" ;; esac ;;`,
-    `5:mount:-o) case "$3:$4:$5" in -* | *:-*) ;; *) ${run} ${
-      shQuote(to.mountBundle)
-    } "$@" ;; esac ;;`,
+    '3:mount:*) case "$2:$3" in -* | *:-*) ;; *) mount_daemon -f -- "$2" "$3" ;; esac ;;',
+    '5:mount:-o) case "$3:$4:$5" in -* | *:-*) ;; *) mount_daemon -o "$3" -f -- "$4" "$5" ;; esac ;;',
+    "# mount.fuse3's call (mount -t fuse.ext4ts, fstab; cli/mount_helper.ts): SOURCE MOUNTPOINT -o",
+    "# OPTIONS, SOURCE no command name; other forms of it go to the whole CLI, which parses them all",
+    `4:*:*) if [ "$3" = -o ]; then case "$1" in -* | ${commands.join(" | ")}) ;; *) case "$2" in`,
+    '  -* | /dev/fd/*) ;; *) mount_daemon -o "$4" --mount-helper -f -- "$1" "$2" ;; esac ;; esac; fi ;;',
     "esac",
     `${run} ${shQuote(to.bundle)} "$@"`,
     "",

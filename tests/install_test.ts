@@ -1,8 +1,9 @@
 /**
  * The installed command (scripts/install.sh): one bundle (and one each of `ext4ts umount` and
- * `ext4ts mount` alone), a launcher, a man page and completions under a prefix; run from any directory, by root and by nobody, with an empty
- * Deno cache and home, it prints nothing but ext4ts' own words and fetches nothing; its mount
- * daemon runs from the bundle. The bundle is built and installed once, into a temporary prefix.
+ * the mount daemon), a launcher, a man page and completions under a prefix; run from any
+ * directory, by root and by nobody, with an empty Deno cache and home, it prints nothing but
+ * ext4ts' own words and fetches nothing; the launcher starts the mount daemon from its bundle and
+ * fails as the source does. The bundle is built and installed once, into a temporary prefix.
  *
  * @module
  */
@@ -79,9 +80,13 @@ testWith(
         }
         const text = await Deno.readTextFile(to.launcher);
         assert.ok(text.includes(`run ${BUNDLE_RUN_FLAGS.join(" ")} '${to.bundle}' "$@"`), text);
-        for (const small of [to.umountBundle, to.mountBundle]) {
-          assert.ok(text.includes(`run ${BUNDLE_RUN_FLAGS.join(" ")} '${small}' "$@"`), text);
-        }
+        assert.ok(
+          text.includes(`run ${BUNDLE_RUN_FLAGS.join(" ")} '${to.umountBundle}' "$@"`),
+          text,
+        );
+        assert.ok(
+          text.includes(`run ${BUNDLE_RUN_FLAGS.join(" ")} '${to.mountBundle}' mount "$@"`),
+        );
         assert.ok(text.includes("DENO_NO_UPDATE_CHECK=1"));
       });
 
@@ -204,23 +209,80 @@ testWith(
         });
       });
 
-      await t.step("mount and umount as root: the daemon runs from the bundle", async () => {
-        await Deno.mkdir(mnt);
-        const m = await fresh(`${work}/root-home`, work, to.launcher, ["mount", "t.img", "mnt"]);
+      await t.step(
+        "mount and umount as root: the launcher starts the daemon's bundle",
+        async () => {
+          await Deno.mkdir(mnt);
+          const m = await fresh(`${work}/root-home`, work, to.launcher, ["mount", "t.img", "mnt"]);
+          assert.deepEqual([m.code, m.stdout, withoutProtectionWarning(m.stderr)], [0, "", ""]);
+          assert.equal(findMount(mnt)?.fsType, "fuseblk.ext4ts");
+          assert.equal(await Deno.readTextFile(`${mnt}/hello.txt`), "hello from the bundle\n");
+          const pid = readState(mnt)!.pid;
+          const cmdline = (await Deno.readTextFile(`/proc/${pid}/cmdline`)).split("\0");
+          assert.deepEqual(
+            cmdline.slice(0, 3 + BUNDLE_RUN_FLAGS.length),
+            [to.deno, "run", ...BUNDLE_RUN_FLAGS, to.mountBundle],
+            "the installed Deno runs the daemon's bundle, with the launcher's flags",
+          );
+          assert.equal(Deno.readLinkSync(`/proc/${pid}/cwd`), "/", "the daemon left the directory");
+          const u = await fresh(`${work}/root-home`, work, to.launcher, ["umount", "mnt"]);
+          assert.deepEqual([u.code, u.stdout, u.stderr], [0, "", ""]);
+          assert.equal(isMounted(mnt), false);
+          assert.equal(processAlive(pid), false, "the daemon is gone when umount returns");
+        },
+      );
+
+      await t.step(
+        "mount failures through the launcher: the source's line and exit code",
+        async () => {
+          const cases = [
+            ["mount", "no.img", "mnt"], // 7, cannot open
+            ["mount", "t.img", "nodir"], // 1, no mount point
+            ["mount", "-o", "rw,bogus", "t.img", "mnt"], // 2, bad option
+            ["mount", "src/hello.txt", "mnt"], // 3, not ext4
+            ["mount", "t.img", "t.img"], // 1, not a directory
+          ];
+          for (const args of cases) {
+            const [bundled, source] = await Promise.all([
+              fresh(`${work}/root-home`, work, to.launcher, args),
+              run(Deno.execPath(), ["run", "--allow-all", `${ROOT}cli/main.ts`, ...args], {
+                cwd: work,
+              }),
+            ]);
+            assert.notEqual(bundled.code, 0, args.join(" "));
+            assert.deepEqual(
+              [bundled.code, bundled.stdout, bundled.stderr],
+              [source.code, source.stdout, source.stderr],
+              `ext4ts ${args.join(" ")}`,
+            );
+            assert.equal(isMounted(mnt), false);
+          }
+        },
+      );
+
+      await t.step("mount.fuse3's call through the launcher: the daemon's bundle", async () => {
+        // What mount.fuse3 runs for `mount -t fuse.ext4ts` and fstab lines (cli/mount_helper.ts).
+        const args = [`${work}/t.img`, mnt, "-o", "rw,dev,suid"];
+        const m = await fresh(`${work}/root-home`, "/", to.launcher, args);
         assert.deepEqual([m.code, m.stdout, withoutProtectionWarning(m.stderr)], [0, "", ""]);
         assert.equal(findMount(mnt)?.fsType, "fuseblk.ext4ts");
-        assert.equal(await Deno.readTextFile(`${mnt}/hello.txt`), "hello from the bundle\n");
+        assert.ok(findMount(mnt)!.options.split(",").includes("rw"), "mounted read-write");
         const pid = readState(mnt)!.pid;
         const cmdline = (await Deno.readTextFile(`/proc/${pid}/cmdline`)).split("\0");
-        assert.deepEqual(
-          cmdline.slice(0, 3 + BUNDLE_RUN_FLAGS.length),
-          [to.deno, "run", ...BUNDLE_RUN_FLAGS, to.bundle],
-          "the installed Deno runs the bundle again, with the launcher's flags",
-        );
+        assert.equal(cmdline[2 + BUNDLE_RUN_FLAGS.length], to.mountBundle);
+        assert.ok(cmdline.includes("--mount-helper"), cmdline.join(" "));
         const u = await fresh(`${work}/root-home`, work, to.launcher, ["umount", "mnt"]);
         assert.deepEqual([u.code, u.stdout, u.stderr], [0, "", ""]);
-        assert.equal(isMounted(mnt), false);
-        assert.equal(processAlive(pid), false, "the daemon is gone when umount returns");
+        const bad = [`${work}/t.img`, mnt, "-o", "bogus"];
+        const [bundled, source] = await Promise.all([
+          fresh(`${work}/root-home`, "/", to.launcher, bad),
+          run(Deno.execPath(), ["run", "--allow-all", `${ROOT}cli/main.ts`, ...bad]),
+        ]);
+        assert.equal(bundled.code, 2);
+        assert.deepEqual(
+          [bundled.code, bundled.stdout, bundled.stderr],
+          [source.code, source.stdout, source.stderr],
+        );
       });
 
       await t.step("the man page renders", async () => {

@@ -20,9 +20,14 @@ import { parseMountOptions } from "../mount_options.ts";
 import { CliError, runAction, warn } from "../output.ts";
 import { documentCommand } from "../help.ts";
 
-/** Environment variable telling a daemon to report readiness on stdout. */
+/**
+ * Environment variable telling a daemon to report on stdout, one line each: `warning TEXT`
+ * until the mount is live, then `ready`; or, when it fails first, `exit N` (its exit code) as its
+ * last line. Whoever started it (the mount command, or the installed launcher, which reads the
+ * lines in `sh`) returns on `ready` or with the code.
+ */
 export const NOTIFY_ENV = "EXT4TS_DAEMON_NOTIFY";
-/** How long `ext4ts mount` waits for its daemon (ms). */
+/** How long `ext4ts mount` waits for its daemon, and a daemon for its mount to go live (ms). */
 const READY_TIMEOUT_MS = 120_000;
 
 export { parseMountOptions } from "../mount_options.ts";
@@ -162,11 +167,10 @@ export interface MountCommandOptions {
   log?: string;
   /** Called as mount(8)'s helper (`ext4ts SOURCE MOUNTPOINT -o …`). */
   mountHelper?: boolean;
-  /**
-   * The program that serves, before its arguments (default {@link daemonCommand}): the mount
-   * command's own bundle (cli/mount_main.ts) names the whole CLI's.
-   */
+  /** The program that serves, before its arguments (default {@link daemonCommand}). */
   daemon?: { cmd: string; args: string[] };
+  /** Called once the mount is live (in the foreground: after `ready` with {@link NOTIFY_ENV}). */
+  onLive?: () => void;
 }
 
 /**
@@ -254,6 +258,38 @@ function detachStdio(logFile: string | undefined): void {
   c.close(fd);
 }
 
+/** Writes one line of the {@link NOTIFY_ENV} report; false when nobody reads it any more. */
+function report(line: string): boolean {
+  try {
+    Deno.stdout.writeSync(new TextEncoder().encode(`${line}\n`));
+    return true;
+  } catch {
+    return false; // the command has gone
+  }
+}
+
+/**
+ * Closes the pipes this process inherited besides its stdin, stdout and stderr. Started from a
+ * shell (the installed launcher), the daemon inherits every descriptor its caller let leak (a
+ * Deno 2.9 caller's `Deno.Command` was seen handing its children write ends of their own output
+ * pipes), and would keep the caller's reader waiting for an end of file for as long as it serves.
+ */
+function closeInheritedPipes(): void {
+  const fds: number[] = [];
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    const fd = Number(entry.name);
+    try {
+      if (fd > 2 && Deno.readLinkSync(`/proc/self/fd/${fd}`).startsWith("pipe:")) fds.push(fd);
+    } catch { /* the directory's own descriptor, closed by now */ }
+  }
+  for (const fd of fds) libc().close(fd);
+}
+
+/** `path` made absolute from where this process stands (not resolved: it may not exist). */
+function absolutePath(path: string): string {
+  return path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+}
+
 /** A log line the mount command shows on its own stderr too (until the mount is live). */
 const WARNING = /\bwarning:/i;
 
@@ -289,9 +325,8 @@ export async function mountCommand(
   opts: MountCommandOptions,
   backend: MountBackend,
 ): Promise<number> {
+  // Bad options fail here, before any daemon starts.
   const settings = parseMountOptions(opts.options);
-  // The command fails early here; the daemon decides again and reports the warning.
-  const fallback = readOnlyFallback(settings, source, mountPoint);
   let target: string;
   try {
     target = Deno.realPathSync(mountPoint);
@@ -304,38 +339,62 @@ export async function mountCommand(
     }
     throw new CliError(`${mountPoint}: mount point does not exist`, ExitCode.FAILURE);
   }
+  // A daemon runs in / (it must not pin the caller's directory, which may also be out of its
+  // reach), so paths the caller gave relative to where it stands are made absolute.
+  const notify = opts.foreground && Deno.env.get(NOTIFY_ENV) === "1";
+  if (!opts.foreground || notify) {
+    source = absolutePath(source);
+    if (opts.log !== undefined) opts = { ...opts, log: absolutePath(opts.log) };
+  }
   if (!opts.foreground) {
-    // The daemon runs in / (it must not pin the caller's directory, which may also be out of
-    // its reach), so paths the caller gave relative to where it stands are made absolute.
-    const absolute = (p: string) => p.startsWith("/") ? p : `${Deno.cwd()}/${p}`;
-    const log = opts.log === undefined ? undefined : absolute(opts.log);
-    const args = daemonArgs(absolute(source), target, { ...opts, log });
+    const args = daemonArgs(source, target, opts);
     const daemon = opts.daemon
       ? { cmd: opts.daemon.cmd, args: [...opts.daemon.args, ...args] }
       : daemonCommand(args);
     return await startDaemon(daemon);
   }
 
-  const notify = Deno.env.get(NOTIFY_ENV) === "1";
-  if (notify) libc().setsid(); // no controlling terminal, no SIGHUP from it
+  // The daemon names the mount point as its command resolved it.
+  const fallback = readOnlyFallback(settings, source, notify ? target : mountPoint);
+  if (notify) {
+    // Started in the background by the installed launcher, the daemon leaves the caller's
+    // directory itself (the mount command starts it in / already).
+    Deno.chdir("/");
+    libc().setsid(); // no controlling terminal, no SIGHUP from it
+  }
   // A background daemon cannot keep the caller's stderr (it would hold `$(…)`, pipes and ssh
   // sessions open): without --log and without a system log, its log (and its stderr) is a file
   // beside its state file.
   const logFile = opts.log ??
     (notify && !systemLogReachable() ? defaultLogFile(target) : undefined);
   const sink = makeLogger(logFile, !notify);
-  const enc = new TextEncoder();
   let live = false;
+  // The launcher that started this daemon cannot time it out itself (see NOTIFY_ENV). alarm(2)
+  // and a SIGALRM listener, not setTimeout: a process's first timer costs ~4 ms of CPU (Deno
+  // loads its timers then), and this daemon uses none before it answers.
+  const onTimeout = () => {
+    warn("the mount daemon did not become ready in time");
+    report(`exit ${ExitCode.TIMEOUT}`);
+    Deno.exit(ExitCode.TIMEOUT);
+  };
+  const stopTimeout = () => {
+    if (!notify) return;
+    libc().alarm(0);
+    Deno.removeSignalListener("SIGALRM", onTimeout);
+  };
+  if (notify) {
+    Deno.addSignalListener("SIGALRM", onTimeout);
+    libc().alarm(READY_TIMEOUT_MS / 1000);
+  }
   const deferred: string[] = [];
   const log = (line: string) => {
     // Until the mount is live, the log waits (a system-log line costs a `logger` process) and
     // warnings go to the waiting command (`warning TEXT` lines before `ready`), or to this
     // process's stderr in the foreground when the log is a file.
     if (!live && WARNING.test(line)) {
-      try {
-        if (notify) Deno.stdout.writeSync(enc.encode(`warning ${line.replace(/\n/g, " ")}\n`));
-        else if (logFile) warn(line);
-      } catch { /* the command has gone: the log still has it */ }
+      // The command may have gone: the log still has it.
+      if (notify) report(`warning ${line.replace(/\n/g, " ")}`);
+      else if (logFile) warn(line);
     }
     if (live || !notify) sink(line);
     else deferred.push(line);
@@ -349,22 +408,45 @@ export async function mountCommand(
       backend,
       log,
       onReady: () => {
+        stopTimeout();
         if (notify) {
-          try {
-            Deno.stdout.writeSync(enc.encode("ready\n"));
-          } catch { /* parent gone: nothing to tell */ }
+          report("ready");
           detachStdio(logFile);
+          closeInheritedPipes(); // ~1.5 ms: after `ready`, before which they harm no reader
         }
         live = true;
+        opts.onLive?.();
         for (const line of deferred.splice(0)) sink(line);
         log(`mounted ${source} on ${target} (${settings.readOnly ? "read-only" : "read-write"})`);
       },
     });
   } finally {
+    stopTimeout();
     // A failure before `ready` goes to the command (stderr); the log keeps what led to it.
     for (const line of deferred.splice(0)) sink(line);
   }
   return ExitCode.OK;
+}
+
+/**
+ * Runs the mount daemon for its arguments ({@link daemonArgs}'s form) and resolves to its exit
+ * code; with {@link NOTIFY_ENV}, a failure before the mount went live ends the report with
+ * `exit N`. The daemon entries (cli/mount_daemon.ts) run this.
+ *
+ * @example
+ * ```ts ignore
+ * Deno.exit(await runMountDaemon(["mount", "-f", "--", "disk.img", "/mnt/x"], ext4Backend));
+ * ```
+ */
+export async function runMountDaemon(argv: string[], backend: MountBackend): Promise<number> {
+  let live = false;
+  await runAction(() => {
+    const { source, mountPoint, opts } = parseDaemonArgs(argv);
+    return mountCommand(source, mountPoint, { ...opts, onLive: () => live = true }, backend);
+  });
+  const code = typeof Deno.exitCode === "number" ? Deno.exitCode : 0;
+  if (!live && Deno.env.get(NOTIFY_ENV) === "1") report(`exit ${code}`);
+  return code;
 }
 
 /**
@@ -373,7 +455,7 @@ export async function mountCommand(
  * allocates per request then stays ~15–50 MiB smaller (measured on the mount benchmark's rows),
  * and the large buffers of finished requests are collected sooner.
  */
-const DAEMON_V8_FLAGS = "--max-semi-space-size=1";
+export const DAEMON_V8_FLAGS = "--max-semi-space-size=1";
 
 /** Starts the daemon (`-f`) and waits for its `ready` line or its exit. */
 async function startDaemon(daemon: { cmd: string; args: string[] }): Promise<number> {
