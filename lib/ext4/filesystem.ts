@@ -67,7 +67,7 @@ import { type Ext4Stat, inodeStat } from "./attr.ts";
 import { directoryNameMap, lookupInDirectory, nameKey } from "./lookup.ts";
 import { FsCaches } from "./fs_cache.ts";
 import type { FsCacheCounts } from "./fs_cache.ts";
-import { shareInodeCache } from "./inode.ts";
+import { INODE_READAHEAD_BLOCKS, inodeTableWindow, shareInodeCache } from "./inode.ts";
 import type {
   DirEntry,
   Ext4File,
@@ -450,9 +450,51 @@ export class Ext4 {
     const sb = this.superblock;
     const offset = inodeLocation(sb, this.groups, ino);
     const bs = sb.blockSize;
-    const table = await this.readBlock(Math.floor(offset / bs));
+    const block = Math.floor(offset / bs);
+    if (!this.#holdsBlock(block)) await this.#readInodeTableAhead(ino);
+    const table = await this.readBlock(block);
     const at = offset % bs;
     return inodes.keep(ino, table.slice(at, at + sb.inodeSize), generation);
+  }
+
+  /** Whether the metadata block cache holds `block` (a read of it costs no I/O). */
+  #holdsBlock(block: number): boolean {
+    return this.#cache ? this.#cache.has(block) : this.#caches.blocks.get(block) !== undefined;
+  }
+
+  /**
+   * Inode read-ahead (the kernel's `inode_readahead_blks`): the run of table blocks around
+   * `ino`'s, inside its group's in-use table (lib/ext4/inode.ts `inodeTableWindow`), in one
+   * device read — a listing or a walk then costs one read per run of table blocks instead of
+   * one per block. At most a sixteenth of the block cache, so a run never pushes out the
+   * working set. Best effort: a failed read leaves the wanted block to its own read.
+   */
+  async #readInodeTableAhead(ino: number): Promise<void> {
+    const capacity = this.#cache ? this.#cache.capacity : this.#caches.blocks.capacity;
+    const limit = Math.min(INODE_READAHEAD_BLOCKS, Math.floor(capacity / 16));
+    if (limit < 2) return;
+    const { first, count } = inodeTableWindow(this.superblock, this.groups, ino, limit);
+    if (count < 2) return;
+    if (this.#cache) return await this.#cache.readAhead(first, count);
+    const blocks = this.#caches.blocks;
+    const bs = this.superblock.blockSize;
+    // The span between the first and the last block not cached yet.
+    let from = first;
+    let to = first + count;
+    while (from < to && blocks.get(from) !== undefined) from++;
+    while (to > from && blocks.get(to - 1) !== undefined) to--;
+    if (to - from < 2 || to * bs > this.device.size) return;
+    const buf = new Uint8Array((to - from) * bs);
+    try {
+      await this.device.read(from * bs, buf);
+    } catch {
+      return;
+    }
+    for (let b = from; b < to; b++) {
+      if (blocks.get(b) === undefined) {
+        blocks.set(b, buf.slice((b - from) * bs, (b - from + 1) * bs));
+      }
+    }
   }
 
   /**
