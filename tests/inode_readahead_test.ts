@@ -82,6 +82,44 @@ for (const readOnly of [true, false]) {
   );
 }
 
+testWith(
+  "listing a directory reads its blocks a run at a time, not one by one",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const src = `${dir.path}/src`;
+    await Deno.mkdir(`${src}/d`, { recursive: true });
+    // 2000 entries of 48 bytes: 24 blocks of 4 KiB, laid out together by mkfs.
+    for (let i = 0; i < 2000; i++) {
+      await Deno.writeFile(`${src}/d/${String(i).padStart(40, "n")}`, new Uint8Array());
+    }
+    const img = `${dir.path}/dir.img`;
+    await runOk("mkfs.ext4", ["-q", "-F", "-b", "4096", "-d", src, img, "32M"], {
+      env: { MKE2FS_CONFIG: "/etc/mke2fs.conf" },
+    });
+    const image = await Deno.readFile(img);
+    for (const readOnly of [true, false]) {
+      const device = new CountingDevice(new MemoryBlockDevice(image.slice()));
+      const fs = await Ext4.openDevice(device, { readOnly });
+      try {
+        const ino = await fs.resolve("/d");
+        const blocks = Math.ceil((await fs.getattr(ino)).size / 4096);
+        assert.ok(blocks >= 20, `only ${blocks} directory blocks`);
+        fs.invalidateCaches();
+        const before = device.reads;
+        let names = 0;
+        for await (const e of fs.readDirIno(ino)) if (e.name.length === 40) names++;
+        assert.equal(names, 2000);
+        const reads = device.reads - before;
+        // The directory's inode (one table run), its extent map, then its blocks 32 at a time.
+        assert.ok(reads <= 2 + Math.ceil(blocks / INODE_READAHEAD_BLOCKS) + 1, `${reads} reads`);
+      } finally {
+        await fs.close();
+      }
+    }
+  },
+);
+
 /** A device that logs each read (first byte, length). */
 class ReadLog extends PassThroughDevice {
   readonly reads: [number, number][] = [];

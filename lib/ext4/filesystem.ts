@@ -464,26 +464,72 @@ export class Ext4 {
 
   /**
    * Inode read-ahead (the kernel's `inode_readahead_blks`): the run of table blocks around
-   * `ino`'s, inside its group's in-use table (lib/ext4/inode.ts `inodeTableWindow`), in one
-   * device read — a listing or a walk then costs one read per run of table blocks instead of
-   * one per block. At most a sixteenth of the block cache, so a run never pushes out the
-   * working set. Best effort: a failed read leaves the wanted block to its own read.
+   * `ino`'s, inside its group's in-use table (lib/ext4/inode.ts `inodeTableWindow`) — a listing
+   * or a walk then costs one device read per run of table blocks instead of one per block.
    */
   async #readInodeTableAhead(ino: number): Promise<void> {
-    const capacity = this.#cache ? this.#cache.capacity : this.#caches.blocks.capacity;
-    const limit = Math.min(INODE_READAHEAD_BLOCKS, Math.floor(capacity / 16));
+    const limit = this.readAheadLimit;
     if (limit < 2) return;
     const { first, count } = inodeTableWindow(this.superblock, this.groups, ino, limit);
-    if (count < 2) return;
-    if (this.#cache) return await this.#cache.readAhead(first, count);
-    const blocks = this.#caches.blocks;
+    await this.readAhead(first, count);
+  }
+
+  /**
+   * Most blocks one {@link readAhead} reads: the kernel's 32 inode table blocks, at most a
+   * sixteenth of the metadata block cache, so a run never pushes out the working set.
+   *
+   * @example
+   * ```ts
+   * import { Ext4 } from "../../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img);
+   * console.log(fs.readAheadLimit <= 32); // true
+   * await fs.close();
+   * await Deno.remove(img);
+   * ```
+   */
+  get readAheadLimit(): number {
+    const capacity = this.#cache ? this.#cache.capacity : this.#caches.blocks.capacity;
+    return Math.min(INODE_READAHEAD_BLOCKS, Math.floor(capacity / 16));
+  }
+
+  /**
+   * Reads metadata blocks `first` … `first + count - 1` into the block cache in one device
+   * read (read-ahead: inode tables, a directory being listed), skipping those at either end
+   * the cache holds already; later {@link readBlock}s of them cost no I/O. On a writable
+   * filesystem a block is kept only as {@link readBlock} would keep it (lib/txn/transaction.ts
+   * `BlockCache.readAhead`). Best effort: a failed read keeps nothing and is not an error.
+   *
+   * @example
+   * ```ts
+   * import { Ext4 } from "../../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img);
+   * const table = fs.groups.get(0).inodeTable;
+   * await fs.readAhead(table, 8); // one read; the 8 table blocks are cached
+   * console.log((await fs.readBlock(table + 7)).length); // 1024
+   * await fs.close();
+   * await Deno.remove(img);
+   * ```
+   */
+  async readAhead(first: number, count: number): Promise<void> {
+    this.#checkOpen();
     const bs = this.superblock.blockSize;
-    // The span between the first and the last block not cached yet.
+    const end = Math.min(
+      first + count,
+      this.superblock.blocksCount,
+      Math.floor(this.device.size / bs),
+    );
+    if (!Number.isSafeInteger(first) || first < 0 || end - first < 2) return;
+    if (this.#cache) return await this.#cache.readAhead(first, end - first);
+    const blocks = this.#caches.blocks;
     let from = first;
-    let to = first + count;
+    let to = end;
     while (from < to && blocks.get(from) !== undefined) from++;
     while (to > from && blocks.get(to - 1) !== undefined) to--;
-    if (to - from < 2 || to * bs > this.device.size) return;
+    if (to - from < 2) return;
     const buf = new Uint8Array((to - from) * bs);
     try {
       await this.device.read(from * bs, buf);

@@ -28,6 +28,10 @@ const utf8 = new TextDecoder("utf-8", { fatal: false });
 export interface DirReader extends InodeReader {
   /** The physical block of `inode`'s logical block `logical`, or null in a hole. */
   mapBlock(inode: Inode, logical: number): Promise<number | null>;
+  /** Most blocks one {@link readAhead} reads. */
+  readonly readAheadLimit: number;
+  /** Reads metadata blocks `first` … `first + count - 1` into the block cache at once. */
+  readAhead(first: number, count: number): Promise<void>;
 }
 
 /**
@@ -38,7 +42,11 @@ export interface DirReader extends InodeReader {
  * for await (const rec of iterateDirectory(directorySource(fs, root), { sb }, 0)) {}
  * ```
  */
-export function directorySource(fs: DirReader, inode: Inode): DirectorySource {
+export function directorySource(
+  fs: DirReader,
+  inode: Inode,
+  listing = false,
+): DirectorySource {
   const sb = fs.superblock;
   const bs = sb.blockSize;
   const inline = inode.hasInlineData ? readInlineData(sb, inode.ino, inode.bytes) : null;
@@ -58,10 +66,30 @@ export function directorySource(fs: DirReader, inode: Inode): DirectorySource {
     },
     readBlock: async (logical: number) => {
       if (logical * bs >= inode.size) return null;
+      if (listing) await readAheadInRun(fs, inode, logical);
       const p = await fs.mapBlock(inode, logical);
       return p === null ? null : fs.readBlock(p);
     },
   };
+}
+
+/**
+ * A listing reads a directory's blocks in order: the blocks from `logical` on that lie
+ * together on the device (one run of its map, below its size) are read at once, as the
+ * kernel's readdir reads ahead on the device's page cache. Lookups read single blocks.
+ */
+async function readAheadInRun(fs: DirReader, inode: Inode, logical: number): Promise<void> {
+  const runs = await fs.blockRuns(inode);
+  const i = findRun(runs, logical);
+  if (i < 0) return;
+  const run = runs[i];
+  const within = run.logical + run.length - logical;
+  if (within < 2 || run.unwritten) return;
+  const left = Math.ceil(inode.size / fs.superblock.blockSize) - logical;
+  await fs.readAhead(
+    run.physical + (logical - run.logical),
+    Math.min(within, left, fs.readAheadLimit),
+  );
 }
 
 /**
@@ -159,7 +187,7 @@ export async function* readDirectory(
   cookie: number,
   report: (e: CorruptError) => void,
 ): AsyncIterable<DirEntry & { offset: number }> {
-  const src = directorySource(fs, inode);
+  const src = directorySource(fs, inode, true);
   // Without the key, the kernel shows an encrypted directory's names as no-key names.
   const hasher = inode.isEncrypted ? await noKeyHasher(fs, inode) : null;
   for await (const rec of iterateDirectory(src, ctx, cookie, report)) {
