@@ -451,14 +451,28 @@ export class Ext4 {
     const offset = inodeLocation(sb, this.groups, ino);
     const bs = sb.blockSize;
     const block = Math.floor(offset / bs);
-    if (!this.#holdsBlock(block)) await this.#readInodeTableAhead(ino);
+    if (!this.holdsBlock(block)) await this.#readInodeTableAhead(ino);
     const table = await this.readBlock(block);
     const at = offset % bs;
     return inodes.keep(ino, table.slice(at, at + sb.inodeSize), generation);
   }
 
-  /** Whether the metadata block cache holds `block` (a read of it costs no I/O). */
-  #holdsBlock(block: number): boolean {
+  /**
+   * Whether the metadata block cache holds `block`: a {@link readBlock} of it costs no I/O.
+   *
+   * @example
+   * ```ts
+   * import { Ext4 } from "../../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img);
+   * await fs.readBlock(1);
+   * console.log(fs.holdsBlock(1)); // true
+   * await fs.close();
+   * await Deno.remove(img);
+   * ```
+   */
+  holdsBlock(block: number): boolean {
     return this.#cache ? this.#cache.has(block) : this.#caches.blocks.get(block) !== undefined;
   }
 

@@ -28,6 +28,8 @@ const utf8 = new TextDecoder("utf-8", { fatal: false });
 export interface DirReader extends InodeReader {
   /** The physical block of `inode`'s logical block `logical`, or null in a hole. */
   mapBlock(inode: Inode, logical: number): Promise<number | null>;
+  /** Whether the metadata block cache holds `block`. */
+  holdsBlock(block: number): boolean;
   /** Most blocks one {@link readAhead} reads. */
   readonly readAheadLimit: number;
   /** Reads metadata blocks `first` … `first + count - 1` into the block cache at once. */
@@ -42,11 +44,7 @@ export interface DirReader extends InodeReader {
  * for await (const rec of iterateDirectory(directorySource(fs, root), { sb }, 0)) {}
  * ```
  */
-export function directorySource(
-  fs: DirReader,
-  inode: Inode,
-  listing = false,
-): DirectorySource {
+export function directorySource(fs: DirReader, inode: Inode): DirectorySource {
   const sb = fs.superblock;
   const bs = sb.blockSize;
   const inline = inode.hasInlineData ? readInlineData(sb, inode.ino, inode.bytes) : null;
@@ -66,30 +64,35 @@ export function directorySource(
     },
     readBlock: async (logical: number) => {
       if (logical * bs >= inode.size) return null;
-      if (listing) await readAheadInRun(fs, inode, logical);
       const p = await fs.mapBlock(inode, logical);
-      return p === null ? null : fs.readBlock(p);
+      if (p === null) return null;
+      if (!fs.holdsBlock(p)) await readAheadInRun(fs, inode, logical);
+      return fs.readBlock(p);
     },
   };
 }
 
 /**
- * A listing reads a directory's blocks in order: the blocks from `logical` on that lie
- * together on the device (one run of its map, below its size) are read at once, as the
- * kernel's readdir reads ahead on the device's page cache. Lookups read single blocks.
+ * A cold directory block: the blocks of its aligned window of `readAheadLimit` that lie with it
+ * on the device (one run of the directory's map, below its size) are read at once. A listing
+ * then costs one read per window, and so do the lookups of a walk or of a `stat` of every name
+ * of a large directory, which visit its leaves in hash order (the kernel reads an inode table
+ * this way; its readdir reads a directory ahead on the device's page cache).
  */
 async function readAheadInRun(fs: DirReader, inode: Inode, logical: number): Promise<void> {
+  const span = 2 ** Math.floor(Math.log2(Math.max(1, fs.readAheadLimit)));
+  if (span < 2) return;
   const runs = await fs.blockRuns(inode);
   const i = findRun(runs, logical);
-  if (i < 0) return;
+  if (i < 0 || runs[i].unwritten) return;
   const run = runs[i];
-  const within = run.logical + run.length - logical;
-  if (within < 2 || run.unwritten) return;
-  const left = Math.ceil(inode.size / fs.superblock.blockSize) - logical;
-  await fs.readAhead(
-    run.physical + (logical - run.logical),
-    Math.min(within, left, fs.readAheadLimit),
+  const first = Math.max(run.logical, logical - (logical % span));
+  const end = Math.min(
+    run.logical + run.length,
+    Math.ceil(inode.size / fs.superblock.blockSize),
+    first + span,
   );
+  if (end - first >= 2) await fs.readAhead(run.physical + (first - run.logical), end - first);
 }
 
 /**
@@ -187,7 +190,7 @@ export async function* readDirectory(
   cookie: number,
   report: (e: CorruptError) => void,
 ): AsyncIterable<DirEntry & { offset: number }> {
-  const src = directorySource(fs, inode, true);
+  const src = directorySource(fs, inode);
   // Without the key, the kernel shows an encrypted directory's names as no-key names.
   const hasher = inode.isEncrypted ? await noKeyHasher(fs, inode) : null;
   for await (const rec of iterateDirectory(src, ctx, cookie, report)) {
