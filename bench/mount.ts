@@ -36,8 +36,10 @@
  * built and installed into a temporary prefix before the rounds, outside every timed region.
  *
  * Usage (root): `deno run -A bench/mount.ts [--quick] [--rounds N] [--rows read|write|all|mount]
- * [--drivers ext4ts,fuse2fs,kernel] [--json]`. `--quick` shrinks the data (64 MiB file, 2 000 / 4 000 files, 500 / 50 random
- * writes); rounds default to 3 (at least 3).
+ * [--drivers ext4ts,fuse2fs,kernel] [--only TEXT,…] [--json]`. `--quick` shrinks the data (64 MiB file, 2 000 / 4 000 files, 500 / 50 random
+ * writes); rounds default to 3 (at least 3). `--only` keeps the read rows whose name holds one of
+ * the texts (e.g. `--only lstat,ls -l,find,du`; `mount` and `umount` pick the mount rows); each
+ * kept row is measured exactly as in a whole run (its own fresh mount, caches dropped).
  *
  * @module
  */
@@ -805,9 +807,18 @@ export type RowSet = "read" | "write" | "all" | "mount";
  * ```
  */
 export async function runMountBench(
-  options: { quick?: boolean; rounds?: number; rows?: RowSet; drivers?: string[] } = {},
+  options: {
+    quick?: boolean;
+    rounds?: number;
+    rows?: RowSet;
+    drivers?: string[];
+    only?: string[];
+  } = {},
 ): Promise<{ text: string; results: Results }> {
   const drivers = DRIVERS.filter((d) => !options.drivers || options.drivers.includes(d.name));
+  const picked = (key: string) => !options.only || options.only.some((t) => key.includes(t));
+  const workloads = WORKLOADS.filter((w) => picked(w.key));
+  const mountRowsPicked = picked("mount until") || picked("umount") || picked("unmount");
   const s: Sizes = options.quick
     ? { bigMiB: 64, flat: 2000, tree: 4000, randomReads: 500, randomWrites: 500, syncedWrites: 50 }
     : {
@@ -858,9 +869,10 @@ export async function runMountBench(
       for (const d of order) {
         if (dev) {
           try {
-            await mountRows(d, dev, mnt, results);
-            const workloads = rows === "mount" ? [] : WORKLOADS;
-            for (const w of workloads) await coldRow(d, w, dev, mnt, s, results, peaks);
+            if (mountRowsPicked) await mountRows(d, dev, mnt, results);
+            for (const w of rows === "mount" ? [] : workloads) {
+              await coldRow(d, w, dev, mnt, s, results, peaks);
+            }
           } catch (e) {
             await failed(`${d.name}, round ${r + 1}`, e, dev);
           }
@@ -895,13 +907,15 @@ export async function runMountBench(
 if (import.meta.main) {
   const at = Deno.args.indexOf("--rounds");
   const rounds = at >= 0 ? Number(Deno.args[at + 1]) : undefined;
-  const only = Deno.args.indexOf("--rows");
+  const rowSet = Deno.args.indexOf("--rows");
   const some = Deno.args.indexOf("--drivers");
+  const only = Deno.args.indexOf("--only");
   const { text, results } = await runMountBench({
     quick: Deno.args.includes("--quick"),
     rounds,
-    rows: only >= 0 ? Deno.args[only + 1] as RowSet : "all",
+    rows: rowSet >= 0 ? Deno.args[rowSet + 1] as RowSet : "all",
     drivers: some >= 0 ? Deno.args[some + 1].split(",") : undefined,
+    only: only >= 0 ? Deno.args[only + 1].split(",") : undefined,
   });
   if (Deno.args.includes("--json")) {
     const json: Record<string, Record<string, Spread & { cpu: Spread; rss: Spread }>> = {};

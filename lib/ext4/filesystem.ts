@@ -67,7 +67,7 @@ import { type Ext4Stat, inodeStat } from "./attr.ts";
 import { directoryNameMap, lookupInDirectory, nameKey } from "./lookup.ts";
 import { FsCaches } from "./fs_cache.ts";
 import type { FsCacheCounts } from "./fs_cache.ts";
-import { shareInodeCache } from "./inode.ts";
+import { INODE_READAHEAD_BLOCKS, inodeTableWindow, shareInodeCache } from "./inode.ts";
 import type {
   DirEntry,
   Ext4File,
@@ -450,9 +450,111 @@ export class Ext4 {
     const sb = this.superblock;
     const offset = inodeLocation(sb, this.groups, ino);
     const bs = sb.blockSize;
-    const table = await this.readBlock(Math.floor(offset / bs));
+    const block = Math.floor(offset / bs);
+    if (!this.holdsBlock(block)) await this.#readInodeTableAhead(ino);
+    const table = await this.readBlock(block);
     const at = offset % bs;
     return inodes.keep(ino, table.slice(at, at + sb.inodeSize), generation);
+  }
+
+  /**
+   * Whether the metadata block cache holds `block`: a {@link readBlock} of it costs no I/O.
+   *
+   * @example
+   * ```ts
+   * import { Ext4 } from "../../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img);
+   * await fs.readBlock(1);
+   * console.log(fs.holdsBlock(1)); // true
+   * await fs.close();
+   * await Deno.remove(img);
+   * ```
+   */
+  holdsBlock(block: number): boolean {
+    return this.#cache ? this.#cache.has(block) : this.#caches.blocks.get(block) !== undefined;
+  }
+
+  /**
+   * Inode read-ahead (the kernel's `inode_readahead_blks`): the run of table blocks around
+   * `ino`'s, inside its group's in-use table (lib/ext4/inode.ts `inodeTableWindow`) — a listing
+   * or a walk then costs one device read per run of table blocks instead of one per block.
+   */
+  async #readInodeTableAhead(ino: number): Promise<void> {
+    const limit = this.readAheadLimit;
+    if (limit < 2) return;
+    const { first, count } = inodeTableWindow(this.superblock, this.groups, ino, limit);
+    await this.readAhead(first, count);
+  }
+
+  /**
+   * Most blocks one {@link readAhead} reads: the kernel's 32 inode table blocks, at most a
+   * sixteenth of the metadata block cache, so a run never pushes out the working set.
+   *
+   * @example
+   * ```ts
+   * import { Ext4 } from "../../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img);
+   * console.log(fs.readAheadLimit <= 32); // true
+   * await fs.close();
+   * await Deno.remove(img);
+   * ```
+   */
+  get readAheadLimit(): number {
+    const capacity = this.#cache ? this.#cache.capacity : this.#caches.blocks.capacity;
+    return Math.min(INODE_READAHEAD_BLOCKS, Math.floor(capacity / 16));
+  }
+
+  /**
+   * Reads metadata blocks `first` … `first + count - 1` into the block cache in one device
+   * read (read-ahead: inode tables, a directory being listed), skipping those at either end
+   * the cache holds already; later {@link readBlock}s of them cost no I/O. On a writable
+   * filesystem a block is kept only as {@link readBlock} would keep it (lib/txn/transaction.ts
+   * `BlockCache.readAhead`). Best effort: a failed read keeps nothing and is not an error.
+   *
+   * @example
+   * ```ts
+   * import { Ext4 } from "../../mod.ts";
+   * const img = await Deno.makeTempFile();
+   * await new Deno.Command("mkfs.ext4", { args: ["-qF", img, "4M"] }).output();
+   * const fs = await Ext4.open(img);
+   * const table = fs.groups.get(0).inodeTable;
+   * await fs.readAhead(table, 8); // one read; the 8 table blocks are cached
+   * console.log((await fs.readBlock(table + 7)).length); // 1024
+   * await fs.close();
+   * await Deno.remove(img);
+   * ```
+   */
+  async readAhead(first: number, count: number): Promise<void> {
+    this.#checkOpen();
+    const bs = this.superblock.blockSize;
+    const end = Math.min(
+      first + count,
+      this.superblock.blocksCount,
+      Math.floor(this.device.size / bs),
+    );
+    if (!Number.isSafeInteger(first) || first < 0 || end - first < 2) return;
+    if (this.#cache) return await this.#cache.readAhead(first, end - first);
+    const blocks = this.#caches.blocks;
+    let from = first;
+    let to = end;
+    while (from < to && blocks.get(from) !== undefined) from++;
+    while (to > from && blocks.get(to - 1) !== undefined) to--;
+    if (to - from < 2) return;
+    const buf = new Uint8Array((to - from) * bs);
+    try {
+      await this.device.read(from * bs, buf);
+    } catch {
+      return;
+    }
+    for (let b = from; b < to; b++) {
+      if (blocks.get(b) === undefined) {
+        blocks.set(b, buf.slice((b - from) * bs, (b - from + 1) * bs));
+      }
+    }
   }
 
   /**

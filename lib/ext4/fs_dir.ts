@@ -28,6 +28,12 @@ const utf8 = new TextDecoder("utf-8", { fatal: false });
 export interface DirReader extends InodeReader {
   /** The physical block of `inode`'s logical block `logical`, or null in a hole. */
   mapBlock(inode: Inode, logical: number): Promise<number | null>;
+  /** Whether the metadata block cache holds `block`. */
+  holdsBlock(block: number): boolean;
+  /** Most blocks one {@link readAhead} reads. */
+  readonly readAheadLimit: number;
+  /** Reads metadata blocks `first` … `first + count - 1` into the block cache at once. */
+  readAhead(first: number, count: number): Promise<void>;
 }
 
 /**
@@ -59,9 +65,34 @@ export function directorySource(fs: DirReader, inode: Inode): DirectorySource {
     readBlock: async (logical: number) => {
       if (logical * bs >= inode.size) return null;
       const p = await fs.mapBlock(inode, logical);
-      return p === null ? null : fs.readBlock(p);
+      if (p === null) return null;
+      if (!fs.holdsBlock(p)) await readAheadInRun(fs, inode, logical);
+      return fs.readBlock(p);
     },
   };
+}
+
+/**
+ * A cold directory block: the blocks of its aligned window of `readAheadLimit` that lie with it
+ * on the device (one run of the directory's map, below its size) are read at once. A listing
+ * then costs one read per window, and so do the lookups of a walk or of a `stat` of every name
+ * of a large directory, which visit its leaves in hash order (the kernel reads an inode table
+ * this way; its readdir reads a directory ahead on the device's page cache).
+ */
+async function readAheadInRun(fs: DirReader, inode: Inode, logical: number): Promise<void> {
+  const span = 2 ** Math.floor(Math.log2(Math.max(1, fs.readAheadLimit)));
+  if (span < 2) return;
+  const runs = await fs.blockRuns(inode);
+  const i = findRun(runs, logical);
+  if (i < 0 || runs[i].unwritten) return;
+  const run = runs[i];
+  const first = Math.max(run.logical, logical - (logical % span));
+  const end = Math.min(
+    run.logical + run.length,
+    Math.ceil(inode.size / fs.superblock.blockSize),
+    first + span,
+  );
+  if (end - first >= 2) await fs.readAhead(run.physical + (first - run.logical), end - first);
 }
 
 /**

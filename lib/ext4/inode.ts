@@ -21,6 +21,7 @@ import {
   Inode,
   type InodeFields,
   inodeLocation,
+  inodeTableSlot,
   parseInode,
   type ParseInodeOptions,
 } from "../ondisk/inode.ts";
@@ -48,6 +49,62 @@ export async function readInode(
     throw new CorruptError(`inode ${ino}`, `inode table at byte ${offset} is beyond the device`);
   }
   return parseInode(sb, ino, await readBytes(device, offset, sb.inodeSize), options);
+}
+
+/** The kernel's default `inode_readahead_blks`: inode table blocks read at once on a miss. */
+export const INODE_READAHEAD_BLOCKS = 32;
+
+/** A run of inode table blocks to read at once, and the block of the inode that asked. */
+export interface InodeTableWindow {
+  /** The first block of the run. */
+  first: number;
+  /** Blocks in the run (at least 1: the inode's own block). */
+  count: number;
+  /** The table block holding the inode's record (inside the run). */
+  block: number;
+}
+
+/**
+ * The inode table blocks to read when the block holding `ino`'s record is not cached, by the
+ * kernel's rule for inode read-ahead (`inode_readahead_blks`): the `limit`-block window
+ * aligned on `limit` (a power of two) that holds the inode's block, cut to its group's table
+ * and, when the descriptors are checksummed (metadata_csum, gdt_csum) and this one's checksum
+ * is right, to the table's in-use part (`bg_itable_unused` inodes at its end were never used).
+ * A descriptor whose counts make no sense shrinks the window to the inode's own block, never
+ * past the table.
+ *
+ * @example
+ * ```ts ignore
+ * const { first, count } = inodeTableWindow(sb, groups, 12, INODE_READAHEAD_BLOCKS);
+ * ```
+ */
+export function inodeTableWindow(
+  sb: Superblock,
+  groups: GroupDescriptorTable,
+  ino: number,
+  limit: number,
+): InodeTableWindow {
+  const bs = sb.blockSize;
+  const slot = inodeTableSlot(sb, ino);
+  const gd = groups.get(slot.group);
+  const table = gd.inodeTable;
+  const block = table + Math.floor(slot.byte / bs);
+  let inUse = sb.inodesPerGroup;
+  if (
+    (sb.hasMetadataCsum || sb.hasGdtCsum) && !groups.badChecksums.includes(slot.group)
+  ) {
+    inUse = Math.max(0, sb.inodesPerGroup - gd.itableUnused);
+  }
+  const perBlock = Math.max(1, Math.floor(bs / sb.inodeSize));
+  const tableEnd = Math.min(
+    table + sb.inodeTableBlocksPerGroup,
+    table + Math.ceil(inUse / perBlock),
+    sb.blocksCount,
+  );
+  const span = 2 ** Math.floor(Math.log2(Math.max(1, limit)));
+  const first = Math.max(table, block - (block % span));
+  const end = Math.max(block + 1, Math.min(first + span, tableEnd));
+  return { first, count: end - first, block };
 }
 
 /** The inode table block holding inode `ino`'s record, and the record's offset in it. */

@@ -13,6 +13,10 @@
  * clean blocks are dropped) and never writes on its own: blocks reach the device only through
  * a commit. While a transaction is open, reading a block it changed returns the changed image.
  *
+ * Over 700 lines because the cache's reads (one block, a read-ahead run) and the transactions
+ * that replace its images share its private state — the clean images and the count of commits
+ * a read must not span — which a split would have to make public.
+ *
  * @module
  */
 
@@ -254,6 +258,53 @@ export class BlockCache {
     // Read before a commit that ended meanwhile: maybe the old image, not to be kept.
     if (commits === this.#commits) this.#remember(block, buf);
     return buf;
+  }
+
+  /** Whether the cache holds a committed image of `block` (no read, not counted, not touched). */
+  has(block: number): boolean {
+    return this.#clean.has(block);
+  }
+
+  /**
+   * Reads blocks `first` … `first + count - 1` in one device read and keeps their committed
+   * images, as {@link readCommitted} would one by one (read-ahead of metadata, e.g. inode
+   * tables): a block the cache holds already, or whose newest image is in the journal but not
+   * yet written home (`sink.loggedImage`), is not taken from the device; nothing is kept when a
+   * commit ended while the read was in flight (its bytes may predate it). A failed read keeps
+   * nothing and is not an error: the block that was wanted is read on its own.
+   *
+   * @example
+   * ```ts
+   * import { MemoryBlockDevice } from "../block/block_device.ts";
+   * import { BlockCache } from "./transaction.ts";
+   * const cache = new BlockCache(new MemoryBlockDevice(new Uint8Array(8192)), 1024);
+   * await cache.readAhead(2, 4);
+   * console.log(cache.has(2), cache.has(5), cache.has(6)); // true true false
+   * ```
+   */
+  async readAhead(first: number, count: number): Promise<void> {
+    const bs = this.blockSize;
+    // Only the span between the first and last block still to read goes to the device.
+    let from = first;
+    let to = first + count;
+    const wanted = (b: number) => !this.#clean.has(b) && !this.sink.loggedImage?.(b);
+    while (from < to && !wanted(from)) from++;
+    while (to > from && !wanted(to - 1)) to--;
+    if (to - from < 2 || from < 0 || to * bs > this.device.size) return;
+    const buf = new Uint8Array((to - from) * bs);
+    const commits = this.#commits;
+    try {
+      await this.device.read(from * bs, buf);
+    } catch {
+      return;
+    }
+    if (commits !== this.#commits) return;
+    for (let b = from; b < to; b++) {
+      // Checked again after the wait: a block logged meanwhile only by a commit (seen above),
+      // one read by readCommitted meanwhile is the same image.
+      if (!wanted(b)) continue;
+      this.#remember(b, buf.slice((b - from) * bs, (b - from + 1) * bs));
+    }
   }
 
   /**
