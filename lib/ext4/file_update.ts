@@ -143,7 +143,8 @@ function writtenBlock(extents: FileExtent[], lb: number): number | undefined {
 
 /**
  * Allocates blocks for the holes in `[from, to)`, each near the block mapped before it; true
- * when there were any.
+ * when there were any. `known`: the extents meeting the range, when the caller has just
+ * looked them up.
  */
 async function fillHoles(
   ctx: OpContext,
@@ -151,9 +152,10 @@ async function fillHoles(
   from: number,
   to: number,
   unwritten: boolean,
+  known?: FileExtent[],
 ): Promise<boolean> {
   const { sb } = ctx;
-  const existing = await f.map.extentsIn(from, to);
+  const existing = known ?? await f.map.extentsIn(from, to);
   const added: FileExtent[] = [];
   let before: FileExtent | undefined = existing[0]?.logical <= from
     ? undefined
@@ -240,15 +242,15 @@ export async function writeFileRange(
     // Old contents of the partial blocks at either end, read before anything is remapped. A
     // block the write covers whole is not read: an overwrite of whole blocks reads nothing.
     const end = offset + data.length;
-    const partial = new Set<number>();
-    if (offset % bs !== 0) partial.add(first);
-    if (end % bs !== 0) partial.add(last);
-    const old = new Map<number, Uint8Array>();
+    const partial: number[] = [];
+    if (offset % bs !== 0) partial.push(first);
+    if (end % bs !== 0 && (last !== first || partial.length === 0)) partial.push(last);
+    let old: Map<number, Uint8Array> | undefined; // none for whole blocks (the usual WRITE)
     for (const lb of partial) {
       const p = writtenBlock(before, lb);
-      if (p !== undefined) old.set(lb, Uint8Array.from(await tx.read(p)));
+      if (p !== undefined) (old ??= new Map()).set(lb, Uint8Array.from(await tx.read(p)));
     }
-    let remapped = await fillHoles(ctx, f, first, last + 1, false);
+    let remapped = await fillHoles(ctx, f, first, last + 1, false, before);
     if (before.some((e) => e.unwritten)) {
       await f.map.markWritten(first, last + 1);
       remapped = true;
@@ -270,7 +272,9 @@ export async function writeFileRange(
         tx.writeData(phys, options.borrow ? part : part.slice());
       } else {
         const buf = new Uint8Array(n * bs);
-        for (const [ob, bytes] of old) if (ob >= lb && ob < lb + n) buf.set(bytes, (ob - lb) * bs);
+        for (const [ob, bytes] of old ?? []) {
+          if (ob >= lb && ob < lb + n) buf.set(bytes, (ob - lb) * bs);
+        }
         buf.set(part, from - start);
         tx.writeData(phys, buf);
       }
