@@ -344,25 +344,6 @@ Deno.test("fuse wire: requests in flight complete out of order, each answered ex
   });
 });
 
-Deno.test("fuse wire: a request after a slow one's reply is answered, cycle after cycle", async () => {
-  // The loop waits on a worker thread while the slow request is in flight; its reply ends
-  // that wait, the poll left running is taken over by the next wait, and the request that
-  // follows is read at once (ffi/fuse/session.ts #waitReadable).
-  await withSession(async (k, s, ops) => {
-    for (let i = 0; i < 20; i++) {
-      const slow = BigInt(100 + 2 * i);
-      k.send(Opcode.LOOKUP, slow, 1, nameBody("slow"));
-      await new Promise((r) => setTimeout(r, 3)); // the loop is past its spin, on a worker
-      assert.equal(s.inFlight, 1);
-      ops.releaseSlow();
-      assert.equal((await k.only(slow)).error, 0);
-      k.send(Opcode.GETATTR, slow + 1n, 1, new Uint8Array(16));
-      assert.equal((await k.only(slow + 1n)).error, 0);
-    }
-    assert.equal(s.inFlight, 0);
-  });
-});
-
 Deno.test("fuse wire: a throwing handler answers EIO, is logged, and the session goes on", async () => {
   await withSession(async (k, _s, _ops, logs) => {
     k.send(Opcode.LOOKUP, 30n, 1, nameBody("boom"));

@@ -9,9 +9,7 @@
  *   {@link SPIN_MS} costs no hand-off to a worker thread and back, ~20–30 µs each way); else,
  *   and after that, and at least every {@link TURN_EVERY_MS} (V8's collector finishes its work
  *   in event-loop tasks), `poll` on a worker thread (`nonblocking: true`) so the event loop
- *   keeps answering requests, timers and signals meanwhile. Such a wait with requests in
- *   flight also ends when the last of them is answered (the poll left running is taken over
- *   by the next wait), so the request that follows an FSYNC's reply is caught by the spin.
+ *   keeps answering requests, timers and signals meanwhile.
  * - Replies are written from one reused buffer (one `write`); only large ones (READ data,
  *   big listings) go out by `writev` from their own buffers, uncopied.
  * - Requests are dispatched to async handlers without waiting: several are in flight at once.
@@ -223,16 +221,8 @@ export class FuseSession {
    * {@link SPIN_MS} (measured: 10 ms of a 55 ms mount).
    */
   #spinNext = true;
-  /** When the event loop last turned (a worker thread's poll returned): see {@link TURN_EVERY_MS}. */
+  /** When the event loop last turned (a wait on a worker thread): see {@link TURN_EVERY_MS}. */
   #lastTurn = 0;
-  /**
-   * The `poll` running on a worker thread, until it returns: a wait that stopped early (the
-   * requests in flight were answered) leaves it running, and the next wait takes it over
-   * instead of starting another.
-   */
-  #workerPoll: Promise<false> | null = null;
-  /** Resolved when the last request in flight has been answered: ends a wait for a request. */
-  #idle: PromiseWithResolvers<true> | null = null;
   #destroying: Promise<void> | undefined;
   /** Resolves once INIT has been answered (the mount is usable). */
   readonly initialized: Promise<InitInfo>;
@@ -355,34 +345,16 @@ export class FuseSession {
     const spin = this.#spinNext && performance.now() - this.#lastTurn < TURN_EVERY_MS;
     this.#spinNext = true;
     if (spin && this.#inflight.size === 0 && libc().poll(this.#pollfd, 1n, SPIN_MS) > 0) return;
-    // Requests still in flight (an FSYNC waiting for the device's flush, a large READ): the
-    // wait ends when they are answered too, so the request that follows their replies is
-    // caught by the spin above, not handed over by the worker thread (measured: ~100 µs of
-    // each write + fsync round trip).
-    await this.#waitReadable(500, this.#inflight.size > 0);
+    await this.#waitReadable();
   }
 
-  /**
-   * Waits on a worker thread until /dev/fuse is readable (at most `timeoutMs`, unless a poll
-   * already running is taken over) — or, with `untilIdle`, until no request is in flight.
-   * The poll's return is an event-loop turn (it resolves in a task), and the clock of
-   * {@link TURN_EVERY_MS} restarts then; a wait ended by the last reply is not one (that
-   * reply may have come on microtasks alone).
-   */
-  async #waitReadable(timeoutMs = 500, untilIdle = false): Promise<void> {
-    // A failed poll (errno is lost on the worker thread) is retried by the next read.
-    const done = (): false => {
-      this.#workerPoll = null;
-      return false;
-    };
-    const poll = this.#workerPoll ??= libc().poll_nb(this.#pollfd, 1n, timeoutMs).then(done, done);
-    if (untilIdle) {
-      const idle = this.#idle ??= Promise.withResolvers<true>();
-      if (await Promise.race([poll, idle.promise])) return;
-    } else {
-      await poll;
-    }
+  async #waitReadable(timeoutMs = 500): Promise<void> {
     this.#lastTurn = performance.now();
+    const r = await libc().poll_nb(this.#pollfd, 1n, timeoutMs);
+    if (r < 0) {
+      // errno is lost on the worker thread; a failed poll is retried by the next read.
+      return;
+    }
   }
 
   #log(line: string): void {
@@ -477,10 +449,6 @@ export class FuseSession {
     } finally {
       this.#inflight.delete(unique);
       if (IO_OPCODES.has(opcode)) this.#ioInFlight--;
-      if (this.#inflight.size === 0 && this.#idle) {
-        this.#idle.resolve(true);
-        this.#idle = null;
-      }
     }
   }
 
