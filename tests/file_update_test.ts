@@ -383,10 +383,11 @@ testWith(
     };
     const model = new Uint8Array(5 * bs);
     /** One write at time `ms` (milliseconds into a second); the metadata blocks it changed. */
-    const write = async (ms: number, offset: number, data: Uint8Array) => {
+    const write = async (ms: number, offset: number, data: Uint8Array, restamp = false) => {
       tx = fs.cache.begin();
       const now = { sec: 1_800_000_000, nsec: ms * 1_000_000 };
-      await writeFileRange({ tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now }, ino, offset, data);
+      const ctx = { tx, alloc: fs.alloc, sb: fs.sb, gdt: fs.gdt, now };
+      await writeFileRange(ctx, ino, offset, data, { restamp });
       const changed = tx.metadataBlocks;
       await tx.commit();
       model.set(data, offset);
@@ -424,6 +425,10 @@ testWith(
     now = await committed();
     assert.deepEqual(now.mtime, { sec: 1_800_000_000, nsec: 4_000_000 });
     assert.deepEqual(now.data, model);
+    // Times shown since (a stat): the next write restamps them within the tick too.
+    assert.equal(await write(6, 0, pattern(7, bs)), 0, "same tick, not shown: data alone");
+    assert.ok(await write(7, 0, pattern(8, bs), true) > 0, "same tick, shown: restamped");
+    assert.deepEqual((await committed()).mtime, { sec: 1_800_000_000, nsec: 7_000_000 });
     const r = parseFsck((await fsck(dir.path, fs.dev.bytes)).output);
     assert.deepEqual(r.other, []);
   },

@@ -862,3 +862,28 @@ rwTest("rw mount: sync(1) (syncfs) commits the running transaction", async () =>
     await fsckClean(f.img);
   });
 });
+
+rwTest(
+  "rw mount: a write after a stat shows new times even within the coarse clock's tick, as the kernel's",
+  async () => {
+    // Kernel ext4 (multigrain timestamps, 6.13+) keeps a file's times within one 4 ms tick
+    // only while nobody looked: after a stat, the next write stamps a new, later time. Writes
+    // and stats here are far apart less than a tick, so many pairs fall within one.
+    const script = `python3 - <<'PY'
+import os
+fd = os.open("f", os.O_RDWR | os.O_CREAT, 0o644)
+block = b"x" * 4096
+same = 0
+for i in range(200):
+    os.pwrite(fd, block, (i % 16) * 4096)
+    before = os.fstat(fd)
+    os.pwrite(fd, block, ((i + 1) % 16) * 4096)
+    after = os.fstat(fd)
+    if (after.st_mtime_ns, after.st_ctime_ns) <= (before.st_mtime_ns, before.st_ctime_ns):
+        same += 1
+os.close(fd)
+print("writes after a stat that left the times as they were:", same)
+PY`;
+    await withFixture((f) => sameAsKernel(f, script));
+  },
+);

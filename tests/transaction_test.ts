@@ -124,6 +124,26 @@ Deno.test("commit order: data, flush, metadata, flush", async () => {
   assert.deepEqual(log.entries.map((e) => e.kind), ["write", "flush"]);
 });
 
+Deno.test("data reaches the sink uncopied: a block alone, and a run from one buffer", async () => {
+  const dev = device();
+  const sink = new RecordingSink(new InPlaceCommitSink(dev));
+  const cache = new BlockCache(dev, BS, { sink });
+  const tx = cache.begin();
+  const alone = new Uint8Array(BS).fill(7);
+  const run = new Uint8Array(3 * BS).fill(8);
+  tx.writeData(40, alone);
+  tx.writeData(20, run);
+  await tx.commit();
+  const [r, a] = sink.batches[0].data;
+  assert.equal(a.block, 40);
+  assert.equal(a.bytes.buffer, alone.buffer, "a block alone is its caller's bytes");
+  assert.equal(r.block, 20);
+  assert.equal(r.bytes.buffer, run.buffer, "a run from one buffer is a view of it");
+  assert.equal(r.bytes.length, 3 * BS);
+  assert.equal(dev.bytes[40 * BS], 7);
+  assert.equal(dev.bytes[22 * BS], 8);
+});
+
 Deno.test("data writes are read coherently and coalesced into runs", async () => {
   const dev = device();
   const sink = new RecordingSink(new InPlaceCommitSink(dev));

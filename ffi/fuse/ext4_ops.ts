@@ -233,8 +233,9 @@ export class Ext4Operations implements FuseOperations {
     }
   }
 
-  /** The FUSE attributes of a reader stat. */
+  /** The FUSE attributes of a reader stat (shown to the kernel: see `timesShown`). */
   attrOf(st: Ext4StatLike): FuseAttr {
+    this.writer?.timesShown(st.ino);
     const uid = st.uid === 0 && this.#o.uid !== undefined ? this.#o.uid : st.uid;
     const gid = st.gid === 0 && this.#o.gid !== undefined ? this.#o.gid : st.gid;
     const isDev = st.type === "chardev" || st.type === "blockdev";

@@ -95,6 +95,8 @@ const CHANGES: ReadonlySet<string | symbol> = new Set([
   "setFlags",
   "trim",
 ]);
+/** Files remembered as stamped by a WRITE and not shown since (see `timesShown`). */
+const STAMPS_UNSEEN_MAX = 4096;
 /** Largest copy_file_range step: what one WRITE transaction may carry at most, too. */
 const COPY_CHUNK = 8 << 20;
 const XATTR_CREATE = 1;
@@ -146,6 +148,12 @@ export class Ext4WriteOperations implements FuseWriteOperations {
   readonly #host: WriteOpsHost;
   /** Set once a corruption made `errors=remount-ro` or `panic` stop every change. */
   #stopped: "remount-ro" | "panic" | undefined;
+  /**
+   * Files a WRITE stamped whose times no reply has shown since ({@link timesShown}): their
+   * next WRITE may keep the times within the coarse clock's tick. Any other file's WRITE
+   * restamps them, as the kernel's multigrain timestamps do after a stat.
+   */
+  readonly #stampsUnseen = new Set<number>();
 
   /** Writes through `nw`; attributes and node ids come from `host`. */
   constructor(nw: NodeWriterLike, host: WriteOpsHost) {
@@ -385,7 +393,23 @@ export class Ext4WriteOperations implements FuseWriteOperations {
     data: Uint8Array,
     options: { dropSetId?: boolean } = {},
   ): Promise<number> {
-    return this.#nw.write(this.#host.inoOf(nodeid), offset, data, options);
+    const ino = this.#host.inoOf(nodeid);
+    const restamp = !this.#stampsUnseen.has(ino);
+    // Bounded: forgetting a file only costs its next WRITE an inode update.
+    if (this.#stampsUnseen.size >= STAMPS_UNSEEN_MAX) this.#stampsUnseen.clear();
+    this.#stampsUnseen.add(ino);
+    return this.#nw.write(ino, offset, data, { ...options, restamp });
+  }
+
+  /**
+   * Attributes of inode `ino` went to the kernel (GETATTR, an entry, a listing): a stat may
+   * have shown its times, so its next WRITE sets new ones, as kernel ext4 (6.13+, multigrain
+   * timestamps) gives a file whose ctime was queried a fine-grained new time even within the
+   * coarse clock's tick (measured on this kernel: stat, write, stat 1 ms apart shows a new
+   * mtime; write, write, stat does not).
+   */
+  timesShown(ino: number): void {
+    this.#stampsUnseen.delete(ino);
   }
 
   async setxattr(

@@ -62,6 +62,20 @@ function inCurrentTick(t: InodeTime, now: InodeTime): boolean {
 }
 
 /**
+ * The time a data write stamps when the clock (milliseconds) has not moved past `prev`, the
+ * times set earlier in this tick: a microsecond after them, so a restamp after the times were
+ * shown always shows (the kernel's multigrain timestamps give a queried ctime a fine-grained
+ * successor, never an earlier time); otherwise `now`.
+ */
+function stampAfter(now: InodeTime, prev: InodeTime): InodeTime {
+  const sameTick = prev.sec === now.sec &&
+    Math.floor(prev.nsec / TIME_TICK_NS) === Math.floor(now.nsec / TIME_TICK_NS);
+  if (!sameTick || prev.nsec < now.nsec) return now;
+  const nsec = prev.nsec + 1000;
+  return nsec < 1e9 ? { sec: prev.sec, nsec } : { sec: prev.sec + 1, nsec: nsec - 1e9 };
+}
+
+/**
  * Reads and checks inode `ino` (no change yet); returns its fields, a copy of its raw record
  * and its largest size.
  */
@@ -120,10 +134,16 @@ async function open(
   return { ino, raw, fields, map };
 }
 
-async function save(ctx: OpContext, f: OpenFile, size: number, keepTimes = false): Promise<void> {
+async function save(
+  ctx: OpContext,
+  f: OpenFile,
+  size: number,
+  keepTimes = false,
+  time?: InodeTime,
+): Promise<void> {
   const { sb } = ctx;
   const { iBlock, blocksDelta } = await f.map.finish();
-  const t = nowTime(ctx);
+  const t = time ?? nowTime(ctx);
   const fields: InodeFields = {
     ...f.fields,
     size,
@@ -143,7 +163,8 @@ function writtenBlock(extents: FileExtent[], lb: number): number | undefined {
 
 /**
  * Allocates blocks for the holes in `[from, to)`, each near the block mapped before it; true
- * when there were any.
+ * when there were any. `known`: the extents meeting the range, when the caller has just
+ * looked them up.
  */
 async function fillHoles(
   ctx: OpContext,
@@ -151,9 +172,10 @@ async function fillHoles(
   from: number,
   to: number,
   unwritten: boolean,
+  known?: FileExtent[],
 ): Promise<boolean> {
   const { sb } = ctx;
-  const existing = await f.map.extentsIn(from, to);
+  const existing = known ?? await f.map.extentsIn(from, to);
   const added: FileExtent[] = [];
   let before: FileExtent | undefined = existing[0]?.logical <= from
     ? undefined
@@ -203,6 +225,11 @@ export interface WriteRangeOptions {
    * before the caller goes on): whole blocks are written from it as they are, not copied.
    */
   borrow?: boolean;
+  /**
+   * The file's times were shown (to the kernel: a stat) since a write last set them: this write
+   * sets new ones even within the coarse tick, as the kernel does for a queried ctime.
+   */
+  restamp?: boolean;
 }
 
 /**
@@ -240,15 +267,15 @@ export async function writeFileRange(
     // Old contents of the partial blocks at either end, read before anything is remapped. A
     // block the write covers whole is not read: an overwrite of whole blocks reads nothing.
     const end = offset + data.length;
-    const partial = new Set<number>();
-    if (offset % bs !== 0) partial.add(first);
-    if (end % bs !== 0) partial.add(last);
-    const old = new Map<number, Uint8Array>();
+    const partial: number[] = [];
+    if (offset % bs !== 0) partial.push(first);
+    if (end % bs !== 0 && (last !== first || partial.length === 0)) partial.push(last);
+    let old: Map<number, Uint8Array> | undefined; // none for whole blocks (the usual WRITE)
     for (const lb of partial) {
       const p = writtenBlock(before, lb);
-      if (p !== undefined) old.set(lb, Uint8Array.from(await tx.read(p)));
+      if (p !== undefined) (old ??= new Map()).set(lb, Uint8Array.from(await tx.read(p)));
     }
-    let remapped = await fillHoles(ctx, f, first, last + 1, false);
+    let remapped = await fillHoles(ctx, f, first, last + 1, false, before);
     if (before.some((e) => e.unwritten)) {
       await f.map.markWritten(first, last + 1);
       remapped = true;
@@ -270,18 +297,25 @@ export async function writeFileRange(
         tx.writeData(phys, options.borrow ? part : part.slice());
       } else {
         const buf = new Uint8Array(n * bs);
-        for (const [ob, bytes] of old) if (ob >= lb && ob < lb + n) buf.set(bytes, (ob - lb) * bs);
+        for (const [ob, bytes] of old ?? []) {
+          if (ob >= lb && ob < lb + n) buf.set(bytes, (ob - lb) * bs);
+        }
         buf.set(part, from - start);
         tx.writeData(phys, buf);
       }
       lb += n;
     }
-    // An overwrite in place within the size, times already stamped in this tick: the inode
-    // stays as it is, so the transaction holds data alone (an fsync then needs no commit).
+    // An overwrite in place within the size, times already stamped in this tick and not shown
+    // since: the inode stays as it is, so the transaction holds data alone (an fsync then
+    // needs no commit).
     const size = Math.max(f.fields.size, end);
     const now = nowTime(ctx);
-    const stamped = inCurrentTick(f.fields.mtime, now) && inCurrentTick(f.fields.ctime, now);
-    if (remapped || size !== f.fields.size || !stamped) await save(ctx, f, size);
+    const stamped = !options.restamp && inCurrentTick(f.fields.mtime, now) &&
+      inCurrentTick(f.fields.ctime, now);
+    if (remapped || size !== f.fields.size || !stamped) {
+      // The clock's own time when the caller fixed none: never before this tick's stamps.
+      await save(ctx, f, size, false, ctx.now ? now : stampAfter(now, f.fields.ctime));
+    }
   });
 }
 

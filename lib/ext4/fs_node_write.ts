@@ -467,13 +467,15 @@ export class Ext4NodeWriter {
 
   /**
    * Writes `data` at byte `offset` of regular file `ino`; returns the bytes written. With
-   * `dropSetId` (a writer without CAP_FSETID) the set-id bits go as the kernel drops them.
+   * `dropSetId` (a writer without CAP_FSETID) the set-id bits go as the kernel drops them;
+   * with `restamp` (its times were shown since a write set them) the times change even
+   * within the coarse clock's tick (lib/ext4/file_update.ts `WriteRangeOptions`).
    */
   async write(
     ino: number,
     offset: number,
     data: Uint8Array,
-    options: { dropSetId?: boolean } = {},
+    options: { dropSetId?: boolean; restamp?: boolean } = {},
   ): Promise<number> {
     await this.#recording(`write ${ino}`, (w) =>
       w.transaction(async (ctx) => {
@@ -484,7 +486,10 @@ export class Ext4NodeWriter {
         if ((f.flags & InodeFlags.APPEND) && offset !== f.size) refuseFlags(ino, f.flags, FIXED);
         if (options.dropSetId && withoutSetId(f.mode) !== f.mode) await dropSetId(ctx, ino);
         // Outside a group the data is written by the commit this call awaits: not copied.
-        await writeFileRange(ctx, ino, offset, data, { borrow: !w.inGroup });
+        await writeFileRange(ctx, ino, offset, data, {
+          borrow: !w.inGroup,
+          restamp: options.restamp,
+        });
       }));
     return data.length;
   }

@@ -754,6 +754,12 @@ export class Transaction {
         i = k;
         continue;
       }
+      // A block alone goes out as its image too (a 4 KiB WRITE's data: no copy, no allocation).
+      if (j === i + 1) {
+        data.push({ block: blocks[i], bytes: first });
+        i = j;
+        continue;
+      }
       const run = new Uint8Array((j - i) * bs);
       for (let m = i; m < j; m++) run.set(this.#data.get(blocks[m])!, (m - i) * bs);
       data.push({ block: blocks[i], bytes: run });
