@@ -225,6 +225,12 @@ testWith(
             "the installed Deno runs the daemon's bundle, with the launcher's flags",
           );
           assert.equal(Deno.readLinkSync(`/proc/${pid}/cwd`), "/", "the daemon left the directory");
+          // The caller's pipes (its own stdio, and copies Deno keeps) are let go of: pointed at
+          // /dev/null, so no descriptor number Deno still uses is free to be reused.
+          const pipes = [...Deno.readDirSync(`/proc/${pid}/fd`)]
+            .map((e) => Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`))
+            .filter((l) => l.startsWith("pipe:"));
+          assert.deepEqual(pipes, [], "the live daemon holds no pipe of its caller");
           const u = await fresh(`${work}/root-home`, work, to.launcher, ["umount", "mnt"]);
           assert.deepEqual([u.code, u.stdout, u.stderr], [0, "", ""]);
           assert.equal(isMounted(mnt), false);

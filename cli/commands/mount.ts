@@ -269,12 +269,16 @@ function report(line: string): boolean {
 }
 
 /**
- * Closes the pipes this process inherited besides its stdin, stdout and stderr. Started from a
- * shell (the installed launcher), the daemon inherits every descriptor its caller let leak (a
- * Deno 2.9 caller's `Deno.Command` was seen handing its children write ends of their own output
- * pipes), and would keep the caller's reader waiting for an end of file for as long as it serves.
+ * Lets go of the pipes this process holds besides its stdin, stdout and stderr (after
+ * {@link detachStdio}). Started from a shell (the installed launcher), the daemon inherits every
+ * descriptor its caller let leak (a Deno 2.9 caller's `Deno.Command` was seen handing its
+ * children write ends of their own output pipes), and Deno itself keeps copies of the stdio it
+ * started with (for children that inherit it): either would keep the caller's reader waiting for
+ * an end of file for as long as the daemon serves. Each is pointed at /dev/null rather than
+ * closed, so its number is never handed out again while Deno still believes it its own (a
+ * device opened later on a reused number would receive whatever Deno wrote there).
  */
-function closeInheritedPipes(): void {
+function releaseInheritedPipes(): void {
   const fds: number[] = [];
   for (const entry of Deno.readDirSync("/proc/self/fd")) {
     const fd = Number(entry.name);
@@ -282,7 +286,12 @@ function closeInheritedPipes(): void {
       if (fd > 2 && Deno.readLinkSync(`/proc/self/fd/${fd}`).startsWith("pipe:")) fds.push(fd);
     } catch { /* the directory's own descriptor, closed by now */ }
   }
-  for (const fd of fds) libc().close(fd);
+  if (fds.length === 0) return;
+  const c = libc();
+  const devNull = c.open(cstr("/dev/null"), O.RDWR | O.CLOEXEC, 0);
+  if (devNull < 0) return;
+  for (const fd of fds) c.dup2(devNull, fd);
+  c.close(devNull);
 }
 
 /** `path` made absolute from where this process stands (not resolved: it may not exist). */
@@ -412,7 +421,7 @@ export async function mountCommand(
         if (notify) {
           report("ready");
           detachStdio(logFile);
-          closeInheritedPipes(); // ~1.5 ms: after `ready`, before which they harm no reader
+          releaseInheritedPipes(); // ~1.5 ms: after `ready`, before which they harm no reader
         }
         live = true;
         opts.onLive?.();
