@@ -11,6 +11,7 @@ import {
   lookupEntry,
   makeDirectory,
   makeNode,
+  type NewInodeOptions,
 } from "../../lib/ext4/namei.ts";
 import { unlinkEntry } from "../../lib/ext4/unlink.ts";
 import { setAttributes } from "../../lib/ext4/attr.ts";
@@ -225,7 +226,7 @@ export async function putTree(
     parent: number,
     name: string | Uint8Array,
     st: HostStat,
-    owner: { perm: number; uid: number; gid: number },
+    owner: NewInodeOptions,
     inline: boolean,
   ): Promise<number> => {
     const size = st.size;
@@ -300,6 +301,11 @@ export async function putTree(
       const st = lstatx(hostPath);
       const type = st.mode & Mode.IFMT;
       const owner = { perm: st.mode & 0o7777, uid: st.uid, gid: st.gid };
+      // A non-directory gets the host's times as it is made (one inode write, not two); a
+      // directory's change with its children, and a streamed file's with each chunk.
+      const times = { atime: st.atime, mtime: st.mtime };
+      const timesAtCreate = type !== Mode.IFDIR && !(type === Mode.IFREG && st.size > batchBytes);
+      const made = timesAtCreate ? { ...owner, ...times } : owner;
       const key = `${st.dev}:${st.ino}`;
       if (into < 0) into = await makeRoom(parent, name, type, where);
       if (type !== Mode.IFDIR && st.nlink > 1) {
@@ -323,17 +329,17 @@ export async function putTree(
         ino = await makeDirectory(ctx, parent, name, owner);
         stats.dirs++;
       } else if (type === Mode.IFLNK) {
-        ino = await createSymlink(ctx, parent, name, readLinkBytes(hostPath), owner);
+        ino = await createSymlink(ctx, parent, name, readLinkBytes(hostPath), made);
         stats.symlinks++;
       } else if (type === Mode.IFREG) {
         // Inline data and xattrs share the inode's space: keep files with xattrs in blocks.
         const inline = inlineData && xattrs.length === 0;
-        ino = await copyFile(hostPath, parent, name, st, owner, inline);
+        ino = await copyFile(hostPath, parent, name, st, made, inline);
         stats.files++;
         stats.bytes += st.size;
       } else {
         ino = await makeNode(ctx, parent, name, st.mode, {
-          ...owner,
+          ...made,
           major: st.rdevMajor,
           minor: st.rdevMinor,
         });
@@ -354,7 +360,7 @@ export async function putTree(
         }
       }
       // Times last: children changed the directory's mtime.
-      await setAttributes(ctx, ino, { atime: st.atime, mtime: st.mtime });
+      if (!timesAtCreate) await setAttributes(ctx, ino, times);
       await maybeCommit();
     };
     // Where src goes: dest itself, or inside dest when dest is an existing directory; with

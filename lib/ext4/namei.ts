@@ -64,6 +64,10 @@ export interface NewInodeOptions {
   uid?: number;
   /** Group id (default 0). */
   gid?: number;
+  /** Access time (default now): a copy keeps its source's without a second inode write. */
+  atime?: InodeTime;
+  /** Modification time (default now), as `atime`. */
+  mtime?: InodeTime;
 }
 
 /** Largest link count; beyond it dir_nlink directories count 1. */
@@ -239,7 +243,8 @@ export async function lookupEntry(
  * directories where the filesystem has extents. Under a directory with a default ACL (and
  * `ctx.inheritAcls` not false) the inode gets the inherited ACLs and the mode they imply
  * before anything else is stored, as the kernel's `ext4_init_acl` does; the returned fields
- * are then the inode's as written (mode, xattr block and its block count included).
+ * are then the inode's as written (mode, xattr block and its block count included). `raw` is
+ * the record as stored, for the caller's next {@link store} without reading it back.
  */
 export async function newInode(
   ctx: OpContext,
@@ -247,7 +252,7 @@ export async function newInode(
   mode: number,
   options: NewInodeOptions,
   contents: Partial<Pick<InodeFields, "size" | "blocks512" | "flags" | "block">> = {},
-): Promise<{ ino: number; fields: InodeFields }> {
+): Promise<{ ino: number; fields: InodeFields; raw: Uint8Array }> {
   const { sb, alloc } = ctx;
   const dir = (mode & 0o170000) === 0o040000;
   const ino = await alloc.allocateInode(ctx.tx, {
@@ -270,9 +275,9 @@ export async function newInode(
     blocks512: 0,
     flags: extents && regOrDir ? InodeFlags.EXTENTS : 0,
     generation: crypto.getRandomValues(new Uint32Array(1))[0],
-    atime: t,
+    atime: options.atime ?? t,
     ctime: t,
-    mtime: t,
+    mtime: options.mtime ?? t,
     crtime: t,
     dtime: 0,
     fileAcl: 0,
@@ -281,11 +286,13 @@ export async function newInode(
     projid: 0,
     ...contents,
   };
-  await writeInode(ctx.tx, sb, ctx.gdt, ino, encodeInode(sb, ino, fields));
+  const raw = encodeInode(sb, ino, fields);
+  await writeInode(ctx.tx, sb, ctx.gdt, ino, raw);
   const changes = acls ? inheritedXattrs(acls) : [];
-  if (changes.length === 0) return { ino, fields };
+  if (changes.length === 0) return { ino, fields, raw };
   await setXattrs(ctx.tx, alloc, sb, ctx.gdt, ino, changes, { now: t, create: true });
-  return { ino, fields: (await load(ctx, ino)).f };
+  const stored = await load(ctx, ino);
+  return { ino, fields: stored.f, raw: stored.raw };
 }
 
 /**
@@ -519,7 +526,7 @@ export async function makeDirectory(
   const { sb, tx } = ctx;
   const checked = await checkFree(ctx, parent, name); // reused by addEntry, as in createFile
   return await tx.discardOnError(async () => {
-    const { ino, fields } = await newInode(
+    const { ino, fields, raw } = await newInode(
       ctx,
       parent,
       0o040000 | (options.perm & 0o7777),
@@ -537,7 +544,6 @@ export async function makeDirectory(
     const img = tx.newBlock(blk.start);
     img.set(newDirectoryBlock(sb, ino, parent));
     setDirBlockChecksum(sb, ino, fields.generation, img);
-    const raw = await readInodeRaw(tx, sb, ctx.gdt, ino);
     const map = await readFileMap(tx, sb, ino, fields);
     const rebuilt = await rewriteFileMap(tx, ctx.alloc, sb, {
       ino,
@@ -570,7 +576,7 @@ export async function createFile(
   // reused by the insert: nothing between them changes the directory's blocks.
   const checked = await checkFree(ctx, parent, name);
   return await ctx.tx.discardOnError(async () => {
-    const { ino, fields } = await newInode(
+    const { ino, fields, raw } = await newInode(
       ctx,
       parent,
       0o100000 | (options.perm & 0o7777),
@@ -585,7 +591,6 @@ export async function createFile(
         data,
         sparse: options.sparse,
       });
-      const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
       await store(ctx, ino, raw, {
         ...fields,
         size: data.length,
@@ -610,13 +615,12 @@ export async function createSymlink(
   const t = nameBytes(target);
   const checked = await checkFree(ctx, parent, name); // reused by addEntry, as in createFile
   return await ctx.tx.discardOnError(async () => {
-    const { ino, fields } = await newInode(ctx, parent, 0o120777, { perm: 0o777, ...options });
+    const { ino, fields, raw } = await newInode(ctx, parent, 0o120777, { perm: 0o777, ...options });
     const d = await symlinkData(ctx.tx, ctx.alloc, ctx.sb, {
       ino,
       generation: fields.generation,
       target: t,
     });
-    const raw = await readInodeRaw(ctx.tx, ctx.sb, ctx.gdt, ino);
     await store(ctx, ino, raw, {
       ...fields,
       size: t.length,
