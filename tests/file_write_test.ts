@@ -149,3 +149,45 @@ testWith(
     fs.gdt.descriptors.forEach((gd, g) => assert.deepEqual(gd.bytes, before[g]));
   },
 );
+
+testWith(
+  "new files, zeroPadded: files sharing one block-aligned buffer are written with zero tails, and a buffer without room is padded by a copy",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[2]));
+    const bs = fs.sb.blockSize;
+    // Two files in one buffer as put reads them: each at a block boundary, zeros after each.
+    const shared = new Uint8Array(4 * bs);
+    const first = shared.subarray(0, bs + 100);
+    first.set(pattern(1, first.length));
+    const second = shared.subarray(2 * bs, 2 * bs + 7);
+    second.set(pattern(2, second.length));
+    // zeroPadded claimed, but the buffer ends with the data: the last block needs a copy.
+    const tight = pattern(3, bs + 5);
+    const tx = fs.cache.begin();
+    const files: { data: Uint8Array; extents: { physical: number; length: number }[] }[] = [];
+    for (const [i, data] of [first, second, tight].entries()) {
+      const ino = await fs.alloc.allocateInode(tx, { dir: false, parentGroup: 0 });
+      const file = await writeNewFileData(tx, fs.alloc, fs.sb, {
+        ino,
+        generation: i,
+        data,
+        zeroPadded: true,
+      });
+      files.push({ data, extents: file.extents });
+    }
+    await tx.commit();
+    for (const [i, f] of files.entries()) {
+      const want = new Uint8Array(Math.ceil(f.data.length / bs) * bs);
+      want.set(f.data);
+      const got = new Uint8Array(want.length);
+      let at = 0;
+      for (const e of f.extents) {
+        got.set(fs.dev.bytes.subarray(e.physical * bs, (e.physical + e.length) * bs), at);
+        at += e.length * bs;
+      }
+      assert.deepEqual(got, want, `file ${i}: its data, then zeros to the block's end`);
+    }
+  },
+);

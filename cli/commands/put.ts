@@ -43,6 +43,12 @@ const BATCH_ENTRIES = 4096;
 const BATCH_BYTES = 32 << 20;
 /** Bytes read from the host at a time when a file is streamed. */
 const CHUNK = 8 << 20;
+/**
+ * Small files are read into one shared buffer of this size, each at a block boundary, rather
+ * than one allocation each (and another to pad its last block): the transaction queues their
+ * blocks as views of it until the commit.
+ */
+const SMALL_FILES_BUFFER = 4 << 20;
 
 const dec = new TextDecoder();
 
@@ -220,6 +226,25 @@ export async function putTree(
       throw new Ext4Error(e.code, `${showPath(hostPath)}: ${what}`, { cause: e, errno: e.errno });
     }
   };
+  const bs = w.sb.blockSize;
+  let smallFiles = new Uint8Array(0);
+  let smallFilesUsed = 0;
+  /**
+   * `size` zero bytes, followed in their buffer by zeros up to a block boundary: from the
+   * shared buffer when they fit in it (a fresh one when it is full; never reused, so views the
+   * transaction holds stay as they were), else a buffer of their own.
+   */
+  const blockPadded = (size: number): Uint8Array => {
+    const padded = Math.ceil(size / bs) * bs;
+    if (padded > SMALL_FILES_BUFFER / 4) return new Uint8Array(padded).subarray(0, size);
+    if (smallFilesUsed + padded > smallFiles.length) {
+      smallFiles = new Uint8Array(SMALL_FILES_BUFFER);
+      smallFilesUsed = 0;
+    }
+    const out = smallFiles.subarray(smallFilesUsed, smallFilesUsed + size);
+    smallFilesUsed += padded;
+    return out;
+  };
   /** A regular file: read whole (holes stay zeros, written sparse) or streamed by regions. */
   const copyFile = async (
     hostPath: HostPath,
@@ -234,10 +259,15 @@ export async function putTree(
     // Fewer blocks than the size needs: ask the host where the data is.
     const regions = st.blocks * 512 < size ? h.dataRegions(size) : [[0, size] as [number, number]];
     if (size <= batchBytes) {
-      const data = new Uint8Array(size);
+      const data = blockPadded(size);
       for (const [from, to] of regions) h.read(data.subarray(from, to), from);
       pendingBytes += size;
-      return await createFile(ctx, parent, name, data, { ...owner, sparse: true, inline });
+      return await createFile(ctx, parent, name, data, {
+        ...owner,
+        sparse: true,
+        inline,
+        zeroPadded: true,
+      });
     }
     const ino = await createFile(ctx, parent, name, new Uint8Array(0), { ...owner, inline });
     const chunk = Math.min(CHUNK, batchBytes);

@@ -28,6 +28,12 @@ export interface NewFileDataOptions {
   goal?: number;
   /** Leave blocks that are all zeros unallocated (holes). */
   sparse?: boolean;
+  /**
+   * `data`'s buffer holds zeros from the end of `data` to the end of its last block: that
+   * block is queued as a view of it rather than a zero-padded copy (a bulk copy reads many
+   * small files into one block-aligned buffer).
+   */
+  zeroPadded?: boolean;
   /** Mapping: extents where the filesystem has them, else a block map. */
   mapping?: "extents" | "blockmap";
 }
@@ -108,7 +114,12 @@ export async function writeNewFileData(
         const start = logical * bs;
         const end = (logical + e.length) * bs;
         let bytes = data.subarray(start, Math.min(end, data.length));
-        if (bytes.length < end - start) {
+        if (
+          bytes.length < end - start && options.zeroPadded &&
+          data.byteOffset + end <= data.buffer.byteLength
+        ) {
+          bytes = new Uint8Array(data.buffer, data.byteOffset + start, end - start);
+        } else if (bytes.length < end - start) {
           const padded = new Uint8Array(end - start);
           padded.set(bytes);
           bytes = padded;

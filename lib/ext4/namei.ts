@@ -570,7 +570,7 @@ export async function createFile(
   parent: number,
   name: string | Uint8Array,
   data: Uint8Array,
-  options: NewInodeOptions & { sparse?: boolean; inline?: boolean },
+  options: NewInodeOptions & { sparse?: boolean; inline?: boolean; zeroPadded?: boolean },
 ): Promise<number> {
   // Checked before anything is allocated (a refusal leaves the transaction open); the probe is
   // reused by the insert: nothing between them changes the directory's blocks.
@@ -590,6 +590,7 @@ export async function createFile(
         generation: fields.generation,
         data,
         sparse: options.sparse,
+        zeroPadded: options.zeroPadded,
       });
       await store(ctx, ino, raw, {
         ...fields,
