@@ -49,6 +49,25 @@ const CHUNK = 8 << 20;
  * blocks as views of it until the commit.
  */
 const SMALL_FILES_BUFFER = 4 << 20;
+/**
+ * Children of a directory read from the host in one synchronous pass before they are made:
+ * at most this many, and this many bytes of small files' contents. The host's calls then run
+ * back to back in one hot loop, not each between asynchronous library steps (measured about
+ * 3x cheaper per call).
+ */
+const HOST_RUN_ENTRIES = 256;
+const HOST_RUN_BYTES = 8 << 20;
+
+/** What put needs of one host object, read before it is copied. */
+interface HostEntry {
+  st: HostStat;
+  /** Names of its xattrs (none listed for a further link to an inode already copied). */
+  xattrs: string[];
+  /** A symlink's target. */
+  target?: Uint8Array;
+  /** A regular file's contents when at most one batch (holes as zeros), block-padded. */
+  data?: Uint8Array;
+}
 
 const dec = new TextDecoder();
 
@@ -245,22 +264,39 @@ export async function putTree(
     smallFilesUsed += padded;
     return out;
   };
+  /** Where a host file's data is: asked of the host when it has fewer blocks than its size. */
+  const dataRegionsOf = (h: HostFile, st: HostStat): [number, number][] =>
+    st.blocks * 512 < st.size ? h.dataRegions(st.size) : [[0, st.size]];
+  /**
+   * The host side of copying `hostPath`: its statx, xattr names, a symlink's target and a
+   * small file's contents (a larger one is streamed when copied).
+   */
+  const readHostEntry = (hostPath: HostPath): HostEntry => {
+    const st = lstatx(hostPath);
+    const type = st.mode & Mode.IFMT;
+    if (type !== Mode.IFDIR && st.nlink > 1 && seen.has(`${st.dev}:${st.ino}`)) {
+      return { st, xattrs: [] };
+    }
+    const xattrs = listXattrs(hostPath);
+    if (type === Mode.IFLNK) return { st, xattrs, target: readLinkBytes(hostPath) };
+    if (type !== Mode.IFREG || st.size > batchBytes) return { st, xattrs };
+    using h = new HostFile(hostPath);
+    const data = blockPadded(st.size);
+    for (const [from, to] of dataRegionsOf(h, st)) h.read(data.subarray(from, to), from);
+    return { st, xattrs, data };
+  };
   /** A regular file: read whole (holes stay zeros, written sparse) or streamed by regions. */
   const copyFile = async (
     hostPath: HostPath,
     parent: number,
     name: string | Uint8Array,
-    st: HostStat,
+    entry: HostEntry,
     owner: NewInodeOptions,
     inline: boolean,
   ): Promise<number> => {
+    const { st, data } = entry;
     const size = st.size;
-    using h = new HostFile(hostPath);
-    // Fewer blocks than the size needs: ask the host where the data is.
-    const regions = st.blocks * 512 < size ? h.dataRegions(size) : [[0, size] as [number, number]];
-    if (size <= batchBytes) {
-      const data = blockPadded(size);
-      for (const [from, to] of regions) h.read(data.subarray(from, to), from);
+    if (data) {
       pendingBytes += size;
       return await createFile(ctx, parent, name, data, {
         ...owner,
@@ -269,6 +305,8 @@ export async function putTree(
         zeroPadded: true,
       });
     }
+    using h = new HostFile(hostPath);
+    const regions = dataRegionsOf(h, st);
     const ino = await createFile(ctx, parent, name, new Uint8Array(0), { ...owner, inline });
     const chunk = Math.min(CHUNK, batchBytes);
     const buf = new Uint8Array(chunk);
@@ -327,8 +365,11 @@ export async function putTree(
       where: string,
       /** The directory to merge into (0: none), or -1 when the name may be taken. */
       into: number,
+      /** What {@link readHostEntry} read of it, or the error it met there. */
+      read: HostEntry | Error = readHostEntry(hostPath),
     ): Promise<void> => {
-      const st = lstatx(hostPath);
+      if (read instanceof Error) throw read;
+      const st = read.st;
       const type = st.mode & Mode.IFMT;
       const owner = { perm: st.mode & 0o7777, uid: st.uid, gid: st.gid };
       // A non-directory gets the host's times as it is made (one inode write, not two); a
@@ -349,7 +390,7 @@ export async function putTree(
           return await maybeCommit();
         }
       }
-      const xattrs = listXattrs(hostPath);
+      const xattrs = read.xattrs;
       let ino: number;
       if (type === Mode.IFDIR && into > 0) {
         ino = into;
@@ -359,12 +400,12 @@ export async function putTree(
         ino = await makeDirectory(ctx, parent, name, owner);
         stats.dirs++;
       } else if (type === Mode.IFLNK) {
-        ino = await createSymlink(ctx, parent, name, readLinkBytes(hostPath), made);
+        ino = await createSymlink(ctx, parent, name, read.target!, made);
         stats.symlinks++;
       } else if (type === Mode.IFREG) {
         // Inline data and xattrs share the inode's space: keep files with xattrs in blocks.
         const inline = inlineData && xattrs.length === 0;
-        ino = await copyFile(hostPath, parent, name, st, made, inline);
+        ino = await copyFile(hostPath, parent, name, read, made, inline);
         stats.files++;
         stats.bytes += st.size;
       } else {
@@ -385,8 +426,26 @@ export async function putTree(
         // In a merged directory a name may be taken; in one put made, never.
         const names = readDirNames(hostPath).sort(compareBytes);
         const prefix = where.endsWith("/") ? where : `${where}/`;
-        for (const n of names) {
-          await copy(joinPath(hostPath, n), ino, n, prefix + dec.decode(n), into > 0 ? -1 : 0);
+        for (let i = 0; i < names.length;) {
+          // A run of children read from the host first; an error stops the run there and is
+          // thrown when that child's turn comes, as if met then.
+          const run: { path: Uint8Array; name: Uint8Array; read: HostEntry | Error }[] = [];
+          let bytes = 0;
+          while (i < names.length && run.length < HOST_RUN_ENTRIES && bytes < HOST_RUN_BYTES) {
+            const path = joinPath(hostPath, names[i]);
+            let read: HostEntry | Error;
+            try {
+              read = readHostEntry(path);
+              bytes += read.data?.length ?? 0;
+            } catch (e) {
+              read = e instanceof Error ? e : new Error(String(e));
+            }
+            run.push({ path, name: names[i++], read });
+            if (read instanceof Error) break;
+          }
+          for (const c of run) {
+            await copy(c.path, ino, c.name, prefix + dec.decode(c.name), into > 0 ? -1 : 0, c.read);
+          }
         }
       }
       // Times last: children changed the directory's mtime.
