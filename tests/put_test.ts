@@ -70,8 +70,15 @@ for (const layout of [LAYOUTS[2], LAYOUTS[1]]) {
       await makeHostTree(host);
       const img = `${dir.path}/fs.img`;
       await Deno.writeFile(img, await mkfsImage(dir.path, { ...layout, size: "160M" }));
+      const beforePut = Date.now();
       let r = await runCli(["put", img, host, "/"]);
       assert.equal(r.code, 0, r.stderr);
+      // The directory receiving the tree is stamped as an added entry stamps it (mkfs's time
+      // is whole seconds, before beforePut).
+      r = await runCli(["stat", "--json", img, "/"]);
+      const { mtime, ctime } = JSON.parse(r.stdout);
+      assert.ok(mtime.sec * 1000 + mtime.nsec / 1e6 >= beforePut, "/ mtime stamped by put");
+      assert.deepEqual(ctime, mtime);
       r = await runCli(["mkdir", "-p", img, "/made/by/cli", "/other"]);
       assert.equal(r.code, 0, r.stderr);
       r = await runCli(["mv", img, "/host/empty", "/made/by"]);

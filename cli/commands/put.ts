@@ -8,10 +8,12 @@ import {
   createFile,
   createSymlink,
   linkInode,
+  load,
   lookupEntry,
   makeDirectory,
   makeNode,
   type NewInodeOptions,
+  touch,
 } from "../../lib/ext4/namei.ts";
 import { unlinkEntry } from "../../lib/ext4/unlink.ts";
 import { setAttributes } from "../../lib/ext4/attr.ts";
@@ -198,6 +200,7 @@ export async function putTree(
     gdt: w.gdt,
     newNames: true,
     inheritAcls: false,
+    dirTimes: false, // set once per directory, after its children
   });
   let ctx = context();
   const maybeCommit = async (force = false) => {
@@ -324,6 +327,15 @@ export async function putTree(
     // A trailing hole: the size says where the file ends.
     await truncateFile(ctx, ino, size);
     return ino;
+  };
+  /**
+   * The directory that received the copy's top entry (not one put made or merged, whose times
+   * come from the host) gets its mtime and ctime stamped, as adding the entry would have done
+   * had the context not left directory times alone (`dirTimes: false`).
+   */
+  const stampDirectory = async (ino: number) => {
+    const d = await load(ctx, ino);
+    await touch(ctx, ino, d.raw, d.f);
   };
   const modeOf = async (ino: number) => (await getInode(tx, w.sb, w.gdt, ino)).mode & Mode.IFMT;
   /**
@@ -461,12 +473,15 @@ export async function putTree(
     } else if (destIsDir) {
       const base = src.replace(/\/+$/, "").split("/").pop() || src;
       await copy(src, target.ino, base, `${dest.replace(/\/+$/, "")}/${base}`, -1);
+      await stampDirectory(target.ino);
     } else if (target.ino) {
       if (!options.force) throw new Ext4Error("EXISTS", `${dest} exists and is not a directory`);
       const entry = await resolvePath(ctx, dest);
       await copy(src, entry.parent, entry.name, dest, -1);
+      await stampDirectory(entry.parent);
     } else {
       await copy(src, target.parent, target.name, dest, 0);
+      await stampDirectory(target.parent);
     }
     await w.commit(tx); // the last batch; no transaction left open (the writer closes next)
     return stats;

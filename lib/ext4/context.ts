@@ -34,4 +34,10 @@ export interface OpContext {
    * (lib/acl_inherit.ts; default true). `put` turns it off: it copies the host's own ACLs.
    */
   inheritAcls?: boolean;
+  /**
+   * Stamp a directory's mtime and ctime when an entry is added to it (default true). `put`
+   * turns it off: it sets every directory's times once, after its children, so a stamp per
+   * entry would be an inode write per entry that is overwritten anyway.
+   */
+  dirTimes?: boolean;
 }

@@ -350,6 +350,7 @@ export async function addEntry(
         throw new CorruptError(`directory ${dirIno}`, "lost room");
       }
       setDirBlockChecksum(sb, dirIno, d.f.generation, block);
+      if (ctx.dirTimes === false) return; // the record is otherwise unchanged
       return await touch(ctx, dirIno, d.raw, d.f);
     }
     if (!(sb.compat & Compat.DIR_INDEX) || d.dx.blocks !== 1) {
@@ -375,7 +376,10 @@ export async function addEntry(
   const before = d.dx.blocks;
   // EXISTS when taken, NO_SPACE when the index is full (unless `checked` says so already).
   await dxInsert(tx, sb, d.dx, entry, grow, checked?.path);
-  if (d.dx.blocks === before) return await touch(ctx, dirIno, d.raw, d.f);
+  if (d.dx.blocks === before) {
+    if (ctx.dirTimes === false) return; // the record is otherwise unchanged
+    return await touch(ctx, dirIno, d.raw, d.f);
+  }
   await saveDir(ctx, d, true);
 }
 
