@@ -118,6 +118,50 @@ export async function readBytes(
   return buffer;
 }
 
+/**
+ * Read-ahead of blocks `first` … `first + count - 1` of `blockSize` bytes: the span between the
+ * first and the last block `wanted` says to read goes to the device in one read, and `keep` is
+ * called for each block of it that `wanted` still asks for afterwards, with a copy of its image
+ * (a block cached meanwhile is left alone). Nothing is read for fewer than two blocks or past
+ * the device; a failed read keeps nothing and is not an error (a read-ahead is a hint: the
+ * block that was wanted is read on its own). Resolves to whether the read was made.
+ *
+ * @example
+ * ```ts
+ * import { MemoryBlockDevice, readAheadBlocks } from "./block_device.ts";
+ * const dev = new MemoryBlockDevice(new Uint8Array(16).map((_, i) => i));
+ * const kept = new Map<number, Uint8Array>([[0, new Uint8Array(2)]]);
+ * await readAheadBlocks(dev, 2, 0, 3, (b) => !kept.has(b), (b, img) => kept.set(b, img));
+ * console.log([...kept.keys()], kept.get(2)); // [ 0, 1, 2 ] Uint8Array(2) [ 4, 5 ]
+ * ```
+ */
+export async function readAheadBlocks(
+  device: BlockDevice,
+  blockSize: number,
+  first: number,
+  count: number,
+  wanted: (block: number) => boolean,
+  keep: (block: number, image: Uint8Array) => void,
+): Promise<boolean> {
+  let from = first;
+  let to = first + count;
+  while (from < to && !wanted(from)) from++;
+  while (to > from && !wanted(to - 1)) to--;
+  if (to - from < 2 || !Number.isSafeInteger(from) || from < 0 || to * blockSize > device.size) {
+    return false;
+  }
+  const buf = new Uint8Array((to - from) * blockSize);
+  try {
+    await device.read(from * blockSize, buf);
+  } catch {
+    return false;
+  }
+  for (let b = from; b < to; b++) {
+    if (wanted(b)) keep(b, buf.slice((b - from) * blockSize, (b - from + 1) * blockSize));
+  }
+  return true;
+}
+
 /** Throws `IO` when `[offset, offset+length)` is not inside a device of `size` bytes. */
 export function checkRange(size: number, offset: number, length: number, what = "device"): void {
   if (!Number.isSafeInteger(offset) || offset < 0 || offset + length > size) {

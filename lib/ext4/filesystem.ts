@@ -19,7 +19,7 @@
  * @module
  */
 
-import { type BlockDevice, readBytes } from "../block/block_device.ts";
+import { type BlockDevice, readAheadBlocks, readBytes } from "../block/block_device.ts";
 import { CorruptError, Errno, Ext4Error } from "../errors.ts";
 import { RoCompat } from "../ondisk/features.ts";
 import type { GroupDescriptorTable } from "../ondisk/group_descriptor.ts";
@@ -539,22 +539,14 @@ export class Ext4 {
     if (!Number.isSafeInteger(first) || first < 0 || end - first < 2) return;
     if (this.#cache) return await this.#cache.readAhead(first, end - first);
     const blocks = this.#caches.blocks;
-    let from = first;
-    let to = end;
-    while (from < to && blocks.get(from) !== undefined) from++;
-    while (to > from && blocks.get(to - 1) !== undefined) to--;
-    if (to - from < 2) return;
-    const buf = new Uint8Array((to - from) * bs);
-    try {
-      await this.device.read(from * bs, buf);
-    } catch {
-      return;
-    }
-    for (let b = from; b < to; b++) {
-      if (blocks.get(b) === undefined) {
-        blocks.set(b, buf.slice((b - from) * bs, (b - from + 1) * bs));
-      }
-    }
+    await readAheadBlocks(
+      this.device,
+      bs,
+      first,
+      end - first,
+      (b) => blocks.get(b) === undefined,
+      (b, image) => blocks.set(b, image),
+    );
   }
 
   /**

@@ -20,7 +20,7 @@
  * @module
  */
 
-import type { BlockDevice } from "../block/block_device.ts";
+import { type BlockDevice, readAheadBlocks } from "../block/block_device.ts";
 import { Errno, Ext4Error } from "../errors.ts";
 
 /** One ordered data write: whole blocks starting at `block`. */
@@ -283,28 +283,18 @@ export class BlockCache {
    * ```
    */
   async readAhead(first: number, count: number): Promise<void> {
-    const bs = this.blockSize;
-    // Only the span between the first and last block still to read goes to the device.
-    let from = first;
-    let to = first + count;
-    const wanted = (b: number) => !this.#clean.has(b) && !this.sink.loggedImage?.(b);
-    while (from < to && !wanted(from)) from++;
-    while (to > from && !wanted(to - 1)) to--;
-    if (to - from < 2 || from < 0 || to * bs > this.device.size) return;
-    const buf = new Uint8Array((to - from) * bs);
     const commits = this.#commits;
-    try {
-      await this.device.read(from * bs, buf);
-    } catch {
-      return;
-    }
-    if (commits !== this.#commits) return;
-    for (let b = from; b < to; b++) {
-      // Checked again after the wait: a block logged meanwhile only by a commit (seen above),
-      // one read by readCommitted meanwhile is the same image.
-      if (!wanted(b)) continue;
-      this.#remember(b, buf.slice((b - from) * bs, (b - from + 1) * bs));
-    }
+    await readAheadBlocks(
+      this.device,
+      this.blockSize,
+      first,
+      count,
+      // Checked again after the read: a block logged meanwhile only by a commit (seen below),
+      // one read by readCommitted meanwhile is the same image. A commit that ended during the
+      // read keeps nothing (the bytes may predate it).
+      (b) => commits === this.#commits && !this.#clean.has(b) && !this.sink.loggedImage?.(b),
+      (b, image) => this.#remember(b, image),
+    );
   }
 
   /**
