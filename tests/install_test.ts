@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { BUNDLE_RUN_FLAGS } from "../cli/bundle.ts";
 import { buildProgram } from "../cli/main.ts";
 import { VERSION } from "../lib/version.ts";
-import { bundleImports, layout } from "../scripts/install.ts";
+import { bundleImports, launcher, layout } from "../scripts/install.ts";
 import { findMount } from "../ffi/fuse/mountinfo.ts";
 import { processAlive, readState } from "../ffi/fuse/mount_state.ts";
 import {
@@ -420,5 +420,46 @@ testWith(
       cwd: ROOT,
     });
     assert.deepEqual([r.code, r.stdout, r.stderr], [0, `${VERSION}\n`, ""]);
+  },
+);
+
+testWith(
+  "the launcher's mount: the daemon's report read in sh (warnings, ready, exit N, killed first)",
+  ["sh"],
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ext4ts-launcher-" });
+    try {
+      const to = layout(dir);
+      await Deno.mkdir(`${dir}/bin`);
+      await Deno.writeTextFile(to.launcher, launcher(`${dir}/deno`, to, ["probe", "help"]));
+      await Deno.chmod(to.launcher, 0o755);
+      // A stand-in for Deno running the daemon's bundle: it reports as the test asks.
+      const daemonSays = async (script: string) => {
+        await Deno.writeTextFile(
+          `${dir}/deno`,
+          `#!/bin/sh
+${script}
+`,
+        );
+        await Deno.chmod(`${dir}/deno`, 0o755);
+        return await run(to.launcher, ["mount", "disk.img", "mnt"]);
+      };
+      let r = await daemonSays(
+        `echo $$ > ${dir}/pid; echo "warning could not set X"; echo ready; exec >/dev/null 2>&1; sleep 30`,
+      );
+      assert.deepEqual([r.code, r.stdout, r.stderr], [0, "", "ext4ts: could not set X\n"]);
+      const pid = Number(await Deno.readTextFile(`${dir}/pid`));
+      assert.equal(processAlive(pid), true, "the launcher returned on ready, the daemon serves on");
+      Deno.kill(pid, "SIGKILL");
+      r = await daemonSays('echo "ext4ts: disk.img: No such file" >&2; echo "exit 7"; exit 7');
+      assert.deepEqual([r.code, r.stdout, r.stderr], [7, "", "ext4ts: disk.img: No such file\n"]);
+      r = await daemonSays("kill -9 $$");
+      assert.deepEqual(
+        [r.code, r.stdout, r.stderr],
+        [1, "", "ext4ts: the mount daemon exited before it was ready\n"],
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 );
