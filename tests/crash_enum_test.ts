@@ -14,6 +14,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Ext4, MemoryBlockDevice } from "../mod.ts";
 import { WriteLogDevice } from "../lib/block/write_log_device.ts";
+import { putTree } from "../cli/commands/put.ts";
+import { writeDevice } from "../cli/writer_open.ts";
 import { seededRandom } from "../lib/block/crash_points.ts";
 import { readSuperblock } from "../lib/ondisk/superblock.ts";
 import { CORPUS, makeImage, ROOT, runOk, tempDir, testWith } from "./helpers.ts";
@@ -329,6 +331,16 @@ async function checkSession(
 ): Promise<EnumerateResult> {
   await syncAll(s);
   await s.fs.close();
+  return await checkLog(dir, s, name, seed);
+}
+
+/** Enumerates the crash points of a finished workload's log against its model. */
+async function checkLog(
+  dir: string,
+  s: Pick<Session, "log" | "model" | "base" | "layout">,
+  name: string,
+  seed: number,
+): Promise<EnumerateResult> {
   const r = await enumerateCrashPoints({
     dir,
     base: s.base,
@@ -444,6 +456,41 @@ testWith(
       await renamePath(s, "/jbd2.new", "/jbd2");
       await checkSession(dir.path, s, `untar on ${layout.name}`, 77);
     }
+  },
+);
+
+/** The host tree under `src` as `dest` in the model: directories, files and symlinks. */
+function addHostTree(model: SyncedModel, src: string, dest: string): void {
+  model.add(dest, { kind: "dir", xattrs: new Map() });
+  for (const e of Deno.readDirSync(src)) {
+    const from = `${src}/${e.name}`;
+    const to = `${dest}/${e.name}`;
+    if (e.isDirectory) addHostTree(model, from, to);
+    else if (e.isSymlink) model.add(to, { kind: "symlink", target: Deno.readLinkSync(from) });
+    else model.add(to, { kind: "file", data: Deno.readFileSync(from), xattrs: new Map() });
+  }
+}
+
+testWith(
+  "crash points: put of a real tree in small batches (lib/ondisk of this repository)",
+  NEEDS,
+  async () => {
+    await using dir = await tempDir();
+    const layout = CRASH_LAYOUTS[0];
+    const base = await mkfsImage(dir.path, layout);
+    const log = new WriteLogDevice(new MemoryBlockDevice(base.slice()));
+    const model = new SyncedModel();
+    model.add("/lost+found", { kind: "dir", xattrs: new Map() });
+    // Batches of 3 entries: a commit every few files, each a crash boundary; every point
+    // before the end must be consistent, and the whole tree must hold once put returned.
+    await writeDevice(
+      log,
+      {},
+      (w) => putTree(w, `${ROOT}lib/ondisk`, "/put", { batchEntries: 3, batchBytes: 32 << 10 }),
+    );
+    addHostTree(model, `${ROOT}lib/ondisk`, "/put");
+    model.syncedAll(log.mark("put returned"));
+    await checkLog(dir.path, { log, model, base, layout }, `put on ${layout.name}`, 91);
   },
 );
 
