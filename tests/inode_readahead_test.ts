@@ -326,3 +326,55 @@ testWith(
     }
   },
 );
+
+/** A device whose reads of more than one block inside `[from, to)` fail (read-ahead there). */
+class NoRunsDevice extends PassThroughDevice {
+  failed = 0;
+  constructor(
+    inner: MemoryBlockDevice,
+    readonly blockSize: number,
+    readonly from: number,
+    readonly to: number,
+  ) {
+    super(inner);
+  }
+  override read(offset: number, buffer: Uint8Array): Promise<void> {
+    if (buffer.length > this.blockSize && offset >= this.from && offset < this.to) {
+      this.failed++;
+      return Promise.reject(new Error("injected: read-ahead refused"));
+    }
+    return this.inner.read(offset, buffer);
+  }
+}
+
+for (const readOnly of [true, false]) {
+  testWith(
+    `a failed inode read-ahead is only a missed hint: every inode still read (${
+      readOnly ? "read-only" : "writable"
+    })`,
+    IMAGE_TOOLS,
+    async () => {
+      await using dir = await tempDir();
+      const image = await imageWithFiles(dir.path);
+      const plain = new MemoryBlockDevice(image);
+      const probe = await Ext4.openDevice(new MemoryBlockDevice(image));
+      const table = probe.groups.get(0).inodeTable * 4096;
+      const tableEnd = table + probe.superblock.inodeTableBlocksPerGroup * 4096;
+      await probe.close();
+      const device = new NoRunsDevice(new MemoryBlockDevice(image), 4096, table, tableEnd);
+      const fs = await Ext4.openDevice(device, { readOnly });
+      try {
+        const inos = await fileInodes(fs);
+        fs.invalidateCaches();
+        for (const ino of inos) {
+          const direct = await readInode(plain, fs.superblock, fs.groups, ino);
+          assert.equal((await fs.getattr(ino)).mode, direct.mode);
+        }
+        assert.ok(device.failed > 0, "read-ahead was tried and refused");
+        if (!readOnly) await fs.writeFile("/after", new Uint8Array(10)); // still writable
+      } finally {
+        await fs.close();
+      }
+    },
+  );
+}
