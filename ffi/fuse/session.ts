@@ -129,6 +129,15 @@ const YIELD_EVERY = 32;
  */
 const SPIN_MS = 10;
 /**
+ * How long (µs) the loop polls /dev/fuse without sleeping once every request is answered,
+ * before the sleeping wait of {@link SPIN_MS}. A request that follows within it is read
+ * without a wake-up: on this machine (a 2-vCPU VM) waking a sleeping daemon on another CPU
+ * costs ~15 µs of latency and ~5 µs of its CPU, so a GETATTR round trip took 47 µs and 22 µs
+ * of daemon CPU sleeping, 17.5 µs and 17 µs polling (99.6 % of the requests of a stat loop
+ * came within 30 µs). Idle, the poll costs at most this much CPU per burst of requests.
+ */
+const BUSY_POLL_US = 50;
+/**
  * Microtask turns given to handlers that just started, so their answers go out before the loop
  * waits again: a CREATE or UNLINK needs 130–1000 (with 64, nearly all paid a thread hand-off).
  */
@@ -344,8 +353,20 @@ export class FuseSession {
     for (let i = 0; i < turns && this.#inflight.size > 0; i++) await null;
     const spin = this.#spinNext && performance.now() - this.#lastTurn < TURN_EVERY_MS;
     this.#spinNext = true;
-    if (spin && this.#inflight.size === 0 && libc().poll(this.#pollfd, 1n, SPIN_MS) > 0) return;
+    if (spin && this.#inflight.size === 0) {
+      if (this.#busyPoll() || libc().poll(this.#pollfd, 1n, SPIN_MS) > 0) return;
+    }
     await this.#waitReadable();
+  }
+
+  /** True when a request arrives within {@link BUSY_POLL_US}, polled without sleeping. */
+  #busyPoll(): boolean {
+    const c = libc();
+    const until = performance.now() + BUSY_POLL_US / 1000;
+    do {
+      if (c.poll(this.#pollfd, 1n, 0) !== 0) return true;
+    } while (performance.now() < until);
+    return false;
   }
 
   async #waitReadable(timeoutMs = 500): Promise<void> {
