@@ -129,12 +129,9 @@ const YIELD_EVERY = 32;
  */
 const SPIN_MS = 10;
 /**
- * How long (µs) the loop polls /dev/fuse without sleeping once every request is answered,
- * before the sleeping wait of {@link SPIN_MS}. A request that follows within it is read
- * without a wake-up: on this machine (a 2-vCPU VM) waking a sleeping daemon on another CPU
- * costs ~15 µs of latency and ~5 µs of its CPU, so a GETATTR round trip took 47 µs and 22 µs
- * of daemon CPU sleeping, 17.5 µs and 17 µs polling (99.6 % of the requests of a stat loop
- * came within 30 µs). Idle, the poll costs at most this much CPU per burst of requests.
+ * µs the loop polls without sleeping once every request is answered (then {@link SPIN_MS}): a
+ * request that follows is read without a cross-CPU wake-up (~15 µs on a 2-vCPU VM; GETATTR
+ * round trip 47 → 18 µs). Idle, it costs at most this much CPU per burst.
  */
 const BUSY_POLL_US = 50;
 /**
@@ -344,9 +341,9 @@ export class FuseSession {
 
   /**
    * Waits until /dev/fuse has a request (or a while has passed). Handlers just started get
-   * their microtask turns first; then, if none is left in flight, a short synchronous poll
-   * here catches a request that follows closely (the usual case under load) without a
-   * thread hand-off; otherwise the wait runs on a worker thread and the event loop turns.
+   * their microtask turns first; then, if none is left in flight, polls here (busy, then
+   * sleeping) catch a request that follows closely without a thread hand-off; otherwise the
+   * wait runs on a worker thread and the event loop turns.
    */
   async #waitForRequest(): Promise<void> {
     const turns = this.#ioInFlight > 0 ? IO_SETTLE_TURNS : SETTLE_TURNS;
@@ -354,19 +351,11 @@ export class FuseSession {
     const spin = this.#spinNext && performance.now() - this.#lastTurn < TURN_EVERY_MS;
     this.#spinNext = true;
     if (spin && this.#inflight.size === 0) {
-      if (this.#busyPoll() || libc().poll(this.#pollfd, 1n, SPIN_MS) > 0) return;
+      const c = libc(), until = performance.now() + BUSY_POLL_US / 1000;
+      do if (c.poll(this.#pollfd, 1n, 0) !== 0) return; while (performance.now() < until);
+      if (c.poll(this.#pollfd, 1n, SPIN_MS) > 0) return;
     }
     await this.#waitReadable();
-  }
-
-  /** True when a request arrives within {@link BUSY_POLL_US}, polled without sleeping. */
-  #busyPoll(): boolean {
-    const c = libc();
-    const until = performance.now() + BUSY_POLL_US / 1000;
-    do {
-      if (c.poll(this.#pollfd, 1n, 0) !== 0) return true;
-    } while (performance.now() < until);
-    return false;
   }
 
   async #waitReadable(timeoutMs = 500): Promise<void> {
