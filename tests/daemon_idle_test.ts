@@ -8,6 +8,7 @@
 
 import * as assert from "node:assert/strict";
 import { readState } from "../ffi/fuse/mount_state.ts";
+import { fuseWakesDaemonHere } from "../ffi/fuse/serve.ts";
 import { makeImage, runCli, runOk, tempDir, testWith } from "./helpers.ts";
 
 /** CPU seconds (user + system, all threads) process `pid` has used so far. */
@@ -54,3 +55,13 @@ testWith(
     await runOk("e2fsck", ["-fn", img]);
   },
 );
+
+Deno.test("the busy poll is off when the kernel wakes the daemon on the requester's CPU (fuse.wake_here)", async () => {
+  await using tmp = await tempDir("ext4ts-wake-here-");
+  const param = `${tmp.path}/wake_here`;
+  assert.equal(fuseWakesDaemonHere(param), false, "no such parameter: poll");
+  await Deno.writeTextFile(param, "N\n");
+  assert.equal(fuseWakesDaemonHere(param), false);
+  await Deno.writeTextFile(param, "Y\n");
+  assert.equal(fuseWakesDaemonHere(param), true);
+});

@@ -351,6 +351,8 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
     log,
     // The device must be free when umount(2) returns: close the loop fd before answering.
     beforeDestroyReply: releaseLoop,
+    // A kernel that wakes the daemon on the requester's CPU makes the busy poll pure cost.
+    busyPollUs: fuseWakesDaemonHere() ? 0 : undefined,
   });
   const ended = session.run();
   const state: MountState = {
@@ -479,4 +481,27 @@ async function unmountOnSignal(mountPoint: string, log: (l: string) => void): Pr
     return;
   }
   log(`unmount failed: errno ${err}`);
+}
+
+/**
+ * Whether this kernel's FUSE wakes the daemon on the CPU of the process that asked (the
+ * `fuse.wake_here` parameter some kernels carry, off by default; absent upstream). With it a
+ * sleeping daemon is woken where the request came from, and polling without sleeping only
+ * costs CPU (measured on 6.18 with it on: GETATTR round trip 12.3 µs and 7 µs of daemon CPU
+ * sleeping, 15.9 µs and 15 µs polling; with it off 45 µs sleeping, 18 µs polling).
+ *
+ * @example
+ * ```ts
+ * import { fuseWakesDaemonHere } from "./serve.ts";
+ * console.log(typeof fuseWakesDaemonHere()); // "boolean"
+ * ```
+ */
+export function fuseWakesDaemonHere(
+  parameter = "/sys/module/fuse/parameters/wake_here",
+): boolean {
+  try {
+    return Deno.readTextFileSync(parameter).trim() === "Y";
+  } catch {
+    return false;
+  }
 }

@@ -79,6 +79,8 @@ export interface SessionOptions {
    * Infinity: no cap, what a read-write mount needs).
    */
   drainTimeoutMs?: number;
+  /** µs to poll without sleeping after answering everything (default {@link BUSY_POLL_US}). */
+  busyPollUs?: number;
 }
 
 /** How a session ended. */
@@ -123,15 +125,11 @@ const MAX_IO = 1 << 20;
 /** After this many requests read back to back, give the event loop a real turn. */
 const YIELD_EVERY = 32;
 
-/**
- * How long (ms) the loop waits for the next request on its own thread when nothing is in
- * flight, before handing the wait to a worker thread: timers and signals wait at most this.
- */
+/** ms the loop then waits on its own thread before a worker thread's wait (timers wait that). */
 const SPIN_MS = 10;
 /**
- * µs the loop polls without sleeping once every request is answered (then {@link SPIN_MS}): a
- * request that follows is read without a cross-CPU wake-up (~15 µs on a 2-vCPU VM; GETATTR
- * round trip 47 → 18 µs). Idle, it costs at most this much CPU per burst.
+ * µs polled without sleeping once every request is answered (then {@link SPIN_MS}): a request
+ * that follows is read without a cross-CPU wake-up (GETATTR round trip 47 → 18 µs on 2 vCPUs).
  */
 const BUSY_POLL_US = 50;
 /**
@@ -247,6 +245,7 @@ export class FuseSession {
       negativeTimeout: options.negativeTimeout ?? 0,
       log: options.log ?? ((l) => console.error(l)),
       drainTimeoutMs: options.drainTimeoutMs ?? 10_000,
+      busyPollUs: options.busyPollUs ?? BUSY_POLL_US,
       beforeDestroyReply: options.beforeDestroyReply,
     };
     this.#dispatcher = new OpcodeDispatcher(ops, {
@@ -351,8 +350,8 @@ export class FuseSession {
     const spin = this.#spinNext && performance.now() - this.#lastTurn < TURN_EVERY_MS;
     this.#spinNext = true;
     if (spin && this.#inflight.size === 0) {
-      const c = libc(), until = performance.now() + BUSY_POLL_US / 1000;
-      do if (c.poll(this.#pollfd, 1n, 0) !== 0) return; while (performance.now() < until);
+      const c = libc(), until = performance.now() + this.#opts.busyPollUs / 1000;
+      while (performance.now() < until) if (c.poll(this.#pollfd, 1n, 0) !== 0) return;
       if (c.poll(this.#pollfd, 1n, SPIN_MS) > 0) return;
     }
     await this.#waitReadable();
