@@ -3,7 +3,8 @@ import { DirFileType, removeDirEntry, setDirBlockChecksum } from "../lib/ondisk/
 import { writeNewFileData } from "../lib/ext4/file_write.ts";
 import { decodeInode, encodeInode } from "../lib/ondisk/inode.ts";
 import { readInodeRaw, writeInode } from "../lib/ext4/inode.ts";
-import { addOrphan, listOrphans, removeOrphan } from "../lib/ext4/orphan.ts";
+import { addOrphan, listOrphans, orphanListWalks, removeOrphan } from "../lib/ext4/orphan.ts";
+import { Ext4 } from "../mod.ts";
 import { createFile as nsCreateFile } from "../lib/ext4/namei.ts";
 import type { Transaction } from "../lib/txn/transaction.ts";
 import { run, tempDir, testWith, withKernelMount } from "./helpers.ts";
@@ -283,5 +284,70 @@ testWith(
       assert.equal(tx.metadataBlocks, 0, what);
       tx.abort();
     }
+  },
+);
+
+testWith(
+  "orphan list: a change an aborted transaction made to it is forgotten (the list kept in memory is dropped)",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[2]));
+    let tx = fs.cache.begin();
+    const inos: number[] = [];
+    for (const n of ["a", "b", "c"]) inos.push(await createFile(fs, tx, n, 100));
+    for (let i = 0; i < 3; i++) await unlinkOpen(fs, tx, ["a", "b", "c"][i], inos[i]);
+    await tx.commit();
+    const chain = [inos[2], inos[1], inos[0]];
+    tx = fs.cache.begin();
+    assert.deepEqual(await listOrphans(tx, fs.sb, fs.gdt), chain);
+    // From the middle: the head (s_last_orphan) stays, so only the abort can tell.
+    await removeOrphan(tx, fs.sb, fs.gdt, inos[1]);
+    assert.deepEqual(await listOrphans(tx, fs.sb, fs.gdt), [inos[2], inos[0]]);
+    tx.abort();
+    tx = fs.cache.begin();
+    assert.deepEqual(await listOrphans(tx, fs.sb, fs.gdt), chain, "as on disk again");
+    await removeOrphan(tx, fs.sb, fs.gdt, inos[1]);
+    await tx.commit();
+    tx = fs.cache.begin();
+    assert.deepEqual(await listOrphans(tx, fs.sb, fs.gdt), [inos[2], inos[0]]);
+    tx.abort();
+    // What a fresh load walks on disk is what was kept.
+    const again = await loadFs(fs.dev.bytes);
+    assert.deepEqual(await listOrphans(again.cache.begin(), again.sb, again.gdt), [
+      inos[2],
+      inos[0],
+    ]);
+  },
+);
+
+testWith(
+  "orphan list: many files unlinked while open are added and released without walking the list each time",
+  ["mkfs.ext4", "e2fsck"],
+  async () => {
+    await using dir = await tempDir();
+    const img = `${dir.path}/fs.img`;
+    await run("mkfs.ext4", ["-qF", "-b", "4096", img, "64M"]);
+    const fs = await Ext4.open(img, { readOnly: false, commitInterval: 5 });
+    const nw = fs.nodeWriter();
+    await fs.mkdir("/d");
+    const d = (await fs.stat("/d")).ino;
+    const inos: number[] = [];
+    for (let i = 0; i < 300; i++) {
+      inos.push(await nw.create(d, enc.encode(`f${i}`), { mode: 0o100644, uid: 0, gid: 0 }));
+    }
+    const walks = orphanListWalks.count;
+    for (let i = 0; i < 300; i++) await nw.unlink(d, enc.encode(`f${i}`));
+    // Released in an order that takes every one from inside the list.
+    for (let i = 0; i < 300; i++) await nw.release(inos[(i * 7) % 300]);
+    // One walk at most (the first addition); each of the 600 changes walked it before.
+    assert.ok(orphanListWalks.count - walks <= 1, `${orphanListWalks.count - walks} walks`);
+    assert.deepEqual(await Array.fromAsync(fs.readDir("/d")), []);
+    await fs.close();
+    const r = await run("e2fsck", ["-fn", img]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.doesNotMatch(r.stdout, /Fix\? no/);
+    const dump = await run("dumpe2fs", ["-h", img]);
+    assert.doesNotMatch(dump.stdout, /First orphan inode/);
   },
 );
