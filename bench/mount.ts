@@ -46,6 +46,7 @@
 
 import { deviceIsFree } from "../ffi/fuse/loop.ts";
 import { processAlive } from "../ffi/fuse/mount_state.ts";
+import { fuseWakesDaemonHere } from "../ffi/fuse/serve.ts";
 import {
   cpuSeconds,
   fmt,
@@ -894,6 +895,8 @@ export async function runMountBench(
   }
   const header = `${rounds} rounds; load average before ${loadBefore}, after ${loadAverage()}; ` +
     "ext4ts: the installed command (bundle + launcher); " +
+    // Where the kernel wakes a FUSE daemon decides ~15 µs per request on a VM (ffi/fuse/serve.ts).
+    `fuse.wake_here ${fuseWakesDaemonHere() ? "Y (ext4ts does not poll)" : "off or absent"}; ` +
     `${s.bigMiB} MiB file, ${s.flat} files flat, ${s.tree} files in the tree` +
     (entries ? ` (${entries} entries in the archive)` : "") + "\n" +
     (wdev
