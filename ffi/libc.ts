@@ -46,6 +46,8 @@ const SYMBOLS = {
     nonblocking: true,
   },
   fdatasync: { parameters: ["i32"], result: "i32" },
+  // Gives the C heap's free pages back to the system (an idle daemon: ffi/fuse/serve.ts).
+  malloc_trim: { parameters: ["usize"], result: "i32" },
   // Discards (BLKDISCARD, fallocate PUNCH_HOLE) can take long on a real device: off the event
   // loop, repeated synchronously only to learn errno (discarding twice is discarding once).
   fallocate64: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },

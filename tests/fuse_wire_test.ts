@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { FuseSession, type SessionEnd } from "../ffi/fuse/session.ts";
+import { FuseSession, type SessionEnd, type SessionOptions } from "../ffi/fuse/session.ts";
 import {
   type AttrReply,
   type CreateRequest,
@@ -213,12 +213,16 @@ const KERNEL_FLAGS = InitFlag.ASYNC_READ | InitFlag.POSIX_LOCKS | InitFlag.ATOMI
 
 async function withSession(
   fn: (k: FakeKernel, s: FuseSession, ops: FakeOps, logs: string[]) => Promise<void>,
-  options: { init?: boolean } = {},
+  options: { init?: boolean; session?: SessionOptions } = {},
 ): Promise<SessionEnd> {
   const k = new FakeKernel();
   const ops = new FakeOps();
   const logs: string[] = [];
-  const s = new FuseSession(k.sessionFd, ops, { readOnly: true, log: (l) => logs.push(l) });
+  const s = new FuseSession(k.sessionFd, ops, {
+    readOnly: true,
+    log: (l) => logs.push(l),
+    ...options.session,
+  });
   const ended = s.run();
   try {
     if (options.init !== false) {
@@ -342,6 +346,25 @@ Deno.test("fuse wire: requests in flight complete out of order, each answered ex
     assert.equal(await k.next(100), undefined, "no duplicate replies");
     assert.equal(s.inFlight, 0);
   });
+});
+
+Deno.test("fuse wire: onIdle runs once per idle spell, never while a request is in flight", async () => {
+  let idles = 0;
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  await withSession(async (k, s, ops) => {
+    await sleep(400);
+    assert.equal(idles, 1, "idle after INIT");
+    await sleep(300);
+    assert.equal(idles, 1, "once per idle spell");
+    k.send(Opcode.LOOKUP, 10n, 1, nameBody("slow"));
+    await sleep(400);
+    assert.equal(s.inFlight, 1);
+    assert.equal(idles, 1, "not while a request is in flight");
+    ops.releaseSlow();
+    assert.equal((await k.only(10n)).error, 0);
+    await sleep(400);
+    assert.equal(idles, 2, "idle again after the request");
+  }, { session: { idleAfterMs: 100, onIdle: () => idles++ } });
 });
 
 Deno.test("fuse wire: a throwing handler answers EIO, is logged, and the session goes on", async () => {
