@@ -31,11 +31,7 @@ import { errno, libc, SyscallError } from "../libc.ts";
 import { OpcodeDispatcher, ProtocolErrno } from "./dispatch.ts";
 import {
   encodeOutHeader,
-  FUSE_MAJOR,
-  FUSE_MIN_MINOR,
-  FUSE_MINOR,
   IN_HEADER_SIZE,
-  InitFlag,
   MIN_READ_BUFFER,
   Opcode,
   opcodeName,
@@ -52,8 +48,11 @@ import {
   decodeInitIn,
   decodeInterruptIn,
 } from "./protocol_requests.ts";
-import { encodeInitOut, type ReplyBody } from "./protocol_replies.ts";
+import type { ReplyBody } from "./protocol_replies.ts";
+import { type InitInfo, type InitNegotiation, negotiateInit } from "./init.ts";
 import { errnoOf, type FuseOperations, type RequestContext } from "./ops.ts";
+
+export type { InitInfo } from "./init.ts";
 
 /** Options of a {@link FuseSession}. */
 export interface SessionOptions {
@@ -99,22 +98,6 @@ export type SessionEnd =
   | "disconnected"
   /** {@link FuseSession.stop} was called. */
   | "stopped";
-
-/** What INIT negotiated. */
-export interface InitInfo {
-  /** Protocol major version (7). */
-  major: number;
-  /** Protocol minor version: the lower of the kernel's and ours. */
-  minor: number;
-  /** The `FUSE_*` init flags both sides agreed on. */
-  flags: number;
-  /** Largest WRITE payload, in bytes. */
-  maxWrite: number;
-  /** Largest request in 4 KiB pages (32 when the kernel lacks FUSE_MAX_PAGES). */
-  maxPages: number;
-  /** The kernel's readahead limit, in bytes. */
-  maxReadahead: number;
-}
 
 const E = Errno;
 /** Requests an INTERRUPT does not cut short: their effect may already be on the device. */
@@ -595,67 +578,18 @@ export class FuseSession {
   }
 
   async #init(body: Uint8Array): Promise<Uint8Array[]> {
-    const k = decodeInitIn(body);
-    if (k.major < FUSE_MAJOR) {
-      const e = new ProtocolErrno(E.EPROTO, `kernel FUSE ${k.major}.${k.minor} is too old`);
-      this.#initReject(e);
+    let n: InitNegotiation;
+    try {
+      n = negotiateInit(decodeInitIn(body), this.#opts);
+    } catch (e) {
+      if (e instanceof ProtocolErrno) this.#initReject(e);
       throw e;
     }
-    if (k.major > FUSE_MAJOR) {
-      // The kernel will send a new INIT with our major version.
-      return [
-        encodeInitOut({ ...blankInit(), major: FUSE_MAJOR, minor: FUSE_MINOR }).subarray(0, 8),
-      ];
-    }
-    const minor = Math.min(k.minor, FUSE_MINOR);
-    if (minor < FUSE_MIN_MINOR) {
-      const e = new ProtocolErrno(E.EPROTO, `kernel FUSE 7.${k.minor} is too old`);
-      this.#initReject(e);
-      throw e;
-    }
-    // READDIRPLUS always, not "auto": the kernel's adaptive mode uses it for the first batch
-    // only, and every later stat() costs a LOOKUP (measured: listdir + lstat of 10 000 files
-    // 1.7-2.4 s with auto, 0.4 s always; a bare `find` pays ~25 µs more per entry).
-    let want = InitFlag.ASYNC_READ | InitFlag.DO_READDIRPLUS |
-      (this.#opts.readdirplus === "auto" ? InitFlag.READDIRPLUS_AUTO : 0) |
-      InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES | InitFlag.CACHE_SYMLINKS |
-      InitFlag.ASYNC_DIO | InitFlag.INIT_EXT;
-    // The kernel caches POSIX ACLs (and their absence) per inode only with POSIX_ACL: without
-    // it every `ls -l` asks GETXATTR system.posix_acl_access for every file.
-    if (this.#opts.posixAcl) want |= InitFlag.POSIX_ACL;
-    // Read-write: 1 MiB writes; the umask is the filesystem's to apply (DONT_MASK), as ext4
-    // applies it only where the parent directory has no default ACL.
-    if (!this.#opts.readOnly) want |= InitFlag.BIG_WRITES | InitFlag.DONT_MASK;
-    // Read-write: set-id bits are dropped here, told by flags on WRITE and SETATTR (as the
-    // kernel's VFS drops them); the kernel then marks the superblock NOSEC and stops asking
-    // GETXATTR security.capability before every WRITE.
-    if (!this.#opts.readOnly) want |= InitFlag.HANDLE_KILLPRIV_V2;
-    const flags = (want & k.flags) >>> 0;
-    const maxPages = flags & InitFlag.MAX_PAGES ? Math.ceil(this.#opts.maxIo / 4096) : 32;
-    this.#dispatcher.maxIo = Math.min(this.#opts.maxIo, maxPages * 4096);
-    const info: InitInfo = {
-      major: FUSE_MAJOR,
-      minor,
-      flags,
-      maxWrite: this.#dispatcher.maxIo,
-      maxPages,
-      maxReadahead: k.maxReadahead,
-    };
-    await this.#ops.init?.({ major: FUSE_MAJOR, minor });
-    const out = encodeInitOut({
-      major: FUSE_MAJOR,
-      minor,
-      maxReadahead: k.maxReadahead,
-      flags,
-      flags2: 0,
-      maxBackground: 64,
-      congestionThreshold: 48,
-      maxWrite: this.#dispatcher.maxIo,
-      timeGran: 1,
-      maxPages,
-    });
-    this.#initInfo = info; // resolved once this reply is written
-    return [out];
+    if (!n.info) return [n.reply]; // the kernel sends INIT again, with our major version
+    this.#dispatcher.maxIo = n.info.maxWrite;
+    await this.#ops.init?.({ major: n.info.major, minor: n.info.minor });
+    this.#initInfo = n.info; // resolved once this reply is written
+    return [n.reply];
   }
 
   async #drain(except?: InFlight): Promise<void> {
@@ -708,19 +642,4 @@ function releaseLarge(parts: Uint8Array[]): void {
       b.transfer(0);
     } catch { /* not detachable (memory of a native owner): left to the collector */ }
   }
-}
-
-function blankInit() {
-  return {
-    major: FUSE_MAJOR,
-    minor: FUSE_MINOR,
-    maxReadahead: 0,
-    flags: 0,
-    flags2: 0,
-    maxBackground: 0,
-    congestionThreshold: 0,
-    maxWrite: 0,
-    timeGran: 0,
-    maxPages: 0,
-  };
 }
