@@ -8,7 +8,7 @@
 
 import * as assert from "node:assert/strict";
 import { readState } from "../ffi/fuse/mount_state.ts";
-import { fuseWakesDaemonHere } from "../ffi/fuse/serve.ts";
+import { fuseWakesDaemonHere, releaseIdleMemory } from "../ffi/fuse/serve.ts";
 import { makeImage, runCli, runOk, tempDir, testWith } from "./helpers.ts";
 
 /** CPU seconds (user + system, all threads) process `pid` has used so far. */
@@ -64,4 +64,12 @@ Deno.test("the busy poll is off when the kernel wakes the daemon on the requeste
   assert.equal(fuseWakesDaemonHere(param), false);
   await Deno.writeTextFile(param, "Y\n");
   assert.equal(fuseWakesDaemonHere(param), true);
+});
+
+Deno.test("the idle collection runs only when 4 MiB or more were allocated since the last one", () => {
+  releaseIdleMemory(); // whatever this process allocated before
+  assert.equal(releaseIdleMemory(), false, "nothing allocated since: no collection");
+  const kept = Array.from({ length: 2048 }, () => new Uint8Array(4096));
+  assert.equal(releaseIdleMemory(), true, `${kept.length} blocks of 4 KiB allocated: collected`);
+  assert.equal(releaseIdleMemory(), false);
 });

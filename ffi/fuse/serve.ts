@@ -353,7 +353,7 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
     beforeDestroyReply: releaseLoop,
     // A kernel that wakes the daemon on the requester's CPU makes the busy poll pure cost.
     busyPollUs: fuseWakesDaemonHere() ? 0 : undefined,
-    onIdle: releaseIdleMemory,
+    onIdle: () => void releaseIdleMemory(),
   });
   const ended = session.run();
   const state: MountState = {
@@ -507,14 +507,20 @@ export function fuseWakesDaemonHere(
   }
 }
 
+/** JS heap and external bytes allocated since the last idle collection that make one worth it. */
+const IDLE_COLLECT_MIN_BYTES = 4 << 20;
+/** JS heap and external bytes in use after the last idle collection. */
+let inUseAfterCollection = 0;
+
 /**
- * What the daemon does once it falls idle (a second without requests after some): a full
- * collection of V8's heap — the block copies of finished transactions otherwise wait in the old
- * generation until V8's external-memory limit, 64 MiB above the last collection, forces one —
- * and `malloc_trim(0)`, which gives the C heap's free pages back. ~15–20 ms of CPU and
- * 1–10 ms once per idle spell (a request arriving meanwhile waits). The collection needs V8's
- * `gc`, exposed by the daemon's `--expose-gc` (cli/commands/mount.ts DAEMON_V8_FLAGS); without
- * it only the C heap is trimmed.
+ * What the daemon does once it falls idle (a second without requests after some), when it has
+ * allocated at least 4 MiB since it last did: a full collection of V8's heap — the block copies
+ * of finished transactions otherwise wait in the old generation until V8's external-memory
+ * limit, 64 MiB above the last collection, forces one — and `malloc_trim(0)`, which gives the C
+ * heap's free pages back. ~5–20 ms of CPU once per idle spell (a request arriving meanwhile
+ * waits); a client that sends a request now and then costs none. Returns whether it collected.
+ * The collection needs V8's `gc`, exposed by the daemon's `--expose-gc` (cli/commands/mount.ts
+ * DAEMON_V8_FLAGS); without it only the C heap is trimmed.
  *
  * @example
  * ```ts
@@ -522,7 +528,14 @@ export function fuseWakesDaemonHere(
  * releaseIdleMemory(); // any time: nothing is lost, only freed memory given back
  * ```
  */
-export function releaseIdleMemory(): void {
+export function releaseIdleMemory(): boolean {
+  const before = Deno.memoryUsage();
+  if (before.heapUsed + before.external - inUseAfterCollection < IDLE_COLLECT_MIN_BYTES) {
+    return false;
+  }
   (globalThis as { gc?: () => void }).gc?.();
   libc().malloc_trim(0n);
+  const after = Deno.memoryUsage();
+  inUseAfterCollection = after.heapUsed + after.external;
+  return true;
 }
