@@ -232,3 +232,63 @@ testWith(
     assert.equal(r.code, 0, r.output);
   },
 );
+
+Deno.test("patchUnshared: group commit patches the compound's own image in place, one copy per compound", async () => {
+  const { BlockCache, InPlaceCommitSink } = await import("../lib/txn/transaction.ts");
+  const { GroupCommitSink } = await import("../lib/txn/group_commit.ts");
+  const dev = new MemoryBlockDevice(new Uint8Array(16 * 1024));
+  const sink = new GroupCommitSink(dev, new InPlaceCommitSink(dev), { intervalMs: 60_000 });
+  const cache = new BlockCache(dev, 1024, { sink });
+  // The first change of block 3 copies it (nothing of the compound's to patch yet).
+  let tx = cache.begin();
+  await tx.patch(3, 0, new Uint8Array([1]));
+  await tx.commit();
+  const image = await cache.read(3);
+  for (let i = 1; i <= 3; i++) {
+    tx = cache.begin();
+    await tx.patchUnshared(3, i, new Uint8Array([i + 1]));
+    assert.equal(tx.metadataBlocks, 1, "a patched block counts as changed");
+    assert.equal((await cache.read(3))[i], 0, "not visible before the commit");
+    await tx.commit();
+    assert.equal(await cache.read(3), image, `commit ${i}: the compound's image, patched in place`);
+  }
+  assert.deepEqual([...image.subarray(0, 5)], [1, 2, 3, 4, 0]);
+  // An aborted transaction's patch never reaches the image.
+  tx = cache.begin();
+  await tx.patchUnshared(3, 4, new Uint8Array([9]));
+  tx.abort();
+  assert.equal(image[4], 0);
+  // A later getWritable of the block in the same transaction takes the patch first.
+  tx = cache.begin();
+  await tx.patchUnshared(3, 5, new Uint8Array([6]));
+  const w = await tx.getWritable(3);
+  assert.equal(w[5], 6, "the patch is in the writable image");
+  w[5] = 7;
+  await tx.commit();
+  assert.equal((await cache.read(3))[5], 7, "the later change wins");
+  // Once the compound commits, its images are the commit's: the next patch copies.
+  await sink.sync();
+  assert.deepEqual([...dev.bytes.subarray(3 * 1024, 3 * 1024 + 6)], [1, 2, 3, 4, 0, 7]);
+  const committed = await cache.read(3);
+  tx = cache.begin();
+  await tx.patchUnshared(3, 0, new Uint8Array([8]));
+  await tx.commit();
+  const next = await cache.read(3);
+  assert.notEqual(next, committed, "a committed image is never changed");
+  assert.equal(committed[0], 1);
+  assert.equal(next[0], 8);
+  await sink.close();
+  assert.equal(dev.bytes[3 * 1024], 8);
+});
+
+Deno.test("patchUnshared: without a sink that takes patches it is a patch", async () => {
+  const { BlockCache } = await import("../lib/txn/transaction.ts");
+  const dev = new MemoryBlockDevice(new Uint8Array(8192));
+  const cache = new BlockCache(dev, 1024);
+  await cache.read(2);
+  const tx = cache.begin();
+  await tx.patchUnshared(2, 10, new Uint8Array([5]));
+  assert.equal((await cache.read(2))[10], 5, "the open transaction's image, as patch() makes");
+  await tx.commit();
+  assert.equal(dev.bytes[2 * 1024 + 10], 5);
+});

@@ -581,7 +581,7 @@ export class Allocator implements BlockRunAllocator {
         if (sum !== undefined) gd.checksum = sum;
         const perBlock = this.sb.blockSize / this.sb.descSize;
         const block = descriptorBlockLocation(this.sb, Math.floor(g / perBlock));
-        await tx.patch(block, (g % perBlock) * this.sb.descSize, gd.bytes);
+        await tx.patchUnshared(block, (g % perBlock) * this.sb.descSize, gd.bytes);
       });
     }
     return t;
@@ -596,7 +596,7 @@ export class Allocator implements BlockRunAllocator {
       sb.freeInodesCount = this.freeInodeCount;
       sb.updateChecksum();
       const bs = sb.blockSize;
-      await tx.patch(Math.floor(1024 / bs), 1024 % bs, sb.bytes);
+      await tx.patchUnshared(Math.floor(1024 / bs), 1024 % bs, sb.bytes);
     });
   }
 

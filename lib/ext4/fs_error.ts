@@ -111,7 +111,7 @@ export async function recordFsError(
   saveFsError(sb, info);
   sb.updateChecksum();
   const bs = sb.blockSize;
-  await tx.patch(Math.floor(1024 / bs), 1024 % bs, sb.bytes);
+  await tx.patchUnshared(Math.floor(1024 / bs), 1024 % bs, sb.bytes);
 }
 
 /** Errors already recorded in the superblock by the code that found them. */

@@ -48,7 +48,7 @@ function superblockChanged(tx: Transaction, sb: Superblock): void {
   tx.beforeCommit("superblock:orphan", async () => {
     sb.updateChecksum();
     const bs = sb.blockSize;
-    await tx.patch(Math.floor(1024 / bs), 1024 % bs, sb.bytes);
+    await tx.patchUnshared(Math.floor(1024 / bs), 1024 % bs, sb.bytes);
   });
 }
 

@@ -91,6 +91,8 @@ export class GroupCommitSink implements CommitSink {
   #closed = false;
   /** The block size of the batches seen (for a compound of revokes alone). */
   #blockSizeSeen = 1024;
+  /** Patches are put into the compound's images as a batch joins (see {@link commit}). */
+  readonly acceptsPatches = true;
 
   /** Gathers commits for `inner`, writing their data to `device` at once. */
   constructor(device: BlockDevice, inner: CommitSink, options: GroupCommitOptions = {}) {
@@ -139,7 +141,8 @@ export class GroupCommitSink implements CommitSink {
     if (this.#closed) throw new Ext4Error("INVALID", "the filesystem's commits were closed");
     // Revokes counted as blocks: conservative (a revoke record takes 4 or 8 bytes of a block).
     const c0 = this.#running;
-    const size = c0.metadata.size + c0.revoked.size + batch.metadata.length + batch.revoked.length;
+    const size = c0.metadata.size + c0.revoked.size + batch.metadata.length +
+      batch.revoked.length + (batch.patches?.length ?? 0);
     if (size > this.maxBlocks && c0.metadata.size + c0.revoked.size > 0) {
       await this.sync();
     }
@@ -155,6 +158,19 @@ export class GroupCommitSink implements CommitSink {
     for (const m of batch.metadata) {
       c.revoked.delete(m.block);
       c.metadata.set(m.block, m.bytes);
+    }
+    // Patched in place when the running compound already holds its own image of the block (no
+    // reader decodes these blocks, and nothing else holds that image: a committing compound's
+    // and the journal's images are other objects); otherwise on a copy of the current image.
+    for (const p of batch.patches ?? []) {
+      let image = c.metadata.get(p.block);
+      if (!image) {
+        image = p.base.slice();
+        c.revoked.delete(p.block);
+        c.metadata.set(p.block, image);
+      }
+      image.set(p.bytes, p.offset);
+      p.image = image;
     }
     if (this.#timer === null && (c.metadata.size > 0 || c.revoked.size > 0 || c.data)) {
       this.#timer = setTimeout(() => {

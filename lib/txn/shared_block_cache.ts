@@ -27,7 +27,8 @@ export type CommitListener = (batch: CommitBatch | null) => void;
 
 /** True when a commit changes nothing (a transaction that only read). */
 function isEmpty(batch: CommitBatch): boolean {
-  return batch.data.length === 0 && batch.metadata.length === 0 && batch.revoked.length === 0;
+  return batch.data.length === 0 && batch.metadata.length === 0 && batch.revoked.length === 0 &&
+    !batch.patches?.length;
 }
 
 /**
@@ -70,6 +71,9 @@ export class SharedBlockCache extends BlockCache {
         loggedImage: (block) => this.#inner.loggedImage?.(block),
         get epoch() {
           return inner().epoch;
+        },
+        get acceptsPatches() {
+          return inner().acceptsPatches;
         },
         whenDurable: (epoch, fn) => {
           const s = this.#inner;

@@ -39,6 +39,23 @@ export interface MetadataWrite {
   readonly bytes: Uint8Array;
 }
 
+/**
+ * Bytes to put into a metadata block when the transaction joins a sink that takes patches
+ * ({@link CommitSink.acceptsPatches}): see {@link Transaction.patchUnshared}.
+ */
+export interface MetadataPatch {
+  /** The block patched. */
+  readonly block: number;
+  /** Where in the block the bytes go. */
+  readonly offset: number;
+  /** The bytes (a copy taken when the patch was made). */
+  readonly bytes: Uint8Array;
+  /** The block's current image when the patch was made (the base when the sink has none). */
+  readonly base: Uint8Array;
+  /** Set by the sink: the block's image with the patch applied (the cache keeps it). */
+  image?: Uint8Array;
+}
+
 /** Everything one transaction changes, in the order a sink must respect. */
 export interface CommitBatch {
   /** Block size of every image. */
@@ -52,6 +69,11 @@ export interface CommitBatch {
    * (the journal writes revoke records for them; in place they need nothing).
    */
   readonly revoked: number[];
+  /**
+   * Patches of blocks not among `metadata`, in the order they were made; only for a sink that
+   * {@link CommitSink.acceptsPatches}.
+   */
+  readonly patches?: MetadataPatch[];
 }
 
 /**
@@ -82,6 +104,11 @@ export interface CommitSink {
   readonly epoch?: object;
   /** Runs `fn` once the compound `epoch` named is durable (see {@link epoch}). */
   whenDurable?(epoch: object, fn: () => void): void;
+  /**
+   * The sink applies a batch's {@link CommitBatch.patches} itself, synchronously as the batch
+   * joins what it holds, and sets each patch's `image`.
+   */
+  readonly acceptsPatches?: boolean;
 }
 
 /**
@@ -437,6 +464,10 @@ export class BlockCache {
     if (!committed) return;
     this.#commits++;
     for (const m of committed.metadata) this.#remember(m.block, m.bytes);
+    for (const p of committed.patches ?? []) {
+      if (p.image) this.#remember(p.block, p.image);
+      else this.#clean.delete(p.block); // not told: read it again (through the sink)
+    }
     for (const d of committed.data) {
       const n = d.bytes.length / this.blockSize;
       for (let i = 0; i < n; i++) this.#clean.delete(d.block + i);
@@ -483,6 +514,9 @@ export class Transaction {
   /** Data block images (views into the caller's runs). */
   #data = new Map<number, Uint8Array>();
   #revoked = new Set<number>();
+  /** Patches left to the sink ({@link patchUnshared}), and the blocks they touch. */
+  #patches: MetadataPatch[] = [];
+  #patched = new Set<number>();
   #guards: { target: Uint8Array; copy: Uint8Array }[] = [];
   #guarded = new Set<Uint8Array>();
   #hooks = new Map<string, () => void | Promise<void>>();
@@ -509,7 +543,7 @@ export class Transaction {
 
   /** Number of metadata blocks changed so far. */
   get metadataBlocks(): number {
-    return this.#metadata.size;
+    return this.#metadata.size + this.#patched.size;
   }
 
   /** Number of data blocks written so far. */
@@ -548,7 +582,44 @@ export class Transaction {
     this.#data.delete(block);
     this.#revoked.delete(block);
     this.#metadata.set(block, copy);
+    if (this.#patched.has(block)) this.#absorbPatches(block, copy);
     return copy;
+  }
+
+  /**
+   * Like {@link patch}, for a block that only the writer reads and nothing decodes from its
+   * image — group descriptor blocks, the superblock's block. With a sink that takes patches
+   * (group commit) the bytes are put into the sink's image of the block when this transaction
+   * joins it: no 4 KiB copy of the block per transaction (two of the six of a create or an
+   * unlink). The block's image in the cache changes only at the commit; until then reads see
+   * it without the patch.
+   */
+  async patchUnshared(block: number, offset: number, bytes: Uint8Array): Promise<void> {
+    this.#checkOpen();
+    if (offset < 0 || offset + bytes.length > this.blockSize) {
+      throw new Ext4Error(
+        "INVALID",
+        `patch of ${bytes.length} bytes at ${offset} overflows a block`,
+      );
+    }
+    const base = this.cache.sink.acceptsPatches && !this.#metadata.has(block) &&
+      !this.#data.has(block) && this.cache.held(block);
+    if (!base) return await this.patch(block, offset, bytes);
+    this.cache._checkBlock(block);
+    this.#revoked.delete(block);
+    this.#patches.push({ block, offset, bytes: bytes.slice(), base });
+    this.#patched.add(block);
+  }
+
+  /** Puts the patches of `block` left to the sink into `image` instead (in their order). */
+  #absorbPatches(block: number, image: Uint8Array | null): void {
+    const kept: MetadataPatch[] = [];
+    for (const p of this.#patches) {
+      if (p.block !== block) kept.push(p);
+      else image?.set(p.bytes, p.offset);
+    }
+    this.#patches = kept;
+    this.#patched.delete(block);
   }
 
   /**
@@ -562,6 +633,7 @@ export class Transaction {
     this.#data.delete(block);
     this.#revoked.delete(block);
     this.#metadata.set(block, img);
+    if (this.#patched.has(block)) this.#absorbPatches(block, null);
     return img;
   }
 
@@ -606,6 +678,7 @@ export class Transaction {
   forget(block: number): void {
     this.#checkOpen();
     this.#metadata.delete(block);
+    if (this.#patched.has(block)) this.#absorbPatches(block, null);
     this.#revoked.add(block);
   }
 
@@ -756,10 +829,13 @@ export class Transaction {
       i = j;
     }
     const metadata = [...this.#metadata].map(([block, bytes]) => ({ block, bytes }));
-    return { blockSize: bs, data, metadata, revoked: [...this.#revoked] };
+    const batch: CommitBatch = { blockSize: bs, data, metadata, revoked: [...this.#revoked] };
+    return this.#patches.length ? { ...batch, patches: this.#patches } : batch;
   }
 
   #release(): void {
+    this.#patches = [];
+    this.#patched.clear();
     this.#guards = [];
     this.#guarded.clear();
     this.#hooks.clear();
