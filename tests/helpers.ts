@@ -203,8 +203,14 @@ export async function makeImage(path: string, options: MakeImageOptions = {}): P
 }
 
 /**
- * Mounts an image with the kernel's ext4 (through a loop device) for the duration of `fn`,
- * then unmounts and detaches, even when `fn` throws.
+ * Mounts an image with the kernel's ext4 (through a loop device of its own) for the duration
+ * of `fn`, then unmounts and detaches, even when `fn` throws.
+ *
+ * The loop device is attached here (`losetup -f`), never by `mount -o loop`: libmount reuses a
+ * loop device still attached to the same file (an earlier mount's, whose automatic detach waits
+ * while udev probes it), and that device's page cache still holds the earlier image's blocks.
+ * Seen in CI: a kernel journal replay of a crash image written to the same path as the previous
+ * one read stale blocks and matched no expected state.
  */
 export async function withKernelMount<T>(
   image: string,
@@ -213,13 +219,26 @@ export async function withKernelMount<T>(
 ): Promise<T> {
   const mnt = await Deno.makeTempDir({ prefix: "ext4ts-mnt-" });
   const opts = [
-    "loop",
     ...(options.readOnly ? ["ro"] : []),
     ...(options.mountOptions ? [options.mountOptions] : []),
   ];
+  let loop: string | undefined;
   try {
-    await runOk("mount", ["-t", options.type ?? "ext4", "-o", opts.join(","), image, mnt]);
+    const device = Deno.statSync(image).isBlockDevice ? image : (loop = (await runOk("losetup", [
+      "-f",
+      "--show",
+      ...(options.readOnly ? ["-r"] : []),
+      image,
+    ])).trim());
+    await runOk("mount", [
+      "-t",
+      options.type ?? "ext4",
+      ...(opts.length ? ["-o", opts.join(",")] : []),
+      device,
+      mnt,
+    ]);
   } catch (e) {
+    if (loop) await run("losetup", ["-d", loop]);
     await Deno.remove(mnt).catch(() => {});
     throw e;
   }
@@ -234,6 +253,8 @@ export async function withKernelMount<T>(
       if (!unmounted) await new Promise((r) => setTimeout(r, 200));
     }
     if (!unmounted) await runOk("umount", ["-l", mnt]);
+    // A busy loop device (udev) is detached by the kernel once the last user closes it.
+    if (loop) await run("losetup", ["-d", loop]);
     await Deno.remove(mnt).catch(() => {});
   }
 }
