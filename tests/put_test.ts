@@ -54,6 +54,8 @@ async function makeHostTree(root: string): Promise<void> {
   await Deno.symlink("hostname", `${root}/etc/link`);
   await Deno.symlink("/" + "long/".repeat(30), `${root}/slowlink`);
   await Deno.link(`${root}/etc/hostname`, `${root}/hardlink`);
+  // Two names in one directory: read in one run, before either is copied.
+  await Deno.link(`${root}/etc/secret`, `${root}/etc/secret2`);
   await run("mkfifo", [`${root}/fifo`]);
   await run("mknod", [`${root}/null`, "c", "1", "3"]);
   await Deno.utime(`${root}/etc/hostname`, new Date(1600000000123), new Date(1600000000456));
