@@ -69,6 +69,12 @@ interface HostEntry {
   target?: Uint8Array;
   /** A regular file's contents when at most one batch (holes as zeros), block-padded. */
   data?: Uint8Array;
+  /**
+   * A further name of a linked file that an entry read earlier holds the contents of: read
+   * only if it is copied before that entry (a subdirectory's entries are copied before its
+   * parent's later ones).
+   */
+  deferred?: boolean;
 }
 
 const dec = new TextDecoder();
@@ -186,6 +192,7 @@ export async function putTree(
     skippedXattrs: [],
   };
   const seen = new Map<string, number>(); // host dev:ino -> inode, for hard links
+  const readAhead = new Set<string>(); // host dev:ino of linked files read, copied or not yet
   const inlineData = (w.sb.incompat & Incompat.INLINE_DATA) !== 0;
   let tx = w.cache.begin();
   let pending = 0;
@@ -274,11 +281,15 @@ export async function putTree(
    * The host side of copying `hostPath`: its statx, xattr names, a symlink's target and a
    * small file's contents (a larger one is streamed when copied).
    */
-  const readHostEntry = (hostPath: HostPath): HostEntry => {
+  const readHostEntry = (hostPath: HostPath, force = false): HostEntry => {
     const st = lstatx(hostPath);
     const type = st.mode & Mode.IFMT;
-    if (type !== Mode.IFDIR && st.nlink > 1 && seen.has(`${st.dev}:${st.ino}`)) {
-      return { st, xattrs: [] };
+    if (type !== Mode.IFDIR && st.nlink > 1 && !force) {
+      const key = `${st.dev}:${st.ino}`;
+      if (seen.has(key)) return { st, xattrs: [] };
+      // Two names of one file in a directory's run: its contents are read once.
+      if (readAhead.has(key)) return { st, xattrs: [], deferred: true };
+      readAhead.add(key);
     }
     const xattrs = listXattrs(hostPath);
     if (type === Mode.IFLNK) return { st, xattrs, target: readLinkBytes(hostPath) };
@@ -401,6 +412,8 @@ export async function putTree(
           options.onProgress?.(stats.bytes, entriesOf(stats));
           return await maybeCommit();
         }
+        // The first name copied, though another was read first: read it now.
+        if (read.deferred) read = { ...readHostEntry(hostPath, true), st };
       }
       const xattrs = read.xattrs;
       let ino: number;
