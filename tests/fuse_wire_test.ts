@@ -367,6 +367,22 @@ Deno.test("fuse wire: onIdle runs once per idle spell, never while a request is 
   }, { session: { idleAfterMs: 100, onIdle: () => idles++ } });
 });
 
+Deno.test("fuse wire: an onIdle that throws is logged and the session goes on", async () => {
+  await withSession(async (k, _s, _ops, logs) => {
+    await new Promise((r) => setTimeout(r, 400));
+    assert.ok(logs.some((l) => l.includes("idle step failed: deliberate")), logs.join("\n"));
+    k.send(Opcode.GETATTR, 5n, 1, new Uint8Array(16));
+    assert.equal((await k.only(5n)).error, 0, "still answering");
+  }, {
+    session: {
+      idleAfterMs: 100,
+      onIdle: () => {
+        throw new Error("deliberate failure in onIdle");
+      },
+    },
+  });
+});
+
 Deno.test("fuse wire: a throwing handler answers EIO, is logged, and the session goes on", async () => {
   await withSession(async (k, _s, _ops, logs) => {
     k.send(Opcode.LOOKUP, 30n, 1, nameBody("boom"));

@@ -514,9 +514,8 @@ export class Transaction {
   /** Data block images (views into the caller's runs). */
   #data = new Map<number, Uint8Array>();
   #revoked = new Set<number>();
-  /** Patches left to the sink ({@link patchUnshared}), and the blocks they touch. */
-  #patches: MetadataPatch[] = [];
-  #patched = new Set<number>();
+  /** Patches left to the sink ({@link patchUnshared}), per block in the order made. */
+  readonly #patches = new Map<number, MetadataPatch[]>();
   #guards: { target: Uint8Array; copy: Uint8Array }[] = [];
   #guarded = new Set<Uint8Array>();
   #hooks = new Map<string, () => void | Promise<void>>();
@@ -543,7 +542,7 @@ export class Transaction {
 
   /** Number of metadata blocks changed so far. */
   get metadataBlocks(): number {
-    return this.#metadata.size + this.#patched.size;
+    return this.#metadata.size + this.#patches.size;
   }
 
   /** Number of data blocks written so far. */
@@ -582,7 +581,7 @@ export class Transaction {
     this.#data.delete(block);
     this.#revoked.delete(block);
     this.#metadata.set(block, copy);
-    if (this.#patched.has(block)) this.#absorbPatches(block, copy);
+    this.#absorbPatches(block, copy);
     return copy;
   }
 
@@ -596,30 +595,33 @@ export class Transaction {
    */
   async patchUnshared(block: number, offset: number, bytes: Uint8Array): Promise<void> {
     this.#checkOpen();
+    this.#checkPatch(offset, bytes);
+    const base = this.cache.sink.acceptsPatches && !this.#metadata.has(block) &&
+      !this.#data.has(block) && this.cache.held(block);
+    if (!base) return await this.patch(block, offset, bytes);
+    this.cache._checkBlock(block);
+    this.#revoked.delete(block);
+    const patch = { block, offset, bytes: bytes.slice(), base };
+    const list = this.#patches.get(block);
+    if (list) list.push(patch);
+    else this.#patches.set(block, [patch]);
+  }
+
+  /** Puts the patches of `block` left to the sink into `image` instead (none: drops them). */
+  #absorbPatches(block: number, image: Uint8Array | null): void {
+    const list = this.#patches.get(block);
+    if (!list) return;
+    if (image) { for (const p of list) image.set(p.bytes, p.offset); }
+    this.#patches.delete(block);
+  }
+
+  #checkPatch(offset: number, bytes: Uint8Array): void {
     if (offset < 0 || offset + bytes.length > this.blockSize) {
       throw new Ext4Error(
         "INVALID",
         `patch of ${bytes.length} bytes at ${offset} overflows a block`,
       );
     }
-    const base = this.cache.sink.acceptsPatches && !this.#metadata.has(block) &&
-      !this.#data.has(block) && this.cache.held(block);
-    if (!base) return await this.patch(block, offset, bytes);
-    this.cache._checkBlock(block);
-    this.#revoked.delete(block);
-    this.#patches.push({ block, offset, bytes: bytes.slice(), base });
-    this.#patched.add(block);
-  }
-
-  /** Puts the patches of `block` left to the sink into `image` instead (in their order). */
-  #absorbPatches(block: number, image: Uint8Array | null): void {
-    const kept: MetadataPatch[] = [];
-    for (const p of this.#patches) {
-      if (p.block !== block) kept.push(p);
-      else image?.set(p.bytes, p.offset);
-    }
-    this.#patches = kept;
-    this.#patched.delete(block);
   }
 
   /**
@@ -633,18 +635,13 @@ export class Transaction {
     this.#data.delete(block);
     this.#revoked.delete(block);
     this.#metadata.set(block, img);
-    if (this.#patched.has(block)) this.#absorbPatches(block, null);
+    this.#absorbPatches(block, null);
     return img;
   }
 
   /** Copies `bytes` into metadata block `block` at `offset`. */
   async patch(block: number, offset: number, bytes: Uint8Array): Promise<void> {
-    if (offset < 0 || offset + bytes.length > this.blockSize) {
-      throw new Ext4Error(
-        "INVALID",
-        `patch of ${bytes.length} bytes at ${offset} overflows a block`,
-      );
-    }
+    this.#checkPatch(offset, bytes);
     (await this.getWritable(block)).set(bytes, offset);
   }
 
@@ -678,7 +675,7 @@ export class Transaction {
   forget(block: number): void {
     this.#checkOpen();
     this.#metadata.delete(block);
-    if (this.#patched.has(block)) this.#absorbPatches(block, null);
+    this.#absorbPatches(block, null);
     this.#revoked.add(block);
   }
 
@@ -830,12 +827,11 @@ export class Transaction {
     }
     const metadata = [...this.#metadata].map(([block, bytes]) => ({ block, bytes }));
     const batch: CommitBatch = { blockSize: bs, data, metadata, revoked: [...this.#revoked] };
-    return this.#patches.length ? { ...batch, patches: this.#patches } : batch;
+    return this.#patches.size ? { ...batch, patches: [...this.#patches.values()].flat() } : batch;
   }
 
   #release(): void {
-    this.#patches = [];
-    this.#patched.clear();
+    this.#patches.clear();
     this.#guards = [];
     this.#guarded.clear();
     this.#hooks.clear();
