@@ -73,3 +73,24 @@ Deno.test("the idle collection runs only when 4 MiB or more were allocated since
   assert.equal(releaseIdleMemory(), true, `${kept.length} blocks of 4 KiB allocated: collected`);
   assert.equal(releaseIdleMemory(), false);
 });
+
+Deno.test("the idle collection also runs when the resident set grew by 4 MiB while the JS heap stayed level", () => {
+  const MiB = 1 << 20;
+  let rss = 2 ** 40; // more than any real process: the first call collects and sets the baseline
+  const usage = () => ({ rss, heapTotal: 40 * MiB, heapUsed: 30 * MiB, external: 2 * MiB });
+  assert.equal(releaseIdleMemory(usage), true);
+  assert.equal(releaseIdleMemory(usage), false, "nothing grew");
+  rss += 3 * MiB;
+  assert.equal(releaseIdleMemory(usage), false, "3 MiB more resident: not yet");
+  rss += 1 * MiB;
+  assert.equal(releaseIdleMemory(usage), true, "4 MiB more resident, the heap level: collected");
+  assert.equal(releaseIdleMemory(usage), false);
+  // Leave a baseline of nothing for whatever runs next in this process.
+  let calls = 0;
+  releaseIdleMemory(() => ({
+    ...usage(),
+    rss: calls++ === 0 ? 2 ** 40 : 0,
+    heapUsed: 0,
+    external: 0,
+  }));
+});

@@ -507,20 +507,21 @@ export function fuseWakesDaemonHere(
   }
 }
 
-/** JS heap and external bytes allocated since the last idle collection that make one worth it. */
+/** Growth since the last idle collection (JS heap and external, or resident) that makes one worth it. */
 const IDLE_COLLECT_MIN_BYTES = 4 << 20;
-/** JS heap and external bytes in use after the last idle collection. */
-let inUseAfterCollection = 0;
+/** JS heap and external bytes in use, and the resident set, after the last idle collection. */
+let afterCollection = { inUse: 0, resident: 0 };
 
 /**
- * What the daemon does once it falls idle (a second without requests after some), when it has
- * allocated at least 4 MiB since it last did: a full collection of V8's heap — the block copies
+ * What the daemon does once it falls idle (a second without requests after some), when its JS
+ * heap (with external memory) or its resident set has grown by at least 4 MiB since it last
+ * did: a full collection of V8's heap — the block copies
  * of finished transactions otherwise wait in the old generation until V8's external-memory
  * limit, 64 MiB above the last collection, forces one — and `malloc_trim(0)`, which gives the C
  * heap's free pages back. ~5–20 ms of CPU once per idle spell (a request arriving meanwhile
  * waits); a client that sends a request now and then costs none. Returns whether it collected.
  * The collection needs V8's `gc`, exposed by the daemon's `--expose-gc` (cli/commands/mount.ts
- * DAEMON_V8_FLAGS); without it only the C heap is trimmed.
+ * DAEMON_V8_FLAGS); without it only the C heap is trimmed. `memoryUsage` is for tests.
  *
  * @example
  * ```ts
@@ -528,14 +529,20 @@ let inUseAfterCollection = 0;
  * releaseIdleMemory(); // any time: nothing is lost, only freed memory given back
  * ```
  */
-export function releaseIdleMemory(): boolean {
-  const before = Deno.memoryUsage();
-  if (before.heapUsed + before.external - inUseAfterCollection < IDLE_COLLECT_MIN_BYTES) {
-    return false;
-  }
+export function releaseIdleMemory(
+  memoryUsage: () => Deno.MemoryUsage = Deno.memoryUsage,
+): boolean {
+  const before = memoryUsage();
+  // The JS heap can stay level while the resident set grows (V8 keeps the pages a scavenge
+  // emptied; the C heap keeps what it freed): either growth makes a collection worth it.
+  const grown = Math.max(
+    before.heapUsed + before.external - afterCollection.inUse,
+    before.rss - afterCollection.resident,
+  );
+  if (grown < IDLE_COLLECT_MIN_BYTES) return false;
   (globalThis as { gc?: () => void }).gc?.();
   libc().malloc_trim(0n);
-  const after = Deno.memoryUsage();
-  inUseAfterCollection = after.heapUsed + after.external;
+  const after = memoryUsage();
+  afterCollection = { inUse: after.heapUsed + after.external, resident: after.rss };
   return true;
 }
