@@ -772,3 +772,86 @@ Deno.test("fuse wire: the write opcodes decoded and answered; an INTERRUPT never
   await ended;
   libc().close(k.sessionFd);
 });
+
+/** The next `n` replies (request and error), in request order; no more within 50 ms. */
+async function replies(k: FakeKernel, n: number): Promise<[bigint, number][]> {
+  const got: [bigint, number][] = [];
+  for (let i = 0; i < n; i++) {
+    const r = await k.next();
+    assert.ok(r, `${i} of ${n} replies came`);
+    got.push([r.unique, r.error]);
+  }
+  assert.equal(await k.next(50), undefined, "one reply per request");
+  return got.sort((a, b) => Number(a[0] - b[0]));
+}
+
+/** A writer whose WRITEs wait until {@link GatedWriter.open}, then record the data they got. */
+class GatedWriter extends RecordingWriter {
+  seen: string[] = [];
+  #gates: (() => void)[] = [];
+  get waiting(): number {
+    return this.#gates.length;
+  }
+  open(): void {
+    for (const g of this.#gates.splice(0)) g();
+  }
+  override async write(_c: unknown, _n: number, _fh: number, offset: number, data: Uint8Array) {
+    await new Promise<void>((r) => this.#gates.push(r));
+    const same = data.every((b) => b === data[0]);
+    this.seen.push(`${offset}: ${same ? `${data.length} × ${data[0]}` : "mixed bytes"}`);
+    return data.length;
+  }
+}
+
+Deno.test("fuse wire: a long WRITE's data stays intact while its handler waits and later requests are read", async () => {
+  const writer = new GatedWriter();
+  await withSession(async (k, _s, ops) => {
+    (ops as FuseOperations).writer = writer;
+    const size = 40 * 1024; // past the length at which the read buffer is lent, not copied
+    const write = (unique: bigint, fill: number) => {
+      const head = bytes([
+        ["u64", 7],
+        ["u64", Number(unique) * size],
+        ["u32", size],
+        ["u32", 0],
+        [
+          "u64",
+          0,
+        ],
+        ["u32", 0],
+        ["u32", 0],
+      ]);
+      const msg = new Uint8Array(head.length + size).fill(fill);
+      msg.set(head);
+      k.send(Opcode.WRITE, unique, 12, msg);
+    };
+    const settle = () => new Promise((r) => setTimeout(r, 50));
+    // Four at once: two in lent buffers, two copied; a GETATTR read in between.
+    for (const [u, fill] of [[2n, 0xa1], [3n, 0xa2], [4n, 0xa3]] as const) {
+      write(u, fill);
+      await settle();
+    }
+    k.send(Opcode.GETATTR, 5n, 12, new Uint8Array(16));
+    assert.equal((await k.only(5n)).error, 0, "answered while the WRITEs wait");
+    write(6n, 0xa4);
+    await settle();
+    assert.equal(writer.waiting, 4);
+    writer.open();
+    assert.deepEqual(await replies(k, 4), [[2n, 0], [3n, 0], [4n, 0], [6n, 0]]);
+    // Again, in buffers given back.
+    write(7n, 0xb1);
+    await settle();
+    write(8n, 0xb2);
+    await settle();
+    writer.open();
+    assert.deepEqual(await replies(k, 2), [[7n, 0], [8n, 0]]);
+  }, { session: { readOnly: false } });
+  assert.deepEqual(writer.seen, [
+    `${2 * 40960}: 40960 × ${0xa1}`,
+    `${3 * 40960}: 40960 × ${0xa2}`,
+    `${4 * 40960}: 40960 × ${0xa3}`,
+    `${6 * 40960}: 40960 × ${0xa4}`,
+    `${7 * 40960}: 40960 × ${0xb1}`,
+    `${8 * 40960}: 40960 × ${0xb2}`,
+  ]);
+});
