@@ -12,6 +12,9 @@ import fc from "fast-check";
 import { Ext4 } from "../lib/ext4/filesystem.ts";
 import { MemoryBlockDevice } from "../lib/block/block_device.ts";
 import { Ext4Error } from "../lib/errors.ts";
+import { FsCaches } from "../lib/ext4/fs_cache.ts";
+import { openMetadata } from "../lib/ext4/super.ts";
+import { splitCacheBudget } from "../lib/block/cache_budget.ts";
 import { tempDir, testWith } from "./helpers.ts";
 import { IMAGE_TOOLS, LAYOUTS, mkfsImage } from "./write_fixtures.ts";
 
@@ -255,5 +258,47 @@ testWith(
         await ro.close();
       }
     }
+  },
+);
+
+testWith(
+  "a commit that writes an inode table block replaces the cached records whose bytes it changes, whoever changed them",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const device = new MemoryBlockDevice(await mkfsImage(dir.path, EXT4));
+    const { sb, groups } = await openMetadata(device);
+    const caches = new FsCaches(sb, groups, {
+      budget: splitCacheBudget(1 << 20, sb),
+      writable: true,
+      ignoreChecksums: true,
+    });
+    const bs = sb.blockSize;
+    const isz = sb.inodeSize;
+    // Inodes 12 and 13 share a block of group 0's inode table.
+    const at = (ino: number) => ({
+      block: groups.get(0).inodeTable + Math.floor(((ino - 1) * isz) / bs),
+      offset: ((ino - 1) * isz) % bs,
+    });
+    assert.equal(at(12).block, at(13).block);
+    const table = new Uint8Array(bs);
+    await device.read(at(12).block * bs, table);
+    const record = (ino: number) => table.slice(at(ino).offset, at(ino).offset + isz);
+    const twelve = caches.inodeCache.keep(12, record(12), caches.generation);
+    const thirteen = caches.inodeCache.keep(13, record(13), caches.generation);
+
+    // Written by a commit that did not touch either inode through lib/ext4/inode.ts.
+    const image = table.slice();
+    image[at(13).offset + 0x1c] ^= 0xff; // i_blocks_lo of 13
+    caches.committed({
+      blockSize: bs,
+      data: [],
+      metadata: [{ block: at(12).block, bytes: image }],
+      revoked: [],
+    });
+    assert.equal(caches.inodeCache.records.get(12), twelve, "same bytes: the same record");
+    const now = caches.inodeCache.records.get(13);
+    assert.ok(now && now !== thirteen, "changed bytes: a new record");
+    assert.deepEqual(now.bytes, image.subarray(at(13).offset, at(13).offset + isz));
   },
 );
