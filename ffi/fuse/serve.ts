@@ -515,10 +515,9 @@ let afterCollection = { inUse: 0, resident: 0 };
 /**
  * What the daemon does once it falls idle (a second without requests after some), when its JS
  * heap (with external memory) or its resident set has grown by at least 4 MiB since it last
- * did: a full collection of V8's heap — the block copies
- * of finished transactions otherwise wait in the old generation until V8's external-memory
- * limit, 64 MiB above the last collection, forces one — and `malloc_trim(0)`, which gives the C
- * heap's free pages back. ~5–20 ms of CPU once per idle spell (a request arriving meanwhile
+ * did: a full collection of V8's heap — the block copies of finished transactions otherwise
+ * wait in the old generation until V8's external-memory limit, 64 MiB above the last
+ * collection, forces one — and `malloc_trim(0)`, which gives the C heap's free pages back. ~5–20 ms of CPU once per idle spell (a request arriving meanwhile
  * waits); a client that sends a request now and then costs none. Returns whether it collected.
  * The collection needs V8's `gc`, exposed by the daemon's `--expose-gc` (cli/commands/mount.ts
  * DAEMON_V8_FLAGS); without it only the C heap is trimmed. `memoryUsage` is for tests.
