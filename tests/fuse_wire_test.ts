@@ -825,24 +825,30 @@ Deno.test("fuse wire: a long WRITE's data stays intact while its handler waits a
       msg.set(head);
       k.send(Opcode.WRITE, unique, 12, msg);
     };
-    const settle = () => new Promise((r) => setTimeout(r, 50));
+    // Each WRITE sent once the one before reached its handler (however loaded the machine).
+    const handled = async (n: number) => {
+      const end = Date.now() + 10_000; // a failure, never a hang
+      while (writer.waiting < n) {
+        assert.ok(Date.now() < end, `${n} WRITEs reached their handler`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
     // Four at once: two in lent buffers, two copied; a GETATTR read in between.
-    for (const [u, fill] of [[2n, 0xa1], [3n, 0xa2], [4n, 0xa3]] as const) {
+    for (const [u, fill, n] of [[2n, 0xa1, 1], [3n, 0xa2, 2], [4n, 0xa3, 3]] as const) {
       write(u, fill);
-      await settle();
+      await handled(n);
     }
     k.send(Opcode.GETATTR, 5n, 12, new Uint8Array(16));
     assert.equal((await k.only(5n)).error, 0, "answered while the WRITEs wait");
     write(6n, 0xa4);
-    await settle();
-    assert.equal(writer.waiting, 4);
+    await handled(4);
     writer.open();
     assert.deepEqual(await replies(k, 4), [[2n, 0], [3n, 0], [4n, 0], [6n, 0]]);
     // Again, in buffers given back.
     write(7n, 0xb1);
-    await settle();
+    await handled(1);
     write(8n, 0xb2);
-    await settle();
+    await handled(2);
     writer.open();
     assert.deepEqual(await replies(k, 2), [[7n, 0], [8n, 0]]);
   }, { session: { readOnly: false } });
