@@ -8,7 +8,7 @@
 
 import * as assert from "node:assert/strict";
 import { readState } from "../ffi/fuse/mount_state.ts";
-import { fuseWakesDaemonHere, releaseIdleMemory } from "../ffi/fuse/serve.ts";
+import { fuseWakesDaemonHere, idleMemoryReleaser } from "../ffi/fuse/serve.ts";
 import { makeImage, runCli, runOk, tempDir, testWith } from "./helpers.ts";
 
 /** CPU seconds (user + system, all threads) process `pid` has used so far. */
@@ -67,30 +67,28 @@ Deno.test("the busy poll is off when the kernel wakes the daemon on the requeste
 });
 
 Deno.test("the idle collection runs only when 4 MiB or more were allocated since the last one", () => {
-  releaseIdleMemory(); // whatever this process allocated before
-  assert.equal(releaseIdleMemory(), false, "nothing allocated since: no collection");
+  const release = idleMemoryReleaser();
+  assert.equal(release(), true, "the first call collects (nothing collected before)");
+  assert.equal(release(), false, "nothing allocated since: no collection");
   const kept = Array.from({ length: 2048 }, () => new Uint8Array(4096));
-  assert.equal(releaseIdleMemory(), true, `${kept.length} blocks of 4 KiB allocated: collected`);
-  assert.equal(releaseIdleMemory(), false);
+  assert.equal(release(), true, `${kept.length} blocks of 4 KiB allocated: collected`);
+  assert.equal(release(), false);
 });
 
 Deno.test("the idle collection also runs when the resident set grew by 4 MiB while the JS heap stayed level", () => {
   const MiB = 1 << 20;
-  let rss = 2 ** 40; // more than any real process: the first call collects and sets the baseline
-  const usage = () => ({ rss, heapTotal: 40 * MiB, heapUsed: 30 * MiB, external: 2 * MiB });
-  assert.equal(releaseIdleMemory(usage), true);
-  assert.equal(releaseIdleMemory(usage), false, "nothing grew");
-  rss += 3 * MiB;
-  assert.equal(releaseIdleMemory(usage), false, "3 MiB more resident: not yet");
-  rss += 1 * MiB;
-  assert.equal(releaseIdleMemory(usage), true, "4 MiB more resident, the heap level: collected");
-  assert.equal(releaseIdleMemory(usage), false);
-  // Leave a baseline of nothing for whatever runs next in this process.
-  let calls = 0;
-  releaseIdleMemory(() => ({
-    ...usage(),
-    rss: calls++ === 0 ? 2 ** 40 : 0,
-    heapUsed: 0,
-    external: 0,
+  let rss = 100 * MiB;
+  const release = idleMemoryReleaser(() => ({
+    rss,
+    heapTotal: 40 * MiB,
+    heapUsed: 30 * MiB,
+    external: 2 * MiB,
   }));
+  assert.equal(release(), true, "the first call collects");
+  assert.equal(release(), false, "nothing grew");
+  rss += 3 * MiB;
+  assert.equal(release(), false, "3 MiB more resident: not yet");
+  rss += 1 * MiB;
+  assert.equal(release(), true, "4 MiB more resident, the heap level: collected");
+  assert.equal(release(), false);
 });

@@ -2,7 +2,7 @@
  * The mount daemon does not leak: a read-write mount serves rounds of a mixed load — file
  * writes and reads (compared), creates, stats, listings, unlinks and synced overwrites — with a
  * pause after each, and its resident set once idle (when the daemon has collected its garbage
- * and trimmed its C heap, ffi/fuse/serve.ts `releaseIdleMemory`) must not keep growing: its
+ * and trimmed its C heap, ffi/fuse/serve.ts `idleMemoryReleaser`) must not keep growing: its
  * lowest value over the last third of the rounds is at most the first third's plus a margin. A
  * bound on memory, not on time. `EXT4TS_DEEP=1` runs six times as many rounds.
  *

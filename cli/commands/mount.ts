@@ -463,7 +463,7 @@ export async function runMountDaemon(argv: string[], backend: MountBackend): Pro
  * generation of at most 1 MiB per semi-space instead of V8's up to 8 MiB. A server that
  * allocates per request then stays ~15–50 MiB smaller (measured on the mount benchmark's rows),
  * and the large buffers of finished requests are collected sooner. `--expose-gc` lets the
- * daemon collect its garbage when it falls idle (ffi/fuse/serve.ts releaseIdleMemory).
+ * daemon collect its garbage when it falls idle (ffi/fuse/serve.ts idleMemoryReleaser).
  */
 export const DAEMON_V8_FLAGS = "--max-semi-space-size=1,--expose-gc";
 

@@ -353,7 +353,7 @@ export async function serve(o: ServeOptions): Promise<SessionEnd> {
     beforeDestroyReply: releaseLoop,
     // A kernel that wakes the daemon on the requester's CPU makes the busy poll pure cost.
     busyPollUs: fuseWakesDaemonHere() ? 0 : undefined,
-    onIdle: () => void releaseIdleMemory(),
+    onIdle: idleMemoryReleaser(),
   });
   const ended = session.run();
   const state: MountState = {
@@ -509,39 +509,42 @@ export function fuseWakesDaemonHere(
 
 /** Growth since the last idle collection (JS heap and external, or resident) that makes one worth it. */
 const IDLE_COLLECT_MIN_BYTES = 4 << 20;
-/** JS heap and external bytes in use, and the resident set, after the last idle collection. */
-let afterCollection = { inUse: 0, resident: 0 };
 
 /**
- * What the daemon does once it falls idle (a second without requests after some), when its JS
- * heap (with external memory) or its resident set has grown by at least 4 MiB since it last
- * did: a full collection of V8's heap — the block copies of finished transactions otherwise
- * wait in the old generation until V8's external-memory limit, 64 MiB above the last
- * collection, forces one — and `malloc_trim(0)`, which gives the C heap's free pages back. ~5–20 ms of CPU once per idle spell (a request arriving meanwhile
- * waits); a client that sends a request now and then costs none. Returns whether it collected.
- * The collection needs V8's `gc`, exposed by the daemon's `--expose-gc` (cli/commands/mount.ts
+ * What the daemon does once it falls idle (a second without requests after some): the returned
+ * function, when the JS heap (with external memory) or the resident set has grown by at least 4
+ * MiB since its last collection, runs a full collection of V8's heap — the block copies of
+ * finished transactions otherwise wait in the old generation until V8's external-memory limit,
+ * 64 MiB above the last collection, forces one — and `malloc_trim(0)`, which gives the C heap's
+ * free pages back. ~5–20 ms of CPU once per idle spell (a request arriving meanwhile waits); a
+ * client that sends a request now and then costs none. It returns whether it collected. The
+ * collection needs V8's `gc`, exposed by the daemon's `--expose-gc` (cli/commands/mount.ts
  * DAEMON_V8_FLAGS); without it only the C heap is trimmed. `memoryUsage` is for tests.
  *
  * @example
  * ```ts
- * import { releaseIdleMemory } from "./serve.ts";
- * releaseIdleMemory(); // any time: nothing is lost, only freed memory given back
+ * import { idleMemoryReleaser } from "./serve.ts";
+ * const release = idleMemoryReleaser();
+ * release(); // any time: nothing is lost, only freed memory given back
  * ```
  */
-export function releaseIdleMemory(
+export function idleMemoryReleaser(
   memoryUsage: () => Deno.MemoryUsage = Deno.memoryUsage,
-): boolean {
-  const before = memoryUsage();
-  // The JS heap can stay level while the resident set grows (V8 keeps the pages a scavenge
-  // emptied; the C heap keeps what it freed): either growth makes a collection worth it.
-  const grown = Math.max(
-    before.heapUsed + before.external - afterCollection.inUse,
-    before.rss - afterCollection.resident,
-  );
-  if (grown < IDLE_COLLECT_MIN_BYTES) return false;
-  (globalThis as { gc?: () => void }).gc?.();
-  libc().malloc_trim(0n);
-  const after = memoryUsage();
-  afterCollection = { inUse: after.heapUsed + after.external, resident: after.rss };
-  return true;
+): () => boolean {
+  // What was in use after the last collection (none yet: the first call collects).
+  let inUse = 0;
+  let resident = 0;
+  return () => {
+    const before = memoryUsage();
+    // The JS heap can stay level while the resident set grows (V8 keeps the pages a scavenge
+    // emptied; the C heap keeps what it freed): either growth makes a collection worth it.
+    const grown = Math.max(before.heapUsed + before.external - inUse, before.rss - resident);
+    if (grown < IDLE_COLLECT_MIN_BYTES) return false;
+    (globalThis as { gc?: () => void }).gc?.();
+    libc().malloc_trim(0n);
+    const after = memoryUsage();
+    inUse = after.heapUsed + after.external;
+    resident = after.rss;
+    return true;
+  };
 }
