@@ -795,10 +795,13 @@ class GatedWriter extends RecordingWriter {
   open(): void {
     for (const g of this.#gates.splice(0)) g();
   }
+  /** Records the bytes a WRITE got and whether they lie in a lent read buffer (≥ 1 MiB). */
   override async write(_c: unknown, _n: number, _fh: number, offset: number, data: Uint8Array) {
     await new Promise<void>((r) => this.#gates.push(r));
     const same = data.every((b) => b === data[0]);
-    this.seen.push(`${offset}: ${same ? `${data.length} × ${data[0]}` : "mixed bytes"}`);
+    const where = data.buffer.byteLength >= 1 << 20 ? "lent" : "copied";
+    this.seen.push(`${offset}: ${same ? `${data.length} × ${data[0]}` : "mixed bytes"}, ${where}`);
+    if (data[0] === 0xee) throw new FuseError(5); // a WRITE that fails (EIO)
     return data.length;
   }
 }
@@ -851,13 +854,28 @@ Deno.test("fuse wire: a long WRITE's data stays intact while its handler waits a
     await handled(2);
     writer.open();
     assert.deepEqual(await replies(k, 2), [[7n, 0], [8n, 0]]);
+    // Two that fail give their buffers back too: the next one is lent again.
+    write(9n, 0xee);
+    await handled(1);
+    write(10n, 0xee);
+    await handled(2);
+    writer.open();
+    assert.deepEqual(await replies(k, 2), [[9n, -5], [10n, -5]]);
+    write(11n, 0xc1);
+    await handled(1);
+    writer.open();
+    assert.deepEqual(await replies(k, 1), [[11n, 0]]);
   }, { session: { readOnly: false } });
+  const got = (u: number, fill: number, where: string) => `${u * 40960}: 40960 × ${fill}, ${where}`;
   assert.deepEqual(writer.seen, [
-    `${2 * 40960}: 40960 × ${0xa1}`,
-    `${3 * 40960}: 40960 × ${0xa2}`,
-    `${4 * 40960}: 40960 × ${0xa3}`,
-    `${6 * 40960}: 40960 × ${0xa4}`,
-    `${7 * 40960}: 40960 × ${0xb1}`,
-    `${8 * 40960}: 40960 × ${0xb2}`,
+    got(2, 0xa1, "lent"),
+    got(3, 0xa2, "lent"),
+    got(4, 0xa3, "copied"), // two lent at most
+    got(6, 0xa4, "copied"),
+    got(7, 0xb1, "lent"),
+    got(8, 0xb2, "lent"),
+    got(9, 0xee, "lent"),
+    got(10, 0xee, "lent"),
+    got(11, 0xc1, "lent"),
   ]);
 });
