@@ -507,7 +507,7 @@ export function fuseWakesDaemonHere(
   }
 }
 
-/** Growth since the last idle collection (JS heap and external, or resident) that makes one worth it. */
+/** Growth since the last idle collection (JS heap and external, or resident) worth one. */
 const IDLE_COLLECT_MIN_BYTES = 4 << 20;
 
 /**

@@ -156,7 +156,7 @@ const REPLY_COPY_MAX = 64 * 1024;
 /**
  * A WRITE with at least this much data gets the read buffer itself, and the loop reads on into
  * a spare one, instead of a copy of its body: copying a 1 MiB body into fresh memory (page
- * faults, zeroing, the copy) made the FUSE layer's part of a WRITE 150–270 µs instead of 35–50.
+ * faults, zeroing, the copy) made the FUSE layer's part of a WRITE 150–270 µs, not 35–50.
  */
 const LEND_MIN = 32 * 1024;
 /** Read buffers held by WRITE handlers at once at most; past that, bodies are copied. */
@@ -395,7 +395,7 @@ export class FuseSession {
     } catch { /* logging never breaks the loop */ }
   }
 
-  /** A buffer the kernel reads requests into: it refuses one that could not hold the largest WRITE. */
+  /** A buffer to read requests into (the kernel refuses one that cannot hold the largest WRITE). */
   #newReadBuffer(): Uint8Array<ArrayBuffer> {
     return new Uint8Array(
       Math.max(MIN_READ_BUFFER, IN_HEADER_SIZE + WRITE_IN_SIZE + this.#opts.maxIo + 4096),
