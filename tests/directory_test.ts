@@ -15,6 +15,7 @@ import {
 } from "../lib/ondisk/dirent.ts";
 import { computeDxChecksum } from "../lib/ondisk/dx.ts";
 import { htreeLookup } from "../lib/ext4/htree.ts";
+import { lookupInDirectory } from "../lib/ext4/lookup.ts";
 import { CorruptError, Ext4Error } from "../lib/errors.ts";
 import { makeImage, runOk, tempDir, testWith } from "./helpers.ts";
 import { kernelListing, nameOf, RawImage } from "./raw_image.ts";
@@ -265,6 +266,54 @@ testWith("inline directories list like the kernel, with synthesized . and ..", [
       e instanceof CorruptError && e.message.includes(`inline directory inode ${spill.ino}`),
   );
 });
+
+testWith(
+  "a linear directory lookup finds every listed name, block by block in place; a damaged record after the name does not hide it (the kernel's search_dirblock), one before it is CORRUPT",
+  NEEDS,
+  async () => {
+    await using tmp = await tempDir();
+    const img = `${tmp.path}/l.img`;
+    await makeImage(img, {
+      size: "8M",
+      args: ["-b", "1024", "-O", "^metadata_csum,^dir_index"],
+      populate: async (m) => {
+        await Deno.mkdir(`${m}/d`);
+        for (let i = 0; i < 120; i++) {
+          await Deno.writeTextFile(`${m}/d/n${i}-${"y".repeat(i % 9)}`, "");
+        }
+      },
+    });
+    const raw = await RawImage.load(img);
+    const ctx = { sb: raw.sb };
+    const dir = await raw.directory(await raw.ino("/d"));
+    const enc = new TextEncoder();
+    const listed = await collect(dir, ctx);
+    assert.ok(dir.size / 1024 >= 3, "the names span several blocks");
+    for (const r of listed) assert.equal(await lookupInDirectory(dir, r.name, ctx), r.ino);
+    for (const absent of ["n120", "n1-", "n1-yy", "nope", "N0"]) {
+      assert.equal(await lookupInDirectory(dir, enc.encode(absent), ctx), null, absent);
+    }
+    // Damage the rec_len of the last record of block 1: names before it in that block are
+    // still found, a name after it (later blocks) or in it meets the damage first.
+    const blocks = [(await dir.readBlock(0))!, (await dir.readBlock(1))!.slice()];
+    const recs = parseDirectoryBlock(blocks[1], ctx);
+    const last = recs[recs.length - 1];
+    let pos = 0;
+    for (let i = 0; i < recs.length - 1; i++) {
+      pos += recLenFromDisk(new DataView(blocks[1].buffer).getUint16(pos + 4, true), 1024);
+    }
+    new DataView(blocks[1].buffer).setUint16(pos + 4, 5, true);
+    const damaged: DirectorySource = {
+      ...dir,
+      readBlock: (l) => l === 1 ? Promise.resolve(blocks[1]) : dir.readBlock(l),
+    };
+    assert.equal(await lookupInDirectory(damaged, recs[0].name, ctx), recs[0].ino);
+    await assert.rejects(lookupInDirectory(damaged, last.name, ctx), CorruptError);
+    await assert.rejects(lookupInDirectory(damaged, enc.encode("absent"), ctx), CorruptError);
+    const inBlock0 = parseDirectoryBlock(blocks[0], ctx);
+    assert.equal(await lookupInDirectory(damaged, inBlock0[2].name, ctx), inBlock0[2].ino);
+  },
+);
 
 testWith("holes are skipped and nextMappedBlock jumps over them", NEEDS, async () => {
   await using tmp = await tempDir();

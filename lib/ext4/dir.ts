@@ -12,6 +12,7 @@
 
 import { CorruptError } from "../errors.ts";
 import {
+  type DirBlockLocation,
   type DirContext,
   type DirRecord,
   isIndexedDirectory,
@@ -83,6 +84,46 @@ export async function* iterateDirectory(
     }
     return;
   }
+  for await (const { block, loc } of directoryBlocks(dir, ctx, Math.floor(from / dir.blockSize))) {
+    let records: PositionedRecord[];
+    try {
+      records = parseDirectoryBlockPositioned(block, ctx, loc);
+    } catch (e) {
+      // The kernel's readdir reports a corrupt block and goes on with the next one.
+      if (!(e instanceof CorruptError) || !onCorruptBlock) throw e;
+      onCorruptBlock(e);
+      records = [];
+    }
+    for (const r of records) {
+      if (r.pos >= from) yield stripPosition(r);
+    }
+  }
+}
+
+/** One block of a block directory and where it is (what its checks are seeded with). */
+export interface DirectoryBlock {
+  /** The block's bytes. */
+  block: Uint8Array;
+  /** The directory, the block's logical number, and whether the directory is hash-indexed. */
+  loc: DirBlockLocation;
+}
+
+/**
+ * The blocks of a block directory (not inline) in logical order from block `fromLogical`,
+ * holes skipped: what {@link iterateDirectory} parses, and what a lookup searches one block at
+ * a time (lib/ext4/lookup.ts) without decoding every entry. Refuses (CorruptError) a block
+ * size other than the filesystem's, an impossible size, or a block map that goes backwards.
+ *
+ * @example
+ * ```ts ignore
+ * for await (const { block, loc } of directoryBlocks(dir, { sb })) console.log(loc.logical);
+ * ```
+ */
+export async function* directoryBlocks(
+  dir: DirectorySource,
+  ctx: DirContext,
+  fromLogical = 0,
+): AsyncGenerator<DirectoryBlock> {
   const bs = dir.blockSize;
   if (bs !== ctx.sb.blockSize) {
     throw new CorruptError(
@@ -95,7 +136,7 @@ export async function* iterateDirectory(
   }
   const blocks = Math.ceil(dir.size / bs);
   const htree = isIndexedDirectory(ctx.sb, dir.isHtree);
-  let logical = Math.max(0, Math.floor(from / bs));
+  let logical = Math.max(0, fromLogical);
   while (logical < blocks) {
     if (dir.nextMappedBlock) {
       const next = await dir.nextMappedBlock(logical);
@@ -110,19 +151,7 @@ export async function* iterateDirectory(
     }
     const block = await dir.readBlock(logical);
     if (block) {
-      const loc = { ino: dir.ino, generation: dir.generation, logical, isHtree: htree };
-      let records: PositionedRecord[];
-      try {
-        records = parseDirectoryBlockPositioned(block, ctx, loc);
-      } catch (e) {
-        // The kernel's readdir reports a corrupt block and goes on with the next one.
-        if (!(e instanceof CorruptError) || !onCorruptBlock) throw e;
-        onCorruptBlock(e);
-        records = [];
-      }
-      for (const r of records) {
-        if (r.pos >= from) yield stripPosition(r);
-      }
+      yield { block, loc: { ino: dir.ino, generation: dir.generation, logical, isHtree: htree } };
     }
     logical++;
   }
