@@ -300,5 +300,41 @@ testWith(
     const now = caches.inodeCache.records.get(13);
     assert.ok(now && now !== thirteen, "changed bytes: a new record");
     assert.deepEqual(now.bytes, image.subarray(at(13).offset, at(13).offset + isz));
+
+    // Changes known by range (every change a Transaction.patch): only the records the ranges
+    // cover are compared. Inode 12 changed within its range: a new record; a change to 13
+    // outside every range is not looked for, by design (a patch-only block changed nowhere
+    // else); 14, covered by a range of its last byte only, is compared.
+    const image2 = image.slice();
+    image2[at(12).offset + 0x1c] ^= 0xff;
+    image2[at(13).offset + 0x1c] ^= 0x0f;
+    image2[at(14).offset + 0x1c] ^= 0xff;
+    const cachedThirteen = caches.inodeCache.records.get(13);
+    const fourteen = caches.inodeCache.keep(
+      14,
+      image.slice(at(14).offset, at(14).offset + isz),
+      caches.generation,
+    );
+    caches.committed({
+      blockSize: bs,
+      data: [],
+      metadata: [{
+        block: at(12).block,
+        bytes: image2,
+        changed: [
+          at(12).offset + 0x10,
+          at(12).offset + 0x20,
+          at(14).offset + isz - 1,
+          at(14).offset + isz,
+        ],
+      }],
+      revoked: [],
+    });
+    const twelveNow = caches.inodeCache.records.get(12);
+    assert.ok(twelveNow && twelveNow !== twelve, "within a changed range: a new record");
+    assert.deepEqual(twelveNow.bytes, image2.subarray(at(12).offset, at(12).offset + isz));
+    assert.equal(caches.inodeCache.records.get(13), cachedThirteen, "outside every range: kept");
+    const fourteenNow = caches.inodeCache.records.get(14);
+    assert.ok(fourteenNow && fourteenNow !== fourteen, "a range over its last byte: compared");
   },
 );

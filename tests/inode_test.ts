@@ -43,6 +43,27 @@ Deno.test("inode fields: uid/gid high halves, 64-bit size, times with epoch bits
   assert.equal(small.crtime, null);
 });
 
+Deno.test("sameBytesAt: a record equals an image's bytes at an offset only when every byte does", () => {
+  for (const size of [128, 256, 158]) {
+    const record = new Uint8Array(size).map((_, i) => (i * 7 + 3) & 0xff);
+    const inode = new Inode(sb(), 12, record);
+    const image = new Uint8Array(4096);
+    const at = 5 * 256;
+    image.set(record, at);
+    const view = new DataView(image.buffer);
+    assert.ok(inode.sameBytesAt(view, at), `${size}: equal`);
+    // Any one byte changed, first, last, in a word or in the tail past the last whole word.
+    for (const k of [0, 1, size - 1, size - 2, size >> 1]) {
+      image[at + k] ^= 0x40;
+      assert.ok(!inode.sameBytesAt(view, at), `${size}: byte ${k} differs`);
+      image[at + k] ^= 0x40;
+    }
+    assert.ok(!inode.sameBytesAt(view, at + 4), `${size}: another place`);
+    assert.ok(!inode.sameBytesAt(view, 4096 - size + 1), `${size}: past the end`);
+    assert.ok(!inode.sameBytesAt(view, -4), `${size}: before the start`);
+  }
+});
+
 Deno.test("inode blocks: huge_file semantics", () => {
   const b = new Uint8Array(128);
   const v = new DataView(b.buffer);

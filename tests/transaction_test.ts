@@ -367,3 +367,33 @@ Deno.test("WriteLogDevice records writes and flushes and replays prefixes", asyn
   assert.equal(log.replay(base)[20], 9);
   await assert.rejects(() => log.write(63, new Uint8Array(2)), (e: Ext4Error) => e.code === "IO");
 });
+
+Deno.test("a transaction reports where it changed a block: patches as ranges, a block handed out whole without", async () => {
+  const device = new MemoryBlockDevice(new Uint8Array(16 * 1024));
+  let seen: CommitBatch | null = null;
+  const cache = new BlockCache(device, 1024, {
+    sink: {
+      commit: (b) => {
+        seen = b;
+        return Promise.resolve();
+      },
+    },
+  });
+  let tx = cache.begin();
+  await tx.patch(3, 10, new Uint8Array([1, 2]));
+  await tx.patch(3, 100, new Uint8Array(4));
+  await tx.patch(4, 0, new Uint8Array(8));
+  (await tx.getWritable(4))[500] = 1; // whole: any byte may have changed
+  tx.newBlock(5);
+  await tx.commit();
+  const byBlock = new Map(seen!.metadata.map((m) => [m.block, m.changed]));
+  assert.deepEqual(byBlock.get(3), [10, 12, 100, 104]);
+  assert.equal(byBlock.get(4), undefined);
+  assert.equal(byBlock.get(5), undefined);
+  // A block first written as data and then patched as metadata: whole.
+  tx = cache.begin();
+  tx.writeData(6, new Uint8Array(1024));
+  await tx.patch(6, 0, new Uint8Array(2));
+  await tx.commit();
+  assert.equal(seen!.metadata.find((m) => m.block === 6)!.changed, undefined);
+});

@@ -367,6 +367,30 @@ export class Inode {
   checksumValid(): boolean {
     return !this.#sb.hasMetadataCsum || this.computeChecksum() === this.storedChecksum;
   }
+
+  /**
+   * True when `image` (a view of an inode table block) holds exactly this record's bytes at
+   * `offset`. Four bytes a step through the record's own view, nothing allocated: a commit
+   * compares every cached record of each inode table block it wrote.
+   *
+   * @example
+   * ```ts ignore
+   * const same = inode.sameBytesAt(new DataView(block.buffer, block.byteOffset), 3 * 256);
+   * ```
+   */
+  sameBytesAt(image: DataView, offset: number): boolean {
+    const n = this.bytes.length;
+    if (offset < 0 || offset + n > image.byteLength) return false;
+    const words = n & ~3;
+    const own = this.#view;
+    for (let i = 0; i < words; i += 4) {
+      if (own.getUint32(i, true) !== image.getUint32(offset + i, true)) return false;
+    }
+    for (let i = words; i < n; i++) {
+      if (own.getUint8(i) !== image.getUint8(offset + i)) return false;
+    }
+    return true;
+  }
 }
 
 /** The two zero bytes a checksum field counts as (never written). */

@@ -37,6 +37,13 @@ export interface MetadataWrite {
   readonly block: number;
   /** The block's full new contents (one block). */
   readonly bytes: Uint8Array;
+  /**
+   * Where the transaction changed the block, as [start, end) byte pairs, when every change
+   * went through {@link Transaction.patch}; absent when the image was handed out whole
+   * ({@link Transaction.getWritable}, {@link Transaction.newBlock}) and any byte may differ.
+   * Caches decoded from the block (lib/ext4/fs_cache.ts) look only there.
+   */
+  readonly changed?: readonly number[];
 }
 
 /**
@@ -516,6 +523,11 @@ export class Transaction {
   #revoked = new Set<number>();
   /** Patches left to the sink ({@link patchUnshared}), per block in the order made. */
   readonly #patches = new Map<number, MetadataPatch[]>();
+  /**
+   * Per metadata block, the byte ranges changed ([start, end) pairs) while every change was a
+   * {@link patch}; null once the image was handed out whole (see MetadataWrite.changed).
+   */
+  readonly #changed = new Map<number, number[] | null>();
   #guards: { target: Uint8Array; copy: Uint8Array }[] = [];
   #guarded = new Set<Uint8Array>();
   #hooks = new Map<string, () => void | Promise<void>>();
@@ -571,18 +583,33 @@ export class Transaction {
    * part of the commit. Copies the current image on first use.
    */
   async getWritable(block: number): Promise<Uint8Array> {
+    const image = await this.#writable(block);
+    this.#changed.set(block, null); // handed out whole: any byte may change
+    return image;
+  }
+
+  /** The transaction's image of `block` (copied on first use), for a change it records. */
+  async #writable(block: number): Promise<Uint8Array> {
     this.#checkOpen();
     const mine = this.#metadata.get(block);
     if (mine) return mine;
     const data = this.#data.get(block) ?? this.cache.held(block); // no promise when in memory
     const copy = (data ?? await this.cache.read(block)).slice();
     this.#checkOpen();
-    // A block first written as data and then treated as metadata becomes metadata.
-    this.#data.delete(block);
+    // A block first written as data and then treated as metadata becomes metadata: whole.
+    if (this.#data.delete(block)) this.#changed.set(block, null);
     this.#revoked.delete(block);
     this.#metadata.set(block, copy);
     this.#absorbPatches(block, copy);
     return copy;
+  }
+
+  /** Records that bytes [start, end) of metadata block `block` changed. */
+  #changedRange(block: number, start: number, end: number): void {
+    const ranges = this.#changed.get(block);
+    if (ranges === null) return;
+    if (ranges) ranges.push(start, end);
+    else this.#changed.set(block, [start, end]);
   }
 
   /**
@@ -611,7 +638,12 @@ export class Transaction {
   #absorbPatches(block: number, image: Uint8Array | null): void {
     const list = this.#patches.get(block);
     if (!list) return;
-    if (image) { for (const p of list) image.set(p.bytes, p.offset); }
+    if (image) {
+      for (const p of list) {
+        image.set(p.bytes, p.offset);
+        this.#changedRange(block, p.offset, p.offset + p.bytes.length);
+      }
+    }
     this.#patches.delete(block);
   }
 
@@ -635,6 +667,7 @@ export class Transaction {
     this.#data.delete(block);
     this.#revoked.delete(block);
     this.#metadata.set(block, img);
+    this.#changed.set(block, null);
     this.#absorbPatches(block, null);
     return img;
   }
@@ -642,7 +675,8 @@ export class Transaction {
   /** Copies `bytes` into metadata block `block` at `offset`. */
   async patch(block: number, offset: number, bytes: Uint8Array): Promise<void> {
     this.#checkPatch(offset, bytes);
-    (await this.getWritable(block)).set(bytes, offset);
+    (await this.#writable(block)).set(bytes, offset);
+    this.#changedRange(block, offset, offset + bytes.length);
   }
 
   /**
@@ -675,6 +709,7 @@ export class Transaction {
   forget(block: number): void {
     this.#checkOpen();
     this.#metadata.delete(block);
+    this.#changed.delete(block);
     this.#absorbPatches(block, null);
     this.#revoked.add(block);
   }
@@ -825,13 +860,18 @@ export class Transaction {
       data.push({ block: blocks[i], bytes: run });
       i = j;
     }
-    const metadata = [...this.#metadata].map(([block, bytes]) => ({ block, bytes }));
+    const metadata: MetadataWrite[] = [];
+    for (const [block, bytes] of this.#metadata) {
+      const changed = this.#changed.get(block);
+      metadata.push(changed ? { block, bytes, changed } : { block, bytes });
+    }
     const batch: CommitBatch = { blockSize: bs, data, metadata, revoked: [...this.#revoked] };
     return this.#patches.size ? { ...batch, patches: [...this.#patches.values()].flat() } : batch;
   }
 
   #release(): void {
     this.#patches.clear();
+    this.#changed.clear();
     this.#guards = [];
     this.#guarded.clear();
     this.#hooks.clear();
