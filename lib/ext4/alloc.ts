@@ -100,6 +100,21 @@ interface GroupTouch {
   freed?: Uint8Array;
   /** Number of bits set in `freed`. */
   freedCount?: number;
+  /** The bytes of `freed` that may have bits set: `[freedLo, freedHi)`. */
+  freedLo?: number;
+  freedHi?: number;
+}
+
+/**
+ * Blocks of one group freed by committed transactions not durable yet, and the bytes of
+ * `bits` that may have bits set (`[lo, hi)`): merged and read over that span only, not the
+ * whole bitmap-sized array (an unlink frees a few blocks of a 32 768-block group).
+ */
+interface HeldBlocks {
+  bits: Uint8Array;
+  count: number;
+  lo: number;
+  hi: number;
 }
 
 /**
@@ -127,7 +142,7 @@ export class Allocator implements BlockRunAllocator {
    * lib/txn/group_commit.ts), by the compound they joined: held like a transaction's own
    * frees until that compound is on disk.
    */
-  #held = new Map<object, Map<number, { bits: Uint8Array; count: number }>>();
+  #held = new Map<object, Map<number, HeldBlocks>>();
   #holding = new WeakSet<Transaction>();
   #metaRanges: [number, number][][] | null = null;
   /** The internal journal's block runs (a system zone, as in the kernel's block_validity). */
@@ -644,7 +659,7 @@ export class Allocator implements BlockRunAllocator {
     }
     let groups = this.#held.get(epoch);
     if (!groups) {
-      const fresh = new Map<number, { bits: Uint8Array; count: number }>();
+      const fresh = new Map<number, HeldBlocks>();
       groups = fresh;
       this.#held.set(epoch, fresh);
       tx.cache.whenDurable(epoch, () => {
@@ -656,15 +671,18 @@ export class Allocator implements BlockRunAllocator {
       if (!t.freed) continue;
       let h = groups.get(g);
       if (!h) {
-        h = { bits: new Uint8Array(this.sb.blockSize), count: 0 };
+        h = { bits: new Uint8Array(this.sb.blockSize), count: 0, lo: t.freed.length, hi: 0 };
         groups.set(g, h);
       }
-      for (let i = 0; i < t.freed.length; i++) {
+      const lo = t.freedLo ?? 0, hi = t.freedHi ?? t.freed.length;
+      for (let i = lo; i < hi; i++) {
         const add = t.freed[i] & ~h.bits[i];
         if (add === 0) continue;
         h.bits[i] |= add;
         h.count += popcount8(add);
       }
+      if (lo < h.lo) h.lo = lo;
+      if (hi > h.hi) h.hi = hi;
     }
   }
 
@@ -684,6 +702,10 @@ export class Allocator implements BlockRunAllocator {
       }
     }
     t.freedCount = (t.freedCount ?? 0) + added;
+    if (length > 0) {
+      t.freedLo = Math.min(t.freedLo ?? t.freed.length, start >> 3);
+      t.freedHi = Math.max(t.freedHi ?? 0, ((start + length - 1) >> 3) + 1);
+    }
   }
 
   /**
@@ -692,13 +714,21 @@ export class Allocator implements BlockRunAllocator {
    */
   async #allocationView(tx: Transaction, g: number): Promise<Uint8Array> {
     const bm = await this.#blockBitmapView(tx, g);
-    const freed = [this.#touched.get(tx)?.get(g)?.freed];
-    for (const groups of this.#held.values()) freed.push(groups.get(g)?.bits);
+    const mine = this.#touched.get(tx)?.get(g);
+    const spans: { bits: Uint8Array; lo: number; hi: number }[] = [];
+    if (mine?.freed) {
+      spans.push({ bits: mine.freed, lo: mine.freedLo ?? 0, hi: mine.freedHi ?? bm.length });
+    }
+    for (const groups of this.#held.values()) {
+      const h = groups.get(g);
+      if (h) spans.push(h);
+    }
     let view: Uint8Array | null = null;
-    for (const bits of freed) {
-      if (!bits) continue;
+    for (const { bits, lo, hi } of spans) {
+      if (lo >= hi) continue;
       view ??= Uint8Array.from(bm);
-      for (let i = 0; i < view.length; i++) view[i] |= bits[i];
+      const end = Math.min(hi, view.length);
+      for (let i = lo; i < end; i++) view[i] |= bits[i];
     }
     return view ?? bm;
   }
