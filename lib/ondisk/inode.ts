@@ -6,6 +6,9 @@
  * {@link Inode} view and the writer's {@link decodeInode} share one set of field rules.
  * Reading and writing records through a device or a transaction is lib/ext4/inode.ts.
  *
+ * Over 700 lines because the record is one structure whose field rules the reader's view, the
+ * writer's decoder and encoder, and the checksum must share: split, they would drift apart.
+ *
  * @module
  */
 
