@@ -390,6 +390,48 @@ testWith("a discarded transaction leaves memory and device as they were", IMAGE_
 });
 
 testWith(
+  "the free block and inode sums follow every change, and are counted again after an abort",
+  IMAGE_TOOLS,
+  async () => {
+    await using dir = await tempDir();
+    const fs = await loadFs(await mkfsImage(dir.path, LAYOUTS[2]));
+    const { alloc, gdt, sb } = fs;
+    const summed = () => {
+      let blocks = 0, inodes = 0;
+      for (let g = 0; g < sb.groupCount; g++) {
+        blocks += gdt.get(g).freeBlocksCount;
+        inodes += gdt.get(g).freeInodesCount;
+      }
+      return { blocks, inodes };
+    };
+    const kept = () => ({ blocks: alloc.freeBlockCount, inodes: alloc.freeInodeCount });
+    assert.deepEqual(kept(), summed());
+    let tx = fs.cache.begin();
+    const runs = await alloc.allocateBlocks(tx, 0, 3000);
+    const ino = await alloc.allocateInode(tx, { dir: false });
+    await tx.commit();
+    assert.deepEqual(kept(), summed());
+    assert.deepEqual({ blocks: sb.freeBlocksCount, inodes: sb.freeInodesCount }, summed());
+    // An abort puts the descriptors back behind the sums' back.
+    const after = summed();
+    tx = fs.cache.begin();
+    await alloc.allocateBlocks(tx, 0, 700);
+    await alloc.allocateInode(tx, { dir: true });
+    await alloc.freeBlocks(tx, runs[0].start, 10);
+    assert.deepEqual(kept(), summed(), "within the transaction");
+    tx.abort();
+    assert.deepEqual(summed(), after);
+    assert.deepEqual(kept(), after, "after the abort");
+    tx = fs.cache.begin();
+    await alloc.freeInode(tx, ino, { dir: false });
+    for (const r of runs) await alloc.freeBlocks(tx, r.start, r.length);
+    await tx.commit();
+    assert.deepEqual(kept(), summed());
+    assert.deepEqual({ blocks: sb.freeBlocksCount, inodes: sb.freeInodesCount }, summed());
+  },
+);
+
+testWith(
   "freeing what is free or what is metadata is a CorruptError and aborts",
   IMAGE_TOOLS,
   async () => {

@@ -145,6 +145,13 @@ export class Allocator implements BlockRunAllocator {
   #held = new Map<object, Map<number, HeldBlocks>>();
   #holding = new WeakSet<Transaction>();
   #metaRanges: [number, number][][] | null = null;
+  /**
+   * The descriptors' free blocks and inodes, summed (null: to sum again). Kept by
+   * {@link #countFree}; forgotten when a transaction aborts (its guards restore the
+   * descriptors' bytes behind the sums' back).
+   */
+  #freeBlocks: number | null = null;
+  #freeInodes: number | null = null;
   /** The internal journal's block runs (a system zone, as in the kernel's block_validity). */
   #journalZone: Extent[] | null = null;
   /** Only frees (see the constructor): allocation is refused. */
@@ -197,20 +204,42 @@ export class Allocator implements BlockRunAllocator {
 
   /** Free blocks (clusters with bigalloc), summed over the group descriptors. */
   get freeBlockCount(): number {
-    // Indexed, not for-of: read at every commit (the superblock's counts), and for-of over the
-    // descriptors allocated iterator results there (~4 KB per create, heap sampled).
-    const gds = this.gdt.descriptors;
-    let n = 0;
-    for (let g = 0; g < gds.length; g++) n += gds[g].freeBlocksCount;
-    return n;
+    if (this.#freeBlocks === null) {
+      // Indexed, not for-of: for-of over the descriptors allocated iterator results.
+      const gds = this.gdt.descriptors;
+      let n = 0;
+      for (let g = 0; g < gds.length; g++) n += gds[g].freeBlocksCount;
+      this.#freeBlocks = n;
+    }
+    return this.#freeBlocks;
   }
 
   /** Free inodes, summed over the group descriptors. */
   get freeInodeCount(): number {
-    const gds = this.gdt.descriptors;
-    let n = 0;
-    for (let g = 0; g < gds.length; g++) n += gds[g].freeInodesCount;
-    return n;
+    if (this.#freeInodes === null) {
+      const gds = this.gdt.descriptors;
+      let n = 0;
+      for (let g = 0; g < gds.length; g++) n += gds[g].freeInodesCount;
+      this.#freeInodes = n;
+    }
+    return this.#freeInodes;
+  }
+
+  /**
+   * Changes group `g`'s free block and inode counts by `blocks` and `inodes`, and the sums
+   * above with them: every commit writes the sums into the superblock, and summing 8 192
+   * descriptors (a 1 TiB filesystem) per create cost more than the create.
+   */
+  #countFree(g: number, blocks: number, inodes: number): void {
+    const gd = this.gdt.get(g);
+    if (blocks !== 0) {
+      gd.freeBlocksCount = gd.freeBlocksCount + blocks;
+      if (this.#freeBlocks !== null) this.#freeBlocks += blocks;
+    }
+    if (inodes !== 0) {
+      gd.freeInodesCount = gd.freeInodesCount + inodes;
+      if (this.#freeInodes !== null) this.#freeInodes += inodes;
+    }
   }
 
   /** The group a block belongs to. */
@@ -373,8 +402,7 @@ export class Allocator implements BlockRunAllocator {
         const bm = await this.#writableBlockBitmap(tx, g);
         for (let c = lo; c < hi; c++) clearBit(bm, c);
         this.#holdFreed(tx, g, lo, hi - lo);
-        const gd = this.gdt.get(g);
-        gd.freeBlocksCount = gd.freeBlocksCount + clusters;
+        this.#countFree(g, clusters, 0);
         if (options.metadata) { for (let b = block; b < upto; b++) tx.forget(b); }
         block = upto;
       }
@@ -417,7 +445,7 @@ export class Allocator implements BlockRunAllocator {
         await this.#checkInodeUnused(tx, g, ino);
         const bm = await this.#writableInodeBitmap(tx, g);
         setBit(bm, bit);
-        gd.freeInodesCount = gd.freeInodesCount - 1;
+        this.#countFree(g, 0, -1);
         if (options.dir) gd.usedDirsCount = gd.usedDirsCount + 1;
         if (hasGroupChecksums(sb)) {
           const used = sb.inodesPerGroup - gd.itableUnused;
@@ -465,7 +493,7 @@ export class Allocator implements BlockRunAllocator {
       }
       const bm = await this.#writableInodeBitmap(tx, g);
       clearBit(bm, bit);
-      gd.freeInodesCount = gd.freeInodesCount + 1;
+      this.#countFree(g, 0, 1);
       if (options.dir) gd.usedDirsCount = gd.usedDirsCount - 1;
       this.#touchSuper(tx);
     });
@@ -521,7 +549,7 @@ export class Allocator implements BlockRunAllocator {
   // ---- group choice ----
 
   /** Orlov-like: top-level directories go to roomy groups with few directories. */
-  #dirGroups(parent: number, topLevel: boolean): number[] {
+  *#dirGroups(parent: number, topLevel: boolean): Generator<number> {
     const groups = this.sb.groupCount;
     const gds = this.gdt.descriptors;
     const avgInodes = this.freeInodeCount / groups;
@@ -529,7 +557,6 @@ export class Allocator implements BlockRunAllocator {
     let dirs = 0;
     for (const gd of gds) dirs += gd.usedDirsCount;
     const avgDirs = dirs / groups;
-    const order: number[] = [];
     if (topLevel) {
       // Deterministic spread: start where the directory count points, take the roomy group
       // with the fewest directories.
@@ -541,7 +568,7 @@ export class Allocator implements BlockRunAllocator {
         if (gd.freeInodesCount < avgInodes || gd.freeBlocksCount < avgBlocks) continue;
         if (best < 0 || gd.usedDirsCount < gds[best].usedDirsCount) best = g;
       }
-      if (best >= 0) order.push(best);
+      if (best >= 0) yield best;
     } else {
       const maxDirs = avgDirs + Math.max(1, Math.floor(this.sb.inodesPerGroup / 16));
       for (let i = 0; i < groups; i++) {
@@ -551,27 +578,28 @@ export class Allocator implements BlockRunAllocator {
           gd.usedDirsCount < maxDirs && gd.freeInodesCount >= avgInodes / 4 &&
           gd.freeBlocksCount >= avgBlocks / 4 && gd.freeInodesCount > 0
         ) {
-          order.push(g);
+          yield g;
           break;
         }
       }
     }
-    for (let i = 0; i < groups; i++) order.push((parent + i) % groups);
-    return order;
+    for (let i = 0; i < groups; i++) yield (parent + i) % groups;
   }
 
-  /** Files: the parent's group, then a quadratic probe, then every group in turn. */
-  #fileGroups(parent: number): number[] {
+  /**
+   * Files: the parent's group, then a quadratic probe, then every group in turn — generated as
+   * the caller goes (it usually stops at the first), not listed: a list of every group per
+   * create was most of a create's cost on a filesystem of thousands of groups.
+   */
+  *#fileGroups(parent: number): Generator<number> {
     const groups = this.sb.groupCount;
     const gds = this.gdt.descriptors;
-    const order: number[] = [];
-    if (gds[parent].freeInodesCount > 0 && gds[parent].freeBlocksCount > 0) order.push(parent);
+    if (gds[parent].freeInodesCount > 0 && gds[parent].freeBlocksCount > 0) yield parent;
     for (let step = 1, g = parent; step < groups; step *= 2) {
       g = (g + step) % groups;
-      if (gds[g].freeInodesCount > 0 && gds[g].freeBlocksCount > 0) order.push(g);
+      if (gds[g].freeInodesCount > 0 && gds[g].freeBlocksCount > 0) yield g;
     }
-    for (let i = 0; i < groups; i++) order.push((parent + i) % groups);
-    return order;
+    for (let i = 0; i < groups; i++) yield (parent + i) % groups;
   }
 
   // ---- bitmaps in the transaction ----
@@ -581,6 +609,11 @@ export class Allocator implements BlockRunAllocator {
     if (!groups) {
       groups = new Map();
       this.#touched.set(tx, groups);
+      // The guards put the descriptors back: the sums are counted again when next asked.
+      tx.onAbort(() => {
+        this.#freeBlocks = null;
+        this.#freeInodes = null;
+      });
     }
     let t = groups.get(g);
     if (!t) {
@@ -830,7 +863,7 @@ export class Allocator implements BlockRunAllocator {
         `free block count ${gd.freeBlocksCount} is below what the bitmap holds`,
       );
     }
-    gd.freeBlocksCount = gd.freeBlocksCount - length;
+    this.#countFree(g, -length, 0);
     this.#touchSuper(tx);
     let first = groupFirstBlock(this.sb, g) + start;
     let left = length;
