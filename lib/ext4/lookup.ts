@@ -94,8 +94,8 @@ export async function directoryNameMap(
  * The first entry `matches` accepts (a predicate, or the exact name) in a linear scan, or
  * null. Block directories are searched a block at a time in place, as the kernel's
  * `search_dirblock` does: each block checked as a directory read checks it, no entry decoded
- * but the match (decoding every entry of every block cost a create in a directory of a hundred
- * names more than the rest of the create).
+ * but the match (decoding every entry of every block was about a third of a create in a
+ * directory of a hundred names).
  */
 async function scan(
   dir: DirectorySource,
