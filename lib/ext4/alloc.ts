@@ -39,6 +39,7 @@ import { Compat, featureSupport, Incompat } from "../ondisk/features.ts";
 import { type FsErrorInfo, markRecorded, persistFsError } from "./fs_error.ts";
 import {
   descriptorBlockLocation,
+  type GroupDescriptor,
   groupDescriptorChecksum,
   type GroupDescriptorTable,
   groupFirstBlock,
@@ -204,25 +205,20 @@ export class Allocator implements BlockRunAllocator {
 
   /** Free blocks (clusters with bigalloc), summed over the group descriptors. */
   get freeBlockCount(): number {
-    if (this.#freeBlocks === null) {
-      // Indexed, not for-of: for-of over the descriptors allocated iterator results.
-      const gds = this.gdt.descriptors;
-      let n = 0;
-      for (let g = 0; g < gds.length; g++) n += gds[g].freeBlocksCount;
-      this.#freeBlocks = n;
-    }
-    return this.#freeBlocks;
+    return this.#freeBlocks ??= this.#sumDescriptors((gd) => gd.freeBlocksCount);
   }
 
   /** Free inodes, summed over the group descriptors. */
   get freeInodeCount(): number {
-    if (this.#freeInodes === null) {
-      const gds = this.gdt.descriptors;
-      let n = 0;
-      for (let g = 0; g < gds.length; g++) n += gds[g].freeInodesCount;
-      this.#freeInodes = n;
-    }
-    return this.#freeInodes;
+    return this.#freeInodes ??= this.#sumDescriptors((gd) => gd.freeInodesCount);
+  }
+
+  /** `count` of every group descriptor, summed (indexed: for-of allocated iterator results). */
+  #sumDescriptors(count: (gd: GroupDescriptor) => number): number {
+    const gds = this.gdt.descriptors;
+    let n = 0;
+    for (let g = 0; g < gds.length; g++) n += count(gds[g]);
+    return n;
   }
 
   /**
@@ -554,8 +550,7 @@ export class Allocator implements BlockRunAllocator {
     const gds = this.gdt.descriptors;
     const avgInodes = this.freeInodeCount / groups;
     const avgBlocks = this.freeBlockCount / groups;
-    let dirs = 0;
-    for (const gd of gds) dirs += gd.usedDirsCount;
+    const dirs = this.#sumDescriptors((gd) => gd.usedDirsCount);
     const avgDirs = dirs / groups;
     if (topLevel) {
       // Deterministic spread: start where the directory count points, take the roomy group
