@@ -26,6 +26,15 @@ import { cstr, errno, Falloc, Ioctl, libc, O, strerror } from "./libc.ts";
  */
 const SYNC_LIMIT = 128 * 1024;
 
+/**
+ * A flush covering at most this many bytes written since the last one began calls fsync(2)
+ * on the event loop's own thread: it then costs about what the device's cache flush costs
+ * (measured on a loop device here: ~270 µs, against ~320–590 through Deno's blocking pool and
+ * ~410 through glibc's AIO thread), and a commit makes two. Larger ones, and the first (it
+ * covers what others wrote before), run off the loop so that a long writeback never stalls it.
+ */
+const SYNC_FLUSH_MAX = 256 * 1024;
+
 const E = Errno;
 
 /** Options for {@link openBlockDevice}. */
@@ -105,6 +114,10 @@ export class FileBlockDevice implements BlockDevice {
    */
   #writes = 0;
   #flushedWrites = -1;
+  /** Bytes written since the last flush began (unknown before the first: what others wrote). */
+  #unflushedBytes = Number.POSITIVE_INFINITY;
+  /** Flushes running now: a synchronous fsync would wait for their writeback on the loop. */
+  #flushing = 0;
   /**
    * A second descriptor of the same open file (`/proc/self/fd/N`, opened before any write)
    * that flushes go through: Deno's own fsync op makes the call once on its blocking pool and
@@ -300,6 +313,7 @@ export class FileBlockDevice implements BlockDevice {
     if (this.readOnly) throw new Ext4Error("READ_ONLY", `${this.path}: device is read-only`);
     checkRange(this.size, offset, data.length, this.path);
     this.#writes++;
+    this.#unflushedBytes += data.length;
     const c = libc();
     let done = 0;
     while (done < data.length) {
@@ -335,12 +349,26 @@ export class FileBlockDevice implements BlockDevice {
     if (this.#flushFailure) throw this.#flushFailure;
     const covered = this.#writes;
     if (covered === this.#flushedWrites) return;
-    const { result, errno: code } = await this.#fsync();
-    if (result < 0) {
-      this.#flushFailure = errorFor(code, this.path, "fsync");
+    const small = this.#unflushedBytes <= SYNC_FLUSH_MAX && this.#flushing === 0;
+    this.#unflushedBytes = 0;
+    this.#flushing++;
+    let outcome;
+    try {
+      outcome = small ? this.#fsyncHere() : await this.#fsync();
+    } finally {
+      this.#flushing--;
+    }
+    if (outcome.result < 0) {
+      this.#flushFailure = errorFor(outcome.errno, this.path, "fsync");
       throw this.#flushFailure;
     }
     this.#flushedWrites = Math.max(this.#flushedWrites, covered);
+  }
+
+  /** One fsync(2) on this thread, never repeated: errno read right after it. */
+  #fsyncHere(): { result: number; errno: number } {
+    const result = libc().fsync(this.#fd);
+    return { result, errno: result < 0 ? errno() : 0 };
   }
 
   /** One fsync(2) off the event loop, never repeated: through {@link #syncFile}, else AIO. */

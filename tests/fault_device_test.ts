@@ -328,6 +328,36 @@ testWith("FileBlockDevice.flush reports a writeback EIO once learnt, and never s
   });
 });
 
+testWith("FileBlockDevice.flush of a few blocks (fsync on the loop's thread) reports EIO too", [
+  "root",
+  "loop",
+  "losetup",
+  "mkfs.ext4",
+  "dd",
+], async () => {
+  await withFullLoop(async (loop) => {
+    const dev = openBlockDevice(loop, { readOnly: false, exclusive: true });
+    try {
+      // First a flush that succeeds: the superblock's block rewritten as it is (mkfs wrote it,
+      // so it has room in the full tmpfs).
+      const head = new Uint8Array(4096);
+      await dev.read(0, head);
+      await dev.write(0, head);
+      await dev.flush();
+      // Then 64 KiB into holes: a flush this small calls fsync synchronously, whose errno must
+      // be the writeback's, reported then and by every later flush.
+      for (let i = 0; i < 16; i++) await dev.write((52 << 20) + i * 4096, new Uint8Array(4096));
+      const first = await dev.flush().then(() => null, (e) => e);
+      assert.ok(first instanceof Ext4Error, "flush must fail: the blocks never reached the file");
+      assert.equal(first.errno, Errno.EIO, first.message);
+      assert.match(first.message, /: fsync: Input\/output error$/);
+      await assert.rejects(() => dev.flush(), (e) => e === first);
+    } finally {
+      await dev.close();
+    }
+  });
+});
+
 testWith("ext4ts put and mkdir on a device whose writeback fails exit 7 with one line", [
   "root",
   "loop",
