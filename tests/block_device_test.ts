@@ -4,7 +4,7 @@ import { Errno, Ext4Error } from "../lib/errors.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
 import { SyscallError } from "../ffi/libc.ts";
 import { mountPastBriefHolders } from "../ffi/fuse/serve.ts";
-import { run, runOk, tempDir, testWith } from "./helpers.ts";
+import { detachLoop, losetup, run, runOk, tempDir, testWith } from "./helpers.ts";
 
 Deno.test("memory device: reads what was written, refuses out of range and read-only writes", async () => {
   const dev = new MemoryBlockDevice(new Uint8Array(1024));
@@ -95,7 +95,7 @@ testWith("block device: size, sector size, and a write-protected loop device is 
   await using dir = await tempDir();
   const path = `${dir.path}/d.img`;
   await Deno.writeFile(path, new Uint8Array(8 * 1024 * 1024));
-  const loop = (await runOk("losetup", ["-r", "-f", "--show", path])).trim();
+  const loop = await losetup(path, ["-r"]);
   try {
     // O_RDWR succeeds on this kernel even though the device is read-only: BLKROGET tells.
     assert.throws(
@@ -114,9 +114,9 @@ testWith("block device: size, sector size, and a write-protected loop device is 
       await dev.close();
     }
   } finally {
-    await run("losetup", ["-d", loop]);
+    detachLoop(loop, path);
   }
-  const rw = (await runOk("losetup", ["-f", "--show", path])).trim();
+  const rw = await losetup(path);
   try {
     const dev = openBlockDevice(rw, { readOnly: false });
     assert.equal(dev.readOnly, false);
@@ -126,10 +126,10 @@ testWith("block device: size, sector size, and a write-protected loop device is 
     assert.deepEqual(await readBytes(dev, 512, 2), new Uint8Array([1, 2]));
     await dev.close();
   } finally {
-    await run("losetup", ["-d", rw]);
+    detachLoop(rw, path);
   }
   // BLKSSZGET: a loop device with 4 KiB logical sectors.
-  const big = (await runOk("losetup", ["-b", "4096", "-f", "--show", path])).trim();
+  const big = await losetup(path, ["-b", "4096"]);
   try {
     const dev = openBlockDevice(big);
     assert.equal(dev.sectorSize, 4096);
@@ -138,7 +138,7 @@ testWith("block device: size, sector size, and a write-protected loop device is 
     assert.equal(dev.mediaReadOnly, false);
     await dev.close();
   } finally {
-    await run("losetup", ["-d", big]);
+    detachLoop(big, path);
   }
 });
 
@@ -149,7 +149,7 @@ testWith(
     await using dir = await tempDir();
     const path = `${dir.path}/d.img`;
     await Deno.writeFile(path, new Uint8Array(8 * 1024 * 1024));
-    const loop = (await runOk("losetup", ["-f", "--show", path])).trim();
+    const loop = await losetup(path);
     // A separate process holds the device O_EXCL for `seconds`, as e2fsck's mount check or a
     // racing loop set-up does for a moment; it says "held" once it has it.
     const hold = (seconds: number) => {
@@ -206,7 +206,7 @@ testWith(
         await lasting.done;
       }
     } finally {
-      await run("losetup", ["-d", loop]);
+      detachLoop(loop, path);
     }
   },
 );
@@ -219,7 +219,7 @@ testWith("file device: a flush with nothing written since the last one issues no
   await using dir = await tempDir();
   const path = `${dir.path}/d.img`;
   await Deno.writeFile(path, new Uint8Array(8 * 1024 * 1024));
-  const loop = (await runOk("losetup", ["-f", "--show", path])).trim();
+  const loop = await losetup(path);
   try {
     // Field 16 of /sys/block/loopN/stat: flush requests the device completed.
     const stat = `/sys/block/${loop.split("/").pop()}/stat`;
@@ -244,7 +244,7 @@ testWith("file device: a flush with nothing written since the last one issues no
       await dev.close();
     }
   } finally {
-    await run("losetup", ["-d", loop]);
+    detachLoop(loop, path);
   }
 });
 
@@ -262,7 +262,7 @@ testWith("file device: a writeback error reaches flush with its errno, and every
     await Deno.writeFile(img, new Uint8Array(0));
     await Deno.truncate(img, 8 << 20); // sparse: its blocks are taken only when written
     await Deno.writeFile(`${dir.path}/fill`, new Uint8Array(1 << 20)).catch(() => {});
-    const loop = (await runOk("losetup", ["-f", "--show", img])).trim();
+    const loop = await losetup(img);
     try {
       const dev = openBlockDevice(loop, { readOnly: false });
       try {
@@ -276,7 +276,7 @@ testWith("file device: a writeback error reaches flush with its errno, and every
         await dev.close();
       }
     } finally {
-      await run("losetup", ["-d", loop]);
+      detachLoop(loop, img);
     }
   } finally {
     await run("umount", [dir.path]);

@@ -38,7 +38,7 @@ import {
   testWith,
   withKernelMount,
 } from "./helpers.ts";
-import { detachLoop, forceCleanup, FUSE_NEEDS, isMounted, loopsOf } from "./fuse_test_util.ts";
+import { detachLoopsOf, forceCleanup, FUSE_NEEDS, isMounted } from "./fuse_test_util.ts";
 
 const NEEDS = [...FUSE_NEEDS, "mkfs.ext4", "e2fsck", "kernel-ext4", "python3"];
 const DEEP = Deno.env.get("EXT4TS_DEEP") === "1";
@@ -504,7 +504,7 @@ testWith(
           await assertFsckClean(img);
         } finally {
           if (isMounted(mnt)) await forceCleanup(mnt);
-          for (const l of await loopsOf(img)) await detachLoop(l);
+          await detachLoopsOf(img);
         }
       }),
       { seed: 20261207, numRuns: DEEP ? 30 : 3, endOnFailure: true },

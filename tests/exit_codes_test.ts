@@ -5,6 +5,8 @@
  */
 import assert from "node:assert/strict";
 import {
+  detachLoop,
+  losetup,
   makeImage,
   ROOT,
   run,
@@ -219,11 +221,11 @@ testWith(
     await runCondition("not found inside", good, { inside: "/nope/x" });
 
     // A block device: read-only (losetup -r), then mounted by the kernel (busy).
-    const loop = (await runOk("losetup", ["-r", "-f", "--show", good])).trim();
+    const loop = await losetup(good, ["-r"]);
     try {
       await runCondition("read-only device", loop, { copy: false });
     } finally {
-      await runOk("losetup", ["-d", loop]);
+      assert.ok(detachLoop(loop, good));
     }
     const busyImage = `${d}/busy.img`;
     await Deno.copyFile(good, busyImage);

@@ -12,7 +12,7 @@ import { FaultDevice, type FaultPlan } from "../lib/block/fault_device.ts";
 import { Errno, Ext4Error } from "../lib/errors.ts";
 import { putTree } from "../cli/commands/put.ts";
 import { writeDevice } from "../cli/writer_open.ts";
-import { run, runCli, runOk, tempDir, testWith } from "./helpers.ts";
+import { detachLoop, losetup, run, runCli, runOk, tempDir, testWith } from "./helpers.ts";
 import { fsckAfterRecovery, IMAGE_TOOLS, LAYOUTS, mkfsImage } from "./write_fixtures.ts";
 
 const EXT4 = LAYOUTS[2];
@@ -291,11 +291,11 @@ async function withFullLoop(
     });
     // Then fill the tmpfs: blocks of the image's holes now have nowhere to go.
     await run("dd", ["if=/dev/zero", `of=${mnt}/filler`, "bs=64k"]);
-    const loop = (await runOk("losetup", ["-f", "--show", img])).trim();
+    const loop = await losetup(img);
     try {
       await fn(loop, img);
     } finally {
-      await run("losetup", ["-d", loop]);
+      detachLoop(loop, img);
     }
   } finally {
     await run("umount", [mnt]);
@@ -382,7 +382,7 @@ testWith("ext4ts put and mkdir on a device whose writeback fails exit 7 with one
     // The new directory's blocks are holes of the image too (through withFilesystem's close).
     assert.equal(mkdir.code, 7, mkdir.stderr);
     assert.match(mkdir.stderr, /^ext4ts: [^\n]*Input\/output error\n$/);
-    await run("losetup", ["-d", loop]);
+    assert.ok(detachLoop(loop, backing));
     const r = await run("e2fsck", ["-fn", backing]);
     // What reached the file: the blocks mkfs had written (not holes) took mkdir's metadata, the
     // rest failed — in-place damage e2fsck can read and name (0: none, 4: left unfixed by -n).

@@ -29,10 +29,10 @@ import {
 } from "./helpers.ts";
 import {
   detachLoop,
+  detachLoopsOf,
   forceCleanup,
   FUSE_NEEDS,
   isMounted,
-  loopsOf,
   losetup,
 } from "./fuse_test_util.ts";
 
@@ -165,7 +165,7 @@ testWith(
       await assertFsckClean(img);
     } finally {
       if (isMounted(mnt)) await forceCleanup(mnt);
-      for (const l of await loopsOf(img)) await detachLoop(l);
+      await detachLoopsOf(img);
     }
   },
 );
@@ -250,7 +250,7 @@ testWith(
       assert.equal(u.code, 0, `ext4ts umount: ${u.stderr}`);
     } finally {
       if (isMounted(mnt)) await forceCleanup(mnt);
-      for (const l of await loopsOf(img)) await detachLoop(l);
+      await detachLoopsOf(img);
     }
     await assertFsckClean(img);
     await assertFsckClean(copy);
@@ -339,8 +339,8 @@ testWith(
       await assertFsckClean(loop);
     } finally {
       if (isMounted(mnt)) await forceCleanup(mnt);
-      if (loop) await detachLoop(loop);
-      for (const l of await loopsOf(img)) await detachLoop(l);
+      if (loop) detachLoop(loop, `${ram}/fs.img`);
+      await detachLoopsOf(img);
       if (ramMounted) await run("umount", ["-l", ram]);
     }
   },

@@ -31,10 +31,12 @@ import { defaultSettings } from "../ffi/fuse/serve.ts";
 import { findMount } from "../ffi/fuse/mountinfo.ts";
 import {
   detachLoop,
+  detachLoopsOf,
   forceCleanup,
   FUSE_NEEDS,
   isMounted,
   loopsOf,
+  losetup,
   withoutProtectionWarning,
 } from "./fuse_test_util.ts";
 
@@ -105,7 +107,7 @@ async function ext4tsListing(img: string, options: string[] = []): Promise<strin
     return listing;
   } finally {
     if (isMounted(mnt)) await forceCleanup(mnt);
-    for (const l of await loopsOf(img)) await detachLoop(l);
+    await detachLoopsOf(img);
     await Deno.remove(mnt).catch(() => {});
   }
 }
@@ -203,7 +205,7 @@ ext4Test(
       assert.deepEqual(ours, expected);
     } finally {
       await forceCleanup(mnt);
-      for (const l of await loopsOf(`${dir}/fs.img`)) await detachLoop(l);
+      await detachLoopsOf(`${dir}/fs.img`);
       await Deno.remove(dir, { recursive: true });
     }
   },
@@ -257,7 +259,7 @@ ext4Test(
       assert.equal(r.code, 3, r.stderr);
       assert.deepEqual(await loopsOf(junk), []);
       const img = await makeImage(`${dir}/fs.img`);
-      const dev = (await runOk("losetup", ["-f", "--show", "-r", img])).trim();
+      const dev = await losetup(img, ["-r"]);
       try {
         const m = await runCli(["mount", dev, mnt]);
         assert.equal(m.code, 0, m.stderr);
@@ -280,7 +282,7 @@ ext4Test(
         ]);
         assert.equal(excl.code, 0, "device free after umount");
       } finally {
-        await detachLoop(dev);
+        detachLoop(dev, img);
       }
     } finally {
       await forceCleanup(mnt);
@@ -294,7 +296,7 @@ testWith(
   ["root", "loop", "losetup", "mkfs.ext4", "debugfs"],
   async () => {
     const dir = await Deno.makeTempDir({ prefix: "ext4ts-fuse-verify-" });
-    const dev = (await runOk("losetup", ["-f", "--show", await mkfsSmall(`${dir}/a.img`)])).trim();
+    const dev = await losetup(await mkfsSmall(`${dir}/a.img`));
     try {
       await mkfsSmall(`${dir}/b.img`);
       const opened = async () => {
@@ -326,7 +328,7 @@ testWith(
         }
       }
     } finally {
-      await detachLoop(dev);
+      detachLoop(dev, `${dir}/a.img`);
       await Deno.remove(dir, { recursive: true });
     }
   },
@@ -364,7 +366,7 @@ testWith(
       assert.equal((await runCli(["umount", mnt])).code, 0);
     } finally {
       await forceCleanup(mnt);
-      for (const l of await loopsOf(`${dir}/fs.img`)) await detachLoop(l);
+      await detachLoopsOf(`${dir}/fs.img`);
       await Deno.remove(dir, { recursive: true });
     }
   },
@@ -384,13 +386,13 @@ testWith(
       for (const f of ["a", "b"]) await Deno.writeFile(`${dir}/src/${f}`, data);
       await runOk("mkfs.ext4", ["-q", "-F", "-d", `${dir}/src`, img, "16M"]);
       await Deno.mkdir(mnt);
-      dev = (await runOk("losetup", ["-f", "--show", img])).trim();
+      dev = await losetup(img);
       const m = await runCli(["mount", dev, mnt]);
       assert.equal(m.code, 0, m.stderr);
       assert.deepEqual(await Deno.readFile(`${mnt}/a`), data);
       // Detached (deferred while mounted) and its backing file cut to 1 MiB: the blocks of
       // `b` are gone from under the daemon.
-      await runOk("losetup", ["-d", dev]);
+      assert.ok(detachLoop(dev, img));
       await Deno.truncate(img, 1 << 20);
       await runOk("losetup", ["-c", dev]);
       const r = await run("timeout", ["20", "cat", `${mnt}/b`]);
@@ -403,7 +405,7 @@ testWith(
       assert.deepEqual(await loopsOf(img), [], "the deferred detach happened on release");
     } finally {
       await forceCleanup(mnt);
-      for (const l of await loopsOf(img)) await detachLoop(l);
+      await detachLoopsOf(img);
       await Deno.remove(dir, { recursive: true });
     }
   },
@@ -455,7 +457,7 @@ testWith(
       assert.equal(ours, expected);
     } finally {
       await forceCleanup(mnt);
-      for (const l of await loopsOf(img)) await detachLoop(l);
+      await detachLoopsOf(img);
       await Deno.remove(dir, { recursive: true });
     }
   },

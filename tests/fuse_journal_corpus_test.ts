@@ -25,7 +25,7 @@ import {
   TREE_LISTING,
   withKernelMount,
 } from "./helpers.ts";
-import { detachLoop, forceCleanup, FUSE_NEEDS, isMounted, loopsOf } from "./fuse_test_util.ts";
+import { detachLoopsOf, forceCleanup, FUSE_NEEDS, isMounted } from "./fuse_test_util.ts";
 
 interface Case {
   name: string;
@@ -146,7 +146,7 @@ Deno.test({
           }
         } finally {
           if (isMounted(mnt)) await forceCleanup(mnt);
-          for (const l of await loopsOf(img)) await detachLoop(l);
+          await detachLoopsOf(img);
           await run("rm", ["-rf", dir]);
         }
       });

@@ -25,10 +25,12 @@ import {
 } from "./helpers.ts";
 import {
   detachLoop,
+  detachLoopsOf,
   forceCleanup,
   FUSE_NEEDS,
   isMounted,
   loopsOf,
+  losetup,
   unprivileged,
   withOpenFuseDevice,
 } from "./fuse_test_util.ts";
@@ -98,7 +100,7 @@ async function withFixture(
     await fn({ dir, img, mnt });
   } finally {
     if (isMounted(mnt)) await forceCleanup(mnt);
-    for (const l of await loopsOf(img)) await detachLoop(l);
+    await detachLoopsOf(img);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
@@ -602,7 +604,7 @@ rwTest(
   "rw backend: a device changed before the post-mount re-check is refused, nothing written",
   async () => {
     await withFixture(async (f) => {
-      const dev = (await runOk("losetup", ["-f", "--show", f.img])).trim();
+      const dev = await losetup(f.img);
       try {
         const fs = await ext4Backend.open(dev, { ...defaultSettings(), readOnly: false }, () => {});
         const ctx = { uid: 0, gid: 0, pid: 0, signal: new AbortController().signal };
@@ -641,7 +643,7 @@ rwTest(
           await again.ops.destroy?.();
         }
       } finally {
-        await detachLoop(dev);
+        detachLoop(dev, f.img);
       }
     });
   },
@@ -741,7 +743,7 @@ rwTest(
       assert.equal((await runCli(["umount", f.mnt])).code, 0);
       assert.deepEqual(await Deno.readFile(f.img), bytes, "not one byte written");
       // And a block device the kernel has mounted.
-      const dev = (await runOk("losetup", ["-f", "--show", f.img])).trim();
+      const dev = await losetup(f.img);
       const kmnt = await Deno.makeTempDir({ dir: f.dir });
       try {
         await runOk("mount", ["-o", "ro", dev, kmnt]);
@@ -750,7 +752,7 @@ rwTest(
         assert.ok(!isMounted(f.mnt));
       } finally {
         await run("umount", [kmnt]);
-        await detachLoop(dev);
+        detachLoop(dev, f.img);
       }
       assert.deepEqual(await Deno.readFile(f.img), bytes, "not one byte written");
     });

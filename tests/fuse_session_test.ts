@@ -70,7 +70,7 @@ async function serveMemFs(dir: string, fs = new MemFs()): Promise<Served> {
       await ended.catch(() => {});
       closeFd(fd);
       await forceCleanup(mnt);
-      await detachLoop(dev);
+      detachLoop(dev, img);
     },
   };
 }

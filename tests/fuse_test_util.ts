@@ -9,8 +9,15 @@
 import { abortConnection, connectionOf, findMount } from "../ffi/fuse/mountinfo.ts";
 import { deviceIsFree } from "../ffi/fuse/loop.ts";
 import { defaultLogFile, readState, removeState } from "../ffi/fuse/mount_state.ts";
-import { ROOT, run, runCli, runOk, type RunResult } from "./helpers.ts";
-export { type Unprivileged, unprivileged } from "./helpers.ts";
+import { ROOT, run, runCli, type RunResult } from "./helpers.ts";
+export {
+  detachLoop,
+  detachLoopsOf,
+  loopsOf,
+  losetup,
+  type Unprivileged,
+  unprivileged,
+} from "./helpers.ts";
 
 /**
  * A mount command's stderr without the daemon's one warning that it could not protect itself
@@ -28,43 +35,6 @@ export function withoutProtectionWarning(stderr: string): string {
 
 /** What the FUSE tests need from the machine. */
 export const FUSE_NEEDS = ["root", "loop", "fuse", "losetup"];
-
-/**
- * Attaches `image` with losetup; returns /dev/loopN.
- *
- * @example
- * ```ts ignore
- * const dev = await losetup("disk.img"); // /dev/loopN
- * ```
- */
-export async function losetup(image: string, readOnly = false): Promise<string> {
-  return (await runOk("losetup", ["-f", "--show", ...(readOnly ? ["-r"] : []), image])).trim();
-}
-
-/**
- * Detaches a loop device (ignoring "not attached").
- *
- * @example
- * ```ts ignore
- * await detachLoop(dev);
- * ```
- */
-export async function detachLoop(dev: string): Promise<void> {
-  await run("losetup", ["-d", dev]);
-}
-
-/**
- * The loop devices currently backed by `image`.
- *
- * @example
- * ```ts ignore
- * await loopsOf("disk.img"); // ["/dev/loop3"]
- * ```
- */
-export async function loopsOf(image: string): Promise<string[]> {
-  const r = await run("losetup", ["-j", image]);
-  return r.stdout.split("\n").filter((l) => l).map((l) => l.split(":")[0]);
-}
 
 /**
  * True when something is mounted on `mnt`.

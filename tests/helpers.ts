@@ -7,6 +7,7 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { cstr, Ioctl, libc, O } from "../ffi/libc.ts";
 
 /** True when running under CI, where a missing requirement is a failure, never a skip. */
 export const IN_CI = Deno.env.get("CI") === "true";
@@ -203,6 +204,83 @@ export async function makeImage(path: string, options: MakeImageOptions = {}): P
 }
 
 /**
+ * Attaches `image` to a free loop device (`losetup -f --show`, plus `args` such as `-r`) and
+ * returns /dev/loopN. Detach it with {@link detachLoop}, never with `losetup -d` by name.
+ *
+ * @example
+ * ```ts ignore
+ * const dev = await losetup("disk.img", ["-r"]); // /dev/loopN
+ * ```
+ */
+export async function losetup(image: string, args: string[] = []): Promise<string> {
+  return (await runOk("losetup", ["-f", "--show", ...args, image])).trim();
+}
+
+/**
+ * Detaches loop device `dev` only while it still backs `image` (the same inode), and says
+ * whether it did. A device can be freed before its test's cleanup (a `losetup -d` deferred
+ * while it was busy, an autoclear device's last close) and handed by `losetup -f` to a test
+ * file running in parallel: `losetup -d /dev/loopN` by name would then pull that test's device
+ * from under it ("can't read superblock" on its mount). The check and LOOP_CLR_FD go through
+ * one open descriptor, which keeps the device from being released and reattached in between;
+ * as with `losetup -d`, a device still in use is detached by the kernel at its last close.
+ *
+ * @example
+ * ```ts ignore
+ * detachLoop(dev, "disk.img"); // true, or false when dev is no longer disk.img's
+ * ```
+ */
+export function detachLoop(dev: string, image: string): boolean {
+  let file: Deno.FileInfo;
+  try {
+    file = Deno.statSync(image);
+  } catch {
+    return false; // the image is gone: nothing left to compare the device with
+  }
+  const c = libc();
+  const fd = c.open(cstr(dev), O.RDONLY | O.CLOEXEC, 0);
+  if (fd < 0) return false;
+  try {
+    const info = new Uint8Array(232); // struct loop_info64: lo_device, then lo_inode
+    if (c.ioctl(fd, Ioctl.LOOP_GET_STATUS64, info) < 0) return false; // not attached
+    const v = new DataView(info.buffer);
+    const ours = v.getBigUint64(0, true) === BigInt(file.dev) &&
+      v.getBigUint64(8, true) === BigInt(file.ino!);
+    // Not ours: freed since, and perhaps another test's now.
+    return ours && c.ioctl_int(fd, Ioctl.LOOP_CLR_FD, 0n) === 0;
+  } finally {
+    c.close(fd);
+  }
+}
+
+/**
+ * The loop devices currently backed by `image`.
+ *
+ * @example
+ * ```ts ignore
+ * await loopsOf("disk.img"); // ["/dev/loop3"]
+ * ```
+ */
+export async function loopsOf(image: string): Promise<string[]> {
+  const r = await run("losetup", ["-j", image]);
+  return r.stdout.split("\n").filter((l) => l).map((l) => l.split(":")[0]);
+}
+
+/**
+ * Detaches every loop device still backing `image` (a mount's autoclear device that a failed
+ * test left behind), each through {@link detachLoop}: one listed here may be released and
+ * reused by another test before its turn.
+ *
+ * @example
+ * ```ts ignore
+ * await detachLoopsOf("disk.img");
+ * ```
+ */
+export async function detachLoopsOf(image: string): Promise<void> {
+  for (const dev of await loopsOf(image)) detachLoop(dev, image);
+}
+
+/**
  * Mounts an image with the kernel's ext4 (through a loop device of its own) for the duration
  * of `fn`, then unmounts and detaches, even when `fn` throws.
  *
@@ -224,12 +302,9 @@ export async function withKernelMount<T>(
   ];
   let loop: string | undefined;
   try {
-    const device = Deno.statSync(image).isBlockDevice ? image : (loop = (await runOk("losetup", [
-      "-f",
-      "--show",
-      ...(options.readOnly ? ["-r"] : []),
-      image,
-    ])).trim());
+    const device = Deno.statSync(image).isBlockDevice
+      ? image
+      : (loop = await losetup(image, options.readOnly ? ["-r"] : []));
     await runOk("mount", [
       "-t",
       options.type ?? "ext4",
@@ -238,7 +313,7 @@ export async function withKernelMount<T>(
       mnt,
     ]);
   } catch (e) {
-    if (loop) await run("losetup", ["-d", loop]);
+    if (loop) detachLoop(loop, image);
     await Deno.remove(mnt).catch(() => {});
     throw e;
   }
@@ -254,7 +329,7 @@ export async function withKernelMount<T>(
     }
     if (!unmounted) await runOk("umount", ["-l", mnt]);
     // A busy loop device (udev) is detached by the kernel once the last user closes it.
-    if (loop) await run("losetup", ["-d", loop]);
+    if (loop) detachLoop(loop, image);
     await Deno.remove(mnt).catch(() => {});
   }
 }

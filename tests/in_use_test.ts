@@ -25,6 +25,7 @@ import {
 } from "./helpers.ts";
 import {
   detachLoop,
+  detachLoopsOf,
   forceCleanup,
   FUSE_NEEDS,
   isMounted,
@@ -187,7 +188,7 @@ testWith(
       const r = await runCli(["mkdir", img, "/idle"]);
       assert.equal(r.code, 0, r.stderr);
     } finally {
-      await detachLoop(loop);
+      detachLoop(loop, img);
     }
     await fsckClean(img);
   },
@@ -291,7 +292,7 @@ for (const noblkdev of [false, true]) {
         assert.equal(r.code, 0, r.stderr);
       } finally {
         await forceCleanup(mnt);
-        for (const l of await loopsOf(img)) await detachLoop(l);
+        await detachLoopsOf(img);
       }
       await fsckClean(img);
     },
@@ -315,7 +316,7 @@ testWith(
     } finally {
       await fs.close();
       await forceCleanup(mnt);
-      for (const l of await loopsOf(img)) await detachLoop(l);
+      await detachLoopsOf(img);
     }
   },
 );

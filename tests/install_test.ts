@@ -15,10 +15,9 @@ import { bundleImports, launcher, layout } from "../scripts/install.ts";
 import { findMount } from "../ffi/fuse/mountinfo.ts";
 import { processAlive, readState } from "../ffi/fuse/mount_state.ts";
 import {
-  detachLoop,
+  detachLoopsOf,
   FUSE_NEEDS,
   isMounted,
-  loopsOf,
   withOpenFuseDevice,
   withoutProtectionWarning,
 } from "./fuse_test_util.ts";
@@ -398,7 +397,7 @@ testWith(
       });
     } finally {
       if (isMounted(mnt)) await run("umount", ["-l", mnt]);
-      for (const loop of await loopsOf(`${work}/t.img`)) await detachLoop(loop);
+      await detachLoopsOf(`${work}/t.img`);
       await Deno.remove(prefix, { recursive: true }).catch(() => {});
       await Deno.remove(work, { recursive: true }).catch(() => {});
     }

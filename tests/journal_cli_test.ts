@@ -8,7 +8,9 @@ import { Ext4, type Ext4Error } from "../mod.ts";
 import {
   CORPUS,
   CORPUS_FOUND,
+  detachLoop,
   IN_CI,
+  losetup,
   missing,
   ROOT,
   run,
@@ -161,7 +163,7 @@ Deno.test({
     await using tmp = await tempDir();
     const img = await image(tmp.path, "kernel/default_4k/crash.img.gz", "r.img");
     const before = await sha(img);
-    const loop = (await runOk("losetup", ["-r", "--find", "--show", img])).trim();
+    const loop = await losetup(img, ["-r"]);
     try {
       const r = await runCli(["journal", "replay", loop]);
       assert.equal(r.code, 9, r.stderr);
@@ -170,7 +172,7 @@ Deno.test({
       assert.equal(dry.code, 0, dry.stderr);
       assert.match(dry.stdout, /would replay 65 transaction/);
     } finally {
-      await run("losetup", ["-d", loop]);
+      detachLoop(loop, img);
     }
     assert.equal(await sha(img), before);
   },
@@ -185,7 +187,7 @@ Deno.test({
     if (more.length) throw new Error(`test environment lacks: ${more.join(", ")}`);
     await using tmp = await tempDir();
     const img = await image(tmp.path, "kernel/default_4k/umount.img.gz", "m.img");
-    const loop = (await runOk("losetup", ["--find", "--show", img])).trim();
+    const loop = await losetup(img);
     const mnt = await Deno.makeTempDir({ prefix: "ext4ts-jmnt-" });
     try {
       // A read-only mount without replay keeps needs_recovery set on disk.
@@ -197,7 +199,7 @@ Deno.test({
         await runOk("umount", [mnt]);
       }
     } finally {
-      await run("losetup", ["-d", loop]);
+      detachLoop(loop, img);
       await Deno.remove(mnt).catch(() => {});
     }
   },

@@ -8,7 +8,18 @@
  */
 
 import assert from "node:assert/strict";
-import { CORPUS, CORPUS_FOUND, IN_CI, missing, ROOT, run, runOk, tempDir } from "./helpers.ts";
+import {
+  CORPUS,
+  CORPUS_FOUND,
+  detachLoop,
+  IN_CI,
+  losetup,
+  missing,
+  ROOT,
+  run,
+  runOk,
+  tempDir,
+} from "./helpers.ts";
 import { openBlockDevice } from "../ffi/file_device.ts";
 import { Ext4Error } from "../lib/errors.ts";
 import { replayJournal } from "../lib/ext4/recovery.ts";
@@ -194,7 +205,7 @@ async function journalBlocks(img: string): Promise<Set<number>> {
 
 /** The kernel's read-only listing of an image (losetup -r, mount ro,noload). */
 async function kernelListing(img: string, corpus: string): Promise<string> {
-  const loop = (await runOk("losetup", ["-r", "--find", "--show", img])).trim();
+  const loop = await losetup(img, ["-r"]);
   const mnt = await Deno.makeTempDir({ prefix: "ext4ts-jmnt-" });
   try {
     await runOk("mount", ["-t", "ext4", "-o", "ro,noload", loop, mnt]);
@@ -204,20 +215,20 @@ async function kernelListing(img: string, corpus: string): Promise<string> {
       await runOk("umount", [mnt]);
     }
   } finally {
-    await run("losetup", ["-d", loop]);
+    detachLoop(loop, img);
     await Deno.remove(mnt).catch(() => {});
   }
 }
 
 /** The kernel's own replay of an image: a read-write mount and umount on a loop device. */
 async function kernelReplay(img: string): Promise<void> {
-  const loop = (await runOk("losetup", ["--find", "--show", img])).trim();
+  const loop = await losetup(img);
   const mnt = await Deno.makeTempDir({ prefix: "ext4ts-jmnt-" });
   try {
     await runOk("mount", ["-t", "ext4", loop, mnt]);
     await runOk("umount", [mnt]);
   } finally {
-    await run("losetup", ["-d", loop]);
+    detachLoop(loop, img);
     await Deno.remove(mnt).catch(() => {});
   }
 }

@@ -15,6 +15,7 @@ import { defaultLogFile, processAlive, readState } from "../ffi/fuse/mount_state
 import { HELPER_SEARCH_PATH } from "../cli/mount_helper.ts";
 import {
   detachLoop,
+  detachLoopsOf,
   eventually,
   exclusiveOpenWorks,
   forceCleanup,
@@ -138,7 +139,7 @@ async function withDir(fn: (dir: string, mnt: string) => Promise<void>): Promise
     await forceCleanup(mnt);
     for (const entry of Deno.readDirSync(dir)) {
       if (entry.name.endsWith(".img")) {
-        for (const l of await loopsOf(`${dir}/${entry.name}`)) await detachLoop(l);
+        await detachLoopsOf(`${dir}/${entry.name}`);
       }
     }
     await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -216,7 +217,7 @@ testWith(
         }
       } finally {
         await forceCleanup(mnt);
-        await detachLoop(dev);
+        detachLoop(dev, img);
       }
     }),
 );
@@ -362,7 +363,7 @@ testWith(
       assert.equal(findMount(mnt), undefined);
     } finally {
       await forceCleanup(mnt);
-      for (const l of await loopsOf(`${dir}/fs.img`)) await detachLoop(l);
+      await detachLoopsOf(`${dir}/fs.img`);
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },

@@ -7,6 +7,8 @@ import { probeDevice } from "../lib/report/probe.ts";
 import { journalReport, mmpReport, superblockReport } from "../lib/report/superblock_report.ts";
 import { humanReport, probeJson } from "../cli/commands/probe.ts";
 import {
+  detachLoop,
+  losetup,
   makeImage,
   ROOT,
   run,
@@ -522,7 +524,7 @@ testWith("probe: an external journal device, and a filesystem whose journal is o
     /^ext4ts: .*journal\.img: an external journal device \(UUID [0-9a-f-]{36}\), not a filesystem: probe the filesystem that uses it\n$/,
   );
   // mke2fs takes an external journal only on a block device.
-  const loop = (await runOk("losetup", ["-f", "--show", journal])).trim();
+  const loop = await losetup(journal);
   try {
     const fs = `${dir.path}/fs.img`;
     await makeImage(fs, { args: ["-b", "4096", "-J", `device=${loop}`], size: "64M" });
@@ -559,7 +561,7 @@ testWith("probe: an external journal device, and a filesystem whose journal is o
     assert.deepEqual(jFull.stdout.split("\n").filter((l) => l !== ""), jExpected);
     assert.match(jFull.stderr, /^ext4ts: .*an external journal device .*\n$/);
   } finally {
-    await run("losetup", ["-d", loop]);
+    detachLoop(loop, journal);
   }
 });
 
@@ -912,7 +914,7 @@ testWith(
     const path = `${dir.path}/w.img`;
     await makeImage(path, { size: "16M" });
     // losetup -r: BLKROGET says read-only although an O_RDWR open would succeed.
-    const loop = (await runOk("losetup", ["-r", "-f", "--show", path])).trim();
+    const loop = await losetup(path, ["-r"]);
     let holder: Deno.ChildProcess | undefined;
     try {
       let r = await runCli(["probe", "--json", loop]);
@@ -988,7 +990,7 @@ testWith(
         await holder.stdout.cancel().catch(() => {});
         await holder.status;
       }
-      await run("losetup", ["-d", loop]);
+      detachLoop(loop, path);
     }
   },
 );
@@ -1165,7 +1167,7 @@ testWith(
     await using dir = await tempDir();
     // mke2fs takes an external journal only on a block device.
     await runOk("truncate", ["-s", "8M", `${dir.path}/journal.img`]);
-    const journal = (await runOk("losetup", ["-f", "--show", `${dir.path}/journal.img`])).trim();
+    const journal = await losetup(`${dir.path}/journal.img`);
     try {
       await runOk("mkfs.ext4", ["-q", "-F", "-O", "journal_dev", "-b", "4096", journal]);
       await exportCases(t, dir.path, [
@@ -1179,7 +1181,7 @@ testWith(
         { name: "external journal", args: ["-J", `device=${journal}`], type: "ext4" },
       ]);
     } finally {
-      await runOk("losetup", ["-d", journal]);
+      assert.ok(detachLoop(journal, `${dir.path}/journal.img`));
     }
   },
 );

@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { run, runCli, runOk, tempDir, testWith, withKernelMount } from "./helpers.ts";
 import { Ext4, MemoryBlockDevice } from "../mod.ts";
 import { Ext4Operations } from "../ffi/fuse/ext4_ops.ts";
-import { detachLoop, forceCleanup, FUSE_NEEDS, isMounted, loopsOf } from "./fuse_test_util.ts";
+import { detachLoopsOf, forceCleanup, FUSE_NEEDS, isMounted, loopsOf } from "./fuse_test_util.ts";
 
 const NEEDS = ["mkfs.ext4", "debugfs"];
 const MOUNT_NEEDS = [...FUSE_NEEDS, ...NEEDS, "kernel-ext4", "python3"];
@@ -356,7 +356,7 @@ async function ext4tsProbe(
     return { seen, log: await Deno.readTextFile(log) };
   } finally {
     if (isMounted(mnt)) await forceCleanup(mnt);
-    for (const l of await loopsOf(img)) await detachLoop(l);
+    await detachLoopsOf(img);
     await Deno.remove(mnt).catch(() => {});
     await Deno.remove(log).catch(() => {});
   }
@@ -451,7 +451,7 @@ testWith(
       assert.deepEqual(await loopsOf(img), []);
     } finally {
       if (isMounted(mnt)) await forceCleanup(mnt);
-      for (const l of await loopsOf(img)) await detachLoop(l);
+      await detachLoopsOf(img);
     }
     assert.equal(await sha256(img), before, "nothing written");
   },
