@@ -95,6 +95,42 @@ for (
 }
 
 testWith(
+  "group commit: records changed again and again in one compound (patched in place) read back their latest state",
+  [...IMAGE_TOOLS],
+  async () => {
+    await using tmp = await tempDir();
+    const base = await mkfs(tmp.path, "mkfs.ext4", ["-b", "1024"]);
+    const dev = new MemoryBlockDevice(Uint8Array.from(base));
+    const fs = await Ext4.openDevice(dev, { readOnly: false, commitInterval: 3600 });
+    // Neighbours share inode table blocks: each chmod patches a record of a block the running
+    // compound already holds, and every stat must see the newest mode, also of the neighbours.
+    for (let i = 0; i < 8; i++) await fs.writeFile(`/f${i}`, enc.encode("x"));
+    for (let round = 0; round < 5; round++) {
+      for (let i = 0; i < 8; i++) {
+        const mode = 0o600 + round * 8 + i;
+        await fs.chmod(`/f${i}`, mode);
+        assert.equal((await fs.stat(`/f${i}`)).mode & 0o7777, mode, `round ${round}, f${i}`);
+      }
+      for (let i = 0; i < 8; i++) {
+        assert.equal((await fs.stat(`/f${i}`)).mode & 0o7777, 0o600 + round * 8 + i);
+      }
+    }
+    // A directory whose entries change while its own record sits in a patched block: its
+    // listing follows every change.
+    await fs.mkdir("/d");
+    for (let i = 0; i < 20; i++) {
+      await fs.writeFile(`/d/n${i}`, enc.encode("y"));
+      await fs.chmod(`/f${i % 8}`, 0o640);
+      const names = (await Array.fromAsync(fs.readDir("/d"))).map((e) => e.name);
+      assert.equal(names.length, i + 1, `after n${i}`);
+    }
+    await fs.close();
+    const r = await fsck(tmp.path, dev.bytes);
+    assert.equal(r.code, 0, r.output);
+  },
+);
+
+testWith(
   "group commit: blocks freed in the running transaction are not reused before it is durable; out of space, it is committed and the write retried",
   [
     ...IMAGE_TOOLS,
@@ -281,6 +317,66 @@ Deno.test("patchUnshared: group commit patches the compound's own image in place
   assert.equal(dev.bytes[3 * 1024], 8);
 });
 
+Deno.test("patchRecord: in the compound's image at the commit, seen by the transaction's own reads", async () => {
+  const { BlockCache, InPlaceCommitSink } = await import("../lib/txn/transaction.ts");
+  const { GroupCommitSink } = await import("../lib/txn/group_commit.ts");
+  const dev = new MemoryBlockDevice(new Uint8Array(16 * 1024));
+  const sink = new GroupCommitSink(dev, new InPlaceCommitSink(dev), { intervalMs: 60_000 });
+  const cache = new BlockCache(dev, 1024, { sink });
+  let tx = cache.begin();
+  await tx.patch(3, 0, new Uint8Array([1]));
+  await tx.commit();
+  const image = await cache.read(3);
+  // Two records of block 3 (bytes 256-259 and 512-515) patched: one range read back, no copy.
+  tx = cache.begin();
+  await tx.patchRecord(3, 256, new Uint8Array([1, 2, 3, 4]));
+  await tx.patchRecord(3, 258, new Uint8Array([9]));
+  assert.equal(tx.metadataBlocks, 1);
+  assert.equal(tx.changesRange(3, 0, 256), false, "the record before is untouched");
+  assert.equal(tx.changesRange(3, 259, 512), true, "a range overlapping a patch");
+  assert.equal(tx.changesRange(3, 260, 512), false);
+  assert.deepEqual([...await tx.readRange(3, 254, 262)], [0, 0, 1, 2, 9, 4, 0, 0]);
+  assert.equal(await tx.readUnpatched(3), image, "the committed image, unchanged so far");
+  assert.equal(image[256], 0);
+  let left: Uint8Array | undefined;
+  tx.onCommit(() => left = tx.committedImage(3));
+  await tx.commit();
+  assert.equal(await cache.read(3), image, "patched in place: the compound's own image");
+  assert.deepEqual([...image.subarray(256, 260)], [1, 2, 9, 4]);
+  assert.equal(left, image, "the image the commit left, as its onCommit steps see it");
+  assert.equal(tx.committedImage(3), undefined, "not kept after them");
+  // A read of the whole block inside the transaction sees the patches (the block is copied).
+  tx = cache.begin();
+  await tx.patchRecord(3, 512, new Uint8Array([7]));
+  const seen = await tx.read(3);
+  assert.notEqual(seen, image, "a copy of its own");
+  assert.equal(seen[512], 7);
+  assert.equal(seen[256], 1);
+  assert.equal(image[512], 0, "the committed image waits for the commit");
+  // A patch after that goes into the copy; the batch carries the block whole.
+  await tx.patchRecord(3, 513, new Uint8Array([8]));
+  assert.equal(seen[513], 8);
+  await tx.commit();
+  assert.deepEqual([...(await cache.read(3)).subarray(512, 514)], [7, 8]);
+  // An aborted transaction's record patch reaches nothing.
+  tx = cache.begin();
+  await tx.patchRecord(3, 600, new Uint8Array([5]));
+  tx.abort();
+  assert.equal((await cache.read(3))[600], 0);
+  // Committed compound images never change: after a sync the next patch works on a copy.
+  await sink.sync();
+  const committed = await cache.read(3);
+  tx = cache.begin();
+  await tx.patchRecord(3, 256, new Uint8Array([6]));
+  await tx.commit();
+  assert.notEqual(await cache.read(3), committed);
+  assert.equal(committed[256], 1);
+  assert.equal((await cache.read(3))[256], 6);
+  await sink.close();
+  assert.deepEqual([...dev.bytes.subarray(3 * 1024 + 256, 3 * 1024 + 260)], [6, 2, 9, 4]);
+  assert.deepEqual([...dev.bytes.subarray(3 * 1024 + 512, 3 * 1024 + 514)], [7, 8]);
+});
+
 Deno.test("patchUnshared: without a sink that takes patches it is a patch", async () => {
   const { BlockCache } = await import("../lib/txn/transaction.ts");
   const dev = new MemoryBlockDevice(new Uint8Array(8192));
@@ -292,3 +388,48 @@ Deno.test("patchUnshared: without a sink that takes patches it is a patch", asyn
   await tx.commit();
   assert.equal(dev.bytes[2 * 1024 + 10], 5);
 });
+
+testWith(
+  "group commit: a record written in a transaction reads back changed in it, its neighbours as committed",
+  [...IMAGE_TOOLS],
+  async () => {
+    const { BlockCache } = await import("../lib/txn/transaction.ts");
+    const { GroupCommitSink } = await import("../lib/txn/group_commit.ts");
+    const { InPlaceCommitSink } = await import("../lib/txn/transaction.ts");
+    const { openMetadata } = await import("../lib/ext4/super.ts");
+    const { getInode, loadInode, writeInode } = await import("../lib/ext4/inode.ts");
+    const { encodeInode } = await import("../lib/ondisk/inode.ts");
+    await using tmp = await tempDir();
+    const dev = new MemoryBlockDevice(await mkfs(tmp.path, "mkfs.ext4", ["-b", "4096"]));
+    const { sb, groups } = await openMetadata(dev);
+    const sink = new GroupCommitSink(dev, new InPlaceCommitSink(dev), { intervalMs: 60_000 });
+    const cache = new BlockCache(dev, sb.blockSize, { sink });
+    // Inodes 2 and 11 share a table block (4 KiB blocks, 256-byte records: 1-16).
+    assert.equal(sb.blockSize / sb.inodeSize, 16);
+    const links = async (ino: number, n: number) => {
+      const tx = cache.begin();
+      const { raw, f } = await loadInode(tx, sb, groups, ino);
+      await writeInode(tx, sb, groups, ino, encodeInode(sb, ino, { ...f, linksCount: n }, raw));
+      return tx;
+    };
+    let tx = cache.begin();
+    const rootLinks = (await getInode(tx, sb, groups, 2)).linksCount;
+    await tx.commit();
+    for (let n = 5; n < 9; n++) {
+      tx = await links(11, n);
+      assert.equal((await getInode(tx, sb, groups, 11)).linksCount, n, "this transaction's record");
+      assert.equal((await getInode(tx, sb, groups, 2)).linksCount, rootLinks, "a neighbour");
+      await tx.commit();
+      tx = cache.begin();
+      assert.equal((await getInode(tx, sb, groups, 11)).linksCount, n, "after the commit");
+      tx.abort();
+    }
+    // An aborted change leaves the committed record.
+    tx = await links(11, 99);
+    tx.abort();
+    tx = cache.begin();
+    assert.equal((await getInode(tx, sb, groups, 11)).linksCount, 8);
+    tx.abort();
+    await sink.close();
+  },
+);

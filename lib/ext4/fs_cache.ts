@@ -296,9 +296,15 @@ export class FsCaches {
       this.clear();
       return;
     }
-    if (batch.metadata.length === 0 && batch.data.length === 0) return;
+    if (batch.metadata.length === 0 && batch.data.length === 0 && !batch.patches?.length) return;
     this.inodeCache.changed();
-    for (const m of batch.metadata) this.#refreshRecordsIn(m.block, m.bytes, m.changed);
+    for (const m of batch.metadata) this.#refreshRecordsIn(m.block, m.bytes, m.changed, batch);
+    // Record patches went into the sink's image of their blocks (lib/txn/transaction.ts).
+    for (const p of batch.patches ?? []) {
+      if (p.image) {
+        this.#refreshRecordsIn(p.block, p.image, [p.offset, p.offset + p.bytes.length], batch);
+      }
+    }
   }
 
   /**
@@ -306,7 +312,12 @@ export class FsCaches {
    * those within the byte ranges `changed` when the transaction knows them (a record it wrote
    * whole), else every cached record of the block.
    */
-  #refreshRecordsIn(block: number, image: Uint8Array, changed?: readonly number[]): void {
+  #refreshRecordsIn(
+    block: number,
+    image: Uint8Array,
+    changed: readonly number[] | undefined,
+    commit: object,
+  ): void {
     const sb = this.#sb;
     if (!this.#tables) {
       const order: [number, number][] = [];
@@ -332,17 +343,27 @@ export class FsCaches {
     const perBlock = sb.blockSize / isz;
     const first = groups[at] * sb.inodesPerGroup + (block - starts[at]) * perBlock + 1;
     if (!changed) {
-      this.#refreshRecords(first, image, 0, perBlock);
+      this.#refreshRecords(first, image, 0, perBlock, commit);
       return;
     }
     for (let k = 0; k + 1 < changed.length; k += 2) {
       const from = Math.max(0, Math.floor(changed[k] / isz));
-      this.#refreshRecords(first, image, from, Math.min(perBlock, Math.ceil(changed[k + 1] / isz)));
+      const to = Math.min(perBlock, Math.ceil(changed[k + 1] / isz));
+      this.#refreshRecords(first, image, from, to, commit);
     }
   }
 
-  /** Replaces the cached records `from..to` of an inode table block whose bytes `image` changes. */
-  #refreshRecords(first: number, image: Uint8Array, from: number, to: number): void {
+  /**
+   * Replaces the cached records `from..to` of an inode table block whose bytes `image` changes
+   * (at the commit `commit` names).
+   */
+  #refreshRecords(
+    first: number,
+    image: Uint8Array,
+    from: number,
+    to: number,
+    commit: object,
+  ): void {
     const isz = this.#sb.inodeSize;
     // One view for the block; each record compares through its own (no view per record).
     let view: DataView | undefined;
@@ -351,7 +372,7 @@ export class FsCaches {
       if (!cached) continue;
       view ??= new DataView(image.buffer, image.byteOffset, image.byteLength);
       if (cached.sameBytesAt(view, i * isz)) continue;
-      this.inodeCache.changed(first + i, image.subarray(i * isz, (i + 1) * isz));
+      this.inodeCache.changed(first + i, image.subarray(i * isz, (i + 1) * isz), commit);
     }
   }
 }

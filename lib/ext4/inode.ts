@@ -169,11 +169,11 @@ export class InodeCache {
   readonly groups: GroupDescriptorTable;
   readonly #parse: ParseInodeOptions;
   /**
-   * The records {@link InodeCache.changed} decoded from each committed image, by offset: keyed
-   * by the image so that a record never keeps its whole inode table block alive (nor a WeakRef,
-   * which V8 keeps strong until the running job ends — and the request loop's job is long).
+   * The records {@link InodeCache.changed} decoded at each commit, by inode: keyed by the
+   * commit's token (its batch), not by the image — group commit patches a compound's image in
+   * place, so one image holds several commits' records.
    */
-  readonly #decodedIn = new WeakMap<ArrayBufferLike, Map<number, Inode>>();
+  readonly #decodedAt = new WeakMap<object, Map<number, Inode>>();
   #generation = 0;
   #hits = 0;
   #misses = 0;
@@ -224,23 +224,25 @@ export class InodeCache {
    * Something changed: bumps the generation. With `ino`, its cached record (if any) is replaced
    * by a new object decoded from `bytes`, its new record (dropped without them, or when they
    * fail the checks), so that whatever was derived from the old object is recomputed.
+   * `commit` names the commit (its batch): a record decoded at that commit already is kept.
    */
-  changed(ino?: number, bytes?: Uint8Array): void {
+  changed(ino?: number, bytes?: Uint8Array, commit?: object): void {
     this.#generation++;
     if (ino === undefined) return;
     const cached = this.records.get(ino);
     if (!cached) return;
-    // Already decoded from this very place of this commit's image (the facade's refresh and
-    // the transaction's own both run at a commit): committed images never change, so the
-    // record is the new one, and nothing derived it from an older object.
-    if (bytes && this.#decodedIn.get(bytes.buffer)?.get(bytes.byteOffset) === cached) return;
+    // Already decoded at this commit (the facade's refresh and the transaction's own both run
+    // at a commit): the record is the new one, and nothing derived it from an older object.
+    if (commit && this.#decodedAt.get(commit)?.get(ino) === cached) return;
     this.records.delete(ino);
     if (!bytes) return;
     try {
       const inode = parseInode(this.sb, ino, bytes.slice(), this.#parse);
-      let decoded = this.#decodedIn.get(bytes.buffer);
-      if (!decoded) this.#decodedIn.set(bytes.buffer, decoded = new Map());
-      decoded.set(bytes.byteOffset, inode);
+      if (commit) {
+        let decoded = this.#decodedAt.get(commit);
+        if (!decoded) this.#decodedAt.set(commit, decoded = new Map());
+        decoded.set(ino, inode);
+      }
       this.records.set(ino, inode);
     } catch (e) {
       if (!(e instanceof CorruptError)) throw e;
@@ -305,8 +307,12 @@ export function touchInode(tx: Transaction, ino: number): void {
     if (!cache) return;
     for (const n of set) {
       const { block, offset } = tableBlock(cache.sb, cache.groups, n);
-      const image = tx.pendingImage(block);
-      cache.changed(n, image?.subarray(offset, offset + cache.sb.inodeSize));
+      const image = tx.committedImage(block);
+      cache.changed(
+        n,
+        image?.subarray(offset, offset + cache.sb.inodeSize),
+        tx.committedBatch ?? undefined,
+      );
     }
   });
 }
@@ -342,15 +348,16 @@ export async function getInode(
 ): Promise<Inode> {
   const { block, offset } = tableBlock(sb, gdt, ino);
   const end = offset + sb.inodeSize;
-  if (tx.state !== "open" || tx.pendingImage(block)) {
-    // Changed in this transaction (or closed: tx.read refuses): not what the reader sees.
-    return new Inode(sb, ino, (await tx.read(block)).slice(offset, end));
+  if (tx.state !== "open" || tx.changesRange(block, offset, end)) {
+    // Changed in this transaction (or closed: it refuses): not what the reader sees.
+    return new Inode(sb, ino, await tx.readRange(block, offset, end));
   }
   const cache = inodeCacheOf(tx.cache, sb, gdt);
   const hit = cache.get(ino);
   if (hit) return hit;
   const generation = cache.generation;
-  const bytes = (await tx.read(block)).slice(offset, end);
+  // Another record of the block may be patched: this one's committed bytes, no copy of it.
+  const bytes = (await tx.readUnpatched(block)).slice(offset, end);
   try {
     return cache.keep(ino, bytes, generation);
   } catch (e) {
@@ -467,7 +474,7 @@ export async function writeInode(
     throw new Ext4Error("INVALID", `inode record of ${raw.length} bytes, expected ${sb.inodeSize}`);
   }
   const { block, offset } = tableBlock(sb, gdt, ino);
-  await tx.patch(block, offset, raw);
+  await tx.patchRecord(block, offset, raw);
   touchInode(tx, ino);
 }
 

@@ -159,9 +159,11 @@ export class GroupCommitSink implements CommitSink {
       c.revoked.delete(m.block);
       c.metadata.set(m.block, m.bytes);
     }
-    // Patched in place when the running compound already holds its own image of the block (no
-    // reader decodes these blocks, and nothing else holds that image: a committing compound's
-    // and the journal's images are other objects); otherwise on a copy of the current image.
+    // Patched in place when the running compound already holds its own image of the block
+    // (nothing else holds that image but the cache: a committing compound's and the journal's
+    // images are other objects, and readers of these blocks — descriptors, the superblock,
+    // inode records — copy what they decode before any await); otherwise on a copy of the
+    // current image.
     for (const p of batch.patches ?? []) {
       let image = c.metadata.get(p.block);
       if (!image) {

@@ -105,11 +105,14 @@ export class JournalCommitSink implements CommitSink {
    * (ENOSPC, as jbd2 refuses a handle asking for more credits than a transaction may hold).
    */
   check(batch: CommitBatch): void {
-    const need = this.journal.blocksNeeded(batch.metadata.length, batch.revoked.length);
+    // Blocks only patched (group commit) are logged as whole blocks too.
+    const patched = batch.patches ? new Set(batch.patches.map((p) => p.block)).size : 0;
+    const blocks = batch.metadata.length + patched;
+    const need = this.journal.blocksNeeded(blocks, batch.revoked.length);
     if (need > this.journal.maxTransactionBlocks) {
       throw new Ext4Error(
         "NO_SPACE",
-        `a transaction of ${batch.metadata.length} metadata blocks and ${batch.revoked.length} ` +
+        `a transaction of ${blocks} metadata blocks and ${batch.revoked.length} ` +
           `revoked blocks needs ${need} journal blocks; the journal takes at most ` +
           `${this.journal.maxTransactionBlocks} per transaction`,
         { errno: Errno.ENOSPC },

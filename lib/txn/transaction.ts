@@ -521,8 +521,15 @@ export class Transaction {
   /** Data block images (views into the caller's runs). */
   #data = new Map<number, Uint8Array>();
   #revoked = new Set<number>();
-  /** Patches left to the sink ({@link patchUnshared}), per block in the order made. */
+  /**
+   * Patches left to the sink ({@link patchUnshared}, {@link patchRecord}), per block in the
+   * order made.
+   */
   readonly #patches = new Map<number, MetadataPatch[]>();
+  /** Blocks whose patches this transaction's reads must see ({@link patchRecord}). */
+  readonly #recordPatched = new Set<number>();
+  /** The batch this transaction committed, while its onCommit steps run. */
+  #committedBatch: CommitBatch | null = null;
   /**
    * Per metadata block, the byte ranges changed ([start, end) pairs) while every change was a
    * {@link patch}; null once the image was handed out whole (see MetadataWrite.changed).
@@ -567,9 +574,75 @@ export class Transaction {
     return this.#revoked.size;
   }
 
-  /** @internal The image this transaction holds for `block`, if any. */
+  /**
+   * @internal The image this transaction holds for `block`, if any. A block with record
+   * patches ({@link patchRecord}) is copied now, its patches applied: reads see them.
+   */
   pendingImage(block: number): Uint8Array | undefined {
-    return this.#metadata.get(block) ?? this.#data.get(block);
+    const own = this.#metadata.get(block) ?? this.#data.get(block);
+    if (own || !this.#recordPatched.has(block)) return own;
+    return this.#materialize(block);
+  }
+
+  /**
+   * Whether this transaction changed any byte of `[start, end)` of `block` (an image of it
+   * held, or a record patch overlapping the range): when not, the committed bytes there are
+   * this transaction's view too.
+   */
+  changesRange(block: number, start: number, end: number): boolean {
+    if (this.#metadata.has(block) || this.#data.has(block)) return true;
+    if (!this.#recordPatched.has(block)) return false;
+    for (const p of this.#patches.get(block)!) {
+      if (p.offset < end && p.offset + p.bytes.length > start) return true;
+    }
+    return false;
+  }
+
+  /**
+   * A copy of bytes `[start, end)` of `block` as this transaction sees them: one record read
+   * back after a {@link patchRecord} does not copy the whole block.
+   */
+  async readRange(block: number, start: number, end: number): Promise<Uint8Array> {
+    this.#checkOpen();
+    if (!this.#recordPatched.has(block)) return (await this.cache.read(block)).slice(start, end);
+    const list = this.#patches.get(block)!;
+    const out = list[0].base.slice(start, end);
+    for (const p of list) {
+      const from = Math.max(start, p.offset);
+      const to = Math.min(end, p.offset + p.bytes.length);
+      if (from < to) out.set(p.bytes.subarray(from - p.offset, to - p.offset), from - start);
+    }
+    return out;
+  }
+
+  /**
+   * The image of `block` that record patches of this transaction were made on (the committed
+   * one), else {@link read}'s: for bytes {@link changesRange} says this transaction left alone,
+   * read without copying the block.
+   */
+  readUnpatched(block: number): Promise<Uint8Array> {
+    this.#checkOpen();
+    if (this.#recordPatched.has(block)) return Promise.resolve(this.#patches.get(block)![0].base);
+    return this.cache.read(block);
+  }
+
+  /**
+   * In an {@link onCommit} step: `block`'s image as committed (the transaction's own, or the
+   * sink's image with its patches), else undefined.
+   */
+  committedImage(block: number): Uint8Array | undefined {
+    const own = this.#metadata.get(block);
+    if (own || !this.#committedBatch?.patches) return own;
+    for (const p of this.#committedBatch.patches) if (p.block === block && p.image) return p.image;
+    return undefined;
+  }
+
+  /**
+   * In an {@link onCommit} step, the batch this transaction committed: one token per commit
+   * (null before and after the steps: the batch holds the data written).
+   */
+  get committedBatch(): CommitBatch | null {
+    return this.#committedBatch;
   }
 
   /** The current image of `block` (this transaction's changes included). Do not modify it. */
@@ -593,6 +666,7 @@ export class Transaction {
     this.#checkOpen();
     const mine = this.#metadata.get(block);
     if (mine) return mine;
+    if (this.#recordPatched.has(block)) return this.#materialize(block);
     const data = this.#data.get(block) ?? this.cache.held(block); // no promise when in memory
     const copy = (data ?? await this.cache.read(block)).slice();
     this.#checkOpen();
@@ -624,7 +698,7 @@ export class Transaction {
     this.#checkOpen();
     this.#checkPatch(offset, bytes);
     const base = this.cache.sink.acceptsPatches && !this.#metadata.has(block) &&
-      !this.#data.has(block) && this.cache.held(block);
+      !this.#data.has(block) && !this.#recordPatched.has(block) && this.cache.held(block);
     if (!base) return await this.patch(block, offset, bytes);
     this.cache._checkBlock(block);
     this.#revoked.delete(block);
@@ -634,8 +708,45 @@ export class Transaction {
     else this.#patches.set(block, [patch]);
   }
 
+  /**
+   * Like {@link patch}, for a block whose readers copy what they decode before any await (an
+   * inode table block: records are sliced out at once). With a sink that takes patches (group
+   * commit) the bytes go into the sink's image of the block when this transaction joins it,
+   * in place when the running compound holds its own: no 4 KiB copy of the block per
+   * transaction (a setattr changes one 256-byte record). Reads in this transaction see the
+   * patch: the first one that needs the block's bytes copies it then ({@link pendingImage});
+   * {@link changesRange} tells a reader of one record whether it needs to.
+   */
+  async patchRecord(block: number, offset: number, bytes: Uint8Array): Promise<void> {
+    this.#checkOpen();
+    this.#checkPatch(offset, bytes);
+    const list = this.#patches.get(block);
+    // The image patches go on: the committed one, unchanged while this transaction is open.
+    const base = list?.[0].base ??
+      (this.cache.sink.acceptsPatches && !this.#metadata.has(block) && !this.#data.has(block) &&
+        this.cache.held(block));
+    if (!base || (list && !this.#recordPatched.has(block))) {
+      return await this.patch(block, offset, bytes);
+    }
+    this.cache._checkBlock(block);
+    this.#revoked.delete(block);
+    const patch = { block, offset, bytes: bytes.slice(), base };
+    if (list) list.push(patch);
+    else this.#patches.set(block, [patch]);
+    this.#recordPatched.add(block);
+  }
+
+  /** This transaction's own copy of `block` with its record patches applied. */
+  #materialize(block: number): Uint8Array {
+    const copy = this.#patches.get(block)![0].base.slice();
+    this.#metadata.set(block, copy);
+    this.#absorbPatches(block, copy);
+    return copy;
+  }
+
   /** Puts the patches of `block` left to the sink into `image` instead (none: drops them). */
   #absorbPatches(block: number, image: Uint8Array | null): void {
+    this.#recordPatched.delete(block);
     const list = this.#patches.get(block);
     if (!list) return;
     if (image) {
@@ -819,9 +930,14 @@ export class Transaction {
     }
     // Committed only now: the sink resolved, so its writes and flushes succeeded.
     this.#state = "committed";
+    this.#committedBatch = batch;
     this.#release();
     this.cache._finish(this, batch, null);
-    for (const fn of this.#onCommit) fn();
+    try {
+      for (const fn of this.#onCommit) fn();
+    } finally {
+      this.#committedBatch = null;
+    }
   }
 
   #batch(): CommitBatch {
@@ -871,6 +987,7 @@ export class Transaction {
 
   #release(): void {
     this.#patches.clear();
+    this.#recordPatched.clear();
     this.#changed.clear();
     this.#guards = [];
     this.#guarded.clear();
