@@ -302,42 +302,50 @@ async function withFullLoop(
   }
 }
 
-testWith("FileBlockDevice.flush reports a writeback EIO once learnt, and never succeeds after", [
-  "root",
-  "loop",
-  "losetup",
-  "mkfs.ext4",
-  "dd",
-], async () => {
-  await withFullLoop(async (loop) => {
+/**
+ * The next flush of `dev` fails with the writeback's EIO, and every later one with that same
+ * error (the old code asked a second fsync, which Linux answers 0 after reporting the error).
+ */
+async function assertFlushFailsForGood(dev: { flush(): Promise<void> }): Promise<void> {
+  const first = await dev.flush().then(() => null, (e) => e);
+  assert.ok(first instanceof Ext4Error, "flush must fail: the data never reached the file");
+  assert.equal(first.code, "IO");
+  assert.equal(first.errno, Errno.EIO, first.message);
+  assert.match(first.message, /: fsync: Input\/output error$/);
+  await assert.rejects(() => dev.flush(), (e) => e === first);
+}
+
+/** `fn` with a writable FileBlockDevice over {@link withFullLoop}'s loop device. */
+function withFullDevice(fn: (dev: ReturnType<typeof openBlockDevice>) => Promise<void>) {
+  return withFullLoop(async (loop) => {
     const dev = openBlockDevice(loop, { readOnly: false, exclusive: true });
     try {
-      // 8 MiB in one large write (the AIO path) and small ones (synchronous), into holes.
-      await dev.write(32 << 20, new Uint8Array(8 << 20).fill(0x5a));
-      for (let i = 0; i < 16; i++) await dev.write((48 << 20) + i * 4096, new Uint8Array(4096));
-      const first = await dev.flush().then(() => null, (e) => e);
-      // The old code asked a second fsync, which Linux answers 0 after reporting the error.
-      assert.ok(first instanceof Ext4Error, "flush must fail: the data never reached the file");
-      assert.equal(first.code, "IO");
-      assert.equal(first.errno, Errno.EIO, first.message);
-      assert.match(first.message, /: fsync: Input\/output error$/);
-      await assert.rejects(() => dev.flush(), (e) => e === first);
+      await fn(dev);
     } finally {
       await dev.close();
     }
   });
-});
+}
 
-testWith("FileBlockDevice.flush of a few blocks (fsync on the loop's thread) reports EIO too", [
-  "root",
-  "loop",
-  "losetup",
-  "mkfs.ext4",
-  "dd",
-], async () => {
-  await withFullLoop(async (loop) => {
-    const dev = openBlockDevice(loop, { readOnly: false, exclusive: true });
-    try {
+const FULL_LOOP_NEEDS = ["root", "loop", "losetup", "mkfs.ext4", "dd"];
+
+testWith(
+  "FileBlockDevice.flush reports a writeback EIO once learnt, and never succeeds after",
+  FULL_LOOP_NEEDS,
+  () =>
+    withFullDevice(async (dev) => {
+      // 8 MiB in one large write (the AIO path) and small ones (synchronous), into holes.
+      await dev.write(32 << 20, new Uint8Array(8 << 20).fill(0x5a));
+      for (let i = 0; i < 16; i++) await dev.write((48 << 20) + i * 4096, new Uint8Array(4096));
+      await assertFlushFailsForGood(dev);
+    }),
+);
+
+testWith(
+  "FileBlockDevice.flush of a few blocks (fsync on the loop's thread) reports EIO too",
+  FULL_LOOP_NEEDS,
+  () =>
+    withFullDevice(async (dev) => {
       // First a flush that succeeds: the superblock's block rewritten as it is (mkfs wrote it,
       // so it has room in the full tmpfs).
       const head = new Uint8Array(4096);
@@ -347,16 +355,9 @@ testWith("FileBlockDevice.flush of a few blocks (fsync on the loop's thread) rep
       // Then 64 KiB into holes: a flush this small calls fsync synchronously, whose errno must
       // be the writeback's, reported then and by every later flush.
       for (let i = 0; i < 16; i++) await dev.write((52 << 20) + i * 4096, new Uint8Array(4096));
-      const first = await dev.flush().then(() => null, (e) => e);
-      assert.ok(first instanceof Ext4Error, "flush must fail: the blocks never reached the file");
-      assert.equal(first.errno, Errno.EIO, first.message);
-      assert.match(first.message, /: fsync: Input\/output error$/);
-      await assert.rejects(() => dev.flush(), (e) => e === first);
-    } finally {
-      await dev.close();
-    }
-  });
-});
+      await assertFlushFailsForGood(dev);
+    }),
+);
 
 testWith("ext4ts put and mkdir on a device whose writeback fails exit 7 with one line", [
   "root",

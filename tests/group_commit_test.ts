@@ -15,6 +15,7 @@ import { WriteLogDevice } from "../lib/block/write_log_device.ts";
 import { Errno, Ext4Error } from "../lib/errors.ts";
 import { run, runOk, tempDir, testWith } from "./helpers.ts";
 import { IMAGE_TOOLS } from "./write_fixtures.ts";
+import type { Transaction } from "../lib/txn/transaction.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -269,17 +270,25 @@ testWith(
   },
 );
 
-Deno.test("patchUnshared: group commit patches the compound's own image in place, one copy per compound", async () => {
+/**
+ * A block cache of 1 KiB blocks over a group commit (in place) whose running compound holds its
+ * own image of block 3 (its byte 0 set to 1 by a first commit, which copied the block).
+ */
+async function compoundWithBlock3() {
   const { BlockCache, InPlaceCommitSink } = await import("../lib/txn/transaction.ts");
   const { GroupCommitSink } = await import("../lib/txn/group_commit.ts");
   const dev = new MemoryBlockDevice(new Uint8Array(16 * 1024));
   const sink = new GroupCommitSink(dev, new InPlaceCommitSink(dev), { intervalMs: 60_000 });
   const cache = new BlockCache(dev, 1024, { sink });
-  // The first change of block 3 copies it (nothing of the compound's to patch yet).
-  let tx = cache.begin();
+  const tx = cache.begin();
   await tx.patch(3, 0, new Uint8Array([1]));
   await tx.commit();
-  const image = await cache.read(3);
+  return { dev, sink, cache, image: await cache.read(3) };
+}
+
+Deno.test("patchUnshared: group commit patches the compound's own image in place, one copy per compound", async () => {
+  const { dev, sink, cache, image } = await compoundWithBlock3();
+  let tx: Transaction;
   for (let i = 1; i <= 3; i++) {
     tx = cache.begin();
     await tx.patchUnshared(3, i, new Uint8Array([i + 1]));
@@ -318,15 +327,8 @@ Deno.test("patchUnshared: group commit patches the compound's own image in place
 });
 
 Deno.test("patchRecord: in the compound's image at the commit, seen by the transaction's own reads", async () => {
-  const { BlockCache, InPlaceCommitSink } = await import("../lib/txn/transaction.ts");
-  const { GroupCommitSink } = await import("../lib/txn/group_commit.ts");
-  const dev = new MemoryBlockDevice(new Uint8Array(16 * 1024));
-  const sink = new GroupCommitSink(dev, new InPlaceCommitSink(dev), { intervalMs: 60_000 });
-  const cache = new BlockCache(dev, 1024, { sink });
-  let tx = cache.begin();
-  await tx.patch(3, 0, new Uint8Array([1]));
-  await tx.commit();
-  const image = await cache.read(3);
+  const { dev, sink, cache, image } = await compoundWithBlock3();
+  let tx: Transaction;
   // Two records of block 3 (bytes 256-259 and 512-515) patched: one range read back, no copy.
   tx = cache.begin();
   await tx.patchRecord(3, 256, new Uint8Array([1, 2, 3, 4]));
