@@ -495,10 +495,16 @@ Deno.test("journal writer: calls queue in order and log the blocks as they were 
   buffer.set(pattern(1024, 2)); // the next transaction's change to the same cached block
   const second = writer.writeTransaction({ blocks: [{ block: 71, bytes: buffer }], revoked: [] });
   buffer.fill(0);
-  assert.deepEqual(await Promise.all([first, second]), [1, 2]);
+  // Images the caller never changes again (committed ones) are logged as they are, uncopied.
+  const stable = pattern(1024, 3);
+  const third = writer.writeTransaction({ blocks: [{ block: 72, bytes: stable }], revoked: [] }, {
+    unchanging: true,
+  });
+  assert.deepEqual(await Promise.all([first, second, third]), [1, 2, 3]);
   const got = await replay(store);
   assert.deepEqual(got.get(70), pattern(1024, 1));
   assert.deepEqual(got.get(71), pattern(1024, 2));
+  assert.deepEqual(got.get(72), pattern(1024, 3));
 });
 
 Deno.test("journal writer: a failed checkpoint or close fails the writer too", async () => {

@@ -154,7 +154,12 @@ export class JournalCommitSink implements CommitSink {
       // revoked and reused only after that commit, but stay safe).
       for (let i = 0; i < d.bytes.length / bs; i++) this.#logged.delete(d.block + i);
     }
-    await this.journal.writeTransaction({ blocks: batch.metadata, revoked: batch.revoked });
+    // Committed images never change again (the checkpoint below writes the same objects home):
+    // logged without a copy.
+    await this.journal.writeTransaction(
+      { blocks: batch.metadata, revoked: batch.revoked },
+      { unchanging: true },
+    );
     for (const r of batch.revoked) this.#logged.delete(r);
     for (const m of batch.metadata) this.#logged.set(m.block, m.bytes);
   }
