@@ -86,16 +86,29 @@ function devId(rdev: number): string {
   return majorMinor(rdev).join(":");
 }
 
-/** `lo_device` and `lo_inode` of an attached loop device (LOOP_GET_STATUS64), or null. */
+/**
+ * `lo_device` and `lo_inode` (the backing file's device and inode) of the loop device open as
+ * `fd` (LOOP_GET_STATUS64), or null when it is not attached.
+ *
+ * @example
+ * ```ts ignore
+ * const id = loopIdentity(fd); // { dev: 65024, ino: 2146324 }
+ * ```
+ */
+export function loopIdentity(fd: number): { dev: number; ino: number } | null {
+  const info = new Uint8Array(232); // struct loop_info64
+  if (libc().ioctl(fd, Ioctl.LOOP_GET_STATUS64, info) < 0) return null;
+  const v = new DataView(info.buffer);
+  return { dev: Number(v.getBigUint64(0, true)), ino: Number(v.getBigUint64(8, true)) };
+}
+
+/** {@link loopIdentity} of the loop device at `loopPath`, or null. */
 function loopBackingIdentity(loopPath: string): { dev: number; ino: number } | null {
   const c = libc();
   const fd = c.open(cstr(loopPath), O.RDONLY | O.CLOEXEC, 0);
   if (fd < 0) return null;
   try {
-    const info = new Uint8Array(232); // struct loop_info64
-    if (c.ioctl(fd, Ioctl.LOOP_GET_STATUS64, info) < 0) return null;
-    const v = new DataView(info.buffer);
-    return { dev: Number(v.getBigUint64(0, true)), ino: Number(v.getBigUint64(8, true)) };
+    return loopIdentity(fd);
   } finally {
     c.close(fd);
   }

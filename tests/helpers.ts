@@ -8,6 +8,7 @@
 
 import { fileURLToPath } from "node:url";
 import { cstr, Ioctl, libc, O } from "../ffi/libc.ts";
+import { loopIdentity } from "../ffi/device_status.ts";
 
 /** True when running under CI, where a missing requirement is a failure, never a skip. */
 export const IN_CI = Deno.env.get("CI") === "true";
@@ -241,12 +242,9 @@ export function detachLoop(dev: string, image: string): boolean {
   const fd = c.open(cstr(dev), O.RDONLY | O.CLOEXEC, 0);
   if (fd < 0) return false;
   try {
-    const info = new Uint8Array(232); // struct loop_info64: lo_device, then lo_inode
-    if (c.ioctl(fd, Ioctl.LOOP_GET_STATUS64, info) < 0) return false; // not attached
-    const v = new DataView(info.buffer);
-    const ours = v.getBigUint64(0, true) === BigInt(file.dev) &&
-      v.getBigUint64(8, true) === BigInt(file.ino!);
+    const id = loopIdentity(fd); // null: not attached
     // Not ours: freed since, and perhaps another test's now.
+    const ours = id !== null && id.dev === file.dev && id.ino === file.ino;
     return ours && c.ioctl_int(fd, Ioctl.LOOP_CLR_FD, 0n) === 0;
   } finally {
     c.close(fd);
