@@ -356,8 +356,8 @@ export async function getInode(
   const hit = cache.get(ino);
   if (hit) return hit;
   const generation = cache.generation;
-  // Another record of the block may be patched: this one's committed bytes, no copy of it.
-  const bytes = (await tx.readUnpatched(block)).slice(offset, end);
+  // Another record of the block may be patched: this one's bytes, no copy of the block.
+  const bytes = await tx.readRange(block, offset, end);
   try {
     return cache.keep(ino, bytes, generation);
   } catch (e) {

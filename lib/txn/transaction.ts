@@ -600,7 +600,7 @@ export class Transaction {
 
   /**
    * A copy of bytes `[start, end)` of `block` as this transaction sees them: one record read
-   * back after a {@link patchRecord} does not copy the whole block.
+   * (back) while the block has record patches does not copy the whole block.
    */
   async readRange(block: number, start: number, end: number): Promise<Uint8Array> {
     this.#checkOpen();
@@ -613,17 +613,6 @@ export class Transaction {
       if (from < to) out.set(p.bytes.subarray(from - p.offset, to - p.offset), from - start);
     }
     return out;
-  }
-
-  /**
-   * The image of `block` that record patches of this transaction were made on (the committed
-   * one), else {@link read}'s: for bytes {@link changesRange} says this transaction left alone,
-   * read without copying the block.
-   */
-  readUnpatched(block: number): Promise<Uint8Array> {
-    this.#checkOpen();
-    if (this.#recordPatched.has(block)) return Promise.resolve(this.#patches.get(block)![0].base);
-    return this.cache.read(block);
   }
 
   /**
