@@ -539,3 +539,26 @@ Deno.test("journal writer: checksum v1 commit covers descriptors and copies as e
   assert.equal(parseCommitBlock(at(4)).checksum, sum);
   assert.deepEqual(at(3), escapeBlock(magicBlock(1024, 3)).copy);
 });
+
+Deno.test("journal sink: a batch's patched blocks count toward what one transaction may log", async () => {
+  const { JournalCommitSink } = await import("../lib/txn/journal_sink.ts");
+  // 64 blocks: transactions of at most 16 journal blocks.
+  const dev = new MemoryBlockDevice(makeJournal(V3, 64));
+  const writer = await JournalWriter.open(deviceStore(dev, 1024));
+  const sink = new JournalCommitSink(new MemoryBlockDevice(new Uint8Array(1 << 20)), writer);
+  const base = new Uint8Array(1024);
+  const patch = (block: number, offset = 0) => ({ block, offset, bytes: new Uint8Array(4), base });
+  const batch = (patches: ReturnType<typeof patch>[]) => ({
+    blockSize: 1024,
+    data: [],
+    metadata: [],
+    revoked: [],
+    patches,
+  });
+  // Forty patches of one block are one logged block; forty blocks patched are forty.
+  sink.check(batch(Array.from({ length: 40 }, (_, i) => patch(100, i * 4))));
+  assert.throws(
+    () => sink.check(batch(Array.from({ length: 40 }, (_, i) => patch(100 + i)))),
+    (e) => e instanceof Ext4Error && e.code === "NO_SPACE" && /40 metadata blocks/.test(e.message),
+  );
+});

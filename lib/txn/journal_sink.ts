@@ -105,9 +105,13 @@ export class JournalCommitSink implements CommitSink {
    * (ENOSPC, as jbd2 refuses a handle asking for more credits than a transaction may hold).
    */
   check(batch: CommitBatch): void {
-    // Blocks only patched (group commit) are logged as whole blocks too.
-    const patched = batch.patches ? new Set(batch.patches.map((p) => p.block)).size : 0;
-    const blocks = batch.metadata.length + patched;
+    // Blocks only patched (group commit) are logged as whole blocks too; a transaction lists
+    // the patches of one block together.
+    let blocks = batch.metadata.length;
+    const patches = batch.patches ?? [];
+    for (let i = 0; i < patches.length; i++) {
+      if (i === 0 || patches[i].block !== patches[i - 1].block) blocks++;
+    }
     const need = this.journal.blocksNeeded(blocks, batch.revoked.length);
     if (need > this.journal.maxTransactionBlocks) {
       throw new Ext4Error(

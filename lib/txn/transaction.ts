@@ -77,8 +77,8 @@ export interface CommitBatch {
    */
   readonly revoked: number[];
   /**
-   * Patches of blocks not among `metadata`, in the order they were made; only for a sink that
-   * {@link CommitSink.acceptsPatches}.
+   * Patches of blocks not among `metadata`, those of one block together and in the order they
+   * were made; only for a sink that {@link CommitSink.acceptsPatches}.
    */
   readonly patches?: MetadataPatch[];
 }
